@@ -1,0 +1,220 @@
+package chunkstore
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/restic/chunker"
+	"github.com/zeebo/blake3"
+	"golang.org/x/crypto/argon2"
+)
+
+// ConfigVersion is the store format version written by Init.
+const ConfigVersion = 1
+
+// Config is the content of <store>/config (JSON). For an encrypted store
+// the chunker polynomial and the id key live only inside the sealed key.
+type Config struct {
+	Version    int         `json:"version"`
+	ID         string      `json:"id"`
+	Polynomial uint64      `json:"chunker_polynomial,omitempty"`
+	MinChunk   uint        `json:"min_chunk"`
+	MaxChunk   uint        `json:"max_chunk"`
+	Encryption *EncryptCfg `json:"encryption,omitempty"`
+}
+
+// EncryptCfg describes how the master key is derived and sealed.
+type EncryptCfg struct {
+	Cipher   string `json:"cipher"` // "aes-256-gcm"
+	KDF      string `json:"kdf"`    // "argon2id"
+	Time     uint32 `json:"time"`
+	MemoryKB uint32 `json:"memory_kib"`
+	Threads  uint8  `json:"threads"`
+	Salt     []byte `json:"salt"`
+	Sealed   []byte `json:"sealed_key"` // AEAD(kek, masterKey JSON)
+}
+
+type masterKey struct {
+	EncKey     []byte `json:"enc_key"`
+	IDKey      []byte `json:"id_key"`
+	Polynomial uint64 `json:"chunker_polynomial"`
+}
+
+// keys is the unsealed key material of an open store; nil aead = plaintext store.
+type keys struct {
+	aead  cipher.AEAD
+	idKey []byte
+}
+
+// KDF parameters for new stores. Tests may lower them through InitOptions.
+const (
+	defaultKDFTime   = 2
+	defaultKDFMemory = 64 * 1024
+)
+
+// InitOptions configure a new store.
+type InitOptions struct {
+	Encrypt  bool
+	Password string
+	// KDFMemoryKB overrides the argon2id memory (tests); 0 = default 64 MiB.
+	KDFMemoryKB uint32
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func seal(a cipher.AEAD, dst, plain, ad []byte) []byte {
+	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err)
+	}
+	return a.Seal(append(dst, nonce...), nonce, plain, ad)
+}
+
+func open(a cipher.AEAD, dst, sealed, ad []byte) ([]byte, error) {
+	ns := a.NonceSize()
+	if len(sealed) < ns+a.Overhead() {
+		return nil, ErrCorrupt
+	}
+	out, err := a.Open(dst, sealed[:ns], sealed[ns:], ad)
+	if err != nil {
+		return nil, ErrCorrupt
+	}
+	return out, nil
+}
+
+func kek(e *EncryptCfg, password string) ([]byte, error) {
+	if e.KDF != "argon2id" || e.Cipher != "aes-256-gcm" {
+		return nil, fmt.Errorf("unsupported kdf %q / cipher %q", e.KDF, e.Cipher)
+	}
+	return argon2.IDKey([]byte(password), e.Salt, e.Time, e.MemoryKB, e.Threads, 32), nil
+}
+
+// Init creates an empty store in dir.
+func Init(dir string, o InitOptions) (*Config, error) {
+	if _, err := os.Stat(filepath.Join(dir, "config")); err == nil {
+		return nil, fmt.Errorf("init %s: %w", dir, ErrExists)
+	}
+	pol, err := chunker.RandomPolynomial()
+	if err != nil {
+		return nil, err
+	}
+	idb := make([]byte, 16)
+	if _, err := rand.Read(idb); err != nil {
+		return nil, err
+	}
+	cfg := &Config{Version: ConfigVersion, ID: fmt.Sprintf("%x", idb), MinChunk: chunker.MinSize, MaxChunk: chunker.MaxSize}
+	if o.Encrypt {
+		if o.Password == "" {
+			return nil, ErrNoPassword
+		}
+		mk := masterKey{EncKey: make([]byte, 32), IDKey: make([]byte, 32), Polynomial: uint64(pol)}
+		rand.Read(mk.EncKey)
+		rand.Read(mk.IDKey)
+		e := &EncryptCfg{Cipher: "aes-256-gcm", KDF: "argon2id", Time: defaultKDFTime, MemoryKB: defaultKDFMemory, Threads: 2, Salt: make([]byte, 16)}
+		if o.KDFMemoryKB != 0 {
+			e.MemoryKB = o.KDFMemoryKB
+		}
+		rand.Read(e.Salt)
+		k, err := kek(e, o.Password)
+		if err != nil {
+			return nil, err
+		}
+		a, err := newAEAD(k)
+		if err != nil {
+			return nil, err
+		}
+		plain, _ := json.Marshal(mk)
+		e.Sealed = seal(a, nil, plain, []byte(cfg.ID))
+		cfg.Encryption = e
+	} else {
+		cfg.Polynomial = uint64(pol)
+	}
+	for _, d := range []string{"", "packs", "index", "points", "locks", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
+		}
+	}
+	for i := 0; i < 256; i++ {
+		if err := os.MkdirAll(filepath.Join(dir, "packs", fmt.Sprintf("%02x", i)), 0o700); err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
+		}
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := writeFileAtomic(dir, "config", append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	return cfg, nil
+}
+
+func loadConfig(dir string) (*Config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "config"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, ErrNoStore)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read store config: %w", err)
+	}
+	cfg := &Config{}
+	if err := json.Unmarshal(b, cfg); err != nil {
+		return nil, fmt.Errorf("store config %s: %w", filepath.Join(dir, "config"), err)
+	}
+	if cfg.Version != ConfigVersion {
+		return nil, fmt.Errorf("store %s has format version %d, this recall reads version %d", dir, cfg.Version, ConfigVersion)
+	}
+	return cfg, nil
+}
+
+// unlock derives the keys; for a plaintext store it returns empty keys.
+func (cfg *Config) unlock(password string) (*keys, chunker.Pol, error) {
+	if cfg.Encryption == nil {
+		return &keys{}, chunker.Pol(cfg.Polynomial), nil
+	}
+	if password == "" {
+		return nil, 0, ErrNoPassword
+	}
+	k, err := kek(cfg.Encryption, password)
+	if err != nil {
+		return nil, 0, err
+	}
+	a, err := newAEAD(k)
+	if err != nil {
+		return nil, 0, err
+	}
+	plain, err := open(a, nil, cfg.Encryption.Sealed, []byte(cfg.ID))
+	if err != nil {
+		return nil, 0, ErrWrongPassword
+	}
+	var mk masterKey
+	if err := json.Unmarshal(plain, &mk); err != nil {
+		return nil, 0, fmt.Errorf("sealed key: %w", err)
+	}
+	ea, err := newAEAD(mk.EncKey)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &keys{aead: ea, idKey: mk.IDKey}, chunker.Pol(mk.Polynomial), nil
+}
+
+// hash computes a blob id.
+func (k *keys) hash(data []byte) ID {
+	if k.idKey == nil {
+		return blake3.Sum256(data)
+	}
+	h, _ := blake3.NewKeyed(k.idKey)
+	h.Write(data)
+	var id ID
+	h.Sum(id[:0])
+	return id
+}

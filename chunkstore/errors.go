@@ -1,0 +1,21 @@
+package chunkstore
+
+import "errors"
+
+// Sentinel errors, checked with errors.Is.
+var (
+	// ErrWrongPassword: the passphrase does not open the store's key.
+	ErrWrongPassword = errors.New("wrong passphrase")
+	// ErrNoPassword: the store is encrypted and no passphrase was given.
+	ErrNoPassword = errors.New("store is encrypted: set RECALL_PASSWORD or use --password-file")
+	// ErrNotFound: a blob, pack or point does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrCorrupt: stored bytes fail their checksum, authentication or hash.
+	ErrCorrupt = errors.New("corrupt data")
+	// ErrLocked: another process holds the store's writer lock.
+	ErrLocked = errors.New("store is locked")
+	// ErrNoStore: the directory holds no store.
+	ErrNoStore = errors.New("no store here")
+	// ErrExists: init on a directory that already holds a store.
+	ErrExists = errors.New("store already exists")
+)

@@ -1,0 +1,268 @@
+package chunkstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/zeebo/blake3"
+)
+
+// PackTargetSize is the size at which a pack is closed.
+var PackTargetSize = 16 << 20
+
+// indexEvery bounds how many packs one index file covers.
+const indexEvery = 256
+
+// Writer adds blobs to the store. It is created by Lock.NewWriter and is
+// safe for concurrent use: SaveBlob compresses and encrypts in the calling
+// goroutine and only appending to the open pack is serialised.
+type Writer struct {
+	s *Store
+
+	mu      sync.Mutex
+	pending map[ID]struct{} // saved in this session, not yet in the index
+	open    [3]*packBuilder
+	done    []packRecord // finished packs not yet covered by an index file
+	err     error
+
+	finishing sync.WaitGroup
+	sem       chan struct{} // bounds packs being finished at once
+
+	statMu                  sync.Mutex
+	newBlobs, newBytes, raw int64
+}
+
+type packBuilder struct {
+	f       *os.File
+	size    int64
+	entries []PackEntry
+	hash    *blake3.Hasher
+}
+
+// NewWriter returns a writer; the caller must hold the store lock.
+func (s *Store) newWriter() *Writer {
+	return &Writer{s: s, pending: map[ID]struct{}{}, sem: make(chan struct{}, 2)}
+}
+
+// Stats reports what this writer added.
+func (w *Writer) Stats() (blobs, storedBytes, rawBytes int64) {
+	w.statMu.Lock()
+	defer w.statMu.Unlock()
+	return w.newBlobs, w.newBytes, w.raw
+}
+
+// SaveBlob stores data under id unless the store has it. It reports
+// whether the blob was new. data is not retained.
+func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
+	if len(data) > maxBlobLen-64 {
+		return false, fmt.Errorf("blob of %d bytes exceeds the %d byte limit", len(data), maxBlobLen-64)
+	}
+	if w.s.Has(id) {
+		return false, nil
+	}
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return false, err
+	}
+	if _, ok := w.pending[id]; ok {
+		w.mu.Unlock()
+		return false, nil
+	}
+	w.pending[id] = struct{}{}
+	w.mu.Unlock()
+
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	comp := uint8(compNone)
+	payload := data
+	if len(data) >= 64 {
+		c := w.s.zenc.EncodeAll(data, (*bp)[:0])
+		*bp = c
+		if len(c) < len(data)-len(data)/32 {
+			comp, payload = compZstd, c
+		}
+	}
+	var stored []byte
+	if w.s.keys.aead != nil {
+		ep := bufPool.Get().(*[]byte)
+		defer bufPool.Put(ep)
+		stored = seal(w.s.keys.aead, (*ep)[:0], payload, id[:])
+		*ep = stored
+	} else {
+		stored = payload
+	}
+	if err := w.appendBlob(t, id, comp, stored, len(data)); err != nil {
+		w.mu.Lock()
+		delete(w.pending, id)
+		if w.err == nil {
+			w.err = err
+		}
+		w.mu.Unlock()
+		return false, err
+	}
+	w.statMu.Lock()
+	w.newBlobs++
+	w.newBytes += int64(len(stored))
+	w.raw += int64(len(data))
+	w.statMu.Unlock()
+	return true, nil
+}
+
+func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	p := w.open[t]
+	if p == nil {
+		f, err := os.CreateTemp(filepath.Join(w.s.dir, "tmp"), "pack-*")
+		if err != nil {
+			return storeWriteError(w.s.dir, err)
+		}
+		p = &packBuilder{f: f, hash: blake3.New()}
+		w.open[t] = p
+	}
+	if _, err := p.f.Write(stored); err != nil {
+		return storeWriteError(w.s.dir, err)
+	}
+	p.hash.Write(stored)
+	p.entries = append(p.entries, PackEntry{Type: t, Comp: comp, Offset: uint32(p.size), Length: uint32(len(stored)), RawLength: uint32(rawLen), ID: id})
+	p.size += int64(len(stored))
+	if p.size >= int64(PackTargetSize) {
+		w.open[t] = nil
+		w.finishAsync(p)
+	}
+	return nil
+}
+
+// storeWriteError turns a failed write into a message naming the store
+// and, for a full disk, what to do.
+func storeWriteError(dir string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("store %s is full: %w; free space on that file system or move the store (earlier recovery points are intact)", dir, err)
+	}
+	return fmt.Errorf("write to store %s: %w", dir, err)
+}
+
+// finishAsync finishes p in the background; the caller holds w.mu.
+func (w *Writer) finishAsync(p *packBuilder) {
+	w.finishing.Add(1)
+	w.mu.Unlock()
+	w.sem <- struct{}{}
+	w.mu.Lock()
+	go func() {
+		defer w.finishing.Done()
+		defer func() { <-w.sem }()
+		rec, err := w.finish(p)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if err != nil {
+			if w.err == nil {
+				w.err = err
+			}
+			return
+		}
+		w.done = append(w.done, rec)
+	}()
+}
+
+// finish writes the header, syncs and renames the pack into place, then
+// makes its blobs visible in the index.
+func (w *Writer) finish(p *packBuilder) (packRecord, error) {
+	tmp := p.f.Name()
+	fail := func(err error) (packRecord, error) {
+		p.f.Close()
+		os.Remove(tmp)
+		return packRecord{}, storeWriteError(w.s.dir, err)
+	}
+	hdr := encodePackHeader(p.entries, w.s.keys)
+	if _, err := p.f.Write(hdr); err != nil {
+		return fail(err)
+	}
+	p.hash.Write(hdr)
+	if err := p.f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := p.f.Close(); err != nil {
+		return fail(err)
+	}
+	var id ID
+	p.hash.Sum(id[:0])
+	final := w.s.packPath(id)
+	if err := os.Rename(tmp, final); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return packRecord{}, storeWriteError(w.s.dir, err)
+	}
+	w.s.idx.addPack(id, p.entries)
+	w.mu.Lock()
+	for _, e := range p.entries {
+		delete(w.pending, e.ID)
+	}
+	w.mu.Unlock()
+	return packRecord{id: id, entries: p.entries}, nil
+}
+
+// Flush finishes open packs and writes an index file covering every pack
+// this writer finished. After Flush returns nil, every blob saved so far is
+// durable and indexed, so a point referring to them may be committed.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	for t, p := range w.open {
+		if p != nil {
+			w.open[t] = nil
+			w.finishAsync(p)
+		}
+	}
+	w.mu.Unlock()
+	w.finishing.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	for len(w.done) > 0 {
+		n := min(len(w.done), indexEvery)
+		if err := w.s.writeIndexFile(w.done[:n]); err != nil {
+			w.err = storeWriteError(w.s.dir, err)
+			return w.err
+		}
+		w.done = w.done[n:]
+	}
+	return nil
+}
+
+// Abort discards unfinished packs (temp files). Finished packs stay: the
+// next writer indexes and reuses them.
+func (w *Writer) Abort() {
+	w.mu.Lock()
+	for t, p := range w.open {
+		if p != nil {
+			p.f.Close()
+			os.Remove(p.f.Name())
+			w.open[t] = nil
+		}
+	}
+	w.mu.Unlock()
+	w.finishing.Wait()
+}
+
+func (s *Store) writeIndexFile(packs []packRecord) error {
+	b := encodeIndexFile(packs, s.keys)
+	name := ID(blake3.Sum256(b)).String()
+	if err := writeFileAtomic(filepath.Join(s.dir, "index"), name, b); err != nil {
+		return err
+	}
+	s.fmu.Lock()
+	s.loadedI[name] = true
+	s.fmu.Unlock()
+	return nil
+}

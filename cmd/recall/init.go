@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:  "init",
+		Usage: "create an empty store in --home",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "encrypt", Usage: "encrypt everything at rest with a key sealed by the passphrase (RECALL_PASSWORD or --password-file)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usagef("init takes no arguments")
+			}
+			o := chunkstore.InitOptions{Encrypt: c.Bool("encrypt")}
+			if o.Encrypt {
+				pw, err := password(c)
+				if err != nil {
+					return err
+				}
+				o.Password = pw
+			}
+			cfg, err := chunkstore.Init(storeDir(c), o)
+			if err != nil {
+				return err
+			}
+			enc := "unencrypted"
+			if cfg.Encryption != nil {
+				enc = "encrypted (" + cfg.Encryption.Cipher + ", key from " + cfg.Encryption.KDF + ")"
+			}
+			fmt.Fprintf(c.App.Writer, "created %s store %s in %s\n", enc, cfg.ID, storeDir(c))
+			return nil
+		},
+	})
+}

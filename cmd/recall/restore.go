@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/recall-backup/recall/engine"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "restore",
+		Usage:     "restore a recovery point (or a path inside it) into a directory, or a device image onto a block device",
+		ArgsUsage: "POINT (id, unique id prefix, or \"latest\")",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "source", Usage: "data source `NAME` POINT belongs to (needed for \"latest\" with several sources)"},
+			&cli.StringFlag{Name: "target", Usage: "directory to restore into (created if missing), or a block device", Required: true},
+			&cli.StringFlag{Name: "path", Usage: "restore only `SUB`, a path inside the point"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty target, replacing what is in the way"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("restore needs exactly one POINT")
+			}
+			r, err := openReader(c)
+			if err != nil {
+				return err
+			}
+			defer r.Store().Close()
+			p, err := r.FindPoint(c.Args().First(), c.String("source"))
+			if err != nil {
+				return err
+			}
+			res, err := engine.Restore(c.Context, r, p, engine.RestoreOptions{
+				Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
+				Log: func(f string, a ...any) { logf(f, a...) },
+			})
+			if res == nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s\n",
+				p.ID.String()[:12], p.Source, res.Files, res.Dirs, res.Others, human(res.Bytes), c.String("target"))
+			for _, d := range res.Damaged {
+				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
+			}
+			if err != nil {
+				if errors.Is(err, engine.ErrDamaged) {
+					return fmt.Errorf("%w; every other file was restored; run 'recall verify --read-data' for the damaged packs", err)
+				}
+				return err
+			}
+			if len(res.Warnings) > 0 {
+				return fmt.Errorf("%w: %d metadata items not applied", engine.ErrWarnings, len(res.Warnings))
+			}
+			return nil
+		},
+	})
+}

@@ -1,0 +1,742 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/restic/chunker"
+	"golang.org/x/sys/unix"
+)
+
+// RootMeta is the metadata of the backed-up directory itself (for a file or
+// device source: of the directory holding it), applied to the restore
+// target and shown as the point's root directory.
+type RootMeta struct {
+	Mode    uint32  `json:"mode"`
+	UID     uint32  `json:"uid"`
+	GID     uint32  `json:"gid"`
+	MtimeNS int64   `json:"mtime_ns"`
+	AtimeNS int64   `json:"atime_ns"`
+	Xattrs  []Xattr `json:"xattrs,omitempty"`
+}
+
+// BackupOptions configure one backup.
+type BackupOptions struct {
+	Path   string // what to back up: directory, regular file or block device
+	Source string // data source name; "" derives it from Path
+	Host   string
+	Now    func() time.Time // clock; nil = time.Now
+	// Files is how many files are read at once (0: 4).
+	Files int
+	// Log receives progress and warning lines; nil discards them.
+	Log func(format string, args ...any)
+}
+
+// SourceName derives a data source name from a path: "/srv/www" ->
+// "srv-www", "/" -> "root". Names are safe as a single path component and
+// contain no ':' (Samba's snapshot names forbid it).
+func SourceName(path string) string {
+	p := strings.Trim(filepath.Clean(path), "/")
+	if p == "" || p == "." {
+		return "root"
+	}
+	r := strings.NewReplacer("/", "-", ":", "_", "\x00", "_")
+	return r.Replace(p)
+}
+
+// ValidSourceName reports why name cannot be a source name, or nil.
+func ValidSourceName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("invalid source name %q", name)
+	case strings.ContainsAny(name, "/:\x00"):
+		return fmt.Errorf("invalid source name %q: '/', ':' and NUL are not allowed", name)
+	case len(name) > 200:
+		return fmt.Errorf("invalid source name: longer than 200 bytes")
+	}
+	return nil
+}
+
+// ErrWarnings marks a backup or restore that finished but skipped or
+// flagged some entries; the point (or restore) exists.
+var ErrWarnings = errors.New("completed with warnings")
+
+type devIno struct{ dev, ino uint64 }
+
+type linkGroup struct {
+	id     uint64
+	leader *Node
+	done   chan struct{}
+}
+
+type backuper struct {
+	r     *Reader
+	st    *chunkstore.Store
+	w     *chunkstore.Writer
+	opts  BackupOptions
+	pol   chunker.Pol
+	ctx   context.Context
+	fatal func(error)
+
+	fileSem chan struct{}
+	chunkQ  chan *chunkJob
+	bufSem  chan struct{}
+
+	errMu sync.Mutex
+	errs  []PathError
+
+	hlMu      sync.Mutex
+	links     map[devIno]*linkGroup
+	nextGroup uint64
+
+	files, dirs, others, bytes, nUnchanged atomic.Int64
+}
+
+type chunkJob struct {
+	data []byte
+	buf  *[]byte
+	ext  *Extent
+	wg   *sync.WaitGroup
+	err  *atomic.Pointer[error]
+}
+
+var chunkBufPool = sync.Pool{New: func() any { b := make([]byte, chunker.MaxSize); return &b }}
+
+func (b *backuper) warn(path string, err error) {
+	b.errMu.Lock()
+	b.errs = append(b.errs, PathError{Path: path, Error: err.Error()})
+	b.errMu.Unlock()
+	if b.opts.Log != nil {
+		b.opts.Log("warning: %s: %v", path, err)
+	}
+}
+
+// Backup backs up opts.Path as a new recovery point of its source, reusing
+// unchanged files from the source's latest point. The caller holds the
+// store's writer lock and passes its writer. On success the point is
+// committed; if entries were skipped the error wraps ErrWarnings and the
+// point is still returned.
+func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOptions) (*Point, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	start := now().UTC()
+	abs, err := filepath.Abs(opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Source == "" {
+		opts.Source = SourceName(abs)
+	}
+	if err := ValidSourceName(opts.Source); err != nil {
+		return nil, err
+	}
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	if opts.Files <= 0 {
+		opts.Files = 4
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(abs, &st); err != nil {
+		return nil, fmt.Errorf("backup source %s: %w", abs, err)
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	b := &backuper{
+		r: r, st: r.st, w: w, opts: opts, pol: r.st.Polynomial(), ctx: ctx,
+		fatal:   func(err error) { cancel(err) },
+		fileSem: make(chan struct{}, opts.Files),
+		chunkQ:  make(chan *chunkJob),
+		bufSem:  make(chan struct{}, 2*runtime.GOMAXPROCS(0)+2),
+		links:   map[devIno]*linkGroup{},
+	}
+	var savers sync.WaitGroup
+	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
+		savers.Add(1)
+		go func() { defer savers.Done(); b.saver() }()
+	}
+	defer func() { close(b.chunkQ); savers.Wait() }()
+
+	parent := r.latestOf(opts.Source)
+	var parentRoot *Tree
+	if parent != nil {
+		if t, err := r.LoadTree(parent.Tree); err == nil {
+			parentRoot = t
+		}
+	}
+
+	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start}
+	if parent != nil {
+		p.Parent = parent.ID.String()
+	}
+	var root *dirFuture
+	var meta RootMeta
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		p.Kind = KindTree
+		meta = rootMeta(abs, &st)
+		root = b.saveDir(abs, "", parentRoot)
+	case unix.S_IFREG, unix.S_IFBLK:
+		p.Kind = KindFile
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			p.Kind = KindDevice
+		}
+		var dst unix.Stat_t
+		dir := filepath.Dir(abs)
+		if err := unix.Stat(dir, &dst); err == nil {
+			meta = rootMeta(dir, &dst)
+			meta.Xattrs = nil
+		}
+		root = b.saveSingle(abs, parentRoot)
+	default:
+		return nil, fmt.Errorf("backup source %s: not a directory, regular file or block device", abs)
+	}
+	<-root.done
+	if cause := context.Cause(ctx); cause != nil {
+		w.Abort()
+		return nil, cause
+	}
+	if root.err != nil {
+		w.Abort()
+		return nil, root.err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	p.Tree = root.id
+	blobs, stored, raw := w.Stats()
+	p.Stats = Stats{Files: b.files.Load(), Dirs: b.dirs.Load(), Others: b.others.Load(), Bytes: b.bytes.Load(),
+		Unchanged: b.nUnchanged.Load(), NewBlobs: blobs, NewBytes: raw, StoredBytes: stored,
+		DurationNano: int64(now().Sub(start))}
+	sort.Slice(b.errs, func(i, j int) bool { return b.errs[i].Path < b.errs[j].Path })
+	p.Errors = b.errs
+	p.Root = meta
+	man := encodePoint(p)
+	id, err := r.st.SavePoint(man)
+	if err != nil {
+		return nil, err
+	}
+	p.ID = id
+	if len(p.Errors) > 0 {
+		return p, fmt.Errorf("%w: %d entries skipped or flagged", ErrWarnings, len(p.Errors))
+	}
+	return p, nil
+}
+
+func rootMeta(path string, st *unix.Stat_t) RootMeta {
+	m := RootMeta{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MtimeNS: st.Mtim.Nano(), AtimeNS: st.Atim.Nano()}
+	m.Xattrs, _ = readXattrs(path)
+	return m
+}
+
+// latestOf returns the newest point of a source, or nil.
+func (r *Reader) latestOf(source string) *Point {
+	pts, err := r.Points()
+	if err != nil {
+		return nil
+	}
+	for i := len(pts) - 1; i >= 0; i-- {
+		if pts[i].Source == source {
+			return pts[i]
+		}
+	}
+	return nil
+}
+
+type dirFuture struct {
+	done chan struct{}
+	id   chunkstore.ID
+	err  error
+}
+
+// saveSingle backs up one regular file or block device as a root tree
+// holding a single entry.
+func (b *backuper) saveSingle(path string, parentRoot *Tree) *dirFuture {
+	fut := &dirFuture{done: make(chan struct{})}
+	go func() {
+		defer close(fut.done)
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			fut.err = fmt.Errorf("backup source %s: %w", path, err)
+			return
+		}
+		n := nodeFromStat(filepath.Base(path), &st)
+		n.Xattrs, _ = readXattrs(path)
+		var prev *Node
+		if parentRoot != nil {
+			prev = parentRoot.Find(n.Name)
+		}
+		if n.Type == TypeBlock {
+			n.Type = TypeDevice
+			n.Rdev = 0
+		}
+		if err := b.saveFileContent(path, n, prev); err != nil {
+			fut.err = fmt.Errorf("backup source %s: %w", path, err)
+			return
+		}
+		fut.id, fut.err = b.saveTree(&Tree{Nodes: []*Node{n}})
+	}()
+	return fut
+}
+
+func (b *backuper) saveTree(t *Tree) (chunkstore.ID, error) {
+	blob := EncodeTree(t)
+	id := b.st.Hash(blob)
+	if _, err := b.w.SaveBlob(chunkstore.TreeBlob, id, blob); err != nil {
+		b.fatal(err)
+		return id, err
+	}
+	return id, nil
+}
+
+// saveDir walks one directory and returns a future for its tree id. The
+// walk continues into subdirectories at once; files are read by up to
+// opts.Files goroutines; the tree blob is saved once all children are done.
+func (b *backuper) saveDir(path, rel string, parent *Tree) *dirFuture {
+	fut := &dirFuture{done: make(chan struct{})}
+	names, err := readDirNames(path)
+	if err != nil {
+		fut.err = err
+		close(fut.done)
+		return fut
+	}
+	var wg sync.WaitGroup
+	var nodes []*Node
+	type sub struct {
+		n   *Node
+		fut *dirFuture
+	}
+	var subs []sub
+	for _, name := range names {
+		if b.ctx.Err() != nil {
+			break
+		}
+		cpath := filepath.Join(path, name)
+		crel := filepath.Join(rel, name)
+		var st unix.Stat_t
+		if err := unix.Lstat(cpath, &st); err != nil {
+			b.warn(crel, fmt.Errorf("skipped: %w", err))
+			continue
+		}
+		n := nodeFromStat(name, &st)
+		if xs, err := readXattrs(cpath); err != nil {
+			b.warn(crel, fmt.Errorf("extended attributes not saved: %w", err))
+		} else {
+			n.Xattrs = xs
+		}
+		var prev *Node
+		if parent != nil {
+			prev = parent.Find(name)
+		}
+		switch n.Type {
+		case TypeDir:
+			var ptree *Tree
+			if prev != nil && prev.Type == TypeDir {
+				ptree, _ = b.r.LoadTree(prev.Subtree)
+			}
+			f := b.saveDir(cpath, crel, ptree)
+			if f.err != nil && isSkippable(f.err) {
+				<-f.done
+				b.warn(crel, fmt.Errorf("skipped: %w", f.err))
+				continue
+			}
+			b.dirs.Add(1)
+			subs = append(subs, sub{n, f})
+		case TypeSymlink:
+			target, err := os.Readlink(cpath)
+			if err != nil {
+				b.warn(crel, fmt.Errorf("skipped: %w", err))
+				continue
+			}
+			n.Target = target
+			b.others.Add(1)
+		case TypeFile:
+			b.files.Add(1)
+			if n.Nlink > 1 {
+				if g, leader := b.linkGroupFor(n); !leader {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-g.done
+						n.Extents = g.leader.Extents
+						n.Size = g.leader.Size
+						n.skipped = g.leader.skipped
+					}()
+					break
+				} else {
+					wg.Add(1)
+					b.fileSem <- struct{}{}
+					go func() {
+						defer wg.Done()
+						defer func() { <-b.fileSem }()
+						defer close(g.done)
+						if err := b.saveFileContent(cpath, n, prev); err != nil {
+							b.warn(crel, err)
+						}
+					}()
+					break
+				}
+			}
+			wg.Add(1)
+			b.fileSem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-b.fileSem }()
+				if err := b.saveFileContent(cpath, n, prev); err != nil {
+					b.warn(crel, err)
+				}
+			}()
+		default:
+			b.others.Add(1)
+		}
+		nodes = append(nodes, n)
+	}
+	go func() {
+		defer close(fut.done)
+		wg.Wait()
+		var kept []*Node
+		skip := map[*Node]bool{}
+		for _, s := range subs {
+			<-s.fut.done
+			if s.fut.err != nil {
+				if fut.err == nil && !isSkippable(s.fut.err) {
+					fut.err = s.fut.err
+				}
+				skip[s.n] = true
+				continue
+			}
+			s.n.Subtree = s.fut.id
+		}
+		for _, n := range nodes {
+			if skip[n] || n.skipped {
+				continue
+			}
+			kept = append(kept, n)
+		}
+		if fut.err != nil {
+			return
+		}
+		if err := context.Cause(b.ctx); err != nil {
+			fut.err = err
+			return
+		}
+		fut.id, fut.err = b.saveTree(&Tree{Nodes: kept})
+	}()
+	return fut
+}
+
+func isSkippable(err error) bool {
+	return errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EIO)
+}
+
+func (b *backuper) linkGroupFor(n *Node) (*linkGroup, bool) {
+	b.hlMu.Lock()
+	defer b.hlMu.Unlock()
+	k := devIno{n.Dev, n.Inode}
+	if g, ok := b.links[k]; ok {
+		n.LinkGroup = g.id
+		return g, false
+	}
+	b.nextGroup++
+	g := &linkGroup{id: b.nextGroup, leader: n, done: make(chan struct{})}
+	n.LinkGroup = g.id
+	b.links[k] = g
+	return g, true
+}
+
+func readDirNames(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// unchanged reports whether prev describes the same file content as n.
+func (b *backuper) unchanged(n, prev *Node) bool {
+	if prev == nil || prev.Type != n.Type || prev.Size != n.Size || prev.MtimeNS != n.MtimeNS ||
+		prev.CtimeNS != n.CtimeNS || prev.Inode != n.Inode {
+		return false
+	}
+	for _, e := range prev.Extents {
+		if !e.Hole && !b.st.Has(e.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+const maxRereads = 3
+
+// saveFileContent reads a file (or device) into n.Extents. A file that
+// changes while read is read again; if it keeps changing, the last read is
+// kept and flagged. A file that cannot be read marks n skipped.
+func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
+	if n.Type == TypeFile && b.unchanged(n, prev) {
+		n.Extents = prev.Extents
+		b.nUnchanged.Add(1)
+		b.bytes.Add(int64(n.Size))
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.EPERM) {
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		n.skipped = true
+		return fmt.Errorf("skipped: %w", err)
+	}
+	defer f.Close()
+	for attempt := 1; ; attempt++ {
+		var before unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+			n.skipped = true
+			return fmt.Errorf("skipped: %w", err)
+		}
+		size := before.Size
+		isDev := before.Mode&unix.S_IFMT == unix.S_IFBLK
+		if isDev {
+			if size, err = blockDeviceSize(f); err != nil {
+				n.skipped = true
+				return fmt.Errorf("skipped: size of device: %w", err)
+			}
+		}
+		ext, read, err := b.readContent(f, size, isDev)
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return context.Cause(b.ctx)
+			}
+			n.skipped = true
+			return fmt.Errorf("skipped: read: %w", err)
+		}
+		var after unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &after); err != nil {
+			n.skipped = true
+			return fmt.Errorf("skipped: %w", err)
+		}
+		n.Extents = ext
+		n.Size = uint64(read)
+		if !isDev {
+			n.MtimeNS, n.CtimeNS, n.AtimeNS = after.Mtim.Nano(), after.Ctim.Nano(), after.Atim.Nano()
+			n.Mode, n.UID, n.GID = after.Mode&0o7777, after.Uid, after.Gid
+		}
+		changed := !isDev && (before.Size != after.Size || before.Mtim != after.Mtim || before.Ctim != after.Ctim || read != after.Size)
+		if !changed {
+			b.bytes.Add(read)
+			return nil
+		}
+		if attempt >= maxRereads {
+			b.bytes.Add(read)
+			// Keep what was read, but never let the next backup trust it.
+			n.CtimeNS = 0
+			return fmt.Errorf("changed while being read %d times; the saved copy may be inconsistent", attempt)
+		}
+		if b.opts.Log != nil {
+			b.opts.Log("%s changed while being read; reading it again", path)
+		}
+	}
+}
+
+// readContent chunks a file's data regions, recording sparse regions and
+// all-zero chunks as holes. Chunks are hashed, compressed and stored by the
+// saver goroutines while this goroutine keeps chunking.
+func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, int64, error) {
+	var exts []*Extent
+	var wg sync.WaitGroup
+	var errp atomic.Pointer[error]
+	var off int64
+	fail := func(err error) ([]Extent, int64, error) {
+		wg.Wait()
+		return nil, 0, err
+	}
+	addHole := func(end int64) {
+		exts = append(exts, &Extent{Hole: true, End: uint64(end)})
+	}
+	submit := func(bp *[]byte, data []byte, end int64) error {
+		e := &Extent{End: uint64(end)}
+		exts = append(exts, e)
+		wg.Add(1)
+		select {
+		case b.chunkQ <- &chunkJob{data: data, buf: bp, ext: e, wg: &wg, err: &errp}:
+			return nil
+		case <-b.ctx.Done():
+			wg.Done()
+			chunkBufPool.Put(bp)
+			<-b.bufSem
+			return context.Cause(b.ctx)
+		}
+	}
+	getBuf := func() (*[]byte, error) {
+		select {
+		case b.bufSem <- struct{}{}:
+		case <-b.ctx.Done():
+			return nil, context.Cause(b.ctx)
+		}
+		return chunkBufPool.Get().(*[]byte), nil
+	}
+	// Small files: one read, one chunk.
+	if !isDev && size <= int64(chunker.MinSize) {
+		bp, err := getBuf()
+		if err != nil {
+			return nil, 0, err
+		}
+		buf := (*bp)[:cap(*bp)]
+		nr, err := io.ReadFull(io.NewSectionReader(f, 0, int64(len(buf))), buf)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			chunkBufPool.Put(bp)
+			<-b.bufSem
+			return nil, 0, err
+		}
+		if nr == 0 {
+			chunkBufPool.Put(bp)
+			<-b.bufSem
+			return nil, 0, nil
+		}
+		if err := submit(bp, buf[:nr], int64(nr)); err != nil {
+			return fail(err)
+		}
+		off = int64(nr)
+	} else {
+		regions := dataRegions(f, size, isDev)
+		chk := chunker.NewWithBoundaries(nil, b.pol, chunker.MinSize, chunker.MaxSize)
+		for _, rg := range regions {
+			if rg.start > off {
+				addHole(rg.start)
+				off = rg.start
+			}
+			chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start), b.pol)
+			for {
+				bp, err := getBuf()
+				if err != nil {
+					return fail(err)
+				}
+				c, err := chk.Next((*bp)[:cap(*bp)])
+				if err == io.EOF {
+					chunkBufPool.Put(bp)
+					<-b.bufSem
+					break
+				}
+				if err != nil {
+					chunkBufPool.Put(bp)
+					<-b.bufSem
+					return fail(err)
+				}
+				off += int64(c.Length)
+				if err := submit(bp, c.Data, off); err != nil {
+					return fail(err)
+				}
+			}
+			if off < rg.end {
+				break // file shrank while read
+			}
+		}
+		if off < size && !isDev {
+			// Trailing hole (sparse end) or a file that shrank: the
+			// caller's stat comparison tells which.
+			var st unix.Stat_t
+			if unix.Fstat(int(f.Fd()), &st) == nil && st.Size == size {
+				addHole(size)
+				off = size
+			}
+		}
+	}
+	wg.Wait()
+	if e := errp.Load(); e != nil {
+		return nil, 0, *e
+	}
+	// Merge adjacent holes.
+	out := make([]Extent, 0, len(exts))
+	for _, e := range exts {
+		if e.Hole && len(out) > 0 && out[len(out)-1].Hole {
+			out[len(out)-1].End = e.End
+			continue
+		}
+		out = append(out, *e)
+	}
+	return out, off, nil
+}
+
+type region struct{ start, end int64 }
+
+// dataRegions lists the data (non-hole) regions of a file using
+// SEEK_DATA/SEEK_HOLE; file systems or devices without them yield one
+// region covering everything.
+func dataRegions(f *os.File, size int64, isDev bool) []region {
+	if isDev || size == 0 {
+		return []region{{0, size}}
+	}
+	fd := int(f.Fd())
+	var out []region
+	var off int64
+	for off < size {
+		d, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break
+		}
+		if err != nil {
+			return append(out, region{off, size})
+		}
+		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		if err != nil || h > size {
+			h = size
+		}
+		if h <= d {
+			h = size
+		}
+		out = append(out, region{d, h})
+		off = h
+	}
+	return out
+}
+
+var zeroBlock = make([]byte, 64<<10)
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroBlock))
+		if string(b[:n]) != string(zeroBlock[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// saver hashes and stores chunks until chunkQ closes.
+func (b *backuper) saver() {
+	for j := range b.chunkQ {
+		if isZero(j.data) {
+			j.ext.Hole = true
+		} else {
+			id := b.st.Hash(j.data)
+			j.ext.ID = id
+			if _, err := b.w.SaveBlob(chunkstore.DataBlob, id, j.data); err != nil {
+				j.err.CompareAndSwap(nil, &err)
+				b.fatal(err)
+			}
+		}
+		chunkBufPool.Put(j.buf)
+		<-b.bufSem
+		j.wg.Done()
+	}
+}

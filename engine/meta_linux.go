@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"errors"
+	"os"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// nodeFromStat fills type and metadata from an lstat result.
+func nodeFromStat(name string, st *unix.Stat_t) *Node {
+	n := &Node{
+		Name:    name,
+		Mode:    st.Mode & 0o7777,
+		UID:     st.Uid,
+		GID:     st.Gid,
+		MtimeNS: st.Mtim.Nano(),
+		CtimeNS: st.Ctim.Nano(),
+		AtimeNS: st.Atim.Nano(),
+		Dev:     st.Dev,
+		Inode:   st.Ino,
+		Nlink:   uint64(st.Nlink),
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		n.Type = TypeFile
+		n.Size = uint64(st.Size)
+	case unix.S_IFDIR:
+		n.Type = TypeDir
+	case unix.S_IFLNK:
+		n.Type = TypeSymlink
+		n.Size = uint64(st.Size)
+	case unix.S_IFBLK:
+		n.Type = TypeBlock
+		n.Rdev = st.Rdev
+	case unix.S_IFCHR:
+		n.Type = TypeChar
+		n.Rdev = st.Rdev
+	case unix.S_IFIFO:
+		n.Type = TypeFifo
+	case unix.S_IFSOCK:
+		n.Type = TypeSocket
+	}
+	return n
+}
+
+// readXattrs lists the extended attributes of path without following a
+// final symlink. File systems without xattr support give none.
+func readXattrs(path string) ([]Xattr, error) {
+	sz, err := unix.Llistxattr(path, nil)
+	if err != nil || sz == 0 {
+		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	buf := make([]byte, sz*2)
+	sz, err = unix.Llistxattr(path, buf)
+	if err != nil {
+		return nil, err
+	}
+	var out []Xattr
+	for _, name := range strings.Split(string(buf[:sz]), "\x00") {
+		if name == "" {
+			continue
+		}
+		vsz, err := unix.Lgetxattr(path, name, nil)
+		if err != nil {
+			if errors.Is(err, unix.ENODATA) {
+				continue
+			}
+			return nil, err
+		}
+		val := make([]byte, vsz)
+		if vsz > 0 {
+			vsz, err = unix.Lgetxattr(path, name, val)
+			if err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, Xattr{Name: name, Value: val[:vsz]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// blockDeviceSize returns the size of an open block device.
+func blockDeviceSize(f *os.File) (int64, error) {
+	var sz uint64
+	// BLKGETSIZE64
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&sz)))
+	if e != 0 {
+		end, err := f.Seek(0, 2)
+		if err != nil {
+			return 0, e
+		}
+		return end, nil
+	}
+	return int64(sz), nil
+}

@@ -1,0 +1,218 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// Point manifest format, version 1: a JSON object stored as
+// <store>/points/<id>, where id is the BLAKE3-256 hash of the stored bytes
+// (sealed with the store key when encrypted). Fields:
+//
+//	version  1
+//	source   data source name
+//	kind     "tree" (a directory), "file" (one regular file) or "device"
+//	path     absolute path backed up
+//	host     host name
+//	time     start of the backup, RFC 3339 with nanoseconds, UTC
+//	tree     hex id of the root tree blob; the root tree holds what PATH
+//	         held (for a file or device: one entry named after it)
+//	parent   hex id of the point whose unchanged files were reused, or ""
+//	stats    counters (files, dirs, bytes, new_bytes, stored_bytes, ...)
+//	root     metadata of the backed-up directory itself {mode, uid, gid,
+//	         mtime_ns, atime_ns, xattrs}
+//	errors   [{path, error}] entries skipped or flagged during backup
+//
+// A point is written only after every pack and index file it needs is
+// durable, so a manifest that exists is complete.
+const pointVersion = 1
+
+// Point kinds.
+const (
+	KindTree   = "tree"
+	KindFile   = "file"
+	KindDevice = "device"
+)
+
+// Point is one recovery point.
+type Point struct {
+	ID      chunkstore.ID `json:"-"`
+	Version int           `json:"version"`
+	Source  string        `json:"source"`
+	Kind    string        `json:"kind"`
+	Path    string        `json:"path"`
+	Host    string        `json:"host"`
+	Time    time.Time     `json:"time"`
+	Tree    chunkstore.ID `json:"-"`
+	TreeHex string        `json:"tree"`
+	Parent  string        `json:"parent"`
+	Stats   Stats         `json:"stats"`
+	Root    RootMeta      `json:"root"`
+	Errors  []PathError   `json:"errors,omitempty"`
+}
+
+// Stats counts what a backup saw and wrote.
+type Stats struct {
+	Files        int64 `json:"files"`
+	Dirs         int64 `json:"dirs"`
+	Others       int64 `json:"others"`
+	Bytes        int64 `json:"bytes"`
+	Unchanged    int64 `json:"unchanged_files"`
+	NewBlobs     int64 `json:"new_blobs"`
+	NewBytes     int64 `json:"new_bytes"`
+	StoredBytes  int64 `json:"stored_bytes"`
+	DurationNano int64 `json:"duration_ns"`
+}
+
+// PathError is one entry that could not be backed up (or was flagged).
+type PathError struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+// ErrBadPoint: a manifest that does not decode.
+var ErrBadPoint = errors.New("malformed point manifest")
+
+func encodePoint(p *Point) []byte {
+	p.Version = pointVersion
+	p.TreeHex = p.Tree.String()
+	b, _ := json.Marshal(p)
+	return b
+}
+
+func decodePoint(id chunkstore.ID, b []byte) (*Point, error) {
+	p := &Point{}
+	if err := json.Unmarshal(b, p); err != nil {
+		return nil, fmt.Errorf("point %s: %w: %v", id.Short(), ErrBadPoint, err)
+	}
+	if p.Version != pointVersion {
+		return nil, fmt.Errorf("point %s: %w: version %d", id.Short(), ErrBadPoint, p.Version)
+	}
+	t, err := chunkstore.ParseID(p.TreeHex)
+	if err != nil {
+		return nil, fmt.Errorf("point %s: %w: %v", id.Short(), ErrBadPoint, err)
+	}
+	p.ID, p.Tree = id, t
+	return p, nil
+}
+
+// Reader is read-only access to recovery points: what restore, verify and
+// the recovery tree get. It never writes to the store.
+type Reader struct {
+	st *chunkstore.Store
+}
+
+// NewReader wraps an open store.
+func NewReader(st *chunkstore.Store) *Reader { return &Reader{st: st} }
+
+// Store returns the underlying store (read methods only are used).
+func (r *Reader) Store() *chunkstore.Store { return r.st }
+
+// Points returns all points, oldest first (ties broken by id).
+func (r *Reader) Points() ([]*Point, error) {
+	ids, err := r.st.ListPoints()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Point
+	for _, id := range ids {
+		p, err := r.LoadPoint(id)
+		if errors.Is(err, chunkstore.ErrNotFound) {
+			continue // forgotten meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].ID.String() < out[j].ID.String()
+	})
+	return out, nil
+}
+
+// LoadPoint reads one point manifest.
+func (r *Reader) LoadPoint(id chunkstore.ID) (*Point, error) {
+	b, err := r.st.LoadPoint(id)
+	if err != nil {
+		return nil, err
+	}
+	return decodePoint(id, b)
+}
+
+// LoadTree reads and decodes a tree blob.
+func (r *Reader) LoadTree(id chunkstore.ID) (*Tree, error) {
+	b, err := r.st.LoadBlob(id, nil)
+	if err != nil {
+		return nil, fmt.Errorf("load tree %s: %w", id.Short(), err)
+	}
+	t, err := DecodeTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", id.Short(), err)
+	}
+	return t, nil
+}
+
+// ReadChunk returns the plaintext of one data chunk, using dst's storage
+// when it is large enough. The bytes are verified against id.
+func (r *Reader) ReadChunk(id chunkstore.ID, dst []byte) ([]byte, error) {
+	return r.st.LoadBlob(id, dst)
+}
+
+// Refresh picks up index files written by backups since the store was
+// opened, so points committed meanwhile can be read.
+func (r *Reader) Refresh() error {
+	_, err := r.st.Refresh()
+	return err
+}
+
+// ErrAmbiguous: a point prefix matches several points.
+var ErrAmbiguous = errors.New("ambiguous point id prefix")
+
+// FindPoint resolves "latest", a full id or a unique id prefix, limited to
+// source when source is not empty.
+func (r *Reader) FindPoint(spec, source string) (*Point, error) {
+	pts, err := r.Points()
+	if err != nil {
+		return nil, err
+	}
+	var cand []*Point
+	for _, p := range pts {
+		if source != "" && p.Source != source {
+			continue
+		}
+		if spec == "latest" || strings.HasPrefix(p.ID.String(), strings.ToLower(spec)) {
+			cand = append(cand, p)
+		}
+	}
+	switch {
+	case len(cand) == 0:
+		if source != "" {
+			return nil, fmt.Errorf("point %q of source %q: %w (list them with 'recall points')", spec, source, chunkstore.ErrNotFound)
+		}
+		return nil, fmt.Errorf("point %q: %w (list them with 'recall points')", spec, chunkstore.ErrNotFound)
+	case spec == "latest":
+		if source == "" {
+			srcs := map[string]bool{}
+			for _, p := range cand {
+				srcs[p.Source] = true
+			}
+			if len(srcs) > 1 {
+				return nil, fmt.Errorf("%w: \"latest\" of %d sources; name one with --source", ErrAmbiguous, len(srcs))
+			}
+		}
+		return cand[len(cand)-1], nil
+	case len(cand) > 1:
+		return nil, fmt.Errorf("%w %q matches %d points; give more digits", ErrAmbiguous, spec, len(cand))
+	}
+	return cand[0], nil
+}
