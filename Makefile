@@ -1,0 +1,52 @@
+# recall — build, demo, tests, benchmarks.
+GO      ?= go
+BIN     := bin/recall
+PREFIX  ?= /usr/local
+STATICCHECK_VERSION ?= 2025.1.1
+
+# Packages the tests need on a fresh Debian machine.
+TEST_DEBS := fuse3 samba smbclient attr acl util-linux e2fsprogs
+
+.PHONY: all build demo test deps lint bench install clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/recall
+
+# demo: a store under ./demo, two backups of a sample tree with a change
+# between, the list of points, and a restore of the older one.
+demo: build
+	scripts/demo.sh $(BIN)
+
+# deps installs what the tests need when it is missing.
+deps:
+	@missing=""; \
+	for c in fusermount3:fuse3 smbd:samba smbclient:smbclient setfattr:attr setfacl:acl losetup:util-linux mkfs.ext4:e2fsprogs; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: deps
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) test -count=1 -timeout 30m ./...
+
+lint:
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+bench: build
+	RECALL=$(CURDIR)/$(BIN) bench/run.sh
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/recall
+	install -D -m 0755 scripts/mount.recall $(DESTDIR)/sbin/mount.recall
+
+clean:
+	rm -rf bin demo

@@ -1,0 +1,30 @@
+// Package chunkstore stores deduplicated, compressed and optionally
+// encrypted blobs in immutable pack files, and indexes them.
+//
+// # Layout
+//
+//	<store>/config           JSON: format version, store id, chunker parameters, sealed key
+//	<store>/packs/xx/<id>    packs, named by the BLAKE3-256 of their bytes
+//	<store>/index/<id>       index files (caches of pack headers)
+//	<store>/points/<id>      recovery point manifests (written by engine)
+//	<store>/locks/writer     flock held by the one writer
+//	<store>/tmp/             packs being written
+//
+// # Write order
+//
+// A pack is written to tmp/, fsynced, renamed into packs/ and its directory
+// fsynced; only then is it listed in an index file (written the same way),
+// and only after that is a point manifest that refers to its blobs written.
+// A crash at any moment leaves at worst packs no index file covers; the next
+// writer reads their headers, indexes them and reuses their blobs.
+//
+// # Ids and encryption
+//
+// Blob ids are BLAKE3-256 of the plaintext; in an encrypted store the hash is
+// keyed with a secret id key, so ids reveal nothing about content. Encryption
+// is AES-256-GCM per blob (random 96-bit nonce, blob id as additional data);
+// the master key (encryption key, id key, chunker polynomial) is sealed with
+// a key derived from the passphrase by argon2id.
+//
+// The pack and index formats are documented in pack.go and index.go.
+package chunkstore
