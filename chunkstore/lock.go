@@ -91,14 +91,19 @@ func readLockInfo(p string) LockInfo {
 // NewWriter returns a writer for this lock's store. Packs left by an
 // interrupted writer are indexed first, so their blobs are reused.
 func (l *Lock) NewWriter() (*Writer, error) {
-	orphans, err := l.s.Refresh()
-	if err != nil {
+	if _, err := l.s.Refresh(); err != nil {
 		return nil, err
 	}
-	if len(orphans) > 0 {
-		if err := l.s.writeIndexFile(orphans); err != nil {
+	l.s.fmu.Lock()
+	orphans := l.s.orphans
+	l.s.orphans = nil
+	l.s.fmu.Unlock()
+	for len(orphans) > 0 {
+		n := min(len(orphans), indexEvery)
+		if err := l.s.writeIndexFile(orphans[:n]); err != nil {
 			return nil, storeWriteError(l.s.dir, err)
 		}
+		orphans = orphans[n:]
 	}
 	return l.s.newWriter(), nil
 }

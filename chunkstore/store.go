@@ -32,6 +32,7 @@ type Store struct {
 	fmu     sync.Mutex
 	files   map[uint32]*os.File
 	loadedI map[string]bool // index files already loaded
+	orphans []packRecord    // packs indexed from their headers, no index file yet
 }
 
 // OpenOptions configure Open.
@@ -155,6 +156,9 @@ func (s *Store) Refresh() ([]packRecord, error) {
 		return nil, err
 	}
 	s.idx.compact()
+	s.fmu.Lock()
+	s.orphans = append(s.orphans, orphans...)
+	s.fmu.Unlock()
 	return orphans, nil
 }
 

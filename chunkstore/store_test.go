@@ -1,0 +1,276 @@
+package chunkstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"unsafe"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	enc := hex.Dump(got)
+	if *update {
+		if err := os.WriteFile(p, []byte(enc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("golden file: %v (run with -update to create)", err)
+	}
+	if string(want) != enc {
+		t.Errorf("%s changed; formats are forever: add a new version instead\n got:\n%s\nwant:\n%s", name, enc, want)
+	}
+}
+
+func testID(b byte) (i ID) {
+	for k := range i {
+		i[k] = b ^ byte(k)
+	}
+	return
+}
+
+func TestPackHeaderGolden(t *testing.T) {
+	entries := []PackEntry{
+		{Type: DataBlob, Comp: compZstd, Offset: 0, Length: 100, RawLength: 4096, ID: testID(1)},
+		{Type: DataBlob, Comp: compNone, Offset: 100, Length: 7, RawLength: 7, ID: testID(2)},
+		{Type: TreeBlob, Comp: compNone, Offset: 107, Length: 50, RawLength: 50, ID: testID(3)},
+	}
+	hdr := encodePackHeader(entries, &keys{})
+	golden(t, "pack-header-v1.golden", hdr)
+	hl, err := packHeaderLength(hdr[len(hdr)-packTrailerLen:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodePackHeader(hdr[len(hdr)-packTrailerLen-hl:len(hdr)-packTrailerLen], &keys{}, 157+int64(len(hdr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range entries {
+		if got[i] != entries[i] {
+			t.Errorf("entry %d: got %+v want %+v", i, got[i], entries[i])
+		}
+	}
+	bad := append([]byte{}, hdr...)
+	bad[10] ^= 1
+	if _, err := decodePackHeader(bad[:len(bad)-packTrailerLen], &keys{}, 1<<20); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("flipped header byte: %v, want ErrCorrupt", err)
+	}
+}
+
+func TestIndexFileGolden(t *testing.T) {
+	packs := []packRecord{
+		{id: testID(7), entries: []PackEntry{{Type: DataBlob, Comp: compZstd, Offset: 0, Length: 10, RawLength: 20, ID: testID(1)}}},
+		{id: testID(8), entries: []PackEntry{{Type: TreeBlob, Offset: 0, Length: 5, RawLength: 5, ID: testID(2)},
+			{Type: TreeBlob, Offset: 5, Length: 6, RawLength: 6, ID: testID(3)}}},
+	}
+	b := encodeIndexFile(packs, &keys{})
+	golden(t, "index-v1.golden", b)
+	got, err := decodeIndexFile(b, &keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || len(got[1].entries) != 2 || got[1].entries[1] != packs[1].entries[1] || got[0].id != packs[0].id {
+		t.Errorf("round trip: %+v", got)
+	}
+}
+
+func TestIndexMemoryPerChunk(t *testing.T) {
+	if s := unsafe.Sizeof(ientry{}); s > 24 {
+		t.Errorf("in-memory index entry is %d bytes, the budget is 24", s)
+	}
+}
+
+func newStore(t *testing.T, encrypt bool) (string, *Store) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	if _, err := Init(dir, InitOptions{Encrypt: encrypt, Password: "pw", KDFMemoryKB: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, OpenOptions{Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, s
+}
+
+func randBytes(seed int64, n int) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+func TestStoreRoundTrip(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "encrypted"}[enc], func(t *testing.T) {
+			old := PackTargetSize
+			PackTargetSize = 1 << 20
+			defer func() { PackTargetSize = old }()
+			dir, s := newStore(t, enc)
+			lock, err := s.LockWriter(context.Background(), "test", 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := lock.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs := map[ID][]byte{}
+			for i := 0; i < 40; i++ {
+				var data []byte
+				if i%2 == 0 {
+					data = randBytes(int64(i), 100_000+i)
+				} else {
+					data = bytes.Repeat([]byte("compressible "), 10_000+i)
+				}
+				id := s.Hash(data)
+				blobs[id] = data
+				if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
+					t.Fatal(err)
+				}
+				if fresh, _ := w.SaveBlob(DataBlob, id, data); fresh {
+					t.Error("saving a blob twice stored it twice")
+				}
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			lock.Unlock()
+			s.Close()
+			s2, err := Open(dir, OpenOptions{Password: "pw"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, want := range blobs {
+				got, err := s2.LoadBlob(id, nil)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("blob %s: err %v, equal %v", id.Short(), err, bytes.Equal(got, want))
+				}
+			}
+			if s2.BlobCount() != len(blobs) {
+				t.Errorf("index has %d blobs, want %d", s2.BlobCount(), len(blobs))
+			}
+			// Rebuild from pack headers alone.
+			os.RemoveAll(filepath.Join(dir, "index"))
+			os.Mkdir(filepath.Join(dir, "index"), 0o700)
+			s3, err := Open(dir, OpenOptions{Password: "pw"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, want := range blobs {
+				if got, err := s3.LoadBlob(id, nil); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("after index rebuild, blob %s: %v", id.Short(), err)
+				}
+			}
+			ids := 0
+			s3.ListPacks(func(id ID, _ int64) error {
+				if _, bad, err := s3.CheckPack(id); err != nil || len(bad) > 0 {
+					t.Errorf("pack %s: %v %v", id, err, bad)
+				}
+				ids++
+				return nil
+			})
+			if ids < 2 {
+				t.Errorf("%d packs, want several", ids)
+			}
+		})
+	}
+}
+
+func TestWrongPassword(t *testing.T) {
+	dir, _ := newStore(t, true)
+	before, _ := os.ReadFile(filepath.Join(dir, "config"))
+	if _, err := Open(dir, OpenOptions{Password: "nope"}); !errors.Is(err, ErrWrongPassword) {
+		t.Errorf("wrong password: %v", err)
+	}
+	if _, err := Open(dir, OpenOptions{}); !errors.Is(err, ErrNoPassword) {
+		t.Errorf("no password: %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "config"))
+	if !bytes.Equal(before, after) {
+		t.Error("config changed")
+	}
+}
+
+func TestCorruptBlobDetected(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		dir, s := newStore(t, enc)
+		lock, _ := s.LockWriter(context.Background(), "test", 0, nil)
+		w, _ := lock.NewWriter()
+		data := randBytes(1, 50_000)
+		id := s.Hash(data)
+		w.SaveBlob(DataBlob, id, data)
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		pack, _ := s.PackOf(id)
+		p := filepath.Join(dir, "packs", pack.String()[:2], pack.String())
+		b, _ := os.ReadFile(p)
+		b[100] ^= 0x40
+		os.WriteFile(p, b, 0o600)
+		s.Close()
+		if _, err := s.LoadBlob(id, nil); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("encrypted=%v: flipped byte read back with err %v", enc, err)
+		}
+		if _, bad, _ := s.CheckPack(pack); len(bad) != 1 {
+			t.Errorf("encrypted=%v: CheckPack found %d bad blobs, want 1", enc, len(bad))
+		}
+	}
+}
+
+func TestOrphanPackReused(t *testing.T) {
+	dir, s := newStore(t, false)
+	lock, _ := s.LockWriter(context.Background(), "test", 0, nil)
+	w, _ := lock.NewWriter()
+	data := randBytes(3, 70_000)
+	id := s.Hash(data)
+	w.SaveBlob(DataBlob, id, data)
+	// Finish the pack but "crash" before the index file.
+	w.mu.Lock()
+	p := w.open[DataBlob]
+	w.open[DataBlob] = nil
+	w.mu.Unlock()
+	if _, err := w.finish(p); err != nil {
+		t.Fatal(err)
+	}
+	lock.Unlock()
+	s2, _ := Open(dir, OpenOptions{})
+	if !s2.Has(id) {
+		t.Fatal("blob of an unindexed pack is not found")
+	}
+	l2, err := s2.LockWriter(context.Background(), "test", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, _ := l2.NewWriter()
+	if fresh, _ := w2.SaveBlob(DataBlob, id, data); fresh {
+		t.Error("blob of the orphan pack was stored again")
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "index"))
+	if len(ents) != 1 {
+		t.Errorf("%d index files after adopting the orphan pack, want 1", len(ents))
+	}
+}
+
+func TestLockNamesHolder(t *testing.T) {
+	_, s := newStore(t, false)
+	l, err := s.LockWriter(context.Background(), "backup of /srv", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	_, err = s.LockWriter(context.Background(), "other", 0, nil)
+	if !errors.Is(err, ErrLocked) || !bytes.Contains([]byte(err.Error()), []byte("backup of /srv")) {
+		t.Errorf("second lock: %v", err)
+	}
+}

@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/hex"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/name (stored as hex lines so diffs
+// stay readable); -update rewrites it. A change here is a format change:
+// bump the version instead.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	enc := hex.Dump(got)
+	if *update {
+		if err := os.WriteFile(p, []byte(enc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("golden file: %v (run with -update to create)", err)
+	}
+	if string(want) != enc {
+		t.Errorf("%s: encoding changed; formats are forever: add a new version instead\n got:\n%s\nwant:\n%s", name, enc, want)
+	}
+}
+
+func id(b byte) (i chunkstore.ID) {
+	for k := range i {
+		i[k] = b + byte(k)
+	}
+	return
+}
+
+func sampleTree() *Tree {
+	return &Tree{Nodes: []*Node{
+		{Name: "sub", Type: TypeDir, Mode: 0o755, UID: 0, GID: 0, MtimeNS: 1700000000123456789, Subtree: id(1)},
+		{Name: "a\xff.bin", Type: TypeFile, Mode: 0o4755, UID: 1000, GID: 100, MtimeNS: 1700000000000000001,
+			CtimeNS: 1700000000000000002, AtimeNS: -5, Size: 3 << 20, Dev: 2049, Inode: 77, Nlink: 2, LinkGroup: 1,
+			Xattrs:  []Xattr{{Name: "user.k", Value: []byte("v")}, {Name: "system.posix_acl_access", Value: []byte{2, 0, 0, 0}}},
+			Extents: []Extent{{End: 1 << 20, ID: id(2)}, {Hole: true, End: 2 << 20}, {End: 3 << 20, ID: id(3)}}},
+		{Name: "link", Type: TypeSymlink, Mode: 0o777, Target: "../x", Size: 4},
+		{Name: "null", Type: TypeChar, Mode: 0o666, Rdev: 0x103},
+		{Name: "fifo", Type: TypeFifo, Mode: 0o600},
+		{Name: "disk", Type: TypeDevice, Mode: 0o660, Size: 1 << 20, Extents: []Extent{{Hole: true, End: 1 << 20}}},
+	}}
+}
+
+func TestTreeGolden(t *testing.T) {
+	b := EncodeTree(sampleTree())
+	golden(t, "tree-v1.golden", b)
+	got, err := DecodeTree(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampleTree()
+	EncodeTree(want) // sorts
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip differs:\n got %+v\nwant %+v", got, want)
+	}
+	n := got.Find("a\xff.bin")
+	for off, wantIdx := range map[uint64]int{0: 0, 1<<20 - 1: 0, 1 << 20: 1, 3<<20 - 1: 2, 3 << 20: 3} {
+		if i := n.ExtentAt(off); i != wantIdx {
+			t.Errorf("ExtentAt(%d) = %d, want %d", off, i, wantIdx)
+		}
+	}
+}
+
+func TestTreeDecodeRejectsGarbage(t *testing.T) {
+	b := EncodeTree(sampleTree())
+	for _, bad := range [][]byte{nil, b[:3], b[:len(b)-1], append(append([]byte{}, b...), 0),
+		append([]byte("RTRE\x02"), b[5:]...)} {
+		if _, err := DecodeTree(bad); err == nil {
+			t.Errorf("decoding %d bytes of garbage succeeded", len(bad))
+		}
+	}
+}
+
+func FuzzDecodeTree(f *testing.F) {
+	f.Add(EncodeTree(sampleTree()))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr, err := DecodeTree(b)
+		if err != nil {
+			return
+		}
+		if _, err := DecodeTree(EncodeTree(tr)); err != nil {
+			t.Fatalf("re-encoding a decoded tree fails: %v", err)
+		}
+	})
+}
+
+func TestPointGolden(t *testing.T) {
+	p := &Point{Source: "srv-www", Kind: KindTree, Path: "/srv/www", Host: "backup1",
+		Time: time.Date(2026, 11, 21, 23, 45, 10, 123456789, time.UTC), Tree: id(9), Parent: strings.Repeat("ab", 32),
+		Stats: Stats{Files: 3, Dirs: 1, Bytes: 100, NewBlobs: 2, NewBytes: 80, StoredBytes: 40, DurationNano: 5},
+		Root:  RootMeta{Mode: 0o755, MtimeNS: 1, Xattrs: []Xattr{{Name: "user.a", Value: []byte{0, 1}}}},
+		Errors: []PathError{{Path: "secret", Error: "skipped: permission denied"}}}
+	b := encodePoint(p)
+	golden(t, "point-v1.golden", b)
+	got, err := decodePoint(id(5), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ID = id(5)
+	if !reflect.DeepEqual(got, p) {
+		t.Errorf("round trip differs:\n got %+v\nwant %+v", got, p)
+	}
+	if !bytes.Contains(b, []byte(`"version":1`)) {
+		t.Errorf("manifest lacks its version: %s", b)
+	}
+}
