@@ -104,8 +104,8 @@ func FuzzDecodeTree(f *testing.F) {
 func TestPointGolden(t *testing.T) {
 	p := &Point{Source: "srv-www", Kind: KindTree, Path: "/srv/www", Host: "backup1",
 		Time: time.Date(2026, 11, 21, 23, 45, 10, 123456789, time.UTC), Tree: id(9), Parent: strings.Repeat("ab", 32),
-		Stats: Stats{Files: 3, Dirs: 1, Bytes: 100, NewBlobs: 2, NewBytes: 80, StoredBytes: 40, DurationNano: 5},
-		Root:  RootMeta{Mode: 0o755, MtimeNS: 1, Xattrs: []Xattr{{Name: "user.a", Value: []byte{0, 1}}}},
+		Stats:  Stats{Files: 3, Dirs: 1, Bytes: 100, NewBlobs: 2, NewBytes: 80, StoredBytes: 40, DurationNano: 5},
+		Root:   RootMeta{Mode: 0o755, MtimeNS: 1, Xattrs: []Xattr{{Name: "user.a", Value: []byte{0, 1}}}},
 		Errors: []PathError{{Path: "secret", Error: "skipped: permission denied"}}}
 	b := encodePoint(p)
 	golden(t, "point-v1.golden", b)

@@ -427,6 +427,19 @@ func (rs *restorer) applyMeta(path, rel string, n *Node) {
 			rs.warn(rel, fmt.Errorf("mode: %w", err))
 		}
 	}
+	// Drop attributes the entry did not have: inherited default ACLs, or
+	// leftovers of an entry replaced with --overwrite.
+	if have, err := readXattrs(path); err == nil {
+		for _, h := range have {
+			keep := false
+			for _, x := range n.Xattrs {
+				keep = keep || x.Name == h.Name
+			}
+			if !keep {
+				unix.Lremovexattr(path, h.Name)
+			}
+		}
+	}
 	for _, x := range n.Xattrs {
 		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil {
 			if !rs.isRoot && (strings.HasPrefix(x.Name, "security.") || strings.HasPrefix(x.Name, "trusted.")) {
