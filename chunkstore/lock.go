@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -74,6 +75,15 @@ func (s *Store) LockWriter(ctx context.Context, purpose string, wait time.Durati
 	if ents, err := os.ReadDir(filepath.Join(s.dir, "tmp")); err == nil {
 		for _, e := range ents {
 			os.Remove(filepath.Join(s.dir, "tmp", e.Name()))
+		}
+	}
+	for _, d := range []string{"index", "points"} {
+		if ents, err := os.ReadDir(filepath.Join(s.dir, d)); err == nil {
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), ".tmp-") {
+					os.Remove(filepath.Join(s.dir, d, e.Name()))
+				}
+			}
 		}
 	}
 	return &Lock{s: s, f: f}, nil

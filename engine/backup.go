@@ -41,6 +41,14 @@ type BackupOptions struct {
 	Files int
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)
+
+	hooks *backupHooks // tests only
+}
+
+// backupHooks let tests change the file system at exact moments.
+type backupHooks struct {
+	afterReadDir func(dir string)            // after a directory was listed
+	afterRead    func(path string, try int) // after a file was read, before the second stat
 }
 
 // SourceName derives a data source name from a path: "/srv/www" ->
@@ -114,6 +122,9 @@ type chunkJob struct {
 var chunkBufPool = sync.Pool{New: func() any { b := make([]byte, chunker.MaxSize); return &b }}
 
 func (b *backuper) warn(path string, err error) {
+	if b.ctx.Err() != nil {
+		return // the backup is failing as a whole; that error is reported
+	}
 	b.errMu.Lock()
 	b.errs = append(b.errs, PathError{Path: path, Error: err.Error()})
 	b.errMu.Unlock()
@@ -313,6 +324,9 @@ func (b *backuper) saveDir(path, rel string, parent *Tree) *dirFuture {
 		fut.err = err
 		close(fut.done)
 		return fut
+	}
+	if h := b.opts.hooks; h != nil && h.afterReadDir != nil {
+		h.afterReadDir(path)
 	}
 	var wg sync.WaitGroup
 	var nodes []*Node
@@ -528,6 +542,9 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 			}
 			n.skipped = true
 			return fmt.Errorf("skipped: read: %w", err)
+		}
+		if h := b.opts.hooks; h != nil && h.afterRead != nil {
+			h.afterRead(path, attempt)
 		}
 		var after unix.Stat_t
 		if err := unix.Fstat(int(f.Fd()), &after); err != nil {

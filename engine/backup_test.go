@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+type testStore struct {
+	t  *testing.T
+	st *chunkstore.Store
+	r  *Reader
+}
+
+func newTestStore(t *testing.T) *testStore {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &testStore{t: t, st: st, r: NewReader(st)}
+}
+
+func (ts *testStore) backup(opts BackupOptions) (*Point, error) {
+	ts.t.Helper()
+	lock, err := ts.st.LockWriter(context.Background(), "test", 0, nil)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer lock.Unlock()
+	w, err := lock.NewWriter()
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return Backup(context.Background(), ts.r, w, opts)
+}
+
+func (ts *testStore) content(p *Point, name string) []byte {
+	ts.t.Helper()
+	tree, err := ts.r.LoadTree(p.Tree)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	n := tree.Find(name)
+	if n == nil {
+		return nil
+	}
+	var out []byte
+	for i, e := range n.Extents {
+		if e.Hole {
+			out = append(out, make([]byte, e.End-n.ExtentStart(i))...)
+			continue
+		}
+		b, err := ts.r.ReadChunk(e.ID, nil)
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+func TestVanishedDuringWalk(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "stays"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(src, "goes"), []byte("y"), 0o644)
+	os.Mkdir(filepath.Join(src, "gone-dir"), 0o755)
+	p, err := ts.backup(BackupOptions{Path: src, hooks: &backupHooks{afterReadDir: func(dir string) {
+		if dir == src {
+			os.Remove(filepath.Join(src, "goes"))
+			os.Remove(filepath.Join(src, "gone-dir"))
+		}
+	}}})
+	if !errors.Is(err, ErrWarnings) || p == nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if len(p.Errors) != 2 || !strings.Contains(p.Errors[0].Error+p.Errors[1].Error, "no such file") {
+		t.Errorf("errors: %+v", p.Errors)
+	}
+	if ts.content(p, "stays") == nil || ts.content(p, "goes") != nil {
+		t.Error("point content wrong")
+	}
+}
+
+func TestChangedWhileRead(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	f := filepath.Join(src, "log")
+	os.WriteFile(f, bytes.Repeat([]byte("a"), 2<<20), 0o644)
+	// Changed once: read again, no warning, the new content is saved.
+	p, err := ts.backup(BackupOptions{Path: src, Source: "once", hooks: &backupHooks{afterRead: func(path string, try int) {
+		if try == 1 {
+			os.WriteFile(f, bytes.Repeat([]byte("b"), 3<<20), 0o644)
+		}
+	}}})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if got := ts.content(p, "log"); !bytes.Equal(got, bytes.Repeat([]byte("b"), 3<<20)) {
+		t.Errorf("re-read content: %d bytes", len(got))
+	}
+	// Changing all the time: flagged, and the next backup reads it again.
+	n := 0
+	p, err = ts.backup(BackupOptions{Path: src, Source: "always", hooks: &backupHooks{afterRead: func(path string, try int) {
+		n++
+		os.WriteFile(f, bytes.Repeat([]byte{byte('c' + n)}, 1<<20+n), 0o644)
+	}}})
+	if !errors.Is(err, ErrWarnings) || len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Error, "changed while being read") {
+		t.Fatalf("backup: %v %+v", err, p)
+	}
+	tree, _ := ts.r.LoadTree(p.Tree)
+	if tree.Find("log").CtimeNS != 0 {
+		t.Error("a flagged file must not be trusted as unchanged next time")
+	}
+}
+
+func TestSymlinkLoopsNotFollowed(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	os.Symlink(".", filepath.Join(src, "self"))
+	os.Symlink("b", filepath.Join(src, "a"))
+	os.Symlink("a", filepath.Join(src, "b"))
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, _ := ts.r.LoadTree(p.Tree)
+	if len(tree.Nodes) != 3 || tree.Find("self").Type != TypeSymlink || tree.Find("self").Target != "." {
+		t.Errorf("tree: %+v", tree.Nodes)
+	}
+}

@@ -1,0 +1,316 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// storeListing describes every file of a home, to prove nothing was written.
+func storeListing(t *testing.T, home string) string {
+	var lines []string
+	filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		info, _ := d.Info()
+		lines = append(lines, fmt.Sprintf("%s %d %d", p, info.Size(), info.ModTime().UnixNano()))
+		return nil
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func TestUnreadableFileSkipped(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		skip(t, "setpriv missing")
+	}
+	base, err := os.MkdirTemp("", "recall-nobody-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	src := filepath.Join(base, "src")
+	must(t, os.MkdirAll(filepath.Join(src, "locked-dir"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "ok.txt"), []byte("fine"), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "secret.txt"), []byte("root only"), 0o600))
+	must(t, os.WriteFile(filepath.Join(src, "locked-dir/inner"), []byte("x"), 0o644))
+	must(t, os.Chmod(filepath.Join(src, "locked-dir"), 0o700))
+	home := filepath.Join(base, "home")
+	must(t, os.Mkdir(home, 0o755))
+	must(t, os.Chown(home, 65534, 65534))
+	asNobody := func(args ...string) result {
+		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", recallBin, "--home", home}, args...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	if r := asNobody("init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	r := asNobody("backup", "--json", src)
+	if r.code != 3 {
+		t.Fatalf("backup with unreadable entries: exit %d, want 3 (completed with warnings)\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	var p struct {
+		Errors []struct{ Path, Error string }
+	}
+	must(t, json.Unmarshal([]byte(r.stdout), &p))
+	got := map[string]bool{}
+	for _, e := range p.Errors {
+		got[e.Path] = strings.Contains(e.Error, "permission denied")
+	}
+	if !got["secret.txt"] || !got["locked-dir"] || len(got) != 2 {
+		t.Errorf("error list: %+v", p.Errors)
+	}
+	if !strings.Contains(r.stderr, "secret.txt") {
+		t.Errorf("stderr does not name the file: %s", r.stderr)
+	}
+	dst := filepath.Join(home, "out")
+	if r := asNobody("restore", "latest", "--target", dst); r.code != 0 && r.code != 3 {
+		t.Fatalf("restore: %+v", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "ok.txt")); string(b) != "fine" {
+		t.Error("readable file not restored")
+	}
+}
+
+func TestWrongPassphrase(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "f"), 1, 100_000)
+	e.vars = []string{"RECALL_PASSWORD=right"}
+	e.ok("init", "--encrypt")
+	e.ok("backup", src)
+	before := storeListing(t, e.home)
+	e.vars = []string{"RECALL_PASSWORD=wrong"}
+	for _, args := range [][]string{{"backup", src}, {"points"}, {"restore", "latest", "--target", t.TempDir() + "/x"}, {"verify"}} {
+		r := e.run(args...)
+		if r.code != 5 || !strings.Contains(r.stderr, "wrong passphrase") {
+			t.Errorf("%v with a wrong passphrase: exit %d, %s", args, r.code, r.stderr)
+		}
+	}
+	e.vars = nil
+	if r := e.run("backup", src); r.code != 5 || !strings.Contains(r.stderr, "RECALL_PASSWORD") {
+		t.Errorf("no passphrase: exit %d, %s", r.code, r.stderr)
+	}
+	if after := storeListing(t, e.home); after != before {
+		t.Errorf("store changed by failed attempts:\n%s\n---\n%s", before, after)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("right\n"), 0o600)
+	e.ok("--password-file", pw, "verify", "--read-data")
+}
+
+func TestFlippedByteInPack(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	files := map[string][]byte{}
+	for i := 0; i < 8; i++ {
+		name := fmt.Sprintf("file%d", i)
+		files[name] = writeRandom(t, filepath.Join(src, name), int64(i), 200_000)
+	}
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+	// Flip one byte inside the first blob of the data pack.
+	var packs []string
+	filepath.WalkDir(filepath.Join(e.home, "store/packs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			packs = append(packs, p)
+		}
+		return nil
+	})
+	var data string
+	for _, p := range packs {
+		if st, _ := os.Stat(p); st.Size() > 1_000_000 {
+			data = p
+		}
+	}
+	if data == "" {
+		t.Fatalf("no data pack among %v", packs)
+	}
+	b := mustRead(t, data)
+	b[1000] ^= 0x01
+	must(t, os.WriteFile(data, b, 0o600))
+
+	e.ok("verify") // structure is intact
+	r := e.run("verify", "--read-data")
+	if r.code != 4 || !strings.Contains(r.stdout, filepath.Base(data)) {
+		t.Fatalf("verify --read-data: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	var damaged []string
+	for name := range files {
+		if strings.Contains(r.stdout, ": "+name+": ") {
+			damaged = append(damaged, name)
+		}
+	}
+	if len(damaged) != 1 {
+		t.Fatalf("verify should name exactly one damaged file, named %v:\n%s", damaged, r.stdout)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	r = e.run("restore", "--source", "s", "latest", "--target", dst)
+	if r.code != 4 || !strings.Contains(r.stderr, damaged[0]) {
+		t.Fatalf("restore: exit %d\n%s", r.code, r.stderr)
+	}
+	for name, want := range files {
+		if name == damaged[0] {
+			continue
+		}
+		if got := mustRead(t, filepath.Join(dst, name)); !bytes.Equal(got, want) {
+			t.Errorf("undamaged file %s not restored exactly", name)
+		}
+	}
+}
+
+func TestDiskFull(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	home := filepath.Join(base, "home")
+	must(t, os.Mkdir(home, 0o755))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", home).CombinedOutput(); err != nil {
+		skip(t, "cannot mount a small tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", home).Run() })
+	e := &env{t: t, home: home}
+	src := filepath.Join(base, "src")
+	os.Mkdir(src, 0o755)
+	small := writeRandom(t, filepath.Join(src, "small"), 1, 2<<20)
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+	for i := 0; i < 4; i++ {
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(10+i), 10<<20)
+	}
+	r := e.run("backup", "--source", "s", src)
+	if r.code != 1 || !strings.Contains(r.stderr, "is full") || !strings.Contains(r.stderr, "free space") {
+		t.Fatalf("backup onto a full disk: exit %d\n%s", r.code, r.stderr)
+	}
+	e.ok("verify", "--read-data")
+	out := e.ok("points", "--json")
+	var pts []any
+	json.Unmarshal([]byte(out), &pts)
+	if len(pts) != 1 {
+		t.Errorf("%d points after the failed backup, want 1", len(pts))
+	}
+	dst := filepath.Join(base, "out")
+	e.ok("restore", "latest", "--source", "s", "--target", dst)
+	if !bytes.Equal(mustRead(t, filepath.Join(dst, "small")), small) {
+		t.Error("earlier point damaged")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(home, "store/tmp")); len(ents) != 0 {
+		t.Errorf("failed backup left %d temp files", len(ents))
+	}
+	// Without the big files the next backup fits and works.
+	for i := 0; i < 4; i++ {
+		os.Remove(filepath.Join(src, fmt.Sprintf("big%d", i)))
+	}
+	e.ok("backup", "--source", "s", src)
+	e.ok("verify", "--read-data")
+}
+
+func TestKillDuringBackup(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 6; i++ {
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(i), 12<<20)
+	}
+	for d := 0; d < 10; d++ {
+		os.MkdirAll(filepath.Join(src, fmt.Sprintf("d%d", d)), 0o755)
+		for i := 0; i < 100; i++ {
+			writeRandom(t, filepath.Join(src, fmt.Sprintf("d%d/f%d", d, i)), int64(d*1000+i), 1000+rng.Intn(20000))
+		}
+	}
+	e.ok("init")
+	start := time.Now()
+	e.ok("backup", "--source", "ref", src)
+	full := time.Since(start)
+	e.ok("restore", "latest", "--source", "ref", "--target", filepath.Join(t.TempDir(), "warm")) // page cache warm, timings stable
+	killed := 0
+	for i := 0; i < 20; i++ {
+		cmd := e.command("backup", "--source", fmt.Sprintf("k%d", i), src)
+		// Each kill lands at a random moment of a full-length backup.
+		if i%2 == 0 {
+			os.WriteFile(filepath.Join(src, "big0"), bytes.Repeat([]byte{byte(i)}, 1<<20), 0o644)
+			writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", 1+i%5)), int64(100+i), 12<<20)
+		}
+		must(t, cmd.Start())
+		time.Sleep(time.Duration(rng.Int63n(int64(full) + 1)))
+		if cmd.Process.Signal(syscall.SIGKILL) == nil {
+			killed++
+		}
+		cmd.Wait()
+		if r := e.run("verify"); r.code != 0 {
+			t.Fatalf("after kill %d: verify exit %d\n%s%s", i, r.code, r.stdout, r.stderr)
+		}
+	}
+	out := e.ok("backup", "--json", "--source", "final", src)
+	var p struct{ Stats map[string]int64 }
+	must(t, json.Unmarshal([]byte(out), &p))
+	if p.Stats["new_bytes"] >= p.Stats["bytes"] {
+		t.Errorf("backup after kills reused nothing: %v", p.Stats)
+	}
+	e.ok("verify", "--read-data")
+	t.Logf("%d kills; final backup: %v", killed, p.Stats)
+}
+
+func TestConcurrentBackups(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	for i := 0; i < 4; i++ {
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("f%d", i)), int64(i), 10<<20)
+	}
+	e.ok("init")
+	var wg sync.WaitGroup
+	res := make([]result, 2)
+	for i := range res {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = e.run("backup", "--source", fmt.Sprintf("s%d", i), src)
+		}()
+	}
+	wg.Wait()
+	for i, r := range res {
+		if r.code != 0 {
+			t.Errorf("backup %d: exit %d %s", i, r.code, r.stderr)
+		}
+		if strings.Contains(r.stderr, "waiting") && !strings.Contains(r.stderr, "pid ") {
+			t.Errorf("wait message does not name the holder: %s", r.stderr)
+		}
+	}
+	out := e.ok("points", "--json")
+	var pts []any
+	json.Unmarshal([]byte(out), &pts)
+	if len(pts) != 2 {
+		t.Errorf("%d points, want 2", len(pts))
+	}
+	e.ok("verify", "--read-data")
+	// A backup that may not wait names the holder and exits 6.
+	lockf := filepath.Join(e.home, "store/locks/writer")
+	f, err := os.OpenFile(lockf, os.O_RDWR, 0)
+	must(t, err)
+	defer f.Close()
+	must(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX))
+	f.Truncate(0)
+	f.WriteAt([]byte(`{"pid":4242,"host":"h","purpose":"backup of /x","since":"2026-11-21T00:00:00Z"}`), 0)
+	r := e.run("backup", "--lock-wait", "0", src)
+	if r.code != 6 || !strings.Contains(r.stderr, "pid 4242") {
+		t.Errorf("locked store: exit %d %s", r.code, r.stderr)
+	}
+}
