@@ -7,8 +7,9 @@
 # Environment:
 #   RECALL          recall binary (default ./bin/recall, relative to the caller's cwd)
 #   BENCH_DIR       scratch directory for data, repositories, logs (default /var/tmp/recall-bench)
-#   BENCH_SCALE     float multiplier for all data sizes (default 1: ~2 GiB set,
-#                   2 GiB single file, 2x1 GiB insertion files)
+#   BENCH_SCALE     float multiplier for data sizes, the small-file count and the
+#                   insertion count (default 1: ~2 GiB set incl. 20,000 small files,
+#                   2 GiB single file, 1 GiB file + copy with 100 4 KiB insertions)
 #   BENCH_SEED      data set seed (default 1)
 #   BENCH_SECTIONS  space separated subset of: restic borg recall recall-enc single insert mount
 #                   (default: all)
@@ -203,11 +204,16 @@ install_tools() {
 # recall_state: "" if the recall binary looks usable, else a reason.
 RECALL_BROKEN=
 check_recall() {
-	if [[ ! -x $RECALL ]]; then
+	if [[ ! -e $RECALL ]]; then
 		RECALL_BROKEN="binary $RECALL not found"
-	elif ! "$RECALL" --help >/dev/null 2>&1 && ! "$RECALL" help >/dev/null 2>&1; then
-		RECALL_BROKEN="$RECALL --help fails"
+	elif [[ ! -x $RECALL ]]; then
+		RECALL_BROKEN="$RECALL is not executable"
 	fi
+	# Anything else (a broken subcommand) shows up as a per-step error.
+}
+recall_version() {
+	[[ -z $RECALL_BROKEN ]] || return 0
+	{ "$RECALL" version 2>/dev/null || "$RECALL" --version 2>/dev/null || true; } | head -n 1
 }
 recall() { "$RECALL" "$@"; }
 
@@ -247,10 +253,12 @@ gen_data() {
 	INS_A=$DATA/ins/a/file.bin
 	INS_B=$DATA/ins/b/file.bin
 	INS_BYTES=$(stat -c %s "$INS_A")
+	INS_N=$((($(stat -c %s "$INS_B") - INS_BYTES) / 4096))
 	setm set_bytes "$SET_BYTES"
 	setm set_files "$SET_FILES"
 	setm single_bytes "$SINGLE_BYTES"
 	setm file1g_bytes "$INS_BYTES"
+	setm insertions "$INS_N"
 }
 
 # ---------------------------------------------------------------- restic
@@ -279,7 +287,7 @@ section_restic() {
 		# the set and the 1 GiB file so snapshots/latest has everything.
 		log "restic: extra snapshot (set + 1 GiB file) for mount tests"
 		local parent
-		parent=$(restic -r "$repo" snapshots --json latest 2>/dev/null | grep -o '"id":"[0-9a-f]*"' | head -n1 | cut -d'"' -f4 || true)
+		parent=$(restic -r "$repo" snapshots --json 2>/dev/null | grep -o '"id":"[0-9a-f]*"' | tail -n1 | cut -d'"' -f4 || true)
 		restic -r "$repo" backup ${parent:+--parent "$parent"} "$SET" "$DATA/ins/a" >"$LOGS/restic.mountsnap.log" 2>&1 ||
 			E[restic.mountsnap]="restic backup for mount failed (see $LOGS/restic.mountsnap.log)"
 	else
@@ -303,16 +311,11 @@ section_borg() {
 		local archive=second
 		have borg.rebackup.s || archive=first
 		# borg extract writes into the current directory.
-		if (cd "$RESTORE/borg" && timed borg.restore borg extract "$repo::$archive"); then
-			# The subshell's M[] is lost; re-read the timing file.
-			local sec rss
-			read -r sec rss < <(tail -n 1 "$LOGS/borg.restore.time")
-			M[borg.restore.s]=$(awk -v s="$sec" 'BEGIN { print (s < 0.01) ? 0.01 : s }')
-			M[borg.restore.rss]=$rss
-			restore_check borg.restore "$RESTORE/borg" "$SET"
-		else
-			E[borg.restore.s]="borg extract failed (see $LOGS/borg.restore.log)"
-		fi
+		pushd "$RESTORE/borg" >/dev/null
+		local rc=0
+		timed borg.restore borg extract "$repo::$archive" || rc=1
+		popd >/dev/null
+		((rc)) || restore_check borg.restore "$RESTORE/borg" "$SET"
 	else
 		na borg.rebackup.s borg.restore.s "first backup failed"
 	fi
@@ -335,9 +338,9 @@ section_recall() {
 		na "${keys[@]}" "recall failed: init: $(tail -n1 "$LOGS/recall.init.log" | cut -c1-120)"
 		return
 	fi
-	if timed recall.first recall --home "$home" backup --source set "$SET"; then
-		timed recall.rebackup recall --home "$home" backup --source set "$SET" || true
-		if timed recall.restore recall --home "$home" restore --source set latest --target "$RESTORE/recall"; then
+	if timed recall.first "$RECALL" --home "$home" backup --source set "$SET"; then
+		timed recall.rebackup "$RECALL" --home "$home" backup --source set "$SET" || true
+		if timed recall.restore "$RECALL" --home "$home" restore --source set latest --target "$RESTORE/recall"; then
 			restore_check recall.restore "$RESTORE/recall" "$SET"
 		fi
 	else
@@ -363,7 +366,7 @@ section_recall_enc() {
 		na recallenc.first.s recallenc.first.rss "recall failed: init --encrypt: $(tail -n1 "$LOGS/recallenc.init.log" | cut -c1-120)"
 		return
 	fi
-	timed recallenc.first recall --home "$home" backup --source set "$SET" || true
+	timed recallenc.first "$RECALL" --home "$home" backup --source set "$SET" || true
 	rmrf "$home"
 }
 
@@ -388,11 +391,11 @@ section_single() {
 	fi
 	rm -rf "$home"
 	if ! recall --home "$home" init >"$LOGS/recall.single.init.log" 2>&1; then
-		na recall.single.s "recall failed: init"
+		na recall.single.s "recall failed: init: $(tail -n1 "$LOGS/recall.single.init.log" | cut -c1-120)"
 		return
 	fi
 	warm "$SINGLE"
-	timed recall.single recall --home "$home" backup --source single "$(dirname "$SINGLE")" || true
+	timed recall.single "$RECALL" --home "$home" backup --source single "$(dirname "$SINGLE")" || true
 	rmrf "$home"
 }
 
@@ -405,20 +408,20 @@ section_insert() {
 	rm -rf "$home" "$src"
 	mkdir -p "$src"
 	if ! recall --home "$home" init >"$LOGS/recall.ins.init.log" 2>&1; then
-		na recall.ins.growth "recall failed: init"
+		na recall.ins.growth "recall failed: init: $(tail -n1 "$LOGS/recall.ins.init.log" | cut -c1-120)"
 		return
 	fi
 	# Same source name and path; the file is swapped between backups
 	# (hard links: no copy, but a new inode, mtime and size).
 	ln -f "$INS_A" "$src/file.bin"
-	if ! timed recall.ins1 recall --home "$home" backup --source ins "$src"; then
+	if ! timed recall.ins1 "$RECALL" --home "$home" backup --source ins "$src"; then
 		na recall.ins.growth "recall failed: backup 1: ${E[recall.ins1.s]}"
 		return
 	fi
 	local before after
 	before=$(du_b "$home")
 	ln -f "$INS_B" "$src/file.bin"
-	if ! timed recall.ins2 recall --home "$home" backup --source ins "$src"; then
+	if ! timed recall.ins2 "$RECALL" --home "$home" backup --source ins "$src"; then
 		na recall.ins.growth "recall failed: backup 2: ${E[recall.ins2.s]}"
 		return
 	fi
@@ -512,13 +515,13 @@ bench_mount() {
 		na mount.recall.read.s recall.restore1g.s "recall failed: backup of 1 GiB file (see $LOGS/recall.file1g.log)"
 	else
 		rm -rf "$RESTORE/recall1g"
-		if timed recall.restore1g recall --home "$home" restore --source file1g latest --target "$RESTORE/recall1g"; then
+		if timed recall.restore1g "$RECALL" --home "$home" restore --source file1g latest --target "$RESTORE/recall1g"; then
 			restore_check recall.restore1g "$RESTORE/recall1g" "$DATA/ins/a"
 		fi
 		rm -rf "$RESTORE/recall1g"
 	fi
 	log "mount: recall mount"
-	if timed recall.mount recall --home "$home" mount "$MNT/recall"; then
+	if timed recall.mount "$RECALL" --home "$home" mount "$MNT/recall"; then
 		local f s
 		f=$(find_in "$MNT/recall/file1g/latest" file.bin f)
 		s=$MNT/recall/set/latest/small
@@ -587,7 +590,7 @@ report() {
 
 	if have recall.ins.growth; then
 		r1=$(calc "100 * ${M[recall.ins.growth]} / $INS_BYTES")
-		d="recall store +$(fmt1 "$(calc "${M[recall.ins.growth]} / 1048576")") MiB for 100x4 KiB insertions in $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB = $(fmt1 "$r1")% (target <=20%)"
+		d="recall store +$(fmt1 "$(calc "${M[recall.ins.growth]} / 1048576")") MiB for ${INS_N}x4 KiB insertions in $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB = $(fmt1 "$r1")% (target <=20%)"
 	else
 		r1=
 		d="n/a ($(why recall.ins.growth))"
@@ -622,8 +625,8 @@ report() {
 	local out=$BENCH_DIR/results.txt
 	{
 		echo "recall benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  host $(hostname)  $(nproc) cores  $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
-		echo "versions: recall $(recall version 2>/dev/null | head -n1 || echo '?')${RECALL_BROKEN:+ (unusable: $RECALL_BROKEN)}; $(restic version 2>/dev/null | cut -d' ' -f1-2); $(borg --version 2>/dev/null)"
-		echo "data: scale $BENCH_SCALE seed $BENCH_SEED; set $(fmt1 "$(calc "$SET_BYTES / 1048576")") MiB in $SET_FILES files; single file $(fmt1 "$(calc "$SINGLE_BYTES / 1048576")") MiB; insertion file $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB (MB = 10^6 bytes)"
+		echo "versions: recall $(recall_version | grep . || echo '(no version command)')${RECALL_BROKEN:+ (unusable: $RECALL_BROKEN)}; $(restic version 2>/dev/null | cut -d' ' -f1-2); $(borg --version 2>/dev/null)"
+		echo "data: scale $BENCH_SCALE seed $BENCH_SEED; set $(fmt1 "$(calc "$SET_BYTES / 1048576")") MiB in $SET_FILES files; single file $(fmt1 "$(calc "$SINGLE_BYTES / 1048576")") MiB; insertion file $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB + $INS_N insertions (MB = 10^6 bytes)"
 		echo "note: restic (repo v2, zstd auto) and borg (repokey, lz4) encrypt by default; recall's default store is unencrypted,"
 		echo "      so 'first backup (enc)' repeats recall's first backup on an 'init --encrypt' store for a like-for-like comparison."
 		[[ -z $ok ]] || echo "restore verification (diff -r vs source): $ok"
@@ -639,7 +642,7 @@ report() {
 		printf '{\n  "time": "%s",\n  "scale": %s,\n  "seed": %s,\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BENCH_SCALE" "$(json_str "$BENCH_SEED")"
 		printf '  "host": {"name": %s, "cores": %d, "mem_kib": %d},\n' "$(json_str "$(hostname)")" "$(nproc)" "$(awk '/MemTotal/ { print $2 }' /proc/meminfo)"
 		printf '  "versions": {"recall": %s, "restic": %s, "borg": %s},\n' \
-			"$(json_str "$(recall version 2>/dev/null | head -n1 || true)")" "$(json_str "$(restic version 2>/dev/null || true)")" "$(json_str "$(borg --version 2>/dev/null || true)")"
+			"$(json_str "$(recall_version)")" "$(json_str "$(restic version 2>/dev/null || true)")" "$(json_str "$(borg --version 2>/dev/null || true)")"
 		printf '  "measurements": {'
 		for k in $(printf '%s\n' "${!M[@]}" | sort); do
 			((first)) || printf ','
@@ -662,6 +665,15 @@ report() {
 }
 
 # ---------------------------------------------------------------- main
+declare -A SECTION_KEYS=(
+	[restic]="restic.first.s restic.first.rss restic.rebackup.s restic.restore.s"
+	[borg]="borg.first.s borg.first.rss borg.rebackup.s borg.restore.s"
+	[recall]="recall.first.s recall.first.rss recall.rebackup.s recall.restore.s"
+	[recall-enc]="recallenc.first.s recallenc.first.rss"
+	[single]="recall.single.s chunker.single.s"
+	[insert]="recall.ins.growth"
+)
+
 main() {
 	mkdir -p "$REPOS" "$RESTORE" "$WORK" "$MNT" "$LOGS" "$CACHE"
 	rm -f "$LOGS"/*
@@ -683,7 +695,7 @@ main() {
 			log "=== $s"
 			"section_${s//-/_}"
 		else
-			na "$s" "section not selected"
+			na ${SECTION_KEYS[$s]} "section not selected"
 		fi
 	done
 	log "=== mount"

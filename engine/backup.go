@@ -47,7 +47,7 @@ type BackupOptions struct {
 
 // backupHooks let tests change the file system at exact moments.
 type backupHooks struct {
-	afterReadDir func(dir string)            // after a directory was listed
+	afterReadDir func(dir string)           // after a directory was listed
 	afterRead    func(path string, try int) // after a file was read, before the second stat
 }
 

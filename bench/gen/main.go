@@ -12,7 +12,8 @@
 //	ins/a/file.bin              1 GiB incompressible
 //	ins/b/file.bin              the same with 100 scattered 4 KiB insertions
 //
-// All sizes and the small file count are multiplied by -scale.
+// All sizes, the small file count and the number of insertions are
+// multiplied by -scale (so the insertion density stays 100 per GiB).
 package main
 
 import (
@@ -43,7 +44,6 @@ const (
 	smallPerDir    = 50 // files per leaf directory
 	leafPerTop     = 20 // leaf directories per top-level directory
 	textFileMax    = 32 * mib
-	insertions     = 100
 	insertionBytes = 4 * kib
 )
 
@@ -237,12 +237,12 @@ func randomFile(path, stream string, size int64) func() error {
 	}
 }
 
-// insertedFile writes the stream "ins" (same as ins/a) with insertions
-// scattered 4 KiB random blocks at deterministic sorted offsets.
-func insertedFile(path string, size int64) func() error {
+// insertedFile writes the stream "ins" (same as ins/a) with n scattered
+// 4 KiB random blocks inserted at deterministic sorted offsets.
+func insertedFile(path string, size int64, n int) func() error {
 	return func() error {
 		r := newRNG("ins-offsets")
-		offs := make([]int64, insertions)
+		offs := make([]int64, n)
 		for i := range offs {
 			offs[i] = int64(r.u64() % uint64(size))
 		}
@@ -333,7 +333,8 @@ func main() {
 		case "ins":
 			size := scaled(1 * gib)
 			jobs = append(jobs, randomFile(filepath.Join(*out, "ins/a/file.bin"), "ins", size))
-			jobs = append(jobs, insertedFile(filepath.Join(*out, "ins/b/file.bin"), size))
+			n := max(1, int(math.Round(100*scale)))
+			jobs = append(jobs, insertedFile(filepath.Join(*out, "ins/b/file.bin"), size, n))
 		default:
 			fmt.Fprintf(os.Stderr, "gen: unknown part %q\n", part)
 			os.Exit(2)
