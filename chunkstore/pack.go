@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/zeebo/blake3"
 )
 
 // Pack file format, version 1:
@@ -18,7 +20,11 @@ import (
 // A stored blob is, for a plaintext store, the (possibly zstd-compressed)
 // bytes; for an encrypted store nonce(12) | AES-256-GCM(bytes) | tag(16)
 // with the blob id as additional data. Packs are named by the BLAKE3-256
-// hash of their whole content and stored at packs/<first two hex>/<hex>.
+// hash of their header and trailer (the last header_length+12 bytes) and
+// stored at packs/<first two hex>/<hex>. The header lists every blob's id
+// (itself a content hash) and place, so the name still identifies the
+// content, at the cost of hashing a few KiB instead of the whole pack; each
+// blob is checked against its own id when read.
 // Every index can be rebuilt from pack headers alone.
 
 const (
@@ -43,6 +49,9 @@ type PackEntry struct {
 	RawLength uint32
 	ID        ID
 }
+
+// packName names a pack from its encoded header (with trailer).
+func packName(hdrWithTrailer []byte) ID { return ID(blake3.Sum256(hdrWithTrailer)) }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 

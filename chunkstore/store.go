@@ -338,10 +338,6 @@ func (s *Store) CheckPack(id ID) (entries []PackEntry, bad []ID, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var fileErr error
-	if blake3.Sum256(b) != id {
-		fileErr = fmt.Errorf("%w: pack content does not match its name", ErrCorrupt)
-	}
 	if len(b) < packTrailerLen {
 		return nil, nil, fmt.Errorf("%w: pack too short", ErrCorrupt)
 	}
@@ -351,6 +347,10 @@ func (s *Store) CheckPack(id ID) (entries []PackEntry, bad []ID, err error) {
 	}
 	if hl > len(b)-packTrailerLen {
 		return nil, nil, fmt.Errorf("%w: pack header length", ErrCorrupt)
+	}
+	var fileErr error
+	if packName(b[len(b)-packTrailerLen-hl:]) != id {
+		fileErr = fmt.Errorf("%w: pack header does not match the pack's name", ErrCorrupt)
 	}
 	entries, err = decodePackHeader(b[len(b)-packTrailerLen-hl:len(b)-packTrailerLen], s.keys, int64(len(b)))
 	if err != nil {

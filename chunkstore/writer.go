@@ -37,10 +37,9 @@ type Writer struct {
 }
 
 type packBuilder struct {
-	f       *os.File
+	f       *packFile
 	size    int64
 	entries []PackEntry
-	hash    *blake3.Hasher
 }
 
 // NewWriter returns a writer; the caller must hold the store lock.
@@ -81,7 +80,7 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 	defer bufPool.Put(bp)
 	comp := uint8(compNone)
 	payload := data
-	if len(data) >= 64 {
+	if len(data) >= 64 && worthCompressing(w.s, data, (*bp)[:0]) {
 		c := w.s.zenc.EncodeAll(data, (*bp)[:0])
 		*bp = c
 		if len(c) < len(data)-len(data)/32 {
@@ -114,6 +113,20 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 	return true, nil
 }
 
+// sampleSize is how much of a large blob is test-compressed first.
+const sampleSize = 64 << 10
+
+// worthCompressing test-compresses a sample of a large blob, so
+// incompressible data (media, archives, encrypted files) costs a fraction
+// of a full compression attempt.
+func worthCompressing(s *Store, data, scratch []byte) bool {
+	if len(data) <= 2*sampleSize {
+		return true
+	}
+	c := s.zenc.EncodeAll(data[:sampleSize], scratch)
+	return len(c) < sampleSize-sampleSize/16
+}
+
 func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -126,13 +139,12 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 		if err != nil {
 			return storeWriteError(w.s.dir, err)
 		}
-		p = &packBuilder{f: f, hash: blake3.New()}
+		p = &packBuilder{f: newPackFile(f)}
 		w.open[t] = p
 	}
 	if _, err := p.f.Write(stored); err != nil {
 		return storeWriteError(w.s.dir, err)
 	}
-	p.hash.Write(stored)
 	p.entries = append(p.entries, PackEntry{Type: t, Comp: comp, Offset: uint32(p.size), Length: uint32(len(stored)), RawLength: uint32(rawLen), ID: id})
 	p.size += int64(len(stored))
 	if p.size >= int64(PackTargetSize) {
@@ -183,18 +195,13 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 		return packRecord{}, storeWriteError(w.s.dir, err)
 	}
 	hdr := encodePackHeader(p.entries, w.s.keys)
-	if _, err := p.f.Write(hdr); err != nil {
-		return fail(err)
-	}
-	p.hash.Write(hdr)
-	if err := p.f.Sync(); err != nil {
+	if err := p.f.finish(hdr); err != nil {
 		return fail(err)
 	}
 	if err := p.f.Close(); err != nil {
 		return fail(err)
 	}
-	var id ID
-	p.hash.Sum(id[:0])
+	id := packName(hdr)
 	final := w.s.packPath(id)
 	if err := os.Rename(tmp, final); err != nil {
 		return fail(err)

@@ -299,6 +299,7 @@ func (b *backuper) saveSingle(path string, parentRoot *Tree) *dirFuture {
 			fut.err = fmt.Errorf("backup source %s: %w", path, err)
 			return
 		}
+		b.files.Add(1)
 		fut.id, fut.err = b.saveTree(&Tree{Nodes: []*Node{n}})
 	}()
 	return fut

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -122,6 +123,12 @@ func exitCode(err error) int {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if p := os.Getenv("RECALL_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	app := newApp()
 	err := app.RunContext(ctx, interspersed(app, os.Args))
 	code := exitCode(err)
@@ -132,5 +139,6 @@ func main() {
 			fmt.Fprintf(os.Stderr, "recall: error: %v\n", err)
 		}
 	}
+	pprof.StopCPUProfile()
 	os.Exit(code)
 }
