@@ -99,7 +99,7 @@ type backuper struct {
 
 	fileSem chan struct{}
 	chunkQ  chan *chunkJob
-	bufSem  chan struct{}
+	bufs    *budget
 
 	errMu sync.Mutex
 	errs  []PathError
@@ -112,14 +112,18 @@ type backuper struct {
 }
 
 type chunkJob struct {
-	data []byte
-	buf  *[]byte
+	buf  *chunkBuf
 	ext  *Extent
 	wg   *sync.WaitGroup
 	err  *atomic.Pointer[error]
 }
 
-var chunkBufPool = sync.Pool{New: func() any { b := make([]byte, chunker.MaxSize); return &b }}
+// scratchPool holds the chunker's output buffers (one per file being
+// chunked sequentially); chunks are copied out into budgeted buffers.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, chunker.MaxSize); return &b }}
+
+// chunkBudget bounds the chunk bytes a backup holds in flight.
+const chunkBudget = 32 << 20
 
 func (b *backuper) warn(path string, err error) {
 	if b.ctx.Err() != nil {
@@ -172,9 +176,11 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		fatal:   func(err error) { cancel(err) },
 		fileSem: make(chan struct{}, opts.Files),
 		chunkQ:  make(chan *chunkJob),
-		bufSem:  make(chan struct{}, 2*runtime.GOMAXPROCS(0)+2),
+		bufs:    newBudget(chunkBudget),
 		links:   map[devIno]*linkGroup{},
 	}
+	stopWake := context.AfterFunc(ctx, b.bufs.wake)
+	defer stopWake()
 	var savers sync.WaitGroup
 	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
 		savers.Add(1)
@@ -590,77 +596,92 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 	addHole := func(end int64) {
 		exts = append(exts, &Extent{Hole: true, End: uint64(end)})
 	}
-	submit := func(bp *[]byte, data []byte, end int64) error {
+	submit := func(cb *chunkBuf, end int64) error {
 		e := &Extent{End: uint64(end)}
 		exts = append(exts, e)
 		wg.Add(1)
 		select {
-		case b.chunkQ <- &chunkJob{data: data, buf: bp, ext: e, wg: &wg, err: &errp}:
+		case b.chunkQ <- &chunkJob{buf: cb, ext: e, wg: &wg, err: &errp}:
 			return nil
 		case <-b.ctx.Done():
 			wg.Done()
-			chunkBufPool.Put(bp)
-			<-b.bufSem
+			b.bufs.put(cb)
 			return context.Cause(b.ctx)
 		}
 	}
-	getBuf := func() (*[]byte, error) {
-		select {
-		case b.bufSem <- struct{}{}:
-		case <-b.ctx.Done():
-			return nil, context.Cause(b.ctx)
-		}
-		return chunkBufPool.Get().(*[]byte), nil
-	}
 	// Small files: one read, one chunk.
 	if !isDev && size <= int64(chunker.MinSize) {
-		bp, err := getBuf()
+		cb, err := b.bufs.get(b.ctx, int(max(size, 1)))
 		if err != nil {
 			return nil, 0, err
 		}
-		buf := (*bp)[:cap(*bp)]
+		buf := cb.b[:cap(cb.b)]
 		nr, err := io.ReadFull(io.NewSectionReader(f, 0, int64(len(buf))), buf)
 		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			chunkBufPool.Put(bp)
-			<-b.bufSem
+			b.bufs.put(cb)
 			return nil, 0, err
 		}
 		if nr == 0 {
-			chunkBufPool.Put(bp)
-			<-b.bufSem
+			b.bufs.put(cb)
 			return nil, 0, nil
 		}
-		if err := submit(bp, buf[:nr], int64(nr)); err != nil {
+		cb.b = buf[:nr]
+		if err := submit(cb, int64(nr)); err != nil {
 			return fail(err)
 		}
 		off = int64(nr)
 	} else {
 		regions := dataRegions(f, size, isDev)
-		chk := chunker.NewWithBoundaries(nil, b.pol, chunker.MinSize, chunker.MaxSize)
+		var chk *chunker.Chunker
+		var scratch *[]byte
+		defer func() {
+			if scratch != nil {
+				scratchPool.Put(scratch)
+			}
+		}()
 		for _, rg := range regions {
 			if rg.start > off {
 				addHole(rg.start)
 				off = rg.start
 			}
-			chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start), b.pol)
-			for {
-				bp, err := getBuf()
+			if rg.end-rg.start >= 2*parSegment && runtime.GOMAXPROCS(0) > 1 {
+				err := parallelCuts(f, b.pol, rg.start, rg.end, func(a, e int64) error {
+					cb, err := b.bufs.get(b.ctx, int(e-a))
+					if err != nil {
+						return err
+					}
+					if _, err := f.ReadAt(cb.b, a); err != nil {
+						b.bufs.put(cb)
+						return err
+					}
+					off = e
+					return submit(cb, e)
+				})
 				if err != nil {
 					return fail(err)
 				}
-				c, err := chk.Next((*bp)[:cap(*bp)])
+				continue
+			}
+			if chk == nil {
+				chk = chunker.NewWithBoundaries(nil, b.pol, chunker.MinSize, chunker.MaxSize)
+				scratch = scratchPool.Get().(*[]byte)
+			}
+			chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start), b.pol)
+			for {
+				c, err := chk.Next(*scratch)
 				if err == io.EOF {
-					chunkBufPool.Put(bp)
-					<-b.bufSem
 					break
 				}
 				if err != nil {
-					chunkBufPool.Put(bp)
-					<-b.bufSem
 					return fail(err)
 				}
+				cb, err := b.bufs.get(b.ctx, len(c.Data))
+				if err != nil {
+					return fail(err)
+				}
+				copy(cb.b, c.Data)
 				off += int64(c.Length)
-				if err := submit(bp, c.Data, off); err != nil {
+				if err := submit(cb, off); err != nil {
 					return fail(err)
 				}
 			}
@@ -743,18 +764,17 @@ func isZero(b []byte) bool {
 // saver hashes and stores chunks until chunkQ closes.
 func (b *backuper) saver() {
 	for j := range b.chunkQ {
-		if isZero(j.data) {
+		if isZero(j.buf.b) {
 			j.ext.Hole = true
 		} else {
-			id := b.st.Hash(j.data)
+			id := b.st.Hash(j.buf.b)
 			j.ext.ID = id
-			if _, err := b.w.SaveBlob(chunkstore.DataBlob, id, j.data); err != nil {
+			if _, err := b.w.SaveBlob(chunkstore.DataBlob, id, j.buf.b); err != nil {
 				j.err.CompareAndSwap(nil, &err)
 				b.fatal(err)
 			}
 		}
-		chunkBufPool.Put(j.buf)
-		<-b.bufSem
+		b.bufs.put(j.buf)
 		j.wg.Done()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -128,6 +129,11 @@ func main() {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if os.Getenv("GOGC") == "" {
+		// The heap is mostly pointer-free chunk buffers: collecting often
+		// is cheap and keeps peak memory near the live set.
+		debug.SetGCPercent(25)
 	}
 	app := newApp()
 	err := app.RunContext(ctx, interspersed(app, os.Args))

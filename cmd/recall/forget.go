@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/fs"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "forget",
+		Usage:     "remove a recovery point (its chunks stay in the store until garbage collection)",
+		ArgsUsage: "POINT (id, unique id prefix, or \"latest\")",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "source", Usage: "data source `NAME` POINT belongs to (needed for \"latest\" with several sources)"},
+			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a running backup to finish"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("forget needs exactly one POINT")
+			}
+			r, err := openReader(c)
+			if err != nil {
+				return err
+			}
+			st := r.Store()
+			defer st.Close()
+			p, err := r.FindPoint(c.Args().First(), c.String("source"))
+			if err != nil {
+				return err
+			}
+			// Where the mount shows it, for the message.
+			pts, err := r.Points()
+			if err != nil {
+				return err
+			}
+			var times []time.Time
+			at := -1
+			for _, q := range pts {
+				if q.Source == p.Source {
+					if q.ID == p.ID {
+						at = len(times)
+					}
+					times = append(times, q.Time)
+				}
+			}
+			name := fs.SnapshotName(p.Time)
+			if at >= 0 {
+				name = fs.PointNames(times)[at]
+			}
+			lock, err := st.LockWriter(c.Context, "forget point "+p.ID.Short(), c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
+				logf("store is busy: waiting for %s", h)
+			})
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
+			if err := st.RemovePoint(p.ID); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "forgot point %s of source %s from %s (%s in a mount); its chunks stay in the store until garbage collection\n",
+				p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339), name)
+			return nil
+		},
+	})
+}

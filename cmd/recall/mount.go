@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/fs"
+	"github.com/urfave/cli/v2"
+)
+
+// readyFDEnv names the descriptor on which a background server reports
+// "ready" (or "error: ...") to the `recall mount` that started it.
+const readyFDEnv = "RECALL_MOUNT_READY_FD"
+
+func init() {
+	register(&cli.Command{
+		Name:      "mount",
+		Usage:     "mount the recovery points as a read-only file tree (returns when it is ready; serves in the background)",
+		ArgsUsage: "MOUNTPOINT",
+		Description: `The tree is MOUNTPOINT/<source>/@GMT-YYYY.MM.DD-HH.MM.SS/... (UTC, one directory per
+recovery point, Samba shadow_copy2 names) and MOUNTPOINT/<source>/latest, a symlink to
+the newest point. New points appear and forgotten ones disappear while it stays mounted.
+Owners, modes, times, hard links and xattrs are as backed up; access is checked against
+them (default_permissions). Unmount with 'recall umount MOUNTPOINT'.
+
+A dead mount left by a killed server at MOUNTPOINT is cleaned up first.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "point", Usage: "mount only this recovery point's root (`POINT`: id, unique id prefix or \"latest\")"},
+			&cli.StringFlag{Name: "source", Usage: "data source `NAME` that --point belongs to"},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users (and Samba) use the mount; access still follows the backed-up owners and modes"},
+			&cli.BoolFlag{Name: "foreground", Usage: "serve in this process until unmounted or interrupted"},
+			&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "memory for decoded chunks (`SIZE`, e.g. 1GiB)"},
+			&cli.StringFlag{Name: "log-file", Usage: "where a background server logs (`FILE`; default HOME/logs/mount.log)"},
+			&cli.BoolFlag{Name: "debug", Hidden: true, Usage: "log every FUSE request"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("mount needs exactly one MOUNTPOINT")
+			}
+			cacheBytes, err := parseSize(c.String("cache-size"))
+			if err != nil {
+				return usagef("--cache-size: %v", err)
+			}
+			mnt, err := fs.MountPath(c.Args().First())
+			if err != nil {
+				return fmt.Errorf("mount point: %w", err)
+			}
+			if c.Bool("foreground") {
+				return mountForeground(c, mnt, cacheBytes, readyReporter())
+			}
+			return mountBackground(c, mnt)
+		},
+	})
+}
+
+// prepareMountpoint cleans a dead mount left at mnt and checks that mnt
+// is a directory with nothing live mounted on it.
+func prepareMountpoint(mnt string, log func(string, ...any)) error {
+	cleaned, err := fs.CleanDeadMount(mnt)
+	if err != nil {
+		return err
+	}
+	if cleaned {
+		log("cleaned up the dead mount at %s (its server had stopped)", mnt)
+	}
+	if m, ok, err := fs.FindMount(mnt); err == nil && ok {
+		if m.FSType == fs.FSType {
+			return fmt.Errorf("%s: %w (recall mount of %s); run 'recall umount %s' first", mnt, fs.ErrMounted, m.Source, mnt)
+		}
+		return fmt.Errorf("%s: %w (%s); unmount it first", mnt, fs.ErrMounted, m.FSType)
+	}
+	st, err := os.Stat(mnt)
+	if err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("mount point %s is not a directory", mnt)
+	}
+	return nil
+}
+
+// resolvePoint finds --point, if given.
+func resolvePoint(c *cli.Context, r *engine.Reader) (*engine.Point, error) {
+	spec := c.String("point")
+	if spec == "" {
+		return nil, nil
+	}
+	return r.FindPoint(spec, c.String("source"))
+}
+
+// mountBackground checks what it can here (store, passphrase, --point,
+// mount point) so errors keep their exit codes, then starts the server as
+// a child in its own session and returns once the child reports the
+// mount ready.
+func mountBackground(c *cli.Context, mnt string) error {
+	r, err := openReader(c)
+	if err != nil {
+		return err
+	}
+	_, err = resolvePoint(c, r)
+	r.Store().Close()
+	if err != nil {
+		return err
+	}
+	if err := prepareMountpoint(mnt, logf); err != nil {
+		return err
+	}
+	home, err := filepath.Abs(c.String("home"))
+	if err != nil {
+		return err
+	}
+	logPath := c.String("log-file")
+	if logPath == "" {
+		logPath = filepath.Join(home, "logs", "mount.log")
+	}
+	if logPath, err = filepath.Abs(logPath); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return fmt.Errorf("log directory: %w", err)
+	}
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	defer logFile.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"--home", home}
+	if pf := c.String("password-file"); pf != "" {
+		if pf, err = filepath.Abs(pf); err != nil {
+			return err
+		}
+		args = append(args, "--password-file", pf)
+	}
+	args = append(args, "mount", "--foreground", "--cache-size", c.String("cache-size"), "--log-file", logPath)
+	for _, f := range []string{"point", "source"} {
+		if v := c.String(f); v != "" {
+			args = append(args, "--"+f, v)
+		}
+	}
+	for _, f := range []string{"allow-other", "debug"} {
+		if c.Bool(f) {
+			args = append(args, "--"+f)
+		}
+	}
+	args = append(args, "--", mnt)
+
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.Dir = "/"
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return fmt.Errorf("start mount server: %w", err)
+	}
+	pw.Close()
+	msg := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(pr).ReadString('\n')
+		msg <- strings.TrimSpace(line)
+	}()
+	var line string
+	select {
+	case line = <-msg:
+	case <-c.Context.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		return c.Context.Err()
+	}
+	switch {
+	case line == "ready":
+		pid := cmd.Process.Pid
+		cmd.Process.Release()
+		fmt.Fprintf(c.App.Writer, "mounted %s at %s (server pid %d, log %s)\n", home, mnt, pid, logPath)
+		return nil
+	case strings.HasPrefix(line, "error: "):
+		cmd.Wait()
+		return errors.New(strings.TrimPrefix(line, "error: "))
+	}
+	cmd.Wait()
+	return fmt.Errorf("mount server exited before the mount was ready; see %s", logPath)
+}
+
+// readyReporter returns how a foreground server reports readiness: to the
+// parent's pipe when started by mountBackground, else nowhere.
+func readyReporter() func(error) {
+	fd, err := strconv.Atoi(os.Getenv(readyFDEnv))
+	os.Unsetenv(readyFDEnv)
+	if err != nil || fd < 3 {
+		return func(error) {}
+	}
+	f := os.NewFile(uintptr(fd), "ready")
+	done := false
+	return func(err error) {
+		if done {
+			return
+		}
+		done = true
+		if err != nil {
+			fmt.Fprintf(f, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		} else {
+			io.WriteString(f, "ready\n")
+		}
+		f.Close()
+	}
+}
+
+// mountForeground mounts and serves until the mount goes away or the
+// process is told to stop.
+func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(error)) (err error) {
+	defer func() { ready(err) }()
+	log := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "%s recall mount %s: %s\n", time.Now().Format(time.RFC3339), mnt, fmt.Sprintf(format, args...))
+	}
+	r, err := openReader(c)
+	if err != nil {
+		return err
+	}
+	defer r.Store().Close()
+	ep, err := resolvePoint(c, r)
+	if err != nil {
+		return err
+	}
+	tree, err := fs.New(fs.NewEngineBackend(r), fs.Options{CacheBytes: cacheBytes, Log: log})
+	if err != nil {
+		return err
+	}
+	var pt *fs.Point
+	if ep != nil {
+		if pt = tree.PointByID(ep.ID); pt == nil {
+			return fmt.Errorf("point %s: not readable (see %s)", ep.ID.Short(), c.String("log-file"))
+		}
+	}
+	if err := prepareMountpoint(mnt, log); err != nil {
+		return err
+	}
+	home, _ := filepath.Abs(c.String("home"))
+	srv, err := fs.Mount(mnt, tree, fs.MountOptions{
+		AllowOther: c.Bool("allow-other"), Point: pt, FsName: home, Debug: c.Bool("debug"), Log: log,
+	})
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) || strings.Contains(err.Error(), "allow_other") {
+			return fmt.Errorf("%w (as a user, --allow-other needs user_allow_other in /etc/fuse.conf)", err)
+		}
+		return err
+	}
+	what := "all recovery points"
+	if pt != nil {
+		what = "point " + pt.String()
+	}
+	log("serving %s of %s (pid %d)", what, home, os.Getpid())
+	ready(nil)
+
+	done := make(chan struct{})
+	go func() { srv.Wait(); close(done) }()
+	go srv.Watch(c.Context, time.Second)
+	select {
+	case <-done:
+		log("unmounted; exiting")
+		return nil
+	case <-c.Context.Done():
+	}
+	if err := srv.Unmount(); err != nil {
+		// Busy: detach now and keep serving open files until they close.
+		log("unmount: %v; detaching lazily and serving open files until they are closed", err)
+		if err := fs.Unmount(mnt, true); err != nil {
+			log("lazy unmount: %v", err)
+		}
+	}
+	<-done
+	log("unmounted; exiting")
+	return nil
+}
+
+// parseSize reads "256MiB", "1G", "512k" or a byte count.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"tb", 1 << 40}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1}} {
+		if strings.HasSuffix(t, u.suf) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.m
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return int64(v * float64(mult)), nil
+}

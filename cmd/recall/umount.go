@@ -1,0 +1,39 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/recall-backup/recall/fs"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "umount",
+		Aliases:   []string{"unmount"},
+		Usage:     "unmount a recovery tree mounted with 'recall mount'",
+		ArgsUsage: "MOUNTPOINT",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "lazy", Usage: "detach now even while files are open; the server stops when the last one is closed"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("umount needs exactly one MOUNTPOINT")
+			}
+			mnt, err := fs.MountPath(c.Args().First())
+			if err != nil {
+				return err
+			}
+			err = fs.Unmount(mnt, c.Bool("lazy"))
+			switch {
+			case errors.Is(err, fs.ErrBusy):
+				return fmt.Errorf("%s is busy: a process has a file open or its working directory in it (see 'fuser -vm %s'); "+
+					"close those, or run 'recall umount --lazy %s' to detach it now (the server stops when the last file is closed)", mnt, mnt, mnt)
+			case errors.Is(err, fs.ErrNotMounted):
+				return fmt.Errorf("nothing is mounted at %s", mnt)
+			}
+			return err
+		},
+	})
+}

@@ -1,0 +1,173 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/restic/chunker"
+)
+
+// Parallel chunking of one large region.
+//
+// Content-defined chunking is sequential: where a chunk ends depends on
+// where the previous one ended. But after a cut at position p, restic's
+// chunker depends only on p and the bytes after it (its window is reset
+// and the first MinSize-64 bytes are skipped). So the region is split into
+// segments and every segment is chunked at once by its own goroutine as if
+// a cut were at its start. A stitcher then follows the true chain of cuts:
+// as soon as the chain reaches a cut that a segment's chunker also made,
+// both agree from there on, and that segment's cuts are taken as they are.
+// Where they never meet (long runs of zeroes, whose cuts keep their phase)
+// the stitcher chunks on by itself from the last true cut. The result is
+// identical to one sequential pass, so dedup against earlier points is
+// unaffected.
+
+// parSegment is the segment size; each segment costs one extra chunk of
+// chunking (the one that crosses into the next segment).
+var parSegment int64 = 64 << 20
+
+type segCuts struct {
+	done chan struct{}
+	cuts []int64 // absolute ends of chunks, the last one >= next segment start (or region end)
+	err  error
+}
+
+// cutsFrom chunks [from, end) of f with a fresh chunker and returns the
+// chunk ends, stopping after the first end >= stop.
+func cutsFrom(f *os.File, pol chunker.Pol, buf []byte, from, stop, end int64) ([]int64, error) {
+	chk := chunker.NewWithBoundaries(io.NewSectionReader(f, from, end-from), pol, chunker.MinSize, chunker.MaxSize)
+	var cuts []int64
+	pos := from
+	for pos < stop {
+		c, err := chk.Next(buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		pos += int64(c.Length)
+		cuts = append(cuts, pos)
+	}
+	return cuts, nil
+}
+
+// parallelCuts calls emit(start, end) for every chunk of [start, end) in
+// order, exactly as sequential chunking would cut it. emit runs in the
+// caller's goroutine; an error from it stops everything.
+func parallelCuts(f *os.File, pol chunker.Pol, start, end int64, emit func(a, b int64) error) error {
+	workers := runtime.GOMAXPROCS(0)
+	nseg := int((end - start + parSegment - 1) / parSegment)
+	segStart := func(j int) int64 { return start + int64(j)*parSegment }
+	segs := make([]*segCuts, nseg)
+	for j := range segs {
+		segs[j] = &segCuts{done: make(chan struct{})}
+	}
+	tokens := make(chan struct{}, workers+1)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() {
+		close(quit)
+		wg.Wait()
+	}()
+	bufs := sync.Pool{New: func() any { b := make([]byte, chunker.MaxSize); return &b }}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for j := 0; j < nseg; j++ {
+			select {
+			case tokens <- struct{}{}:
+			case <-quit:
+				return
+			}
+			wg.Add(1)
+			go func(s *segCuts, from, stop int64) {
+				defer wg.Done()
+				defer close(s.done)
+				bp := bufs.Get().(*[]byte)
+				defer bufs.Put(bp)
+				s.cuts, s.err = cutsFrom(f, pol, *bp, from, stop, end)
+			}(segs[j], segStart(j), min(segStart(j+1), end))
+		}
+	}()
+	wait := func(j int) ([]int64, error) {
+		select {
+		case <-segs[j].done:
+			return segs[j].cuts, segs[j].err
+		case <-quit:
+			return nil, errors.New("stopped")
+		}
+	}
+	released := 0
+	release := func(pos int64) {
+		// Segments wholly behind pos are done with: let more start.
+		for released < nseg && (segStart(released+1) <= pos || pos >= end) {
+			<-tokens
+			released++
+		}
+	}
+	segOf := func(p int64) int { return int((p - start) / parSegment) }
+
+	pos := start
+	for pos < end {
+		j := segOf(pos)
+		cuts, err := wait(j)
+		if err != nil {
+			return err
+		}
+		i := 0
+		if pos != segStart(j) {
+			k, found := slices.BinarySearch(cuts, pos)
+			if !found {
+				// Not in step with segment j: chunk on from the last true
+				// cut until the chain meets a segment's cuts.
+				bp := bufs.Get().(*[]byte)
+				chk := chunker.NewWithBoundaries(io.NewSectionReader(f, pos, end-pos), pol, chunker.MinSize, chunker.MaxSize)
+				synced := false
+				for !synced && pos < end {
+					c, err := chk.Next(*bp)
+					if err != nil {
+						bufs.Put(bp)
+						return err
+					}
+					next := pos + int64(c.Length)
+					if err := emit(pos, next); err != nil {
+						bufs.Put(bp)
+						return err
+					}
+					pos = next
+					release(pos)
+					if pos >= end {
+						break
+					}
+					sj := segOf(pos)
+					if pos == segStart(sj) {
+						synced = true
+						break
+					}
+					sc, err := wait(sj)
+					if err != nil {
+						bufs.Put(bp)
+						return err
+					}
+					_, synced = slices.BinarySearch(sc, pos)
+				}
+				bufs.Put(bp)
+				continue
+			}
+			i = k + 1
+		}
+		for ; i < len(cuts); i++ {
+			if err := emit(pos, cuts[i]); err != nil {
+				return err
+			}
+			pos = cuts[i]
+			release(pos)
+		}
+	}
+	return nil
+}

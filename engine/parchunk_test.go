@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/restic/chunker"
+)
+
+// TestParallelCutsMatchSequential: parallel chunking must cut exactly
+// where one chunker would, also across zero runs that never resync.
+func TestParallelCutsMatchSequential(t *testing.T) {
+	old := parSegment
+	parSegment = 3 << 20
+	defer func() { parSegment = old }()
+	data := make([]byte, 40<<20)
+	rng := rand.New(rand.NewSource(1))
+	rng.Read(data)
+	clear(data[7<<20 : 15<<20])   // long zero run across segment edges
+	clear(data[30<<20+5 : 31<<20]) // short one
+	p := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(p, data, 0o644)
+	f, _ := os.Open(p)
+	defer f.Close()
+	pol, _ := chunker.RandomPolynomial()
+	for _, r := range [][2]int64{{0, int64(len(data))}, {12345, 33 << 20}, {0, 6<<20 + 1}} {
+		var want []int64
+		chk := chunker.New(io.NewSectionReader(f, r[0], r[1]-r[0]), pol)
+		buf := make([]byte, chunker.MaxSize)
+		pos := r[0]
+		for {
+			c, err := chk.Next(buf)
+			if err == io.EOF {
+				break
+			}
+			pos += int64(c.Length)
+			want = append(want, pos)
+		}
+		var got []int64
+		last := r[0]
+		err := parallelCuts(f, pol, r[0], r[1], func(a, b int64) error {
+			if a != last {
+				t.Fatalf("gap: chunk starts at %d, previous ended at %d", a, last)
+			}
+			last = b
+			got = append(got, b)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("range %v: %d parallel cuts differ from %d sequential ones", r, len(got), len(want))
+		}
+	}
+}
