@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/recall
 PREFIX  ?= /usr/local
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
 # Packages the tests need on a fresh Debian machine.
 TEST_DEBS := fuse3 samba smbclient attr acl util-linux e2fsprogs
@@ -31,9 +31,7 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: deps
-	$(GO) vet ./...
-	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+test: deps lint
 	$(GO) test -count=1 -timeout 30m ./...
 
 lint:

@@ -52,7 +52,6 @@ type loc struct {
 
 func (l loc) length() uint32     { return l.lenFlg & lenMask }
 func (l loc) compressed() bool   { return l.lenFlg&flagComp != 0 }
-func (l loc) blobType() BlobType { return BlobType((l.lenFlg >> typeShift) & 7) }
 
 func makeLoc(pack uint32, e PackEntry) loc {
 	f := e.Length | uint32(e.Type&7)<<typeShift
