@@ -50,8 +50,8 @@ type loc struct {
 	lenFlg uint32
 }
 
-func (l loc) length() uint32     { return l.lenFlg & lenMask }
-func (l loc) compressed() bool   { return l.lenFlg&flagComp != 0 }
+func (l loc) length() uint32   { return l.lenFlg & lenMask }
+func (l loc) compressed() bool { return l.lenFlg&flagComp != 0 }
 
 func makeLoc(pack uint32, e PackEntry) loc {
 	f := e.Length | uint32(e.Type&7)<<typeShift

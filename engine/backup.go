@@ -112,10 +112,10 @@ type backuper struct {
 }
 
 type chunkJob struct {
-	buf  *chunkBuf
-	ext  *Extent
-	wg   *sync.WaitGroup
-	err  *atomic.Pointer[error]
+	buf *chunkBuf
+	ext *Extent
+	wg  *sync.WaitGroup
+	err *atomic.Pointer[error]
 }
 
 // scratchPool holds the chunker's output buffers (one per file being

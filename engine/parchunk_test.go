@@ -20,7 +20,7 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 	data := make([]byte, 40<<20)
 	rng := rand.New(rand.NewSource(1))
 	rng.Read(data)
-	clear(data[7<<20 : 15<<20])   // long zero run across segment edges
+	clear(data[7<<20 : 15<<20])    // long zero run across segment edges
 	clear(data[30<<20+5 : 31<<20]) // short one
 	p := filepath.Join(t.TempDir(), "f")
 	os.WriteFile(p, data, 0o644)
