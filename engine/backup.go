@@ -42,6 +42,9 @@ type BackupOptions struct {
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)
 
+	// Progress, if set, is called about once a second with running totals.
+	Progress func(files, bytes int64)
+
 	hooks *backupHooks // tests only
 }
 
@@ -221,6 +224,19 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		root = b.saveSingle(abs, parentRoot)
 	default:
 		return nil, fmt.Errorf("backup source %s: not a directory, regular file or block device", abs)
+	}
+	if opts.Progress != nil {
+		tick := time.NewTicker(time.Second)
+	wait:
+		for {
+			select {
+			case <-root.done:
+				break wait
+			case <-tick.C:
+				opts.Progress(b.files.Load(), b.bytes.Load())
+			}
+		}
+		tick.Stop()
 	}
 	<-root.done
 	if cause := context.Cause(ctx); cause != nil {

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 // pointJSON is the --json form of a point; scripts rely on these fields.
@@ -62,8 +64,10 @@ func init() {
 			}
 			p, err := engine.Backup(c.Context, engine.NewReader(st), w, engine.BackupOptions{
 				Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"),
-				Log: func(f string, a ...any) { logf(f, a...) },
+				Log:      func(f string, a ...any) { logf(f, a...) },
+				Progress: progressPrinter(),
 			})
+			endProgress()
 			if p == nil {
 				return err
 			}
@@ -86,6 +90,34 @@ func init() {
 			return err
 		},
 	})
+}
+
+var progressOnTTY bool
+
+// progressPrinter shows a one-line progress display on a terminal and a
+// plain line every ten seconds otherwise.
+func progressPrinter() func(files, bytes int64) {
+	_, err := unix.IoctlGetTermios(int(os.Stderr.Fd()), unix.TCGETS)
+	progressOnTTY = err == nil
+	start := time.Now()
+	calls := 0
+	return func(files, bytes int64) {
+		calls++
+		el := time.Since(start)
+		rate := float64(bytes) / el.Seconds()
+		line := fmt.Sprintf("%s: %d files, %s read, %s/s", el.Round(time.Second), files, human(bytes), human(int64(rate)))
+		if progressOnTTY {
+			fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
+		} else if calls%10 == 0 {
+			fmt.Fprintf(os.Stderr, "recall: progress %s\n", line)
+		}
+	}
+}
+
+func endProgress() {
+	if progressOnTTY {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
 }
 
 func human(n int64) string {
