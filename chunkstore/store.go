@@ -83,6 +83,33 @@ func (s *Store) Encrypted() bool { return s.keys.aead != nil }
 // Polynomial returns the store's chunker polynomial.
 func (s *Store) Polynomial() chunker.Pol { return s.pol }
 
+// MinChunk and MaxChunk are the store's chunk size bounds.
+func (s *Store) MinChunk() int { return int(s.cfg.MinChunk) }
+
+// MaxChunk is the largest chunk the store's chunker makes.
+func (s *Store) MaxChunk() int { return int(s.cfg.MaxChunk) }
+
+// NewChunker returns a chunker over rd with the store's parameters. Every
+// chunker of a store must come from here (or ResetChunker), or chunks stop
+// deduplicating.
+func (s *Store) NewChunker(rd io.Reader) *chunker.Chunker {
+	c := chunker.NewWithBoundaries(rd, s.pol, s.cfg.MinChunk, s.cfg.MaxChunk)
+	s.setBits(c)
+	return c
+}
+
+// ResetChunker points c at rd, keeping the store's parameters.
+func (s *Store) ResetChunker(c *chunker.Chunker, rd io.Reader) {
+	c.ResetWithBoundaries(rd, s.pol, s.cfg.MinChunk, s.cfg.MaxChunk)
+	s.setBits(c)
+}
+
+func (s *Store) setBits(c *chunker.Chunker) {
+	if s.cfg.AverageBits != 0 {
+		c.SetAverageBits(s.cfg.AverageBits)
+	}
+}
+
 // Hash returns the id of data in this store.
 func (s *Store) Hash(data []byte) ID { return s.keys.hash(data) }
 

@@ -626,7 +626,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 		}
 	}
 	// Small files: one read, one chunk.
-	if !isDev && size <= int64(chunker.MinSize) {
+	if !isDev && size <= int64(b.st.MinChunk()) {
 		cb, err := b.bufs.get(b.ctx, int(max(size, 1)))
 		if err != nil {
 			return nil, 0, err
@@ -661,7 +661,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 				off = rg.start
 			}
 			if rg.end-rg.start >= 2*parSegment && runtime.GOMAXPROCS(0) > 1 {
-				err := parallelCuts(f, b.pol, rg.start, rg.end, func(a, e int64) error {
+				err := parallelCuts(f, b.st.NewChunker, b.st.MaxChunk(), rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {
 						return err
@@ -679,10 +679,10 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 				continue
 			}
 			if chk == nil {
-				chk = chunker.NewWithBoundaries(nil, b.pol, chunker.MinSize, chunker.MaxSize)
+				chk = b.st.NewChunker(nil)
 				scratch = scratchPool.Get().(*[]byte)
 			}
-			chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start), b.pol)
+			b.st.ResetChunker(chk, io.NewSectionReader(f, rg.start, rg.end-rg.start))
 			for {
 				c, err := chk.Next(*scratch)
 				if err == io.EOF {

@@ -38,8 +38,8 @@ type segCuts struct {
 
 // cutsFrom chunks [from, end) of f with a fresh chunker and returns the
 // chunk ends, stopping after the first end >= stop.
-func cutsFrom(f *os.File, pol chunker.Pol, buf []byte, from, stop, end int64) ([]int64, error) {
-	chk := chunker.NewWithBoundaries(io.NewSectionReader(f, from, end-from), pol, chunker.MinSize, chunker.MaxSize)
+func cutsFrom(f *os.File, newChunker func(io.Reader) *chunker.Chunker, buf []byte, from, stop, end int64) ([]int64, error) {
+	chk := newChunker(io.NewSectionReader(f, from, end-from))
 	var cuts []int64
 	pos := from
 	for pos < stop {
@@ -59,7 +59,7 @@ func cutsFrom(f *os.File, pol chunker.Pol, buf []byte, from, stop, end int64) ([
 // parallelCuts calls emit(start, end) for every chunk of [start, end) in
 // order, exactly as sequential chunking would cut it. emit runs in the
 // caller's goroutine; an error from it stops everything.
-func parallelCuts(f *os.File, pol chunker.Pol, start, end int64, emit func(a, b int64) error) error {
+func parallelCuts(f *os.File, newChunker func(io.Reader) *chunker.Chunker, maxChunk int, start, end int64, emit func(a, b int64) error) error {
 	workers := runtime.GOMAXPROCS(0)
 	nseg := int((end - start + parSegment - 1) / parSegment)
 	segStart := func(j int) int64 { return start + int64(j)*parSegment }
@@ -74,7 +74,7 @@ func parallelCuts(f *os.File, pol chunker.Pol, start, end int64, emit func(a, b 
 		close(quit)
 		wg.Wait()
 	}()
-	bufs := sync.Pool{New: func() any { b := make([]byte, chunker.MaxSize); return &b }}
+	bufs := sync.Pool{New: func() any { b := make([]byte, maxChunk); return &b }}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -90,7 +90,7 @@ func parallelCuts(f *os.File, pol chunker.Pol, start, end int64, emit func(a, b 
 				defer close(s.done)
 				bp := bufs.Get().(*[]byte)
 				defer bufs.Put(bp)
-				s.cuts, s.err = cutsFrom(f, pol, *bp, from, stop, end)
+				s.cuts, s.err = cutsFrom(f, newChunker, *bp, from, stop, end)
 			}(segs[j], segStart(j), min(segStart(j+1), end))
 		}
 	}()
@@ -126,7 +126,7 @@ func parallelCuts(f *os.File, pol chunker.Pol, start, end int64, emit func(a, b 
 				// Not in step with segment j: chunk on from the last true
 				// cut until the chain meets a segment's cuts.
 				bp := bufs.Get().(*[]byte)
-				chk := chunker.NewWithBoundaries(io.NewSectionReader(f, pos, end-pos), pol, chunker.MinSize, chunker.MaxSize)
+				chk := newChunker(io.NewSectionReader(f, pos, end-pos))
 				synced := false
 				for !synced && pos < end {
 					c, err := chk.Next(*bp)

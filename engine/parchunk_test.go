@@ -27,9 +27,14 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 	f, _ := os.Open(p)
 	defer f.Close()
 	pol, _ := chunker.RandomPolynomial()
+	newChunker := func(rd io.Reader) *chunker.Chunker {
+		c := chunker.New(rd, pol)
+		c.SetAverageBits(19)
+		return c
+	}
 	for _, r := range [][2]int64{{0, int64(len(data))}, {12345, 33 << 20}, {0, 6<<20 + 1}} {
 		var want []int64
-		chk := chunker.New(io.NewSectionReader(f, r[0], r[1]-r[0]), pol)
+		chk := newChunker(io.NewSectionReader(f, r[0], r[1]-r[0]))
 		buf := make([]byte, chunker.MaxSize)
 		pos := r[0]
 		for {
@@ -42,7 +47,7 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 		}
 		var got []int64
 		last := r[0]
-		err := parallelCuts(f, pol, r[0], r[1], func(a, b int64) error {
+		err := parallelCuts(f, newChunker, chunker.MaxSize, r[0], r[1], func(a, b int64) error {
 			if a != last {
 				t.Fatalf("gap: chunk starts at %d, previous ended at %d", a, last)
 			}
