@@ -21,16 +21,16 @@ const ConfigVersion = 1
 // Config is the content of <store>/config (JSON). For an encrypted store
 // the chunker polynomial and the id key live only inside the sealed key.
 type Config struct {
-	Version    int         `json:"version"`
-	ID         string      `json:"id"`
-	Polynomial uint64      `json:"chunker_polynomial,omitempty"`
-	MinChunk   uint        `json:"min_chunk"`
-	MaxChunk   uint        `json:"max_chunk"`
+	Version    int    `json:"version"`
+	ID         string `json:"id"`
+	Polynomial uint64 `json:"chunker_polynomial,omitempty"`
+	MinChunk   uint   `json:"min_chunk"`
+	MaxChunk   uint   `json:"max_chunk"`
 	// AverageBits sets the cut probability (2^-bits per byte after the
 	// minimum): 19 gives chunks of about 1 MiB on average. Absent means 20,
 	// restic's default.
-	AverageBits int `json:"average_bits,omitempty"`
-	Encryption *EncryptCfg `json:"encryption,omitempty"`
+	AverageBits int         `json:"average_bits,omitempty"`
+	Encryption  *EncryptCfg `json:"encryption,omitempty"`
 }
 
 // EncryptCfg describes how the master key is derived and sealed.
