@@ -13,6 +13,8 @@
 #   BENCH_SEED      data set seed (default 1)
 #   BENCH_SECTIONS  space separated subset of: restic borg recall recall-enc single insert mount
 #                   (default: all)
+#   BENCH_REPEAT    run every section N times on fresh repositories and report
+#                   the best time / highest peak RSS (default 1; use 3 on a busy machine)
 #   BENCH_KEEP      1 = keep repositories and restore targets after the run
 #
 # Output: a table on stdout, $BENCH_DIR/results.txt, $BENCH_DIR/results.json,
@@ -27,6 +29,10 @@ BENCH_SCALE=${BENCH_SCALE:-1}
 BENCH_SEED=${BENCH_SEED:-1}
 BENCH_SECTIONS=${BENCH_SECTIONS:-restic borg recall recall-enc single insert mount}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_REPEAT=${BENCH_REPEAT:-1}
+[[ $BENCH_REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_REPEAT must be a positive integer" >&2; exit 2; }
+awk -v s="$BENCH_SCALE" 'BEGIN { exit !(s + 0 > 0) }' || { echo "BENCH_SCALE must be a positive number" >&2; exit 2; }
+BENCH_SCALE=$(awk -v s="$BENCH_SCALE" 'BEGIN { print s + 0 }') # canonical form (".5" -> 0.5)
 
 # Make paths absolute: the script cd's around (borg extract needs it).
 case $RECALL in /*) ;; */*) RECALL=$PWD/$RECALL ;; *) RECALL=$(command -v "$RECALL" || echo "$PWD/$RECALL") ;; esac
@@ -50,6 +56,7 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export RECALL_PASSWORD=recall-bench
 
 T0=$(date +%s)
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 log() { printf '[bench %4ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
 has_section() { [[ " $BENCH_SECTIONS " == *" $1 "* ]]; }
@@ -72,6 +79,9 @@ fmt2() { awk -v v="$1" 'BEGIN { printf "%.2f", v }'; }
 mbps() { calc "$1 / $2 / 1000000"; } # bytes secs -> MB/s
 have() { [[ -n ${M[$1]+x} ]]; }
 setm() { M[$1]=$2; }
+# setmin/setmax KEY VALUE: keep the best/worst over BENCH_REPEAT rounds.
+setmin() { if ! have "$1" || awk -v a="$2" -v b="${M[$1]}" 'BEGIN { exit !(a < b) }'; then M[$1]=$2; fi; }
+setmax() { if ! have "$1" || awk -v a="$2" -v b="${M[$1]}" 'BEGIN { exit !(a > b) }'; then M[$1]=$2; fi; }
 fail_key() { E[$1]=$2; } # record why a measurement is missing
 
 # why KEY...: the error of the first missing key ("" if none missing).
@@ -94,12 +104,13 @@ json_str() {
 	printf '"%s"' "$s"
 }
 
-# check NAME DETAIL RATIO OP TARGET [extra]
-#   Records a PASS/FAIL line. RATIO empty => n/a (DETAIL explains why).
-#   OP is ">=" or "<=". The "extra" flag keeps it out of the pass count.
-check_result() {
-	local name=$1 detail=$2 ratio=$3 op=$4 target=$5 extra=${6:-}
-	local verdict pass
+# check NAME WHAT RATIO OP TARGET [extra]
+#   Judges RATIO against TARGET (OP is ">=" or "<="), records it for the JSON
+#   and sets V to e.g. "ratio vs restic 4.27 (target >=4) PASS". An empty
+#   RATIO is n/a. With "extra" the check is shown but not counted.
+V=
+check() {
+	local name=$1 what=$2 ratio=$3 op=$4 target=$5 extra=${6:-} verdict pass
 	if [[ -z $ratio ]]; then
 		verdict="n/a"
 		pass=null
@@ -113,10 +124,14 @@ check_result() {
 		pass=false
 		[[ -n $extra ]] || NFAIL=$((NFAIL + 1))
 	fi
-	[[ -z $extra ]] || verdict="$verdict (extra, not counted)"
-	CHECKS_TXT+=("$(printf '%-22s %s' "$name" "$detail")  -> $verdict")
-	CHECKS_JSON+=("{\"name\":$(json_str "$name"),\"detail\":$(json_str "$detail"),\"ratio\":${ratio:-null},\"op\":$(json_str "$op"),\"target\":$target,\"pass\":$pass,\"extra\":$([[ -n $extra ]] && echo true || echo false)}")
+	[[ -z $extra ]] || verdict="$verdict (info)"
+	V="$what $(rstr "$ratio") (target $op$target) $verdict"
+	local jname="$name: $what"
+	[[ $what != vs* ]] || jname="$name: ratio $what"
+	CHECKS_JSON+=("{\"name\":$(json_str "$jname"),\"ratio\":${ratio:-null},\"op\":$(json_str "$op"),\"target\":$target,\"pass\":$pass,\"counted\":$([[ -n $extra ]] && echo false || echo true)}")
 }
+# row LABEL TEXT: one line of the table.
+row() { CHECKS_TXT+=("$(printf '%-21s %s' "$1" "$2")"); }
 
 # ---------------------------------------------------------------- timing
 # timed KEY CMD...: run CMD under /usr/bin/time, log output to
@@ -126,6 +141,9 @@ timed() {
 	local key=$1
 	shift
 	local tf=$LOGS/$key.time lf=$LOGS/$key.log rc=0
+	# Flush dirty pages left by earlier steps (restores, repository writes)
+	# so their write-back does not land in this measurement. Not timed.
+	sync
 	log "  $key: $*"
 	/usr/bin/time -f '%e %M' -o "$tf" "$@" >"$lf" 2>&1 || rc=$?
 	if ((rc != 0)); then
@@ -140,9 +158,22 @@ timed() {
 	read -r sec rss < <(tail -n 1 "$tf")
 	# %e has 10 ms resolution; avoid division by zero.
 	sec=$(awk -v s="$sec" 'BEGIN { print (s < 0.01) ? 0.01 : s }')
-	M[$key.s]=$sec
-	M[$key.rss]=$rss
+	setmin "$key.s" "$sec"
+	setmax "$key.rss" "$rss"
 	log "  $key: ${sec}s, peak RSS ${rss} KiB"
+}
+
+# logged NAME CMD...: run an untimed command with output to $LOGS/NAME.log.
+# On failure sets LAST_ERR to "exit N: <last output line> (see log)".
+LAST_ERR=
+logged() {
+	local name=$1 rc=0 msg
+	shift
+	"$@" >"$LOGS/$name.log" 2>&1 || rc=$?
+	((rc)) || return 0
+	msg=$(grep -v '^[[:space:]]*$' "$LOGS/$name.log" | tail -n 1 | cut -c1-160)
+	LAST_ERR="exit $rc: ${msg:-no output} (see $LOGS/$name.log)"
+	return 1
 }
 
 # na KEY... MSG: mark keys as not measured with a reason.
@@ -164,9 +195,9 @@ restore_check() {
 		found=$target
 	fi
 	if diff -rq "$src" "$found" >"$LOGS/$key.diff" 2>&1; then
-		M[$key.ok]=1
+		setmin "$key.ok" 1
 	else
-		M[$key.ok]=0
+		setmin "$key.ok" 0
 		log "  $key: restored data differs from source! (see $LOGS/$key.diff)"
 	fi
 }
@@ -174,7 +205,7 @@ restore_check() {
 # du_b DIR: apparent bytes of a directory tree.
 du_b() { du -sb "$1" | awk '{ print $1 }'; }
 # tree_bytes DIR: sum of regular file sizes.
-tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }'; }
+tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }'; } # mawk's %d caps at 2^31-1
 
 # warm DIR/FILE: pull data into the page cache (nothing is dropped; this
 # just makes sure no tool pays for a cold read the next one does not).
@@ -267,8 +298,8 @@ section_restic() {
 	rm -rf "$repo" "$CACHE/restic" "$RESTORE/restic"
 	warm "$SET"
 	log "restic: init"
-	if ! restic -r "$repo" init >"$LOGS/restic.init.log" 2>&1; then
-		na restic.first.s restic.first.rss restic.rebackup.s restic.restore.s "restic init failed (see $LOGS/restic.init.log)"
+	if ! logged restic.init restic -r "$repo" init; then
+		na restic.first.s restic.first.rss restic.rebackup.s restic.restore.s "restic init failed: $LAST_ERR"
 		return
 	fi
 	if timed restic.first restic -r "$repo" backup "$SET"; then
@@ -288,8 +319,8 @@ section_restic() {
 		log "restic: extra snapshot (set + 1 GiB file) for mount tests"
 		local parent
 		parent=$(restic -r "$repo" snapshots --json 2>/dev/null | grep -o '"id":"[0-9a-f]*"' | tail -n1 | cut -d'"' -f4 || true)
-		restic -r "$repo" backup ${parent:+--parent "$parent"} "$SET" "$DATA/ins/a" >"$LOGS/restic.mountsnap.log" 2>&1 ||
-			E[restic.mountsnap]="restic backup for mount failed (see $LOGS/restic.mountsnap.log)"
+		logged restic.mountsnap restic -r "$repo" backup ${parent:+--parent "$parent"} "$SET" "$DATA/ins/a" ||
+			E[restic.mountsnap]="restic backup for mount failed: $LAST_ERR"
 	else
 		rmrf "$repo" "$CACHE/restic"
 	fi
@@ -301,8 +332,8 @@ section_borg() {
 	rm -rf "$repo" "$CACHE/borg" "$RESTORE/borg"
 	warm "$SET"
 	log "borg: init -e repokey (default compression lz4)"
-	if ! borg init -e repokey "$repo" >"$LOGS/borg.init.log" 2>&1; then
-		na borg.first.s borg.first.rss borg.rebackup.s borg.restore.s "borg init failed (see $LOGS/borg.init.log)"
+	if ! logged borg.init borg init -e repokey "$repo"; then
+		na borg.first.s borg.first.rss borg.rebackup.s borg.restore.s "borg init failed: $LAST_ERR"
 		return
 	fi
 	if timed borg.first borg create "$repo::first" "$SET"; then
@@ -334,8 +365,8 @@ section_recall() {
 	rm -rf "$home" "$RESTORE/recall"
 	warm "$SET"
 	log "recall: init (unencrypted default)"
-	if ! recall --home "$home" init >"$LOGS/recall.init.log" 2>&1; then
-		na "${keys[@]}" "recall failed: init: $(tail -n1 "$LOGS/recall.init.log" | cut -c1-120)"
+	if ! logged recall.init recall --home "$home" init; then
+		na "${keys[@]}" "recall failed: init: $LAST_ERR"
 		return
 	fi
 	if timed recall.first "$RECALL" --home "$home" backup --source set "$SET"; then
@@ -362,8 +393,8 @@ section_recall_enc() {
 	rm -rf "$home"
 	warm "$SET"
 	log "recall: init --encrypt"
-	if ! recall --home "$home" init --encrypt >"$LOGS/recallenc.init.log" 2>&1; then
-		na recallenc.first.s recallenc.first.rss "recall failed: init --encrypt: $(tail -n1 "$LOGS/recallenc.init.log" | cut -c1-120)"
+	if ! logged recallenc.init recall --home "$home" init --encrypt; then
+		na recallenc.first.s recallenc.first.rss "recall failed: init --encrypt: $LAST_ERR"
 		return
 	fi
 	timed recallenc.first "$RECALL" --home "$home" backup --source set "$SET" || true
@@ -377,7 +408,7 @@ section_single() {
 	if (cd "$ROOT" && go build -o "$BENCH_DIR/chunkeronly" ./bench/chunkeronly) >"$LOGS/chunkeronly.build.log" 2>&1; then
 		local s
 		if s=$("$BENCH_DIR/chunkeronly" "$SINGLE" 2>"$LOGS/chunkeronly.log"); then
-			M[chunker.single.s]=$(awk -v s="$s" 'BEGIN { print (s < 0.001) ? 0.001 : s }')
+			setmin chunker.single.s "$(awk -v s="$s" 'BEGIN { print (s < 0.001) ? 0.001 : s }')"
 			log "  chunker-only: ${s}s"
 		else
 			E[chunker.single.s]="chunkeronly failed (see $LOGS/chunkeronly.log)"
@@ -390,8 +421,8 @@ section_single() {
 		return
 	fi
 	rm -rf "$home"
-	if ! recall --home "$home" init >"$LOGS/recall.single.init.log" 2>&1; then
-		na recall.single.s "recall failed: init: $(tail -n1 "$LOGS/recall.single.init.log" | cut -c1-120)"
+	if ! logged recall.single.init recall --home "$home" init; then
+		na recall.single.s recall.single.rss "recall failed: init: $LAST_ERR"
 		return
 	fi
 	warm "$SINGLE"
@@ -407,8 +438,8 @@ section_insert() {
 	fi
 	rm -rf "$home" "$src"
 	mkdir -p "$src"
-	if ! recall --home "$home" init >"$LOGS/recall.ins.init.log" 2>&1; then
-		na recall.ins.growth "recall failed: init: $(tail -n1 "$LOGS/recall.ins.init.log" | cut -c1-120)"
+	if ! logged recall.ins.init recall --home "$home" init; then
+		na recall.ins.growth "recall failed: init: $LAST_ERR"
 		return
 	fi
 	# Same source name and path; the file is swapped between backups
@@ -428,7 +459,7 @@ section_insert() {
 	after=$(du_b "$home")
 	M[recall.ins.before]=$before
 	M[recall.ins.after]=$after
-	M[recall.ins.growth]=$((after - before))
+	setmax recall.ins.growth $((after - before))
 	log "  store grew by $((after - before)) bytes"
 	rm -rf "$src"
 	rmrf "$home"
@@ -451,9 +482,10 @@ cleanup_mounts() {
 	done
 }
 trap cleanup_mounts EXIT
+trap 'exit 130' INT TERM
 
 # find_in DIR NAME TYPE: first match of NAME below DIR.
-find_in() { find "$1" -maxdepth 14 -type "$3" -name "$2" -print -quit 2>/dev/null || true; }
+find_in() { find -H "$1" -maxdepth 14 -type "$3" -name "$2" -print -quit 2>/dev/null || true; }
 
 # mount_reads PREFIX FILE SMALLDIR: the two timed reads through a mount.
 mount_reads() {
@@ -511,9 +543,11 @@ bench_mount() {
 		return
 	fi
 	log "mount: recall backup of the 1 GiB file (untimed)"
-	if ! recall --home "$home" backup --source file1g "$DATA/ins/a" >"$LOGS/recall.file1g.log" 2>&1; then
-		na mount.recall.read.s recall.restore1g.s "recall failed: backup of 1 GiB file (see $LOGS/recall.file1g.log)"
+	local f1g_ok=
+	if ! logged recall.file1g recall --home "$home" backup --source file1g "$DATA/ins/a"; then
+		na mount.recall.read.s recall.restore1g.s "recall failed: backup of 1 GiB file: $LAST_ERR"
 	else
+		f1g_ok=1
 		rm -rf "$RESTORE/recall1g"
 		if timed recall.restore1g "$RECALL" --home "$home" restore --source file1g latest --target "$RESTORE/recall1g"; then
 			restore_check recall.restore1g "$RESTORE/recall1g" "$DATA/ins/a"
@@ -526,8 +560,17 @@ bench_mount() {
 		f=$(find_in "$MNT/recall/file1g/latest" file.bin f)
 		s=$MNT/recall/set/latest/small
 		[[ -d $s ]] || s=$(find_in "$MNT/recall/set/latest" small d)
-		have recall.restore1g.s || f= # no file1g point
+		[[ -n $f1g_ok ]] || f= # no file1g point
 		mount_reads mount.recall "$f" "$s"
+		# Untimed: what was read through the mount must match the source.
+		if [[ -n $f && -n $s ]]; then
+			if cmp "$f" "$INS_A" >"$LOGS/mount.recall.diff" 2>&1 && diff -rq "$SET/small" "$s" >>"$LOGS/mount.recall.diff" 2>&1; then
+				setmin mount.recall.ok 1
+			else
+				setmin mount.recall.ok 0
+				log "  recall mount: content differs from source! (see $LOGS/mount.recall.diff)"
+			fi
+		fi
 		"$RECALL" umount "$MNT/recall" >"$LOGS/recall.umount.log" 2>&1 || log "recall umount failed (see $LOGS/recall.umount.log)"
 		cleanup_mounts
 	else
@@ -555,70 +598,64 @@ ratio() { if have "$1" && have "$2"; then calc "${M[$1]} / ${M[$2]}"; fi; }
 rstr() { if [[ -n $1 ]]; then fmt2 "$1"; else printf 'n/a'; fi; }
 
 report() {
-	local b=$SET_BYTES r1 r2 d
+	local b=$SET_BYTES r1 r2 v1 d
 
-	# First backup: throughput ratio = time ratio inverted.
-	r1=$(ratio restic.first.s recall.first.s)
-	r2=$(ratio borg.first.s recall.first.s)
-	d="recall $(tput_str "$b" recall.first.s)  restic $(tput_str "$b" restic.first.s)  borg $(tput_str "$b" borg.first.s)"
-	check_result "first backup" "$d  ratio vs restic $(rstr "$r1") (target >=4)" "$r1" ">=" 4
-	check_result "first backup" "ratio vs borg $(rstr "$r2") (target >=2.5)" "$r2" ">=" 2.5
+	# Throughput ratios are inverse time ratios (same bytes).
+	check "first backup" "ratio vs restic" "$(ratio restic.first.s recall.first.s)" ">=" 4
+	v1=$V
+	check "first backup" "vs borg" "$(ratio borg.first.s recall.first.s)" ">=" 2.5
+	row "first backup" "recall $(tput_str "$b" recall.first.s)  restic $(tput_str "$b" restic.first.s)  borg $(tput_str "$b" borg.first.s)  $v1  $V"
 
-	r1=$(ratio restic.first.s recallenc.first.s)
-	r2=$(ratio borg.first.s recallenc.first.s)
-	d="recall --encrypt $(tput_str "$b" recallenc.first.s)  ratio vs restic $(rstr "$r1") (target >=4)"
-	check_result "first backup (enc)" "$d" "$r1" ">=" 4 extra
-	check_result "first backup (enc)" "recall --encrypt ratio vs borg $(rstr "$r2") (target >=2.5)" "$r2" ">=" 2.5 extra
+	check "first backup, recall --encrypt" "ratio vs restic" "$(ratio restic.first.s recallenc.first.s)" ">=" 4 extra
+	v1=$V
+	check "first backup, recall --encrypt" "vs borg" "$(ratio borg.first.s recallenc.first.s)" ">=" 2.5 extra
+	row "first backup (enc)" "recall --encrypt $(tput_str "$b" recallenc.first.s)  $v1  $V"
 
-	r1=$(ratio recall.rebackup.s restic.rebackup.s)
-	d="recall $(sec_str recall.rebackup.s)  restic $(sec_str restic.rebackup.s)  borg $(sec_str borg.rebackup.s)  time ratio vs restic $(rstr "$r1") (target <=0.5)"
-	check_result "unchanged re-backup" "$d" "$r1" "<=" 0.5
+	check "unchanged re-backup" "time ratio vs restic" "$(ratio recall.rebackup.s restic.rebackup.s)" "<=" 0.5
+	row "unchanged re-backup" "recall $(sec_str recall.rebackup.s)  restic $(sec_str restic.rebackup.s)  borg $(sec_str borg.rebackup.s)  $V"
 
-	r1=$(ratio restic.restore.s recall.restore.s)
-	d="recall $(tput_str "$b" recall.restore.s)  restic $(tput_str "$b" restic.restore.s)  borg $(tput_str "$b" borg.restore.s)  ratio vs restic $(rstr "$r1") (target >=3)"
-	check_result "restore" "$d" "$r1" ">=" 3
+	check "restore" "ratio vs restic" "$(ratio restic.restore.s recall.restore.s)" ">=" 3
+	row "restore" "recall $(tput_str "$b" recall.restore.s)  restic $(tput_str "$b" restic.restore.s)  borg $(tput_str "$b" borg.restore.s)  $V"
 
-	r1=$(ratio recall.first.rss restic.first.rss)
-	d="recall $(rss_str recall.first.rss)  restic $(rss_str restic.first.rss)  borg $(rss_str borg.first.rss)  ratio vs restic $(rstr "$r1") (target <=1)"
-	check_result "peak RSS first backup" "$d" "$r1" "<=" 1
-	r1=$(ratio recallenc.first.rss restic.first.rss)
-	check_result "peak RSS (enc)" "recall --encrypt $(rss_str recallenc.first.rss)  ratio vs restic $(rstr "$r1") (target <=1)" "$r1" "<=" 1 extra
+	check "peak RSS first backup" "ratio vs restic" "$(ratio recall.first.rss restic.first.rss)" "<=" 1
+	row "peak RSS 1st backup" "recall $(rss_str recall.first.rss)  restic $(rss_str restic.first.rss)  borg $(rss_str borg.first.rss)  $V"
+	check "peak RSS first backup, recall --encrypt" "ratio vs restic" "$(ratio recallenc.first.rss restic.first.rss)" "<=" 1 extra
+	row "peak RSS (enc)" "recall --encrypt $(rss_str recallenc.first.rss)  $V"
 
-	r1=$(ratio chunker.single.s recall.single.s)
-	d="recall $(tput_str "$SINGLE_BYTES" recall.single.s)  chunker-only $(tput_str "$SINGLE_BYTES" chunker.single.s)  ratio $(rstr "$r1") (target >=0.75)"
-	check_result "single $(fmt2 "$(calc "$SINGLE_BYTES / 1073741824")") GiB file" "$d" "$r1" ">=" 0.75
+	d=$(fmt2 "$(calc "$SINGLE_BYTES / 1073741824")")
+	check "single ${d} GiB file" "ratio vs chunker-only" "$(ratio chunker.single.s recall.single.s)" ">=" 0.75
+	row "single ${d} GiB file" "recall $(tput_str "$SINGLE_BYTES" recall.single.s)  chunker-only $(tput_str "$SINGLE_BYTES" chunker.single.s)  $V"
 
 	if have recall.ins.growth; then
 		r1=$(calc "100 * ${M[recall.ins.growth]} / $INS_BYTES")
-		d="recall store +$(fmt1 "$(calc "${M[recall.ins.growth]} / 1048576")") MiB for ${INS_N}x4 KiB insertions in $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB = $(fmt1 "$r1")% (target <=20%)"
+		d="recall store +$(fmt1 "$(calc "${M[recall.ins.growth]} / 1048576")") MiB after ${INS_N}x4 KiB insertions in a $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB file ="
 	else
 		r1=
-		d="n/a ($(why recall.ins.growth))"
+		d="recall n/a ($(why recall.ins.growth))  growth % of file"
 	fi
-	check_result "insertions growth" "$d" "$r1" "<=" 20
+	check "insertions growth" "$d" "$r1" "<=" 20
+	row "insertions growth" "${V/ (target <=20)/% (target <=20%)}"
 
 	if [[ -n $MOUNT_OK ]]; then
 		local fb=$INS_BYTES
-		r1=$(ratio mount.restic.read.s mount.recall.read.s)
-		r2=$(ratio recall.restore1g.s mount.recall.read.s)
-		d="recall mount $(tput_str "$fb" mount.recall.read.s)  restic mount $(tput_str "$fb" mount.restic.read.s)  recall restore $(tput_str "$fb" recall.restore1g.s)  ratio vs restic mount $(rstr "$r1") (target >=4)"
-		check_result "mount 1GiB first read" "$d" "$r1" ">=" 4
-		check_result "mount 1GiB first read" "ratio vs recall restore $(rstr "$r2") (target >=0.7)" "$r2" ">=" 0.7
-		r1=$(ratio mount.restic.tar.s mount.recall.tar.s)
-		d="recall mount $(sec_str mount.recall.tar.s)  restic mount $(sec_str mount.restic.tar.s)  speed ratio vs restic mount $(rstr "$r1") (target >=5)"
-		check_result "mount small-file tar" "$d" "$r1" ">=" 5
+		check "mount 1 GiB first read" "ratio vs restic mount" "$(ratio mount.restic.read.s mount.recall.read.s)" ">=" 4
+		v1=$V
+		check "mount 1 GiB first read" "vs recall restore" "$(ratio recall.restore1g.s mount.recall.read.s)" ">=" 0.7
+		row "mount 1GiB read" "recall mount $(tput_str "$fb" mount.recall.read.s)  restic mount $(tput_str "$fb" mount.restic.read.s)  recall restore $(tput_str "$fb" recall.restore1g.s)  $v1  $V"
+		check "mount small-file tar" "speed ratio vs restic mount" "$(ratio mount.restic.tar.s mount.recall.tar.s)" ">=" 5
+		row "mount small-file tar" "recall mount $(sec_str mount.recall.tar.s)  restic mount $(sec_str mount.restic.tar.s)  $V"
 	else
-		CHECKS_TXT+=("$(printf '%-22s %s' "mount" "skipped: $MOUNT_WHY")")
-		CHECKS_JSON+=("{\"name\":\"mount\",\"detail\":$(json_str "skipped: $MOUNT_WHY"),\"ratio\":null,\"op\":\"\",\"target\":null,\"pass\":null,\"extra\":false}")
+		row "mount" "skipped: $MOUNT_WHY"
+		CHECKS_JSON+=("{\"name\":\"mount\",\"skipped\":$(json_str "$MOUNT_WHY"),\"ratio\":null,\"pass\":null,\"counted\":false}")
 	fi
 
 	# Correctness of restores (untimed diffs).
 	local k v ok=""
-	for k in restic.restore borg.restore recall.restore recall.restore1g; do
+	for k in restic.restore borg.restore recall.restore recall.restore1g mount.recall; do
 		if have "$k.ok"; then
 			v=MISMATCH
 			[[ ${M[$k.ok]} != 1 ]] || v=ok
-			ok+="${k%.restore*}${k#*.restore}=$v "
+			ok+="$k=$v "
 		fi
 	done
 
@@ -626,10 +663,13 @@ report() {
 	{
 		echo "recall benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  host $(hostname)  $(nproc) cores  $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
 		echo "versions: recall $(recall_version | grep . || echo '(no version command)')${RECALL_BROKEN:+ (unusable: $RECALL_BROKEN)}; $(restic version 2>/dev/null | cut -d' ' -f1-2); $(borg --version 2>/dev/null)"
+		local load1
+		load1=$(cut -d' ' -f1 /proc/loadavg)
+		echo "machine load (1 min avg) at start $LOAD0, at end $load1; best of $BENCH_REPEAT round(s)$(awk -v a="$LOAD0" -v b="$load1" -v n="$(nproc)" 'BEGIN { if (a > n / 2 || b > n / 2) print "  WARNING: machine busy, results are noisy (try BENCH_REPEAT=3)" }')"
 		echo "data: scale $BENCH_SCALE seed $BENCH_SEED; set $(fmt1 "$(calc "$SET_BYTES / 1048576")") MiB in $SET_FILES files; single file $(fmt1 "$(calc "$SINGLE_BYTES / 1048576")") MiB; insertion file $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB + $INS_N insertions (MB = 10^6 bytes)"
 		echo "note: restic (repo v2, zstd auto) and borg (repokey, lz4) encrypt by default; recall's default store is unencrypted,"
 		echo "      so 'first backup (enc)' repeats recall's first backup on an 'init --encrypt' store for a like-for-like comparison."
-		[[ -z $ok ]] || echo "restore verification (diff -r vs source): $ok"
+		[[ -z $ok ]] || echo "verification vs source (untimed diff/cmp): $ok"
 		for n in "${NOTES[@]}"; do echo "note: $n"; done
 		echo
 		printf '%s\n' "${CHECKS_TXT[@]}"
@@ -639,8 +679,9 @@ report() {
 
 	local json=$BENCH_DIR/results.json first=1
 	{
-		printf '{\n  "time": "%s",\n  "scale": %s,\n  "seed": %s,\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BENCH_SCALE" "$(json_str "$BENCH_SEED")"
-		printf '  "host": {"name": %s, "cores": %d, "mem_kib": %d},\n' "$(json_str "$(hostname)")" "$(nproc)" "$(awk '/MemTotal/ { print $2 }' /proc/meminfo)"
+		printf '{\n  "time": "%s",\n  "scale": %s,\n  "seed": %s,\n  "repeat": %d,\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BENCH_SCALE" "$(json_str "$BENCH_SEED")" "$BENCH_REPEAT"
+		printf '  "host": {"name": %s, "cores": %d, "mem_kib": %d, "load_start": %s, "load_end": %s},\n' "$(json_str "$(hostname)")" "$(nproc)" \
+			"$(awk '/MemTotal/ { print $2 }' /proc/meminfo)" "$LOAD0" "$(cut -d' ' -f1 /proc/loadavg)"
 		printf '  "versions": {"recall": %s, "restic": %s, "borg": %s},\n' \
 			"$(json_str "$(recall_version)")" "$(json_str "$(restic version 2>/dev/null || true)")" "$(json_str "$(borg --version 2>/dev/null || true)")"
 		printf '  "measurements": {'
@@ -689,17 +730,19 @@ main() {
 	gen_data
 	log "data: set $SET_BYTES bytes / $SET_FILES files; single $SINGLE_BYTES; insertion file $INS_BYTES"
 
-	local s
-	for s in restic borg recall recall-enc single insert; do
-		if has_section "$s"; then
-			log "=== $s"
-			"section_${s//-/_}"
-		else
-			na ${SECTION_KEYS[$s]} "section not selected"
-		fi
+	local s round
+	for ((round = 1; round <= BENCH_REPEAT; round++)); do
+		for s in restic borg recall recall-enc single insert; do
+			if has_section "$s"; then
+				log "=== $s (round $round/$BENCH_REPEAT)"
+				"section_${s//-/_}"
+			else
+				na ${SECTION_KEYS[$s]} "section not selected"
+			fi
+		done
+		log "=== mount (round $round/$BENCH_REPEAT)"
+		bench_mount
 	done
-	log "=== mount"
-	bench_mount
 	report
 }
 
