@@ -1,0 +1,65 @@
+package fs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
+)
+
+// Backend is what the tree reads. Every method may be called from many
+// goroutines at once. Returned trees and points are shared and must not be
+// modified; ReadChunk returns bytes the caller owns (dst's storage when it
+// is large enough).
+type Backend interface {
+	// ListPoints returns the ids of all committed points, in any order.
+	ListPoints() ([]chunkstore.ID, error)
+	// LoadPoint reads one manifest; a forgotten point gives an error
+	// wrapping chunkstore.ErrNotFound.
+	LoadPoint(id chunkstore.ID) (*engine.Point, error)
+	// LoadTree reads and decodes one directory tree.
+	LoadTree(id chunkstore.ID) (*engine.Tree, error)
+	// ReadChunk returns the verified plaintext of a data chunk.
+	ReadChunk(id chunkstore.ID, dst []byte) ([]byte, error)
+	// Refresh makes chunks of points committed since the last call
+	// readable. Called before new points are shown.
+	Refresh() error
+}
+
+// Stamper is an optional Backend method: a cheap value that changes
+// whenever a point is added or removed (it may also change otherwise).
+// The tree uses it to notice new points between polls without listing.
+type Stamper interface {
+	PointsStamp() (string, error)
+}
+
+// NewEngineBackend adapts a read-only engine.Reader.
+func NewEngineBackend(r *engine.Reader) Backend { return engineBackend{r} }
+
+type engineBackend struct{ r *engine.Reader }
+
+func (b engineBackend) ListPoints() ([]chunkstore.ID, error) { return b.r.Store().ListPoints() }
+func (b engineBackend) LoadPoint(id chunkstore.ID) (*engine.Point, error) {
+	return b.r.LoadPoint(id)
+}
+func (b engineBackend) LoadTree(id chunkstore.ID) (*engine.Tree, error) { return b.r.LoadTree(id) }
+func (b engineBackend) ReadChunk(id chunkstore.ID, dst []byte) ([]byte, error) {
+	return b.r.ReadChunk(id, dst)
+}
+func (b engineBackend) Refresh() error { return b.r.Refresh() }
+
+// PointsStamp is the change stamp of <store>/points: a manifest is added
+// or removed by a rename or unlink in that directory, which changes its
+// mtime and ctime. Timestamps are coarse (a clock tick), so two changes in
+// one tick may share a stamp; the periodic full poll catches those.
+func (b engineBackend) PointsStamp() (string, error) {
+	var st syscall.Stat_t
+	p := filepath.Join(b.r.Store().Dir(), "points")
+	if err := syscall.Stat(p, &st); err != nil {
+		return "", &os.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return fmt.Sprintf("%d.%d/%d.%d/%d/%d", st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec, st.Size, st.Ino), nil
+}

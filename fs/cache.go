@@ -1,0 +1,122 @@
+package fs
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// cache is a byte-sized LRU of immutable values keyed by blob id, split
+// into shards so concurrent readers rarely meet on one mutex. A shard is
+// locked for map and list updates only, never while loading. Concurrent
+// gets of one missing key share one load. Errors are not cached, so a
+// transient failure is retried by the next reader.
+type cache[V any] struct {
+	shards []cacheShard[V]
+	load   func(chunkstore.ID) (V, int64, error) // value and its weight in bytes
+}
+
+type cacheShard[V any] struct {
+	mu       sync.Mutex
+	max      int64
+	used     int64
+	items    map[chunkstore.ID]*list.Element
+	lru      list.List // front: most recently used; values are *cacheItem[V]
+	inflight map[chunkstore.ID]*cacheCall[V]
+}
+
+type cacheItem[V any] struct {
+	id     chunkstore.ID
+	v      V
+	weight int64
+}
+
+type cacheCall[V any] struct {
+	done chan struct{}
+	v    V
+	err  error
+}
+
+// newCache makes a cache of about maxBytes. Shards get at least minShard
+// bytes each so the largest values (8 MiB chunks) still fit.
+func newCache[V any](maxBytes, minShard int64, load func(chunkstore.ID) (V, int64, error)) *cache[V] {
+	n := 16
+	for n > 1 && maxBytes/int64(n) < minShard {
+		n /= 2
+	}
+	c := &cache[V]{shards: make([]cacheShard[V], n), load: load}
+	for i := range c.shards {
+		c.shards[i].max = maxBytes / int64(n)
+		c.shards[i].items = map[chunkstore.ID]*list.Element{}
+		c.shards[i].inflight = map[chunkstore.ID]*cacheCall[V]{}
+	}
+	return c
+}
+
+func (c *cache[V]) shard(id chunkstore.ID) *cacheShard[V] {
+	// Ids are hashes: any byte is uniformly distributed.
+	return &c.shards[int(id[31])%len(c.shards)]
+}
+
+// get returns the value for id, loading it at most once at a time.
+func (c *cache[V]) get(id chunkstore.ID) (V, error) {
+	s := c.shard(id)
+	s.mu.Lock()
+	if e, ok := s.items[id]; ok {
+		s.lru.MoveToFront(e)
+		v := e.Value.(*cacheItem[V]).v
+		s.mu.Unlock()
+		return v, nil
+	}
+	if call, ok := s.inflight[id]; ok {
+		s.mu.Unlock()
+		<-call.done
+		return call.v, call.err
+	}
+	call := &cacheCall[V]{done: make(chan struct{})}
+	s.inflight[id] = call
+	s.mu.Unlock()
+
+	v, w, err := c.load(id)
+	call.v, call.err = v, err
+
+	s.mu.Lock()
+	delete(s.inflight, id)
+	if err == nil && w <= s.max {
+		s.items[id] = s.lru.PushFront(&cacheItem[V]{id: id, v: v, weight: w})
+		s.used += w
+		for s.used > s.max {
+			back := s.lru.Back()
+			it := back.Value.(*cacheItem[V])
+			s.lru.Remove(back)
+			delete(s.items, it.id)
+			s.used -= it.weight
+		}
+	}
+	s.mu.Unlock()
+	close(call.done)
+	return v, err
+}
+
+// has reports whether id is cached or being loaded.
+func (c *cache[V]) has(id chunkstore.ID) bool {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.items[id]
+	_, loading := s.inflight[id]
+	return ok || loading
+}
+
+// usedBytes is the total weight held, for tests and statistics.
+func (c *cache[V]) usedBytes() int64 {
+	var n int64
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += s.used
+		s.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,75 @@
+// Package fs presents recovery points as one read-only file tree, and
+// serves that tree through FUSE.
+//
+// The tree (Tree, Source, Point, Entry, Handle) knows nothing of FUSE and
+// nothing of pack layout: it reads points, directory trees and chunks
+// through the small Backend interface, which engine.Reader satisfies
+// (NewEngineBackend). The go-fuse adapter (fuse.go) turns it into kernel
+// answers; mount helpers (mountutil_linux.go) find, clean and unmount
+// mounts for the command line.
+//
+// # Layout
+//
+//	<mnt>/<source>/@GMT-YYYY.MM.DD-HH.MM.SS/...   one directory per recovery point
+//	<mnt>/<source>/latest -> @GMT-...              the newest point of the source
+//
+// A point's name is its start time in UTC, to the second, in the token
+// format of Samba's vfs_shadow_copy2 (shadow:format =
+// @GMT-%Y.%m.%d-%H.%M.%S), so `shadow:snapdir = <mnt>/<source>` gives
+// Windows users the Previous Versions tab. No name holds a ':'.
+//
+// Two points of one source that started in the same second: the older one
+// gets its own second, the younger the next second that no point of the
+// source uses. We chose this over a suffix ("@GMT-...-2") because
+// shadow_copy2 parses names with strptime and turns a token back into a
+// path by formatting the time, so a suffixed directory would be listed as
+// a duplicate of the first and could never be opened from Windows; with
+// the next free second every point stays reachable from Samba and from
+// scripts, at the cost of a name up to a few seconds later than the real
+// start time (`recall points` shows the exact time). Names are fixed for
+// the life of a mount: a point keeps its name when others come or go.
+// After a remount names are recomputed oldest first, which gives the same
+// names unless a point that shared a second with another was forgotten.
+//
+// # Live changes
+//
+// Tree.Update re-reads the store's list of points and publishes a new,
+// immutable view (sources, points, names) with one atomic swap, so lookups
+// and reads never wait for it. New points appear, "latest" moves and
+// forgotten points disappear; a file that is open in a forgotten point
+// keeps reading (its chunks stay until garbage collection) and never
+// returns bytes other than the ones backed up: every chunk is verified
+// against its id on read. The adapter polls (Server.Watch) and also checks
+// a cheap stamp of the points directory whenever a source directory is
+// listed or "latest" is read, so `recall backup ... && ls <mnt>/<src>/latest/`
+// sees the new point at once.
+//
+// # Metadata
+//
+// Owners, permission bits, times (ns), sizes, symlink targets, device
+// numbers and xattrs are served as they were backed up. Hard links inside
+// a point share one inode number and report the link count recorded at
+// backup time. Inode numbers are a hash of (point id, path) — of (point
+// id, link group) for hard links — with bit 62 set, so they are stable
+// across remounts and never equal to the numbers of the live files (the
+// problem Samba's shadow:fixinodes works around). The root directory of a
+// point reports nlink 1 ("unknown", as btrfs does), because the manifest
+// does not record it and counting would load every point's root tree for a
+// plain `ls -l` of a source.
+//
+// # Reads
+//
+// Opening a file is O(1) (its node carries the chunk list); a read finds
+// its first chunk by binary search over the cumulative offsets. Decoded
+// chunks are kept in a byte-sized, sharded LRU cache (Options.CacheBytes),
+// decoded trees in a second one; concurrent loads of one chunk are merged.
+// A handle that reads sequentially starts loads of the next chunks in
+// parallel (Options.Prefetch). There is no global or per-handle lock on
+// the read path: handles keep their state in atomics and the caches lock
+// one shard for a map lookup only, never across I/O.
+//
+// A chunk that is missing or fails verification fails that read with an
+// error (EIO through FUSE) and a log line naming the source, the point and
+// the path; other files keep reading. A directory whose tree cannot be
+// read fails with an error too, never as an empty directory.
+package fs

@@ -1,0 +1,122 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/recall-backup/recall/engine"
+)
+
+// seqWindow: a read starting this close to where the previous one ended
+// counts as sequential. The kernel issues readahead requests in parallel,
+// so they arrive slightly out of order.
+const seqWindow = 4 << 20
+
+// ErrDamaged marks a read that failed because stored data is missing or
+// damaged; the adapter answers EIO.
+var ErrDamaged = errors.New("damaged or missing data")
+
+// Handle is an open file. Its methods may be called concurrently: the
+// sequential-read state is kept in atomics, not under a lock.
+type Handle struct {
+	e     *Entry
+	next  atomic.Int64 // where the previous read ended
+	ahead atomic.Int64 // highest extent index a prefetch was started for
+}
+
+// Open returns a handle for reading a regular file or device image.
+func (e *Entry) Open() (*Handle, error) {
+	if e.n == nil || !e.n.Type.HasContent() {
+		return nil, syscall.EISDIR
+	}
+	h := &Handle{e: e}
+	h.ahead.Store(-1)
+	return h, nil
+}
+
+// Entry returns the handle's entry.
+func (h *Handle) Entry() *Entry { return h.e }
+
+// ReadAt fills p from offset off and returns how many bytes it read: fewer
+// than len(p) only at the end of the file. It never returns bytes other
+// than the ones backed up: a chunk that cannot be read or verified fails
+// the whole read with an error wrapping ErrDamaged, and is logged with the
+// point and path.
+func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
+	n := h.e.n
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	size := int64(n.Size)
+	if off >= size || len(p) == 0 {
+		return 0, nil
+	}
+	end := min(off+int64(len(p)), size)
+	p = p[:end-off]
+	t := h.e.p.t
+	i := n.ExtentAt(uint64(off))
+	for pos := off; pos < end; i++ {
+		if i >= len(n.Extents) {
+			// Size beyond the last extent: a sparse tail.
+			clear(p[pos-off:])
+			break
+		}
+		x := n.Extents[i]
+		start := int64(n.ExtentStart(i))
+		stop := min(int64(x.End), end)
+		if x.Hole {
+			clear(p[pos-off : stop-off])
+		} else {
+			data, err := t.chunks.get(x.ID)
+			if err == nil && int64(len(data)) != int64(x.End)-start {
+				err = fmt.Errorf("chunk %s holds %d bytes, the tree says %d", x.ID.Short(), len(data), int64(x.End)-start)
+			}
+			if err != nil {
+				t.opts.Log("error: %s: read at offset %d: %v", h.e.where(), pos, err)
+				return 0, fmt.Errorf("%s: offset %d: %w: %v", h.e.where(), pos, ErrDamaged, err)
+			}
+			copy(p[pos-off:stop-off], data[pos-start:stop-start])
+		}
+		pos = stop
+	}
+	prev := h.next.Swap(end)
+	if t.opts.Prefetch > 0 && (off == 0 || (off >= prev-seqWindow && off <= prev+seqWindow)) {
+		h.prefetch(n.ExtentAt(uint64(end-1)) + 1)
+	}
+	return len(p), nil
+}
+
+// prefetch starts loads of extents from..from+Prefetch-1 that no earlier
+// prefetch of this handle started, as far as the global prefetch limit
+// allows. Errors are left for the read that needs the chunk to report.
+func (h *Handle) prefetch(from int) {
+	n := h.e.n
+	t := h.e.p.t
+	last := min(from+t.opts.Prefetch, len(n.Extents))
+	for i := from; i < last; i++ {
+		cur := h.ahead.Load()
+		if int64(i) <= cur {
+			continue
+		}
+		x := n.Extents[i]
+		if x.Hole || t.chunks.has(x.ID) {
+			h.ahead.CompareAndSwap(cur, int64(i))
+			continue
+		}
+		select {
+		case t.prefetchSem <- struct{}{}:
+		default:
+			return // busy: a later read tries again
+		}
+		if !h.ahead.CompareAndSwap(cur, int64(i)) {
+			<-t.prefetchSem
+			continue
+		}
+		go func(x engine.Extent) {
+			defer func() { <-t.prefetchSem }()
+			t.chunks.get(x.ID)
+		}(x)
+	}
+}

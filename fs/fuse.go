@@ -1,0 +1,481 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/recall-backup/recall/engine"
+	"golang.org/x/sys/unix"
+)
+
+// This file is the go-fuse adapter: one node type per kind of directory
+// (the mount root, a source, a point's content), the "latest" symlink, and
+// file and directory handles. It translates; all decisions live in the
+// tree. Every write-type operation answers EROFS (the mount is also made
+// read-only, so the kernel refuses most of them before they get here).
+
+// Kernel cache lifetimes. Point content never changes, so its entries,
+// attributes and negative lookups are cached for long. The root and the
+// source directories change as points come and go: their attributes are
+// kept briefly and their failed lookups not at all; entries that vanish
+// are invalidated by Server.apply.
+const (
+	contentTimeout = time.Hour
+	dynamicTimeout = time.Second
+	noCache        = time.Nanosecond
+	// syncAge: listings of the root or a source re-list the points when
+	// the last full update is older than this, even with an unchanged stamp.
+	syncAge = 2 * time.Second
+)
+
+const blockSize = 1 << 20 // st_blksize: makes cp, cat & co read 1 MiB at a time
+
+func fillAttr(out *fuse.Attr, a Attr) {
+	out.Ino = a.Ino
+	out.Mode = a.Mode
+	out.Nlink = uint32(min(a.Nlink, 1<<32-1))
+	out.Uid, out.Gid = a.UID, a.GID
+	out.Size = a.Size
+	out.Blocks = a.Blocks
+	out.Blksize = blockSize
+	out.Rdev = fuseRdev(a.Rdev)
+	out.Atime, out.Atimensec = splitNS(a.AtimeNS)
+	out.Mtime, out.Mtimensec = splitNS(a.MtimeNS)
+	out.Ctime, out.Ctimensec = splitNS(a.CtimeNS)
+}
+
+func splitNS(ns int64) (uint64, uint32) {
+	s, r := ns/1e9, ns%1e9
+	if r < 0 {
+		s, r = s-1, r+1e9
+	}
+	return uint64(s), uint32(r)
+}
+
+// fuseRdev converts a stat st_rdev to the kernel's 32-bit "new" encoding
+// that FUSE carries.
+func fuseRdev(rdev uint64) uint32 {
+	major, minor := unix.Major(rdev), unix.Minor(rdev)
+	return minor&0xff | (major&0xfff)<<8 | (minor&^0xff)<<12
+}
+
+func dirAttr(out *fuse.Attr, ino uint64, nlink uint32, mtime time.Time) {
+	out.Ino = ino
+	out.Mode = syscall.S_IFDIR | 0o755
+	out.Nlink = nlink
+	out.Blksize = blockSize
+	out.Mtime, out.Mtimensec = splitNS(mtime.UnixNano())
+	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
+	out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
+}
+
+// readOnly answers every write-type operation of a node with EROFS.
+type readOnly struct{}
+
+func (readOnly) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+func (readOnly) Mkdir(context.Context, string, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (readOnly) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (readOnly) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (readOnly) Symlink(context.Context, string, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (readOnly) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+func (readOnly) Unlink(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (readOnly) Rmdir(context.Context, string) syscall.Errno  { return syscall.EROFS }
+func (readOnly) Rename(context.Context, string, gofs.InodeEmbedder, string, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (readOnly) Setxattr(context.Context, string, []byte, uint32) syscall.Errno { return syscall.EROFS }
+func (readOnly) Removexattr(context.Context, string) syscall.Errno              { return syscall.EROFS }
+func (readOnly) Write(context.Context, gofs.FileHandle, []byte, int64) (uint32, syscall.Errno) {
+	return 0, syscall.EROFS
+}
+func (readOnly) Allocate(context.Context, gofs.FileHandle, uint64, uint64, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (readOnly) CopyFileRange(context.Context, gofs.FileHandle, uint64, *gofs.Inode, gofs.FileHandle, uint64, uint64, uint64) (uint32, syscall.Errno) {
+	return 0, syscall.EROFS
+}
+
+// Every node type refuses writes.
+var (
+	_ = (gofs.NodeSetattrer)((*rootNode)(nil))
+	_ = (gofs.NodeMkdirer)((*rootNode)(nil))
+	_ = (gofs.NodeCreater)((*sourceNode)(nil))
+	_ = (gofs.NodeUnlinker)((*entryNode)(nil))
+	_ = (gofs.NodeRenamer)((*entryNode)(nil))
+	_ = (gofs.NodeSetxattrer)((*entryNode)(nil))
+	_ = (gofs.NodeWriter)((*entryNode)(nil))
+	_ = (gofs.NodeSetattrer)((*latestNode)(nil))
+)
+
+// rootNode is the mount root: one directory per source.
+type rootNode struct {
+	gofs.Inode
+	readOnly
+	t *Tree
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*rootNode)(nil))
+	_ = (gofs.NodeReaddirer)((*rootNode)(nil))
+	_ = (gofs.NodeGetattrer)((*rootNode)(nil))
+	_ = (gofs.NodeStatfser)((*rootNode)(nil))
+)
+
+func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, 1, uint32(2+len(r.t.Sources())), r.t.ModTime())
+	out.SetTimeout(dynamicTimeout)
+	return 0
+}
+
+func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	*out = fuse.StatfsOut{Bsize: blockSize, Frsize: blockSize, NameLen: 255}
+	return 0
+}
+
+func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	s := r.t.Source(name)
+	if s == nil {
+		r.t.Sync(syncAge)
+		if s = r.t.Source(name); s == nil {
+			out.SetEntryTimeout(noCache)
+			return nil, syscall.ENOENT
+		}
+	}
+	sourceAttr(&out.Attr, s)
+	out.SetEntryTimeout(contentTimeout)
+	out.SetAttrTimeout(dynamicTimeout)
+	return r.NewInode(ctx, &sourceNode{t: r.t, name: name}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: s.Ino()}), 0
+}
+
+func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	r.t.Sync(syncAge)
+	srcs := r.t.Sources()
+	list := make([]fuse.DirEntry, 0, len(srcs)+2)
+	list = append(list, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: 1}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: 1})
+	for _, s := range srcs {
+		list = append(list, fuse.DirEntry{Name: s.Name, Mode: syscall.S_IFDIR, Ino: s.Ino()})
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+func sourceAttr(out *fuse.Attr, s *Source) {
+	dirAttr(out, s.Ino(), uint32(2+len(s.Points())), s.Latest().Meta.Time)
+}
+
+// sourceNode is <mnt>/<source>: one directory per point and "latest".
+type sourceNode struct {
+	gofs.Inode
+	readOnly
+	t    *Tree
+	name string
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*sourceNode)(nil))
+	_ = (gofs.NodeReaddirer)((*sourceNode)(nil))
+	_ = (gofs.NodeGetattrer)((*sourceNode)(nil))
+)
+
+// source returns the current view of the source, nil once it has no points.
+func (s *sourceNode) source() *Source { return s.t.Source(s.name) }
+
+func (s *sourceNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	src := s.source()
+	if src == nil {
+		dirAttr(&out.Attr, sourceIno(s.name), 2, time.Time{})
+	} else {
+		sourceAttr(&out.Attr, src)
+	}
+	out.SetTimeout(dynamicTimeout)
+	return 0
+}
+
+func (s *sourceNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	src := s.source()
+	if name == LatestName {
+		if src == nil {
+			out.SetEntryTimeout(noCache)
+			return nil, syscall.ENOENT
+		}
+		latestAttr(&out.Attr, src)
+		out.SetEntryTimeout(contentTimeout)
+		out.SetAttrTimeout(dynamicTimeout)
+		return s.NewInode(ctx, &latestNode{t: s.t, source: s.name}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: src.LatestIno()}), 0
+	}
+	var p *Point
+	if src != nil {
+		p = src.Point(name)
+	}
+	if p == nil {
+		if _, ok := ParseSnapshotName(name); ok {
+			s.t.Sync(syncAge)
+			if src = s.source(); src != nil {
+				p = src.Point(name)
+			}
+		}
+		if p == nil {
+			out.SetEntryTimeout(noCache)
+			return nil, syscall.ENOENT
+		}
+	}
+	e := p.Root()
+	fillAttr(&out.Attr, e.Attr())
+	return s.NewInode(ctx, &entryNode{e: e}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: e.Ino()}), 0
+}
+
+func (s *sourceNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	s.t.Sync(syncAge)
+	src := s.source()
+	self := sourceIno(s.name)
+	list := []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR, Ino: self}, {Name: "..", Mode: syscall.S_IFDIR, Ino: 1}}
+	if src != nil {
+		pts := src.Points()
+		list = append(list, fuse.DirEntry{Name: LatestName, Mode: syscall.S_IFLNK, Ino: src.LatestIno()})
+		// Newest first: what people look for.
+		for i := len(pts) - 1; i >= 0; i-- {
+			list = append(list, fuse.DirEntry{Name: pts[i].Name, Mode: syscall.S_IFDIR, Ino: pts[i].Root().Ino()})
+		}
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+// latestNode is <mnt>/<source>/latest, a symlink to the newest point.
+type latestNode struct {
+	gofs.Inode
+	readOnly
+	t      *Tree
+	source string
+}
+
+var (
+	_ = (gofs.NodeReadlinker)((*latestNode)(nil))
+	_ = (gofs.NodeGetattrer)((*latestNode)(nil))
+)
+
+func latestAttr(out *fuse.Attr, s *Source) {
+	p := s.Latest()
+	out.Ino = s.LatestIno()
+	out.Mode = syscall.S_IFLNK | 0o777
+	out.Nlink = 1
+	out.Size = uint64(len(p.Name))
+	out.Blksize = blockSize
+	out.Mtime, out.Mtimensec = splitNS(p.Meta.Time.UnixNano())
+	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
+	out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
+}
+
+func (l *latestNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	src := l.t.Source(l.source)
+	if src == nil {
+		return syscall.ENOENT
+	}
+	latestAttr(&out.Attr, src)
+	out.SetTimeout(dynamicTimeout)
+	return 0
+}
+
+func (l *latestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	l.t.Sync(syncAge)
+	src := l.t.Source(l.source)
+	if src == nil {
+		return nil, syscall.ENOENT
+	}
+	return []byte(src.Latest().Name), 0
+}
+
+// entryNode is anything inside a point, including the point's root.
+type entryNode struct {
+	gofs.Inode
+	readOnly
+	e *Entry
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*entryNode)(nil))
+	_ = (gofs.NodeOpendirHandler)((*entryNode)(nil))
+	_ = (gofs.NodeGetattrer)((*entryNode)(nil))
+	_ = (gofs.NodeOpener)((*entryNode)(nil))
+	_ = (gofs.NodeReadlinker)((*entryNode)(nil))
+	_ = (gofs.NodeGetxattrer)((*entryNode)(nil))
+	_ = (gofs.NodeListxattrer)((*entryNode)(nil))
+	_ = (gofs.NodeStatfser)((*entryNode)(nil))
+)
+
+func (n *entryNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillAttr(&out.Attr, n.e.Attr())
+	return 0
+}
+
+func (n *entryNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	*out = fuse.StatfsOut{Bsize: blockSize, Frsize: blockSize, NameLen: 255}
+	return 0
+}
+
+func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	c, err := n.e.Lookup(name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	a := c.Attr()
+	fillAttr(&out.Attr, a)
+	return n.NewInode(ctx, &entryNode{e: c}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: c.Ino()}), 0
+}
+
+func (n *entryNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	nodes, err := n.e.Children()
+	if err != nil {
+		return nil, 0, errno(err)
+	}
+	parent := uint64(1)
+	if _, p := n.Parent(); p != nil {
+		parent = p.StableAttr().Ino
+	}
+	list := make([]fuse.DirEntry, 0, len(nodes)+2)
+	list = append(list, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: n.e.Ino()}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parent})
+	for _, c := range nodes {
+		list = append(list, fuse.DirEntry{Name: c.Name, Mode: typeBits(c.Type), Ino: n.e.ChildIno(c)})
+	}
+	// Content never changes: let the kernel keep the listing.
+	return &dirHandle{list: list}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	h, err := n.e.Open()
+	if err != nil {
+		return nil, 0, errno(err)
+	}
+	return &fileHandle{h: h}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (n *entryNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f, ok := fh.(*fileHandle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	return f.Read(ctx, dest, off)
+}
+
+func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if n.e.n == nil || n.e.n.Type != engine.TypeSymlink {
+		return nil, syscall.EINVAL
+	}
+	return []byte(n.e.Target()), 0
+}
+
+func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	for _, x := range n.e.Xattrs() {
+		if x.Name != attr {
+			continue
+		}
+		if len(dest) == 0 {
+			return uint32(len(x.Value)), 0
+		}
+		if len(dest) < len(x.Value) {
+			return uint32(len(x.Value)), syscall.ERANGE
+		}
+		return uint32(copy(dest, x.Value)), 0
+	}
+	return 0, syscall.ENODATA
+}
+
+func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var size int
+	for _, x := range n.e.Xattrs() {
+		size += len(x.Name) + 1
+	}
+	if len(dest) == 0 {
+		return uint32(size), 0
+	}
+	if len(dest) < size {
+		return uint32(size), syscall.ERANGE
+	}
+	off := 0
+	for _, x := range n.e.Xattrs() {
+		off += copy(dest[off:], x.Name)
+		dest[off] = 0
+		off++
+	}
+	return uint32(size), 0
+}
+
+// fileHandle is an open file.
+type fileHandle struct {
+	h *Handle
+}
+
+var _ = (gofs.FileReader)((*fileHandle)(nil))
+
+func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := f.h.ReadAt(dest, off)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// dirHandle is an open directory of a point: a fixed listing.
+type dirHandle struct {
+	list []fuse.DirEntry
+	idx  int // guarded by go-fuse's per-handle serialisation of readdir
+}
+
+var (
+	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))
+	_ = (gofs.FileReleasedirer)((*dirHandle)(nil))
+)
+
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if d.idx >= len(d.list) {
+		return nil, 0
+	}
+	e := d.list[d.idx]
+	d.idx++
+	e.Off = uint64(d.idx)
+	return &e, 0
+}
+
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off > uint64(len(d.list)) {
+		return syscall.EINVAL
+	}
+	d.idx = int(off)
+	return 0
+}
+
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
+
+// errno is the adapter's one error translation. Only the tree's own
+// answers map to specific codes; anything from the store (a missing pack
+// file included) is damage: EIO, never ENOENT, so a damaged directory does
+// not look empty and a damaged file does not look absent.
+func errno(err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case err == os.ErrNotExist:
+		return syscall.ENOENT
+	case err == syscall.ENOTDIR, err == syscall.EISDIR, err == syscall.EINVAL:
+		return err.(syscall.Errno)
+	}
+	return syscall.EIO
+}

@@ -1,0 +1,185 @@
+package fs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors of the mount helpers, checked with errors.Is.
+var (
+	// ErrBusy: unmount refused because files or directories in the mount
+	// are in use.
+	ErrBusy = errors.New("mount is busy")
+	// ErrNotMounted: nothing is mounted there.
+	ErrNotMounted = errors.New("not mounted")
+	// ErrMounted: a live mount is already there.
+	ErrMounted = errors.New("already mounted")
+)
+
+// MountPath makes dir absolute and resolves symlinks in its parent (not
+// in dir itself: on a dead mount even lstat fails), as /proc/mounts
+// shows it.
+func MountPath(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(parent, filepath.Base(abs)), nil
+}
+
+// MountEntry is one line of /proc/self/mountinfo.
+type MountEntry struct {
+	Dir, FSType, Source, Options string
+}
+
+// FindMount returns the topmost mount at dir (an absolute, clean path).
+func FindMount(dir string) (MountEntry, bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return MountEntry{}, false, err
+	}
+	defer f.Close()
+	var found MountEntry
+	ok := false
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// id parent maj:min root mountpoint options [optional...] - fstype source superoptions
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, x := range fields {
+			if x == "-" && i >= 6 {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+2 >= len(fields) {
+			continue
+		}
+		if unescapeMount(fields[4]) != dir {
+			continue
+		}
+		found = MountEntry{Dir: dir, Options: fields[5], FSType: fields[sep+1], Source: unescapeMount(fields[sep+2])}
+		ok = true // later lines are mounted on top: keep the last
+	}
+	return found, ok, sc.Err()
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// IsDeadMount reports whether dir is a FUSE mount whose server is gone:
+// every access fails with "transport endpoint is not connected". statfs
+// is asked first: unlike stat it is never answered from the kernel's
+// attribute cache.
+func IsDeadMount(dir string) bool {
+	dead := func(err error) bool { return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) }
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); dead(err) {
+		return true
+	}
+	var st unix.Stat_t
+	return dead(unix.Stat(dir, &st))
+}
+
+// CleanDeadMount detaches a dead FUSE mount at dir (see IsDeadMount) and
+// reports whether there was one. A live mount is left alone.
+func CleanDeadMount(dir string) (bool, error) {
+	if !IsDeadMount(dir) {
+		return false, nil
+	}
+	if err := unmount(dir, true); err != nil {
+		return true, fmt.Errorf("clean up the dead mount at %s: %w", dir, err)
+	}
+	return true, nil
+}
+
+// Unmount unmounts the recall mount at dir. lazy detaches it at once even
+// while in use; the kernel finishes when the last file is closed. A busy
+// mount without lazy gives an error wrapping ErrBusy. Only recall mounts
+// (FSType) are touched, except dead FUSE mounts, which are detached.
+func Unmount(dir string, lazy bool) error {
+	m, ok, err := FindMount(dir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s: %w", dir, ErrNotMounted)
+	}
+	if m.FSType != FSType && !(strings.HasPrefix(m.FSType, "fuse") && IsDeadMount(dir)) {
+		return fmt.Errorf("%s is a %s mount, not a recall mount; use umount(8)", dir, m.FSType)
+	}
+	return unmount(dir, lazy)
+}
+
+func unmount(dir string, lazy bool) error {
+	if os.Geteuid() == 0 {
+		flags := 0
+		if lazy {
+			flags = unix.MNT_DETACH
+		}
+		err := unix.Unmount(dir, flags)
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("%s: %w", dir, ErrBusy)
+		}
+		if errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("%s: %w", dir, ErrNotMounted)
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+		return nil
+	}
+	// Not root: the set-uid helper unmounts FUSE mounts of this user.
+	args := []string{"-u"}
+	if lazy {
+		args = append(args, "-z")
+	}
+	args = append(args, dir)
+	var last error
+	for _, bin := range []string{"fusermount3", "fusermount"} {
+		path, err := exec.LookPath(bin)
+		if err != nil {
+			last = err
+			continue
+		}
+		out, err := exec.Command(path, args...).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		msg := strings.TrimSpace(string(out))
+		if strings.Contains(msg, "busy") {
+			return fmt.Errorf("%s: %w", dir, ErrBusy)
+		}
+		return fmt.Errorf("unmount %s: %s: %v", dir, msg, err)
+	}
+	return fmt.Errorf("unmount %s: no fusermount helper: %w", dir, last)
+}

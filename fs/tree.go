@@ -1,0 +1,542 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
+)
+
+// Defaults for Options.
+const (
+	DefaultCacheBytes     = 256 << 20
+	DefaultTreeCacheBytes = 64 << 20
+	DefaultPrefetch       = 8
+	// minChunkShard keeps every chunk cache shard able to hold the
+	// largest chunks (the chunker's maximum is 8 MiB).
+	minChunkShard = 16 << 20
+)
+
+// Options configure a Tree.
+type Options struct {
+	// CacheBytes bounds the cache of decoded chunks (0: DefaultCacheBytes).
+	CacheBytes int64
+	// TreeCacheBytes bounds the cache of decoded directory trees, by an
+	// estimate of their memory (0: DefaultTreeCacheBytes).
+	TreeCacheBytes int64
+	// Prefetch is how many chunks past the current one a sequential reader
+	// loads in parallel (0: DefaultPrefetch; negative: none).
+	Prefetch int
+	// Log receives error lines (damaged data, unreadable manifests); nil
+	// discards them. Called from serving goroutines; must be safe for
+	// concurrent use.
+	Log func(format string, args ...any)
+}
+
+// ErrGone: the point was forgotten while in use.
+var ErrGone = errors.New("recovery point was forgotten")
+
+// Tree is the recovery tree of one store: sources, their points, and the
+// points' directories and files. It is safe for concurrent use. Reads of
+// the source/point view go through one atomic pointer; Update replaces it.
+type Tree struct {
+	b    Backend
+	opts Options
+
+	chunks *cache[[]byte]
+	trees  *cache[*engine.Tree]
+	// prefetchSem bounds prefetch loads in flight across all handles.
+	prefetchSem chan struct{}
+
+	view atomic.Pointer[view]
+
+	updMu     sync.Mutex // serialises Update
+	stamp     string     // PointsStamp seen by the last Update
+	lastFull  time.Time  // time of the last Update
+	bad       map[chunkstore.ID]bool
+	onChanges atomic.Pointer[func(Changes)]
+}
+
+// view is one immutable picture of the sources and points.
+type view struct {
+	sources map[string]*Source
+	names   []string // sorted source names
+	byID    map[chunkstore.ID]*Point
+	mtime   time.Time // newest point time of all, for the root's mtime
+}
+
+// Source is one data source and its points, immutable once published.
+type Source struct {
+	Name   string
+	points []*Point // oldest first
+	byName map[string]*Point
+	ino    uint64
+}
+
+// Point is one recovery point in the tree.
+type Point struct {
+	Meta *engine.Point
+	Name string // "@GMT-..." in its source directory
+	t    *Tree
+	gone atomic.Bool
+	root *Entry
+}
+
+// New loads the store's points and returns the tree.
+func New(b Backend, o Options) (*Tree, error) {
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.TreeCacheBytes <= 0 {
+		o.TreeCacheBytes = DefaultTreeCacheBytes
+	}
+	if o.Prefetch == 0 {
+		o.Prefetch = DefaultPrefetch
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	t := &Tree{b: b, opts: o, bad: map[chunkstore.ID]bool{},
+		prefetchSem: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
+	t.chunks = newCache(o.CacheBytes, minChunkShard, func(id chunkstore.ID) ([]byte, int64, error) {
+		d, err := b.ReadChunk(id, nil)
+		return d, int64(cap(d)), err
+	})
+	t.trees = newCache(o.TreeCacheBytes, 1<<20, func(id chunkstore.ID) (*engine.Tree, int64, error) {
+		tr, err := b.LoadTree(id)
+		if err != nil {
+			return nil, 0, err
+		}
+		return tr, treeWeight(tr), nil
+	})
+	t.view.Store(&view{sources: map[string]*Source{}, byID: map[chunkstore.ID]*Point{}})
+	if _, err := t.Update(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// treeWeight estimates the memory of a decoded tree.
+func treeWeight(tr *engine.Tree) int64 {
+	w := int64(64)
+	for _, n := range tr.Nodes {
+		w += 200 + int64(len(n.Name)+len(n.Target)) + 56*int64(len(n.Extents))
+		for _, x := range n.Xattrs {
+			w += 40 + int64(len(x.Name)+len(x.Value))
+		}
+	}
+	return w
+}
+
+// Changes is what one Update changed.
+type Changes struct {
+	Added, Removed []*Point
+	// Sources lists sources whose point list changed; NewSources and
+	// GoneSources those that appeared or vanished.
+	Sources, NewSources, GoneSources []string
+}
+
+// Empty reports whether nothing changed.
+func (c Changes) Empty() bool { return len(c.Added) == 0 && len(c.Removed) == 0 }
+
+// OnChanges registers fn to be told of changes found by Update when it is
+// called from Sync, i.e. from serving goroutines. fn must not block.
+func (t *Tree) OnChanges(fn func(Changes)) { t.onChanges.Store(&fn) }
+
+// Update re-reads the list of points, loads new manifests and publishes
+// the new view. Points keep their names; new points get the next free
+// name of their source. A manifest that cannot be read is logged once and
+// left out.
+func (t *Tree) Update() (Changes, error) {
+	t.updMu.Lock()
+	defer t.updMu.Unlock()
+	return t.updateLocked()
+}
+
+func (t *Tree) updateLocked() (Changes, error) {
+	var ch Changes
+	stamp := ""
+	if s, ok := t.b.(Stamper); ok {
+		stamp, _ = s.PointsStamp()
+	}
+	ids, err := t.b.ListPoints()
+	if err != nil {
+		return ch, fmt.Errorf("list recovery points: %w", err)
+	}
+	t.lastFull = time.Now()
+	old := t.view.Load()
+	present := make(map[chunkstore.ID]bool, len(ids))
+	var added []*Point
+	for _, id := range ids {
+		present[id] = true
+		if old.byID[id] != nil || t.bad[id] {
+			continue
+		}
+		m, err := t.b.LoadPoint(id)
+		if errors.Is(err, chunkstore.ErrNotFound) {
+			delete(present, id) // forgotten meanwhile
+			continue
+		}
+		if err != nil {
+			t.bad[id] = true
+			t.opts.Log("error: recovery point %s: %v (left out of the tree)", id.Short(), err)
+			continue
+		}
+		added = append(added, &Point{Meta: m, t: t})
+	}
+	for id := range old.byID {
+		if !present[id] {
+			ch.Removed = append(ch.Removed, old.byID[id])
+		}
+	}
+	if len(added) == 0 && len(ch.Removed) == 0 {
+		t.stamp = stamp
+		return ch, nil
+	}
+	if len(added) > 0 {
+		// Chunks of new points are only readable once their index files
+		// are loaded; show the points only then.
+		if err := t.b.Refresh(); err != nil {
+			return Changes{}, fmt.Errorf("load the store index: %w", err)
+		}
+	}
+	nv := &view{sources: map[string]*Source{}, byID: make(map[chunkstore.ID]*Point, len(present))}
+	touched := map[string]bool{}
+	for _, p := range ch.Removed {
+		p.gone.Store(true)
+		touched[p.Meta.Source] = true
+	}
+	for _, p := range added {
+		touched[p.Meta.Source] = true
+	}
+	group := map[string][]*Point{}
+	for id, p := range old.byID {
+		if present[id] {
+			group[p.Meta.Source] = append(group[p.Meta.Source], p)
+		}
+	}
+	sort.Slice(added, func(i, j int) bool { return pointLess(added[i], added[j]) })
+	for _, p := range added {
+		src := p.Meta.Source
+		used := map[string]bool{}
+		for _, q := range group[src] {
+			used[q.Name] = true
+		}
+		p.Name = freeName(p.Meta.Time, used)
+		p.root = &Entry{p: p, h: pointHash(p.Meta.ID)}
+		p.root.ino = inoOf(p.root.h)
+		group[src] = append(group[src], p)
+		ch.Added = append(ch.Added, p)
+	}
+	for name, pts := range group {
+		sort.Slice(pts, func(i, j int) bool { return pointLess(pts[i], pts[j]) })
+		s := &Source{Name: name, points: pts, byName: make(map[string]*Point, len(pts)), ino: sourceIno(name)}
+		for _, p := range pts {
+			s.byName[p.Name] = p
+			nv.byID[p.Meta.ID] = p
+			if p.Meta.Time.After(nv.mtime) {
+				nv.mtime = p.Meta.Time
+			}
+		}
+		nv.sources[name] = s
+		nv.names = append(nv.names, name)
+		if old.sources[name] == nil {
+			ch.NewSources = append(ch.NewSources, name)
+		}
+	}
+	sort.Strings(nv.names)
+	for name := range old.sources {
+		if nv.sources[name] == nil {
+			ch.GoneSources = append(ch.GoneSources, name)
+		}
+	}
+	for name := range touched {
+		ch.Sources = append(ch.Sources, name)
+	}
+	sort.Strings(ch.Sources)
+	t.view.Store(nv)
+	t.stamp = stamp
+	return ch, nil
+}
+
+func pointLess(a, b *Point) bool {
+	if !a.Meta.Time.Equal(b.Meta.Time) {
+		return a.Meta.Time.Before(b.Meta.Time)
+	}
+	return a.Meta.ID.String() < b.Meta.ID.String()
+}
+
+// Sync runs Update when the backend's stamp says the points may have
+// changed, or when the last update is older than maxAge. It is cheap
+// enough (one stat) to call before answering a listing. Changes it finds
+// go to the OnChanges callback.
+func (t *Tree) Sync(maxAge time.Duration) {
+	s, ok := t.b.(Stamper)
+	if !ok {
+		return
+	}
+	stamp, err := s.PointsStamp()
+	t.updMu.Lock()
+	if err == nil && stamp == t.stamp && time.Since(t.lastFull) < maxAge {
+		t.updMu.Unlock()
+		return
+	}
+	ch, err := t.updateLocked()
+	t.updMu.Unlock()
+	if err != nil {
+		t.opts.Log("error: %v", err)
+		return
+	}
+	if fn := t.onChanges.Load(); fn != nil && !ch.Empty() {
+		(*fn)(ch)
+	}
+}
+
+// Sources returns the sources, sorted by name.
+func (t *Tree) Sources() []*Source {
+	v := t.view.Load()
+	out := make([]*Source, len(v.names))
+	for i, n := range v.names {
+		out[i] = v.sources[n]
+	}
+	return out
+}
+
+// Source returns the named source, or nil.
+func (t *Tree) Source(name string) *Source { return t.view.Load().sources[name] }
+
+// PointByID returns a point by id, or nil.
+func (t *Tree) PointByID(id chunkstore.ID) *Point { return t.view.Load().byID[id] }
+
+// ModTime is the start time of the newest point of any source.
+func (t *Tree) ModTime() time.Time { return t.view.Load().mtime }
+
+// Points returns the source's points, oldest first. Do not modify.
+func (s *Source) Points() []*Point { return s.points }
+
+// Point returns the point named name ("@GMT-..."), or nil.
+func (s *Source) Point(name string) *Point { return s.byName[name] }
+
+// Latest returns the newest point.
+func (s *Source) Latest() *Point { return s.points[len(s.points)-1] }
+
+// Ino is the inode number of the source directory.
+func (s *Source) Ino() uint64 { return s.ino }
+
+// LatestIno is the inode number of the source's "latest" symlink.
+func (s *Source) LatestIno() uint64 { return inoOf(fnvAdd(fnvOffset, "\x00latest\x00"+s.Name)) }
+
+// Root returns the point's root directory.
+func (p *Point) Root() *Entry { return p.root }
+
+// Gone reports whether the point was forgotten.
+func (p *Point) Gone() bool { return p.gone.Load() }
+
+func (p *Point) String() string {
+	return fmt.Sprintf("%s/%s (point %s)", p.Meta.Source, p.Name, p.Meta.ID.Short())
+}
+
+// Inode numbers: FNV-1a over (point id, path), finished with a mixer, bit
+// 62 set and bit 63 clear (go-fuse hands out automatic numbers from 2^63).
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvAdd(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+func inoOf(h uint64) uint64 {
+	// splitmix64 finaliser
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h&(1<<62-1) | 1<<62
+}
+
+func pointHash(id chunkstore.ID) uint64 { return fnvAdd(fnvOffset, string(id[:])) }
+
+func sourceIno(name string) uint64 { return inoOf(fnvAdd(fnvOffset, "\x00source\x00"+name)) }
+
+// Entry is one directory, file, symlink or special file of a point, or
+// the point's root (node nil). Entries are cheap values made on lookup.
+type Entry struct {
+	p    *Point
+	n    *engine.Node
+	path string // inside the point: "" for the root, else "a/b/c"
+	h    uint64 // path hash state; children continue from it
+	ino  uint64
+}
+
+// Point returns the point the entry belongs to.
+func (e *Entry) Point() *Point { return e.p }
+
+// Node returns the tree node, nil for a point's root.
+func (e *Entry) Node() *engine.Node { return e.n }
+
+// Path returns the path inside the point ("" for its root).
+func (e *Entry) Path() string { return e.path }
+
+// Ino returns the inode number.
+func (e *Entry) Ino() uint64 { return e.ino }
+
+// IsDir reports whether the entry is a directory.
+func (e *Entry) IsDir() bool { return e.n == nil || e.n.Type == engine.TypeDir }
+
+// where names the entry for log lines.
+func (e *Entry) where() string {
+	if e.path == "" {
+		return e.p.String()
+	}
+	return fmt.Sprintf("%s/%s/%s (point %s)", e.p.Meta.Source, e.p.Name, e.path, e.p.Meta.ID.Short())
+}
+
+func (e *Entry) childIno(n *engine.Node, h uint64) uint64 {
+	if n.LinkGroup != 0 && n.Type != engine.TypeDir {
+		return inoOf(fnvAdd(pointHash(e.p.Meta.ID), "\x00link\x00"+strconv.FormatUint(n.LinkGroup, 10)))
+	}
+	return inoOf(h)
+}
+
+func (e *Entry) childHash(name string) uint64 { return fnvAdd(fnvAdd(e.h, "/"), name) }
+
+// ChildIno is the inode number the child n of this directory gets,
+// without making an Entry (for directory listings).
+func (e *Entry) ChildIno(n *engine.Node) uint64 { return e.childIno(n, e.childHash(n.Name)) }
+
+// Child makes the entry for node n, a child of directory e.
+func (e *Entry) Child(n *engine.Node) *Entry {
+	c := &Entry{p: e.p, n: n, h: e.childHash(n.Name)}
+	c.ino = e.childIno(n, c.h)
+	if e.path == "" {
+		c.path = n.Name
+	} else {
+		c.path = e.path + "/" + n.Name
+	}
+	return c
+}
+
+// Children returns the nodes of directory e, sorted by name. The slice is
+// shared: do not modify. A tree that cannot be read is an error (logged),
+// never an empty directory.
+func (e *Entry) Children() ([]*engine.Node, error) {
+	if !e.IsDir() {
+		return nil, syscall.ENOTDIR
+	}
+	id := e.p.Meta.Tree
+	if e.n != nil {
+		id = e.n.Subtree
+	}
+	tr, err := e.p.t.trees.get(id)
+	if err != nil {
+		e.p.t.opts.Log("error: %s: read directory: %v", e.where(), err)
+		return nil, fmt.Errorf("%s: %w", e.where(), err)
+	}
+	return tr.Nodes, nil
+}
+
+// Lookup returns the child named name; os.ErrNotExist if there is none.
+func (e *Entry) Lookup(name string) (*Entry, error) {
+	nodes, err := e.Children()
+	if err != nil {
+		return nil, err
+	}
+	i := sort.Search(len(nodes), func(i int) bool { return nodes[i].Name >= name })
+	if i < len(nodes) && nodes[i].Name == name {
+		return e.Child(nodes[i]), nil
+	}
+	return nil, os.ErrNotExist
+}
+
+// Target returns a symlink's target.
+func (e *Entry) Target() string {
+	if e.n == nil {
+		return ""
+	}
+	return e.n.Target
+}
+
+// Xattrs returns the extended attributes, sorted by name.
+func (e *Entry) Xattrs() []engine.Xattr {
+	if e.n == nil {
+		return e.p.Meta.Root.Xattrs
+	}
+	return e.n.Xattrs
+}
+
+// Attr is the stat(2) view of an entry.
+type Attr struct {
+	Ino                       uint64
+	Mode                      uint32 // type and permission bits, as st_mode
+	Nlink                     uint64
+	UID, GID                  uint32
+	Size                      uint64
+	Blocks                    uint64 // 512-byte units actually stored (holes excluded)
+	Rdev                      uint64 // as st_rdev
+	AtimeNS, MtimeNS, CtimeNS int64
+}
+
+// Attr returns the entry's metadata as backed up.
+func (e *Entry) Attr() Attr {
+	if e.n == nil {
+		r := e.p.Meta.Root
+		mode := r.Mode & 0o7777
+		if mode == 0 && r.UID == 0 && r.MtimeNS == 0 {
+			mode = 0o755 // manifest without root metadata
+		}
+		return Attr{Ino: e.ino, Mode: syscall.S_IFDIR | mode, Nlink: 1, UID: r.UID, GID: r.GID,
+			AtimeNS: r.AtimeNS, MtimeNS: r.MtimeNS, CtimeNS: r.MtimeNS}
+	}
+	n := e.n
+	a := Attr{Ino: e.ino, Mode: typeBits(n.Type) | n.Mode&0o7777, Nlink: max(n.Nlink, 1), UID: n.UID, GID: n.GID,
+		Size: n.Size, Rdev: n.Rdev, AtimeNS: n.AtimeNS, MtimeNS: n.MtimeNS, CtimeNS: n.CtimeNS}
+	switch n.Type {
+	case engine.TypeFile, engine.TypeDevice:
+		var stored uint64
+		for i, x := range n.Extents {
+			if !x.Hole {
+				stored += x.End - n.ExtentStart(i)
+			}
+		}
+		a.Blocks = (stored + 511) / 512
+	case engine.TypeSymlink:
+		a.Size = uint64(len(n.Target))
+	case engine.TypeDir:
+		a.Size = 0
+	}
+	return a
+}
+
+func typeBits(t engine.NodeType) uint32 {
+	switch t {
+	case engine.TypeDir:
+		return syscall.S_IFDIR
+	case engine.TypeSymlink:
+		return syscall.S_IFLNK
+	case engine.TypeBlock:
+		return syscall.S_IFBLK
+	case engine.TypeChar:
+		return syscall.S_IFCHR
+	case engine.TypeFifo:
+		return syscall.S_IFIFO
+	case engine.TypeSocket:
+		return syscall.S_IFSOCK
+	}
+	return syscall.S_IFREG // TypeFile, TypeDevice (a device image reads as a file)
+}
