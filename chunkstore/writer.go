@@ -113,18 +113,16 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 	return true, nil
 }
 
-// sampleSize is how much of a large blob is test-compressed first.
-const sampleSize = 64 << 10
-
-// worthCompressing test-compresses a sample of a large blob, so
-// incompressible data (media, archives, encrypted files) costs a fraction
-// of a full compression attempt.
+// worthCompressing test-compresses a sample (1/8 of the blob, 4 to 64 KiB)
+// first, so incompressible data (media, archives, encrypted or random
+// files) costs a fraction of a full compression attempt.
 func worthCompressing(s *Store, data, scratch []byte) bool {
-	if len(data) <= 2*sampleSize {
+	n := min(max(len(data)/8, 4<<10), 64<<10)
+	if len(data) <= 2*n {
 		return true
 	}
-	c := s.zenc.EncodeAll(data[:sampleSize], scratch)
-	return len(c) < sampleSize-sampleSize/16
+	c := s.zenc.EncodeAll(data[:n], scratch)
+	return len(c) < n-n/16
 }
 
 func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen int) error {
