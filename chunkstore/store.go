@@ -308,30 +308,19 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 	if err != nil {
 		return nil, &BlobError{ID: id, Pack: packID, Err: err}
 	}
-	if s.keys.aead == nil && !l.compressed() {
+	direct := s.keys.aead == nil && !l.compressed()
+	var raw []byte
+	if direct {
 		// Plaintext and uncompressed: read straight into the result.
-		out := dst[:0]
-		if cap(out) < int(l.length()) {
-			out = make([]byte, l.length())
-		}
-		out = out[:l.length()]
-		if _, err := f.ReadAt(out, int64(l.off)); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("%w: pack truncated", ErrCorrupt)
-			}
-			return nil, &BlobError{ID: id, Pack: packID, Err: err}
-		}
-		if blake3.Sum256(out) != id {
-			return nil, &BlobError{ID: id, Pack: packID, Err: fmt.Errorf("%w: content does not match its id", ErrCorrupt)}
-		}
-		return out, nil
+		raw = dst[:0]
+	} else {
+		bp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bp)
+		raw = *bp
+		defer func() { *bp = raw[:0] }()
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	raw := *bp
 	if cap(raw) < int(l.length()) {
 		raw = make([]byte, l.length())
-		*bp = raw
 	}
 	raw = raw[:l.length()]
 	if _, err := f.ReadAt(raw, int64(l.off)); err != nil {
@@ -339,6 +328,12 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 			err = fmt.Errorf("%w: pack truncated", ErrCorrupt)
 		}
 		return nil, &BlobError{ID: id, Pack: packID, Err: err}
+	}
+	if direct {
+		if blake3.Sum256(raw) != id {
+			return nil, &BlobError{ID: id, Pack: packID, Err: fmt.Errorf("%w: content does not match its id", ErrCorrupt)}
+		}
+		return raw, nil
 	}
 	out, err := s.decodeBlob(id, raw, l.compressed(), dst)
 	if err != nil {

@@ -3,35 +3,14 @@ package chunkstore
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
-	"flag"
+	"github.com/recall-backup/recall/internal/golden"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"testing"
 	"unsafe"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	enc := hex.Dump(got)
-	if *update {
-		if err := os.WriteFile(p, []byte(enc), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("golden file: %v (run with -update to create)", err)
-	}
-	if string(want) != enc {
-		t.Errorf("%s changed; formats are forever: add a new version instead\n got:\n%s\nwant:\n%s", name, enc, want)
-	}
-}
 
 func testID(b byte) (i ID) {
 	for k := range i {
@@ -47,7 +26,7 @@ func TestPackHeaderGolden(t *testing.T) {
 		{Type: TreeBlob, Comp: compNone, Offset: 107, Length: 50, RawLength: 50, ID: testID(3)},
 	}
 	hdr := encodePackHeader(entries, &keys{})
-	golden(t, "pack-header-v1.golden", hdr)
+	golden.Check(t, "pack-header-v1.golden", hdr)
 	hl, err := packHeaderLength(hdr[len(hdr)-packTrailerLen:])
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +54,7 @@ func TestIndexFileGolden(t *testing.T) {
 			{Type: TreeBlob, Offset: 5, Length: 6, RawLength: 6, ID: testID(3)}}},
 	}
 	b := encodeIndexFile(packs, &keys{})
-	golden(t, "index-v1.golden", b)
+	golden.Check(t, "index-v1.golden", b)
 	got, err := decodeIndexFile(b, &keys{})
 	if err != nil {
 		t.Fatal(err)

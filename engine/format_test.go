@@ -2,10 +2,7 @@ package engine
 
 import (
 	"bytes"
-	"encoding/hex"
-	"flag"
-	"os"
-	"path/filepath"
+	"github.com/recall-backup/recall/internal/golden"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,29 +10,6 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with testdata/name (stored as hex lines so diffs
-// stay readable); -update rewrites it. A change here is a format change:
-// bump the version instead.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	enc := hex.Dump(got)
-	if *update {
-		if err := os.WriteFile(p, []byte(enc), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("golden file: %v (run with -update to create)", err)
-	}
-	if string(want) != enc {
-		t.Errorf("%s: encoding changed; formats are forever: add a new version instead\n got:\n%s\nwant:\n%s", name, enc, want)
-	}
-}
 
 func id(b byte) (i chunkstore.ID) {
 	for k := range i {
@@ -60,7 +34,7 @@ func sampleTree() *Tree {
 
 func TestTreeGolden(t *testing.T) {
 	b := EncodeTree(sampleTree())
-	golden(t, "tree-v1.golden", b)
+	golden.Check(t, "tree-v1.golden", b)
 	got, err := DecodeTree(b)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +82,7 @@ func TestPointGolden(t *testing.T) {
 		Root:   RootMeta{Mode: 0o755, MtimeNS: 1, Xattrs: []Xattr{{Name: "user.a", Value: []byte{0, 1}}}},
 		Errors: []PathError{{Path: "secret", Error: "skipped: permission denied"}}}
 	b := encodePoint(p)
-	golden(t, "point-v1.golden", b)
+	golden.Check(t, "point-v1.golden", b)
 	got, err := decodePoint(id(5), b)
 	if err != nil {
 		t.Fatal(err)
