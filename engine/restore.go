@@ -45,14 +45,11 @@ type restorer struct {
 	isRoot bool
 	jobs   chan restoreJob
 	wg     sync.WaitGroup // outstanding files
-	files  chan fileJob   // files to create (file creation is parallel too: on ext4 it is much of the cost)
-	links  []linkJob      // hard links, made once every file exists
-	ferr   error          // first error creating a file
 
 	mu       sync.Mutex
 	res      RestoreResult
 	damaged  map[string]bool
-	leaders  map[uint64]string
+	links    map[uint64]string
 	dirMetas []dirMeta
 	bytes    atomic.Int64
 }
@@ -73,13 +70,6 @@ type openFile struct {
 	device bool
 }
 
-type fileJob struct {
-	n         *Node
-	path, rel string
-}
-
-type linkJob struct{ first, path, rel string }
-
 type restoreJob struct {
 	of  *openFile
 	off int64
@@ -95,7 +85,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		opts.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: os.Geteuid() == 0,
-		jobs: make(chan restoreJob, 64), files: make(chan fileJob, 64), damaged: map[string]bool{}, leaders: map[uint64]string{}}
+		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]string{}}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -173,42 +163,15 @@ func prepareTarget(target string, overwrite bool) error {
 // run starts the chunk workers, calls walk, waits for all content and
 // applies directory metadata deepest first.
 func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
-	var workers, creators sync.WaitGroup
+	var workers sync.WaitGroup
 	for i := 0; i < rs.opts.Workers; i++ {
 		workers.Add(1)
 		go func() { defer workers.Done(); rs.worker() }()
-		creators.Add(1)
-		go func() {
-			defer creators.Done()
-			for j := range rs.files {
-				if err := rs.restoreFile(j.n, j.path, j.rel); err != nil {
-					rs.mu.Lock()
-					if rs.ferr == nil {
-						rs.ferr = err
-					}
-					rs.mu.Unlock()
-				}
-			}
-		}()
 	}
 	err := walk()
-	close(rs.files)
-	creators.Wait()
 	rs.wg.Wait()
 	close(rs.jobs)
 	workers.Wait()
-	if err == nil {
-		err = rs.ferr
-	}
-	for _, l := range rs.links {
-		if lerr := os.Link(l.first, l.path); lerr != nil {
-			if err == nil {
-				err = fmt.Errorf("restore hard link %s: %w", l.path, lerr)
-			}
-			continue
-		}
-		rs.res.Files++
-	}
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
 		d := rs.dirMetas[i]
 		rs.applyMeta(d.path, d.path, d.n)
@@ -295,18 +258,22 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 		return rs.restoreTree(t, path, rel)
 	case TypeFile, TypeDevice:
 		if n.LinkGroup != 0 {
-			if first, ok := rs.leaders[n.LinkGroup]; ok {
-				rs.links = append(rs.links, linkJob{first, path, rel})
-				return nil
+			rs.mu.Lock()
+			first, ok := rs.links[n.LinkGroup]
+			if !ok {
+				rs.links[n.LinkGroup] = path
 			}
-			rs.leaders[n.LinkGroup] = path
+			rs.mu.Unlock()
+			if ok {
+				if err := os.Link(first, path); err == nil {
+					rs.mu.Lock()
+					rs.res.Files++
+					rs.mu.Unlock()
+					return nil
+				}
+			}
 		}
-		select {
-		case rs.files <- fileJob{n, path, rel}:
-		case <-rs.ctx.Done():
-			return rs.ctx.Err()
-		}
-		return nil
+		return rs.restoreFile(n, path, rel)
 	case TypeSymlink:
 		if err := os.Symlink(n.Target, path); err != nil {
 			return fmt.Errorf("restore %s: %w", path, err)
