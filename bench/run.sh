@@ -292,10 +292,21 @@ gen_data() {
 	setm insertions "$INS_N"
 }
 
+# fresh_target NAME: a restore target never used before in this run.
+RSEQ=0
+fresh_target() {
+	RSEQ=$((RSEQ + 1))
+	FRESH=$RESTORE/$1.$RSEQ
+}
+
 # ---------------------------------------------------------------- restic
 section_restic() {
+	# Restore targets are removed only when the run ends: on ext4, files
+	# created right after many were deleted pay for skipping the recently
+	# freed inodes, which would tax whichever tool restores next.
+	local rt; fresh_target restic; rt=$FRESH
 	local repo=$REPOS/restic
-	rm -rf "$repo" "$CACHE/restic" "$RESTORE/restic"
+	rm -rf "$repo" "$CACHE/restic" "$rt"
 	warm "$SET"
 	log "restic: init"
 	if ! logged restic.init restic -r "$repo" init; then
@@ -304,14 +315,13 @@ section_restic() {
 	fi
 	if timed restic.first restic -r "$repo" backup "$SET"; then
 		timed restic.rebackup restic -r "$repo" backup "$SET" || true
-		mkdir -p "$RESTORE/restic"
-		if timed restic.restore restic -r "$repo" restore latest --target "$RESTORE/restic"; then
-			restore_check restic.restore "$RESTORE/restic" "$SET"
+		mkdir -p "$rt"
+		if timed restic.restore restic -r "$repo" restore latest --target "$rt"; then
+			restore_check restic.restore "$rt" "$SET"
 		fi
 	else
 		na restic.rebackup.s restic.restore.s "first backup failed"
 	fi
-	rm -rf "$RESTORE/restic"
 	M[restic.repo_bytes]=$(du_b "$repo")
 	if [[ -n $MOUNT_OK ]]; then
 		# Keep the repo for the mount section; one snapshot holding both
@@ -328,8 +338,12 @@ section_restic() {
 
 # ---------------------------------------------------------------- borg
 section_borg() {
+	# Restore targets are removed only when the run ends: on ext4, files
+	# created right after many were deleted pay for skipping the recently
+	# freed inodes, which would tax whichever tool restores next.
+	local rt; fresh_target borg; rt=$FRESH
 	local repo=$REPOS/borg
-	rm -rf "$repo" "$CACHE/borg" "$RESTORE/borg"
+	rm -rf "$repo" "$CACHE/borg" "$rt"
 	warm "$SET"
 	log "borg: init -e repokey (default compression lz4)"
 	if ! logged borg.init borg init -e repokey "$repo"; then
@@ -338,31 +352,34 @@ section_borg() {
 	fi
 	if timed borg.first borg create "$repo::first" "$SET"; then
 		timed borg.rebackup borg create "$repo::second" "$SET" || true
-		mkdir -p "$RESTORE/borg"
+		mkdir -p "$rt"
 		local archive=second
 		have borg.rebackup.s || archive=first
 		# borg extract writes into the current directory.
-		pushd "$RESTORE/borg" >/dev/null
+		pushd "$rt" >/dev/null
 		local rc=0
 		timed borg.restore borg extract "$repo::$archive" || rc=1
 		popd >/dev/null
-		((rc)) || restore_check borg.restore "$RESTORE/borg" "$SET"
+		((rc)) || restore_check borg.restore "$rt" "$SET"
 	else
 		na borg.rebackup.s borg.restore.s "first backup failed"
 	fi
 	M[borg.repo_bytes]=$(du_b "$repo")
-	rm -rf "$RESTORE/borg"
 	rmrf "$repo" "$CACHE/borg"
 }
 
 # ---------------------------------------------------------------- recall
 section_recall() {
+	# Restore targets are removed only when the run ends: on ext4, files
+	# created right after many were deleted pay for skipping the recently
+	# freed inodes, which would tax whichever tool restores next.
+	local rt; fresh_target recall; rt=$FRESH
 	local home=$REPOS/recall keys=(recall.first.s recall.first.rss recall.rebackup.s recall.restore.s)
 	if [[ -n $RECALL_BROKEN ]]; then
 		na "${keys[@]}" "recall failed: $RECALL_BROKEN"
 		return
 	fi
-	rm -rf "$home" "$RESTORE/recall"
+	rm -rf "$home" "$rt"
 	warm "$SET"
 	log "recall: init (unencrypted default)"
 	if ! logged recall.init recall --home "$home" init; then
@@ -371,13 +388,12 @@ section_recall() {
 	fi
 	if timed recall.first "$RECALL" --home "$home" backup --source set "$SET"; then
 		timed recall.rebackup "$RECALL" --home "$home" backup --source set "$SET" || true
-		if timed recall.restore "$RECALL" --home "$home" restore --source set latest --target "$RESTORE/recall"; then
-			restore_check recall.restore "$RESTORE/recall" "$SET"
+		if timed recall.restore "$RECALL" --home "$home" restore --source set latest --target "$rt"; then
+			restore_check recall.restore "$rt" "$SET"
 		fi
 	else
 		na recall.rebackup.s recall.restore.s "recall failed: first backup: ${E[recall.first.s]}"
 	fi
-	rm -rf "$RESTORE/recall"
 	M[recall.store_bytes]=$(du_b "$home")
 	if [[ -z $MOUNT_OK ]]; then
 		rmrf "$home"
@@ -744,6 +760,7 @@ main() {
 		bench_mount
 	done
 	report
+	rmrf "$RESTORE"
 }
 
 main "$@"
