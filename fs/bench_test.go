@@ -201,12 +201,14 @@ func BenchmarkMountRandom4K(b *testing.B) {
 }
 
 // BenchmarkMountList100k: list a 100,000-entry directory through a fresh
-// mount: names (ls) and names plus attributes (ls -l).
+// mount: names (ls) and names plus attributes (ls -l). RECALL_BENCH_ENTRIES
+// changes the count.
 func BenchmarkMountList100k(b *testing.B) {
+	entries := benchEntries()
 	store := fixture(b, "list100k", func(b *testing.B, store, scratch string) {
 		d := filepath.Join(scratch, "dir")
 		os.MkdirAll(d, 0o755)
-		for i := 0; i < 100000; i++ {
+		for i := 0; i < entries; i++ {
 			f, err := os.Create(filepath.Join(d, fmt.Sprintf("file-%06d.txt", i)))
 			if err != nil {
 				b.Fatal(err)
@@ -228,7 +230,7 @@ func BenchmarkMountList100k(b *testing.B) {
 				b.StartTimer()
 				dir := filepath.Join(srv.Dir(), "many", LatestName, "dir")
 				ents, err := os.ReadDir(dir)
-				if err != nil || len(ents) != 100000 {
+				if err != nil || len(ents) != entries {
 					b.Fatalf("%d entries, %v", len(ents), err)
 				}
 				if withAttrs {
@@ -245,6 +247,13 @@ func BenchmarkMountList100k(b *testing.B) {
 			}
 		})
 	}
+}
+
+func benchEntries() int {
+	if v, err := strconv.Atoi(os.Getenv("RECALL_BENCH_ENTRIES")); err == nil && v > 0 {
+		return v
+	}
+	return 100000
 }
 
 func thousandPoints(b *testing.B) string {

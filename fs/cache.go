@@ -12,8 +12,14 @@ import (
 // locked for map and list updates only, never while loading. Concurrent
 // gets of one missing key share one load. Errors are not cached, so a
 // transient failure is retried by the next reader.
+//
+// A value heavier than its shard's share (a directory of 100,000 entries
+// decodes to ~20 MiB) is still kept, alone in its shard, when it is no
+// heavier than the whole budget: not caching it would decode it again for
+// every lookup in it. So the total can exceed the budget by such values.
 type cache[V any] struct {
 	shards []cacheShard[V]
+	total  int64
 	load   func(chunkstore.ID) (V, int64, error) // value and its weight in bytes
 }
 
@@ -45,7 +51,7 @@ func newCache[V any](maxBytes, minShard int64, load func(chunkstore.ID) (V, int6
 	for n > 1 && maxBytes/int64(n) < minShard {
 		n /= 2
 	}
-	c := &cache[V]{shards: make([]cacheShard[V], n), load: load}
+	c := &cache[V]{shards: make([]cacheShard[V], n), total: maxBytes, load: load}
 	for i := range c.shards {
 		c.shards[i].max = maxBytes / int64(n)
 		c.shards[i].items = map[chunkstore.ID]*list.Element{}
@@ -83,10 +89,10 @@ func (c *cache[V]) get(id chunkstore.ID) (V, error) {
 
 	s.mu.Lock()
 	delete(s.inflight, id)
-	if err == nil && w <= s.max {
+	if err == nil && w <= c.total {
 		s.items[id] = s.lru.PushFront(&cacheItem[V]{id: id, v: v, weight: w})
 		s.used += w
-		for s.used > s.max {
+		for s.used > s.max && s.lru.Len() > 1 {
 			back := s.lru.Back()
 			it := back.Value.(*cacheItem[V])
 			s.lru.Remove(back)

@@ -45,29 +45,53 @@ func (h *Handle) Entry() *Entry { return h.e }
 // the whole read with an error wrapping ErrDamaged, and is logged with the
 // point and path.
 func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
+	vec, err := h.ReadVec(off, len(p))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range vec {
+		n += copy(p[n:], v)
+	}
+	return n, nil
+}
+
+// zeros backs holes in ReadVec results; never written.
+var zeros = make([]byte, 1<<20)
+
+// ReadVec is ReadAt without copying: it returns up to size bytes from off
+// as slices of cached chunks (and of a shared zero buffer for holes). The
+// slices are shared and must not be modified.
+func (h *Handle) ReadVec(off int64, size int) ([][]byte, error) {
 	n := h.e.n
-	if off < 0 {
-		return 0, syscall.EINVAL
+	if off < 0 || size < 0 {
+		return nil, syscall.EINVAL
 	}
-	size := int64(n.Size)
-	if off >= size || len(p) == 0 {
-		return 0, nil
+	fsize := int64(n.Size)
+	if off >= fsize || size == 0 {
+		return nil, nil
 	}
-	end := min(off+int64(len(p)), size)
-	p = p[:end-off]
+	end := min(off+int64(size), fsize)
 	t := h.e.p.t
+	vec := make([][]byte, 0, 2)
+	hole := func(k int64) {
+		for k > 0 {
+			c := min(k, int64(len(zeros)))
+			vec = append(vec, zeros[:c:c])
+			k -= c
+		}
+	}
 	i := n.ExtentAt(uint64(off))
 	for pos := off; pos < end; i++ {
 		if i >= len(n.Extents) {
-			// Size beyond the last extent: a sparse tail.
-			clear(p[pos-off:])
+			hole(end - pos) // size beyond the last extent: a sparse tail
 			break
 		}
 		x := n.Extents[i]
 		start := int64(n.ExtentStart(i))
 		stop := min(int64(x.End), end)
 		if x.Hole {
-			clear(p[pos-off : stop-off])
+			hole(stop - pos)
 		} else {
 			data, err := t.chunks.get(x.ID)
 			if err == nil && int64(len(data)) != int64(x.End)-start {
@@ -75,9 +99,9 @@ func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 			}
 			if err != nil {
 				t.opts.Log("error: %s: read at offset %d: %v", h.e.where(), pos, err)
-				return 0, fmt.Errorf("%s: offset %d: %w: %v", h.e.where(), pos, ErrDamaged, err)
+				return nil, fmt.Errorf("%s: offset %d: %w: %v", h.e.where(), pos, ErrDamaged, err)
 			}
-			copy(p[pos-off:stop-off], data[pos-start:stop-start])
+			vec = append(vec, data[pos-start:stop-start:stop-start])
 		}
 		pos = stop
 	}
@@ -85,7 +109,7 @@ func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 	if t.opts.Prefetch > 0 && (off == 0 || (off >= prev-seqWindow && off <= prev+seqWindow)) {
 		h.prefetch(n.ExtentAt(uint64(end-1)) + 1)
 	}
-	return len(p), nil
+	return vec, nil
 }
 
 // prefetch starts loads of extents from..from+Prefetch-1 that no earlier

@@ -11,6 +11,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // MountOptions configure Mount.
@@ -84,7 +85,10 @@ func Mount(dir string, t *Tree, o MountOptions) (*Server, error) {
 			// Read-only in the kernel too; no set-uid programs or device
 			// nodes from backups take effect.
 			DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
-			Debug:            o.Debug,
+			// POSIX ACLs (backed up as system.posix_acl_* xattrs) are
+			// enforced by the kernel like the modes, and cached per inode.
+			EnableAcl: true,
+			Debug:     o.Debug,
 		},
 	}
 	if o.Log != nil {
@@ -97,6 +101,7 @@ func Mount(dir string, t *Tree, o MountOptions) (*Server, error) {
 	}
 	s.srv = srv
 	s.root = root.EmbeddedInode()
+	raiseReadahead(dir)
 	t.OnChanges(func(c Changes) {
 		s.mu.Lock()
 		s.pending = append(s.pending, c)
@@ -107,6 +112,19 @@ func Mount(dir string, t *Tree, o MountOptions) (*Server, error) {
 		}
 	})
 	return s, nil
+}
+
+// raiseReadahead lets the kernel read ahead MaxRead bytes per request on
+// this mount (FUSE offers at most 128 KiB at INIT; the mount's bdi can be
+// raised afterwards, by root). Best effort: without it reads still work,
+// in smaller requests.
+func raiseReadahead(dir string) {
+	var st syscall.Stat_t
+	if os.Geteuid() != 0 || syscall.Stat(dir, &st) != nil {
+		return
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	os.WriteFile(p, []byte(fmt.Sprint(MaxRead>>10)), 0)
 }
 
 type logWriter func(format string, args ...any)

@@ -111,7 +111,7 @@ func New(b Backend, o Options) (*Tree, error) {
 		d, err := b.ReadChunk(id, nil)
 		return d, int64(cap(d)), err
 	})
-	t.trees = newCache(o.TreeCacheBytes, 1<<20, func(id chunkstore.ID) (*engine.Tree, int64, error) {
+	t.trees = newCache(o.TreeCacheBytes, 8<<20, func(id chunkstore.ID) (*engine.Tree, int64, error) {
 		tr, err := b.LoadTree(id)
 		if err != nil {
 			return nil, 0, err
