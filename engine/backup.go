@@ -27,7 +27,9 @@ type RootMeta struct {
 	UID     uint32  `json:"uid"`
 	GID     uint32  `json:"gid"`
 	MtimeNS int64   `json:"mtime_ns"`
+	CtimeNS int64   `json:"ctime_ns,omitempty"`
 	AtimeNS int64   `json:"atime_ns"`
+	Nlink   uint64  `json:"nlink,omitempty"`
 	Xattrs  []Xattr `json:"xattrs,omitempty"`
 }
 
@@ -271,7 +273,8 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 }
 
 func rootMeta(path string, st *unix.Stat_t) RootMeta {
-	m := RootMeta{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MtimeNS: st.Mtim.Nano(), AtimeNS: st.Atim.Nano()}
+	m := RootMeta{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MtimeNS: st.Mtim.Nano(), CtimeNS: st.Ctim.Nano(),
+		AtimeNS: st.Atim.Nano(), Nlink: uint64(st.Nlink)}
 	m.Xattrs, _ = readXattrs(path)
 	return m
 }
@@ -291,9 +294,10 @@ func (r *Reader) latestOf(source string) *Point {
 }
 
 type dirFuture struct {
-	done chan struct{}
-	id   chunkstore.ID
-	err  error
+	done    chan struct{}
+	id      chunkstore.ID
+	err     error // set before done closes
+	openErr error // the directory could not be listed; set before saveDir returns
 }
 
 // saveSingle backs up one regular file or block device as a root tree
@@ -344,7 +348,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree) *dirFuture {
 	fut := &dirFuture{done: make(chan struct{})}
 	names, err := readDirNames(path)
 	if err != nil {
-		fut.err = err
+		fut.err, fut.openErr = err, err
 		close(fut.done)
 		return fut
 	}
@@ -386,9 +390,8 @@ func (b *backuper) saveDir(path, rel string, parent *Tree) *dirFuture {
 				ptree, _ = b.r.LoadTree(prev.Subtree)
 			}
 			f := b.saveDir(cpath, crel, ptree)
-			if f.err != nil && isSkippable(f.err) {
-				<-f.done
-				b.warn(crel, fmt.Errorf("skipped: %w", f.err))
+			if f.openErr != nil && isSkippable(f.openErr) {
+				b.warn(crel, fmt.Errorf("skipped: %w", f.openErr))
 				continue
 			}
 			b.dirs.Add(1)

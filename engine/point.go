@@ -26,7 +26,7 @@ import (
 //	parent   hex id of the point whose unchanged files were reused, or ""
 //	stats    counters (files, dirs, bytes, new_bytes, stored_bytes, ...)
 //	root     metadata of the backed-up directory itself {mode, uid, gid,
-//	         mtime_ns, atime_ns, xattrs}
+//	         mtime_ns, ctime_ns, atime_ns, nlink, xattrs}
 //	errors   [{path, error}] entries skipped or flagged during backup
 //
 // A point is written only after every pack and index file it needs is

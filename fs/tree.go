@@ -500,8 +500,12 @@ func (e *Entry) Attr() Attr {
 		if mode == 0 && r.UID == 0 && r.MtimeNS == 0 {
 			mode = 0o755 // manifest without root metadata
 		}
-		return Attr{Ino: e.ino, Mode: syscall.S_IFDIR | mode, Nlink: 1, UID: r.UID, GID: r.GID,
-			AtimeNS: r.AtimeNS, MtimeNS: r.MtimeNS, CtimeNS: r.MtimeNS}
+		ctime := r.CtimeNS
+		if ctime == 0 {
+			ctime = r.MtimeNS
+		}
+		return Attr{Ino: e.ino, Mode: syscall.S_IFDIR | mode, Nlink: max(r.Nlink, 1), UID: r.UID, GID: r.GID,
+			AtimeNS: r.AtimeNS, MtimeNS: r.MtimeNS, CtimeNS: ctime}
 	}
 	n := e.n
 	a := Attr{Ino: e.ino, Mode: typeBits(n.Type) | n.Mode&0o7777, Nlink: max(n.Nlink, 1), UID: n.UID, GID: n.GID,

@@ -453,7 +453,7 @@ func TestUmountBusyAndLazy(t *testing.T) {
 	f, err := os.Open(filepath.Join(mnt, "data", "latest", "f"))
 	check(t, err)
 	r := e.run("umount", mnt)
-	if r.code == 0 || !strings.Contains(r.stderr, "busy") || !strings.Contains(r.stderr, "--lazy") {
+	if r.code != 7 || !strings.Contains(r.stderr, "busy") || !strings.Contains(r.stderr, "--lazy") {
 		t.Fatalf("umount of a busy mount: exit %d, %q", r.code, r.stderr)
 	}
 	e.ok("umount", "--lazy", mnt)
@@ -468,7 +468,7 @@ func TestUmountBusyAndLazy(t *testing.T) {
 	}
 	f.Close()
 	waitFor(t, "server to exit", func() bool { return !alive(m.pid) })
-	if r := e.run("umount", mnt); r.code == 0 || !strings.Contains(r.stderr, "nothing is mounted") {
+	if r := e.run("umount", mnt); r.code != 7 || !strings.Contains(r.stderr, "nothing is mounted") {
 		t.Fatalf("umount of nothing: exit %d, %q", r.code, r.stderr)
 	}
 }
@@ -579,7 +579,7 @@ func TestMountSinglePointAndHelperScript(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(b) != "one" {
 		t.Fatalf("--point mount: %q, %v", b, err)
 	}
-	if r := e.run("mount", mnt); r.code == 0 || !strings.Contains(r.stderr, "already mounted") {
+	if r := e.run("mount", mnt); r.code != 7 || !strings.Contains(r.stderr, "already mounted") {
 		t.Fatalf("second mount on a live mount: exit %d, %q", r.code, r.stderr)
 	}
 

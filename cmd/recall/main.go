@@ -15,6 +15,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -27,6 +28,7 @@ const (
 	exitDamaged  = 4 // damaged data found (verify) or files not restorable (restore)
 	exitAuth     = 5 // wrong or missing passphrase
 	exitLocked   = 6 // another process holds the store lock
+	exitBusy     = 7 // mount point busy, already mounted, or not mounted
 )
 
 // commands lists every command; each lives in its own file.
@@ -117,6 +119,8 @@ func exitCode(err error) int {
 		return exitDamaged
 	case errors.Is(err, engine.ErrWarnings):
 		return exitWarnings
+	case errors.Is(err, fs.ErrBusy), errors.Is(err, fs.ErrMounted), errors.Is(err, fs.ErrNotMounted):
+		return exitBusy
 	}
 	return exitError
 }

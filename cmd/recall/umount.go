@@ -28,10 +28,10 @@ func init() {
 			err = fs.Unmount(mnt, c.Bool("lazy"))
 			switch {
 			case errors.Is(err, fs.ErrBusy):
-				return fmt.Errorf("%s is busy: a process has a file open or its working directory in it (see 'fuser -vm %s'); "+
-					"close those, or run 'recall umount --lazy %s' to detach it now (the server stops when the last file is closed)", mnt, mnt, mnt)
+				return fmt.Errorf("%s: %w: a process has a file open or its working directory in it (see 'fuser -vm %s'); "+
+					"close those, or run 'recall umount --lazy %s' to detach it now (the server stops when the last file is closed)", mnt, fs.ErrBusy, mnt, mnt)
 			case errors.Is(err, fs.ErrNotMounted):
-				return fmt.Errorf("nothing is mounted at %s", mnt)
+				return fmt.Errorf("nothing is mounted at %s: %w", mnt, fs.ErrNotMounted)
 			}
 			return err
 		},
