@@ -52,6 +52,12 @@ type restorer struct {
 	links    map[uint64]string
 	dirMetas []dirMeta
 	bytes    atomic.Int64
+
+	// cleanXattrs: restored entries may carry attributes they did not
+	// have (a default ACL inherited from a directory that existed before
+	// the restore), so applyMeta removes extras.
+	cleanXattrs bool
+	euid, egid  uint32
 }
 
 type dirMeta struct {
@@ -85,6 +91,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		opts.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: os.Geteuid() == 0,
+		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()),
 		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]string{}}
 
 	// Find what to restore.
@@ -130,6 +137,8 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if err := prepareTarget(opts.Target, opts.Overwrite); err != nil {
 		return nil, err
 	}
+	_, aclErr := unix.Getxattr(opts.Target, "system.posix_acl_default", nil)
+	rs.cleanXattrs = opts.Overwrite || aclErr == nil
 	return rs.run(func() error {
 		if single != nil {
 			return rs.restoreNode(single, opts.Target, single.Name)
@@ -304,9 +313,12 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", path, err)
 	}
-	if err := f.Truncate(int64(n.Size)); err != nil {
-		f.Close()
-		return fmt.Errorf("restore %s: %w", path, err)
+	// Writes give the file its size, except when it ends in a hole.
+	if k := len(n.Extents); n.Size > 0 && (k == 0 || n.Extents[k-1].Hole) {
+		if err := f.Truncate(int64(n.Size)); err != nil {
+			f.Close()
+			return fmt.Errorf("restore %s: %w", path, err)
+		}
 	}
 	rs.mu.Lock()
 	rs.res.Files++
@@ -391,7 +403,7 @@ func (rs *restorer) finishFile(of *openFile) {
 	if err := of.f.Close(); err != nil {
 		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
 	}
-	rs.applyMeta(of.path, of.rel, of.n)
+	rs.applyMetaFresh(of.path, of.rel, of.n)
 }
 
 func (rs *restorer) restoreToDevice(n *Node, dev string) error {
@@ -416,8 +428,14 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 
 // applyMeta sets owner, mode, xattrs and times. Owners are set only when
 // running as root; other failures are warnings.
-func (rs *restorer) applyMeta(path, rel string, n *Node) {
-	if rs.isRoot {
+func (rs *restorer) applyMeta(path, rel string, n *Node) { rs.meta(path, rel, n, false) }
+
+// applyMetaFresh is applyMeta for a file this restore just created, which
+// already belongs to the restoring user.
+func (rs *restorer) applyMetaFresh(path, rel string, n *Node) { rs.meta(path, rel, n, true) }
+
+func (rs *restorer) meta(path, rel string, n *Node, fresh bool) {
+	if rs.isRoot && !(fresh && n.UID == rs.euid && n.GID == rs.egid) {
 		if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil {
 			rs.warn(rel, fmt.Errorf("owner: %w", err))
 		}
@@ -429,7 +447,9 @@ func (rs *restorer) applyMeta(path, rel string, n *Node) {
 	}
 	// Drop attributes the entry did not have: inherited default ACLs, or
 	// leftovers of an entry replaced with --overwrite.
-	if have, err := readXattrs(path); err == nil {
+	if !rs.cleanXattrs {
+		// nothing to drop
+	} else if have, err := readXattrs(path); err == nil {
 		for _, h := range have {
 			keep := false
 			for _, x := range n.Xattrs {
