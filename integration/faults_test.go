@@ -314,3 +314,35 @@ func TestConcurrentBackups(t *testing.T) {
 		t.Errorf("locked store: exit %d %s", r.code, r.stderr)
 	}
 }
+
+func TestJobsHistory(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "f"), 1, 1000)
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+	if r := e.run("backup", "--source", "s", filepath.Join(src, "missing")); r.code != 1 {
+		t.Fatalf("backup of a missing path: exit %d", r.code)
+	}
+	// A backup killed while it runs shows as interrupted.
+	big := t.TempDir()
+	writeRandom(t, filepath.Join(big, "b"), 2, 200<<20)
+	cmd := e.command("backup", "--source", "big", big)
+	must(t, cmd.Start())
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if strings.Contains(e.ok("jobs", "--json"), `"running"`) {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	var jobs []struct {
+		Kind, Status, Source, Point, Error string
+	}
+	must(t, json.Unmarshal([]byte(e.ok("jobs", "--json", "--last", "0")), &jobs))
+	if len(jobs) != 3 || jobs[0].Status != "ok" || jobs[0].Point == "" ||
+		jobs[1].Status != "failed" || !strings.Contains(jobs[1].Error, "missing") ||
+		jobs[2].Status != "interrupted" || jobs[2].Source != "big" {
+		t.Errorf("jobs: %+v", jobs)
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -51,45 +50,50 @@ func init() {
 				return err
 			}
 			defer st.Close()
-			lock, err := st.LockWriter(c.Context, "backup of "+c.Args().First(), c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
-				logf("store is busy: waiting for %s", h)
-			})
-			if err != nil {
-				return err
-			}
-			defer lock.Unlock()
-			w, err := lock.NewWriter()
-			if err != nil {
-				return err
-			}
-			p, err := engine.Backup(c.Context, engine.NewReader(st), w, engine.BackupOptions{
-				Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"),
-				Log:      func(f string, a ...any) { logf(f, a...) },
-				Progress: progressPrinter(),
-			})
-			endProgress()
-			if p == nil {
-				return err
-			}
-			if c.Bool("json") {
-				b, _ := json.Marshal(toJSON(p))
-				fmt.Fprintln(c.App.Writer, string(b))
-			} else {
-				s := p.Stats
-				fmt.Fprintf(c.App.Writer, "point %s of source %s at %s\n", p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339))
-				fmt.Fprintf(c.App.Writer, "  %d files (%d unchanged), %d dirs, %d other; %s read, %s new, %s stored, in %s\n",
-					s.Files, s.Unchanged, s.Dirs, s.Others, human(s.Bytes), human(s.NewBytes), human(s.StoredBytes),
-					time.Duration(s.DurationNano).Round(time.Millisecond))
-				for _, e := range p.Errors {
-					fmt.Fprintf(c.App.Writer, "  warning: %s: %s\n", e.Path, e.Error)
-				}
-			}
-			if err != nil && !errors.Is(err, engine.ErrWarnings) {
-				return err
-			}
+			finish := startJob(c, &engine.Job{Kind: "backup", Source: c.String("source"), Path: c.Args().First()})
+			p, err := backup(c, st)
+			finish(p, err)
 			return err
 		},
 	})
+}
+
+// backup runs one backup and prints its point.
+func backup(c *cli.Context, st *chunkstore.Store) (*engine.Point, error) {
+	lock, err := st.LockWriter(c.Context, "backup of "+c.Args().First(), c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
+		logf("store is busy: waiting for %s", h)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	w, err := lock.NewWriter()
+	if err != nil {
+		return nil, err
+	}
+	p, err := engine.Backup(c.Context, engine.NewReader(st), w, engine.BackupOptions{
+		Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"),
+		Log:      func(f string, a ...any) { logf(f, a...) },
+		Progress: progressPrinter(),
+	})
+	endProgress()
+	if p == nil {
+		return nil, err
+	}
+	if c.Bool("json") {
+		b, _ := json.Marshal(toJSON(p))
+		fmt.Fprintln(c.App.Writer, string(b))
+	} else {
+		s := p.Stats
+		fmt.Fprintf(c.App.Writer, "point %s of source %s at %s\n", p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339))
+		fmt.Fprintf(c.App.Writer, "  %d files (%d unchanged), %d dirs, %d other; %s read, %s new, %s stored, in %s\n",
+			s.Files, s.Unchanged, s.Dirs, s.Others, human(s.Bytes), human(s.NewBytes), human(s.StoredBytes),
+			time.Duration(s.DurationNano).Round(time.Millisecond))
+		for _, e := range p.Errors {
+			fmt.Fprintf(c.App.Writer, "  warning: %s: %s\n", e.Path, e.Error)
+		}
+	}
+	return p, err
 }
 
 var progressOnTTY bool

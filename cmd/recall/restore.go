@@ -19,7 +19,7 @@ func init() {
 			&cli.StringFlag{Name: "path", Usage: "restore only `SUB`, a path inside the point"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty target, replacing what is in the way"},
 		},
-		Action: func(c *cli.Context) error {
+		Action: withJob("restore", func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("restore needs exactly one POINT")
 			}
@@ -54,6 +54,6 @@ func init() {
 				return fmt.Errorf("%w: %d metadata items not applied", engine.ErrWarnings, len(res.Warnings))
 			}
 			return nil
-		},
+		}),
 	})
 }

@@ -16,7 +16,7 @@ func init() {
 			&cli.BoolFlag{Name: "read-data", Usage: "also read back, decrypt and re-hash every stored blob"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		},
-		Action: func(c *cli.Context) error {
+		Action: withJob("verify", func(c *cli.Context) error {
 			r, err := openReader(c)
 			if err != nil {
 				return err
@@ -50,6 +50,6 @@ func init() {
 			}
 			fmt.Fprintf(c.App.Writer, "verified %s: %d points, %d trees, %d chunks: no errors\n", what, rep.Points, rep.Trees, rep.Chunks)
 			return nil
-		},
+		}),
 	})
 }
