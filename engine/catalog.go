@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // The catalog is <home>/catalog.db, a bbolt file. It holds what the store
@@ -88,7 +89,7 @@ type Catalog struct {
 // up to timeout for another process to close it.
 func OpenCatalog(path string, timeout time.Duration) (*Catalog, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w (waited %s)", path, ErrCatalogBusy, timeout)
 	}
 	if err != nil {
