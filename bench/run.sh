@@ -211,6 +211,20 @@ tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf 
 # just makes sure no tool pays for a cold read the next one does not).
 warm() { find "$@" -type f -print0 | xargs -0 -r cat >/dev/null; }
 
+# cold: empty the page cache before a timed read-side step (restores and
+# reads through mounts), for every tool alike, so each reads its repository
+# from disk as a restore days after the backup would. Without it the result
+# depends on which tool's repository happens to be cached: one that writes
+# with O_DIRECT (recall) never leaves its packs there. Needs root;
+# BENCH_COLD=0 turns it off.
+BENCH_COLD=${BENCH_COLD:-1}
+cold() {
+	if [[ $BENCH_COLD == 1 && -w /proc/sys/vm/drop_caches ]]; then
+		sync
+		echo 3 >/proc/sys/vm/drop_caches
+	fi
+}
+
 rmrf() { [[ $BENCH_KEEP == 1 ]] || rm -rf "$@"; }
 
 # ---------------------------------------------------------------- tools
@@ -316,6 +330,7 @@ section_restic() {
 	if timed restic.first restic -r "$repo" backup "$SET"; then
 		timed restic.rebackup restic -r "$repo" backup "$SET" || true
 		mkdir -p "$rt"
+		cold
 		if timed restic.restore restic -r "$repo" restore latest --target "$rt"; then
 			restore_check restic.restore "$rt" "$SET"
 		fi
@@ -358,6 +373,7 @@ section_borg() {
 		# borg extract writes into the current directory.
 		pushd "$rt" >/dev/null
 		local rc=0
+		cold
 		timed borg.restore borg extract "$repo::$archive" || rc=1
 		popd >/dev/null
 		((rc)) || restore_check borg.restore "$rt" "$SET"
@@ -388,6 +404,7 @@ section_recall() {
 	fi
 	if timed recall.first "$RECALL" --home "$home" backup --source set "$SET"; then
 		timed recall.rebackup "$RECALL" --home "$home" backup --source set "$SET" || true
+		cold
 		if timed recall.restore "$RECALL" --home "$home" restore --source set latest --target "$rt"; then
 			restore_check recall.restore "$rt" "$SET"
 		fi
@@ -509,11 +526,13 @@ mount_reads() {
 	if [[ -z $file ]]; then
 		E[$p.read.s]="1 GiB file not found in mount"
 	else
+		cold
 		timed "$p.read" cat "$file" || true
 	fi
 	if [[ -z $small ]]; then
 		E[$p.tar.s]="small files dir not found in mount"
 	else
+		cold
 		timed "$p.tar" bash -c 'tar cf - -C "$1" . | cat >/dev/null' _ "$small" || true
 	fi
 }
@@ -565,6 +584,7 @@ bench_mount() {
 	else
 		f1g_ok=1
 		rm -rf "$RESTORE/recall1g"
+		cold
 		if timed recall.restore1g "$RECALL" --home "$home" restore --source file1g latest --target "$RESTORE/recall1g"; then
 			restore_check recall.restore1g "$RESTORE/recall1g" "$DATA/ins/a"
 		fi
