@@ -68,6 +68,14 @@
 // the read path: handles keep their state in atomics and the caches lock
 // one shard for a map lookup only, never across I/O.
 //
+// The kernel opens files without asking (FUSE_NO_OPEN_SUPPORT, where it
+// has it) and sends no FLUSH, so reading a small file is one READ. A tree
+// walk (tar, cp -r, rsync, diff -r reads a directory's files in listing
+// order) is served ahead: when the kernel reads a file whose previous
+// file in the directory it read too, the next files, up to 4 MiB, are
+// loaded on all CPUs and stored in the kernel's page cache
+// (FUSE_NOTIFY_STORE), and the walker reads them without a request.
+//
 // A chunk that is missing or fails verification fails that read with an
 // error (EIO through FUSE) and a log line naming the source, the point and
 // the path; other files keep reading. A directory whose tree cannot be

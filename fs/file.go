@@ -63,6 +63,12 @@ var zeros = make([]byte, 1<<20)
 // as slices of cached chunks (and of a shared zero buffer for holes). The
 // slices are shared and must not be modified.
 func (h *Handle) ReadVec(off int64, size int) ([][]byte, error) {
+	return h.readVec(off, size, true)
+}
+
+// readVec is ReadVec; with report false a damaged chunk is not logged
+// (for reads ahead of the reader, which the reader's own read reports).
+func (h *Handle) readVec(off int64, size int, report bool) ([][]byte, error) {
 	n := h.e.n
 	if off < 0 || size < 0 {
 		return nil, syscall.EINVAL
@@ -98,7 +104,9 @@ func (h *Handle) ReadVec(off int64, size int) ([][]byte, error) {
 				err = fmt.Errorf("chunk %s holds %d bytes, the tree says %d", x.ID.Short(), len(data), int64(x.End)-start)
 			}
 			if err != nil {
-				t.opts.Log("error: %s: read at offset %d: %v", h.e.where(), pos, err)
+				if report {
+					t.opts.Log("error: %s: read at offset %d: %v", h.e.where(), pos, err)
+				}
 				return nil, fmt.Errorf("%s: offset %d: %w: %v", h.e.where(), pos, ErrDamaged, err)
 			}
 			vec = append(vec, data[pos-start:stop-start:stop-start])

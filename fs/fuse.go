@@ -3,6 +3,9 @@ package fs
 import (
 	"context"
 	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -127,6 +130,7 @@ var (
 type rootNode struct {
 	gofs.Inode
 	readOnly
+	a *adapter
 	t *Tree
 }
 
@@ -160,7 +164,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	sourceAttr(&out.Attr, s)
 	out.SetEntryTimeout(contentTimeout)
 	out.SetAttrTimeout(dynamicTimeout)
-	return r.NewInode(ctx, &sourceNode{t: r.t, name: name}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: s.Ino()}), 0
+	return r.NewInode(ctx, &sourceNode{a: r.a, t: r.t, name: name}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: s.Ino()}), 0
 }
 
 func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -182,6 +186,7 @@ func sourceAttr(out *fuse.Attr, s *Source) {
 type sourceNode struct {
 	gofs.Inode
 	readOnly
+	a    *adapter
 	t    *Tree
 	name string
 }
@@ -236,7 +241,7 @@ func (s *sourceNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	}
 	e := p.Root()
 	fillAttr(&out.Attr, e.Attr())
-	return s.NewInode(ctx, &entryNode{e: e}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: e.Ino()}), 0
+	return s.NewInode(ctx, &entryNode{a: s.a, e: e}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: e.Ino()}), 0
 }
 
 func (s *sourceNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -299,11 +304,52 @@ func (l *latestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return []byte(src.Latest().Name), 0
 }
 
+// adapter is what the nodes of one mount share.
+type adapter struct {
+	// noOpen: the kernel can open files without asking us
+	// (FUSE_NO_OPEN_SUPPORT). Open then answers ENOSYS once, after which
+	// the kernel sends no OPEN and no RELEASE at all and keeps the page
+	// cache of every file (what FOPEN_KEEP_CACHE asks for). That is two
+	// of the four round trips a small file costs; with Flush answering
+	// ENOSYS (no FLUSH on close from then on), reading a small file takes
+	// one READ. The mount is read-only in the kernel, so opens for writing
+	// are refused with EROFS before they could reach us.
+	noOpen atomic.Bool
+	// noPush: the kernel refused a cache store; stop trying.
+	noPush atomic.Bool
+	// pushing bounds the goroutines storing file content ahead.
+	pushing chan struct{}
+}
+
+func newAdapter() *adapter { return &adapter{pushing: make(chan struct{}, 1)} }
+
 // entryNode is anything inside a point, including the point's root.
 type entryNode struct {
 	gofs.Inode
 	readOnly
+	a *adapter
 	e *Entry
+	// h serves reads that come without a handle of ours (no-open mode);
+	// made on the first one. Its sequential-read state is then per inode.
+	h atomic.Pointer[Handle]
+	// seen: the kernel has read this file, or we stored (or are storing)
+	// its content in the kernel's cache; read: the kernel has read it.
+	seen, read atomic.Bool
+}
+
+// handle returns the node's own handle, made on first use.
+func (n *entryNode) handle() (*Handle, error) {
+	if h := n.h.Load(); h != nil {
+		return h, nil
+	}
+	h, err := n.e.Open()
+	if err != nil {
+		return nil, err
+	}
+	if !n.h.CompareAndSwap(nil, h) {
+		h = n.h.Load()
+	}
+	return h, nil
 }
 
 var (
@@ -315,6 +361,7 @@ var (
 	_ = (gofs.NodeGetxattrer)((*entryNode)(nil))
 	_ = (gofs.NodeListxattrer)((*entryNode)(nil))
 	_ = (gofs.NodeStatfser)((*entryNode)(nil))
+	_ = (gofs.NodeFlusher)((*entryNode)(nil))
 )
 
 func (n *entryNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -334,7 +381,7 @@ func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	a := c.Attr()
 	fillAttr(&out.Attr, a)
-	return n.NewInode(ctx, &entryNode{e: c}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: c.Ino()}), 0
+	return n.NewInode(ctx, &entryNode{a: n.a, e: c}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: c.Ino()}), 0
 }
 
 func (n *entryNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -359,6 +406,12 @@ func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	if n.a != nil && n.a.noOpen.Load() {
+		if n.e.n == nil || !n.e.n.Type.HasContent() {
+			return nil, 0, syscall.EISDIR
+		}
+		return nil, 0, syscall.ENOSYS // see adapter.noOpen
+	}
 	h, err := n.e.Open()
 	if err != nil {
 		return nil, 0, errno(err)
@@ -366,12 +419,166 @@ func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	return &fileHandle{h: h}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
+// Flush answers ENOSYS: nothing is ever written, and the kernel stops
+// sending FLUSH on close for the whole mount.
+func (n *entryNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
+}
+
 func (n *entryNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	f, ok := fh.(*fileHandle)
-	if !ok {
+	if !n.read.Load() {
+		n.read.Store(true)
+		if !n.seen.Swap(true) {
+			n.pushNext()
+		}
+	}
+	if f, ok := fh.(*fileHandle); ok {
+		return f.Read(ctx, dest, off)
+	}
+	if fh != nil {
 		return nil, syscall.EBADF
 	}
-	return f.Read(ctx, dest, off)
+	h, err := n.handle()
+	if err != nil {
+		return nil, errno(err)
+	}
+	return (&fileHandle{h: h}).Read(ctx, dest, off)
+}
+
+// Storing ahead. A tree walk (tar, cp -r, rsync, diff -r) reads the files
+// of a directory one after the other in listing order, each small file in
+// one READ that waits for its reply. When the kernel reads a file whose
+// previous file in the directory it read too (or we stored), the content
+// of the next files, up to pushBytes, is stored in the kernel's page cache
+// (FUSE_NOTIFY_STORE) from a goroutine of its own, so the walker finds
+// them cached and sends no requests, while chunks are loaded and verified
+// on the other CPU. The walker's first READ past the stored files starts
+// the next batch. Content never changes, so a stored page is as good as a
+// read one; a file that cannot be read is skipped and left for a READ to
+// report.
+const (
+	pushBytes   = 4 << 20
+	pushFileMax = 1 << 20 // larger files are read by the kernel's readahead
+)
+
+// pushNext starts storing the files after n when the walk pattern holds.
+func (n *entryNode) pushNext() {
+	a := n.a
+	if a == nil || a.noPush.Load() {
+		return
+	}
+	dir, idx := n.e.Siblings()
+	if dir == nil {
+		return
+	}
+	_, parent := n.Parent()
+	if parent == nil || !prevSeen(parent, dir, idx) {
+		return
+	}
+	select {
+	case a.pushing <- struct{}{}:
+	default:
+		return // a push is running; the walker's next READ tries again
+	}
+	go func() {
+		defer func() { <-a.pushing }()
+		a.push(parent, dir, idx+1)
+	}()
+}
+
+// prevSeen reports whether the file before index idx in dir was read or
+// stored.
+func prevSeen(parent *gofs.Inode, dir []*engine.Node, idx int) bool {
+	for i := idx - 1; i >= 0 && i >= idx-64; i-- {
+		if !dir[i].Type.HasContent() || dir[i].Size == 0 {
+			continue
+		}
+		c := parent.GetChild(dir[i].Name)
+		if c == nil {
+			return false
+		}
+		en, ok := c.Operations().(*entryNode)
+		return ok && en.seen.Load()
+	}
+	return false
+}
+
+// push stores the content of dir's files from index from on, up to
+// pushBytes, in the kernel's cache, loading them on all CPUs. Files the
+// kernel holds no inode for (not looked up) or has read already are
+// skipped.
+func (a *adapter) push(parent *gofs.Inode, dir []*engine.Node, from int) {
+	type job struct {
+		c  *gofs.Inode
+		en *entryNode
+	}
+	var jobs []job
+	var total uint64
+	for i := from; i < len(dir) && total < pushBytes; i++ {
+		nd := dir[i]
+		if !nd.Type.HasContent() || nd.Size == 0 || nd.Size > pushFileMax {
+			continue
+		}
+		c := parent.GetChild(nd.Name)
+		if c == nil {
+			continue
+		}
+		en, ok := c.Operations().(*entryNode)
+		if !ok || en.seen.Swap(true) {
+			continue
+		}
+		jobs = append(jobs, job{c, en})
+		total += nd.Size
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(jobs) || a.noPush.Load() {
+					return
+				}
+				if en := jobs[k].en; !a.store(jobs[k].c, en) {
+					en.seen.Store(en.read.Load())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// store puts the whole content of file node en (inode c) in the kernel's
+// cache. It reports false if it did not.
+func (a *adapter) store(c *gofs.Inode, en *entryNode) bool {
+	h, err := en.handle()
+	if err != nil {
+		return false
+	}
+	size := int(en.e.n.Size)
+	vec, err := h.readVec(0, size, false)
+	if err != nil || len(vec) == 0 {
+		return false
+	}
+	if en.read.Load() {
+		return true // the walker overtook us: its READ fills the cache
+	}
+	buf := vec[0]
+	if len(vec) > 1 {
+		buf = make([]byte, 0, size)
+		for _, v := range vec {
+			buf = append(buf, v...)
+		}
+	}
+	if st := c.WriteCache(0, buf); st != 0 {
+		if st == syscall.ENOSYS {
+			a.noPush.Store(true)
+		}
+		return false
+	}
+	return true
 }
 
 func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {

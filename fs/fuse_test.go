@@ -307,3 +307,79 @@ func TestMountDamagedChunkIsEIO(t *testing.T) {
 		t.Fatalf("no log line names the file: %q", log.all())
 	}
 }
+
+// A tree walk gets the files after the one it reads stored in the kernel's
+// cache, so it reads them without a request; a damaged one among them is
+// left for its own read, which fails with EIO and is logged.
+func TestMountTreeWalkStoresAhead(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	const files = 40
+	want := make([][]byte, files)
+	for i := range want {
+		want[i] = randomBytes(int64(100+i), 1<<10+i*1531)
+		writeFile(t, filepath.Join(src, "d", sprintf("f%02d", i)), want[i], 0o644)
+	}
+	ts.backup(src, "s", time.Time{})
+	fb := newFaulty(ts.backend())
+	var log logSink
+	tr, err := New(fb, Options{Log: log.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bad = 20
+	for _, x := range lookupPath(t, tr.Source("s").Latest().Root(), sprintf("d/f%02d", bad)).Node().Extents {
+		fb.badChunks[x.ID] = true
+	}
+	srv := mountTree(t, tr, MountOptions{})
+	dir := filepath.Join(srv.Dir(), "s", LatestName, "d")
+	if _, err := os.ReadDir(dir); err != nil { // as tar does: list, then read
+		t.Fatal(err)
+	}
+	read := func(i int) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, sprintf("f%02d", i)))
+		if i == bad {
+			if !errors.Is(err, syscall.EIO) {
+				t.Errorf("damaged file: %v, want EIO", err)
+			}
+			return
+		}
+		if err != nil || !bytes.Equal(b, want[i]) {
+			t.Errorf("f%02d: %v, content equal %v", i, err, bytes.Equal(b, want[i]))
+		}
+	}
+	read(0)
+	read(1) // the walk is seen: the files after it are stored
+	for i := 0; len(srv.a.pushing) > 0; i++ {
+		if i > 500 {
+			t.Fatal("storing ahead did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 2; i < files; i++ {
+		read(i)
+	}
+	d := srv.root.GetChild("s").GetChild(tr.Source("s").Latest().Name).GetChild("d")
+	var requested []string
+	for i := 2; i < files; i++ {
+		if i == bad {
+			continue
+		}
+		if n := d.GetChild(sprintf("f%02d", i)).Operations().(*entryNode); n.read.Load() {
+			requested = append(requested, n.e.Path())
+		}
+	}
+	if len(requested) > 0 {
+		t.Errorf("read with a request although stored ahead: %v", requested)
+	}
+	var lines int
+	for _, l := range log.all() {
+		if strings.Contains(l, sprintf("/d/f%02d", bad)) {
+			lines++
+		}
+	}
+	if lines == 0 {
+		t.Errorf("no log line names the damaged file: %q", log.all())
+	}
+}

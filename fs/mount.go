@@ -40,6 +40,7 @@ const FSType = "fuse.recall"
 // Server is a mounted tree.
 type Server struct {
 	t     *Tree
+	a     *adapter
 	srv   *fuse.Server
 	dir   string
 	root  *gofs.Inode
@@ -55,11 +56,12 @@ type Server struct {
 // used at once.
 func Mount(dir string, t *Tree, o MountOptions) (*Server, error) {
 	s := &Server{t: t, dir: dir, point: o.Point, kick: make(chan struct{}, 1)}
+	a := newAdapter()
 	var root gofs.InodeEmbedder
 	if o.Point != nil {
-		root = &entryNode{e: o.Point.Root()}
+		root = &entryNode{a: a, e: o.Point.Root()}
 	} else {
-		root = &rootNode{t: t}
+		root = &rootNode{a: a, t: t}
 	}
 	ct, nt := contentTimeout, contentTimeout
 	name := o.FsName
@@ -100,7 +102,9 @@ func Mount(dir string, t *Tree, o MountOptions) (*Server, error) {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	s.srv = srv
+	s.a = a
 	s.root = root.EmbeddedInode()
+	a.noOpen.Store(srv.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0)
 	raiseReadahead(dir)
 	t.OnChanges(func(c Changes) {
 		s.mu.Lock()

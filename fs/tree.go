@@ -382,6 +382,12 @@ type Entry struct {
 	path string // inside the point: "" for the root, else "a/b/c"
 	h    uint64 // path hash state; children continue from it
 	ino  uint64
+	// dir and idx: the directory listing the entry was found in and its
+	// place there (nil when not made by Lookup), so a tree walk can be
+	// served ahead. The listing stays alive as long as an entry of it;
+	// the kernel holds entries of a listed directory anyway.
+	dir []*engine.Node
+	idx int
 }
 
 // Point returns the point the entry belongs to.
@@ -459,10 +465,17 @@ func (e *Entry) Lookup(name string) (*Entry, error) {
 	}
 	i := sort.Search(len(nodes), func(i int) bool { return nodes[i].Name >= name })
 	if i < len(nodes) && nodes[i].Name == name {
-		return e.Child(nodes[i]), nil
+		c := e.Child(nodes[i])
+		c.dir, c.idx = nodes, i
+		return c, nil
 	}
 	return nil, os.ErrNotExist
 }
+
+// Siblings returns the listing of the directory the entry was looked up
+// in and the entry's index there; nil when it was not made by Lookup.
+// The slice is shared: do not modify.
+func (e *Entry) Siblings() ([]*engine.Node, int) { return e.dir, e.idx }
 
 // Target returns a symlink's target.
 func (e *Entry) Target() string {

@@ -98,7 +98,7 @@ func TestWrongPassphrase(t *testing.T) {
 	e.vars = []string{"RECALL_PASSWORD=right"}
 	e.ok("init", "--encrypt")
 	e.ok("backup", src)
-	before := storeListing(t, e.home)
+	before := storeListing(t, filepath.Join(e.home, "store"))
 	e.vars = []string{"RECALL_PASSWORD=wrong"}
 	for _, args := range [][]string{{"backup", src}, {"points"}, {"restore", "latest", "--target", t.TempDir() + "/x"}, {"verify"}} {
 		r := e.run(args...)
@@ -110,7 +110,7 @@ func TestWrongPassphrase(t *testing.T) {
 	if r := e.run("backup", src); r.code != 5 || !strings.Contains(r.stderr, "RECALL_PASSWORD") {
 		t.Errorf("no passphrase: exit %d, %s", r.code, r.stderr)
 	}
-	if after := storeListing(t, e.home); after != before {
+	if after := storeListing(t, filepath.Join(e.home, "store")); after != before {
 		t.Errorf("store changed by failed attempts:\n%s\n---\n%s", before, after)
 	}
 	pw := filepath.Join(t.TempDir(), "pw")
