@@ -39,8 +39,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
+# bench: recall against restic and borg on generated data (ratios against
+# the targets), then the mount's own Go benchmarks (listing, random reads,
+# 1,000 points).
 bench: build
 	RECALL=$(CURDIR)/$(BIN) bench/run.sh
+	$(GO) test ./fs -run '^$$' -bench Mount -benchtime 3x
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/recall
