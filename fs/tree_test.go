@@ -270,7 +270,7 @@ func TestTreeMetadataAsBackedUp(t *testing.T) {
 func TestTreeDamagedChunkFailsOnlyThatRead(t *testing.T) {
 	ts := newTestStore(t)
 	src := t.TempDir()
-	bad := randomBytes(5, 3<<20)
+	bad := randomBytes(5, 9<<20) // over the 8 MiB maximum chunk: at least two chunks
 	good := randomBytes(6, 3<<20)
 	writeFile(t, filepath.Join(src, "bad"), bad, 0o644)
 	writeFile(t, filepath.Join(src, "good"), good, 0o644)
