@@ -11,10 +11,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
 )
 
 // Store is an open chunk store: read access to blobs, packs and points.
@@ -29,10 +31,12 @@ type Store struct {
 	zdec *zstd.Decoder
 	zenc *zstd.Encoder
 
-	fmu     sync.Mutex
-	files   map[uint32]*os.File
-	loadedI map[string]bool // index files already loaded
-	orphans []packRecord    // packs indexed from their headers, no index file yet
+	fmu      sync.Mutex
+	files    map[uint32]*os.File
+	dfiles   map[uint32]*os.File // O_DIRECT descriptors
+	noDirect atomic.Bool         // the file system refused O_DIRECT
+	loadedI  map[string]bool     // index files already loaded
+	orphans  []packRecord        // packs indexed from their headers, no index file yet
 }
 
 // OpenOptions configure Open.
@@ -51,7 +55,7 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, cfg: cfg, keys: k, pol: pol, idx: newIndex(), files: map[uint32]*os.File{}, loadedI: map[string]bool{}}
+	s := &Store{dir: dir, cfg: cfg, keys: k, pol: pol, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}}
 	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(1<<30))
 	s.zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithZeroFrames(true))
 	if _, err := s.Refresh(); err != nil {
@@ -64,9 +68,11 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 func (s *Store) Close() error {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
-	for n, f := range s.files {
-		f.Close()
-		delete(s.files, n)
+	for _, m := range []map[uint32]*os.File{s.files, s.dfiles} {
+		for n, f := range m {
+			f.Close()
+			delete(m, n)
+		}
 	}
 	return nil
 }
@@ -253,26 +259,44 @@ func (s *Store) ReadPackHeader(id ID) ([]PackEntry, error) {
 	return decodePackHeader(hdr, s.keys, st.Size())
 }
 
-func (s *Store) packFile(n uint32) (*os.File, error) {
+func (s *Store) packFile(n uint32) (*os.File, error) { return s.openPack(s.files, n, 0) }
+
+// directPackFile returns an O_DIRECT descriptor of pack n, or nil when the
+// file system does not support it.
+func (s *Store) directPackFile(n uint32) *os.File {
+	if s.noDirect.Load() {
+		return nil
+	}
+	f, err := s.openPack(s.dfiles, n, unix.O_DIRECT)
+	if err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			s.noDirect.Store(true)
+		}
+		return nil
+	}
+	return f
+}
+
+func (s *Store) openPack(m map[uint32]*os.File, n uint32, flags int) (*os.File, error) {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
-	if f, ok := s.files[n]; ok {
+	if f, ok := m[n]; ok {
 		return f, nil
 	}
-	f, err := os.Open(s.packPath(s.idx.packID(n)))
+	f, err := os.OpenFile(s.packPath(s.idx.packID(n)), os.O_RDONLY|flags, 0)
 	if err != nil {
 		return nil, err
 	}
-	if len(s.files) >= 2048 {
-		// Keep the descriptor table bounded; readers of evicted files still
-		// hold their own reference through the *os.File they got.
-		for k, old := range s.files {
-			delete(s.files, k)
+	if len(m) >= 2048 {
+		// Keep the descriptor table bounded; a read in progress on an
+		// evicted file finishes before the descriptor really closes.
+		for k, old := range m {
+			delete(m, k)
 			go func() { old.Close() }()
 			break
 		}
 	}
-	s.files[n] = f
+	m[n] = f
 	return f, nil
 }
 
@@ -295,7 +319,9 @@ func (e *BlobError) Unwrap() error { return e.Err }
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b }}
 
 // LoadBlob reads, authenticates, decompresses and re-hashes one blob and
-// returns its plaintext, appended to dst[:0] when dst is large enough. The
+// returns its plaintext, in dst's storage when it is large enough (not
+// necessarily at its start: plaintext blobs are read with O_DIRECT into an
+// aligned window of dst). The caller owns the result. The
 // returned bytes are always the blob whose id is id, or an error
 // (ErrNotFound, ErrCorrupt wrapped in *BlobError).
 func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
@@ -309,6 +335,18 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 		return nil, &BlobError{ID: id, Pack: packID, Err: err}
 	}
 	direct := s.keys.aead == nil && !l.compressed()
+	if direct {
+		if df := s.directPackFile(l.pack); df != nil {
+			out, err := readDirect(df, int64(l.off), int(l.length()), dst)
+			if err != nil {
+				return nil, &BlobError{ID: id, Pack: packID, Err: err}
+			}
+			if blake3.Sum256(out) != id {
+				return nil, &BlobError{ID: id, Pack: packID, Err: fmt.Errorf("%w: content does not match its id", ErrCorrupt)}
+			}
+			return out, nil
+		}
+	}
 	var raw []byte
 	if direct {
 		// Plaintext and uncompressed: read straight into the result.

@@ -253,3 +253,34 @@ func TestLockNamesHolder(t *testing.T) {
 		t.Errorf("second lock: %v", err)
 	}
 }
+
+func TestReadDirectWindows(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	data := randBytes(9, 3*readAlign+123)
+	os.WriteFile(p, data, 0o600)
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	scratch := make([]byte, 5*readAlign)
+	for _, c := range []struct{ off, n int }{{0, 10}, {1, readAlign}, {readAlign - 1, 2}, {100, 2 * readAlign}, {len(data) - 7, 7}, {0, len(data)}} {
+		for _, dst := range [][]byte{nil, scratch, scratch[3:]} {
+			got, err := readDirect(f, int64(c.off), c.n, dst)
+			if err != nil || !bytes.Equal(got, data[c.off:c.off+c.n]) {
+				t.Fatalf("off %d n %d: %v", c.off, c.n, err)
+			}
+			if uintptr(unsafe.Pointer(&got[0]))%readAlign != uintptr(c.off%readAlign) {
+				t.Errorf("off %d: window not aligned with the file", c.off)
+			}
+		}
+	}
+	if _, err := readDirect(f, int64(len(data)-3), 10, nil); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("read past the end: %v", err)
+	}
+	// The store reads plaintext blobs with O_DIRECT where the file system has it.
+	_, s := newStore(t, false)
+	if s.noDirect.Load() {
+		t.Log("O_DIRECT unsupported here; the buffered path was used")
+	}
+}

@@ -360,7 +360,9 @@ func (rs *restorer) fill(of *openFile) error {
 }
 
 func (rs *restorer) worker() {
-	var buf []byte
+	// One buffer per worker, large enough for any chunk plus the aligned
+	// window a direct read needs, so reads never allocate.
+	buf := make([]byte, rs.r.st.MaxChunk()+2*4096)
 	zero := make([]byte, 1<<20)
 	for j := range rs.jobs {
 		if j.ext.Hole {
@@ -376,7 +378,6 @@ func (rs *restorer) worker() {
 		} else if data, err := rs.r.ReadChunk(j.ext.ID, buf); err != nil {
 			rs.markDamaged(j.of.rel, fmt.Errorf("bytes %d-%d: %w", j.off, j.end, err))
 		} else {
-			buf = data
 			if int64(len(data)) != j.end-j.off {
 				rs.markDamaged(j.of.rel, fmt.Errorf("bytes %d-%d: chunk has %d bytes", j.off, j.end, len(data)))
 			} else if _, err := j.of.f.WriteAt(data, j.off); err != nil {
