@@ -16,6 +16,11 @@ import (
 // window of it.
 const readAlign = 4096
 
+// directMin is the smallest blob read with O_DIRECT. Small blobs (small
+// files) sit next to each other in a pack, and buffered reads let the
+// kernel's readahead fetch the neighbours a tree walk wants next.
+const directMin = 256 << 10
+
 // alignedWindow returns a slice of n bytes of b's storage starting at an
 // aligned address, or nil when b's capacity cannot hold one.
 func alignedWindow(b []byte, n int) []byte {

@@ -335,7 +335,7 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 		return nil, &BlobError{ID: id, Pack: packID, Err: err}
 	}
 	direct := s.keys.aead == nil && !l.compressed()
-	if direct {
+	if direct && l.length() >= directMin {
 		if df := s.directPackFile(l.pack); df != nil {
 			out, err := readDirect(df, int64(l.off), int(l.length()), dst)
 			if err != nil {
