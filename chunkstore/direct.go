@@ -8,12 +8,14 @@ import (
 	"unsafe"
 )
 
-// Plaintext blobs are read with O_DIRECT: the disk writes straight into
+// Large plaintext blobs are read with O_DIRECT: the disk writes straight into
 // the caller's buffer, without filling the page cache and copying out of
 // it, which was the largest cost of a restore or a first read through the
 // mount after the data itself. O_DIRECT needs the buffer, offset and length
 // aligned, so the aligned range around the blob is read and the blob is a
 // window of it.
+// readAlign is the alignment of O_DIRECT buffers, offsets and lengths,
+// for reads and for pack writes (packfile.go).
 const readAlign = 4096
 
 // directMin is the smallest blob read with O_DIRECT. Small blobs (small
@@ -57,3 +59,8 @@ func readDirect(f *os.File, off int64, length int, dst []byte) ([]byte, error) {
 	}
 	return buf[head : head+length : head+length], nil
 }
+
+// ChunkBuffer returns a buffer LoadBlob can fill with any data chunk of
+// this store without allocating: the largest chunk plus the aligned
+// window of a direct read.
+func (s *Store) ChunkBuffer() []byte { return make([]byte, s.MaxChunk()+2*readAlign) }

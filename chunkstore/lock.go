@@ -101,7 +101,7 @@ func readLockInfo(p string) LockInfo {
 // NewWriter returns a writer for this lock's store. Packs left by an
 // interrupted writer are indexed first, so their blobs are reused.
 func (l *Lock) NewWriter() (*Writer, error) {
-	if _, err := l.s.Refresh(); err != nil {
+	if err := l.s.Refresh(); err != nil {
 		return nil, err
 	}
 	l.s.fmu.Lock()

@@ -2,7 +2,6 @@ package chunkstore
 
 import (
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,8 +12,6 @@ import (
 // header are written through an ordinary descriptor when the pack is
 // finished. File systems without O_DIRECT (tmpfs) get ordinary writes.
 const directChunk = 4 << 20
-
-const directAlign = 4096
 
 // packFile is a pack being written.
 type packFile struct {
@@ -31,12 +28,7 @@ func newPackFile(f *os.File) *packFile {
 	if err != nil {
 		return p
 	}
-	raw := make([]byte, directChunk+directAlign)
-	off := 0
-	if r := int(uintptr(unsafe.Pointer(&raw[0])) % directAlign); r != 0 {
-		off = directAlign - r
-	}
-	p.direct, p.buf = d, raw[off:off+directChunk]
+	p.direct, p.buf = d, alignedWindow(make([]byte, directChunk+readAlign), directChunk)
 	return p
 }
 

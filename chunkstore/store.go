@@ -58,7 +58,7 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	s := &Store{dir: dir, cfg: cfg, keys: k, pol: pol, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}}
 	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(1<<30))
 	s.zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithZeroFrames(true))
-	if _, err := s.Refresh(); err != nil {
+	if err := s.Refresh(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -138,12 +138,12 @@ func (s *Store) packPath(id ID) string {
 }
 
 // Refresh loads index files written since the last call and indexes packs
-// that no index file covers (left by an interrupted backup). It returns the
-// headers of those uncovered packs so a writer can record them.
-func (s *Store) Refresh() ([]packRecord, error) {
+// that no index file covers (left by an interrupted backup); the next writer
+// records those in an index file (Lock.NewWriter).
+func (s *Store) Refresh() error {
 	ents, err := os.ReadDir(filepath.Join(s.dir, "index"))
 	if err != nil {
-		return nil, fmt.Errorf("list index: %w", err)
+		return fmt.Errorf("list index: %w", err)
 	}
 	for _, e := range ents {
 		name := e.Name()
@@ -155,7 +155,7 @@ func (s *Store) Refresh() ([]packRecord, error) {
 		}
 		b, err := os.ReadFile(filepath.Join(s.dir, "index", name))
 		if err != nil {
-			return nil, fmt.Errorf("read index file %s: %w", name, err)
+			return fmt.Errorf("read index file %s: %w", name, err)
 		}
 		packs, err := decodeIndexFile(b, s.keys)
 		if err != nil {
@@ -186,13 +186,19 @@ func (s *Store) Refresh() ([]packRecord, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.idx.compact()
 	s.fmu.Lock()
 	s.orphans = append(s.orphans, orphans...)
 	s.fmu.Unlock()
-	return orphans, nil
+	return nil
+}
+
+// HasPackFile reports whether a pack's file is present.
+func (s *Store) HasPackFile(id ID) bool {
+	_, err := os.Stat(s.packPath(id))
+	return err == nil
 }
 
 // ListPacks calls fn for every pack file in the store.
@@ -330,54 +336,74 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 		return nil, &BlobError{ID: id, Err: ErrNotFound}
 	}
 	packID := s.idx.packID(l.pack)
-	f, err := s.packFile(l.pack)
-	if err != nil {
-		return nil, &BlobError{ID: id, Pack: packID, Err: err}
-	}
-	direct := s.keys.aead == nil && !l.compressed()
-	if direct && l.length() >= directMin {
-		if df := s.directPackFile(l.pack); df != nil {
-			out, err := readDirect(df, int64(l.off), int(l.length()), dst)
-			if err != nil {
-				return nil, &BlobError{ID: id, Pack: packID, Err: err}
-			}
-			if blake3.Sum256(out) != id {
-				return nil, &BlobError{ID: id, Pack: packID, Err: fmt.Errorf("%w: content does not match its id", ErrCorrupt)}
-			}
-			return out, nil
+	fail := func(err error) ([]byte, error) { return nil, &BlobError{ID: id, Pack: packID, Err: err} }
+	if s.keys.aead == nil && !l.compressed() {
+		// Plaintext, uncompressed: read straight into the result.
+		raw, err := s.readPlain(l, dst)
+		if err != nil {
+			return fail(err)
 		}
-	}
-	var raw []byte
-	if direct {
-		// Plaintext and uncompressed: read straight into the result.
-		raw = dst[:0]
-	} else {
-		bp := bufPool.Get().(*[]byte)
-		defer bufPool.Put(bp)
-		raw = *bp
-		defer func() { *bp = raw[:0] }()
-	}
-	if cap(raw) < int(l.length()) {
-		raw = make([]byte, l.length())
-	}
-	raw = raw[:l.length()]
-	if _, err := f.ReadAt(raw, int64(l.off)); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: pack truncated", ErrCorrupt)
-		}
-		return nil, &BlobError{ID: id, Pack: packID, Err: err}
-	}
-	if direct {
-		if blake3.Sum256(raw) != id {
-			return nil, &BlobError{ID: id, Pack: packID, Err: fmt.Errorf("%w: content does not match its id", ErrCorrupt)}
+		if err := checkPlain(id, raw); err != nil {
+			return fail(err)
 		}
 		return raw, nil
 	}
+	f, err := s.packFile(l.pack)
+	if err != nil {
+		return fail(err)
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	raw, err := readAt(f, int64(l.off), int(l.length()), *bp)
+	if err != nil {
+		return fail(err)
+	}
+	*bp = raw[:0]
 	out, err := s.decodeBlob(id, raw, l.compressed(), dst)
 	if err != nil {
-		return nil, &BlobError{ID: id, Pack: packID, Err: err}
+		return fail(err)
 	}
 	return out, nil
+}
+
+// readPlain reads a stored-as-is blob into dst's storage: large ones with
+// O_DIRECT where the file system has it, the rest through the page cache.
+func (s *Store) readPlain(l loc, dst []byte) ([]byte, error) {
+	if l.length() >= directMin {
+		if df := s.directPackFile(l.pack); df != nil {
+			return readDirect(df, int64(l.off), int(l.length()), dst)
+		}
+	}
+	f, err := s.packFile(l.pack)
+	if err != nil {
+		return nil, err
+	}
+	return readAt(f, int64(l.off), int(l.length()), dst)
+}
+
+// readAt reads n bytes at off into buf's storage (allocating when it is
+// too small).
+func readAt(f *os.File, off int64, n int, buf []byte) ([]byte, error) {
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := f.ReadAt(buf, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%w: pack truncated", ErrCorrupt)
+		}
+		return nil, err
+	}
+	return buf, nil
+}
+
+// checkPlain checks a plaintext blob against its id: in a plaintext store
+// the id is the only integrity check there is.
+func checkPlain(id ID, data []byte) error {
+	if blake3.Sum256(data) != id {
+		return fmt.Errorf("%w: content does not match its id", ErrCorrupt)
+	}
+	return nil
 }
 
 // decodeBlob turns stored bytes into plaintext and checks the id.
@@ -401,8 +427,8 @@ func (s *Store) decodeBlob(id ID, stored []byte, compressed bool, dst []byte) ([
 		out = append(dst[:0], data...)
 	}
 	if s.keys.aead == nil {
-		if blake3.Sum256(out) != id {
-			return nil, fmt.Errorf("%w: content does not match its id", ErrCorrupt)
+		if err := checkPlain(id, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

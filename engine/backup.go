@@ -98,7 +98,6 @@ type backuper struct {
 	st    *chunkstore.Store
 	w     *chunkstore.Writer
 	opts  BackupOptions
-	pol   chunker.Pol
 	ctx   context.Context
 	fatal func(error)
 
@@ -177,7 +176,7 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &backuper{
-		r: r, st: r.st, w: w, opts: opts, pol: r.st.Polynomial(), ctx: ctx,
+		r: r, st: r.st, w: w, opts: opts, ctx: ctx,
 		fatal:   func(err error) { cancel(err) },
 		fileSem: make(chan struct{}, opts.Files),
 		chunkQ:  make(chan *chunkJob),

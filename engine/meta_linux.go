@@ -50,23 +50,12 @@ func nodeFromStat(name string, st *unix.Stat_t) *Node {
 // readXattrs lists the extended attributes of path without following a
 // final symlink. File systems without xattr support give none.
 func readXattrs(path string) ([]Xattr, error) {
-	sz, err := unix.Llistxattr(path, nil)
-	if err != nil || sz == 0 {
-		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	buf := make([]byte, sz*2)
-	sz, err = unix.Llistxattr(path, buf)
+	names, err := xattrNames(path)
 	if err != nil {
 		return nil, err
 	}
 	var out []Xattr
-	for _, name := range strings.Split(string(buf[:sz]), "\x00") {
-		if name == "" {
-			continue
-		}
+	for _, name := range names {
 		vsz, err := unix.Lgetxattr(path, name, nil)
 		if err != nil {
 			if errors.Is(err, unix.ENODATA) {
@@ -85,6 +74,30 @@ func readXattrs(path string) ([]Xattr, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// xattrNames lists the names of path's extended attributes without
+// following a final symlink; none where the file system has no xattrs.
+func xattrNames(path string) ([]string, error) {
+	sz, err := unix.Llistxattr(path, nil)
+	if err != nil || sz == 0 {
+		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	buf := make([]byte, sz*2)
+	sz, err = unix.Llistxattr(path, buf)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, name := range strings.Split(string(buf[:sz]), "\x00") {
+		if name != "" {
+			names = append(names, name)
+		}
+	}
+	return names, nil
 }
 
 // blockDeviceSize returns the size of an open block device.

@@ -171,8 +171,7 @@ func (r *Reader) ReadChunk(id chunkstore.ID, dst []byte) ([]byte, error) {
 // Refresh picks up index files written by backups since the store was
 // opened, so points committed meanwhile can be read.
 func (r *Reader) Refresh() error {
-	_, err := r.st.Refresh()
-	return err
+	return r.st.Refresh()
 }
 
 // ErrAmbiguous: a point prefix matches several points.

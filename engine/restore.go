@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,8 +91,8 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if opts.Workers <= 0 {
 		opts.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: os.Geteuid() == 0,
-		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()),
+	euid := uint32(os.Geteuid())
+	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
 		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]string{}}
 
 	// Find what to restore.
@@ -360,9 +361,7 @@ func (rs *restorer) fill(of *openFile) error {
 }
 
 func (rs *restorer) worker() {
-	// One buffer per worker, large enough for any chunk plus the aligned
-	// window a direct read needs, so reads never allocate.
-	buf := make([]byte, rs.r.st.MaxChunk()+2*4096)
+	buf := rs.r.st.ChunkBuffer() // one per worker: reads never allocate
 	zero := make([]byte, 1<<20)
 	for j := range rs.jobs {
 		if j.ext.Hole {
@@ -446,20 +445,8 @@ func (rs *restorer) meta(path, rel string, n *Node, fresh bool) {
 			rs.warn(rel, fmt.Errorf("mode: %w", err))
 		}
 	}
-	// Drop attributes the entry did not have: inherited default ACLs, or
-	// leftovers of an entry replaced with --overwrite.
-	if !rs.cleanXattrs {
-		// nothing to drop
-	} else if have, err := readXattrs(path); err == nil {
-		for _, h := range have {
-			keep := false
-			for _, x := range n.Xattrs {
-				keep = keep || x.Name == h.Name
-			}
-			if !keep {
-				unix.Lremovexattr(path, h.Name)
-			}
-		}
+	if rs.cleanXattrs {
+		dropExtraXattrs(path, n.Xattrs)
 	}
 	for _, x := range n.Xattrs {
 		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil {
@@ -472,5 +459,20 @@ func (rs *restorer) meta(path, rel string, n *Node, fresh bool) {
 	ts := []unix.Timespec{unix.NsecToTimespec(n.AtimeNS), unix.NsecToTimespec(n.MtimeNS)}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		rs.warn(rel, fmt.Errorf("times: %w", err))
+	}
+}
+
+// dropExtraXattrs removes the attributes of path that keep does not list:
+// a default ACL inherited from a directory that existed before the restore,
+// or the leftovers of an entry replaced with --overwrite.
+func dropExtraXattrs(path string, keep []Xattr) {
+	names, err := xattrNames(path)
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		if !slices.ContainsFunc(keep, func(x Xattr) bool { return x.Name == name }) {
+			unix.Lremovexattr(path, name)
+		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
@@ -112,8 +110,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		}
 		ex, ok := packExists[pack]
 		if !ok {
-			_, err := os.Stat(filepath.Join(st.Dir(), "packs", pack.String()[:2], pack.String()))
-			ex = err == nil
+			ex = st.HasPackFile(pack)
 			packExists[pack] = ex
 		}
 		if !ex {

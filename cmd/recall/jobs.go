@@ -18,17 +18,22 @@ func catalogPath(c *cli.Context) string { return filepath.Join(c.String("home"),
 // only ever held for one short transaction.
 const catalogWait = 30 * time.Second
 
+// withCatalog opens the catalog for one short transaction.
+func withCatalog(c *cli.Context, fn func(*engine.Catalog) error) error {
+	cat, err := engine.OpenCatalog(catalogPath(c), catalogWait)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	return fn(cat)
+}
+
 // startJob records a job in the catalog and returns the function that
 // records its end. A catalog that cannot be opened is reported and the job
 // runs anyway: the history is worth less than the backup.
 func startJob(c *cli.Context, j *engine.Job) func(p *engine.Point, err error) {
 	j.Started = time.Now().UTC()
-	cat, err := engine.OpenCatalog(catalogPath(c), catalogWait)
-	if err == nil {
-		err = cat.StartJob(j)
-		cat.Close()
-	}
-	if err != nil {
+	if err := withCatalog(c, func(cat *engine.Catalog) error { return cat.StartJob(j) }); err != nil {
 		logf("warning: job not recorded in the catalog: %v", err)
 		return func(*engine.Point, error) {}
 	}
@@ -47,12 +52,7 @@ func startJob(c *cli.Context, j *engine.Job) func(p *engine.Point, err error) {
 			j.Point, j.Stats, j.Warnings = p.ID.String(), &p.Stats, len(p.Errors)
 			j.Source = p.Source
 		}
-		cat, cerr := engine.OpenCatalog(catalogPath(c), catalogWait)
-		if cerr == nil {
-			cerr = cat.FinishJob(j)
-			cat.Close()
-		}
-		if cerr != nil {
+		if cerr := withCatalog(c, func(cat *engine.Catalog) error { return cat.FinishJob(j) }); cerr != nil {
 			logf("warning: job result not recorded in the catalog: %v", cerr)
 		}
 	}

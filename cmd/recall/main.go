@@ -130,8 +130,7 @@ func main() {
 	defer stop()
 	if p := os.Getenv("RECALL_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
-			pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
+			pprof.StartCPUProfile(f) // stopped before os.Exit below
 		}
 	}
 	if os.Getenv("GOGC") == "" {
