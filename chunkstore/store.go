@@ -27,6 +27,7 @@ type Store struct {
 	cfg  *Config
 	keys *keys
 	pol  chunker.Pol
+	cdc  *cdcTables
 	idx  *index
 	zdec *zstd.Decoder
 	zenc *zstd.Encoder
@@ -55,7 +56,14 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, cfg: cfg, keys: k, pol: pol, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}}
+	cdc, err := newCDCTables(pol)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s := &Store{dir: dir, cfg: cfg, keys: k, pol: pol, cdc: cdc, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}}
+	if err := checkChunkBounds(int(cfg.MinChunk), int(cfg.MaxChunk), s.averageBits()); err != nil {
+		return nil, fmt.Errorf("open store %s: config: %w", dir, err)
+	}
 	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(1<<30))
 	s.zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithZeroFrames(true))
 	if err := s.Refresh(); err != nil {
@@ -96,24 +104,21 @@ func (s *Store) MinChunk() int { return int(s.cfg.MinChunk) }
 func (s *Store) MaxChunk() int { return int(s.cfg.MaxChunk) }
 
 // NewChunker returns a chunker over rd with the store's parameters. Every
-// chunker of a store must come from here (or ResetChunker), or chunks stop
-// deduplicating.
-func (s *Store) NewChunker(rd io.Reader) *chunker.Chunker {
-	c := chunker.NewWithBoundaries(rd, s.pol, s.cfg.MinChunk, s.cfg.MaxChunk)
-	s.setBits(c)
+// chunker of a store must come from here, or chunks stop deduplicating.
+// Reuse a chunker with Reset: each holds a buffer of 4 MiB or more.
+func (s *Store) NewChunker(rd io.Reader) *Chunker {
+	c, err := newChunker(s.cdc, int(s.cfg.MinChunk), int(s.cfg.MaxChunk), s.averageBits(), rd)
+	if err != nil {
+		panic(err) // Open checked the parameters
+	}
 	return c
 }
 
-// ResetChunker points c at rd, keeping the store's parameters.
-func (s *Store) ResetChunker(c *chunker.Chunker, rd io.Reader) {
-	c.ResetWithBoundaries(rd, s.pol, s.cfg.MinChunk, s.cfg.MaxChunk)
-	s.setBits(c)
-}
-
-func (s *Store) setBits(c *chunker.Chunker) {
-	if s.cfg.AverageBits != 0 {
-		c.SetAverageBits(s.cfg.AverageBits)
+func (s *Store) averageBits() int {
+	if s.cfg.AverageBits == 0 {
+		return 20 // restic's default, which stores without the field use
 	}
+	return s.cfg.AverageBits
 }
 
 // Hash returns the id of data in this store.

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
-	"github.com/restic/chunker"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,9 +100,10 @@ type backuper struct {
 	ctx   context.Context
 	fatal func(error)
 
-	fileSem chan struct{}
-	chunkQ  chan *chunkJob
-	bufs    *budget
+	fileSem  chan struct{}
+	chunkQ   chan *chunkJob
+	bufs     *budget
+	chunkers sync.Pool // *chunkstore.Chunker; chunks are copied out into budgeted buffers
 
 	errMu sync.Mutex
 	errs  []PathError
@@ -121,10 +121,6 @@ type chunkJob struct {
 	wg  *sync.WaitGroup
 	err *atomic.Pointer[error]
 }
-
-// scratchPool holds the chunker's output buffers (one per file being
-// chunked sequentially); chunks are copied out into budgeted buffers.
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, chunker.MaxSize); return &b }}
 
 // chunkBudget bounds the chunk bytes a backup holds in flight.
 const chunkBudget = 32 << 20
@@ -650,11 +646,11 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 		off = int64(nr)
 	} else {
 		regions := dataRegions(f, size, isDev)
-		var chk *chunker.Chunker
-		var scratch *[]byte
+		var chk *chunkstore.Chunker
 		defer func() {
-			if scratch != nil {
-				scratchPool.Put(scratch)
+			if chk != nil {
+				chk.Reset(nil)
+				b.chunkers.Put(chk)
 			}
 		}()
 		for _, rg := range regions {
@@ -663,7 +659,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 				off = rg.start
 			}
 			if rg.end-rg.start >= 2*parSegment && runtime.GOMAXPROCS(0) > 1 {
-				err := parallelCuts(f, b.st.NewChunker, b.st.MaxChunk(), rg.start, rg.end, func(a, e int64) error {
+				err := parallelCuts(f, b.st.NewChunker, rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {
 						return err
@@ -681,24 +677,27 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 				continue
 			}
 			if chk == nil {
-				chk = b.st.NewChunker(nil)
-				scratch = scratchPool.Get().(*[]byte)
+				if v := b.chunkers.Get(); v != nil {
+					chk = v.(*chunkstore.Chunker)
+				} else {
+					chk = b.st.NewChunker(nil)
+				}
 			}
-			b.st.ResetChunker(chk, io.NewSectionReader(f, rg.start, rg.end-rg.start))
+			chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start))
 			for {
-				c, err := chk.Next(*scratch)
+				data, err := chk.Next()
 				if err == io.EOF {
 					break
 				}
 				if err != nil {
 					return fail(err)
 				}
-				cb, err := b.bufs.get(b.ctx, len(c.Data))
+				cb, err := b.bufs.get(b.ctx, len(data))
 				if err != nil {
 					return fail(err)
 				}
-				copy(cb.b, c.Data)
-				off += int64(c.Length)
+				copy(cb.b, data)
+				off += int64(len(data))
 				if err := submit(cb, off); err != nil {
 					return fail(err)
 				}

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/restic/chunker"
+	"github.com/recall-backup/recall/chunkstore"
 )
 
 // Parallel chunking of one large region.
@@ -38,19 +38,19 @@ type segCuts struct {
 
 // cutsFrom chunks [from, end) of f with a fresh chunker and returns the
 // chunk ends, stopping after the first end >= stop.
-func cutsFrom(f *os.File, newChunker func(io.Reader) *chunker.Chunker, buf []byte, from, stop, end int64) ([]int64, error) {
-	chk := newChunker(io.NewSectionReader(f, from, end-from))
+func cutsFrom(f *os.File, chk *chunkstore.Chunker, from, stop, end int64) ([]int64, error) {
+	chk.Reset(io.NewSectionReader(f, from, end-from))
 	var cuts []int64
 	pos := from
 	for pos < stop {
-		c, err := chk.Next(buf)
+		c, err := chk.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		pos += int64(c.Length)
+		pos += int64(len(c))
 		cuts = append(cuts, pos)
 	}
 	return cuts, nil
@@ -59,7 +59,7 @@ func cutsFrom(f *os.File, newChunker func(io.Reader) *chunker.Chunker, buf []byt
 // parallelCuts calls emit(start, end) for every chunk of [start, end) in
 // order, exactly as sequential chunking would cut it. emit runs in the
 // caller's goroutine; an error from it stops everything.
-func parallelCuts(f *os.File, newChunker func(io.Reader) *chunker.Chunker, maxChunk int, start, end int64, emit func(a, b int64) error) error {
+func parallelCuts(f *os.File, newChunker func(io.Reader) *chunkstore.Chunker, start, end int64, emit func(a, b int64) error) error {
 	workers := runtime.GOMAXPROCS(0)
 	nseg := int((end - start + parSegment - 1) / parSegment)
 	segStart := func(j int) int64 { return start + int64(j)*parSegment }
@@ -74,7 +74,7 @@ func parallelCuts(f *os.File, newChunker func(io.Reader) *chunker.Chunker, maxCh
 		close(quit)
 		wg.Wait()
 	}()
-	bufs := sync.Pool{New: func() any { b := make([]byte, maxChunk); return &b }}
+	chunkers := sync.Pool{New: func() any { return newChunker(nil) }}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -88,9 +88,9 @@ func parallelCuts(f *os.File, newChunker func(io.Reader) *chunker.Chunker, maxCh
 			go func(s *segCuts, from, stop int64) {
 				defer wg.Done()
 				defer close(s.done)
-				bp := bufs.Get().(*[]byte)
-				defer bufs.Put(bp)
-				s.cuts, s.err = cutsFrom(f, newChunker, *bp, from, stop, end)
+				chk := chunkers.Get().(*chunkstore.Chunker)
+				defer chunkers.Put(chk)
+				s.cuts, s.err = cutsFrom(f, chk, from, stop, end)
 			}(segs[j], segStart(j), min(segStart(j+1), end))
 		}
 	}()
@@ -125,18 +125,18 @@ func parallelCuts(f *os.File, newChunker func(io.Reader) *chunker.Chunker, maxCh
 			if !found {
 				// Not in step with segment j: chunk on from the last true
 				// cut until the chain meets a segment's cuts.
-				bp := bufs.Get().(*[]byte)
-				chk := newChunker(io.NewSectionReader(f, pos, end-pos))
+				chk := chunkers.Get().(*chunkstore.Chunker)
+				chk.Reset(io.NewSectionReader(f, pos, end-pos))
 				synced := false
 				for !synced && pos < end {
-					c, err := chk.Next(*bp)
+					c, err := chk.Next()
 					if err != nil {
-						bufs.Put(bp)
+						chunkers.Put(chk)
 						return err
 					}
-					next := pos + int64(c.Length)
+					next := pos + int64(len(c))
 					if err := emit(pos, next); err != nil {
-						bufs.Put(bp)
+						chunkers.Put(chk)
 						return err
 					}
 					pos = next
@@ -151,12 +151,12 @@ func parallelCuts(f *os.File, newChunker func(io.Reader) *chunker.Chunker, maxCh
 					}
 					sc, err := wait(sj)
 					if err != nil {
-						bufs.Put(bp)
+						chunkers.Put(chk)
 						return err
 					}
 					_, synced = slices.BinarySearch(sc, pos)
 				}
-				bufs.Put(bp)
+				chunkers.Put(chk)
 				continue
 			}
 			i = k + 1

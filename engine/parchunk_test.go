@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/recall-backup/recall/chunkstore"
 	"github.com/restic/chunker"
 )
 
@@ -26,15 +27,21 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 	os.WriteFile(p, data, 0o644)
 	f, _ := os.Open(p)
 	defer f.Close()
-	pol, _ := chunker.RandomPolynomial()
-	newChunker := func(rd io.Reader) *chunker.Chunker {
-		c := chunker.New(rd, pol)
-		c.SetAverageBits(19)
-		return c
+	dir := t.TempDir()
+	if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
 	}
+	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
 	for _, r := range [][2]int64{{0, int64(len(data))}, {12345, 33 << 20}, {0, 6<<20 + 1}} {
+		// The reference is restic/chunker itself, with the store's
+		// parameters.
 		var want []int64
-		chk := newChunker(io.NewSectionReader(f, r[0], r[1]-r[0]))
+		chk := chunker.NewWithBoundaries(io.NewSectionReader(f, r[0], r[1]-r[0]), st.Polynomial(), uint(st.MinChunk()), uint(st.MaxChunk()))
+		chk.SetAverageBits(chunkstore.DefaultAverageBits)
 		buf := make([]byte, chunker.MaxSize)
 		pos := r[0]
 		for {
@@ -47,7 +54,7 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 		}
 		var got []int64
 		last := r[0]
-		err := parallelCuts(f, newChunker, chunker.MaxSize, r[0], r[1], func(a, b int64) error {
+		err := parallelCuts(f, st.NewChunker, r[0], r[1], func(a, b int64) error {
 			if a != last {
 				t.Fatalf("gap: chunk starts at %d, previous ended at %d", a, last)
 			}

@@ -1,0 +1,216 @@
+package chunkstore
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/restic/chunker"
+)
+
+// resticCuts chunks data with restic/chunker itself.
+func resticCuts(t testing.TB, pol chunker.Pol, lo, hi, bits int, data []byte) []int {
+	t.Helper()
+	c := chunker.NewWithBoundaries(bytes.NewReader(data), pol, uint(lo), uint(hi))
+	c.SetAverageBits(bits)
+	buf := make([]byte, hi)
+	var lens []int
+	for {
+		ch, err := c.Next(buf)
+		if err == io.EOF {
+			return lens
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		lens = append(lens, int(ch.Length))
+	}
+}
+
+// jumpyReader returns reads of random lengths, down to one byte.
+type jumpyReader struct {
+	r   io.Reader
+	rnd *rand.Rand
+}
+
+func (j *jumpyReader) Read(p []byte) (int, error) {
+	if n := j.rnd.IntN(3 * windowSize); n > 0 && n < len(p) {
+		p = p[:n]
+	}
+	return j.r.Read(p)
+}
+
+func ourCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
+	t.Helper()
+	c.Reset(rd)
+	var lens []int
+	off := 0
+	for {
+		b, err := c.Next()
+		if err == io.EOF {
+			return lens
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, data[off:off+len(b)]) {
+			t.Fatalf("chunk at %d: bytes differ from the input", off)
+		}
+		off += len(b)
+		lens = append(lens, len(b))
+	}
+}
+
+func TestChunkerMatchesRestic(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rnd.Uint32())
+		}
+		return b
+	}
+	// Data with every kind of stretch: random, zeroes, a repeated short
+	// pattern, low-entropy text.
+	mixed := func(n int) []byte {
+		var b []byte
+		for len(b) < n {
+			k := 1 + rnd.IntN(64<<10)
+			switch rnd.IntN(4) {
+			case 0:
+				b = append(b, random(k)...)
+			case 1:
+				b = append(b, make([]byte, k)...)
+			case 2:
+				b = append(b, bytes.Repeat([]byte("abcdefg"), k/7+1)...)
+			case 3:
+				for i := 0; i < k; i++ {
+					b = append(b, "etaoin shrdlu\n"[rnd.IntN(14)])
+				}
+			}
+		}
+		return b[:n]
+	}
+	type params struct{ lo, hi, bits int }
+	small := []params{{65, 65, 4}, {65, 200, 3}, {100, 4096, 6}, {128, 1 << 16, 10}, {1000, 1001, 2}, {4096, 8192, 20}}
+	for round := 0; round < 6; round++ {
+		pol, err := chunker.RandomPolynomial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab, err := newCDCTables(pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range small {
+			for _, n := range []int{0, 1, 64, p.lo - 1, p.lo, p.lo + 1, p.hi - 1, p.hi, p.hi + 1, 3*p.hi + 7, 300 << 10} {
+				if n < 0 {
+					continue
+				}
+				for _, data := range [][]byte{random(n), mixed(n)} {
+					c, err := newChunker(tab, p.lo, p.hi, p.bits, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := resticCuts(t, pol, p.lo, p.hi, p.bits, data)
+					name := fmt.Sprintf("pol %v, %+v, %d bytes", pol, p, n)
+					check := func(how string, got []int) {
+						t.Helper()
+						if fmt.Sprint(got) != fmt.Sprint(want) {
+							t.Fatalf("%s, %s:\n got %v\nwant %v", name, how, got, want)
+						}
+					}
+					check("one reader", ourCuts(t, c, data, bytes.NewReader(data)))
+					check("short reads", ourCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd}))
+				}
+			}
+		}
+	}
+	// The store's own parameters over enough data for many chunks, some of
+	// them forced at the maximum by zeroes.
+	pol, _ := chunker.RandomPolynomial()
+	tab, _ := newCDCTables(pol)
+	data := append(random(24<<20), make([]byte, 20<<20)...)
+	data = append(data, mixed(24<<20)...)
+	for _, bits := range []int{19, 20} {
+		c, err := newChunker(tab, chunker.MinSize, chunker.MaxSize, bits, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := resticCuts(t, pol, chunker.MinSize, chunker.MaxSize, bits, data)
+		got := ourCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd})
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("default bounds, bits %d:\n got %v\nwant %v", bits, got, want)
+		}
+		if len(want) < 20 {
+			t.Fatalf("only %d chunks: the test data is too uniform", len(want))
+		}
+	}
+}
+
+func TestChunkerBadParameters(t *testing.T) {
+	pol, _ := chunker.RandomPolynomial()
+	tab, _ := newCDCTables(pol)
+	for _, p := range [][3]int{{64, 100, 10}, {200, 100, 10}, {100, 200, 0}, {100, 200, 41}} {
+		if _, err := newChunker(tab, p[0], p[1], p[2], nil); err == nil {
+			t.Errorf("bounds %v accepted", p)
+		}
+	}
+	if _, err := newCDCTables(chunker.Pol(0x3)); err == nil {
+		t.Error("a polynomial of degree 1 accepted")
+	}
+}
+
+// The chunker's cost per byte against restic/chunker's over the same data
+// (go test ./chunkstore -run '^$' -bench Chunker).
+func BenchmarkChunker(b *testing.B) {
+	data := make([]byte, 64<<20)
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for i := range data {
+		data[i] = byte(rnd.Uint32())
+	}
+	pol, _ := chunker.RandomPolynomial()
+	b.Run("recall", func(b *testing.B) {
+		tab, _ := newCDCTables(pol)
+		c, _ := newChunker(tab, chunker.MinSize, chunker.MaxSize, DefaultAverageBits, nil)
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			c.Reset(bytes.NewReader(data))
+			for {
+				if _, err := c.Next(); err != nil {
+					break
+				}
+			}
+		}
+	})
+	b.Run("restic", func(b *testing.B) {
+		c := chunker.New(nil, pol)
+		buf := make([]byte, chunker.MaxSize)
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			c.Reset(bytes.NewReader(data), pol)
+			c.SetAverageBits(DefaultAverageBits)
+			for {
+				if _, err := c.Next(buf); err != nil {
+					break
+				}
+			}
+		}
+	})
+}
+
+func BenchmarkCDCScan(b *testing.B) {
+	data := make([]byte, 16<<20)
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for i := range data {
+		data[i] = byte(rnd.Uint32())
+	}
+	pol, _ := chunker.RandomPolynomial()
+	tab, _ := newCDCTables(pol)
+	b.SetBytes(int64(len(data) - 64))
+	for b.Loop() {
+		tab.scan(data, 64, len(data), 1<<40-1)
+	}
+}
