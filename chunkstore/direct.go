@@ -64,3 +64,15 @@ func readDirect(f *os.File, off int64, length int, dst []byte) ([]byte, error) {
 // this store without allocating: the largest chunk plus the aligned
 // window of a direct read.
 func (s *Store) ChunkBuffer() []byte { return make([]byte, s.MaxChunk()+2*readAlign) }
+
+// LoadSize returns a capacity of dst with which LoadBlob(id, dst) fills
+// dst's storage instead of allocating, or 0 when that is not known
+// without reading (compressed or encrypted blobs: allocate, or pass a
+// ChunkBuffer).
+func (s *Store) LoadSize(id ID) int {
+	l, ok := s.idx.lookup(id)
+	if !ok || s.keys.aead != nil || l.compressed() {
+		return 0
+	}
+	return int(l.length()) + 2*readAlign
+}

@@ -63,3 +63,13 @@ func (b engineBackend) PointsStamp() (string, error) {
 	}
 	return fmt.Sprintf("%d.%d/%d.%d/%d/%d", st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec, st.Size, st.Ino), nil
 }
+
+// LoadSizer is an optional Backend method: the dst capacity with which
+// ReadChunk(id, dst) fills dst instead of allocating, or 0 if unknown.
+// With it the tree reuses chunk buffers instead of allocating (and
+// zeroing) one per chunk read.
+type LoadSizer interface {
+	LoadSize(id chunkstore.ID) int
+}
+
+func (b engineBackend) LoadSize(id chunkstore.ID) int { return b.r.Store().LoadSize(id) }

@@ -21,6 +21,9 @@ type cache[V any] struct {
 	shards []cacheShard[V]
 	total  int64
 	load   func(chunkstore.ID) (V, int64, error) // value and its weight in bytes
+	// hold and drop, when set, count the holders of a value: the cache
+	// while it keeps the value, and every get until the caller drops it.
+	hold, drop func(V)
 }
 
 type cacheShard[V any] struct {
@@ -39,9 +42,10 @@ type cacheItem[V any] struct {
 }
 
 type cacheCall[V any] struct {
-	done chan struct{}
-	v    V
-	err  error
+	done    chan struct{}
+	v       V
+	err     error
+	waiters int // gets sharing this load, besides the loader
 }
 
 // newCache makes a cache of about maxBytes. Shards get at least minShard
@@ -65,17 +69,22 @@ func (c *cache[V]) shard(id chunkstore.ID) *cacheShard[V] {
 	return &c.shards[int(id[31])%len(c.shards)]
 }
 
-// get returns the value for id, loading it at most once at a time.
+// get returns the value for id, loading it at most once at a time. With
+// hold and drop set, the caller holds the value and must drop it.
 func (c *cache[V]) get(id chunkstore.ID) (V, error) {
 	s := c.shard(id)
 	s.mu.Lock()
 	if e, ok := s.items[id]; ok {
 		s.lru.MoveToFront(e)
 		v := e.Value.(*cacheItem[V]).v
+		if c.hold != nil {
+			c.hold(v)
+		}
 		s.mu.Unlock()
 		return v, nil
 	}
 	if call, ok := s.inflight[id]; ok {
+		call.waiters++
 		s.mu.Unlock()
 		<-call.done
 		return call.v, call.err
@@ -87,9 +96,18 @@ func (c *cache[V]) get(id chunkstore.ID) (V, error) {
 	v, w, err := c.load(id)
 	call.v, call.err = v, err
 
+	var evicted []V
 	s.mu.Lock()
 	delete(s.inflight, id)
+	if err == nil && c.hold != nil {
+		for range 1 + call.waiters {
+			c.hold(v)
+		}
+	}
 	if err == nil && w <= c.total {
+		if c.hold != nil {
+			c.hold(v)
+		}
 		s.items[id] = s.lru.PushFront(&cacheItem[V]{id: id, v: v, weight: w})
 		s.used += w
 		for s.used > s.max && s.lru.Len() > 1 {
@@ -98,11 +116,36 @@ func (c *cache[V]) get(id chunkstore.ID) (V, error) {
 			s.lru.Remove(back)
 			delete(s.items, it.id)
 			s.used -= it.weight
+			evicted = append(evicted, it.v)
 		}
 	}
 	s.mu.Unlock()
 	close(call.done)
+	if c.drop != nil {
+		for _, e := range evicted {
+			c.drop(e)
+		}
+	}
 	return v, err
+}
+
+// remove takes id out of the cache, if it is there.
+func (c *cache[V]) remove(id chunkstore.ID) {
+	s := c.shard(id)
+	s.mu.Lock()
+	e, ok := s.items[id]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	it := e.Value.(*cacheItem[V])
+	s.lru.Remove(e)
+	delete(s.items, id)
+	s.used -= it.weight
+	s.mu.Unlock()
+	if c.drop != nil {
+		c.drop(it.v)
+	}
 }
 
 // has reports whether id is cached or being loaded.

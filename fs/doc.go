@@ -64,7 +64,13 @@
 // chunks are kept in a byte-sized, sharded LRU cache (Options.CacheBytes),
 // decoded trees in a second one; concurrent loads of one chunk are merged.
 // A handle that reads sequentially starts loads of the next chunks in
-// parallel (Options.Prefetch). There is no global or per-handle lock on
+// parallel (Options.Prefetch) and takes the chunks it has left 4 MiB behind
+// out of the cache again: the kernel's page cache holds those bytes, and
+// one large file read through must not push everything else out. Chunk
+// buffers are reference-counted (the cache holds one reference, every
+// read until the kernel has its reply another) and reused once free, so
+// a read does not allocate and zero a fresh buffer per chunk.
+// There is no global or per-handle lock on
 // the read path: handles keep their state in atomics and the caches lock
 // one shard for a map lookup only, never across I/O.
 //

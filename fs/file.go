@@ -24,6 +24,7 @@ type Handle struct {
 	e     *Entry
 	next  atomic.Int64 // where the previous read ended
 	ahead atomic.Int64 // highest extent index a prefetch was started for
+	done  atomic.Int64 // extents below this index were dropped behind the reader
 }
 
 // Open returns a handle for reading a regular file or device image.
@@ -45,45 +46,61 @@ func (h *Handle) Entry() *Entry { return h.e }
 // the whole read with an error wrapping ErrDamaged, and is logged with the
 // point and path.
 func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
-	vec, err := h.ReadVec(off, len(p))
+	v, err := h.ReadVec(off, len(p))
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, v := range vec {
-		n += copy(p[n:], v)
+	for _, b := range v.Bufs {
+		n += copy(p[n:], b)
 	}
+	v.Release()
 	return n, nil
+}
+
+// Vec is the result of ReadVec: the bytes read, as slices of cached
+// chunks (and of a shared zero buffer for holes). The slices are shared,
+// must not be modified, and are valid until Release.
+type Vec struct {
+	Bufs [][]byte
+	held []*chunk
+}
+
+// Release lets go of the chunks v's slices point into. Call it once.
+func (v *Vec) Release() {
+	for _, c := range v.held {
+		c.release()
+	}
+	v.held = nil
 }
 
 // zeros backs holes in ReadVec results; never written.
 var zeros = make([]byte, 1<<20)
 
-// ReadVec is ReadAt without copying: it returns up to size bytes from off
-// as slices of cached chunks (and of a shared zero buffer for holes). The
-// slices are shared and must not be modified.
-func (h *Handle) ReadVec(off int64, size int) ([][]byte, error) {
+// ReadVec is ReadAt without copying: it returns up to size bytes from
+// off. The caller must Release the result.
+func (h *Handle) ReadVec(off int64, size int) (*Vec, error) {
 	return h.readVec(off, size, true)
 }
 
 // readVec is ReadVec; with report false a damaged chunk is not logged
 // (for reads ahead of the reader, which the reader's own read reports).
-func (h *Handle) readVec(off int64, size int, report bool) ([][]byte, error) {
+func (h *Handle) readVec(off int64, size int, report bool) (*Vec, error) {
 	n := h.e.n
 	if off < 0 || size < 0 {
 		return nil, syscall.EINVAL
 	}
 	fsize := int64(n.Size)
 	if off >= fsize || size == 0 {
-		return nil, nil
+		return &Vec{}, nil
 	}
 	end := min(off+int64(size), fsize)
 	t := h.e.p.t
-	vec := make([][]byte, 0, 2)
+	v := &Vec{Bufs: make([][]byte, 0, 2)}
 	hole := func(k int64) {
 		for k > 0 {
 			c := min(k, int64(len(zeros)))
-			vec = append(vec, zeros[:c:c])
+			v.Bufs = append(v.Bufs, zeros[:c:c])
 			k -= c
 		}
 	}
@@ -99,25 +116,53 @@ func (h *Handle) readVec(off int64, size int, report bool) ([][]byte, error) {
 		if x.Hole {
 			hole(stop - pos)
 		} else {
-			data, err := t.chunks.get(x.ID)
-			if err == nil && int64(len(data)) != int64(x.End)-start {
-				err = fmt.Errorf("chunk %s holds %d bytes, the tree says %d", x.ID.Short(), len(data), int64(x.End)-start)
+			c, err := t.chunks.get(x.ID)
+			if err == nil {
+				v.held = append(v.held, c)
+				if int64(len(c.b)) != int64(x.End)-start {
+					err = fmt.Errorf("chunk %s holds %d bytes, the tree says %d", x.ID.Short(), len(c.b), int64(x.End)-start)
+				}
 			}
 			if err != nil {
+				v.Release()
 				if report {
 					t.opts.Log("error: %s: read at offset %d: %v", h.e.where(), pos, err)
 				}
 				return nil, fmt.Errorf("%s: offset %d: %w: %v", h.e.where(), pos, ErrDamaged, err)
 			}
-			vec = append(vec, data[pos-start:stop-start:stop-start])
+			v.Bufs = append(v.Bufs, c.b[pos-start:stop-start:stop-start])
 		}
 		pos = stop
 	}
 	prev := h.next.Swap(end)
 	if t.opts.Prefetch > 0 && (off == 0 || (off >= prev-seqWindow && off <= prev+seqWindow)) {
 		h.prefetch(n.ExtentAt(uint64(end-1)) + 1)
+		h.dropBehind(off - seqWindow)
 	}
-	return vec, nil
+	return v, nil
+}
+
+// dropBehind takes the chunks that end before off out of the cache: a
+// sequential reader is past them and the kernel's page cache has their
+// bytes. A large file read from start to end so does not push everything
+// else out of the cache, and its buffers are reused at once. The margin
+// the caller leaves covers the kernel's readahead requests, which arrive
+// slightly out of order.
+func (h *Handle) dropBehind(off int64) {
+	n := h.e.n
+	t := h.e.p.t
+	for {
+		i := h.done.Load()
+		if i >= int64(len(n.Extents)) || int64(n.Extents[i].End) > off {
+			return
+		}
+		if !h.done.CompareAndSwap(i, i+1) {
+			continue
+		}
+		if x := n.Extents[i]; !x.Hole {
+			t.chunks.remove(x.ID)
+		}
+	}
 }
 
 // prefetch starts loads of extents from..from+Prefetch-1 that no earlier
@@ -148,7 +193,9 @@ func (h *Handle) prefetch(from int) {
 		}
 		go func(x engine.Extent) {
 			defer func() { <-t.prefetchSem }()
-			t.chunks.get(x.ID)
+			if c, err := t.chunks.get(x.ID); err == nil {
+				c.release()
+			}
 		}(x)
 	}
 }

@@ -558,18 +558,22 @@ func (a *adapter) store(c *gofs.Inode, en *entryNode) bool {
 		return false
 	}
 	size := int(en.e.n.Size)
-	vec, err := h.readVec(0, size, false)
-	if err != nil || len(vec) == 0 {
+	v, err := h.readVec(0, size, false)
+	if err != nil {
+		return false
+	}
+	defer v.Release()
+	if len(v.Bufs) == 0 {
 		return false
 	}
 	if en.read.Load() {
 		return true // the walker overtook us: its READ fills the cache
 	}
-	buf := vec[0]
-	if len(vec) > 1 {
+	buf := v.Bufs[0]
+	if len(v.Bufs) > 1 {
 		buf = make([]byte, 0, size)
-		for _, v := range vec {
-			buf = append(buf, v...)
+		for _, b := range v.Bufs {
+			buf = append(buf, b...)
 		}
 	}
 	if st := c.WriteCache(0, buf); st != 0 {
@@ -634,12 +638,37 @@ var _ = (gofs.FileReader)((*fileHandle)(nil))
 func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	// Slices of cached chunks go to the kernel with one writev: no copy
 	// here, and no splice attempt (which fails for 1 MiB replies).
-	vec, err := f.h.ReadVec(off, len(dest))
+	v, err := f.h.ReadVec(off, len(dest))
 	if err != nil {
 		return nil, errno(err)
 	}
-	return fuse.ReadResultVector(vec), 0
+	return vecResult{v}, 0
 }
+
+// vecResult hands a Vec to go-fuse, which writes its slices to the kernel
+// with one writev (it looks for the Slices method) and then calls Done:
+// only then are the chunks let go.
+type vecResult struct{ v *Vec }
+
+func (r vecResult) Size() int {
+	n := 0
+	for _, b := range r.v.Bufs {
+		n += len(b)
+	}
+	return n
+}
+
+func (r vecResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	buf = buf[:0]
+	for _, b := range r.v.Bufs {
+		buf = append(buf, b...)
+	}
+	return buf, fuse.OK
+}
+
+func (r vecResult) Slices() ([][]byte, fuse.Status) { return r.v.Bufs, fuse.OK }
+
+func (r vecResult) Done() { r.v.Release() }
 
 // dirHandle is an open directory of a point: a fixed listing.
 type dirHandle struct {

@@ -52,7 +52,8 @@ type Tree struct {
 	b    Backend
 	opts Options
 
-	chunks *cache[[]byte]
+	chunks *cache[*chunk]
+	bufs   *bufPool
 	trees  *cache[*engine.Tree]
 	// prefetchSem bounds prefetch loads in flight across all handles.
 	prefetchSem chan struct{}
@@ -107,10 +108,28 @@ func New(b Backend, o Options) (*Tree, error) {
 	}
 	t := &Tree{b: b, opts: o, bad: map[chunkstore.ID]bool{},
 		prefetchSem: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
-	t.chunks = newCache(o.CacheBytes, minChunkShard, func(id chunkstore.ID) ([]byte, int64, error) {
-		d, err := b.ReadChunk(id, nil)
-		return d, int64(cap(d)), err
+	// Idle pooled buffers may add up to a quarter of the cache's size.
+	t.bufs = newBufPool(o.CacheBytes / 4)
+	sizer, _ := b.(LoadSizer)
+	t.chunks = newCache(o.CacheBytes, minChunkShard, func(id chunkstore.ID) (*chunk, int64, error) {
+		c := &chunk{pool: t.bufs}
+		if sizer != nil {
+			if n := sizer.LoadSize(id); n > 0 {
+				c.mem = t.bufs.get(n)
+			}
+		}
+		d, err := b.ReadChunk(id, c.mem)
+		if err != nil {
+			if c.mem != nil {
+				t.bufs.put(c.mem)
+			}
+			return nil, 0, err
+		}
+		c.b = d
+		return c, int64(max(cap(d), cap(c.mem))), nil
 	})
+	t.chunks.hold = (*chunk).hold
+	t.chunks.drop = (*chunk).release
 	t.trees = newCache(o.TreeCacheBytes, 8<<20, func(id chunkstore.ID) (*engine.Tree, int64, error) {
 		tr, err := b.LoadTree(id)
 		if err != nil {

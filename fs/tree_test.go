@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bytes"
+	"fmt"
 	"errors"
 	"os"
 	"path/filepath"
@@ -417,4 +418,40 @@ func pointNames(s *Source) string {
 		out = append(out, p.Name)
 	}
 	return strings.Join(out, " ")
+}
+
+// A file read from start to end leaves only the chunks near its end in
+// the cache (the kernel's page cache has the rest), and reads of many
+// files through reused buffers still return exactly the backed-up bytes.
+func TestSequentialReadDropsBehind(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	var files [][]byte
+	for i := range 3 {
+		b := randomBytes(int64(10+i), 24<<20) // ~24 chunks each
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d", i)), b, 0o644)
+		files = append(files, b)
+	}
+	ts.backup(src, "s", time.Time{})
+	tr, err := New(ts.backend(), Options{CacheBytes: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := tr.Source("s").Latest().Root()
+	for round := range 2 {
+		for i, want := range files {
+			got, err := readAll(t, lookupPath(t, root, fmt.Sprintf("f%d", i)), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("round %d: f%d differs from the source", round, i)
+			}
+			// What stays of each file: the drop-behind margin and its
+			// last chunks, far below the 24 MiB read.
+			if used, limit := tr.chunks.usedBytes(), int64(min(3*round+i+1, 3))*8<<20; used > limit {
+				t.Fatalf("round %d: after reading f%d the cache holds %d MiB, want <= %d", round, i, used>>20, limit>>20)
+			}
+		}
+	}
 }
