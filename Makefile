@@ -45,6 +45,7 @@ lint:
 bench: build
 	RECALL=$(CURDIR)/$(BIN) bench/run.sh
 	$(GO) test ./fs -run '^$$' -bench Mount -benchtime 3x
+	$(GO) test ./chunkstore -run '^$$' -bench Chunker -benchtime 10x
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/recall
