@@ -230,17 +230,18 @@ func (c *Chunker) take(n int) []byte {
 	return b
 }
 
-// fill moves the unreturned bytes to the front and reads until the buffer
-// is full or the stream ends.
+// fill moves the unreturned bytes to the front, grows the buffer if they
+// fill it, and reads until the buffer is full or the stream ends.
 func (c *Chunker) fill() error {
-	if c.start == 0 && c.end == len(c.buf) {
-		// One chunk fills the buffer: grow it.
-		nb := make([]byte, min(2*len(c.buf), 2*c.max))
-		copy(nb, c.buf[:c.end])
-		c.buf = nb
-	} else if c.start > 0 {
+	if c.start > 0 {
 		c.end = copy(c.buf, c.buf[c.start:c.end])
 		c.start = 0
+	}
+	if c.end == len(c.buf) {
+		// One unfinished chunk fills it (so the buffer is below MaxChunk).
+		nb := make([]byte, min(2*len(c.buf), 2*c.max))
+		copy(nb, c.buf)
+		c.buf = nb
 	}
 	n, err := io.ReadFull(c.rd, c.buf[c.end:])
 	c.end += n

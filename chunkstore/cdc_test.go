@@ -42,6 +42,15 @@ func (j *jumpyReader) Read(p []byte) (int, error) {
 	return j.r.Read(p)
 }
 
+// randomData returns n bytes from rnd.
+func randomData(rnd *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rnd.Uint32())
+	}
+	return b
+}
+
 func ourCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
 	t.Helper()
 	c.Reset(rd)
@@ -65,13 +74,7 @@ func ourCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
 
 func TestChunkerMatchesRestic(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
-	random := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rnd.Uint32())
-		}
-		return b
-	}
+	random := func(n int) []byte { return randomData(rnd, n) }
 	// Data with every kind of stretch: random, zeroes, a repeated short
 	// pattern, low-entropy text.
 	mixed := func(n int) []byte {
@@ -166,11 +169,7 @@ func TestChunkerBadParameters(t *testing.T) {
 // The chunker's cost per byte against restic/chunker's over the same data
 // (go test ./chunkstore -run '^$' -bench Chunker).
 func BenchmarkChunker(b *testing.B) {
-	data := make([]byte, 64<<20)
-	rnd := rand.New(rand.NewPCG(3, 4))
-	for i := range data {
-		data[i] = byte(rnd.Uint32())
-	}
+	data := randomData(rand.New(rand.NewPCG(3, 4)), 64<<20)
 	pol, _ := chunker.RandomPolynomial()
 	b.Run("recall", func(b *testing.B) {
 		tab, _ := newCDCTables(pol)
@@ -202,11 +201,7 @@ func BenchmarkChunker(b *testing.B) {
 }
 
 func BenchmarkCDCScan(b *testing.B) {
-	data := make([]byte, 16<<20)
-	rnd := rand.New(rand.NewPCG(3, 4))
-	for i := range data {
-		data[i] = byte(rnd.Uint32())
-	}
+	data := randomData(rand.New(rand.NewPCG(3, 4)), 16<<20)
 	pol, _ := chunker.RandomPolynomial()
 	tab, _ := newCDCTables(pol)
 	b.SetBytes(int64(len(data) - 64))

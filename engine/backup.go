@@ -103,7 +103,7 @@ type backuper struct {
 	fileSem  chan struct{}
 	chunkQ   chan *chunkJob
 	bufs     *budget
-	chunkers sync.Pool // *chunkstore.Chunker; chunks are copied out into budgeted buffers
+	chunkers sync.Pool // *chunkstore.Chunker, for sequential and parallel chunking; chunks are copied out into budgeted buffers
 
 	errMu sync.Mutex
 	errs  []PathError
@@ -179,6 +179,7 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		bufs:    newBudget(chunkBudget),
 		links:   map[devIno]*linkGroup{},
 	}
+	b.chunkers.New = func() any { return b.st.NewChunker(nil) }
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)
 	defer stopWake()
 	var savers sync.WaitGroup
@@ -659,7 +660,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 				off = rg.start
 			}
 			if rg.end-rg.start >= 2*parSegment && runtime.GOMAXPROCS(0) > 1 {
-				err := parallelCuts(f, b.st.NewChunker, rg.start, rg.end, func(a, e int64) error {
+				err := parallelCuts(f, &b.chunkers, rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {
 						return err
@@ -677,11 +678,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 				continue
 			}
 			if chk == nil {
-				if v := b.chunkers.Get(); v != nil {
-					chk = v.(*chunkstore.Chunker)
-				} else {
-					chk = b.st.NewChunker(nil)
-				}
+				chk = b.chunkers.Get().(*chunkstore.Chunker)
 			}
 			chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start))
 			for {

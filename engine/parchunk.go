@@ -59,7 +59,11 @@ func cutsFrom(f *os.File, chk *chunkstore.Chunker, from, stop, end int64) ([]int
 // parallelCuts calls emit(start, end) for every chunk of [start, end) in
 // order, exactly as sequential chunking would cut it. emit runs in the
 // caller's goroutine; an error from it stops everything.
-func parallelCuts(f *os.File, newChunker func(io.Reader) *chunkstore.Chunker, start, end int64, emit func(a, b int64) error) error {
+//
+// chunkers hands out chunkers with the store's parameters (its New must
+// make one); the backup's sequential path shares it, so buffers are not
+// allocated again per file.
+func parallelCuts(f *os.File, chunkers *sync.Pool, start, end int64, emit func(a, b int64) error) error {
 	workers := runtime.GOMAXPROCS(0)
 	nseg := int((end - start + parSegment - 1) / parSegment)
 	segStart := func(j int) int64 { return start + int64(j)*parSegment }
@@ -74,7 +78,6 @@ func parallelCuts(f *os.File, newChunker func(io.Reader) *chunkstore.Chunker, st
 		close(quit)
 		wg.Wait()
 	}()
-	chunkers := sync.Pool{New: func() any { return newChunker(nil) }}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -54,7 +55,7 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 		}
 		var got []int64
 		last := r[0]
-		err := parallelCuts(f, st.NewChunker, r[0], r[1], func(a, b int64) error {
+		err := parallelCuts(f, &sync.Pool{New: func() any { return st.NewChunker(nil) }}, r[0], r[1], func(a, b int64) error {
 			if a != last {
 				t.Fatalf("gap: chunk starts at %d, previous ended at %d", a, last)
 			}
