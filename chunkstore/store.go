@@ -65,7 +65,7 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: config: %w", dir, err)
 	}
 	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(1<<30))
-	s.zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithZeroFrames(true))
+	s.zenc = newZstdEncoder()
 	if err := s.Refresh(); err != nil {
 		return nil, err
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 )
 
@@ -113,17 +115,38 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 	return true, nil
 }
 
-// worthCompressing test-compresses a sample (1/8 of the blob, 4 to 64 KiB)
-// first, so incompressible data (media, archives, encrypted or random
-// files) costs a fraction of a full compression attempt.
+// newZstdEncoder returns the encoder for blobs: zstd's fastest level, which
+// on text still compresses ~3x, at several times the speed of its default.
+func newZstdEncoder() *zstd.Encoder {
+	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithZeroFrames(true))
+	return e
+}
+
+// worthCompressing tells whether compressing data is likely to pay.
+// Blobs up to sampleMin are simply compressed: zstd gives up on
+// incompressible input fast enough that a test would cost more than it
+// saves. Larger ones test-compress a sample of sampleParts slices taken
+// evenly across the blob, so incompressible data (media, archives,
+// encrypted or random files) costs a few percent of a full attempt and
+// compressible data pays ~2% extra.
 func worthCompressing(s *Store, data, scratch []byte) bool {
-	n := min(max(len(data)/8, 4<<10), 64<<10)
-	if len(data) <= 2*n {
+	if len(data) <= sampleMin {
 		return true
 	}
-	c := s.zenc.EncodeAll(data[:n], scratch)
-	return len(c) < n-n/16
+	sample := scratch[:0]
+	step := len(data) / sampleParts
+	for i := range sampleParts {
+		sample = append(sample, data[i*step:i*step+samplePart]...)
+	}
+	c := s.zenc.EncodeAll(sample, sample[len(sample):len(sample)])
+	return len(c) < len(sample)-len(sample)/16
 }
+
+const (
+	sampleMin   = 128 << 10
+	samplePart  = 4 << 10
+	sampleParts = 4
+)
 
 func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen int) error {
 	w.mu.Lock()

@@ -113,6 +113,12 @@ type backuper struct {
 	nextGroup uint64
 
 	files, dirs, others, bytes, nUnchanged atomic.Int64
+
+	// reading counts files whose content is being read. A large file is
+	// chunked in parallel only while it is the only one: with other files
+	// in flight both cores are busy already, and parallel chunking reads
+	// every byte twice.
+	reading atomic.Int32
 }
 
 type chunkJob struct {
@@ -600,6 +606,8 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 // all-zero chunks as holes. Chunks are hashed, compressed and stored by the
 // saver goroutines while this goroutine keeps chunking.
 func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, int64, error) {
+	b.reading.Add(1)
+	defer b.reading.Add(-1)
 	var exts []*Extent
 	var wg sync.WaitGroup
 	var errp atomic.Pointer[error]
@@ -659,7 +667,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 				addHole(rg.start)
 				off = rg.start
 			}
-			if rg.end-rg.start >= 2*parSegment && runtime.GOMAXPROCS(0) > 1 {
+			if rg.end-rg.start >= 2*parSegment && runtime.GOMAXPROCS(0) > 1 && b.reading.Load() == 1 {
 				err := parallelCuts(f, &b.chunkers, rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {

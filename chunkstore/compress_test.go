@@ -1,0 +1,75 @@
+package chunkstore
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// logText returns n bytes of log-like lines.
+func logText(seed uint64, n int) []byte {
+	rnd := rand.New(rand.NewPCG(seed, 7))
+	levels := []string{"INFO", "WARN", "DEBUG", "ERROR"}
+	words := []string{"request", "served", "cache", "miss", "user", "session", "opened", "closed", "timeout", "retry", "backend", "ok"}
+	var b []byte
+	for i := 0; len(b) < n; i++ {
+		b = fmt.Appendf(b, "2026-11-%02d 12:%02d:%02d.%06d %-5s worker-%d", 1+i%28, rnd.IntN(60), rnd.IntN(60), rnd.IntN(1e6), levels[rnd.IntN(4)], rnd.IntN(16))
+		for range 3 + rnd.IntN(6) {
+			b = append(b, ' ')
+			b = append(b, words[rnd.IntN(len(words))]...)
+		}
+		b = fmt.Appendf(b, " id=%x\n", rnd.Uint32())
+	}
+	return b[:n]
+}
+
+func TestWorthCompressing(t *testing.T) {
+	s := &Store{}
+	s.zenc = newZstdEncoder()
+	text := logText(1, 1<<20)
+	random := randBytes(1, 1<<20)
+	// Random but for a compressible stretch at the start of the last three
+	// quarters (a fifth of the blob, which pays): the sample spans the
+	// blob, so it sees them.
+	mixed := append([]byte(nil), random...)
+	for q := 1; q < 4; q++ {
+		copy(mixed[q*len(mixed)/4:], make([]byte, 64<<10))
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want bool
+	}{
+		{"text", text, true},
+		{"random", random, false},
+		{"mixed", mixed, true},
+		{"small random", random[:sampleMin], true}, // small blobs are simply tried
+	} {
+		if got := worthCompressing(s, c.data, nil); got != c.want {
+			t.Errorf("%s: worthCompressing = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func BenchmarkCompress(b *testing.B) {
+	s := &Store{}
+	s.zenc = newZstdEncoder()
+	scratch := make([]byte, 0, 2<<20)
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"random", randBytes(1, 1<<20)}, {"text", logText(1, 1<<20)}} {
+		b.Run(c.name+"/sample", func(b *testing.B) {
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				worthCompressing(s, c.data, scratch[:0])
+			}
+		})
+		b.Run(c.name+"/full", func(b *testing.B) {
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				s.zenc.EncodeAll(c.data, scratch[:0])
+			}
+		})
+	}
+}
