@@ -40,8 +40,17 @@ func alignedWindow(b []byte, n int) []byte {
 	return b[skip : skip+n : skip+n]
 }
 
-// readDirect reads length bytes at off from an O_DIRECT descriptor.
-func readDirect(f *os.File, off int64, length int, dst []byte) ([]byte, error) {
+// directPiece is the size of the pieces a lone large direct read is split
+// into. They are read at once and handed on in order as they arrive, so
+// the caller hashes the first ones while the disk still reads the rest: a
+// cold random read through the mount waits for about the read alone, not
+// the read and then the hash of a whole chunk.
+const directPiece = 256 << 10
+
+// readDirect reads length bytes at off from an O_DIRECT descriptor, in
+// pieces read at once when split is set. When visit is not nil it gets
+// the blob's bytes in order, piece by piece, as they arrive.
+func readDirect(f *os.File, off int64, length int, dst []byte, split bool, visit func([]byte)) ([]byte, error) {
 	start := off &^ (readAlign - 1)
 	end := (off + int64(length) + readAlign - 1) &^ (readAlign - 1)
 	n := int(end - start)
@@ -49,13 +58,61 @@ func readDirect(f *os.File, off int64, length int, dst []byte) ([]byte, error) {
 	if buf == nil {
 		buf = alignedWindow(make([]byte, n+readAlign), n)
 	}
-	got, err := f.ReadAt(buf, start)
 	head := int(off - start)
-	if got < head+length {
-		if err == nil || errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: pack truncated", ErrCorrupt)
+	truncated := fmt.Errorf("%w: pack truncated", ErrCorrupt)
+	pieces := (n + directPiece - 1) / directPiece
+	if !split || pieces == 1 {
+		got, err := f.ReadAt(buf, start)
+		if got < head+length {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = truncated
+			}
+			return nil, err
 		}
-		return nil, err
+		blob := buf[head : head+length : head+length]
+		if visit != nil {
+			visit(blob)
+		}
+		return blob, nil
+	}
+	// piece i covers buf[i*directPiece : min((i+1)*directPiece, n)].
+	done := make([]chan error, pieces)
+	for i := range done {
+		done[i] = make(chan error, 1)
+	}
+	read := func(i int) {
+		lo, hi := i*directPiece, min((i+1)*directPiece, n)
+		got, err := f.ReadAt(buf[lo:hi], start+int64(lo))
+		// Only the blob's own bytes must be there: the aligned tail
+		// past the end of the pack reads short.
+		if need := min(hi, head+length) - lo; got < need {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = truncated
+			}
+		} else {
+			err = nil
+		}
+		done[i] <- err
+	}
+	for i := 1; i < pieces; i++ {
+		go read(i)
+	}
+	read(0)
+	var first error
+	for i := range done {
+		err := <-done[i] // every piece is waited for: none writes into buf after return
+		if first == nil {
+			first = err
+		}
+		if first == nil && visit != nil {
+			lo, hi := max(i*directPiece, head), min((i+1)*directPiece, head+length)
+			if lo < hi {
+				visit(buf[lo:hi])
+			}
+		}
+	}
+	if first != nil {
+		return nil, first
 	}
 	return buf[head : head+length : head+length], nil
 }

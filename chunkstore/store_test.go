@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"github.com/recall-backup/recall/internal/golden"
+	"golang.org/x/sys/unix"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -256,27 +257,48 @@ func TestLockNamesHolder(t *testing.T) {
 
 func TestReadDirectWindows(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "f")
-	data := randBytes(9, 3*readAlign+123)
+	data := randBytes(9, 3*directPiece+5*readAlign+123)
 	os.WriteFile(p, data, 0o600)
-	f, err := os.Open(p)
+	buffered, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	scratch := make([]byte, 5*readAlign)
-	for _, c := range []struct{ off, n int }{{0, 10}, {1, readAlign}, {readAlign - 1, 2}, {100, 2 * readAlign}, {len(data) - 7, 7}, {0, len(data)}} {
-		for _, dst := range [][]byte{nil, scratch, scratch[3:]} {
-			got, err := readDirect(f, int64(c.off), c.n, dst)
-			if err != nil || !bytes.Equal(got, data[c.off:c.off+c.n]) {
-				t.Fatalf("off %d n %d: %v", c.off, c.n, err)
-			}
-			if uintptr(unsafe.Pointer(&got[0]))%readAlign != uintptr(c.off%readAlign) {
-				t.Errorf("off %d: window not aligned with the file", c.off)
+	defer buffered.Close()
+	files := []*os.File{buffered}
+	if direct, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECT, 0); err == nil {
+		defer direct.Close()
+		files = append(files, direct)
+	}
+	scratch := make([]byte, len(data)+3*readAlign)
+	cases := []struct{ off, n int }{
+		{0, 10}, {1, readAlign}, {readAlign - 1, 2}, {100, 2 * readAlign}, {len(data) - 7, 7},
+		// Several pieces, read at once and visited in order.
+		{0, len(data)}, {100, 2*directPiece + 7}, {directPiece - 1, directPiece + 2}, {len(data) - directPiece - 5, directPiece + 5},
+	}
+	for _, f := range files {
+		for _, c := range cases {
+			for i, dst := range [][]byte{nil, scratch, scratch[3:]} {
+				var visited []byte
+				got, err := readDirect(f, int64(c.off), c.n, dst, i != 1, func(p []byte) { visited = append(visited, p...) })
+				want := data[c.off : c.off+c.n]
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("off %d n %d: %v", c.off, c.n, err)
+				}
+				if !bytes.Equal(visited, want) {
+					t.Fatalf("off %d n %d: visited %d bytes, not the blob in order", c.off, c.n, len(visited))
+				}
+				if uintptr(unsafe.Pointer(&got[0]))%readAlign != uintptr(c.off%readAlign) {
+					t.Errorf("off %d: window not aligned with the file", c.off)
+				}
 			}
 		}
-	}
-	if _, err := readDirect(f, int64(len(data)-3), 10, nil); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("read past the end: %v", err)
+		for _, c := range []struct{ off, n int }{{len(data) - 3, 10}, {10, len(data)}} {
+			for _, split := range []bool{false, true} {
+				if _, err := readDirect(f, int64(c.off), c.n, nil, split, func([]byte) {}); !errors.Is(err, ErrCorrupt) {
+					t.Errorf("read of %d bytes at %d (split %v), past the end: %v", c.n, c.off, split, err)
+				}
+			}
+		}
 	}
 	// The store reads plaintext blobs with O_DIRECT where the file system has it.
 	_, s := newStore(t, false)
