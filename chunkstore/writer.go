@@ -138,7 +138,7 @@ func worthCompressing(s *Store, data, scratch []byte) bool {
 	for i := range sampleParts {
 		sample = append(sample, data[i*step:i*step+samplePart]...)
 	}
-	c := s.zenc.EncodeAll(sample, sample[len(sample):len(sample)])
+	c := s.zenc.EncodeAll(sample, sample[len(sample):])
 	return len(c) < len(sample)-len(sample)/16
 }
 
