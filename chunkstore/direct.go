@@ -59,14 +59,10 @@ func readDirect(f *os.File, off int64, length int, dst []byte, split bool, visit
 		buf = alignedWindow(make([]byte, n+readAlign), n)
 	}
 	head := int(off - start)
-	truncated := fmt.Errorf("%w: pack truncated", ErrCorrupt)
 	pieces := (n + directPiece - 1) / directPiece
 	if !split || pieces == 1 {
 		got, err := f.ReadAt(buf, start)
-		if got < head+length {
-			if err == nil || errors.Is(err, io.EOF) {
-				err = truncated
-			}
+		if err := shortRead(got, head+length, err); err != nil {
 			return nil, err
 		}
 		blob := buf[head : head+length : head+length]
@@ -85,14 +81,7 @@ func readDirect(f *os.File, off int64, length int, dst []byte, split bool, visit
 		got, err := f.ReadAt(buf[lo:hi], start+int64(lo))
 		// Only the blob's own bytes must be there: the aligned tail
 		// past the end of the pack reads short.
-		if need := min(hi, head+length) - lo; got < need {
-			if err == nil || errors.Is(err, io.EOF) {
-				err = truncated
-			}
-		} else {
-			err = nil
-		}
-		done[i] <- err
+		done[i] <- shortRead(got, min(hi, head+length)-lo, err)
 	}
 	for i := 1; i < pieces; i++ {
 		go read(i)
@@ -116,6 +105,21 @@ func readDirect(f *os.File, off int64, length int, dst []byte, split bool, visit
 	}
 	return buf[head : head+length : head+length], nil
 }
+
+// shortRead turns the result of a read that needed need bytes into nil
+// when it got them, the read's error, or errTruncated for a pack that
+// ends early.
+func shortRead(got, need int, err error) error {
+	if got >= need {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return errTruncated
+	}
+	return err
+}
+
+var errTruncated = fmt.Errorf("%w: pack truncated", ErrCorrupt)
 
 // ChunkBuffer returns a buffer LoadBlob can fill with any data chunk of
 // this store without allocating: the largest chunk plus the aligned

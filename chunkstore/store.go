@@ -411,10 +411,8 @@ func readAt(f *os.File, off int64, n int, buf []byte) ([]byte, error) {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if _, err := f.ReadAt(buf, off); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: pack truncated", ErrCorrupt)
-		}
+	got, err := f.ReadAt(buf, off)
+	if err := shortRead(got, n, err); err != nil {
 		return nil, err
 	}
 	return buf, nil

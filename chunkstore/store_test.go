@@ -182,19 +182,35 @@ func TestWrongPassword(t *testing.T) {
 	}
 }
 
+// saveRandom takes s's writer lock and saves n random bytes from seed as
+// one data blob.
+func saveRandom(t *testing.T, s *Store, seed int64, n int) (*Lock, *Writer, []byte, ID) {
+	t.Helper()
+	lock, err := s.LockWriter(context.Background(), "test", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := lock.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randBytes(seed, n)
+	id := s.Hash(data)
+	if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
+		t.Fatal(err)
+	}
+	return lock, w, data, id
+}
+
 func TestCorruptBlobDetected(t *testing.T) {
 	for _, enc := range []bool{false, true} {
-		dir, s := newStore(t, enc)
-		lock, _ := s.LockWriter(context.Background(), "test", 0, nil)
-		w, _ := lock.NewWriter()
-		data := randBytes(1, 50_000)
-		id := s.Hash(data)
-		w.SaveBlob(DataBlob, id, data)
+		_, s := newStore(t, enc)
+		_, w, _, id := saveRandom(t, s, 1, 50_000)
 		if err := w.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		pack, _ := s.PackOf(id)
-		p := filepath.Join(dir, "packs", pack.String()[:2], pack.String())
+		p := s.packPath(pack)
 		b, _ := os.ReadFile(p)
 		b[100] ^= 0x40
 		os.WriteFile(p, b, 0o600)
@@ -210,11 +226,7 @@ func TestCorruptBlobDetected(t *testing.T) {
 
 func TestOrphanPackReused(t *testing.T) {
 	dir, s := newStore(t, false)
-	lock, _ := s.LockWriter(context.Background(), "test", 0, nil)
-	w, _ := lock.NewWriter()
-	data := randBytes(3, 70_000)
-	id := s.Hash(data)
-	w.SaveBlob(DataBlob, id, data)
+	lock, w, data, id := saveRandom(t, s, 3, 70_000)
 	// Finish the pack but "crash" before the index file.
 	w.mu.Lock()
 	p := w.open[DataBlob]
