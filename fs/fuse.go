@@ -230,6 +230,7 @@ func (s *sourceNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	if p == nil {
 		if _, ok := ParseSnapshotName(name); ok {
 			s.t.Sync(syncAge)
+			s.freshLatest()
 			if src = s.source(); src != nil {
 				p = src.Point(name)
 			}
@@ -246,6 +247,7 @@ func (s *sourceNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 
 func (s *sourceNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	s.t.Sync(syncAge)
+	s.freshLatest()
 	src := s.source()
 	self := sourceIno(s.name)
 	list := []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR, Ino: self}, {Name: "..", Mode: syscall.S_IFDIR, Ino: 1}}
@@ -260,12 +262,38 @@ func (s *sourceNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 	return gofs.NewListDirStream(list), 0
 }
 
-// latestNode is <mnt>/<source>/latest, a symlink to the newest point.
+// freshLatest drops the kernel's cached target of latest when it is no
+// longer the newest point, before the caller answers: what the kernel
+// reads through latest after that is the newest point (see Refresh).
+// Called only from requests on the source directory, never from one on
+// latest itself, whose pages the invalidation may wait for.
+func (s *sourceNode) freshLatest() {
+	c := s.GetChild(LatestName)
+	if c == nil {
+		return
+	}
+	l, ok := c.Operations().(*latestNode)
+	if !ok {
+		return
+	}
+	// Nothing given yet may still mean a READLINK in flight with the old
+	// target: invalidate then too.
+	if gave, src := l.gave.Load(), s.source(); gave != nil && src != nil && *gave == src.Latest().Name {
+		return
+	}
+	c.NotifyContent(0, 0)
+}
+
+// latestNode is <mnt>/<source>/latest, a symlink to the newest point. The
+// kernel caches its target like any symlink's (no READLINK per path
+// through it); when the newest point changes, the server drops that
+// cache: in the request that notices (freshLatest), or from Watch.
 type latestNode struct {
 	gofs.Inode
 	readOnly
 	t      *Tree
 	source string
+	gave   atomic.Pointer[string] // the target last given to the kernel
 }
 
 var (
@@ -301,7 +329,9 @@ func (l *latestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if src == nil {
 		return nil, syscall.ENOENT
 	}
-	return []byte(src.Latest().Name), 0
+	name := src.Latest().Name
+	l.gave.Store(&name)
+	return []byte(name), 0
 }
 
 // adapter is what the nodes of one mount share.

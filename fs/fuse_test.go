@@ -209,11 +209,31 @@ func TestMountFollowsNewAndForgottenPoints(t *testing.T) {
 	writeFile(t, filepath.Join(src, "f"), []byte("v2!"), 0o644)
 	ts.backup(src, "s", base.Add(time.Minute))
 	name2 := SnapshotName(base.Add(time.Minute))
+	// What recall backup does after committing: the kernel's cached
+	// target of latest is dropped before it returns.
+	refreshMount(srv.Dir(), "s")
 	if b, _ := os.ReadFile(filepath.Join(dir, "latest/f")); string(b) != "v2!" {
 		t.Fatalf("latest/f after a new point = %q", b)
 	}
 	if got := list(); got != name1+" "+name2+" latest" {
 		t.Fatalf("listing %q", got)
+	}
+	// Without that, the watcher moves latest soon.
+	writeFile(t, filepath.Join(src, "f"), []byte("v3"), 0o644)
+	p3 := ts.backup(src, "s", base.Add(2*time.Minute))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(dir, "latest/f")); string(b) == "v3" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("latest/f long after a new point = %q", b)
+		}
+	}
+	if err := ts.st.RemovePoint(p3.ID); err != nil {
+		t.Fatal(err)
+	}
+	refreshMount(srv.Dir(), "s")
+	if b, _ := os.ReadFile(filepath.Join(dir, "latest/f")); string(b) != "v2!" {
+		t.Fatalf("latest/f after forgetting the newest point = %q", b)
 	}
 	// A new source appears in the root.
 	ts.backup(src, "other", time.Time{})
@@ -251,6 +271,38 @@ func TestMountFollowsNewAndForgottenPoints(t *testing.T) {
 	b := make([]byte, 10)
 	if n, err := f.ReadAt(b, 0); string(b[:n]) != "v1" {
 		t.Fatalf("open file of a forgotten point: %q, %v", b[:n], err)
+	}
+}
+
+// The kernel keeps latest's target (paths through latest cost no
+// READLINK) until the server drops it: here nothing runs Watch, so only
+// refreshMount, what recall backup does after a commit, moves latest.
+func TestMountLatestCachedUntilRefresh(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), []byte("v1"), 0o644)
+	base := time.Now().UTC().Add(-time.Hour)
+	ts.backup(src, "s", base)
+	tr, err := New(ts.backend(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := mountTree(t, tr, MountOptions{})
+	f := filepath.Join(srv.Dir(), "s", LatestName, "f")
+	if b, _ := os.ReadFile(f); string(b) != "v1" {
+		t.Fatalf("latest/f = %q", b)
+	}
+	writeFile(t, filepath.Join(src, "f"), []byte("v2"), 0o644)
+	ts.backup(src, "s", base.Add(time.Minute))
+	if b, _ := os.ReadFile(f); string(b) != "v1" {
+		t.Fatalf("latest/f before any refresh = %q: the kernel did not keep latest's target", b)
+	}
+	refreshMount(srv.Dir(), "s")
+	if b, _ := os.ReadFile(f); string(b) != "v2" {
+		t.Fatalf("latest/f after refresh = %q", b)
+	}
+	if got, _ := os.Readlink(filepath.Join(srv.Dir(), "s", LatestName)); got != SnapshotName(base.Add(time.Minute)) {
+		t.Fatalf("latest -> %q", got)
 	}
 }
 

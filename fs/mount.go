@@ -90,7 +90,12 @@ func Mount(dir string, t *Tree, o MountOptions) (*Server, error) {
 			// POSIX ACLs (backed up as system.posix_acl_* xattrs) are
 			// enforced by the kernel like the modes, and cached per inode.
 			EnableAcl: true,
-			Debug:     o.Debug,
+			// Symlink targets are cached by the kernel: a path through
+			// latest costs no READLINK (ls -l of a directory through it
+			// made three per entry). The one target that changes, latest's,
+			// is dropped from the cache when it moves (see Refresh).
+			EnableSymlinkCaching: true,
+			Debug:                o.Debug,
 		},
 	}
 	if o.Log != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,6 +76,71 @@ func FindMount(dir string) (MountEntry, bool, error) {
 		ok = true // later lines are mounted on top: keep the last
 	}
 	return found, ok, sc.Err()
+}
+
+// StoreMounts returns the mount points of the recall mounts (of this
+// mount namespace) that serve the store at home. A mount shows its home
+// directory as its source; it is compared as a file, so another spelling
+// of the same directory matches too.
+func StoreMounts(home string) ([]string, error) {
+	hst, err := os.Stat(home)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var dirs []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, x := range fields {
+			if x == "-" && i >= 6 {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+2 >= len(fields) || fields[sep+1] != "fuse.recall" {
+			continue
+		}
+		if st, err := os.Stat(unescapeMount(fields[sep+2])); err == nil && os.SameFile(st, hst) {
+			dirs = append(dirs, unescapeMount(fields[4]))
+		}
+	}
+	return dirs, sc.Err()
+}
+
+// syncName is a point name no store has (year 9999). Looking it up in a
+// source directory always reaches the server, which re-reads the points
+// first: see Refresh.
+var syncName = SnapshotName(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
+
+// Refresh makes the recall mounts of the store at home show source's
+// points as they are now, before it returns: the new point, the forgotten
+// one gone, and latest pointing at the newest. The kernel caches the
+// target of latest (so that paths through it cost no round trip); a
+// lookup of a point name the source lacks makes the server re-read the
+// points and drop that cached target if it changed. Call it after
+// committing or forgetting a point. Best effort: mounts this process may
+// not enter catch up on their own within about a second.
+func Refresh(home, source string) {
+	dirs, err := StoreMounts(home)
+	if err != nil {
+		return
+	}
+	for _, d := range dirs {
+		refreshMount(d, source)
+	}
+}
+
+// refreshMount is Refresh for the mount at dir.
+func refreshMount(dir, source string) {
+	var st unix.Stat_t
+	unix.Lstat(filepath.Join(dir, source, syncName), &st)
 }
 
 // unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.

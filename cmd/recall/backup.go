@@ -8,6 +8,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +54,11 @@ func init() {
 			finish := startJob(c, &engine.Job{Kind: "backup", Source: c.String("source"), Path: c.Args().First()})
 			p, err := backup(c, st)
 			finish(p, err)
+			if p != nil {
+				// Mounts of this store show the point, and latest moves to
+				// it, before this command returns.
+				fs.Refresh(c.String("home"), p.Source)
+			}
 			return err
 		},
 	})

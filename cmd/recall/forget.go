@@ -61,6 +61,7 @@ func init() {
 			if err := st.RemovePoint(p.ID); err != nil {
 				return err
 			}
+			fs.Refresh(c.String("home"), p.Source)
 			fmt.Fprintf(c.App.Writer, "forgot point %s of source %s from %s (%s in a mount); its chunks stay in the store until garbage collection\n",
 				p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339), name)
 			return nil
