@@ -126,16 +126,32 @@ var syncName = SnapshotName(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
 // lookup of a point name the source lacks makes the server re-read the
 // points and drop that cached target if it changed. Call it after
 // committing or forgetting a point. Best effort: mounts this process may
-// not enter catch up on their own within about a second.
+// not enter catch up on their own within about a second, and a mount
+// whose server does not answer within refreshWait is left to do so (the
+// lookup stays behind; the caller is about to exit anyway).
 func Refresh(home, source string) {
 	dirs, err := StoreMounts(home)
-	if err != nil {
+	if err != nil || len(dirs) == 0 {
 		return
 	}
+	done := make(chan struct{}, len(dirs))
 	for _, d := range dirs {
-		refreshMount(d, source)
+		go func() {
+			refreshMount(d, source)
+			done <- struct{}{}
+		}()
+	}
+	timeout := time.After(refreshWait)
+	for range dirs {
+		select {
+		case <-done:
+		case <-timeout:
+			return
+		}
 	}
 }
+
+const refreshWait = 5 * time.Second
 
 // refreshMount is Refresh for the mount at dir.
 func refreshMount(dir, source string) {
