@@ -278,10 +278,20 @@ func (s *sourceNode) freshLatest() {
 	}
 	// Nothing given yet may still mean a READLINK in flight with the old
 	// target: invalidate then too.
-	if gave, src := l.gave.Load(), s.source(); gave != nil && src != nil && *gave == src.Latest().Name {
+	gave, src := l.gave.Load(), s.source()
+	if src == nil {
+		c.NotifyContent(0, 0)
+		return
+	}
+	name := src.Latest().Name
+	if gave != nil && *gave == name {
 		return
 	}
 	c.NotifyContent(0, 0)
+	// The kernel holds no target now; the next READLINK gives name. (A
+	// READLINK that gave an older one meanwhile has stored that instead,
+	// and the next request invalidates again.)
+	l.gave.CompareAndSwap(gave, &name)
 }
 
 // latestNode is <mnt>/<source>/latest, a symlink to the newest point. The
