@@ -47,13 +47,23 @@ type MountEntry struct {
 
 // FindMount returns the topmost mount at dir (an absolute, clean path).
 func FindMount(dir string) (MountEntry, bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return MountEntry{}, false, err
-	}
-	defer f.Close()
 	var found MountEntry
 	ok := false
+	err := eachMount(func(m MountEntry) {
+		if m.Dir == dir {
+			found, ok = m, true // later lines are mounted on top: keep the last
+		}
+	})
+	return found, ok, err
+}
+
+// eachMount calls fn for every line of /proc/self/mountinfo, in order.
+func eachMount(fn func(MountEntry)) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -69,13 +79,9 @@ func FindMount(dir string) (MountEntry, bool, error) {
 		if sep < 0 || sep+2 >= len(fields) {
 			continue
 		}
-		if unescapeMount(fields[4]) != dir {
-			continue
-		}
-		found = MountEntry{Dir: dir, Options: fields[5], FSType: fields[sep+1], Source: unescapeMount(fields[sep+2])}
-		ok = true // later lines are mounted on top: keep the last
+		fn(MountEntry{Dir: unescapeMount(fields[4]), Options: fields[5], FSType: fields[sep+1], Source: unescapeMount(fields[sep+2])})
 	}
-	return found, ok, sc.Err()
+	return sc.Err()
 }
 
 // StoreMounts returns the mount points of the recall mounts (of this
@@ -87,31 +93,16 @@ func StoreMounts(home string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	var dirs []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" && i >= 6 {
-				sep = i
-				break
-			}
+	err = eachMount(func(m MountEntry) {
+		if m.FSType != "fuse.recall" {
+			return
 		}
-		if sep < 0 || sep+2 >= len(fields) || fields[sep+1] != "fuse.recall" {
-			continue
+		if st, err := os.Stat(m.Source); err == nil && os.SameFile(st, hst) {
+			dirs = append(dirs, m.Dir)
 		}
-		if st, err := os.Stat(unescapeMount(fields[sep+2])); err == nil && os.SameFile(st, hst) {
-			dirs = append(dirs, unescapeMount(fields[4]))
-		}
-	}
-	return dirs, sc.Err()
+	})
+	return dirs, err
 }
 
 // syncName is a point name no store has (year 9999). Looking it up in a
@@ -120,8 +111,9 @@ func StoreMounts(home string) ([]string, error) {
 var syncName = SnapshotName(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
 
 // Refresh makes the recall mounts of the store at home show source's
-// points as they are now, before it returns: the new point, the forgotten
-// one gone, and latest pointing at the newest. The kernel caches the
+// points as they are now before it returns: latest points at the newest,
+// a new point is there, and listings no longer show a forgotten one (the
+// kernel lets go of its cached name a moment later). The kernel caches the
 // target of latest (so that paths through it cost no round trip); a
 // lookup of a point name the source lacks makes the server re-read the
 // points and drop that cached target if it changed. Call it after
