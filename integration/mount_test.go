@@ -334,6 +334,21 @@ func TestMountNewPointAppearsAndLatestMoves(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, pts[0], "f.txt")); string(b) != "version 1" {
 		t.Fatalf("old point's f.txt = %q", b)
 	}
+	// The same store under another spelling of its home (a symlink) is
+	// recognised as the mounted one: latest moves at once too.
+	link := filepath.Join(t.TempDir(), "home-link")
+	check(t, os.Symlink(e.home, link))
+	e2 := &env{t: t, home: link, vars: e.vars}
+	mustWrite(t, filepath.Join(src, "f.txt"), []byte("version 3"), 0o644)
+	e2.ok("backup", "--source", "data", src)
+	if b, _ := os.ReadFile(filepath.Join(dir, "latest/f.txt")); string(b) != "version 3" {
+		t.Fatalf("latest/f.txt after a backup through a symlinked home = %q", b)
+	}
+	// Forgetting the newest point moves latest back at once.
+	e.ok("forget", "--source", "data", "latest")
+	if b, _ := os.ReadFile(filepath.Join(dir, "latest/f.txt")); string(b) != "version two" {
+		t.Fatalf("latest/f.txt after forgetting the newest point = %q", b)
+	}
 	// A backup of another source adds a directory to the root.
 	e.ok("backup", "--source", "other", src)
 	waitFor(t, "new source", func() bool { _, err := os.Stat(filepath.Join(mnt, "other", "latest", "f.txt")); return err == nil })
