@@ -750,7 +750,7 @@ report() {
 		echo "versions: recall $(recall_version | grep . || echo '(no version command)')${RECALL_BROKEN:+ (unusable: $RECALL_BROKEN)}; $(restic version 2>/dev/null | cut -d' ' -f1-2); $(borg --version 2>/dev/null)"
 		local load1
 		load1=$(cut -d' ' -f1 /proc/loadavg)
-		echo "machine load (1 min avg) at start $LOAD0, at end $load1; CPU time taken by the host (steal) ${steal}%; best of $BENCH_REPEAT round(s)$(awk -v a="$LOAD0" -v b="$load1" -v n="$(nproc)" 'BEGIN { if (a > n / 2 || b > n / 2) print "  WARNING: machine busy, results are noisy (try BENCH_REPEAT=3)" }')"
+		echo "machine load (1 min avg) at start $LOAD0, at end $load1; CPU time taken by the host (steal) ${steal}%; best of $BENCH_REPEAT round(s)$(awk -v a="$LOAD0" -v b="$load1" -v n="$(nproc)" 'BEGIN { if (a > n / 2 || b > n / 2) print "  WARNING: machine busy, results are noisy (try more rounds, BENCH_REPEAT, or a quieter time)" }')"
 		echo "data: scale $BENCH_SCALE seed $BENCH_SEED; set $(fmt1 "$(calc "$SET_BYTES / 1048576")") MiB in $SET_FILES files; single file $(fmt1 "$(calc "$SINGLE_BYTES / 1048576")") MiB; insertion file $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB + $INS_N insertions (MB = 10^6 bytes)"
 		echo "note: restic (repo v2, zstd auto) and borg (repokey, lz4) encrypt by default; recall's default store is unencrypted,"
 		echo "      so 'first backup (enc)' repeats recall's first backup on an 'init --encrypt' store for a like-for-like comparison."
