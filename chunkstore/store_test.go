@@ -97,14 +97,7 @@ func TestStoreRoundTrip(t *testing.T) {
 			PackTargetSize = 1 << 20
 			defer func() { PackTargetSize = old }()
 			dir, s := newStore(t, enc)
-			lock, err := s.LockWriter(context.Background(), "test", 0, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, err := lock.NewWriter()
-			if err != nil {
-				t.Fatal(err)
-			}
+			lock, w := openWriter(t, s)
 			blobs := map[ID][]byte{}
 			for i := 0; i < 40; i++ {
 				var data []byte
@@ -182,9 +175,8 @@ func TestWrongPassword(t *testing.T) {
 	}
 }
 
-// saveRandom takes s's writer lock and saves n random bytes from seed as
-// one data blob.
-func saveRandom(t *testing.T, s *Store, seed int64, n int) (*Lock, *Writer, []byte, ID) {
+// openWriter takes s's writer lock and opens a writer.
+func openWriter(t *testing.T, s *Store) (*Lock, *Writer) {
 	t.Helper()
 	lock, err := s.LockWriter(context.Background(), "test", 0, nil)
 	if err != nil {
@@ -194,6 +186,14 @@ func saveRandom(t *testing.T, s *Store, seed int64, n int) (*Lock, *Writer, []by
 	if err != nil {
 		t.Fatal(err)
 	}
+	return lock, w
+}
+
+// saveRandom takes s's writer lock and saves n random bytes from seed as
+// one data blob.
+func saveRandom(t *testing.T, s *Store, seed int64, n int) (*Lock, *Writer, []byte, ID) {
+	t.Helper()
+	lock, w := openWriter(t, s)
 	data := randBytes(seed, n)
 	id := s.Hash(data)
 	if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
@@ -240,11 +240,8 @@ func TestOrphanPackReused(t *testing.T) {
 	if !s2.Has(id) {
 		t.Fatal("blob of an unindexed pack is not found")
 	}
-	l2, err := s2.LockWriter(context.Background(), "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w2, _ := l2.NewWriter()
+	l2, w2 := openWriter(t, s2)
+	defer l2.Unlock()
 	if fresh, _ := w2.SaveBlob(DataBlob, id, data); fresh {
 		t.Error("blob of the orphan pack was stored again")
 	}

@@ -265,8 +265,9 @@ func (s *sourceNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 // freshLatest drops the kernel's cached target of latest when it is no
 // longer the newest point, before the caller answers: what the kernel
 // reads through latest after that is the newest point (see Refresh).
-// Called only from requests on the source directory, never from one on
-// latest itself, whose pages the invalidation may wait for.
+// Called from requests on the source directory and from Server.apply,
+// never from a request on latest itself, whose pages the invalidation may
+// wait for.
 func (s *sourceNode) freshLatest() {
 	c := s.GetChild(LatestName)
 	if c == nil {
@@ -296,8 +297,8 @@ func (s *sourceNode) freshLatest() {
 
 // latestNode is <mnt>/<source>/latest, a symlink to the newest point. The
 // kernel caches its target like any symlink's (no READLINK per path
-// through it); when the newest point changes, the server drops that
-// cache: in the request that notices (freshLatest), or from Watch.
+// through it); when the newest point changes, freshLatest drops that
+// cache: in the request that notices, or from Watch.
 type latestNode struct {
 	gofs.Inode
 	readOnly

@@ -337,12 +337,7 @@ func TestMountDamagedChunkIsEIO(t *testing.T) {
 	writeFile(t, filepath.Join(src, "bad"), bad, 0o644)
 	writeFile(t, filepath.Join(src, "good"), good, 0o644)
 	ts.backup(src, "s", time.Time{})
-	fb := newFaulty(ts.backend())
-	var log logSink
-	tr, err := New(fb, Options{Log: log.log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, fb, log := ts.faultyTree(t, Options{})
 	root := tr.Source("s").Latest().Root()
 	for _, x := range lookupPath(t, root, "bad").Node().Extents {
 		fb.badChunks[x.ID] = true
@@ -373,12 +368,7 @@ func TestMountTreeWalkStoresAhead(t *testing.T) {
 		writeFile(t, filepath.Join(src, "d", sprintf("f%02d", i)), want[i], 0o644)
 	}
 	ts.backup(src, "s", time.Time{})
-	fb := newFaulty(ts.backend())
-	var log logSink
-	tr, err := New(fb, Options{Log: log.log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, fb, log := ts.faultyTree(t, Options{})
 	const bad = 20
 	for _, x := range lookupPath(t, tr.Source("s").Latest().Root(), sprintf("d/f%02d", bad)).Node().Extents {
 		fb.badChunks[x.ID] = true

@@ -99,6 +99,22 @@ func (f *faultyBackend) LoadTree(id chunkstore.ID) (*engine.Tree, error) {
 	return f.Backend.LoadTree(id)
 }
 
+// faultyTree makes a tree over ts through a faultyBackend, logging to a
+// logSink unless o says where.
+func (ts *testStore) faultyTree(t testing.TB, o Options) (*Tree, *faultyBackend, *logSink) {
+	t.Helper()
+	fb := newFaulty(ts.backend())
+	log := &logSink{}
+	if o.Log == nil {
+		o.Log = log.log
+	}
+	tr, err := New(fb, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, fb, log
+}
+
 // logSink collects log lines.
 type logSink struct {
 	mu    sync.Mutex

@@ -223,8 +223,8 @@ func (s *Server) apply(c Changes) {
 	for _, name := range c.Sources {
 		if src := root.GetChild(name); src != nil {
 			src.NotifyContent(0, 0)
-			if l := src.GetChild(LatestName); l != nil {
-				l.NotifyContent(0, 0)
+			if sn, ok := src.Operations().(*sourceNode); ok {
+				sn.freshLatest()
 			}
 		}
 	}

@@ -95,7 +95,7 @@ func StoreMounts(home string) ([]string, error) {
 	}
 	var dirs []string
 	err = eachMount(func(m MountEntry) {
-		if m.FSType != "fuse.recall" {
+		if m.FSType != FSType {
 			return
 		}
 		if st, err := os.Stat(m.Source); err == nil && os.SameFile(st, hst) {

@@ -276,12 +276,7 @@ func TestTreeDamagedChunkFailsOnlyThatRead(t *testing.T) {
 	writeFile(t, filepath.Join(src, "bad"), bad, 0o644)
 	writeFile(t, filepath.Join(src, "good"), good, 0o644)
 	ts.backup(src, "s", time.Time{})
-	fb := newFaulty(ts.backend())
-	var log logSink
-	tr, err := New(fb, Options{Log: log.log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, fb, log := ts.faultyTree(t, Options{})
 	p := tr.Source("s").Latest()
 	badEntry := lookupPath(t, p.Root(), "bad")
 	n := badEntry.Node()
@@ -293,7 +288,7 @@ func TestTreeDamagedChunkFailsOnlyThatRead(t *testing.T) {
 	if k, err := h.ReadAt(buf, 0); err != nil || !bytes.Equal(buf[:k], bad[:4096]) {
 		t.Fatalf("read before the damage: %d, %v", k, err)
 	}
-	_, err = readAll(t, badEntry, 1<<20)
+	_, err := readAll(t, badEntry, 1<<20)
 	if !errors.Is(err, ErrDamaged) || errno(err) != syscall.EIO {
 		t.Fatalf("damaged file read: %v (errno %v)", err, errno(err))
 	}
@@ -312,11 +307,7 @@ func TestTreeDamagedDirectoryIsAnErrorNotEmpty(t *testing.T) {
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "d/f"), []byte("x"), 0o644)
 	ts.backup(src, "s", time.Time{})
-	fb := newFaulty(ts.backend())
-	tr, err := New(fb, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, fb, _ := ts.faultyTree(t, Options{})
 	d := lookupPath(t, tr.Source("s").Latest().Root(), "d")
 	fb.badTrees[d.Node().Subtree] = true
 	if nodes, err := d.Children(); err == nil || errno(err) != syscall.EIO {
@@ -332,11 +323,7 @@ func TestTreeSequentialReadPrefetches(t *testing.T) {
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "big"), randomBytes(7, 24<<20), 0o644)
 	ts.backup(src, "s", time.Time{})
-	fb := newFaulty(ts.backend())
-	tr, err := New(fb, Options{Prefetch: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, fb, _ := ts.faultyTree(t, Options{Prefetch: 3})
 	e := lookupPath(t, tr.Source("s").Latest().Root(), "big")
 	n := e.Node()
 	if len(n.Extents) < 5 {

@@ -263,11 +263,18 @@ func compareMeta(t *testing.T, what string, want, got map[string]fileMeta, skipR
 	}
 }
 
-func TestMountBrowseCopyDiff(t *testing.T) {
+// mountEnv is the start of most mount tests: FUSE is there, a store is
+// initialised, and src is a path for the live data (not created yet).
+func mountEnv(t *testing.T) (e *env, src string) {
+	t.Helper()
 	requireFUSE(t)
-	e := newEnv(t)
+	e = newEnv(t)
 	e.ok("init")
-	src := filepath.Join(t.TempDir(), "data")
+	return e, filepath.Join(t.TempDir(), "data")
+}
+
+func TestMountBrowseCopyDiff(t *testing.T) {
+	e, src := mountEnv(t)
 	makeRichTree(t, src)
 	e.ok("backup", "--source", "data", src)
 	mnt := t.TempDir()
@@ -305,10 +312,7 @@ func TestMountBrowseCopyDiff(t *testing.T) {
 }
 
 func TestMountNewPointAppearsAndLatestMoves(t *testing.T) {
-	requireFUSE(t)
-	e := newEnv(t)
-	e.ok("init")
-	src := filepath.Join(t.TempDir(), "data")
+	e, src := mountEnv(t)
 	mustWrite(t, filepath.Join(src, "f.txt"), []byte("version 1"), 0o644)
 	e.ok("backup", "--source", "data", src)
 	mnt := t.TempDir()
@@ -355,10 +359,7 @@ func TestMountNewPointAppearsAndLatestMoves(t *testing.T) {
 }
 
 func TestForgetWhileFileOpen(t *testing.T) {
-	requireFUSE(t)
-	e := newEnv(t)
-	e.ok("init")
-	src := filepath.Join(t.TempDir(), "data")
+	e, src := mountEnv(t)
 	content := randBytes(3, 3<<20)
 	mustWrite(t, filepath.Join(src, "f.bin"), content, 0o644)
 	out := e.ok("backup", "--json", "--source", "data", src)
@@ -401,10 +402,7 @@ func TestForgetWhileFileOpen(t *testing.T) {
 }
 
 func TestMountCorruptChunkGivesEIO(t *testing.T) {
-	requireFUSE(t)
-	e := newEnv(t)
-	e.ok("init")
-	src := filepath.Join(t.TempDir(), "data")
+	e, src := mountEnv(t)
 	bad := randBytes(4, 2<<20)
 	mustWrite(t, filepath.Join(src, "bad.bin"), bad, 0o644)
 	e.ok("backup", "--source", "data", src)
@@ -457,10 +455,7 @@ func TestMountCorruptChunkGivesEIO(t *testing.T) {
 }
 
 func TestUmountBusyAndLazy(t *testing.T) {
-	requireFUSE(t)
-	e := newEnv(t)
-	e.ok("init")
-	src := filepath.Join(t.TempDir(), "data")
+	e, src := mountEnv(t)
 	mustWrite(t, filepath.Join(src, "f"), []byte("x"), 0o644)
 	e.ok("backup", "--source", "data", src)
 	mnt := t.TempDir()
@@ -501,10 +496,7 @@ func mountedAt(t *testing.T, dir string) (string, bool) {
 }
 
 func TestMountAfterKill9(t *testing.T) {
-	requireFUSE(t)
-	e := newEnv(t)
-	e.ok("init")
-	src := filepath.Join(t.TempDir(), "data")
+	e, src := mountEnv(t)
 	mustWrite(t, filepath.Join(src, "f"), []byte("still here"), 0o644)
 	e.ok("backup", "--source", "data", src)
 	mnt := t.TempDir()
@@ -526,10 +518,7 @@ func TestMountAfterKill9(t *testing.T) {
 }
 
 func TestMountDuringBackup(t *testing.T) {
-	requireFUSE(t)
-	e := newEnv(t)
-	e.ok("init")
-	src := filepath.Join(t.TempDir(), "data")
+	e, src := mountEnv(t)
 	mustWrite(t, filepath.Join(src, "f"), []byte("first"), 0o644)
 	e.ok("backup", "--source", "data", src)
 	for i := 0; i < 8; i++ {
@@ -582,10 +571,7 @@ func TestMountDuringBackup(t *testing.T) {
 }
 
 func TestMountSinglePointAndHelperScript(t *testing.T) {
-	requireFUSE(t)
-	e := newEnv(t)
-	e.ok("init")
-	src := filepath.Join(t.TempDir(), "data")
+	e, src := mountEnv(t)
 	mustWrite(t, filepath.Join(src, "f"), []byte("one"), 0o644)
 	out := e.ok("backup", "--json", "--source", "data", src)
 	id := regexp.MustCompile(`"id":"([0-9a-f]+)"`).FindStringSubmatch(out)[1]

@@ -67,12 +67,11 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 		},
 		Action: func(c *cli.Context) error {
-			cat, err := engine.OpenCatalog(catalogPath(c), catalogWait)
-			if err != nil {
+			var jobs []engine.Job
+			err := withCatalog(c, func(cat *engine.Catalog) (err error) {
+				jobs, err = cat.Jobs(c.Int("last"))
 				return err
-			}
-			defer cat.Close()
-			jobs, err := cat.Jobs(c.Int("last"))
+			})
 			if err != nil {
 				return err
 			}
