@@ -71,7 +71,7 @@ func TestIndexMemoryPerChunk(t *testing.T) {
 	}
 }
 
-func newStore(t *testing.T, encrypt bool) (string, *Store) {
+func newStore(t testing.TB, encrypt bool) (string, *Store) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
 	if _, err := Init(dir, InitOptions{Encrypt: encrypt, Password: "pw", KDFMemoryKB: 1024}); err != nil {
@@ -176,7 +176,7 @@ func TestWrongPassword(t *testing.T) {
 }
 
 // openWriter takes s's writer lock and opens a writer.
-func openWriter(t *testing.T, s *Store) (*Lock, *Writer) {
+func openWriter(t testing.TB, s *Store) (*Lock, *Writer) {
 	t.Helper()
 	lock, err := s.LockWriter(context.Background(), "test", 0, nil)
 	if err != nil {
