@@ -11,8 +11,9 @@
 #                   insertion count (default 1: ~2 GiB set incl. 20,000 small files,
 #                   2 GiB single file, 1 GiB file + copy with 100 4 KiB insertions)
 #   BENCH_SEED      data set seed (default 1)
-#   BENCH_SECTIONS  space separated subset of: restic borg recall recall-enc single insert mount
-#                   (default: all)
+#   BENCH_SECTIONS  space separated subset of: restic borg recall recall-enc single insert mount mountgo
+#                   (default: all; mountgo runs the mount's Go benchmarks in fs/ with
+#                   -count BENCH_REPEAT: 100k listing, 1,000 points, random reads)
 #   BENCH_REPEAT    run every section N times on fresh repositories and report
 #                   the best time / highest peak RSS (default 1; use 3 on a busy machine)
 #   BENCH_PAIRS     how many times each round restores the 1 GiB file and reads
@@ -29,7 +30,7 @@ RECALL=${RECALL:-./bin/recall}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/recall-bench}
 BENCH_SCALE=${BENCH_SCALE:-1}
 BENCH_SEED=${BENCH_SEED:-1}
-BENCH_SECTIONS=${BENCH_SECTIONS:-restic borg recall recall-enc single insert mount}
+BENCH_SECTIONS=${BENCH_SECTIONS:-restic borg recall recall-enc single insert mount mountgo}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
 [[ $BENCH_REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_REPEAT must be a positive integer" >&2; exit 2; }
@@ -549,6 +550,63 @@ mount_reads() {
 	fi
 }
 
+# host_reference: the same tar as through the mounts, of the source tree in
+# the page cache (best of three). It involves no backup tool: how long it
+# takes says how fast this machine is at the moment, which steal alone does
+# not show (the host's own contention on memory and caches is not steal).
+HOSTREF=() # one best-of-three time per round
+host_reference() {
+	local i best=
+	warm "$SET/small"
+	for ((i = 0; i < 3; i++)); do
+		timed host.tar bash -c 'tar cf - -C "$1" . | cat >/dev/null' _ "$SET/small" || return 0
+		best=$(awk -v a="$(last_s host.tar)" -v b="${best:-1e9}" 'BEGIN { print (a < b) ? a : b }')
+	done
+	HOSTREF+=("$best")
+}
+
+# section_mountgo: the mount's own Go benchmarks (fs/bench_test.go), whose
+# targets need no other tool: listing 100k entries < 1 s, `ls` of 1,000
+# points < 0.2 s, mount ready < 1 s with 1,000 points, random 4 KiB reads
+# median < 2 ms. -count BENCH_REPEAT; the best run is judged, like the
+# best round above, and every run is printed.
+section_mountgo() {
+	local keys=(go.list100k.s go.list100k.attrs.s go.points1000.ms go.ready1000.ms go.random4k.ms go.random4k.p90.ms go.seqread.mbps)
+	if ! command -v go >/dev/null 2>&1 || [[ ! -f $ROOT/fs/bench_test.go ]]; then
+		na "${keys[@]}" "needs the go tool and the source tree"
+		return
+	fi
+	if ((EUID != 0)); then
+		na "${keys[@]}" "needs root (the benchmarks mount)"
+		return
+	fi
+	log "=== mountgo: go test ./fs -bench Mount -benchtime 3x -count $BENCH_REPEAT"
+	if ! (cd "$ROOT" && go test ./fs -run '^$' -bench Mount -benchtime 3x -count "$BENCH_REPEAT") >"$LOGS/mountgo.log" 2>&1; then
+		na "${keys[@]}" "go test failed: $(grep -v '^[[:space:]]*$' "$LOGS/mountgo.log" | tail -n 1 | cut -c1-120) (see $LOGS/mountgo.log)"
+		return
+	fi
+	# Lines: name-GOMAXPROCS  N  ns/op  [value unit]...; the table below
+	# says which unit of which benchmark goes to which key, scaled by div.
+	local name key unit div line
+	while read -r name key unit div; do
+		while read -r line; do
+			[[ -n $line ]] || continue
+			GORUNS[$key]+="$line "
+			if [[ $key == go.seqread.mbps ]]; then setmax "$key" "$line"; else setmin "$key" "$line"; fi
+		done < <(awk -v n="$name" -v u="$unit" -v d="$div" '{ b = $1; sub(/-[0-9]+$/, "", b) } b == n { for (i = 3; i < NF; i++) if ($(i + 1) == u) print $i / d }' "$LOGS/mountgo.log")
+		have "$key" || E[$key]="no result (see $LOGS/mountgo.log)"
+	done <<-'EOF'
+		BenchmarkMountList100k/names go.list100k.s ns/op 1e9
+		BenchmarkMountList100k/names+attrs go.list100k.attrs.s ns/op 1e9
+		BenchmarkMountListPoints1000 go.points1000.ms ns/op 1e6
+		BenchmarkMountReady1000Points go.ready1000.ms ns/op 1e6
+		BenchmarkMountRandom4K go.random4k.ms ms-median 1
+		BenchmarkMountRandom4K go.random4k.p90.ms ms-p90 1
+		BenchmarkMountSequentialRead go.seqread.mbps MB/s 1
+	EOF
+}
+declare -A GORUNS=() # key -> every run's value
+
 bench_mount() {
 	local keys=(mount.recall.read.s mount.restic.read.s mount.recall.tar.s mount.restic.tar.s recall.restore1g.s)
 	if [[ -z $MOUNT_OK ]]; then
@@ -733,6 +791,31 @@ report() {
 		CHECKS_JSON+=("{\"name\":\"mount\",\"skipped\":$(json_str "$MOUNT_WHY"),\"ratio\":null,\"pass\":null,\"counted\":false}")
 	fi
 
+	# The mount's Go benchmarks: absolute targets, best run judged.
+	runs() { if [[ -n ${GORUNS[$1]:-} ]]; then printf '%s' "$(for r in ${GORUNS[$1]}; do fmt2 "$r"; printf ' '; done)"; else printf 'n/a (%s) ' "$(why "$1")"; fi; }
+	check "listing 100k entries" "seconds, best" "$(val go.list100k.s)" "<=" 1
+	row "listing 100k entries" "names $(runs go.list100k.s)s  $V"
+	check "listing 100k entries with attributes" "seconds, best" "$(val go.list100k.attrs.s)" "<=" 1 extra
+	row "" "names and attributes (ls -l) $(runs go.list100k.attrs.s)s  $V"
+	check "ls of 1,000 points" "ms, best" "$(val go.points1000.ms)" "<=" 200
+	row "ls 1,000 points" "$(runs go.points1000.ms)ms  $V"
+	check "mount ready, 1,000 points" "ms, best" "$(val go.ready1000.ms)" "<=" 1000
+	row "mount ready" "with 1,000 points $(runs go.ready1000.ms)ms  $V"
+	check "random 4 KiB reads of a 4 GiB file, cold" "median ms, best" "$(val go.random4k.ms)" "<=" 2
+	row "random 4 KiB reads" "median $(runs go.random4k.ms)ms (p90 $(runs go.random4k.p90.ms)ms)  $V"
+	if [[ -n ${GORUNS[go.seqread.mbps]:-} ]]; then
+		row "" "first read of the 4 GiB file through a fresh mount (Go benchmark, info): $(for r in ${GORUNS[go.seqread.mbps]}; do printf '%.0f ' "$r"; done)MB/s"
+	fi
+	if ((${#HOSTREF[@]})); then
+		local refbest
+		refbest=$(printf '%s
+' "${HOSTREF[@]}" | sort -g | head -n 1)
+		row "host reference" "tar of set/small from the page cache, no backup tool: $(for r in "${HOSTREF[@]}"; do fmt2 "$r"; printf ' '; done)s (one per round)"
+		if have mount.recall.tar.s; then
+			row "" "recall mount small-file tar / host reference: $(fmt2 "$(calc "${M[mount.recall.tar.s]} / $refbest")")x (info: the mount's cost over the kernel's own)"
+		fi
+	fi
+
 	# Correctness of restores (untimed diffs).
 	local k v ok=""
 	for k in restic.restore borg.restore recall.restore recall.restore1g mount.recall; do
@@ -768,6 +851,16 @@ report() {
 		printf '  "host": {"name": %s, "cores": %d, "mem_kib": %d, "load_start": %s, "load_end": %s, "steal_pct": %s},\n' "$(json_str "$(hostname)")" "$(nproc)" \
 			"$(awk '/MemTotal/ { print $2 }' /proc/meminfo)" "$LOAD0" "$(cut -d' ' -f1 /proc/loadavg)" "$steal"
 		printf '  "mount_restore_pairs": [%s],\n' "$(IFS=,; printf '%s' "${PAIRS[*]}")"
+		printf '  "host_reference_tar_s": [%s],\n' "$(IFS=,; printf '%s' "${HOSTREF[*]}")"
+		printf '  "go_runs": {'
+		first=1
+		for k in $(printf '%s\n' "${!GORUNS[@]}" | sort); do
+			((first)) || printf ','
+			first=0
+			printf '\n    %s: [%s]' "$(json_str "$k")" "$(echo ${GORUNS[$k]} | tr ' ' ',')"
+		done
+		printf '\n  },\n'
+		first=1
 		printf '  "versions": {"recall": %s, "restic": %s, "borg": %s},\n' \
 			"$(json_str "$(recall_version)")" "$(json_str "$(restic version 2>/dev/null || true)")" "$(json_str "$(borg --version 2>/dev/null || true)")"
 		printf '  "measurements": {'
@@ -826,9 +919,16 @@ main() {
 				na ${SECTION_KEYS[$s]} "section not selected"
 			fi
 		done
+		log "=== host reference (round $round/$BENCH_REPEAT)"
+		host_reference
 		log "=== mount (round $round/$BENCH_REPEAT)"
 		bench_mount
 	done
+	if has_section mountgo; then
+		section_mountgo
+	else
+		na go.list100k.s go.list100k.attrs.s go.points1000.ms go.ready1000.ms go.random4k.ms go.random4k.p90.ms go.seqread.mbps "section not selected"
+	fi
 	report
 	rmrf "$RESTORE"
 }
