@@ -792,17 +792,18 @@ report() {
 	fi
 
 	# The mount's Go benchmarks: absolute targets, best run judged.
-	runs() { if [[ -n ${GORUNS[$1]:-} ]]; then printf '%s' "$(for r in ${GORUNS[$1]}; do fmt2 "$r"; printf ' '; done)"; else printf 'n/a (%s) ' "$(why "$1")"; fi; }
+	# runs KEY UNIT: every run's value, or why there is none.
+	runs() { if [[ -n ${GORUNS[$1]:-} ]]; then printf '%s%s' "$(for r in ${GORUNS[$1]}; do fmt2 "$r"; printf ' '; done)" "$2"; else printf 'n/a (%s)' "$(why "$1")"; fi; }
 	check "listing 100k entries" "seconds, best" "$(val go.list100k.s)" "<=" 1
-	row "listing 100k entries" "names $(runs go.list100k.s)s  $V"
+	row "listing 100k entries" "names $(runs go.list100k.s s)  $V"
 	check "listing 100k entries with attributes" "seconds, best" "$(val go.list100k.attrs.s)" "<=" 1 extra
-	row "" "names and attributes (ls -l) $(runs go.list100k.attrs.s)s  $V"
+	row "" "names and attributes (ls -l) $(runs go.list100k.attrs.s s)  $V"
 	check "ls of 1,000 points" "ms, best" "$(val go.points1000.ms)" "<=" 200
-	row "ls 1,000 points" "$(runs go.points1000.ms)ms  $V"
+	row "ls 1,000 points" "$(runs go.points1000.ms ms)  $V"
 	check "mount ready, 1,000 points" "ms, best" "$(val go.ready1000.ms)" "<=" 1000
-	row "mount ready" "with 1,000 points $(runs go.ready1000.ms)ms  $V"
+	row "mount ready" "with 1,000 points $(runs go.ready1000.ms ms)  $V"
 	check "random 4 KiB reads of a 4 GiB file, cold" "median ms, best" "$(val go.random4k.ms)" "<=" 2
-	row "random 4 KiB reads" "median $(runs go.random4k.ms)ms (p90 $(runs go.random4k.p90.ms)ms)  $V"
+	row "random 4 KiB reads" "median $(runs go.random4k.ms ms) (p90 $(runs go.random4k.p90.ms ms))  $V"
 	if [[ -n ${GORUNS[go.seqread.mbps]:-} ]]; then
 		row "" "first read of the 4 GiB file through a fresh mount (Go benchmark, info): $(for r in ${GORUNS[go.seqread.mbps]}; do printf '%.0f ' "$r"; done)MB/s"
 	fi
@@ -833,7 +834,9 @@ report() {
 		echo "versions: recall $(recall_version | grep . || echo '(no version command)')${RECALL_BROKEN:+ (unusable: $RECALL_BROKEN)}; $(restic version 2>/dev/null | cut -d' ' -f1-2); $(borg --version 2>/dev/null)"
 		local load1
 		load1=$(cut -d' ' -f1 /proc/loadavg)
-		echo "machine load (1 min avg) at start $LOAD0, at end $load1; CPU time taken by the host (steal) ${steal}%; best of $BENCH_REPEAT round(s)$(awk -v a="$LOAD0" -v b="$load1" -v n="$(nproc)" 'BEGIN { if (a > n / 2 || b > n / 2) print "  WARNING: machine busy, results are noisy (try more rounds, BENCH_REPEAT, or a quieter time)" }')"
+		# The load at the end is mostly this run's own work; what says
+		# the machine was shared is the load before it and the steal.
+		echo "machine load (1 min avg) at start $LOAD0, at end $load1 (this run's own work included); CPU time taken by the host (steal) ${steal}%; best of $BENCH_REPEAT round(s)$(awk -v a="$LOAD0" -v s="$steal" -v n="$(nproc)" 'BEGIN { if (a > n / 2 || s > 5) print "  WARNING: machine busy, results are noisy (try more rounds, BENCH_REPEAT, or a quieter time)" }')"
 		echo "data: scale $BENCH_SCALE seed $BENCH_SEED; set $(fmt1 "$(calc "$SET_BYTES / 1048576")") MiB in $SET_FILES files; single file $(fmt1 "$(calc "$SINGLE_BYTES / 1048576")") MiB; insertion file $(fmt1 "$(calc "$INS_BYTES / 1048576")") MiB + $INS_N insertions (MB = 10^6 bytes)"
 		echo "note: restic (repo v2, zstd auto) and borg (repokey, lz4) encrypt by default; recall's default store is unencrypted,"
 		echo "      so 'first backup (enc)' repeats recall's first backup on an 'init --encrypt' store for a like-for-like comparison."
