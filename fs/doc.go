@@ -91,6 +91,9 @@
 // file in the directory it read too, the next files, up to 4 MiB, are
 // loaded on all CPUs and stored in the kernel's page cache
 // (FUSE_NOTIFY_STORE), and the walker reads them without a request.
+// Their chunks then leave the chunk cache, since the kernel holds the
+// bytes: a walk through 300 MiB of small files peaks at ~100 MiB of
+// server memory instead of filling the cache.
 //
 // A chunk that is missing or fails verification fails that read with an
 // error (EIO through FUSE) and a log line naming the source, the point and

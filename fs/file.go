@@ -165,6 +165,18 @@ func (h *Handle) dropBehind(off int64) {
 	}
 }
 
+// dropCached takes the file's chunks out of the cache: the caller knows
+// the kernel holds the whole content (it was stored in the kernel's cache),
+// so keeping them would only crowd out others, and their buffers are
+// reused at once instead of new ones being allocated.
+func (h *Handle) dropCached() {
+	for _, x := range h.e.n.Extents {
+		if !x.Hole {
+			h.e.p.t.chunks.remove(x.ID)
+		}
+	}
+}
+
 // prefetch starts loads of extents from..from+Prefetch-1 that no earlier
 // prefetch of this handle started, as far as the global prefetch limit
 // allows. Errors are left for the read that needs the chunk to report.

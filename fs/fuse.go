@@ -623,6 +623,7 @@ func (a *adapter) store(c *gofs.Inode, en *entryNode) bool {
 		}
 		return false
 	}
+	h.dropCached()
 	return true
 }
 

@@ -399,6 +399,15 @@ func TestMountTreeWalkStoresAhead(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// What the kernel holds is not kept twice: the chunks of the stored
+	// files have left the chunk cache.
+	for i := 2; i < files; i++ {
+		for _, x := range lookupPath(t, tr.Source("s").Latest().Root(), sprintf("d/f%02d", i)).Node().Extents {
+			if tr.chunks.has(x.ID) {
+				t.Errorf("f%02d: chunk %s still cached after it was stored in the kernel", i, x.ID.Short())
+			}
+		}
+	}
 	for i := 2; i < files; i++ {
 		read(i)
 	}
