@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"unsafe"
+
+	"github.com/zeebo/blake3"
 )
 
 // Large plaintext blobs are read with O_DIRECT: the disk writes straight into
@@ -41,16 +43,16 @@ func alignedWindow(b []byte, n int) []byte {
 }
 
 // directPiece is the size of the pieces a lone large direct read is split
-// into. They are read at once and handed on in order as they arrive, so
-// the caller hashes the first ones while the disk still reads the rest: a
-// cold random read through the mount waits for about the read alone, not
-// the read and then the hash of a whole chunk.
+// into. They are read at once, and each is hashed on the goroutine that
+// read it as soon as it lands (leafHasher), so a cold random read through
+// the mount waits for about the read alone, not the read and then the hash
+// of a whole chunk.
 const directPiece = 256 << 10
 
-// readDirect reads length bytes at off from an O_DIRECT descriptor, in
-// pieces read at once when split is set. When visit is not nil it gets
-// the blob's bytes in order, piece by piece, as they arrive.
-func readDirect(f *os.File, off int64, length int, dst []byte, split bool, visit func([]byte)) ([]byte, error) {
+// readDirect reads length bytes at off from an O_DIRECT descriptor and
+// returns them with their BLAKE3-256 hash. With split, the read is made of
+// pieces read at once and hashed as they arrive.
+func readDirect(f *os.File, off int64, length int, dst []byte, split bool) ([]byte, ID, error) {
 	start := off &^ (readAlign - 1)
 	end := (off + int64(length) + readAlign - 1) &^ (readAlign - 1)
 	n := int(end - start)
@@ -63,14 +65,12 @@ func readDirect(f *os.File, off int64, length int, dst []byte, split bool, visit
 	if !split || pieces == 1 {
 		got, err := f.ReadAt(buf, start)
 		if err := shortRead(got, head+length, err); err != nil {
-			return nil, err
+			return nil, ID{}, err
 		}
 		blob := buf[head : head+length : head+length]
-		if visit != nil {
-			visit(blob)
-		}
-		return blob, nil
+		return blob, blake3.Sum256(blob), nil
 	}
+	h := newLeafHasher(buf, head, length, directPiece)
 	// piece i covers buf[i*directPiece : min((i+1)*directPiece, n)].
 	done := make([]chan error, pieces)
 	for i := range done {
@@ -81,7 +81,11 @@ func readDirect(f *os.File, off int64, length int, dst []byte, split bool, visit
 		got, err := f.ReadAt(buf[lo:hi], start+int64(lo))
 		// Only the blob's own bytes must be there: the aligned tail
 		// past the end of the pack reads short.
-		done[i] <- shortRead(got, min(hi, head+length)-lo, err)
+		err = shortRead(got, min(hi, head+length)-lo, err)
+		if err == nil {
+			h.arrived(lo, hi)
+		}
+		done[i] <- err
 	}
 	for i := 1; i < pieces; i++ {
 		go read(i)
@@ -89,21 +93,16 @@ func readDirect(f *os.File, off int64, length int, dst []byte, split bool, visit
 	read(0)
 	var first error
 	for i := range done {
-		err := <-done[i] // every piece is waited for: none writes into buf after return
-		if first == nil {
+		// Every piece is waited for: none writes into buf, or hashes
+		// it, after return.
+		if err := <-done[i]; first == nil {
 			first = err
-		}
-		if first == nil && visit != nil {
-			lo, hi := max(i*directPiece, head), min((i+1)*directPiece, head+length)
-			if lo < hi {
-				visit(buf[lo:hi])
-			}
 		}
 	}
 	if first != nil {
-		return nil, first
+		return nil, ID{}, first
 	}
-	return buf[head : head+length : head+length], nil
+	return buf[head : head+length : head+length], h.sum(), nil
 }
 
 // shortRead turns the result of a read that needed need bytes into nil

@@ -349,15 +349,10 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 	if s.keys.aead == nil && !l.compressed() {
 		// Plaintext, uncompressed: read straight into the result,
 		// hashing as the pieces arrive.
-		h := hasherPool.Get().(*blake3.Hasher)
-		defer hasherPool.Put(h)
-		h.Reset()
-		raw, err := s.readPlain(l, dst, func(p []byte) { h.Write(p) })
+		raw, sum, err := s.readPlain(l, dst)
 		if err != nil {
 			return fail(err)
 		}
-		var sum ID
-		h.Sum(sum[:0])
 		if sum != id {
 			return fail(errMismatch)
 		}
@@ -381,30 +376,30 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 	return out, nil
 }
 
-// readPlain reads a stored-as-is blob into dst's storage: large ones with
-// O_DIRECT where the file system has it, the rest through the page cache.
-// visit, if not nil, gets the blob's bytes in order as they arrive.
-func (s *Store) readPlain(l loc, dst []byte, visit func([]byte)) ([]byte, error) {
+// readPlain reads a stored-as-is blob into dst's storage, and hashes it:
+// large ones with O_DIRECT where the file system has it, the rest through
+// the page cache.
+func (s *Store) readPlain(l loc, dst []byte) ([]byte, ID, error) {
 	if l.length() >= directMin {
 		if df := s.directPackFile(l.pack); df != nil {
 			// A lone read (a random read through the mount) is split
-			// so hashing overlaps the disk; with others in flight (a
-			// restore, a prefetching reader) the disk is busy anyway
-			// and whole reads are cheaper for it.
+			// so hashing overlaps the disk and uses both cores; with
+			// others in flight (a restore, a prefetching reader) those
+			// are busy anyway and whole reads are cheaper for the disk.
 			split := s.loading.Add(1) == 1
 			defer s.loading.Add(-1)
-			return readDirect(df, int64(l.off), int(l.length()), dst, split, visit)
+			return readDirect(df, int64(l.off), int(l.length()), dst, split)
 		}
 	}
 	f, err := s.packFile(l.pack)
 	if err != nil {
-		return nil, err
+		return nil, ID{}, err
 	}
 	b, err := readAt(f, int64(l.off), int(l.length()), dst)
-	if err == nil && visit != nil {
-		visit(b)
+	if err != nil {
+		return nil, ID{}, err
 	}
-	return b, err
+	return b, blake3.Sum256(b), nil
 }
 
 // readAt reads n bytes at off into buf's storage (allocating when it is
@@ -431,8 +426,6 @@ func checkPlain(id ID, data []byte) error {
 }
 
 var errMismatch = fmt.Errorf("%w: content does not match its id", ErrCorrupt)
-
-var hasherPool = sync.Pool{New: func() any { return blake3.New() }}
 
 // decodeBlob turns stored bytes into plaintext and checks the id.
 func (s *Store) decodeBlob(id ID, stored []byte, compressed bool, dst []byte) ([]byte, error) {

@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/recall-backup/recall/internal/golden"
-	"golang.org/x/sys/unix"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"testing"
 	"unsafe"
+
+	"github.com/recall-backup/recall/internal/golden"
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
 )
 
 func testID(b byte) (i ID) {
@@ -202,24 +204,29 @@ func saveRandom(t *testing.T, s *Store, seed int64, n int) (*Lock, *Writer, []by
 	return lock, w, data, id
 }
 
+// A flipped byte is found in a small blob (read through the page cache)
+// and in a large one (read with O_DIRECT in pieces hashed as they arrive,
+// where the file system has it), the flip in its third piece.
 func TestCorruptBlobDetected(t *testing.T) {
 	for _, enc := range []bool{false, true} {
-		_, s := newStore(t, enc)
-		_, w, _, id := saveRandom(t, s, 1, 50_000)
-		if err := w.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		pack, _ := s.PackOf(id)
-		p := s.packPath(pack)
-		b, _ := os.ReadFile(p)
-		b[100] ^= 0x40
-		os.WriteFile(p, b, 0o600)
-		s.Close()
-		if _, err := s.LoadBlob(id, nil); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("encrypted=%v: flipped byte read back with err %v", enc, err)
-		}
-		if _, bad, _ := s.CheckPack(pack); len(bad) != 1 {
-			t.Errorf("encrypted=%v: CheckPack found %d bad blobs, want 1", enc, len(bad))
+		for _, c := range []struct{ size, flip int }{{50_000, 100}, {1_100_000, 2*directPiece + 1000}} {
+			_, s := newStore(t, enc)
+			_, w, _, id := saveRandom(t, s, 1, c.size)
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			pack, _ := s.PackOf(id)
+			p := s.packPath(pack)
+			b, _ := os.ReadFile(p)
+			b[c.flip] ^= 0x40
+			os.WriteFile(p, b, 0o600)
+			s.Close()
+			if _, err := s.LoadBlob(id, nil); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("encrypted=%v, %d bytes: flipped byte read back with err %v", enc, c.size, err)
+			}
+			if _, bad, _ := s.CheckPack(pack); len(bad) != 1 {
+				t.Errorf("encrypted=%v, %d bytes: CheckPack found %d bad blobs, want 1", enc, c.size, len(bad))
+			}
 		}
 	}
 }
@@ -281,20 +288,19 @@ func TestReadDirectWindows(t *testing.T) {
 	scratch := make([]byte, len(data)+3*readAlign)
 	cases := []struct{ off, n int }{
 		{0, 10}, {1, readAlign}, {readAlign - 1, 2}, {100, 2 * readAlign}, {len(data) - 7, 7},
-		// Several pieces, read at once and visited in order.
+		// Several pieces, read at once and hashed as they arrive.
 		{0, len(data)}, {100, 2*directPiece + 7}, {directPiece - 1, directPiece + 2}, {len(data) - directPiece - 5, directPiece + 5},
 	}
 	for _, f := range files {
 		for _, c := range cases {
 			for i, dst := range [][]byte{nil, scratch, scratch[3:]} {
-				var visited []byte
-				got, err := readDirect(f, int64(c.off), c.n, dst, i != 1, func(p []byte) { visited = append(visited, p...) })
+				got, sum, err := readDirect(f, int64(c.off), c.n, dst, i != 1)
 				want := data[c.off : c.off+c.n]
 				if err != nil || !bytes.Equal(got, want) {
 					t.Fatalf("off %d n %d: %v", c.off, c.n, err)
 				}
-				if !bytes.Equal(visited, want) {
-					t.Fatalf("off %d n %d: visited %d bytes, not the blob in order", c.off, c.n, len(visited))
+				if sum != blake3.Sum256(want) {
+					t.Fatalf("off %d n %d (split %v): wrong hash", c.off, c.n, i != 1)
 				}
 				if uintptr(unsafe.Pointer(&got[0]))%readAlign != uintptr(c.off%readAlign) {
 					t.Errorf("off %d: window not aligned with the file", c.off)
@@ -303,7 +309,7 @@ func TestReadDirectWindows(t *testing.T) {
 		}
 		for _, c := range []struct{ off, n int }{{len(data) - 3, 10}, {10, len(data)}} {
 			for _, split := range []bool{false, true} {
-				if _, err := readDirect(f, int64(c.off), c.n, nil, split, func([]byte) {}); !errors.Is(err, ErrCorrupt) {
+				if _, _, err := readDirect(f, int64(c.off), c.n, nil, split); !errors.Is(err, ErrCorrupt) {
 					t.Errorf("read of %d bytes at %d (split %v), past the end: %v", c.n, c.off, split, err)
 				}
 			}

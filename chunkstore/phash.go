@@ -1,0 +1,103 @@
+package chunkstore
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+
+	"lukechampine.com/blake3/guts"
+)
+
+// Hashing a blob while its pieces arrive. A blob read alone (a random read
+// through the mount) is read in pieces at once (readDirect), and the disk
+// hands them back at about the same time; hashed after the read, as one
+// stream, the hash added about 0.3 ms per MiB to a 0.6 ms read. BLAKE3 is
+// a tree of 1 KiB chunks, so the blob's hash can be put together from
+// hashes of aligned parts of it computed in any order. leafHasher computes
+// the chaining value of each 16 KiB leaf (one SIMD call of
+// lukechampine.com/blake3/guts) on the goroutine whose piece completes it,
+// so the pieces are hashed on both cores as they land, and merges the
+// leaves as the BLAKE3 tree does when all are in. The result is BLAKE3-256
+// exactly (TestLeafHasher compares it with github.com/zeebo/blake3, which
+// hashes everywhere else).
+
+// leafBytes is the size of a leaf: what one SIMD call compresses, an
+// aligned subtree of the blob's tree (the last leaf may be shorter).
+const leafBytes = guts.MaxSIMD * guts.ChunkSize
+
+var leafPool = sync.Pool{New: func() any { return new([leafBytes]byte) }}
+
+// leafHasher hashes a blob that sits at offset base of a read buffer read
+// in pieces of pieceSize bytes.
+type leafHasher struct {
+	blob  []byte // capacity len(blob): leaves never look past the blob
+	base  int
+	piece int
+	wait  []atomic.Int32 // per leaf: pieces still to arrive
+	cvs   [][8]uint32
+}
+
+func newLeafHasher(buf []byte, base, length, pieceSize int) *leafHasher {
+	n := (length + leafBytes - 1) / leafBytes
+	h := &leafHasher{blob: buf[base : base+length : base+length], base: base, piece: pieceSize, wait: make([]atomic.Int32, n), cvs: make([][8]uint32, n)}
+	for j := range n {
+		lo, hi := base+j*leafBytes, base+min((j+1)*leafBytes, length)
+		h.wait[j].Store(int32((hi-1)/pieceSize - lo/pieceSize + 1))
+	}
+	return h
+}
+
+// arrived records that buffer bytes [lo, hi), one whole piece, are in, and
+// hashes the leaves that were waiting only for them. Safe to call from the
+// goroutines that read the pieces, once per piece.
+func (h *leafHasher) arrived(lo, hi int) {
+	lo, hi = max(lo-h.base, 0), min(hi-h.base, len(h.blob))
+	if lo >= hi {
+		return // only alignment padding
+	}
+	for j := lo / leafBytes; j <= (hi-1)/leafBytes; j++ {
+		if h.wait[j].Add(-1) == 0 {
+			h.cvs[j] = h.leaf(j)
+		}
+	}
+}
+
+// leaf returns the chaining value of leaf j.
+func (h *leafHasher) leaf(j int) [8]uint32 {
+	b := h.blob[j*leafBytes:]
+	counter := uint64(j * guts.MaxSIMD)
+	if len(b) >= leafBytes {
+		return guts.ChainingValue(guts.CompressBuffer((*[leafBytes]byte)(b[:leafBytes]), leafBytes, &guts.IV, counter, 0))
+	}
+	// The last leaf: the SIMD compressor reads a whole leaf's worth.
+	buf := leafPool.Get().(*[leafBytes]byte)
+	defer leafPool.Put(buf)
+	copy(buf[:], b)
+	return guts.ChainingValue(guts.CompressBuffer(buf, len(b), &guts.IV, counter, 0))
+}
+
+// sum returns the blob's BLAKE3-256 hash. Every piece must have arrived,
+// and the blob must be longer than one leaf.
+func (h *leafHasher) sum() ID {
+	// The leaves are aligned subtrees of equal size, the last one ending
+	// the blob: they merge pairwise, level by level, an odd last one
+	// moving up as it is, and the last parent is the root.
+	cvs := h.cvs
+	for len(cvs) > 2 {
+		m := len(cvs) / 2
+		for i := range m {
+			cvs[i] = guts.ChainingValue(guts.ParentNode(cvs[2*i], cvs[2*i+1], &guts.IV, 0))
+		}
+		if len(cvs)%2 == 1 {
+			cvs[m] = cvs[len(cvs)-1]
+			m++
+		}
+		cvs = cvs[:m]
+	}
+	out := guts.CompressNode(guts.ParentNode(cvs[0], cvs[1], &guts.IV, guts.FlagRoot))
+	var id ID
+	for i := range 8 {
+		binary.LittleEndian.PutUint32(id[4*i:], out[i])
+	}
+	return id
+}
