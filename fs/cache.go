@@ -45,7 +45,8 @@ type cacheCall[V any] struct {
 	done    chan struct{}
 	v       V
 	err     error
-	waiters int // gets sharing this load, besides the loader
+	waiters int  // gets sharing this load, besides the loader
+	removed bool // remove was called during the load: do not keep the value
 }
 
 // newCache makes a cache of about maxBytes. Shards get at least minShard
@@ -104,7 +105,7 @@ func (c *cache[V]) get(id chunkstore.ID) (V, error) {
 			c.hold(v)
 		}
 	}
-	if err == nil && w <= c.total {
+	if err == nil && w <= c.total && !call.removed {
 		if c.hold != nil {
 			c.hold(v)
 		}
@@ -129,10 +130,15 @@ func (c *cache[V]) get(id chunkstore.ID) (V, error) {
 	return v, err
 }
 
-// remove takes id out of the cache, if it is there.
+// remove takes id out of the cache, if it is there. A load of id under
+// way still goes to its callers but is not kept: a reader's prefetch that
+// lands after the reader has passed the chunk does not stay behind.
 func (c *cache[V]) remove(id chunkstore.ID) {
 	s := c.shard(id)
 	s.mu.Lock()
+	if call, ok := s.inflight[id]; ok {
+		call.removed = true
+	}
 	e, ok := s.items[id]
 	if !ok {
 		s.mu.Unlock()
