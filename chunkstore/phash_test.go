@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3/guts"
 )
 
 // leafHasher must give BLAKE3-256 for every blob length and place in the
@@ -17,14 +18,14 @@ func TestLeafHasher(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
 	data := make([]byte, 9<<20)
 	r.Read(data)
-	lengths := []int{leafBytes + 1, 2 * leafBytes, 2*leafBytes + 1, 3*leafBytes - 1}
+	lengths := []int{1, guts.ChunkSize, leafBytes, leafBytes + 1, 2 * leafBytes, 2*leafBytes + 1, 3*leafBytes - 1}
 	for _, base := range []int{directMin, 512 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20} {
 		for _, d := range []int{-1025, -1024, -1, 0, 1, 1023, 1024, leafBytes + 1} {
 			lengths = append(lengths, base+d)
 		}
 	}
 	for range 100 {
-		lengths = append(lengths, leafBytes+1+r.Intn(len(data)-readAlign-leafBytes))
+		lengths = append(lengths, 1+r.Intn(len(data)-readAlign))
 	}
 	for _, length := range lengths {
 		head := r.Intn(readAlign)
