@@ -86,6 +86,7 @@ calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
 # fmt1 N: one decimal; fmt2 N: two decimals.
 fmt1() { awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
 fmt2() { awk -v v="$1" 'BEGIN { printf "%.2f", v }'; }
+fmt2s() { local v; for v in "$@"; do fmt2 "$v"; printf ' '; done; } # each with two decimals, space after
 mbps() { calc "$1 / $2 / 1000000"; } # bytes secs -> MB/s
 have() { [[ -n ${M[$1]+x} ]]; }
 setm() { M[$1]=$2; }
@@ -533,20 +534,48 @@ trap 'exit 130' INT TERM
 # find_in DIR NAME TYPE: first match of NAME below DIR.
 find_in() { find -H "$1" -maxdepth 14 -type "$3" -name "$2" -print -quit 2>/dev/null || true; }
 
+# TAR_WALK DIR: the small-file walk, through the mounts and from the page
+# cache alike.
+TAR_WALK=(bash -c 'tar cf - -C "$1" . | cat >/dev/null' _)
+
+# mount_read PREFIX FILE: the timed cold first read of FILE through a mount
+# (PREFIX.read); fails when FILE is empty (not found) or the read fails.
+mount_read() {
+	if [[ -z $2 ]]; then
+		E[$1.read.s]="1 GiB file not found in mount"
+		return 1
+	fi
+	cold
+	timed "$1.read" bash -c 'cat "$1" >/dev/null' _ "$2"
+}
+
+# mount_tar PREFIX DIR: the timed cold walk of DIR through a mount
+# (PREFIX.tar); fails like mount_read.
+mount_tar() {
+	if [[ -z $2 ]]; then
+		E[$1.tar.s]="small files dir not found in mount"
+		return 1
+	fi
+	cold
+	timed "$1.tar" "${TAR_WALK[@]}" "$2"
+}
+
 # mount_reads PREFIX FILE SMALLDIR: the two timed reads through a mount.
 mount_reads() {
-	local p=$1 file=$2 small=$3
-	if [[ -z $file ]]; then
-		E[$p.read.s]="1 GiB file not found in mount"
+	mount_read "$1" "$2" || true
+	mount_tar "$1" "$3" || true
+}
+
+# recall_mount_check LOG WHAT CMD...: untimed; what was read through the
+# recall mount must match the source (CMD compares them, output to LOG).
+recall_mount_check() {
+	local out=$LOGS/$1 what=$2
+	shift 2
+	if "$@" >"$out" 2>&1; then
+		setmin mount.recall.ok 1
 	else
-		cold
-		timed "$p.read" bash -c 'cat "$1" >/dev/null' _ "$file" || true
-	fi
-	if [[ -z $small ]]; then
-		E[$p.tar.s]="small files dir not found in mount"
-	else
-		cold
-		timed "$p.tar" bash -c 'tar cf - -C "$1" . | cat >/dev/null' _ "$small" || true
+		setmin mount.recall.ok 0
+		log "  recall mount: $what differs from source! (see $out)"
 	fi
 }
 
@@ -559,7 +588,7 @@ host_reference() {
 	local i best=
 	warm "$SET/small"
 	for ((i = 0; i < 3; i++)); do
-		timed host.tar bash -c 'tar cf - -C "$1" . | cat >/dev/null' _ "$SET/small" || return 0
+		timed host.tar "${TAR_WALK[@]}" "$SET/small" || return 0
 		best=$(awk -v a="$(last_s host.tar)" -v b="${best:-1e9}" 'BEGIN { print (a < b) ? a : b }')
 	done
 	HOSTREF+=("$best")
@@ -571,18 +600,17 @@ host_reference() {
 # median < 2 ms. -count BENCH_REPEAT; the best run is judged, like the
 # best round above, and every run is printed.
 section_mountgo() {
-	local keys=(go.list100k.s go.list100k.attrs.s go.points1000.ms go.ready1000.ms go.random4k.ms go.random4k.p90.ms go.seqread.mbps)
 	if ! command -v go >/dev/null 2>&1 || [[ ! -f $ROOT/fs/bench_test.go ]]; then
-		na "${keys[@]}" "needs the go tool and the source tree"
+		na "${GO_KEYS[@]}" "needs the go tool and the source tree"
 		return
 	fi
 	if ((EUID != 0)); then
-		na "${keys[@]}" "needs root (the benchmarks mount)"
+		na "${GO_KEYS[@]}" "needs root (the benchmarks mount)"
 		return
 	fi
 	log "=== mountgo: go test ./fs -bench Mount -benchtime 3x -count $BENCH_REPEAT"
 	if ! (cd "$ROOT" && go test ./fs -run '^$' -bench Mount -benchtime 3x -count "$BENCH_REPEAT") >"$LOGS/mountgo.log" 2>&1; then
-		na "${keys[@]}" "go test failed: $(grep -v '^[[:space:]]*$' "$LOGS/mountgo.log" | tail -n 1 | cut -c1-120) (see $LOGS/mountgo.log)"
+		na "${GO_KEYS[@]}" "go test failed: $(grep -v '^[[:space:]]*$' "$LOGS/mountgo.log" | tail -n 1 | cut -c1-120) (see $LOGS/mountgo.log)"
 		return
 	fi
 	# Lines: name-GOMAXPROCS  N  ns/op  [value unit]...; the table below
@@ -606,6 +634,7 @@ section_mountgo() {
 	EOF
 }
 declare -A GORUNS=() # key -> every run's value
+GO_KEYS=(go.list100k.s go.list100k.attrs.s go.points1000.ms go.ready1000.ms go.random4k.ms go.random4k.p90.ms go.seqread.mbps)
 
 bench_mount() {
 	local keys=(mount.recall.read.s mount.restic.read.s mount.recall.tar.s mount.restic.tar.s recall.restore1g.s)
@@ -674,19 +703,10 @@ bench_mount() {
 			break
 		fi
 		f=$(find_in "$MNT/recall/file1g/latest" file.bin f)
-		if [[ -z $f ]]; then
-			E[mount.recall.read.s]="1 GiB file not found in mount"
-		else
-			cold
-			timed mount.recall.read bash -c 'cat "$1" >/dev/null' _ "$f" && ms=$(last_s mount.recall.read)
-			# Untimed: what was read through the mount must match the source.
-			if cmp "$f" "$INS_A" >"$LOGS/mount.recall.diff" 2>&1; then
-				setmin mount.recall.ok 1
-			else
-				setmin mount.recall.ok 0
-				log "  recall mount: 1 GiB file differs from source! (see $LOGS/mount.recall.diff)"
-			fi
+		if mount_read mount.recall "$f"; then
+			ms=$(last_s mount.recall.read)
 		fi
+		[[ -z $f ]] || recall_mount_check mount.recall.diff "1 GiB file" cmp "$f" "$INS_A"
 		"$RECALL" umount "$MNT/recall" >"$LOGS/recall.umount.log" 2>&1 || log "recall umount failed (see $LOGS/recall.umount.log)"
 		cleanup_mounts
 		[[ -z $rs || -z $ms ]] || PAIRS+=("$(calc "$rs / $ms")")
@@ -695,18 +715,8 @@ bench_mount() {
 	if timed recall.mount "$RECALL" --home "$home" mount "$MNT/recall"; then
 		s=$MNT/recall/set/latest/small
 		[[ -d $s ]] || s=$(find_in "$MNT/recall/set/latest" small d)
-		if [[ -z $s ]]; then
-			E[mount.recall.tar.s]="small files dir not found in mount"
-		else
-			cold
-			timed mount.recall.tar bash -c 'tar cf - -C "$1" . | cat >/dev/null' _ "$s" || true
-			if diff -rq "$SET/small" "$s" >"$LOGS/mount.recall.smalldiff" 2>&1; then
-				setmin mount.recall.ok 1
-			else
-				setmin mount.recall.ok 0
-				log "  recall mount: small files differ from source! (see $LOGS/mount.recall.smalldiff)"
-			fi
-		fi
+		mount_tar mount.recall "$s" || true
+		[[ -z $s ]] || recall_mount_check mount.recall.smalldiff "small files" diff -rq "$SET/small" "$s"
 		"$RECALL" umount "$MNT/recall" >"$LOGS/recall.umount.log" 2>&1 || log "recall umount failed (see $LOGS/recall.umount.log)"
 		cleanup_mounts
 	else
@@ -782,7 +792,7 @@ report() {
 			local med
 			med=$(printf '%s\n' "${PAIRS[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 			check "mount 1 GiB first read" "median of ${#PAIRS[@]} restore/mount pairs" "$(fmt2 "$med")" ">=" 0.7 extra
-			row "" "pairs, restore time / mount read time: $(for r in "${PAIRS[@]}"; do fmt2 "$r"; printf ' '; done) $V"
+			row "" "pairs, restore time / mount read time: $(fmt2s "${PAIRS[@]}") $V"
 		fi
 		check "mount small-file tar" "speed ratio vs restic mount" "$(ratio mount.restic.tar.s mount.recall.tar.s)" ">=" 5
 		row "mount small-file tar" "recall mount $(sec_str mount.recall.tar.s)  restic mount $(sec_str mount.restic.tar.s)  $V"
@@ -793,7 +803,7 @@ report() {
 
 	# The mount's Go benchmarks: absolute targets, best run judged.
 	# runs KEY UNIT: every run's value, or why there is none.
-	runs() { if [[ -n ${GORUNS[$1]:-} ]]; then printf '%s%s' "$(for r in ${GORUNS[$1]}; do fmt2 "$r"; printf ' '; done)" "$2"; else printf 'n/a (%s)' "$(why "$1")"; fi; }
+	runs() { if [[ -n ${GORUNS[$1]:-} ]]; then printf '%s%s' "$(fmt2s ${GORUNS[$1]})" "$2"; else printf 'n/a (%s)' "$(why "$1")"; fi; }
 	check "listing 100k entries" "seconds, best" "$(val go.list100k.s)" "<=" 1
 	row "listing 100k entries" "names $(runs go.list100k.s s)  $V"
 	check "listing 100k entries with attributes" "seconds, best" "$(val go.list100k.attrs.s)" "<=" 1 extra
@@ -811,7 +821,7 @@ report() {
 		local refbest
 		refbest=$(printf '%s
 ' "${HOSTREF[@]}" | sort -g | head -n 1)
-		row "host reference" "tar of set/small from the page cache, no backup tool: $(for r in "${HOSTREF[@]}"; do fmt2 "$r"; printf ' '; done)s (one per round)"
+		row "host reference" "tar of set/small from the page cache, no backup tool: $(fmt2s "${HOSTREF[@]}")s (one per round)"
 		if have mount.recall.tar.s; then
 			row "" "recall mount small-file tar / host reference: $(fmt2 "$(calc "${M[mount.recall.tar.s]} / $refbest")")x (info: the mount's cost over the kernel's own)"
 		fi
@@ -930,7 +940,7 @@ main() {
 	if has_section mountgo; then
 		section_mountgo
 	else
-		na go.list100k.s go.list100k.attrs.s go.points1000.ms go.ready1000.ms go.random4k.ms go.random4k.p90.ms go.seqread.mbps "section not selected"
+		na "${GO_KEYS[@]}" "section not selected"
 	fi
 	report
 	rmrf "$RESTORE"

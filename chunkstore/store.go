@@ -36,7 +36,7 @@ type Store struct {
 	files    map[uint32]*os.File
 	dfiles   map[uint32]*os.File // O_DIRECT descriptors
 	noDirect atomic.Bool         // the file system refused O_DIRECT
-	loading  atomic.Int32        // plaintext blob reads in progress
+	loading  atomic.Int32        // O_DIRECT blob reads in progress (readPlain)
 	loadedI  map[string]bool     // index files already loaded
 	orphans  []packRecord        // packs indexed from their headers, no index file yet
 }
