@@ -79,32 +79,152 @@ type Job struct {
 // ErrCatalogBusy: another process held the catalog for longer than the timeout.
 var ErrCatalogBusy = errors.New("catalog is in use by another recall process")
 
+// errCatalogDamaged marks a catalog file that bbolt cannot read: an open or
+// check error, or a panic (bbolt panics on some corrupt pages, at open or
+// later inside a transaction).
+var errCatalogDamaged = errors.New("damaged")
+
 // Catalog is an open catalog.
+//
+// The catalog is only history, so it never stands between a user and the
+// store: a file bbolt cannot read is moved aside as
+// catalog.db.damaged-<UTC time> and a fresh catalog takes its place, at open
+// or when a transaction panics. Each such move is reported by Notes.
 type Catalog struct {
-	db   *bolt.DB
-	path string
+	db      *bolt.DB
+	path    string
+	timeout time.Duration
+	notes   []string
 }
 
 // OpenCatalog opens (creating and migrating) the catalog at path, waiting
-// up to timeout for another process to close it.
+// up to timeout for another process to close it. A damaged file is moved
+// aside and replaced (see Catalog); errors left are ErrCatalogBusy, a
+// schema newer than this recall knows, and the file system's own (no
+// permission, read-only, no space), which moving the file would not cure.
 func OpenCatalog(path string, timeout time.Duration) (*Catalog, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%s: %w (waited %s)", path, ErrCatalogBusy, timeout)
+	c := &Catalog{path: path, timeout: timeout}
+	err := c.open()
+	if errors.Is(err, errCatalogDamaged) {
+		if err = c.moveAside(err); err == nil {
+			err = c.open()
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open catalog %s: %w", path, err)
-	}
-	c := &Catalog{db: db, path: path}
-	if err := c.migrate(); err != nil {
-		db.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
+// Notes returns what the catalog did on its own that the user should hear
+// about: each damaged file moved aside, with both paths.
+func (c *Catalog) Notes() []string { return c.notes }
+
+// open opens, checks and migrates c.path; damage of any kind comes back
+// wrapping errCatalogDamaged.
+func (c *Catalog) open() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.closeDB()
+			err = fmt.Errorf("catalog %s: %w (bbolt: %v)", c.path, errCatalogDamaged, p)
+		}
+	}()
+	db, err := bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("%s: %w (waited %s)", c.path, ErrCatalogBusy, c.timeout)
+	}
+	if err != nil {
+		var pe *os.PathError
+		var errno syscall.Errno
+		if errors.As(err, &pe) || errors.As(err, &errno) {
+			return fmt.Errorf("open catalog %s: %w", c.path, err)
+		}
+		return fmt.Errorf("catalog %s: %w (bbolt: %v)", c.path, errCatalogDamaged, err)
+	}
+	c.db = db
+	// The catalog is small (job records), so checking every page on open
+	// is cheap, and it finds damage before a write spreads it.
+	if err := db.View(func(tx *bolt.Tx) error {
+		for cerr := range tx.Check() {
+			return cerr
+		}
+		return nil
+	}); err != nil {
+		c.closeDB()
+		return fmt.Errorf("catalog %s: %w (check: %v)", c.path, errCatalogDamaged, err)
+	}
+	if err := c.migrate(); err != nil {
+		c.closeDB()
+		return err
+	}
+	return nil
+}
+
+// closeDB closes the bbolt handle, which may itself panic on a damaged file.
+func (c *Catalog) closeDB() {
+	if c.db == nil {
+		return
+	}
+	func() {
+		defer func() { recover() }()
+		c.db.Close()
+	}()
+	c.db = nil
+}
+
+// moveAside renames the damaged catalog to catalog.db.damaged-<UTC time>
+// (no ':' in the name) so a fresh one can be created in its place; the file
+// is kept for whoever wants to look into it.
+func (c *Catalog) moveAside(why error) error {
+	c.closeDB()
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	aside := c.path + ".damaged-" + stamp
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(aside); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s.damaged-%s-%d", c.path, stamp, i)
+	}
+	if err := os.Rename(c.path, aside); err != nil {
+		return fmt.Errorf("%v; moving it aside failed: %w (move or remove %s by hand: it holds only job history)", why, err, c.path)
+	}
+	c.notes = append(c.notes, fmt.Sprintf("%v; moved it aside to %s and started a fresh catalog at %s (only job history is lost: every recovery point is in the store)", why, aside, c.path))
+	return nil
+}
+
+// guard runs fn (one transaction) and turns a bbolt panic into moving the
+// damaged file aside and running fn once more on a fresh catalog.
+func (c *Catalog) guard(fn func() error) error {
+	err := c.try(fn)
+	if !errors.Is(err, errCatalogDamaged) {
+		return err
+	}
+	if err := c.moveAside(err); err != nil {
+		return err
+	}
+	if err := c.open(); err != nil {
+		return err
+	}
+	return c.try(fn)
+}
+
+func (c *Catalog) try(fn func() error) (err error) {
+	if c.db == nil {
+		return fmt.Errorf("catalog %s: %w", c.path, bolterrors.ErrDatabaseNotOpen)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("catalog %s: %w (bbolt: %v)", c.path, errCatalogDamaged, p)
+		}
+	}()
+	return fn()
+}
+
 // Close closes the catalog.
-func (c *Catalog) Close() error { return c.db.Close() }
+func (c *Catalog) Close() error {
+	c.closeDB()
+	return nil
+}
 
 func (c *Catalog) migrate() error {
 	return c.db.Update(func(tx *bolt.Tx) error {
@@ -132,6 +252,10 @@ func (c *Catalog) migrate() error {
 
 // StartJob records a new running job and returns its number.
 func (c *Catalog) StartJob(j *Job) error {
+	return c.guard(func() error { return c.startJob(j) })
+}
+
+func (c *Catalog) startJob(j *Job) error {
 	return c.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJobs)
 		n, err := b.NextSequence()
@@ -148,35 +272,63 @@ func (c *Catalog) StartJob(j *Job) error {
 }
 
 // FinishJob stores the final state of a job started with StartJob.
+// If the catalog was replaced since StartJob, the job is recorded in the
+// fresh one: under its number, with the sequence moved past it so no later
+// job takes that number, or under a new number if a job recorded since
+// holds it.
 func (c *Catalog) FinishJob(j *Job) error {
-	return c.db.Update(func(tx *bolt.Tx) error {
-		v, _ := json.Marshal(j)
-		return tx.Bucket(bucketJobs).Put(binary.BigEndian.AppendUint64(nil, j.Number), v)
+	return c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketJobs)
+			if v := b.Get(binary.BigEndian.AppendUint64(nil, j.Number)); v != nil {
+				var was Job
+				if json.Unmarshal(v, &was) != nil || was.Kind != j.Kind || was.PID != j.PID || was.Host != j.Host || !was.Started.Equal(j.Started) {
+					n, err := b.NextSequence()
+					if err != nil {
+						return err
+					}
+					j.Number = n
+				}
+			} else if b.Sequence() < j.Number {
+				if err := b.SetSequence(j.Number); err != nil {
+					return err
+				}
+			}
+			v, _ := json.Marshal(j)
+			return b.Put(binary.BigEndian.AppendUint64(nil, j.Number), v)
+		})
 	})
 }
 
 // Jobs returns the last n jobs (all when n <= 0), oldest first. Values are
-// copied out of the transaction.
+// copied out of the transaction. A record that does not decode is left out
+// and reported by Notes: the others are still worth showing.
 func (c *Catalog) Jobs(n int) ([]Job, error) {
 	var out []Job
-	err := c.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketJobs).Cursor()
-		for k, v := cur.Last(); k != nil && (n <= 0 || len(out) < n); k, v = cur.Prev() {
-			var j Job
-			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("catalog job %x: %w", k, err)
-			}
-			if j.Status == "running" && !processAlive(j.PID, j.Host) {
-				j.Status = "interrupted"
-			}
-			out = append(out, j)
-		}
-		return nil
+	err := c.guard(func() error {
+		out = out[:0]
+		return c.db.View(func(tx *bolt.Tx) error { return c.jobs(tx, n, &out) })
 	})
 	for i, k := 0, len(out)-1; i < k; i, k = i+1, k-1 {
 		out[i], out[k] = out[k], out[i]
 	}
 	return out, err
+}
+
+func (c *Catalog) jobs(tx *bolt.Tx, n int, out *[]Job) error {
+	cur := tx.Bucket(bucketJobs).Cursor()
+	for k, v := cur.Last(); k != nil && (n <= 0 || len(*out) < n); k, v = cur.Prev() {
+		var j Job
+		if err := json.Unmarshal(v, &j); err != nil {
+			c.notes = append(c.notes, fmt.Sprintf("catalog %s: job record %x is unreadable (%v); left out", c.path, k, err))
+			continue
+		}
+		if j.Status == "running" && !processAlive(j.PID, j.Host) {
+			j.Status = "interrupted"
+		}
+		*out = append(*out, j)
+	}
+	return nil
 }
 
 func processAlive(pid int, host string) bool {

@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,3 +85,160 @@ func TestCatalogBusy(t *testing.T) {
 }
 
 func hostname() string { h, _ := os.Hostname(); return h }
+
+// corruptCatalog overwrites 24 KiB at offset 8192 with random bytes: the
+// damage that made bbolt panic with "invalid freelist page".
+func corruptCatalog(t *testing.T, p string, seed int64) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, 24<<10)
+	rand.New(rand.NewSource(seed)).Read(junk)
+	if _, err := f.WriteAt(junk, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCatalogDamagedMovedAside(t *testing.T) {
+	for seed := int64(1); seed <= 20; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "catalog.db")
+			c, err := OpenCatalog(p, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 50; i++ {
+				j := &Job{Kind: "backup", Source: "s", Path: strings.Repeat("p", 200)}
+				if err := c.StartJob(j); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Close()
+			corruptCatalog(t, p, seed)
+			damaged, _ := os.ReadFile(p)
+
+			c, err = OpenCatalog(p, time.Second)
+			if err != nil {
+				t.Fatalf("open damaged catalog: %v", err)
+			}
+			defer c.Close()
+			// Whatever bbolt made of the file, the catalog must work: a job
+			// is recorded and listed, and nothing panics.
+			j := &Job{Kind: "restore"}
+			if err := c.StartJob(j); err != nil {
+				t.Fatalf("start job: %v", err)
+			}
+			j.Status = "ok"
+			if err := c.FinishJob(j); err != nil {
+				t.Fatalf("finish job: %v", err)
+			}
+			jobs, err := c.Jobs(0)
+			if err != nil {
+				t.Fatalf("jobs: %v", err)
+			}
+			if len(jobs) == 0 || jobs[len(jobs)-1].Kind != "restore" || jobs[len(jobs)-1].Status != "ok" {
+				t.Errorf("jobs after damage: %+v", jobs)
+			}
+			asides, _ := filepath.Glob(p + ".damaged-*")
+			switch len(asides) {
+			case 0:
+				// bbolt read the file as sound; then no note may claim otherwise.
+				for _, n := range c.Notes() {
+					if strings.Contains(n, "moved it aside") {
+						t.Errorf("note without a moved file: %s", n)
+					}
+				}
+			case 1:
+				if got, _ := os.ReadFile(asides[0]); !bytes.Equal(got, damaged) {
+					t.Errorf("%s does not hold the damaged file", asides[0])
+				}
+				if len(c.Notes()) != 1 || !strings.Contains(c.Notes()[0], asides[0]) || !strings.Contains(c.Notes()[0], p+" ") {
+					t.Errorf("notes %q should name %s and %s", c.Notes(), asides[0], p)
+				}
+				if len(jobs) != 1 {
+					t.Errorf("fresh catalog lists %d jobs, want the one just recorded", len(jobs))
+				}
+			default:
+				t.Errorf("moved aside %d times: %v", len(asides), asides)
+			}
+		})
+	}
+}
+
+// A panic inside a transaction (bbolt panics on some corrupt pages only
+// when it reaches them) moves the file aside and the transaction runs once
+// more on a fresh catalog.
+func TestCatalogPanicInTransaction(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "catalog.db")
+	c, err := OpenCatalog(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	j := &Job{Kind: "backup", Started: time.Unix(1, 0)}
+	if err := c.StartJob(j); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	err = c.guard(func() error {
+		calls++
+		if calls == 1 {
+			panic("invalid freelist page: 66, page type is leaf")
+		}
+		return c.startJob(&Job{Kind: "verify", Started: time.Unix(2, 0)})
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("guard: %v after %d calls", err, calls)
+	}
+	if asides, _ := filepath.Glob(p + ".damaged-*"); len(asides) != 1 || len(c.Notes()) != 1 || !strings.Contains(c.Notes()[0], asides[0]) {
+		t.Errorf("moved aside: %v; notes %q", asides, c.Notes())
+	}
+	// The job started before the damage finishes in the fresh catalog, and
+	// later jobs do not reuse its number.
+	j.Status = "ok"
+	if err := c.FinishJob(j); err != nil {
+		t.Fatal(err)
+	}
+	k := &Job{Kind: "backup"}
+	if err := c.StartJob(k); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := c.Jobs(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 3 || k.Number <= j.Number {
+		t.Errorf("jobs %+v; job numbers %d then %d", jobs, j.Number, k.Number)
+	}
+
+	// A second panic on the fresh catalog is an error, not a loop.
+	err = c.guard(func() error { panic("still broken") })
+	if !errors.Is(err, errCatalogDamaged) {
+		t.Errorf("guard on a file that stays broken: %v", err)
+	}
+}
+
+func TestCatalogNewerSchemaKept(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "catalog.db")
+	db, err := bolt.Open(p, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		b, _ := tx.CreateBucketIfNotExists(bucketMeta)
+		return b.Put(keyVersion, binary.BigEndian.AppendUint64(nil, catalogVersion+1))
+	})
+	db.Close()
+	if _, err := OpenCatalog(p, time.Second); err == nil || !strings.Contains(err.Error(), "schema version") {
+		t.Errorf("newer schema: %v", err)
+	}
+	if asides, _ := filepath.Glob(p + ".damaged-*"); len(asides) != 0 {
+		t.Errorf("a newer recall's catalog was moved aside: %v", asides)
+	}
+}
