@@ -11,7 +11,9 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"unicode"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
@@ -44,7 +46,7 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "recall",
 		Usage: "back up directory trees, files and block devices; browse and restore recovery points",
 		Flags: []cli.Flag{
@@ -57,7 +59,100 @@ func newApp() *cli.App {
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return usageError{err.Error()}
 		},
+		Action: unknownCommand,
 	}
+	for _, c := range commands {
+		checkUsage(c)
+	}
+	return app
+}
+
+// checkUsage gives c and its subcommands the command line checks every
+// command needs, so a command added later gets them by being registered:
+//
+//   - a flag that does not parse (--last abc) is a usage error;
+//   - positional arguments are declared by ArgsUsage: its leading
+//     upper-case words ("PATH", "[NAME]", "POINT (id, ...)") are the most a
+//     command takes, and a word ending in "..." takes any number; one more
+//     is a usage error ("verify extra"). A command checks its own minimum;
+//   - a command with subcommands rejects an unknown one.
+func checkUsage(c *cli.Command) {
+	if c.OnUsageError == nil {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err.Error()} }
+	}
+	if len(c.Subcommands) > 0 {
+		if c.Action == nil {
+			c.Action = unknownCommand
+		}
+		for _, sub := range c.Subcommands {
+			checkUsage(sub)
+		}
+		return
+	}
+	before := c.Before
+	c.Before = func(ctx *cli.Context) error {
+		running.Store(ctx.Command.FullName())
+		if max := maxArgs(c.ArgsUsage); max >= 0 && ctx.NArg() > max {
+			if max == 0 {
+				return usagef("%s takes no arguments, got %q", ctx.Command.FullName(), ctx.Args().Slice())
+			}
+			return usagef("%s takes at most %d argument(s) (%s), got %q", ctx.Command.FullName(), max, c.ArgsUsage, ctx.Args().Slice())
+		}
+		if before != nil {
+			return before(ctx)
+		}
+		return nil
+	}
+}
+
+// maxArgs reads the most positional arguments a command takes from its
+// ArgsUsage (see checkUsage); -1 means any number.
+func maxArgs(argsUsage string) int {
+	n := 0
+	for _, w := range strings.Fields(argsUsage) {
+		w = strings.Trim(w, "[]")
+		if strings.HasSuffix(w, "...") {
+			return -1
+		}
+		if w == "" || strings.ToUpper(w) != w || !unicode.IsLetter(rune(w[0])) {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// unknownCommand is the action of the app and of every command with
+// subcommands: with no argument it shows help, else the name is unknown.
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("unknown command %q; run '%s --help' for the list", c.Args().First(), strings.TrimSpace("recall "+c.Command.FullName()))
+	}
+	if c.Command != nil && c.Command.Name != "" {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return cli.ShowAppHelp(c)
+}
+
+// running is the command being run, for the message of an interruption
+// (read by the signal goroutine).
+var running atomic.Value
+
+// interrupted is how a command stopped by SIGINT or SIGTERM ends: the
+// context's cause, so the engine's own errors carry it, and the error main
+// reports whatever the command returned.
+type interrupted struct {
+	sig syscall.Signal
+	cmd string
+}
+
+func (e interrupted) Error() string {
+	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig]
+	msg := fmt.Sprintf("%s interrupted by %s", e.cmd, name)
+	if e.cmd == "backup" {
+		msg += "; no recovery point was made, but the packs finished so far are kept and the next backup reuses them"
+	}
+	return msg
 }
 
 func defaultHome() string {
@@ -106,10 +201,14 @@ func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "recall: "+format
 // exitCode maps an error to the documented exit code; the one place that does.
 func exitCode(err error) int {
 	var ue usageError
+	var ie interrupted
+	var ec cli.ExitCoder // only urfave/cli's own ("No help topic for ..."): recall never makes one
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue), strings.HasPrefix(err.Error(), "Required flag"), strings.HasPrefix(err.Error(), "flag provided but not defined"):
+	case errors.As(err, &ie):
+		return 128 + int(ie.sig)
+	case errors.As(err, &ue), errors.As(err, &ec), strings.HasPrefix(err.Error(), "Required flag"), strings.HasPrefix(err.Error(), "flag provided but not defined"):
 		return exitUsage
 	case errors.Is(err, chunkstore.ErrWrongPassword), errors.Is(err, chunkstore.ErrNoPassword):
 		return exitAuth
@@ -125,9 +224,26 @@ func exitCode(err error) int {
 	return exitError
 }
 
+// stopOnSignal returns a context cancelled, with an interrupted cause, by
+// the first SIGINT or SIGTERM; a second one ends the process at once.
+func stopOnSignal() (ctx context.Context, caught func() *interrupted) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Pointer[interrupted]
+	go func() {
+		sig := (<-ch).(syscall.Signal)
+		signal.Stop(ch)
+		cmd, _ := running.Load().(string)
+		e := &interrupted{sig: sig, cmd: cmd}
+		got.Store(e)
+		cancel(*e)
+	}()
+	return ctx, got.Load
+}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, caught := stopOnSignal()
 	if p := os.Getenv("RECALL_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
 			pprof.StartCPUProfile(f) // stopped before os.Exit below
@@ -140,6 +256,14 @@ func main() {
 	}
 	app := newApp()
 	err := app.RunContext(ctx, interspersed(app, os.Args))
+	if ie := caught(); ie != nil && err != nil && !errors.As(err, new(interrupted)) {
+		// The command saw only a cancelled context; say why.
+		if err.Error() == context.Canceled.Error() {
+			err = *ie
+		} else {
+			err = fmt.Errorf("%w (%v)", *ie, err)
+		}
+	}
 	code := exitCode(err)
 	if err != nil {
 		if code == exitWarnings {
