@@ -27,10 +27,17 @@ type RestoreOptions struct {
 
 // RestoreResult counts what was restored and lists what was not.
 type RestoreResult struct {
+	Root                       string // what was restored: the target, or <target>/<name> for one entry
 	Files, Dirs, Others, Bytes int64
 	Damaged                    []PathError // files whose content could not be read
+	Skipped                    []PathError // entries not restored: a non-empty directory is in the way
 	Warnings                   []PathError // metadata that could not be applied
 }
+
+// errInTheWay: with --overwrite, a non-directory would replace a directory
+// that is not empty. Restore never removes what it did not write, so the
+// entry is skipped (or, restoring one entry, the restore fails).
+var errInTheWay = errors.New("a non-empty directory is in the way (restore never removes what it does not write: move it away, or restore into another directory)")
 
 // ErrDamaged marks a restore that restored everything it could but some
 // files have unreadable content.
@@ -86,7 +93,26 @@ type restoreJob struct {
 
 // Restore writes point p (or p's sub-path opts.Path) into opts.Target. It
 // restores every file it can; files with unreadable content are listed in
-// the result and the error wraps ErrDamaged.
+// the result and the error wraps ErrDamaged, as it does when the root
+// directory itself cannot be read.
+//
+// The target is a directory (created if missing) that receives:
+//   - the point's root, or the directory opts.Path names: its entries
+//     become the target's entries and its metadata the target's;
+//   - the one entry opts.Path names when it is not a directory (file,
+//     symlink, device image, ...): it becomes <target>/<name>.
+//
+// A target that holds anything is refused unless opts.Overwrite, and then
+// only the entries the restore writes are replaced: a file, symlink or
+// empty directory in the way is unlinked (never followed, never written
+// through), a directory is merged into, and a non-empty directory in the
+// way of a non-directory is left alone and the entry listed in Skipped.
+// Nothing else under the target is removed.
+//
+// An error other than ErrDamaged means the restore stopped: the
+// directories it created that are still empty are removed, and the error
+// names any that hold a partial restore. A nil result means nothing was
+// written.
 func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*RestoreResult, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 2 * runtime.GOMAXPROCS(0)
@@ -98,7 +124,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
 	if err != nil {
-		return nil, fmt.Errorf("point %s: root directory: %w", p.ID.Short(), err)
+		return nil, fmt.Errorf("point %s: root directory unreadable: %w: %w", p.ID.Short(), ErrDamaged, err)
 	}
 	rootNode := &Node{Type: TypeDir, Mode: p.Root.Mode, UID: p.Root.UID, GID: p.Root.GID,
 		MtimeNS: p.Root.MtimeNS, AtimeNS: p.Root.AtimeNS, Xattrs: p.Root.Xattrs}
@@ -119,7 +145,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 			}
 			rootNode = n
 			if tree, err = r.LoadTree(n.Subtree); err != nil {
-				return nil, fmt.Errorf("path %q: %w", opts.Path, err)
+				return nil, fmt.Errorf("path %q: directory unreadable: %w: %w", opts.Path, ErrDamaged, err)
 			}
 		}
 	}
@@ -135,14 +161,26 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		return rs.run(func() error { return rs.restoreToDevice(single, opts.Target) })
 	}
 
-	if err := prepareTarget(opts.Target, opts.Overwrite); err != nil {
+	if single != nil && !safeName(single.Name) {
+		return nil, fmt.Errorf("path %q: unsafe name %q in point %s", opts.Path, single.Name, p.ID.Short())
+	}
+	created, err := prepareTarget(opts.Target, opts.Overwrite)
+	if err != nil {
 		return nil, err
 	}
 	_, aclErr := unix.Getxattr(opts.Target, "system.posix_acl_default", nil)
 	rs.cleanXattrs = opts.Overwrite || aclErr == nil
-	return rs.run(func() error {
+	rs.res.Root = opts.Target
+	if single != nil {
+		rs.res.Root = filepath.Join(opts.Target, single.Name)
+	}
+	res, err := rs.run(func() error {
 		if single != nil {
-			return rs.restoreNode(single, opts.Target, single.Name)
+			path := filepath.Join(opts.Target, single.Name)
+			if err := rs.clearWay(path, single); err != nil {
+				return fmt.Errorf("restore %s: %w", path, err)
+			}
+			return rs.restoreNode(single, path, single.Name)
 		}
 		if err := rs.restoreTree(tree, opts.Target, ""); err != nil {
 			return err
@@ -150,24 +188,63 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		rs.dirMetas = append(rs.dirMetas, dirMeta{opts.Target, rootNode})
 		return nil
 	})
+	if err != nil && !errors.Is(err, ErrDamaged) {
+		err = removeCreated(created, opts.Target, res.Files+res.Dirs+res.Others > 0, err)
+	}
+	return res, err
 }
 
-func prepareTarget(target string, overwrite bool) error {
+// safeName reports whether name is one path element that stays inside the
+// directory it is restored into.
+func safeName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+}
+
+// prepareTarget checks the target and creates it if missing, returning the
+// directories it created, outermost first.
+func prepareTarget(target string, overwrite bool) ([]string, error) {
 	if target == "" {
-		return fmt.Errorf("no restore target given (--target DIR)")
+		return nil, fmt.Errorf("no restore target given (--target DIR)")
 	}
 	ents, err := os.ReadDir(target)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if err := os.MkdirAll(target, 0o700); err != nil {
-			return fmt.Errorf("create restore target: %w", err)
+		var missing []string
+		for d := filepath.Clean(target); ; d = filepath.Dir(d) {
+			if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+				break
+			}
+			missing = append([]string{d}, missing...)
 		}
+		if err := os.MkdirAll(target, 0o700); err != nil {
+			return nil, fmt.Errorf("create restore target: %w", err)
+		}
+		return missing, nil
 	case err != nil:
-		return fmt.Errorf("restore target %s: %w", target, err)
+		return nil, fmt.Errorf("restore target %s: %w", target, err)
 	case len(ents) > 0 && !overwrite:
-		return fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite", target, ErrTargetNotEmpty, len(ents))
+		return nil, fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite", target, ErrTargetNotEmpty, len(ents))
 	}
-	return nil
+	return nil, nil
+}
+
+// removeCreated undoes what a failed restore can undo without removing
+// data: the directories it created that are still empty. Any left, or a
+// target that existed, are named in the error.
+func removeCreated(created []string, target string, wrote bool, err error) error {
+	var left []string
+	for i := len(created) - 1; i >= 0; i-- {
+		if os.Remove(created[i]) != nil {
+			left = append(left, created[i])
+		}
+	}
+	switch {
+	case len(created) == 0 && wrote:
+		return fmt.Errorf("%w; entries restored before the error are left in %s", err, target)
+	case len(left) > 0:
+		return fmt.Errorf("%w; %s was created by this restore and holds a partial restore: remove it when done", err, left[0])
+	}
+	return err
 }
 
 // run starts the chunk workers, calls walk, waits for all content and
@@ -190,8 +267,8 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	if err != nil {
 		return &rs.res, err
 	}
-	if err := rs.ctx.Err(); err != nil {
-		return &rs.res, err
+	if rs.ctx.Err() != nil {
+		return &rs.res, context.Cause(rs.ctx)
 	}
 	if len(rs.res.Damaged) > 0 {
 		return &rs.res, fmt.Errorf("%w: %d files could not be fully restored", ErrDamaged, len(rs.res.Damaged))
@@ -201,14 +278,21 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 
 func (rs *restorer) restoreTree(t *Tree, dir, rel string) error {
 	for _, n := range t.Nodes {
-		if err := rs.ctx.Err(); err != nil {
-			return err
+		if rs.ctx.Err() != nil {
+			return context.Cause(rs.ctx)
 		}
-		if strings.ContainsAny(n.Name, "/\x00") || n.Name == "." || n.Name == ".." || n.Name == "" {
+		if !safeName(n.Name) {
 			rs.warn(rel, fmt.Errorf("unsafe name %q skipped", n.Name))
 			continue
 		}
-		if err := rs.restoreNode(n, filepath.Join(dir, n.Name), filepath.Join(rel, n.Name)); err != nil {
+		path, nrel := filepath.Join(dir, n.Name), filepath.Join(rel, n.Name)
+		if err := rs.clearWay(path, n); errors.Is(err, errInTheWay) {
+			rs.skip(nrel, err)
+			continue
+		} else if err != nil {
+			return fmt.Errorf("restore %s: %w", path, err)
+		}
+		if err := rs.restoreNode(n, path, nrel); err != nil {
 			return err
 		}
 	}
@@ -234,26 +318,50 @@ func (rs *restorer) markDamaged(rel string, err error) {
 	rs.res.Damaged = append(rs.res.Damaged, PathError{Path: rel, Error: err.Error()})
 }
 
-// removeExisting clears the way for a new entry when overwriting.
-func (rs *restorer) removeExisting(path string, n *Node) {
-	if !rs.opts.Overwrite {
-		return
+func (rs *restorer) skip(rel string, err error) {
+	rs.mu.Lock()
+	rs.res.Skipped = append(rs.res.Skipped, PathError{Path: rel, Error: err.Error()})
+	rs.mu.Unlock()
+	if rs.opts.Log != nil {
+		rs.opts.Log("not restored: %s: %v", rel, err)
 	}
-	var st unix.Stat_t
-	if unix.Lstat(path, &st) != nil {
-		return
-	}
-	if n.Type == TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return
-	}
-	os.RemoveAll(path)
 }
 
+// clearWay makes room at path for n when overwriting: a directory stays
+// for a directory to merge into; anything else is unlinked itself (a
+// symlink is never followed, a hard link's other names keep their data),
+// and a directory only when empty (errInTheWay otherwise). Without
+// overwrite the target was empty, and whatever is there is left for the
+// create to fail on.
+func (rs *restorer) clearWay(path string, n *Node) error {
+	if !rs.opts.Overwrite {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return nil
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if isDir && n.Type == TypeDir {
+		return nil
+	}
+	err := os.Remove(path)
+	if isDir && (errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST)) {
+		return errInTheWay
+	}
+	return err
+}
+
+// restoreNode restores n at path, which clearWay has made room for.
 func (rs *restorer) restoreNode(n *Node, path, rel string) error {
-	rs.removeExisting(path, n)
 	switch n.Type {
 	case TypeDir:
-		if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		if err := os.Mkdir(path, 0o700); errors.Is(err, os.ErrExist) {
+			// Merge only into a real directory, never through a symlink.
+			if st, lerr := os.Lstat(path); lerr != nil || !st.IsDir() {
+				return fmt.Errorf("restore %s: %w", path, err)
+			}
+		} else if err != nil {
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
 		rs.mu.Lock()
@@ -310,7 +418,8 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 }
 
 func (rs *restorer) restoreFile(n *Node, path, rel string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// O_EXCL: never write through whatever might be at path.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", path, err)
 	}
@@ -354,7 +463,7 @@ func (rs *restorer) fill(of *openFile) error {
 			if of.left.Add(-int64(len(data)-i)) == 0 {
 				rs.finishFile(of)
 			}
-			return rs.ctx.Err()
+			return context.Cause(rs.ctx)
 		}
 	}
 	return nil

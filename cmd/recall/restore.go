@@ -16,8 +16,8 @@ func init() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` POINT belongs to (needed for \"latest\" with several sources)"},
 			&cli.StringFlag{Name: "target", Usage: "directory to restore into (created if missing), or a block device", Required: true},
-			&cli.StringFlag{Name: "path", Usage: "restore only `SUB`, a path inside the point"},
-			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty target, replacing what is in the way"},
+			&cli.StringFlag{Name: "path", Usage: "restore only `SUB`, a path inside the point: a directory's content fills the target, anything else becomes TARGET/<name>"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty target, replacing only the entries the restore writes (never a non-empty directory)"},
 		},
 		Action: withJob("restore", func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -36,22 +36,20 @@ func init() {
 				Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
 				Log: func(f string, a ...any) { logf(f, a...) },
 			})
-			if res == nil {
+			if res == nil || (err != nil && !errors.Is(err, engine.ErrDamaged)) {
+				// Stopped: the error says what is left where.
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s\n",
-				p.ID.String()[:12], p.Source, res.Files, res.Dirs, res.Others, human(res.Bytes), c.String("target"))
+				p.ID.String()[:12], p.Source, res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root)
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
 			}
 			if err != nil {
-				if errors.Is(err, engine.ErrDamaged) {
-					return fmt.Errorf("%w; every other file was restored; run 'recall verify --read-data' for the damaged packs", err)
-				}
-				return err
+				return fmt.Errorf("%w; every other file was restored; run 'recall verify --read-data' for the damaged packs", err)
 			}
-			if len(res.Warnings) > 0 {
-				return fmt.Errorf("%w: %d metadata items not applied", engine.ErrWarnings, len(res.Warnings))
+			if len(res.Skipped) > 0 || len(res.Warnings) > 0 {
+				return fmt.Errorf("%w: %d entries not restored, %d metadata items not applied (listed above)", engine.ErrWarnings, len(res.Skipped), len(res.Warnings))
 			}
 			return nil
 		}),

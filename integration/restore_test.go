@@ -1,0 +1,256 @@
+package integration
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// restoreSource backs up a tree holding one entry of each kind a single
+// restore must handle, and returns its snapshot (relative to the source).
+func restoreSource(t *testing.T, e *env) map[string]entry {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(filepath.Join(src, "sub/deeper"), 0o750))
+	writeRandom(t, filepath.Join(src, "file.bin"), 1, 3<<20+17)
+	must(t, os.Symlink("../elsewhere/target", filepath.Join(src, "link")))
+	must(t, unix.Mkfifo(filepath.Join(src, "fifo"), 0o640))
+	writeRandom(t, filepath.Join(src, "sub/a"), 2, 5000)
+	writeRandom(t, filepath.Join(src, "sub/deeper/b"), 3, 70000)
+	must(t, os.Symlink("a", filepath.Join(src, "sub/to-a")))
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+	return snapshot(t, src)
+}
+
+// dirState is every entry under a directory with its bytes, to prove that
+// what a restore must not touch is byte-exact afterwards.
+func dirState(t *testing.T, dir string) map[string]entry {
+	t.Helper()
+	if _, err := os.Lstat(dir); err != nil {
+		return nil
+	}
+	return snapshot(t, dir)
+}
+
+func TestRestoreIntoDirectory(t *testing.T) {
+	e := newEnv(t)
+	want := restoreSource(t, e)
+
+	type prepared int
+	const (
+		missing  prepared = iota // DIR does not exist
+		empty                    // DIR exists, empty
+		nonEmpty                 // DIR holds unrelated entries, and a stale one in the restored entry's place
+	)
+	for _, entryPath := range []string{"file.bin", "link", "fifo", "sub"} {
+		for _, prep := range []prepared{missing, empty, nonEmpty} {
+			for _, overwrite := range []bool{false, true} {
+				name := entryPath + "/" + []string{"missing", "empty", "non-empty"}[prep]
+				if overwrite {
+					name += "/overwrite"
+				}
+				t.Run(name, func(t *testing.T) {
+					base := t.TempDir()
+					dir := filepath.Join(base, "target")
+					outside := filepath.Join(base, "outside")
+					writeRandom(t, outside, 9, 4000)
+					if prep != missing {
+						must(t, os.Mkdir(dir, 0o755))
+					}
+					if prep == nonEmpty {
+						writeRandom(t, filepath.Join(dir, "unrelated.txt"), 4, 12345)
+						must(t, os.MkdirAll(filepath.Join(dir, "keep/inner"), 0o700))
+						writeRandom(t, filepath.Join(dir, "keep/inner/data"), 5, 999)
+						// What sits where the entry goes is a trap: a hard link
+						// to a file outside DIR for the file, a symlink out of
+						// DIR otherwise. Overwriting must replace the name, never
+						// write through it.
+						in := filepath.Join(dir, filepath.Base(entryPath))
+						if entryPath == "file.bin" {
+							must(t, os.Link(outside, in))
+						} else if entryPath != "sub" {
+							must(t, os.Symlink(outside, in))
+						} else {
+							must(t, os.Symlink(base, filepath.Join(dir, "deeper")))
+						}
+					}
+					before := dirState(t, dir)
+					outsideBefore := fileHash(t, outside)
+					args := []string{"restore", "latest", "--source", "s", "--path", entryPath, "--target", dir}
+					if overwrite {
+						args = append(args, "--overwrite")
+					}
+					r := e.run(args...)
+
+					if prep == nonEmpty && !overwrite {
+						if r.code != 1 || !strings.Contains(r.stderr, "--overwrite") || strings.Contains(r.stdout, "restored") {
+							t.Fatalf("restore into a non-empty DIR without --overwrite: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+						}
+						compareTrees(t, before, dirState(t, dir))
+						if fileHash(t, outside) != outsideBefore {
+							t.Errorf("the file outside DIR changed")
+						}
+						return
+					}
+					if r.code != 0 {
+						t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+					}
+					got := dirState(t, dir)
+					// The restored entries are exact ...
+					var restored map[string]entry
+					if entryPath == "sub" {
+						restored = subtree(want, "sub")
+						delete(restored, ".")
+						if prep == nonEmpty {
+							// The symlink out of DIR in the way of sub/deeper was
+							// replaced by the directory, not followed.
+							if _, err := os.Lstat(filepath.Join(base, "b")); err == nil {
+								t.Errorf("restore wrote through a symlink in DIR")
+							}
+						}
+					} else {
+						restored = map[string]entry{entryPath: want[entryPath]}
+					}
+					for p, w := range restored {
+						g, ok := got[p]
+						if !ok {
+							t.Errorf("%s not restored", p)
+							continue
+						}
+						w.Holes, g.Holes = "", ""
+						if w != g {
+							t.Errorf("%s:\n want %+v\n  got %+v", p, w, g)
+						}
+					}
+					// ... everything else in DIR is as it was, byte for byte,
+					// and nothing else appeared.
+					for p, w := range before {
+						if _, ok := restored[p]; ok || p == "." {
+							continue
+						}
+						if g, ok := got[p]; !ok || g != w {
+							t.Errorf("unrelated %s changed: was %+v, now %+v", p, w, g)
+						}
+					}
+					for p := range got {
+						if _, ok := restored[p]; !ok && p != "." {
+							if _, ok := before[p]; !ok {
+								t.Errorf("unexpected %s in DIR", p)
+							}
+						}
+					}
+					if fileHash(t, outside) != outsideBefore {
+						t.Errorf("the file outside DIR changed: the restore wrote through a link")
+					}
+					if !strings.Contains(r.stdout, "restored point") {
+						t.Errorf("no summary: %s", r.stdout)
+					}
+				})
+			}
+		}
+	}
+}
+
+// With --overwrite, a non-empty directory in the way of a non-directory is
+// never removed: restoring that one entry fails and says why; inside a
+// directory restore the entry is skipped (exit 3) and the rest restored.
+func TestRestoreOverwriteKeepsNonEmptyDirectory(t *testing.T) {
+	e := newEnv(t)
+	want := restoreSource(t, e)
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "file.bin/precious"), 0o755))
+	writeRandom(t, filepath.Join(dir, "file.bin/precious/x"), 6, 3000)
+	before := dirState(t, dir)
+
+	r := e.run("restore", "latest", "--source", "s", "--path", "file.bin", "--target", dir, "--overwrite")
+	if r.code != 1 || !strings.Contains(r.stderr, "non-empty directory is in the way") || strings.Contains(r.stdout, "restored") {
+		t.Fatalf("single entry over a non-empty directory: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	compareTrees(t, before, dirState(t, dir))
+
+	r = e.run("restore", "latest", "--source", "s", "--target", dir, "--overwrite")
+	if r.code != 3 || !strings.Contains(r.stderr, "not restored: file.bin") {
+		t.Fatalf("whole point over a non-empty directory: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	got := dirState(t, dir)
+	for p, w := range want {
+		if p == "file.bin" || p == "." {
+			continue
+		}
+		g := got[p]
+		w.Holes, g.Holes = "", ""
+		if g != w {
+			t.Errorf("%s: want %+v, got %+v", p, w, g)
+		}
+	}
+	if g, w := got["file.bin/precious/x"], before["file.bin/precious/x"]; g != w {
+		t.Errorf("the directory in the way changed: %+v", g)
+	}
+}
+
+// A restore that cannot start creates nothing, and one whose point's root
+// directory is unreadable exits 4 (damaged data).
+func TestRestoreUnreadableRoot(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "only"), 7, 1000)
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+	// Damage the first blob of every pack: the root tree is one of them.
+	filepath.WalkDir(filepath.Join(e.home, "store/packs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b := mustRead(t, p)
+			b[0] ^= 0xff
+			must(t, os.WriteFile(p, b, 0o600))
+		}
+		return nil
+	})
+	dst := filepath.Join(t.TempDir(), "new/target")
+	r := e.run("restore", "latest", "--source", "s", "--target", dst)
+	if r.code != 4 || !strings.Contains(r.stderr, "root directory unreadable") || strings.Contains(r.stdout, "restored") {
+		t.Fatalf("restore of an unreadable root: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Lstat(filepath.Dir(dst)); err == nil {
+		t.Errorf("a restore that failed before writing created %s", filepath.Dir(dst))
+	}
+}
+
+// An interrupted restore stops with 130 and leaves no directory it created
+// empty behind; a point's content is named in the error when some remains.
+func TestRestoreInterruptedNamesWhatIsLeft(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	for i := 0; i < 8; i++ {
+		writeRandom(t, filepath.Join(src, "f"+string(rune('a'+i))), int64(10+i), 24<<20)
+	}
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+	dst := filepath.Join(t.TempDir(), "target")
+	cmd := e.command("restore", "latest", "--source", "s", "--target", dst)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	must(t, cmd.Start())
+	waitFor(t, "restore to start writing", func() bool {
+		ents, _ := os.ReadDir(dst)
+		return len(ents) > 0
+	})
+	must(t, cmd.Process.Signal(syscall.SIGINT))
+	err := cmd.Wait()
+	code := 0
+	if ee, ok := err.(interface{ ExitCode() int }); ok {
+		code = ee.ExitCode()
+	}
+	if code == 0 {
+		t.Fatalf("the restore finished before SIGINT reached it; give it more data\n%s", errb.String())
+	}
+	if code != 130 || !strings.Contains(errb.String(), "restore interrupted by SIGINT") ||
+		!strings.Contains(errb.String(), dst) || strings.Contains(out.String(), "restored") {
+		t.Fatalf("interrupted restore: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}
