@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"testing"
+
+	"github.com/recall-backup/recall/engine"
+)
+
+func TestMaxArgs(t *testing.T) {
+	for _, tc := range []struct {
+		argsUsage string
+		want      int
+	}{
+		{"", 0},
+		{"PATH", 1},
+		{`POINT (id, unique id prefix, or "latest")`, 1},
+		{"SRC DST", 2},
+		{"NAME [MORE]", 2},
+		{"PATH...", -1},
+		{"POINT [PATH...]", -1},
+		{"lower case words are prose", 0},
+	} {
+		if got := maxArgs(tc.argsUsage); got != tc.want {
+			t.Errorf("maxArgs(%q) = %d, want %d", tc.argsUsage, got, tc.want)
+		}
+	}
+}
+
+// Every registered command gets the usage checks, including ones added
+// later: an extra argument is a usage error before the action runs.
+func TestEveryCommandRejectsExtraArguments(t *testing.T) {
+	app := newApp()
+	for _, c := range app.Commands {
+		if len(c.Subcommands) > 0 || maxArgs(c.ArgsUsage) < 0 {
+			continue
+		}
+		args := []string{"recall", "--home", t.TempDir(), c.Name}
+		for i := 0; i <= maxArgs(c.ArgsUsage); i++ {
+			args = append(args, fmt.Sprint("arg", i))
+		}
+		for _, f := range c.Flags {
+			if r, ok := f.(interface{ IsRequired() bool }); ok && r.IsRequired() {
+				args = append(args, "--"+f.Names()[0], "x")
+			}
+		}
+		if err := app.Run(interspersed(app, args)); exitCode(err) != exitUsage {
+			t.Errorf("%s with %d arguments: %v (exit %d), want a usage error", c.Name, maxArgs(c.ArgsUsage)+1, err, exitCode(err))
+		}
+	}
+}
+
+func TestExitCodeInterrupted(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{interrupted{sig: syscall.SIGINT, cmd: "restore"}, 130},
+		{interrupted{sig: syscall.SIGTERM, cmd: "backup"}, 143},
+		{fmt.Errorf("restore x: %w", interrupted{sig: syscall.SIGTERM}), 143},
+		// An interruption outranks what the command made of it.
+		{fmt.Errorf("%w (%w)", interrupted{sig: syscall.SIGINT}, engine.ErrDamaged), 130},
+		{usagef("x"), exitUsage},
+		{errors.New("x"), exitError},
+	} {
+		if got := exitCode(tc.err); got != tc.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
