@@ -5,7 +5,6 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,6 +30,9 @@ type Config struct {
 	// restic's default.
 	AverageBits int         `json:"average_bits,omitempty"`
 	Encryption  *EncryptCfg `json:"encryption,omitempty"`
+	// Checksum guards the file against damage (configfile.go); absent in
+	// stores written before it existed.
+	Checksum string `json:"checksum,omitempty"`
 }
 
 // EncryptCfg describes how the master key is derived and sealed.
@@ -162,27 +164,8 @@ func Init(dir string, o InitOptions) (*Config, error) {
 			return nil, fmt.Errorf("init %s: %w", dir, err)
 		}
 	}
-	b, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := writeFileAtomic(dir, "config", append(b, '\n')); err != nil {
+	if err := writeConfigFiles(dir, cfg); err != nil {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
-	}
-	return cfg, nil
-}
-
-func loadConfig(dir string) (*Config, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "config"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, ErrNoStore)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read store config: %w", err)
-	}
-	cfg := &Config{}
-	if err := json.Unmarshal(b, cfg); err != nil {
-		return nil, fmt.Errorf("store config %s: %w", filepath.Join(dir, "config"), err)
-	}
-	if cfg.Version != ConfigVersion {
-		return nil, fmt.Errorf("store %s has format version %d, this recall reads version %d", dir, cfg.Version, ConfigVersion)
 	}
 	return cfg, nil
 }

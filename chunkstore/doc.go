@@ -3,7 +3,8 @@
 //
 // # Layout
 //
-//	<store>/config           JSON: format version, store id, chunker parameters, sealed key
+//	<store>/config           JSON: format version, store id, chunker parameters, sealed key, checksum
+//	<store>/config.copy      the same bytes again (configfile.go says why)
 //	<store>/packs/xx/<id>    packs, named by the BLAKE3-256 of their bytes
 //	<store>/index/<id>       index files (caches of pack headers)
 //	<store>/points/<id>      recovery point manifests (written by engine)

@@ -101,6 +101,9 @@ func readLockInfo(p string) LockInfo {
 // NewWriter returns a writer for this lock's store. Packs left by an
 // interrupted writer are indexed first, so their blobs are reused.
 func (l *Lock) NewWriter() (*Writer, error) {
+	if err := l.s.healConfig(); err != nil {
+		return nil, storeWriteError(l.s.dir, err)
+	}
 	if err := l.s.Refresh(); err != nil {
 		return nil, err
 	}

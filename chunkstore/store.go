@@ -32,13 +32,14 @@ type Store struct {
 	zdec *zstd.Decoder
 	zenc *zstd.Encoder
 
-	fmu      sync.Mutex
-	files    map[uint32]*os.File
-	dfiles   map[uint32]*os.File // O_DIRECT descriptors
-	noDirect atomic.Bool         // the file system refused O_DIRECT
-	loading  atomic.Int32        // O_DIRECT blob reads in progress (readPlain)
-	loadedI  map[string]bool     // index files already loaded
-	orphans  []packRecord        // packs indexed from their headers, no index file yet
+	fmu        sync.Mutex
+	files      map[uint32]*os.File
+	dfiles     map[uint32]*os.File // O_DIRECT descriptors
+	noDirect   atomic.Bool         // the file system refused O_DIRECT
+	loading    atomic.Int32        // O_DIRECT blob reads in progress (readPlain)
+	loadedI    map[string]bool     // index files already loaded
+	orphans    []packRecord        // packs indexed from their headers, no index file yet
+	cfgProblem string              // damage found in config or its copy (configfile.go)
 }
 
 // OpenOptions configure Open.
@@ -49,19 +50,19 @@ type OpenOptions struct {
 // Open opens the store in dir, unlocking its key and loading its index.
 // Nothing is written.
 func Open(dir string, o OpenOptions) (*Store, error) {
-	cfg, err := loadConfig(dir)
-	if err != nil {
+	oc, err := openConfig(dir, o.Password)
+	if errors.Is(err, ErrNoStore) {
 		return nil, err
 	}
-	k, pol, err := cfg.unlock(o.Password)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
+	cfg, k, pol := oc.cfg, oc.keys, oc.pol
 	cdc, err := newCDCTables(pol)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, cfg: cfg, keys: k, pol: pol, cdc: cdc, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}}
+	s := &Store{dir: dir, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}}
 	if err := checkChunkBounds(int(cfg.MinChunk), int(cfg.MaxChunk), s.averageBits()); err != nil {
 		return nil, fmt.Errorf("open store %s: config: %w", dir, err)
 	}

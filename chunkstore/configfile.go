@@ -1,0 +1,192 @@
+package chunkstore
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/restic/chunker"
+	"github.com/zeebo/blake3"
+)
+
+// The config is the one file a store cannot be read without: it holds the
+// sealed key of an encrypted store. So it is kept twice, <store>/config and
+// <store>/config.copy, with the same bytes, and each carries a checksum:
+//
+//	checksum  hex BLAKE3-256 of the file's JSON encoding (two-space
+//	          indent, fields in struct order) with checksum set to ""
+//
+// A config whose checksum fails, that does not parse, or whose sealed key
+// does not open with a passphrase that opens its copy, is damaged: the
+// store is opened from the copy, the damage is reported (ConfigProblem,
+// which verify shows), and the next writer rewrites both files from the
+// good one. Stores written before the checksum existed have no checksum and
+// no copy; they are read as before, and their first writer adds both.
+
+const configCopyName = "config.copy"
+
+// encodeConfig returns the file bytes of cfg with its checksum set.
+func encodeConfig(cfg *Config) []byte {
+	c := *cfg
+	c.Checksum = ""
+	b, _ := json.MarshalIndent(&c, "", "  ")
+	sum := blake3.Sum256(b)
+	c.Checksum = hex.EncodeToString(sum[:])
+	b, _ = json.MarshalIndent(&c, "", "  ")
+	return append(b, '\n')
+}
+
+// parseConfig decodes and checks one config file's bytes: syntax, version,
+// checksum (when present) and chunk parameters.
+func parseConfig(b []byte) (*Config, error) {
+	cfg := &Config{}
+	if err := json.Unmarshal(b, cfg); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if cfg.Checksum != "" {
+		c := *cfg
+		c.Checksum = ""
+		enc, _ := json.MarshalIndent(&c, "", "  ")
+		sum := blake3.Sum256(enc)
+		if hex.EncodeToString(sum[:]) != cfg.Checksum {
+			return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+		}
+	}
+	if cfg.Version != ConfigVersion {
+		if cfg.Checksum == "" && cfg.Version < ConfigVersion {
+			// Every version but the first has a checksum.
+			return nil, fmt.Errorf("%w: format version %d", ErrCorrupt, cfg.Version)
+		}
+		return nil, fmt.Errorf("%w: format version %d, this recall reads version %d", errConfigVersion, cfg.Version, ConfigVersion)
+	}
+	bits := cfg.AverageBits
+	if bits == 0 {
+		bits = 20
+	}
+	if err := checkChunkBounds(int(cfg.MinChunk), int(cfg.MaxChunk), bits); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return cfg, nil
+}
+
+var errConfigVersion = errors.New("unsupported store version")
+
+// openedConfig is the config a store was opened with.
+type openedConfig struct {
+	cfg     *Config
+	keys    *keys
+	pol     chunker.Pol
+	problem string // why config (or its copy) is damaged; "" when both are whole
+}
+
+// openConfig reads config and its copy and unlocks the store's key with
+// the first that is whole and opens. It writes nothing.
+func openConfig(dir, password string) (*openedConfig, error) {
+	type candidate struct {
+		path string
+		raw  []byte
+		cfg  *Config
+		err  error
+	}
+	read := func(name string) candidate {
+		c := candidate{path: filepath.Join(dir, name)}
+		c.raw, c.err = os.ReadFile(c.path)
+		if c.err == nil {
+			c.cfg, c.err = parseConfig(c.raw)
+		}
+		return c
+	}
+	prim, cp := read("config"), read(configCopyName)
+	primMissing := errors.Is(prim.err, os.ErrNotExist)
+	copyMissing := errors.Is(cp.err, os.ErrNotExist)
+	if primMissing && copyMissing {
+		return nil, fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, ErrNoStore)
+	}
+	// A version this recall does not read is not damage.
+	for _, c := range []candidate{prim, cp} {
+		if errors.Is(c.err, errConfigVersion) {
+			return nil, c.err
+		}
+	}
+	var firstErr error
+	for i, c := range []candidate{prim, cp} {
+		if c.err != nil {
+			continue
+		}
+		if i == 1 && prim.err == nil && bytes.Equal(prim.raw, cp.raw) {
+			break // the same bytes cannot open where the first did not
+		}
+		k, pol, err := c.cfg.unlock(password)
+		if err != nil {
+			if errors.Is(err, ErrNoPassword) {
+				return nil, err
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		oc := &openedConfig{cfg: c.cfg, keys: k, pol: pol}
+		switch {
+		case i == 1 && primMissing:
+			oc.problem = fmt.Sprintf("store config %s is missing; read from its copy %s", prim.path, cp.path)
+		case i == 1 && prim.err != nil:
+			oc.problem = fmt.Sprintf("store config %s is damaged (%v); read from its copy %s", prim.path, prim.err, cp.path)
+		case i == 1:
+			oc.problem = fmt.Sprintf("store config %s does not open the key its copy %s opens: it is damaged; read from the copy", prim.path, cp.path)
+		case cp.err != nil && !copyMissing:
+			oc.problem = fmt.Sprintf("store config copy %s is damaged (%v)", cp.path, cp.err)
+		case cp.err == nil && !bytes.Equal(prim.raw, cp.raw):
+			oc.problem = fmt.Sprintf("store config copy %s differs from %s", cp.path, prim.path)
+		}
+		return oc, nil
+	}
+	if firstErr != nil {
+		// Every readable config refused the passphrase.
+		return nil, firstErr
+	}
+	if copyMissing {
+		return nil, fmt.Errorf("store config %s is damaged (%v) and has no copy: the store cannot be opened", prim.path, prim.err)
+	}
+	return nil, fmt.Errorf("store config %s is damaged (%v) and so is its copy %s (%v): the store cannot be opened", prim.path, prim.err, cp.path, cp.err)
+}
+
+// writeConfigFiles writes both config files from cfg, the copy first, so
+// a crash leaves at least one whole file. Only files whose bytes differ
+// are written.
+func writeConfigFiles(dir string, cfg *Config) error {
+	want := encodeConfig(cfg)
+	for _, name := range []string{configCopyName, "config"} {
+		if have, err := os.ReadFile(filepath.Join(dir, name)); err == nil && bytes.Equal(have, want) {
+			continue
+		}
+		if err := writeFileAtomic(dir, name, want); err != nil {
+			return fmt.Errorf("write store config %s: %w", filepath.Join(dir, name), err)
+		}
+	}
+	return nil
+}
+
+// ConfigProblem says why the store's config or its copy is damaged, or ""
+// when both are whole. The next writer repairs it.
+func (s *Store) ConfigProblem() string {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	return s.cfgProblem
+}
+
+// healConfig rewrites damaged, missing or outdated config files from the
+// config the store was opened with. The writer lock is held.
+func (s *Store) healConfig() error {
+	if err := writeConfigFiles(s.dir, s.cfg); err != nil {
+		return err
+	}
+	s.fmu.Lock()
+	s.cfgProblem = ""
+	s.fmu.Unlock()
+	return nil
+}
