@@ -185,7 +185,14 @@ func openStore(c *cli.Context) (*chunkstore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return chunkstore.Open(storeDir(c), chunkstore.OpenOptions{Password: pw})
+	st, err := chunkstore.Open(storeDir(c), chunkstore.OpenOptions{Password: pw})
+	if err != nil {
+		return nil, err
+	}
+	if p := st.ConfigProblem(); p != "" {
+		logf("warning: %s; the next backup or repair rewrites it", p)
+	}
+	return st, nil
 }
 
 func openReader(c *cli.Context) (*engine.Reader, error) {
