@@ -57,7 +57,7 @@ type restorer struct {
 	mu       sync.Mutex
 	res      RestoreResult
 	damaged  map[string]bool
-	links    map[uint64]string
+	links    map[uint64]*linkLeader
 	dirMetas []dirMeta
 	bytes    atomic.Int64
 
@@ -119,7 +119,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	euid := uint32(os.Geteuid())
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
-		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]string{}}
+		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]*linkLeader{}}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -311,11 +311,29 @@ func (rs *restorer) warn(rel string, err error) {
 func (rs *restorer) markDamaged(rel string, err error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	rs.markDamagedLocked(rel, err)
+}
+
+func (rs *restorer) markDamagedLocked(rel string, err error) {
 	if rs.damaged[rel] {
 		return
 	}
 	rs.damaged[rel] = true
 	rs.res.Damaged = append(rs.res.Damaged, PathError{Path: rel, Error: err.Error()})
+	for _, l := range rs.links {
+		if l.rel == rel {
+			for _, f := range l.followers {
+				rs.markDamagedLocked(f, fmt.Errorf("hard link of damaged %s", rel))
+			}
+		}
+	}
+}
+
+// linkLeader is the first restored path of a hard-link group; the others
+// are links to it.
+type linkLeader struct {
+	path, rel string
+	followers []string
 }
 
 func (rs *restorer) skip(rel string, err error) {
@@ -379,13 +397,19 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 			rs.mu.Lock()
 			first, ok := rs.links[n.LinkGroup]
 			if !ok {
-				rs.links[n.LinkGroup] = path
+				rs.links[n.LinkGroup] = &linkLeader{path: path, rel: rel}
 			}
 			rs.mu.Unlock()
 			if ok {
-				if err := os.Link(first, path); err == nil {
+				if err := os.Link(first.path, path); err == nil {
 					rs.mu.Lock()
 					rs.res.Files++
+					// A link shares its leader's content, and so its damage,
+					// found before or after this link was made.
+					first.followers = append(first.followers, rel)
+					if rs.damaged[first.rel] {
+						rs.markDamagedLocked(rel, fmt.Errorf("hard link of damaged %s", first.rel))
+					}
 					rs.mu.Unlock()
 					return nil
 				}
