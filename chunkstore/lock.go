@@ -123,3 +123,6 @@ func (l *Lock) Unlock() error {
 	l.f.Truncate(0)
 	return l.f.Close()
 }
+
+// Store returns the store this lock belongs to.
+func (l *Lock) Store() *Store { return l.s }
