@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,6 +86,13 @@ func sortedEntries(es []PackEntry) []PackEntry {
 // entries of packs that are gone are dropped. With dryRun nothing is
 // changed and the result says what would be.
 func (l *Lock) RebuildIndex(dryRun bool) (*IndexRebuild, error) {
+	return l.rebuildIndex(dryRun, nil)
+}
+
+// rebuildIndex is RebuildIndex; the damage record entries of the packs in
+// rewritten are dropped too (a salvaged pack whose every blob survived is
+// written again under its own name: the same header names the same pack).
+func (l *Lock) rebuildIndex(dryRun bool, rewritten map[ID]bool) (*IndexRebuild, error) {
 	s := l.s
 	sizes := map[ID]int64{}
 	if err := s.ListPacks(func(id ID, size int64) error { sizes[id] = size; return nil }); err != nil {
@@ -183,7 +191,14 @@ func (l *Lock) RebuildIndex(dryRun bool) (*IndexRebuild, error) {
 		s.fmu.Unlock()
 		s.idx.setSizes(sizes)
 	}
-	res.DamageDropped, err = s.pruneDamage(sizes, dryRun)
+	keep := sizes
+	if len(rewritten) > 0 {
+		keep = maps.Clone(sizes)
+		for id := range rewritten {
+			delete(keep, id)
+		}
+	}
+	res.DamageDropped, err = s.pruneDamage(keep, dryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +248,9 @@ type Salvage struct {
 	Kept, Elsewhere int
 	Lost            []DamagedBlob // blobs no pack holds a good copy of any more
 	Removed         bool
+	// Rewritten: every blob survived in order, so the new pack has the
+	// old one's name and replaced it.
+	Rewritten bool
 }
 
 // salvageEntries returns every place the pack's header or the index files
@@ -342,8 +360,19 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 	if err := w.Flush(); err != nil {
 		return nil, nil, fmt.Errorf("salvage: %w (nothing was removed)", err)
 	}
+	w.mu.Lock()
+	rewritten := map[ID]bool{}
+	for _, id := range w.written {
+		rewritten[id] = true
+	}
+	w.mu.Unlock()
 	dirs := map[string]bool{}
 	for _, id := range remove {
+		if rewritten[id] {
+			// Every blob survived, in the same order: the new pack is
+			// the old one made whole, renamed over it.
+			continue
+		}
 		if err := os.Remove(s.packPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, nil, fmt.Errorf("remove damaged pack %s: %w (its good blobs are stored again; run 'recall repair packs' again)", id, err)
 		}
@@ -354,22 +383,29 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 			return nil, nil, err
 		}
 	}
-	s.forgetPackFiles(remove)
-	rb, err := l.RebuildIndex(false)
+	for i := range out {
+		if rewritten[out[i].Pack] {
+			out[i].Removed, out[i].Rewritten = false, true
+		}
+	}
+	s.forgetPackFiles(remove, rewritten)
+	rb, err := l.rebuildIndex(false, rewritten)
 	if err != nil {
 		return nil, nil, err
 	}
 	return out, rb, nil
 }
 
-// forgetPackFiles closes the descriptors of removed packs and marks them
-// missing.
-func (s *Store) forgetPackFiles(ids []ID) {
+// forgetPackFiles closes the descriptors of replaced packs and marks
+// them missing, except those rewritten under the same name.
+func (s *Store) forgetPackFiles(ids []ID, rewritten map[ID]bool) {
 	s.idx.mu.Lock()
 	var nums []uint32
 	for _, id := range ids {
 		if n, ok := s.idx.packNum[id]; ok {
-			s.idx.size[n] = sizeGone
+			if !rewritten[id] {
+				s.idx.size[n] = sizeGone
+			}
 			nums = append(nums, n)
 		}
 	}

@@ -29,6 +29,7 @@ type Writer struct {
 	pending map[ID]struct{} // saved in this session, not yet in the index
 	open    [3]*packBuilder
 	done    []packRecord // finished packs not yet covered by an index file
+	written []ID         // every pack this writer finished
 	err     error
 
 	finishing sync.WaitGroup
@@ -235,6 +236,7 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 	for _, e := range p.entries {
 		delete(w.pending, e.ID)
 	}
+	w.written = append(w.written, id)
 	w.mu.Unlock()
 	return packRecord{id: id, entries: p.entries}, nil
 }

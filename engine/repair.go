@@ -38,6 +38,7 @@ type SalvagedPack struct {
 	Elsewhere int    `json:"elsewhere_blobs"` // already stored in another pack
 	Lost      int    `json:"lost_blobs"`
 	Removed   bool   `json:"removed"`
+	Rewritten bool   `json:"rewritten,omitempty"` // replaced by a whole copy of the same name
 }
 
 func (o RepairOptions) act(rep *RepairReport, format string, args ...any) {
@@ -136,13 +137,17 @@ func RepairPacks(ctx context.Context, lock *chunkstore.Lock, opts RepairOptions)
 		return nil, fmt.Errorf("repair packs: %w", err)
 	}
 	for _, s := range salv {
-		rep.Packs = append(rep.Packs, SalvagedPack{Pack: s.Pack.String(), Reason: s.Reason, Kept: s.Kept, Elsewhere: s.Elsewhere, Lost: len(s.Lost), Removed: s.Removed})
+		rep.Packs = append(rep.Packs, SalvagedPack{Pack: s.Pack.String(), Reason: s.Reason, Kept: s.Kept, Elsewhere: s.Elsewhere, Lost: len(s.Lost), Removed: s.Removed, Rewritten: s.Rewritten})
 		verb := "salvaged"
 		if opts.DryRun {
 			verb = "salvage"
 		}
-		opts.act(rep, "%s pack %s (%s): %d blobs into new packs, %d already stored elsewhere, %d lost; %s the old pack",
-			verb, s.Pack, s.Reason, s.Kept, s.Elsewhere, len(s.Lost), map[bool]string{true: "remove", false: "removed"}[opts.DryRun])
+		what := map[bool]string{true: "remove", false: "removed"}[opts.DryRun] + " the old pack"
+		if s.Rewritten {
+			what = "the new pack replaced the old one under its name"
+		}
+		opts.act(rep, "%s pack %s (%s): %d blobs into new packs, %d already stored elsewhere, %d lost; %s",
+			verb, s.Pack, s.Reason, s.Kept, s.Elsewhere, len(s.Lost), what)
 		for _, l := range s.Lost {
 			rep.Lost = append(rep.Lost, DamagedBlob{Blob: l.Blob.String(), Pack: l.Pack.String(), Error: l.Reason})
 		}

@@ -156,9 +156,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 			t, err := r.LoadTree(id)
 			if err != nil {
 				pack, _ := st.PackOf(id)
-				if !pack.IsZero() {
-					noteBlob(id, pack, err.Error())
-				}
+				noteBlob(id, pack, err.Error())
 				damage(rel+"/", packString(pack), "directory listing unreadable: "+err.Error())
 				return
 			}
