@@ -124,7 +124,8 @@ func (r *Reader) Store() *chunkstore.Store { return r.st }
 // points whose manifest is damaged, by id: their time is unknown, and at the
 // end they neither move "latest" nor shift the names of healthy points. A
 // damaged manifest never makes Points fail; it comes back as a Point with
-// Damaged set.
+// Damaged set. So does a manifest of a newer format (ErrNewerPoint), which
+// is not damage: Damaged says so.
 func (r *Reader) Points() ([]*Point, error) {
 	ids, err := r.st.ListPoints()
 	if err != nil {
@@ -139,6 +140,10 @@ func (r *Reader) Points() ([]*Point, error) {
 		var dp *DamagedPointError
 		if errors.As(err, &dp) {
 			out = append(out, &Point{ID: id, Damaged: dp.Reason})
+			continue
+		}
+		if errors.Is(err, ErrNewerPoint) {
+			out = append(out, &Point{ID: id, Damaged: strings.TrimPrefix(err.Error(), "recovery point "+pointShort(id)+": ")})
 			continue
 		}
 		if err != nil {
@@ -195,10 +200,24 @@ func (r *Reader) LoadPoint(id chunkstore.ID) (*Point, error) {
 	}
 	p, err := decodePoint(id, b)
 	if err != nil {
+		// A manifest a newer recall wrote is not damage: repair must
+		// never remove it.
+		var v struct {
+			Version int `json:"version"`
+		}
+		if json.Unmarshal(b, &v) == nil && v.Version > pointVersion {
+			return nil, fmt.Errorf("recovery point %s: %w: manifest version %d (this recall reads up to %d); use a newer recall",
+				pointShort(id), ErrNewerPoint, v.Version, pointVersion)
+		}
 		return nil, &DamagedPointError{ID: id, Reason: "its manifest does not decode: " + strings.TrimPrefix(err.Error(), "point "+id.Short()+": "), Err: err}
 	}
 	return p, nil
 }
+
+// ErrNewerPoint: a manifest written by a newer recall, in a format this one
+// does not read. It is intact; Points lists it as unreadable, and nothing
+// removes it but an explicit forget.
+var ErrNewerPoint = errors.New("recovery point from a newer recall")
 
 // LoadTree reads and decodes a tree blob.
 func (r *Reader) LoadTree(id chunkstore.ID) (*Tree, error) {
@@ -274,7 +293,7 @@ func (r *Reader) FindPoint(spec, source string) (*Point, error) {
 		return nil, fmt.Errorf("%w %q matches %d points; give more digits", ErrAmbiguous, spec, len(cand))
 	}
 	if p := cand[0]; p.Damaged != "" {
-		_, err := r.LoadPoint(p.ID) // the error, with its cause
+		_, err := r.LoadPoint(p.ID) // the error, with its cause (or ErrNewerPoint)
 		if err == nil {
 			err = &DamagedPointError{ID: p.ID, Reason: p.Damaged, Err: chunkstore.ErrCorrupt}
 		}

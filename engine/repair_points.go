@@ -94,6 +94,14 @@ func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsO
 			return rep, err
 		}
 		if p.Damaged != "" {
+			var dp *DamagedPointError
+			switch _, err := r.LoadPoint(p.ID); {
+			case errors.Is(err, chunkstore.ErrNotFound):
+				continue // forgotten meanwhile
+			case !errors.As(err, &dp):
+				act("left point %s alone: %v", pointShort(p.ID), err) // not damage: a newer format
+				continue
+			}
 			if err := forget(p, fmt.Sprintf("damaged manifest of point %s (%s)", pointShort(p.ID), p.Damaged)); err != nil {
 				return rep, err
 			}

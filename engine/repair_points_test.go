@@ -97,7 +97,7 @@ func sameFiles(t *testing.T, what string, want, got map[string][]byte) {
 
 func TestPointsWithDamagedManifest(t *testing.T) {
 	for _, enc := range []bool{false, true} {
-		for _, damage := range []string{"flipped byte", "undecodable"} {
+		for _, damage := range []string{"flipped byte", "undecodable", "newer format"} {
 			name := map[bool]string{false: "plain", true: "encrypted"}[enc] + "/" + damage
 			t.Run(name, func(t *testing.T) {
 				ts, dir := openTestStore(t, enc)
@@ -137,6 +137,13 @@ func TestPointsWithDamagedManifest(t *testing.T) {
 						t.Fatal(err)
 					}
 					healthy = pts
+				case "newer format":
+					// Intact, but not readable by this recall: listed,
+					// never removed by repair.
+					if bad, err = ts.st.SavePoint([]byte(`{"version":99,"source":"s","future":true}`)); err != nil {
+						t.Fatal(err)
+					}
+					healthy = pts
 				}
 				ts = reopen(t, dir)
 
@@ -170,13 +177,26 @@ func TestPointsWithDamagedManifest(t *testing.T) {
 				}
 				_, err = ts.r.FindPoint(bad.String()[:10], "s")
 				var dp *DamagedPointError
-				if !errors.As(err, &dp) || dp.ID != bad || !errors.Is(err, ErrDamaged) {
+				if damage == "newer format" {
+					if !errors.Is(err, ErrNewerPoint) || errors.Is(err, ErrDamaged) {
+						t.Errorf("finding the newer point by prefix: %v", err)
+					}
+				} else if !errors.As(err, &dp) || dp.ID != bad || !errors.Is(err, ErrDamaged) {
 					t.Errorf("finding the damaged point by prefix: %v", err)
 				}
-				if _, err := ts.r.LoadPoint(bad); !errors.Is(err, ErrDamaged) {
-					t.Errorf("LoadPoint of the damaged point: %v", err)
+				if _, err := ts.r.LoadPoint(bad); errors.Is(err, ErrDamaged) != (damage != "newer format") {
+					t.Errorf("LoadPoint of the unreadable point: %v", err)
 				}
 				sameFiles(t, "restore of the healthy point", files, readBack(t, ts, latest))
+
+				// repair removes a damaged manifest, and only that.
+				if _, err := repairPoints(t, ts, RepairPointsOptions{ForgetDamaged: true}); err != nil {
+					t.Fatalf("repair: %v", err)
+				}
+				_, err = os.Stat(filepath.Join(dir, "points", bad.String()))
+				if gone := os.IsNotExist(err); gone != (damage != "newer format") {
+					t.Errorf("after repair points --forget-damaged, the manifest is gone: %v", gone)
+				}
 			})
 		}
 	}
