@@ -136,7 +136,10 @@ func (s *Store) loadDamage() error {
 		return nil // a store without damage, or older than the record
 	}
 	if err != nil {
-		return fmt.Errorf("list damage records: %w", err)
+		s.damageListWarn.Do(func() {
+			fmt.Fprintf(os.Stderr, "recall: damage records: %v (ignored; 'recall verify --read-data' finds damage again)\n", err)
+		})
+		return nil
 	}
 	for _, e := range ents {
 		name := e.Name()

@@ -173,7 +173,21 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten map[ID]bool) (*IndexRebuild, 
 		for _, p := range todo {
 			s.idx.addPack(p.id, p.entries, sizes[p.id])
 		}
+		for _, w := range res.Written {
+			// An index file written again whole gets its old name back,
+			// and has just replaced the damaged file of that name.
+			if _, ok := res.Removed[w.Name]; ok {
+				res.Removed[w.Name] = "replaced by a whole copy: " + res.Removed[w.Name]
+			}
+		}
+		written := map[string]bool{}
+		for _, w := range res.Written {
+			written[w.Name] = true
+		}
 		for name := range res.Removed {
+			if written[name] {
+				continue
+			}
 			if err := os.Remove(filepath.Join(s.dir, "index", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("remove superseded index file %s: %w", name, err)
 			}
@@ -185,7 +199,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten map[ID]bool) (*IndexRebuild, 
 		}
 		s.fmu.Lock()
 		for name := range res.Removed {
-			delete(s.loadedI, name)
+			if !written[name] {
+				delete(s.loadedI, name)
+			}
 		}
 		s.orphans = nil // all covered now
 		s.fmu.Unlock()

@@ -44,7 +44,9 @@ type Store struct {
 	// unlocatable: packs no index file covers whose header is unreadable,
 	// so none of their blobs can be found (pack -> why).
 	unlocatable map[ID]string
-	damageWarn  sync.Once
+	damageWarn  sync.Once // the record cannot be written
+	// damageListWarn: the record's directory cannot be read.
+	damageListWarn sync.Once
 }
 
 // OpenOptions configure Open.
