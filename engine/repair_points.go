@@ -151,9 +151,9 @@ func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsO
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", what, err)
 			}
-			act("%s: wrote point %s without its %d lost entries (listed in its errors)", what, pointShort(newID), t.n)
+			act("%s: wrote point %s without %s (listed in its errors)", what, pointShort(newID), lostEntries(t.n))
 		} else {
-			act("%s: would write a point without its %d lost entries (listed in its errors)", what, t.n)
+			act("%s: would write a point without %s (listed in its errors)", what, lostEntries(t.n))
 		}
 		if err := forget(p, what); err != nil {
 			return rep, err
@@ -163,6 +163,13 @@ func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsO
 		return rep, fmt.Errorf("%w: %d damaged points or manifests kept; 'recall repair points --forget-damaged' removes them", ErrDamaged, len(kept))
 	}
 	return rep, nil
+}
+
+func lostEntries(n int) string {
+	if n == 1 {
+		return "1 lost entry"
+	}
+	return fmt.Sprintf("%d lost entries", n)
 }
 
 // repairedAlready returns a point other than p of p's source and time
