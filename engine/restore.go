@@ -51,6 +51,7 @@ type restorer struct {
 	res      RestoreResult
 	damaged  map[string]bool
 	links    map[uint64]string
+	linked   map[uint64][]string // hard-link group -> rel written, then rels linked to it (they share its damage)
 	dirMetas []dirMeta
 	bytes    atomic.Int64
 
@@ -93,7 +94,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	euid := uint32(os.Geteuid())
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
-		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]string{}}
+		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]string{}, linked: map[uint64][]string{}}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -182,6 +183,13 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	rs.wg.Wait()
 	close(rs.jobs)
 	workers.Wait()
+	for _, rels := range rs.linked {
+		if rs.damaged[rels[0]] {
+			for _, rel := range rels[1:] {
+				rs.markDamaged(rel, fmt.Errorf("hard link to %s, whose content is damaged", rels[0]))
+			}
+		}
+	}
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
 		d := rs.dirMetas[i]
 		rs.applyMeta(d.path, d.path, d.n)
@@ -272,12 +280,14 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 			first, ok := rs.links[n.LinkGroup]
 			if !ok {
 				rs.links[n.LinkGroup] = path
+				rs.linked[n.LinkGroup] = []string{rel}
 			}
 			rs.mu.Unlock()
 			if ok {
 				if err := os.Link(first, path); err == nil {
 					rs.mu.Lock()
 					rs.res.Files++
+					rs.linked[n.LinkGroup] = append(rs.linked[n.LinkGroup], rel)
 					rs.mu.Unlock()
 					return nil
 				}

@@ -147,9 +147,6 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		damage := func(path, pack, why string) {
 			rep.Damage = append(rep.Damage, Damage{Point: p.ID.String(), Source: p.Source, Path: path, Pack: pack, Error: why})
 		}
-		// Restore writes a hard link's content once, at the first of its
-		// names it meets, and links the others to it whatever happened.
-		links := map[uint64]bool{}
 		seenTree := map[chunkstore.ID]bool{}
 		var walk func(id chunkstore.ID, rel string)
 		walk = func(id chunkstore.ID, rel string) {
@@ -176,12 +173,6 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 				case n.Type == TypeDir:
 					walk(n.Subtree, crel)
 				case n.Type.HasContent():
-					if n.LinkGroup != 0 {
-						if links[n.LinkGroup] {
-							continue
-						}
-						links[n.LinkGroup] = true
-					}
 					for _, e := range n.Extents {
 						if e.Hole {
 							continue
