@@ -299,3 +299,9 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 	s.fmu.Unlock()
 	return dropped, syncDir(s.damageDir())
 }
+
+// damageReason is the record's reason for err: what failed, without the
+// "corrupt data" every entry shares.
+func damageReason(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrCorrupt.Error()+": ")
+}

@@ -183,14 +183,14 @@ var errPackMissing = fmt.Errorf("pack file is missing: %w", ErrNotFound)
 // unusableLocked says why the place l of id cannot give the blob, or nil.
 func (x *index) unusableLocked(id ID, l loc) error {
 	switch sz := x.size[l.pack]; {
-	case sz == sizeGone || x.retired[l.pack]:
+	case sz == sizeGone || len(x.retired) > 0 && x.retired[l.pack]:
 		return errPackMissing
 	case sz >= 0 && int64(l.off)+int64(l.length()) > sz:
 		return fmt.Errorf("%w: the pack is truncated (%d bytes) before the blob's end", ErrCorrupt, sz)
 	}
 	if len(x.damaged) > 0 {
 		if why, bad := x.damaged[blobAt{id, x.packs[l.pack]}]; bad {
-			return fmt.Errorf("%w: recorded damaged: %s", ErrCorrupt, why)
+			return fmt.Errorf("%w: recorded damaged (%s)", ErrCorrupt, why)
 		}
 	}
 	return nil

@@ -404,7 +404,7 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 		if errors.Is(err, ErrCorrupt) {
 			// An I/O error (EIO, a pack gone meanwhile) says nothing
 			// about the stored bytes and is not recorded.
-			s.recordDamage(DamagedBlob{Blob: id, Pack: packID, Reason: err.Error()})
+			s.recordDamage(DamagedBlob{Blob: id, Pack: packID, Reason: damageReason(err)})
 			if usable && tries < 8 {
 				continue
 			}
@@ -556,7 +556,7 @@ func (s *Store) CheckPack(id ID) (*PackCheck, error) {
 	for _, e := range pc.Entries {
 		out, derr := s.checkStored(e, b[e.Offset:e.Offset+e.Length], buf)
 		if derr != nil {
-			pc.Bad = append(pc.Bad, DamagedBlob{Blob: e.ID, Pack: id, Reason: derr.Error()})
+			pc.Bad = append(pc.Bad, DamagedBlob{Blob: e.ID, Pack: id, Reason: damageReason(derr)})
 		} else {
 			buf = out
 		}
