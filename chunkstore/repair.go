@@ -86,16 +86,22 @@ func sortedEntries(es []PackEntry) []PackEntry {
 // entries of packs that are gone are dropped. With dryRun nothing is
 // changed and the result says what would be.
 func (l *Lock) RebuildIndex(dryRun bool) (*IndexRebuild, error) {
-	return l.rebuildIndex(dryRun, nil)
+	return l.rebuildIndex(dryRun, nil, nil)
 }
 
 // rebuildIndex is RebuildIndex; the damage record entries of the packs in
 // rewritten are dropped too (a salvaged pack whose every blob survived is
 // written again under its own name: the same header names the same pack).
-func (l *Lock) rebuildIndex(dryRun bool, rewritten map[ID]bool) (*IndexRebuild, error) {
+// The packs in gone are taken as removed (a dry run of SalvagePacks).
+func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexRebuild, error) {
 	s := l.s
 	sizes := map[ID]int64{}
-	if err := s.ListPacks(func(id ID, size int64) error { sizes[id] = size; return nil }); err != nil {
+	if err := s.ListPacks(func(id ID, size int64) error {
+		if !gone[id] {
+			sizes[id] = size
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	headers := map[ID][]PackEntry{}
@@ -370,7 +376,11 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 		out = append(out, sv)
 	}
 	if dryRun {
-		rb, err := l.RebuildIndex(true)
+		gone := map[ID]bool{}
+		for _, id := range remove {
+			gone[id] = true
+		}
+		rb, err := l.rebuildIndex(true, nil, gone)
 		return out, rb, err
 	}
 	if err := w.Flush(); err != nil {
@@ -405,7 +415,7 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 		}
 	}
 	s.forgetPackFiles(remove, rewritten)
-	rb, err := l.rebuildIndex(false, rewritten)
+	rb, err := l.rebuildIndex(false, rewritten, nil)
 	if err != nil {
 		return nil, nil, err
 	}
