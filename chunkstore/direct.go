@@ -130,7 +130,7 @@ func (s *Store) ChunkBuffer() []byte { return make([]byte, s.MaxChunk()+2*readAl
 // without reading (compressed or encrypted blobs: allocate, or pass a
 // ChunkBuffer).
 func (s *Store) LoadSize(id ID) int {
-	l, ok := s.idx.lookup(id)
+	l, ok, _ := s.idx.lookup(id)
 	if !ok || s.keys.aead != nil || l.compressed() {
 		return 0
 	}

@@ -7,6 +7,7 @@
 //	<store>/config.copy      the same bytes again (configfile.go says why)
 //	<store>/packs/xx/<id>    packs, named by the BLAKE3-256 of their bytes
 //	<store>/index/<id>       index files (caches of pack headers)
+//	<store>/damaged/<id>     damage records: blobs found bad, per pack
 //	<store>/points/<id>      recovery point manifests (written by engine)
 //	<store>/locks/writer     flock held by the one writer
 //	<store>/tmp/             packs being written
@@ -27,5 +28,17 @@
 // the master key (encryption key, id key, chunker polynomial) is sealed with
 // a key derived from the passphrase by argon2id.
 //
-// The pack and index formats are documented in pack.go and index.go.
+// # Damage and repair
+//
+// A blob whose bytes fail their check is recorded (damage.go) by the read
+// that found it. The index keeps every place of a blob and uses only usable
+// ones: pack present, blob inside the pack's size, place not recorded
+// damaged; Has, which deduplication asks, is true only for those, so the
+// next backup of a source that still has the data stores it again. Repair
+// (repair.go) rebuilds index files from pack headers and salvages the good
+// blobs of damaged packs into new ones, new files durable before old ones
+// are removed.
+//
+// The pack, index and damage record formats are documented in pack.go,
+// index.go and damage.go.
 package chunkstore

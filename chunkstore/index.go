@@ -24,7 +24,7 @@ import (
 // is covered by index files. Packs with no index file (a crash between pack
 // and index) are found by listing packs/ and reading their headers.
 //
-// In memory each blob costs 24 bytes: a 12-byte id prefix, pack number,
+// In memory each place of a blob costs 24 bytes: a 12-byte id prefix, pack number,
 // offset and a stored length with the blob type and compression flag in its
 // top bits. A 96-bit prefix makes a false match between distinct chunks
 // about 1e-15 likely at 10 million chunks, and every read re-hashes (or
@@ -66,25 +66,39 @@ type ientry struct {
 	loc
 }
 
-// index maps blob ids to their place. Safe for concurrent use.
+// Pack sizes known to the index: the file's size in bytes, or one of these.
+const (
+	sizeUnknown = -1 // not yet seen by a pack walk: assumed present
+	sizeGone    = -2 // the file is missing
+)
+
+// blobAt is one place of one blob, the key of the damage record.
+type blobAt struct{ blob, pack ID }
+
+// index maps blob ids to their places. A blob may have several (stored
+// again after its first copy was found damaged): all are kept, and lookups
+// pick one that is usable. Safe for concurrent use.
 type index struct {
 	mu      sync.RWMutex
 	packs   []ID          // pack number -> pack id
 	packNum map[ID]uint32 // pack id -> number
-	sorted  []ientry      // sorted by prefix
-	recent  map[prefix]loc
+	size    []int64       // pack number -> file size, sizeUnknown or sizeGone
+	retired map[uint32]bool
+	sorted  []ientry // sorted by prefix, then pack number and offset
+	recent  map[prefix][]loc
 	count   int
+	damaged map[blobAt]string // recorded damage -> reason
 }
 
 func newIndex() *index {
-	return &index{packNum: map[ID]uint32{}, recent: map[prefix]loc{}}
+	return &index{packNum: map[ID]uint32{}, recent: map[prefix][]loc{}, retired: map[uint32]bool{}, damaged: map[blobAt]string{}}
 }
 
 func pfx(id ID) (p prefix) { copy(p[:], id[:prefixLen]); return }
 
-// addPack registers a pack and its entries; it returns false if the pack
-// was known already.
-func (x *index) addPack(packID ID, entries []PackEntry) bool {
+// addPack registers a pack of size bytes (sizeUnknown when not known) and
+// its entries; it returns false if the pack was known already.
+func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if _, ok := x.packNum[packID]; ok {
@@ -92,9 +106,11 @@ func (x *index) addPack(packID ID, entries []PackEntry) bool {
 	}
 	n := uint32(len(x.packs))
 	x.packs = append(x.packs, packID)
+	x.size = append(x.size, size)
 	x.packNum[packID] = n
 	for _, e := range entries {
-		x.recent[pfx(e.ID)] = makeLoc(n, e)
+		p := pfx(e.ID)
+		x.recent[p] = append(x.recent[p], makeLoc(n, e))
 	}
 	x.count += len(entries)
 	if len(x.recent) > 1<<16 {
@@ -103,13 +119,27 @@ func (x *index) addPack(packID ID, entries []PackEntry) bool {
 	return true
 }
 
+func cmpEntry(a, b ientry) int {
+	if c := bytes.Compare(a.p[:], b.p[:]); c != 0 {
+		return c
+	}
+	if a.pack != b.pack {
+		return int(a.pack) - int(b.pack)
+	}
+	return int(a.off) - int(b.off)
+}
+
 func (x *index) compactLocked() {
-	for p, l := range x.recent {
-		x.sorted = append(x.sorted, ientry{p: p, loc: l})
+	for p, ls := range x.recent {
+		for _, l := range ls {
+			x.sorted = append(x.sorted, ientry{p: p, loc: l})
+		}
 	}
 	clear(x.recent)
-	slices.SortFunc(x.sorted, func(a, b ientry) int { return bytes.Compare(a.p[:], b.p[:]) })
-	x.sorted = slices.CompactFunc(x.sorted, func(a, b ientry) bool { return a.p == b.p })
+	// Every place is kept, even of equal prefixes: a blob stored again
+	// after its first copy was damaged has two, and only one is good.
+	slices.SortFunc(x.sorted, cmpEntry)
+	x.sorted = slices.Compact(x.sorted)
 	x.sorted = slices.Clip(x.sorted)
 }
 
@@ -119,18 +149,65 @@ func (x *index) compact() {
 	x.mu.Unlock()
 }
 
-func (x *index) lookup(id ID) (loc, bool) {
+// lookup returns a usable place of id when there is one (usable true);
+// otherwise the first place known (found true), whose read gives the error
+// that says why it cannot be read.
+func (x *index) lookup(id ID) (l loc, found, usable bool) {
 	p := pfx(id)
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if l, ok := x.recent[p]; ok {
-		return l, true
+	var first loc
+	try := func(l loc) bool {
+		if !found {
+			first, found = l, true
+		}
+		return x.unusableLocked(id, l) == nil
 	}
-	i, ok := slices.BinarySearchFunc(x.sorted, p, func(e ientry, p prefix) int { return bytes.Compare(e.p[:], p[:]) })
-	if !ok {
-		return loc{}, false
+	for _, l := range x.recent[p] {
+		if try(l) {
+			return l, true, true
+		}
 	}
-	return x.sorted[i].loc, true
+	i, _ := slices.BinarySearchFunc(x.sorted, p, func(e ientry, p prefix) int { return bytes.Compare(e.p[:], p[:]) })
+	for ; i < len(x.sorted) && x.sorted[i].p == p; i++ {
+		if try(x.sorted[i].loc) {
+			return x.sorted[i].loc, true, true
+		}
+	}
+	return first, found, false
+}
+
+// errPackMissing: the pack file of a blob is not there.
+var errPackMissing = fmt.Errorf("pack file is missing: %w", ErrNotFound)
+
+// unusableLocked says why the place l of id cannot give the blob, or nil.
+func (x *index) unusableLocked(id ID, l loc) error {
+	switch sz := x.size[l.pack]; {
+	case sz == sizeGone || len(x.retired) > 0 && x.retired[l.pack]:
+		return errPackMissing
+	case sz >= 0 && int64(l.off)+int64(l.length()) > sz:
+		return fmt.Errorf("%w: the pack is truncated (%d bytes) before the blob's end", ErrCorrupt, sz)
+	}
+	if len(x.damaged) > 0 {
+		if why, bad := x.damaged[blobAt{id, x.packs[l.pack]}]; bad {
+			return fmt.Errorf("%w: recorded damaged (%s)", ErrCorrupt, why)
+		}
+	}
+	return nil
+}
+
+// setSizes records the pack walk's result: the size of every pack file
+// present; the packs it does not list are missing.
+func (x *index) setSizes(sizes map[ID]int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for n, id := range x.packs {
+		if sz, ok := sizes[id]; ok {
+			x.size[n] = sz
+		} else {
+			x.size[n] = sizeGone
+		}
+	}
 }
 
 func (x *index) packID(n uint32) ID {
@@ -144,6 +221,43 @@ func (x *index) hasPack(id ID) bool {
 	defer x.mu.RUnlock()
 	_, ok := x.packNum[id]
 	return ok
+}
+
+// retire makes the places in packs unusable (or usable again, with
+// back): repair stores their good blobs anew before it removes them.
+func (x *index) retire(packs []ID, back bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, id := range packs {
+		if n, ok := x.packNum[id]; ok {
+			if back {
+				delete(x.retired, n)
+			} else {
+				x.retired[n] = true
+			}
+		}
+	}
+}
+
+// packShapes returns, per pack number, how many blobs the index places in
+// it and where the last one ends.
+func (x *index) packShapes() (count []int, end []int64) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	count, end = make([]int, len(x.packs)), make([]int64, len(x.packs))
+	add := func(l loc) {
+		count[l.pack]++
+		end[l.pack] = max(end[l.pack], int64(l.off)+int64(l.length()))
+	}
+	for _, ls := range x.recent {
+		for _, l := range ls {
+			add(l)
+		}
+	}
+	for _, e := range x.sorted {
+		add(e.loc)
+	}
+	return count, end
 }
 
 type packRecord struct {

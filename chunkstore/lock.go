@@ -77,7 +77,7 @@ func (s *Store) LockWriter(ctx context.Context, purpose string, wait time.Durati
 			os.Remove(filepath.Join(s.dir, "tmp", e.Name()))
 		}
 	}
-	for _, d := range []string{"index", "points"} {
+	for _, d := range []string{"index", "points", "damaged"} {
 		if ents, err := os.ReadDir(filepath.Join(s.dir, d)); err == nil {
 			for _, e := range ents {
 				if strings.HasPrefix(e.Name(), ".tmp-") {
@@ -113,7 +113,7 @@ func (l *Lock) NewWriter() (*Writer, error) {
 	l.s.fmu.Unlock()
 	for len(orphans) > 0 {
 		n := min(len(orphans), indexEvery)
-		if err := l.s.writeIndexFile(orphans[:n]); err != nil {
+		if _, err := l.s.writeIndexFile(orphans[:n]); err != nil {
 			return nil, storeWriteError(l.s.dir, err)
 		}
 		orphans = orphans[n:]
@@ -126,3 +126,6 @@ func (l *Lock) Unlock() error {
 	l.f.Truncate(0)
 	return l.f.Close()
 }
+
+// Store returns the store this lock belongs to.
+func (l *Lock) Store() *Store { return l.s }

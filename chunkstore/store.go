@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,8 +39,15 @@ type Store struct {
 	noDirect   atomic.Bool         // the file system refused O_DIRECT
 	loading    atomic.Int32        // O_DIRECT blob reads in progress (readPlain)
 	loadedI    map[string]bool     // index files already loaded
+	loadedD    map[string]bool     // damage records already loaded
 	orphans    []packRecord        // packs indexed from their headers, no index file yet
 	cfgProblem string              // damage found in config or its copy (configfile.go)
+	// unlocatable: packs no index file covers whose header is unreadable,
+	// so none of their blobs can be found (pack -> why).
+	unlocatable map[ID]string
+	damageWarn  sync.Once // the record cannot be written
+	// damageListWarn: the record's directory cannot be read.
+	damageListWarn sync.Once
 }
 
 // OpenOptions configure Open.
@@ -62,7 +70,7 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}}
+	s := &Store{dir: dir, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}}
 	if err := checkChunkBounds(int(cfg.MinChunk), int(cfg.MaxChunk), s.averageBits()); err != nil {
 		return nil, fmt.Errorf("open store %s: config: %w", dir, err)
 	}
@@ -129,13 +137,36 @@ func (s *Store) averageBits() int {
 // Hash returns the id of data in this store.
 func (s *Store) Hash(data []byte) ID { return s.keys.hash(data) }
 
-// Has reports whether a blob is indexed.
+// Has reports whether a blob can be read from the store as far as the
+// index knows without reading: it is indexed at a place whose pack file is
+// present (as of the last Refresh), that lies inside the pack's size, and
+// that is not recorded damaged. Deduplication asks this, so a blob that
+// is lost or damaged is stored again by the next backup that has it.
 func (s *Store) Has(id ID) bool {
-	_, ok := s.idx.lookup(id)
+	_, _, ok := s.idx.lookup(id)
 	return ok
 }
 
-// BlobCount returns the number of indexed blobs.
+// BlobStatus tells whether a blob can be read as far as the index knows
+// (as Has), and names its pack: the usable one, or the one whose problem
+// the error describes. The error wraps ErrNotFound (not indexed, pack
+// missing) or ErrCorrupt (pack truncated, recorded damaged).
+func (s *Store) BlobStatus(id ID) (ID, error) {
+	l, found, usable := s.idx.lookup(id)
+	if !found {
+		return ID{}, fmt.Errorf("blob %s is not in the index: %w", id.Short(), ErrNotFound)
+	}
+	s.idx.mu.RLock()
+	defer s.idx.mu.RUnlock()
+	pack := s.idx.packs[l.pack]
+	if usable {
+		return pack, nil
+	}
+	return pack, s.idx.unusableLocked(id, l)
+}
+
+// BlobCount returns the number of indexed blob places (a blob stored again
+// after damage counts twice).
 func (s *Store) BlobCount() int {
 	s.idx.mu.RLock()
 	defer s.idx.mu.RUnlock()
@@ -171,36 +202,50 @@ func (s *Store) Refresh() error {
 		if err != nil {
 			// A damaged index file is only a cache: the packs it covers are
 			// re-read below from their own headers.
-			fmt.Fprintf(os.Stderr, "recall: index file %s: %v (rebuilding from pack headers)\n", name, err)
+			fmt.Fprintf(os.Stderr, "recall: index file %s: %v (its packs are read from their headers; 'recall repair index' replaces it)\n", name, err)
+			s.fmu.Lock()
+			s.loadedI[name] = true // said once per process
+			s.fmu.Unlock()
 			continue
 		}
 		for _, p := range packs {
-			s.idx.addPack(p.id, p.entries)
+			s.idx.addPack(p.id, p.entries, sizeUnknown)
 		}
 		s.fmu.Lock()
 		s.loadedI[name] = true
 		s.fmu.Unlock()
 	}
 	var orphans []packRecord
+	sizes := map[ID]int64{}
+	unlocatable := map[ID]string{}
 	err = s.ListPacks(func(id ID, size int64) error {
+		sizes[id] = size
 		if s.idx.hasPack(id) {
 			return nil
 		}
 		entries, err := s.ReadPackHeader(id)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "recall: pack %s: %v (ignored; run 'recall verify')\n", id, err)
+			unlocatable[id] = err.Error()
+			fmt.Fprintf(os.Stderr, "recall: pack %s: %v (no index file lists it; run 'recall repair packs')\n", id, err)
 			return nil
 		}
-		s.idx.addPack(id, entries)
+		s.idx.addPack(id, entries, size)
 		orphans = append(orphans, packRecord{id: id, entries: entries})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	// The walk is the one place packs are seen: a missing or truncated
+	// pack is known from here on without a stat per lookup.
+	s.idx.setSizes(sizes)
 	s.idx.compact()
+	if err := s.loadDamage(); err != nil {
+		return err
+	}
 	s.fmu.Lock()
 	s.orphans = append(s.orphans, orphans...)
+	s.unlocatable = unlocatable
 	s.fmu.Unlock()
 	return nil
 }
@@ -340,41 +385,61 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b
 // aligned window of dst). The caller owns the result. The
 // returned bytes are always the blob whose id is id, or an error
 // (ErrNotFound, ErrCorrupt wrapped in *BlobError).
+//
+// A blob may have several places (stored again after damage); a usable one
+// is read. Stored bytes that fail their check are recorded as damage (best
+// effort, see recordDamage) and the next usable place, if any, is tried.
+// With no usable place the first is read anyway, for the error that says
+// what is wrong with it.
 func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
-	l, ok := s.idx.lookup(id)
-	if !ok {
-		return nil, &BlobError{ID: id, Err: ErrNotFound}
+	for tries := 0; ; tries++ {
+		l, found, usable := s.idx.lookup(id)
+		if !found {
+			return nil, &BlobError{ID: id, Err: ErrNotFound}
+		}
+		packID := s.idx.packID(l.pack)
+		out, err := s.loadAt(id, l, dst)
+		if err == nil {
+			return out, nil
+		}
+		if errors.Is(err, ErrCorrupt) {
+			// An I/O error (EIO, a pack gone meanwhile) says nothing
+			// about the stored bytes and is not recorded.
+			s.recordDamage(DamagedBlob{Blob: id, Pack: packID, Reason: damageReason(err)})
+			if usable && tries < 8 {
+				continue
+			}
+		}
+		return nil, &BlobError{ID: id, Pack: packID, Err: err}
 	}
-	packID := s.idx.packID(l.pack)
-	fail := func(err error) ([]byte, error) { return nil, &BlobError{ID: id, Pack: packID, Err: err} }
+}
+
+// loadAt reads and checks the blob id at place l.
+func (s *Store) loadAt(id ID, l loc, dst []byte) ([]byte, error) {
 	if s.keys.aead == nil && !l.compressed() {
 		// Plaintext, uncompressed: read straight into the result,
 		// hashing as the pieces arrive.
 		raw, sum, err := s.readPlain(l, dst)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		if sum != id {
-			return fail(errMismatch)
+			return nil, errMismatch
 		}
 		return raw, nil
 	}
 	f, err := s.packFile(l.pack)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	raw, err := readAt(f, int64(l.off), int(l.length()), *bp)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	*bp = raw[:0]
-	out, err := s.decodeBlob(id, raw, l.compressed(), dst)
-	if err != nil {
-		return fail(err)
-	}
-	return out, nil
+	return s.decodeBlob(id, raw, l.compressed(), dst)
 }
 
 // readPlain reads a stored-as-is blob into dst's storage, and hashes it:
@@ -456,53 +521,143 @@ func (s *Store) decodeBlob(id ID, stored []byte, compressed bool, dst []byte) ([
 	return out, nil
 }
 
-// CheckPack reads a whole pack, checks that its content hashes to its
-// name, and decodes every blob. It returns the header entries (nil if the
-// header itself is unreadable) and the ids of blobs that fail.
-func (s *Store) CheckPack(id ID) (entries []PackEntry, bad []ID, err error) {
+// PackCheck is what CheckPack found in one pack.
+type PackCheck struct {
+	Size    int64
+	Entries []PackEntry // from the header; nil when it is unreadable
+	// Header is why the header is unreadable or does not match the
+	// pack's name, or nil. A bad header alone loses no blob the index
+	// still locates: LoadBlob reads at the index's places.
+	Header error
+	Bad    []DamagedBlob // blobs the header locates whose bytes fail their check
+}
+
+// CheckPack reads a whole pack, checks its header against the pack's name,
+// and decodes and checks every blob the header lists. Bad blobs are
+// recorded as damage. The error is for a pack that cannot be read at all
+// (missing, I/O error); damage is in the result.
+func (s *Store) CheckPack(id ID) (*PackCheck, error) {
 	b, err := os.ReadFile(s.packPath(id))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	pc := &PackCheck{Size: int64(len(b))}
+	hdr, err := packHeaderBytes(b)
+	if err == nil && packName(hdr) != id {
+		pc.Header = fmt.Errorf("%w: pack header does not match the pack's name", ErrCorrupt)
+	}
+	if err == nil {
+		pc.Entries, err = decodePackHeader(hdr[:len(hdr)-packTrailerLen], s.keys, int64(len(b)))
+	}
+	if err != nil {
+		pc.Header = err
+		return pc, nil
+	}
+	var buf []byte
+	for _, e := range pc.Entries {
+		out, derr := s.checkStored(e, b[e.Offset:e.Offset+e.Length], buf)
+		if derr != nil {
+			pc.Bad = append(pc.Bad, DamagedBlob{Blob: e.ID, Pack: id, Reason: damageReason(derr)})
+		} else {
+			buf = out
+		}
+	}
+	s.recordDamage(pc.Bad...)
+	return pc, nil
+}
+
+// checkStored decodes one stored blob and checks it against its id.
+func (s *Store) checkStored(e PackEntry, stored, buf []byte) ([]byte, error) {
+	out, err := s.decodeBlob(e.ID, stored, e.Comp == compZstd, buf)
+	if err == nil && s.keys.aead != nil && s.keys.hash(out) != e.ID {
+		err = errMismatch
+	}
+	return out, err
+}
+
+// packHeaderBytes returns the header and trailer at the end of a whole
+// pack, or why they cannot be found.
+func packHeaderBytes(b []byte) ([]byte, error) {
 	if len(b) < packTrailerLen {
-		return nil, nil, fmt.Errorf("%w: pack too short", ErrCorrupt)
+		return nil, fmt.Errorf("%w: pack too short", ErrCorrupt)
 	}
 	hl, err := packHeaderLength(b[len(b)-packTrailerLen:])
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if hl > len(b)-packTrailerLen {
-		return nil, nil, fmt.Errorf("%w: pack header length", ErrCorrupt)
+		return nil, fmt.Errorf("%w: pack header length", ErrCorrupt)
 	}
-	var fileErr error
-	if packName(b[len(b)-packTrailerLen-hl:]) != id {
-		fileErr = fmt.Errorf("%w: pack header does not match the pack's name", ErrCorrupt)
-	}
-	entries, err = decodePackHeader(b[len(b)-packTrailerLen-hl:len(b)-packTrailerLen], s.keys, int64(len(b)))
-	if err != nil {
-		return nil, nil, err
-	}
-	var buf []byte
-	for _, e := range entries {
-		out, derr := s.decodeBlob(e.ID, b[e.Offset:e.Offset+e.Length], e.Comp == compZstd, buf)
-		if derr == nil && s.keys.aead != nil && s.keys.hash(out) != e.ID {
-			derr = ErrCorrupt
-		}
-		if derr != nil {
-			bad = append(bad, e.ID)
-		}
-		buf = out
-	}
-	return entries, bad, fileErr
+	return b[len(b)-packTrailerLen-hl:], nil
 }
 
-// PackOf returns the pack that holds a blob.
+// PackOf returns the pack that holds a blob: a usable place when there is
+// one (see Has), else the first place known.
 func (s *Store) PackOf(id ID) (ID, bool) {
-	l, ok := s.idx.lookup(id)
+	l, ok, _ := s.idx.lookup(id)
 	if !ok {
 		return ID{}, false
 	}
 	return s.idx.packID(l.pack), true
+}
+
+// PackInfo describes one pack as the index and the last pack walk see it.
+type PackInfo struct {
+	ID       ID
+	Size     int64 // bytes; -1 when the file is missing
+	Expected int64 // the size the index implies; 0 when it places no blob in the pack
+	Blobs    int   // blob places the index has in it
+	// Problem says what is wrong with the pack without reading it, or "".
+	Problem string
+}
+
+// Packs lists every pack the index or the last pack walk knows, sorted by
+// id, with the problems visible without reading: missing, a size other
+// than the index implies (truncated, or a damaged trailer), recorded
+// damage, a header unreadable with no index file listing the pack.
+func (s *Store) Packs() []PackInfo {
+	count, end := s.idx.packShapes()
+	damaged := map[ID]int{}
+	s.idx.mu.RLock()
+	for k := range s.idx.damaged {
+		damaged[k.pack]++
+	}
+	out := make([]PackInfo, 0, len(s.idx.packs))
+	for n, id := range s.idx.packs {
+		pi := PackInfo{ID: id, Size: s.idx.size[n], Blobs: count[n]}
+		if pi.Blobs > 0 {
+			pi.Expected = end[n] + int64(s.packHeaderLen(pi.Blobs)) + int64(packTrailerLen)
+		}
+		switch {
+		case pi.Size == sizeGone:
+			pi.Size = -1
+			pi.Problem = "pack file is missing"
+		case pi.Size >= 0 && pi.Blobs > 0 && pi.Size < pi.Expected:
+			pi.Problem = fmt.Sprintf("truncated: %d bytes, the index expects %d", pi.Size, pi.Expected)
+		case pi.Size >= 0 && pi.Blobs > 0 && pi.Size != pi.Expected:
+			pi.Problem = fmt.Sprintf("%d bytes, the index expects %d", pi.Size, pi.Expected)
+		case damaged[id] > 0:
+			pi.Problem = fmt.Sprintf("%d blobs recorded damaged", damaged[id])
+		}
+		out = append(out, pi)
+	}
+	s.idx.mu.RUnlock()
+	s.fmu.Lock()
+	for id, why := range s.unlocatable {
+		out = append(out, PackInfo{ID: id, Size: -1, Problem: "header unreadable and no index file lists the pack: " + why})
+	}
+	s.fmu.Unlock()
+	slices.SortFunc(out, func(a, b PackInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return out
+}
+
+// packHeaderLen is the length of the header of a pack of n blobs.
+func (s *Store) packHeaderLen(n int) int {
+	body := 5 + packEntrySize*n
+	if s.keys.aead != nil {
+		return s.keys.aead.NonceSize() + body + s.keys.aead.Overhead()
+	}
+	return body + 4
 }
 
 // Points: small immutable manifests, named by the hash of their stored

@@ -149,8 +149,8 @@ func TestStoreRoundTrip(t *testing.T) {
 			}
 			ids := 0
 			s3.ListPacks(func(id ID, _ int64) error {
-				if _, bad, err := s3.CheckPack(id); err != nil || len(bad) > 0 {
-					t.Errorf("pack %s: %v %v", id, err, bad)
+				if pc, err := s3.CheckPack(id); err != nil || pc.Header != nil || len(pc.Bad) > 0 {
+					t.Errorf("pack %s: %v %+v", id, err, pc)
 				}
 				ids++
 				return nil
@@ -224,8 +224,8 @@ func TestCorruptBlobDetected(t *testing.T) {
 			if _, err := s.LoadBlob(id, nil); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("encrypted=%v, %d bytes: flipped byte read back with err %v", enc, c.size, err)
 			}
-			if _, bad, _ := s.CheckPack(pack); len(bad) != 1 {
-				t.Errorf("encrypted=%v, %d bytes: CheckPack found %d bad blobs, want 1", enc, c.size, len(bad))
+			if pc, err := s.CheckPack(pack); err != nil || len(pc.Bad) != 1 {
+				t.Errorf("encrypted=%v, %d bytes: CheckPack found %+v, %v; want 1 bad blob", enc, c.size, pc, err)
 			}
 		}
 	}

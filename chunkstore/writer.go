@@ -29,6 +29,7 @@ type Writer struct {
 	pending map[ID]struct{} // saved in this session, not yet in the index
 	open    [3]*packBuilder
 	done    []packRecord // finished packs not yet covered by an index file
+	written []ID         // every pack this writer finished
 	err     error
 
 	finishing sync.WaitGroup
@@ -230,11 +231,12 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 	if err := syncDir(filepath.Dir(final)); err != nil {
 		return packRecord{}, storeWriteError(w.s.dir, err)
 	}
-	w.s.idx.addPack(id, p.entries)
+	w.s.idx.addPack(id, p.entries, p.size+int64(len(hdr)))
 	w.mu.Lock()
 	for _, e := range p.entries {
 		delete(w.pending, e.ID)
 	}
+	w.written = append(w.written, id)
 	w.mu.Unlock()
 	return packRecord{id: id, entries: p.entries}, nil
 }
@@ -259,7 +261,7 @@ func (w *Writer) Flush() error {
 	}
 	for len(w.done) > 0 {
 		n := min(len(w.done), indexEvery)
-		if err := w.s.writeIndexFile(w.done[:n]); err != nil {
+		if _, err := w.s.writeIndexFile(w.done[:n]); err != nil {
 			w.err = storeWriteError(w.s.dir, err)
 			return w.err
 		}
@@ -283,14 +285,15 @@ func (w *Writer) Abort() {
 	w.finishing.Wait()
 }
 
-func (s *Store) writeIndexFile(packs []packRecord) error {
+// writeIndexFile durably writes an index file of packs and returns its name.
+func (s *Store) writeIndexFile(packs []packRecord) (string, error) {
 	b := encodeIndexFile(packs, s.keys)
 	name := ID(blake3.Sum256(b)).String()
 	if err := writeFileAtomic(filepath.Join(s.dir, "index"), name, b); err != nil {
-		return err
+		return "", err
 	}
 	s.fmu.Lock()
 	s.loadedI[name] = true
 	s.fmu.Unlock()
-	return nil
+	return name, nil
 }

@@ -55,6 +55,12 @@ type Point struct {
 	Stats   Stats         `json:"stats"`
 	Root    RootMeta      `json:"root"`
 	Errors  []PathError   `json:"errors,omitempty"`
+
+	// Damaged is why the manifest could not be read ("" when it was).
+	// Only Reader.Points and FindPoint return such a point, with ID set
+	// and every other field zero: it cannot be restored or mounted,
+	// only listed and forgotten.
+	Damaged string `json:"-"`
 }
 
 // Stats counts what a backup saw and wrote.
@@ -114,7 +120,12 @@ func NewReader(st *chunkstore.Store) *Reader { return &Reader{st: st} }
 // Store returns the underlying store (read methods only are used).
 func (r *Reader) Store() *chunkstore.Store { return r.st }
 
-// Points returns all points, oldest first (ties broken by id).
+// Points returns all points, oldest first (ties broken by id), then the
+// points whose manifest is damaged, by id: their time is unknown, and at the
+// end they neither move "latest" nor shift the names of healthy points. A
+// damaged manifest never makes Points fail; it comes back as a Point with
+// Damaged set. So does a manifest of a newer format (ErrNewerPoint), which
+// is not damage: Damaged says so.
 func (r *Reader) Points() ([]*Point, error) {
 	ids, err := r.st.ListPoints()
 	if err != nil {
@@ -126,28 +137,87 @@ func (r *Reader) Points() ([]*Point, error) {
 		if errors.Is(err, chunkstore.ErrNotFound) {
 			continue // forgotten meanwhile
 		}
+		var dp *DamagedPointError
+		if errors.As(err, &dp) {
+			out = append(out, &Point{ID: id, Damaged: dp.Reason})
+			continue
+		}
+		if errors.Is(err, ErrNewerPoint) {
+			out = append(out, &Point{ID: id, Damaged: strings.TrimPrefix(err.Error(), "recovery point "+pointShort(id)+": ")})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, p)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].Time.Equal(out[j].Time) {
-			return out[i].Time.Before(out[j].Time)
+		a, b := out[i], out[j]
+		if (a.Damaged != "") != (b.Damaged != "") {
+			return b.Damaged != ""
 		}
-		return out[i].ID.String() < out[j].ID.String()
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		return a.ID.String() < b.ID.String()
 	})
 	return out, nil
 }
 
-// LoadPoint reads one point manifest.
+// DamagedPointError is a point whose manifest cannot be read: its bytes
+// fail their hash or authentication, or do not decode. It wraps ErrDamaged
+// and the underlying error. Other points are not affected.
+type DamagedPointError struct {
+	ID     chunkstore.ID
+	Reason string // why, for a person: what failed
+	Err    error
+}
+
+func (e *DamagedPointError) Error() string {
+	return fmt.Sprintf("recovery point %s is damaged: %s; nothing of it can be restored or mounted (remove it with 'recall forget %s')",
+		pointShort(e.ID), e.Reason, pointShort(e.ID))
+}
+
+// pointShort is how messages name a point: the 12 digits 'recall points'
+// shows.
+func pointShort(id chunkstore.ID) string { return id.String()[:12] }
+
+func (e *DamagedPointError) Unwrap() []error { return []error{ErrDamaged, e.Err} }
+
+// LoadPoint reads one point manifest. A manifest that is there but cannot
+// be read gives a *DamagedPointError (which wraps ErrDamaged).
 func (r *Reader) LoadPoint(id chunkstore.ID) (*Point, error) {
 	b, err := r.st.LoadPoint(id)
+	if errors.Is(err, chunkstore.ErrCorrupt) {
+		reason := "its manifest fails its check (the stored bytes do not match the id)"
+		if r.st.Encrypted() {
+			reason = "its manifest fails its check or does not decrypt"
+		}
+		return nil, &DamagedPointError{ID: id, Reason: reason, Err: err}
+	}
 	if err != nil {
 		return nil, err
 	}
-	return decodePoint(id, b)
+	p, err := decodePoint(id, b)
+	if err != nil {
+		// A manifest a newer recall wrote is not damage: repair must
+		// never remove it.
+		var v struct {
+			Version int `json:"version"`
+		}
+		if json.Unmarshal(b, &v) == nil && v.Version > pointVersion {
+			return nil, fmt.Errorf("recovery point %s: %w: manifest version %d (this recall reads up to %d); use a newer recall",
+				pointShort(id), ErrNewerPoint, v.Version, pointVersion)
+		}
+		return nil, &DamagedPointError{ID: id, Reason: "its manifest does not decode: " + strings.TrimPrefix(err.Error(), "point "+id.Short()+": "), Err: err}
+	}
+	return p, nil
 }
+
+// ErrNewerPoint: a manifest written by a newer recall, in a format this one
+// does not read. It is intact; Points lists it as unreadable, and nothing
+// removes it but an explicit forget.
+var ErrNewerPoint = errors.New("recovery point from a newer recall")
 
 // LoadTree reads and decodes a tree blob.
 func (r *Reader) LoadTree(id chunkstore.ID) (*Tree, error) {
@@ -178,7 +248,11 @@ func (r *Reader) Refresh() error {
 var ErrAmbiguous = errors.New("ambiguous point id prefix")
 
 // FindPoint resolves "latest", a full id or a unique id prefix, limited to
-// source when source is not empty.
+// source when source is not empty. "latest" never picks a point whose
+// manifest is damaged (its source is unknown); an id or prefix matches one
+// whatever source is given, and then FindPoint returns a
+// *DamagedPointError, so that forget can remove the point and everything
+// else refuses it with exit code 4.
 func (r *Reader) FindPoint(spec, source string) (*Point, error) {
 	pts, err := r.Points()
 	if err != nil {
@@ -186,7 +260,12 @@ func (r *Reader) FindPoint(spec, source string) (*Point, error) {
 	}
 	var cand []*Point
 	for _, p := range pts {
-		if source != "" && p.Source != source {
+		switch {
+		case p.Damaged != "":
+			if spec == "latest" {
+				continue
+			}
+		case source != "" && p.Source != source:
 			continue
 		}
 		if spec == "latest" || strings.HasPrefix(p.ID.String(), strings.ToLower(spec)) {
@@ -212,6 +291,13 @@ func (r *Reader) FindPoint(spec, source string) (*Point, error) {
 		return cand[len(cand)-1], nil
 	case len(cand) > 1:
 		return nil, fmt.Errorf("%w %q matches %d points; give more digits", ErrAmbiguous, spec, len(cand))
+	}
+	if p := cand[0]; p.Damaged != "" {
+		_, err := r.LoadPoint(p.ID) // the error, with its cause (or ErrNewerPoint)
+		if err == nil {
+			err = &DamagedPointError{ID: p.ID, Reason: p.Damaged, Err: chunkstore.ErrCorrupt}
+		}
+		return nil, err
 	}
 	return cand[0], nil
 }

@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -18,6 +20,9 @@ type VerifyOptions struct {
 }
 
 // Damage is one file or directory of one point that cannot be restored.
+// Path is spelled as restore reports it: a file as its path in the point,
+// a directory whose listing is unreadable as its path and "/" (the root
+// as "/").
 type Damage struct {
 	Point  string `json:"point"`
 	Source string `json:"source"`
@@ -26,124 +31,140 @@ type Damage struct {
 	Error  string `json:"error"`
 }
 
+// DamagedBlob is one place of one blob that cannot be read.
+type DamagedBlob struct {
+	Blob  string `json:"blob"`
+	Pack  string `json:"pack,omitempty"`
+	Error string `json:"error"`
+}
+
+// DamagedPoint is a point whose manifest cannot be read: nothing of it can
+// be restored. Its source is unknown.
+type DamagedPoint struct {
+	Point  string `json:"point"`
+	Source string `json:"source,omitempty"`
+	Error  string `json:"error"`
+}
+
 // VerifyReport is what Verify found.
 type VerifyReport struct {
-	Points   int               `json:"points"`
-	Trees    int               `json:"trees"`
-	Chunks   int               `json:"chunks"`
-	Packs    int               `json:"packs_read"`
-	BadPacks map[string]string `json:"bad_packs,omitempty"`
-	Damage   []Damage          `json:"damage,omitempty"`
+	Points        int               `json:"points"`
+	Trees         int               `json:"trees"`
+	Chunks        int               `json:"chunks"`
+	Packs         int               `json:"packs_read"`
+	BadPacks      map[string]string `json:"bad_packs,omitempty"` // pack -> what is wrong with it
+	DamagedBlobs  []DamagedBlob     `json:"damaged_blobs,omitempty"`
+	Damage        []Damage          `json:"damage,omitempty"`
+	DamagedPoints []DamagedPoint    `json:"damaged_points,omitempty"`
 }
 
 // ErrVerifyFailed: verify found damage; the report says where.
 var ErrVerifyFailed = errors.New("verification failed")
 
-// Verify checks that every point's trees and chunks are reachable and
-// indexed and their packs present; with ReadData it also reads back every
-// blob of every pack. Damage is reported per point and path, naming the
-// pack.
+// Verify checks that every point can be restored. It always compares each
+// pack's size with what the index implies (a truncated pack loses the
+// blobs past its end) and reads every tree; a chunk counts as readable
+// when the index places it inside a present pack and that place is not
+// recorded damaged. With ReadData it also reads back every blob of every
+// pack, recording the bad ones as damage, and reads the chunks of packs
+// whose header is unreadable at the places the index gives.
+//
+// The files reported damaged are exactly the files a restore cannot
+// restore: damage is judged per blob at the place a read would use, never
+// per pack, and the walk goes on through every readable directory.
 func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, error) {
 	st := r.st
 	rep := &VerifyReport{BadPacks: map[string]string{}}
-	badBlobs := map[chunkstore.ID]string{} // blob -> why
-	badPack := map[chunkstore.ID]string{}  // whole pack unreadable
+	badPack := func(id chunkstore.ID, why string) {
+		k := id.String()
+		if old := rep.BadPacks[k]; old != "" && !strings.Contains(old, why) {
+			why = old + "; " + why
+		}
+		rep.BadPacks[k] = why
+	}
+	for _, pi := range st.Packs() {
+		if pi.Problem != "" {
+			badPack(pi.ID, pi.Problem)
+		}
+	}
+	// checked: packs whose every blob was read back by CheckPack, so the
+	// damage record is complete for them.
+	checked := map[chunkstore.ID]bool{}
 	if opts.ReadData {
-		var ids []chunkstore.ID
-		if err := st.ListPacks(func(id chunkstore.ID, _ int64) error { ids = append(ids, id); return nil }); err != nil {
+		if err := checkPacks(ctx, st, rep, checked, badPack); err != nil {
 			return nil, err
 		}
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-		for _, id := range ids {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				entries, bad, err := st.CheckPack(id)
-				mu.Lock()
-				defer mu.Unlock()
-				rep.Packs++
-				if entries == nil && err != nil {
-					badPack[id] = err.Error()
-					rep.BadPacks[id.String()] = err.Error()
-					return
-				}
-				if err != nil || len(bad) > 0 {
-					why := fmt.Sprintf("%d of %d blobs unreadable", len(bad), len(entries))
-					if err != nil {
-						why = err.Error() + "; " + why
-					}
-					rep.BadPacks[id.String()] = why
-					for _, b := range bad {
-						badBlobs[b] = fmt.Sprintf("pack %s: blob %s fails its check", id, b.Short())
-					}
-				}
-			}()
-		}
-		wg.Wait()
 	}
 
 	pts, err := r.Points()
 	if err != nil {
 		return nil, err
 	}
-	packExists := map[chunkstore.ID]bool{}
-	seenTree := map[chunkstore.ID]bool{}
-	seenChunk := map[chunkstore.ID]bool{}
-	// chunkProblem reports why a chunk cannot be read, or "".
+	blobs := map[[2]chunkstore.ID]string{} // (blob, pack) -> why, for damaged_blobs
+	noteBlob := func(id, pack chunkstore.ID, why string) {
+		blobs[[2]chunkstore.ID{id, pack}] = why
+	}
+	type problem struct{ pack, why string }
+	chunkState := map[chunkstore.ID]problem{}
+	var buf []byte
+	// chunkProblem says why a chunk cannot be read, or "": what a
+	// restore's read of it would find.
 	chunkProblem := func(id chunkstore.ID) (string, string) {
-		pack, ok := st.PackOf(id)
-		if !ok {
-			return "chunk " + id.Short() + " is not in the index", ""
+		if p, ok := chunkState[id]; ok {
+			return p.why, p.pack
 		}
-		if why, bad := badPack[pack]; bad {
-			return why, pack.String()
+		pack, err := st.BlobStatus(id)
+		if err == nil && opts.ReadData && !checked[pack] {
+			if buf == nil {
+				buf = st.ChunkBuffer()
+			}
+			_, err = st.LoadBlob(id, buf)
+			var be *chunkstore.BlobError
+			if errors.As(err, &be) && !be.Pack.IsZero() {
+				pack = be.Pack
+			}
 		}
-		if why, bad := badBlobs[id]; bad {
-			return why, pack.String()
+		var p problem
+		if err != nil {
+			p.why = err.Error()
+			if !pack.IsZero() {
+				p.pack = pack.String()
+			}
+			noteBlob(id, pack, p.why)
 		}
-		ex, ok := packExists[pack]
-		if !ok {
-			ex = st.HasPackFile(pack)
-			packExists[pack] = ex
-		}
-		if !ex {
-			return "pack is missing", pack.String()
-		}
-		return "", ""
+		chunkState[id] = p
+		return p.why, p.pack
 	}
 	for _, p := range pts {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		rep.Points++
+		if p.Damaged != "" {
+			rep.DamagedPoints = append(rep.DamagedPoints, DamagedPoint{Point: p.ID.String(), Source: p.Source, Error: p.Damaged})
+			continue
+		}
 		damage := func(path, pack, why string) {
 			rep.Damage = append(rep.Damage, Damage{Point: p.ID.String(), Source: p.Source, Path: path, Pack: pack, Error: why})
 		}
+		seenTree := map[chunkstore.ID]bool{}
 		var walk func(id chunkstore.ID, rel string)
 		walk = func(id chunkstore.ID, rel string) {
-			if why, pack := chunkProblem(id); why != "" {
-				damage(rel+"/", pack, "directory: "+why)
-				return
-			}
 			t, err := r.LoadTree(id)
 			if err != nil {
 				pack, _ := st.PackOf(id)
-				damage(rel+"/", pack.String(), "directory: "+err.Error())
+				noteBlob(id, pack, err.Error())
+				damage(rel+"/", packString(pack), "directory listing unreadable: "+err.Error())
 				return
 			}
-			first := !seenTree[id]
-			seenTree[id] = true
-			if first {
+			if !seenTree[id] {
+				seenTree[id] = true
 				rep.Trees++
 			}
 			for _, n := range t.Nodes {
+				if strings.ContainsAny(n.Name, "/\x00") || n.Name == "." || n.Name == ".." || n.Name == "" {
+					continue // restore skips it with a warning
+				}
 				crel := n.Name
 				if rel != "" {
 					crel = rel + "/" + n.Name
@@ -156,8 +177,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 						if e.Hole {
 							continue
 						}
-						if !seenChunk[e.ID] {
-							seenChunk[e.ID] = true
+						if _, seen := chunkState[e.ID]; !seen {
 							rep.Chunks++
 						}
 						if why, pack := chunkProblem(e.ID); why != "" {
@@ -170,9 +190,96 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		}
 		walk(p.Tree, "")
 	}
-	sort.SliceStable(rep.Damage, func(i, j int) bool { return rep.Damage[i].Path < rep.Damage[j].Path })
-	if len(rep.Damage) > 0 || len(rep.BadPacks) > 0 {
-		return rep, fmt.Errorf("%w: %d damaged packs, %d damaged files", ErrVerifyFailed, len(rep.BadPacks), len(rep.Damage))
+
+	// Damage recorded earlier, or found now in blobs no point uses.
+	for _, d := range st.DamagedBlobs() {
+		k := [2]chunkstore.ID{d.Blob, d.Pack}
+		if _, ok := blobs[k]; !ok {
+			blobs[k] = "recorded damaged: " + d.Reason
+		}
+	}
+	present := map[chunkstore.ID]bool{}
+	for _, pi := range st.Packs() {
+		present[pi.ID] = pi.Size >= 0
+	}
+	for k, why := range blobs {
+		if !present[k[1]] && strings.HasPrefix(why, "recorded damaged: ") {
+			continue // a pack repair removed: the record is stale
+		}
+		rep.DamagedBlobs = append(rep.DamagedBlobs, DamagedBlob{Blob: k[0].String(), Pack: packString(k[1]), Error: why})
+		if present[k[1]] {
+			if _, ok := rep.BadPacks[k[1].String()]; !ok {
+				badPack(k[1], "holds damaged blobs")
+			}
+		}
+	}
+	sort.Slice(rep.DamagedBlobs, func(i, j int) bool {
+		a, b := rep.DamagedBlobs[i], rep.DamagedBlobs[j]
+		if a.Blob != b.Blob {
+			return a.Blob < b.Blob
+		}
+		return a.Pack < b.Pack
+	})
+	sort.SliceStable(rep.Damage, func(i, j int) bool {
+		if rep.Damage[i].Point != rep.Damage[j].Point {
+			return rep.Damage[i].Point < rep.Damage[j].Point
+		}
+		return rep.Damage[i].Path < rep.Damage[j].Path
+	})
+	if len(rep.Damage) > 0 || len(rep.BadPacks) > 0 || len(rep.DamagedPoints) > 0 {
+		return rep, fmt.Errorf("%w: %d damaged packs, %d damaged blobs, %d damaged files, %d damaged points",
+			ErrVerifyFailed, len(rep.BadPacks), len(rep.DamagedBlobs), len(rep.Damage), len(rep.DamagedPoints))
 	}
 	return rep, nil
+}
+
+func packString(id chunkstore.ID) string {
+	if id.IsZero() {
+		return ""
+	}
+	return id.String()
+}
+
+// checkPacks reads back every pack (CheckPack, which records bad blobs),
+// in parallel, and marks in checked the packs whose blobs were all read.
+func checkPacks(ctx context.Context, st *chunkstore.Store, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string)) error {
+	var ids []chunkstore.ID
+	if err := st.ListPacks(func(id chunkstore.ID, _ int64) error { ids = append(ids, id); return nil }); err != nil {
+		return err
+	}
+	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			pc, err := st.CheckPack(id)
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Packs++
+			switch {
+			case err != nil:
+				badPack(id, "unreadable: "+err.Error())
+				return
+			case pc.Header != nil:
+				// The blobs are judged where the index places them,
+				// in the walk: a bad header alone loses none of them.
+				badPack(id, "header: "+pc.Header.Error())
+			default:
+				checked[id] = true
+			}
+			if len(pc.Bad) > 0 {
+				badPack(id, fmt.Sprintf("%d of %d blobs fail their check", len(pc.Bad), len(pc.Entries)))
+			}
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
 }

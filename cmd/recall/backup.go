@@ -24,11 +24,14 @@ type pointJSON struct {
 	Parent string             `json:"parent,omitempty"`
 	Stats  engine.Stats       `json:"stats"`
 	Errors []engine.PathError `json:"errors,omitempty"`
+	// Damaged is why the manifest is unreadable; every other field but
+	// id is then zero.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 func toJSON(p *engine.Point) pointJSON {
 	return pointJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Kind: p.Kind, Path: p.Path, Host: p.Host,
-		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors}
+		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors, Damaged: p.Damaged}
 }
 
 func init() {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
 )
@@ -29,6 +31,10 @@ func init() {
 			st := r.Store()
 			defer st.Close()
 			p, err := r.FindPoint(c.Args().First(), c.String("source"))
+			var dp *engine.DamagedPointError
+			if errors.As(err, &dp) {
+				return forgetDamaged(c, st, dp)
+			}
 			if err != nil {
 				return err
 			}
@@ -40,7 +46,7 @@ func init() {
 			var times []time.Time
 			at := -1
 			for _, q := range pts {
-				if q.Source == p.Source {
+				if q.Source == p.Source && q.Damaged == "" {
 					if q.ID == p.ID {
 						at = len(times)
 					}
@@ -51,9 +57,7 @@ func init() {
 			if at >= 0 {
 				name = fs.PointNames(times)[at]
 			}
-			lock, err := st.LockWriter(c.Context, "forget point "+p.ID.Short(), c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
-				logf("store is busy: waiting for %s", h)
-			})
+			lock, err := lockForget(c, st, p.ID)
 			if err != nil {
 				return err
 			}
@@ -67,4 +71,26 @@ func init() {
 			return nil
 		},
 	})
+}
+
+func lockForget(c *cli.Context, st *chunkstore.Store, id chunkstore.ID) (*chunkstore.Lock, error) {
+	return st.LockWriter(c.Context, "forget point "+id.Short(), c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
+		logf("store is busy: waiting for %s", h)
+	})
+}
+
+// forgetDamaged removes a point whose manifest cannot be read. Mounts
+// never showed it, so none needs refreshing.
+func forgetDamaged(c *cli.Context, st *chunkstore.Store, dp *engine.DamagedPointError) error {
+	lock, err := lockForget(c, st, dp.ID)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if err := st.RemovePoint(dp.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "forgot damaged point %s (%s); its chunks stay in the store until garbage collection\n",
+		dp.ID.String()[:12], dp.Reason)
+	return nil
 }

@@ -12,9 +12,9 @@ import (
 func init() {
 	register(&cli.Command{
 		Name:  "points",
-		Usage: "list recovery points, oldest first",
+		Usage: "list recovery points, oldest first; points whose manifest is damaged come last, marked DAMAGED",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "source", Usage: "only points of data source `NAME`"},
+			&cli.StringFlag{Name: "source", Usage: "only points of data source `NAME` (and damaged points: their source is unknown)"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 		},
 		Action: func(c *cli.Context) error {
@@ -29,7 +29,7 @@ func init() {
 			}
 			out := []pointJSON{}
 			for _, p := range pts {
-				if s := c.String("source"); s != "" && p.Source != s {
+				if s := c.String("source"); s != "" && p.Source != s && p.Damaged == "" {
 					continue
 				}
 				out = append(out, toJSON(p))
@@ -42,6 +42,10 @@ func init() {
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSOURCE\tTIME (UTC)\tKIND\tFILES\tSIZE\tWARNINGS\tPATH")
 			for _, p := range out {
+				if p.Damaged != "" {
+					fmt.Fprintf(tw, "%s\t-\tDAMAGED\t-\t-\t-\t-\t%s\n", p.ID[:12], p.Damaged)
+					continue
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", p.ID[:12], p.Source, p.Time.Format(time.DateTime),
 					p.Kind, p.Stats.Files, human(p.Stats.Bytes), len(p.Errors), p.Path)
 			}

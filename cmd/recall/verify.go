@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 
 	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
@@ -31,25 +32,52 @@ func init() {
 				fmt.Fprintln(c.App.Writer, string(b))
 				return err
 			}
-			for pack, why := range rep.BadPacks {
-				fmt.Fprintf(c.App.Writer, "damaged pack %s: %s\n", pack, why)
+			out := c.App.Writer
+			packs := make([]string, 0, len(rep.BadPacks))
+			for p := range rep.BadPacks {
+				packs = append(packs, p)
+			}
+			sort.Strings(packs)
+			for _, p := range packs {
+				fmt.Fprintf(out, "damaged pack %s: %s\n", p, rep.BadPacks[p])
+			}
+			for _, b := range rep.DamagedBlobs {
+				fmt.Fprintf(out, "damaged blob %s", b.Blob)
+				if b.Pack != "" {
+					fmt.Fprintf(out, " in pack %s", b.Pack)
+				}
+				fmt.Fprintf(out, ": %s\n", b.Error)
+			}
+			for _, d := range rep.DamagedPoints {
+				fmt.Fprintf(out, "damaged point %s: %s\n", d.Point[:12], d.Error)
 			}
 			for _, d := range rep.Damage {
-				fmt.Fprintf(c.App.Writer, "damaged: point %s (%s): %s: %s", d.Point[:12], d.Source, d.Path, d.Error)
+				fmt.Fprintf(out, "damaged: point %s (%s): %s: %s", d.Point[:12], d.Source, d.Path, d.Error)
 				if d.Pack != "" {
-					fmt.Fprintf(c.App.Writer, " [pack %s]", d.Pack)
+					fmt.Fprintf(out, " [pack %s]", d.Pack)
 				}
-				fmt.Fprintln(c.App.Writer)
+				fmt.Fprintln(out)
 			}
 			what := "structure"
 			if c.Bool("read-data") {
 				what = fmt.Sprintf("structure and data (%d packs read)", rep.Packs)
 			}
 			if err != nil {
-				return fmt.Errorf("%w; restore what you can with 'recall restore', and back up the affected sources again", err)
+				fmt.Fprintf(out, "%d damaged files in %d points; %d damaged packs\n", len(rep.Damage), countPoints(rep.Damage), len(rep.BadPacks))
+				return fmt.Errorf("%w; restore what you can with 'recall restore', run 'recall repair packs' (it keeps every readable blob), "+
+					"back up the affected sources again, then run 'recall repair points' for points that keep lost files", err)
 			}
 			fmt.Fprintf(c.App.Writer, "verified %s: %d points, %d trees, %d chunks: no errors\n", what, rep.Points, rep.Trees, rep.Chunks)
 			return nil
 		}),
 	})
+}
+
+// countPoints counts the points that damage touches.
+func countPoints(ds []engine.Damage) int {
+	pts := map[string]bool{}
+	for _, d := range ds {
+		pts[d.Point] = true
+	}
+	return len(pts)
 }

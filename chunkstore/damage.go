@@ -1,0 +1,307 @@
+package chunkstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/zeebo/blake3"
+)
+
+// Damage record format, version 1 (<store>/damaged/<hex of hash of file>):
+//
+//	record  = magic "RCALLDM1" | payload
+//	payload = plaintext store: body | u32le crc32c(body)
+//	          encrypted store: nonce(12) | AES-256-GCM(body) | tag(16), AD = magic
+//	body    = u8 version (1) | u32le count | entry*count
+//	entry   = [32]byte blob id | [32]byte pack id | u16le reason length
+//	          | reason (UTF-8, at most 1024 bytes)
+//
+// Damage is data: a blob whose stored bytes fail their check at one place
+// (blob id, pack id) is recorded in a damage record, by whatever read found
+// it (verify --read-data, a restore, a mount). A recorded place is never
+// read again while another place of the blob is usable, and never counts
+// for deduplication, so the next backup of a source that still has the
+// data stores it anew. Records are only added (one small file per batch,
+// written like index files) by readers without the writer lock; repair,
+// under the lock, drops the entries of packs it removed by writing one
+// file of what remains before it removes the files it replaces.
+
+const (
+	damageMagic     = "RCALLDM1"
+	damageVersion   = 1
+	damageEntryMin  = 32 + 32 + 2
+	maxDamageReason = 1024
+)
+
+// DamagedBlob is one place of a blob whose stored bytes are bad.
+type DamagedBlob struct {
+	Blob   ID     `json:"blob"`
+	Pack   ID     `json:"pack"`
+	Reason string `json:"reason"`
+}
+
+func encodeDamage(ents []DamagedBlob, k *keys) []byte {
+	body := []byte{damageVersion}
+	body = binary.LittleEndian.AppendUint32(body, uint32(len(ents)))
+	for _, e := range ents {
+		r := clipReason(e.Reason)
+		body = append(body, e.Blob[:]...)
+		body = append(body, e.Pack[:]...)
+		body = binary.LittleEndian.AppendUint16(body, uint16(len(r)))
+		body = append(body, r...)
+	}
+	out := []byte(damageMagic)
+	if k.aead != nil {
+		return seal(k.aead, out, body, []byte(damageMagic))
+	}
+	out = append(out, body...)
+	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(body, crcTable))
+}
+
+// clipReason keeps a reason within the format's bound, on a rune boundary.
+func clipReason(r string) string {
+	if len(r) <= maxDamageReason {
+		return r
+	}
+	r = r[:maxDamageReason]
+	for !utf8.ValidString(r) {
+		r = r[:len(r)-1]
+	}
+	return r
+}
+
+func decodeDamage(b []byte, k *keys) ([]DamagedBlob, error) {
+	if len(b) < len(damageMagic) || string(b[:len(damageMagic)]) != damageMagic {
+		return nil, fmt.Errorf("%w: damage record magic", ErrCorrupt)
+	}
+	b = b[len(damageMagic):]
+	var body []byte
+	if k.aead != nil {
+		var err error
+		if body, err = open(k.aead, nil, b, []byte(damageMagic)); err != nil {
+			return nil, fmt.Errorf("%w: damage record fails authentication", ErrCorrupt)
+		}
+	} else {
+		if len(b) < 4 || crc32.Checksum(b[:len(b)-4], crcTable) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+			return nil, fmt.Errorf("%w: damage record checksum", ErrCorrupt)
+		}
+		body = b[:len(b)-4]
+	}
+	if len(body) < 5 || body[0] != damageVersion {
+		return nil, fmt.Errorf("%w: damage record version", ErrCorrupt)
+	}
+	n := int(binary.LittleEndian.Uint32(body[1:]))
+	rest := body[5:]
+	if n > len(rest)/damageEntryMin {
+		return nil, fmt.Errorf("%w: damage record count %d", ErrCorrupt, n)
+	}
+	out := make([]DamagedBlob, n)
+	for i := range out {
+		if len(rest) < damageEntryMin {
+			return nil, fmt.Errorf("%w: damage record truncated", ErrCorrupt)
+		}
+		e := &out[i]
+		copy(e.Blob[:], rest)
+		copy(e.Pack[:], rest[32:])
+		rl := int(binary.LittleEndian.Uint16(rest[64:]))
+		rest = rest[damageEntryMin:]
+		if rl > maxDamageReason || rl > len(rest) || !utf8.Valid(rest[:rl]) {
+			return nil, fmt.Errorf("%w: damage record reason", ErrCorrupt)
+		}
+		e.Reason = string(rest[:rl])
+		rest = rest[rl:]
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: damage record length", ErrCorrupt)
+	}
+	return out, nil
+}
+
+func (s *Store) damageDir() string { return filepath.Join(s.dir, "damaged") }
+
+// loadDamage reads damage records written since the last call. A record
+// that cannot be read is reported once; it is only a record, and verify
+// --read-data finds the damage again.
+func (s *Store) loadDamage() error {
+	ents, err := os.ReadDir(s.damageDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a store without damage, or older than the record
+	}
+	if err != nil {
+		s.damageListWarn.Do(func() {
+			fmt.Fprintf(os.Stderr, "recall: damage records: %v (ignored; 'recall verify --read-data' finds damage again)\n", err)
+		})
+		return nil
+	}
+	for _, e := range ents {
+		name := e.Name()
+		s.fmu.Lock()
+		seen := s.loadedD[name]
+		s.loadedD[name] = true
+		s.fmu.Unlock()
+		if strings.HasPrefix(name, ".") || seen {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.damageDir(), name))
+		if err == nil {
+			var recs []DamagedBlob
+			if recs, err = decodeDamage(b, s.keys); err == nil {
+				s.idx.addDamage(recs)
+				continue
+			}
+		}
+		fmt.Fprintf(os.Stderr, "recall: damage record %s: %v (ignored; 'recall repair index' replaces it)\n", name, err)
+	}
+	return nil
+}
+
+// addDamage adds recs to the in-memory record and returns those that were
+// not in it.
+func (x *index) addDamage(recs []DamagedBlob) []DamagedBlob {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var fresh []DamagedBlob
+	for _, r := range recs {
+		k := blobAt{r.Blob, r.Pack}
+		if _, ok := x.damaged[k]; !ok {
+			x.damaged[k] = r.Reason
+			fresh = append(fresh, r)
+		}
+	}
+	return fresh
+}
+
+// recordDamage adds bad places to the record: at once in memory, so this
+// process neither reads them again nor deduplicates against them, and in
+// a new damage record file, best effort: a read never fails because the
+// record cannot be written (a read-only store, a full disk), it warns once.
+func (s *Store) recordDamage(recs ...DamagedBlob) {
+	fresh := s.idx.addDamage(recs)
+	if len(fresh) == 0 {
+		return
+	}
+	b := encodeDamage(fresh, s.keys)
+	name := ID(blake3.Sum256(b)).String()
+	err := os.MkdirAll(s.damageDir(), 0o700)
+	if err == nil {
+		err = writeFileAtomic(s.damageDir(), name, b)
+	}
+	if err != nil {
+		s.damageWarn.Do(func() {
+			fmt.Fprintf(os.Stderr, "recall: cannot record damaged blobs in %s: %v (the damage is reported, but a later backup may not store those blobs again; run 'recall verify --read-data' where the store is writable)\n", s.damageDir(), err)
+		})
+		return
+	}
+	s.fmu.Lock()
+	s.loadedD[name] = true
+	s.fmu.Unlock()
+}
+
+// DamagedBlobs returns the recorded damage, sorted by blob then pack.
+func (s *Store) DamagedBlobs() []DamagedBlob {
+	s.idx.mu.RLock()
+	out := make([]DamagedBlob, 0, len(s.idx.damaged))
+	for k, why := range s.idx.damaged {
+		out = append(out, DamagedBlob{Blob: k.blob, Pack: k.pack, Reason: why})
+	}
+	s.idx.mu.RUnlock()
+	slices.SortFunc(out, func(a, b DamagedBlob) int {
+		if c := bytes.Compare(a.Blob[:], b.Blob[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Pack[:], b.Pack[:])
+	})
+	return out
+}
+
+// pruneDamage rewrites the damage record without the entries of packs not
+// in present, and without unreadable record files: the new file is
+// durable before the ones it replaces are removed, so a crash leaves at
+// worst both. The caller holds the writer lock. It returns how many
+// entries were dropped.
+func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
+	ents, err := os.ReadDir(s.damageDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("list damage records: %w", err)
+	}
+	var keep []DamagedBlob
+	var old []string
+	dropped, unreadable := 0, false
+	seen := map[blobAt]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		old = append(old, name)
+		b, err := os.ReadFile(filepath.Join(s.damageDir(), name))
+		var recs []DamagedBlob
+		if err == nil {
+			recs, err = decodeDamage(b, s.keys)
+		}
+		if err != nil {
+			unreadable = true
+			continue
+		}
+		for _, r := range recs {
+			k := blobAt{r.Blob, r.Pack}
+			switch _, ok := present[r.Pack]; {
+			case !ok:
+				dropped++
+			case !seen[k]:
+				seen[k] = true
+				keep = append(keep, r)
+			}
+		}
+	}
+	if dropped == 0 && !unreadable || dryRun {
+		return dropped, nil
+	}
+	s.idx.mu.Lock()
+	for k := range s.idx.damaged {
+		if _, ok := present[k.pack]; !ok {
+			delete(s.idx.damaged, k)
+		}
+	}
+	s.idx.mu.Unlock()
+	var name string
+	if len(keep) > 0 {
+		b := encodeDamage(keep, s.keys)
+		name = ID(blake3.Sum256(b)).String()
+		if err := writeFileAtomic(s.damageDir(), name, b); err != nil {
+			return 0, storeWriteError(s.dir, err)
+		}
+	}
+	for _, o := range old {
+		if o == name {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.damageDir(), o)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("remove damage record %s: %w", o, err)
+		}
+	}
+	s.fmu.Lock()
+	clear(s.loadedD)
+	if name != "" {
+		s.loadedD[name] = true
+	}
+	s.fmu.Unlock()
+	return dropped, syncDir(s.damageDir())
+}
+
+// damageReason is the record's reason for err: what failed, without the
+// "corrupt data" every entry shares.
+func damageReason(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrCorrupt.Error()+": ")
+}

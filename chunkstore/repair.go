@@ -1,0 +1,452 @@
+package chunkstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Repair: rebuilding index files from pack headers, and salvaging the
+// readable blobs of damaged packs into new ones. Both run under the writer
+// lock and change the store in two phases, new files durable before old
+// ones are removed, so a crash at any moment leaves a consistent store.
+
+// IndexRebuild is what RebuildIndex changed, or would change.
+type IndexRebuild struct {
+	// Written lists the index files written, each with the packs it covers.
+	Written []IndexFileInfo
+	// Removed maps each superseded index file to why it was replaced.
+	Removed map[string]string
+	// Unlocatable lists packs whose header is unreadable and that no
+	// readable index file lists: none of their blobs can be found.
+	Unlocatable []ID
+	// DamageDropped counts damage record entries of packs that are gone.
+	DamageDropped int
+}
+
+// IndexFileInfo names one index file and the packs it covers.
+type IndexFileInfo struct {
+	Name  string
+	Packs int
+}
+
+type indexFile struct {
+	name  string
+	packs []packRecord
+	err   error
+}
+
+// readIndexFiles reads and decodes every index file; the ones that do not
+// decode carry their error.
+func (s *Store) readIndexFiles() ([]indexFile, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "index"))
+	if err != nil {
+		return nil, fmt.Errorf("list index: %w", err)
+	}
+	var out []indexFile
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		f := indexFile{name: e.Name()}
+		b, err := os.ReadFile(filepath.Join(s.dir, "index", f.name))
+		if err != nil {
+			return nil, fmt.Errorf("read index file %s: %w", f.name, err)
+		}
+		f.packs, f.err = decodeIndexFile(b, s.keys)
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func sortedEntries(es []PackEntry) []PackEntry {
+	es = slices.Clone(es)
+	slices.SortFunc(es, func(a, b PackEntry) int {
+		if a.Offset != b.Offset {
+			return int(a.Offset) - int(b.Offset)
+		}
+		return bytes.Compare(a.ID[:], b.ID[:])
+	})
+	return es
+}
+
+// RebuildIndex makes the index files cover exactly the packs present, as
+// their headers describe them. An index file is kept when it decodes,
+// every pack it lists is present, and it agrees with every readable header
+// of those packs; the others are superseded. Packs no kept file covers are
+// written into new index files: from their header, or, when the header is
+// unreadable, from the entries a superseded but readable index file gives.
+// The new files are durable before any old one is removed; a crash between
+// leaves both, which is harmless (index files are caches). Damage record
+// entries of packs that are gone are dropped. With dryRun nothing is
+// changed and the result says what would be.
+func (l *Lock) RebuildIndex(dryRun bool) (*IndexRebuild, error) {
+	return l.rebuildIndex(dryRun, nil, nil)
+}
+
+// rebuildIndex is RebuildIndex; the damage record entries of the packs in
+// rewritten are dropped too (a salvaged pack whose every blob survived is
+// written again under its own name: the same header names the same pack).
+// The packs in gone are taken as removed (a dry run of SalvagePacks).
+func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexRebuild, error) {
+	s := l.s
+	sizes := map[ID]int64{}
+	if err := s.ListPacks(func(id ID, size int64) error {
+		if !gone[id] {
+			sizes[id] = size
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	headers := map[ID][]PackEntry{}
+	badHeader := map[ID]bool{}
+	for id := range sizes {
+		es, err := s.ReadPackHeader(id)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				return nil, fmt.Errorf("read header of pack %s: %w", id, err)
+			}
+			badHeader[id] = true
+			continue
+		}
+		headers[id] = es
+	}
+	files, err := s.readIndexFiles()
+	if err != nil {
+		return nil, err
+	}
+	res := &IndexRebuild{Removed: map[string]string{}}
+	covered := map[ID]bool{}
+	fromIndex := map[ID][]PackEntry{} // entries of bad-header packs from readable files
+	for _, f := range files {
+		why := ""
+		if f.err != nil {
+			why = f.err.Error()
+		}
+		for _, p := range f.packs {
+			if _, ok := fromIndex[p.id]; !ok && badHeader[p.id] {
+				fromIndex[p.id] = p.entries
+			}
+			switch h, ok := headers[p.id]; {
+			case why != "":
+			case !ok && !badHeader[p.id]:
+				why = "lists pack " + p.id.String() + ", which is missing"
+			case ok && !slices.Equal(sortedEntries(h), sortedEntries(p.entries)):
+				why = "disagrees with the header of pack " + p.id.String()
+			}
+		}
+		if why != "" {
+			res.Removed[f.name] = why
+			continue
+		}
+		for _, p := range f.packs {
+			covered[p.id] = true
+		}
+	}
+	var todo []packRecord
+	for id := range sizes {
+		if covered[id] {
+			continue
+		}
+		if es, ok := headers[id]; ok {
+			todo = append(todo, packRecord{id: id, entries: es})
+		} else if es, ok := fromIndex[id]; ok {
+			todo = append(todo, packRecord{id: id, entries: es})
+		} else {
+			res.Unlocatable = append(res.Unlocatable, id)
+		}
+	}
+	slices.SortFunc(todo, func(a, b packRecord) int { return bytes.Compare(a.id[:], b.id[:]) })
+	slices.SortFunc(res.Unlocatable, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	for rest := todo; len(rest) > 0; {
+		n := min(len(rest), indexEvery)
+		name := ""
+		if !dryRun {
+			if name, err = s.writeIndexFile(rest[:n]); err != nil {
+				return nil, storeWriteError(s.dir, err)
+			}
+		}
+		res.Written = append(res.Written, IndexFileInfo{Name: name, Packs: n})
+		rest = rest[n:]
+	}
+	if !dryRun {
+		for _, p := range todo {
+			s.idx.addPack(p.id, p.entries, sizes[p.id])
+		}
+		for _, w := range res.Written {
+			// An index file written again whole gets its old name back,
+			// and has just replaced the damaged file of that name.
+			if _, ok := res.Removed[w.Name]; ok {
+				res.Removed[w.Name] = "replaced by a whole copy: " + res.Removed[w.Name]
+			}
+		}
+		written := map[string]bool{}
+		for _, w := range res.Written {
+			written[w.Name] = true
+		}
+		for name := range res.Removed {
+			if written[name] {
+				continue
+			}
+			if err := os.Remove(filepath.Join(s.dir, "index", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("remove superseded index file %s: %w", name, err)
+			}
+		}
+		if len(res.Removed) > 0 {
+			if err := syncDir(filepath.Join(s.dir, "index")); err != nil {
+				return nil, err
+			}
+		}
+		s.fmu.Lock()
+		for name := range res.Removed {
+			if !written[name] {
+				delete(s.loadedI, name)
+			}
+		}
+		s.orphans = nil // all covered now
+		s.fmu.Unlock()
+		s.idx.setSizes(sizes)
+	}
+	keep := sizes
+	if len(rewritten) > 0 {
+		keep = maps.Clone(sizes)
+		for id := range rewritten {
+			delete(keep, id)
+		}
+	}
+	res.DamageDropped, err = s.pruneDamage(keep, dryRun)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// PackProblem names a pack that needs salvaging, and why.
+type PackProblem struct {
+	Pack   ID
+	Reason string
+}
+
+// DamagedPacks lists the packs that need salvaging: those whose header is
+// unreadable, whose size is not what the index implies (truncated), or
+// that hold blobs recorded damaged. It reads every pack's header, not the
+// blobs: blobs that fail their check are known from the damage record,
+// which verify --read-data and every read fill.
+func (s *Store) DamagedPacks() ([]PackProblem, error) {
+	var out []PackProblem
+	for _, pi := range s.Packs() {
+		if pi.Size == -1 && strings.HasPrefix(pi.Problem, "pack file is missing") {
+			continue // nothing to salvage; RebuildIndex forgets it
+		}
+		if pi.Problem != "" {
+			out = append(out, PackProblem{Pack: pi.ID, Reason: pi.Problem})
+			continue
+		}
+		if _, err := s.ReadPackHeader(pi.ID); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				return nil, fmt.Errorf("read header of pack %s: %w", pi.ID, err)
+			}
+			out = append(out, PackProblem{Pack: pi.ID, Reason: "header unreadable: " + err.Error()})
+		}
+	}
+	return out, nil
+}
+
+// Salvage is what SalvagePacks did (or would do) with one pack.
+type Salvage struct {
+	Pack   ID
+	Reason string // why the pack was salvaged
+	// Kept counts blobs copied into new packs; Elsewhere those that
+	// already have a good copy in another pack.
+	Kept, Elsewhere int
+	Lost            []DamagedBlob // blobs no pack holds a good copy of any more
+	Removed         bool
+	// Rewritten: every blob survived in order, so the new pack has the
+	// old one's name and replaced it.
+	Rewritten bool
+}
+
+// salvageEntries returns every place the pack's header or the index files
+// give for pack id (the header may be unreadable, the pack truncated).
+func (s *Store) salvageEntries(id ID, files []indexFile) []PackEntry {
+	var es []PackEntry
+	if h, err := s.ReadPackHeader(id); err == nil {
+		es = append(es, h...)
+	}
+	for _, f := range files {
+		for _, p := range f.packs {
+			if p.id == id {
+				es = append(es, p.entries...)
+			}
+		}
+	}
+	es = sortedEntries(es)
+	return slices.Compact(es)
+}
+
+// SalvagePacks reads every blob the header or the index files locate in
+// each of packs, writes those that check out into new packs through an
+// ordinary writer, and removes the old packs, then rebuilds the index
+// (RebuildIndex) so nothing lists them. Blobs that fail their check and
+// have no good copy elsewhere are lost and listed.
+//
+// The order makes a crash at any moment harmless:
+//  1. the packs being replaced are retired in memory, so the writer
+//     stores their good blobs again instead of deduplicating against them;
+//  2. the writer's Flush makes the new packs and their index file
+//     durable: from here every salvaged blob has a second, good place;
+//  3. the old packs are removed (directory synced): a crash before this
+//     leaves both copies, and a later repair finds the old pack damaged
+//     again and removes it, its blobs deduplicating against the new ones;
+//  4. the index is rebuilt: a crash before this leaves index files naming
+//     removed packs, which readers skip (a missing pack is known from the
+//     pack walk) and the next RebuildIndex supersedes.
+//
+// With dryRun every pack is read and the result says what would happen,
+// but nothing is written or removed.
+func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *IndexRebuild, error) {
+	s := l.s
+	files, err := s.readIndexFiles()
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := make([]ID, len(packs))
+	for i, p := range packs {
+		ids[i] = p.Pack
+	}
+	s.idx.retire(ids, false)
+	defer s.idx.retire(ids, true)
+	var w *Writer
+	if !dryRun {
+		if w, err = l.NewWriter(); err != nil {
+			return nil, nil, err
+		}
+		defer w.Abort()
+	}
+	out := make([]Salvage, 0, len(packs))
+	var remove []ID
+	for _, p := range packs {
+		sv := Salvage{Pack: p.Pack, Reason: p.Reason}
+		b, err := os.ReadFile(s.packPath(p.Pack))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("read pack %s: %w (nothing was removed)", p.Pack, err)
+		}
+		var buf []byte
+		for _, e := range s.salvageEntries(p.Pack, files) {
+			lost := func(why string) {
+				if s.Has(e.ID) {
+					sv.Elsewhere++
+				} else {
+					sv.Lost = append(sv.Lost, DamagedBlob{Blob: e.ID, Pack: p.Pack, Reason: why})
+				}
+			}
+			if int64(e.Offset)+int64(e.Length) > int64(len(b)) {
+				lost("beyond the end of the pack")
+				continue
+			}
+			data, err := s.checkStored(e, b[e.Offset:e.Offset+e.Length], buf)
+			if err != nil {
+				lost(err.Error())
+				continue
+			}
+			buf = data
+			switch {
+			case s.Has(e.ID):
+				sv.Elsewhere++
+			case dryRun:
+				sv.Kept++
+			default:
+				if _, err := w.SaveBlob(e.Type, e.ID, data); err != nil {
+					return nil, nil, fmt.Errorf("salvage pack %s: %w (nothing was removed)", p.Pack, err)
+				}
+				sv.Kept++
+			}
+		}
+		remove = append(remove, p.Pack)
+		sv.Removed = true
+		out = append(out, sv)
+	}
+	if dryRun {
+		gone := map[ID]bool{}
+		for _, id := range remove {
+			gone[id] = true
+		}
+		rb, err := l.rebuildIndex(true, nil, gone)
+		return out, rb, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, nil, fmt.Errorf("salvage: %w (nothing was removed)", err)
+	}
+	w.mu.Lock()
+	rewritten := map[ID]bool{}
+	for _, id := range w.written {
+		rewritten[id] = true
+	}
+	w.mu.Unlock()
+	dirs := map[string]bool{}
+	for _, id := range remove {
+		if rewritten[id] {
+			// Every blob survived, in the same order: the new pack is
+			// the old one made whole, renamed over it.
+			continue
+		}
+		if err := os.Remove(s.packPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("remove damaged pack %s: %w (its good blobs are stored again; run 'recall repair packs' again)", id, err)
+		}
+		dirs[filepath.Dir(s.packPath(id))] = true
+	}
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i := range out {
+		if rewritten[out[i].Pack] {
+			out[i].Removed, out[i].Rewritten = false, true
+		}
+	}
+	s.forgetPackFiles(remove, rewritten)
+	rb, err := l.rebuildIndex(false, rewritten, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, rb, nil
+}
+
+// forgetPackFiles closes the descriptors of replaced packs and marks
+// them missing, except those rewritten under the same name.
+func (s *Store) forgetPackFiles(ids []ID, rewritten map[ID]bool) {
+	s.idx.mu.Lock()
+	var nums []uint32
+	for _, id := range ids {
+		if n, ok := s.idx.packNum[id]; ok {
+			if !rewritten[id] {
+				s.idx.size[n] = sizeGone
+			}
+			nums = append(nums, n)
+		}
+	}
+	s.idx.mu.Unlock()
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	for _, n := range nums {
+		for _, m := range []map[uint32]*os.File{s.files, s.dfiles} {
+			if f, ok := m[n]; ok {
+				f.Close()
+				delete(m, n)
+			}
+		}
+	}
+	for _, id := range ids {
+		delete(s.unlocatable, id)
+	}
+}

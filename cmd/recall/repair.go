@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/fs"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	common := func() []cli.Flag {
+		return []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would change, change nothing"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a running backup to finish"},
+		}
+	}
+	register(&cli.Command{
+		Name:      "repair",
+		Usage:     "repair a damaged store: rebuild its index, salvage damaged packs, rewrite points without what is lost",
+		ArgsUsage: "index|packs|points",
+		Description: `After damage, in this order: 'recall verify --read-data' (finds and records damaged
+blobs), 'recall repair packs' (salvages every readable blob), a new backup of each
+affected source that still has its data (stores again what was lost), then
+'recall repair points' (rewrites the points that still miss something, listing each
+lost file in the point's errors). 'recall repair index' replaces corrupt index files.
+Each prints every change it makes; --dry-run prints them and changes nothing.
+Exit code 4: damage stays in the store and is reported.`,
+		Action: func(c *cli.Context) error {
+			cli.ShowSubcommandHelp(c)
+			if c.NArg() > 0 {
+				return usagef("repair: unknown %q; repair index, packs or points", c.Args().First())
+			}
+			return usagef("repair needs what to repair: index, packs or points")
+		},
+		Subcommands: []*cli.Command{
+			{
+				Name:  "index",
+				Usage: "rebuild index files from pack headers, replacing corrupt ones",
+				Flags: common(),
+				Action: repairAction("index", func(ctx context.Context, l *chunkstore.Lock, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
+					return engine.RepairIndex(ctx, l, o)
+				}),
+			},
+			{
+				Name:  "packs",
+				Usage: "salvage every readable blob of damaged packs into new packs, then drop the damaged packs",
+				Flags: common(),
+				Action: repairAction("packs", func(ctx context.Context, l *chunkstore.Lock, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
+					return engine.RepairPacks(ctx, l, o)
+				}),
+			},
+			{
+				Name:  "points",
+				Usage: "write, for each point with lost files, a new point without them that lists each in its errors",
+				Flags: append(common(), &cli.BoolFlag{Name: "forget-damaged",
+					Usage: "remove each damaged point once its repaired copy is written, points whose root directory is lost, and unreadable manifests"}),
+				Action: repairAction("points", func(ctx context.Context, l *chunkstore.Lock, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
+					return engine.RepairPoints(ctx, l, engine.RepairPointsOptions{RepairOptions: o, ForgetDamaged: c.Bool("forget-damaged")})
+				}),
+			},
+		},
+	})
+}
+
+type repairFunc func(context.Context, *chunkstore.Lock, *cli.Context, engine.RepairOptions) (*engine.RepairReport, error)
+
+// repairAction takes the writer lock, runs one repair and prints its report.
+func repairAction(what string, run repairFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() != 0 {
+			return usagef("repair %s takes no arguments", what)
+		}
+		r, err := openReader(c)
+		if err != nil {
+			return err
+		}
+		st := r.Store()
+		defer st.Close()
+		// Mounts of the store are told afterwards, source by source.
+		var sources []string
+		if pts, err := r.Points(); err == nil {
+			seen := map[string]bool{}
+			for _, p := range pts {
+				if p.Damaged == "" && !seen[p.Source] {
+					seen[p.Source] = true
+					sources = append(sources, p.Source)
+				}
+			}
+		}
+		lock, err := st.LockWriter(c.Context, "repair "+what, c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
+			logf("store is busy: waiting for %s", h)
+		})
+		if err != nil {
+			return err
+		}
+		defer lock.Unlock()
+		dry, asJSON := c.Bool("dry-run"), c.Bool("json")
+		// Actions are printed as they happen: salvaging packs can take
+		// long, and what was done before an error is said.
+		o := engine.RepairOptions{DryRun: dry, Log: func(format string, args ...any) {
+			if !asJSON {
+				fmt.Fprintf(c.App.Writer, format+"\n", args...)
+			}
+		}}
+		rep, err := run(c.Context, lock, c, o)
+		if rep == nil {
+			return err
+		}
+		if what == "points" && !dry && len(rep.Actions) > 0 {
+			for _, s := range sources {
+				fs.Refresh(c.String("home"), s)
+			}
+		}
+		if asJSON {
+			b, _ := json.MarshalIndent(rep, "", "  ")
+			fmt.Fprintln(c.App.Writer, string(b))
+			return err
+		}
+		switch {
+		case len(rep.Actions) == 0:
+			fmt.Fprintf(c.App.Writer, "repair %s: nothing to repair\n", what)
+		case dry:
+			fmt.Fprintf(c.App.Writer, "repair %s: dry run, nothing was changed\n", what)
+		}
+		return err
+	}
+}

@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// RepairOptions configure RepairIndex and RepairPacks.
+type RepairOptions struct {
+	DryRun bool // report what would change, change nothing
+	Log    func(format string, args ...any)
+}
+
+// RepairReport says what a repair changed, or with DryRun would change.
+type RepairReport struct {
+	DryRun  bool     `json:"dry_run"`
+	Actions []string `json:"actions"` // one line per change made (or that would be made)
+	// Packs lists the packs repair packs salvaged, with what became of
+	// their blobs.
+	Packs []SalvagedPack `json:"packs,omitempty"`
+	// Lost lists blobs that no pack holds a good copy of any more: the
+	// files that use them stay damaged until a backup of a source that
+	// still has the data stores them again.
+	Lost []DamagedBlob `json:"lost_blobs,omitempty"`
+	// Unlocatable lists packs whose header is unreadable and that no
+	// index file lists: none of their blobs can be found.
+	Unlocatable []string `json:"unlocatable_packs,omitempty"`
+}
+
+// SalvagedPack is one damaged pack replaced by repair packs.
+type SalvagedPack struct {
+	Pack      string `json:"pack"`
+	Reason    string `json:"reason"`
+	Kept      int    `json:"kept_blobs"`      // copied into new packs
+	Elsewhere int    `json:"elsewhere_blobs"` // already stored in another pack
+	Lost      int    `json:"lost_blobs"`
+	Removed   bool   `json:"removed"`
+	Rewritten bool   `json:"rewritten,omitempty"` // replaced by a whole copy of the same name
+}
+
+func (o RepairOptions) act(rep *RepairReport, format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if o.DryRun {
+		line = "would " + line
+	}
+	rep.Actions = append(rep.Actions, line)
+	if o.Log != nil {
+		o.Log("%s", line)
+	}
+}
+
+// RepairIndex rebuilds the index from pack headers: it writes index files
+// for every present pack no sound index file covers (for a pack whose
+// header is unreadable, from the entries a readable index file gives),
+// then removes the index files they supersede: corrupt ones, ones that
+// list missing packs or disagree with a header. The caller holds lock.
+func RepairIndex(ctx context.Context, lock *chunkstore.Lock, opts RepairOptions) (*RepairReport, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rb, err := lock.RebuildIndex(opts.DryRun)
+	if err != nil {
+		return nil, fmt.Errorf("repair index: %w", err)
+	}
+	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
+	indexActions(rep, rb, opts)
+	return rep, nil
+}
+
+func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOptions) {
+	for _, w := range rb.Written {
+		if w.Name == "" {
+			opts.act(rep, "write an index file covering %d packs", w.Packs)
+		} else {
+			opts.act(rep, "wrote index file %s covering %d packs", w.Name, w.Packs)
+		}
+	}
+	names := make([]string, 0, len(rb.Removed))
+	for n := range rb.Removed {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if opts.DryRun {
+			opts.act(rep, "remove index file %s: %s", n, rb.Removed[n])
+		} else {
+			opts.act(rep, "removed index file %s: %s", n, rb.Removed[n])
+		}
+	}
+	if rb.DamageDropped > 0 {
+		if opts.DryRun {
+			opts.act(rep, "drop %d damage records of packs that are gone", rb.DamageDropped)
+		} else {
+			opts.act(rep, "dropped %d damage records of packs that are gone", rb.DamageDropped)
+		}
+	}
+	for _, id := range rb.Unlocatable {
+		rep.Unlocatable = append(rep.Unlocatable, id.String())
+	}
+}
+
+// RepairPacks salvages every damaged pack: one whose header is unreadable,
+// that is truncated, or that holds blobs recorded damaged (verify
+// --read-data and every read record them). Each blob the header or the
+// index locates is read and, when it checks out, written into a new pack;
+// then the old pack is removed and the index rebuilt (RepairIndex). Blobs
+// that could not be salvaged and have no copy elsewhere are lost and
+// listed. The caller holds lock. See chunkstore's Lock.SalvagePacks for
+// why a crash at any moment leaves a consistent store.
+func RepairPacks(ctx context.Context, lock *chunkstore.Lock, opts RepairOptions) (*RepairReport, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st := lock.Store()
+	if err := st.Refresh(); err != nil {
+		return nil, err
+	}
+	bad, err := st.DamagedPacks()
+	if err != nil {
+		return nil, fmt.Errorf("repair packs: %w", err)
+	}
+	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
+	if len(bad) == 0 {
+		// Nothing to salvage; index files may still name removed packs.
+		rb, err := lock.RebuildIndex(opts.DryRun)
+		if err != nil {
+			return nil, fmt.Errorf("repair packs: %w", err)
+		}
+		indexActions(rep, rb, opts)
+		return rep, nil
+	}
+	salv, rb, err := lock.SalvagePacks(bad, opts.DryRun)
+	if err != nil {
+		return nil, fmt.Errorf("repair packs: %w", err)
+	}
+	for _, s := range salv {
+		rep.Packs = append(rep.Packs, SalvagedPack{Pack: s.Pack.String(), Reason: s.Reason, Kept: s.Kept, Elsewhere: s.Elsewhere, Lost: len(s.Lost), Removed: s.Removed, Rewritten: s.Rewritten})
+		verb := "salvaged"
+		if opts.DryRun {
+			verb = "salvage"
+		}
+		what := map[bool]string{true: "remove", false: "removed"}[opts.DryRun] + " the old pack"
+		if s.Rewritten {
+			what = "the new pack replaced the old one under its name"
+		}
+		opts.act(rep, "%s pack %s (%s): %d blobs into new packs, %d already stored elsewhere, %d lost; %s",
+			verb, s.Pack, s.Reason, s.Kept, s.Elsewhere, len(s.Lost), what)
+		for _, l := range s.Lost {
+			rep.Lost = append(rep.Lost, DamagedBlob{Blob: l.Blob.String(), Pack: l.Pack.String(), Error: l.Reason})
+		}
+	}
+	indexActions(rep, rb, opts)
+	return rep, nil
+}

@@ -1,0 +1,318 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"syscall"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// RepairPointsOptions configure RepairPoints.
+type RepairPointsOptions struct {
+	RepairOptions
+	// ForgetDamaged removes each damaged point once its repaired copy is
+	// durable, each point whose root directory is lost, and each manifest
+	// that cannot be read. Without it they all stay, and the report says so.
+	ForgetDamaged bool
+}
+
+// RepairPoints writes, for each point with lost files, a new point of the
+// same source, time, path, host, kind, root metadata and stats whose trees
+// leave out every file whose content is lost and every directory that
+// cannot be read; each of those is listed in the new point's Errors
+// ("lost in repair: ..."), after the old point's own errors, so nothing is
+// dropped silently. A point is repaired once: a point of the same source
+// and time with the repaired root tree already there is reused.
+//
+// Lost means what the store says it cannot serve: a data chunk for which
+// Has is false (missing, in a missing pack, recorded damaged, or beyond
+// the end of a truncated pack), and a tree blob for which Has is false or
+// that fails to load. Data chunks are not read: run 'verify --read-data'
+// first so that damage it finds is recorded.
+//
+// Blobs of repaired trees are written through lock's writer and flushed
+// before any manifest is saved; an old point is removed (ForgetDamaged)
+// only after its replacement's manifest is durable. With DryRun nothing is
+// written and the report lists what would be done.
+//
+// The error wraps ErrDamaged when damage stays in the store and is
+// reported: a damaged point or manifest kept because ForgetDamaged was not
+// given. Mounts are not told; the caller refreshes them.
+func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsOptions) (*RepairReport, error) {
+	st := lock.Store()
+	if err := st.Refresh(); err != nil {
+		return nil, err
+	}
+	r := NewReader(st)
+	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
+	would := func(now, dry string) string {
+		if opts.DryRun {
+			return dry
+		}
+		return now
+	}
+	act := func(format string, args ...any) {
+		rep.Actions = append(rep.Actions, fmt.Sprintf(format, args...))
+		if opts.Log != nil {
+			opts.Log(format, args...)
+		}
+	}
+	pts, err := r.Points()
+	if err != nil {
+		return nil, err
+	}
+	rw := &treeRewriter{r: r, lock: lock, dry: opts.DryRun, done: map[chunkstore.ID]*rewritten{}}
+	defer rw.abort()
+
+	type replacement struct {
+		old *Point
+		np  Point
+		n   int // losses
+	}
+	var todo []replacement
+	var kept []string // damage that stays, for the error
+	forget := func(p *Point, what string) error {
+		if !opts.ForgetDamaged {
+			kept = append(kept, what)
+			act("%s %s; 'recall repair points --forget-damaged' removes it", would("kept", "would keep"), what)
+			return nil
+		}
+		if !opts.DryRun {
+			if err := st.RemovePoint(p.ID); err != nil && !errors.Is(err, chunkstore.ErrNotFound) {
+				return fmt.Errorf("remove %s: %w", what, err)
+			}
+		}
+		act("%s %s", would("removed", "would remove"), what)
+		return nil
+	}
+	for _, p := range pts {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		if p.Damaged != "" {
+			var dp *DamagedPointError
+			switch _, err := r.LoadPoint(p.ID); {
+			case errors.Is(err, chunkstore.ErrNotFound):
+				continue // forgotten meanwhile
+			case !errors.As(err, &dp):
+				act("left point %s alone: %v", pointShort(p.ID), err) // not damage: a newer format
+				continue
+			}
+			if err := forget(p, fmt.Sprintf("damaged manifest of point %s (%s)", pointShort(p.ID), p.Damaged)); err != nil {
+				return rep, err
+			}
+			continue
+		}
+		res, err := rw.rewrite(p.Tree)
+		if err != nil {
+			return rep, fmt.Errorf("point %s: %w (nothing was changed for it; fix that and run the repair again)", pointShort(p.ID), err)
+		}
+		what := fmt.Sprintf("point %s of source %s from %s", pointShort(p.ID), p.Source, p.Time.Format("2006-01-02 15:04:05"))
+		if res.lost != "" {
+			act("%s cannot be repaired: its root directory is lost (%s)", what, res.lost)
+			if err := forget(p, what); err != nil {
+				return rep, err
+			}
+			continue
+		}
+		if len(res.losses) == 0 {
+			continue
+		}
+		np := *p
+		np.ID, np.Tree = chunkstore.ID{}, res.id
+		np.Errors = append(append([]PathError(nil), p.Errors...), res.losses...)
+		todo = append(todo, replacement{old: p, np: np, n: len(res.losses)})
+	}
+
+	if len(todo) > 0 {
+		if err := rw.flush(); err != nil {
+			return rep, err
+		}
+	}
+	for _, t := range todo {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		p := t.old
+		what := fmt.Sprintf("point %s of source %s from %s", pointShort(p.ID), p.Source, p.Time.Format("2006-01-02 15:04:05"))
+		for _, e := range t.np.Errors[len(p.Errors):] {
+			act("%s: %s %s (%s)", what, would("dropped", "would drop"), e.Path, e.Error)
+		}
+		var newID chunkstore.ID
+		if q := repairedAlready(pts, p, t.np.Tree); q != nil {
+			newID = q.ID
+			act("%s: already repaired as point %s", what, pointShort(q.ID))
+		} else if !opts.DryRun {
+			newID, err = st.SavePoint(encodePoint(&t.np))
+			if err != nil {
+				return rep, fmt.Errorf("%s: %w", what, err)
+			}
+			act("%s: wrote point %s without %s (listed in its errors)", what, pointShort(newID), lostEntries(t.n))
+		} else {
+			act("%s: would write a point without %s (listed in its errors)", what, lostEntries(t.n))
+		}
+		if err := forget(p, what); err != nil {
+			return rep, err
+		}
+	}
+	if len(kept) > 0 {
+		return rep, fmt.Errorf("%w: %d damaged points or manifests kept; 'recall repair points --forget-damaged' removes them", ErrDamaged, len(kept))
+	}
+	return rep, nil
+}
+
+func lostEntries(n int) string {
+	if n == 1 {
+		return "1 lost entry"
+	}
+	return fmt.Sprintf("%d lost entries", n)
+}
+
+// repairedAlready returns a point other than p of p's source and time
+// whose root is root: p's replacement from an earlier run.
+func repairedAlready(pts []*Point, p *Point, root chunkstore.ID) *Point {
+	for _, q := range pts {
+		if q.ID != p.ID && q.Damaged == "" && q.Source == p.Source && q.Time.Equal(p.Time) && q.Tree == root {
+			return q
+		}
+	}
+	return nil
+}
+
+// rewritten is a tree with its lost entries left out.
+type rewritten struct {
+	id     chunkstore.ID // the rewritten tree (the original when nothing was lost)
+	lost   string        // why the tree itself cannot be read; then id is zero
+	losses []PathError   // entries left out, paths relative to this tree
+}
+
+// treeRewriter rewrites trees bottom-up, once per tree id however many
+// points share it.
+type treeRewriter struct {
+	r    *Reader
+	lock *chunkstore.Lock
+	dry  bool
+	w    *chunkstore.Writer // made on the first blob written
+	done map[chunkstore.ID]*rewritten
+}
+
+func (rw *treeRewriter) rewrite(id chunkstore.ID) (*rewritten, error) {
+	if res, ok := rw.done[id]; ok {
+		return res, nil
+	}
+	res, err := rw.rewriteOnce(id)
+	if err != nil {
+		return nil, err
+	}
+	rw.done[id] = res
+	return res, nil
+}
+
+func (rw *treeRewriter) rewriteOnce(id chunkstore.ID) (*rewritten, error) {
+	st := rw.r.st
+	if !st.Has(id) {
+		return &rewritten{lost: "tree " + id.Short() + " is missing or recorded damaged"}, nil
+	}
+	t, err := rw.r.LoadTree(id)
+	if err != nil {
+		if lostBlob(err) {
+			return &rewritten{lost: err.Error()}, nil
+		}
+		return nil, err
+	}
+	res := &rewritten{}
+	var nodes []*Node
+	changed := false
+	for _, n := range t.Nodes {
+		switch {
+		case n.Type == TypeDir:
+			sub, err := rw.rewrite(n.Subtree)
+			if err != nil {
+				return nil, err
+			}
+			if sub.lost != "" {
+				res.losses = append(res.losses, PathError{Path: n.Name + "/", Error: "lost in repair: directory unreadable: " + sub.lost})
+				changed = true
+				continue
+			}
+			for _, l := range sub.losses {
+				res.losses = append(res.losses, PathError{Path: n.Name + "/" + l.Path, Error: l.Error})
+			}
+			if sub.id != n.Subtree {
+				c := *n
+				c.Subtree = sub.id
+				n, changed = &c, true
+			}
+		case n.Type.HasContent():
+			if why := lostContent(st, n); why != "" {
+				res.losses = append(res.losses, PathError{Path: n.Name, Error: "lost in repair: " + why})
+				changed = true
+				continue
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	if !changed {
+		res.id = id
+		return res, nil
+	}
+	blob := EncodeTree(&Tree{Nodes: nodes})
+	res.id = st.Hash(blob)
+	if rw.dry {
+		return res, nil
+	}
+	if rw.w == nil {
+		if rw.w, err = rw.lock.NewWriter(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := rw.w.SaveBlob(chunkstore.TreeBlob, res.id, blob); err != nil {
+		return nil, fmt.Errorf("save repaired tree: %w", err)
+	}
+	return res, nil
+}
+
+// flush makes every tree written so far durable.
+func (rw *treeRewriter) flush() error {
+	if rw.w == nil {
+		return nil
+	}
+	if err := rw.w.Flush(); err != nil {
+		return fmt.Errorf("save repaired trees: %w", err)
+	}
+	rw.w = nil
+	return nil
+}
+
+func (rw *treeRewriter) abort() {
+	if rw.w != nil {
+		rw.w.Abort()
+	}
+}
+
+// lostContent says why a file's content cannot be restored, or "".
+func lostContent(st *chunkstore.Store, n *Node) string {
+	for _, e := range n.Extents {
+		if e.Hole || st.Has(e.ID) {
+			continue
+		}
+		if pack, ok := st.PackOf(e.ID); ok {
+			return fmt.Sprintf("chunk %s (pack %s) is missing or damaged", e.ID.Short(), pack.Short())
+		}
+		return fmt.Sprintf("chunk %s is missing or damaged", e.ID.Short())
+	}
+	return ""
+}
+
+// lostBlob tells a blob that is gone or bad from a read that failed for
+// another reason (permissions, a full table of descriptors), which a repair
+// must not take for loss.
+func lostBlob(err error) bool {
+	return errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, chunkstore.ErrNotFound) ||
+		errors.Is(err, ErrBadTree) || errors.Is(err, fs.ErrNotExist) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EIO)
+}
