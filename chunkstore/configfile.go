@@ -179,6 +179,10 @@ func (s *Store) ConfigProblem() string {
 	return s.cfgProblem
 }
 
+// HealConfig rewrites both config files from the config the store was
+// opened with (repair index calls it; every writer does).
+func (l *Lock) HealConfig() error { return l.s.healConfig() }
+
 // healConfig rewrites damaged, missing or outdated config files from the
 // config the store was opened with. The writer lock is held.
 func (s *Store) healConfig() error {

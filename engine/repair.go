@@ -66,6 +66,15 @@ func RepairIndex(ctx context.Context, lock *chunkstore.Lock, opts RepairOptions)
 		return nil, fmt.Errorf("repair index: %w", err)
 	}
 	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
+	if p := lock.Store().ConfigProblem(); p != "" {
+		if opts.DryRun {
+			opts.act(rep, "rewrite the store config from the good copy: %s", p)
+		} else if err := lock.HealConfig(); err != nil {
+			return nil, fmt.Errorf("repair index: %w", err)
+		} else {
+			opts.act(rep, "rewrote the store config from the good copy: %s", p)
+		}
+	}
 	indexActions(rep, rb, opts)
 	return rep, nil
 }

@@ -56,6 +56,9 @@ type VerifyReport struct {
 	DamagedBlobs  []DamagedBlob     `json:"damaged_blobs,omitempty"`
 	Damage        []Damage          `json:"damage,omitempty"`
 	DamagedPoints []DamagedPoint    `json:"damaged_points,omitempty"`
+	// Store lists damage to the store's own files that loses no data
+	// (a config read from its copy).
+	Store []string `json:"store_problems,omitempty"`
 }
 
 // ErrVerifyFailed: verify found damage; the report says where.
@@ -226,9 +229,12 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		}
 		return rep.Damage[i].Path < rep.Damage[j].Path
 	})
-	if len(rep.Damage) > 0 || len(rep.BadPacks) > 0 || len(rep.DamagedPoints) > 0 {
-		return rep, fmt.Errorf("%w: %d damaged packs, %d damaged blobs, %d damaged files, %d damaged points",
-			ErrVerifyFailed, len(rep.BadPacks), len(rep.DamagedBlobs), len(rep.Damage), len(rep.DamagedPoints))
+	if p := st.ConfigProblem(); p != "" {
+		rep.Store = append(rep.Store, p)
+	}
+	if len(rep.Damage) > 0 || len(rep.BadPacks) > 0 || len(rep.DamagedPoints) > 0 || len(rep.Store) > 0 {
+		return rep, fmt.Errorf("%w: %d damaged packs, %d damaged blobs, %d damaged files, %d damaged points, %d store problems",
+			ErrVerifyFailed, len(rep.BadPacks), len(rep.DamagedBlobs), len(rep.Damage), len(rep.DamagedPoints), len(rep.Store))
 	}
 	return rep, nil
 }

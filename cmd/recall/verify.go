@@ -48,6 +48,9 @@ func init() {
 				}
 				fmt.Fprintf(out, ": %s\n", b.Error)
 			}
+			for _, p := range rep.Store {
+				fmt.Fprintf(out, "damaged store file: %s (repaired by 'recall repair index' or the next backup)\n", p)
+			}
 			for _, d := range rep.DamagedPoints {
 				fmt.Fprintf(out, "damaged point %s: %s\n", d.Point[:12], d.Error)
 			}
