@@ -432,7 +432,13 @@ func (s *Store) decodeBlob(id ID, stored []byte, compressed bool, dst []byte) ([
 	data := stored
 	if s.keys.aead != nil {
 		var err error
-		data, err = open(s.keys.aead, stored[s.keys.aead.NonceSize():s.keys.aead.NonceSize()], stored, id[:])
+		// Decrypted in place; too short to hold a nonce, stored cannot be
+		// sliced for it (and could not be authentic anyway).
+		if len(stored) < s.keys.aead.NonceSize() {
+			err = ErrCorrupt
+		} else {
+			data, err = open(s.keys.aead, stored[s.keys.aead.NonceSize():s.keys.aead.NonceSize()], stored, id[:])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: authentication failed", ErrCorrupt)
 		}
