@@ -68,7 +68,8 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	// Frames' own checksums (xxhash) are not checked: every decoded blob
 	// is checked against its id, or was authenticated before decoding,
 	// which is stronger, so the checksum only cost time on every read.
-	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(1<<30), zstd.IgnoreChecksum(true))
+	// No blob decodes to more than a writer stores (SaveBlob).
+	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(maxBlobLen), zstd.IgnoreChecksum(true))
 	s.zenc = newZstdEncoder()
 	if err := s.Refresh(); err != nil {
 		return nil, err
@@ -445,8 +446,10 @@ func (s *Store) decodeBlob(id ID, stored []byte, compressed bool, dst []byte) ([
 	}
 	var out []byte
 	if compressed {
-		var err error
-		out, err = s.zdec.DecodeAll(data, dst[:0])
+		err := checkZstdSizes(data)
+		if err == nil {
+			out, err = s.zdec.DecodeAll(data, dst[:0])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
 		}
