@@ -162,8 +162,8 @@ func (c *Catalog) Jobs(n int) ([]Job, error) {
 	err := c.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bucketJobs).Cursor()
 		for k, v := cur.Last(); k != nil && (n <= 0 || len(out) < n); k, v = cur.Prev() {
-			var j Job
-			if err := json.Unmarshal(v, &j); err != nil {
+			j, err := decodeJob(v)
+			if err != nil {
 				return fmt.Errorf("catalog job %x: %w", k, err)
 			}
 			if j.Status == "running" && !processAlive(j.PID, j.Host) {
