@@ -142,48 +142,67 @@ func FuzzIndexFile(f *testing.F) {
 	})
 }
 
+// framePackHeader frames a header body as a store writes it: checksum or
+// seal, then the trailer.
+func framePackHeader(body []byte, k *keys) []byte {
+	var hdr []byte
+	if k.aead != nil {
+		hdr = seal(k.aead, nil, body, []byte(packMagic))
+	} else {
+		hdr = binary.LittleEndian.AppendUint32(slices.Clone(body), crc32.Checksum(body, crcTable))
+	}
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(hdr)))
+	return append(hdr, packMagic...)
+}
+
 // FuzzPack reads a whole pack file as a store does: its header
 // (ReadPackHeader, as Refresh does for a pack no index covers) and every
-// blob in it (CheckPack, as verify --read-data does).
+// blob in it (CheckPack, as verify --read-data does). The file is blobs
+// followed by body, once as is and once with body framed as a header of
+// the store, so mutations of the entries reach the blobs they locate.
 func FuzzPack(f *testing.F) {
 	_, ps := newStore(f, false)
 	_, es := newStore(f, true)
 	packID := testID(9)
 	for _, s := range []*Store{ps, es} {
 		data := []byte("some blob content, some blob content")
-		stored, comp := data, uint8(compNone)
+		id := s.Hash(data)
+		stored, z := data, s.zenc.EncodeAll(data, nil)
 		if s.keys.aead != nil {
-			stored = seal(s.keys.aead, nil, data, s.Hash(data).slice())
+			stored, z = seal(s.keys.aead, nil, stored, id[:]), seal(s.keys.aead, nil, z, id[:])
 		}
-		z := s.zenc.EncodeAll(data, nil)
-		if s.keys.aead != nil {
-			z = seal(s.keys.aead, nil, z, s.Hash(data).slice())
-		}
-		pack := append(slices.Clone(stored), z...)
-		entries := []PackEntry{
-			{Type: DataBlob, Comp: comp, Length: uint32(len(stored)), RawLength: uint32(len(data)), ID: s.Hash(data)},
-			{Type: DataBlob, Comp: compZstd, Offset: uint32(len(stored)), Length: uint32(len(z)), RawLength: uint32(len(data)), ID: s.Hash(data)},
-		}
-		f.Add(append(pack, encodePackHeader(entries, s.keys)...))
+		blobs := append(slices.Clone(stored), z...)
+		hdr := encodePackHeader([]PackEntry{
+			{Type: DataBlob, Comp: compNone, Length: uint32(len(stored)), RawLength: uint32(len(data)), ID: id},
+			{Type: DataBlob, Comp: compZstd, Offset: uint32(len(stored)), Length: uint32(len(z)), RawLength: uint32(len(data)), ID: id},
+		}, &keys{})
+		f.Add(blobs, hdr[:len(hdr)-packTrailerLen-4])                // the header's body
+		f.Add(blobs, encodePackHeader(nil, s.keys))                  // a whole header, for the as-is file
+		f.Add([]byte{}, []byte{packVersion, 0xff, 0xff, 0xff, 0xff}) // 2^32-1 entries
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
+	f.Fuzz(func(t *testing.T, blobs, body []byte) {
 		for _, s := range []*Store{ps, es} {
-			if err := os.WriteFile(s.packPath(packID), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			var hdr, checked []PackEntry
-			var bad []ID
-			var herr, cerr error
-			fuzzcheck.Bounded(t, "ReadPackHeader", fuzzcheck.Linear(len(b), 4), func() { hdr, herr = s.ReadPackHeader(packID) })
-			fuzzcheck.Bounded(t, "CheckPack", zstdBound(len(b))+fuzzcheck.Linear(len(b), 8), func() { checked, bad, cerr = s.CheckPack(packID) })
-			if herr == nil && checked == nil {
-				t.Fatalf("ReadPackHeader reads the header, CheckPack does not: %v", cerr)
-			}
-			if checked != nil && !reflect.DeepEqual(hdr, checked) {
-				t.Fatalf("ReadPackHeader and CheckPack read different headers:\n%+v (%v)\n%+v", hdr, herr, checked)
-			}
-			if len(bad) > len(checked) {
-				t.Fatalf("%d bad blobs in a pack of %d", len(bad), len(checked))
+			for _, pack := range [][]byte{
+				append(slices.Clone(blobs), body...),
+				append(slices.Clone(blobs), framePackHeader(body, s.keys)...),
+			} {
+				if err := os.WriteFile(s.packPath(packID), pack, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				var hdr, checked []PackEntry
+				var bad []ID
+				var herr, cerr error
+				fuzzcheck.Bounded(t, "ReadPackHeader", fuzzcheck.Linear(len(pack), 4), func() { hdr, herr = s.ReadPackHeader(packID) })
+				fuzzcheck.Bounded(t, "CheckPack", zstdBound(len(pack))+fuzzcheck.Linear(len(pack), 8), func() { checked, bad, cerr = s.CheckPack(packID) })
+				if herr == nil && checked == nil {
+					t.Fatalf("ReadPackHeader reads the header, CheckPack does not: %v", cerr)
+				}
+				if checked != nil && !reflect.DeepEqual(hdr, checked) {
+					t.Fatalf("ReadPackHeader and CheckPack read different headers:\n%+v (%v)\n%+v", hdr, herr, checked)
+				}
+				if len(bad) > len(checked) {
+					t.Fatalf("%d bad blobs in a pack of %d", len(bad), len(checked))
+				}
 			}
 		}
 	})
