@@ -13,12 +13,13 @@ const (
 	maxKDFMemoryKB = 4 << 20 // 4 GiB
 )
 
-// checkKDF rejects key derivation parameters argon2 cannot run or that
+// checkKDF rejects key derivation parameters argon2 panics on or that
 // cost more than the limits above.
 func checkKDF(e *EncryptCfg) error {
-	if e.Time < 1 || e.Time > maxKDFTime || e.Threads < 1 ||
-		e.MemoryKB < 8*uint32(e.Threads) || e.MemoryKB > maxKDFMemoryKB {
-		return fmt.Errorf("%w: key derivation time %d, memory %d KiB, threads %d: want time 1..%d, threads 1..255, memory 8*threads..%d KiB",
+	// Less memory than argon2's minimum (8 KiB a thread) is raised to it
+	// by argon2 itself, so it is no error: a store made so still opens.
+	if e.Time < 1 || e.Time > maxKDFTime || e.Threads < 1 || e.MemoryKB > maxKDFMemoryKB {
+		return fmt.Errorf("%w: key derivation time %d, memory %d KiB, threads %d: want time 1..%d, threads 1..255, memory up to %d KiB",
 			ErrCorrupt, e.Time, e.MemoryKB, e.Threads, maxKDFTime, maxKDFMemoryKB)
 	}
 	return nil
