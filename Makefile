@@ -10,7 +10,7 @@ BENCH_REPEAT ?= 3
 # Packages the tests need on a fresh Debian machine.
 TEST_DEBS := fuse3 samba smbclient attr acl util-linux e2fsprogs
 
-.PHONY: all build demo test deps lint bench install clean
+.PHONY: all build demo test deps lint bench fuzz install clean
 
 all: build
 
@@ -34,8 +34,18 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# Each fuzz target runs for FUZZTIME: a few seconds in make test (its
+# seeds, the crashers kept under testdata/fuzz, and some new inputs), a
+# minute in make fuzz (make fuzz FUZZTIME=10m for longer).
+FUZZTIME ?= 3s
+
 test: deps lint
 	$(GO) test -count=1 -timeout 30m ./...
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+fuzz: FUZZTIME = 60s
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }

@@ -111,6 +111,9 @@ func kek(e *EncryptCfg, password string) ([]byte, error) {
 	if e.KDF != "argon2id" || e.Cipher != "aes-256-gcm" {
 		return nil, fmt.Errorf("unsupported kdf %q / cipher %q", e.KDF, e.Cipher)
 	}
+	if err := checkKDF(e); err != nil {
+		return nil, err
+	}
 	return argon2.IDKey([]byte(password), e.Salt, e.Time, e.MemoryKB, e.Threads, 32), nil
 }
 
@@ -193,6 +196,9 @@ func (cfg *Config) unlock(password string) (*keys, chunker.Pol, error) {
 	var mk masterKey
 	if err := json.Unmarshal(plain, &mk); err != nil {
 		return nil, 0, fmt.Errorf("sealed key: %w", err)
+	}
+	if err := checkMasterKey(&mk); err != nil {
+		return nil, 0, err
 	}
 	ea, err := newAEAD(mk.EncKey)
 	if err != nil {

@@ -93,7 +93,7 @@ func readLockInfo(p string) LockInfo {
 	var i LockInfo
 	b, err := os.ReadFile(p)
 	if err == nil {
-		json.Unmarshal(b, &i)
+		i, _ = parseLockInfo(b)
 	}
 	return i
 }

@@ -77,7 +77,8 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	// Frames' own checksums (xxhash) are not checked: every decoded blob
 	// is checked against its id, or was authenticated before decoding,
 	// which is stronger, so the checksum only cost time on every read.
-	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(1<<30), zstd.IgnoreChecksum(true))
+	// No blob decodes to more than a writer stores (SaveBlob).
+	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(maxBlobLen), zstd.IgnoreChecksum(true))
 	s.zenc = newZstdEncoder()
 	if err := s.Refresh(); err != nil {
 		return nil, err
@@ -498,15 +499,23 @@ func (s *Store) decodeBlob(id ID, stored []byte, compressed bool, dst []byte) ([
 	data := stored
 	if s.keys.aead != nil {
 		var err error
-		data, err = open(s.keys.aead, stored[s.keys.aead.NonceSize():s.keys.aead.NonceSize()], stored, id[:])
+		// Decrypted in place; too short to hold a nonce, stored cannot be
+		// sliced for it (and could not be authentic anyway).
+		if len(stored) < s.keys.aead.NonceSize() {
+			err = ErrCorrupt
+		} else {
+			data, err = open(s.keys.aead, stored[s.keys.aead.NonceSize():s.keys.aead.NonceSize()], stored, id[:])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: authentication failed", ErrCorrupt)
 		}
 	}
 	var out []byte
 	if compressed {
-		var err error
-		out, err = s.zdec.DecodeAll(data, dst[:0])
+		err := checkZstdSizes(data)
+		if err == nil {
+			out, err = s.zdec.DecodeAll(data, dst[:0])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
 		}
@@ -537,6 +546,15 @@ type PackCheck struct {
 // recorded as damage. The error is for a pack that cannot be read at all
 // (missing, I/O error); damage is in the result.
 func (s *Store) CheckPack(id ID) (*PackCheck, error) {
+	pc, err := s.checkPack(id)
+	if pc != nil {
+		s.recordDamage(pc.Bad...)
+	}
+	return pc, err
+}
+
+// checkPack is CheckPack without recording what it finds.
+func (s *Store) checkPack(id ID) (*PackCheck, error) {
 	b, err := os.ReadFile(s.packPath(id))
 	if err != nil {
 		return nil, err
@@ -562,7 +580,6 @@ func (s *Store) CheckPack(id ID) (*PackCheck, error) {
 			buf = out
 		}
 	}
-	s.recordDamage(pc.Bad...)
 	return pc, nil
 }
 

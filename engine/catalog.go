@@ -318,8 +318,8 @@ func (c *Catalog) Jobs(n int) ([]Job, error) {
 func (c *Catalog) jobs(tx *bolt.Tx, n int, out *[]Job) error {
 	cur := tx.Bucket(bucketJobs).Cursor()
 	for k, v := cur.Last(); k != nil && (n <= 0 || len(*out) < n); k, v = cur.Prev() {
-		var j Job
-		if err := json.Unmarshal(v, &j); err != nil {
+		j, err := decodeJob(v)
+		if err != nil {
 			c.notes = append(c.notes, fmt.Sprintf("catalog %s: job record %x is unreadable (%v); left out", c.path, k, err))
 			continue
 		}

@@ -62,19 +62,6 @@ func TestTreeDecodeRejectsGarbage(t *testing.T) {
 	}
 }
 
-func FuzzDecodeTree(f *testing.F) {
-	f.Add(EncodeTree(sampleTree()))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		tr, err := DecodeTree(b)
-		if err != nil {
-			return
-		}
-		if _, err := DecodeTree(EncodeTree(tr)); err != nil {
-			t.Fatalf("re-encoding a decoded tree fails: %v", err)
-		}
-	})
-}
-
 func TestPointGolden(t *testing.T) {
 	p := &Point{Source: "srv-www", Kind: KindTree, Path: "/srv/www", Host: "backup1",
 		Time: time.Date(2026, 11, 21, 23, 45, 10, 123456789, time.UTC), Tree: id(9), Parent: strings.Repeat("ab", 32),

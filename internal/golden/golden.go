@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -30,4 +31,37 @@ func Check(t *testing.T, name string, got []byte) {
 	if string(want) != enc {
 		t.Errorf("%s: encoding changed; formats are forever: add a new version instead\n got:\n%s\nwant:\n%s", name, enc, want)
 	}
+}
+
+// Load returns the bytes pinned in testdata/name, parsed back from its hex
+// dump: fuzz targets start from the real encodings.
+func Load(t testing.TB, name string) []byte {
+	t.Helper()
+	dump, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatalf("golden file: %v", err)
+	}
+	var out []byte
+	for _, line := range strings.Split(strings.TrimSuffix(string(dump), "\n"), "\n") {
+		// "00000010  04 03 ... 08 17  |....|": the offset, then the bytes
+		// up to the printable column, which starts at the first '|'.
+		hexPart, _, _ := strings.Cut(line, "|")
+		fields := strings.Fields(hexPart)
+		if len(fields) == 0 {
+			continue
+		}
+		for _, f := range fields[1:] {
+			b, err := hex.DecodeString(f)
+			if err != nil || len(b) != 1 {
+				t.Fatalf("golden file %s: bad byte %q in line %q", name, f, line)
+			}
+			out = append(out, b[0])
+		}
+	}
+	// The dump is the only description of the bytes, so a parse that does
+	// not print back to it exactly is a wrong parse, not a seed.
+	if hex.Dump(out) != string(dump) {
+		t.Fatalf("golden file %s: not a hex dump this parser reads back exactly", name)
+	}
+	return out
 }
