@@ -158,7 +158,7 @@ type backuper struct {
 
 	ex       *excluder
 	fsTypes  *mountTable
-	emptyDir chunkstore.ID // the tree of a directory kept without its content
+	store    devIno // the store's directory, never backed up into itself
 
 	hlMu      sync.Mutex
 	links     map[devIno]*linkGroup
@@ -246,6 +246,10 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		links:   map[devIno]*linkGroup{},
 		ex:      ex,
 		fsTypes: fsTypes,
+	}
+	var sst unix.Stat_t
+	if err := unix.Stat(r.st.Dir(), &sst); err == nil {
+		b.store = devIno{sst.Dev, sst.Ino}
 	}
 	b.chunkers.New = func() any { return b.st.NewChunker(nil) }
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)
@@ -456,6 +460,10 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 		}
 		if n.Type == TypeDir && !ent.isDir && b.ex.byType(crel, name) {
 			continue // replaced by a directory since it was listed
+		}
+		if n.Type == TypeDir && st.Ino == b.store.ino && st.Dev == b.store.dev {
+			b.warn(crel, errors.New("skipped: the store this backup writes to; protect it with another store or tape"))
+			continue
 		}
 		enter := true
 		if st.Dev != dev {

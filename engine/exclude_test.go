@@ -253,3 +253,24 @@ func TestSourceNames(t *testing.T) {
 		}
 	}
 }
+
+// A backup of a tree holding the store it writes to leaves the store out
+// (it would grow with every backup) and says so.
+func TestBackupSkipsOwnStore(t *testing.T) {
+	ts := newTestStore(t)
+	parent := filepath.Dir(ts.st.Dir())
+	if err := os.WriteFile(filepath.Join(parent, "data.txt"), []byte("d"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: parent, Source: "s"})
+	if !errors.Is(err, ErrWarnings) {
+		t.Fatalf("err %v, want warnings", err)
+	}
+	store := filepath.Base(ts.st.Dir())
+	if len(p.Errors) != 1 || p.Errors[0].Path != store || !strings.Contains(p.Errors[0].Error, "the store this backup writes to") {
+		t.Errorf("warnings %+v", p.Errors)
+	}
+	if got := ts.pointPaths(p); !reflect.DeepEqual(got, []string{"data.txt"}) {
+		t.Errorf("point holds %q", got)
+	}
+}
