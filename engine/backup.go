@@ -156,9 +156,9 @@ type backuper struct {
 	errs   []PathError
 	mounts []MountPoint // not entered because of Exclude.OneFileSystem
 
-	ex       *excluder
-	fsTypes  *mountTable
-	store    devIno // the store's directory, never backed up into itself
+	ex      *excluder
+	fsTypes *mountTable
+	store   devIno // the store's directory, never backed up into itself
 
 	hlMu      sync.Mutex
 	links     map[devIno]*linkGroup
