@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
@@ -46,6 +48,10 @@ type BackupOptions struct {
 	// Progress, if set, is called about once a second with running totals.
 	Progress func(files, bytes int64)
 
+	// Exclude says what to leave out; it is recorded in the point.
+	// Pseudo file systems and recall recovery trees are left out always.
+	Exclude Exclude
+
 	hooks *backupHooks // tests only
 }
 
@@ -56,26 +62,67 @@ type backupHooks struct {
 }
 
 // SourceName derives a data source name from a path: "/srv/www" ->
-// "srv-www", "/" -> "root". Names are safe as a single path component and
-// contain no ':' (Samba's snapshot names forbid it).
+// "srv-www", "/" -> "root". The result always passes ValidSourceName:
+// '/' becomes '-'; ':' and control characters become '_'; a name the
+// recovery tree reserves gets a leading '_'; a name longer than
+// maxSourceName is cut and ends in a hash of the whole, so two long paths
+// still give two names.
 func SourceName(path string) string {
 	p := strings.Trim(filepath.Clean(path), "/")
 	if p == "" || p == "." {
 		return "root"
 	}
-	r := strings.NewReplacer("/", "-", ":", "_", "\x00", "_")
-	return r.Replace(p)
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r == '/':
+			return '-'
+		case r == ':' || r < 0x20 || r == 0x7f:
+			return '_'
+		}
+		return r
+	}, p)
+	if name == "latest" || strings.HasPrefix(name, "@GMT-") {
+		name = "_" + name
+	}
+	if len(name) > maxSourceName {
+		sum := fnv.New32a()
+		sum.Write([]byte(name))
+		cut := maxSourceName - 9
+		for cut > 0 && !utf8.RuneStart(name[cut]) {
+			cut--
+		}
+		name = fmt.Sprintf("%s-%08x", name[:cut], sum.Sum32())
+	}
+	return name
 }
 
-// ValidSourceName reports why name cannot be a source name, or nil.
+// maxSourceName is the longest source name, in bytes.
+const maxSourceName = 200
+
+// ValidSourceName reports why name cannot be a source name, or nil. A
+// name is one component of the recovery tree's paths and a line of
+// listings and of Samba's configuration, so it holds no '/', no ':'
+// (Samba's snapshot names forbid it) and no control characters; "latest"
+// and "@GMT-..." are the tree's own names in a source's directory.
 func ValidSourceName(name string) error {
+	const allowed = "a source name is 1 to 200 bytes without '/', ':' or control characters, " +
+		"and is not \".\", \"..\", \"latest\" or \"@GMT-...\""
+	bad := func(why string) error {
+		return fmt.Errorf("%w: invalid source name %q: %s; %s", ErrBadOption, name, why, allowed)
+	}
 	switch {
-	case name == "" || name == "." || name == "..":
-		return fmt.Errorf("invalid source name %q", name)
-	case strings.ContainsAny(name, "/:\x00"):
-		return fmt.Errorf("invalid source name %q: '/', ':' and NUL are not allowed", name)
-	case len(name) > 200:
-		return fmt.Errorf("invalid source name: longer than 200 bytes")
+	case name == "":
+		return bad("empty")
+	case name == "." || name == ".." || name == "latest":
+		return bad("reserved")
+	case strings.HasPrefix(name, "@GMT-"):
+		return bad("the recovery tree names its points @GMT-...")
+	case strings.ContainsAny(name, "/:"):
+		return bad("'/' and ':' are not allowed")
+	case strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		return bad("control characters are not allowed")
+	case len(name) > maxSourceName:
+		return bad(fmt.Sprintf("%d bytes long", len(name)))
 	}
 	return nil
 }
@@ -105,8 +152,13 @@ type backuper struct {
 	bufs     *budget
 	chunkers sync.Pool // *chunkstore.Chunker, for sequential and parallel chunking; chunks are copied out into budgeted buffers
 
-	errMu sync.Mutex
-	errs  []PathError
+	errMu  sync.Mutex
+	errs   []PathError
+	mounts []MountPoint // not entered because of Exclude.OneFileSystem
+
+	ex      *excluder
+	fsTypes *mountTable
+	store   devIno // the store's directory, never backed up into itself
 
 	hlMu      sync.Mutex
 	links     map[devIno]*linkGroup
@@ -170,9 +222,17 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	if opts.Files <= 0 {
 		opts.Files = 4
 	}
+	ex, err := opts.Exclude.compile()
+	if err != nil {
+		return nil, err
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(abs, &st); err != nil {
 		return nil, fmt.Errorf("backup source %s: %w", abs, err)
+	}
+	fsTypes := &mountTable{}
+	if why := neverRead(fsTypes.fsType(abs, st.Dev)); why != "" {
+		return nil, fmt.Errorf("backup source %s: %s, which recall never reads; back up the files you want to keep", abs, why)
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -184,6 +244,12 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		chunkQ:  make(chan *chunkJob),
 		bufs:    newBudget(chunkBudget),
 		links:   map[devIno]*linkGroup{},
+		ex:      ex,
+		fsTypes: fsTypes,
+	}
+	var sst unix.Stat_t
+	if err := unix.Stat(r.st.Dir(), &sst); err == nil {
+		b.store = devIno{sst.Dev, sst.Ino}
 	}
 	b.chunkers.New = func() any { return b.st.NewChunker(nil) }
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)
@@ -203,7 +269,7 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		}
 	}
 
-	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start}
+	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start, Exclude: opts.Exclude}
 	if parent != nil {
 		p.Parent = parent.ID.String()
 	}
@@ -213,7 +279,7 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	case unix.S_IFDIR:
 		p.Kind = KindTree
 		meta = rootMeta(abs, &st)
-		root = b.saveDir(abs, "", parentRoot)
+		root = b.saveDir(abs, "", parentRoot, st.Dev)
 	case unix.S_IFREG, unix.S_IFBLK:
 		p.Kind = KindFile
 		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
@@ -261,6 +327,8 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		DurationNano: int64(now().Sub(start))}
 	sort.Slice(b.errs, func(i, j int) bool { return b.errs[i].Path < b.errs[j].Path })
 	p.Errors = b.errs
+	sort.Slice(b.mounts, func(i, j int) bool { return b.mounts[i].Path < b.mounts[j].Path })
+	p.MountPoints = b.mounts
 	p.Root = meta
 	man := encodePoint(p)
 	id, err := r.st.SavePoint(man)
@@ -343,19 +411,26 @@ func (b *backuper) saveTree(t *Tree) (chunkstore.ID, error) {
 	return id, nil
 }
 
-// saveDir walks one directory and returns a future for its tree id. The
-// walk continues into subdirectories at once; files are read by up to
-// opts.Files goroutines; the tree blob is saved once all children are done.
-func (b *backuper) saveDir(path, rel string, parent *Tree) *dirFuture {
+// saveDir walks one directory, whose st_dev is dev, and returns a future
+// for its tree id. The walk continues into subdirectories at once; files
+// are read by up to opts.Files goroutines; the tree blob is saved once all
+// children are done.
+func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFuture {
 	fut := &dirFuture{done: make(chan struct{})}
-	names, err := readDirNames(path)
-	if err != nil {
-		fut.err, fut.openErr = err, err
-		close(fut.done)
-		return fut
-	}
-	if h := b.opts.hooks; h != nil && h.afterReadDir != nil {
-		h.afterReadDir(path)
+	var ents []dirEntry
+	if m := b.ex.marker(path); m != "" {
+		// Only the marker is kept: the directory is not listed.
+		ents = []dirEntry{{name: m}}
+	} else {
+		var err error
+		if ents, err = readDir(path); err != nil {
+			fut.err, fut.openErr = err, err
+			close(fut.done)
+			return fut
+		}
+		if h := b.opts.hooks; h != nil && h.afterReadDir != nil {
+			h.afterReadDir(path)
+		}
 	}
 	var wg sync.WaitGroup
 	var nodes []*Node
@@ -364,18 +439,38 @@ func (b *backuper) saveDir(path, rel string, parent *Tree) *dirFuture {
 		fut *dirFuture
 	}
 	var subs []sub
-	for _, name := range names {
+	for _, ent := range ents {
 		if b.ctx.Err() != nil {
 			break
 		}
+		name := ent.name
 		cpath := filepath.Join(path, name)
 		crel := filepath.Join(rel, name)
+		if b.ex.byName(crel, name) || ent.isDir && b.ex.byType(crel, name) {
+			continue
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(cpath, &st); err != nil {
 			b.warn(crel, fmt.Errorf("skipped: %w", err))
 			continue
 		}
 		n := nodeFromStat(name, &st)
+		if n.Type == TypeFile && b.ex.largerThan > 0 && st.Size > b.ex.largerThan {
+			continue
+		}
+		if n.Type == TypeDir && !ent.isDir && b.ex.byType(crel, name) {
+			continue // replaced by a directory since it was listed
+		}
+		if n.Type == TypeDir && st.Ino == b.store.ino && st.Dev == b.store.dev {
+			b.warn(crel, errors.New("skipped: the store this backup writes to; protect it with another store or tape"))
+			continue
+		}
+		enter := true
+		if st.Dev != dev {
+			if enter = b.crossMount(cpath, crel, st.Dev); !enter && n.Type != TypeDir {
+				continue
+			}
+		}
 		if xs, err := readXattrs(cpath); err != nil {
 			b.warn(crel, fmt.Errorf("extended attributes not saved: %w", err))
 		} else {
@@ -387,11 +482,19 @@ func (b *backuper) saveDir(path, rel string, parent *Tree) *dirFuture {
 		}
 		switch n.Type {
 		case TypeDir:
+			if !enter {
+				// A mount point not entered is kept as an empty
+				// directory, as restic and tar do: a restore of the
+				// whole system needs /proc and /sys to exist.
+				b.dirs.Add(1)
+				subs = append(subs, sub{n, b.emptyTree()})
+				break
+			}
 			var ptree *Tree
 			if prev != nil && prev.Type == TypeDir {
 				ptree, _ = b.r.LoadTree(prev.Subtree)
 			}
-			f := b.saveDir(cpath, crel, ptree)
+			f := b.saveDir(cpath, crel, ptree, st.Dev)
 			if f.openErr != nil && isSkippable(f.openErr) {
 				b.warn(crel, fmt.Errorf("skipped: %w", f.openErr))
 				continue
@@ -481,6 +584,35 @@ func (b *backuper) saveDir(path, rel string, parent *Tree) *dirFuture {
 	return fut
 }
 
+// crossMount decides whether the walk enters the mount point (or other
+// file system boundary: a btrfs subvolume) at path, and records why not.
+// Pseudo file systems and recovery trees are never entered; they are
+// warned about unless Exclude.OneFileSystem asked to stay on one file
+// system anyway, in which case every boundary is listed in the point's
+// mount_points and none is a warning.
+func (b *backuper) crossMount(path, rel string, dev uint64) bool {
+	typ := b.fsTypes.fsType(path, dev)
+	if b.ex.oneFS {
+		b.errMu.Lock()
+		b.mounts = append(b.mounts, MountPoint{Path: rel, FSType: typ})
+		b.errMu.Unlock()
+		return false
+	}
+	if why := neverRead(typ); why != "" {
+		b.warn(rel, fmt.Errorf("skipped mount point: %s", why))
+		return false
+	}
+	return true
+}
+
+// emptyTree returns a finished future for the tree of an empty directory.
+func (b *backuper) emptyTree() *dirFuture {
+	fut := &dirFuture{done: make(chan struct{})}
+	fut.id, fut.err = b.saveTree(&Tree{})
+	close(fut.done)
+	return fut
+}
+
 func isSkippable(err error) bool {
 	return errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EIO)
 }
@@ -500,18 +632,29 @@ func (b *backuper) linkGroupFor(n *Node) (*linkGroup, bool) {
 	return g, true
 }
 
-func readDirNames(path string) ([]string, error) {
+// dirEntry is one name of a listed directory; isDir comes from the
+// listing's d_type, so directory-only patterns need no stat.
+type dirEntry struct {
+	name  string
+	isDir bool
+}
+
+func readDir(path string) ([]dirEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	names, err := f.Readdirnames(-1)
+	des, err := f.ReadDir(-1)
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
-	return names, nil
+	out := make([]dirEntry, len(des))
+	for i, d := range des {
+		out[i] = dirEntry{name: d.Name(), isDir: d.IsDir()}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
 }
 
 // unchanged reports whether prev describes the same file content as n.
@@ -540,15 +683,26 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 		b.bytes.Add(int64(n.Size))
 		return nil
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW, 0)
+	// O_NONBLOCK: an entry replaced by a FIFO since its lstat must not
+	// block the open; it is caught by the type check below.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if errors.Is(err, unix.EPERM) {
-		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	}
 	if err != nil {
 		n.skipped = true
 		return fmt.Errorf("skipped: %w", err)
 	}
 	defer f.Close()
+	var ost unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &ost); err != nil {
+		n.skipped = true
+		return fmt.Errorf("skipped: %w", err)
+	}
+	if t := ost.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFBLK {
+		n.skipped = true
+		return fmt.Errorf("skipped: no longer a regular file or block device")
+	}
 	for attempt := 1; ; attempt++ {
 		var before unix.Stat_t
 		if err := unix.Fstat(int(f.Fd()), &before); err != nil {

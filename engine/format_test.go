@@ -2,13 +2,17 @@ package engine
 
 import (
 	"bytes"
-	"github.com/recall-backup/recall/internal/golden"
+	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/golden"
 )
 
 func id(b byte) (i chunkstore.ID) {
@@ -62,14 +66,23 @@ func TestTreeDecodeRejectsGarbage(t *testing.T) {
 	}
 }
 
-func TestPointGolden(t *testing.T) {
-	p := &Point{Source: "srv-www", Kind: KindTree, Path: "/srv/www", Host: "backup1",
+func samplePoint() *Point {
+	return &Point{Source: "srv-www", Kind: KindTree, Path: "/srv/www", Host: "backup1",
 		Time: time.Date(2026, 11, 21, 23, 45, 10, 123456789, time.UTC), Tree: id(9), Parent: strings.Repeat("ab", 32),
 		Stats:  Stats{Files: 3, Dirs: 1, Bytes: 100, NewBlobs: 2, NewBytes: 80, StoredBytes: 40, DurationNano: 5},
 		Root:   RootMeta{Mode: 0o755, MtimeNS: 1, Xattrs: []Xattr{{Name: "user.a", Value: []byte{0, 1}}}},
 		Errors: []PathError{{Path: "secret", Error: "skipped: permission denied"}}}
+}
+
+func TestPointGolden(t *testing.T) {
+	p := samplePoint()
+	p.Errors = append(p.Errors, PathError{Path: "proc", Error: "skipped mount point: proc is a pseudo file system"})
+	p.Exclude = Exclude{Patterns: []string{"*.tmp", "/var/cache/", "**/node_modules"},
+		Files:  []ExcludeFile{{Path: "/etc/recall/exclude", Patterns: []string{"*.iso"}}},
+		Caches: true, IfPresent: []string{".nobackup"}, LargerThan: 2 << 30, OneFileSystem: true}
+	p.MountPoints = []MountPoint{{Path: "home", FSType: "ext4"}, {Path: "sys", FSType: "sysfs"}}
 	b := encodePoint(p)
-	golden.Check(t, "point-v1.golden", b)
+	golden.Check(t, "point-v2.golden", b)
 	got, err := decodePoint(id(5), b)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +91,57 @@ func TestPointGolden(t *testing.T) {
 	if !reflect.DeepEqual(got, p) {
 		t.Errorf("round trip differs:\n got %+v\nwant %+v", got, p)
 	}
-	if !bytes.Contains(b, []byte(`"version":1`)) {
+	if !bytes.Contains(b, []byte(`"version":2`)) {
 		t.Errorf("manifest lacks its version: %s", b)
 	}
+}
+
+// Version 1 manifests, written before exclusions were recorded, still
+// decode: with nothing excluded and no mount points.
+func TestPointV1Decodes(t *testing.T) {
+	b := readGolden(t, "point-v1.golden")
+	got, err := decodePoint(id(5), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := samplePoint()
+	want.ID, want.Version, want.TreeHex = id(5), 1, id(9).String()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("v1 manifest decodes as\n %+v\nwant %+v", got, want)
+	}
+}
+
+func TestPointDecodeRejectsVersions(t *testing.T) {
+	b := encodePoint(samplePoint())
+	for _, v := range []string{`"version":0`, `"version":3`} {
+		bad := bytes.Replace(b, []byte(`"version":2`), []byte(v), 1)
+		if _, err := decodePoint(id(5), bad); !errors.Is(err, ErrBadPoint) {
+			t.Errorf("%s: err %v, want ErrBadPoint", v, err)
+		}
+	}
+}
+
+// readGolden reads back the bytes of a golden hex dump.
+func readGolden(t *testing.T, name string) []byte {
+	t.Helper()
+	dump, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	for _, line := range strings.Split(string(dump), "\n") {
+		// "00000000  7b 22 76 65 ...  |{"ve...|"
+		if len(line) < 10 {
+			continue
+		}
+		hexPart, _, _ := strings.Cut(line[10:], "|")
+		for _, f := range strings.Fields(hexPart) {
+			v, err := strconv.ParseUint(f, 16, 8)
+			if err != nil {
+				t.Fatalf("%s: bad hex dump line %q", name, line)
+			}
+			out = append(out, byte(v))
+		}
+	}
+	return out
 }

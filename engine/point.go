@@ -11,11 +11,11 @@ import (
 	"github.com/recall-backup/recall/chunkstore"
 )
 
-// Point manifest format, version 1: a JSON object stored as
+// Point manifest format, version 2: a JSON object stored as
 // <store>/points/<id>, where id is the BLAKE3-256 hash of the stored bytes
 // (sealed with the store key when encrypted). Fields:
 //
-//	version  1
+//	version  2 (1 is read too: it lacks exclude and mount_points)
 //	source   data source name
 //	kind     "tree" (a directory), "file" (one regular file) or "device"
 //	path     absolute path backed up
@@ -27,11 +27,22 @@ import (
 //	stats    counters (files, dirs, bytes, new_bytes, stored_bytes, ...)
 //	root     metadata of the backed-up directory itself {mode, uid, gid,
 //	         mtime_ns, ctime_ns, atime_ns, nlink, xattrs}
-//	errors   [{path, error}] entries skipped or flagged during backup
+//	errors   [{path, error}] entries skipped or flagged during backup,
+//	         mount points of pseudo file systems and recovery trees
+//	         among them ("skipped mount point: ...")
+//	exclude  what the backup was asked to leave out (version 2; always
+//	         present, its fields omitted when unused): {patterns: [...],
+//	         files: [{path, patterns: [...]}] (a pattern file's lines as
+//	         read), caches: true, if_present: [names], larger_than: bytes,
+//	         one_file_system: true}; see Exclude for the pattern grammar
+//	mount_points [{path, fs_type}] (version 2, omitted when empty): with
+//	         one_file_system, the mount points inside PATH that were not
+//	         entered; each is in the tree as an empty directory
 //
-// A point is written only after every pack and index file it needs is
-// durable, so a manifest that exists is complete.
-const pointVersion = 1
+// Paths in errors and mount_points are relative to PATH. A point is
+// written only after every pack and index file it needs is durable, so a
+// manifest that exists is complete.
+const pointVersion = 2
 
 // Point kinds.
 const (
@@ -55,12 +66,22 @@ type Point struct {
 	Stats   Stats         `json:"stats"`
 	Root    RootMeta      `json:"root"`
 	Errors  []PathError   `json:"errors,omitempty"`
+	Exclude Exclude       `json:"exclude"`
 
 	// Damaged is why the manifest could not be read ("" when it was).
 	// Only Reader.Points and FindPoint return such a point, with ID set
 	// and every other field zero: it cannot be restored or mounted,
 	// only listed and forgotten.
 	Damaged string `json:"-"`
+	// MountPoints lists the file system boundaries that one_file_system
+	// kept the backup from entering.
+	MountPoints []MountPoint `json:"mount_points,omitempty"`
+}
+
+// MountPoint is a mount point inside a backed-up tree.
+type MountPoint struct {
+	Path   string `json:"path"`    // relative to the point's path
+	FSType string `json:"fs_type"` // as mountinfo names it ("tmpfs", "fuse.recall")
 }
 
 // Stats counts what a backup saw and wrote.
@@ -97,7 +118,7 @@ func decodePoint(id chunkstore.ID, b []byte) (*Point, error) {
 	if err := json.Unmarshal(b, p); err != nil {
 		return nil, fmt.Errorf("point %s: %w: %v", id.Short(), ErrBadPoint, err)
 	}
-	if p.Version != pointVersion {
+	if p.Version != 1 && p.Version != pointVersion {
 		return nil, fmt.Errorf("point %s: %w: version %d", id.Short(), ErrBadPoint, p.Version)
 	}
 	t, err := chunkstore.ParseID(p.TreeHex)

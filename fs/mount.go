@@ -11,6 +11,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/recall-backup/recall/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +36,7 @@ type MountOptions struct {
 const MaxRead = 1 << 20
 
 // FSType is the file system type shown in /proc/mounts.
-const FSType = "fuse.recall"
+const FSType = mountinfo.RecallFSType
 
 // Server is a mounted tree.
 type Server struct {

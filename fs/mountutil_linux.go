@@ -1,16 +1,15 @@
 package fs
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/recall-backup/recall/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,47 +40,18 @@ func MountPath(dir string) (string, error) {
 }
 
 // MountEntry is one line of /proc/self/mountinfo.
-type MountEntry struct {
-	Dir, FSType, Source, Options string
-}
+type MountEntry = mountinfo.Entry
 
 // FindMount returns the topmost mount at dir (an absolute, clean path).
 func FindMount(dir string) (MountEntry, bool, error) {
 	var found MountEntry
 	ok := false
-	err := eachMount(func(m MountEntry) {
+	err := mountinfo.Each(func(m MountEntry) {
 		if m.Dir == dir {
 			found, ok = m, true // later lines are mounted on top: keep the last
 		}
 	})
 	return found, ok, err
-}
-
-// eachMount calls fn for every line of /proc/self/mountinfo, in order.
-func eachMount(fn func(MountEntry)) error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// id parent maj:min root mountpoint options [optional...] - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" && i >= 6 {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+2 >= len(fields) {
-			continue
-		}
-		fn(MountEntry{Dir: unescapeMount(fields[4]), Options: fields[5], FSType: fields[sep+1], Source: unescapeMount(fields[sep+2])})
-	}
-	return sc.Err()
 }
 
 // StoreMounts returns the mount points of the recall mounts (of this
@@ -94,7 +64,7 @@ func StoreMounts(home string) ([]string, error) {
 		return nil, err
 	}
 	var dirs []string
-	err = eachMount(func(m MountEntry) {
+	err = mountinfo.Each(func(m MountEntry) {
 		if m.FSType != FSType {
 			return
 		}
@@ -149,25 +119,6 @@ const refreshWait = 5 * time.Second
 func refreshMount(dir, source string) {
 	var st unix.Stat_t
 	unix.Lstat(filepath.Join(dir, source, syncName), &st)
-}
-
-// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // IsDeadMount reports whether dir is a FUSE mount whose server is gone:

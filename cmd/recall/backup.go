@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/fs"
@@ -24,6 +27,10 @@ type pointJSON struct {
 	Parent string             `json:"parent,omitempty"`
 	Stats  engine.Stats       `json:"stats"`
 	Errors []engine.PathError `json:"errors,omitempty"`
+	// Exclude is what the backup was told to leave out ({} for points
+	// written before exclusions were recorded).
+	Exclude     engine.Exclude      `json:"exclude"`
+	MountPoints []engine.MountPoint `json:"mount_points,omitempty"`
 	// Damaged is why the manifest is unreadable; every other field but
 	// id is then zero.
 	Damaged string `json:"damaged,omitempty"`
@@ -31,7 +38,7 @@ type pointJSON struct {
 
 func toJSON(p *engine.Point) pointJSON {
 	return pointJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Kind: p.Kind, Path: p.Path, Host: p.Host,
-		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors, Damaged: p.Damaged}
+		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors, Exclude: p.Exclude, MountPoints: p.MountPoints, Damaged: p.Damaged}
 }
 
 func init() {
@@ -44,10 +51,24 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print the new point as JSON"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "how long to wait for another backup of this store to finish"},
 			&cli.IntFlag{Name: "files", Value: 4, Usage: "files read at once"},
+			&cli.BoolFlag{Name: "one-file-system", Aliases: []string{"x"}, Usage: "stay on PATH's file system: other mount points are kept as empty directories"},
+			&cli.GenericFlag{Name: "exclude", Value: &repeated{}, Usage: "leave out what matches `PATTERN` (gitignore-style, '**' allowed; repeatable)"},
+			&cli.GenericFlag{Name: "exclude-file", Value: &repeated{}, Usage: "read exclude patterns from `FILE`, one a line, '#' comments (repeatable)"},
+			&cli.BoolFlag{Name: "exclude-caches", Usage: "leave out the content of directories holding a valid CACHEDIR.TAG (the tag is kept)"},
+			&cli.GenericFlag{Name: "exclude-if-present", Value: &repeated{}, Usage: "leave out the content of directories holding an entry `NAME` (it is kept; repeatable)"},
+			&cli.StringFlag{Name: "exclude-larger-than", Usage: "leave out files larger than `SIZE` (100MiB, 2GiB; 1M is 10^6 bytes)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("backup needs exactly one PATH")
+			}
+			if s := c.String("source"); c.IsSet("source") {
+				if err := engine.ValidSourceName(s); err != nil {
+					return usageError{err.Error()}
+				}
+			}
+			if _, err := excludeOptions(c); err != nil {
+				return err
 			}
 			st, err := openStore(c)
 			if err != nil {
@@ -80,8 +101,12 @@ func backup(c *cli.Context, st *chunkstore.Store) (*engine.Point, error) {
 	if err != nil {
 		return nil, err
 	}
+	x, err := excludeOptions(c)
+	if err != nil {
+		return nil, err
+	}
 	p, err := engine.Backup(c.Context, engine.NewReader(st), w, engine.BackupOptions{
-		Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"),
+		Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"), Exclude: x,
 		Log:      func(f string, a ...any) { logf(f, a...) },
 		Progress: progressPrinter(),
 	})
@@ -98,12 +123,51 @@ func backup(c *cli.Context, st *chunkstore.Store) (*engine.Point, error) {
 		fmt.Fprintf(c.App.Writer, "  %d files (%d unchanged), %d dirs, %d other; %s read, %s new, %s stored, in %s\n",
 			s.Files, s.Unchanged, s.Dirs, s.Others, human(s.Bytes), human(s.NewBytes), human(s.StoredBytes),
 			time.Duration(s.DurationNano).Round(time.Millisecond))
+		for _, m := range p.MountPoints {
+			fmt.Fprintf(c.App.Writer, "  mount point not entered (--one-file-system): %s (%s)\n", m.Path, m.FSType)
+		}
 		for _, e := range p.Errors {
 			fmt.Fprintf(c.App.Writer, "  warning: %s: %s\n", e.Path, e.Error)
 		}
 	}
 	return p, err
 }
+
+// excludeOptions gathers the exclusion flags; anything unusable is a
+// usage error.
+func excludeOptions(c *cli.Context) (engine.Exclude, error) {
+	x := engine.Exclude{
+		Patterns:      c.Generic("exclude").(*repeated).list,
+		Caches:        c.Bool("exclude-caches"),
+		IfPresent:     c.Generic("exclude-if-present").(*repeated).list,
+		OneFileSystem: c.Bool("one-file-system"),
+	}
+	for _, f := range c.Generic("exclude-file").(*repeated).list {
+		xf, err := engine.ReadExcludeFile(f)
+		if err != nil {
+			return x, usagef("--exclude-file: %v", err)
+		}
+		x.Files = append(x.Files, xf)
+	}
+	if s := c.String("exclude-larger-than"); s != "" {
+		n, err := humanize.ParseBytes(s)
+		if err != nil || n == 0 || n > math.MaxInt64 {
+			return x, usagef("--exclude-larger-than %q: give a size of at least one byte, like 500K, 100MiB or 2GiB", s)
+		}
+		x.LargerThan = int64(n)
+	}
+	if err := x.Check(); err != nil {
+		return x, usageError{err.Error()}
+	}
+	return x, nil
+}
+
+// repeated is a flag value that collects every use of the flag, commas
+// and all (a StringSliceFlag would split "{a,b}" patterns).
+type repeated struct{ list []string }
+
+func (r *repeated) Set(s string) error { r.list = append(r.list, s); return nil }
+func (r *repeated) String() string     { return strings.Join(r.list, ", ") }
 
 var progressOnTTY bool
 

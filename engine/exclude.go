@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+	"golang.org/x/sys/unix"
+)
+
+// ErrBadOption marks a backup option that cannot be used as given (a bad
+// pattern, size or name); the command line reports it as a usage error.
+var ErrBadOption = errors.New("bad backup option")
+
+// Exclude says what a backup leaves out. It is recorded in the point's
+// manifest as given, so a point says what it does not hold.
+//
+// Patterns follow .gitignore: a pattern without '/' (other than a
+// trailing one) matches a name at any depth; a pattern with a '/' at its
+// start or in its middle matches the path from the backed-up root ("/a/b"
+// and "a/b" both match only <root>/a/b); "*" and "?" never match '/', "**"
+// matches any number of directories ("**/cache", "a/**/b"); a trailing '/'
+// matches directories only; '\' escapes the next character. An excluded
+// directory is never listed. Negation ("!pattern") is not supported.
+type Exclude struct {
+	Patterns []string      `json:"patterns,omitempty"`
+	Files    []ExcludeFile `json:"files,omitempty"`
+	// Caches leaves out the content of directories holding a valid
+	// CACHEDIR.TAG (https://bford.info/cachedir/); the tag file is kept,
+	// so a restore shows the directory was a cache.
+	Caches bool `json:"caches,omitempty"`
+	// IfPresent leaves out the content of directories holding an entry
+	// of one of these names; that entry is kept.
+	IfPresent []string `json:"if_present,omitempty"`
+	// LargerThan leaves out regular files of more bytes than this (0:
+	// no limit).
+	LargerThan int64 `json:"larger_than,omitempty"`
+	// OneFileSystem stays on the file system of the backed-up path:
+	// other mount points are kept as empty directories and listed in the
+	// point's mount_points.
+	OneFileSystem bool `json:"one_file_system,omitempty"`
+}
+
+// ExcludeFile is a file of patterns, one a line, as read at backup time.
+type ExcludeFile struct {
+	Path     string   `json:"path"`
+	Patterns []string `json:"patterns"`
+}
+
+// ReadExcludeFile reads a pattern file: one pattern a line; blank lines
+// and lines starting with '#' are ignored, as are spaces around a pattern.
+func ReadExcludeFile(path string) (ExcludeFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ExcludeFile{}, fmt.Errorf("exclude file: %w", err)
+	}
+	defer f.Close()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	xf := ExcludeFile{Path: abs, Patterns: []string{}}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		xf.Patterns = append(xf.Patterns, line)
+	}
+	if err := sc.Err(); err != nil {
+		return ExcludeFile{}, fmt.Errorf("exclude file %s: %w", path, err)
+	}
+	return xf, nil
+}
+
+// Check reports the first option that cannot be used, wrapping
+// ErrBadOption, or nil.
+func (x *Exclude) Check() error {
+	_, err := x.compile()
+	return err
+}
+
+// IsZero reports whether x leaves nothing out.
+func (x *Exclude) IsZero() bool {
+	return len(x.Patterns) == 0 && len(x.Files) == 0 && !x.Caches && len(x.IfPresent) == 0 &&
+		x.LargerThan == 0 && !x.OneFileSystem
+}
+
+// pattern is one compiled exclude pattern.
+type pattern struct {
+	glob     string // doublestar pattern
+	anchored bool   // matched against the path from the root, else against the name
+	dirOnly  bool
+}
+
+func compilePattern(s string) (pattern, error) {
+	bad := func(why string) (pattern, error) {
+		return pattern{}, fmt.Errorf("%w: exclude pattern %q: %s", ErrBadOption, s, why)
+	}
+	p := pattern{glob: s}
+	if strings.HasPrefix(s, "!") {
+		return bad(`negation is not supported (write \! for a name starting with '!')`)
+	}
+	for strings.HasSuffix(p.glob, "/") && !strings.HasSuffix(p.glob, `\/`) {
+		p.glob, p.dirOnly = p.glob[:len(p.glob)-1], true
+	}
+	if strings.HasPrefix(p.glob, "/") {
+		p.glob, p.anchored = strings.TrimLeft(p.glob, "/"), true
+	}
+	if strings.Contains(p.glob, "/") {
+		p.anchored = true
+	}
+	if p.glob == "" {
+		return bad("it matches nothing; to leave out everything, back up nothing")
+	}
+	if !doublestar.ValidatePattern(p.glob) {
+		return bad("not a valid glob (unbalanced [ or {, or a trailing \\)")
+	}
+	return p, nil
+}
+
+// match reports whether the entry at rel (the path from the backed-up
+// root, '/'-separated), named name, is left out.
+func (p *pattern) match(rel, name string, isDir bool) bool {
+	if p.dirOnly && !isDir {
+		return false
+	}
+	subject := name
+	if p.anchored {
+		subject = rel
+	}
+	ok, _ := doublestar.Match(p.glob, subject) // validated in compilePattern
+	return ok
+}
+
+// excluder is an Exclude ready to be asked about entries.
+type excluder struct {
+	patterns   []pattern
+	needType   bool // some pattern matches directories only
+	caches     bool
+	ifPresent  []string
+	largerThan int64
+	oneFS      bool
+}
+
+func (x *Exclude) compile() (*excluder, error) {
+	e := &excluder{caches: x.Caches, ifPresent: x.IfPresent, largerThan: x.LargerThan, oneFS: x.OneFileSystem}
+	add := func(list []string) error {
+		for _, s := range list {
+			p, err := compilePattern(s)
+			if err != nil {
+				return err
+			}
+			e.patterns = append(e.patterns, p)
+			e.needType = e.needType || p.dirOnly
+		}
+		return nil
+	}
+	if err := add(x.Patterns); err != nil {
+		return nil, err
+	}
+	for _, f := range x.Files {
+		if err := add(f.Patterns); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Path, err)
+		}
+	}
+	for _, n := range x.IfPresent {
+		if n == "" || n == "." || n == ".." || strings.ContainsAny(n, "/\x00") {
+			return nil, fmt.Errorf("%w: exclude-if-present %q: give a file name, not a path or pattern", ErrBadOption, n)
+		}
+	}
+	if x.LargerThan < 0 {
+		return nil, fmt.Errorf("%w: exclude-larger-than %d: a size cannot be negative", ErrBadOption, x.LargerThan)
+	}
+	return e, nil
+}
+
+// byName reports whether a pattern leaves out rel whatever its type; it
+// needs no stat. A directory-only pattern is asked with byType.
+func (e *excluder) byName(rel, name string) bool {
+	for i := range e.patterns {
+		if p := &e.patterns[i]; !p.dirOnly && p.match(rel, name, false) {
+			return true
+		}
+	}
+	return false
+}
+
+// byType reports whether a directory-only pattern leaves out the
+// directory rel.
+func (e *excluder) byType(rel, name string) bool {
+	for i := range e.patterns {
+		if p := &e.patterns[i]; p.dirOnly && p.match(rel, name, true) {
+			return true
+		}
+	}
+	return false
+}
+
+// cacheDirSignature starts every valid CACHEDIR.TAG.
+const cacheDirSignature = "Signature: 8a477f597d28d172789f06886806bc55"
+
+// marker returns the name of the entry that marks dir as one whose
+// content is left out (a valid CACHEDIR.TAG or an --exclude-if-present
+// name), or "". It opens or stats only those names; dir is not listed.
+func (e *excluder) marker(dir string) string {
+	if e.caches {
+		// Non-blocking and not following a symlink: a FIFO or a link
+		// named CACHEDIR.TAG must not stall or steer the backup.
+		f, err := os.OpenFile(filepath.Join(dir, "CACHEDIR.TAG"), os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
+		if err == nil {
+			buf := make([]byte, len(cacheDirSignature))
+			var st unix.Stat_t
+			if unix.Fstat(int(f.Fd()), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+				_, err = io.ReadFull(f, buf)
+			}
+			f.Close()
+			if err == nil && string(buf) == cacheDirSignature {
+				return "CACHEDIR.TAG"
+			}
+		}
+	}
+	for _, n := range e.ifPresent {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+			return n
+		}
+	}
+	return ""
+}

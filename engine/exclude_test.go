@@ -1,0 +1,276 @@
+package engine
+
+import (
+	"errors"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestExcludePatterns(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		rel     string
+		dir     bool
+		want    bool
+	}{
+		// No '/': a name at any depth.
+		{"*.log", "a.log", false, true},
+		{"*.log", "x/y/a.log", false, true},
+		{"*.log", "x/a.log.1", false, false},
+		{"*.log", "a.log", true, true},
+		{"node_modules", "web/app/node_modules", true, true},
+		{"?.txt", "ab.txt", false, false},
+		{"?.txt", "d/a.txt", false, true},
+		{"[ab].txt", "b.txt", false, true},
+		{"[!ab].txt", "b.txt", false, false},
+		{"{x,y}.bin", "z/y.bin", false, true},
+		{`\*.txt`, "*.txt", false, true},
+		{`\*.txt`, "a.txt", false, false},
+		// A leading or inner '/': the path from the backed-up root.
+		{"/build", "build", true, true},
+		{"/build", "src/build", true, false},
+		{"a/b", "a/b", false, true},
+		{"a/b", "x/a/b", false, false},
+		{"/a/*.o", "a/x.o", false, true},
+		{"/a/*.o", "a/b/x.o", false, false}, // '*' never crosses '/'
+		// '**': any number of directories, none included.
+		{"**/a/b", "a/b", false, true},
+		{"**/a/b", "x/y/a/b", false, true},
+		{"a/**/b", "a/b", false, true},
+		{"a/**/b", "a/x/y/b", false, true},
+		{"a/**/b", "a/x/c", false, false},
+		{"a/**", "a/x/y", false, true},
+		{"/**/*.tmp", "d/e/f.tmp", false, true},
+		// A trailing '/': directories only.
+		{"cache/", "home/u/cache", true, true},
+		{"cache/", "home/u/cache", false, false},
+		{"/var/cache/", "var/cache", true, true},
+		{"/var/cache/", "srv/var/cache", true, false},
+		{"**/tmp/", "a/tmp", true, true},
+		{"**/tmp/", "a/tmp", false, false},
+	} {
+		x := Exclude{Patterns: []string{tc.pattern}}
+		e, err := x.compile()
+		if err != nil {
+			t.Errorf("%q: %v", tc.pattern, err)
+			continue
+		}
+		name := path.Base(tc.rel)
+		got := e.byName(tc.rel, name) || tc.dir && e.byType(tc.rel, name)
+		if got != tc.want {
+			t.Errorf("pattern %q, %s (dir %v): excluded %v, want %v", tc.pattern, tc.rel, tc.dir, got, tc.want)
+		}
+	}
+}
+
+func TestExcludeBadOptions(t *testing.T) {
+	for _, x := range []Exclude{
+		{Patterns: []string{""}},
+		{Patterns: []string{"/"}},
+		{Patterns: []string{"!keep.txt"}},
+		{Patterns: []string{"[ab"}},
+		{Patterns: []string{"{a,b"}},
+		{Patterns: []string{"ok", `trailing\`}},
+		{Files: []ExcludeFile{{Path: "/x", Patterns: []string{"[z"}}}},
+		{IfPresent: []string{"a/b"}},
+		{IfPresent: []string{""}},
+		{IfPresent: []string{".."}},
+		{LargerThan: -1},
+	} {
+		if err := x.Check(); !errors.Is(err, ErrBadOption) {
+			t.Errorf("%+v: err %v, want ErrBadOption", x, err)
+		}
+	}
+	ok := Exclude{Patterns: []string{"*.o", "/a/", `\!x`}, IfPresent: []string{".nobackup"}, LargerThan: 1}
+	if err := ok.Check(); err != nil {
+		t.Errorf("%+v: %v", ok, err)
+	}
+}
+
+func TestReadExcludeFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "exclude")
+	if err := os.WriteFile(p, []byte("# comment\n*.iso\n\n  /var/tmp/  \r\n\t# indented comment\nnode_modules"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	xf, err := ReadExcludeFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"*.iso", "/var/tmp/", "node_modules"}; !reflect.DeepEqual(xf.Patterns, want) || xf.Path != p {
+		t.Errorf("got %+v, want patterns %q from %s", xf, want, p)
+	}
+	if _, err := ReadExcludeFile(p + ".missing"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+// pointPaths lists every path in p's tree, directories with a trailing '/'.
+func (ts *testStore) pointPaths(p *Point) []string {
+	ts.t.Helper()
+	var out []string
+	var walk func(prefix string, tree *Tree)
+	walk = func(prefix string, tree *Tree) {
+		for _, n := range tree.Nodes {
+			rel := prefix + n.Name
+			if n.Type == TypeDir {
+				out = append(out, rel+"/")
+				sub, err := ts.r.LoadTree(n.Subtree)
+				if err != nil {
+					ts.t.Fatal(err)
+				}
+				walk(rel+"/", sub)
+				continue
+			}
+			out = append(out, rel)
+		}
+	}
+	root, err := ts.r.LoadTree(p.Tree)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	walk("", root)
+	sort.Strings(out)
+	return out
+}
+
+func TestBackupExcludes(t *testing.T) {
+	src := t.TempDir()
+	for name, data := range map[string]string{
+		"keep.txt":                 "k",
+		"a.log":                    "l",
+		"sub/b.log":                "l",
+		"sub/keep":                 "k",
+		"build/out.o":              "o",
+		"src/build/x.go":           "package x",
+		"big.bin":                  strings.Repeat("x", 5000),
+		"cache/CACHEDIR.TAG":       cacheDirSignature + "\n# a cache\n",
+		"cache/blob":               "c",
+		"fakecache/CACHEDIR.TAG":   "Signature: not the right one",
+		"fakecache/blob":           "c",
+		"scratch/.nobackup":        "",
+		"scratch/data":             "d",
+		"fromfile/x.iso":           "i",
+		"unlisted/secret/deep.txt": "s",
+	} {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xfile := filepath.Join(t.TempDir(), "patterns")
+	if err := os.WriteFile(xfile, []byte("# ISO images\n*.iso\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	xf, err := ReadExcludeFile(xfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestStore(t)
+	x := Exclude{Patterns: []string{"*.log", "/build/", "unlisted"}, Files: []ExcludeFile{xf},
+		Caches: true, IfPresent: []string{".nobackup"}, LargerThan: 4096}
+	var mu sync.Mutex
+	var listed []string
+	hooks := &backupHooks{afterReadDir: func(dir string) {
+		mu.Lock()
+		defer mu.Unlock()
+		rel, _ := filepath.Rel(src, dir)
+		listed = append(listed, rel)
+	}}
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s", Exclude: x, hooks: hooks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Excluded directories and those whose content is left out are never
+	// listed.
+	sort.Strings(listed)
+	if want := []string{".", "fakecache", "fromfile", "src", "src/build", "sub"}; !reflect.DeepEqual(listed, want) {
+		t.Errorf("listed %q, want %q", listed, want)
+	}
+	want := []string{"cache/", "cache/CACHEDIR.TAG", "fakecache/", "fakecache/CACHEDIR.TAG", "fakecache/blob",
+		"fromfile/", "keep.txt", "scratch/", "scratch/.nobackup", "src/", "src/build/", "src/build/x.go", "sub/", "sub/keep"}
+	if got := ts.pointPaths(p); !reflect.DeepEqual(got, want) {
+		t.Errorf("point holds\n %q\nwant\n %q", got, want)
+	}
+	loaded, err := ts.r.LoadPoint(p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(loaded.Exclude, x) || loaded.Version != 2 {
+		t.Errorf("manifest v%d records %+v, want %+v", loaded.Version, loaded.Exclude, x)
+	}
+}
+
+func TestBackupBadOption(t *testing.T) {
+	ts := newTestStore(t)
+	for _, o := range []BackupOptions{
+		{Path: t.TempDir(), Exclude: Exclude{Patterns: []string{"[x"}}},
+		{Path: t.TempDir(), Source: "bad\nname"},
+	} {
+		if _, err := ts.backup(o); !errors.Is(err, ErrBadOption) {
+			t.Errorf("%+v: err %v, want ErrBadOption", o, err)
+		}
+	}
+}
+
+func TestSourceNames(t *testing.T) {
+	for _, tc := range []struct{ path, want string }{
+		{"/srv/www", "srv-www"},
+		{"/", "root"},
+		{"/a:b/c", "a_b-c"},
+		{"/line\nbreak/\x7fdel", "line_break-_del"},
+		{"/latest", "_latest"},
+		{"/@GMT-2026.01.01-00.00.00", "_@GMT-2026.01.01-00.00.00"},
+		{"/srv/latest", "srv-latest"},
+	} {
+		if got := SourceName(tc.path); got != tc.want {
+			t.Errorf("SourceName(%q) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+	long1, long2 := "/"+strings.Repeat("é", 150)+"/a", "/"+strings.Repeat("é", 150)+"/b"
+	n1, n2 := SourceName(long1), SourceName(long2)
+	if len(n1) > 200 || n1 == n2 || ValidSourceName(n1) != nil || !strings.HasPrefix(n1, "éé") {
+		t.Errorf("long paths give %q (%d bytes) and %q", n1, len(n1), n2)
+	}
+	for _, name := range []string{"", ".", "..", "latest", "@GMT-2026.01.01-00.00.00", "a/b", "a:b", "a\x00b",
+		"a\nb", "tab\there", "del\x7f", strings.Repeat("x", 201)} {
+		err := ValidSourceName(name)
+		if !errors.Is(err, ErrBadOption) || !strings.Contains(err.Error(), "a source name is 1 to 200 bytes") {
+			t.Errorf("ValidSourceName(%q) = %v", name, err)
+		}
+	}
+	for _, name := range []string{"www", "latest-2", "x@GMT-", "été", strings.Repeat("x", 200), "a b", "..."} {
+		if err := ValidSourceName(name); err != nil {
+			t.Errorf("ValidSourceName(%q) = %v", name, err)
+		}
+	}
+}
+
+// A backup of a tree holding the store it writes to leaves the store out
+// (it would grow with every backup) and says so.
+func TestBackupSkipsOwnStore(t *testing.T) {
+	ts := newTestStore(t)
+	parent := filepath.Dir(ts.st.Dir())
+	if err := os.WriteFile(filepath.Join(parent, "data.txt"), []byte("d"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: parent, Source: "s"})
+	if !errors.Is(err, ErrWarnings) {
+		t.Fatalf("err %v, want warnings", err)
+	}
+	store := filepath.Base(ts.st.Dir())
+	if len(p.Errors) != 1 || p.Errors[0].Path != store || !strings.Contains(p.Errors[0].Error, "the store this backup writes to") {
+		t.Errorf("warnings %+v", p.Errors)
+	}
+	if got := ts.pointPaths(p); !reflect.DeepEqual(got, []string{"data.txt"}) {
+		t.Errorf("point holds %q", got)
+	}
+}
