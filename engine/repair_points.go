@@ -142,12 +142,10 @@ func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsO
 		for _, e := range t.np.Errors[len(p.Errors):] {
 			act("%s: %s %s (%s)", what, would("dropped", "would drop"), e.Path, e.Error)
 		}
-		var newID chunkstore.ID
 		if q := repairedAlready(pts, p, t.np.Tree); q != nil {
-			newID = q.ID
 			act("%s: already repaired as point %s", what, pointShort(q.ID))
 		} else if !opts.DryRun {
-			newID, err = st.SavePoint(encodePoint(&t.np))
+			newID, err := st.SavePoint(encodePoint(&t.np))
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", what, err)
 			}
