@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -301,7 +302,7 @@ func TestVerifyIsExact(t *testing.T) {
 					if err == nil || len(rep.BadPacks) == 0 {
 						t.Errorf("plain verify sees nothing: %v %+v", err, rep)
 					}
-					if failed := ds.restore(ds.point); !equalSets(plain, failed) {
+					if failed := ds.restore(ds.point); !maps.Equal(plain, failed) {
 						t.Errorf("plain verify reports %v, restore fails on %v", keys(plain), keys(failed))
 					}
 				}
@@ -310,10 +311,10 @@ func TestVerifyIsExact(t *testing.T) {
 					t.Errorf("verify reports damage but returns %v", err)
 				}
 				failed := ds.restore(ds.point)
-				if !equalSets(got, failed) {
+				if !maps.Equal(got, failed) {
 					t.Errorf("verify --read-data reports %v, restore fails on %v\n%+v", keys(got), keys(failed), rep)
 				}
-				if want != nil && !equalSets(got, want) {
+				if want != nil && !maps.Equal(got, want) {
 					t.Errorf("verify --read-data reports %v, want %v", keys(got), keys(want))
 				}
 				if want == nil && len(got) == 0 {
@@ -336,7 +337,7 @@ func TestVerifyIsExact(t *testing.T) {
 						t.Errorf("new point damaged: %+v", d)
 					}
 				}
-				if failed := ds.restore(ds.point); !equalSets(got, failed) {
+				if failed := ds.restore(ds.point); !maps.Equal(got, failed) {
 					t.Errorf("after repair, verify reports %v, restore of the old point fails on %v", keys(got), keys(failed))
 				}
 				if failed := ds.restore(p.ID); len(failed) > 0 {
@@ -345,18 +346,6 @@ func TestVerifyIsExact(t *testing.T) {
 			})
 		}
 	}
-}
-
-func equalSets(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestBackupStoresDamagedBlobAgain: once a read has found a blob bad, the
@@ -375,7 +364,7 @@ func TestBackupStoresDamagedBlobAgain(t *testing.T) {
 		if failed := ds.restore(np.ID); len(failed) > 0 {
 			t.Errorf("encrypted=%v: the new point carries the damage: %v", enc, keys(failed))
 		}
-		if failed := ds.restore(ds.point); !equalSets(failed, map[string]bool{}) {
+		if failed := ds.restore(ds.point); !maps.Equal(failed, map[string]bool{}) {
 			// The first point names the same chunk, which now has a
 			// good copy: it restores too.
 			t.Errorf("encrypted=%v: the old point still fails on %v", enc, keys(failed))

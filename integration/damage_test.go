@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -336,7 +337,7 @@ func (fx *damageFixture) runCase(t *testing.T, c damageCase) {
 			t.Errorf("restore of point %s: exit %d, want 0 or 4\n%s", id[:12], r.code, r.stderr)
 			continue
 		}
-		if !sameSet(reported[id], failed) {
+		if !maps.Equal(reported[id], failed) {
 			t.Errorf("point %s (%s): verify reports %v damaged, restore failed on %v", id[:12], fx.sources[id], keys(reported[id]), keys(failed))
 		}
 		if !failed["/"] {
@@ -395,18 +396,6 @@ func compareExceptDamaged(t *testing.T, what string, want, got map[string]entry,
 			t.Errorf("%s: %q restored wrong and not reported damaged: want %+v, got %+v", what, p, w, g)
 		}
 	}
-}
-
-func sameSet(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
-		}
-	}
-	return true
 }
 
 func keys(m map[string]bool) []string {
