@@ -273,6 +273,29 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	if parent != nil {
 		p.Parent = parent.ID.String()
 	}
+	// Progress runs from the start: the walk of a large tree lists every
+	// directory before saveDir returns.
+	stopProgress := func() {}
+	if opts.Progress != nil {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					opts.Progress(b.files.Load(), b.bytes.Load())
+				}
+			}
+		}()
+		stopProgress = sync.OnceFunc(func() { close(done); wg.Wait() })
+		defer stopProgress()
+	}
 	var root *dirFuture
 	var meta RootMeta
 	switch st.Mode & unix.S_IFMT {
@@ -295,20 +318,8 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	default:
 		return nil, fmt.Errorf("backup source %s: not a directory, regular file or block device", abs)
 	}
-	if opts.Progress != nil {
-		tick := time.NewTicker(time.Second)
-	wait:
-		for {
-			select {
-			case <-root.done:
-				break wait
-			case <-tick.C:
-				opts.Progress(b.files.Load(), b.bytes.Load())
-			}
-		}
-		tick.Stop()
-	}
 	<-root.done
+	stopProgress()
 	if cause := context.Cause(ctx); cause != nil {
 		w.Abort()
 		return nil, cause
