@@ -126,7 +126,11 @@ func maxArgs(argsUsage string) int {
 // subcommands: with no argument it shows help, else the name is unknown.
 func unknownCommand(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usagef("unknown command %q; run '%s --help' for the list", c.Args().First(), strings.TrimSpace("recall "+c.Command.FullName()))
+		name := c.App.Name
+		if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+			name += " " + c.Command.FullName()
+		}
+		return usagef("unknown command %q; run '%s --help' for the list", c.Args().First(), name)
 	}
 	if c.Command != nil && c.Command.Name != "" {
 		return cli.ShowSubcommandHelp(c)
