@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/zeebo/blake3"
@@ -158,10 +159,16 @@ func (s *Store) loadDamage() error {
 				continue
 			}
 		}
-		fmt.Fprintf(os.Stderr, "recall: damage record %s: %v (ignored; 'recall repair index' replaces it)\n", name, err)
+		if _, said := damageWarned.LoadOrStore(name, true); !said {
+			fmt.Fprintf(os.Stderr, "recall: damage record %s: %v (ignored; 'recall repair index' replaces it)\n", name, err)
+		}
 	}
 	return nil
 }
+
+// damageWarned holds the unreadable damage records already reported by
+// this process, which may open a store more than once.
+var damageWarned sync.Map
 
 // addDamage adds recs to the in-memory record and returns those that were
 // not in it.

@@ -104,6 +104,12 @@ func (l *Lock) NewWriter() (*Writer, error) {
 	if err := l.s.healConfig(); err != nil {
 		return nil, storeWriteError(l.s.dir, err)
 	}
+	// Directories a careless hand removed are the store's own to recreate.
+	for _, d := range []string{"index", "points", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(l.s.dir, d), 0o700); err != nil {
+			return nil, storeWriteError(l.s.dir, err)
+		}
+	}
 	if err := l.s.Refresh(); err != nil {
 		return nil, err
 	}

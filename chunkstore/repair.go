@@ -45,7 +45,7 @@ type indexFile struct {
 // decode carry their error.
 func (s *Store) readIndexFiles() ([]indexFile, error) {
 	ents, err := os.ReadDir(filepath.Join(s.dir, "index"))
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("list index: %w", err)
 	}
 	var out []indexFile

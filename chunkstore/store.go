@@ -184,9 +184,11 @@ func (s *Store) packPath(id ID) string {
 // records those in an index file (Lock.NewWriter).
 func (s *Store) Refresh() error {
 	ents, err := os.ReadDir(filepath.Join(s.dir, "index"))
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("list index: %w", err)
 	}
+	// A missing index directory loses only caches: every pack is then
+	// indexed from its header below, and the next writer recreates it.
 	for _, e := range ents {
 		name := e.Name()
 		s.fmu.Lock()

@@ -321,3 +321,33 @@ func TestReadDirectWindows(t *testing.T) {
 		t.Log("O_DIRECT unsupported here; the buffered path was used")
 	}
 }
+
+// Index files are caches: with the index directory gone the store opens,
+// every blob reads from its pack's header, and the next writer recreates
+// the directory and indexes the packs again.
+func TestIndexDirectoryRemoved(t *testing.T) {
+	dir, s := newStore(t, true)
+	lock, w, data, id := saveRandom(t, s, 3, 70000)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lock.Unlock()
+	s.Close()
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, OpenOptions{Password: "pw"})
+	if err != nil {
+		t.Fatalf("open without index directory: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.LoadBlob(id, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("blob without index directory: %v", err)
+	}
+	lock, _ = openWriter(t, s)
+	lock.Unlock()
+	ents, err := os.ReadDir(filepath.Join(dir, "index"))
+	if err != nil || len(ents) == 0 {
+		t.Fatalf("writer did not index the packs again: %v, %d files", err, len(ents))
+	}
+}

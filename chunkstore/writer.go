@@ -225,6 +225,9 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 	}
 	id := packName(hdr)
 	final := w.s.packPath(id)
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return fail(err)
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		return fail(err)
 	}
