@@ -13,6 +13,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"golang.org/x/sys/unix"
 )
 
 // testStore is a real store in a temp dir, written through the engine.
@@ -139,16 +140,33 @@ func randomBytes(seed int64, n int) []byte {
 	return b
 }
 
-func writeFile(t testing.TB, path string, data []byte, mode os.FileMode) {
+// writeFile writes a file and gives it mode, raw permission bits as
+// chmod(2) takes them, setuid (04000), setgid (02000) and sticky (01000)
+// included. (os.Chmod would drop those: it wants os.ModeSetuid and kin.)
+func writeFile(t testing.TB, path string, data []byte, mode uint32) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, data, mode); err != nil {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(path, mode); err != nil {
+	chmod(t, path, mode)
+}
+
+// chmod sets raw mode bits (special bits included) and checks they hold:
+// a fixture meant to have them must not silently lack them.
+func chmod(t testing.TB, path string, mode uint32) {
+	t.Helper()
+	if err := unix.Chmod(path, mode); err != nil {
 		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != mode {
+		t.Fatalf("%s: mode %#o after chmod %#o", path, st.Mode&0o7777, mode)
 	}
 }
 

@@ -219,9 +219,18 @@ func TestTreeMetadataAsBackedUp(t *testing.T) {
 	}
 	ts := newTestStore(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a"), []byte("hello"), 0o4750)
+	writeFile(t, filepath.Join(src, "a"), []byte("hello"), 0o644)
 	os.Chown(filepath.Join(src, "a"), 1234, 5678)
+	chmod(t, filepath.Join(src, "a"), 0o4750) // after chown, which clears setuid
 	os.Mkdir(filepath.Join(src, "d"), 0o710)
+	// Every special bit, on files and directories; the root's own too.
+	writeFile(t, filepath.Join(src, "sgid"), []byte("#!/bin/sh\n"), 0o2711)
+	writeFile(t, filepath.Join(src, "all-bits"), nil, 0o7777)
+	os.Mkdir(filepath.Join(src, "sticky"), 0o755)
+	chmod(t, filepath.Join(src, "sticky"), 0o1777)
+	os.Mkdir(filepath.Join(src, "sgid-dir"), 0o755)
+	chmod(t, filepath.Join(src, "sgid-dir"), 0o2775)
+	chmod(t, src, 0o3750)
 	os.Link(filepath.Join(src, "a"), filepath.Join(src, "d/hard"))
 	os.Symlink("../a", filepath.Join(src, "d/link"))
 	unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o640, int(unix.Mkdev(1, 3)))
@@ -236,10 +245,20 @@ func TestTreeMetadataAsBackedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := tr.Source("s").Latest().Root()
-	for _, name := range []string{"a", "d", "d/hard", "d/link", "null", "fifo"} {
+	names := []string{".", "a", "d", "d/hard", "d/link", "null", "fifo", "sgid", "all-bits", "sticky", "sgid-dir"}
+	for _, name := range names {
 		var st unix.Stat_t
 		if err := unix.Lstat(filepath.Join(src, name), &st); err != nil {
 			t.Fatal(err)
+		}
+		if name == "." {
+			a := root.Attr()
+			// The root's attributes come from the point's manifest; only
+			// its mode and owners are compared here.
+			if a.Mode != st.Mode || a.UID != st.Uid || a.GID != st.Gid {
+				t.Errorf("root: mode %#o uid %d gid %d, source mode %#o uid %d gid %d", a.Mode, a.UID, a.GID, st.Mode, st.Uid, st.Gid)
+			}
+			continue
 		}
 		a := lookupPath(t, root, name).Attr()
 		if a.Mode != st.Mode || a.UID != st.Uid || a.GID != st.Gid || a.MtimeNS != st.Mtim.Nano() ||
@@ -265,6 +284,21 @@ func TestTreeMetadataAsBackedUp(t *testing.T) {
 	tr2, _ := New(ts.backend(), Options{})
 	if lookupPath(t, tr2.Source("s").Latest().Root(), "d/hard").Ino() != h.Ino() {
 		t.Error("inode numbers differ between two trees")
+	}
+
+	// Through the mount: the kernel shows the same modes, special bits
+	// included.
+	srv := mountTree(t, tr, MountOptions{})
+	point := filepath.Join(srv.Dir(), "s", tr.Source("s").Latest().Name)
+	for _, name := range names {
+		var want, got unix.Stat_t
+		unix.Lstat(filepath.Join(src, name), &want)
+		if err := unix.Lstat(filepath.Join(point, name), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Mode != want.Mode {
+			t.Errorf("%s through the mount: mode %#o, source %#o", name, got.Mode, want.Mode)
+		}
 	}
 }
 
