@@ -72,16 +72,33 @@ func alive(pid int) bool {
 	return err == nil && !strings.Contains(string(b), ") Z ")
 }
 
-func mustWrite(t *testing.T, path string, data []byte, mode os.FileMode) {
+// mustWrite writes a file and gives it mode: raw chmod(2) bits, setuid
+// (04000), setgid (02000) and sticky (01000) included.
+func mustWrite(t *testing.T, path string, data []byte, mode uint32) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, data, mode); err != nil {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(path, mode); err != nil {
+	setMode(t, path, mode)
+}
+
+// setMode sets raw mode bits and checks they hold. os.Chmod would drop
+// the special bits of a raw 0o4755 (it wants os.ModeSetuid and kin), and
+// a fixture that silently lacks them tests nothing.
+func setMode(t *testing.T, path string, mode uint32) {
+	t.Helper()
+	if err := unix.Chmod(path, mode); err != nil {
 		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != mode {
+		t.Fatalf("%s: mode %#o after chmod %#o", path, st.Mode&0o7777, mode)
 	}
 }
 
@@ -133,6 +150,11 @@ func makeRichTree(t *testing.T, dir string) {
 	mustWrite(t, filepath.Join(dir, "big.bin"), randBytes(1, 5<<20+12345), 0o640)
 	mustWrite(t, filepath.Join(dir, "name with spaces ü.txt"), []byte("unicode"), 0o644)
 	mustWrite(t, filepath.Join(dir, "setuid"), []byte("#!/bin/sh\n"), 0o4755)
+	mustWrite(t, filepath.Join(dir, "setgid"), []byte("#!/bin/sh\n"), 0o2711)
+	check(t, os.Mkdir(filepath.Join(dir, "sticky"), 0o755))
+	setMode(t, filepath.Join(dir, "sticky"), 0o1777)
+	check(t, os.Mkdir(filepath.Join(dir, "shared"), 0o755))
+	setMode(t, filepath.Join(dir, "shared"), 0o2775)
 	mustWrite(t, filepath.Join(dir, "private/secret"), []byte("only owner"), 0o600)
 	check(t, os.Chmod(filepath.Join(dir, "private"), 0o700))
 	check(t, os.Chown(filepath.Join(dir, "private"), 1234, 1234))
