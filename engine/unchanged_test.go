@@ -20,7 +20,7 @@ import (
 func TestUnchangedComparesEveryField(t *testing.T) {
 	ts := newTestStore(t)
 	src := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("version one"), 0o644))
+	fatalIf(t, os.WriteFile(filepath.Join(src, "f"), []byte("version one"), 0o644))
 	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
 	if err != nil {
 		t.Fatal(err)
@@ -79,13 +79,13 @@ func TestSameSizeSameMtimeRewriteIsRead(t *testing.T) {
 		rewrite func(t *testing.T, path string, data []byte)
 	}{
 		{"in place", func(t *testing.T, path string, data []byte) {
-			must(t, os.WriteFile(path, data, 0o644))
+			fatalIf(t, os.WriteFile(path, data, 0o644))
 		}},
 		{"renamed over", func(t *testing.T, path string, data []byte) {
 			tmp := path + ".new"
-			must(t, os.WriteFile(tmp, data, 0o644))
-			must(t, os.Chtimes(tmp, old, old))
-			must(t, os.Rename(tmp, path))
+			fatalIf(t, os.WriteFile(tmp, data, 0o644))
+			fatalIf(t, os.Chtimes(tmp, old, old))
+			fatalIf(t, os.Rename(tmp, path))
 		}},
 	}
 	for _, tc := range tests {
@@ -93,8 +93,8 @@ func TestSameSizeSameMtimeRewriteIsRead(t *testing.T) {
 			ts := newTestStore(t)
 			src := t.TempDir()
 			f := filepath.Join(src, "f")
-			must(t, os.WriteFile(f, []byte("version one"), 0o644))
-			must(t, os.Chtimes(f, old, old))
+			fatalIf(t, os.WriteFile(f, []byte("version one"), 0o644))
+			fatalIf(t, os.Chtimes(f, old, old))
 			p1, err := ts.backup(BackupOptions{Path: src, Source: "s"})
 			if err != nil {
 				t.Fatal(err)
@@ -103,17 +103,17 @@ func TestSameSizeSameMtimeRewriteIsRead(t *testing.T) {
 			first := tree.Find("f")
 
 			tc.rewrite(t, f, []byte("version TWO"))
-			must(t, os.Chtimes(f, old, old))
+			fatalIf(t, os.Chtimes(f, old, old))
 			// The clock behind ctime ticks coarsely: a rewrite within the
 			// tick of the first backup's stat would keep the same ctime.
 			// Touch the file until its ctime moved on (within one tick).
 			var st unix.Stat_t
 			for {
-				must(t, unix.Stat(f, &st))
+				fatalIf(t, unix.Stat(f, &st))
 				if st.Ctim.Nano() != first.CtimeNS {
 					break
 				}
-				must(t, os.Chtimes(f, old, old))
+				fatalIf(t, os.Chtimes(f, old, old))
 			}
 			if st.Size != int64(first.Size) || st.Mtim.Nano() != first.MtimeNS || st.Atim.Nano() != first.AtimeNS {
 				t.Fatalf("the rewrite did not keep size, mtime and atime: %+v, first %+v", st, first)
@@ -144,15 +144,15 @@ func TestFlaggedFileReadAgainNextBackup(t *testing.T) {
 	src := t.TempDir()
 	f := filepath.Join(src, "f")
 	const size = 1 << 20
-	must(t, os.WriteFile(f, bytes.Repeat([]byte{'a'}, size), 0o644))
+	fatalIf(t, os.WriteFile(f, bytes.Repeat([]byte{'a'}, size), 0o644))
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	p, err := ts.backup(BackupOptions{Path: src, Source: "s", hooks: &backupHooks{afterRead: func(path string, try int) {
 		if path != f {
 			return
 		}
-		must(t, os.WriteFile(f, bytes.Repeat([]byte{byte('a' + try)}, size), 0o644))
+		fatalIf(t, os.WriteFile(f, bytes.Repeat([]byte{byte('a' + try)}, size), 0o644))
 		at := base.Add(time.Duration(try) * time.Second)
-		must(t, os.Chtimes(f, at, at))
+		fatalIf(t, os.Chtimes(f, at, at))
 	}}})
 	if !errors.Is(err, ErrWarnings) || p == nil || len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Error, "changed while being read") {
 		t.Fatalf("backup: %v %+v", err, p)
@@ -174,7 +174,7 @@ func TestFlaggedFileReadAgainNextBackup(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func fatalIf(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +184,6 @@ func must(t *testing.T, err error) {
 func mustReadFile(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
-	must(t, err)
+	fatalIf(t, err)
 	return b
 }
