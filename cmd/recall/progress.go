@@ -70,6 +70,11 @@ func newReporter(c *cli.Context, cmd, action string, jsonOut, show bool) (*repor
 		r.prog.Item = r.item
 	}
 	if show && !r.quiet {
+		if r.tty && !r.json {
+			// Drawn at once: the bar's clock, and so its rate, starts
+			// with the command.
+			r.drawBar(r.prog.Status())
+		}
 		r.stop, r.done = make(chan struct{}), make(chan struct{})
 		go r.run()
 	}
