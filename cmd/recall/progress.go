@@ -81,8 +81,14 @@ func newReporter(c *cli.Context, cmd, action string, jsonOut, show bool) (*repor
 	return r, nil
 }
 
-// Progress is what the engine counts into.
-func (r *reporter) Progress() *engine.Progress { return r.prog }
+// Progress is what the engine counts into; nil with -q, which so spares
+// a backup its scan for totals.
+func (r *reporter) Progress() *engine.Progress {
+	if r.quiet {
+		return nil
+	}
+	return r.prog
+}
 
 // text says whether the command prints its human-readable result.
 func (r *reporter) text() bool { return !r.quiet && !r.json }
