@@ -45,8 +45,8 @@ type BackupOptions struct {
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)
 
-	// Progress, if set, is called about once a second with running totals.
-	Progress func(files, bytes int64)
+	// Progress, if set, counts the backup as it runs (see Progress).
+	Progress *Progress
 
 	// Exclude says what to leave out; it is recorded in the point.
 	// Pseudo file systems and recall recovery trees are left out always.
@@ -190,6 +190,7 @@ func (b *backuper) warn(path string, err error) {
 	b.errMu.Lock()
 	b.errs = append(b.errs, PathError{Path: path, Error: err.Error()})
 	b.errMu.Unlock()
+	b.opts.Progress.addError()
 	if b.opts.Log != nil {
 		b.opts.Log("warning: %s: %v", path, err)
 	}
@@ -273,29 +274,8 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	if parent != nil {
 		p.Parent = parent.ID.String()
 	}
-	// Progress runs from the start: the walk of a large tree lists every
-	// directory before saveDir returns.
-	stopProgress := func() {}
-	if opts.Progress != nil {
-		done := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-tick.C:
-					opts.Progress(b.files.Load(), b.bytes.Load())
-				}
-			}
-		}()
-		stopProgress = sync.OnceFunc(func() { close(done); wg.Wait() })
-		defer stopProgress()
-	}
+	stopScan := b.startScan(abs, &st)
+	defer stopScan()
 	var root *dirFuture
 	var meta RootMeta
 	switch st.Mode & unix.S_IFMT {
@@ -319,7 +299,6 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		return nil, fmt.Errorf("backup source %s: not a directory, regular file or block device", abs)
 	}
 	<-root.done
-	stopProgress()
 	if cause := context.Cause(ctx); cause != nil {
 		w.Abort()
 		return nil, cause
@@ -688,10 +667,12 @@ const maxRereads = 3
 // changes while read is read again; if it keeps changing, the last read is
 // kept and flagged. A file that cannot be read marks n skipped.
 func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
+	defer b.opts.Progress.file(path)()
 	if n.Type == TypeFile && b.unchanged(n, prev) {
 		n.Extents = prev.Extents
 		b.nUnchanged.Add(1)
 		b.bytes.Add(int64(n.Size))
+		b.opts.Progress.addBytes(int64(n.Size))
 		return nil
 	}
 	// O_NONBLOCK: an entry replaced by a FIFO since its lstat must not
@@ -761,6 +742,7 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 			n.CtimeNS = 0
 			return fmt.Errorf("changed while being read %d times; the saved copy may be inconsistent", attempt)
 		}
+		b.opts.Progress.addBytes(-read) // read again: counted again
 		if b.opts.Log != nil {
 			b.opts.Log("%s changed while being read; reading it again", path)
 		}
@@ -783,6 +765,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 	}
 	addHole := func(end int64) {
 		exts = append(exts, &Extent{Hole: true, End: uint64(end)})
+		b.opts.Progress.addBytes(end - off)
 	}
 	submit := func(cb *chunkBuf, end int64) error {
 		e := &Extent{End: uint64(end)}
@@ -814,6 +797,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 			return nil, 0, nil
 		}
 		cb.b = buf[:nr]
+		b.opts.Progress.addBytes(int64(nr))
 		if err := submit(cb, int64(nr)); err != nil {
 			return fail(err)
 		}
@@ -842,6 +826,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 						b.bufs.put(cb)
 						return err
 					}
+					b.opts.Progress.addBytes(e - a)
 					off = e
 					return submit(cb, e)
 				})
@@ -867,6 +852,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 					return fail(err)
 				}
 				copy(cb.b, data)
+				b.opts.Progress.addBytes(int64(len(data)))
 				off += int64(len(data))
 				if err := submit(cb, off); err != nil {
 					return fail(err)

@@ -23,6 +23,8 @@ type RestoreOptions struct {
 	Overwrite bool   // allow a non-empty target
 	Workers   int    // chunk readers; 0 = 2*GOMAXPROCS
 	Log       func(format string, args ...any)
+	// Progress, if set, counts the restore as it runs (see Progress).
+	Progress *Progress
 }
 
 // RestoreResult counts what was restored and lists what was not.
@@ -149,6 +151,9 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 			}
 		}
 	}
+
+	stopTotals := rs.restoreTotals(tree, single)
+	defer stopTotals()
 
 	// A device image onto a block device.
 	if st, err := os.Stat(opts.Target); err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
@@ -303,6 +308,7 @@ func (rs *restorer) warn(rel string, err error) {
 	rs.mu.Lock()
 	rs.res.Warnings = append(rs.res.Warnings, PathError{Path: rel, Error: err.Error()})
 	rs.mu.Unlock()
+	rs.opts.Progress.addError()
 	if rs.opts.Log != nil {
 		rs.opts.Log("warning: %s: %v", rel, err)
 	}
@@ -319,6 +325,7 @@ func (rs *restorer) markDamagedLocked(rel string, err error) {
 		return
 	}
 	rs.damaged[rel] = true
+	rs.opts.Progress.addError()
 	rs.res.Damaged = append(rs.res.Damaged, PathError{Path: rel, Error: err.Error()})
 	for _, l := range rs.links {
 		if l.rel == rel {
@@ -340,6 +347,7 @@ func (rs *restorer) skip(rel string, err error) {
 	rs.mu.Lock()
 	rs.res.Skipped = append(rs.res.Skipped, PathError{Path: rel, Error: err.Error()})
 	rs.mu.Unlock()
+	rs.opts.Progress.addError()
 	if rs.opts.Log != nil {
 		rs.opts.Log("not restored: %s: %v", rel, err)
 	}
@@ -411,6 +419,7 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 						rs.markDamagedLocked(rel, fmt.Errorf("hard link of damaged %s", first.rel))
 					}
 					rs.mu.Unlock()
+					rs.opts.Progress.fileDone(rel)
 					return nil
 				}
 			}
@@ -464,15 +473,19 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 // writes its last extent.
 func (rs *restorer) fill(of *openFile) error {
 	var data []Extent
-	var start int64
+	var start, holes int64
 	var starts []int64
 	for _, e := range of.n.Extents {
 		if !e.Hole || of.device {
 			data = append(data, e)
 			starts = append(starts, start)
+		} else {
+			holes += int64(e.End) - start
 		}
 		start = int64(e.End)
 	}
+	rs.opts.Progress.begin(of.rel)
+	rs.opts.Progress.addBytes(holes) // a hole is done by not writing it
 	rs.wg.Add(1)
 	if len(data) == 0 {
 		rs.finishFile(of)
@@ -505,6 +518,7 @@ func (rs *restorer) worker() {
 					rs.markDamaged(j.of.rel, fmt.Errorf("write: %w", err))
 					break
 				}
+				rs.opts.Progress.addBytes(n)
 				off += n
 			}
 		} else if data, err := rs.r.ReadChunk(j.ext.ID, buf); err != nil {
@@ -516,6 +530,7 @@ func (rs *restorer) worker() {
 				rs.markDamaged(j.of.rel, fmt.Errorf("write: %w", err))
 			} else {
 				rs.bytes.Add(int64(len(data)))
+				rs.opts.Progress.addBytes(int64(len(data)))
 			}
 		}
 		if j.of.left.Add(-1) == 0 {
@@ -526,6 +541,7 @@ func (rs *restorer) worker() {
 
 func (rs *restorer) finishFile(of *openFile) {
 	defer rs.wg.Done()
+	defer rs.opts.Progress.fileDone(of.rel)
 	if of.device {
 		if err := of.f.Sync(); err != nil {
 			rs.markDamaged(of.rel, fmt.Errorf("sync: %w", err))

@@ -17,6 +17,9 @@ import (
 type VerifyOptions struct {
 	ReadData bool // read every pack, decrypt, decompress and re-hash every blob
 	Log      func(format string, args ...any)
+	// Progress, if set, counts the packs read back with ReadData (see
+	// Progress); the walk of the points that follows is not counted.
+	Progress *Progress
 }
 
 // Damage is one file or directory of one point that cannot be restored.
@@ -94,7 +97,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	// damage record is complete for them.
 	checked := map[chunkstore.ID]bool{}
 	if opts.ReadData {
-		if err := checkPacks(ctx, st, rep, checked, badPack); err != nil {
+		if err := checkPacks(ctx, st, rep, checked, badPack, opts.Progress); err != nil {
 			return nil, err
 		}
 	}
@@ -248,11 +251,17 @@ func packString(id chunkstore.ID) string {
 
 // checkPacks reads back every pack (CheckPack, which records bad blobs),
 // in parallel, and marks in checked the packs whose blobs were all read.
-func checkPacks(ctx context.Context, st *chunkstore.Store, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string)) error {
+func checkPacks(ctx context.Context, st *chunkstore.Store, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string), prog *Progress) error {
 	var ids []chunkstore.ID
-	if err := st.ListPacks(func(id chunkstore.ID, _ int64) error { ids = append(ids, id); return nil }); err != nil {
+	sizes := map[chunkstore.ID]int64{}
+	if err := st.ListPacks(func(id chunkstore.ID, size int64) error {
+		ids = append(ids, id)
+		sizes[id] = size
+		return nil
+	}); err != nil {
 		return err
 	}
+	prog.packTotals(sizes)
 	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -266,7 +275,14 @@ func checkPacks(ctx context.Context, st *chunkstore.Store, rep *VerifyReport, ch
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			name := id.String()
+			prog.begin(name)
 			pc, err := st.CheckPack(id)
+			prog.addBytes(sizes[id])
+			prog.fileDone(name)
+			if err != nil || pc.Header != nil || len(pc.Bad) > 0 {
+				prog.addError()
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Packs++

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"time"
 
@@ -13,7 +11,6 @@ import (
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 )
 
 // pointJSON is the --json form of a point; scripts rely on these fields.
@@ -48,7 +45,7 @@ func init() {
 		ArgsUsage: "PATH",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` (default: derived from PATH)"},
-			&cli.BoolFlag{Name: "json", Usage: "print the new point as JSON"},
+			&cli.BoolFlag{Name: "json", Usage: "print progress and the new point as JSON lines (see the README)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "how long to wait for another backup of this store to finish"},
 			&cli.IntFlag{Name: "files", Value: 4, Usage: "files read at once"},
 			&cli.BoolFlag{Name: "one-file-system", Aliases: []string{"x"}, Usage: "stay on PATH's file system: other mount points are kept as empty directories"},
@@ -105,19 +102,22 @@ func backup(c *cli.Context, st *chunkstore.Store) (*engine.Point, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep, err := newReporter(c, "backup", "saved", c.Bool("json"), true)
+	if err != nil {
+		return nil, err
+	}
 	p, err := engine.Backup(c.Context, engine.NewReader(st), w, engine.BackupOptions{
 		Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"), Exclude: x,
 		Log:      func(f string, a ...any) { logf(f, a...) },
-		Progress: progressPrinter(),
+		Progress: rep.Progress(),
 	})
-	endProgress()
+	rep.Stop()
 	if p == nil {
 		return nil, err
 	}
 	if c.Bool("json") {
-		b, _ := json.Marshal(toJSON(p))
-		fmt.Fprintln(c.App.Writer, string(b))
-	} else {
+		rep.Summary(backupSummary(p))
+	} else if rep.text() {
 		s := p.Stats
 		fmt.Fprintf(c.App.Writer, "point %s of source %s at %s\n", p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339))
 		fmt.Fprintf(c.App.Writer, "  %d files (%d unchanged), %d dirs, %d other; %s read, %s new, %s stored, in %s\n",
@@ -169,32 +169,29 @@ type repeated struct{ list []string }
 func (r *repeated) Set(s string) error { r.list = append(r.list, s); return nil }
 func (r *repeated) String() string     { return strings.Join(r.list, ", ") }
 
-var progressOnTTY bool
-
-// progressPrinter shows a one-line progress display on a terminal and a
-// plain line every ten seconds otherwise.
-func progressPrinter() func(files, bytes int64) {
-	_, err := unix.IoctlGetTermios(int(os.Stderr.Fd()), unix.TCGETS)
-	progressOnTTY = err == nil
-	start := time.Now()
-	calls := 0
-	return func(files, bytes int64) {
-		calls++
-		el := time.Since(start)
-		rate := float64(bytes) / el.Seconds()
-		line := fmt.Sprintf("%s: %d files, %s read, %s/s", el.Round(time.Second), files, human(bytes), human(int64(rate)))
-		if progressOnTTY {
-			fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
-		} else if calls%10 == 0 {
-			fmt.Fprintf(os.Stderr, "recall: progress %s\n", line)
-		}
-	}
+// backupJSON is the summary line of backup --json: the point as every
+// --json of a point shows it, and restic's names for the totals.
+type backupJSON struct {
+	pointJSON
+	SnapshotID          string    `json:"snapshot_id"`
+	FilesUnmodified     int64     `json:"files_unmodified"`
+	DataBlobs           int64     `json:"data_blobs"`
+	DataAdded           int64     `json:"data_added"`
+	DataAddedPacked     int64     `json:"data_added_packed"`
+	TotalFilesProcessed int64     `json:"total_files_processed"`
+	TotalBytesProcessed int64     `json:"total_bytes_processed"`
+	TotalDuration       float64   `json:"total_duration"`
+	BackupStart         time.Time `json:"backup_start"`
+	BackupEnd           time.Time `json:"backup_end"`
 }
 
-func endProgress() {
-	if progressOnTTY {
-		fmt.Fprint(os.Stderr, "\r\033[K")
-	}
+func backupSummary(p *engine.Point) backupJSON {
+	s := p.Stats
+	d := time.Duration(s.DurationNano)
+	return backupJSON{pointJSON: toJSON(p), SnapshotID: p.ID.String(), FilesUnmodified: s.Unchanged,
+		DataBlobs: s.NewBlobs, DataAdded: s.NewBytes, DataAddedPacked: s.StoredBytes,
+		TotalFilesProcessed: s.Files, TotalBytesProcessed: s.Bytes, TotalDuration: d.Seconds(),
+		BackupStart: p.Time, BackupEnd: p.Time.Add(d)}
 }
 
 func human(n int64) string {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unicode"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -52,6 +53,9 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "home", Usage: "state directory holding the store and catalog", EnvVars: []string{"RECALL_HOME"}, Value: defaultHome()},
 			&cli.StringFlag{Name: "password-file", Usage: "read the store passphrase from `FILE` (else RECALL_PASSWORD)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors (and the summary line --json asks for)"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list each file as backup saves it or restore restores it"},
+			&cli.DurationFlag{Name: "progress-interval", Value: 10 * time.Second, Usage: "how often progress is printed when stderr is not a terminal, and --json status lines"},
 		},
 		Commands:        commands,
 		HideHelpCommand: false,

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
@@ -18,6 +19,7 @@ func init() {
 			&cli.StringFlag{Name: "target", Usage: "directory to restore into (created if missing), or a block device", Required: true},
 			&cli.StringFlag{Name: "path", Usage: "restore only `SUB`, a path inside the point: a directory's content fills the target, anything else becomes TARGET/<name>"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty target, replacing only the entries the restore writes (never a non-empty directory)"},
+			&cli.BoolFlag{Name: "json", Usage: "print progress and the result as JSON lines (see the README)"},
 		},
 		Action: withJob("restore", func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -32,16 +34,26 @@ func init() {
 			if err != nil {
 				return err
 			}
+			rep, err := newReporter(c, "restore", "restored", c.Bool("json"), true)
+			if err != nil {
+				return err
+			}
 			res, err := engine.Restore(c.Context, r, p, engine.RestoreOptions{
 				Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
-				Log: func(f string, a ...any) { logf(f, a...) },
+				Log:      func(f string, a ...any) { logf(f, a...) },
+				Progress: rep.Progress(),
 			})
+			rep.Stop()
 			if res == nil || (err != nil && !errors.Is(err, engine.ErrDamaged)) {
 				// Stopped: the error says what is left where.
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s\n",
-				p.ID.String()[:12], p.Source, res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root)
+			if c.Bool("json") {
+				rep.Summary(restoreSummary(p, res, time.Since(rep.start)))
+			} else if rep.text() {
+				fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s\n",
+					p.ID.String()[:12], p.Source, res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root)
+			}
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
 			}
@@ -54,4 +66,26 @@ func init() {
 			return nil
 		}),
 	})
+}
+
+// restoreJSON is the summary line of restore --json; the totals carry
+// restic's names.
+type restoreJSON struct {
+	Point          string             `json:"point"`
+	Source         string             `json:"source"`
+	Root           string             `json:"root"`
+	SecondsElapsed float64            `json:"seconds_elapsed"`
+	FilesRestored  int64              `json:"files_restored"`
+	Dirs           int64              `json:"dirs"`
+	Others         int64              `json:"others"`
+	BytesRestored  int64              `json:"bytes_restored"`
+	Damaged        []engine.PathError `json:"damaged,omitempty"`
+	Skipped        []engine.PathError `json:"skipped,omitempty"`
+	Warnings       []engine.PathError `json:"warnings,omitempty"`
+}
+
+func restoreSummary(p *engine.Point, res *engine.RestoreResult, el time.Duration) restoreJSON {
+	return restoreJSON{Point: p.ID.String(), Source: p.Source, Root: res.Root, SecondsElapsed: round3(el.Seconds()),
+		FilesRestored: res.Files, Dirs: res.Dirs, Others: res.Others, BytesRestored: res.Bytes,
+		Damaged: res.Damaged, Skipped: res.Skipped, Warnings: res.Warnings}
 }

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
@@ -15,7 +15,7 @@ func init() {
 		Usage: "check that every recovery point can be restored",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "also read back, decrypt and re-hash every stored blob"},
-			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.BoolFlag{Name: "json", Usage: "print progress (with --read-data) and the report as JSON lines (see the README)"},
 		},
 		Action: withJob("verify", func(c *cli.Context) error {
 			r, err := openReader(c)
@@ -23,13 +23,17 @@ func init() {
 				return err
 			}
 			defer r.Store().Close()
-			rep, err := engine.Verify(c.Context, r, engine.VerifyOptions{ReadData: c.Bool("read-data")})
+			pr, err := newReporter(c, "verify", "read", c.Bool("json"), c.Bool("read-data"))
+			if err != nil {
+				return err
+			}
+			rep, err := engine.Verify(c.Context, r, engine.VerifyOptions{ReadData: c.Bool("read-data"), Progress: pr.Progress()})
+			pr.Stop()
 			if rep == nil {
 				return err
 			}
 			if c.Bool("json") {
-				b, _ := json.MarshalIndent(rep, "", "  ")
-				fmt.Fprintln(c.App.Writer, string(b))
+				pr.Summary(verifyJSON{VerifyReport: rep, SecondsElapsed: round3(time.Since(pr.start).Seconds())})
 				return err
 			}
 			out := c.App.Writer
@@ -70,7 +74,10 @@ func init() {
 				return fmt.Errorf("%w; restore what you can with 'recall restore', run 'recall repair packs' (it keeps every readable blob), "+
 					"back up the affected sources again, then run 'recall repair points' for points that keep lost files", err)
 			}
-			fmt.Fprintf(c.App.Writer, "verified %s: %d points, %d trees, %d chunks: no errors\n", what, rep.Points, rep.Trees, rep.Chunks)
+			if pr.quiet {
+				return nil
+			}
+			fmt.Fprintf(out, "verified %s: %d points, %d trees, %d chunks: no errors\n", what, rep.Points, rep.Trees, rep.Chunks)
 			return nil
 		}),
 	})
@@ -83,4 +90,11 @@ func countPoints(ds []engine.Damage) int {
 		pts[d.Point] = true
 	}
 	return len(pts)
+}
+
+// verifyJSON is the summary line of verify --json: the report and the
+// time it took.
+type verifyJSON struct {
+	*engine.VerifyReport
+	SecondsElapsed float64 `json:"seconds_elapsed"`
 }

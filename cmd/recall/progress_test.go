@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/engine"
+)
+
+func TestProgressFigures(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		s        engine.Status
+		fraction float64
+		eta      time.Duration // after 10 s; -1: none
+		plain    string
+	}{
+		{"nothing yet", engine.Status{}, 0, -1, "0.0%, 0 B of at least 0 B, 0 of at least 0 files"},
+		{"scan running", engine.Status{BytesDone: 1 << 20, BytesTotal: 4 << 20, FilesDone: 1, FilesTotal: 7}, 0.25, -1,
+			"25.0%, 1.0 MiB of at least 4.0 MiB, 1 of at least 7 files"},
+		{"totals final", engine.Status{BytesDone: 1 << 20, BytesTotal: 4 << 20, FilesTotal: 2, TotalsFinal: true, Current: []string{"/a/b"}}, 0.25, 30 * time.Second,
+			"25.0%, 1.0 MiB of 4.0 MiB, 0 of 2 files"},
+		{"files only", engine.Status{FilesDone: 3, FilesTotal: 4, TotalsFinal: true, Errors: 2}, 0.75, 10 * time.Second / 3,
+			"75.0%, 0 B of 0 B, 3 of 4 files"},
+		{"file grew past the total", engine.Status{BytesDone: 5, BytesTotal: 4, TotalsFinal: true}, 1, 0, "100.0%"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if f := fraction(tc.s); f != tc.fraction {
+				t.Errorf("fraction %v, want %v", f, tc.fraction)
+			}
+			eta, ok := remaining(tc.s, 10*time.Second)
+			if want := tc.eta >= 0; ok != want || ok && (eta-tc.eta).Abs() > time.Millisecond {
+				t.Errorf("remaining %v (%v), want %v", eta, ok, tc.eta)
+			}
+			r := &reporter{cmd: "backup", start: time.Now().Add(-10 * time.Second)}
+			line := r.plain(tc.s)
+			if !strings.Contains(line, tc.plain) {
+				t.Errorf("plain line %q lacks %q", line, tc.plain)
+			}
+			if len(tc.s.Current) > 0 && !strings.HasSuffix(line, "; "+tc.s.Current[0]) {
+				t.Errorf("plain line %q does not end with the current path", line)
+			}
+			if tc.s.Errors > 0 && !strings.Contains(line, ", 2 errors") {
+				t.Errorf("plain line %q does not count errors", line)
+			}
+			st := r.status(tc.s)
+			if st.SecondsRemaining != nil != ok || st.CurrentFiles == nil || st.PercentDone != round3(tc.fraction) {
+				t.Errorf("status %+v: want seconds_remaining only with an estimate, current_files never null", st)
+			}
+		})
+	}
+}
+
+// TestSummaryLine: the summary carries message_type and every field of
+// the value, whatever its shape.
+func TestSummaryLine(t *testing.T) {
+	var out bytes.Buffer
+	r := &reporter{out: &out}
+	r.Summary(struct {
+		A int    `json:"a"`
+		B string `json:"b"`
+	}{1, "x"})
+	r.Summary(struct{}{})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{`{"message_type":"summary","a":1,"b":"x"}`, `{"message_type":"summary"}`}
+	for i, l := range lines {
+		if i >= len(want) || l != want[i] || !json.Valid([]byte(l)) {
+			t.Errorf("summary lines %q, want %q", lines, want)
+			break
+		}
+	}
+}
