@@ -233,6 +233,7 @@ func FuzzDecodeBlob(f *testing.F) {
 	f.Add(s2.Encode(nil, data), uint8(compS2))
 	f.Add(s2.Encode(nil, logText(1, 64<<10)), uint8(compS2))
 	f.Add(s2.Encode(nil, nil), uint8(compS2))
+	f.Add(golden.Load(f, "blob-s2.golden"), uint8(compS2))
 	f.Add(s2BombSeed(), uint8(compS2))
 	f.Add(seal(es.keys.aead, nil, data, es.Hash(data).slice()), uint8(compNone))
 	f.Add([]byte{}, uint8(compNone))

@@ -107,15 +107,7 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	comp := uint8(compNone)
-	payload := data
-	if code := w.comp.code(); code != compNone && len(data) >= 64 && worthCompressing(w.s, code, data, (*bp)[:0]) {
-		c := w.s.compress(code, data, (*bp)[:0])
-		*bp = c
-		if len(c) < len(data)-len(data)/32 {
-			comp, payload = code, c
-		}
-	}
+	comp, payload := w.s.compressBlob(w.comp.code(), data, bp)
 	var stored []byte
 	if w.s.keys.aead != nil {
 		ep := bufPool.Get().(*[]byte)
@@ -147,6 +139,21 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 func newZstdEncoder() *zstd.Encoder {
 	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithZeroFrames(true))
 	return e
+}
+
+// compressBlob returns the code and bytes data is stored with: compressed
+// with the codec of code (into *scratch's storage, which it may replace)
+// when that pays, else data itself with compNone.
+func (s *Store) compressBlob(code uint8, data []byte, scratch *[]byte) (uint8, []byte) {
+	if code == compNone || len(data) < 64 || !worthCompressing(s, code, data, (*scratch)[:0]) {
+		return compNone, data
+	}
+	c := s.compress(code, data, (*scratch)[:0])
+	*scratch = c
+	if len(c) < len(data)-len(data)/32 {
+		return code, c
+	}
+	return compNone, data
 }
 
 // compress compresses data with the codec of code (zstd or s2) into
