@@ -168,14 +168,15 @@ func FuzzPack(f *testing.F) {
 	for _, s := range []*Store{ps, es} {
 		data := []byte("some blob content, some blob content")
 		id := s.Hash(data)
-		stored, z := data, s.zenc.EncodeAll(data, nil)
+		stored, z, sz := data, s.zenc.EncodeAll(data, nil), s2.Encode(nil, data)
 		if s.keys.aead != nil {
-			stored, z = seal(s.keys.aead, nil, stored, id[:]), seal(s.keys.aead, nil, z, id[:])
+			stored, z, sz = seal(s.keys.aead, nil, stored, id[:]), seal(s.keys.aead, nil, z, id[:]), seal(s.keys.aead, nil, sz, id[:])
 		}
-		blobs := append(slices.Clone(stored), z...)
+		blobs := append(append(slices.Clone(stored), z...), sz...)
 		hdr := encodePackHeader([]PackEntry{
 			{Type: DataBlob, Comp: compNone, Length: uint32(len(stored)), RawLength: uint32(len(data)), ID: id},
 			{Type: DataBlob, Comp: compZstd, Offset: uint32(len(stored)), Length: uint32(len(z)), RawLength: uint32(len(data)), ID: id},
+			{Type: DataBlob, Comp: compS2, Offset: uint32(len(stored) + len(z)), Length: uint32(len(sz)), RawLength: uint32(len(data)), ID: id},
 		}, &keys{})
 		f.Add(blobs, hdr[:len(hdr)-packTrailerLen-4])                // the header's body
 		f.Add(blobs, encodePackHeader(nil, s.keys))                  // a whole header, for the as-is file
@@ -194,7 +195,12 @@ func FuzzPack(f *testing.F) {
 				var bad []DamagedBlob
 				var herr, cerr error
 				fuzzcheck.Bounded(t, "ReadPackHeader", fuzzcheck.Linear(len(pack), 4), func() { hdr, herr = s.ReadPackHeader(packID) })
-				fuzzcheck.Bounded(t, "CheckPack", zstdBound(len(pack))+fuzzcheck.Linear(len(pack), 8), func() {
+				limit := zstdBound(len(pack)) + fuzzcheck.Linear(len(pack), 8)
+				if slices.ContainsFunc(hdr, func(e PackEntry) bool { return e.Comp == compS2 }) {
+					// CheckPack reads the header ReadPackHeader read.
+					limit += s2Bound(len(pack))
+				}
+				fuzzcheck.Bounded(t, "CheckPack", limit, func() {
 					var pc *PackCheck
 					if pc, cerr = s.checkPack(packID); pc != nil {
 						checked, bad = pc.Entries, pc.Bad
