@@ -156,8 +156,8 @@ func (s *Store) compressBlob(code uint8, data []byte, scratch *[]byte) (uint8, [
 	return compNone, data
 }
 
-// compress compresses data with the codec of code (zstd or s2) into
-// dst's storage, allocating when it is too small.
+// compress compresses data with the codec of code (zstd or s2) into the
+// storage of dst, which must be empty, allocating when it is too small.
 func (s *Store) compress(code uint8, data, dst []byte) []byte {
 	if code == compS2 {
 		return s2.Encode(dst, data)
