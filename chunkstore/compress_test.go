@@ -45,7 +45,7 @@ func TestWorthCompressing(t *testing.T) {
 		{"mixed", mixed, true},
 		{"small random", random[:sampleMin], true}, // small blobs are simply tried
 	} {
-		if got := worthCompressing(s, c.data, nil); got != c.want {
+		if got := worthCompressing(s, compZstd, c.data, nil); got != c.want {
 			t.Errorf("%s: worthCompressing = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -62,7 +62,7 @@ func BenchmarkCompress(b *testing.B) {
 		b.Run(c.name+"/sample", func(b *testing.B) {
 			b.SetBytes(int64(len(c.data)))
 			for b.Loop() {
-				worthCompressing(s, c.data, scratch[:0])
+				worthCompressing(s, compZstd, c.data, scratch[:0])
 			}
 		})
 		b.Run(c.name+"/full", func(b *testing.B) {

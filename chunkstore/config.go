@@ -14,8 +14,11 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// ConfigVersion is the store format version written by Init.
-const ConfigVersion = 1
+// ConfigVersion is the store format version written by Init. Version 2
+// adds compression, and s2 blobs (pack.go): a store holding any is version
+// 2, so that a recall before it refuses the store instead of reading those
+// blobs as damage. Version 1 is read as version 2 with zstd.
+const ConfigVersion = 2
 
 // Config is the content of <store>/config (JSON). For an encrypted store
 // the chunker polynomial and the id key live only inside the sealed key.
@@ -28,7 +31,10 @@ type Config struct {
 	// AverageBits sets the cut probability (2^-bits per byte after the
 	// minimum): 19 gives chunks of about 1 MiB on average. Absent means 20,
 	// restic's default.
-	AverageBits int         `json:"average_bits,omitempty"`
+	AverageBits int `json:"average_bits,omitempty"`
+	// Compression is the codec of new blobs: "zstd", "s2" or "off"
+	// (version 2; absent means zstd). A backup may override it.
+	Compression Compression `json:"compression,omitempty"`
 	Encryption  *EncryptCfg `json:"encryption,omitempty"`
 	// Checksum guards the file against damage (configfile.go); absent in
 	// stores written before it existed.
@@ -77,6 +83,8 @@ type InitOptions struct {
 	Password string
 	// KDFMemoryKB overrides the argon2id memory (tests); 0 = default 64 MiB.
 	KDFMemoryKB uint32
+	// Compression is the store's default codec; "" means zstd.
+	Compression Compression
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -130,7 +138,13 @@ func Init(dir string, o InitOptions) (*Config, error) {
 	if _, err := rand.Read(idb); err != nil {
 		return nil, err
 	}
-	cfg := &Config{Version: ConfigVersion, ID: fmt.Sprintf("%x", idb), MinChunk: chunker.MinSize, MaxChunk: chunker.MaxSize, AverageBits: DefaultAverageBits}
+	comp := CompressionZstd
+	if o.Compression != "" {
+		if comp, err = ParseCompression(string(o.Compression)); err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
+		}
+	}
+	cfg := &Config{Version: ConfigVersion, ID: fmt.Sprintf("%x", idb), MinChunk: chunker.MinSize, MaxChunk: chunker.MaxSize, AverageBits: DefaultAverageBits, Compression: comp}
 	if o.Encrypt {
 		if o.Password == "" {
 			return nil, ErrNoPassword
@@ -217,4 +231,12 @@ func (k *keys) hash(data []byte) ID {
 	var id ID
 	h.Sum(id[:0])
 	return id
+}
+
+// compression returns the store's default codec.
+func (cfg *Config) compression() Compression {
+	if cfg.Compression == "" {
+		return CompressionZstd
+	}
+	return cfg.Compression
 }

@@ -56,12 +56,17 @@ func parseConfig(b []byte) (*Config, error) {
 			return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 		}
 	}
-	if cfg.Version != ConfigVersion {
-		if cfg.Checksum == "" && cfg.Version < ConfigVersion {
+	if cfg.Version < 1 || cfg.Version > ConfigVersion {
+		if cfg.Checksum == "" && cfg.Version < 1 {
 			// Every version but the first has a checksum.
 			return nil, fmt.Errorf("%w: format version %d", ErrCorrupt, cfg.Version)
 		}
-		return nil, fmt.Errorf("%w: format version %d, this recall reads version %d", errConfigVersion, cfg.Version, ConfigVersion)
+		return nil, fmt.Errorf("%w: format version %d, this recall reads versions 1 to %d", errConfigVersion, cfg.Version, ConfigVersion)
+	}
+	if cfg.Compression != "" {
+		if _, err := ParseCompression(string(cfg.Compression)); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
 	}
 	bits := cfg.AverageBits
 	if bits == 0 {

@@ -3,7 +3,7 @@
 //
 // # Layout
 //
-//	<store>/config           JSON: format version, store id, chunker parameters, sealed key, checksum
+//	<store>/config           JSON: format version, store id, chunker parameters, default compression, sealed key, checksum
 //	<store>/config.copy      the same bytes again (configfile.go says why)
 //	<store>/packs/xx/<id>    packs, named by the BLAKE3-256 of their bytes
 //	<store>/index/<id>       index files (caches of pack headers)
@@ -19,6 +19,19 @@
 // and only after that is a point manifest that refers to its blobs written.
 // A crash at any moment leaves at worst packs no index file covers; the next
 // writer reads their headers, indexes them and reuses their blobs.
+//
+// # Compression
+//
+// Each blob is compressed on its own, with zstd (the default: its fastest
+// level) or S2 (faster, a few percent larger), or stored as it is (off);
+// its pack entry records which (pack.go). The store config names the
+// codec of new blobs and a writer may use another for one session, so a
+// store mixes codecs freely and every reader reads them all. A blob that
+// compression does not shrink by at least 1/32 is stored as it is; large
+// blobs are first judged on a sample (writer.go), so incompressible data
+// costs little with either codec. Decoders check a blob's declared size
+// against what its bytes can produce before they allocate (zstdsize.go,
+// s2size.go).
 //
 // # Ids and encryption
 //

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/recall-backup/recall/internal/fuzzcheck"
 	"github.com/recall-backup/recall/internal/golden"
 	"github.com/zeebo/blake3"
@@ -167,14 +168,15 @@ func FuzzPack(f *testing.F) {
 	for _, s := range []*Store{ps, es} {
 		data := []byte("some blob content, some blob content")
 		id := s.Hash(data)
-		stored, z := data, s.zenc.EncodeAll(data, nil)
+		stored, z, sz := data, s.zenc.EncodeAll(data, nil), s2.Encode(nil, data)
 		if s.keys.aead != nil {
-			stored, z = seal(s.keys.aead, nil, stored, id[:]), seal(s.keys.aead, nil, z, id[:])
+			stored, z, sz = seal(s.keys.aead, nil, stored, id[:]), seal(s.keys.aead, nil, z, id[:]), seal(s.keys.aead, nil, sz, id[:])
 		}
-		blobs := append(slices.Clone(stored), z...)
+		blobs := append(append(slices.Clone(stored), z...), sz...)
 		hdr := encodePackHeader([]PackEntry{
 			{Type: DataBlob, Comp: compNone, Length: uint32(len(stored)), RawLength: uint32(len(data)), ID: id},
 			{Type: DataBlob, Comp: compZstd, Offset: uint32(len(stored)), Length: uint32(len(z)), RawLength: uint32(len(data)), ID: id},
+			{Type: DataBlob, Comp: compS2, Offset: uint32(len(stored) + len(z)), Length: uint32(len(sz)), RawLength: uint32(len(data)), ID: id},
 		}, &keys{})
 		f.Add(blobs, hdr[:len(hdr)-packTrailerLen-4])                // the header's body
 		f.Add(blobs, encodePackHeader(nil, s.keys))                  // a whole header, for the as-is file
@@ -193,7 +195,12 @@ func FuzzPack(f *testing.F) {
 				var bad []DamagedBlob
 				var herr, cerr error
 				fuzzcheck.Bounded(t, "ReadPackHeader", fuzzcheck.Linear(len(pack), 4), func() { hdr, herr = s.ReadPackHeader(packID) })
-				fuzzcheck.Bounded(t, "CheckPack", zstdBound(len(pack))+fuzzcheck.Linear(len(pack), 8), func() {
+				limit := zstdBound(len(pack)) + fuzzcheck.Linear(len(pack), 8)
+				if slices.ContainsFunc(hdr, func(e PackEntry) bool { return e.Comp == compS2 }) {
+					// CheckPack reads the header ReadPackHeader read.
+					limit += s2Bound(len(pack))
+				}
+				fuzzcheck.Bounded(t, "CheckPack", limit, func() {
 					var pc *PackCheck
 					if pc, cerr = s.checkPack(packID); pc != nil {
 						checked, bad = pc.Entries, pc.Bad
@@ -218,51 +225,75 @@ func FuzzPack(f *testing.F) {
 
 func (id ID) slice() []byte { return id[:] }
 
-// FuzzDecodeBlob decodes stored blob bytes as each kind of store does. In
+// FuzzDecodeBlob decodes stored blob bytes as each kind of store does,
+// for every compression code (0 none, 1 zstd, 2 s2, others unknown). In
 // an encrypted store the fuzzed bytes are also sealed here, so mutations
 // reach decompression behind a valid seal.
 func FuzzDecodeBlob(f *testing.F) {
 	_, ps := newStore(f, false)
 	_, es := newStore(f, true)
 	data := bytes.Repeat([]byte("recall "), 100)
-	f.Add(data, false)
-	f.Add(ps.zenc.EncodeAll(data, nil), true)
-	f.Add(ps.zenc.EncodeAll(nil, nil), true)
-	f.Add(seal(es.keys.aead, nil, data, es.Hash(data).slice()), false)
-	f.Add([]byte{}, false)
-	f.Fuzz(func(t *testing.T, b []byte, compressed bool) {
+	f.Add(data, uint8(compNone))
+	f.Add(ps.zenc.EncodeAll(data, nil), uint8(compZstd))
+	f.Add(ps.zenc.EncodeAll(nil, nil), uint8(compZstd))
+	f.Add(s2.Encode(nil, data), uint8(compS2))
+	f.Add(s2.Encode(nil, logText(1, 64<<10)), uint8(compS2))
+	f.Add(s2.Encode(nil, nil), uint8(compS2))
+	f.Add(golden.Load(f, "blob-s2.golden"), uint8(compS2))
+	f.Add(s2BombSeed(), uint8(compS2))
+	f.Add(seal(es.keys.aead, nil, data, es.Hash(data).slice()), uint8(compNone))
+	f.Add([]byte{}, uint8(compNone))
+	f.Add(data, uint8(7))
+	f.Fuzz(func(t *testing.T, b []byte, comp uint8) {
 		limit := fuzzcheck.Linear(len(b), 4)
-		if compressed {
+		switch comp {
+		case compZstd:
 			limit += zstdBound(len(b))
+		case compS2:
+			limit += s2Bound(len(b))
 		}
+		plain := comp == compNone
 		id := ID(blake3.Sum256(b))
 		for _, s := range []*Store{ps, es} {
 			var out []byte
 			var err error
-			fuzzcheck.Bounded(t, "decodeBlob", limit, func() { out, err = s.decodeBlob(id, b, compressed, nil) })
+			fuzzcheck.Bounded(t, "decodeBlob", limit, func() { out, err = s.decodeBlob(id, b, comp, nil) })
 			if err != nil && !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v is not ErrCorrupt", err)
 			}
-			if err == nil && s == ps && !compressed && !bytes.Equal(out, b) {
+			if err == nil && s == ps && !plain && comp > compS2 {
+				t.Fatalf("compression code %d decodes", comp)
+			}
+			if err == nil && s == ps && plain && !bytes.Equal(out, b) {
 				t.Fatalf("plaintext blob decodes to other bytes")
 			}
 		}
 		sealed := seal(es.keys.aead, nil, b, id[:])
 		var out []byte
 		var err error
-		fuzzcheck.Bounded(t, "decodeBlob", limit+uint64(len(sealed)), func() { out, err = es.decodeBlob(id, sealed, compressed, nil) })
+		fuzzcheck.Bounded(t, "decodeBlob", limit+uint64(len(sealed)), func() { out, err = es.decodeBlob(id, sealed, comp, nil) })
 		switch {
-		case err != nil && !compressed:
+		case err != nil && plain:
 			t.Fatalf("a blob sealed with the store's key fails: %v", err)
 		case err != nil && !errors.Is(err, ErrCorrupt):
 			t.Fatalf("error %v is not ErrCorrupt", err)
-		case err == nil && !compressed && !bytes.Equal(out, b):
+		case err == nil && plain && !bytes.Equal(out, b):
 			t.Fatalf("sealed blob decodes to other bytes")
+		case err == nil && comp > compS2:
+			t.Fatalf("compression code %d decodes", comp)
+		}
+		if err == nil && comp == compS2 {
+			// Behind a valid seal the blob is decoded whatever its
+			// content: it must be what s2 itself decodes.
+			want, derr := s2.Decode(nil, b)
+			if derr != nil || !bytes.Equal(out, want) {
+				t.Fatalf("s2 blob decodes to other bytes than s2.Decode (%v)", derr)
+			}
 		}
 		// Sealed for another blob id: the seal binds the id.
 		other := id
 		other[0] ^= 1
-		if _, err := es.decodeBlob(other, sealed, compressed, nil); !errors.Is(err, ErrCorrupt) {
+		if _, err := es.decodeBlob(other, sealed, comp, nil); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("a blob sealed for another id decodes: %v", err)
 		}
 	})
@@ -271,6 +302,49 @@ func FuzzDecodeBlob(f *testing.F) {
 // zstdBound is the most a zstd input of n bytes can decode to: every
 // block takes at least 3 bytes and yields at most 128 KiB.
 func zstdBound(n int) uint64 { return (uint64(n)/3 + 1) * (128 << 10) }
+
+// s2Bound is the most an s2 block of n bytes can decode to once
+// checkS2Size has passed it: its elements' output, at most a repeat of
+// 2^24+2^16+3 bytes per 5 input bytes, and never more than a blob holds.
+func s2Bound(n int) uint64 { return min((uint64(n)/5+1)*(1<<24+1<<16+4), maxBlobLen) }
+
+// s2BombSeed is an s2 block of 11 bytes that declares 200 MiB: its
+// elements produce 5 bytes, so it must be refused without allocating.
+func s2BombSeed() []byte {
+	b := binary.AppendUvarint(nil, 200<<20)
+	return append(b, s2.Encode(nil, []byte("bomb!"))[1:]...)
+}
+
+// FuzzS2Size holds checkS2Size to s2's own decoder: a block it passes
+// decodes, to the length it declares, and a block that decodes passes.
+func FuzzS2Size(f *testing.F) {
+	f.Add(s2.Encode(nil, bytes.Repeat([]byte("recall "), 100)))
+	f.Add(s2.Encode(nil, logText(2, 300<<10)))
+	f.Add(s2.Encode(nil, randBytes(2, 4<<10)))
+	f.Add(s2BombSeed())
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := checkS2Size(b)
+		n, lerr := s2.DecodedLen(b)
+		if lerr != nil || n > len(b)*64+1<<20 {
+			// Too large to decode here without the check's word.
+			if err == nil && lerr == nil {
+				out, derr := s2.Decode(nil, b)
+				if derr != nil || len(out) != n {
+					t.Fatalf("checkS2Size passes a block s2 does not decode: %v", derr)
+				}
+			}
+			return
+		}
+		out, derr := s2.Decode(nil, b)
+		if (err == nil) != (derr == nil) {
+			t.Fatalf("checkS2Size says %v, s2.Decode says %v", err, derr)
+		}
+		if derr == nil && len(out) != n {
+			t.Fatalf("decoded %d bytes, %d declared", len(out), n)
+		}
+	})
+}
 
 // fuzzKDFMemoryKB is the argon2 memory of the stores the config targets
 // start from: small, so an unlock costs well under a millisecond.

@@ -25,7 +25,7 @@ import (
 // and index) are found by listing packs/ and reading their headers.
 //
 // In memory each place of a blob costs 24 bytes: a 12-byte id prefix, pack number,
-// offset and a stored length with the blob type and compression flag in its
+// offset and a stored length with the blob type and compression code in its
 // top bits. A 96-bit prefix makes a false match between distinct chunks
 // about 1e-15 likely at 10 million chunks, and every read re-hashes (or
 // authenticates) the blob against its full id, so a false match can never
@@ -37,10 +37,14 @@ const (
 	prefixLen    = 12
 
 	lenMask    = 1<<28 - 1
-	flagComp   = 1 << 31
-	typeShift  = 28
+	typeShift  = 28 // 2 bits: the blob type (1 or 2)
+	compShift  = 30 // 2 bits: the compression code, compOther for any unknown one
 	maxBlobLen = lenMask
 )
+
+// compOther stands in the index for a compression code no codec has: the
+// blob's bytes are damage when read.
+const compOther = 3
 
 type prefix [prefixLen]byte
 
@@ -51,13 +55,15 @@ type loc struct {
 }
 
 func (l loc) length() uint32   { return l.lenFlg & lenMask }
-func (l loc) compressed() bool { return l.lenFlg&flagComp != 0 }
+func (l loc) comp() uint8      { return uint8(l.lenFlg >> compShift) }
+func (l loc) compressed() bool { return l.comp() != compNone }
 
 func makeLoc(pack uint32, e PackEntry) loc {
-	f := e.Length | uint32(e.Type&7)<<typeShift
-	if e.Comp == compZstd {
-		f |= flagComp
+	c := uint32(e.Comp)
+	if c > compS2 {
+		c = compOther
 	}
+	f := e.Length | uint32(e.Type&3)<<typeShift | c<<compShift
 	return loc{pack: pack, off: e.Offset, lenFlg: f}
 }
 

@@ -14,10 +14,18 @@ import (
 //	header = plaintext store: body | u32le crc32c(body)
 //	         encrypted store: nonce(12) | AES-256-GCM(body) | tag(16), AD = magic
 //	body   = u8 version (1) | u32le count | entry*count
-//	entry  = u8 blob type | u8 compression (0 none, 1 zstd) | u16 reserved (0)
+//	entry  = u8 blob type | u8 compression (0 none, 1 zstd, 2 s2) | u16 reserved (0)
 //	         | u32le offset | u32le stored length | u32le raw length | [32]byte id
 //
-// A stored blob is, for a plaintext store, the (possibly zstd-compressed)
+// Compressed bytes are one zstd frame (code 1) or one S2 block (code 2: a
+// uvarint of the raw length, then Snappy elements with S2's repeat codes,
+// as github.com/klauspost/compress/s2 Encode writes). Each blob carries
+// its own code, so one pack may mix them; code 2 came after the first
+// packs were written, and recalls before it read it as damage, which is
+// why a store that holds s2 blobs has config version 2 (config.go). Other
+// codes are damage.
+//
+// A stored blob is, for a plaintext store, the (possibly compressed)
 // bytes; for an encrypted store nonce(12) | AES-256-GCM(bytes) | tag(16)
 // with the blob id as additional data. Packs are named by the BLAKE3-256
 // hash of their header and trailer (the last header_length+12 bytes) and
@@ -34,10 +42,11 @@ const (
 	packTrailerLen = 4 + len(packMagic)
 )
 
-// Compression kinds stored per blob.
+// Compression codes stored per blob.
 const (
 	compNone = 0
 	compZstd = 1
+	compS2   = 2
 )
 
 // PackEntry is one blob's header record.

@@ -442,7 +442,7 @@ func (s *Store) loadAt(id ID, l loc, dst []byte) ([]byte, error) {
 		return nil, err
 	}
 	*bp = raw[:0]
-	return s.decodeBlob(id, raw, l.compressed(), dst)
+	return s.decodeBlob(id, raw, l.comp(), dst)
 }
 
 // readPlain reads a stored-as-is blob into dst's storage, and hashes it:
@@ -496,8 +496,9 @@ func checkPlain(id ID, data []byte) error {
 
 var errMismatch = fmt.Errorf("%w: content does not match its id", ErrCorrupt)
 
-// decodeBlob turns stored bytes into plaintext and checks the id.
-func (s *Store) decodeBlob(id ID, stored []byte, compressed bool, dst []byte) ([]byte, error) {
+// decodeBlob turns stored bytes, compressed as comp says, into plaintext
+// and checks the id.
+func (s *Store) decodeBlob(id ID, stored []byte, comp uint8, dst []byte) ([]byte, error) {
 	data := stored
 	if s.keys.aead != nil {
 		var err error
@@ -512,17 +513,9 @@ func (s *Store) decodeBlob(id ID, stored []byte, compressed bool, dst []byte) ([
 			return nil, fmt.Errorf("%w: authentication failed", ErrCorrupt)
 		}
 	}
-	var out []byte
-	if compressed {
-		err := checkZstdSizes(data)
-		if err == nil {
-			out, err = s.zdec.DecodeAll(data, dst[:0])
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
-		}
-	} else {
-		out = append(dst[:0], data...)
+	out, err := s.decompress(comp, data, dst)
+	if err != nil {
+		return nil, err
 	}
 	if s.keys.aead == nil {
 		if err := checkPlain(id, out); err != nil {
@@ -587,7 +580,7 @@ func (s *Store) checkPack(id ID) (*PackCheck, error) {
 
 // checkStored decodes one stored blob and checks it against its id.
 func (s *Store) checkStored(e PackEntry, stored, buf []byte) ([]byte, error) {
-	out, err := s.decodeBlob(e.ID, stored, e.Comp == compZstd, buf)
+	out, err := s.decodeBlob(e.ID, stored, e.Comp, buf)
 	if err == nil && s.keys.aead != nil && s.keys.hash(out) != e.ID {
 		err = errMismatch
 	}

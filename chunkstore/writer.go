@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 )
@@ -23,7 +24,8 @@ const indexEvery = 256
 // safe for concurrent use: SaveBlob compresses and encrypts in the calling
 // goroutine and only appending to the open pack is serialised.
 type Writer struct {
-	s *Store
+	s    *Store
+	comp Compression // codec of new blobs
 
 	mu      sync.Mutex
 	pending map[ID]struct{} // saved in this session, not yet in the index
@@ -47,8 +49,32 @@ type packBuilder struct {
 
 // NewWriter returns a writer; the caller must hold the store lock.
 func (s *Store) newWriter() *Writer {
-	return &Writer{s: s, pending: map[ID]struct{}{}, sem: make(chan struct{}, 2)}
+	return &Writer{s: s, comp: s.cfg.compression(), pending: map[ID]struct{}{}, sem: make(chan struct{}, 2)}
 }
+
+// SetCompression makes c the codec of the blobs this writer saves from
+// now on, instead of the store's default. Call it before saving blobs
+// from other goroutines. Choosing s2 makes a version 1 store version 2
+// (config.go says why); the error is from writing its config.
+func (w *Writer) SetCompression(c Compression) error {
+	c, err := ParseCompression(string(c))
+	if err != nil {
+		return err
+	}
+	if c == CompressionS2 && w.s.cfg.Version < 2 {
+		cfg := *w.s.cfg
+		cfg.Version = 2
+		if err := writeConfigFiles(w.s.dir, &cfg); err != nil {
+			return storeWriteError(w.s.dir, err)
+		}
+		w.s.cfg.Version = 2
+	}
+	w.comp = c
+	return nil
+}
+
+// Compression returns the codec of the blobs this writer saves.
+func (w *Writer) Compression() Compression { return w.comp }
 
 // Stats reports what this writer added.
 func (w *Writer) Stats() (blobs, storedBytes, rawBytes int64) {
@@ -81,15 +107,7 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	comp := uint8(compNone)
-	payload := data
-	if len(data) >= 64 && worthCompressing(w.s, data, (*bp)[:0]) {
-		c := w.s.zenc.EncodeAll(data, (*bp)[:0])
-		*bp = c
-		if len(c) < len(data)-len(data)/32 {
-			comp, payload = compZstd, c
-		}
-	}
+	comp, payload := w.s.compressBlob(w.comp.code(), data, bp)
 	var stored []byte
 	if w.s.keys.aead != nil {
 		ep := bufPool.Get().(*[]byte)
@@ -123,14 +141,38 @@ func newZstdEncoder() *zstd.Encoder {
 	return e
 }
 
-// worthCompressing tells whether compressing data is likely to pay.
-// Blobs up to sampleMin are simply compressed: zstd gives up on
-// incompressible input fast enough that a test would cost more than it
-// saves. Larger ones test-compress a sample of sampleParts slices taken
-// evenly across the blob, so incompressible data (media, archives,
-// encrypted or random files) costs a few percent of a full attempt and
-// compressible data pays ~2% extra.
-func worthCompressing(s *Store, data, scratch []byte) bool {
+// compressBlob returns the code and bytes data is stored with: compressed
+// with the codec of code (into *scratch's storage, which it may replace)
+// when that pays, else data itself with compNone.
+func (s *Store) compressBlob(code uint8, data []byte, scratch *[]byte) (uint8, []byte) {
+	if code == compNone || len(data) < 64 || !worthCompressing(s, code, data, (*scratch)[:0]) {
+		return compNone, data
+	}
+	c := s.compress(code, data, (*scratch)[:0])
+	*scratch = c
+	if len(c) < len(data)-len(data)/32 {
+		return code, c
+	}
+	return compNone, data
+}
+
+// compress compresses data with the codec of code (zstd or s2) into the
+// storage of dst, which must be empty, allocating when it is too small.
+func (s *Store) compress(code uint8, data, dst []byte) []byte {
+	if code == compS2 {
+		return s2.Encode(dst, data)
+	}
+	return s.zenc.EncodeAll(data, dst)
+}
+
+// worthCompressing tells whether compressing data with the codec of code
+// is likely to pay. Blobs up to sampleMin are simply compressed: both
+// codecs give up on incompressible input fast enough that a test would
+// cost more than it saves. Larger ones test-compress a sample of
+// sampleParts slices taken evenly across the blob, so incompressible data
+// (media, archives, encrypted or random files) costs a few percent of a
+// full attempt and compressible data pays ~2% extra.
+func worthCompressing(s *Store, code uint8, data, scratch []byte) bool {
 	if len(data) <= sampleMin {
 		return true
 	}
@@ -139,7 +181,7 @@ func worthCompressing(s *Store, data, scratch []byte) bool {
 	for i := range sampleParts {
 		sample = append(sample, data[i*step:i*step+samplePart]...)
 	}
-	c := s.zenc.EncodeAll(sample, sample[len(sample):])
+	c := s.compress(code, sample, sample[len(sample):])
 	return len(c) < len(sample)-len(sample)/16
 }
 

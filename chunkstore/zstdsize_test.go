@@ -45,7 +45,7 @@ func TestDecodeBlobRefusesSizeBomb(t *testing.T) {
 	_, s := newStore(t, false)
 	bomb := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0x00, 0xc2, 0xeb, 0x0b, 0x19, 0x00, 0x00, 'a', 'b', 'c'}
 	var err error
-	fuzzcheck.Bounded(t, "decodeBlob", fuzzcheck.Slack, func() { _, err = s.decodeBlob(ID{}, bomb, true, nil) })
+	fuzzcheck.Bounded(t, "decodeBlob", fuzzcheck.Slack, func() { _, err = s.decodeBlob(ID{}, bomb, compZstd, nil) })
 	if !errors.Is(err, ErrCorrupt) {
 		t.Errorf("decodeBlob: %v, want ErrCorrupt", err)
 	}

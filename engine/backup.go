@@ -51,6 +51,9 @@ type BackupOptions struct {
 	// Exclude says what to leave out; it is recorded in the point.
 	// Pseudo file systems and recall recovery trees are left out always.
 	Exclude Exclude
+	// Compression is the codec of new blobs ("": the store's default);
+	// the point records the one used.
+	Compression chunkstore.Compression
 
 	hooks *backupHooks // tests only
 }
@@ -227,6 +230,9 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	if err != nil {
 		return nil, err
 	}
+	if err := setCompression(w, opts.Compression); err != nil {
+		return nil, err
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(abs, &st); err != nil {
 		return nil, fmt.Errorf("backup source %s: %w", abs, err)
@@ -270,7 +276,7 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		}
 	}
 
-	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start, Exclude: opts.Exclude}
+	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start, Exclude: opts.Exclude, Compression: w.Compression()}
 	if parent != nil {
 		p.Parent = parent.ID.String()
 	}

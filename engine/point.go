@@ -38,6 +38,11 @@ import (
 //	mount_points [{path, fs_type}] (version 2, omitted when empty): with
 //	         one_file_system, the mount points inside PATH that were not
 //	         entered; each is in the tree as an empty directory
+//	compression "zstd", "s2" or "off": the codec this backup stored its
+//	         new blobs with (blobs reused from earlier points keep theirs).
+//	         Optional: omitted by points written before it was recorded,
+//	         which used zstd; a reader that does not know it ignores it,
+//	         so it came without a new version
 //
 // Paths in errors and mount_points are relative to PATH. A point is
 // written only after every pack and index file it needs is durable, so a
@@ -67,6 +72,9 @@ type Point struct {
 	Root    RootMeta      `json:"root"`
 	Errors  []PathError   `json:"errors,omitempty"`
 	Exclude Exclude       `json:"exclude"`
+	// Compression is the codec of the blobs this backup stored ("" in
+	// points written before it was recorded).
+	Compression chunkstore.Compression `json:"compression,omitempty"`
 
 	// Damaged is why the manifest could not be read ("" when it was).
 	// Only Reader.Points and FindPoint return such a point, with ID set

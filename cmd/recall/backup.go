@@ -28,6 +28,7 @@ type pointJSON struct {
 	// written before exclusions were recorded).
 	Exclude     engine.Exclude      `json:"exclude"`
 	MountPoints []engine.MountPoint `json:"mount_points,omitempty"`
+	Compression string              `json:"compression,omitempty"` // codec of the point's new blobs; absent in old points
 	// Damaged is why the manifest is unreadable; every other field but
 	// id is then zero.
 	Damaged string `json:"damaged,omitempty"`
@@ -35,7 +36,7 @@ type pointJSON struct {
 
 func toJSON(p *engine.Point) pointJSON {
 	return pointJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Kind: p.Kind, Path: p.Path, Host: p.Host,
-		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors, Exclude: p.Exclude, MountPoints: p.MountPoints, Damaged: p.Damaged}
+		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors, Exclude: p.Exclude, MountPoints: p.MountPoints, Compression: string(p.Compression), Damaged: p.Damaged}
 }
 
 func init() {
@@ -54,6 +55,7 @@ func init() {
 			&cli.BoolFlag{Name: "exclude-caches", Usage: "leave out the content of directories holding a valid CACHEDIR.TAG (the tag is kept)"},
 			&cli.GenericFlag{Name: "exclude-if-present", Value: &repeated{}, Usage: "leave out the content of directories holding an entry `NAME` (it is kept; repeatable)"},
 			&cli.StringFlag{Name: "exclude-larger-than", Usage: "leave out files larger than `SIZE` (100MiB, 2GiB; 1M is 10^6 bytes)"},
+			&cli.StringFlag{Name: "compression", Usage: "codec of new data for this backup: zstd, s2 or off (default: the store's, set at init)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -65,6 +67,9 @@ func init() {
 				}
 			}
 			if _, err := excludeOptions(c); err != nil {
+				return err
+			}
+			if _, err := compressionFlag(c); err != nil {
 				return err
 			}
 			st, err := openStore(c)
@@ -107,7 +112,7 @@ func backup(c *cli.Context, st *chunkstore.Store) (*engine.Point, error) {
 		return nil, err
 	}
 	p, err := engine.Backup(c.Context, engine.NewReader(st), w, engine.BackupOptions{
-		Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"), Exclude: x,
+		Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"), Exclude: x, Compression: chunkstore.Compression(c.String("compression")),
 		Log:      func(f string, a ...any) { logf(f, a...) },
 		Progress: rep.Progress(),
 	})
