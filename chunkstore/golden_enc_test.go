@@ -76,10 +76,10 @@ func TestEncryptedBlobGolden(t *testing.T) {
 	if bytes.Contains(gold, data) {
 		t.Error("the golden blob holds its plaintext")
 	}
-	if got, err := s.decodeBlob(id, bytes.Clone(gold), false, nil); err != nil || !bytes.Equal(got, data) {
+	if got, err := s.decodeBlob(id, bytes.Clone(gold), compNone, nil); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("golden blob opens to %q, %v; want %q", got, err, data)
 	}
-	if _, err := s.decodeBlob(s.Hash([]byte("another blob")), bytes.Clone(gold), false, nil); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.decodeBlob(s.Hash([]byte("another blob")), bytes.Clone(gold), compNone, nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("golden blob opened under another id: %v, want ErrCorrupt", err)
 	}
 }
