@@ -169,6 +169,12 @@ func mountBackground(c *cli.Context, mnt string) error {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.ExtraFiles = []*os.File{pw}
+	closePassword, err := handPassword(cmd)
+	if err != nil {
+		pw.Close()
+		return err
+	}
+	defer closePassword()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		pw.Close()
@@ -290,24 +296,4 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 	<-done
 	log("unmounted; exiting")
 	return nil
-}
-
-// parseSize reads "256MiB", "1G", "512k" or a byte count.
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToLower(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"tb", 1 << 40}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1}} {
-		if strings.HasSuffix(t, u.suf) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.m
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("invalid size %q", s)
-	}
-	return int64(v * float64(mult)), nil
 }
