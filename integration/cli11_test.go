@@ -364,18 +364,21 @@ func TestMountAfterPrompt(t *testing.T) {
 	e.ok("backup", "--source", "s", src)
 	e.vars = nil
 	mnt := t.TempDir()
-	cmd, out, errb := term.start(e, tty, "mount", mnt)
+	cmd, out, errb := term.start(e, tty, "mount", "--json", mnt)
 	term.answer("passphrase for store", "s3cret")
 	if code := wait(t, cmd); code != 0 {
 		t.Fatalf("mount after a prompt: exit %d, %s%s", code, out, errb)
 	}
-	m := pidRE.FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatalf("mount printed no server pid: %q", out)
+	var mj struct {
+		Home       string `json:"home"`
+		Mountpoint string `json:"mountpoint"`
+		PID        int    `json:"server_pid"`
+		Log        string `json:"log"`
 	}
-	var pid int
-	fmt.Sscan(m[1], &pid)
-	mi := &mountInfo{dir: mnt, pid: pid}
+	if err := json.Unmarshal(out.Bytes(), &mj); err != nil || mj.PID <= 0 || mj.Mountpoint != mnt || mj.Home != e.home || mj.Log == "" {
+		t.Fatalf("mount --json: %+v, %v: %q", mj, err, out)
+	}
+	mi := &mountInfo{dir: mnt, pid: mj.PID}
 	t.Cleanup(func() { mi.stop(e) })
 	if b, err := os.ReadFile(filepath.Join(mnt, "s", "latest", "f")); err != nil || string(b) != "mounted after a prompt" {
 		t.Errorf("file in the mount: %q, %v", b, err)

@@ -41,6 +41,7 @@ A dead mount left by a killed server at MOUNTPOINT is cleaned up first.`,
 			&cli.BoolFlag{Name: "foreground", Usage: "serve in this process until unmounted or interrupted"},
 			&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "memory for decoded chunks (`SIZE`, e.g. 1GiB)"},
 			&cli.StringFlag{Name: "log-file", Usage: "where a background server logs (`FILE`; default HOME/logs/mount.log)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the running mount as JSON"},
 			&cli.BoolFlag{Name: "debug", Hidden: true, Usage: "log every FUSE request"},
 		},
 		Action: func(c *cli.Context) error {
@@ -197,6 +198,9 @@ func mountBackground(c *cli.Context, mnt string) error {
 	case line == "ready":
 		pid := cmd.Process.Pid
 		cmd.Process.Release()
+		if c.Bool("json") {
+			return printJSON(c, mountJSON{Home: home, Mountpoint: mnt, PID: pid, Log: logPath})
+		}
 		fmt.Fprintf(c.App.Writer, "mounted %s at %s (server pid %d, log %s)\n", home, mnt, pid, logPath)
 		return nil
 	case strings.HasPrefix(line, "error: "):
@@ -205,6 +209,14 @@ func mountBackground(c *cli.Context, mnt string) error {
 	}
 	cmd.Wait()
 	return fmt.Errorf("mount server exited before the mount was ready; see %s", logPath)
+}
+
+// mountJSON is what mount --json prints; scripts rely on these fields.
+type mountJSON struct {
+	Home       string `json:"home"`
+	Mountpoint string `json:"mountpoint"`
+	PID        int    `json:"server_pid"`
+	Log        string `json:"log"`
 }
 
 // readyReporter returns how a foreground server reports readiness: to the
