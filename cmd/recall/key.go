@@ -21,8 +21,8 @@ func init() {
 			Description: `The store's master key is sealed again with a key derived from the new passphrase;
 nothing else in the store is rewritten, and everything backed up stays readable. The
 old passphrase stops working at once: change it wherever it is kept (RECALL_PASSWORD,
---password-file, --password-command, the server's unit file). The new passphrase comes
-from --new-password-file, else it is asked twice on the terminal.`,
+the password file, what --password-command reads, cron jobs, fstab's password_file=).
+The new passphrase comes from --new-password-file, else it is asked twice on the terminal.`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "new-password-file", Usage: "read the new passphrase from `FILE` (else it is asked on the terminal)"},
 				&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a running backup to finish"},

@@ -52,7 +52,7 @@ func newApp() *cli.App {
 		Usage: "back up directory trees, files and block devices; browse and restore recovery points",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "home", Usage: "state directory holding the store and catalog", EnvVars: []string{"RECALL_HOME"}, Value: defaultHome()},
-			&cli.StringFlag{Name: "password-file", EnvVars: []string{"RECALL_PASSWORD_FILE"}, Usage: "read the store passphrase from `FILE`"},
+			&cli.StringFlag{Name: "password-file", EnvVars: []string{"RECALL_PASSWORD_FILE"}, Usage: "read the store passphrase from `FILE` (with neither this nor --password-command: RECALL_PASSWORD, else asked on a terminal)"},
 			&cli.StringFlag{Name: "password-command", EnvVars: []string{"RECALL_PASSWORD_COMMAND"}, Usage: "run `CMD` with sh -c; the first line it prints is the store passphrase"},
 		},
 		Commands:        commands,
