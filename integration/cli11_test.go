@@ -239,6 +239,25 @@ func (term *terminal) start(e *env, tty *os.File, args ...string) (*exec.Cmd, *b
 // answer waits for prompt on the terminal, then types line.
 func (term *terminal) answer(prompt, line string) {
 	term.t.Helper()
+	term.wait(prompt)
+	if _, err := term.ptmx.WriteString(line + "\n"); err != nil {
+		term.t.Fatal(err)
+	}
+}
+
+// echoOn reports whether the terminal echoes what is typed.
+func echoOn(t *testing.T, tty *os.File) bool {
+	t.Helper()
+	tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tio.Lflag&unix.ECHO != 0
+}
+
+// wait waits for prompt to appear on the terminal and consumes it.
+func (term *terminal) wait(prompt string) {
+	term.t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
 		term.mu.Lock()
@@ -255,9 +274,6 @@ func (term *terminal) answer(prompt, line string) {
 		case <-deadline:
 			term.t.Fatalf("no prompt %q on the terminal; it shows %q", prompt, term.seen.String())
 		}
-	}
-	if _, err := term.ptmx.WriteString(line + "\n"); err != nil {
-		term.t.Fatal(err)
 	}
 }
 
@@ -324,6 +340,20 @@ func TestPassphrasePrompt(t *testing.T) {
 	term.answer("passphrase for store", "nope")
 	if code := wait(t, cmd); code != 5 {
 		t.Errorf("points with a wrong answer: exit %d, want 5", code)
+	}
+	// The answer is not echoed; interrupted at the prompt, the command
+	// stops and turns the echo back on.
+	cmd, _, _ = term.start(e, tty, "points")
+	term.wait("passphrase for store")
+	if echoOn(t, tty) {
+		t.Error("the terminal echoes while the passphrase is asked for")
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if code := wait(t, cmd); code != 130 {
+		t.Errorf("points interrupted at the prompt: exit %d, want 130", code)
+	}
+	if !echoOn(t, tty) {
+		t.Error("the terminal's echo stayed off after an interrupted prompt")
 	}
 	// key passwd asks for the old passphrase once and the new one twice.
 	cmd, _, errb = term.start(e, tty, "key", "passwd")

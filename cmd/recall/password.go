@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -93,6 +95,12 @@ var readPassword = readPasswordTTY
 // asks only when stdin is a terminal, so a command run by cron or a
 // script fails with the list of ways to give the passphrase instead of
 // waiting for an answer nobody sees.
+//
+// Not term.ReadPassword: SIGINT is caught (stopOnSignal), so Ctrl-C does
+// not end a read blocked in it, and it turns the echo off on its own
+// goroutine, where restoring the terminal on interruption could race with
+// it. Here the echo goes off before the read starts and comes back on
+// whichever way the prompt ends.
 func readPasswordTTY(ctx context.Context, prompt string) (string, error) {
 	if !term.IsTerminal(int(os.Stdin.Fd())) {
 		return "", errNoTerminal
@@ -101,31 +109,49 @@ func readPasswordTTY(ctx context.Context, prompt string) (string, error) {
 	if err != nil {
 		return "", errNoTerminal
 	}
-	defer tty.Close()
 	fd := int(tty.Fd())
 	state, err := term.GetState(fd)
 	if err != nil {
+		tty.Close()
 		return "", errNoTerminal
+	}
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		tty.Close()
+		return "", errNoTerminal
+	}
+	t.Lflag &^= unix.ECHO
+	t.Lflag |= unix.ICANON | unix.ISIG
+	t.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+		tty.Close()
+		return "", fmt.Errorf("turn off the terminal's echo: %w", err)
 	}
 	fmt.Fprint(tty, prompt)
 	type answer struct {
-		b   []byte
-		err error
+		line string
+		err  error
 	}
 	ch := make(chan answer, 1)
 	go func() {
-		b, err := term.ReadPassword(fd)
-		ch <- answer{b, err}
+		line, err := bufio.NewReader(tty).ReadString('\n')
+		if err == io.EOF && line != "" {
+			err = nil
+		}
+		ch <- answer{strings.TrimRight(line, "\r\n"), err}
 	}()
 	select {
 	case a := <-ch:
+		term.Restore(fd, state)
 		fmt.Fprintln(tty)
+		tty.Close()
 		if a.err != nil {
 			return "", fmt.Errorf("read the passphrase from the terminal: %w", a.err)
 		}
-		return string(a.b), nil
+		return a.line, nil
 	case <-ctx.Done():
-		// Interrupted while the echo is off: turn it back on.
+		// The read stays blocked on tty until the process ends; only
+		// the terminal's state matters now.
 		term.Restore(fd, state)
 		fmt.Fprintln(tty)
 		return "", context.Cause(ctx)
