@@ -192,26 +192,8 @@ func (cfg *Config) unlock(password string) (*keys, chunker.Pol, error) {
 	if cfg.Encryption == nil {
 		return &keys{}, chunker.Pol(cfg.Polynomial), nil
 	}
-	if password == "" {
-		return nil, 0, ErrNoPassword
-	}
-	k, err := kek(cfg.Encryption, password)
+	mk, err := cfg.unseal(password)
 	if err != nil {
-		return nil, 0, err
-	}
-	a, err := newAEAD(k)
-	if err != nil {
-		return nil, 0, err
-	}
-	plain, err := open(a, nil, cfg.Encryption.Sealed, []byte(cfg.ID))
-	if err != nil {
-		return nil, 0, ErrWrongPassword
-	}
-	var mk masterKey
-	if err := json.Unmarshal(plain, &mk); err != nil {
-		return nil, 0, fmt.Errorf("sealed key: %w", err)
-	}
-	if err := checkMasterKey(&mk); err != nil {
 		return nil, 0, err
 	}
 	ea, err := newAEAD(mk.EncKey)

@@ -191,6 +191,7 @@ func (l *Lock) HealConfig() error { return l.s.healConfig() }
 // healConfig rewrites damaged, missing or outdated config files from the
 // config the store was opened with. The writer lock is held.
 func (s *Store) healConfig() error {
+	s.adoptResealedConfig()
 	if err := writeConfigFiles(s.dir, s.cfg); err != nil {
 		return err
 	}

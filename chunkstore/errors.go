@@ -7,7 +7,9 @@ var (
 	// ErrWrongPassword: the passphrase does not open the store's key.
 	ErrWrongPassword = errors.New("wrong passphrase")
 	// ErrNoPassword: the store is encrypted and no passphrase was given.
-	ErrNoPassword = errors.New("store is encrypted: set RECALL_PASSWORD or use --password-file")
+	ErrNoPassword = errors.New("store is encrypted and no passphrase was given: set RECALL_PASSWORD, " +
+		"use --password-file FILE (RECALL_PASSWORD_FILE) or --password-command CMD (RECALL_PASSWORD_COMMAND), " +
+		"or run the command on a terminal to be asked")
 	// ErrNotFound: a blob, pack or point does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrCorrupt: stored bytes fail their checksum, authentication or hash.

@@ -1,49 +1,42 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"strings"
 
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 )
 
-// interspersed moves a command's flags in front of its positional
-// arguments, so "restore POINT --target DIR" works as documented:
-// urfave/cli stops parsing flags at the first positional argument.
+// interspersed reorders a command line into the one shape urfave/cli
+// parses: global flags, the command (and subcommands), the command's
+// flags, "--", then the positional arguments. urfave/cli stops parsing
+// flags at the first positional argument and knows a global flag only
+// before the command, but restic and borg taught administrators to write
+// "restore POINT --target DIR" and "backup --home H PATH".
+//
+// After the command, a flag the command (or subcommand) does not define
+// but the app does is a global flag and moves in front of the command;
+// one both define stays the command's. Nothing after "--" moves.
 func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
-	out := []string{args[0]}
+	var global []string
 	i := 1
-	// Global flags.
 	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--" {
-		out = append(out, args[i])
-		if takesValue(app.Flags, args[i]) {
-			i++
-			if i < len(args) {
-				out = append(out, args[i])
-			}
-		}
-		i++
+		i = take(&global, args, i, app.Flags)
 	}
-	if i >= len(args) {
-		return out
+	if i >= len(args) || args[i] == "--" {
+		return args
 	}
 	cmd := app.Command(args[i])
-	out = append(out, args[i])
-	i++
 	if cmd == nil {
-		return append(out, args[i:]...)
+		return args
 	}
-	for cmd != nil && i < len(args) {
-		if sub := cmd.Command(args[i]); sub != nil && len(cmd.Subcommands) > 0 {
-			out = append(out, args[i])
-			cmd = sub
-			i++
-			continue
-		}
-		break
-	}
+	path := []string{args[i]}
+	i++
 	var flags, pos []string
 	for ; i < len(args); i++ {
 		a := args[i]
@@ -52,15 +45,31 @@ func interspersed(app *cli.App, args []string) []string {
 			break
 		}
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
-			flags = append(flags, a)
-			if takesValue(cmd.Flags, a) && i+1 < len(args) {
-				i++
-				flags = append(flags, args[i])
+			switch {
+			case defines(cmd.Flags, a):
+				i = take(&flags, args, i, cmd.Flags) - 1
+			case defines(app.Flags, a):
+				i = take(&global, args, i, app.Flags) - 1
+			default:
+				// Unknown: left for urfave/cli to report.
+				flags = append(flags, a)
 			}
 			continue
 		}
+		// A subcommand name counts only before any positional argument
+		// (and before a flag of its parent, which urfave/cli would not
+		// parse there either).
+		if len(pos) == 0 && len(flags) == 0 && len(cmd.Subcommands) > 0 {
+			if sub := cmd.Command(a); sub != nil {
+				path = append(path, a)
+				cmd = sub
+				continue
+			}
+		}
 		pos = append(pos, a)
 	}
+	out := append([]string{args[0]}, global...)
+	out = append(out, path...)
 	out = append(out, flags...)
 	if len(pos) > 0 {
 		out = append(out, "--")
@@ -69,21 +78,59 @@ func interspersed(app *cli.App, args []string) []string {
 	return out
 }
 
-func takesValue(flags []cli.Flag, arg string) bool {
-	name := strings.TrimLeft(arg, "-")
-	if strings.Contains(name, "=") {
-		return false
+// take appends the flag at args[i] to dst, with its value when it takes
+// one as the next argument, and returns the index after them.
+func take(dst *[]string, args []string, i int, flags []cli.Flag) int {
+	*dst = append(*dst, args[i])
+	if takesValue(flags, args[i]) && i+1 < len(args) {
+		i++
+		*dst = append(*dst, args[i])
 	}
+	return i + 1
+}
+
+// flagName is the name in "-x", "--name" or "--name=value".
+func flagName(arg string) string {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	return name
+}
+
+// defines reports whether flags has the flag arg names.
+func defines(flags []cli.Flag, arg string) bool { return lookup(flags, arg) != nil }
+
+func lookup(flags []cli.Flag, arg string) cli.Flag {
+	name := flagName(arg)
 	for _, f := range flags {
 		for _, n := range f.Names() {
-			if n != name {
-				continue
+			if n == name {
+				return f
 			}
-			if bf, ok := f.(*cli.BoolFlag); ok && bf != nil {
-				return false
-			}
-			return true
 		}
 	}
-	return false
+	return nil
+}
+
+// takesValue reports whether arg is a flag whose value is the next
+// argument: not a boolean, and not written as --name=value.
+func takesValue(flags []cli.Flag, arg string) bool {
+	if strings.Contains(arg, "=") {
+		return false
+	}
+	f := lookup(flags, arg)
+	if f == nil {
+		return false
+	}
+	_, isBool := f.(*cli.BoolFlag)
+	return !isBool
+}
+
+// parseSize reads a size flag: a byte count, or a number with a decimal
+// (1GB = 10^9 bytes, 1k = 1000) or binary (1GiB = 2^30 bytes) unit, as
+// humanize.ParseBytes does, so 1GB and 1GiB mean what they say.
+func parseSize(s string) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > math.MaxInt64 {
+		return 0, fmt.Errorf("invalid size %q: give a byte count or a size like 500K, 100MiB, 2GB or 2GiB", s)
+	}
+	return int64(n), nil
 }

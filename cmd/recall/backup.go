@@ -200,14 +200,8 @@ func backupSummary(p *engine.Point) backupJSON {
 }
 
 func human(n int64) string {
-	const u = 1024
-	if n < u {
-		return fmt.Sprintf("%d B", n)
+	if n < 0 {
+		return "-" + humanize.IBytes(uint64(-n))
 	}
-	div, exp := int64(u), 0
-	for m := n / u; m >= u; m /= u {
-		div *= u
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return humanize.IBytes(uint64(n))
 }

@@ -19,6 +19,7 @@ func init() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` POINT belongs to (needed for \"latest\" with several sources)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a running backup to finish"},
+			&cli.BoolFlag{Name: "json", Usage: "print the forgotten point as JSON"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -66,6 +67,9 @@ func init() {
 				return err
 			}
 			fs.Refresh(c.String("home"), p.Source)
+			if c.Bool("json") {
+				return printJSON(c, forgetJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Name: name})
+			}
 			fmt.Fprintf(c.App.Writer, "forgot point %s of source %s from %s (%s in a mount); its chunks stay in the store until garbage collection\n",
 				p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339), name)
 			return nil
@@ -90,7 +94,20 @@ func forgetDamaged(c *cli.Context, st *chunkstore.Store, dp *engine.DamagedPoint
 	if err := st.RemovePoint(dp.ID); err != nil {
 		return err
 	}
+	if c.Bool("json") {
+		return printJSON(c, forgetJSON{ID: dp.ID.String(), Damaged: dp.Reason})
+	}
 	fmt.Fprintf(c.App.Writer, "forgot damaged point %s (%s); its chunks stay in the store until garbage collection\n",
 		dp.ID.String()[:12], dp.Reason)
 	return nil
+}
+
+// forgetJSON is what forget --json prints; scripts rely on these fields.
+// A point whose manifest was damaged has only its id and why.
+type forgetJSON struct {
+	ID      string    `json:"id"`
+	Source  string    `json:"source,omitempty"`
+	Time    time.Time `json:"time,omitzero"`
+	Name    string    `json:"name,omitempty"` // its directory in a mount: @GMT-...
+	Damaged string    `json:"damaged,omitempty"`
 }

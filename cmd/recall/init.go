@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -12,6 +13,7 @@ func init() {
 		Name:  "init",
 		Usage: "create an empty store in --home",
 		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the new store as JSON"},
 			&cli.BoolFlag{Name: "encrypt", Usage: "encrypt everything at rest with a key sealed by the passphrase (RECALL_PASSWORD or --password-file)"},
 			&cli.StringFlag{Name: "compression", Value: "zstd", Usage: "codec of new data: zstd, s2 (faster, a few percent larger) or off; a backup may override it"},
 		},
@@ -29,11 +31,20 @@ func init() {
 				if err != nil {
 					return err
 				}
-				o.Password = pw
+				o.Password, err = newPassword(c, pw, "passphrase for the new store "+storeDir(c))
+				if errors.Is(err, errNoTerminal) {
+					return chunkstore.ErrNoPassword
+				}
+				if err != nil {
+					return err
+				}
 			}
 			cfg, err := chunkstore.Init(storeDir(c), o)
 			if err != nil {
 				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, initJSON{ID: cfg.ID, Store: storeDir(c), Version: cfg.Version, Compression: string(cfg.Compression), Encryption: encryptionOf(cfg)})
 			}
 			enc := "unencrypted"
 			if cfg.Encryption != nil {
@@ -55,4 +66,15 @@ func compressionFlag(c *cli.Context) (chunkstore.Compression, error) {
 		return "", usagef("--compression: %v", err)
 	}
 	return comp, nil
+}
+
+// initJSON is what init --json prints; scripts rely on these fields.
+type initJSON struct {
+	ID      string `json:"id"`
+	Store   string `json:"store"`
+	Version int    `json:"version"`
+	// Compression is the codec of new data.
+	Compression string `json:"compression"`
+	// Encryption is absent for an unencrypted store.
+	Encryption *encryptionJSON `json:"encryption,omitempty"`
 }

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -52,7 +53,8 @@ func newApp() *cli.App {
 		Usage: "back up directory trees, files and block devices; browse and restore recovery points",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "home", Usage: "state directory holding the store and catalog", EnvVars: []string{"RECALL_HOME"}, Value: defaultHome()},
-			&cli.StringFlag{Name: "password-file", Usage: "read the store passphrase from `FILE` (else RECALL_PASSWORD)"},
+			&cli.StringFlag{Name: "password-file", EnvVars: []string{"RECALL_PASSWORD_FILE"}, Usage: "read the store passphrase from `FILE` (with neither this nor --password-command: RECALL_PASSWORD, else asked on a terminal)"},
+			&cli.StringFlag{Name: "password-command", EnvVars: []string{"RECALL_PASSWORD_COMMAND"}, Usage: "run `CMD` with sh -c; the first line it prints is the store passphrase"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors (and the summary line --json asks for)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list each file as backup saves it or restore restores it"},
 			&cli.DurationFlag{Name: "progress-interval", Value: 10 * time.Second, Usage: "how often progress is printed when stderr is not a terminal, and --json status lines"},
@@ -176,27 +178,32 @@ func defaultHome() string {
 
 func storeDir(c *cli.Context) string { return filepath.Join(c.String("home"), "store") }
 
-func password(c *cli.Context) (string, error) {
-	if f := c.String("password-file"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("password file: %w", err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	return os.Getenv("RECALL_PASSWORD"), nil
-}
-
 // openStore opens the store read-only (no lock).
 func openStore(c *cli.Context) (*chunkstore.Store, error) {
-	pw, err := password(c)
+	// The passphrase is sought only once the store turns out to need one:
+	// a plaintext store runs no --password-command and asks nothing.
+	pw := ""
+	st, err := chunkstore.Open(storeDir(c), chunkstore.OpenOptions{})
+	if noPassword := err; errors.Is(err, chunkstore.ErrNoPassword) {
+		if pw, err = password(c); err != nil {
+			return nil, err
+		}
+		if pw == "" {
+			asked, aerr := askPassword(c, storeDir(c))
+			if errors.Is(aerr, errNoTerminal) {
+				return nil, noPassword
+			}
+			if aerr != nil {
+				return nil, aerr
+			}
+			pw = asked
+		}
+		st, err = chunkstore.Open(storeDir(c), chunkstore.OpenOptions{Password: pw})
+	}
 	if err != nil {
 		return nil, err
 	}
-	st, err := chunkstore.Open(storeDir(c), chunkstore.OpenOptions{Password: pw})
-	if err != nil {
-		return nil, err
-	}
+	resolved = pw
 	if p := st.ConfigProblem(); p != "" {
 		logf("warning: %s; the next backup or repair rewrites it", p)
 	}
@@ -209,6 +216,17 @@ func openReader(c *cli.Context) (*engine.Reader, error) {
 		return nil, err
 	}
 	return engine.NewReader(st), nil
+}
+
+// printJSON prints v as one line of JSON: what --json prints for a
+// single result.
+func printJSON(c *cli.Context, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.App.Writer, string(b))
+	return err
 }
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "recall: "+format+"\n", args...) }

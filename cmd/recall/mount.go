@@ -41,6 +41,7 @@ A dead mount left by a killed server at MOUNTPOINT is cleaned up first.`,
 			&cli.BoolFlag{Name: "foreground", Usage: "serve in this process until unmounted or interrupted"},
 			&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "memory for decoded chunks (`SIZE`, e.g. 1GiB)"},
 			&cli.StringFlag{Name: "log-file", Usage: "where a background server logs (`FILE`; default HOME/logs/mount.log)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the running mount as JSON"},
 			&cli.BoolFlag{Name: "debug", Hidden: true, Usage: "log every FUSE request"},
 		},
 		Action: func(c *cli.Context) error {
@@ -169,6 +170,12 @@ func mountBackground(c *cli.Context, mnt string) error {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.ExtraFiles = []*os.File{pw}
+	closePassword, err := handPassword(cmd)
+	if err != nil {
+		pw.Close()
+		return err
+	}
+	defer closePassword()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		pw.Close()
@@ -191,6 +198,9 @@ func mountBackground(c *cli.Context, mnt string) error {
 	case line == "ready":
 		pid := cmd.Process.Pid
 		cmd.Process.Release()
+		if c.Bool("json") {
+			return printJSON(c, mountJSON{Home: home, Mountpoint: mnt, PID: pid, Log: logPath})
+		}
 		fmt.Fprintf(c.App.Writer, "mounted %s at %s (server pid %d, log %s)\n", home, mnt, pid, logPath)
 		return nil
 	case strings.HasPrefix(line, "error: "):
@@ -199,6 +209,14 @@ func mountBackground(c *cli.Context, mnt string) error {
 	}
 	cmd.Wait()
 	return fmt.Errorf("mount server exited before the mount was ready; see %s", logPath)
+}
+
+// mountJSON is what mount --json prints; scripts rely on these fields.
+type mountJSON struct {
+	Home       string `json:"home"`
+	Mountpoint string `json:"mountpoint"`
+	PID        int    `json:"server_pid"`
+	Log        string `json:"log"`
 }
 
 // readyReporter returns how a foreground server reports readiness: to the
@@ -290,24 +308,4 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 	<-done
 	log("unmounted; exiting")
 	return nil
-}
-
-// parseSize reads "256MiB", "1G", "512k" or a byte count.
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToLower(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"tb", 1 << 40}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1}} {
-		if strings.HasSuffix(t, u.suf) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.m
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("invalid size %q", s)
-	}
-	return int64(v * float64(mult)), nil
 }

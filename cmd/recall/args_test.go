@@ -1,0 +1,123 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+func TestInterspersed(t *testing.T) {
+	app := newApp()
+	for _, tc := range []struct{ in, want string }{
+		// Global flags before the command stay there.
+		{"recall --home H points --json", "recall --home H points --json"},
+		{"recall --home=H points", "recall --home=H points"},
+		// After the command they move in front of it, with their value.
+		{"recall points --home H", "recall --home H points"},
+		{"recall points --json --home H", "recall --home H points --json"},
+		{"recall backup --home H /data", "recall --home H backup -- /data"},
+		{"recall backup /data --home H --source s", "recall --home H backup --source s -- /data"},
+		{"recall backup --home=H /data", "recall --home=H backup -- /data"},
+		{"recall backup /data --password-file=/pf --home H", "recall --password-file=/pf --home H backup -- /data"},
+		{"recall --home A points --password-command cat", "recall --home A --password-command cat points"},
+		// A command's flags go before its positional arguments.
+		{"recall restore latest --target /t", "recall restore --target /t -- latest"},
+		// After "--" nothing is a flag, global or not.
+		{"recall backup --home H -- --home", "recall --home H backup -- --home"},
+		{"recall backup -- /data --home H", "recall backup -- /data --home H"},
+		// Subcommands, with global flags before, between and after.
+		{"recall key passwd --home H", "recall --home H key passwd"},
+		{"recall key --home H passwd", "recall --home H key passwd"},
+		{"recall share samba --source s --home H", "recall --home H share samba --source s"},
+		// A flag nobody defines is left for urfave/cli to refuse.
+		{"recall points --nope --home H", "recall --home H points --nope"},
+		// An unknown command is left alone.
+		{"recall nope --home H x", "recall nope --home H x"},
+		{"recall --home H", "recall --home H"},
+	} {
+		got := interspersed(app, strings.Fields(tc.in))
+		if want := strings.Fields(tc.want); !reflect.DeepEqual(got, want) {
+			t.Errorf("interspersed(%q)\n got %q\nwant %q", tc.in, got, want)
+		}
+	}
+}
+
+// The reordered line parses: a global flag after the command reaches the
+// command as the global value, in every form.
+func TestGlobalFlagAfterCommand(t *testing.T) {
+	for _, line := range []string{
+		"recall --home H probe X",
+		"recall probe --home H X",
+		"recall probe X --home=H",
+		"recall probe X --json --home H",
+	} {
+		var home, arg string
+		app := newApp()
+		app.Commands = append(app.Commands, &cli.Command{
+			Name:  "probe",
+			Flags: []cli.Flag{&cli.BoolFlag{Name: "json"}},
+			Action: func(c *cli.Context) error {
+				home, arg = c.String("home"), c.Args().First()
+				return nil
+			},
+		})
+		if err := app.Run(interspersed(app, strings.Fields(line))); err != nil {
+			t.Errorf("%s: %v", line, err)
+			continue
+		}
+		if home != "H" || arg != "X" {
+			t.Errorf("%s: home %q, argument %q; want H and X", line, home, arg)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"512", 512},
+		{"1GB", 1_000_000_000},
+		{"1GiB", 1 << 30},
+		{"1gib", 1 << 30},
+		{"256MiB", 256 << 20},
+		{"2.5 MB", 2_500_000},
+		{"1k", 1000},
+		{"1KiB", 1024},
+		{"-1", -1},
+		{"ten", -1},
+		{"1XB", -1},
+	} {
+		got, err := parseSize(tc.in)
+		if tc.want < 0 {
+			if err == nil {
+				t.Errorf("parseSize(%q) = %d, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestHuman(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"},
+		{1023, "1023 B"},
+		{1024, "1.0 KiB"},
+		{1536, "1.5 KiB"},
+		{1 << 30, "1.0 GiB"},
+		{1_000_000_000, "954 MiB"},
+		{-2048, "-2.0 KiB"},
+	} {
+		if got := human(tc.n); got != tc.want {
+			t.Errorf("human(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}

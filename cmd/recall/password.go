@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+)
+
+// The store passphrase comes from the first of:
+//
+//	--password-command CMD   RECALL_PASSWORD_COMMAND   first line CMD prints (sh -c)
+//	--password-file FILE     RECALL_PASSWORD_FILE      the file, less its line end
+//	RECALL_PASSWORD                                    the variable's value
+//	a prompt on the terminal                           only when stdin is a terminal
+//
+// and the prompt is shown only when the store turns out to be encrypted.
+// A command and a file together are a usage error: which one wins would
+// be a guess.
+
+// passwordFDEnv names the descriptor from which a mount server started by
+// `recall mount` reads the passphrase its parent resolved (perhaps by
+// asking): the server has no terminal, and a pipe keeps the passphrase
+// out of its environment and arguments.
+const passwordFDEnv = "RECALL_MOUNT_PASSWORD_FD"
+
+// resolved is the passphrase that opened the store, for a mount server.
+var resolved string
+
+// errNoTerminal: no terminal to ask on; the caller reports what to set.
+var errNoTerminal = errors.New("no terminal to ask for the passphrase on")
+
+// password returns the passphrase given without asking, or "" when none
+// was given.
+func password(c *cli.Context) (string, error) {
+	if fd, err := strconv.Atoi(os.Getenv(passwordFDEnv)); err == nil && fd >= 3 {
+		os.Unsetenv(passwordFDEnv)
+		f := os.NewFile(uintptr(fd), "passphrase")
+		defer f.Close()
+		b, err := io.ReadAll(f)
+		if err != nil {
+			return "", fmt.Errorf("read the passphrase from the mount command: %w", err)
+		}
+		return string(b), nil
+	}
+	command, file := c.String("password-command"), c.String("password-file")
+	switch {
+	case command != "" && file != "":
+		return "", usagef("--password-command (or RECALL_PASSWORD_COMMAND) and --password-file (or RECALL_PASSWORD_FILE) are both set: give one")
+	case command != "":
+		return runPasswordCommand(c.Context, command)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("password file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return os.Getenv("RECALL_PASSWORD"), nil
+}
+
+// runPasswordCommand runs command with sh -c and returns the first line
+// it prints. Its stdin and stderr are ours, so it may ask (pinentry).
+func runPasswordCommand(ctx context.Context, command string) (string, error) {
+	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		// %v: an *exec.ExitError has an ExitCode method, and urfave/cli's
+		// ExitCoder would make it a usage error in exitCode.
+		return "", fmt.Errorf("password command %q failed: %v; run it by hand to see why", command, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", fmt.Errorf("password command %q printed no passphrase on its first line", command)
+	}
+	return line, nil
+}
+
+// readPassword asks for a passphrase on the terminal; tests replace it.
+var readPassword = readPasswordTTY
+
+// readPasswordTTY prompts on /dev/tty and reads a line without echo. It
+// asks only when stdin is a terminal, so a command run by cron or a
+// script fails with the list of ways to give the passphrase instead of
+// waiting for an answer nobody sees.
+//
+// Not term.ReadPassword: SIGINT is caught (stopOnSignal), so Ctrl-C does
+// not end a read blocked in it, and it turns the echo off on its own
+// goroutine, where restoring the terminal on interruption could race with
+// it. Here the echo goes off before the read starts and comes back on
+// whichever way the prompt ends.
+func readPasswordTTY(ctx context.Context, prompt string) (string, error) {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return "", errNoTerminal
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return "", errNoTerminal
+	}
+	fd := int(tty.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		tty.Close()
+		return "", errNoTerminal
+	}
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		tty.Close()
+		return "", errNoTerminal
+	}
+	t.Lflag &^= unix.ECHO
+	t.Lflag |= unix.ICANON | unix.ISIG
+	t.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+		tty.Close()
+		return "", fmt.Errorf("turn off the terminal's echo: %w", err)
+	}
+	fmt.Fprint(tty, prompt)
+	type answer struct {
+		line string
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(tty).ReadString('\n')
+		if err == io.EOF && line != "" {
+			err = nil
+		}
+		ch <- answer{strings.TrimRight(line, "\r\n"), err}
+	}()
+	select {
+	case a := <-ch:
+		term.Restore(fd, state)
+		fmt.Fprintln(tty)
+		tty.Close()
+		if a.err != nil {
+			return "", fmt.Errorf("read the passphrase from the terminal: %w", a.err)
+		}
+		return a.line, nil
+	case <-ctx.Done():
+		// The read stays blocked on tty until the process ends; only
+		// the terminal's state matters now.
+		term.Restore(fd, state)
+		fmt.Fprintln(tty)
+		return "", context.Cause(ctx)
+	}
+}
+
+// askPassword asks for the passphrase of the encrypted store in dir.
+func askPassword(c *cli.Context, dir string) (string, error) {
+	pw, err := readPassword(c.Context, fmt.Sprintf("passphrase for store %s: ", dir))
+	if err != nil {
+		return "", err
+	}
+	if pw == "" {
+		return "", chunkstore.ErrNoPassword
+	}
+	return pw, nil
+}
+
+// newPassword returns the passphrase of a new key: given is what the
+// caller was given without asking ("" for none); else it is asked twice
+// on the terminal (errNoTerminal when there is none).
+func newPassword(c *cli.Context, given, prompt string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	pw, err := readPassword(c.Context, prompt+": ")
+	if err != nil {
+		return "", err
+	}
+	if pw == "" {
+		return "", errors.New("the passphrase is empty: an empty passphrase protects nothing; nothing was changed")
+	}
+	again, err := readPassword(c.Context, "the same again: ")
+	if err != nil {
+		return "", err
+	}
+	if again != pw {
+		return "", errors.New("the two passphrases differ; nothing was changed")
+	}
+	return pw, nil
+}
+
+// handPassword gives the mount server cmd will start the passphrase that
+// opened the store here, on a pipe (see passwordFDEnv). Call it after
+// cmd.ExtraFiles is set; the returned function closes our end.
+func handPassword(cmd *exec.Cmd) (func(), error) {
+	if resolved == "" {
+		return func() {}, nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	// A passphrase is far smaller than a pipe's buffer: this never blocks.
+	_, err = io.WriteString(w, resolved)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", passwordFDEnv, 2+len(cmd.ExtraFiles)))
+	return func() { r.Close() }, nil
+}

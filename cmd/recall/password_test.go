@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime/debug"
+	"strings"
+	"testing"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/urfave/cli/v2"
+)
+
+// runProbe runs the app with a command "probe" whose action is fn, on
+// args after "recall" (global flags may come before or after probe).
+func runProbe(t *testing.T, fn func(c *cli.Context) error, args ...string) error {
+	t.Helper()
+	app := newApp()
+	app.Commands = append(app.Commands, &cli.Command{Name: "probe", Action: fn})
+	return app.Run(interspersed(app, append([]string{"recall"}, args...)))
+}
+
+func TestPasswordSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pw")
+	os.WriteFile(file, []byte("from file\r\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+		err  string // part of the error, "" for none
+		code int
+	}{
+		{name: "nothing", want: ""},
+		{name: "RECALL_PASSWORD", env: map[string]string{"RECALL_PASSWORD": "from env"}, want: "from env"},
+		{name: "file", args: []string{"--password-file", file}, want: "from file"},
+		{name: "file after the command", args: []string{"probe", "--password-file=" + file}, want: "from file"},
+		{name: "RECALL_PASSWORD_FILE", env: map[string]string{"RECALL_PASSWORD_FILE": file}, want: "from file"},
+		{name: "file over RECALL_PASSWORD", env: map[string]string{"RECALL_PASSWORD": "env"}, args: []string{"--password-file", file}, want: "from file"},
+		{name: "command", args: []string{"--password-command", "printf 'first\\nsecond\\n'"}, want: "first"},
+		{name: "command after the command", args: []string{"probe", "--password-command", "echo cmd"}, want: "cmd"},
+		{name: "RECALL_PASSWORD_COMMAND", env: map[string]string{"RECALL_PASSWORD_COMMAND": "echo cmd env"}, want: "cmd env"},
+		{name: "command over RECALL_PASSWORD", env: map[string]string{"RECALL_PASSWORD": "env"}, args: []string{"--password-command", "echo cmd"}, want: "cmd"},
+		{name: "failing command", args: []string{"--password-command", "echo x; exit 3"}, err: `password command "echo x; exit 3" failed: exit status 3`, code: exitError},
+		{name: "silent command", args: []string{"--password-command", "true"}, err: `password command "true" printed no passphrase`, code: exitError},
+		{name: "missing file", args: []string{"--password-file", filepath.Join(dir, "nope")}, err: "password file", code: exitError},
+		{name: "file and command", env: map[string]string{"RECALL_PASSWORD_FILE": file}, args: []string{"--password-command", "echo x"}, err: "both set", code: exitUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"RECALL_PASSWORD", "RECALL_PASSWORD_FILE", "RECALL_PASSWORD_COMMAND"} {
+				t.Setenv(k, tc.env[k])
+			}
+			args := tc.args
+			if len(args) == 0 || args[0] != "probe" {
+				args = append(append([]string{}, args...), "probe")
+			}
+			var got string
+			err := runProbe(t, func(c *cli.Context) (err error) {
+				got, err = password(c)
+				return err
+			}, args...)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || exitCode(err) != tc.code {
+					t.Fatalf("got %q, %v (exit %d); want an error with %q, exit %d", got, err, exitCode(err), tc.err, tc.code)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// fakeTerminal answers prompts from answers in turn and records them;
+// with no answers left it has no terminal.
+type fakeTerminal struct {
+	answers []string
+	prompts []string
+}
+
+func (f *fakeTerminal) read(_ context.Context, prompt string) (string, error) {
+	f.prompts = append(f.prompts, prompt)
+	if len(f.answers) == 0 {
+		return "", errNoTerminal
+	}
+	a := f.answers[0]
+	f.answers = f.answers[1:]
+	return a, nil
+}
+
+func useTerminal(t *testing.T, answers ...string) *fakeTerminal {
+	f := &fakeTerminal{answers: answers}
+	old := readPassword
+	readPassword = f.read
+	t.Cleanup(func() { readPassword = old })
+	return f
+}
+
+func TestNewPassword(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		given   string
+		answers []string
+		want    string
+		err     string
+		asked   int
+	}{
+		{name: "given", given: "g", want: "g", asked: 0},
+		{name: "asked twice", answers: []string{"s3cret", "s3cret"}, want: "s3cret", asked: 2},
+		{name: "answers differ", answers: []string{"s3cret", "secret"}, err: "differ", asked: 2},
+		{name: "empty", answers: []string{""}, err: "empty", asked: 1},
+		{name: "no terminal", err: errNoTerminal.Error(), asked: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			term := useTerminal(t, tc.answers...)
+			var got string
+			err := runProbe(t, func(c *cli.Context) (err error) {
+				got, err = newPassword(c, tc.given, "new passphrase")
+				return err
+			}, "probe")
+			if len(term.prompts) != tc.asked {
+				t.Errorf("asked %d times (%q), want %d", len(term.prompts), term.prompts, tc.asked)
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %q, %v; want an error with %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// The terminal is asked only for an encrypted store, and only when no
+// passphrase was given otherwise.
+func TestOpenStoreAsksOnlyWhenNeeded(t *testing.T) {
+	for _, k := range []string{"RECALL_PASSWORD", "RECALL_PASSWORD_FILE", "RECALL_PASSWORD_COMMAND"} {
+		t.Setenv(k, "")
+	}
+	plain, enc := t.TempDir(), t.TempDir()
+	if _, err := chunkstore.Init(filepath.Join(plain, "store"), chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chunkstore.Init(filepath.Join(enc, "store"), chunkstore.InitOptions{Encrypt: true, Password: "pw", KDFMemoryKB: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		home    string
+		env     string // RECALL_PASSWORD
+		answers []string
+		asked   int
+		code    int
+	}{
+		{name: "plaintext", home: plain, answers: []string{"unused"}, asked: 0, code: exitOK},
+		{name: "encrypted, given", home: enc, env: "pw", answers: []string{"unused"}, asked: 0, code: exitOK},
+		{name: "encrypted, asked", home: enc, answers: []string{"pw"}, asked: 1, code: exitOK},
+		{name: "encrypted, asked wrong", home: enc, answers: []string{"nope"}, asked: 1, code: exitAuth},
+		{name: "encrypted, no terminal", home: enc, asked: 1, code: exitAuth},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("RECALL_PASSWORD", tc.env)
+			term := useTerminal(t, tc.answers...)
+			err := runProbe(t, func(c *cli.Context) error {
+				st, err := openStore(c)
+				if err == nil {
+					st.Close()
+				}
+				return err
+			}, "probe", "--home", tc.home)
+			if exitCode(err) != tc.code {
+				t.Errorf("exit %d (%v), want %d", exitCode(err), err, tc.code)
+			}
+			if len(term.prompts) != tc.asked {
+				t.Errorf("asked %d times, want %d", len(term.prompts), tc.asked)
+			}
+			if tc.asked > 0 && !strings.Contains(term.prompts[0], tc.home) {
+				t.Errorf("prompt %q does not name the store", term.prompts[0])
+			}
+			if tc.name == "encrypted, no terminal" && (err == nil || !errors.Is(err, chunkstore.ErrNoPassword) || !strings.Contains(err.Error(), "--password-command")) {
+				t.Errorf("no terminal: %v, want the ways to give a passphrase", err)
+			}
+		})
+	}
+}
+
+func TestVersionOf(t *testing.T) {
+	modified, clean := true, false
+	for _, tc := range []struct {
+		name string
+		bi   *debug.BuildInfo
+		want versionJSON
+		line string
+	}{
+		{name: "no build info", want: versionJSON{Version: "dev"}, line: "recall dev;"},
+		{name: "devel, no vcs", bi: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}},
+			want: versionJSON{Version: "dev", GoVersion: "go1.26.8"}, line: "recall dev; go1.26.8"},
+		{name: "module version and vcs", bi: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{
+			{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-11-29T12:00:00Z"}, {Key: "vcs.modified", Value: "false"}}},
+			want: versionJSON{Version: "v1.2.3", GoVersion: "go1.26.8", Revision: "0123456789abcdef0123", Time: "2026-11-29T12:00:00Z", Modified: &clean},
+			line: "recall v1.2.3 (commit 0123456789ab of 2026-11-29T12:00:00Z); go1.26.8"},
+		{name: "modified tree", bi: &debug.BuildInfo{GoVersion: "go1.26.8", Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "abc"}, {Key: "vcs.modified", Value: "true"}}},
+			want: versionJSON{Version: "dev", GoVersion: "go1.26.8", Revision: "abc", Modified: &modified},
+			line: "recall dev (commit abc, with changes not committed); go1.26.8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := versionOf(tc.bi)
+			if tc.want.GoVersion == "" {
+				tc.want.GoVersion = got.GoVersion // the running toolchain's
+			}
+			tc.want.Platform, tc.want.StoreFormat = got.Platform, chunkstore.ConfigVersion
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+			if !strings.HasPrefix(got.String(), tc.line) {
+				t.Errorf("line %q, want it to start %q", got.String(), tc.line)
+			}
+		})
+	}
+}
