@@ -98,7 +98,8 @@ func (pc *powerCut) hook(s chunkstore.Step) error {
 }
 
 // apply drops what was not durable at the cut, newest first, so each
-// undo finds the file under the name it had then.
+// undo finds the file under the name it had then; unsynced bytes are cut
+// from the file wherever it is, even under a name made durable since.
 func (pc *powerCut) apply(t *testing.T) {
 	t.Helper()
 	pc.mu.Lock()
@@ -108,10 +109,16 @@ func (pc *powerCut) apply(t *testing.T) {
 		var err error
 		switch u.kind {
 		case chunkstore.StepWrite:
-			err = os.Truncate(u.path, u.size)
+			// Where the file is now: renamed since, durably or not.
+			p, ok := pc.where[u.ino]
+			if !ok {
+				p = u.path
+			}
+			err = os.Truncate(p, u.size)
 		case chunkstore.StepRename:
 			if !u.replaced {
 				err = os.Rename(u.to, u.path)
+				pc.where[u.ino] = u.path
 			}
 		case chunkstore.StepCreate:
 			err = os.Remove(u.path)
