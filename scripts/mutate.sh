@@ -187,7 +187,10 @@ echo "$mutations" | while IFS='	' read -r name args; do
 		if grep -q '^panic: test timed out' "$log"; then
 			first="timeout in $(grep -m1 -A2 '^running tests:' "$log" | sed -n 2p | awk '{print $1}')"
 		else
-			first=$(grep -m1 -- '--- FAIL: ' "$log" | sed 's/.*--- FAIL: \([^ ]*\).*/\1/')
+			# The first failing test, narrowed to its first failing subtest.
+			first=$(awk '/--- FAIL: / { for (i = 1; i < NF; i++) if ($i == "FAIL:") n = $(i + 1)
+				if (best == "") best = n; else if (index(n, best "/") == 1) best = n }
+				END { print best }' "$log")
 			[ -n "$first" ] || first="$(grep -m1 '^FAIL	' "$log" | cut -f2) (no test named; see the log)"
 		fi
 	fi
