@@ -20,18 +20,22 @@ import (
 //
 // The steps, and when the hook is called:
 //
-//	StepCreate   after a file is created (its name is not yet known before):
-//	             new pack in tmp/, temp file of an index, point or damage record
-//	StepWrite    before bytes are written to a file being built (each write
-//	             of a pack, the body of an index file or manifest); Path is
-//	             the file, which only grows
+//	StepCreate   after a file is created (its name is not known before): a
+//	             new pack in tmp/, the temp file of an index file, point
+//	             manifest, damage record or config; when the hook fails,
+//	             the file is removed again
+//	StepWrite    before bytes go to a file being built: each write of a
+//	             pack (with O_DIRECT, each 4 MiB staged and the pack's end),
+//	             the body of the other files; the file only grows
 //	StepSync     before a file is fsynced
 //	StepRename   before Path is renamed to To
 //	StepSyncDir  before a directory (Path) is fsynced
 //
 // Index files and point manifests are written as create, write, fsync,
 // rename, directory fsync under index/ and points/; a pack as create,
-// writes, fsync, rename into packs/xx/, directory fsync.
+// writes, fsync, rename into packs/xx/, directory fsync. Not reported:
+// directories created (packs/xx), removals (temp files, repair, forget)
+// and the lock file, none of which a backup's durability rests on.
 //
 // This is test machinery, not an API: it will give way to a fault-injecting
 // storage backend once every byte of the store goes through one. With no
