@@ -34,8 +34,10 @@ import (
 // Index files and point manifests are written as create, write, fsync,
 // rename, directory fsync under index/ and points/; a pack as create,
 // writes, fsync, rename into packs/xx/, directory fsync. Not reported:
-// directories created (packs/xx), removals (temp files, repair, forget)
-// and the lock file, none of which a backup's durability rests on.
+// removals (temp files, repair, forget), the lock file, and directories
+// created (packs/xx: its entry in packs/ is not fsynced, so a test cannot
+// drop it; ext4's journal makes it durable with the fsync of packs/xx that
+// follows, strict POSIX does not promise that).
 //
 // This is test machinery, not an API: it will give way to a fault-injecting
 // storage backend once every byte of the store goes through one. With no
