@@ -269,8 +269,8 @@ func crashBackup(t *testing.T, dir, src string, hook func(chunkstore.Step) error
 
 // checkStore verifies the store in dir reading every blob, and restores
 // every point, which must equal the version versionOf gives it. It
-// returns the number of points.
-func checkStore(t *testing.T, dir string, versionOf func(chunkstore.ID) map[string]crashFile) int {
+// returns the points' ids.
+func checkStore(t *testing.T, dir string, versionOf func(chunkstore.ID) map[string]crashFile) map[chunkstore.ID]bool {
 	t.Helper()
 	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
 	if err != nil {
@@ -286,7 +286,9 @@ func checkStore(t *testing.T, dir string, versionOf func(chunkstore.ID) map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	ids := map[chunkstore.ID]bool{}
 	for _, p := range points {
+		ids[p.ID] = true
 		dst := filepath.Join(t.TempDir(), "restore")
 		res, err := Restore(context.Background(), r, p, RestoreOptions{Target: dst})
 		if err != nil {
@@ -299,7 +301,7 @@ func checkStore(t *testing.T, dir string, versionOf func(chunkstore.ID) map[stri
 			t.Fatalf("point %s restores %s, want %s", p.ID.Short(), describe(got), describe(want))
 		}
 	}
-	return len(points)
+	return ids
 }
 
 func sameCrashFiles(a, b map[string]crashFile) bool {
@@ -394,14 +396,17 @@ func TestCrashAtEveryStep(t *testing.T) {
 				pc.apply(t)
 			}
 			before := checkStore(t, dir, versionOf)
-			if before < len(committed) {
-				t.Fatalf("%d points after the crash, want at least the %d committed before it", before, len(committed))
+			for id := range committed {
+				if !before[id] {
+					t.Fatalf("point %s, committed before the crash, is gone", id.Short())
+				}
 			}
-			if _, err := crashBackup(t, dir, src, nil); err != nil {
+			next, err := crashBackup(t, dir, src, nil)
+			if err != nil {
 				t.Fatalf("backup after the crash: %v", err)
 			}
-			if after := checkStore(t, dir, versionOf); after != before+1 {
-				t.Fatalf("%d points after the next backup, want %d", after, before+1)
+			if after := checkStore(t, dir, versionOf); len(after) != len(before)+1 || !after[next.ID] {
+				t.Fatalf("%d points after the next backup, want %d with the new one", len(after), len(before)+1)
 			}
 		})
 		if !ok || completed {
