@@ -10,7 +10,7 @@ BENCH_REPEAT ?= 3
 # Packages the tests need on a fresh Debian machine.
 TEST_DEBS := fuse3 samba smbclient attr acl util-linux e2fsprogs
 
-.PHONY: all build demo test deps lint bench fuzz install clean
+.PHONY: all build demo test deps lint bench fuzz mutate install clean
 
 all: build
 
@@ -60,6 +60,13 @@ lint:
 bench: build
 	RECALL=$(CURDIR)/$(BIN) BENCH_REPEAT=$(BENCH_REPEAT) bench/run.sh
 	$(GO) test ./chunkstore -run '^$$' -bench Chunker -benchtime 10x
+
+# mutate: applies each plausible bug of scripts/mutations.txt to a copy of
+# the tree, runs the tests meant to catch it, and prints which survive.
+# Not part of make test: it runs the named packages' tests once per
+# mutation. MUTATE_ONLY=name runs one, MUTATE_FULL=1 runs ./... for each.
+mutate:
+	GO=$(GO) scripts/mutate.sh
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/recall

@@ -21,13 +21,25 @@ func writeFileAtomic(dir, name string, data []byte) error {
 			os.Remove(tmp)
 		}
 	}()
+	if err := fault(StepCreate, tmp, ""); err != nil {
+		return err
+	}
+	if err := fault(StepWrite, tmp, ""); err != nil {
+		return err
+	}
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
+	}
+	if err := fault(StepSync, tmp, ""); err != nil {
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", filepath.Join(dir, name), err)
 	}
 	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := fault(StepRename, tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
@@ -38,6 +50,9 @@ func writeFileAtomic(dir, name string, data []byte) error {
 }
 
 func syncDir(dir string) error {
+	if err := fault(StepSyncDir, dir, ""); err != nil {
+		return err
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -36,6 +36,9 @@ func (p *packFile) Name() string { return p.f.Name() }
 
 // Write appends b.
 func (p *packFile) Write(b []byte) (int, error) {
+	if err := fault(StepWrite, p.f.Name(), ""); err != nil {
+		return 0, err
+	}
 	if p.direct == nil {
 		return p.f.Write(b)
 	}
@@ -45,6 +48,9 @@ func (p *packFile) Write(b []byte) (int, error) {
 		p.n += c
 		b = b[c:]
 		if p.n == len(p.buf) {
+			if err := fault(StepWrite, p.f.Name(), ""); err != nil {
+				return 0, err
+			}
 			if _, err := p.direct.WriteAt(p.buf, p.flushed); err != nil {
 				return 0, err
 			}
@@ -57,6 +63,9 @@ func (p *packFile) Write(b []byte) (int, error) {
 
 // finish writes the staged tail and then tail, and makes the file durable.
 func (p *packFile) finish(tail []byte) error {
+	if err := fault(StepWrite, p.f.Name(), ""); err != nil {
+		return err
+	}
 	if p.direct != nil {
 		if _, err := p.f.WriteAt(p.buf[:p.n], p.flushed); err != nil {
 			return err
@@ -67,6 +76,9 @@ func (p *packFile) finish(tail []byte) error {
 			return err
 		}
 	} else if _, err := p.f.Write(tail); err != nil {
+		return err
+	}
+	if err := fault(StepSync, p.f.Name(), ""); err != nil {
 		return err
 	}
 	return p.f.Sync()

@@ -200,6 +200,9 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 	p := w.open[t]
 	if p == nil {
 		f, err := os.CreateTemp(filepath.Join(w.s.dir, "tmp"), "pack-*")
+		if err == nil {
+			err = faultCreated(f)
+		}
 		if err != nil {
 			return storeWriteError(w.s.dir, err)
 		}
@@ -268,6 +271,9 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 	id := packName(hdr)
 	final := w.s.packPath(id)
 	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return fail(err)
+	}
+	if err := fault(StepRename, tmp, final); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
