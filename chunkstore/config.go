@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
@@ -95,12 +96,19 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
+// seal appends nonce, ciphertext and tag to dst. The nonce is drawn into
+// dst itself, which grows at most once, to the sealed size: a blob costs
+// no allocation when dst has the room (the writer's pooled buffers do).
+// plain must not overlap dst's spare capacity.
 func seal(a cipher.AEAD, dst, plain, ad []byte) []byte {
-	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
+	n, ns := len(dst), a.NonceSize()
+	dst = slices.Grow(dst, ns+len(plain)+a.Overhead())
+	nonce := dst[n : n+ns]
 	if _, err := rand.Read(nonce); err != nil {
 		panic(err)
 	}
-	return a.Seal(append(dst, nonce...), nonce, plain, ad)
+	// Seal writes after the nonce, never over it: the nonce may alias dst.
+	return a.Seal(dst[:n+ns], nonce, plain, ad)
 }
 
 func open(a cipher.AEAD, dst, sealed, ad []byte) ([]byte, error) {
