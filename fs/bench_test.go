@@ -51,7 +51,7 @@ func fixture(b *testing.B, name string, build func(b *testing.B, store, scratch 
 		return filepath.Join(d, "store")
 	}
 	if os.Geteuid() != 0 {
-		b.Skip("mount benchmarks need root")
+		skip(b, "mount benchmarks need root")
 	}
 	d, err := os.MkdirTemp("", "recall-fsbench-"+name+"-")
 	if err != nil {

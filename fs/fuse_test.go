@@ -20,7 +20,7 @@ import (
 func mountTree(t testing.TB, tr *Tree, o MountOptions) *Server {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("FUSE mount tests need root")
+		skip(t, "FUSE mount tests need root")
 	}
 	dir := t.TempDir()
 	srv, err := Mount(dir, tr, o)

@@ -215,7 +215,7 @@ func TestTreeReadsMatchSource(t *testing.T) {
 
 func TestTreeMetadataAsBackedUp(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for owners and device nodes")
+		skip(t, "needs root for owners and device nodes")
 	}
 	ts := newTestStore(t)
 	src := t.TempDir()
@@ -361,7 +361,7 @@ func TestTreeSequentialReadPrefetches(t *testing.T) {
 	e := lookupPath(t, tr.Source("s").Latest().Root(), "big")
 	n := e.Node()
 	if len(n.Extents) < 5 {
-		t.Skipf("only %d chunks", len(n.Extents))
+		skip(t, "only %d chunks", len(n.Extents))
 	}
 	h, _ := e.Open()
 	buf := make([]byte, 4096)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/recall-backup/recall/internal/testskip"
 )
 
 // recallBin is the binary under test, built once by TestMain.
@@ -35,11 +37,7 @@ func TestMain(m *testing.M) {
 // CI must never pass by skipping.
 func skip(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("RECALL_TEST_DISALLOW_SKIP") == "1" {
-		t.Fatalf("would skip, but RECALL_TEST_DISALLOW_SKIP=1: %s", msg)
-	}
-	t.Skip(msg)
+	testskip.Skip(t, format, args...)
 }
 
 func requireRoot(t *testing.T) {
