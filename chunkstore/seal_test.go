@@ -81,8 +81,8 @@ func TestSealFreshNonce(t *testing.T) {
 }
 
 // seal into a buffer with room allocates nothing (the writer seals every
-// blob into a pooled buffer); into nil, only the result. It used to
-// allocate a plaintext-sized buffer per blob to hold the nonce.
+// blob into a pooled buffer); into nil, only the result: never a buffer
+// just to hold the nonce.
 func TestSealAllocs(t *testing.T) {
 	k := goldenKeys(t)
 	ad := make([]byte, 32)
