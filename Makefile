@@ -49,8 +49,11 @@ fuzz: FUZZTIME = 60s
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
+# importcheck: the dependency direction (internal/importcheck/rules.go),
+# before vet, which would report an upward import only as a cycle.
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) run ./internal/importcheck -go $(GO)
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
