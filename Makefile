@@ -50,9 +50,11 @@ fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # importcheck: the dependency direction (internal/importcheck/rules.go),
-# before vet, which would report an upward import only as a cycle.
+# before vet, which would report an upward import only as a cycle. Tests
+# skip only through internal/testskip, which CI turns into failures.
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	@! grep -rnE '\.Skip(f|Now)?\(' --include='*.go' . | grep -v -e '^\./internal/testskip/' -e 'testskip\.Skip(' || { echo 'skip with testskip.Skip, not t.Skip: CI must fail where a test would not run'; exit 1; }
 	$(GO) run ./internal/importcheck -go $(GO)
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

@@ -3,7 +3,8 @@
 // run cannot pass by not testing (no root, no /dev/fuse, too little data
 // for what the test means to exercise).
 //
-// Call Skip, never t.Skip, t.Skipf or t.SkipNow directly.
+// Call Skip, never t.Skip, t.Skipf or t.SkipNow directly: make lint
+// rejects them.
 package testskip
 
 import (
