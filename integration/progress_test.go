@@ -52,11 +52,17 @@ func (l *limiter) take(n int) {
 }
 
 type slowNode struct {
-	fs.LoopbackNode
+	*fs.LoopbackNode
 	lim *limiter
 }
 
 var _ = (fs.NodeOpener)((*slowNode)(nil))
+var _ = (fs.NodeWrapChilder)((*slowNode)(nil))
+
+// WrapChild makes every node below the root a throttled one too.
+func (n *slowNode) WrapChild(_ context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	return &slowNode{LoopbackNode: ops.(*fs.LoopbackNode), lim: n.lim}
+}
 
 // Open hands out a throttled handle with direct I/O, so that no read is
 // served from the page cache and every run reads at the throttled rate.
@@ -95,10 +101,7 @@ func slowMount(t *testing.T, dir, mnt string, rate float64) string {
 	}
 	lim := &limiter{rate: rate}
 	root := &fs.LoopbackRoot{Path: dir, Dev: uint64(st.Dev)}
-	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-		return &slowNode{LoopbackNode: fs.LoopbackNode{RootData: r}, lim: lim}
-	}
-	root.RootNode = root.NewNode(root, nil, "", &st)
+	root.RootNode = &slowNode{LoopbackNode: &fs.LoopbackNode{RootData: root}, lim: lim}
 	if mnt == "" {
 		mnt = t.TempDir()
 	}
