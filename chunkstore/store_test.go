@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"github.com/recall-backup/recall/internal/golden"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
@@ -317,7 +318,7 @@ func TestReadDirectWindows(t *testing.T) {
 	}
 	// The store reads plaintext blobs with O_DIRECT where the file system has it.
 	_, s := newStore(t, false)
-	if s.noDirect.Load() {
+	if s.be.(*local.Backend).DirectRefused() {
 		t.Log("O_DIRECT unsupported here; the buffered path was used")
 	}
 }
