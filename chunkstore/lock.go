@@ -214,10 +214,14 @@ func (l *Lock) NewWriter() (*Writer, error) {
 	return l.s.newWriter(l.tag), nil
 }
 
-// Unlock releases the lock.
+// Unlock releases the lock. A session's temp area goes with it (its
+// writers are done: Flush or Abort).
 func (l *Lock) Unlock() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if tc, ok := l.s.be.(backend.TempCleaner); ok && l.tag != "" && len(l.held) > 0 {
+		tc.CleanTemp(bg, l.tag)
+	}
 	var first error
 	for i := len(l.held) - 1; i >= 0; i-- {
 		if err := l.held[i].Unlock(); err != nil && first == nil {

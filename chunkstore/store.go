@@ -286,8 +286,9 @@ func (s *Store) ListPacks(fn func(id ID, size int64) error) error {
 	return nil
 }
 
-// loadPack reads n bytes at off of a pack into buf's storage. A pack that
-// ends before them is corrupt (errTruncated); a missing one is not found.
+// loadPack reads n bytes at off of a pack (n < 0: to its end) into buf's
+// storage. A pack that ends before them is corrupt (errTruncated); a
+// missing one is not found.
 func (s *Store) loadPack(id ID, off int64, n int, buf []byte) ([]byte, error) {
 	b, err := s.be.Load(bg, packHandle(id), off, n, buf)
 	switch {
@@ -295,9 +296,19 @@ func (s *Store) loadPack(id ID, off int64, n int, buf []byte) ([]byte, error) {
 		return nil, errTruncated
 	case errors.Is(err, backend.ErrNotExist):
 		return nil, fmt.Errorf("%w (%w)", errPackMissing, err)
+	case err != nil:
+		return nil, err
+	case n >= 0 && len(b) != n:
+		// The backend broke its contract; the pack may be whole, so this
+		// is an I/O error, not damage to record.
+		return nil, fmt.Errorf("read pack %s: %w: %d bytes at %d, asked for %d", id, errShortLoad, len(b), off, n)
 	}
-	return b, err
+	return b, nil
 }
+
+// errShortLoad: a backend returned fewer bytes than asked without saying
+// the file ends there.
+var errShortLoad = errors.New("short read from the storage backend")
 
 // ReadPackHeader reads and decodes the header of one pack.
 func (s *Store) ReadPackHeader(id ID) ([]PackEntry, error) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"syscall"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 
@@ -223,7 +222,7 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 // storeWriteError turns a failed write into a message naming the store
 // and, for a full disk, what to do.
 func storeWriteError(dir string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if errors.Is(err, backend.ErrNoSpace) {
 		return fmt.Errorf("store %s is full: %w; free space on that file system or move the store (earlier recovery points are intact)", dir, err)
 	}
 	return fmt.Errorf("write to store %s: %w", dir, err)

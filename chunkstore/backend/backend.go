@@ -30,7 +30,7 @@
 //   - Errors: a missing file gives an error for which errors.Is(err,
 //     ErrNotExist) holds; a lock held by others, ErrLocked (a *LockedError
 //     naming the holders); an unsupported optional operation,
-//     ErrNotSupported. Any other error is an I/O error that says nothing
+//     ErrNotSupported; a full storage, ErrNoSpace. Any other error is an I/O error that says nothing
 //     about the stored bytes (a retry may succeed). A canceled context makes
 //     a call return ctx.Err() (wrapped) as soon as it can; a Save canceled
 //     midway leaves no file.
@@ -113,6 +113,9 @@ var (
 	ErrLocked = errors.New("locked")
 	// ErrNotSupported: the backend does not offer this optional operation.
 	ErrNotSupported = errors.New("not supported by this backend")
+	// ErrNoSpace: the storage is full (a file system's ENOSPC or quota, an
+	// object store's quota). Nothing partial was left visible.
+	ErrNoSpace = errors.New("no space left")
 )
 
 // Backend is the storage of one store. It is safe for concurrent use.

@@ -41,11 +41,11 @@ func (b *Backend) create(ctx context.Context, t backend.FileType, tag string) (b
 	}
 	dir := filepath.Join(b.dir, "tmp", tag)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return nil, full(err)
 	}
 	f, err := os.CreateTemp(dir, t.String()+"-*")
 	if err != nil {
-		return nil, err
+		return nil, full(err)
 	}
 	if err := fault(StepCreate, f.Name(), ""); err != nil {
 		f.Close()
@@ -81,7 +81,8 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	if w.direct == nil {
-		return w.f.Write(p)
+		n, err := w.f.Write(p)
+		return n, full(err)
 	}
 	total := len(p)
 	for len(p) > 0 {
@@ -93,7 +94,7 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 				return 0, err
 			}
 			if _, err := w.direct.WriteAt(w.buf, w.flushed); err != nil {
-				return 0, err
+				return 0, full(err)
 			}
 			w.flushed += int64(w.n)
 			w.n = 0
@@ -115,7 +116,7 @@ func (w *fileWriter) Commit(ctx context.Context, name string) error {
 	}
 	if err := w.commit(ctx, h); err != nil {
 		w.Abort()
-		return err
+		return full(err)
 	}
 	return nil
 }

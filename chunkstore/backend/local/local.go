@@ -107,6 +107,14 @@ func notExist(err error) error {
 	return err
 }
 
+// full marks a write that failed for want of space as backend.ErrNoSpace.
+func full(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", backend.ErrNoSpace, err)
+	}
+	return err
+}
+
 // List lists the files of type t. Packs are found in every subdirectory
 // of packs/, whatever its name.
 func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(name string, size int64) error) error {
@@ -318,10 +326,10 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 	}
 	p := b.Path(h)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
+		return full(err)
 	}
 	if err := writeFileAtomic(ctx, filepath.Dir(p), filepath.Base(p), data); err != nil {
-		return err
+		return full(err)
 	}
 	b.forget(h)
 	return nil
@@ -414,14 +422,15 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// CleanTemp removes files being built by a dead session: tmp/<tag>/, or
+// CleanTemp removes files being built by a dead session: tmp/<tag>/ (the
+// directory too), or
 // with tag "" everything in tmp/ and every interrupted save's temp file.
 func (b *Backend) CleanTemp(ctx context.Context, tag string) error {
 	if tag != "" {
 		if err := (backend.Handle{Type: backend.Packs, Name: tag}).Valid(); err != nil {
 			return fmt.Errorf("temp tag: %w", err)
 		}
-		return removeAllIn(filepath.Join(b.dir, "tmp", tag), nil)
+		return os.RemoveAll(filepath.Join(b.dir, "tmp", tag))
 	}
 	if err := removeAllIn(filepath.Join(b.dir, "tmp"), nil); err != nil {
 		return err
