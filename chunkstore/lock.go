@@ -70,7 +70,9 @@ func (s *Store) LockWriter(ctx context.Context, purpose string, wait time.Durati
 
 // LockExclusive takes the store lock alone: no write session and no other
 // exclusive holder is inside while it is held. Repair and garbage
-// collection need it. Waiting and the error are as LockWriter's.
+// collection need it. Waiting and the error are as LockWriter's. It walks
+// the packs once (see Refresh), so what it decides knows which packs are
+// missing or truncated.
 func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) (*Lock, error) {
 	l := &Lock{s: s, mode: backend.Exclusive}
 	if err := l.take(ctx, purpose, wait, onWait); err != nil {
@@ -80,6 +82,13 @@ func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Dur
 	if tc, ok := s.be.(backend.TempCleaner); ok {
 		tc.CleanTemp(ctx, "")
 	}
+	// What needs the exclusive lock (repair, forget, GC) decides from
+	// which packs are present: the lock's one pack walk is done now.
+	if err := s.walkPacks(); err != nil {
+		l.Unlock()
+		return nil, err
+	}
+	l.adopted = true
 	return l, nil
 }
 
@@ -191,14 +200,31 @@ func (l *Lock) needExclusive(what string) error {
 }
 
 // NewWriter returns a writer for this lock's store. The first writer of a
-// lock first indexes the packs no index file covers (left by an
-// interrupted writer), so their blobs are reused.
+// session first walks the packs (the exclusive lock did when taken); the
+// packs no index file covers (left by an interrupted writer) are indexed
+// in an index file, so their blobs are reused. Later writers of the lock
+// only load new index files.
 func (l *Lock) NewWriter() (*Writer, error) {
 	if err := l.s.healConfig(); err != nil {
 		return nil, storeWriteError(l.s.Dir(), err)
 	}
 	if err := l.s.Refresh(); err != nil {
 		return nil, err
+	}
+	// Once per lock: the pack walk, so deduplication knows which packs are
+	// missing or truncated, and finds the packs left unindexed by an
+	// interrupted writer, which this writer then indexes.
+	l.mu.Lock()
+	walk := !l.adopted
+	l.adopted = true
+	l.mu.Unlock()
+	if walk {
+		if err := l.s.walkPacks(); err != nil {
+			l.mu.Lock()
+			l.adopted = false
+			l.mu.Unlock()
+			return nil, err
+		}
 	}
 	l.s.fmu.Lock()
 	orphans := l.s.orphans

@@ -48,11 +48,17 @@ type Backend struct {
 	mu        sync.Mutex
 	rules     []*rule
 	calls     map[Op]int
+	typed     map[typedOp]int
 	writes    int // Save calls and streamed Writes, counted for FullAt
 	fullAt    int // 0: never full
 	short     map[backend.FileType]int
 	latency   time.Duration
 	directOff bool
+}
+
+type typedOp struct {
+	op Op
+	t  backend.FileType
 }
 
 type rule struct {
@@ -65,7 +71,7 @@ type rule struct {
 
 // New wraps inner.
 func New(inner backend.Backend) *Backend {
-	return &Backend{inner: inner, calls: map[Op]int{}, short: map[backend.FileType]int{}}
+	return &Backend{inner: inner, calls: map[Op]int{}, typed: map[typedOp]int{}, short: map[backend.FileType]int{}}
 }
 
 // Inner returns the wrapped backend.
@@ -132,10 +138,18 @@ func (b *Backend) Calls(op Op) int {
 	return b.calls[op]
 }
 
+// CallsOn returns how many calls of op were made on files of type t.
+func (b *Backend) CallsOn(op Op, t backend.FileType) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.typed[typedOp{op, t}]
+}
+
 // enter counts a call and returns the fault it gets, after the latency.
 func (b *Backend) enter(ctx context.Context, op Op, t backend.FileType) error {
 	b.mu.Lock()
 	b.calls[op]++
+	b.typed[typedOp{op, t}]++
 	var err error
 	for _, r := range b.rules {
 		if r.op != op || r.typ != 0 && r.typ != t {
@@ -171,6 +185,7 @@ var (
 	_ backend.Tagger       = (*Backend)(nil)
 	_ backend.DirectReader = (*Backend)(nil)
 	_ backend.TempCleaner  = (*Backend)(nil)
+	_ backend.NameLister   = (*Backend)(nil)
 )
 
 // Location returns the wrapped backend's.
@@ -182,6 +197,14 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(string, 
 		return err
 	}
 	return b.inner.List(ctx, t, fn)
+}
+
+// ListNames lists names through the wrapped backend (counted as List).
+func (b *Backend) ListNames(ctx context.Context, t backend.FileType, fn func(string) error) error {
+	if err := b.enter(ctx, List, t); err != nil {
+		return err
+	}
+	return backend.ListNames(ctx, b.inner, t, fn)
 }
 
 // Stat stats through the wrapped backend.
