@@ -10,7 +10,8 @@
 //	index/<name>             Index files
 //	points/<name>            Points
 //	damaged/<name>           Damage records
-//	locks/<name>             the flock of lock <name>; locks/<name>.<token>
+//	locks/<name>             the flock of lock <name>, with the info of an
+//	                         exclusive holder; locks/<name>.<pid>-<token>
 //	                         one per holder, with its info, flocked by it
 //	tmp/[<tag>/]pack-*       files being built (Create, CreateTagged)
 //
@@ -492,7 +493,7 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, &backend.LockedError{Name: name, Holders: holders(dir, name)}
+			return nil, &backend.LockedError{Name: name, Holders: holders(dir, name, p)}
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
@@ -501,13 +502,21 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	return &lock{f: f, holder: hf}, nil
+	// No exclusive holder is inside, so what the lock file says is stale.
+	// An exclusive holder writes its info there too, where releases that
+	// knew only the exclusive lock look for it.
+	f.Truncate(0)
+	if mode == backend.Exclusive {
+		f.WriteAt(info, 0)
+	}
+	return &lock{f: f, holder: hf, exclusive: mode == backend.Exclusive}, nil
 }
 
 type lock struct {
-	once   sync.Once
-	f      *os.File
-	holder *os.File
+	once      sync.Once
+	f         *os.File
+	holder    *os.File
+	exclusive bool
 }
 
 func (l *lock) Unlock() error {
@@ -515,6 +524,9 @@ func (l *lock) Unlock() error {
 	l.once.Do(func() {
 		os.Remove(l.holder.Name())
 		l.holder.Close()
+		if l.exclusive {
+			l.f.Truncate(0)
+		}
 		err = l.f.Close()
 	})
 	return err
@@ -549,8 +561,10 @@ func writeHolder(dir, name string, info []byte) (*os.File, error) {
 }
 
 // holders returns the info of the living holders of lock name, removing
-// the files of dead ones.
-func holders(dir, name string) [][]byte {
+// the files of dead ones. With none, the holder is one that writes its
+// info into the lock file itself (a release that knew only the exclusive
+// lock), or one between its flock and its holder file.
+func holders(dir, name, lockFile string) [][]byte {
 	ents, _ := os.ReadDir(dir)
 	var out [][]byte
 	for _, e := range ents {
@@ -572,8 +586,8 @@ func holders(dir, name string) [][]byte {
 		out = append(out, b)
 	}
 	if len(out) == 0 {
-		// A holder between its flock and its holder file.
-		out = append(out, nil)
+		b, _ := os.ReadFile(lockFile)
+		out = append(out, b)
 	}
 	return out
 }
