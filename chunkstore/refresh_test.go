@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -203,4 +204,38 @@ func BenchmarkRefreshNewPoint(b *testing.B) {
 	}
 	b.Run("refresh", func(b *testing.B) { pickUp(b, false) })
 	b.Run("with-pack-walk", func(b *testing.B) { pickUp(b, true) })
+}
+
+// coldBackend records what it is asked to warm up.
+type coldBackend struct {
+	backend.Backend
+	warmed []backend.Handle
+}
+
+func (c *coldBackend) Warm(_ context.Context, hs []backend.Handle) error {
+	c.warmed = append(c.warmed, hs...)
+	return nil
+}
+
+// A cold backend is asked to warm the packs a reader names; others have
+// nothing to do.
+func TestWarmPacks(t *testing.T) {
+	dir, s := newStore(t, false)
+	id := saveBlobs(t, s, randBytes(1, 1000))[0]
+	pack, _ := s.PackOf(id)
+	if err := s.WarmPacks(bg, []ID{pack}); err != nil {
+		t.Fatalf("warm up on a local store: %v", err)
+	}
+	cold := &coldBackend{Backend: local.Open(dir)}
+	c, err := OpenBackend(cold, OpenOptions{Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WarmPacks(bg, []ID{pack}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cold.warmed) != 1 || cold.warmed[0] != packHandle(pack) {
+		t.Errorf("warmed %v, want pack %s", cold.warmed, pack)
+	}
 }

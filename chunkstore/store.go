@@ -339,6 +339,21 @@ func (s *Store) ListPacks(fn func(id ID, size int64) error) error {
 	return nil
 }
 
+// WarmPacks asks a cold backend (backend.Warmer) to make packs readable,
+// and returns when they are; a reader that will read them calls it first,
+// instead of reads that block for minutes. On other backends it does
+// nothing.
+func (s *Store) WarmPacks(ctx context.Context, packs []ID) error {
+	hs := make([]backend.Handle, len(packs))
+	for i, id := range packs {
+		hs[i] = packHandle(id)
+	}
+	if err := backend.Warm(ctx, s.be, hs); err != nil {
+		return fmt.Errorf("warm up %d packs: %w", len(packs), err)
+	}
+	return nil
+}
+
 // loadPack reads n bytes at off of a pack (n < 0: to its end) into buf's
 // storage. A pack that ends before them is corrupt (errTruncated); a
 // missing one is not found.
