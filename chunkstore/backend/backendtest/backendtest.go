@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 )
@@ -491,3 +492,5 @@ func testCapabilities(t *testing.T, be backend.Backend) {
 		t.Errorf("direct open of a missing file: %v", err)
 	}
 }
+
+func uintptrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(&b[0])) }
