@@ -6,10 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/argon2"
@@ -133,9 +133,23 @@ func kek(e *EncryptCfg, password string) ([]byte, error) {
 	return argon2.IDKey([]byte(password), e.Salt, e.Time, e.MemoryKB, e.Threads, 32), nil
 }
 
-// Init creates an empty store in dir.
+// Init creates an empty store in the local directory dir.
 func Init(dir string, o InitOptions) (*Config, error) {
-	if _, err := os.Stat(filepath.Join(dir, "config")); err == nil {
+	if _, err := local.Open(dir).Stat(bg, configHandle); err == nil {
+		return nil, fmt.Errorf("init %s: %w", dir, ErrExists)
+	}
+	be, err := local.Create(dir)
+	if err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	defer be.Close()
+	return InitBackend(be, o)
+}
+
+// InitBackend creates an empty store in be, which holds no store yet.
+func InitBackend(be backend.Backend, o InitOptions) (*Config, error) {
+	dir := be.Location()
+	if _, err := be.Stat(bg, configHandle); err == nil {
 		return nil, fmt.Errorf("init %s: %w", dir, ErrExists)
 	}
 	pol, err := chunker.RandomPolynomial()
@@ -179,17 +193,7 @@ func Init(dir string, o InitOptions) (*Config, error) {
 	} else {
 		cfg.Polynomial = uint64(pol)
 	}
-	for _, d := range []string{"", "packs", "index", "points", "locks", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("init %s: %w", dir, err)
-		}
-	}
-	for i := 0; i < 256; i++ {
-		if err := os.MkdirAll(filepath.Join(dir, "packs", fmt.Sprintf("%02x", i)), 0o700); err != nil {
-			return nil, fmt.Errorf("init %s: %w", dir, err)
-		}
-	}
-	if err := writeConfigFiles(dir, cfg); err != nil {
+	if err := writeConfigFiles(be, cfg); err != nil {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
 	return cfg, nil

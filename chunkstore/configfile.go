@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"strings"
 
+	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
 )
@@ -88,9 +88,17 @@ type openedConfig struct {
 	problem string // why config (or its copy) is damaged; "" when both are whole
 }
 
+var configHandle = backend.Handle{Type: backend.Config, Name: "config"}
+
+// configPath names a config file in messages.
+func configPath(be backend.Backend, name string) string {
+	return strings.TrimSuffix(be.Location(), "/") + "/" + name
+}
+
 // openConfig reads config and its copy and unlocks the store's key with
 // the first that is whole and opens. It writes nothing.
-func openConfig(dir, password string) (*openedConfig, error) {
+func openConfig(be backend.Backend, password string) (*openedConfig, error) {
+	dir := be.Location()
 	type candidate struct {
 		path string
 		raw  []byte
@@ -98,16 +106,16 @@ func openConfig(dir, password string) (*openedConfig, error) {
 		err  error
 	}
 	read := func(name string) candidate {
-		c := candidate{path: filepath.Join(dir, name)}
-		c.raw, c.err = os.ReadFile(c.path)
+		c := candidate{path: configPath(be, name)}
+		c.raw, c.err = be.Load(bg, backend.Handle{Type: backend.Config, Name: name}, 0, -1, nil)
 		if c.err == nil {
 			c.cfg, c.err = parseConfig(c.raw)
 		}
 		return c
 	}
 	prim, cp := read("config"), read(configCopyName)
-	primMissing := errors.Is(prim.err, os.ErrNotExist)
-	copyMissing := errors.Is(cp.err, os.ErrNotExist)
+	primMissing := errors.Is(prim.err, backend.ErrNotExist)
+	copyMissing := errors.Is(cp.err, backend.ErrNotExist)
 	if primMissing && copyMissing {
 		return nil, fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, ErrNoStore)
 	}
@@ -163,14 +171,15 @@ func openConfig(dir, password string) (*openedConfig, error) {
 // writeConfigFiles writes both config files from cfg, the copy first, so
 // a crash leaves at least one whole file. Only files whose bytes differ
 // are written.
-func writeConfigFiles(dir string, cfg *Config) error {
+func writeConfigFiles(be backend.Backend, cfg *Config) error {
 	want := encodeConfig(cfg)
 	for _, name := range []string{configCopyName, "config"} {
-		if have, err := os.ReadFile(filepath.Join(dir, name)); err == nil && bytes.Equal(have, want) {
+		h := backend.Handle{Type: backend.Config, Name: name}
+		if have, err := be.Load(bg, h, 0, -1, nil); err == nil && bytes.Equal(have, want) {
 			continue
 		}
-		if err := writeFileAtomic(dir, name, want); err != nil {
-			return fmt.Errorf("write store config %s: %w", filepath.Join(dir, name), err)
+		if err := be.Save(bg, h, want); err != nil {
+			return fmt.Errorf("write store config %s: %w", configPath(be, name), err)
 		}
 	}
 	return nil
@@ -192,7 +201,7 @@ func (l *Lock) HealConfig() error { return l.s.healConfig() }
 // config the store was opened with. The writer lock is held.
 func (s *Store) healConfig() error {
 	s.adoptResealedConfig()
-	if err := writeConfigFiles(s.dir, s.cfg); err != nil {
+	if err := writeConfigFiles(s.be, s.cfg); err != nil {
 		return err
 	}
 	s.fmu.Lock()

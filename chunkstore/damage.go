@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
 
+	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/zeebo/blake3"
 )
 
@@ -126,32 +126,42 @@ func decodeDamage(b []byte, k *keys) ([]DamagedBlob, error) {
 	return out, nil
 }
 
-func (s *Store) damageDir() string { return filepath.Join(s.dir, "damaged") }
+func (s *Store) damageDir() string { return configPath(s.be, "damaged") }
+
+func damageHandle(name string) backend.Handle {
+	return backend.Handle{Type: backend.Damaged, Name: name}
+}
+
+// damageNames lists the damage record files.
+func (s *Store) damageNames() ([]string, error) {
+	var names []string
+	err := backend.ListNames(bg, s.be, backend.Damaged, func(name string) error {
+		names = append(names, name)
+		return nil
+	})
+	return names, err
+}
 
 // loadDamage reads damage records written since the last call. A record
 // that cannot be read is reported once; it is only a record, and verify
 // --read-data finds the damage again.
 func (s *Store) loadDamage() error {
-	ents, err := os.ReadDir(s.damageDir())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // a store without damage, or older than the record
-	}
+	names, err := s.damageNames()
 	if err != nil {
 		s.damageListWarn.Do(func() {
 			fmt.Fprintf(os.Stderr, "recall: damage records: %v (ignored; 'recall verify --read-data' finds damage again)\n", err)
 		})
 		return nil
 	}
-	for _, e := range ents {
-		name := e.Name()
+	for _, name := range names {
 		s.fmu.Lock()
 		seen := s.loadedD[name]
 		s.loadedD[name] = true
 		s.fmu.Unlock()
-		if strings.HasPrefix(name, ".") || seen {
+		if seen {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(s.damageDir(), name))
+		b, err := s.be.Load(bg, damageHandle(name), 0, -1, nil)
 		if err == nil {
 			var recs []DamagedBlob
 			if recs, err = decodeDamage(b, s.keys); err == nil {
@@ -197,11 +207,7 @@ func (s *Store) recordDamage(recs ...DamagedBlob) {
 	}
 	b := encodeDamage(fresh, s.keys)
 	name := ID(blake3.Sum256(b)).String()
-	err := os.MkdirAll(s.damageDir(), 0o700)
-	if err == nil {
-		err = writeFileAtomic(s.damageDir(), name, b)
-	}
-	if err != nil {
+	if err := s.be.Save(bg, damageHandle(name), b); err != nil {
 		s.damageWarn.Do(func() {
 			fmt.Fprintf(os.Stderr, "recall: cannot record damaged blobs in %s: %v (the damage is reported, but a later backup may not store those blobs again; run 'recall verify --read-data' where the store is writable)\n", s.damageDir(), err)
 		})
@@ -235,10 +241,7 @@ func (s *Store) DamagedBlobs() []DamagedBlob {
 // worst both. The caller holds the writer lock. It returns how many
 // entries were dropped.
 func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
-	ents, err := os.ReadDir(s.damageDir())
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
+	names, err := s.damageNames()
 	if err != nil {
 		return 0, fmt.Errorf("list damage records: %w", err)
 	}
@@ -246,13 +249,9 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 	var old []string
 	dropped, unreadable := 0, false
 	seen := map[blobAt]bool{}
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") {
-			continue
-		}
+	for _, name := range names {
 		old = append(old, name)
-		b, err := os.ReadFile(filepath.Join(s.damageDir(), name))
+		b, err := s.be.Load(bg, damageHandle(name), 0, -1, nil)
 		var recs []DamagedBlob
 		if err == nil {
 			recs, err = decodeDamage(b, s.keys)
@@ -286,15 +285,15 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 	if len(keep) > 0 {
 		b := encodeDamage(keep, s.keys)
 		name = ID(blake3.Sum256(b)).String()
-		if err := writeFileAtomic(s.damageDir(), name, b); err != nil {
-			return 0, storeWriteError(s.dir, err)
+		if err := s.be.Save(bg, damageHandle(name), b); err != nil {
+			return 0, storeWriteError(s.Dir(), err)
 		}
 	}
 	for _, o := range old {
 		if o == name {
 			continue
 		}
-		if err := os.Remove(filepath.Join(s.damageDir(), o)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.be.Remove(bg, damageHandle(o)); err != nil && !errors.Is(err, backend.ErrNotExist) {
 			return 0, fmt.Errorf("remove damage record %s: %w", o, err)
 		}
 	}
@@ -304,7 +303,7 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 		s.loadedD[name] = true
 	}
 	s.fmu.Unlock()
-	return dropped, syncDir(s.damageDir())
+	return dropped, nil
 }
 
 // damageReason is the record's reason for err: what failed, without the

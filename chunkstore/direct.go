@@ -4,19 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"unsafe"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
 )
 
-// Large plaintext blobs are read with O_DIRECT: the disk writes straight into
+// Large plaintext blobs are read with O_DIRECT where the backend offers it
+// (backend.DirectReader, the local one on most file systems): the disk writes straight into
 // the caller's buffer, without filling the page cache and copying out of
 // it, which was the largest cost of a restore or a first read through the
 // mount after the data itself. O_DIRECT needs the buffer, offset and length
 // aligned, so the aligned range around the blob is read and the blob is a
 // window of it.
-// readAlign is the alignment of O_DIRECT buffers, offsets and lengths,
-// for reads and for pack writes (packfile.go).
-const readAlign = 4096
+// readAlign is the alignment of O_DIRECT buffers, offsets and lengths.
+const readAlign = backend.DirectAlign
 
 // directMin is the smallest blob read with O_DIRECT. Small blobs (small
 // files) sit next to each other in a pack, and buffered reads let the
@@ -47,10 +48,10 @@ func alignedWindow(b []byte, n int) []byte {
 // of a whole chunk.
 const directPiece = 256 << 10
 
-// readDirect reads length bytes at off from an O_DIRECT descriptor and
+// readDirect reads length bytes at off from a direct reader and
 // returns them with their BLAKE3-256 hash. With split, the read is made of
 // pieces read at once and hashed as they arrive.
-func readDirect(f *os.File, off int64, length int, dst []byte, split bool) ([]byte, ID, error) {
+func readDirect(f io.ReaderAt, off int64, length int, dst []byte, split bool) ([]byte, ID, error) {
 	start := off &^ (readAlign - 1)
 	end := (off + int64(length) + readAlign - 1) &^ (readAlign - 1)
 	n := int(end - start)

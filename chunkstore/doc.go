@@ -1,7 +1,17 @@
 // Package chunkstore stores deduplicated, compressed and optionally
 // encrypted blobs in immutable pack files, and indexes them.
 //
-// # Layout
+// # Storage
+//
+// Every byte of the store goes through a backend (package backend, whose
+// comment is the contract); Open uses the local directory backend
+// (backend/local), OpenBackend any other. Optional capabilities are
+// detected, never assumed: O_DIRECT reads with piecewise hashing
+// (backend.DirectReader), packs streamed as they are built
+// (backend.Creator; otherwise a pack is buffered and saved whole), temp
+// areas per write session (backend.Tagger, backend.TempCleaner).
+//
+// # Layout (local directory)
 //
 //	<store>/config           JSON: format version, store id, chunker parameters, default compression, sealed key, checksum
 //	<store>/config.copy      the same bytes again (configfile.go says why)
@@ -9,8 +19,9 @@
 //	<store>/index/<id>       index files (caches of pack headers)
 //	<store>/damaged/<id>     damage records: blobs found bad, per pack
 //	<store>/points/<id>      recovery point manifests (written by engine)
-//	<store>/locks/writer     flock held by the one writer
-//	<store>/tmp/             packs being written
+//	<store>/locks/writer     the store lock: shared by write sessions, or exclusive (lock.go)
+//	<store>/locks/source-<h> the lock of one source's write session
+//	<store>/tmp/[source-<h>/] packs being written (by a session of a source)
 //
 // # Write order
 //

@@ -1,97 +1,26 @@
 package chunkstore
 
-import (
-	"os"
-	"sync/atomic"
-)
+import "github.com/recall-backup/recall/chunkstore/backend/local"
 
-// Fault hook: a test's view of every step that makes the store durable.
-//
-// The crash-consistency claim of doc.go ("a crash at any moment leaves the
-// store consistent") is about moments between durable steps, and a random
-// kill almost never lands in the narrow windows that matter (a manifest
-// written before the packs it refers to are synced). A test sets a hook
-// with SetFaultHook; the store calls it for every step below, in the order
-// the steps happen, from whichever goroutine does them, and does not do a
-// step whose hook returned an error (the error is the step's error). A
-// test can then count a backup's steps, stop it at any one of them, and
-// model a power cut by undoing what the steps since their last fsync did
-// (engine's crash test does that).
-//
-// The steps, and when the hook is called:
-//
-//	StepCreate   after a file is created (its name is not known before): a
-//	             new pack in tmp/, the temp file of an index file, point
-//	             manifest, damage record or config; when the hook fails,
-//	             the file is removed again
-//	StepWrite    before bytes go to a file being built: each write of a
-//	             pack (with O_DIRECT, each 4 MiB staged and the pack's end),
-//	             the body of the other files; the file only grows
-//	StepSync     before a file is fsynced
-//	StepRename   before Path is renamed to To
-//	StepSyncDir  before a directory (Path) is fsynced
-//
-// Index files and point manifests are written as create, write, fsync,
-// rename, directory fsync under index/ and points/; a pack as create,
-// writes, fsync, rename into packs/xx/, directory fsync. Not reported:
-// removals (temp files, repair, forget), the lock file, and directories
-// created (packs/xx: its entry in packs/ is not fsynced, so a test cannot
-// drop it; ext4's journal makes it durable with the fsync of packs/xx that
-// follows, strict POSIX does not promise that).
-//
-// This is test machinery, not an API: it will give way to a fault-injecting
-// storage backend once every byte of the store goes through one. With no
-// hook set, a step costs one atomic load.
+// The fault hook of the local backend (backend/local/fault.go), under the
+// names engine's power-cut test knows: it sees every durable step of a
+// store in a local directory, with the real paths.
 
 // StepKind names a durable step.
-type StepKind string
+type StepKind = local.StepKind
+
+// Step is one durable step of the store.
+type Step = local.Step
 
 // The durable steps.
 const (
-	StepCreate  StepKind = "create"
-	StepWrite   StepKind = "write"
-	StepSync    StepKind = "fsync"
-	StepRename  StepKind = "rename"
-	StepSyncDir StepKind = "dirsync"
+	StepCreate  = local.StepCreate
+	StepWrite   = local.StepWrite
+	StepSync    = local.StepSync
+	StepRename  = local.StepRename
+	StepSyncDir = local.StepSyncDir
 )
 
-// Step is one durable step of the store.
-type Step struct {
-	Kind StepKind
-	Path string // the file or directory
-	To   string // StepRename: the new name
-}
-
-var faultHook atomic.Pointer[func(Step) error]
-
-// SetFaultHook makes the store call fn at every durable step (see the
-// first comment of fault.go); nil removes the hook. It is for tests, applies to
-// every store of the process, and returns a function that restores the
-// previous hook.
-func SetFaultHook(fn func(Step) error) (restore func()) {
-	var p *func(Step) error
-	if fn != nil {
-		p = &fn
-	}
-	old := faultHook.Swap(p)
-	return func() { faultHook.Store(old) }
-}
-
-// fault reports a durable step to the hook, if one is set.
-func fault(kind StepKind, path, to string) error {
-	if h := faultHook.Load(); h != nil {
-		return (*h)(Step{Kind: kind, Path: path, To: to})
-	}
-	return nil
-}
-
-// faultCreated reports the creation of f; when the hook refuses it, f is
-// closed and removed, as if never created.
-func faultCreated(f *os.File) error {
-	if err := fault(StepCreate, f.Name(), ""); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
-}
+// SetFaultHook makes every local store call fn at each durable step; nil
+// removes the hook. It returns a function that restores the previous hook.
+func SetFaultHook(fn func(Step) error) (restore func()) { return local.SetFaultHook(fn) }

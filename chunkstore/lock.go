@@ -2,116 +2,229 @@ package chunkstore
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
-	"syscall"
+	"sync"
 	"time"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/zeebo/blake3"
 )
 
-// LockInfo describes the holder of the writer lock.
+// Locks. The store lock ("writer") is taken in one of two modes:
+//
+//   - shared, by a write session (LockSession): backups of different
+//     sources run at once, each writing its own packs (in its own temp area)
+//     and its own index files; nothing they write conflicts, since packs and
+//     index files are named by their content. A session also holds its
+//     source's lock exclusively, so a second backup of the same source
+//     waits for the first.
+//   - exclusive (LockExclusive, and LockWriter, which callers have always
+//     used and which stays exclusive): repair, changing the passphrase,
+//     and later garbage collection, which must not race a writer.
+//
+// The locks are the backend's (backend.Backend.Lock): they die with their
+// holder, even on kill -9.
+
+// LockInfo describes a holder of the store lock.
 type LockInfo struct {
 	PID     int       `json:"pid"`
 	Host    string    `json:"host"`
 	Purpose string    `json:"purpose"`
 	Since   time.Time `json:"since"`
+	Mode    string    `json:"mode,omitempty"`   // "shared" or "exclusive"
+	Source  string    `json:"source,omitempty"` // the source of a write session
 }
 
 func (i LockInfo) String() string {
 	return fmt.Sprintf("pid %d on %s (%s, since %s)", i.PID, i.Host, i.Purpose, i.Since.Format(time.RFC3339))
 }
 
-// Lock is the store's exclusive writer lock: an flock on
-// <store>/locks/writer, so it dies with its holder, even on kill -9.
+// storeLock is the name of the store lock (locks/writer in a local store,
+// where older versions held it the same way, exclusively).
+const storeLock = "writer"
+
+// Lock is a held store lock: exclusive, or a write session's shared lock
+// with its source's lock.
 type Lock struct {
-	s *Store
-	f *os.File
+	s      *Store
+	mode   backend.LockMode
+	source string // a session's source; "" for the exclusive lock
+	tag    string // the temp tag of its writers' packs
+	held   []backend.Unlocker
+
+	mu      sync.Mutex
+	adopted bool // the pack walk and orphan adoption of this lock are done
 }
 
-// LockWriter takes the writer lock, waiting up to wait for a holder to
-// finish (0: do not wait). onWait, if not nil, is called once with the
-// holder when the lock is busy. The error names the holder.
+// LockWriter takes the exclusive store lock, waiting up to wait for
+// holders to finish (0: do not wait). onWait, if not nil, is called once
+// with a holder when the lock is busy. The error names the holder. It is
+// LockExclusive under the name every caller knows.
 func (s *Store) LockWriter(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) (*Lock, error) {
-	p := filepath.Join(s.dir, "locks", "writer")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", p, err)
+	return s.LockExclusive(ctx, purpose, wait, onWait)
+}
+
+// LockExclusive takes the store lock alone: no write session and no other
+// exclusive holder is inside while it is held. Repair and garbage
+// collection need it. Waiting and the error are as LockWriter's. It walks
+// the packs once (see Refresh), so what it decides knows which packs are
+// missing or truncated.
+func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) (*Lock, error) {
+	l := &Lock{s: s, mode: backend.Exclusive}
+	if err := l.take(ctx, purpose, wait, onWait); err != nil {
+		return nil, err
+	}
+	// Temp files left by any writer that died are ours to clean now.
+	if tc, ok := s.be.(backend.TempCleaner); ok {
+		tc.CleanTemp(ctx, "")
+	}
+	// What needs the exclusive lock (repair, forget, GC) decides from
+	// which packs are present: the lock's one pack walk is done now.
+	if err := s.walkPacks(); err != nil {
+		l.Unlock()
+		return nil, err
+	}
+	l.adopted = true
+	return l, nil
+}
+
+// LockSession takes the store lock shared, for a write session of source:
+// other sessions (of other sources) may write at once, an exclusive holder
+// may not; a session of the same source waits, as for a holder of the
+// exclusive lock. Waiting and the error are as LockWriter's.
+func (s *Store) LockSession(ctx context.Context, source, purpose string, wait time.Duration, onWait func(LockInfo)) (*Lock, error) {
+	if source == "" {
+		return nil, errors.New("lock a write session: no source named")
+	}
+	sum := blake3.Sum256([]byte(source))
+	l := &Lock{s: s, mode: backend.Shared, source: source, tag: "source-" + hex.EncodeToString(sum[:16])}
+	if err := l.take(ctx, purpose, wait, onWait); err != nil {
+		return nil, err
+	}
+	// What an earlier session of this source left being written is
+	// garbage now; other sessions' temp areas are theirs.
+	if tc, ok := s.be.(backend.TempCleaner); ok {
+		tc.CleanTemp(ctx, l.tag)
+	}
+	return l, nil
+}
+
+// take takes the store lock in l's mode and, for a session, its source's
+// lock, retrying every 100 ms until wait has passed.
+func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) error {
+	host, _ := os.Hostname()
+	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: l.mode.String(), Source: l.source})
+	type part struct {
+		name string
+		mode backend.LockMode
+	}
+	parts := []part{{storeLock, l.mode}}
+	if l.source != "" {
+		parts = append(parts, part{l.tag, backend.Exclusive})
 	}
 	deadline := time.Now().Add(wait)
 	told := false
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
+		var busy *backend.LockedError
+		for _, p := range parts {
+			u, err := l.s.be.Lock(ctx, p.name, p.mode, info)
+			if err == nil {
+				l.held = append(l.held, u)
+				continue
+			}
+			l.release()
+			if !errors.As(err, &busy) {
+				return fmt.Errorf("lock store %s: %w", l.s.Dir(), err)
+			}
 			break
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", p, err)
+		if busy == nil {
+			return nil
 		}
-		info := readLockInfo(p)
+		holder, others := lockHolder(busy)
 		if time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("%w by %s; wait for it to finish or stop it", ErrLocked, info)
+			more := ""
+			if others > 0 {
+				more = fmt.Sprintf(" and %d other(s)", others)
+			}
+			return fmt.Errorf("%w by %s%s; wait for it to finish or stop it", ErrLocked, holder, more)
 		}
 		if !told && onWait != nil {
-			onWait(info)
+			onWait(holder)
 			told = true
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	host, _ := os.Hostname()
-	b, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC()})
-	f.Truncate(0)
-	f.WriteAt(b, 0)
-	// Temp files left by a writer that died are ours to clean now.
-	if ents, err := os.ReadDir(filepath.Join(s.dir, "tmp")); err == nil {
-		for _, e := range ents {
-			os.Remove(filepath.Join(s.dir, "tmp", e.Name()))
-		}
-	}
-	for _, d := range []string{"index", "points", "damaged"} {
-		if ents, err := os.ReadDir(filepath.Join(s.dir, d)); err == nil {
-			for _, e := range ents {
-				if strings.HasPrefix(e.Name(), ".tmp-") {
-					os.Remove(filepath.Join(s.dir, d, e.Name()))
-				}
-			}
-		}
-	}
-	return &Lock{s: s, f: f}, nil
 }
 
-func readLockInfo(p string) LockInfo {
-	var i LockInfo
-	b, err := os.ReadFile(p)
-	if err == nil {
-		i, _ = parseLockInfo(b)
+// lockHolder returns the first holder a busy lock names, and how many
+// more there are.
+func lockHolder(e *backend.LockedError) (LockInfo, int) {
+	var first LockInfo
+	for _, h := range e.Holders {
+		if info, err := parseLockInfo(h); err == nil || info.PID != 0 {
+			first = info
+			break
+		}
 	}
-	return i
+	return first, max(len(e.Holders)-1, 0)
 }
 
-// NewWriter returns a writer for this lock's store. Packs left by an
-// interrupted writer are indexed first, so their blobs are reused.
+func (l *Lock) release() {
+	for i := len(l.held) - 1; i >= 0; i-- {
+		l.held[i].Unlock()
+	}
+	l.held = nil
+}
+
+// Exclusive reports whether the lock is the exclusive one.
+func (l *Lock) Exclusive() bool { return l.mode == backend.Exclusive }
+
+// Source returns the source of a write session ("" for the exclusive lock).
+func (l *Lock) Source() string { return l.source }
+
+// needExclusive refuses what only the exclusive lock may do.
+func (l *Lock) needExclusive(what string) error {
+	if l.mode != backend.Exclusive {
+		return fmt.Errorf("%s needs the store's exclusive lock, and a write session of %q holds it shared", what, l.source)
+	}
+	return nil
+}
+
+// NewWriter returns a writer for this lock's store. The first writer of a
+// session first walks the packs (the exclusive lock did when taken); the
+// packs no index file covers (left by an interrupted writer) are indexed
+// in an index file, so their blobs are reused. Later writers of the lock
+// only load new index files.
 func (l *Lock) NewWriter() (*Writer, error) {
 	if err := l.s.healConfig(); err != nil {
-		return nil, storeWriteError(l.s.dir, err)
-	}
-	// Directories a careless hand removed are the store's own to recreate.
-	for _, d := range []string{"index", "points", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(l.s.dir, d), 0o700); err != nil {
-			return nil, storeWriteError(l.s.dir, err)
-		}
+		return nil, storeWriteError(l.s.Dir(), err)
 	}
 	if err := l.s.Refresh(); err != nil {
 		return nil, err
+	}
+	// Once per lock: the pack walk, so deduplication knows which packs are
+	// missing or truncated, and finds the packs left unindexed by an
+	// interrupted writer, which this writer then indexes.
+	l.mu.Lock()
+	walk := !l.adopted
+	l.adopted = true
+	l.mu.Unlock()
+	if walk {
+		if err := l.s.walkPacks(); err != nil {
+			l.mu.Lock()
+			l.adopted = false
+			l.mu.Unlock()
+			return nil, err
+		}
 	}
 	l.s.fmu.Lock()
 	orphans := l.s.orphans
@@ -120,17 +233,29 @@ func (l *Lock) NewWriter() (*Writer, error) {
 	for len(orphans) > 0 {
 		n := min(len(orphans), indexEvery)
 		if _, err := l.s.writeIndexFile(orphans[:n]); err != nil {
-			return nil, storeWriteError(l.s.dir, err)
+			return nil, storeWriteError(l.s.Dir(), err)
 		}
 		orphans = orphans[n:]
 	}
-	return l.s.newWriter(), nil
+	return l.s.newWriter(l.tag), nil
 }
 
-// Unlock releases the lock.
+// Unlock releases the lock. A session's temp area goes with it (its
+// writers are done: Flush or Abort).
 func (l *Lock) Unlock() error {
-	l.f.Truncate(0)
-	return l.f.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if tc, ok := l.s.be.(backend.TempCleaner); ok && l.tag != "" && len(l.held) > 0 {
+		tc.CleanTemp(bg, l.tag)
+	}
+	var first error
+	for i := len(l.held) - 1; i >= 0; i-- {
+		if err := l.held[i].Unlock(); err != nil && first == nil {
+			first = err
+		}
+	}
+	l.held = nil
+	return first
 }
 
 // Store returns the store this lock belongs to.

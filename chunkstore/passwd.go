@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
 )
 
 // Changing the passphrase re-seals the master key: the key that encrypts
@@ -30,18 +30,21 @@ var ErrNotEncrypted = errors.New("store is not encrypted")
 // oldPassword must open it. Only the config and its copy are rewritten.
 // No other user of this Store may run during the call.
 func (l *Lock) ChangePassword(oldPassword, newPassword string) error {
+	if err := l.needExclusive("changing the passphrase"); err != nil {
+		return err
+	}
 	s := l.s
 	s.adoptResealedConfig()
 	old := s.cfg.Encryption
 	if old == nil {
-		return fmt.Errorf("change passphrase of %s: %w: it has none", s.dir, ErrNotEncrypted)
+		return fmt.Errorf("change passphrase of %s: %w: it has none", s.Dir(), ErrNotEncrypted)
 	}
 	if newPassword == "" {
-		return fmt.Errorf("change passphrase of %s: %w", s.dir, ErrNoPassword)
+		return fmt.Errorf("change passphrase of %s: %w", s.Dir(), ErrNoPassword)
 	}
 	mk, err := s.cfg.unseal(oldPassword)
 	if err != nil {
-		return fmt.Errorf("change passphrase of %s: %w", s.dir, err)
+		return fmt.Errorf("change passphrase of %s: %w", s.Dir(), err)
 	}
 	plain, _ := json.Marshal(mk)
 	e := &EncryptCfg{
@@ -57,7 +60,7 @@ func (l *Lock) ChangePassword(oldPassword, newPassword string) error {
 	}
 	k, err := kek(e, newPassword)
 	if err != nil {
-		return fmt.Errorf("change passphrase of %s: %w", s.dir, err)
+		return fmt.Errorf("change passphrase of %s: %w", s.Dir(), err)
 	}
 	a, err := newAEAD(k)
 	if err != nil {
@@ -66,8 +69,8 @@ func (l *Lock) ChangePassword(oldPassword, newPassword string) error {
 	e.Sealed = seal(a, nil, plain, []byte(s.cfg.ID))
 	cfg := *s.cfg
 	cfg.Encryption = e
-	if err := writeConfigFiles(s.dir, &cfg); err != nil {
-		return fmt.Errorf("change passphrase of %s: %w", s.dir, err)
+	if err := writeConfigFiles(s.be, &cfg); err != nil {
+		return fmt.Errorf("change passphrase of %s: %w", s.Dir(), err)
 	}
 	s.fmu.Lock()
 	s.cfg.Encryption = e
@@ -113,7 +116,7 @@ func (s *Store) adoptResealedConfig() {
 	}
 	var raw [2][]byte
 	for i, name := range []string{"config", configCopyName} {
-		b, err := os.ReadFile(filepath.Join(s.dir, name))
+		b, err := s.be.Load(bg, backend.Handle{Type: backend.Config, Name: name}, 0, -1, nil)
 		if err != nil {
 			return
 		}

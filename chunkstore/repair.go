@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
 )
 
 // Repair: rebuilding index files from pack headers, and salvaging the
@@ -44,17 +44,21 @@ type indexFile struct {
 // readIndexFiles reads and decodes every index file; the ones that do not
 // decode carry their error.
 func (s *Store) readIndexFiles() ([]indexFile, error) {
-	ents, err := os.ReadDir(filepath.Join(s.dir, "index"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	var names []string
+	err := backend.ListNames(bg, s.be, backend.Index, func(name string) error {
+		names = append(names, name)
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("list index: %w", err)
 	}
 	var out []indexFile
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
+	for _, name := range names {
+		f := indexFile{name: name}
+		b, err := s.be.Load(bg, backend.Handle{Type: backend.Index, Name: name}, 0, -1, nil)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue // superseded meanwhile
 		}
-		f := indexFile{name: e.Name()}
-		b, err := os.ReadFile(filepath.Join(s.dir, "index", f.name))
 		if err != nil {
 			return nil, fmt.Errorf("read index file %s: %w", f.name, err)
 		}
@@ -86,6 +90,9 @@ func sortedEntries(es []PackEntry) []PackEntry {
 // entries of packs that are gone are dropped. With dryRun nothing is
 // changed and the result says what would be.
 func (l *Lock) RebuildIndex(dryRun bool) (*IndexRebuild, error) {
+	if err := l.needExclusive("rebuilding the index"); err != nil {
+		return nil, err
+	}
 	return l.rebuildIndex(dryRun, nil, nil)
 }
 
@@ -169,7 +176,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		name := ""
 		if !dryRun {
 			if name, err = s.writeIndexFile(rest[:n]); err != nil {
-				return nil, storeWriteError(s.dir, err)
+				return nil, storeWriteError(s.Dir(), err)
 			}
 		}
 		res.Written = append(res.Written, IndexFileInfo{Name: name, Packs: n})
@@ -194,13 +201,8 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			if written[name] {
 				continue
 			}
-			if err := os.Remove(filepath.Join(s.dir, "index", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := s.be.Remove(bg, backend.Handle{Type: backend.Index, Name: name}); err != nil && !errors.Is(err, backend.ErrNotExist) {
 				return nil, fmt.Errorf("remove superseded index file %s: %w", name, err)
-			}
-		}
-		if len(res.Removed) > 0 {
-			if err := syncDir(filepath.Join(s.dir, "index")); err != nil {
-				return nil, err
 			}
 		}
 		s.fmu.Lock()
@@ -249,7 +251,7 @@ func (s *Store) DamagedPacks() ([]PackProblem, error) {
 			continue
 		}
 		if _, err := s.ReadPackHeader(pi.ID); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			if errors.Is(err, backend.ErrNotExist) {
 				continue
 			}
 			if !errors.Is(err, ErrCorrupt) {
@@ -314,6 +316,9 @@ func (s *Store) salvageEntries(id ID, files []indexFile) []PackEntry {
 // With dryRun every pack is read and the result says what would happen,
 // but nothing is written or removed.
 func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *IndexRebuild, error) {
+	if err := l.needExclusive("salvaging packs"); err != nil {
+		return nil, nil, err
+	}
 	s := l.s
 	files, err := s.readIndexFiles()
 	if err != nil {
@@ -336,8 +341,8 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 	var remove []ID
 	for _, p := range packs {
 		sv := Salvage{Pack: p.Pack, Reason: p.Reason}
-		b, err := os.ReadFile(s.packPath(p.Pack))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		b, err := s.be.Load(bg, packHandle(p.Pack), 0, -1, nil)
+		if err != nil && !errors.Is(err, backend.ErrNotExist) {
 			return nil, nil, fmt.Errorf("read pack %s: %w (nothing was removed)", p.Pack, err)
 		}
 		var buf []byte
@@ -392,21 +397,14 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 		rewritten[id] = true
 	}
 	w.mu.Unlock()
-	dirs := map[string]bool{}
 	for _, id := range remove {
 		if rewritten[id] {
 			// Every blob survived, in the same order: the new pack is
 			// the old one made whole, renamed over it.
 			continue
 		}
-		if err := os.Remove(s.packPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.be.Remove(bg, packHandle(id)); err != nil && !errors.Is(err, backend.ErrNotExist) {
 			return nil, nil, fmt.Errorf("remove damaged pack %s: %w (its good blobs are stored again; run 'recall repair packs' again)", id, err)
-		}
-		dirs[filepath.Dir(s.packPath(id))] = true
-	}
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
-			return nil, nil, err
 		}
 	}
 	for i := range out {
@@ -422,30 +420,18 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 	return out, rb, nil
 }
 
-// forgetPackFiles closes the descriptors of replaced packs and marks
-// them missing, except those rewritten under the same name.
+// forgetPackFiles marks replaced packs missing, except those rewritten
+// under the same name. (The backend drops what it held open of them.)
 func (s *Store) forgetPackFiles(ids []ID, rewritten map[ID]bool) {
 	s.idx.mu.Lock()
-	var nums []uint32
 	for _, id := range ids {
-		if n, ok := s.idx.packNum[id]; ok {
-			if !rewritten[id] {
-				s.idx.size[n] = sizeGone
-			}
-			nums = append(nums, n)
+		if n, ok := s.idx.packNum[id]; ok && !rewritten[id] {
+			s.idx.size[n] = sizeGone
 		}
 	}
 	s.idx.mu.Unlock()
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
-	for _, n := range nums {
-		for _, m := range []map[uint32]*os.File{s.files, s.dfiles} {
-			if f, ok := m[n]; ok {
-				f.Close()
-				delete(m, n)
-			}
-		}
-	}
 	for _, id := range ids {
 		delete(s.unlocatable, id)
 	}

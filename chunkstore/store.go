@@ -2,29 +2,30 @@ package chunkstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
-	"golang.org/x/sys/unix"
 )
 
 // Store is an open chunk store: read access to blobs, packs and points.
 // Writing goes through a Writer (NewWriter), which needs the store lock.
-// A Store is safe for concurrent use.
+// Every byte it reads or writes goes through its backend. A Store is safe
+// for concurrent use.
 type Store struct {
-	dir  string
+	be   backend.Backend
 	cfg  *Config
 	keys *keys
 	pol  chunker.Pol
@@ -33,15 +34,16 @@ type Store struct {
 	zdec *zstd.Decoder
 	zenc *zstd.Encoder
 
+	walkMu sync.Mutex // one pack walk at a time
+
 	fmu        sync.Mutex
-	files      map[uint32]*os.File
-	dfiles     map[uint32]*os.File // O_DIRECT descriptors
-	noDirect   atomic.Bool         // the file system refused O_DIRECT
-	loading    atomic.Int32        // O_DIRECT blob reads in progress (readPlain)
-	loadedI    map[string]bool     // index files already loaded
-	loadedD    map[string]bool     // damage records already loaded
-	orphans    []packRecord        // packs indexed from their headers, no index file yet
-	cfgProblem string              // damage found in config or its copy (configfile.go)
+	walked     bool            // a pack walk has been done
+	walkWanted bool            // an index file was unreadable: its packs need a walk
+	loading    atomic.Int32    // O_DIRECT blob reads in progress (readPlain)
+	loadedI    map[string]bool // index files already loaded
+	loadedD    map[string]bool // damage records already loaded
+	orphans    []packRecord    // packs indexed from their headers, no index file yet
+	cfgProblem string          // damage found in config or its copy (configfile.go)
 	// unlocatable: packs no index file covers whose header is unreadable,
 	// so none of their blobs can be found (pack -> why).
 	unlocatable map[ID]string
@@ -55,10 +57,23 @@ type OpenOptions struct {
 	Password string
 }
 
-// Open opens the store in dir, unlocking its key and loading its index.
-// Nothing is written.
+// bg is the context of store calls that do not take one yet: the store's
+// methods predate the backend's contexts, and their callers cancel by
+// stopping to call.
+var bg = context.Background()
+
+// Open opens the store in the local directory dir, unlocking its key and
+// loading its index. Nothing is written.
 func Open(dir string, o OpenOptions) (*Store, error) {
-	oc, err := openConfig(dir, o.Password)
+	return OpenBackend(local.Open(dir), o)
+}
+
+// OpenBackend opens the store kept in be, unlocking its key and loading
+// its index. Nothing is written. The store owns be from here on (Close
+// closes it).
+func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
+	dir := be.Location()
+	oc, err := openConfig(be, o.Password)
 	if errors.Is(err, ErrNoStore) {
 		return nil, err
 	}
@@ -70,7 +85,7 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), files: map[uint32]*os.File{}, dfiles: map[uint32]*os.File{}, loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}}
+	s := &Store{be: be, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}}
 	if err := checkChunkBounds(int(cfg.MinChunk), int(cfg.MaxChunk), s.averageBits()); err != nil {
 		return nil, fmt.Errorf("open store %s: config: %w", dir, err)
 	}
@@ -80,27 +95,31 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	// No blob decodes to more than a writer stores (SaveBlob).
 	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(maxBlobLen), zstd.IgnoreChecksum(true))
 	s.zenc = newZstdEncoder()
-	if err := s.Refresh(); err != nil {
+	n, err := s.loadIndexFiles()
+	if err != nil {
 		return nil, err
+	}
+	if err := s.loadDamage(); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		// No index file: a new store (the walk finds nothing) or one whose
+		// index files were lost, whose blobs only the walk can find.
+		if err := s.walkPacks(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
-// Close releases open pack files.
-func (s *Store) Close() error {
-	s.fmu.Lock()
-	defer s.fmu.Unlock()
-	for _, m := range []map[uint32]*os.File{s.files, s.dfiles} {
-		for n, f := range m {
-			f.Close()
-			delete(m, n)
-		}
-	}
-	return nil
-}
+// Close releases what the backend holds open (pack descriptors).
+func (s *Store) Close() error { return s.be.Close() }
 
-// Dir returns the store directory.
-func (s *Store) Dir() string { return s.dir }
+// Dir returns the store's location: its directory for a local store.
+func (s *Store) Dir() string { return s.be.Location() }
+
+// Backend returns the storage the store is kept in.
+func (s *Store) Backend() backend.Backend { return s.be }
 
 // Config returns the store configuration.
 func (s *Store) Config() *Config { return s.cfg }
@@ -140,7 +159,7 @@ func (s *Store) Hash(data []byte) ID { return s.keys.hash(data) }
 
 // Has reports whether a blob can be read from the store as far as the
 // index knows without reading: it is indexed at a place whose pack file is
-// present (as of the last Refresh), that lies inside the pack's size, and
+// present (as of the last pack walk), that lies inside the pack's size, and
 // that is not recorded damaged. Deduplication asks this, so a blob that
 // is lost or damaged is stored again by the next backup that has it.
 func (s *Store) Has(id ID) bool {
@@ -174,54 +193,87 @@ func (s *Store) BlobCount() int {
 	return s.idx.count
 }
 
-func (s *Store) packPath(id ID) string {
-	h := id.String()
-	return filepath.Join(s.dir, "packs", h[:2], h)
+func packHandle(id ID) backend.Handle { return backend.Handle{Type: backend.Packs, Name: id.String()} }
+
+// Refresh loads index files and damage records written since the last
+// call. It lists neither packs nor points: a reader (a mount, verify)
+// learns of new blobs from the index files every writer writes before it
+// commits a point, so a refresh costs a listing of index/ and the new
+// files, whatever the number of packs. Packs no index file covers (left by
+// an interrupted writer) are found by the pack walk, which the first
+// writer of each lock does (Lock.NewWriter) and which Packs and a failed
+// lookup do for readers; Open does it too when the store has no index file
+// at all (index/ lost: every pack is then indexed from its header).
+func (s *Store) Refresh() error {
+	if _, err := s.loadIndexFiles(); err != nil {
+		return err
+	}
+	return s.loadDamage()
 }
 
-// Refresh loads index files written since the last call and indexes packs
-// that no index file covers (left by an interrupted backup); the next writer
-// records those in an index file (Lock.NewWriter).
-func (s *Store) Refresh() error {
-	ents, err := os.ReadDir(filepath.Join(s.dir, "index"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("list index: %w", err)
+// loadIndexFiles loads the index files not loaded yet and returns how many
+// index files there are.
+func (s *Store) loadIndexFiles() (int, error) {
+	var names []string
+	err := backend.ListNames(bg, s.be, backend.Index, func(name string) error {
+		names = append(names, name)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list index: %w", err)
 	}
-	// A missing index directory loses only caches: every pack is then
-	// indexed from its header below, and the next writer recreates it.
-	for _, e := range ents {
-		name := e.Name()
+	loaded := false
+	for _, name := range names {
 		s.fmu.Lock()
 		seen := s.loadedI[name]
 		s.fmu.Unlock()
-		if strings.HasPrefix(name, ".") || seen {
+		if seen {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(s.dir, "index", name))
+		b, err := s.be.Load(bg, backend.Handle{Type: backend.Index, Name: name}, 0, -1, nil)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue // superseded meanwhile
+		}
 		if err != nil {
-			return fmt.Errorf("read index file %s: %w", name, err)
+			return 0, fmt.Errorf("read index file %s: %w", name, err)
 		}
 		packs, err := decodeIndexFile(b, s.keys)
 		if err != nil {
 			// A damaged index file is only a cache: the packs it covers are
-			// re-read below from their own headers.
+			// re-read from their own headers by the next pack walk.
 			fmt.Fprintf(os.Stderr, "recall: index file %s: %v (its packs are read from their headers; 'recall repair index' replaces it)\n", name, err)
 			s.fmu.Lock()
 			s.loadedI[name] = true // said once per process
+			s.walkWanted = true
 			s.fmu.Unlock()
 			continue
 		}
 		for _, p := range packs {
 			s.idx.addPack(p.id, p.entries, sizeUnknown)
 		}
+		loaded = true
 		s.fmu.Lock()
 		s.loadedI[name] = true
 		s.fmu.Unlock()
 	}
+	if loaded {
+		s.idx.compact()
+	}
+	return len(names), nil
+}
+
+// walkPacks lists every pack: it records their sizes (a missing or
+// truncated pack is known from here on without a stat per lookup) and
+// indexes the packs no index file covers from their headers. It costs a
+// listing with sizes of every pack (about 0.5 s per 100,000 packs on a
+// local disk), so it is never done per refresh.
+func (s *Store) walkPacks() error {
+	s.walkMu.Lock()
+	defer s.walkMu.Unlock()
 	var orphans []packRecord
 	sizes := map[ID]int64{}
 	unlocatable := map[ID]string{}
-	err = s.ListPacks(func(id ID, size int64) error {
+	err := s.ListPacks(func(id ID, size int64) error {
 		sizes[id] = size
 		if s.idx.hasPack(id) {
 			return nil
@@ -239,8 +291,6 @@ func (s *Store) Refresh() error {
 	if err != nil {
 		return err
 	}
-	// The walk is the one place packs are seen: a missing or truncated
-	// pack is known from here on without a stat per lookup.
 	s.idx.setSizes(sizes)
 	s.idx.compact()
 	if err := s.loadDamage(); err != nil {
@@ -249,119 +299,110 @@ func (s *Store) Refresh() error {
 	s.fmu.Lock()
 	s.orphans = append(s.orphans, orphans...)
 	s.unlocatable = unlocatable
+	s.walked, s.walkWanted = true, false
 	s.fmu.Unlock()
 	return nil
 }
 
+// walkForReaders does the pack walk for a reader that needs what only it
+// finds (a blob no index file lists, an unreadable index file), at most
+// once per store unless an unreadable index file asks again.
+func (s *Store) walkForReaders() {
+	s.fmu.Lock()
+	need := !s.walked || s.walkWanted
+	s.fmu.Unlock()
+	if need {
+		if err := s.walkPacks(); err != nil {
+			fmt.Fprintf(os.Stderr, "recall: %v (packs no index file lists are not read)\n", err)
+		}
+	}
+}
+
 // HasPackFile reports whether a pack's file is present.
 func (s *Store) HasPackFile(id ID) bool {
-	_, err := os.Stat(s.packPath(id))
+	_, err := s.be.Stat(bg, packHandle(id))
 	return err == nil
 }
 
 // ListPacks calls fn for every pack file in the store.
 func (s *Store) ListPacks(fn func(id ID, size int64) error) error {
-	root := filepath.Join(s.dir, "packs")
-	subs, err := os.ReadDir(root)
+	err := s.be.List(bg, backend.Packs, func(name string, size int64) error {
+		id, err := ParseID(name)
+		if err != nil {
+			return nil
+		}
+		return fn(id, size)
+	})
 	if err != nil {
 		return fmt.Errorf("list packs: %w", err)
-	}
-	for _, sub := range subs {
-		if !sub.IsDir() {
-			continue
-		}
-		ents, err := os.ReadDir(filepath.Join(root, sub.Name()))
-		if err != nil {
-			return fmt.Errorf("list packs: %w", err)
-		}
-		for _, e := range ents {
-			id, err := ParseID(e.Name())
-			if err != nil {
-				continue
-			}
-			info, err := e.Info()
-			if err != nil {
-				continue
-			}
-			if err := fn(id, info.Size()); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
 
+// WarmPacks asks a cold backend (backend.Warmer) to make packs readable,
+// and returns when they are; a reader that will read them calls it first,
+// instead of reads that block for minutes. On other backends it does
+// nothing.
+func (s *Store) WarmPacks(ctx context.Context, packs []ID) error {
+	hs := make([]backend.Handle, len(packs))
+	for i, id := range packs {
+		hs[i] = packHandle(id)
+	}
+	if err := backend.Warm(ctx, s.be, hs); err != nil {
+		return fmt.Errorf("warm up %d packs: %w", len(packs), err)
+	}
+	return nil
+}
+
+// loadPack reads n bytes at off of a pack (n < 0: to its end) into buf's
+// storage. A pack that ends before them is corrupt (errTruncated); a
+// missing one is not found.
+func (s *Store) loadPack(id ID, off int64, n int, buf []byte) ([]byte, error) {
+	b, err := s.be.Load(bg, packHandle(id), off, n, buf)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, errTruncated
+	case errors.Is(err, backend.ErrNotExist):
+		return nil, fmt.Errorf("%w (%w)", errPackMissing, err)
+	case err != nil:
+		return nil, err
+	case n >= 0 && len(b) != n:
+		// The backend broke its contract; the pack may be whole, so this
+		// is an I/O error, not damage to record.
+		return nil, fmt.Errorf("read pack %s: %w: %d bytes at %d, asked for %d", id, errShortLoad, len(b), off, n)
+	}
+	return b, nil
+}
+
+// errShortLoad: a backend returned fewer bytes than asked without saying
+// the file ends there.
+var errShortLoad = errors.New("short read from the storage backend")
+
 // ReadPackHeader reads and decodes the header of one pack.
 func (s *Store) ReadPackHeader(id ID) ([]PackEntry, error) {
-	f, err := os.Open(s.packPath(id))
+	size, err := s.be.Stat(bg, packHandle(id))
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() < int64(packTrailerLen) {
+	if size < int64(packTrailerLen) {
 		return nil, fmt.Errorf("%w: pack too short", ErrCorrupt)
 	}
-	tr := make([]byte, packTrailerLen)
-	if _, err := f.ReadAt(tr, st.Size()-int64(packTrailerLen)); err != nil {
+	tr, err := s.loadPack(id, size-int64(packTrailerLen), packTrailerLen, nil)
+	if err != nil {
 		return nil, err
 	}
 	hl, err := packHeaderLength(tr)
 	if err != nil {
 		return nil, err
 	}
-	if int64(hl) > st.Size()-int64(packTrailerLen) {
+	if int64(hl) > size-int64(packTrailerLen) {
 		return nil, fmt.Errorf("%w: pack header length", ErrCorrupt)
 	}
-	hdr := make([]byte, hl)
-	if _, err := f.ReadAt(hdr, st.Size()-int64(packTrailerLen)-int64(hl)); err != nil {
-		return nil, err
-	}
-	return decodePackHeader(hdr, s.keys, st.Size())
-}
-
-func (s *Store) packFile(n uint32) (*os.File, error) { return s.openPack(s.files, n, 0) }
-
-// directPackFile returns an O_DIRECT descriptor of pack n, or nil when the
-// file system does not support it.
-func (s *Store) directPackFile(n uint32) *os.File {
-	if s.noDirect.Load() {
-		return nil
-	}
-	f, err := s.openPack(s.dfiles, n, unix.O_DIRECT)
-	if err != nil {
-		if errors.Is(err, unix.EINVAL) {
-			s.noDirect.Store(true)
-		}
-		return nil
-	}
-	return f
-}
-
-func (s *Store) openPack(m map[uint32]*os.File, n uint32, flags int) (*os.File, error) {
-	s.fmu.Lock()
-	defer s.fmu.Unlock()
-	if f, ok := m[n]; ok {
-		return f, nil
-	}
-	f, err := os.OpenFile(s.packPath(s.idx.packID(n)), os.O_RDONLY|flags, 0)
+	hdr, err := s.loadPack(id, size-int64(packTrailerLen)-int64(hl), hl, nil)
 	if err != nil {
 		return nil, err
 	}
-	if len(m) >= 2048 {
-		// Keep the descriptor table bounded; a read in progress on an
-		// evicted file finishes before the descriptor really closes.
-		for k, old := range m {
-			delete(m, k)
-			go func() { old.Close() }()
-			break
-		}
-	}
-	m[n] = f
-	return f, nil
+	return decodePackHeader(hdr, s.keys, size)
 }
 
 // BlobError says which blob of which pack could not be read.
@@ -397,6 +438,11 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b
 func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 	for tries := 0; ; tries++ {
 		l, found, usable := s.idx.lookup(id)
+		if !found && tries == 0 {
+			// Perhaps in a pack no index file lists yet.
+			s.walkForReaders()
+			l, found, usable = s.idx.lookup(id)
+		}
 		if !found {
 			return nil, &BlobError{ID: id, Err: ErrNotFound}
 		}
@@ -431,13 +477,9 @@ func (s *Store) loadAt(id ID, l loc, dst []byte) ([]byte, error) {
 		}
 		return raw, nil
 	}
-	f, err := s.packFile(l.pack)
-	if err != nil {
-		return nil, err
-	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	raw, err := readAt(f, int64(l.off), int(l.length()), *bp)
+	raw, err := s.loadPack(s.idx.packID(l.pack), int64(l.off), int(l.length()), *bp)
 	if err != nil {
 		return nil, err
 	}
@@ -446,43 +488,26 @@ func (s *Store) loadAt(id ID, l loc, dst []byte) ([]byte, error) {
 }
 
 // readPlain reads a stored-as-is blob into dst's storage, and hashes it:
-// large ones with O_DIRECT where the file system has it, the rest through
-// the page cache.
+// large ones with O_DIRECT where the backend has it (backend.DirectReader),
+// the rest through the page cache.
 func (s *Store) readPlain(l loc, dst []byte) ([]byte, ID, error) {
-	if l.length() >= directMin {
-		if df := s.directPackFile(l.pack); df != nil {
+	id := s.idx.packID(l.pack)
+	if dr, ok := s.be.(backend.DirectReader); ok && l.length() >= directMin {
+		if ra, err := dr.OpenDirect(bg, packHandle(id)); err == nil {
 			// A lone read (a random read through the mount) is split
 			// so hashing overlaps the disk and uses both cores; with
 			// others in flight (a restore, a prefetching reader) those
 			// are busy anyway and whole reads are cheaper for the disk.
 			split := s.loading.Add(1) == 1
 			defer s.loading.Add(-1)
-			return readDirect(df, int64(l.off), int(l.length()), dst, split)
+			return readDirect(ra, int64(l.off), int(l.length()), dst, split)
 		}
 	}
-	f, err := s.packFile(l.pack)
-	if err != nil {
-		return nil, ID{}, err
-	}
-	b, err := readAt(f, int64(l.off), int(l.length()), dst)
+	b, err := s.loadPack(id, int64(l.off), int(l.length()), dst)
 	if err != nil {
 		return nil, ID{}, err
 	}
 	return b, blake3.Sum256(b), nil
-}
-
-// readAt reads n bytes at off into buf's storage (allocating when it is
-// too small).
-func readAt(f *os.File, off int64, n int, buf []byte) ([]byte, error) {
-	if cap(buf) < n {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	got, err := f.ReadAt(buf, off)
-	if err := shortRead(got, n, err); err != nil {
-		return nil, err
-	}
-	return buf, nil
 }
 
 // checkPlain checks a plaintext blob against its id: in a plaintext store
@@ -550,7 +575,7 @@ func (s *Store) CheckPack(id ID) (*PackCheck, error) {
 
 // checkPack is CheckPack without recording what it finds.
 func (s *Store) checkPack(id ID) (*PackCheck, error) {
-	b, err := os.ReadFile(s.packPath(id))
+	b, err := s.loadPack(id, 0, -1, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -627,7 +652,13 @@ type PackInfo struct {
 // id, with the problems visible without reading: missing, a size other
 // than the index implies (truncated, or a damaged trailer), recorded
 // damage, a header unreadable with no index file listing the pack.
+//
+// It walks the packs first (see Refresh), so it is for verify and repair,
+// not for a hot path.
 func (s *Store) Packs() []PackInfo {
+	if err := s.walkPacks(); err != nil {
+		fmt.Fprintf(os.Stderr, "recall: %v (pack sizes are as of the last walk)\n", err)
+	}
 	count, end := s.idx.packShapes()
 	damaged := map[ID]int{}
 	s.idx.mu.RLock()
@@ -682,7 +713,7 @@ func (s *Store) SavePoint(manifest []byte) (ID, error) {
 		stored = seal(s.keys.aead, nil, manifest, []byte("point"))
 	}
 	id := ID(blake3.Sum256(stored))
-	if err := writeFileAtomic(filepath.Join(s.dir, "points"), id.String(), stored); err != nil {
+	if err := s.be.Save(bg, backend.Handle{Type: backend.Points, Name: id.String()}, stored); err != nil {
 		return ID{}, fmt.Errorf("save recovery point: %w", err)
 	}
 	return id, nil
@@ -690,8 +721,8 @@ func (s *Store) SavePoint(manifest []byte) (ID, error) {
 
 // LoadPoint reads a point manifest.
 func (s *Store) LoadPoint(id ID) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(s.dir, "points", id.String()))
-	if errors.Is(err, os.ErrNotExist) {
+	b, err := s.be.Load(bg, backend.Handle{Type: backend.Points, Name: id.String()}, 0, -1, nil)
+	if errors.Is(err, backend.ErrNotExist) {
 		return nil, fmt.Errorf("point %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
@@ -708,15 +739,15 @@ func (s *Store) LoadPoint(id ID) ([]byte, error) {
 
 // ListPoints returns the ids of all point manifests, sorted.
 func (s *Store) ListPoints() ([]ID, error) {
-	ents, err := os.ReadDir(filepath.Join(s.dir, "points"))
-	if err != nil {
-		return nil, fmt.Errorf("list points: %w", err)
-	}
 	var ids []ID
-	for _, e := range ents {
-		if id, err := ParseID(e.Name()); err == nil {
+	err := backend.ListNames(bg, s.be, backend.Points, func(name string) error {
+		if id, err := ParseID(name); err == nil {
 			ids = append(ids, id)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list points: %w", err)
 	}
 	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
 	return ids, nil
@@ -724,12 +755,9 @@ func (s *Store) ListPoints() ([]ID, error) {
 
 // RemovePoint deletes a point manifest. Its blobs stay until pruned.
 func (s *Store) RemovePoint(id ID) error {
-	p := filepath.Join(s.dir, "points", id.String())
-	if err := os.Remove(p); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("point %s: %w", id, ErrNotFound)
-		}
-		return err
+	err := s.be.Remove(bg, backend.Handle{Type: backend.Points, Name: id.String()})
+	if errors.Is(err, backend.ErrNotExist) {
+		return fmt.Errorf("point %s: %w", id, ErrNotFound)
 	}
-	return syncDir(filepath.Join(s.dir, "points"))
+	return err
 }

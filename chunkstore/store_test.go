@@ -10,6 +10,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/recall-backup/recall/chunkstore/backend/faulty"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"github.com/recall-backup/recall/internal/golden"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
@@ -79,7 +81,9 @@ func newStore(t testing.TB, encrypt bool) (string, *Store) {
 	if _, err := Init(dir, InitOptions{Encrypt: encrypt, Password: "pw", KDFMemoryKB: 1024}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(dir, OpenOptions{Password: "pw"})
+	// The store's tests run over the fault-injecting wrapper, with no
+	// fault set unless a test sets one (faultsOf).
+	s, err := OpenBackend(faulty.New(local.Open(dir)), OpenOptions{Password: "pw"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +321,7 @@ func TestReadDirectWindows(t *testing.T) {
 	}
 	// The store reads plaintext blobs with O_DIRECT where the file system has it.
 	_, s := newStore(t, false)
-	if s.noDirect.Load() {
+	if localOf(s).DirectRefused() {
 		t.Log("O_DIRECT unsupported here; the buffered path was used")
 	}
 }

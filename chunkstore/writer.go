@@ -3,11 +3,10 @@ package chunkstore
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -26,6 +25,7 @@ const indexEvery = 256
 type Writer struct {
 	s    *Store
 	comp Compression // codec of new blobs
+	tag  string      // the session's temp tag (backend.Tagger), "" for none
 
 	mu      sync.Mutex
 	pending map[ID]struct{} // saved in this session, not yet in the index
@@ -42,14 +42,15 @@ type Writer struct {
 }
 
 type packBuilder struct {
-	f       *packFile
+	f       backend.FileWriter
 	size    int64
 	entries []PackEntry
 }
 
-// NewWriter returns a writer; the caller must hold the store lock.
-func (s *Store) newWriter() *Writer {
-	return &Writer{s: s, comp: s.cfg.compression(), pending: map[ID]struct{}{}, sem: make(chan struct{}, 2)}
+// newWriter returns a writer whose packs are built under the temp tag;
+// the caller holds the store lock.
+func (s *Store) newWriter(tag string) *Writer {
+	return &Writer{s: s, comp: s.cfg.compression(), tag: tag, pending: map[ID]struct{}{}, sem: make(chan struct{}, 2)}
 }
 
 // SetCompression makes c the codec of the blobs this writer saves from
@@ -64,8 +65,8 @@ func (w *Writer) SetCompression(c Compression) error {
 	if c == CompressionS2 && w.s.cfg.Version < 2 {
 		cfg := *w.s.cfg
 		cfg.Version = 2
-		if err := writeConfigFiles(w.s.dir, &cfg); err != nil {
-			return storeWriteError(w.s.dir, err)
+		if err := writeConfigFiles(w.s.be, &cfg); err != nil {
+			return storeWriteError(w.s.Dir(), err)
 		}
 		w.s.cfg.Version = 2
 	}
@@ -199,18 +200,15 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 	}
 	p := w.open[t]
 	if p == nil {
-		f, err := os.CreateTemp(filepath.Join(w.s.dir, "tmp"), "pack-*")
-		if err == nil {
-			err = faultCreated(f)
-		}
+		f, err := backend.CreateTagged(bg, w.s.be, backend.Packs, w.tag)
 		if err != nil {
-			return storeWriteError(w.s.dir, err)
+			return storeWriteError(w.s.Dir(), err)
 		}
-		p = &packBuilder{f: newPackFile(f)}
+		p = &packBuilder{f: f}
 		w.open[t] = p
 	}
 	if _, err := p.f.Write(stored); err != nil {
-		return storeWriteError(w.s.dir, err)
+		return storeWriteError(w.s.Dir(), err)
 	}
 	p.entries = append(p.entries, PackEntry{Type: t, Comp: comp, Offset: uint32(p.size), Length: uint32(len(stored)), RawLength: uint32(rawLen), ID: id})
 	p.size += int64(len(stored))
@@ -224,7 +222,7 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 // storeWriteError turns a failed write into a message naming the store
 // and, for a full disk, what to do.
 func storeWriteError(dir string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if errors.Is(err, backend.ErrNoSpace) {
 		return fmt.Errorf("store %s is full: %w; free space on that file system or move the store (earlier recovery points are intact)", dir, err)
 	}
 	return fmt.Errorf("write to store %s: %w", dir, err)
@@ -252,35 +250,17 @@ func (w *Writer) finishAsync(p *packBuilder) {
 	}()
 }
 
-// finish writes the header, syncs and renames the pack into place, then
-// makes its blobs visible in the index.
+// finish writes the header and commits the pack under its name (durable
+// when Commit returns), then makes its blobs visible in the index.
 func (w *Writer) finish(p *packBuilder) (packRecord, error) {
-	tmp := p.f.Name()
-	fail := func(err error) (packRecord, error) {
-		p.f.Close()
-		os.Remove(tmp)
-		return packRecord{}, storeWriteError(w.s.dir, err)
-	}
 	hdr := encodePackHeader(p.entries, w.s.keys)
-	if err := p.f.finish(hdr); err != nil {
-		return fail(err)
-	}
-	if err := p.f.Close(); err != nil {
-		return fail(err)
+	if _, err := p.f.Write(hdr); err != nil {
+		p.f.Abort()
+		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
 	id := packName(hdr)
-	final := w.s.packPath(id)
-	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
-		return fail(err)
-	}
-	if err := fault(StepRename, tmp, final); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return fail(err)
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		return packRecord{}, storeWriteError(w.s.dir, err)
+	if err := p.f.Commit(bg, id.String()); err != nil {
+		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
 	w.s.idx.addPack(id, p.entries, p.size+int64(len(hdr)))
 	w.mu.Lock()
@@ -313,7 +293,7 @@ func (w *Writer) Flush() error {
 	for len(w.done) > 0 {
 		n := min(len(w.done), indexEvery)
 		if _, err := w.s.writeIndexFile(w.done[:n]); err != nil {
-			w.err = storeWriteError(w.s.dir, err)
+			w.err = storeWriteError(w.s.Dir(), err)
 			return w.err
 		}
 		w.done = w.done[n:]
@@ -327,8 +307,7 @@ func (w *Writer) Abort() {
 	w.mu.Lock()
 	for t, p := range w.open {
 		if p != nil {
-			p.f.Close()
-			os.Remove(p.f.Name())
+			p.f.Abort()
 			w.open[t] = nil
 		}
 	}
@@ -340,7 +319,7 @@ func (w *Writer) Abort() {
 func (s *Store) writeIndexFile(packs []packRecord) (string, error) {
 	b := encodeIndexFile(packs, s.keys)
 	name := ID(blake3.Sum256(b)).String()
-	if err := writeFileAtomic(filepath.Join(s.dir, "index"), name, b); err != nil {
+	if err := s.be.Save(bg, backend.Handle{Type: backend.Index, Name: name}, b); err != nil {
 		return "", err
 	}
 	s.fmu.Lock()

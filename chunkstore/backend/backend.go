@@ -1,0 +1,318 @@
+// Package backend is the storage seam of the chunk store: every byte the
+// store keeps goes through a Backend, so the store runs unchanged over a
+// local directory (backend/local), and later an S3-compatible object store
+// or a cold tier.
+//
+// # Files
+//
+// A backend holds named files of a few types (FileType): packs, index files,
+// point manifests, damage records, the config files and lock objects. A file
+// is addressed by a Handle, its type and name; names are chosen by the store
+// (mostly hex content hashes) and are plain: no slashes, no leading dot. How
+// a backend lays files out is its own business (the local one keeps packs in
+// packs/xx/ by the first two characters of the name).
+//
+// # The contract
+//
+//   - Save is atomic: a reader sees either no file of that name, or the
+//     whole file, never part of it. When Save returns nil the file is
+//     durable (it survives a power cut). Saving a name that exists
+//     replaces it (the store only does so with the same bytes, or for the
+//     config files).
+//   - Files are immutable once saved; the store never appends to one. A
+//     file being built (a pack) is a FileWriter (Creator): nothing of it is
+//     visible until Commit, which is atomic and durable as Save is.
+//   - Read-after-write is strong: once Save, Commit or Remove returned, every
+//     Stat, Load and List of any process sees its effect. List may miss
+//     files saved while it runs, never a file saved before it started.
+//   - Load reads a byte range into the caller's buffer; a range past the end
+//     of the file returns the bytes there are with io.ErrUnexpectedEOF.
+//   - Errors: a missing file gives an error for which errors.Is(err,
+//     ErrNotExist) holds; a lock held by others, ErrLocked (a *LockedError
+//     naming the holders); an unsupported optional operation,
+//     ErrNotSupported; a full storage, ErrNoSpace. Any other error is an I/O error that says nothing
+//     about the stored bytes (a retry may succeed). A canceled context makes
+//     a call return ctx.Err() (wrapped) as soon as it can; a Save canceled
+//     midway leaves no file.
+//   - Locks are advisory and named (Lock): shared holders exclude exclusive
+//     ones and the other way round. A lock dies with its holder (the local
+//     backend uses flock; an object store would write lock objects with a
+//     refresh time and treat stale ones as gone). The info a holder gives is
+//     what a waiter is shown.
+//
+// # What an object store can do
+//
+// The contract is written so that an S3-compatible store implements it
+// without changes to the store above: it has no rename (Save and Commit are
+// one PUT of the whole object, which S3 makes atomic), no flock (Lock writes
+// lock objects, lock/<name>/<token>, and lists them), strong
+// read-after-write (S3 since 2020, Ceph RGW), and ranged GET (Load). It has
+// no O_DIRECT and no cheap name-only listing; those are optional capabilities
+// (DirectReader, NameLister) the store detects and does without. A cold
+// tier (tape, archive classes) implements Warmer: the store asks for the
+// files it is about to read first, instead of reads that block for minutes.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// FileType is a kind of file a backend holds.
+type FileType uint8
+
+// The file types.
+const (
+	Packs   FileType = iota + 1 // packs, named by the hash of their bytes
+	Index                       // index files
+	Points                      // recovery point manifests
+	Damaged                     // damage records
+	Config                      // the config and its copy
+	Locks                       // lock objects (only the backend writes them)
+)
+
+var typeNames = map[FileType]string{Packs: "packs", Index: "index", Points: "points", Damaged: "damaged", Config: "config", Locks: "locks"}
+
+func (t FileType) String() string {
+	if s, ok := typeNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("filetype(%d)", uint8(t))
+}
+
+// FileTypes lists every file type, for suites and tools that walk them all.
+var FileTypes = []FileType{Packs, Index, Points, Damaged, Config, Locks}
+
+// Handle names one file.
+type Handle struct {
+	Type FileType
+	Name string
+}
+
+func (h Handle) String() string { return h.Type.String() + "/" + h.Name }
+
+// Valid reports whether h can name a file: a known type and a plain name.
+func (h Handle) Valid() error {
+	if _, ok := typeNames[h.Type]; !ok {
+		return fmt.Errorf("%v: unknown file type", h)
+	}
+	if h.Name == "" || strings.ContainsAny(h.Name, "/\\\x00") || strings.HasPrefix(h.Name, ".") {
+		return fmt.Errorf("%v: invalid file name %q", h, h.Name)
+	}
+	return nil
+}
+
+// Sentinel errors, checked with errors.Is.
+var (
+	// ErrNotExist: the file does not exist.
+	ErrNotExist = errors.New("file does not exist")
+	// ErrLocked: the lock is held by others (see LockedError).
+	ErrLocked = errors.New("locked")
+	// ErrNotSupported: the backend does not offer this optional operation.
+	ErrNotSupported = errors.New("not supported by this backend")
+	// ErrNoSpace: the storage is full (a file system's ENOSPC or quota, an
+	// object store's quota). Nothing partial was left visible.
+	ErrNoSpace = errors.New("no space left")
+)
+
+// Backend is the storage of one store. It is safe for concurrent use.
+type Backend interface {
+	// Location names the backend for messages (a directory, a URL).
+	Location() string
+
+	// List calls fn with the name and size of every file of type t, in no
+	// particular order, from the calling goroutine. An error from fn stops
+	// the listing and is returned.
+	List(ctx context.Context, t FileType, fn func(name string, size int64) error) error
+
+	// Stat returns the size of a file.
+	Stat(ctx context.Context, h Handle) (int64, error)
+
+	// Load reads length bytes at offset of a file (length < 0: to its end)
+	// into buf's storage, allocating when buf is too small, and returns
+	// them. The caller owns buf and the result. When the file ends before
+	// offset+length the bytes there are come back with io.ErrUnexpectedEOF.
+	Load(ctx context.Context, h Handle, offset int64, length int, buf []byte) ([]byte, error)
+
+	// Save stores data as a file, atomically and durably (see the package
+	// comment). data is not retained.
+	Save(ctx context.Context, h Handle, data []byte) error
+
+	// Remove deletes a file durably. A missing file gives ErrNotExist.
+	Remove(ctx context.Context, h Handle) error
+
+	// Lock takes the named lock in mode without waiting, recording info
+	// (who holds it, shown to others). A lock held in a conflicting mode
+	// gives a *LockedError (ErrLocked); the caller decides whether to wait
+	// and try again. The lock lasts until Unlock or the holder's death.
+	Lock(ctx context.Context, name string, mode LockMode, info []byte) (Unlocker, error)
+
+	// Close releases what the backend holds open. Locks are not released.
+	Close() error
+}
+
+// LockMode is how a lock is held.
+type LockMode uint8
+
+// The lock modes.
+const (
+	Shared    LockMode = iota + 1 // with other shared holders
+	Exclusive                     // alone
+)
+
+func (m LockMode) String() string {
+	switch m {
+	case Shared:
+		return "shared"
+	case Exclusive:
+		return "exclusive"
+	}
+	return fmt.Sprintf("lockmode(%d)", uint8(m))
+}
+
+// Unlocker releases a lock.
+type Unlocker interface {
+	Unlock() error
+}
+
+// LockedError is the error of a lock held by others: the info each
+// holder gave (empty when a holder has not written it yet).
+type LockedError struct {
+	Name    string
+	Holders [][]byte
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("lock %s: %v by %d holder(s)", e.Name, ErrLocked, len(e.Holders))
+}
+
+func (e *LockedError) Unwrap() error { return ErrLocked }
+
+// Optional capabilities. The store detects them with a type assertion and
+// works without each of them.
+
+// Creator is a backend that streams a file as it is built (a pack), instead
+// of taking it whole (Save). Without it the store uses Create's buffering
+// writer.
+type Creator interface {
+	Create(ctx context.Context, t FileType) (FileWriter, error)
+}
+
+// FileWriter is a file being built. Writes append; nothing is visible
+// until Commit publishes the bytes under a name, atomically and durably
+// (as Save). Abort discards them. After Commit or Abort the writer is done;
+// Abort after Commit does nothing. Not safe for concurrent use.
+type FileWriter interface {
+	io.Writer
+	Commit(ctx context.Context, name string) error
+	Abort() error
+}
+
+// Create returns a writer of a new file of type t: be's own streaming one
+// when it has it, otherwise one that keeps the bytes in memory and Saves
+// them at Commit.
+func Create(ctx context.Context, be Backend, t FileType) (FileWriter, error) {
+	if c, ok := be.(Creator); ok {
+		return c.Create(ctx, t)
+	}
+	return &bufferedWriter{be: be, t: t}, nil
+}
+
+type bufferedWriter struct {
+	be   Backend
+	t    FileType
+	buf  []byte
+	done bool
+}
+
+func (w *bufferedWriter) Write(b []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("write to a finished file")
+	}
+	w.buf = append(w.buf, b...)
+	return len(b), nil
+}
+
+func (w *bufferedWriter) Commit(ctx context.Context, name string) error {
+	if w.done {
+		return errors.New("commit of a finished file")
+	}
+	w.done = true
+	err := w.be.Save(ctx, Handle{Type: w.t, Name: name}, w.buf)
+	w.buf = nil
+	return err
+}
+
+func (w *bufferedWriter) Abort() error {
+	w.done, w.buf = true, nil
+	return nil
+}
+
+// DirectReader is a backend that can read a file bypassing caches (local:
+// O_DIRECT). Reads through the returned ReaderAt must use buffers, offsets
+// and lengths aligned to DirectAlign; near the end of the file they read
+// short. ErrNotSupported says the underlying file system refuses it. The
+// ReaderAt stays usable until the file is removed or replaced, or the
+// backend closed; the caller does not close it.
+type DirectReader interface {
+	OpenDirect(ctx context.Context, h Handle) (io.ReaderAt, error)
+}
+
+// DirectAlign is the alignment of DirectReader reads.
+const DirectAlign = 4096
+
+// NameLister is a backend that lists names more cheaply than List lists
+// names with sizes (local: no stat per file).
+type NameLister interface {
+	ListNames(ctx context.Context, t FileType, fn func(name string) error) error
+}
+
+// ListNames lists the names of the files of type t, cheaply where be can.
+func ListNames(ctx context.Context, be Backend, t FileType, fn func(name string) error) error {
+	if nl, ok := be.(NameLister); ok {
+		return nl.ListNames(ctx, t, fn)
+	}
+	return be.List(ctx, t, func(name string, _ int64) error { return fn(name) })
+}
+
+// Warmer is a cold backend: files must be asked for (Warm) before Load
+// returns them without a long wait. Warm returns when they can be read.
+type Warmer interface {
+	Warm(ctx context.Context, hs []Handle) error
+}
+
+// Warm asks be to make the files readable; a backend that is not cold has
+// nothing to do.
+func Warm(ctx context.Context, be Backend, hs []Handle) error {
+	if w, ok := be.(Warmer); ok {
+		return w.Warm(ctx, hs)
+	}
+	return nil
+}
+
+// TempCleaner is a backend that keeps temporary files of its own (local:
+// tmp/, and .tmp- files of interrupted saves) which a crashed writer
+// leaves behind. CleanTemp removes those of tag (a FileWriter's tag, see
+// Tagger), or with tag "" every temporary file, which only the holder of
+// an exclusive lock may ask for.
+type TempCleaner interface {
+	CleanTemp(ctx context.Context, tag string) error
+}
+
+// Tagger is a Creator whose writers can carry a tag (a writing session),
+// so that CleanTemp(tag) removes exactly what an earlier session with that
+// tag left behind.
+type Tagger interface {
+	CreateTagged(ctx context.Context, t FileType, tag string) (FileWriter, error)
+}
+
+// CreateTagged is Create for a writing session named tag.
+func CreateTagged(ctx context.Context, be Backend, t FileType, tag string) (FileWriter, error) {
+	if tg, ok := be.(Tagger); ok && tag != "" {
+		return tg.CreateTagged(ctx, t, tag)
+	}
+	return Create(ctx, be, t)
+}

@@ -1,0 +1,593 @@
+// Package local is the chunk store's backend on a local directory, the
+// embedded default. It holds all of the store's system calls: atomic
+// saves (temp file, fsync, rename, directory fsync), O_DIRECT pack writes
+// and reads, and flock locks.
+//
+// Layout of the directory:
+//
+//	config, config.copy      Config files
+//	packs/xx/<name>          Packs, by the first two characters of the name
+//	index/<name>             Index files
+//	points/<name>            Points
+//	damaged/<name>           Damage records
+//	locks/<name>             the flock of lock <name>, with the info of an
+//	                         exclusive holder; locks/<name>.<pid>-<token>
+//	                         one per holder, with its info, flocked by it
+//	tmp/[<tag>/]pack-*       files being built (Create, CreateTagged)
+//
+// Files whose name starts with "." are temp files of saves in progress (or
+// interrupted) and are never listed.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"golang.org/x/sys/unix"
+)
+
+// Backend is a store directory.
+type Backend struct {
+	dir string
+
+	mu       sync.Mutex
+	files    map[string]*os.File // pack name -> buffered descriptor
+	dfiles   map[string]*os.File // pack name -> O_DIRECT descriptor
+	noDirect atomic.Bool         // the file system refused O_DIRECT
+}
+
+var (
+	_ backend.Backend      = (*Backend)(nil)
+	_ backend.Creator      = (*Backend)(nil)
+	_ backend.Tagger       = (*Backend)(nil)
+	_ backend.DirectReader = (*Backend)(nil)
+	_ backend.NameLister   = (*Backend)(nil)
+	_ backend.TempCleaner  = (*Backend)(nil)
+)
+
+// maxOpen bounds each descriptor cache: packs are read at random by a
+// mount, and reopening one per read costs more than the read.
+const maxOpen = 2048
+
+// Open returns the backend of an existing directory. Nothing is checked or
+// written: the store reads its config to know whether there is a store.
+func Open(dir string) *Backend {
+	return &Backend{dir: dir, files: map[string]*os.File{}, dfiles: map[string]*os.File{}}
+}
+
+// Create makes the directory layout of a new store in dir (which may
+// exist) and returns its backend.
+func Create(dir string) (*Backend, error) {
+	for _, d := range []string{"", "packs", "index", "points", "locks", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	for i := 0; i < 256; i++ {
+		if err := os.MkdirAll(filepath.Join(dir, "packs", fmt.Sprintf("%02x", i)), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return Open(dir), nil
+}
+
+// Location returns the directory.
+func (b *Backend) Location() string { return b.dir }
+
+// Path returns the path of a file (tests and messages).
+func (b *Backend) Path(h backend.Handle) string {
+	switch h.Type {
+	case backend.Config:
+		return filepath.Join(b.dir, h.Name)
+	case backend.Packs:
+		sub := h.Name
+		if len(sub) >= 2 {
+			sub = sub[:2]
+		}
+		return filepath.Join(b.dir, "packs", sub, h.Name)
+	}
+	return filepath.Join(b.dir, h.Type.String(), h.Name)
+}
+
+// notExist turns a missing file into backend.ErrNotExist, keeping the path.
+func notExist(err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %w", backend.ErrNotExist, err)
+	}
+	return err
+}
+
+// full marks a write that failed for want of space as backend.ErrNoSpace.
+func full(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", backend.ErrNoSpace, err)
+	}
+	return err
+}
+
+// List lists the files of type t. Packs are found in every subdirectory
+// of packs/, whatever its name.
+func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(name string, size int64) error) error {
+	return b.list(ctx, t, func(dir string, e os.DirEntry) error {
+		info, err := e.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		return fn(e.Name(), info.Size())
+	})
+}
+
+// ListNames lists names without a stat per file.
+func (b *Backend) ListNames(ctx context.Context, t backend.FileType, fn func(name string) error) error {
+	return b.list(ctx, t, func(dir string, e os.DirEntry) error {
+		if e.IsDir() {
+			return nil
+		}
+		return fn(e.Name())
+	})
+}
+
+func (b *Backend) list(ctx context.Context, t backend.FileType, fn func(dir string, e os.DirEntry) error) error {
+	var dirs []string
+	switch t {
+	case backend.Packs:
+		subs, err := os.ReadDir(filepath.Join(b.dir, "packs"))
+		if err != nil {
+			return fmt.Errorf("list packs: %w", notExist(err))
+		}
+		for _, s := range subs {
+			if s.IsDir() {
+				dirs = append(dirs, filepath.Join(b.dir, "packs", s.Name()))
+			}
+		}
+	case backend.Config:
+		dirs = []string{b.dir}
+	default:
+		if err := (backend.Handle{Type: t, Name: "x"}).Valid(); err != nil {
+			return err
+		}
+		dirs = []string{filepath.Join(b.dir, t.String())}
+	}
+	for _, d := range dirs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(d)
+		if errors.Is(err, os.ErrNotExist) && t != backend.Packs {
+			// A directory a careless hand removed holds no files; the
+			// next save recreates it.
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", t, err)
+		}
+		for _, e := range ents {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") {
+				continue
+			}
+			if t == backend.Config && name != "config" && !strings.HasPrefix(name, "config.") {
+				continue
+			}
+			if t == backend.Locks && strings.Contains(name, ".") {
+				continue // holder files are part of a lock, not locks
+			}
+			if err := fn(d, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Stat returns a file's size.
+func (b *Backend) Stat(ctx context.Context, h backend.Handle) (int64, error) {
+	if err := h.Valid(); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	st, err := os.Stat(b.Path(h))
+	if err != nil {
+		return 0, notExist(err)
+	}
+	return st.Size(), nil
+}
+
+// Load reads a range of a file into buf's storage. Pack descriptors are
+// kept open (packs are immutable); other files are opened per call.
+func (b *Backend) Load(ctx context.Context, h backend.Handle, off int64, length int, buf []byte) ([]byte, error) {
+	if err := h.Valid(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if off < 0 {
+		return nil, fmt.Errorf("load %v: negative offset %d", h, off)
+	}
+	var f *os.File
+	if h.Type == backend.Packs {
+		var err error
+		if f, err = b.cached(b.files, h, 0); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if f, err = os.Open(b.Path(h)); err != nil {
+			return nil, notExist(err)
+		}
+		defer f.Close()
+	}
+	if length < 0 {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		length = int(max(st.Size()-off, 0))
+	}
+	if cap(buf) < length {
+		buf = make([]byte, length)
+	}
+	buf = buf[:length]
+	got, err := f.ReadAt(buf, off)
+	if got == length {
+		return buf, nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return buf[:got], err
+}
+
+// cached returns an open descriptor of pack h from m, opening it with flags.
+func (b *Backend) cached(m map[string]*os.File, h backend.Handle, flags int) (*os.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f, ok := m[h.Name]; ok {
+		return f, nil
+	}
+	f, err := os.OpenFile(b.Path(h), os.O_RDONLY|flags, 0)
+	if err != nil {
+		return nil, notExist(err)
+	}
+	if len(m) >= maxOpen {
+		// A read in progress on an evicted file finishes before the
+		// descriptor really closes.
+		for k, old := range m {
+			delete(m, k)
+			go func() { old.Close() }()
+			break
+		}
+	}
+	m[h.Name] = f
+	return f, nil
+}
+
+// forget closes the cached descriptors of a pack removed or replaced.
+func (b *Backend) forget(h backend.Handle) {
+	if h.Type != backend.Packs {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range []map[string]*os.File{b.files, b.dfiles} {
+		if f, ok := m[h.Name]; ok {
+			f.Close()
+			delete(m, h.Name)
+		}
+	}
+}
+
+// OpenDirect returns an O_DIRECT descriptor of a pack, or
+// backend.ErrNotSupported when the file system has no O_DIRECT.
+func (b *Backend) OpenDirect(ctx context.Context, h backend.Handle) (io.ReaderAt, error) {
+	if err := h.Valid(); err != nil {
+		return nil, err
+	}
+	if h.Type != backend.Packs || b.noDirect.Load() {
+		return nil, backend.ErrNotSupported
+	}
+	f, err := b.cached(b.dfiles, h, unix.O_DIRECT)
+	if errors.Is(err, unix.EINVAL) {
+		b.noDirect.Store(true)
+		return nil, backend.ErrNotSupported
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// DirectRefused reports whether the file system refused O_DIRECT.
+func (b *Backend) DirectRefused() bool { return b.noDirect.Load() }
+
+// Save writes a file atomically and durably.
+func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	if err := h.Valid(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := b.Path(h)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return full(err)
+	}
+	if err := writeFileAtomic(ctx, filepath.Dir(p), filepath.Base(p), data); err != nil {
+		return full(err)
+	}
+	b.forget(h)
+	return nil
+}
+
+// writeFileAtomic writes name in dir durably: temp file, fsync, rename,
+// directory fsync. Readers see either nothing or the whole file.
+func writeFileAtomic(ctx context.Context, dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := fault(StepCreate, tmp, ""); err != nil {
+		return err
+	}
+	if err := fault(StepWrite, tmp, ""); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
+	}
+	if err := fault(StepSync, tmp, ""); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", filepath.Join(dir, name), err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := fault(StepRename, tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	if err := fault(StepSyncDir, dir, ""); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Remove deletes a file and syncs its directory.
+func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
+	if err := h.Valid(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := b.Path(h)
+	b.forget(h)
+	if err := os.Remove(p); err != nil {
+		return notExist(err)
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// Close closes the cached descriptors.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range []map[string]*os.File{b.files, b.dfiles} {
+		for n, f := range m {
+			f.Close()
+			delete(m, n)
+		}
+	}
+	return nil
+}
+
+// CleanTemp removes files being built by a dead session: tmp/<tag>/ (the
+// directory too), or
+// with tag "" everything in tmp/ and every interrupted save's temp file.
+func (b *Backend) CleanTemp(ctx context.Context, tag string) error {
+	if tag != "" {
+		if err := (backend.Handle{Type: backend.Packs, Name: tag}).Valid(); err != nil {
+			return fmt.Errorf("temp tag: %w", err)
+		}
+		return os.RemoveAll(filepath.Join(b.dir, "tmp", tag))
+	}
+	if err := removeAllIn(filepath.Join(b.dir, "tmp"), nil); err != nil {
+		return err
+	}
+	isTmp := func(name string) bool { return strings.HasPrefix(name, ".tmp-") }
+	for _, d := range []string{"", "index", "points", "damaged"} {
+		if err := removeAllIn(filepath.Join(b.dir, d), isTmp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeAllIn removes the entries of dir that match (nil: all).
+func removeAllIn(dir string, match func(string) bool) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if match == nil || match(e.Name()) {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Lock takes a flock on locks/<name> (LOCK_SH or LOCK_EX, without
+// waiting) and records info in a holder file locks/<name>.<token>, which
+// the holder keeps flocked: a holder file whose flock can be taken belongs
+// to a dead holder and is removed by whoever finds it.
+func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, info []byte) (backend.Unlocker, error) {
+	if err := (backend.Handle{Type: backend.Locks, Name: name}).Valid(); err != nil || strings.Contains(name, ".") {
+		return nil, fmt.Errorf("lock name %q: must be a plain name without dots", name)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_SH
+	if mode == backend.Exclusive {
+		how = syscall.LOCK_EX
+	} else if mode != backend.Shared {
+		return nil, fmt.Errorf("lock %s: unknown mode %v", name, mode)
+	}
+	dir := filepath.Join(b.dir, "locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(dir, name)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, &backend.LockedError{Name: name, Holders: holders(dir, name, p)}
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	hf, err := writeHolder(dir, name, info)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	// No exclusive holder is inside, so what the lock file says is stale.
+	// An exclusive holder writes its info there too, where releases that
+	// knew only the exclusive lock look for it.
+	f.Truncate(0)
+	if mode == backend.Exclusive {
+		f.WriteAt(info, 0)
+	}
+	return &lock{f: f, holder: hf, exclusive: mode == backend.Exclusive}, nil
+}
+
+type lock struct {
+	once      sync.Once
+	f         *os.File
+	holder    *os.File
+	exclusive bool
+}
+
+func (l *lock) Unlock() error {
+	var err error
+	l.once.Do(func() {
+		os.Remove(l.holder.Name())
+		l.holder.Close()
+		if l.exclusive {
+			l.f.Truncate(0)
+		}
+		err = l.f.Close()
+	})
+	return err
+}
+
+// writeHolder creates the holder file, flocked before it is visible under
+// its name, so a finder never takes a living holder for a dead one.
+func writeHolder(dir, name string, info []byte) (*os.File, error) {
+	tok := make([]byte, 8)
+	rand.Read(tok)
+	f, err := os.CreateTemp(dir, ".tmp-holder-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	if _, err := f.Write(info); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	final := filepath.Join(dir, name+"."+fmt.Sprint(os.Getpid())+"-"+hex.EncodeToString(tok))
+	if err := os.Rename(f.Name(), final); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
+// holders returns the info of the living holders of lock name, removing
+// the files of dead ones. With none, the holder is one that writes its
+// info into the lock file itself (a release that knew only the exclusive
+// lock), or one between its flock and its holder file.
+func holders(dir, name, lockFile string) [][]byte {
+	ents, _ := os.ReadDir(dir)
+	var out [][]byte
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), name+".") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
+			os.Remove(p) // its holder died
+			f.Close()
+			continue
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		b, _ := os.ReadFile(lockFile)
+		out = append(out, b)
+	}
+	return out
+}
