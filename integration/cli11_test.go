@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
 )
 
@@ -425,7 +426,7 @@ func TestJSONOutputs(t *testing.T) {
 		Version    int             `json:"version"`
 		Encryption json.RawMessage `json:"encryption"`
 	}
-	if err := json.Unmarshal([]byte(e.ok("init", "--json")), &ini); err != nil || len(ini.ID) != 32 || ini.Version != 1 ||
+	if err := json.Unmarshal([]byte(e.ok("init", "--json")), &ini); err != nil || len(ini.ID) != 32 || ini.Version != chunkstore.ConfigVersion ||
 		ini.Store != filepath.Join(e.home, "store") || ini.Encryption != nil {
 		t.Errorf("init --json: %+v, %v", ini, err)
 	}
@@ -443,7 +444,7 @@ func TestJSONOutputs(t *testing.T) {
 		GoVersion   string `json:"go_version"`
 		StoreFormat int    `json:"store_format"`
 	}
-	if err := json.Unmarshal([]byte(e.ok("version", "--json")), &v); err != nil || v.Version == "" || !strings.HasPrefix(v.GoVersion, "go") || v.StoreFormat != 1 {
+	if err := json.Unmarshal([]byte(e.ok("version", "--json")), &v); err != nil || v.Version == "" || !strings.HasPrefix(v.GoVersion, "go") || v.StoreFormat != chunkstore.ConfigVersion {
 		t.Errorf("version --json: %+v, %v", v, err)
 	}
 }
