@@ -540,7 +540,7 @@ func (e *Entry) Attr() Attr {
 			AtimeNS: r.AtimeNS, MtimeNS: r.MtimeNS, CtimeNS: ctime}
 	}
 	n := e.n
-	a := Attr{Ino: e.ino, Mode: typeBits(n.Type) | n.Mode&0o7777, Nlink: max(n.Nlink, 1), UID: n.UID, GID: n.GID,
+	a := Attr{Ino: e.ino, Mode: n.Type.ModeType() | n.Mode&0o7777, Nlink: max(n.Nlink, 1), UID: n.UID, GID: n.GID,
 		Size: n.Size, Rdev: n.Rdev, AtimeNS: n.AtimeNS, MtimeNS: n.MtimeNS, CtimeNS: n.CtimeNS}
 	switch n.Type {
 	case engine.TypeFile, engine.TypeDevice:
@@ -557,22 +557,4 @@ func (e *Entry) Attr() Attr {
 		a.Size = 0
 	}
 	return a
-}
-
-func typeBits(t engine.NodeType) uint32 {
-	switch t {
-	case engine.TypeDir:
-		return syscall.S_IFDIR
-	case engine.TypeSymlink:
-		return syscall.S_IFLNK
-	case engine.TypeBlock:
-		return syscall.S_IFBLK
-	case engine.TypeChar:
-		return syscall.S_IFCHR
-	case engine.TypeFifo:
-		return syscall.S_IFIFO
-	case engine.TypeSocket:
-		return syscall.S_IFSOCK
-	}
-	return syscall.S_IFREG // TypeFile, TypeDevice (a device image reads as a file)
 }
