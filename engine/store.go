@@ -101,9 +101,10 @@ func (s *Store) Session(ctx context.Context, o SessionOptions) (*Session, error)
 	return ss, nil
 }
 
-// lock is the one place the store's lock is taken. Every session, shared
-// or exclusive, takes today's single writer lock, so sessions run one at a
-// time whatever their source.
+// lock is the one place the store's lock is taken. Every session takes
+// the store's single writer lock, so sessions run one at a time whatever
+// their source or mode; this is where a shared, per-source lock for
+// sessions that are not Exclusive is chosen.
 func (s *Store) lock(ctx context.Context, o SessionOptions) (*chunkstore.Lock, error) {
 	return s.st.LockWriter(ctx, o.Purpose, o.Wait, o.OnWait)
 }
