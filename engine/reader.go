@@ -65,8 +65,10 @@ type Reader struct {
 	st StoreReader
 }
 
-// NewReader wraps an open store, of which it uses the read methods only.
-func NewReader(st *chunkstore.Store) *Reader { return &Reader{st: st} }
+// NewReader reads through st: an open *chunkstore.Store, of which it
+// uses the read methods only, or a wrapper of one (a test's fault
+// injection, a cache).
+func NewReader(st StoreReader) *Reader { return &Reader{st: st} }
 
 // LoadTree reads and decodes a tree blob.
 func (r *Reader) LoadTree(id chunkstore.ID) (*Tree, error) {
