@@ -2,20 +2,18 @@ package engine
 
 import (
 	"context"
-	"errors"
+	"io/fs"
 	"path"
 
 	"github.com/recall-backup/recall/chunkstore"
 )
 
-// SkipDir, returned by a WalkFunc for a directory, keeps Walk out of it.
-var SkipDir = errors.New("skip this directory")
-
 // WalkFunc is called by Walk for each entry, with its path relative to
 // the walk's root ('/'-separated). For a directory it is called before the
 // walk goes into it and, if its tree cannot be loaded, once more with
-// that error (err is nil otherwise). A non-nil return other than SkipDir
-// ends the walk with that error.
+// that error (err is nil otherwise). Returning fs.SkipDir (io/fs) for a
+// directory keeps the walk out of it; any other non-nil return ends the
+// walk with that error.
 type WalkFunc func(rel string, n *Node, err error) error
 
 // Walk visits every entry below the tree root, depth first, in name
@@ -39,7 +37,7 @@ func (r *Reader) WalkNode(ctx context.Context, rel string, n *Node, fn WalkFunc)
 }
 
 func noSkip(err error) error {
-	if err == SkipDir {
+	if err == fs.SkipDir {
 		return nil
 	}
 	return err
@@ -53,7 +51,7 @@ func (r *Reader) walkTree(ctx context.Context, t *Tree, rel string, fn WalkFunc)
 		if !safeName(n.Name) {
 			continue
 		}
-		if err := r.walkNode(ctx, path.Join(rel, n.Name), n, fn); err != nil && err != SkipDir {
+		if err := r.walkNode(ctx, path.Join(rel, n.Name), n, fn); err != nil && err != fs.SkipDir {
 			return err
 		}
 	}

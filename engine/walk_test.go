@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"reflect"
 	"strings"
 	"testing"
@@ -66,7 +67,7 @@ func TestWalk(t *testing.T) {
 		{name: "all", want: []string{"a", "a/c", "a/c/y", "a/x", "b", "gone", "gone: error", "skip", "skip/never"}},
 		{name: "skip dir", fn: func(rel string, n *Node, err error) error {
 			if rel == "skip" || rel == "a/c" {
-				return SkipDir
+				return fs.SkipDir
 			}
 			return nil
 		}, want: []string{"a", "a/c", "a/x", "b", "gone", "gone: error", "skip"}},
