@@ -144,7 +144,7 @@ type linkGroup struct {
 
 type backuper struct {
 	r     *Reader
-	st    *chunkstore.Store
+	st    StoreReader
 	w     *chunkstore.Writer
 	opts  BackupOptions
 	ctx   context.Context
@@ -200,11 +200,12 @@ func (b *backuper) warn(path string, err error) {
 }
 
 // Backup backs up opts.Path as a new recovery point of its source, reusing
-// unchanged files from the source's latest point. The caller holds the
-// store's writer lock and passes its writer. On success the point is
-// committed; if entries were skipped the error wraps ErrWarnings and the
-// point is still returned.
-func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOptions) (*Point, error) {
+// unchanged files from the source's latest point, in the write session s
+// (see BackupSource for the source to open it for). On success the point
+// is committed; if entries were skipped the error wraps ErrWarnings and
+// the point is still returned.
+func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error) {
+	r := s.Reader()
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -214,11 +215,11 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	if err != nil {
 		return nil, err
 	}
-	if opts.Source == "" {
-		opts.Source = SourceName(abs)
-	}
-	if err := ValidSourceName(opts.Source); err != nil {
+	if opts.Source, err = BackupSource(abs, opts.Source); err != nil {
 		return nil, err
+	}
+	if s.source != "" && s.source != opts.Source {
+		return nil, fmt.Errorf("backup of source %q in a session opened for source %q: open the session with BackupSource", opts.Source, s.source)
 	}
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
@@ -227,6 +228,10 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		opts.Files = 4
 	}
 	ex, err := opts.Exclude.compile()
+	if err != nil {
+		return nil, err
+	}
+	w, err := s.writer()
 	if err != nil {
 		return nil, err
 	}
@@ -306,14 +311,14 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	}
 	<-root.done
 	if cause := context.Cause(ctx); cause != nil {
-		w.Abort()
+		s.Abort()
 		return nil, cause
 	}
 	if root.err != nil {
-		w.Abort()
+		s.Abort()
 		return nil, root.err
 	}
-	if err := w.Flush(); err != nil {
+	if err := s.Flush(); err != nil {
 		return nil, err
 	}
 	p.Tree = root.id
@@ -326,12 +331,9 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 	sort.Slice(b.mounts, func(i, j int) bool { return b.mounts[i].Path < b.mounts[j].Path })
 	p.MountPoints = b.mounts
 	p.Root = meta
-	man := encodePoint(p)
-	id, err := r.st.SavePoint(man)
-	if err != nil {
+	if _, err := s.CommitPoint(p); err != nil {
 		return nil, err
 	}
-	p.ID = id
 	if len(p.Errors) > 0 {
 		return p, fmt.Errorf("%w: %d entries skipped or flagged", ErrWarnings, len(p.Errors))
 	}
@@ -343,6 +345,23 @@ func rootMeta(path string, st *unix.Stat_t) RootMeta {
 		AtimeNS: st.Atim.Nano(), Nlink: uint64(st.Nlink)}
 	m.Xattrs, _ = readXattrs(path)
 	return m
+}
+
+// BackupSource is the source a backup of path is a point of: source
+// when given, else the name derived from path (SourceName). A session for
+// the backup is opened for it.
+func BackupSource(path, source string) (string, error) {
+	if source == "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", err
+		}
+		source = SourceName(abs)
+	}
+	if err := ValidSourceName(source); err != nil {
+		return "", err
+	}
+	return source, nil
 }
 
 // latestOf returns the newest point of a source, or nil.

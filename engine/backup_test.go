@@ -34,16 +34,9 @@ func newTestStore(t *testing.T) *testStore {
 
 func (ts *testStore) backup(opts BackupOptions) (*Point, error) {
 	ts.t.Helper()
-	lock, err := ts.st.LockWriter(context.Background(), "test", 0, nil)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	defer lock.Unlock()
-	w, err := lock.NewWriter()
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	return Backup(context.Background(), ts.r, w, opts)
+	s := openSession(ts.t, ts.st, SessionOptions{Purpose: "test"})
+	defer s.Close()
+	return Backup(context.Background(), s, opts)
 }
 
 func (ts *testStore) content(p *Point, name string) []byte {

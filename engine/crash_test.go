@@ -254,17 +254,10 @@ func crashBackup(t *testing.T, dir, src string, hook func(chunkstore.Step) error
 		t.Fatal(err)
 	}
 	defer st.Close()
-	lock, err := st.LockWriter(context.Background(), "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Unlock()
+	s := openSession(t, st, SessionOptions{Purpose: "test"})
+	defer s.Close()
 	defer chunkstore.SetFaultHook(hook)()
-	w, err := lock.NewWriter()
-	if err != nil {
-		return nil, err
-	}
-	return Backup(context.Background(), NewReader(st), w, BackupOptions{Path: src, Source: "s"})
+	return Backup(context.Background(), s, BackupOptions{Path: src, Source: "s"})
 }
 
 // checkStore verifies the store in dir reading every blob, and restores

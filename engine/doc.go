@@ -3,6 +3,14 @@
 //
 // A point is a manifest (point.go) naming a root tree blob; each directory
 // is one tree blob (tree.go) whose file entries list their chunks with
-// cumulative offsets. Readers (restore, verify, the recovery tree) get a
-// Reader, which cannot write.
+// cumulative offsets.
+//
+// Reading and writing are types. A Store is opened once (Open); anyone
+// gets its Reader, which reads through StoreReader, the store's read half,
+// and so cannot write: that is all restore, verify and the recovery tree
+// get. Writing needs a Session, which only Store.Session hands out, by
+// taking the store's lock: it saves blobs, flushes them, commits and
+// removes points, and (exclusive sessions) repairs. Backup, the repairs,
+// Forget and job recording (RunJob) are the engine's, so the command line
+// and a server call the same functions.
 package engine

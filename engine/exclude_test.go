@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path"
@@ -114,27 +115,19 @@ func TestReadExcludeFile(t *testing.T) {
 func (ts *testStore) pointPaths(p *Point) []string {
 	ts.t.Helper()
 	var out []string
-	var walk func(prefix string, tree *Tree)
-	walk = func(prefix string, tree *Tree) {
-		for _, n := range tree.Nodes {
-			rel := prefix + n.Name
-			if n.Type == TypeDir {
-				out = append(out, rel+"/")
-				sub, err := ts.r.LoadTree(n.Subtree)
-				if err != nil {
-					ts.t.Fatal(err)
-				}
-				walk(rel+"/", sub)
-				continue
-			}
-			out = append(out, rel)
+	err := ts.r.Walk(context.Background(), p.Tree, func(rel string, n *Node, err error) error {
+		if err != nil {
+			return err
 		}
-	}
-	root, err := ts.r.LoadTree(p.Tree)
+		if n.Type == TypeDir {
+			rel += "/"
+		}
+		out = append(out, rel)
+		return nil
+	})
 	if err != nil {
 		ts.t.Fatal(err)
 	}
-	walk("", root)
 	sort.Strings(out)
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,4 +145,39 @@ func readGolden(t *testing.T, name string) []byte {
 		}
 	}
 	return out
+}
+
+// Every node type maps to the file type bits a stat of it gives, and
+// back: backup, the mount and restore use this one table.
+func TestNodeTypeMode(t *testing.T) {
+	for _, tc := range []struct {
+		t    NodeType
+		mode uint32
+		back NodeType // what a stat of such a file gives
+		name string
+	}{
+		{TypeFile, syscall.S_IFREG, TypeFile, "file"},
+		{TypeDir, syscall.S_IFDIR, TypeDir, "dir"},
+		{TypeSymlink, syscall.S_IFLNK, TypeSymlink, "symlink"},
+		{TypeBlock, syscall.S_IFBLK, TypeBlock, "blockdev"},
+		{TypeChar, syscall.S_IFCHR, TypeChar, "chardev"},
+		{TypeFifo, syscall.S_IFIFO, TypeFifo, "fifo"},
+		{TypeSocket, syscall.S_IFSOCK, TypeSocket, "socket"},
+		{TypeDevice, syscall.S_IFREG, TypeFile, "device-image"},
+		{0, syscall.S_IFREG, TypeFile, "type(0)"},
+		{9, syscall.S_IFREG, TypeFile, "type(9)"},
+	} {
+		if got := tc.t.ModeType(); got != tc.mode {
+			t.Errorf("%v.ModeType() = %#o, want %#o", tc.t, got, tc.mode)
+		}
+		if got := NodeTypeOf(tc.mode | 0o644); got != tc.back {
+			t.Errorf("NodeTypeOf(%#o) = %v, want %v", tc.mode, got, tc.back)
+		}
+		if got := tc.t.String(); got != tc.name {
+			t.Errorf("String() = %q, want %q", got, tc.name)
+		}
+	}
+	if got := NodeTypeOf(0o644); got != 0 {
+		t.Errorf("NodeTypeOf(no type bits) = %v, want 0", got)
+	}
 }

@@ -24,25 +24,11 @@ func nodeFromStat(name string, st *unix.Stat_t) *Node {
 		Inode:   st.Ino,
 		Nlink:   uint64(st.Nlink),
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		n.Type = TypeFile
+	switch n.Type = NodeTypeOf(st.Mode); n.Type {
+	case TypeFile, TypeSymlink:
 		n.Size = uint64(st.Size)
-	case unix.S_IFDIR:
-		n.Type = TypeDir
-	case unix.S_IFLNK:
-		n.Type = TypeSymlink
-		n.Size = uint64(st.Size)
-	case unix.S_IFBLK:
-		n.Type = TypeBlock
+	case TypeBlock, TypeChar:
 		n.Rdev = st.Rdev
-	case unix.S_IFCHR:
-		n.Type = TypeChar
-		n.Rdev = st.Rdev
-	case unix.S_IFIFO:
-		n.Type = TypeFifo
-	case unix.S_IFSOCK:
-		n.Type = TypeSocket
 	}
 	return n
 }

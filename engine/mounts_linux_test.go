@@ -48,17 +48,9 @@ func TestBackupRefusesPseudoRoot(t *testing.T) {
 	ts := newTestStore(t)
 	for _, path := range []string{"/proc", "/proc/kmsg", "/proc/self", "/sys/kernel", "/dev/pts"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		lock, err := ts.st.LockWriter(ctx, "test", 0, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := lock.NewWriter()
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = Backup(ctx, ts.r, w, BackupOptions{Path: path, Source: "p"})
-		w.Abort()
-		lock.Unlock()
+		s := openSession(t, ts.st, SessionOptions{Purpose: "test"})
+		_, err := Backup(ctx, s, BackupOptions{Path: path, Source: "p"})
+		s.Close()
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), "pseudo file system") || !strings.Contains(err.Error(), path) {
 			t.Errorf("backup %s: %v, want a pseudo file system error", path, err)

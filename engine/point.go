@@ -137,18 +137,6 @@ func decodePoint(id chunkstore.ID, b []byte) (*Point, error) {
 	return p, nil
 }
 
-// Reader is read-only access to recovery points: what restore, verify and
-// the recovery tree get. It never writes to the store.
-type Reader struct {
-	st *chunkstore.Store
-}
-
-// NewReader wraps an open store.
-func NewReader(st *chunkstore.Store) *Reader { return &Reader{st: st} }
-
-// Store returns the underlying store (read methods only are used).
-func (r *Reader) Store() *chunkstore.Store { return r.st }
-
 // Points returns all points, oldest first (ties broken by id), then the
 // points whose manifest is damaged, by id: their time is unknown, and at the
 // end they neither move "latest" nor shift the names of healthy points. A
@@ -247,31 +235,6 @@ func (r *Reader) LoadPoint(id chunkstore.ID) (*Point, error) {
 // does not read. It is intact; Points lists it as unreadable, and nothing
 // removes it but an explicit forget.
 var ErrNewerPoint = errors.New("recovery point from a newer recall")
-
-// LoadTree reads and decodes a tree blob.
-func (r *Reader) LoadTree(id chunkstore.ID) (*Tree, error) {
-	b, err := r.st.LoadBlob(id, nil)
-	if err != nil {
-		return nil, fmt.Errorf("load tree %s: %w", id.Short(), err)
-	}
-	t, err := DecodeTree(b)
-	if err != nil {
-		return nil, fmt.Errorf("tree %s: %w", id.Short(), err)
-	}
-	return t, nil
-}
-
-// ReadChunk returns the plaintext of one data chunk, using dst's storage
-// when it is large enough. The bytes are verified against id.
-func (r *Reader) ReadChunk(id chunkstore.ID, dst []byte) ([]byte, error) {
-	return r.st.LoadBlob(id, dst)
-}
-
-// Refresh picks up index files written by backups since the store was
-// opened, so points committed meanwhile can be read.
-func (r *Reader) Refresh() error {
-	return r.st.Refresh()
-}
 
 // ErrAmbiguous: a point prefix matches several points.
 var ErrAmbiguous = errors.New("ambiguous point id prefix")

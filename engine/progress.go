@@ -252,39 +252,24 @@ func (rs *restorer) restoreTotals(t *Tree, single *Node) func() {
 	go func() {
 		defer close(done)
 		groups := map[uint64]bool{}
-		var node func(n *Node)
-		var tree func(t *Tree)
-		node = func(n *Node) {
-			switch {
-			case n.Type == TypeDir:
-				if st, err := rs.r.LoadTree(n.Subtree); err == nil {
-					tree(st)
-				}
-			case n.Type.HasContent():
-				size := int64(n.Size)
-				if n.LinkGroup != 0 {
-					if groups[n.LinkGroup] {
-						size = 0
-					}
-					groups[n.LinkGroup] = true
-				}
-				p.addTotal(1, size)
+		count := func(_ string, n *Node, err error) error {
+			if err != nil || !n.Type.HasContent() {
+				return nil // an unreadable directory counts nothing
 			}
-		}
-		tree = func(t *Tree) {
-			for _, n := range t.Nodes {
-				if ctx.Err() != nil {
-					return
+			size := int64(n.Size)
+			if n.LinkGroup != 0 {
+				if groups[n.LinkGroup] {
+					size = 0
 				}
-				if safeName(n.Name) {
-					node(n)
-				}
+				groups[n.LinkGroup] = true
 			}
+			p.addTotal(1, size)
+			return nil
 		}
 		if single != nil {
-			node(single)
+			rs.r.WalkNode(ctx, "", single, count)
 		} else {
-			tree(t)
+			rs.r.walkTree(ctx, t, "", count)
 		}
 		if ctx.Err() == nil {
 			p.totalsFinal.Store(true)

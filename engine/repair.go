@@ -56,17 +56,22 @@ func (o RepairOptions) act(rep *RepairReport, format string, args ...any) {
 // for every present pack no sound index file covers (for a pack whose
 // header is unreadable, from the entries a readable index file gives),
 // then removes the index files they supersede: corrupt ones, ones that
-// list missing packs or disagree with a header. The caller holds lock.
-func RepairIndex(ctx context.Context, lock *chunkstore.Lock, opts RepairOptions) (*RepairReport, error) {
+// list missing packs or disagree with a header. It needs an exclusive
+// session.
+func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairReport, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if !s.exclusive {
+		return nil, fmt.Errorf("repair index: %w", ErrNotExclusive)
+	}
+	lock := s.lock
 	rb, err := lock.RebuildIndex(opts.DryRun)
 	if err != nil {
 		return nil, fmt.Errorf("repair index: %w", err)
 	}
 	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
-	if p := lock.Store().ConfigProblem(); p != "" {
+	if p := s.s.ConfigProblem(); p != "" {
 		if opts.DryRun {
 			opts.act(rep, "rewrite the store config from the good copy: %s", p)
 		} else if err := lock.HealConfig(); err != nil {
@@ -117,13 +122,17 @@ func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOpt
 // index locates is read and, when it checks out, written into a new pack;
 // then the old pack is removed and the index rebuilt (RepairIndex). Blobs
 // that could not be salvaged and have no copy elsewhere are lost and
-// listed. The caller holds lock. See chunkstore's Lock.SalvagePacks for
-// why a crash at any moment leaves a consistent store.
-func RepairPacks(ctx context.Context, lock *chunkstore.Lock, opts RepairOptions) (*RepairReport, error) {
+// listed. It needs an exclusive session. See chunkstore's
+// Lock.SalvagePacks for why a crash at any moment leaves a consistent
+// store.
+func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairReport, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	st := lock.Store()
+	if !s.exclusive {
+		return nil, fmt.Errorf("repair packs: %w", ErrNotExclusive)
+	}
+	lock, st := s.lock, s.Reader().st
 	if err := st.Refresh(); err != nil {
 		return nil, err
 	}

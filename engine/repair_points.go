@@ -34,7 +34,7 @@ type RepairPointsOptions struct {
 // that fails to load. Data chunks are not read: run 'verify --read-data'
 // first so that damage it finds is recorded.
 //
-// Blobs of repaired trees are written through lock's writer and flushed
+// Blobs of repaired trees are written in session s and flushed
 // before any manifest is saved; an old point is removed (ForgetDamaged)
 // only after its replacement's manifest is durable. With DryRun nothing is
 // written and the report lists what would be done.
@@ -42,12 +42,14 @@ type RepairPointsOptions struct {
 // The error wraps ErrDamaged when damage stays in the store and is
 // reported: a damaged point or manifest kept because ForgetDamaged was not
 // given. Mounts are not told; the caller refreshes them.
-func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsOptions) (*RepairReport, error) {
-	st := lock.Store()
-	if err := st.Refresh(); err != nil {
+func RepairPoints(ctx context.Context, s *Session, opts RepairPointsOptions) (*RepairReport, error) {
+	if !s.exclusive {
+		return nil, fmt.Errorf("repair points: %w", ErrNotExclusive)
+	}
+	r := s.Reader()
+	if err := r.Refresh(); err != nil {
 		return nil, err
 	}
-	r := NewReader(st)
 	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
 	would := func(now, dry string) string {
 		if opts.DryRun {
@@ -65,8 +67,8 @@ func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsO
 	if err != nil {
 		return nil, err
 	}
-	rw := &treeRewriter{r: r, lock: lock, dry: opts.DryRun, done: map[chunkstore.ID]*rewritten{}}
-	defer rw.abort()
+	rw := &treeRewriter{r: r, s: s, dry: opts.DryRun, done: map[chunkstore.ID]*rewritten{}}
+	defer s.Abort()
 
 	type replacement struct {
 		old *Point
@@ -82,7 +84,7 @@ func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsO
 			return nil
 		}
 		if !opts.DryRun {
-			if err := st.RemovePoint(p.ID); err != nil && !errors.Is(err, chunkstore.ErrNotFound) {
+			if err := s.RemovePoint(p.ID); err != nil && !errors.Is(err, chunkstore.ErrNotFound) {
 				return fmt.Errorf("remove %s: %w", what, err)
 			}
 		}
@@ -129,8 +131,8 @@ func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsO
 	}
 
 	if len(todo) > 0 {
-		if err := rw.flush(); err != nil {
-			return rep, err
+		if err := s.Flush(); err != nil {
+			return rep, fmt.Errorf("save repaired trees: %w", err)
 		}
 	}
 	for _, t := range todo {
@@ -145,7 +147,7 @@ func RepairPoints(ctx context.Context, lock *chunkstore.Lock, opts RepairPointsO
 		if q := repairedAlready(pts, p, t.np.Tree); q != nil {
 			act("%s: already repaired as point %s", what, pointShort(q.ID))
 		} else if !opts.DryRun {
-			newID, err := st.SavePoint(encodePoint(&t.np))
+			newID, err := s.CommitPoint(&t.np)
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", what, err)
 			}
@@ -192,9 +194,8 @@ type rewritten struct {
 // points share it.
 type treeRewriter struct {
 	r    *Reader
-	lock *chunkstore.Lock
+	s    *Session
 	dry  bool
-	w    *chunkstore.Writer // made on the first blob written
 	done map[chunkstore.ID]*rewritten
 }
 
@@ -263,37 +264,14 @@ func (rw *treeRewriter) rewriteOnce(id chunkstore.ID) (*rewritten, error) {
 	if rw.dry {
 		return res, nil
 	}
-	if rw.w == nil {
-		if rw.w, err = rw.lock.NewWriter(); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := rw.w.SaveBlob(chunkstore.TreeBlob, res.id, blob); err != nil {
+	if _, err := rw.s.SaveBlob(chunkstore.TreeBlob, res.id, blob); err != nil {
 		return nil, fmt.Errorf("save repaired tree: %w", err)
 	}
 	return res, nil
 }
 
-// flush makes every tree written so far durable.
-func (rw *treeRewriter) flush() error {
-	if rw.w == nil {
-		return nil
-	}
-	if err := rw.w.Flush(); err != nil {
-		return fmt.Errorf("save repaired trees: %w", err)
-	}
-	rw.w = nil
-	return nil
-}
-
-func (rw *treeRewriter) abort() {
-	if rw.w != nil {
-		rw.w.Abort()
-	}
-}
-
 // lostContent says why a file's content cannot be restored, or "".
-func lostContent(st *chunkstore.Store, n *Node) string {
+func lostContent(st StoreReader, n *Node) string {
 	for _, e := range n.Extents {
 		if e.Hole || st.Has(e.ID) {
 			continue

@@ -219,12 +219,9 @@ func storeFiles(t *testing.T, dir string) string {
 
 func repairPoints(t *testing.T, ts *testStore, opts RepairPointsOptions) (*RepairReport, error) {
 	t.Helper()
-	lock, err := ts.st.LockWriter(context.Background(), "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Unlock()
-	return RepairPoints(context.Background(), lock, opts)
+	s := openSession(t, ts.st, SessionOptions{Purpose: "test", Exclusive: true})
+	defer s.Close()
+	return RepairPoints(context.Background(), s, opts)
 }
 
 // blobOf returns the id of what a path names in p: a file's first chunk,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"syscall"
 
 	"github.com/recall-backup/recall/chunkstore"
 )
@@ -53,26 +54,52 @@ const (
 	TypeDevice  NodeType = 8 // a block device or image whose content was backed up
 )
 
+// nodeTypes is the one table of what each node type is: its name, and
+// the file type bits (S_IFMT) of what a stat of it gives, whether the
+// file backed up, the mount's entry or the restored file. A device image
+// (TypeDevice) reads and restores as a regular file.
+var nodeTypes = [...]struct {
+	name string
+	mode uint32
+}{
+	TypeFile:    {"file", syscall.S_IFREG},
+	TypeDir:     {"dir", syscall.S_IFDIR},
+	TypeSymlink: {"symlink", syscall.S_IFLNK},
+	TypeBlock:   {"blockdev", syscall.S_IFBLK},
+	TypeChar:    {"chardev", syscall.S_IFCHR},
+	TypeFifo:    {"fifo", syscall.S_IFIFO},
+	TypeSocket:  {"socket", syscall.S_IFSOCK},
+	TypeDevice:  {"device-image", syscall.S_IFREG},
+}
+
+func (t NodeType) known() bool { return t != 0 && int(t) < len(nodeTypes) }
+
 func (t NodeType) String() string {
-	switch t {
-	case TypeFile:
-		return "file"
-	case TypeDir:
-		return "dir"
-	case TypeSymlink:
-		return "symlink"
-	case TypeBlock:
-		return "blockdev"
-	case TypeChar:
-		return "chardev"
-	case TypeFifo:
-		return "fifo"
-	case TypeSocket:
-		return "socket"
-	case TypeDevice:
-		return "device-image"
+	if t.known() {
+		return nodeTypes[t].name
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// ModeType returns the file type bits (S_IFMT) of a node of type t; an
+// unknown type gives S_IFREG.
+func (t NodeType) ModeType() uint32 {
+	if t.known() {
+		return nodeTypes[t].mode
+	}
+	return syscall.S_IFREG
+}
+
+// NodeTypeOf returns the node type of a file whose st_mode is mode; a
+// regular file is a TypeFile, and 0 means a file type recall does not
+// know.
+func NodeTypeOf(mode uint32) NodeType {
+	for t := TypeFile; t.known(); t++ {
+		if nodeTypes[t].mode == mode&syscall.S_IFMT {
+			return t
+		}
+	}
+	return 0
 }
 
 // HasContent reports whether nodes of this type carry extents.

@@ -251,7 +251,7 @@ func packString(id chunkstore.ID) string {
 
 // checkPacks reads back every pack (CheckPack, which records bad blobs),
 // in parallel, and marks in checked the packs whose blobs were all read.
-func checkPacks(ctx context.Context, st *chunkstore.Store, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string), prog *Progress) error {
+func checkPacks(ctx context.Context, st StoreReader, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string), prog *Progress) error {
 	var ids []chunkstore.ID
 	sizes := map[chunkstore.ID]int64{}
 	if err := st.ListPacks(func(id chunkstore.ID, size int64) error {

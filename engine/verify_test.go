@@ -57,29 +57,26 @@ func newDamageStore(t *testing.T, encrypt bool) *damageStore {
 	return ds
 }
 
-func (ds *damageStore) open() *Reader {
+func (ds *damageStore) open() *Reader { return ds.store().Reader() }
+
+func (ds *damageStore) store() *Store {
 	ds.t.Helper()
-	st, err := chunkstore.Open(ds.dir, chunkstore.OpenOptions{Password: ds.pw})
+	s, err := Open(ds.dir, chunkstore.OpenOptions{Password: ds.pw})
 	if err != nil {
 		ds.t.Fatal(err)
 	}
-	ds.t.Cleanup(func() { st.Close() })
-	return NewReader(st)
+	ds.t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func (ds *damageStore) backup() *Point {
 	ds.t.Helper()
-	r := ds.open()
-	lock, err := r.Store().LockWriter(context.Background(), "test", 0, nil)
+	s, err := ds.store().Session(context.Background(), SessionOptions{Purpose: "test"})
 	if err != nil {
 		ds.t.Fatal(err)
 	}
-	defer lock.Unlock()
-	w, err := lock.NewWriter()
-	if err != nil {
-		ds.t.Fatal(err)
-	}
-	p, err := Backup(context.Background(), r, w, BackupOptions{Path: ds.src, Source: "s"})
+	defer s.Close()
+	p, err := Backup(context.Background(), s, BackupOptions{Path: ds.src, Source: "s"})
 	if err != nil {
 		ds.t.Fatal(err)
 	}
@@ -137,14 +134,13 @@ func (ds *damageStore) restore(id chunkstore.ID) map[string]bool {
 
 func (ds *damageStore) repair() {
 	ds.t.Helper()
-	r := ds.open()
-	lock, err := r.Store().LockWriter(context.Background(), "repair", 0, nil)
+	s, err := ds.store().Session(context.Background(), SessionOptions{Purpose: "repair", Exclusive: true})
 	if err != nil {
 		ds.t.Fatal(err)
 	}
-	defer lock.Unlock()
-	for _, f := range []func(context.Context, *chunkstore.Lock, RepairOptions) (*RepairReport, error){RepairIndex, RepairPacks} {
-		if _, err := f(context.Background(), lock, RepairOptions{}); err != nil {
+	defer s.Close()
+	for _, f := range []func(context.Context, *Session, RepairOptions) (*RepairReport, error){RepairIndex, RepairPacks} {
+		if _, err := f(context.Background(), s, RepairOptions{}); err != nil {
 			ds.t.Fatal(err)
 		}
 	}
@@ -153,7 +149,7 @@ func (ds *damageStore) repair() {
 // packOf finds the pack file holding blob id and the blob's place in it.
 func (ds *damageStore) packOf(id chunkstore.ID) (string, int64, int64) {
 	ds.t.Helper()
-	st := ds.open().Store()
+	st := ds.open().st
 	pack, ok := st.PackOf(id)
 	if !ok {
 		ds.t.Fatalf("blob %s not indexed", id.Short())

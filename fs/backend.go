@@ -1,11 +1,6 @@
 package fs
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"syscall"
-
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 )
@@ -41,7 +36,7 @@ func NewEngineBackend(r *engine.Reader) Backend { return engineBackend{r} }
 
 type engineBackend struct{ r *engine.Reader }
 
-func (b engineBackend) ListPoints() ([]chunkstore.ID, error) { return b.r.Store().ListPoints() }
+func (b engineBackend) ListPoints() ([]chunkstore.ID, error) { return b.r.ListPoints() }
 func (b engineBackend) LoadPoint(id chunkstore.ID) (*engine.Point, error) {
 	return b.r.LoadPoint(id)
 }
@@ -49,20 +44,9 @@ func (b engineBackend) LoadTree(id chunkstore.ID) (*engine.Tree, error) { return
 func (b engineBackend) ReadChunk(id chunkstore.ID, dst []byte) ([]byte, error) {
 	return b.r.ReadChunk(id, dst)
 }
-func (b engineBackend) Refresh() error { return b.r.Refresh() }
-
-// PointsStamp is the change stamp of <store>/points: a manifest is added
-// or removed by a rename or unlink in that directory, which changes its
-// mtime and ctime. Timestamps are coarse (a clock tick), so two changes in
-// one tick may share a stamp; the periodic full poll catches those.
-func (b engineBackend) PointsStamp() (string, error) {
-	var st syscall.Stat_t
-	p := filepath.Join(b.r.Store().Dir(), "points")
-	if err := syscall.Stat(p, &st); err != nil {
-		return "", &os.PathError{Op: "stat", Path: p, Err: err}
-	}
-	return fmt.Sprintf("%d.%d/%d.%d/%d/%d", st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec, st.Size, st.Ino), nil
-}
+func (b engineBackend) Refresh() error                { return b.r.Refresh() }
+func (b engineBackend) PointsStamp() (string, error)  { return b.r.PointsStamp() }
+func (b engineBackend) LoadSize(id chunkstore.ID) int { return b.r.ChunkSize(id) }
 
 // LoadSizer is an optional Backend method: the dst capacity with which
 // ReadChunk(id, dst) fills dst instead of allocating, or 0 if unknown.
@@ -71,5 +55,3 @@ func (b engineBackend) PointsStamp() (string, error) {
 type LoadSizer interface {
 	LoadSize(id chunkstore.ID) int
 }
-
-func (b engineBackend) LoadSize(id chunkstore.ID) int { return b.r.Store().LoadSize(id) }

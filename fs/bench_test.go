@@ -69,25 +69,21 @@ func fixture(b *testing.B, name string, build func(b *testing.B, store, scratch 
 }
 
 func benchBackup(b *testing.B, store, path, source string, at time.Time) {
-	st, err := chunkstore.Open(store, chunkstore.OpenOptions{})
+	st, err := engine.Open(store, chunkstore.OpenOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	lock, err := st.LockWriter(context.Background(), "bench", 0, nil)
+	s, err := st.Session(context.Background(), engine.SessionOptions{Purpose: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer lock.Unlock()
-	w, err := lock.NewWriter()
-	if err != nil {
-		b.Fatal(err)
-	}
+	defer s.Close()
 	o := engine.BackupOptions{Path: path, Source: source}
 	if !at.IsZero() {
 		o.Now = func() time.Time { return at }
 	}
-	if _, err := engine.Backup(context.Background(), engine.NewReader(st), w, o); err != nil {
+	if _, err := engine.Backup(context.Background(), s, o); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -437,7 +437,7 @@ func (n *entryNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 	list := make([]fuse.DirEntry, 0, len(nodes)+2)
 	list = append(list, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: n.e.Ino()}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parent})
 	for _, c := range nodes {
-		list = append(list, fuse.DirEntry{Name: c.Name, Mode: typeBits(c.Type), Ino: n.e.ChildIno(c)})
+		list = append(list, fuse.DirEntry{Name: c.Name, Mode: c.Type.ModeType(), Ino: n.e.ChildIno(c)})
 	}
 	// Content never changes: let the kernel keep the listing.
 	return &dirHandle{list: list}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0

@@ -228,7 +228,7 @@ func TestMountFollowsNewAndForgottenPoints(t *testing.T) {
 			t.Fatalf("latest/f long after a new point = %q", b)
 		}
 	}
-	if err := ts.st.RemovePoint(p3.ID); err != nil {
+	if err := ts.forget(p3.ID); err != nil {
 		t.Fatal(err)
 	}
 	refreshMount(srv.Dir(), "s")
@@ -247,7 +247,7 @@ func TestMountFollowsNewAndForgottenPoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := ts.st.RemovePoint(p1.ID); err != nil {
+	if err := ts.forget(p1.ID); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

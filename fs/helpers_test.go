@@ -20,7 +20,7 @@ import (
 type testStore struct {
 	t   testing.TB
 	dir string
-	st  *chunkstore.Store
+	st  *engine.Store
 	r   *engine.Reader
 }
 
@@ -30,35 +30,44 @@ func newTestStore(t testing.TB) *testStore {
 	if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
+	st, err := engine.Open(dir, chunkstore.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return &testStore{t: t, dir: dir, st: st, r: engine.NewReader(st)}
+	return &testStore{t: t, dir: dir, st: st, r: st.Reader()}
 }
 
 // backup backs up path as source; at, if not zero, is the point's time.
 func (ts *testStore) backup(path, source string, at time.Time) *engine.Point {
 	ts.t.Helper()
-	lock, err := ts.st.LockWriter(context.Background(), "test", time.Minute, nil)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	defer lock.Unlock()
-	w, err := lock.NewWriter()
-	if err != nil {
-		ts.t.Fatal(err)
-	}
+	s := ts.session()
+	defer s.Close()
 	o := engine.BackupOptions{Path: path, Source: source}
 	if !at.IsZero() {
 		o.Now = func() time.Time { return at }
 	}
-	p, err := engine.Backup(context.Background(), ts.r, w, o)
+	p, err := engine.Backup(context.Background(), s, o)
 	if err != nil {
 		ts.t.Fatalf("backup %s: %v", path, err)
 	}
 	return p
+}
+
+func (ts *testStore) session() *engine.Session {
+	ts.t.Helper()
+	s, err := ts.st.Session(context.Background(), engine.SessionOptions{Purpose: "test", LockOptions: engine.LockOptions{Wait: time.Minute}})
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return s
+}
+
+// forget removes a point, as 'recall forget' does.
+func (ts *testStore) forget(id chunkstore.ID) error {
+	s := ts.session()
+	defer s.Close()
+	return s.RemovePoint(id)
 }
 
 func (ts *testStore) backend() Backend { return NewEngineBackend(ts.r) }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/internal/bufpool"
 )
 
 // Defaults for Options.
@@ -53,7 +54,7 @@ type Tree struct {
 	opts Options
 
 	chunks *cache[*chunk]
-	bufs   *bufPool
+	bufs   *bufpool.Pool
 	trees  *cache[*engine.Tree]
 	// prefetchSem bounds prefetch loads in flight across all handles.
 	prefetchSem chan struct{}
@@ -108,20 +109,21 @@ func New(b Backend, o Options) (*Tree, error) {
 	}
 	t := &Tree{b: b, opts: o, bad: map[chunkstore.ID]bool{},
 		prefetchSem: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
-	// Idle pooled buffers may add up to a quarter of the cache's size.
-	t.bufs = newBufPool(o.CacheBytes / 4)
+	// A chunk held by the cache wastes at most two classes (25%) of
+	// buffer; the collector takes back idle ones.
+	t.bufs = bufpool.New(1)
 	sizer, _ := b.(LoadSizer)
 	t.chunks = newCache(o.CacheBytes, minChunkShard, func(id chunkstore.ID) (*chunk, int64, error) {
 		c := &chunk{pool: t.bufs}
 		if sizer != nil {
 			if n := sizer.LoadSize(id); n > 0 {
-				c.mem = t.bufs.get(n)
+				c.mem = t.bufs.Get(n)
 			}
 		}
 		d, err := b.ReadChunk(id, c.mem)
 		if err != nil {
 			if c.mem != nil {
-				t.bufs.put(c.mem)
+				t.bufs.Put(c.mem)
 			}
 			return nil, 0, err
 		}
@@ -540,7 +542,7 @@ func (e *Entry) Attr() Attr {
 			AtimeNS: r.AtimeNS, MtimeNS: r.MtimeNS, CtimeNS: ctime}
 	}
 	n := e.n
-	a := Attr{Ino: e.ino, Mode: typeBits(n.Type) | n.Mode&0o7777, Nlink: max(n.Nlink, 1), UID: n.UID, GID: n.GID,
+	a := Attr{Ino: e.ino, Mode: n.Type.ModeType() | n.Mode&0o7777, Nlink: max(n.Nlink, 1), UID: n.UID, GID: n.GID,
 		Size: n.Size, Rdev: n.Rdev, AtimeNS: n.AtimeNS, MtimeNS: n.MtimeNS, CtimeNS: n.CtimeNS}
 	switch n.Type {
 	case engine.TypeFile, engine.TypeDevice:
@@ -557,22 +559,4 @@ func (e *Entry) Attr() Attr {
 		a.Size = 0
 	}
 	return a
-}
-
-func typeBits(t engine.NodeType) uint32 {
-	switch t {
-	case engine.TypeDir:
-		return syscall.S_IFDIR
-	case engine.TypeSymlink:
-		return syscall.S_IFLNK
-	case engine.TypeBlock:
-		return syscall.S_IFBLK
-	case engine.TypeChar:
-		return syscall.S_IFCHR
-	case engine.TypeFifo:
-		return syscall.S_IFIFO
-	case engine.TypeSocket:
-		return syscall.S_IFSOCK
-	}
-	return syscall.S_IFREG // TypeFile, TypeDevice (a device image reads as a file)
 }

@@ -101,7 +101,7 @@ func TestTreeSourcesPointsAndUpdates(t *testing.T) {
 
 	// Forgetting keeps the other names; the point is marked gone.
 	old := tr.Source("alpha").Point("@GMT-2026.01.02-03.04.05")
-	if err := ts.st.RemovePoint(p1.ID); err != nil {
+	if err := ts.forget(p1.ID); err != nil {
 		t.Fatal(err)
 	}
 	ch, err = tr.Update()
@@ -120,7 +120,7 @@ func TestTreeSourcesPointsAndUpdates(t *testing.T) {
 	}
 	// The last point of a source goes: the source goes.
 	for _, p := range tr.Source("beta").Points() {
-		ts.st.RemovePoint(p.Meta.ID)
+		ts.forget(p.Meta.ID)
 	}
 	ch, _ = tr.Update()
 	if strings.Join(ch.GoneSources, ",") != "beta" || tr.Source("beta") != nil {

@@ -77,9 +77,8 @@ func init() {
 				return err
 			}
 			defer st.Close()
-			finish := startJob(c, &engine.Job{Kind: "backup", Source: c.String("source"), Path: c.Args().First()})
-			p, err := backup(c, st)
-			finish(p, err)
+			p, err := engine.RunJob(c.String("home"), &engine.Job{Kind: "backup", Source: c.String("source"), Path: c.Args().First()}, warnf,
+				func() (*engine.Point, error) { return backup(c, st) })
 			if p != nil {
 				// Mounts of this store show the point, and latest moves to
 				// it, before this command returns.
@@ -91,18 +90,17 @@ func init() {
 }
 
 // backup runs one backup and prints its point.
-func backup(c *cli.Context, st *chunkstore.Store) (*engine.Point, error) {
-	lock, err := st.LockWriter(c.Context, "backup of "+c.Args().First(), c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
-		logf("store is busy: waiting for %s", h)
-	})
+func backup(c *cli.Context, st *engine.Store) (*engine.Point, error) {
+	path := c.Args().First()
+	source, err := engine.BackupSource(path, c.String("source"))
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Unlock()
-	w, err := lock.NewWriter()
+	s, err := st.Session(c.Context, engine.SessionOptions{Purpose: "backup of " + path, Source: source, Blobs: true, LockOptions: lockWait(c)})
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
 	x, err := excludeOptions(c)
 	if err != nil {
 		return nil, err
@@ -111,8 +109,8 @@ func backup(c *cli.Context, st *chunkstore.Store) (*engine.Point, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := engine.Backup(c.Context, engine.NewReader(st), w, engine.BackupOptions{
-		Path: c.Args().First(), Source: c.String("source"), Files: c.Int("files"), Exclude: x, Compression: chunkstore.Compression(c.String("compression")),
+	p, err := engine.Backup(c.Context, s, engine.BackupOptions{
+		Path: path, Source: source, Files: c.Int("files"), Exclude: x, Compression: chunkstore.Compression(c.String("compression")),
 		Log:      func(f string, a ...any) { logf(f, a...) },
 		Progress: rep.Progress(),
 	})

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
@@ -25,47 +23,26 @@ func init() {
 			if c.NArg() != 1 {
 				return usagef("forget needs exactly one POINT")
 			}
-			r, err := openReader(c)
+			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
-			st := r.Store()
 			defer st.Close()
-			p, err := r.FindPoint(c.Args().First(), c.String("source"))
-			var dp *engine.DamagedPointError
-			if errors.As(err, &dp) {
-				return forgetDamaged(c, st, dp)
-			}
+			f, err := st.Forget(c.Context, c.Args().First(), c.String("source"), lockWait(c))
 			if err != nil {
 				return err
 			}
-			// Where the mount shows it, for the message.
-			pts, err := r.Points()
-			if err != nil {
-				return err
-			}
-			var times []time.Time
-			at := -1
-			for _, q := range pts {
-				if q.Source == p.Source && q.Damaged == "" {
-					if q.ID == p.ID {
-						at = len(times)
-					}
-					times = append(times, q.Time)
+			p := f.Point
+			if p.Damaged != "" {
+				// Mounts never showed it, so none needs refreshing.
+				if c.Bool("json") {
+					return printJSON(c, forgetJSON{ID: p.ID.String(), Damaged: p.Damaged})
 				}
+				fmt.Fprintf(c.App.Writer, "forgot damaged point %s (%s); its chunks stay in the store until garbage collection\n",
+					p.ID.String()[:12], p.Damaged)
+				return nil
 			}
-			name := fs.SnapshotName(p.Time)
-			if at >= 0 {
-				name = fs.PointNames(times)[at]
-			}
-			lock, err := lockForget(c, st, p.ID)
-			if err != nil {
-				return err
-			}
-			defer lock.Unlock()
-			if err := st.RemovePoint(p.ID); err != nil {
-				return err
-			}
+			name := mountName(p, f.Before)
 			fs.Refresh(c.String("home"), p.Source)
 			if c.Bool("json") {
 				return printJSON(c, forgetJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Name: name})
@@ -77,29 +54,22 @@ func init() {
 	})
 }
 
-func lockForget(c *cli.Context, st *chunkstore.Store, id chunkstore.ID) (*chunkstore.Lock, error) {
-	return st.LockWriter(c.Context, "forget point "+id.Short(), c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
-		logf("store is busy: waiting for %s", h)
-	})
-}
-
-// forgetDamaged removes a point whose manifest cannot be read. Mounts
-// never showed it, so none needs refreshing.
-func forgetDamaged(c *cli.Context, st *chunkstore.Store, dp *engine.DamagedPointError) error {
-	lock, err := lockForget(c, st, dp.ID)
-	if err != nil {
-		return err
+// mountName is the directory a mount showed p in, among pts.
+func mountName(p *engine.Point, pts []*engine.Point) string {
+	var times []time.Time
+	at := -1
+	for _, q := range pts {
+		if q.Source == p.Source && q.Damaged == "" {
+			if q.ID == p.ID {
+				at = len(times)
+			}
+			times = append(times, q.Time)
+		}
 	}
-	defer lock.Unlock()
-	if err := st.RemovePoint(dp.ID); err != nil {
-		return err
+	if at < 0 {
+		return fs.SnapshotName(p.Time)
 	}
-	if c.Bool("json") {
-		return printJSON(c, forgetJSON{ID: dp.ID.String(), Damaged: dp.Reason})
-	}
-	fmt.Fprintf(c.App.Writer, "forgot damaged point %s (%s); its chunks stay in the store until garbage collection\n",
-		dp.ID.String()[:12], dp.Reason)
-	return nil
+	return fs.PointNames(times)[at]
 }
 
 // forgetJSON is what forget --json prints; scripts rely on these fields.

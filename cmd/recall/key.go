@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
 )
 
@@ -60,14 +61,12 @@ func keyPasswd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	lock, err := st.LockWriter(c.Context, "change passphrase", c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
-		logf("store is busy: waiting for %s", h)
-	})
+	s, err := st.Session(c.Context, engine.SessionOptions{Purpose: "change passphrase", Exclusive: true, LockOptions: lockWait(c)})
 	if err != nil {
 		return err
 	}
-	defer lock.Unlock()
-	if err := lock.ChangePassword(old, pw); err != nil {
+	defer s.Close()
+	if err := s.ChangePassword(old, pw); err != nil {
 		return err
 	}
 	cfg := st.Config()

@@ -176,14 +176,15 @@ func defaultHome() string {
 	return filepath.Join(h, ".local", "share", "recall")
 }
 
-func storeDir(c *cli.Context) string { return filepath.Join(c.String("home"), "store") }
+func storeDir(c *cli.Context) string { return engine.StoreDir(c.String("home")) }
 
-// openStore opens the store read-only (no lock).
-func openStore(c *cli.Context) (*chunkstore.Store, error) {
+// openStore opens the store; nothing is locked until a write session is
+// taken.
+func openStore(c *cli.Context) (*engine.Store, error) {
 	// The passphrase is sought only once the store turns out to need one:
 	// a plaintext store runs no --password-command and asks nothing.
 	pw := ""
-	st, err := chunkstore.Open(storeDir(c), chunkstore.OpenOptions{})
+	st, err := engine.Open(storeDir(c), chunkstore.OpenOptions{})
 	if noPassword := err; errors.Is(err, chunkstore.ErrNoPassword) {
 		if pw, err = password(c); err != nil {
 			return nil, err
@@ -198,7 +199,7 @@ func openStore(c *cli.Context) (*chunkstore.Store, error) {
 			}
 			pw = asked
 		}
-		st, err = chunkstore.Open(storeDir(c), chunkstore.OpenOptions{Password: pw})
+		st, err = engine.Open(storeDir(c), chunkstore.OpenOptions{Password: pw})
 	}
 	if err != nil {
 		return nil, err
@@ -208,14 +209,6 @@ func openStore(c *cli.Context) (*chunkstore.Store, error) {
 		logf("warning: %s; the next backup or repair rewrites it", p)
 	}
 	return st, nil
-}
-
-func openReader(c *cli.Context) (*engine.Reader, error) {
-	st, err := openStore(c)
-	if err != nil {
-		return nil, err
-	}
-	return engine.NewReader(st), nil
 }
 
 // printJSON prints v as one line of JSON: what --json prints for a
@@ -230,6 +223,17 @@ func printJSON(c *cli.Context, v any) error {
 }
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "recall: "+format+"\n", args...) }
+
+// warnf is logf for warnings, which the engine reports through it.
+func warnf(format string, args ...any) { logf("warning: "+format, args...) }
+
+// lockWait is how a command waits for the store's lock: up to --lock-wait,
+// saying once whom it waits for.
+func lockWait(c *cli.Context) engine.LockOptions {
+	return engine.LockOptions{Wait: c.Duration("lock-wait"), OnWait: func(h chunkstore.LockInfo) {
+		logf("store is busy: waiting for %s", h)
+	}}
+}
 
 // exitCode maps an error to the documented exit code; the one place that does.
 func exitCode(err error) int {

@@ -104,12 +104,12 @@ func resolvePoint(c *cli.Context, r *engine.Reader) (*engine.Point, error) {
 // a child in its own session and returns once the child reports the
 // mount ready.
 func mountBackground(c *cli.Context, mnt string) error {
-	r, err := openReader(c)
+	st, err := openStore(c)
 	if err != nil {
 		return err
 	}
-	_, err = resolvePoint(c, r)
-	r.Store().Close()
+	_, err = resolvePoint(c, st.Reader())
+	st.Close()
 	if err != nil {
 		return err
 	}
@@ -250,11 +250,12 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 	log := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "%s recall mount %s: %s\n", time.Now().Format(time.RFC3339), mnt, fmt.Sprintf(format, args...))
 	}
-	r, err := openReader(c)
+	st, err := openStore(c)
 	if err != nil {
 		return err
 	}
-	defer r.Store().Close()
+	defer st.Close()
+	r := st.Reader()
 	ep, err := resolvePoint(c, r)
 	if err != nil {
 		return err

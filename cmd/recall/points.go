@@ -18,11 +18,12 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 		},
 		Action: func(c *cli.Context) error {
-			r, err := openReader(c)
+			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
-			defer r.Store().Close()
+			defer st.Close()
+			r := st.Reader()
 			pts, err := r.Points()
 			if err != nil {
 				return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
@@ -43,16 +42,16 @@ Exit code 4: damage stays in the store and is reported.`,
 				Name:  "index",
 				Usage: "rebuild index files from pack headers, replacing corrupt ones",
 				Flags: common(),
-				Action: repairAction("index", func(ctx context.Context, l *chunkstore.Lock, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
-					return engine.RepairIndex(ctx, l, o)
+				Action: repairAction("index", func(ctx context.Context, s *engine.Session, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
+					return engine.RepairIndex(ctx, s, o)
 				}),
 			},
 			{
 				Name:  "packs",
 				Usage: "salvage every readable blob of damaged packs into new packs, then drop the damaged packs",
 				Flags: common(),
-				Action: repairAction("packs", func(ctx context.Context, l *chunkstore.Lock, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
-					return engine.RepairPacks(ctx, l, o)
+				Action: repairAction("packs", func(ctx context.Context, s *engine.Session, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
+					return engine.RepairPacks(ctx, s, o)
 				}),
 			},
 			{
@@ -60,31 +59,31 @@ Exit code 4: damage stays in the store and is reported.`,
 				Usage: "write, for each point with lost files, a new point without them that lists each in its errors",
 				Flags: append(common(), &cli.BoolFlag{Name: "forget-damaged",
 					Usage: "remove each damaged point once its repaired copy is written, points whose root directory is lost, and unreadable manifests"}),
-				Action: repairAction("points", func(ctx context.Context, l *chunkstore.Lock, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
-					return engine.RepairPoints(ctx, l, engine.RepairPointsOptions{RepairOptions: o, ForgetDamaged: c.Bool("forget-damaged")})
+				Action: repairAction("points", func(ctx context.Context, s *engine.Session, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
+					return engine.RepairPoints(ctx, s, engine.RepairPointsOptions{RepairOptions: o, ForgetDamaged: c.Bool("forget-damaged")})
 				}),
 			},
 		},
 	})
 }
 
-type repairFunc func(context.Context, *chunkstore.Lock, *cli.Context, engine.RepairOptions) (*engine.RepairReport, error)
+type repairFunc func(context.Context, *engine.Session, *cli.Context, engine.RepairOptions) (*engine.RepairReport, error)
 
-// repairAction takes the writer lock, runs one repair and prints its report.
+// repairAction takes an exclusive session, runs one repair and prints its
+// report.
 func repairAction(what string, run repairFunc) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.NArg() != 0 {
 			return usagef("repair %s takes no arguments", what)
 		}
-		r, err := openReader(c)
+		st, err := openStore(c)
 		if err != nil {
 			return err
 		}
-		st := r.Store()
 		defer st.Close()
 		// Mounts of the store are told afterwards, source by source.
 		var sources []string
-		if pts, err := r.Points(); err == nil {
+		if pts, err := st.Reader().Points(); err == nil {
 			seen := map[string]bool{}
 			for _, p := range pts {
 				if p.Damaged == "" && !seen[p.Source] {
@@ -93,13 +92,11 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 				}
 			}
 		}
-		lock, err := st.LockWriter(c.Context, "repair "+what, c.Duration("lock-wait"), func(h chunkstore.LockInfo) {
-			logf("store is busy: waiting for %s", h)
-		})
+		s, err := st.Session(c.Context, engine.SessionOptions{Purpose: "repair " + what, Exclusive: true, LockOptions: lockWait(c)})
 		if err != nil {
 			return err
 		}
-		defer lock.Unlock()
+		defer s.Close()
 		dry, asJSON := c.Bool("dry-run"), c.Bool("json")
 		// Actions are printed as they happen: salvaging packs can take
 		// long, and what was done before an error is said.
@@ -108,7 +105,7 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 				fmt.Fprintf(c.App.Writer, format+"\n", args...)
 			}
 		}}
-		rep, err := run(c.Context, lock, c, o)
+		rep, err := run(c.Context, s, c, o)
 		if rep == nil {
 			return err
 		}

@@ -25,11 +25,12 @@ func init() {
 			if c.NArg() != 1 {
 				return usagef("restore needs exactly one POINT")
 			}
-			r, err := openReader(c)
+			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
-			defer r.Store().Close()
+			defer st.Close()
+			r := st.Reader()
 			p, err := r.FindPoint(c.Args().First(), c.String("source"))
 			if err != nil {
 				return err

@@ -46,13 +46,13 @@ func shareSamba(c *cli.Context) error {
 	}
 	// What the source backs up, when the store knows it.
 	var backedUp string
-	if r, err := openReader(c); err == nil {
-		if p, err := r.FindPoint("latest", source); err == nil {
+	if st, err := openStore(c); err == nil {
+		if p, err := st.Reader().FindPoint("latest", source); err == nil {
 			backedUp = p.Path
 		} else {
 			logf("warning: %v; the share shows no previous versions until it has a recovery point", err)
 		}
-		r.Store().Close()
+		st.Close()
 	} else {
 		logf("warning: cannot read the store (%v); check --source yourself", err)
 	}

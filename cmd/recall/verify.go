@@ -18,11 +18,12 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print progress (with --read-data) and the report as JSON lines (see the README)"},
 		},
 		Action: withJob("verify", func(c *cli.Context) error {
-			r, err := openReader(c)
+			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
-			defer r.Store().Close()
+			defer st.Close()
+			r := st.Reader()
 			pr, err := newReporter(c, "verify", "read", c.Bool("json"), c.Bool("read-data"))
 			if err != nil {
 				return err

@@ -1,0 +1,99 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// A home is the server's state directory: the store and the catalog.
+
+// CatalogPath is where a home keeps its catalog.
+func CatalogPath(home string) string { return filepath.Join(home, "catalog.db") }
+
+// RequireStore fails, wrapping chunkstore.ErrNoStore, unless home holds a
+// store, so that nothing (a new catalog.db) is written into a directory
+// that is not recall's.
+func RequireStore(home string) error {
+	dir := StoreDir(home)
+	if _, err := os.Stat(filepath.Join(dir, "config")); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, chunkstore.ErrNoStore)
+		}
+		return fmt.Errorf("store %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WithCatalog opens the catalog of home for one short transaction,
+// waiting up to wait for another process to close it, and runs fn. What
+// the catalog did on its own (a damaged file moved aside) goes to warn.
+func WithCatalog(home string, wait time.Duration, warn func(format string, args ...any), fn func(*Catalog) error) error {
+	if err := RequireStore(home); err != nil {
+		return err
+	}
+	cat, err := OpenCatalog(CatalogPath(home), wait)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	err = fn(cat)
+	for _, n := range cat.Notes() {
+		warn("%s", n)
+	}
+	return err
+}
+
+// jobRecordWait is how long recording a job waits for another process to
+// close the catalog, which is only ever held for one short transaction.
+// Recording is best-effort: history is not worth delaying a restore.
+const jobRecordWait = 2 * time.Second
+
+// startJob records j as running in the catalog of home and returns the
+// function that records how it ended: ok, warnings (err wraps
+// ErrWarnings) or failed, with the point it made, if any. A catalog that
+// cannot be opened is reported to warn and the job runs anyway: the
+// history is worth less than the backup. A home with no store records
+// nothing; the job's own open of the store says so.
+func startJob(home string, j *Job, warn func(format string, args ...any)) (finish func(p *Point, err error)) {
+	j.Started = time.Now().UTC()
+	if RequireStore(home) != nil {
+		return func(*Point, error) {}
+	}
+	if err := WithCatalog(home, jobRecordWait, warn, func(cat *Catalog) error { return cat.StartJob(j) }); err != nil {
+		warn("job not recorded in the catalog: %v", err)
+		return func(*Point, error) {}
+	}
+	return func(p *Point, err error) {
+		j.Finished = time.Now().UTC()
+		switch {
+		case err == nil:
+			j.Status = "ok"
+		case errors.Is(err, ErrWarnings):
+			j.Status = "warnings"
+		default:
+			j.Status = "failed"
+			j.Error = err.Error()
+		}
+		if p != nil {
+			j.Point, j.Stats, j.Warnings = p.ID.String(), &p.Stats, len(p.Errors)
+			j.Source = p.Source
+		}
+		if cerr := WithCatalog(home, jobRecordWait, warn, func(cat *Catalog) error { return cat.FinishJob(j) }); cerr != nil {
+			warn("job result not recorded in the catalog: %v", cerr)
+		}
+	}
+}
+
+// RunJob runs fn as a job of home's catalog: recorded when it starts and
+// when it ends, with the point fn made.
+func RunJob(home string, j *Job, warn func(format string, args ...any), fn func() (*Point, error)) (*Point, error) {
+	finish := startJob(home, j, warn)
+	p, err := fn()
+	finish(p, err)
+	return p, err
+}
