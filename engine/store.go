@@ -101,12 +101,15 @@ func (s *Store) Session(ctx context.Context, o SessionOptions) (*Session, error)
 	return ss, nil
 }
 
-// lock is the one place the store's lock is taken. Every session takes
-// the store's single writer lock, so sessions run one at a time whatever
-// their source or mode; this is where a shared, per-source lock for
-// sessions that are not Exclusive is chosen.
+// lock is the one place the store's lock is taken. A session of a named
+// source shares the store with sessions of other sources (each writes its
+// own packs and index files) and waits for another session of the same
+// source; an Exclusive session, or one of no source, runs alone.
 func (s *Store) lock(ctx context.Context, o SessionOptions) (*chunkstore.Lock, error) {
-	return s.st.LockWriter(ctx, o.Purpose, o.Wait, o.OnWait)
+	if o.Exclusive || o.Source == "" {
+		return s.st.LockExclusive(ctx, o.Purpose, o.Wait, o.OnWait)
+	}
+	return s.st.LockSession(ctx, o.Source, o.Purpose, o.Wait, o.OnWait)
 }
 
 // Session is write access to the store, held under its lock: save blobs,

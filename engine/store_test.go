@@ -55,8 +55,9 @@ func TestReaderCannotWrite(t *testing.T) {
 	}
 }
 
-// The lock hands out one session at a time; a second waits up to its
-// wait, is told whom it waits for, and then fails naming the holder.
+// Sessions of different sources share the store; a second session of the
+// same source, and an exclusive one, wait up to their wait, are told whom
+// they wait for, and then fail naming the holder.
 func TestSessionLock(t *testing.T) {
 	ts := newTestStore(t)
 	s := NewStore(ts.st)
@@ -64,21 +65,34 @@ func TestSessionLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var told []chunkstore.LockInfo
-	_, err = s.Session(context.Background(), SessionOptions{Purpose: "forget", Source: "second",
-		LockOptions: LockOptions{Wait: 150 * time.Millisecond, OnWait: func(h chunkstore.LockInfo) { told = append(told, h) }}})
-	if !errors.Is(err, chunkstore.ErrLocked) || !strings.Contains(err.Error(), "backup of /first") {
-		t.Errorf("second session: %v, want ErrLocked naming the holder", err)
+	other, err := s.Session(context.Background(), SessionOptions{Purpose: "backup of /other", Source: "other",
+		LockOptions: LockOptions{Wait: 0}})
+	if err != nil {
+		t.Fatalf("a session of another source: %v, want it beside the first", err)
 	}
-	if len(told) != 1 || told[0].Purpose != "backup of /first" {
-		t.Errorf("told %+v, want the holder once", told)
+	for _, o := range []SessionOptions{
+		{Purpose: "backup of /first again", Source: "first"},
+		{Purpose: "repair", Exclusive: true},
+	} {
+		var told []chunkstore.LockInfo
+		o.LockOptions = LockOptions{Wait: 150 * time.Millisecond, OnWait: func(h chunkstore.LockInfo) { told = append(told, h) }}
+		_, err = s.Session(context.Background(), o)
+		if !errors.Is(err, chunkstore.ErrLocked) || !strings.Contains(err.Error(), "backup of /") {
+			t.Errorf("%s: %v, want ErrLocked naming a holder", o.Purpose, err)
+		}
+		if len(told) != 1 || !strings.HasPrefix(told[0].Purpose, "backup of /") {
+			t.Errorf("%s: told %+v, want a holder once", o.Purpose, told)
+		}
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	second, err := s.Session(context.Background(), SessionOptions{Purpose: "forget"})
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Session(context.Background(), SessionOptions{Purpose: "repair", Exclusive: true})
 	if err != nil {
-		t.Fatalf("after the first closed: %v", err)
+		t.Fatalf("after both closed: %v", err)
 	}
 	second.Close()
 }
