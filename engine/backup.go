@@ -148,6 +148,7 @@ type backuper struct {
 	fatal func(error)
 
 	fileSem  chan struct{}
+	smallSem chan struct{} // files read in one piece (readahead.go)
 	chunkQ   chan *chunkJob
 	bufs     *budget
 	chunkers sync.Pool // *chunkstore.Chunker, for sequential and parallel chunking; chunks are copied out into budgeted buffers
@@ -247,6 +248,7 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		ex:      ex,
 		fsTypes: fsTypes,
 	}
+	b.smallSem = make(chan struct{}, smallSlotsPerFile*opts.Files)
 	var sst unix.Stat_t
 	if err := unix.Stat(r.st.Dir(), &sst); err == nil {
 		b.store = devIno{sst.Dev, sst.Ino}
@@ -535,10 +537,11 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 					break
 				} else {
 					wg.Add(1)
-					b.fileSem <- struct{}{}
+					sem := b.readSlots(st.Size)
+					sem <- struct{}{}
 					go func() {
 						defer wg.Done()
-						defer func() { <-b.fileSem }()
+						defer func() { <-sem }()
 						defer close(g.done)
 						if err := b.saveFileContent(cpath, n, prev); err != nil {
 							b.warn(crel, err)
@@ -548,10 +551,11 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 				}
 			}
 			wg.Add(1)
-			b.fileSem <- struct{}{}
+			sem := b.readSlots(st.Size)
+			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
-				defer func() { <-b.fileSem }()
+				defer func() { <-sem }()
 				if err := b.saveFileContent(cpath, n, prev); err != nil {
 					b.warn(crel, err)
 				}
@@ -713,6 +717,9 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 	if t := ost.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFBLK {
 		n.skipped = true
 		return fmt.Errorf("skipped: no longer a regular file or block device")
+	}
+	if ost.Size > int64(b.st.MinChunk()) {
+		adviseSequential(f)
 	}
 	for attempt := 1; ; attempt++ {
 		var before unix.Stat_t
