@@ -149,6 +149,7 @@ type backuper struct {
 
 	fileSem  chan struct{}
 	smallSem chan struct{} // files read in one piece (readahead.go)
+	hints    *hinter       // readahead.go; nil: no hints
 	chunkQ   chan *chunkJob
 	bufs     *budget
 	chunkers sync.Pool // *chunkstore.Chunker, for sequential and parallel chunking; chunks are copied out into budgeted buffers
@@ -249,6 +250,8 @@ func Backup(ctx context.Context, r *Reader, w *chunkstore.Writer, opts BackupOpt
 		fsTypes: fsTypes,
 	}
 	b.smallSem = make(chan struct{}, smallSlotsPerFile*opts.Files)
+	b.hints = startHinter()
+	defer b.hints.stop()
 	var sst unix.Stat_t
 	if err := unix.Stat(r.st.Dir(), &sst); err == nil {
 		b.store = devIno{sst.Dev, sst.Ino}
@@ -445,6 +448,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 			h.afterReadDir(path)
 		}
 	}
+	hints := b.hintsFor(path, ents, parent)
 	var wg sync.WaitGroup
 	var nodes []*Node
 	type sub struct {
@@ -452,10 +456,11 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 		fut *dirFuture
 	}
 	var subs []sub
-	for _, ent := range ents {
+	for i, ent := range ents {
 		if b.ctx.Err() != nil {
 			break
 		}
+		hints.upTo(i)
 		name := ent.name
 		cpath := filepath.Join(path, name)
 		crel := filepath.Join(rel, name)

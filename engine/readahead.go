@@ -2,6 +2,8 @@ package engine
 
 import (
 	"os"
+	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,4 +40,113 @@ func (b *backuper) readSlots(size int64) chan struct{} {
 // start to end. Only a hint: where it is not supported nothing changes.
 func adviseSequential(f *os.File) {
 	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+}
+
+// Files a directory listing names are hinted to the kernel (WILLNEED) a
+// window of entries ahead of the walk, so their first blocks are on the
+// way while the files before them are chunked: the walk itself stops at
+// the slots above, far nearer the readers. Directories the parent point
+// has are not hinted: most of their files are unchanged, and knowing which
+// costs the walk's own lstat again (an incremental backup of an unchanged
+// tree would pay it for every file and gain nothing).
+//
+// Measured on the development machine (2 vCPUs, shared): the cold first
+// backup took a tenth to a fifth less CPU time with the hints, most of it
+// system time (a reader finds its pages cached or on the way instead of
+// starting the read itself and blocking, each block a thread handoff in
+// the Go scheduler); the warm one a few percent more (four system calls
+// per file).
+const (
+	hintWindow  = 128       // entries of a directory hinted ahead of the walk
+	hintBytes   = 256 << 10 // of each file: all of a small one, the start of a large one
+	hintWorkers = 2         // they only queue reads; two keep up with a disk
+)
+
+// hinter runs the goroutines that pass hints to the kernel.
+type hinter struct {
+	q  chan string
+	wg sync.WaitGroup
+}
+
+func startHinter() *hinter {
+	h := &hinter{q: make(chan string, 2*hintWindow)}
+	for i := 0; i < hintWorkers; i++ {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			for p := range h.q {
+				h.willNeed(p)
+			}
+		}()
+	}
+	return h
+}
+
+// stop waits for the hints queued so far; no hint may be queued after.
+func (h *hinter) stop() {
+	close(h.q)
+	h.wg.Wait()
+}
+
+// wants reports whether path names a file the backup will read: a
+// regular file, not empty. Lstat, not open: opening a device can have
+// effects (a tape drive rewinds).
+func wants(path string) (size int64, ok bool) {
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
+		return 0, false
+	}
+	return st.Size, true
+}
+
+func (h *hinter) willNeed(path string) {
+	size, ok := wants(path)
+	if !ok {
+		return
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return
+	}
+	_ = unix.Fadvise(fd, 0, min(size, hintBytes), unix.FADV_WILLNEED)
+	unix.Close(fd)
+}
+
+// dirHints hints the entries of one listed directory as the walk goes
+// through them.
+type dirHints struct {
+	h    *hinter // nil: no hints
+	dir  string
+	ents []dirEntry
+	next int // the first entry not yet hinted
+}
+
+// hintsFor returns the hints of the directory at path, listed as ents;
+// parent is its tree in the parent point, or nil.
+func (b *backuper) hintsFor(path string, ents []dirEntry, parent *Tree) *dirHints {
+	if parent != nil {
+		return &dirHints{}
+	}
+	return &dirHints{h: b.hints, dir: path, ents: ents}
+}
+
+// upTo hints the entries up to hintWindow past i, the entry the walk is at.
+func (d *dirHints) upTo(i int) {
+	if d.h == nil {
+		return
+	}
+	for ; d.next < len(d.ents) && d.next < i+hintWindow; d.next++ {
+		e := d.ents[d.next]
+		if e.isDir {
+			continue
+		}
+		select {
+		case d.h.q <- filepath.Join(d.dir, e.name):
+		default:
+			// The workers are behind: the disk has reads enough queued.
+		}
+	}
 }
