@@ -76,6 +76,7 @@ has_section() { [[ " $BENCH_SECTIONS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- results
 declare -A M   # measurements: key -> number
+declare -A RUNS # timed key -> every round's seconds, space separated
 declare -A E   # errors: key -> message (key "n/a")
 CHECKS_TXT=()  # table lines
 CHECKS_JSON=() # json objects
@@ -183,6 +184,7 @@ timed() {
 	sec=$(awk -v s="$sec" 'BEGIN { print (s < 0.01) ? 0.01 : s }')
 	setmin "$key.s" "$sec"
 	setmax "$key.rss" "$rss"
+	RUNS[$key]+="$sec "
 	log "  $key: ${sec}s, peak RSS ${rss} KiB"
 }
 
@@ -843,6 +845,17 @@ tput_str() {
 }
 sec_str() { if have "$1"; then printf '%ss' "$(fmt2 "${M[$1]}")"; else printf 'n/a (%s)' "$(why "$1")"; fi; }
 rss_str() { if have "$1"; then printf '%s MiB' "$(fmt1 "$(calc "${M[$1]} / 1024")")"; else printf 'n/a (%s)' "$(why "$1")"; fi; }
+# rounds A B: "per round a/b ..." of two timed keys' seconds, round by
+# round (information: on a shared machine the best-of figures above may come
+# from different rounds; a round's two figures are minutes apart at most).
+rounds() {
+	local -a a=(${RUNS[$1]:-}) b=(${RUNS[$2]:-})
+	local i out=
+	((${#a[@]} > 1 && ${#a[@]} == ${#b[@]})) || return 0
+	for ((i = 0; i < ${#a[@]}; i++)); do out+="$(fmt2 "$(calc "${a[i]} / ${b[i]}")") "; done
+	printf ' (rounds: %s)' "${out% }"
+}
+
 # ratio A_KEY B_KEY: A/B or "".
 ratio() { if have "$1" && have "$2"; then calc "${M[$1]} / ${M[$2]}"; fi; }
 rstr() { if [[ -n $1 ]]; then fmt2 "$1"; else printf 'n/a'; fi; }
@@ -858,22 +871,22 @@ report() {
 	check "first backup" "ratio vs restic" "$(ratio restic.first.s recall.first.s)" ">=" 3
 	v1=$V
 	check "first backup" "vs borg" "$(ratio borg.first.s recall.first.s)" ">=" 2.5
-	row "first backup, cold" "recall $(tput_str "$b" recall.first.s)  restic $(tput_str "$b" restic.first.s)  borg $(tput_str "$b" borg.first.s)  $v1  $V"
+	row "first backup, cold" "recall $(tput_str "$b" recall.first.s)  restic $(tput_str "$b" restic.first.s)  borg $(tput_str "$b" borg.first.s)  $v1$(rounds restic.first recall.first)  $V"
 	check "first backup" "recall cold/warm" "$(ratio recall.first.s recall.warm.s)" "<=" 1.2
-	row "" "recall warm $(tput_str "$b" recall.warm.s)  $V"
+	row "" "recall warm $(tput_str "$b" recall.warm.s)  $V$(rounds recall.first recall.warm)"
 	check "first backup, warm" "ratio vs restic warm" "$(ratio restic.warm.s recall.warm.s)" ">=" 4 extra
 	row "first backup, warm" "recall $(tput_str "$b" recall.warm.s)  restic $(tput_str "$b" restic.warm.s)  $V"
 	check "first backup, warm, --compression s2" "ratio vs restic warm" "$(ratio restic.warm.s recalls2.warm.s)" ">=" 4
 	v1=$V
 	check "first backup, cold, --compression s2" "cold vs restic cold" "$(ratio restic.first.s recalls2.first.s)" ">=" 3 extra
-	row "first backup, s2" "recall --compression s2 warm $(tput_str "$b" recalls2.warm.s), cold $(tput_str "$b" recalls2.first.s)  $v1  $V"
+	row "first backup, s2" "recall --compression s2 warm $(tput_str "$b" recalls2.warm.s), cold $(tput_str "$b" recalls2.first.s)  $v1$(rounds restic.warm recalls2.warm)  $V"
 
 	check "files set: first backup" "ratio vs restic" "$(ratio files.restic.first.s files.recall.first.s)" ">=" 3
 	v1=$V
 	check "files set: first backup" "recall cold/warm" "$(ratio files.recall.first.s files.recall.warm.s)" "<=" 1.2
-	row "files: 1st backup" "recall $(tput_str "$fb" files.recall.first.s) (warm $(tput_str "$fb" files.recall.warm.s))  restic $(tput_str "$fb" files.restic.first.s)  $v1  $V"
+	row "files: 1st backup" "recall $(tput_str "$fb" files.recall.first.s) (warm $(tput_str "$fb" files.recall.warm.s))  restic $(tput_str "$fb" files.restic.first.s)  $v1$(rounds files.restic.first files.recall.first)  $V$(rounds files.recall.first files.recall.warm)"
 	check "files set: restore" "ratio vs restic" "$(ratio files.restic.restore.s files.recall.restore.s)" ">=" 3
-	row "files: restore" "recall $(tput_str "$fb" files.recall.restore.s)  restic $(tput_str "$fb" files.restic.restore.s)  $V"
+	row "files: restore" "recall $(tput_str "$fb" files.recall.restore.s)  restic $(tput_str "$fb" files.restic.restore.s)  $V$(rounds files.restic.restore files.recall.restore)"
 
 	check "first backup, recall --encrypt" "ratio vs restic" "$(ratio restic.first.s recallenc.first.s)" ">=" 4 extra
 	v1=$V
@@ -884,7 +897,7 @@ report() {
 	row "unchanged re-backup" "recall $(sec_str recall.rebackup.s)  restic $(sec_str restic.rebackup.s)  borg $(sec_str borg.rebackup.s)  $V"
 
 	check "restore" "ratio vs restic" "$(ratio restic.restore.s recall.restore.s)" ">=" 3
-	row "restore" "recall $(tput_str "$b" recall.restore.s)  restic $(tput_str "$b" restic.restore.s)  borg $(tput_str "$b" borg.restore.s)  $V"
+	row "restore" "recall $(tput_str "$b" recall.restore.s)  restic $(tput_str "$b" restic.restore.s)  borg $(tput_str "$b" borg.restore.s)  $V$(rounds restic.restore recall.restore)"
 
 	check "peak RSS first backup" "ratio vs restic" "$(ratio recall.first.rss restic.first.rss)" "<=" 1
 	row "peak RSS 1st backup" "recall $(rss_str recall.first.rss)  restic $(rss_str restic.first.rss)  borg $(rss_str borg.first.rss)  $V"
@@ -1004,6 +1017,15 @@ report() {
 		first=1
 		printf '  "versions": {"recall": %s, "restic": %s, "borg": %s},\n' \
 			"$(json_str "$(recall_version)")" "$(json_str "$(restic version 2>/dev/null || true)")" "$(json_str "$(borg --version 2>/dev/null || true)")"
+		printf '  "runs": {'
+		first=1
+		for k in $(printf '%s\n' "${!RUNS[@]}" | sort); do
+			((first)) || printf ','
+			first=0
+			printf '\n    %s: [%s]' "$(json_str "$k")" "$(echo ${RUNS[$k]} | tr ' ' ',')"
+		done
+		printf '\n  },\n'
+		first=1
 		printf '  "measurements": {'
 		for k in $(printf '%s\n' "${!M[@]}" | sort); do
 			((first)) || printf ','
