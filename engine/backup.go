@@ -448,7 +448,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 			h.afterReadDir(path)
 		}
 	}
-	hints := b.hintsFor(path, ents, parent)
+	hints := b.hintsFor(path, rel, ents, parent)
 	var wg sync.WaitGroup
 	var nodes []*Node
 	type sub struct {

@@ -118,19 +118,20 @@ func (h *hinter) willNeed(path string) {
 // dirHints hints the entries of one listed directory as the walk goes
 // through them.
 type dirHints struct {
-	h    *hinter // nil: no hints
-	dir  string
-	ents []dirEntry
-	next int // the first entry not yet hinted
+	h        *hinter // nil: no hints
+	ex       *excluder
+	dir, rel string
+	ents     []dirEntry
+	next     int // the first entry not yet hinted
 }
 
-// hintsFor returns the hints of the directory at path, listed as ents;
-// parent is its tree in the parent point, or nil.
-func (b *backuper) hintsFor(path string, ents []dirEntry, parent *Tree) *dirHints {
+// hintsFor returns the hints of the directory at path (rel in the
+// backup), listed as ents; parent is its tree in the parent point, or nil.
+func (b *backuper) hintsFor(path, rel string, ents []dirEntry, parent *Tree) *dirHints {
 	if parent != nil {
 		return &dirHints{}
 	}
-	return &dirHints{h: b.hints, dir: path, ents: ents}
+	return &dirHints{h: b.hints, ex: b.ex, dir: path, rel: rel, ents: ents}
 }
 
 // upTo hints the entries up to hintWindow past i, the entry the walk is at.
@@ -140,7 +141,7 @@ func (d *dirHints) upTo(i int) {
 	}
 	for ; d.next < len(d.ents) && d.next < i+hintWindow; d.next++ {
 		e := d.ents[d.next]
-		if e.isDir {
+		if e.isDir || d.ex != nil && d.ex.byName(filepath.Join(d.rel, e.name), e.name) {
 			continue
 		}
 		select {

@@ -94,27 +94,33 @@ func TestHintWants(t *testing.T) {
 	}
 }
 
-// upTo hints the files (not the directories) of a listing up to
-// hintWindow entries past the walk, each once, in order; a directory the
-// parent point has gets none.
+// upTo hints the files (not the directories, not what is excluded) of a
+// listing up to hintWindow entries past the walk, each once, in order; a
+// directory the parent point has gets none.
 func TestDirHintsWindow(t *testing.T) {
 	var ents []dirEntry
 	for i := 0; i < 3*hintWindow; i++ {
 		ents = append(ents, dirEntry{name: fmt.Sprintf("e%04d", i), isDir: i%5 == 0})
 	}
+	excl := Exclude{Patterns: []string{"sub/e*3"}} // e0003, e0013, ...: every tenth
+	ex, err := excl.compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped := func(i int) bool { return ents[i].isDir || i%10 == 3 }
 	h := &hinter{q: make(chan string, len(ents))}
-	b := &backuper{hints: h}
-	d := b.hintsFor("/src", ents, nil)
+	b := &backuper{hints: h, ex: ex}
+	d := b.hintsFor("/src/sub", "sub", ents, nil)
 	next := 0 // the entry the next hint must name
 	for _, walk := range []int{0, 0, 1, 10, hintWindow, 2*hintWindow + 7, len(ents) - 1} {
 		d.upTo(walk)
 		for end := min(len(ents), walk+hintWindow); next < end; next++ {
-			if ents[next].isDir {
+			if skipped(next) {
 				continue
 			}
 			select {
 			case p := <-h.q:
-				if want := "/src/" + ents[next].name; p != want {
+				if want := "/src/sub/" + ents[next].name; p != want {
 					t.Fatalf("walk at %d: hint %s, want %s", walk, p, want)
 				}
 			default:
@@ -127,9 +133,9 @@ func TestDirHintsWindow(t *testing.T) {
 		default:
 		}
 	}
-	b.hintsFor("/old", ents, &Tree{}).upTo(0)
+	b.hintsFor("/old", "old", ents, &Tree{}).upTo(0)
 	if len(h.q) != 0 {
 		t.Errorf("a directory of the parent point got %d hints", len(h.q))
 	}
-	(&backuper{}).hintsFor("/src", ents, nil).upTo(0) // no hinter: nothing to do
+	(&backuper{}).hintsFor("/src", "", ents, nil).upTo(0) // no hinter: nothing to do
 }
