@@ -9,6 +9,7 @@
 #   BENCH_DIR       scratch directory for data, repositories, logs (default /var/tmp/recall-bench)
 #   BENCH_SCALE     float multiplier for data sizes, the small-file count and the
 #                   insertion count (default 1: ~2 GiB set incl. 20,000 small files,
+#                   0.44 GiB files set of 12,000 small text files and 4 large ones,
 #                   2 GiB single file, 1 GiB file + copy with 100 4 KiB insertions)
 #   BENCH_SEED      data set seed (default 1)
 #   BENCH_SECTIONS  space separated subset of: restic borg recall recall-enc recall-s2 files

@@ -54,8 +54,8 @@ func adviseSequential(f *os.File) {
 // backup took a tenth to a fifth less CPU time with the hints, most of it
 // system time (a reader finds its pages cached or on the way instead of
 // starting the read itself and blocking, each block a thread handoff in
-// the Go scheduler); the warm one a few percent more (four system calls
-// per file).
+// the Go scheduler); the warm one no more than the noise (four system
+// calls a file).
 const (
 	hintWindow  = 128       // entries of a directory hinted ahead of the walk
 	hintBytes   = 256 << 10 // of each file: all of a small one, the start of a large one
