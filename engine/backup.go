@@ -40,7 +40,9 @@ type BackupOptions struct {
 	Source string // data source name; "" derives it from Path
 	Host   string
 	Now    func() time.Time // clock; nil = time.Now
-	// Files is how many files are read at once (0: 4).
+	// Files is how many files larger than one chunk are read at once
+	// (0: 4); files of one chunk are read 8x as many at once, since they
+	// wait on the disk, not on a CPU (readahead.go).
 	Files int
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)
