@@ -40,7 +40,9 @@ type BackupOptions struct {
 	Source string // data source name; "" derives it from Path
 	Host   string
 	Now    func() time.Time // clock; nil = time.Now
-	// Files is how many files are read at once (0: 4).
+	// Files is how many files larger than one chunk are read at once
+	// (0: 4); files of one chunk are read 8x as many at once, since they
+	// wait on the disk, not on a CPU (readahead.go).
 	Files int
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)
@@ -151,6 +153,8 @@ type backuper struct {
 	fatal func(error)
 
 	fileSem  chan struct{}
+	smallSem chan struct{} // files read in one piece (readahead.go)
+	hints    *hinter       // readahead.go; nil: no hints
 	chunkQ   chan *chunkJob
 	bufs     *budget
 	chunkers sync.Pool // *chunkstore.Chunker, for sequential and parallel chunking; chunks are copied out into budgeted buffers
@@ -259,6 +263,9 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 		ex:      ex,
 		fsTypes: fsTypes,
 	}
+	b.smallSem = make(chan struct{}, smallSlotsPerFile*opts.Files)
+	b.hints = startHinter()
+	defer b.hints.stop()
 	var sst unix.Stat_t
 	if err := unix.Stat(r.st.Dir(), &sst); err == nil {
 		b.store = devIno{sst.Dev, sst.Ino}
@@ -447,6 +454,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 			h.afterReadDir(path)
 		}
 	}
+	hints := b.hintsFor(path, rel, ents, parent)
 	var wg sync.WaitGroup
 	var nodes []*Node
 	type sub struct {
@@ -454,10 +462,11 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 		fut *dirFuture
 	}
 	var subs []sub
-	for _, ent := range ents {
+	for i, ent := range ents {
 		if b.ctx.Err() != nil {
 			break
 		}
+		hints.upTo(i)
 		name := ent.name
 		cpath := filepath.Join(path, name)
 		crel := filepath.Join(rel, name)
@@ -539,10 +548,11 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 					break
 				} else {
 					wg.Add(1)
-					b.fileSem <- struct{}{}
+					sem := b.readSlots(st.Size)
+					sem <- struct{}{}
 					go func() {
 						defer wg.Done()
-						defer func() { <-b.fileSem }()
+						defer func() { <-sem }()
 						defer close(g.done)
 						if err := b.saveFileContent(cpath, n, prev); err != nil {
 							b.warn(crel, err)
@@ -552,10 +562,11 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 				}
 			}
 			wg.Add(1)
-			b.fileSem <- struct{}{}
+			sem := b.readSlots(st.Size)
+			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
-				defer func() { <-b.fileSem }()
+				defer func() { <-sem }()
 				if err := b.saveFileContent(cpath, n, prev); err != nil {
 					b.warn(crel, err)
 				}
@@ -719,6 +730,9 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 	if t := ost.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFBLK {
 		n.skipped = true
 		return fmt.Errorf("skipped: no longer a regular file or block device")
+	}
+	if ost.Size > int64(b.st.MinChunk()) {
+		adviseSequential(f)
 	}
 	for attempt := 1; ; attempt++ {
 		var before unix.Stat_t

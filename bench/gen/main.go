@@ -11,8 +11,16 @@
 //	single/single.bin           2 GiB incompressible
 //	ins/a/file.bin              1 GiB incompressible
 //	ins/b/file.bin              the same with 100 scattered 4 KiB insertions
+//	files/text/dNN/eNN/fNNNNN.* 12,000 text-like files of 0.2-40 KiB (prose,
+//	                            log lines, source-like code)
+//	files/media/img-N.bin       3 x 96 MiB incompressible (photos, archives)
+//	files/var/app.log           64 MiB of log lines
 //
-// All sizes, the small file count and the number of insertions are
+// files/ is the small-file-heavy set: most of its files and most of the
+// time a backup spends opening files are in files/text, most bytes in the
+// few large files, as on a home or /etc-and-/var tree.
+//
+// All sizes, the small file counts and the number of insertions are
 // multiplied by -scale (so the insertion density stays 100 per GiB).
 package main
 
@@ -292,11 +300,70 @@ func smallFiles(out string, first, last int) func() error {
 	}
 }
 
+// writeCode writes size bytes of source-code-like text: indented lines of
+// identifiers and punctuation, which compresses about like real code.
+func writeCode(w io.Writer, r *rng, size int64) error {
+	buf := make([]byte, 0, 64*kib)
+	keywords := []string{"func", "if", "for", "return", "var", "const", "else", "switch", "case", "defer", "go"}
+	for size > 0 {
+		buf = buf[:0]
+		for len(buf) < 60*kib {
+			depth := r.intn(4)
+			for i := 0; i < depth; i++ {
+				buf = append(buf, '\t')
+			}
+			buf = append(buf, r.pick(keywords)...)
+			buf = append(buf, ' ')
+			buf = append(buf, r.pick(vocabulary)...)
+			buf = append(buf, '(')
+			buf = append(buf, r.pick(vocabulary)...)
+			buf = fmt.Appendf(buf, ", %d) {\n", r.intn(1000))
+		}
+		n := min(int64(len(buf)), size)
+		if _, err := w.Write(buf[:n]); err != nil {
+			return err
+		}
+		size -= n
+	}
+	return nil
+}
+
+// textFiles writes files/text files [first, last): log-uniform sizes of
+// 0.2-40 KiB, every one text-like (prose, log lines or code).
+func textFiles(out string, first, last int) func() error {
+	return func() error {
+		start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+		for i := first; i < last; i++ {
+			leaf := i / smallPerDir
+			dir := filepath.Join(out, fmt.Sprintf("d%03d", leaf/leafPerTop), fmt.Sprintf("e%02d", leaf%leafPerTop))
+			name := fmt.Sprintf("f%05d", i)
+			r := newRNG("files/" + name)
+			size := int64(200 * math.Pow(40*kib/200.0, r.float()))
+			var fill func(w io.Writer) error
+			switch r.intn(3) {
+			case 0:
+				name += ".txt"
+				fill = func(w io.Writer) error { return writeText(w, r, size) }
+			case 1:
+				name += ".log"
+				fill = func(w io.Writer) error { return writeLog(w, r, size, start.Add(time.Duration(i)*time.Minute)) }
+			default:
+				name += ".go"
+				fill = func(w io.Writer) error { return writeCode(w, r, size) }
+			}
+			if err := create(filepath.Join(dir, name), fill); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 func main() {
 	out := flag.String("out", "", "output directory (required)")
 	flag.StringVar(&seed, "seed", "1", "seed")
 	flag.Float64Var(&scale, "scale", 1, "size multiplier")
-	parts := flag.String("parts", "set,single,ins", "comma separated parts to generate: set, single, ins")
+	parts := flag.String("parts", "set,single,ins,files", "comma separated parts to generate: set, single, ins, files")
 	jobsN := flag.Int("j", runtime.GOMAXPROCS(0), "parallel writers")
 	flag.Parse()
 	if *out == "" || scale <= 0 || flag.NArg() != 0 {
@@ -335,6 +402,21 @@ func main() {
 			jobs = append(jobs, randomFile(filepath.Join(*out, "ins/a/file.bin"), "ins", size))
 			n := max(1, int(math.Round(100*scale)))
 			jobs = append(jobs, insertedFile(filepath.Join(*out, "ins/b/file.bin"), size, n))
+		case "files":
+			for i := 0; i < 3; i++ {
+				jobs = append(jobs, randomFile(filepath.Join(*out, "files/media", fmt.Sprintf("img-%d.bin", i)), fmt.Sprintf("files-media-%d", i), scaled(96*mib)))
+			}
+			logSize := scaled(64 * mib)
+			r := newRNG("files-log")
+			jobs = append(jobs, func() error {
+				return create(filepath.Join(*out, "files/var/app.log"), func(w io.Writer) error {
+					return writeLog(w, r, logSize, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC))
+				})
+			})
+			ntext := max(10, int(math.Round(12000*scale)))
+			for i := 0; i < ntext; i += smallPerDir {
+				jobs = append(jobs, textFiles(filepath.Join(*out, "files/text"), i, min(ntext, i+smallPerDir)))
+			}
 		default:
 			fmt.Fprintf(os.Stderr, "gen: unknown part %q\n", part)
 			os.Exit(2)
