@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
 )
 
 // Consolidated index files, version 2: the index of a large store.
@@ -761,6 +762,9 @@ func openIndex2File(path string, k *keys) (*index2, *os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Lookups read single blocks at random: readahead would only fill
+	// the page cache with blocks nobody asked for.
+	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
 	st, err := f.Stat()
 	if err == nil {
 		var b *index2
