@@ -41,16 +41,21 @@ import (
 //
 // Chosen: sorted fixed-width records read in place, plus an in-memory
 // summary that is both the filter and the locator. The summary holds, per
-// record, 32 bits of its id (the bits after the fanout bits) in record
-// order, and a fanout table of record counts per leading-bits bucket. A
-// lookup finds the id's bucket, searches its ~4-8 fingerprints in memory,
-// and an absent id (all but ~1 in 10^9) is answered there with no I/O; a
-// match names the exact record positions, which are read with one ranged
-// read (pread, or a backend's Load into the caller's buffer) of one block
-// and compared on the whole id. Nothing is mapped, so the file's pages
-// are the kernel's page cache, shared and reclaimable, not the process's
-// resident memory. The summary is ~4.5-5 B a chunk; with the pack tables
-// (~5 B a chunk at 20 blobs a pack) the index holds ~10 B a chunk.
+// record, 16 bits of its id (the bits after the fanout bits) in record
+// order, and a fanout table of record counts per leading-bits bucket
+// (16-32 records a bucket, so the table is ~0.2 B a chunk and mostly
+// stays in the CPU's cache). A lookup reads the id's bucket bounds, then
+// searches its 16-32 fingerprints, one cache line, in memory: an absent
+// id is answered there with no I/O but for ~1 in 3,000 (a fingerprint
+// collision). A match names the exact record positions, which are read
+// with one ranged read (pread, or a backend's Load into the caller's
+// buffer) of one block and compared on the whole id. Nothing is mapped,
+// so the file's pages are the kernel's page cache, shared and
+// reclaimable, not the process's resident memory. The summary is ~2.2 B
+// a chunk, the pack table ~2.2 B (at 20 blobs a pack); with the pack
+// numbering every store keeps (ids, a map, sizes) the index holds ~10 B
+// a chunk. Wider fingerprints would cost memory for no gain: a collision
+// costs one read, and the whole id decides.
 //
 // Consolidation merges the current base with the recent part (sorted runs
 // both) into a new file in one linear pass; the new file names the files
@@ -75,7 +80,7 @@ import (
 //	                           AD = header | u64 record count
 //	body    = u8 fanout bits k | u32 npacks | u32 nsupersedes
 //	          | u32 fanout[2^k]   records whose id's first k bits are <= b
-//	          | u32 fp[count]     bits k..k+31 of each record's id
+//	          | u16 fp[count]     bits k..k+15 of each record's id
 //	          | pack * npacks     sorted by id, no id twice
 //	          | [32]byte superseded index file name * nsupersedes
 //	pack    = [32]byte pack id | u32 blobs | u64 end of its last blob
@@ -83,7 +88,7 @@ import (
 //	          | u32 crc32c(the 12 bytes before) | magic "RCALLIX2"
 //
 // Records are sorted by id (places of one id in any order); k is
-// max(0, bits.Len(count)-3), so a bucket holds 4-8 records. Every size
+// max(0, bits.Len(count)-5), so a bucket holds 16-32 records. Every size
 // follows from the count and the summary length, and the file must be
 // exactly that long. The file is named, like every index file, by the
 // BLAKE3-256 of its bytes. A reader keeps the newest consolidated file
@@ -102,16 +107,16 @@ const (
 )
 
 // fanoutBits is the fanout table's k for count records.
-func fanoutBits(count int) uint { return uint(max(0, bits.Len(uint(count))-3)) }
+func fanoutBits(count int) uint { return uint(max(0, bits.Len(uint(count))-5)) }
 
 // bucketFP splits an id's leading bits into its fanout bucket and its
-// 32-bit fingerprint.
-func bucketFP(id *ID, k uint) (bucket int, fp uint32) {
+// 16-bit fingerprint.
+func bucketFP(id *ID, k uint) (bucket int, fp uint16) {
 	h := binary.BigEndian.Uint64(id[:8])
 	if k > 0 {
 		bucket = int(h >> (64 - k))
 	}
-	return bucket, uint32(h << k >> 32)
+	return bucket, uint16(h << k >> 48)
 }
 
 // index2 is an open consolidated file: the summary in memory, the records
@@ -128,7 +133,7 @@ type index2 struct {
 	shift   uint
 	npacks  int
 	fanout  []byte // u32 * 2^k
-	fps     []byte // u32 * count
+	fps     []byte // u16 * count
 	packs   []byte // pack * npacks
 	super   []byte // [32]byte * nsupersedes
 	packMap []uint32
@@ -160,7 +165,7 @@ func blocksLen(count int, shift uint, overhead int) int64 {
 }
 
 func (b *index2) fanoutAt(i int) int { return int(binary.LittleEndian.Uint32(b.fanout[4*i:])) }
-func (b *index2) fpAt(i int) uint32  { return binary.LittleEndian.Uint32(b.fps[4*i:]) }
+func (b *index2) fpAt(i int) uint16  { return binary.LittleEndian.Uint16(b.fps[2*i:]) }
 func (b *index2) packID(i int) (id ID) {
 	copy(id[:], b.packs[i*index2PackLen:])
 	return id
@@ -259,7 +264,7 @@ func (b *index2) parseSummary(body []byte) error {
 	}
 	np := int64(binary.LittleEndian.Uint32(body[1:]))
 	ns := int64(binary.LittleEndian.Uint32(body[5:]))
-	want := 9 + 4<<b.kbits + 4*int64(b.count) + np*index2PackLen + 32*ns
+	want := 9 + 4<<b.kbits + 2*int64(b.count) + np*index2PackLen + 32*ns
 	if int64(len(body)) != want {
 		return corrupt2("summary is %d bytes, its counts imply %d", len(body), want)
 	}
@@ -267,7 +272,7 @@ func (b *index2) parseSummary(body []byte) error {
 	rest := body[9:]
 	cut := func(n int) []byte { s := rest[:n:n]; rest = rest[n:]; return s }
 	b.fanout = cut(4 << b.kbits)
-	b.fps = cut(4 * b.count)
+	b.fps = cut(2 * b.count)
 	b.packs = cut(b.npacks * index2PackLen)
 	b.super = cut(len(rest))
 	// Every bound a lookup relies on is checked here, once: buckets in
@@ -312,29 +317,44 @@ func readFull(r io.ReaderAt, p []byte, off int64) error {
 	return err
 }
 
+// blockRecs is the number of records in block blk (0 past the end).
+func (b *index2) blockRecs(blk int) int {
+	return max(0, min(1<<b.shift, b.count-blk<<b.shift))
+}
+
+func (b *index2) blockOff(blk int) int64 {
+	return index2HeaderLen + int64(blk)*b.blockStored(1<<b.shift)
+}
+
 // readBlock reads and checks block blk into buf and returns its records.
 func (b *index2) readBlock(blk int, buf *index2Buf) ([]byte, error) {
-	n := min(1<<b.shift, b.count-blk<<b.shift)
-	if blk < 0 || n <= 0 {
+	n := b.blockRecs(blk)
+	if blk < 0 || n == 0 {
 		return nil, corrupt2("block %d", blk)
 	}
 	stored := buf.b[:b.blockStored(n)]
-	if err := readFull(b.r, stored, index2HeaderLen+int64(blk)*b.blockStored(1<<b.shift)); err != nil {
+	if err := readFull(b.r, stored, b.blockOff(blk)); err != nil {
 		return nil, err
 	}
+	return b.openBlock(blk, stored, &buf.ad)
+}
+
+// openBlock checks (or decrypts in place) block blk's stored bytes and
+// returns its records.
+func (b *index2) openBlock(blk int, stored []byte, ad *[24]byte) ([]byte, error) {
 	if b.aead {
-		copy(buf.ad[:16], b.header[16:])
-		binary.LittleEndian.PutUint64(buf.ad[16:], uint64(blk))
+		copy(ad[:16], b.header[16:])
+		binary.LittleEndian.PutUint64(ad[16:], uint64(blk))
 		ns := b.k.aead.NonceSize()
-		recs, err := open(b.k.aead, stored[ns:ns], stored, buf.ad[:])
+		recs, err := open(b.k.aead, stored[ns:ns], stored, ad[:])
 		if err != nil {
 			return nil, corrupt2("block %d fails authentication", blk)
 		}
 		return recs, nil
 	}
 	recs := stored[:len(stored)-4]
-	binary.LittleEndian.PutUint64(buf.ad[:8], uint64(blk))
-	if crc32.Update(crc32.Checksum(buf.ad[:8], crcTable), crcTable, recs) != binary.LittleEndian.Uint32(stored[len(stored)-4:]) {
+	binary.LittleEndian.PutUint64(ad[:8], uint64(blk))
+	if crc32.Update(crc32.Checksum(ad[:8], crcTable), crcTable, recs) != binary.LittleEndian.Uint32(stored[len(stored)-4:]) {
 		return nil, corrupt2("block %d checksum", blk)
 	}
 	return recs, nil
@@ -410,30 +430,44 @@ func (b *index2) places(id ID, try func(loc) bool) error {
 // scan calls fn with every record in file order, checking that ids are
 // sorted and agree with the summary.
 func (b *index2) scan(fn func(rec2) error) error {
-	buf := b.bufs.Get().(*index2Buf)
-	defer b.bufs.Put(buf)
+	// Many blocks a read: a merge reads the whole file in order.
+	const perRead = 256
+	var buf []byte
+	var ad [24]byte
 	var prev ID
 	bucket := 0
-	for blk := 0; blk<<b.shift < b.count; blk++ {
-		recs, err := b.readBlock(blk, buf)
-		if err != nil {
+	nblocks := (b.count + 1<<b.shift - 1) >> b.shift
+	for first := 0; first < nblocks; first += perRead {
+		last := min(nblocks, first+perRead)
+		size := b.blockOff(last-1) + b.blockStored(b.blockRecs(last-1)) - b.blockOff(first)
+		if int64(cap(buf)) < size {
+			buf = make([]byte, size)
+		}
+		if err := readFull(b.r, buf[:size], b.blockOff(first)); err != nil {
 			return err
 		}
-		for j := 0; j < len(recs)/index2RecLen; j++ {
-			i := blk<<b.shift + j
-			x, err := b.decodeRec(recs[j*index2RecLen:])
+		for blk := first; blk < last; blk++ {
+			at := b.blockOff(blk) - b.blockOff(first)
+			recs, err := b.openBlock(blk, buf[at:at+b.blockStored(b.blockRecs(blk))], &ad)
 			if err != nil {
 				return err
 			}
-			for b.fanoutAt(bucket) <= i {
-				bucket++
-			}
-			if bk, fp := bucketFP(&x.e.ID, b.kbits); bk != bucket || fp != b.fpAt(i) || i > 0 && bytes.Compare(prev[:], x.e.ID[:]) > 0 {
-				return corrupt2("record %d disagrees with the summary", i)
-			}
-			prev = x.e.ID
-			if err := fn(x); err != nil {
-				return err
+			for j := 0; j < len(recs)/index2RecLen; j++ {
+				i := blk<<b.shift + j
+				x, err := b.decodeRec(recs[j*index2RecLen:])
+				if err != nil {
+					return err
+				}
+				for b.fanoutAt(bucket) <= i {
+					bucket++
+				}
+				if bk, fp := bucketFP(&x.e.ID, b.kbits); bk != bucket || fp != b.fpAt(i) || i > 0 && bytes.Compare(prev[:], x.e.ID[:]) > 0 {
+					return corrupt2("record %d disagrees with the summary", i)
+				}
+				prev = x.e.ID
+				if err := fn(x); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -503,13 +537,13 @@ func newIndex2Writer(w io.Writer, k *keys, salt [16]byte, count int, packs []ID,
 	copy(x.header[:], index2Magic)
 	x.header[8], x.header[9] = index2Version, index2Shift
 	copy(x.header[16:], salt[:])
-	size := 9 + 4<<x.kbits + 4*count + len(packs)*index2PackLen + 32*len(supersedes)
+	size := 9 + 4<<x.kbits + 2*count + len(packs)*index2PackLen + 32*len(supersedes)
 	x.body = make([]byte, size, size+16) // room for the seal's tag
 	x.body[0] = byte(x.kbits)
 	binary.LittleEndian.PutUint32(x.body[1:], uint32(len(packs)))
 	binary.LittleEndian.PutUint32(x.body[5:], uint32(len(supersedes)))
 	x.fanout = x.body[9 : 9+4<<x.kbits]
-	x.fps = x.body[9+4<<x.kbits:][:4*count]
+	x.fps = x.body[9+4<<x.kbits:][:2*count]
 	sup := x.body[size-32*len(supersedes):]
 	for i, s := range supersedes {
 		copy(sup[32*i:], s[:])
@@ -540,7 +574,7 @@ func (x *index2Writer) add(e PackEntry, pack int) error {
 		return fmt.Errorf("consolidated index: entry %+v of pack %d", e, pack)
 	}
 	bucket, fp := bucketFP(&e.ID, x.kbits)
-	binary.LittleEndian.PutUint32(x.fps[4*x.n:], fp)
+	binary.LittleEndian.PutUint16(x.fps[2*x.n:], fp)
 	for ; x.bucket < bucket; x.bucket++ { // the buckets before this record's end before it
 		binary.LittleEndian.PutUint32(x.fanout[4*x.bucket:], uint32(x.n))
 	}
@@ -592,7 +626,7 @@ func (x *index2Writer) finish() (ID, error) {
 	for ; x.bucket < 1<<x.kbits; x.bucket++ {
 		binary.LittleEndian.PutUint32(x.fanout[4*x.bucket:], uint32(x.count))
 	}
-	pt := x.body[9+4<<x.kbits+4*x.count:]
+	pt := x.body[9+4<<x.kbits+2*x.count:]
 	for i, id := range x.packs {
 		p := pt[i*index2PackLen:]
 		copy(p, id[:])
