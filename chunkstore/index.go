@@ -375,7 +375,7 @@ func encodeIndexFile(packs []packRecord, k *keys) []byte {
 
 // decodeIndexFile decodes a whole index file of either version.
 func decodeIndexFile(b []byte, k *keys) ([]packRecord, error) {
-	if len(b) >= len(index2Magic) && string(b[:len(index2Magic)]) == index2Magic {
+	if isIndex2(b) {
 		packs, _, err := decodeIndex2(b, k)
 		return packs, err
 	}

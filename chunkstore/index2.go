@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -808,4 +809,74 @@ func openIndex2File(path string, k *keys) (*index2, *os.File, error) {
 	}
 	f.Close()
 	return nil, nil, fmt.Errorf("open index file %s: %w", path, err)
+}
+
+// isIndex2 tells a consolidated file from a version 1 one by its first
+// bytes.
+func isIndex2(head []byte) bool {
+	return len(head) >= len(index2Magic) && string(head[:len(index2Magic)]) == index2Magic
+}
+
+// openBase opens the consolidated file at path and makes it the index's
+// base (adoptBase). The store calls it in Refresh, before it reads the
+// version 1 files, for the consolidated file no other supersedes, and
+// skips the files superseded() names. It returns the open file, which the
+// store closes when the index no longer uses it (after a later adoptBase
+// returns, or on Close).
+func (x *index) openBase(path string, k *keys) (*os.File, error) {
+	b, f, err := openIndex2File(path, k)
+	if err != nil {
+		return nil, err
+	}
+	x.adoptBase(b)
+	return f, nil
+}
+
+// consolidateFile writes a consolidated file of the whole index into dir
+// (the store's index/), durably and atomically like every index file
+// (temp file, fsync, rename to the hash of its bytes, directory fsync),
+// and adopts it. supersedes names the index files it replaces: the
+// version 1 files loaded so far and the previous consolidated file; they
+// are removed after a grace period by whoever collects garbage, not here.
+// The store calls it under its writer lock when the recent part has grown
+// (say, past an eighth of the base, or 10^6 places); it returns the new
+// file's name and the open file, and the store closes the previous one.
+// This and openIndex2File are the only local-disk I/O of consolidated
+// files, so moving them onto a storage backend changes these two.
+func (x *index) consolidateFile(dir string, k *keys, supersedes []ID) (ID, *os.File, error) {
+	fail := func(err error) (ID, *os.File, error) {
+		return ID{}, nil, fmt.Errorf("consolidate the index into %s: %w", dir, err)
+	}
+	var salt [16]byte
+	if _, err := rand.Read(salt[:]); err != nil {
+		return fail(err)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-index-*")
+	if err != nil {
+		return fail(err)
+	}
+	tmp := f.Name()
+	name, err := x.consolidate(f, k, salt, supersedes)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	final := filepath.Join(dir, name.String())
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fail(err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fail(err)
+	}
+	nf, err := x.openBase(final, k)
+	if err != nil {
+		return fail(err)
+	}
+	return name, nf, nil
 }

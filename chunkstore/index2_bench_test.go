@@ -32,7 +32,7 @@ type scaleResult struct {
 	n                    int
 	build, open, consol  time.Duration
 	openWarm             time.Duration // again, the file in the page cache
-	heap, rss, pageCache int64 // bytes the open index added: Go heap, process resident set; the file's pages in the kernel's cache
+	heap, rss, pageCache int64         // bytes the open index added: Go heap, process resident set; the file's pages in the kernel's cache
 	absentPS, presentPS  float64
 	addRecent            time.Duration // n/100 places added as new packs
 }

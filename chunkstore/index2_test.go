@@ -6,6 +6,8 @@ import (
 	"errors"
 	"hash/crc32"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
@@ -394,4 +396,88 @@ func FuzzIndexFileV2(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A store's index consolidated into its index directory serves the
+// store's reads: in the live store (pack numbers kept), in a store whose
+// index opens only the consolidated file (as Refresh will once it knows
+// consolidated files), and in one whose Refresh reads the file whole.
+func TestConsolidatedStore(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		dir, s := newStore(t, enc)
+		lock, w := openWriter(t, s)
+		blobs := map[ID][]byte{}
+		for i := range 30 {
+			data := randBytes(int64(i), 50_000+i)
+			id := s.Hash(data)
+			blobs[id] = data
+			if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		ents, err := os.ReadDir(filepath.Join(dir, "index"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v1 []ID
+		for _, e := range ents {
+			id, err := ParseID(e.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			v1 = append(v1, id)
+		}
+		name, f, err := s.idx.consolidateFile(filepath.Join(dir, "index"), s.keys, v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		lock.Unlock()
+		check := func(what string, st *Store) {
+			t.Helper()
+			for id, want := range blobs {
+				if got, err := st.LoadBlob(id, nil); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("%s: blob %s: %v", what, id.Short(), err)
+				}
+			}
+			if st.BlobCount() != len(blobs) {
+				t.Errorf("%s: %d blobs, want %d", what, st.BlobCount(), len(blobs))
+			}
+			for _, p := range st.Packs() {
+				if p.Problem != "" {
+					t.Errorf("%s: pack %s: %s", what, p.ID.Short(), p.Problem)
+				}
+			}
+		}
+		check("live store", s)
+		if s.idx.base == nil || len(s.idx.sorted)+s.idx.nrecent != 0 {
+			t.Fatal("the live index did not adopt the consolidated file")
+		}
+		s2, err := Open(dir, OpenOptions{Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("store reading index files whole", s2)
+		// Before any read: open pack files are keyed by pack number.
+		s3, err := Open(dir, OpenOptions{Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s3.idx = newIndex()
+		f3, err := s3.idx.openBase(filepath.Join(dir, "index", name.String()), s3.keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f3.Close()
+		if got := s3.idx.superseded(); len(got) != len(v1) || !got[v1[0]] {
+			t.Errorf("superseded %v, want %v", got, v1)
+		}
+		if err := s3.Refresh(); err != nil { // the pack walk: sizes known
+			t.Fatal(err)
+		}
+		check("store opening the consolidated file", s3)
+	}
 }
