@@ -12,6 +12,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -224,7 +225,7 @@ func openIndex2(r io.ReaderAt, size int64, k *keys, name string) (*index2, error
 	if sumOff+slen+index2TrailerLen != size {
 		return nil, corrupt2("%d bytes, its trailer implies %d", size, sumOff+slen+index2TrailerLen)
 	}
-	stored := make([]byte, slen)
+	stored := b.allocSummary(int(slen))
 	if err := readFull(r, stored, sumOff); err != nil {
 		return nil, err
 	}
@@ -253,6 +254,28 @@ func openIndex2(r io.ReaderAt, size int64, k *keys, name string) (*index2, error
 		return &index2Buf{b: make([]byte, b.blockStored(1<<b.shift))}
 	}
 	return b, nil
+}
+
+// hugeSummary is the summary size from which it gets its own mapping.
+const hugeSummary = 8 << 20
+
+// allocSummary returns a buffer for the summary. A large one is mapped
+// apart from the Go heap and asks for transparent huge pages: lookups
+// touch it at random, and with 4 KiB pages nearly each one also misses
+// the TLB (at 5·10^7 chunks the summary is ~200 MB; in 2 MiB pages its
+// page table fits the TLB). The mapping is unmapped when b is collected.
+// Memory the kernel refuses is taken from the heap instead.
+func (b *index2) allocSummary(n int) []byte {
+	if n < hugeSummary {
+		return make([]byte, n)
+	}
+	m, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return make([]byte, n)
+	}
+	unix.Madvise(m, unix.MADV_HUGEPAGE) // a hint: without it, 4 KiB pages
+	runtime.AddCleanup(b, func(m []byte) { unix.Munmap(m) }, m)
+	return m
 }
 
 func (b *index2) parseSummary(body []byte) error {
