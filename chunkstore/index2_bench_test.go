@@ -35,9 +35,9 @@ type scaleResult struct {
 	openWarm             time.Duration // again, the file in the page cache
 	openCPU              time.Duration // the process's CPU time in the (cold) open
 	heap, rss, pageCache int64         // bytes the open index added: Go heap, process resident set; the file's pages in the kernel's cache
-	absentPS, presentPS  float64 // wall clock
-	absentCPU            float64 // absent lookups per second of the process's CPU time
-	load                 float64 // the machine's load average (1 min) at the lookups
+	absentPS, presentPS  float64       // wall clock
+	absentCPU            float64       // absent lookups per second of the process's CPU time
+	load                 float64       // the machine's load average (1 min) at the lookups
 	addRecent            time.Duration // n/100 places added as new packs
 }
 
