@@ -67,7 +67,6 @@ type loc struct {
 func (l loc) length() uint32   { return l.lenFlg & lenMask }
 func (l loc) comp() uint8      { return uint8(l.lenFlg >> compShift) }
 func (l loc) compressed() bool { return l.comp() != compNone }
-func (l loc) typ() BlobType    { return BlobType(l.lenFlg >> typeShift & 3) }
 
 func makeLoc(pack uint32, e PackEntry) loc {
 	c := uint32(e.Comp)
