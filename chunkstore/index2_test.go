@@ -58,6 +58,14 @@ func TestIndex2Golden(t *testing.T) {
 	if !reflect.DeepEqual(packs, want) || !slices.Equal(super, []ID{testID(0x55)}) {
 		t.Errorf("golden decodes to %+v superseding %v", packs, super)
 	}
+	// The fuzz target's framing builds this very file from its parts
+	// (but for the salt, which no plaintext frame covers).
+	sumOff := index2HeaderLen + int(blocksLen(3, index2Shift, 4))
+	framed := frameIndex2(&keys{}, gold[sumOff:len(gold)-index2TrailerLen-4], gold[index2HeaderLen:sumOff-4])
+	copy(framed[16:32], gold[16:32])
+	if !bytes.Equal(framed, gold) {
+		t.Error("frameIndex2 does not build the golden file from its body and records")
+	}
 	// What reads index files whole (repair) reads a consolidated one.
 	if got, err := decodeIndexFile(gold, &keys{}); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("decodeIndexFile of a consolidated file: %v %+v", err, got)
