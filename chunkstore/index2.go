@@ -757,19 +757,28 @@ func (x *index) consolidate(w io.Writer, k *keys, salt [16]byte, supersedes []ID
 func (x *index) adoptBase(b *index2) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if len(x.packs) == 0 {
-		x.packs = make([]ID, 0, b.npacks)
-		x.size = make([]int64, 0, b.npacks)
-		x.packNum = make(map[ID]uint32, b.npacks)
-	}
 	b.packMap = make([]uint32, b.npacks)
-	for i := range b.npacks {
-		id := b.packID(i)
-		n, ok := x.packNum[id]
-		if !ok {
-			n = x.newPackLocked(id, sizeUnknown)
+	if len(x.packs) == 0 {
+		// A store's open: the file numbers the packs (its table has no
+		// id twice), so no lookup before each insert.
+		x.packs = make([]ID, b.npacks)
+		x.size = make([]int64, b.npacks)
+		x.packNum = make(map[ID]uint32, b.npacks)
+		for i := range b.npacks {
+			x.packs[i] = b.packID(i)
+			x.size[i] = sizeUnknown
+			x.packNum[x.packs[i]] = uint32(i)
+			b.packMap[i] = uint32(i)
 		}
-		b.packMap[i] = n
+	} else {
+		for i := range b.npacks {
+			id := b.packID(i)
+			n, ok := x.packNum[id]
+			if !ok {
+				n = x.newPackLocked(id, sizeUnknown)
+			}
+			b.packMap[i] = n
+		}
 	}
 	covered := make([]bool, len(x.packs))
 	for _, n := range b.packMap {
