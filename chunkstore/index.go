@@ -39,7 +39,7 @@ import (
 //     new places and a slice sorted by id that the map is merged into.
 //
 // The map is merged when it holds more than a third of the sorted slice
-// (and at least 65,536 ids), one linear merge of sorted runs, so adding n
+// (and at least 65,536 places), one linear merge of sorted runs, so adding n
 // places costs O(n log n) whatever their order. Every place is kept with
 // its full id: a lookup answers only for the id asked, never for another
 // id that shares a prefix, so Has cannot report a blob present that is not.

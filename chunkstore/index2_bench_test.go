@@ -318,7 +318,6 @@ func measureIndexScale(b *testing.B, dir string, n int) scaleResult {
 
 	heap0 := settle()
 	rss0 := residentBytes(b)
-	cpu0 := processCPU()
 	start = time.Now()
 	base, file, err := openIndex2File(path, k)
 	if err != nil {
@@ -332,7 +331,7 @@ func measureIndexScale(b *testing.B, dir string, n int) scaleResult {
 	// On a shared machine the wall clock measures the neighbours too:
 	// CPU time says what the lookups cost. A present lookup reads one
 	// block; its wall time is the disk's while the file is not cached.
-	cpu0 = processCPU()
+	cpu0 := processCPU()
 	start = time.Now()
 	for _, id := range present {
 		if _, found, usable := x.lookup(id); !found || !usable {
