@@ -2,9 +2,11 @@ package chunkstore
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"os"
 	"slices"
 	"sync"
 )
@@ -24,17 +26,27 @@ import (
 // is covered by index files. Packs with no index file (a crash between pack
 // and index) are found by listing packs/ and reading their headers.
 //
-// In memory each place of a blob costs 24 bytes: a 12-byte id prefix, pack number,
-// offset and a stored length with the blob type and compression code in its
-// top bits. A 96-bit prefix makes a false match between distinct chunks
-// about 1e-15 likely at 10 million chunks, and every read re-hashes (or
-// authenticates) the blob against its full id, so a false match can never
-// return wrong bytes.
+// Version 1 files are small (one backup's packs) and are read whole into
+// the index's recent part. Consolidated files (version 2, index2.go) hold
+// the bulk of a large store and are read in place; the index has the two
+// parts:
+//
+//   - the base: at most one consolidated file, of which only a summary is
+//     in memory (index2.go says what and why);
+//   - the recent part: every place added since the base was written (v1
+//     files, packs indexed from their headers, packs a writer just
+//     finished), in memory with full ids (52 bytes a place), in a map of
+//     new places and a slice sorted by id that the map is merged into.
+//
+// The map is merged when it holds more than a third of the sorted slice
+// (and at least 65,536 places), one linear merge of sorted runs, so adding n
+// places costs O(n log n) whatever their order. Every place is kept with
+// its full id: a lookup answers only for the id asked, never for another
+// id that shares a prefix, so Has cannot report a blob present that is not.
 
 const (
 	indexMagic   = "RCALLIX1"
 	indexVersion = 1
-	prefixLen    = 12
 
 	lenMask    = 1<<28 - 1
 	typeShift  = 28 // 2 bits: the blob type (1 or 2)
@@ -45,8 +57,6 @@ const (
 // compOther stands in the index for a compression code no codec has: the
 // blob's bytes are damage when read.
 const compOther = 3
-
-type prefix [prefixLen]byte
 
 type loc struct {
 	pack   uint32
@@ -67,9 +77,18 @@ func makeLoc(pack uint32, e PackEntry) loc {
 	return loc{pack: pack, off: e.Offset, lenFlg: f}
 }
 
+// ientry is one place of the recent part: everything its pack entry says,
+// so a consolidation writes the place as the pack header has it.
 type ientry struct {
-	p prefix
+	id ID
 	loc
+	raw  uint32 // the blob's raw length
+	comp uint8  // the pack entry's compression code as stored
+	typ  uint8  // the pack entry's blob type as stored
+}
+
+func (e ientry) packEntry() PackEntry {
+	return PackEntry{Type: BlobType(e.typ), Comp: e.comp, Offset: e.off, Length: e.length(), RawLength: e.raw, ID: e.id}
 }
 
 // Pack sizes known to the index: the file's size in bytes, or one of these.
@@ -83,24 +102,27 @@ type blobAt struct{ blob, pack ID }
 
 // index maps blob ids to their places. A blob may have several (stored
 // again after its first copy was found damaged): all are kept, and lookups
-// pick one that is usable. Safe for concurrent use.
+// pick one that is usable. Pack numbers never change while the index
+// lives (the store keys open pack files by them). Safe for concurrent use.
 type index struct {
 	mu      sync.RWMutex
 	packs   []ID          // pack number -> pack id
 	packNum map[ID]uint32 // pack id -> number
 	size    []int64       // pack number -> file size, sizeUnknown or sizeGone
 	retired map[uint32]bool
-	sorted  []ientry // sorted by prefix, then pack number and offset
-	recent  map[prefix][]loc
+	sorted  []ientry // recent part, sorted by id, then pack number and offset
+	recent  map[ID][]ientry
+	nrecent int     // places in recent
+	base    *index2 // the consolidated file, or nil
 	count   int
 	damaged map[blobAt]string // recorded damage -> reason
+	// baseWarn: a read of the base failed; said once (index2.go).
+	baseWarn sync.Once
 }
 
 func newIndex() *index {
-	return &index{packNum: map[ID]uint32{}, recent: map[prefix][]loc{}, retired: map[uint32]bool{}, damaged: map[blobAt]string{}}
+	return &index{packNum: map[ID]uint32{}, recent: map[ID][]ientry{}, retired: map[uint32]bool{}, damaged: map[blobAt]string{}}
 }
-
-func pfx(id ID) (p prefix) { copy(p[:], id[:prefixLen]); return }
 
 // addPack registers a pack of size bytes (sizeUnknown when not known) and
 // its entries; it returns false if the pack was known already.
@@ -110,43 +132,70 @@ func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	if _, ok := x.packNum[packID]; ok {
 		return false
 	}
-	n := uint32(len(x.packs))
-	x.packs = append(x.packs, packID)
-	x.size = append(x.size, size)
-	x.packNum[packID] = n
+	n := x.newPackLocked(packID, size)
 	for _, e := range entries {
-		p := pfx(e.ID)
-		x.recent[p] = append(x.recent[p], makeLoc(n, e))
+		x.recent[e.ID] = append(x.recent[e.ID], ientry{id: e.ID, loc: makeLoc(n, e), raw: e.RawLength, comp: e.Comp, typ: uint8(e.Type)})
 	}
+	x.nrecent += len(entries)
 	x.count += len(entries)
-	if len(x.recent) > 1<<16 {
+	if x.nrecent > max(1<<16, len(x.sorted)/3) {
 		x.compactLocked()
 	}
 	return true
 }
 
+func (x *index) newPackLocked(packID ID, size int64) uint32 {
+	n := uint32(len(x.packs))
+	x.packs = append(x.packs, packID)
+	x.size = append(x.size, size)
+	x.packNum[packID] = n
+	return n
+}
+
 func cmpEntry(a, b ientry) int {
-	if c := bytes.Compare(a.p[:], b.p[:]); c != 0 {
+	if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
 		return c
 	}
 	if a.pack != b.pack {
-		return int(a.pack) - int(b.pack)
+		return cmp.Compare(a.pack, b.pack)
 	}
-	return int(a.off) - int(b.off)
+	return cmp.Compare(a.off, b.off)
 }
 
+// compactLocked merges the map of new places into the sorted slice: the
+// new ones are sorted on their own, then the two runs are merged.
 func (x *index) compactLocked() {
-	for p, ls := range x.recent {
-		for _, l := range ls {
-			x.sorted = append(x.sorted, ientry{p: p, loc: l})
-		}
+	if x.nrecent == 0 {
+		return
+	}
+	batch := make([]ientry, 0, x.nrecent)
+	for _, es := range x.recent {
+		batch = append(batch, es...)
 	}
 	clear(x.recent)
-	// Every place is kept, even of equal prefixes: a blob stored again
+	x.nrecent = 0
+	slices.SortFunc(batch, cmpEntry)
+	// Every place is kept, even of equal ids: a blob stored again
 	// after its first copy was damaged has two, and only one is good.
-	slices.SortFunc(x.sorted, cmpEntry)
-	x.sorted = slices.Compact(x.sorted)
-	x.sorted = slices.Clip(x.sorted)
+	x.sorted = mergeEntries(x.sorted, batch)
+}
+
+// mergeEntries merges two sorted runs into a new slice; a place in both
+// is kept once.
+func mergeEntries(a, b []ientry) []ientry {
+	out := make([]ientry, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		switch c := cmpEntry(a[0], b[0]); {
+		case c < 0:
+			out, a = append(out, a[0]), a[1:]
+		case c > 0:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	out = append(append(out, a...), b...)
+	return slices.Compact(out)
 }
 
 func (x *index) compact() {
@@ -157,27 +206,42 @@ func (x *index) compact() {
 
 // lookup returns a usable place of id when there is one (usable true);
 // otherwise the first place known (found true), whose read gives the error
-// that says why it cannot be read.
+// that says why it cannot be read. Only places of id itself are
+// considered, compared on the whole id.
 func (x *index) lookup(id ID) (l loc, found, usable bool) {
-	p := pfx(id)
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	var first loc
+	var first, good loc
 	try := func(l loc) bool {
 		if !found {
 			first, found = l, true
 		}
-		return x.unusableLocked(id, l) == nil
+		if x.unusableLocked(id, l) == nil {
+			good, usable = l, true
+		}
+		return usable
 	}
-	for _, l := range x.recent[p] {
-		if try(l) {
-			return l, true, true
+	for _, e := range x.recent[id] {
+		if try(e.loc) {
+			return good, true, true
 		}
 	}
-	i, _ := slices.BinarySearchFunc(x.sorted, p, func(e ientry, p prefix) int { return bytes.Compare(e.p[:], p[:]) })
-	for ; i < len(x.sorted) && x.sorted[i].p == p; i++ {
+	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e ientry, id ID) int { return bytes.Compare(e.id[:], id[:]) })
+	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
 		if try(x.sorted[i].loc) {
-			return x.sorted[i].loc, true, true
+			return good, true, true
+		}
+	}
+	if x.base != nil {
+		if err := x.base.places(id, try); err != nil {
+			// The base is a cache like every index file: a place it
+			// cannot give is not found, so the blob is stored again.
+			x.baseWarn.Do(func() {
+				fmt.Fprintf(os.Stderr, "recall: consolidated index file %s: %v (its blobs count as not stored; 'recall repair index' rebuilds it)\n", x.base.name, err)
+			})
+		}
+		if usable {
+			return good, true, true
 		}
 	}
 	return first, found, false
@@ -255,13 +319,20 @@ func (x *index) packShapes() (count []int, end []int64) {
 		count[l.pack]++
 		end[l.pack] = max(end[l.pack], int64(l.off)+int64(l.length()))
 	}
-	for _, ls := range x.recent {
-		for _, l := range ls {
-			add(l)
+	for _, es := range x.recent {
+		for _, e := range es {
+			add(e.loc)
 		}
 	}
 	for _, e := range x.sorted {
 		add(e.loc)
+	}
+	if b := x.base; b != nil {
+		for i := range b.npacks {
+			n, blobs, e := b.packMap[i], b.packBlobs(i), b.packEnd(i)
+			count[n] += blobs
+			end[n] = max(end[n], e)
+		}
 	}
 	return count, end
 }
@@ -301,7 +372,12 @@ func encodeIndexFile(packs []packRecord, k *keys) []byte {
 	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(body, crcTable))
 }
 
+// decodeIndexFile decodes a whole index file of either version.
 func decodeIndexFile(b []byte, k *keys) ([]packRecord, error) {
+	if isIndex2(b) {
+		packs, _, err := decodeIndex2(b, k)
+		return packs, err
+	}
 	if len(b) < len(indexMagic) || string(b[:len(indexMagic)]) != indexMagic {
 		return nil, fmt.Errorf("%w: index file magic", ErrCorrupt)
 	}

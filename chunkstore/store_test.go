@@ -69,12 +69,6 @@ func TestIndexFileGolden(t *testing.T) {
 	}
 }
 
-func TestIndexMemoryPerChunk(t *testing.T) {
-	if s := unsafe.Sizeof(ientry{}); s > 24 {
-		t.Errorf("in-memory index entry is %d bytes, the budget is 24", s)
-	}
-}
-
 func newStore(t testing.TB, encrypt bool) (string, *Store) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
