@@ -903,7 +903,7 @@ func (x *index) consolidateFile(dir string, k *keys, supersedes []ID) (ID, *os.F
 		os.Remove(tmp)
 		return fail(err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := syncIndexDir(dir); err != nil {
 		return fail(err)
 	}
 	nf, err := x.openBase(final, k)
@@ -911,4 +911,14 @@ func (x *index) consolidateFile(dir string, k *keys, supersedes []ID) (ID, *os.F
 		return fail(err)
 	}
 	return name, nf, nil
+}
+
+// syncIndexDir makes a rename in dir durable.
+func syncIndexDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
