@@ -337,6 +337,37 @@ func (x *index) packShapes() (count []int, end []int64) {
 	return count, end
 }
 
+// Consolidation thresholds: the recent part is merged into a new base
+// when it holds at least consolidateMin places and more than an eighth of
+// the base's, or consolidateMax places whatever the base.
+const (
+	consolidateMin = 1 << 16
+	consolidateMax = 1_000_000
+)
+
+// recentLenLocked is the number of places in the recent part.
+func (x *index) recentLenLocked() int { return len(x.sorted) + x.nrecent }
+
+// hasRecent reports whether the recent part holds any place: what a
+// consolidation would add to the base.
+func (x *index) hasRecent() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.recentLenLocked() > 0
+}
+
+// wantsConsolidation reports whether the recent part has grown enough to
+// be worth merging into a new base.
+func (x *index) wantsConsolidation() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n, base := x.recentLenLocked(), 0
+	if x.base != nil {
+		base = x.base.count
+	}
+	return n >= consolidateMax || n >= consolidateMin && n > base/8
+}
+
 type packRecord struct {
 	id      ID
 	entries []PackEntry
