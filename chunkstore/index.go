@@ -132,7 +132,11 @@ func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	if _, ok := x.packNum[packID]; ok {
 		return false
 	}
-	n := x.newPackLocked(packID, size)
+	x.addPlacesLocked(x.newPackLocked(packID, size), entries)
+	return true
+}
+
+func (x *index) addPlacesLocked(n uint32, entries []PackEntry) {
 	for _, e := range entries {
 		x.recent[e.ID] = append(x.recent[e.ID], ientry{id: e.ID, loc: makeLoc(n, e), raw: e.RawLength, comp: e.Comp, typ: uint8(e.Type)})
 	}
@@ -141,7 +145,37 @@ func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	if x.nrecent > max(1<<16, len(x.sorted)/3) {
 		x.compactLocked()
 	}
-	return true
+}
+
+// dropBase forgets the base, whose file is being removed (repair found
+// it wrong): its packs keep their numbers but lose their places until
+// addPlaces gives them again. It returns the packs the base covered.
+func (x *index) dropBase() map[ID]bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	b := x.base
+	if b == nil {
+		return nil
+	}
+	out := make(map[ID]bool, b.npacks)
+	for i := range b.npacks {
+		out[b.packID(i)] = true
+	}
+	x.base = nil
+	x.count -= b.count
+	return out
+}
+
+// addPlaces adds the places of a pack, known or not, to the recent part:
+// for packs whose places were dropped with the base.
+func (x *index) addPlaces(packID ID, entries []PackEntry) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n, ok := x.packNum[packID]
+	if !ok {
+		n = x.newPackLocked(packID, sizeUnknown)
+	}
+	x.addPlacesLocked(n, entries)
 }
 
 func (x *index) newPackLocked(packID ID, size int64) uint32 {
