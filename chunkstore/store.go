@@ -238,16 +238,16 @@ func (s *Store) loadIndexFiles() (int, error) {
 		}
 		h := backend.Handle{Type: backend.Index, Name: name}
 		b, err := s.be.Load(bg, h, 0, indexHead, nil)
+		whole := errors.Is(err, io.ErrUnexpectedEOF) // all of a small file
 		switch {
-		case errors.Is(err, io.ErrUnexpectedEOF): // all of a small file
 		case errors.Is(err, backend.ErrNotExist):
 			continue // superseded meanwhile
-		case err != nil:
+		case err != nil && !whole:
 			return 0, fmt.Errorf("read index file %s: %w", name, err)
 		case isIndex2(b):
 			v2 = append(v2, name)
 			continue
-		default:
+		case !whole:
 			rest, err := s.be.Load(bg, h, indexHead, -1, nil)
 			if errors.Is(err, backend.ErrNotExist) {
 				continue
