@@ -125,7 +125,8 @@ func bucketFP(id *ID, k uint) (bucket int, fp uint16) {
 // own.
 type index2 struct {
 	r       io.ReaderAt
-	name    string // for messages
+	closer  io.Closer // of r, when the index opened it; or nil
+	name    string    // for messages
 	aead    bool
 	k       *keys
 	header  [index2HeaderLen]byte
@@ -844,16 +845,49 @@ func (r backendReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // it as its base when garbage collection removes it (after the grace
 // period) finds its places gone, so collection waits for readers to
 // refresh onto the newer file.
+//
+// A backend that keeps files open (backend.FileOpener: local) is read
+// through one open file instead, a pread a lookup, which also keeps the
+// file readable for this reader when it is removed; the file is closed
+// when the index drops it (a later base replaces it and no lookup holds
+// it any more) or when the store closes (closeBase).
 func openIndex2Backend(be backend.Backend, name string, k *keys) (*index2, error) {
 	h := backend.Handle{Type: backend.Index, Name: name}
-	size, err := be.Stat(bg, h)
+	var r io.ReaderAt = backendReaderAt{be, h}
+	var c io.Closer
+	var size int64
+	var err error
+	if fo, ok := be.(backend.FileOpener); ok {
+		var f backend.ReadAtCloser
+		if f, size, err = fo.OpenFile(bg, h); err == nil {
+			r, c = f, f
+		}
+	} else {
+		size, err = be.Stat(bg, h)
+	}
 	if err == nil {
 		var b *index2
-		if b, err = openIndex2(backendReaderAt{be, h}, size, k, name); err == nil {
+		if b, err = openIndex2(r, size, k, name); err == nil {
+			if c != nil {
+				b.closer = c
+				runtime.AddCleanup(b, func(c io.Closer) { c.Close() }, c)
+			}
 			return b, nil
 		}
 	}
+	if c != nil {
+		c.Close()
+	}
 	return nil, fmt.Errorf("open index file %s: %w", name, err)
+}
+
+// closeBase closes the base's file, for a store that is closed.
+func (x *index) closeBase() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.base != nil && x.base.closer != nil {
+		x.base.closer.Close()
+	}
 }
 
 // isIndex2 tells a consolidated file from a version 1 one by its first

@@ -112,8 +112,12 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	return s, nil
 }
 
-// Close releases what the backend holds open (pack descriptors).
-func (s *Store) Close() error { return s.be.Close() }
+// Close releases what the store and its backend hold open (the
+// consolidated index file, pack descriptors).
+func (s *Store) Close() error {
+	s.idx.closeBase()
+	return s.be.Close()
+}
 
 // Dir returns the store's location: its directory for a local store.
 func (s *Store) Dir() string { return s.be.Location() }
