@@ -38,6 +38,14 @@ import (
 //     finished), in memory with full ids (52 bytes a place), in a map of
 //     new places and a slice sorted by id that the map is merged into.
 //
+// The store opens the newest consolidated file as the base and reads the
+// version 1 files it does not supersede into the recent part. A new base
+// is written only under the exclusive lock, since every writer must build
+// on the same one: by Lock.ConsolidateIndex (run at the end of 'recall
+// repair index'), and by itself when an exclusive lock is taken and the
+// recent part holds at least consolidateMin places and more than an
+// eighth of the base's, or consolidateMax places.
+//
 // The map is merged when it holds more than a third of the sorted slice
 // (and at least 65,536 places), one linear merge of sorted runs, so adding n
 // places costs O(n log n) whatever their order. Every place is kept with
