@@ -220,9 +220,9 @@ func maps2Equal(a, b map[ID]ID) bool {
 func TestRepairConsolidatedIndex(t *testing.T) {
 	cases := []struct {
 		name   string
-		damage func(t *testing.T, s *Store, dir, base string) ID // returns a pack lost, or zero
+		damage func(t *testing.T, s *Store, dir, base string, blobs map[ID][]byte) ID // returns a pack lost, or zero
 	}{
-		{"pack gone", func(t *testing.T, s *Store, dir, base string) ID {
+		{"pack gone", func(t *testing.T, s *Store, dir, base string, blobs map[ID][]byte) ID {
 			var lost ID
 			for _, p := range s.Packs() {
 				lost = p.ID
@@ -233,7 +233,7 @@ func TestRepairConsolidatedIndex(t *testing.T) {
 			}
 			return lost
 		}},
-		{"file damaged", func(t *testing.T, s *Store, dir, base string) ID {
+		{"file damaged", func(t *testing.T, s *Store, dir, base string, blobs map[ID][]byte) ID {
 			path := filepath.Join(dir, "index", base)
 			b, err := os.ReadFile(path)
 			if err != nil {
@@ -243,6 +243,25 @@ func TestRepairConsolidatedIndex(t *testing.T) {
 			if err := os.WriteFile(path, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
+			return ID{}
+		}},
+		{"summary damaged", func(t *testing.T, s *Store, dir, base string, blobs map[ID][]byte) ID {
+			path := filepath.Join(dir, "index", base)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)-index2TrailerLen-20] ^= 0x01
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Unopenable, the file is skipped: the files it superseded,
+			// still there, give every place.
+			s2 := reopen(t, dir)
+			if s2.idx.baseName() != "" {
+				t.Fatal("a damaged summary adopted")
+			}
+			lookups(t, "damaged summary, before repair", s2, blobs)
 			return ID{}
 		}},
 	}
@@ -260,7 +279,7 @@ func TestRepairConsolidatedIndex(t *testing.T) {
 			for id := range blobs {
 				packOf[id], _ = s.BlobStatus(id)
 			}
-			lost := tc.damage(t, s, dir, base)
+			lost := tc.damage(t, s, dir, base, blobs)
 			s2 := reopen(t, dir)
 			l = exclusive(t, s2)
 			rb, err := l.RebuildIndex(false)
