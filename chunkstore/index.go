@@ -38,6 +38,14 @@ import (
 //     finished), in memory with full ids (52 bytes a place), in a map of
 //     new places and a slice sorted by id that the map is merged into.
 //
+// The store opens the newest consolidated file as the base and reads the
+// version 1 files it does not supersede into the recent part. A new base
+// is written only under the exclusive lock, since every writer must build
+// on the same one: by Lock.ConsolidateIndex (run at the end of 'recall
+// repair index'), and by itself when an exclusive lock is taken and the
+// recent part holds at least consolidateMin places and more than an
+// eighth of the base's, or consolidateMax places.
+//
 // The map is merged when it holds more than a third of the sorted slice
 // (and at least 65,536 places), one linear merge of sorted runs, so adding n
 // places costs O(n log n) whatever their order. Every place is kept with
@@ -132,7 +140,11 @@ func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	if _, ok := x.packNum[packID]; ok {
 		return false
 	}
-	n := x.newPackLocked(packID, size)
+	x.addPlacesLocked(x.newPackLocked(packID, size), entries)
+	return true
+}
+
+func (x *index) addPlacesLocked(n uint32, entries []PackEntry) {
 	for _, e := range entries {
 		x.recent[e.ID] = append(x.recent[e.ID], ientry{id: e.ID, loc: makeLoc(n, e), raw: e.RawLength, comp: e.Comp, typ: uint8(e.Type)})
 	}
@@ -141,7 +153,37 @@ func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	if x.nrecent > max(1<<16, len(x.sorted)/3) {
 		x.compactLocked()
 	}
-	return true
+}
+
+// dropBase forgets the base, whose file is being removed (repair found
+// it wrong): its packs keep their numbers but lose their places until
+// addPlaces gives them again. It returns the packs the base covered.
+func (x *index) dropBase() map[ID]bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	b := x.base
+	if b == nil {
+		return nil
+	}
+	out := make(map[ID]bool, b.npacks)
+	for i := range b.npacks {
+		out[b.packID(i)] = true
+	}
+	x.base = nil
+	x.count -= b.count
+	return out
+}
+
+// addPlaces adds the places of a pack, known or not, to the recent part:
+// for packs whose places were dropped with the base.
+func (x *index) addPlaces(packID ID, entries []PackEntry) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n, ok := x.packNum[packID]
+	if !ok {
+		n = x.newPackLocked(packID, sizeUnknown)
+	}
+	x.addPlacesLocked(n, entries)
 }
 
 func (x *index) newPackLocked(packID ID, size int64) uint32 {
@@ -335,6 +377,37 @@ func (x *index) packShapes() (count []int, end []int64) {
 		}
 	}
 	return count, end
+}
+
+// Consolidation thresholds: the recent part is merged into a new base
+// when it holds at least consolidateMin places and more than an eighth of
+// the base's, or consolidateMax places whatever the base.
+const (
+	consolidateMin = 1 << 16
+	consolidateMax = 1_000_000
+)
+
+// recentLenLocked is the number of places in the recent part.
+func (x *index) recentLenLocked() int { return len(x.sorted) + x.nrecent }
+
+// hasRecent reports whether the recent part holds any place: what a
+// consolidation would add to the base.
+func (x *index) hasRecent() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.recentLenLocked() > 0
+}
+
+// wantsConsolidation reports whether the recent part has grown enough to
+// be worth merging into a new base.
+func (x *index) wantsConsolidation() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n, base := x.recentLenLocked(), 0
+	if x.base != nil {
+		base = x.base.count
+	}
+	return n >= consolidateMax || n >= consolidateMin && n > base/8
 }
 
 type packRecord struct {

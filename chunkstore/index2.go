@@ -10,12 +10,11 @@ import (
 	"hash/crc32"
 	"io"
 	"math/bits"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
 
+	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 )
@@ -126,7 +125,8 @@ func bucketFP(id *ID, k uint) (bucket int, fp uint16) {
 // own.
 type index2 struct {
 	r       io.ReaderAt
-	name    string // for messages
+	closer  io.Closer // of r, when the index opened it; or nil
+	name    string    // for messages
 	aead    bool
 	k       *keys
 	header  [index2HeaderLen]byte
@@ -820,27 +820,74 @@ func (x *index) superseded() map[ID]bool {
 	return out
 }
 
-// openIndex2File opens a consolidated file on the local disk; the store's
-// backend may instead hand openIndex2 any io.ReaderAt (a ranged Load into
-// the caller's buffer is ReadAt). The file stays open while the index
-// uses it; closing is the caller's when it drops the index.
-func openIndex2File(path string, k *keys) (*index2, *os.File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
+// backendReaderAt reads one file of a backend at offsets, each read a
+// ranged Load into the caller's buffer: what a consolidated file is read
+// in place through, on any backend.
+type backendReaderAt struct {
+	be backend.Backend
+	h  backend.Handle
+}
+
+func (r backendReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	b, err := r.be.Load(bg, r.h, off, len(p), p)
+	n := len(b)
+	if n > 0 && &b[0] != &p[0] { // Load allocated after all
+		n = copy(p, b)
 	}
-	// Lookups read single blocks at random: readahead would only fill
-	// the page cache with blocks nobody asked for.
-	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
-	st, err := f.Stat()
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// openIndex2Backend opens the consolidated file name of be's index files.
+// It is read in place while the index uses it: a reader that still has
+// it as its base when garbage collection removes it (after the grace
+// period) finds its places gone, so collection waits for readers to
+// refresh onto the newer file.
+//
+// A backend that keeps files open (backend.FileOpener: local) is read
+// through one open file instead, a pread a lookup, which also keeps the
+// file readable for this reader when it is removed; the file is closed
+// when the index drops it (a later base replaces it and no lookup holds
+// it any more) or when the store closes (closeBase).
+func openIndex2Backend(be backend.Backend, name string, k *keys) (*index2, error) {
+	h := backend.Handle{Type: backend.Index, Name: name}
+	var r io.ReaderAt = backendReaderAt{be, h}
+	var c io.Closer
+	var size int64
+	var err error
+	if fo, ok := be.(backend.FileOpener); ok {
+		var f backend.ReadAtCloser
+		if f, size, err = fo.OpenFile(bg, h); err == nil {
+			r, c = f, f
+		}
+	} else {
+		size, err = be.Stat(bg, h)
+	}
 	if err == nil {
 		var b *index2
-		if b, err = openIndex2(f, st.Size(), k, path); err == nil {
-			return b, f, nil
+		if b, err = openIndex2(r, size, k, name); err == nil {
+			if c != nil {
+				b.closer = c
+				runtime.AddCleanup(b, func(c io.Closer) { c.Close() }, c)
+			}
+			return b, nil
 		}
 	}
-	f.Close()
-	return nil, nil, fmt.Errorf("open index file %s: %w", path, err)
+	if c != nil {
+		c.Close()
+	}
+	return nil, fmt.Errorf("open index file %s: %w", name, err)
+}
+
+// closeBase closes the base's file, for a store that is closed.
+func (x *index) closeBase() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.base != nil && x.base.closer != nil {
+		x.base.closer.Close()
+	}
 }
 
 // isIndex2 tells a consolidated file from a version 1 one by its first
@@ -849,76 +896,60 @@ func isIndex2(head []byte) bool {
 	return len(head) >= len(index2Magic) && string(head[:len(index2Magic)]) == index2Magic
 }
 
-// openBase opens the consolidated file at path and makes it the index's
-// base (adoptBase). The store calls it in Refresh, before it reads the
-// version 1 files, for the consolidated file no other supersedes, and
-// skips the files superseded() names. It returns the open file, which the
-// store closes when the index no longer uses it (after a later adoptBase
-// returns, or on Close).
-func (x *index) openBase(path string, k *keys) (*os.File, error) {
-	b, f, err := openIndex2File(path, k)
+// openBase opens the consolidated index file name of be and makes it the
+// index's base (adoptBase). The store calls it when it loads index files,
+// before the version 1 files, for the consolidated file no other
+// supersedes, and skips the files superseded() names.
+func (x *index) openBase(be backend.Backend, name string, k *keys) error {
+	b, err := openIndex2Backend(be, name, k)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	x.adoptBase(b)
-	return f, nil
+	return nil
 }
 
-// consolidateFile writes a consolidated file of the whole index into dir
-// (the store's index/), durably and atomically like every index file
-// (temp file, fsync, rename to the hash of its bytes, directory fsync),
-// and adopts it. supersedes names the index files it replaces: the
-// version 1 files loaded so far and the previous consolidated file; they
-// are removed after a grace period by whoever collects garbage, not here.
-// The store calls it under its writer lock when the recent part has grown
-// (say, past an eighth of the base, or 10^6 places); it returns the new
-// file's name and the open file, and the store closes the previous one.
-// This and openIndex2File are the only local-disk I/O of consolidated
-// files, so moving them onto a storage backend changes these two.
-func (x *index) consolidateFile(dir string, k *keys, supersedes []ID) (ID, *os.File, error) {
-	fail := func(err error) (ID, *os.File, error) {
-		return ID{}, nil, fmt.Errorf("consolidate the index into %s: %w", dir, err)
+// baseName returns the name of the base's file, or "" without a base.
+func (x *index) baseName() string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.base == nil {
+		return ""
+	}
+	return x.base.name
+}
+
+// consolidateFile writes a consolidated file of the whole index into be's
+// index files and adopts it. The file is written through the backend's
+// streaming writer when it has one (backend.Create), else saved whole,
+// and either way appears atomically under the hash of its bytes: a reader
+// never sees it partial. supersedes names the index files it replaces
+// (the version 1 files loaded so far and the previous consolidated file);
+// they are removed after a grace period by whoever collects garbage, not
+// here. The store calls it under the exclusive lock: every writer must
+// agree on one base.
+func (x *index) consolidateFile(be backend.Backend, k *keys, supersedes []ID) (ID, error) {
+	fail := func(err error) (ID, error) {
+		return ID{}, fmt.Errorf("consolidate the index of %s: %w", be.Location(), err)
 	}
 	var salt [16]byte
 	if _, err := rand.Read(salt[:]); err != nil {
 		return fail(err)
 	}
-	f, err := os.CreateTemp(dir, ".tmp-index-*")
+	w, err := backend.Create(bg, be, backend.Index)
 	if err != nil {
 		return fail(err)
 	}
-	tmp := f.Name()
-	name, err := x.consolidate(f, k, salt, supersedes)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	final := filepath.Join(dir, name.String())
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
+	name, err := x.consolidate(w, k, salt, supersedes)
 	if err != nil {
-		os.Remove(tmp)
+		w.Abort()
 		return fail(err)
 	}
-	if err := syncIndexDir(dir); err != nil {
+	if err := w.Commit(bg, name.String()); err != nil {
 		return fail(err)
 	}
-	nf, err := x.openBase(final, k)
-	if err != nil {
+	if err := x.openBase(be, name.String(), k); err != nil {
 		return fail(err)
 	}
-	return name, nf, nil
-}
-
-// syncIndexDir makes a rename in dir durable.
-func syncIndexDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return name, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 	randv2 "math/rand/v2"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"golang.org/x/sys/unix"
 )
 
@@ -257,7 +259,12 @@ func measureIndexScale(b *testing.B, dir string, n int) scaleResult {
 	if os.Getenv("INDEXSCALE_ENCRYPT") != "" {
 		k = fuzzKeys(b) // blocks and summary sealed as in an encrypted store
 	}
-	path := filepath.Join(dir, fmt.Sprintf("index-%d", n))
+	// In a local store's index directory: the file is opened as the
+	// store opens it, through the backend.
+	if err := os.MkdirAll(filepath.Join(dir, "index"), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(dir, "index", fmt.Sprintf("index-%d", n))
 	defer os.Remove(path)
 	rng := randv2.New(randv2.NewPCG(uint64(n), 7))
 
@@ -488,4 +495,15 @@ func BenchmarkIndexLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// openIndex2File opens the consolidated file at path, in the index
+// directory of a local store, through the store's backend.
+func openIndex2File(path string, k *keys) (*index2, io.Closer, error) {
+	be := local.Open(filepath.Dir(filepath.Dir(path)))
+	x, err := openIndex2Backend(be, filepath.Base(path), k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return x, be, nil
 }

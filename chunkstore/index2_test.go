@@ -408,8 +408,7 @@ func FuzzIndexFileV2(f *testing.F) {
 
 // A store's index consolidated into its index directory serves the
 // store's reads: in the live store (pack numbers kept), in a store whose
-// index opens only the consolidated file (as Refresh will once it knows
-// consolidated files), and in one whose Refresh reads the file whole.
+// index opens only the consolidated file, and in one opened as usual.
 func TestConsolidatedStore(t *testing.T) {
 	for _, enc := range []bool{false, true} {
 		dir, s := newStore(t, enc)
@@ -438,11 +437,10 @@ func TestConsolidatedStore(t *testing.T) {
 			}
 			v1 = append(v1, id)
 		}
-		name, f, err := s.idx.consolidateFile(filepath.Join(dir, "index"), s.keys, v1)
+		name, err := s.idx.consolidateFile(s.be, s.keys, v1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
 		lock.Unlock()
 		check := func(what string, st *Store) {
 			t.Helper()
@@ -468,18 +466,16 @@ func TestConsolidatedStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		check("store reading index files whole", s2)
+		check("store opening the index files", s2)
 		// Before any read: open pack files are keyed by pack number.
 		s3, err := Open(dir, OpenOptions{Password: "pw"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		s3.idx = newIndex()
-		f3, err := s3.idx.openBase(filepath.Join(dir, "index", name.String()), s3.keys)
-		if err != nil {
+		if err := s3.idx.openBase(s3.be, name.String(), s3.keys); err != nil {
 			t.Fatal(err)
 		}
-		defer f3.Close()
 		if got := s3.idx.superseded(); len(got) != len(v1) || !got[v1[0]] {
 			t.Errorf("superseded %v, want %v", got, v1)
 		}

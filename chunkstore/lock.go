@@ -1,12 +1,14 @@
 package chunkstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,7 +91,52 @@ func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Dur
 		return nil, err
 	}
 	l.adopted = true
+	// Consolidating needs every writer to agree on one base, so it is
+	// done only here, alone, and only when the recent part is worth it.
+	if s.idx.wantsConsolidation() {
+		if _, err := s.consolidateIndex(); err != nil {
+			fmt.Fprintf(os.Stderr, "recall: %v (the index stays as it was; 'recall repair index' consolidates it)\n", err)
+		}
+	}
 	return l, nil
+}
+
+// ConsolidateIndex writes one consolidated index file holding every place
+// the store's index knows, superseding every index file loaded so far,
+// and makes it the index's base; it returns the new file's name, or ""
+// when there was nothing to consolidate. The superseded files stay until
+// garbage collection removes them after its grace period, so readers that
+// listed them meanwhile still find them. It needs the exclusive lock:
+// write sessions would each build on their own base.
+func (l *Lock) ConsolidateIndex() (string, error) {
+	if err := l.needExclusive("consolidating the index"); err != nil {
+		return "", err
+	}
+	return l.s.consolidateIndex()
+}
+
+func (s *Store) consolidateIndex() (string, error) {
+	if err := s.Refresh(); err != nil {
+		return "", err
+	}
+	if !s.idx.hasRecent() {
+		return "", nil // the base holds everything already, or nothing is stored
+	}
+	s.fmu.Lock()
+	sup := make([]ID, 0, len(s.loadedI))
+	for name := range s.loadedI {
+		if id, err := ParseID(name); err == nil {
+			sup = append(sup, id)
+		}
+	}
+	s.fmu.Unlock()
+	slices.SortFunc(sup, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	name, err := s.idx.consolidateFile(s.be, s.keys, sup)
+	if err != nil {
+		return "", storeWriteError(s.Dir(), err)
+	}
+	s.markIndexLoaded(name.String())
+	return name.String(), nil
 }
 
 // LockSession takes the store lock shared, for a write session of source:

@@ -131,6 +131,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	res := &IndexRebuild{Removed: map[string]string{}}
 	covered := map[ID]bool{}
 	fromIndex := map[ID][]PackEntry{} // entries of bad-header packs from readable files
+	kept := map[ID][]PackEntry{}      // entries of packs from the files kept
 	for _, f := range files {
 		why := ""
 		if f.err != nil {
@@ -154,6 +155,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		}
 		for _, p := range f.packs {
 			covered[p.id] = true
+			if _, ok := kept[p.id]; !ok {
+				kept[p.id] = p.entries
+			}
 		}
 	}
 	var todo []packRecord
@@ -183,9 +187,29 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		rest = rest[n:]
 	}
 	if !dryRun {
-		for _, p := range todo {
-			s.idx.addPack(p.id, p.entries, sizes[p.id])
+		// A consolidated file removed as wrong may be the index's base,
+		// read in place: its packs' places come again from the files
+		// kept and the ones just written (the files it superseded were
+		// skipped when loading, so their places are not in memory).
+		var dropped map[ID]bool
+		if base := s.idx.baseName(); base != "" {
+			if _, ok := res.Removed[base]; ok {
+				dropped = s.idx.dropBase()
+			}
 		}
+		for id, es := range kept {
+			if dropped[id] {
+				s.idx.addPlaces(id, es)
+			}
+		}
+		for _, p := range todo {
+			if dropped[p.id] {
+				s.idx.addPlaces(p.id, p.entries)
+			} else {
+				s.idx.addPack(p.id, p.entries, sizes[p.id])
+			}
+		}
+		s.idx.compact()
 		for _, w := range res.Written {
 			// An index file written again whole gets its old name back,
 			// and has just replaced the damaged file of that name.

@@ -112,8 +112,12 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	return s, nil
 }
 
-// Close releases what the backend holds open (pack descriptors).
-func (s *Store) Close() error { return s.be.Close() }
+// Close releases what the store and its backend hold open (the
+// consolidated index file, pack descriptors).
+func (s *Store) Close() error {
+	s.idx.closeBase()
+	return s.be.Close()
+}
 
 // Dir returns the store's location: its directory for a local store.
 func (s *Store) Dir() string { return s.be.Location() }
@@ -212,7 +216,11 @@ func (s *Store) Refresh() error {
 }
 
 // loadIndexFiles loads the index files not loaded yet and returns how many
-// index files there are.
+// index files there are. Consolidated files come first: the one no other
+// supersedes becomes the index's base, read in place, and the files it
+// supersedes are skipped; the version 1 files left are read whole into
+// the recent part. Each new file is read with one Load of its first
+// 64 KiB, which for a version 1 file is usually all of it.
 func (s *Store) loadIndexFiles() (int, error) {
 	var names []string
 	err := backend.ListNames(bg, s.be, backend.Index, func(name string) error {
@@ -222,44 +230,145 @@ func (s *Store) loadIndexFiles() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list index: %w", err)
 	}
-	loaded := false
+	type v1file struct {
+		name string
+		b    []byte
+	}
+	var v1 []v1file
+	var v2 []string
 	for _, name := range names {
-		s.fmu.Lock()
-		seen := s.loadedI[name]
-		s.fmu.Unlock()
-		if seen {
+		if s.indexLoaded(name) {
 			continue
 		}
-		b, err := s.be.Load(bg, backend.Handle{Type: backend.Index, Name: name}, 0, -1, nil)
-		if errors.Is(err, backend.ErrNotExist) {
+		h := backend.Handle{Type: backend.Index, Name: name}
+		b, err := s.be.Load(bg, h, 0, indexHead, nil)
+		whole := errors.Is(err, io.ErrUnexpectedEOF) // all of a small file
+		switch {
+		case errors.Is(err, backend.ErrNotExist):
 			continue // superseded meanwhile
-		}
-		if err != nil {
+		case err != nil && !whole:
 			return 0, fmt.Errorf("read index file %s: %w", name, err)
+		case isIndex2(b):
+			v2 = append(v2, name)
+			continue
+		case !whole:
+			rest, err := s.be.Load(bg, h, indexHead, -1, nil)
+			if errors.Is(err, backend.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return 0, fmt.Errorf("read index file %s: %w", name, err)
+			}
+			b = append(b, rest...)
 		}
-		packs, err := decodeIndexFile(b, s.keys)
+		v1 = append(v1, v1file{name, b})
+	}
+	loaded := false
+	for _, name := range v2 {
+		ok, err := s.loadBase(name)
 		if err != nil {
-			// A damaged index file is only a cache: the packs it covers are
-			// re-read from their own headers by the next pack walk.
-			fmt.Fprintf(os.Stderr, "recall: index file %s: %v (its packs are read from their headers; 'recall repair index' replaces it)\n", name, err)
-			s.fmu.Lock()
-			s.loadedI[name] = true // said once per process
-			s.walkWanted = true
-			s.fmu.Unlock()
+			s.indexUnreadable(name, err)
 			continue
 		}
-		for _, p := range packs {
-			s.idx.addPack(p.id, p.entries, sizeUnknown)
+		loaded = loaded || ok
+	}
+	for _, f := range v1 {
+		if s.indexLoaded(f.name) { // superseded by the base just adopted
+			continue
+		}
+		if err := s.addIndexFile(f.name, f.b); err != nil {
+			s.indexUnreadable(f.name, err)
+			continue
 		}
 		loaded = true
-		s.fmu.Lock()
-		s.loadedI[name] = true
-		s.fmu.Unlock()
 	}
 	if loaded {
 		s.idx.compact()
 	}
 	return len(names), nil
+}
+
+// indexHead is how much of a new index file the first read takes.
+const indexHead = 64 << 10
+
+func (s *Store) indexLoaded(name string) bool {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	return s.loadedI[name]
+}
+
+func (s *Store) markIndexLoaded(names ...string) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	for _, n := range names {
+		s.loadedI[n] = true
+	}
+}
+
+// indexUnreadable reports an index file that does not decode. A damaged
+// index file is only a cache: the packs it covers are re-read from their
+// own headers by the next pack walk.
+func (s *Store) indexUnreadable(name string, err error) {
+	fmt.Fprintf(os.Stderr, "recall: index file %s: %v (its packs are read from their headers; 'recall repair index' replaces it)\n", name, err)
+	s.fmu.Lock()
+	s.loadedI[name] = true // said once per process
+	s.walkWanted = true
+	s.fmu.Unlock()
+}
+
+// addIndexFile adds the places of a whole index file to the recent part.
+func (s *Store) addIndexFile(name string, b []byte) error {
+	packs, err := decodeIndexFile(b, s.keys)
+	if err != nil {
+		return err
+	}
+	for _, p := range packs {
+		s.idx.addPack(p.id, p.entries, sizeUnknown)
+	}
+	s.markIndexLoaded(name)
+	return nil
+}
+
+// loadBase takes in the consolidated file name: as the index's base when
+// there is none or it supersedes the current one, else (two files
+// neither of which supersedes the other, which only a consolidation
+// outside the exclusive lock could leave) read whole into the recent
+// part. A file the base already supersedes is skipped unread. It reports
+// whether places were added.
+func (s *Store) loadBase(name string) (bool, error) {
+	id, err := ParseID(name)
+	if err != nil {
+		return false, fmt.Errorf("%w: index file name", ErrCorrupt)
+	}
+	if s.idx.superseded()[id] {
+		s.markIndexLoaded(name)
+		return false, nil
+	}
+	b, err := openIndex2Backend(s.be, name, s.keys)
+	if errors.Is(err, backend.ErrNotExist) {
+		return false, nil // superseded and removed meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	cur := s.idx.baseName()
+	replaces := cur == ""
+	for _, sup := range b.supersedes() {
+		replaces = replaces || sup.String() == cur
+	}
+	if !replaces {
+		whole, err := s.be.Load(bg, backend.Handle{Type: backend.Index, Name: name}, 0, -1, nil)
+		if err != nil {
+			return false, err
+		}
+		return true, s.addIndexFile(name, whole)
+	}
+	s.idx.adoptBase(b)
+	s.markIndexLoaded(name)
+	for sup := range s.idx.superseded() {
+		s.markIndexLoaded(sup.String())
+	}
+	return true, nil
 }
 
 // walkPacks lists every pack: it records their sizes (a missing or

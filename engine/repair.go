@@ -56,7 +56,9 @@ func (o RepairOptions) act(rep *RepairReport, format string, args ...any) {
 // for every present pack no sound index file covers (for a pack whose
 // header is unreadable, from the entries a readable index file gives),
 // then removes the index files they supersede: corrupt ones, ones that
-// list missing packs or disagree with a header. It needs an exclusive
+// list missing packs or disagree with a header. Last, it consolidates the
+// index into one file (chunkstore.Lock.ConsolidateIndex), so repair index
+// is also how an administrator compacts the index. It needs an exclusive
 // session.
 func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairReport, error) {
 	if err := ctx.Err(); err != nil {
@@ -81,6 +83,17 @@ func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 		}
 	}
 	indexActions(rep, rb, opts)
+	if !opts.DryRun {
+		// The sound index, compacted: one consolidated file that the
+		// store opens in place, superseding the files it merges.
+		name, err := lock.ConsolidateIndex()
+		if err != nil {
+			return nil, fmt.Errorf("repair index: %w", err)
+		}
+		if name != "" {
+			opts.act(rep, "consolidated the index into index file %s (the files it supersedes go with garbage collection)", name)
+		}
+	}
 	return rep, nil
 }
 

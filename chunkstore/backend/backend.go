@@ -251,6 +251,22 @@ func (w *bufferedWriter) Abort() error {
 	return nil
 }
 
+// FileOpener is a backend that can keep a file open for reads at random
+// offsets: cheaper than a Load per read where each Load opens the file
+// (local), for what is read in place a block at a time (a consolidated
+// index file). The file stays readable through the returned reader even
+// when it is removed meanwhile, until the caller closes it. A backend
+// without it is read with a Load per read.
+type FileOpener interface {
+	OpenFile(ctx context.Context, h Handle) (ReadAtCloser, int64, error)
+}
+
+// ReadAtCloser is an open file: reads at offsets, then Close.
+type ReadAtCloser interface {
+	io.ReaderAt
+	io.Closer
+}
+
 // DirectReader is a backend that can read a file bypassing caches (local:
 // O_DIRECT). Reads through the returned ReaderAt must use buffers, offsets
 // and lengths aligned to DirectAlign; near the end of the file they read

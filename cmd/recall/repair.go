@@ -40,7 +40,7 @@ Exit code 4: damage stays in the store and is reported.`,
 		Subcommands: []*cli.Command{
 			{
 				Name:  "index",
-				Usage: "rebuild index files from pack headers, replacing corrupt ones",
+				Usage: "rebuild index files from pack headers, replacing corrupt ones, and consolidate the index",
 				Flags: common(),
 				Action: repairAction("index", func(ctx context.Context, s *engine.Session, c *cli.Context, o engine.RepairOptions) (*engine.RepairReport, error) {
 					return engine.RepairIndex(ctx, s, o)
