@@ -1,7 +1,6 @@
 package local
 
 import (
-	"os"
 	"sync/atomic"
 )
 
@@ -84,17 +83,6 @@ func SetFaultHook(fn func(Step) error) (restore func()) {
 func fault(kind StepKind, path, to string) error {
 	if h := faultHook.Load(); h != nil {
 		return (*h)(Step{Kind: kind, Path: path, To: to})
-	}
-	return nil
-}
-
-// faultCreated reports the creation of f; when the hook refuses it, f is
-// closed and removed, as if never created.
-func faultCreated(f *os.File) error {
-	if err := fault(StepCreate, f.Name(), ""); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
 	}
 	return nil
 }
