@@ -1,0 +1,167 @@
+package chunkstore
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"sync"
+)
+
+// Reading many blobs of one pack at once. Restore and verify plan their
+// reads by pack, so that each pack is read once, front to back, in a few
+// large ranged reads: what tape and object storage need (a request costs
+// far more than the bytes it returns), and fewer, larger reads on a disk.
+// The blobs asked for are sorted by their place in the pack and read in
+// spans: a span takes in the next blob while the gap to it is at most
+// packReadGap and the span stays within packReadSpan (one blob larger
+// than that is a span of its own).
+//
+// A blob is checked exactly as LoadBlob checks it. Anything short of a
+// blob that passes (a span that cannot be read, bytes that fail their
+// check, a blob the index places elsewhere or nowhere usable) is handed to
+// LoadBlob itself, so damage is recorded, other places are tried and
+// errors are worded exactly as for a blob read alone; the cost is a
+// second read of a damaged blob.
+
+const (
+	// packReadGap: unneeded bytes between two blobs read rather than
+	// skipped with a new request (a seek on a disk, a request to an object
+	// store costs more).
+	packReadGap = 1 << 20
+	// packReadSpan bounds one read, and so the buffer each reader holds.
+	packReadSpan = 8 << 20
+)
+
+// spanPool holds read buffers of packReadSpan bytes plus the aligned
+// window of a direct read.
+var spanPool = sync.Pool{New: func() any { b := make([]byte, packReadSpan+2*readAlign); return &b }}
+
+type placed struct {
+	id ID
+	l  loc
+}
+
+// LoadPackBlobs reads the blobs ids from the pack named pack in one pass,
+// in the order of their places in it, and calls fn once per distinct id
+// with the blob's plaintext, or with the error LoadBlob(id) would give.
+// Ids the index does not place usably in this pack (placed elsewhere,
+// damaged, unknown) are loaded one by one with LoadBlob after the pass.
+// data is valid only during fn and must not be kept; fn is called on the
+// calling goroutine. A done ctx stops the pass between reads: the error is
+// ctx's, and the ids not yet handed to fn are not.
+func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id ID, data []byte, err error)) error {
+	var here []placed
+	var elsewhere []ID
+	for _, id := range ids {
+		l, _, usable := s.idx.lookup(id)
+		if usable && s.idx.packID(l.pack) == pack {
+			here = append(here, placed{id, l})
+		} else {
+			elsewhere = append(elsewhere, id)
+		}
+	}
+	slices.SortFunc(here, func(a, b placed) int {
+		if a.l.off != b.l.off {
+			return int(int64(a.l.off) - int64(b.l.off))
+		}
+		return bytes.Compare(a.id[:], b.id[:])
+	})
+	here = slices.CompactFunc(here, func(a, b placed) bool { return a.id == b.id })
+
+	var dst []byte // decoding and LoadBlob's buffer, made on first need
+	buffer := func() []byte {
+		if dst == nil {
+			dst = s.ChunkBuffer()
+		}
+		return dst
+	}
+	sp := spanPool.Get().(*[]byte)
+	defer spanPool.Put(sp)
+	for i := 0; i < len(here); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		j, start, end := nextSpan(here, i)
+		span, rerr := s.readSpan(here[i].l.pack, start, end, *sp)
+		for _, b := range here[i:j] {
+			var data []byte
+			err := rerr
+			if err == nil {
+				data, err = s.checkSpanBlob(b, span[int64(b.l.off)-start:int64(b.l.off)-start+int64(b.l.length())], buffer)
+			}
+			if err != nil {
+				data, err = s.LoadBlob(b.id, buffer())
+			}
+			fn(b.id, data, err)
+		}
+		i = j
+	}
+	slices.SortFunc(elsewhere, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	for _, id := range slices.Compact(elsewhere) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, err := s.LoadBlob(id, buffer())
+		fn(id, data, err)
+	}
+	return nil
+}
+
+// nextSpan returns the span that starts with here[i] (sorted by offset):
+// it ends before here[j], and covers bytes [start, end) of the pack.
+func nextSpan(here []placed, i int) (j int, start, end int64) {
+	start = int64(here[i].l.off)
+	end = start + int64(here[i].l.length())
+	for j = i + 1; j < len(here); j++ {
+		off := int64(here[j].l.off)
+		e := off + int64(here[j].l.length())
+		if off-end > packReadGap || e-start > packReadSpan {
+			break
+		}
+		end = max(end, e)
+	}
+	return j, start, end
+}
+
+// readSpan reads bytes [start, end) of pack number n, into buf's storage
+// when it can hold them: with O_DIRECT where the file system has it, as a
+// lone large blob is read, so a restore does not fill the page cache with
+// packs it reads once.
+func (s *Store) readSpan(n uint32, start, end int64, buf []byte) ([]byte, error) {
+	length := int(end - start)
+	if length >= directMin {
+		if df := s.directPackFile(n); df != nil {
+			a := start &^ (readAlign - 1)
+			b := (end + readAlign - 1) &^ (readAlign - 1)
+			w := alignedWindow(buf, int(b-a))
+			if w == nil {
+				w = alignedWindow(make([]byte, int(b-a)+readAlign), int(b-a))
+			}
+			got, err := df.ReadAt(w, a)
+			// The aligned tail past the end of the pack reads short.
+			if err := shortRead(got, int(end-a), err); err != nil {
+				return nil, err
+			}
+			return w[start-a : end-a], nil
+		}
+	}
+	f, err := s.packFile(n)
+	if err != nil {
+		return nil, err
+	}
+	return readAt(f, start, length, buf)
+}
+
+// checkSpanBlob checks one blob's stored bytes as loadAt does, and returns
+// its plaintext: the stored bytes themselves when the blob is stored as is.
+func (s *Store) checkSpanBlob(b placed, stored []byte, buffer func() []byte) ([]byte, error) {
+	if s.keys.aead == nil && !b.l.compressed() {
+		h := newLeafHasher(stored, 0, len(stored), len(stored))
+		h.arrived(0, len(stored))
+		if h.sum() != b.id {
+			return nil, errMismatch
+		}
+		return stored, nil
+	}
+	return s.decodeBlob(b.id, stored, b.l.comp(), buffer())
+}
