@@ -21,7 +21,7 @@ type RestoreOptions struct {
 	Target    string // directory to fill, or a block device for a device image
 	Path      string // sub-path inside the point; "" = all of it
 	Overwrite bool   // allow a non-empty target
-	Workers   int    // chunk readers; 0 = 2*GOMAXPROCS
+	Workers   int    // packs read at once; 0 = 2*GOMAXPROCS
 	Log       func(format string, args ...any)
 	// Progress, if set, counts the restore as it runs (see Progress).
 	Progress *Progress
@@ -53,7 +53,7 @@ type restorer struct {
 	opts   RestoreOptions
 	ctx    context.Context
 	isRoot bool
-	jobs   chan restoreJob
+	plan   readPlan       // chunks to read, by pack (plan.go)
 	wg     sync.WaitGroup // outstanding files
 
 	mu       sync.Mutex
@@ -68,6 +68,7 @@ type restorer struct {
 	// the restore), so applyMeta removes extras.
 	cleanXattrs bool
 	euid, egid  uint32
+	zero        []byte // zeroes for a device's holes, made on first need
 }
 
 type dirMeta struct {
@@ -75,22 +76,18 @@ type dirMeta struct {
 	n    *Node
 }
 
-// openFile is a file being filled by the chunk workers; the last chunk
-// written closes it and applies its metadata.
+// openFile is a file being filled from the plan; whoever handles its last
+// planned chunk finishes it: applies its metadata, or syncs and closes a
+// device.
 type openFile struct {
-	f      *os.File
-	path   string
-	rel    string
-	n      *Node
-	left   atomic.Int64
-	device bool
-}
-
-type restoreJob struct {
-	of  *openFile
-	off int64
-	ext Extent
-	end int64
+	f        *os.File // a device, open throughout; nil for a file (see fileCache)
+	path     string
+	rel      string
+	n        *Node // the node's metadata, without its chunk list
+	dev, ino uint64 // the file as created, which a reopen must find
+	left     atomic.Int64
+	started  atomic.Bool // counted as in work (Progress)
+	device   bool
 }
 
 // Restore writes point p (or p's sub-path opts.Path) into opts.Target. It
@@ -121,7 +118,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	euid := uint32(os.Geteuid())
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
-		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]*linkLeader{}}
+		damaged: map[string]bool{}, links: map[uint64]*linkLeader{}}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -252,18 +249,13 @@ func removeCreated(created []string, target string, wrote bool, err error) error
 	return err
 }
 
-// run starts the chunk workers, calls walk, waits for all content and
-// applies directory metadata deepest first.
+// run calls walk, which creates the entries and plans the reads of the
+// files' content, reads what is planned, and applies directory metadata
+// deepest first.
 func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
-	var workers sync.WaitGroup
-	for i := 0; i < rs.opts.Workers; i++ {
-		workers.Add(1)
-		go func() { defer workers.Done(); rs.worker() }()
-	}
 	err := walk()
+	rs.readPlanned()
 	rs.wg.Wait()
-	close(rs.jobs)
-	workers.Wait()
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
 		d := rs.dirMetas[i]
 		rs.applyMeta(d.path, d.path, d.n)
@@ -463,79 +455,73 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
 	rs.mu.Lock()
 	rs.res.Files++
 	rs.mu.Unlock()
-	return rs.fill(&openFile{f: f, path: path, rel: rel, n: n})
+	// The readers open it again as they need it (fileCache): a restore
+	// may create more files than a process can hold open.
+	if err := f.Close(); err != nil {
+		rs.markDamaged(rel, fmt.Errorf("close: %w", err))
+	}
+	return rs.fill(&openFile{path: path, rel: rel, n: n, dev: st.Dev, ino: st.Ino})
 }
 
-// fill queues one job per stored extent; the file is finished by whoever
-// writes its last extent.
+// fill plans the reads of the file's stored extents (plan.go); the file is
+// finished by whoever handles the last of them. A device's holes are
+// written as zeroes here: they must read back as zeroes.
 func (rs *restorer) fill(of *openFile) error {
-	var data []Extent
+	n := of.n
+	meta := *n
+	meta.Extents = nil // the plan holds what it needs of them
+	of.n = &meta
 	var start, holes int64
-	var starts []int64
-	for _, e := range of.n.Extents {
-		if !e.Hole || of.device {
-			data = append(data, e)
-			starts = append(starts, start)
-		} else {
-			holes += int64(e.End) - start
+	var data int64
+	for _, e := range n.Extents {
+		if !e.Hole {
+			data++
 		}
-		start = int64(e.End)
 	}
-	rs.opts.Progress.begin(of.rel)
-	rs.opts.Progress.addBytes(holes) // a hole is done by not writing it
 	rs.wg.Add(1)
-	if len(data) == 0 {
-		rs.finishFile(of)
-		return nil
-	}
-	of.left.Store(int64(len(data)))
-	for i, e := range data {
-		select {
-		case rs.jobs <- restoreJob{of: of, off: starts[i], ext: e, end: int64(e.End)}:
-		case <-rs.ctx.Done():
-			// Workers drain what was queued; account for the rest.
-			if of.left.Add(-int64(len(data)-i)) == 0 {
-				rs.finishFile(of)
-			}
-			return context.Cause(rs.ctx)
+	of.left.Store(data + 1) // +1: not finished while it is being planned
+	for _, e := range n.Extents {
+		end := int64(e.End)
+		switch {
+		case !e.Hole:
+			rs.planChunk(of, e.ID, start, end)
+		case of.device:
+			rs.writeZeroes(of, start, end)
+		default:
+			holes += end - start
 		}
+		start = end
 	}
+	rs.opts.Progress.addBytes(holes) // a hole is done by not writing it
+	if data == 0 {
+		rs.opts.Progress.begin(of.rel)
+	}
+	rs.extentDone(nil, of)
 	return nil
 }
 
-func (rs *restorer) worker() {
-	buf := rs.r.st.ChunkBuffer() // one per worker: reads never allocate
-	zero := make([]byte, 1<<20)
-	for j := range rs.jobs {
-		if j.ext.Hole {
-			// Only for devices: holes must read back as zeroes.
-			for off := j.off; off < j.end; {
-				n := min(int64(len(zero)), j.end-off)
-				if _, err := j.of.f.WriteAt(zero[:n], off); err != nil {
-					rs.markDamaged(j.of.rel, fmt.Errorf("write: %w", err))
-					break
-				}
-				rs.opts.Progress.addBytes(n)
-				off += n
-			}
-		} else if data, err := rs.r.ReadChunk(j.ext.ID, buf); err != nil {
-			rs.markDamaged(j.of.rel, fmt.Errorf("bytes %d-%d: %w", j.off, j.end, err))
-		} else {
-			if int64(len(data)) != j.end-j.off {
-				rs.markDamaged(j.of.rel, fmt.Errorf("bytes %d-%d: chunk has %d bytes", j.off, j.end, len(data)))
-			} else if _, err := j.of.f.WriteAt(data, j.off); err != nil {
-				rs.markDamaged(j.of.rel, fmt.Errorf("write: %w", err))
-			} else {
-				rs.bytes.Add(int64(len(data)))
-				rs.opts.Progress.addBytes(int64(len(data)))
-			}
+// writeZeroes fills bytes [off, end) of a device with zeroes.
+func (rs *restorer) writeZeroes(of *openFile, off, end int64) {
+	if rs.zero == nil {
+		rs.zero = make([]byte, 1<<20)
+	}
+	zero := rs.zero
+	for off < end {
+		n := min(int64(len(zero)), end-off)
+		if _, err := of.f.WriteAt(zero[:n], off); err != nil {
+			rs.markDamaged(of.rel, fmt.Errorf("write: %w", err))
+			return
 		}
-		if j.of.left.Add(-1) == 0 {
-			rs.finishFile(j.of)
-		}
+		rs.opts.Progress.addBytes(n)
+		off += n
 	}
 }
 
@@ -548,9 +534,6 @@ func (rs *restorer) finishFile(of *openFile) {
 		}
 		of.f.Close()
 		return
-	}
-	if err := of.f.Close(); err != nil {
-		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
 	}
 	rs.applyMetaFresh(of.path, of.rel, of.n)
 }

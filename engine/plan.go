@@ -1,0 +1,279 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"golang.org/x/sys/unix"
+)
+
+// Read planning: restore reads by pack, not by file.
+//
+// The walk of a point creates the files and, instead of reading their
+// chunks in tree order, notes for every chunk the places that need it
+// (file, offset) under the pack that holds it (planEntry). Then the plan
+// is carried out pack by pack, in the order the walk first needed each
+// pack, a few packs at a time: the packs about to be read are first
+// announced to the store (warmPacks, for cold tiers), each pack is read
+// once, front to back (chunkstore's LoadPackBlobs: sorted by offset, a
+// few large ranged reads), and each chunk read is written to every place
+// that needs it, a chunk shared by several files (or several times in one)
+// read once. This is the order tape and object storage want, and on a
+// disk it turns a restore into a few large sequential reads per pack.
+// restic's restorer works the same way.
+//
+// Memory: a planned chunk costs one planEntry of 56 bytes per place that
+// needs it (its id, the file, its byte range), and a file in the plan its
+// openFile and the metadata of its node (not its chunk list). A point of
+// 10^7 chunks is not planned whole: the walk stops at planLimit places,
+// carries out what it has planned, and goes on. A pack whose blobs are
+// needed by two such batches is read twice, each time only for the blobs
+// that batch needs, so nothing is read twice but the ranges' gaps.
+
+// planLimit is the most chunk places planned before they are read:
+// 14 MiB of plan, about 380 GiB of data at the mean chunk size.
+const planLimit = 1 << 18
+
+// planEntry is one place that needs a chunk: bytes [off, end) of a file.
+type planEntry struct {
+	id       chunkstore.ID
+	of       *openFile
+	off, end int64
+}
+
+// packPlan is what one pack must give.
+type packPlan struct {
+	pack chunkstore.ID
+	ents []planEntry
+}
+
+// readPlan is the restore's plan: the packs in the order the walk first
+// needed them.
+type readPlan struct {
+	byPack map[chunkstore.ID]*packPlan
+	packs  []*packPlan
+	n      int
+}
+
+func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
+	if p.byPack == nil {
+		p.byPack = map[chunkstore.ID]*packPlan{}
+	}
+	pp := p.byPack[pack]
+	if pp == nil {
+		pp = &packPlan{pack: pack}
+		p.byPack[pack] = pp
+		p.packs = append(p.packs, pp)
+	}
+	pp.ents = append(pp.ents, e)
+	p.n++
+}
+
+// planChunk adds one stored extent of a file to the plan, and carries the
+// plan out when it is full.
+func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
+	rs.plan.add(packOf(rs.r, id), planEntry{id: id, of: of, off: off, end: end})
+	if rs.plan.n >= planLimit {
+		rs.readPlanned()
+	}
+}
+
+// readPlanned carries out the plan made so far and empties it: the packs
+// go to rs.opts.Workers readers in the planned order. Every planned place
+// is accounted for (written, found damaged, or given up on when ctx is
+// done), so every file in the plan is finished when it returns.
+func (rs *restorer) readPlanned() {
+	packs := rs.plan.packs
+	rs.plan = readPlan{}
+	if len(packs) == 0 {
+		return
+	}
+	ids := make([]chunkstore.ID, len(packs))
+	for i, pp := range packs {
+		ids[i] = pp.pack
+	}
+	if err := warmPacks(rs.ctx, rs.r, ids); err != nil {
+		for _, pp := range packs {
+			for _, e := range pp.ents {
+				rs.markDamaged(e.of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
+				rs.extentDone(nil, e.of)
+			}
+		}
+		return
+	}
+	work := make(chan *packPlan)
+	var wg sync.WaitGroup
+	for range min(rs.opts.Workers, len(packs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fc := &fileCache{rs: rs, fds: map[*openFile]*os.File{}}
+			for pp := range work {
+				rs.readPack(pp, fc)
+				fc.closeAll()
+			}
+		}()
+	}
+	for _, pp := range packs {
+		work <- pp
+	}
+	close(work)
+	wg.Wait()
+}
+
+// readPack reads what the plan needs of one pack and writes each chunk to
+// its places.
+func (rs *restorer) readPack(pp *packPlan, fc *fileCache) {
+	ents := pp.ents
+	slices.SortFunc(ents, func(a, b planEntry) int { return bytes.Compare(a.id[:], b.id[:]) })
+	ids := make([]chunkstore.ID, 0, len(ents))
+	for i, e := range ents {
+		if i == 0 || e.id != ents[i-1].id {
+			ids = append(ids, e.id)
+		}
+	}
+	if rs.ctx.Err() == nil {
+		// Only a done ctx stops the pass; what it did not hand over is
+		// given up on below.
+		_ = loadPackBlobs(rs.ctx, rs.r, pp.pack, ids, func(id chunkstore.ID, data []byte, err error) {
+			i, _ := slices.BinarySearchFunc(ents, id, func(e planEntry, id chunkstore.ID) int { return bytes.Compare(e.id[:], id[:]) })
+			for ; i < len(ents) && ents[i].id == id; i++ {
+				rs.writeChunk(fc, &ents[i], data, err)
+				ents[i].of = nil
+			}
+		})
+	}
+	for _, e := range ents {
+		if e.of != nil {
+			rs.extentDone(fc, e.of)
+		}
+	}
+}
+
+// writeChunk writes one chunk (or records why it cannot) at one place.
+func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err error) {
+	of := e.of
+	if of.started.CompareAndSwap(false, true) {
+		rs.opts.Progress.begin(of.rel)
+	}
+	switch {
+	case err != nil:
+		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
+	case int64(len(data)) != e.end-e.off:
+		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: chunk has %d bytes", e.off, e.end, len(data)))
+	default:
+		f, err := fc.get(of)
+		if err == nil {
+			_, err = f.WriteAt(data, e.off)
+		}
+		if err != nil {
+			rs.markDamaged(of.rel, fmt.Errorf("write: %w", err))
+		} else {
+			rs.bytes.Add(int64(len(data)))
+			rs.opts.Progress.addBytes(int64(len(data)))
+		}
+	}
+	rs.extentDone(fc, of)
+}
+
+// extentDone counts one planned extent of of as handled; the last one
+// finishes the file.
+func (rs *restorer) extentDone(fc *fileCache, of *openFile) {
+	if of.left.Add(-1) != 0 {
+		return
+	}
+	if fc != nil {
+		fc.release(of)
+	}
+	rs.finishFile(of)
+}
+
+// fileCache holds one reader's descriptors of the files it writes to. A
+// restore may have more files in work than a process may open, so a file
+// is closed after it is created and opened again by each reader that
+// writes to it, a few at a time; a pack's chunks mostly come in file
+// order, so a few descriptors serve a pack.
+type fileCache struct {
+	rs    *restorer
+	fds   map[*openFile]*os.File
+	order []*openFile // oldest first
+}
+
+const fileCacheSize = 16
+
+// get returns a descriptor of of for writing. A device being restored to
+// is open throughout; a file is opened again by path, never through a
+// symlink, and must still be the file the restore created.
+func (c *fileCache) get(of *openFile) (*os.File, error) {
+	if of.f != nil {
+		return of.f, nil
+	}
+	if f := c.fds[of]; f != nil {
+		return f, nil
+	}
+	if len(c.order) >= fileCacheSize {
+		c.release(c.order[0])
+	}
+	f, err := os.OpenFile(of.path, os.O_WRONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
+		f.Close()
+		return nil, fmt.Errorf("%s was replaced while it was restored", of.path)
+	}
+	c.fds[of] = f
+	c.order = append(c.order, of)
+	return f, nil
+}
+
+// release closes this reader's descriptor of of, if it has one; an error
+// of the close (a write the file system reports late) damages the file.
+func (c *fileCache) release(of *openFile) {
+	f := c.fds[of]
+	if f == nil {
+		return
+	}
+	delete(c.fds, of)
+	c.order = slices.DeleteFunc(c.order, func(o *openFile) bool { return o == of })
+	if err := f.Close(); err != nil {
+		c.rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+	}
+}
+
+func (c *fileCache) closeAll() {
+	for len(c.order) > 0 {
+		c.release(c.order[0])
+	}
+}
+
+// The store seen from read planning: the few calls restore makes,
+// kept here so that a change of the reader type touches only them.
+
+// packOf names the pack a chunk is read from; the zero id when the index
+// has no place for it (its read then says why).
+func packOf(r *Reader, id chunkstore.ID) chunkstore.ID {
+	pack, _ := r.st.PackOf(id)
+	return pack
+}
+
+// loadPackBlobs reads the chunks ids of one pack in one pass (see
+// chunkstore's LoadPackBlobs).
+func loadPackBlobs(ctx context.Context, r *Reader, pack chunkstore.ID, ids []chunkstore.ID, fn func(id chunkstore.ID, data []byte, err error)) error {
+	return r.st.LoadPackBlobs(ctx, pack, ids, fn)
+}
+
+// warmPacks is called with the packs a restore or verify is about to
+// read, before it reads any of them: the place where a cold storage tier
+// (tape, an archive class of an object store) is asked to bring them
+// online, so that reads do not block for minutes one pack at a time. The
+// local store needs nothing.
+func warmPacks(ctx context.Context, r *Reader, packs []chunkstore.ID) error {
+	return nil
+}
