@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
+	"io"
 	"slices"
 	"sync"
 
@@ -16,28 +16,40 @@ import (
 //
 // The walk of a point creates the files and, instead of reading their
 // chunks in tree order, notes for every chunk the places that need it
-// (file, offset) under the pack that holds it (planEntry). Then the plan
-// is carried out pack by pack, in the order the walk first needed each
-// pack, a few packs at a time: the packs about to be read are first
-// announced to the store (warmPacks, for cold tiers), each pack is read
-// once, front to back (chunkstore's LoadPackBlobs: sorted by offset, a
-// few large ranged reads), and each chunk read is written to every place
-// that needs it, a chunk shared by several files (or several times in one)
-// read once. This is the order tape and object storage want, and on a
-// disk it turns a restore into a few large sequential reads per pack.
-// restic's restorer works the same way.
+// (file, offset) under the pack that holds it (planEntry). A plan is
+// carried out pack by pack, in the order the walk first needed each pack,
+// a few packs at a time: the packs about to be read are first announced
+// to the store (warmPacks, for cold tiers), each pack is read once, front
+// to back (chunkstore's LoadPackBlobs: sorted by offset, a few large
+// ranged reads), and each chunk read is written to every place that needs
+// it, a chunk shared by several files (or several times in one) read
+// once. This is the order tape and object storage want, and on a disk it
+// turns a restore into a few large sequential reads per pack. restic's
+// restorer works the same way.
+//
+// The walk does not wait for the whole point to be planned: it hands its
+// plan over in batches, and goes on walking (creating files, loading
+// trees) while a batch is read, so the two overlap as they did when
+// chunks were read in tree order. The first batch is small, so reading
+// starts at once; each next one is twice as large, up to planLimit. A
+// pack whose blobs two batches need is visited by both, each reading only
+// the blobs its batch needs: with files in tree order and packs written
+// in tree order, that is about one pack per batch boundary, plus the old
+// packs that deduplicated chunks come from.
 //
 // Memory: a planned chunk costs one planEntry of 56 bytes per place that
 // needs it (its id, the file, its byte range), and a file in the plan its
-// openFile and the metadata of its node (not its chunk list). A point of
-// 10^7 chunks is not planned whole: the walk stops at planLimit places,
-// carries out what it has planned, and goes on. A pack whose blobs are
-// needed by two such batches is read twice, each time only for the blobs
-// that batch needs, so nothing is read twice but the ranges' gaps.
+// openFile and the metadata of its node (not its chunk list). At most two
+// batches exist at once (one being read, one being planned): 28 MiB at
+// planLimit, however large the point.
 
-// planLimit is the most chunk places planned before they are read:
-// 14 MiB of plan, about 380 GiB of data at the mean chunk size.
-const planLimit = 1 << 18
+// planFirst and planLimit bound the chunk places of a batch: the first,
+// and every later one (14 MiB of plan, about 380 GiB of data at the mean
+// chunk size).
+const (
+	planFirst = 512
+	planLimit = 1 << 18
+)
 
 // planEntry is one place that needs a chunk: bytes [off, end) of a file.
 type planEntry struct {
@@ -52,12 +64,19 @@ type packPlan struct {
 	ents []planEntry
 }
 
-// readPlan is the restore's plan: the packs in the order the walk first
-// needed them.
+// readPlan is the batch being planned: the packs in the order the walk
+// first needed them.
 type readPlan struct {
 	byPack map[chunkstore.ID]*packPlan
 	packs  []*packPlan
 	n      int
+	limit  int
+}
+
+// planReader reads the batches the walk hands over, one at a time.
+type planReader struct {
+	batches chan []*packPlan // unbuffered: a hand-over waits for the batch before it
+	done    chan struct{}
 }
 
 func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
@@ -74,25 +93,48 @@ func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
 	p.n++
 }
 
-// planChunk adds one stored extent of a file to the plan, and carries the
-// plan out when it is full.
+// startReading starts the goroutine that reads the batches handed over.
+func (rs *restorer) startReading() {
+	rs.reading = planReader{batches: make(chan []*packPlan), done: make(chan struct{})}
+	rs.plan.limit = planFirst
+	go func() {
+		defer close(rs.reading.done)
+		for packs := range rs.reading.batches {
+			rs.readBatch(packs)
+		}
+	}()
+}
+
+// planChunk adds one stored extent of a file to the plan, and hands the
+// batch over when it is full.
 func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
 	rs.plan.add(packOf(rs.r, id), planEntry{id: id, of: of, off: off, end: end})
-	if rs.plan.n >= planLimit {
-		rs.readPlanned()
+	if rs.plan.n >= rs.plan.limit {
+		rs.handOver()
 	}
 }
 
-// readPlanned carries out the plan made so far and empties it: the packs
-// go to rs.opts.Workers readers in the planned order. Every planned place
-// is accounted for (written, found damaged, or given up on when ctx is
-// done), so every file in the plan is finished when it returns.
-func (rs *restorer) readPlanned() {
-	packs := rs.plan.packs
-	rs.plan = readPlan{}
-	if len(packs) == 0 {
-		return
+// handOver gives the batch planned so far to the reader, waiting while it
+// reads the one before, and starts the next, larger one.
+func (rs *restorer) handOver() {
+	if len(rs.plan.packs) > 0 {
+		rs.reading.batches <- rs.plan.packs
 	}
+	rs.plan = readPlan{limit: min(2*rs.plan.limit, planLimit)}
+}
+
+// finishReading hands over the last batch and waits until every batch is
+// read. Every planned place is then accounted for (written, found
+// damaged, or given up on when ctx is done), so every file is finished.
+func (rs *restorer) finishReading() {
+	rs.handOver()
+	close(rs.reading.batches)
+	<-rs.reading.done
+}
+
+// readBatch reads one batch: its packs go to rs.opts.Workers readers in
+// the planned order.
+func (rs *restorer) readBatch(packs []*packPlan) {
 	ids := make([]chunkstore.ID, len(packs))
 	for i, pp := range packs {
 		ids[i] = pp.pack
@@ -112,7 +154,7 @@ func (rs *restorer) readPlanned() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fc := &fileCache{rs: rs, fds: map[*openFile]*os.File{}}
+			fc := &fileCache{rs: rs, fds: map[*openFile]int{}}
 			for pp := range work {
 				rs.readPack(pp, fc)
 				fc.closeAll()
@@ -167,9 +209,9 @@ func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err err
 	case int64(len(data)) != e.end-e.off:
 		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: chunk has %d bytes", e.off, e.end, len(data)))
 	default:
-		f, err := fc.get(of)
+		fd, err := fc.get(of)
 		if err == nil {
-			_, err = f.WriteAt(data, e.off)
+			err = pwriteFull(fd, data, e.off)
 		}
 		if err != nil {
 			rs.markDamaged(of.rel, fmt.Errorf("write: %w", err))
@@ -198,9 +240,13 @@ func (rs *restorer) extentDone(fc *fileCache, of *openFile) {
 // is closed after it is created and opened again by each reader that
 // writes to it, a few at a time; a pack's chunks mostly come in file
 // order, so a few descriptors serve a pack.
+//
+// Descriptors are plain ones (unix.Open, not os.File): a restore of many
+// small files opens each twice, and os.File's poller registration and
+// blocking-mode switches cost more than the open itself.
 type fileCache struct {
 	rs    *restorer
-	fds   map[*openFile]*os.File
+	fds   map[*openFile]int
 	order []*openFile // oldest first
 }
 
@@ -208,43 +254,72 @@ const fileCacheSize = 16
 
 // get returns a descriptor of of for writing. A device being restored to
 // is open throughout; a file is opened again by path, never through a
-// symlink, and must still be the file the restore created.
-func (c *fileCache) get(of *openFile) (*os.File, error) {
+// symlink, and must still be the file the restore created (a directory
+// merged into with --overwrite may be writable by others).
+func (c *fileCache) get(of *openFile) (int, error) {
 	if of.f != nil {
-		return of.f, nil
+		return of.fd, nil
 	}
-	if f := c.fds[of]; f != nil {
-		return f, nil
+	if fd, ok := c.fds[of]; ok {
+		return fd, nil
 	}
 	if len(c.order) >= fileCacheSize {
 		c.release(c.order[0])
 	}
-	f, err := os.OpenFile(of.path, os.O_WRONLY|unix.O_NOFOLLOW, 0)
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Open(of.path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	})
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
-		f.Close()
-		return nil, fmt.Errorf("%s was replaced while it was restored", of.path)
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s was replaced while it was restored", of.path)
 	}
-	c.fds[of] = f
+	c.fds[of] = fd
 	c.order = append(c.order, of)
-	return f, nil
+	return fd, nil
 }
 
 // release closes this reader's descriptor of of, if it has one; an error
 // of the close (a write the file system reports late) damages the file.
 func (c *fileCache) release(of *openFile) {
-	f := c.fds[of]
-	if f == nil {
+	fd, ok := c.fds[of]
+	if !ok {
 		return
 	}
 	delete(c.fds, of)
 	c.order = slices.DeleteFunc(c.order, func(o *openFile) bool { return o == of })
-	if err := f.Close(); err != nil {
+	if err := unix.Close(fd); err != nil {
 		c.rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
 	}
+}
+
+// retryEINTR calls fn until it is not interrupted (a signal, such as the
+// Go runtime's preemption, on a network or FUSE file system).
+func retryEINTR(fn func() (int, error)) (int, error) {
+	for {
+		n, err := fn()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// pwriteFull writes all of b at off.
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := retryEINTR(func() (int, error) { return unix.Pwrite(fd, b, off) })
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("write at %d: %w", off, io.ErrShortWrite)
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
 }
 
 func (c *fileCache) closeAll() {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
@@ -49,12 +50,13 @@ var ErrDamaged = errors.New("damaged data")
 var ErrTargetNotEmpty = errors.New("restore target is not empty")
 
 type restorer struct {
-	r      *Reader
-	opts   RestoreOptions
-	ctx    context.Context
-	isRoot bool
-	plan   readPlan       // chunks to read, by pack (plan.go)
-	wg     sync.WaitGroup // outstanding files
+	r       *Reader
+	opts    RestoreOptions
+	ctx     context.Context
+	isRoot  bool
+	plan    readPlan       // chunks to read, by pack (plan.go)
+	reading planReader     // reads the batches of the plan
+	wg      sync.WaitGroup // outstanding files
 
 	mu       sync.Mutex
 	res      RestoreResult
@@ -81,9 +83,10 @@ type dirMeta struct {
 // device.
 type openFile struct {
 	f        *os.File // a device, open throughout; nil for a file (see fileCache)
+	fd       int      // f's descriptor
 	path     string
 	rel      string
-	n        *Node // the node's metadata, without its chunk list
+	n        *Node  // the node's metadata, without its chunk list
 	dev, ino uint64 // the file as created, which a reopen must find
 	left     atomic.Int64
 	started  atomic.Bool // counted as in work (Progress)
@@ -253,8 +256,9 @@ func removeCreated(created []string, target string, wrote bool, err error) error
 // files' content, reads what is planned, and applies directory metadata
 // deepest first.
 func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
+	rs.startReading()
 	err := walk()
-	rs.readPlanned()
+	rs.finishReading()
 	rs.wg.Wait()
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
 		d := rs.dirMetas[i]
@@ -455,11 +459,12 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		f.Close()
 		return fmt.Errorf("restore %s: %w", path, err)
 	}
+	st := fi.Sys().(*syscall.Stat_t)
 	rs.mu.Lock()
 	rs.res.Files++
 	rs.mu.Unlock()
@@ -555,7 +560,7 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 	rs.mu.Lock()
 	rs.res.Files++
 	rs.mu.Unlock()
-	return rs.fill(&openFile{f: f, path: dev, rel: n.Name, n: n, device: true})
+	return rs.fill(&openFile{f: f, fd: int(f.Fd()), path: dev, rel: n.Name, n: n, device: true})
 }
 
 // applyMeta sets owner, mode, xattrs and times. Owners are set only when
