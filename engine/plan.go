@@ -182,7 +182,7 @@ func (rs *restorer) readPack(pp *packPlan, fc *fileCache) {
 	if rs.ctx.Err() == nil {
 		// Only a done ctx stops the pass; what it did not hand over is
 		// given up on below.
-		_ = loadPackBlobs(rs.ctx, rs.r, pp.pack, ids, func(id chunkstore.ID, data []byte, err error) {
+		_ = packReader(rs.ctx, rs.r, pp.pack, ids, func(id chunkstore.ID, data []byte, err error) {
 			i, _ := slices.BinarySearchFunc(ents, id, func(e planEntry, id chunkstore.ID) int { return bytes.Compare(e.id[:], id[:]) })
 			for ; i < len(ents) && ents[i].id == id; i++ {
 				rs.writeChunk(fc, &ents[i], data, err)
@@ -343,6 +343,9 @@ func packOf(r *Reader, id chunkstore.ID) chunkstore.ID {
 func loadPackBlobs(ctx context.Context, r *Reader, pack chunkstore.ID, ids []chunkstore.ID, fn func(id chunkstore.ID, data []byte, err error)) error {
 	return r.st.LoadPackBlobs(ctx, pack, ids, fn)
 }
+
+// packReader is how readPack reads a pack; tests count the reads.
+var packReader = loadPackBlobs
 
 // warmPacks is called with the packs a restore or verify is about to
 // read, before it reads any of them: the place where a cold storage tier
