@@ -148,3 +148,60 @@ func TestRestoreInBatches(t *testing.T) {
 		t.Errorf("%d chunks asked for, the point has %d", len(pr.asked), len(chunks))
 	}
 }
+
+// Verify walks a tree shared by several points once, and still reports
+// its damage in every point that has it, at that point's path.
+func TestVerifyWalksSharedTreesOnce(t *testing.T) {
+	for _, readData := range []bool{false, true} {
+		t.Run(fmt.Sprintf("read-data=%v", readData), func(t *testing.T) {
+			ds := newDamageStore(t, false)
+			first := ds.point
+			ds.addFiles(map[string][]byte{"d2/new": []byte("only in the second point")})
+			second := ds.point
+			var mu sync.Mutex
+			loads := map[chunkstore.ID]int{}
+			old := verifyLoadTree
+			verifyLoadTree = func(r *Reader, id chunkstore.ID) (*Tree, error) {
+				mu.Lock()
+				loads[id]++
+				mu.Unlock()
+				return old(r, id)
+			}
+			t.Cleanup(func() { verifyLoadTree = old })
+
+			// d0 is the same tree in both points; its file f1 is damaged.
+			pack, off, _ := ds.packOf(ds.node("d0/f1").Extents[0].ID)
+			flip(t, pack, off+5)
+			if !readData {
+				// Plain verify judges chunks by the record, as a restore
+				// that read them would leave it.
+				ds.restore(second)
+			}
+			rep, err := Verify(context.Background(), ds.open(), VerifyOptions{ReadData: readData})
+			if rep == nil {
+				t.Fatalf("verify: %v", err)
+			}
+			got := map[string][]string{}
+			for _, d := range rep.Damage {
+				got[d.Point] = append(got[d.Point], d.Path)
+			}
+			for _, p := range []chunkstore.ID{first, second} {
+				if ps := got[p.String()]; len(ps) != 1 || ps[0] != "d0/f1" {
+					t.Errorf("point %s: damage at %q, want [d0/f1]", p.Short(), ps)
+				}
+			}
+			if failed := ds.restore(second); len(failed) != 1 || !failed["d0/f1"] {
+				t.Errorf("restore of the second point fails on %v", keys(failed))
+			}
+			for id, n := range loads {
+				if n != 1 {
+					t.Errorf("tree %s read %d times", id.Short(), n)
+				}
+			}
+			// Root, d0, d1, d2 of each point; d0 and d1 shared.
+			if rep.Trees != 6 || len(loads) != 6 {
+				t.Errorf("%d trees counted, %d read; want 6 distinct", rep.Trees, len(loads))
+			}
+		})
+	}
+}
