@@ -33,8 +33,12 @@ const (
 )
 
 // spanPool holds read buffers of packReadSpan bytes plus the aligned
-// window of a direct read.
-var spanPool = sync.Pool{New: func() any { b := make([]byte, packReadSpan+2*readAlign); return &b }}
+// window of a direct read; plainPool the buffers blobs are decoded into
+// (ChunkBuffer's size, which differs between stores).
+var (
+	spanPool  = sync.Pool{New: func() any { b := make([]byte, packReadSpan+2*readAlign); return &b }}
+	plainPool sync.Pool
+)
 
 type placed struct {
 	id ID
@@ -68,13 +72,22 @@ func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id
 	})
 	here = slices.CompactFunc(here, func(a, b placed) bool { return a.id == b.id })
 
-	var dst []byte // decoding and LoadBlob's buffer, made on first need
+	var dst *[]byte // decoding and LoadBlob's buffer, taken on first need
 	buffer := func() []byte {
 		if dst == nil {
-			dst = s.ChunkBuffer()
+			dst, _ = plainPool.Get().(*[]byte)
+			if dst == nil || cap(*dst) < s.MaxChunk()+2*readAlign {
+				b := s.ChunkBuffer()
+				dst = &b
+			}
 		}
-		return dst
+		return *dst
 	}
+	defer func() {
+		if dst != nil {
+			plainPool.Put(dst)
+		}
+	}()
 	sp := spanPool.Get().(*[]byte)
 	defer spanPool.Put(sp)
 	for i := 0; i < len(here); {
