@@ -39,16 +39,18 @@ import (
 //
 // Memory: a planned chunk costs one planEntry of 56 bytes per place that
 // needs it (its id, the file, its byte range), and a file in the plan its
-// openFile and the metadata of its node (not its chunk list). At most two
-// batches exist at once (one being read, one being planned): 28 MiB at
-// planLimit, however large the point.
+// openFile, its path and the metadata of its node (not its chunk list),
+// some 400 bytes, counted as filePlaces places. A batch is bounded in
+// places, so at most two batches (one being read, one being planned) hold
+// about 28 MiB at planLimit, however large the point: 2^18 chunks (about
+// 380 GiB at the mean chunk size), or 29,000 small files.
 
-// planFirst and planLimit bound the chunk places of a batch: the first,
-// and every later one (14 MiB of plan, about 380 GiB of data at the mean
-// chunk size).
+// planFirst and planLimit bound the places of a batch: the first, and
+// every later one.
 const (
-	planFirst = 512
-	planLimit = 1 << 18
+	planFirst  = 512
+	planLimit  = 1 << 18
+	filePlaces = 8
 )
 
 // planEntry is one place that needs a chunk: bytes [off, end) of a file.
@@ -105,6 +107,9 @@ func (rs *restorer) startReading() {
 	}()
 }
 
+// planFile counts a file whose chunks are about to be planned.
+func (rs *restorer) planFile() { rs.plan.n += filePlaces }
+
 // planChunk adds one stored extent of a file to the plan, and hands the
 // batch over when it is full.
 func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
@@ -135,9 +140,11 @@ func (rs *restorer) finishReading() {
 // readBatch reads one batch: its packs go to rs.opts.Workers readers in
 // the planned order.
 func (rs *restorer) readBatch(packs []*packPlan) {
-	ids := make([]chunkstore.ID, len(packs))
-	for i, pp := range packs {
-		ids[i] = pp.pack
+	ids := make([]chunkstore.ID, 0, len(packs))
+	for _, pp := range packs {
+		if !pp.pack.IsZero() { // chunks the index has no place for
+			ids = append(ids, pp.pack)
+		}
 	}
 	if err := warmPacks(rs.ctx, rs.r, ids); err != nil {
 		for _, pp := range packs {

@@ -123,14 +123,14 @@ func TestRestoreInBatches(t *testing.T) {
 	ds.addFiles(extra)
 	chunks, packs := ds.pointChunks()
 	if len(chunks) <= 2*planFirst {
-		t.Fatalf("%d chunks: the test needs more than the first two batches", len(chunks))
+		t.Fatalf("%d chunks: the test needs more batches", len(chunks))
 	}
 	pr := countPackReads(t)
 	if failed := ds.restore(ds.point); len(failed) > 0 {
 		t.Fatalf("damage reported: %v", keys(failed))
 	}
-	batches := 0
-	for n, limit := 0, planFirst; n < len(chunks); limit = min(2*limit, planLimit) {
+	batches, places := 0, len(chunks)+filePlaces*len(ds.files)
+	for n, limit := 0, planFirst; n < places; limit = min(2*limit, planLimit) {
 		n += limit
 		batches++
 	}

@@ -493,6 +493,9 @@ func (rs *restorer) fill(of *openFile) error {
 	}
 	rs.wg.Add(1)
 	of.left.Store(data + 1) // +1: not finished while it is being planned
+	if data > 0 {
+		rs.planFile()
+	}
 	for _, e := range n.Extents {
 		end := int64(e.End)
 		switch {
