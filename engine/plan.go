@@ -243,13 +243,13 @@ func (rs *restorer) extentDone(fc *fileCache, of *openFile) {
 }
 
 // fileCache holds one reader's descriptors of the files it writes to. A
-// restore may have more files in work than a process may open, so a file
-// is closed after it is created and opened again by each reader that
-// writes to it, a few at a time; a pack's chunks mostly come in file
-// order, so a few descriptors serve a pack.
+// restore may have more files in work than a process may open, so past
+// restorer.holdMax a file is closed after it is created and opened again
+// by each reader that writes to it, a few at a time; a pack's chunks
+// mostly come in file order, so a few descriptors serve a pack.
 //
 // Descriptors are plain ones (unix.Open, not os.File): a restore of many
-// small files opens each twice, and os.File's poller registration and
+// small files may open each twice, and os.File's poller registration and
 // blocking-mode switches cost more than the open itself.
 type fileCache struct {
 	rs    *restorer
@@ -259,12 +259,13 @@ type fileCache struct {
 
 const fileCacheSize = 16
 
-// get returns a descriptor of of for writing. A device being restored to
-// is open throughout; a file is opened again by path, never through a
+// get returns a descriptor of of for writing. A device being restored to,
+// and a file held open since its creation (restorer.held), are open
+// throughout; another file is opened again by path, never through a
 // symlink, and must still be the file the restore created (a directory
 // merged into with --overwrite may be writable by others).
 func (c *fileCache) get(of *openFile) (int, error) {
-	if of.f != nil {
+	if of.fd >= 0 {
 		return of.fd, nil
 	}
 	if fd, ok := c.fds[of]; ok {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"golang.org/x/sys/unix"
 )
 
 // packReads records the pack reads of restores while a test runs.
@@ -126,6 +127,36 @@ func TestRestoreInBatches(t *testing.T) {
 		t.Fatalf("%d chunks: the test needs more batches", len(chunks))
 	}
 	pr := countPackReads(t)
+	if failed := ds.restore(ds.point); len(failed) > 0 {
+		t.Fatalf("damage reported: %v", keys(failed))
+	}
+	// Again with few descriptors: most files are closed after they are
+	// created and opened again to be written.
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := rl
+	low.Cur = uint64(len(fds)) + 200
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	if holdLimit() >= int64(len(ds.files)) {
+		t.Errorf("with %d descriptors a restore holds %d files open", low.Cur, holdLimit())
+	}
+	failed := ds.restore(ds.point)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) > 0 {
+		t.Fatalf("few descriptors: damage reported: %v", keys(failed))
+	}
+	clear(pr.visits)
+	clear(pr.asked)
 	if failed := ds.restore(ds.point); len(failed) > 0 {
 		t.Fatalf("damage reported: %v", keys(failed))
 	}

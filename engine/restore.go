@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
@@ -71,6 +70,11 @@ type restorer struct {
 	cleanXattrs bool
 	euid, egid  uint32
 	zero        []byte // zeroes for a device's holes, made on first need
+	// held counts the files kept open from their creation until they are
+	// finished, at most holdMax; the others are opened again to be
+	// written (fileCache).
+	held    atomic.Int64
+	holdMax int64
 }
 
 type dirMeta struct {
@@ -82,8 +86,8 @@ type dirMeta struct {
 // planned chunk finishes it: applies its metadata, or syncs and closes a
 // device.
 type openFile struct {
-	f        *os.File // a device, open throughout; nil for a file (see fileCache)
-	fd       int      // f's descriptor
+	f        *os.File // a device, open throughout
+	fd       int      // a descriptor open throughout (a device's, or a held file's), or -1
 	path     string
 	rel      string
 	n        *Node  // the node's metadata, without its chunk list
@@ -121,7 +125,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	euid := uint32(os.Geteuid())
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
-		damaged: map[string]bool{}, links: map[uint64]*linkLeader{}}
+		damaged: map[string]bool{}, links: map[uint64]*linkLeader{}, holdMax: holdLimit()}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -197,6 +201,24 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		err = removeCreated(created, opts.Target, res.Files+res.Dirs+res.Others > 0, err)
 	}
 	return res, err
+}
+
+// holdLimit is how many files a restore keeps open from their creation
+// until they are written: a file written soon after it is created (most
+// are, see plan.go) is then not opened twice. A quarter of the descriptors
+// still free, at most 4096, leaves room for pack files, the readers' own
+// descriptors (fileCache) and everything else.
+func holdLimit() int64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	limit := int64(min(rl.Cur, 1<<30)) // RLIM_INFINITY is all ones
+	free := limit / 2                   // when the open ones cannot be counted
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		free = limit - int64(len(ents))
+	}
+	return max(0, min(free/4, 4096))
 }
 
 // safeName reports whether name is one path element that stays inside the
@@ -447,33 +469,45 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 }
 
 func (rs *restorer) restoreFile(n *Node, path, rel string) error {
-	// O_EXCL: never write through whatever might be at path.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// O_EXCL: never write through whatever might be at path. A plain
+	// descriptor, not an os.File (see fileCache).
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	})
 	if err != nil {
-		return fmt.Errorf("restore %s: %w", path, err)
+		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
 	}
 	// Writes give the file its size, except when it ends in a hole.
 	if k := len(n.Extents); n.Size > 0 && (k == 0 || n.Extents[k-1].Hole) {
-		if err := f.Truncate(int64(n.Size)); err != nil {
-			f.Close()
-			return fmt.Errorf("restore %s: %w", path, err)
+		if err := unix.Ftruncate(fd, int64(n.Size)); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "truncate", Path: path, Err: err})
 		}
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("restore %s: %w", path, err)
-	}
-	st := fi.Sys().(*syscall.Stat_t)
 	rs.mu.Lock()
 	rs.res.Files++
 	rs.mu.Unlock()
-	// The readers open it again as they need it (fileCache): a restore
-	// may create more files than a process can hold open.
-	if err := f.Close(); err != nil {
-		rs.markDamaged(rel, fmt.Errorf("close: %w", err))
+	of := &openFile{fd: fd, path: path, rel: rel, n: n}
+	stored := slices.ContainsFunc(n.Extents, func(e Extent) bool { return !e.Hole })
+	if !stored || rs.held.Add(1) > rs.holdMax {
+		if stored {
+			// The readers open it again as they need it (fileCache):
+			// a restore may create more files than a process can hold
+			// open.
+			rs.held.Add(-1)
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
+			}
+			of.dev, of.ino = st.Dev, st.Ino
+		}
+		of.fd = -1
+		if err := unix.Close(fd); err != nil {
+			rs.markDamaged(rel, fmt.Errorf("close: %w", err))
+		}
 	}
-	return rs.fill(&openFile{path: path, rel: rel, n: n, dev: st.Dev, ino: st.Ino})
+	return rs.fill(of)
 }
 
 // fill plans the reads of the file's stored extents (plan.go); the file is
@@ -542,6 +576,13 @@ func (rs *restorer) finishFile(of *openFile) {
 		}
 		of.f.Close()
 		return
+	}
+	if of.fd >= 0 {
+		err := unix.Close(of.fd)
+		rs.held.Add(-1)
+		if err != nil {
+			rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+		}
 	}
 	rs.applyMetaFresh(of.path, of.rel, of.n)
 }
