@@ -214,7 +214,7 @@ func holdLimit() int64 {
 		return 0
 	}
 	limit := int64(min(rl.Cur, 1<<30)) // RLIM_INFINITY is all ones
-	free := limit / 2                   // when the open ones cannot be counted
+	free := limit / 2                  // when the open ones cannot be counted
 	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
 		free = limit - int64(len(ents))
 	}
