@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
@@ -28,22 +29,24 @@ import (
 // restorer works the same way.
 //
 // The walk does not wait for the whole point to be planned: it hands its
-// plan over in batches, and goes on walking (creating files, loading
-// trees) while a batch is read, so the two overlap as they did when
-// chunks were read in tree order. The first batch is small, so reading
-// starts at once; each next one is twice as large, up to planLimit. A
-// pack whose blobs two batches need is visited by both, each reading only
-// the blobs its batch needs: with files in tree order and packs written
-// in tree order, that is about one pack per batch boundary, plus the old
-// packs that deduplicated chunks come from.
+// plan over in batches and goes on walking (creating files, loading
+// trees) while they are read, so the two overlap as they did when chunks
+// were read in tree order. The first batch is small, so reading starts at
+// once; each next one is twice as large, up to planLimit. The readers are
+// one pool fed batch after batch, so none waits at a batch's end; the
+// walk waits only when planInFlight places are handed over and not read
+// yet. A pack whose blobs two batches need is visited by both, each
+// reading only the blobs its batch needs: with files in tree order and
+// packs written in tree order, that is about one pack per batch
+// boundary, plus the old packs that deduplicated chunks come from.
 //
 // Memory: a planned chunk costs one planEntry of 56 bytes per place that
 // needs it (its id, the file, its byte range), and a file in the plan its
 // openFile, its path and the metadata of its node (not its chunk list),
-// some 400 bytes, counted as filePlaces places. A batch is bounded in
-// places, so at most two batches (one being read, one being planned) hold
-// about 28 MiB at planLimit, however large the point: 2^18 chunks (about
-// 380 GiB at the mean chunk size), or 29,000 small files.
+// some 400 bytes, counted as filePlaces places. Places in flight are
+// bounded, so the plan holds at most planInFlight plus planLimit places,
+// about 42 MiB, however large the point: 2^18 places are 2^18 chunks
+// (some 380 GiB at the mean chunk size) or 29,000 small files.
 
 // planFirst and planLimit bound the places of a batch: the first, and
 // every later one.
@@ -60,72 +63,139 @@ type planEntry struct {
 	off, end int64
 }
 
-// packPlan is what one pack must give.
+// packPlan is what one pack must give to one batch.
 type packPlan struct {
-	pack chunkstore.ID
-	ents []planEntry
+	pack  chunkstore.ID
+	ents  []planEntry
+	batch *planBatch
+}
+
+// planBatch is a batch handed over to be read.
+type planBatch struct {
+	packs []*packPlan
+	n     int          // its places (planFile, planChunk)
+	left  atomic.Int64 // its packs not read yet
 }
 
 // readPlan is the batch being planned: the packs in the order the walk
 // first needed them.
 type readPlan struct {
 	byPack map[chunkstore.ID]*packPlan
-	packs  []*packPlan
-	n      int
+	batch  *planBatch
 	limit  int
 }
 
-// planReader reads the batches the walk hands over, one at a time.
+// planReader reads the batches handed over: a feeder queues their packs,
+// batch after batch, for a pool of readers, so the readers go from one
+// batch to the next without waiting, and the walk waits only while
+// planInFlight places are handed over and not yet read.
 type planReader struct {
-	batches chan []*packPlan // unbuffered: a hand-over waits for the batch before it
-	done    chan struct{}
+	batches  chan *planBatch
+	work     chan *packPlan
+	readers  sync.WaitGroup
+	mu       sync.Mutex
+	cond     sync.Cond
+	inFlight int
 }
+
+// planInFlight bounds the places handed over and not yet read.
+const planInFlight = 2 * planLimit
 
 func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
 	if p.byPack == nil {
 		p.byPack = map[chunkstore.ID]*packPlan{}
 	}
+	if p.batch == nil {
+		p.batch = &planBatch{}
+	}
 	pp := p.byPack[pack]
 	if pp == nil {
-		pp = &packPlan{pack: pack}
+		pp = &packPlan{pack: pack, batch: p.batch}
 		p.byPack[pack] = pp
-		p.packs = append(p.packs, pp)
+		p.batch.packs = append(p.batch.packs, pp)
 	}
 	pp.ents = append(pp.ents, e)
-	p.n++
+	p.batch.n++
 }
 
-// startReading starts the goroutine that reads the batches handed over.
+// startReading starts the feeder and the readers.
 func (rs *restorer) startReading() {
-	rs.reading = planReader{batches: make(chan []*packPlan), done: make(chan struct{})}
+	pr := &rs.reading
+	pr.cond.L = &pr.mu
+	// Each batch holds at least planFirst places: the feeder never
+	// holds up a hand-over the bound on places allows.
+	pr.batches = make(chan *planBatch, planInFlight/planFirst+1)
+	pr.work = make(chan *packPlan)
 	rs.plan.limit = planFirst
 	go func() {
-		defer close(rs.reading.done)
-		for packs := range rs.reading.batches {
-			rs.readBatch(packs)
+		for b := range pr.batches {
+			rs.feed(b)
 		}
+		close(pr.work)
 	}()
+	for range rs.opts.Workers {
+		pr.readers.Add(1)
+		go func() {
+			defer pr.readers.Done()
+			fc := &fileCache{rs: rs, fds: map[*openFile]int{}}
+			for pp := range pr.work {
+				rs.readPack(pp, fc)
+				fc.closeAll()
+				rs.packRead(pp)
+			}
+		}()
+	}
 }
 
 // planFile counts a file whose chunks are about to be planned.
-func (rs *restorer) planFile() { rs.plan.n += filePlaces }
+func (rs *restorer) planFile() {
+	if rs.plan.batch == nil {
+		rs.plan.batch = &planBatch{}
+	}
+	rs.plan.batch.n += filePlaces
+}
 
 // planChunk adds one stored extent of a file to the plan, and hands the
 // batch over when it is full.
 func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
 	rs.plan.add(packOf(rs.r, id), planEntry{id: id, of: of, off: off, end: end})
-	if rs.plan.n >= rs.plan.limit {
+	if rs.plan.batch.n >= rs.plan.limit {
 		rs.handOver()
 	}
 }
 
-// handOver gives the batch planned so far to the reader, waiting while it
-// reads the one before, and starts the next, larger one.
+// handOver gives the batch planned so far to the readers, waiting while
+// too many places are in flight, and starts the next, larger batch.
 func (rs *restorer) handOver() {
-	if len(rs.plan.packs) > 0 {
-		rs.reading.batches <- rs.plan.packs
-	}
+	b := rs.plan.batch
 	rs.plan = readPlan{limit: min(2*rs.plan.limit, planLimit)}
+	if b == nil || len(b.packs) == 0 {
+		return
+	}
+	pr := &rs.reading
+	pr.mu.Lock()
+	for pr.inFlight > 0 && pr.inFlight+b.n > planInFlight {
+		pr.cond.Wait()
+	}
+	pr.inFlight += b.n
+	pr.mu.Unlock()
+	b.left.Store(int64(len(b.packs)))
+	pr.batches <- b
+}
+
+// packRead counts a pack of a batch as read; the last one frees the
+// batch's places.
+func (rs *restorer) packRead(pp *packPlan) {
+	b := pp.batch
+	pp.ents = nil
+	if b.left.Add(-1) != 0 {
+		return
+	}
+	pr := &rs.reading
+	pr.mu.Lock()
+	pr.inFlight -= b.n
+	pr.mu.Unlock()
+	pr.cond.Broadcast()
 }
 
 // finishReading hands over the last batch and waits until every batch is
@@ -134,45 +204,31 @@ func (rs *restorer) handOver() {
 func (rs *restorer) finishReading() {
 	rs.handOver()
 	close(rs.reading.batches)
-	<-rs.reading.done
+	rs.reading.readers.Wait()
 }
 
-// readBatch reads one batch: its packs go to rs.opts.Workers readers in
-// the planned order.
-func (rs *restorer) readBatch(packs []*packPlan) {
-	ids := make([]chunkstore.ID, 0, len(packs))
-	for _, pp := range packs {
+// feed announces a batch's packs to the store and queues them for the
+// readers in the planned order.
+func (rs *restorer) feed(b *planBatch) {
+	ids := make([]chunkstore.ID, 0, len(b.packs))
+	for _, pp := range b.packs {
 		if !pp.pack.IsZero() { // chunks the index has no place for
 			ids = append(ids, pp.pack)
 		}
 	}
 	if err := warmPacks(rs.ctx, rs.r, ids); err != nil {
-		for _, pp := range packs {
+		for _, pp := range b.packs {
 			for _, e := range pp.ents {
 				rs.markDamaged(e.of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
 				rs.extentDone(nil, e.of)
 			}
+			rs.packRead(pp)
 		}
 		return
 	}
-	work := make(chan *packPlan)
-	var wg sync.WaitGroup
-	for range min(rs.opts.Workers, len(packs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fc := &fileCache{rs: rs, fds: map[*openFile]int{}}
-			for pp := range work {
-				rs.readPack(pp, fc)
-				fc.closeAll()
-			}
-		}()
+	for _, pp := range b.packs {
+		rs.reading.work <- pp
 	}
-	for _, pp := range packs {
-		work <- pp
-	}
-	close(work)
-	wg.Wait()
 }
 
 // readPack reads what the plan needs of one pack and writes each chunk to
