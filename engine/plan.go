@@ -248,8 +248,10 @@ func (rs *restorer) readPack(pp *packPlan, fc *fileCache) {
 		_ = packReader(rs.ctx, rs.r, pp.pack, ids, func(id chunkstore.ID, data []byte, err error) {
 			i, _ := slices.BinarySearchFunc(ents, id, func(e planEntry, id chunkstore.ID) int { return bytes.Compare(e.id[:], id[:]) })
 			for ; i < len(ents) && ents[i].id == id; i++ {
-				rs.writeChunk(fc, &ents[i], data, err)
-				ents[i].of = nil
+				if ents[i].of != nil {
+					rs.writeChunk(fc, &ents[i], data, err)
+					ents[i].of = nil
+				}
 			}
 		})
 	}
