@@ -3,8 +3,10 @@ package chunkstore
 import (
 	"bytes"
 	"context"
+	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Reading many blobs of one pack at once. Restore and verify plan their
@@ -28,9 +30,15 @@ const (
 	// skipped with a new request (a seek on a disk, a request to an object
 	// store costs more).
 	packReadGap = 1 << 20
-	// packReadSpan bounds one read, and so the buffer each reader holds.
+	// packReadSpan bounds one span, and so the buffer each reader holds.
 	packReadSpan = 8 << 20
+	// packReadPiece is what one read call of a span asks for.
+	packReadPiece = 1 << 20
 )
+
+// readAlone counts the blobs of a pass that were read again alone, so
+// tests can tell the one-pass path works (LoadBlob would hide it failing).
+var readAlone atomic.Int64
 
 // spanPool holds read buffers of packReadSpan bytes plus the aligned
 // window of a direct read; plainPool the buffers blobs are decoded into
@@ -95,17 +103,25 @@ func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id
 			return err
 		}
 		j, start, end := nextSpan(here, i)
-		span, rerr := s.readSpan(here[i].l.pack, start, end, *sp)
-		for _, b := range here[i:j] {
-			var data []byte
-			err := rerr
-			if err == nil {
-				data, err = s.checkSpanBlob(b, span[int64(b.l.off)-start:int64(b.l.off)-start+int64(b.l.length())], buffer)
+		k := i // the next blob of the span to hand over
+		// Blobs are handed over as soon as their bytes are in; those a
+		// failed read did not bring are read alone after it.
+		_ = s.readSpan(here[i].l.pack, start, end, *sp, func(span []byte) {
+			for ; k < j && int64(here[k].l.off)+int64(here[k].l.length())-start <= int64(len(span)); k++ {
+				b := here[k]
+				off := int64(b.l.off) - start
+				data, err := s.checkSpanBlob(b, span[off:off+int64(b.l.length())], buffer)
+				if err != nil {
+					readAlone.Add(1)
+					data, err = s.LoadBlob(b.id, buffer())
+				}
+				fn(b.id, data, err)
 			}
-			if err != nil {
-				data, err = s.LoadBlob(b.id, buffer())
-			}
-			fn(b.id, data, err)
+		})
+		for ; k < j; k++ {
+			readAlone.Add(1)
+			data, err := s.LoadBlob(here[k].id, buffer())
+			fn(here[k].id, data, err)
 		}
 		i = j
 	}
@@ -137,32 +153,50 @@ func nextSpan(here []placed, i int) (j int, start, end int64) {
 }
 
 // readSpan reads bytes [start, end) of pack number n, into buf's storage
-// when it can hold them: with O_DIRECT where the file system has it, as a
-// lone large blob is read, so a restore does not fill the page cache with
-// packs it reads once.
-func (s *Store) readSpan(n uint32, start, end int64, buf []byte) ([]byte, error) {
+// when it can hold them, in pieces of packReadPiece bytes, and calls
+// arrived after each with the bytes of the span in so far. Large spans
+// are read with O_DIRECT where the file system has it, as a lone large
+// blob is, so a restore does not fill the page cache with packs it reads
+// once. Reading in pieces lets the caller check and write each blob as
+// soon as the piece that ends it is in, rather than after the whole span,
+// and a slow store show progress.
+func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(span []byte)) error {
 	length := int(end - start)
+	// [a, a+total) is read: aligned for O_DIRECT.
+	a, total := start, length
+	var f *os.File
 	if length >= directMin {
-		if df := s.directPackFile(n); df != nil {
-			a := start &^ (readAlign - 1)
-			b := (end + readAlign - 1) &^ (readAlign - 1)
-			w := alignedWindow(buf, int(b-a))
-			if w == nil {
-				w = alignedWindow(make([]byte, int(b-a)+readAlign), int(b-a))
-			}
-			got, err := df.ReadAt(w, a)
-			// The aligned tail past the end of the pack reads short.
-			if err := shortRead(got, int(end-a), err); err != nil {
-				return nil, err
-			}
-			return w[start-a : end-a], nil
+		if f = s.directPackFile(n); f != nil {
+			a = start &^ (readAlign - 1)
+			total = int((end+readAlign-1)&^(readAlign-1) - a)
 		}
 	}
-	f, err := s.packFile(n)
-	if err != nil {
-		return nil, err
+	if f == nil {
+		var err error
+		if f, err = s.packFile(n); err != nil {
+			return err
+		}
 	}
-	return readAt(f, start, length, buf)
+	w := alignedWindow(buf, total)
+	if w == nil {
+		w = alignedWindow(make([]byte, total+readAlign), total)
+	}
+	head, need := int(start-a), int(end-a)
+	for got := 0; got < need; {
+		p := min(total-got, packReadPiece)
+		n, err := f.ReadAt(w[got:got+p], a+int64(got))
+		// Only the span's own bytes must be there: the aligned tail
+		// past the end of the pack reads short.
+		if err := shortRead(n, min(p, need-got), err); err != nil {
+			if got+n > head {
+				arrived(w[head:got+n]) // what came before the pack ended
+			}
+			return err
+		}
+		got += p
+		arrived(w[head:min(got, need)])
+	}
+	return nil
 }
 
 // checkSpanBlob checks one blob's stored bytes as loadAt does, and returns

@@ -50,7 +50,11 @@ func TestLoadPackBlobs(t *testing.T) {
 		pack, _ := s.PackOf(ids[0])
 		unknown := testID(9)
 		ask := []ID{ids[4], unknown, ids[2], other, ids[0], ids[3], ids[1], ids[2]}
+		alone := readAlone.Load()
 		r := loadPackBlobs(t, s, pack, ask)
+		if n := readAlone.Load() - alone; n != 0 {
+			t.Errorf("encrypted=%v: %d healthy blobs of the pack read again alone", enc, n)
+		}
 
 		var offs []uint32
 		for _, id := range r.ids[:len(ids)] {
@@ -98,7 +102,11 @@ func TestLoadPackBlobsDamage(t *testing.T) {
 		if err := os.Truncate(p, int64(e3.Offset)+10); err != nil {
 			t.Fatal(err)
 		}
+		alone := readAlone.Load()
 		r := loadPackBlobs(t, s, pack, ids)
+		if n := readAlone.Load() - alone; n != 2 {
+			t.Errorf("encrypted=%v: %d blobs read again alone, want the 2 damaged ones", enc, n)
+		}
 		for _, i := range []int{0, 2} {
 			if !bytes.Equal(r.data[ids[i]], blobs[i]) {
 				t.Errorf("encrypted=%v: healthy blob %d: %v", enc, i, r.errs[ids[i]])
@@ -173,7 +181,7 @@ func TestNextSpan(t *testing.T) {
 func TestSpanBlobs(t *testing.T) {
 	for _, enc := range []bool{false, true} {
 		_, s := newStore(t, enc)
-		blobs := [][]byte{randBytes(1, 300_000), bytes.Repeat([]byte("abc"), 100_000), randBytes(2, 10)}
+		blobs := [][]byte{randBytes(1, 300_000), bytes.Repeat([]byte("abc"), 100_000), randBytes(2, 10), randBytes(3, 900_000)}
 		ids := saveBlobs(t, s, blobs...)
 		var here []placed
 		var end int64
@@ -185,9 +193,19 @@ func TestSpanBlobs(t *testing.T) {
 			here = append(here, placed{id, l})
 			end = max(end, int64(l.off)+int64(l.length()))
 		}
-		span, err := s.readSpan(here[0].l.pack, 0, end, nil)
-		if err != nil {
+		var span []byte
+		var pieces int
+		if err := s.readSpan(here[0].l.pack, 0, end, nil, func(b []byte) {
+			if len(b) <= len(span) {
+				t.Errorf("a piece arrived with %d bytes after %d", len(b), len(span))
+			}
+			span = b
+			pieces++
+		}); err != nil {
 			t.Fatal(err)
+		}
+		if int64(len(span)) != end || pieces < 2 || pieces != int((end+packReadPiece-1)/packReadPiece) {
+			t.Fatalf("span of %d bytes came as %d bytes in %d pieces", end, len(span), pieces)
 		}
 		buffer := func() []byte { return nil }
 		for i, b := range here {
