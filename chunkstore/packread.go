@@ -158,7 +158,7 @@ func nextSpan(here []placed, i int) (j int, start, end int64) {
 // are read with O_DIRECT where the file system has it, as a lone large
 // blob is, so a restore does not fill the page cache with packs it reads
 // once. Reading in pieces lets the caller check and write each blob as
-// soon as the piece that ends it is in, rather than after the whole span,
+// soon as the piece that ends it is in, while the next pieces are read,
 // and a slow store show progress.
 func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(span []byte)) error {
 	length := int(end - start)
@@ -182,21 +182,32 @@ func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(sp
 		w = alignedWindow(make([]byte, total+readAlign), total)
 	}
 	head, need := int(start-a), int(end-a)
-	for got := 0; got < need; {
-		p := min(total-got, packReadPiece)
-		n, err := f.ReadAt(w[got:got+p], a+int64(got))
-		// Only the span's own bytes must be there: the aligned tail
-		// past the end of the pack reads short.
-		if err := shortRead(n, min(p, need-got), err); err != nil {
-			if got+n > head {
-				arrived(w[head:got+n]) // what came before the pack ended
+	// The pieces are read one after the other on their own goroutine,
+	// which never waits for arrived: the disk is kept busy while the
+	// blobs that are in are checked and written.
+	in := make(chan int, (total+packReadPiece-1)/packReadPiece)
+	var rerr error
+	go func() {
+		defer close(in)
+		for got := 0; got < need; {
+			p := min(total-got, packReadPiece)
+			n, err := f.ReadAt(w[got:got+p], a+int64(got))
+			// Only the span's own bytes must be there: the aligned
+			// tail past the end of the pack reads short.
+			if rerr = shortRead(n, min(p, need-got), err); rerr != nil {
+				in <- got + n // what came before the pack ended
+				return
 			}
-			return err
+			got += p
+			in <- min(got, need)
 		}
-		got += p
-		arrived(w[head:min(got, need)])
+	}()
+	for got := range in {
+		if got > head {
+			arrived(w[head:got])
+		}
 	}
-	return nil
+	return rerr
 }
 
 // checkSpanBlob checks one blob's stored bytes as loadAt does, and returns
