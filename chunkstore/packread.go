@@ -9,14 +9,17 @@ import (
 	"sync/atomic"
 )
 
-// Reading many blobs of one pack at once. Restore and verify plan their
-// reads by pack, so that each pack is read once, front to back, in a few
-// large ranged reads: what tape and object storage need (a request costs
-// far more than the bytes it returns), and fewer, larger reads on a disk.
-// The blobs asked for are sorted by their place in the pack and read in
-// spans: a span takes in the next blob while the gap to it is at most
-// packReadGap and the span stays within packReadSpan (one blob larger
-// than that is a span of its own).
+// Reading many blobs of one pack at once. Restore plans its reads by pack
+// (verify --read-data reads whole packs, CheckPack), so that each pack is
+// read once, front to back, in a few large ranged reads: what tape and
+// object storage need (a request costs far more than the bytes it
+// returns), and fewer, larger reads on a disk. The blobs asked for are
+// sorted by their place in the pack and read in spans: a span takes in the
+// next blob while the gap to it is at most packReadGap and the span stays
+// within packReadSpan (one blob larger than that is a span of its own). A
+// span is read in pieces, and each blob handed over as soon as it is in.
+// A pass holds one span buffer and one decode buffer (pooled): some
+// 16 MiB per pass in flight.
 //
 // A blob is checked exactly as LoadBlob checks it. Anything short of a
 // blob that passes (a span that cannot be read, bytes that fail their
