@@ -3,6 +3,7 @@ package chunkstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"slices"
 	"sync"
@@ -160,9 +161,9 @@ func nextSpan(here []placed, i int) (j int, start, end int64) {
 // arrived after each with the bytes of the span in so far. Large spans
 // are read with O_DIRECT where the file system has it, as a lone large
 // blob is, so a restore does not fill the page cache with packs it reads
-// once. Reading in pieces lets the caller check and write each blob as
-// soon as the piece that ends it is in, while the next pieces are read,
-// and a slow store show progress.
+// once. Reading in pieces, a few at once, keeps the disk busy while the
+// caller checks and writes each blob as soon as the pieces that hold it
+// are in, and lets a slow store show progress.
 func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(span []byte)) error {
 	length := int(end - start)
 	// [a, a+total) is read: aligned for O_DIRECT.
@@ -185,33 +186,75 @@ func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(sp
 		w = alignedWindow(make([]byte, total+readAlign), total)
 	}
 	head, need := int(start-a), int(end-a)
-	// The pieces are read one after the other on their own goroutine,
-	// which never waits for arrived: the disk is kept busy while the
-	// blobs that are in are checked and written.
-	in := make(chan int, (total+packReadPiece-1)/packReadPiece)
-	var rerr error
+	// The pieces are read packReadDepth at a time on their own
+	// goroutines, which never wait for arrived: the disk is kept busy
+	// while the blobs that are in are checked and written.
+	pieces := (total + packReadPiece - 1) / packReadPiece
+	res := make([]error, pieces)
+	ready := make([]chan struct{}, pieces)
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
+	var stop atomic.Bool
 	go func() {
-		defer close(in)
-		for got := 0; got < need; {
-			p := min(total-got, packReadPiece)
-			n, err := f.ReadAt(w[got:got+p], a+int64(got))
-			// Only the span's own bytes must be there: the aligned
-			// tail past the end of the pack reads short.
-			if rerr = shortRead(n, min(p, need-got), err); rerr != nil {
-				in <- got + n // what came before the pack ended
+		sem := make(chan struct{}, packReadDepth)
+		for i := range pieces {
+			sem <- struct{}{}
+			if stop.Load() {
+				for ; i < pieces; i++ {
+					res[i] = errNotRead
+					close(ready[i])
+				}
 				return
 			}
-			got += p
-			in <- min(got, need)
+			go func() {
+				lo, hi := i*packReadPiece, min((i+1)*packReadPiece, total)
+				n, err := f.ReadAt(w[lo:hi], a+int64(lo))
+				// Only the span's own bytes must be there: the
+				// aligned tail past the end of the pack reads short.
+				if err = shortRead(n, min(hi, need)-lo, err); err != nil {
+					err = &pieceError{n: n, err: err}
+				}
+				res[i] = err
+				close(ready[i])
+				<-sem
+			}()
 		}
 	}()
-	for got := range in {
+	var first error
+	// Every piece is waited for: none writes into w after return.
+	for i := range pieces {
+		<-ready[i]
+		if first != nil {
+			continue
+		}
+		got := min((i+1)*packReadPiece, need)
+		var pe *pieceError
+		if errors.As(res[i], &pe) {
+			first = pe.err
+			stop.Store(true)
+			got = i*packReadPiece + pe.n // what came before the pack ended
+		}
 		if got > head {
 			arrived(w[head:got])
 		}
 	}
-	return rerr
+	return first
 }
+
+// packReadDepth is how many pieces of a span are read at once.
+const packReadDepth = 2
+
+// pieceError is a piece read that failed after n bytes.
+type pieceError struct {
+	n   int
+	err error
+}
+
+func (e *pieceError) Error() string { return e.err.Error() }
+
+// errNotRead marks the pieces not read after one failed.
+var errNotRead = errors.New("not read")
 
 // checkSpanBlob checks one blob's stored bytes as loadAt does, and returns
 // its plaintext: the stored bytes themselves when the blob is stored as is.
