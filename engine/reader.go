@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+
 	"fmt"
 	"io"
 	"os"
@@ -39,6 +41,10 @@ type StoreReader interface {
 	HasPackFile(id chunkstore.ID) bool
 	ReadPackHeader(id chunkstore.ID) ([]chunkstore.PackEntry, error)
 	CheckPack(id chunkstore.ID) (*chunkstore.PackCheck, error)
+	// LoadPackBlobs reads blobs of one pack in one pass (restore's plan).
+	LoadPackBlobs(ctx context.Context, pack chunkstore.ID, ids []chunkstore.ID, fn func(id chunkstore.ID, data []byte, err error)) error
+	// WarmPacks asks a cold backend for packs about to be read.
+	WarmPacks(ctx context.Context, packs []chunkstore.ID) error
 	DamagedPacks() ([]chunkstore.PackProblem, error)
 
 	ListPoints() ([]chunkstore.ID, error)

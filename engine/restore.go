@@ -21,7 +21,7 @@ type RestoreOptions struct {
 	Target    string // directory to fill, or a block device for a device image
 	Path      string // sub-path inside the point; "" = all of it
 	Overwrite bool   // allow a non-empty target
-	Workers   int    // chunk readers; 0 = 2*GOMAXPROCS
+	Workers   int    // packs read at once; 0 = 2*GOMAXPROCS
 	Log       func(format string, args ...any)
 	// Progress, if set, counts the restore as it runs (see Progress).
 	Progress *Progress
@@ -49,12 +49,13 @@ var ErrDamaged = errors.New("damaged data")
 var ErrTargetNotEmpty = errors.New("restore target is not empty")
 
 type restorer struct {
-	r      *Reader
-	opts   RestoreOptions
-	ctx    context.Context
-	isRoot bool
-	jobs   chan restoreJob
-	wg     sync.WaitGroup // outstanding files
+	r       *Reader
+	opts    RestoreOptions
+	ctx     context.Context
+	isRoot  bool
+	plan    readPlan       // chunks to read, by pack (plan.go)
+	reading planReader     // reads the batches of the plan
+	wg      sync.WaitGroup // outstanding files
 
 	mu       sync.Mutex
 	res      RestoreResult
@@ -68,6 +69,12 @@ type restorer struct {
 	// the restore), so applyMeta removes extras.
 	cleanXattrs bool
 	euid, egid  uint32
+	zero        []byte // zeroes for a device's holes, made on first need
+	// held counts the files kept open from their creation until they are
+	// finished, at most holdMax; the others are opened again to be
+	// written (fileCache).
+	held    atomic.Int64
+	holdMax int64
 }
 
 type dirMeta struct {
@@ -75,22 +82,19 @@ type dirMeta struct {
 	n    *Node
 }
 
-// openFile is a file being filled by the chunk workers; the last chunk
-// written closes it and applies its metadata.
+// openFile is a file being filled from the plan; whoever handles its last
+// planned chunk finishes it: applies its metadata, or syncs and closes a
+// device.
 type openFile struct {
-	f      *os.File
-	path   string
-	rel    string
-	n      *Node
-	left   atomic.Int64
-	device bool
-}
-
-type restoreJob struct {
-	of  *openFile
-	off int64
-	ext Extent
-	end int64
+	f        *os.File // a device, open throughout
+	fd       int      // a descriptor open throughout (a device's, or a held file's), or -1
+	path     string
+	rel      string
+	n        *Node  // the node's metadata, without its chunk list
+	dev, ino uint64 // the file as created, which a reopen must find
+	left     atomic.Int64
+	started  atomic.Bool // counted as in work (Progress)
+	device   bool
 }
 
 // Restore writes point p (or p's sub-path opts.Path) into opts.Target. It
@@ -121,7 +125,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	euid := uint32(os.Geteuid())
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
-		jobs: make(chan restoreJob, 64), damaged: map[string]bool{}, links: map[uint64]*linkLeader{}}
+		damaged: map[string]bool{}, links: map[uint64]*linkLeader{}, holdMax: holdLimit()}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -199,6 +203,24 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	return res, err
 }
 
+// holdLimit is how many files a restore keeps open from their creation
+// until they are written: a file written soon after it is created (most
+// are, see plan.go) is then not opened twice. A quarter of the descriptors
+// still free, at most 4096, leaves room for pack files, the readers' own
+// descriptors (fileCache) and everything else.
+func holdLimit() int64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	limit := int64(min(rl.Cur, 1<<30)) // RLIM_INFINITY is all ones
+	free := limit / 2                  // when the open ones cannot be counted
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		free = limit - int64(len(ents))
+	}
+	return max(0, min(free/4, 4096))
+}
+
 // safeName reports whether name is one path element that stays inside the
 // directory it is restored into.
 func safeName(name string) bool {
@@ -252,18 +274,14 @@ func removeCreated(created []string, target string, wrote bool, err error) error
 	return err
 }
 
-// run starts the chunk workers, calls walk, waits for all content and
-// applies directory metadata deepest first.
+// run calls walk, which creates the entries and plans the reads of the
+// files' content, reads what is planned, and applies directory metadata
+// deepest first.
 func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
-	var workers sync.WaitGroup
-	for i := 0; i < rs.opts.Workers; i++ {
-		workers.Add(1)
-		go func() { defer workers.Done(); rs.worker() }()
-	}
+	rs.startReading()
 	err := walk()
+	rs.finishReading()
 	rs.wg.Wait()
-	close(rs.jobs)
-	workers.Wait()
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
 		d := rs.dirMetas[i]
 		rs.applyMeta(d.path, d.path, d.n)
@@ -451,91 +469,101 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 }
 
 func (rs *restorer) restoreFile(n *Node, path, rel string) error {
-	// O_EXCL: never write through whatever might be at path.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// O_EXCL: never write through whatever might be at path. A plain
+	// descriptor, not an os.File (see fileCache).
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	})
 	if err != nil {
-		return fmt.Errorf("restore %s: %w", path, err)
+		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
 	}
 	// Writes give the file its size, except when it ends in a hole.
 	if k := len(n.Extents); n.Size > 0 && (k == 0 || n.Extents[k-1].Hole) {
-		if err := f.Truncate(int64(n.Size)); err != nil {
-			f.Close()
-			return fmt.Errorf("restore %s: %w", path, err)
+		if err := unix.Ftruncate(fd, int64(n.Size)); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "truncate", Path: path, Err: err})
 		}
 	}
 	rs.mu.Lock()
 	rs.res.Files++
 	rs.mu.Unlock()
-	return rs.fill(&openFile{f: f, path: path, rel: rel, n: n})
+	of := &openFile{fd: fd, path: path, rel: rel, n: n}
+	stored := slices.ContainsFunc(n.Extents, func(e Extent) bool { return !e.Hole })
+	if !stored || rs.held.Add(1) > rs.holdMax {
+		if stored {
+			// The readers open it again as they need it (fileCache):
+			// a restore may create more files than a process can hold
+			// open.
+			rs.held.Add(-1)
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
+			}
+			of.dev, of.ino = st.Dev, st.Ino
+		}
+		of.fd = -1
+		if err := unix.Close(fd); err != nil {
+			rs.markDamaged(rel, fmt.Errorf("close: %w", err))
+		}
+	}
+	return rs.fill(of)
 }
 
-// fill queues one job per stored extent; the file is finished by whoever
-// writes its last extent.
+// fill plans the reads of the file's stored extents (plan.go); the file is
+// finished by whoever handles the last of them. A device's holes are
+// written as zeroes here: they must read back as zeroes.
 func (rs *restorer) fill(of *openFile) error {
-	var data []Extent
+	n := of.n
+	meta := *n
+	meta.Extents = nil // the plan holds what it needs of them
+	of.n = &meta
 	var start, holes int64
-	var starts []int64
-	for _, e := range of.n.Extents {
-		if !e.Hole || of.device {
-			data = append(data, e)
-			starts = append(starts, start)
-		} else {
-			holes += int64(e.End) - start
+	var data int64
+	for _, e := range n.Extents {
+		if !e.Hole {
+			data++
 		}
-		start = int64(e.End)
 	}
-	rs.opts.Progress.begin(of.rel)
-	rs.opts.Progress.addBytes(holes) // a hole is done by not writing it
 	rs.wg.Add(1)
-	if len(data) == 0 {
-		rs.finishFile(of)
-		return nil
+	of.left.Store(data + 1) // +1: not finished while it is being planned
+	if data > 0 {
+		rs.planFile()
 	}
-	of.left.Store(int64(len(data)))
-	for i, e := range data {
-		select {
-		case rs.jobs <- restoreJob{of: of, off: starts[i], ext: e, end: int64(e.End)}:
-		case <-rs.ctx.Done():
-			// Workers drain what was queued; account for the rest.
-			if of.left.Add(-int64(len(data)-i)) == 0 {
-				rs.finishFile(of)
-			}
-			return context.Cause(rs.ctx)
+	for _, e := range n.Extents {
+		end := int64(e.End)
+		switch {
+		case !e.Hole:
+			rs.planChunk(of, e.ID, start, end)
+		case of.device:
+			rs.writeZeroes(of, start, end)
+		default:
+			holes += end - start
 		}
+		start = end
 	}
+	rs.opts.Progress.addBytes(holes) // a hole is done by not writing it
+	if data == 0 {
+		rs.opts.Progress.begin(of.rel)
+	}
+	rs.extentDone(nil, of)
 	return nil
 }
 
-func (rs *restorer) worker() {
-	buf := rs.r.st.ChunkBuffer() // one per worker: reads never allocate
-	zero := make([]byte, 1<<20)
-	for j := range rs.jobs {
-		if j.ext.Hole {
-			// Only for devices: holes must read back as zeroes.
-			for off := j.off; off < j.end; {
-				n := min(int64(len(zero)), j.end-off)
-				if _, err := j.of.f.WriteAt(zero[:n], off); err != nil {
-					rs.markDamaged(j.of.rel, fmt.Errorf("write: %w", err))
-					break
-				}
-				rs.opts.Progress.addBytes(n)
-				off += n
-			}
-		} else if data, err := rs.r.ReadChunk(j.ext.ID, buf); err != nil {
-			rs.markDamaged(j.of.rel, fmt.Errorf("bytes %d-%d: %w", j.off, j.end, err))
-		} else {
-			if int64(len(data)) != j.end-j.off {
-				rs.markDamaged(j.of.rel, fmt.Errorf("bytes %d-%d: chunk has %d bytes", j.off, j.end, len(data)))
-			} else if _, err := j.of.f.WriteAt(data, j.off); err != nil {
-				rs.markDamaged(j.of.rel, fmt.Errorf("write: %w", err))
-			} else {
-				rs.bytes.Add(int64(len(data)))
-				rs.opts.Progress.addBytes(int64(len(data)))
-			}
+// writeZeroes fills bytes [off, end) of a device with zeroes.
+func (rs *restorer) writeZeroes(of *openFile, off, end int64) {
+	if rs.zero == nil {
+		rs.zero = make([]byte, 1<<20)
+	}
+	zero := rs.zero
+	for off < end {
+		n := min(int64(len(zero)), end-off)
+		if _, err := of.f.WriteAt(zero[:n], off); err != nil {
+			rs.markDamaged(of.rel, fmt.Errorf("write: %w", err))
+			return
 		}
-		if j.of.left.Add(-1) == 0 {
-			rs.finishFile(j.of)
-		}
+		rs.opts.Progress.addBytes(n)
+		off += n
 	}
 }
 
@@ -549,8 +577,12 @@ func (rs *restorer) finishFile(of *openFile) {
 		of.f.Close()
 		return
 	}
-	if err := of.f.Close(); err != nil {
-		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+	if of.fd >= 0 {
+		err := unix.Close(of.fd)
+		rs.held.Add(-1)
+		if err != nil {
+			rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+		}
 	}
 	rs.applyMetaFresh(of.path, of.rel, of.n)
 }
@@ -572,7 +604,7 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 	rs.mu.Lock()
 	rs.res.Files++
 	rs.mu.Unlock()
-	return rs.fill(&openFile{f: f, path: dev, rel: n.Name, n: n, device: true})
+	return rs.fill(&openFile{f: f, fd: int(f.Fd()), path: dev, rel: n.Name, n: n, device: true})
 }
 
 // applyMeta sets owner, mode, xattrs and times. Owners are set only when

@@ -52,8 +52,8 @@ type DamagedPoint struct {
 // VerifyReport is what Verify found.
 type VerifyReport struct {
 	Points        int               `json:"points"`
-	Trees         int               `json:"trees"`
-	Chunks        int               `json:"chunks"`
+	Trees         int               `json:"trees"`  // distinct trees (directories) read
+	Chunks        int               `json:"chunks"` // distinct data chunks checked
 	Packs         int               `json:"packs_read"`
 	BadPacks      map[string]string `json:"bad_packs,omitempty"` // pack -> what is wrong with it
 	DamagedBlobs  []DamagedBlob     `json:"damaged_blobs,omitempty"`
@@ -97,7 +97,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	// damage record is complete for them.
 	checked := map[chunkstore.ID]bool{}
 	if opts.ReadData {
-		if err := checkPacks(ctx, st, rep, checked, badPack, opts.Progress); err != nil {
+		if err := checkPacks(ctx, r, rep, checked, badPack, opts.Progress); err != nil {
 			return nil, err
 		}
 	}
@@ -141,6 +141,59 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		chunkState[id] = p
 		return p.why, p.pack
 	}
+	// Each tree is walked once, however many points (or places in one
+	// point) share it: walked[id] is what it holds that a restore cannot
+	// restore, and each place it appears gets that damage under its own
+	// path.
+	walked := map[chunkstore.ID]*treeDamage{}
+	var walk func(id chunkstore.ID) *treeDamage
+	walk = func(id chunkstore.ID) *treeDamage {
+		if td, ok := walked[id]; ok {
+			return td
+		}
+		td := &treeDamage{}
+		t, err := verifyLoadTree(r, id)
+		if err != nil {
+			pack, _ := st.PackOf(id)
+			noteBlob(id, pack, err.Error())
+			td.unreadable = &entryDamage{pack: packString(pack), why: "directory listing unreadable: " + err.Error()}
+			walked[id] = td
+			return td
+		}
+		rep.Trees++
+		for _, n := range t.Nodes {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !safeName(n.Name) {
+				continue // restore skips it with a warning
+			}
+			switch {
+			case n.Type == TypeDir:
+				if walk(n.Subtree) != nil {
+					td.dirs = append(td.dirs, subtree{n.Name, n.Subtree})
+				}
+			case n.Type.HasContent():
+				for _, e := range n.Extents {
+					if e.Hole {
+						continue
+					}
+					if _, seen := chunkState[e.ID]; !seen {
+						rep.Chunks++
+					}
+					if why, pack := chunkProblem(e.ID); why != "" {
+						td.files = append(td.files, entryDamage{name: n.Name, pack: pack, why: why})
+						break
+					}
+				}
+			}
+		}
+		if len(td.files) == 0 && len(td.dirs) == 0 {
+			td = nil
+		}
+		walked[id] = td
+		return td
+	}
 	for _, p := range pts {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -150,51 +203,31 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 			rep.DamagedPoints = append(rep.DamagedPoints, DamagedPoint{Point: p.ID.String(), Source: p.Source, Error: p.Damaged})
 			continue
 		}
-		damage := func(path, pack, why string) {
-			rep.Damage = append(rep.Damage, Damage{Point: p.ID.String(), Source: p.Source, Path: path, Pack: pack, Error: why})
+		walk(p.Tree)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		seenTree := map[chunkstore.ID]bool{}
-		var walk func(id chunkstore.ID, rel string)
-		walk = func(id chunkstore.ID, rel string) {
-			t, err := r.LoadTree(id)
-			if err != nil {
-				pack, _ := st.PackOf(id)
-				noteBlob(id, pack, err.Error())
-				damage(rel+"/", packString(pack), "directory listing unreadable: "+err.Error())
+		var report func(id chunkstore.ID, rel string)
+		report = func(id chunkstore.ID, rel string) {
+			td := walked[id]
+			if td == nil {
 				return
 			}
-			if !seenTree[id] {
-				seenTree[id] = true
-				rep.Trees++
+			damage := func(path string, d entryDamage) {
+				rep.Damage = append(rep.Damage, Damage{Point: p.ID.String(), Source: p.Source, Path: path, Pack: d.pack, Error: d.why})
 			}
-			for _, n := range t.Nodes {
-				if strings.ContainsAny(n.Name, "/\x00") || n.Name == "." || n.Name == ".." || n.Name == "" {
-					continue // restore skips it with a warning
-				}
-				crel := n.Name
-				if rel != "" {
-					crel = rel + "/" + n.Name
-				}
-				switch {
-				case n.Type == TypeDir:
-					walk(n.Subtree, crel)
-				case n.Type.HasContent():
-					for _, e := range n.Extents {
-						if e.Hole {
-							continue
-						}
-						if _, seen := chunkState[e.ID]; !seen {
-							rep.Chunks++
-						}
-						if why, pack := chunkProblem(e.ID); why != "" {
-							damage(crel, pack, why)
-							break
-						}
-					}
-				}
+			if td.unreadable != nil {
+				damage(rel+"/", *td.unreadable)
+				return
+			}
+			for _, f := range td.files {
+				damage(joinRel(rel, f.name), f)
+			}
+			for _, d := range td.dirs {
+				report(d.id, joinRel(rel, d.name))
 			}
 		}
-		walk(p.Tree, "")
+		report(p.Tree, "")
 	}
 
 	// Damage recorded earlier, or found now in blobs no point uses.
@@ -242,6 +275,34 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	return rep, nil
 }
 
+// verifyLoadTree is how Verify reads a tree; tests count the reads.
+var verifyLoadTree = (*Reader).LoadTree
+
+// treeDamage is what one tree holds that a restore cannot restore: paths
+// relative to the tree. Trees with nothing damaged below them have none.
+type treeDamage struct {
+	unreadable *entryDamage  // the tree itself cannot be read
+	files      []entryDamage // its files with unreadable content
+	dirs       []subtree     // its directories with damage below them
+}
+
+type entryDamage struct {
+	name, pack, why string
+}
+
+type subtree struct {
+	name string
+	id   chunkstore.ID
+}
+
+// joinRel spells a path in a point as restore reports it.
+func joinRel(rel, name string) string {
+	if rel == "" {
+		return name
+	}
+	return rel + "/" + name
+}
+
 func packString(id chunkstore.ID) string {
 	if id.IsZero() {
 		return ""
@@ -250,8 +311,10 @@ func packString(id chunkstore.ID) string {
 }
 
 // checkPacks reads back every pack (CheckPack, which records bad blobs),
-// in parallel, and marks in checked the packs whose blobs were all read.
-func checkPacks(ctx context.Context, st StoreReader, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string), prog *Progress) error {
+// each once and whole, a few at a time, and marks in checked the packs
+// whose blobs were all read.
+func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string), prog *Progress) error {
+	st := r.st
 	var ids []chunkstore.ID
 	sizes := map[chunkstore.ID]int64{}
 	if err := st.ListPacks(func(id chunkstore.ID, size int64) error {
@@ -263,6 +326,9 @@ func checkPacks(ctx context.Context, st StoreReader, rep *VerifyReport, checked 
 	}
 	prog.packTotals(sizes)
 	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
+	if err := warmPacks(ctx, r, ids); err != nil {
+		return fmt.Errorf("bring packs online: %w", err)
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))

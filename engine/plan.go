@@ -1,0 +1,426 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"golang.org/x/sys/unix"
+)
+
+// Read planning: restore reads by pack, not by file.
+//
+// The walk of a point creates the files and, instead of reading their
+// chunks in tree order, notes for every chunk the places that need it
+// (file, offset) under the pack that holds it (planEntry). A plan is
+// carried out pack by pack, in the order the walk first needed each pack,
+// a few packs at a time: the packs about to be read are first announced
+// to the store (warmPacks, for cold tiers), each pack is read once, front
+// to back (chunkstore's LoadPackBlobs: sorted by offset, a few large
+// ranged reads), and each chunk read is written to every place that needs
+// it, a chunk shared by several files (or several times in one) read
+// once. This is the order tape and object storage want, and on a disk it
+// turns a restore into a few large sequential reads per pack. restic's
+// restorer works the same way.
+//
+// The walk does not wait for the whole point to be planned: it hands its
+// plan over in batches and goes on walking (creating files, loading
+// trees) while they are read, so the two overlap as they did when chunks
+// were read in tree order. The first batch is small, so reading starts at
+// once; each next one is twice as large, up to planLimit. The readers are
+// one pool fed batch after batch, so none waits at a batch's end; the
+// walk waits only when planInFlight places are handed over and not read
+// yet. A pack whose blobs two batches need is visited by both, each
+// reading only the blobs its batch needs: with files in tree order and
+// packs written in tree order, that is about one pack per batch
+// boundary, plus the old packs that deduplicated chunks come from.
+//
+// Memory: a planned chunk costs one planEntry of 56 bytes per place that
+// needs it (its id, the file, its byte range), and a file in the plan its
+// openFile, its path and the metadata of its node (not its chunk list),
+// some 400 bytes, counted as filePlaces places. Places in flight are
+// bounded, so the plan holds at most planInFlight plus planLimit places,
+// about 42 MiB, however large the point: 2^18 places are 2^18 chunks
+// (some 380 GiB at the mean chunk size) or 29,000 small files.
+
+// planFirst and planLimit bound the places of a batch: the first, and
+// every later one.
+const (
+	planFirst  = 512
+	planLimit  = 1 << 18
+	filePlaces = 8
+)
+
+// planEntry is one place that needs a chunk: bytes [off, end) of a file.
+type planEntry struct {
+	id       chunkstore.ID
+	of       *openFile
+	off, end int64
+}
+
+// packPlan is what one pack must give to one batch.
+type packPlan struct {
+	pack  chunkstore.ID
+	ents  []planEntry
+	batch *planBatch
+}
+
+// planBatch is a batch handed over to be read.
+type planBatch struct {
+	packs []*packPlan
+	n     int          // its places (planFile, planChunk)
+	left  atomic.Int64 // its packs not read yet
+}
+
+// readPlan is the batch being planned: the packs in the order the walk
+// first needed them.
+type readPlan struct {
+	byPack map[chunkstore.ID]*packPlan
+	batch  *planBatch
+	limit  int
+}
+
+// planReader reads the batches handed over: a feeder queues their packs,
+// batch after batch, for a pool of readers, so the readers go from one
+// batch to the next without waiting, and the walk waits only while
+// planInFlight places are handed over and not yet read.
+type planReader struct {
+	batches  chan *planBatch
+	work     chan *packPlan
+	readers  sync.WaitGroup
+	mu       sync.Mutex
+	cond     sync.Cond
+	inFlight int
+}
+
+// planInFlight bounds the places handed over and not yet read.
+const planInFlight = 2 * planLimit
+
+func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
+	if p.byPack == nil {
+		p.byPack = map[chunkstore.ID]*packPlan{}
+	}
+	if p.batch == nil {
+		p.batch = &planBatch{}
+	}
+	pp := p.byPack[pack]
+	if pp == nil {
+		pp = &packPlan{pack: pack, batch: p.batch}
+		p.byPack[pack] = pp
+		p.batch.packs = append(p.batch.packs, pp)
+	}
+	pp.ents = append(pp.ents, e)
+	p.batch.n++
+}
+
+// startReading starts the feeder and the readers.
+func (rs *restorer) startReading() {
+	pr := &rs.reading
+	pr.cond.L = &pr.mu
+	// Each batch holds at least planFirst places: the feeder never
+	// holds up a hand-over the bound on places allows.
+	pr.batches = make(chan *planBatch, planInFlight/planFirst+1)
+	pr.work = make(chan *packPlan)
+	rs.plan.limit = planFirst
+	go func() {
+		for b := range pr.batches {
+			rs.feed(b)
+		}
+		close(pr.work)
+	}()
+	for range rs.opts.Workers {
+		pr.readers.Add(1)
+		go func() {
+			defer pr.readers.Done()
+			fc := &fileCache{rs: rs, fds: map[*openFile]int{}}
+			for pp := range pr.work {
+				rs.readPack(pp, fc)
+				fc.closeAll()
+				rs.packRead(pp)
+			}
+		}()
+	}
+}
+
+// planFile counts a file whose chunks are about to be planned.
+func (rs *restorer) planFile() {
+	if rs.plan.batch == nil {
+		rs.plan.batch = &planBatch{}
+	}
+	rs.plan.batch.n += filePlaces
+}
+
+// planChunk adds one stored extent of a file to the plan, and hands the
+// batch over when it is full.
+func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
+	rs.plan.add(packOf(rs.r, id), planEntry{id: id, of: of, off: off, end: end})
+	if rs.plan.batch.n >= rs.plan.limit {
+		rs.handOver()
+	}
+}
+
+// handOver gives the batch planned so far to the readers, waiting while
+// too many places are in flight, and starts the next, larger batch.
+func (rs *restorer) handOver() {
+	b := rs.plan.batch
+	rs.plan = readPlan{limit: min(2*rs.plan.limit, planLimit)}
+	if b == nil || len(b.packs) == 0 {
+		return
+	}
+	pr := &rs.reading
+	pr.mu.Lock()
+	for pr.inFlight > 0 && pr.inFlight+b.n > planInFlight {
+		pr.cond.Wait()
+	}
+	pr.inFlight += b.n
+	pr.mu.Unlock()
+	b.left.Store(int64(len(b.packs)))
+	pr.batches <- b
+}
+
+// packRead counts a pack of a batch as read; the last one frees the
+// batch's places.
+func (rs *restorer) packRead(pp *packPlan) {
+	b := pp.batch
+	pp.ents = nil
+	if b.left.Add(-1) != 0 {
+		return
+	}
+	pr := &rs.reading
+	pr.mu.Lock()
+	pr.inFlight -= b.n
+	pr.mu.Unlock()
+	pr.cond.Broadcast()
+}
+
+// finishReading hands over the last batch and waits until every batch is
+// read. Every planned place is then accounted for (written, found
+// damaged, or given up on when ctx is done), so every file is finished.
+func (rs *restorer) finishReading() {
+	rs.handOver()
+	close(rs.reading.batches)
+	rs.reading.readers.Wait()
+}
+
+// feed announces a batch's packs to the store and queues them for the
+// readers in the planned order.
+func (rs *restorer) feed(b *planBatch) {
+	ids := make([]chunkstore.ID, 0, len(b.packs))
+	for _, pp := range b.packs {
+		if !pp.pack.IsZero() { // chunks the index has no place for
+			ids = append(ids, pp.pack)
+		}
+	}
+	if err := warmPacks(rs.ctx, rs.r, ids); err != nil {
+		for _, pp := range b.packs {
+			for _, e := range pp.ents {
+				rs.markDamaged(e.of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
+				rs.extentDone(nil, e.of)
+			}
+			rs.packRead(pp)
+		}
+		return
+	}
+	for _, pp := range b.packs {
+		rs.reading.work <- pp
+	}
+}
+
+// readPack reads what the plan needs of one pack and writes each chunk to
+// its places.
+func (rs *restorer) readPack(pp *packPlan, fc *fileCache) {
+	ents := pp.ents
+	slices.SortFunc(ents, func(a, b planEntry) int { return bytes.Compare(a.id[:], b.id[:]) })
+	ids := make([]chunkstore.ID, 0, len(ents))
+	for i, e := range ents {
+		if i == 0 || e.id != ents[i-1].id {
+			ids = append(ids, e.id)
+		}
+	}
+	if rs.ctx.Err() == nil {
+		// Only a done ctx stops the pass; what it did not hand over is
+		// given up on below.
+		_ = packReader(rs.ctx, rs.r, pp.pack, ids, func(id chunkstore.ID, data []byte, err error) {
+			i, _ := slices.BinarySearchFunc(ents, id, func(e planEntry, id chunkstore.ID) int { return bytes.Compare(e.id[:], id[:]) })
+			for ; i < len(ents) && ents[i].id == id; i++ {
+				if ents[i].of != nil {
+					rs.writeChunk(fc, &ents[i], data, err)
+					ents[i].of = nil
+				}
+			}
+		})
+	}
+	for _, e := range ents {
+		if e.of != nil {
+			rs.extentDone(fc, e.of)
+		}
+	}
+}
+
+// writeChunk writes one chunk (or records why it cannot) at one place.
+func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err error) {
+	of := e.of
+	if of.started.CompareAndSwap(false, true) {
+		rs.opts.Progress.begin(of.rel)
+	}
+	switch {
+	case err != nil:
+		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
+	case int64(len(data)) != e.end-e.off:
+		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: chunk has %d bytes", e.off, e.end, len(data)))
+	default:
+		fd, err := fc.get(of)
+		if err == nil {
+			err = pwriteFull(fd, data, e.off)
+		}
+		if err != nil {
+			rs.markDamaged(of.rel, fmt.Errorf("write: %w", err))
+		} else {
+			rs.bytes.Add(int64(len(data)))
+			rs.opts.Progress.addBytes(int64(len(data)))
+		}
+	}
+	rs.extentDone(fc, of)
+}
+
+// extentDone counts one planned extent of of as handled; the last one
+// finishes the file.
+func (rs *restorer) extentDone(fc *fileCache, of *openFile) {
+	if of.left.Add(-1) != 0 {
+		return
+	}
+	if fc != nil {
+		fc.release(of)
+	}
+	rs.finishFile(of)
+}
+
+// fileCache holds one reader's descriptors of the files it writes to. A
+// restore may have more files in work than a process may open, so past
+// restorer.holdMax a file is closed after it is created and opened again
+// by each reader that writes to it, a few at a time; a pack's chunks
+// mostly come in file order, so a few descriptors serve a pack.
+//
+// Descriptors are plain ones (unix.Open, not os.File): a restore of many
+// small files may open each twice, and os.File's poller registration and
+// blocking-mode switches cost more than the open itself.
+type fileCache struct {
+	rs    *restorer
+	fds   map[*openFile]int
+	order []*openFile // oldest first
+}
+
+const fileCacheSize = 16
+
+// get returns a descriptor of of for writing. A device being restored to,
+// and a file held open since its creation (restorer.held), are open
+// throughout; another file is opened again by path, never through a
+// symlink, and must still be the file the restore created (a directory
+// merged into with --overwrite may be writable by others).
+func (c *fileCache) get(of *openFile) (int, error) {
+	if of.fd >= 0 {
+		return of.fd, nil
+	}
+	if fd, ok := c.fds[of]; ok {
+		return fd, nil
+	}
+	if len(c.order) >= fileCacheSize {
+		c.release(c.order[0])
+	}
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Open(of.path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s was replaced while it was restored", of.path)
+	}
+	c.fds[of] = fd
+	c.order = append(c.order, of)
+	return fd, nil
+}
+
+// release closes this reader's descriptor of of, if it has one; an error
+// of the close (a write the file system reports late) damages the file.
+func (c *fileCache) release(of *openFile) {
+	fd, ok := c.fds[of]
+	if !ok {
+		return
+	}
+	delete(c.fds, of)
+	c.order = slices.DeleteFunc(c.order, func(o *openFile) bool { return o == of })
+	if err := unix.Close(fd); err != nil {
+		c.rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+	}
+}
+
+// retryEINTR calls fn until it is not interrupted (a signal, such as the
+// Go runtime's preemption, on a network or FUSE file system).
+func retryEINTR(fn func() (int, error)) (int, error) {
+	for {
+		n, err := fn()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// pwriteFull writes all of b at off.
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := retryEINTR(func() (int, error) { return unix.Pwrite(fd, b, off) })
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("write at %d: %w", off, io.ErrShortWrite)
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (c *fileCache) closeAll() {
+	for len(c.order) > 0 {
+		c.release(c.order[0])
+	}
+}
+
+// The store seen from read planning: the few calls restore makes,
+// kept here so that a change of the reader type touches only them.
+
+// packOf names the pack a chunk is read from; the zero id when the index
+// has no place for it (its read then says why).
+func packOf(r *Reader, id chunkstore.ID) chunkstore.ID {
+	pack, _ := r.st.PackOf(id)
+	return pack
+}
+
+// loadPackBlobs reads the chunks ids of one pack in one pass (see
+// chunkstore's LoadPackBlobs).
+func loadPackBlobs(ctx context.Context, r *Reader, pack chunkstore.ID, ids []chunkstore.ID, fn func(id chunkstore.ID, data []byte, err error)) error {
+	return r.st.LoadPackBlobs(ctx, pack, ids, fn)
+}
+
+// packReader is how readPack reads a pack; tests count the reads.
+var packReader = loadPackBlobs
+
+// warmPacks is called with the packs a restore or verify is about to
+// read, before it reads any of them: the place where a cold storage tier
+// (tape, an archive class of an object store) is asked to bring them
+// online, so that reads do not block for minutes one pack at a time. A
+// backend that is not cold (local) does nothing.
+func warmPacks(ctx context.Context, r *Reader, packs []chunkstore.ID) error {
+	if len(packs) == 0 {
+		return nil
+	}
+	return r.st.WarmPacks(ctx, packs)
+}
