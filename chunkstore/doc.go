@@ -63,6 +63,23 @@
 // blobs of damaged packs into new ones, new files durable before old ones
 // are removed.
 //
+// # The index
+//
+// Index files are caches of pack headers. Version 1 files (index.go) are
+// what a writer flushes; a consolidated version 2 file (index2.go, whose
+// comment gives the format and why it was chosen) holds every place in
+// sorted blocks read in place, with only a fanout and a 16-bit
+// fingerprint per chunk in memory, and names the files it supersedes. An
+// exclusive lock consolidates when the part held in memory has grown;
+// superseded files stay until garbage collection removes them.
+//
+// # Reading by pack
+//
+// LoadPackBlobs (packread.go) reads the blobs one reader needs from one
+// pack in a single pass, in offset order, checking each as LoadBlob does;
+// restore plans its reads with it (engine/plan.go), and a cold backend is
+// asked for the packs first (WarmPacks).
+//
 // The pack, index and damage record formats are documented in pack.go,
-// index.go and damage.go.
+// index.go, index2.go and damage.go.
 package chunkstore

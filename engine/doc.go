@@ -13,4 +13,11 @@
 // removes points, and (exclusive sessions) repairs. Backup, the repairs,
 // Forget and job recording (RunJob) are the engine's, so the command line
 // and a server call the same functions.
+//
+// Restore plans its reads by pack (plan.go): the walk creates the files
+// and notes each chunk's places under its pack; each pack is then read
+// once, in one pass, and every chunk written to each place that needs it.
+// Verify walks each tree once across all points, reporting what a shared
+// tree holds damaged under every path where it appears, and reads each
+// pack once, whole.
 package engine
