@@ -1,20 +1,26 @@
 package engine
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/recall-backup/recall/chunkstore"
 )
 
-// TestPowerCutAfterBackupReturns cuts the power just after a backup said
-// it committed its point: everything the point needs must be durable by
-// then. TestCrashAtEveryStep cuts only at steps, so a step that is
-// missing altogether (a pack renamed into place without the fsync of its
-// directory) leaves no step to cut at; the cut after the last one drops
-// that rename, and with it the pack the point refers to.
-func TestPowerCutAfterBackupReturns(t *testing.T) {
+// TestPowerCutAfterCommit cuts the power just after a backup made its
+// point's manifest durable: at the next durable step if there is one (a
+// manifest written before the packs and index it needs), else just after
+// the backup returned. Everything the point needs must be durable by then.
+// TestCrashAtEveryStep cuts at each step in turn, but it never cuts after
+// the last step, so a step that is missing altogether (a pack renamed into
+// place without the fsync of its directory) goes unseen when the manifest
+// is last; and it stops at the first run that ends before its cut, which,
+// as the number of packs varies from run to run, can come before the
+// manifest's steps. This test is aimed at that one moment.
+func TestPowerCutAfterCommit(t *testing.T) {
 	old := chunkstore.PackTargetSize
 	chunkstore.PackTargetSize = 100 << 10 // several packs, as in TestCrashAtEveryStep
 	t.Cleanup(func() { chunkstore.PackTargetSize = old })
@@ -29,20 +35,41 @@ func TestPowerCutAfterBackupReturns(t *testing.T) {
 	for i, v := range versions {
 		writeVersion(t, src, v)
 		var hook func(chunkstore.Step) error
-		pc := newPowerCut(0) // counts, never cuts
+		pc := newPowerCut(0) // until the manifest is durable: counts, never cuts
+		manifest := false
 		if i == len(versions)-1 {
-			hook = pc.hook
+			hook = func(s chunkstore.Step) error {
+				err := pc.hook(s)
+				pc.mu.Lock()
+				defer pc.mu.Unlock()
+				if s.Kind == chunkstore.StepSyncDir && filepath.Base(s.Path) == "points" && err == nil {
+					manifest = true
+					pc.stopAt = pc.n + 1
+				}
+				return err
+			}
 		}
 		p, err := crashBackup(t, dir, src, hook)
-		if err != nil {
-			t.Fatal(err)
-		}
-		committed[p.ID] = v
 		if hook == nil {
+			if err != nil {
+				t.Fatal(err)
+			}
+			committed[p.ID] = v
 			continue
 		}
-		if len(pc.steps) == 0 {
-			t.Fatal("the backup told the fault hook no step")
+		if !manifest {
+			t.Fatalf("the backup made no point manifest durable (error %v, steps %d)", err, len(pc.steps))
+		}
+		switch {
+		case pc.crashed:
+			t.Logf("power cut at %s %s, after the manifest", pc.steps[len(pc.steps)-1].Kind, strings.TrimPrefix(pc.steps[len(pc.steps)-1].Path, dir))
+			if !errors.Is(err, errPowerCut) {
+				t.Fatalf("backup cut after its manifest: point %v, error %v; want the power cut", p, err)
+			}
+		case err != nil:
+			t.Fatal(err)
+		default:
+			committed[p.ID] = v
 		}
 		// A rename not made durable goes back to where the file was. The
 		// session's temp area is gone by now (its removal was not made
@@ -57,7 +84,13 @@ func TestPowerCutAfterBackupReturns(t *testing.T) {
 		}
 		pc.apply(t)
 	}
-	got := checkStore(t, dir, func(id chunkstore.ID) map[string]crashFile { return committed[id] })
+	// A point the cut backup made durable can only be of the last version.
+	got := checkStore(t, dir, func(id chunkstore.ID) map[string]crashFile {
+		if v, ok := committed[id]; ok {
+			return v
+		}
+		return versions[len(versions)-1]
+	})
 	for id := range committed {
 		if !got[id] {
 			t.Errorf("point %s, committed before the power cut, is gone", id.Short())
