@@ -117,7 +117,11 @@ func (pc *powerCut) apply(t *testing.T) {
 			err = os.Truncate(p, u.size)
 		case chunkstore.StepRename:
 			if !u.replaced {
-				err = os.Rename(u.to, u.path)
+				// The session may have removed its temp area after the
+				// cut; with the power gone it would still be there.
+				if err = os.MkdirAll(filepath.Dir(u.path), 0o700); err == nil {
+					err = os.Rename(u.to, u.path)
+				}
 				pc.where[u.ino] = u.path
 			}
 		case chunkstore.StepCreate:
