@@ -111,6 +111,19 @@ why() {
 	done
 }
 
+# json_lists NAME: the members of the associative array NAME (each a
+# space-separated list of numbers) as JSON object members, sorted, closing
+# the object.
+json_lists() {
+	local -n lists=$1
+	local k first=1
+	for k in $(printf '%s\n' "${!lists[@]}" | sort); do
+		((first)) || printf ','
+		first=0
+		printf '\n    %s: [%s]' "$(json_str "$k")" "$(echo ${lists[$k]} | tr ' ' ',')"
+	done
+	printf '\n  },\n'
+}
 json_str() {
 	local s=${1//\\/\\\\}
 	s=${s//\"/\\\"}
@@ -1008,24 +1021,12 @@ report() {
 		printf '  "mount_restore_pairs": [%s],\n' "$(IFS=,; printf '%s' "${PAIRS[*]}")"
 		printf '  "host_reference_tar_s": [%s],\n' "$(IFS=,; printf '%s' "${HOSTREF[*]}")"
 		printf '  "go_runs": {'
-		first=1
-		for k in $(printf '%s\n' "${!GORUNS[@]}" | sort); do
-			((first)) || printf ','
-			first=0
-			printf '\n    %s: [%s]' "$(json_str "$k")" "$(echo ${GORUNS[$k]} | tr ' ' ',')"
-		done
-		printf '\n  },\n'
+		json_lists GORUNS
 		first=1
 		printf '  "versions": {"recall": %s, "restic": %s, "borg": %s},\n' \
 			"$(json_str "$(recall_version)")" "$(json_str "$(restic version 2>/dev/null || true)")" "$(json_str "$(borg --version 2>/dev/null || true)")"
 		printf '  "runs": {'
-		first=1
-		for k in $(printf '%s\n' "${!RUNS[@]}" | sort); do
-			((first)) || printf ','
-			first=0
-			printf '\n    %s: [%s]' "$(json_str "$k")" "$(echo ${RUNS[$k]} | tr ' ' ',')"
-		done
-		printf '\n  },\n'
+		json_lists RUNS
 		first=1
 		printf '  "measurements": {'
 		for k in $(printf '%s\n' "${!M[@]}" | sort); do

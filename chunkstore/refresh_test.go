@@ -49,13 +49,7 @@ func TestRefreshListsNoPacks(t *testing.T) {
 	// A pack no index file lists (a writer interrupted before its index
 	// file): the reader finds it with one walk, when a lookup misses.
 	lock, w, odata, oid := saveRandom(t, s, 3, 20_000)
-	w.mu.Lock()
-	p := w.open[DataBlob]
-	w.open[DataBlob] = nil
-	w.mu.Unlock()
-	if _, err := w.finish(p); err != nil {
-		t.Fatal(err)
-	}
+	finishWithoutIndex(t, w)
 	lock.Unlock()
 	if err := r.Refresh(); err != nil {
 		t.Fatal(err)

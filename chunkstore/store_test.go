@@ -233,13 +233,7 @@ func TestOrphanPackReused(t *testing.T) {
 	dir, s := newStore(t, false)
 	lock, w, data, id := saveRandom(t, s, 3, 70_000)
 	// Finish the pack but "crash" before the index file.
-	w.mu.Lock()
-	p := w.open[DataBlob]
-	w.open[DataBlob] = nil
-	w.mu.Unlock()
-	if _, err := w.finish(p); err != nil {
-		t.Fatal(err)
-	}
+	finishWithoutIndex(t, w)
 	lock.Unlock()
 	s2, _ := Open(dir, OpenOptions{})
 	if !s2.Has(id) {
@@ -347,5 +341,18 @@ func TestIndexDirectoryRemoved(t *testing.T) {
 	ents, err := os.ReadDir(filepath.Join(dir, "index"))
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("writer did not index the packs again: %v, %d files", err, len(ents))
+	}
+}
+
+// finishWithoutIndex finishes w's open data pack but writes no index file
+// for it: what a writer killed between the two leaves.
+func finishWithoutIndex(t *testing.T, w *Writer) {
+	t.Helper()
+	w.mu.Lock()
+	p := w.open[DataBlob]
+	w.open[DataBlob] = nil
+	w.mu.Unlock()
+	if _, err := w.finish(p); err != nil {
+		t.Fatal(err)
 	}
 }
