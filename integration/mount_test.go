@@ -551,10 +551,16 @@ func TestMountDuringBackup(t *testing.T) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	check(t, cmd.Start())
-	lockFile := filepath.Join(e.home, "store", "locks", "writer")
+	// A backup holds the store lock shared: its holder file is
+	// locks/writer.<pid>-<token> (an exclusive holder writes locks/writer).
 	waitFor(t, "backup to take the lock", func() bool {
-		b, _ := os.ReadFile(lockFile)
-		return bytes.Contains(b, []byte(fmt.Sprintf(`"pid":%d`, cmd.Process.Pid)))
+		holders, _ := filepath.Glob(filepath.Join(e.home, "store", "locks", "writer*"))
+		for _, h := range holders {
+			if b, _ := os.ReadFile(h); bytes.Contains(b, []byte(fmt.Sprintf(`"pid":%d`, cmd.Process.Pid))) {
+				return true
+			}
+		}
+		return false
 	})
 	check(t, cmd.Process.Signal(syscall.SIGSTOP))
 	stopped := true
