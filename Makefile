@@ -18,7 +18,8 @@ build:
 	$(GO) build -o $(BIN) ./cmd/recall
 
 # demo: a store under ./demo, two backups of a sample tree with a change
-# between, the list of points, and a restore of the older one.
+# between, the list of points, the points mounted (a file as it was next to
+# how it is now), and a restore of the older one.
 demo: build
 	scripts/demo.sh $(BIN)
 
