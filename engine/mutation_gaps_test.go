@@ -122,3 +122,64 @@ func sessionBackup(t *testing.T, dir, src string, o SessionOptions, hook func(ch
 	defer chunkstore.SetFaultHook(hook)()
 	return Backup(context.Background(), s, BackupOptions{Path: src, Source: "s"})
 }
+
+// A symlink planted where a file is about to be restored (another process,
+// between the target's check and the create) is never written through:
+// the entry fails, the file the link points to is untouched.
+func TestRestoreNeverWritesThroughPlantedLink(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("restored content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, []byte("not yours"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "target")
+	beforeCreate = func(path string) {
+		if filepath.Base(path) == "f" {
+			os.Symlink(outside, path)
+		}
+	}
+	t.Cleanup(func() { beforeCreate = nil })
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target})
+	if err == nil && (res == nil || len(res.Skipped)+len(res.Damaged) == 0) {
+		t.Errorf("restore over a planted symlink reported no failure: %+v", res)
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "not yours" {
+		t.Errorf("the file outside the target now holds %q: the restore wrote through the link", b)
+	}
+}
+
+// A target holding a single entry is not empty: without Overwrite the
+// restore refuses it and leaves the entry alone.
+func TestRestoreRefusesTargetWithOneEntry(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("restored content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	mine := filepath.Join(target, "mine")
+	if err := os.WriteFile(mine, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target}); err == nil || !strings.Contains(err.Error(), "overwrite") {
+		t.Errorf("restore into a target holding one entry: %v, want a refusal naming --overwrite", err)
+	}
+	if b, _ := os.ReadFile(mine); string(b) != "keep me" {
+		t.Errorf("the entry in the target now holds %q", b)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "f")); err == nil {
+		t.Errorf("restored into a target that was not empty")
+	}
+}

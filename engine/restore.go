@@ -468,7 +468,14 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 	return nil
 }
 
+// beforeCreate, when set (tests), runs just before restoreFile creates
+// path: what another process could do at that moment.
+var beforeCreate func(path string)
+
 func (rs *restorer) restoreFile(n *Node, path, rel string) error {
+	if beforeCreate != nil {
+		beforeCreate(path)
+	}
 	// O_EXCL: never write through whatever might be at path. A plain
 	// descriptor, not an os.File (see fileCache).
 	fd, err := retryEINTR(func() (int, error) {
