@@ -127,15 +127,7 @@ func sessionBackup(t *testing.T, dir, src string, o SessionOptions, hook func(ch
 // between the target's check and the create) is never written through:
 // the entry fails, the file the link points to is untouched.
 func TestRestoreNeverWritesThroughPlantedLink(t *testing.T) {
-	ts := newTestStore(t)
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "f"), []byte("restored content"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := ts.backup(BackupOptions{Path: src})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, p := oneFilePoint(t)
 	outside := filepath.Join(t.TempDir(), "outside")
 	if err := os.WriteFile(outside, []byte("not yours"), 0o644); err != nil {
 		t.Fatal(err)
@@ -159,15 +151,7 @@ func TestRestoreNeverWritesThroughPlantedLink(t *testing.T) {
 // A target holding a single entry is not empty: without Overwrite the
 // restore refuses it and leaves the entry alone.
 func TestRestoreRefusesTargetWithOneEntry(t *testing.T) {
-	ts := newTestStore(t)
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "f"), []byte("restored content"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := ts.backup(BackupOptions{Path: src})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, p := oneFilePoint(t)
 	target := t.TempDir()
 	mine := filepath.Join(target, "mine")
 	if err := os.WriteFile(mine, []byte("keep me"), 0o600); err != nil {
@@ -182,4 +166,19 @@ func TestRestoreRefusesTargetWithOneEntry(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(target, "f")); err == nil {
 		t.Errorf("restored into a target that was not empty")
 	}
+}
+
+// oneFilePoint backs up a directory holding one file, f.
+func oneFilePoint(t *testing.T) (*testStore, *Point) {
+	t.Helper()
+	ts := newTestStore(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("restored content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts, p
 }

@@ -61,6 +61,7 @@ type restorer struct {
 	res      RestoreResult
 	damaged  map[string]bool
 	links    map[uint64]*linkLeader
+	leaders  map[string]*linkLeader // the same leaders by rel, for markDamagedLocked
 	dirMetas []dirMeta
 	bytes    atomic.Int64
 
@@ -125,7 +126,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	euid := uint32(os.Geteuid())
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
-		damaged: map[string]bool{}, links: map[uint64]*linkLeader{}, holdMax: holdLimit()}
+		damaged: map[string]bool{}, links: map[uint64]*linkLeader{}, leaders: map[string]*linkLeader{}, holdMax: holdLimit()}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -322,13 +323,19 @@ func (rs *restorer) restoreTree(t *Tree, dir, rel string) error {
 	return nil
 }
 
-func (rs *restorer) warn(rel string, err error) {
+func (rs *restorer) warn(rel string, err error) { rs.report(&rs.res.Warnings, "warning", rel, err) }
+
+func (rs *restorer) skip(rel string, err error) { rs.report(&rs.res.Skipped, "not restored", rel, err) }
+
+// report adds rel to one of the result's lists, counts it as an error in
+// the progress and logs it.
+func (rs *restorer) report(list *[]PathError, what, rel string, err error) {
 	rs.mu.Lock()
-	rs.res.Warnings = append(rs.res.Warnings, PathError{Path: rel, Error: err.Error()})
+	*list = append(*list, PathError{Path: rel, Error: err.Error()})
 	rs.mu.Unlock()
 	rs.opts.Progress.addError()
 	if rs.opts.Log != nil {
-		rs.opts.Log("warning: %s: %v", rel, err)
+		rs.opts.Log("%s: %s: %v", what, rel, err)
 	}
 }
 
@@ -345,11 +352,9 @@ func (rs *restorer) markDamagedLocked(rel string, err error) {
 	rs.damaged[rel] = true
 	rs.opts.Progress.addError()
 	rs.res.Damaged = append(rs.res.Damaged, PathError{Path: rel, Error: err.Error()})
-	for _, l := range rs.links {
-		if l.rel == rel {
-			for _, f := range l.followers {
-				rs.markDamagedLocked(f, fmt.Errorf("hard link of damaged %s", rel))
-			}
+	if l := rs.leaders[rel]; l != nil {
+		for _, f := range l.followers {
+			rs.markDamagedLocked(f, fmt.Errorf("hard link of damaged %s", rel))
 		}
 	}
 }
@@ -359,16 +364,6 @@ func (rs *restorer) markDamagedLocked(rel string, err error) {
 type linkLeader struct {
 	path, rel string
 	followers []string
-}
-
-func (rs *restorer) skip(rel string, err error) {
-	rs.mu.Lock()
-	rs.res.Skipped = append(rs.res.Skipped, PathError{Path: rel, Error: err.Error()})
-	rs.mu.Unlock()
-	rs.opts.Progress.addError()
-	if rs.opts.Log != nil {
-		rs.opts.Log("not restored: %s: %v", rel, err)
-	}
 }
 
 // clearWay makes room at path for n when overwriting: a directory stays
@@ -423,7 +418,9 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 			rs.mu.Lock()
 			first, ok := rs.links[n.LinkGroup]
 			if !ok {
-				rs.links[n.LinkGroup] = &linkLeader{path: path, rel: rel}
+				l := &linkLeader{path: path, rel: rel}
+				rs.links[n.LinkGroup] = l
+				rs.leaders[rel] = l
 			}
 			rs.mu.Unlock()
 			if ok {
