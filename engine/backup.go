@@ -57,6 +57,13 @@ type BackupOptions struct {
 	// the point records the one used.
 	Compression chunkstore.Compression
 
+	// Group and PolicyVersion name the protection group the backup runs
+	// for; Scheduled is the recovery point time it is made for (zero: a
+	// sync). The point records all three.
+	Group         string
+	PolicyVersion uint64
+	Scheduled     time.Time
+
 	hooks *backupHooks // tests only
 }
 
@@ -288,7 +295,8 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 		}
 	}
 
-	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start, Exclude: opts.Exclude, Compression: w.Compression()}
+	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start, Exclude: opts.Exclude, Compression: w.Compression(),
+		Group: opts.Group, PolicyVersion: opts.PolicyVersion, Scheduled: opts.Scheduled.UTC()}
 	if parent != nil {
 		p.Parent = parent.ID.String()
 	}

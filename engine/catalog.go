@@ -18,12 +18,17 @@ import (
 // no recovery point. It is rebuildable in the sense that losing it loses
 // only that history; every point is in the store.
 //
-// Schema, version 1:
+// Schema, version 2:
 //
 //	meta/
 //	    "version"        -> u64 big endian: schema version
 //	jobs/
 //	    <u64 job number> -> JSON Job (number big endian, so keys only grow)
+//	groups/              (version 2)
+//	    <group name>     -> JSON Group (members, policy, policy version)
+//
+// Groups are keyed by name: there are tens of them, not millions, and
+// every reader wants them by name.
 //
 // No bucket is keyed by chunk hash: random keys cost bbolt ~50x write
 // amplification at scale; the chunk index lives in the store's index files.
@@ -31,11 +36,13 @@ import (
 // A process opens the catalog only for a short transaction (one job start,
 // one job end, one listing), so several backups waiting on each other for
 // the store lock never wait on the catalog for long; a mount never opens it.
-const catalogVersion = 1
+const catalogVersion = 2
 
 var (
 	bucketMeta = []byte("meta")
 	bucketJobs = []byte("jobs")
+	// bucketGroups holds the protection groups (version 2).
+	bucketGroups = []byte("groups")
 	keyVersion = []byte("version")
 )
 
@@ -54,6 +61,10 @@ var migrations = []migration{
 			}
 		}
 		return nil
+	}},
+	{2, func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketGroups)
+		return err
 	}},
 }
 
@@ -74,6 +85,12 @@ type Job struct {
 	Stats    *Stats `json:"stats,omitempty"`
 	Warnings int    `json:"warnings,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Group is the protection group a backup ran for ("" for a backup
+	// of a path).
+	Group string `json:"group,omitempty"`
+	// Scripts are the group's pre- and post-scripts this job ran, with
+	// their output.
+	Scripts []ScriptRun `json:"scripts,omitempty"`
 }
 
 // ErrCatalogBusy: another process held the catalog for longer than the timeout.

@@ -25,7 +25,7 @@ func TestCatalogMigration1(t *testing.T) {
 		if tx.Bucket(bucketJobs) == nil {
 			t.Error("no jobs bucket")
 		}
-		if v := tx.Bucket(bucketMeta).Get(keyVersion); binary.BigEndian.Uint64(v) != 1 {
+		if v := tx.Bucket(bucketMeta).Get(keyVersion); binary.BigEndian.Uint64(v) != catalogVersion {
 			t.Errorf("version %v", v)
 		}
 		return nil

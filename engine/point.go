@@ -43,6 +43,15 @@ import (
 //	         Optional: omitted by points written before it was recorded,
 //	         which used zstd; a reader that does not know it ignores it,
 //	         so it came without a new version
+//	group    the protection group the backup ran for (optional, like
+//	         compression: omitted by backups of a path and by older
+//	         points)
+//	policy_version the group's policy version the backup ran under
+//	         (optional; omitted with group)
+//	scheduled the recovery point time, RFC 3339 UTC, this point was made
+//	         for (optional): a point that has it is a scheduled recovery
+//	         point, kept for the group's retention range; one without it
+//	         is a sync, kept for the sync window (see Retention)
 //
 // Paths in errors and mount_points are relative to PATH. A point is
 // written only after every pack and index file it needs is durable, so a
@@ -75,6 +84,13 @@ type Point struct {
 	// Compression is the codec of the blobs this backup stored ("" in
 	// points written before it was recorded).
 	Compression chunkstore.Compression `json:"compression,omitempty"`
+	// Group and PolicyVersion are the protection group and its policy
+	// version the backup ran under ("" and 0 otherwise).
+	Group         string `json:"group,omitempty"`
+	PolicyVersion uint64 `json:"policy_version,omitempty"`
+	// Scheduled is the recovery point time this point was made for; zero
+	// for a sync between recovery point times and for backups of a path.
+	Scheduled time.Time `json:"scheduled,omitzero"`
 
 	// Damaged is why the manifest could not be read ("" when it was).
 	// Only Reader.Points and FindPoint return such a point, with ID set

@@ -1,0 +1,403 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Group is a protection group: named data sources sharing one policy. It
+// lives in the catalog's groups bucket; each point made under it records
+// its name and PolicyVersion, so the store alone still says what every
+// point is.
+type Group struct {
+	Name string `json:"name"`
+	// Members are absolute paths (directories, files, block devices);
+	// each is the data source SourceName(member).
+	Members []string `json:"members"`
+	Policy  Policy   `json:"policy"`
+	// PolicyVersion starts at 1 and grows by one with each change of the
+	// policy (not of the members).
+	PolicyVersion uint64    `json:"policy_version"`
+	Created       time.Time `json:"created"`
+	Modified      time.Time `json:"modified"`
+}
+
+// Group errors.
+var (
+	ErrNoGroup     = errors.New("no such protection group")
+	ErrGroupExists = errors.New("protection group exists")
+	// ErrMemberTaken: a data source belongs to one group at most.
+	ErrMemberTaken = errors.New("data source already belongs to a protection group")
+)
+
+// Sources returns the data source of each member, in member order.
+func (g *Group) Sources() []string {
+	out := make([]string, len(g.Members))
+	for i, m := range g.Members {
+		out[i] = SourceName(m)
+	}
+	return out
+}
+
+// CheckGroupName reports why name cannot name a group, or nil.
+func CheckGroupName(name string) error {
+	if checkName(name) != nil {
+		return fmt.Errorf("%w: group name %q: allowed: %s", ErrBadPolicy, name, allowedPoolName)
+	}
+	return nil
+}
+
+// MemberPath makes a member path absolute and clean; the member's file
+// need not exist now (a gone member fails its job, not the group).
+func MemberPath(m string) (string, error) {
+	if m == "" {
+		return "", fmt.Errorf("%w: --member \"\": give a path of a directory, file or block device", ErrBadPolicy)
+	}
+	abs, err := filepath.Abs(m)
+	if err != nil {
+		return "", fmt.Errorf("member %s: %w", m, err)
+	}
+	return abs, nil
+}
+
+// normalize checks g and brings it to the form stored: members absolute,
+// unique and sorted, the policy with its defaults filled.
+func (g *Group) normalize() error {
+	if err := CheckGroupName(g.Name); err != nil {
+		return err
+	}
+	var ms []string
+	for _, m := range g.Members {
+		abs, err := MemberPath(m)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, abs)
+	}
+	slices.Sort(ms)
+	g.Members = slices.Compact(ms)
+	g.Policy = g.Policy.Defaults()
+	if err := g.Policy.Check(); err != nil {
+		return fmt.Errorf("group %s: %w", g.Name, err)
+	}
+	return nil
+}
+
+// groups reads every group of the bucket, by name.
+func loadGroups(tx *bolt.Tx) (map[string]*Group, error) {
+	out := map[string]*Group{}
+	err := tx.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
+		g := &Group{}
+		if err := json.Unmarshal(v, g); err != nil {
+			return fmt.Errorf("catalog: group record %q is unreadable (%v); delete it with 'recall group delete %s' and create it again", k, err, k)
+		}
+		out[g.Name] = g
+		return nil
+	})
+	return out, err
+}
+
+// checkMembers refuses a data source in two groups, naming the group
+// that had it first (the one not being changed).
+func checkMembers(all map[string]*Group, changed string) error {
+	owner := map[string]string{}
+	names := make([]string, 0, len(all))
+	for n := range all {
+		names = append(names, n)
+	}
+	// The group being changed comes last, so the other one is named.
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == changed) != (names[j] == changed) {
+			return names[j] == changed
+		}
+		return names[i] < names[j]
+	})
+	for _, n := range names {
+		g := all[n]
+		for i, src := range g.Sources() {
+			if first, ok := owner[src]; ok && first != n {
+				return fmt.Errorf("group %s: member %s: %w: source %q is in group %q (remove it there first: recall group remove %s --member %s)",
+					n, g.Members[i], ErrMemberTaken, src, first, first, g.Members[i])
+			}
+			owner[src] = n
+		}
+	}
+	return nil
+}
+
+func putGroup(tx *bolt.Tx, g *Group) error {
+	v, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketGroups).Put([]byte(g.Name), v)
+}
+
+// Groups returns every group, by name. Values are copied out of the
+// transaction.
+func (c *Catalog) Groups() ([]Group, error) {
+	var out []Group
+	err := c.guard(func() error {
+		out = out[:0]
+		return c.db.View(func(tx *bolt.Tx) error {
+			all, err := loadGroups(tx)
+			for _, g := range all {
+				out = append(out, *g)
+			}
+			return err
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// Group returns the group name; ErrNoGroup when there is none.
+func (c *Catalog) Group(name string) (Group, error) {
+	gs, err := c.Groups()
+	if err != nil {
+		return Group{}, err
+	}
+	for _, g := range gs {
+		if g.Name == name {
+			return g, nil
+		}
+	}
+	return Group{}, fmt.Errorf("group %q: %w (list them with 'recall group list')", name, ErrNoGroup)
+}
+
+// CreateGroup stores a new group at policy version 1.
+func (c *Catalog) CreateGroup(g Group, now time.Time) (Group, error) {
+	if err := g.normalize(); err != nil {
+		return Group{}, err
+	}
+	g.PolicyVersion, g.Created, g.Modified = 1, now.UTC(), now.UTC()
+	err := c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			all, err := loadGroups(tx)
+			if err != nil {
+				return err
+			}
+			if _, ok := all[g.Name]; ok {
+				return fmt.Errorf("group %q: %w (change it with 'recall group edit')", g.Name, ErrGroupExists)
+			}
+			all[g.Name] = &g
+			if err := checkMembers(all, g.Name); err != nil {
+				return err
+			}
+			return putGroup(tx, &g)
+		})
+	})
+	return g, err
+}
+
+// EditGroup changes the group name with fn and stores it: its policy
+// version grows when the policy changed.
+func (c *Catalog) EditGroup(name string, now time.Time, fn func(*Group) error) (Group, error) {
+	var out Group
+	err := c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			all, err := loadGroups(tx)
+			if err != nil {
+				return err
+			}
+			old, ok := all[name]
+			if !ok {
+				return fmt.Errorf("group %q: %w (list them with 'recall group list')", name, ErrNoGroup)
+			}
+			g := *old
+			g.Members = slices.Clone(old.Members)
+			if err := fn(&g); err != nil {
+				return err
+			}
+			g.Name = name
+			if err := g.normalize(); err != nil {
+				return err
+			}
+			changed := bumpVersion(old, &g, now)
+			all[name] = &g
+			if err := checkMembers(all, name); err != nil {
+				return err
+			}
+			out = g
+			if !changed {
+				return nil
+			}
+			return putGroup(tx, &g)
+		})
+	})
+	return out, err
+}
+
+// bumpVersion sets g's version and modification time from old's and
+// reports whether anything changed.
+func bumpVersion(old, g *Group, now time.Time) bool {
+	g.PolicyVersion, g.Created, g.Modified = old.PolicyVersion, old.Created, old.Modified
+	policyChanged := !reflect.DeepEqual(old.Policy.Defaults(), g.Policy)
+	if policyChanged {
+		g.PolicyVersion++
+	}
+	if policyChanged || !slices.Equal(old.Members, g.Members) {
+		g.Modified = now.UTC()
+		return true
+	}
+	return false
+}
+
+// DeleteGroup removes a group. Its points stay; they are no longer pruned
+// by any policy.
+func (c *Catalog) DeleteGroup(name string) error {
+	return c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketGroups)
+			if b.Get([]byte(name)) == nil {
+				return fmt.Errorf("group %q: %w (list them with 'recall group list')", name, ErrNoGroup)
+			}
+			return b.Delete([]byte(name))
+		})
+	})
+}
+
+// GroupChange is what ApplyGroups did (or would do) to one group.
+type GroupChange struct {
+	Group  string `json:"group"`
+	Action string `json:"action"` // create, update, unchanged, absent
+	// Lines describe the change: "retention: 5d -> 14d", "+member /srv".
+	Lines []string `json:"lines,omitempty"`
+}
+
+// ApplyGroups makes the catalog's groups what decl declares, in one
+// transaction: every group of decl is created or changed to match it
+// (members and the whole policy: a field the declaration leaves out takes
+// its default). Groups the catalog has and decl lacks are left alone and
+// reported as "absent": deleting one is a separate, explicit act. With
+// dryRun nothing is stored. Applying the same declaration twice changes
+// nothing the second time.
+func (c *Catalog) ApplyGroups(decl []Group, dryRun bool, now time.Time) ([]GroupChange, error) {
+	seen := map[string]bool{}
+	for i := range decl {
+		if err := decl[i].normalize(); err != nil {
+			return nil, err
+		}
+		if seen[decl[i].Name] {
+			return nil, fmt.Errorf("%w: group %q is declared twice", ErrBadPolicy, decl[i].Name)
+		}
+		seen[decl[i].Name] = true
+	}
+	var changes []GroupChange
+	errDry := errors.New("dry run")
+	err := c.guard(func() error {
+		changes = changes[:0]
+		err := c.db.Update(func(tx *bolt.Tx) error {
+			all, err := loadGroups(tx)
+			if err != nil {
+				return err
+			}
+			var names []string
+			for n := range all {
+				names = append(names, n)
+			}
+			for _, d := range decl {
+				g := d
+				old, ok := all[g.Name]
+				ch := GroupChange{Group: g.Name}
+				switch {
+				case !ok:
+					g.PolicyVersion, g.Created, g.Modified = 1, now.UTC(), now.UTC()
+					ch.Action, ch.Lines = "create", groupDiff(&Group{}, &g)
+				default:
+					ch.Lines = groupDiff(old, &g)
+					ch.Action = "unchanged"
+					if bumpVersion(old, &g, now) {
+						ch.Action = "update"
+					}
+				}
+				all[g.Name] = &g
+				if ch.Action != "unchanged" {
+					if err := putGroup(tx, &g); err != nil {
+						return err
+					}
+				}
+				changes = append(changes, ch)
+			}
+			if err := checkMembers(all, ""); err != nil {
+				return err
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				if !seen[n] {
+					changes = append(changes, GroupChange{Group: n, Action: "absent",
+						Lines: []string{"not in the file: left as it is (delete it with 'recall group delete " + n + "')"}})
+				}
+			}
+			if dryRun {
+				return errDry
+			}
+			return nil
+		})
+		if err == errDry {
+			return nil
+		}
+		return err
+	})
+	return changes, err
+}
+
+// groupDiff describes how g differs from old: members added and removed,
+// then each policy field that changed, by its flag's name.
+func groupDiff(old, g *Group) []string {
+	var lines []string
+	for _, m := range g.Members {
+		if !slices.Contains(old.Members, m) {
+			lines = append(lines, "+member "+m)
+		}
+	}
+	for _, m := range old.Members {
+		if !slices.Contains(g.Members, m) {
+			lines = append(lines, "-member "+m)
+		}
+	}
+	var a, b map[string]any
+	if old.Name != "" {
+		ja, _ := json.Marshal(old.Policy.Defaults())
+		json.Unmarshal(ja, &a)
+	}
+	jb, _ := json.Marshal(g.Policy)
+	json.Unmarshal(jb, &b)
+	keys := make([]string, 0, len(b))
+	for k := range b {
+		keys = append(keys, k)
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		va, vb := a[k], b[k]
+		if reflect.DeepEqual(va, vb) {
+			continue
+		}
+		show := func(v any) string {
+			if v == nil {
+				return "(none)"
+			}
+			j, _ := json.Marshal(v)
+			return string(j)
+		}
+		if old.Name == "" {
+			lines = append(lines, fmt.Sprintf("%s: %s", k, show(vb)))
+		} else {
+			lines = append(lines, fmt.Sprintf("%s: %s -> %s", k, show(va), show(vb)))
+		}
+	}
+	return lines
+}

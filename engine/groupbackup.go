@@ -1,0 +1,177 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// GroupBackupOptions configure BackupGroup.
+type GroupBackupOptions struct {
+	// Now is the clock (nil: time.Now). It decides, by the group's
+	// recovery point times, whether the points made are scheduled ones.
+	Now func() time.Time
+	// Log receives progress and warning lines; nil discards them.
+	Log func(format string, args ...any)
+	// Warn receives what the catalog did on its own (see WithCatalog).
+	Warn func(format string, args ...any)
+	Lock LockOptions
+	// Progress, if set, returns the progress counter of one member's
+	// backup, and Done is called when it ends.
+	Progress func(member string) *Progress
+	Done     func(member string, p *Point, err error)
+}
+
+// MemberResult is how one member's job went.
+type MemberResult struct {
+	Member string
+	Source string
+	Job    uint64 // its job number in the catalog (0 when not recorded)
+	Point  *Point // nil when the job failed
+	Err    error
+}
+
+// ErrMembersFailed: BackupGroup ran every member and some failed.
+var ErrMembersFailed = errors.New("backup of some group members failed")
+
+// BackupGroup backs up every member of g now, each as its own job
+// (RunJob), with the group's excludes, file system boundary and
+// compression, between its pre- and post-scripts. A member that fails (a
+// path that is gone, a script that fails or hangs) fails its own job; the
+// others still run. The error wraps ErrMembersFailed and names each failed
+// member, or wraps ErrWarnings when every member made a point and some
+// skipped entries.
+//
+// Whether a point is a scheduled recovery point is decided from the clock
+// (Policy.ScheduledSlot): the first backup of a source at or within one
+// sync interval after a recovery point time makes that recovery point;
+// later ones in the same interval are syncs.
+func (s *Store) BackupGroup(ctx context.Context, home string, g *Group, o GroupBackupOptions) ([]MemberResult, error) {
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	if o.Warn == nil {
+		o.Warn = func(string, ...any) {}
+	}
+	pol := g.Policy.Defaults()
+	r, err := pol.compile()
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", g.Name, err)
+	}
+	var out []MemberResult
+	var failed []error
+	warnings := false
+	for i, member := range g.Members {
+		src := g.Sources()[i]
+		res := MemberResult{Member: member, Source: src}
+		j := &Job{Kind: "backup", Group: g.Name, Source: src, Path: member}
+		res.Point, res.Err = RunJob(home, j, o.Warn, func() (*Point, error) {
+			return s.backupMember(ctx, g, pol, r, member, src, j, now, o)
+		})
+		res.Job = j.Number
+		if o.Done != nil {
+			o.Done(member, res.Point, res.Err)
+		}
+		switch {
+		case res.Err == nil:
+		case errors.Is(res.Err, ErrWarnings) && res.Point != nil:
+			warnings = true
+		default:
+			failed = append(failed, fmt.Errorf("member %s: %w", member, res.Err))
+		}
+		out = append(out, res)
+		if ctx.Err() != nil {
+			return out, context.Cause(ctx)
+		}
+	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("group %s: %w: %d of %d: %w", g.Name, ErrMembersFailed, len(failed), len(g.Members), errors.Join(failed...))
+	}
+	if warnings {
+		return out, fmt.Errorf("group %s: %w", g.Name, ErrWarnings)
+	}
+	return out, nil
+}
+
+// backupMember runs one member's pre-script, backup and post-script; the
+// script runs go into j, which RunJob records when this returns.
+func (s *Store) backupMember(ctx context.Context, g *Group, pol Policy, r *rules, member, src string, j *Job, now func() time.Time, o GroupBackupOptions) (*Point, error) {
+	env := []string{"RECALL_GROUP=" + g.Name, "RECALL_MEMBER=" + member, "RECALL_SOURCE=" + src,
+		"RECALL_POLICY_VERSION=" + strconv.FormatUint(g.PolicyVersion, 10)}
+	var p *Point
+	var err error
+	if pol.PreScript != "" {
+		run, serr := runScript(ctx, "pre", pol.PreScript, r.timeout, append(env, "RECALL_PHASE=pre"))
+		j.Scripts = append(j.Scripts, run)
+		err = serr
+	}
+	if err == nil {
+		p, err = s.backupMemberData(ctx, g, pol, r, member, src, now, o)
+	}
+	if pol.PostScript != "" {
+		outcome, id, msg := "ok", "", ""
+		switch {
+		case p != nil && err != nil:
+			outcome, msg = "warnings", err.Error()
+		case err != nil:
+			outcome, msg = "failed", err.Error()
+		}
+		if p != nil {
+			id = p.ID.String()
+		}
+		run, serr := runScript(ctx, "post", pol.PostScript, r.timeout,
+			append(env, "RECALL_PHASE=post", "RECALL_OUTCOME="+outcome, "RECALL_POINT="+id, "RECALL_ERROR="+msg))
+		j.Scripts = append(j.Scripts, run)
+		if serr != nil {
+			if err == nil || errors.Is(err, ErrWarnings) {
+				// The point exists; the job fails all the same, as the
+				// script was part of it.
+				return p, serr
+			}
+			err = fmt.Errorf("%w; then %w", err, serr)
+		}
+	}
+	return p, err
+}
+
+// backupMemberData is the backup itself.
+func (s *Store) backupMemberData(ctx context.Context, g *Group, pol Policy, r *rules, member, src string, now func() time.Time, o GroupBackupOptions) (*Point, error) {
+	if _, err := os.Stat(member); err != nil {
+		return nil, fmt.Errorf("member %s of group %s is gone: %w (restore it, or take it out with 'recall group remove %s --member %s')",
+			member, g.Name, err, g.Name, member)
+	}
+	sess, err := s.Session(ctx, SessionOptions{Purpose: "backup of " + member + " (group " + g.Name + ")", Source: src, Blobs: true, LockOptions: o.Lock})
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	t := now()
+	opts := BackupOptions{Path: member, Source: src, Now: now, Log: o.Log, Exclude: pol.BackupExclude(),
+		Compression: r.compression, Group: g.Name, PolicyVersion: g.PolicyVersion}
+	if slot, ok := r.slot(t); ok && !s.r.hasScheduled(src, slot) {
+		opts.Scheduled = slot
+	}
+	if o.Progress != nil {
+		opts.Progress = o.Progress(member)
+	}
+	return Backup(ctx, sess, opts)
+}
+
+// hasScheduled reports whether source has a point made for the recovery
+// point time slot.
+func (r *Reader) hasScheduled(source string, slot time.Time) bool {
+	pts, err := r.Points()
+	if err != nil {
+		return false
+	}
+	for i := len(pts) - 1; i >= 0; i-- {
+		if p := pts[i]; p.Source == source && p.Scheduled.Equal(slot) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"golang.org/x/sys/unix"
+)
+
+// SourceStatus is the state of one data source.
+//
+// Sizes, honestly defined:
+//   - Protected is what the newest point holds (its files' bytes): what a
+//     full restore of the source would write;
+//   - Stored is what the source's remaining points added to the store when
+//     they were made (their stored_bytes, compressed): cheap to know, but
+//     a blob first stored by a point since forgotten, or by another
+//     source, counts for that point, not for this source. The store-wide
+//     figure (StoreStatus.Stored) is the real size on disk;
+//   - DedupRatio is the bytes all remaining points hold over Stored.
+type SourceStatus struct {
+	Group     string    `json:"group,omitempty"` // "" for a source in no group
+	Source    string    `json:"source"`
+	LastGood  string    `json:"last_good_point,omitempty"` // newest readable point
+	LastTime  time.Time `json:"last_good_time,omitzero"`
+	Points    int       `json:"points"`
+	Protected int64     `json:"protected_bytes"`
+	Stored    int64     `json:"stored_bytes"`
+	// DedupRatio is 0 when nothing is stored.
+	DedupRatio float64 `json:"dedup_ratio"`
+	// GrowthPerDay is the stored bytes of the points of the last 7 days,
+	// over 7.
+	GrowthPerDay int64 `json:"growth_per_day"`
+}
+
+// StoreStatus is the state of the store and of every source in it.
+type StoreStatus struct {
+	Time    time.Time      `json:"time"`
+	Sources []SourceStatus `json:"sources"`
+	// Stored is the size of every file of the store (packs, index files,
+	// manifests): what it takes on disk.
+	Stored       int64 `json:"stored_bytes"`
+	Protected    int64 `json:"protected_bytes"` // sum over sources
+	GrowthPerDay int64 `json:"growth_per_day"`  // sum over sources
+	// Free is what the store's file system has left for recall (-1 when
+	// unknown: a store not on a local file system).
+	Free int64 `json:"free_bytes"`
+	// DaysUntilFull is Free over GrowthPerDay; -1 when there is no
+	// growth or Free is unknown.
+	DaysUntilFull float64  `json:"days_until_full"`
+	Warnings      []string `json:"warnings,omitempty"`
+}
+
+// Status thresholds: DPM's sizing rule, and two weeks of growth.
+const (
+	freeOverProtected = 1.5
+	minDaysOfGrowth   = 14
+	growthDays        = 7
+)
+
+// Status reports every source of the store (grouped as groups say) as of
+// now. Reading only: no lock.
+func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*StoreStatus, error) {
+	pts, err := s.r.Points()
+	if err != nil {
+		return nil, err
+	}
+	groupOf := map[string]string{}
+	for _, g := range groups {
+		for _, src := range g.Sources() {
+			groupOf[src] = g.Name
+		}
+	}
+	by := map[string]*SourceStatus{}
+	for _, p := range pts {
+		if p.Damaged != "" {
+			continue
+		}
+		st := by[p.Source]
+		if st == nil {
+			st = &SourceStatus{Group: groupOf[p.Source], Source: p.Source}
+			by[p.Source] = st
+		}
+		st.Points++
+		st.Stored += p.Stats.StoredBytes
+		if !p.Time.Before(st.LastTime) {
+			st.LastGood, st.LastTime, st.Protected = p.ID.String(), p.Time, p.Stats.Bytes
+		}
+		if age := now.Sub(p.Time); age >= 0 && age <= growthDays*day {
+			st.GrowthPerDay += p.Stats.StoredBytes
+		}
+	}
+	// Members with no point yet are listed too: they need attention.
+	for _, g := range groups {
+		for _, src := range g.Sources() {
+			if by[src] == nil {
+				by[src] = &SourceStatus{Group: g.Name, Source: src}
+			}
+		}
+	}
+	out := &StoreStatus{Time: now.UTC(), Free: -1, DaysUntilFull: -1}
+	bytesBySource := map[string]int64{}
+	for _, p := range pts {
+		if p.Damaged == "" {
+			bytesBySource[p.Source] += p.Stats.Bytes
+		}
+	}
+	for _, st := range by {
+		st.GrowthPerDay /= growthDays
+		if st.Stored > 0 {
+			st.DedupRatio = math.Round(float64(bytesBySource[st.Source])/float64(st.Stored)*100) / 100
+		}
+		out.Protected += st.Protected
+		out.GrowthPerDay += st.GrowthPerDay
+		out.Sources = append(out.Sources, *st)
+		if st.LastGood == "" {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("source %s (group %s) has no recovery point yet: run 'recall backup --group %s'", st.Source, st.Group, st.Group))
+		}
+	}
+	sort.Slice(out.Sources, func(i, j int) bool {
+		a, b := out.Sources[i], out.Sources[j]
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		return a.Source < b.Source
+	})
+	be := s.st.Backend()
+	for _, t := range []backend.FileType{backend.Packs, backend.Index, backend.Points} {
+		if err := be.List(ctx, t, func(_ string, size int64) error { out.Stored += size; return nil }); err != nil {
+			return nil, fmt.Errorf("status: list %s of %s: %w", t, be.Location(), err)
+		}
+	}
+	var fs unix.Statfs_t
+	if unix.Statfs(s.Dir(), &fs) == nil {
+		out.Free = int64(fs.Bavail) * fs.Bsize
+	}
+	if out.Free >= 0 && out.GrowthPerDay > 0 {
+		out.DaysUntilFull = math.Round(float64(out.Free)/float64(out.GrowthPerDay)*10) / 10
+	}
+	if out.Free >= 0 && float64(out.Free) < freeOverProtected*float64(out.Protected) {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("free space %d bytes is under %.1fx the protected data (%d bytes): add disk space or protect less", out.Free, freeOverProtected, out.Protected))
+	}
+	if out.DaysUntilFull >= 0 && out.DaysUntilFull < minDaysOfGrowth {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("at %d bytes a day the store's file system is full in %.1f days (under %d): add disk space, shorten retention, prune and gc", out.GrowthPerDay, out.DaysUntilFull, minDaysOfGrowth))
+	}
+	return out, nil
+}
