@@ -49,6 +49,9 @@ var ErrMembersFailed = errors.New("backup of some group members failed")
 // (Policy.ScheduledSlot): the first backup of a source at or within one
 // sync interval after a recovery point time makes that recovery point;
 // later ones in the same interval are syncs.
+//
+// Jobs are recorded in home's catalog; with home "" none is (a store
+// outside a home, and tests that make thousands of points).
 func (s *Store) BackupGroup(ctx context.Context, home string, g *Group, o GroupBackupOptions) ([]MemberResult, error) {
 	now := time.Now
 	if o.Now != nil {

@@ -128,11 +128,8 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		}
 		return a.Source < b.Source
 	})
-	be := s.st.Backend()
-	for _, t := range []backend.FileType{backend.Packs, backend.Index, backend.Points} {
-		if err := be.List(ctx, t, func(_ string, size int64) error { out.Stored += size; return nil }); err != nil {
-			return nil, fmt.Errorf("status: list %s of %s: %w", t, be.Location(), err)
-		}
+	if out.Stored, err = s.storedBytes(ctx); err != nil {
+		return nil, err
 	}
 	var fs unix.Statfs_t
 	if unix.Statfs(s.Dir(), &fs) == nil {
@@ -148,4 +145,17 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		out.Warnings = append(out.Warnings, fmt.Sprintf("at %d bytes a day the store's file system is full in %.1f days (under %d): add disk space, shorten retention, prune and gc", out.GrowthPerDay, out.DaysUntilFull, minDaysOfGrowth))
 	}
 	return out, nil
+}
+
+// storedBytes is the size of the store's packs, index files and point
+// manifests.
+func (s *Store) storedBytes(ctx context.Context) (int64, error) {
+	be := s.st.Backend()
+	var n int64
+	for _, t := range []backend.FileType{backend.Packs, backend.Index, backend.Points} {
+		if err := be.List(ctx, t, func(_ string, size int64) error { n += size; return nil }); err != nil {
+			return 0, fmt.Errorf("status: list %s of %s: %w", t, be.Location(), err)
+		}
+	}
+	return n, nil
 }

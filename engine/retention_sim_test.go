@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// simState writes the data state of day d into dir: a file that never
+// changes, one rewritten each day, and a log that grows by a little each
+// day. Its files get the day's midnight as mtime, so two backups of one
+// state read the same metadata.
+func simState(t testing.TB, dir string, d int, midnight time.Time) {
+	t.Helper()
+	rnd := func(seed int64, n int) []byte {
+		b := make([]byte, n)
+		rand.New(rand.NewSource(seed)).Read(b)
+		return b
+	}
+	files := map[string][]byte{
+		"static.bin": rnd(1, 48<<10),
+		"daily.bin":  rnd(1000+int64(d), 12<<10),
+	}
+	var log []byte
+	for i := 0; i <= d; i++ {
+		log = append(log, fmt.Sprintf("day %d: %x\n", i, rnd(int64(i), 512))...)
+	}
+	files["sub/app.log"] = log
+	for name, b := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, midnight, midnight); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// newHome makes a home with an initialized store and opens the store.
+func newHome(t testing.TB) (string, *Store) {
+	t.Helper()
+	home := t.TempDir()
+	if _, err := chunkstore.Init(StoreDir(home), chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(StoreDir(home), chunkstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return home, st
+}
+
+// freshStoreSize builds a fresh store holding one point for each entry of
+// days, in order: a backup of the data state of that day (simState), as
+// the points a retention kept were. It returns the store's size (packs,
+// index files, manifests), the size a store that held only those points
+// from the start would have; garbage collection is to bring a pruned store
+// within 10% of it.
+func freshStoreSize(t testing.TB, days []int, start time.Time) int64 {
+	t.Helper()
+	_, st := newHome(t)
+	src := filepath.Join(t.TempDir(), "data")
+	for i, d := range days {
+		if i == 0 || days[i-1] != d {
+			simState(t, src, d, start.AddDate(0, 0, d))
+		}
+		s, err := st.Session(context.Background(), SessionOptions{Purpose: "fresh", Source: "data", Blobs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Backup(context.Background(), s, BackupOptions{Path: src, Source: "data", Now: func() time.Time { return start.AddDate(0, 0, d) }}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	n, err := st.storedBytes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRetentionThirtyDays is the protection group of the issue run for 30
+// days on an injected clock: a sync every 15 minutes, recovery points at
+// 09:00, 12:00, 15:00, 18:00 and 21:00, 14 days of retention and a 48 h
+// sync window, with real backups of a small tree that changes once a day
+// into a real store, pruned after every scheduled point as a server would.
+// At the end exactly the points the schedule implies are left: computed
+// here from the schedule alone, not by Retention.
+func TestRetentionThirtyDays(t *testing.T) {
+	_, st := newHome(t)
+	src := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := &Group{Name: "web", Members: []string{src}, PolicyVersion: 3, Policy: Policy{
+		Retention: "14d", Sync: "15m", At: []string{"09:00", "12:00", "15:00", "18:00", "21:00"}, SyncWindow: "48h"}}
+	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	const days, perDay = 30, 24 * 4
+	var now time.Time
+	clock := func() time.Time { return now }
+	ctx := context.Background()
+	quiet := GroupBackupOptions{Now: clock, Warn: t.Logf}
+	for k := 0; k < days*perDay; k++ {
+		now = start.Add(time.Duration(k) * 15 * time.Minute)
+		if k%perDay == 0 {
+			simState(t, src, k/perDay, now)
+		}
+		res, err := st.BackupGroup(ctx, "", g, quiet)
+		if err != nil {
+			t.Fatalf("%s: backup: %v", now, err)
+		}
+		p := res[0].Point
+		if p.Group != "web" || p.PolicyVersion != 3 {
+			t.Fatalf("%s: point records group %q version %d", now, p.Group, p.PolicyVersion)
+		}
+		if !p.Scheduled.IsZero() {
+			if _, err := st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: now}); err != nil {
+				t.Fatalf("%s: prune: %v", now, err)
+			}
+		}
+	}
+	end := now
+	if _, err := st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: end}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The expected set, from the schedule: the points at the five times
+	// of each day no older than 14 days, every sync of the last 48 hours.
+	type want struct {
+		time      time.Time
+		scheduled bool
+	}
+	var expect []want
+	var keptDays []int
+	for k := 0; k < days*perDay; k++ {
+		tm := start.Add(time.Duration(k) * 15 * time.Minute)
+		sched := tm.Minute() == 0 && slices.Contains([]int{9, 12, 15, 18, 21}, tm.Hour())
+		age := end.Sub(tm)
+		if (sched && age <= 14*24*time.Hour) || age <= 48*time.Hour {
+			expect = append(expect, want{tm, sched})
+			keptDays = append(keptDays, k/perDay)
+		}
+	}
+	pts, err := st.Reader().Points()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []want
+	for _, p := range pts {
+		got = append(got, want{p.Time, !p.Scheduled.IsZero()})
+		if !p.Scheduled.IsZero() && !p.Scheduled.Equal(p.Time) {
+			t.Errorf("point of %s made for %s", p.Time, p.Scheduled)
+		}
+	}
+	if !slices.Equal(got, expect) {
+		t.Errorf("%d points left, want %d", len(got), len(expect))
+		gs, ws := map[time.Time]bool{}, map[time.Time]bool{}
+		for _, g := range got {
+			gs[g.time] = g.scheduled
+		}
+		for _, w := range expect {
+			ws[w.time] = w.scheduled
+			if s, ok := gs[w.time]; !ok || s != w.scheduled {
+				t.Errorf("missing or misclassified: %s scheduled=%v", w.time, w.scheduled)
+			}
+		}
+		for _, g := range got {
+			if _, ok := ws[g.time]; !ok {
+				t.Errorf("unexpected: %s scheduled=%v", g.time, g.scheduled)
+			}
+		}
+	}
+	t.Logf("%d points kept of %d made", len(got), days*perDay)
+
+	size, err := st.storedBytes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := freshStoreSize(t, keptDays, start)
+	// Prune frees nothing by itself: garbage collection is what brings
+	// size within 10% of fresh.
+	t.Logf("store %d bytes after prune, a fresh store of the kept points %d bytes", size, fresh)
+}
