@@ -43,7 +43,7 @@ var (
 	bucketJobs = []byte("jobs")
 	// bucketGroups holds the protection groups (version 2).
 	bucketGroups = []byte("groups")
-	keyVersion = []byte("version")
+	keyVersion   = []byte("version")
 )
 
 // migration brings the schema from version-1 to version.

@@ -13,17 +13,17 @@ import (
 // Retention rules, as Decision.Rule names them; scripts rely on these
 // names. The first that applies to a point decides it, in this order:
 const (
-	RuleDamaged   = "damaged"         // keep: the manifest is unreadable; only forget removes it
-	RuleFuture    = "future"          // keep: made after the as-of time
-	RuleNewest    = "newest"          // keep: a source's newest point is always kept
-	RuleRange     = "retention-range" // keep: a scheduled point within the retention range
-	RuleWindow    = "sync-window"     // keep: any point within the sync window
-	RuleDaily     = "keep-daily"      // keep: beyond the range, newest of one of the last N days with points
-	RuleWeekly    = "keep-weekly"     // keep: likewise per ISO week
-	RuleMonthly   = "keep-monthly"    // keep: likewise per month
-	RuleYearly    = "keep-yearly"     // keep: likewise per year
-	RuleExpired   = "expired"         // drop: a scheduled point beyond the retention range
-	RuleSyncAged  = "sync-expired"    // drop: a sync (not scheduled) beyond the sync window
+	RuleDamaged  = "damaged"         // keep: the manifest is unreadable; only forget removes it
+	RuleFuture   = "future"          // keep: made after the as-of time
+	RuleNewest   = "newest"          // keep: a source's newest point is always kept
+	RuleRange    = "retention-range" // keep: a scheduled point within the retention range
+	RuleWindow   = "sync-window"     // keep: any point within the sync window
+	RuleDaily    = "keep-daily"      // keep: beyond the range, newest of one of the last N days with points
+	RuleWeekly   = "keep-weekly"     // keep: likewise per ISO week
+	RuleMonthly  = "keep-monthly"    // keep: likewise per month
+	RuleYearly   = "keep-yearly"     // keep: likewise per year
+	RuleExpired  = "expired"         // drop: a scheduled point beyond the retention range
+	RuleSyncAged = "sync-expired"    // drop: a sync (not scheduled) beyond the sync window
 )
 
 // Decision is what retention decides for one point.

@@ -43,8 +43,9 @@ func init() {
 	register(&cli.Command{
 		Name:      "backup",
 		Usage:     "back up a directory, a file or a block device as a new recovery point",
-		ArgsUsage: "PATH",
+		ArgsUsage: "[PATH]",
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "group", Usage: "back up every member of protection group `NAME` now, each as its own job, under the group's policy (no PATH)"},
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` (default: derived from PATH)"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the new point as JSON lines (see the README)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "how long to wait for another backup of this store to finish"},
@@ -58,8 +59,11 @@ func init() {
 			&cli.StringFlag{Name: "compression", Usage: "codec of new data for this backup: zstd, s2 or off (default: the store's, set at init)"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.IsSet("group") {
+				return backupGroup(c)
+			}
 			if c.NArg() != 1 {
-				return usagef("backup needs exactly one PATH")
+				return usagef("backup needs exactly one PATH (or --group NAME)")
 			}
 			if s := c.String("source"); c.IsSet("source") {
 				if err := engine.ValidSourceName(s); err != nil {
@@ -202,4 +206,71 @@ func human(n int64) string {
 		return "-" + humanize.IBytes(uint64(-n))
 	}
 	return humanize.IBytes(uint64(n))
+}
+
+// backupGroup is backup --group: the group's policy says what to read, so
+// the flags that say it for one PATH are refused rather than ignored.
+func backupGroup(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("backup --group takes no PATH: it backs up the group's members (add one with 'recall group add')")
+	}
+	for _, f := range []string{"source", "exclude", "exclude-file", "exclude-caches", "exclude-if-present", "exclude-larger-than", "one-file-system", "compression"} {
+		if c.IsSet(f) {
+			return usagef("backup --group: --%s comes from the group's policy; change it with 'recall group edit %s --...'", f, c.String("group"))
+		}
+	}
+	var g engine.Group
+	if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+		var err error
+		g, err = cat.Group(c.String("group"))
+		return err
+	}); err != nil {
+		return err
+	}
+	if len(g.Members) == 0 {
+		return fmt.Errorf("group %s has no members: add one with 'recall group add %s --member PATH'", g.Name, g.Name)
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	res, err := st.BackupGroup(c.Context, c.String("home"), &g, engine.GroupBackupOptions{
+		Log:  func(f string, a ...any) { logf(f, a...) },
+		Warn: warnf,
+		Lock: lockWait(c),
+	})
+	var out []backupJSON
+	for _, r := range res {
+		if r.Point != nil {
+			fs.Refresh(c.String("home"), r.Point.Source)
+		}
+		switch {
+		case c.Bool("json"):
+			if r.Point != nil {
+				out = append(out, backupSummary(r.Point))
+			}
+		case c.Bool("quiet"):
+		case r.Point != nil:
+			kind := "sync"
+			if !r.Point.Scheduled.IsZero() {
+				kind = "recovery point of " + r.Point.Scheduled.Local().Format("15:04")
+			}
+			fmt.Fprintf(c.App.Writer, "member %s: point %s of source %s (%s, job %d)\n", r.Member, r.Point.ID.String()[:12], r.Source, kind, r.Job)
+			if r.Err != nil {
+				fmt.Fprintf(c.App.Writer, "  %v\n", r.Err)
+			}
+		default:
+			fmt.Fprintf(c.App.Writer, "member %s: failed (job %d): %v\n", r.Member, r.Job, r.Err)
+		}
+	}
+	if c.Bool("json") {
+		if out == nil {
+			out = []backupJSON{}
+		}
+		if perr := printJSON(c, out); perr != nil {
+			return perr
+		}
+	}
+	return err
 }

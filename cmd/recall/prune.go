@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/fs"
+	"github.com/urfave/cli/v2"
+)
+
+// pruneJSON is one point of prune --json; scripts rely on these fields.
+type pruneJSON struct {
+	Group   string    `json:"group"`
+	Source  string    `json:"source"`
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Keep    bool      `json:"keep"`
+	Rule    string    `json:"rule"`
+	Why     string    `json:"why"`
+	Removed bool      `json:"removed"`
+}
+
+func init() {
+	register(&cli.Command{
+		Name:  "prune",
+		Usage: "forget the points that fall outside their protection group's policy (their chunks stay until gc)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "group", Usage: "prune only group `NAME`"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be kept and forgotten, forget nothing"},
+			&cli.StringFlag{Name: "as-of", Usage: "decide as of `TIME` (RFC 3339, like 2026-11-21T18:00:00Z; default now)"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array, one element per point"},
+			&cli.DurationFlag{Name: "lock-wait", Value: 10 * time.Minute, Usage: "how long to wait for a running backup of a source to finish"},
+		},
+		Action: func(c *cli.Context) error {
+			asOf := time.Now()
+			if s := c.String("as-of"); s != "" {
+				t, err := time.Parse(time.RFC3339, s)
+				if err != nil {
+					return usagef("--as-of %q: give an RFC 3339 time, like 2026-11-21T18:00:00Z or 2026-11-21T18:00:00+01:00", s)
+				}
+				asOf = t
+			}
+			var groups []engine.Group
+			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+				var err error
+				groups, err = cat.Groups()
+				return err
+			}); err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			j := &engine.Job{Kind: "prune"}
+			var entries []engine.PruneEntry
+			run := func() (*engine.Point, error) {
+				entries, err = st.Prune(c.Context, groups, engine.PruneOptions{Group: c.String("group"), AsOf: asOf, DryRun: c.Bool("dry-run"), Lock: lockWait(c)})
+				return nil, err
+			}
+			if c.Bool("dry-run") {
+				run()
+			} else {
+				engine.RunJob(c.String("home"), j, warnf, run)
+			}
+			refreshed := map[string]bool{}
+			for _, e := range entries {
+				if e.Removed && !refreshed[e.Point.Source] {
+					fs.Refresh(c.String("home"), e.Point.Source)
+					refreshed[e.Point.Source] = true
+				}
+			}
+			if c.Bool("json") {
+				out := []pruneJSON{}
+				for _, e := range entries {
+					out = append(out, pruneJSON{Group: e.Group, Source: e.Point.Source, ID: e.Point.ID.String(), Time: e.Point.Time,
+						Keep: e.Keep, Rule: e.Rule, Why: e.Why, Removed: e.Removed})
+				}
+				if perr := printJSON(c, out); perr != nil {
+					return perr
+				}
+				return err
+			}
+			kept, dropped := 0, 0
+			for _, e := range entries {
+				verb := "keep"
+				switch {
+				case e.Keep:
+					kept++
+				case e.Removed:
+					verb, dropped = "forgot", dropped+1
+				default:
+					verb, dropped = "drop", dropped+1
+				}
+				fmt.Fprintf(c.App.Writer, "%-6s %s %-20s %s %-16s %s\n", verb, e.Point.ID.String()[:12], e.Point.Source,
+					e.Point.Time.UTC().Format(time.RFC3339), e.Rule, e.Why)
+			}
+			if c.Bool("dry-run") {
+				fmt.Fprintf(c.App.Writer, "dry run as of %s: %d kept, %d would be forgotten\n", asOf.Format(time.RFC3339), kept, dropped)
+			} else {
+				fmt.Fprintf(c.App.Writer, "as of %s: %d kept, %d forgotten; their chunks stay until 'recall gc'\n", asOf.Format(time.RFC3339), kept, dropped)
+			}
+			return err
+		},
+	})
+}
