@@ -1,0 +1,240 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/internal/golden"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Migration 2 adds the groups bucket to a version 1 catalog and keeps its
+// jobs.
+func TestCatalogMigration2(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "catalog.db")
+	db, err := bolt.Open(p, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := migrations[0].apply(tx); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyVersion, binary.BigEndian.AppendUint64(nil, 1)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketJobs).Put(binary.BigEndian.AppendUint64(nil, 1), []byte(`{"number":1,"kind":"backup","status":"ok"}`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCatalog(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketGroups) == nil {
+			t.Error("no groups bucket")
+		}
+		if v := tx.Bucket(bucketMeta).Get(keyVersion); binary.BigEndian.Uint64(v) != 2 {
+			t.Errorf("version %x", v)
+		}
+		return nil
+	})
+	jobs, err := c.Jobs(0)
+	if err != nil || len(jobs) != 1 || jobs[0].Kind != "backup" {
+		t.Errorf("jobs after migration: %+v %v", jobs, err)
+	}
+	if _, err := c.CreateGroup(Group{Name: "g"}, time.Now()); err != nil {
+		t.Error(err)
+	}
+}
+
+func testCatalog(t *testing.T) *Catalog {
+	t.Helper()
+	c, err := OpenCatalog(filepath.Join(t.TempDir(), "catalog.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestGroupLifecycle(t *testing.T) {
+	c := testCatalog(t)
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	g, err := c.CreateGroup(Group{Name: "web", Members: []string{"/srv/www", "/srv/www/", "/etc"}, Policy: Policy{Retention: "14d"}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.PolicyVersion != 1 || !reflect.DeepEqual(g.Members, []string{"/etc", "/srv/www"}) || g.Policy.Sync != DefaultSync {
+		t.Errorf("created %+v", g)
+	}
+	if _, err := c.CreateGroup(Group{Name: "web"}, now); !errors.Is(err, ErrGroupExists) {
+		t.Errorf("second create: %v", err)
+	}
+	// A source belongs to one group: the message names the first.
+	_, err = c.CreateGroup(Group{Name: "db", Members: []string{"/var/lib/pg", "/etc"}}, now)
+	if !errors.Is(err, ErrMemberTaken) || !strings.Contains(err.Error(), `group "web"`) {
+		t.Errorf("member in two groups: %v", err)
+	}
+	if _, err := c.CreateGroup(Group{Name: "db", Members: []string{"/var/lib/pg"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EditGroup("db", now, func(g *Group) error { g.Members = append(g.Members, "/srv/www"); return nil }); !errors.Is(err, ErrMemberTaken) || !strings.Contains(err.Error(), `group "web"`) {
+		t.Errorf("add a taken member: %v", err)
+	}
+	// An edit that changes nothing keeps the version; a policy change
+	// bumps it; a member change does not.
+	for _, c2 := range []struct {
+		fn      func(*Group)
+		version uint64
+	}{
+		{func(g *Group) { g.Policy.Retention = "14d" }, 1},
+		{func(g *Group) { g.Policy.Retention = "30d" }, 2},
+		{func(g *Group) { g.Members = append(g.Members, "/home") }, 2},
+		{func(g *Group) { g.Policy.At = []string{"9:00", "21:00"} }, 3},
+	} {
+		g, err = c.EditGroup("web", now, func(g *Group) error { c2.fn(g); return nil })
+		if err != nil || g.PolicyVersion != c2.version {
+			t.Errorf("edit: version %d %v, want %d", g.PolicyVersion, err, c2.version)
+		}
+	}
+	if _, err := c.EditGroup("web", now, func(g *Group) error { g.Policy.Sync = "1m"; return nil }); !errors.Is(err, ErrBadPolicy) {
+		t.Errorf("bad edit: %v", err)
+	}
+	if g, _ := c.Group("web"); g.PolicyVersion != 3 || g.Policy.Sync != DefaultSync {
+		t.Errorf("a refused edit was stored: %+v", g)
+	}
+	gs, err := c.Groups()
+	if err != nil || len(gs) != 2 || gs[0].Name != "db" || gs[1].Name != "web" {
+		t.Errorf("groups %+v %v", gs, err)
+	}
+	if err := c.DeleteGroup("db"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Group("db"); !errors.Is(err, ErrNoGroup) {
+		t.Errorf("deleted group: %v", err)
+	}
+	if _, err := c.CreateGroup(Group{Name: "bad name"}, now); !errors.Is(err, ErrBadPolicy) {
+		t.Errorf("bad name: %v", err)
+	}
+}
+
+// Applying a declaration is idempotent; a dry run changes nothing and
+// reports what the real run does.
+func TestApplyGroups(t *testing.T) {
+	c := testCatalog(t)
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := c.CreateGroup(Group{Name: "old", Members: []string{"/old"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	decl := []Group{
+		{Name: "web", Members: []string{"/srv/www"}, Policy: Policy{Retention: "14d", At: []string{"09:00", "18:00"}}},
+		{Name: "old", Members: []string{"/old"}, Policy: Policy{Retention: "30d"}},
+	}
+	dry, err := c.ApplyGroups(decl, true, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gs, _ := c.Groups(); len(gs) != 1 {
+		t.Errorf("dry run stored: %+v", gs)
+	}
+	real, err := c.ApplyGroups(decl, false, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dry, real) {
+		t.Errorf("dry run %+v\nreal %+v", dry, real)
+	}
+	if real[0].Action != "create" || real[1].Action != "update" || !strings.Contains(strings.Join(real[1].Lines, "\n"), `retention: "5d" -> "30d"`) {
+		t.Errorf("changes %+v", real)
+	}
+	again, err := c.ApplyGroups(decl, false, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range again {
+		if ch.Action != "unchanged" {
+			t.Errorf("second apply: %+v", ch)
+		}
+	}
+	if g, _ := c.Group("old"); g.PolicyVersion != 2 {
+		t.Errorf("old: version %d", g.PolicyVersion)
+	}
+	// One source in two declared groups: refused, nothing stored.
+	bad := append(decl, Group{Name: "x", Members: []string{"/srv/www"}})
+	if _, err := c.ApplyGroups(bad, false, now); !errors.Is(err, ErrMemberTaken) {
+		t.Errorf("conflict: %v", err)
+	}
+	if _, err := c.Group("x"); !errors.Is(err, ErrNoGroup) {
+		t.Errorf("a refused apply stored group x")
+	}
+}
+
+// A manifest with the group fields is version 2 still: they are optional,
+// and manifests without them decode with none.
+func TestPointGroupGolden(t *testing.T) {
+	p := samplePoint()
+	p.Group, p.PolicyVersion = "web", 3
+	p.Scheduled = time.Date(2026, 11, 21, 21, 0, 0, 0, time.UTC)
+	b := encodePoint(p)
+	golden.Check(t, "point-v2-group.golden", b)
+	got, err := decodePoint(id(5), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ID = id(5)
+	if !reflect.DeepEqual(got, p) {
+		t.Errorf("round trip differs:\n got %+v\nwant %+v", got, p)
+	}
+	for _, name := range []string{"point-v2.golden", "point-v1.golden"} {
+		old, err := decodePoint(id(5), readGolden(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if old.Group != "" || old.PolicyVersion != 0 || !old.Scheduled.IsZero() {
+			t.Errorf("%s decodes with group %q version %d scheduled %s", name, old.Group, old.PolicyVersion, old.Scheduled)
+		}
+	}
+}
+
+// A member that is gone fails its own job, naming it; the other members
+// run; the post-script runs for both, with the outcome in its environment.
+func TestBackupGroupGoneMember(t *testing.T) {
+	home, st := newHome(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	os.MkdirAll(good, 0o755)
+	os.WriteFile(filepath.Join(good, "f"), []byte("data"), 0o644)
+	outcomes := filepath.Join(dir, "outcomes")
+	g := &Group{Name: "g", PolicyVersion: 1, Members: []string{filepath.Join(dir, "gone"), good},
+		Policy: Policy{PostScript: `echo "$RECALL_MEMBER $RECALL_OUTCOME $RECALL_PHASE" >> ` + outcomes}}
+	res, err := st.BackupGroup(context.Background(), home, g, GroupBackupOptions{})
+	if !errors.Is(err, ErrMembersFailed) || !strings.Contains(err.Error(), filepath.Join(dir, "gone")) {
+		t.Errorf("err %v", err)
+	}
+	if len(res) != 2 || res[0].Point != nil || res[1].Point == nil || res[1].Err != nil {
+		t.Fatalf("results %+v", res)
+	}
+	b, _ := os.ReadFile(outcomes)
+	want := filepath.Join(dir, "gone") + " failed post\n" + good + " ok post\n"
+	if string(b) != want {
+		t.Errorf("post-script saw\n%s\nwant\n%s", b, want)
+	}
+	var jobs []Job
+	WithCatalog(home, time.Second, t.Logf, func(c *Catalog) error { jobs, err = c.Jobs(0); return err })
+	if len(jobs) != 2 || jobs[0].Status != "failed" || !strings.Contains(jobs[0].Error, "gone") || jobs[0].Group != "g" ||
+		jobs[1].Status != "ok" || len(jobs[1].Scripts) != 1 || jobs[1].Scripts[0].Phase != "post" {
+		t.Errorf("jobs %+v", jobs)
+	}
+}
