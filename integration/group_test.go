@@ -1,0 +1,235 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An invalid policy is refused with exit code 2, naming the flag and the
+// allowed values, and nothing is stored.
+func TestGroupInvalidPolicy(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	for _, c := range []struct {
+		args    []string
+		allowed string
+	}{
+		{[]string{"--retention", "11y"}, "1d to 10y"},
+		{[]string{"--sync", "5m"}, "15m to 24h (like 15m, 1h, 2h30m) or before-point"},
+		{[]string{"--at", "25:00"}, "HH:MM"},
+		{[]string{"--days", "someday"}, "mon, tue, wed, thu, fri, sat, sun"},
+		{[]string{"--end-user-recovery", "maybe"}, "on or off"},
+		{[]string{"--compression", "lz4"}, "zstd, s2 or off"},
+		{[]string{"--tape-retention", "6mo", "--tape-frequency", "yearly"}, "daily, weekly, bi-weekly, monthly"},
+		{[]string{"--tape-frequency", "daily", "--tape-retention", "30d"}, "1w to 4w, 1mo to 11mo, or 1y to 99y"},
+	} {
+		r := e.run(append([]string{"group", "create", "g", "--member", t.TempDir()}, c.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.args[len(c.args)-2]) || !strings.Contains(r.stderr, c.allowed) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 naming %q", c.args, r.code, r.stderr, c.allowed)
+		}
+	}
+	var gs []any
+	must(t, json.Unmarshal([]byte(e.ok("group", "list", "--json")), &gs))
+	if len(gs) != 0 {
+		t.Errorf("refused groups stored: %v", gs)
+	}
+	// A source in a second group is refused naming the first.
+	dir := t.TempDir()
+	e.ok("group", "create", "first", "--member", dir)
+	r := e.run("group", "create", "second", "--member", dir)
+	if r.code == 0 || !strings.Contains(r.stderr, `group "first"`) {
+		t.Errorf("second group of one source: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// jobsOf lists the catalog's jobs.
+func jobsOf(t *testing.T, e *env) []jobJSON {
+	var jobs []jobJSON
+	must(t, json.Unmarshal([]byte(e.ok("jobs", "--json", "--last", "0")), &jobs))
+	return jobs
+}
+
+type jobJSON struct {
+	Kind    string `json:"kind"`
+	Group   string `json:"group"`
+	Path    string `json:"path"`
+	Status  string `json:"status"`
+	Error   string `json:"error"`
+	Point   string `json:"point"`
+	Scripts []struct {
+		Phase    string `json:"phase"`
+		Output   string `json:"output"`
+		TimedOut bool   `json:"timed_out"`
+		ExitCode int    `json:"exit_code"`
+	} `json:"scripts"`
+}
+
+// A member that is gone fails its own job, naming it; the other member is
+// backed up; the command exits non-zero.
+func TestGroupGoneMember(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	good := t.TempDir()
+	mustWrite(t, filepath.Join(good, "f"), randBytes(1, 10_000), 0o644)
+	gone := filepath.Join(t.TempDir(), "gone")
+	must(t, os.Mkdir(gone, 0o755))
+	e.ok("group", "create", "g", "--member", gone, "--member", good)
+	must(t, os.Remove(gone))
+	r := e.run("backup", "--group", "g")
+	if r.code != 1 || !strings.Contains(r.stderr, gone) {
+		t.Errorf("exit %d, stderr %s", r.code, r.stderr)
+	}
+	jobs := jobsOf(t, e)
+	byPath := map[string]jobJSON{}
+	for _, j := range jobs {
+		byPath[j.Path] = j
+	}
+	if j := byPath[gone]; j.Status != "failed" || !strings.Contains(j.Error, gone) || j.Group != "g" {
+		t.Errorf("gone member's job %+v", j)
+	}
+	if j := byPath[good]; j.Status != "ok" || j.Point == "" {
+		t.Errorf("good member's job %+v", j)
+	}
+}
+
+// A pre-script that hangs is killed at the script timeout; the job fails
+// with the script's output in its record, and no point is made.
+func TestGroupHangingPreScript(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "f"), []byte("x"), 0o644)
+	e.ok("group", "create", "g", "--member", dir, "--pre-script", "echo dumping; sleep 600", "--script-timeout", "2s")
+	start := time.Now()
+	r := e.run("backup", "--group", "g")
+	took := time.Since(start)
+	if r.code == 0 || !strings.Contains(r.stderr, "script timeout of 2s") {
+		t.Errorf("exit %d, stderr %s", r.code, r.stderr)
+	}
+	if took > time.Minute {
+		t.Errorf("took %s: the script was not killed at its timeout", took)
+	}
+	jobs := jobsOf(t, e)
+	j := jobs[len(jobs)-1]
+	if j.Status != "failed" || j.Point != "" || len(j.Scripts) != 1 || !j.Scripts[0].TimedOut || j.Scripts[0].Output != "dumping\n" {
+		t.Errorf("job %+v", j)
+	}
+	if out := e.ok("points", "--json"); strings.Contains(out, `"id"`) {
+		t.Errorf("a point was made: %s", out)
+	}
+}
+
+type pruneLine struct {
+	ID      string `json:"id"`
+	Keep    bool   `json:"keep"`
+	Rule    string `json:"rule"`
+	Removed bool   `json:"removed"`
+}
+
+// prune --dry-run --as-of T lists exactly what prune --as-of T then
+// removes, and the points left are the ones it kept.
+func TestPruneDryRunIsReal(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	dir := t.TempDir()
+	other := t.TempDir()
+	mustWrite(t, filepath.Join(other, "o"), []byte("not in a group"), 0o644)
+	e.ok("backup", other)
+	e.ok("group", "create", "g", "--member", dir, "--retention", "2d", "--sync-window", "1h")
+	for i := 0; i < 4; i++ {
+		mustWrite(t, filepath.Join(dir, "f"), randBytes(int64(i), 5_000), 0o644)
+		e.ok("backup", "--group", "g")
+	}
+	asOf := time.Now().Add(72 * time.Hour).UTC().Format(time.RFC3339)
+	var dry, real []pruneLine
+	must(t, json.Unmarshal([]byte(e.ok("prune", "--dry-run", "--as-of", asOf, "--json")), &dry))
+	if len(dry) != 4 {
+		t.Fatalf("dry run lists %d points, want the group's 4: %+v", len(dry), dry)
+	}
+	must(t, json.Unmarshal([]byte(e.ok("prune", "--as-of", asOf, "--json")), &real))
+	var wouldDrop, removed, kept []string
+	for _, d := range dry {
+		if !d.Keep {
+			wouldDrop = append(wouldDrop, d.ID)
+		}
+		if d.Removed {
+			t.Errorf("dry run removed %s", d.ID)
+		}
+	}
+	for _, d := range real {
+		if d.Removed {
+			removed = append(removed, d.ID)
+		} else {
+			kept = append(kept, d.ID)
+		}
+	}
+	if len(wouldDrop) != 3 || !slices.Equal(wouldDrop, removed) {
+		t.Errorf("dry run would drop %v; the real run removed %v", wouldDrop, removed)
+	}
+	var pts []struct{ ID string }
+	must(t, json.Unmarshal([]byte(e.ok("points", "--json")), &pts))
+	var left []string
+	for _, p := range pts {
+		left = append(left, p.ID)
+	}
+	if len(left) != 2 || !slices.Contains(left, kept[0]) {
+		t.Errorf("points left %v; kept %v and the ungrouped one", left, kept)
+	}
+}
+
+// apply creates what the file declares, prints the diff, and a second
+// apply changes nothing.
+func TestApplyGroupsFile(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	f := filepath.Join(t.TempDir(), "groups.toml")
+	mustWrite(t, f, []byte(`
+[[group]]
+name = "web"
+members = ["/srv/www"]
+retention = "14d"
+sync = "15m"
+at = ["09:00", "12:00", "15:00", "18:00", "21:00"]
+tape_retention = "7y"
+tape_frequency = "monthly"
+`), 0o644)
+	out := e.ok("apply", "-f", f, "--dry-run")
+	if !strings.Contains(out, "+ create group web") || !strings.Contains(out, `retention: "14d"`) {
+		t.Errorf("dry run: %s", out)
+	}
+	e.ok("apply", "-f", f)
+	out = e.ok("apply", "-f", f)
+	if !strings.Contains(out, "= unchanged group web") || !strings.Contains(out, "0 group(s) changed") {
+		t.Errorf("second apply: %s", out)
+	}
+	var g struct {
+		PolicyVersion int `json:"policy_version"`
+		Policy        struct {
+			TapeFrequency string `json:"tape_frequency"`
+		} `json:"policy"`
+	}
+	must(t, json.Unmarshal([]byte(e.ok("group", "show", "web", "--json")), &g))
+	if g.PolicyVersion != 1 || g.Policy.TapeFrequency != "monthly" {
+		t.Errorf("group %+v", g)
+	}
+	mustWrite(t, f, []byte("[[group]]\nname = \"web\"\nretention = \"14d\"\nretension = \"1d\"\n"), 0o644)
+	if r := e.run("apply", "-f", f); r.code != 2 || !strings.Contains(r.stderr, "retension") {
+		t.Errorf("unknown key: exit %d, %s", r.code, r.stderr)
+	}
+	var st struct {
+		Sources []struct {
+			Group  string `json:"group"`
+			Source string `json:"source"`
+		} `json:"sources"`
+		Free int64 `json:"free_bytes"`
+	}
+	must(t, json.Unmarshal([]byte(e.ok("status", "--json")), &st))
+	if len(st.Sources) != 1 || st.Sources[0].Group != "web" || st.Sources[0].Source != "srv-www" || st.Free <= 0 {
+		t.Errorf("status %+v", st)
+	}
+}
