@@ -15,7 +15,7 @@ require (
 	lukechampine.com/blake3 v1.4.1
 )
 
-require github.com/BurntSushi/toml v1.6.0 // indirect
+require github.com/BurntSushi/toml v1.6.0
 
 require (
 	github.com/bmatcuk/doublestar/v4 v4.10.4 // indirect

@@ -29,6 +29,12 @@ type pointJSON struct {
 	Exclude     engine.Exclude      `json:"exclude"`
 	MountPoints []engine.MountPoint `json:"mount_points,omitempty"`
 	Compression string              `json:"compression,omitempty"` // codec of the point's new blobs; absent in old points
+	// Group, PolicyVersion and Scheduled: the protection group the point
+	// was made for, its policy version, and the recovery point time it
+	// is (absent for syncs and backups of a path).
+	Group         string    `json:"group,omitempty"`
+	PolicyVersion uint64    `json:"policy_version,omitempty"`
+	Scheduled     time.Time `json:"scheduled,omitzero"`
 	// Damaged is why the manifest is unreadable; every other field but
 	// id is then zero.
 	Damaged string `json:"damaged,omitempty"`
@@ -36,7 +42,8 @@ type pointJSON struct {
 
 func toJSON(p *engine.Point) pointJSON {
 	return pointJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Kind: p.Kind, Path: p.Path, Host: p.Host,
-		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors, Exclude: p.Exclude, MountPoints: p.MountPoints, Compression: string(p.Compression), Damaged: p.Damaged}
+		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors, Exclude: p.Exclude, MountPoints: p.MountPoints, Compression: string(p.Compression), Damaged: p.Damaged,
+		Group: p.Group, PolicyVersion: p.PolicyVersion, Scheduled: p.Scheduled}
 }
 
 func init() {
