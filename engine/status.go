@@ -135,16 +135,27 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 	if unix.Statfs(s.Dir(), &fs) == nil {
 		out.Free = int64(fs.Bavail) * fs.Bsize
 	}
-	if out.Free >= 0 && out.GrowthPerDay > 0 {
-		out.DaysUntilFull = math.Round(float64(out.Free)/float64(out.GrowthPerDay)*10) / 10
-	}
-	if out.Free >= 0 && float64(out.Free) < freeOverProtected*float64(out.Protected) {
-		out.Warnings = append(out.Warnings, fmt.Sprintf("free space %d bytes is under %.1fx the protected data (%d bytes): add disk space or protect less", out.Free, freeOverProtected, out.Protected))
-	}
-	if out.DaysUntilFull >= 0 && out.DaysUntilFull < minDaysOfGrowth {
-		out.Warnings = append(out.Warnings, fmt.Sprintf("at %d bytes a day the store's file system is full in %.1f days (under %d): add disk space, shorten retention, prune and gc", out.GrowthPerDay, out.DaysUntilFull, minDaysOfGrowth))
-	}
+	var w []string
+	out.DaysUntilFull, w = spaceWarnings(out.Free, out.Protected, out.GrowthPerDay)
+	out.Warnings = append(out.Warnings, w...)
 	return out, nil
+}
+
+// spaceWarnings applies the sizing rules to the store's file system:
+// free space under 1.5x the protected data (DPM's), or under 14 days of
+// growth. free < 0 means unknown; days is -1 when there is no growth.
+func spaceWarnings(free, protected, growthPerDay int64) (days float64, warnings []string) {
+	days = -1
+	if free >= 0 && growthPerDay > 0 {
+		days = math.Round(float64(free)/float64(growthPerDay)*10) / 10
+	}
+	if free >= 0 && float64(free) < freeOverProtected*float64(protected) {
+		warnings = append(warnings, fmt.Sprintf("free space %d bytes is under %.1fx the protected data (%d bytes): add disk space or protect less", free, freeOverProtected, protected))
+	}
+	if days >= 0 && days < minDaysOfGrowth {
+		warnings = append(warnings, fmt.Sprintf("at %d bytes a day the store's file system is full in %.1f days (under %d): add disk space, shorten retention, prune and gc", growthPerDay, days, minDaysOfGrowth))
+	}
+	return days, warnings
 }
 
 // storedBytes is the size of the store's packs, index files and point
