@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A script that hangs is killed at the timeout with its whole process
@@ -25,19 +26,29 @@ func TestScriptTimeoutKillsGroup(t *testing.T) {
 	if !run.TimedOut || run.ExitCode != -1 || !strings.Contains(run.Output, "started") || !strings.Contains(run.Output, "oops") {
 		t.Errorf("run %+v", run)
 	}
+	// Killing sh alone would leave the child holding the output pipe, and
+	// the run would last until it ends.
+	if d := time.Duration(run.Duration); d > 30*time.Second {
+		t.Errorf("the run lasted %s after a 1s timeout", d)
+	}
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	// The child is our grandchild, reaped by init once killed: it must be
-	// gone or a zombie about to be reaped, never sleeping.
-	if st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
-		fields := strings.Fields(string(st))
-		if len(fields) > 2 && fields[2] != "Z" {
-			t.Errorf("background child %d survived the timeout: state %s", pid, fields[2])
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
+	// The child is not ours to wait for: a pidfd becomes readable when it
+	// exits (SIGKILL is delivered asynchronously, so it may still be on
+	// its way out right now).
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // already gone and reaped
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 10_000)
+	if err != nil || n != 1 {
+		t.Errorf("background child %d survived the timeout (poll %d, %v)", pid, n, err)
+		unix.Kill(pid, unix.SIGKILL)
 	}
 }
 
