@@ -15,8 +15,10 @@ import (
 
 // The catalog is <home>/catalog.db, a bbolt file. It holds what the store
 // cannot: the history of jobs, including the ones that failed and so left
-// no recovery point. It is rebuildable in the sense that losing it loses
-// only that history; every point is in the store.
+// no recovery point, and the protection groups. It is rebuildable in the
+// sense that losing it loses only that history and the groups' current
+// definitions (a groups.toml applied again restores them); every point is
+// in the store, and says which group and policy version it was made under.
 //
 // Schema, version 2:
 //
@@ -203,9 +205,9 @@ func (c *Catalog) moveAside(why error) error {
 		aside = fmt.Sprintf("%s.damaged-%s-%d", c.path, stamp, i)
 	}
 	if err := os.Rename(c.path, aside); err != nil {
-		return fmt.Errorf("%v; moving it aside failed: %w (move or remove %s by hand: it holds only job history)", why, err, c.path)
+		return fmt.Errorf("%v; moving it aside failed: %w (move or remove %s by hand: it holds only job history and protection groups)", why, err, c.path)
 	}
-	c.notes = append(c.notes, fmt.Sprintf("%v; moved it aside to %s and started a fresh catalog at %s (only job history is lost: every recovery point is in the store)", why, aside, c.path))
+	c.notes = append(c.notes, fmt.Sprintf("%v; moved it aside to %s and started a fresh catalog at %s (only job history and protection groups are lost: every recovery point is in the store; re-create groups with 'recall apply -f groups.toml')", why, aside, c.path))
 	return nil
 }
 
