@@ -91,7 +91,7 @@ func (g *Group) normalize() error {
 	return nil
 }
 
-// groups reads every group of the bucket, by name.
+// loadGroups reads every group of the bucket, by name.
 func loadGroups(tx *bolt.Tx) (map[string]*Group, error) {
 	out := map[string]*Group{}
 	err := tx.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
@@ -342,7 +342,7 @@ func (c *Catalog) ApplyGroups(decl []Group, dryRun bool, now time.Time) ([]Group
 			}
 			return nil
 		})
-		if err == errDry {
+		if errors.Is(err, errDry) {
 			return nil
 		}
 		return err
