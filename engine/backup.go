@@ -381,7 +381,7 @@ func BackupSource(path, source string) (string, error) {
 
 // latestOf returns the newest point of a source, or nil.
 func (r *Reader) latestOf(source string) *Point {
-	pts, err := r.Points()
+	pts, err := r.knownPoints()
 	if err != nil {
 		return nil
 	}

@@ -167,7 +167,7 @@ func (s *Store) backupMemberData(ctx context.Context, g *Group, pol Policy, r *r
 // hasScheduled reports whether source has a point made for the recovery
 // point time slot.
 func (r *Reader) hasScheduled(source string, slot time.Time) bool {
-	pts, err := r.Points()
+	pts, err := r.knownPoints()
 	if err != nil {
 		return false
 	}

@@ -159,14 +159,64 @@ func decodePoint(id chunkstore.ID, b []byte) (*Point, error) {
 // damaged manifest never makes Points fail; it comes back as a Point with
 // Damaged set. So does a manifest of a newer format (ErrNewerPoint), which
 // is not damage: Damaged says so.
-func (r *Reader) Points() ([]*Point, error) {
+func (r *Reader) Points() ([]*Point, error) { return r.points(r.LoadPoint) }
+
+// knownPoints is Points for callers that only decide from manifests
+// (the parent of a backup, retention, status) and run again and again in
+// one process: a manifest that once loaded and checked is kept, since a
+// point's id is its manifest's hash and a manifest never changes. What
+// checks the store (verify, repair) and what shows it (the mount, the
+// points command) read every manifest again through Points. The points
+// returned are copies.
+func (r *Reader) knownPoints() ([]*Point, error) {
+	pts, err := r.points(func(id chunkstore.ID) (*Point, error) {
+		r.mu.Lock()
+		p := r.known[id]
+		r.mu.Unlock()
+		if p != nil {
+			return p, nil
+		}
+		p, err := r.LoadPoint(id)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		if r.known == nil {
+			r.known = map[chunkstore.ID]*Point{}
+		}
+		r.known[id] = p
+		r.mu.Unlock()
+		return p, nil
+	})
+	for i, p := range pts {
+		c := *p
+		pts[i] = &c
+	}
+	if err == nil {
+		// Forgotten points leave the cache too.
+		live := make(map[chunkstore.ID]bool, len(pts))
+		for _, p := range pts {
+			live[p.ID] = true
+		}
+		r.mu.Lock()
+		for id := range r.known {
+			if !live[id] {
+				delete(r.known, id)
+			}
+		}
+		r.mu.Unlock()
+	}
+	return pts, err
+}
+
+func (r *Reader) points(load func(chunkstore.ID) (*Point, error)) ([]*Point, error) {
 	ids, err := r.st.ListPoints()
 	if err != nil {
 		return nil, err
 	}
 	var out []*Point
 	for _, id := range ids {
-		p, err := r.LoadPoint(id)
+		p, err := load(id)
 		if errors.Is(err, chunkstore.ErrNotFound) {
 			continue // forgotten meanwhile
 		}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sync"
 
 	"fmt"
 	"io"
@@ -69,6 +70,9 @@ var _ StoreReader = (*chunkstore.Store)(nil)
 // from many goroutines at once.
 type Reader struct {
 	st StoreReader
+
+	mu    sync.Mutex
+	known map[chunkstore.ID]*Point // see knownPoints
 }
 
 // NewReader reads through st: an open *chunkstore.Store, of which it

@@ -184,7 +184,7 @@ func (s *Store) Prune(ctx context.Context, groups []Group, o PruneOptions) ([]Pr
 		}
 		groups = only
 	}
-	all, err := s.r.Points()
+	all, err := s.r.knownPoints()
 	if err != nil {
 		return nil, err
 	}

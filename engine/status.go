@@ -65,7 +65,7 @@ const (
 // Status reports every source of the store (grouped as groups say) as of
 // now. Reading only: no lock.
 func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*StoreStatus, error) {
-	pts, err := s.r.Points()
+	pts, err := s.r.knownPoints()
 	if err != nil {
 		return nil, err
 	}
