@@ -161,8 +161,7 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 	if source == "" {
 		return nil, errors.New("lock a write session: no source named")
 	}
-	sum := blake3.Sum256([]byte(source))
-	tag := "source-" + hex.EncodeToString(sum[:16])
+	tag := sessionTag(source)
 	l := &Lock{s: s, mode: backend.Shared, source: source, tag: tag, journal: tag}
 	if err := l.take(ctx, purpose, wait, onWait); err != nil {
 		return nil, err
@@ -173,6 +172,13 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 		tc.CleanTemp(ctx, l.tag)
 	}
 	return l, nil
+}
+
+// sessionTag names what belongs to the write sessions of source: their
+// source lock, temp area and journal.
+func sessionTag(source string) string {
+	sum := blake3.Sum256([]byte(source))
+	return "source-" + hex.EncodeToString(sum[:16])
 }
 
 // take takes the store lock in l's mode and, for a session, its source's
