@@ -197,7 +197,10 @@ func (s *Store) markUnindexed(packs ...packRecord) {
 // pack, when it first deduplicates against one (Store.Has): the sizes
 // below sit beside the walk's in the index, and are forgotten when a
 // session begins, as the walk's were renewed per lock, so a pack removed
-// or cut since is noticed by the next session of a long-lived process.
+// or cut since is noticed by the next session of a long-lived process. A
+// read that finds a pack missing records it too (learnGone), so a blob
+// stored again elsewhere is read from there, by a reader that never
+// walked the packs.
 
 // sizeOf returns what the index knows of pack number n's size.
 func (x *index) sizeOf(n uint32) int64 {
@@ -212,6 +215,29 @@ func (x *index) learnSize(n uint32, size int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.size[n] == sizeUnknown {
+		x.size[n] = size
+	}
+}
+
+// learnGone records that a read found pack number n missing; it reports
+// whether that is news (so a caller retries another place once).
+func (x *index) learnGone(n uint32) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.size[n] == sizeGone {
+		return false
+	}
+	x.size[n] = sizeGone
+	return true
+}
+
+// setPackSize records the size of a pack a writer just committed, which
+// the index may know from before as missing (the same blobs stored again
+// make a pack of the same name).
+func (x *index) setPackSize(id ID, size int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if n, ok := x.packNum[id]; ok {
 		x.size[n] = size
 	}
 }

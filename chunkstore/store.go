@@ -586,7 +586,9 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b
 //
 // A blob may have several places (stored again after damage); a usable one
 // is read. Stored bytes that fail their check are recorded as damage (best
-// effort, see recordDamage) and the next usable place, if any, is tried.
+// effort, see recordDamage) and the next usable place, if any, is tried;
+// so is the next place when the pack turns out to be missing, which the
+// index then knows.
 // With no usable place the first is read anyway, for the error that says
 // what is wrong with it.
 func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
@@ -604,6 +606,11 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 		out, err := s.loadAt(id, l, dst)
 		if err == nil {
 			return out, nil
+		}
+		if errors.Is(err, errPackMissing) && s.idx.learnGone(l.pack) && tries < 8 {
+			// Nothing walked the packs since this one went: known
+			// missing from now on, and another place may hold the blob.
+			continue
 		}
 		if errors.Is(err, ErrCorrupt) {
 			// An I/O error (EIO, a pack gone meanwhile) says nothing

@@ -293,7 +293,9 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
 	w.s.markUnindexed(packRecord{id: id, entries: p.entries})
-	w.s.idx.addPack(id, p.entries, p.size+int64(len(hdr)))
+	if size := p.size + int64(len(hdr)); !w.s.idx.addPack(id, p.entries, size) {
+		w.s.idx.setPackSize(id, size)
+	}
 	w.mu.Lock()
 	for _, e := range p.entries {
 		delete(w.pending, e.ID)
