@@ -285,6 +285,14 @@ func (l *Lock) NewWriter() (*Writer, error) {
 	first := !l.adopted
 	l.adopted = true
 	l.mu.Unlock()
+	failed := func(err error) (*Writer, error) {
+		if first {
+			l.mu.Lock()
+			l.adopted = false // the next writer tries again
+			l.mu.Unlock()
+		}
+		return nil, err
+	}
 	if first && !l.Exclusive() {
 		// A session learns pack sizes afresh (Store.Has): a pack removed
 		// or cut since an earlier session of this process is noticed.
@@ -300,7 +308,7 @@ func (l *Lock) NewWriter() (*Writer, error) {
 			l.s.fmu.Lock()
 			l.s.orphans = append(l.s.orphans, orphans...)
 			l.s.fmu.Unlock()
-			return nil, storeWriteError(l.s.Dir(), err)
+			return failed(storeWriteError(l.s.Dir(), err))
 		}
 		orphans = orphans[n:]
 	}
@@ -312,10 +320,7 @@ func (l *Lock) NewWriter() (*Writer, error) {
 			_, err = l.s.adoptJournal(l.tag)
 		}
 		if err != nil {
-			l.mu.Lock()
-			l.adopted = false
-			l.mu.Unlock()
-			return nil, err
+			return failed(err)
 		}
 	}
 	w := l.s.newWriter(l.tag)
