@@ -336,3 +336,45 @@ func TestSessionDedupChecksPackOnce(t *testing.T) {
 		l.Unlock()
 	}
 }
+
+// A reader that never walked the packs reads a blob whose first place is
+// in a pack that was removed from its other place: the read finds the
+// pack missing, records it, and tries the next place.
+func TestReadFallsBackFromMissingPack(t *testing.T) {
+	for seed := int64(1); ; seed++ {
+		if seed > 20 {
+			t.Fatal("no seed put the lost place first; the test cannot tell")
+		}
+		dir, s := newStore(t, false)
+		a := randBytes(seed, 5000)
+		id := saveBlobs(t, s, a)[0]
+		p1, _ := blobPlace(t, s, id)
+		flipAt(t, p1, 100)
+		if _, err := s.LoadBlob(id, nil); err == nil {
+			t.Fatal("a flipped blob loaded")
+		}
+		saveBlobs(t, s, a, randBytes(seed+100, 5000)) // stored again, beside another blob
+		// The pack is gone and its damage record with it: only a read
+		// can tell that the first place is lost.
+		if err := os.Remove(p1); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "damaged")); err != nil {
+			t.Fatal(err)
+		}
+		r, fb := openFaulty(t, dir)
+		if pack, _ := r.PackOf(id); r.packPath(pack) != p1 {
+			continue // the good place comes first: nothing to fall back from
+		}
+		if got, err := r.LoadBlob(id, nil); err != nil || string(got) != string(a) {
+			t.Fatalf("seed %d: blob with its first place in a removed pack: %v", seed, err)
+		}
+		if pack, _ := r.PackOf(id); r.packPath(pack) == p1 {
+			t.Error("the removed pack is still taken for the blob's place")
+		}
+		if n := fb.CallsOn(faulty.List, backend.Packs); n != 0 {
+			t.Errorf("the reader listed the packs %d times", n)
+		}
+		return
+	}
+}
