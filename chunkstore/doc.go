@@ -18,6 +18,7 @@
 //	<store>/packs/xx/<id>    packs, named by the BLAKE3-256 of their bytes
 //	<store>/index/<id>       index files (caches of pack headers)
 //	<store>/damaged/<id>     damage records: blobs found bad, per pack
+//	<store>/journal/<tag>.<id> a write session's packs not yet indexed (journal.go)
 //	<store>/points/<id>      recovery point manifests (written by engine)
 //	<store>/locks/writer     the store lock: shared by write sessions, or exclusive (lock.go)
 //	<store>/locks/source-<h> the lock of one source's write session
@@ -25,11 +26,27 @@
 //
 // # Write order
 //
-// A pack is written to tmp/, fsynced, renamed into packs/ and its directory
-// fsynced; only then is it listed in an index file (written the same way),
-// and only after that is a point manifest that refers to its blobs written.
-// A crash at any moment leaves at worst packs no index file covers; the next
-// writer reads their headers, indexes them and reuses their blobs.
+// A pack is written to tmp/; its id is recorded in the writing session's
+// journal (an empty file, journal/<tag>.<pack id>, saved durably); the pack
+// is fsynced, renamed into packs/ and its directory fsynced; only then is
+// it listed in an index file (written the same way, every 256 packs and at
+// Flush), after which its journal entry is removed; and only after that is
+// a point manifest that refers to its blobs written. A crash at any moment
+// leaves at worst packs no index file covers, each named in a journal; the
+// next session of the same source reads its journal (not a listing of
+// every pack), reads those packs' headers, indexes them and reuses their
+// blobs; the exclusive lock's pack walk finds every session's, and its
+// first writer indexes them.
+// journal.go says why one file per pack and what each crash leaves.
+//
+// # Writing without a pack walk
+//
+// A write session lists no pack, so what the walk told it (which packs are
+// missing or truncated, whose blobs must not be deduplicated against) is
+// learned per pack: Has stats a pack of unknown size the first time it
+// would answer from it, and the sizes learned are forgotten when the next
+// session begins. The cost grows with the packs a session deduplicates
+// against, not with the packs stored.
 //
 // # Compression
 //
@@ -80,6 +97,6 @@
 // restore plans its reads with it (engine/plan.go), and a cold backend is
 // asked for the packs first (WarmPacks).
 //
-// The pack, index and damage record formats are documented in pack.go,
-// index.go, index2.go and damage.go.
+// The pack, index, damage record and journal formats are documented in
+// pack.go, index.go, index2.go, damage.go and journal.go.
 package chunkstore

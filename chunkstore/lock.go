@@ -30,6 +30,18 @@ import (
 //
 // The locks are the backend's (backend.Backend.Lock): they die with their
 // holder, even on kill -9.
+//
+// Adopting what an interrupted writer left. A session's first writer
+// reads its source's journal (journal.go): the packs an earlier session
+// of the source made visible without indexing them, which it indexes from
+// their headers; it lists no pack, so it costs the same with 10^3 packs
+// stored or 10^7. It never reads another source's journal: that session
+// may be running. The exclusive lock walks every pack once when taken
+// (repair and garbage collection decide from which packs are present),
+// which finds every session's leftovers; its first writer indexes them
+// and clears every journal. A pack left complete in a dead session's
+// temp area (journaled, not yet committed) is not adopted: it goes with
+// the temp area and its blobs are stored again.
 
 // LockInfo describes a holder of the store lock.
 type LockInfo struct {
@@ -56,10 +68,13 @@ type Lock struct {
 	mode   backend.LockMode
 	source string // a session's source; "" for the exclusive lock
 	tag    string // the temp tag of its writers' packs
-	held   []backend.Unlocker
+	// journal is the journal tag of its writers' packs: tag, or
+	// journalExclusive for the exclusive lock.
+	journal string
+	held    []backend.Unlocker
 
 	mu      sync.Mutex
-	adopted bool // the pack walk and orphan adoption of this lock are done
+	adopted bool // the first writer's adoption of leftovers is done
 }
 
 // LockWriter takes the exclusive store lock, waiting up to wait for
@@ -76,7 +91,7 @@ func (s *Store) LockWriter(ctx context.Context, purpose string, wait time.Durati
 // the packs once (see Refresh), so what it decides knows which packs are
 // missing or truncated.
 func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) (*Lock, error) {
-	l := &Lock{s: s, mode: backend.Exclusive}
+	l := &Lock{s: s, mode: backend.Exclusive, journal: journalExclusive}
 	if err := l.take(ctx, purpose, wait, onWait); err != nil {
 		return nil, err
 	}
@@ -90,7 +105,6 @@ func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Dur
 		l.Unlock()
 		return nil, err
 	}
-	l.adopted = true
 	// Consolidating needs every writer to agree on one base, so it is
 	// done only here, alone, and only when the recent part is worth it.
 	if s.idx.wantsConsolidation() {
@@ -147,8 +161,8 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 	if source == "" {
 		return nil, errors.New("lock a write session: no source named")
 	}
-	sum := blake3.Sum256([]byte(source))
-	l := &Lock{s: s, mode: backend.Shared, source: source, tag: "source-" + hex.EncodeToString(sum[:16])}
+	tag := sessionTag(source)
+	l := &Lock{s: s, mode: backend.Shared, source: source, tag: tag, journal: tag}
 	if err := l.take(ctx, purpose, wait, onWait); err != nil {
 		return nil, err
 	}
@@ -158,6 +172,13 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 		tc.CleanTemp(ctx, l.tag)
 	}
 	return l, nil
+}
+
+// sessionTag names what belongs to the write sessions of source: their
+// source lock, temp area and journal.
+func sessionTag(source string) string {
+	sum := blake3.Sum256([]byte(source))
+	return "source-" + hex.EncodeToString(sum[:16])
 }
 
 // take takes the store lock in l's mode and, for a session, its source's
@@ -246,11 +267,13 @@ func (l *Lock) needExclusive(what string) error {
 	return nil
 }
 
-// NewWriter returns a writer for this lock's store. The first writer of a
-// session first walks the packs (the exclusive lock did when taken); the
-// packs no index file covers (left by an interrupted writer) are indexed
-// in an index file, so their blobs are reused. Later writers of the lock
-// only load new index files.
+// NewWriter returns a writer for this lock's store, after loading new
+// index files. The first writer of a lock adopts what interrupted writers
+// left (see Locks above): a session's, the packs its source's journal
+// names; the exclusive lock's, what its pack walk found, after which it
+// clears every journal. Adopted packs get index files, so their blobs are
+// reused. Packs a reader's pack walk found unindexed in this process are
+// indexed by any writer.
 func (l *Lock) NewWriter() (*Writer, error) {
 	if err := l.s.healConfig(); err != nil {
 		return nil, storeWriteError(l.s.Dir(), err)
@@ -258,20 +281,22 @@ func (l *Lock) NewWriter() (*Writer, error) {
 	if err := l.s.Refresh(); err != nil {
 		return nil, err
 	}
-	// Once per lock: the pack walk, so deduplication knows which packs are
-	// missing or truncated, and finds the packs left unindexed by an
-	// interrupted writer, which this writer then indexes.
 	l.mu.Lock()
-	walk := !l.adopted
+	first := !l.adopted
 	l.adopted = true
 	l.mu.Unlock()
-	if walk {
-		if err := l.s.walkPacks(); err != nil {
+	failed := func(err error) (*Writer, error) {
+		if first {
 			l.mu.Lock()
-			l.adopted = false
+			l.adopted = false // the next writer tries again
 			l.mu.Unlock()
-			return nil, err
 		}
+		return nil, err
+	}
+	if first && !l.Exclusive() {
+		// A session learns pack sizes afresh (Store.Has): a pack removed
+		// or cut since an earlier session of this process is noticed.
+		l.s.idx.forgetPackSizes()
 	}
 	l.s.fmu.Lock()
 	orphans := l.s.orphans
@@ -280,11 +305,27 @@ func (l *Lock) NewWriter() (*Writer, error) {
 	for len(orphans) > 0 {
 		n := min(len(orphans), indexEvery)
 		if _, err := l.s.writeIndexFile(orphans[:n]); err != nil {
-			return nil, storeWriteError(l.s.Dir(), err)
+			l.s.fmu.Lock()
+			l.s.orphans = append(l.s.orphans, orphans...)
+			l.s.fmu.Unlock()
+			return failed(storeWriteError(l.s.Dir(), err))
 		}
 		orphans = orphans[n:]
 	}
-	return l.s.newWriter(l.tag), nil
+	if first {
+		var err error
+		if l.Exclusive() {
+			err = l.s.dropJournals()
+		} else {
+			_, err = l.s.adoptJournal(l.tag)
+		}
+		if err != nil {
+			return failed(err)
+		}
+	}
+	w := l.s.newWriter(l.tag)
+	w.journal = l.journal
+	return w, nil
 }
 
 // Unlock releases the lock. A session's temp area goes with it (its

@@ -236,6 +236,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			}
 		}
 		s.orphans = nil // all covered now
+		clear(s.unindexed)
 		s.fmu.Unlock()
 		s.idx.setSizes(sizes)
 	}

@@ -50,6 +50,10 @@ type Store struct {
 	damageWarn  sync.Once // the record cannot be written
 	// damageListWarn: the record's directory cannot be read.
 	damageListWarn sync.Once
+	// unindexed: packs the index knows that no index file covers yet
+	// (finished by a writer of this process, or orphans), with their
+	// entries; a journal entry of one is not dropped (journal.go).
+	unindexed map[ID][]PackEntry
 }
 
 // OpenOptions configure Open.
@@ -85,7 +89,7 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{be: be, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}}
+	s := &Store{be: be, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}, unindexed: map[ID][]PackEntry{}}
 	if err := checkChunkBounds(int(cfg.MinChunk), int(cfg.MaxChunk), s.averageBits()); err != nil {
 		return nil, fmt.Errorf("open store %s: config: %w", dir, err)
 	}
@@ -163,12 +167,44 @@ func (s *Store) Hash(data []byte) ID { return s.keys.hash(data) }
 
 // Has reports whether a blob can be read from the store as far as the
 // index knows without reading: it is indexed at a place whose pack file is
-// present (as of the last pack walk), that lies inside the pack's size, and
-// that is not recorded damaged. Deduplication asks this, so a blob that
-// is lost or damaged is stored again by the next backup that has it.
+// present, that lies inside the pack's size, and that is not recorded
+// damaged. Deduplication asks this (a writer before it stores a blob, a
+// backup before it reuses an unchanged file's chunks), so a blob that is
+// lost or damaged is stored again by the next backup that has it.
+//
+// The pack's size is known from a pack walk, or else learned here: the
+// first time Has would answer true from a pack whose size is not known
+// (since the store was opened, or since the last write session began:
+// forgetPackSizes), it stats the pack, so a missing or truncated pack is
+// found at a cost of one stat per pack deduplicated against, however many
+// packs the store holds. A stat that fails for another reason than a
+// missing file leaves the pack assumed present, as it was before.
 func (s *Store) Has(id ID) bool {
-	_, _, ok := s.idx.lookup(id)
-	return ok
+	for {
+		l, _, ok := s.idx.lookup(id)
+		if !ok {
+			return false
+		}
+		if s.idx.sizeOf(l.pack) != sizeUnknown || !s.learnPackSize(l.pack) {
+			return true
+		}
+		// The size is known now: look again, with the place judged by it
+		// (a place in a missing or truncated pack gives way to another).
+	}
+}
+
+// learnPackSize stats pack number n and records its size, or that it is
+// missing; it reports whether it could.
+func (s *Store) learnPackSize(n uint32) bool {
+	size, err := s.be.Stat(bg, packHandle(s.idx.packID(n)))
+	switch {
+	case errors.Is(err, backend.ErrNotExist):
+		size = sizeGone
+	case err != nil:
+		return false
+	}
+	s.idx.learnSize(n, size)
+	return true
 }
 
 // BlobStatus tells whether a blob can be read as far as the index knows
@@ -204,10 +240,11 @@ func packHandle(id ID) backend.Handle { return backend.Handle{Type: backend.Pack
 // learns of new blobs from the index files every writer writes before it
 // commits a point, so a refresh costs a listing of index/ and the new
 // files, whatever the number of packs. Packs no index file covers (left by
-// an interrupted writer) are found by the pack walk, which the first
-// writer of each lock does (Lock.NewWriter) and which Packs and a failed
-// lookup do for readers; Open does it too when the store has no index file
-// at all (index/ lost: every pack is then indexed from its header).
+// an interrupted writer) are found by a write session from its source's
+// journal (journal.go), by the exclusive lock from its pack walk, and by
+// the pack walk which Packs and a failed lookup do for readers; Open does
+// the walk too when the store has no index file at all (index/ lost: every
+// pack is then indexed from its header).
 func (s *Store) Refresh() error {
 	if _, err := s.loadIndexFiles(); err != nil {
 		return err
@@ -400,6 +437,7 @@ func (s *Store) walkPacks() error {
 	if err != nil {
 		return err
 	}
+	s.markUnindexed(orphans...)
 	s.idx.setSizes(sizes)
 	s.idx.compact()
 	if err := s.loadDamage(); err != nil {
@@ -489,29 +527,36 @@ var errShortLoad = errors.New("short read from the storage backend")
 
 // ReadPackHeader reads and decodes the header of one pack.
 func (s *Store) ReadPackHeader(id ID) ([]PackEntry, error) {
+	es, _, err := s.readPackHeader(id)
+	return es, err
+}
+
+// readPackHeader is ReadPackHeader that also returns the pack's size.
+func (s *Store) readPackHeader(id ID) ([]PackEntry, int64, error) {
 	size, err := s.be.Stat(bg, packHandle(id))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if size < int64(packTrailerLen) {
-		return nil, fmt.Errorf("%w: pack too short", ErrCorrupt)
+		return nil, 0, fmt.Errorf("%w: pack too short", ErrCorrupt)
 	}
 	tr, err := s.loadPack(id, size-int64(packTrailerLen), packTrailerLen, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	hl, err := packHeaderLength(tr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if int64(hl) > size-int64(packTrailerLen) {
-		return nil, fmt.Errorf("%w: pack header length", ErrCorrupt)
+		return nil, 0, fmt.Errorf("%w: pack header length", ErrCorrupt)
 	}
 	hdr, err := s.loadPack(id, size-int64(packTrailerLen)-int64(hl), hl, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return decodePackHeader(hdr, s.keys, size)
+	es, err := decodePackHeader(hdr, s.keys, size)
+	return es, size, err
 }
 
 // BlobError says which blob of which pack could not be read.
@@ -541,7 +586,9 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b
 //
 // A blob may have several places (stored again after damage); a usable one
 // is read. Stored bytes that fail their check are recorded as damage (best
-// effort, see recordDamage) and the next usable place, if any, is tried.
+// effort, see recordDamage) and the next usable place, if any, is tried;
+// so is the next place when the pack turns out to be missing, which the
+// index then knows.
 // With no usable place the first is read anyway, for the error that says
 // what is wrong with it.
 func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
@@ -559,6 +606,11 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 		out, err := s.loadAt(id, l, dst)
 		if err == nil {
 			return out, nil
+		}
+		if errors.Is(err, errPackMissing) && s.idx.learnGone(l.pack) && tries < 8 {
+			// Nothing walked the packs since this one went: known
+			// missing from now on, and another place may hold the blob.
+			continue
 		}
 		if errors.Is(err, ErrCorrupt) {
 			// An I/O error (EIO, a pack gone meanwhile) says nothing

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -23,9 +24,10 @@ const indexEvery = 256
 // safe for concurrent use: SaveBlob compresses and encrypts in the calling
 // goroutine and only appending to the open pack is serialised.
 type Writer struct {
-	s    *Store
-	comp Compression // codec of new blobs
-	tag  string      // the session's temp tag (backend.Tagger), "" for none
+	s       *Store
+	comp    Compression // codec of new blobs
+	tag     string      // the session's temp tag (backend.Tagger), "" for none
+	journal string      // the journal tag of its packs (journal.go), "" for none
 
 	mu      sync.Mutex
 	pending map[ID]struct{} // saved in this session, not yet in the index
@@ -48,7 +50,8 @@ type packBuilder struct {
 }
 
 // newWriter returns a writer whose packs are built under the temp tag;
-// the caller holds the store lock.
+// the caller holds the store lock, and sets the writer's journal tag (a
+// writer without one, in tests, records no pack).
 func (s *Store) newWriter(tag string) *Writer {
 	return &Writer{s: s, comp: s.cfg.compression(), tag: tag, pending: map[ID]struct{}{}, sem: make(chan struct{}, 2)}
 }
@@ -228,7 +231,10 @@ func storeWriteError(dir string, err error) error {
 	return fmt.Errorf("write to store %s: %w", dir, err)
 }
 
-// finishAsync finishes p in the background; the caller holds w.mu.
+// finishAsync finishes p in the background; the caller holds w.mu. Every
+// indexEvery finished packs get their index file at once rather than at
+// Flush, which bounds the session's journal entries (and what an
+// interrupted session leaves its successor to read) to about indexEvery.
 func (w *Writer) finishAsync(p *packBuilder) {
 	w.finishing.Add(1)
 	w.mu.Unlock()
@@ -239,19 +245,37 @@ func (w *Writer) finishAsync(p *packBuilder) {
 		defer func() { <-w.sem }()
 		rec, err := w.finish(p)
 		w.mu.Lock()
-		defer w.mu.Unlock()
 		if err != nil {
 			if w.err == nil {
 				w.err = err
 			}
+			w.mu.Unlock()
 			return
 		}
 		w.done = append(w.done, rec)
+		var batch []packRecord
+		if len(w.done) >= indexEvery {
+			batch = w.done[:indexEvery:indexEvery]
+			w.done = slices.Clone(w.done[indexEvery:])
+		}
+		w.mu.Unlock()
+		if batch == nil {
+			return
+		}
+		if err := w.indexPacks(batch); err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = err
+			}
+			w.mu.Unlock()
+		}
 	}()
 }
 
-// finish writes the header and commits the pack under its name (durable
-// when Commit returns), then makes its blobs visible in the index.
+// finish writes the header, records the pack in the session's journal and
+// commits the pack under its name (each durable when it returns), then
+// makes its blobs visible in the index. The journal entry comes first so
+// that no pack is ever visible unindexed without one (journal.go).
 func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 	hdr := encodePackHeader(p.entries, w.s.keys)
 	if _, err := p.f.Write(hdr); err != nil {
@@ -259,10 +283,19 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
 	id := packName(hdr)
+	if w.journal != "" {
+		if err := w.s.journalAdd(w.journal, id); err != nil {
+			p.f.Abort()
+			return packRecord{}, storeWriteError(w.s.Dir(), err)
+		}
+	}
 	if err := p.f.Commit(bg, id.String()); err != nil {
 		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
-	w.s.idx.addPack(id, p.entries, p.size+int64(len(hdr)))
+	w.s.markUnindexed(packRecord{id: id, entries: p.entries})
+	if size := p.size + int64(len(hdr)); !w.s.idx.addPack(id, p.entries, size) {
+		w.s.idx.setPackSize(id, size)
+	}
 	w.mu.Lock()
 	for _, e := range p.entries {
 		delete(w.pending, e.ID)
@@ -292,8 +325,8 @@ func (w *Writer) Flush() error {
 	}
 	for len(w.done) > 0 {
 		n := min(len(w.done), indexEvery)
-		if _, err := w.s.writeIndexFile(w.done[:n]); err != nil {
-			w.err = storeWriteError(w.s.Dir(), err)
+		if err := w.indexPacks(w.done[:n]); err != nil {
+			w.err = err
 			return w.err
 		}
 		w.done = w.done[n:]
@@ -301,8 +334,25 @@ func (w *Writer) Flush() error {
 	return nil
 }
 
-// Abort discards unfinished packs (temp files). Finished packs stay: the
-// next writer indexes and reuses them.
+// indexPacks durably writes the index file of finished packs, then drops
+// their journal entries.
+func (w *Writer) indexPacks(packs []packRecord) error {
+	if _, err := w.s.writeIndexFile(packs); err != nil {
+		return storeWriteError(w.s.Dir(), err)
+	}
+	if w.journal != "" {
+		ids := make([]ID, len(packs))
+		for i, p := range packs {
+			ids[i] = p.id
+		}
+		w.s.journalDrop(w.journal, ids)
+	}
+	return nil
+}
+
+// Abort discards unfinished packs (temp files). Finished packs stay, in
+// the journal: the next session of the source (or the exclusive lock)
+// indexes and reuses them.
 func (w *Writer) Abort() {
 	w.mu.Lock()
 	for t, p := range w.open {
@@ -324,6 +374,9 @@ func (s *Store) writeIndexFile(packs []packRecord) (string, error) {
 	}
 	s.fmu.Lock()
 	s.loadedI[name] = true
+	for _, p := range packs {
+		delete(s.unindexed, p.id)
+	}
 	s.fmu.Unlock()
 	return name, nil
 }

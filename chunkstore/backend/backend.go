@@ -6,7 +6,9 @@
 // # Files
 //
 // A backend holds named files of a few types (FileType): packs, index files,
-// point manifests, damage records, the config files and lock objects. A file
+// point manifests, damage records, the config files, lock objects and
+// journal entries (empty files whose name is what they say: a write
+// session's pack not yet covered by an index file). A file
 // is addressed by a Handle, its type and name; names are chosen by the store
 // (mostly hex content hashes) and are plain: no slashes, no leading dot. How
 // a backend lays files out is its own business (the local one keeps packs in
@@ -46,7 +48,10 @@
 // without changes to the store above: it has no rename (Save and Commit are
 // one PUT of the whole object, which S3 makes atomic), no flock (Lock writes
 // lock objects, lock/<name>/<token>, and lists them), strong
-// read-after-write (S3 since 2020, Ceph RGW), and ranged GET (Load). It has
+// read-after-write (S3 since 2020, Ceph RGW), and ranged GET (Load).
+// Journal entries need nothing more: each is one empty object, saved before
+// the pack it names is committed and removed once an index file covers it,
+// so the journal is never appended to or rewritten. An object store has
 // no O_DIRECT and no cheap name-only listing; those are optional capabilities
 // (DirectReader, NameLister) the store detects and does without. A cold
 // tier (tape, archive classes) implements Warmer: the store asks for the
@@ -72,9 +77,10 @@ const (
 	Damaged                     // damage records
 	Config                      // the config and its copy
 	Locks                       // lock objects (only the backend writes them)
+	Journal                     // journal entries: packs not yet indexed, per write session
 )
 
-var typeNames = map[FileType]string{Packs: "packs", Index: "index", Points: "points", Damaged: "damaged", Config: "config", Locks: "locks"}
+var typeNames = map[FileType]string{Packs: "packs", Index: "index", Points: "points", Damaged: "damaged", Config: "config", Locks: "locks", Journal: "journal"}
 
 func (t FileType) String() string {
 	if s, ok := typeNames[t]; ok {
@@ -84,7 +90,7 @@ func (t FileType) String() string {
 }
 
 // FileTypes lists every file type, for suites and tools that walk them all.
-var FileTypes = []FileType{Packs, Index, Points, Damaged, Config, Locks}
+var FileTypes = []FileType{Packs, Index, Points, Damaged, Config, Locks, Journal}
 
 // Handle names one file.
 type Handle struct {

@@ -73,7 +73,7 @@ func mustSave(t *testing.T, be backend.Backend, h backend.Handle, b []byte) {
 }
 
 func testSaveLoad(t *testing.T, be backend.Backend) {
-	for i, typ := range []backend.FileType{backend.Packs, backend.Index, backend.Points, backend.Damaged} {
+	for i, typ := range []backend.FileType{backend.Packs, backend.Index, backend.Points, backend.Damaged, backend.Journal} {
 		for j, n := range []int{0, 1, 4096, 100_000} {
 			h := backend.Handle{Type: typ, Name: name(i*10 + j)}
 			want := data(int64(i*10+j), n)
@@ -149,7 +149,7 @@ func listAll(t *testing.T, be backend.Backend, typ backend.FileType) map[string]
 func testListStat(t *testing.T, be backend.Backend) {
 	want := map[backend.FileType]map[string]int64{}
 	for i := range 300 { // more packs than one subdirectory holds
-		typ := []backend.FileType{backend.Packs, backend.Index, backend.Points}[i%3]
+		typ := []backend.FileType{backend.Packs, backend.Index, backend.Points, backend.Journal}[i%4]
 		if want[typ] == nil {
 			want[typ] = map[string]int64{}
 		}

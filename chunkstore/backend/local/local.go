@@ -10,6 +10,7 @@
 //	index/<name>             Index files
 //	points/<name>            Points
 //	damaged/<name>           Damage records
+//	journal/<name>           Journal entries (empty files)
 //	locks/<name>             the flock of lock <name>, with the info of an
 //	                         exclusive holder; locks/<name>.<pid>-<token>
 //	                         one per holder, with its info, flocked by it
@@ -437,7 +438,7 @@ func (b *Backend) CleanTemp(ctx context.Context, tag string) error {
 		return err
 	}
 	isTmp := func(name string) bool { return strings.HasPrefix(name, ".tmp-") }
-	for _, d := range []string{"", "index", "points", "damaged"} {
+	for _, d := range []string{"", "index", "points", "damaged", "journal"} {
 		if err := removeAllIn(filepath.Join(b.dir, d), isTmp); err != nil {
 			return err
 		}

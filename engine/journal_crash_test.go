@@ -1,0 +1,250 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// sourceSession is the session a backup of source "s" takes: the store
+// lock shared, as backups take it.
+var sourceSession = SessionOptions{Purpose: "test", Source: "s"}
+
+// journalEntries lists the entries of the journal of the store in dir.
+func journalEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "journal"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		// A save the cut interrupted leaves a temp file, which is no
+		// entry (the exclusive lock clears such files everywhere).
+		if !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// checkIndexExact checks that the index files of the store in dir cover
+// every pack present, each as its header says, and list no pack that is
+// missing: what rebuilding the index from the pack headers would change
+// is nothing.
+func checkIndexExact(t *testing.T, dir string) {
+	t.Helper()
+	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := st.LockExclusive(context.Background(), "check", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	rb, err := l.RebuildIndex(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rb.Written)+len(rb.Removed)+len(rb.Unlocatable) > 0 {
+		t.Fatalf("the index files do not cover the packs exactly: would write %v, remove %v, cannot locate %v", rb.Written, rb.Removed, rb.Unlocatable)
+	}
+}
+
+// TestSessionCrashAtEveryStep cuts the power at each durable step of a
+// backup in a write session of its source, the steps of the journal
+// included (journal entry saved before its pack is committed, index file,
+// then the entry removed), and checks that the next session of the same
+// source, which reads the journal instead of walking the packs, leaves the
+// store exact: every committed point restores, verify reads every blob
+// clean, every pack present is covered by index files that agree with its
+// header (adopted once, none missed), and the journal is empty.
+//
+// Removing an entry is not a step the hook sees: a cut can only come
+// before it (the entry stays, and the next session drops it, finding its
+// pack indexed: TestJournalEntryOfIndexedPackDropped) or after it.
+func TestSessionCrashAtEveryStep(t *testing.T) {
+	old := chunkstore.PackTargetSize
+	chunkstore.PackTargetSize = 100 << 10 // several packs per backup, some finished before the commit
+	t.Cleanup(func() { chunkstore.PackTargetSize = old })
+
+	versions := crashVersions()
+	base := filepath.Join(t.TempDir(), "store")
+	if _, err := chunkstore.Init(base, chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	committed := map[chunkstore.ID]map[string]crashFile{}
+	for _, v := range versions[:2] {
+		writeVersion(t, src, v)
+		p, err := sessionBackup(t, base, src, sourceSession, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed[p.ID] = v
+	}
+	if e := journalEntries(t, base); len(e) != 0 {
+		t.Fatalf("journal entries after backups that completed: %v", e)
+	}
+	writeVersion(t, src, versions[2])
+	versionOf := func(id chunkstore.ID) map[string]crashFile {
+		if v, ok := committed[id]; ok {
+			return v
+		}
+		return versions[2]
+	}
+
+	count := newPowerCut(0)
+	tmp := filepath.Join(t.TempDir(), "count")
+	copyDir(t, base, tmp)
+	if _, err := sessionBackup(t, tmp, src, sourceSession, count.hook); err != nil {
+		t.Fatalf("backup counting its steps: %v", err)
+	}
+	journaled := 0
+	for _, s := range count.steps {
+		if s.Kind == chunkstore.StepRename && filepath.Base(filepath.Dir(s.To)) == "journal" {
+			journaled++
+		}
+	}
+	// Every pack the backup commits is journaled first: the cuts below
+	// land between entry and pack, pack and index file.
+	if journaled < 2 {
+		t.Fatalf("the backup saved %d journal entries; the test needs several packs", journaled)
+	}
+	t.Logf("%d durable steps, %d journal entries", len(count.steps), journaled)
+
+	for n := 1; ; n++ {
+		if n > 2*len(count.steps) {
+			t.Fatalf("no backup run completed within %d steps; the counting run had %d", n-1, len(count.steps))
+		}
+		completed := false
+		ok := t.Run(fmt.Sprintf("step-%02d", n), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			copyDir(t, base, dir)
+			pc := newPowerCut(n)
+			p, err := sessionBackup(t, dir, src, sourceSession, pc.hook)
+			if pc.n < n {
+				completed = true
+				if err != nil {
+					t.Fatalf("backup without a cut (%d steps): %v", pc.n, err)
+				}
+			} else {
+				step := pc.steps[n-1]
+				t.Logf("power cut at %s %s", step.Kind, strings.TrimPrefix(step.Path, dir))
+				if !errors.Is(err, errPowerCut) {
+					t.Fatalf("backup cut at step %d: got point %v, error %v; want the power cut", n, p, err)
+				}
+				pc.apply(t)
+			}
+			before := checkStore(t, dir, versionOf)
+			for id := range committed {
+				if !before[id] {
+					t.Fatalf("point %s, committed before the crash, is gone", id.Short())
+				}
+			}
+			next, err := sessionBackup(t, dir, src, sourceSession, nil)
+			if err != nil {
+				t.Fatalf("backup after the crash: %v", err)
+			}
+			if e := journalEntries(t, dir); len(e) != 0 {
+				t.Fatalf("journal entries after the next backup of the source: %v", e)
+			}
+			checkIndexExact(t, dir)
+			if after := checkStore(t, dir, versionOf); len(after) != len(before)+1 || !after[next.ID] {
+				t.Fatalf("%d points after the next backup, want %d with the new one", len(after), len(before)+1)
+			}
+		})
+		if !ok || completed {
+			break
+		}
+	}
+}
+
+// A session does not walk the packs, yet the next backup of a source whose
+// pack was lost or cut short since stores the lost chunks again, for the
+// files it finds unchanged too (their chunks are reused only if Has says
+// they are stored): its new point restores exactly, with no repair between.
+func TestSessionBackupAfterPackLost(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		damage func(path string) error
+	}{
+		{"removed", os.Remove},
+		{"truncated", func(p string) error {
+			st, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			return os.Truncate(p, st.Size()/2)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			src := t.TempDir()
+			v := crashVersions()[0]
+			writeVersion(t, src, v)
+			p1, err := sessionBackup(t, dir, src, sourceSession, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := NewReader(st)
+			root, err := r.LoadTree(p1.Tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs, err := r.LoadTree(root.Find("docs").Subtree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pack, ok := st.PackOf(docs.Find("big.bin").Extents[0].ID)
+			st.Close()
+			if !ok {
+				t.Fatal("the chunk of docs/big.bin is not indexed")
+			}
+			h := pack.String()
+			if err := c.damage(filepath.Join(dir, "packs", h[:2], h)); err != nil {
+				t.Fatal(err)
+			}
+
+			p2, err := sessionBackup(t, dir, src, sourceSession, nil)
+			if err != nil {
+				t.Fatalf("backup after the pack was %s: %v", c.name, err)
+			}
+			st, err = chunkstore.Open(dir, chunkstore.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			dst := filepath.Join(t.TempDir(), "restore")
+			res, err := Restore(context.Background(), NewReader(st), p2, RestoreOptions{Target: dst})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Damaged)+len(res.Skipped) > 0 {
+				t.Fatalf("the point backed up after the pack was %s: damaged %v, skipped %v", c.name, res.Damaged, res.Skipped)
+			}
+			if got := readTreeFiles(t, dst); !sameCrashFiles(got, v) {
+				t.Fatalf("the new point restores %s, want %s", describe(got), describe(v))
+			}
+		})
+	}
+}
