@@ -777,6 +777,9 @@ func (s *Store) Packs() []PackInfo {
 	out := make([]PackInfo, 0, len(s.idx.packs))
 	for n, id := range s.idx.packs {
 		pi := PackInfo{ID: id, Size: s.idx.size[n], Blobs: count[n]}
+		if pi.Blobs == 0 && pi.Size == sizeGone {
+			continue // deleted by garbage collection, which keeps it listed for a while (gc.go)
+		}
 		if pi.Blobs > 0 {
 			pi.Expected = end[n] + int64(s.packHeaderLen(pi.Blobs)) + int64(packTrailerLen)
 		}

@@ -72,9 +72,10 @@ const (
 	Damaged                     // damage records
 	Config                      // the config and its copy
 	Locks                       // lock objects (only the backend writes them)
+	GC                          // garbage collection's plan and records (chunkstore/gc.go)
 )
 
-var typeNames = map[FileType]string{Packs: "packs", Index: "index", Points: "points", Damaged: "damaged", Config: "config", Locks: "locks"}
+var typeNames = map[FileType]string{Packs: "packs", Index: "index", Points: "points", Damaged: "damaged", Config: "config", Locks: "locks", GC: "gc"}
 
 func (t FileType) String() string {
 	if s, ok := typeNames[t]; ok {
@@ -84,7 +85,7 @@ func (t FileType) String() string {
 }
 
 // FileTypes lists every file type, for suites and tools that walk them all.
-var FileTypes = []FileType{Packs, Index, Points, Damaged, Config, Locks}
+var FileTypes = []FileType{Packs, Index, Points, Damaged, Config, Locks, GC}
 
 // Handle names one file.
 type Handle struct {
