@@ -169,7 +169,8 @@ type GCReport struct {
 	BytesDeleted   int64 `json:"bytes_deleted"`   // their size
 	PacksRewritten int   `json:"packs_rewritten"` // packs whose live blobs were copied
 	BlobsCopied    int   `json:"blobs_copied"`
-	BytesCopied    int64 `json:"bytes_copied"` // stored bytes written to new packs
+	BytesCopied    int64 `json:"bytes_copied"`  // stored bytes of the blobs copied
+	BytesWritten   int64 `json:"bytes_written"` // size of the new packs they went to
 	PacksRestored  int   `json:"packs_restored"`
 	// Freed is the bytes removed less the bytes written.
 	Freed int64 `json:"freed"`
@@ -427,7 +428,8 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 			g.rep.BlobsCopied += use[id].live
 			g.rep.BytesCopied += use[id].liveBytes
 		}
-		g.rep.Freed = g.rep.BytesDeleted - g.rep.BytesCopied
+		g.rep.BytesWritten = g.rep.BytesCopied
+		g.rep.Freed = g.rep.BytesDeleted - g.rep.BytesWritten
 		return nil, nil
 	}
 	hidden, err := g.rewrite(rewrite, use)
@@ -576,6 +578,14 @@ func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
 	if err := w.Flush(); err != nil {
 		return nil, err
 	}
+	w.mu.Lock()
+	written := slices.Clone(w.written)
+	w.mu.Unlock()
+	for _, id := range written {
+		if size, err := s.be.Stat(g.ctx, packHandle(id)); err == nil {
+			g.rep.BytesWritten += size
+		}
+	}
 	g.rep.PacksRewritten = len(done)
 	g.log("rewrote %d packs: %d live blobs copied", len(done), g.rep.BlobsCopied)
 	return done, nil
@@ -706,13 +716,16 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 			fresh = append(fresh, p)
 		}
 	}
-	live := NewBlobSet()
-	if len(fresh) > 0 {
-		if err := g.mark(g.ctx, fresh, live); err != nil {
-			return false, err
-		}
-	}
+	// The hidden packs still present, and what they hold. Those an index
+	// file lists again (a pack walk of a session that started before the
+	// hide) stay.
 	count, _ := s.idx.packShapes()
+	type hiddenPack struct {
+		id      ID
+		size    int64
+		entries []PackEntry
+	}
+	var present []hiddenPack
 	for _, h := range plan.Hidden {
 		if err := g.ctx.Err(); err != nil {
 			return false, err
@@ -729,37 +742,55 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 			return false, fmt.Errorf("stat pack %s: %w", id, err)
 		}
 		if n, ok := s.idx.packNumOf(id); ok && count[n] > 0 {
-			g.rep.PacksRestored++ // an index file lists it again
-			continue
-		}
-		restore := false
-		var entries []PackEntry
-		if live.Len() > 0 {
-			if entries, err = s.ReadPackHeader(id); err != nil {
-				return false, fmt.Errorf("garbage collection: read header of hidden pack %s: %w (it stays; run 'recall verify')", id, err)
-			}
-			for _, e := range entries {
-				if live.Has(e.ID) && !s.Has(e.ID) {
-					restore = true
-					break
-				}
-			}
-		}
-		if restore {
-			if _, err := s.writeIndexFile([]packRecord{{id: id, entries: entries}}); err != nil {
-				return false, storeWriteError(s.Dir(), err)
-			}
-			s.idx.addPlaces(id, entries)
 			g.rep.PacksRestored++
 			continue
 		}
-		if err := s.be.Remove(g.ctx, packHandle(id)); err != nil && !errors.Is(err, backend.ErrNotExist) {
-			return false, fmt.Errorf("remove pack %s: %w", id, err)
+		hp := hiddenPack{id: id, size: size}
+		if len(fresh) > 0 {
+			if hp.entries, err = s.ReadPackHeader(id); err != nil {
+				return false, fmt.Errorf("garbage collection: read header of hidden pack %s: %w (it stays; run 'recall verify')", id, err)
+			}
+		}
+		present = append(present, hp)
+	}
+	live := NewBlobSet()
+	if len(fresh) > 0 {
+		// The new points may need trees and chunks only the hidden packs
+		// hold: this process reads them there while marking (in memory,
+		// no index file), then asks what the rest of the store holds.
+		ids := make([]ID, len(present))
+		for i, hp := range present {
+			s.idx.addPlaces(hp.id, hp.entries)
+			ids[i] = hp.id
+		}
+		if err := g.mark(g.ctx, fresh, live); err != nil {
+			return false, err
+		}
+		s.idx.retire(ids, false)
+	}
+	for _, hp := range present {
+		restore := false
+		for _, e := range hp.entries {
+			if live.Has(e.ID) && !s.Has(e.ID) {
+				restore = true
+				break
+			}
+		}
+		if restore {
+			if _, err := s.writeIndexFile([]packRecord{{id: hp.id, entries: hp.entries}}); err != nil {
+				return false, storeWriteError(s.Dir(), err)
+			}
+			s.idx.retire([]ID{hp.id}, true)
+			g.rep.PacksRestored++
+			continue
+		}
+		if err := s.be.Remove(g.ctx, packHandle(hp.id)); err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return false, fmt.Errorf("remove pack %s: %w", hp.id, err)
 		}
 		g.rep.PacksDeleted++
-		g.rep.BytesDeleted += size
+		g.rep.BytesDeleted += hp.size
 	}
-	g.rep.Freed = g.rep.BytesDeleted - g.rep.BytesCopied
+	g.rep.Freed = g.rep.BytesDeleted - g.rep.BytesWritten
 	g.log("deleted %d packs (%d bytes), indexed %d again", g.rep.PacksDeleted, g.rep.BytesDeleted, g.rep.PacksRestored)
 	return true, s.removePlan(g.ctx)
 }
@@ -853,4 +884,37 @@ func (g *gcRun) retireIndexFiles() error {
 		}
 	}
 	return nil
+}
+
+// unlikeHidden returns the header of p, first changing p when, as it is,
+// it would be named like a pack a garbage collection plan hides.
+//
+// A plaintext pack is named by its header, so a backup that stores again
+// exactly the blobs of a hidden pack (the same data, forgotten and backed
+// up anew) would write a file of the same name: the collection, which
+// cannot tell the two apart, would delete it under the new point. Such a
+// pack gets one more blob, 32 random bytes that no point refers to, so its
+// name differs. Encrypted headers carry a random nonce: their names never
+// repeat. When the plan cannot be read the blob is added anyway.
+func (w *Writer) unlikeHidden(p *packBuilder, hdr []byte) []byte {
+	if w.s.keys.aead != nil || len(p.entries) == 0 {
+		return hdr
+	}
+	plan, err := w.s.loadPlan(bg)
+	if err == nil && plan == nil {
+		return hdr
+	}
+	if err == nil {
+		if _, hidden := slices.BinarySearch(plan.Hidden, packName(hdr).String()); !hidden {
+			return hdr
+		}
+	}
+	filler := make([]byte, 32)
+	rand.Read(filler)
+	if _, err := p.f.Write(filler); err != nil {
+		return hdr // the header's write fails the same way and says why
+	}
+	p.entries = append(p.entries, PackEntry{Type: p.entries[0].Type, Comp: compNone, Offset: uint32(p.size), Length: 32, RawLength: 32, ID: w.s.Hash(filler)})
+	p.size += 32
+	return encodePackHeader(p.entries, w.s.keys)
 }

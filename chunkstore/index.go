@@ -118,7 +118,8 @@ type index struct {
 	packNum map[ID]uint32 // pack id -> number
 	size    []int64       // pack number -> file size, sizeUnknown or sizeGone
 	retired map[uint32]bool
-	sorted  []ientry // recent part, sorted by id, then pack number and offset
+	empty   map[uint32]bool // packs the base lists with no place (adoptBase)
+	sorted  []ientry        // recent part, sorted by id, then pack number and offset
 	recent  map[ID][]ientry
 	nrecent int     // places in recent
 	base    *index2 // the consolidated file, or nil
@@ -129,7 +130,7 @@ type index struct {
 }
 
 func newIndex() *index {
-	return &index{packNum: map[ID]uint32{}, recent: map[ID][]ientry{}, retired: map[uint32]bool{}, damaged: map[blobAt]string{}}
+	return &index{packNum: map[ID]uint32{}, recent: map[ID][]ientry{}, retired: map[uint32]bool{}, empty: map[uint32]bool{}, damaged: map[blobAt]string{}}
 }
 
 // addPack registers a pack of size bytes (sizeUnknown when not known) and
@@ -137,8 +138,16 @@ func newIndex() *index {
 func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if _, ok := x.packNum[packID]; ok {
-		return false
+	if n, ok := x.packNum[packID]; ok {
+		if !x.empty[n] {
+			return false
+		}
+		// A pack the base lists with no place (garbage collection hid or
+		// deleted it) that an index file lists again: indexed again, or
+		// written again with the same bytes.
+		delete(x.empty, n)
+		x.addPlacesLocked(n, entries)
+		return true
 	}
 	x.addPlacesLocked(x.newPackLocked(packID, size), entries)
 	return true

@@ -833,8 +833,12 @@ func (x *index) adoptBase(b *index2) {
 		}
 	}
 	covered := make([]bool, len(x.packs))
-	for _, n := range b.packMap {
+	clear(x.empty)
+	for i, n := range b.packMap {
 		covered[n] = true
+		if b.packBlobs(i) == 0 {
+			x.empty[n] = true
+		}
 	}
 	keep := func(e ientry) bool { return !covered[e.pack] }
 	var sorted []ientry

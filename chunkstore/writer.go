@@ -253,7 +253,7 @@ func (w *Writer) finishAsync(p *packBuilder) {
 // finish writes the header and commits the pack under its name (durable
 // when Commit returns), then makes its blobs visible in the index.
 func (w *Writer) finish(p *packBuilder) (packRecord, error) {
-	hdr := encodePackHeader(p.entries, w.s.keys)
+	hdr := w.unlikeHidden(p, encodePackHeader(p.entries, w.s.keys)) // gc.go says why
 	if _, err := p.f.Write(hdr); err != nil {
 		p.f.Abort()
 		return packRecord{}, storeWriteError(w.s.Dir(), err)

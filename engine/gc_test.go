@@ -1,0 +1,309 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// gcFixture is a store on disk that tests back up into, forget from and
+// collect, each step through its own open of the store as separate
+// processes would.
+type gcFixture struct {
+	t   *testing.T
+	dir string
+}
+
+func newGCFixture(t *testing.T) *gcFixture {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return &gcFixture{t: t, dir: dir}
+}
+
+func (f *gcFixture) open() *Store {
+	f.t.Helper()
+	s, err := Open(f.dir, chunkstore.OpenOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// backup backs src up as source in a shared session of its own.
+func (f *gcFixture) backup(src, source string) *Point {
+	f.t.Helper()
+	s := f.open()
+	ss, err := s.Session(context.Background(), SessionOptions{Purpose: "test backup", Source: source, Blobs: true})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer ss.Close()
+	p, err := Backup(context.Background(), ss, BackupOptions{Path: src, Source: source})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+func (f *gcFixture) forget(p *Point) {
+	f.t.Helper()
+	if _, err := f.open().Forget(context.Background(), p.ID.String(), "", LockOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *gcFixture) gc(o GCOptions) *GCReport {
+	f.t.Helper()
+	if o.IndexGrace == 0 {
+		o.IndexGrace = -1
+	}
+	o.Log = f.t.Logf
+	rep, err := GC(context.Background(), f.open(), o)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return rep
+}
+
+// check verifies every blob of the store and that each point restores to
+// the files it was made of.
+func (f *gcFixture) check(want map[chunkstore.ID]map[string][]byte) {
+	f.t.Helper()
+	s := f.open()
+	rep, err := Verify(context.Background(), s.Reader(), VerifyOptions{ReadData: true})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if len(rep.Damage) > 0 || len(rep.BadPacks) > 0 || len(rep.DamagedPoints) > 0 {
+		f.t.Fatalf("verify after gc: damage %v, bad packs %v, damaged points %v", rep.Damage, rep.BadPacks, rep.DamagedPoints)
+	}
+	for id, files := range want {
+		p, err := s.Reader().LoadPoint(id)
+		if err != nil {
+			f.t.Fatalf("point %s: %v", id.Short(), err)
+		}
+		target := f.t.TempDir()
+		if _, err := Restore(context.Background(), s.Reader(), p, RestoreOptions{Target: target, Overwrite: true}); err != nil {
+			f.t.Fatalf("restore %s: %v", id.Short(), err)
+		}
+		for name, data := range files {
+			got, err := os.ReadFile(filepath.Join(target, name))
+			if err != nil || !bytes.Equal(got, data) {
+				f.t.Fatalf("point %s: %s restored wrong (%d bytes, %v), want %d bytes", id.Short(), name, len(got), err, len(data))
+			}
+		}
+	}
+}
+
+// packBytes is the size of every pack file of the store.
+func (f *gcFixture) packBytes() (n int, size int64) {
+	f.t.Helper()
+	err := filepath.Walk(filepath.Join(f.dir, "packs"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n++
+			size += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return n, size
+}
+
+// randomFiles replaces the files of dir with random ones of the sizes given.
+func randomFiles(t *testing.T, dir string, rnd *rand.ChaCha8, sizes map[string]int) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for name, n := range sizes {
+		b := make([]byte, n)
+		rnd.Read(b)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = b
+	}
+	return out
+}
+
+func withPackSize(t *testing.T, n int) {
+	old := chunkstore.PackTargetSize
+	chunkstore.PackTargetSize = n
+	t.Cleanup(func() { chunkstore.PackTargetSize = old })
+}
+
+func TestGCCollects(t *testing.T) {
+	cases := []struct {
+		name string
+		// first and second: files of the two backups; the first point is
+		// forgotten.
+		first, second map[string]int
+		wantRewritten bool
+	}{
+		{"all dead", map[string]int{"a": 3 << 20}, map[string]int{"b": 3 << 20}, false},
+		// One pack holds a (dead) and b (live, and small): rewritten.
+		{"mostly dead", map[string]int{"a": 3 << 20, "b": 300 << 10}, map[string]int{"b": 0}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			withPackSize(t, 64<<20)
+			f := newGCFixture(t)
+			rnd := rand.NewChaCha8([32]byte{1})
+			src := t.TempDir()
+			files1 := randomFiles(t, src, rnd, c.first)
+			p1 := f.backup(src, "s")
+			keep := map[string][]byte{}
+			for name, n := range c.second {
+				if n == 0 {
+					keep[name] = files1[name] // unchanged
+					continue
+				}
+				for _, old := range []string{"a", "b"} {
+					os.Remove(filepath.Join(src, old))
+				}
+				for k, v := range randomFiles(t, src, rnd, map[string]int{name: n}) {
+					keep[k] = v
+				}
+			}
+			for name := range files1 {
+				if _, ok := keep[name]; !ok {
+					os.Remove(filepath.Join(src, name))
+				}
+			}
+			p2 := f.backup(src, "s")
+			f.forget(p1)
+			_, before := f.packBytes()
+			rep := f.gc(GCOptions{})
+			if rep.Pending || rep.PacksDeleted == 0 || rep.Freed <= 0 {
+				t.Fatalf("gc freed nothing: %+v", rep)
+			}
+			if got := rep.PacksRewritten > 0; got != c.wantRewritten {
+				t.Errorf("packs rewritten: %d, want some: %v", rep.PacksRewritten, c.wantRewritten)
+			}
+			_, after := f.packBytes()
+			if before-after != rep.Freed {
+				t.Errorf("pack bytes went from %d to %d, the report says %d freed", before, after, rep.Freed)
+			}
+			f.check(map[chunkstore.ID]map[string][]byte{p2.ID: keep})
+
+			// The size a fresh store holding only the second point has.
+			fresh := newGCFixture(t)
+			fresh.backup(src, "s")
+			_, want := fresh.packBytes()
+			if after > want+want/10 {
+				t.Errorf("after gc the packs hold %d bytes; a fresh store of the points kept holds %d", after, want)
+			}
+			// Nothing is left to collect.
+			if rep := f.gc(GCOptions{}); rep.PacksDeleted != 0 || rep.PacksHidden != 0 {
+				t.Errorf("second gc still collects: %+v", rep)
+			}
+		})
+	}
+}
+
+// A session that started before the hide may deduplicate against a
+// hidden pack and commit a point that needs it: the collection waits for
+// it, then indexes that pack again instead of deleting it.
+func TestGCRestoresWhatAnOlderSessionUsed(t *testing.T) {
+	withPackSize(t, 64<<20)
+	f := newGCFixture(t)
+	rnd := rand.NewChaCha8([32]byte{2})
+	src := t.TempDir()
+	files := randomFiles(t, src, rnd, map[string]int{"a": 2 << 20})
+	p1 := f.backup(src, "s")
+	f.forget(p1)
+
+	// A backup of another source starts (its index holds p1's blobs)...
+	s := f.open()
+	ss, err := s.Session(context.Background(), SessionOptions{Purpose: "test backup", Source: "t", Blobs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ...the collection hides p1's packs and must wait for it...
+	rep := f.gc(GCOptions{})
+	if !rep.Pending || len(rep.WaitingFor) != 1 || rep.PacksHidden == 0 || rep.PacksDeleted != 0 {
+		t.Fatalf("gc beside a session: %+v", rep)
+	}
+	// ...which deduplicates against the hidden blobs and commits.
+	p2, err := Backup(context.Background(), ss, BackupOptions{Path: src, Source: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Stats.NewBytes != 0 {
+		t.Fatalf("the older session stored %d new bytes: it was meant to deduplicate", p2.Stats.NewBytes)
+	}
+	ss.Close()
+	rep = f.gc(GCOptions{})
+	if rep.Pending || rep.PacksRestored == 0 {
+		t.Fatalf("gc after the session ended: %+v", rep)
+	}
+	f.check(map[chunkstore.ID]map[string][]byte{p2.ID: files})
+}
+
+// A session that starts after the hide does not see the hidden packs: it
+// stores what it needs anew, and the hidden packs go without waiting for
+// it.
+func TestGCLaterSessionStoresAnew(t *testing.T) {
+	withPackSize(t, 64<<20)
+	f := newGCFixture(t)
+	rnd := rand.NewChaCha8([32]byte{3})
+	src := t.TempDir()
+	files := randomFiles(t, src, rnd, map[string]int{"a": 2 << 20})
+	p1 := f.backup(src, "s")
+	f.forget(p1)
+
+	old := f.open() // opened before the hide: its index is stale
+	old.Reader().LoadPoint(p1.ID)
+	older, err := f.open().Session(context.Background(), SessionOptions{Purpose: "holds the plan", Source: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := f.gc(GCOptions{}); !rep.Pending {
+		t.Fatalf("gc beside a session: %+v", rep)
+	}
+	ss, err := old.Session(context.Background(), SessionOptions{Purpose: "test backup", Source: "t", Blobs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := Backup(context.Background(), ss, BackupOptions{Path: src, Source: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Stats.NewBytes == 0 {
+		t.Fatal("a session registered after the hide deduplicated against hidden packs")
+	}
+	older.Close()
+	rep := f.gc(GCOptions{})
+	if rep.Pending || rep.PacksDeleted == 0 || rep.PacksRestored != 0 {
+		t.Fatalf("gc after the older session ended: %+v", rep)
+	}
+	ss.Close()
+	f.check(map[chunkstore.ID]map[string][]byte{p2.ID: files})
+}
+
+func TestGCDryRunChangesNothing(t *testing.T) {
+	f := newGCFixture(t)
+	rnd := rand.NewChaCha8([32]byte{4})
+	src := t.TempDir()
+	randomFiles(t, src, rnd, map[string]int{"a": 1 << 20})
+	p1 := f.backup(src, "s")
+	f.forget(p1)
+	n, size := f.packBytes()
+	dry := f.gc(GCOptions{DryRun: true})
+	if n2, size2 := f.packBytes(); n2 != n || size2 != size {
+		t.Fatalf("dry run changed the packs: %d/%d bytes -> %d/%d", n, size, n2, size2)
+	}
+	real := f.gc(GCOptions{})
+	if dry.PacksDeleted != real.PacksDeleted || dry.BytesDeleted != real.BytesDeleted {
+		t.Errorf("dry run said %d packs/%d bytes, the collection deleted %d/%d", dry.PacksDeleted, dry.BytesDeleted, real.PacksDeleted, real.BytesDeleted)
+	}
+}
