@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -471,11 +472,12 @@ func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (map[ID]*packUse, er
 	x.mu.Lock()
 	x.compactLocked()
 	recent, base, packs := x.sorted, x.base, slices.Clone(x.packs)
+	hidden := maps.Clone(x.hidden)
 	x.mu.Unlock()
 	use := map[ID]*packUse{}
 	add := func(pack uint32, e PackEntry) {
 		id := packs[pack]
-		if _, ok := sizes[id]; !ok || unindexed[id] {
+		if _, ok := sizes[id]; !ok || unindexed[id] || hidden[pack] {
 			return
 		}
 		u := use[id]
@@ -723,6 +725,7 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 	type hiddenPack struct {
 		id      ID
 		size    int64
+		placed  bool // this process knows its places (hidden: for reads only)
 		entries []PackEntry
 	}
 	var present []hiddenPack
@@ -741,11 +744,15 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("stat pack %s: %w", id, err)
 		}
-		if n, ok := s.idx.packNumOf(id); ok && count[n] > 0 {
+		n, known := s.idx.packNumOf(id)
+		if known && !s.idx.isHidden(n) {
+			// An index file lists it again (a session that started
+			// before the hide indexed it from its header, or wrote a
+			// pack of the same bytes).
 			g.rep.PacksRestored++
 			continue
 		}
-		hp := hiddenPack{id: id, size: size}
+		hp := hiddenPack{id: id, size: size, placed: known && count[n] > 0}
 		if len(fresh) > 0 {
 			if hp.entries, err = s.ReadPackHeader(id); err != nil {
 				return false, fmt.Errorf("garbage collection: read header of hidden pack %s: %w (it stays; run 'recall verify')", id, err)
@@ -756,18 +763,19 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 	live := NewBlobSet()
 	if len(fresh) > 0 {
 		// The new points may need trees and chunks only the hidden packs
-		// hold: this process reads them there while marking (in memory,
-		// no index file), then asks what the rest of the store holds.
-		ids := make([]ID, len(present))
-		for i, hp := range present {
-			s.idx.addPlaces(hp.id, hp.entries)
-			ids[i] = hp.id
+		// hold: marking reads them there (their places stay hidden, so
+		// Has below answers for the rest of the store).
+		for _, hp := range present {
+			if !hp.placed {
+				s.idx.addPlaces(hp.id, hp.entries)
+			}
 		}
 		if err := g.mark(g.ctx, fresh, live); err != nil {
 			return false, err
 		}
-		s.idx.retire(ids, false)
 	}
+	var deleted []ID
+	defer func() { s.idx.dropPlaces(deleted) }() // what marking read them for
 	for _, hp := range present {
 		restore := false
 		for _, e := range hp.entries {
@@ -780,13 +788,14 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 			if _, err := s.writeIndexFile([]packRecord{{id: hp.id, entries: hp.entries}}); err != nil {
 				return false, storeWriteError(s.Dir(), err)
 			}
-			s.idx.retire([]ID{hp.id}, true)
+			s.idx.unhide(hp.id)
 			g.rep.PacksRestored++
 			continue
 		}
 		if err := s.be.Remove(g.ctx, packHandle(hp.id)); err != nil && !errors.Is(err, backend.ErrNotExist) {
 			return false, fmt.Errorf("remove pack %s: %w", hp.id, err)
 		}
+		deleted = append(deleted, hp.id)
 		g.rep.PacksDeleted++
 		g.rep.BytesDeleted += hp.size
 	}
@@ -800,6 +809,29 @@ func (s *Store) removePlan(ctx context.Context) error {
 		return fmt.Errorf("remove garbage collection plan: %w", err)
 	}
 	return nil
+}
+
+// dropPlaces removes from the recent part every place of packs, which
+// then count as listed with no place (as the base lists hidden packs).
+func (x *index) dropPlaces(packs []ID) {
+	if len(packs) == 0 {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	drop := map[uint32]bool{}
+	for _, id := range packs {
+		if n, ok := x.packNum[id]; ok {
+			drop[n] = true
+			x.hidden[n], x.hiddenRead[n] = true, true
+		}
+	}
+	x.compactLocked()
+	x.sorted = slices.DeleteFunc(slices.Clone(x.sorted), func(e ientry) bool { return drop[e.pack] })
+	x.count = len(x.sorted)
+	if x.base != nil {
+		x.count += x.base.count
+	}
 }
 
 // packNumOf returns the number of a pack the index knows.
@@ -917,4 +949,99 @@ func (w *Writer) unlikeHidden(p *packBuilder, hdr []byte) []byte {
 	p.entries = append(p.entries, PackEntry{Type: p.entries[0].Type, Comp: compNone, Offset: uint32(p.size), Length: 32, RawLength: 32, ID: w.s.Hash(filler)})
 	p.size += 32
 	return encodePackHeader(p.entries, w.s.keys)
+}
+
+// Hidden packs (see index.hidden). A reader keeps reading them (a point
+// committed by a session that started before the hide may need them until
+// the collection indexes them again); a writer never deduplicates against
+// them.
+
+// dedupable reports whether id has a usable place outside hidden packs:
+// Has, which deduplication asks.
+func (x *index) dedupable(id ID) bool {
+	x.mu.RLock()
+	if len(x.hidden) == 0 {
+		x.mu.RUnlock()
+		_, _, ok := x.lookup(id)
+		return ok
+	}
+	defer x.mu.RUnlock()
+	ok := false
+	try := func(l loc) bool {
+		ok = !x.hidden[l.pack] && x.unusableLocked(id, l) == nil
+		return ok
+	}
+	for _, e := range x.recent[id] {
+		if try(e.loc) {
+			return true
+		}
+	}
+	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e ientry, id ID) int { return bytes.Compare(e.id[:], id[:]) })
+	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
+		if try(x.sorted[i].loc) {
+			return true
+		}
+	}
+	if x.base != nil {
+		x.base.places(id, try) // an unreadable base counts as not stored, as in lookup
+	}
+	return ok
+}
+
+func (x *index) isHidden(n uint32) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.hidden[n]
+}
+
+// unhide makes a hidden pack's places usable for deduplication again.
+func (x *index) unhide(id ID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if n, ok := x.packNum[id]; ok {
+		delete(x.hidden, n)
+	}
+}
+
+// hiddenUnread reports whether a hidden pack's header is yet to be read
+// by a pack walk: a reader that misses a blob walks the packs again.
+func (x *index) hiddenUnread() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for n := range x.hidden {
+		if !x.hiddenRead[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// readHidden is the pack walk's part for hidden packs: those present
+// whose places this process does not know are indexed from their headers
+// (hidden still: for reads only), so a point that needs them reads.
+func (s *Store) readHidden(sizes map[ID]int64) {
+	x := s.idx
+	x.mu.RLock()
+	var todo []uint32
+	for n := range x.hidden {
+		if !x.hiddenRead[n] {
+			todo = append(todo, n)
+		}
+	}
+	x.mu.RUnlock()
+	if len(todo) == 0 {
+		return
+	}
+	count, _ := x.packShapes()
+	for _, n := range todo {
+		id := x.packID(n)
+		if _, present := sizes[id]; present && count[n] == 0 {
+			if entries, err := s.ReadPackHeader(id); err == nil {
+				x.addPlaces(id, entries)
+			}
+		}
+		x.mu.Lock()
+		x.hiddenRead[n] = true
+		x.mu.Unlock()
+	}
 }

@@ -118,19 +118,23 @@ type index struct {
 	packNum map[ID]uint32 // pack id -> number
 	size    []int64       // pack number -> file size, sizeUnknown or sizeGone
 	retired map[uint32]bool
-	empty   map[uint32]bool // packs the base lists with no place (adoptBase)
-	sorted  []ientry        // recent part, sorted by id, then pack number and offset
-	recent  map[ID][]ientry
-	nrecent int     // places in recent
-	base    *index2 // the consolidated file, or nil
-	count   int
-	damaged map[blobAt]string // recorded damage -> reason
+	// hidden: packs the base lists with no place, which garbage
+	// collection hid (gc.go): their places, from earlier index files or
+	// read from their headers, serve reads but never deduplication.
+	hidden     map[uint32]bool
+	hiddenRead map[uint32]bool // hidden packs whose headers a pack walk read
+	sorted     []ientry        // recent part, sorted by id, then pack number and offset
+	recent     map[ID][]ientry
+	nrecent    int     // places in recent
+	base       *index2 // the consolidated file, or nil
+	count      int
+	damaged    map[blobAt]string // recorded damage -> reason
 	// baseWarn: a read of the base failed; said once (index2.go).
 	baseWarn sync.Once
 }
 
 func newIndex() *index {
-	return &index{packNum: map[ID]uint32{}, recent: map[ID][]ientry{}, retired: map[uint32]bool{}, empty: map[uint32]bool{}, damaged: map[blobAt]string{}}
+	return &index{packNum: map[ID]uint32{}, recent: map[ID][]ientry{}, retired: map[uint32]bool{}, hidden: map[uint32]bool{}, hiddenRead: map[uint32]bool{}, damaged: map[blobAt]string{}}
 }
 
 // addPack registers a pack of size bytes (sizeUnknown when not known) and
@@ -139,13 +143,13 @@ func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if n, ok := x.packNum[packID]; ok {
-		if !x.empty[n] {
+		if !x.hidden[n] {
 			return false
 		}
 		// A pack the base lists with no place (garbage collection hid or
 		// deleted it) that an index file lists again: indexed again, or
 		// written again with the same bytes.
-		delete(x.empty, n)
+		delete(x.hidden, n)
 		x.addPlacesLocked(n, entries)
 		return true
 	}

@@ -726,13 +726,11 @@ func (x *index) consolidateWithout(w io.Writer, k *keys, salt [16]byte, supersed
 	recent := x.sorted // never changed in place: merges and adoption make new slices
 	base := x.base
 	packs := slices.Clone(x.packs)
-	x.mu.Unlock()
 	hidden := make([]bool, len(packs)) // by pack number
-	if out != nil {
-		for n, id := range packs {
-			hidden[n] = out.hide[id]
-		}
+	for n, id := range packs {
+		hidden[n] = x.hidden[uint32(n)] || out != nil && out.hide[id]
 	}
+	x.mu.Unlock()
 	// Places per pack number, as the file will hold them.
 	places := make([]int, len(packs))
 	count := 0
@@ -832,12 +830,15 @@ func (x *index) adoptBase(b *index2) {
 			b.packMap[i] = n
 		}
 	}
+	// A pack b lists with no place is hidden by garbage collection: the
+	// places of it known already stay, for reads only (gc.go).
 	covered := make([]bool, len(x.packs))
-	clear(x.empty)
+	clear(x.hidden)
 	for i, n := range b.packMap {
-		covered[n] = true
 		if b.packBlobs(i) == 0 {
-			x.empty[n] = true
+			x.hidden[n] = true
+		} else {
+			covered[n] = true
 		}
 	}
 	keep := func(e ientry) bool { return !covered[e.pack] }

@@ -167,8 +167,7 @@ func (s *Store) Hash(data []byte) ID { return s.keys.hash(data) }
 // that is not recorded damaged. Deduplication asks this, so a blob that
 // is lost or damaged is stored again by the next backup that has it.
 func (s *Store) Has(id ID) bool {
-	_, _, ok := s.idx.lookup(id)
-	return ok
+	return s.idx.dedupable(id) // not in packs garbage collection hid (gc.go)
 }
 
 // BlobStatus tells whether a blob can be read as far as the index knows
@@ -401,6 +400,7 @@ func (s *Store) walkPacks() error {
 		return err
 	}
 	s.idx.setSizes(sizes)
+	s.readHidden(sizes) // gc.go
 	s.idx.compact()
 	if err := s.loadDamage(); err != nil {
 		return err
@@ -418,7 +418,7 @@ func (s *Store) walkPacks() error {
 // once per store unless an unreadable index file asks again.
 func (s *Store) walkForReaders() {
 	s.fmu.Lock()
-	need := !s.walked || s.walkWanted
+	need := !s.walked || s.walkWanted || s.idx.hiddenUnread()
 	s.fmu.Unlock()
 	if need {
 		if err := s.walkPacks(); err != nil {
