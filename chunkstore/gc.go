@@ -48,37 +48,47 @@ import (
 //  3. Hide: record the plan (gc/plan: the candidates, the consolidated
 //     index file about to hide them, the points marked), then write that
 //     file durably: it supersedes every index file loaded and lists the
-//     candidates with no places, so a reader adopting it drops their
-//     places and a pack walk does not index them again. Then list the
-//     write sessions running and record them in the plan.
+//     candidates with no places. A process adopting it keeps the places
+//     of them it knows, and a pack walk reads the others from their
+//     headers, for reads only: a point committed meanwhile still reads,
+//     but Has, which deduplication asks, no longer answers from them, and
+//     a writer never names a new pack like a hidden one (unlikeHidden).
+//     Then list the write sessions running and record them in the plan.
 //  4. Delete, once every session recorded has ended: re-mark the points
 //     committed since step 1; a candidate holding a blob one of them
-//     needs that the index does not hold elsewhere is indexed again (a
-//     version 1 file), as is any candidate an index file lists again;
-//     every other candidate is removed, then the plan.
+//     needs that no other pack holds is indexed again (a version 1 file
+//     listing a hidden pack makes it usable again everywhere), as is any
+//     candidate an index file lists again; every other candidate is
+//     removed, then the plan. The next consolidated file drops the
+//     deleted packs from its table once their files are gone.
 //  5. Index files the newest consolidated file supersedes are removed
 //     after a grace period (gc/retire-<file>), so a reader that listed
 //     them before it was written still finds them.
 //
 // # Why it is safe
 //
-// The invariant: a blob is deduplicated against (or its place reused) only
-// by a write session, and only through the index that session loaded.
-// A session registered after the hide loads its index after registering
-// (Lock.NewWriter refreshes it), and so sees the hiding file and cannot
-// pick a candidate; a session registered before may hold a stale index
-// and may refer to a candidate's blob in a point it commits later, so GC
-// deletes nothing until every such session has ended, and then re-marks
-// what they committed. A session that ends without committing commits
-// nothing. So every point committed at any time finds each of its blobs
-// either in a pack GC kept or in one it indexed again.
+// The invariant: a blob is deduplicated against only by a write session,
+// and only through Has on the index that session loaded; and a pack is
+// deleted only after every session that may have loaded an index in which
+// the pack was not hidden has ended, and every point committed since the
+// mark has been marked. A session registered after the hide loads its
+// index after registering (Lock.NewWriter refreshes it), so it sees the
+// hiding file and never deduplicates against a candidate; a session
+// registered before may, and may commit a point that needs a candidate,
+// so nothing is deleted until it has ended and what it committed is
+// marked. A session that ends without committing commits nothing. So every
+// point, committed at any time, finds each of its blobs in a pack that
+// stays: one GC kept, indexed again, or that a session wrote after the
+// hide.
 //
 // Every step is durable before the next starts, and each is idempotent:
 // after kill -9 at any moment the next run reads the plan and finishes
 // it. A plan whose index file was never written hid nothing and is
-// dropped. Readers (mounts, restore) are not registered: a point GC
-// deletes the packs of was forgotten before GC started; a live blob GC
-// moved is found at its new place once the reader refreshes its index.
+// dropped. Readers (mounts, restore) are not registered and need not be:
+// the packs GC deletes hold only blobs of points forgotten before it
+// started, or blobs it copied elsewhere first (a reader that still has the
+// old place finds the new one after its next refresh; until then such a
+// read fails with the pack missing, never with other bytes).
 
 // gcLock is the name of garbage collection's own lock: one GC at a time.
 const gcLock = "gc"
