@@ -70,9 +70,14 @@ func TestGCKill9(t *testing.T) {
 	}
 	e.ok("init")
 	e.ok("backup", "--source", "s", src)
-	// How long a gc takes here, to land kills inside one.
+	// How long a gc with work to do takes here, to land kills inside one.
+	writeRandom(t, filepath.Join(src, "f0"), 99, 2<<20)
+	e.ok("backup", "--source", "s", src)
+	e.ok("forget", e.pointIDs()[0])
 	start := time.Now()
-	e.gc()
+	if r := e.gc(); r.PacksDeleted == 0 {
+		t.Fatalf("the first gc deleted nothing: %+v", r)
+	}
 	full := time.Since(start)
 	killed := 0
 	for i := 0; i < 20; i++ {
