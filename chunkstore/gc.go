@@ -967,35 +967,15 @@ func (w *Writer) unlikeHidden(p *packBuilder, hdr []byte) []byte {
 // them.
 
 // dedupable reports whether id has a usable place outside hidden packs:
-// Has, which deduplication asks.
+// Has, which deduplication asks. Lookups prefer places outside them.
 func (x *index) dedupable(id ID) bool {
+	l, _, ok := x.lookup(id)
+	if !ok {
+		return false
+	}
 	x.mu.RLock()
-	if len(x.hidden) == 0 {
-		x.mu.RUnlock()
-		_, _, ok := x.lookup(id)
-		return ok
-	}
 	defer x.mu.RUnlock()
-	ok := false
-	try := func(l loc) bool {
-		ok = !x.hidden[l.pack] && x.unusableLocked(id, l) == nil
-		return ok
-	}
-	for _, e := range x.recent[id] {
-		if try(e.loc) {
-			return true
-		}
-	}
-	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e ientry, id ID) int { return bytes.Compare(e.id[:], id[:]) })
-	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
-		if try(x.sorted[i].loc) {
-			return true
-		}
-	}
-	if x.base != nil {
-		x.base.places(id, try) // an unreadable base counts as not stored, as in lookup
-	}
-	return ok
+	return !x.hidden[l.pack]
 }
 
 func (x *index) isHidden(n uint32) bool {

@@ -272,9 +272,17 @@ func (x *index) lookup(id ID) (l loc, found, usable bool) {
 			first, found = l, true
 		}
 		if x.unusableLocked(id, l) == nil {
-			good, usable = l, true
+			if len(x.hidden) == 0 || !x.hidden[l.pack] {
+				good, usable = l, true
+				return true
+			}
+			// A pack garbage collection hid (gc.go) is read only when no
+			// other place is usable: a blob it moved is read at its new place.
+			if !usable {
+				good, usable = l, true
+			}
 		}
-		return usable
+		return false
 	}
 	for _, e := range x.recent[id] {
 		if try(e.loc) {
@@ -295,9 +303,9 @@ func (x *index) lookup(id ID) (l loc, found, usable bool) {
 				fmt.Fprintf(os.Stderr, "recall: consolidated index file %s: %v (its blobs count as not stored; 'recall repair index' rebuilds it)\n", x.base.name, err)
 			})
 		}
-		if usable {
-			return good, true, true
-		}
+	}
+	if usable {
+		return good, true, true
 	}
 	return first, found, false
 }
