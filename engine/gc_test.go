@@ -136,7 +136,7 @@ func randomFiles(t *testing.T, dir string, rnd *rand.ChaCha8, sizes map[string]i
 	return out
 }
 
-func withPackSize(t *testing.T, n int) {
+func withPackSize(t testing.TB, n int) {
 	old := chunkstore.PackTargetSize
 	chunkstore.PackTargetSize = n
 	t.Cleanup(func() { chunkstore.PackTargetSize = old })
