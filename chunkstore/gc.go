@@ -549,7 +549,7 @@ func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
 	s := g.s
 	w := s.newWriter(gcTempTag)
 	var done []ID
-	var buf []byte
+	var buf, scratch []byte
 	for _, id := range packs {
 		if err := g.ctx.Err(); err != nil {
 			w.Abort()
@@ -568,7 +568,10 @@ func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
 				bad = append(bad, DamagedBlob{Blob: e.ID, Pack: id, Reason: "the pack ends before the blob"})
 				continue
 			}
-			if _, err := s.checkStored(e, b[e.Offset:e.Offset+e.Length], nil); err != nil {
+			// Checked on a copy: decryption works in place, and the copy
+			// that goes to the new pack is the stored bytes.
+			scratch = append(scratch[:0], b[e.Offset:e.Offset+e.Length]...)
+			if _, err := s.checkStored(e, scratch, nil); err != nil {
 				bad = append(bad, DamagedBlob{Blob: e.ID, Pack: id, Reason: damageReason(err)})
 			}
 		}
@@ -705,7 +708,7 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 	}
 	if len(waiting) > 0 || g.o.DryRun {
 		g.rep.Pending, g.rep.WaitingFor = len(waiting) > 0, waiting
-		g.rep.PacksHidden += len(plan.Hidden)
+		g.rep.PacksHidden = len(plan.Hidden)
 		if len(waiting) > 0 {
 			g.log("%d hidden packs wait for %d write sessions to end", len(plan.Hidden), len(waiting))
 		}
