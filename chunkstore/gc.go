@@ -400,7 +400,6 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 		return nil, err
 	}
 	g.rep.Points, g.rep.LiveBlobs = len(points), live.Len()
-	g.rep.MarkTime = time.Since(t0)
 	g.log("marked %d blobs reachable from %d points", live.Len(), len(points))
 
 	sizes := map[ID]int64{}
@@ -411,6 +410,7 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.rep.MarkTime = time.Since(t0) // the points walked and every place sorted into live or dead
 	var drop, rewrite []ID
 	for id, u := range use {
 		g.rep.PacksMarked++
