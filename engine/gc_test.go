@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -402,5 +403,32 @@ func TestGCRacesBackups(t *testing.T) {
 	// timing (TestGCRestoresWhatAnOlderSessionUsed makes it happen).
 	if collected == 0 || pending == 0 {
 		t.Errorf("the race did not race: %d packs deleted, %d collections pending", collected, pending)
+	}
+}
+
+// A point whose manifest or tree cannot be read might refer to any blob:
+// the collection stops before hiding anything, and says what to do.
+func TestGCStopsOnUnreadablePoint(t *testing.T) {
+	f := newGCFixture(t)
+	rnd := rand.NewChaCha8([32]byte{6})
+	src := t.TempDir()
+	randomFiles(t, src, rnd, map[string]int{"a": 1 << 20})
+	p1 := f.backup(src, "s")
+	randomFiles(t, src, rnd, map[string]int{"a": 1 << 20})
+	p2 := f.backup(src, "s")
+	f.forget(p1)
+	if err := os.WriteFile(filepath.Join(f.dir, "points", p2.ID.String()), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, size := f.packBytes()
+	_, err := GC(context.Background(), f.open(), GCOptions{})
+	if err == nil || !strings.Contains(err.Error(), p2.ID.Short()) || !strings.Contains(err.Error(), "forget the point") {
+		t.Fatalf("gc with a damaged point: %v", err)
+	}
+	if n2, size2 := f.packBytes(); n2 != n || size2 != size {
+		t.Errorf("gc changed the packs before it stopped: %d/%d -> %d/%d", n, size, n2, size2)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "gc", "plan")); err == nil {
+		t.Error("gc left a plan")
 	}
 }
