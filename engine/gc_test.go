@@ -230,8 +230,9 @@ func TestGCRestoresWhatAnOlderSessionUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// ...the collection hides p1's packs and must wait for it...
-	rep := f.gc(GCOptions{})
+	// ...the collection hides p1's packs and must wait for it (longer than
+	// it may)...
+	rep := f.gc(GCOptions{Wait: 50 * time.Millisecond})
 	if !rep.Pending || len(rep.WaitingFor) != 1 || rep.PacksHidden == 0 || rep.PacksDeleted != 0 {
 		t.Fatalf("gc beside a session: %+v", rep)
 	}
@@ -244,7 +245,7 @@ func TestGCRestoresWhatAnOlderSessionUsed(t *testing.T) {
 		t.Fatalf("the older session stored %d new bytes: it was meant to deduplicate", p2.Stats.NewBytes)
 	}
 	ss.Close()
-	rep = f.gc(GCOptions{})
+	rep = f.gc(GCOptions{Wait: time.Hour}) // it has ended: no wait
 	if rep.Pending || rep.PacksRestored == 0 {
 		t.Fatalf("gc after the session ended: %+v", rep)
 	}
