@@ -170,3 +170,27 @@ func TestGCDryRunAndOutput(t *testing.T) {
 	}
 	e.ok("verify", "--read-data")
 }
+
+// Bad usage exits 2 and changes nothing; a home with no store is never
+// written to.
+func TestGCUsage(t *testing.T) {
+	e := newEnv(t)
+	must(t, os.Mkdir(e.home, 0o755))
+	before := storeListing(t, e.home)
+	if r := e.run("gc"); r.code == 0 || !strings.Contains(r.stderr, "no store here") {
+		t.Errorf("gc in a home with no store: exit %d\n%s", r.code, r.stderr)
+	}
+	if after := storeListing(t, e.home); after != before {
+		t.Errorf("gc wrote into a home with no store:\n%s\n----\n%s", before, after)
+	}
+	e.ok("init")
+	before = storeListing(t, e.home)
+	for _, args := range [][]string{{"gc", "extra"}, {"gc", "--repack-threshold", "0"}, {"gc", "--no-such-flag"}} {
+		if r := e.run(args...); r.code != 2 {
+			t.Errorf("recall %s: exit %d, want 2\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	if after := storeListing(t, e.home); after != before {
+		t.Errorf("bad gc usage changed the home:\n%s\n----\n%s", before, after)
+	}
+}
