@@ -22,6 +22,10 @@
 //	<store>/points/<id>      recovery point manifests (written by engine)
 //	<store>/locks/writer     the store lock: shared by write sessions, or exclusive (lock.go)
 //	<store>/locks/source-<h> the lock of one source's write session
+//	<store>/locks/session-<r> a running write session's registration (sessions.go)
+//	<store>/locks/gc         held by the garbage collection running
+//	<store>/gc/plan          garbage collection's plan in progress (gc.go)
+//	<store>/gc/retire-<id>   index files superseded by <id>, removed after a grace period
 //	<store>/tmp/[source-<h>/] packs being written (by a session of a source)
 //
 // # Write order
@@ -89,6 +93,15 @@
 // fingerprint per chunk in memory, and names the files it supersedes. An
 // exclusive lock consolidates when the part held in memory has grown;
 // superseded files stay until garbage collection removes them.
+//
+// # Garbage collection
+//
+// Garbage collection (gc.go, whose comment gives the steps and the
+// invariant that makes them safe) runs beside write sessions: it hides
+// the packs it means to delete in a consolidated index file that lists
+// them with no places (still read, never deduplicated against), and
+// deletes them once every write session registered before the hide
+// (sessions.go) has ended and the points committed meanwhile are marked.
 //
 // # Reading by pack
 //

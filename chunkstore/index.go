@@ -118,18 +118,23 @@ type index struct {
 	packNum map[ID]uint32 // pack id -> number
 	size    []int64       // pack number -> file size, sizeUnknown or sizeGone
 	retired map[uint32]bool
-	sorted  []ientry // recent part, sorted by id, then pack number and offset
-	recent  map[ID][]ientry
-	nrecent int     // places in recent
-	base    *index2 // the consolidated file, or nil
-	count   int
-	damaged map[blobAt]string // recorded damage -> reason
+	// hidden: packs the base lists with no place, which garbage
+	// collection hid (gc.go): their places, from earlier index files or
+	// read from their headers, serve reads but never deduplication.
+	hidden     map[uint32]bool
+	hiddenRead map[uint32]bool // hidden packs whose headers a pack walk read
+	sorted     []ientry        // recent part, sorted by id, then pack number and offset
+	recent     map[ID][]ientry
+	nrecent    int     // places in recent
+	base       *index2 // the consolidated file, or nil
+	count      int
+	damaged    map[blobAt]string // recorded damage -> reason
 	// baseWarn: a read of the base failed; said once (index2.go).
 	baseWarn sync.Once
 }
 
 func newIndex() *index {
-	return &index{packNum: map[ID]uint32{}, recent: map[ID][]ientry{}, retired: map[uint32]bool{}, damaged: map[blobAt]string{}}
+	return &index{packNum: map[ID]uint32{}, recent: map[ID][]ientry{}, retired: map[uint32]bool{}, hidden: map[uint32]bool{}, hiddenRead: map[uint32]bool{}, damaged: map[blobAt]string{}}
 }
 
 // addPack registers a pack of size bytes (sizeUnknown when not known) and
@@ -137,8 +142,16 @@ func newIndex() *index {
 func (x *index) addPack(packID ID, entries []PackEntry, size int64) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if _, ok := x.packNum[packID]; ok {
-		return false
+	if n, ok := x.packNum[packID]; ok {
+		if !x.hidden[n] {
+			return false
+		}
+		// A pack the base lists with no place (garbage collection hid or
+		// deleted it) that an index file lists again: indexed again, or
+		// written again with the same bytes.
+		delete(x.hidden, n)
+		x.addPlacesLocked(n, entries)
+		return true
 	}
 	x.addPlacesLocked(x.newPackLocked(packID, size), entries)
 	return true
@@ -259,9 +272,17 @@ func (x *index) lookup(id ID) (l loc, found, usable bool) {
 			first, found = l, true
 		}
 		if x.unusableLocked(id, l) == nil {
-			good, usable = l, true
+			if len(x.hidden) == 0 || !x.hidden[l.pack] {
+				good, usable = l, true
+				return true
+			}
+			// A pack garbage collection hid (gc.go) is read only when no
+			// other place is usable: a blob it moved is read at its new place.
+			if !usable {
+				good, usable = l, true
+			}
 		}
-		return usable
+		return false
 	}
 	for _, e := range x.recent[id] {
 		if try(e.loc) {
@@ -282,9 +303,9 @@ func (x *index) lookup(id ID) (l loc, found, usable bool) {
 				fmt.Fprintf(os.Stderr, "recall: consolidated index file %s: %v (its blobs count as not stored; 'recall repair index' rebuilds it)\n", x.base.name, err)
 			})
 		}
-		if usable {
-			return good, true, true
-		}
+	}
+	if usable {
+		return good, true, true
 	}
 	return first, found, false
 }

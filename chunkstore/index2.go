@@ -700,33 +700,79 @@ func (x *index2Writer) finish() (ID, error) {
 // The store calls this under its writer lock, writes the result to
 // index/<name> atomically, then opens and adopts it.
 func (x *index) consolidate(w io.Writer, k *keys, salt [16]byte, supersedes []ID) (ID, error) {
+	return x.consolidateWithout(w, k, salt, supersedes, nil)
+}
+
+// leaveOut is what a consolidation by garbage collection leaves out of
+// the file it writes.
+type leaveOut struct {
+	// hide: packs whose places are left out. They stay in the pack table,
+	// with no places, so that a reader adopting the file drops the places
+	// of them it holds from version 1 files the file supersedes
+	// (adoptBase drops the recent places of every pack the file lists),
+	// and so that a pack walk does not take them for packs no index
+	// covers and index them again.
+	hide map[ID]bool
+	// keepEmpty, if not nil, says which packs with no place stay in the
+	// table; the others are left out. Without it all stay.
+	keepEmpty func(ID) bool
+}
+
+// consolidateWithout is consolidate leaving out what out says (nil:
+// nothing).
+func (x *index) consolidateWithout(w io.Writer, k *keys, salt [16]byte, supersedes []ID, out *leaveOut) (ID, error) {
 	x.mu.Lock()
 	x.compactLocked()
 	recent := x.sorted // never changed in place: merges and adoption make new slices
 	base := x.base
 	packs := slices.Clone(x.packs)
+	hidden := make([]bool, len(packs)) // by pack number
+	for n, id := range packs {
+		hidden[n] = x.hidden[uint32(n)] || out != nil && out.hide[id]
+	}
 	x.mu.Unlock()
+	// Places per pack number, as the file will hold them.
+	places := make([]int, len(packs))
+	count := 0
+	for _, e := range recent {
+		if !hidden[e.pack] {
+			places[e.pack]++
+			count++
+		}
+	}
+	if base != nil {
+		for i := range base.npacks {
+			if n := base.packMap[i]; !hidden[n] {
+				places[n] += base.packBlobs(i)
+				count += base.packBlobs(i)
+			}
+		}
+	}
 	// Positions in the file's pack table: the packs sorted by id.
-	order := make([]uint32, len(packs))
-	for i := range order {
-		order[i] = uint32(i)
+	order := make([]uint32, 0, len(packs))
+	for i := range packs {
+		if out != nil && out.keepEmpty != nil && places[i] == 0 && !hidden[i] && !out.keepEmpty(packs[i]) {
+			continue
+		}
+		order = append(order, uint32(i))
 	}
 	slices.SortFunc(order, func(a, b uint32) int { return bytes.Compare(packs[a][:], packs[b][:]) })
 	local := make([]uint32, len(packs))
-	sortedIDs := make([]ID, len(packs))
+	sortedIDs := make([]ID, len(order))
 	for pos, n := range order {
 		local[n] = uint32(pos)
 		sortedIDs[pos] = packs[n]
-	}
-	count := len(recent)
-	if base != nil {
-		count += base.count
 	}
 	wr, err := newIndex2Writer(w, k, salt, count, sortedIDs, supersedes)
 	if err != nil {
 		return ID{}, err
 	}
-	emit := func(e ientry) error { return wr.add(e.packEntry(), int(local[e.pack])) }
+	emit := func(e ientry) error {
+		if hidden[e.pack] {
+			return nil
+		}
+		return wr.add(e.packEntry(), int(local[e.pack]))
+	}
 	if base != nil {
 		err = base.scan(func(r rec2) error {
 			for len(recent) > 0 && bytes.Compare(recent[0].id[:], r.e.ID[:]) < 0 {
@@ -735,7 +781,11 @@ func (x *index) consolidate(w io.Writer, k *keys, salt [16]byte, supersedes []ID
 				}
 				recent = recent[1:]
 			}
-			return wr.add(r.e, int(local[base.packMap[r.pack]]))
+			n := base.packMap[r.pack]
+			if hidden[n] {
+				return nil
+			}
+			return wr.add(r.e, int(local[n]))
 		})
 		if err != nil {
 			return ID{}, fmt.Errorf("consolidate index: %w", err)
@@ -780,9 +830,16 @@ func (x *index) adoptBase(b *index2) {
 			b.packMap[i] = n
 		}
 	}
+	// A pack b lists with no place is hidden by garbage collection: the
+	// places of it known already stay, for reads only (gc.go).
 	covered := make([]bool, len(x.packs))
-	for _, n := range b.packMap {
-		covered[n] = true
+	clear(x.hidden)
+	for i, n := range b.packMap {
+		if b.packBlobs(i) == 0 {
+			x.hidden[n] = true
+		} else {
+			covered[n] = true
+		}
 	}
 	keep := func(e ientry) bool { return !covered[e.pack] }
 	var sorted []ientry

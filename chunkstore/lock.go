@@ -166,6 +166,10 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 	if err := l.take(ctx, purpose, wait, onWait); err != nil {
 		return nil, err
 	}
+	if err := l.register(ctx, purpose); err != nil { // for garbage collection (sessions.go)
+		l.release()
+		return nil, err
+	}
 	// What an earlier session of this source left being written is
 	// garbage now; other sessions' temp areas are theirs.
 	if tc, ok := s.be.(backend.TempCleaner); ok {

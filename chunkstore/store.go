@@ -186,7 +186,9 @@ func (s *Store) Has(id ID) bool {
 			return false
 		}
 		if s.idx.sizeOf(l.pack) != sizeUnknown || !s.learnPackSize(l.pack) {
-			return true
+			// Not in a pack garbage collection hid (gc.go): lookups
+			// prefer other places, so a hidden place means no other.
+			return !s.idx.isHidden(l.pack)
 		}
 		// The size is known now: look again, with the place judged by it
 		// (a place in a missing or truncated pack gives way to another).
@@ -439,6 +441,7 @@ func (s *Store) walkPacks() error {
 	}
 	s.markUnindexed(orphans...)
 	s.idx.setSizes(sizes)
+	s.readHidden(sizes) // gc.go
 	s.idx.compact()
 	if err := s.loadDamage(); err != nil {
 		return err
@@ -456,7 +459,7 @@ func (s *Store) walkPacks() error {
 // once per store unless an unreadable index file asks again.
 func (s *Store) walkForReaders() {
 	s.fmu.Lock()
-	need := !s.walked || s.walkWanted
+	need := !s.walked || s.walkWanted || s.idx.hiddenUnread()
 	s.fmu.Unlock()
 	if need {
 		if err := s.walkPacks(); err != nil {
@@ -829,6 +832,9 @@ func (s *Store) Packs() []PackInfo {
 	out := make([]PackInfo, 0, len(s.idx.packs))
 	for n, id := range s.idx.packs {
 		pi := PackInfo{ID: id, Size: s.idx.size[n], Blobs: count[n]}
+		if pi.Blobs == 0 && pi.Size == sizeGone {
+			continue // deleted by garbage collection, which keeps it listed for a while (gc.go)
+		}
 		if pi.Blobs > 0 {
 			pi.Expected = end[n] + int64(s.packHeaderLen(pi.Blobs)) + int64(packTrailerLen)
 		}

@@ -277,7 +277,7 @@ func (w *Writer) finishAsync(p *packBuilder) {
 // makes its blobs visible in the index. The journal entry comes first so
 // that no pack is ever visible unindexed without one (journal.go).
 func (w *Writer) finish(p *packBuilder) (packRecord, error) {
-	hdr := encodePackHeader(p.entries, w.s.keys)
+	hdr := w.unlikeHidden(p, encodePackHeader(p.entries, w.s.keys)) // gc.go says why
 	if _, err := p.f.Write(hdr); err != nil {
 		p.f.Abort()
 		return packRecord{}, storeWriteError(w.s.Dir(), err)

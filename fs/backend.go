@@ -1,6 +1,8 @@
 package fs
 
 import (
+	"errors"
+
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 )
@@ -42,7 +44,14 @@ func (b engineBackend) LoadPoint(id chunkstore.ID) (*engine.Point, error) {
 }
 func (b engineBackend) LoadTree(id chunkstore.ID) (*engine.Tree, error) { return b.r.LoadTree(id) }
 func (b engineBackend) ReadChunk(id chunkstore.ID, dst []byte) ([]byte, error) {
-	return b.r.ReadChunk(id, dst)
+	out, err := b.r.ReadChunk(id, dst)
+	if errors.Is(err, chunkstore.ErrNotFound) && b.r.Refresh() == nil {
+		// Garbage collection may have moved the chunk to a new pack
+		// since this mount last read the index: the new index files
+		// say where. Still missing, the read fails (EIO, logged).
+		out, err = b.r.ReadChunk(id, dst)
+	}
+	return out, err
 }
 func (b engineBackend) Refresh() error                { return b.r.Refresh() }
 func (b engineBackend) PointsStamp() (string, error)  { return b.r.PointsStamp() }

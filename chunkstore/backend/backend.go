@@ -78,9 +78,10 @@ const (
 	Config                      // the config and its copy
 	Locks                       // lock objects (only the backend writes them)
 	Journal                     // journal entries: packs not yet indexed, per write session
+	GC                          // garbage collection's plan and records (chunkstore/gc.go)
 )
 
-var typeNames = map[FileType]string{Packs: "packs", Index: "index", Points: "points", Damaged: "damaged", Config: "config", Locks: "locks", Journal: "journal"}
+var typeNames = map[FileType]string{Packs: "packs", Index: "index", Points: "points", Damaged: "damaged", Config: "config", Locks: "locks", Journal: "journal", GC: "gc"}
 
 func (t FileType) String() string {
 	if s, ok := typeNames[t]; ok {
@@ -90,7 +91,7 @@ func (t FileType) String() string {
 }
 
 // FileTypes lists every file type, for suites and tools that walk them all.
-var FileTypes = []FileType{Packs, Index, Points, Damaged, Config, Locks, Journal}
+var FileTypes = []FileType{Packs, Index, Points, Damaged, Config, Locks, Journal, GC}
 
 // Handle names one file.
 type Handle struct {

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/recall-backup/recall/engine"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:  "gc",
+		Usage: "return the space of forgotten points (runs beside backups)",
+		Description: "Marks every chunk the remaining points reach, deletes the packs with none and rewrites\n" +
+			"the packs mostly dead. Backups go on meanwhile: the packs are first hidden, and deleted once\n" +
+			"every backup that started before that has ended (--wait waits for them; otherwise the next\n" +
+			"gc finishes the work).",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be deleted and rewritten, change nothing"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.Float64Flag{Name: "repack-threshold", Value: 50, Usage: "rewrite a pack when at least `PERCENT` of its bytes are dead (above 100: never)"},
+			&cli.DurationFlag{Name: "wait", Usage: "how long to wait for backups that started before the packs were hidden"},
+			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a repair or another gc to finish"},
+			&cli.DurationFlag{Name: "index-grace", Value: time.Hour, Usage: "how long superseded index files stay (readers that listed them still find them)"},
+		},
+		Action: func(c *cli.Context) error {
+			th := c.Float64("repack-threshold")
+			if th <= 0 {
+				return usagef("--repack-threshold %v: must be a percentage above 0 (above 100: never rewrite)", th)
+			}
+			grace := c.Duration("index-grace")
+			if grace == 0 {
+				grace = -1 // none
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			o := engine.GCOptions{RepackThreshold: th / 100, DryRun: c.Bool("dry-run"), Wait: c.Duration("wait"), IndexGrace: grace, LockOptions: lockWait(c)}
+			if !c.Bool("json") {
+				o.Log = logf
+			}
+			rep, err := engine.GC(c.Context, st, o)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, rep)
+			}
+			printGC(c, rep)
+			return nil
+		},
+	})
+}
+
+func printGC(c *cli.Context, r *engine.GCReport) {
+	w := c.App.Writer
+	b := func(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+	say := func(done, would string) string {
+		if r.DryRun {
+			return would
+		}
+		return done
+	}
+	if r.Resumed {
+		fmt.Fprintln(w, "finished the plan an earlier gc left")
+	}
+	if r.Points > 0 || r.PacksMarked > 0 {
+		fmt.Fprintf(w, "marked: %d packs (%s), %d chunks reachable from %d points, in %s\n",
+			r.PacksMarked, b(r.BytesMarked), r.LiveBlobs, r.Points, r.MarkTime.Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "%s: %d packs (%s)\n", say("deleted", "would delete"), r.PacksDeleted, b(r.BytesDeleted))
+	fmt.Fprintf(w, "%s: %d packs (%d live chunks, %s copied)\n", say("rewritten", "would rewrite"), r.PacksRewritten, r.BlobsCopied, b(r.BytesCopied))
+	if r.PacksRestored > 0 {
+		fmt.Fprintf(w, "kept: %d hidden packs that points committed meanwhile use\n", r.PacksRestored)
+	}
+	fmt.Fprintf(w, "%s: %s\n", say("freed", "would free"), b(r.Freed))
+	if r.Pending {
+		var who []string
+		for _, s := range r.WaitingFor {
+			who = append(who, s.LockInfo.String())
+		}
+		fmt.Fprintf(w, "pending: %d packs are hidden and go once these backups end: %s; run 'recall gc' again then (or use --wait)\n",
+			r.PacksHidden, strings.Join(who, "; "))
+	}
+}
