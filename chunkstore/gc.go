@@ -106,6 +106,13 @@ const gcTempTag = "gc"
 // rewritten.
 const DefaultRepackThreshold = 0.5
 
+// DefaultMaxUnused is the share of dead bytes, relative to the live ones,
+// a collection leaves at most in packs below the repack threshold: restic's
+// --max-unused (5% there too). Without it, packs just under the threshold
+// keep up to as many dead bytes as live ones; with it, the most-dead of
+// them are rewritten until what stays dead is at most this share.
+const DefaultMaxUnused = 0.05
+
 // DefaultIndexGrace is how long superseded index files stay.
 const DefaultIndexGrace = time.Hour
 
@@ -148,6 +155,11 @@ type GCOptions struct {
 	// with live blobs is rewritten; 0 means DefaultRepackThreshold, above
 	// 1 never.
 	RepackThreshold float64
+	// MaxUnused is the share of dead bytes, relative to the live ones,
+	// left at most in packs kept: packs below the threshold are rewritten,
+	// most-dead first, until the rest holds no more. 0 means
+	// DefaultMaxUnused; negative: no bound (the threshold alone decides).
+	MaxUnused float64
 	// DryRun marks and reports what would be done, and changes nothing.
 	DryRun bool
 	// Wait is how long to wait for the write sessions that keep a plan
@@ -294,6 +306,9 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	if o.RepackThreshold == 0 {
 		o.RepackThreshold = DefaultRepackThreshold
 	}
+	if o.MaxUnused == 0 {
+		o.MaxUnused = DefaultMaxUnused
+	}
 	if o.RepackThreshold < 0 {
 		return nil, fmt.Errorf("repack threshold %v: must be between 0 and 1 (above 1: never rewrite)", o.RepackThreshold)
 	}
@@ -411,15 +426,50 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 		return nil, err
 	}
 	g.rep.MarkTime = time.Since(t0) // the points walked and every place sorted into live or dead
-	var drop, rewrite []ID
+	var drop, rewrite, below []ID
+	var liveBytes, deadKept int64
 	for id, u := range use {
 		g.rep.PacksMarked++
 		g.rep.BytesMarked += sizes[id]
+		liveBytes += u.liveBytes
 		switch {
 		case u.live == 0:
 			drop = append(drop, id)
 		case !u.liveDamaged && float64(u.deadBytes) >= g.o.RepackThreshold*float64(u.liveBytes+u.deadBytes):
 			rewrite = append(rewrite, id)
+		case !u.liveDamaged && u.deadBytes > 0:
+			below = append(below, id)
+			deadKept += u.deadBytes
+		}
+	}
+	if g.o.MaxUnused >= 0 && g.o.RepackThreshold <= 1 {
+		// Most dead first (by share, then by bytes; then by id, so a dry
+		// run and the real run pick the same).
+		slices.SortFunc(below, func(a, b ID) int {
+			ua, ub := use[a], use[b]
+			sa := float64(ua.deadBytes) / float64(ua.liveBytes+ua.deadBytes)
+			sb := float64(ub.deadBytes) / float64(ub.liveBytes+ub.deadBytes)
+			switch {
+			case sa != sb:
+				if sa > sb {
+					return -1
+				}
+				return 1
+			case ua.deadBytes != ub.deadBytes:
+				if ua.deadBytes > ub.deadBytes {
+					return -1
+				}
+				return 1
+			}
+			return bytes.Compare(a[:], b[:])
+		})
+		limit := int64(g.o.MaxUnused * float64(liveBytes))
+		for _, id := range below {
+			if deadKept <= limit {
+				break
+			}
+			rewrite = append(rewrite, id)
+			deadKept -= use[id].deadBytes
 		}
 	}
 	sortIDs(drop)

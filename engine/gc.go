@@ -16,6 +16,9 @@ type GCOptions struct {
 	// RepackThreshold is the share of dead bytes at which a pack is
 	// rewritten (0: chunkstore.DefaultRepackThreshold, 50%).
 	RepackThreshold float64
+	// MaxUnused bounds the dead bytes left in packs kept, as a share of
+	// the live ones (0: chunkstore.DefaultMaxUnused, 5%; negative: none).
+	MaxUnused float64
 	// DryRun reports what would be done and changes nothing.
 	DryRun bool
 	// Wait is how long to wait for write sessions that started before the
@@ -40,6 +43,7 @@ func GC(ctx context.Context, s *Store, o GCOptions) (*GCReport, error) {
 	}
 	return s.st.GC(ctx, mark, chunkstore.GCOptions{
 		RepackThreshold: o.RepackThreshold,
+		MaxUnused:       o.MaxUnused,
 		DryRun:          o.DryRun,
 		Wait:            o.Wait,
 		LockWait:        o.LockOptions.Wait,

@@ -62,25 +62,28 @@ func newHome(t testing.TB) (string, *Store) {
 	return home, st
 }
 
-// freshStoreSize builds a fresh store holding one point for each entry of
-// days, in order: a backup of the data state of that day (simState), as
-// the points a retention kept were. It returns the store's size (packs,
+// freshStoreSize builds a fresh store holding one point for each of times,
+// in order: a backup, made at that time, of the data state of its day
+// (simState), as the points a retention kept were. It returns the store's size (packs,
 // index files, manifests), the size a store that held only those points
 // from the start would have; garbage collection is to bring a pruned store
 // within 10% of it.
-func freshStoreSize(t testing.TB, days []int, start time.Time) int64 {
+func freshStoreSize(t testing.TB, times []time.Time, start time.Time) int64 {
 	t.Helper()
 	_, st := newHome(t)
 	src := filepath.Join(t.TempDir(), "data")
-	for i, d := range days {
-		if i == 0 || days[i-1] != d {
+	last := -1
+	for _, tm := range times {
+		d := int(tm.Sub(start) / (24 * time.Hour))
+		if d != last {
 			simState(t, src, d, start.AddDate(0, 0, d))
+			last = d
 		}
 		s, err := st.Session(context.Background(), SessionOptions{Purpose: "fresh", Source: "data", Blobs: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Backup(context.Background(), s, BackupOptions{Path: src, Source: "data", Now: func() time.Time { return start.AddDate(0, 0, d) }}); err != nil {
+		if _, err := Backup(context.Background(), s, BackupOptions{Path: src, Source: "data", Now: func() time.Time { return tm }}); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
@@ -144,14 +147,14 @@ func TestRetentionThirtyDays(t *testing.T) {
 		scheduled bool
 	}
 	var expect []want
-	var keptDays []int
+	var keptTimes []time.Time
 	for k := 0; k < days*perDay; k++ {
 		tm := start.Add(time.Duration(k) * 15 * time.Minute)
 		sched := tm.Minute() == 0 && slices.Contains([]int{9, 12, 15, 18, 21}, tm.Hour())
 		age := end.Sub(tm)
 		if (sched && age <= 14*24*time.Hour) || age <= 48*time.Hour {
 			expect = append(expect, want{tm, sched})
-			keptDays = append(keptDays, k/perDay)
+			keptTimes = append(keptTimes, tm)
 		}
 	}
 	pts, err := st.Reader().Points()
@@ -189,8 +192,25 @@ func TestRetentionThirtyDays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh := freshStoreSize(t, keptDays, start)
-	// Prune frees nothing by itself: garbage collection is what brings
-	// size within 10% of fresh.
-	t.Logf("store %d bytes after prune, a fresh store of the kept points %d bytes", size, fresh)
+	fresh := freshStoreSize(t, keptTimes, start)
+	// Prune frees nothing by itself: garbage collection, with its
+	// defaults, is what brings the size within 10% of fresh.
+	rep, err := GC(ctx, st, GCOptions{IndexGrace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pending {
+		t.Fatalf("gc left its plan pending with no backup running: %+v", rep)
+	}
+	after, err := st.storedBytes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("store %d bytes after prune, %d after gc; a fresh store of the kept points %d bytes", size, after, fresh)
+	if d := float64(after-fresh) / float64(fresh); d > 0.10 || d < -0.10 {
+		t.Errorf("after gc the store holds %d bytes, %+.1f%% from the %d bytes of a fresh store of the kept points (at most 10%%)", after, 100*d, fresh)
+	}
+	if _, err := Verify(ctx, st.Reader(), VerifyOptions{ReadData: true}); err != nil {
+		t.Errorf("verify after gc: %v", err)
+	}
 }

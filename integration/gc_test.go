@@ -116,9 +116,9 @@ func TestGCKill9(t *testing.T) {
 	for _, id := range ids[:len(ids)-1] {
 		e.ok("forget", id)
 	}
-	// The default threshold (50% dead) leaves packs up to half dead; the
-	// size of a fresh store needs packs rewritten from 10% dead.
-	e.gc("--repack-threshold", "10")
+	// The defaults: packs half dead are rewritten, then the most-dead
+	// others until at most 5% of the live bytes stay dead.
+	e.gc()
 	e.ok("verify", "--read-data")
 	got := packsSize(t, e.home)
 	fresh := newEnv(t)
@@ -185,7 +185,7 @@ func TestGCUsage(t *testing.T) {
 	}
 	e.ok("init")
 	before = storeListing(t, e.home)
-	for _, args := range [][]string{{"gc", "extra"}, {"gc", "--repack-threshold", "0"}, {"gc", "--no-such-flag"}} {
+	for _, args := range [][]string{{"gc", "extra"}, {"gc", "--repack-threshold", "0"}, {"gc", "--max-unused", "lots"}, {"gc", "--max-unused", "-5%"}, {"gc", "--no-such-flag"}} {
 		if r := e.run(args...); r.code != 2 {
 			t.Errorf("recall %s: exit %d, want 2\n%s", strings.Join(args, " "), r.code, r.stderr)
 		}

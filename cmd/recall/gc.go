@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +24,7 @@ func init() {
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be deleted and rewritten, change nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.Float64Flag{Name: "repack-threshold", Value: 50, Usage: "rewrite a pack when at least `PERCENT` of its bytes are dead (above 100: never)"},
+			&cli.StringFlag{Name: "max-unused", Value: "5%", Usage: "then rewrite the most-dead packs below the threshold until their dead bytes are at most `PERCENT` of the live ones (\"unlimited\": the threshold alone decides)"},
 			&cli.DurationFlag{Name: "wait", Usage: "how long to wait for backups that started before the packs were hidden"},
 			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a repair or another gc to finish"},
 			&cli.DurationFlag{Name: "index-grace", Value: time.Hour, Usage: "how long superseded index files stay (readers that listed them still find them)"},
@@ -30,6 +33,10 @@ func init() {
 			th := c.Float64("repack-threshold")
 			if th <= 0 {
 				return usagef("--repack-threshold %v: must be a percentage above 0 (above 100: never rewrite)", th)
+			}
+			maxUnused, err := parseMaxUnused(c.String("max-unused"))
+			if err != nil {
+				return err
 			}
 			grace := c.Duration("index-grace")
 			if grace == 0 {
@@ -40,7 +47,7 @@ func init() {
 				return err
 			}
 			defer st.Close()
-			o := engine.GCOptions{RepackThreshold: th / 100, DryRun: c.Bool("dry-run"), Wait: c.Duration("wait"), IndexGrace: grace, LockOptions: lockWait(c)}
+			o := engine.GCOptions{RepackThreshold: th / 100, MaxUnused: maxUnused, DryRun: c.Bool("dry-run"), Wait: c.Duration("wait"), IndexGrace: grace, LockOptions: lockWait(c)}
 			if !c.Bool("json") {
 				o.Log = logf
 			}
@@ -87,4 +94,20 @@ func printGC(c *cli.Context, r *engine.GCReport) {
 		fmt.Fprintf(w, "pending: %d packs are hidden and go once these backups end: %s; run 'recall gc' again then (or use --wait)\n",
 			r.PacksHidden, strings.Join(who, "; "))
 	}
+}
+
+// parseMaxUnused reads --max-unused: a percentage ("5%" or "5") or
+// "unlimited". 0% is kept as a tiny share, since 0 means the default.
+func parseMaxUnused(v string) (float64, error) {
+	if v == "unlimited" {
+		return -1, nil
+	}
+	f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), "%"), 64)
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, usagef("--max-unused %q: give a percentage of the live bytes, like 5%%, or \"unlimited\"", v)
+	}
+	if f == 0 {
+		return math.SmallestNonzeroFloat64, nil
+	}
+	return f / 100, nil
 }
