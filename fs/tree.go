@@ -3,6 +3,7 @@ package fs
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"sort"
@@ -41,6 +42,12 @@ type Options struct {
 	// discards them. Called from serving goroutines; must be safe for
 	// concurrent use.
 	Log func(format string, args ...any)
+	// Withheld, if set, names the data sources the tree leaves out, each
+	// with the reason shown in logs (the protection group whose end-user
+	// recovery is off). The tree asks again on every Update and Sync, so
+	// it must be cheap when nothing changed, and safe for concurrent use.
+	// When it fails the tree keeps the set it had and logs why.
+	Withheld func() (map[string]string, error)
 }
 
 // ErrGone: the point was forgotten while in use.
@@ -66,6 +73,14 @@ type Tree struct {
 	lastFull  time.Time  // time of the last Update
 	bad       map[chunkstore.ID]bool
 	onChanges atomic.Pointer[func(Changes)]
+
+	// withheld is the last set Options.Withheld gave (nil: none).
+	withheld atomic.Pointer[map[string]string]
+	whMu     sync.Mutex // serialises Options.Withheld calls
+	whErr    string     // its last error, logged once
+	// held keeps the manifests of withheld points (under updMu), so a
+	// source shown again needs no reads.
+	held map[chunkstore.ID]*engine.Point
 }
 
 // view is one immutable picture of the sources and points.
@@ -107,7 +122,7 @@ func New(b Backend, o Options) (*Tree, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	t := &Tree{b: b, opts: o, bad: map[chunkstore.ID]bool{},
+	t := &Tree{b: b, opts: o, bad: map[chunkstore.ID]bool{}, held: map[chunkstore.ID]*engine.Point{},
 		prefetchSem: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	// A chunk held by the cache wastes at most two classes (25%) of
 	// buffer; the collector takes back idle ones.
@@ -178,6 +193,7 @@ func (t *Tree) OnChanges(fn func(Changes)) { t.onChanges.Store(&fn) }
 // name of their source. A manifest that cannot be read is logged once and
 // left out.
 func (t *Tree) Update() (Changes, error) {
+	t.refreshWithheld(false)
 	t.updMu.Lock()
 	defer t.updMu.Unlock()
 	return t.updateLocked()
@@ -195,28 +211,59 @@ func (t *Tree) updateLocked() (Changes, error) {
 	}
 	t.lastFull = time.Now()
 	old := t.view.Load()
+	var withheld map[string]string
+	if w := t.withheld.Load(); w != nil {
+		withheld = *w
+	}
 	present := make(map[chunkstore.ID]bool, len(ids))
 	var added []*Point
 	for _, id := range ids {
 		present[id] = true
-		if old.byID[id] != nil || t.bad[id] {
+		if t.bad[id] {
 			continue
 		}
-		m, err := t.b.LoadPoint(id)
-		if errors.Is(err, chunkstore.ErrNotFound) {
-			delete(present, id) // forgotten meanwhile
+		if p := old.byID[id]; p != nil {
+			if _, ok := withheld[p.Meta.Source]; ok {
+				t.held[id] = p.Meta
+			}
 			continue
 		}
-		if err != nil {
-			t.bad[id] = true
-			t.opts.Log("error: recovery point %s: %v (left out of the tree)", id.Short(), err)
+		m := t.held[id]
+		if m == nil {
+			var err error
+			m, err = t.b.LoadPoint(id)
+			if errors.Is(err, chunkstore.ErrNotFound) {
+				delete(present, id) // forgotten meanwhile
+				continue
+			}
+			if err != nil {
+				t.bad[id] = true
+				t.opts.Log("error: recovery point %s: %v (left out of the tree)", id.Short(), err)
+				continue
+			}
+		}
+		if _, ok := withheld[m.Source]; ok {
+			t.held[id] = m
 			continue
 		}
+		delete(t.held, id)
 		added = append(added, &Point{Meta: m, t: t})
 	}
-	for id := range old.byID {
+	for id := range t.held {
 		if !present[id] {
-			ch.Removed = append(ch.Removed, old.byID[id])
+			delete(t.held, id)
+		}
+	}
+	for id, p := range old.byID {
+		if !present[id] {
+			ch.Removed = append(ch.Removed, p)
+			continue
+		}
+		if _, ok := withheld[p.Meta.Source]; ok {
+			// Withheld, not forgotten: not marked gone. Files open in it
+			// keep reading until closed; nothing new reaches it.
+			delete(present, id)
+			ch.Removed = append(ch.Removed, p)
 		}
 	}
 	if len(added) == 0 && len(ch.Removed) == 0 {
@@ -233,7 +280,9 @@ func (t *Tree) updateLocked() (Changes, error) {
 	nv := &view{sources: map[string]*Source{}, byID: make(map[chunkstore.ID]*Point, len(present))}
 	touched := map[string]bool{}
 	for _, p := range ch.Removed {
-		p.gone.Store(true)
+		if t.held[p.Meta.ID] == nil {
+			p.gone.Store(true)
+		}
 		touched[p.Meta.Source] = true
 	}
 	for _, p := range added {
@@ -305,9 +354,10 @@ func (t *Tree) Sync(maxAge time.Duration) {
 	if !ok {
 		return
 	}
+	moved := t.refreshWithheld(true)
 	stamp, err := s.PointsStamp()
 	t.updMu.Lock()
-	if err == nil && stamp == t.stamp && time.Since(t.lastFull) < maxAge {
+	if !moved && err == nil && stamp == t.stamp && time.Since(t.lastFull) < maxAge {
 		t.updMu.Unlock()
 		return
 	}
@@ -320,6 +370,64 @@ func (t *Tree) Sync(maxAge time.Duration) {
 	if fn := t.onChanges.Load(); fn != nil && !ch.Empty() {
 		(*fn)(ch)
 	}
+}
+
+// refreshWithheld asks Options.Withheld for the sources to leave out and
+// reports whether the set changed. A failure keeps the last set: a
+// catalog that cannot be read for a moment must not make sources flicker
+// in and out of the tree. With try (serving goroutines) it gives up at
+// once when another goroutine is asking: that one publishes the answer.
+func (t *Tree) refreshWithheld(try bool) bool {
+	if t.opts.Withheld == nil {
+		return false
+	}
+	if try {
+		if !t.whMu.TryLock() {
+			return false
+		}
+	} else {
+		t.whMu.Lock()
+	}
+	defer t.whMu.Unlock()
+	w, err := t.opts.Withheld()
+	if err != nil {
+		if msg := err.Error(); msg != t.whErr {
+			t.whErr = msg
+			t.opts.Log("error: which sources to leave out of the tree: %v (keeping the last known set until it can be read)", err)
+		}
+		return false
+	}
+	if t.whErr != "" {
+		t.whErr = ""
+		t.opts.Log("which sources to leave out of the tree: readable again")
+	}
+	old := t.withheld.Load()
+	if old != nil && maps.Equal(*old, w) || old == nil && len(w) == 0 {
+		return false
+	}
+	for src, why := range w {
+		if old == nil || (*old)[src] != why {
+			t.opts.Log("leaving source %q out of the tree: protection group %q has end-user recovery off", src, why)
+		}
+	}
+	if old != nil {
+		for src := range *old {
+			if _, ok := w[src]; !ok {
+				t.opts.Log("showing source %q in the tree again: end-user recovery is on", src)
+			}
+		}
+	}
+	t.withheld.Store(&w)
+	return true
+}
+
+// Withheld returns the sources the tree leaves out, with why. Do not
+// modify.
+func (t *Tree) Withheld() map[string]string {
+	if w := t.withheld.Load(); w != nil {
+		return *w
+	}
+	return nil
 }
 
 // Sources returns the sources, sorted by name.
