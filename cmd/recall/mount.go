@@ -33,10 +33,19 @@ the newest point. New points appear and forgotten ones disappear while it stays 
 Owners, modes, times, hard links and xattrs are as backed up; access is checked against
 them (default_permissions). Unmount with 'recall umount MOUNTPOINT'.
 
+Sources of protection groups with end-user recovery off ('recall group edit NAME
+--end-user-recovery off') are left out of the tree, and so out of its shares; a change
+of that policy shows within a second or two, without a remount. A file already open
+in a source that is then left out keeps reading until it is closed. --all-sources shows
+every source (an administrator's mount: do not share it), and --point mounts the point
+it names whatever its group's policy: both are acts of an administrator, not views
+for end users.
+
 A dead mount left by a killed server at MOUNTPOINT is cleaned up first.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "point", Usage: "mount only this recovery point's root (`POINT`: id, unique id prefix or \"latest\")"},
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` that --point belongs to"},
+			&cli.BoolFlag{Name: "all-sources", Usage: "show the sources of groups with end-user recovery off too (an administrator's mount)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users (and Samba) use the mount; access still follows the backed-up owners and modes"},
 			&cli.BoolFlag{Name: "foreground", Usage: "serve in this process until unmounted or interrupted"},
 			&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "memory for decoded chunks (`SIZE`, e.g. 1GiB)"},
@@ -152,7 +161,7 @@ func mountBackground(c *cli.Context, mnt string) error {
 			args = append(args, "--"+f, v)
 		}
 	}
-	for _, f := range []string{"allow-other", "debug"} {
+	for _, f := range []string{"all-sources", "allow-other", "debug"} {
 		if c.Bool(f) {
 			args = append(args, "--"+f)
 		}
@@ -243,6 +252,13 @@ func readyReporter() func(error) {
 	}
 }
 
+// eurCatalogWait bounds how long the mount's poll waits for a writer of
+// the catalog when it reads which sources to leave out; a busy catalog
+// keeps the last known set and is read again at the next poll. A listing
+// on the mount waits for it only when the catalog file changed since the
+// last read, and only if no other request is reading it already.
+const eurCatalogWait = time.Second
+
 // mountForeground mounts and serves until the mount goes away or the
 // process is told to stop.
 func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(error)) (err error) {
@@ -260,7 +276,12 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 	if err != nil {
 		return err
 	}
-	tree, err := fs.New(fs.NewEngineBackend(r), fs.Options{CacheBytes: cacheBytes, Log: log})
+	home, _ := filepath.Abs(c.String("home"))
+	opts := fs.Options{CacheBytes: cacheBytes, Log: log}
+	if ep == nil && !c.Bool("all-sources") {
+		opts.Withheld = engine.NewEndUserRecoveryWatch(home, eurCatalogWait).Off
+	}
+	tree, err := fs.New(fs.NewEngineBackend(r), opts)
 	if err != nil {
 		return err
 	}
@@ -273,7 +294,6 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 	if err := prepareMountpoint(mnt, log); err != nil {
 		return err
 	}
-	home, _ := filepath.Abs(c.String("home"))
 	srv, err := fs.Mount(mnt, tree, fs.MountOptions{
 		AllowOther: c.Bool("allow-other"), Point: pt, FsName: home, Debug: c.Bool("debug"), Log: log,
 	})
@@ -283,7 +303,10 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 		}
 		return err
 	}
-	what := "all recovery points"
+	what := "the recovery points of sources with end-user recovery on"
+	if opts.Withheld == nil {
+		what = "all recovery points"
+	}
 	if pt != nil {
 		what = "point " + pt.String()
 	}

@@ -23,7 +23,10 @@ func init() {
 			Description: `The share serves the live directory (--share-path) and, through Samba's shadow_copy2
 module, the source's recovery points in the mounted recovery tree as previous versions.
 Mount the tree first with --allow-other (smbd reads it as the connected user; access
-follows the backed-up owners and modes).`,
+follows the backed-up owners and modes).
+
+A source whose protection group has end-user recovery off is refused: the mounted
+tree leaves it out, so the share would show no previous versions.`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "source", Usage: "data source `NAME`", Required: true},
 				&cli.StringFlag{Name: "share-path", Usage: "live directory the share serves (`PATH`; default: the directory the source backs up)"},
@@ -43,6 +46,14 @@ func shareSamba(c *cli.Context) error {
 	mnt, err := filepath.Abs(c.String("mountpoint"))
 	if err != nil {
 		return err
+	}
+	off, err := engine.NoEndUserRecovery(c.String("home"), catalogWait)
+	if err != nil {
+		return fmt.Errorf("check the end-user recovery of source %q: %w", source, err)
+	}
+	if g, ok := off[source]; ok {
+		return fmt.Errorf("source %q: protection group %q: %w, so the mounted tree leaves the source out and a share would show no previous versions; allow it with 'recall group edit %s --end-user-recovery on'",
+			source, g, engine.ErrNoEndUserRecovery, g)
 	}
 	// What the source backs up, when the store knows it.
 	var backedUp string
