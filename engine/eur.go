@@ -42,11 +42,15 @@ func NoEndUserRecovery(home string, wait time.Duration) (off map[string]string, 
 		return nil, fmt.Errorf("%s: %w (waited %s)", path, ErrCatalogBusy, wait)
 	}
 	if err != nil {
+		var pe *os.PathError
 		var errno syscall.Errno
-		if errors.As(err, &errno) && errno == syscall.ENOENT {
-			return map[string]string{}, nil
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return map[string]string{}, nil // removed since the stat
+		case errors.As(err, &pe) || errors.As(err, &errno):
+			return nil, fmt.Errorf("read catalog %s: %w", path, err)
 		}
-		return nil, fmt.Errorf("read catalog %s: %w", path, err)
+		return nil, fmt.Errorf("catalog %s: %w (bbolt: %v; the next command that writes it moves it aside)", path, errCatalogDamaged, err)
 	}
 	defer db.Close()
 	off = map[string]string{}
@@ -107,7 +111,7 @@ func (w *EndUserRecoveryWatch) Off() (map[string]string, error) {
 	if err := syscall.Stat(CatalogPath(w.home), &st); err == nil {
 		mtime := time.Unix(st.Mtim.Unix())
 		if time.Since(mtime) > time.Second {
-			stamp = fmt.Sprint(st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
+			stamp = fmt.Sprint(st.Dev, st.Ino, st.Size, st.Mtim.Nano())
 		}
 	} else if errors.Is(err, os.ErrNotExist) {
 		stamp = "none"
