@@ -54,6 +54,21 @@
 // they cannot enter (another mount namespace, another user without
 // allow_other) catches up within a second.
 //
+// # Sources left out
+//
+// Options.Withheld names sources the tree leaves out (the command line
+// passes those whose protection group has end-user recovery off). The
+// tree asks for the set on every Update and Sync; a changed set changes
+// the view like points coming and going (the source appears with its
+// points, or disappears), with no remount. Manifests of withheld points
+// are kept, so showing a source again reads nothing. A withheld point is
+// not forgotten: a file open in it keeps reading its backed-up bytes
+// until it is closed, as in a forgotten point. A set that cannot be read
+// leaves the last one in place (logged once per distinct error): a
+// catalog busy for a moment must not make sources flicker. The tree makes
+// no decision about who asked: a mount of one point (MountOptions.Point)
+// is given no Withheld by the command line, which decides that.
+//
 // # Metadata
 //
 // Owners, permission bits, times (ns), sizes, symlink targets, device
