@@ -421,15 +421,6 @@ func (t *Tree) refreshWithheld(try bool) bool {
 	return true
 }
 
-// Withheld returns the sources the tree leaves out, with why. Do not
-// modify.
-func (t *Tree) Withheld() map[string]string {
-	if w := t.withheld.Load(); w != nil {
-		return *w
-	}
-	return nil
-}
-
 // Sources returns the sources, sorted by name.
 func (t *Tree) Sources() []*Source {
 	v := t.view.Load()
