@@ -37,7 +37,8 @@ import (
 //
 // A process opens the catalog only for a short transaction (one job start,
 // one job end, one listing), so several backups waiting on each other for
-// the store lock never wait on the catalog for long; a mount never opens it.
+// the store lock never wait on the catalog for long; a mount opens it only
+// read-only, for the groups' end-user recovery (eur.go), and never waits long.
 const catalogVersion = 2
 
 var (
