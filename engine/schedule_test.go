@@ -7,7 +7,9 @@ import (
 
 func TestNextRun(t *testing.T) {
 	mon := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC) // a Monday
-	at := func(d, h, m int) time.Time { return mon.AddDate(0, 0, d).Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	at := func(d, h, m int) time.Time {
+		return mon.AddDate(0, 0, d).Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
+	}
 	tests := []struct {
 		name  string
 		pol   Policy
