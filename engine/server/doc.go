@@ -1,0 +1,68 @@
+// Package server is recall serve: it owns a home while it runs and runs
+// its protection groups' policies by themselves, on an injected clock.
+//
+// # Schedule
+//
+// A group's backups are due at its run times (engine.Policy.NextRun):
+// every --sync from local midnight, and at each recovery point time (--at
+// on --days); engine.Policy.ScheduledSlot decides whether a run makes a
+// recovery point. After a run that covers a recovery point time the
+// group is pruned (engine.Store.Prune, as of the clock). Garbage
+// collection runs after a prune that forgot points, and at least once a
+// day. Policies have no consistency check yet, so none is scheduled.
+//
+// For each group the server remembers the latest run time whose backup
+// finished, whatever its outcome ("covered"); the next due run is the
+// first run time after it. So a clock that jumps backwards makes no run
+// twice (nothing is due until the clock passes covered again), and a
+// clock that jumps forwards, or a server that was down, makes the missed
+// runs once, as one backup standing for the latest of them. A backup cut
+// short (a crash, a stop) does not advance covered, so its run is made at
+// the next start; the catalog's record of the cut-short job is set to
+// "interrupted" at that start (or at the stop).
+//
+// # Jobs
+//
+// Jobs (a group's backup, a group's prune, a garbage collection) wait in
+// one queue and run up to Options.Concurrency at once (default one per
+// core). Different groups back up at once, each member in its own write
+// session; a group's backups and prunes never overlap, so no source is
+// written by two of its jobs at once. A member that failed for a
+// transient reason (Transient) is retried after each delay of
+// Options.Backoff; others wait for the next run time.
+//
+// On stop (the context of Run cancelled) running jobs get
+// Options.StopGrace to finish; those still running are then cancelled and
+// recorded as interrupted, and their runs are made at the next start.
+//
+// # Ownership
+//
+// A server holds <home>/serve.lock flocked and writes its pid in it; a
+// second server on the same home fails naming that pid (ErrHomeBusy). The
+// kernel drops the flock when the process dies, so kill -9 leaves no lock.
+//
+// # State file, version 1
+//
+// <home>/serve-state.json, replaced atomically (temp file, fsync, rename):
+//
+//	{
+//	  "version": 1,                 format version; another one is refused
+//	  "groups": {
+//	    "<group>": {
+//	      "covered": "<RFC 3339>"   latest run time whose backup finished
+//	    }
+//	  },
+//	  "gc": "<RFC 3339>"            when garbage collection last finished (absent: never)
+//	}
+//
+// Losing the file costs only the missed runs of the downtime: the
+// schedule starts again from the next run time.
+//
+// # Configuration
+//
+// recall.toml (LoadConfig) holds home, socket, concurrency, [metrics]
+// listen, [[notify.webhook]] (url, on), [[notify.mail]] (to, smtp, from,
+// on) and [[mount]] (path, allow_other). All are read and checked; home
+// and concurrency act now, the others are for the socket API,
+// notifications, metrics and mounts, which are not built yet.
+package server

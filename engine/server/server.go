@@ -1,0 +1,583 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
+)
+
+// Options configure a Server.
+type Options struct {
+	Home  string
+	Store *engine.Store
+	// Concurrency is how many jobs run at once (0: one per core).
+	Concurrency int
+	Clock       Clock        // nil: WallClock
+	Log         *slog.Logger // nil: discard
+	// Observe, if set, is told what happens to jobs, from the goroutine
+	// doing the work; it must not block for long. It is the seam for the
+	// socket API, alerts, notifications and metrics.
+	Observe func(Event)
+	// Backoff are the delays before each retry of a job that failed for a
+	// transient reason (nil: DefaultBackoff; empty: no retries).
+	Backoff []time.Duration
+	// StopGrace is how long Run lets running jobs finish once its context
+	// is cancelled before it cancels them (0: DefaultStopGrace).
+	StopGrace time.Duration
+	// MaxWait bounds each sleep of the scheduler, so that a wall clock
+	// that jumps is noticed (0: one minute).
+	MaxWait time.Duration
+	// LockWait is how long a job waits for the store lock held by
+	// another process (0: DefaultLockWait).
+	LockWait time.Duration
+}
+
+// Defaults of Options.
+var (
+	DefaultBackoff   = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute}
+	DefaultStopGrace = 30 * time.Second
+	DefaultLockWait  = 10 * time.Minute
+)
+
+// gcInterval is the longest the server goes without garbage collection;
+// a prune that dropped points asks for one sooner.
+const gcInterval = 24 * time.Hour
+
+// Event is one step of a job, as Options.Observe hears of it.
+type Event struct {
+	Kind   string // queued, started, member (a member's backup has its session), finished
+	Job    string // backup, prune, gc
+	Group  string // "" for gc
+	Member string // for member
+	// Retry counts the retries of this job (0: the scheduled run).
+	Retry int
+	Err   error // for finished
+}
+
+// ErrShutdown is the cause of the cancellation of jobs still running
+// when the server stops.
+var ErrShutdown = errors.New("recall serve stopped")
+
+// Server runs the schedules of a home's protection groups.
+type Server struct {
+	o     Options
+	lock  *homeLock
+	state *state
+
+	mu         sync.Mutex
+	cond       *sync.Cond
+	queue      []*task
+	active     int
+	busy       map[string]bool // exclusivity keys of running tasks
+	sleeping   bool            // the scheduler waits on the clock
+	pending    bool            // a task ended since the scheduler last looked
+	retries    map[string]*retry
+	wantGC     bool
+	interrupts []uint64 // catalog jobs cancelled by a shutdown
+	wake       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// task is one queued job.
+type task struct {
+	kind  string // backup, prune, gc
+	group engine.Group
+	// covers is the scheduled run time a backup stands for (zero for a
+	// retry): the latest one due when it was queued.
+	covers time.Time
+	point  bool // a recovery point time is among those it covers
+	retry  int
+}
+
+func (t *task) key() string {
+	if t.kind == "gc" {
+		return "gc"
+	}
+	// A group's backups and prunes never overlap: each member source is
+	// written by one session at a time.
+	return "group:" + t.group.Name
+}
+
+type retry struct {
+	at      time.Time
+	members []string
+	n       int
+}
+
+// New takes the home (a second server on it fails, wrapping ErrHomeBusy
+// and naming the first's pid) and reads the schedule's state.
+func New(o Options) (*Server, error) {
+	if o.Clock == nil {
+		o.Clock = WallClock{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = runtime.NumCPU()
+	}
+	if o.Backoff == nil {
+		o.Backoff = DefaultBackoff
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = DefaultStopGrace
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = time.Minute
+	}
+	if o.LockWait <= 0 {
+		o.LockWait = DefaultLockWait
+	}
+	if err := engine.RequireStore(o.Home); err != nil {
+		return nil, err
+	}
+	l, err := lockHome(o.Home)
+	if err != nil {
+		return nil, err
+	}
+	st, err := loadState(o.Home)
+	if err != nil {
+		l.release()
+		return nil, err
+	}
+	s := &Server{o: o, lock: l, state: st, busy: map[string]bool{}, retries: map[string]*retry{}, wake: make(chan struct{}, 1)}
+	s.cond = sync.NewCond(&s.mu)
+	return s, nil
+}
+
+// Close gives up the home. Run must have returned.
+func (s *Server) Close() { s.lock.release() }
+
+// Run records the jobs a dead process left running as interrupted, then
+// runs the schedule until ctx is cancelled. Then it lets running jobs
+// finish for up to StopGrace, cancels the rest with cause ErrShutdown and
+// records them as interrupted; their runs are made at the next start.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.recordInterrupted(nil); err != nil {
+		return err
+	}
+	jobCtx, cancelJobs := context.WithCancelCause(context.Background())
+	defer cancelJobs(nil)
+	for {
+		next := s.tick(jobCtx)
+		wait := min(next.Sub(s.o.Clock.Now()), s.o.MaxWait)
+		timer := s.o.Clock.After(wait)
+		s.setSleeping(true)
+		select {
+		case <-ctx.Done():
+			s.setSleeping(false)
+			return s.shutdown(cancelJobs)
+		case <-timer:
+		case <-s.wake:
+		}
+		s.setSleeping(false)
+	}
+}
+
+func (s *Server) setSleeping(v bool) {
+	s.mu.Lock()
+	s.sleeping = v
+	if v {
+		s.pending = false
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// WaitIdle returns when no job is queued or running and the scheduler
+// waits on its clock: with a FakeClock, the moment to move the clock on.
+func (s *Server) WaitIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for !(s.sleeping && !s.pending && s.active == 0 && len(s.queue) == 0) {
+		s.cond.Wait()
+	}
+}
+
+func (s *Server) shutdown(cancelJobs context.CancelCauseFunc) error {
+	s.mu.Lock()
+	s.queue = nil
+	n := s.active
+	s.mu.Unlock()
+	if n > 0 {
+		s.o.Log.Info("stopping: waiting for running jobs", "jobs", n, "grace", s.o.StopGrace)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.o.StopGrace):
+		// The bound is the service manager's patience, so it is wall time.
+		s.o.Log.Warn("stopping: cancelling running jobs", "grace", s.o.StopGrace)
+		cancelJobs(ErrShutdown)
+		<-done
+	}
+	s.mu.Lock()
+	nums := s.interrupts
+	s.mu.Unlock()
+	if len(nums) > 0 {
+		if err := s.recordInterrupted(nums); err != nil {
+			s.o.Log.Error("jobs cancelled by the stop not recorded as interrupted", "err", err)
+		}
+	}
+	s.o.Log.Info("stopped")
+	return nil
+}
+
+// recordInterrupted stores as interrupted, in the catalog, the jobs
+// numbered nums, or (nums nil) every job left running by a process that
+// is gone, this one's pid included: at start nothing of this server runs,
+// so a job under its pid is a dead process's whose pid was reused.
+func (s *Server) recordInterrupted(nums []uint64) error {
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	return engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
+		jobs, err := cat.Jobs(0)
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			var hit bool
+			if nums == nil {
+				hit = j.Status == "interrupted" || (j.Status == "running" && j.PID == os.Getpid() && j.Host == host)
+			} else {
+				hit = slices.Contains(nums, j.Number)
+			}
+			if !hit {
+				continue
+			}
+			why := "the process running it ended before the job did (killed or crashed); recall serve makes the missed run"
+			if nums != nil {
+				why = "cancelled: recall serve stopped; the run is made at its next start"
+			}
+			j.Status, j.Error = "interrupted", why
+			if j.Finished.IsZero() {
+				j.Finished = now
+			}
+			if err := cat.FinishJob(&j); err != nil {
+				return err
+			}
+			s.o.Log.Warn("job interrupted", "job", j.Number, "kind", j.Kind, "group", j.Group, "source", j.Source, "pid", j.PID)
+		}
+		return nil
+	})
+}
+
+func (s *Server) warn(format string, args ...any) { s.o.Log.Warn(fmt.Sprintf(format, args...)) }
+
+// tick queues what is due, starts what may run, and returns when it wants
+// to be woken next.
+func (s *Server) tick(ctx context.Context) time.Time {
+	now := s.o.Clock.Now()
+	next := now.Add(s.o.MaxWait)
+	wakeAt := func(t time.Time) {
+		if t.Before(next) {
+			next = t
+		}
+	}
+	var groups []engine.Group
+	err := engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
+		var err error
+		groups, err = cat.Groups()
+		return err
+	})
+	if err != nil {
+		s.o.Log.Error("protection groups not read; retrying", "err", err)
+	}
+	dirty := false
+	for _, g := range groups {
+		if len(g.Members) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		gs := s.state.Groups[g.Name]
+		if gs == nil {
+			// A group seen for the first time runs from now on: its
+			// earlier runs are not missed, they never were.
+			gs = &groupState{Covered: now.Add(-time.Nanosecond)}
+			s.state.Groups[g.Name] = gs
+			dirty = true
+		}
+		covered := gs.Covered
+		s.mu.Unlock()
+		due, err := g.Policy.NextRun(covered)
+		if err != nil {
+			s.o.Log.Error("group not scheduled: its policy is invalid", "group", g.Name, "err", err)
+			continue
+		}
+		if !due.After(now) {
+			covers, point := latestRun(g.Policy, covered, now)
+			if s.enqueue(&task{kind: "backup", group: g, covers: covers, point: point}) && covers.After(due) {
+				s.o.Log.Warn("runs missed (server down or clock jump): making the latest one", "group", g.Name, "missed_from", due, "run", covers)
+			}
+		} else {
+			wakeAt(due)
+		}
+		if r := s.retryOf(g.Name); r != nil {
+			if !r.at.After(now) {
+				rg := g
+				rg.Members = slices.DeleteFunc(slices.Clone(r.members), func(m string) bool { return !slices.Contains(g.Members, m) })
+				if len(rg.Members) > 0 && s.enqueue(&task{kind: "backup", group: rg, retry: r.n}) {
+					s.mu.Lock()
+					delete(s.retries, g.Name)
+					s.mu.Unlock()
+				}
+			} else {
+				wakeAt(r.at)
+			}
+		}
+	}
+	s.mu.Lock()
+	if s.state.GC.IsZero() {
+		s.state.GC, dirty = now, true
+	}
+	want, lastGC := s.wantGC, s.state.GC
+	s.mu.Unlock()
+	if gcDue := lastGC.Add(gcInterval); want || !gcDue.After(now) {
+		if s.enqueue(&task{kind: "gc"}) {
+			s.mu.Lock()
+			s.wantGC = false
+			s.mu.Unlock()
+		}
+	} else {
+		wakeAt(gcDue)
+	}
+	if dirty {
+		s.saveState()
+	}
+	s.dispatch(ctx)
+	return next
+}
+
+func (s *Server) retryOf(group string) *retry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.retries[group]
+}
+
+// latestRun returns the latest scheduled run time after covered and at or
+// before now, and whether any run time in between is a recovery point
+// time: after downtime or a clock jump forwards the missed runs are made
+// once, as one.
+func latestRun(p engine.Policy, covered, now time.Time) (time.Time, bool) {
+	last, point := covered, false
+	for {
+		t, err := p.NextRun(last)
+		if err != nil || t.After(now) {
+			return last, point
+		}
+		if slot, ok := p.ScheduledSlot(t); ok && slot.Equal(t) {
+			point = true
+		}
+		last = t
+	}
+}
+
+// enqueue adds t unless the same job (kind and group) is queued or
+// running already; it reports whether it did.
+func (s *Server) enqueue(t *task) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy[t.key()] && t.kind == "backup" {
+		// A run of this group is under way: the next tick, after it
+		// ends, queues what is then due.
+		return false
+	}
+	for _, q := range s.queue {
+		if q.kind == t.kind && q.group.Name == t.group.Name {
+			return false
+		}
+	}
+	s.queue = append(s.queue, t)
+	s.o.observe(Event{Kind: "queued", Job: t.kind, Group: t.group.Name, Retry: t.retry})
+	return true
+}
+
+func (o *Options) observe(e Event) {
+	if o.Observe != nil {
+		o.Observe(e)
+	}
+}
+
+// dispatch starts queued tasks, in order, while there are free slots and
+// their keys are free.
+func (s *Server) dispatch(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < len(s.queue) && s.active < s.o.Concurrency; {
+		t := s.queue[i]
+		if s.busy[t.key()] {
+			i++
+			continue
+		}
+		s.queue = slices.Delete(s.queue, i, i+1)
+		s.busy[t.key()] = true
+		s.active++
+		s.wg.Add(1)
+		go s.run(ctx, t)
+	}
+}
+
+func (s *Server) run(ctx context.Context, t *task) {
+	defer s.wg.Done()
+	s.o.observe(Event{Kind: "started", Job: t.kind, Group: t.group.Name, Retry: t.retry})
+	var err error
+	switch t.kind {
+	case "backup":
+		err = s.backup(ctx, t)
+	case "prune":
+		err = s.prune(ctx, t)
+	case "gc":
+		err = s.gc(ctx)
+	}
+	s.o.observe(Event{Kind: "finished", Job: t.kind, Group: t.group.Name, Retry: t.retry, Err: err})
+	s.mu.Lock()
+	delete(s.busy, t.key())
+	s.active--
+	s.pending = true
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) lockOptions(what string) engine.LockOptions {
+	return engine.LockOptions{Wait: s.o.LockWait, OnWait: func(h chunkstore.LockInfo) {
+		s.o.Log.Info("store busy: waiting", "job", what, "holder", h.String())
+	}}
+}
+
+func (s *Server) backup(ctx context.Context, t *task) error {
+	g := t.group
+	log := s.o.Log.With("job", "backup", "group", g.Name)
+	log.Info("backup started", "members", len(g.Members), "run", t.covers, "retry", t.retry)
+	res, err := s.o.Store.BackupGroup(ctx, s.o.Home, &g, engine.GroupBackupOptions{
+		Now:  s.o.Clock.Now,
+		Log:  func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },
+		Warn: func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		Lock: s.lockOptions("backup of group " + g.Name),
+		Progress: func(member string) *engine.Progress {
+			s.o.observe(Event{Kind: "member", Job: "backup", Group: g.Name, Member: member, Retry: t.retry})
+			return nil
+		},
+	})
+	if ctx.Err() != nil {
+		// Stopped: the run is not covered; the next start makes it.
+		s.mu.Lock()
+		for _, r := range res {
+			if r.Err != nil && r.Job != 0 {
+				s.interrupts = append(s.interrupts, r.Job)
+			}
+		}
+		s.mu.Unlock()
+		return err
+	}
+	var again []string
+	for _, r := range res {
+		switch {
+		case r.Err == nil:
+			log.Info("member backed up", "member", r.Member, "point", r.Point.ID.Short(), "job", r.Job, "scheduled", !r.Point.Scheduled.IsZero())
+		case r.Point != nil:
+			log.Warn("member backed up with warnings", "member", r.Member, "point", r.Point.ID.Short(), "job", r.Job, "err", r.Err)
+		default:
+			log.Error("member backup failed", "member", r.Member, "job", r.Job, "err", r.Err, "transient", Transient(r.Err))
+			if Transient(r.Err) {
+				again = append(again, r.Member)
+			}
+		}
+	}
+	if len(again) > 0 && t.retry < len(s.o.Backoff) {
+		at := s.o.Clock.Now().Add(s.o.Backoff[t.retry])
+		log.Info("retry planned", "members", again, "at", at, "retry", t.retry+1)
+		s.mu.Lock()
+		s.retries[g.Name] = &retry{at: at, members: again, n: t.retry + 1}
+		s.mu.Unlock()
+	}
+	if !t.covers.IsZero() {
+		s.mu.Lock()
+		if gs := s.state.Groups[g.Name]; gs != nil && t.covers.After(gs.Covered) {
+			gs.Covered = t.covers
+		}
+		s.mu.Unlock()
+		s.saveState()
+	}
+	if t.point {
+		s.enqueue(&task{kind: "prune", group: t.group})
+	}
+	return err
+}
+
+func (s *Server) prune(ctx context.Context, t *task) error {
+	g := t.group
+	removed := 0
+	_, err := engine.RunJob(s.o.Home, &engine.Job{Kind: "prune", Group: g.Name}, s.warn, func() (*engine.Point, error) {
+		entries, err := s.o.Store.Prune(ctx, []engine.Group{g}, engine.PruneOptions{AsOf: s.o.Clock.Now(), Lock: s.lockOptions("prune of group " + g.Name)})
+		for _, e := range entries {
+			if e.Removed {
+				removed++
+			}
+		}
+		return nil, err
+	})
+	s.o.Log.Info("prune done", "group", g.Name, "removed", removed, "err", err)
+	if removed > 0 {
+		s.mu.Lock()
+		s.wantGC = true
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *Server) gc(ctx context.Context) error {
+	var rep *engine.GCReport
+	_, err := engine.RunJob(s.o.Home, &engine.Job{Kind: "gc"}, s.warn, func() (*engine.Point, error) {
+		var err error
+		rep, err = engine.GC(ctx, s.o.Store, engine.GCOptions{
+			Log:         func(f string, a ...any) { s.o.Log.Info(fmt.Sprintf(f, a...), "job", "gc") },
+			LockOptions: s.lockOptions("garbage collection"),
+		})
+		return nil, err
+	})
+	if err != nil {
+		s.o.Log.Error("garbage collection failed", "err", err)
+		return err
+	}
+	s.o.Log.Info("garbage collection done", "report", fmt.Sprintf("%+v", *rep))
+	s.mu.Lock()
+	s.state.GC = s.o.Clock.Now()
+	s.mu.Unlock()
+	s.saveState()
+	return nil
+}
+
+func (s *Server) saveState() {
+	s.mu.Lock()
+	err := s.state.save(s.o.Home)
+	s.mu.Unlock()
+	if err != nil {
+		s.o.Log.Error("schedule state not saved; after a restart some runs may be made again", "err", err)
+	}
+}
+
+// Transient reports whether err is worth retrying after a while: the
+// store lock held past the wait, the catalog busy, a full file system
+// (the prune and garbage collection that follow may free space) and the
+// kernel's try-again errors. Everything else (a member gone, a script
+// that failed, damage, a wrong passphrase) fails the same way again
+// until someone acts, so it waits for the next scheduled run.
+func Transient(err error) bool {
+	return errors.Is(err, chunkstore.ErrLocked) || errors.Is(err, engine.ErrCatalogBusy) ||
+		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EBUSY)
+}

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// StateFile is where the server keeps, in its home, how far its schedule
+// has run (format in the package comment).
+const StateFile = "serve-state.json"
+
+const stateVersion = 1
+
+// state is the scheduler's memory across restarts.
+type state struct {
+	Version int                    `json:"version"`
+	Groups  map[string]*groupState `json:"groups"`
+	// GC is when garbage collection last finished.
+	GC time.Time `json:"gc,omitzero"`
+}
+
+type groupState struct {
+	// Covered is the latest scheduled run time whose backup finished,
+	// whatever its outcome; the next due run is the first after it.
+	Covered time.Time `json:"covered"`
+}
+
+func loadState(home string) (*state, error) {
+	p := filepath.Join(home, StateFile)
+	st := &state{Version: stateVersion, Groups: map[string]*groupState{}}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read server state: %w", err)
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("server state %s: %w (remove it: the schedule then starts from now, and missed runs since the last one are not made up)", p, err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("server state %s has version %d; this recall knows %d (run the recall that wrote it, or remove the file)", p, st.Version, stateVersion)
+	}
+	if st.Groups == nil {
+		st.Groups = map[string]*groupState{}
+	}
+	return st, nil
+}
+
+// encode is the file's bytes: stable (map keys sorted by encoding/json).
+func (st *state) encode() []byte {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return append(b, '\n')
+}
+
+// save replaces the file atomically: a crash leaves the old or the new.
+func (st *state) save(home string) error {
+	p := filepath.Join(home, StateFile)
+	tmp := p + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("save server state: %w", err)
+	}
+	_, err = f.Write(st.encode())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save server state %s: %w", p, err)
+	}
+	if d, err := os.Open(home); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
