@@ -80,6 +80,7 @@ type Server struct {
 	active     int
 	busy       map[string]bool // exclusivity keys of running tasks
 	sleeping   bool            // the scheduler waits on the clock
+	sleepUntil time.Time       // until then
 	pending    bool            // a task ended since the scheduler last looked
 	retries    map[string]*retry
 	wantGC     bool
@@ -169,9 +170,17 @@ func (s *Server) Run(ctx context.Context) error {
 	jobCtx, cancelJobs := context.WithCancelCause(context.Background())
 	defer cancelJobs(nil)
 	for {
+		// Whatever ends from here on, this tick or the wake it sends
+		// sees.
+		s.mu.Lock()
+		s.pending = false
+		s.mu.Unlock()
 		next := s.tick(jobCtx)
 		wait := min(next.Sub(s.o.Clock.Now()), s.o.MaxWait)
 		timer := s.o.Clock.After(wait)
+		s.mu.Lock()
+		s.sleepUntil = s.o.Clock.Now().Add(wait)
+		s.mu.Unlock()
 		s.setSleeping(true)
 		select {
 		case <-ctx.Done():
@@ -187,9 +196,6 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) setSleeping(v bool) {
 	s.mu.Lock()
 	s.sleeping = v
-	if v {
-		s.pending = false
-	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
 }
@@ -199,7 +205,9 @@ func (s *Server) setSleeping(v bool) {
 func (s *Server) WaitIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for !(s.sleeping && !s.pending && s.active == 0 && len(s.queue) == 0) {
+	// A clock moved to or past sleepUntil has woken the scheduler, even
+	// if its goroutine has not run yet.
+	for !(s.sleeping && !s.pending && s.active == 0 && len(s.queue) == 0 && s.o.Clock.Now().Before(s.sleepUntil)) {
 		s.cond.Wait()
 	}
 }
