@@ -310,21 +310,31 @@ func (s *Server) tick(ctx context.Context) time.Time {
 		s.mu.Lock()
 		gs := s.state.Groups[g.Name]
 		if gs == nil {
-			// A group seen for the first time runs from now on: its
-			// earlier runs are not missed, they never were.
-			gs = &groupState{Covered: now.Add(-time.Nanosecond)}
+			gs = &groupState{}
 			s.state.Groups[g.Name] = gs
-			dirty = true
 		}
 		covered := gs.Covered
 		s.mu.Unlock()
+		if covered.IsZero() {
+			// A group never backed up by the server (new, or its first
+			// backup cut short) is backed up at once, DPM's initial
+			// replica, standing for its latest run time; the runs before
+			// that are not missed, they never were.
+			covers, _, err := latestRun(g.Policy, now.Add(-8*24*time.Hour), now)
+			if err != nil {
+				s.o.Log.Error("group not scheduled: its policy is invalid", "group", g.Name, "err", err)
+				continue
+			}
+			s.enqueue(&task{kind: "backup", group: g, covers: covers})
+			continue
+		}
 		due, err := g.Policy.NextRun(covered)
 		if err != nil {
 			s.o.Log.Error("group not scheduled: its policy is invalid", "group", g.Name, "err", err)
 			continue
 		}
 		if !due.After(now) {
-			covers, point := latestRun(g.Policy, covered, now)
+			covers, point, _ := latestRun(g.Policy, covered, now)
 			if s.enqueue(&task{kind: "backup", group: g, covers: covers, point: point}) && covers.After(due) {
 				s.o.Log.Warn("runs missed (server down or clock jump): making the latest one", "group", g.Name, "missed_from", due, "run", covers)
 			}
@@ -377,12 +387,12 @@ func (s *Server) retryOf(group string) *retry {
 // before now, and whether any run time in between is a recovery point
 // time: after downtime or a clock jump forwards the missed runs are made
 // once, as one.
-func latestRun(p engine.Policy, covered, now time.Time) (time.Time, bool) {
+func latestRun(p engine.Policy, covered, now time.Time) (time.Time, bool, error) {
 	last, point := covered, false
 	for {
 		t, err := p.NextRun(last)
 		if err != nil || t.After(now) {
-			return last, point
+			return last, point, err
 		}
 		if slot, ok := p.ScheduledSlot(t); ok && slot.Equal(t) {
 			point = true
@@ -477,6 +487,7 @@ func (s *Server) backup(ctx context.Context, t *task) error {
 		Warn: func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
 		Lock: s.lockOptions("backup of group " + g.Name),
 		Progress: func(member string) *engine.Progress {
+			log.Info("member backup running", "member", member)
 			s.o.observe(Event{Kind: "member", Job: "backup", Group: g.Name, Member: member, Retry: t.retry})
 			return nil
 		},

@@ -255,7 +255,9 @@ func equalRuns(t *testing.T, what string, got, want []run) {
 // and garbage collection ran.
 func checkWeek(t *testing.T, f *fixture, runsA []run, end time.Time) {
 	t.Helper()
-	runsB := schedule(week0, end, 0, []string{"21:00"})
+	// Group b's first run time is at 21:00: a new group is backed up at
+	// once all the same.
+	runsB := append([]run{{week0, false}}, schedule(week0, end, 0, []string{"21:00"})...)
 	jobs := jobsOf(t, f.home)
 	if got, want := count(jobs, "backup", "a", "ok"), len(runsA); got != want {
 		t.Errorf("group a: %d backups ok, want %d", got, want)
