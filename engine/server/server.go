@@ -406,10 +406,16 @@ func latestRun(p engine.Policy, covered, now time.Time) (time.Time, bool, error)
 func (s *Server) enqueue(t *task) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.busy[t.key()] && t.kind == "backup" {
-		// A run of this group is under way: the next tick, after it
-		// ends, queues what is then due.
-		return false
+	if t.kind == "backup" {
+		if s.busy[t.key()] {
+			// A run of this group is under way: the next tick, after it
+			// ends, queues what is then due.
+			return false
+		}
+		if gs := s.state.Groups[t.group.Name]; gs != nil && !t.covers.IsZero() && !t.covers.After(gs.Covered) {
+			// A run that ended since the caller looked covered it.
+			return false
+		}
 	}
 	for _, q := range s.queue {
 		if q.kind == t.kind && q.group.Name == t.group.Name {
