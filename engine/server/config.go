@@ -209,6 +209,9 @@ func lineOf(data []byte, table string, index int, key string) int {
 			if i := strings.Index(name, "#"); i >= 0 {
 				name = strings.TrimSpace(strings.TrimRight(name[:i], "] \t"))
 			}
+			if full := strings.TrimPrefix(table+"."+key, "."); name == full && index < 0 {
+				return n // the unknown key is a table
+			}
 			cur = name
 			if cur == table {
 				seen++
