@@ -39,11 +39,12 @@ func lockHome(home string) (*homeLock, error) {
 			if _, perr := strconv.Atoi(holder); perr != nil {
 				holder = "unknown"
 			}
-			return nil, fmt.Errorf("home %s: %w: pid %s holds %s (stop it first; the command line works through it)", home, ErrHomeBusy, holder, p)
+			return nil, fmt.Errorf("home %s: %w: pid %s holds %s (stop it first)", home, ErrHomeBusy, holder, p)
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	if err != nil {
