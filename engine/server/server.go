@@ -547,7 +547,9 @@ func (s *Server) backup(ctx context.Context, t *task) error {
 func (s *Server) prune(ctx context.Context, t *task) error {
 	g := t.group
 	removed := 0
-	_, err := engine.RunJob(s.o.Home, &engine.Job{Kind: "prune", Group: g.Name}, s.warn, func() (*engine.Point, error) {
+	j := &engine.Job{Kind: "prune", Group: g.Name}
+	defer s.noteCancelled(ctx, j)
+	_, err := engine.RunJob(s.o.Home, j, s.warn, func() (*engine.Point, error) {
 		entries, err := s.o.Store.Prune(ctx, []engine.Group{g}, engine.PruneOptions{AsOf: s.o.Clock.Now(), Lock: s.lockOptions("prune of group " + g.Name)})
 		for _, e := range entries {
 			if e.Removed {
@@ -567,7 +569,9 @@ func (s *Server) prune(ctx context.Context, t *task) error {
 
 func (s *Server) gc(ctx context.Context) error {
 	var rep *engine.GCReport
-	_, err := engine.RunJob(s.o.Home, &engine.Job{Kind: "gc"}, s.warn, func() (*engine.Point, error) {
+	j := &engine.Job{Kind: "gc"}
+	defer s.noteCancelled(ctx, j)
+	_, err := engine.RunJob(s.o.Home, j, s.warn, func() (*engine.Point, error) {
 		var err error
 		rep, err = engine.GC(ctx, s.o.Store, engine.GCOptions{
 			Log:         func(f string, a ...any) { s.o.Log.Info(fmt.Sprintf(f, a...), "job", "gc") },
@@ -585,6 +589,16 @@ func (s *Server) gc(ctx context.Context) error {
 	s.mu.Unlock()
 	s.saveState()
 	return nil
+}
+
+// noteCancelled remembers j, if the stop cancelled it, to be recorded as
+// interrupted.
+func (s *Server) noteCancelled(ctx context.Context, j *engine.Job) {
+	if ctx.Err() != nil && j.Number != 0 {
+		s.mu.Lock()
+		s.interrupts = append(s.interrupts, j.Number)
+		s.mu.Unlock()
+	}
 }
 
 func (s *Server) saveState() {
