@@ -3,6 +3,7 @@ package engine
 import (
 	"testing"
 	"time"
+	_ "time/tzdata" // the DST test needs a zone with DST on any machine
 )
 
 func TestNextRun(t *testing.T) {
@@ -37,5 +38,44 @@ func TestNextRun(t *testing.T) {
 	}
 	if _, err := (Policy{Sync: "1m"}).NextRun(mon); err == nil {
 		t.Error("NextRun of an invalid policy: no error")
+	}
+}
+
+// TestNextRunDST: across the days the clocks change, a 15-minute sync
+// runs at each wall-clock quarter hour that exists, once, in order.
+func TestNextRunDST(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		day  time.Time
+		want int
+	}{
+		{time.Date(2026, 3, 29, 0, 0, 0, 0, berlin), 92},  // 02:00 to 02:45 do not exist
+		{time.Date(2026, 10, 25, 0, 0, 0, 0, berlin), 96}, // 02:00 to 02:45 happen twice; each runs once
+	} {
+		pol := Policy{Sync: "15m"}
+		end := c.day.AddDate(0, 0, 1)
+		n, last := 0, c.day.Add(-time.Nanosecond)
+		seen := map[string]bool{}
+		for {
+			next, err := pol.NextRun(last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !next.Before(end) {
+				break
+			}
+			wall := next.Format("15:04")
+			if seen[wall] {
+				t.Errorf("%s: %s runs twice", c.day.Format(time.DateOnly), wall)
+			}
+			seen[wall] = true
+			n, last = n+1, next
+		}
+		if n != c.want {
+			t.Errorf("%s: %d runs, want %d", c.day.Format(time.DateOnly), n, c.want)
+		}
 	}
 }
