@@ -36,8 +36,9 @@ const crashEnv = "RECALL_SERVER_TEST_CRASH_HOME"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if home := os.Getenv(crashEnv); home != "" {
-		crashChild(home)
+	if v := os.Getenv(crashEnv); v != "" {
+		what, home, _ := strings.Cut(v, ":")
+		crashChild(what, home)
 		os.Exit(3) // not reached: the child kills itself
 	}
 	os.Exit(m.Run())
@@ -101,9 +102,14 @@ type running struct {
 
 func start(t testing.TB, home string, clock *FakeClock, observe func(Event)) *running {
 	t.Helper()
+	return startLogged(t, home, clock, observe, testLog(t))
+}
+
+func startLogged(t testing.TB, home string, clock *FakeClock, observe func(Event), log *slog.Logger) *running {
+	t.Helper()
 	st, err := engine.Open(engine.StoreDir(home), chunkstore.OpenOptions{})
 	must(t, err)
-	srv, err := New(Options{Home: home, Store: st, Clock: clock, Concurrency: 2, Observe: observe, MaxWait: 48 * time.Hour, Log: testLog(t)})
+	srv, err := New(Options{Home: home, Store: st, Clock: clock, Concurrency: 2, Observe: observe, MaxWait: 48 * time.Hour, Log: log})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -301,17 +307,53 @@ var (
 	restartAt = crashAt.Add(2*time.Hour + 10*time.Minute)
 )
 
-// crashChild runs the server of a simulated week on home until group a's
-// backup of crashAt has its write session, then dies as kill -9 would.
-func crashChild(home string) {
+// crashChild runs the server of a simulated week on home and dies as
+// kill -9 would in the middle of what: "backup", group a's backup of
+// crashAt once it has its write session; "gc", the first garbage
+// collection from crashAt on, once it has marked the live blobs and
+// before it deletes anything.
+func crashChild(what, home string) {
 	clock := NewFakeClock(week0)
-	r := start(childTB{}, home, clock, func(e Event) {
-		if e.Kind == "member" && e.Group == "a" && clock.Now().Equal(crashAt) {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
+	kill := func() {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	log := slog.New(slog.NewTextHandler(syncWriter(func(l string) {
+		if what == "gc" && strings.Contains(l, "msg=\"marked ") && !clock.Now().Before(crashAt) {
+			kill()
 		}
-	})
+	}), nil))
+	r := startLogged(childTB{}, home, clock, func(e Event) {
+		if what == "backup" && e.Kind == "member" && e.Group == "a" && clock.Now().Equal(crashAt) {
+			kill()
+		}
+	}, log)
 	r.until(week0.Add(7 * 24 * time.Hour))
+}
+
+// killChild runs crashChild in a process of its own and waits for its
+// death by SIGKILL.
+func killChild(t *testing.T, what, home string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+what+":"+home)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child server: %v, want killed by SIGKILL; output:\n%s", err, out)
+	}
+}
+
+// verifyClean reads back every blob of the store and fails on any damage.
+func verifyClean(t *testing.T, home string) {
+	t.Helper()
+	st, err := engine.Open(engine.StoreDir(home), chunkstore.OpenOptions{})
+	must(t, err)
+	defer st.Close()
+	rep, err := engine.Verify(context.Background(), st.Reader(), engine.VerifyOptions{ReadData: true})
+	if err != nil || len(rep.BadPacks) > 0 || len(rep.DamagedBlobs) > 0 || len(rep.Damage) > 0 || len(rep.DamagedPoints) > 0 {
+		t.Fatalf("verify --read-data: %v, %+v", err, rep)
+	}
 }
 
 // childTB is the testing.TB of the child process: it has no test to
@@ -328,13 +370,8 @@ func (c childTB) Errorf(format string, args ...any) { c.Fatal(fmt.Sprintf(format
 func TestServerKilledAndRestarted(t *testing.T) {
 	f := newFixture(t)
 	end := week0.Add(7 * 24 * time.Hour)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashEnv+"="+f.home)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child server: %v, want killed by SIGKILL; output:\n%s", err, out)
-	}
+	killChild(t, "backup", f.home)
+	verifyClean(t, f.home)
 	jobs := jobsOf(t, f.home)
 	if n := count(jobs, "backup", "a", "interrupted"); n != 1 {
 		t.Fatalf("after the kill: %d interrupted backups of group a, want 1", n)
@@ -369,4 +406,34 @@ func testLog(t testing.TB) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestServerKilledDuringGC: the server killed with -9 in the middle of a
+// garbage collection leaves a store that verifies clean and the job
+// recorded as interrupted at the restart; the week goes on as scheduled.
+func TestServerKilledDuringGC(t *testing.T) {
+	f := newFixture(t)
+	end := week0.Add(7 * 24 * time.Hour)
+	killChild(t, "gc", f.home)
+	verifyClean(t, f.home)
+
+	r := start(t, f.home, NewFakeClock(restartAt), nil)
+	r.until(end)
+	r.stop()
+	var interrupted []engine.Job
+	for _, j := range jobsOf(t, f.home) {
+		if j.Status == "interrupted" {
+			interrupted = append(interrupted, j)
+		}
+	}
+	if len(interrupted) != 1 || interrupted[0].Kind != "gc" || !strings.Contains(interrupted[0].Error, "ended before the job did") {
+		t.Fatalf("interrupted jobs after the restart: %+v, want the garbage collection", interrupted)
+	}
+	// Group a's run of crashAt was made (the collection followed its
+	// prune); the runs after it until the restart are made as one.
+	runsA := schedule(week0, crashAt.Add(time.Nanosecond), 15*time.Minute, pointsA)
+	runsA = append(runsA, run{restartAt, false})
+	runsA = append(runsA, schedule(restartAt.Add(time.Nanosecond), end, 15*time.Minute, pointsA)...)
+	checkWeek(t, f, runsA, end)
+	verifyClean(t, f.home)
 }
