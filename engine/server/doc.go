@@ -6,7 +6,10 @@
 // A group's backups are due at its run times (engine.Policy.NextRun):
 // every --sync from local midnight, and at each recovery point time (--at
 // on --days); engine.Policy.ScheduledSlot decides whether a run makes a
-// recovery point. After a run that covers a recovery point time the
+// recovery point. A group the server has never finished a backup of (new,
+// or its first backup cut short) is backed up at once, as DPM makes an
+// initial replica, standing for its latest run time. After a run that
+// covers a recovery point time the
 // group is pruned (engine.Store.Prune, as of the clock). Garbage
 // collection runs after a prune that forgot points, and at least once a
 // day. Policies have no consistency check yet, so none is scheduled.
@@ -32,8 +35,9 @@
 // Options.Backoff; others wait for the next run time.
 //
 // On stop (the context of Run cancelled) running jobs get
-// Options.StopGrace to finish; those still running are then cancelled and
-// recorded as interrupted, and their runs are made at the next start.
+// Options.StopGrace to finish; those still running (backups, prunes,
+// collections) are then cancelled and recorded as interrupted, and the
+// backups' runs are made at the next start.
 //
 // # Ownership
 //
