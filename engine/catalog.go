@@ -74,7 +74,7 @@ var migrations = []migration{
 // Job is one run of a command that changes or checks the store.
 type Job struct {
 	Number   uint64    `json:"number"`
-	Kind     string    `json:"kind"` // backup, restore, verify, forget, prune
+	Kind     string    `json:"kind"` // backup, restore, verify, forget, prune, gc
 	Source   string    `json:"source,omitempty"`
 	Path     string    `json:"path,omitempty"`
 	Host     string    `json:"host"`

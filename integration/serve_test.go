@@ -128,8 +128,8 @@ func TestServeKilledDuringBackup(t *testing.T) {
 	s.await(`"msg":"member backed up"`, src)
 
 	second := e.run("serve", "--config", cfg)
-	if want := fmt.Sprintf("pid %d", s.cmd.Process.Pid); second.code == 0 || !strings.Contains(second.stderr, want) {
-		t.Errorf("second recall serve on the home: exit %d, stderr %q; want a refusal naming %s", second.code, second.stderr, want)
+	if want := fmt.Sprintf("pid %d", s.cmd.Process.Pid); second.code != 6 || !strings.Contains(second.stderr, want) {
+		t.Errorf("second recall serve on the home: exit %d, stderr %q; want exit 6 (locked) naming %s", second.code, second.stderr, want)
 	}
 
 	must(t, s.cmd.Process.Signal(syscall.SIGTERM))

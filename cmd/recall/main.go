@@ -19,6 +19,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/engine/server"
 	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
 )
@@ -251,7 +252,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, chunkstore.ErrWrongPassword), errors.Is(err, chunkstore.ErrNoPassword):
 		return exitAuth
-	case errors.Is(err, chunkstore.ErrLocked):
+	case errors.Is(err, chunkstore.ErrLocked), errors.Is(err, server.ErrHomeBusy):
 		return exitLocked
 	case errors.Is(err, engine.ErrDamaged), errors.Is(err, engine.ErrVerifyFailed):
 		return exitDamaged

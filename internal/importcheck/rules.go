@@ -34,6 +34,11 @@ var rules = []rule{
 		why:  "engine is below fs: fs reads through engine, and a server runs engine with no mount",
 	},
 	{
+		from: "engine",
+		deny: []string{"engine/server/..."},
+		why:  "the server runs engine's functions, as the command line does: engine never calls back into it",
+	},
+	{
 		from: "chunkstore/...",
 		deny: []string{"engine/...", "fs/..."},
 		why:  "chunkstore is below engine: it stores blobs and knows nothing of trees, points or mounts",
