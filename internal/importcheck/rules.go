@@ -34,11 +34,6 @@ var rules = []rule{
 		why:  "engine is below fs: fs reads through engine, and a server runs engine with no mount",
 	},
 	{
-		from: "engine",
-		deny: []string{"engine/server/..."},
-		why:  "the server runs engine's functions, as the command line does: engine never calls back into it",
-	},
-	{
 		from: "chunkstore/...",
 		deny: []string{"engine/...", "fs/..."},
 		why:  "chunkstore is below engine: it stores blobs and knows nothing of trees, points or mounts",
@@ -66,5 +61,10 @@ var rules = []rule{
 		deny:   []string{"..."},
 		except: []string{"internal/..."},
 		why:    "internal packages are helpers below every layer: importing one would tie all their users to it",
+	},
+	{
+		from: "engine",
+		deny: []string{"engine/server/..."},
+		why:  "the server runs engine's functions, as the command line does: engine never calls back into it",
 	},
 }
