@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -226,9 +227,22 @@ func (rs *restorer) feed(b *planBatch) {
 		}
 		return
 	}
+	// The largest first: the readers finish a batch together, and the
+	// last one of a restore is not left with one large pack while the
+	// other cores wait. A pack is still read once, front to back.
+	slices.SortStableFunc(b.packs, func(x, y *packPlan) int { return cmp.Compare(y.bytes(), x.bytes()) })
 	for _, pp := range b.packs {
 		rs.reading.work <- pp
 	}
+}
+
+// bytes is what the pack gives to its places: the work of writing them.
+func (pp *packPlan) bytes() int64 {
+	var n int64
+	for _, e := range pp.ents {
+		n += e.end - e.off
+	}
+	return n
 }
 
 // readPack reads what the plan needs of one pack and writes each chunk to
