@@ -282,7 +282,13 @@ func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err err
 	if of.started.CompareAndSwap(false, true) {
 		rs.opts.Progress.begin(of.rel)
 	}
+	if of.late {
+		// Its one chunk: this is the only reader that writes it.
+		rs.createLate(of)
+	}
 	switch {
+	case of.failed:
+		// Not created: the restore stops with the create's error.
 	case err != nil:
 		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
 	case int64(len(data)) != e.end-e.off:
