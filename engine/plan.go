@@ -18,7 +18,10 @@ import (
 //
 // The walk of a point creates the files and, instead of reading their
 // chunks in tree order, notes for every chunk the places that need it
-// (file, offset) under the pack that holds it (planEntry). A plan is
+// (file, offset) under the pack that holds it (planEntry). A file of one
+// stored chunk is created by the reader that writes that chunk instead
+// (restorer.createLate): a create costs the file system far more than
+// noting a place, and the readers run on every core. A plan is
 // carried out pack by pack, in the order the walk first needed each pack,
 // a few packs at a time: the packs about to be read are first announced
 // to the store (warmPacks, for cold tiers), each pack is read once, front
