@@ -885,26 +885,42 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 			if chk == nil {
 				chk = b.chunkers.Get().(*chunkstore.Chunker)
 			}
-			chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start))
+			var cr *coldReader
+			if !isDev && rg.end-rg.start >= coldMinSize {
+				cr = newColdReader(f, rg.start, rg.end)
+				chk.Reset(cr)
+			} else {
+				chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start))
+			}
+			closeCold := func() {
+				if cr != nil {
+					cr.Close()
+					cr = nil
+				}
+			}
 			for {
 				data, err := chk.Next()
 				if err == io.EOF {
 					break
 				}
 				if err != nil {
+					closeCold()
 					return fail(err)
 				}
 				cb, err := b.bufs.get(b.ctx, len(data))
 				if err != nil {
+					closeCold()
 					return fail(err)
 				}
 				copy(cb.b, data)
 				b.opts.Progress.addBytes(int64(len(data)))
 				off += int64(len(data))
 				if err := submit(cb, off); err != nil {
+					closeCold()
 					return fail(err)
 				}
 			}
+			closeCold()
 			if off < rg.end {
 				break // file shrank while read
 			}

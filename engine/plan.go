@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -17,7 +18,10 @@ import (
 //
 // The walk of a point creates the files and, instead of reading their
 // chunks in tree order, notes for every chunk the places that need it
-// (file, offset) under the pack that holds it (planEntry). A plan is
+// (file, offset) under the pack that holds it (planEntry). A file of one
+// stored chunk is created by the reader that writes that chunk instead
+// (restorer.createLate): a create costs the file system far more than
+// noting a place, and the readers run on every core. A plan is
 // carried out pack by pack, in the order the walk first needed each pack,
 // a few packs at a time: the packs about to be read are first announced
 // to the store (warmPacks, for cold tiers), each pack is read once, front
@@ -226,9 +230,22 @@ func (rs *restorer) feed(b *planBatch) {
 		}
 		return
 	}
+	// The largest first: the readers finish a batch together, and the
+	// last one of a restore is not left with one large pack while the
+	// other cores wait. A pack is still read once, front to back.
+	slices.SortStableFunc(b.packs, func(x, y *packPlan) int { return cmp.Compare(y.bytes(), x.bytes()) })
 	for _, pp := range b.packs {
 		rs.reading.work <- pp
 	}
+}
+
+// bytes is what the pack gives to its places: the work of writing them.
+func (pp *packPlan) bytes() int64 {
+	var n int64
+	for _, e := range pp.ents {
+		n += e.end - e.off
+	}
+	return n
 }
 
 // readPack reads what the plan needs of one pack and writes each chunk to
@@ -268,7 +285,13 @@ func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err err
 	if of.started.CompareAndSwap(false, true) {
 		rs.opts.Progress.begin(of.rel)
 	}
+	if of.late {
+		// Its one chunk: this is the only reader that writes it.
+		rs.createLate(of)
+	}
 	switch {
+	case of.failed:
+		// Not created: the restore stops with the create's error.
 	case err != nil:
 		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
 	case int64(len(data)) != e.end-e.off:

@@ -236,3 +236,64 @@ func TestVerifyWalksSharedTreesOnce(t *testing.T) {
 		})
 	}
 }
+
+// A file of one stored chunk is created by the reader that writes that
+// chunk, not by the walk; one whose chunk never reaches a reader (a pass
+// stopped early) is created when it is finished, so every file of the
+// point is there, with its metadata, either way.
+func TestRestoreCreatesOneChunkFilesLate(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	files := map[string][]byte{
+		"a":        []byte("one chunk"),
+		"dir/b":    make([]byte, 5000),
+		"dir/c":    []byte("another"),
+		"empty":    nil,
+		"dir/more": []byte("and one more"),
+	}
+	for rel, b := range files {
+		os.MkdirAll(filepath.Join(src, filepath.Dir(rel)), 0o755)
+		if err := os.WriteFile(filepath.Join(src, rel), b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files["dir/b"][0] = 1 // not all zeroes: stored, not a hole
+	os.WriteFile(filepath.Join(src, "dir/b"), files["dir/b"], 0o640)
+	p, err := ts.backup(BackupOptions{Path: src, Source: "late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dropped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunks dropped=%v", dropped), func(t *testing.T) {
+			if dropped {
+				old := packReader
+				packReader = func(context.Context, *Reader, chunkstore.ID, []chunkstore.ID, func(chunkstore.ID, []byte, error)) error {
+					return nil
+				}
+				t.Cleanup(func() { packReader = old })
+			}
+			target := filepath.Join(t.TempDir(), "t")
+			res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target})
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			if res.Files != int64(len(files)) {
+				t.Errorf("restored %d files, want %d", res.Files, len(files))
+			}
+			for rel, want := range files {
+				path := filepath.Join(target, rel)
+				st, err := os.Lstat(path)
+				if err != nil {
+					t.Errorf("%s: %v", rel, err)
+					continue
+				}
+				if !st.Mode().IsRegular() || st.Mode().Perm() != 0o640 {
+					t.Errorf("%s: mode %v, want a regular file of mode 0640", rel, st.Mode())
+				}
+				if got, _ := os.ReadFile(path); !dropped && string(got) != string(want) {
+					t.Errorf("%s: %q, want %q", rel, got, want)
+				}
+			}
+		})
+	}
+}

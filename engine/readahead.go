@@ -1,10 +1,15 @@
 package engine
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
+	"github.com/recall-backup/recall/internal/bufpool"
 	"golang.org/x/sys/unix"
 )
 
@@ -149,5 +154,209 @@ func (d *dirHints) upTo(i int) {
 		default:
 			// The workers are behind: the disk has reads enough queued.
 		}
+	}
+}
+
+// Large files from a cold disk: O_DIRECT.
+//
+// A buffered read of data that is not cached costs the kernel far more
+// than the copy itself: it allocates page-cache pages, fills them from the
+// disk and copies them out. Measured on the development machine (a VM),
+// reading 1.5 GiB of large files cold took 1.0-2.0 s of system time
+// buffered and 0.13-0.15 s with O_DIRECT into reused buffers (warm,
+// buffered: 0.15-0.2 s). So a regular file of coldMinSize or more is read
+// in pieces of coldPiece: each piece the page cache holds whole is copied from it (a
+// warm backup stays as it was), any other is read with
+// O_DIRECT into an aligned buffer, one piece ahead of the chunker, so the
+// disk works while the chunker cuts. It also keeps a backup from pushing
+// the machine's working set out of the page cache. Where O_DIRECT is
+// refused (tmpfs, some network and FUSE file systems: EINVAL) the pieces
+// are read through the page cache, as before.
+//
+// Pieces of 2 MiB, two buffers per file: with 4 MiB ones a first backup of
+// the bench set peaked at 157-161 MiB, above restic's 148 MiB; the disk
+// reads 2 MiB requests as fast (a few per file are in flight at once).
+const (
+	coldPiece   = 2 << 20
+	coldMinSize = 4 * coldPiece // smaller files are read as they were
+	coldAlign   = 4096          // O_DIRECT's alignment of buffers, offsets and lengths
+)
+
+// coldBufs holds the pieces' buffers between files.
+var coldBufs = bufpool.New(0)
+
+// coldDirect counts the pieces read with O_DIRECT, so tests can tell that
+// path is taken (a fallback to buffered reads would hide it failing).
+var coldDirect atomic.Int64
+
+// coldReader reads bytes [pos, end) of a regular file as an io.Reader,
+// a piece ahead. Close must be called; it waits for the read in flight.
+type coldReader struct {
+	f    *os.File
+	dfd  int // an O_DIRECT descriptor of the same file, or -1
+	end  int64
+	raws [][]byte // the buffers, returned to coldBufs by Close
+	free chan []byte
+	full chan coldRead
+	quit chan struct{}
+	done chan struct{}
+
+	cur    []byte // of the piece being handed out, what is left
+	curRaw []byte // that piece's buffer
+	err    error  // after cur: io.EOF or the read's error
+}
+
+type coldRead struct {
+	raw, data []byte
+	err       error
+}
+
+// newColdReader starts reading [start, end) of f. The O_DIRECT descriptor
+// is opened through /proc/self/fd, so it is the same file whatever
+// happened to its path since f was opened.
+func newColdReader(f *os.File, start, end int64) *coldReader {
+	r := &coldReader{f: f, dfd: -1, end: end,
+		free: make(chan []byte, 2), full: make(chan coldRead, 2),
+		quit: make(chan struct{}), done: make(chan struct{})}
+	p := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECT|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	}
+	if err == nil {
+		r.dfd = fd
+	}
+	for range cap(r.free) {
+		raw := coldBufs.Get(coldPiece + coldAlign)
+		r.raws = append(r.raws, raw)
+		r.free <- raw
+	}
+	go r.run(start)
+	return r
+}
+
+// run reads the pieces in order until end, an error or Close.
+func (r *coldReader) run(pos int64) {
+	defer close(r.done)
+	defer close(r.full)
+	for pos < r.end {
+		var raw []byte
+		select {
+		case raw = <-r.free:
+		case <-r.quit:
+			return
+		}
+		a := pos &^ (coldAlign - 1)
+		w := alignedPiece(raw)
+		need := int(min(int64(len(w)), r.end-a)) // bytes of the region in this piece
+		n, err := r.readPiece(w, need, a)
+		lo, hi := int(pos-a), min(n, need)
+		if hi < lo {
+			hi = lo
+		}
+		if err == nil && hi < need {
+			err = io.EOF // the file shrank: the caller's stat comparison tells
+		}
+		r.full <- coldRead{raw: raw, data: w[lo:hi], err: err}
+		if err != nil {
+			return
+		}
+		pos = a + int64(hi)
+	}
+}
+
+// alignedPiece returns coldPiece bytes of raw starting at an aligned
+// address.
+func alignedPiece(raw []byte) []byte {
+	skip := 0
+	if r := int(uintptr(unsafe.Pointer(unsafe.SliceData(raw))) % coldAlign); r != 0 {
+		skip = coldAlign - r
+	}
+	return raw[skip : skip+coldPiece]
+}
+
+// readPiece fills w from the file's offset a (aligned) until need bytes
+// are in or the file ends, and returns how many bytes are in.
+func (r *coldReader) readPiece(w []byte, need int, a int64) (int, error) {
+	fd := int(r.f.Fd())
+	if r.dfd >= 0 && !cached(fd, a, need) {
+		// O_DIRECT lengths are aligned too; past the end of the file the
+		// read comes back short.
+		n, err := readFull(r.dfd, w[:min(len(w), (need+coldAlign-1)&^(coldAlign-1))], a)
+		if err != unix.EINVAL {
+			coldDirect.Add(1)
+			return n, err
+		}
+		unix.Close(r.dfd)
+		r.dfd = -1
+	}
+	return readFull(fd, w[:need], a)
+}
+
+// cached reports whether the page cache holds all of bytes [off,
+// off+n) of fd: then a buffered read only copies them. Not a read that
+// would fail rather than block (RWF_NOWAIT): that starts the kernel's
+// read-ahead of what is missing, which the O_DIRECT read would then read
+// again. A kernel without cachestat (before 6.5) reads such a piece
+// with O_DIRECT too.
+func cached(fd int, off int64, n int) bool {
+	var st unix.Cachestat_t
+	rg := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
+	if unix.Cachestat(uint(fd), &rg, &st, 0) != nil {
+		return false
+	}
+	return int64(st.Cache)*int64(os.Getpagesize()) >= int64(n)
+}
+
+// readFull reads into b from off until b is full or the file ends.
+func readFull(fd int, b []byte, off int64) (int, error) {
+	got := 0
+	for got < len(b) {
+		n, err := unix.Pread(fd, b[got:], off+int64(got))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return got, err
+		}
+		if n == 0 {
+			break
+		}
+		got += n
+	}
+	return got, nil
+}
+
+func (r *coldReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.curRaw != nil {
+			r.free <- r.curRaw // never blocks: free holds every buffer
+			r.curRaw = nil
+		}
+		if r.err != nil {
+			return 0, r.err
+		}
+		c, ok := <-r.full
+		if !ok {
+			r.err = io.EOF
+			continue
+		}
+		r.cur, r.curRaw, r.err = c.data, c.raw, c.err
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// Close stops the reading, waits for the read in flight and gives the
+// buffers back.
+func (r *coldReader) Close() {
+	close(r.quit)
+	<-r.done
+	if r.dfd >= 0 {
+		unix.Close(r.dfd)
+	}
+	for _, raw := range r.raws {
+		coldBufs.Put(raw)
 	}
 }

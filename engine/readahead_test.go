@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -138,4 +140,102 @@ func TestDirHintsWindow(t *testing.T) {
 		t.Errorf("a directory of the parent point got %d hints", len(h.q))
 	}
 	(&backuper{}).hintsFor("/src", "", ents, nil).upTo(0) // no hinter: nothing to do
+}
+
+// The cold reader hands out exactly bytes [start, end) of the file, from
+// the page cache or with O_DIRECT, whatever the alignment of either end,
+// and stops early at the end of a file that shrank.
+func TestColdReader(t *testing.T) {
+	size := 2*coldPiece + 12345
+	content := make([]byte, size)
+	for i := range content {
+		content[i] = byte(i*7 + i>>13)
+	}
+	dirs := map[string]string{"disk": t.TempDir()}
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		dirs["tmpfs"] = "/dev/shm" // O_DIRECT may be refused there: read buffered
+	}
+	cases := []struct {
+		name       string
+		start, end int64
+		cached     bool
+		shrinkTo   int64 // >0: the file is cut to this size before reading
+	}{
+		{"whole, cold", 0, int64(size), false, 0},
+		{"whole, cached", 0, int64(size), true, 0},
+		{"unaligned ends, cold", 4097, int64(size) - 5000, false, 0},
+		{"from just before a piece, cold", coldPiece - 1, int64(size), false, 0},
+		{"shrunk while read, cold", 100, int64(size), false, coldPiece + 3},
+	}
+	for dname, dir := range dirs {
+		for _, c := range cases {
+			t.Run(dname+"/"+c.name, func(t *testing.T) {
+				path := filepath.Join(dir, fmt.Sprintf("recall-cold-%d", os.Getpid()))
+				defer os.Remove(path)
+				if err := os.WriteFile(path, content, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				f, err := os.Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				want := content[c.start:c.end]
+				if c.shrinkTo > 0 {
+					if err := os.Truncate(path, c.shrinkTo); err != nil {
+						t.Fatal(err)
+					}
+					want = content[c.start:c.shrinkTo]
+				}
+				if !c.cached {
+					// Out of the page cache, as after a reboot (no root needed).
+					_ = unix.Fsync(int(f.Fd()))
+					_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+				}
+				direct := coldDirect.Load()
+				r := newColdReader(f, c.start, c.end)
+				got, err := io.ReadAll(r)
+				r.Close()
+				if err != nil {
+					t.Fatalf("read: %v", err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("got %d bytes, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+				}
+				if dname == "disk" && !c.cached && coldDirect.Load() == direct {
+					t.Error("no piece of an uncached file was read with O_DIRECT")
+				}
+			})
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// A large file (read by the cold reader) that changes while it is read is
+// read again, and the new content saved.
+func TestChangedWhileReadCold(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	f := filepath.Join(src, "big")
+	os.WriteFile(f, bytes.Repeat([]byte("a"), coldMinSize+5), 0o644)
+	want := bytes.Repeat([]byte("b"), coldMinSize+7000)
+	p, err := ts.backup(BackupOptions{Path: src, Source: "cold", hooks: &backupHooks{afterRead: func(path string, try int) {
+		if try == 1 {
+			os.WriteFile(f, want, 0o644)
+		}
+	}}})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if got := ts.content(p, "big"); !bytes.Equal(got, want) {
+		t.Errorf("re-read content: %d bytes, want %d", len(got), len(want))
+	}
 }

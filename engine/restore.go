@@ -64,6 +64,9 @@ type restorer struct {
 	leaders  map[string]*linkLeader // the same leaders by rel, for markDamagedLocked
 	dirMetas []dirMeta
 	bytes    atomic.Int64
+	// createErr: a file createLate could not create; it stops the
+	// restore as the walk's own failed creates do.
+	createErr error
 
 	// cleanXattrs: restored entries may carry attributes they did not
 	// have (a default ACL inherited from a directory that existed before
@@ -96,6 +99,12 @@ type openFile struct {
 	left     atomic.Int64
 	started  atomic.Bool // counted as in work (Progress)
 	device   bool
+	// A file of one stored chunk is created by the reader that writes
+	// that chunk (createLate), or when it is finished if no reader did.
+	late    bool
+	size    int64 // to truncate to after the create (it ends in a hole), or 0
+	created bool  // by createLate, or it failed (failed)
+	failed  bool  // the create failed: nothing at path is the restore's
 }
 
 // Restore writes point p (or p's sub-path opts.Path) into opts.Target. It
@@ -283,6 +292,9 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	err := walk()
 	rs.finishReading()
 	rs.wg.Wait()
+	if err == nil {
+		err = rs.lateErr()
+	}
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
 		d := rs.dirMetas[i]
 		rs.applyMeta(d.path, d.path, d.n)
@@ -304,6 +316,9 @@ func (rs *restorer) restoreTree(t *Tree, dir, rel string) error {
 	for _, n := range t.Nodes {
 		if rs.ctx.Err() != nil {
 			return context.Cause(rs.ctx)
+		}
+		if err := rs.lateErr(); err != nil {
+			return err
 		}
 		if !safeName(n.Name) {
 			rs.warn(rel, fmt.Errorf("unsafe name %q skipped", n.Name))
@@ -470,27 +485,23 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 var beforeCreate func(path string)
 
 func (rs *restorer) restoreFile(n *Node, path, rel string) error {
-	if beforeCreate != nil {
-		beforeCreate(path)
-	}
-	// O_EXCL: never write through whatever might be at path. A plain
-	// descriptor, not an os.File (see fileCache).
-	fd, err := retryEINTR(func() (int, error) {
-		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
-	})
-	if err != nil {
-		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
-	}
 	// Writes give the file its size, except when it ends in a hole.
+	var size int64
 	if k := len(n.Extents); n.Size > 0 && (k == 0 || n.Extents[k-1].Hole) {
-		if err := unix.Ftruncate(fd, int64(n.Size)); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "truncate", Path: path, Err: err})
-		}
+		size = int64(n.Size)
 	}
-	rs.mu.Lock()
-	rs.res.Files++
-	rs.mu.Unlock()
+	if storedExtents(n) == 1 && n.LinkGroup == 0 {
+		// Created by the reader that writes its one chunk: the creates
+		// of a restore of many small files (a create costs ext4 tens to
+		// hundreds of microseconds) are then spread over the readers
+		// instead of lining up in the walk. A hard link's leader is
+		// created here: its links are made by the walk.
+		return rs.fill(&openFile{fd: -1, path: path, rel: rel, n: n, late: true, size: size})
+	}
+	fd, err := rs.create(path, size)
+	if err != nil {
+		return err
+	}
 	of := &openFile{fd: fd, path: path, rel: rel, n: n}
 	stored := slices.ContainsFunc(n.Extents, func(e Extent) bool { return !e.Hole })
 	if !stored || rs.held.Add(1) > rs.holdMax {
@@ -512,6 +523,71 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 		}
 	}
 	return rs.fill(of)
+}
+
+// create creates the file at path for writing, truncated to size if
+// size > 0, and counts it.
+func (rs *restorer) create(path string, size int64) (int, error) {
+	if beforeCreate != nil {
+		beforeCreate(path)
+	}
+	// O_EXCL: never write through whatever might be at path. A plain
+	// descriptor, not an os.File (see fileCache).
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	})
+	if err != nil {
+		return -1, fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	if size > 0 {
+		if err := unix.Ftruncate(fd, size); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "truncate", Path: path, Err: err})
+		}
+	}
+	rs.mu.Lock()
+	rs.res.Files++
+	rs.mu.Unlock()
+	return fd, nil
+}
+
+// createLate creates a file of one stored chunk (restoreFile) where its
+// chunk is written, or where it is finished if its chunk never came (the
+// pack could not be warmed, the restore was stopped). A failed create
+// stops the restore, as it does in the walk (createErr).
+func (rs *restorer) createLate(of *openFile) {
+	if of.created {
+		return
+	}
+	of.created = true
+	fd, err := rs.create(of.path, of.size)
+	if err != nil {
+		of.failed = true
+		rs.mu.Lock()
+		if rs.createErr == nil {
+			rs.createErr = err
+		}
+		rs.mu.Unlock()
+		return
+	}
+	of.fd = fd
+}
+
+// lateErr is the error of the first file createLate could not create.
+func (rs *restorer) lateErr() error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.createErr
+}
+
+func storedExtents(n *Node) int {
+	k := 0
+	for _, e := range n.Extents {
+		if !e.Hole {
+			k++
+		}
+	}
+	return k
 }
 
 // fill plans the reads of the file's stored extents (plan.go); the file is
@@ -581,9 +657,17 @@ func (rs *restorer) finishFile(of *openFile) {
 		of.f.Close()
 		return
 	}
+	if of.late {
+		rs.createLate(of)
+		if of.failed {
+			return // whatever is at path is not the restore's
+		}
+	}
 	if of.fd >= 0 {
 		err := unix.Close(of.fd)
-		rs.held.Add(-1)
+		if !of.late {
+			rs.held.Add(-1)
+		}
 		if err != nil {
 			rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
 		}
