@@ -332,6 +332,23 @@ type Tagger interface {
 	CreateTagged(ctx context.Context, t FileType, tag string) (FileWriter, error)
 }
 
+// SizedTagger is a Tagger told the size a file is expected to reach
+// (about: the file may end up smaller or larger), so it can choose how to
+// write it. The local backend writes with O_DIRECT only files of several
+// staging buffers: for a smaller one the buffer costs more memory than
+// the page-cache copy costs time.
+type SizedTagger interface {
+	CreateSized(ctx context.Context, t FileType, tag string, size int64) (FileWriter, error)
+}
+
+// CreateSized is CreateTagged for a file expected to be about size bytes.
+func CreateSized(ctx context.Context, be Backend, t FileType, tag string, size int64) (FileWriter, error) {
+	if st, ok := be.(SizedTagger); ok && tag != "" {
+		return st.CreateSized(ctx, t, tag, size)
+	}
+	return CreateTagged(ctx, be, t, tag)
+}
+
 // CreateTagged is Create for a writing session named tag.
 func CreateTagged(ctx context.Context, be Backend, t FileType, tag string) (FileWriter, error) {
 	if tg, ok := be.(Tagger); ok && tag != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"unsafe"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -19,9 +20,25 @@ import (
 // O_DIRECT (tmpfs) get ordinary writes.
 const directChunk = 4 << 20
 
+// directBufs holds the staging buffers of finished files. A buffer is 4
+// MiB, and a writer that makes many small packs (garbage collection's
+// rewrites) would otherwise leave one behind per file for the Go
+// collector to find. A sync.Pool, so that an idle process holds none.
+var directBufs = sync.Pool{}
+
+func getDirectBuf() *[]byte {
+	if b, ok := directBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := alignedWindow(make([]byte, directChunk+backend.DirectAlign), directChunk)
+	return &b
+}
+
+func putDirectBuf(b *[]byte) { directBufs.Put(b) }
+
 // Create starts a file in tmp/.
 func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.FileWriter, error) {
-	return b.create(ctx, t, "")
+	return b.create(ctx, t, "", -1)
 }
 
 // CreateTagged starts a file in tmp/<tag>/, which CleanTemp(tag) empties.
@@ -29,10 +46,20 @@ func (b *Backend) CreateTagged(ctx context.Context, t backend.FileType, tag stri
 	if err := (backend.Handle{Type: t, Name: tag}).Valid(); err != nil {
 		return nil, fmt.Errorf("temp tag: %w", err)
 	}
-	return b.create(ctx, t, tag)
+	return b.create(ctx, t, tag, -1)
 }
 
-func (b *Backend) create(ctx context.Context, t backend.FileType, tag string) (backend.FileWriter, error) {
+// CreateSized is CreateTagged for a file expected to be about size bytes:
+// one smaller than two staging buffers is written through the page cache.
+func (b *Backend) CreateSized(ctx context.Context, t backend.FileType, tag string, size int64) (backend.FileWriter, error) {
+	if err := (backend.Handle{Type: t, Name: tag}).Valid(); err != nil {
+		return nil, fmt.Errorf("temp tag: %w", err)
+	}
+	return b.create(ctx, t, tag, size)
+}
+
+// create starts a file of about size bytes (below 0: not known).
+func (b *Backend) create(ctx context.Context, t backend.FileType, tag string, size int64) (backend.FileWriter, error) {
 	if err := (backend.Handle{Type: t, Name: "x"}).Valid(); err != nil {
 		return nil, err
 	}
@@ -53,9 +80,12 @@ func (b *Backend) create(ctx context.Context, t backend.FileType, tag string) (b
 		return nil, err
 	}
 	p := &fileWriter{b: b, t: t, f: f}
+	if size >= 0 && size < 2*directChunk {
+		return p, nil
+	}
 	d, err := os.OpenFile(f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
 	if err == nil {
-		p.direct, p.buf = d, alignedWindow(make([]byte, directChunk+backend.DirectAlign), directChunk)
+		p.direct = d
 	}
 	return p, nil
 }
@@ -67,6 +97,7 @@ type fileWriter struct {
 	f       *os.File // ordinary descriptor (tail, fsync)
 	direct  *os.File // O_DIRECT descriptor, or nil
 	buf     []byte   // aligned staging buffer (direct only)
+	pooled  *[]byte  // buf's holder in directBufs
 	n       int      // bytes staged in buf
 	flushed int64    // bytes written through direct
 	done    bool
@@ -83,6 +114,12 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.direct == nil {
 		n, err := w.f.Write(p)
 		return n, full(err)
+	}
+	if w.buf == nil {
+		// Taken at the first write: a file that is created and saved
+		// at once (Save) holds a buffer only while it is written.
+		w.pooled = getDirectBuf()
+		w.buf = *w.pooled
 	}
 	total := len(p)
 	for len(p) > 0 {
@@ -161,6 +198,10 @@ func (w *fileWriter) close() {
 	if w.direct != nil {
 		w.direct.Close()
 		w.direct = nil
+	}
+	if w.pooled != nil {
+		putDirectBuf(w.pooled)
+		w.pooled, w.buf = nil, nil
 	}
 	w.f.Close()
 }
