@@ -386,6 +386,15 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	if err := s.Refresh(); err != nil {
 		return nil, err
 	}
+	if !o.DryRun {
+		// Sessions killed with -9 leave their registrations (and, with
+		// the local backend, lock and holder files): probing them all
+		// proves the dead ones dead and removes them, whether or not
+		// this collection then hides anything.
+		if _, err := s.liveSessions(ctx); err != nil {
+			return nil, err
+		}
+	}
 	plan, err := s.loadPlan(ctx)
 	if err != nil {
 		return nil, err

@@ -155,6 +155,10 @@ type Backend interface {
 	// (who holds it, shown to others). A lock held in a conflicting mode
 	// gives a *LockedError (ErrLocked); the caller decides whether to wait
 	// and try again. The lock lasts until Unlock or the holder's death.
+	// What a dead holder left (its record of info) goes when the lock is
+	// next taken or found busy, so holders killed with -9 leave nothing
+	// that accumulates; Remove of a lock taken exclusively then removes
+	// the lock itself.
 	Lock(ctx context.Context, name string, mode LockMode, info []byte) (Unlocker, error)
 
 	// Close releases what the backend holds open. Locks are not released.

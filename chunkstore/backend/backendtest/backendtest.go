@@ -41,6 +41,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"AtomicSave", testAtomicSave},
 		{"Create", testCreate},
 		{"LockModes", testLockModes},
+		{"LockRemove", testLockRemove},
 		{"Canceled", testCanceled},
 		{"InvalidHandle", testInvalidHandle},
 		{"Capabilities", testCapabilities},
@@ -420,6 +421,34 @@ func testLockModes(t *testing.T, be backend.Backend) {
 		t.Fatalf("after unlock: %v", err)
 	}
 	again.Unlock()
+}
+
+// A lock taken exclusively, removed and released is gone from the
+// listing (garbage collection does this to the registration of a session
+// it proved dead), and a released holder is never named again.
+func testLockRemove(t *testing.T, be backend.Backend) {
+	gone, err := be.Lock(ctx, "session-1", backend.Shared, []byte("gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.Unlock()
+	u, err := be.Lock(ctx, "session-1", backend.Exclusive, []byte("probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.Lock(ctx, "session-1", backend.Shared, nil); !slices.Equal(lockInfos(err), []string{"probe"}) {
+		t.Errorf("holders named: %q, want the probe alone", lockInfos(err))
+	}
+	if err := be.Remove(ctx, backend.Handle{Type: backend.Locks, Name: "session-1"}); err != nil {
+		t.Fatalf("remove a lock held exclusively: %v", err)
+	}
+	if err := u.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	got := listAll(t, be, backend.Locks)
+	if _, listed := got["session-1"]; listed {
+		t.Errorf("a removed lock is listed: %v", got)
+	}
 }
 
 func testCanceled(t *testing.T, be backend.Backend) {
