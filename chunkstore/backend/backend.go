@@ -353,6 +353,34 @@ func CreateSized(ctx context.Context, be Backend, t FileType, tag string, size i
 	return CreateTagged(ctx, be, t, tag)
 }
 
+// Syncer is a FileWriter that can make the bytes written so far durable in
+// the temp area before Commit (local: staged bytes written, fsync), so that
+// a writer killed after Sync leaves a whole file a TempReader can read.
+// After Sync only Commit or Abort may follow.
+type Syncer interface {
+	Sync() error
+}
+
+// TempReader is a backend whose streamed files outlive a writer that dies
+// before Commit (local: tmp/<tag>/), and can list and read them: a file a
+// writer finished but did not commit (killed between the two) is then not
+// lost. A backend whose uploads are invisible until complete (an object
+// store) has no temp area and no TempReader.
+//
+// Only the holder of what owns tag (a session's lock; for tag "", every
+// tag: the exclusive lock) may call these: no writer of tag is running, so
+// the files do not change while they are read.
+type TempReader interface {
+	// ListTemp calls fn with the tag, name and size of every file of type
+	// t that writers tagged tag (every tag: "") left, in no particular
+	// order, from the calling goroutine. An error from fn stops the
+	// listing and is returned.
+	ListTemp(ctx context.Context, tag string, t FileType, fn func(tag, name string, size int64) error) error
+	// LoadTemp reads a whole file ListTemp named into buf's storage,
+	// allocating when buf is too small. ErrNotExist when it is gone.
+	LoadTemp(ctx context.Context, tag, name string, buf []byte) ([]byte, error)
+}
+
 // CreateTagged is Create for a writing session named tag.
 func CreateTagged(ctx context.Context, be Backend, t FileType, tag string) (FileWriter, error) {
 	if tg, ok := be.(Tagger); ok && tag != "" {

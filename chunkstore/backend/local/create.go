@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -101,11 +103,12 @@ type fileWriter struct {
 	n       int      // bytes staged in buf
 	flushed int64    // bytes written through direct
 	done    bool
+	synced  bool // Sync was called: no more writes
 }
 
 // Write appends p.
 func (w *fileWriter) Write(p []byte) (int, error) {
-	if w.done {
+	if w.done || w.synced {
 		return 0, errors.New("write to a finished file")
 	}
 	if err := fault(StepWrite, w.f.Name(), ""); err != nil {
@@ -158,7 +161,20 @@ func (w *fileWriter) Commit(ctx context.Context, name string) error {
 	return nil
 }
 
-func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
+// Sync writes the staged tail and fsyncs the temp file: killed after it,
+// the writer leaves the whole file in tmp/<tag>/ (ListTemp, LoadTemp).
+func (w *fileWriter) Sync() error {
+	if w.done {
+		return errors.New("sync of a finished file")
+	}
+	w.synced = true
+	if err := w.sync(); err != nil {
+		return full(err)
+	}
+	return nil
+}
+
+func (w *fileWriter) sync() error {
 	if w.direct != nil && w.n > 0 {
 		if err := fault(StepWrite, w.f.Name(), ""); err != nil {
 			return err
@@ -172,8 +188,14 @@ func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
 	if err := fault(StepSync, w.f.Name(), ""); err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		return err
+	return w.f.Sync()
+}
+
+func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
+	if !w.synced { // else nothing was written since
+		if err := w.sync(); err != nil {
+			return err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -231,4 +253,78 @@ func alignedWindow(b []byte, n int) []byte {
 		return nil
 	}
 	return b[skip : skip+n : skip+n]
+}
+
+// ListTemp lists the files of type t in tmp/<tag>/ (every tag, and tmp/
+// itself, for tag ""): those writers left that never committed them.
+func (b *Backend) ListTemp(ctx context.Context, tag string, t backend.FileType, fn func(tag, name string, size int64) error) error {
+	if err := (backend.Handle{Type: t, Name: "x"}).Valid(); err != nil {
+		return err
+	}
+	tags := []string{tag}
+	if tag == "" {
+		ents, err := os.ReadDir(filepath.Join(b.dir, "tmp"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("list temp files: %w", err)
+		}
+		for _, e := range ents {
+			if e.IsDir() {
+				tags = append(tags, e.Name())
+			}
+		}
+	} else if err := (backend.Handle{Type: t, Name: tag}).Valid(); err != nil {
+		return fmt.Errorf("temp tag: %w", err)
+	}
+	for _, tg := range tags {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(filepath.Join(b.dir, "tmp", tg))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("list temp files of %q: %w", tg, err)
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), t.String()+"-") {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			if err := fn(tg, e.Name(), info.Size()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LoadTemp reads a whole file ListTemp named.
+func (b *Backend) LoadTemp(ctx context.Context, tag, name string, buf []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if tag != "" && (strings.ContainsAny(tag, `/\`) || strings.HasPrefix(tag, ".")) || name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
+		return nil, fmt.Errorf("temp file %q of %q: not a temp file's name", name, tag)
+	}
+	f, err := os.Open(filepath.Join(b.dir, "tmp", tag, name))
+	if err != nil {
+		return nil, notExist(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if int64(cap(buf)) < st.Size() {
+		buf = make([]byte, st.Size())
+	}
+	buf = buf[:st.Size()]
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, st.Size()), buf); err != nil {
+		return nil, fmt.Errorf("read temp file %s: %w", f.Name(), err)
+	}
+	return buf, nil
 }
