@@ -297,6 +297,15 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
 	id := packName(hdr)
+	// Whole and durable in the temp area before the entry names it: a
+	// session killed from here on leaves a pack the next one adopts
+	// (journal_temp.go) rather than one it loses.
+	if sy, ok := p.f.(backend.Syncer); ok {
+		if err := sy.Sync(); err != nil {
+			p.f.Abort()
+			return packRecord{}, storeWriteError(w.s.Dir(), err)
+		}
+	}
 	if w.journal != "" {
 		if err := w.s.journalAdd(w.journal, id); err != nil {
 			p.f.Abort()

@@ -36,6 +36,9 @@ const (
 	Create Op = "create"
 	Write  Op = "write"
 	Commit Op = "commit"
+	// ListTemp lists a temp area (backend.TempReader): not a listing of
+	// the store's files.
+	ListTemp Op = "listtemp"
 )
 
 // ErrInjected is the default error of a failing call.
@@ -337,7 +340,7 @@ func (b *Backend) ListTemp(ctx context.Context, tag string, t backend.FileType, 
 	if !ok {
 		return nil
 	}
-	if err := b.enter(ctx, List, t); err != nil {
+	if err := b.enter(ctx, ListTemp, t); err != nil {
 		return err
 	}
 	return tr.ListTemp(ctx, tag, t, fn)
