@@ -115,7 +115,7 @@ const DefaultMaxUnused = 0.05
 
 // gcCompactBlobs is how many blobs a rewrite copies at least between
 // sortings of the index's recent part.
-const gcCompactBlobs = 1 << 13
+const gcCompactBlobs = 1 << 11
 
 // sortedLen is the number of places in the sorted recent part.
 func (x *index) sortedLen() int {
@@ -746,10 +746,10 @@ func (g *gcRun) rewrite(packs []ID, use *packUses, live *BlobSet) ([]ID, error) 
 			g.rep.BytesCopied += int64(e.Length)
 		}
 		done = append(done, id)
-		if pending += len(keep); pending >= max(gcCompactBlobs, s.idx.sortedLen()/4) {
+		if pending += len(keep); pending >= max(gcCompactBlobs, s.idx.sortedLen()/8) {
 			// The places copied go to the index's recent part, whose
-			// map costs ~160 B a place; sorted, ~52. Sorted in steps
-			// of a quarter, so that the copying stays linear.
+			// map costs ~200 B a place; sorted, ~52. Sorted in steps
+			// of an eighth, so that the copying stays linear.
 			s.idx.compact()
 			pending = 0
 		}

@@ -82,7 +82,11 @@ func (b *Backend) create(ctx context.Context, t backend.FileType, tag string, si
 		return nil, err
 	}
 	p := &fileWriter{b: b, t: t, f: f}
-	if size >= 0 && size < 2*directChunk {
+	// O_DIRECT pays for large files not read back soon: packs. A small
+	// file is not worth a staging buffer, and an index file is read as
+	// soon as it is written (its summary when it is adopted, its blocks
+	// by lookups), so the page cache is where it should be.
+	if size >= 0 && size < 2*directChunk || t == backend.Index {
 		return p, nil
 	}
 	d, err := os.OpenFile(f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
