@@ -117,13 +117,6 @@ const DefaultMaxUnused = 0.05
 // sortings of the index's recent part.
 const gcCompactBlobs = 1 << 11
 
-// sortedLen is the number of places in the sorted recent part.
-func (x *index) sortedLen() int {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return len(x.sorted)
-}
-
 // DefaultIndexGrace is how long superseded index files stay.
 const DefaultIndexGrace = time.Hour
 
@@ -175,8 +168,8 @@ func (b *BlobSet) Add(id ID) {
 	b.chunks = append(b.chunks, idPrefix(&id))
 }
 
-// settle sorts the pending tail into the sorted part, once the tail is
-// worth it (or always, with all), dropping duplicates.
+// settle sorts the pending tail into the sorted part, dropping
+// duplicates: when the array is full (Add) and before a lookup.
 func (b *BlobSet) settle() {
 	if b.sorted == len(b.chunks) {
 		return
@@ -383,9 +376,6 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	defer release()
 	g := &gcRun{s: s, ctx: ctx, o: o, mark: mark, rep: &GCReport{DryRun: o.DryRun}}
 	start := time.Now()
-	if err := s.Refresh(); err != nil {
-		return nil, err
-	}
 	if !o.DryRun {
 		// Sessions killed with -9 leave their registrations (and, with
 		// the local backend, lock and holder files): probing them all
@@ -394,6 +384,9 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 		if _, err := s.liveSessions(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.Refresh(); err != nil {
+		return nil, err
 	}
 	plan, err := s.loadPlan(ctx)
 	if err != nil {
@@ -489,6 +482,11 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 	t0 := time.Now()
 	points, err := s.ListPoints()
 	if err != nil {
+		return nil, err
+	}
+	// A point is committed after the index files of its blobs: loaded
+	// after the listing, they are all known to the marking.
+	if err := s.Refresh(); err != nil {
 		return nil, err
 	}
 	live := NewBlobSet()
@@ -812,6 +810,13 @@ func (g *gcRun) livePlaces(id ID, use *packUses, b []byte, live *BlobSet, scratc
 	return keep, nil
 }
 
+// sortedLen is the number of places in the index's sorted recent part.
+func (x *index) sortedLen() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.sorted)
+}
+
 // livePlacesBufs are livePlaces' buffers, kept from pack to pack.
 type livePlacesBufs struct {
 	hdr  []byte
@@ -926,15 +931,17 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 		}
 		return false, nil
 	}
-	if err := s.Refresh(); err != nil {
-		return false, err
-	}
 	marked := map[string]bool{}
 	for _, p := range plan.Marked {
 		marked[p] = true
 	}
 	points, err := s.ListPoints()
 	if err != nil {
+		return false, err
+	}
+	// After the listing: the index files of every point listed are
+	// durable, so they are loaded.
+	if err := s.Refresh(); err != nil {
 		return false, err
 	}
 	var fresh []ID
