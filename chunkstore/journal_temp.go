@@ -28,7 +28,8 @@ import (
 // the kill came) is dropped with the temp area, as before.
 //
 // The session of a source adopts its own temp area when it takes its
-// lock; the exclusive lock adopts every temp area (no session runs). A
+// lock; the exclusive lock adopts every temp area (no session runs) but
+// garbage collection's, whose packs are copies. A
 // pack a garbage collection plan hides is not adopted: a collection may
 // be about to delete a pack of that name, and the blobs are in the
 // store's other packs or stored again by the next backup.
@@ -47,7 +48,12 @@ func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, error)
 	type tempFile struct{ tag, name string }
 	var files []tempFile
 	err := tr.ListTemp(ctx, tag, backend.Packs, func(tg, name string, _ int64) error {
-		files = append(files, tempFile{tg, name})
+		// A collection's rewrites copy blobs other packs hold: a copy
+		// adopted would be a duplicate no later collection can tell from
+		// the original, and the next collection copies again anyway.
+		if tg != gcTempTag {
+			files = append(files, tempFile{tg, name})
+		}
 		return nil
 	})
 	if err != nil {

@@ -212,3 +212,41 @@ func TestExclusiveAdoptsFinishedTempPacks(t *testing.T) {
 		t.Errorf("journal entries left: %s", strings.Join(names, " "))
 	}
 }
+
+// A garbage collection's rewrite packs left in its temp area are copies of
+// blobs other packs hold: the exclusive lock does not adopt them, while it
+// does adopt the same pack left in a session's temp area.
+func TestExclusiveLeavesGCTempPacks(t *testing.T) {
+	for _, c := range []struct {
+		tag     string
+		adopted bool
+	}{{gcTempTag, false}, {sessionTag("s"), true}} {
+		dir, s := newStore(t, false)
+		gcBlobs(t, s, "s", [][]byte{randBytes(5, 10_000)})
+		pack, ok := s.PackOf(s.Hash(randBytes(5, 10_000)))
+		if !ok {
+			t.Fatal("the blob's pack is not indexed")
+		}
+		s.Close()
+		tmp := filepath.Join(dir, "tmp", c.tag)
+		if err := os.MkdirAll(tmp, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "packs", pack.String()[:2], pack.String()), filepath.Join(tmp, "packs-1")); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dir, OpenOptions{Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := s.LockExclusive(ctx, "test", 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.Unlock()
+		s.Close()
+		if _, err := os.Stat(filepath.Join(dir, "packs", pack.String()[:2], pack.String())); (err == nil) != c.adopted {
+			t.Errorf("a finished pack left in tmp/%s: in packs/ after the exclusive lock: %v, want %v", c.tag, err == nil, c.adopted)
+		}
+	}
+}
