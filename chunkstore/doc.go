@@ -30,9 +30,10 @@
 //
 // # Write order
 //
-// A pack is written to tmp/; its id is recorded in the writing session's
-// journal (an empty file, journal/<tag>.<pack id>, saved durably); the pack
-// is fsynced, renamed into packs/ and its directory fsynced; only then is
+// A pack is written to tmp/ and fsynced there; its id is recorded in the
+// writing session's journal (an empty file, journal/<tag>.<pack id>, saved
+// durably); the pack is renamed into packs/ and its directory fsynced;
+// only then is
 // it listed in an index file (written the same way, every 256 packs and at
 // Flush), after which its journal entry is removed; and only after that is
 // a point manifest that refers to its blobs written. A crash at any moment
@@ -40,8 +41,11 @@
 // next session of the same source reads its journal (not a listing of
 // every pack), reads those packs' headers, indexes them and reuses their
 // blobs; the exclusive lock's pack walk finds every session's, and its
-// first writer indexes them.
-// journal.go says why one file per pack and what each crash leaves.
+// first writer indexes them. A pack whole in tmp/ but not yet renamed is
+// adopted by the next session of the source (or the exclusive lock) when
+// its blobs verify, instead of being removed with the temp area.
+// journal.go says why one file per pack and what each crash leaves;
+// journal_temp.go how a finished temp pack is told from a torn one.
 //
 // # Writing without a pack walk
 //

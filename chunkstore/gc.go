@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -113,35 +113,89 @@ const DefaultRepackThreshold = 0.5
 // them are rewritten until what stays dead is at most this share.
 const DefaultMaxUnused = 0.05
 
+// gcCompactBlobs is how many blobs a rewrite copies at least between
+// sortings of the index's recent part.
+const gcCompactBlobs = 1 << 11
+
 // DefaultIndexGrace is how long superseded index files stay.
 const DefaultIndexGrace = time.Hour
 
-// BlobSet is a set of blob ids: what marking finds live. Not safe for
-// concurrent use.
+// BlobSet is what marking finds live: tree blobs exactly, chunks by the
+// first 64 bits of their ids. Not safe for concurrent use.
+//
+// A store of 5·10^7 chunks cannot keep a map of whole ids (~100 B an
+// entry with the map's overhead) to collect. Chunks are kept as a sorted
+// array of 64-bit prefixes (8 B each) with an unsorted tail that is
+// sorted into it as it grows, so the set costs at most ~18 B a chunk
+// while it grows. Ids are uniform hashes, so two ids share a prefix with
+// a chance of 2^-64 each; when they do, a dead chunk counts as live and is
+// kept: the error is always on the safe side. Trees are kept whole,
+// because Add reporting a tree as seen when it was not would skip its
+// walk, and what it refers to would count as dead.
 type BlobSet struct {
-	m map[ID]struct{}
+	trees  map[ID]struct{}
+	chunks []uint64 // sorted and unique up to sorted; the rest, pending
+	sorted int
 }
 
 // NewBlobSet returns an empty set.
-func NewBlobSet() *BlobSet { return &BlobSet{m: map[ID]struct{}{}} }
+func NewBlobSet() *BlobSet { return &BlobSet{trees: map[ID]struct{}{}} }
 
-// Add adds id and reports whether it was not in the set yet.
-func (b *BlobSet) Add(id ID) bool {
-	if _, ok := b.m[id]; ok {
+func idPrefix(id *ID) uint64 { return binary.BigEndian.Uint64(id[:8]) }
+
+// AddTree adds a tree blob and reports whether it was not in the set yet:
+// whether its walk is still to do.
+func (b *BlobSet) AddTree(id ID) bool {
+	if _, ok := b.trees[id]; ok {
 		return false
 	}
-	b.m[id] = struct{}{}
+	b.trees[id] = struct{}{}
 	return true
 }
 
-// Has reports whether id is in the set.
+// Add adds a chunk (any blob no walk depends on).
+func (b *BlobSet) Add(id ID) {
+	if len(b.chunks) == cap(b.chunks) {
+		b.settle()
+		if len(b.chunks) > cap(b.chunks)*3/4 {
+			// Grown by a quarter, not doubled: while the old array is
+			// copied both are held.
+			grown := make([]uint64, len(b.chunks), max(1024, cap(b.chunks)+cap(b.chunks)/4))
+			copy(grown, b.chunks)
+			b.chunks = grown
+		}
+	}
+	b.chunks = append(b.chunks, idPrefix(&id))
+}
+
+// settle sorts the pending tail into the sorted part, dropping
+// duplicates: when the array is full (Add) and before a lookup.
+func (b *BlobSet) settle() {
+	if b.sorted == len(b.chunks) {
+		return
+	}
+	slices.Sort(b.chunks)
+	b.chunks = slices.Compact(b.chunks)
+	b.sorted = len(b.chunks)
+}
+
+// Has reports whether id is in the set (a chunk sharing its first 64 bits
+// with one in the set counts as in it).
 func (b *BlobSet) Has(id ID) bool {
-	_, ok := b.m[id]
+	if _, ok := b.trees[id]; ok {
+		return true
+	}
+	b.settle()
+	_, ok := slices.BinarySearch(b.chunks, idPrefix(&id))
 	return ok
 }
 
-// Len is the number of ids in the set.
-func (b *BlobSet) Len() int { return len(b.m) }
+// Len is the number of blobs in the set (chunks sharing a prefix count
+// once).
+func (b *BlobSet) Len() int {
+	b.settle()
+	return len(b.trees) + len(b.chunks)
+}
 
 // Marker adds to live every blob reachable from the points given (tree
 // blobs and the chunks they list). The store knows no tree format: the
@@ -322,6 +376,15 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	defer release()
 	g := &gcRun{s: s, ctx: ctx, o: o, mark: mark, rep: &GCReport{DryRun: o.DryRun}}
 	start := time.Now()
+	if !o.DryRun {
+		// Sessions killed with -9 leave their registrations (and, with
+		// the local backend, lock and holder files): probing them all
+		// proves the dead ones dead and removes them, whether or not
+		// this collection then hides anything.
+		if _, err := s.liveSessions(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.Refresh(); err != nil {
 		return nil, err
 	}
@@ -393,13 +456,24 @@ func (s *Store) lockGC(ctx context.Context, wait time.Duration) (func(), error) 
 	return l.release, nil
 }
 
-// packUse is what marking found of one indexed pack.
+// packUse is what marking found of one indexed pack. Kept in an array by
+// pack number: no map, and no list of the live places (a rewrite finds
+// them again in the pack's header, by the same rule).
 type packUse struct {
-	live, dead           int   // places
-	liveBytes, deadBytes int64 // stored bytes of those places
+	live, dead           int32 // places
 	liveDamaged          bool  // a live place is recorded damaged
-	keep                 []PackEntry
+	counted              bool  // the pack is examined
+	liveBytes, deadBytes int64 // stored bytes of those places
 }
+
+// packUses is what marking found of every indexed pack.
+type packUses struct {
+	ids  []ID      // pack number -> id, as the index numbered them
+	uses []packUse // by pack number
+	num  map[ID]uint32
+}
+
+func (p *packUses) of(id ID) *packUse { return &p.uses[p.num[id]] }
 
 // markAndHide does steps 1 to 3 and returns the plan, or nil when there
 // is nothing to collect (or DryRun).
@@ -408,6 +482,11 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 	t0 := time.Now()
 	points, err := s.ListPoints()
 	if err != nil {
+		return nil, err
+	}
+	// A point is committed after the index files of its blobs: loaded
+	// after the listing, they are all known to the marking.
+	if err := s.Refresh(); err != nil {
 		return nil, err
 	}
 	live := NewBlobSet()
@@ -428,7 +507,11 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 	g.rep.MarkTime = time.Since(t0) // the points walked and every place sorted into live or dead
 	var drop, rewrite, below []ID
 	var liveBytes, deadKept int64
-	for id, u := range use {
+	for n := range use.uses {
+		u, id := &use.uses[n], use.ids[n]
+		if !u.counted {
+			continue
+		}
 		g.rep.PacksMarked++
 		g.rep.BytesMarked += sizes[id]
 		liveBytes += u.liveBytes
@@ -446,7 +529,7 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 		// Most dead first (by share, then by bytes; then by id, so a dry
 		// run and the real run pick the same).
 		slices.SortFunc(below, func(a, b ID) int {
-			ua, ub := use[a], use[b]
+			ua, ub := use.of(a), use.of(b)
 			sa := float64(ua.deadBytes) / float64(ua.liveBytes+ua.deadBytes)
 			sb := float64(ub.deadBytes) / float64(ub.liveBytes+ub.deadBytes)
 			switch {
@@ -469,7 +552,7 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 				break
 			}
 			rewrite = append(rewrite, id)
-			deadKept -= use[id].deadBytes
+			deadKept -= use.of(id).deadBytes
 		}
 	}
 	sortIDs(drop)
@@ -486,14 +569,14 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 			g.rep.BytesDeleted += sizes[id]
 		}
 		for _, id := range rewrite {
-			g.rep.BlobsCopied += use[id].live
-			g.rep.BytesCopied += use[id].liveBytes
+			g.rep.BlobsCopied += int(use.of(id).live)
+			g.rep.BytesCopied += use.of(id).liveBytes
 		}
 		g.rep.BytesWritten = g.rep.BytesCopied
 		g.rep.Freed = g.rep.BytesDeleted - g.rep.BytesWritten
 		return nil, nil
 	}
-	hidden, err := g.rewrite(rewrite, use)
+	hidden, err := g.rewrite(rewrite, use, live)
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +603,7 @@ func sortIDs(ids []ID) { slices.SortFunc(ids, func(a, b ID) int { return bytes.C
 // lookup picks and dead in the others. Packs no index file covers (found
 // by a pack walk, not yet indexed), packs whose file is missing and packs
 // only known from an earlier plan (no places) are left out.
-func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (map[ID]*packUse, error) {
+func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (*packUses, error) {
 	s := g.s
 	s.fmu.Lock()
 	unindexed := map[ID]bool{}
@@ -537,34 +620,27 @@ func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (map[ID]*packUse, er
 	x.mu.Lock()
 	x.compactLocked()
 	recent, base, packs := x.sorted, x.base, slices.Clone(x.packs)
-	hidden := maps.Clone(x.hidden)
+	skip := make([]bool, len(packs))
+	for n := range skip {
+		_, present := sizes[packs[n]]
+		skip[n] = !present || unindexed[packs[n]] || x.hidden[uint32(n)]
+	}
 	x.mu.Unlock()
-	use := map[ID]*packUse{}
+	use := &packUses{ids: packs, uses: make([]packUse, len(packs)), num: make(map[ID]uint32, len(packs))}
+	for n, id := range packs {
+		use.num[id] = uint32(n)
+	}
 	add := func(pack uint32, e PackEntry) {
-		id := packs[pack]
-		if _, ok := sizes[id]; !ok || unindexed[id] || hidden[pack] {
+		if int(pack) >= len(packs) || skip[pack] {
 			return
 		}
-		u := use[id]
-		if u == nil {
-			u = &packUse{}
-			use[id] = u
-		}
-		isLive := false
-		if live.Has(e.ID) {
-			l, found, usable := x.lookup(e.ID)
-			isLive = found && (!usable || l.pack == pack && l.off == e.Offset)
-			if isLive && !usable {
-				u.liveDamaged = true
-			}
-			if isLive && usable && x.damagedAt(e.ID, id) {
-				u.liveDamaged = true
-			}
-		}
+		u := &use.uses[pack]
+		u.counted = true
+		isLive, damaged := s.livePlace(live, pack, packs[pack], e)
+		u.liveDamaged = u.liveDamaged || damaged
 		if isLive {
 			u.live++
 			u.liveBytes += int64(e.Length)
-			u.keep = append(u.keep, e)
 		} else {
 			u.dead++
 			u.deadBytes += int64(e.Length)
@@ -585,6 +661,21 @@ func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (map[ID]*packUse, er
 	return use, nil
 }
 
+// livePlace reports whether the place e of a blob in pack (number n) is
+// the live one: the blob is live and this is the place a lookup picks (a
+// live blob with places in several packs is dead in the others); and
+// whether that live place is recorded damaged or unusable.
+func (s *Store) livePlace(live *BlobSet, n uint32, pack ID, e PackEntry) (isLive, damaged bool) {
+	if !live.Has(e.ID) {
+		return false, false
+	}
+	x := s.idx
+	l, found, usable := x.lookup(e.ID)
+	isLive = found && (!usable || l.pack == n && l.off == e.Offset)
+	damaged = isLive && (!usable || x.damagedAt(e.ID, pack))
+	return isLive, damaged
+}
+
 // damagedAt reports whether the place of blob in pack is recorded damaged.
 func (x *index) damagedAt(blob, pack ID) bool {
 	x.mu.RLock()
@@ -597,14 +688,16 @@ func (x *index) damagedAt(blob, pack ID) bool {
 // stored (no re-compression), and indexes them. It returns the packs
 // copied whole: a pack with a blob that fails its check is left alone
 // (the failure is recorded as damage).
-func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
+func (g *gcRun) rewrite(packs []ID, use *packUses, live *BlobSet) ([]ID, error) {
 	if len(packs) == 0 {
 		return nil, nil
 	}
 	s := g.s
 	w := s.newWriter(gcTempTag)
 	var done []ID
-	var buf, scratch []byte
+	var buf, scratch, plain []byte
+	pending := 0 // blobs copied since the last sorting
+	var lpBufs livePlacesBufs
 	for _, id := range packs {
 		if err := g.ctx.Err(); err != nil {
 			w.Abort()
@@ -616,9 +709,13 @@ func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
 			continue
 		}
 		buf = b[:0]
-		u := use[id]
+		keep, err := g.livePlaces(id, use, b, live, &lpBufs)
+		if err != nil {
+			g.log("pack %s: %v (not rewritten)", id, err)
+			continue
+		}
 		var bad []DamagedBlob
-		for _, e := range u.keep {
+		for _, e := range keep {
 			if int64(e.Offset)+int64(e.Length) > int64(len(b)) {
 				bad = append(bad, DamagedBlob{Blob: e.ID, Pack: id, Reason: "the pack ends before the blob"})
 				continue
@@ -626,8 +723,11 @@ func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
 			// Checked on a copy: decryption works in place, and the copy
 			// that goes to the new pack is the stored bytes.
 			scratch = append(scratch[:0], b[e.Offset:e.Offset+e.Length]...)
-			if _, err := s.checkStored(e, scratch, nil); err != nil {
+			out, err := s.checkStored(e, scratch, plain[:0])
+			if err != nil {
 				bad = append(bad, DamagedBlob{Blob: e.ID, Pack: id, Reason: damageReason(err)})
+			} else if cap(out) > cap(plain) {
+				plain = out[:0]
 			}
 		}
 		if len(bad) > 0 {
@@ -635,7 +735,7 @@ func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
 			g.log("pack %s: %d live blobs fail their check (not rewritten)", id, len(bad))
 			continue
 		}
-		for _, e := range u.keep {
+		for _, e := range keep {
 			if err := w.appendBlob(e.Type, e.ID, e.Comp, b[e.Offset:e.Offset+e.Length], int(e.RawLength)); err != nil {
 				w.Abort()
 				return nil, err
@@ -644,6 +744,13 @@ func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
 			g.rep.BytesCopied += int64(e.Length)
 		}
 		done = append(done, id)
+		if pending += len(keep); pending >= max(gcCompactBlobs, s.idx.sortedLen()/8) {
+			// The places copied go to the index's recent part, whose
+			// map costs ~200 B a place; sorted, ~52. Sorted in steps
+			// of an eighth, so that the copying stays linear.
+			s.idx.compact()
+			pending = 0
+		}
 	}
 	if err := w.Flush(); err != nil {
 		return nil, err
@@ -659,6 +766,61 @@ func (g *gcRun) rewrite(packs []ID, use map[ID]*packUse) ([]ID, error) {
 	g.rep.PacksRewritten = len(done)
 	g.log("rewrote %d packs: %d live blobs copied", len(done), g.rep.BlobsCopied)
 	return done, nil
+}
+
+// livePlaces returns the live places of a pack from its header (b is the
+// whole pack), by the rule marking counted them with. When the count
+// differs from marking's (the index changed meanwhile), the pack is left
+// alone: it stays whole, which is always safe.
+func (g *gcRun) livePlaces(id ID, use *packUses, b []byte, live *BlobSet, scratch *livePlacesBufs) ([]PackEntry, error) {
+	if len(b) < packTrailerLen {
+		return nil, fmt.Errorf("%w: pack too short", ErrCorrupt)
+	}
+	hl, err := packHeaderLength(b[len(b)-packTrailerLen:])
+	if err != nil {
+		return nil, err
+	}
+	if int64(hl) > int64(len(b)-packTrailerLen) {
+		return nil, fmt.Errorf("%w: pack header length", ErrCorrupt)
+	}
+	// A copy: an encrypted header is opened in place.
+	scratch.hdr = append(scratch.hdr[:0], b[len(b)-packTrailerLen-hl:len(b)-packTrailerLen]...)
+	hdr := scratch.hdr
+	entries, err := decodePackHeader(hdr, g.s.keys, int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	n := use.num[id]
+	u := use.uses[n]
+	keep := scratch.keep[:0]
+	defer func() { scratch.keep = keep[:0] }()
+	var liveBytes int64
+	for _, e := range entries {
+		if isLive, damaged := g.s.livePlace(live, n, id, e); isLive {
+			if damaged {
+				return nil, errors.New("a live blob is recorded damaged")
+			}
+			keep = append(keep, e)
+			liveBytes += int64(e.Length)
+		}
+	}
+	if int32(len(keep)) != u.live || liveBytes != u.liveBytes {
+		return nil, fmt.Errorf("its live blobs changed since marking (%d, marked %d)", len(keep), u.live)
+	}
+	return keep, nil
+}
+
+// sortedLen is the number of places in the index's sorted recent part.
+func (x *index) sortedLen() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.sorted)
+}
+
+// livePlacesBufs are livePlaces' buffers, kept from pack to pack.
+type livePlacesBufs struct {
+	hdr  []byte
+	keep []PackEntry
 }
 
 // hide writes the plan, then the consolidated index file without the
@@ -769,15 +931,17 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 		}
 		return false, nil
 	}
-	if err := s.Refresh(); err != nil {
-		return false, err
-	}
 	marked := map[string]bool{}
 	for _, p := range plan.Marked {
 		marked[p] = true
 	}
 	points, err := s.ListPoints()
 	if err != nil {
+		return false, err
+	}
+	// After the listing: the index files of every point listed are
+	// durable, so they are loaded.
+	if err := s.Refresh(); err != nil {
 		return false, err
 	}
 	var fresh []ID

@@ -227,7 +227,7 @@ func (x *index) compactLocked() {
 	for _, es := range x.recent {
 		batch = append(batch, es...)
 	}
-	clear(x.recent)
+	x.recent = map[ID][]ientry{} // clear would keep its buckets, the size it grew to
 	x.nrecent = 0
 	slices.SortFunc(batch, cmpEntry)
 	// Every place is kept, even of equal ids: a blob stored again

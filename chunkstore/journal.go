@@ -32,11 +32,13 @@ import (
 // file every indexEvery packs), so listing the journal costs at most that
 // per session running or interrupted, whatever the number of packs stored.
 //
-// Order, per pack (writer.go): header written to the temp file; entry
-// saved (durable); pack committed under packs/ (durable); index file
-// covering it saved (durable); entry removed. A crash between any two
-// leaves one of: an entry whose pack is not there (its temp file is
-// removed with the session's temp area) -> the entry is dropped; an entry
+// Order, per pack (writer.go): header written to the temp file and the
+// file synced; entry saved (durable); pack committed under packs/
+// (durable); index file covering it saved (durable); entry removed. A
+// crash between any two leaves one of: an entry whose pack is not there
+// (its temp file, when whole and every blob verifies, is committed by the
+// next session: journal_temp.go; else it is removed with the session's
+// temp area) -> the entry is dropped; an entry
 // whose pack is there but not indexed -> the pack is indexed from its
 // header, then the entry dropped; an entry whose pack is indexed -> the
 // entry is dropped. A pack is never visible without its entry, so the

@@ -95,7 +95,12 @@ func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Dur
 	if err := l.take(ctx, purpose, wait, onWait); err != nil {
 		return nil, err
 	}
-	// Temp files left by any writer that died are ours to clean now.
+	// Temp files left by any writer that died are ours to clean now,
+	// once the packs finished in them are adopted (journal_temp.go).
+	if _, err := s.adoptTemp(ctx, "", journalExclusive); err != nil {
+		l.Unlock()
+		return nil, err
+	}
 	if tc, ok := s.be.(backend.TempCleaner); ok {
 		tc.CleanTemp(ctx, "")
 	}
@@ -171,7 +176,12 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 		return nil, err
 	}
 	// What an earlier session of this source left being written is
-	// garbage now; other sessions' temp areas are theirs.
+	// garbage now, but for the packs it finished (journal_temp.go);
+	// other sessions' temp areas are theirs.
+	if _, err := s.adoptTemp(ctx, l.tag, l.journal); err != nil {
+		l.Unlock()
+		return nil, err
+	}
 	if tc, ok := s.be.(backend.TempCleaner); ok {
 		tc.CleanTemp(ctx, l.tag)
 	}

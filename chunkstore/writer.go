@@ -20,6 +20,12 @@ var PackTargetSize = 16 << 20
 // indexEvery bounds how many packs one index file covers.
 const indexEvery = 256
 
+// indexEveryBlobs bounds how many blobs the packs waiting for their index
+// file hold: the writer keeps their entries (and builds the file whole)
+// until then, which with small packs of small blobs (a collection
+// rewriting) would otherwise grow with the number of blobs written.
+const indexEveryBlobs = 1 << 13
+
 // Writer adds blobs to the store. It is created by Lock.NewWriter and is
 // safe for concurrent use: SaveBlob compresses and encrypts in the calling
 // goroutine and only appending to the open pack is serialised.
@@ -33,8 +39,10 @@ type Writer struct {
 	pending map[ID]struct{} // saved in this session, not yet in the index
 	open    [3]*packBuilder
 	done    []packRecord // finished packs not yet covered by an index file
-	written []ID         // every pack this writer finished
-	err     error
+	// doneBlobs is the number of entries in done.
+	doneBlobs int
+	written   []ID // every pack this writer finished
+	err       error
 
 	finishing sync.WaitGroup
 	sem       chan struct{} // bounds packs being finished at once
@@ -203,7 +211,7 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 	}
 	p := w.open[t]
 	if p == nil {
-		f, err := backend.CreateTagged(bg, w.s.be, backend.Packs, w.tag)
+		f, err := backend.CreateSized(bg, w.s.be, backend.Packs, w.tag, int64(PackTargetSize))
 		if err != nil {
 			return storeWriteError(w.s.Dir(), err)
 		}
@@ -253,10 +261,16 @@ func (w *Writer) finishAsync(p *packBuilder) {
 			return
 		}
 		w.done = append(w.done, rec)
+		w.doneBlobs += len(rec.entries)
 		var batch []packRecord
-		if len(w.done) >= indexEvery {
-			batch = w.done[:indexEvery:indexEvery]
-			w.done = slices.Clone(w.done[indexEvery:])
+		if len(w.done) >= indexEvery || w.doneBlobs >= indexEveryBlobs {
+			n := min(len(w.done), indexEvery)
+			batch = w.done[:n:n]
+			w.done = slices.Clone(w.done[n:])
+			w.doneBlobs = 0
+			for _, r := range w.done {
+				w.doneBlobs += len(r.entries)
+			}
 		}
 		w.mu.Unlock()
 		if batch == nil {
@@ -283,6 +297,15 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
 	id := packName(hdr)
+	// Whole and durable in the temp area before the entry names it: a
+	// session killed from here on leaves a pack the next one adopts
+	// (journal_temp.go) rather than one it loses.
+	if sy, ok := p.f.(backend.Syncer); ok {
+		if err := sy.Sync(); err != nil {
+			p.f.Abort()
+			return packRecord{}, storeWriteError(w.s.Dir(), err)
+		}
+	}
 	if w.journal != "" {
 		if err := w.s.journalAdd(w.journal, id); err != nil {
 			p.f.Abort()
@@ -331,6 +354,7 @@ func (w *Writer) Flush() error {
 		}
 		w.done = w.done[n:]
 	}
+	w.doneBlobs = 0
 	return nil
 }
 

@@ -60,7 +60,7 @@ func GC(ctx context.Context, s *Store, o GCOptions) (*GCReport, error) {
 func (r *Reader) markPoints(ctx context.Context, points []chunkstore.ID, live *chunkstore.BlobSet) error {
 	var mark func(tree chunkstore.ID) error
 	mark = func(tree chunkstore.ID) error {
-		if !live.Add(tree) {
+		if !live.AddTree(tree) {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -246,5 +249,172 @@ func TestSessionBackupAfterPackLost(t *testing.T) {
 				t.Fatalf("the new point restores %s, want %s", describe(got), describe(v))
 			}
 		})
+	}
+}
+
+// killAt is a fault hook that models kill -9 of the backup at durable step
+// stopAt: that step and every later one fail and are not done, and
+// nothing done before is undone (the kernel keeps what a killed process
+// wrote). What the dying session does after the kill (its temp area
+// removed as it unlocks) a killed process would not do, so the hook keeps
+// hard links of the temp area as the kill found it and restore puts them
+// back.
+type killAt struct {
+	mu      sync.Mutex
+	dir     string // the store
+	keep    string // the temp area's files as the kill found them
+	stopAt  int
+	n       int
+	killed  bool
+	steps   []chunkstore.Step
+	linkErr error
+}
+
+func (k *killAt) hook(s chunkstore.Step) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.killed {
+		return errPowerCut
+	}
+	k.n++
+	k.steps = append(k.steps, s)
+	if k.n < k.stopAt {
+		return nil
+	}
+	k.killed = true
+	tmp := filepath.Join(k.dir, "tmp")
+	k.linkErr = filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(tmp, p)
+		to := filepath.Join(k.keep, rel)
+		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+			return err
+		}
+		return os.Link(p, to)
+	})
+	return errPowerCut
+}
+
+// restore makes the temp area what the kill left.
+func (k *killAt) restore(t *testing.T) {
+	t.Helper()
+	if k.linkErr != nil {
+		t.Fatalf("keep the temp area at the kill: %v", k.linkErr)
+	}
+	tmp := filepath.Join(k.dir, "tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(k.keep)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(k.keep, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSessionKilledAtEveryStep kills a backup (the kill -9 model: nothing
+// written is undone) at each durable step in turn, and checks that the
+// next session of the same source leaves the store exact (every point
+// restores, verify reads every blob clean, the index files cover the
+// packs exactly, the journal is empty) and that a pack the killed session
+// had finished in its temp area, killed as it was about to be renamed into
+// packs/, is adopted: it is in packs/ after the next session, indexed.
+// The power-cut model (TestSessionCrashAtEveryStep) drops such a pack
+// with the temp area's unsynced directory; a kill keeps it.
+func TestSessionKilledAtEveryStep(t *testing.T) {
+	old := chunkstore.PackTargetSize
+	chunkstore.PackTargetSize = 100 << 10 // several packs per backup, some finished before the commit
+	t.Cleanup(func() { chunkstore.PackTargetSize = old })
+
+	versions := crashVersions()
+	base := filepath.Join(t.TempDir(), "store")
+	if _, err := chunkstore.Init(base, chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	committed := map[chunkstore.ID]map[string]crashFile{}
+	for _, v := range versions[:2] {
+		writeVersion(t, src, v)
+		p, err := sessionBackup(t, base, src, sourceSession, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed[p.ID] = v
+	}
+	writeVersion(t, src, versions[2])
+	versionOf := func(id chunkstore.ID) map[string]crashFile {
+		if v, ok := committed[id]; ok {
+			return v
+		}
+		return versions[2]
+	}
+	count := newPowerCut(0)
+	tmp := filepath.Join(t.TempDir(), "count")
+	copyDir(t, base, tmp)
+	if _, err := sessionBackup(t, tmp, src, sourceSession, count.hook); err != nil {
+		t.Fatalf("backup counting its steps: %v", err)
+	}
+	var adopted atomic.Int32 // kills between a pack's sync in the temp area and its rename
+	for n := 1; n <= len(count.steps); n++ {
+		t.Run(fmt.Sprintf("step-%02d", n), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			copyDir(t, base, dir)
+			k := &killAt{dir: dir, keep: filepath.Join(t.TempDir(), "keep"), stopAt: n}
+			_, err := sessionBackup(t, dir, src, sourceSession, k.hook)
+			if err == nil && !k.killed {
+				return // this run had fewer steps (concurrent pack writers)
+			}
+			if !errors.Is(err, errPowerCut) {
+				t.Fatalf("backup killed at step %d: %v, want the kill", n, err)
+			}
+			k.restore(t)
+			step := k.steps[n-1]
+			t.Logf("killed at %s %s", step.Kind, strings.TrimPrefix(step.Path, dir))
+			// Concurrent writers make the order of steps vary from run to
+			// run: what the kill interrupted is this run's step n.
+			isPackRename := step.Kind == chunkstore.StepRename && filepath.Base(filepath.Dir(filepath.Dir(step.To))) == "packs"
+			// The next session of the source adopts as it begins, before
+			// it writes anything (which could make a pack of that name
+			// anew).
+			st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			openSession(t, st, sourceSession).Close()
+			st.Close()
+			if isPackRename {
+				if _, err := os.Stat(step.To); err != nil {
+					t.Errorf("the pack finished in the temp area at the kill was not adopted: %v", err)
+				}
+				adopted.Add(1)
+			}
+			before := checkStore(t, dir, versionOf)
+			next, err := sessionBackup(t, dir, src, sourceSession, nil)
+			if err != nil {
+				t.Fatalf("backup after the kill: %v", err)
+			}
+			if e := journalEntries(t, dir); len(e) != 0 {
+				t.Fatalf("journal entries after the next backup of the source: %v", e)
+			}
+			checkIndexExact(t, dir)
+			if after := checkStore(t, dir, versionOf); len(after) != len(before)+1 || !after[next.ID] {
+				t.Fatalf("%d points after the next backup, want %d with the new one", len(after), len(before)+1)
+			}
+		})
+	}
+	if adopted.Load() == 0 {
+		t.Fatal("no kill came between a pack finished in the temp area and its rename: the test claims nothing")
 	}
 }

@@ -155,6 +155,10 @@ type Backend interface {
 	// (who holds it, shown to others). A lock held in a conflicting mode
 	// gives a *LockedError (ErrLocked); the caller decides whether to wait
 	// and try again. The lock lasts until Unlock or the holder's death.
+	// What a dead holder left (its record of info) goes when the lock is
+	// next taken or found busy, so holders killed with -9 leave nothing
+	// that accumulates; Remove of a lock taken exclusively then removes
+	// the lock itself.
 	Lock(ctx context.Context, name string, mode LockMode, info []byte) (Unlocker, error)
 
 	// Close releases what the backend holds open. Locks are not released.
@@ -330,6 +334,51 @@ type TempCleaner interface {
 // tag left behind.
 type Tagger interface {
 	CreateTagged(ctx context.Context, t FileType, tag string) (FileWriter, error)
+}
+
+// SizedTagger is a Tagger told the size a file is expected to reach
+// (about: the file may end up smaller or larger), so it can choose how to
+// write it. The local backend writes with O_DIRECT only files of several
+// staging buffers: for a smaller one the buffer costs more memory than
+// the page-cache copy costs time.
+type SizedTagger interface {
+	CreateSized(ctx context.Context, t FileType, tag string, size int64) (FileWriter, error)
+}
+
+// CreateSized is CreateTagged for a file expected to be about size bytes.
+func CreateSized(ctx context.Context, be Backend, t FileType, tag string, size int64) (FileWriter, error) {
+	if st, ok := be.(SizedTagger); ok && tag != "" {
+		return st.CreateSized(ctx, t, tag, size)
+	}
+	return CreateTagged(ctx, be, t, tag)
+}
+
+// Syncer is a FileWriter that can make the bytes written so far durable in
+// the temp area before Commit (local: staged bytes written, fsync), so that
+// a writer killed after Sync leaves a whole file a TempReader can read.
+// After Sync only Commit or Abort may follow.
+type Syncer interface {
+	Sync() error
+}
+
+// TempReader is a backend whose streamed files outlive a writer that dies
+// before Commit (local: tmp/<tag>/), and can list and read them: a file a
+// writer finished but did not commit (killed between the two) is then not
+// lost. A backend whose uploads are invisible until complete (an object
+// store) has no temp area and no TempReader.
+//
+// Only the holder of what owns tag (a session's lock; for tag "", every
+// tag: the exclusive lock) may call these: no writer of tag is running, so
+// the files do not change while they are read.
+type TempReader interface {
+	// ListTemp calls fn with the tag, name and size of every file of type
+	// t that writers tagged tag (every tag: "") left, in no particular
+	// order, from the calling goroutine. An error from fn stops the
+	// listing and is returned.
+	ListTemp(ctx context.Context, tag string, t FileType, fn func(tag, name string, size int64) error) error
+	// LoadTemp reads a whole file ListTemp named into buf's storage,
+	// allocating when buf is too small. ErrNotExist when it is gone.
+	LoadTemp(ctx context.Context, tag, name string, buf []byte) ([]byte, error)
 }
 
 // CreateTagged is Create for a writing session named tag.

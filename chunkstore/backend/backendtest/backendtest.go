@@ -41,9 +41,11 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"AtomicSave", testAtomicSave},
 		{"Create", testCreate},
 		{"LockModes", testLockModes},
+		{"LockRemove", testLockRemove},
 		{"Canceled", testCanceled},
 		{"InvalidHandle", testInvalidHandle},
 		{"Capabilities", testCapabilities},
+		{"TempArea", testTempArea},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -422,6 +424,34 @@ func testLockModes(t *testing.T, be backend.Backend) {
 	again.Unlock()
 }
 
+// A lock taken exclusively, removed and released is gone from the
+// listing (garbage collection does this to the registration of a session
+// it proved dead), and a released holder is never named again.
+func testLockRemove(t *testing.T, be backend.Backend) {
+	gone, err := be.Lock(ctx, "session-1", backend.Shared, []byte("gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.Unlock()
+	u, err := be.Lock(ctx, "session-1", backend.Exclusive, []byte("probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.Lock(ctx, "session-1", backend.Shared, nil); !slices.Equal(lockInfos(err), []string{"probe"}) {
+		t.Errorf("holders named: %q, want the probe alone", lockInfos(err))
+	}
+	if err := be.Remove(ctx, backend.Handle{Type: backend.Locks, Name: "session-1"}); err != nil {
+		t.Fatalf("remove a lock held exclusively: %v", err)
+	}
+	if err := u.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	got := listAll(t, be, backend.Locks)
+	if _, listed := got["session-1"]; listed {
+		t.Errorf("a removed lock is listed: %v", got)
+	}
+}
+
 func testCanceled(t *testing.T, be backend.Backend) {
 	h := backend.Handle{Type: backend.Points, Name: name(1)}
 	mustSave(t, be, h, []byte("point"))
@@ -490,6 +520,92 @@ func testCapabilities(t *testing.T, be backend.Backend) {
 	}
 	if _, err := dr.OpenDirect(ctx, backend.Handle{Type: backend.Packs, Name: name(5)}); !errors.Is(err, backend.ErrNotExist) {
 		t.Errorf("direct open of a missing file: %v", err)
+	}
+}
+
+// A backend with a readable temp area (backend.TempReader) lists and reads
+// what a tagged writer wrote and neither committed nor aborted, by tag and
+// for every tag; a committed or aborted file is not listed.
+func testTempArea(t *testing.T, be backend.Backend) {
+	tr, ok := be.(backend.TempReader)
+	if !ok {
+		return // no temp area: an object store's uploads are invisible until complete
+	}
+	if _, ok := be.(backend.Tagger); !ok {
+		t.Fatal("a backend with a temp area it can read must create tagged files")
+	}
+	write := func(tag string, seed int64) backend.FileWriter {
+		w, err := backend.CreateTagged(ctx, be, backend.Packs, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data(seed, 5000)); err != nil {
+			t.Fatal(err)
+		}
+		s, ok := w.(backend.Syncer)
+		if !ok {
+			t.Fatal("a backend with a temp area it can read must sync its files before Commit")
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("more")); err == nil {
+			t.Error("a write after Sync was accepted")
+		}
+		return w
+	}
+	left := write("source-a", 10) // its writer "died"
+	defer left.Abort()
+	// Committed after Sync: it is whole under its name.
+	committed := write("source-a", 11)
+	if err := committed.Commit(ctx, name(11)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := be.Load(ctx, backend.Handle{Type: backend.Packs, Name: name(11)}, 0, -1, nil); err != nil || !bytes.Equal(b, data(11, 5000)) {
+		t.Errorf("a file committed after Sync: %d bytes, %v", len(b), err)
+	}
+	aborted := write("source-a", 12)
+	aborted.Abort()
+	other := write("source-b", 13)
+	defer other.Abort()
+	list := func(tag string) map[string]string { // name -> tag
+		got := map[string]string{}
+		err := tr.ListTemp(ctx, tag, backend.Packs, func(tg, n string, size int64) error {
+			if size != 5000 {
+				t.Errorf("temp file %s of %s: size %d, want 5000", n, tg, size)
+			}
+			got[n] = tg
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	a := list("source-a")
+	if len(a) != 1 {
+		t.Fatalf("temp files of source-a: %v, want the one neither committed nor aborted", a)
+	}
+	for n, tg := range a {
+		b, err := tr.LoadTemp(ctx, tg, n, nil)
+		if err != nil || !bytes.Equal(b, data(10, 5000)) {
+			t.Errorf("load temp file %s: %d bytes, %v", n, len(b), err)
+		}
+	}
+	if all := list(""); len(all) != 2 || !slices.Contains(slices.Collect(maps.Values(all)), "source-b") {
+		t.Errorf("temp files of every tag: %v", all)
+	}
+	if got := list("source-c"); len(got) != 0 {
+		t.Errorf("temp files of a tag nothing wrote: %v", got)
+	}
+	if err := tr.ListTemp(ctx, "source-a", backend.Index, func(_, n string, _ int64) error {
+		t.Errorf("index temp files listed: %s", n)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.LoadTemp(ctx, "source-a", "packs-missing", nil); !errors.Is(err, backend.ErrNotExist) {
+		t.Errorf("load of a missing temp file: %v", err)
 	}
 }
 

@@ -36,6 +36,9 @@ const (
 	Create Op = "create"
 	Write  Op = "write"
 	Commit Op = "commit"
+	// ListTemp lists a temp area (backend.TempReader): not a listing of
+	// the store's files.
+	ListTemp Op = "listtemp"
 )
 
 // ErrInjected is the default error of a failing call.
@@ -297,6 +300,15 @@ func (w *fileWriter) Commit(ctx context.Context, name string) error {
 
 func (w *fileWriter) Abort() error { return w.w.Abort() }
 
+// Sync syncs through the wrapped writer, if it can (else it does
+// nothing: the bytes become durable at Commit).
+func (w *fileWriter) Sync() error {
+	if s, ok := w.w.(backend.Syncer); ok {
+		return s.Sync()
+	}
+	return nil
+}
+
 // OpenDirect opens through the wrapped backend's direct reads, unless
 // DisableDirect hid them.
 func (b *Backend) OpenDirect(ctx context.Context, h backend.Handle) (io.ReaderAt, error) {
@@ -319,4 +331,29 @@ func (b *Backend) CleanTemp(ctx context.Context, tag string) error {
 		return tc.CleanTemp(ctx, tag)
 	}
 	return nil
+}
+
+// ListTemp lists through the wrapped backend, if it has a temp area it can
+// read (none: nothing is listed).
+func (b *Backend) ListTemp(ctx context.Context, tag string, t backend.FileType, fn func(tag, name string, size int64) error) error {
+	tr, ok := b.inner.(backend.TempReader)
+	if !ok {
+		return nil
+	}
+	if err := b.enter(ctx, ListTemp, t); err != nil {
+		return err
+	}
+	return tr.ListTemp(ctx, tag, t, fn)
+}
+
+// LoadTemp reads through the wrapped backend's temp area.
+func (b *Backend) LoadTemp(ctx context.Context, tag, name string, buf []byte) ([]byte, error) {
+	tr, ok := b.inner.(backend.TempReader)
+	if !ok {
+		return nil, backend.ErrNotExist
+	}
+	if err := b.enter(ctx, Load, backend.Packs); err != nil {
+		return nil, err
+	}
+	return tr.LoadTemp(ctx, tag, name, buf)
 }

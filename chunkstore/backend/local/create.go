@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -19,9 +22,25 @@ import (
 // O_DIRECT (tmpfs) get ordinary writes.
 const directChunk = 4 << 20
 
+// directBufs holds the staging buffers of finished files. A buffer is 4
+// MiB, and a writer that makes many small packs (garbage collection's
+// rewrites) would otherwise leave one behind per file for the Go
+// collector to find. A sync.Pool, so that an idle process holds none.
+var directBufs = sync.Pool{}
+
+func getDirectBuf() *[]byte {
+	if b, ok := directBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := alignedWindow(make([]byte, directChunk+backend.DirectAlign), directChunk)
+	return &b
+}
+
+func putDirectBuf(b *[]byte) { directBufs.Put(b) }
+
 // Create starts a file in tmp/.
 func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.FileWriter, error) {
-	return b.create(ctx, t, "")
+	return b.create(ctx, t, "", -1)
 }
 
 // CreateTagged starts a file in tmp/<tag>/, which CleanTemp(tag) empties.
@@ -29,10 +48,20 @@ func (b *Backend) CreateTagged(ctx context.Context, t backend.FileType, tag stri
 	if err := (backend.Handle{Type: t, Name: tag}).Valid(); err != nil {
 		return nil, fmt.Errorf("temp tag: %w", err)
 	}
-	return b.create(ctx, t, tag)
+	return b.create(ctx, t, tag, -1)
 }
 
-func (b *Backend) create(ctx context.Context, t backend.FileType, tag string) (backend.FileWriter, error) {
+// CreateSized is CreateTagged for a file expected to be about size bytes:
+// one smaller than two staging buffers is written through the page cache.
+func (b *Backend) CreateSized(ctx context.Context, t backend.FileType, tag string, size int64) (backend.FileWriter, error) {
+	if err := (backend.Handle{Type: t, Name: tag}).Valid(); err != nil {
+		return nil, fmt.Errorf("temp tag: %w", err)
+	}
+	return b.create(ctx, t, tag, size)
+}
+
+// create starts a file of about size bytes (below 0: not known).
+func (b *Backend) create(ctx context.Context, t backend.FileType, tag string, size int64) (backend.FileWriter, error) {
 	if err := (backend.Handle{Type: t, Name: "x"}).Valid(); err != nil {
 		return nil, err
 	}
@@ -53,9 +82,16 @@ func (b *Backend) create(ctx context.Context, t backend.FileType, tag string) (b
 		return nil, err
 	}
 	p := &fileWriter{b: b, t: t, f: f}
+	// O_DIRECT pays for large files not read back soon: packs. A small
+	// file is not worth a staging buffer, and an index file is read as
+	// soon as it is written (its summary when it is adopted, its blocks
+	// by lookups), so the page cache is where it should be.
+	if size >= 0 && size < 2*directChunk || t == backend.Index {
+		return p, nil
+	}
 	d, err := os.OpenFile(f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
 	if err == nil {
-		p.direct, p.buf = d, alignedWindow(make([]byte, directChunk+backend.DirectAlign), directChunk)
+		p.direct = d
 	}
 	return p, nil
 }
@@ -67,14 +103,16 @@ type fileWriter struct {
 	f       *os.File // ordinary descriptor (tail, fsync)
 	direct  *os.File // O_DIRECT descriptor, or nil
 	buf     []byte   // aligned staging buffer (direct only)
+	pooled  *[]byte  // buf's holder in directBufs
 	n       int      // bytes staged in buf
 	flushed int64    // bytes written through direct
 	done    bool
+	synced  bool // Sync was called: no more writes
 }
 
 // Write appends p.
 func (w *fileWriter) Write(p []byte) (int, error) {
-	if w.done {
+	if w.done || w.synced {
 		return 0, errors.New("write to a finished file")
 	}
 	if err := fault(StepWrite, w.f.Name(), ""); err != nil {
@@ -83,6 +121,12 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.direct == nil {
 		n, err := w.f.Write(p)
 		return n, full(err)
+	}
+	if w.buf == nil {
+		// Taken at the first write: a file that is created and saved
+		// at once (Save) holds a buffer only while it is written.
+		w.pooled = getDirectBuf()
+		w.buf = *w.pooled
 	}
 	total := len(p)
 	for len(p) > 0 {
@@ -121,7 +165,20 @@ func (w *fileWriter) Commit(ctx context.Context, name string) error {
 	return nil
 }
 
-func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
+// Sync writes the staged tail and fsyncs the temp file: killed after it,
+// the writer leaves the whole file in tmp/<tag>/ (ListTemp, LoadTemp).
+func (w *fileWriter) Sync() error {
+	if w.done {
+		return errors.New("sync of a finished file")
+	}
+	w.synced = true
+	if err := w.sync(); err != nil {
+		return full(err)
+	}
+	return nil
+}
+
+func (w *fileWriter) sync() error {
 	if w.direct != nil && w.n > 0 {
 		if err := fault(StepWrite, w.f.Name(), ""); err != nil {
 			return err
@@ -135,8 +192,14 @@ func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
 	if err := fault(StepSync, w.f.Name(), ""); err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		return err
+	return w.f.Sync()
+}
+
+func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
+	if !w.synced { // else nothing was written since
+		if err := w.sync(); err != nil {
+			return err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -161,6 +224,10 @@ func (w *fileWriter) close() {
 	if w.direct != nil {
 		w.direct.Close()
 		w.direct = nil
+	}
+	if w.pooled != nil {
+		putDirectBuf(w.pooled)
+		w.pooled, w.buf = nil, nil
 	}
 	w.f.Close()
 }
@@ -190,4 +257,78 @@ func alignedWindow(b []byte, n int) []byte {
 		return nil
 	}
 	return b[skip : skip+n : skip+n]
+}
+
+// ListTemp lists the files of type t in tmp/<tag>/ (every tag, and tmp/
+// itself, for tag ""): those writers left that never committed them.
+func (b *Backend) ListTemp(ctx context.Context, tag string, t backend.FileType, fn func(tag, name string, size int64) error) error {
+	if err := (backend.Handle{Type: t, Name: "x"}).Valid(); err != nil {
+		return err
+	}
+	tags := []string{tag}
+	if tag == "" {
+		ents, err := os.ReadDir(filepath.Join(b.dir, "tmp"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("list temp files: %w", err)
+		}
+		for _, e := range ents {
+			if e.IsDir() {
+				tags = append(tags, e.Name())
+			}
+		}
+	} else if err := (backend.Handle{Type: t, Name: tag}).Valid(); err != nil {
+		return fmt.Errorf("temp tag: %w", err)
+	}
+	for _, tg := range tags {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(filepath.Join(b.dir, "tmp", tg))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("list temp files of %q: %w", tg, err)
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), t.String()+"-") {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			if err := fn(tg, e.Name(), info.Size()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LoadTemp reads a whole file ListTemp named.
+func (b *Backend) LoadTemp(ctx context.Context, tag, name string, buf []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if tag != "" && (strings.ContainsAny(tag, `/\`) || strings.HasPrefix(tag, ".")) || name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
+		return nil, fmt.Errorf("temp file %q of %q: not a temp file's name", name, tag)
+	}
+	f, err := os.Open(filepath.Join(b.dir, "tmp", tag, name))
+	if err != nil {
+		return nil, notExist(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if int64(cap(buf)) < st.Size() {
+		buf = make([]byte, st.Size())
+	}
+	buf = buf[:st.Size()]
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, st.Size()), buf); err != nil {
+		return nil, fmt.Errorf("read temp file %s: %w", f.Name(), err)
+	}
+	return buf, nil
 }

@@ -468,7 +468,10 @@ func removeAllIn(dir string, match func(string) bool) error {
 // Lock takes a flock on locks/<name> (LOCK_SH or LOCK_EX, without
 // waiting) and records info in a holder file locks/<name>.<token>, which
 // the holder keeps flocked: a holder file whose flock can be taken belongs
-// to a dead holder and is removed by whoever finds it.
+// to a dead holder and is removed by whoever finds it, whether the lock is
+// busy (the holders are read) or taken (so that the files of holders
+// killed with -9 do not pile up: a registration that garbage collection
+// proves dead by taking its lock leaves nothing behind).
 func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, info []byte) (backend.Unlocker, error) {
 	if err := (backend.Handle{Type: backend.Locks, Name: name}).Valid(); err != nil || strings.Contains(name, ".") {
 		return nil, fmt.Errorf("lock name %q: must be a plain name without dots", name)
@@ -498,7 +501,8 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	hf, err := writeHolder(dir, name, info)
+	holders(dir, name, "")
+	hf, hpath, err := writeHolder(dir, name, info)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", p, err)
@@ -510,20 +514,23 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	if mode == backend.Exclusive {
 		f.WriteAt(info, 0)
 	}
-	return &lock{f: f, holder: hf, exclusive: mode == backend.Exclusive}, nil
+	return &lock{f: f, holder: hf, holderPath: hpath, exclusive: mode == backend.Exclusive}, nil
 }
 
 type lock struct {
-	once      sync.Once
-	f         *os.File
-	holder    *os.File
-	exclusive bool
+	once   sync.Once
+	f      *os.File
+	holder *os.File
+	// holderPath is the holder file's name (holder.Name() is the temp
+	// name it was created under).
+	holderPath string
+	exclusive  bool
 }
 
 func (l *lock) Unlock() error {
 	var err error
 	l.once.Do(func() {
-		os.Remove(l.holder.Name())
+		os.Remove(l.holderPath)
 		l.holder.Close()
 		if l.exclusive {
 			l.f.Truncate(0)
@@ -535,36 +542,37 @@ func (l *lock) Unlock() error {
 
 // writeHolder creates the holder file, flocked before it is visible under
 // its name, so a finder never takes a living holder for a dead one.
-func writeHolder(dir, name string, info []byte) (*os.File, error) {
+func writeHolder(dir, name string, info []byte) (*os.File, string, error) {
 	tok := make([]byte, 8)
 	rand.Read(tok)
 	f, err := os.CreateTemp(dir, ".tmp-holder-*")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, err
+		return nil, "", err
 	}
 	if _, err := f.Write(info); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, err
+		return nil, "", err
 	}
 	final := filepath.Join(dir, name+"."+fmt.Sprint(os.Getpid())+"-"+hex.EncodeToString(tok))
 	if err := os.Rename(f.Name(), final); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, err
+		return nil, "", err
 	}
-	return f, nil
+	return f, final, nil
 }
 
 // holders returns the info of the living holders of lock name, removing
 // the files of dead ones. With none, the holder is one that writes its
 // info into the lock file itself (a release that knew only the exclusive
-// lock), or one between its flock and its holder file.
+// lock), or one between its flock and its holder file; lockFile "" asks
+// for the sweep alone.
 func holders(dir, name, lockFile string) [][]byte {
 	ents, _ := os.ReadDir(dir)
 	var out [][]byte
@@ -586,7 +594,7 @@ func holders(dir, name, lockFile string) [][]byte {
 		f.Close()
 		out = append(out, b)
 	}
-	if len(out) == 0 {
+	if len(out) == 0 && lockFile != "" {
 		b, _ := os.ReadFile(lockFile)
 		out = append(out, b)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -63,5 +65,81 @@ func TestLockHolders(t *testing.T) {
 	l.Unlock()
 	if got, _ := os.ReadFile(filepath.Join(dir, "writer")); len(got) != 0 {
 		t.Errorf("the lock file after unlock: %q", got)
+	}
+}
+
+// die does to a held lock what the kernel does when its holder is killed
+// with -9: its descriptors close, so its flocks go, and nothing else
+// happens (no Unlock removes its holder file).
+func die(t *testing.T, u backend.Unlocker) {
+	t.Helper()
+	l := u.(*lock)
+	l.holder.Close()
+	l.f.Close()
+}
+
+// lockDirNames lists the files of the locks directory.
+func lockDirNames(t *testing.T, b *Backend) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(b.Location(), "locks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// Holders killed with -9 leave nothing that piles up: taking the lock
+// (shared or exclusive) removes their holder files and keeps the living
+// holders' ones; a lock taken exclusively, removed and released leaves no
+// file at all (what garbage collection does to a dead session's
+// registration).
+func TestLockDeadHoldersRemoved(t *testing.T) {
+	ctx := context.Background()
+	b, err := Create(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		reg, err := b.Lock(ctx, "session-abc", backend.Exclusive, []byte("session"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		die(t, reg)
+		s1, err := b.Lock(ctx, "store", backend.Shared, []byte("dies"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		die(t, s1)
+		living, err := b.Lock(ctx, "store", backend.Shared, []byte("lives"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Taking the store lock swept the dead shared holder.
+		var storeHolders int
+		for _, n := range lockDirNames(t, b) {
+			if strings.HasPrefix(n, "store.") {
+				storeHolders++
+			}
+		}
+		if storeHolders != 1 {
+			t.Fatalf("round %d: %d holder files of the store lock with one living holder: %v", round, storeHolders, lockDirNames(t, b))
+		}
+		probe, err := b.Lock(ctx, "session-abc", backend.Exclusive, []byte("probe"))
+		if err != nil {
+			t.Fatalf("round %d: the lock of a dead holder: %v", round, err)
+		}
+		if err := b.Remove(ctx, backend.Handle{Type: backend.Locks, Name: "session-abc"}); err != nil {
+			t.Fatal(err)
+		}
+		probe.Unlock()
+		living.Unlock()
+		want := []string{"store"}
+		if got := lockDirNames(t, b); !slices.Equal(got, want) {
+			t.Fatalf("round %d: locks/ holds %v, want %v", round, got, want)
+		}
 	}
 }
