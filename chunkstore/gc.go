@@ -1188,18 +1188,6 @@ func (w *Writer) unlikeHidden(p *packBuilder, hdr []byte) []byte {
 // the collection indexes them again); a writer never deduplicates against
 // them.
 
-// dedupable reports whether id has a usable place outside hidden packs:
-// Has, which deduplication asks. Lookups prefer places outside them.
-func (x *index) dedupable(id ID) bool {
-	l, _, ok := x.lookup(id)
-	if !ok {
-		return false
-	}
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return !x.hidden[l.pack]
-}
-
 func (x *index) isHidden(n uint32) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
