@@ -331,6 +331,9 @@ func parseSpan(s string) (time.Duration, error) {
 		if n > 100*366 {
 			return 0, fmt.Errorf("span %q: too long", s)
 		}
+		if n == 0 {
+			return 0, fmt.Errorf("span %q: not a span", s) // as "0h" is not
+		}
 		u := map[string]time.Duration{"d": day, "w": 7 * day, "mo": 30 * day, "y": year}[unit]
 		return time.Duration(n) * u, nil
 	}
