@@ -1188,6 +1188,7 @@ func (w *Writer) unlikeHidden(p *packBuilder, hdr []byte) []byte {
 // the collection indexes them again); a writer never deduplicates against
 // them.
 
+// isHidden reports whether pack number n is hidden.
 func (x *index) isHidden(n uint32) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
