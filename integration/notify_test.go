@@ -122,6 +122,15 @@ on = ["failure"]
 		}
 	}
 
+	// A second server with the same configuration is refused for the
+	// home, naming the first, before it would collide on the port.
+	cfg2 := filepath.Join(dir, "second.toml")
+	must(t, os.WriteFile(cfg2, []byte(fmt.Sprintf("home = %q\n[metrics]\nlisten = %q\n", e.home, addr.Addr)), 0o644))
+	second := e.run("serve", "--config", cfg2)
+	if want := fmt.Sprintf("pid %d", s.cmd.Process.Pid); second.code != 6 || !strings.Contains(second.stderr, want) {
+		t.Errorf("second recall serve on the home and port: exit %d, stderr %q; want exit 6 naming %s", second.code, second.stderr, want)
+	}
+
 	must(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	if code := s.wait(); code != 0 {
 		t.Errorf("recall serve stopped by SIGTERM: exit %d; log:\n%s", code, s.log)

@@ -67,6 +67,14 @@ func serve(c *cli.Context) error {
 		notifier.Close(ctx)
 	}()
 	metrics := server.NewMetrics(server.MetricsOptions{Store: st, Textfile: cfg.Metrics.Textfile, Log: log})
+	observe := server.Observers(server.JobLog(log), metrics.Observe, notifier.Observe)
+	srv, err := server.New(server.Options{Home: home, Store: st, Concurrency: cfg.Concurrency, Log: log, Observe: observe})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	// After New: a second server on the home fails naming the first, not
+	// on the first's metrics port.
 	if cfg.Metrics.Listen != "" {
 		addr, err := metrics.Serve(c.Context, cfg.Metrics.Listen)
 		if err != nil {
@@ -74,12 +82,6 @@ func serve(c *cli.Context) error {
 		}
 		log.Info("metrics endpoint listening", "addr", addr.String(), "path", "/metrics")
 	}
-	observe := server.Observers(server.JobLog(log), metrics.Observe, notifier.Observe)
-	srv, err := server.New(server.Options{Home: home, Store: st, Concurrency: cfg.Concurrency, Log: log, Observe: observe})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
 	if _, err := server.SdNotify("READY=1"); err != nil {
 		log.Warn("service manager not told the server is ready", "err", err)
 	}
