@@ -88,7 +88,11 @@ func serve(c *cli.Context) error {
 	if d := server.WatchdogInterval(); d > 0 {
 		go srv.Watchdog(c.Context, d)
 	}
-	defer server.SdNotify("STOPPING=1")
+	go func() {
+		// Said when the stop begins: running jobs may take the grace.
+		<-c.Context.Done()
+		server.SdNotify("STOPPING=1")
+	}()
 	log.Info("recall serve started", "pid", os.Getpid(), "home", home, "config", cfg.Path, "concurrency", cfg.Concurrency,
 		"notify_targets", notifier.Targets(), "metrics", cfg.Metrics.Listen, "metrics_textfile", cfg.Metrics.Textfile)
 	// A stop by SIGTERM or SIGINT is the normal end: Run returns nil.
