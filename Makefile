@@ -78,9 +78,22 @@ bench: build
 mutate:
 	GO=$(GO) scripts/mutate.sh
 
+# install: the binary, the mount helper, and the systemd unit with its
+# sysusers.d (group recall) and tmpfiles.d (/run/recall) entries, where
+# systemd looks for them under PREFIX (/usr/local/lib/systemd/system for
+# the default). Then: systemd-sysusers; systemd-tmpfiles --create;
+# systemctl daemon-reload; systemctl enable --now recall.
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/recall
 	install -D -m 0755 scripts/mount.recall $(DESTDIR)/sbin/mount.recall
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|@PREFIX@|$(PREFIX)|g' dist/recall.service >$(DESTDIR)$(UNITDIR)/recall.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/recall.service
+	install -D -m 0644 dist/recall.sysusers $(DESTDIR)$(SYSUSERSDIR)/recall.conf
+	install -D -m 0644 dist/recall.tmpfiles $(DESTDIR)$(TMPFILESDIR)/recall.conf
 
 clean:
 	rm -rf bin demo

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/engine/server"
@@ -56,12 +58,47 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	srv, err := server.New(server.Options{Home: home, Store: st, Concurrency: cfg.Concurrency, Log: log})
+	// Notifications, metrics and the job log hear every job event; the
+	// service manager hears READY once the home is ours, and WATCHDOG.
+	notifier := server.NewNotifier(cfg, server.NotifierOptions{Log: log})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), notifyStopGrace)
+		defer cancel()
+		notifier.Close(ctx)
+	}()
+	metrics := server.NewMetrics(server.MetricsOptions{Store: st, Textfile: cfg.Metrics.Textfile, Log: log})
+	observe := server.Observers(server.JobLog(log), metrics.Observe, notifier.Observe)
+	srv, err := server.New(server.Options{Home: home, Store: st, Concurrency: cfg.Concurrency, Log: log, Observe: observe})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	log.Info("recall serve started", "pid", os.Getpid(), "home", home, "config", cfg.Path, "concurrency", cfg.Concurrency)
+	// After New: a second server on the home fails naming the first, not
+	// on the first's metrics port.
+	if cfg.Metrics.Listen != "" {
+		addr, err := metrics.Serve(c.Context, cfg.Metrics.Listen)
+		if err != nil {
+			return err
+		}
+		log.Info("metrics endpoint listening", "addr", addr.String(), "path", "/metrics")
+	}
+	if _, err := server.SdNotify("READY=1"); err != nil {
+		log.Warn("service manager not told the server is ready", "err", err)
+	}
+	if d := server.WatchdogInterval(); d > 0 {
+		go srv.Watchdog(c.Context, d)
+	}
+	go func() {
+		// Said when the stop begins: running jobs may take the grace.
+		<-c.Context.Done()
+		server.SdNotify("STOPPING=1")
+	}()
+	log.Info("recall serve started", "pid", os.Getpid(), "home", home, "config", cfg.Path, "concurrency", cfg.Concurrency,
+		"notify_targets", notifier.Targets(), "metrics", cfg.Metrics.Listen, "metrics_textfile", cfg.Metrics.Textfile)
 	// A stop by SIGTERM or SIGINT is the normal end: Run returns nil.
 	return srv.Run(c.Context)
 }
+
+// notifyStopGrace is how long a stopping server lets notifications
+// still being delivered finish.
+const notifyStopGrace = 10 * time.Second

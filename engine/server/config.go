@@ -39,6 +39,9 @@ type Config struct {
 	Concurrency int    `toml:"concurrency"` // 0: one job per core
 	Metrics     struct {
 		Listen string `toml:"listen"` // "": no endpoint
+		// Textfile is a node_exporter textfile collector file, written
+		// after each job ("": none).
+		Textfile string `toml:"textfile"`
 	} `toml:"metrics"`
 	Notify struct {
 		Webhook []WebhookTarget `toml:"webhook"`
@@ -138,6 +141,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 			return nil, bad("metrics", 0, "listen", l, "host:port, like 127.0.0.1:9745")
 		}
 	}
+	if f := c.Metrics.Textfile; f != "" && (!filepath.IsAbs(f) || !strings.HasSuffix(f, ".prom")) {
+		return nil, bad("metrics", 0, "textfile", f, "an absolute path ending in .prom, like /var/lib/node_exporter/recall.prom")
+	}
 	for i, w := range c.Notify.Webhook {
 		u, err := url.Parse(w.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -182,7 +188,7 @@ func allowedKeys(table string) string {
 	case "":
 		return "home, socket, concurrency, [metrics], [[notify.webhook]], [[notify.mail]], [[mount]]"
 	case "metrics":
-		return "listen"
+		return "listen, textfile"
 	case "notify":
 		return "[[notify.webhook]], [[notify.mail]]"
 	case "notify.webhook":

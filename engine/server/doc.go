@@ -65,8 +65,9 @@
 // # Configuration
 //
 // recall.toml (LoadConfig) holds home, socket, concurrency, [metrics]
-// listen, [[notify.webhook]] (url, on), [[notify.mail]] (to, smtp, from,
-// on) and [[mount]] (path, allow_other). All are read and checked; home
-// and concurrency act now, the others are for the socket API,
-// notifications, metrics and mounts, which are not built yet.
+// (listen, textfile), [[notify.webhook]] (url, on), [[notify.mail]] (to,
+// smtp, from, on) and [[mount]] (path, allow_other). All are read and
+// checked. Notifier and Metrics act on the job events (Options.Observe):
+// notifications to the targets, Prometheus metrics on listen and in the
+// textfile (their formats are documented on Notification and Metrics).
 package server

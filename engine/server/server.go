@@ -62,6 +62,8 @@ type Event struct {
 	// Retry counts the retries of this job (0: the scheduled run).
 	Retry int
 	Err   error // for finished
+	// Results are the members' outcomes, for a finished backup.
+	Results []engine.MemberResult
 }
 
 // ErrShutdown is the cause of the cancellation of jobs still running
@@ -456,15 +458,16 @@ func (s *Server) run(ctx context.Context, t *task) {
 	defer s.wg.Done()
 	s.o.observe(Event{Kind: "started", Job: t.kind, Group: t.group.Name, Retry: t.retry})
 	var err error
+	var res []engine.MemberResult
 	switch t.kind {
 	case "backup":
-		err = s.backup(ctx, t)
+		res, err = s.backup(ctx, t)
 	case "prune":
 		err = s.prune(ctx, t)
 	case "gc":
 		err = s.gc(ctx)
 	}
-	s.o.observe(Event{Kind: "finished", Job: t.kind, Group: t.group.Name, Retry: t.retry, Err: err})
+	s.o.observe(Event{Kind: "finished", Job: t.kind, Group: t.group.Name, Retry: t.retry, Err: err, Results: res})
 	s.mu.Lock()
 	delete(s.busy, t.key())
 	s.active--
@@ -483,7 +486,7 @@ func (s *Server) lockOptions(what string) engine.LockOptions {
 	}}
 }
 
-func (s *Server) backup(ctx context.Context, t *task) error {
+func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, error) {
 	g := t.group
 	log := s.o.Log.With("job", "backup", "group", g.Name)
 	log.Info("backup started", "members", len(g.Members), "run", t.covers, "retry", t.retry)
@@ -507,7 +510,7 @@ func (s *Server) backup(ctx context.Context, t *task) error {
 			}
 		}
 		s.mu.Unlock()
-		return err
+		return res, err
 	}
 	var again []string
 	for _, r := range res {
@@ -541,7 +544,7 @@ func (s *Server) backup(ctx context.Context, t *task) error {
 	if t.point {
 		s.enqueue(&task{kind: "prune", group: t.group})
 	}
-	return err
+	return res, err
 }
 
 func (s *Server) prune(ctx context.Context, t *task) error {
