@@ -56,7 +56,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	srv, err := server.New(server.Options{Home: home, Store: st, Concurrency: cfg.Concurrency, Log: log})
+	srv, err := server.New(server.Options{Home: home, Store: st, Concurrency: cfg.Concurrency, Log: log, Socket: cfg.Socket})
 	if err != nil {
 		return err
 	}
