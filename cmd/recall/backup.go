@@ -325,7 +325,7 @@ func backupGroupServed(c *cli.Context, a *apiClient) error {
 		logf("backup of group %s queued in recall serve as job %d", c.String("group"), out.Jobs[0])
 	}
 	// --json prints the job's states, as 'recall jobs --follow --json'.
-	v, err := a.follow(c.Context, out.Jobs[0], printFollow(c))
+	v, err := a.follow(c.Context, out.Jobs[0], c.Duration("progress-interval"), printFollow(c))
 	if err != nil {
 		return err
 	}

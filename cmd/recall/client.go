@@ -145,10 +145,10 @@ func decodeAnswer(resp *http.Response, out any) error {
 	return nil
 }
 
-// follow streams job id until it ends, calling fn with each state; it
-// returns the last.
-func (a *apiClient) follow(ctx context.Context, id uint64, fn func(server.JobView)) (server.JobView, error) {
-	resp, err := a.do(ctx, "GET", fmt.Sprintf("/jobs/%d?follow=1", id), nil)
+// follow streams job id until it ends, calling fn with each state (and
+// at least every every while it runs); it returns the last.
+func (a *apiClient) follow(ctx context.Context, id uint64, every time.Duration, fn func(server.JobView)) (server.JobView, error) {
+	resp, err := a.do(ctx, "GET", fmt.Sprintf("/jobs/%d?follow=1&interval=%s", id, every), nil)
 	if err != nil {
 		return server.JobView{}, err
 	}

@@ -44,7 +44,7 @@ func init() {
 				if a == nil {
 					return fmt.Errorf("--follow: %w: the server's jobs can be followed only while it runs", errNoServer)
 				}
-				v, err := a.follow(c.Context, c.Uint64("follow"), printFollow(c))
+				v, err := a.follow(c.Context, c.Uint64("follow"), c.Duration("progress-interval"), printFollow(c))
 				if err != nil {
 					return err
 				}

@@ -38,7 +38,10 @@ const keptJobs = 200
 
 // followInterval is how often a followed job's progress is sent while
 // nothing else changes.
-const followInterval = time.Second
+const (
+	followInterval    = time.Second
+	minFollowInterval = 100 * time.Millisecond
+)
 
 // JobView is one job of the server's queue, as the API shows it.
 type JobView struct {
@@ -471,7 +474,8 @@ func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // getJob is GET /v1/jobs/{id}; with ?follow=1 it streams the job as
-// NDJSON, a line at each change and every followInterval, until it ends.
+// NDJSON, a line at each change and every followInterval (or
+// ?interval=DURATION, at least minFollowInterval), until it ends.
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil {
@@ -487,11 +491,20 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, v)
 		return
 	}
+	every := followInterval
+	if q := r.URL.Query().Get("interval"); q != "" {
+		d, err := time.ParseDuration(q)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("interval %q: give a duration like 500ms or 2s", q))
+			return
+		}
+		every = max(d, minFollowInterval)
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
-	tick := time.NewTicker(followInterval)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		if err := enc.Encode(v); err != nil {
