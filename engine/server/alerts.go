@@ -16,8 +16,33 @@ import (
 	"github.com/recall-backup/recall/engine"
 )
 
-// AlertsFile is where the server keeps, in its home, the active alerts
-// (format in the package comment).
+// AlertsFile is where the server keeps, in its home, the active alerts.
+// Version 1, replaced atomically (temp file, fsync, rename) at each
+// change; pinned by testdata/alerts-v1.golden:
+//
+//	{
+//	  "version": 1,             format version; another one is refused
+//	  "next_id": N,             the id the next alert gets (ids are never reused)
+//	  "alerts": [               the active alerts, oldest first
+//	    {
+//	      "id": N,
+//	      "job": "backup",      kind of the job that failed: backup, prune, gc
+//	      "group": "g",         absent for gc
+//	      "source": "s",        for a backup: the member's source
+//	      "member": "/path",    for a backup: the member's path
+//	      "error": "...",       the latest failure's message
+//	      "action": "...",      what to do about it
+//	      "since": "<RFC 3339>",  the first failure (the server's clock)
+//	      "last": "<RFC 3339>",   the latest failure
+//	      "count": N,           failures since it opened
+//	      "catalog_job": N      the catalog's number of the latest failed job (absent: none)
+//	    }
+//	  ]
+//	}
+//
+// Cleared and acked alerts are dropped from the file (the log and the
+// notifications keep their history). Losing the file loses only the
+// open alerts: the next failure opens them again.
 const AlertsFile = "alerts.json"
 
 const alertsVersion = 1
