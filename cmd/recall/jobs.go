@@ -51,7 +51,7 @@ func init() {
 				return jobOutcome(v)
 			}
 			var live []server.JobView
-			if a != nil && !c.Bool("json") {
+			if a != nil {
 				var out struct {
 					Jobs []server.JobView `json:"jobs"`
 				}
@@ -60,7 +60,7 @@ func init() {
 				}
 				live = out.Jobs
 			}
-			if len(live) > 0 {
+			if len(live) > 0 && !c.Bool("json") {
 				printServerJobs(c, live)
 			}
 			var jobs []engine.Job
@@ -72,10 +72,11 @@ func init() {
 				return err
 			}
 			if c.Bool("json") {
-				if jobs == nil {
-					jobs = []engine.Job{}
+				out := make([]jobJSON, 0, len(jobs))
+				for _, j := range jobs {
+					out = append(out, jobJSON{Job: j, Progress: liveProgress(live, j)})
 				}
-				b, _ := json.MarshalIndent(jobs, "", "  ")
+				b, _ := json.MarshalIndent(out, "", "  ")
 				fmt.Fprintln(c.App.Writer, string(b))
 				return nil
 			}
@@ -94,6 +95,9 @@ func init() {
 				if detail == "" && j.Warnings > 0 {
 					detail = fmt.Sprintf("%d entries skipped or flagged", j.Warnings)
 				}
+				if p := liveProgress(live, j); p != nil {
+					detail = fmt.Sprintf("%d/%d files, %s/%s", p.FilesDone, p.FilesTotal, human(p.BytesDone), human(p.BytesTotal))
+				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Number, j.Kind, j.Started.Format(time.DateTime), dur, j.Status, j.Source, pt, detail)
 			}
 			return tw.Flush()
@@ -108,6 +112,32 @@ func withJob(kind string, action cli.ActionFunc) cli.ActionFunc {
 			func() (*engine.Point, error) { return nil, action(c) })
 		return err
 	}
+}
+
+// jobJSON is an element of jobs --json: the catalog's job, and while the
+// server runs it, its progress.
+type jobJSON struct {
+	engine.Job
+	Progress *engine.Status `json:"progress,omitempty"`
+}
+
+// liveProgress is the progress of catalog job j from the server's jobs:
+// the running member of j's group whose path j backs up.
+func liveProgress(live []server.JobView, j engine.Job) *engine.Status {
+	if j.Status != "running" || j.Kind != "backup" || j.Group == "" {
+		return nil
+	}
+	for _, v := range live {
+		if v.Kind != "backup" || v.Group != j.Group || v.Done() {
+			continue
+		}
+		for _, m := range v.Members {
+			if m.State == "running" && m.Member == j.Path {
+				return m.Progress
+			}
+		}
+	}
+	return nil
 }
 
 // printServerJobs lists the server's jobs that have not ended, with their
