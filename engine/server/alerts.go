@@ -283,6 +283,9 @@ func writeAtomic(path string, data []byte) error {
 // ReadAlerts returns the active alerts kept in home, oldest first: what
 // 'recall alerts' shows when no server runs.
 func ReadAlerts(home string) ([]Alert, error) {
+	if err := engine.RequireStore(home); err != nil {
+		return nil, err
+	}
 	a, err := loadAlerts(home)
 	if err != nil {
 		return nil, err
@@ -293,6 +296,9 @@ func ReadAlerts(home string) ([]Alert, error) {
 // AckAlert closes alert id in home when no server runs: it takes the
 // home as a server does (ErrHomeBusy when one runs: ask it instead).
 func AckAlert(home string, id uint64) (Alert, error) {
+	if err := engine.RequireStore(home); err != nil {
+		return Alert{}, err
+	}
 	l, err := lockHome(home)
 	if err != nil {
 		return Alert{}, err

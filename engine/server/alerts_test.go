@@ -39,6 +39,9 @@ func backupDone(group string, rs ...engine.MemberResult) Event {
 // survives a reload of the file.
 func TestAlertsLifecycle(t *testing.T) {
 	home := t.TempDir()
+	if _, err := chunkstore.Init(engine.StoreDir(home), chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	gone := &fs.PathError{Op: "lstat", Path: "/m1", Err: syscall.ENOENT}
 	full := fmt.Errorf("write pack: %w", syscall.ENOSPC)
 	t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
@@ -109,6 +112,9 @@ func TestAlertsLifecycle(t *testing.T) {
 	}
 	if list, _ := ReadAlerts(home); len(list) != 0 {
 		t.Errorf("after AckAlert: %+v", list)
+	}
+	if _, err := ReadAlerts(t.TempDir()); !errors.Is(err, chunkstore.ErrNoStore) {
+		t.Errorf("alerts of a directory with no store: %v, want ErrNoStore", err)
 	}
 }
 
