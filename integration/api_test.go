@@ -90,6 +90,16 @@ func TestServeAPI(t *testing.T) {
 		t.Errorf("backup --group g stdout:\n%s", r.stdout)
 	}
 	s.await(`"msg":"backup started"`, `"group":"g"`)
+	// --json prints the points, as without a server.
+	var pts []struct {
+		ID     string `json:"id"`
+		Group  string `json:"group"`
+		Source string `json:"source"`
+	}
+	must(t, json.Unmarshal([]byte(e.ok("backup", "--group", "g", "--json")), &pts))
+	if len(pts) != 1 || pts[0].Group != "g" || pts[0].ID == "" {
+		t.Errorf("backup --group g --json through the server: %+v, want g's point", pts)
+	}
 
 	// A failing member fails the command as it would without a server,
 	// and counts on the open alert.

@@ -11,6 +11,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/engine/server"
 	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
 )
@@ -324,10 +325,19 @@ func backupGroupServed(c *cli.Context, a *apiClient) error {
 	if !c.Bool("quiet") && !c.Bool("json") {
 		logf("backup of group %s queued in recall serve as job %d", c.String("group"), out.Jobs[0])
 	}
-	// --json prints the job's states, as 'recall jobs --follow --json'.
-	v, err := a.follow(c.Context, out.Jobs[0], c.Duration("progress-interval"), printFollow(c))
+	show := printFollow(c)
+	if c.Bool("json") {
+		// As without a server: the points, once.
+		show = func(server.JobView) {}
+	}
+	v, err := a.follow(c.Context, out.Jobs[0], c.Duration("progress-interval"), show)
 	if err != nil {
 		return err
+	}
+	if c.Bool("json") {
+		if perr := printServedPoints(c, v); perr != nil {
+			return perr
+		}
 	}
 	if !c.Bool("quiet") && !c.Bool("json") {
 		for _, m := range v.Members {
@@ -343,4 +353,33 @@ func backupGroupServed(c *cli.Context, a *apiClient) error {
 		}
 	}
 	return jobOutcome(v)
+}
+
+// printServedPoints prints the points a server's backup job made as
+// backup --group --json does without a server, read from the store.
+func printServedPoints(c *cli.Context, v server.JobView) error {
+	out := []backupJSON{}
+	var st *engine.Store
+	for _, m := range v.Members {
+		if m.Point == "" {
+			continue
+		}
+		if st == nil {
+			var err error
+			if st, err = openStore(c); err != nil {
+				return err
+			}
+			defer st.Close()
+		}
+		id, err := chunkstore.ParseID(m.Point)
+		if err != nil {
+			return fmt.Errorf("point %q of member %s from the server: %w", m.Point, m.Member, err)
+		}
+		p, err := st.Reader().LoadPoint(id)
+		if err != nil {
+			return err
+		}
+		out = append(out, backupSummary(p))
+	}
+	return printJSON(c, out)
 }
