@@ -66,7 +66,18 @@
 //
 // recall.toml (LoadConfig) holds home, socket, concurrency, [metrics]
 // listen, [[notify.webhook]] (url, on), [[notify.mail]] (to, smtp, from,
-// on) and [[mount]] (path, allow_other). All are read and checked; home
-// and concurrency act now, the others are for the socket API,
-// notifications, metrics and mounts, which are not built yet.
+// on) and [[mount]] (path, allow_other). All are read and checked; home,
+// concurrency and socket act now, the others are for notifications,
+// metrics and mounts, which are not built yet.
+//
+// # API and alerts
+//
+// While Run runs, the server answers HTTP+JSON on the unix socket
+// Options.Socket (api.go; endpoints in the README): reads for whoever can
+// connect (mode 0660, group SocketGroup), writes for uid 0 by the peer's
+// credentials (MayWrite). It follows its jobs through Options.Observe
+// like any observer. A failed job opens an alert (alerts.go; kept in
+// AlertsFile, whose format is beside it), a later good job of the same
+// kind, group and source clears it, an ack closes it; Options.OnAlert
+// hears each.
 package server
