@@ -90,6 +90,20 @@ func TestServeAPI(t *testing.T) {
 		t.Errorf("backup --group g stdout:\n%s", r.stdout)
 	}
 	s.await(`"msg":"backup started"`, `"group":"g"`)
+	if m != nil {
+		// A job that ended is followed to its one last line.
+		r := e.run("jobs", "--follow", m[1], "--json")
+		var v struct {
+			ID      json.Number `json:"id"`
+			State   string      `json:"state"`
+			Members []struct {
+				Point string `json:"point"`
+			} `json:"members"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil || v.ID.String() != m[1] || v.State != "ok" || len(v.Members) != 1 || v.Members[0].Point == "" {
+			t.Errorf("jobs --follow %s --json: exit %d, stdout %q, stderr %q", m[1], r.code, r.stdout, r.stderr)
+		}
+	}
 	// --json prints the points, as without a server.
 	var pts []struct {
 		ID     string `json:"id"`
