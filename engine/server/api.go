@@ -375,7 +375,7 @@ func (s *Server) info() ServerInfo {
 	return ServerInfo{PID: os.Getpid(), Home: s.o.Home, Socket: s.o.Socket, Started: s.started, Concurrency: s.o.Concurrency}
 }
 
-// peer is the context key of a connection's peer credentials.
+// peerKey is the context key of a connection's peer uid.
 type peerKey struct{}
 
 // peerUID returns the uid of the process at the other end of c
@@ -465,7 +465,11 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		uid, ok := r.Context().Value(peerKey{}).(uint32)
-		if !ok || !MayWrite(uid) {
+		switch {
+		case !ok:
+			writeError(w, http.StatusForbidden, fmt.Errorf("%s %s is for root (uid 0), and the kernel did not say who you are", r.Method, r.URL.Path))
+			return
+		case !MayWrite(uid):
 			writeError(w, http.StatusForbidden, fmt.Errorf("%s %s is for root (uid 0); you are uid %d: run it with sudo", r.Method, r.URL.Path, uid))
 			return
 		}
