@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/user"
@@ -315,4 +316,24 @@ func peerChild(sock string) {
 	}
 	write.Body.Close()
 	fmt.Printf("peer: read %d write %d\n", read.StatusCode, write.StatusCode)
+}
+
+// TestAPIWriteWithoutCredentials: a request whose connection gave no
+// peer credentials may read but not write.
+func TestAPIWriteWithoutCredentials(t *testing.T) {
+	s := &Server{o: Options{Home: "/h"}}
+	for _, c := range []struct {
+		method, path string
+		want         int
+	}{
+		{"POST", "/backup", http.StatusForbidden},
+		{"POST", "/alerts/1/ack", http.StatusForbidden},
+		{"GET", "/ping", http.StatusOK},
+	} {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, httptest.NewRequest(c.method, APIVersion+c.path, strings.NewReader(`{"group":"a"}`)))
+		if w.Code != c.want || w.Header().Get(HomeHeader) != "/h" {
+			t.Errorf("%s %s: %d %q, want %d", c.method, c.path, w.Code, w.Body, c.want)
+		}
+	}
 }
