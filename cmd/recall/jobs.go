@@ -118,12 +118,12 @@ func withJob(kind string, action cli.ActionFunc) cli.ActionFunc {
 // server runs it, its progress.
 type jobJSON struct {
 	engine.Job
-	Progress *engine.Status `json:"progress,omitempty"`
+	Progress *server.Progress `json:"progress,omitempty"`
 }
 
 // liveProgress is the progress of catalog job j from the server's jobs:
 // the running member of j's group whose path j backs up.
-func liveProgress(live []server.JobView, j engine.Job) *engine.Status {
+func liveProgress(live []server.JobView, j engine.Job) *server.Progress {
 	if j.Status != "running" || j.Kind != "backup" || j.Group == "" {
 		return nil
 	}

@@ -62,13 +62,31 @@ func (j *JobView) Done() bool { return !j.Finished.IsZero() }
 
 // MemberView is one member of a backup job.
 type MemberView struct {
-	Member     string         `json:"member"`
-	Source     string         `json:"source,omitempty"`
-	State      string         `json:"state"` // running, ok, warnings, failed
-	CatalogJob uint64         `json:"catalog_job,omitempty"`
-	Point      string         `json:"point,omitempty"`
-	Error      string         `json:"error,omitempty"`
-	Progress   *engine.Status `json:"progress,omitempty"`
+	Member     string    `json:"member"`
+	Source     string    `json:"source,omitempty"`
+	State      string    `json:"state"` // running, ok, warnings, failed
+	CatalogJob uint64    `json:"catalog_job,omitempty"`
+	Point      string    `json:"point,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Progress   *Progress `json:"progress,omitempty"`
+}
+
+// Progress is a member backup's progress (engine.Status) in the API.
+type Progress struct {
+	FilesDone  int64 `json:"files_done"`
+	FilesTotal int64 `json:"files_total"`
+	BytesDone  int64 `json:"bytes_done"`
+	BytesTotal int64 `json:"bytes_total"`
+	Errors     int64 `json:"errors"` // entries skipped or flagged so far
+	// TotalsFinal: the scan ended, so the totals are complete.
+	TotalsFinal bool     `json:"totals_final"`
+	Current     []string `json:"current,omitempty"` // paths in work, oldest first
+}
+
+func progressOf(p *engine.Progress) *Progress {
+	st := p.Status()
+	return &Progress{FilesDone: st.FilesDone, FilesTotal: st.FilesTotal, BytesDone: st.BytesDone, BytesTotal: st.BytesTotal,
+		Errors: st.Errors, TotalsFinal: st.TotalsFinal, Current: st.Current}
 }
 
 // ServerInfo is GET /v1/ping, and the server part of GET /v1/status.
@@ -176,9 +194,8 @@ func (s *Server) track(e Event) {
 				m.Error = r.Err.Error()
 			}
 			if p := j.progress[r.Member]; p != nil {
-				st := p.Status()
-				st.Current = nil
-				m.Progress = &st
+				m.Progress = progressOf(p)
+				m.Progress.Current = nil
 			}
 			if i := slices.IndexFunc(j.view.Members, func(v MemberView) bool { return v.Member == r.Member }); i >= 0 {
 				j.view.Members[i] = m
@@ -233,8 +250,7 @@ func (j *liveJob) snapshot() JobView {
 	v.Members = slices.Clone(v.Members)
 	for i := range v.Members {
 		if p := j.progress[v.Members[i].Member]; p != nil {
-			st := p.Status()
-			v.Members[i].Progress = &st
+			v.Members[i].Progress = progressOf(p)
 		}
 	}
 	return v
