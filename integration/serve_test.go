@@ -107,7 +107,7 @@ func TestServeKilledDuringBackup(t *testing.T) {
 	e.ok("init")
 	e.ok("group", "create", "g", "--member", src, "--sync", "1h")
 	cfg := filepath.Join(t.TempDir(), "recall.toml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nconcurrency = 1\n", e.home)), 0o644))
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\nconcurrency = 1\n", e.home, filepath.Join(t.TempDir(), "recall.sock"))), 0o644))
 
 	// A new group is backed up at once.
 	s := e.serve("--config", cfg)

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/engine/server"
 	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
 )
@@ -51,8 +54,8 @@ func init() {
 		Name:      "backup",
 		Usage:     "back up a directory, a file or a block device as a new recovery point",
 		ArgsUsage: "[PATH]",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "group", Usage: "back up every member of protection group `NAME` now, each as its own job, under the group's policy (no PATH)"},
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "group", Usage: "back up every member of protection group `NAME` now, each as its own job, under the group's policy (no PATH); when recall serve runs, the server does it and this follows the job"},
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` (default: derived from PATH)"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the new point as JSON lines (see the README)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "how long to wait for another backup of this store to finish"},
@@ -64,7 +67,7 @@ func init() {
 			&cli.GenericFlag{Name: "exclude-if-present", Value: &repeated{}, Usage: "leave out the content of directories holding an entry `NAME` (it is kept; repeatable)"},
 			&cli.StringFlag{Name: "exclude-larger-than", Usage: "leave out files larger than `SIZE` (100MiB, 2GiB; 1M is 10^6 bytes)"},
 			&cli.StringFlag{Name: "compression", Usage: "codec of new data for this backup: zstd, s2 or off (default: the store's, set at init)"},
-		},
+		}, socketFlags...),
 		Action: func(c *cli.Context) error {
 			if c.IsSet("group") {
 				return backupGroup(c)
@@ -226,6 +229,13 @@ func backupGroup(c *cli.Context) error {
 			return usagef("backup --group: --%s comes from the group's policy; change it with 'recall group edit %s --...'", f, c.String("group"))
 		}
 	}
+	a, err := serverClient(c)
+	if err != nil {
+		return err
+	}
+	if a != nil {
+		return backupGroupServed(c, a)
+	}
 	var g engine.Group
 	if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
 		var err error
@@ -280,4 +290,96 @@ func backupGroup(c *cli.Context) error {
 		}
 	}
 	return err
+}
+
+// backupGroupServed is backup --group while recall serve runs: the server
+// owns the home, so it runs the backup (a write: root only) and this
+// follows the job. A backup of the group already queued or running is
+// followed instead of queueing another.
+func backupGroupServed(c *cli.Context, a *apiClient) error {
+	resp, err := a.do(c.Context, "POST", "/backup", map[string]string{"group": c.String("group")})
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Jobs  []uint64 `json:"jobs"`
+		Error string   `json:"error"`
+	}
+	code := resp.StatusCode
+	if code == http.StatusConflict {
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if err == nil && len(out.Jobs) == 1 && !c.Bool("quiet") {
+			logf("%s; following it", out.Error)
+		}
+	} else {
+		err = decodeAnswer(resp, &out)
+		resp.Body.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if len(out.Jobs) != 1 {
+		return fmt.Errorf("recall serve queued %d jobs for group %s; expected one", len(out.Jobs), c.String("group"))
+	}
+	if !c.Bool("quiet") && !c.Bool("json") {
+		logf("backup of group %s queued in recall serve as job %d", c.String("group"), out.Jobs[0])
+	}
+	show := printFollow(c)
+	if c.Bool("json") {
+		// As without a server: the points, once.
+		show = func(server.JobView) {}
+	}
+	v, err := a.follow(c.Context, out.Jobs[0], c.Duration("progress-interval"), show)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if perr := printServedPoints(c, v); perr != nil {
+			return perr
+		}
+	}
+	if !c.Bool("quiet") && !c.Bool("json") {
+		for _, m := range v.Members {
+			switch {
+			case m.Point != "":
+				fmt.Fprintf(c.App.Writer, "member %s: point %s of source %s (job %d)\n", m.Member, m.Point[:12], m.Source, m.CatalogJob)
+				if m.Error != "" {
+					fmt.Fprintf(c.App.Writer, "  %s\n", m.Error)
+				}
+			default:
+				fmt.Fprintf(c.App.Writer, "member %s: failed (job %d): %s\n", m.Member, m.CatalogJob, m.Error)
+			}
+		}
+	}
+	return jobOutcome(v)
+}
+
+// printServedPoints prints the points a server's backup job made as
+// backup --group --json does without a server, read from the store.
+func printServedPoints(c *cli.Context, v server.JobView) error {
+	out := []backupJSON{}
+	var st *engine.Store
+	for _, m := range v.Members {
+		if m.Point == "" {
+			continue
+		}
+		if st == nil {
+			var err error
+			if st, err = openStore(c); err != nil {
+				return err
+			}
+			defer st.Close()
+		}
+		id, err := chunkstore.ParseID(m.Point)
+		if err != nil {
+			return fmt.Errorf("point %q of member %s from the server: %w", m.Point, m.Member, err)
+		}
+		p, err := st.Reader().LoadPoint(id)
+		if err != nil {
+			return err
+		}
+		out = append(out, backupSummary(p))
+	}
+	return printJSON(c, out)
 }

@@ -2,20 +2,29 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/engine/server"
 	"github.com/urfave/cli/v2"
 )
 
 func init() {
 	register(&cli.Command{
 		Name:  "status",
-		Usage: "per group and source: last good point, points kept, sizes, growth, days until the store is full, warnings",
-		Flags: []cli.Flag{
+		Usage: "per group and source: last good point, points kept, sizes, growth, days until the store is full, warnings; with a server: next runs, running jobs, alerts",
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON (see the README for the fields)"},
-		},
+		}, socketFlags...),
 		Action: func(c *cli.Context) error {
+			a, err := serverClient(c)
+			if err != nil {
+				return err
+			}
+			if a != nil {
+				return serverStatus(c, a)
+			}
 			var groups []engine.Group
 			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
 				var err error
@@ -39,30 +48,71 @@ func init() {
 				}
 				return printJSON(c, s)
 			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "%-12s %-24s %-20s %6s %10s %10s %6s %10s\n", "GROUP", "SOURCE", "LAST GOOD", "POINTS", "PROTECTED", "STORED", "DEDUP", "GROWTH/DAY")
-			for _, x := range s.Sources {
-				g, last := x.Group, "-"
-				if g == "" {
-					g = "(none)"
-				}
-				if x.LastGood != "" {
-					last = x.LastTime.Local().Format("2006-01-02 15:04")
-				}
-				fmt.Fprintf(w, "%-12s %-24s %-20s %6d %10s %10s %5.1fx %10s\n", g, x.Source, last, x.Points, human(x.Protected), human(x.Stored), x.DedupRatio, human(x.GrowthPerDay))
-			}
-			fmt.Fprintf(w, "store: %s stored, %s protected, growing %s a day", human(s.Stored), human(s.Protected), human(s.GrowthPerDay))
-			if s.Free >= 0 {
-				fmt.Fprintf(w, ", %s free", human(s.Free))
-			}
-			if s.DaysUntilFull >= 0 {
-				fmt.Fprintf(w, ", full in %.1f days at that rate", s.DaysUntilFull)
-			}
-			fmt.Fprintln(w)
-			for _, m := range s.Warnings {
-				fmt.Fprintf(w, "warning: %s\n", m)
-			}
+			printStoreStatus(c.App.Writer, s)
 			return nil
 		},
 	})
+}
+
+// serverStatus is status through the server: the store's part as without
+// one, then the schedule, the running jobs and the alerts.
+func serverStatus(c *cli.Context, a *apiClient) error {
+	var v server.StatusView
+	if err := a.call(c.Context, "GET", "/status", nil, &v); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c, v)
+	}
+	w := c.App.Writer
+	if v.StoreStatus != nil {
+		printStoreStatus(w, v.StoreStatus)
+	} else {
+		fmt.Fprintf(w, "store: status unknown: %s\n", v.StoreError)
+	}
+	fmt.Fprintf(w, "server: pid %d, home %s, up since %s\n", v.Server.PID, v.Server.Home, v.Server.Started.Local().Format(time.DateTime))
+	for _, g := range v.Schedule {
+		switch {
+		case g.Error != "":
+			fmt.Fprintf(w, "  group %s: not scheduled: %s\n", g.Group, g.Error)
+		default:
+			fmt.Fprintf(w, "  group %s: next run %s", g.Group, g.NextRun.Local().Format("2006-01-02 15:04"))
+			if !g.RetryAt.IsZero() {
+				fmt.Fprintf(w, ", retry at %s", g.RetryAt.Local().Format("15:04:05"))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for _, j := range v.Jobs {
+		fmt.Fprintf(w, "  %s\n", progressLine(j))
+	}
+	if v.Alerts > 0 {
+		fmt.Fprintf(w, "alerts: %d active (see 'recall alerts')\n", v.Alerts)
+	}
+	return nil
+}
+
+func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
+	fmt.Fprintf(w, "%-12s %-24s %-20s %6s %10s %10s %6s %10s\n", "GROUP", "SOURCE", "LAST GOOD", "POINTS", "PROTECTED", "STORED", "DEDUP", "GROWTH/DAY")
+	for _, x := range s.Sources {
+		g, last := x.Group, "-"
+		if g == "" {
+			g = "(none)"
+		}
+		if x.LastGood != "" {
+			last = x.LastTime.Local().Format("2006-01-02 15:04")
+		}
+		fmt.Fprintf(w, "%-12s %-24s %-20s %6d %10s %10s %5.1fx %10s\n", g, x.Source, last, x.Points, human(x.Protected), human(x.Stored), x.DedupRatio, human(x.GrowthPerDay))
+	}
+	fmt.Fprintf(w, "store: %s stored, %s protected, growing %s a day", human(s.Stored), human(s.Protected), human(s.GrowthPerDay))
+	if s.Free >= 0 {
+		fmt.Fprintf(w, ", %s free", human(s.Free))
+	}
+	if s.DaysUntilFull >= 0 {
+		fmt.Fprintf(w, ", full in %.1f days at that rate", s.DaysUntilFull)
+	}
+	fmt.Fprintln(w)
+	for _, m := range s.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", m)
+	}
 }

@@ -70,4 +70,15 @@
 // checked. Notifier and Metrics act on the job events (Options.Observe):
 // notifications to the targets, Prometheus metrics on listen and in the
 // textfile (their formats are documented on Notification and Metrics).
+//
+// # API and alerts
+//
+// While Run runs, the server answers HTTP+JSON on the unix socket
+// Options.Socket (api.go; endpoints in the README): reads for whoever can
+// connect (mode 0660, group SocketGroup), writes for uid 0 by the peer's
+// credentials (MayWrite). It follows its jobs through Options.Observe
+// like any observer. A failed job opens an alert (alerts.go; kept in
+// AlertsFile, whose format is beside it), a later good job of the same
+// kind, group and source clears it, an ack closes it; Options.OnAlert
+// hears each.
 package server

@@ -40,6 +40,14 @@ type Options struct {
 	// LockWait is how long a job waits for the store lock held by
 	// another process (0: DefaultLockWait).
 	LockWait time.Duration
+
+	// The socket API and alerts (api.go, alerts.go).
+	//
+	// Socket is the unix socket the API listens on while Run runs (""
+	// none). OnAlert, if set, hears each alert opened, cleared or acked,
+	// from the goroutine that decided it; it must not block for long.
+	Socket  string
+	OnAlert func(AlertEvent)
 }
 
 // Defaults of Options.
@@ -62,7 +70,9 @@ type Event struct {
 	// Retry counts the retries of this job (0: the scheduled run).
 	Retry int
 	Err   error // for finished
-	// Results are the members' outcomes, for a finished backup.
+	// Progress counts a member's backup as it runs (member events).
+	Progress *engine.Progress
+	// Results are how each member of a backup went (finished backups).
 	Results []engine.MemberResult
 }
 
@@ -89,6 +99,8 @@ type Server struct {
 	interrupts []uint64 // catalog jobs cancelled by a shutdown
 	wake       chan struct{}
 	wg         sync.WaitGroup
+
+	hooks // the socket API and alerts
 }
 
 // task is one queued job.
@@ -100,6 +112,7 @@ type task struct {
 	covers time.Time
 	point  bool // a recovery point time is among those it covers
 	retry  int
+	res    []engine.MemberResult // a backup's, once it ran
 }
 
 func (t *task) key() string {
@@ -155,6 +168,10 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, lock: l, state: st, busy: map[string]bool{}, retries: map[string]*retry{}, wake: make(chan struct{}, 1)}
 	s.cond = sync.NewCond(&s.mu)
+	if err := s.initHooks(); err != nil {
+		l.release()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -169,6 +186,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.recordInterrupted(nil); err != nil {
 		return err
 	}
+	stopAPI, err := s.startAPI()
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
 	jobCtx, cancelJobs := context.WithCancelCause(context.Background())
 	defer cancelJobs(nil)
 	for {
@@ -497,10 +519,12 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 		Lock: s.lockOptions("backup of group " + g.Name),
 		Progress: func(member string) *engine.Progress {
 			log.Info("member backup running", "member", member)
-			s.o.observe(Event{Kind: "member", Job: "backup", Group: g.Name, Member: member, Retry: t.retry})
-			return nil
+			p := new(engine.Progress)
+			s.o.observe(Event{Kind: "member", Job: "backup", Group: g.Name, Member: member, Retry: t.retry, Progress: p})
+			return p
 		},
 	})
+	t.res = res
 	if ctx.Err() != nil {
 		// Stopped: the run is not covered; the next start makes it.
 		s.mu.Lock()

@@ -1,0 +1,316 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
+)
+
+// AlertsFile is where the server keeps, in its home, the active alerts.
+// Version 1, replaced atomically (temp file, fsync, rename) at each
+// change; pinned by testdata/alerts-v1.golden:
+//
+//	{
+//	  "version": 1,             format version; another one is refused
+//	  "next_id": N,             the id the next alert gets (ids are never reused)
+//	  "alerts": [               the active alerts, oldest first
+//	    {
+//	      "id": N,
+//	      "job": "backup",      kind of the job that failed: backup, prune, gc
+//	      "group": "g",         absent for gc
+//	      "source": "s",        for a backup: the member's source
+//	      "member": "/path",    for a backup: the member's path
+//	      "error": "...",       the latest failure's message
+//	      "action": "...",      what to do about it
+//	      "since": "<RFC 3339>",  the first failure (the server's clock)
+//	      "last": "<RFC 3339>",   the latest failure
+//	      "count": N,           failures since it opened
+//	      "catalog_job": N      the catalog's number of the latest failed job (absent: none)
+//	    }
+//	  ]
+//	}
+//
+// Cleared and acked alerts are dropped from the file (the log and the
+// notifications keep their history). Losing the file loses only the
+// open alerts: the next failure opens them again.
+const AlertsFile = "alerts.json"
+
+const alertsVersion = 1
+
+// ErrNoAlert: no active alert has the id given.
+var ErrNoAlert = errors.New("no such active alert")
+
+// Alert is one active alert: a condition that made jobs fail, open until
+// a later job of the same kind on the same group and source succeeds or
+// someone acknowledges it.
+type Alert struct {
+	ID     uint64 `json:"id"`
+	Job    string `json:"job"`              // the kind of job that failed: backup, prune, gc
+	Group  string `json:"group,omitempty"`  // "" for gc
+	Source string `json:"source,omitempty"` // for a backup: the member's source
+	Member string `json:"member,omitempty"` // for a backup: the member's path
+	// Error is the latest failure's message; Action says what to do.
+	Error  string    `json:"error"`
+	Action string    `json:"action"`
+	Since  time.Time `json:"since"` // the first failure
+	Last   time.Time `json:"last"`  // the latest failure
+	Count  int       `json:"count"` // failures since it opened
+	// CatalogJob is the catalog's number of the latest failed job (0
+	// when the job was not recorded).
+	CatalogJob uint64 `json:"catalog_job,omitempty"`
+}
+
+// key is what makes two failures the same alert.
+func (a *Alert) key() string { return a.Job + "\x00" + a.Group + "\x00" + a.Source }
+
+// AlertEvent is what Options.OnAlert hears: an alert opened (its first
+// failure), cleared (a later job succeeded) or acked (someone said they
+// know). A repeated failure of an open alert is no event: it changes
+// only Count and Last.
+type AlertEvent struct {
+	Kind  string // opened, cleared, acked
+	Alert Alert
+}
+
+// alerts is the set of active alerts, kept in <home>/alerts.json.
+type alerts struct {
+	path string
+	mu   sync.Mutex
+	file alertsFile
+}
+
+type alertsFile struct {
+	Version int      `json:"version"`
+	Next    uint64   `json:"next_id"`
+	Alerts  []*Alert `json:"alerts"`
+}
+
+func loadAlerts(home string) (*alerts, error) {
+	a := &alerts{path: filepath.Join(home, AlertsFile), file: alertsFile{Version: alertsVersion, Next: 1, Alerts: []*Alert{}}}
+	b, err := os.ReadFile(a.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return a, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read alerts: %w", err)
+	}
+	if err := json.Unmarshal(b, &a.file); err != nil {
+		return nil, fmt.Errorf("alerts %s: %w (remove it: the active alerts are forgotten, and open again at the next failure)", a.path, err)
+	}
+	if a.file.Version != alertsVersion {
+		return nil, fmt.Errorf("alerts %s have version %d; this recall knows %d (run the recall that wrote them, or remove the file)", a.path, a.file.Version, alertsVersion)
+	}
+	if a.file.Alerts == nil {
+		a.file.Alerts = []*Alert{}
+	}
+	return a, nil
+}
+
+func (a *alerts) encode() []byte {
+	b, _ := json.MarshalIndent(&a.file, "", "  ")
+	return append(b, '\n')
+}
+
+// save replaces the file atomically; a.mu is held.
+func (a *alerts) save() error {
+	return writeAtomic(a.path, a.encode())
+}
+
+// List returns a copy of the active alerts, oldest first.
+func (a *alerts) list() []Alert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Alert, 0, len(a.file.Alerts))
+	for _, x := range a.file.Alerts {
+		out = append(out, *x)
+	}
+	return out
+}
+
+// fail records a failure of the job described by f at now: a new alert,
+// or one more of an open one. It returns the event to send, if any.
+func (a *alerts) fail(f Alert, err error, now time.Time) (*AlertEvent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f.Error, f.Action = err.Error(), suggest(&f, err)
+	for _, x := range a.file.Alerts {
+		if x.key() == f.key() {
+			x.Count++
+			x.Last, x.Error, x.Action, x.CatalogJob, x.Member = now, f.Error, f.Action, f.CatalogJob, f.Member
+			return nil, a.save()
+		}
+	}
+	f.ID, f.Since, f.Last, f.Count = a.file.Next, now, now, 1
+	a.file.Next++
+	a.file.Alerts = append(a.file.Alerts, &f)
+	return &AlertEvent{Kind: "opened", Alert: f}, a.save()
+}
+
+// succeed clears the alert of the job described by f, if one is open.
+func (a *alerts) succeed(f Alert) (*AlertEvent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, x := range a.file.Alerts {
+		if x.key() == f.key() {
+			a.file.Alerts = slices.Delete(a.file.Alerts, i, i+1)
+			return &AlertEvent{Kind: "cleared", Alert: *x}, a.save()
+		}
+	}
+	return nil, nil
+}
+
+// ack closes alert id: the condition is known; if it persists, the next
+// failure opens a new alert.
+func (a *alerts) ack(id uint64) (*AlertEvent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, x := range a.file.Alerts {
+		if x.ID == id {
+			a.file.Alerts = slices.Delete(a.file.Alerts, i, i+1)
+			return &AlertEvent{Kind: "acked", Alert: *x}, a.save()
+		}
+	}
+	return nil, fmt.Errorf("alert %d: %w (list them with 'recall alerts')", id, ErrNoAlert)
+}
+
+// suggest says what to do about err, the failure of the job f describes.
+func suggest(f *Alert, err error) string {
+	switch {
+	case errors.Is(err, chunkstore.ErrLocked):
+		// The lock error names the holder: pid, host, purpose, since.
+		return "another process holds the store lock (the error names it): wait for it to finish, or stop it if it hangs; the server retries"
+	case errors.Is(err, engine.ErrCatalogBusy):
+		return "another recall process holds the catalog: wait for it, or stop it if it hangs; the server retries"
+	case errors.Is(err, syscall.ENOSPC):
+		return "the store's file system is full: free space on it, or shorten retention ('recall group edit " + f.Group + " --retention ...') and run 'recall prune' and 'recall gc'"
+	case errors.Is(err, os.ErrNotExist) && f.Member != "":
+		return fmt.Sprintf("member %s is gone: restore or remount it, or take it out of the group with 'recall group remove %s --member %s'", f.Member, f.Group, f.Member)
+	case errors.Is(err, os.ErrPermission):
+		return "permission denied: recall serve must run as root to read every file"
+	case errors.Is(err, engine.ErrWarnings):
+		return "the point was made but entries were skipped or damaged: see the job's errors with 'recall jobs'"
+	}
+	if f.CatalogJob != 0 {
+		return fmt.Sprintf("see job %d in 'recall jobs'; fix the cause, then run 'recall backup --group %s' or wait for the next run", f.CatalogJob, f.Group)
+	}
+	return "see the server's log; the next scheduled run tries again"
+}
+
+// noteJob opens, counts or clears the alerts a finished job decides; it
+// returns the events to send.
+func (a *alerts) noteJob(e Event, now time.Time) ([]AlertEvent, error) {
+	var evs []AlertEvent
+	var errs []error
+	add := func(ev *AlertEvent, err error) {
+		if ev != nil {
+			evs = append(evs, *ev)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.Job != "backup" {
+		f := Alert{Job: e.Job, Group: e.Group}
+		if e.Err != nil && !stopped(e.Err) {
+			add(a.fail(f, e.Err, now))
+		} else if e.Err == nil {
+			add(a.succeed(f))
+		}
+		return evs, errors.Join(errs...)
+	}
+	for _, r := range e.Results {
+		f := Alert{Job: "backup", Group: e.Group, Source: r.Source, Member: r.Member, CatalogJob: r.Job}
+		switch {
+		case r.Point != nil:
+			// A point with warnings still protects the source: the
+			// condition that stopped backups is gone.
+			add(a.succeed(f))
+		case r.Err != nil && !stopped(r.Err):
+			add(a.fail(f, r.Err, now))
+		}
+	}
+	if len(e.Results) == 0 && e.Err != nil && !stopped(e.Err) {
+		// The group failed before any member ran (an invalid policy).
+		add(a.fail(Alert{Job: "backup", Group: e.Group}, e.Err, now))
+	}
+	return evs, errors.Join(errs...)
+}
+
+// stopped reports whether err is the stop's cancellation: no failure of
+// the thing the job protects.
+func stopped(err error) bool {
+	return errors.Is(err, ErrShutdown) || errors.Is(err, context.Canceled)
+}
+
+// writeAtomic replaces path with data: a crash leaves the old or the new.
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ReadAlerts returns the active alerts kept in home, oldest first: what
+// 'recall alerts' shows when no server runs.
+func ReadAlerts(home string) ([]Alert, error) {
+	if err := engine.RequireStore(home); err != nil {
+		return nil, err
+	}
+	a, err := loadAlerts(home)
+	if err != nil {
+		return nil, err
+	}
+	return a.list(), nil
+}
+
+// AckAlert closes alert id in home when no server runs: it takes the
+// home as a server does (ErrHomeBusy when one runs: ask it instead).
+func AckAlert(home string, id uint64) (Alert, error) {
+	if err := engine.RequireStore(home); err != nil {
+		return Alert{}, err
+	}
+	l, err := lockHome(home)
+	if err != nil {
+		return Alert{}, err
+	}
+	defer l.release()
+	a, err := loadAlerts(home)
+	if err != nil {
+		return Alert{}, err
+	}
+	ev, err := a.ack(id)
+	if ev == nil {
+		return Alert{}, err
+	}
+	return ev.Alert, err
+}

@@ -1,0 +1,642 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/recall-backup/recall/engine"
+	"golang.org/x/sys/unix"
+)
+
+// APIVersion is the path prefix of the socket API; a change that breaks
+// clients gets a new one.
+const APIVersion = "/v1"
+
+// HomeHeader names, on every API response, the home the server owns, so
+// a client given another home does not act on the wrong one.
+const HomeHeader = "Recall-Home"
+
+// SocketGroup is the group that may connect to the socket (read
+// endpoints); write endpoints are for root.
+const SocketGroup = "recall"
+
+// keptJobs is how many ended jobs the server remembers for the API; the
+// catalog keeps them all.
+const keptJobs = 200
+
+// followInterval is how often a followed job's progress is sent while
+// nothing else changes.
+const (
+	followInterval    = time.Second
+	minFollowInterval = 100 * time.Millisecond
+)
+
+// JobView is one job of the server's queue, as the API shows it.
+type JobView struct {
+	ID       uint64       `json:"id"`
+	Kind     string       `json:"kind"` // backup, prune, gc
+	Group    string       `json:"group,omitempty"`
+	Retry    int          `json:"retry,omitempty"`
+	State    string       `json:"state"` // queued, running, ok, warnings, failed
+	Queued   time.Time    `json:"queued"`
+	Started  time.Time    `json:"started,omitzero"`
+	Finished time.Time    `json:"finished,omitzero"`
+	Error    string       `json:"error,omitempty"`
+	Members  []MemberView `json:"members,omitempty"`
+}
+
+// Done reports whether the job has ended.
+func (j *JobView) Done() bool { return !j.Finished.IsZero() }
+
+// MemberView is one member of a backup job.
+type MemberView struct {
+	Member     string    `json:"member"`
+	Source     string    `json:"source,omitempty"`
+	State      string    `json:"state"` // running, ok, warnings, failed
+	CatalogJob uint64    `json:"catalog_job,omitempty"`
+	Point      string    `json:"point,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Progress   *Progress `json:"progress,omitempty"`
+}
+
+// Progress is a member backup's progress (engine.Status) in the API.
+type Progress struct {
+	FilesDone  int64 `json:"files_done"`
+	FilesTotal int64 `json:"files_total"`
+	BytesDone  int64 `json:"bytes_done"`
+	BytesTotal int64 `json:"bytes_total"`
+	Errors     int64 `json:"errors"` // entries skipped or flagged so far
+	// TotalsFinal: the scan ended, so the totals are complete.
+	TotalsFinal bool     `json:"totals_final"`
+	Current     []string `json:"current,omitempty"` // paths in work, oldest first
+}
+
+func progressOf(p *engine.Progress) *Progress {
+	st := p.Status()
+	return &Progress{FilesDone: st.FilesDone, FilesTotal: st.FilesTotal, BytesDone: st.BytesDone, BytesTotal: st.BytesTotal,
+		Errors: st.Errors, TotalsFinal: st.TotalsFinal, Current: st.Current}
+}
+
+// ServerInfo is GET /v1/ping, and the server part of GET /v1/status.
+type ServerInfo struct {
+	PID         int       `json:"pid"`
+	Home        string    `json:"home"`
+	Socket      string    `json:"socket"`
+	Started     time.Time `json:"started"`
+	Concurrency int       `json:"concurrency"`
+}
+
+// GroupRun is when a group runs next, in GET /v1/status.
+type GroupRun struct {
+	Group   string    `json:"group"`
+	Covered time.Time `json:"covered,omitzero"` // latest run time made
+	NextRun time.Time `json:"next_run,omitzero"`
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// StatusView is GET /v1/status: the store's status (the fields of
+// 'recall status --json' without a server) and the server's.
+type StatusView struct {
+	*engine.StoreStatus
+	StoreError string     `json:"store_error,omitempty"`
+	Server     ServerInfo `json:"server"`
+	Schedule   []GroupRun `json:"schedule"`
+	Jobs       []JobView  `json:"jobs"` // queued and running
+	Alerts     int        `json:"alerts"`
+}
+
+// hooks is the server's side of the socket API and alerts: it follows
+// jobs through Observe.
+type hooks struct {
+	alerts  *alerts
+	started time.Time
+
+	jobsMu  sync.Mutex
+	jobs    []*liveJob // oldest first
+	nextJob uint64
+}
+
+type liveJob struct {
+	view     JobView
+	progress map[string]*engine.Progress // of running members
+	changed  chan struct{}               // closed and replaced at each event
+}
+
+func (s *Server) initHooks() error {
+	a, err := loadAlerts(s.o.Home)
+	if err != nil {
+		return err
+	}
+	s.alerts, s.started, s.nextJob = a, time.Now(), 1
+	user := s.o.Observe
+	s.o.Observe = func(e Event) {
+		s.track(e)
+		if user != nil {
+			user(e)
+		}
+	}
+	return nil
+}
+
+// track follows e in the live job list and the alerts. It is called with
+// s.mu held (enqueue), so it takes no lock of the scheduler.
+func (s *Server) track(e Event) {
+	now := s.o.Clock.Now()
+	s.jobsMu.Lock()
+	var j *liveJob
+	for i := len(s.jobs) - 1; i >= 0; i-- {
+		if x := s.jobs[i]; x.view.Kind == e.Job && x.view.Group == e.Group && !x.view.Done() {
+			j = x
+			break
+		}
+	}
+	if e.Kind == "queued" || j == nil {
+		j = &liveJob{view: JobView{ID: s.nextJob, Kind: e.Job, Group: e.Group, Retry: e.Retry, State: "queued", Queued: now}, progress: map[string]*engine.Progress{}, changed: make(chan struct{})}
+		s.nextJob++
+		s.jobs = append(s.jobs, j)
+		s.trimJobs()
+	}
+	switch e.Kind {
+	case "started":
+		j.view.State, j.view.Started = "running", now
+	case "member":
+		j.view.Members = append(j.view.Members, MemberView{Member: e.Member, State: "running"})
+		if e.Progress != nil {
+			j.progress[e.Member] = e.Progress
+		}
+	case "finished":
+		j.view.Finished, j.view.State = now, outcome(e.Err)
+		if e.Err != nil {
+			j.view.Error = e.Err.Error()
+		}
+		for _, r := range e.Results {
+			m := MemberView{Member: r.Member, Source: r.Source, CatalogJob: r.Job, State: outcome(r.Err)}
+			if r.Point != nil {
+				m.Point = r.Point.ID.String()
+				if r.Err != nil {
+					m.State = "warnings"
+				}
+			}
+			if r.Err != nil {
+				m.Error = r.Err.Error()
+			}
+			if p := j.progress[r.Member]; p != nil {
+				m.Progress = progressOf(p)
+				m.Progress.Current = nil
+			}
+			if i := slices.IndexFunc(j.view.Members, func(v MemberView) bool { return v.Member == r.Member }); i >= 0 {
+				j.view.Members[i] = m
+			} else {
+				j.view.Members = append(j.view.Members, m)
+			}
+		}
+		clear(j.progress)
+	}
+	close(j.changed)
+	j.changed = make(chan struct{})
+	s.jobsMu.Unlock()
+	if e.Kind == "finished" {
+		evs, err := s.alerts.noteJob(e, now)
+		if err != nil {
+			s.o.Log.Error("alerts not saved; they are kept in memory until the next save", "err", err)
+		}
+		for _, ev := range evs {
+			s.o.Log.Warn("alert "+ev.Kind, "alert", ev.Alert.ID, "job", ev.Alert.Job, "group", ev.Alert.Group, "source", ev.Alert.Source, "action", ev.Alert.Action)
+			if s.o.OnAlert != nil {
+				s.o.OnAlert(ev)
+			}
+		}
+	}
+}
+
+func outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, engine.ErrWarnings):
+		return "warnings"
+	}
+	return "failed"
+}
+
+// trimJobs forgets the oldest ended jobs past keptJobs; s.jobsMu is held.
+func (s *Server) trimJobs() {
+	for n := len(s.jobs); n > keptJobs; n-- {
+		i := slices.IndexFunc(s.jobs, func(j *liveJob) bool { return j.view.Done() })
+		if i < 0 {
+			return
+		}
+		s.jobs = slices.Delete(s.jobs, i, i+1)
+	}
+}
+
+// snapshot copies j's view with its members' progress now; s.jobsMu is
+// held.
+func (j *liveJob) snapshot() JobView {
+	v := j.view
+	v.Members = slices.Clone(v.Members)
+	for i := range v.Members {
+		if p := j.progress[v.Members[i].Member]; p != nil {
+			v.Members[i].Progress = progressOf(p)
+		}
+	}
+	return v
+}
+
+// Jobs returns the jobs the server queued since it started (up to the
+// last keptJobs ended ones), newest first.
+func (s *Server) Jobs() []JobView {
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	out := make([]JobView, 0, len(s.jobs))
+	for i := len(s.jobs) - 1; i >= 0; i-- {
+		out = append(out, s.jobs[i].snapshot())
+	}
+	return out
+}
+
+// job returns job id's view and a channel closed at its next change.
+func (s *Server) job(id uint64) (JobView, <-chan struct{}, bool) {
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	for _, j := range s.jobs {
+		if j.view.ID == id {
+			return j.snapshot(), j.changed, true
+		}
+	}
+	return JobView{}, nil, false
+}
+
+// Alerts returns the active alerts, oldest first.
+func (s *Server) Alerts() []Alert { return s.alerts.list() }
+
+// Ack closes alert id (ErrNoAlert if none is active).
+func (s *Server) Ack(id uint64) (Alert, error) {
+	ev, err := s.alerts.ack(id)
+	if ev == nil {
+		return Alert{}, err
+	}
+	if err != nil {
+		s.o.Log.Error("alerts not saved", "err", err)
+	}
+	s.o.Log.Info("alert acked", "alert", id)
+	if s.o.OnAlert != nil {
+		s.o.OnAlert(*ev)
+	}
+	return ev.Alert, nil
+}
+
+// ErrJobBusy: a backup of the group is queued or running already; the
+// error of Backup names its job.
+var ErrJobBusy = errors.New("a backup of the group is queued or running")
+
+// Backup queues a backup of every member of group now, outside its
+// schedule, and returns its job's id. When one is queued or running
+// already it returns that job's id and an error wrapping ErrJobBusy.
+func (s *Server) Backup(group string) (uint64, error) {
+	var g engine.Group
+	err := engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
+		var err error
+		g, err = cat.Group(group)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if len(g.Members) == 0 {
+		return 0, fmt.Errorf("group %s has no members: add one with 'recall group add %s --member PATH'", g.Name, g.Name)
+	}
+	queued := s.enqueue(&task{kind: "backup", group: g})
+	s.jobsMu.Lock()
+	var id uint64
+	for i := len(s.jobs) - 1; i >= 0; i-- {
+		if j := s.jobs[i]; j.view.Kind == "backup" && j.view.Group == g.Name && !j.view.Done() {
+			id = j.view.ID
+			break
+		}
+	}
+	s.jobsMu.Unlock()
+	if !queued {
+		return id, fmt.Errorf("group %s: %w as job %d (follow it with 'recall jobs --follow %d')", g.Name, ErrJobBusy, id, id)
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return id, nil
+}
+
+// Status is GET /v1/status.
+func (s *Server) Status(ctx context.Context) StatusView {
+	v := StatusView{Server: s.info(), Schedule: []GroupRun{}, Jobs: []JobView{}, Alerts: len(s.alerts.list())}
+	var groups []engine.Group
+	err := engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
+		var err error
+		groups, err = cat.Groups()
+		return err
+	})
+	if err == nil {
+		v.StoreStatus, err = s.o.Store.Status(ctx, groups, s.o.Clock.Now())
+	}
+	if err != nil {
+		v.StoreError = err.Error()
+	}
+	if v.StoreStatus != nil && v.Sources == nil {
+		v.Sources = []engine.SourceStatus{}
+	}
+	s.mu.Lock()
+	for _, g := range groups {
+		r := GroupRun{Group: g.Name}
+		if gs := s.state.Groups[g.Name]; gs != nil {
+			r.Covered = gs.Covered
+		}
+		if rt := s.retries[g.Name]; rt != nil {
+			r.RetryAt = rt.at
+		}
+		switch {
+		case len(g.Members) == 0:
+			r.Error = "no members"
+		case r.Covered.IsZero():
+			r.NextRun = s.o.Clock.Now() // a new group is backed up at once
+		default:
+			if r.NextRun, err = g.Policy.NextRun(r.Covered); err != nil {
+				r.Error = err.Error()
+			}
+		}
+		v.Schedule = append(v.Schedule, r)
+	}
+	s.mu.Unlock()
+	for _, j := range s.Jobs() {
+		if !j.Done() {
+			v.Jobs = append(v.Jobs, j)
+		}
+	}
+	return v
+}
+
+func (s *Server) info() ServerInfo {
+	return ServerInfo{PID: os.Getpid(), Home: s.o.Home, Socket: s.o.Socket, Started: s.started, Concurrency: s.o.Concurrency}
+}
+
+// peerKey is the context key of a connection's peer uid.
+type peerKey struct{}
+
+// peerUID returns the uid of the process at the other end of c
+// (SO_PEERCRED: the kernel's word, not the client's).
+func peerUID(c net.Conn) (uint32, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, fmt.Errorf("not a unix socket connection: %T", c)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, fmt.Errorf("SO_PEERCRED: %w", cerr)
+	}
+	return cred.Uid, nil
+}
+
+// MayWrite decides, from the peer's uid, whether a caller may use the
+// write endpoints: root only. Reading needs only the right to connect,
+// which the socket's mode and group give.
+func MayWrite(uid uint32) bool { return uid == 0 }
+
+// Handler is the API's HTTP handler; each request's context must carry
+// the peer's uid (Serve's connections do), else writes are refused.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+APIVersion+"/ping", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.info())
+	})
+	mux.HandleFunc("GET "+APIVersion+"/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Status(r.Context()))
+	})
+	mux.HandleFunc("GET "+APIVersion+"/jobs", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"jobs": s.Jobs()})
+	})
+	mux.HandleFunc("GET "+APIVersion+"/jobs/{id}", s.getJob)
+	mux.HandleFunc("POST "+APIVersion+"/backup", s.write(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Group string `json:"group"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.Group == "" {
+			writeError(w, http.StatusBadRequest, fmt.Errorf(`body: give {"group": "NAME"}`))
+			return
+		}
+		id, err := s.Backup(req.Group)
+		switch {
+		case errors.Is(err, ErrJobBusy):
+			writeJSON(w, http.StatusConflict, map[string]any{"jobs": []uint64{id}, "error": err.Error()})
+		case errors.Is(err, engine.ErrNoGroup):
+			writeError(w, http.StatusNotFound, err)
+		case err != nil:
+			writeError(w, http.StatusUnprocessableEntity, err)
+		default:
+			writeJSON(w, http.StatusAccepted, map[string]any{"jobs": []uint64{id}})
+		}
+	}))
+	mux.HandleFunc("GET "+APIVersion+"/alerts", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"alerts": s.Alerts()})
+	})
+	mux.HandleFunc("POST "+APIVersion+"/alerts/{id}/ack", s.write(func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("alert id %q: give the number 'recall alerts' shows", r.PathValue("id")))
+			return
+		}
+		a, err := s.Ack(id)
+		if errors.Is(err, ErrNoAlert) {
+			writeError(w, http.StatusNotFound, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HomeHeader, s.o.Home)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// write wraps a write endpoint: root only.
+func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		uid, ok := r.Context().Value(peerKey{}).(uint32)
+		switch {
+		case !ok:
+			writeError(w, http.StatusForbidden, fmt.Errorf("%s %s is for root (uid 0), and the kernel did not say who you are", r.Method, r.URL.Path))
+			return
+		case !MayWrite(uid):
+			writeError(w, http.StatusForbidden, fmt.Errorf("%s %s is for root (uid 0); you are uid %d: run it with sudo", r.Method, r.URL.Path, uid))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// getJob is GET /v1/jobs/{id}; with ?follow=1 it streams the job as
+// NDJSON, a line at each change and every followInterval (or
+// ?interval=DURATION, at least minFollowInterval), until it ends.
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("job id %q: give the number 'recall jobs' shows", r.PathValue("id")))
+		return
+	}
+	v, changed, ok := s.job(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("job %d: not among the server's jobs (it may be older than the last %d; 'recall jobs' lists the catalog's)", id, keptJobs))
+		return
+	}
+	if f := r.URL.Query().Get("follow"); f == "" || f == "0" || f == "false" {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	every := followInterval
+	if q := r.URL.Query().Get("interval"); q != "" {
+		d, err := time.ParseDuration(q)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("interval %q: give a duration like 500ms or 2s", q))
+			return
+		}
+		every = max(d, minFollowInterval)
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		if err := enc.Encode(v); err != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if v.Done() {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+		v, changed, _ = s.job(id)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	b, _ := json.MarshalIndent(v, "", "  ")
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// Listen makes the API's socket at path: its directory is created, a
+// stale socket (nothing answers on it) replaced, and the socket made mode
+// 0660 with group SocketGroup when it exists, else root's group (then
+// only root can connect); the group's name is returned.
+func Listen(path string) (*net.UnixListener, string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, "", fmt.Errorf("socket directory: %w", err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, "", fmt.Errorf("socket %s: another recall serve answers on it: %w (stop it, or give this one another socket in its configuration)", path, ErrHomeBusy)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, "", fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	}
+	// The mode is right from the start: a chmod after the bind would
+	// leave a moment in which anyone could connect.
+	old := syscall.Umask(0o117)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	syscall.Umask(old)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen on socket %s: %w (give another path with socket = in the configuration)", path, err)
+	}
+	group, gid := "root", 0
+	if g, err := user.LookupGroup(SocketGroup); err == nil {
+		if n, err := strconv.Atoi(g.Gid); err == nil {
+			group, gid = SocketGroup, n
+		}
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		l.Close()
+		return nil, "", fmt.Errorf("socket %s: give it group %s: %w", path, group, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, "", fmt.Errorf("socket %s: %w", path, err)
+	}
+	return l, group, nil
+}
+
+// httpServer answers the API with each connection's peer credentials.
+func (s *Server) httpServer() *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			uid, err := peerUID(c)
+			if err != nil {
+				s.o.Log.Warn("API connection without peer credentials: read only", "err", err)
+				return ctx
+			}
+			return context.WithValue(ctx, peerKey{}, uid)
+		},
+	}
+}
+
+// startAPI listens on Options.Socket, if set, and returns what stops it.
+func (s *Server) startAPI() (func(), error) {
+	if s.o.Socket == "" {
+		return func() {}, nil
+	}
+	l, group, err := Listen(s.o.Socket)
+	if err != nil {
+		return nil, err
+	}
+	if group != SocketGroup {
+		s.o.Log.Warn("group "+SocketGroup+" does not exist: the socket's group is root, so only root can use the API (create the group to let its members read)", "socket", s.o.Socket)
+	}
+	s.o.Log.Info("API listening", "socket", s.o.Socket, "group", group, "mode", "0660")
+	srv := s.httpServer()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.o.Log.Error("API stopped", "err", err)
+		}
+	}()
+	// Close, not Shutdown: followers of running jobs would hold a
+	// graceful stop for as long as their jobs run.
+	return func() { srv.Close(); <-done }, nil
+}
