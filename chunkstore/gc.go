@@ -839,15 +839,7 @@ func (g *gcRun) hide(plan *gcPlan, sizes map[ID]int64) error {
 	// plan: their entries have done their work (readers dropped their
 	// places) and go now.
 	out := &leaveOut{hide: hide, keepEmpty: func(id ID) bool { _, ok := sizes[id]; return ok }}
-	s.fmu.Lock()
-	sup := make([]ID, 0, len(s.loadedI))
-	for name := range s.loadedI {
-		if id, err := ParseID(name); err == nil {
-			sup = append(sup, id)
-		}
-	}
-	s.fmu.Unlock()
-	sortIDs(sup)
+	sup := s.loadedIndexIDs()
 	var salt [16]byte
 	rand.Read(salt[:])
 	w, err := backend.Create(g.ctx, s.be, backend.Index)

@@ -58,15 +58,8 @@ func pointMarker(s *Store) Marker {
 // commits a point listing the ones named in point (none: no point).
 func gcBlobs(t *testing.T, s *Store, source string, blobs [][]byte, point ...int) ID {
 	t.Helper()
-	l, err := s.LockSession(ctx, source, "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, w := sessionWriter(t, s, source)
 	defer l.Unlock()
-	w, err := l.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ids []string
 	for i, b := range blobs {
 		id := s.Hash(b)

@@ -41,14 +41,7 @@ func TestPackCommitHelperProcess(t *testing.T) {
 		}
 		return nil
 	})
-	l, err := s.LockSession(ctx, "s", "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := l.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, w := sessionWriter(t, s, "s")
 	b := tempPackBlob()
 	if _, err := w.SaveBlob(DataBlob, s.Hash(b), b); err != nil {
 		t.Fatal(err)
@@ -133,14 +126,7 @@ func TestSessionAdoptsFinishedTempPack(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer s.Close()
-				l, err := s.LockSession(ctx, "s", "test", 0, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				w, err := l.NewWriter()
-				if err != nil {
-					t.Fatal(err)
-				}
+				l, w := sessionWriter(t, s, "s")
 				if err := w.Flush(); err != nil {
 					t.Fatal(err)
 				}

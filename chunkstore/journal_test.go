@@ -44,6 +44,23 @@ func journalNames(t *testing.T, s *Store) []string {
 	return out
 }
 
+// sessionWriter takes a write session of source in s and returns its lock,
+// which the caller unlocks, and its first writer: by then it has adopted
+// what an interrupted session of the source left.
+func sessionWriter(t *testing.T, s *Store, source string) (*Lock, *Writer) {
+	t.Helper()
+	l, err := s.LockSession(bg, source, "test", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := l.NewWriter()
+	if err != nil {
+		l.Unlock()
+		t.Fatal(err)
+	}
+	return l, w
+}
+
 func indexFileCount(t *testing.T, dir string) int {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(dir, "index"))
@@ -58,15 +75,8 @@ func indexFileCount(t *testing.T, dir string) int {
 // two leaves it.
 func interruptedSession(t *testing.T, s *Store, source string, data []byte) ID {
 	t.Helper()
-	l, err := s.LockSession(bg, source, "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, w := sessionWriter(t, s, source)
 	defer l.Unlock()
-	w, err := l.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
 	id := s.Hash(data)
 	if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
 		t.Fatal(err)
@@ -106,13 +116,7 @@ func TestSessionAdoptsItsJournalOnly(t *testing.T) {
 			t.Fatal("a reader that did not walk knows unindexed packs")
 		}
 		files := indexFileCount(t, dir)
-		l, err := r.LockSession(bg, "a", "test", 0, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := l.NewWriter(); err != nil {
-			t.Fatal(err)
-		}
+		l, _ := sessionWriter(t, r, "a")
 		l.Unlock()
 		if n := fb.CallsOn(faulty.List, backend.Packs); n != 0 {
 			t.Errorf("encrypted=%v: a session listed the packs %d times", enc, n)
@@ -154,13 +158,7 @@ func TestSessionAdoptsInProcessLeftover(t *testing.T) {
 	dir, s := newStore(t, false)
 	id := interruptedSession(t, s, "a", randBytes(1, 5000))
 	files := indexFileCount(t, dir)
-	l, err := s.LockSession(bg, "a", "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.NewWriter(); err != nil {
-		t.Fatal(err)
-	}
+	l, _ := sessionWriter(t, s, "a")
 	l.Unlock()
 	if got := indexFileCount(t, dir); got != files+1 {
 		t.Errorf("%d index files, want %d", got, files+1)
@@ -180,14 +178,7 @@ func TestJournalEntryOfIndexedPackDropped(t *testing.T) {
 	dir, s := newStore(t, false)
 	fb := faultsOf(t, s)
 	fb.FailAt(faulty.Remove, backend.Journal, 0, nil)
-	l, err := s.LockSession(bg, "a", "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := l.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, w := sessionWriter(t, s, "a")
 	data := randBytes(1, 5000)
 	if _, err := w.SaveBlob(DataBlob, s.Hash(data), data); err != nil {
 		t.Fatal(err)
@@ -197,7 +188,7 @@ func TestJournalEntryOfIndexedPackDropped(t *testing.T) {
 	}
 	fb.Clear()
 	fb.FailAt(faulty.Commit, backend.Packs, 1, nil)
-	w, err = l.NewWriter()
+	w, err := l.NewWriter()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,13 +205,7 @@ func TestJournalEntryOfIndexedPackDropped(t *testing.T) {
 
 	r, _ := openFaulty(t, dir)
 	files := indexFileCount(t, dir)
-	l, err = r.LockSession(bg, "a", "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.NewWriter(); err != nil {
-		t.Fatal(err)
-	}
+	l, _ = sessionWriter(t, r, "a")
 	l.Unlock()
 	if names := journalNames(t, r); len(names) != 0 {
 		t.Errorf("journal after the next session: %v", names)
@@ -241,15 +226,8 @@ func TestJournalBoundedBySession(t *testing.T) {
 	PackTargetSize = 1 // a pack per blob
 	t.Cleanup(func() { PackTargetSize = old })
 	dir, s := newStore(t, false)
-	l, err := s.LockSession(bg, "a", "test", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, w := sessionWriter(t, s, "a")
 	defer l.Unlock()
-	w, err := l.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const blobs = indexEvery + 40
 	for i := range blobs {
 		data := randBytes(int64(i), 100)
@@ -287,14 +265,7 @@ func TestSessionDedupChecksPackOnce(t *testing.T) {
 		}
 
 		r, fb := openFaulty(t, dir)
-		l, err := r.LockSession(bg, "src", "test", 0, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := l.NewWriter()
-		if err != nil {
-			t.Fatal(err)
-		}
+		l, w := sessionWriter(t, r, "src")
 		stats := func() int { return fb.CallsOn(faulty.Stat, backend.Packs) }
 		for i, want := range []bool{false, true, true} {
 			if fresh, err := w.SaveBlob(DataBlob, ids[i], data[i]); err != nil || fresh != want {
@@ -323,13 +294,7 @@ func TestSessionDedupChecksPackOnce(t *testing.T) {
 		if err := os.Remove(op); err != nil {
 			t.Fatal(err)
 		}
-		l, err = r.LockSession(bg, "src", "test", 0, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := l.NewWriter(); err != nil {
-			t.Fatal(err)
-		}
+		l, _ = sessionWriter(t, r, "src")
 		if r.Has(other) {
 			t.Errorf("encrypted=%v: a blob whose pack was removed counts as stored in the next session", enc)
 		}

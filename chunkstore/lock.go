@@ -1,14 +1,12 @@
 package chunkstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -141,21 +139,27 @@ func (s *Store) consolidateIndex() (string, error) {
 	if !s.idx.hasRecent() {
 		return "", nil // the base holds everything already, or nothing is stored
 	}
-	s.fmu.Lock()
-	sup := make([]ID, 0, len(s.loadedI))
-	for name := range s.loadedI {
-		if id, err := ParseID(name); err == nil {
-			sup = append(sup, id)
-		}
-	}
-	s.fmu.Unlock()
-	slices.SortFunc(sup, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
-	name, err := s.idx.consolidateFile(s.be, s.keys, sup)
+	name, err := s.idx.consolidateFile(s.be, s.keys, s.loadedIndexIDs())
 	if err != nil {
 		return "", storeWriteError(s.Dir(), err)
 	}
 	s.markIndexLoaded(name.String())
 	return name.String(), nil
+}
+
+// loadedIndexIDs returns the ids of the index files loaded so far, sorted:
+// what a consolidated index file written now supersedes.
+func (s *Store) loadedIndexIDs() []ID {
+	s.fmu.Lock()
+	ids := make([]ID, 0, len(s.loadedI))
+	for name := range s.loadedI {
+		if id, err := ParseID(name); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	s.fmu.Unlock()
+	sortIDs(ids)
+	return ids
 }
 
 // LockSession takes the store lock shared, for a write session of source:

@@ -313,72 +313,114 @@ func describe(m map[string]crashFile) string {
 	return strings.Join(parts, ", ")
 }
 
-// TestCrashAtEveryStep cuts the power at each durable step of a backup in
-// turn and checks what doc.go's write order promises: the store verifies
-// clean reading every blob, every committed point restores exactly, and
-// the next backup succeeds and restores exactly too.
-func TestCrashAtEveryStep(t *testing.T) {
+// backupFunc backs up src into the store in dir with hook set (nil: none)
+// and returns the point or the error: the backup a crash test cuts.
+type backupFunc func(t *testing.T, dir, src string, hook func(chunkstore.Step) error) (*Point, error)
+
+// crashSetup is a store with the first two of crashVersions backed up and
+// the source holding the third, for the backup the test cuts.
+type crashSetup struct {
+	base, src string
+	// committed are the points backed up before the crash, with their
+	// versions.
+	committed map[chunkstore.ID]map[string]crashFile
+	// latest is the version in src.
+	latest map[string]crashFile
+	// count holds the durable steps of an uncut backup of the third
+	// version, run in a copy of base.
+	count *powerCut
+}
+
+// newCrashSetup backs up the first two versions with backup into a new
+// store, with packs small enough that a backup writes several, some
+// finished before the commit.
+func newCrashSetup(t *testing.T, backup backupFunc) *crashSetup {
+	t.Helper()
 	old := chunkstore.PackTargetSize
-	chunkstore.PackTargetSize = 100 << 10 // several packs per backup, some finished before the commit
+	chunkstore.PackTargetSize = 100 << 10
 	t.Cleanup(func() { chunkstore.PackTargetSize = old })
 
 	versions := crashVersions()
-	base := filepath.Join(t.TempDir(), "store")
-	if _, err := chunkstore.Init(base, chunkstore.InitOptions{}); err != nil {
+	cs := &crashSetup{
+		base:      filepath.Join(t.TempDir(), "store"),
+		src:       t.TempDir(),
+		committed: map[chunkstore.ID]map[string]crashFile{},
+		latest:    versions[2],
+		count:     newPowerCut(0),
+	}
+	if _, err := chunkstore.Init(cs.base, chunkstore.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	src := t.TempDir()
-	committed := map[chunkstore.ID]map[string]crashFile{}
 	for _, v := range versions[:2] {
-		writeVersion(t, src, v)
-		p, err := crashBackup(t, base, src, nil)
+		writeVersion(t, cs.src, v)
+		p, err := backup(t, cs.base, cs.src, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		committed[p.ID] = v
+		cs.committed[p.ID] = v
 	}
-	writeVersion(t, src, versions[2])
-	// A point the crashed backup committed can only be of the new version.
-	versionOf := func(id chunkstore.ID) map[string]crashFile {
-		if v, ok := committed[id]; ok {
-			return v
-		}
-		return versions[2]
-	}
-
-	count := newPowerCut(0)
-	tmp := filepath.Join(t.TempDir(), "count")
-	copyDir(t, base, tmp)
-	if _, err := crashBackup(t, tmp, src, count.hook); err != nil {
+	writeVersion(t, cs.src, cs.latest)
+	if _, err := backup(t, cs.storeCopy(t), cs.src, cs.count.hook); err != nil {
 		t.Fatalf("backup counting its steps: %v", err)
 	}
-	kinds := map[chunkstore.StepKind]int{}
-	var manifest bool
-	for _, s := range count.steps {
-		kinds[s.Kind]++
-		manifest = manifest || s.Kind == chunkstore.StepRename && filepath.Base(filepath.Dir(s.To)) == "points"
-	}
-	// The steps the hook must see for the test to mean anything: several
-	// packs written and renamed into place, and the manifest.
-	if kinds[chunkstore.StepRename] < 4 || kinds[chunkstore.StepWrite] < 4 || !manifest {
-		t.Fatalf("the backup's durable steps are %v (manifest renamed: %v): the hook misses steps", kinds, manifest)
-	}
-	t.Logf("%d durable steps: %v", len(count.steps), kinds)
+	return cs
+}
 
+// storeCopy copies the store with the committed points into a new
+// directory of t's and returns its path.
+func (cs *crashSetup) storeCopy(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	copyDir(t, cs.base, dir)
+	return dir
+}
+
+// versionOf is the version point id must restore: a point the crashed
+// backup committed can only be of the new version.
+func (cs *crashSetup) versionOf(id chunkstore.ID) map[string]crashFile {
+	if v, ok := cs.committed[id]; ok {
+		return v
+	}
+	return cs.latest
+}
+
+// checkNextBackup runs backup once more on the store in dir after the
+// crash, when it held the points before, then check (nil: none) on the
+// store, and checks that every point restores exactly, the new one too.
+func (cs *crashSetup) checkNextBackup(t *testing.T, dir string, backup backupFunc, before map[chunkstore.ID]bool, check func(t *testing.T, dir string)) {
+	t.Helper()
+	next, err := backup(t, dir, cs.src, nil)
+	if err != nil {
+		t.Fatalf("backup after the crash: %v", err)
+	}
+	if check != nil {
+		check(t, dir)
+	}
+	if after := checkStore(t, dir, cs.versionOf); len(after) != len(before)+1 || !after[next.ID] {
+		t.Fatalf("%d points after the next backup, want %d with the new one", len(after), len(before)+1)
+	}
+}
+
+// cutAtEveryStep cuts the power at each durable step of backup in turn,
+// each time in a fresh copy of the store, and checks what doc.go's write
+// order promises: the store verifies clean reading every blob, every
+// committed point restores exactly, and the next backup succeeds and
+// restores exactly too, after check (nil: none) passed on the store.
+func cutAtEveryStep(t *testing.T, cs *crashSetup, backup backupFunc, check func(t *testing.T, dir string)) {
+	t.Helper()
 	// The order of a backup's steps can differ between runs (blobs are
 	// saved by several goroutines), so step n is the nth step of the run
 	// that is cut, and the loop ends with the first run that ends before
 	// its cut: the backup completed.
 	for n := 1; ; n++ {
-		if n > 2*len(count.steps) {
-			t.Fatalf("no backup run completed within %d steps; the counting run had %d", n-1, len(count.steps))
+		if n > 2*len(cs.count.steps) {
+			t.Fatalf("no backup run completed within %d steps; the counting run had %d", n-1, len(cs.count.steps))
 		}
 		completed := false
 		ok := t.Run(fmt.Sprintf("step-%02d", n), func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "store")
-			copyDir(t, base, dir)
+			dir := cs.storeCopy(t)
 			pc := newPowerCut(n)
-			p, err := crashBackup(t, dir, src, pc.hook)
+			p, err := backup(t, dir, cs.src, pc.hook)
 			if pc.n < n {
 				completed = true
 				if err != nil {
@@ -392,22 +434,37 @@ func TestCrashAtEveryStep(t *testing.T) {
 				}
 				pc.apply(t)
 			}
-			before := checkStore(t, dir, versionOf)
-			for id := range committed {
+			before := checkStore(t, dir, cs.versionOf)
+			for id := range cs.committed {
 				if !before[id] {
 					t.Fatalf("point %s, committed before the crash, is gone", id.Short())
 				}
 			}
-			next, err := crashBackup(t, dir, src, nil)
-			if err != nil {
-				t.Fatalf("backup after the crash: %v", err)
-			}
-			if after := checkStore(t, dir, versionOf); len(after) != len(before)+1 || !after[next.ID] {
-				t.Fatalf("%d points after the next backup, want %d with the new one", len(after), len(before)+1)
-			}
+			cs.checkNextBackup(t, dir, backup, before, check)
 		})
 		if !ok || completed {
 			break // the first step that breaks the store tells the story
 		}
 	}
+}
+
+// TestCrashAtEveryStep cuts the power at each durable step of a backup in
+// turn and checks what doc.go's write order promises: the store verifies
+// clean reading every blob, every committed point restores exactly, and
+// the next backup succeeds and restores exactly too.
+func TestCrashAtEveryStep(t *testing.T) {
+	cs := newCrashSetup(t, crashBackup)
+	kinds := map[chunkstore.StepKind]int{}
+	var manifest bool
+	for _, s := range cs.count.steps {
+		kinds[s.Kind]++
+		manifest = manifest || s.Kind == chunkstore.StepRename && filepath.Base(filepath.Dir(s.To)) == "points"
+	}
+	// The steps the hook must see for the test to mean anything: several
+	// packs written and renamed into place, and the manifest.
+	if kinds[chunkstore.StepRename] < 4 || kinds[chunkstore.StepWrite] < 4 || !manifest {
+		t.Fatalf("the backup's durable steps are %v (manifest renamed: %v): the hook misses steps", kinds, manifest)
+	}
+	t.Logf("%d durable steps: %v", len(cs.count.steps), kinds)
+	cutAtEveryStep(t, cs, crashBackup, nil)
 }

@@ -19,6 +19,23 @@ import (
 // lock shared, as backups take it.
 var sourceSession = SessionOptions{Purpose: "test", Source: "s"}
 
+// sourceBackup is the backup of source "s" in its write session.
+func sourceBackup(t *testing.T, dir, src string, hook func(chunkstore.Step) error) (*Point, error) {
+	t.Helper()
+	return sessionBackup(t, dir, src, sourceSession, hook)
+}
+
+// checkSessionDone checks the store in dir after the next session of the
+// source completed: its journal is empty and its index files cover the
+// packs exactly.
+func checkSessionDone(t *testing.T, dir string) {
+	t.Helper()
+	if e := journalEntries(t, dir); len(e) != 0 {
+		t.Fatalf("journal entries after the next backup of the source: %v", e)
+	}
+	checkIndexExact(t, dir)
+}
+
 // journalEntries lists the entries of the journal of the store in dir.
 func journalEntries(t *testing.T, dir string) []string {
 	t.Helper()
@@ -78,44 +95,12 @@ func checkIndexExact(t *testing.T, dir string) {
 // before it (the entry stays, and the next session drops it, finding its
 // pack indexed: TestJournalEntryOfIndexedPackDropped) or after it.
 func TestSessionCrashAtEveryStep(t *testing.T) {
-	old := chunkstore.PackTargetSize
-	chunkstore.PackTargetSize = 100 << 10 // several packs per backup, some finished before the commit
-	t.Cleanup(func() { chunkstore.PackTargetSize = old })
-
-	versions := crashVersions()
-	base := filepath.Join(t.TempDir(), "store")
-	if _, err := chunkstore.Init(base, chunkstore.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
-	committed := map[chunkstore.ID]map[string]crashFile{}
-	for _, v := range versions[:2] {
-		writeVersion(t, src, v)
-		p, err := sessionBackup(t, base, src, sourceSession, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		committed[p.ID] = v
-	}
-	if e := journalEntries(t, base); len(e) != 0 {
+	cs := newCrashSetup(t, sourceBackup)
+	if e := journalEntries(t, cs.base); len(e) != 0 {
 		t.Fatalf("journal entries after backups that completed: %v", e)
 	}
-	writeVersion(t, src, versions[2])
-	versionOf := func(id chunkstore.ID) map[string]crashFile {
-		if v, ok := committed[id]; ok {
-			return v
-		}
-		return versions[2]
-	}
-
-	count := newPowerCut(0)
-	tmp := filepath.Join(t.TempDir(), "count")
-	copyDir(t, base, tmp)
-	if _, err := sessionBackup(t, tmp, src, sourceSession, count.hook); err != nil {
-		t.Fatalf("backup counting its steps: %v", err)
-	}
 	journaled := 0
-	for _, s := range count.steps {
+	for _, s := range cs.count.steps {
 		if s.Kind == chunkstore.StepRename && filepath.Base(filepath.Dir(s.To)) == "journal" {
 			journaled++
 		}
@@ -125,53 +110,8 @@ func TestSessionCrashAtEveryStep(t *testing.T) {
 	if journaled < 2 {
 		t.Fatalf("the backup saved %d journal entries; the test needs several packs", journaled)
 	}
-	t.Logf("%d durable steps, %d journal entries", len(count.steps), journaled)
-
-	for n := 1; ; n++ {
-		if n > 2*len(count.steps) {
-			t.Fatalf("no backup run completed within %d steps; the counting run had %d", n-1, len(count.steps))
-		}
-		completed := false
-		ok := t.Run(fmt.Sprintf("step-%02d", n), func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "store")
-			copyDir(t, base, dir)
-			pc := newPowerCut(n)
-			p, err := sessionBackup(t, dir, src, sourceSession, pc.hook)
-			if pc.n < n {
-				completed = true
-				if err != nil {
-					t.Fatalf("backup without a cut (%d steps): %v", pc.n, err)
-				}
-			} else {
-				step := pc.steps[n-1]
-				t.Logf("power cut at %s %s", step.Kind, strings.TrimPrefix(step.Path, dir))
-				if !errors.Is(err, errPowerCut) {
-					t.Fatalf("backup cut at step %d: got point %v, error %v; want the power cut", n, p, err)
-				}
-				pc.apply(t)
-			}
-			before := checkStore(t, dir, versionOf)
-			for id := range committed {
-				if !before[id] {
-					t.Fatalf("point %s, committed before the crash, is gone", id.Short())
-				}
-			}
-			next, err := sessionBackup(t, dir, src, sourceSession, nil)
-			if err != nil {
-				t.Fatalf("backup after the crash: %v", err)
-			}
-			if e := journalEntries(t, dir); len(e) != 0 {
-				t.Fatalf("journal entries after the next backup of the source: %v", e)
-			}
-			checkIndexExact(t, dir)
-			if after := checkStore(t, dir, versionOf); len(after) != len(before)+1 || !after[next.ID] {
-				t.Fatalf("%d points after the next backup, want %d with the new one", len(after), len(before)+1)
-			}
-		})
-		if !ok || completed {
-			break
-		}
-	}
+	t.Logf("%d durable steps, %d journal entries", len(cs.count.steps), journaled)
+	cutAtEveryStep(t, cs, sourceBackup, checkSessionDone)
 }
 
 // A session does not walk the packs, yet the next backup of a source whose
@@ -334,45 +274,13 @@ func (k *killAt) restore(t *testing.T) {
 // The power-cut model (TestSessionCrashAtEveryStep) drops such a pack
 // with the temp area's unsynced directory; a kill keeps it.
 func TestSessionKilledAtEveryStep(t *testing.T) {
-	old := chunkstore.PackTargetSize
-	chunkstore.PackTargetSize = 100 << 10 // several packs per backup, some finished before the commit
-	t.Cleanup(func() { chunkstore.PackTargetSize = old })
-
-	versions := crashVersions()
-	base := filepath.Join(t.TempDir(), "store")
-	if _, err := chunkstore.Init(base, chunkstore.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
-	committed := map[chunkstore.ID]map[string]crashFile{}
-	for _, v := range versions[:2] {
-		writeVersion(t, src, v)
-		p, err := sessionBackup(t, base, src, sourceSession, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		committed[p.ID] = v
-	}
-	writeVersion(t, src, versions[2])
-	versionOf := func(id chunkstore.ID) map[string]crashFile {
-		if v, ok := committed[id]; ok {
-			return v
-		}
-		return versions[2]
-	}
-	count := newPowerCut(0)
-	tmp := filepath.Join(t.TempDir(), "count")
-	copyDir(t, base, tmp)
-	if _, err := sessionBackup(t, tmp, src, sourceSession, count.hook); err != nil {
-		t.Fatalf("backup counting its steps: %v", err)
-	}
+	cs := newCrashSetup(t, sourceBackup)
 	var adopted atomic.Int32 // kills between a pack's sync in the temp area and its rename
-	for n := 1; n <= len(count.steps); n++ {
+	for n := 1; n <= len(cs.count.steps); n++ {
 		t.Run(fmt.Sprintf("step-%02d", n), func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "store")
-			copyDir(t, base, dir)
+			dir := cs.storeCopy(t)
 			k := &killAt{dir: dir, keep: filepath.Join(t.TempDir(), "keep"), stopAt: n}
-			_, err := sessionBackup(t, dir, src, sourceSession, k.hook)
+			_, err := sourceBackup(t, dir, cs.src, k.hook)
 			if err == nil && !k.killed {
 				return // this run had fewer steps (concurrent pack writers)
 			}
@@ -400,18 +308,8 @@ func TestSessionKilledAtEveryStep(t *testing.T) {
 				}
 				adopted.Add(1)
 			}
-			before := checkStore(t, dir, versionOf)
-			next, err := sessionBackup(t, dir, src, sourceSession, nil)
-			if err != nil {
-				t.Fatalf("backup after the kill: %v", err)
-			}
-			if e := journalEntries(t, dir); len(e) != 0 {
-				t.Fatalf("journal entries after the next backup of the source: %v", e)
-			}
-			checkIndexExact(t, dir)
-			if after := checkStore(t, dir, versionOf); len(after) != len(before)+1 || !after[next.ID] {
-				t.Fatalf("%d points after the next backup, want %d with the new one", len(after), len(before)+1)
-			}
+			before := checkStore(t, dir, cs.versionOf)
+			cs.checkNextBackup(t, dir, sourceBackup, before, checkSessionDone)
 		})
 	}
 	if adopted.Load() == 0 {

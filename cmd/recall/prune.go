@@ -41,15 +41,7 @@ func init() {
 				}
 				asOf = t
 			}
-			var groups []engine.Group
-			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
-				var err error
-				groups, err = cat.Groups()
-				return err
-			}); err != nil {
-				return err
-			}
-			st, err := openStore(c)
+			groups, st, err := groupsAndStore(c)
 			if err != nil {
 				return err
 			}

@@ -25,15 +25,7 @@ func init() {
 			if a != nil {
 				return serverStatus(c, a)
 			}
-			var groups []engine.Group
-			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
-				var err error
-				groups, err = cat.Groups()
-				return err
-			}); err != nil {
-				return err
-			}
-			st, err := openStore(c)
+			groups, st, err := groupsAndStore(c)
 			if err != nil {
 				return err
 			}
@@ -115,4 +107,23 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 	for _, m := range s.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", m)
 	}
+}
+
+// groupsAndStore reads the protection groups, holding the catalog only
+// for that (one process at a time owns it, and a prune may run long), and
+// opens the store: what a command that weighs points against their groups'
+// policies needs. The caller closes the store.
+func groupsAndStore(c *cli.Context) ([]engine.Group, *engine.Store, error) {
+	var groups []engine.Group
+	if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) (err error) {
+		groups, err = cat.Groups()
+		return err
+	}); err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return groups, st, nil
 }
