@@ -255,3 +255,23 @@ func TestCheckStateFormat(t *testing.T) {
 		t.Errorf("a newer file: %v, want refused naming its version", err)
 	}
 }
+
+// TestCheckClockSetBack: a clock set back over a check time makes no
+// check twice.
+func TestCheckClockSetBack(t *testing.T) {
+	f := newFixture(t)
+	must(t, engine.WithCatalog(f.home, time.Second, t.Logf, func(cat *engine.Catalog) error { return cat.DeleteGroup("a") }))
+	f.setPolicy(t, "b", func(p *engine.Policy) { p.CheckSchedule = engine.CheckDaily })
+	clock := NewFakeClock(week0)
+	l := newJobLog(clock)
+	r := start(t, f.home, clock, l.observe)
+	r.until(week0.Add(22 * time.Hour))
+	clock.Set(week0.Add(20 * time.Hour)) // back 2 hours, before the check time
+	r.until(week0.Add(23 * time.Hour))
+	r.stop()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if want := []time.Time{week0.Add(21 * time.Hour)}; !slices.EqualFunc(l.checks["b"], want, time.Time.Equal) {
+		t.Errorf("checks at %v, want %v", l.checks["b"], want)
+	}
+}
