@@ -26,7 +26,7 @@ import (
 //	  "alerts": [               the active alerts, oldest first
 //	    {
 //	      "id": N,
-//	      "job": "backup",      kind of the job that failed: backup, prune, gc
+//	      "job": "backup",      kind of the job that failed: backup, prune, gc, check
 //	      "group": "g",         absent for gc
 //	      "source": "s",        for a backup: the member's source
 //	      "member": "/path",    for a backup: the member's path

@@ -64,7 +64,7 @@ const gcInterval = 24 * time.Hour
 // Event is one step of a job, as Options.Observe hears of it.
 type Event struct {
 	Kind   string // queued, started, member (a member's backup has its session), finished
-	Job    string // backup, prune, gc
+	Job    string // backup, prune, gc, check
 	Group  string // "" for gc
 	Member string // for member
 	// Retry counts the retries of this job (0: the scheduled run).
