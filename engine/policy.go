@@ -62,6 +62,10 @@ type Policy struct {
 	TapeRetention string `json:"tape_retention,omitempty" toml:"tape_retention"`
 	TapeFrequency string `json:"tape_frequency,omitempty" toml:"tape_frequency"`
 	TapePool      string `json:"tape_pool,omitempty" toml:"tape_pool"`
+
+	// Consistency checks (policy_check.go).
+	CheckSchedule  string `json:"check" toml:"check"`                       // off, daily, weekly or on-failure
+	CheckReadShare string `json:"check_read_share" toml:"check_read_share"` // packs read per check: 1% to 100%
 }
 
 // Policy defaults: DPM's (5 days of retention, a sync every 15 minutes, one
@@ -148,6 +152,7 @@ func (p Policy) Defaults() Policy {
 		}
 	}
 	p.Days = days
+	p.checkDefaults()
 	return p
 }
 
@@ -246,6 +251,9 @@ func (p Policy) compile() (*rules, error) {
 		return nil, bad("end-user-recovery", p.EndUserRecovery, allowedEUR)
 	}
 	if err := p.checkTape(); err != nil {
+		return nil, err
+	}
+	if err := p.checkCheck(); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,12 @@ type VerifyOptions struct {
 	// Progress, if set, counts the packs read back with ReadData (see
 	// Progress); the walk of the points that follows is not counted.
 	Progress *Progress
+	// Share, with ReadData, reads back only a share of the packs
+	// (verify_share.go); the zero value reads them all.
+	Share ReadShare
+	// Sources, if not nil, limits the walk to the points of these
+	// sources (a group's check).
+	Sources []string
 }
 
 // Damage is one file or directory of one point that cannot be restored.
@@ -97,7 +104,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	// damage record is complete for them.
 	checked := map[chunkstore.ID]bool{}
 	if opts.ReadData {
-		if err := checkPacks(ctx, r, rep, checked, badPack, opts.Progress); err != nil {
+		if err := checkPacks(ctx, r, rep, checked, badPack, opts.Progress, opts.Share); err != nil {
 			return nil, err
 		}
 	}
@@ -120,7 +127,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 			return p.why, p.pack
 		}
 		pack, err := st.BlobStatus(id)
-		if err == nil && opts.ReadData && !checked[pack] {
+		if err == nil && opts.ReadData && !checked[pack] && opts.Share.Reads(pack) {
 			if buf == nil {
 				buf = st.ChunkBuffer()
 			}
@@ -197,6 +204,9 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	for _, p := range pts {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if opts.Sources != nil && p.Damaged == "" && !slices.Contains(opts.Sources, p.Source) {
+			continue
 		}
 		rep.Points++
 		if p.Damaged != "" {
@@ -310,10 +320,10 @@ func packString(id chunkstore.ID) string {
 	return id.String()
 }
 
-// checkPacks reads back every pack (CheckPack, which records bad blobs),
+// checkPacks reads back every pack of the share (CheckPack, which records bad blobs),
 // each once and whole, a few at a time, and marks in checked the packs
 // whose blobs were all read.
-func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string), prog *Progress) error {
+func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[chunkstore.ID]bool, badPack func(chunkstore.ID, string), prog *Progress, share ReadShare) error {
 	st := r.st
 	var ids []chunkstore.ID
 	sizes := map[chunkstore.ID]int64{}
@@ -323,6 +333,14 @@ func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[c
 		return nil
 	}); err != nil {
 		return err
+	}
+	ids = share.filter(ids)
+	if len(ids) < len(sizes) {
+		read := make(map[chunkstore.ID]int64, len(ids))
+		for _, id := range ids {
+			read[id] = sizes[id]
+		}
+		sizes = read
 	}
 	prog.packTotals(sizes)
 	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })

@@ -35,6 +35,8 @@ func policyFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tape-retention", Usage: "long-term goal: keep tapes for `SPAN`: 1w-4w, 1mo-11mo or 1y-99y"},
 		&cli.StringFlag{Name: "tape-frequency", Usage: "long-term goal: `FREQ` daily, weekly, bi-weekly, monthly, quarterly, half-yearly or yearly (as the tape retention allows)"},
 		&cli.StringFlag{Name: "tape-pool", Usage: "long-term goal: tape pool `NAME`"},
+		&cli.StringFlag{Name: "check", Usage: "scheduled consistency check `WHEN`: off, daily, weekly or on-failure (default " + engine.CheckOff + ")"},
+		&cli.StringFlag{Name: "check-read-share", Usage: "packs each check reads back: `PERCENT`, 1% to 100%; every pack is read within ceil(100/PERCENT) checks (default " + engine.DefaultCheckReadShare + ")"},
 	}
 }
 
@@ -46,6 +48,7 @@ func setPolicy(c *cli.Context, p *engine.Policy) {
 		"pre-script": &p.PreScript, "post-script": &p.PostScript, "script-timeout": &p.ScriptTimeout,
 		"end-user-recovery": &p.EndUserRecovery, "tape-retention": &p.TapeRetention,
 		"tape-frequency": &p.TapeFrequency, "tape-pool": &p.TapePool,
+		"check": &p.CheckSchedule, "check-read-share": &p.CheckReadShare,
 	}
 	for name, f := range str {
 		if c.IsSet(name) {
@@ -295,4 +298,6 @@ func showGroup(w io.Writer, g *engine.Group) {
 	line("tape-retention", p.TapeRetention)
 	line("tape-frequency", p.TapeFrequency)
 	line("tape-pool", p.TapePool)
+	line("check", p.CheckSchedule)
+	line("check-read-share", p.CheckReadShare)
 }

@@ -15,6 +15,8 @@ func init() {
 		Usage: "check that every recovery point can be restored",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "also read back, decrypt and re-hash every stored blob"},
+			&cli.StringFlag{Name: "read-data-share", Usage: "with --read-data (implied), read back only `PERCENT` of the packs (1% to 100%): the part run --read-data-run picks"},
+			&cli.Uint64Flag{Name: "read-data-run", Usage: "with --read-data-share P, the run number `K`: runs K to K+ceil(100/P)-1 read every pack between them"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress (with --read-data) and the report as JSON lines (see the README)"},
 		},
 		Action: withJob("verify", func(c *cli.Context) error {
@@ -24,11 +26,22 @@ func init() {
 			}
 			defer st.Close()
 			r := st.Reader()
-			pr, err := newReporter(c, "verify", "read", c.Bool("json"), c.Bool("read-data"))
+			opts := engine.VerifyOptions{ReadData: c.Bool("read-data")}
+			if c.IsSet("read-data-share") {
+				n, err := engine.ParseReadShare(c.String("read-data-share"))
+				if err != nil {
+					return usagef("--read-data-share %q: allowed: 1%% to 100%%, like 10%%", c.String("read-data-share"))
+				}
+				opts.ReadData, opts.Share = true, engine.ReadShare{Percent: n, Run: c.Uint64("read-data-run")}
+			} else if c.IsSet("read-data-run") {
+				return usagef("--read-data-run needs --read-data-share")
+			}
+			pr, err := newReporter(c, "verify", "read", c.Bool("json"), opts.ReadData)
 			if err != nil {
 				return err
 			}
-			rep, err := engine.Verify(c.Context, r, engine.VerifyOptions{ReadData: c.Bool("read-data"), Progress: pr.Progress()})
+			opts.Progress = pr.Progress()
+			rep, err := engine.Verify(c.Context, r, opts)
 			pr.Stop()
 			if rep == nil {
 				return err
@@ -67,7 +80,9 @@ func init() {
 				fmt.Fprintln(out)
 			}
 			what := "structure"
-			if c.Bool("read-data") {
+			if opts.Share.Buckets() > 1 {
+				what = fmt.Sprintf("structure and data (%d packs read: run %d of every %d)", rep.Packs, opts.Share.Run, opts.Share.Buckets())
+			} else if opts.ReadData {
 				what = fmt.Sprintf("structure and data (%d packs read)", rep.Packs)
 			}
 			if err != nil {

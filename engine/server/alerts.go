@@ -26,7 +26,7 @@ import (
 //	  "alerts": [               the active alerts, oldest first
 //	    {
 //	      "id": N,
-//	      "job": "backup",      kind of the job that failed: backup, prune, gc
+//	      "job": "backup",      kind of the job that failed: backup, prune, gc, check
 //	      "group": "g",         absent for gc
 //	      "source": "s",        for a backup: the member's source
 //	      "member": "/path",    for a backup: the member's path
@@ -197,6 +197,8 @@ func suggest(f *Alert, err error) string {
 		return fmt.Sprintf("member %s is gone: restore or remount it, or take it out of the group with 'recall group remove %s --member %s'", f.Member, f.Group, f.Member)
 	case errors.Is(err, os.ErrPermission):
 		return "permission denied: recall serve must run as root to read every file"
+	case errors.Is(err, engine.ErrVerifyFailed):
+		return checkAction(f)
 	case errors.Is(err, engine.ErrWarnings):
 		return "the point was made but entries were skipped or damaged: see the job's errors with 'recall jobs'"
 	}

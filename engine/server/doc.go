@@ -12,7 +12,7 @@
 // covers a recovery point time the
 // group is pruned (engine.Store.Prune, as of the clock). Garbage
 // collection runs after a prune that forgot points, and at least once a
-// day. Policies have no consistency check yet, so none is scheduled.
+// day. Consistency checks (--check) run as check.go describes.
 //
 // For each group the server remembers the latest run time whose backup
 // finished, whatever its outcome ("covered"); the next due run is the

@@ -176,7 +176,7 @@ func (n *Notifier) JobEnded(e Event) {
 	}
 	what := e.Job
 	switch e.Job {
-	case "backup", "prune":
+	case "backup", "prune", "check":
 		what = fmt.Sprintf("%s of group %s", e.Job, e.Group)
 	case "gc":
 		what = "garbage collection"

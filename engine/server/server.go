@@ -64,7 +64,7 @@ const gcInterval = 24 * time.Hour
 // Event is one step of a job, as Options.Observe hears of it.
 type Event struct {
 	Kind   string // queued, started, member (a member's backup has its session), finished
-	Job    string // backup, prune, gc
+	Job    string // backup, prune, gc, check
 	Group  string // "" for gc
 	Member string // for member
 	// Retry counts the retries of this job (0: the scheduled run).
@@ -100,7 +100,8 @@ type Server struct {
 	wake       chan struct{}
 	wg         sync.WaitGroup
 
-	hooks // the socket API and alerts
+	hooks  // the socket API and alerts
+	checks // consistency checks (check.go)
 }
 
 // task is one queued job.
@@ -116,7 +117,8 @@ type task struct {
 }
 
 func (t *task) key() string {
-	if t.kind == "gc" {
+	if t.kind == "gc" || t.kind == "check" {
+		// A check lists the packs that a collection may remove.
 		return "gc"
 	}
 	// A group's backups and prunes never overlap: each member source is
@@ -169,6 +171,10 @@ func New(o Options) (*Server, error) {
 	s := &Server{o: o, lock: l, state: st, busy: map[string]bool{}, retries: map[string]*retry{}, wake: make(chan struct{}, 1)}
 	s.cond = sync.NewCond(&s.mu)
 	if err := s.initHooks(); err != nil {
+		l.release()
+		return nil, err
+	}
+	if err := s.initChecks(); err != nil {
 		l.release()
 		return nil, err
 	}
@@ -379,6 +385,7 @@ func (s *Server) tick(ctx context.Context) time.Time {
 			}
 		}
 	}
+	s.tickChecks(now, groups, wakeAt)
 	s.mu.Lock()
 	if s.state.GC.IsZero() {
 		s.state.GC, dirty = now, true
@@ -488,7 +495,10 @@ func (s *Server) run(ctx context.Context, t *task) {
 		err = s.prune(ctx, t)
 	case "gc":
 		err = s.gc(ctx)
+	case "check":
+		err = s.check(ctx, t)
 	}
+	s.jobEnded(t, err)
 	s.o.observe(Event{Kind: "finished", Job: t.kind, Group: t.group.Name, Retry: t.retry, Err: err, Results: res})
 	s.mu.Lock()
 	delete(s.busy, t.key())
