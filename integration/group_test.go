@@ -25,6 +25,8 @@ func TestGroupInvalidPolicy(t *testing.T) {
 		{[]string{"--days", "someday"}, "mon, tue, wed, thu, fri, sat, sun"},
 		{[]string{"--end-user-recovery", "maybe"}, "on or off"},
 		{[]string{"--compression", "lz4"}, "zstd, s2 or off"},
+		{[]string{"--check", "hourly"}, "off, daily, weekly or on-failure"},
+		{[]string{"--check-read-share", "0%"}, "from 1% to 100%"},
 		{[]string{"--tape-retention", "6mo", "--tape-frequency", "yearly"}, "daily, weekly, bi-weekly, monthly"},
 		{[]string{"--tape-frequency", "daily", "--tape-retention", "30d"}, "1w to 4w, 1mo to 11mo, or 1y to 99y"},
 	} {
