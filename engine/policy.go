@@ -62,6 +62,11 @@ type Policy struct {
 	TapeRetention string `json:"tape_retention,omitempty" toml:"tape_retention"`
 	TapeFrequency string `json:"tape_frequency,omitempty" toml:"tape_frequency"`
 	TapePool      string `json:"tape_pool,omitempty" toml:"tape_pool"`
+
+	// Limit caps the bytes a second the group's backups read, inside
+	// LimitWindow ("": always); see policy_limit.go.
+	Limit       string `json:"limit,omitempty" toml:"limit"`
+	LimitWindow string `json:"limit_window,omitempty" toml:"limit_window"`
 }
 
 // Policy defaults: DPM's (5 days of retention, a sync every 15 minutes, one
@@ -246,6 +251,9 @@ func (p Policy) compile() (*rules, error) {
 		return nil, bad("end-user-recovery", p.EndUserRecovery, allowedEUR)
 	}
 	if err := p.checkTape(); err != nil {
+		return nil, err
+	}
+	if err := p.checkLimit(); err != nil {
 		return nil, err
 	}
 	return r, nil
