@@ -17,7 +17,7 @@ require (
 
 require github.com/BurntSushi/toml v1.6.0
 
-require golang.org/x/time v0.16.0 // indirect
+require golang.org/x/time v0.16.0
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
