@@ -205,8 +205,12 @@ func compileLimit(limit, window string) (float64, *limitWindow, error) {
 	var r float64
 	if strings.TrimSpace(limit) != "" {
 		var err error
-		if r, err = ParseRate(limit); err != nil || r < minLimit || math.IsInf(r, 0) {
-			return 0, nil, bad("limit", limit, allowedLimit)
+		r, err = ParseRate(limit)
+		if err == nil && (r < minLimit || math.IsInf(r, 0)) {
+			err = fmt.Errorf("rate %q: below 1KiB/s", limit)
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: --limit %q: %v; allowed: %s", ErrBadPolicy, limit, err, allowedLimit)
 		}
 	}
 	w, err := parseLimitWindow(window)

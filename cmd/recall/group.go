@@ -35,6 +35,8 @@ func policyFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tape-retention", Usage: "long-term goal: keep tapes for `SPAN`: 1w-4w, 1mo-11mo or 1y-99y"},
 		&cli.StringFlag{Name: "tape-frequency", Usage: "long-term goal: `FREQ` daily, weekly, bi-weekly, monthly, quarterly, half-yearly or yearly (as the tape retention allows)"},
 		&cli.StringFlag{Name: "tape-pool", Usage: "long-term goal: tape pool `NAME`"},
+		&cli.StringFlag{Name: "limit", Usage: "read the members at most `RATE`, all at once together: 50MiB/s, 400Mbit/s (\"\": no limit)"},
+		&cli.StringFlag{Name: "limit-window", Usage: "when --limit holds, server local time: `WINDOWS` like mon-fri,08:00-18:00 (;-separated; \"\": always)"},
 	}
 }
 
@@ -46,6 +48,7 @@ func setPolicy(c *cli.Context, p *engine.Policy) {
 		"pre-script": &p.PreScript, "post-script": &p.PostScript, "script-timeout": &p.ScriptTimeout,
 		"end-user-recovery": &p.EndUserRecovery, "tape-retention": &p.TapeRetention,
 		"tape-frequency": &p.TapeFrequency, "tape-pool": &p.TapePool,
+		"limit": &p.Limit, "limit-window": &p.LimitWindow,
 	}
 	for name, f := range str {
 		if c.IsSet(name) {
@@ -295,4 +298,6 @@ func showGroup(w io.Writer, g *engine.Group) {
 	line("tape-retention", p.TapeRetention)
 	line("tape-frequency", p.TapeFrequency)
 	line("tape-pool", p.TapePool)
+	line("limit", p.Limit)
+	line("limit-window", p.LimitWindow)
 }
