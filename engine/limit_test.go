@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -103,52 +104,71 @@ func TestGroupLimitShared(t *testing.T) {
 
 // A backup of 8 MiB at 4 MiB/s takes its time (the first burst of 1 MiB
 // is free: 7 MiB at 4 MiB/s is 1.75 s); without the limit, or outside the
-// limit's window, it does not. This measures elapsed time, because the
-// limit is about elapsed time.
+// limit's window, it does not. Each way a backup reads a file is limited:
+// files of one chunk (one read each, several at once), files read through
+// the page cache, and large files read a piece ahead (readahead.go). This
+// measures elapsed time, because the limit is about elapsed time.
 func TestBackupLimited(t *testing.T) {
 	_, st := newHome(t)
-	dir := t.TempDir()
-	data := make([]byte, 8<<20)
-	rand.Read(data)
-	for _, m := range []string{"a", "b", "c"} {
-		os.MkdirAll(filepath.Join(dir, m), 0o755)
-		if err := os.WriteFile(filepath.Join(dir, m, "f"), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx := context.Background()
-	timed := func(fn func() error) time.Duration {
-		t.Helper()
-		start := time.Now()
-		if err := fn(); err != nil {
-			t.Fatal(err)
-		}
-		return time.Since(start)
-	}
-	// A group of one member, its window open on Wednesday at 10:00 and
-	// closed on Saturday.
-	group := func(member string, at time.Time) error {
-		g := &Group{Name: "limited-" + member, PolicyVersion: 1, Members: []string{filepath.Join(dir, member)},
-			Policy: Policy{Limit: "4MiB/s", LimitWindow: "mon-fri,08:00-18:00"}}
-		_, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Now: func() time.Time { return at }})
-		return err
-	}
-	limited := timed(func() error { return group("a", time.Date(2026, 11, 25, 10, 0, 0, 0, time.Local)) })
-	outside := timed(func() error { return group("b", time.Date(2026, 11, 28, 10, 0, 0, 0, time.Local)) })
-	free := timed(func() error {
-		s, err := st.Session(ctx, SessionOptions{Purpose: "test", Source: "c", Blobs: true})
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		_, err = Backup(ctx, s, BackupOptions{Path: filepath.Join(dir, "c"), Source: "c"})
-		return err
-	})
-	t.Logf("8 MiB: %s at 4 MiB/s, %s outside the window, %s with no limit", limited, outside, free)
-	if limited < 1500*time.Millisecond {
-		t.Errorf("8 MiB at 4 MiB/s took %s, want at least 1.5 s", limited)
-	}
-	if outside > limited/2 || free > limited/2 {
-		t.Errorf("outside the window %s, no limit %s: want both well under the limited %s", outside, free, limited)
+	for _, c := range []struct {
+		name  string
+		files int // of 8 MiB / files each
+	}{
+		{"one large file", 1},
+		{"files of a few chunks", 4},
+		{"files of one chunk", 16},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			size := 8 << 20 / c.files
+			if c.files == 16 && size > st.st.MinChunk() {
+				t.Fatalf("files of %d bytes are more than one chunk (%d)", size, st.st.MinChunk())
+			}
+			for _, m := range []string{"a", "b", "c"} {
+				os.MkdirAll(filepath.Join(dir, m), 0o755)
+				for i := range c.files {
+					data := make([]byte, size)
+					rand.Read(data)
+					if err := os.WriteFile(filepath.Join(dir, m, fmt.Sprint(i)), data, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			timed := func(fn func() error) time.Duration {
+				t.Helper()
+				start := time.Now()
+				if err := fn(); err != nil {
+					t.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			// A group of one member, its window open on Wednesday at
+			// 10:00 and closed on Saturday.
+			group := func(member string, at time.Time) error {
+				g := &Group{Name: "limited-" + member, PolicyVersion: 1, Members: []string{filepath.Join(dir, member)},
+					Policy: Policy{Limit: "4MiB/s", LimitWindow: "mon-fri,08:00-18:00"}}
+				_, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Now: func() time.Time { return at }})
+				return err
+			}
+			limited := timed(func() error { return group("a", time.Date(2026, 11, 25, 10, 0, 0, 0, time.Local)) })
+			outside := timed(func() error { return group("b", time.Date(2026, 11, 28, 10, 0, 0, 0, time.Local)) })
+			free := timed(func() error {
+				s, err := st.Session(ctx, SessionOptions{Purpose: "test", Source: "c", Blobs: true})
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				_, err = Backup(ctx, s, BackupOptions{Path: filepath.Join(dir, "c"), Source: "c"})
+				return err
+			})
+			t.Logf("8 MiB: %s at 4 MiB/s, %s outside the window, %s with no limit", limited, outside, free)
+			if limited < 1500*time.Millisecond {
+				t.Errorf("8 MiB at 4 MiB/s took %s, want at least 1.5 s", limited)
+			}
+			if outside > limited/2 || free > limited/2 {
+				t.Errorf("outside the window %s, no limit %s: want both well under the limited %s", outside, free, limited)
+			}
+		})
 	}
 }
