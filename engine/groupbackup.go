@@ -171,6 +171,13 @@ func (s *Store) backupMemberData(ctx context.Context, g *Group, pol Policy, r *r
 	}
 	if lim != nil {
 		opts.Limiter = lim
+		if o.Log != nil {
+			when := "always"
+			if pol.LimitWindow != "" {
+				when = "inside " + pol.LimitWindow
+			}
+			o.Log("%s: reads limited to %s (%s), shared by group %s", member, pol.Limit, when, g.Name)
+		}
 	}
 	return Backup(ctx, sess, opts)
 }
