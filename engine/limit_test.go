@@ -77,12 +77,14 @@ func TestRateLimitWindow(t *testing.T) {
 // takes the other waits for. Another group has its own.
 func TestGroupLimitShared(t *testing.T) {
 	p := Policy{Limit: "4KiB/s"}
-	a, err := groupLimit("shared-a", p, nil)
+	// Names of this run only: the buckets outlive a test (-count=2).
+	ga, gb := fmt.Sprint("a-", time.Now().UnixNano()), fmt.Sprint("b-", time.Now().UnixNano())
+	a, err := groupLimit(ga, p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := groupLimit("shared-a", p, nil)
-	other, _ := groupLimit("shared-b", p, nil)
+	b, _ := groupLimit(ga, p, nil)
+	other, _ := groupLimit(gb, p, nil)
 	if waits(t, a, 4<<10) {
 		t.Fatal("the first burst waited")
 	}
@@ -93,11 +95,11 @@ func TestGroupLimitShared(t *testing.T) {
 		t.Error("another group's bucket was taken")
 	}
 	// A higher limit given while the group runs holds for its bucket at once.
-	c, _ := groupLimit("shared-a", Policy{Limit: "1MiB/s"}, nil)
+	c, _ := groupLimit(ga, Policy{Limit: "1MiB/s"}, nil)
 	if c.bucket != a.bucket || float64(a.bucket.Limit()) != 1<<20 {
 		t.Errorf("changed limit: a new bucket or an old rate (%v)", a.bucket.Limit())
 	}
-	if none, err := groupLimit("shared-c", Policy{}, nil); none != nil || err != nil {
+	if none, err := groupLimit(gb, Policy{}, nil); none != nil || err != nil {
 		t.Errorf("no limit: %v, %v", none, err)
 	}
 }
