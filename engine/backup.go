@@ -64,6 +64,10 @@ type BackupOptions struct {
 	PolicyVersion uint64
 	Scheduled     time.Time
 
+	// Limiter, if set, holds back the reads from the source: it is
+	// told every byte read (a group's Limit, backup --limit).
+	Limiter Limiter
+
 	hooks *backupHooks // tests only
 }
 
@@ -834,7 +838,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 			return nil, 0, err
 		}
 		buf := cb.b[:cap(cb.b)]
-		nr, err := io.ReadFull(io.NewSectionReader(f, 0, int64(len(buf))), buf)
+		nr, err := io.ReadFull(b.limited(io.NewSectionReader(f, 0, int64(len(buf)))), buf)
 		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 			b.bufs.put(cb)
 			return nil, 0, err
@@ -863,7 +867,10 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 				addHole(rg.start)
 				off = rg.start
 			}
-			if rg.end-rg.start >= 2*parSegment && runtime.GOMAXPROCS(0) > 1 && b.reading.Load() == 1 {
+			// A limited backup reads serially, through its limit: the
+			// parallel cuts read whole segments ahead of it, and every
+			// byte twice.
+			if rg.end-rg.start >= 2*parSegment && runtime.GOMAXPROCS(0) > 1 && b.reading.Load() == 1 && b.opts.Limiter == nil {
 				err := parallelCuts(f, &b.chunkers, rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {
@@ -888,9 +895,9 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 			var cr *coldReader
 			if !isDev && rg.end-rg.start >= coldMinSize {
 				cr = newColdReader(f, rg.start, rg.end)
-				chk.Reset(cr)
+				chk.Reset(b.limited(cr))
 			} else {
-				chk.Reset(io.NewSectionReader(f, rg.start, rg.end-rg.start))
+				chk.Reset(b.limited(io.NewSectionReader(f, rg.start, rg.end-rg.start)))
 			}
 			closeCold := func() {
 				if cr != nil {

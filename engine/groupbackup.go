@@ -50,6 +50,10 @@ var ErrMembersFailed = errors.New("backup of some group members failed")
 // sync interval after a recovery point time makes that recovery point;
 // later ones in the same interval are syncs.
 //
+// The group's Limit holds back the members' reads inside its LimitWindow
+// (read on o.Now), one token bucket for all the group's backups running
+// at once.
+//
 // Jobs are recorded in home's catalog; with home "" none is (a store
 // outside a home, and tests that make thousands of points).
 func (s *Store) BackupGroup(ctx context.Context, home string, g *Group, o GroupBackupOptions) ([]MemberResult, error) {
@@ -160,6 +164,20 @@ func (s *Store) backupMemberData(ctx context.Context, g *Group, pol Policy, r *r
 	}
 	if o.Progress != nil {
 		opts.Progress = o.Progress(member)
+	}
+	lim, err := groupLimit(g.Name, pol, now)
+	if err != nil {
+		return nil, err
+	}
+	if lim != nil {
+		opts.Limiter = lim
+		if o.Log != nil {
+			when := "always"
+			if pol.LimitWindow != "" {
+				when = "inside " + pol.LimitWindow
+			}
+			o.Log("%s: reads limited to %s (%s), shared by group %s", member, pol.Limit, when, g.Name)
+		}
 	}
 	return Backup(ctx, sess, opts)
 }

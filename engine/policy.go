@@ -66,6 +66,10 @@ type Policy struct {
 	// Consistency checks (policy_check.go).
 	CheckSchedule  string `json:"check" toml:"check"`                       // off, daily, weekly or on-failure
 	CheckReadShare string `json:"check_read_share" toml:"check_read_share"` // packs read per check: 1% to 100%
+	// Limit caps the bytes a second the group's backups read, inside
+	// LimitWindow ("": always); see policy_limit.go.
+	Limit       string `json:"limit,omitempty" toml:"limit"`
+	LimitWindow string `json:"limit_window,omitempty" toml:"limit_window"`
 }
 
 // Policy defaults: DPM's (5 days of retention, a sync every 15 minutes, one
@@ -254,6 +258,9 @@ func (p Policy) compile() (*rules, error) {
 		return nil, err
 	}
 	if err := p.checkCheck(); err != nil {
+		return nil, err
+	}
+	if err := p.checkLimit(); err != nil {
 		return nil, err
 	}
 	return r, nil

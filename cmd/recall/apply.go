@@ -91,7 +91,7 @@ func readGroupsFile(path string) ([]engine.Group, error) {
 		for _, k := range un {
 			keys = append(keys, k.String())
 		}
-		return nil, usagef("groups file %s: unknown key(s) %s; a group's keys are name, members and the policy flags with '_' for '-' (retention, sync, at, days, sync_window, keep_daily, ..., tape_pool)", path, strings.Join(keys, ", "))
+		return nil, usagef("groups file %s: unknown key(s) %s; a group's keys are name, members and the policy flags with '_' for '-' (retention, sync, at, days, sync_window, keep_daily, ..., tape_pool, check, check_read_share, limit, limit_window)", path, strings.Join(keys, ", "))
 	}
 	var out []engine.Group
 	for i, d := range f.Group {

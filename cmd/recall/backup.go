@@ -67,6 +67,8 @@ func init() {
 			&cli.GenericFlag{Name: "exclude-if-present", Value: &repeated{}, Usage: "leave out the content of directories holding an entry `NAME` (it is kept; repeatable)"},
 			&cli.StringFlag{Name: "exclude-larger-than", Usage: "leave out files larger than `SIZE` (100MiB, 2GiB; 1M is 10^6 bytes)"},
 			&cli.StringFlag{Name: "compression", Usage: "codec of new data for this backup: zstd, s2 or off (default: the store's, set at init)"},
+			&cli.StringFlag{Name: "limit", Usage: "read PATH at most `RATE`: 50MiB/s, 400Mbit/s"},
+			&cli.StringFlag{Name: "limit-window", Usage: "hold --limit only in `WINDOWS` (local time) like mon-fri,08:00-18:00 (default: always)"},
 		}, socketFlags...),
 		Action: func(c *cli.Context) error {
 			if c.IsSet("group") {
@@ -84,6 +86,9 @@ func init() {
 				return err
 			}
 			if _, err := compressionFlag(c); err != nil {
+				return err
+			}
+			if _, err := limitFlags(c); err != nil {
 				return err
 			}
 			st, err := openStore(c)
@@ -119,15 +124,23 @@ func backup(c *cli.Context, st *engine.Store) (*engine.Point, error) {
 	if err != nil {
 		return nil, err
 	}
+	lim, err := limitFlags(c)
+	if err != nil {
+		return nil, err
+	}
 	rep, err := newReporter(c, "backup", "saved", c.Bool("json"), true)
 	if err != nil {
 		return nil, err
 	}
-	p, err := engine.Backup(c.Context, s, engine.BackupOptions{
+	opts := engine.BackupOptions{
 		Path: path, Source: source, Files: c.Int("files"), Exclude: x, Compression: chunkstore.Compression(c.String("compression")),
 		Log:      func(f string, a ...any) { logf(f, a...) },
 		Progress: rep.Progress(),
-	})
+	}
+	if lim != nil {
+		opts.Limiter = lim
+	}
+	p, err := engine.Backup(c.Context, s, opts)
 	rep.Stop()
 	if p == nil {
 		return nil, err
@@ -179,6 +192,12 @@ func excludeOptions(c *cli.Context) (engine.Exclude, error) {
 	return x, nil
 }
 
+// limitFlags is the limit of backup --limit and --limit-window, nil for
+// none; a bad value is a usage error (engine.ErrBadPolicy).
+func limitFlags(c *cli.Context) (*engine.RateLimit, error) {
+	return engine.NewRateLimit(c.String("limit"), c.String("limit-window"), nil)
+}
+
 // repeated is a flag value that collects every use of the flag, commas
 // and all (a StringSliceFlag would split "{a,b}" patterns).
 type repeated struct{ list []string }
@@ -224,7 +243,7 @@ func backupGroup(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("backup --group takes no PATH: it backs up the group's members (add one with 'recall group add')")
 	}
-	for _, f := range []string{"source", "exclude", "exclude-file", "exclude-caches", "exclude-if-present", "exclude-larger-than", "one-file-system", "compression"} {
+	for _, f := range []string{"source", "exclude", "exclude-file", "exclude-caches", "exclude-if-present", "exclude-larger-than", "one-file-system", "compression", "limit", "limit-window"} {
 		if c.IsSet(f) {
 			return usagef("backup --group: --%s comes from the group's policy; change it with 'recall group edit %s --...'", f, c.String("group"))
 		}

@@ -37,6 +37,8 @@ func policyFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tape-pool", Usage: "long-term goal: tape pool `NAME`"},
 		&cli.StringFlag{Name: "check", Usage: "scheduled consistency check `WHEN`: off, daily, weekly or on-failure (default " + engine.CheckOff + ")"},
 		&cli.StringFlag{Name: "check-read-share", Usage: "packs each check reads back: `PERCENT`, 1% to 100%; every pack is read within ceil(100/PERCENT) checks (default " + engine.DefaultCheckReadShare + ")"},
+		&cli.StringFlag{Name: "limit", Usage: "read the members at most `RATE`, all at once together: 50MiB/s, 400Mbit/s (\"\": no limit)"},
+		&cli.StringFlag{Name: "limit-window", Usage: "when --limit holds, server local time: `WINDOWS` like mon-fri,08:00-18:00 (;-separated; \"\": always)"},
 	}
 }
 
@@ -49,6 +51,7 @@ func setPolicy(c *cli.Context, p *engine.Policy) {
 		"end-user-recovery": &p.EndUserRecovery, "tape-retention": &p.TapeRetention,
 		"tape-frequency": &p.TapeFrequency, "tape-pool": &p.TapePool,
 		"check": &p.CheckSchedule, "check-read-share": &p.CheckReadShare,
+		"limit": &p.Limit, "limit-window": &p.LimitWindow,
 	}
 	for name, f := range str {
 		if c.IsSet(name) {
@@ -300,4 +303,6 @@ func showGroup(w io.Writer, g *engine.Group) {
 	line("tape-pool", p.TapePool)
 	line("check", p.CheckSchedule)
 	line("check-read-share", p.CheckReadShare)
+	line("limit", p.Limit)
+	line("limit-window", p.LimitWindow)
 }
