@@ -27,6 +27,8 @@ func TestGroupInvalidPolicy(t *testing.T) {
 		{[]string{"--compression", "lz4"}, "zstd, s2 or off"},
 		{[]string{"--check", "hourly"}, "off, daily, weekly or on-failure"},
 		{[]string{"--check-read-share", "0%"}, "from 1% to 100%"},
+		{[]string{"--limit", "5Mb/s"}, "bits per second like 400Mbit/s"},
+		{[]string{"--limit", "5MiB/s", "--limit-window", "someday,08:00-18:00"}, "like mon-fri,08:00-18:00"},
 		{[]string{"--tape-retention", "6mo", "--tape-frequency", "yearly"}, "daily, weekly, bi-weekly, monthly"},
 		{[]string{"--tape-frequency", "daily", "--tape-retention", "30d"}, "1w to 4w, 1mo to 11mo, or 1y to 99y"},
 	} {
