@@ -150,6 +150,9 @@ type PruneOptions struct {
 	AsOf   time.Time
 	DryRun bool
 	Lock   LockOptions
+	// Removed, if set, hears each point as it is forgotten (a server logs
+	// them: a prune stopped part-way has said what it did).
+	Removed func(PruneEntry)
 }
 
 // PruneEntry is one point Prune decided about.
@@ -208,7 +211,7 @@ func (s *Store) Prune(ctx context.Context, groups []Group, o PruneOptions) ([]Pr
 			if o.DryRun {
 				continue
 			}
-			if err := s.forgetDropped(ctx, g.Name, src, out[first:], o.Lock); err != nil {
+			if err := s.forgetDropped(ctx, g.Name, src, out[first:], o); err != nil {
 				return out, err
 			}
 		}
@@ -218,7 +221,7 @@ func (s *Store) Prune(ctx context.Context, groups []Group, o PruneOptions) ([]Pr
 
 // forgetDropped removes the dropped points of entries, all of source src,
 // in one write session.
-func (s *Store) forgetDropped(ctx context.Context, group, src string, entries []PruneEntry, lock LockOptions) error {
+func (s *Store) forgetDropped(ctx context.Context, group, src string, entries []PruneEntry, o PruneOptions) error {
 	n := 0
 	for _, e := range entries {
 		if !e.Keep {
@@ -228,7 +231,7 @@ func (s *Store) forgetDropped(ctx context.Context, group, src string, entries []
 	if n == 0 {
 		return nil
 	}
-	ss, err := s.Session(ctx, SessionOptions{Purpose: fmt.Sprintf("prune %d points of %s (group %s)", n, src, group), Source: src, LockOptions: lock})
+	ss, err := s.Session(ctx, SessionOptions{Purpose: fmt.Sprintf("prune %d points of %s (group %s)", n, src, group), Source: src, LockOptions: o.Lock})
 	if err != nil {
 		return err
 	}
@@ -246,6 +249,9 @@ func (s *Store) forgetDropped(ctx context.Context, group, src string, entries []
 			return fmt.Errorf("prune point %s of %s: %w", pointShort(e.Point.ID), src, err)
 		}
 		e.Removed = err == nil
+		if e.Removed && o.Removed != nil {
+			o.Removed(*e)
+		}
 	}
 	return nil
 }

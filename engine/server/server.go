@@ -587,7 +587,10 @@ func (s *Server) prune(ctx context.Context, t *task) error {
 	j := &engine.Job{Kind: "prune", Group: g.Name}
 	defer s.noteCancelled(ctx, j)
 	_, err := engine.RunJob(s.o.Home, j, s.warn, func() (*engine.Point, error) {
-		entries, err := s.o.Store.Prune(ctx, []engine.Group{g}, engine.PruneOptions{AsOf: s.o.Clock.Now(), Lock: s.lockOptions("prune of group " + g.Name)})
+		entries, err := s.o.Store.Prune(ctx, []engine.Group{g}, engine.PruneOptions{AsOf: s.o.Clock.Now(), Lock: s.lockOptions("prune of group " + g.Name),
+			Removed: func(e engine.PruneEntry) {
+				s.o.Log.Info("point forgotten", "group", g.Name, "source", e.Point.Source, "point", e.Point.ID.String()[:12], "time", e.Point.Time, "rule", e.Rule)
+			}})
 		for _, e := range entries {
 			if e.Removed {
 				removed++

@@ -259,7 +259,7 @@ func equalRuns(t *testing.T, what string, got, want []run) {
 // checkWeek asserts the outcome of a simulated week whose group a backups
 // ran at runsA: the jobs, the points left by retention, and that prune
 // and garbage collection ran.
-func checkWeek(t *testing.T, f *fixture, runsA []run, end time.Time) {
+func checkWeek(t *testing.T, f *fixture, runsA []run, end time.Time, killedPrunes int) {
 	t.Helper()
 	// Group b's first run time is at 21:00: a new group is backed up at
 	// once all the same.
@@ -272,7 +272,7 @@ func checkWeek(t *testing.T, f *fixture, runsA []run, end time.Time) {
 		t.Errorf("group b: %d backups ok, want %d", got, want)
 	}
 	days := int(end.Sub(week0) / (24 * time.Hour))
-	if got, want := count(jobs, "prune", "a", "ok"), days*len(pointsA); got != want {
+	if got, want := count(jobs, "prune", "a", "ok"), days*len(pointsA)-killedPrunes; got != want {
 		t.Errorf("group a: %d prunes, want one after each recovery point time: %d", got, want)
 	}
 	if got, want := count(jobs, "prune", "b", "ok"), days; got != want {
@@ -296,7 +296,7 @@ func TestServerWeek(t *testing.T) {
 	r := start(t, f.home, NewFakeClock(week0), nil)
 	r.until(end)
 	r.stop()
-	checkWeek(t, f, schedule(week0, end, 15*time.Minute, pointsA), end)
+	checkWeek(t, f, schedule(week0, end, 15*time.Minute, pointsA), end, 0)
 }
 
 // crashAt is the run of group a during which the child process of
@@ -320,6 +320,10 @@ func crashChild(what, home string) {
 	}
 	log := slog.New(slog.NewTextHandler(syncWriter(func(l string) {
 		if what == "gc" && strings.Contains(l, "msg=\"marked ") && !clock.Now().Before(crashAt) {
+			kill()
+		}
+		// A prune forgetting several points, killed after the first.
+		if what == "prune" && strings.Contains(l, "msg=\"point forgotten\"") && !clock.Now().Before(crashAt) {
 			kill()
 		}
 	}), nil))
@@ -397,7 +401,7 @@ func TestServerKilledAndRestarted(t *testing.T) {
 	runsA := schedule(week0, crashAt, 15*time.Minute, pointsA)
 	runsA = append(runsA, run{restartAt, false})
 	runsA = append(runsA, schedule(restartAt.Add(time.Nanosecond), end, 15*time.Minute, pointsA)...)
-	checkWeek(t, f, runsA, end)
+	checkWeek(t, f, runsA, end, 0)
 }
 
 // testLog sends the server's log to the test's, when -v asks for it.
@@ -411,10 +415,18 @@ func testLog(t testing.TB) *slog.Logger {
 // TestServerKilledDuringGC: the server killed with -9 in the middle of a
 // garbage collection leaves a store that verifies clean and the job
 // recorded as interrupted at the restart; the week goes on as scheduled.
-func TestServerKilledDuringGC(t *testing.T) {
+func TestServerKilledDuringGC(t *testing.T) { testServerKilledDuring(t, "gc") }
+
+// TestServerKilledDuringPrune: a prune killed after forgetting its first
+// point leaves the store clean; the restart records it interrupted, and
+// the next prunes forget what it left, so the week ends as if it had not
+// been killed.
+func TestServerKilledDuringPrune(t *testing.T) { testServerKilledDuring(t, "prune") }
+
+func testServerKilledDuring(t *testing.T, kind string) {
 	f := newFixture(t)
 	end := week0.Add(7 * 24 * time.Hour)
-	killChild(t, "gc", f.home)
+	killChild(t, kind, f.home)
 	verifyClean(t, f.home)
 
 	r := start(t, f.home, NewFakeClock(restartAt), nil)
@@ -426,14 +438,20 @@ func TestServerKilledDuringGC(t *testing.T) {
 			interrupted = append(interrupted, j)
 		}
 	}
-	if len(interrupted) != 1 || interrupted[0].Kind != "gc" || !strings.Contains(interrupted[0].Error, "ended before the job did") {
-		t.Fatalf("interrupted jobs after the restart: %+v, want the garbage collection", interrupted)
+	if len(interrupted) != 1 || interrupted[0].Kind != kind || !strings.Contains(interrupted[0].Error, "ended before the job did") {
+		t.Fatalf("interrupted jobs after the restart: %+v, want the %s", interrupted, kind)
 	}
 	// Group a's run of crashAt was made (the collection followed its
 	// prune); the runs after it until the restart are made as one.
 	runsA := schedule(week0, crashAt.Add(time.Nanosecond), 15*time.Minute, pointsA)
 	runsA = append(runsA, run{restartAt, false})
 	runsA = append(runsA, schedule(restartAt.Add(time.Nanosecond), end, 15*time.Minute, pointsA)...)
-	checkWeek(t, f, runsA, end)
+	// A killed prune is not made again: the next one, at the next
+	// recovery point time, forgets what it left.
+	killed := 0
+	if kind == "prune" {
+		killed = 1
+	}
+	checkWeek(t, f, runsA, end, killed)
 	verifyClean(t, f.home)
 }
