@@ -3,12 +3,17 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 type alertOut struct {
@@ -49,16 +54,53 @@ func TestServeAPI(t *testing.T) {
 	e.ok("group", "create", "f", "--member", gone, "--sync", "1h")
 	must(t, os.RemoveAll(gone))
 
+	// As under its unit: a service manager's socket, a webhook for
+	// alerts, the metrics endpoint.
+	hooked := make(chan string, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var n struct{ Event, Summary string }
+		if json.Unmarshal(b, &n) == nil {
+			hooked <- n.Event + ": " + n.Summary
+		}
+	}))
+	defer hook.Close()
+	heard := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case got := <-hooked:
+				if strings.HasPrefix(got, want) {
+					return
+				}
+			case <-time.After(time.Minute):
+				t.Fatalf("no webhook call %q within a minute", want)
+			}
+		}
+	}
+	manager, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify.sock"), Net: "unixgram"})
+	must(t, err)
+	defer manager.Close()
+	e.vars = append(e.vars, "NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"))
+
 	sock := filepath.Join(dir, "run", "recall.sock")
 	cfg := filepath.Join(dir, "recall.toml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\nconcurrency = 1\n", e.home, sock)), 0o644))
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\nconcurrency = 1\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[[notify.webhook]]\nurl = %q\non = [\"alert\", \"alert-cleared\"]\n", e.home, sock, hook.URL)), 0o644))
 	// Every command finds the socket through the configuration.
 	e.vars = append(e.vars, "RECALL_CONFIG="+cfg)
 
 	s := e.serve("--log-format", "json")
+	var addr struct{ Addr string }
+	must(t, json.Unmarshal([]byte(s.await(`"msg":"metrics endpoint listening"`)), &addr)) // before the API
 	s.await(`"msg":"API listening"`, sock)
+	buf := make([]byte, 64)
+	must(t, manager.SetReadDeadline(time.Now().Add(time.Minute)))
+	if n, err := manager.Read(buf); err != nil || string(buf[:n]) != "READY=1" {
+		t.Errorf("the service manager heard %q, %v; want READY=1", buf[:n], err)
+	}
 	// Both new groups are backed up at once; f's member is gone.
 	s.await(`"msg":"alert opened"`, `"group":"f"`)
+	heard("alert: alert 1: backup of " + gone + " failed")
 	s.await(`"msg":"member backed up"`, good)
 	fi, err := os.Stat(sock)
 	must(t, err)
@@ -129,6 +171,16 @@ func TestServeAPI(t *testing.T) {
 	writeRandom(t, filepath.Join(gone, "f"), 9, 1<<20)
 	e.ok("backup", "--group", "f")
 	s.await(`"msg":"alert cleared"`, `"group":"f"`)
+	heard("alert-cleared: alert 1 cleared")
+	resp, err := http.Get("http://" + addr.Addr + "/metrics")
+	must(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`recall_jobs_total{job="backup",result="failed"}`, `recall_jobs_total{job="backup",result="ok"}`, `recall_source_last_success_timestamp_seconds{group="f",source=`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
 	if al := e.alerts(); len(al) != 0 {
 		t.Errorf("alerts after a good backup: %+v, want none", al)
 	}
