@@ -63,13 +63,17 @@ var (
 // over: a server that dies at once each time is not restarted in a loop.
 const mountStable = time.Minute
 
+// mountFirstWait bounds how long SuperviseMounts waits for the first
+// attempt at each mount.
+const mountFirstWait = time.Minute
+
 // SuperviseMounts mounts each of mounts (creating its directory), checks
 // it every few seconds and mounts it again after its server died or
 // stopped answering, lazily detaching the dead mount first. A mount that
 // cannot be made is logged and opens an alert (job "mount", source its
 // path), which the next success clears; it is tried again with back-off.
-// It returns once each mount was tried once; stop unmounts them all and
-// returns when their servers have exited.
+// It returns once each mount was tried once, or after mountFirstWait;
+// stop unmounts them all and returns when their servers have exited.
 func (s *Server) SuperviseMounts(mounts []MountConfig, o MountsOptions) (stop func()) {
 	if o.Check <= 0 {
 		o.Check = DefaultMountCheck
@@ -94,7 +98,15 @@ func (s *Server) SuperviseMounts(mounts []MountConfig, o MountsOptions) (stop fu
 			sup.run(ctx, first.Done)
 		}()
 	}
-	first.Wait()
+	tried := make(chan struct{})
+	go func() { first.Wait(); close(tried) }()
+	select {
+	case <-tried:
+	case <-time.After(mountFirstWait):
+		// A mount server that hangs before it is ready must not keep the
+		// scheduler from starting; its supervisor goes on trying.
+		s.o.Log.Warn("mounts not ready yet: starting without them", "waited", mountFirstWait)
+	}
 	return func() {
 		cancel()
 		wg.Wait()

@@ -71,6 +71,17 @@ func awaitStart(t *testing.T, f *fakeMounts) *exec.Cmd {
 	return nil
 }
 
+func awaitAlert(t *testing.T, alerts chan AlertEvent) AlertEvent {
+	t.Helper()
+	select {
+	case ev := <-alerts:
+		return ev
+	case <-time.After(30 * time.Second):
+		t.Fatal("no alert event in 30s")
+	}
+	return AlertEvent{}
+}
+
 // TestMountsRemountAndAlert: a mount that cannot be made opens an alert
 // and is tried again; once made the alert clears; its server killed, it
 // is started again; stop ends the server and waits for it.
@@ -91,7 +102,7 @@ func TestMountsRemountAndAlert(t *testing.T) {
 	if c := awaitStart(t, f); c != nil {
 		t.Fatal("the first start, which fails, gave a command")
 	}
-	ev := <-alerts
+	ev := awaitAlert(t, alerts)
 	if ev.Kind != "opened" || ev.Alert.Job != "mount" || ev.Alert.Source != path || ev.Alert.Error != "fuse: device not found" || ev.Alert.Action == "" {
 		t.Fatalf("alert after the failed mount: %+v", ev)
 	}
@@ -103,7 +114,7 @@ func TestMountsRemountAndAlert(t *testing.T) {
 	if first == nil {
 		t.Fatal("the second start failed")
 	}
-	if ev := <-alerts; ev.Kind != "cleared" || ev.Alert.ID != opened {
+	if ev := awaitAlert(t, alerts); ev.Kind != "cleared" || ev.Alert.ID != opened {
 		t.Fatalf("alert after the mount was made: %+v, want cleared", ev)
 	}
 	if got := srv.Alerts(); len(got) != 0 {
