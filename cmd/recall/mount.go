@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -144,10 +145,6 @@ func mountBackground(c *cli.Context, mnt string) error {
 		return fmt.Errorf("log file: %w", err)
 	}
 	defer logFile.Close()
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	args := []string{"--home", home}
 	if pf := c.String("password-file"); pf != "" {
 		if pf, err = filepath.Abs(pf); err != nil {
@@ -168,27 +165,57 @@ func mountBackground(c *cli.Context, mnt string) error {
 	}
 	args = append(args, "--", mnt)
 
+	cmd, err := startMountServer(c.Context, args, logFile, &syscall.SysProcAttr{Setsid: true})
+	if err != nil {
+		if errors.Is(err, errMountServerEnded) {
+			return fmt.Errorf("%w; see %s", err, logPath)
+		}
+		return err
+	}
+	pid := cmd.Process.Pid
+	cmd.Process.Release()
+	if c.Bool("json") {
+		return printJSON(c, mountJSON{Home: home, Mountpoint: mnt, PID: pid, Log: logPath})
+	}
+	fmt.Fprintf(c.App.Writer, "mounted %s at %s (server pid %d, log %s)\n", home, mnt, pid, logPath)
+	return nil
+}
+
+// errMountServerEnded: the mount server exited before it said whether
+// the mount is ready; its log says why.
+var errMountServerEnded = errors.New("mount server exited before the mount was ready")
+
+// startMountServer starts this program with args (a mount --foreground),
+// its output to out, and returns once it reports the mount ready: the
+// started command, which the caller waits for or releases. The
+// passphrase, if one was resolved, goes to it through a pipe. When ctx
+// ends first the server is told to stop.
+func startMountServer(ctx context.Context, args []string, out *os.File, attr *syscall.SysProcAttr) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer pr.Close()
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
 	cmd.Dir = "/"
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
+	cmd.Stdout = out
+	cmd.Stderr = out
 	cmd.ExtraFiles = []*os.File{pw}
 	closePassword, err := handPassword(cmd)
 	if err != nil {
 		pw.Close()
-		return err
+		return nil, err
 	}
 	defer closePassword()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		pw.Close()
-		return fmt.Errorf("start mount server: %w", err)
+		return nil, fmt.Errorf("start mount server: %w", err)
 	}
 	pw.Close()
 	msg := make(chan string, 1)
@@ -199,25 +226,20 @@ func mountBackground(c *cli.Context, mnt string) error {
 	var line string
 	select {
 	case line = <-msg:
-	case <-c.Context.Done():
+	case <-ctx.Done():
 		cmd.Process.Signal(syscall.SIGTERM)
-		return c.Context.Err()
+		cmd.Wait()
+		return nil, ctx.Err()
 	}
 	switch {
 	case line == "ready":
-		pid := cmd.Process.Pid
-		cmd.Process.Release()
-		if c.Bool("json") {
-			return printJSON(c, mountJSON{Home: home, Mountpoint: mnt, PID: pid, Log: logPath})
-		}
-		fmt.Fprintf(c.App.Writer, "mounted %s at %s (server pid %d, log %s)\n", home, mnt, pid, logPath)
-		return nil
+		return cmd, nil
 	case strings.HasPrefix(line, "error: "):
 		cmd.Wait()
-		return errors.New(strings.TrimPrefix(line, "error: "))
+		return nil, errors.New(strings.TrimPrefix(line, "error: "))
 	}
 	cmd.Wait()
-	return fmt.Errorf("mount server exited before the mount was ready; see %s", logPath)
+	return nil, errMountServerEnded
 }
 
 // mountJSON is what mount --json prints; scripts rely on these fields.

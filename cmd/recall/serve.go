@@ -5,6 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -83,6 +86,25 @@ func serve(c *cli.Context) error {
 		}
 		log.Info("metrics endpoint listening", "addr", addr.String(), "path", "/metrics")
 	}
+	// Each [[mount]] is served by a child 'recall mount --foreground'
+	// that the server restarts when it dies (mounts.go in engine/server
+	// says why a child). Setpgid: a Ctrl-C meant for a foreground server
+	// reaches its mounts only through it, in order. Pdeathsig: a server
+	// killed outright takes its mounts down rather than leaving them
+	// unsupervised; the next start mounts them again.
+	absHome, err := filepath.Abs(home)
+	if err != nil {
+		return err
+	}
+	stopMounts := srv.SuperviseMounts(cfg.Mount, server.MountsOptions{Start: func(ctx context.Context, m server.MountConfig) (*exec.Cmd, error) {
+		args := []string{"--home", absHome, "mount", "--foreground"}
+		if m.AllowOther {
+			args = append(args, "--allow-other")
+		}
+		args = append(args, "--", m.Path)
+		return startMountServer(ctx, args, os.Stderr, &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM})
+	}})
+	defer stopMounts()
 	if _, err := server.SdNotify("READY=1"); err != nil {
 		log.Warn("service manager not told the server is ready", "err", err)
 	}

@@ -26,9 +26,9 @@ import (
 //	  "alerts": [               the active alerts, oldest first
 //	    {
 //	      "id": N,
-//	      "job": "backup",      kind of the job that failed: backup, prune, gc, check
+//	      "job": "backup",      kind of the job that failed: backup, prune, gc, check, mount
 //	      "group": "g",         absent for gc
-//	      "source": "s",        for a backup: the member's source
+//	      "source": "s",        for a backup: the member's source; for a mount: its path
 //	      "member": "/path",    for a backup: the member's path
 //	      "error": "...",       the latest failure's message
 //	      "action": "...",      what to do about it
@@ -186,6 +186,8 @@ func (a *alerts) ack(id uint64) (*AlertEvent, error) {
 // suggest says what to do about err, the failure of the job f describes.
 func suggest(f *Alert, err error) string {
 	switch {
+	case f.Job == "mount":
+		return "the recovery tree at " + f.Source + " is not mounted: see the server's log for the mount server's error (is /dev/fuse there? is something else mounted there?); the server keeps trying, and the alert clears once it is mounted"
 	case errors.Is(err, chunkstore.ErrLocked):
 		// The lock error names the holder: pid, host, purpose, since.
 		return "another process holds the store lock (the error names it): wait for it to finish, or stop it if it hangs; the server retries"

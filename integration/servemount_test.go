@@ -1,0 +1,91 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/internal/mountinfo"
+)
+
+var serverPidRE = regexp.MustCompile(`server_pid=(\d+)`)
+
+// mountPid returns the mount server's pid from a "recovery tree mounted"
+// line.
+func mountPid(t *testing.T, line string) int {
+	t.Helper()
+	m := serverPidRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no server_pid in %q", line)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+// TestServeKeepsMount: recall serve mounts the tree of a [[mount]]
+// (creating its directory); the mount server killed with -9, the tree is
+// back within seconds; SIGTERM to recall serve unmounts it.
+func TestServeKeepsMount(t *testing.T) {
+	requireFUSE(t)
+	e := newEnv(t)
+	src := filepath.Join(t.TempDir(), "data")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("kept mounted\n"), 0o644))
+	e.ok("init")
+	e.ok("backup", "--source", "data", src)
+	mnt := filepath.Join(t.TempDir(), "srv", "recall")
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	cfg := filepath.Join(t.TempDir(), "recall.toml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\n\n[[mount]]\npath = %q\nallow_other = true\n",
+		e.home, filepath.Join(t.TempDir(), "recall.sock"), mnt)), 0o644))
+	file := filepath.Join(mnt, "data", "latest", "f")
+
+	s := e.serve("--config", cfg)
+	pid := mountPid(t, s.await("recovery tree mounted", mnt))
+	if b, err := os.ReadFile(file); err != nil || string(b) != "kept mounted\n" {
+		t.Fatalf("read %s through the server's mount: %q, %v", file, b, err)
+	}
+	if line, ok := mountedAt(t, mnt); !ok || !strings.Contains(line, mountinfo.RecallFSType) {
+		t.Fatalf("mounted at %s: %q, want a %s mount", mnt, line, mountinfo.RecallFSType)
+	}
+
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	killed := time.Now()
+	s.await("mount server gone: remounting", mnt)
+	again := mountPid(t, s.await("recovery tree mounted", mnt))
+	if again == pid {
+		t.Fatalf("remounted by the killed server's pid %d", pid)
+	}
+	if d := time.Since(killed); d > 15*time.Second {
+		t.Errorf("the tree took %v to come back after the kill", d)
+	} else {
+		t.Logf("the tree was back %v after the kill", d)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "kept mounted\n" {
+		t.Fatalf("read %s after the remount: %q, %v", file, b, err)
+	}
+	if out := e.ok("alerts", "--json"); out != "[]\n" {
+		t.Errorf("alerts after a remount that worked: %s", out)
+	}
+
+	must(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	if code := s.wait(); code != 0 {
+		t.Fatalf("recall serve stopped by SIGTERM: exit %d; log:\n%s", code, s.log)
+	}
+	// The server unmounted it, not the kernel after its death.
+	if !strings.Contains(s.log.String(), "recovery tree unmounted") {
+		t.Errorf("recall serve did not log unmounting %s; log:\n%s", mnt, s.log)
+	}
+	if line, ok := mountedAt(t, mnt); ok {
+		t.Errorf("after recall serve stopped, %s is still mounted (%s); log:\n%s", mnt, line, s.log)
+	}
+	if alive(again) {
+		t.Errorf("mount server %d still runs after recall serve stopped", again)
+	}
+}
