@@ -235,7 +235,13 @@ func (k *killAt) hook(s chunkstore.Step) error {
 		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 			return err
 		}
-		return os.Link(p, to)
+		// Writers not at a step run on while the kill is taken: a temp
+		// file one of them removed meanwhile is gone at either instant
+		// the kill could have struck.
+		if err := os.Link(p, to); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
 	})
 	return errPowerCut
 }
