@@ -75,15 +75,12 @@ func samplePoint() *Point {
 		Errors: []PathError{{Path: "secret", Error: "skipped: permission denied"}}}
 }
 
-func TestPointGolden(t *testing.T) {
-	p := samplePoint()
-	p.Errors = append(p.Errors, PathError{Path: "proc", Error: "skipped mount point: proc is a pseudo file system"})
-	p.Exclude = Exclude{Patterns: []string{"*.tmp", "/var/cache/", "**/node_modules"},
-		Files:  []ExcludeFile{{Path: "/etc/recall/exclude", Patterns: []string{"*.iso"}}},
-		Caches: true, IfPresent: []string{".nobackup"}, LargerThan: 2 << 30, OneFileSystem: true}
-	p.MountPoints = []MountPoint{{Path: "home", FSType: "ext4"}, {Path: "sys", FSType: "sysfs"}}
+// checkPointGolden pins p's manifest bytes in the golden file name and
+// checks they decode to p again; it returns the bytes.
+func checkPointGolden(t *testing.T, p *Point, name string) []byte {
+	t.Helper()
 	b := encodePoint(p)
-	golden.Check(t, "point-v2.golden", b)
+	golden.Check(t, name, b)
 	got, err := decodePoint(id(5), b)
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +89,17 @@ func TestPointGolden(t *testing.T) {
 	if !reflect.DeepEqual(got, p) {
 		t.Errorf("round trip differs:\n got %+v\nwant %+v", got, p)
 	}
+	return b
+}
+
+func TestPointGolden(t *testing.T) {
+	p := samplePoint()
+	p.Errors = append(p.Errors, PathError{Path: "proc", Error: "skipped mount point: proc is a pseudo file system"})
+	p.Exclude = Exclude{Patterns: []string{"*.tmp", "/var/cache/", "**/node_modules"},
+		Files:  []ExcludeFile{{Path: "/etc/recall/exclude", Patterns: []string{"*.iso"}}},
+		Caches: true, IfPresent: []string{".nobackup"}, LargerThan: 2 << 30, OneFileSystem: true}
+	p.MountPoints = []MountPoint{{Path: "home", FSType: "ext4"}, {Path: "sys", FSType: "sysfs"}}
+	b := checkPointGolden(t, p, "point-v2.golden")
 	if !bytes.Contains(b, []byte(`"version":2`)) {
 		t.Errorf("manifest lacks its version: %s", b)
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recall-backup/recall/internal/golden"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -187,16 +186,7 @@ func TestPointGroupGolden(t *testing.T) {
 	p := samplePoint()
 	p.Group, p.PolicyVersion = "web", 3
 	p.Scheduled = time.Date(2026, 11, 21, 21, 0, 0, 0, time.UTC)
-	b := encodePoint(p)
-	golden.Check(t, "point-v2-group.golden", b)
-	got, err := decodePoint(id(5), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.ID = id(5)
-	if !reflect.DeepEqual(got, p) {
-		t.Errorf("round trip differs:\n got %+v\nwant %+v", got, p)
-	}
+	checkPointGolden(t, p, "point-v2-group.golden")
 	for _, name := range []string{"point-v2.golden", "point-v1.golden"} {
 		old, err := decodePoint(id(5), readGolden(t, name))
 		if err != nil {
