@@ -385,9 +385,6 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 			return nil, err
 		}
 	}
-	if err := s.Refresh(); err != nil {
-		return nil, err
-	}
 	plan, err := s.loadPlan(ctx)
 	if err != nil {
 		return nil, err
@@ -773,18 +770,12 @@ func (g *gcRun) rewrite(packs []ID, use *packUses, live *BlobSet) ([]ID, error) 
 // differs from marking's (the index changed meanwhile), the pack is left
 // alone: it stays whole, which is always safe.
 func (g *gcRun) livePlaces(id ID, use *packUses, b []byte, live *BlobSet, scratch *livePlacesBufs) ([]PackEntry, error) {
-	if len(b) < packTrailerLen {
-		return nil, fmt.Errorf("%w: pack too short", ErrCorrupt)
-	}
-	hl, err := packHeaderLength(b[len(b)-packTrailerLen:])
+	h, err := packHeaderBytes(b)
 	if err != nil {
 		return nil, err
 	}
-	if int64(hl) > int64(len(b)-packTrailerLen) {
-		return nil, fmt.Errorf("%w: pack header length", ErrCorrupt)
-	}
 	// A copy: an encrypted header is opened in place.
-	scratch.hdr = append(scratch.hdr[:0], b[len(b)-packTrailerLen-hl:len(b)-packTrailerLen]...)
+	scratch.hdr = append(scratch.hdr[:0], h[:len(h)-packTrailerLen]...)
 	hdr := scratch.hdr
 	entries, err := decodePackHeader(hdr, g.s.keys, int64(len(b)))
 	if err != nil {

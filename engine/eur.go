@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -28,9 +27,6 @@ var ErrNoEndUserRecovery = errors.New("end-user recovery is off")
 // one from before groups, has no such source.
 func NoEndUserRecovery(home string, wait time.Duration) (off map[string]string, err error) {
 	path := CatalogPath(home)
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return map[string]string{}, nil
-	}
 	defer func() {
 		// bbolt panics on some damaged pages; the mount must outlive them.
 		if p := recover(); p != nil {
@@ -46,7 +42,7 @@ func NoEndUserRecovery(home string, wait time.Duration) (off map[string]string, 
 		var errno syscall.Errno
 		switch {
 		case errors.Is(err, os.ErrNotExist):
-			return map[string]string{}, nil // removed since the stat
+			return map[string]string{}, nil // no catalog (opened read-only, it is never created)
 		case errors.As(err, &pe) || errors.As(err, &errno):
 			return nil, fmt.Errorf("read catalog %s: %w", path, err)
 		}
@@ -55,22 +51,18 @@ func NoEndUserRecovery(home string, wait time.Duration) (off map[string]string, 
 	defer db.Close()
 	off = map[string]string{}
 	err = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketGroups)
-		if b == nil {
+		if tx.Bucket(bucketGroups) == nil {
 			return nil
 		}
-		return b.ForEach(func(k, v []byte) error {
-			var g Group
-			if err := json.Unmarshal(v, &g); err != nil {
-				return fmt.Errorf("catalog %s: group record %q is unreadable (%v); delete it with 'recall group delete %s' and create it again", path, k, err, k)
-			}
+		all, err := loadGroups(tx)
+		for _, g := range all {
 			if g.Policy.Defaults().EndUserRecovery == "off" {
 				for _, src := range g.Sources() {
 					off[src] = g.Name
 				}
 			}
-			return nil
-		})
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err

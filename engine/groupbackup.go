@@ -72,8 +72,9 @@ func (s *Store) BackupGroup(ctx context.Context, home string, g *Group, o GroupB
 	var out []MemberResult
 	var failed []error
 	warnings := false
+	srcs := g.Sources()
 	for i, member := range g.Members {
-		src := g.Sources()[i]
+		src := srcs[i]
 		res := MemberResult{Member: member, Source: src}
 		j := &Job{Kind: "backup", Group: g.Name, Source: src, Path: member}
 		res.Point, res.Err = RunJob(home, j, o.Warn, func() (*Point, error) {

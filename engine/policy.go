@@ -237,8 +237,7 @@ func (p Policy) compile() (*rules, error) {
 		}
 		r.keep[i] = k.n
 	}
-	if x := (Exclude{Patterns: p.Exclude}); x.Check() != nil {
-		err := x.Check()
+	if err := (&Exclude{Patterns: p.Exclude}).Check(); err != nil {
 		return nil, fmt.Errorf("%w: --exclude: %v", ErrBadPolicy, err)
 	}
 	if p.Compression != "" {

@@ -490,7 +490,8 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 	if k := len(n.Extents); n.Size > 0 && (k == 0 || n.Extents[k-1].Hole) {
 		size = int64(n.Size)
 	}
-	if storedExtents(n) == 1 && n.LinkGroup == 0 {
+	stored := storedExtents(n)
+	if stored == 1 && n.LinkGroup == 0 {
 		// Created by the reader that writes its one chunk: the creates
 		// of a restore of many small files (a create costs ext4 tens to
 		// hundreds of microseconds) are then spread over the readers
@@ -503,9 +504,8 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 		return err
 	}
 	of := &openFile{fd: fd, path: path, rel: rel, n: n}
-	stored := slices.ContainsFunc(n.Extents, func(e Extent) bool { return !e.Hole })
-	if !stored || rs.held.Add(1) > rs.holdMax {
-		if stored {
+	if stored == 0 || rs.held.Add(1) > rs.holdMax {
+		if stored > 0 {
 			// The readers open it again as they need it (fileCache):
 			// a restore may create more files than a process can hold
 			// open.
@@ -599,12 +599,7 @@ func (rs *restorer) fill(of *openFile) error {
 	meta.Extents = nil // the plan holds what it needs of them
 	of.n = &meta
 	var start, holes int64
-	var data int64
-	for _, e := range n.Extents {
-		if !e.Hole {
-			data++
-		}
-	}
+	data := int64(storedExtents(n))
 	rs.wg.Add(1)
 	of.left.Store(data + 1) // +1: not finished while it is being planned
 	if data > 0 {

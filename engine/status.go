@@ -76,6 +76,7 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		}
 	}
 	by := map[string]*SourceStatus{}
+	bytesBySource := map[string]int64{} // what the points hold, for the dedup ratio
 	for _, p := range pts {
 		if p.Damaged != "" {
 			continue
@@ -87,6 +88,7 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		}
 		st.Points++
 		st.Stored += p.Stats.StoredBytes
+		bytesBySource[p.Source] += p.Stats.Bytes
 		if !p.Time.Before(st.LastTime) {
 			st.LastGood, st.LastTime, st.Protected = p.ID.String(), p.Time, p.Stats.Bytes
 		}
@@ -103,12 +105,6 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		}
 	}
 	out := &StoreStatus{Time: now.UTC(), Free: -1, DaysUntilFull: -1}
-	bytesBySource := map[string]int64{}
-	for _, p := range pts {
-		if p.Damaged == "" {
-			bytesBySource[p.Source] += p.Stats.Bytes
-		}
-	}
 	for _, st := range by {
 		st.GrowthPerDay /= growthDays
 		if st.Stored > 0 {

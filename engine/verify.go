@@ -328,19 +328,13 @@ func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[c
 	var ids []chunkstore.ID
 	sizes := map[chunkstore.ID]int64{}
 	if err := st.ListPacks(func(id chunkstore.ID, size int64) error {
-		ids = append(ids, id)
-		sizes[id] = size
+		if share.Reads(id) {
+			ids = append(ids, id)
+			sizes[id] = size
+		}
 		return nil
 	}); err != nil {
 		return err
-	}
-	ids = share.filter(ids)
-	if len(ids) < len(sizes) {
-		read := make(map[chunkstore.ID]int64, len(ids))
-		for _, id := range ids {
-			read[id] = sizes[id]
-		}
-		sizes = read
 	}
 	prog.packTotals(sizes)
 	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })

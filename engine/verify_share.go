@@ -44,17 +44,3 @@ func (s ReadShare) Reads(id chunkstore.ID) bool {
 func packBucket(id chunkstore.ID, n uint64) uint64 {
 	return binary.BigEndian.Uint64(id[:8]) % n
 }
-
-// filter keeps the packs of ids the run reads.
-func (s ReadShare) filter(ids []chunkstore.ID) []chunkstore.ID {
-	if s.Buckets() == 1 {
-		return ids
-	}
-	out := ids[:0]
-	for _, id := range ids {
-		if s.Reads(id) {
-			out = append(out, id)
-		}
-	}
-	return out
-}
