@@ -184,8 +184,15 @@ func TestStopCancelsAfterGrace(t *testing.T) {
 	r := start(t, f.home, NewFakeClock(week0.Add(time.Minute)), nil)
 	r.srv.WaitIdle()
 	r.stop()
-	if n := count(jobsOf(t, f.home), "backup", "a", "ok"); n != 1 {
+	after := jobsOf(t, f.home)
+	if n := count(after, "backup", "a", "ok"); n != 1 {
 		t.Errorf("after the restart: %d backups ok, want the run made once", n)
+	}
+	// The restart leaves what the stop recorded as it was.
+	for _, j := range after {
+		if j.Number == jobs[0].Number && !strings.Contains(j.Error, "recall serve stopped") {
+			t.Errorf("after the restart the stopped job says %q, want what the stop recorded", j.Error)
+		}
 	}
 }
 

@@ -287,7 +287,10 @@ func (s *Server) recordInterrupted(nums []uint64) error {
 		for _, j := range jobs {
 			var hit bool
 			if nums == nil {
-				hit = j.Status == "interrupted" || (j.Status == "running" && j.PID == os.Getpid() && j.Host == host)
+				// A job shows as interrupted when the process that ran it
+				// is gone; recorded as such (Finished set), it is history
+				// and keeps what it says.
+				hit = (j.Status == "interrupted" && j.Finished.IsZero()) || (j.Status == "running" && j.PID == os.Getpid() && j.Host == host)
 			} else {
 				hit = slices.Contains(nums, j.Number)
 			}
