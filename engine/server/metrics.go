@@ -97,12 +97,20 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(m.o.Log.Handler(), slog.LevelError)})
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(m.o.Log.Handler(), slog.LevelError)})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The store's figures are read when they are asked for, not
+		// after every job.
+		m.mu.Lock()
+		m.refreshStoreLocked()
+		m.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
 }
 
-// Observe is an Options.Observe. A finished job also refreshes the store
-// figures and rewrites the textfile, from the job's goroutine: that reads
-// the points' manifests, which the store keeps in memory.
+// Observe is an Options.Observe. With a textfile, a finished job also
+// refreshes the store figures and rewrites it, from the job's goroutine;
+// the endpoint refreshes them at each scrape.
 func (m *Metrics) Observe(e Event) {
 	switch e.Kind {
 	case "queued":
@@ -144,17 +152,25 @@ func (m *Metrics) finished(e Event) {
 		// A source seen failing only later still has its series at 0.
 		m.errors.With(l).Add(0)
 	}
+	if m.o.Textfile == "" {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.o.Store != nil {
-		if err := m.refreshStore(); err != nil {
-			m.o.Log.Warn("metrics: store size not read", "err", err)
-		}
+	m.refreshStoreLocked()
+	if err := m.WriteTextfile(); err != nil {
+		m.o.Log.Error("metrics textfile not written", "file", m.o.Textfile, "err", err)
 	}
-	if m.o.Textfile != "" {
-		if err := m.WriteTextfile(); err != nil {
-			m.o.Log.Error("metrics textfile not written", "file", m.o.Textfile, "err", err)
-		}
+}
+
+// refreshStoreLocked reads the store's size and ratio into their gauges
+// (m.mu held).
+func (m *Metrics) refreshStoreLocked() {
+	if m.o.Store == nil {
+		return
+	}
+	if err := m.refreshStore(); err != nil {
+		m.o.Log.Warn("metrics: store size not read", "err", err)
 	}
 }
 

@@ -59,29 +59,5 @@ func (st *state) encode() []byte {
 
 // save replaces the file atomically: a crash leaves the old or the new.
 func (st *state) save(home string) error {
-	p := filepath.Join(home, StateFile)
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("save server state: %w", err)
-	}
-	_, err = f.Write(st.encode())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save server state %s: %w", p, err)
-	}
-	if d, err := os.Open(home); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return writeAtomic(filepath.Join(home, StateFile), st.encode())
 }
