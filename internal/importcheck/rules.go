@@ -67,4 +67,10 @@ var rules = []rule{
 		deny: []string{"engine/server/..."},
 		why:  "the server runs engine's functions, as the command line does: engine never calls back into it",
 	},
+	{
+		from:   "tapefs/...",
+		deny:   []string{"..."},
+		except: []string{"tapefs/...", "internal/...", "chunkstore/backend"},
+		why:    "tapefs is a library of drives, changers and the on-tape format: engine writes points to tape through it, so it knows nothing of stores, points or jobs (it may implement the storage seam, chunkstore/backend)",
+	},
 }
