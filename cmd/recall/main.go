@@ -248,7 +248,7 @@ func exitCode(err error) int {
 		return 128 + int(ie.sig)
 	case errors.As(err, &ue), errors.As(err, &ec), strings.HasPrefix(err.Error(), "Required flag"), strings.HasPrefix(err.Error(), "flag provided but not defined"):
 		return exitUsage
-	case errors.Is(err, engine.ErrBadPolicy):
+	case errors.Is(err, engine.ErrBadPolicy), errors.Is(err, server.ErrBadConfig):
 		return exitUsage
 	case errors.Is(err, chunkstore.ErrWrongPassword), errors.Is(err, chunkstore.ErrNoPassword):
 		return exitAuth

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/engine/server"
 )
 
 func TestMaxArgs(t *testing.T) {
@@ -63,6 +64,9 @@ func TestExitCodeInterrupted(t *testing.T) {
 		// An interruption outranks what the command made of it.
 		{fmt.Errorf("%w (%w)", interrupted{sig: syscall.SIGINT}, engine.ErrDamaged), 130},
 		{usagef("x"), exitUsage},
+		// A configuration file that cannot be used is a usage error for
+		// every command that reads it (serve, notify test, the client).
+		{fmt.Errorf("%w: recall.toml:3: unknown key", server.ErrBadConfig), exitUsage},
 		{errors.New("x"), exitError},
 	} {
 		if got := exitCode(tc.err); got != tc.want {

@@ -28,9 +28,6 @@ func init() {
 
 func notifyTest(c *cli.Context) error {
 	cfg, err := server.LoadConfig(c.String("config"))
-	if errors.Is(err, server.ErrBadConfig) {
-		return usageError{err.Error()}
-	}
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -39,9 +38,6 @@ func serve(c *cli.Context) error {
 	}
 	log := slog.New(h)
 	cfg, err := server.LoadConfig(c.String("config"))
-	if errors.Is(err, server.ErrBadConfig) {
-		return usageError{err.Error()}
-	}
 	if err != nil {
 		return err
 	}
