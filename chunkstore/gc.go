@@ -969,7 +969,7 @@ func (g *gcRun) finishPlan(plan *gcPlan) (bool, error) {
 		}
 		hp := hiddenPack{id: id, size: size, placed: known && count[n] > 0}
 		if len(fresh) > 0 {
-			if hp.entries, err = s.ReadPackHeader(id); err != nil {
+			if hp.entries, err = s.readPackHeaderSized(id, size); err != nil {
 				return false, fmt.Errorf("garbage collection: read header of hidden pack %s: %w (it stays; run 'recall verify')", id, err)
 			}
 		}
@@ -1219,8 +1219,8 @@ func (s *Store) readHidden(sizes map[ID]int64) {
 	count, _ := x.packShapes()
 	for _, n := range todo {
 		id := x.packID(n)
-		if _, present := sizes[id]; present && count[n] == 0 {
-			if entries, err := s.ReadPackHeader(id); err == nil {
+		if size, present := sizes[id]; present && count[n] == 0 {
+			if entries, err := s.readPackHeaderSized(id, size); err == nil {
 				x.addPlaces(id, entries)
 			}
 		}

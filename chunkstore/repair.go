@@ -113,8 +113,8 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	}
 	headers := map[ID][]PackEntry{}
 	badHeader := map[ID]bool{}
-	for id := range sizes {
-		es, err := s.ReadPackHeader(id)
+	for id, size := range sizes {
+		es, err := s.readPackHeaderSized(id, size)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				return nil, fmt.Errorf("read header of pack %s: %w", id, err)
