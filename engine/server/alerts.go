@@ -256,6 +256,23 @@ func stopped(err error) bool {
 	return errors.Is(err, ErrShutdown) || errors.Is(err, context.Canceled)
 }
 
+// result is what a finished job (or one member of it) came to, as the API,
+// the log, the metrics and the notifications name it: "ok"; "warnings"
+// when a point was made but entries were skipped (never when a member
+// failed outright); "interrupted" when the server stopped it; else
+// "failed".
+func result(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case stopped(err):
+		return "interrupted"
+	case errors.Is(err, engine.ErrWarnings) && !errors.Is(err, engine.ErrMembersFailed):
+		return "warnings"
+	}
+	return "failed"
+}
+
 // writeAtomic replaces path with data: a crash leaves the old or the new.
 func writeAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"

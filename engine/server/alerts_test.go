@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -177,5 +178,26 @@ func TestAlertsFileV1(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(home, AlertsFile), []byte(`{"version": 2}`), 0o644))
 	if _, err := loadAlerts(home); err == nil || !strings.Contains(err.Error(), "version 2") {
 		t.Errorf("a file of version 2: %v", err)
+	}
+}
+
+// TestJobResult: every report of a job (API, log, metrics, notifications)
+// names its end the same way; a group job where a member failed is failed
+// even though other members made points with warnings.
+func TestJobResult(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, "ok"},
+		{fmt.Errorf("backup: %w", engine.ErrWarnings), "warnings"},
+		{fmt.Errorf("%w: %w", engine.ErrMembersFailed, engine.ErrWarnings), "failed"},
+		{fmt.Errorf("backup: %w", ErrShutdown), "interrupted"},
+		{fmt.Errorf("backup: %w (%w)", context.Canceled, engine.ErrWarnings), "interrupted"},
+		{errors.New("disk on fire"), "failed"},
+	} {
+		if got := result(tc.err); got != tc.want {
+			t.Errorf("result(%v) = %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }

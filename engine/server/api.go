@@ -49,7 +49,7 @@ type JobView struct {
 	Kind     string       `json:"kind"` // backup, prune, gc
 	Group    string       `json:"group,omitempty"`
 	Retry    int          `json:"retry,omitempty"`
-	State    string       `json:"state"` // queued, running, ok, warnings, failed
+	State    string       `json:"state"` // queued, running, ok, warnings, interrupted, failed
 	Queued   time.Time    `json:"queued"`
 	Started  time.Time    `json:"started,omitzero"`
 	Finished time.Time    `json:"finished,omitzero"`
@@ -64,7 +64,7 @@ func (j *JobView) Done() bool { return !j.Finished.IsZero() }
 type MemberView struct {
 	Member     string    `json:"member"`
 	Source     string    `json:"source,omitempty"`
-	State      string    `json:"state"` // running, ok, warnings, failed
+	State      string    `json:"state"` // running, ok, warnings, interrupted, failed
 	CatalogJob uint64    `json:"catalog_job,omitempty"`
 	Point      string    `json:"point,omitempty"`
 	Error      string    `json:"error,omitempty"`
@@ -178,12 +178,12 @@ func (s *Server) track(e Event) {
 			j.progress[e.Member] = e.Progress
 		}
 	case "finished":
-		j.view.Finished, j.view.State = now, outcome(e.Err)
+		j.view.Finished, j.view.State = now, result(e.Err)
 		if e.Err != nil {
 			j.view.Error = e.Err.Error()
 		}
 		for _, r := range e.Results {
-			m := MemberView{Member: r.Member, Source: r.Source, CatalogJob: r.Job, State: outcome(r.Err)}
+			m := MemberView{Member: r.Member, Source: r.Source, CatalogJob: r.Job, State: result(r.Err)}
 			if r.Point != nil {
 				m.Point = r.Point.ID.String()
 				if r.Err != nil {
@@ -220,16 +220,6 @@ func (s *Server) track(e Event) {
 			}
 		}
 	}
-}
-
-func outcome(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, engine.ErrWarnings):
-		return "warnings"
-	}
-	return "failed"
 }
 
 // trimJobs forgets the oldest ended jobs past keptJobs; s.jobsMu is held.

@@ -125,21 +125,18 @@ func (m *Metrics) Observe(e Event) {
 }
 
 func (m *Metrics) finished(e Event) {
-	result := "ok"
-	if e.Err != nil && !(errors.Is(e.Err, engine.ErrWarnings) && !errors.Is(e.Err, engine.ErrMembersFailed)) {
-		result = "failed"
+	res := result(e.Err)
+	if res == "warnings" {
+		res = "ok" // the label's values are ok, failed, interrupted: a point was made
 	}
-	if errors.Is(e.Err, ErrShutdown) || errors.Is(e.Err, context.Canceled) {
-		result = "interrupted"
-	}
-	m.jobs.WithLabelValues(e.Job, result).Inc()
+	m.jobs.WithLabelValues(e.Job, res).Inc()
 	for _, r := range e.Results {
 		l := prometheus.Labels{"group": e.Group, "source": r.Source}
 		if r.Source == "" {
 			l["source"] = r.Member
 		}
 		if r.Point == nil {
-			if result != "interrupted" {
+			if res != "interrupted" {
 				m.errors.With(l).Inc()
 			}
 			continue

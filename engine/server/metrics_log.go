@@ -2,10 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-
-	"github.com/recall-backup/recall/engine"
 )
 
 // JobLog is an Options.Observe that logs each job's start and end as one
@@ -25,17 +22,14 @@ func JobLog(log *slog.Logger) func(Event) {
 					failed++
 				}
 			}
-			level, result := slog.LevelInfo, "ok"
-			switch {
-			case e.Err == nil:
-			case errors.Is(e.Err, ErrShutdown) || errors.Is(e.Err, context.Canceled):
-				level, result = slog.LevelWarn, "interrupted"
-			case errors.Is(e.Err, engine.ErrWarnings) && !errors.Is(e.Err, engine.ErrMembersFailed):
-				level, result = slog.LevelWarn, "warnings"
-			default:
-				level, result = slog.LevelError, "failed"
+			res, level := result(e.Err), slog.LevelWarn
+			switch res {
+			case "ok":
+				level = slog.LevelInfo
+			case "failed":
+				level = slog.LevelError
 			}
-			attrs := []any{"job", e.Job, "group", e.Group, "retry", e.Retry, "result", result, "members", len(e.Results), "members_failed", failed}
+			attrs := []any{"job", e.Job, "group", e.Group, "retry", e.Retry, "result", res, "members", len(e.Results), "members_failed", failed}
 			if e.Err != nil {
 				attrs = append(attrs, "err", e.Err)
 			}

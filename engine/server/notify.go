@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/recall-backup/recall/engine"
 )
 
 // Notification is what a target is told: a job that failed or succeeded,
@@ -182,10 +180,10 @@ func (n *Notifier) JobEnded(e Event) {
 		what = "garbage collection"
 	}
 	msg := &Notification{Job: e.Job, Group: e.Group, Retry: e.Retry}
-	switch {
-	case e.Err == nil:
+	switch result(e.Err) {
+	case "ok":
 		msg.Event, msg.Summary = "success", what+" succeeded"
-	case errors.Is(e.Err, engine.ErrWarnings) && !errors.Is(e.Err, engine.ErrMembersFailed):
+	case "warnings":
 		msg.Event, msg.Summary, msg.Detail = "success", what+" succeeded with warnings", e.Err.Error()
 	default:
 		msg.Event, msg.Summary, msg.Detail = "failure", what+" failed", e.Err.Error()
