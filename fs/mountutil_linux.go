@@ -125,15 +125,7 @@ func refreshMount(dir, source string) {
 // every access fails with "transport endpoint is not connected". statfs
 // is asked first: unlike stat it is never answered from the kernel's
 // attribute cache.
-func IsDeadMount(dir string) bool {
-	dead := func(err error) bool { return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) }
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(dir, &sfs); dead(err) {
-		return true
-	}
-	var st unix.Stat_t
-	return dead(unix.Stat(dir, &st))
-}
+func IsDeadMount(dir string) bool { return mountinfo.Dead(dir) }
 
 // CleanDeadMount detaches a dead FUSE mount at dir (see IsDeadMount) and
 // reports whether there was one. A live mount is left alone.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -293,22 +292,7 @@ func checkMount(dir string, timeout time.Duration) error {
 // server is gone, and reports whether there was one. A live mount is left
 // alone (the mount server refuses it, naming it).
 func detachDead(dir string) (bool, error) {
-	var sfs unix.Statfs_t
-	err := unix.Statfs(dir, &sfs)
-	if !errors.Is(err, unix.ENOTCONN) && !errors.Is(err, unix.ECONNABORTED) {
-		return false, nil
-	}
-	// engine may not import fs (whose CleanDeadMount this mirrors): the
-	// server runs with no mount code of its own.
-	fuse := false
-	if err := mountinfo.Each(func(e mountinfo.Entry) {
-		if e.Dir == dir && (e.FSType == mountinfo.RecallFSType || strings.HasPrefix(e.FSType, "fuse")) {
-			fuse = true
-		}
-	}); err != nil {
-		return false, err
-	}
-	if !fuse {
+	if !mountinfo.Dead(dir) {
 		return false, nil
 	}
 	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {

@@ -6,6 +6,7 @@ package mountinfo
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -16,6 +17,20 @@ import (
 // RecallFSType is the file system type a recall recovery-tree mount shows
 // in /proc/mounts and mountinfo.
 const RecallFSType = "fuse.recall"
+
+// Dead reports whether dir is a FUSE mount whose server is gone: every
+// access fails with "transport endpoint is not connected". statfs is asked
+// first: unlike stat it is never answered from the kernel's attribute
+// cache. The mount code (fs) and the server's mount supervisor both ask.
+func Dead(dir string) bool {
+	dead := func(err error) bool { return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) }
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); dead(err) {
+		return true
+	}
+	var st unix.Stat_t
+	return dead(unix.Stat(dir, &st))
+}
 
 // Entry is one line of /proc/self/mountinfo.
 type Entry struct {
