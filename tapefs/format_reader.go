@@ -44,8 +44,9 @@ func NewFileReader(ctx context.Context, d Drive, o FileOptions) (*FileReader, er
 	if err != nil {
 		return nil, fmt.Errorf("read tape file on %s: %w", d.Name(), err)
 	}
-	r := &FileReader{d: d, codec: c, buf: make([]byte, BlockSize), start: pos, ctx: ctx}
+	r := &FileReader{d: d, codec: c, buf: blockPool.Get(BlockSize), start: pos, ctx: ctx}
 	if err := r.readBlock(ctx, true); err != nil {
+		r.releaseIfDone()
 		return nil, err
 	}
 	return r, nil
@@ -76,7 +77,8 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrEOD) && first:
-		return fmt.Errorf("%s: %w", r.where(), err)
+		r.err = fmt.Errorf("%s: %w", r.where(), err)
+		return r.err
 	case errors.Is(err, ErrFilemark), errors.Is(err, ErrEOD):
 		// The file ended before the block carrying its end record.
 		r.err = fmt.Errorf("%s: %w", r.where(), ErrTorn)
@@ -158,6 +160,22 @@ func (r *FileReader) readFull(ctx context.Context, p []byte) error {
 // damaged; the rest of the file is skipped (the drive is past its
 // filemark).
 func (r *FileReader) Next(ctx context.Context) (name string, size int64, err error) {
+	name, size, err = r.next(ctx)
+	r.releaseIfDone()
+	return name, size, err
+}
+
+// releaseIfDone gives the buffers back once the file is read or failed:
+// no more bytes will come from them.
+func (r *FileReader) releaseIfDone() {
+	if (r.err != nil || r.eof) && r.buf != nil {
+		blockPool.Put(r.buf)
+		r.codec.release()
+		r.buf, r.data = nil, nil
+	}
+}
+
+func (r *FileReader) next(ctx context.Context) (name string, size int64, err error) {
 	if r.err != nil {
 		return "", 0, r.err
 	}
@@ -246,6 +264,7 @@ func (r *FileReader) Read(p []byte) (int, error) {
 	}
 	if len(r.data) == 0 {
 		if err := r.readBlock(r.ctx, false); err != nil {
+			r.releaseIfDone()
 			return 0, err
 		}
 	}
