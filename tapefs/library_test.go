@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/recall-backup/recall/internal/golden"
 	"github.com/recall-backup/recall/tapefs"
 )
 
@@ -400,5 +401,29 @@ func TestLibraryTwoOpens(t *testing.T) {
 	want := map[string]string{"s1": "RC0001L9", "s3": "RC0003L9", "s4": "RC0004L9", "s6": "RC0006L9"}
 	if !mapsEqual(got, want) {
 		t.Fatalf("after concurrent moves: %v, want %v", got, want)
+	}
+}
+
+// state.json and cartridge.json are formats: pinned.
+func TestLibraryStateFormat(t *testing.T) {
+	lib := newLibrary(t, tapefs.EmulatorOptions{Slots: 2, Drives: 2, Capacity: 5e9, Rate: 400e6})
+	if err := lib.Load(ctx, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := lib.InjectBadBlock("RC0001L9", 0); err == nil {
+		t.Fatal("a bad block on a blank cartridge")
+	}
+	if err := lib.SetWriteProtected("RC0001L9", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ path, golden string }{
+		{"state.json", "emulator/state.json"},
+		{"cartridges/RC0001L9/cartridge.json", "emulator/cartridge.json"},
+	} {
+		b, err := os.ReadFile(filepath.Join(lib.Dir(), f.path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden.Check(t, f.golden, b)
 	}
 }
