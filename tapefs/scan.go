@@ -216,7 +216,7 @@ func hasEntry(es []CatalogEntry, name string) bool {
 func scanEntries(ctx context.Context, r *FileReader, f *CatalogFile) (pt *pointJSON, cat *MediaCatalog, cur string, err error) {
 	var pending *CatalogEntry
 	for {
-		name, size, err := r.Next(ctx)
+		name, _, err := r.Next(ctx)
 		if err != nil && err != io.EOF {
 			if pending != nil {
 				cur = pending.Name
@@ -230,7 +230,8 @@ func scanEntries(ctx context.Context, r *FileReader, f *CatalogFile) (pt *pointJ
 		if err == io.EOF {
 			return pt, cat, "", nil
 		}
-		pending = &CatalogEntry{Name: name, Size: size}
+		e := r.Entry()
+		pending = &e
 		switch {
 		case f.Kind == KindPoint && name == pointFileJSON:
 			b, err := r.ReadEntry(maxPointJSON)
