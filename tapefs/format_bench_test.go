@@ -72,3 +72,44 @@ func TestAddStreams(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkFileReader reads back 256 MiB of 64 MiB entries from memory:
+// a restore reads at the drive's rate only if opening blocks is faster.
+func BenchmarkFileReader(b *testing.B) {
+	const entry = 64 << 20
+	data := make([]byte, entry)
+	for i := 0; i < entry/2; i += 8 {
+		x := uint64(i)*0x9e3779b97f4a7c15 + 1
+		for j := 0; j < 8; j++ {
+			data[i+j] = byte(x >> (8 * j))
+		}
+	}
+	buf := make([]byte, 256<<10)
+	for _, tc := range fileOptionCases {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			d := newMemDrive()
+			writeFile(b, d, KindPacks, 2, tc.o, []testEntry{{"a", data}, {"b", data}, {"c", data}, {"d", data}})
+			b.SetBytes(4 * entry)
+			b.ReportAllocs()
+			for b.Loop() {
+				d.Rewind(ctx)
+				r, err := NewFileReader(ctx, d, tc.o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					_, _, err := r.Next(ctx)
+					if err != nil {
+						break
+					}
+					for {
+						if _, err := r.Read(buf); err != nil {
+							break
+						}
+					}
+				}
+			}
+		})
+	}
+}
