@@ -107,9 +107,10 @@
 //	              "compressed": bool, "store_id": the store's id,
 //	              "store_config": {file name: base64 of the store's config file}}
 //
-// A blank cartridge (end of data at its start) is ErrNotLabelled; one
-// whose first block is not a recall block, or holds no volume label, is
-// ErrForeign.
+// A blank cartridge (end of data at its start, or one filemark and then
+// the end of data, which is what a quick erase leaves) is ErrNotLabelled;
+// one whose first block is not a recall block, or holds no volume label,
+// is ErrForeign.
 //
 // # Keys
 //

@@ -34,6 +34,9 @@ type FileReader struct {
 	err     error // sticky
 }
 
+// errEmptyFile: a filemark where a file's first block should be.
+var errEmptyFile = errors.New("an empty tape file (a filemark and no block)")
+
 // NewFileReader starts reading the tape file at the drive's position: it
 // reads the first block, so Kind and FileNo are known. At the end of
 // recorded data it returns an error wrapping ErrEOD; an encrypted file
@@ -81,6 +84,10 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 	case err == nil:
 	case errors.Is(err, ErrEOD) && first:
 		r.err = fmt.Errorf("%s: %w", r.where(), err)
+		return r.err
+	case errors.Is(err, ErrFilemark) && first:
+		// A filemark where a file should start: no file at all.
+		r.err = fmt.Errorf("%s: %w: %w", r.where(), errEmptyFile, ErrTorn)
 		return r.err
 	case errors.Is(err, ErrFilemark), errors.Is(err, ErrEOD):
 		// The file ended before the block carrying its end record.
