@@ -108,7 +108,9 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 			r.fail(ctx, ferr)
 			r.err = ferr
 			return ferr
-		case errors.Is(err, ErrUnsupportedVersion), errors.Is(err, ErrWrongKey):
+		case first && (errors.Is(err, ErrUnsupportedVersion) || errors.Is(err, ErrWrongKey)):
+			// Said of the whole file, before any of its data: not
+			// damage to skip.
 			r.err = fmt.Errorf("%s: %w", r.where(), err)
 			return r.err
 		case first && errors.Is(err, errAuth):
@@ -294,8 +296,10 @@ func OpenEntry(ctx context.Context, d Drive, o FileOptions, fileStart uint64, e 
 	if err != nil {
 		return nil, err
 	}
+	// The block is the reader's first, whose kind and file number it
+	// takes; its sequence must be the one asked for.
 	r := &FileReader{d: d, codec: c, buf: blockPool.Get(BlockSize), start: fileStart, ctx: ctx, seq: e.Block, mid: true}
-	if err := r.readBlockAt(ctx); err != nil {
+	if err := r.readBlock(ctx, true); err != nil {
 		r.releaseIfDone()
 		return nil, err
 	}
@@ -317,20 +321,6 @@ func OpenEntry(ctx context.Context, d Drive, o FileOptions, fileStart uint64, e 
 		return nil, err
 	}
 	return r, nil
-}
-
-// readBlockAt reads the block a reader opened mid-file starts at: the
-// first block it sees, whose kind and file number it takes, but whose
-// sequence must be the one asked for.
-func (r *FileReader) readBlockAt(ctx context.Context) error {
-	want := r.seq
-	if err := r.readBlock(ctx, true); err != nil {
-		return err
-	}
-	if r.seq != want+1 {
-		return r.fail(ctx, fmt.Errorf("%s: block %d is not the block %d the catalog names: %w", r.where(), r.seq-1, want, ErrBadBlock))
-	}
-	return nil
 }
 
 // Read reads the current entry's bytes; io.EOF at its end. It uses the
