@@ -117,7 +117,9 @@
 // A pool that encrypts has one random 32-byte pool key. Each media set
 // is sealed under its own set key, HKDF-SHA256(secret = pool key, no salt,
 // info = "recall tape set key v1 " + set id, 32 bytes), so nonces are
-// never shared across sets and a set's key opens no other set. The set
+// never shared across sets and a set's key opens no other set. Nonces are
+// random; a set stays far below the 2^32 blocks (4 PiB) after which
+// random 96-bit nonces under one key would risk a collision. The set
 // label names the pool key by its fingerprint, the hex of
 // HKDF-SHA256(pool key, no salt, info "recall tape key fingerprint v1",
 // 16 bytes), which reveals nothing usable about the key; ScanTape
