@@ -389,13 +389,9 @@ func (l *EmulatedLibrary) heldDrive(n int) *emuDrive {
 // Load moves the cartridge in slot into drive.
 func (l *EmulatedLibrary) Load(ctx context.Context, slot, drive int) error {
 	op := fmt.Sprintf("load slot %d into drive %d", slot, drive)
-	if d := l.heldDrive(drive); d != nil {
+	d := l.heldDrive(drive)
+	if d != nil {
 		defer d.mu.Unlock()
-		// Whatever this process had open there is gone once the move succeeds.
-		defer func() { d.ejected = false }()
-		if err := d.release(); err != nil {
-			return l.fail(op, err)
-		}
 	}
 	err := l.locked(true, func(s *libState) error {
 		if err := checkSlot(s, slot); err != nil {
@@ -409,6 +405,14 @@ func (l *EmulatedLibrary) Load(ctx context.Context, slot, drive int) error {
 		}
 		if d := s.Drives[drive]; d.Barcode != "" {
 			return fmt.Errorf("drive %d %w (%s, from slot %d): unload it first", drive, ErrElementFull, d.Barcode, d.From)
+		}
+		if d != nil {
+			// The drive was empty: what this process may still have
+			// open there is stale, and the new cartridge loads itself.
+			if err := d.release(); err != nil {
+				return err
+			}
+			d.ejected = false
 		}
 		s.Drives[drive] = driveState{Barcode: s.Slots[slot-1], From: slot}
 		s.Slots[slot-1] = ""
@@ -424,13 +428,9 @@ func (l *EmulatedLibrary) Load(ctx context.Context, slot, drive int) error {
 // came from.
 func (l *EmulatedLibrary) Unload(ctx context.Context, drive, slot int) error {
 	op := fmt.Sprintf("unload drive %d into slot %d", drive, slot)
-	held := false
-	if d := l.heldDrive(drive); d != nil {
+	d := l.heldDrive(drive)
+	if d != nil {
 		defer d.mu.Unlock()
-		held = true
-		if err := d.release(); err != nil {
-			return l.fail(op, err)
-		}
 	}
 	err := l.locked(true, func(s *libState) error {
 		if err := checkDrive(s, drive); err != nil {
@@ -449,10 +449,13 @@ func (l *EmulatedLibrary) Unload(ctx context.Context, drive, slot int) error {
 		if b := s.Slots[slot-1]; b != "" {
 			return fmt.Errorf("slot %d %w (%s): name a free slot", slot, ErrElementFull, b)
 		}
-		if !held {
-			if err := l.probe(ds.Barcode); err != nil {
-				return fmt.Errorf("drive %d: %w", drive, err)
+		if d != nil {
+			// This process's drive lets go of it (flushed).
+			if err := d.release(); err != nil {
+				return err
 			}
+		} else if err := l.probe(ds.Barcode); err != nil {
+			return fmt.Errorf("drive %d: %w", drive, err)
 		}
 		s.Slots[slot-1] = ds.Barcode
 		s.Drives[drive] = driveState{}
@@ -515,6 +518,12 @@ func (l *EmulatedLibrary) Drive(n int) (Drive, error) {
 	op := fmt.Sprintf("open drive %d", n)
 	if n < 0 || n >= l.ndrives {
 		return nil, l.fail(op, fmt.Errorf("drive %d: %w (drives 0 to %d)", n, ErrNoElement, l.ndrives-1))
+	}
+	l.mu.Lock()
+	closed := l.lockf == nil
+	l.mu.Unlock()
+	if closed {
+		return nil, l.fail(op, errors.New("the library is closed"))
 	}
 	l.dmu.Lock()
 	defer l.dmu.Unlock()

@@ -160,6 +160,18 @@ func TestLibraryChangerErrors(t *testing.T) {
 	if after := where(t, lib); !mapsEqual(before, after) {
 		t.Fatalf("failed moves moved cartridges: %v, then %v", before, after)
 	}
+	// A refused move leaves the drive as it was, position and all.
+	d, err := lib.Drive(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeObjs(t, d, blk(1, 10), blk(2, 10))
+	if lib.Load(ctx, 2, 0) == nil || lib.Unload(ctx, 0, 2) == nil {
+		t.Fatal("a move into a full element succeeded")
+	}
+	if p, err := d.Position(ctx); err != nil || p != 2 {
+		t.Fatalf("after refused moves: position %d, %v; want 2", p, err)
+	}
 }
 
 func mapsEqual(a, b map[string]string) bool {
