@@ -5,10 +5,11 @@ package tapefs
 //
 // # Emulated cartridges
 //
-// An emulated cartridge is a directory named by its barcode holding two
-// files: "tape", the recorded data, and "cartridge.json", what is physical
-// about it (capacity, early-warning zone, write-protect tab, injected
-// faults). Moving the directory moves the cartridge, whole.
+// An emulated cartridge is a directory named by its barcode holding
+// "tape", the recorded data, "cartridge.json", what is physical about it
+// (capacity, early-warning zone, write-protect tab, injected faults), and,
+// once it holds many records, "index", a cache of its record headers
+// (emulator_index.go). Moving the directory moves the cartridge, whole.
 //
 // tape, version 1 (integers little-endian):
 //
