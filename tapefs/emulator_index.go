@@ -34,7 +34,7 @@ const (
 	indexMinRecords = 1024
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+var indexCRC = crc32.MakeTable(crc32.Castagnoli)
 
 // loadIndex fills the record index from the index file when it matches
 // the tape file of size bytes, and returns the offset up to which it did
@@ -48,7 +48,7 @@ func (c *cartridge) loadIndex(size int64) int64 {
 	count := binary.LittleEndian.Uint64(b[12:])
 	body := b[:len(b)-4]
 	if uint64(len(body)-indexHeader) != count*indexEntry ||
-		crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+		crc32.Checksum(body, indexCRC) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
 		return tapeHeaderLen
 	}
 	ends := make([]int64, 0, count)
@@ -98,7 +98,7 @@ func (c *cartridge) saveIndex() error {
 		binary.LittleEndian.PutUint32(e[1:], uint32(c.ends[i]-c.offset(i)-recordHeaderLen))
 		b = append(b, e[:]...)
 	}
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, indexCRC))
 	if err := writeFileAtomic(filepath.Join(c.dir, indexFile), b); err != nil {
 		return err
 	}
