@@ -360,14 +360,14 @@ func (l *EmulatedLibrary) Inventory(ctx context.Context) (*Inventory, error) {
 	return inv, nil
 }
 
-func checkSlot(s *libState, slot int) error {
+func (s *libState) checkSlot(slot int) error {
 	if slot < 1 || slot > len(s.Slots) {
 		return fmt.Errorf("slot %d: %w (slots 1 to %d; %d is import/export)", slot, ErrNoElement, len(s.Slots), s.ieSlot())
 	}
 	return nil
 }
 
-func checkDrive(s *libState, drive int) error {
+func (s *libState) checkDrive(drive int) error {
 	if drive < 0 || drive >= len(s.Drives) {
 		return fmt.Errorf("drive %d: %w (drives 0 to %d)", drive, ErrNoElement, len(s.Drives)-1)
 	}
@@ -394,10 +394,10 @@ func (l *EmulatedLibrary) Load(ctx context.Context, slot, drive int) error {
 		defer d.mu.Unlock()
 	}
 	err := l.locked(true, func(s *libState) error {
-		if err := checkSlot(s, slot); err != nil {
+		if err := s.checkSlot(slot); err != nil {
 			return err
 		}
-		if err := checkDrive(s, drive); err != nil {
+		if err := s.checkDrive(drive); err != nil {
 			return err
 		}
 		if s.Slots[slot-1] == "" {
@@ -433,7 +433,7 @@ func (l *EmulatedLibrary) Unload(ctx context.Context, drive, slot int) error {
 		defer d.mu.Unlock()
 	}
 	err := l.locked(true, func(s *libState) error {
-		if err := checkDrive(s, drive); err != nil {
+		if err := s.checkDrive(drive); err != nil {
 			return err
 		}
 		ds := s.Drives[drive]
@@ -443,7 +443,7 @@ func (l *EmulatedLibrary) Unload(ctx context.Context, drive, slot int) error {
 		if slot == 0 {
 			slot = ds.From
 		}
-		if err := checkSlot(s, slot); err != nil {
+		if err := s.checkSlot(slot); err != nil {
 			return err
 		}
 		if b := s.Slots[slot-1]; b != "" {
@@ -487,10 +487,10 @@ func (l *EmulatedLibrary) probe(barcode string) error {
 func (l *EmulatedLibrary) Transfer(ctx context.Context, from, to int) error {
 	op := fmt.Sprintf("transfer slot %d to slot %d", from, to)
 	err := l.locked(true, func(s *libState) error {
-		if err := checkSlot(s, from); err != nil {
+		if err := s.checkSlot(from); err != nil {
 			return err
 		}
-		if err := checkSlot(s, to); err != nil {
+		if err := s.checkSlot(to); err != nil {
 			return err
 		}
 		if s.Slots[from-1] == "" {
@@ -563,7 +563,7 @@ func (l *EmulatedLibrary) forgetDrive(d *emuDrive) {
 func (l *EmulatedLibrary) inDrive(n int) (string, error) {
 	var bc string
 	err := l.locked(false, func(s *libState) error {
-		if err := checkDrive(s, n); err != nil {
+		if err := s.checkDrive(n); err != nil {
 			return err
 		}
 		bc = s.Drives[n].Barcode
@@ -690,7 +690,7 @@ func (l *EmulatedLibrary) Insert(barcode string) (int, error) {
 			return fmt.Errorf("cartridge %s: %w outside the library", barcode, ErrNoCartridge)
 		}
 		var err error
-		if slot, err = freeSlot(s); err != nil {
+		if slot, err = s.freeSlot(); err != nil {
 			return err
 		}
 		in := filepath.Join(l.dir, cartridgesDir, barcode)
@@ -711,7 +711,7 @@ func (l *EmulatedLibrary) Insert(barcode string) (int, error) {
 	return slot, nil
 }
 
-func freeSlot(s *libState) (int, error) {
+func (s *libState) freeSlot() (int, error) {
 	for i, b := range s.Slots[:len(s.Slots)-1] {
 		if b == "" {
 			return i + 1, nil
@@ -741,7 +741,7 @@ func (l *EmulatedLibrary) AddBlank(barcode string) (int, error) {
 			return fmt.Errorf("barcode %s is taken: barcodes are unique", barcode)
 		}
 		var err error
-		if slot, err = freeSlot(s); err != nil {
+		if slot, err = s.freeSlot(); err != nil {
 			return err
 		}
 		if err := createCartridge(filepath.Join(l.dir, cartridgesDir, barcode), s.blankMeta(barcode)); err != nil {
