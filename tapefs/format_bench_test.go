@@ -2,6 +2,7 @@ package tapefs
 
 import (
 	"context"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 )
@@ -33,6 +34,39 @@ func BenchmarkFileWriter(b *testing.B) {
 				}
 				for range total / entry {
 					if _, err := w.Add(ctx, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", data); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := w.Close(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFileWriterIncompressible writes packs the store already
+// compressed or encrypted to a pool that compresses: every block's
+// compression is tried and dropped, which must not slow the writer below
+// a drive's rate.
+func BenchmarkFileWriterIncompressible(b *testing.B) {
+	const entry = 64 << 20
+	const total = 1 << 30
+	data := make([]byte, entry)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	for _, o := range []FileOptions{{Compress: true}, {Compress: true, Key: testKey}} {
+		name := "compressed"
+		if o.Key != nil {
+			name += "+encrypted"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			b.SetBytes(total)
+			for b.Loop() {
+				d := &discardDrive{memDrive: *newMemDrive()}
+				w, _ := NewFileWriter(ctx, d, KindPacks, 2, o)
+				for range total / entry {
+					if _, err := w.Add(ctx, "pack", data); err != nil {
 						b.Fatal(err)
 					}
 				}
