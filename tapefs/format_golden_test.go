@@ -36,6 +36,10 @@ var goldenEntries = []testEntry{
 
 // TestGoldenFormat pins every on-tape encoding, and reads each pinned
 // encoding back: a tape written today must read with every later recall.
+// The compressed block is the one pin a dependency can move: a newer zstd
+// may compress the same data to other (equally valid) bytes. Then the
+// old pinned block must still read back here before -update takes the
+// new one.
 func TestGoldenFormat(t *testing.T) {
 	ctx := context.Background()
 	fixRandom(t)
