@@ -113,8 +113,8 @@ func TestScanTape(t *testing.T) {
 			if !reflect.DeepEqual(*res.Volume, testVolume) || !reflect.DeepEqual(*res.Set, tc.set) {
 				t.Fatalf("labels %+v %+v", res.Volume, res.Set)
 			}
-			if res.EODPos != uint64(len(d.objs)) {
-				t.Fatalf("EODPos %d, want %d", res.EODPos, len(d.objs))
+			if p, _ := d.Position(ctx); res.EODPos != uint64(len(d.objs)) || p != res.EODPos {
+				t.Fatalf("EODPos %d, drive at %d, want both %d", res.EODPos, p, len(d.objs))
 			}
 			c := res.Catalog
 			if tc.catalog {
