@@ -80,11 +80,11 @@ const (
 // The GMT_* bits of mtget.gstat (linux/mtio.h).
 const (
 	gmtEOF    uint32 = 0x80000000 // just past a filemark (block 0 of a file > 0)
-	gmtBOT           = 0x40000000
-	gmtEOT           = 0x20000000 // early warning (or past the physical end)
-	gmtEOD           = 0x08000000 // at the end of recorded data
-	gmtWrProt        = 0x04000000
-	gmtOnline        = 0x01000000 // a cartridge is loaded and ready
+	gmtBOT    uint32 = 0x40000000
+	gmtEOT    uint32 = 0x20000000 // early warning (or past the physical end)
+	gmtEOD    uint32 = 0x08000000 // at the end of recorded data
+	gmtWrProt uint32 = 0x04000000
+	gmtOnline uint32 = 0x01000000 // a cartridge is loaded and ready
 )
 
 // mtBlockSizeMask takes the block size out of mtget.dsreg.
