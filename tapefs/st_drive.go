@@ -202,6 +202,12 @@ func (d *stDrive) Load(ctx context.Context) error {
 		if err == nil {
 			break
 		}
+		// After a bus reset st refuses everything but rewinding and a few
+		// moves (EIO) until the tape is rewound: a rewind that works means
+		// the cartridge is in and ready.
+		if errors.Is(err, syscall.EIO) && d.dev.op(mtREW, 1) == nil {
+			break
+		}
 		// Not ready yet (EIO) or not there yet (ENOMEDIUM) while the drive
 		// threads the tape; anything else will not pass by waiting.
 		if !errors.Is(err, syscall.EIO) && !errors.Is(err, syscall.ENOMEDIUM) || time.Now().After(deadline) {
@@ -266,10 +272,15 @@ func (d *stDrive) SpaceFiles(ctx context.Context, n int) error {
 		return nil
 	}
 	what := fmt.Sprintf("space %d files", n)
-	if n > 0 && errors.Is(err, syscall.EIO) {
-		// Spacing into blank tape: st marks the end of data.
-		if st, serr := d.dev.status(); serr == nil && st.gstat()&gmtEOD != 0 {
+	if errors.Is(err, syscall.EIO) {
+		st, serr := d.dev.status()
+		switch {
+		case serr != nil:
+		case n > 0 && st.gstat()&gmtEOD != 0:
+			// Spacing into blank tape: st marks the end of data.
 			return d.fail(what, ErrEOD)
+		case n < 0 && st.gstat()&gmtBOT != 0:
+			return d.fail(what, fmt.Errorf("the beginning of tape came before %d filemarks (%w)", -n, err))
 		}
 	}
 	d.noMedium(err)
@@ -382,7 +393,7 @@ func (d *stDrive) WriteFilemarks(ctx context.Context, n int) error {
 		return err
 	}
 	err := d.dev.op(mtWEOFI, int32(n))
-	if errors.Is(err, syscall.EINVAL) {
+	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EINVAL) {
 		// Kernels before 2.6.37 have no MTWEOFI: the synchronous one is
 		// slower (it flushes) but writes the same filemarks.
 		err = d.dev.op(mtWEOF, int32(n))
@@ -588,6 +599,8 @@ func translate(op stOp, errno error) error {
 		hint = "the drive or the SCSI adapter refused the block size: check the drive's block limits and the adapter's max_sectors_kb, or the st module's max_sg_segs"
 	case op == stRead && errors.Is(errno, syscall.ENOMEM):
 		sentinel = ErrBlockTooBig
+	case op == stRead && errors.Is(errno, syscall.EINVAL):
+		hint = "the read buffer is larger than the drive or the SCSI adapter allows: read with a buffer of the block size written"
 	case errors.Is(errno, syscall.EIO) && op == stWrite:
 		sentinel, hint = ErrMediumError, "the write failed on the medium: clean the drive, then use another cartridge if it fails again"
 	case errors.Is(errno, syscall.EIO) && (op == stRead || op == stMove):

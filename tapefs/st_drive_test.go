@@ -248,12 +248,14 @@ func TestSTSpaceFiles(t *testing.T) {
 		n      int
 		script []stCall
 		err    error
+		not    error // the error must not match
 	}{
 		{name: "forward", n: 3, script: []stCall{op(mtFSF, 3)}},
 		{name: "backward", n: -2, script: []stCall{op(mtBSF, 2)}},
 		{name: "none", n: 0},
 		{name: "into the end of data", n: 3, script: []stCall{opErr(mtFSF, 3, syscall.EIO), status(gmtOnline | gmtEOD)}, err: ErrEOD},
 		{name: "medium error", n: 3, script: []stCall{opErr(mtFSF, 3, syscall.EIO), status(gmtOnline)}, err: ErrMediumError},
+		{name: "back into the beginning", n: -3, script: []stCall{opErr(mtBSF, 3, syscall.EIO), status(gmtOnline | gmtBOT)}, err: syscall.EIO, not: ErrMediumError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, dev := scriptedDrive(t, 5, tc.script...)
@@ -261,6 +263,9 @@ func TestSTSpaceFiles(t *testing.T) {
 			dev.done()
 			if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 				t.Fatalf("SpaceFiles(%d) = %v, want %v", tc.n, err, tc.err)
+			}
+			if tc.not != nil && errors.Is(err, tc.not) {
+				t.Errorf("SpaceFiles(%d) = %v, which is not %v", tc.n, err, tc.not)
 			}
 			if tc.n != 0 && d.posKnown {
 				t.Error("position still taken as known after spacing")
@@ -277,7 +282,7 @@ func TestSTWriteFilemarks(t *testing.T) {
 		pos    uint64
 	}{
 		{name: "immediate", script: []stCall{op(mtWEOFI, 2)}, pos: 12},
-		{name: "kernel without MTWEOFI", script: []stCall{opErr(mtWEOFI, 2, syscall.EINVAL), op(mtWEOF, 2)}, pos: 12},
+		{name: "kernel without MTWEOFI", script: []stCall{opErr(mtWEOFI, 2, syscall.ENOSYS), op(mtWEOF, 2)}, pos: 12},
 		{name: "write-protected", script: []stCall{opErr(mtWEOFI, 2, syscall.EACCES)}, err: ErrWriteProtected},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -327,13 +332,20 @@ func TestSTLoad(t *testing.T) {
 			// loaded; st has reset the block size, which goes back to 0.
 			name: "waits for the drive",
 			script: []stCall{
-				opErr(mtLOAD, 1, syscall.ENOMEDIUM), opErr(mtLOAD, 1, syscall.EIO), op(mtLOAD, 1),
-				op(mtREW, 1), fixed, op(mtSETBLK, 0),
+				opErr(mtLOAD, 1, syscall.ENOMEDIUM),
+				opErr(mtLOAD, 1, syscall.EIO), opErr(mtREW, 1, syscall.EIO),
+				op(mtLOAD, 1), op(mtREW, 1), fixed, op(mtSETBLK, 0),
 			},
 		},
 		{
 			name:   "already variable",
 			script: []stCall{op(mtLOAD, 1), op(mtREW, 1), status(gmtOnline | gmtBOT)},
+		},
+		{
+			// After a bus reset st takes nothing but a rewind; one that
+			// works finds the cartridge loaded.
+			name:   "after a reset",
+			script: []stCall{opErr(mtLOAD, 1, syscall.EIO), op(mtREW, 1), op(mtREW, 1), status(gmtOnline | gmtBOT)},
 		},
 		{name: "refused", script: []stCall{opErr(mtLOAD, 1, syscall.EACCES)}, err: syscall.EACCES},
 	} {
@@ -353,7 +365,7 @@ func TestSTLoad(t *testing.T) {
 }
 
 func TestSTLoadGivesUp(t *testing.T) {
-	d, dev := scriptedDrive(t, -1, opErr(mtLOAD, 1, syscall.EIO))
+	d, dev := scriptedDrive(t, -1, opErr(mtLOAD, 1, syscall.EIO), opErr(mtREW, 1, syscall.EIO))
 	d.loadTimeout = 0
 	err := d.Load(context.Background())
 	dev.done()
@@ -461,6 +473,7 @@ func TestTranslate(t *testing.T) {
 		{stOpen, syscall.ENOENT, nil, true},
 		{stOpen, syscall.ENOTTY, nil, true},
 		{stLoad, syscall.EIO, nil, true},
+		{stRead, syscall.EINVAL, nil, true},
 		{stRead, syscall.EACCES, nil, false}, // st never says this on read: passed through
 	} {
 		got := translate(tc.op, tc.errno)
