@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -279,8 +280,9 @@ var _ Changer = (*MtxLibrary)(nil)
 // OpenMtxLibrary opens the library whose changer is the SCSI generic device
 // changer (/dev/sgN, or a stable /dev/tape/by-id/... link) and whose drives
 // are the st devices drives, given in the changer's drive order: drives[i]
-// is what `mtx status` calls Data Transfer Element i. It reads the changer's
-// status once, so that a wrong device fails here rather than in a job.
+// is what `mtx status` calls Data Transfer Element i. It checks that mtx is
+// installed and the devices exist; the changer is first asked by Inventory,
+// and a drive opened by Drive.
 func OpenMtxLibrary(changer string, drives []string) (*MtxLibrary, error) {
 	if changer == "" {
 		return nil, errors.New("no changer device: give the library's /dev/sgN (lsscsi -g lists it as mediumx)")
@@ -292,15 +294,15 @@ func OpenMtxLibrary(changer string, drives []string) (*MtxLibrary, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := newMtxLibrary(prog, changer, drives)
-	inv, err := l.Inventory(context.Background())
-	if err != nil {
-		return nil, err
+	if _, err := os.Stat(changer); err != nil {
+		return nil, &DeviceError{Device: changer, Op: "open changer", Err: fmt.Errorf("%w; find the changer's /dev/sgN with lsscsi -g (type mediumx; the sg module must be loaded)", err)}
 	}
-	if len(inv.Drives) < len(drives) {
-		return nil, fmt.Errorf("changer %s has %d drives; %d were given", changer, len(inv.Drives), len(drives))
+	for _, d := range drives {
+		if _, err := os.Stat(d); err != nil {
+			return nil, &DeviceError{Device: d, Op: "open drive", Err: fmt.Errorf("%w; find the drive's /dev/nstN with lsscsi -g (type tape; the st module must be loaded)", err)}
+		}
 	}
-	return l, nil
+	return newMtxLibrary(prog, changer, drives), nil
 }
 
 // findMtx finds the mtx program: Debian installs it in /usr/sbin, which a
@@ -409,6 +411,9 @@ func (l *MtxLibrary) Inventory(ctx context.Context) (*Inventory, error) {
 	if err != nil {
 		return nil, &DeviceError{Device: l.changer, Op: "mtx status", Err: fmt.Errorf("%w; report this output with the library's model", err)}
 	}
+	if len(inv.Drives) < len(l.drivePaths) {
+		return nil, &DeviceError{Device: l.changer, Op: "mtx status", Err: fmt.Errorf("the changer has %d drives where %d are configured: give only its drives, in its order", len(inv.Drives), len(l.drivePaths))}
+	}
 	return inv, nil
 }
 
@@ -474,9 +479,9 @@ func (l *MtxLibrary) Transfer(ctx context.Context, from, to int) error {
 	return err
 }
 
-// Drive returns drive n, opening its st device on first use. The st driver
-// lets one process open a drive once, so the library keeps it open and
-// hands out the same Drive until it is closed.
+// Drive returns drive n, opening its st device on first use. The library
+// owns it (Close of the library closes it): the st driver lets a drive be
+// open once, so the same Drive is handed out until it is closed.
 func (l *MtxLibrary) Drive(n int) (Drive, error) {
 	if err := l.checkDrive(n); err != nil {
 		return nil, err

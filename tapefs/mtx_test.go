@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -384,20 +383,45 @@ func TestMtxLibraryTimeout(t *testing.T) {
 	}
 }
 
-// TestOpenMtxLibraryNoChanger runs the real mtx against a device that is
-// not there: the error names it and quotes mtx.
-func TestOpenMtxLibraryNoChanger(t *testing.T) {
-	if _, err := exec.LookPath("mtx"); err != nil {
-		if _, err := findMtx(); err != nil {
-			testskip.Skip(t, "the mtx program is not installed (package mtx)")
-		}
+// TestOpenMtxLibrary: the devices must exist, and the real mtx run on
+// what is not a changer is quoted with what to check.
+func TestOpenMtxLibrary(t *testing.T) {
+	prog, err := findMtx()
+	if err != nil {
+		testskip.Skip(t, "the mtx program is not installed (package mtx)")
 	}
-	dev := filepath.Join(t.TempDir(), "sg9")
-	_, err := OpenMtxLibrary(dev, []string{"/dev/nst0"})
-	if err == nil || !strings.Contains(err.Error(), dev) || !strings.Contains(err.Error(), "cannot open SCSI device") {
-		t.Fatalf("OpenMtxLibrary = %v, want an error naming %s and quoting mtx", err, dev)
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "sg9")
+	if _, err := OpenMtxLibrary(missing, []string{"/dev/null"}); err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "lsscsi -g") {
+		t.Errorf("OpenMtxLibrary(%s) = %v, want an error naming it and saying how to find the changer", missing, err)
 	}
-	if _, err := OpenMtxLibrary(dev, nil); err == nil || !strings.Contains(err.Error(), "/dev/nstN") {
+	if _, err := OpenMtxLibrary("/dev/null", []string{missing}); err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "/dev/nstN") {
+		t.Errorf("OpenMtxLibrary with drive %s = %v, want an error naming it", missing, err)
+	}
+	if _, err := OpenMtxLibrary("/dev/null", nil); err == nil || !strings.Contains(err.Error(), "/dev/nstN") {
 		t.Errorf("OpenMtxLibrary without drives = %v", err)
+	}
+	l, err := OpenMtxLibrary("/dev/null", []string{"/dev/null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.program != prog || l.Name() != "/dev/null" || l.NumDrives() != 1 {
+		t.Errorf("library %+v", l)
+	}
+	_, err = l.Inventory(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `mtx says "/dev/null is not an sg device`) || !strings.Contains(err.Error(), "lsscsi -g") {
+		t.Errorf("Inventory of /dev/null = %v, want mtx quoted and what to check", err)
+	}
+}
+
+func TestMtxInventoryMoreDrivesThanTheChanger(t *testing.T) {
+	abs, err := filepath.Abs(filepath.Join("testdata", "mtx", "lto9-1drive-24slots-cleaning.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, _ := fakeMtx(t, map[string]string{"status": "grep -v '^#' " + abs})
+	l := newMtxLibrary(prog, "/dev/sg7", []string{"/dev/nst0", "/dev/nst1"})
+	if _, err := l.Inventory(context.Background()); err == nil || !strings.Contains(err.Error(), "has 1 drives where 2 are configured") {
+		t.Fatalf("Inventory = %v", err)
 	}
 }
