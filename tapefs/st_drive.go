@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -48,9 +49,10 @@ import (
 // file left unfinished (the cartridge filled): on a real drive it ends with a
 // filemark, on the emulator it does not; a reader finds no end record either
 // way. And positions are the drive's logical object numbers only if st asks
-// READ POSITION and LOCATE for logical addresses (its scsi2logical option);
-// OpenST sets it, which st allows only to root, so a drive used by another
-// user needs it set at boot (stinit, or mt stsetoptions scsi2logical).
+// READ POSITION and LOCATE for logical addresses (its scsi2logical option),
+// and a write returns its own errors only without st's asynchronous writes:
+// OpenST sets the options it needs (stOptionProblem), which st allows only
+// to root, and refuses a drive whose options it sees are wrong.
 //
 // Calls cannot be cancelled once issued to the driver (a locate can take a
 // minute or two); ctx is checked before each.
@@ -70,12 +72,54 @@ const (
 	mtWEOFI        = 35 // write filemarks with the immediate bit
 )
 
-// MTSETDRVBUFFER arguments: set the listed boolean options; scsi2logical
-// makes MTIOCPOS and MTSEEK use logical object numbers.
+// MTSETDRVBUFFER arguments: set or clear the listed boolean options
+// (linux/mtio.h, MT_ST_*).
 const (
-	mtSTSetBooleans  = 0x30000000
-	mtSTSCSI2Logical = 0x800
+	mtSTSetBooleans   = 0x30000000
+	mtSTClearBooleans = 0x40000000
+	mtSTAsyncWrites   = 0x2
+	mtSTSCSI2Logical  = 0x800
+	mtSTNowait        = 0x2000
+	mtSTNowaitEOF     = 0x8000
 )
+
+// stOptionProblem says what is wrong for recall with a drive's st options,
+// "" if nothing, and how to fix it:
+//   - scsi2logical must be on, or MTIOCPOS and MTSEEK use device-specific
+//     addresses instead of the logical object numbers the format records;
+//   - async writes must be off: a write then returns before the drive has
+//     the block, its early warning or error comes with the next call, and
+//     a block refused at the end of the medium has already been reported
+//     written;
+//   - positioning must wait for the tape (MT_ST_NOWAIT off), or a rewind
+//     or locate returns before the tape is there;
+//   - filemarks must not be immediate by default (MT_ST_NOWAIT_EOF), or
+//     Flush, which writes zero filemarks synchronously, returns at once.
+func stOptionProblem(opts uint64, dev string) string {
+	var wrong, fix []string
+	if opts&mtSTSCSI2Logical == 0 {
+		wrong = append(wrong, "scsi2logical is off (positions would be device-specific)")
+		fix = append(fix, "mt -f "+dev+" stsetoptions scsi2logical")
+	}
+	if opts&mtSTAsyncWrites != 0 {
+		wrong = append(wrong, "async-writes is on (write errors would come one block late)")
+		fix = append(fix, "mt -f "+dev+" stclearoptions async-writes")
+	}
+	if opts&mtSTNowait != 0 {
+		wrong = append(wrong, "no-wait is on (rewinds and locates would return before the tape moved)")
+		fix = append(fix, "mt -f "+dev+" stclearoptions no-wait")
+	}
+	if opts&mtSTNowaitEOF != 0 {
+		wrong = append(wrong, "filemarks are written without waiting (a flush would not wait for the medium)")
+		fix = append(fix, "clear the driver's nowait-eof option (MT_ST_NOWAIT_EOF)")
+	}
+	if len(wrong) == 0 {
+		return ""
+	}
+	return "the st driver's options for this drive do not suit recall: " + strings.Join(wrong, "; ") +
+		". Open it once as root (recall sets them), or set them at boot: " + strings.Join(fix, ", then ") +
+		" (or the same in /etc/stinit.def)"
+}
 
 // The GMT_* bits of mtget.gstat (linux/mtio.h).
 const (

@@ -490,3 +490,26 @@ func TestTranslate(t *testing.T) {
 		}
 	}
 }
+
+func TestSTOptionProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  uint64
+		words []string // the problem names these; none: no problem
+	}{
+		{name: "as recall sets them", opts: mtSTSCSI2Logical | 0x1 | 0x4 | 0x100},
+		{name: "st's defaults", opts: mtSTAsyncWrites | 0x1 | 0x4 | 0x100, words: []string{"scsi2logical is off", "async-writes is on", "stsetoptions scsi2logical", "stclearoptions async-writes", "root"}},
+		{name: "immediate filemarks", opts: mtSTSCSI2Logical | mtSTNowaitEOF, words: []string{"without waiting", "MT_ST_NOWAIT_EOF"}},
+		{name: "immediate positioning", opts: mtSTSCSI2Logical | mtSTNowait, words: []string{"no-wait is on", "stclearoptions no-wait"}},
+	} {
+		got := stOptionProblem(tc.opts, "/dev/nst0")
+		if (got == "") != (len(tc.words) == 0) {
+			t.Errorf("%s: %q", tc.name, got)
+		}
+		for _, w := range tc.words {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q does not say %q", tc.name, got, w)
+			}
+		}
+	}
+}
