@@ -255,7 +255,8 @@ func TestSTSpaceFiles(t *testing.T) {
 		{name: "none", n: 0},
 		{name: "into the end of data", n: 3, script: []stCall{opErr(mtFSF, 3, syscall.EIO), status(gmtOnline | gmtEOD)}, err: ErrEOD},
 		{name: "medium error", n: 3, script: []stCall{opErr(mtFSF, 3, syscall.EIO), status(gmtOnline)}, err: ErrMediumError},
-		{name: "back into the beginning", n: -3, script: []stCall{opErr(mtBSF, 3, syscall.EIO), status(gmtOnline | gmtBOT)}, err: syscall.EIO, not: ErrMediumError},
+		{name: "back into the beginning", n: -3, script: []stCall{opErr(mtBSF, 3, syscall.EIO), position(0)}, err: syscall.EIO, not: ErrMediumError},
+		{name: "back: medium error", n: -3, script: []stCall{opErr(mtBSF, 3, syscall.EIO), position(4)}, err: ErrMediumError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, dev := scriptedDrive(t, 5, tc.script...)
@@ -267,7 +268,7 @@ func TestSTSpaceFiles(t *testing.T) {
 			if tc.not != nil && errors.Is(err, tc.not) {
 				t.Errorf("SpaceFiles(%d) = %v, which is not %v", tc.n, err, tc.not)
 			}
-			if tc.n != 0 && d.posKnown {
+			if tc.n > 0 && d.posKnown {
 				t.Error("position still taken as known after spacing")
 			}
 		})
@@ -386,6 +387,94 @@ func TestSTLocate(t *testing.T) {
 	if err := d.Locate(context.Background(), 1<<31); err == nil {
 		t.Error("locating beyond a C int was not refused")
 	}
+}
+
+// TestSTSettle: st would write a filemark of its own when the tape moves
+// after blocks were written; the drive flushes first, which ends the
+// writing without one, so that a file left unfinished stays so.
+func TestSTSettle(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		move   func(d *stDrive) error
+		script []stCall
+	}{
+		{name: "rewind", move: func(d *stDrive) error { return d.Rewind(ctx) }, script: []stCall{op(mtWEOF, 0), op(mtREW, 1)}},
+		{name: "locate", move: func(d *stDrive) error { return d.Locate(ctx, 3) }, script: []stCall{op(mtWEOF, 0), op(mtSEEK, 3)}},
+		{name: "space back", move: func(d *stDrive) error { return d.SpaceFiles(ctx, -1) }, script: []stCall{op(mtWEOF, 0), op(mtBSF, 1)}},
+		{name: "unload", move: func(d *stDrive) error { return d.Unload(ctx) }, script: []stCall{op(mtWEOF, 0), op(mtOFFL, 1)}},
+		{name: "close", move: func(d *stDrive) error { return d.Close() }, script: []stCall{op(mtWEOF, 0)}},
+		{
+			// What the drive held back for buffered blocks comes out
+			// before the tape moves, and it does not move.
+			name: "a held-back write error", move: func(d *stDrive) error { return d.Rewind(ctx) },
+			script: []stCall{opErr(mtWEOF, 0, syscall.EIO)},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, dev := scriptedDrive(t, 0, append([]stCall{wrote(), status(gmtOnline)}, tc.script...)...)
+			if _, err := d.WriteBlock(ctx, []byte("unfinished")); err != nil {
+				t.Fatal(err)
+			}
+			err := tc.move(d)
+			dev.done()
+			if wantErr := tc.script[0].err != nil; (err != nil) != wantErr || wantErr && !errors.Is(err, ErrMediumError) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+	// Nothing written since the last filemark: no flush.
+	d, dev := scriptedDrive(t, 0, wrote(), status(gmtOnline), op(mtWEOFI, 1), op(mtREW, 1))
+	if _, err := d.WriteBlock(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteFilemarks(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Rewind(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dev.done()
+}
+
+// TestSTStatusAfterFlush: st counts block 0 after writing zero filemarks,
+// so its file and block numbers are reported unknown until the tape moves.
+func TestSTStatusAfterFlush(t *testing.T) {
+	ctx := context.Background()
+	stAfter := stCall{call: "status", st: mtget{Gstat: bits(gmtOnline | gmtEOF), Fileno: 1, Blkno: 0}}
+	d, dev := scriptedDrive(t, 3, wrote(), status(gmtOnline), op(mtWEOF, 0), stAfter, position(4),
+		op(mtREW, 1), stCall{call: "status", st: mtget{Gstat: bits(gmtOnline | gmtBOT)}}, position(0))
+	if _, err := d.WriteBlock(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.Status(ctx)
+	if err != nil || st.File != -1 || st.Block != -1 || st.Position != 4 {
+		t.Fatalf("status after a flush: %+v, %v; want file and block unknown at 4", st, err)
+	}
+	if err := d.Rewind(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = d.Status(ctx); err != nil || st.File != 0 || st.Block != 0 || !st.BOT {
+		t.Fatalf("status after rewinding: %+v, %v", st, err)
+	}
+	dev.done()
+}
+
+func TestSTLocateBeyondEOD(t *testing.T) {
+	d, dev := scriptedDrive(t, 0, opErr(mtSEEK, 20, syscall.EIO), op(mtEOM, 1), position(10))
+	err := d.Locate(context.Background(), 20)
+	dev.done()
+	if err == nil || !strings.Contains(err.Error(), "beyond the end of data at 10") || errors.Is(err, ErrMediumError) {
+		t.Fatalf("Locate(20) with the end of data at 10 = %v", err)
+	}
+	d, dev = scriptedDrive(t, 0, opErr(mtSEEK, 5, syscall.EIO), op(mtEOM, 1), position(10))
+	if err := d.Locate(context.Background(), 5); !errors.Is(err, ErrMediumError) {
+		t.Fatalf("Locate(5) failing before the end of data = %v, want a medium error", err)
+	}
+	dev.done()
 }
 
 func TestSTCancelled(t *testing.T) {
