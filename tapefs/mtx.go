@@ -20,7 +20,7 @@ import (
 // Proxmox Backup do: it knows the quirks of a great many changers, which
 // talking SCSI to the changer ourselves would have to relearn.
 //
-// mtx status prints (mtx.c, Status, unchanged since mtx 1.3):
+// mtx status prints (mtx.c, Status, as in mtx 1.3.12):
 //
 //	  Storage Changer /dev/sg3:2 Drives, 24 Slots ( 4 Import/Export )
 //	Data Transfer Element 0:Full (Storage Element 5 Loaded):VolumeTag = ABC005L9
@@ -127,7 +127,7 @@ func ParseMtxStatus(out []byte) (*Inventory, error) {
 
 // parseMtxHeader parses what follows "Storage Changer ": the device (which
 // may itself hold colons, as by-path names do), then "N Drives, M Slots" and,
-// since mtx 1.2.17, "( K Import/Export )".
+// in all but old versions, "( K Import/Export )".
 func parseMtxHeader(s string) (drives, slots, ie int, ieListed bool, err error) {
 	d := strings.Index(s, " Drives, ")
 	colon := strings.LastIndexByte(s[:max(d, 0)], ':')

@@ -157,7 +157,7 @@ func TestParseMtxStatusRejects(t *testing.T) {
 	}
 }
 
-// TestParseMtxStatusOldHeader: mtx before 1.2.17 prints no import/export
+// TestParseMtxStatusOldHeader: old mtx versions print no import/export
 // count, and old versions no number for a single drive.
 func TestParseMtxStatusOldHeader(t *testing.T) {
 	out := "  Storage Changer /dev/sgd:1 Drives, 3 Slots\nData Transfer Element:Full (Storage Element 2 Loaded)\n" +
