@@ -11,18 +11,7 @@ import (
 	"testing"
 )
 
-// stModel is the st driver over an in-memory tape, as drivers/scsi/st.c
-// behaves in variable-block mode with direct I/O: its eof states (the
-// filemark and end-of-data bookkeeping, the early-warning alternation), its
-// rw state (the filemark it adds before moving after writes), its file and
-// block counters, READ POSITION and LOCATE on logical objects. The drive
-// under it writes in the middle by truncating, refuses a block past the
-// capacity (VOLUME OVERFLOW), reports early warning for a block that ends in
-// the zone, and puts a locate beyond the end of data at the end of data.
-// The st Drive runs on it as it would on the kernel, so that sessions of many
-// calls, not one call at a time, are checked against the driver's rules
-// (with part A's conformance suite: tapetest.Run on newModelDrive).
-
+// st.h's eof states, in its order: st compares them.
 const (
 	eNOEOF = iota
 	eFMHIT
@@ -33,6 +22,8 @@ const (
 	eEOD2
 	eEOD
 )
+
+// st's rw states.
 const (
 	rwIdle = iota
 	rwReading
@@ -44,6 +35,17 @@ type modelObj struct {
 	data []byte
 }
 
+// stModel is the st driver over an in-memory tape, as drivers/scsi/st.c
+// behaves in variable-block mode with direct I/O: its eof states (the
+// filemark and end-of-data bookkeeping, the early-warning alternation), its
+// rw state (the filemark it adds before moving after writes), its file and
+// block counters, READ POSITION and LOCATE on logical objects. The drive
+// under it writes in the middle by truncating, refuses a block past the
+// capacity (VOLUME OVERFLOW), reports early warning for a block that ends in
+// the zone, and puts a locate beyond the end of data at the end of data.
+// The st Drive runs on it as it would on the kernel, so that sessions of many
+// calls, not one call at a time, are checked against the driver's rules
+// (and part A's conformance suite, tapetest.Run, passes on newModelDrive).
 type stModel struct {
 	objs            []modelObj
 	pos             int
