@@ -129,6 +129,7 @@ type EmulatedLibrary struct {
 }
 
 var _ Library = (*EmulatedLibrary)(nil)
+var _ Library = (*MtxLibrary)(nil)
 
 var barcodeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 
