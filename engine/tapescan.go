@@ -184,7 +184,7 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 		}
 	}
 	m := TapeMedium{Barcode: e.Barcode, VolumeID: res.Volume.VolumeID, Pool: res.Set.Pool, Set: res.Set.SetID, Sequence: res.Set.Sequence,
-		State: MediaWriting, Written: res.Catalog.Written, Expiry: set.Expiry, Library: libName, Slot: e.Number}
+		State: MediaWriting, Written: set.Catalog.Written, Expiry: set.Expiry, Library: libName, Slot: e.Number}
 	if full || res.Torn {
 		// A torn cartridge is not appended to: its last file is cut.
 		m.State = MediaFull
