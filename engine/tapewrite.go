@@ -249,10 +249,10 @@ type tapeWriter struct {
 	storeConfig map[string][]byte
 	rep         *TapeWriteReport
 
-	set   *TapeSet
+	set    *TapeSet
 	newSet bool
-	media map[string]*TapeMedium // changed, saved with the set
-	have  map[string]int         // pack name -> index in the set catalog's Files
+	media  map[string]*TapeMedium // changed, saved with the set
+	have   map[string]int         // pack name -> index in the set catalog's Files
 
 	drive tapefs.Drive
 	cur   *TapeMedium
@@ -918,4 +918,3 @@ func RunTapeJob(home string, j *Job, warn func(string, ...any), fn func() error)
 	}
 	return err
 }
-
