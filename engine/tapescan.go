@@ -100,6 +100,7 @@ func catalogTapes(ctx context.Context, home string, o TapeCatalogOptions) ([]Sca
 	}
 	var out []ScannedCartridge
 	failed := 0
+	var first error
 	for _, e := range slots {
 		sc := ScannedCartridge{Barcode: e.Barcode, Slot: e.Number}
 		u, err := scanCartridge(ctx, home, lib, libRec.Name, e, &sc, o)
@@ -112,12 +113,18 @@ func catalogTapes(ctx context.Context, home string, o TapeCatalogOptions) ([]Sca
 			}
 			sc.Error = err.Error()
 			failed++
+			if first == nil {
+				first = err
+			}
 			o.Log("cartridge %s (slot %d): %v", e.Barcode, e.Number, err)
 		}
 		out = append(out, sc)
 	}
 	if failed > 0 {
-		return out, fmt.Errorf("%d of %d cartridges could not be read (listed above)", failed, len(slots))
+		if failed == 1 {
+			return out, first
+		}
+		return out, fmt.Errorf("%d of %d cartridges could not be read (listed above); the first: %w", failed, len(slots), first)
 	}
 	return out, nil
 }
