@@ -587,7 +587,10 @@ func ListTapes(home, point string, warn func(string, ...any)) ([]TapeListEntry, 
 	for _, s := range st.Sets {
 		held := setPointsBySequence(&s)
 		for i, bc := range s.Tapes {
-			m, _ := st.medium(bc)
+			m, ok := st.medium(bc)
+			if ok && m.Set != s.ID {
+				continue // erased or relabelled since
+			}
 			e := TapeListEntry{Barcode: bc, Pool: s.Pool, Set: s.ID, Sequence: i + 1, State: m.State,
 				Written: m.Written, Expiry: s.Expiry, Library: m.Library, Slot: m.Slot, Points: held[i+1]}
 			if e.Points == nil {

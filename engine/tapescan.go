@@ -154,12 +154,6 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	if err != nil {
 		return u, err
 	}
-	if sl.SetID == "" {
-		// Labelled for a pool (or erased), holding nothing.
-		u.Media = []TapeMedium{{Barcode: e.Barcode, Pool: sl.Pool, State: MediaFree, Library: libName, Slot: e.Number}}
-		sc.Pool = sl.Pool
-		return u, nil
-	}
 	var poolKey []byte
 	if sl.Encrypted() {
 		if poolKey, err = loadPoolKey(home, sl.Pool, sl.KeyFingerprint); err != nil {
@@ -169,6 +163,12 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	res, err := tapefs.ScanTape(ctx, d, poolKey)
 	if err != nil {
 		return u, err
+	}
+	if len(res.Catalog.Files) == 0 && len(res.Catalog.Points) == 0 && !sl.Expiry.After(sl.Created) {
+		// Labelled for a pool by 'recall tape label', holding nothing.
+		u.Media = []TapeMedium{{Barcode: e.Barcode, VolumeID: res.Volume.VolumeID, Pool: sl.Pool, State: MediaFree, Library: libName, Slot: e.Number}}
+		sc.Pool = sl.Pool
+		return u, nil
 	}
 	sc.Pool, sc.Set, sc.Sequence = res.Set.Pool, res.Set.SetID, res.Set.Sequence
 	sc.FromCatalogFile, sc.Torn = res.FromCatalogFile, res.Torn
@@ -360,8 +360,9 @@ type TapeLabelOptions struct {
 	Warn    func(format string, args ...any)
 }
 
-// LabelTape labels the cartridge in a slot as a free cartridge of a pool;
-// the pool's next write takes it into its set. A cartridge holding another
+// LabelTape labels the cartridge in a slot as a free cartridge of a pool
+// (a set label that expires as it is written, holding nothing); the
+// pool's next write takes it into its set. A cartridge holding another
 // pool's data or an unexpired set is refused unless Force.
 func LabelTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium, error) {
 	st, err := readTapeState(home, o.Warn)
@@ -374,11 +375,10 @@ func LabelTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium
 	return relabel(ctx, home, st, o, o.Pool)
 }
 
-// EraseTape makes the cartridge in a slot free again: its labels are
-// rewritten with no pool and no set, which discards everything after them
-// (a tape drive cannot blank a cartridge short of a long erase; a free
-// label is what makes it reusable). Only free or expired cartridges,
-// unless Force.
+// EraseTape makes the cartridge in a slot blank again: a filemark at the
+// beginning of tape ends its data there, as 'mt weof' does (a long erase
+// of every block takes hours and adds nothing here). Only free or expired
+// cartridges, unless Force.
 func EraseTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium, error) {
 	st, err := readTapeState(home, o.Warn)
 	if err != nil {
@@ -438,12 +438,30 @@ func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions
 	if err := checkOverwrite(ctx, d, st, check, o.Now, o.Force); err != nil {
 		return TapeMedium{}, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
 	}
-	vl := tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: el.Barcode, BlockSize: tapefs.BlockSize, Created: o.Now.UTC()}
-	if err := tapefs.WriteLabels(ctx, d, vl, tapefs.SetLabel{Pool: pool, Created: o.Now.UTC()}); err != nil {
+	fail := func(err error) (TapeMedium, error) {
 		return TapeMedium{}, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
 	}
+	vl := tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: el.Barcode, BlockSize: tapefs.BlockSize, Created: o.Now.UTC()}
+	if pool != "" {
+		// A set label that expired as it was written: the cartridge is the
+		// pool's, and free.
+		free := tapefs.SetLabel{Pool: pool, SetID: tapefs.NewUUID(), Sequence: 1, Created: o.Now.UTC(), Expiry: o.Now.UTC()}
+		if err := tapefs.WriteLabels(ctx, d, vl, free); err != nil {
+			return fail(err)
+		}
+	} else {
+		// A filemark at the beginning of tape: what follows is gone, and
+		// the cartridge reads as blank (mt weof, a quick erase).
+		vl.VolumeID = ""
+		if err := d.Rewind(ctx); err != nil {
+			return fail(err)
+		}
+		if err := d.WriteFilemarks(ctx, 1); err != nil {
+			return fail(err)
+		}
+	}
 	if err := d.Flush(ctx); err != nil {
-		return TapeMedium{}, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
+		return fail(err)
 	}
 	m = TapeMedium{Barcode: el.Barcode, VolumeID: vl.VolumeID, Pool: pool, State: MediaFree, Library: libRec.Name, Slot: el.Number}
 	return m, writeTapeState(home, o.Warn, TapeUpdate{Media: []TapeMedium{m}})

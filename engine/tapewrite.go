@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -699,6 +700,7 @@ func (w *tapeWriter) mount() error {
 	// Candidates: the pool's free or expired cartridges first, then ones
 	// the catalog does not know (blank, it is hoped).
 	var mine, unknown []tapefs.Element
+	var others []string
 	for _, e := range inv.Slots {
 		if !e.Full || e.Cleaning || e.Barcode == "" || w.refused[e.Barcode] || e.Kind == tapefs.ImportExportElement {
 			continue
@@ -712,6 +714,10 @@ func (w *tapeWriter) mount() error {
 			unknown = append(unknown, e)
 		case (m.State == MediaFree || m.State == MediaExpired) && (m.Pool == w.pool.Name || m.Pool == ""):
 			mine = append(mine, e)
+		case m.Pool != w.pool.Name:
+			others = append(others, fmt.Sprintf("%s (slot %d) is pool %s's", e.Barcode, e.Number, m.Pool))
+		default:
+			others = append(others, fmt.Sprintf("%s (slot %d) holds set %s, %s until %s", e.Barcode, e.Number, m.Set, m.State, m.Expiry.Format(time.DateOnly)))
 		}
 	}
 	for _, e := range append(mine, unknown...) {
@@ -722,7 +728,11 @@ func (w *tapeWriter) mount() error {
 		w.refuse(e.Barcode)
 		w.log("cartridge %s in slot %d: %v", e.Barcode, e.Number, err)
 	}
-	return fmt.Errorf("pool %s: no usable cartridge in library %s for set %s: insert a blank cartridge (or one of the pool's expired ones) and run again", w.pool.Name, w.libName, w.set.ID)
+	why := ""
+	if len(others) > 0 {
+		why = " (" + strings.Join(others, "; ") + ")"
+	}
+	return fmt.Errorf("pool %s: no usable cartridge in library %s for set %s%s: insert a blank cartridge (or one of the pool's expired ones) and run again", w.pool.Name, w.libName, w.set.ID, why)
 }
 
 // appendTo loads the set's last cartridge and positions at its end.
@@ -809,9 +819,6 @@ func checkOverwrite(ctx context.Context, d tapefs.Drive, st *TapeState, pool str
 	}
 	if err != nil {
 		return fmt.Errorf("read its labels: %w (erase it with 'recall tape erase --force' if it holds nothing you need)", err)
-	}
-	if sl.SetID == "" && (sl.Pool == "" || sl.Pool == pool) {
-		return nil // free: erased, or labelled for this pool
 	}
 	if sl.Pool != pool {
 		return fmt.Errorf("%w: it is labelled for pool %s (set %s, expires %s); use 'recall tape erase --force' or 'recall tape label --force' to reuse it", ErrTapeRefused, sl.Pool, sl.SetID, sl.Expiry.Format(time.DateOnly))
