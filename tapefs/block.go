@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/recall-backup/recall/internal/bufpool"
 )
 
 // The block header; the package comment draws it byte by byte.
@@ -57,6 +58,18 @@ type blockCodec struct {
 	nonces   io.Reader // random nonces; tests fix them
 	scratch  []byte    // compressed data, for a writer that compresses
 	plain    []byte    // decompressed data, for a reader
+}
+
+// blockPool holds the block buffers of readers and writers between files:
+// a scan opens thousands of files.
+var blockPool bufpool.Pool
+
+// release gives the codec's buffers back.
+func (c *blockCodec) release() {
+	if c.plain != nil {
+		blockPool.Put(c.plain)
+		c.plain = nil
+	}
 }
 
 // nonceSource is where encrypted blocks take their nonces; golden tests
@@ -228,7 +241,7 @@ func (c *blockCodec) open(b []byte) (blockHeader, []byte, error) {
 	}
 	if h.flags&flagCompressed != 0 {
 		if c.plain == nil {
-			c.plain = make([]byte, 0, BlockSize)
+			c.plain = blockPool.Get(BlockSize)[:0]
 		}
 		if err := checkZstdFrame(payload, h.dataLen); err != nil {
 			return h, nil, err

@@ -44,8 +44,9 @@ func NewFileReader(ctx context.Context, d Drive, o FileOptions) (*FileReader, er
 	if err != nil {
 		return nil, fmt.Errorf("read tape file on %s: %w", d.Name(), err)
 	}
-	r := &FileReader{d: d, codec: c, buf: make([]byte, BlockSize), start: pos, ctx: ctx}
+	r := &FileReader{d: d, codec: c, buf: blockPool.Get(BlockSize), start: pos, ctx: ctx}
 	if err := r.readBlock(ctx, true); err != nil {
+		r.releaseIfDone()
 		return nil, err
 	}
 	return r, nil
@@ -70,19 +71,20 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 		return err
 	}
 	if r.last {
-		return r.fail(ctx, fmt.Errorf("%s: the stream goes on past its last block: %w", r.where(), ErrBadBlock), false)
+		return r.fail(ctx, fmt.Errorf("%s: the stream goes on past its last block: %w", r.where(), ErrBadBlock))
 	}
 	n, err := r.d.ReadBlock(ctx, r.buf)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrEOD) && first:
-		return fmt.Errorf("%s: %w", r.where(), err)
+		r.err = fmt.Errorf("%s: %w", r.where(), err)
+		return r.err
 	case errors.Is(err, ErrFilemark), errors.Is(err, ErrEOD):
 		// The file ended before the block carrying its end record.
 		r.err = fmt.Errorf("%s: %w", r.where(), ErrTorn)
 		return r.err
 	case errors.Is(err, ErrMediumError), errors.Is(err, ErrBlockTooBig):
-		return r.fail(ctx, fmt.Errorf("%s: block %d: %w: %w", r.where(), r.seq, ErrBadBlock, err), false)
+		return r.fail(ctx, fmt.Errorf("%s: block %d: %w: %w", r.where(), r.seq, ErrBadBlock, err))
 	default:
 		r.err = fmt.Errorf("%s: %w", r.where(), err)
 		return r.err
@@ -91,7 +93,11 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 	if err != nil {
 		switch {
 		case first && errors.Is(err, ErrForeign):
-			return r.fail(ctx, fmt.Errorf("%s: %w", r.where(), err), false)
+			// Foreign whatever follows: a tear is told by recall blocks.
+			ferr := fmt.Errorf("%s: %w", r.where(), err)
+			r.fail(ctx, ferr)
+			r.err = ferr
+			return ferr
 		case errors.Is(err, ErrUnsupportedVersion), errors.Is(err, ErrWrongKey):
 			r.err = fmt.Errorf("%s: %w", r.where(), err)
 			return r.err
@@ -99,13 +105,13 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 			r.err = fmt.Errorf("%s: the key does not open its blocks: %w", r.where(), ErrWrongKey)
 			return r.err
 		}
-		return r.fail(ctx, fmt.Errorf("%s: block %d: %w: %v", r.where(), r.seq, ErrBadBlock, err), errors.Is(err, errShortBlock))
+		return r.fail(ctx, fmt.Errorf("%s: block %d: %w: %v", r.where(), r.seq, ErrBadBlock, err))
 	}
 	if first {
 		r.kind, r.fileNo = h.kind, h.fileNo
 	}
 	if h.kind != r.kind || h.fileNo != r.fileNo || h.seq != r.seq {
-		return r.fail(ctx, fmt.Errorf("%s: block %d is block %d of %s file %d: %w", r.where(), r.seq, h.seq, h.kind, h.fileNo, ErrBadBlock), false)
+		return r.fail(ctx, fmt.Errorf("%s: block %d is block %d of %s file %d: %w", r.where(), r.seq, h.seq, h.kind, h.fileNo, ErrBadBlock))
 	}
 	r.seq++
 	r.last = h.flags&flagLast != 0
@@ -114,18 +120,16 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 }
 
 // fail records a damaged file and skips to its filemark, so the drive is
-// positioned at the next file. A short block followed by the end of data
-// is a torn file, not a damaged one.
-func (r *FileReader) fail(ctx context.Context, err error, short bool) error {
+// positioned at the next file. A damaged block followed by the end of data
+// is a torn file, not a damaged one: a power cut while the block was
+// written leaves it cut short or unreadable, and the data ends there.
+func (r *FileReader) fail(ctx context.Context, err error) error {
 	r.data = nil
-	n, rerr := r.d.ReadBlock(ctx, r.buf)
-	_ = n
+	_, rerr := r.d.ReadBlock(ctx, r.buf)
 	switch {
 	case errors.Is(rerr, ErrFilemark):
 	case errors.Is(rerr, ErrEOD):
-		if short {
-			err = fmt.Errorf("%s: its last block is cut short: %w", r.where(), ErrTorn)
-		}
+		err = fmt.Errorf("%s: its last block is damaged and the data ends there (%v): %w", r.where(), err, ErrTorn)
 	default:
 		if serr := r.d.SpaceFiles(ctx, 1); serr != nil && !errors.Is(serr, ErrEOD) {
 			err = fmt.Errorf("%w (and skipping to the next file: %v)", err, serr)
@@ -158,6 +162,22 @@ func (r *FileReader) readFull(ctx context.Context, p []byte) error {
 // damaged; the rest of the file is skipped (the drive is past its
 // filemark).
 func (r *FileReader) Next(ctx context.Context) (name string, size int64, err error) {
+	name, size, err = r.next(ctx)
+	r.releaseIfDone()
+	return name, size, err
+}
+
+// releaseIfDone gives the buffers back once the file is read or failed:
+// no more bytes will come from them.
+func (r *FileReader) releaseIfDone() {
+	if (r.err != nil || r.eof) && r.buf != nil {
+		blockPool.Put(r.buf)
+		r.codec.release()
+		r.buf, r.data = nil, nil
+	}
+}
+
+func (r *FileReader) next(ctx context.Context) (name string, size int64, err error) {
 	if r.err != nil {
 		return "", 0, r.err
 	}
@@ -191,7 +211,7 @@ func (r *FileReader) Next(ctx context.Context) (name string, size int64, err err
 		}
 		nl := int(binary.BigEndian.Uint16(hdr[:]))
 		if nl == 0 || nl > maxNameLen {
-			return "", 0, r.fail(ctx, fmt.Errorf("%s: entry name of %d bytes: %w", r.where(), nl, ErrBadBlock), false)
+			return "", 0, r.fail(ctx, fmt.Errorf("%s: entry name of %d bytes: %w", r.where(), nl, ErrBadBlock))
 		}
 		var nb [maxNameLen + 8]byte
 		if err := r.readFull(ctx, nb[:nl+8]); err != nil {
@@ -199,7 +219,7 @@ func (r *FileReader) Next(ctx context.Context) (name string, size int64, err err
 		}
 		size := binary.BigEndian.Uint64(nb[nl:])
 		if size > 1<<62 {
-			return "", 0, r.fail(ctx, fmt.Errorf("%s: entry size %d: %w", r.where(), size, ErrBadBlock), false)
+			return "", 0, r.fail(ctx, fmt.Errorf("%s: entry size %d: %w", r.where(), size, ErrBadBlock))
 		}
 		r.inEntry, r.remain = true, int64(size)
 		r.count++
@@ -212,7 +232,7 @@ func (r *FileReader) Next(ctx context.Context) (name string, size int64, err err
 		}
 		count, total := binary.BigEndian.Uint64(end[:]), binary.BigEndian.Uint64(end[8:])
 		if count != r.count || total != r.total || !r.last || len(r.data) != 0 {
-			return "", 0, r.fail(ctx, fmt.Errorf("%s: end record says %d entries of %d bytes, the file holds %d of %d: %w", r.where(), count, total, r.count, r.total, ErrBadBlock), false)
+			return "", 0, r.fail(ctx, fmt.Errorf("%s: end record says %d entries of %d bytes, the file holds %d of %d: %w", r.where(), count, total, r.count, r.total, ErrBadBlock))
 		}
 		// Past the filemark, so the drive is at the next file. A file
 		// whose filemark was lost to a power cut after its last block is
@@ -232,7 +252,7 @@ func (r *FileReader) Next(ctx context.Context) (name string, size int64, err err
 		r.eof = true
 		return "", 0, io.EOF
 	}
-	return "", 0, r.fail(ctx, fmt.Errorf("%s: unknown record %#x: %w", r.where(), rec[0], ErrBadBlock), false)
+	return "", 0, r.fail(ctx, fmt.Errorf("%s: unknown record %#x: %w", r.where(), rec[0], ErrBadBlock))
 }
 
 // Read reads the current entry's bytes; io.EOF at its end. It uses the
@@ -246,6 +266,7 @@ func (r *FileReader) Read(p []byte) (int, error) {
 	}
 	if len(r.data) == 0 {
 		if err := r.readBlock(r.ctx, false); err != nil {
+			r.releaseIfDone()
 			return 0, err
 		}
 	}

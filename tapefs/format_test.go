@@ -29,7 +29,7 @@ func makeEntries(seed uint64, sizes ...int) []testEntry {
 	return es
 }
 
-func writeFile(t *testing.T, d Drive, kind FileKind, fileNo int, o FileOptions, es []testEntry) *FileWriter {
+func writeFile(t testing.TB, d Drive, kind FileKind, fileNo int, o FileOptions, es []testEntry) *FileWriter {
 	t.Helper()
 	ctx := context.Background()
 	w, err := NewFileWriter(ctx, d, kind, fileNo, o)

@@ -70,7 +70,7 @@ func NewFileWriter(ctx context.Context, d Drive, kind FileKind, fileNo int, o Fi
 	}
 	w := &FileWriter{d: d, kind: kind, fileNo: uint32(fileNo), codec: c, hl: c.hdrLen(), start: pos}
 	w.cap = dataCap(c.aead != nil)
-	w.blk = make([]byte, BlockSize)
+	w.blk = blockPool.Get(BlockSize)
 	return w, nil
 }
 
@@ -196,6 +196,8 @@ func (w *FileWriter) Close(ctx context.Context) error {
 		w.err = fmt.Errorf("end tape file %d on %s: %w", w.fileNo, w.d.Name(), err)
 		return w.err
 	}
+	blockPool.Put(w.blk)
+	w.blk = nil
 	if err := w.d.Flush(ctx); err != nil {
 		w.err = fmt.Errorf("flush tape file %d on %s: %w", w.fileNo, w.d.Name(), err)
 		return w.err

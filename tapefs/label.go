@@ -210,8 +210,12 @@ func ReadLabels(ctx context.Context, d Drive) (*VolumeLabel, *SetLabel, error) {
 func readLabelFile(ctx context.Context, d Drive, kind FileKind, fileNo int, name string) ([]byte, error) {
 	r, err := NewFileReader(ctx, d, FileOptions{})
 	if err != nil {
-		if fileNo == 0 && (errors.Is(err, ErrEOD) || errors.Is(err, ErrTorn)) {
+		switch {
+		case fileNo == 0 && errors.Is(err, ErrEOD):
 			return nil, fmt.Errorf("%s: %w", d.Name(), ErrNotLabelled)
+		case fileNo == 0 && !errors.Is(err, ErrUnsupportedVersion) && !errors.Is(err, ErrForeign):
+			// Data, but no volume label where it belongs.
+			return nil, fmt.Errorf("%s: no recall volume label (%v): %w", d.Name(), err, ErrForeign)
 		}
 		return nil, fmt.Errorf("read the %s on %s: %w", kind, d.Name(), err)
 	}

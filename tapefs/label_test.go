@@ -60,6 +60,12 @@ func TestReadLabelsRefuses(t *testing.T) {
 	}{
 		{"blank", func(d *memDrive) {}, ErrNotLabelled, ""},
 		{"foreign", func(d *memDrive) { d.objs = [][]byte{[]byte("tar archive"), nil} }, ErrForeign, ""},
+		{"foreign, one block", func(d *memDrive) { d.objs = [][]byte{[]byte("tar archive")} }, ErrForeign, ""},
+		{"a filemark", func(d *memDrive) { d.objs = [][]byte{nil} }, ErrForeign, ""},
+		{"torn volume label", func(d *memDrive) {
+			WriteLabels(ctx, d, testVolume, testSet)
+			d.objs = [][]byte{d.objs[0][:40]}
+		}, ErrForeign, "torn"},
 		{"future label", future, ErrUnsupportedVersion, "version 2"},
 		{"future blocks", func(d *memDrive) {
 			WriteLabels(ctx, d, testVolume, testSet)

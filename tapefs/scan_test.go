@@ -9,10 +9,14 @@ import (
 	"testing"
 )
 
+// testPackSizes are the packs of each point writeTestSet writes: one
+// spans two blocks.
+var testPackSizes = []int{3000, BlockSize + 7, 10}
+
 // writeTestSet writes a cartridge as the engine does: labels, then per
 // point a packs file and a point file, and a catalog file after each job
 // (jobs points each). It returns the catalog the last catalog file holds.
-func writeTestSet(t *testing.T, d Drive, set SetLabel, poolKey []byte, jobs ...int) *MediaCatalog {
+func writeTestSet(t testing.TB, d Drive, set SetLabel, poolKey []byte, jobs ...int) *MediaCatalog {
 	t.Helper()
 	ctx := context.Background()
 	if err := WriteLabels(ctx, d, testVolume, set); err != nil {
@@ -29,7 +33,7 @@ func writeTestSet(t *testing.T, d Drive, set SetLabel, poolKey []byte, jobs ...i
 	for _, points := range jobs {
 		for range points {
 			n++
-			packs := makeEntries(uint64(n), 3000, BlockSize+7, 10)
+			packs := makeEntries(uint64(n), testPackSizes...)
 			for i := range packs {
 				packs[i].name = fmt.Sprintf("%02x%062x", n, i)
 			}

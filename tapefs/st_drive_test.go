@@ -87,8 +87,12 @@ func op(o int16, c int32) stCall      { return stCall{call: "op", op: o, count: 
 func opErr(o int16, c int32, e syscall.Errno) stCall {
 	return stCall{call: "op", op: o, count: c, err: e}
 }
-func status(bits uint32) stCall { return stCall{call: "status", st: mtget{Gstat: int(bits)}} }
-func position(p uint64) stCall  { return stCall{call: "position", pos: p} }
+func status(b uint32) stCall   { return stCall{call: "status", st: mtget{Gstat: bits(b)}} }
+func position(p uint64) stCall { return stCall{call: "position", pos: p} }
+
+// bits is how GMT bits arrive in the C long: on 32-bit architectures bit
+// 31 is the sign.
+func bits(b uint32) int { return int(int32(b)) }
 
 // scriptedDrive is a drive in variable-block mode at position pos (unknown
 // when pos < 0) whose kernel answers with script.
@@ -312,7 +316,7 @@ func TestSTFlush(t *testing.T) {
 }
 
 func TestSTLoad(t *testing.T) {
-	fixed := stCall{call: "status", st: mtget{Gstat: int(gmtOnline | gmtBOT), Dsreg: 512}}
+	fixed := stCall{call: "status", st: mtget{Gstat: bits(gmtOnline | gmtBOT), Dsreg: 512}}
 	for _, tc := range []struct {
 		name   string
 		script []stCall
@@ -392,10 +396,10 @@ func TestZeroReadMeaning(t *testing.T) {
 		want error
 	}{
 		// st reports a filemark by block 0 of a file other than the first.
-		{name: "filemark", st: mtget{Gstat: int(gmtOnline | gmtEOF), Fileno: 3}, want: ErrFilemark},
-		{name: "filemark, file unknown after a locate", st: mtget{Gstat: int(gmtOnline | gmtEOF), Fileno: -1}, want: ErrFilemark},
-		{name: "end of data", st: mtget{Gstat: int(gmtOnline | gmtEOD), Fileno: 4}, want: ErrEOD},
-		{name: "no filemark", st: mtget{Gstat: int(gmtOnline), Fileno: 3, Blkno: 12}, want: ErrMediumError},
+		{name: "filemark", st: mtget{Gstat: bits(gmtOnline | gmtEOF), Fileno: 3}, want: ErrFilemark},
+		{name: "filemark, file unknown after a locate", st: mtget{Gstat: bits(gmtOnline | gmtEOF), Fileno: -1}, want: ErrFilemark},
+		{name: "end of data", st: mtget{Gstat: bits(gmtOnline | gmtEOD), Fileno: 4}, want: ErrEOD},
+		{name: "no filemark", st: mtget{Gstat: bits(gmtOnline), Fileno: 3, Blkno: 12}, want: ErrMediumError},
 	} {
 		if got := zeroReadMeaning(tc.st); !errors.Is(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -412,18 +416,18 @@ func TestStatusOf(t *testing.T) {
 	}{
 		{
 			name: "loaded at the beginning",
-			st:   mtget{Gstat: int(gmtOnline | gmtBOT)},
+			st:   mtget{Gstat: bits(gmtOnline | gmtBOT)},
 			want: Status{Loaded: true, BOT: true},
 		},
 		{
 			name: "write-protected in the early-warning zone",
-			st:   mtget{Gstat: int(gmtOnline | gmtWrProt | gmtEOT), Fileno: 5, Blkno: 77},
+			st:   mtget{Gstat: bits(gmtOnline | gmtWrProt | gmtEOT), Fileno: 5, Blkno: 77},
 			pos:  1234,
 			want: Status{Loaded: true, WriteProtected: true, EarlyWarning: true, Position: 1234, File: 5, Block: 77},
 		},
 		{
 			name: "at the end of data, position unknown to st",
-			st:   mtget{Gstat: int(gmtOnline | gmtEOD), Fileno: -1, Blkno: -1},
+			st:   mtget{Gstat: bits(gmtOnline | gmtEOD), Fileno: -1, Blkno: -1},
 			pos:  99,
 			want: Status{Loaded: true, EOD: true, Position: 99, File: -1, Block: -1},
 		},
