@@ -51,6 +51,7 @@ type TapeWriteOptions struct {
 	Points []*Point
 	Log    func(format string, args ...any)
 	Now    func() time.Time // the clock (nil: time.Now)
+	Group  string           // the protection group whose goal this write is ("" for none)
 }
 
 // TapeWriteReport says what a tape write did.
@@ -68,7 +69,7 @@ type TapeWriteReport struct {
 // WriteTape writes points to the pool's media set. It records a job in
 // the catalog of home.
 func (s *Store) WriteTape(ctx context.Context, home string, o TapeWriteOptions) (rep *TapeWriteReport, err error) {
-	j := &Job{Kind: "tape-write", Path: o.Pool}
+	j := &Job{Kind: "tape-write", Path: o.Pool, Group: o.Group}
 	err = RunTapeJob(home, j, o.Log, func() error {
 		rep, err = s.writeTape(ctx, home, o)
 		return err
