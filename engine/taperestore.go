@@ -144,13 +144,49 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (*T
 	if err != nil {
 		return nil, err
 	}
-	set, cat := pt.set, pt.set.Catalog
+	sg, err := stageFromTape(ctx, home, st, pt.set, []tapefs.CatalogPoint{pt.point}, o.Log)
+	if sg != nil {
+		defer os.RemoveAll(sg.dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &TapeRestoreResult{LostPacks: sg.lost, Tapes: sg.tapes}
+	s, err := openStaged(ctx, sg.dir, o.Password)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	p, err := s.Reader().LoadPoint(sg.points[0])
+	if err != nil {
+		return nil, err
+	}
+	res.Point = p
+	rr, err := Restore(ctx, s.Reader(), p, RestoreOptions{Target: o.Target, Path: o.Path, Overwrite: o.Overwrite, Log: o.Log, Progress: o.Progress})
+	res.RestoreResult = rr
+	return res, err
+}
+
+// staged is a staging store read from tape.
+type staged struct {
+	dir    string
+	points []chunkstore.ID // the points whose manifests it holds, as asked
+	lost   []string        // packs not read (bad blocks), or not on the set
+	tapes  []string        // barcodes read, in order
+}
+
+// stageFromTape reads the packs and manifests of points of set into a new
+// staging store under home, each cartridge in one forward pass; every
+// cartridge needed must be in the library first. The caller removes
+// staged.dir (set also on error).
+func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet, points []tapefs.CatalogPoint, log func(string, ...any)) (*staged, error) {
+	cat := set.Catalog
 	key, err := setKey(home, st, set.ID, set.Pool, set.KeyFingerprint)
 	if err != nil {
 		return nil, err
 	}
-	// What to read: the last copy of each pack the point needs, and its
-	// point file, by cartridge.
+	// What to read: the last copy of each pack the points need, and their
+	// point files, by cartridge.
 	where := map[string]int{}
 	for i, f := range cat.Files {
 		if f.Kind == tapefs.KindPacks {
@@ -159,27 +195,42 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (*T
 			}
 		}
 	}
+	sg := &staged{}
 	want := map[string]bool{}
 	files := map[int]bool{}
-	var lost []string
-	for _, pk := range pt.point.Packs {
-		i, ok := where[pk]
-		if !ok {
-			lost = append(lost, pk)
-			continue
+	pointAt := map[fileKey]string{}
+	var ids []string
+	for _, pt := range points {
+		for _, pk := range pt.Packs {
+			i, ok := where[pk]
+			if !ok {
+				sg.lost = append(sg.lost, pk)
+				continue
+			}
+			want[pk] = true
+			files[i] = true
 		}
-		want[pk] = true
-		files[i] = true
-	}
-	pf, ok := pointFileOf(cat, pt.point.ID)
-	if !ok {
-		return nil, fmt.Errorf("point %s: set %s lists no point file for it: the point cannot be restored from this set", pt.point.ID[:12], set.ID)
+		pf, ok := pointFileOf(cat, pt.ID)
+		if !ok {
+			return nil, fmt.Errorf("point %s: set %s lists no point file for it: the point cannot be read from this set", pt.ID[:12], set.ID)
+		}
+		id, err := chunkstore.ParseID(pt.ID)
+		if err != nil {
+			return nil, fmt.Errorf("point %q in the media catalog: %w", pt.ID, err)
+		}
+		sg.points = append(sg.points, id)
+		ids = append(ids, pt.ID[:12])
+		pointAt[fileKey{pf.Sequence, pf.FileNo}] = id.String()
+		for i, f := range cat.Files {
+			if f.Sequence == pf.Sequence && f.FileNo == pf.FileNo {
+				files[i] = true
+			}
+		}
 	}
 	byTape := map[int][]tapefs.CatalogFile{}
 	for i := range files {
 		byTape[cat.Files[i].Sequence] = append(byTape[cat.Files[i].Sequence], cat.Files[i])
 	}
-	byTape[pf.Sequence] = append(byTape[pf.Sequence], pf)
 	var seqs []int
 	for q := range byTape {
 		seqs = append(seqs, q)
@@ -236,65 +287,41 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (*T
 		slots[q] = slot
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: point %s needs cartridge(s) %s of set %s, not in library %s: insert them and run again (nothing was read)",
-			ErrCartridgeMissing, pt.point.ID[:12], strings.Join(missing, ", "), set.ID, libRec.Name)
+		return nil, fmt.Errorf("%w: point(s) %s need cartridge(s) %s of set %s, not in library %s: insert them and run again (nothing was read)",
+			ErrCartridgeMissing, strings.Join(ids, ", "), strings.Join(missing, ", "), set.ID, libRec.Name)
 	}
 
-	stage, err := os.MkdirTemp(home, "tape-restore-")
-	if err != nil {
+	if sg.dir, err = os.MkdirTemp(home, "tape-restore-"); err != nil {
 		return nil, fmt.Errorf("staging store: %w", err)
 	}
-	defer os.RemoveAll(stage)
-	be := local.Open(stage)
+	be := local.Open(sg.dir)
 	defer be.Close()
-	res := &TapeRestoreResult{LostPacks: lost}
-	var manifest []byte
+	manifests := map[string]bool{}
 	configSaved := false
 	fo := tapefs.FileOptions{Key: key}
 	for _, q := range seqs {
 		bc := barcode(q)
-		o.Log("reading cartridge %s (sequence %d of set %s, slot %d): %d tape files", bc, q, set.ID, slots[q], len(byTape[q]))
-		got, m, err := readCartridge(ctx, lib, slots[q], bc, set.ID, byTape[q], fo, want, be, !configSaved)
-		res.Tapes = append(res.Tapes, bc)
+		log("reading cartridge %s (sequence %d of set %s, slot %d): %d tape files", bc, q, set.ID, slots[q], len(byTape[q]))
+		got, err := readCartridge(ctx, lib, slots[q], bc, set.ID, byTape[q], fo, want, pointAt, be, !configSaved)
+		sg.tapes = append(sg.tapes, bc)
 		if err != nil {
-			return nil, err
+			return sg, err
 		}
 		configSaved = configSaved || got.config
-		if m != nil {
-			manifest = m
+		for _, id := range got.manifests {
+			manifests[id] = true
 		}
 		for _, l := range got.lost {
-			o.Log("cartridge %s: pack %s not read: %v", bc, l.name, l.err)
-			res.LostPacks = append(res.LostPacks, l.name)
+			log("cartridge %s: pack %s not read: %v", bc, l.name, l.err)
+			sg.lost = append(sg.lost, l.name)
 		}
 	}
-	if manifest == nil {
-		return nil, fmt.Errorf("point %s: its point file on cartridge %s could not be read: the point cannot be restored from this set", pt.point.ID[:12], barcode(pf.Sequence))
+	for _, id := range sg.points {
+		if !manifests[id.String()] {
+			return sg, fmt.Errorf("point %s: its point file could not be read: the point cannot be read from set %s", id.String()[:12], set.ID)
+		}
 	}
-	id, err := chunkstore.ParseID(pt.point.ID)
-	if err != nil {
-		return nil, fmt.Errorf("point %q in the media catalog: %w", pt.point.ID, err)
-	}
-	if err := be.Save(ctx, backend.Handle{Type: backend.Points, Name: id.String()}, manifest); err != nil {
-		return nil, fmt.Errorf("staging store: %w", err)
-	}
-	s, err := openStaged(ctx, stage, o.Password)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	p, err := s.Reader().LoadPoint(id)
-	if err != nil {
-		return nil, err
-	}
-	res.Point = p
-	rr, err := Restore(ctx, s.Reader(), p, RestoreOptions{Target: o.Target, Path: o.Path, Overwrite: o.Overwrite, Log: o.Log, Progress: o.Progress})
-	res.RestoreResult = rr
-	if err == nil && len(res.LostPacks) > 0 && rr != nil && len(rr.Damaged) == 0 {
-		// The packs lost held nothing this restore needed (another path).
-		return res, nil
-	}
-	return res, err
+	return sg, nil
 }
 
 // openStaged opens the staging store and indexes its packs.
@@ -330,17 +357,19 @@ type lostPack struct {
 }
 
 type cartridgeRead struct {
-	lost   []lostPack
-	config bool
+	lost      []lostPack
+	config    bool
+	manifests []string // points whose manifests were saved
 }
 
 // readCartridge reads the wanted packs (and a point file's manifest) of
-// files from one cartridge, in one forward pass, into be.
+// files from one cartridge, in one forward pass, into be; pointAt names
+// the point of each point file.
 func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, setID string, files []tapefs.CatalogFile, fo tapefs.FileOptions,
-	want map[string]bool, be backend.Backend, saveConfig bool) (*cartridgeRead, []byte, error) {
+	want map[string]bool, pointAt map[fileKey]string, be backend.Backend, saveConfig bool) (*cartridgeRead, error) {
 	d, err := loadSlot(ctx, lib, slot, tapeDrive)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cartridge %s: %w", barcode, err)
+		return nil, fmt.Errorf("cartridge %s: %w", barcode, err)
 	}
 	defer func() {
 		unloadDrive(ctx, lib, d, tapeDrive, slot)
@@ -348,29 +377,28 @@ func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, s
 	}()
 	_, sl, err := tapefs.ReadLabels(ctx, d)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cartridge %s (slot %d): %w", barcode, slot, err)
+		return nil, fmt.Errorf("cartridge %s (slot %d): %w", barcode, slot, err)
 	}
 	if sl.SetID != setID {
-		return nil, nil, fmt.Errorf("cartridge %s (slot %d) holds set %s, the catalog says set %s: run 'recall tape catalog --slot %d' to read what it holds", barcode, slot, sl.SetID, setID, slot)
+		return nil, fmt.Errorf("cartridge %s (slot %d) holds set %s, the catalog says set %s: run 'recall tape catalog --slot %d' to read what it holds", barcode, slot, sl.SetID, setID, slot)
 	}
 	out := &cartridgeRead{}
 	if saveConfig && len(sl.StoreConfig) > 0 {
 		for name, b := range sl.StoreConfig {
 			if err := be.Save(ctx, backend.Handle{Type: backend.Config, Name: name}, b); err != nil {
-				return nil, nil, fmt.Errorf("staging store: %w", err)
+				return nil, fmt.Errorf("staging store: %w", err)
 			}
 		}
 		out.config = true
 	}
-	var manifest []byte
 	for _, f := range files {
 		if err := d.Locate(ctx, f.StartPos); err != nil {
-			return nil, nil, fmt.Errorf("cartridge %s: locate file %d: %w", barcode, f.FileNo, err)
+			return nil, fmt.Errorf("cartridge %s: locate file %d: %w", barcode, f.FileNo, err)
 		}
 		r, err := tapefs.NewFileReader(ctx, d, fo)
 		if err != nil {
 			if errors.Is(err, tapefs.ErrWrongKey) {
-				return nil, nil, fmt.Errorf("cartridge %s: %w: the pool key on this server does not open set %s (import the right key file with 'recall tape key import FILE'); nothing was restored", barcode, err, setID)
+				return nil, fmt.Errorf("cartridge %s: %w: the pool key on this server does not open set %s (import the right key file with 'recall tape key import FILE'); nothing was restored", barcode, err, setID)
 			}
 			out.lostFile(f, want, err)
 			continue
@@ -394,19 +422,23 @@ func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, s
 					break entries
 				}
 				if err := be.Save(ctx, backend.Handle{Type: backend.Packs, Name: name}, b); err != nil {
-					return nil, nil, fmt.Errorf("staging store: %w", err)
+					return nil, fmt.Errorf("staging store: %w", err)
 				}
 				got[name] = true
-			case f.Kind == tapefs.KindPoint && name == "manifest":
+			case f.Kind == tapefs.KindPoint && name == "manifest" && pointAt[fileKey{f.Sequence, f.FileNo}] != "":
 				b, err := r.ReadEntry(maxPointEntry)
 				if err != nil {
 					break entries
 				}
-				manifest = b
+				id := pointAt[fileKey{f.Sequence, f.FileNo}]
+				if err := be.Save(ctx, backend.Handle{Type: backend.Points, Name: id}, b); err != nil {
+					return nil, fmt.Errorf("staging store: %w", err)
+				}
+				out.manifests = append(out.manifests, id)
 			}
 		}
 	}
-	return out, manifest, nil
+	return out, nil
 }
 
 // lostFile records the wanted packs of f not read (got) as lost to err.
