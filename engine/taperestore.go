@@ -61,8 +61,9 @@ type pointOnTape struct {
 	point tapefs.CatalogPoint
 }
 
-// findTapePoint finds a point in the media catalog by id or unique prefix.
-func findTapePoint(st *TapeState, spec string) (pointOnTape, error) {
+// findTapePoint finds a point in the media catalog by id or unique
+// prefix: every set holding it (a copy holds it too), the latest first.
+func findTapePoint(st *TapeState, spec string) ([]pointOnTape, error) {
 	var found []pointOnTape
 	seen := map[string]bool{}
 	for _, s := range st.Sets {
@@ -71,22 +72,19 @@ func findTapePoint(st *TapeState, spec string) (pointOnTape, error) {
 		}
 		for _, p := range s.Catalog.Points {
 			if strings.HasPrefix(p.ID, spec) && spec != "" {
-				if !seen[p.ID] {
-					found = append(found, pointOnTape{s, p})
-				}
+				found = append(found, pointOnTape{s, p})
 				seen[p.ID] = true
 			}
 		}
 	}
 	switch {
 	case len(found) == 0:
-		return pointOnTape{}, fmt.Errorf("point %s: %w: no set on tape holds it (see 'recall tape list'; a cartridge from elsewhere is read in with 'recall tape catalog')", spec, ErrTapeNotFound)
+		return nil, fmt.Errorf("point %s: %w: no set on tape holds it (see 'recall tape list'; a cartridge from elsewhere is read in with 'recall tape catalog')", spec, ErrTapeNotFound)
 	case len(seen) > 1:
-		return pointOnTape{}, fmt.Errorf("point %s: the prefix names %d points on tape; give more of its id", spec, len(seen))
+		return nil, fmt.Errorf("point %s: the prefix names %d points on tape; give more of its id", spec, len(seen))
 	}
-	// The latest set holding it (a copy set has it too).
-	sort.Slice(found, func(i, j int) bool { return found[i].set.Created.After(found[j].set.Created) })
-	return found[0], nil
+	sort.SliceStable(found, func(i, j int) bool { return found[i].set.Created.After(found[j].set.Created) })
+	return found, nil
 }
 
 // pointFileOf finds the point file of a point in c.
@@ -132,7 +130,7 @@ func RestoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (re
 	return res, err
 }
 
-func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (*TapeRestoreResult, error) {
+func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ *TapeRestoreResult, err error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
@@ -140,13 +138,29 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (*T
 	if err != nil {
 		return nil, err
 	}
-	pt, err := findTapePoint(st, o.Point)
+	found, err := findTapePoint(st, o.Point)
 	if err != nil {
 		return nil, err
 	}
-	sg, err := stageFromTape(ctx, home, st, pt.set, []tapefs.CatalogPoint{pt.point}, o.Log)
-	if sg != nil {
-		defer os.RemoveAll(sg.dir)
+	// The latest set whose cartridges are all in the library: a copy
+	// serves as well as the original.
+	var sg *staged
+	for i, pt := range found {
+		sg, err = stageFromTape(ctx, home, st, pt.set, []tapefs.CatalogPoint{pt.point}, o.Log)
+		if sg != nil {
+			defer os.RemoveAll(sg.dir)
+		}
+		if err == nil || !errors.Is(err, ErrCartridgeMissing) {
+			break
+		}
+		if i == 0 {
+			first := err
+			defer func() {
+				if err != nil && errors.Is(err, ErrCartridgeMissing) {
+					err = first // the latest set's cartridges are what to insert
+				}
+			}()
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -52,6 +52,9 @@ type TapeWriteOptions struct {
 	Log    func(format string, args ...any)
 	Now    func() time.Time // the clock (nil: time.Now)
 	Group  string           // the protection group whose goal this write is ("" for none)
+	// Set: "" follows the pool's allocation, "new" starts a new set, a set
+	// id appends to that set of the pool.
+	Set string
 }
 
 // TapeWriteReport says what a tape write did.
@@ -119,7 +122,9 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 	w := &tapeWriter{ctx: ctx, home: home, lib: lib, libName: libRec.Name, pool: pool, poolKey: poolKey,
 		st: st, log: o.Log, now: o.Now, storeID: s.Config().ID, storeConfig: storeConfig,
 		media: map[string]*TapeMedium{}, have: map[string]int{}}
-	w.set = w.openSet()
+	if w.set, err = w.openSet(o.Set); err != nil {
+		return nil, err
+	}
 	for i, f := range w.set.Catalog.Files {
 		w.indexFile(i, f)
 	}
@@ -269,8 +274,15 @@ const tapeDrive = 0
 
 // openSet returns the set the job appends to: the pool's open set with
 // allocation continue, else a new one.
-func (w *tapeWriter) openSet() *TapeSet {
-	if w.pool.Allocation != AllocAlways {
+func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
+	if want != "" && want != "new" {
+		s, ok := w.st.set(want)
+		if !ok || s.Pool != w.pool.Name {
+			return nil, fmt.Errorf("set %s of pool %s: %w", want, w.pool.Name, ErrTapeNotFound)
+		}
+		return &s, nil
+	}
+	if w.pool.Allocation != AllocAlways && want != "new" {
 		var open []TapeSet
 		for _, s := range w.st.Sets {
 			if s.Pool == w.pool.Name && !s.Closed && w.now().Before(s.Expiry) {
@@ -280,7 +292,7 @@ func (w *tapeWriter) openSet() *TapeSet {
 		sort.Slice(open, func(i, j int) bool { return open[i].Created.Before(open[j].Created) })
 		if len(open) > 0 {
 			s := open[len(open)-1]
-			return &s
+			return &s, nil
 		}
 	}
 	now := w.now().UTC()
@@ -289,7 +301,7 @@ func (w *tapeWriter) openSet() *TapeSet {
 	w.newSet = true
 	return &TapeSet{ID: id, Pool: w.pool.Name, Created: now, Expiry: exp, Tapes: []string{},
 		KeyFingerprint: w.pool.KeyFingerprint, Compressed: w.pool.Compress,
-		Catalog: &tapefs.MediaCatalog{Version: 1, Pool: w.pool.Name, SetID: id}}
+		Catalog: &tapefs.MediaCatalog{Version: tapefs.CatalogVersion, Pool: w.pool.Name, SetID: id}}, nil
 }
 
 func (w *tapeWriter) fileOptions() tapefs.FileOptions {

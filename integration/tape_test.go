@@ -377,3 +377,48 @@ func TestTapeEarlyWarningAtOnce(t *testing.T) {
 	fresh.ok("tape", "restore", id, "--target", dst)
 	compareTrees(t, snapshot(t, src), snapshot(t, dst))
 }
+
+// tape copy writes a set's points as a new set of another pool: from the
+// store where it has them, from the set's cartridges on a home that has
+// no store at all; a point restores from the copy.
+func TestTapeCopy(t *testing.T) {
+	e, lib := tapeEnvSized(t, "4", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "a"), 1, 3<<20)
+	id1 := backupID(t, e, src)
+	writeRandom(t, filepath.Join(src, "b"), 2, 3<<20)
+	id2 := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "a", "--retention", "1y")
+	e.ok("tape", "pool", "create", "b", "--retention", "1y")
+	w := tapeWrite(t, e, "--pool", "a", id1, id2)
+
+	var c1 tapeWriteOut
+	must(t, json.Unmarshal([]byte(e.ok("tape", "copy", "--json", "--set", w.Set[:8], "--pool", "b")), &c1))
+	if c1.Set == w.Set || c1.Pool != "b" || len(c1.Points) != 2 || c1.Packs != w.Packs {
+		t.Fatalf("copy from the store: %+v; the set: %+v", c1, w)
+	}
+
+	fresh := newEnv(t)
+	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
+	fresh.ok("tape", "catalog")
+	fresh.ok("tape", "pool", "create", "c", "--retention", "1y")
+	var c2 tapeWriteOut
+	must(t, json.Unmarshal([]byte(fresh.ok("tape", "copy", "--json", "--set", w.Set, "--pool", "c")), &c2))
+	if c2.Pool != "c" || len(c2.Points) != 2 || c2.Packs != w.Packs || slices.Contains(c2.Tapes, w.Tapes[0]) || slices.Contains(c2.Tapes, c1.Tapes[0]) {
+		t.Fatalf("copy from tape: %+v; the set: %+v; the first copy: %+v", c2, w, c1)
+	}
+	if ls := tapeList(t, fresh, "--point", id2); len(ls) != 3 {
+		t.Errorf("point %s on %d cartridges, want 3 (the set and its two copies): %+v", id2, len(ls), ls)
+	}
+	// The latest copy is what a restore reads: take the others away.
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error {
+		if err := l.Eject(w.Tapes[0]); err != nil {
+			return err
+		}
+		return l.Eject(c1.Tapes[0])
+	})
+	dst := filepath.Join(t.TempDir(), "out")
+	fresh.ok("tape", "restore", id2, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}

@@ -123,6 +123,16 @@ func init() {
 				Action: tapeCatalog,
 			},
 			{
+				Name:  "copy",
+				Usage: "copy a media set to another pool (a second copy for another site): points still in the store are read from it, the others from the set's cartridges",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "set", Required: true, Usage: "set `ID` (or a unique prefix)"},
+					&cli.StringFlag{Name: "pool", Required: true, Usage: "the copy's pool `NAME`"},
+					jsonFlag,
+				},
+				Action: tapeCopy,
+			},
+			{
 				Name:  "key",
 				Usage: "pool keys",
 				Subcommands: []*cli.Command{
@@ -317,6 +327,38 @@ func tapeWrite(c *cli.Context) error {
 	return err
 }
 
+func tapeCopy(c *cli.Context) error {
+	var st *engine.Store
+	if engine.RequireStore(home(c)) == nil {
+		var err error
+		if st, err = openStore(c); err != nil {
+			return err
+		}
+		defer st.Close()
+	}
+	rep, err := engine.CopyTapeSet(c.Context, st, home(c), engine.TapeCopyOptions{Set: c.String("set"), Pool: c.String("pool"), Log: tapeLog(c),
+		Password: func() (string, error) { return stagedPassword(c) }})
+	if rep != nil && c.Bool("json") {
+		if perr := printJSON(c, rep); err == nil {
+			err = perr
+		}
+	} else if err == nil && !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "copied %d point(s) of set %s to set %s of pool %s: %d packs, %s on %s\n",
+			len(rep.Points), c.String("set"), rep.Set, rep.Pool, rep.Packs, human(rep.Bytes), strings.Join(rep.Tapes, ", "))
+	}
+	return err
+}
+
+// stagedPassword is the passphrase of the store points on tape were
+// written from, for a staging store: the usual sources, else asked.
+func stagedPassword(c *cli.Context) (string, error) {
+	pw, err := password(c)
+	if err != nil || pw != "" {
+		return pw, err
+	}
+	return askPassword(c, "the points were written from")
+}
+
 func tapeList(c *cli.Context) error {
 	ls, err := engine.ListTapes(home(c), c.String("point"), warnf)
 	if err != nil {
@@ -351,13 +393,7 @@ func tapeRestore(c *cli.Context) error {
 	}
 	res, err := engine.RestoreFromTape(c.Context, home(c), engine.TapeRestoreOptions{
 		Point: c.Args().First(), Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
-		Password: func() (string, error) {
-			pw, err := password(c)
-			if err != nil || pw != "" {
-				return pw, err
-			}
-			return askPassword(c, "the point was written from")
-		},
+		Password: func() (string, error) { return stagedPassword(c) },
 		Log: tapeLog(c), Progress: rep.Progress(),
 	})
 	rep.Stop()
