@@ -394,7 +394,7 @@ func tapeRestore(c *cli.Context) error {
 	res, err := engine.RestoreFromTape(c.Context, home(c), engine.TapeRestoreOptions{
 		Point: c.Args().First(), Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
 		Password: func() (string, error) { return stagedPassword(c) },
-		Log: tapeLog(c), Progress: rep.Progress(),
+		Log:      tapeLog(c), Progress: rep.Progress(),
 	})
 	rep.Stop()
 	if res == nil || res.RestoreResult == nil || (err != nil && !errors.Is(err, engine.ErrDamaged)) {
