@@ -170,7 +170,10 @@ func parseBlockHeader(b []byte) (blockHeader, error) {
 		return h, fmt.Errorf("no block magic: %w", ErrForeign)
 	}
 	h.version, h.flags, h.kind, h.hdrLen = b[4], b[5], FileKind(b[6]), int(b[7])
-	if h.version == 0 || h.version > FormatVersion {
+	if h.version == 0 {
+		return h, fmt.Errorf("tape block of format version 0")
+	}
+	if h.version > FormatVersion {
 		return h, fmt.Errorf("tape block of format version %d (this recall reads up to %d): %w", h.version, FormatVersion, ErrUnsupportedVersion)
 	}
 	if len(b) < blockHeaderLen {

@@ -5,10 +5,11 @@ package tapefs
 //
 // # Emulated cartridges
 //
-// An emulated cartridge is a directory named by its barcode holding two
-// files: "tape", the recorded data, and "cartridge.json", what is physical
-// about it (capacity, early-warning zone, write-protect tab, injected
-// faults). Moving the directory moves the cartridge, whole.
+// An emulated cartridge is a directory named by its barcode holding
+// "tape", the recorded data, "cartridge.json", what is physical about it
+// (capacity, early-warning zone, write-protect tab, injected faults), and,
+// once it holds many records, "index", a cache of its record headers
+// (emulator_index.go). Moving the directory moves the cartridge, whole.
 //
 // tape, version 1 (integers little-endian):
 //
@@ -81,13 +82,14 @@ type cartMeta struct {
 // one offset and one kind byte per object, so positioning never reads the
 // file; ~9 bytes of memory per object.
 type cartridge struct {
-	dir   string
-	f     *os.File
-	meta  cartMeta
-	ends  []int64  // ends[i]: file offset just past record i
-	kinds []byte   // kinds[i]: the kind of record i
-	marks []uint64 // positions of the filemarks, ascending
-	dirty bool     // written since the last fsync
+	dir     string
+	f       *os.File
+	meta    cartMeta
+	ends    []int64  // ends[i]: file offset just past record i
+	kinds   []byte   // kinds[i]: the kind of record i
+	marks   []uint64 // positions of the filemarks, ascending
+	dirty   bool     // written since the last fsync
+	indexed uint64   // records the index file covers (0: none)
 }
 
 // createCartridge makes a blank cartridge directory at dir.
@@ -162,8 +164,9 @@ func openCartridge(dir string) (*cartridge, error) {
 	return c, nil
 }
 
-// index reads every record header. It reads through a window so that a
-// run of small records costs one read, and seeks over large payloads.
+// index reads the record headers the index file does not cover. It reads
+// through a window so that a run of small records costs one read, and
+// seeks over large payloads.
 func (c *cartridge) index() error {
 	fi, err := c.f.Stat()
 	if err != nil {
@@ -184,7 +187,8 @@ func (c *cartridge) index() error {
 	buf := make([]byte, window)
 	var wOff int64 = -1 // file offset of buf[0]
 	wLen := 0
-	off := int64(tapeHeaderLen)
+	readLen := window
+	off := c.loadIndex(size)
 	for off < size {
 		if off+recordHeaderLen > size {
 			// A header cut short: the record never began.
@@ -194,7 +198,9 @@ func (c *cartridge) index() error {
 			break
 		}
 		if wOff < 0 || off < wOff || off+recordHeaderLen > wOff+int64(wLen) {
-			n, err := c.f.ReadAt(buf, off)
+			// After a large record the next one is far: read one page,
+			// not a window of payload bytes nobody wants.
+			n, err := c.f.ReadAt(buf[:readLen], off)
 			if err != nil && err != io.EOF {
 				return fmt.Errorf("read record at %d: %w", off, err)
 			}
@@ -220,6 +226,10 @@ func (c *cartridge) index() error {
 		}
 		c.ends = append(c.ends, end)
 		c.kinds = append(c.kinds, kind)
+		readLen = window
+		if length >= window/2 {
+			readLen = 4096
+		}
 		off = end
 	}
 	return nil
@@ -237,6 +247,9 @@ func (c *cartridge) rewriteHeader(off int64, kind byte, length int64) error {
 
 func (c *cartridge) close() error {
 	err := c.sync()
+	if err == nil {
+		err = c.saveIndex()
+	}
 	if cerr := c.f.Close(); err == nil {
 		err = cerr
 	}
@@ -284,6 +297,9 @@ func (c *cartridge) bad(pos uint64) bool {
 func (c *cartridge) truncate(pos uint64) error {
 	if pos >= c.count() {
 		return nil
+	}
+	if err := c.dropIndex(pos); err != nil {
+		return err
 	}
 	if err := c.f.Truncate(c.offset(pos)); err != nil {
 		return err
@@ -343,6 +359,9 @@ func (c *cartridge) tearLast() error {
 	off := c.offset(pos)
 	length := c.ends[pos] - off - recordHeaderLen
 	keep := length / 2
+	if err := c.dropIndex(pos); err != nil {
+		return err
+	}
 	if err := c.rewriteHeader(off, recTorn, keep); err != nil {
 		return err
 	}

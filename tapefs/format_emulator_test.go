@@ -52,11 +52,11 @@ func TestFormatOnEmulator(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !res.FromCatalogFile || res.Torn || len(res.Catalog.Points) != 3 || len(res.Catalog.Files) != len(want.Files) {
+			if !res.FromCatalogFile || res.Torn || len(res.Catalog.Points) != 4 || len(res.Catalog.Files) != len(want.Files) {
 				t.Fatalf("scan: from catalog %v torn %v, %d points, %d files", res.FromCatalogFile, res.Torn, len(res.Catalog.Points), len(res.Catalog.Files))
 			}
 			// Read a pack by its catalog position, as a restore does.
-			f := res.Catalog.Files[2]
+			f := res.Catalog.Files[3]
 			o := FileOptions{}
 			if tc.key != nil {
 				o.Key = SetKey(tc.key, tc.set.SetID)
@@ -78,26 +78,26 @@ func TestFormatOnEmulator(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.FromCatalogFile || !res.Torn || len(res.Catalog.Points) != 3 || len(res.Damaged) != 1 || !errors.Is(res.Damaged[0].Err, ErrTorn) {
+			if res.FromCatalogFile || !res.Torn || len(res.Catalog.Points) != 4 || len(res.Damaged) != 1 || !errors.Is(res.Damaged[0].Err, ErrTorn) {
 				t.Fatalf("torn: from catalog %v torn %v, %d points, damaged %v", res.FromCatalogFile, res.Torn, len(res.Catalog.Points), res.Damaged)
 			}
 
 			// A bad block in the middle of the first packs file: its first
 			// pack survives, the rest of the file is skipped and named.
-			if err := lib.InjectBadBlock(barcode, want.Files[0].StartPos+1); err != nil {
+			if err := lib.InjectBadBlock(barcode, want.Files[1].StartPos+1); err != nil {
 				t.Fatal(err)
 			}
 			res, err = ScanTape(ctx, d, tc.key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(res.Damaged) != 2 || !errors.Is(res.Damaged[0].Err, ErrBadBlock) || res.Damaged[0].FileNo != want.Files[0].FileNo || res.Damaged[0].Entry != want.Files[0].Entries[1].Name {
+			if len(res.Damaged) != 2 || !errors.Is(res.Damaged[0].Err, ErrBadBlock) || res.Damaged[0].FileNo != want.Files[1].FileNo || res.Damaged[0].Entry != want.Files[1].Entries[1].Name {
 				t.Fatalf("bad block: damaged %+v", res.Damaged)
 			}
-			if e := res.Catalog.Files[0].Entries; len(e) != 1 || e[0] != want.Files[0].Entries[0] {
+			if e := res.Catalog.Files[1].Entries; len(e) != 1 || e[0] != want.Files[1].Entries[0] {
 				t.Fatalf("the damaged file lists %+v", e)
 			}
-			if len(res.Catalog.Points) != 3 {
+			if len(res.Catalog.Points) != 4 {
 				t.Fatalf("%d points", len(res.Catalog.Points))
 			}
 		})

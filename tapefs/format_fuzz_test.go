@@ -144,9 +144,13 @@ func FuzzReadLabels(f *testing.F) {
 func FuzzScanTape(f *testing.F) {
 	fuzzTapes(f)
 	f.Fuzz(func(t *testing.T, tape []byte) {
+		// A scan reports every damaged file, and a file can be two
+		// bytes of input: a report (an error naming the file, a cipher)
+		// per two bytes is linear, if steep.
+		perByte := uint64(1024)
 		for _, key := range [][]byte{nil, testKey} {
 			d := decodeTape(tape)
-			fuzzcheck.Bounded(t, "ScanTape", fuzzcheck.Linear(len(tape), 16)+readerFixed, func() {
+			fuzzcheck.Bounded(t, "ScanTape", fuzzcheck.Linear(len(tape), perByte)+readerFixed, func() {
 				res, err := ScanTape(context.Background(), d, key)
 				if err == nil && (res.Catalog == nil || res.Set == nil) {
 					t.Fatalf("scan result %+v with no error", res)
@@ -154,7 +158,7 @@ func FuzzScanTape(f *testing.F) {
 			})
 			// Every file read entry by entry, as a restore does.
 			d.Rewind(context.Background())
-			fuzzcheck.Bounded(t, "FileReader", fuzzcheck.Linear(len(tape), 8)+readerFixed, func() {
+			fuzzcheck.Bounded(t, "FileReader", fuzzcheck.Linear(len(tape), perByte)+readerFixed, func() {
 				ctx := context.Background()
 				for range len(d.objs) + 1 {
 					r, err := NewFileReader(ctx, d, FileOptions{Key: key})

@@ -20,6 +20,9 @@ type FileReader struct {
 	fileNo uint32
 	seq    uint32 // the sequence number the next block must have
 	last   bool   // the block with the last flag has been read
+	blkLen int    // the data length of the current block
+	mid    bool   // started at an entry (OpenEntry), not at the file's start
+	entry  CatalogEntry
 	start  uint64
 	ctx    context.Context // Next's, for Read
 
@@ -30,6 +33,9 @@ type FileReader struct {
 	eof     bool
 	err     error // sticky
 }
+
+// errEmptyFile: a filemark where a file's first block should be.
+var errEmptyFile = errors.New("an empty tape file (a filemark and no block)")
 
 // NewFileReader starts reading the tape file at the drive's position: it
 // reads the first block, so Kind and FileNo are known. At the end of
@@ -79,6 +85,10 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 	case errors.Is(err, ErrEOD) && first:
 		r.err = fmt.Errorf("%s: %w", r.where(), err)
 		return r.err
+	case errors.Is(err, ErrFilemark) && first:
+		// A filemark where a file should start: no file at all.
+		r.err = fmt.Errorf("%s: %w: %w", r.where(), errEmptyFile, ErrTorn)
+		return r.err
 	case errors.Is(err, ErrFilemark), errors.Is(err, ErrEOD):
 		// The file ended before the block carrying its end record.
 		r.err = fmt.Errorf("%s: %w", r.where(), ErrTorn)
@@ -98,7 +108,9 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 			r.fail(ctx, ferr)
 			r.err = ferr
 			return ferr
-		case errors.Is(err, ErrUnsupportedVersion), errors.Is(err, ErrWrongKey):
+		case first && (errors.Is(err, ErrUnsupportedVersion) || errors.Is(err, ErrWrongKey)):
+			// Said of the whole file, before any of its data: not
+			// damage to skip.
 			r.err = fmt.Errorf("%s: %w", r.where(), err)
 			return r.err
 		case first && errors.Is(err, errAuth):
@@ -116,6 +128,7 @@ func (r *FileReader) readBlock(ctx context.Context, first bool) error {
 	r.seq++
 	r.last = h.flags&flagLast != 0
 	r.data = data
+	r.blkLen = len(data)
 	return nil
 }
 
@@ -199,6 +212,12 @@ func (r *FileReader) next(ctx context.Context) (name string, size int64, err err
 		r.remain -= k
 	}
 	r.inEntry = false
+	if len(r.data) == 0 {
+		if err := r.readBlock(ctx, false); err != nil {
+			return "", 0, err
+		}
+	}
+	at := CatalogEntry{Block: r.seq - 1, Offset: uint32(r.blkLen - len(r.data))}
 	var rec [1]byte
 	if err := r.readFull(ctx, rec[:]); err != nil {
 		return "", 0, err
@@ -224,14 +243,18 @@ func (r *FileReader) next(ctx context.Context) (name string, size int64, err err
 		r.inEntry, r.remain = true, int64(size)
 		r.count++
 		r.total += size
-		return string(nb[:nl]), int64(size), nil
+		at.Name, at.Size = string(nb[:nl]), int64(size)
+		r.entry = at
+		return at.Name, at.Size, nil
 	case recEnd:
 		var end [endRecordLen - 1]byte
 		if err := r.readFull(ctx, end[:]); err != nil {
 			return "", 0, err
 		}
 		count, total := binary.BigEndian.Uint64(end[:]), binary.BigEndian.Uint64(end[8:])
-		if count != r.count || total != r.total || !r.last || len(r.data) != 0 {
+		// A reader that started at an entry has not seen the ones
+		// before it: it checks only what it can.
+		if (!r.mid && (count != r.count || total != r.total)) || !r.last || len(r.data) != 0 {
 			return "", 0, r.fail(ctx, fmt.Errorf("%s: end record says %d entries of %d bytes, the file holds %d of %d: %w", r.where(), count, total, r.count, r.total, ErrBadBlock))
 		}
 		// Past the filemark, so the drive is at the next file. A file
@@ -253,6 +276,51 @@ func (r *FileReader) next(ctx context.Context) (name string, size int64, err err
 		return "", 0, io.EOF
 	}
 	return "", 0, r.fail(ctx, fmt.Errorf("%s: unknown record %#x: %w", r.where(), rec[0], ErrBadBlock))
+}
+
+// Entry is the current entry (after Next returned it), with where its
+// record starts in the file.
+func (r *FileReader) Entry() CatalogEntry { return r.entry }
+
+// OpenEntry reads from entry e of the tape file starting at fileStart
+// (CatalogFile.StartPos): it locates the block holding the entry's record,
+// so the file's earlier blocks are not read. The reader is positioned in
+// e, as if Next had returned it: Read gives its bytes, Next the entries
+// after it. A record there that is not e (a catalog that does not match
+// the tape) is ErrBadBlock.
+func OpenEntry(ctx context.Context, d Drive, o FileOptions, fileStart uint64, e CatalogEntry) (*FileReader, error) {
+	if err := d.Locate(ctx, fileStart+uint64(e.Block)); err != nil {
+		return nil, fmt.Errorf("entry %s at block %d of the tape file at %d on %s: %w", e.Name, e.Block, fileStart, d.Name(), err)
+	}
+	c, err := newBlockCodec(o.Key, false)
+	if err != nil {
+		return nil, err
+	}
+	// The block is the reader's first, whose kind and file number it
+	// takes; its sequence must be the one asked for.
+	r := &FileReader{d: d, codec: c, buf: blockPool.Get(BlockSize), start: fileStart, ctx: ctx, seq: e.Block, mid: true}
+	if err := r.readBlock(ctx, true); err != nil {
+		r.releaseIfDone()
+		return nil, err
+	}
+	if int(e.Offset) > len(r.data) {
+		r.err = fmt.Errorf("%s: entry %s at offset %d of block %d, which carries %d bytes: %w", r.where(), e.Name, e.Offset, e.Block, len(r.data), ErrBadBlock)
+		r.releaseIfDone()
+		return nil, r.err
+	}
+	r.data = r.data[e.Offset:]
+	name, size, err := r.Next(ctx)
+	if err == nil && (name != e.Name || size != e.Size) {
+		err = r.fail(ctx, fmt.Errorf("%s: block %d offset %d holds entry %q of %d bytes, not %q of %d: %w", r.where(), e.Block, e.Offset, name, size, e.Name, e.Size, ErrBadBlock))
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = fmt.Errorf("%s: block %d offset %d is the end of the file, not entry %q: %w", r.where(), e.Block, e.Offset, e.Name, ErrBadBlock)
+		}
+		r.releaseIfDone()
+		return nil, err
+	}
+	return r, nil
 }
 
 // Read reads the current entry's bytes; io.EOF at its end. It uses the

@@ -76,6 +76,27 @@ func readAll(t *testing.T, d Drive, o FileOptions) (*FileReader, []testEntry, er
 	}
 }
 
+// readEntries reads the entries of r to the end of its file.
+func readEntries(t *testing.T, r *FileReader) []testEntry {
+	t.Helper()
+	ctx := context.Background()
+	var es []testEntry
+	for {
+		name, _, err := r.Next(ctx)
+		if err == io.EOF {
+			return es
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, testEntry{name, b})
+	}
+}
+
 func sameEntries(t *testing.T, got, want []testEntry) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -118,10 +139,11 @@ func TestFileRoundTrip(t *testing.T) {
 				t.Fatalf("writer lists %d entries whole, want %d", len(w1.Entries()), len(es))
 			}
 			for i, b := range d.objs {
-				if b != nil && len(b) > BlockSize {
+				if len(b) > BlockSize {
 					t.Fatalf("block %d is %d bytes", i, len(b))
 				}
-				if tc.o.Compress == false && b != nil && i < 4 && len(b) != BlockSize {
+				// The first four blocks are full: a tape sees 1 MiB blocks.
+				if !tc.o.Compress && i < 4 && len(b) != BlockSize {
 					t.Fatalf("block %d is %d bytes: a full block should be %d", i, len(b), BlockSize)
 				}
 			}
@@ -155,6 +177,28 @@ func TestFileRoundTrip(t *testing.T) {
 			}
 			if _, err := NewFileReader(ctx, d, tc.o); !errors.Is(err, ErrEOD) {
 				t.Fatalf("past the last file: %v, want ErrEOD", err)
+			}
+			// Straight to each entry, and on to the end of the file.
+			for i, e := range w1.Entries() {
+				r, err := OpenEntry(ctx, d, tc.o, w1.StartPos(), e)
+				if err != nil {
+					t.Fatalf("open entry %d: %v", i, err)
+				}
+				b, err := io.ReadAll(r)
+				if err != nil || !bytes.Equal(b, es[i].data) {
+					t.Fatalf("entry %d: %d bytes, %v", i, len(b), err)
+				}
+				got := readEntries(t, r)
+				sameEntries(t, got, es[i+1:])
+				if r.FileNo() != 2 {
+					t.Fatalf("entry %d: file %d", i, r.FileNo())
+				}
+			}
+			// A catalog that names the wrong block.
+			e := w1.Entries()[3]
+			e.Block++
+			if _, err := OpenEntry(ctx, d, tc.o, w1.StartPos(), e); !errors.Is(err, ErrBadBlock) {
+				t.Fatalf("an entry opened at the wrong block: %v", err)
 			}
 		})
 	}

@@ -24,10 +24,14 @@ type FileOptions struct {
 	Compress bool   // zstd per block (writing only: a reader follows the block flags)
 }
 
-// CatalogEntry is one entry of a tape file: its name and size.
+// CatalogEntry is one entry of a tape file: its name and size, and where
+// its record starts, so a reader can go straight to it (OpenEntry)
+// instead of reading the file from its start.
 type CatalogEntry struct {
-	Name string `json:"name"`
-	Size int64  `json:"size"`
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	Block  uint32 `json:"block"`  // the block of the file holding the start of its record
+	Offset uint32 `json:"offset"` // where in that block's data the record starts
 }
 
 // FileWriter writes one tape file at the drive's current position: named
@@ -101,6 +105,7 @@ func (w *FileWriter) Add(ctx context.Context, name string, data []byte) (earlyWa
 	if name == "" || len(name) > maxNameLen || !utf8.ValidString(name) {
 		return w.early, fmt.Errorf("tape entry name %q: want 1 to %d bytes of UTF-8", name, maxNameLen)
 	}
+	at := CatalogEntry{Name: name, Size: int64(len(data)), Block: w.seq, Offset: uint32(w.n)}
 	var hdr [entryFixedLen + maxNameLen]byte
 	hdr[0] = recEntry
 	binary.BigEndian.PutUint16(hdr[1:], uint16(len(name)))
@@ -114,7 +119,7 @@ func (w *FileWriter) Add(ctx context.Context, name string, data []byte) (earlyWa
 	}
 	w.count++
 	w.total += uint64(len(data))
-	w.pending = append(w.pending, CatalogEntry{Name: name, Size: int64(len(data))})
+	w.pending = append(w.pending, at)
 	if w.n == 0 {
 		w.commit()
 	}

@@ -180,7 +180,8 @@ func WriteLabels(ctx context.Context, d Drive, v VolumeLabel, s SetLabel) error 
 	return nil
 }
 
-// ReadLabels rewinds and reads files 0 and 1. A blank cartridge gives
+// ReadLabels rewinds and reads files 0 and 1. A blank cartridge (the end
+// of data at once, or after one filemark as 'mt weof' leaves it) gives
 // ErrNotLabelled, one written by other software ErrForeign, a label of a
 // newer format ErrUnsupportedVersion naming its version. The drive is left
 // at file 2.
@@ -213,6 +214,17 @@ func readLabelFile(ctx context.Context, d Drive, kind FileKind, fileNo int, name
 		switch {
 		case fileNo == 0 && errors.Is(err, ErrEOD):
 			return nil, fmt.Errorf("%s: %w", d.Name(), ErrNotLabelled)
+		case fileNo == 0 && errors.Is(err, errEmptyFile):
+			// A filemark at the beginning of tape and the end of data
+			// after it is what a quick erase ('mt weof') leaves: blank.
+			// With data after it, the cartridge is someone else's.
+			buf := blockPool.Get(BlockSize)
+			_, rerr := d.ReadBlock(ctx, buf)
+			blockPool.Put(buf)
+			if errors.Is(rerr, ErrEOD) {
+				return nil, fmt.Errorf("%s: erased: %w", d.Name(), ErrNotLabelled)
+			}
+			return nil, fmt.Errorf("%s: a filemark, then data, where the volume label belongs: %w", d.Name(), ErrForeign)
 		case fileNo == 0 && !errors.Is(err, ErrUnsupportedVersion) && !errors.Is(err, ErrForeign):
 			// Data, but no volume label where it belongs.
 			return nil, fmt.Errorf("%s: no recall volume label (%v): %w", d.Name(), err, ErrForeign)

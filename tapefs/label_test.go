@@ -61,7 +61,11 @@ func TestReadLabelsRefuses(t *testing.T) {
 		{"blank", func(d *memDrive) {}, ErrNotLabelled, ""},
 		{"foreign", func(d *memDrive) { d.objs = [][]byte{[]byte("tar archive"), nil} }, ErrForeign, ""},
 		{"foreign, one block", func(d *memDrive) { d.objs = [][]byte{[]byte("tar archive")} }, ErrForeign, ""},
-		{"a filemark", func(d *memDrive) { d.objs = [][]byte{nil} }, ErrForeign, ""},
+		{"erased (a filemark)", func(d *memDrive) { d.objs = [][]byte{nil} }, ErrNotLabelled, "erased"},
+		{"a filemark, then data", func(d *memDrive) {
+			WriteLabels(ctx, d, testVolume, testSet)
+			d.objs = append([][]byte{nil}, d.objs...)
+		}, ErrForeign, ""},
 		{"torn volume label", func(d *memDrive) {
 			WriteLabels(ctx, d, testVolume, testSet)
 			d.objs = [][]byte{d.objs[0][:40]}

@@ -360,14 +360,14 @@ func (l *EmulatedLibrary) Inventory(ctx context.Context) (*Inventory, error) {
 	return inv, nil
 }
 
-func checkSlot(s *libState, slot int) error {
+func (s *libState) checkSlot(slot int) error {
 	if slot < 1 || slot > len(s.Slots) {
 		return fmt.Errorf("slot %d: %w (slots 1 to %d; %d is import/export)", slot, ErrNoElement, len(s.Slots), s.ieSlot())
 	}
 	return nil
 }
 
-func checkDrive(s *libState, drive int) error {
+func (s *libState) checkDrive(drive int) error {
 	if drive < 0 || drive >= len(s.Drives) {
 		return fmt.Errorf("drive %d: %w (drives 0 to %d)", drive, ErrNoElement, len(s.Drives)-1)
 	}
@@ -389,19 +389,15 @@ func (l *EmulatedLibrary) heldDrive(n int) *emuDrive {
 // Load moves the cartridge in slot into drive.
 func (l *EmulatedLibrary) Load(ctx context.Context, slot, drive int) error {
 	op := fmt.Sprintf("load slot %d into drive %d", slot, drive)
-	if d := l.heldDrive(drive); d != nil {
+	d := l.heldDrive(drive)
+	if d != nil {
 		defer d.mu.Unlock()
-		// Whatever this process had open there is gone once the move succeeds.
-		defer func() { d.ejected = false }()
-		if err := d.release(); err != nil {
-			return l.fail(op, err)
-		}
 	}
 	err := l.locked(true, func(s *libState) error {
-		if err := checkSlot(s, slot); err != nil {
+		if err := s.checkSlot(slot); err != nil {
 			return err
 		}
-		if err := checkDrive(s, drive); err != nil {
+		if err := s.checkDrive(drive); err != nil {
 			return err
 		}
 		if s.Slots[slot-1] == "" {
@@ -409,6 +405,14 @@ func (l *EmulatedLibrary) Load(ctx context.Context, slot, drive int) error {
 		}
 		if d := s.Drives[drive]; d.Barcode != "" {
 			return fmt.Errorf("drive %d %w (%s, from slot %d): unload it first", drive, ErrElementFull, d.Barcode, d.From)
+		}
+		if d != nil {
+			// The drive was empty: what this process may still have
+			// open there is stale, and the new cartridge loads itself.
+			if err := d.release(); err != nil {
+				return err
+			}
+			d.ejected = false
 		}
 		s.Drives[drive] = driveState{Barcode: s.Slots[slot-1], From: slot}
 		s.Slots[slot-1] = ""
@@ -424,16 +428,12 @@ func (l *EmulatedLibrary) Load(ctx context.Context, slot, drive int) error {
 // came from.
 func (l *EmulatedLibrary) Unload(ctx context.Context, drive, slot int) error {
 	op := fmt.Sprintf("unload drive %d into slot %d", drive, slot)
-	held := false
-	if d := l.heldDrive(drive); d != nil {
+	d := l.heldDrive(drive)
+	if d != nil {
 		defer d.mu.Unlock()
-		held = true
-		if err := d.release(); err != nil {
-			return l.fail(op, err)
-		}
 	}
 	err := l.locked(true, func(s *libState) error {
-		if err := checkDrive(s, drive); err != nil {
+		if err := s.checkDrive(drive); err != nil {
 			return err
 		}
 		ds := s.Drives[drive]
@@ -443,16 +443,19 @@ func (l *EmulatedLibrary) Unload(ctx context.Context, drive, slot int) error {
 		if slot == 0 {
 			slot = ds.From
 		}
-		if err := checkSlot(s, slot); err != nil {
+		if err := s.checkSlot(slot); err != nil {
 			return err
 		}
 		if b := s.Slots[slot-1]; b != "" {
 			return fmt.Errorf("slot %d %w (%s): name a free slot", slot, ErrElementFull, b)
 		}
-		if !held {
-			if err := l.probe(ds.Barcode); err != nil {
-				return fmt.Errorf("drive %d: %w", drive, err)
+		if d != nil {
+			// This process's drive lets go of it (flushed).
+			if err := d.release(); err != nil {
+				return err
 			}
+		} else if err := l.probe(ds.Barcode); err != nil {
+			return fmt.Errorf("drive %d: %w", drive, err)
 		}
 		s.Slots[slot-1] = ds.Barcode
 		s.Drives[drive] = driveState{}
@@ -484,10 +487,10 @@ func (l *EmulatedLibrary) probe(barcode string) error {
 func (l *EmulatedLibrary) Transfer(ctx context.Context, from, to int) error {
 	op := fmt.Sprintf("transfer slot %d to slot %d", from, to)
 	err := l.locked(true, func(s *libState) error {
-		if err := checkSlot(s, from); err != nil {
+		if err := s.checkSlot(from); err != nil {
 			return err
 		}
-		if err := checkSlot(s, to); err != nil {
+		if err := s.checkSlot(to); err != nil {
 			return err
 		}
 		if s.Slots[from-1] == "" {
@@ -515,6 +518,12 @@ func (l *EmulatedLibrary) Drive(n int) (Drive, error) {
 	op := fmt.Sprintf("open drive %d", n)
 	if n < 0 || n >= l.ndrives {
 		return nil, l.fail(op, fmt.Errorf("drive %d: %w (drives 0 to %d)", n, ErrNoElement, l.ndrives-1))
+	}
+	l.mu.Lock()
+	closed := l.lockf == nil
+	l.mu.Unlock()
+	if closed {
+		return nil, l.fail(op, errors.New("the library is closed"))
 	}
 	l.dmu.Lock()
 	defer l.dmu.Unlock()
@@ -554,7 +563,7 @@ func (l *EmulatedLibrary) forgetDrive(d *emuDrive) {
 func (l *EmulatedLibrary) inDrive(n int) (string, error) {
 	var bc string
 	err := l.locked(false, func(s *libState) error {
-		if err := checkDrive(s, n); err != nil {
+		if err := s.checkDrive(n); err != nil {
 			return err
 		}
 		bc = s.Drives[n].Barcode
@@ -681,7 +690,7 @@ func (l *EmulatedLibrary) Insert(barcode string) (int, error) {
 			return fmt.Errorf("cartridge %s: %w outside the library", barcode, ErrNoCartridge)
 		}
 		var err error
-		if slot, err = freeSlot(s); err != nil {
+		if slot, err = s.freeSlot(); err != nil {
 			return err
 		}
 		in := filepath.Join(l.dir, cartridgesDir, barcode)
@@ -702,7 +711,7 @@ func (l *EmulatedLibrary) Insert(barcode string) (int, error) {
 	return slot, nil
 }
 
-func freeSlot(s *libState) (int, error) {
+func (s *libState) freeSlot() (int, error) {
 	for i, b := range s.Slots[:len(s.Slots)-1] {
 		if b == "" {
 			return i + 1, nil
@@ -732,7 +741,7 @@ func (l *EmulatedLibrary) AddBlank(barcode string) (int, error) {
 			return fmt.Errorf("barcode %s is taken: barcodes are unique", barcode)
 		}
 		var err error
-		if slot, err = freeSlot(s); err != nil {
+		if slot, err = s.freeSlot(); err != nil {
 			return err
 		}
 		if err := createCartridge(filepath.Join(l.dir, cartridgesDir, barcode), s.blankMeta(barcode)); err != nil {

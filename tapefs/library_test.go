@@ -1,8 +1,10 @@
 package tapefs_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -157,6 +159,18 @@ func TestLibraryChangerErrors(t *testing.T) {
 	}
 	if after := where(t, lib); !mapsEqual(before, after) {
 		t.Fatalf("failed moves moved cartridges: %v, then %v", before, after)
+	}
+	// A refused move leaves the drive as it was, position and all.
+	d, err := lib.Drive(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeObjs(t, d, blk(1, 10), blk(2, 10))
+	if lib.Load(ctx, 2, 0) == nil || lib.Unload(ctx, 0, 2) == nil {
+		t.Fatal("a move into a full element succeeded")
+	}
+	if p, err := d.Position(ctx); err != nil || p != 2 {
+		t.Fatalf("after refused moves: position %d, %v; want 2", p, err)
 	}
 }
 
@@ -425,5 +439,66 @@ func TestLibraryStateFormat(t *testing.T) {
 			t.Fatal(err)
 		}
 		golden.Check(t, f.golden, b)
+	}
+}
+
+// One library in one process: two drives written from two goroutines
+// while a third moves cartridges between slots and reads the inventory.
+// Each drive's data is its own; run with -race to see the locking.
+func TestLibraryGoroutines(t *testing.T) {
+	lib := newLibrary(t, tapefs.EmulatorOptions{Slots: 4, Drives: 2})
+	for dr := range 2 {
+		if err := lib.Load(ctx, dr+1, dr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for dr := range 2 {
+		d, err := lib.Drive(dr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for i := range 200 {
+				if _, err := d.WriteBlock(ctx, pattern(dr*1000+i, 100+i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if err := d.Rewind(ctx); err != nil {
+				errs <- err
+				return
+			}
+			buf := make([]byte, 1000)
+			for i := range 200 {
+				n, err := d.ReadBlock(ctx, buf)
+				if err != nil || !bytes.Equal(buf[:n], pattern(dr*1000+i, 100+i)) {
+					errs <- fmt.Errorf("drive %d block %d: %d bytes, %v", dr, i, n, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			if err := lib.Transfer(ctx, 3, 5); err != nil {
+				errs <- err
+				return
+			}
+			if err := lib.Transfer(ctx, 5, 3); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := lib.Inventory(ctx); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

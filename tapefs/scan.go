@@ -58,7 +58,7 @@ type pointJSON struct {
 // (tolerant of a torn last file and of damaged blocks: what it could read
 // is returned, and what it skipped is in Damaged). poolKey may be nil for
 // a plain set; an encrypted set with a nil or wrong key gives ErrWrongKey
-// before any file is read.
+// before any file is read. The drive is left at the end of data.
 func ScanTape(ctx context.Context, d Drive, poolKey []byte) (*ScanResult, error) {
 	vol, set, err := ReadLabels(ctx, d)
 	if err != nil {
@@ -105,8 +105,9 @@ func ScanTape(ctx context.Context, d Drive, poolKey []byte) (*ScanResult, error)
 }
 
 // lastCatalog reads the last tape file if it is a whole catalog file, and
-// returns nil (no error) when it is not: then the caller scans. Only the
-// device failing or a wrong key is an error.
+// returns nil (no error) when it is not: then the caller scans, and meets
+// again (and reports) whatever went wrong here. Only a wrong key is an
+// error.
 func lastCatalog(ctx context.Context, d Drive, eod uint64, o FileOptions) (*MediaCatalog, error) {
 	// From the end of data, back over the last filemark: if it is not the
 	// object just before the end, blocks follow it and the last file is
@@ -216,7 +217,7 @@ func hasEntry(es []CatalogEntry, name string) bool {
 func scanEntries(ctx context.Context, r *FileReader, f *CatalogFile) (pt *pointJSON, cat *MediaCatalog, cur string, err error) {
 	var pending *CatalogEntry
 	for {
-		name, size, err := r.Next(ctx)
+		name, _, err := r.Next(ctx)
 		if err != nil && err != io.EOF {
 			if pending != nil {
 				cur = pending.Name
@@ -230,7 +231,8 @@ func scanEntries(ctx context.Context, r *FileReader, f *CatalogFile) (pt *pointJ
 		if err == io.EOF {
 			return pt, cat, "", nil
 		}
-		pending = &CatalogEntry{Name: name, Size: size}
+		e := r.Entry()
+		pending = &e
 		switch {
 		case f.Kind == KindPoint && name == pointFileJSON:
 			b, err := r.ReadEntry(maxPointJSON)

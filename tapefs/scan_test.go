@@ -15,7 +15,8 @@ var testPackSizes = []int{3000, BlockSize + 7, 10}
 
 // writeTestSet writes a cartridge as the engine does: labels, then per
 // point a packs file and a point file, and a catalog file after each job
-// (jobs points each). It returns the catalog the last catalog file holds.
+// (jobs points each), after a first cartridge of the set holding point-0.
+// It returns the catalog the last catalog file holds.
 func writeTestSet(t testing.TB, d Drive, set SetLabel, poolKey []byte, jobs ...int) *MediaCatalog {
 	t.Helper()
 	ctx := context.Background()
@@ -28,7 +29,10 @@ func writeTestSet(t testing.TB, d Drive, set SetLabel, poolKey []byte, jobs ...i
 	}
 	cat := &MediaCatalog{Pool: set.Pool, SetID: set.SetID, Written: testTime,
 		Tapes: []CatalogTape{{Sequence: 1, Barcode: "RC0000L9", VolumeID: "earlier", Full: true},
-			{Sequence: set.Sequence, Barcode: testVolume.Barcode, VolumeID: testVolume.VolumeID}}}
+			{Sequence: set.Sequence, Barcode: testVolume.Barcode, VolumeID: testVolume.VolumeID}},
+		// The set's first cartridge holds a point too: full scans keep it.
+		Files:  []CatalogFile{{Sequence: 1, FileNo: 2, StartPos: 4, Kind: KindPacks, Entries: []CatalogEntry{{Name: "00aa", Size: 5}}}},
+		Points: []CatalogPoint{{ID: "point-0", Source: "web", Time: testTime, Packs: []string{"00aa"}, Files: []int{0}}}}
 	fileNo, n := 2, 0
 	for _, points := range jobs {
 		for range points {
@@ -73,25 +77,25 @@ func TestScanTape(t *testing.T) {
 		damaged int // files named damaged
 		points  int
 	}{
-		{"catalog file", plain, nil, nil, true, false, 0, 3},
-		{"catalog file, encrypted", testSet, testKey, nil, true, false, 0, 3},
+		{"catalog file", plain, nil, nil, true, false, 0, 4},
+		{"catalog file, encrypted", testSet, testKey, nil, true, false, 0, 4},
 		{"torn last file", plain, nil, func(d *memDrive) {
 			// A job cut by a power cut after its packs' first blocks.
 			d.SeekEOD(context.Background())
 			w, _ := NewFileWriter(context.Background(), d, KindPacks, 9, FileOptions{Compress: true})
 			w.Add(context.Background(), "cut", make([]byte, 2*BlockSize))
-		}, false, true, 1, 3},
+		}, false, true, 1, 4},
 		{"torn last block, encrypted", testSet, testKey, func(d *memDrive) {
 			d.objs = d.objs[:len(d.objs)-1]
 			last := d.objs[len(d.objs)-1]
 			d.objs[len(d.objs)-1] = last[:len(last)-3]
-		}, false, true, 1, 3},
+		}, false, true, 1, 4},
 		{"bad block in a packs file", plain, nil, func(d *memDrive) {
 			// The last job's packs file: its second block holds the end
 			// of the second pack.
 			d.bad = map[int]bool{len(d.objs) - 2 - 2 - 2: true}
 			d.objs = d.objs[:len(d.objs)-2] // without the last catalog file
-		}, false, false, 1, 3},
+		}, false, false, 1, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newMemDrive()
@@ -109,8 +113,8 @@ func TestScanTape(t *testing.T) {
 			if !reflect.DeepEqual(*res.Volume, testVolume) || !reflect.DeepEqual(*res.Set, tc.set) {
 				t.Fatalf("labels %+v %+v", res.Volume, res.Set)
 			}
-			if res.EODPos != uint64(len(d.objs)) {
-				t.Fatalf("EODPos %d, want %d", res.EODPos, len(d.objs))
+			if p, _ := d.Position(ctx); res.EODPos != uint64(len(d.objs)) || p != res.EODPos {
+				t.Fatalf("EODPos %d, drive at %d, want both %d", res.EODPos, p, len(d.objs))
 			}
 			c := res.Catalog
 			if tc.catalog {
@@ -133,6 +137,12 @@ func TestScanTape(t *testing.T) {
 				if !reflect.DeepEqual(p.Packs, wp.Packs) || p.Source != wp.Source || !p.Time.Equal(wp.Time) {
 					t.Errorf("point %+v, want %+v", p, wp)
 				}
+				if p.ID == "point-0" {
+					if len(p.Files) != 1 || !reflect.DeepEqual(c.Files[p.Files[0]], want.Files[0]) {
+						t.Errorf("point-0 of the first cartridge: files %v", p.Files)
+					}
+					continue
+				}
 				if len(p.Files) != 2 || c.Files[p.Files[0]].Kind != KindPacks || c.Files[p.Files[1]].Kind != KindPoint {
 					t.Errorf("point %s: files %v", p.ID, p.Files)
 				}
@@ -141,13 +151,15 @@ func TestScanTape(t *testing.T) {
 			for _, f := range res.Damaged {
 				damaged[f.FileNo] = true
 			}
-			byNo := map[int]CatalogFile{}
+			type at struct{ seq, fileNo int }
+			byNo := map[at]CatalogFile{}
 			for _, f := range c.Files {
-				byNo[f.FileNo] = f
+				byNo[at{f.Sequence, f.FileNo}] = f
 			}
 			for _, f := range want.Files {
-				if !damaged[f.FileNo] && !reflect.DeepEqual(byNo[f.FileNo], f) {
-					t.Errorf("file %d: %+v, want %+v", f.FileNo, byNo[f.FileNo], f)
+				got := byNo[at{f.Sequence, f.FileNo}]
+				if !(f.Sequence == tc.set.Sequence && damaged[f.FileNo]) && !reflect.DeepEqual(got, f) {
+					t.Errorf("file %d of cartridge %d: %+v, want %+v", f.FileNo, f.Sequence, got, f)
 				}
 			}
 			if len(c.Tapes) != 2 || c.Tapes[0].Sequence != 1 || c.Tapes[1].VolumeID != testVolume.VolumeID {

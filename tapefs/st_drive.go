@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -41,16 +42,18 @@ import (
 //     O_NONBLOCK, which st allows for writing whatever the tab says).
 //   - No cartridge: ENOMEDIUM.
 //
-// Two driver habits the caller should know. After blocks were written, st
-// writes a filemark itself before it rewinds, locates, spaces backward or
-// unloads, and at close, unless the last operation wrote filemarks. The
-// on-tape format ends every file with a filemark, so this shows only for a
-// file left unfinished (the cartridge filled): on a real drive it ends with a
-// filemark, on the emulator it does not; a reader finds no end record either
-// way. And positions are the drive's logical object numbers only if st asks
-// READ POSITION and LOCATE for logical addresses (its scsi2logical option);
-// OpenST sets it, which st allows only to root, so a drive used by another
-// user needs it set at boot (stinit, or mt stsetoptions scsi2logical).
+// Two habits of the driver are undone here. After blocks were written, st
+// writes a filemark of its own before it rewinds, locates, spaces backward or
+// unloads, and at close, unless the last operation wrote filemarks: a file
+// left unfinished (the cartridge filled, the job failed) would end with a
+// filemark on a real drive and without one on the emulator. So before any
+// of those the drive first writes zero filemarks, which flushes and tells st
+// the writing is over (settle). And positions are the drive's logical object
+// numbers only if st asks READ POSITION and LOCATE for logical addresses (its
+// scsi2logical option), and a write returns its own errors only without st's
+// asynchronous writes: OpenST sets the options it needs (stOptionProblem),
+// which st allows only to root, and refuses a drive whose options it sees
+// are wrong.
 //
 // Calls cannot be cancelled once issued to the driver (a locate can take a
 // minute or two); ctx is checked before each.
@@ -70,21 +73,63 @@ const (
 	mtWEOFI        = 35 // write filemarks with the immediate bit
 )
 
-// MTSETDRVBUFFER arguments: set the listed boolean options; scsi2logical
-// makes MTIOCPOS and MTSEEK use logical object numbers.
+// MTSETDRVBUFFER arguments: set or clear the listed boolean options
+// (linux/mtio.h, MT_ST_*).
 const (
-	mtSTSetBooleans  = 0x30000000
-	mtSTSCSI2Logical = 0x800
+	mtSTSetBooleans   = 0x30000000
+	mtSTClearBooleans = 0x40000000
+	mtSTAsyncWrites   = 0x2
+	mtSTSCSI2Logical  = 0x800
+	mtSTNowait        = 0x2000
+	mtSTNowaitEOF     = 0x8000
 )
+
+// stOptionProblem says what is wrong for recall with a drive's st options,
+// "" if nothing, and how to fix it:
+//   - scsi2logical must be on, or MTIOCPOS and MTSEEK use device-specific
+//     addresses instead of the logical object numbers the format records;
+//   - async writes must be off: a write then returns before the drive has
+//     the block, its early warning or error comes with the next call, and
+//     a block refused at the end of the medium has already been reported
+//     written;
+//   - positioning must wait for the tape (MT_ST_NOWAIT off), or a rewind
+//     or locate returns before the tape is there;
+//   - filemarks must not be immediate by default (MT_ST_NOWAIT_EOF), or
+//     Flush, which writes zero filemarks synchronously, returns at once.
+func stOptionProblem(opts uint64, dev string) string {
+	var wrong, fix []string
+	if opts&mtSTSCSI2Logical == 0 {
+		wrong = append(wrong, "scsi2logical is off (positions would be device-specific)")
+		fix = append(fix, "mt -f "+dev+" stsetoptions scsi2logical")
+	}
+	if opts&mtSTAsyncWrites != 0 {
+		wrong = append(wrong, "async-writes is on (write errors would come one block late)")
+		fix = append(fix, "mt -f "+dev+" stclearoptions async-writes")
+	}
+	if opts&mtSTNowait != 0 {
+		wrong = append(wrong, "no-wait is on (rewinds and locates would return before the tape moved)")
+		fix = append(fix, "mt -f "+dev+" stclearoptions no-wait")
+	}
+	if opts&mtSTNowaitEOF != 0 {
+		wrong = append(wrong, "filemarks are written without waiting (a flush would not wait for the medium)")
+		fix = append(fix, "clear the driver's nowait-eof option (MT_ST_NOWAIT_EOF)")
+	}
+	if len(wrong) == 0 {
+		return ""
+	}
+	return "the st driver's options for this drive do not suit recall: " + strings.Join(wrong, "; ") +
+		". Open it once as root (recall sets them), or set them at boot: " + strings.Join(fix, ", then ") +
+		" (or the same in /etc/stinit.def)"
+}
 
 // The GMT_* bits of mtget.gstat (linux/mtio.h).
 const (
 	gmtEOF    uint32 = 0x80000000 // just past a filemark (block 0 of a file > 0)
-	gmtBOT           = 0x40000000
-	gmtEOT           = 0x20000000 // early warning (or past the physical end)
-	gmtEOD           = 0x08000000 // at the end of recorded data
-	gmtWrProt        = 0x04000000
-	gmtOnline        = 0x01000000 // a cartridge is loaded and ready
+	gmtBOT    uint32 = 0x40000000
+	gmtEOT    uint32 = 0x20000000 // early warning (or past the physical end)
+	gmtEOD    uint32 = 0x08000000 // at the end of recorded data
+	gmtWrProt uint32 = 0x04000000
+	gmtOnline uint32 = 0x01000000 // a cartridge is loaded and ready
 )
 
 // mtBlockSizeMask takes the block size out of mtget.dsreg.
@@ -135,6 +180,13 @@ type stDrive struct {
 	posKnown bool
 	variable bool // variable-block mode set for the loaded cartridge
 	closed   bool
+	// wrote: blocks were written since the last filemark or flush, so st
+	// would write a filemark of its own before moving the tape (settle).
+	wrote bool
+	// blockUnknown: st counts the block within the file as 0 after
+	// writing zero filemarks (a flush); its File and Block mean nothing
+	// until the tape is positioned again.
+	blockUnknown bool
 
 	loadTimeout, loadPoll time.Duration
 }
@@ -191,15 +243,41 @@ func (d *stDrive) noMedium(err error) {
 	}
 }
 
+// settle ends a run of written blocks without a filemark before the tape
+// moves (see the note on st's own filemarks above). Errors the drive held
+// back for buffered blocks come out here.
+func (d *stDrive) settle(what string) error {
+	if !d.wrote {
+		return nil
+	}
+	if err := d.dev.op(mtWEOF, 0); err != nil {
+		d.posKnown = false
+		d.noMedium(err)
+		return d.fail(what+": flush before moving", translate(stWrite, err))
+	}
+	d.wrote, d.blockUnknown = false, true
+	return nil
+}
+
 func (d *stDrive) Load(ctx context.Context) error {
 	if err := d.begin(ctx); err != nil {
 		return err
 	}
-	d.variable, d.posKnown = false, false
+	if err := d.settle("load"); err != nil && !errors.Is(err, ErrNoMedium) {
+		return err
+	}
+	d.wrote = false
+	d.variable, d.posKnown, d.blockUnknown = false, false, false
 	deadline := time.Now().Add(d.loadTimeout)
 	for {
 		err := d.dev.op(mtLOAD, 1)
 		if err == nil {
+			break
+		}
+		// After a bus reset st refuses everything but rewinding and a few
+		// moves (EIO) until the tape is rewound: a rewind that works means
+		// the cartridge is in and ready.
+		if errors.Is(err, syscall.EIO) && d.dev.op(mtREW, 1) == nil {
 			break
 		}
 		// Not ready yet (EIO) or not there yet (ENOMEDIUM) while the drive
@@ -226,7 +304,11 @@ func (d *stDrive) Unload(ctx context.Context) error {
 	if err := d.begin(ctx); err != nil {
 		return err
 	}
-	d.variable, d.posKnown = false, false
+	if err := d.settle("unload"); err != nil && !errors.Is(err, ErrNoMedium) {
+		return err
+	}
+	d.wrote = false
+	d.variable, d.posKnown, d.blockUnknown = false, false, false
 	if err := d.dev.op(mtOFFL, 1); err != nil {
 		return d.fail("unload", translate(stMove, err))
 	}
@@ -237,6 +319,10 @@ func (d *stDrive) Rewind(ctx context.Context) error {
 	if err := d.begin(ctx); err != nil {
 		return err
 	}
+	if err := d.settle("rewind"); err != nil {
+		return err
+	}
+	d.blockUnknown = false
 	if err := d.dev.op(mtREW, 1); err != nil {
 		d.posKnown = false
 		d.noMedium(err)
@@ -256,7 +342,11 @@ func (d *stDrive) SpaceFiles(ctx context.Context, n int) error {
 	if n > math.MaxInt32 || n < -math.MaxInt32 {
 		return d.fail(fmt.Sprintf("space %d files", n), errors.New("count out of range"))
 	}
-	d.posKnown = false
+	what := fmt.Sprintf("space %d files", n)
+	if err := d.settle(what); err != nil {
+		return err
+	}
+	d.posKnown, d.blockUnknown = false, false
 	op, count := int16(mtFSF), int32(n)
 	if n < 0 {
 		op, count = mtBSF, int32(-n)
@@ -265,11 +355,20 @@ func (d *stDrive) SpaceFiles(ctx context.Context, n int) error {
 	if err == nil {
 		return nil
 	}
-	what := fmt.Sprintf("space %d files", n)
-	if n > 0 && errors.Is(err, syscall.EIO) {
+	if errors.Is(err, syscall.EIO) && n > 0 {
 		// Spacing into blank tape: st marks the end of data.
 		if st, serr := d.dev.status(); serr == nil && st.gstat()&gmtEOD != 0 {
 			return d.fail(what, ErrEOD)
+		}
+	}
+	if errors.Is(err, syscall.EIO) && n < 0 {
+		// st keeps no file count after a locate, so it cannot say it is
+		// at the beginning; the drive can.
+		if p, perr := d.dev.position(); perr == nil {
+			d.pos, d.posKnown = p, true
+			if p == 0 {
+				return d.fail(what, fmt.Errorf("the beginning of tape came before %d filemarks (%w)", -n, err))
+			}
 		}
 	}
 	d.noMedium(err)
@@ -280,7 +379,10 @@ func (d *stDrive) SeekEOD(ctx context.Context) error {
 	if err := d.begin(ctx); err != nil {
 		return err
 	}
-	d.posKnown = false
+	if err := d.settle("seek end of data"); err != nil {
+		return err
+	}
+	d.posKnown, d.blockUnknown = false, false
 	if err := d.dev.op(mtEOM, 1); err != nil {
 		d.noMedium(err)
 		return d.fail("seek end of data", translate(stMove, err))
@@ -292,7 +394,20 @@ func (d *stDrive) Locate(ctx context.Context, pos uint64) error {
 	if err := d.begin(ctx); err != nil {
 		return err
 	}
-	return d.locate(pos)
+	if err := d.settle(fmt.Sprintf("locate %d", pos)); err != nil {
+		return err
+	}
+	err := d.locate(pos)
+	if errors.Is(err, syscall.EIO) {
+		// A locate beyond the end of data fails like a bad spot on the
+		// medium; the end of data tells which.
+		if d.dev.op(mtEOM, 1) == nil {
+			if eod, perr := d.position(); perr == nil && pos > eod {
+				return d.fail(fmt.Sprintf("locate %d", pos), fmt.Errorf("beyond the end of data at %d (%w)", eod, syscall.EIO))
+			}
+		}
+	}
+	return err
 }
 
 func (d *stDrive) locate(pos uint64) error {
@@ -301,6 +416,7 @@ func (d *stDrive) locate(pos uint64) error {
 	if pos > math.MaxInt32 {
 		return d.fail(what, errors.New("position beyond what the st driver can locate"))
 	}
+	d.blockUnknown = false
 	if err := d.dev.op(mtSEEK, int32(pos)); err != nil {
 		d.posKnown = false
 		d.noMedium(err)
@@ -349,6 +465,7 @@ func (d *stDrive) WriteBlock(ctx context.Context, p []byte) (bool, error) {
 		switch {
 		case err == nil && n == len(p):
 			d.advance(1)
+			d.wrote = true
 			st, err := d.dev.status()
 			if err != nil {
 				return false, d.fail("status after write", translate(stMove, err))
@@ -382,7 +499,7 @@ func (d *stDrive) WriteFilemarks(ctx context.Context, n int) error {
 		return err
 	}
 	err := d.dev.op(mtWEOFI, int32(n))
-	if errors.Is(err, syscall.EINVAL) {
+	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EINVAL) {
 		// Kernels before 2.6.37 have no MTWEOFI: the synchronous one is
 		// slower (it flushes) but writes the same filemarks.
 		err = d.dev.op(mtWEOF, int32(n))
@@ -393,6 +510,7 @@ func (d *stDrive) WriteFilemarks(ctx context.Context, n int) error {
 		return d.fail(fmt.Sprintf("write %d filemarks", n), translate(stWrite, err))
 	}
 	d.advance(uint64(n))
+	d.wrote, d.blockUnknown = false, false
 	return nil
 }
 
@@ -408,6 +526,9 @@ func (d *stDrive) ReadBlock(ctx context.Context, p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	// Reading ends st's writing without a filemark: there is nothing
+	// left to settle, and a flush at a read position is not wanted.
+	d.wrote = false
 	before := d.pos
 	n, err := d.dev.read(p)
 	switch {
@@ -423,6 +544,7 @@ func (d *stDrive) ReadBlock(ctx context.Context, p []byte) (int, error) {
 		cond := zeroReadMeaning(st)
 		if errors.Is(cond, ErrFilemark) {
 			d.pos++
+			d.blockUnknown = false
 		} else if !errors.Is(cond, ErrEOD) {
 			d.posKnown = false
 		}
@@ -495,6 +617,7 @@ func (d *stDrive) Flush(ctx context.Context) error {
 		d.noMedium(err)
 		return d.fail("flush", translate(stWrite, err))
 	}
+	d.wrote, d.blockUnknown = false, true
 	return nil
 }
 
@@ -512,7 +635,11 @@ func (d *stDrive) Status(ctx context.Context) (Status, error) {
 			return Status{}, err
 		}
 	}
-	return statusOf(st, pos), nil
+	s := statusOf(st, pos)
+	if d.blockUnknown {
+		s.File, s.Block = -1, -1
+	}
+	return s, nil
 }
 
 // statusOf turns what MTIOCGET and MTIOCPOS report into a Status.
@@ -544,11 +671,12 @@ func (d *stDrive) Close() error {
 	if d.closed {
 		return nil
 	}
+	serr := d.settle("close")
 	d.closed = true
 	if err := d.dev.close(); err != nil {
 		return d.fail("close", err)
 	}
-	return nil
+	return serr
 }
 
 // stOp is the kind of operation an errno came from: st gives the same
@@ -588,6 +716,8 @@ func translate(op stOp, errno error) error {
 		hint = "the drive or the SCSI adapter refused the block size: check the drive's block limits and the adapter's max_sectors_kb, or the st module's max_sg_segs"
 	case op == stRead && errors.Is(errno, syscall.ENOMEM):
 		sentinel = ErrBlockTooBig
+	case op == stRead && errors.Is(errno, syscall.EINVAL):
+		hint = "the read buffer is larger than the drive or the SCSI adapter allows: read with a buffer of the block size written"
 	case errors.Is(errno, syscall.EIO) && op == stWrite:
 		sentinel, hint = ErrMediumError, "the write failed on the medium: clean the drive, then use another cartridge if it fails again"
 	case errors.Is(errno, syscall.EIO) && (op == stRead || op == stMove):

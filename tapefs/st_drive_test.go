@@ -248,12 +248,15 @@ func TestSTSpaceFiles(t *testing.T) {
 		n      int
 		script []stCall
 		err    error
+		not    error // the error must not match
 	}{
 		{name: "forward", n: 3, script: []stCall{op(mtFSF, 3)}},
 		{name: "backward", n: -2, script: []stCall{op(mtBSF, 2)}},
 		{name: "none", n: 0},
 		{name: "into the end of data", n: 3, script: []stCall{opErr(mtFSF, 3, syscall.EIO), status(gmtOnline | gmtEOD)}, err: ErrEOD},
 		{name: "medium error", n: 3, script: []stCall{opErr(mtFSF, 3, syscall.EIO), status(gmtOnline)}, err: ErrMediumError},
+		{name: "back into the beginning", n: -3, script: []stCall{opErr(mtBSF, 3, syscall.EIO), position(0)}, err: syscall.EIO, not: ErrMediumError},
+		{name: "back: medium error", n: -3, script: []stCall{opErr(mtBSF, 3, syscall.EIO), position(4)}, err: ErrMediumError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, dev := scriptedDrive(t, 5, tc.script...)
@@ -262,7 +265,10 @@ func TestSTSpaceFiles(t *testing.T) {
 			if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 				t.Fatalf("SpaceFiles(%d) = %v, want %v", tc.n, err, tc.err)
 			}
-			if tc.n != 0 && d.posKnown {
+			if tc.not != nil && errors.Is(err, tc.not) {
+				t.Errorf("SpaceFiles(%d) = %v, which is not %v", tc.n, err, tc.not)
+			}
+			if tc.n > 0 && d.posKnown {
 				t.Error("position still taken as known after spacing")
 			}
 		})
@@ -277,7 +283,7 @@ func TestSTWriteFilemarks(t *testing.T) {
 		pos    uint64
 	}{
 		{name: "immediate", script: []stCall{op(mtWEOFI, 2)}, pos: 12},
-		{name: "kernel without MTWEOFI", script: []stCall{opErr(mtWEOFI, 2, syscall.EINVAL), op(mtWEOF, 2)}, pos: 12},
+		{name: "kernel without MTWEOFI", script: []stCall{opErr(mtWEOFI, 2, syscall.ENOSYS), op(mtWEOF, 2)}, pos: 12},
 		{name: "write-protected", script: []stCall{opErr(mtWEOFI, 2, syscall.EACCES)}, err: ErrWriteProtected},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -327,13 +333,20 @@ func TestSTLoad(t *testing.T) {
 			// loaded; st has reset the block size, which goes back to 0.
 			name: "waits for the drive",
 			script: []stCall{
-				opErr(mtLOAD, 1, syscall.ENOMEDIUM), opErr(mtLOAD, 1, syscall.EIO), op(mtLOAD, 1),
-				op(mtREW, 1), fixed, op(mtSETBLK, 0),
+				opErr(mtLOAD, 1, syscall.ENOMEDIUM),
+				opErr(mtLOAD, 1, syscall.EIO), opErr(mtREW, 1, syscall.EIO),
+				op(mtLOAD, 1), op(mtREW, 1), fixed, op(mtSETBLK, 0),
 			},
 		},
 		{
 			name:   "already variable",
 			script: []stCall{op(mtLOAD, 1), op(mtREW, 1), status(gmtOnline | gmtBOT)},
+		},
+		{
+			// After a bus reset st takes nothing but a rewind; one that
+			// works finds the cartridge loaded.
+			name:   "after a reset",
+			script: []stCall{opErr(mtLOAD, 1, syscall.EIO), op(mtREW, 1), op(mtREW, 1), status(gmtOnline | gmtBOT)},
 		},
 		{name: "refused", script: []stCall{opErr(mtLOAD, 1, syscall.EACCES)}, err: syscall.EACCES},
 	} {
@@ -353,7 +366,7 @@ func TestSTLoad(t *testing.T) {
 }
 
 func TestSTLoadGivesUp(t *testing.T) {
-	d, dev := scriptedDrive(t, -1, opErr(mtLOAD, 1, syscall.EIO))
+	d, dev := scriptedDrive(t, -1, opErr(mtLOAD, 1, syscall.EIO), opErr(mtREW, 1, syscall.EIO))
 	d.loadTimeout = 0
 	err := d.Load(context.Background())
 	dev.done()
@@ -374,6 +387,94 @@ func TestSTLocate(t *testing.T) {
 	if err := d.Locate(context.Background(), 1<<31); err == nil {
 		t.Error("locating beyond a C int was not refused")
 	}
+}
+
+// TestSTSettle: st would write a filemark of its own when the tape moves
+// after blocks were written; the drive flushes first, which ends the
+// writing without one, so that a file left unfinished stays so.
+func TestSTSettle(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		move   func(d *stDrive) error
+		script []stCall
+	}{
+		{name: "rewind", move: func(d *stDrive) error { return d.Rewind(ctx) }, script: []stCall{op(mtWEOF, 0), op(mtREW, 1)}},
+		{name: "locate", move: func(d *stDrive) error { return d.Locate(ctx, 3) }, script: []stCall{op(mtWEOF, 0), op(mtSEEK, 3)}},
+		{name: "space back", move: func(d *stDrive) error { return d.SpaceFiles(ctx, -1) }, script: []stCall{op(mtWEOF, 0), op(mtBSF, 1)}},
+		{name: "unload", move: func(d *stDrive) error { return d.Unload(ctx) }, script: []stCall{op(mtWEOF, 0), op(mtOFFL, 1)}},
+		{name: "close", move: func(d *stDrive) error { return d.Close() }, script: []stCall{op(mtWEOF, 0)}},
+		{
+			// What the drive held back for buffered blocks comes out
+			// before the tape moves, and it does not move.
+			name: "a held-back write error", move: func(d *stDrive) error { return d.Rewind(ctx) },
+			script: []stCall{opErr(mtWEOF, 0, syscall.EIO)},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, dev := scriptedDrive(t, 0, append([]stCall{wrote(), status(gmtOnline)}, tc.script...)...)
+			if _, err := d.WriteBlock(ctx, []byte("unfinished")); err != nil {
+				t.Fatal(err)
+			}
+			err := tc.move(d)
+			dev.done()
+			if wantErr := tc.script[0].err != nil; (err != nil) != wantErr || wantErr && !errors.Is(err, ErrMediumError) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+	// Nothing written since the last filemark: no flush.
+	d, dev := scriptedDrive(t, 0, wrote(), status(gmtOnline), op(mtWEOFI, 1), op(mtREW, 1))
+	if _, err := d.WriteBlock(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteFilemarks(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Rewind(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dev.done()
+}
+
+// TestSTStatusAfterFlush: st counts block 0 after writing zero filemarks,
+// so its file and block numbers are reported unknown until the tape moves.
+func TestSTStatusAfterFlush(t *testing.T) {
+	ctx := context.Background()
+	stAfter := stCall{call: "status", st: mtget{Gstat: bits(gmtOnline | gmtEOF), Fileno: 1, Blkno: 0}}
+	d, dev := scriptedDrive(t, 3, wrote(), status(gmtOnline), op(mtWEOF, 0), stAfter, position(4),
+		op(mtREW, 1), stCall{call: "status", st: mtget{Gstat: bits(gmtOnline | gmtBOT)}}, position(0))
+	if _, err := d.WriteBlock(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.Status(ctx)
+	if err != nil || st.File != -1 || st.Block != -1 || st.Position != 4 {
+		t.Fatalf("status after a flush: %+v, %v; want file and block unknown at 4", st, err)
+	}
+	if err := d.Rewind(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = d.Status(ctx); err != nil || st.File != 0 || st.Block != 0 || !st.BOT {
+		t.Fatalf("status after rewinding: %+v, %v", st, err)
+	}
+	dev.done()
+}
+
+func TestSTLocateBeyondEOD(t *testing.T) {
+	d, dev := scriptedDrive(t, 0, opErr(mtSEEK, 20, syscall.EIO), op(mtEOM, 1), position(10))
+	err := d.Locate(context.Background(), 20)
+	dev.done()
+	if err == nil || !strings.Contains(err.Error(), "beyond the end of data at 10") || errors.Is(err, ErrMediumError) {
+		t.Fatalf("Locate(20) with the end of data at 10 = %v", err)
+	}
+	d, dev = scriptedDrive(t, 0, opErr(mtSEEK, 5, syscall.EIO), op(mtEOM, 1), position(10))
+	if err := d.Locate(context.Background(), 5); !errors.Is(err, ErrMediumError) {
+		t.Fatalf("Locate(5) failing before the end of data = %v, want a medium error", err)
+	}
+	dev.done()
 }
 
 func TestSTCancelled(t *testing.T) {
@@ -461,6 +562,7 @@ func TestTranslate(t *testing.T) {
 		{stOpen, syscall.ENOENT, nil, true},
 		{stOpen, syscall.ENOTTY, nil, true},
 		{stLoad, syscall.EIO, nil, true},
+		{stRead, syscall.EINVAL, nil, true},
 		{stRead, syscall.EACCES, nil, false}, // st never says this on read: passed through
 	} {
 		got := translate(tc.op, tc.errno)
@@ -474,6 +576,29 @@ func TestTranslate(t *testing.T) {
 		}
 		if hasHint := strings.Contains(got.Error(), "; "); hasHint != tc.hint {
 			t.Errorf("op %d %v: %q: says what to do = %v, want %v", tc.op, tc.errno, got, hasHint, tc.hint)
+		}
+	}
+}
+
+func TestSTOptionProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  uint64
+		words []string // the problem names these; none: no problem
+	}{
+		{name: "as recall sets them", opts: mtSTSCSI2Logical | 0x1 | 0x4 | 0x100},
+		{name: "st's defaults", opts: mtSTAsyncWrites | 0x1 | 0x4 | 0x100, words: []string{"scsi2logical is off", "async-writes is on", "stsetoptions scsi2logical", "stclearoptions async-writes", "root"}},
+		{name: "immediate filemarks", opts: mtSTSCSI2Logical | mtSTNowaitEOF, words: []string{"without waiting", "MT_ST_NOWAIT_EOF"}},
+		{name: "immediate positioning", opts: mtSTSCSI2Logical | mtSTNowait, words: []string{"no-wait is on", "stclearoptions no-wait"}},
+	} {
+		got := stOptionProblem(tc.opts, "/dev/nst0")
+		if (got == "") != (len(tc.words) == 0) {
+			t.Errorf("%s: %q", tc.name, got)
+		}
+		for _, w := range tc.words {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q does not say %q", tc.name, got, w)
+			}
 		}
 	}
 }

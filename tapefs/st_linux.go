@@ -5,6 +5,9 @@ package tapefs
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -75,14 +78,32 @@ func openST(path string) (*stDrive, error) {
 		unix.Close(fd)
 		return nil, &DeviceError{Device: path, Op: "status", Err: translate(stOpen, err)}
 	}
-	// Best effort: only root may set driver options; see the note on
-	// scsi2logical in st_drive.go.
-	_ = d.dev.op(mtSETDRVBUFFER, mtSTSetBooleans|mtSTSCSI2Logical)
+	// The driver options recall relies on (see stOptionProblem). Only
+	// root may set them; st keeps them per drive until the module is
+	// reloaded, and shows them in sysfs.
+	if unix.Geteuid() == 0 {
+		_ = d.dev.op(mtSETDRVBUFFER, mtSTSetBooleans|mtSTSCSI2Logical)
+		_ = d.dev.op(mtSETDRVBUFFER, mtSTClearBooleans|mtSTAsyncWrites|mtSTNowait|mtSTNowaitEOF)
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/sys/dev/char/%d:%d/options", unix.Major(fst.Rdev), unix.Minor(fst.Rdev))); err == nil {
+		if opts, err := parseSTOptions(string(b)); err == nil {
+			if problem := stOptionProblem(opts, path); problem != "" {
+				unix.Close(fd)
+				return nil, &DeviceError{Device: path, Op: "open", Err: errors.New(problem)}
+			}
+		}
+	}
 	if err := d.ensureVariable(); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
 	return d, nil
+}
+
+// parseSTOptions reads a drive's sysfs options file, which st writes as
+// "0x%08x" with the MTSETDRVBUFFER option bits.
+func parseSTOptions(s string) (uint64, error) {
+	return strconv.ParseUint(strings.TrimSpace(s), 0, 32)
 }
 
 // checkNonRewinding refuses anything but a non-rewinding st device: the

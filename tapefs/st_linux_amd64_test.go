@@ -69,9 +69,11 @@ func TestSTOpCodes(t *testing.T) {
 		{"MTFSF", mtFSF, 1}, {"MTBSF", mtBSF, 2}, {"MTWEOF", mtWEOF, 5}, {"MTREW", mtREW, 6},
 		{"MTOFFL", mtOFFL, 7}, {"MTEOM", mtEOM, 12}, {"MTSETBLK", mtSETBLK, 20}, {"MTSEEK", mtSEEK, 22},
 		{"MTSETDRVBUFFER", mtSETDRVBUFFER, 24}, {"MTLOAD", mtLOAD, 30}, {"MTWEOFI", mtWEOFI, 35},
-		{"MT_ST_SETBOOLEANS", mtSTSetBooleans, 0x30000000}, {"MT_ST_SCSI2LOGICAL", mtSTSCSI2Logical, 0x800},
-		{"GMT_EOF", int(gmtEOF), 0x80000000}, {"GMT_BOT", gmtBOT, 0x40000000}, {"GMT_EOT", gmtEOT, 0x20000000},
-		{"GMT_EOD", gmtEOD, 0x08000000}, {"GMT_WR_PROT", gmtWrProt, 0x04000000}, {"GMT_ONLINE", gmtOnline, 0x01000000},
+		{"MT_ST_SETBOOLEANS", mtSTSetBooleans, 0x30000000}, {"MT_ST_CLEARBOOLEANS", mtSTClearBooleans, 0x40000000},
+		{"MT_ST_ASYNC_WRITES", mtSTAsyncWrites, 0x2}, {"MT_ST_SCSI2LOGICAL", mtSTSCSI2Logical, 0x800},
+		{"MT_ST_NOWAIT", mtSTNowait, 0x2000}, {"MT_ST_NOWAIT_EOF", mtSTNowaitEOF, 0x8000},
+		{"GMT_EOF", int(gmtEOF), 0x80000000}, {"GMT_BOT", int(gmtBOT), 0x40000000}, {"GMT_EOT", int(gmtEOT), 0x20000000},
+		{"GMT_EOD", int(gmtEOD), 0x08000000}, {"GMT_WR_PROT", int(gmtWrProt), 0x04000000}, {"GMT_ONLINE", int(gmtOnline), 0x01000000},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %#x, want %#x", tc.name, tc.got, tc.want)

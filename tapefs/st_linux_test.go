@@ -35,6 +35,25 @@ func TestCheckNonRewinding(t *testing.T) {
 	}
 }
 
+func TestParseSTOptions(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"0x00000800\n", 0x800, true},
+		{"0x00001b81\n", 0x1b81, true},
+		{"0x0", 0, true},
+		{"", 0, false},
+		{"options", 0, false},
+	} {
+		got, err := parseSTOptions(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("parseSTOptions(%q) = %#x, %v", tc.in, got, err)
+		}
+	}
+}
+
 // TestOpenSTRefuses opens what is not a tape drive: each error names the
 // path and says what to give instead.
 func TestOpenSTRefuses(t *testing.T) {

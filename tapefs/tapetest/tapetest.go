@@ -181,8 +181,9 @@ func wantPos(t *testing.T, d tapefs.Drive, want uint64, after string) {
 	}
 }
 
-// sizes of several kinds: tiny, odd, the format's block and one past it.
-var sizes = []int{1, 100, 4097, 64 << 10, 1 << 20, 1<<20 + 5, 3}
+// sizes of several kinds: tiny, odd, the format's block and just under it
+// (not over: a real drive's st buffer may stop at the format's block).
+var sizes = []int{1, 100, 4097, 64 << 10, 1 << 20, 1<<20 - 3, 3}
 
 func blocksAndFilemarks(t *testing.T, d tapefs.Drive) {
 	var items []item
