@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/tapefs"
 	bolt "go.etcd.io/bbolt"
 )
@@ -126,10 +127,11 @@ const TapeCatalogWait = 30 * time.Second
 
 // WithTapeCatalog opens the catalog of home for one transaction. Unlike
 // WithCatalog it needs no store in home: a server restoring from tape
-// alone has none.
+// alone has none. It still writes nothing into a directory that is not
+// recall's: home must hold a store or a catalog, or be empty or missing.
 func WithTapeCatalog(home string, warn func(format string, args ...any), fn func(*Catalog) error) error {
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return fmt.Errorf("home %s: %w", home, err)
+	if err := tapeHome(home); err != nil {
+		return err
 	}
 	cat, err := OpenCatalog(CatalogPath(home), TapeCatalogWait)
 	if err != nil {
@@ -141,6 +143,28 @@ func WithTapeCatalog(home string, warn func(format string, args ...any), fn func
 		warn("%s", n)
 	}
 	return err
+}
+
+// tapeHome makes home ready for the media catalog (see WithTapeCatalog).
+func tapeHome(home string) error {
+	if RequireStore(home) == nil {
+		return nil
+	}
+	if _, err := os.Stat(CatalogPath(home)); err == nil {
+		return nil
+	}
+	ents, err := os.ReadDir(home)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("home %s: %w", home, err)
+	case len(ents) > 0:
+		return fmt.Errorf("%s: %w, nor a catalog, and it is not empty: give the home of a recall server with --home, an empty directory for one that restores from tape alone, or run 'recall init'", home, chunkstore.ErrNoStore)
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return fmt.Errorf("home %s: %w", home, err)
+	}
+	return nil
 }
 
 func getJSON(tx *bolt.Tx, bucket []byte, key string, v any) (bool, error) {
@@ -341,6 +365,9 @@ type AddLibraryOptions struct {
 func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (TapeLibrary, error) {
 	if err := checkName(o.Name); err != nil {
 		return TapeLibrary{}, fmt.Errorf("library name %q: %v (letters, digits, '.', '_', '-')", o.Name, err)
+	}
+	if err := tapeHome(home); err != nil {
+		return TapeLibrary{}, err
 	}
 	rec := TapeLibrary{Name: o.Name}
 	var lib tapefs.Library
