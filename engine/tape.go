@@ -328,8 +328,11 @@ func writeTapeState(home string, warn func(string, ...any), u TapeUpdate) error 
 	return WithTapeCatalog(home, warn, func(c *Catalog) error { return c.UpdateTape(u) })
 }
 
-// openLibrary opens a library the catalog records.
-func openLibrary(l TapeLibrary) (tapefs.Library, error) {
+// openLibrary opens a library the catalog records; tests wrap it to watch
+// what the jobs do with the drives.
+var openLibrary = openRecordedLibrary
+
+func openRecordedLibrary(l TapeLibrary) (tapefs.Library, error) {
 	switch l.Kind {
 	case "emulated":
 		lib, err := tapefs.OpenEmulatedLibrary(l.Dir)
