@@ -67,6 +67,10 @@ type TapeWriteReport struct {
 	Bytes        int64    `json:"bytes"`
 	Tapes        []string `json:"tapes"` // barcodes written to, in order
 	Seconds      float64  `json:"seconds"`
+	// StreamSeconds is the time spent streaming packs to the drive (from
+	// the first pack asked of the store to the last one written), without
+	// loading, labelling and the catalog: the drive's share of the job.
+	StreamSeconds float64 `json:"stream_seconds"`
 }
 
 // WriteTape writes points to the pool's media set. It records a job in
@@ -354,6 +358,8 @@ func (w *tapeWriter) writePacks(s *Store, packs []chunkstore.ID) error {
 	if len(packs) == 0 {
 		return nil
 	}
+	start := time.Now()
+	defer func() { w.rep.StreamSeconds += time.Since(start).Seconds() }()
 	ctx, cancel := context.WithCancel(w.ctx)
 	defer cancel()
 	order := make(chan *packRead, packReadAhead)
