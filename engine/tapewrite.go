@@ -746,6 +746,7 @@ func (w *tapeWriter) mount() error {
 		}
 		w.refuse(e.Barcode)
 		w.log("cartridge %s in slot %d: %v", e.Barcode, e.Number, err)
+		others = append(others, fmt.Sprintf("%s (slot %d): %v", e.Barcode, e.Number, err))
 	}
 	why := ""
 	if len(others) > 0 {
