@@ -422,3 +422,34 @@ func TestTapeCopy(t *testing.T) {
 	fresh.ok("tape", "restore", id2, "--target", dst)
 	compareTrees(t, snapshot(t, src), snapshot(t, dst))
 }
+
+// Points of an encrypted store restore from tape on a fresh home with the
+// store's passphrase (the usual sources); without it, exit 5 and nothing
+// restored.
+func TestTapeEncryptedStore(t *testing.T) {
+	e := newEnv(t)
+	e.vars = []string{"RECALL_PASSWORD=store secret"}
+	e.ok("init", "-q", "--encrypt")
+	lib := filepath.Join(t.TempDir(), "library")
+	e.ok("tape", "library", "add", "lib", "--emulated", lib, "--slots", "2")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 2<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	tapeWrite(t, e, "--pool", "p", id)
+
+	fresh := newEnv(t)
+	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
+	fresh.ok("tape", "catalog")
+	dst := filepath.Join(t.TempDir(), "out")
+	if r := fresh.run("tape", "restore", id, "--target", dst); r.code != 5 {
+		t.Errorf("restore without the store's passphrase: exit %d, %s", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(dst); !os.IsNotExist(err) {
+		t.Errorf("target made: %v", err)
+	}
+	fresh.vars = []string{"RECALL_PASSWORD=store secret"}
+	fresh.ok("tape", "restore", id, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}

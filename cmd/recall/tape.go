@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/tapefs"
 	"github.com/urfave/cli/v2"
@@ -356,7 +357,11 @@ func stagedPassword(c *cli.Context) (string, error) {
 	if err != nil || pw != "" {
 		return pw, err
 	}
-	return askPassword(c, "the points were written from")
+	pw, err = askPassword(c, "the points were written from")
+	if errors.Is(err, errNoTerminal) {
+		return "", fmt.Errorf("%w: the points were written from an encrypted store: give its passphrase (RECALL_PASSWORD, --password-file or --password-command)", chunkstore.ErrNoPassword)
+	}
+	return pw, err
 }
 
 func tapeList(c *cli.Context) error {
