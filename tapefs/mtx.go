@@ -271,6 +271,10 @@ type MtxLibrary struct {
 	program    string
 	timeout    time.Duration
 
+	// moves serializes mtx runs: a changer has one robot, and a second
+	// command while it moves fails with "not ready" on many libraries.
+	moves sync.Mutex
+
 	mu     sync.Mutex
 	drives []*mtxDrive
 }
@@ -337,6 +341,8 @@ func (l *MtxLibrary) NumDrives() int { return len(l.drivePaths) }
 
 // run runs mtx -f changer args and returns its standard output.
 func (l *MtxLibrary) run(ctx context.Context, args ...string) ([]byte, error) {
+	l.moves.Lock()
+	defer l.moves.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, l.program, append([]string{"-f", l.changer}, args...)...)

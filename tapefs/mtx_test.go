@@ -369,6 +369,27 @@ func TestMtxLibraryRunsMtx(t *testing.T) {
 	}
 }
 
+// TestMtxLibraryOneMoveAtATime: jobs on two drives ask for moves at once;
+// the changer gets them one after the other.
+func TestMtxLibraryOneMoveAtATime(t *testing.T) {
+	// The fake holds a directory while it "moves"; a second run that finds
+	// it there fails as a busy robot would.
+	prog, log := fakeMtx(t, map[string]string{"load": `mkdir "$0.busy" || { echo "mtx: robot busy" >&2; exit 1; }; sleep 0.1; rmdir "$0.busy"`})
+	l := newMtxLibrary(prog, "/dev/sg7", []string{"/dev/nst0", "/dev/nst1"})
+	errs := make(chan error)
+	for i := range 4 {
+		go func() { errs <- l.Load(context.Background(), i+1, i%2) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := len(calls(t, log)); n != 4 {
+		t.Errorf("mtx ran %d times, want 4", n)
+	}
+}
+
 func TestMtxLibraryTimeout(t *testing.T) {
 	prog, _ := fakeMtx(t, map[string]string{"status": "exec sleep 30"})
 	l := newMtxLibrary(prog, "/dev/sg7", []string{"/dev/nst0"})
