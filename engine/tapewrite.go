@@ -787,6 +787,7 @@ func (w *tapeWriter) appendTo(m TapeMedium, slot int) error {
 	m.Slot, m.Library = slot, w.libName
 	w.drive, w.cur = d, &m
 	w.media[m.Barcode] = w.cur
+	w.rep.Tapes = append(w.rep.Tapes, m.Barcode)
 	return nil
 }
 

@@ -226,8 +226,8 @@ func TestTapeBadBlock(t *testing.T) {
 	tapeWrite(t, e, "--pool", "p", backupID(t, e, src))
 	b := writeRandom(t, filepath.Join(src, "b.bin"), 2, 20<<20)
 	w := tapeWrite(t, e, "--pool", "p", backupID(t, e, src))
-	if w.PacksSkipped == 0 {
-		t.Fatalf("second write: %+v: want a.bin's packs found on the set", w)
+	if w.PacksSkipped == 0 || len(w.Tapes) != 1 || w.Tapes[0] != "RC0001L9" {
+		t.Fatalf("second write: %+v: want a.bin's packs found on the set, appended to RC0001L9", w)
 	}
 	// Objects 0-3 are the labels and their filemarks; the first point's
 	// packs file starts at 4.
