@@ -34,6 +34,11 @@ import (
 // sequence number. A write that meets the end of medium (no early warning,
 // or a zone too small) did not put its pack on tape: the pack goes to the
 // next cartridge whole, so a pack never straddles cartridges.
+//
+// Packs are read without the store's lock: a garbage collection running
+// meanwhile (another process; the server never runs both at once) may
+// rewrite a pack the point needs, and the write then fails naming it, to
+// be run again; it never writes a pack other than the one it listed.
 
 // packsFileLimit is the size at which a packs file is finished and the
 // next one begun: a restore locates to a file, so smaller files mean less
