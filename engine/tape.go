@@ -167,17 +167,6 @@ func tapeHome(home string) error {
 	return nil
 }
 
-func getJSON(tx *bolt.Tx, bucket []byte, key string, v any) (bool, error) {
-	b := tx.Bucket(bucket).Get([]byte(key))
-	if b == nil {
-		return false, nil
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("catalog %s/%s: %w", bucket, key, err)
-	}
-	return true, nil
-}
-
 func putJSON(tx *bolt.Tx, bucket []byte, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
