@@ -543,39 +543,78 @@ func ImportTapeKey(home string, file []byte, passphrase string, now time.Time, w
 
 // ExpireTapes marks the cartridges of sets whose expiry passed as expired
 // (reusable) and closes those sets; it returns the barcodes it expired.
+// The server calls it at every tick, so it reads the sets' heads only, not
+// their catalogs, unless one is to be closed.
 func ExpireTapes(home string, now time.Time, warn func(string, ...any)) ([]string, error) {
-	st, err := readTapeState(home, warn)
-	if err != nil {
-		return nil, err
-	}
-	u := expireUpdate(st, now)
 	var out []string
-	for _, m := range u.Media {
-		out = append(out, m.Barcode)
-	}
-	if len(u.Media) == 0 && len(u.Sets) == 0 {
-		return nil, nil
-	}
-	return out, writeTapeState(home, warn, u)
+	err := WithTapeCatalog(home, warn, func(c *Catalog) error {
+		return c.guard(func() error {
+			// Most ticks find nothing to expire: look first, in a read
+			// transaction, which costs no write to the file.
+			due := false
+			err := c.db.View(func(tx *bolt.Tx) (err error) {
+				due, err = expireTapes(tx, now, nil)
+				return err
+			})
+			if err != nil || !due {
+				return err
+			}
+			out = out[:0]
+			return c.db.Update(func(tx *bolt.Tx) error {
+				_, err := expireTapes(tx, now, &out)
+				return err
+			})
+		})
+	})
+	return out, err
 }
 
-func expireUpdate(st *TapeState, now time.Time) TapeUpdate {
-	var u TapeUpdate
-	for i := range st.Media {
-		m := &st.Media[i]
+// expireTapes expires what is due as of now, appending the cartridges to
+// expired; with expired nil it changes nothing and reports whether
+// anything is due.
+func expireTapes(tx *bolt.Tx, now time.Time, expired *[]string) (due bool, err error) {
+	media, err := listJSON[TapeMedium](tx, bucketTapeMedia)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range media {
 		if m.Set != "" && m.State != MediaExpired && m.State != MediaFree && !m.Expiry.IsZero() && !now.Before(m.Expiry) {
+			if expired == nil {
+				return true, nil
+			}
 			m.State = MediaExpired
-			u.Media = append(u.Media, *m)
+			if err := putJSON(tx, bucketTapeMedia, m.Barcode, m); err != nil {
+				return false, err
+			}
+			*expired = append(*expired, m.Barcode)
 		}
 	}
-	for i := range st.Sets {
-		s := &st.Sets[i]
-		if !s.Closed && !now.Before(s.Expiry) {
-			s.Closed = true
-			u.Sets = append(u.Sets, *s)
+	type setHead struct {
+		ID     string    `json:"id"`
+		Expiry time.Time `json:"expiry"`
+		Closed bool      `json:"closed"`
+	}
+	heads, err := listJSON[setHead](tx, bucketTapeSets)
+	if err != nil {
+		return false, err
+	}
+	for _, h := range heads {
+		if h.Closed || now.Before(h.Expiry) {
+			continue
+		}
+		if expired == nil {
+			return true, nil
+		}
+		var s TapeSet
+		if err := json.Unmarshal(tx.Bucket(bucketTapeSets).Get([]byte(h.ID)), &s); err != nil {
+			return false, fmt.Errorf("catalog %s/%s: %w", bucketTapeSets, h.ID, err)
+		}
+		s.Closed = true
+		if err := putJSON(tx, bucketTapeSets, s.ID, s); err != nil {
+			return false, err
 		}
 	}
-	return u
+	return false, nil
 }
 
 // TapeListEntry is one cartridge as 'recall tape list' shows it: which
