@@ -140,7 +140,7 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 	rep := &TapeWriteReport{Pool: pool.Name, Set: w.set.ID}
 	w.rep = rep
 	err = w.run(s, o.Points)
-	if ferr := w.finish(err == nil); err == nil {
+	if ferr := w.finish(); err == nil {
 		err = ferr
 	}
 	if serr := w.save(); err == nil {
@@ -636,7 +636,7 @@ func (w *tapeWriter) leaveFull(withCatalog bool) {
 
 // finish ends the job: the open file finished, the catalog file written,
 // the cartridge unloaded.
-func (w *tapeWriter) finish(ok bool) error {
+func (w *tapeWriter) finish() error {
 	if w.cur == nil {
 		return nil
 	}
