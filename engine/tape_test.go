@@ -18,15 +18,19 @@ import (
 // size bytes, and an emulated library of slots cartridges of capacity
 // bytes with an early-warning zone of 20 MiB.
 type tapeHomeFixture struct {
-	home, src string
+	home, src, lib string
 	s         *Store
 	p         *Point
 }
 
 func newTapeHome(t *testing.T, size int, slots int, capacity int64) *tapeHomeFixture {
+	return newTapeHomeEW(t, size, slots, capacity, 20<<20)
+}
+
+func newTapeHomeEW(t *testing.T, size int, slots int, capacity, earlyWarning int64) *tapeHomeFixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &tapeHomeFixture{home: filepath.Join(dir, "home"), src: filepath.Join(dir, "src")}
+	f := &tapeHomeFixture{home: filepath.Join(dir, "home"), src: filepath.Join(dir, "src"), lib: filepath.Join(dir, "lib")}
 	if _, err := chunkstore.Init(StoreDir(f.home), chunkstore.InitOptions{Compression: chunkstore.CompressionOff}); err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +58,8 @@ func newTapeHome(t *testing.T, size int, slots int, capacity int64) *tapeHomeFix
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := AddTapeLibrary(ctx, f.home, AddLibraryOptions{Name: "lib", Dir: filepath.Join(dir, "lib"), Warn: t.Logf,
-		Emulator: tapefs.EmulatorOptions{Slots: slots, Drives: 1, Capacity: capacity, EarlyWarning: 20 << 20}}); err != nil {
+	if _, err := AddTapeLibrary(ctx, f.home, AddLibraryOptions{Name: "lib", Dir: f.lib, Warn: t.Logf,
+		Emulator: tapefs.EmulatorOptions{Slots: slots, Drives: 1, Capacity: capacity, EarlyWarning: earlyWarning}}); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -173,5 +177,68 @@ func TestTapeExpiryReuse(t *testing.T) {
 	}
 	if len(ls) != 1 || ls[0].Set != second.Set || ls[0].Expiry.Sub(now) != 30*24*time.Hour {
 		t.Errorf("list: %+v", ls)
+	}
+}
+
+// An early-warning zone smaller than a pack: packs meet the end of the
+// medium mid-entry, and each such pack is written whole on the next
+// cartridge. A fresh home reads the cartridges (their last files cut, so
+// by a full scan) and restores the point.
+func TestTapeEndOfMediumMidPack(t *testing.T) {
+	f := newTapeHomeEW(t, 60<<20, 4, 40<<20, 1<<20)
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "1y"}, time.Now(), t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.s.WriteTape(context.Background(), f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Tapes) < 2 {
+		t.Fatalf("written to %v, want two cartridges or more", rep.Tapes)
+	}
+	// Every pack is on the set once, whole: the catalog's entries are the
+	// packs the point needs, each listed once.
+	st, err := readTapeState(f.home, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, file := range st.Sets[0].Catalog.Files {
+		if file.Kind == tapefs.KindPacks {
+			for _, e := range file.Entries {
+				seen[e.Name]++
+			}
+		}
+	}
+	for _, pk := range st.Sets[0].Catalog.Points[0].Packs {
+		if seen[pk] != 1 {
+			t.Errorf("pack %s is on the set %d times", pk, seen[pk])
+		}
+	}
+
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	if _, err := AddTapeLibrary(context.Background(), fresh, AddLibraryOptions{Name: "lib", Dir: f.lib, Warn: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	scanned, err := CatalogTapes(context.Background(), fresh, TapeCatalogOptions{Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := 0
+	for _, sc := range scanned {
+		if sc.Torn {
+			torn++
+		}
+	}
+	if torn != len(rep.Tapes)-1 {
+		t.Errorf("scanned %+v: want each cartridge but the last cut by the end of medium", scanned)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := RestoreFromTape(context.Background(), fresh, TapeRestoreOptions{Point: f.p.ID.String(), Target: out, Log: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "data"))
+	if want, _ := os.ReadFile(filepath.Join(f.src, "data")); err != nil || !slices.Equal(got, want) {
+		t.Errorf("restored data differs (%v)", err)
 	}
 }
