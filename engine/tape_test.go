@@ -19,8 +19,8 @@ import (
 // bytes with an early-warning zone of 20 MiB.
 type tapeHomeFixture struct {
 	home, src, lib string
-	s         *Store
-	p         *Point
+	s              *Store
+	p              *Point
 }
 
 func newTapeHome(t *testing.T, size int, slots int, capacity int64) *tapeHomeFixture {
