@@ -397,6 +397,34 @@ func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, s
 		return nil, fmt.Errorf("cartridge %s (slot %d) holds set %s, the catalog says set %s: run 'recall tape catalog --slot %d' to read what it holds", barcode, slot, sl.SetID, setID, slot)
 	}
 	out := &cartridgeRead{}
+	// Packs are saved to the staging store by another goroutine, so the
+	// drive goes on reading while one is written (and synced).
+	saves := make(chan stagedFile, 4)
+	saveErr := make(chan error, 1)
+	go func() {
+		var err error
+		for f := range saves {
+			if err == nil {
+				err = be.Save(ctx, f.h, f.data)
+			}
+		}
+		saveErr <- err
+	}()
+	saved := false
+	save := func(h backend.Handle, b []byte) error {
+		select {
+		case saves <- stagedFile{h, b}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer func() {
+		if !saved {
+			close(saves)
+			<-saveErr
+		}
+	}()
 	if saveConfig && len(sl.StoreConfig) > 0 {
 		for name, b := range sl.StoreConfig {
 			if err := be.Save(ctx, backend.Handle{Type: backend.Config, Name: name}, b); err != nil {
@@ -435,8 +463,8 @@ func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, s
 					out.lostFile(f, want, err, got)
 					break entries
 				}
-				if err := be.Save(ctx, backend.Handle{Type: backend.Packs, Name: name}, b); err != nil {
-					return nil, fmt.Errorf("staging store: %w", err)
+				if err := save(backend.Handle{Type: backend.Packs, Name: name}, b); err != nil {
+					return nil, err
 				}
 				got[name] = true
 			case f.Kind == tapefs.KindPoint && name == "manifest" && pointAt[fileKey{f.Sequence, f.FileNo}] != "":
@@ -445,14 +473,25 @@ func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, s
 					break entries
 				}
 				id := pointAt[fileKey{f.Sequence, f.FileNo}]
-				if err := be.Save(ctx, backend.Handle{Type: backend.Points, Name: id}, b); err != nil {
-					return nil, fmt.Errorf("staging store: %w", err)
+				if err := save(backend.Handle{Type: backend.Points, Name: id}, b); err != nil {
+					return nil, err
 				}
 				out.manifests = append(out.manifests, id)
 			}
 		}
 	}
+	saved = true
+	close(saves)
+	if err := <-saveErr; err != nil {
+		return nil, fmt.Errorf("staging store: %w", err)
+	}
 	return out, nil
+}
+
+// stagedFile is a file read from tape on its way to the staging store.
+type stagedFile struct {
+	h    backend.Handle
+	data []byte
 }
 
 // lostFile records the wanted packs of f not read (got) as lost to err.
