@@ -73,6 +73,7 @@ bench: build
 	$(GO) test ./chunkstore -run '^$$' -bench RefreshNewPoint -benchtime 20x
 	$(GO) test ./chunkstore -run '^$$' -bench SessionFirstWriter -benchtime 20x
 	$(GO) test ./engine -run '^$$' -bench 'BenchmarkGC$$' -benchtime 1x
+	$(GO) test ./engine -run '^$$' -bench 'BenchmarkTape(Write|Restore)$$' -benchtime 4x
 
 # mutate: applies each plausible bug of scripts/mutations.txt to a copy of
 # the tree, runs the tests meant to catch it, and prints which survive.

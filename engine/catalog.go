@@ -20,7 +20,7 @@ import (
 // definitions (a groups.toml applied again restores them); every point is
 // in the store, and says which group and policy version it was made under.
 //
-// Schema, version 2:
+// Schema, version 3:
 //
 //	meta/
 //	    "version"        -> u64 big endian: schema version
@@ -28,9 +28,26 @@ import (
 //	    <u64 job number> -> JSON Job (number big endian, so keys only grow)
 //	groups/              (version 2)
 //	    <group name>     -> JSON Group (members, policy, policy version)
+//	tape_libraries/      (version 3)
+//	    <library name>   -> JSON TapeLibrary (emulated: dir; mtx: changer, drives)
+//	tape_pools/          (version 3)
+//	    <pool name>      -> JSON TapePool (library, retention, encrypt, compress,
+//	                        allocation, key fingerprint; the key itself is a
+//	                        0600 file, tape.go says why)
+//	tape_media/          (version 3)
+//	    <barcode>        -> JSON TapeMedium (volume id, pool, set, sequence,
+//	                        state free|writing|full|expired, written, expiry,
+//	                        library, last slot, next file number)
+//	tape_sets/           (version 3)
+//	    <set id (uuid)>  -> JSON TapeSet (pool, created, expiry, barcodes by
+//	                        sequence, and the set's media catalog: every
+//	                        file, pack and point it holds, as its catalog
+//	                        files on tape say)
 //
-// Groups are keyed by name: there are tens of them, not millions, and
-// every reader wants them by name.
+// Groups, libraries, pools, cartridges and sets are keyed by name, barcode
+// or uuid: there are tens of thousands at most, and every reader wants them
+// by that key. The tape buckets are rebuildable from the cartridges
+// themselves ('recall tape catalog'), which is what a fresh server does.
 //
 // No bucket is keyed by chunk hash: random keys cost bbolt ~50x write
 // amplification at scale; the chunk index lives in the store's index files.
@@ -39,7 +56,7 @@ import (
 // one job end, one listing), so several backups waiting on each other for
 // the store lock never wait on the catalog for long; a mount opens it only
 // read-only, for the groups' end-user recovery (eur.go), and never waits long.
-const catalogVersion = 2
+const catalogVersion = 3
 
 var (
 	bucketMeta = []byte("meta")
@@ -47,6 +64,11 @@ var (
 	// bucketGroups holds the protection groups (version 2).
 	bucketGroups = []byte("groups")
 	keyVersion   = []byte("version")
+	// The media catalog of the tape tier (version 3).
+	bucketTapeLibraries = []byte("tape_libraries")
+	bucketTapePools     = []byte("tape_pools")
+	bucketTapeMedia     = []byte("tape_media")
+	bucketTapeSets      = []byte("tape_sets")
 )
 
 // migration brings the schema from version-1 to version.
@@ -68,6 +90,14 @@ var migrations = []migration{
 	{2, func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketGroups)
 		return err
+	}},
+	{3, func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTapeLibraries, bucketTapePools, bucketTapeMedia, bucketTapeSets} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}},
 }
 
@@ -206,9 +236,9 @@ func (c *Catalog) moveAside(why error) error {
 		aside = fmt.Sprintf("%s.damaged-%s-%d", c.path, stamp, i)
 	}
 	if err := os.Rename(c.path, aside); err != nil {
-		return fmt.Errorf("%v; moving it aside failed: %w (move or remove %s by hand: it holds only job history and protection groups)", why, err, c.path)
+		return fmt.Errorf("%v; moving it aside failed: %w (move or remove %s by hand: it holds job history, protection groups and the tape media catalog)", why, err, c.path)
 	}
-	c.notes = append(c.notes, fmt.Sprintf("%v; moved it aside to %s and started a fresh catalog at %s (only job history and protection groups are lost: every recovery point is in the store; re-create groups with 'recall apply -f groups.toml')", why, aside, c.path))
+	c.notes = append(c.notes, fmt.Sprintf("%v; moved it aside to %s and started a fresh catalog at %s (only job history, protection groups and the tape media catalog are lost: every recovery point is in the store; re-create groups with 'recall apply -f groups.toml' and re-read cartridges with 'recall tape catalog')", why, aside, c.path))
 	return nil
 }
 

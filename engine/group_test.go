@@ -44,7 +44,7 @@ func TestCatalogMigration2(t *testing.T) {
 		if tx.Bucket(bucketGroups) == nil {
 			t.Error("no groups bucket")
 		}
-		if v := tx.Bucket(bucketMeta).Get(keyVersion); binary.BigEndian.Uint64(v) != 2 {
+		if v := tx.Bucket(bucketMeta).Get(keyVersion); binary.BigEndian.Uint64(v) != catalogVersion {
 			t.Errorf("version %x", v)
 		}
 		return nil

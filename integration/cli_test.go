@@ -61,6 +61,9 @@ func TestHomeWithoutStoreUntouched(t *testing.T) {
 		{"backup", "TMP"},
 		{"forget", "latest"},
 		{"mount", "TMP"},
+		{"tape", "list"},
+		{"tape", "catalog"},
+		{"tape", "restore", "abc", "--target", "TMP/out"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			e := newEnv(t)

@@ -21,6 +21,7 @@ import (
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/engine/server"
 	"github.com/recall-backup/recall/fs"
+	"github.com/recall-backup/recall/tapefs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -250,7 +251,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, engine.ErrBadPolicy), errors.Is(err, server.ErrBadConfig):
 		return exitUsage
-	case errors.Is(err, chunkstore.ErrWrongPassword), errors.Is(err, chunkstore.ErrNoPassword):
+	case errors.Is(err, chunkstore.ErrWrongPassword), errors.Is(err, chunkstore.ErrNoPassword), errors.Is(err, tapefs.ErrWrongKey), errors.Is(err, engine.ErrNoKey):
 		return exitAuth
 	case errors.Is(err, chunkstore.ErrLocked), errors.Is(err, server.ErrHomeBusy):
 		return exitLocked

@@ -26,7 +26,7 @@ import (
 //	  "alerts": [               the active alerts, oldest first
 //	    {
 //	      "id": N,
-//	      "job": "backup",      kind of the job that failed: backup, prune, gc, check, mount
+//	      "job": "backup",      kind of the job that failed: backup, prune, gc, check, mount, tape
 //	      "group": "g",         absent for gc
 //	      "source": "s",        for a backup: the member's source; for a mount: its path
 //	      "member": "/path",    for a backup: the member's path
@@ -55,7 +55,7 @@ var ErrNoAlert = errors.New("no such active alert")
 // someone acknowledges it.
 type Alert struct {
 	ID     uint64 `json:"id"`
-	Job    string `json:"job"`              // the kind of job that failed: backup, prune, gc
+	Job    string `json:"job"`              // the kind of job that failed: backup, prune, gc, check, mount, tape
 	Group  string `json:"group,omitempty"`  // "" for gc
 	Source string `json:"source,omitempty"` // for a backup: the member's source
 	Member string `json:"member,omitempty"` // for a backup: the member's path
@@ -186,6 +186,8 @@ func (a *alerts) ack(id uint64) (*AlertEvent, error) {
 // suggest says what to do about err, the failure of the job f describes.
 func suggest(f *Alert, err error) string {
 	switch {
+	case f.Job == "tape":
+		return "group " + f.Group + "'s tape goal was not written (the error says why: most often no cartridge of its pool, nor a blank one, is in the library, or one is write-protected): 'recall tape inventory' shows the slots; insert a cartridge, and the server tries again within the hour"
 	case f.Job == "mount":
 		return "the recovery tree at " + f.Source + " is not mounted: see the server's log for the mount server's error (is /dev/fuse there? is something else mounted there?); the server keeps trying, and the alert clears once it is mounted"
 	case errors.Is(err, chunkstore.ErrLocked):

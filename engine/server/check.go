@@ -281,7 +281,7 @@ func (s *Server) check(ctx context.Context, t *task) error {
 
 // jobEnded notes, for on-failure checks, how a job of a group ended (run).
 func (s *Server) jobEnded(t *task, err error) {
-	if t.kind == "check" || t.kind == "gc" || stopped(err) || errors.Is(err, engine.ErrWarnings) {
+	if t.kind == "check" || t.kind == "gc" || t.kind == "tape" || stopped(err) || errors.Is(err, engine.ErrWarnings) {
 		return
 	}
 	if t.group.Policy.Defaults().CheckSchedule != engine.CheckOnFailure {

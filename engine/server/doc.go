@@ -24,6 +24,18 @@
 // the next start; the catalog's record of the cut-short job is set to
 // "interrupted" at that start (or at the stop).
 //
+// # Tape goals
+//
+// A group with a long-term goal (--tape-frequency, --tape-pool) has the
+// latest point of each member written to the pool at each start of the
+// goal's period (engine.Policy.NextTapeRun), after the group's backups of
+// that moment. The first period starts when the server first sees the
+// goal; a write that fails (no cartridge to write on, most often) is
+// tried again an hour later until it succeeds, and its job record says
+// why. Tape writes run one at a time, never beside garbage collection or
+// a check (which could remove or rewrite a pack being read). Cartridges
+// of sets whose expiry passed are marked expired at every tick.
+//
 // # Jobs
 //
 // Jobs (a group's backup, a group's prune, a garbage collection) wait in
@@ -54,6 +66,8 @@
 //	  "groups": {
 //	    "<group>": {
 //	      "covered": "<RFC 3339>"   latest run time whose backup finished
+//	      "tape": "<RFC 3339>"      latest tape-goal run time written (absent: none yet)
+//	      "tape_retry": "<RFC 3339>" when a failed tape write is tried again (absent: none)
 //	    }
 //	  },
 //	  "gc": "<RFC 3339>"            when garbage collection last finished (absent: never)

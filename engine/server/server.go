@@ -106,7 +106,7 @@ type Server struct {
 
 // task is one queued job.
 type task struct {
-	kind  string // backup, prune, gc
+	kind  string // backup, prune, gc, check, tape
 	group engine.Group
 	// covers is the scheduled run time a backup stands for (zero for a
 	// retry): the latest one due when it was queued.
@@ -117,7 +117,7 @@ type task struct {
 }
 
 func (t *task) key() string {
-	if t.kind == "gc" || t.kind == "check" {
+	if t.kind == "gc" || t.kind == "check" || t.kind == "tape" {
 		// A check lists the packs that a collection may remove.
 		return "gc"
 	}
@@ -388,6 +388,7 @@ func (s *Server) tick(ctx context.Context) time.Time {
 			}
 		}
 	}
+	s.tickTape(now, groups, wakeAt)
 	s.tickChecks(now, groups, wakeAt)
 	s.mu.Lock()
 	if s.state.GC.IsZero() {
@@ -500,6 +501,8 @@ func (s *Server) run(ctx context.Context, t *task) {
 		err = s.gc(ctx)
 	case "check":
 		err = s.check(ctx, t)
+	case "tape":
+		err = s.tape(ctx, t)
 	}
 	s.jobEnded(t, err)
 	s.o.observe(Event{Kind: "finished", Job: t.kind, Group: t.group.Name, Retry: t.retry, Err: err, Results: res})

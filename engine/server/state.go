@@ -27,6 +27,11 @@ type groupState struct {
 	// Covered is the latest scheduled run time whose backup finished,
 	// whatever its outcome; the next due run is the first after it.
 	Covered time.Time `json:"covered"`
+	// Tape is the latest tape-goal run time whose write finished well
+	// (zero: the goal has not run; its first run is the next one due).
+	Tape time.Time `json:"tape,omitzero"`
+	// TapeRetry is when a failed tape write is tried again.
+	TapeRetry time.Time `json:"tape_retry,omitzero"`
 }
 
 func loadState(home string) (*state, error) {

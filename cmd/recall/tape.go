@@ -1,0 +1,511 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/tapefs"
+	"github.com/urfave/cli/v2"
+)
+
+// The tape commands parse and print; the engine does the work.
+
+func init() {
+	libFlag := &cli.StringFlag{Name: "library", Usage: "tape library `NAME` (needed when there are several)"}
+	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print JSON"}
+	register(&cli.Command{
+		Name:  "tape",
+		Usage: "the tape tier: libraries, pools, writing recovery points to tape and restoring from it",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "library",
+				Usage: "tape libraries",
+				Subcommands: []*cli.Command{{
+					Name:      "add",
+					Usage:     "add an emulated library (a directory) or a real one (mtx changer and st drives)",
+					ArgsUsage: "NAME",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "emulated", Usage: "an emulated library in `DIR` (created when new)"},
+						&cli.IntFlag{Name: "slots", Value: 8, Usage: "storage slots of a new emulated library"},
+						&cli.IntFlag{Name: "drives", Value: 1, Usage: "drives of a new emulated library"},
+						&cli.StringFlag{Name: "capacity", Usage: "cartridge `SIZE` of a new emulated library (default 18TB, LTO-9)"},
+						&cli.StringFlag{Name: "early-warning", Usage: "early-warning zone `SIZE` before the end of a cartridge (default: 2% of the capacity, at least 256MiB, at most a quarter)"},
+						&cli.StringFlag{Name: "rate", Usage: "drive speed of a new emulated library, like 400MB/s (default: unlimited)"},
+						&cli.StringFlag{Name: "changer", Usage: "a real library's changer `DEV` (/dev/sgN, driven with mtx)"},
+						&cli.StringSliceFlag{Name: "drive", Usage: "a real library's drive `DEV` (/dev/nstN), by drive number; repeat for each"},
+					},
+					Action: tapeLibraryAdd,
+				}},
+			},
+			{
+				Name:   "inventory",
+				Usage:  "list a library's drives and slots: barcodes, pools, sets, free/writing/full/expired",
+				Flags:  []cli.Flag{libFlag, jsonFlag},
+				Action: tapeInventory,
+			},
+			{
+				Name:  "pool",
+				Usage: "media pools",
+				Subcommands: []*cli.Command{{
+					Name:      "create",
+					Usage:     "create a media pool",
+					ArgsUsage: "NAME",
+					Flags: []cli.Flag{
+						libFlag,
+						&cli.StringFlag{Name: "retention", Required: true, Usage: "how long a set is kept: `SPAN` like 7y, 18mo, 4w, 30d"},
+						&cli.BoolFlag{Name: "encrypt", Usage: "encrypt the pool's sets (AES-256-GCM; export the key with 'recall tape key export')"},
+						&cli.BoolFlag{Name: "compress", Usage: "compress tape blocks with zstd"},
+						&cli.StringFlag{Name: "allocation", Value: engine.AllocContinue, Usage: "continue (append to the pool's open set) or always (a new set for every write)"},
+					},
+					Action: tapePoolCreate,
+				}},
+			},
+			{
+				Name:  "label",
+				Usage: "label the cartridge in a slot for a pool (refuses another pool's or an unexpired set's cartridge)",
+				Flags: []cli.Flag{libFlag,
+					&cli.IntFlag{Name: "slot", Required: true, Usage: "slot `N`"},
+					&cli.StringFlag{Name: "pool", Required: true, Usage: "pool `NAME`"},
+					&cli.BoolFlag{Name: "force", Usage: "overwrite a cartridge of another pool or an unexpired set"},
+				},
+				Action: func(c *cli.Context) error { return tapeRelabel(c, true) },
+			},
+			{
+				Name:  "erase",
+				Usage: "make the cartridge in a slot free again (free or expired cartridges only, unless --force)",
+				Flags: []cli.Flag{libFlag,
+					&cli.IntFlag{Name: "slot", Required: true, Usage: "slot `N`"},
+					&cli.BoolFlag{Name: "force", Usage: "erase a cartridge holding an unexpired set"},
+				},
+				Action: func(c *cli.Context) error { return tapeRelabel(c, false) },
+			},
+			{
+				Name:      "write",
+				Usage:     "write recovery points to a pool's media set",
+				ArgsUsage: "[POINT...]",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "pool", Required: true, Usage: "pool `NAME`"},
+					&cli.StringFlag{Name: "source", Usage: "write the latest point of source `NAME`"},
+					&cli.StringFlag{Name: "group", Usage: "write the latest point of each member of group `NAME`"},
+					jsonFlag,
+				},
+				Action: tapeWrite,
+			},
+			{
+				Name:  "list",
+				Usage: "list the cartridges holding data: barcode, pool, set, written, expiry, points held",
+				Flags: []cli.Flag{jsonFlag,
+					&cli.StringFlag{Name: "point", Usage: "only the cartridges holding point `ID` (or a unique prefix)"},
+				},
+				Action: tapeList,
+			},
+			{
+				Name:      "restore",
+				Usage:     "restore a recovery point from tape alone, loading the cartridges it needs",
+				ArgsUsage: "POINT (id or unique id prefix)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "target", Required: true, Usage: "directory to restore into (created if missing)"},
+					&cli.StringFlag{Name: "path", Usage: "restore only `SUB`, a path inside the point"},
+					&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty target"},
+					jsonFlag,
+				},
+				Action: tapeRestore,
+			},
+			{
+				Name:   "catalog",
+				Usage:  "read cartridges (every full slot, or --slot) into this server's media catalog",
+				Flags:  []cli.Flag{libFlag, &cli.IntFlag{Name: "slot", Usage: "only slot `N`"}, jsonFlag},
+				Action: tapeCatalog,
+			},
+			{
+				Name:  "copy",
+				Usage: "copy a media set to another pool (a second copy for another site): points still in the store are read from it, the others from the set's cartridges",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "set", Required: true, Usage: "set `ID` (or a unique prefix)"},
+					&cli.StringFlag{Name: "pool", Required: true, Usage: "the copy's pool `NAME`"},
+					jsonFlag,
+				},
+				Action: tapeCopy,
+			},
+			{
+				Name:  "key",
+				Usage: "pool keys",
+				Subcommands: []*cli.Command{
+					{
+						Name:  "export",
+						Usage: "write a pool's key to a passphrase-protected file (the passphrase from the usual sources, else asked)",
+						Flags: []cli.Flag{
+							&cli.StringFlag{Name: "pool", Required: true, Usage: "pool `NAME`"},
+							&cli.StringFlag{Name: "to", Required: true, Usage: "key `FILE` to write"},
+						},
+						Action: tapeKeyExport,
+					},
+					{
+						Name:      "import",
+						Usage:     "keep a pool key from an exported key file on this server",
+						ArgsUsage: "FILE",
+						Action:    tapeKeyImport,
+					},
+				},
+			},
+		},
+	})
+}
+
+func tapeLog(c *cli.Context) func(string, ...any) {
+	if c.Bool("quiet") {
+		return func(string, ...any) {}
+	}
+	return logf
+}
+
+func home(c *cli.Context) string { return c.String("home") }
+
+func tapeLibraryAdd(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("tape library add needs a NAME")
+	}
+	o := engine.AddLibraryOptions{Name: c.Args().First(), Dir: c.String("emulated"), Changer: c.String("changer"), Drives: c.StringSlice("drive"), Warn: warnf}
+	o.Emulator = tapefs.EmulatorOptions{Slots: c.Int("slots"), Drives: c.Int("drives")}
+	var err error
+	if v := c.String("capacity"); v != "" {
+		if o.Emulator.Capacity, err = parseSize(v); err != nil {
+			return usagef("--capacity: %v", err)
+		}
+	}
+	if v := c.String("early-warning"); v != "" {
+		if o.Emulator.EarlyWarning, err = parseSize(v); err != nil {
+			return usagef("--early-warning: %v", err)
+		}
+	}
+	if v := c.String("rate"); v != "" {
+		if o.Emulator.Rate, err = parseSize(strings.TrimSuffix(v, "/s")); err != nil {
+			return usagef("--rate: %v", err)
+		}
+	}
+	if (o.Dir == "") == (o.Changer == "") {
+		return usagef("tape library add: give --emulated DIR, or --changer /dev/sgN with --drive /dev/nstN")
+	}
+	l, err := engine.AddTapeLibrary(c.Context, home(c), o)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "library %s added (%s %s%s)\n", l.Name, l.Kind, l.Dir, l.Changer)
+	}
+	return nil
+}
+
+func tapeInventory(c *cli.Context) error {
+	inv, err := engine.TapeInventory(c.Context, home(c), c.String("library"), time.Now(), warnf)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c, inv)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ELEMENT\tBARCODE\tSTATE\tPOOL\tSET\tSEQ\tEXPIRY")
+	for _, s := range inv {
+		bc, state := dash(s.Barcode), dash(s.State)
+		if !s.Full {
+			bc, state = "(empty)", "-"
+		} else if s.State == "" {
+			state = "unknown"
+		}
+		if s.Cleaning {
+			state = "cleaning"
+		}
+		seq, exp := "-", "-"
+		if s.Sequence > 0 {
+			seq = fmt.Sprint(s.Sequence)
+		}
+		if !s.Expiry.IsZero() {
+			exp = s.Expiry.Format(time.DateOnly)
+		}
+		fmt.Fprintf(tw, "%s %d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Element, s.Number, bc, state, dash(s.Pool), dash(s.Set), seq, exp)
+	}
+	return tw.Flush()
+}
+
+func tapePoolCreate(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("tape pool create needs a NAME")
+	}
+	p, err := engine.CreateTapePool(home(c), engine.TapePool{Name: c.Args().First(), Library: c.String("library"), Retention: c.String("retention"),
+		Encrypt: c.Bool("encrypt"), Compress: c.Bool("compress"), Allocation: c.String("allocation")}, time.Now(), warnf)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "pool %s created (library %s, retention %s, allocation %s)\n", p.Name, p.Library, p.Retention, p.Allocation)
+		if p.Encrypt {
+			fmt.Fprintf(c.App.Writer, "its sets are encrypted with key %s: export it now with 'recall tape key export --pool %s --to FILE' and keep the file apart from the cartridges; without it they cannot be read on another server\n", p.KeyFingerprint, p.Name)
+		}
+	}
+	return nil
+}
+
+func tapeRelabel(c *cli.Context, label bool) error {
+	o := engine.TapeLabelOptions{Library: c.String("library"), Slot: c.Int("slot"), Pool: c.String("pool"), Force: c.Bool("force"), Now: time.Now(), Warn: warnf}
+	var m engine.TapeMedium
+	var err error
+	if label {
+		m, err = engine.LabelTape(c.Context, home(c), o)
+	} else {
+		m, err = engine.EraseTape(c.Context, home(c), o)
+	}
+	if err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		if label {
+			fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d labelled for pool %s\n", m.Barcode, m.Slot, m.Pool)
+		} else {
+			fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d erased: free\n", m.Barcode, m.Slot)
+		}
+	}
+	return nil
+}
+
+func tapeWrite(c *cli.Context) error {
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r := st.Reader()
+	var points []*engine.Point
+	for _, spec := range c.Args().Slice() {
+		p, err := r.FindPoint(spec, "")
+		if err != nil {
+			return err
+		}
+		points = append(points, p)
+	}
+	if s := c.String("source"); s != "" {
+		p, err := r.FindPoint("latest", s)
+		if err != nil {
+			return err
+		}
+		points = append(points, p)
+	}
+	if g := c.String("group"); g != "" {
+		var grp engine.Group
+		if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) (err error) {
+			grp, err = cat.Group(g)
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, src := range grp.Sources() {
+			p, err := r.FindPoint("latest", src)
+			if err != nil {
+				warnf("group %s: source %s: %v", g, src, err)
+				continue
+			}
+			points = append(points, p)
+		}
+	}
+	if len(points) == 0 {
+		return usagef("tape write: name the points (POINT..., --source or --group)")
+	}
+	rep, err := st.WriteTape(c.Context, home(c), engine.TapeWriteOptions{Pool: c.String("pool"), Points: points, Log: tapeLog(c)})
+	if rep != nil && c.Bool("json") {
+		if perr := printJSON(c, rep); err == nil {
+			err = perr
+		}
+	} else if err == nil && !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "wrote %d point(s) to set %s of pool %s: %d packs, %s (%d already on the set) on %s in %.1fs (%s/s)\n",
+			len(rep.Points), rep.Set, rep.Pool, rep.Packs, human(rep.Bytes), rep.PacksSkipped, strings.Join(rep.Tapes, ", "), rep.Seconds, human(int64(float64(rep.Bytes)/max(rep.Seconds, 1e-3))))
+	}
+	return err
+}
+
+func tapeCopy(c *cli.Context) error {
+	var st *engine.Store
+	if engine.RequireStore(home(c)) == nil {
+		var err error
+		if st, err = openStore(c); err != nil {
+			return err
+		}
+		defer st.Close()
+	}
+	rep, err := engine.CopyTapeSet(c.Context, st, home(c), engine.TapeCopyOptions{Set: c.String("set"), Pool: c.String("pool"), Log: tapeLog(c),
+		Password: func() (string, error) { return stagedPassword(c) }})
+	if rep != nil && c.Bool("json") {
+		if perr := printJSON(c, rep); err == nil {
+			err = perr
+		}
+	} else if err == nil && !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "copied %d point(s) of set %s to set %s of pool %s: %d packs, %s on %s\n",
+			len(rep.Points), c.String("set"), rep.Set, rep.Pool, rep.Packs, human(rep.Bytes), strings.Join(rep.Tapes, ", "))
+	}
+	return err
+}
+
+// stagedPassword is the passphrase of the store points on tape were
+// written from, for a staging store: the usual sources, else asked.
+func stagedPassword(c *cli.Context) (string, error) {
+	pw, err := password(c)
+	if err != nil || pw != "" {
+		return pw, err
+	}
+	pw, err = askPassword(c, "the points were written from")
+	if errors.Is(err, errNoTerminal) {
+		return "", fmt.Errorf("%w: the points were written from an encrypted store: give its passphrase (RECALL_PASSWORD, --password-file or --password-command)", chunkstore.ErrNoPassword)
+	}
+	return pw, err
+}
+
+func tapeList(c *cli.Context) error {
+	ls, err := engine.ListTapes(home(c), c.String("point"), warnf)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c, ls)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BARCODE\tPOOL\tSET\tSEQ\tSTATE\tWRITTEN (UTC)\tEXPIRY\tPOINTS")
+	for _, e := range ls {
+		pts := make([]string, len(e.Points))
+		for i, p := range e.Points {
+			pts[i] = p[:min(12, len(p))]
+		}
+		written := "-"
+		if !e.Written.IsZero() {
+			written = e.Written.UTC().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Barcode, e.Pool, e.Set, e.Sequence, dash(e.State), written, e.Expiry.Format(time.DateOnly), dash(strings.Join(pts, " ")))
+	}
+	return tw.Flush()
+}
+
+func tapeRestore(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("tape restore needs exactly one POINT")
+	}
+	rep, err := newReporter(c, "restore", "restored", c.Bool("json"), true)
+	if err != nil {
+		return err
+	}
+	res, err := engine.RestoreFromTape(c.Context, home(c), engine.TapeRestoreOptions{
+		Point: c.Args().First(), Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
+		Password: func() (string, error) { return stagedPassword(c) },
+		Log:      tapeLog(c), Progress: rep.Progress(),
+	})
+	rep.Stop()
+	if res == nil || res.RestoreResult == nil || (err != nil && !errors.Is(err, engine.ErrDamaged)) {
+		return err
+	}
+	p, rr := res.Point, res.RestoreResult
+	if c.Bool("json") {
+		rep.Summary(restoreSummary(p, rr, time.Since(rep.start)))
+	} else if rep.text() {
+		fmt.Fprintf(c.App.Writer, "restored point %s of %s from cartridge(s) %s: %d files, %d dirs, %d other, %s into %s\n",
+			p.ID.String()[:12], p.Source, strings.Join(res.Tapes, ", "), rr.Files, rr.Dirs, rr.Others, human(rr.Bytes), rr.Root)
+	}
+	for _, d := range rr.Damaged {
+		fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; every other file was restored; %d pack(s) could not be read from tape (bad blocks): %s", err, len(res.LostPacks), strings.Join(res.LostPacks, ", "))
+	}
+	if len(rr.Skipped) > 0 || len(rr.Warnings) > 0 {
+		return fmt.Errorf("%w: %d entries not restored, %d metadata items not applied (listed above)", engine.ErrWarnings, len(rr.Skipped), len(rr.Warnings))
+	}
+	return nil
+}
+
+func tapeCatalog(c *cli.Context) error {
+	out, err := engine.CatalogTapes(c.Context, home(c), engine.TapeCatalogOptions{Library: c.String("library"), Slot: c.Int("slot"), Log: tapeLog(c)})
+	if c.Bool("json") {
+		if out == nil {
+			out = []engine.ScannedCartridge{}
+		}
+		if perr := printJSON(c, out); err == nil {
+			err = perr
+		}
+		return err
+	}
+	if !c.Bool("quiet") {
+		for _, s := range out {
+			switch {
+			case s.Error != "":
+			case s.Blank:
+				fmt.Fprintf(c.App.Writer, "slot %d: %s is blank\n", s.Slot, s.Barcode)
+			case s.Set == "":
+				fmt.Fprintf(c.App.Writer, "slot %d: %s is free (pool %s)\n", s.Slot, s.Barcode, dash(s.Pool))
+			default:
+				how := "its catalog file"
+				if !s.FromCatalogFile {
+					how = "a full scan"
+				}
+				fmt.Fprintf(c.App.Writer, "slot %d: %s: pool %s, set %s, sequence %d: %d files, the set holds %d points (from %s)\n", s.Slot, s.Barcode, s.Pool, s.Set, s.Sequence, s.Files, s.Points, how)
+				if s.Torn {
+					fmt.Fprintf(c.App.Writer, "  its last file is torn (a power cut while writing?): everything before it was read\n")
+				}
+				for _, d := range s.Damaged {
+					fmt.Fprintf(c.App.Writer, "  damaged: %s\n", d)
+				}
+			}
+		}
+	}
+	return err
+}
+
+func tapeKeyExport(c *cli.Context) error {
+	pw, err := password(c)
+	if err != nil {
+		return err
+	}
+	if pw, err = newPassword(c, pw, "passphrase for the key file"); err != nil {
+		return err
+	}
+	b, err := engine.ExportTapeKey(home(c), c.String("pool"), pw, warnf)
+	if err != nil {
+		return err
+	}
+	to := c.String("to")
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		return fmt.Errorf("write key file: %w", err)
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "key of pool %s written to %s; keep it (and its passphrase) apart from the cartridges\n", c.String("pool"), to)
+	}
+	return nil
+}
+
+func tapeKeyImport(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("tape key import needs the key FILE")
+	}
+	b, err := os.ReadFile(c.Args().First())
+	if err != nil {
+		return fmt.Errorf("key file: %w", err)
+	}
+	pw, err := password(c)
+	if err != nil {
+		return err
+	}
+	if pw == "" {
+		if pw, err = readPassword(c.Context, "passphrase of the key file: "); err != nil {
+			return err
+		}
+	}
+	p, err := engine.ImportTapeKey(home(c), b, pw, time.Now(), warnf)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "key of pool %s imported (fingerprint %s)\n", p.Name, p.KeyFingerprint)
+	}
+	return nil
+}

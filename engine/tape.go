@@ -1,0 +1,706 @@
+package engine
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/tapefs"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The tape tier, as the engine runs it: libraries, pools, cartridges and
+// media sets recorded in the catalog (schema in catalog.go), and the jobs
+// that write points to tape (tapewrite.go), read them back (taperestore.go)
+// and read cartridges into the catalog (tapescan.go). tapefs knows drives,
+// changers and the on-tape format; what a pool, a set or a point is, and
+// where a point's packs are, is known here.
+//
+// A media set is what a pool writes: cartridges labelled with the set's id
+// and their sequence number in it. A pack is written once per set (the
+// set deduplicates), never across two cartridges. Each job ends with a
+// catalog file on the cartridge in use, and a cartridge left full gets one
+// too, so the last catalog file of any cartridge describes the whole set
+// up to then: a fresh server reads it with 'recall tape catalog'.
+//
+// The pool key is kept in <home>/tape-keys/<pool>.key (mode 0600, hex),
+// not in catalog.db: the store exposes no key to seal it with, and a home
+// may hold no store at all (a server restoring from tape alone). Losing
+// the file loses nothing the exported key file ('recall tape key export')
+// does not hold; without either an encrypted set cannot be read.
+
+// Tape errors, checked with errors.Is.
+var (
+	// ErrTapeNotFound: no library, pool, cartridge, set or point of that name.
+	ErrTapeNotFound = errors.New("not in the media catalog")
+	// ErrTapeRefused: a cartridge holds data of another pool or of an
+	// unexpired set; it is not overwritten without --force.
+	ErrTapeRefused = errors.New("cartridge refused")
+	// ErrCartridgeMissing: a cartridge a job needs is not in the library.
+	ErrCartridgeMissing = errors.New("cartridge not in the library")
+	// ErrNoKey: an encrypted set's pool key is not on this server.
+	ErrNoKey = errors.New("pool key not on this server")
+)
+
+// TapeLibrary is a library as the catalog records it.
+type TapeLibrary struct {
+	Name    string   `json:"name"`
+	Kind    string   `json:"kind"`              // "emulated" or "mtx"
+	Dir     string   `json:"dir,omitempty"`     // emulated: the library's directory
+	Changer string   `json:"changer,omitempty"` // mtx: the changer's /dev/sgN
+	Drives  []string `json:"drives,omitempty"`  // mtx: the drives' /dev/nstN, by drive number
+}
+
+// Allocation policies of a pool.
+const (
+	AllocContinue = "continue" // append to the pool's open set
+	AllocAlways   = "always"   // every job starts a new set
+)
+
+// TapePool is a media pool: the cartridges of one retention, encryption
+// and allocation policy.
+type TapePool struct {
+	Name           string    `json:"name"`
+	Library        string    `json:"library"`
+	Retention      string    `json:"retention"` // a span: "7y", "18mo", "4w", "30d"
+	Encrypt        bool      `json:"encrypt,omitempty"`
+	Compress       bool      `json:"compress,omitempty"`
+	Allocation     string    `json:"allocation"`
+	KeyFingerprint string    `json:"key_fingerprint,omitempty"`
+	Created        time.Time `json:"created"`
+}
+
+// Cartridge states.
+const (
+	MediaFree    = "free"    // blank, or labelled for the pool and holding nothing
+	MediaWriting = "writing" // in an open set, room left
+	MediaFull    = "full"    // in a set, no room left
+	MediaExpired = "expired" // its set's expiry passed: reusable
+)
+
+// TapeMedium is one cartridge as the catalog records it.
+type TapeMedium struct {
+	Barcode  string    `json:"barcode"`
+	VolumeID string    `json:"volume_id,omitempty"`
+	Pool     string    `json:"pool,omitempty"`
+	Set      string    `json:"set,omitempty"`
+	Sequence int       `json:"sequence,omitempty"`
+	State    string    `json:"state"`
+	Written  time.Time `json:"written,omitempty"`
+	Expiry   time.Time `json:"expiry,omitempty"`
+	Library  string    `json:"library,omitempty"`
+	Slot     int       `json:"slot,omitempty"`
+	// NextFile is the tape file number the next write appends.
+	NextFile int `json:"next_file,omitempty"`
+}
+
+// TapeSet is one media set and what it holds.
+type TapeSet struct {
+	ID      string    `json:"id"`
+	Pool    string    `json:"pool"`
+	Created time.Time `json:"created"`
+	Expiry  time.Time `json:"expiry"`
+	// Tapes are the set's barcodes by sequence (Tapes[0] is sequence 1).
+	Tapes []string `json:"tapes"`
+	// Closed: no job appends to the set any more (allocation always, or
+	// expired).
+	Closed bool `json:"closed,omitempty"`
+	// KeyFingerprint is the pool key's ("" for a plain set), as the set
+	// label holds it.
+	KeyFingerprint string               `json:"key_fingerprint,omitempty"`
+	Compressed     bool                 `json:"compressed,omitempty"`
+	Catalog        *tapefs.MediaCatalog `json:"catalog"`
+}
+
+// TapeCatalogWait is how long a tape command waits for another process to
+// close the catalog.
+const TapeCatalogWait = 30 * time.Second
+
+// WithTapeCatalog opens the catalog of home for one transaction. Unlike
+// WithCatalog it needs no store in home: a server restoring from tape
+// alone has none. It still writes nothing into a directory that is not
+// recall's: home must hold a store or a catalog, or be empty or missing.
+func WithTapeCatalog(home string, warn func(format string, args ...any), fn func(*Catalog) error) error {
+	if err := tapeHome(home); err != nil {
+		return err
+	}
+	cat, err := OpenCatalog(CatalogPath(home), TapeCatalogWait)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	err = fn(cat)
+	for _, n := range cat.Notes() {
+		warn("%s", n)
+	}
+	return err
+}
+
+// tapeHome makes home ready for the media catalog (see WithTapeCatalog).
+func tapeHome(home string) error {
+	if RequireStore(home) == nil {
+		return nil
+	}
+	if _, err := os.Stat(CatalogPath(home)); err == nil {
+		return nil
+	}
+	ents, err := os.ReadDir(home)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("home %s: %w", home, err)
+	case len(ents) > 0:
+		return fmt.Errorf("%s: %w, nor a catalog, and it is not empty: give the home of a recall server with --home, an empty directory for one that restores from tape alone, or run 'recall init'", home, chunkstore.ErrNoStore)
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return fmt.Errorf("home %s: %w", home, err)
+	}
+	return nil
+}
+
+func putJSON(tx *bolt.Tx, bucket []byte, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put([]byte(key), b)
+}
+
+func listJSON[T any](tx *bolt.Tx, bucket []byte) ([]T, error) {
+	var out []T
+	err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		var x T
+		if err := json.Unmarshal(v, &x); err != nil {
+			return fmt.Errorf("catalog %s/%s: %w", bucket, k, err)
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
+}
+
+// TapeState is the whole media catalog, as one transaction read it.
+type TapeState struct {
+	Libraries []TapeLibrary
+	Pools     []TapePool
+	Media     []TapeMedium
+	Sets      []TapeSet
+}
+
+// TapeState reads the media catalog.
+func (c *Catalog) TapeState() (*TapeState, error) {
+	st := &TapeState{}
+	err := c.guard(func() error {
+		return c.db.View(func(tx *bolt.Tx) (err error) {
+			if st.Libraries, err = listJSON[TapeLibrary](tx, bucketTapeLibraries); err != nil {
+				return err
+			}
+			if st.Pools, err = listJSON[TapePool](tx, bucketTapePools); err != nil {
+				return err
+			}
+			if st.Media, err = listJSON[TapeMedium](tx, bucketTapeMedia); err != nil {
+				return err
+			}
+			st.Sets, err = listJSON[TapeSet](tx, bucketTapeSets)
+			return err
+		})
+	})
+	return st, err
+}
+
+// TapeUpdate is a change to the media catalog, made in one transaction.
+type TapeUpdate struct {
+	Libraries []TapeLibrary
+	Pools     []TapePool
+	Media     []TapeMedium
+	Sets      []TapeSet
+}
+
+// UpdateTape writes u in one transaction.
+func (c *Catalog) UpdateTape(u TapeUpdate) error {
+	return c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			for _, l := range u.Libraries {
+				if err := putJSON(tx, bucketTapeLibraries, l.Name, l); err != nil {
+					return err
+				}
+			}
+			for _, p := range u.Pools {
+				if err := putJSON(tx, bucketTapePools, p.Name, p); err != nil {
+					return err
+				}
+			}
+			for _, m := range u.Media {
+				if err := putJSON(tx, bucketTapeMedia, m.Barcode, m); err != nil {
+					return err
+				}
+			}
+			for _, s := range u.Sets {
+				if err := putJSON(tx, bucketTapeSets, s.ID, s); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
+func (st *TapeState) library(name string) (TapeLibrary, error) {
+	if name == "" {
+		switch len(st.Libraries) {
+		case 0:
+			return TapeLibrary{}, fmt.Errorf("no tape library: %w (add one with 'recall tape library add')", ErrTapeNotFound)
+		case 1:
+			return st.Libraries[0], nil
+		}
+		names := make([]string, 0, len(st.Libraries))
+		for _, l := range st.Libraries {
+			names = append(names, l.Name)
+		}
+		return TapeLibrary{}, fmt.Errorf("several tape libraries (%s): name one with --library", strings.Join(names, ", "))
+	}
+	for _, l := range st.Libraries {
+		if l.Name == name {
+			return l, nil
+		}
+	}
+	return TapeLibrary{}, fmt.Errorf("tape library %q: %w (see 'recall tape library add')", name, ErrTapeNotFound)
+}
+
+func (st *TapeState) pool(name string) (TapePool, error) {
+	for _, p := range st.Pools {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return TapePool{}, fmt.Errorf("tape pool %q: %w (create it with 'recall tape pool create')", name, ErrTapeNotFound)
+}
+
+func (st *TapeState) medium(barcode string) (TapeMedium, bool) {
+	for _, m := range st.Media {
+		if m.Barcode == barcode {
+			return m, true
+		}
+	}
+	return TapeMedium{}, false
+}
+
+func (st *TapeState) set(id string) (TapeSet, bool) {
+	for _, s := range st.Sets {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return TapeSet{}, false
+}
+
+// readTapeState reads the media catalog of home.
+func readTapeState(home string, warn func(string, ...any)) (*TapeState, error) {
+	var st *TapeState
+	err := WithTapeCatalog(home, warn, func(c *Catalog) (err error) {
+		st, err = c.TapeState()
+		return err
+	})
+	return st, err
+}
+
+func writeTapeState(home string, warn func(string, ...any), u TapeUpdate) error {
+	return WithTapeCatalog(home, warn, func(c *Catalog) error { return c.UpdateTape(u) })
+}
+
+// openLibrary opens a library the catalog records; tests wrap it to watch
+// what the jobs do with the drives.
+var openLibrary = openRecordedLibrary
+
+func openRecordedLibrary(l TapeLibrary) (tapefs.Library, error) {
+	switch l.Kind {
+	case "emulated":
+		lib, err := tapefs.OpenEmulatedLibrary(l.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("tape library %s: %w", l.Name, err)
+		}
+		return lib, nil
+	case "mtx":
+		lib, err := tapefs.OpenMtxLibrary(l.Changer, l.Drives)
+		if err != nil {
+			return nil, fmt.Errorf("tape library %s: %w", l.Name, err)
+		}
+		return lib, nil
+	}
+	return nil, fmt.Errorf("tape library %s: unknown kind %q", l.Name, l.Kind)
+}
+
+// AddLibraryOptions describe a library to add.
+type AddLibraryOptions struct {
+	Name string
+	// Emulated: Dir, created with Emulator when new, opened when it holds
+	// a library.
+	Dir      string
+	Emulator tapefs.EmulatorOptions
+	// mtx: the changer's device and the drives'.
+	Changer string
+	Drives  []string
+	Warn    func(format string, args ...any)
+}
+
+// AddTapeLibrary records a library, creating an emulated one in a new
+// directory; it checks the library answers an inventory first.
+func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (TapeLibrary, error) {
+	if err := checkName(o.Name); err != nil {
+		return TapeLibrary{}, fmt.Errorf("library name %q: %v (letters, digits, '.', '_', '-')", o.Name, err)
+	}
+	if err := tapeHome(home); err != nil {
+		return TapeLibrary{}, err
+	}
+	rec := TapeLibrary{Name: o.Name}
+	var lib tapefs.Library
+	var err error
+	switch {
+	case o.Dir != "" && o.Changer != "":
+		return rec, errors.New("give --emulated DIR or --changer DEV, not both")
+	case o.Dir != "":
+		dir, aerr := filepath.Abs(o.Dir)
+		if aerr != nil {
+			return rec, aerr
+		}
+		rec.Kind, rec.Dir = "emulated", dir
+		if ents, rerr := os.ReadDir(dir); rerr != nil || len(ents) == 0 {
+			lib, err = tapefs.CreateEmulatedLibrary(dir, o.Emulator)
+		} else {
+			lib, err = tapefs.OpenEmulatedLibrary(dir)
+		}
+	case o.Changer != "":
+		if len(o.Drives) == 0 {
+			return rec, errors.New("--changer needs at least one --drive /dev/nstN")
+		}
+		rec.Kind, rec.Changer, rec.Drives = "mtx", o.Changer, o.Drives
+		lib, err = tapefs.OpenMtxLibrary(o.Changer, o.Drives)
+	default:
+		return rec, errors.New("give --emulated DIR or --changer DEV --drive DEV")
+	}
+	if err != nil {
+		return rec, fmt.Errorf("tape library %s: %w", o.Name, err)
+	}
+	defer lib.Close()
+	if _, err := lib.Inventory(ctx); err != nil {
+		return rec, fmt.Errorf("tape library %s: inventory: %w", o.Name, err)
+	}
+	return rec, writeTapeState(home, o.Warn, TapeUpdate{Libraries: []TapeLibrary{rec}})
+}
+
+// CreateTapePool records a pool; an encrypting pool gets a new key.
+func CreateTapePool(home string, p TapePool, now time.Time, warn func(string, ...any)) (TapePool, error) {
+	if err := checkName(p.Name); err != nil {
+		return p, fmt.Errorf("pool name %q: %v (letters, digits, '.', '_', '-')", p.Name, err)
+	}
+	if _, err := retentionExpiry(p.Retention, now); err != nil {
+		return p, err
+	}
+	switch p.Allocation {
+	case "":
+		p.Allocation = AllocContinue
+	case AllocContinue, AllocAlways:
+	default:
+		return p, fmt.Errorf("allocation %q: give continue or always", p.Allocation)
+	}
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return p, err
+	}
+	if _, err := st.pool(p.Name); err == nil {
+		return p, fmt.Errorf("tape pool %q exists", p.Name)
+	}
+	lib, err := st.library(p.Library)
+	if err != nil {
+		return p, err
+	}
+	p.Library, p.Created = lib.Name, now.UTC()
+	if p.Encrypt {
+		key, err := tapefs.NewPoolKey()
+		if err != nil {
+			return p, err
+		}
+		if err := savePoolKey(home, p.Name, key); err != nil {
+			return p, err
+		}
+		p.KeyFingerprint = tapefs.KeyFingerprint(key)
+	}
+	return p, writeTapeState(home, warn, TapeUpdate{Pools: []TapePool{p}})
+}
+
+// retentionExpiry is when a set created at now with retention span expires:
+// calendar years and months, not multiples of 24 hours.
+func retentionExpiry(span string, now time.Time) (time.Time, error) {
+	n, unit, err := splitSpan(span)
+	if err != nil || n <= 0 || n > 99*366 {
+		return time.Time{}, fmt.Errorf("retention %q: give a span like 7y, 18mo, 4w or 30d", span)
+	}
+	switch unit {
+	case "y":
+		return now.AddDate(n, 0, 0), nil
+	case "mo":
+		return now.AddDate(0, n, 0), nil
+	case "w":
+		return now.AddDate(0, 0, 7*n), nil
+	}
+	return now.AddDate(0, 0, n), nil
+}
+
+func keyPath(home, pool string) string { return filepath.Join(home, "tape-keys", pool+".key") }
+
+func savePoolKey(home, pool string, key []byte) error {
+	p := keyPath(home, pool)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("save pool key: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("save pool key: %w", err)
+	}
+	return nil
+}
+
+// loadPoolKey reads the key of pool; fingerprint, when given, must match.
+func loadPoolKey(home, pool, fingerprint string) ([]byte, error) {
+	b, err := os.ReadFile(keyPath(home, pool))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("pool %s (key fingerprint %s): %w (import its key file with 'recall tape key import FILE')", pool, fingerprint, ErrNoKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pool %s key: %w", pool, err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("pool key file %s is damaged: import the pool's exported key file again with 'recall tape key import FILE'", keyPath(home, pool))
+	}
+	if fingerprint != "" && tapefs.KeyFingerprint(key) != fingerprint {
+		return nil, fmt.Errorf("pool %s: the key on this server has fingerprint %s, the set needs %s: %w (import the right key file with 'recall tape key import FILE')", pool, tapefs.KeyFingerprint(key), fingerprint, ErrNoKey)
+	}
+	return key, nil
+}
+
+// ExportTapeKey returns the key file of pool, sealed with passphrase.
+func ExportTapeKey(home, pool, passphrase string, warn func(string, ...any)) ([]byte, error) {
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return nil, err
+	}
+	p, err := st.pool(pool)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Encrypt {
+		return nil, fmt.Errorf("tape pool %s does not encrypt: it has no key to export", pool)
+	}
+	key, err := loadPoolKey(home, pool, p.KeyFingerprint)
+	if err != nil {
+		return nil, err
+	}
+	return tapefs.ExportKey(pool, key, passphrase)
+}
+
+// ImportTapeKey opens a key file and keeps its key on this server,
+// recording its pool if the catalog has none of that name. A pool of that
+// name with another key is refused.
+func ImportTapeKey(home string, file []byte, passphrase string, now time.Time, warn func(string, ...any)) (TapePool, error) {
+	pool, key, err := tapefs.ImportKey(file, passphrase)
+	if err != nil {
+		return TapePool{}, err
+	}
+	fp := tapefs.KeyFingerprint(key)
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return TapePool{}, err
+	}
+	p, perr := st.pool(pool)
+	if perr == nil && p.KeyFingerprint != "" && p.KeyFingerprint != fp {
+		return p, fmt.Errorf("tape pool %s has key fingerprint %s on this server; the file holds %s: nothing was changed", pool, p.KeyFingerprint, fp)
+	}
+	if perr != nil {
+		p = TapePool{Name: pool, Allocation: AllocContinue, Created: now.UTC()}
+		if lib, err := st.library(""); err == nil {
+			p.Library = lib.Name
+		}
+	}
+	p.Encrypt, p.KeyFingerprint = true, fp
+	if err := savePoolKey(home, pool, key); err != nil {
+		return p, err
+	}
+	return p, writeTapeState(home, warn, TapeUpdate{Pools: []TapePool{p}})
+}
+
+// ExpireTapes marks the cartridges of sets whose expiry passed as expired
+// (reusable) and closes those sets; it returns the barcodes it expired.
+// The server calls it at every tick, so it reads the sets' heads only, not
+// their catalogs, unless one is to be closed.
+func ExpireTapes(home string, now time.Time, warn func(string, ...any)) ([]string, error) {
+	var out []string
+	err := WithTapeCatalog(home, warn, func(c *Catalog) error {
+		return c.guard(func() error {
+			// Most ticks find nothing to expire: look first, in a read
+			// transaction, which costs no write to the file.
+			due := false
+			err := c.db.View(func(tx *bolt.Tx) (err error) {
+				due, err = expireTapes(tx, now, nil)
+				return err
+			})
+			if err != nil || !due {
+				return err
+			}
+			out = out[:0]
+			return c.db.Update(func(tx *bolt.Tx) error {
+				_, err := expireTapes(tx, now, &out)
+				return err
+			})
+		})
+	})
+	return out, err
+}
+
+// expireTapes expires what is due as of now, appending the cartridges to
+// expired; with expired nil it changes nothing and reports whether
+// anything is due.
+func expireTapes(tx *bolt.Tx, now time.Time, expired *[]string) (due bool, err error) {
+	media, err := listJSON[TapeMedium](tx, bucketTapeMedia)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range media {
+		if m.Set != "" && m.State != MediaExpired && m.State != MediaFree && !m.Expiry.IsZero() && !now.Before(m.Expiry) {
+			if expired == nil {
+				return true, nil
+			}
+			m.State = MediaExpired
+			if err := putJSON(tx, bucketTapeMedia, m.Barcode, m); err != nil {
+				return false, err
+			}
+			*expired = append(*expired, m.Barcode)
+		}
+	}
+	type setHead struct {
+		ID     string    `json:"id"`
+		Expiry time.Time `json:"expiry"`
+		Closed bool      `json:"closed"`
+	}
+	heads, err := listJSON[setHead](tx, bucketTapeSets)
+	if err != nil {
+		return false, err
+	}
+	for _, h := range heads {
+		if h.Closed || now.Before(h.Expiry) {
+			continue
+		}
+		if expired == nil {
+			return true, nil
+		}
+		var s TapeSet
+		if err := json.Unmarshal(tx.Bucket(bucketTapeSets).Get([]byte(h.ID)), &s); err != nil {
+			return false, fmt.Errorf("catalog %s/%s: %w", bucketTapeSets, h.ID, err)
+		}
+		s.Closed = true
+		if err := putJSON(tx, bucketTapeSets, s.ID, s); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// TapeListEntry is one cartridge as 'recall tape list' shows it: which
+// points it holds, in which set, until when.
+type TapeListEntry struct {
+	Barcode  string    `json:"barcode"`
+	Pool     string    `json:"pool"`
+	Set      string    `json:"set"`
+	Sequence int       `json:"sequence"`
+	State    string    `json:"state"`
+	Written  time.Time `json:"written,omitempty"`
+	Expiry   time.Time `json:"expiry,omitempty"`
+	Library  string    `json:"library,omitempty"`
+	Slot     int       `json:"slot,omitempty"`
+	Points   []string  `json:"points"`
+}
+
+// ListTapes lists the cartridges that hold data, with the points each
+// holds (a point whose packs span several cartridges is listed on each);
+// point, when not "", keeps only the cartridges holding that point (an id
+// or a unique prefix).
+func ListTapes(home, point string, warn func(string, ...any)) ([]TapeListEntry, error) {
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return nil, err
+	}
+	out := []TapeListEntry{}
+	for _, s := range st.Sets {
+		held := setPointsBySequence(&s)
+		for i, bc := range s.Tapes {
+			m, ok := st.medium(bc)
+			if ok && m.Set != s.ID {
+				continue // erased or relabelled since
+			}
+			e := TapeListEntry{Barcode: bc, Pool: s.Pool, Set: s.ID, Sequence: i + 1, State: m.State,
+				Written: m.Written, Expiry: s.Expiry, Library: m.Library, Slot: m.Slot, Points: held[i+1]}
+			if e.Points == nil {
+				e.Points = []string{}
+			}
+			if point != "" && !slices.ContainsFunc(e.Points, func(id string) bool { return strings.HasPrefix(id, point) }) {
+				continue
+			}
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Set != out[j].Set {
+			return out[i].Written.Before(out[j].Written)
+		}
+		return out[i].Sequence < out[j].Sequence
+	})
+	if point != "" && len(out) == 0 {
+		return nil, fmt.Errorf("point %s: %w: no cartridge holds it", point, ErrTapeNotFound)
+	}
+	return out, nil
+}
+
+// setPointsBySequence maps each cartridge sequence of s to the points
+// whose packs or point file it holds.
+func setPointsBySequence(s *TapeSet) map[int][]string {
+	out := map[int][]string{}
+	if s.Catalog == nil {
+		return out
+	}
+	packSeq := map[string]int{}
+	for _, f := range s.Catalog.Files {
+		for _, e := range f.Entries {
+			packSeq[e.Name] = f.Sequence
+		}
+	}
+	for _, p := range s.Catalog.Points {
+		seqs := map[int]bool{}
+		for _, pk := range p.Packs {
+			if q, ok := packSeq[pk]; ok {
+				seqs[q] = true
+			}
+		}
+		if loc, ok := pointFileOf(s.Catalog, p.ID); ok {
+			seqs[loc.Sequence] = true
+		}
+		for q := range seqs {
+			out[q] = append(out[q], p.ID)
+		}
+	}
+	for q := range out {
+		sort.Strings(out[q])
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// A group's long-term goal (Policy.TapeRetention, TapeFrequency, TapePool)
+// writes the latest point of each member to the pool at the start of
+// every period of TapeFrequency, in the clock's time zone:
+//
+//	daily        every midnight
+//	weekly       Monday 00:00
+//	bi-weekly    Monday 00:00 of even ISO weeks
+//	monthly      the 1st, 00:00
+//	quarterly    1 January, April, July, October
+//	half-yearly  1 January and July
+//	yearly       1 January
+//
+// The pool's retention, not the goal's, decides when its sets expire: a
+// goal of 7y belongs in a pool created with --retention 7y.
+
+// NextTapeRun is the first time after after at which the group's tape goal
+// is due; false when the policy has none.
+func (p Policy) NextTapeRun(after time.Time) (time.Time, bool) {
+	if p.TapeFrequency == "" || p.TapePool == "" {
+		return time.Time{}, false
+	}
+	y, m, d := after.Date()
+	loc := after.Location()
+	day := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	month := time.Date(y, m, 1, 0, 0, 0, 0, loc)
+	nextMonth := func(step int) time.Time {
+		// The next 1st of a month whose number (0-based) is a multiple of step.
+		t := month.AddDate(0, 1, 0)
+		for (int(t.Month())-1)%step != 0 {
+			t = t.AddDate(0, 1, 0)
+		}
+		return t
+	}
+	switch p.TapeFrequency {
+	case "daily":
+		return day.AddDate(0, 0, 1), true
+	case "weekly", "bi-weekly":
+		t := day.AddDate(0, 0, 1)
+		for t.Weekday() != time.Monday {
+			t = t.AddDate(0, 0, 1)
+		}
+		if p.TapeFrequency == "bi-weekly" {
+			if _, w := t.ISOWeek(); w%2 != 0 {
+				t = t.AddDate(0, 0, 7)
+			}
+		}
+		return t, true
+	case "monthly":
+		return nextMonth(1), true
+	case "quarterly":
+		return nextMonth(3), true
+	case "half-yearly":
+		return nextMonth(6), true
+	case "yearly":
+		return nextMonth(12), true
+	}
+	return time.Time{}, false
+}
+
+// WriteGroupToTape writes the latest point of each member of g to its
+// goal's pool; members with no point yet are reported to log and left
+// out.
+func (s *Store) WriteGroupToTape(ctx context.Context, home string, g *Group, now func() time.Time, log func(string, ...any)) (*TapeWriteReport, error) {
+	if g.Policy.TapePool == "" {
+		return nil, fmt.Errorf("group %s has no tape pool (--tape-pool)", g.Name)
+	}
+	if err := s.r.Refresh(); err != nil {
+		return nil, err
+	}
+	var points []*Point
+	for _, src := range g.Sources() {
+		p, err := s.r.FindPoint("latest", src)
+		if err != nil {
+			if log != nil {
+				log("group %s: member source %s: %v; not written to tape", g.Name, src, err)
+			}
+			continue
+		}
+		points = append(points, p)
+	}
+	if len(points) == 0 {
+		return nil, errors.New("no member has a recovery point yet")
+	}
+	return s.WriteTape(ctx, home, TapeWriteOptions{Pool: g.Policy.TapePool, Points: points, Log: log, Now: now, Group: g.Name})
+}

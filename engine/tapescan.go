@@ -1,0 +1,468 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/recall-backup/recall/tapefs"
+)
+
+// Reading cartridges into the media catalog, the inventory, labelling and
+// erasing.
+
+// TapeCatalogOptions configure CatalogTapes.
+type TapeCatalogOptions struct {
+	Library string
+	Slot    int // 0: every full slot
+	Log     func(format string, args ...any)
+	Now     func() time.Time
+}
+
+// ScannedCartridge is what 'recall tape catalog' read from one cartridge.
+type ScannedCartridge struct {
+	Barcode         string   `json:"barcode"`
+	Slot            int      `json:"slot"`
+	Blank           bool     `json:"blank,omitempty"`
+	Pool            string   `json:"pool,omitempty"`
+	Set             string   `json:"set,omitempty"`
+	Sequence        int      `json:"sequence,omitempty"`
+	Files           int      `json:"files"`
+	Points          int      `json:"points"` // points the set holds, as far as known
+	FromCatalogFile bool     `json:"from_catalog_file,omitempty"`
+	Torn            bool     `json:"torn,omitempty"`
+	Damaged         []string `json:"damaged,omitempty"`
+	Error           string   `json:"error,omitempty"`
+}
+
+// CatalogTapes reads cartridges (labels, then their last catalog file, or
+// every file) into the media catalog of home: the set, its points and
+// where their packs are, so that list and restore work on a server that
+// never wrote them. A cartridge that cannot be read is reported in its
+// entry and the others are read; the error then says how many failed.
+func CatalogTapes(ctx context.Context, home string, o TapeCatalogOptions) ([]ScannedCartridge, error) {
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var out []ScannedCartridge
+	j := &Job{Kind: "tape-catalog", Path: o.Library}
+	err := RunTapeJob(home, j, o.Log, func() (err error) {
+		out, err = catalogTapes(ctx, home, o)
+		return err
+	})
+	return out, err
+}
+
+func catalogTapes(ctx context.Context, home string, o TapeCatalogOptions) ([]ScannedCartridge, error) {
+	st, err := readTapeState(home, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	libRec, err := st.library(o.Library)
+	if err != nil {
+		return nil, err
+	}
+	lib, err := openLibrary(libRec)
+	if err != nil {
+		return nil, err
+	}
+	defer lib.Close()
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tape library %s: %w", libRec.Name, err)
+	}
+	if err := clearDrive(ctx, lib, inv, tapeDrive); err != nil {
+		return nil, err
+	}
+	if inv, err = lib.Inventory(ctx); err != nil {
+		return nil, fmt.Errorf("tape library %s: %w", libRec.Name, err)
+	}
+	var slots []tapefs.Element
+	for _, e := range inv.Slots {
+		if o.Slot != 0 && e.Number != o.Slot {
+			continue
+		}
+		if o.Slot != 0 && !e.Full {
+			return nil, fmt.Errorf("slot %d of library %s: %w", o.Slot, libRec.Name, tapefs.ErrNoCartridge)
+		}
+		if e.Full && !e.Cleaning {
+			slots = append(slots, e)
+		}
+	}
+	if o.Slot != 0 && len(slots) == 0 {
+		return nil, fmt.Errorf("slot %d of library %s: %w", o.Slot, libRec.Name, tapefs.ErrNoCartridge)
+	}
+	var out []ScannedCartridge
+	failed := 0
+	var first error
+	for _, e := range slots {
+		sc := ScannedCartridge{Barcode: e.Barcode, Slot: e.Number}
+		u, err := scanCartridge(ctx, home, lib, libRec.Name, e, &sc, o)
+		if err == nil {
+			err = writeTapeState(home, o.Log, u)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, err
+			}
+			sc.Error = err.Error()
+			failed++
+			if first == nil {
+				first = err
+			}
+			o.Log("cartridge %s (slot %d): %v", e.Barcode, e.Number, err)
+		}
+		out = append(out, sc)
+	}
+	if failed > 0 {
+		if failed == 1 {
+			return out, first
+		}
+		return out, fmt.Errorf("%d of %d cartridges could not be read (listed above); the first: %w", failed, len(slots), first)
+	}
+	return out, nil
+}
+
+// scanCartridge reads one cartridge and returns the change to the media
+// catalog it makes.
+func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName string, e tapefs.Element, sc *ScannedCartridge, o TapeCatalogOptions) (TapeUpdate, error) {
+	var u TapeUpdate
+	d, err := loadSlot(ctx, lib, e.Number, tapeDrive)
+	if err != nil {
+		return u, err
+	}
+	defer func() {
+		unloadDrive(ctx, lib, d, tapeDrive, e.Number)
+		d.Close()
+	}()
+	st, err := readTapeState(home, o.Log)
+	if err != nil {
+		return u, err
+	}
+	_, sl, err := tapefs.ReadLabels(ctx, d)
+	if errors.Is(err, tapefs.ErrNotLabelled) {
+		sc.Blank = true
+		u.Media = []TapeMedium{{Barcode: e.Barcode, State: MediaFree, Library: libName, Slot: e.Number}}
+		return u, nil
+	}
+	if err != nil {
+		return u, err
+	}
+	var poolKey []byte
+	if sl.Encrypted() {
+		if poolKey, err = loadPoolKey(home, sl.Pool, sl.KeyFingerprint); err != nil {
+			return u, err
+		}
+	}
+	res, err := tapefs.ScanTape(ctx, d, poolKey)
+	if err != nil {
+		return u, err
+	}
+	if len(res.Catalog.Files) == 0 && len(res.Catalog.Points) == 0 && !sl.Expiry.After(sl.Created) {
+		// Labelled for a pool by 'recall tape label', holding nothing.
+		u.Media = []TapeMedium{{Barcode: e.Barcode, VolumeID: res.Volume.VolumeID, Pool: sl.Pool, State: MediaFree, Library: libName, Slot: e.Number}}
+		sc.Pool = sl.Pool
+		return u, nil
+	}
+	sc.Pool, sc.Set, sc.Sequence = res.Set.Pool, res.Set.SetID, res.Set.Sequence
+	sc.FromCatalogFile, sc.Torn = res.FromCatalogFile, res.Torn
+	for _, df := range res.Damaged {
+		sc.Damaged = append(sc.Damaged, fmt.Sprintf("file %d at %d: %v", df.FileNo, df.StartPos, df.Err))
+	}
+	old, _ := st.set(res.Set.SetID)
+	set := mergeSet(old, res)
+	for _, f := range res.Catalog.Files {
+		if f.Sequence == res.Set.Sequence {
+			sc.Files++
+		}
+	}
+	sc.Points = len(set.Catalog.Points)
+	u.Sets = []TapeSet{set}
+	full := false
+	for _, t := range set.Catalog.Tapes {
+		if t.Sequence == res.Set.Sequence {
+			full = t.Full
+		}
+	}
+	m := TapeMedium{Barcode: e.Barcode, VolumeID: res.Volume.VolumeID, Pool: res.Set.Pool, Set: res.Set.SetID, Sequence: res.Set.Sequence,
+		State: MediaWriting, Written: set.Catalog.Written, Expiry: set.Expiry, Library: libName, Slot: e.Number}
+	if full || res.Torn {
+		// A torn cartridge is not appended to: its last file is cut.
+		m.State = MediaFull
+	}
+	if !o.Now().Before(set.Expiry) {
+		m.State = MediaExpired
+	}
+	if prev, ok := st.medium(e.Barcode); ok && prev.Set == m.Set && prev.NextFile > 0 {
+		m.NextFile = prev.NextFile
+	}
+	u.Media = []TapeMedium{m}
+	if _, err := st.pool(res.Set.Pool); err != nil {
+		days := int(set.Expiry.Sub(set.Created).Hours()/24 + 0.5)
+		u.Pools = []TapePool{{Name: res.Set.Pool, Library: libName, Retention: fmt.Sprintf("%dd", max(days, 1)), Encrypt: res.Set.Encrypted(),
+			Compress: res.Set.Compressed, Allocation: AllocContinue, KeyFingerprint: res.Set.KeyFingerprint, Created: set.Created}}
+	}
+	return u, nil
+}
+
+type fileKey struct{ seq, no int }
+
+// mergeSet merges what a scan of one cartridge found into the set the
+// catalog holds: the scanned cartridge's own files as scanned, the other
+// cartridges' files as whichever catalog knows them, points by id.
+func mergeSet(old TapeSet, res *tapefs.ScanResult) TapeSet {
+	sl := res.Set
+	s := TapeSet{ID: sl.SetID, Pool: sl.Pool, Created: sl.Created, Expiry: sl.Expiry, KeyFingerprint: sl.KeyFingerprint, Compressed: sl.Compressed, Closed: old.Closed}
+	files := map[fileKey]tapefs.CatalogFile{}
+	tapes := map[int]tapefs.CatalogTape{}
+	type pointFiles struct {
+		p    tapefs.CatalogPoint
+		keys []fileKey
+	}
+	points := map[string]pointFiles{}
+	var order []string
+	add := func(c *tapefs.MediaCatalog, own bool) {
+		if c == nil {
+			return
+		}
+		for _, f := range c.Files {
+			k := fileKey{f.Sequence, f.FileNo}
+			if _, ok := files[k]; !ok || own || f.Sequence != sl.Sequence {
+				files[k] = f
+			}
+		}
+		for _, t := range c.Tapes {
+			was, ok := tapes[t.Sequence]
+			if ok && was.Full && !t.Full {
+				t.Full = true
+			}
+			tapes[t.Sequence] = t
+		}
+		for _, p := range c.Points {
+			pf := pointFiles{p: p}
+			for _, i := range p.Files {
+				if i >= 0 && i < len(c.Files) {
+					pf.keys = append(pf.keys, fileKey{c.Files[i].Sequence, c.Files[i].FileNo})
+				}
+			}
+			if _, ok := points[p.ID]; !ok {
+				order = append(order, p.ID)
+			}
+			points[p.ID] = pf
+		}
+	}
+	add(old.Catalog, false)
+	add(res.Catalog, true)
+	if _, ok := tapes[sl.Sequence]; !ok {
+		tapes[sl.Sequence] = tapefs.CatalogTape{Sequence: sl.Sequence, Barcode: res.Volume.Barcode, VolumeID: res.Volume.VolumeID}
+	}
+	c := &tapefs.MediaCatalog{Version: tapefs.CatalogVersion, Pool: sl.Pool, SetID: sl.SetID, Written: res.Catalog.Written}
+	if old.Catalog != nil && old.Catalog.Written.After(c.Written) {
+		c.Written = old.Catalog.Written
+	}
+	for _, f := range files {
+		c.Files = append(c.Files, f)
+	}
+	slices.SortFunc(c.Files, func(a, b tapefs.CatalogFile) int {
+		return cmp.Or(cmp.Compare(a.Sequence, b.Sequence), cmp.Compare(a.FileNo, b.FileNo))
+	})
+	index := map[fileKey]int{}
+	for i, f := range c.Files {
+		index[fileKey{f.Sequence, f.FileNo}] = i
+	}
+	for _, id := range order {
+		pf := points[id]
+		p := pf.p
+		p.Files = nil
+		for _, k := range pf.keys {
+			if i, ok := index[k]; ok {
+				p.Files = append(p.Files, i)
+			}
+		}
+		c.Points = append(c.Points, p)
+	}
+	for _, t := range tapes {
+		c.Tapes = append(c.Tapes, t)
+	}
+	slices.SortFunc(c.Tapes, func(a, b tapefs.CatalogTape) int { return cmp.Compare(a.Sequence, b.Sequence) })
+	for _, t := range c.Tapes {
+		for len(s.Tapes) < t.Sequence {
+			s.Tapes = append(s.Tapes, "")
+		}
+		s.Tapes[t.Sequence-1] = t.Barcode
+	}
+	s.Catalog = c
+	return s
+}
+
+// InventorySlot is one element of a library with what the media catalog
+// knows of its cartridge.
+type InventorySlot struct {
+	Element  string    `json:"element"` // slot, drive, import/export
+	Number   int       `json:"number"`
+	Full     bool      `json:"full"`
+	Barcode  string    `json:"barcode,omitempty"`
+	Cleaning bool      `json:"cleaning,omitempty"`
+	State    string    `json:"state,omitempty"` // free, writing, full, expired; "" when unknown (never read here)
+	Pool     string    `json:"pool,omitempty"`
+	Set      string    `json:"set,omitempty"`
+	Sequence int       `json:"sequence,omitempty"`
+	Expiry   time.Time `json:"expiry,omitzero"`
+}
+
+// TapeInventory lists a library's drives and slots with what the media
+// catalog knows of each cartridge. It loads nothing.
+func TapeInventory(ctx context.Context, home, library string, now time.Time, warn func(string, ...any)) ([]InventorySlot, error) {
+	if _, err := ExpireTapes(home, now, warn); err != nil {
+		return nil, err
+	}
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return nil, err
+	}
+	libRec, err := st.library(library)
+	if err != nil {
+		return nil, err
+	}
+	lib, err := openLibrary(libRec)
+	if err != nil {
+		return nil, err
+	}
+	defer lib.Close()
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tape library %s: %w", libRec.Name, err)
+	}
+	out := []InventorySlot{}
+	for _, e := range append(append([]tapefs.Element{}, inv.Drives...), inv.Slots...) {
+		s := InventorySlot{Element: e.Kind.String(), Number: e.Number, Full: e.Full, Barcode: e.Barcode, Cleaning: e.Cleaning}
+		if m, ok := st.medium(e.Barcode); ok && e.Full {
+			s.State, s.Pool, s.Set, s.Sequence, s.Expiry = m.State, m.Pool, m.Set, m.Sequence, m.Expiry
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// TapeLabelOptions configure LabelTape and EraseTape.
+type TapeLabelOptions struct {
+	Library string
+	Slot    int
+	Pool    string // LabelTape: the pool the cartridge is labelled for
+	Force   bool   // overwrite another pool's or an unexpired set's cartridge
+	Now     time.Time
+	Warn    func(format string, args ...any)
+}
+
+// LabelTape labels the cartridge in a slot as a free cartridge of a pool
+// (a set label that expires as it is written, holding nothing); the
+// pool's next write takes it into its set. A cartridge holding another
+// pool's data or an unexpired set is refused unless Force.
+func LabelTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium, error) {
+	st, err := readTapeState(home, o.Warn)
+	if err != nil {
+		return TapeMedium{}, err
+	}
+	if _, err := st.pool(o.Pool); err != nil {
+		return TapeMedium{}, err
+	}
+	return relabel(ctx, home, st, o, o.Pool)
+}
+
+// EraseTape makes the cartridge in a slot blank again: a filemark at the
+// beginning of tape ends its data there, as 'mt weof' does (a long erase
+// of every block takes hours and adds nothing here). Only free or expired
+// cartridges, unless Force.
+func EraseTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium, error) {
+	st, err := readTapeState(home, o.Warn)
+	if err != nil {
+		return TapeMedium{}, err
+	}
+	return relabel(ctx, home, st, o, "")
+}
+
+func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions, pool string) (TapeMedium, error) {
+	libRec, err := st.library(o.Library)
+	if err != nil {
+		return TapeMedium{}, err
+	}
+	lib, err := openLibrary(libRec)
+	if err != nil {
+		return TapeMedium{}, err
+	}
+	defer lib.Close()
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		return TapeMedium{}, fmt.Errorf("tape library %s: %w", libRec.Name, err)
+	}
+	if err := clearDrive(ctx, lib, inv, tapeDrive); err != nil {
+		return TapeMedium{}, err
+	}
+	if inv, err = lib.Inventory(ctx); err != nil {
+		return TapeMedium{}, fmt.Errorf("tape library %s: %w", libRec.Name, err)
+	}
+	var el *tapefs.Element
+	for i := range inv.Slots {
+		if inv.Slots[i].Number == o.Slot && inv.Slots[i].Full {
+			el = &inv.Slots[i]
+		}
+	}
+	if el == nil {
+		return TapeMedium{}, fmt.Errorf("slot %d of library %s: %w", o.Slot, libRec.Name, tapefs.ErrNoCartridge)
+	}
+	m, known := st.medium(el.Barcode)
+	if known && !o.Force && m.Set != "" && m.State != MediaExpired && m.State != MediaFree {
+		return m, fmt.Errorf("cartridge %s in slot %d: %w: it holds set %s of pool %s (%s, expires %s); add --force to overwrite it", el.Barcode, o.Slot, ErrTapeRefused, m.Set, m.Pool, m.State, m.Expiry.Format(time.DateOnly))
+	}
+	d, err := loadSlot(ctx, lib, el.Number, tapeDrive)
+	if err != nil {
+		return TapeMedium{}, err
+	}
+	defer func() {
+		unloadDrive(ctx, lib, d, tapeDrive, el.Number)
+		d.Close()
+	}()
+	check := pool
+	if check == "" {
+		// Erasing: any pool's data counts, only its expiry matters.
+		if _, sl, err := tapefs.ReadLabels(ctx, d); err == nil {
+			check = sl.Pool
+		}
+	}
+	if err := checkOverwrite(ctx, d, st, check, o.Now, o.Force); err != nil {
+		return TapeMedium{}, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
+	}
+	fail := func(err error) (TapeMedium, error) {
+		return TapeMedium{}, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
+	}
+	vl := tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: el.Barcode, BlockSize: tapefs.BlockSize, Created: o.Now.UTC()}
+	if pool != "" {
+		// A set label that expired as it was written: the cartridge is the
+		// pool's, and free.
+		free := tapefs.SetLabel{Pool: pool, SetID: tapefs.NewUUID(), Sequence: 1, Created: o.Now.UTC(), Expiry: o.Now.UTC()}
+		if err := tapefs.WriteLabels(ctx, d, vl, free); err != nil {
+			return fail(err)
+		}
+	} else {
+		// A filemark at the beginning of tape: what follows is gone, and
+		// the cartridge reads as blank (mt weof, a quick erase).
+		vl.VolumeID = ""
+		if err := d.Rewind(ctx); err != nil {
+			return fail(err)
+		}
+		if err := d.WriteFilemarks(ctx, 1); err != nil {
+			return fail(err)
+		}
+	}
+	if err := d.Flush(ctx); err != nil {
+		return fail(err)
+	}
+	m = TapeMedium{Barcode: el.Barcode, VolumeID: vl.VolumeID, Pool: pool, State: MediaFree, Library: libRec.Name, Slot: el.Number}
+	return m, writeTapeState(home, o.Warn, TapeUpdate{Media: []TapeMedium{m}})
+}

@@ -1,0 +1,953 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/tapefs"
+)
+
+// Writing points to tape.
+//
+// For each point: its data packs (in the order its trees first need
+// them), then its tree packs, into one KindPacks tape file (a new one
+// every packsFileLimit bytes), leaving out the packs the set holds
+// already; then its KindPoint file ("manifest": the manifest as the store
+// holds it, "point.json": id, source, time, packs). The job ends with a
+// KindCatalog file. Packs are read from the store ahead of the drive
+// (packReadAhead of them, by two readers) so the drive streams instead
+// of stopping and starting.
+//
+// At early warning the current file is finished (the entry that reached
+// the zone is whole on tape), a catalog file written, the cartridge marked
+// full and unloaded, and the next one loaded: the pool's free or expired
+// cartridge, else a blank one, labelled into the set with the next
+// sequence number. A write that meets the end of medium (no early warning,
+// or a zone too small) did not put its pack on tape: the pack goes to the
+// next cartridge whole, so a pack never straddles cartridges.
+//
+// Packs are read without the store's lock: a garbage collection running
+// meanwhile (another process; the server never runs both at once) may
+// rewrite a pack the point needs, and the write then fails naming it, to
+// be run again; it never writes a pack other than the one it listed.
+
+// packsFileLimit is the size at which a packs file is finished and the
+// next one begun: a restore locates to a file, so smaller files mean less
+// read past what it needs, at the cost of a filemark each.
+const packsFileLimit = 8 << 30
+
+// packReadAhead is how many packs are read from the store ahead of the
+// drive: with 16 MiB packs, 128 MiB in flight, a third of a second of an
+// LTO-9 drive.
+const packReadAhead = 8
+
+// TapeWriteOptions configure WriteTape.
+type TapeWriteOptions struct {
+	Pool   string
+	Points []*Point
+	Log    func(format string, args ...any)
+	Now    func() time.Time // the clock (nil: time.Now)
+	Group  string           // the protection group whose goal this write is ("" for none)
+	// Set: "" follows the pool's allocation, "new" starts a new set, a set
+	// id appends to that set of the pool.
+	Set string
+}
+
+// TapeWriteReport says what a tape write did.
+type TapeWriteReport struct {
+	Pool         string   `json:"pool"`
+	Set          string   `json:"set"`
+	Points       []string `json:"points"`
+	Packs        int      `json:"packs"`         // written
+	PacksSkipped int      `json:"packs_skipped"` // already on the set
+	Bytes        int64    `json:"bytes"`
+	Tapes        []string `json:"tapes"` // barcodes written to, in order
+	Seconds      float64  `json:"seconds"`
+	// StreamSeconds is the time spent streaming packs to the drive (from
+	// the first pack asked of the store to the last one written), without
+	// loading, labelling and the catalog: the drive's share of the job.
+	StreamSeconds float64 `json:"stream_seconds"`
+}
+
+// WriteTape writes points to the pool's media set. It records a job in
+// the catalog of home.
+func (s *Store) WriteTape(ctx context.Context, home string, o TapeWriteOptions) (rep *TapeWriteReport, err error) {
+	j := &Job{Kind: "tape-write", Path: o.Pool, Group: o.Group}
+	err = RunTapeJob(home, j, o.Log, func() error {
+		rep, err = s.writeTape(ctx, home, o)
+		return err
+	})
+	return rep, err
+}
+
+func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) (*TapeWriteReport, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	start := time.Now()
+	if _, err := ExpireTapes(home, o.Now(), o.Log); err != nil {
+		return nil, err
+	}
+	st, err := readTapeState(home, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := st.pool(o.Pool)
+	if err != nil {
+		return nil, err
+	}
+	libRec, err := st.library(pool.Library)
+	if err != nil {
+		return nil, err
+	}
+	var poolKey []byte
+	if pool.Encrypt {
+		if poolKey, err = loadPoolKey(home, pool.Name, pool.KeyFingerprint); err != nil {
+			return nil, err
+		}
+	}
+	storeConfig, err := s.configFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lib, err := openLibrary(libRec)
+	if err != nil {
+		return nil, err
+	}
+	defer lib.Close()
+
+	w := &tapeWriter{ctx: ctx, home: home, lib: lib, libName: libRec.Name, pool: pool, poolKey: poolKey,
+		st: st, log: o.Log, now: o.Now, storeID: s.Config().ID, storeConfig: storeConfig,
+		media: map[string]*TapeMedium{}, have: map[string]int{}}
+	if w.set, err = w.openSet(o.Set); err != nil {
+		return nil, err
+	}
+	for i, f := range w.set.Catalog.Files {
+		w.indexFile(i, f)
+	}
+	rep := &TapeWriteReport{Pool: pool.Name, Set: w.set.ID}
+	w.rep = rep
+	err = w.run(s, o.Points)
+	if ferr := w.finish(); err == nil {
+		err = ferr
+	}
+	if serr := w.save(); err == nil {
+		err = serr
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, err
+}
+
+// configFiles returns the store's config files by name, for the set
+// label: a fresh server opens what it restores with them.
+func (s *Store) configFiles(ctx context.Context) (map[string][]byte, error) {
+	be := s.st.Backend()
+	out := map[string][]byte{}
+	var names []string
+	if err := be.List(ctx, backend.Config, func(name string, _ int64) error { names = append(names, name); return nil }); err != nil {
+		return nil, fmt.Errorf("list the store's config files: %w", err)
+	}
+	for _, n := range names {
+		b, err := be.Load(ctx, backend.Handle{Type: backend.Config, Name: n}, 0, -1, nil)
+		if err != nil {
+			return nil, fmt.Errorf("read the store's config file %s: %w", n, err)
+		}
+		out[n] = b
+	}
+	return out, nil
+}
+
+// pointPacks lists the packs a point needs: those holding its data
+// chunks, in the order its trees first need them, then those holding its
+// trees (so a restore reads a point's trees after its data is in place).
+func (s *Store) pointPacks(ctx context.Context, p *Point) (data, trees []chunkstore.ID, err error) {
+	seenTree := map[chunkstore.ID]bool{}
+	seenPack := map[chunkstore.ID]bool{}
+	treePack := map[chunkstore.ID]bool{}
+	var treeOrder []chunkstore.ID
+	packOf := func(id chunkstore.ID) (chunkstore.ID, error) {
+		pk, ok := s.st.PackOf(id)
+		if !ok {
+			return pk, fmt.Errorf("point %s: blob %s is in no pack (run 'recall verify')", p.ID.Short(), id.Short())
+		}
+		return pk, nil
+	}
+	var walk func(tree chunkstore.ID) error
+	walk = func(tree chunkstore.ID) error {
+		if seenTree[tree] {
+			return nil
+		}
+		seenTree[tree] = true
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pk, err := packOf(tree)
+		if err != nil {
+			return err
+		}
+		if !treePack[pk] {
+			treePack[pk] = true
+			treeOrder = append(treeOrder, pk)
+		}
+		t, err := s.r.LoadTree(tree)
+		if err != nil {
+			return err
+		}
+		for _, n := range t.Nodes {
+			switch {
+			case n.Type == TypeDir:
+				if err := walk(n.Subtree); err != nil {
+					return err
+				}
+			case n.Type.HasContent():
+				for _, e := range n.Extents {
+					if e.Hole {
+						continue
+					}
+					pk, err := packOf(e.ID)
+					if err != nil {
+						return err
+					}
+					if !seenPack[pk] {
+						seenPack[pk] = true
+						data = append(data, pk)
+					}
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(p.Tree); err != nil {
+		return nil, nil, err
+	}
+	for _, pk := range treeOrder {
+		if !seenPack[pk] {
+			trees = append(trees, pk)
+		}
+	}
+	return data, trees, nil
+}
+
+// pointRecord is the "point.json" entry of a point file; ScanTape reads
+// these names.
+type pointRecord struct {
+	ID     string    `json:"id"`
+	Source string    `json:"source"`
+	Time   time.Time `json:"time"`
+	Packs  []string  `json:"packs"`
+}
+
+// tapeWriter is one write job's state: the set, the cartridge in the
+// drive, the file being written.
+type tapeWriter struct {
+	ctx         context.Context
+	home        string
+	lib         tapefs.Library
+	libName     string
+	pool        TapePool
+	poolKey     []byte
+	st          *TapeState
+	log         func(string, ...any)
+	now         func() time.Time
+	storeID     string
+	storeConfig map[string][]byte
+	rep         *TapeWriteReport
+
+	set    *TapeSet
+	newSet bool
+	media  map[string]*TapeMedium // changed, saved with the set
+	have   map[string]int         // pack name -> index in the set catalog's Files
+
+	drive tapefs.Drive
+	cur   *TapeMedium
+	fw    *tapefs.FileWriter
+	file  *tapefs.CatalogFile
+	bytes int64 // in the current packs file
+	// refused are cartridges found unusable in this job, by barcode.
+	refused map[string]bool
+}
+
+const tapeDrive = 0
+
+// openSet returns the set the job appends to: the pool's open set with
+// allocation continue, else a new one.
+func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
+	if want != "" && want != "new" {
+		s, ok := w.st.set(want)
+		if !ok || s.Pool != w.pool.Name {
+			return nil, fmt.Errorf("set %s of pool %s: %w", want, w.pool.Name, ErrTapeNotFound)
+		}
+		return &s, nil
+	}
+	if w.pool.Allocation != AllocAlways && want != "new" {
+		var open []TapeSet
+		for _, s := range w.st.Sets {
+			if s.Pool == w.pool.Name && !s.Closed && w.now().Before(s.Expiry) {
+				open = append(open, s)
+			}
+		}
+		sort.Slice(open, func(i, j int) bool { return open[i].Created.Before(open[j].Created) })
+		if len(open) > 0 {
+			s := open[len(open)-1]
+			return &s, nil
+		}
+	}
+	now := w.now().UTC()
+	exp, _ := retentionExpiry(w.pool.Retention, now)
+	id := tapefs.NewUUID()
+	w.newSet = true
+	return &TapeSet{ID: id, Pool: w.pool.Name, Created: now, Expiry: exp, Tapes: []string{},
+		KeyFingerprint: w.pool.KeyFingerprint, Compressed: w.pool.Compress,
+		Catalog: &tapefs.MediaCatalog{Version: tapefs.CatalogVersion, Pool: w.pool.Name, SetID: id}}, nil
+}
+
+func (w *tapeWriter) fileOptions() tapefs.FileOptions {
+	o := tapefs.FileOptions{Compress: w.pool.Compress}
+	if w.poolKey != nil {
+		o.Key = tapefs.SetKey(w.poolKey, w.set.ID)
+	}
+	return o
+}
+
+// run writes the points.
+func (w *tapeWriter) run(s *Store, points []*Point) error {
+	for _, p := range points {
+		data, trees, err := s.pointPacks(w.ctx, p)
+		if err != nil {
+			return err
+		}
+		names := make([]string, 0, len(data)+len(trees))
+		var todo []chunkstore.ID
+		for _, pk := range append(data, trees...) {
+			names = append(names, pk.String())
+			if _, ok := w.have[pk.String()]; ok {
+				w.rep.PacksSkipped++
+				continue
+			}
+			todo = append(todo, pk)
+		}
+		if err := w.writePacks(s, todo); err != nil {
+			return err
+		}
+		if err := w.writePointFile(s, p, names); err != nil {
+			return err
+		}
+		w.rep.Points = append(w.rep.Points, p.ID.String())
+		w.log("point %s of %s: %d packs on tape (%d already on set %s)", p.ID.Short(), p.Source, len(todo), len(names)-len(todo), w.set.ID)
+	}
+	return nil
+}
+
+// packRead is one pack read ahead of the drive.
+type packRead struct {
+	id   chunkstore.ID
+	data []byte
+	err  error
+	done chan struct{}
+}
+
+// writePacks streams packs from the store to tape, reading ahead.
+func (w *tapeWriter) writePacks(s *Store, packs []chunkstore.ID) error {
+	if len(packs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	defer func() { w.rep.StreamSeconds += time.Since(start).Seconds() }()
+	ctx, cancel := context.WithCancel(w.ctx)
+	defer cancel()
+	order := make(chan *packRead, packReadAhead)
+	work := make(chan *packRead, packReadAhead)
+	go func() {
+		defer close(order)
+		defer close(work)
+		for _, id := range packs {
+			pr := &packRead{id: id, done: make(chan struct{})}
+			select {
+			case order <- pr:
+			case <-ctx.Done():
+				return
+			}
+			work <- pr
+		}
+	}()
+	var wg sync.WaitGroup
+	be := s.st.Backend()
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pr := range work {
+				pr.data, pr.err = be.Load(ctx, backend.Handle{Type: backend.Packs, Name: pr.id.String()}, 0, -1, nil)
+				close(pr.done)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer cancel()
+	for pr := range order {
+		select {
+		case <-pr.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if pr.err != nil {
+			return fmt.Errorf("read pack %s: %w", pr.id, pr.err)
+		}
+		if err := w.add(tapefs.KindPacks, pr.id.String(), pr.data); err != nil {
+			return err
+		}
+		w.rep.Packs++
+		w.rep.Bytes += int64(len(pr.data))
+		pr.data = nil
+		if w.fw != nil && w.bytes >= packsFileLimit {
+			if err := w.closeFile(); err != nil {
+				return err
+			}
+		}
+	}
+	if w.fw != nil {
+		return w.closeFile()
+	}
+	return nil
+}
+
+// writePointFile writes a point's manifest and record after its packs.
+func (w *tapeWriter) writePointFile(s *Store, p *Point, packs []string) error {
+	manifest, err := s.st.Backend().Load(w.ctx, backend.Handle{Type: backend.Points, Name: p.ID.String()}, 0, -1, nil)
+	if err != nil {
+		return fmt.Errorf("read point %s: %w", p.ID.Short(), err)
+	}
+	rec, _ := json.Marshal(pointRecord{ID: p.ID.String(), Source: p.Source, Time: p.Time, Packs: packs})
+	for {
+		if err := w.add(tapefs.KindPoint, "manifest", manifest); err != nil {
+			return err
+		}
+		if w.fw == nil {
+			// Early warning at the manifest closed the file: the point
+			// file goes whole onto the next cartridge.
+			continue
+		}
+		if err := w.add(tapefs.KindPoint, "point.json", rec); err != nil {
+			return err
+		}
+		if w.fw == nil {
+			// Closed at early warning with both entries in it.
+			break
+		}
+		if err := w.closeFile(); err != nil {
+			return err
+		}
+		break
+	}
+	files := []int{}
+	for _, pk := range packs {
+		if i, ok := w.have[pk]; ok && !slices.Contains(files, i) {
+			files = append(files, i)
+		}
+	}
+	files = append(files, len(w.set.Catalog.Files)-1)
+	w.set.Catalog.Points = append(w.set.Catalog.Points, tapefs.CatalogPoint{ID: p.ID.String(), Source: p.Source, Time: p.Time, Packs: packs, Files: files})
+	return nil
+}
+
+// appendFile records a finished tape file in the set's catalog.
+func (w *tapeWriter) appendFile(f tapefs.CatalogFile) {
+	w.set.Catalog.Files = append(w.set.Catalog.Files, f)
+	w.indexFile(len(w.set.Catalog.Files)-1, f)
+}
+
+func (w *tapeWriter) indexFile(i int, f tapefs.CatalogFile) {
+	if f.Kind != tapefs.KindPacks {
+		return
+	}
+	for _, e := range f.Entries {
+		w.have[e.Name] = i
+	}
+}
+
+// add writes one entry into a file of kind, mounting a cartridge and
+// starting the file as needed. At early warning the file is finished and
+// the cartridge left full; at the end of medium the entry is written
+// again on the next cartridge.
+func (w *tapeWriter) add(kind tapefs.FileKind, name string, data []byte) error {
+	for {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+		if w.cur == nil {
+			if err := w.mount(); err != nil {
+				return err
+			}
+		}
+		if w.fw != nil && w.file.Kind != kind {
+			if err := w.closeFile(); err != nil {
+				return err
+			}
+		}
+		if w.fw == nil {
+			if err := w.startFile(kind); err != nil {
+				if errors.Is(err, tapefs.ErrWriteProtected) {
+					w.writeProtected()
+					continue
+				}
+				return err
+			}
+		}
+		ew, err := w.fw.Add(w.ctx, name, data)
+		switch {
+		case errors.Is(err, tapefs.ErrEndOfMedium):
+			// The entry is not on tape; what the file held before it is
+			// (an entry cut short is not an entry).
+			w.log("cartridge %s full (end of medium) during %s: it goes to the next cartridge", w.cur.Barcode, name)
+			w.fw.Close(w.ctx) // cannot end the file on a full tape; its entries stand
+			w.fw = nil
+			if len(w.file.Entries) > 0 {
+				w.appendFile(*w.file)
+			}
+			w.cur.NextFile++
+			w.file = nil
+			w.leaveFull(false)
+			continue
+		case errors.Is(err, tapefs.ErrWriteProtected):
+			w.fw = nil
+			w.file = nil
+			w.writeProtected()
+			continue
+		case err != nil:
+			return fmt.Errorf("write %s to cartridge %s: %w", name, w.cur.Barcode, err)
+		}
+		w.file.Entries = append(w.file.Entries, tapefs.CatalogEntry{Name: name, Size: int64(len(data))})
+		w.bytes += int64(len(data))
+		if ew {
+			if err := w.closeFile(); err != nil {
+				return err
+			}
+			w.leaveFull(true)
+		}
+		return nil
+	}
+}
+
+// writeProtected drops the cartridge in the drive from this job: clear
+// error, then the next cartridge of the pool.
+func (w *tapeWriter) writeProtected() {
+	w.log("cartridge %s in slot %d is write-protected: skipped (clear its write-protect tab to use it); trying the next cartridge of pool %s", w.cur.Barcode, w.cur.Slot, w.pool.Name)
+	w.refuse(w.cur.Barcode)
+	if w.cur.Set == w.set.ID && w.cur.State == MediaWriting {
+		w.cur.State = MediaFull
+		w.media[w.cur.Barcode] = w.cur
+	}
+	w.unload()
+}
+
+func (w *tapeWriter) refuse(barcode string) {
+	if w.refused == nil {
+		w.refused = map[string]bool{}
+	}
+	w.refused[barcode] = true
+}
+
+func (w *tapeWriter) startFile(kind tapefs.FileKind) error {
+	fw, err := tapefs.NewFileWriter(w.ctx, w.drive, kind, w.cur.NextFile, w.fileOptions())
+	if err != nil {
+		return fmt.Errorf("cartridge %s: start tape file %d: %w", w.cur.Barcode, w.cur.NextFile, err)
+	}
+	w.fw = fw
+	w.file = &tapefs.CatalogFile{Sequence: w.cur.Sequence, FileNo: w.cur.NextFile, StartPos: fw.StartPos(), Kind: kind}
+	w.bytes = 0
+	return nil
+}
+
+func (w *tapeWriter) closeFile() error {
+	if err := w.fw.Close(w.ctx); err != nil {
+		return fmt.Errorf("cartridge %s: finish tape file %d: %w", w.cur.Barcode, w.file.FileNo, err)
+	}
+	w.appendFile(*w.file)
+	w.cur.NextFile++
+	w.cur.Written = w.now().UTC()
+	w.media[w.cur.Barcode] = w.cur
+	w.fw, w.file = nil, nil
+	return nil
+}
+
+// writeCatalogFile writes the set's catalog as it is now onto the
+// cartridge in the drive.
+func (w *tapeWriter) writeCatalogFile() error {
+	w.syncCatalogTapes()
+	w.set.Catalog.Written = w.now().UTC()
+	if _, err := tapefs.WriteCatalogFile(w.ctx, w.drive, w.cur.NextFile, w.fileOptions(), w.set.Catalog); err != nil {
+		return err
+	}
+	w.cur.NextFile++
+	return nil
+}
+
+// syncCatalogTapes brings the catalog's list of cartridges up to date.
+func (w *tapeWriter) syncCatalogTapes() {
+	c := w.set.Catalog
+	c.Tapes = c.Tapes[:0]
+	for i, bc := range w.set.Tapes {
+		m := w.mediumRec(bc)
+		c.Tapes = append(c.Tapes, tapefs.CatalogTape{Sequence: i + 1, Barcode: bc, VolumeID: m.VolumeID, Full: m.State == MediaFull})
+	}
+}
+
+func (w *tapeWriter) mediumRec(bc string) TapeMedium {
+	if m, ok := w.media[bc]; ok {
+		return *m
+	}
+	m, _ := w.st.medium(bc)
+	return m
+}
+
+// leaveFull ends the cartridge in the drive: a catalog file when there is
+// room for one (withCatalog: the early-warning zone is for that), marked
+// full, unloaded; and the media catalog saved, so a crash later loses no
+// record of what is on it.
+func (w *tapeWriter) leaveFull(withCatalog bool) {
+	w.cur.State = MediaFull
+	w.media[w.cur.Barcode] = w.cur
+	if withCatalog {
+		if err := w.writeCatalogFile(); err != nil {
+			w.log("cartridge %s: no room for its catalog file (%v); the set's catalog is on its next cartridge", w.cur.Barcode, err)
+		}
+	}
+	if err := w.drive.Flush(w.ctx); err != nil {
+		w.log("cartridge %s: flush: %v", w.cur.Barcode, err)
+	}
+	w.log("cartridge %s (slot %d) is full: sequence %d of set %s", w.cur.Barcode, w.cur.Slot, w.cur.Sequence, w.set.ID)
+	w.unload()
+	if err := w.save(); err != nil {
+		w.log("%v", err)
+	}
+}
+
+// finish ends the job: the open file finished, the catalog file written,
+// the cartridge unloaded.
+func (w *tapeWriter) finish() error {
+	if w.cur == nil {
+		return nil
+	}
+	var err error
+	if w.fw != nil {
+		if cerr := w.closeFile(); cerr != nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		if cerr := w.writeCatalogFile(); cerr != nil {
+			err = fmt.Errorf("cartridge %s: write the catalog file: %w", w.cur.Barcode, cerr)
+		}
+	}
+	if ferr := w.drive.Flush(w.ctx); err == nil && ferr != nil {
+		err = fmt.Errorf("cartridge %s: flush: %w", w.cur.Barcode, ferr)
+	}
+	w.media[w.cur.Barcode] = w.cur
+	w.unload()
+	return err
+}
+
+// save records the set and the cartridges changed in the home catalog.
+func (w *tapeWriter) save() error {
+	if len(w.set.Tapes) == 0 {
+		return nil // nothing was written
+	}
+	w.syncCatalogTapes()
+	u := TapeUpdate{Sets: []TapeSet{*w.set}}
+	for _, m := range w.media {
+		u.Media = append(u.Media, *m)
+	}
+	if w.pool.Allocation == AllocAlways {
+		u.Sets[0].Closed = true
+	}
+	if err := writeTapeState(w.home, w.log, u); err != nil {
+		return fmt.Errorf("record set %s in the catalog: %w (run 'recall tape catalog' on its cartridges to read it back)", w.set.ID, err)
+	}
+	return nil
+}
+
+// unload returns the cartridge in the drive to its slot.
+func (w *tapeWriter) unload() {
+	if w.cur == nil {
+		return
+	}
+	if err := unloadDrive(w.ctx, w.lib, w.drive, tapeDrive, w.cur.Slot); err != nil {
+		w.log("unload cartridge %s: %v", w.cur.Barcode, err)
+	}
+	w.drive.Close()
+	w.drive, w.cur = nil, nil
+}
+
+// mount loads a cartridge to write on: the set's last one if it has room,
+// else the next usable one, labelled into the set.
+func (w *tapeWriter) mount() error {
+	inv, err := w.lib.Inventory(w.ctx)
+	if err != nil {
+		return fmt.Errorf("tape library %s: %w", w.libName, err)
+	}
+	if err := clearDrive(w.ctx, w.lib, inv, tapeDrive); err != nil {
+		return err
+	}
+	if inv, err = w.lib.Inventory(w.ctx); err != nil {
+		return fmt.Errorf("tape library %s: %w", w.libName, err)
+	}
+	if n := len(w.set.Tapes); n > 0 {
+		last := w.mediumRec(w.set.Tapes[n-1])
+		if last.State == MediaWriting && !w.refused[last.Barcode] {
+			slot, ok := slotOf(inv, last.Barcode)
+			if ok {
+				if err := w.appendTo(last, slot); err == nil {
+					return nil
+				} else {
+					w.log("cartridge %s: cannot append to it (%v); the set goes on on a new cartridge", last.Barcode, err)
+					w.refuse(last.Barcode)
+				}
+			} else {
+				w.log("cartridge %s, the last of set %s, is not in library %s: the set goes on on a new cartridge", last.Barcode, w.set.ID, w.libName)
+			}
+			last.State = MediaFull
+			w.media[last.Barcode] = &last
+		}
+	}
+	// Candidates: the pool's free or expired cartridges first, then ones
+	// the catalog does not know (blank, it is hoped).
+	var mine, unknown []tapefs.Element
+	var others []string
+	for _, e := range inv.Slots {
+		if !e.Full || e.Cleaning || e.Barcode == "" || w.refused[e.Barcode] || e.Kind == tapefs.ImportExportElement {
+			continue
+		}
+		m, known := w.st.medium(e.Barcode)
+		if mm, ok := w.media[e.Barcode]; ok {
+			m, known = *mm, true
+		}
+		switch {
+		case !known:
+			unknown = append(unknown, e)
+		case (m.State == MediaFree || m.State == MediaExpired) && (m.Pool == w.pool.Name || m.Pool == ""):
+			mine = append(mine, e)
+		case m.Pool != w.pool.Name:
+			others = append(others, fmt.Sprintf("%s (slot %d) is pool %s's", e.Barcode, e.Number, m.Pool))
+		default:
+			others = append(others, fmt.Sprintf("%s (slot %d) holds set %s, %s until %s", e.Barcode, e.Number, m.Set, m.State, m.Expiry.Format(time.DateOnly)))
+		}
+	}
+	for _, e := range append(mine, unknown...) {
+		err := w.labelInto(e)
+		if err == nil {
+			return nil
+		}
+		w.refuse(e.Barcode)
+		w.log("cartridge %s in slot %d: %v", e.Barcode, e.Number, err)
+		others = append(others, fmt.Sprintf("%s (slot %d): %v", e.Barcode, e.Number, err))
+	}
+	why := ""
+	if len(others) > 0 {
+		why = " (" + strings.Join(others, "; ") + ")"
+	}
+	return fmt.Errorf("pool %s: no usable cartridge in library %s for set %s%s: insert a blank cartridge (or one of the pool's expired ones) and run again", w.pool.Name, w.libName, w.set.ID, why)
+}
+
+// appendTo loads the set's last cartridge and positions at its end.
+func (w *tapeWriter) appendTo(m TapeMedium, slot int) error {
+	d, err := loadSlot(w.ctx, w.lib, slot, tapeDrive)
+	if err != nil {
+		return err
+	}
+	vl, sl, err := tapefs.ReadLabels(w.ctx, d)
+	if err == nil && (sl.SetID != w.set.ID || vl.Barcode != m.Barcode) {
+		err = fmt.Errorf("its labels say set %s, barcode %s; the catalog says set %s", sl.SetID, vl.Barcode, w.set.ID)
+	}
+	if err == nil {
+		err = d.SeekEOD(w.ctx)
+	}
+	if err == nil {
+		var status tapefs.Status
+		if status, err = d.Status(w.ctx); err == nil && status.WriteProtected {
+			err = tapefs.ErrWriteProtected
+		}
+		if err == nil && status.File >= 2 {
+			// The drive counts the filemarks before the end of data: the
+			// next file's number, whatever the catalog last recorded.
+			m.NextFile = int(status.File)
+		}
+	}
+	if err != nil {
+		unloadDrive(w.ctx, w.lib, d, tapeDrive, slot)
+		d.Close()
+		return err
+	}
+	m.Slot, m.Library = slot, w.libName
+	w.drive, w.cur = d, &m
+	w.media[m.Barcode] = w.cur
+	w.rep.Tapes = append(w.rep.Tapes, m.Barcode)
+	return nil
+}
+
+// labelInto loads the cartridge of e and labels it as the set's next
+// cartridge, refusing one that holds another pool's or an unexpired
+// set's data.
+func (w *tapeWriter) labelInto(e tapefs.Element) error {
+	d, err := loadSlot(w.ctx, w.lib, e.Number, tapeDrive)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		unloadDrive(w.ctx, w.lib, d, tapeDrive, e.Number)
+		d.Close()
+		return err
+	}
+	if err := checkOverwrite(w.ctx, d, w.st, w.pool.Name, w.now(), false); err != nil {
+		return fail(err)
+	}
+	seq := len(w.set.Tapes) + 1
+	vl := tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: e.Barcode, BlockSize: tapefs.BlockSize, Created: w.now().UTC()}
+	sl := tapefs.SetLabel{Pool: w.pool.Name, SetID: w.set.ID, Sequence: seq, Created: w.set.Created, Expiry: w.set.Expiry,
+		KeyFingerprint: w.pool.KeyFingerprint, Compressed: w.pool.Compress, StoreID: w.storeID, StoreConfig: w.storeConfig}
+	if err := tapefs.WriteLabels(w.ctx, d, vl, sl); err != nil {
+		if errors.Is(err, tapefs.ErrWriteProtected) {
+			return fail(fmt.Errorf("write-protected: skipped (clear its write-protect tab to use it)"))
+		}
+		return fail(fmt.Errorf("label: %w", err))
+	}
+	m := &TapeMedium{Barcode: e.Barcode, VolumeID: vl.VolumeID, Pool: w.pool.Name, Set: w.set.ID, Sequence: seq, State: MediaWriting,
+		Written: w.now().UTC(), Expiry: w.set.Expiry, Library: w.libName, Slot: e.Number, NextFile: 2}
+	w.set.Tapes = append(w.set.Tapes, e.Barcode)
+	w.media[e.Barcode] = m
+	w.drive, w.cur = d, m
+	w.rep.Tapes = append(w.rep.Tapes, e.Barcode)
+	w.log("cartridge %s (slot %d) labelled as sequence %d of set %s, pool %s", e.Barcode, e.Number, seq, w.set.ID, w.pool.Name)
+	return nil
+}
+
+// checkOverwrite refuses to overwrite the cartridge in d when it holds
+// data of another pool, or of a set not expired, unless force; the catalog
+// is asked first, then the labels on the cartridge.
+func checkOverwrite(ctx context.Context, d tapefs.Drive, st *TapeState, pool string, now time.Time, force bool) error {
+	if force {
+		return nil
+	}
+	_, sl, err := tapefs.ReadLabels(ctx, d)
+	if errors.Is(err, tapefs.ErrNotLabelled) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read its labels: %w (erase it with 'recall tape erase --force' if it holds nothing you need)", err)
+	}
+	if sl.Pool != pool {
+		return fmt.Errorf("%w: it is labelled for pool %s (set %s, expires %s); use 'recall tape erase --force' or 'recall tape label --force' to reuse it", ErrTapeRefused, sl.Pool, sl.SetID, sl.Expiry.Format(time.DateOnly))
+	}
+	expiry := sl.Expiry
+	if s, ok := st.set(sl.SetID); ok {
+		expiry = s.Expiry
+	}
+	if sl.SetID != "" && now.Before(expiry) {
+		return fmt.Errorf("%w: it holds set %s of pool %s, which expires %s; use --force to overwrite it", ErrTapeRefused, sl.SetID, sl.Pool, expiry.Format(time.DateOnly))
+	}
+	return nil
+}
+
+// slotOf finds the storage slot of a barcode.
+func slotOf(inv *tapefs.Inventory, barcode string) (int, bool) {
+	for _, e := range inv.Slots {
+		if e.Full && e.Barcode == barcode {
+			return e.Number, true
+		}
+	}
+	return 0, false
+}
+
+// clearDrive returns a cartridge a previous job left in drive to its slot.
+func clearDrive(ctx context.Context, lib tapefs.Library, inv *tapefs.Inventory, drive int) error {
+	for _, e := range inv.Drives {
+		if e.Number != drive || !e.Full {
+			continue
+		}
+		slot := e.From
+		if slot == 0 || slices.ContainsFunc(inv.Slots, func(s tapefs.Element) bool { return s.Number == slot && s.Full }) {
+			slot = 0
+			for _, s := range inv.Slots {
+				if !s.Full && s.Kind == tapefs.SlotElement {
+					slot = s.Number
+					break
+				}
+			}
+		}
+		if slot == 0 {
+			return fmt.Errorf("drive %d holds cartridge %s and no slot is free to put it back", drive, e.Barcode)
+		}
+		d, err := lib.Drive(drive)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return unloadDrive(ctx, lib, d, drive, slot)
+	}
+	return nil
+}
+
+// loadSlot moves the cartridge in slot into drive and loads it.
+func loadSlot(ctx context.Context, lib tapefs.Library, slot, drive int) (tapefs.Drive, error) {
+	if err := lib.Load(ctx, slot, drive); err != nil {
+		return nil, fmt.Errorf("load slot %d into drive %d: %w", slot, drive, err)
+	}
+	d, err := lib.Drive(drive)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Load(ctx); err != nil {
+		d.Close()
+		lib.Unload(ctx, drive, slot)
+		return nil, fmt.Errorf("load slot %d: %w", slot, err)
+	}
+	return d, nil
+}
+
+// unloadDrive ejects the cartridge in d and moves it to slot.
+func unloadDrive(ctx context.Context, lib tapefs.Library, d tapefs.Drive, drive, slot int) error {
+	if err := d.Unload(ctx); err != nil && !errors.Is(err, tapefs.ErrNoMedium) {
+		return err
+	}
+	return lib.Unload(ctx, drive, slot)
+}
+
+// RunTapeJob records fn as a job in the catalog of home, which need hold
+// no store (a server restoring from tape alone has none). The record is
+// best-effort, as startJob's is.
+func RunTapeJob(home string, j *Job, warn func(string, ...any), fn func() error) error {
+	if warn == nil {
+		warn = func(string, ...any) {}
+	}
+	j.Started = time.Now().UTC()
+	recorded := WithTapeCatalog(home, warn, func(c *Catalog) error { return c.StartJob(j) }) == nil
+	err := fn()
+	if !recorded {
+		return err
+	}
+	j.Finished = time.Now().UTC()
+	switch {
+	case err == nil:
+		j.Status = "ok"
+	case errors.Is(err, ErrWarnings):
+		j.Status = "warnings"
+	default:
+		j.Status = "failed"
+		j.Error = err.Error()
+	}
+	if cerr := WithTapeCatalog(home, warn, func(c *Catalog) error { return c.FinishJob(j) }); cerr != nil {
+		warn("job result not recorded in the catalog: %v", cerr)
+	}
+	return err
+}

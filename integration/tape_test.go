@@ -1,0 +1,455 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/tapefs"
+)
+
+// The tape tier end to end, on an emulated library of small cartridges.
+
+// tapeWriteOut is 'recall tape write --json'.
+type tapeWriteOut struct {
+	Pool, Set    string
+	Points       []string
+	Packs        int
+	PacksSkipped int `json:"packs_skipped"`
+	Tapes        []string
+}
+
+// tapeListOut is an element of 'recall tape list --json'.
+type tapeListOut struct {
+	Barcode  string
+	Pool     string
+	Set      string
+	Sequence int
+	State    string
+	Expiry   time.Time
+	Slot     int
+	Points   []string
+}
+
+// tapeEnv is a home with a store and an emulated library of 64 MiB
+// cartridges with an early-warning zone of 20 MiB, in which a pack fits.
+func tapeEnv(t *testing.T, slots string) (*env, string) {
+	return tapeEnvSized(t, slots, "48MiB")
+}
+
+func tapeEnvSized(t *testing.T, slots, capacity string) (*env, string) {
+	t.Helper()
+	e := newEnv(t)
+	e.ok("init", "-q")
+	lib := filepath.Join(t.TempDir(), "library")
+	e.ok("tape", "library", "add", "lib", "--emulated", lib, "--slots", slots, "--capacity", capacity, "--early-warning", "20MiB")
+	return e, lib
+}
+
+// withLibrary opens the emulated library for an operator action or a
+// fault, while no recall process runs.
+func withLibrary(t *testing.T, dir string, fn func(l *tapefs.EmulatedLibrary) error) {
+	t.Helper()
+	l, err := tapefs.OpenEmulatedLibrary(dir)
+	must(t, err)
+	defer l.Close()
+	must(t, fn(l))
+}
+
+func backupID(t *testing.T, e *env, src string) string {
+	t.Helper()
+	var p struct{ ID string }
+	must(t, json.Unmarshal([]byte(e.ok("backup", "--json", src)), &p))
+	return p.ID
+}
+
+func tapeWrite(t *testing.T, e *env, args ...string) tapeWriteOut {
+	t.Helper()
+	var w tapeWriteOut
+	must(t, json.Unmarshal([]byte(e.ok(append([]string{"tape", "write", "--json"}, args...)...)), &w))
+	return w
+}
+
+func tapeList(t *testing.T, e *env, args ...string) []tapeListOut {
+	t.Helper()
+	var ls []tapeListOut
+	must(t, json.Unmarshal([]byte(e.ok(append([]string{"tape", "list", "--json"}, args...)...)), &ls))
+	return ls
+}
+
+// A point bigger than a cartridge is written to a set (spanning), the
+// home is deleted, a new home reads the cartridges in and restores the
+// point from tape alone, field by field equal to the source; the same
+// with an encrypted pool and its exported key file.
+func TestTapeSpanningRestoreOnFreshHome(t *testing.T) {
+	requireRoot(t)
+	for _, enc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "encrypted"}[enc], func(t *testing.T) {
+			e, lib := tapeEnv(t, "6")
+			src := filepath.Join(t.TempDir(), "src")
+			makeEveryKind(t, src)
+			writeRandom(t, filepath.Join(src, "dir/large.bin"), 7, 60<<20)
+			want := snapshot(t, src)
+			id := backupID(t, e, src)
+
+			pool := []string{"tape", "pool", "create", "p", "--retention", "7y"}
+			if enc {
+				pool = append(pool, "--encrypt")
+			}
+			e.ok(pool...)
+			w := tapeWrite(t, e, "--pool", "p", id[:12])
+			if len(w.Tapes) < 2 || len(w.Points) != 1 || w.Points[0] != id {
+				t.Fatalf("write: %+v: want one point on two cartridges or more", w)
+			}
+			keyFile := filepath.Join(t.TempDir(), "p.key")
+			if enc {
+				e.vars = []string{"RECALL_PASSWORD=key file secret"}
+				e.ok("tape", "key", "export", "--pool", "p", "--to", keyFile)
+				e.vars = nil
+			}
+			must(t, os.RemoveAll(e.home))
+
+			fresh := newEnv(t)
+			fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
+			if enc {
+				// Without the key nothing of the set is read.
+				r := fresh.run("tape", "catalog")
+				if r.code != 5 || !strings.Contains(r.stderr, "key import") {
+					t.Fatalf("catalog without the key: exit %d, %s", r.code, r.stderr)
+				}
+				fresh.vars = []string{"RECALL_PASSWORD=key file secret"}
+				fresh.ok("tape", "key", "import", keyFile)
+				fresh.vars = nil
+			}
+			fresh.ok("tape", "catalog")
+			ls := tapeList(t, fresh, "--point", id[:10])
+			if len(ls) != len(w.Tapes) {
+				t.Fatalf("tape list --point: %+v, want the %d cartridges %v", ls, len(w.Tapes), w.Tapes)
+			}
+			for i, l := range ls {
+				if l.Barcode != w.Tapes[i] || l.Set != w.Set || l.Pool != "p" || l.Sequence != i+1 || !slices.Contains(l.Points, id) {
+					t.Errorf("tape list entry %d: %+v; want %s, sequence %d of set %s, holding %s", i, l, w.Tapes[i], i+1, w.Set, id)
+				}
+				if y := l.Expiry.Year() - time.Now().Year(); y != 7 {
+					t.Errorf("cartridge %s expires %s: want in 7 years", l.Barcode, l.Expiry)
+				}
+			}
+			dst := filepath.Join(t.TempDir(), "restored")
+			fresh.ok("tape", "restore", id[:12], "--target", dst)
+			compareTrees(t, want, snapshot(t, dst))
+			if ents, _ := filepath.Glob(filepath.Join(fresh.home, "tape-restore-*")); len(ents) != 0 {
+				t.Errorf("staging left behind: %v", ents)
+			}
+		})
+	}
+}
+
+// A cartridge of another pool, or of an unexpired set, is never
+// overwritten without --force: not by label, not by erase, not by a write
+// of another pool looking for a cartridge.
+func TestTapeOtherPoolRefused(t *testing.T) {
+	e, _ := tapeEnvSized(t, "2", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "a", "--retention", "1y")
+	e.ok("tape", "pool", "create", "b", "--retention", "1y")
+	e.ok("tape", "label", "--slot", "2", "--pool", "b")
+	w := tapeWrite(t, e, "--pool", "a", id)
+	if len(w.Tapes) != 1 || w.Tapes[0] != "RC0001L9" {
+		t.Fatalf("write to pool a: %+v: want slot 1's cartridge (slot 2 is pool b's)", w)
+	}
+	for _, args := range [][]string{
+		{"tape", "label", "--slot", "1", "--pool", "b"},
+		{"tape", "erase", "--slot", "1"},
+	} {
+		r := e.run(args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "RC0001L9") || !strings.Contains(r.stderr, "--force") {
+			t.Errorf("%v: exit %d, %s: want a refusal naming the cartridge and --force", args, r.code, r.stderr)
+		}
+	}
+	// Pool b's write has only its own cartridge; pool a's full set is not
+	// touched. Then a write to a third pool finds no usable cartridge.
+	tapeWrite(t, e, "--pool", "b", id)
+	e.ok("tape", "pool", "create", "c", "--retention", "1y")
+	r := e.run("tape", "write", "--pool", "c", id)
+	if r.code != 1 || !strings.Contains(r.stderr, "no usable cartridge") || !strings.Contains(r.stderr, "pool a") || !strings.Contains(r.stderr, "pool b") {
+		t.Errorf("write to pool c: exit %d, %s", r.code, r.stderr)
+	}
+	if ls := tapeList(t, e, "--point", id); len(ls) != 2 {
+		t.Errorf("after the refusals: %+v, want pool a's and pool b's cartridges, both holding the point", ls)
+	}
+	e.ok("tape", "erase", "--slot", "1", "--force")
+	if ls := tapeList(t, e, "--point", id); len(ls) != 1 || ls[0].Pool != "b" {
+		t.Errorf("after erase --force: %+v", ls)
+	}
+}
+
+// A write-protected cartridge is reported with its barcode and slot, and
+// the write goes on on the next one.
+func TestTapeWriteProtected(t *testing.T) {
+	e, lib := tapeEnvSized(t, "3", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.SetWriteProtected("RC0001L9", true) })
+	r := e.run("tape", "write", "--json", "--pool", "p", id)
+	if r.code != 0 || !strings.Contains(r.stderr, "RC0001L9 in slot 1") || !strings.Contains(r.stderr, "write-protected") {
+		t.Fatalf("write: exit %d, %s", r.code, r.stderr)
+	}
+	var w tapeWriteOut
+	must(t, json.Unmarshal([]byte(r.stdout), &w))
+	if len(w.Tapes) != 1 || w.Tapes[0] != "RC0002L9" {
+		t.Errorf("written to %v, want RC0002L9", w.Tapes)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	e.ok("tape", "restore", id, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
+// A bad block in the tape file of one point's packs: a restore of a later
+// point restores what its other packs hold, names the damaged files and
+// exits 4.
+func TestTapeBadBlock(t *testing.T) {
+	e, lib := tapeEnvSized(t, "2", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "a.bin"), 1, 20<<20)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	tapeWrite(t, e, "--pool", "p", backupID(t, e, src))
+	b := writeRandom(t, filepath.Join(src, "b.bin"), 2, 20<<20)
+	w := tapeWrite(t, e, "--pool", "p", backupID(t, e, src))
+	if w.PacksSkipped == 0 || len(w.Tapes) != 1 || w.Tapes[0] != "RC0001L9" {
+		t.Fatalf("second write: %+v: want a.bin's packs found on the set, appended to RC0001L9", w)
+	}
+	// Objects 0-3 are the labels and their filemarks; the first point's
+	// packs file starts at 4.
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.InjectBadBlock("RC0001L9", 6) })
+	dst := filepath.Join(t.TempDir(), "out")
+	r := e.run("tape", "restore", w.Points[0], "--target", dst)
+	if r.code != 4 || !strings.Contains(r.stderr, "damaged: a.bin") || strings.Contains(r.stderr, "damaged: b.bin") {
+		t.Fatalf("restore: exit %d, %s; want exit 4 naming a.bin only", r.code, r.stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(dst, "b.bin")); err != nil || !slices.Equal(got, b) {
+		t.Errorf("b.bin not restored whole: %v", err)
+	}
+}
+
+// A power cut tore the last file of a cartridge: tape catalog on a new
+// home still reads everything before it, and the point restores.
+func TestTapeTornLastFile(t *testing.T) {
+	e, lib := tapeEnvSized(t, "2", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 3<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	tapeWrite(t, e, "--pool", "p", id)
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.TearLastBlock("RC0001L9") })
+	fresh := newEnv(t)
+	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
+	// The torn file is the last catalog file: the cartridge is read by a
+	// full scan, which reports the cut file and keeps what precedes it.
+	out := fresh.ok("tape", "catalog", "--slot", "1")
+	if !strings.Contains(out, "full scan") || !strings.Contains(out, "cut short") {
+		t.Errorf("catalog of a torn cartridge: %s", out)
+	}
+	if ls := tapeList(t, fresh, "--point", id); len(ls) != 1 || ls[0].Barcode != "RC0001L9" {
+		t.Fatalf("list: %+v", ls)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	fresh.ok("tape", "restore", id, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
+// A restore that needs a cartridge not in the library says which ones to
+// insert, before reading anything.
+func TestTapeCartridgeEjected(t *testing.T) {
+	e, lib := tapeEnv(t, "4")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 60<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	w := tapeWrite(t, e, "--pool", "p", id)
+	if len(w.Tapes) < 2 {
+		t.Fatalf("write: %+v, want two cartridges or more", w)
+	}
+	gone := w.Tapes[len(w.Tapes)-1]
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.Eject(gone) })
+	dst := filepath.Join(t.TempDir(), "out")
+	r := e.run("tape", "restore", id, "--target", dst)
+	if r.code != 1 || !strings.Contains(r.stderr, "insert") || !strings.Contains(r.stderr, gone) || strings.Contains(r.stderr, "reading cartridge") {
+		t.Fatalf("restore: exit %d, %s; want the barcode %s to insert and nothing read", r.code, r.stderr, gone)
+	}
+	if _, err := os.Lstat(dst); !os.IsNotExist(err) {
+		t.Errorf("target made: %v", err)
+	}
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { _, err := l.Insert(gone); return err })
+	e.ok("tape", "restore", id, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
+// A wrong pool key is refused before anything is read or written: by
+// restore, and by catalog on a home holding another key of that name.
+func TestTapeWrongKey(t *testing.T) {
+	e, lib := tapeEnvSized(t, "2", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y", "--encrypt")
+	tapeWrite(t, e, "--pool", "p", id)
+
+	// Another server's pool of the same name, with its own key.
+	other := newEnv(t)
+	other.ok("tape", "library", "add", "lib", "--emulated", filepath.Join(t.TempDir(), "otherlib"), "--slots", "1")
+	other.ok("tape", "pool", "create", "p", "--retention", "1y", "--encrypt")
+	otherKey, err := os.ReadFile(filepath.Join(other.home, "tape-keys", "p.key"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(e.home, "tape-keys", "p.key"), otherKey, 0o600))
+	dst := filepath.Join(t.TempDir(), "out")
+	r := e.run("tape", "restore", id, "--target", dst)
+	if r.code != 5 || !strings.Contains(r.stderr, "fingerprint") {
+		t.Errorf("restore with another key: exit %d, %s", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(dst); !os.IsNotExist(err) {
+		t.Errorf("target made: %v", err)
+	}
+
+	keyFile := filepath.Join(t.TempDir(), "other.key")
+	other.vars = []string{"RECALL_PASSWORD=pw"}
+	other.ok("tape", "key", "export", "--pool", "p", "--to", keyFile)
+	fresh := newEnv(t)
+	fresh.vars = []string{"RECALL_PASSWORD=pw"}
+	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
+	fresh.ok("tape", "key", "import", keyFile)
+	r = fresh.run("tape", "catalog")
+	if r.code != 5 || !strings.Contains(r.stderr, "key") {
+		t.Errorf("catalog with another key: exit %d, %s", r.code, r.stderr)
+	}
+	if ls := tapeList(t, fresh); len(ls) != 0 {
+		t.Errorf("listed with a wrong key: %+v", ls)
+	}
+	// A wrong passphrase for the key file is refused too.
+	fresh.vars = []string{"RECALL_PASSWORD=wrong"}
+	if r := fresh.run("tape", "key", "import", keyFile); r.code != 5 {
+		t.Errorf("key import with a wrong passphrase: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// A cartridge that reports early warning from its first block: the write
+// finishes the file after one whole pack and moves on; every pack is whole
+// on tape and the point restores.
+func TestTapeEarlyWarningAtOnce(t *testing.T) {
+	e, lib := tapeEnvSized(t, "3", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 40<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.SetCapacity("RC0001L9", 1<<30, 1<<30) })
+	w := tapeWrite(t, e, "--pool", "p", id)
+	if len(w.Tapes) != 2 || w.Tapes[0] != "RC0001L9" {
+		t.Fatalf("write: %+v, want RC0001L9 then the next", w)
+	}
+	ls := tapeList(t, e, "--point", id)
+	if len(ls) != 2 || ls[0].State != "full" || ls[1].State != "writing" {
+		t.Fatalf("list: %+v", ls)
+	}
+	// A fresh home reads the full cartridge from its catalog file: it was
+	// finished cleanly, no torn file.
+	fresh := newEnv(t)
+	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
+	out := fresh.ok("tape", "catalog", "--slot", "1")
+	if strings.Contains(out, "torn") || !strings.Contains(out, "catalog file") {
+		t.Errorf("catalog of the early-warned cartridge: %s", out)
+	}
+	fresh.ok("tape", "catalog")
+	dst := filepath.Join(t.TempDir(), "out")
+	fresh.ok("tape", "restore", id, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
+// tape copy writes a set's points as a new set of another pool: from the
+// store where it has them, from the set's cartridges on a home that has
+// no store at all; a point restores from the copy.
+func TestTapeCopy(t *testing.T) {
+	e, lib := tapeEnvSized(t, "4", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "a"), 1, 3<<20)
+	id1 := backupID(t, e, src)
+	writeRandom(t, filepath.Join(src, "b"), 2, 3<<20)
+	id2 := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "a", "--retention", "1y")
+	e.ok("tape", "pool", "create", "b", "--retention", "1y")
+	w := tapeWrite(t, e, "--pool", "a", id1, id2)
+
+	var c1 tapeWriteOut
+	must(t, json.Unmarshal([]byte(e.ok("tape", "copy", "--json", "--set", w.Set[:8], "--pool", "b")), &c1))
+	if c1.Set == w.Set || c1.Pool != "b" || len(c1.Points) != 2 || c1.Packs != w.Packs {
+		t.Fatalf("copy from the store: %+v; the set: %+v", c1, w)
+	}
+
+	fresh := newEnv(t)
+	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
+	fresh.ok("tape", "catalog")
+	fresh.ok("tape", "pool", "create", "c", "--retention", "1y")
+	var c2 tapeWriteOut
+	must(t, json.Unmarshal([]byte(fresh.ok("tape", "copy", "--json", "--set", w.Set, "--pool", "c")), &c2))
+	if c2.Pool != "c" || len(c2.Points) != 2 || c2.Packs != w.Packs || slices.Contains(c2.Tapes, w.Tapes[0]) || slices.Contains(c2.Tapes, c1.Tapes[0]) {
+		t.Fatalf("copy from tape: %+v; the set: %+v; the first copy: %+v", c2, w, c1)
+	}
+	if ls := tapeList(t, fresh, "--point", id2); len(ls) != 3 {
+		t.Errorf("point %s on %d cartridges, want 3 (the set and its two copies): %+v", id2, len(ls), ls)
+	}
+	// The latest copy is what a restore reads: take the others away.
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error {
+		if err := l.Eject(w.Tapes[0]); err != nil {
+			return err
+		}
+		return l.Eject(c1.Tapes[0])
+	})
+	dst := filepath.Join(t.TempDir(), "out")
+	fresh.ok("tape", "restore", id2, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
+// Points of an encrypted store restore from tape on a fresh home with the
+// store's passphrase (the usual sources); without it, exit 5 and nothing
+// restored.
+func TestTapeEncryptedStore(t *testing.T) {
+	e := newEnv(t)
+	e.vars = []string{"RECALL_PASSWORD=store secret"}
+	e.ok("init", "-q", "--encrypt")
+	lib := filepath.Join(t.TempDir(), "library")
+	e.ok("tape", "library", "add", "lib", "--emulated", lib, "--slots", "2")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 2<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	tapeWrite(t, e, "--pool", "p", id)
+
+	fresh := newEnv(t)
+	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
+	fresh.ok("tape", "catalog")
+	dst := filepath.Join(t.TempDir(), "out")
+	if r := fresh.run("tape", "restore", id, "--target", dst); r.code != 5 {
+		t.Errorf("restore without the store's passphrase: exit %d, %s", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(dst); !os.IsNotExist(err) {
+		t.Errorf("target made: %v", err)
+	}
+	fresh.vars = []string{"RECALL_PASSWORD=store secret"}
+	fresh.ok("tape", "restore", id, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
