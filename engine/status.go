@@ -51,8 +51,17 @@ type StoreStatus struct {
 	Free int64 `json:"free_bytes"`
 	// DaysUntilFull is Free over GrowthPerDay; -1 when there is no
 	// growth or Free is unknown.
-	DaysUntilFull float64  `json:"days_until_full"`
-	Warnings      []string `json:"warnings,omitempty"`
+	DaysUntilFull float64 `json:"days_until_full"`
+	// Tape is the media pools (see TapeStatus); absent with none.
+	Tape     []TapePoolStatus `json:"tape,omitempty"`
+	Warnings []string         `json:"warnings,omitempty"`
+}
+
+// AddTape adds the media pools' state and their warnings to the status.
+func (s *StoreStatus) AddTape(st *TapeState, groups []Group) {
+	var w []string
+	s.Tape, w = TapeStatus(st, groups, s.Time)
+	s.Warnings = append(s.Warnings, w...)
 }
 
 // Status thresholds: DPM's sizing rule, and two weeks of growth.

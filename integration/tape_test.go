@@ -105,6 +105,20 @@ func TestTapeSpanningRestoreOnFreshHome(t *testing.T) {
 			if len(w.Tapes) < 2 || len(w.Points) != 1 || w.Points[0] != id {
 				t.Fatalf("write: %+v: want one point on two cartridges or more", w)
 			}
+			// status shows the pool: its set, the point, the cartridges.
+			var st struct {
+				Tape []struct {
+					Pool   string
+					Sets   int
+					Points int
+					Media  map[string]int
+				}
+			}
+			must(t, json.Unmarshal([]byte(e.ok("status", "--json")), &st))
+			if len(st.Tape) != 1 || st.Tape[0].Pool != "p" || st.Tape[0].Sets != 1 || st.Tape[0].Points != 1 ||
+				st.Tape[0].Media["full"]+st.Tape[0].Media["writing"] != len(w.Tapes) {
+				t.Errorf("status --json tape: %+v, want pool p with one set, one point, %d cartridges", st.Tape, len(w.Tapes))
+			}
 			keyFile := filepath.Join(t.TempDir(), "p.key")
 			if enc {
 				e.vars = []string{"RECALL_PASSWORD=key file secret"}

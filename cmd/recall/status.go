@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -34,6 +35,14 @@ func init() {
 			if err != nil {
 				return err
 			}
+			var tape *engine.TapeState
+			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) (err error) {
+				tape, err = cat.TapeState()
+				return err
+			}); err != nil {
+				return err
+			}
+			s.AddTape(tape, groups)
 			if c.Bool("json") {
 				if s.Sources == nil {
 					s.Sources = []engine.SourceStatus{}
@@ -72,6 +81,9 @@ func serverStatus(c *cli.Context, a *apiClient) error {
 			if !g.RetryAt.IsZero() {
 				fmt.Fprintf(w, ", retry at %s", g.RetryAt.Local().Format("15:04:05"))
 			}
+			if !g.NextTape.IsZero() {
+				fmt.Fprintf(w, ", next tape write %s", g.NextTape.Local().Format("2006-01-02 15:04"))
+			}
 			fmt.Fprintln(w)
 		}
 	}
@@ -104,6 +116,16 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 		fmt.Fprintf(w, ", full in %.1f days at that rate", s.DaysUntilFull)
 	}
 	fmt.Fprintln(w)
+	for _, p := range s.Tape {
+		fmt.Fprintf(w, "tape pool %s (library %s): %d sets, %d points, cartridges %s, %d usable", p.Pool, p.Library, p.Sets, p.Points, mediaCounts(p.Media), p.Usable)
+		if !p.LastWritten.IsZero() {
+			fmt.Fprintf(w, ", last written %s", p.LastWritten.Local().Format("2006-01-02 15:04"))
+		}
+		if !p.NextExpiry.IsZero() {
+			fmt.Fprintf(w, ", next set expires %s", p.NextExpiry.Local().Format(time.DateOnly))
+		}
+		fmt.Fprintln(w)
+	}
 	for _, m := range s.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", m)
 	}
@@ -126,4 +148,18 @@ func groupsAndStore(c *cli.Context) ([]engine.Group, *engine.Store, error) {
 		return nil, nil, err
 	}
 	return groups, st, nil
+}
+
+// mediaCounts prints cartridge counts by state in a fixed order.
+func mediaCounts(m map[string]int) string {
+	var parts []string
+	for _, st := range []string{engine.MediaWriting, engine.MediaFull, engine.MediaFree, engine.MediaExpired} {
+		if m[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", m[st], st))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

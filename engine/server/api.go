@@ -104,7 +104,10 @@ type GroupRun struct {
 	Covered time.Time `json:"covered,omitzero"` // latest run time made
 	NextRun time.Time `json:"next_run,omitzero"`
 	RetryAt time.Time `json:"retry_at,omitzero"`
-	Error   string    `json:"error,omitempty"`
+	// NextTape is when the group's tape goal writes next (a retry after a
+	// failed write included); zero with no goal.
+	NextTape time.Time `json:"next_tape,omitzero"`
+	Error    string    `json:"error,omitempty"`
 }
 
 // StatusView is GET /v1/status: the store's status (the fields of
@@ -333,13 +336,20 @@ func (s *Server) Backup(group string) (uint64, error) {
 func (s *Server) Status(ctx context.Context) StatusView {
 	v := StatusView{Server: s.info(), Schedule: []GroupRun{}, Jobs: []JobView{}, Alerts: len(s.alerts.list())}
 	var groups []engine.Group
+	var tape *engine.TapeState
 	err := engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
 		var err error
-		groups, err = cat.Groups()
+		if groups, err = cat.Groups(); err != nil {
+			return err
+		}
+		tape, err = cat.TapeState()
 		return err
 	})
 	if err == nil {
 		v.StoreStatus, err = s.o.Store.Status(ctx, groups, s.o.Clock.Now())
+	}
+	if err == nil {
+		v.StoreStatus.AddTape(tape, groups)
 	}
 	if err != nil {
 		v.StoreError = err.Error()
@@ -352,6 +362,12 @@ func (s *Server) Status(ctx context.Context) StatusView {
 		r := GroupRun{Group: g.Name}
 		if gs := s.state.Groups[g.Name]; gs != nil {
 			r.Covered = gs.Covered
+			if !gs.Tape.IsZero() {
+				r.NextTape, _ = g.Policy.NextTapeRun(gs.Tape)
+			}
+			if !gs.TapeRetry.IsZero() {
+				r.NextTape = gs.TapeRetry
+			}
 		}
 		if rt := s.retries[g.Name]; rt != nil {
 			r.RetryAt = rt.at
