@@ -384,6 +384,13 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 		if _, err := s.liveSessions(ctx); err != nil {
 			return nil, err
 		}
+		// The packs a killed collection's rewrite committed without
+		// their index file (journaled under gcTempTag) are indexed now:
+		// they hold copies of live blobs, so marking counts them, and the
+		// copies nothing picks are dead and collected like any others.
+		if _, err := s.adoptJournal(gcTempTag); err != nil {
+			return nil, err
+		}
 	}
 	plan, err := s.loadPlan(ctx)
 	if err != nil {
@@ -573,11 +580,17 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 		g.rep.Freed = g.rep.BytesDeleted - g.rep.BytesWritten
 		return nil, nil
 	}
-	hidden, err := g.rewrite(rewrite, use, live)
+	hidden, written, err := g.rewrite(rewrite, use, live)
 	if err != nil {
 		return nil, err
 	}
 	hidden = append(hidden, drop...)
+	// A pack the rewrite wrote can have the very bytes, so the name, of a
+	// candidate: the copies a killed collection's rewrite had committed,
+	// indexed since and counted dead because the lookup picks the
+	// original, are written again byte for byte. That file now holds the
+	// live copies: it is not hidden, let alone deleted.
+	hidden = slices.DeleteFunc(hidden, func(id ID) bool { return slices.Contains(written, id) })
 	sortIDs(hidden)
 	plan := &gcPlan{Version: gcPlanVersion, HiddenAt: time.Now().UTC()}
 	for _, id := range hidden {
@@ -683,22 +696,27 @@ func (x *index) damagedAt(blob, pack ID) bool {
 
 // rewrite copies the live blobs of packs to new packs, checked and as
 // stored (no re-compression), and indexes them. It returns the packs
-// copied whole: a pack with a blob that fails its check is left alone
-// (the failure is recorded as damage).
-func (g *gcRun) rewrite(packs []ID, use *packUses, live *BlobSet) ([]ID, error) {
+// copied whole (a pack with a blob that fails its check is left alone:
+// the failure is recorded as damage) and the packs it wrote.
+func (g *gcRun) rewrite(packs []ID, use *packUses, live *BlobSet) (done, written []ID, err error) {
 	if len(packs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	s := g.s
 	w := s.newWriter(gcTempTag)
-	var done []ID
+	// Its packs are journaled as a session's are: a collection killed
+	// between a pack's commit and its index file leaves an entry, and the
+	// next collection indexes the pack (GC, below) instead of leaving a
+	// pack no index file covers, which nothing but an exclusive lock's
+	// pack walk would ever find, and no collection ever collect.
+	w.journal = gcTempTag
 	var buf, scratch, plain []byte
 	pending := 0 // blobs copied since the last sorting
 	var lpBufs livePlacesBufs
 	for _, id := range packs {
 		if err := g.ctx.Err(); err != nil {
 			w.Abort()
-			return nil, err
+			return nil, nil, err
 		}
 		b, err := s.loadPack(id, 0, -1, buf)
 		if err != nil {
@@ -735,7 +753,7 @@ func (g *gcRun) rewrite(packs []ID, use *packUses, live *BlobSet) ([]ID, error) 
 		for _, e := range keep {
 			if err := w.appendBlob(e.Type, e.ID, e.Comp, b[e.Offset:e.Offset+e.Length], int(e.RawLength)); err != nil {
 				w.Abort()
-				return nil, err
+				return nil, nil, err
 			}
 			g.rep.BlobsCopied++
 			g.rep.BytesCopied += int64(e.Length)
@@ -750,10 +768,10 @@ func (g *gcRun) rewrite(packs []ID, use *packUses, live *BlobSet) ([]ID, error) 
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w.mu.Lock()
-	written := slices.Clone(w.written)
+	written = slices.Clone(w.written)
 	w.mu.Unlock()
 	for _, id := range written {
 		if size, err := s.be.Stat(g.ctx, packHandle(id)); err == nil {
@@ -762,7 +780,7 @@ func (g *gcRun) rewrite(packs []ID, use *packUses, live *BlobSet) ([]ID, error) 
 	}
 	g.rep.PacksRewritten = len(done)
 	g.log("rewrote %d packs: %d live blobs copied", len(done), g.rep.BlobsCopied)
-	return done, nil
+	return done, written, nil
 }
 
 // livePlaces returns the live places of a pack from its header (b is the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/faulty"
 	"github.com/recall-backup/recall/internal/golden"
 )
 
@@ -251,5 +252,59 @@ func TestSessionRegistrations(t *testing.T) {
 	})
 	if len(left) != 0 {
 		t.Errorf("registrations left: %v", left)
+	}
+}
+
+// A collection killed between committing a rewritten pack and writing
+// its index file (here: the index file's save fails) leaves a journal
+// entry, and the next collection indexes that pack and counts it, so no
+// pack stays that no index file covers and no collection would collect:
+// what made a store collected after many kills stay larger than a fresh
+// one.
+func TestGCAdoptsRewriteLeftUnindexed(t *testing.T) {
+	dir, s := newStore(t, false)
+	defer s.Close()
+	live, mixed := randBytes(1, 100_000), randBytes(3, 300_000)
+	gcBlobs(t, s, "a", [][]byte{live[:1000], mixed}, 0) // 99% dead: rewritten
+	f := faultsOf(t, s)
+	f.FailAt(faulty.Save, backend.Index, 1, nil)
+	if _, err := s.GC(ctx, pointMarker(s), GCOptions{IndexGrace: -1}); err == nil {
+		t.Fatal("gc with its index file failing: no error")
+	}
+	f.Clear()
+	var journal []string
+	backend.ListNames(ctx, f, backend.Journal, func(n string) error { journal = append(journal, n); return nil })
+	if len(journal) != 1 || !strings.HasPrefix(journal[0], gcTempTag+".") {
+		t.Fatalf("journal after the failed rewrite: %q, want one entry of the collection's", journal)
+	}
+	rep, err := s.GC(ctx, pointMarker(s), GCOptions{IndexGrace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksDeleted == 0 {
+		t.Fatalf("the next gc deleted nothing: %+v", rep)
+	}
+	journal = nil
+	backend.ListNames(ctx, f, backend.Journal, func(n string) error { journal = append(journal, n); return nil })
+	if len(journal) != 0 {
+		t.Errorf("journal after the next gc: %q", journal)
+	}
+	s2, err := Open(dir, OpenOptions{Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	packs := 0
+	for _, pi := range s2.Packs() {
+		packs++
+		if pi.Problem != "" {
+			t.Errorf("pack %s: %s", pi.ID.Short(), pi.Problem)
+		}
+	}
+	if packs != 1 {
+		t.Errorf("%d packs after the collections; want the one holding the live blob", packs)
+	}
+	if b, err := s2.LoadBlob(s.Hash(live[:1000]), nil); err != nil || !bytes.Equal(b, live[:1000]) {
+		t.Errorf("live blob: %v", err)
 	}
 }
