@@ -69,14 +69,50 @@ const (
 // TapePool is a media pool: the cartridges of one retention, encryption
 // and allocation policy.
 type TapePool struct {
-	Name           string    `json:"name"`
-	Library        string    `json:"library"`
-	Retention      string    `json:"retention"` // a span: "7y", "18mo", "4w", "30d"
+	Name      string `json:"name"`
+	Library   string `json:"library"`
+	Retention string `json:"retention"` // a span: "7y", "18mo", "4w", "30d"
+	// AppendWindow is how long after its creation a set accepts appends
+	// (a span; "" is DefaultAppendWindow). A set expires its retention
+	// after the window closes, so the last point appended to it is kept
+	// the whole retention too.
+	AppendWindow   string    `json:"append_window,omitempty"`
 	Encrypt        bool      `json:"encrypt,omitempty"`
 	Compress       bool      `json:"compress,omitempty"`
 	Allocation     string    `json:"allocation"`
 	KeyFingerprint string    `json:"key_fingerprint,omitempty"`
 	Created        time.Time `json:"created"`
+}
+
+// DefaultAppendWindow is a pool's append window when it names none.
+const DefaultAppendWindow = "7d"
+
+// Window is the pool's append window, the default filled in.
+func (p TapePool) Window() string {
+	if p.AppendWindow == "" {
+		return DefaultAppendWindow
+	}
+	return p.AppendWindow
+}
+
+// AppendEnd is when a set of the pool created at created stops accepting
+// appends.
+func (p TapePool) AppendEnd(created time.Time) (time.Time, error) {
+	t, err := spanAfter(p.Window(), created)
+	if err != nil {
+		return t, fmt.Errorf("pool %s: append window: %w", p.Name, err)
+	}
+	return t, nil
+}
+
+// SetExpiry is when a set of the pool created at created expires: its
+// retention after its append window closes.
+func (p TapePool) SetExpiry(created time.Time) (time.Time, error) {
+	end, err := p.AppendEnd(created)
+	if err != nil {
+		return end, err
+	}
+	return retentionExpiry(p.Retention, end)
 }
 
 // Cartridge states.
@@ -402,15 +438,8 @@ func CreateTapePool(home string, p TapePool, now time.Time, warn func(string, ..
 	if err := checkName(p.Name); err != nil {
 		return p, fmt.Errorf("pool name %q: %v (letters, digits, '.', '_', '-')", p.Name, err)
 	}
-	if _, err := retentionExpiry(p.Retention, now); err != nil {
+	if err := checkPoolPolicy(&p, now); err != nil {
 		return p, err
-	}
-	switch p.Allocation {
-	case "":
-		p.Allocation = AllocContinue
-	case AllocContinue, AllocAlways:
-	default:
-		return p, fmt.Errorf("allocation %q: give continue or always", p.Allocation)
 	}
 	st, err := readTapeState(home, warn)
 	if err != nil {
@@ -437,12 +466,90 @@ func CreateTapePool(home string, p TapePool, now time.Time, warn func(string, ..
 	return p, writeTapeState(home, warn, TapeUpdate{Pools: []TapePool{p}})
 }
 
+// checkPoolPolicy checks a pool's spans and allocation, filling in the
+// default allocation.
+func checkPoolPolicy(p *TapePool, now time.Time) error {
+	if _, err := retentionExpiry(p.Retention, now); err != nil {
+		return err
+	}
+	if p.AppendWindow != "" {
+		if _, err := spanAfter(p.AppendWindow, now); err != nil {
+			return fmt.Errorf("append window: %w", err)
+		}
+	}
+	switch p.Allocation {
+	case "":
+		p.Allocation = AllocContinue
+	case AllocContinue, AllocAlways:
+	default:
+		return fmt.Errorf("allocation %q: give continue or always", p.Allocation)
+	}
+	return nil
+}
+
+// TapePoolChange is a change to a pool's policy; nil fields stay.
+type TapePoolChange struct {
+	Retention, AppendWindow, Allocation *string
+	Compress                            *bool
+}
+
+// SetTapePool changes a pool's policy. Sets already written keep the
+// expiry their labels hold; the change applies to sets created after it
+// (and, for compression and the append window, to what is appended to the
+// open set from now on).
+func SetTapePool(home, name string, ch TapePoolChange, now time.Time, warn func(string, ...any)) (TapePool, error) {
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return TapePool{}, err
+	}
+	p, err := st.pool(name)
+	if err != nil {
+		return p, err
+	}
+	if ch.Retention != nil {
+		p.Retention = *ch.Retention
+	}
+	if ch.AppendWindow != nil {
+		p.AppendWindow = *ch.AppendWindow
+	}
+	if ch.Allocation != nil {
+		p.Allocation = *ch.Allocation
+	}
+	if ch.Compress != nil {
+		p.Compress = *ch.Compress
+	}
+	if err := checkPoolPolicy(&p, now); err != nil {
+		return p, fmt.Errorf("tape pool %s: %w: nothing was changed", name, err)
+	}
+	return p, writeTapeState(home, warn, TapeUpdate{Pools: []TapePool{p}})
+}
+
+// ListTapePools lists the pools by name.
+func ListTapePools(home string, warn func(string, ...any)) ([]TapePool, error) {
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]TapePool{}, st.Pools...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
 // retentionExpiry is when a set created at now with retention span expires:
 // calendar years and months, not multiples of 24 hours.
 func retentionExpiry(span string, now time.Time) (time.Time, error) {
+	t, err := spanAfter(span, now)
+	if err != nil {
+		return t, fmt.Errorf("retention: %w", err)
+	}
+	return t, nil
+}
+
+// spanAfter is now plus span, in calendar years, months, weeks or days.
+func spanAfter(span string, now time.Time) (time.Time, error) {
 	n, unit, err := splitSpan(span)
 	if err != nil || n <= 0 || n > 99*366 {
-		return time.Time{}, fmt.Errorf("retention %q: give a span like 7y, 18mo, 4w or 30d", span)
+		return time.Time{}, fmt.Errorf("%q: give a span like 7y, 18mo, 4w or 30d", span)
 	}
 	switch unit {
 	case "y":

@@ -62,8 +62,26 @@ func init() {
 						&cli.BoolFlag{Name: "encrypt", Usage: "encrypt the pool's sets (AES-256-GCM; export the key with 'recall tape key export')"},
 						&cli.BoolFlag{Name: "compress", Usage: "compress tape blocks with zstd"},
 						&cli.StringFlag{Name: "allocation", Value: engine.AllocContinue, Usage: "continue (append to the pool's open set) or always (a new set for every write)"},
+						&cli.StringFlag{Name: "append-window", Usage: "how long after its creation a set accepts appends: `SPAN` (default " + engine.DefaultAppendWindow + "); a set expires its retention after the window closes"},
 					},
 					Action: tapePoolCreate,
+				}, {
+					Name:      "set",
+					Usage:     "change a pool's policy (sets already written keep their expiry)",
+					ArgsUsage: "NAME",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "retention", Usage: "how long a set is kept: `SPAN` like 7y, 18mo, 4w, 30d"},
+						&cli.StringFlag{Name: "append-window", Usage: "how long after its creation a set accepts appends: `SPAN`"},
+						&cli.BoolFlag{Name: "compress", Usage: "compress tape blocks with zstd"},
+						&cli.BoolFlag{Name: "no-compress", Usage: "do not compress tape blocks"},
+						&cli.StringFlag{Name: "allocation", Usage: "continue (append to the pool's open set) or always (a new set for every write)"},
+					},
+					Action: tapePoolSet,
+				}, {
+					Name:   "list",
+					Usage:  "list the media pools: library, retention, append window, allocation, encryption key",
+					Flags:  []cli.Flag{jsonFlag},
+					Action: tapePoolList,
 				}},
 			},
 			{
@@ -239,17 +257,76 @@ func tapePoolCreate(c *cli.Context) error {
 		return usagef("tape pool create needs a NAME")
 	}
 	p, err := engine.CreateTapePool(home(c), engine.TapePool{Name: c.Args().First(), Library: c.String("library"), Retention: c.String("retention"),
-		Encrypt: c.Bool("encrypt"), Compress: c.Bool("compress"), Allocation: c.String("allocation")}, time.Now(), warnf)
+		Encrypt: c.Bool("encrypt"), Compress: c.Bool("compress"), Allocation: c.String("allocation"), AppendWindow: c.String("append-window")}, time.Now(), warnf)
 	if err != nil {
 		return err
 	}
 	if !c.Bool("quiet") {
-		fmt.Fprintf(c.App.Writer, "pool %s created (library %s, retention %s, allocation %s)\n", p.Name, p.Library, p.Retention, p.Allocation)
+		fmt.Fprintf(c.App.Writer, "pool %s created (library %s, retention %s, append window %s, allocation %s)\n", p.Name, p.Library, p.Retention, p.Window(), p.Allocation)
 		if p.Encrypt {
 			fmt.Fprintf(c.App.Writer, "its sets are encrypted with key %s: export it now with 'recall tape key export --pool %s --to FILE' and keep the file apart from the cartridges; without it they cannot be read on another server\n", p.KeyFingerprint, p.Name)
 		}
 	}
 	return nil
+}
+
+func tapePoolSet(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("tape pool set needs a NAME")
+	}
+	var ch engine.TapePoolChange
+	for _, f := range []struct {
+		name string
+		to   **string
+	}{{"retention", &ch.Retention}, {"append-window", &ch.AppendWindow}, {"allocation", &ch.Allocation}} {
+		if c.IsSet(f.name) {
+			v := c.String(f.name)
+			*f.to = &v
+		}
+	}
+	switch {
+	case c.Bool("compress") && c.Bool("no-compress"):
+		return usagef("tape pool set: give --compress or --no-compress, not both")
+	case c.Bool("compress"), c.Bool("no-compress"):
+		v := c.Bool("compress")
+		ch.Compress = &v
+	}
+	if ch == (engine.TapePoolChange{}) {
+		return usagef("tape pool set: nothing to change (give --retention, --append-window, --compress, --no-compress or --allocation)")
+	}
+	p, err := engine.SetTapePool(home(c), c.Args().First(), ch, time.Now(), warnf)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "pool %s: retention %s, append window %s, allocation %s, compress %v (sets already written keep their expiry)\n",
+			p.Name, p.Retention, p.Window(), p.Allocation, p.Compress)
+	}
+	return nil
+}
+
+func tapePoolList(c *cli.Context) error {
+	ps, err := engine.ListTapePools(home(c), warnf)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c, ps)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tLIBRARY\tRETENTION\tAPPEND WINDOW\tALLOCATION\tCOMPRESS\tKEY")
+	for _, p := range ps {
+		key := "-"
+		if p.Encrypt {
+			key = p.KeyFingerprint
+		}
+		comp := "no"
+		if p.Compress {
+			comp = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, dash(p.Library), dash(p.Retention), p.Window(), p.Allocation, comp, key)
+	}
+	return tw.Flush()
 }
 
 func tapeRelabel(c *cli.Context, label bool) error {
