@@ -166,9 +166,12 @@ func init() {
 					},
 					{
 						Name:      "import",
-						Usage:     "keep a pool key from an exported key file on this server",
+						Usage:     "keep a pool key from an exported key file on this server (a pool not on this server yet needs --retention)",
 						ArgsUsage: "FILE",
-						Action:    tapeKeyImport,
+						Flags: []cli.Flag{
+							&cli.StringFlag{Name: "retention", Usage: "for a pool not on this server yet: how long the sets this server writes to it are kept, `SPAN` like 7y"},
+						},
+						Action: tapeKeyImport,
 					},
 				},
 			},
@@ -330,23 +333,33 @@ func tapePoolList(c *cli.Context) error {
 }
 
 func tapeRelabel(c *cli.Context, label bool) error {
-	o := engine.TapeLabelOptions{Library: c.String("library"), Slot: c.Int("slot"), Pool: c.String("pool"), Force: c.Bool("force"), Now: time.Now(), Warn: warnf}
-	var m engine.TapeMedium
-	var err error
+	o := engine.TapeLabelOptions{Library: c.String("library"), Slot: c.Int("slot"), Force: c.Bool("force"), Now: time.Now(), Warn: warnf}
 	if label {
-		m, err = engine.LabelTape(c.Context, home(c), o)
-	} else {
-		m, err = engine.EraseTape(c.Context, home(c), o)
+		o.Pool = c.String("pool")
 	}
+	r, err := engine.RelabelTape(c.Context, home(c), o)
 	if err != nil {
 		return err
 	}
-	if !c.Bool("quiet") {
-		if label {
-			fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d labelled for pool %s\n", m.Barcode, m.Slot, m.Pool)
-		} else {
-			fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d erased: free\n", m.Barcode, m.Slot)
+	if c.Bool("quiet") {
+		return nil
+	}
+	m := r.Medium
+	if label {
+		fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d labelled for pool %s\n", m.Barcode, m.Slot, m.Pool)
+	} else {
+		fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d erased: free\n", m.Barcode, m.Slot)
+	}
+	switch {
+	case r.Set == "":
+	case !r.SetKnown:
+		fmt.Fprintf(c.App.Writer, "it held sequence %d of set %s, which this server's catalog does not record: the points it held are not known here\n", r.Sequence, r.Set)
+	default:
+		lost := "none"
+		if len(r.PointsLost) > 0 {
+			lost = strings.Join(r.PointsLost, ", ")
 		}
+		fmt.Fprintf(c.App.Writer, "it held sequence %d of set %s: the set is closed (later writes start a new set); points lost: %s\n", r.Sequence, r.Set, lost)
 	}
 	return nil
 }
@@ -577,7 +590,10 @@ func tapeKeyImport(c *cli.Context) error {
 			return err
 		}
 	}
-	p, err := engine.ImportTapeKey(home(c), b, pw, time.Now(), warnf)
+	p, err := engine.ImportTapeKey(home(c), b, pw, c.String("retention"), time.Now(), warnf)
+	if errors.Is(err, engine.ErrNeedRetention) {
+		return usagef("tape key import: pool %s is not on this server: give --retention SPAN (how long the sets this server writes to it are kept, like 7y) to create it", p.Name)
+	}
 	if err != nil {
 		return err
 	}
