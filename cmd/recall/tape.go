@@ -506,7 +506,17 @@ func tapeRestore(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
 	}
 	if err != nil {
-		return fmt.Errorf("%w; every other file was restored; %d pack(s) could not be read from tape (bad blocks): %s", err, len(res.LostPacks), strings.Join(res.LostPacks, ", "))
+		byCause := map[string][]string{}
+		for _, l := range res.Lost {
+			byCause[l.Cause] = append(byCause[l.Cause], l.Name)
+		}
+		var why []string
+		for _, c := range []string{engine.LostBadBlocks, engine.LostMissing} {
+			if len(byCause[c]) > 0 {
+				why = append(why, fmt.Sprintf("%s: %s", c, strings.Join(byCause[c], ", ")))
+			}
+		}
+		return fmt.Errorf("%w; every other file was restored; %d pack(s) could not be read from tape (%s)", err, len(res.LostPacks), strings.Join(why, "; "))
 	}
 	if len(rr.Skipped) > 0 || len(rr.Warnings) > 0 {
 		return fmt.Errorf("%w: %d entries not restored, %d metadata items not applied (listed above)", engine.ErrWarnings, len(rr.Skipped), len(rr.Warnings))
