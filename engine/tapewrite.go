@@ -973,31 +973,20 @@ func (w *tapeWriter) labelInto(e tapefs.Element) error {
 	return nil
 }
 
-// checkOverwrite refuses to overwrite the cartridge in d when it holds
-// data of another pool, or of a set not expired, unless force; the catalog
-// is asked first, then the labels on the cartridge.
+// checkOverwrite refuses to overwrite the cartridge in d unless force or
+// mayOverwrite allows it, from the catalog and the labels on it.
 func checkOverwrite(ctx context.Context, d tapefs.Drive, st *TapeState, pool string, now time.Time, force bool) error {
 	if force {
 		return nil
 	}
-	_, sl, err := tapefs.ReadLabels(ctx, d)
+	vl, sl, err := tapefs.ReadLabels(ctx, d)
 	if errors.Is(err, tapefs.ErrNotLabelled) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read its labels: %w (erase it with 'recall tape erase --force' if it holds nothing you need)", err)
 	}
-	if sl.Pool != pool {
-		return fmt.Errorf("%w: it is labelled for pool %s (set %s, expires %s); use 'recall tape erase --force' or 'recall tape label --force' to reuse it", ErrTapeRefused, sl.Pool, sl.SetID, sl.Expiry.Format(time.DateOnly))
-	}
-	expiry := sl.Expiry
-	if s, ok := st.set(sl.SetID); ok {
-		expiry = s.Expiry
-	}
-	if sl.SetID != "" && now.Before(expiry) {
-		return fmt.Errorf("%w: it holds set %s of pool %s, which expires %s; use --force to overwrite it", ErrTapeRefused, sl.SetID, sl.Pool, expiry.Format(time.DateOnly))
-	}
-	return nil
+	return mayOverwrite(st, vl.Barcode, true, sl, pool, now)
 }
 
 // slotOf finds the storage slot of a barcode.

@@ -136,7 +136,12 @@ func TestTapeSpanningRestoreOnFreshHome(t *testing.T) {
 					t.Fatalf("catalog without the key: exit %d, %s", r.code, r.stderr)
 				}
 				fresh.vars = []string{"RECALL_PASSWORD=key file secret"}
-				fresh.ok("tape", "key", "import", keyFile)
+				// The pool is not on the new home yet: creating it takes a
+				// retention, for what this server will write to it.
+				if r := fresh.run("tape", "key", "import", keyFile); r.code != 2 || !strings.Contains(r.stderr, "--retention") {
+					t.Fatalf("key import creating a pool without --retention: exit %d, %s", r.code, r.stderr)
+				}
+				fresh.ok("tape", "key", "import", keyFile, "--retention", "7y")
 				fresh.vars = nil
 			}
 			fresh.ok("tape", "catalog")
@@ -344,7 +349,7 @@ func TestTapeWrongKey(t *testing.T) {
 	fresh := newEnv(t)
 	fresh.vars = []string{"RECALL_PASSWORD=pw"}
 	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
-	fresh.ok("tape", "key", "import", keyFile)
+	fresh.ok("tape", "key", "import", keyFile, "--retention", "1y")
 	r = fresh.run("tape", "catalog")
 	if r.code != 5 || !strings.Contains(r.stderr, "key") {
 		t.Errorf("catalog with another key: exit %d, %s", r.code, r.stderr)
