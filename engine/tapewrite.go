@@ -287,42 +287,29 @@ type tapeWriter struct {
 
 const tapeDrive = 0
 
-// defaultAppendWindow is how long a set takes appends when its pool names
-// no window.
-const defaultAppendWindow = "7d"
-
-// poolAppendWindow is the pool's append window as the pool records it.
-func poolAppendWindow(p TapePool) string { return "" }
-
-// setExpiry is when a set of pool p created at created expires: its
-// append window, then the pool's retention, so the point appended last
-// is kept the whole retention.
-func setExpiry(p TapePool, created time.Time) (time.Time, error) {
-	window := poolAppendWindow(p)
-	if window == "" {
-		window = defaultAppendWindow
-	}
-	end, err := retentionExpiry(window, created)
+// setExpiry is when a new set of the pool, created at created, expires
+// (TapePool.SetExpiry), with an error that says how to mend the pool.
+func (w *tapeWriter) setExpiry(created time.Time) (time.Time, error) {
+	exp, err := w.pool.SetExpiry(created)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("tape pool %s: append window %q: give a span like 7d or 2w ('recall tape pool set %s --append-window 7d')", p.Name, window, p.Name)
-	}
-	exp, err := retentionExpiry(p.Retention, end)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("tape pool %s: %w: set one with 'recall tape pool set %s --retention 7y'", p.Name, err, p.Name)
+		return exp, fmt.Errorf("tape pool %s: %w: mend it with 'recall tape pool set %s --retention 7y --append-window 7d'", w.pool.Name, err, w.pool.Name)
 	}
 	return exp, nil
 }
 
-// takesAppends says whether set s still takes points at now: a point
-// written now must be kept the pool's whole retention, and the set's
-// expiry, fixed in its labels, cannot move. Asking the expiry rather than
-// the creation time keeps the rule when the pool's window changes later.
+// takesAppends says whether set s still takes points at now: within the
+// pool's append window, and never once a point written now would expire
+// before the pool's retention is up, as the set's expiry is fixed in its
+// labels (a window widened after the set was made does not move it).
 func (w *tapeWriter) takesAppends(s TapeSet, now time.Time) (bool, error) {
-	keep, err := retentionExpiry(w.pool.Retention, now)
-	if err != nil {
-		return false, fmt.Errorf("tape pool %s: %w: set one with 'recall tape pool set %s --retention 7y'", w.pool.Name, err, w.pool.Name)
+	end, err := w.pool.AppendEnd(s.Created)
+	if err == nil {
+		var keep time.Time
+		if keep, err = retentionExpiry(w.pool.Retention, now); err == nil {
+			return !s.Closed && now.Before(end) && !keep.After(s.Expiry), nil
+		}
 	}
-	return !s.Closed && !keep.After(s.Expiry), nil
+	return false, fmt.Errorf("tape pool %s: %w: mend it with 'recall tape pool set %s --retention 7y --append-window 7d'", w.pool.Name, err, w.pool.Name)
 }
 
 // openSet returns the set the job appends to: the one asked for, the
@@ -365,7 +352,7 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 			return &s, nil
 		}
 	}
-	exp, err := setExpiry(w.pool, now)
+	exp, err := w.setExpiry(now)
 	if err != nil {
 		return nil, err
 	}
