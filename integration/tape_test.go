@@ -560,3 +560,50 @@ func TestTapeEncryptedStore(t *testing.T) {
 	fresh.ok("tape", "restore", id, "--target", dst)
 	compareTrees(t, snapshot(t, src), snapshot(t, dst))
 }
+
+// Pools: created with an append window, changed with 'pool set', listed;
+// a span that does not parse changes nothing; an unknown pool subcommand
+// points at the right help.
+func TestTapePoolSetList(t *testing.T) {
+	e, _ := tapeEnvSized(t, "1", "1GiB")
+	e.ok("tape", "pool", "create", "a", "--retention", "1y", "--append-window", "2w")
+	e.ok("tape", "pool", "create", "b", "--retention", "30d", "--encrypt", "--compress")
+	e.ok("tape", "pool", "set", "a", "--retention", "2y", "--compress", "--allocation", "always")
+	e.ok("tape", "pool", "set", "b", "--no-compress", "--append-window", "3d")
+	for _, args := range [][]string{
+		{"tape", "pool", "set", "a", "--append-window", "soon"},
+		{"tape", "pool", "set", "a", "--retention", "0d"},
+		{"tape", "pool", "set", "a", "--allocation", "sometimes"},
+	} {
+		if r := e.run(args...); r.code == 0 {
+			t.Errorf("%v: exit 0, want a refusal", args)
+		}
+	}
+	if r := e.run("tape", "pool", "set", "a"); r.code != 2 {
+		t.Errorf("pool set with nothing to change: exit %d, want 2", r.code)
+	}
+	var ps []struct {
+		Name, Library, Retention, Allocation string
+		AppendWindow                         string `json:"append_window"`
+		Compress, Encrypt                    bool
+		KeyFingerprint                       string `json:"key_fingerprint"`
+	}
+	must(t, json.Unmarshal([]byte(e.ok("tape", "pool", "list", "--json")), &ps))
+	if len(ps) != 2 {
+		t.Fatalf("pool list: %+v", ps)
+	}
+	a, b := ps[0], ps[1]
+	if a.Name != "a" || a.Library != "lib" || a.Retention != "2y" || a.AppendWindow != "2w" || !a.Compress || a.Allocation != "always" || a.Encrypt {
+		t.Errorf("pool a: %+v", a)
+	}
+	if b.Name != "b" || b.Retention != "30d" || b.AppendWindow != "3d" || b.Compress || !b.Encrypt || b.KeyFingerprint == "" {
+		t.Errorf("pool b: %+v", b)
+	}
+	out := e.ok("tape", "pool", "list")
+	if !strings.Contains(out, "APPEND WINDOW") || !strings.Contains(out, b.KeyFingerprint) {
+		t.Errorf("pool list: %s", out)
+	}
+	if r := e.run("tape", "pool", "frobnicate"); r.code != 2 || !strings.Contains(r.stderr, "'recall tape pool --help'") {
+		t.Errorf("unknown pool subcommand: exit %d, %s", r.code, r.stderr)
+	}
+}
