@@ -262,3 +262,53 @@ func cloneCatalog(t *testing.T, c *tapefs.MediaCatalog) *tapefs.MediaCatalog {
 	}
 	return out
 }
+
+// A cartridge erased with --force stays dropped from its set when another
+// cartridge of the set is read in again: that one's catalog file still
+// lists what the erased one held.
+func TestTapeDroppedStaysDropped(t *testing.T) {
+	f := newTapeHome(t, 60<<20, 4, 48<<20)
+	ctx := context.Background()
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "1y"}, time.Now(), t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Tapes) < 2 {
+		t.Fatalf("write: %+v, want two cartridges or more", rep)
+	}
+	st, err := readTapeState(f.home, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := st.medium(rep.Tapes[0])
+	last, _ := st.medium(rep.Tapes[len(rep.Tapes)-1])
+	r, err := RelabelTape(ctx, f.home, TapeLabelOptions{Slot: first.Slot, Force: true, Now: time.Now(), Warn: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Set != rep.Set || r.Sequence != 1 || !r.SetKnown || !slices.Equal(r.PointsLost, []string{f.p.ID.String()}) {
+		t.Fatalf("erase --force: %+v; want sequence 1 of set %s, point %s lost", r, rep.Set, f.p.ID)
+	}
+	if _, err := CatalogTapes(ctx, f.home, TapeCatalogOptions{Slot: last.Slot, Log: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	st, err = readTapeState(f.home, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := st.set(rep.Set)
+	if len(s.Catalog.Points) != 0 || !s.Closed || !slices.Equal(s.Dropped, []int{1}) {
+		t.Errorf("set after catalog of sequence %d: points %+v, closed %v, dropped %v; want no point, closed, 1 dropped", last.Sequence, s.Catalog.Points, s.Closed, s.Dropped)
+	}
+	for _, fl := range s.Catalog.Files {
+		if fl.Sequence == 1 {
+			t.Errorf("file %+v of the erased cartridge is back", fl)
+		}
+	}
+	if _, err := ListTapes(f.home, f.p.ID.String(), t.Logf); !errors.Is(err, ErrTapeNotFound) {
+		t.Errorf("list of the lost point: %v, want not found", err)
+	}
+}
