@@ -130,13 +130,11 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 
 	w := &tapeWriter{ctx: ctx, home: home, lib: lib, libName: libRec.Name, pool: pool, poolKey: poolKey,
 		st: st, log: o.Log, now: o.Now, storeID: s.Config().ID, storeConfig: storeConfig,
-		media: map[string]*TapeMedium{}, have: map[string]int{}}
+		media: map[string]*TapeMedium{}}
 	if w.set, err = w.openSet(o.Set); err != nil {
 		return nil, err
 	}
-	for i, f := range w.set.Catalog.Files {
-		w.indexFile(i, f)
-	}
+	w.have = w.set.Catalog.PackIndex()
 	rep := &TapeWriteReport{Pool: pool.Name, Set: w.set.ID}
 	w.rep = rep
 	err = w.run(s, o.Points)
