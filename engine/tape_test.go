@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/tapefs"
 )
 
@@ -404,6 +406,57 @@ func sameRegularFiles(t *testing.T, want, got string) {
 	}
 }
 
+// packsOnTape reads every pack set's catalog lists from where it says
+// (OpenEntry at the entry's block and offset) and compares it with the
+// store's.
+func packsOnTape(t *testing.T, s *Store, libDir string, set TapeSet) {
+	t.Helper()
+	ctx := context.Background()
+	lib, err := tapefs.OpenEmulatedLibrary(libDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lib.Close()
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range set.Catalog.Files {
+		if f.Kind != tapefs.KindPacks {
+			continue
+		}
+		slot, ok := slotOf(inv, set.Tapes[f.Sequence-1])
+		if !ok {
+			t.Fatalf("cartridge %s of the set is in no slot", set.Tapes[f.Sequence-1])
+		}
+		d, err := loadSlot(ctx, lib, slot, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range f.Entries {
+			r, err := tapefs.OpenEntry(ctx, d, tapefs.FileOptions{}, f.StartPos, e)
+			if err != nil {
+				t.Errorf("pack %s, listed in file %d of cartridge %d at block %d offset %d: %v", e.Name[:12], f.FileNo, f.Sequence, e.Block, e.Offset, err)
+				continue
+			}
+			got, err := io.ReadAll(r)
+			want, lerr := s.st.Backend().Load(ctx, backend.Handle{Type: backend.Packs, Name: e.Name}, 0, -1, nil)
+			if err != nil || lerr != nil || !slices.Equal(got, want) {
+				t.Errorf("pack %s in file %d of cartridge %d: %d bytes on tape (%v), %d in the store (%v)", e.Name[:12], f.FileNo, f.Sequence, len(got), err, len(want), lerr)
+			}
+			n++
+		}
+		if err := unloadDrive(ctx, lib, d, 0, slot); err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+	}
+	if n == 0 {
+		t.Fatal("the set lists no pack")
+	}
+}
+
 // The end of medium met at every block of a job, the drive never having
 // reported early warning: inside a pack, just after a pack ended in the
 // block before (whose tail the refused block held), in a point file, in
@@ -530,6 +583,8 @@ func TestTapeEndOfMediumEveryBlock(t *testing.T) {
 				t.Errorf("point %s names point files %+v, want one holding manifest and point.json", p.ID[:12], pointFiles)
 			}
 		}
+
+		packsOnTape(t, s, libDir, st.Sets[0])
 
 		fresh := filepath.Join(dir, "fresh")
 		if _, err := AddTapeLibrary(ctx, fresh, AddLibraryOptions{Name: "lib", Dir: libDir, Warn: t.Logf}); err != nil {
