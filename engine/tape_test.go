@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/tapefs"
 )
 
@@ -311,17 +313,20 @@ func TestTapeEndOfMediumMidPack(t *testing.T) {
 }
 
 // cutLibrary is a library whose cartridge in the drive when the job has
-// written limit blocks takes no more: every later write to it, block or
-// filemark, meets the end of medium, as on a drive that never reported
-// the early-warning zone. The other cartridges take all. It counts the
-// blocks the drive took.
+// written limit blocks takes no more (each: every cartridge takes limit
+// blocks): every later write to it, block or filemark, meets the end of
+// medium, as on a drive that never reported the early-warning zone. The
+// other cartridges take all. It counts the blocks the drive took.
 type cutLibrary struct {
 	tapefs.Library
 	mu      sync.Mutex
 	slot    int // loaded last
 	limit   int // < 0: no cut
+	each    bool
 	blocks  int
-	cutSlot int // the slot of the cartridge cut, 0 before the cut
+	onSlot  map[int]int  // blocks written, by slot
+	cutSlot int          // the slot of the first cartridge cut, 0 before a cut
+	cut     map[int]bool // the slots of the cartridges cut
 }
 
 type cutDrive struct {
@@ -348,10 +353,26 @@ func (l *cutLibrary) Drive(n int) (tapefs.Drive, error) {
 func (l *cutLibrary) full() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cutSlot == 0 && l.limit >= 0 && l.blocks >= l.limit {
-		l.cutSlot = l.slot
+	switch {
+	case l.limit < 0:
+		return false
+	case l.each:
+		if l.onSlot[l.slot] < l.limit {
+			return false
+		}
+	case l.cutSlot == 0:
+		if l.blocks < l.limit {
+			return false
+		}
+	case l.slot != l.cutSlot:
+		return false
 	}
-	return l.cutSlot != 0 && l.slot == l.cutSlot
+	if l.cutSlot == 0 {
+		l.cutSlot = l.slot
+		l.cut = map[int]bool{}
+	}
+	l.cut[l.slot] = true
+	return true
 }
 
 func (d cutDrive) WriteBlock(ctx context.Context, p []byte) (bool, error) {
@@ -362,6 +383,10 @@ func (d cutDrive) WriteBlock(ctx context.Context, p []byte) (bool, error) {
 	if err == nil {
 		d.l.mu.Lock()
 		d.l.blocks++
+		if d.l.onSlot == nil {
+			d.l.onSlot = map[int]int{}
+		}
+		d.l.onSlot[d.l.slot]++
 		d.l.mu.Unlock()
 	}
 	return ew, err
@@ -401,6 +426,57 @@ func sameRegularFiles(t *testing.T, want, got string) {
 	})
 	if err != nil || n == 0 {
 		t.Fatalf("compare %s with %s: %v (%d files)", want, got, err, n)
+	}
+}
+
+// packsOnTape reads every pack set's catalog lists from where it says
+// (OpenEntry at the entry's block and offset) and compares it with the
+// store's.
+func packsOnTape(t *testing.T, s *Store, libDir string, set TapeSet) {
+	t.Helper()
+	ctx := context.Background()
+	lib, err := tapefs.OpenEmulatedLibrary(libDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lib.Close()
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range set.Catalog.Files {
+		if f.Kind != tapefs.KindPacks {
+			continue
+		}
+		slot, ok := slotOf(inv, set.Tapes[f.Sequence-1])
+		if !ok {
+			t.Fatalf("cartridge %s of the set is in no slot", set.Tapes[f.Sequence-1])
+		}
+		d, err := loadSlot(ctx, lib, slot, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range f.Entries {
+			r, err := tapefs.OpenEntry(ctx, d, tapefs.FileOptions{}, f.StartPos, e)
+			if err != nil {
+				t.Errorf("pack %s, listed in file %d of cartridge %d at block %d offset %d: %v", e.Name[:12], f.FileNo, f.Sequence, e.Block, e.Offset, err)
+				continue
+			}
+			got, err := io.ReadAll(r)
+			want, lerr := s.st.Backend().Load(ctx, backend.Handle{Type: backend.Packs, Name: e.Name}, 0, -1, nil)
+			if err != nil || lerr != nil || !slices.Equal(got, want) {
+				t.Errorf("pack %s in file %d of cartridge %d: %d bytes on tape (%v), %d in the store (%v)", e.Name[:12], f.FileNo, f.Sequence, len(got), err, len(want), lerr)
+			}
+			n++
+		}
+		if err := unloadDrive(ctx, lib, d, 0, slot); err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+	}
+	if n == 0 {
+		t.Fatal("the set lists no pack")
 	}
 }
 
@@ -459,20 +535,25 @@ func TestTapeEndOfMediumEveryBlock(t *testing.T) {
 	srcRoot := filepath.Join(dir, "src")
 	t.Cleanup(func() { openLibrary = openRecordedLibrary })
 
-	// run writes both points with the cut after limit blocks, checks the
-	// set and the restores, and returns the blocks written.
-	run := func(t *testing.T, limit int) (blocks int) {
+	// run writes both points with the cut after limit blocks (each: on
+	// every cartridge), checks the set and the restores, and returns the
+	// library that cut.
+	run := func(t *testing.T, limit int, each bool) *cutLibrary {
 		dir := t.TempDir()
 		home, libDir := filepath.Join(dir, "home"), filepath.Join(dir, "lib")
 		ctx := context.Background()
+		slots := 4
+		if each {
+			slots = 12
+		}
 		if _, err := AddTapeLibrary(ctx, home, AddLibraryOptions{Name: "lib", Dir: libDir, Warn: t.Logf,
-			Emulator: tapefs.EmulatorOptions{Slots: 4, Drives: 1, Capacity: 1 << 30}}); err != nil {
+			Emulator: tapefs.EmulatorOptions{Slots: slots, Drives: 1, Capacity: 1 << 30}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := CreateTapePool(home, TapePool{Name: "p", Retention: "1y"}, time.Now(), t.Logf); err != nil {
 			t.Fatal(err)
 		}
-		cut := &cutLibrary{limit: limit}
+		cut := &cutLibrary{limit: limit, each: each}
 		openLibrary = func(l TapeLibrary) (tapefs.Library, error) {
 			lib, err := openRecordedLibrary(l)
 			if err != nil {
@@ -531,6 +612,8 @@ func TestTapeEndOfMediumEveryBlock(t *testing.T) {
 			}
 		}
 
+		packsOnTape(t, s, libDir, st.Sets[0])
+
 		fresh := filepath.Join(dir, "fresh")
 		if _, err := AddTapeLibrary(ctx, fresh, AddLibraryOptions{Name: "lib", Dir: libDir, Warn: t.Logf}); err != nil {
 			t.Fatal(err)
@@ -547,16 +630,34 @@ func TestTapeEndOfMediumEveryBlock(t *testing.T) {
 				sameRegularFiles(t, filepath.Join(srcRoot, p.Source), out)
 			}
 		}
-		return cut.blocks
+		return cut
 	}
 
 	var total int
-	t.Run("whole", func(t *testing.T) { total = run(t, -1) })
+	t.Run("whole", func(t *testing.T) { total = run(t, -1, false).blocks })
 	if total < 8 {
 		t.Fatalf("the job wrote %d blocks: too few to cut", total)
 	}
 	// From the set label's filemark to the catalog file's.
 	for n := 2; n <= total; n++ {
-		t.Run(fmt.Sprintf("cut%02d", n), func(t *testing.T) { run(t, n) })
+		t.Run(fmt.Sprintf("cut%02d", n), func(t *testing.T) { run(t, n, false) })
+	}
+	// Every cartridge cut, so a file that goes on to the next cartridge is
+	// cut again there, from the smallest cartridge that holds the labels
+	// and the largest pack up.
+	largest := int64(0)
+	if err := s.st.Backend().List(context.Background(), backend.Packs, func(_ string, size int64) error {
+		largest = max(largest, size)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	least := 2 + int(largest/(tapefs.BlockSize-4096)) + 1
+	for n := least; n < least+4; n++ {
+		t.Run(fmt.Sprintf("each%02d", n), func(t *testing.T) {
+			if c := run(t, n, true); len(c.cut) < 2 {
+				t.Errorf("%d blocks a cartridge: cut %d cartridges, want two or more", n, len(c.cut))
+			}
+		})
 	}
 }

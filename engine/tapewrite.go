@@ -32,8 +32,19 @@ import (
 // full and unloaded, and the next one loaded: the pool's free or expired
 // cartridge, else a blank one, labelled into the set with the next
 // sequence number. A write that meets the end of medium (no early warning,
-// or a zone too small) did not put its pack on tape: the pack goes to the
-// next cartridge whole, so a pack never straddles cartridges.
+// or a zone too small) cuts the file: the set's catalog lists only the
+// entries the drive has whole (the FileWriter's Entries, with the block
+// and offset a restore resumes at), and every other entry of the file,
+// including one whose tail was still in the refused block, goes whole to
+// the next cartridge, so a pack never straddles cartridges. A point file
+// or a catalog file that is cut goes again whole: the point names the one
+// file holding both its manifest and its record.
+//
+// A set takes appends (allocation continue) within its pool's append
+// window, and its expiry, written in its labels when it is made, is the
+// pool's retention after the window closes: the point appended last is
+// kept the whole retention, also by a server that knows the set only from
+// its labels. A write after the window starts a new set.
 //
 // Packs are read without the store's lock: a garbage collection running
 // meanwhile (another process; the server never runs both at once) may
@@ -130,13 +141,11 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 
 	w := &tapeWriter{ctx: ctx, home: home, lib: lib, libName: libRec.Name, pool: pool, poolKey: poolKey,
 		st: st, log: o.Log, now: o.Now, storeID: s.Config().ID, storeConfig: storeConfig,
-		media: map[string]*TapeMedium{}, have: map[string]int{}}
+		media: map[string]*TapeMedium{}}
 	if w.set, err = w.openSet(o.Set); err != nil {
 		return nil, err
 	}
-	for i, f := range w.set.Catalog.Files {
-		w.indexFile(i, f)
-	}
+	w.have = w.set.Catalog.PackIndex()
 	rep := &TapeWriteReport{Pool: pool.Name, Set: w.set.ID}
 	w.rep = rep
 	err = w.run(s, o.Points)
