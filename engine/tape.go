@@ -69,14 +69,50 @@ const (
 // TapePool is a media pool: the cartridges of one retention, encryption
 // and allocation policy.
 type TapePool struct {
-	Name           string    `json:"name"`
-	Library        string    `json:"library"`
-	Retention      string    `json:"retention"` // a span: "7y", "18mo", "4w", "30d"
+	Name      string `json:"name"`
+	Library   string `json:"library"`
+	Retention string `json:"retention"` // a span: "7y", "18mo", "4w", "30d"
+	// AppendWindow is how long after its creation a set accepts appends
+	// (a span; "" is DefaultAppendWindow). A set expires its retention
+	// after the window closes, so the last point appended to it is kept
+	// the whole retention too.
+	AppendWindow   string    `json:"append_window,omitempty"`
 	Encrypt        bool      `json:"encrypt,omitempty"`
 	Compress       bool      `json:"compress,omitempty"`
 	Allocation     string    `json:"allocation"`
 	KeyFingerprint string    `json:"key_fingerprint,omitempty"`
 	Created        time.Time `json:"created"`
+}
+
+// DefaultAppendWindow is a pool's append window when it names none.
+const DefaultAppendWindow = "7d"
+
+// Window is the pool's append window, the default filled in.
+func (p TapePool) Window() string {
+	if p.AppendWindow == "" {
+		return DefaultAppendWindow
+	}
+	return p.AppendWindow
+}
+
+// AppendEnd is when a set of the pool created at created stops accepting
+// appends.
+func (p TapePool) AppendEnd(created time.Time) (time.Time, error) {
+	t, err := spanAfter(p.Window(), created)
+	if err != nil {
+		return t, fmt.Errorf("pool %s: append window: %w", p.Name, err)
+	}
+	return t, nil
+}
+
+// SetExpiry is when a set of the pool created at created expires: its
+// retention after its append window closes.
+func (p TapePool) SetExpiry(created time.Time) (time.Time, error) {
+	end, err := p.AppendEnd(created)
+	if err != nil {
+		return end, err
+	}
+	return retentionExpiry(p.Retention, end)
 }
 
 // Cartridge states.
@@ -114,6 +150,10 @@ type TapeSet struct {
 	// Closed: no job appends to the set any more (allocation always, or
 	// expired).
 	Closed bool `json:"closed,omitempty"`
+	// Dropped are the sequences of cartridges erased or relabelled since
+	// they were written (dropCartridge): what the set's catalog files on
+	// its other cartridges say they held is gone.
+	Dropped []int `json:"dropped,omitempty"`
 	// KeyFingerprint is the pool key's ("" for a plain set), as the set
 	// label holds it.
 	KeyFingerprint string               `json:"key_fingerprint,omitempty"`
@@ -402,15 +442,8 @@ func CreateTapePool(home string, p TapePool, now time.Time, warn func(string, ..
 	if err := checkName(p.Name); err != nil {
 		return p, fmt.Errorf("pool name %q: %v (letters, digits, '.', '_', '-')", p.Name, err)
 	}
-	if _, err := retentionExpiry(p.Retention, now); err != nil {
+	if err := checkPoolPolicy(&p, now); err != nil {
 		return p, err
-	}
-	switch p.Allocation {
-	case "":
-		p.Allocation = AllocContinue
-	case AllocContinue, AllocAlways:
-	default:
-		return p, fmt.Errorf("allocation %q: give continue or always", p.Allocation)
 	}
 	st, err := readTapeState(home, warn)
 	if err != nil {
@@ -437,12 +470,90 @@ func CreateTapePool(home string, p TapePool, now time.Time, warn func(string, ..
 	return p, writeTapeState(home, warn, TapeUpdate{Pools: []TapePool{p}})
 }
 
+// checkPoolPolicy checks a pool's spans and allocation, filling in the
+// default allocation.
+func checkPoolPolicy(p *TapePool, now time.Time) error {
+	if _, err := retentionExpiry(p.Retention, now); err != nil {
+		return err
+	}
+	if p.AppendWindow != "" {
+		if _, err := spanAfter(p.AppendWindow, now); err != nil {
+			return fmt.Errorf("append window: %w", err)
+		}
+	}
+	switch p.Allocation {
+	case "":
+		p.Allocation = AllocContinue
+	case AllocContinue, AllocAlways:
+	default:
+		return fmt.Errorf("allocation %q: give continue or always", p.Allocation)
+	}
+	return nil
+}
+
+// TapePoolChange is a change to a pool's policy; nil fields stay.
+type TapePoolChange struct {
+	Retention, AppendWindow, Allocation *string
+	Compress                            *bool
+}
+
+// SetTapePool changes a pool's policy. Sets already written keep the
+// expiry their labels hold; the change applies to sets created after it
+// (and, for compression and the append window, to what is appended to the
+// open set from now on).
+func SetTapePool(home, name string, ch TapePoolChange, now time.Time, warn func(string, ...any)) (TapePool, error) {
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return TapePool{}, err
+	}
+	p, err := st.pool(name)
+	if err != nil {
+		return p, err
+	}
+	if ch.Retention != nil {
+		p.Retention = *ch.Retention
+	}
+	if ch.AppendWindow != nil {
+		p.AppendWindow = *ch.AppendWindow
+	}
+	if ch.Allocation != nil {
+		p.Allocation = *ch.Allocation
+	}
+	if ch.Compress != nil {
+		p.Compress = *ch.Compress
+	}
+	if err := checkPoolPolicy(&p, now); err != nil {
+		return p, fmt.Errorf("tape pool %s: %w: nothing was changed", name, err)
+	}
+	return p, writeTapeState(home, warn, TapeUpdate{Pools: []TapePool{p}})
+}
+
+// ListTapePools lists the pools by name.
+func ListTapePools(home string, warn func(string, ...any)) ([]TapePool, error) {
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]TapePool{}, st.Pools...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
 // retentionExpiry is when a set created at now with retention span expires:
 // calendar years and months, not multiples of 24 hours.
 func retentionExpiry(span string, now time.Time) (time.Time, error) {
+	t, err := spanAfter(span, now)
+	if err != nil {
+		return t, fmt.Errorf("retention: %w", err)
+	}
+	return t, nil
+}
+
+// spanAfter is now plus span, in calendar years, months, weeks or days.
+func spanAfter(span string, now time.Time) (time.Time, error) {
 	n, unit, err := splitSpan(span)
 	if err != nil || n <= 0 || n > 99*366 {
-		return time.Time{}, fmt.Errorf("retention %q: give a span like 7y, 18mo, 4w or 30d", span)
+		return time.Time{}, fmt.Errorf("%q: give a span like 7y, 18mo, 4w or 30d", span)
 	}
 	switch unit {
 	case "y":
@@ -511,28 +622,46 @@ func ExportTapeKey(home, pool, passphrase string, warn func(string, ...any)) ([]
 	return tapefs.ExportKey(pool, key, passphrase)
 }
 
+// ErrNeedRetention: a key import would create a pool, and no retention
+// was given for it.
+var ErrNeedRetention = errors.New("the pool is not on this server: give --retention SPAN (how long the sets this server writes to it are kept) to create it")
+
 // ImportTapeKey opens a key file and keeps its key on this server,
-// recording its pool if the catalog has none of that name. A pool of that
-// name with another key is refused.
-func ImportTapeKey(home string, file []byte, passphrase string, now time.Time, warn func(string, ...any)) (TapePool, error) {
+// recording its pool if the catalog has none of that name: it then needs
+// retention (ErrNeedRetention), so that what this server writes to the
+// pool is kept as long as it should be; for a pool the catalog has,
+// retention may be "" (a non-empty one changes the pool's). A pool of
+// that name with another key is refused.
+func ImportTapeKey(home string, file []byte, passphrase, retention string, now time.Time, warn func(string, ...any)) (TapePool, error) {
+	if retention != "" {
+		if _, err := retentionExpiry(retention, now); err != nil {
+			return TapePool{}, err
+		}
+	}
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return TapePool{}, err
+	}
 	pool, key, err := tapefs.ImportKey(file, passphrase)
 	if err != nil {
 		return TapePool{}, err
 	}
 	fp := tapefs.KeyFingerprint(key)
-	st, err := readTapeState(home, warn)
-	if err != nil {
-		return TapePool{}, err
-	}
 	p, perr := st.pool(pool)
 	if perr == nil && p.KeyFingerprint != "" && p.KeyFingerprint != fp {
 		return p, fmt.Errorf("tape pool %s has key fingerprint %s on this server; the file holds %s: nothing was changed", pool, p.KeyFingerprint, fp)
 	}
 	if perr != nil {
+		if retention == "" {
+			return TapePool{Name: pool}, fmt.Errorf("tape pool %s: %w; nothing was changed", pool, ErrNeedRetention)
+		}
 		p = TapePool{Name: pool, Allocation: AllocContinue, Created: now.UTC()}
 		if lib, err := st.library(""); err == nil {
 			p.Library = lib.Name
 		}
+	}
+	if retention != "" {
+		p.Retention = retention
 	}
 	p.Encrypt, p.KeyFingerprint = true, fp
 	if err := savePoolKey(home, pool, key); err != nil {
@@ -703,4 +832,134 @@ func setPointsBySequence(s *TapeSet) map[int][]string {
 		sort.Strings(out[q])
 	}
 	return out
+}
+
+// readyLibrary makes a library ready for a job: the drive emptied of a
+// cartridge a previous job left in it, and the inventory after that.
+func readyLibrary(ctx context.Context, lib tapefs.Library, name string) (*tapefs.Inventory, error) {
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tape library %s: %w", name, err)
+	}
+	if err := clearDrive(ctx, lib, inv, tapeDrive); err != nil {
+		return nil, err
+	}
+	if inv, err = lib.Inventory(ctx); err != nil {
+		return nil, fmt.Errorf("tape library %s: %w", name, err)
+	}
+	return inv, nil
+}
+
+// mayOverwrite decides whether the cartridge barcode may be overwritten:
+// labelled into pool, or erased (pool ""). It is the one place that
+// decides, for a write choosing a cartridge and for 'tape label' and
+// 'tape erase': first on what the media catalog records (read false: the
+// cartridge is not loaded yet), then again once its set label is read
+// (read true; sl nil for a blank cartridge). It returns nil when the
+// cartridge may be overwritten, else an error wrapping ErrTapeRefused
+// that says why. --force skips it, and nothing else does.
+//
+// A set whose expiry is unknown (zero) is never expired: a zero expiry
+// comes from a set written with no retention, and reusing its cartridges
+// would lose data nobody chose to lose.
+func mayOverwrite(st *TapeState, barcode string, read bool, sl *tapefs.SetLabel, pool string, now time.Time) error {
+	force := "use --force to overwrite it ('recall tape erase --force' or 'recall tape label --force')"
+	expired := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
+	until := func(t time.Time) string {
+		if t.IsZero() {
+			return "with no expiry recorded"
+		}
+		return "expires " + t.Format(time.DateOnly)
+	}
+	if m, ok := st.medium(barcode); ok {
+		if m.Set != "" {
+			exp := m.Expiry
+			if s, ok := st.set(m.Set); ok {
+				exp = s.Expiry
+			}
+			if !expired(exp) {
+				return fmt.Errorf("%w: the catalog says it holds set %s of pool %s (%s); %s", ErrTapeRefused, m.Set, m.Pool, until(exp), force)
+			}
+		}
+		if pool != "" && m.Pool != "" && m.Pool != pool {
+			return fmt.Errorf("%w: the catalog says it is pool %s's; %s", ErrTapeRefused, m.Pool, force)
+		}
+	}
+	if !read || sl == nil {
+		return nil
+	}
+	if pool != "" && sl.Pool != pool {
+		return fmt.Errorf("%w: it is labelled for pool %s (set %s, %s); %s", ErrTapeRefused, sl.Pool, sl.SetID, until(sl.Expiry), force)
+	}
+	if freeLabel(sl) {
+		return nil
+	}
+	exp := sl.Expiry
+	if s, ok := st.set(sl.SetID); ok {
+		exp = s.Expiry
+	}
+	if !expired(exp) {
+		return fmt.Errorf("%w: it holds set %s of pool %s (%s); %s", ErrTapeRefused, sl.SetID, sl.Pool, until(exp), force)
+	}
+	return nil
+}
+
+// freeLabel tells a set label 'recall tape label' wrote (a set that
+// expired as it was created, holding nothing) from a set's.
+func freeLabel(sl *tapefs.SetLabel) bool {
+	return !sl.Expiry.IsZero() && !sl.Expiry.After(sl.Created)
+}
+
+// dropCartridge removes from s what cartridge seq held, once it is erased
+// or relabelled: its files leave the set's catalog (so no later write
+// takes a pack on it as already written), the points that needed any of
+// them go too, and the set is closed, so nothing is appended to a set
+// with a hole in it. It returns the ids of the points lost.
+func dropCartridge(s *TapeSet, seq int) []string {
+	s.Closed = true
+	if !slices.Contains(s.Dropped, seq) {
+		s.Dropped = append(s.Dropped, seq)
+	}
+	c := s.Catalog
+	if c == nil {
+		return nil
+	}
+	newIndex := map[int]int{}
+	var files []tapefs.CatalogFile
+	have := map[string]bool{}
+	for i, f := range c.Files {
+		if f.Sequence == seq {
+			continue
+		}
+		newIndex[i] = len(files)
+		files = append(files, f)
+		if f.Kind == tapefs.KindPacks {
+			for _, e := range f.Entries {
+				have[e.Name] = true
+			}
+		}
+	}
+	var lost []string
+	var points []tapefs.CatalogPoint
+	for _, p := range c.Points {
+		whole := slices.IndexFunc(p.Packs, func(pk string) bool { return !have[pk] }) < 0
+		var idx []int
+		pointFile := false
+		for _, i := range p.Files {
+			j, ok := newIndex[i]
+			if !ok {
+				continue
+			}
+			idx = append(idx, j)
+			pointFile = pointFile || files[j].Kind == tapefs.KindPoint
+		}
+		if !whole || !pointFile {
+			lost = append(lost, p.ID)
+			continue
+		}
+		p.Files = idx
+		points = append(points, p)
+	}
+	c.Files, c.Points = files, points
+	return lost
 }

@@ -27,8 +27,12 @@ import (
 // restore from disk is, so modes, owners, times, xattrs, hard links and
 // holes come out the same. The staging store is removed at the end.
 //
-// A pack lost to a bad block leaves its files damaged (ErrDamaged): what
-// the other packs hold is restored. A set read with no key or the wrong
+// A pack lost to a bad block, or not on the cartridge where the catalog
+// says, leaves its files damaged (ErrDamaged): what the other packs hold
+// is restored, those after a bad block in the same tape file too (the
+// reader goes on at the next wanted pack, located by the block and offset
+// the catalog records for it). A cartridge that is not the one the
+// catalog says (set, sequence, volume id) is not read at all. A set read with no key or the wrong
 // one is refused before anything is written to the target.
 
 // maxPointEntry bounds a point file's entries held in memory.
@@ -51,8 +55,10 @@ type TapeRestoreOptions struct {
 type TapeRestoreResult struct {
 	Point *Point
 	*RestoreResult
-	// LostPacks are the packs bad blocks kept from being read.
+	// LostPacks are the packs that could not be read: bad blocks, or
+	// not on tape where the catalog says (Lost has the cause of each).
 	LostPacks []string
+	Lost      []TapeLostPack
 	Tapes     []string // barcodes read, in order
 }
 
@@ -165,7 +171,7 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 	if err != nil {
 		return nil, err
 	}
-	res := &TapeRestoreResult{LostPacks: sg.lost, Tapes: sg.tapes}
+	res := &TapeRestoreResult{LostPacks: sg.lost, Lost: sg.lostWhy, Tapes: sg.tapes}
 	s, err := openStaged(ctx, sg.dir, o.Password)
 	if err != nil {
 		return nil, err
@@ -186,7 +192,9 @@ type staged struct {
 	dir    string
 	points []chunkstore.ID // the points whose manifests it holds, as asked
 	lost   []string        // packs not read (bad blocks), or not on the set
-	tapes  []string        // barcodes read, in order
+	// lostWhy is lost with the cause of each.
+	lostWhy []TapeLostPack
+	tapes   []string // barcodes read, in order
 }
 
 // stageFromTape reads the packs and manifests of points of set into a new
@@ -219,6 +227,7 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 			i, ok := where[pk]
 			if !ok {
 				sg.lost = append(sg.lost, pk)
+				sg.lostWhy = append(sg.lostWhy, TapeLostPack{Name: pk, Cause: LostMissing, Error: "no file of set " + set.ID + " holds it"})
 				continue
 			}
 			want[pk] = true
@@ -279,15 +288,9 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 		return nil, err
 	}
 	defer lib.Close()
-	inv, err := lib.Inventory(ctx)
+	inv, err := readyLibrary(ctx, lib, libRec.Name)
 	if err != nil {
-		return nil, fmt.Errorf("tape library %s: %w", libRec.Name, err)
-	}
-	if err := clearDrive(ctx, lib, inv, tapeDrive); err != nil {
 		return nil, err
-	}
-	if inv, err = lib.Inventory(ctx); err != nil {
-		return nil, fmt.Errorf("tape library %s: %w", libRec.Name, err)
 	}
 	var missing []string
 	slots := map[int]int{}
@@ -308,7 +311,12 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 	if sg.dir, err = os.MkdirTemp(home, "tape-restore-"); err != nil {
 		return nil, fmt.Errorf("staging store: %w", err)
 	}
-	be := local.Open(sg.dir)
+	// The whole layout, so the staging store opens even when no pack
+	// could be read (the restore then names every file damaged).
+	be, err := local.Create(sg.dir)
+	if err != nil {
+		return sg, fmt.Errorf("staging store: %w", err)
+	}
 	defer be.Close()
 	manifests := map[string]bool{}
 	configSaved := false
@@ -316,7 +324,13 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 	for _, q := range seqs {
 		bc := barcode(q)
 		log("reading cartridge %s (sequence %d of set %s, slot %d): %d tape files", bc, q, set.ID, slots[q], len(byTape[q]))
-		got, err := readCartridge(ctx, lib, slots[q], bc, set.ID, byTape[q], fo, want, pointAt, be, !configSaved)
+		tc := tapeCartridge{slot: slots[q], barcode: bc, sequence: q, setID: set.ID}
+		for _, t := range cat.Tapes {
+			if t.Sequence == q {
+				tc.volumeID = t.VolumeID
+			}
+		}
+		got, err := readCartridge(ctx, lib, tc, byTape[q], fo, want, pointAt, be, !configSaved)
 		sg.tapes = append(sg.tapes, bc)
 		if err != nil {
 			return sg, err
@@ -326,8 +340,9 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 			manifests[id] = true
 		}
 		for _, l := range got.lost {
-			log("cartridge %s: pack %s not read: %v", bc, l.name, l.err)
+			log("cartridge %s: pack %s not read (%s): %v", bc, l.name, l.public().Cause, l.err)
 			sg.lost = append(sg.lost, l.name)
+			sg.lostWhy = append(sg.lostWhy, l.public())
 		}
 	}
 	for _, id := range sg.points {
@@ -365,9 +380,45 @@ func openStaged(ctx context.Context, dir string, password func() (string, error)
 	return s, nil
 }
 
+// lostPack is a wanted pack not read from a cartridge, and why.
 type lostPack struct {
 	name string
 	err  error
+	// missing: the tape did not hold it where the catalog says (as opposed
+	// to a damaged block holding it).
+	missing bool
+}
+
+// TapeLostPack is a pack a restore from tape could not read.
+type TapeLostPack struct {
+	Name string `json:"name"`
+	// Cause is "bad blocks" (the tape holds it, damaged) or "missing" (not
+	// on the tape where the media catalog says, or not on the set at all).
+	Cause string `json:"cause"`
+	Error string `json:"error,omitempty"`
+}
+
+// Causes of a lost pack.
+const (
+	LostBadBlocks = "bad blocks"
+	LostMissing   = "missing"
+)
+
+func (l lostPack) public() TapeLostPack {
+	t := TapeLostPack{Name: l.name, Cause: LostBadBlocks}
+	if l.missing {
+		t.Cause = LostMissing
+	}
+	if l.err != nil {
+		t.Error = l.err.Error()
+	}
+	return t
+}
+
+// damagedTape tells an error of a damaged tape (bad blocks) from one of a
+// tape that does not hold what the catalog says.
+func damagedTape(err error) bool {
+	return errors.Is(err, tapefs.ErrBadBlock) || errors.Is(err, tapefs.ErrMediumError) || errors.Is(err, tapefs.ErrTorn)
 }
 
 type cartridgeRead struct {
@@ -376,11 +427,23 @@ type cartridgeRead struct {
 	manifests []string // points whose manifests were saved
 }
 
+// tapeCartridge is one cartridge of a set as the media catalog records it.
+type tapeCartridge struct {
+	slot     int
+	barcode  string
+	sequence int
+	volumeID string // "" when the catalog does not know it
+	setID    string
+}
+
 // readCartridge reads the wanted packs (and a point file's manifest) of
 // files from one cartridge, in one forward pass, into be; pointAt names
-// the point of each point file.
-func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, setID string, files []tapefs.CatalogFile, fo tapefs.FileOptions,
+// the point of each point file. The cartridge must be the one the catalog
+// says (set, sequence, volume id), and each file the one it says (number,
+// kind): else what the catalog places there is lost as missing.
+func readCartridge(ctx context.Context, lib tapefs.Library, tc tapeCartridge, files []tapefs.CatalogFile, fo tapefs.FileOptions,
 	want map[string]bool, pointAt map[fileKey]string, be backend.Backend, saveConfig bool) (*cartridgeRead, error) {
+	barcode, slot := tc.barcode, tc.slot
 	d, err := loadSlot(ctx, lib, slot, tapeDrive)
 	if err != nil {
 		return nil, fmt.Errorf("cartridge %s: %w", barcode, err)
@@ -389,12 +452,18 @@ func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, s
 		unloadDrive(ctx, lib, d, tapeDrive, slot)
 		d.Close()
 	}()
-	_, sl, err := tapefs.ReadLabels(ctx, d)
+	vl, sl, err := tapefs.ReadLabels(ctx, d)
 	if err != nil {
 		return nil, fmt.Errorf("cartridge %s (slot %d): %w", barcode, slot, err)
 	}
-	if sl.SetID != setID {
-		return nil, fmt.Errorf("cartridge %s (slot %d) holds set %s, the catalog says set %s: run 'recall tape catalog --slot %d' to read what it holds", barcode, slot, sl.SetID, setID, slot)
+	recatalog := fmt.Sprintf("run 'recall tape catalog --slot %d' to read what it holds", slot)
+	switch {
+	case sl.SetID != tc.setID:
+		return nil, fmt.Errorf("cartridge %s (slot %d) holds set %s, the catalog says set %s: %s", barcode, slot, sl.SetID, tc.setID, recatalog)
+	case sl.Sequence != tc.sequence:
+		return nil, fmt.Errorf("cartridge %s (slot %d) is sequence %d of set %s, the catalog says sequence %d: %s", barcode, slot, sl.Sequence, tc.setID, tc.sequence, recatalog)
+	case tc.volumeID != "" && vl.VolumeID != tc.volumeID:
+		return nil, fmt.Errorf("cartridge %s (slot %d) has volume id %s, the catalog says %s (relabelled since, or another cartridge with its barcode): %s", barcode, slot, vl.VolumeID, tc.volumeID, recatalog)
 	}
 	out := &cartridgeRead{}
 	// Packs are saved to the staging store by another goroutine, so the
@@ -434,50 +503,9 @@ func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, s
 		out.config = true
 	}
 	for _, f := range files {
-		if err := d.Locate(ctx, f.StartPos); err != nil {
-			return nil, fmt.Errorf("cartridge %s: locate file %d: %w", barcode, f.FileNo, err)
-		}
-		r, err := tapefs.NewFileReader(ctx, d, fo)
-		if err != nil {
-			if errors.Is(err, tapefs.ErrWrongKey) {
-				return nil, fmt.Errorf("cartridge %s: %w: the pool key on this server does not open set %s (import the right key file with 'recall tape key import FILE'); nothing was restored", barcode, err, setID)
-			}
-			out.lostFile(f, want, err)
-			continue
-		}
-		got := map[string]bool{}
-	entries:
-		for {
-			name, _, err := r.Next(ctx)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				out.lostFile(f, want, err, got)
-				break
-			}
-			switch {
-			case f.Kind == tapefs.KindPacks && want[name]:
-				b, err := r.ReadEntry(1 << 32)
-				if err != nil {
-					out.lostFile(f, want, err, got)
-					break entries
-				}
-				if err := save(backend.Handle{Type: backend.Packs, Name: name}, b); err != nil {
-					return nil, err
-				}
-				got[name] = true
-			case f.Kind == tapefs.KindPoint && name == "manifest" && pointAt[fileKey{f.Sequence, f.FileNo}] != "":
-				b, err := r.ReadEntry(maxPointEntry)
-				if err != nil {
-					break entries
-				}
-				id := pointAt[fileKey{f.Sequence, f.FileNo}]
-				if err := save(backend.Handle{Type: backend.Points, Name: id}, b); err != nil {
-					return nil, err
-				}
-				out.manifests = append(out.manifests, id)
-			}
+		fr := &fileRead{c: out, d: d, fo: fo, f: f, barcode: barcode, setID: tc.setID, want: want, pointAt: pointAt, save: save}
+		if err := fr.read(ctx); err != nil {
+			return nil, err
 		}
 	}
 	saved = true
@@ -488,17 +516,169 @@ func readCartridge(ctx context.Context, lib tapefs.Library, slot int, barcode, s
 	return out, nil
 }
 
+// fileRead reads the wanted entries of one tape file.
+type fileRead struct {
+	c       *cartridgeRead
+	d       tapefs.Drive
+	fo      tapefs.FileOptions
+	f       tapefs.CatalogFile
+	barcode string
+	setID   string
+	want    map[string]bool
+	pointAt map[fileKey]string
+	save    func(backend.Handle, []byte) error
+
+	got map[string]bool
+	// why holds the wanted entries lost to a damaged block, with the error.
+	why map[string]error
+	// stop is why the rest of the file was not read, once it was given up.
+	stop error
+}
+
+// read reads the file; every wanted entry of it not read is lost, with
+// its cause. After a damaged block it goes on at the next wanted entry,
+// located by the block and offset the catalog records for it (a packs
+// file can be gigabytes long: giving up its rest would lose every pack
+// after the damage). It returns only what ends the whole restore: a
+// wrong key, a failed save, a cancelled context.
+func (fr *fileRead) read(ctx context.Context) error {
+	f := fr.f
+	fr.got, fr.why = map[string]bool{}, map[string]error{}
+	defer fr.account()
+	if err := fr.d.Locate(ctx, f.StartPos); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fr.stop = fmt.Errorf("locate tape file %d at block %d: %w", f.FileNo, f.StartPos, err)
+		return nil
+	}
+	r, err := tapefs.NewFileReader(ctx, fr.d, fr.fo)
+	if err != nil {
+		if errors.Is(err, tapefs.ErrWrongKey) {
+			return fmt.Errorf("cartridge %s: %w: the pool key on this server does not open set %s (import the right key file with 'recall tape key import FILE'); nothing was restored", fr.barcode, err, fr.setID)
+		}
+		fr.stop = err
+		return nil
+	}
+	if r.Kind() != f.Kind || r.FileNo() != f.FileNo {
+		fr.stop = fmt.Errorf("the tape file at block %d is file %d (%s), the catalog says file %d (%s)", f.StartPos, r.FileNo(), r.Kind(), f.FileNo, f.Kind)
+		return nil
+	}
+	index := make(map[string]int, len(f.Entries))
+	for i, e := range f.Entries {
+		index[e.Name] = i
+	}
+	last := -1 // the catalog index of the last entry reached
+	for {
+		name, _, err := r.Next(ctx)
+		if err == io.EOF {
+			return nil
+		}
+		if err == nil {
+			if i, ok := index[name]; ok {
+				last = i
+			}
+			err = fr.entry(r, name)
+		}
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, errFatalRead) {
+			return err
+		}
+		if r, last = fr.resume(ctx, last, err); r == nil {
+			return nil
+		}
+	}
+}
+
+// errFatalRead marks an error of entry that ends the restore.
+var errFatalRead = errors.New("restore stopped")
+
+// entry reads the current entry of r when it is wanted.
+func (fr *fileRead) entry(r *tapefs.FileReader, name string) error {
+	f := fr.f
+	switch {
+	case f.Kind == tapefs.KindPacks && fr.want[name] && !fr.got[name]:
+		b, err := r.ReadEntry(1 << 32)
+		if err != nil {
+			fr.why[name] = err
+			return err
+		}
+		if err := fr.save(backend.Handle{Type: backend.Packs, Name: name}, b); err != nil {
+			return fmt.Errorf("%w: %w", errFatalRead, err)
+		}
+		fr.got[name] = true
+	case f.Kind == tapefs.KindPoint && name == "manifest" && fr.pointAt[fileKey{f.Sequence, f.FileNo}] != "":
+		b, err := r.ReadEntry(maxPointEntry)
+		if err != nil {
+			return err // the point's manifest is then missing, which is said at the end
+		}
+		id := fr.pointAt[fileKey{f.Sequence, f.FileNo}]
+		if err := fr.save(backend.Handle{Type: backend.Points, Name: id}, b); err != nil {
+			return fmt.Errorf("%w: %w", errFatalRead, err)
+		}
+		fr.c.manifests = append(fr.c.manifests, id)
+	}
+	return nil
+}
+
+// resume goes on after cause (a damaged block) at the first wanted entry
+// after catalog index last that can be opened; nil when there is none, or
+// when the catalog records no position for it (a catalog written before
+// entries carried their block and offset: the rest of the file is then
+// given up, lost to cause).
+func (fr *fileRead) resume(ctx context.Context, last int, cause error) (*tapefs.FileReader, int) {
+	for k := last + 1; k < len(fr.f.Entries); k++ {
+		e := fr.f.Entries[k]
+		if !fr.want[e.Name] || fr.got[e.Name] {
+			continue
+		}
+		if k > 0 && e.Block == 0 && e.Offset == 0 {
+			fr.stop = cause
+			return nil, k
+		}
+		r, err := tapefs.OpenEntry(ctx, fr.d, fr.fo, fr.f.StartPos, e)
+		if err != nil {
+			fr.why[e.Name] = err
+			continue
+		}
+		if err := fr.entry(r, e.Name); err != nil {
+			if errors.Is(err, errFatalRead) {
+				fr.stop = err
+				return nil, k
+			}
+			continue
+		}
+		return r, k
+	}
+	fr.stop = cause
+	return nil, len(fr.f.Entries)
+}
+
+// account records every wanted entry of the file not read as lost.
+func (fr *fileRead) account() {
+	for _, e := range fr.f.Entries {
+		if !fr.want[e.Name] || fr.got[e.Name] {
+			continue
+		}
+		l := lostPack{name: e.Name, err: fr.why[e.Name]}
+		if l.err == nil {
+			l.err = fr.stop
+		}
+		if l.err == nil {
+			l.err = fmt.Errorf("tape file %d of cartridge %s ends without it, though the catalog lists it there", fr.f.FileNo, fr.barcode)
+		}
+		l.missing = !damagedTape(l.err)
+		fr.c.lost = append(fr.c.lost, l)
+	}
+}
+
 // stagedFile is a file read from tape on its way to the staging store.
 type stagedFile struct {
 	h    backend.Handle
 	data []byte
-}
-
-// lostFile records the wanted packs of f not read (got) as lost to err.
-func (c *cartridgeRead) lostFile(f tapefs.CatalogFile, want map[string]bool, err error, got ...map[string]bool) {
-	for _, e := range f.Entries {
-		if want[e.Name] && (len(got) == 0 || !got[0][e.Name]) {
-			c.lost = append(c.lost, lostPack{e.Name, err})
-		}
-	}
 }

@@ -73,15 +73,9 @@ func catalogTapes(ctx context.Context, home string, o TapeCatalogOptions) ([]Sca
 		return nil, err
 	}
 	defer lib.Close()
-	inv, err := lib.Inventory(ctx)
+	inv, err := readyLibrary(ctx, lib, libRec.Name)
 	if err != nil {
-		return nil, fmt.Errorf("tape library %s: %w", libRec.Name, err)
-	}
-	if err := clearDrive(ctx, lib, inv, tapeDrive); err != nil {
 		return nil, err
-	}
-	if inv, err = lib.Inventory(ctx); err != nil {
-		return nil, fmt.Errorf("tape library %s: %w", libRec.Name, err)
 	}
 	var slots []tapefs.Element
 	for _, e := range inv.Slots {
@@ -164,7 +158,7 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	if err != nil {
 		return u, err
 	}
-	if len(res.Catalog.Files) == 0 && len(res.Catalog.Points) == 0 && !sl.Expiry.After(sl.Created) {
+	if len(res.Catalog.Files) == 0 && len(res.Catalog.Points) == 0 && freeLabel(sl) {
 		// Labelled for a pool by 'recall tape label', holding nothing.
 		u.Media = []TapeMedium{{Barcode: e.Barcode, VolumeID: res.Volume.VolumeID, Pool: sl.Pool, State: MediaFree, Library: libName, Slot: e.Number}}
 		sc.Pool = sl.Pool
@@ -177,6 +171,13 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	}
 	old, _ := st.set(res.Set.SetID)
 	set := mergeSet(old, res)
+	for _, q := range old.Dropped {
+		// The other cartridges' catalog files still list what a dropped
+		// cartridge held; it is gone.
+		if q != res.Set.Sequence {
+			dropCartridge(&set, q)
+		}
+	}
 	for _, f := range res.Catalog.Files {
 		if f.Sequence == res.Set.Sequence {
 			sc.Files++
@@ -196,7 +197,9 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 		// A torn cartridge is not appended to: its last file is cut.
 		m.State = MediaFull
 	}
-	if !o.Now().Before(set.Expiry) {
+	if !set.Expiry.IsZero() && !o.Now().Before(set.Expiry) {
+		// A zero expiry (a set written with no retention) is not an
+		// expired one: its cartridges are kept (see mayOverwrite).
 		m.State = MediaExpired
 	}
 	if prev, ok := st.medium(e.Barcode); ok && prev.Set == m.Set && prev.NextFile > 0 {
@@ -204,9 +207,15 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	}
 	u.Media = []TapeMedium{m}
 	if _, err := st.pool(res.Set.Pool); err != nil {
-		days := int(set.Expiry.Sub(set.Created).Hours()/24 + 0.5)
-		u.Pools = []TapePool{{Name: res.Set.Pool, Library: libName, Retention: fmt.Sprintf("%dd", max(days, 1)), Encrypt: res.Set.Encrypted(),
-			Compress: res.Set.Compressed, Allocation: AllocContinue, KeyFingerprint: res.Set.KeyFingerprint, Created: set.Created}}
+		p := TapePool{Name: res.Set.Pool, Library: libName, Encrypt: res.Set.Encrypted(),
+			Compress: res.Set.Compressed, Allocation: AllocContinue, KeyFingerprint: res.Set.KeyFingerprint, Created: set.Created}
+		if !set.Expiry.IsZero() {
+			days := int(set.Expiry.Sub(set.Created).Hours()/24 + 0.5)
+			p.Retention = fmt.Sprintf("%dd", max(days, 1))
+		} else {
+			o.Log("pool %s: set %s has no expiry on its label: the pool is recorded with no retention; give it one with 'recall tape pool set %s --retention SPAN' before writing to it", p.Name, set.ID, p.Name)
+		}
+		u.Pools = []TapePool{p}
 	}
 	return u, nil
 }
@@ -360,52 +369,76 @@ type TapeLabelOptions struct {
 	Warn    func(format string, args ...any)
 }
 
+// TapeRelabelResult is what LabelTape or EraseTape did to a cartridge
+// and to the set it held.
+type TapeRelabelResult struct {
+	Medium TapeMedium `json:"medium"`
+	// Set and Sequence: the set the cartridge held before ("" for none).
+	Set      string `json:"set,omitempty"`
+	Sequence int    `json:"sequence,omitempty"`
+	// SetKnown: the media catalog recorded the set, so what it lost is
+	// known (PointsLost) and it is closed for appends.
+	SetKnown bool `json:"set_known,omitempty"`
+	// PointsLost are the points of the set that needed the cartridge.
+	PointsLost []string `json:"points_lost,omitempty"`
+}
+
 // LabelTape labels the cartridge in a slot as a free cartridge of a pool
 // (a set label that expires as it is written, holding nothing); the
 // pool's next write takes it into its set. A cartridge holding another
 // pool's data or an unexpired set is refused unless Force.
 func LabelTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium, error) {
-	st, err := readTapeState(home, o.Warn)
-	if err != nil {
+	r, err := RelabelTape(ctx, home, o)
+	if r == nil {
 		return TapeMedium{}, err
 	}
-	if _, err := st.pool(o.Pool); err != nil {
+	return r.Medium, err
+}
+
+// EraseTape makes the cartridge in a slot blank again (o.Pool is
+// ignored); see RelabelTape.
+func EraseTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium, error) {
+	o.Pool = ""
+	r, err := RelabelTape(ctx, home, o)
+	if r == nil {
 		return TapeMedium{}, err
+	}
+	return r.Medium, err
+}
+
+// RelabelTape labels the cartridge in a slot for o.Pool, or erases it
+// when o.Pool is "": a filemark at the beginning of tape ends its data
+// there, as 'mt weof' does (a long erase of every block takes hours and
+// adds nothing here). Whether the cartridge may be overwritten is
+// mayOverwrite's to say, unless o.Force. What the cartridge held is gone:
+// the set it belonged to loses it, the points that needed it, and is
+// closed (dropCartridge).
+func RelabelTape(ctx context.Context, home string, o TapeLabelOptions) (*TapeRelabelResult, error) {
+	st, err := readTapeState(home, o.Warn)
+	if err != nil {
+		return nil, err
+	}
+	if o.Pool != "" {
+		if _, err := st.pool(o.Pool); err != nil {
+			return nil, err
+		}
 	}
 	return relabel(ctx, home, st, o, o.Pool)
 }
 
-// EraseTape makes the cartridge in a slot blank again: a filemark at the
-// beginning of tape ends its data there, as 'mt weof' does (a long erase
-// of every block takes hours and adds nothing here). Only free or expired
-// cartridges, unless Force.
-func EraseTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium, error) {
-	st, err := readTapeState(home, o.Warn)
-	if err != nil {
-		return TapeMedium{}, err
-	}
-	return relabel(ctx, home, st, o, "")
-}
-
-func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions, pool string) (TapeMedium, error) {
+func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions, pool string) (*TapeRelabelResult, error) {
 	libRec, err := st.library(o.Library)
 	if err != nil {
-		return TapeMedium{}, err
+		return nil, err
 	}
 	lib, err := openLibrary(libRec)
 	if err != nil {
-		return TapeMedium{}, err
+		return nil, err
 	}
 	defer lib.Close()
-	inv, err := lib.Inventory(ctx)
+	inv, err := readyLibrary(ctx, lib, libRec.Name)
 	if err != nil {
-		return TapeMedium{}, fmt.Errorf("tape library %s: %w", libRec.Name, err)
-	}
-	if err := clearDrive(ctx, lib, inv, tapeDrive); err != nil {
-		return TapeMedium{}, err
-	}
-	if inv, err = lib.Inventory(ctx); err != nil {
-		return TapeMedium{}, fmt.Errorf("tape library %s: %w", libRec.Name, err)
+		return nil, err
 	}
 	var el *tapefs.Element
 	for i := range inv.Slots {
@@ -414,33 +447,46 @@ func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions
 		}
 	}
 	if el == nil {
-		return TapeMedium{}, fmt.Errorf("slot %d of library %s: %w", o.Slot, libRec.Name, tapefs.ErrNoCartridge)
+		return nil, fmt.Errorf("slot %d of library %s: %w", o.Slot, libRec.Name, tapefs.ErrNoCartridge)
 	}
-	m, known := st.medium(el.Barcode)
-	if known && !o.Force && m.Set != "" && m.State != MediaExpired && m.State != MediaFree {
-		return m, fmt.Errorf("cartridge %s in slot %d: %w: it holds set %s of pool %s (%s, expires %s); add --force to overwrite it", el.Barcode, o.Slot, ErrTapeRefused, m.Set, m.Pool, m.State, m.Expiry.Format(time.DateOnly))
+	fail := func(err error) (*TapeRelabelResult, error) {
+		return nil, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
+	}
+	if !o.Force {
+		if err := mayOverwrite(st, el.Barcode, false, nil, pool, o.Now); err != nil {
+			return fail(err)
+		}
 	}
 	d, err := loadSlot(ctx, lib, el.Number, tapeDrive)
 	if err != nil {
-		return TapeMedium{}, err
+		return nil, err
 	}
 	defer func() {
 		unloadDrive(ctx, lib, d, tapeDrive, el.Number)
 		d.Close()
 	}()
-	check := pool
-	if check == "" {
-		// Erasing: any pool's data counts, only its expiry matters.
-		if _, sl, err := tapefs.ReadLabels(ctx, d); err == nil {
-			check = sl.Pool
+	_, sl, lerr := tapefs.ReadLabels(ctx, d)
+	switch {
+	case errors.Is(lerr, tapefs.ErrNotLabelled):
+		sl = nil
+	case lerr != nil && !o.Force:
+		return fail(fmt.Errorf("read its labels: %w (erase it with 'recall tape erase --force' if it holds nothing you need)", lerr))
+	case lerr != nil:
+		sl = nil
+	}
+	if !o.Force {
+		if err := mayOverwrite(st, el.Barcode, true, sl, pool, o.Now); err != nil {
+			return fail(err)
 		}
 	}
-	if err := checkOverwrite(ctx, d, st, check, o.Now, o.Force); err != nil {
-		return TapeMedium{}, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
+	// The set the cartridge held: its label says, else the catalog.
+	res := &TapeRelabelResult{}
+	if sl != nil && !freeLabel(sl) {
+		res.Set, res.Sequence = sl.SetID, sl.Sequence
+	} else if m, ok := st.medium(el.Barcode); ok && m.Set != "" && sl == nil {
+		res.Set, res.Sequence = m.Set, m.Sequence
 	}
-	fail := func(err error) (TapeMedium, error) {
-		return TapeMedium{}, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
-	}
+
 	vl := tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: el.Barcode, BlockSize: tapefs.BlockSize, Created: o.Now.UTC()}
 	if pool != "" {
 		// A set label that expired as it was written: the cartridge is the
@@ -463,6 +509,15 @@ func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions
 	if err := d.Flush(ctx); err != nil {
 		return fail(err)
 	}
-	m = TapeMedium{Barcode: el.Barcode, VolumeID: vl.VolumeID, Pool: pool, State: MediaFree, Library: libRec.Name, Slot: el.Number}
-	return m, writeTapeState(home, o.Warn, TapeUpdate{Media: []TapeMedium{m}})
+	res.Medium = TapeMedium{Barcode: el.Barcode, VolumeID: vl.VolumeID, Pool: pool, State: MediaFree, Library: libRec.Name, Slot: el.Number}
+	u := TapeUpdate{Media: []TapeMedium{res.Medium}}
+	if s, ok := st.set(res.Set); ok && res.Sequence > 0 && res.Sequence <= len(s.Tapes) && s.Tapes[res.Sequence-1] == el.Barcode {
+		res.SetKnown = true
+		res.PointsLost = dropCartridge(&s, res.Sequence)
+		u.Sets = []TapeSet{s}
+	}
+	if err := writeTapeState(home, o.Warn, u); err != nil {
+		return res, fmt.Errorf("cartridge %s was overwritten, but the catalog was not updated: %w (run 'recall tape catalog --slot %d')", el.Barcode, err, el.Number)
+	}
+	return res, nil
 }

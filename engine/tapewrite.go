@@ -32,8 +32,19 @@ import (
 // full and unloaded, and the next one loaded: the pool's free or expired
 // cartridge, else a blank one, labelled into the set with the next
 // sequence number. A write that meets the end of medium (no early warning,
-// or a zone too small) did not put its pack on tape: the pack goes to the
-// next cartridge whole, so a pack never straddles cartridges.
+// or a zone too small) cuts the file: the set's catalog lists only the
+// entries the drive has whole (the FileWriter's Entries, with the block
+// and offset a restore resumes at), and every other entry of the file,
+// including one whose tail was still in the refused block, goes whole to
+// the next cartridge, so a pack never straddles cartridges. A point file
+// or a catalog file that is cut goes again whole: the point names the one
+// file holding both its manifest and its record.
+//
+// A set takes appends (allocation continue) within its pool's append
+// window, and its expiry, written in its labels when it is made, is the
+// pool's retention after the window closes: the point appended last is
+// kept the whole retention, also by a server that knows the set only from
+// its labels. A write after the window starts a new set.
 //
 // Packs are read without the store's lock: a garbage collection running
 // meanwhile (another process; the server never runs both at once) may
@@ -130,13 +141,11 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 
 	w := &tapeWriter{ctx: ctx, home: home, lib: lib, libName: libRec.Name, pool: pool, poolKey: poolKey,
 		st: st, log: o.Log, now: o.Now, storeID: s.Config().ID, storeConfig: storeConfig,
-		media: map[string]*TapeMedium{}, have: map[string]int{}}
+		media: map[string]*TapeMedium{}}
 	if w.set, err = w.openSet(o.Set); err != nil {
 		return nil, err
 	}
-	for i, f := range w.set.Catalog.Files {
-		w.indexFile(i, f)
-	}
+	w.have = w.set.Catalog.PackIndex()
 	rep := &TapeWriteReport{Pool: pool.Name, Set: w.set.ID}
 	w.rep = rep
 	err = w.run(s, o.Points)
@@ -273,28 +282,76 @@ type tapeWriter struct {
 	drive tapefs.Drive
 	cur   *TapeMedium
 	fw    *tapefs.FileWriter
-	file  *tapefs.CatalogFile
-	bytes int64 // in the current packs file
+	file  *tapefs.CatalogFile // the open file; its entries come from fw at its end
+	queue []tapeEntry         // entries of the open file to write again if it is cut
+	// settled counts the entries of the open file dropped from queue.
+	settled int
+	bytes   int64 // in the current packs file
+	// catalogDone: the last tape file written is a catalog file listing
+	// all the job wrote.
+	catalogDone bool
 	// refused are cartridges found unusable in this job, by barcode.
 	refused map[string]bool
 }
 
 const tapeDrive = 0
 
-// openSet returns the set the job appends to: the pool's open set with
-// allocation continue, else a new one.
+// setExpiry is when a new set of the pool, created at created, expires
+// (TapePool.SetExpiry), with an error that says how to mend the pool.
+func (w *tapeWriter) setExpiry(created time.Time) (time.Time, error) {
+	exp, err := w.pool.SetExpiry(created)
+	if err != nil {
+		return exp, fmt.Errorf("tape pool %s: %w: mend it with 'recall tape pool set %s --retention 7y --append-window 7d'", w.pool.Name, err, w.pool.Name)
+	}
+	return exp, nil
+}
+
+// takesAppends says whether set s still takes points at now: within the
+// pool's append window, and never once a point written now would expire
+// before the pool's retention is up, as the set's expiry is fixed in its
+// labels (a window widened after the set was made does not move it).
+func (w *tapeWriter) takesAppends(s TapeSet, now time.Time) (bool, error) {
+	end, err := w.pool.AppendEnd(s.Created)
+	if err == nil {
+		var keep time.Time
+		if keep, err = retentionExpiry(w.pool.Retention, now); err == nil {
+			return !s.Closed && now.Before(end) && !keep.After(s.Expiry), nil
+		}
+	}
+	return false, fmt.Errorf("tape pool %s: %w: mend it with 'recall tape pool set %s --retention 7y --append-window 7d'", w.pool.Name, err, w.pool.Name)
+}
+
+// openSet returns the set the job appends to: the one asked for, the
+// pool's newest set that still takes appends with allocation continue,
+// else a new one.
 func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
+	now := w.now().UTC()
 	if want != "" && want != "new" {
 		s, ok := w.st.set(want)
 		if !ok || s.Pool != w.pool.Name {
 			return nil, fmt.Errorf("set %s of pool %s: %w", want, w.pool.Name, ErrTapeNotFound)
+		}
+		ok, err := w.takesAppends(s, now)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("set %s of pool %s expires %s and takes no more points (closed, or past its append window: a point written now would expire before the pool's retention of %s); write to a new set (--set new)",
+				s.ID, w.pool.Name, s.Expiry.Format(time.DateOnly), w.pool.Retention)
 		}
 		return &s, nil
 	}
 	if w.pool.Allocation != AllocAlways && want != "new" {
 		var open []TapeSet
 		for _, s := range w.st.Sets {
-			if s.Pool == w.pool.Name && !s.Closed && w.now().Before(s.Expiry) {
+			if s.Pool != w.pool.Name {
+				continue
+			}
+			ok, err := w.takesAppends(s, now)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
 				open = append(open, s)
 			}
 		}
@@ -304,8 +361,10 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 			return &s, nil
 		}
 	}
-	now := w.now().UTC()
-	exp, _ := retentionExpiry(w.pool.Retention, now)
+	exp, err := w.setExpiry(now)
+	if err != nil {
+		return nil, err
+	}
 	id := tapefs.NewUUID()
 	w.newSet = true
 	return &TapeSet{ID: id, Pool: w.pool.Name, Created: now, Expiry: exp, Tapes: []string{},
@@ -405,51 +464,41 @@ func (w *tapeWriter) writePacks(s *Store, packs []chunkstore.ID) error {
 		if pr.err != nil {
 			return fmt.Errorf("read pack %s: %w", pr.id, pr.err)
 		}
-		if err := w.add(tapefs.KindPacks, pr.id.String(), pr.data); err != nil {
+		if err := w.write(tapefs.KindPacks, tapeEntry{pr.id.String(), pr.data}); err != nil {
 			return err
 		}
 		w.rep.Packs++
 		w.rep.Bytes += int64(len(pr.data))
 		pr.data = nil
 		if w.fw != nil && w.bytes >= packsFileLimit {
-			if err := w.closeFile(); err != nil {
+			if _, err := w.closeFile(); err != nil {
 				return err
 			}
 		}
 	}
 	if w.fw != nil {
-		return w.closeFile()
+		_, err := w.closeFile()
+		return err
 	}
 	return nil
 }
 
 // writePointFile writes a point's manifest and record after its packs.
+// The two entries are of use only together: a point file cut by the end
+// of medium goes again, both entries, on the next cartridge, and the
+// point names that file only.
 func (w *tapeWriter) writePointFile(s *Store, p *Point, packs []string) error {
 	manifest, err := s.st.Backend().Load(w.ctx, backend.Handle{Type: backend.Points, Name: p.ID.String()}, 0, -1, nil)
 	if err != nil {
 		return fmt.Errorf("read point %s: %w", p.ID.Short(), err)
 	}
 	rec, _ := json.Marshal(pointRecord{ID: p.ID.String(), Source: p.Source, Time: p.Time, Packs: packs})
-	for {
-		if err := w.add(tapefs.KindPoint, "manifest", manifest); err != nil {
-			return err
-		}
-		if w.fw == nil {
-			// Early warning at the manifest closed the file: the point
-			// file goes whole onto the next cartridge.
-			continue
-		}
-		if err := w.add(tapefs.KindPoint, "point.json", rec); err != nil {
-			return err
-		}
-		if w.fw == nil {
-			// Closed at early warning with both entries in it.
-			break
-		}
-		if err := w.closeFile(); err != nil {
-			return err
-		}
-		break
+	if err := w.write(tapefs.KindPoint, tapeEntry{"manifest", manifest}, tapeEntry{"point.json", rec}); err != nil {
+		return err
+	}
+	at, err := w.closeFile()
+	if err != nil {
+		return err
 	}
 	files := []int{}
 	for _, pk := range packs {
@@ -457,15 +506,17 @@ func (w *tapeWriter) writePointFile(s *Store, p *Point, packs []string) error {
 			files = append(files, i)
 		}
 	}
-	files = append(files, len(w.set.Catalog.Files)-1)
+	files = append(files, at)
 	w.set.Catalog.Points = append(w.set.Catalog.Points, tapefs.CatalogPoint{ID: p.ID.String(), Source: p.Source, Time: p.Time, Packs: packs, Files: files})
 	return nil
 }
 
-// appendFile records a finished tape file in the set's catalog.
-func (w *tapeWriter) appendFile(f tapefs.CatalogFile) {
+// appendFile records a tape file in the set's catalog.
+func (w *tapeWriter) appendFile(f tapefs.CatalogFile) int {
 	w.set.Catalog.Files = append(w.set.Catalog.Files, f)
-	w.indexFile(len(w.set.Catalog.Files)-1, f)
+	i := len(w.set.Catalog.Files) - 1
+	w.indexFile(i, f)
+	return i
 }
 
 func (w *tapeWriter) indexFile(i int, f tapefs.CatalogFile) {
@@ -477,12 +528,22 @@ func (w *tapeWriter) indexFile(i int, f tapefs.CatalogFile) {
 	}
 }
 
-// add writes one entry into a file of kind, mounting a cartridge and
-// starting the file as needed. At early warning the file is finished and
-// the cartridge left full; at the end of medium the entry is written
-// again on the next cartridge.
-func (w *tapeWriter) add(kind tapefs.FileKind, name string, data []byte) error {
-	for {
+// tapeEntry is one entry on its way to tape. Its bytes are kept until the
+// drive has the entry's last block: the FileWriter holds the tail of an
+// entry in its block until the next entry fills that block, and the end
+// of medium there loses it.
+type tapeEntry struct {
+	name string
+	data []byte
+}
+
+// write adds entries to the open tape file of kind, mounting a cartridge
+// and starting the file as needed. At early warning a packs file is
+// finished and the cartridge left full; a point file is small and
+// finished in the zone by its caller. At the end of medium the entries
+// the drive does not have whole go again on the next cartridge.
+func (w *tapeWriter) write(kind tapefs.FileKind, entries ...tapeEntry) error {
+	for len(entries) > 0 {
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
@@ -492,52 +553,76 @@ func (w *tapeWriter) add(kind tapefs.FileKind, name string, data []byte) error {
 			}
 		}
 		if w.fw != nil && w.file.Kind != kind {
-			if err := w.closeFile(); err != nil {
+			if _, err := w.closeFile(); err != nil {
 				return err
 			}
+			continue // finishing it may have left the cartridge
 		}
 		if w.fw == nil {
 			if err := w.startFile(kind); err != nil {
-				if errors.Is(err, tapefs.ErrWriteProtected) {
-					w.writeProtected()
-					continue
-				}
 				return err
 			}
 		}
-		ew, err := w.fw.Add(w.ctx, name, data)
+		e := entries[0]
+		ew, err := w.fw.Add(w.ctx, e.name, e.data)
 		switch {
-		case errors.Is(err, tapefs.ErrEndOfMedium):
-			// The entry is not on tape; what the file held before it is
-			// (an entry cut short is not an entry).
-			w.log("cartridge %s full (end of medium) during %s: it goes to the next cartridge", w.cur.Barcode, name)
-			w.fw.Close(w.ctx) // cannot end the file on a full tape; its entries stand
-			w.fw = nil
-			if len(w.file.Entries) > 0 {
-				w.appendFile(*w.file)
-			}
-			w.cur.NextFile++
-			w.file = nil
-			w.leaveFull(false)
-			continue
-		case errors.Is(err, tapefs.ErrWriteProtected):
-			w.fw = nil
-			w.file = nil
-			w.writeProtected()
+		case errors.Is(err, tapefs.ErrEndOfMedium), errors.Is(err, tapefs.ErrWriteProtected):
+			entries = append(w.cut(err), entries...)
 			continue
 		case err != nil:
-			return fmt.Errorf("write %s to cartridge %s: %w", name, w.cur.Barcode, err)
+			return fmt.Errorf("write %s to cartridge %s: %w", e.name, w.cur.Barcode, err)
 		}
-		w.file.Entries = append(w.file.Entries, tapefs.CatalogEntry{Name: name, Size: int64(len(data))})
-		w.bytes += int64(len(data))
-		if ew {
-			if err := w.closeFile(); err != nil {
+		entries = entries[1:]
+		w.queue = append(w.queue, e)
+		w.settle()
+		w.bytes += int64(len(e.data))
+		if ew && kind == tapefs.KindPacks {
+			if _, err := w.closeFile(); err != nil {
 				return err
 			}
-			w.leaveFull(true)
 		}
-		return nil
 	}
+	return nil
+}
+
+// settle drops from the queue the entries of a packs file the drive has
+// whole. A point file keeps all of its entries queued until it is
+// finished, as a cut sends all of them again.
+func (w *tapeWriter) settle() {
+	if w.file.Kind != tapefs.KindPacks {
+		return
+	}
+	n := len(w.fw.Entries()) - w.settled
+	w.queue = slices.Delete(w.queue, 0, n)
+	w.settled += n
+}
+
+// cut ends the open file where the drive stopped taking blocks (the end
+// of medium, or a write-protected cartridge) and returns the entries to
+// write again on the next cartridge. The packs the drive has whole stand
+// and are listed in the set's catalog; a point or catalog file is not
+// listed at all. The cartridge is left full (a write-protected one,
+// refused) without a catalog file: there is no room for one.
+func (w *tapeWriter) cut(err error) []tapeEntry {
+	w.settle()
+	redo := w.queue
+	if w.file.Kind == tapefs.KindPacks {
+		if done := w.fw.Entries(); len(done) > 0 {
+			f := *w.file
+			f.Entries = slices.Clone(done)
+			w.appendFile(f)
+		}
+	}
+	fileNo := w.file.FileNo
+	w.fw, w.file, w.queue, w.settled = nil, nil, nil, 0
+	if errors.Is(err, tapefs.ErrWriteProtected) {
+		w.writeProtected()
+		return redo
+	}
+	w.log("cartridge %s full (end of medium) in tape file %d: %d entries go again, whole, on the next cartridge", w.cur.Barcode, fileNo, len(redo))
+	w.cur.NextFile++
+	w.leaveFull(false)
+	return redo
 }
 
 // writeProtected drops the cartridge in the drive from this job: clear
@@ -567,19 +652,50 @@ func (w *tapeWriter) startFile(kind tapefs.FileKind) error {
 	w.fw = fw
 	w.file = &tapefs.CatalogFile{Sequence: w.cur.Sequence, FileNo: w.cur.NextFile, StartPos: fw.StartPos(), Kind: kind}
 	w.bytes = 0
+	w.catalogDone = false
 	return nil
 }
 
-func (w *tapeWriter) closeFile() error {
-	if err := w.fw.Close(w.ctx); err != nil {
-		return fmt.Errorf("cartridge %s: finish tape file %d: %w", w.cur.Barcode, w.file.FileNo, err)
+// closeFile finishes the open file and returns its index in the set's
+// catalog, listing the entries as the FileWriter placed them. A file cut
+// by the end of medium while finishing goes on, what the drive lacks of
+// it, in a file on the next cartridge, which is finished instead. A file
+// finished in the early-warning zone leaves the cartridge full.
+func (w *tapeWriter) closeFile() (int, error) {
+	for {
+		err := w.fw.Close(w.ctx)
+		if errors.Is(err, tapefs.ErrEndOfMedium) || errors.Is(err, tapefs.ErrWriteProtected) {
+			kind := w.file.Kind
+			redo := w.cut(err)
+			if len(redo) == 0 {
+				// Every entry was whole before the cut: the file is listed.
+				return len(w.set.Catalog.Files) - 1, nil
+			}
+			if err := w.write(kind, redo...); err != nil {
+				return -1, err
+			}
+			if w.fw == nil {
+				// Finished within write, at early warning.
+				return len(w.set.Catalog.Files) - 1, nil
+			}
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("cartridge %s: finish tape file %d: %w", w.cur.Barcode, w.file.FileNo, err)
+		}
+		f := *w.file
+		f.Entries = slices.Clone(w.fw.Entries())
+		i := w.appendFile(f)
+		ew := w.fw.EarlyWarning()
+		w.cur.NextFile++
+		w.cur.Written = w.now().UTC()
+		w.media[w.cur.Barcode] = w.cur
+		w.fw, w.file, w.queue, w.settled = nil, nil, nil, 0
+		if ew {
+			w.leaveFull(true)
+		}
+		return i, nil
 	}
-	w.appendFile(*w.file)
-	w.cur.NextFile++
-	w.cur.Written = w.now().UTC()
-	w.media[w.cur.Barcode] = w.cur
-	w.fw, w.file = nil, nil
-	return nil
 }
 
 // writeCatalogFile writes the set's catalog as it is now onto the
@@ -591,6 +707,9 @@ func (w *tapeWriter) writeCatalogFile() error {
 		return err
 	}
 	w.cur.NextFile++
+	w.cur.Written = w.now().UTC()
+	w.media[w.cur.Barcode] = w.cur
+	w.catalogDone = true
 	return nil
 }
 
@@ -635,23 +754,41 @@ func (w *tapeWriter) leaveFull(withCatalog bool) {
 }
 
 // finish ends the job: the open file finished, the catalog file written,
-// the cartridge unloaded.
+// the cartridge unloaded. A catalog file the end of medium cuts goes on
+// the next cartridge: the job's last tape file is its catalog.
 func (w *tapeWriter) finish() error {
+	if w.fw != nil {
+		if _, err := w.closeFile(); err != nil {
+			w.unload()
+			return err
+		}
+	}
+	for !w.catalogDone && len(w.rep.Tapes) > 0 {
+		if w.cur == nil {
+			if err := w.mount(); err != nil {
+				return fmt.Errorf("set %s: the job's catalog file: %w", w.set.ID, err)
+			}
+		}
+		err := w.writeCatalogFile()
+		switch {
+		case errors.Is(err, tapefs.ErrEndOfMedium):
+			w.log("cartridge %s full (end of medium) in the catalog file: it goes on the next cartridge", w.cur.Barcode)
+			w.cur.NextFile++
+			w.leaveFull(false)
+			continue
+		case errors.Is(err, tapefs.ErrWriteProtected):
+			w.writeProtected()
+			continue
+		case err != nil:
+			w.unload()
+			return fmt.Errorf("cartridge %s: write the catalog file: %w", w.cur.Barcode, err)
+		}
+	}
 	if w.cur == nil {
 		return nil
 	}
 	var err error
-	if w.fw != nil {
-		if cerr := w.closeFile(); cerr != nil {
-			err = cerr
-		}
-	}
-	if err == nil {
-		if cerr := w.writeCatalogFile(); cerr != nil {
-			err = fmt.Errorf("cartridge %s: write the catalog file: %w", w.cur.Barcode, cerr)
-		}
-	}
-	if ferr := w.drive.Flush(w.ctx); err == nil && ferr != nil {
+	if ferr := w.drive.Flush(w.ctx); ferr != nil {
 		err = fmt.Errorf("cartridge %s: flush: %w", w.cur.Barcode, ferr)
 	}
 	w.media[w.cur.Barcode] = w.cur
@@ -832,31 +969,20 @@ func (w *tapeWriter) labelInto(e tapefs.Element) error {
 	return nil
 }
 
-// checkOverwrite refuses to overwrite the cartridge in d when it holds
-// data of another pool, or of a set not expired, unless force; the catalog
-// is asked first, then the labels on the cartridge.
+// checkOverwrite refuses to overwrite the cartridge in d unless force or
+// mayOverwrite allows it, from the catalog and the labels on it.
 func checkOverwrite(ctx context.Context, d tapefs.Drive, st *TapeState, pool string, now time.Time, force bool) error {
 	if force {
 		return nil
 	}
-	_, sl, err := tapefs.ReadLabels(ctx, d)
+	vl, sl, err := tapefs.ReadLabels(ctx, d)
 	if errors.Is(err, tapefs.ErrNotLabelled) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read its labels: %w (erase it with 'recall tape erase --force' if it holds nothing you need)", err)
 	}
-	if sl.Pool != pool {
-		return fmt.Errorf("%w: it is labelled for pool %s (set %s, expires %s); use 'recall tape erase --force' or 'recall tape label --force' to reuse it", ErrTapeRefused, sl.Pool, sl.SetID, sl.Expiry.Format(time.DateOnly))
-	}
-	expiry := sl.Expiry
-	if s, ok := st.set(sl.SetID); ok {
-		expiry = s.Expiry
-	}
-	if sl.SetID != "" && now.Before(expiry) {
-		return fmt.Errorf("%w: it holds set %s of pool %s, which expires %s; use --force to overwrite it", ErrTapeRefused, sl.SetID, sl.Pool, expiry.Format(time.DateOnly))
-	}
-	return nil
+	return mayOverwrite(st, vl.Barcode, true, sl, pool, now)
 }
 
 // slotOf finds the storage slot of a barcode.
@@ -886,7 +1012,7 @@ func clearDrive(ctx context.Context, lib tapefs.Library, inv *tapefs.Inventory, 
 			}
 		}
 		if slot == 0 {
-			return fmt.Errorf("drive %d holds cartridge %s and no slot is free to put it back", drive, e.Barcode)
+			return fmt.Errorf("tape library %s: drive %d holds cartridge %s and no storage slot is free to put it back: free a slot (take a cartridge out through the import/export slot) and run again", lib.Name(), drive, e.Barcode)
 		}
 		d, err := lib.Drive(drive)
 		if err != nil {
@@ -901,18 +1027,31 @@ func clearDrive(ctx context.Context, lib tapefs.Library, inv *tapefs.Inventory, 
 // loadSlot moves the cartridge in slot into drive and loads it.
 func loadSlot(ctx context.Context, lib tapefs.Library, slot, drive int) (tapefs.Drive, error) {
 	if err := lib.Load(ctx, slot, drive); err != nil {
-		return nil, fmt.Errorf("load slot %d into drive %d: %w", slot, drive, err)
+		return nil, fmt.Errorf("tape library %s: move %s into drive %d: %w (see 'recall tape inventory'; a drive that holds a cartridge already, or a cartridge that is not where the library says, is cleared at the library's panel)", lib.Name(), slotName(ctx, lib, slot), drive, err)
 	}
 	d, err := lib.Drive(drive)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tape library %s: drive %d: %w", lib.Name(), drive, err)
 	}
 	if err := d.Load(ctx); err != nil {
 		d.Close()
 		lib.Unload(ctx, drive, slot)
-		return nil, fmt.Errorf("load slot %d: %w", slot, err)
+		return nil, fmt.Errorf("tape library %s: drive %d does not load %s: %w (it was put back; if it fails again, clean the drive or try the cartridge in another drive)", lib.Name(), drive, slotName(ctx, lib, slot), err)
 	}
 	return d, nil
+}
+
+// slotName names the cartridge in slot for a message: its barcode and
+// slot when the library says, else the slot.
+func slotName(ctx context.Context, lib tapefs.Library, slot int) string {
+	if inv, err := lib.Inventory(ctx); err == nil {
+		for _, e := range inv.Slots {
+			if e.Number == slot && e.Barcode != "" {
+				return fmt.Sprintf("cartridge %s (slot %d)", e.Barcode, slot)
+			}
+		}
+	}
+	return fmt.Sprintf("the cartridge in slot %d", slot)
 }
 
 // unloadDrive ejects the cartridge in d and moves it to slot.

@@ -50,6 +50,23 @@ type CatalogPoint struct {
 	Files []int `json:"files"`
 }
 
+// PackIndex maps each pack name the set holds to the index in Files of
+// the packs file holding it; a pack written twice (a cartridge's copy lost
+// to a cut and written again) maps to its last copy, the one a restore
+// reads.
+func (c *MediaCatalog) PackIndex() map[string]int {
+	idx := map[string]int{}
+	for i, f := range c.Files {
+		if f.Kind != KindPacks {
+			continue
+		}
+		for _, e := range f.Entries {
+			idx[e.Name] = i
+		}
+	}
+	return idx
+}
+
 // CatalogVersion is the version of the catalog encoding.
 const CatalogVersion = 1
 

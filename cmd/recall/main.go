@@ -134,10 +134,15 @@ func maxArgs(argsUsage string) int {
 // subcommands: with no argument it shows help, else the name is unknown.
 func unknownCommand(c *cli.Context) error {
 	if c.NArg() > 0 {
-		name := c.App.Name
-		if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
-			name += " " + c.Command.FullName()
+		// The path from the app down (FullName holds only the last name
+		// for a command nested two deep).
+		var path []string
+		for _, l := range c.Lineage() {
+			if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
+				path = append([]string{l.Command.Name}, path...)
+			}
 		}
+		name := strings.Join(append([]string{c.App.Name}, path...), " ")
 		return usagef("unknown command %q; run '%s --help' for the list", c.Args().First(), name)
 	}
 	if c.Command != nil && c.Command.Name != "" {

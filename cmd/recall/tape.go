@@ -62,8 +62,26 @@ func init() {
 						&cli.BoolFlag{Name: "encrypt", Usage: "encrypt the pool's sets (AES-256-GCM; export the key with 'recall tape key export')"},
 						&cli.BoolFlag{Name: "compress", Usage: "compress tape blocks with zstd"},
 						&cli.StringFlag{Name: "allocation", Value: engine.AllocContinue, Usage: "continue (append to the pool's open set) or always (a new set for every write)"},
+						&cli.StringFlag{Name: "append-window", Usage: "how long after its creation a set accepts appends: `SPAN` (default " + engine.DefaultAppendWindow + "); a set expires its retention after the window closes"},
 					},
 					Action: tapePoolCreate,
+				}, {
+					Name:      "set",
+					Usage:     "change a pool's policy (sets already written keep their expiry)",
+					ArgsUsage: "NAME",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "retention", Usage: "how long a set is kept: `SPAN` like 7y, 18mo, 4w, 30d"},
+						&cli.StringFlag{Name: "append-window", Usage: "how long after its creation a set accepts appends: `SPAN`"},
+						&cli.BoolFlag{Name: "compress", Usage: "compress tape blocks with zstd"},
+						&cli.BoolFlag{Name: "no-compress", Usage: "do not compress tape blocks"},
+						&cli.StringFlag{Name: "allocation", Usage: "continue (append to the pool's open set) or always (a new set for every write)"},
+					},
+					Action: tapePoolSet,
+				}, {
+					Name:   "list",
+					Usage:  "list the media pools: library, retention, append window, allocation, encryption key",
+					Flags:  []cli.Flag{jsonFlag},
+					Action: tapePoolList,
 				}},
 			},
 			{
@@ -148,9 +166,12 @@ func init() {
 					},
 					{
 						Name:      "import",
-						Usage:     "keep a pool key from an exported key file on this server",
+						Usage:     "keep a pool key from an exported key file on this server (a pool not on this server yet needs --retention)",
 						ArgsUsage: "FILE",
-						Action:    tapeKeyImport,
+						Flags: []cli.Flag{
+							&cli.StringFlag{Name: "retention", Usage: "for a pool not on this server yet: how long the sets this server writes to it are kept, `SPAN` like 7y"},
+						},
+						Action: tapeKeyImport,
 					},
 				},
 			},
@@ -239,12 +260,12 @@ func tapePoolCreate(c *cli.Context) error {
 		return usagef("tape pool create needs a NAME")
 	}
 	p, err := engine.CreateTapePool(home(c), engine.TapePool{Name: c.Args().First(), Library: c.String("library"), Retention: c.String("retention"),
-		Encrypt: c.Bool("encrypt"), Compress: c.Bool("compress"), Allocation: c.String("allocation")}, time.Now(), warnf)
+		Encrypt: c.Bool("encrypt"), Compress: c.Bool("compress"), Allocation: c.String("allocation"), AppendWindow: c.String("append-window")}, time.Now(), warnf)
 	if err != nil {
 		return err
 	}
 	if !c.Bool("quiet") {
-		fmt.Fprintf(c.App.Writer, "pool %s created (library %s, retention %s, allocation %s)\n", p.Name, p.Library, p.Retention, p.Allocation)
+		fmt.Fprintf(c.App.Writer, "pool %s created (library %s, retention %s, append window %s, allocation %s)\n", p.Name, p.Library, p.Retention, p.Window(), p.Allocation)
 		if p.Encrypt {
 			fmt.Fprintf(c.App.Writer, "its sets are encrypted with key %s: export it now with 'recall tape key export --pool %s --to FILE' and keep the file apart from the cartridges; without it they cannot be read on another server\n", p.KeyFingerprint, p.Name)
 		}
@@ -252,24 +273,93 @@ func tapePoolCreate(c *cli.Context) error {
 	return nil
 }
 
-func tapeRelabel(c *cli.Context, label bool) error {
-	o := engine.TapeLabelOptions{Library: c.String("library"), Slot: c.Int("slot"), Pool: c.String("pool"), Force: c.Bool("force"), Now: time.Now(), Warn: warnf}
-	var m engine.TapeMedium
-	var err error
-	if label {
-		m, err = engine.LabelTape(c.Context, home(c), o)
-	} else {
-		m, err = engine.EraseTape(c.Context, home(c), o)
+func tapePoolSet(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("tape pool set needs a NAME")
 	}
+	var ch engine.TapePoolChange
+	for _, f := range []struct {
+		name string
+		to   **string
+	}{{"retention", &ch.Retention}, {"append-window", &ch.AppendWindow}, {"allocation", &ch.Allocation}} {
+		if c.IsSet(f.name) {
+			v := c.String(f.name)
+			*f.to = &v
+		}
+	}
+	switch {
+	case c.Bool("compress") && c.Bool("no-compress"):
+		return usagef("tape pool set: give --compress or --no-compress, not both")
+	case c.Bool("compress"), c.Bool("no-compress"):
+		v := c.Bool("compress")
+		ch.Compress = &v
+	}
+	if ch == (engine.TapePoolChange{}) {
+		return usagef("tape pool set: nothing to change (give --retention, --append-window, --compress, --no-compress or --allocation)")
+	}
+	p, err := engine.SetTapePool(home(c), c.Args().First(), ch, time.Now(), warnf)
 	if err != nil {
 		return err
 	}
 	if !c.Bool("quiet") {
-		if label {
-			fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d labelled for pool %s\n", m.Barcode, m.Slot, m.Pool)
-		} else {
-			fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d erased: free\n", m.Barcode, m.Slot)
+		fmt.Fprintf(c.App.Writer, "pool %s: retention %s, append window %s, allocation %s, compress %v (sets already written keep their expiry)\n",
+			p.Name, p.Retention, p.Window(), p.Allocation, p.Compress)
+	}
+	return nil
+}
+
+func tapePoolList(c *cli.Context) error {
+	ps, err := engine.ListTapePools(home(c), warnf)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c, ps)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tLIBRARY\tRETENTION\tAPPEND WINDOW\tALLOCATION\tCOMPRESS\tKEY")
+	for _, p := range ps {
+		key := "-"
+		if p.Encrypt {
+			key = p.KeyFingerprint
 		}
+		comp := "no"
+		if p.Compress {
+			comp = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, dash(p.Library), dash(p.Retention), p.Window(), p.Allocation, comp, key)
+	}
+	return tw.Flush()
+}
+
+func tapeRelabel(c *cli.Context, label bool) error {
+	o := engine.TapeLabelOptions{Library: c.String("library"), Slot: c.Int("slot"), Force: c.Bool("force"), Now: time.Now(), Warn: warnf}
+	if label {
+		o.Pool = c.String("pool")
+	}
+	r, err := engine.RelabelTape(c.Context, home(c), o)
+	if err != nil {
+		return err
+	}
+	if c.Bool("quiet") {
+		return nil
+	}
+	m := r.Medium
+	if label {
+		fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d labelled for pool %s\n", m.Barcode, m.Slot, m.Pool)
+	} else {
+		fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d erased: free\n", m.Barcode, m.Slot)
+	}
+	switch {
+	case r.Set == "":
+	case !r.SetKnown:
+		fmt.Fprintf(c.App.Writer, "it held sequence %d of set %s, which this server's catalog does not record: the points it held are not known here\n", r.Sequence, r.Set)
+	default:
+		lost := "none"
+		if len(r.PointsLost) > 0 {
+			lost = strings.Join(r.PointsLost, ", ")
+		}
+		fmt.Fprintf(c.App.Writer, "it held sequence %d of set %s: the set is closed (later writes start a new set); points lost: %s\n", r.Sequence, r.Set, lost)
 	}
 	return nil
 }
@@ -416,7 +506,17 @@ func tapeRestore(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
 	}
 	if err != nil {
-		return fmt.Errorf("%w; every other file was restored; %d pack(s) could not be read from tape (bad blocks): %s", err, len(res.LostPacks), strings.Join(res.LostPacks, ", "))
+		byCause := map[string][]string{}
+		for _, l := range res.Lost {
+			byCause[l.Cause] = append(byCause[l.Cause], l.Name)
+		}
+		var why []string
+		for _, c := range []string{engine.LostBadBlocks, engine.LostMissing} {
+			if len(byCause[c]) > 0 {
+				why = append(why, fmt.Sprintf("%s: %s", c, strings.Join(byCause[c], ", ")))
+			}
+		}
+		return fmt.Errorf("%w; every other file was restored; %d pack(s) could not be read from tape (%s)", err, len(res.LostPacks), strings.Join(why, "; "))
 	}
 	if len(rr.Skipped) > 0 || len(rr.Warnings) > 0 {
 		return fmt.Errorf("%w: %d entries not restored, %d metadata items not applied (listed above)", engine.ErrWarnings, len(rr.Skipped), len(rr.Warnings))
@@ -500,7 +600,10 @@ func tapeKeyImport(c *cli.Context) error {
 			return err
 		}
 	}
-	p, err := engine.ImportTapeKey(home(c), b, pw, time.Now(), warnf)
+	p, err := engine.ImportTapeKey(home(c), b, pw, c.String("retention"), time.Now(), warnf)
+	if errors.Is(err, engine.ErrNeedRetention) {
+		return usagef("tape key import: pool %s is not on this server: give --retention SPAN (how long the sets this server writes to it are kept, like 7y) to create it", p.Name)
+	}
 	if err != nil {
 		return err
 	}

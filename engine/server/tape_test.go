@@ -16,7 +16,8 @@ import (
 )
 
 // tapeGoalHome is a home whose group "lt" backs up daily at 21:00 and has
-// a monthly tape goal into pool "monthly" of an emulated library.
+// a monthly tape goal into pool "monthly" of an emulated library, whose
+// sets take appends for five weeks.
 func tapeGoalHome(t *testing.T, slots int) (home, libDir string) {
 	dir := simDir(t)
 	home, mem := filepath.Join(dir, "home"), filepath.Join(dir, "m")
@@ -37,7 +38,7 @@ func tapeGoalHome(t *testing.T, slots int) (home, libDir string) {
 		Emulator: tapefs.EmulatorOptions{Slots: slots, Drives: 1, Capacity: 1 << 30}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := engine.CreateTapePool(home, engine.TapePool{Name: "monthly", Retention: "1y"}, week0, t.Logf); err != nil {
+	if _, err := engine.CreateTapePool(home, engine.TapePool{Name: "monthly", Retention: "1y", AppendWindow: "5w"}, week0, t.Logf); err != nil {
 		t.Fatal(err)
 	}
 	return home, libDir
@@ -70,7 +71,7 @@ func TestMonthlyTapeGoal(t *testing.T) {
 		return err
 	}))
 	if len(st.Sets) != 1 {
-		t.Fatalf("%d sets, want one (allocation continue)", len(st.Sets))
+		t.Fatalf("%d sets, want one (allocation continue, a window of five weeks)", len(st.Sets))
 	}
 	var written []time.Time
 	for _, p := range st.Sets[0].Catalog.Points {
