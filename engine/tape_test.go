@@ -230,6 +230,33 @@ func TestTapeExpiryReuse(t *testing.T) {
 	}
 }
 
+// A set named in the write is appended to though its pool's allocation
+// closed it (a copy writes its set in two jobs), within its append window
+// only: after it, the write is refused and says to write a new set.
+func TestTapeWriteNamedSet(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 1, 1<<30)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d", Allocation: AllocAlways}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	write := func(day int, set string) (*TapeWriteReport, error) {
+		now := t0.AddDate(0, 0, day)
+		return f.s.WriteTape(context.Background(), f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Set: set, Log: t.Logf,
+			Now: func() time.Time { return now }})
+	}
+	first, err := write(0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := write(1, first.Set)
+	if err != nil || again.Set != first.Set || again.PacksSkipped == 0 {
+		t.Fatalf("write on day 1 into set %s: %+v, %v; want the set appended to, its packs skipped", first.Set, again, err)
+	}
+	if _, err := write(7, first.Set); err == nil || !strings.Contains(err.Error(), "--set new") {
+		t.Fatalf("write on day 7 into set %s: %v, want refused (the window of 7d closed), saying to write a new set", first.Set, err)
+	}
+}
+
 // A pool whose retention does not parse (a pool the catalog of a tape
 // from elsewhere made up has none) gives no set: a write names the pool
 // and how to set its retention.
