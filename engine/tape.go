@@ -150,6 +150,10 @@ type TapeSet struct {
 	// Closed: no job appends to the set any more (allocation always, or
 	// expired).
 	Closed bool `json:"closed,omitempty"`
+	// Dropped are the sequences of cartridges erased or relabelled since
+	// they were written (dropCartridge): what the set's catalog files on
+	// its other cartridges say they held is gone.
+	Dropped []int `json:"dropped,omitempty"`
 	// KeyFingerprint is the pool key's ("" for a plain set), as the set
 	// label holds it.
 	KeyFingerprint string               `json:"key_fingerprint,omitempty"`
@@ -913,6 +917,9 @@ func freeLabel(sl *tapefs.SetLabel) bool {
 // with a hole in it. It returns the ids of the points lost.
 func dropCartridge(s *TapeSet, seq int) []string {
 	s.Closed = true
+	if !slices.Contains(s.Dropped, seq) {
+		s.Dropped = append(s.Dropped, seq)
+	}
 	c := s.Catalog
 	if c == nil {
 		return nil

@@ -311,7 +311,12 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 	if sg.dir, err = os.MkdirTemp(home, "tape-restore-"); err != nil {
 		return nil, fmt.Errorf("staging store: %w", err)
 	}
-	be := local.Open(sg.dir)
+	// The whole layout, so the staging store opens even when no pack
+	// could be read (the restore then names every file damaged).
+	be, err := local.Create(sg.dir)
+	if err != nil {
+		return sg, fmt.Errorf("staging store: %w", err)
+	}
 	defer be.Close()
 	manifests := map[string]bool{}
 	configSaved := false

@@ -171,6 +171,13 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	}
 	old, _ := st.set(res.Set.SetID)
 	set := mergeSet(old, res)
+	for _, q := range old.Dropped {
+		// The other cartridges' catalog files still list what a dropped
+		// cartridge held; it is gone.
+		if q != res.Set.Sequence {
+			dropCartridge(&set, q)
+		}
+	}
 	for _, f := range res.Catalog.Files {
 		if f.Sequence == res.Set.Sequence {
 			sc.Files++

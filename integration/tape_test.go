@@ -261,6 +261,94 @@ func TestTapeBadBlock(t *testing.T) {
 	}
 }
 
+// A bad block inside a packs file: the reader goes on at the next pack
+// the point needs, so the packs after it in the same tape file (the
+// point's other data pack, its tree pack) are restored; the files whose
+// chunks the damaged pack held are named, exit 4.
+func TestTapeBadBlockMidFile(t *testing.T) {
+	e, lib := tapeEnvSized(t, "2", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	names := []string{"x1", "x2", "x3", "x4", "x5", "x6"}
+	data := map[string][]byte{}
+	for i, n := range names {
+		data[n] = writeRandom(t, filepath.Join(src, n), int64(i+1), 5<<20)
+	}
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	// 30 MiB of random data: two data packs (16 MiB packs), then the tree
+	// pack, all in the packs file at object 4 (after the labels).
+	if w := tapeWrite(t, e, "--pool", "p", id); w.Packs != 3 {
+		t.Fatalf("write: %+v, want three packs (two data, one tree)", w)
+	}
+	// Block 1 of the packs file: inside its first pack.
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.InjectBadBlock("RC0001L9", 5) })
+	dst := filepath.Join(t.TempDir(), "out")
+	r := e.run("tape", "restore", id, "--target", dst)
+	if r.code != 4 || !strings.Contains(r.stderr, "1 pack(s) could not be read from tape (bad blocks: ") {
+		t.Fatalf("restore: exit %d, %s; want exit 4 and one pack lost to bad blocks", r.code, r.stderr)
+	}
+	var whole, damaged []string
+	for _, n := range names {
+		got, _ := os.ReadFile(filepath.Join(dst, n))
+		switch {
+		case slices.Equal(got, data[n]):
+			whole = append(whole, n)
+		case strings.Contains(r.stderr, "damaged: "+n+":"):
+			damaged = append(damaged, n)
+		default:
+			t.Errorf("%s: neither restored whole nor named damaged", n)
+		}
+	}
+	// The first pack holds the first files' chunks; the last files' are
+	// in the pack after the bad block.
+	if len(damaged) == 0 || !slices.Contains(whole, "x6") {
+		t.Errorf("whole %v, damaged %v: want the last files whole (read after the bad block) and the first ones damaged\n%s", whole, damaged, r.stderr)
+	}
+}
+
+// 'tape erase --force' and 'tape label --force' of a set's cartridge: the
+// set loses the cartridge's files and the points that needed them (the
+// command names them), and is closed, so a later write starts a new set
+// and writes every pack again rather than counting on erased ones.
+func TestTapeForceOverwriteDropsPoints(t *testing.T) {
+	for _, args := range [][]string{
+		{"tape", "erase", "--slot", "1", "--force"},
+		{"tape", "label", "--slot", "1", "--pool", "p", "--force"},
+	} {
+		t.Run(args[1], func(t *testing.T) {
+			e, _ := tapeEnvSized(t, "2", "1GiB")
+			src := filepath.Join(t.TempDir(), "src")
+			must(t, os.MkdirAll(src, 0o755))
+			writeRandom(t, filepath.Join(src, "a"), 1, 3<<20)
+			id1 := backupID(t, e, src)
+			e.ok("tape", "pool", "create", "p", "--retention", "1y")
+			w1 := tapeWrite(t, e, "--pool", "p", id1)
+			out := e.ok(args...)
+			if !strings.Contains(out, "set "+w1.Set) || !strings.Contains(out, "points lost: "+id1) {
+				t.Errorf("%v: %s; want the set and the point lost named", args, out)
+			}
+			if r := e.run("tape", "list", "--point", id1); r.code == 0 {
+				t.Errorf("tape list --point of the lost point: exit 0, %s", r.stdout)
+			}
+			writeRandom(t, filepath.Join(src, "b"), 2, 1<<20)
+			id2 := backupID(t, e, src)
+			w2 := tapeWrite(t, e, "--pool", "p", id2)
+			if w2.Set == w1.Set || w2.PacksSkipped != 0 {
+				t.Errorf("write after the overwrite: %+v; want a new set with every pack written (the first set was %s)", w2, w1.Set)
+			}
+			for _, l := range tapeList(t, e) {
+				if l.Set == w1.Set {
+					t.Errorf("cartridge %s still listed in set %s", l.Barcode, w1.Set)
+				}
+			}
+			dst := filepath.Join(t.TempDir(), "out")
+			e.ok("tape", "restore", id2, "--target", dst)
+			compareTrees(t, snapshot(t, src), snapshot(t, dst))
+		})
+	}
+}
+
 // A power cut tore the last file of a cartridge: tape catalog on a new
 // home still reads everything before it, and the point restores.
 func TestTapeTornLastFile(t *testing.T) {
@@ -471,4 +559,51 @@ func TestTapeEncryptedStore(t *testing.T) {
 	fresh.vars = []string{"RECALL_PASSWORD=store secret"}
 	fresh.ok("tape", "restore", id, "--target", dst)
 	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
+// Pools: created with an append window, changed with 'pool set', listed;
+// a span that does not parse changes nothing; an unknown pool subcommand
+// points at the right help.
+func TestTapePoolSetList(t *testing.T) {
+	e, _ := tapeEnvSized(t, "1", "1GiB")
+	e.ok("tape", "pool", "create", "a", "--retention", "1y", "--append-window", "2w")
+	e.ok("tape", "pool", "create", "b", "--retention", "30d", "--encrypt", "--compress")
+	e.ok("tape", "pool", "set", "a", "--retention", "2y", "--compress", "--allocation", "always")
+	e.ok("tape", "pool", "set", "b", "--no-compress", "--append-window", "3d")
+	for _, args := range [][]string{
+		{"tape", "pool", "set", "a", "--append-window", "soon"},
+		{"tape", "pool", "set", "a", "--retention", "0d"},
+		{"tape", "pool", "set", "a", "--allocation", "sometimes"},
+	} {
+		if r := e.run(args...); r.code == 0 {
+			t.Errorf("%v: exit 0, want a refusal", args)
+		}
+	}
+	if r := e.run("tape", "pool", "set", "a"); r.code != 2 {
+		t.Errorf("pool set with nothing to change: exit %d, want 2", r.code)
+	}
+	var ps []struct {
+		Name, Library, Retention, Allocation string
+		AppendWindow                         string `json:"append_window"`
+		Compress, Encrypt                    bool
+		KeyFingerprint                       string `json:"key_fingerprint"`
+	}
+	must(t, json.Unmarshal([]byte(e.ok("tape", "pool", "list", "--json")), &ps))
+	if len(ps) != 2 {
+		t.Fatalf("pool list: %+v", ps)
+	}
+	a, b := ps[0], ps[1]
+	if a.Name != "a" || a.Library != "lib" || a.Retention != "2y" || a.AppendWindow != "2w" || !a.Compress || a.Allocation != "always" || a.Encrypt {
+		t.Errorf("pool a: %+v", a)
+	}
+	if b.Name != "b" || b.Retention != "30d" || b.AppendWindow != "3d" || b.Compress || !b.Encrypt || b.KeyFingerprint == "" {
+		t.Errorf("pool b: %+v", b)
+	}
+	out := e.ok("tape", "pool", "list")
+	if !strings.Contains(out, "APPEND WINDOW") || !strings.Contains(out, b.KeyFingerprint) {
+		t.Errorf("pool list: %s", out)
+	}
+	if r := e.run("tape", "pool", "frobnicate"); r.code != 2 || !strings.Contains(r.stderr, "'recall tape pool --help'") {
+		t.Errorf("unknown pool subcommand: exit %d, %s", r.code, r.stderr)
+	}
 }
