@@ -333,7 +333,10 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 		}
 		// A set named is appended to though closed (a copy writes its
 		// set in two jobs into a pool of allocation always), but only
-		// within its window.
+		// within its window, and never once it lost a cartridge.
+		if len(s.Dropped) > 0 {
+			return nil, fmt.Errorf("set %s of pool %s lost cartridge(s) %v to an erase or relabel and takes no more points; write to a new set (--set new)", s.ID, w.pool.Name, s.Dropped)
+		}
 		ok, err := w.inWindow(s, now)
 		if err != nil {
 			return nil, err
