@@ -335,7 +335,13 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 		// set in two jobs into a pool of allocation always), but only
 		// within its window, and never once it lost a cartridge.
 		if len(s.Dropped) > 0 {
-			return nil, fmt.Errorf("set %s of pool %s lost cartridge(s) %v to an erase or relabel and takes no more points; write to a new set (--set new)", s.ID, w.pool.Name, s.Dropped)
+			var lost []string
+			for _, q := range s.Dropped {
+				if q >= 1 && q <= len(s.Tapes) {
+					lost = append(lost, fmt.Sprintf("%s (sequence %d)", s.Tapes[q-1], q))
+				}
+			}
+			return nil, fmt.Errorf("set %s of pool %s lost %s to an erase or relabel and takes no more points; write to a new set (--set new)", s.ID, w.pool.Name, strings.Join(lost, ", "))
 		}
 		ok, err := w.inWindow(s, now)
 		if err != nil {
