@@ -257,6 +257,50 @@ func TestTapeWriteNamedSet(t *testing.T) {
 	}
 }
 
+// A drive the writer finds full with no slot to put its cartridge back,
+// and a load the library refuses: the errors name the library, the
+// cartridge and what to do.
+func TestTapeLibraryMessages(t *testing.T) {
+	ctx := context.Background()
+	lib, err := tapefs.CreateEmulatedLibrary(filepath.Join(t.TempDir(), "lib"), tapefs.EmulatorOptions{Slots: 2, Drives: 1, Capacity: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lib.Close()
+	if err := lib.Load(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Slot 1 emptied by the load takes a new cartridge: no slot is free.
+	if _, err := lib.AddBlank("RC0009L9"); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clearErr := clearDrive(ctx, lib, inv, 0)
+	_, loadErr := loadSlot(ctx, lib, 2, 0)
+	for _, tt := range []struct {
+		what string
+		err  error
+		want []string
+	}{
+		{"clear the drive", clearErr, []string{lib.Name(), "drive 0 holds cartridge RC0001L9", "free a slot"}},
+		{"load a full drive", loadErr, []string{lib.Name(), "cartridge RC0002L9 (slot 2)", "drive 0", "recall tape inventory"}},
+	} {
+		t.Logf("%s: %v", tt.what, tt.err)
+		if tt.err == nil {
+			t.Errorf("%s: no error", tt.what)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(tt.err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", tt.what, tt.err, w)
+			}
+		}
+	}
+}
+
 // A pool whose retention does not parse (a pool the catalog of a tape
 // from elsewhere made up has none) gives no set: a write names the pool
 // and how to set its retention.

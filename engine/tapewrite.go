@@ -1024,7 +1024,7 @@ func clearDrive(ctx context.Context, lib tapefs.Library, inv *tapefs.Inventory, 
 			}
 		}
 		if slot == 0 {
-			return fmt.Errorf("tape library %s: drive %d holds cartridge %s and no storage slot is free to put it back: free a slot (take a cartridge out through the import/export slot) and run again", lib.Name(), drive, e.Barcode)
+			return fmt.Errorf("%s: drive %d holds cartridge %s and no storage slot is free to put it back: free a slot (take a cartridge out through the import/export slot) and run again", lib.Name(), drive, e.Barcode)
 		}
 		d, err := lib.Drive(drive)
 		if err != nil {
@@ -1039,16 +1039,16 @@ func clearDrive(ctx context.Context, lib tapefs.Library, inv *tapefs.Inventory, 
 // loadSlot moves the cartridge in slot into drive and loads it.
 func loadSlot(ctx context.Context, lib tapefs.Library, slot, drive int) (tapefs.Drive, error) {
 	if err := lib.Load(ctx, slot, drive); err != nil {
-		return nil, fmt.Errorf("tape library %s: move %s into drive %d: %w (see 'recall tape inventory'; a drive that holds a cartridge already, or a cartridge that is not where the library says, is cleared at the library's panel)", lib.Name(), slotName(ctx, lib, slot), drive, err)
+		return nil, fmt.Errorf("%s: move %s into drive %d: %w (see 'recall tape inventory'; a drive that holds a cartridge already, or a cartridge that is not where the library says, is cleared at the library's panel)", lib.Name(), slotName(ctx, lib, slot), drive, err)
 	}
 	d, err := lib.Drive(drive)
 	if err != nil {
-		return nil, fmt.Errorf("tape library %s: drive %d: %w", lib.Name(), drive, err)
+		return nil, fmt.Errorf("%s: drive %d: %w", lib.Name(), drive, err)
 	}
 	if err := d.Load(ctx); err != nil {
 		d.Close()
 		lib.Unload(ctx, drive, slot)
-		return nil, fmt.Errorf("tape library %s: drive %d does not load %s: %w (it was put back; if it fails again, clean the drive or try the cartridge in another drive)", lib.Name(), drive, slotName(ctx, lib, slot), err)
+		return nil, fmt.Errorf("%s: drive %d does not load %s: %w (it was put back; if it fails again, clean the drive or try the cartridge in another drive)", lib.Name(), drive, slotName(ctx, lib, slot), err)
 	}
 	return d, nil
 }
