@@ -230,6 +230,77 @@ func TestTapeExpiryReuse(t *testing.T) {
 	}
 }
 
+// A set named in the write is appended to though its pool's allocation
+// closed it (a copy writes its set in two jobs), within its append window
+// only: after it, the write is refused and says to write a new set.
+func TestTapeWriteNamedSet(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 1, 1<<30)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d", Allocation: AllocAlways}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	write := func(day int, set string) (*TapeWriteReport, error) {
+		now := t0.AddDate(0, 0, day)
+		return f.s.WriteTape(context.Background(), f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Set: set, Log: t.Logf,
+			Now: func() time.Time { return now }})
+	}
+	first, err := write(0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := write(1, first.Set)
+	if err != nil || again.Set != first.Set || again.PacksSkipped == 0 {
+		t.Fatalf("write on day 1 into set %s: %+v, %v; want the set appended to, its packs skipped", first.Set, again, err)
+	}
+	if _, err := write(7, first.Set); err == nil || !strings.Contains(err.Error(), "--set new") {
+		t.Fatalf("write on day 7 into set %s: %v, want refused (the window of 7d closed), saying to write a new set", first.Set, err)
+	}
+}
+
+// A drive the writer finds full with no slot to put its cartridge back,
+// and a load the library refuses: the errors name the library, the
+// cartridge and what to do.
+func TestTapeLibraryMessages(t *testing.T) {
+	ctx := context.Background()
+	lib, err := tapefs.CreateEmulatedLibrary(filepath.Join(t.TempDir(), "lib"), tapefs.EmulatorOptions{Slots: 2, Drives: 1, Capacity: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lib.Close()
+	if err := lib.Load(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Slot 1 emptied by the load takes a new cartridge: no slot is free.
+	if _, err := lib.AddBlank("RC0009L9"); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clearErr := clearDrive(ctx, lib, inv, 0)
+	_, loadErr := loadSlot(ctx, lib, 2, 0)
+	for _, tt := range []struct {
+		what string
+		err  error
+		want []string
+	}{
+		{"clear the drive", clearErr, []string{lib.Name(), "drive 0 holds cartridge RC0001L9", "free a slot"}},
+		{"load a full drive", loadErr, []string{lib.Name(), "cartridge RC0002L9 (slot 2)", "drive 0", "recall tape inventory"}},
+	} {
+		t.Logf("%s: %v", tt.what, tt.err)
+		if tt.err == nil {
+			t.Errorf("%s: no error", tt.what)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(tt.err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", tt.what, tt.err, w)
+			}
+		}
+	}
+}
+
 // A pool whose retention does not parse (a pool the catalog of a tape
 // from elsewhere made up has none) gives no set: a write names the pool
 // and how to set its retention.

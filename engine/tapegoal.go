@@ -20,7 +20,11 @@ import (
 //	yearly       1 January
 //
 // The pool's retention, not the goal's, decides when its sets expire: a
-// goal of 7y belongs in a pool created with --retention 7y.
+// goal of 7y belongs in a pool created with --retention 7y. A set takes
+// appends for its pool's append window (7 days unless the pool says): a
+// goal whose period is longer starts a new set at every run unless the
+// pool's window spans the period (a monthly goal: --append-window 5w),
+// and then each set is kept the window longer than the retention.
 
 // NextTapeRun is the first time after after at which the group's tape goal
 // is due; false when the policy has none.

@@ -306,16 +306,16 @@ func (w *tapeWriter) setExpiry(created time.Time) (time.Time, error) {
 	return exp, nil
 }
 
-// takesAppends says whether set s still takes points at now: within the
+// inWindow says whether set s may still take points at now: within the
 // pool's append window, and never once a point written now would expire
 // before the pool's retention is up, as the set's expiry is fixed in its
 // labels (a window widened after the set was made does not move it).
-func (w *tapeWriter) takesAppends(s TapeSet, now time.Time) (bool, error) {
+func (w *tapeWriter) inWindow(s TapeSet, now time.Time) (bool, error) {
 	end, err := w.pool.AppendEnd(s.Created)
 	if err == nil {
 		var keep time.Time
 		if keep, err = retentionExpiry(w.pool.Retention, now); err == nil {
-			return !s.Closed && now.Before(end) && !keep.After(s.Expiry), nil
+			return now.Before(end) && !keep.After(s.Expiry), nil
 		}
 	}
 	return false, fmt.Errorf("tape pool %s: %w: mend it with 'recall tape pool set %s --retention 7y --append-window 7d'", w.pool.Name, err, w.pool.Name)
@@ -331,13 +331,25 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 		if !ok || s.Pool != w.pool.Name {
 			return nil, fmt.Errorf("set %s of pool %s: %w", want, w.pool.Name, ErrTapeNotFound)
 		}
-		ok, err := w.takesAppends(s, now)
+		// A set named is appended to though closed (a copy writes its
+		// set in two jobs into a pool of allocation always), but only
+		// within its window, and never once it lost a cartridge.
+		if len(s.Dropped) > 0 {
+			var lost []string
+			for _, q := range s.Dropped {
+				if q >= 1 && q <= len(s.Tapes) {
+					lost = append(lost, fmt.Sprintf("%s (sequence %d)", s.Tapes[q-1], q))
+				}
+			}
+			return nil, fmt.Errorf("set %s of pool %s lost %s to an erase or relabel and takes no more points; write to a new set (--set new)", s.ID, w.pool.Name, strings.Join(lost, ", "))
+		}
+		ok, err := w.inWindow(s, now)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			return nil, fmt.Errorf("set %s of pool %s expires %s and takes no more points (closed, or past its append window: a point written now would expire before the pool's retention of %s); write to a new set (--set new)",
-				s.ID, w.pool.Name, s.Expiry.Format(time.DateOnly), w.pool.Retention)
+			return nil, fmt.Errorf("set %s of pool %s (made %s, expires %s) takes no more points: it takes them for %s after it is made, and none that would expire before the pool's retention of %s; write to a new set (--set new)",
+				s.ID, w.pool.Name, s.Created.Format(time.DateOnly), s.Expiry.Format(time.DateOnly), w.pool.Window(), w.pool.Retention)
 		}
 		return &s, nil
 	}
@@ -347,11 +359,11 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 			if s.Pool != w.pool.Name {
 				continue
 			}
-			ok, err := w.takesAppends(s, now)
+			ok, err := w.inWindow(s, now)
 			if err != nil {
 				return nil, err
 			}
-			if ok {
+			if ok && !s.Closed {
 				open = append(open, s)
 			}
 		}
@@ -1012,7 +1024,7 @@ func clearDrive(ctx context.Context, lib tapefs.Library, inv *tapefs.Inventory, 
 			}
 		}
 		if slot == 0 {
-			return fmt.Errorf("tape library %s: drive %d holds cartridge %s and no storage slot is free to put it back: free a slot (take a cartridge out through the import/export slot) and run again", lib.Name(), drive, e.Barcode)
+			return fmt.Errorf("%s: drive %d holds cartridge %s and no storage slot is free to put it back: free a slot (take a cartridge out through the import/export slot) and run again", lib.Name(), drive, e.Barcode)
 		}
 		d, err := lib.Drive(drive)
 		if err != nil {
@@ -1027,16 +1039,16 @@ func clearDrive(ctx context.Context, lib tapefs.Library, inv *tapefs.Inventory, 
 // loadSlot moves the cartridge in slot into drive and loads it.
 func loadSlot(ctx context.Context, lib tapefs.Library, slot, drive int) (tapefs.Drive, error) {
 	if err := lib.Load(ctx, slot, drive); err != nil {
-		return nil, fmt.Errorf("tape library %s: move %s into drive %d: %w (see 'recall tape inventory'; a drive that holds a cartridge already, or a cartridge that is not where the library says, is cleared at the library's panel)", lib.Name(), slotName(ctx, lib, slot), drive, err)
+		return nil, fmt.Errorf("%s: move %s into drive %d: %w (see 'recall tape inventory'; a drive that holds a cartridge already, or a cartridge that is not where the library says, is cleared at the library's panel)", lib.Name(), slotName(ctx, lib, slot), drive, err)
 	}
 	d, err := lib.Drive(drive)
 	if err != nil {
-		return nil, fmt.Errorf("tape library %s: drive %d: %w", lib.Name(), drive, err)
+		return nil, fmt.Errorf("%s: drive %d: %w", lib.Name(), drive, err)
 	}
 	if err := d.Load(ctx); err != nil {
 		d.Close()
 		lib.Unload(ctx, drive, slot)
-		return nil, fmt.Errorf("tape library %s: drive %d does not load %s: %w (it was put back; if it fails again, clean the drive or try the cartridge in another drive)", lib.Name(), drive, slotName(ctx, lib, slot), err)
+		return nil, fmt.Errorf("%s: drive %d does not load %s: %w (it was put back; if it fails again, clean the drive or try the cartridge in another drive)", lib.Name(), drive, slotName(ctx, lib, slot), err)
 	}
 	return d, nil
 }
