@@ -154,7 +154,7 @@ func TestStopCancelsAfterGrace(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	log := slog.New(slog.NewTextHandler(syncWriter(func(l string) {
-		if strings.Contains(l, "cancelling running jobs") {
+		if strings.Contains(l, "cancelled running jobs") {
 			once.Do(func() { close(release) })
 		}
 	}), nil))

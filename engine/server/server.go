@@ -256,8 +256,10 @@ func (s *Server) shutdown(cancelJobs context.CancelCauseFunc) error {
 	case <-done:
 	case <-time.After(s.o.StopGrace):
 		// The bound is the service manager's patience, so it is wall time.
-		s.o.Log.Warn("stopping: cancelling running jobs", "grace", s.o.StopGrace)
+		// Cancelled first, then logged: whoever reads the line knows the
+		// jobs' contexts are done.
 		cancelJobs(ErrShutdown)
+		s.o.Log.Warn("stopping: cancelled running jobs", "grace", s.o.StopGrace)
 		<-done
 	}
 	s.mu.Lock()
