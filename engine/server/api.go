@@ -158,6 +158,15 @@ func (s *Server) initHooks() error {
 // s.mu held (enqueue), so it takes no lock of the scheduler.
 func (s *Server) track(e Event) {
 	now := s.o.Clock.Now()
+	var evs []AlertEvent
+	if e.Kind == "finished" {
+		// The alerts first: a follower woken by the job's end (below)
+		// may ask for them at once.
+		var err error
+		if evs, err = s.alerts.noteJob(e, now); err != nil {
+			s.o.Log.Error("alerts not saved; they are kept in memory until the next save", "err", err)
+		}
+	}
 	s.jobsMu.Lock()
 	var j *liveJob
 	for i := len(s.jobs) - 1; i >= 0; i-- {
@@ -211,16 +220,10 @@ func (s *Server) track(e Event) {
 	close(j.changed)
 	j.changed = make(chan struct{})
 	s.jobsMu.Unlock()
-	if e.Kind == "finished" {
-		evs, err := s.alerts.noteJob(e, now)
-		if err != nil {
-			s.o.Log.Error("alerts not saved; they are kept in memory until the next save", "err", err)
-		}
-		for _, ev := range evs {
-			s.o.Log.Warn("alert "+ev.Kind, "alert", ev.Alert.ID, "job", ev.Alert.Job, "group", ev.Alert.Group, "source", ev.Alert.Source, "action", ev.Alert.Action)
-			if s.o.OnAlert != nil {
-				s.o.OnAlert(ev)
-			}
+	for _, ev := range evs {
+		s.o.Log.Warn("alert "+ev.Kind, "alert", ev.Alert.ID, "job", ev.Alert.Job, "group", ev.Alert.Group, "source", ev.Alert.Source, "action", ev.Alert.Action)
+		if s.o.OnAlert != nil {
+			s.o.OnAlert(ev)
 		}
 	}
 }
