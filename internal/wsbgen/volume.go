@@ -93,11 +93,13 @@ func layout(r rng, size, allocated int64, fs string) []extent {
 	return union(ext)
 }
 
-// changes draws one generation's writes: scattered runs of 4..64 KiB
-// over the allocated clusters, half of them near the one before (a
-// system volume writes in hot places: the MFT, the logs, the registry
-// hives), for 85% of rate of the allocated bytes, and one to three newly
-// allocated runs in the free space for the other 15%.
+// changes draws one generation's writes: runs of 4..64 KiB over the
+// allocated clusters, for 85% of rate of the allocated bytes, and one to
+// three newly allocated runs in the free space for the other 15%. The
+// writes come in bursts of 1..8 MiB of the volume that they cover about
+// half of (overlaps take some back from the 80% written), as a system volume's do (the MFT, the logs, the registry
+// hives, a patched program's files): scattered at cluster granularity
+// within a burst, the bursts themselves spread over the whole volume.
 func (p *plan) changes(r rng, rate float64) (mod, grown []extent) {
 	alloc := int64(0)
 	cum := make([]int64, len(p.extents))
@@ -107,26 +109,23 @@ func (p *plan) changes(r rng, rate float64) (mod, grown []extent) {
 	}
 	target := int64(rate * float64(alloc))
 	modTarget := target * 85 / 100
-	prev := int64(-1)
 	for covered := int64(0); covered < modTarget; {
-		var at int64
-		if prev >= 0 && r.float() < 0.5 {
-			at = prev + int64(r.next()%(1<<20))
-		} else {
-			at = int64(r.next() % uint64(alloc))
-		}
-		at %= alloc
-		i := sort.Search(len(cum), func(i int) bool { return cum[i] > at })
-		e := p.extents[i]
-		off := (e.off + at - (cum[i] - e.len)) / clusterSize * clusterSize
-		n := min(logUniform(&r, 4<<10, 64<<10), e.end()-off)
-		mod = append(mod, extent{off, n})
-		prev = at
-		if len(mod)%64 == 0 || covered+n >= modTarget {
-			mod = union(mod)
-			covered = total(mod)
-		} else {
-			covered += n
+		span := logUniform(&r, 1<<20, 8<<20)
+		start := int64(r.next() % uint64(alloc))
+		for burst := int64(0); burst < span*4/5 && covered < modTarget; {
+			at := (start + int64(r.next()%uint64(span))) % alloc
+			i := sort.Search(len(cum), func(i int) bool { return cum[i] > at })
+			e := p.extents[i]
+			off := (e.off + at - (cum[i] - e.len)) / clusterSize * clusterSize
+			n := min(logUniform(&r, 4<<10, 64<<10), e.end()-off)
+			mod = append(mod, extent{off, n})
+			burst += n
+			if len(mod)%64 == 0 || covered+n >= modTarget {
+				mod = union(mod)
+				covered = total(mod)
+			} else {
+				covered += n
+			}
 		}
 	}
 	newTarget := target - modTarget
@@ -246,9 +245,13 @@ func (p *plan) cluster(c int64, b []byte) {
 		p.bootSector(b, c != 0)
 		return
 	}
-	key := mix(p.key, uint64(c), p.version(c*clusterSize))
-	r := rng{key}
-	switch kind := mix(p.key, uint64(c>>4), 0x6b) % 10; {
+	v := p.version(c * clusterSize)
+	r := rng{mix(p.key, uint64(c), v)}
+	kind := mix(p.key, uint64(c>>4), 0x6b) % 10
+	if kind == 9 && v > 0 {
+		kind = 4 // a preallocated cluster once written holds data
+	}
+	switch {
 	case kind < 4:
 		for i := 0; i < len(b); i += 8 {
 			binary.LittleEndian.PutUint64(b[i:], r.next())
