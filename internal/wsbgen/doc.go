@@ -69,6 +69,8 @@
 // fields; NTFS's copy in the last sector), runs of 64 KiB..64 MiB of data
 // separated by gaps that leave large stretches free, the content chosen
 // per 64 KiB among incompressible, text-like, structured and zero data.
+// Computers deployed from one Options.Image share their volumes' layout
+// and, but for 20% each made its own, their content at generation 0.
 // VolumeReader reads a volume as the image holds it, generated again, so
 // tests compare without keeping a copy; writing streams cluster by
 // cluster and never holds a volume in memory.

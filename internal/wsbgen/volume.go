@@ -18,10 +18,13 @@ func (e extent) end() int64 { return e.off + e.len }
 // version of its content each cluster holds. Every byte is a function of
 // the plan, so the VHDX writer and VolumeReader agree by construction.
 type plan struct {
-	size    int64
-	key     uint64 // the volume's content key (seed, volume)
-	fs      string // "NTFS" or "FAT32": what the boot sector says
-	extents []extent
+	size int64
+	// base keys the layout and the content every cluster has before its
+	// first change (the installation image); key the changes and what
+	// they write (the computer). Equal unless computers share an image.
+	base, key uint64
+	fs        string // "NTFS" or "FAT32": what the boot sector says
+	extents   []extent
 	// breaks holds the version of each cluster as a step function:
 	// clusters from breaks[i].off on hold version breaks[i].v.
 	breaks []vbreak
@@ -32,17 +35,30 @@ type vbreak struct {
 	v   uint64
 }
 
+// personalRate is how much of an installation image a computer has made
+// its own by its first backup (configuration, its roles' data, updates
+// installed since): the part of generation 0 two computers of one image
+// do not share.
+const personalRate = 0.2
+
 // newPlan lays out generation gen of a volume: generation 0 from the
-// key, then each later generation's changes on top of the one before.
-func newPlan(key uint64, fs string, size, allocated int64, gen int, rate float64) *plan {
-	p := &plan{size: size, key: key, fs: fs}
-	p.extents = layout(rng{mix(key, 0x1a)}, size, allocated, fs)
+// base key (changed by personalRate when the computer's key differs),
+// then each later generation's changes on top of the one before.
+func newPlan(base, key uint64, fs string, size, allocated int64, gen int, rate float64) *plan {
+	p := &plan{size: size, base: base, key: key, fs: fs}
+	p.extents = layout(rng{mix(base, 0x1a)}, size, allocated, fs)
 	var changes []extent
-	for g := 1; g <= gen; g++ {
-		mod, grown := p.changes(rng{mix(key, 0xc4, uint64(g))}, rate)
+	apply := func(r rng, rate float64) {
+		mod, grown := p.changes(r, rate)
 		p.extents = union(append(p.extents, grown...))
 		changes = append(changes, mod...)
 		changes = append(changes, grown...)
+	}
+	if base != key {
+		apply(rng{mix(key, 0xc4, 0)}, personalRate)
+	}
+	for g := 1; g <= gen; g++ {
+		apply(rng{mix(key, 0xc4, uint64(g))}, rate)
 	}
 	p.breaks = steps(changes)
 	return p
@@ -246,8 +262,11 @@ func (p *plan) cluster(c int64, b []byte) {
 		return
 	}
 	v := p.version(c * clusterSize)
-	r := rng{mix(p.key, uint64(c), v)}
-	kind := mix(p.key, uint64(c>>4), 0x6b) % 10
+	r := rng{mix(p.base, uint64(c), 0)}
+	if v > 0 {
+		r = rng{mix(p.key, uint64(c), v)}
+	}
+	kind := mix(p.base, uint64(c>>4), 0x6b) % 10
 	if kind == 9 && v > 0 {
 		kind = 4 // a preallocated cluster once written holds data
 	}

@@ -247,6 +247,55 @@ func TestGenerationsChangeAboutTheRate(t *testing.T) {
 	}
 }
 
+// TestSharedImage: two computers deployed from one image share most of
+// their data at generation 0 (each keeps 80% of the image: together about
+// 64%); computers with no image in common share none.
+func TestSharedImage(t *testing.T) {
+	vol := []VolumeSpec{{Letter: "C:", FS: "NTFS", Size: 1 << 30, Allocated: 128 << 20}}
+	for _, tc := range []struct {
+		image    uint64
+		min, max float64
+	}{
+		{0, 0, 0.001},
+		{42, 0.58, 0.70},
+	} {
+		t.Run(fmt.Sprintf("image%d", tc.image), func(t *testing.T) {
+			var vs [2]Volume
+			for i := range vs {
+				b, err := Generate(t.TempDir(), Options{Seed: uint64(100 + i), Image: tc.image, Volumes: vol})
+				if err != nil {
+					t.Fatal(err)
+				}
+				vs[i] = b.Volumes[0]
+			}
+			if vs[0].GUID == vs[1].GUID {
+				t.Errorf("two computers with one volume GUID")
+			}
+			// Zeroed clusters match whatever the image: count them out.
+			zero := sha256.Sum256(make([]byte, clusterSize))
+			seen := map[[32]byte]bool{}
+			for _, h := range clusterHashes(t, vs[0], vs[0].plan.extents) {
+				seen[h] = true
+			}
+			var shared, n int
+			for _, h := range clusterHashes(t, vs[1], vs[1].plan.extents) {
+				if h == zero {
+					continue
+				}
+				n++
+				if seen[h] {
+					shared++
+				}
+			}
+			got := float64(shared) / float64(n)
+			t.Logf("%d of %d clusters of the second computer are in the first", shared, n)
+			if got < tc.min || got > tc.max {
+				t.Errorf("%.3f of the clusters shared, want %g..%g", got, tc.min, tc.max)
+			}
+		})
+	}
+}
+
 // TestDeterministic: the same options write the same bytes, so a test
 // and a benchmark can regenerate what they compare against.
 func TestDeterministic(t *testing.T) {
