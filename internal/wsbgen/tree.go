@@ -155,8 +155,8 @@ func Generate(dir string, o Options) (*Backup, error) {
 		o.Volumes = DefaultVolumes
 	}
 	for i, v := range o.Volumes {
-		if v.Size%(1<<20) != 0 || v.Size < 8<<20 || v.Allocated < 128<<10 || v.Allocated > v.Size/10*9-(2<<20) {
-			return nil, fmt.Errorf("wsbgen: volume %d: size %d, allocated %d: want a size of whole MiB (8 MiB at least) and at most 90%% of it allocated", i, v.Size, v.Allocated)
+		if v.Size%(1<<20) != 0 || v.Size < 8<<20 || v.Size > 64<<40 || v.Allocated < 128<<10 || v.Allocated > v.Size/10*9-(2<<20) {
+			return nil, fmt.Errorf("wsbgen: volume %d: size %d, allocated %d: want a size of whole MiB from 8 MiB to 64 TiB (the VHDX limit) and at most 90%% of it allocated", i, v.Size, v.Allocated)
 		}
 		if v.FS != "NTFS" && v.FS != "FAT32" {
 			return nil, fmt.Errorf("wsbgen: volume %d: file system %q: want NTFS or FAT32", i, v.FS)

@@ -543,6 +543,9 @@ func TestFaults(t *testing.T) {
 		if got := fileSize(t, b.Volumes[1].Path); got > fullSize/2+BlockSize || got < fullSize/4 {
 			t.Errorf("cut image is %d bytes, want about half of %d", got, fullSize)
 		}
+		if out, err := qemuImg("check", "-f", "vhdx", b.Volumes[1].Path); err == nil || !strings.Contains(string(out), "truncated") {
+			t.Errorf("qemu-img check of the cut image: %v: %s", err, out)
+		}
 		fresh, err := Generate(t.TempDir(), Options{Seed: 2, Volumes: small[:2], Truncate: true})
 		if err != nil {
 			t.Fatal(err)
@@ -603,6 +606,7 @@ func TestOptionsRefused(t *testing.T) {
 		{Volumes: []VolumeSpec{{FS: "NTFS", Size: 100<<20 + 1, Allocated: 1 << 20}}},
 		{Volumes: []VolumeSpec{{FS: "NTFS", Size: 100 << 20, Allocated: 99 << 20}}},
 		{Volumes: []VolumeSpec{{FS: "ext4", Size: 100 << 20, Allocated: 10 << 20}}},
+		{Volumes: []VolumeSpec{{FS: "NTFS", Size: 65 << 40, Allocated: 10 << 20}}},
 	} {
 		dir := t.TempDir()
 		if _, err := Generate(dir, o); err == nil {
