@@ -375,7 +375,9 @@ func xmlEscape(s string) string {
 
 // filetime is t as a Windows FILETIME: 100 ns ticks since 1601.
 func filetime(t time.Time) uint64 {
-	return uint64(t.Sub(time.Date(1601, 1, 1, 0, 0, 0, 0, time.UTC)) / 100)
+	// Not t.Sub(1601): a Duration saturates at 292 years.
+	const unixEpoch = 11644473600 // seconds from 1601 to 1970
+	return uint64(t.Unix()+unixEpoch)*10_000_000 + uint64(t.Nanosecond()/100)
 }
 
 func volumeName(v Volume) string { return `\\?\Volume` + v.GUID.Braced() + `\` }

@@ -598,6 +598,21 @@ func TestNames(t *testing.T) {
 	}
 }
 
+func TestFiletime(t *testing.T) {
+	for _, tc := range []struct {
+		t    time.Time
+		want uint64
+	}{
+		{time.Date(1601, 1, 1, 0, 0, 0, 0, time.UTC), 0},
+		{time.Unix(0, 0), 116444736000000000},
+		{time.Date(2026, 11, 2, 21, 0, 41, 500, time.UTC), 134381268410000005},
+	} {
+		if got := filetime(tc.t); got != tc.want {
+			t.Errorf("filetime(%v) = %d, want %d", tc.t, got, tc.want)
+		}
+	}
+}
+
 func TestOptionsRefused(t *testing.T) {
 	for _, o := range []Options{
 		{ChangeRate: -1},
