@@ -227,7 +227,7 @@ type fileKey struct{ seq, no int }
 // cartridges' files as whichever catalog knows them, points by id.
 func mergeSet(old TapeSet, res *tapefs.ScanResult) TapeSet {
 	sl := res.Set
-	s := TapeSet{ID: sl.SetID, Pool: sl.Pool, Created: sl.Created, Expiry: sl.Expiry, KeyFingerprint: sl.KeyFingerprint, Compressed: sl.Compressed, Closed: old.Closed}
+	s := TapeSet{ID: sl.SetID, Pool: sl.Pool, Created: sl.Created, Expiry: sl.Expiry, KeyFingerprint: sl.KeyFingerprint, Compressed: sl.Compressed, Closed: old.Closed, Revision: old.Revision}
 	files := map[fileKey]tapefs.CatalogFile{}
 	tapes := map[int]tapefs.CatalogTape{}
 	type pointFiles struct {
@@ -414,6 +414,15 @@ func EraseTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium
 // the set it belonged to loses it, the points that needed it, and is
 // closed (dropCartridge).
 func RelabelTape(ctx context.Context, home string, o TapeLabelOptions) (*TapeRelabelResult, error) {
+	purpose := "tape-label"
+	if o.Pool == "" {
+		purpose = "tape-erase"
+	}
+	unlock, err := lockTape(ctx, home, purpose, o.Warn)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := readTapeState(home, o.Warn)
 	if err != nil {
 		return nil, err
