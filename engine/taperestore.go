@@ -232,8 +232,8 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 // staged is a staging store read from tape.
 type staged struct {
 	dir    string
-	set    string // the set staged from (packs lost there may come from others)
-	config bool   // the store's config files are staged
+	set    string          // the set staged from (packs lost there may come from others)
+	config bool            // the store's config files are staged
 	points []chunkstore.ID // the points whose manifests it holds, as asked
 	lost   []string        // packs not read (bad blocks), or not on the set
 	// lostWhy is lost with the cause of each.
