@@ -341,3 +341,48 @@ func TestTapeRestoreBadBlockFromOtherSet(t *testing.T) {
 		t.Errorf("restore: read %v, lost %v, bytes equal %v; want the newer set's cartridge then the older's, nothing lost", res.Tapes, res.LostPacks, bytes.Equal(got, want))
 	}
 }
+
+// A home that read a cartridge in when it held one set learns, at its
+// next 'tape catalog', that another server reused it for another set:
+// the old set loses it and the points that needed it.
+func TestTapeCatalogReusedCartridge(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 2, 1<<30)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	day := func(n int) func() time.Time { return func() time.Time { return t0.AddDate(0, 0, n) } }
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: day(0), Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := AddTapeLibrary(ctx, other, AddLibraryOptions{Name: "lib", Dir: f.lib, Warn: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CatalogTapes(ctx, other, TapeCatalogOptions{Log: t.Logf, Now: day(0)}); err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := f.backupAgain(t, 1<<20, 2)
+	later, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: day(40), Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(later.Tapes, first.Tapes) {
+		t.Fatalf("the write on day 40 went to %v, want the expired %v", later.Tapes, first.Tapes)
+	}
+	if _, err := CatalogTapes(ctx, other, TapeCatalogOptions{Log: t.Logf, Now: day(40)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readTapeState(other, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := st.set(first.Set); !slices.Equal(s.Dropped, []int{1}) || len(s.Catalog.Points) != 0 {
+		t.Errorf("set %s after its cartridge was read holding set %s: dropped %v, points %d; want sequence 1 dropped, no point", first.Set, later.Set, s.Dropped, len(s.Catalog.Points))
+	}
+	if _, err := ListTapes(other, f.p.ID.String(), t.Logf); !errors.Is(err, ErrTapeNotFound) {
+		t.Errorf("list of point %s, on no cartridge now: %v, want %v", f.p.ID.Short(), err, ErrTapeNotFound)
+	}
+}
