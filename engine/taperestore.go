@@ -35,6 +35,16 @@ import (
 // the catalog records for it). A cartridge that is not the one the
 // catalog says (set, sequence, volume id) is not read at all. A set read with no key or the wrong
 // one is refused before anything is written to the target.
+//
+// A point held by several sets (a copy, or a write to two pools) is read
+// from the latest set that can be read: any failure of one set (a
+// cartridge not in the library, no key, a cartridge that is not what the
+// catalog says, a point file lost) sends it to the next, and the latest
+// set's error is the one reported if none can be read. A set whose
+// cartridges the point needs were reused since is not tried. Packs lost
+// to bad blocks in the set read are then read from the other sets
+// holding them (fillLost): a pack's name is the hash of its bytes, the
+// same in every set.
 
 // maxPointEntry bounds a point file's entries held in memory.
 const maxPointEntry = 64 << 20

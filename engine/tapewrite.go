@@ -40,6 +40,11 @@ import (
 // or a catalog file that is cut goes again whole: the point names the one
 // file holding both its manifest and its record.
 //
+// A set is written with the key (or none) and the compression its labels
+// name, from its first cartridge to its last: a set whose policy differs
+// from its pool's now (a key imported, compression changed) takes no more
+// points, and the pool's next write starts a new set.
+//
 // A set takes appends (allocation continue) within its pool's append
 // window, and its expiry, written in its labels when it is made, is the
 // pool's retention after the window closes: the point appended last is
