@@ -386,3 +386,44 @@ func TestTapeCatalogReusedCartridge(t *testing.T) {
 		t.Errorf("list of point %s, on no cartridge now: %v, want %v", f.p.ID.Short(), err, ErrTapeNotFound)
 	}
 }
+
+// A restore goes on to the next set holding the point whatever keeps the
+// latest from being read (here its key is not on this server), and
+// reports the latest set's error only when no set can be read.
+func TestTapeRestoreNextSetOnAnyFailure(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 3, 1<<30)
+	ctx := context.Background()
+	want, _ := os.ReadFile(filepath.Join(f.src, "data"))
+	for _, p := range []TapePool{{Name: "plain", Retention: "1y"}, {Name: "enc", Retention: "1y", Encrypt: true}} {
+		if _, err := CreateTapePool(f.home, p, time.Now(), t.Logf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	older, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "plain", Points: []*Point{f.p}, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "enc", Points: []*Point{f.p}, Log: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(keyPath(f.home, "enc")); err != nil {
+		t.Fatal(err)
+	}
+	got, res := restoreData(t, f.home, f.p.ID.String())
+	if !bytes.Equal(got, want) || !slices.Equal(res.Tapes, older.Tapes) {
+		t.Errorf("restore read %v (bytes equal: %v), want the plain set's %v", res.Tapes, bytes.Equal(got, want), older.Tapes)
+	}
+	lib, err := tapefs.OpenEmulatedLibrary(f.lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = lib.Eject(older.Tapes[0])
+	lib.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RestoreFromTape(ctx, f.home, TapeRestoreOptions{Point: f.p.ID.String(), Target: filepath.Join(t.TempDir(), "out"), Log: t.Logf})
+	if !errors.Is(err, ErrNoKey) {
+		t.Errorf("restore with no set readable: %v, want the latest set's error (%v)", err, ErrNoKey)
+	}
+}
