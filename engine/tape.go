@@ -154,6 +154,10 @@ type TapeSet struct {
 	// they were written (dropCartridge): what the set's catalog files on
 	// its other cartridges say they held is gone.
 	Dropped []int `json:"dropped,omitempty"`
+	// Revision counts the saves of the set's record: a save names the
+	// revision it read, and is refused if the record moved on since
+	// (UpdateTape), so no job saves over what another saved meanwhile.
+	Revision int64 `json:"revision,omitempty"`
 	// KeyFingerprint is the pool key's ("" for a plain set), as the set
 	// label holds it.
 	KeyFingerprint string               `json:"key_fingerprint,omitempty"`
@@ -265,8 +269,24 @@ type TapeUpdate struct {
 	Sets      []TapeSet
 }
 
-// UpdateTape writes u in one transaction.
+// ErrTapeSetChanged: a set was saved by another job since it was read.
+var ErrTapeSetChanged = errors.New("the set's record changed since this job read it")
+
+// UpdateTape writes u in one transaction. Each set of u must be at the
+// revision the catalog holds (0 for a set it does not hold yet), else
+// nothing is written and the error wraps ErrTapeSetChanged; each is saved
+// at the next revision, which u.Sets[i].Revision is then set to.
 func (c *Catalog) UpdateTape(u TapeUpdate) error {
+	err := c.updateTape(u)
+	if err == nil {
+		for i := range u.Sets {
+			u.Sets[i].Revision++
+		}
+	}
+	return err
+}
+
+func (c *Catalog) updateTape(u TapeUpdate) error {
 	return c.guard(func() error {
 		return c.db.Update(func(tx *bolt.Tx) error {
 			for _, l := range u.Libraries {
@@ -285,6 +305,18 @@ func (c *Catalog) UpdateTape(u TapeUpdate) error {
 				}
 			}
 			for _, s := range u.Sets {
+				var head struct {
+					Revision int64 `json:"revision"`
+				}
+				if b := tx.Bucket(bucketTapeSets).Get([]byte(s.ID)); b != nil {
+					if err := json.Unmarshal(b, &head); err != nil {
+						return fmt.Errorf("catalog %s/%s: %w", bucketTapeSets, s.ID, err)
+					}
+				}
+				if head.Revision != s.Revision {
+					return fmt.Errorf("set %s: %w (revision %d, read at %d): nothing was saved", s.ID, ErrTapeSetChanged, head.Revision, s.Revision)
+				}
+				s.Revision++
 				if err := putJSON(tx, bucketTapeSets, s.ID, s); err != nil {
 					return err
 				}
@@ -499,8 +531,9 @@ type TapePoolChange struct {
 
 // SetTapePool changes a pool's policy. Sets already written keep the
 // expiry their labels hold; the change applies to sets created after it
-// (and, for compression and the append window, to what is appended to the
-// open set from now on).
+// (and, for the append window, to what is appended to the open set from
+// now on). A set keeps its compression: after a change of it the pool's
+// next write starts a new set.
 func SetTapePool(home, name string, ch TapePoolChange, now time.Time, warn func(string, ...any)) (TapePool, error) {
 	st, err := readTapeState(home, warn)
 	if err != nil {
@@ -632,12 +665,25 @@ var ErrNeedRetention = errors.New("the pool is not on this server: give --retent
 // pool is kept as long as it should be; for a pool the catalog has,
 // retention may be "" (a non-empty one changes the pool's). A pool of
 // that name with another key is refused.
+//
+// A key imported onto a plain pool makes it encrypt from then on, and
+// closes its sets still open for appends: a set is plain or encrypted
+// from its first cartridge to its last (its labels say which, and a fresh
+// server reads its catalog files by them), so what the pool writes next
+// goes to a new, encrypted set, and the plain sets stay readable as they
+// are. Refusing instead would leave no way to have an existing pool
+// encrypt, short of a new pool.
 func ImportTapeKey(home string, file []byte, passphrase, retention string, now time.Time, warn func(string, ...any)) (TapePool, error) {
 	if retention != "" {
 		if _, err := retentionExpiry(retention, now); err != nil {
 			return TapePool{}, err
 		}
 	}
+	unlock, err := lockTape(context.Background(), home, "tape-key-import", warn)
+	if err != nil {
+		return TapePool{}, err
+	}
+	defer unlock()
 	st, err := readTapeState(home, warn)
 	if err != nil {
 		return TapePool{}, err
@@ -663,11 +709,22 @@ func ImportTapeKey(home string, file []byte, passphrase, retention string, now t
 	if retention != "" {
 		p.Retention = retention
 	}
+	u := TapeUpdate{}
+	if perr == nil && p.KeyFingerprint != fp {
+		for _, s := range st.Sets {
+			if s.Pool == pool && !s.Closed && s.KeyFingerprint != fp {
+				s.Closed = true
+				u.Sets = append(u.Sets, s)
+				warn("tape pool %s: set %s is %s: closed, so the pool's next write starts a new set, encrypted", pool, s.ID, policyOf(s.KeyFingerprint, s.Compressed))
+			}
+		}
+	}
 	p.Encrypt, p.KeyFingerprint = true, fp
 	if err := savePoolKey(home, pool, key); err != nil {
 		return p, err
 	}
-	return p, writeTapeState(home, warn, TapeUpdate{Pools: []TapePool{p}})
+	u.Pools = []TapePool{p}
+	return p, writeTapeState(home, warn, u)
 }
 
 // ExpireTapes marks the cartridges of sets whose expiry passed as expired
@@ -739,6 +796,7 @@ func expireTapes(tx *bolt.Tx, now time.Time, expired *[]string) (due bool, err e
 			return false, fmt.Errorf("catalog %s/%s: %w", bucketTapeSets, h.ID, err)
 		}
 		s.Closed = true
+		s.Revision++
 		if err := putJSON(tx, bucketTapeSets, s.ID, s); err != nil {
 			return false, err
 		}

@@ -123,6 +123,9 @@ func copyTapeSet(ctx context.Context, s *Store, home string, o TapeCopyOptions) 
 			return total, err
 		}
 		if len(sg.lost) > 0 {
+			sg.fillLost(ctx, home, st, o.Log)
+		}
+		if len(sg.lost) > 0 {
 			return total, fmt.Errorf("set %s: %d pack(s) could not be read from its cartridges (%s): the copy would lack them; nothing more was written", set.ID, len(sg.lost), strings.Join(sg.lost, ", "))
 		}
 		staged, err := openStaged(ctx, sg.dir, o.Password)

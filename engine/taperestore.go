@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,6 +35,16 @@ import (
 // the catalog records for it). A cartridge that is not the one the
 // catalog says (set, sequence, volume id) is not read at all. A set read with no key or the wrong
 // one is refused before anything is written to the target.
+//
+// A point held by several sets (a copy, or a write to two pools) is read
+// from the latest set that can be read: any failure of one set (a
+// cartridge not in the library, no key, a cartridge that is not what the
+// catalog says, a point file lost) sends it to the next, and the latest
+// set's error is the one reported if none can be read. A set whose
+// cartridges the point needs were reused since is not tried. Packs lost
+// to bad blocks in the set read are then read from the other sets
+// holding them (fillLost): a pack's name is the hash of its bytes, the
+// same in every set.
 
 // maxPointEntry bounds a point file's entries held in memory.
 const maxPointEntry = 64 << 20
@@ -72,25 +83,55 @@ type pointOnTape struct {
 func findTapePoint(st *TapeState, spec string) ([]pointOnTape, error) {
 	var found []pointOnTape
 	seen := map[string]bool{}
+	var gone []string
 	for _, s := range st.Sets {
 		if s.Catalog == nil {
 			continue
 		}
 		for _, p := range s.Catalog.Points {
-			if strings.HasPrefix(p.ID, spec) && spec != "" {
-				found = append(found, pointOnTape{s, p})
-				seen[p.ID] = true
+			if !strings.HasPrefix(p.ID, spec) || spec == "" {
+				continue
 			}
+			seen[p.ID] = true
+			if bc, ok := reusedCartridge(st, s, p.Files); ok {
+				// The record of s predates the reuse of bc (a catalog
+				// written before reuses dropped cartridges from their
+				// sets): what s says is on it is gone.
+				gone = append(gone, fmt.Sprintf("set %s (cartridge %s holds another set now)", s.ID, bc))
+				continue
+			}
+			found = append(found, pointOnTape{s, p})
 		}
 	}
 	switch {
-	case len(found) == 0:
+	case len(found) == 0 && len(gone) > 0 && len(seen) == 1:
+		return nil, fmt.Errorf("point %s: %w: the sets that held it lost cartridges to reuse: %s", spec, ErrTapeNotFound, strings.Join(gone, "; "))
+	case len(found) == 0 && len(seen) == 0:
 		return nil, fmt.Errorf("point %s: %w: no set on tape holds it (see 'recall tape list'; a cartridge from elsewhere is read in with 'recall tape catalog')", spec, ErrTapeNotFound)
 	case len(seen) > 1:
 		return nil, fmt.Errorf("point %s: the prefix names %d points on tape; give more of its id", spec, len(seen))
 	}
 	sort.SliceStable(found, func(i, j int) bool { return found[i].set.Created.After(found[j].set.Created) })
 	return found, nil
+}
+
+// reusedCartridge returns a cartridge that the catalog files of s at
+// files (indexes into its Files) are on, and that the media catalog says
+// holds another set now.
+func reusedCartridge(st *TapeState, s TapeSet, files []int) (string, bool) {
+	for _, i := range files {
+		if i < 0 || i >= len(s.Catalog.Files) {
+			continue
+		}
+		q := s.Catalog.Files[i].Sequence
+		if q < 1 || q > len(s.Tapes) {
+			continue
+		}
+		if m, ok := st.medium(s.Tapes[q-1]); ok && m.Set != "" && m.Set != s.ID {
+			return m.Barcode, true
+		}
+	}
+	return "", false
 }
 
 // pointFileOf finds the point file of a point in c.
@@ -148,30 +189,41 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 	if err != nil {
 		return nil, err
 	}
-	// The latest set whose cartridges are all in the library: a copy
-	// serves as well as the original.
-	var sg *staged
-	for i, pt := range found {
+	// The latest set that can be read: a copy serves as well as the
+	// original. Whatever keeps one set from being read (a cartridge not
+	// in the library, a key not on this server, a cartridge relabelled,
+	// its point file damaged) sends the restore to the next set holding
+	// the point; the latest set's error is the one reported if none can.
+	var (
+		sg    *staged
+		first error
+	)
+	for _, pt := range found {
 		sg, err = stageFromTape(ctx, home, st, pt.set, []tapefs.CatalogPoint{pt.point}, o.Log)
 		if sg != nil {
 			defer os.RemoveAll(sg.dir)
 		}
-		if err == nil || !errors.Is(err, ErrCartridgeMissing) {
+		if err == nil {
 			break
 		}
-		if i == 0 {
-			first := err
-			defer func() {
-				if err != nil && errors.Is(err, ErrCartridgeMissing) {
-					err = first // the latest set's cartridges are what to insert
-				}
-			}()
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		if first == nil {
+			first = err
+		}
+		if len(found) > 1 {
+			o.Log("set %s: %v; trying the next set holding point %s", pt.set.ID, err, pt.point.ID[:12])
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, first
 	}
-	res := &TapeRestoreResult{LostPacks: sg.lost, Lost: sg.lostWhy, Tapes: sg.tapes}
+	if len(sg.lost) > 0 {
+		// Packs lost to bad blocks (or not where the catalog said) in
+		// this set are read from the other sets holding them.
+		sg.fillLost(ctx, home, st, o.Log)
+	}
 	s, err := openStaged(ctx, sg.dir, o.Password)
 	if err != nil {
 		return nil, err
@@ -181,7 +233,7 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 	if err != nil {
 		return nil, err
 	}
-	res.Point = p
+	res := &TapeRestoreResult{LostPacks: sg.lost, Lost: sg.lostWhy, Tapes: sg.tapes, Point: p}
 	rr, err := Restore(ctx, s.Reader(), p, RestoreOptions{Target: o.Target, Path: o.Path, Overwrite: o.Overwrite, Log: o.Log, Progress: o.Progress})
 	res.RestoreResult = rr
 	return res, err
@@ -190,6 +242,8 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 // staged is a staging store read from tape.
 type staged struct {
 	dir    string
+	set    string          // the set staged from (packs lost there may come from others)
+	config bool            // the store's config files are staged
 	points []chunkstore.ID // the points whose manifests it holds, as asked
 	lost   []string        // packs not read (bad blocks), or not on the set
 	// lostWhy is lost with the cause of each.
@@ -250,6 +304,29 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 			}
 		}
 	}
+	sg.set = set.ID
+	manifests, err := sg.readSet(ctx, home, st, set, key, want, files, pointAt, "point(s) "+strings.Join(ids, ", "), log)
+	if err != nil {
+		return sg, err
+	}
+	for _, id := range sg.points {
+		if !manifests[id.String()] {
+			return sg, fmt.Errorf("point %s: its point file could not be read: the point cannot be read from set %s", id.String()[:12], set.ID)
+		}
+	}
+	return sg, nil
+}
+
+// readSet reads the wanted packs of the tape files files (indexes into
+// set's catalog) and the manifests of the point files pointAt names into
+// the staging store (made in a new directory under home if sg has none),
+// each cartridge in one forward pass; every cartridge needed must be in
+// the library first (else ErrCartridgeMissing, naming them and what
+// needs them). Packs not read are added to sg.lost. It returns the points
+// whose manifests were read.
+func (sg *staged) readSet(ctx context.Context, home string, st *TapeState, set TapeSet, key []byte, want map[string]bool, files map[int]bool,
+	pointAt map[fileKey]string, what string, log func(string, ...any)) (map[string]bool, error) {
+	cat := set.Catalog
 	byTape := map[int][]tapefs.CatalogFile{}
 	for i := range files {
 		byTape[cat.Files[i].Sequence] = append(byTape[cat.Files[i].Sequence], cat.Files[i])
@@ -304,22 +381,25 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 		slots[q] = slot
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: point(s) %s need cartridge(s) %s of set %s, not in library %s: insert them and run again (nothing was read)",
-			ErrCartridgeMissing, strings.Join(ids, ", "), strings.Join(missing, ", "), set.ID, libRec.Name)
+		return nil, fmt.Errorf("%w: %s need cartridge(s) %s of set %s, not in library %s: insert them and run again (nothing was read)",
+			ErrCartridgeMissing, what, strings.Join(missing, ", "), set.ID, libRec.Name)
 	}
 
-	if sg.dir, err = os.MkdirTemp(home, "tape-restore-"); err != nil {
-		return nil, fmt.Errorf("staging store: %w", err)
-	}
-	// The whole layout, so the staging store opens even when no pack
-	// could be read (the restore then names every file damaged).
-	be, err := local.Create(sg.dir)
-	if err != nil {
-		return sg, fmt.Errorf("staging store: %w", err)
+	var be *local.Backend
+	if sg.dir == "" {
+		if sg.dir, err = os.MkdirTemp(home, "tape-restore-"); err != nil {
+			return nil, fmt.Errorf("staging store: %w", err)
+		}
+		// The whole layout, so the staging store opens even when no pack
+		// could be read (the restore then names every file damaged).
+		if be, err = local.Create(sg.dir); err != nil {
+			return nil, fmt.Errorf("staging store: %w", err)
+		}
+	} else {
+		be = local.Open(sg.dir)
 	}
 	defer be.Close()
 	manifests := map[string]bool{}
-	configSaved := false
 	fo := tapefs.FileOptions{Key: key}
 	for _, q := range seqs {
 		bc := barcode(q)
@@ -330,12 +410,12 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 				tc.volumeID = t.VolumeID
 			}
 		}
-		got, err := readCartridge(ctx, lib, tc, byTape[q], fo, want, pointAt, be, !configSaved)
+		got, err := readCartridge(ctx, lib, tc, byTape[q], fo, want, pointAt, be, !sg.config)
 		sg.tapes = append(sg.tapes, bc)
 		if err != nil {
-			return sg, err
+			return manifests, err
 		}
-		configSaved = configSaved || got.config
+		sg.config = sg.config || got.config
 		for _, id := range got.manifests {
 			manifests[id] = true
 		}
@@ -345,12 +425,68 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 			sg.lostWhy = append(sg.lostWhy, l.public())
 		}
 	}
-	for _, id := range sg.points {
-		if !manifests[id.String()] {
-			return sg, fmt.Errorf("point %s: its point file could not be read: the point cannot be read from set %s", id.String()[:12], set.ID)
+	return manifests, nil
+}
+
+// setsNewestFirst returns the sets of st, the latest made first.
+func setsNewestFirst(st *TapeState) []TapeSet {
+	out := slices.Clone(st.Sets)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out
+}
+
+// fillLost reads the packs sg lost from the other sets holding them, the
+// latest first, as long as any is lost: the same pack name is the same
+// bytes in any set. A set that cannot be read (a cartridge not in the
+// library, no key) is passed over, said to log; the packs no set gives
+// stay lost.
+func (sg *staged) fillLost(ctx context.Context, home string, st *TapeState, log func(string, ...any)) {
+	for _, set := range setsNewestFirst(st) {
+		if len(sg.lost) == 0 || ctx.Err() != nil {
+			return
+		}
+		if set.ID == sg.set || set.Catalog == nil {
+			continue
+		}
+		where := map[string]int{}
+		for i, f := range set.Catalog.Files {
+			if f.Kind == tapefs.KindPacks {
+				for _, e := range f.Entries {
+					where[e.Name] = i
+				}
+			}
+		}
+		want := map[string]bool{}
+		files := map[int]bool{}
+		var keep []string
+		var keepWhy []TapeLostPack
+		for k, pk := range sg.lost {
+			i, ok := where[pk]
+			if ok {
+				if _, reused := reusedCartridge(st, set, []int{i}); !reused {
+					want[pk], files[i] = true, true
+					continue
+				}
+			}
+			keep, keepWhy = append(keep, pk), append(keepWhy, sg.lostWhy[k])
+		}
+		if len(want) == 0 {
+			continue
+		}
+		key, err := setKey(home, st, set.ID, set.Pool, set.KeyFingerprint)
+		if err != nil {
+			log("set %s holds %d of the packs lost, but cannot be read: %v", set.ID, len(want), err)
+			continue
+		}
+		before := slices.Clone(sg.lostWhy)
+		lost := slices.Clone(sg.lost)
+		sg.lost, sg.lostWhy = keep, keepWhy
+		log("reading %d pack(s) lost from set %s from set %s", len(want), sg.set, set.ID)
+		if _, err := sg.readSet(ctx, home, st, set, key, want, files, nil, fmt.Sprintf("%d pack(s) lost from set %s", len(want), sg.set), log); err != nil {
+			log("set %s: %v; its packs stay lost", set.ID, err)
+			sg.lost, sg.lostWhy = lost, before
 		}
 	}
-	return sg, nil
 }
 
 // openStaged opens the staging store and indexes its packs.

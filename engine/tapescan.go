@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/recall-backup/recall/tapefs"
@@ -143,6 +144,7 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	if errors.Is(err, tapefs.ErrNotLabelled) {
 		sc.Blank = true
 		u.Media = []TapeMedium{{Barcode: e.Barcode, State: MediaFree, Library: libName, Slot: e.Number}}
+		u.Sets = dropReused(st, e.Barcode, "", o.Log)
 		return u, nil
 	}
 	if err != nil {
@@ -161,6 +163,7 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	if len(res.Catalog.Files) == 0 && len(res.Catalog.Points) == 0 && freeLabel(sl) {
 		// Labelled for a pool by 'recall tape label', holding nothing.
 		u.Media = []TapeMedium{{Barcode: e.Barcode, VolumeID: res.Volume.VolumeID, Pool: sl.Pool, State: MediaFree, Library: libName, Slot: e.Number}}
+		u.Sets = dropReused(st, e.Barcode, "", o.Log)
 		sc.Pool = sl.Pool
 		return u, nil
 	}
@@ -205,6 +208,7 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	if prev, ok := st.medium(e.Barcode); ok && prev.Set == m.Set && prev.NextFile > 0 {
 		m.NextFile = prev.NextFile
 	}
+	u.Sets = append(u.Sets, dropReused(st, e.Barcode, m.Set, o.Log)...)
 	u.Media = []TapeMedium{m}
 	if _, err := st.pool(res.Set.Pool); err != nil {
 		p := TapePool{Name: res.Set.Pool, Library: libName, Encrypt: res.Set.Encrypted(),
@@ -220,6 +224,26 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	return u, nil
 }
 
+// dropReused returns the set the catalog last saw cartridge barcode in,
+// with the cartridge dropped from it, when a scan finds it holding
+// another set now (now: "" for none): it was erased, relabelled or reused
+// since, maybe by another server, and what the old set held on it is
+// gone.
+func dropReused(st *TapeState, barcode, now string, log func(string, ...any)) []TapeSet {
+	prev, known := st.medium(barcode)
+	if !known || prev.Set == "" || prev.Set == now {
+		return nil
+	}
+	was, ok := st.set(prev.Set)
+	if !ok || prev.Sequence < 1 || prev.Sequence > len(was.Tapes) || was.Tapes[prev.Sequence-1] != barcode {
+		return nil
+	}
+	if lost := dropCartridge(&was, prev.Sequence); len(lost) > 0 {
+		log("cartridge %s no longer holds sequence %d of set %s: the set lost points %s", barcode, prev.Sequence, was.ID, strings.Join(lost, ", "))
+	}
+	return []TapeSet{was}
+}
+
 type fileKey struct{ seq, no int }
 
 // mergeSet merges what a scan of one cartridge found into the set the
@@ -227,7 +251,7 @@ type fileKey struct{ seq, no int }
 // cartridges' files as whichever catalog knows them, points by id.
 func mergeSet(old TapeSet, res *tapefs.ScanResult) TapeSet {
 	sl := res.Set
-	s := TapeSet{ID: sl.SetID, Pool: sl.Pool, Created: sl.Created, Expiry: sl.Expiry, KeyFingerprint: sl.KeyFingerprint, Compressed: sl.Compressed, Closed: old.Closed}
+	s := TapeSet{ID: sl.SetID, Pool: sl.Pool, Created: sl.Created, Expiry: sl.Expiry, KeyFingerprint: sl.KeyFingerprint, Compressed: sl.Compressed, Closed: old.Closed, Revision: old.Revision}
 	files := map[fileKey]tapefs.CatalogFile{}
 	tapes := map[int]tapefs.CatalogTape{}
 	type pointFiles struct {
@@ -414,6 +438,15 @@ func EraseTape(ctx context.Context, home string, o TapeLabelOptions) (TapeMedium
 // the set it belonged to loses it, the points that needed it, and is
 // closed (dropCartridge).
 func RelabelTape(ctx context.Context, home string, o TapeLabelOptions) (*TapeRelabelResult, error) {
+	purpose := "tape-label"
+	if o.Pool == "" {
+		purpose = "tape-erase"
+	}
+	unlock, err := lockTape(ctx, home, purpose, o.Warn)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := readTapeState(home, o.Warn)
 	if err != nil {
 		return nil, err

@@ -40,6 +40,11 @@ import (
 // or a catalog file that is cut goes again whole: the point names the one
 // file holding both its manifest and its record.
 //
+// A set is written with the key (or none) and the compression its labels
+// name, from its first cartridge to its last: a set whose policy differs
+// from its pool's now (a key imported, compression changed) takes no more
+// points, and the pool's next write starts a new set.
+//
 // A set takes appends (allocation continue) within its pool's append
 // window, and its expiry, written in its labels when it is made, is the
 // pool's retention after the window closes: the point appended last is
@@ -123,12 +128,6 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 	if err != nil {
 		return nil, err
 	}
-	var poolKey []byte
-	if pool.Encrypt {
-		if poolKey, err = loadPoolKey(home, pool.Name, pool.KeyFingerprint); err != nil {
-			return nil, err
-		}
-	}
 	storeConfig, err := s.configFiles(ctx)
 	if err != nil {
 		return nil, err
@@ -139,11 +138,21 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 	}
 	defer lib.Close()
 
-	w := &tapeWriter{ctx: ctx, home: home, lib: lib, libName: libRec.Name, pool: pool, poolKey: poolKey,
+	w := &tapeWriter{ctx: ctx, home: home, lib: lib, libName: libRec.Name, pool: pool,
 		st: st, log: o.Log, now: o.Now, storeID: s.Config().ID, storeConfig: storeConfig,
-		media: map[string]*TapeMedium{}}
+		media: map[string]*TapeMedium{}, others: map[string]*TapeSet{}}
 	if w.set, err = w.openSet(o.Set); err != nil {
 		return nil, err
+	}
+	// The set's label decides how its files are written, not the pool:
+	// a set is plain or encrypted with one key, compressed or not, from
+	// its first cartridge to its last (openSet takes no set whose policy
+	// differs from the pool's now).
+	if w.set.KeyFingerprint != "" {
+		if w.setKey, err = loadPoolKey(home, pool.Name, w.set.KeyFingerprint); err != nil {
+			return nil, err
+		}
+		w.setKey = tapefs.SetKey(w.setKey, w.set.ID)
 	}
 	w.have = w.set.Catalog.PackIndex()
 	rep := &TapeWriteReport{Pool: pool.Name, Set: w.set.ID}
@@ -266,7 +275,7 @@ type tapeWriter struct {
 	lib         tapefs.Library
 	libName     string
 	pool        TapePool
-	poolKey     []byte
+	setKey      []byte // the set's key (nil: a plain set)
 	st          *TapeState
 	log         func(string, ...any)
 	now         func() time.Time
@@ -276,6 +285,9 @@ type tapeWriter struct {
 
 	set    *TapeSet
 	newSet bool
+	// others are the other sets this job changed (a reused cartridge
+	// dropped from its old set), saved with the set.
+	others map[string]*TapeSet
 	media  map[string]*TapeMedium // changed, saved with the set
 	have   map[string]int         // pack name -> index in the set catalog's Files
 
@@ -343,6 +355,10 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 			}
 			return nil, fmt.Errorf("set %s of pool %s lost %s to an erase or relabel and takes no more points; write to a new set (--set new)", s.ID, w.pool.Name, strings.Join(lost, ", "))
 		}
+		if !w.samePolicy(s) {
+			return nil, fmt.Errorf("set %s of pool %s is %s; the pool now writes %s: a set keeps one policy, so it takes no more points; write to a new set (--set new)",
+				s.ID, w.pool.Name, policyOf(s.KeyFingerprint, s.Compressed), policyOf(w.poolFingerprint(), w.pool.Compress))
+		}
 		ok, err := w.inWindow(s, now)
 		if err != nil {
 			return nil, err
@@ -363,7 +379,7 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 			if err != nil {
 				return nil, err
 			}
-			if ok && !s.Closed {
+			if ok && !s.Closed && len(s.Dropped) == 0 && w.samePolicy(s) {
 				open = append(open, s)
 			}
 		}
@@ -380,16 +396,39 @@ func (w *tapeWriter) openSet(want string) (*TapeSet, error) {
 	id := tapefs.NewUUID()
 	w.newSet = true
 	return &TapeSet{ID: id, Pool: w.pool.Name, Created: now, Expiry: exp, Tapes: []string{},
-		KeyFingerprint: w.pool.KeyFingerprint, Compressed: w.pool.Compress,
+		KeyFingerprint: w.poolFingerprint(), Compressed: w.pool.Compress,
 		Catalog: &tapefs.MediaCatalog{Version: tapefs.CatalogVersion, Pool: w.pool.Name, SetID: id}}, nil
 }
 
 func (w *tapeWriter) fileOptions() tapefs.FileOptions {
-	o := tapefs.FileOptions{Compress: w.pool.Compress}
-	if w.poolKey != nil {
-		o.Key = tapefs.SetKey(w.poolKey, w.set.ID)
+	return tapefs.FileOptions{Compress: w.set.Compressed, Key: w.setKey}
+}
+
+// poolFingerprint is the key fingerprint a new set of the pool gets.
+func (w *tapeWriter) poolFingerprint() string {
+	if !w.pool.Encrypt {
+		return ""
 	}
-	return o
+	return w.pool.KeyFingerprint
+}
+
+// samePolicy says whether set s is written as the pool writes now (its
+// key and compression): a set never changes them midway, so a set that
+// differs takes no more points.
+func (w *tapeWriter) samePolicy(s TapeSet) bool {
+	return s.KeyFingerprint == w.poolFingerprint() && s.Compressed == w.pool.Compress
+}
+
+// policyOf says how set s is written, for a message.
+func policyOf(fingerprint string, compressed bool) string {
+	out := "plain"
+	if fingerprint != "" {
+		out = "encrypted with key " + fingerprint
+	}
+	if compressed {
+		return out + ", compressed"
+	}
+	return out + ", not compressed"
 }
 
 // run writes the points.
@@ -821,8 +860,17 @@ func (w *tapeWriter) save() error {
 	if w.pool.Allocation == AllocAlways {
 		u.Sets[0].Closed = true
 	}
+	var others []string
+	for id, o := range w.others {
+		others = append(others, id)
+		u.Sets = append(u.Sets, *o)
+	}
 	if err := writeTapeState(w.home, w.log, u); err != nil {
 		return fmt.Errorf("record set %s in the catalog: %w (run 'recall tape catalog' on its cartridges to read it back)", w.set.ID, err)
+	}
+	w.set.Revision = u.Sets[0].Revision
+	for i, id := range others {
+		w.others[id].Revision = u.Sets[i+1].Revision
 	}
 	return nil
 }
@@ -958,19 +1006,21 @@ func (w *tapeWriter) labelInto(e tapefs.Element) error {
 		d.Close()
 		return err
 	}
-	if err := checkOverwrite(w.ctx, d, w.st, w.pool.Name, w.now(), false); err != nil {
+	old, err := checkOverwrite(w.ctx, d, w.st, w.pool.Name, w.now(), false)
+	if err != nil {
 		return fail(err)
 	}
 	seq := len(w.set.Tapes) + 1
 	vl := tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: e.Barcode, BlockSize: tapefs.BlockSize, Created: w.now().UTC()}
 	sl := tapefs.SetLabel{Pool: w.pool.Name, SetID: w.set.ID, Sequence: seq, Created: w.set.Created, Expiry: w.set.Expiry,
-		KeyFingerprint: w.pool.KeyFingerprint, Compressed: w.pool.Compress, StoreID: w.storeID, StoreConfig: w.storeConfig}
+		KeyFingerprint: w.set.KeyFingerprint, Compressed: w.set.Compressed, StoreID: w.storeID, StoreConfig: w.storeConfig}
 	if err := tapefs.WriteLabels(w.ctx, d, vl, sl); err != nil {
 		if errors.Is(err, tapefs.ErrWriteProtected) {
 			return fail(fmt.Errorf("write-protected: skipped (clear its write-protect tab to use it)"))
 		}
 		return fail(fmt.Errorf("label: %w", err))
 	}
+	w.dropFromOldSet(e.Barcode, old)
 	m := &TapeMedium{Barcode: e.Barcode, VolumeID: vl.VolumeID, Pool: w.pool.Name, Set: w.set.ID, Sequence: seq, State: MediaWriting,
 		Written: w.now().UTC(), Expiry: w.set.Expiry, Library: w.libName, Slot: e.Number, NextFile: 2}
 	w.set.Tapes = append(w.set.Tapes, e.Barcode)
@@ -981,20 +1031,55 @@ func (w *tapeWriter) labelInto(e tapefs.Element) error {
 	return nil
 }
 
+// dropFromOldSet drops a cartridge just labelled into the job's set from
+// the set it held before (an expired one), as the catalog records it, or
+// else as its set label (old, nil when blank) said: the old set's record
+// must not name a cartridge that holds another set now, or a restore
+// would take that set's points as there. The old set is saved with the
+// job's.
+func (w *tapeWriter) dropFromOldSet(barcode string, old *tapefs.SetLabel) {
+	setID, seq := "", 0
+	if m := w.mediumRec(barcode); m.Set != "" && m.Set != w.set.ID {
+		setID, seq = m.Set, m.Sequence
+	} else if old != nil && !freeLabel(old) && old.SetID != w.set.ID {
+		setID, seq = old.SetID, old.Sequence
+	}
+	if setID == "" {
+		return
+	}
+	s, ok := w.others[setID]
+	if !ok {
+		rec, known := w.st.set(setID)
+		if !known {
+			return
+		}
+		s = &rec
+	}
+	if seq < 1 || seq > len(s.Tapes) || s.Tapes[seq-1] != barcode {
+		return
+	}
+	lost := dropCartridge(s, seq)
+	w.others[setID] = s
+	if len(lost) > 0 {
+		w.log("cartridge %s was sequence %d of expired set %s: the set no longer holds points %s", barcode, seq, setID, strings.Join(lost, ", "))
+	}
+}
+
 // checkOverwrite refuses to overwrite the cartridge in d unless force or
-// mayOverwrite allows it, from the catalog and the labels on it.
-func checkOverwrite(ctx context.Context, d tapefs.Drive, st *TapeState, pool string, now time.Time, force bool) error {
+// mayOverwrite allows it, from the catalog and the labels on it; it
+// returns the set label it read (nil for a blank cartridge).
+func checkOverwrite(ctx context.Context, d tapefs.Drive, st *TapeState, pool string, now time.Time, force bool) (*tapefs.SetLabel, error) {
 	if force {
-		return nil
+		return nil, nil
 	}
 	vl, sl, err := tapefs.ReadLabels(ctx, d)
 	if errors.Is(err, tapefs.ErrNotLabelled) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("read its labels: %w (erase it with 'recall tape erase --force' if it holds nothing you need)", err)
+		return nil, fmt.Errorf("read its labels: %w (erase it with 'recall tape erase --force' if it holds nothing you need)", err)
 	}
-	return mayOverwrite(st, vl.Barcode, true, sl, pool, now)
+	return sl, mayOverwrite(st, vl.Barcode, true, sl, pool, now)
 }
 
 // slotOf finds the storage slot of a barcode.
@@ -1075,15 +1160,20 @@ func unloadDrive(ctx context.Context, lib tapefs.Library, d tapefs.Drive, drive,
 }
 
 // RunTapeJob records fn as a job in the catalog of home, which need hold
-// no store (a server restoring from tape alone has none). The record is
-// best-effort, as startJob's is.
+// no store (a server restoring from tape alone has none), and runs it
+// holding the tape lock of home (lockTape): one tape job at a time. The
+// record is best-effort, as startJob's is.
 func RunTapeJob(home string, j *Job, warn func(string, ...any), fn func() error) error {
 	if warn == nil {
 		warn = func(string, ...any) {}
 	}
 	j.Started = time.Now().UTC()
 	recorded := WithTapeCatalog(home, warn, func(c *Catalog) error { return c.StartJob(j) }) == nil
-	err := fn()
+	unlock, err := lockTape(context.Background(), home, j.Kind, warn)
+	if err == nil {
+		err = fn()
+		unlock()
+	}
 	if !recorded {
 		return err
 	}

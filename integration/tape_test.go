@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -607,5 +610,40 @@ func TestTapePoolSetList(t *testing.T) {
 	}
 	if r := e.run("tape", "pool", "frobnicate"); r.code != 2 || !strings.Contains(r.stderr, "'recall tape pool --help'") {
 		t.Errorf("unknown pool subcommand: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// One tape job at a time per home: a tape command started while another
+// holds the home's tape lock waits, naming the holder, and runs once it
+// is released.
+func TestTapeOneJobAtATime(t *testing.T) {
+	e, _ := tapeEnv(t, "2")
+	e.ok("tape", "pool", "create", "p", "--retention", "1d")
+	e.ok("tape", "label", "--slot", "1", "--pool", "p")
+	f, err := os.OpenFile(filepath.Join(e.home, "tape.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	must(t, err)
+	defer f.Close()
+	must(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX))
+	_, err = f.WriteString(fmt.Sprintf(`{"pid":%d,"host":"h","purpose":"tape-write","since":"2026-01-02T03:04:05Z"}`, os.Getpid()))
+	must(t, err)
+
+	cmd := e.command("tape", "erase", "--slot", "1")
+	pipe, err := cmd.StderrPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	sc := bufio.NewScanner(pipe)
+	waiting := false
+	for !waiting && sc.Scan() {
+		waiting = strings.Contains(sc.Text(), fmt.Sprintf("waiting for the tape job of pid %d on h (tape-write", os.Getpid()))
+	}
+	if !waiting {
+		cmd.Wait()
+		t.Fatalf("tape erase with the tape lock held: did not say it waits for pid %d", os.Getpid())
+	}
+	must(t, syscall.Flock(int(f.Fd()), syscall.LOCK_UN))
+	for sc.Scan() {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("tape erase after the lock was released: %v", err)
 	}
 }

@@ -166,7 +166,7 @@ func init() {
 					},
 					{
 						Name:      "import",
-						Usage:     "keep a pool key from an exported key file on this server (a pool not on this server yet needs --retention)",
+						Usage:     "keep a pool key from an exported key file on this server (a pool not on this server yet needs --retention; a plain pool then encrypts, its open sets closed)",
 						ArgsUsage: "FILE",
 						Flags: []cli.Flag{
 							&cli.StringFlag{Name: "retention", Usage: "for a pool not on this server yet: how long the sets this server writes to it are kept, `SPAN` like 7y"},

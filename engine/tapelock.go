@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// One tape job at a time per home. A job reads the media catalog when it
+// starts and writes what it did when it ends, hours later: two jobs at
+// once (a goal the server runs and a 'recall tape erase' beside it, or two
+// writes) would each save their own view of a set, and the later save
+// would undo the other's. So every tape job (write, copy, label, erase,
+// catalog, restore, key import) holds <home>/tape.lock, an flock that dies
+// with its holder, even on kill -9. The holder writes who it is into the
+// file (chunkstore.LockInfo as JSON), so a job that finds it busy names it.
+// The set's revision (TapeSet.Revision) is checked besides, so a job that
+// took no lock still cannot save over a newer set.
+
+// tapeLockWait is how long a tape job waits for another to finish before
+// it gives up naming it.
+var tapeLockWait = TapeCatalogWait
+
+// tapeLockFile is the lock's file in home.
+func tapeLockFile(home string) string { return filepath.Join(home, "tape.lock") }
+
+// lockTape takes the tape lock of home for purpose, waiting up to
+// tapeLockWait; the error wraps chunkstore.ErrLocked and names the holder.
+// warn is told once that the job waits. The caller calls the returned
+// function to release it.
+func lockTape(ctx context.Context, home, purpose string, warn func(string, ...any)) (func(), error) {
+	if err := tapeHome(home); err != nil {
+		return nil, err
+	}
+	p := tapeLockFile(home)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("tape lock %s: %w", p, err)
+	}
+	deadline := time.Now().Add(tapeLockWait)
+	told := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("tape lock %s: %w", p, err)
+		}
+		holder := tapeLockHolder(p)
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("tape jobs of home %s: %w by %s; one tape job runs at a time: wait for it to finish or stop it", home, chunkstore.ErrLocked, holder)
+		}
+		if !told && warn != nil {
+			warn("waiting for the tape job of %s to finish", holder)
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	host, _ := os.Hostname()
+	info, _ := json.Marshal(chunkstore.LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: "exclusive"})
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt(info, 0)
+	}
+	return func() {
+		f.Truncate(0)
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// tapeLockHolder names the holder the lock file records, or says it is
+// unknown (a holder that has not written it yet).
+func tapeLockHolder(p string) string {
+	b, err := os.ReadFile(p)
+	var info chunkstore.LockInfo
+	if err == nil {
+		json.Unmarshal(b, &info)
+	}
+	if info.PID == 0 {
+		return "another process (it has not said which yet)"
+	}
+	return info.String()
+}
