@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
@@ -658,16 +659,18 @@ func (rs *restorer) finishFile(of *openFile) {
 			return // whatever is at path is not the restore's
 		}
 	}
-	if of.fd >= 0 {
-		err := unix.Close(of.fd)
-		if !of.late {
-			rs.held.Add(-1)
-		}
-		if err != nil {
-			rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
-		}
+	if of.fd < 0 {
+		rs.applyMetaFresh(of.path, -1, of.rel, of.n)
+		return
 	}
-	rs.applyMetaFresh(of.path, of.rel, of.n)
+	rs.applyMetaFresh(of.path, of.fd, of.rel, of.n)
+	err := unix.Close(of.fd)
+	if !of.late {
+		rs.held.Add(-1)
+	}
+	if err != nil {
+		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+	}
 }
 
 func (rs *restorer) restoreToDevice(n *Node, dev string) error {
@@ -692,28 +695,31 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 
 // applyMeta sets owner, mode, xattrs and times. Owners are set only when
 // running as root; other failures are warnings.
-func (rs *restorer) applyMeta(path, rel string, n *Node) { rs.meta(path, rel, n, false) }
+func (rs *restorer) applyMeta(path, rel string, n *Node) { rs.meta(metaAt{path, -1}, rel, n, false) }
 
 // applyMetaFresh is applyMeta for a file this restore just created, which
-// already belongs to the restoring user.
-func (rs *restorer) applyMetaFresh(path, rel string, n *Node) { rs.meta(path, rel, n, true) }
+// already belongs to the restoring user, through fd when it is still open
+// (>= 0).
+func (rs *restorer) applyMetaFresh(path string, fd int, rel string, n *Node) {
+	rs.meta(metaAt{path, fd}, rel, n, true)
+}
 
-func (rs *restorer) meta(path, rel string, n *Node, fresh bool) {
+func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 	if rs.isRoot && !(fresh && n.UID == rs.euid && n.GID == rs.egid) {
-		if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil {
+		if err := at.chown(int(n.UID), int(n.GID)); err != nil {
 			rs.warn(rel, fmt.Errorf("owner: %w", err))
 		}
 	}
 	if n.Type != TypeSymlink {
-		if err := unix.Chmod(path, n.Mode&0o7777); err != nil {
+		if err := at.chmod(n.Mode & 0o7777); err != nil {
 			rs.warn(rel, fmt.Errorf("mode: %w", err))
 		}
 	}
 	if rs.cleanXattrs {
-		dropExtraXattrs(path, n.Xattrs)
+		at.dropExtraXattrs(n.Xattrs)
 	}
 	for _, x := range n.Xattrs {
-		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil {
+		if err := at.setxattr(x.Name, x.Value); err != nil {
 			if !rs.isRoot && (strings.HasPrefix(x.Name, "security.") || strings.HasPrefix(x.Name, "trusted.")) {
 				continue
 			}
@@ -721,22 +727,79 @@ func (rs *restorer) meta(path, rel string, n *Node, fresh bool) {
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(n.AtimeNS), unix.NsecToTimespec(n.MtimeNS)}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := at.utimes(ts); err != nil {
 		rs.warn(rel, fmt.Errorf("times: %w", err))
 	}
 }
 
-// dropExtraXattrs removes the attributes of path that keep does not list:
-// a default ACL inherited from a directory that existed before the restore,
-// or the leftovers of an entry replaced with --overwrite.
-func dropExtraXattrs(path string, keep []Xattr) {
-	names, err := xattrNames(path)
+// metaAt is the entry meta applies metadata to: by its path, a final
+// symlink not followed, or, where fd >= 0, through a descriptor of the
+// file the restore created and wrote, which spares the file system a path
+// lookup per call (a restore of many small files makes several per file).
+type metaAt struct {
+	path string
+	fd   int
+}
+
+func (m metaAt) chown(uid, gid int) error {
+	if m.fd >= 0 {
+		if err := unix.Fchown(m.fd, uid, gid); err != nil {
+			return &os.PathError{Op: "fchown", Path: m.path, Err: err}
+		}
+		return nil
+	}
+	return os.Lchown(m.path, uid, gid)
+}
+
+func (m metaAt) chmod(mode uint32) error {
+	if m.fd >= 0 {
+		return unix.Fchmod(m.fd, mode)
+	}
+	return unix.Chmod(m.path, mode)
+}
+
+func (m metaAt) setxattr(name string, value []byte) error {
+	if m.fd >= 0 {
+		return unix.Fsetxattr(m.fd, name, value, 0)
+	}
+	return unix.Lsetxattr(m.path, name, value, 0)
+}
+
+// utimes sets access and modification times, as futimens(3) does for a
+// descriptor (x/sys has no wrapper: utimensat with a NULL path).
+func (m metaAt) utimes(ts []unix.Timespec) error {
+	if m.fd >= 0 {
+		_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(m.fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		if e != 0 {
+			return e
+		}
+		return nil
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, m.path, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// dropExtraXattrs removes the attributes of the entry that keep does not
+// list: a default ACL inherited from a directory that existed before the
+// restore, or the leftovers of an entry replaced with --overwrite.
+func (m metaAt) dropExtraXattrs(keep []Xattr) {
+	var names []string
+	var err error
+	if m.fd >= 0 {
+		names, err = listXattrNames(func(buf []byte) (int, error) { return unix.Flistxattr(m.fd, buf) })
+	} else {
+		names, err = xattrNames(m.path)
+	}
 	if err != nil {
 		return
 	}
 	for _, name := range names {
-		if !slices.ContainsFunc(keep, func(x Xattr) bool { return x.Name == name }) {
-			unix.Lremovexattr(path, name)
+		if slices.ContainsFunc(keep, func(x Xattr) bool { return x.Name == name }) {
+			continue
+		}
+		if m.fd >= 0 {
+			unix.Fremovexattr(m.fd, name)
+		} else {
+			unix.Lremovexattr(m.path, name)
 		}
 	}
 }
