@@ -75,11 +75,11 @@ type restorer struct {
 	cleanXattrs bool
 	euid, egid  uint32
 	zero        []byte // zeroes for a device's holes, made on first need
-	// held counts the files kept open from their creation until they are
-	// finished, at most holdMax; the others are opened again to be
-	// written (fileCache).
-	held    atomic.Int64
+	// holdMax: at most this many files are kept open from their
+	// creation until they are finished; the others are opened again to
+	// be written (fileCache).
 	holdMax int64
+	creates creates // restore_create.go
 }
 
 type dirMeta struct {
@@ -100,12 +100,17 @@ type openFile struct {
 	left     atomic.Int64
 	started  atomic.Bool // counted as in work (Progress)
 	device   bool
-	// A file of one stored chunk is created by the reader that writes
-	// that chunk (createLate), or when it is finished if no reader did.
-	late    bool
-	size    int64 // to truncate to after the create (it ends in a hole), or 0
-	created bool  // by createLate, or it failed (failed)
-	failed  bool  // the create failed: nothing at path is the restore's
+	// A file the walk does not create is created by whoever comes first
+	// (restore_create.go).
+	late   bool
+	size   int64 // to truncate to after the create (it ends in a hole), or 0
+	stored int   // its stored extents
+	held   bool  // fd counts against holdMax
+	// mu guards the create of a late file: created (or it failed), and
+	// fd, dev and ino as the create left them.
+	mu      sync.Mutex
+	created bool
+	failed  bool // the create failed: nothing at path is the restore's
 }
 
 // Restore writes point p (or p's sub-path opts.Path) into opts.Target. It
@@ -219,7 +224,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 // are, see plan.go) is then not opened twice. A quarter of the descriptors
 // still free, at most 4096, leaves room for pack files, the readers' own
 // descriptors (fileCache) and everything else.
-func holdLimit() int64 {
+var holdLimit = func() int64 {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 0
@@ -290,9 +295,12 @@ func removeCreated(created []string, target string, wrote bool, err error) error
 // deepest first.
 func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	rs.startReading()
+	rs.startCreators(rs.opts.Workers)
 	err := walk()
 	rs.finishReading()
+	rs.closeCreateQueue() // the feeder is done
 	rs.wg.Wait()
+	rs.stopCreators()
 	if err == nil {
 		err = rs.lateErr()
 	}
@@ -492,32 +500,31 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 		size = int64(n.Size)
 	}
 	stored := storedExtents(n)
-	if stored == 1 && n.LinkGroup == 0 {
-		// Created by the reader that writes its one chunk: the creates
-		// of a restore of many small files (a create costs ext4 tens to
-		// hundreds of microseconds) are then spread over the readers
-		// instead of lining up in the walk. A hard link's leader is
-		// created here: its links are made by the walk.
-		return rs.fill(&openFile{fd: -1, path: path, rel: rel, n: n, late: true, size: size})
+	if n.LinkGroup == 0 {
+		// Created by a creator running ahead, or by its first reader
+		// (restore_create.go).
+		of := &openFile{fd: -1, path: path, rel: rel, n: n, late: true, size: size, stored: stored}
+		return rs.fill(of)
 	}
+	// A hard link's leader: its links are made by the walk.
 	fd, err := rs.create(path, size)
 	if err != nil {
 		return err
 	}
-	of := &openFile{fd: fd, path: path, rel: rel, n: n}
-	if stored == 0 || rs.held.Add(1) > rs.holdMax {
-		if stored > 0 {
-			// The readers open it again as they need it (fileCache):
-			// a restore may create more files than a process can hold
-			// open.
-			rs.held.Add(-1)
-			var st unix.Stat_t
-			if err := unix.Fstat(fd, &st); err != nil {
-				unix.Close(fd)
-				return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
-			}
-			of.dev, of.ino = st.Dev, st.Ino
+	of := &openFile{fd: fd, path: path, rel: rel, n: n, stored: stored, created: true}
+	if stored > 0 && rs.hold() {
+		of.held = true
+		return rs.fill(of)
+	}
+	if stored > 0 {
+		// The readers open it again as they need it (fileCache): a
+		// restore may create more files than a process can hold open.
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
 		}
+		of.dev, of.ino = st.Dev, st.Ino
 		of.fd = -1
 		if err := unix.Close(fd); err != nil {
 			rs.markDamaged(rel, fmt.Errorf("close: %w", err))
@@ -550,35 +557,6 @@ func (rs *restorer) create(path string, size int64) (int, error) {
 	rs.res.Files++
 	rs.mu.Unlock()
 	return fd, nil
-}
-
-// createLate creates a file of one stored chunk (restoreFile) where its
-// chunk is written, or where it is finished if its chunk never came (the
-// pack could not be warmed, the restore was stopped). A failed create
-// stops the restore, as it does in the walk (createErr).
-func (rs *restorer) createLate(of *openFile) {
-	if of.created {
-		return
-	}
-	of.created = true
-	fd, err := rs.create(of.path, of.size)
-	if err != nil {
-		of.failed = true
-		rs.mu.Lock()
-		if rs.createErr == nil {
-			rs.createErr = err
-		}
-		rs.mu.Unlock()
-		return
-	}
-	of.fd = fd
-}
-
-// lateErr is the error of the first file createLate could not create.
-func (rs *restorer) lateErr() error {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	return rs.createErr
 }
 
 func storedExtents(n *Node) int {
@@ -654,7 +632,7 @@ func (rs *restorer) finishFile(of *openFile) {
 		return
 	}
 	if of.late {
-		rs.createLate(of)
+		rs.createLate(of, nil)
 		if of.failed {
 			return // whatever is at path is not the restore's
 		}
@@ -665,8 +643,8 @@ func (rs *restorer) finishFile(of *openFile) {
 	}
 	rs.applyMetaFresh(of.path, of.fd, of.rel, of.n)
 	err := unix.Close(of.fd)
-	if !of.late {
-		rs.held.Add(-1)
+	if of.held {
+		rs.release()
 	}
 	if err != nil {
 		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
