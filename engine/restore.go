@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,11 @@ type restorer struct {
 	// the restore), so applyMeta removes extras.
 	cleanXattrs bool
 	euid, egid  uint32
-	zero        []byte // zeroes for a device's holes, made on first need
+	// umask, when known (umaskOK), lets a file be created with its final
+	// mode (createMode).
+	umask   uint32
+	umaskOK bool
+	zero    []byte // zeroes for a device's holes, made on first need
 	// holdMax: at most this many files are kept open from their
 	// creation until they are finished; the others are opened again to
 	// be written (fileCache).
@@ -102,10 +107,11 @@ type openFile struct {
 	device   bool
 	// A file the walk does not create is created by whoever comes first
 	// (restore_create.go).
-	late   bool
-	size   int64 // to truncate to after the create (it ends in a hole), or 0
-	stored int   // its stored extents
-	held   bool  // fd counts against holdMax
+	late    bool
+	size    int64 // to truncate to after the create (it ends in a hole), or 0
+	stored  int   // its stored extents
+	modeSet bool  // created with its final mode (createMode)
+	held    bool  // fd counts against holdMax
 	// mu guards the create of a late file: created (or it failed), and
 	// fd, dev and ino as the create left them.
 	mu      sync.Mutex
@@ -195,6 +201,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	_, aclErr := unix.Getxattr(opts.Target, "system.posix_acl_default", nil)
 	rs.cleanXattrs = opts.Overwrite || aclErr == nil
+	rs.umask, rs.umaskOK = processUmask()
 	rs.res.Root = opts.Target
 	if single != nil {
 		rs.res.Root = filepath.Join(opts.Target, single.Name)
@@ -507,11 +514,12 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 		return rs.fill(of)
 	}
 	// A hard link's leader: its links are made by the walk.
-	fd, err := rs.create(path, size)
+	perm, final := rs.createMode(n)
+	fd, err := rs.create(path, size, perm)
 	if err != nil {
 		return err
 	}
-	of := &openFile{fd: fd, path: path, rel: rel, n: n, stored: stored, created: true}
+	of := &openFile{fd: fd, path: path, rel: rel, n: n, stored: stored, created: true, modeSet: final}
 	if stored > 0 && rs.hold() {
 		of.held = true
 		return rs.fill(of)
@@ -533,16 +541,16 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 	return rs.fill(of)
 }
 
-// create creates the file at path for writing, truncated to size if
-// size > 0, and counts it.
-func (rs *restorer) create(path string, size int64) (int, error) {
+// create creates the file at path for writing with permissions perm,
+// truncated to size if size > 0, and counts it.
+func (rs *restorer) create(path string, size int64, perm uint32) (int, error) {
 	if beforeCreate != nil {
 		beforeCreate(path)
 	}
 	// O_EXCL: never write through whatever might be at path. A plain
 	// descriptor, not an os.File (see fileCache).
 	fd, err := retryEINTR(func() (int, error) {
-		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
 	})
 	if err != nil {
 		return -1, fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
@@ -637,11 +645,10 @@ func (rs *restorer) finishFile(of *openFile) {
 			return // whatever is at path is not the restore's
 		}
 	}
+	rs.applyMetaFresh(of)
 	if of.fd < 0 {
-		rs.applyMetaFresh(of.path, -1, of.rel, of.n)
 		return
 	}
-	rs.applyMetaFresh(of.path, of.fd, of.rel, of.n)
 	err := unix.Close(of.fd)
 	if of.held {
 		rs.release()
@@ -673,13 +680,46 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 
 // applyMeta sets owner, mode, xattrs and times. Owners are set only when
 // running as root; other failures are warnings.
-func (rs *restorer) applyMeta(path, rel string, n *Node) { rs.meta(metaAt{path, -1}, rel, n, false) }
+func (rs *restorer) applyMeta(path, rel string, n *Node) {
+	rs.meta(metaAt{path: path, fd: -1}, rel, n, false)
+}
 
-// applyMetaFresh is applyMeta for a file this restore just created, which
-// already belongs to the restoring user, through fd when it is still open
-// (>= 0).
-func (rs *restorer) applyMetaFresh(path string, fd int, rel string, n *Node) {
-	rs.meta(metaAt{path, fd}, rel, n, true)
+// applyMetaFresh is applyMeta for a file this restore created, which
+// belongs to the restoring user, through its descriptor while it is open.
+func (rs *restorer) applyMetaFresh(of *openFile) {
+	rs.meta(metaAt{path: of.path, fd: of.fd, modeSet: of.modeSet}, of.rel, of.n, true)
+}
+
+// createMode is the mode to create a file for n with, and whether that is
+// n's final mode, so that no chmod follows: when the file will belong to
+// the restoring user anyway (no chown follows, which would have to come
+// first), the umask keeps every bit, no default ACL decides instead, and
+// the owner can write (a file of several chunks may be opened again to
+// be written). Otherwise it is created readable and writable by its
+// owner only until its metadata is applied.
+func (rs *restorer) createMode(n *Node) (uint32, bool) {
+	perm := n.Mode & 0o7777
+	owned := !rs.isRoot || (n.UID == rs.euid && n.GID == rs.egid)
+	if owned && rs.umaskOK && !rs.cleanXattrs && perm&^0o777 == 0 && perm&0o200 != 0 && perm&rs.umask == 0 {
+		return perm, true
+	}
+	return 0o600, false
+}
+
+// processUmask reads the process's umask (Linux 4.7 and later show it in
+// /proc/self/status; umask(2) itself cannot read it without setting it).
+func processUmask() (uint32, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(m), err == nil
+		}
+	}
+	return 0, false
 }
 
 func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
@@ -688,7 +728,7 @@ func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 			rs.warn(rel, fmt.Errorf("owner: %w", err))
 		}
 	}
-	if n.Type != TypeSymlink {
+	if n.Type != TypeSymlink && !at.modeSet {
 		if err := at.chmod(n.Mode & 0o7777); err != nil {
 			rs.warn(rel, fmt.Errorf("mode: %w", err))
 		}
@@ -715,8 +755,9 @@ func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 // file the restore created and wrote, which spares the file system a path
 // lookup per call (a restore of many small files makes several per file).
 type metaAt struct {
-	path string
-	fd   int
+	path    string
+	fd      int
+	modeSet bool // the file was created with its final mode
 }
 
 func (m metaAt) chown(uid, gid int) error {

@@ -209,7 +209,9 @@ func (rs *restorer) createLate(of *openFile, fc *fileCache) {
 // stops the restore, as a failed create in the walk does (createErr).
 func (rs *restorer) createOnce(of *openFile) (int, bool) {
 	of.created = true
-	fd, err := rs.create(of.path, of.size)
+	perm, final := rs.createMode(of.n)
+	of.modeSet = final
+	fd, err := rs.create(of.path, of.size, perm)
 	if err != nil {
 		rs.createFailed(of, err)
 		return -1, false

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"golang.org/x/sys/unix"
 )
 
 // createSource writes small files of one chunk and larger ones of several
@@ -29,15 +30,19 @@ func createSource(t *testing.T, dir string, small, large int) map[string][]byte 
 		rng.Read(b)
 		files[fmt.Sprintf("large%d", i)] = b
 	}
+	// Modes the umask keeps or not, read-only, set-id.
+	modes := []uint32{0o644, 0o600, 0o664, 0o755, 0o444, 0o640, 0o4755, 0o2750, 0o606}
+	i := 0
 	for rel, b := range files {
 		path := filepath.Join(dir, rel)
 		os.MkdirAll(filepath.Dir(path), 0o755)
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(path, os.FileMode(0o400+len(rel)%0o100)); err != nil {
+		if err := unix.Chmod(path, modes[i%len(modes)]); err != nil {
 			t.Fatal(err)
 		}
+		i++
 	}
 	return files
 }
@@ -151,5 +156,44 @@ func TestRestoreHoldingFewFiles(t *testing.T) {
 			}
 			checkRestored(t, src, target, files)
 		})
+	}
+}
+
+// A file is created with its final mode only when nothing that follows
+// would have to come before the mode: a chown (another owner, as root),
+// the umask, a default ACL (cleanXattrs), set-id bits (a chown clears
+// them); and only if its owner can write it, since a file of several
+// chunks may be opened again to be written.
+func TestCreateMode(t *testing.T) {
+	mine, other := &Node{Mode: 0o644, UID: 0, GID: 0}, &Node{Mode: 0o644, UID: 1000, GID: 1000}
+	for _, c := range []struct {
+		name  string
+		rs    *restorer
+		n     *Node
+		perm  uint32
+		final bool
+	}{
+		{"root, own file", &restorer{isRoot: true, umask: 0o022, umaskOK: true}, mine, 0o644, true},
+		{"root, another's file", &restorer{isRoot: true, umask: 0o022, umaskOK: true}, other, 0o600, false},
+		{"user, another's file", &restorer{euid: 1000, egid: 1000, umask: 0o022, umaskOK: true}, &Node{Mode: 0o640, UID: 7, GID: 7}, 0o640, true},
+		{"umask strips a bit", &restorer{isRoot: true, umask: 0o022, umaskOK: true}, &Node{Mode: 0o664}, 0o600, false},
+		{"umask unknown", &restorer{isRoot: true}, mine, 0o600, false},
+		{"default ACL", &restorer{isRoot: true, umaskOK: true, cleanXattrs: true}, mine, 0o600, false},
+		{"set-uid", &restorer{isRoot: true, umaskOK: true}, &Node{Mode: 0o4755}, 0o600, false},
+		{"read-only", &restorer{isRoot: true, umaskOK: true}, &Node{Mode: 0o444}, 0o600, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if perm, final := c.rs.createMode(c.n); perm != c.perm || final != c.final {
+				t.Errorf("createMode(%o) = %o, %v; want %o, %v", c.n.Mode, perm, final, c.perm, c.final)
+			}
+		})
+	}
+}
+
+func TestProcessUmask(t *testing.T) {
+	old := unix.Umask(0o027)
+	defer unix.Umask(old)
+	if m, ok := processUmask(); !ok || m != 0o027 {
+		t.Errorf("processUmask() = %o, %v; want 27, true", m, ok)
 	}
 }
