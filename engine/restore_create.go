@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -18,14 +19,17 @@ import (
 // the walk does not have to create itself (a hard link's leader it does:
 // its links are made at once) is created ahead of the readers by a few
 // creator goroutines: as the feeder queues a pack for the readers, the
-// files its chunks go to are queued for the creators in the order of
-// their places, so the creators work on the packs the readers are about
-// to read. The first to come creates the file: a creator, the reader that
-// writes the file's first chunk, or whoever finishes it (a file with no
-// stored chunk, or whose chunks never came), under the file's lock, so
-// each file is created once, with O_EXCL. Neither the feeder nor the
-// walk waits for the creators: the files of a pack their queue has no
-// room for are created by the readers.
+// files its chunks go to are queued for the creators, so the creators
+// work on the packs the readers are about to read, each pack's files from
+// the last, as the pack's reader writes them from the first. The first to
+// come creates the file: a creator, the reader that writes the file's
+// first chunk, or whoever finishes it (a file with no stored chunk, or
+// whose chunks never came), under the file's lock, so each file is
+// created once, with O_EXCL. A reader may wait for a
+// creator's create of the file it writes; nothing else waits for the
+// creators: a creator passes over a file whose lock a reader holds, and
+// the files of a pack their queue has no room for are created by the
+// readers.
 //
 // A created file stays open until it is finished while fewer than
 // holdMax files are held; creators take at most three quarters of that,
@@ -68,7 +72,10 @@ func (rs *restorer) startCreators(n int) {
 		go func() {
 			defer c.wg.Done()
 			for files := range c.queue {
-				for _, of := range files {
+				// From the end: the reader that takes the pack
+				// writes its files from the front, and meets the
+				// creator once, not file after file.
+				for _, of := range slices.Backward(files) {
 					if rs.ctx.Err() != nil || !rs.createAhead(of) {
 						break // drain: the feeder may still be queuing
 					}
@@ -116,7 +123,9 @@ func (rs *restorer) stopCreators() {
 // createAhead creates of for a creator, waiting for room to hold it open;
 // false when the creators are stopped.
 func (rs *restorer) createAhead(of *openFile) bool {
-	of.mu.Lock()
+	if !of.mu.TryLock() {
+		return true // a reader is creating it, or writing to it
+	}
 	done := of.created
 	of.mu.Unlock()
 	if done {
@@ -133,7 +142,10 @@ func (rs *restorer) createAhead(of *openFile) bool {
 	}
 	c.held++
 	c.mu.Unlock()
-	of.mu.Lock()
+	if !of.mu.TryLock() {
+		rs.release()
+		return true
+	}
 	defer of.mu.Unlock()
 	if of.created {
 		rs.release()
