@@ -65,7 +65,13 @@ func readXattrs(path string) ([]Xattr, error) {
 // xattrNames lists the names of path's extended attributes without
 // following a final symlink; none where the file system has no xattrs.
 func xattrNames(path string) ([]string, error) {
-	sz, err := unix.Llistxattr(path, nil)
+	return listXattrNames(func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) })
+}
+
+// listXattrNames lists the names list (llistxattr or flistxattr) returns;
+// none where the file system has no xattrs.
+func listXattrNames(list func(buf []byte) (int, error)) ([]string, error) {
+	sz, err := list(nil)
 	if err != nil || sz == 0 {
 		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
 			return nil, nil
@@ -73,7 +79,7 @@ func xattrNames(path string) ([]string, error) {
 		return nil, err
 	}
 	buf := make([]byte, sz*2)
-	sz, err = unix.Llistxattr(path, buf)
+	sz, err = list(buf)
 	if err != nil {
 		return nil, err
 	}

@@ -16,12 +16,12 @@ import (
 
 // Read planning: restore reads by pack, not by file.
 //
-// The walk of a point creates the files and, instead of reading their
-// chunks in tree order, notes for every chunk the places that need it
-// (file, offset) under the pack that holds it (planEntry). A file of one
-// stored chunk is created by the reader that writes that chunk instead
-// (restorer.createLate): a create costs the file system far more than
-// noting a place, and the readers run on every core. A plan is
+// The walk of a point creates the directories and, instead of reading
+// the files' chunks in tree order, notes for every chunk the places that
+// need it (file, offset) under the pack that holds it (planEntry). The
+// files are created ahead of the readers by creator goroutines, or by
+// the first reader to need them (restore_create.go): a create costs the
+// file system far more than noting a place. A plan is
 // carried out pack by pack, in the order the walk first needed each pack,
 // a few packs at a time: the packs about to be read are first announced
 // to the store (warmPacks, for cold tiers), each pack is read once, front
@@ -129,7 +129,9 @@ func (rs *restorer) startReading() {
 	// Each batch holds at least planFirst places: the feeder never
 	// holds up a hand-over the bound on places allows.
 	pr.batches = make(chan *planBatch, planInFlight/planFirst+1)
-	pr.work = make(chan *packPlan)
+	// A few packs queued ahead: the creators work on their files
+	// (restore_create.go) before a reader takes them.
+	pr.work = make(chan *packPlan, rs.opts.Workers)
 	rs.plan.limit = planFirst
 	go func() {
 		for b := range pr.batches {
@@ -235,6 +237,7 @@ func (rs *restorer) feed(b *planBatch) {
 	// other cores wait. A pack is still read once, front to back.
 	slices.SortStableFunc(b.packs, func(x, y *packPlan) int { return cmp.Compare(y.bytes(), x.bytes()) })
 	for _, pp := range b.packs {
+		rs.createFilesOf(pp)
 		rs.reading.work <- pp
 	}
 }
@@ -286,8 +289,7 @@ func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err err
 		rs.opts.Progress.begin(of.rel)
 	}
 	if of.late {
-		// Its one chunk: this is the only reader that writes it.
-		rs.createLate(of)
+		rs.createLate(of, fc)
 	}
 	switch {
 	case of.failed:

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
@@ -73,12 +75,16 @@ type restorer struct {
 	// the restore), so applyMeta removes extras.
 	cleanXattrs bool
 	euid, egid  uint32
-	zero        []byte // zeroes for a device's holes, made on first need
-	// held counts the files kept open from their creation until they are
-	// finished, at most holdMax; the others are opened again to be
-	// written (fileCache).
-	held    atomic.Int64
+	// umask, when known (umaskOK), lets a file be created with its final
+	// mode (createMode).
+	umask   uint32
+	umaskOK bool
+	zero    []byte // zeroes for a device's holes, made on first need
+	// holdMax: at most this many files are kept open from their
+	// creation until they are finished; the others are opened again to
+	// be written (fileCache).
 	holdMax int64
+	creates creates // restore_create.go
 }
 
 type dirMeta struct {
@@ -99,12 +105,18 @@ type openFile struct {
 	left     atomic.Int64
 	started  atomic.Bool // counted as in work (Progress)
 	device   bool
-	// A file of one stored chunk is created by the reader that writes
-	// that chunk (createLate), or when it is finished if no reader did.
+	// A file the walk does not create is created by whoever comes first
+	// (restore_create.go).
 	late    bool
 	size    int64 // to truncate to after the create (it ends in a hole), or 0
-	created bool  // by createLate, or it failed (failed)
-	failed  bool  // the create failed: nothing at path is the restore's
+	stored  int   // its stored extents
+	modeSet bool  // created with its final mode (createMode)
+	held    bool  // fd counts against holdMax
+	// mu guards the create of a late file: created (or it failed), and
+	// fd, dev and ino as the create left them.
+	mu      sync.Mutex
+	created bool
+	failed  bool // the create failed: nothing at path is the restore's
 }
 
 // Restore writes point p (or p's sub-path opts.Path) into opts.Target. It
@@ -189,6 +201,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	_, aclErr := unix.Getxattr(opts.Target, "system.posix_acl_default", nil)
 	rs.cleanXattrs = opts.Overwrite || aclErr == nil
+	rs.umask, rs.umaskOK = processUmask()
 	rs.res.Root = opts.Target
 	if single != nil {
 		rs.res.Root = filepath.Join(opts.Target, single.Name)
@@ -218,7 +231,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 // are, see plan.go) is then not opened twice. A quarter of the descriptors
 // still free, at most 4096, leaves room for pack files, the readers' own
 // descriptors (fileCache) and everything else.
-func holdLimit() int64 {
+var holdLimit = func() int64 {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 0
@@ -289,9 +302,12 @@ func removeCreated(created []string, target string, wrote bool, err error) error
 // deepest first.
 func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	rs.startReading()
+	rs.startCreators(rs.opts.Workers)
 	err := walk()
 	rs.finishReading()
+	rs.closeCreateQueue() // the feeder is done
 	rs.wg.Wait()
+	rs.stopCreators()
 	if err == nil {
 		err = rs.lateErr()
 	}
@@ -491,32 +507,32 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 		size = int64(n.Size)
 	}
 	stored := storedExtents(n)
-	if stored == 1 && n.LinkGroup == 0 {
-		// Created by the reader that writes its one chunk: the creates
-		// of a restore of many small files (a create costs ext4 tens to
-		// hundreds of microseconds) are then spread over the readers
-		// instead of lining up in the walk. A hard link's leader is
-		// created here: its links are made by the walk.
-		return rs.fill(&openFile{fd: -1, path: path, rel: rel, n: n, late: true, size: size})
+	if n.LinkGroup == 0 {
+		// Created by a creator running ahead, or by its first reader
+		// (restore_create.go).
+		of := &openFile{fd: -1, path: path, rel: rel, n: n, late: true, size: size, stored: stored}
+		return rs.fill(of)
 	}
-	fd, err := rs.create(path, size)
+	// A hard link's leader: its links are made by the walk.
+	perm, final := rs.createMode(n)
+	fd, err := rs.create(path, size, perm)
 	if err != nil {
 		return err
 	}
-	of := &openFile{fd: fd, path: path, rel: rel, n: n}
-	if stored == 0 || rs.held.Add(1) > rs.holdMax {
-		if stored > 0 {
-			// The readers open it again as they need it (fileCache):
-			// a restore may create more files than a process can hold
-			// open.
-			rs.held.Add(-1)
-			var st unix.Stat_t
-			if err := unix.Fstat(fd, &st); err != nil {
-				unix.Close(fd)
-				return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
-			}
-			of.dev, of.ino = st.Dev, st.Ino
+	of := &openFile{fd: fd, path: path, rel: rel, n: n, stored: stored, created: true, modeSet: final}
+	if stored > 0 && rs.hold() {
+		of.held = true
+		return rs.fill(of)
+	}
+	if stored > 0 {
+		// The readers open it again as they need it (fileCache): a
+		// restore may create more files than a process can hold open.
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
 		}
+		of.dev, of.ino = st.Dev, st.Ino
 		of.fd = -1
 		if err := unix.Close(fd); err != nil {
 			rs.markDamaged(rel, fmt.Errorf("close: %w", err))
@@ -525,16 +541,16 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 	return rs.fill(of)
 }
 
-// create creates the file at path for writing, truncated to size if
-// size > 0, and counts it.
-func (rs *restorer) create(path string, size int64) (int, error) {
+// create creates the file at path for writing with permissions perm,
+// truncated to size if size > 0, and counts it.
+func (rs *restorer) create(path string, size int64, perm uint32) (int, error) {
 	if beforeCreate != nil {
 		beforeCreate(path)
 	}
 	// O_EXCL: never write through whatever might be at path. A plain
 	// descriptor, not an os.File (see fileCache).
 	fd, err := retryEINTR(func() (int, error) {
-		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
 	})
 	if err != nil {
 		return -1, fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
@@ -549,35 +565,6 @@ func (rs *restorer) create(path string, size int64) (int, error) {
 	rs.res.Files++
 	rs.mu.Unlock()
 	return fd, nil
-}
-
-// createLate creates a file of one stored chunk (restoreFile) where its
-// chunk is written, or where it is finished if its chunk never came (the
-// pack could not be warmed, the restore was stopped). A failed create
-// stops the restore, as it does in the walk (createErr).
-func (rs *restorer) createLate(of *openFile) {
-	if of.created {
-		return
-	}
-	of.created = true
-	fd, err := rs.create(of.path, of.size)
-	if err != nil {
-		of.failed = true
-		rs.mu.Lock()
-		if rs.createErr == nil {
-			rs.createErr = err
-		}
-		rs.mu.Unlock()
-		return
-	}
-	of.fd = fd
-}
-
-// lateErr is the error of the first file createLate could not create.
-func (rs *restorer) lateErr() error {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	return rs.createErr
 }
 
 func storedExtents(n *Node) int {
@@ -653,21 +640,22 @@ func (rs *restorer) finishFile(of *openFile) {
 		return
 	}
 	if of.late {
-		rs.createLate(of)
+		rs.createLate(of, nil)
 		if of.failed {
 			return // whatever is at path is not the restore's
 		}
 	}
-	if of.fd >= 0 {
-		err := unix.Close(of.fd)
-		if !of.late {
-			rs.held.Add(-1)
-		}
-		if err != nil {
-			rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
-		}
+	rs.applyMetaFresh(of)
+	if of.fd < 0 {
+		return
 	}
-	rs.applyMetaFresh(of.path, of.rel, of.n)
+	err := unix.Close(of.fd)
+	if of.held {
+		rs.release()
+	}
+	if err != nil {
+		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+	}
 }
 
 func (rs *restorer) restoreToDevice(n *Node, dev string) error {
@@ -692,28 +680,64 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 
 // applyMeta sets owner, mode, xattrs and times. Owners are set only when
 // running as root; other failures are warnings.
-func (rs *restorer) applyMeta(path, rel string, n *Node) { rs.meta(path, rel, n, false) }
+func (rs *restorer) applyMeta(path, rel string, n *Node) {
+	rs.meta(metaAt{path: path, fd: -1}, rel, n, false)
+}
 
-// applyMetaFresh is applyMeta for a file this restore just created, which
-// already belongs to the restoring user.
-func (rs *restorer) applyMetaFresh(path, rel string, n *Node) { rs.meta(path, rel, n, true) }
+// applyMetaFresh is applyMeta for a file this restore created, which
+// belongs to the restoring user, through its descriptor while it is open.
+func (rs *restorer) applyMetaFresh(of *openFile) {
+	rs.meta(metaAt{path: of.path, fd: of.fd, modeSet: of.modeSet}, of.rel, of.n, true)
+}
 
-func (rs *restorer) meta(path, rel string, n *Node, fresh bool) {
+// createMode is the mode to create a file for n with, and whether that is
+// n's final mode, so that no chmod follows: when the file will belong to
+// the restoring user anyway (no chown follows, which would have to come
+// first), the umask keeps every bit, no default ACL decides instead, and
+// the owner can write (a file of several chunks may be opened again to
+// be written). Otherwise it is created readable and writable by its
+// owner only until its metadata is applied.
+func (rs *restorer) createMode(n *Node) (uint32, bool) {
+	perm := n.Mode & 0o7777
+	owned := !rs.isRoot || (n.UID == rs.euid && n.GID == rs.egid)
+	if owned && rs.umaskOK && !rs.cleanXattrs && perm&^0o777 == 0 && perm&0o200 != 0 && perm&rs.umask == 0 {
+		return perm, true
+	}
+	return 0o600, false
+}
+
+// processUmask reads the process's umask (Linux 4.7 and later show it in
+// /proc/self/status; umask(2) itself cannot read it without setting it).
+func processUmask() (uint32, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(m), err == nil
+		}
+	}
+	return 0, false
+}
+
+func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 	if rs.isRoot && !(fresh && n.UID == rs.euid && n.GID == rs.egid) {
-		if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil {
+		if err := at.chown(int(n.UID), int(n.GID)); err != nil {
 			rs.warn(rel, fmt.Errorf("owner: %w", err))
 		}
 	}
-	if n.Type != TypeSymlink {
-		if err := unix.Chmod(path, n.Mode&0o7777); err != nil {
+	if n.Type != TypeSymlink && !at.modeSet {
+		if err := at.chmod(n.Mode & 0o7777); err != nil {
 			rs.warn(rel, fmt.Errorf("mode: %w", err))
 		}
 	}
 	if rs.cleanXattrs {
-		dropExtraXattrs(path, n.Xattrs)
+		at.dropExtraXattrs(n.Xattrs)
 	}
 	for _, x := range n.Xattrs {
-		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil {
+		if err := at.setxattr(x.Name, x.Value); err != nil {
 			if !rs.isRoot && (strings.HasPrefix(x.Name, "security.") || strings.HasPrefix(x.Name, "trusted.")) {
 				continue
 			}
@@ -721,22 +745,80 @@ func (rs *restorer) meta(path, rel string, n *Node, fresh bool) {
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(n.AtimeNS), unix.NsecToTimespec(n.MtimeNS)}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := at.utimes(ts); err != nil {
 		rs.warn(rel, fmt.Errorf("times: %w", err))
 	}
 }
 
-// dropExtraXattrs removes the attributes of path that keep does not list:
-// a default ACL inherited from a directory that existed before the restore,
-// or the leftovers of an entry replaced with --overwrite.
-func dropExtraXattrs(path string, keep []Xattr) {
-	names, err := xattrNames(path)
+// metaAt is the entry meta applies metadata to: by its path, a final
+// symlink not followed, or, where fd >= 0, through a descriptor of the
+// file the restore created and wrote, which spares the file system a path
+// lookup per call (a restore of many small files makes several per file).
+type metaAt struct {
+	path    string
+	fd      int
+	modeSet bool // the file was created with its final mode
+}
+
+func (m metaAt) chown(uid, gid int) error {
+	if m.fd >= 0 {
+		if err := unix.Fchown(m.fd, uid, gid); err != nil {
+			return &os.PathError{Op: "fchown", Path: m.path, Err: err}
+		}
+		return nil
+	}
+	return os.Lchown(m.path, uid, gid)
+}
+
+func (m metaAt) chmod(mode uint32) error {
+	if m.fd >= 0 {
+		return unix.Fchmod(m.fd, mode)
+	}
+	return unix.Chmod(m.path, mode)
+}
+
+func (m metaAt) setxattr(name string, value []byte) error {
+	if m.fd >= 0 {
+		return unix.Fsetxattr(m.fd, name, value, 0)
+	}
+	return unix.Lsetxattr(m.path, name, value, 0)
+}
+
+// utimes sets access and modification times, as futimens(3) does for a
+// descriptor (x/sys has no wrapper: utimensat with a NULL path).
+func (m metaAt) utimes(ts []unix.Timespec) error {
+	if m.fd >= 0 {
+		_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(m.fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		if e != 0 {
+			return e
+		}
+		return nil
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, m.path, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// dropExtraXattrs removes the attributes of the entry that keep does not
+// list: a default ACL inherited from a directory that existed before the
+// restore, or the leftovers of an entry replaced with --overwrite.
+func (m metaAt) dropExtraXattrs(keep []Xattr) {
+	var names []string
+	var err error
+	if m.fd >= 0 {
+		names, err = listXattrNames(func(buf []byte) (int, error) { return unix.Flistxattr(m.fd, buf) })
+	} else {
+		names, err = xattrNames(m.path)
+	}
 	if err != nil {
 		return
 	}
 	for _, name := range names {
-		if !slices.ContainsFunc(keep, func(x Xattr) bool { return x.Name == name }) {
-			unix.Lremovexattr(path, name)
+		if slices.ContainsFunc(keep, func(x Xattr) bool { return x.Name == name }) {
+			continue
+		}
+		if m.fd >= 0 {
+			unix.Fremovexattr(m.fd, name)
+		} else {
+			unix.Lremovexattr(m.path, name)
 		}
 	}
 }

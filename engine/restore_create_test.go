@@ -1,0 +1,199 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"golang.org/x/sys/unix"
+)
+
+// createSource writes small files of one chunk and larger ones of several
+// chunks under dir, each with its own mode, and returns them by path.
+func createSource(t *testing.T, dir string, small, large int) map[string][]byte {
+	t.Helper()
+	rng := rand.New(rand.NewSource(11))
+	files := map[string][]byte{}
+	for i := range small {
+		files[fmt.Sprintf("s%d/f%03d", i%3, i)] = []byte(fmt.Sprintf("small file %d, %x", i, rng.Int63()))
+	}
+	for i := range large {
+		b := make([]byte, 3<<20+rng.Intn(1<<20))
+		rng.Read(b)
+		files[fmt.Sprintf("large%d", i)] = b
+	}
+	// Modes the umask keeps or not, read-only, set-id.
+	modes := []uint32{0o644, 0o600, 0o664, 0o755, 0o444, 0o640, 0o4755, 0o2750, 0o606}
+	i := 0
+	for rel, b := range files {
+		path := filepath.Join(dir, rel)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Chmod(path, modes[i%len(modes)]); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	return files
+}
+
+// checkRestored compares the files restored under target with src's.
+func checkRestored(t *testing.T, src, target string, files map[string][]byte) {
+	t.Helper()
+	for rel, want := range files {
+		got, err := os.ReadFile(filepath.Join(target, rel))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: not restored exactly (%v)", rel, err)
+			continue
+		}
+		a, _ := os.Stat(filepath.Join(src, rel))
+		b, _ := os.Stat(filepath.Join(target, rel))
+		if a.Mode() != b.Mode() || !a.ModTime().Equal(b.ModTime()) {
+			t.Errorf("%s: mode %v time %v, want %v %v", rel, b.Mode(), b.ModTime(), a.Mode(), a.ModTime())
+		}
+	}
+}
+
+// The creators create the files of the packs queued for the readers
+// before the readers get to them: with every read held back, each file
+// is created by a creator, once, and the readers then write them through
+// the descriptors the creators hold open.
+func TestRestoreCreatesFilesAheadOfReaders(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	files := createSource(t, src, 40, 2)
+	p, err := ts.backup(BackupOptions{Path: src, Source: "ahead"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "t")
+	var mu sync.Mutex
+	ahead := map[string]int{}
+	all := make(chan struct{})
+	createdAhead = func(path string) {
+		mu.Lock()
+		defer mu.Unlock()
+		rel, _ := filepath.Rel(target, path)
+		if ahead[rel]++; len(ahead) == len(files) {
+			close(all)
+		}
+	}
+	t.Cleanup(func() { createdAhead = nil })
+	old := packReader
+	packReader = func(ctx context.Context, r *Reader, pack chunkstore.ID, ids []chunkstore.ID, fn func(chunkstore.ID, []byte, error)) error {
+		select {
+		case <-all:
+		case <-time.After(30 * time.Second):
+			mu.Lock()
+			t.Errorf("readers held for 30 s, and the creators created only %d of %d files", len(ahead), len(files))
+			mu.Unlock()
+		}
+		return old(ctx, r, pack, ids, fn)
+	}
+	t.Cleanup(func() { packReader = old })
+
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if res.Files != int64(len(files)) {
+		t.Errorf("restored %d files, want %d", res.Files, len(files))
+	}
+	for rel, n := range ahead {
+		if n != 1 {
+			t.Errorf("%s created %d times", rel, n)
+		}
+	}
+	checkRestored(t, src, target, files)
+}
+
+// Files are restored exactly however many of them can be held open: with
+// none (no creators; every reader that writes to a file of several chunks
+// opens it again, and checks it is the file created), with a few, and
+// with the default. Packs of about one chunk spread a file's chunks over
+// several readers.
+func TestRestoreHoldingFewFiles(t *testing.T) {
+	old := chunkstore.PackTargetSize
+	chunkstore.PackTargetSize = 600 << 10
+	t.Cleanup(func() { chunkstore.PackTargetSize = old })
+	ts := newTestStore(t)
+	src := t.TempDir()
+	files := createSource(t, src, 30, 4)
+	p, err := ts.backup(BackupOptions{Path: src, Source: "few"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { beforeCreate = nil })
+	defaultLimit := holdLimit
+	t.Cleanup(func() { holdLimit = defaultLimit })
+	for _, limit := range []int64{0, 1, 4, defaultLimit()} {
+		t.Run(fmt.Sprintf("hold=%d", limit), func(t *testing.T) {
+			holdLimit = func() int64 { return limit }
+			var mu sync.Mutex
+			var created []string
+			beforeCreate = func(path string) { mu.Lock(); created = append(created, path); mu.Unlock() }
+			target := filepath.Join(t.TempDir(), "t")
+			res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target})
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			if res.Files != int64(len(files)) {
+				t.Errorf("restored %d files, want %d", res.Files, len(files))
+			}
+			slices.Sort(created)
+			if n := len(slices.Compact(created)); n != len(created) || n != len(files) {
+				t.Errorf("%d creates of %d distinct paths for %d files", len(created), n, len(files))
+			}
+			checkRestored(t, src, target, files)
+		})
+	}
+}
+
+// A file is created with its final mode only when nothing that follows
+// would have to come before the mode: a chown (another owner, as root),
+// the umask, a default ACL (cleanXattrs), set-id bits (a chown clears
+// them); and only if its owner can write it, since a file of several
+// chunks may be opened again to be written.
+func TestCreateMode(t *testing.T) {
+	mine, other := &Node{Mode: 0o644, UID: 0, GID: 0}, &Node{Mode: 0o644, UID: 1000, GID: 1000}
+	for _, c := range []struct {
+		name  string
+		rs    *restorer
+		n     *Node
+		perm  uint32
+		final bool
+	}{
+		{"root, own file", &restorer{isRoot: true, umask: 0o022, umaskOK: true}, mine, 0o644, true},
+		{"root, another's file", &restorer{isRoot: true, umask: 0o022, umaskOK: true}, other, 0o600, false},
+		{"user, another's file", &restorer{euid: 1000, egid: 1000, umask: 0o022, umaskOK: true}, &Node{Mode: 0o640, UID: 7, GID: 7}, 0o640, true},
+		{"umask strips a bit", &restorer{isRoot: true, umask: 0o022, umaskOK: true}, &Node{Mode: 0o664}, 0o600, false},
+		{"umask unknown", &restorer{isRoot: true}, mine, 0o600, false},
+		{"default ACL", &restorer{isRoot: true, umaskOK: true, cleanXattrs: true}, mine, 0o600, false},
+		{"set-uid", &restorer{isRoot: true, umaskOK: true}, &Node{Mode: 0o4755}, 0o600, false},
+		{"read-only", &restorer{isRoot: true, umaskOK: true}, &Node{Mode: 0o444}, 0o600, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if perm, final := c.rs.createMode(c.n); perm != c.perm || final != c.final {
+				t.Errorf("createMode(%o) = %o, %v; want %o, %v", c.n.Mode, perm, final, c.perm, c.final)
+			}
+		})
+	}
+}
+
+func TestProcessUmask(t *testing.T) {
+	old := unix.Umask(0o027)
+	defer unix.Umask(old)
+	if m, ok := processUmask(); !ok || m != 0o027 {
+		t.Errorf("processUmask() = %o, %v; want 27, true", m, ok)
+	}
+}
