@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/atomicfile"
 	"github.com/recall-backup/recall/tapefs"
 	bolt "go.etcd.io/bbolt"
 )
@@ -606,12 +607,10 @@ func savePoolKey(home, pool string, key []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("save pool key: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("save pool key: %w", err)
+	// Durable before any set is encrypted with it: a key lost to a power
+	// cut would leave cartridges nobody can read.
+	if err := atomicfile.Write(p, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("pool key: %w", err)
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/recall-backup/recall/internal/atomicfile"
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 )
@@ -100,7 +101,7 @@ func createCartridge(dir string, m cartMeta) error {
 	hdr := make([]byte, tapeHeaderLen)
 	copy(hdr, cartridgeMagic)
 	binary.LittleEndian.PutUint32(hdr[8:], cartridgeVersion)
-	if err := writeFileAtomic(filepath.Join(dir, tapeFile), hdr); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, tapeFile), hdr, 0o644); err != nil {
 		return fmt.Errorf("create cartridge %s: %w", m.Barcode, err)
 	}
 	m.Version = cartridgeVersion
@@ -112,7 +113,7 @@ func saveMeta(dir string, m *cartMeta) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, metaFile), append(b, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, metaFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("cartridge %s: %w", m.Barcode, err)
 	}
 	return nil

@@ -21,6 +21,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+
+	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
 const (
@@ -99,7 +101,7 @@ func (c *cartridge) saveIndex() error {
 		b = append(b, e[:]...)
 	}
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, indexCRC))
-	if err := writeFileAtomic(filepath.Join(c.dir, indexFile), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(c.dir, indexFile), b, 0o644); err != nil {
 		return err
 	}
 	c.indexed = n
@@ -117,5 +119,5 @@ func (c *cartridge) dropIndex(pos uint64) error {
 		return err
 	}
 	c.indexed = 0
-	return syncDir(c.dir)
+	return atomicfile.SyncDir(c.dir)
 }

@@ -34,6 +34,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
 // Library is a tape library as the engine uses it: a changer and its
@@ -247,46 +249,7 @@ func saveState(dir string, s *libState) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, stateFile), append(b, '\n'))
-}
-
-// writeFileAtomic replaces path with data: a crash leaves the old or the new.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(dir, stateFile), append(b, '\n'), 0o644)
 }
 
 // locked runs fn with the state loaded under the library's lock: shared
@@ -666,7 +629,7 @@ func (l *EmulatedLibrary) Eject(barcode string) error {
 		if err := os.Rename(filepath.Join(l.dir, cartridgesDir, barcode), filepath.Join(l.dir, outsideDir, barcode)); err != nil {
 			return err
 		}
-		return syncDir(filepath.Join(l.dir, outsideDir))
+		return atomicfile.SyncDir(filepath.Join(l.dir, outsideDir))
 	})
 	if err != nil {
 		return l.fail(op, err)
@@ -699,7 +662,7 @@ func (l *EmulatedLibrary) Insert(barcode string) (int, error) {
 			if err := os.Rename(dir, in); err != nil {
 				return err
 			}
-			if err := syncDir(filepath.Join(l.dir, cartridgesDir)); err != nil {
+			if err := atomicfile.SyncDir(filepath.Join(l.dir, cartridgesDir)); err != nil {
 				return err
 			}
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
 // AlertsFile is where the server keeps, in its home, the active alerts.
@@ -123,7 +124,7 @@ func (a *alerts) encode() []byte {
 
 // save replaces the file atomically; a.mu is held.
 func (a *alerts) save() error {
-	return writeAtomic(a.path, a.encode())
+	return atomicfile.Write(a.path, a.encode(), 0o644)
 }
 
 // List returns a copy of the active alerts, oldest first.
@@ -273,34 +274,6 @@ func result(err error) string {
 		return "warnings"
 	}
 	return "failed"
-}
-
-// writeAtomic replaces path with data: a crash leaves the old or the new.
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // ReadAlerts returns the active alerts kept in home, oldest first: what

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
 // Consistency checks. A group whose policy has --check daily or weekly
@@ -118,7 +119,7 @@ func (s *Server) initChecks() error {
 
 // saveChecks writes the checks' state; s.checks.mu is held.
 func (s *Server) saveChecks() {
-	if err := writeAtomic(filepath.Join(s.o.Home, CheckStateFile), s.checks.state.encode()); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.o.Home, CheckStateFile), s.checks.state.encode(), 0o644); err != nil {
 		s.o.Log.Error("check state not saved; after a restart a check may be made again", "err", err)
 	}
 }

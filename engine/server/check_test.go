@@ -12,6 +12,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/internal/atomicfile"
 	"github.com/recall-backup/recall/internal/golden"
 )
 
@@ -195,7 +196,7 @@ func TestCheckFindsDamage(t *testing.T) {
 	for !share.Reads(pack) {
 		share.Run++
 	}
-	must(t, writeAtomic(filepath.Join(f.home, CheckStateFile), (&checkState{Version: checkStateVersion, Groups: map[string]*groupCheck{"b": {Runs: share.Run}}}).encode()))
+	must(t, atomicfile.Write(filepath.Join(f.home, CheckStateFile), (&checkState{Version: checkStateVersion, Groups: map[string]*groupCheck{"b": {Runs: share.Run}}}).encode(), 0o644))
 	h := pack.String()
 	p := filepath.Join(engine.StoreDir(f.home), "packs", h[:2], h)
 	b, err := os.ReadFile(p)
@@ -245,7 +246,7 @@ func TestCheckStateFormat(t *testing.T) {
 	}}
 	golden.Check(t, "check-state-v1.golden", st.encode())
 	home := t.TempDir()
-	must(t, writeAtomic(filepath.Join(home, CheckStateFile), st.encode()))
+	must(t, atomicfile.Write(filepath.Join(home, CheckStateFile), st.encode(), 0o644))
 	back := readCheckState(t, home)
 	if string(back.encode()) != string(st.encode()) {
 		t.Errorf("read back:\n%s\nwant:\n%s", back.encode(), st.encode())

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
 // StateFile is where the server keeps, in its home, how far its schedule
@@ -64,5 +66,5 @@ func (st *state) encode() []byte {
 
 // save replaces the file atomically: a crash leaves the old or the new.
 func (st *state) save(home string) error {
-	return writeAtomic(filepath.Join(home, StateFile), st.encode())
+	return atomicfile.Write(filepath.Join(home, StateFile), st.encode(), 0o644)
 }
