@@ -891,6 +891,26 @@ func setPointsBySequence(s *TapeSet) map[int][]string {
 	return out
 }
 
+// openReadyLibrary opens the library of the media catalog named name
+// ("" for the only one) and reads its inventory with the drives cleared
+// (readyLibrary). The caller closes the library.
+func openReadyLibrary(ctx context.Context, st *TapeState, name string) (tapefs.Library, TapeLibrary, *tapefs.Inventory, error) {
+	libRec, err := st.library(name)
+	if err != nil {
+		return nil, libRec, nil, err
+	}
+	lib, err := openLibrary(libRec)
+	if err != nil {
+		return nil, libRec, nil, err
+	}
+	inv, err := readyLibrary(ctx, lib, libRec.Name)
+	if err != nil {
+		lib.Close()
+		return nil, libRec, nil, err
+	}
+	return lib, libRec, inv, nil
+}
+
 // readyLibrary makes a library ready for a job: the drive emptied of a
 // cartridge a previous job left in it, and the inventory after that.
 func readyLibrary(ctx context.Context, lib tapefs.Library, name string) (*tapefs.Inventory, error) {

@@ -356,19 +356,11 @@ func (sg *staged) readSet(ctx context.Context, home string, st *TapeState, set T
 			break
 		}
 	}
-	libRec, err := st.library(libName)
-	if err != nil {
-		return nil, err
-	}
-	lib, err := openLibrary(libRec)
+	lib, libRec, inv, err := openReadyLibrary(ctx, st, libName)
 	if err != nil {
 		return nil, err
 	}
 	defer lib.Close()
-	inv, err := readyLibrary(ctx, lib, libRec.Name)
-	if err != nil {
-		return nil, err
-	}
 	var missing []string
 	slots := map[int]int{}
 	for _, q := range seqs {

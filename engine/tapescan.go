@@ -65,19 +65,11 @@ func catalogTapes(ctx context.Context, home string, o TapeCatalogOptions) ([]Sca
 	if err != nil {
 		return nil, err
 	}
-	libRec, err := st.library(o.Library)
-	if err != nil {
-		return nil, err
-	}
-	lib, err := openLibrary(libRec)
+	lib, libRec, inv, err := openReadyLibrary(ctx, st, o.Library)
 	if err != nil {
 		return nil, err
 	}
 	defer lib.Close()
-	inv, err := readyLibrary(ctx, lib, libRec.Name)
-	if err != nil {
-		return nil, err
-	}
 	var slots []tapefs.Element
 	for _, e := range inv.Slots {
 		if o.Slot != 0 && e.Number != o.Slot {
@@ -460,19 +452,11 @@ func RelabelTape(ctx context.Context, home string, o TapeLabelOptions) (*TapeRel
 }
 
 func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions, pool string) (*TapeRelabelResult, error) {
-	libRec, err := st.library(o.Library)
-	if err != nil {
-		return nil, err
-	}
-	lib, err := openLibrary(libRec)
+	lib, libRec, inv, err := openReadyLibrary(ctx, st, o.Library)
 	if err != nil {
 		return nil, err
 	}
 	defer lib.Close()
-	inv, err := readyLibrary(ctx, lib, libRec.Name)
-	if err != nil {
-		return nil, err
-	}
 	var el *tapefs.Element
 	for i := range inv.Slots {
 		if inv.Slots[i].Number == o.Slot && inv.Slots[i].Full {
