@@ -117,7 +117,7 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 	}
 	fmt.Fprintln(w)
 	for _, p := range s.Tape {
-		fmt.Fprintf(w, "tape pool %s (library %s): %d sets, %d points, cartridges %s, %d usable", p.Pool, p.Library, p.Sets, p.Points, mediaCounts(p.Media), p.Usable)
+		fmt.Fprintf(w, "tape pool %s (library %s): %s, %s, cartridges %s, %d usable", p.Pool, p.Library, count(p.Sets, "set"), count(p.Points, "point"), mediaCounts(p.Media), p.Usable)
 		if !p.LastWritten.IsZero() {
 			fmt.Fprintf(w, ", last written %s", p.LastWritten.Local().Format("2006-01-02 15:04"))
 		}
@@ -162,4 +162,12 @@ func mediaCounts(m map[string]int) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// count says n things, in the singular for one.
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
