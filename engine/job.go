@@ -36,6 +36,11 @@ func WithCatalog(home string, wait time.Duration, warn func(format string, args 
 	if err := RequireStore(home); err != nil {
 		return err
 	}
+	return withCatalogFile(home, wait, warn, fn)
+}
+
+// withCatalogFile is WithCatalog once home is known to be recall's.
+func withCatalogFile(home string, wait time.Duration, warn func(format string, args ...any), fn func(*Catalog) error) error {
 	cat, err := OpenCatalog(CatalogPath(home), wait)
 	if err != nil {
 		return err
@@ -46,6 +51,21 @@ func WithCatalog(home string, wait time.Duration, warn func(format string, args 
 		warn("%s", n)
 	}
 	return err
+}
+
+// end records how j ended: ok, warnings (err wraps ErrWarnings) or
+// failed, with the error.
+func (j *Job) end(err error) {
+	j.Finished = time.Now().UTC()
+	switch {
+	case err == nil:
+		j.Status = "ok"
+	case errors.Is(err, ErrWarnings):
+		j.Status = "warnings"
+	default:
+		j.Status = "failed"
+		j.Error = err.Error()
+	}
 }
 
 // jobRecordWait is how long recording a job waits for another process to
@@ -69,16 +89,7 @@ func startJob(home string, j *Job, warn func(format string, args ...any)) (finis
 		return func(*Point, error) {}
 	}
 	return func(p *Point, err error) {
-		j.Finished = time.Now().UTC()
-		switch {
-		case err == nil:
-			j.Status = "ok"
-		case errors.Is(err, ErrWarnings):
-			j.Status = "warnings"
-		default:
-			j.Status = "failed"
-			j.Error = err.Error()
-		}
+		j.end(err)
 		if p != nil {
 			j.Point, j.Stats, j.Warnings = p.ID.String(), &p.Stats, len(p.Errors)
 			j.Source = p.Source

@@ -178,16 +178,7 @@ func WithTapeCatalog(home string, warn func(format string, args ...any), fn func
 	if err := tapeHome(home); err != nil {
 		return err
 	}
-	cat, err := OpenCatalog(CatalogPath(home), TapeCatalogWait)
-	if err != nil {
-		return err
-	}
-	defer cat.Close()
-	err = fn(cat)
-	for _, n := range cat.Notes() {
-		warn("%s", n)
-	}
-	return err
+	return withCatalogFile(home, TapeCatalogWait, warn, fn)
 }
 
 // tapeHome makes home ready for the media catalog (see WithTapeCatalog).

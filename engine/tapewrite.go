@@ -1177,16 +1177,7 @@ func RunTapeJob(home string, j *Job, warn func(string, ...any), fn func() error)
 	if !recorded {
 		return err
 	}
-	j.Finished = time.Now().UTC()
-	switch {
-	case err == nil:
-		j.Status = "ok"
-	case errors.Is(err, ErrWarnings):
-		j.Status = "warnings"
-	default:
-		j.Status = "failed"
-		j.Error = err.Error()
-	}
+	j.end(err)
 	if cerr := WithTapeCatalog(home, warn, func(c *Catalog) error { return c.FinishJob(j) }); cerr != nil {
 		warn("job result not recorded in the catalog: %v", cerr)
 	}
