@@ -856,17 +856,12 @@ func setPointsBySequence(s *TapeSet) map[int][]string {
 	if s.Catalog == nil {
 		return out
 	}
-	packSeq := map[string]int{}
-	for _, f := range s.Catalog.Files {
-		for _, e := range f.Entries {
-			packSeq[e.Name] = f.Sequence
-		}
-	}
+	packFile := s.Catalog.PackIndex()
 	for _, p := range s.Catalog.Points {
 		seqs := map[int]bool{}
 		for _, pk := range p.Packs {
-			if q, ok := packSeq[pk]; ok {
-				seqs[q] = true
+			if i, ok := packFile[pk]; ok {
+				seqs[s.Catalog.Files[i].Sequence] = true
 			}
 		}
 		if loc, ok := pointFileOf(s.Catalog, p.ID); ok {

@@ -263,14 +263,7 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 	}
 	// What to read: the last copy of each pack the points need, and their
 	// point files, by cartridge.
-	where := map[string]int{}
-	for i, f := range cat.Files {
-		if f.Kind == tapefs.KindPacks {
-			for _, e := range f.Entries {
-				where[e.Name] = i
-			}
-		}
-	}
+	where := cat.PackIndex()
 	sg := &staged{}
 	want := map[string]bool{}
 	files := map[int]bool{}
@@ -440,14 +433,7 @@ func (sg *staged) fillLost(ctx context.Context, home string, st *TapeState, log 
 		if set.ID == sg.set || set.Catalog == nil {
 			continue
 		}
-		where := map[string]int{}
-		for i, f := range set.Catalog.Files {
-			if f.Kind == tapefs.KindPacks {
-				for _, e := range f.Entries {
-					where[e.Name] = i
-				}
-			}
-		}
+		where := set.Catalog.PackIndex()
 		want := map[string]bool{}
 		files := map[int]bool{}
 		var keep []string

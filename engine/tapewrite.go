@@ -890,15 +890,9 @@ func (w *tapeWriter) unload() {
 // mount loads a cartridge to write on: the set's last one if it has room,
 // else the next usable one, labelled into the set.
 func (w *tapeWriter) mount() error {
-	inv, err := w.lib.Inventory(w.ctx)
+	inv, err := readyLibrary(w.ctx, w.lib, w.libName)
 	if err != nil {
-		return fmt.Errorf("tape library %s: %w", w.libName, err)
-	}
-	if err := clearDrive(w.ctx, w.lib, inv, tapeDrive); err != nil {
 		return err
-	}
-	if inv, err = w.lib.Inventory(w.ctx); err != nil {
-		return fmt.Errorf("tape library %s: %w", w.libName, err)
 	}
 	if n := len(w.set.Tapes); n > 0 {
 		last := w.mediumRec(w.set.Tapes[n-1])
