@@ -428,4 +428,3 @@ func mustDecode(t *testing.T, b []byte) []byte {
 	}
 	return d
 }
-
