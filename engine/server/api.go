@@ -344,10 +344,14 @@ func (s *Server) activeBackup(group string) uint64 {
 func (s *Server) Status(ctx context.Context) StatusView {
 	v := StatusView{Server: s.info(), Schedule: []GroupRun{}, Jobs: []JobView{}, Alerts: len(s.alerts.list())}
 	var groups []engine.Group
+	var sources []engine.Source
 	var tape *engine.TapeState
 	err := engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
 		var err error
 		if groups, err = cat.Groups(); err != nil {
+			return err
+		}
+		if sources, err = cat.Sources(); err != nil {
 			return err
 		}
 		tape, err = cat.TapeState()
@@ -357,6 +361,7 @@ func (s *Server) Status(ctx context.Context) StatusView {
 		v.StoreStatus, err = s.o.Store.Status(ctx, groups, s.o.Clock.Now())
 	}
 	if err == nil {
+		v.StoreStatus.AddSources(sources)
 		v.StoreStatus.AddTape(tape, groups)
 	}
 	if err != nil {
