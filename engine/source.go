@@ -111,7 +111,7 @@ func (s *Source) normalize(home string) error {
 		s.Reservation = DefaultReservation
 	}
 	if s.Reservation < MinReservation {
-		return bad("reservation of %d bytes is under the minimum of 15 GiB: give --reservation 15GiB or more (a system image of a Windows server is rarely smaller)", s.Reservation)
+		return bad("reservation of %s (%d bytes) is under the minimum of 15 GiB: give --reservation 15GiB or more (a system image of a Windows server is rarely smaller)", gib(s.Reservation), s.Reservation)
 	}
 	if s.Settle == 0 {
 		s.Settle = DefaultSettle
