@@ -367,3 +367,18 @@ func (c *Catalog) RemoveSource(name string) error {
 		})
 	})
 }
+
+// CheckPathSource refuses a backup of a path under name when name is a
+// registered source's: its points are ingestions of complete images,
+// which a backup of any path (its staging directory included) is not.
+func (c *Catalog) CheckPathSource(name string) error {
+	s, err := c.Source(name)
+	if errors.Is(err, ErrNoSource) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("source %s: %w: it is the registered %s source of computer %s: ingest its staging tree with 'recall backup --source %s' (no PATH), or back the path up under another name with --source",
+		name, ErrSourceExists, s.Kind, s.Computer, name)
+}

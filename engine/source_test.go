@@ -149,6 +149,15 @@ func TestSourceInGroups(t *testing.T) {
 	if !errors.Is(err, ErrMemberTaken) || !strings.Contains(err.Error(), "recall group remove servers --source srv01") {
 		t.Errorf("second group: %v", err)
 	}
+	if _, err := c.CreateGroup(Group{Name: "paths", Members: []string{"/srv01"}}, now); !errors.Is(err, ErrSourceExists) || !strings.Contains(err.Error(), "registered bmr source of computer SRV01") {
+		t.Errorf("a path member named as a registered source: %v", err)
+	}
+	if err := c.CheckPathSource("srv01"); !errors.Is(err, ErrSourceExists) || !strings.Contains(err.Error(), "recall backup --source srv01") {
+		t.Errorf("a path backed up under a registered source's name: %v", err)
+	}
+	if err := c.CheckPathSource("etc"); err != nil {
+		t.Errorf("a path source's name: %v", err)
+	}
 	if err := c.RemoveSource("srv01"); err == nil || !strings.Contains(err.Error(), "recall group remove servers --source srv01") {
 		t.Errorf("remove while in a group: %v", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -96,6 +97,13 @@ func init() {
 				return err
 			}
 			if _, err := limitFlags(c); err != nil {
+				return err
+			}
+			source, err := engine.BackupSource(c.Args().First(), c.String("source"))
+			if err != nil {
+				return err
+			}
+			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error { return cat.CheckPathSource(source) }); err != nil && !errors.Is(err, chunkstore.ErrNoStore) {
 				return err
 			}
 			st, err := openStore(c)

@@ -52,6 +52,7 @@ func TestSourceCommands(t *testing.T) {
 		{nil, "source add big --kind bmr --computer BIG --staging " + staging + "x --reservation 15GiB", exitOK, "reservation 15 GiB"},
 		{nil, "source add vm --kind vm --computer VM --staging " + staging + "y", exitUsage, `kind "vm"`},
 		{nil, "backup --source nosuch", exitError, "no such data source"},
+		{nil, "backup " + dir + " --source srv01", exitError, "ingest its staging tree with 'recall backup --source srv01' (no PATH)"},
 		{nil, "backup --source srv01", exitError, "no folder WindowsImageBackup/SRV01"},
 		{generate(0), "backup --source srv01", exitError, "WSB may still be writing; settle time 2m"},
 		{settled, "backup --source srv01", exitOK, "point "},

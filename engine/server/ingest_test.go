@@ -104,6 +104,9 @@ func TestServerIngestsSources(t *testing.T) {
 	if len(alerts) != 1 || alerts[0].Source != "srv01" || alerts[0].Count != 1 {
 		t.Fatalf("alerts %+v; want one of source srv01", alerts)
 	}
+	if !strings.Contains(alerts[0].Action, "wbadmin start backup") {
+		t.Errorf("alert's action %q does not say to run the backup again", alerts[0].Action)
+	}
 	for _, m := range b2.Missing {
 		if !strings.Contains(alerts[0].Error, filepath.ToSlash(m)) {
 			t.Errorf("alert %q does not name %s", alerts[0].Error, m)
