@@ -54,17 +54,17 @@ is listed with the reason, and the command goes on.
 // bmrVersionJSON is the --json form of one version; scripts rely on these
 // fields (documented in the command's description).
 type bmrVersionJSON struct {
-	Point             string       `json:"point"`
-	PointTime         time.Time    `json:"point_time"`
-	BackupTime        string       `json:"backup_time,omitempty"`
-	VersionIdentifier string       `json:"version_identifier,omitempty"`
-	Computer          string       `json:"computer,omitempty"`
-	BackupFolder      string       `json:"backup_folder,omitempty"`
-	Target            string       `json:"target,omitempty"`
-	SnapshotID        string       `json:"snapshot_id,omitempty"`
-	CanRecover        []string     `json:"can_recover,omitempty"`
+	Point             string          `json:"point"`
+	PointTime         time.Time       `json:"point_time"`
+	BackupTime        string          `json:"backup_time,omitempty"`
+	VersionIdentifier string          `json:"version_identifier,omitempty"`
+	Computer          string          `json:"computer,omitempty"`
+	BackupFolder      string          `json:"backup_folder,omitempty"`
+	Target            string          `json:"target,omitempty"`
+	SnapshotID        string          `json:"snapshot_id,omitempty"`
+	CanRecover        []string        `json:"can_recover,omitempty"`
 	Volumes           []bmrVolumeJSON `json:"volumes,omitempty"`
-	Error             string       `json:"error,omitempty"`
+	Error             string          `json:"error,omitempty"`
 }
 
 type bmrVolumeJSON struct {
