@@ -15,6 +15,7 @@ const Dir = "WindowsImageBackup"
 
 var (
 	// ErrIncomplete: the newest backup lacks files a complete one has.
+	//lint:ignore ST1005 the message starts with the product's name
 	ErrIncomplete = errors.New("Windows Server Backup image is incomplete")
 	// ErrNoImage: the tree holds no image of the computer at all.
 	ErrNoImage = errors.New("no Windows Server Backup image")

@@ -347,7 +347,7 @@ func TestDecodeXML(t *testing.T) {
 	doc := `<a x="Ü{1}">€</a>`
 	utf16 := func(bom []byte, big bool) []byte {
 		out := bom
-		for _, r := range []rune(`<?xml version="1.0" encoding="UTF-16"?>` + "\r\n" + doc) {
+		for _, r := range `<?xml version="1.0" encoding="UTF-16"?>` + "\r\n" + doc {
 			if r > 0xffff {
 				t.Fatal("test text outside the BMP")
 			}
