@@ -145,6 +145,9 @@ func TestPointFS(t *testing.T) {
 		t.Errorf("read after seek: %d bytes, %v", len(rest), err)
 	}
 	f.Close()
+	if _, err := ra.ReadAt(make([]byte, 10), 0); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("read after close: %v", err)
+	}
 
 	// Listing and stat read no data chunk; only reading does.
 	cs.loads = map[chunkstore.ID]int{}
