@@ -345,7 +345,7 @@ func TestGroupIngests(t *testing.T) {
 		t.Errorf("second run: %+v %v, skipped %v; want the path member only, the source skipped as nothing new", res, err, skipped)
 	}
 	f.generate(t, wsbgen.Options{Generation: 1, Truncate: true})
-	res, err = run()
+	_, err = run()
 	if !errors.Is(err, ErrMembersFailed) || !errors.Is(err, wsb.ErrIncomplete) || !strings.Contains(err.Error(), "BackupSpecs.xml") {
 		t.Errorf("run on an incomplete image: %v", err)
 	}
