@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -153,4 +154,49 @@ func pointsOfSource(home, source string) ([]*engine.Point, error) {
 		}
 	}
 	return out, err
+}
+
+// TestServerBackupSource: POST /v1/backup {"source"} queues the member's
+// backup with the settle time given, refuses a source in no group, and
+// an unknown one.
+func TestServerBackupSource(t *testing.T) {
+	dir := simDir(t)
+	home, staging := filepath.Join(dir, "home"), filepath.Join(dir, "staging", "srv01")
+	must(t, os.MkdirAll(staging, 0o755))
+	must(t, os.MkdirAll(home, 0o755))
+	_, err := chunkstore.Init(engine.StoreDir(home), chunkstore.InitOptions{})
+	must(t, err)
+	must(t, engine.WithCatalog(home, time.Second, t.Logf, func(cat *engine.Catalog) error {
+		if _, err := cat.AddSource(engine.Source{Name: "srv01", Kind: engine.KindBMR, Computer: "SRV01", Staging: staging}, week0); err != nil {
+			return err
+		}
+		if _, err := cat.AddSource(engine.Source{Name: "lone", Kind: engine.KindSystemState, Computer: "LONE", Staging: filepath.Join(dir, "staging", "lone")}, week0); err != nil {
+			return err
+		}
+		_, err := cat.CreateGroup(engine.Group{Name: "bmr", Members: []string{staging}, Policy: polB}, week0)
+		return err
+	}))
+	_, err = wsbgen.Generate(staging, wsbgen.Options{Seed: 3, Volumes: []wsbgen.VolumeSpec{{Letter: "C:", FS: "NTFS", Size: 16 << 20, Allocated: 2 << 20}}})
+	must(t, err)
+	stampTree(t, filepath.Join(staging, "WindowsImageBackup"), week0.Add(-10*time.Second))
+
+	r := start(t, home, NewFakeClock(week0), nil)
+	defer r.stop()
+	r.srv.WaitIdle()
+	if pts, err := pointsOfSource(home, "srv01"); err != nil || len(pts) != 0 {
+		t.Fatalf("an image written 10 s ago was ingested: %v %v", pts, err)
+	}
+	if _, err := r.srv.BackupSource("srv01", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r.srv.WaitIdle()
+	if pts, err := pointsOfSource(home, "srv01"); err != nil || len(pts) != 1 || pts[0].Group != "bmr" {
+		t.Errorf("points after the backup with a settle time of 1 s: %v %v, want one of group bmr", pts, err)
+	}
+	if _, err := r.srv.BackupSource("lone", 0); err == nil || !strings.Contains(err.Error(), "recall group add GROUP --source lone") {
+		t.Errorf("a source in no group: %v", err)
+	}
+	if _, err := r.srv.BackupSource("nosuch", 0); !errors.Is(err, engine.ErrNoSource) {
+		t.Errorf("an unknown source: %v", err)
+	}
 }
