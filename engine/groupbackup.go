@@ -254,6 +254,9 @@ func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol
 		}
 	}
 	if reg != nil {
+		// An image is restored whole or not at all: the group's
+		// exclusions are for its paths.
+		opts.Exclude = Exclude{}
 		p, _, err := s.Ingest(ctx, *reg, IngestOptions{Home: home, Settle: o.Settle, Backup: opts, Lock: o.Lock, Warn: o.Warn})
 		return p, err
 	}
