@@ -20,8 +20,9 @@ import (
 // point is.
 type Group struct {
 	Name string `json:"name"`
-	// Members are absolute paths (directories, files, block devices);
-	// each is the data source SourceName(member).
+	// Members are absolute paths (directories, files, block devices, and
+	// registered sources' staging directories); each is the data source
+	// Sources() names.
 	Members []string `json:"members"`
 	// SourceOf names the registered source (source.go) of each member
 	// that is one: its staging directory -> its name. The catalog keeps
