@@ -39,9 +39,10 @@ var ErrOtherComputer = errors.New("another computer wrote into the share")
 
 // IngestOptions configure Ingest.
 type IngestOptions struct {
-	// Home's catalog records the job and, once the point is made, the
-	// Backup folder ingested and the image size (EditSource). "" records
-	// nothing; then src.Ingested alone says what was ingested before.
+	// Home's catalog records, once the point is made, the Backup folder
+	// ingested and the image size (EditSource); the job is the caller's
+	// (RunJob, BackupGroup). "" records nothing; then src.Ingested alone
+	// says what was ingested before.
 	Home string
 	// Settle overrides the source's settle time for this run (0: the
 	// source's).
