@@ -24,6 +24,19 @@
 // the next start; the catalog's record of the cut-short job is set to
 // "interrupted" at that start (or at the stop).
 //
+// # Windows images
+//
+// A group member that is a registered source (engine.Source: a Windows
+// computer's bmr or systemstate image, which WSB writes into a staging
+// share) is ingested instead of backed up (engine.Store.Ingest). Besides
+// its group's run times, the server looks into each such staging tree
+// every SourceCheckInterval (ingest.go): a complete image, settled and
+// not yet ingested, runs the member's backup job at once; a settled
+// incomplete one runs it once per state of the tree (its newest Backup
+// folder and last write), failing and so opening an alert that names
+// what is missing; an image still being written waits. A run that finds
+// nothing new makes no job and no failure.
+//
 // # Tape goals
 //
 // A group with a long-term goal (--tape-frequency, --tape-pool) has the
