@@ -20,14 +20,16 @@ import (
 // definitions (a groups.toml applied again restores them); every point is
 // in the store, and says which group and policy version it was made under.
 //
-// Schema, version 3:
+// Schema, version 4:
 //
 //	meta/
 //	    "version"        -> u64 big endian: schema version
 //	jobs/
 //	    <u64 job number> -> JSON Job (number big endian, so keys only grow)
 //	groups/              (version 2)
-//	    <group name>     -> JSON Group (members, policy, policy version)
+//	    <group name>     -> JSON Group (members, policy, policy version;
+//	                        from version 4, "sources": the members that
+//	                        are registered sources, staging dir -> name)
 //	tape_libraries/      (version 3)
 //	    <library name>   -> JSON TapeLibrary (emulated: dir; mtx: changer, drives)
 //	tape_pools/          (version 3)
@@ -43,8 +45,12 @@ import (
 //	                        sequence, and the set's media catalog: every
 //	                        file, pack and point it holds, as its catalog
 //	                        files on tape say)
+//	sources/             (version 4)
+//	    <source name>    -> JSON Source (kind bmr|systemstate, computer,
+//	                        staging dir, reservation, settle time, share
+//	                        user, last Backup folder ingested, its size)
 //
-// Groups, libraries, pools, cartridges and sets are keyed by name, barcode
+// Groups, sources, libraries, pools, cartridges and sets are keyed by name, barcode
 // or uuid: there are tens of thousands at most, and every reader wants them
 // by that key. The tape buckets are rebuildable from the cartridges
 // themselves ('recall tape catalog'), which is what a fresh server does.
@@ -56,7 +62,7 @@ import (
 // one job end, one listing), so several backups waiting on each other for
 // the store lock never wait on the catalog for long; a mount opens it only
 // read-only, for the groups' end-user recovery (eur.go), and never waits long.
-const catalogVersion = 3
+const catalogVersion = 4
 
 var (
 	bucketMeta = []byte("meta")
@@ -69,6 +75,8 @@ var (
 	bucketTapePools     = []byte("tape_pools")
 	bucketTapeMedia     = []byte("tape_media")
 	bucketTapeSets      = []byte("tape_sets")
+	// bucketSources holds the registered data sources (version 4).
+	bucketSources = []byte("sources")
 )
 
 // migration brings the schema from version-1 to version.
@@ -98,6 +106,10 @@ var migrations = []migration{
 			}
 		}
 		return nil
+	}},
+	{4, func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketSources)
+		return err
 	}},
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -22,7 +23,11 @@ type Group struct {
 	// Members are absolute paths (directories, files, block devices);
 	// each is the data source SourceName(member).
 	Members []string `json:"members"`
-	Policy  Policy   `json:"policy"`
+	// SourceOf names the registered source (source.go) of each member
+	// that is one: its staging directory -> its name. The catalog keeps
+	// it in step with the sources bucket at every change of the group.
+	SourceOf map[string]string `json:"sources,omitempty"`
+	Policy   Policy            `json:"policy"`
 	// PolicyVersion starts at 1 and grows by one with each change of the
 	// policy (not of the members).
 	PolicyVersion uint64    `json:"policy_version"`
@@ -38,13 +43,37 @@ var (
 	ErrMemberTaken = errors.New("data source already belongs to a protection group")
 )
 
-// Sources returns the data source of each member, in member order.
+// Sources returns the data source of each member, in member order: a
+// registered source's name, else the name derived from the path.
 func (g *Group) Sources() []string {
 	out := make([]string, len(g.Members))
 	for i, m := range g.Members {
+		if name, ok := g.SourceOf[m]; ok {
+			out[i] = name
+			continue
+		}
 		out[i] = SourceName(m)
 	}
 	return out
+}
+
+// linkSources sets g.SourceOf from the registered sources: a member that
+// is a source's staging directory is that source.
+func linkSources(tx *bolt.Tx, g *Group) error {
+	all, err := loadSources(tx)
+	if err != nil {
+		return err
+	}
+	g.SourceOf = nil
+	for _, s := range all {
+		if slices.Contains(g.Members, s.Staging) {
+			if g.SourceOf == nil {
+				g.SourceOf = map[string]string{}
+			}
+			g.SourceOf[s.Staging] = s.Name
+		}
+	}
+	return nil
 }
 
 // CheckGroupName reports why name cannot name a group, or nil.
@@ -124,8 +153,12 @@ func checkMembers(all map[string]*Group, changed string) error {
 		g := all[n]
 		for i, src := range g.Sources() {
 			if first, ok := owner[src]; ok && first != n {
-				return fmt.Errorf("group %s: member %s: %w: source %q is in group %q (remove it there first: recall group remove %s --member %s)",
-					n, g.Members[i], ErrMemberTaken, src, first, first, g.Members[i])
+				how := "--member " + g.Members[i]
+				if g.SourceOf[g.Members[i]] != "" {
+					how = "--source " + src
+				}
+				return fmt.Errorf("group %s: member %s: %w: source %q is in group %q (remove it there first: recall group remove %s %s)",
+					n, g.Members[i], ErrMemberTaken, src, first, first, how)
 			}
 			owner[src] = n
 		}
@@ -188,6 +221,9 @@ func (c *Catalog) CreateGroup(g Group, now time.Time) (Group, error) {
 			if _, ok := all[g.Name]; ok {
 				return fmt.Errorf("group %q: %w (change it with 'recall group edit')", g.Name, ErrGroupExists)
 			}
+			if err := linkSources(tx, &g); err != nil {
+				return err
+			}
 			all[g.Name] = &g
 			if err := checkMembers(all, g.Name); err != nil {
 				return err
@@ -214,11 +250,15 @@ func (c *Catalog) EditGroup(name string, now time.Time, fn func(*Group) error) (
 			}
 			g := *old
 			g.Members = slices.Clone(old.Members)
+			g.SourceOf = maps.Clone(old.SourceOf)
 			if err := fn(&g); err != nil {
 				return err
 			}
 			g.Name = name
 			if err := g.normalize(); err != nil {
+				return err
+			}
+			if err := linkSources(tx, &g); err != nil {
 				return err
 			}
 			changed := bumpVersion(old, &g, now)
@@ -244,7 +284,7 @@ func bumpVersion(old, g *Group, now time.Time) bool {
 	if policyChanged {
 		g.PolicyVersion++
 	}
-	if policyChanged || !slices.Equal(old.Members, g.Members) {
+	if policyChanged || !slices.Equal(old.Members, g.Members) || !maps.Equal(old.SourceOf, g.SourceOf) {
 		g.Modified = now.UTC()
 		return true
 	}
@@ -306,6 +346,9 @@ func (c *Catalog) ApplyGroups(decl []Group, dryRun bool, now time.Time) ([]Group
 			}
 			for _, d := range decl {
 				g := d
+				if err := linkSources(tx, &g); err != nil {
+					return err
+				}
 				old, ok := all[g.Name]
 				ch := GroupChange{Group: g.Name}
 				switch {

@@ -46,7 +46,7 @@ func TestCatalogMigration3(t *testing.T) {
 				t.Errorf("no %s bucket", b)
 			}
 		}
-		if v := tx.Bucket(bucketMeta).Get(keyVersion); binary.BigEndian.Uint64(v) != 3 {
+		if v := tx.Bucket(bucketMeta).Get(keyVersion); binary.BigEndian.Uint64(v) != catalogVersion {
 			t.Errorf("version %x", v)
 		}
 		return nil

@@ -1,0 +1,174 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Migration 4 adds the sources bucket to a version 3 catalog and keeps
+// its jobs and groups.
+func TestCatalogMigration4(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "catalog.db")
+	db, err := bolt.Open(p, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, m := range migrations[:3] {
+			if err := m.apply(tx); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyVersion, binary.BigEndian.AppendUint64(nil, 3)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketGroups).Put([]byte("g"), []byte(`{"name":"g","members":["/srv/www"]}`)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketJobs).Put(binary.BigEndian.AppendUint64(nil, 1), []byte(`{"number":1,"kind":"backup","status":"ok"}`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCatalog(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketSources) == nil {
+			t.Error("no sources bucket")
+		}
+		if v := tx.Bucket(bucketMeta).Get(keyVersion); binary.BigEndian.Uint64(v) != 4 {
+			t.Errorf("version %x", v)
+		}
+		return nil
+	})
+	jobs, err := c.Jobs(0)
+	if err != nil || len(jobs) != 1 || jobs[0].Kind != "backup" {
+		t.Errorf("jobs after migration: %+v %v", jobs, err)
+	}
+	gs, err := c.Groups()
+	if err != nil || len(gs) != 1 || gs[0].Name != "g" || gs[0].Sources()[0] != "srv-www" {
+		t.Errorf("groups after migration: %+v %v", gs, err)
+	}
+	if _, err := c.AddSource(Source{Name: "srv01", Kind: KindBMR, Computer: "SRV01", Staging: "/srv/recall-bmr/srv01"}, time.Now()); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSourceRules: each rule of the registry refuses with a message
+// naming both sides and what to do.
+func TestSourceRules(t *testing.T) {
+	now := time.Date(2026, 11, 2, 21, 0, 0, 0, time.UTC)
+	setup := func(t *testing.T) *Catalog {
+		c := testCatalog(t)
+		if _, err := c.AddSource(Source{Name: "srv01", Kind: KindBMR, Computer: "SRV01", Staging: "/srv/recall-bmr/srv01"}, now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateGroup(Group{Name: "files", Members: []string{"/srv/www", "/data/shares"}}, now); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		src  Source
+		is   error
+		want []string // each in the message
+	}{
+		{"name of a registered source", Source{Name: "srv01", Kind: KindSystemState, Computer: "SRV02"},
+			ErrSourceExists, []string{"srv01", "kind bmr", "SRV01", "recall source edit srv01"}},
+		{"name of a path source", Source{Name: "srv-www", Kind: KindBMR, Computer: "WEB"},
+			ErrSourceExists, []string{"srv-www", "/srv/www", "group files", "recall group remove files --member /srv/www"}},
+		{"computer protected", Source{Name: "srv01-state", Kind: KindSystemState, Computer: "srv01"},
+			ErrSourceRule, []string{"srv01-state", "source srv01 (kind bmr)", "BMR includes system state; protect srv01 by one source"}},
+		{"reservation too small", Source{Name: "x", Kind: KindBMR, Computer: "X", Reservation: 10 << 30},
+			ErrSourceRule, []string{"source x", "15 GiB", "--reservation 15GiB"}},
+		{"staging in the home", Source{Name: "x", Kind: KindBMR, Computer: "X", Staging: "HOME/bmr/x"},
+			ErrSourceRule, []string{"source x", "overlaps recall's home", "/srv/recall-bmr/x"}},
+		{"staging of another source", Source{Name: "x", Kind: KindBMR, Computer: "X", Staging: "/srv/recall-bmr/srv01/x"},
+			ErrSourceRule, []string{"source x", "/srv/recall-bmr/srv01", "of source srv01", "--staging /srv/recall-bmr/x"}},
+		{"staging protected as a path", Source{Name: "x", Kind: KindBMR, Computer: "X", Staging: "/data/shares/x"},
+			ErrSourceRule, []string{"source x", "member /data/shares of group files", "recall group remove files --member /data/shares"}},
+		{"kind", Source{Name: "x", Kind: "vm", Computer: "X"},
+			ErrSourceRule, []string{`kind "vm"`, "--kind bmr"}},
+		{"computer", Source{Name: "x", Kind: KindBMR, Computer: `a\b`},
+			ErrSourceRule, []string{`computer "a\\b"`, "--computer"}},
+		{"name", Source{Name: "a/b", Kind: KindBMR, Computer: "X"},
+			ErrSourceRule, []string{`"a/b"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := setup(t)
+			tc.src.Staging = strings.ReplaceAll(tc.src.Staging, "HOME", c.home())
+			_, err := c.AddSource(tc.src, now)
+			if !errors.Is(err, tc.is) {
+				t.Fatalf("AddSource(%+v): %v, want %v", tc.src, err, tc.is)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message %q lacks %q", err, w)
+				}
+			}
+			if ss, _ := c.Sources(); len(ss) != 1 {
+				t.Errorf("sources after a refusal: %+v", ss)
+			}
+		})
+	}
+}
+
+// TestSourceInGroups: a registered source joins a group as its staging
+// directory under its name, belongs to one group at most, cannot be
+// removed while a group holds it, and a new staging directory moves its
+// membership along.
+func TestSourceInGroups(t *testing.T) {
+	c := testCatalog(t)
+	now := time.Date(2026, 11, 2, 21, 0, 0, 0, time.UTC)
+	s, err := c.AddSource(Source{Name: "srv01", Kind: KindBMR, Computer: "SRV01"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Staging != "/srv/recall-bmr/srv01" || s.Reservation != DefaultReservation || s.Settle != DefaultSettle || !s.Created.Equal(now) {
+		t.Errorf("defaults: %+v", s)
+	}
+	g, err := c.CreateGroup(Group{Name: "servers", Members: []string{s.Staging, "/etc"}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(g.Sources(), ","); got != "etc,srv01" {
+		t.Errorf("group sources %s, want etc,srv01", got)
+	}
+	_, err = c.CreateGroup(Group{Name: "other", Members: []string{s.Staging}}, now)
+	if !errors.Is(err, ErrMemberTaken) || !strings.Contains(err.Error(), "recall group remove servers --source srv01") {
+		t.Errorf("second group: %v", err)
+	}
+	if err := c.RemoveSource("srv01"); err == nil || !strings.Contains(err.Error(), "recall group remove servers --source srv01") {
+		t.Errorf("remove while in a group: %v", err)
+	}
+	if _, err := c.EditSource("srv01", func(s *Source) error { s.Staging = "/srv/bmr/srv01"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	g, err = c.Group("servers")
+	if err != nil || strings.Join(g.Members, ",") != "/etc,/srv/bmr/srv01" || g.SourceOf["/srv/bmr/srv01"] != "srv01" {
+		t.Errorf("group after the staging moved: %+v %v", g, err)
+	}
+	if _, err := c.EditGroup("servers", now, func(g *Group) error { g.Members = []string{"/etc"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveSource("srv01"); err != nil {
+		t.Error(err)
+	}
+	if _, err := c.Source("srv01"); !errors.Is(err, ErrNoSource) {
+		t.Errorf("after remove: %v", err)
+	}
+	if err := c.RemoveSource("srv01"); !errors.Is(err, ErrNoSource) {
+		t.Errorf("second remove: %v", err)
+	}
+}
