@@ -1,0 +1,280 @@
+package wsb
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Dir is the folder WSB writes to at the root of its target.
+const Dir = "WindowsImageBackup"
+
+var (
+	// ErrIncomplete: the newest backup lacks files a complete one has.
+	ErrIncomplete = errors.New("Windows Server Backup image is incomplete")
+	// ErrNoImage: the tree holds no image of the computer at all.
+	ErrNoImage = errors.New("no Windows Server Backup image")
+)
+
+// backupPrefix and backupLayout make a backup folder's name: "Backup
+// 2026-11-02 210312".
+const (
+	backupPrefix = "Backup "
+	backupLayout = "2006-01-02 150405"
+)
+
+// unnamedBackup stands for the backup folder in Missing when there is
+// none.
+const unnamedBackup = "Backup YYYY-MM-DD HHMMSS"
+
+// File is one file of an image, Name a slash path relative to
+// WindowsImageBackup/<Computer>.
+type File struct {
+	Name string
+	Size int64
+}
+
+// Image is what a tree holds for one computer (fsys rooted where
+// WindowsImageBackup is).
+type Image struct {
+	Computer string    // the folder's name under WindowsImageBackup, as found
+	Backup   string    // newest "Backup YYYY-MM-DD HHMMSS" folder name; "" when none
+	Time     time.Time // that folder's time (UTC)
+	// Missing is what a complete backup has and this lacks, slash paths
+	// relative to WindowsImageBackup/<Computer>, in the order of the
+	// package comment.
+	Missing []string
+	// Others are the other names directly under WindowsImageBackup
+	// (another computer wrote here), sorted.
+	Others    []string
+	Images    []File    // the .vhd/.vhdx files of the newest backup
+	Size      int64     // their total size
+	LastWrite time.Time // newest ModTime of anything under WindowsImageBackup
+
+	found bool // the computer's folder exists
+}
+
+// Inspect reads fsys/WindowsImageBackup/<computer>. It fails only when
+// the tree cannot be read; an absent WindowsImageBackup or computer
+// folder gives an Image with Missing set (and Err wrapping ErrNoImage).
+func Inspect(fsys fs.FS, computer string) (*Image, error) {
+	im := &Image{Computer: computer}
+	ents, err := fs.ReadDir(fsys, Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		im.Missing = []string{unnamedBackup, "Catalog/GlobalCatalog", "MediaId"}
+		return im, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", Dir, err)
+	}
+	if name, ok := pickComputer(ents, computer); ok {
+		im.Computer, im.found = name, true
+	}
+	for _, e := range ents {
+		if !im.found || e.Name() != im.Computer {
+			im.Others = append(im.Others, e.Name())
+		}
+	}
+	sort.Strings(im.Others)
+	if err := im.lastWrite(fsys); err != nil {
+		return nil, err
+	}
+	if !im.found {
+		im.Missing = []string{unnamedBackup, "Catalog/GlobalCatalog", "MediaId"}
+		return im, nil
+	}
+	root := path.Join(Dir, im.Computer)
+	ents, err = fs.ReadDir(fsys, root)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", root, err)
+	}
+	im.Backup, im.Time = newestBackup(ents)
+	if im.Backup == "" {
+		im.Missing = append(im.Missing, unnamedBackup)
+	} else {
+		if err := im.readBackup(fsys, root); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range []string{"Catalog/GlobalCatalog", "MediaId"} {
+		fi, err := fs.Stat(fsys, path.Join(root, p))
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || err == nil && !fi.Mode().IsRegular():
+			im.Missing = append(im.Missing, p)
+		case err != nil:
+			return nil, fmt.Errorf("stat %s: %w", path.Join(root, p), err)
+		}
+	}
+	return im, nil
+}
+
+// pickComputer finds the computer's folder: the exact name first, else
+// one equal to it but for case.
+func pickComputer(ents []fs.DirEntry, computer string) (string, bool) {
+	folded := ""
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		if e.Name() == computer {
+			return computer, true
+		}
+		if folded == "" && strings.EqualFold(e.Name(), computer) {
+			folded = e.Name()
+		}
+	}
+	return folded, folded != ""
+}
+
+// newestBackup returns the backup folder with the latest time in its
+// name: WSB replaces the previous one on a share, but a run that broke
+// off while removing it can leave both.
+func newestBackup(ents []fs.DirEntry) (string, time.Time) {
+	var name string
+	var newest time.Time
+	for _, e := range ents {
+		t, ok := backupTime(e.Name())
+		if !ok || !e.IsDir() {
+			continue
+		}
+		if name == "" || t.After(newest) {
+			name, newest = e.Name(), t
+		}
+	}
+	return name, newest
+}
+
+// backupTime parses a backup folder's name, in any case ("backup ..."
+// is the same folder to Windows).
+func backupTime(name string) (time.Time, bool) {
+	if len(name) < len(backupPrefix) || !strings.EqualFold(name[:len(backupPrefix)], backupPrefix) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(backupLayout, name[len(backupPrefix):])
+	return t, err == nil
+}
+
+// readBackup lists the newest backup folder: its images, and what of the
+// required files it lacks.
+func (im *Image) readBackup(fsys fs.FS, root string) error {
+	dir := path.Join(root, im.Backup)
+	ents, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	var specs, components, writers bool
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		n := strings.ToLower(e.Name())
+		switch {
+		case n == "backupspecs.xml":
+			specs = true
+		case strings.HasSuffix(n, "_components.xml"):
+			components = true
+		case strings.HasSuffix(n, ".xml") && strings.Contains(n, "_writer"):
+			writers = true
+		case strings.HasSuffix(n, ".vhdx") || strings.HasSuffix(n, ".vhd"):
+			fi, err := e.Info()
+			if err != nil {
+				return fmt.Errorf("stat %s: %w", path.Join(dir, e.Name()), err)
+			}
+			im.Images = append(im.Images, File{Name: im.Backup + "/" + e.Name(), Size: fi.Size()})
+			im.Size += fi.Size()
+		}
+	}
+	for _, m := range []struct {
+		ok   bool
+		name string
+	}{
+		{specs, "BackupSpecs.xml"},
+		{components, "*_Components.xml"},
+		{writers, "*_Writer*.xml"},
+		{len(im.Images) > 0, "*.vhdx"},
+	} {
+		if !m.ok {
+			im.Missing = append(im.Missing, im.Backup+"/"+m.name)
+		}
+	}
+	return nil
+}
+
+// lastWrite sets LastWrite from everything under WindowsImageBackup,
+// other computers' folders included: any write there means WSB (or
+// someone) is still at work on the share.
+func (im *Image) lastWrite(fsys fs.FS) error {
+	return fs.WalkDir(fsys, Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed meanwhile: WSB replacing the previous backup
+		}
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		if t := fi.ModTime(); t.After(im.LastWrite) {
+			im.LastWrite = t
+		}
+		return nil
+	})
+}
+
+// Complete reports whether the newest backup has everything a complete
+// one has.
+func (im *Image) Complete() bool { return len(im.Missing) == 0 }
+
+// Err is nil for a complete image, else an error wrapping ErrIncomplete
+// naming every missing part; when the tree holds no folder of the
+// computer at all it wraps ErrNoImage too.
+func (im *Image) Err() error {
+	if im.Complete() {
+		return nil
+	}
+	return &incompleteError{computer: im.Computer, missing: im.Missing, none: !im.found}
+}
+
+type incompleteError struct {
+	computer string
+	missing  []string
+	none     bool // no folder of the computer
+}
+
+func (e *incompleteError) Error() string {
+	if e.none {
+		return fmt.Sprintf("image of %s is incomplete: no folder %s/%s", e.computer, Dir, e.computer)
+	}
+	return fmt.Sprintf("image of %s is incomplete: missing %s", e.computer, strings.Join(e.missing, ", "))
+}
+
+func (e *incompleteError) Unwrap() []error {
+	if e.none {
+		return []error{ErrIncomplete, ErrNoImage}
+	}
+	return []error{ErrIncomplete}
+}
+
+// Computers lists the folders under fsys/WindowsImageBackup, sorted: the
+// computers that wrote images there. No WindowsImageBackup gives none.
+func Computers(fsys fs.FS) ([]string, error) {
+	ents, err := fs.ReadDir(fsys, Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", Dir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
