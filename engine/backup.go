@@ -68,6 +68,12 @@ type BackupOptions struct {
 	// told every byte read (a group's Limit, backup --limit).
 	Limiter Limiter
 
+	// Flagged are entries the caller found wrong before the backup (an
+	// ingested image that is not a valid VHDX): they are read as any
+	// other and recorded among the point's errors, so the job ends with
+	// warnings. Paths are relative to Path, as the point's errors are.
+	Flagged []PathError
+
 	hooks *backupHooks // tests only
 }
 
@@ -275,6 +281,9 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 		fsTypes: fsTypes,
 	}
 	b.smallSem = make(chan struct{}, smallSlotsPerFile*opts.Files)
+	for _, f := range opts.Flagged {
+		b.warn(f.Path, errors.New(f.Error))
+	}
 	b.hints = startHinter()
 	defer b.hints.stop()
 	var sst unix.Stat_t

@@ -23,6 +23,14 @@ type GroupBackupOptions struct {
 	// backup, and Done is called when it ends.
 	Progress func(member string) *Progress
 	Done     func(member string, p *Point, err error)
+	// Settle overrides the settle time of the registered sources among
+	// the members (0: each source's own).
+	Settle time.Duration
+	// Skipped, if set, hears of each registered member left alone
+	// because its staging tree holds nothing to ingest: err wraps
+	// ErrNothingNew or ErrNotSettled. Such a member makes no job and is
+	// not among the results: it did not fail, WSB has not written yet.
+	Skipped func(member string, err error)
 }
 
 // MemberResult is how one member's job went.
@@ -73,12 +81,38 @@ func (s *Store) BackupGroup(ctx context.Context, home string, g *Group, o GroupB
 	var failed []error
 	warnings := false
 	srcs := g.Sources()
+	registered, rerr := registeredSources(home, g, o.Warn)
+	ran := 0
 	for i, member := range g.Members {
 		src := srcs[i]
+		reg, isReg := registered[member]
+		merr := rerr
+		if g.SourceOf[member] != "" && !isReg && merr == nil {
+			merr = fmt.Errorf("source %s of group %s is not registered in the catalog of %q: add it with 'recall source add %s', or take it out with 'recall group remove %s --member %s'",
+				src, g.Name, home, src, g.Name, member)
+		}
+		if isReg {
+			if _, err := InspectSource(reg, o.Settle, now()); errors.Is(err, ErrNothingNew) || errors.Is(err, ErrNotSettled) {
+				if o.Skipped != nil {
+					o.Skipped(member, err)
+				} else if o.Log != nil {
+					o.Log("%s: %v", member, err)
+				}
+				continue
+			}
+		}
+		ran++
 		res := MemberResult{Member: member, Source: src}
 		j := &Job{Kind: "backup", Group: g.Name, Source: src, Path: member}
 		res.Point, res.Err = RunJob(home, j, o.Warn, func() (*Point, error) {
-			return s.backupMember(ctx, g, pol, r, member, src, j, now, o)
+			if g.SourceOf[member] != "" && !isReg {
+				return nil, merr
+			}
+			var rp *Source
+			if isReg {
+				rp = &reg
+			}
+			return s.backupMember(ctx, home, g, pol, r, member, src, rp, j, now, o)
 		})
 		res.Job = j.Number
 		if o.Done != nil {
@@ -97,7 +131,7 @@ func (s *Store) BackupGroup(ctx context.Context, home string, g *Group, o GroupB
 		}
 	}
 	if len(failed) > 0 {
-		return out, fmt.Errorf("group %s: %w: %d of %d: %w", g.Name, ErrMembersFailed, len(failed), len(g.Members), errors.Join(failed...))
+		return out, fmt.Errorf("group %s: %w: %d of %d: %w", g.Name, ErrMembersFailed, len(failed), ran, errors.Join(failed...))
 	}
 	if warnings {
 		return out, fmt.Errorf("group %s: %w", g.Name, ErrWarnings)
@@ -105,9 +139,32 @@ func (s *Store) BackupGroup(ctx context.Context, home string, g *Group, o GroupB
 	return out, nil
 }
 
-// backupMember runs one member's pre-script, backup and post-script; the
-// script runs go into j, which RunJob records when this returns.
-func (s *Store) backupMember(ctx context.Context, g *Group, pol Policy, r *rules, member, src string, j *Job, now func() time.Time, o GroupBackupOptions) (*Point, error) {
+// registeredSources reads from home's catalog the registered sources
+// among g's members, by member path (none when g has none).
+func registeredSources(home string, g *Group, warn func(string, ...any)) (map[string]Source, error) {
+	if len(g.SourceOf) == 0 {
+		return nil, nil
+	}
+	if home == "" {
+		return nil, fmt.Errorf("group %s has registered sources, and the backup runs with no catalog to read them from", g.Name)
+	}
+	out := map[string]Source{}
+	err := WithCatalog(home, time.Minute, warn, func(cat *Catalog) error {
+		all, err := cat.Sources()
+		for _, src := range all {
+			if g.SourceOf[src.Staging] == src.Name {
+				out[src.Staging] = src
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// backupMember runs one member's pre-script, backup (an ingestion for a
+// registered source, reg) and post-script; the script runs go into j,
+// which RunJob records when this returns.
+func (s *Store) backupMember(ctx context.Context, home string, g *Group, pol Policy, r *rules, member, src string, reg *Source, j *Job, now func() time.Time, o GroupBackupOptions) (*Point, error) {
 	env := []string{"RECALL_GROUP=" + g.Name, "RECALL_MEMBER=" + member, "RECALL_SOURCE=" + src,
 		"RECALL_POLICY_VERSION=" + strconv.FormatUint(g.PolicyVersion, 10)}
 	var p *Point
@@ -118,7 +175,7 @@ func (s *Store) backupMember(ctx context.Context, g *Group, pol Policy, r *rules
 		err = serr
 	}
 	if err == nil {
-		p, err = s.backupMemberData(ctx, g, pol, r, member, src, now, o)
+		p, err = s.backupMemberData(ctx, home, g, pol, r, member, src, reg, now, o)
 	}
 	if pol.PostScript != "" {
 		outcome, id, msg := "ok", "", ""
@@ -147,16 +204,24 @@ func (s *Store) backupMember(ctx context.Context, g *Group, pol Policy, r *rules
 }
 
 // backupMemberData is the backup itself.
-func (s *Store) backupMemberData(ctx context.Context, g *Group, pol Policy, r *rules, member, src string, now func() time.Time, o GroupBackupOptions) (*Point, error) {
+func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol Policy, r *rules, member, src string, reg *Source, now func() time.Time, o GroupBackupOptions) (*Point, error) {
 	if _, err := os.Stat(member); err != nil {
-		return nil, fmt.Errorf("member %s of group %s is gone: %w (restore it, or take it out with 'recall group remove %s --member %s')",
-			member, g.Name, err, g.Name, member)
+		how := "--member " + member
+		if reg != nil {
+			how = "--source " + src
+		}
+		return nil, fmt.Errorf("member %s of group %s is gone: %w (restore it, or take it out with 'recall group remove %s %s')",
+			member, g.Name, err, g.Name, how)
 	}
-	sess, err := s.Session(ctx, SessionOptions{Purpose: "backup of " + member + " (group " + g.Name + ")", Source: src, Blobs: true, LockOptions: o.Lock})
-	if err != nil {
-		return nil, err
+	var sess *Session
+	if reg == nil {
+		var err error
+		sess, err = s.Session(ctx, SessionOptions{Purpose: "backup of " + member + " (group " + g.Name + ")", Source: src, Blobs: true, LockOptions: o.Lock})
+		if err != nil {
+			return nil, err
+		}
+		defer sess.Close()
 	}
-	defer sess.Close()
 	t := now()
 	opts := BackupOptions{Path: member, Source: src, Now: now, Log: o.Log, Exclude: pol.BackupExclude(),
 		Compression: r.compression, Group: g.Name, PolicyVersion: g.PolicyVersion}
@@ -179,6 +244,10 @@ func (s *Store) backupMemberData(ctx context.Context, g *Group, pol Policy, r *r
 			}
 			o.Log("%s: reads limited to %s (%s), shared by group %s", member, pol.Limit, when, g.Name)
 		}
+	}
+	if reg != nil {
+		p, _, err := s.Ingest(ctx, *reg, IngestOptions{Home: home, Settle: o.Settle, Backup: opts, Lock: o.Lock, Warn: o.Warn})
+		return p, err
 	}
 	return Backup(ctx, sess, opts)
 }

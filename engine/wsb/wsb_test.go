@@ -23,7 +23,7 @@ var small = []wsbgen.VolumeSpec{
 	{Letter: "C:", Label: "System", FS: "NTFS", Size: 64 << 20, Allocated: 12 << 20, Critical: true},
 }
 
-func generate(t *testing.T, dir string, o wsbgen.Options) *wsbgen.Backup {
+func generate(t testing.TB, dir string, o wsbgen.Options) *wsbgen.Backup {
 	t.Helper()
 	if o.Volumes == nil {
 		o.Volumes = small

@@ -126,6 +126,10 @@ func TestCheck(t *testing.T) {
 			"internal/c -> tapefs",
 			"internal/golden -> chunkstore",
 		}},
+		{"engine/wsb reads with the standard library only, its tests generate", []pkg{
+			g("engine/wsb", "os", "chunkstore", "internal/wsbgen", "github.com/x/y", "golang.org/x/text", "tests", "internal/wsbgen"),
+			g("engine", "engine/wsb"),
+		}, []string{"engine/wsb -> chunkstore", "engine/wsb -> internal/wsbgen", "engine/wsb -> github.com/x/y"}},
 		{"an import of code and tests counts once, as code's", []pkg{
 			g("engine", "fs", "tests", "fs"),
 		}, []string{"engine -> fs"}},

@@ -73,4 +73,11 @@ var rules = []rule{
 		except: []string{"tapefs/...", "internal/...", "chunkstore/backend"},
 		why:    "tapefs is a library of drives, changers and the on-tape format: engine writes points to tape through it, so it knows nothing of stores, points or jobs (it may implement the storage seam, chunkstore/backend)",
 	},
+	{
+		from: "engine/wsb",
+		deny: []string{"...", "github.com/..."},
+		why:  "engine/wsb reads Windows Server Backup trees through io/fs with the standard library only: ingestion, the shares and bmr versions all use it, and its tests' generator (internal/wsbgen) is test data, never code",
+		// The tests generate the trees they read.
+		codeOnly: true,
+	},
 }
