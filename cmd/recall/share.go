@@ -413,7 +413,9 @@ func shareBMRRecovery(c *cli.Context) error {
 	registered := err == nil
 	switch {
 	case errors.Is(err, engine.ErrNoSource):
-		logf("warning: source %q is not registered (any more); serving its point %s as its tree holds it", p.Source, p.ID.String()[:12])
+		// A point taken before its source was registered, or kept after
+		// it was removed: its tree decides.
+		logf("warning: source %q is not a registered bmr or systemstate source; serving point %s for the %s folder at its root", p.Source, p.ID.String()[:12], imageDir)
 	case err != nil:
 		return err
 	case !isImageKind(src.Kind):
