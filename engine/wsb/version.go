@@ -85,7 +85,7 @@ func ReadVersion(fsys fs.FS, computer string) (*Version, error) {
 func readLimited(fsys fs.FS, p string, limit int64) ([]byte, error) {
 	f, err := fsys.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w (the backup is incomplete)", p, ErrIncomplete)
+		return nil, fmt.Errorf("%w: no %s", ErrIncomplete, p)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", p, err)
