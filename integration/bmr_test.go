@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/recall-backup/recall/internal/wsbgen"
 	"github.com/zeebo/blake3"
@@ -339,10 +340,15 @@ func TestBMRDoneWhen(t *testing.T) {
 	}
 
 	var versions []struct {
-		Computer   string
-		Backup     string
-		VersionID  string
-		CanRecover []string
+		Point      string   `json:"point"`
+		Computer   string   `json:"computer"`
+		Backup     string   `json:"backup_folder"`
+		BackupTime string   `json:"backup_time"`
+		VersionID  string   `json:"version_identifier"`
+		CanRecover []string `json:"can_recover"`
+		Volumes    []struct {
+			ImageFile string `json:"image_file"`
+		} `json:"volumes"`
 	}
 	out := e.ok("bmr", "versions", "--source", h.name, "--json")
 	check(t, json.Unmarshal([]byte(out), &versions))
@@ -351,9 +357,11 @@ func TestBMRDoneWhen(t *testing.T) {
 	}
 	for i, v := range versions {
 		b := backups[i]
-		if v.VersionID != b.VersionID || v.Backup != filepath.Base(b.Dir) || !strings.EqualFold(v.Computer, b.Computer) ||
-			strings.Join(v.CanRecover, ",") != strings.Join(b.CanRecover, ",") {
-			t.Errorf("version %d: %+v, want %s %q can recover %v", i, v, b.VersionID, filepath.Base(b.Dir), b.CanRecover)
+		if v.Point != pts[i].ID || v.VersionID != b.VersionID || v.BackupTime != b.Time.Format(time.RFC3339) ||
+			v.Backup != filepath.Base(b.Dir) || !strings.EqualFold(v.Computer, b.Computer) ||
+			strings.Join(v.CanRecover, ",") != strings.Join(b.CanRecover, ",") || len(v.Volumes) != len(b.Volumes) {
+			t.Errorf("version %d: %+v, want point %s, %s (%s) in %q, can recover %v, %d volumes",
+				i, v, pts[i].ID, b.VersionID, b.Time.Format(time.RFC3339), filepath.Base(b.Dir), b.CanRecover, len(b.Volumes))
 		}
 	}
 }
