@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	osuser "os/user"
 	"path/filepath"
@@ -521,27 +522,26 @@ const imageDir = "WindowsImageBackup"
 // the root of p, and the uid owning computer's folder (names compare
 // case-insensitively, as Windows's do), -1 when there is none.
 func imageComputers(r *engine.Reader, p *engine.Point, computer string) ([]string, int, error) {
-	root, err := r.LoadTree(p.Tree)
+	ents, err := iofs.ReadDir(r.PointFS(p), imageDir)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return nil, -1, nil
+	}
 	if err != nil {
 		return nil, -1, fmt.Errorf("read point %s: %w", p.ID.String()[:12], err)
 	}
-	n := root.Find(imageDir)
-	if n == nil || n.Type != engine.TypeDir {
-		return nil, -1, nil
-	}
-	t, err := r.LoadTree(n.Subtree)
-	if err != nil {
-		return nil, -1, fmt.Errorf("read point %s: %s: %w", p.ID.String()[:12], imageDir, err)
-	}
 	var names []string
 	owner := -1
-	for _, e := range t.Nodes {
-		if e.Type != engine.TypeDir {
+	for _, e := range ents {
+		if !e.IsDir() {
 			continue
 		}
-		names = append(names, e.Name)
-		if computer != "" && strings.EqualFold(e.Name, computer) {
-			owner = int(e.UID)
+		names = append(names, e.Name())
+		fi, err := e.Info()
+		if err != nil {
+			return nil, -1, fmt.Errorf("read point %s: %w", p.ID.String()[:12], err)
+		}
+		if n, ok := fi.Sys().(*engine.Node); ok && computer != "" && strings.EqualFold(e.Name(), computer) {
+			owner = int(n.UID)
 		}
 	}
 	return names, owner, nil
