@@ -86,7 +86,7 @@ func newBMRHost(t *testing.T, e *env, computer, password string) *bmrHost {
 	}
 	h.password = password
 	if password == "" {
-		m := regexp.MustCompile(`Samba password of ` + regexp.QuoteMeta(h.user) + `[^:]*: (\S+)`).FindStringSubmatch(r.stdout)
+		m := regexp.MustCompile(`(?m)^Samba password of ` + regexp.QuoteMeta(h.user) + ` .*: (\S+)$`).FindStringSubmatch(r.stdout)
 		if m == nil {
 			t.Fatalf("no password printed:\n%s", r.stdout)
 		}
@@ -141,7 +141,7 @@ const wsbDir = "WindowsImageBackup"
 // ingest runs `recall backup --source` on the staging tree now.
 func (h *bmrHost) ingest() result {
 	h.t.Helper()
-	return h.e.run("backup", "--source", h.name, "--settle", "0s")
+	return h.e.run("backup", "--source", h.name, "--settle", "1ms")
 }
 
 type bmrPoint struct {
