@@ -508,3 +508,96 @@ func TestBMRNames(t *testing.T) {
 	}
 	sameTree(t, "the recovery share", hashTree(t, h.fetch(share)), sums)
 }
+
+// TestBMRShareCommands: what the share commands refuse, what they leave
+// alone, and that running --apply again changes nothing.
+func TestBMRShareCommands(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	e.ok("init")
+	h := newBMRHost(t, e, "SRV05", "Wsb-Pass-5")
+	include := filepath.Join(h.s.dir, "recall-shares.conf")
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		check(t, err)
+		return string(b)
+	}
+
+	// Again: the same share, one include line, the password kept (the
+	// scheduled wbadmin line on the Windows side still logs on).
+	conf, inc := read(h.conf), read(include)
+	r := e.run("share", "bmr-target", "--source", h.name, "--apply", "--smb-conf", h.conf)
+	if r.code != 0 || !strings.Contains(r.stderr, "keeps its password") || strings.Contains(r.stdout, "Samba password of") {
+		t.Fatalf("bmr-target --apply again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if read(h.conf) != conf || read(include) != inc {
+		t.Fatalf("a second --apply changed the configuration:\n%s\n%s", read(h.conf), read(include))
+	}
+	h.smbOK(h.name, `ls WindowsImageBackup\*`)
+
+	// Printing alone touches nothing: no user, no folders, no share.
+	other := "print" + h.name
+	staging := filepath.Join(t.TempDir(), "staging")
+	e.ok("source", "add", other, "--kind", "systemstate", "--computer", "SRV06", "--staging", staging)
+	out := e.ok("share", "bmr-target", "--source", other, "--smb-conf", h.conf)
+	if !strings.Contains(out, "-systemState -quiet") || strings.Contains(out, "-allCritical") {
+		t.Fatalf("the wbadmin line of a systemstate source:\n%s", out)
+	}
+	if err := exec.Command("id", "wsb-"+other).Run(); err == nil {
+		exec.Command("userdel", "--force", "wsb-"+other).Run()
+		t.Fatal("printing the share created its user")
+	}
+	if _, err := os.Stat(filepath.Join(staging, wsbDir)); !os.IsNotExist(err) {
+		t.Fatalf("printing the share made the staging folders: %v", err)
+	}
+	if read(h.conf) != conf || read(include) != inc {
+		t.Fatal("printing the share changed the configuration")
+	}
+
+	// Refused: an unregistered source; a share smb.conf defines itself.
+	r = e.run("share", "bmr-target", "--source", "nosuch", "--smb-conf", h.conf)
+	if r.code == 0 || !strings.Contains(r.stderr, "recall source add") {
+		t.Fatalf("bmr-target of an unregistered source: exit %d\n%s", r.code, r.stderr)
+	}
+	r = e.run("share", "bmr-target", "--source", h.name, "--name", "global", "--smb-conf", h.conf)
+	if r.code != 2 {
+		t.Fatalf("share named global: exit %d\n%s", r.code, r.stderr)
+	}
+	f, err := os.OpenFile(h.conf, os.O_APPEND|os.O_WRONLY, 0)
+	check(t, err)
+	_, err = f.WriteString("[Admins-Own]\n\tpath = /nonexistent\n")
+	check(t, err)
+	check(t, f.Close())
+	r = e.run("share", "bmr-target", "--source", h.name, "--name", "admins-own", "--apply", "--smb-conf", h.conf)
+	if r.code == 0 || !strings.Contains(r.stderr, "Admins-Own") && !strings.Contains(r.stderr, "admins-own") {
+		t.Fatalf("a share of the admin's name: exit %d\n%s", r.code, r.stderr)
+	}
+	if read(include) != inc {
+		t.Fatal("a refused share was written")
+	}
+
+	// A point with no WindowsImageBackup at its root is refused; one
+	// whose tree is not mounted gets a warning; an smbd that does not
+	// answer a reload leaves the share written, with a warning.
+	live := t.TempDir()
+	mustWrite(t, filepath.Join(live, "f"), []byte("x"), 0o644)
+	e.ok("backup", "--source", "plain", live)
+	r = e.run("share", "bmr-recovery", "latest", "--source", "plain", "--user", h.user, "--smb-conf", h.conf)
+	if r.code == 0 || !strings.Contains(r.stderr, wsbDir) {
+		t.Fatalf("bmr-recovery of a point without an image: exit %d\n%s", r.code, r.stderr)
+	}
+	h.backup(wsbgen.Options{Seed: 7, Volumes: smallVolumes})
+	if r := h.ingest(); r.code != 0 {
+		t.Fatalf("ingest: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	lone := filepath.Join(t.TempDir(), "smb.conf")
+	check(t, os.WriteFile(lone, []byte("[global]\n\tpid directory = "+t.TempDir()+"\n"), 0o644))
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	r = e.run("share", "bmr-recovery", "latest", "--source", h.name, "--mountpoint", mnt, "--apply", "--smb-conf", lone)
+	if r.code != 0 || !strings.Contains(r.stderr, "not mounted") || !strings.Contains(r.stderr, "did not reload") {
+		t.Fatalf("bmr-recovery with no mount and no smbd: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := read(filepath.Join(filepath.Dir(lone), "recall-shares.conf")); !strings.Contains(got, "valid users = "+h.user) {
+		t.Fatalf("the share was not written:\n%s", got)
+	}
+}
