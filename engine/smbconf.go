@@ -160,25 +160,11 @@ type SambaInstall struct {
 // share of that name in smbConf itself is refused (ErrShareConflict): the
 // administrator's definition would silently win or lose.
 func InstallSambaShare(smbConf string, share SambaShare) (SambaInstall, error) {
-	if err := share.Check(); err != nil {
-		return SambaInstall{}, err
-	}
-	smbConf, err := filepath.Abs(smbConf)
+	smbConf, conf, err := readSmbConf(smbConf, share)
 	if err != nil {
 		return SambaInstall{}, err
-	}
-	conf, err := os.ReadFile(smbConf)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return SambaInstall{}, fmt.Errorf("read %s: %w: install Samba (Debian package samba) or give its configuration with --smb-conf", smbConf, err)
-		}
-		return SambaInstall{}, fmt.Errorf("read %s: %w", smbConf, err)
 	}
 	inst := SambaInstall{Include: filepath.Join(filepath.Dir(smbConf), SambaIncludeName)}
-	if sectionDefined(conf, share.Name) {
-		return inst, fmt.Errorf("%s: [%s]: %w; recall keeps its shares in %s: give another name with --name",
-			smbConf, share.Name, ErrShareConflict, inst.Include)
-	}
 	old, err := os.ReadFile(inst.Include)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return inst, fmt.Errorf("read %s: %w", inst.Include, err)
@@ -197,6 +183,37 @@ func InstallSambaShare(smbConf string, share SambaShare) (SambaInstall, error) {
 		inst.IncludeAdded = true
 	}
 	return inst, nil
+}
+
+// CheckSambaShare says why InstallSambaShare would refuse share, nil
+// when it would not: a command checks before it changes anything else.
+func CheckSambaShare(smbConf string, share SambaShare) error {
+	_, _, err := readSmbConf(smbConf, share)
+	return err
+}
+
+// readSmbConf checks share and returns smbConf's absolute path and
+// content, refusing a share smbConf defines itself.
+func readSmbConf(smbConf string, share SambaShare) (string, []byte, error) {
+	if err := share.Check(); err != nil {
+		return "", nil, err
+	}
+	smbConf, err := filepath.Abs(smbConf)
+	if err != nil {
+		return "", nil, err
+	}
+	conf, err := os.ReadFile(smbConf)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil, fmt.Errorf("read %s: %w: install Samba (Debian package samba) or give its configuration with --smb-conf", smbConf, err)
+		}
+		return "", nil, fmt.Errorf("read %s: %w", smbConf, err)
+	}
+	if sectionDefined(conf, share.Name) {
+		return "", nil, fmt.Errorf("%s: [%s]: %w; recall keeps its shares in %s: give another name with --name",
+			smbConf, share.Name, ErrShareConflict, filepath.Join(filepath.Dir(smbConf), SambaIncludeName))
+	}
+	return smbConf, conf, nil
 }
 
 // sambaHeader is the head of a new include file.

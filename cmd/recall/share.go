@@ -257,8 +257,8 @@ func shareBMRTarget(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(conf); err != nil {
-		return fmt.Errorf("Samba configuration: %w: install Samba (Debian package samba) or give its smb.conf with --smb-conf", err)
+	if err := engine.CheckSambaShare(conf, block); err != nil {
+		return err
 	}
 	u, created, err := engine.EnsureUnixUser(user)
 	if err != nil {
@@ -291,6 +291,10 @@ func shareBMRTarget(c *cli.Context) error {
 			return err
 		}
 	}
+	if generated {
+		// Now, so that whatever fails later cannot hide it.
+		fmt.Fprintf(c.App.Writer, "Samba password of %s (WSB's -password:; shown only now): %s\n", user, password)
+	}
 	dir, err := engine.PrepareBMRStaging(src.Staging, src.Computer, uid, gid)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", name, err)
@@ -310,9 +314,6 @@ func shareBMRTarget(c *cli.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("record user %s in source %s (the share is installed; run the command again): %w", user, name, err)
-	}
-	if generated {
-		fmt.Fprintf(c.App.Writer, "Samba password of %s (WSB's -password:; shown only now): %s\n", user, password)
 	}
 	return nil
 }
@@ -496,6 +497,9 @@ func shareBMRRecovery(c *cli.Context) error {
 	}
 	conf, err := filepath.Abs(c.String("smb-conf"))
 	if err != nil {
+		return err
+	}
+	if err := engine.CheckSambaShare(conf, block); err != nil {
 		return err
 	}
 	if _, err := osuser.Lookup(user); err != nil {
