@@ -73,6 +73,12 @@ func linkSources(tx *bolt.Tx, g *Group) error {
 			g.SourceOf[s.Staging] = s.Name
 		}
 	}
+	for _, m := range g.Members {
+		if s, ok := all[SourceName(m)]; ok && g.SourceOf[m] == "" {
+			return fmt.Errorf("group %s: member %s: %w: its source name %s is taken by the registered %s source of computer %s (staging %s): back the path up outside groups under another name ('recall backup %s --source NAME')",
+				g.Name, m, ErrSourceExists, s.Name, s.Kind, s.Computer, s.Staging, m)
+		}
+	}
 	return nil
 }
 

@@ -58,9 +58,9 @@ type IngestOptions struct {
 // InspectSource reads src's staging tree and says whether it holds an
 // image to ingest: the image, or an error that is, in this order, the
 // tree unreadable, another computer's folder (wraps ErrOtherComputer),
-// a write within settle (ErrNotSettled), an incomplete image
-// (wsb.ErrIncomplete, naming every missing part) or the image already
-// ingested (ErrNothingNew). The image is returned with every error but
+// the image already ingested (ErrNothingNew), a write within settle
+// (ErrNotSettled) or an incomplete image (wsb.ErrIncomplete, naming
+// every missing part). The image is returned with every error but
 // the first.
 func InspectSource(src Source, settle time.Duration, now time.Time) (*wsb.Image, error) {
 	if settle <= 0 {
@@ -86,6 +86,11 @@ func InspectSource(src Source, settle time.Duration, now time.Time) (*wsb.Image,
 		}
 		return im, errors.Join(errs...)
 	}
+	// The newest Backup folder is named when WSB starts writing it, so
+	// one already ingested means nothing new, whatever else is written.
+	if src.Ingested != "" && im.Backup == src.Ingested {
+		return im, fmt.Errorf("source %s: %w: %s/%s/%s is the backup ingested last", src.Name, ErrNothingNew, wsb.Dir, im.Computer, im.Backup)
+	}
 	if !im.LastWrite.IsZero() {
 		if age := now.Sub(im.LastWrite); age < settle {
 			return im, fmt.Errorf("source %s: %w: last write %s ago; WSB may still be writing; settle time %s (try again later, or give --settle)",
@@ -95,9 +100,6 @@ func InspectSource(src Source, settle time.Duration, now time.Time) (*wsb.Image,
 	if err := im.Err(); err != nil {
 		return im, fmt.Errorf("source %s (%s): %w; no point was made: run the backup on %s again (wbadmin start backup) and check the share has room for it",
 			src.Name, src.Staging, err, src.Computer)
-	}
-	if src.Ingested != "" && im.Backup == src.Ingested {
-		return im, fmt.Errorf("source %s: %w: %s/%s/%s is the backup ingested last", src.Name, ErrNothingNew, wsb.Dir, im.Computer, im.Backup)
 	}
 	return im, nil
 }
@@ -122,7 +124,7 @@ func checkImages(src Source, im *wsb.Image) []PathError {
 			return wsb.CheckVHDX(fh, f.Size)
 		}()
 		if err != nil {
-			out = append(out, PathError{Path: rel, Error: fmt.Sprintf("not a valid VHDX (%v); ingested as it is: check the backup on %s (wbadmin get versions) and run it again", err, src.Computer)})
+			out = append(out, PathError{Path: rel, Error: fmt.Sprintf("%v; ingested as it is: check the backup on %s (wbadmin get versions) and run it again", err, src.Computer)})
 		}
 	}
 	return out

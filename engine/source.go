@@ -46,10 +46,27 @@ var (
 	ErrSourceExists = errors.New("data source exists")
 	// ErrSourceRule: a registration that breaks one of the registry's
 	// rules (one source per computer, a reservation of at least 15 GiB,
-	// a staging directory of its own outside the home). It wraps
-	// ErrBadPolicy: the command line reports it as a usage error.
-	ErrSourceRule = fmt.Errorf("%w: data source refused", ErrBadPolicy)
+	// a staging directory of its own outside the home). A value that is
+	// wrong in itself (a kind, a size) wraps ErrBadPolicy too, which the
+	// command line reports as a usage error.
+	ErrSourceRule = errors.New("data source refused")
 )
+
+// ruleError is a refusal of the registry: its message alone, matching
+// the sentinels in is.
+type ruleError struct {
+	msg string
+	is  []error
+}
+
+func (e *ruleError) Error() string   { return e.msg }
+func (e *ruleError) Unwrap() []error { return e.is }
+
+// refuse is a conflict with the registry's state (a computer protected
+// twice, a staging directory shared).
+func refuse(format string, args ...any) error {
+	return &ruleError{fmt.Sprintf(format, args...), []error{ErrSourceRule}}
+}
 
 // Source is a registered data source: a Windows computer's bare-metal
 // (bmr) or system-state image, written by WSB into Staging, kept in the
@@ -77,10 +94,10 @@ func DefaultStaging(name string) string { return filepath.Join(DefaultStagingRoo
 // home is the catalog's directory, which a staging tree must stay out of.
 func (s *Source) normalize(home string) error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("source %s: %w: %s", s.Name, ErrSourceRule, fmt.Sprintf(format, args...))
+		return &ruleError{"source " + s.Name + ": " + fmt.Sprintf(format, args...), []error{ErrSourceRule, ErrBadPolicy}}
 	}
 	if err := ValidSourceName(s.Name); err != nil {
-		return fmt.Errorf("%w: %w", ErrSourceRule, err)
+		return &ruleError{err.Error(), []error{ErrSourceRule, ErrBadPolicy, err}}
 	}
 	switch s.Kind {
 	case KindBMR, KindSystemState:
@@ -94,7 +111,7 @@ func (s *Source) normalize(home string) error {
 		s.Reservation = DefaultReservation
 	}
 	if s.Reservation < MinReservation {
-		return bad("reservation of %d bytes is under the minimum of 15 GiB: give --reservation 15GiB or more (a system image of a Windows server is rarely smaller)", s.Reservation)
+		return bad("reservation of %s (%d bytes) is under the minimum of 15 GiB: give --reservation 15GiB or more (a system image of a Windows server is rarely smaller)", gib(s.Reservation), s.Reservation)
 	}
 	if s.Settle == 0 {
 		s.Settle = DefaultSettle
@@ -143,12 +160,12 @@ func checkSources(all map[string]*Source, groups map[string]*Group, changed stri
 			continue
 		}
 		if strings.EqualFold(o.Computer, s.Computer) {
-			return fmt.Errorf("source %s: %w: computer %s is protected by source %s (kind %s); BMR includes system state; protect %s by one source (change that one with 'recall source edit %s', or remove it with 'recall source remove %s')",
-				s.Name, ErrSourceRule, s.Computer, o.Name, o.Kind, s.Computer, o.Name, o.Name)
+			return refuse("source %s: computer %s is protected by source %s (kind %s); BMR includes system state; protect %s by one source (change that one with 'recall source edit %s', or remove it with 'recall source remove %s')",
+				s.Name, s.Computer, o.Name, o.Kind, s.Computer, o.Name, o.Name)
 		}
 		if within(s.Staging, o.Staging) || within(o.Staging, s.Staging) {
-			return fmt.Errorf("source %s: %w: staging directory %s overlaps %s, the staging directory of source %s; each computer writes to a share of its own: give --staging %s",
-				s.Name, ErrSourceRule, s.Staging, o.Staging, o.Name, DefaultStaging(s.Name))
+			return refuse("source %s: staging directory %s overlaps %s, the staging directory of source %s; each computer writes to a share of its own: give --staging %s",
+				s.Name, s.Staging, o.Staging, o.Name, DefaultStaging(s.Name))
 		}
 	}
 	gnames := make([]string, 0, len(groups))
@@ -167,8 +184,8 @@ func checkSources(all map[string]*Source, groups map[string]*Group, changed stri
 				return fmt.Errorf("source %s: %w: the name is taken by member %s of group %s (a path source): choose another name, or take the member out with 'recall group remove %s --member %s'",
 					s.Name, ErrSourceExists, m, gn, gn, m)
 			case g.SourceOf[m] == "" && (within(m, s.Staging) || within(s.Staging, m)):
-				return fmt.Errorf("source %s: %w: staging directory %s overlaps member %s of group %s, protected as a path: give another --staging, or take the member out with 'recall group remove %s --member %s'",
-					s.Name, ErrSourceRule, s.Staging, m, gn, gn, m)
+				return refuse("source %s: staging directory %s overlaps member %s of group %s, protected as a path: give another --staging, or take the member out with 'recall group remove %s --member %s'",
+					s.Name, s.Staging, m, gn, gn, m)
 			}
 		}
 	}
@@ -349,4 +366,19 @@ func (c *Catalog) RemoveSource(name string) error {
 			return b.Delete([]byte(name))
 		})
 	})
+}
+
+// CheckPathSource refuses a backup of a path under name when name is a
+// registered source's: its points are ingestions of complete images,
+// which a backup of any path (its staging directory included) is not.
+func (c *Catalog) CheckPathSource(name string) error {
+	s, err := c.Source(name)
+	if errors.Is(err, ErrNoSource) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("source %s: %w: it is the registered %s source of computer %s: ingest its staging tree with 'recall backup --source %s' (no PATH), or back the path up under another name with --source",
+		name, ErrSourceExists, s.Kind, s.Computer, name)
 }

@@ -149,6 +149,15 @@ func TestSourceInGroups(t *testing.T) {
 	if !errors.Is(err, ErrMemberTaken) || !strings.Contains(err.Error(), "recall group remove servers --source srv01") {
 		t.Errorf("second group: %v", err)
 	}
+	if _, err := c.CreateGroup(Group{Name: "paths", Members: []string{"/srv01"}}, now); !errors.Is(err, ErrSourceExists) || !strings.Contains(err.Error(), "registered bmr source of computer SRV01") {
+		t.Errorf("a path member named as a registered source: %v", err)
+	}
+	if err := c.CheckPathSource("srv01"); !errors.Is(err, ErrSourceExists) || !strings.Contains(err.Error(), "recall backup --source srv01") {
+		t.Errorf("a path backed up under a registered source's name: %v", err)
+	}
+	if err := c.CheckPathSource("etc"); err != nil {
+		t.Errorf("a path source's name: %v", err)
+	}
 	if err := c.RemoveSource("srv01"); err == nil || !strings.Contains(err.Error(), "recall group remove servers --source srv01") {
 		t.Errorf("remove while in a group: %v", err)
 	}
@@ -170,5 +179,33 @@ func TestSourceInGroups(t *testing.T) {
 	}
 	if err := c.RemoveSource("srv01"); !errors.Is(err, ErrNoSource) {
 		t.Errorf("second remove: %v", err)
+	}
+}
+
+// TestStatusReservation: status shows each registered source's
+// reservation and last image size, gives a source with no point a line,
+// and warns when an image grew past its reservation.
+func TestStatusReservation(t *testing.T) {
+	s := &StoreStatus{Sources: []SourceStatus{{Group: "servers", Source: "srv01", Points: 3}, {Group: "servers", Source: "etc"}}}
+	s.AddSources([]Source{
+		{Name: "srv01", Kind: KindBMR, Computer: "SRV01", Reservation: 30 << 30, ImageSize: 34<<30 + 100<<20},
+		{Name: "srv02", Kind: KindSystemState, Computer: "SRV02", Reservation: 30 << 30, ImageSize: 30 << 30},
+	})
+	want := []SourceStatus{
+		{Source: "srv02", Kind: KindSystemState, Computer: "SRV02", Reservation: 30 << 30, ImageSize: 30 << 30},
+		{Group: "servers", Source: "etc"},
+		{Group: "servers", Source: "srv01", Points: 3, Kind: KindBMR, Computer: "SRV01", Reservation: 30 << 30, ImageSize: 34<<30 + 100<<20},
+	}
+	if len(s.Sources) != len(want) {
+		t.Fatalf("sources %+v, want %+v", s.Sources, want)
+	}
+	for i := range want {
+		if s.Sources[i] != want[i] {
+			t.Errorf("source %d: %+v, want %+v", i, s.Sources[i], want[i])
+		}
+	}
+	w := "image of SRV01 is 34.1 GiB, past its reservation of 30 GiB: raise it with 'recall source edit srv01 --reservation SIZE'"
+	if len(s.Warnings) != 1 || s.Warnings[0] != w {
+		t.Errorf("warnings %q, want only %q", s.Warnings, w)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -35,6 +36,13 @@ type SourceStatus struct {
 	// GrowthPerDay is the stored bytes of the points of the last 7 days,
 	// over 7.
 	GrowthPerDay int64 `json:"growth_per_day"`
+	// For a registered source (AddSources): its kind and computer, its
+	// reservation and the size of the images of the last Backup folder
+	// ingested (0 before the first).
+	Kind        string `json:"kind,omitempty"`
+	Computer    string `json:"computer,omitempty"`
+	Reservation int64  `json:"reservation,omitempty"`
+	ImageSize   int64  `json:"image_size,omitempty"`
 }
 
 // StoreStatus is the state of the store and of every source in it.
@@ -62,6 +70,41 @@ func (s *StoreStatus) AddTape(st *TapeState, groups []Group) {
 	var w []string
 	s.Tape, w = TapeStatus(st, groups, s.Time)
 	s.Warnings = append(s.Warnings, w...)
+}
+
+// AddSources adds to the status what the registered sources say: each
+// one's kind, reservation and last image size (a source with no point and
+// in no group gets a line of its own), and a warning for each image that
+// grew past its reservation.
+func (s *StoreStatus) AddSources(srcs []Source) {
+	for _, src := range srcs {
+		i := slices.IndexFunc(s.Sources, func(x SourceStatus) bool { return x.Source == src.Name })
+		if i < 0 {
+			s.Sources = append(s.Sources, SourceStatus{Source: src.Name})
+			i = len(s.Sources) - 1
+		}
+		x := &s.Sources[i]
+		x.Kind, x.Computer, x.Reservation, x.ImageSize = src.Kind, src.Computer, src.Reservation, src.ImageSize
+		if src.ImageSize > src.Reservation {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("image of %s is %s, past its reservation of %s: raise it with 'recall source edit %s --reservation SIZE'",
+				src.Computer, gib(src.ImageSize), gib(src.Reservation), src.Name))
+		}
+	}
+	sort.SliceStable(s.Sources, func(i, j int) bool {
+		a, b := s.Sources[i], s.Sources[j]
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		return a.Source < b.Source
+	})
+}
+
+// gib prints a size in GiB as the reservation is given: 30 GiB, 34.1 GiB.
+func gib(n int64) string {
+	if n%(1<<30) == 0 {
+		return fmt.Sprintf("%d GiB", n>>30)
+	}
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 }
 
 // Status thresholds: DPM's sizing rule, and two weeks of growth.

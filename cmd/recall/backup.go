@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -56,7 +57,8 @@ func init() {
 		ArgsUsage: "[PATH]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "group", Usage: "back up every member of protection group `NAME` now, each as its own job, under the group's policy (no PATH); when recall serve runs, the server does it and this follows the job"},
-			&cli.StringFlag{Name: "source", Usage: "data source `NAME` (default: derived from PATH)"},
+			&cli.StringFlag{Name: "source", Usage: "data source `NAME` (default: derived from PATH); with no PATH, ingest registered source NAME now (see 'recall source add'): through recall serve when it runs and a group holds the source"},
+			&cli.DurationFlag{Name: "settle", Usage: "with --source and no PATH: take the image as finished after `SPAN` without writes, for this run (default: the source's settle time)"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the new point as JSON lines (see the README)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "how long to wait for another backup of this store to finish"},
 			&cli.IntFlag{Name: "files", Value: 4, Usage: "large files read at once (files of one chunk or less get 8 times as many slots of their own)"},
@@ -74,8 +76,14 @@ func init() {
 			if c.IsSet("group") {
 				return backupGroup(c)
 			}
+			if c.NArg() == 0 && c.IsSet("source") {
+				return backupSource(c)
+			}
 			if c.NArg() != 1 {
-				return usagef("backup needs exactly one PATH (or --group NAME)")
+				return usagef("backup needs exactly one PATH (or --group NAME, or --source NAME of a registered source)")
+			}
+			if c.IsSet("settle") {
+				return usagef("backup --settle is for a registered source's image: give --source NAME and no PATH")
 			}
 			if s := c.String("source"); c.IsSet("source") {
 				if err := engine.ValidSourceName(s); err != nil {
@@ -89,6 +97,13 @@ func init() {
 				return err
 			}
 			if _, err := limitFlags(c); err != nil {
+				return err
+			}
+			source, err := engine.BackupSource(c.Args().First(), c.String("source"))
+			if err != nil {
+				return err
+			}
+			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error { return cat.CheckPathSource(source) }); err != nil && !errors.Is(err, chunkstore.ErrNoStore) {
 				return err
 			}
 			st, err := openStore(c)
@@ -145,6 +160,13 @@ func backup(c *cli.Context, st *engine.Store) (*engine.Point, error) {
 	if p == nil {
 		return nil, err
 	}
+	printPoint(c, rep, p)
+	return p, err
+}
+
+// printPoint prints the point a backup made, as text or as the --json
+// summary line.
+func printPoint(c *cli.Context, rep *reporter, p *engine.Point) {
 	if c.Bool("json") {
 		rep.Summary(backupSummary(p))
 	} else if rep.text() {
@@ -160,7 +182,6 @@ func backup(c *cli.Context, st *engine.Store) (*engine.Point, error) {
 			fmt.Fprintf(c.App.Writer, "  warning: %s: %s\n", e.Path, e.Error)
 		}
 	}
-	return p, err
 }
 
 // excludeOptions gathers the exclusion flags; anything unusable is a
@@ -248,6 +269,9 @@ func backupGroup(c *cli.Context) error {
 			return usagef("backup --group: --%s comes from the group's policy; change it with 'recall group edit %s --...'", f, c.String("group"))
 		}
 	}
+	if c.IsSet("settle") {
+		return usagef("backup --group: --settle is for one registered source: give --source NAME instead of --group")
+	}
 	a, err := serverClient(c)
 	if err != nil {
 		return err
@@ -275,7 +299,18 @@ func backupGroup(c *cli.Context) error {
 		Log:  func(f string, a ...any) { logf(f, a...) },
 		Warn: warnf,
 		Lock: lockWait(c),
+		Skipped: func(member string, err error) {
+			if !c.Bool("quiet") {
+				logf("member %s: %v", member, err)
+			}
+		},
 	})
+	return printGroupResults(c, res, err)
+}
+
+// printGroupResults prints how each member of a group's backup run here
+// went, and returns the run's error.
+func printGroupResults(c *cli.Context, res []engine.MemberResult, err error) error {
 	var out []backupJSON
 	for _, r := range res {
 		if r.Point != nil {
@@ -316,7 +351,13 @@ func backupGroup(c *cli.Context) error {
 // follows the job. A backup of the group already queued or running is
 // followed instead of queueing another.
 func backupGroupServed(c *cli.Context, a *apiClient) error {
-	resp, err := a.do(c.Context, "POST", "/backup", map[string]string{"group": c.String("group")})
+	return backupServed(c, a, map[string]string{"group": c.String("group")}, "group "+c.String("group"))
+}
+
+// backupServed asks the server for the backup req describes (what names
+// it for messages) and follows the job.
+func backupServed(c *cli.Context, a *apiClient, req map[string]string, what string) error {
+	resp, err := a.do(c.Context, "POST", "/backup", req)
 	if err != nil {
 		return err
 	}
@@ -339,10 +380,10 @@ func backupGroupServed(c *cli.Context, a *apiClient) error {
 		return err
 	}
 	if len(out.Jobs) != 1 {
-		return fmt.Errorf("recall serve queued %d jobs for group %s; expected one", len(out.Jobs), c.String("group"))
+		return fmt.Errorf("recall serve queued %d jobs for %s; expected one", len(out.Jobs), what)
 	}
 	if !c.Bool("quiet") && !c.Bool("json") {
-		logf("backup of group %s queued in recall serve as job %d", c.String("group"), out.Jobs[0])
+		logf("backup of %s queued in recall serve as job %d", what, out.Jobs[0])
 	}
 	show := printFollow(c)
 	if c.Bool("json") {

@@ -90,6 +90,24 @@ func memberFlag(usage string) cli.Flag {
 	return &cli.GenericFlag{Name: "member", Value: &repeated{}, Usage: usage}
 }
 
+func sourceFlag(usage string) cli.Flag {
+	return &cli.GenericFlag{Name: "source", Value: &repeated{}, Usage: usage}
+}
+
+// sourceMembers are the member paths of the registered sources --source
+// names: their staging directories.
+func sourceMembers(c *cli.Context, cat *engine.Catalog) ([]string, error) {
+	var out []string
+	for _, name := range c.Generic("source").(*repeated).list {
+		s, err := cat.Source(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s.Staging)
+	}
+	return out, nil
+}
+
 // groupName is the one NAME argument of a group subcommand.
 func groupName(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
@@ -107,7 +125,8 @@ func init() {
 				Name:      "create",
 				Usage:     "create a protection group",
 				ArgsUsage: "NAME",
-				Flags:     append([]cli.Flag{memberFlag("protect `PATH` (directory, file or block device; repeatable)")}, policyFlags()...),
+				Flags: append([]cli.Flag{memberFlag("protect `PATH` (directory, file or block device; repeatable)"),
+					sourceFlag("protect registered source `NAME` (see 'recall source add'; repeatable)")}, policyFlags()...),
 				Action: func(c *cli.Context) error {
 					name, err := groupName(c)
 					if err != nil {
@@ -116,6 +135,11 @@ func init() {
 					g := engine.Group{Name: name, Members: c.Generic("member").(*repeated).list}
 					setPolicy(c, &g.Policy)
 					return withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+						ms, err := sourceMembers(c, cat)
+						if err != nil {
+							return err
+						}
+						g.Members = append(g.Members, ms...)
 						g, err := cat.CreateGroup(g, time.Now())
 						if err != nil {
 							return err
@@ -138,26 +162,40 @@ func init() {
 				Name:      "add",
 				Usage:     "add members to a group",
 				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{memberFlag("add `PATH` (repeatable)")},
+				Flags:     []cli.Flag{memberFlag("add `PATH` (repeatable)"), sourceFlag("add registered source `NAME` (repeatable)")},
 				Action: func(c *cli.Context) error {
 					ms := c.Generic("member").(*repeated).list
-					if len(ms) == 0 {
-						return usagef("group add needs --member PATH")
+					if len(ms) == 0 && !c.IsSet("source") {
+						return usagef("group add needs --member PATH or --source NAME")
 					}
-					return editGroup(c, func(g *engine.Group) error { g.Members = append(g.Members, ms...); return nil })
+					return editGroupWith(c, func(cat *engine.Catalog) (func(*engine.Group) error, error) {
+						srcs, err := sourceMembers(c, cat)
+						if err != nil {
+							return nil, err
+						}
+						return func(g *engine.Group) error { g.Members = append(g.Members, append(ms, srcs...)...); return nil }, nil
+					})
 				},
 			},
 			{
 				Name:      "remove",
 				Usage:     "take members out of a group (their points stay)",
 				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{memberFlag("remove `PATH` (repeatable)")},
+				Flags:     []cli.Flag{memberFlag("remove `PATH` (repeatable)"), sourceFlag("remove registered source `NAME` (repeatable)")},
 				Action: func(c *cli.Context) error {
 					ms := c.Generic("member").(*repeated).list
-					if len(ms) == 0 {
-						return usagef("group remove needs --member PATH")
+					srcs := c.Generic("source").(*repeated).list
+					if len(ms) == 0 && len(srcs) == 0 {
+						return usagef("group remove needs --member PATH or --source NAME")
 					}
 					return editGroup(c, func(g *engine.Group) error {
+						for _, name := range srcs {
+							i := slices.IndexFunc(g.Members, func(m string) bool { return g.SourceOf[m] == name })
+							if i < 0 {
+								return fmt.Errorf("group %s does not hold source %s (its sources: %s)", g.Name, name, strings.Join(g.Sources(), ", "))
+							}
+							g.Members = slices.Delete(g.Members, i, i+1)
+						}
 						for _, m := range ms {
 							abs, err := engine.MemberPath(m)
 							if err != nil {
@@ -245,11 +283,21 @@ func init() {
 }
 
 func editGroup(c *cli.Context, fn func(*engine.Group) error) error {
+	return editGroupWith(c, func(*engine.Catalog) (func(*engine.Group) error, error) { return fn, nil })
+}
+
+// editGroupWith is editGroup with a change that is made from what the
+// catalog holds (the registered sources a flag names).
+func editGroupWith(c *cli.Context, change func(*engine.Catalog) (func(*engine.Group) error, error)) error {
 	name, err := groupName(c)
 	if err != nil {
 		return err
 	}
 	return withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+		fn, err := change(cat)
+		if err != nil {
+			return err
+		}
 		g, err := cat.EditGroup(name, time.Now(), fn)
 		if err != nil {
 			return err
@@ -265,6 +313,10 @@ func showGroup(w io.Writer, g *engine.Group) {
 	p := g.Policy
 	fmt.Fprintf(w, "group %s (policy version %d, modified %s)\n", g.Name, g.PolicyVersion, g.Modified.Format(time.RFC3339))
 	for i, m := range g.Members {
+		if g.SourceOf[m] != "" {
+			fmt.Fprintf(w, "  member %s (registered source %s)\n", m, g.Sources()[i])
+			continue
+		}
 		fmt.Fprintf(w, "  member %s (source %s)\n", m, g.Sources()[i])
 	}
 	line := func(k, v string) {

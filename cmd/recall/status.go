@@ -36,12 +36,17 @@ func init() {
 				return err
 			}
 			var tape *engine.TapeState
+			var sources []engine.Source
 			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) (err error) {
+				if sources, err = cat.Sources(); err != nil {
+					return err
+				}
 				tape, err = cat.TapeState()
 				return err
 			}); err != nil {
 				return err
 			}
+			s.AddSources(sources)
 			s.AddTape(tape, groups)
 			if c.Bool("json") {
 				if s.Sources == nil {
@@ -107,6 +112,16 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 			last = x.LastTime.Local().Format("2006-01-02 15:04")
 		}
 		fmt.Fprintf(w, "%-12s %-24s %-20s %6d %10s %10s %5.1fx %10s\n", g, x.Source, last, x.Points, human(x.Protected), human(x.Stored), x.DedupRatio, human(x.GrowthPerDay))
+	}
+	for _, x := range s.Sources {
+		if x.Kind == "" {
+			continue
+		}
+		image := "no image ingested yet"
+		if x.ImageSize > 0 {
+			image = "last image " + human(x.ImageSize)
+		}
+		fmt.Fprintf(w, "source %s (%s of %s): reservation %s, %s\n", x.Source, x.Kind, x.Computer, human(x.Reservation), image)
 	}
 	fmt.Fprintf(w, "store: %s stored, %s protected, growing %s a day", human(s.Stored), human(s.Protected), human(s.GrowthPerDay))
 	if s.Free >= 0 {

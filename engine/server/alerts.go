@@ -14,6 +14,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/engine/wsb"
 	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
@@ -206,6 +207,10 @@ func suggest(f *Alert, err error) string {
 		return checkAction(f)
 	case errors.Is(err, engine.ErrWarnings):
 		return "the point was made but entries were skipped or damaged: see the job's errors with 'recall jobs'"
+	case errors.Is(err, engine.ErrOtherComputer):
+		return "another computer's folder is in source " + f.Source + "'s staging share (the error names it): give that computer a source and a share of its own, and move its folder away; the server ingests again once it is gone"
+	case errors.Is(err, wsb.ErrIncomplete):
+		return "Windows Server Backup's image in source " + f.Source + "'s staging share is incomplete (the error names what is missing): run the backup on the Windows side again (wbadmin start backup) and check the share's free space; the server ingests it by itself once it is complete, and the alert clears"
 	}
 	if f.CatalogJob != 0 {
 		return fmt.Sprintf("see job %d in 'recall jobs'; fix the cause, then run 'recall backup --group %s' or wait for the next run", f.CatalogJob, f.Group)

@@ -316,15 +316,7 @@ func (s *Server) Backup(group string) (uint64, error) {
 		return 0, fmt.Errorf("group %s has no members: add one with 'recall group add %s --member PATH'", g.Name, g.Name)
 	}
 	queued := s.enqueue(&task{kind: "backup", group: g})
-	s.jobsMu.Lock()
-	var id uint64
-	for i := len(s.jobs) - 1; i >= 0; i-- {
-		if j := s.jobs[i]; j.view.Kind == "backup" && j.view.Group == g.Name && !j.view.Done() {
-			id = j.view.ID
-			break
-		}
-	}
-	s.jobsMu.Unlock()
+	id := s.activeBackup(g.Name)
 	if !queued {
 		return id, fmt.Errorf("group %s: %w as job %d (follow it with 'recall jobs --follow %d')", g.Name, ErrJobBusy, id, id)
 	}
@@ -335,14 +327,31 @@ func (s *Server) Backup(group string) (uint64, error) {
 	return id, nil
 }
 
+// activeBackup is the id of the backup of group queued or running (0:
+// none).
+func (s *Server) activeBackup(group string) uint64 {
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	for i := len(s.jobs) - 1; i >= 0; i-- {
+		if j := s.jobs[i]; j.view.Kind == "backup" && j.view.Group == group && !j.view.Done() {
+			return j.view.ID
+		}
+	}
+	return 0
+}
+
 // Status is GET /v1/status.
 func (s *Server) Status(ctx context.Context) StatusView {
 	v := StatusView{Server: s.info(), Schedule: []GroupRun{}, Jobs: []JobView{}, Alerts: len(s.alerts.list())}
 	var groups []engine.Group
+	var sources []engine.Source
 	var tape *engine.TapeState
 	err := engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
 		var err error
 		if groups, err = cat.Groups(); err != nil {
+			return err
+		}
+		if sources, err = cat.Sources(); err != nil {
 			return err
 		}
 		tape, err = cat.TapeState()
@@ -352,6 +361,7 @@ func (s *Server) Status(ctx context.Context) StatusView {
 		v.StoreStatus, err = s.o.Store.Status(ctx, groups, s.o.Clock.Now())
 	}
 	if err == nil {
+		v.StoreStatus.AddSources(sources)
 		v.StoreStatus.AddTape(tape, groups)
 	}
 	if err != nil {
@@ -447,16 +457,30 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+APIVersion+"/backup", s.write(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Group string `json:"group"`
+			// Source is a registered source to ingest now, with Settle
+			// (a Go duration, "" for the source's) for this run.
+			Source string `json:"source"`
+			Settle string `json:"settle"`
 		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.Group == "" {
-			writeError(w, http.StatusBadRequest, fmt.Errorf(`body: give {"group": "NAME"}`))
+		err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req)
+		var settle time.Duration
+		if err == nil && req.Settle != "" {
+			settle, err = time.ParseDuration(req.Settle)
+		}
+		if err != nil || (req.Group == "") == (req.Source == "") || settle < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf(`body: give {"group": "NAME"} or {"source": "NAME", "settle": "2m"}`))
 			return
 		}
-		id, err := s.Backup(req.Group)
+		var id uint64
+		if req.Group != "" {
+			id, err = s.Backup(req.Group)
+		} else {
+			id, err = s.BackupSource(req.Source, settle)
+		}
 		switch {
 		case errors.Is(err, ErrJobBusy):
 			writeJSON(w, http.StatusConflict, map[string]any{"jobs": []uint64{id}, "error": err.Error()})
-		case errors.Is(err, engine.ErrNoGroup):
+		case errors.Is(err, engine.ErrNoGroup), errors.Is(err, engine.ErrNoSource):
 			writeError(w, http.StatusNotFound, err)
 		case err != nil:
 			writeError(w, http.StatusUnprocessableEntity, err)

@@ -95,6 +95,7 @@ type Server struct {
 	sleepUntil time.Time       // until then
 	pending    bool            // a task ended since the scheduler last looked
 	retries    map[string]*retry
+	watches    map[string]*sourceWatch // registered sources, by name (ingest.go)
 	wantGC     bool
 	interrupts []uint64 // catalog jobs cancelled by a shutdown
 	wake       chan struct{}
@@ -113,6 +114,9 @@ type task struct {
 	covers time.Time
 	point  bool // a recovery point time is among those it covers
 	retry  int
+	// settle overrides the settle time of the registered sources among
+	// a backup's members (0: their own).
+	settle time.Duration
 	res    []engine.MemberResult // a backup's, once it ran
 }
 
@@ -168,7 +172,7 @@ func New(o Options) (*Server, error) {
 		l.release()
 		return nil, err
 	}
-	s := &Server{o: o, lock: l, state: st, busy: map[string]bool{}, retries: map[string]*retry{}, wake: make(chan struct{}, 1)}
+	s := &Server{o: o, lock: l, state: st, busy: map[string]bool{}, retries: map[string]*retry{}, watches: map[string]*sourceWatch{}, wake: make(chan struct{}, 1)}
 	s.cond = sync.NewCond(&s.mu)
 	if err := s.initHooks(); err != nil {
 		l.release()
@@ -329,9 +333,13 @@ func (s *Server) tick(ctx context.Context) time.Time {
 		}
 	}
 	var groups []engine.Group
+	var sources []engine.Source
 	err := engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
 		var err error
-		groups, err = cat.Groups()
+		if groups, err = cat.Groups(); err != nil {
+			return err
+		}
+		sources, err = cat.Sources()
 		return err
 	})
 	if err != nil {
@@ -390,6 +398,7 @@ func (s *Server) tick(ctx context.Context) time.Time {
 			}
 		}
 	}
+	s.tickSources(now, groups, sources, wakeAt)
 	s.tickTape(now, groups, wakeAt)
 	s.tickChecks(now, groups, wakeAt)
 	s.mu.Lock()
@@ -531,10 +540,14 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 	log := s.o.Log.With("job", "backup", "group", g.Name)
 	log.Info("backup started", "members", len(g.Members), "run", t.covers, "retry", t.retry)
 	res, err := s.o.Store.BackupGroup(ctx, s.o.Home, &g, engine.GroupBackupOptions{
-		Now:  s.o.Clock.Now,
-		Log:  func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },
-		Warn: func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
-		Lock: s.lockOptions("backup of group " + g.Name),
+		Now:    s.o.Clock.Now,
+		Log:    func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },
+		Warn:   func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		Lock:   s.lockOptions("backup of group " + g.Name),
+		Settle: t.settle,
+		Skipped: func(member string, err error) {
+			log.Info("member has nothing to ingest", "member", member, "why", err)
+		},
 		Progress: func(member string) *engine.Progress {
 			log.Info("member backup running", "member", member)
 			p := new(engine.Progress)
