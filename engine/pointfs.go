@@ -113,7 +113,7 @@ func (f *pointFS) lookup(op, name string, follow bool) (*Node, error) {
 				return nil, &fs.PathError{Op: op, Path: name, Err: syscall.ELOOP}
 			}
 			target := path.Join(append(dir, c.Target)...)
-			if path.IsAbs(c.Target) || target == ".." || strings.HasPrefix(target, "../") {
+			if c.Target == "" || path.IsAbs(c.Target) || target == ".." || strings.HasPrefix(target, "../") {
 				return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 			}
 			// Start again from the root with the link replaced by its
@@ -346,6 +346,12 @@ func (f *pointFile) size() int64 {
 func (f *pointFile) ReadAt(b []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrInvalid}
+	}
+	f.mu.Lock()
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
+		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
 	}
 	n := f.info.n
 	end := min(off+int64(len(b)), f.size())

@@ -7,12 +7,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"testing/fstest"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine/wsb"
+	"github.com/recall-backup/recall/internal/wsbgen"
 )
 
 // writeTree writes files (slash paths relative to dir; a value of nil is
@@ -142,6 +145,9 @@ func TestPointFS(t *testing.T) {
 		t.Errorf("read after seek: %d bytes, %v", len(rest), err)
 	}
 	f.Close()
+	if _, err := ra.ReadAt(make([]byte, 10), 0); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("read after close: %v", err)
+	}
 
 	// Listing and stat read no data chunk; only reading does.
 	cs.loads = map[chunkstore.ID]int{}
@@ -264,5 +270,75 @@ func TestPointFSNames(t *testing.T) {
 	}
 	if want := []string{"  leading and trailing  ", "-dash", "WindowsImageBackup", "a:b*c?d\"e<f>g|h", "abs-link", `back\slash`, "escape-link", "日本語"}; !slices.Equal(names, want) {
 		t.Errorf("root lists %q, want %q", names, want)
+	}
+}
+
+// TestPointFSWindowsImage: engine/wsb reads an image in a point as it
+// reads the staging share, and looking at the image reads none of the
+// images' chunks: sizes come from the tree.
+func TestPointFSWindowsImage(t *testing.T) {
+	ts := newTestStore(t)
+	staging := t.TempDir()
+	b, err := wsbgen.Generate(staging, wsbgen.Options{Seed: 12, Names: true, Volumes: []wsbgen.VolumeSpec{
+		{FS: "FAT32", Size: 16 << 20, Allocated: 2 << 20, Critical: true},
+		{Letter: "C:", FS: "NTFS", Size: 64 << 20, Allocated: 8 << 20, Critical: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: staging, Source: "srv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: ts.st, loads: map[chunkstore.ID]int{}, bad: map[chunkstore.ID]bool{}}
+	fsys := NewReader(cs).PointFS(p)
+	want, err := wsb.Inspect(os.DirFS(staging), b.Computer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := wsb.Inspect(fsys, b.Computer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Complete() || !reflect.DeepEqual(got, want) {
+		t.Errorf("in the point:\n%+v\non the share:\n%+v", got, want)
+	}
+	v, err := wsb.ReadVersion(fsys, b.Computer)
+	if err != nil || v.VersionID != b.VersionID || len(v.Volumes) != len(b.Volumes) {
+		t.Errorf("version %+v, %v", v, err)
+	}
+	// Not a chunk of the images was read.
+	root, err := ts.r.LoadTree(p.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := root.Find(wsb.Dir)
+	for _, dir := range []string{b.Computer, filepath.Base(b.Dir)} {
+		tr, err := ts.r.LoadTree(n.Subtree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = tr.Find(dir)
+	}
+	images, err := ts.r.LoadTree(n.Subtree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks int
+	for _, f := range images.Nodes {
+		if filepath.Ext(f.Name) != ".vhdx" {
+			continue
+		}
+		for _, x := range f.Extents {
+			if !x.Hole {
+				chunks++
+				if cs.loads[x.ID] != 0 {
+					t.Errorf("%s: chunk %s read", f.Name, x.ID.Short())
+				}
+			}
+		}
+	}
+	if chunks == 0 {
+		t.Fatal("no image chunk in the point")
 	}
 }

@@ -37,7 +37,9 @@
 // and at least one .vhdx or .vhd, and the computer's folder holds
 // Catalog/GlobalCatalog and MediaId. Image.Missing names what is not
 // there, in that order, as slash paths relative to the computer's folder
-// ("Backup 2026-11-02 210312/*.vhdx" when no image is there).
+// ("Backup 2026-11-02 210312/*.vhdx" when no image is there, "Backup
+// YYYY-MM-DD HHMMSS" when there is no backup folder at all: then
+// Image.Err wraps ErrNoImage as well as ErrIncomplete).
 // BackupGlobalCatalog is a copy of GlobalCatalog and not required. Whether
 // WSB has finished writing is not in the tree: Image.LastWrite is the
 // newest modification time under WindowsImageBackup, for a caller that

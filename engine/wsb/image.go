@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ const Dir = "WindowsImageBackup"
 
 var (
 	// ErrIncomplete: the newest backup lacks files a complete one has.
+	//lint:ignore ST1005 the message starts with the product's name
 	ErrIncomplete = errors.New("Windows Server Backup image is incomplete")
 	// ErrNoImage: the tree holds no image of the computer at all.
 	ErrNoImage = errors.New("no Windows Server Backup image")
@@ -54,13 +56,13 @@ type Image struct {
 	Images    []File    // the .vhd/.vhdx files of the newest backup
 	Size      int64     // their total size
 	LastWrite time.Time // newest ModTime of anything under WindowsImageBackup
-
-	found bool // the computer's folder exists
 }
 
 // Inspect reads fsys/WindowsImageBackup/<computer>. It fails only when
 // the tree cannot be read; an absent WindowsImageBackup or computer
 // folder gives an Image with Missing set (and Err wrapping ErrNoImage).
+// computer is matched without regard to case; Image.Computer is the
+// folder's name as found.
 func Inspect(fsys fs.FS, computer string) (*Image, error) {
 	im := &Image{Computer: computer}
 	ents, err := fs.ReadDir(fsys, Dir)
@@ -71,11 +73,12 @@ func Inspect(fsys fs.FS, computer string) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", Dir, err)
 	}
-	if name, ok := pickComputer(ents, computer); ok {
-		im.Computer, im.found = name, true
+	name, found := pickComputer(ents, computer)
+	if found {
+		im.Computer = name
 	}
 	for _, e := range ents {
-		if !im.found || e.Name() != im.Computer {
+		if !found || e.Name() != im.Computer {
 			im.Others = append(im.Others, e.Name())
 		}
 	}
@@ -83,7 +86,7 @@ func Inspect(fsys fs.FS, computer string) (*Image, error) {
 	if err := im.lastWrite(fsys); err != nil {
 		return nil, err
 	}
-	if !im.found {
+	if !found {
 		im.Missing = []string{unnamedBackup, "Catalog/GlobalCatalog", "MediaId"}
 		return im, nil
 	}
@@ -231,30 +234,32 @@ func (im *Image) lastWrite(fsys fs.FS) error {
 func (im *Image) Complete() bool { return len(im.Missing) == 0 }
 
 // Err is nil for a complete image, else an error wrapping ErrIncomplete
-// naming every missing part; when the tree holds no folder of the
-// computer at all it wraps ErrNoImage too.
+// naming every missing part; when not even a backup folder is there
+// (Missing holds "Backup YYYY-MM-DD HHMMSS") it wraps ErrNoImage too.
 func (im *Image) Err() error {
 	if im.Complete() {
 		return nil
 	}
-	return &incompleteError{computer: im.Computer, missing: im.Missing, none: !im.found}
+	return &incompleteError{computer: im.Computer, missing: im.Missing, others: im.Others}
 }
 
 type incompleteError struct {
-	computer string
-	missing  []string
-	none     bool // no folder of the computer
+	computer        string
+	missing, others []string
 }
 
+func (e *incompleteError) none() bool { return slices.Contains(e.missing, unnamedBackup) }
+
 func (e *incompleteError) Error() string {
-	if e.none {
-		return fmt.Sprintf("image of %s is incomplete: no folder %s/%s", e.computer, Dir, e.computer)
+	msg := fmt.Sprintf("image of %s is incomplete: missing %s", e.computer, strings.Join(e.missing, ", "))
+	if e.none() && len(e.others) > 0 {
+		msg += fmt.Sprintf(" (%s holds %s)", Dir, strings.Join(e.others, ", "))
 	}
-	return fmt.Sprintf("image of %s is incomplete: missing %s", e.computer, strings.Join(e.missing, ", "))
+	return msg
 }
 
 func (e *incompleteError) Unwrap() []error {
-	if e.none {
+	if e.none() {
 		return []error{ErrIncomplete, ErrNoImage}
 	}
 	return []error{ErrIncomplete}

@@ -77,7 +77,10 @@ func vhdxErr(format string, args ...any) error {
 // file type identifier, the headers and region tables with their CRC-32C,
 // the metadata the disk needs, and that every block the BAT points to is
 // inside the file. It reads the structures, never the payload. Ingestion
-// warns about what it finds; it never refuses the file.
+// warns about what it finds; it never refuses the file. A .vhd (the
+// older format WSB wrote before VHDX) is not a VHDX: it is not checked.
+// Every finding names the structure and its offset; an error reading r
+// is returned as it is.
 func CheckVHDX(r io.ReaderAt, size int64) error {
 	if size < mib {
 		return vhdxErr("%d bytes, shorter than the 1 MiB header section", size)

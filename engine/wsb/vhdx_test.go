@@ -202,7 +202,7 @@ func TestCheckVHDXFaults(t *testing.T) {
 			t.Errorf("corrupted image: %v", err)
 		}
 	}
-	b, imgs = newImage(t, wsbgen.Options{Seed: 9, Truncate: true})
+	_, imgs = newImage(t, wsbgen.Options{Seed: 9, Truncate: true})
 	for i, img := range imgs {
 		err := CheckVHDX(img.f, img.size)
 		if i != largest && err != nil {

@@ -263,7 +263,8 @@ func TestOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if im.Complete() || !slices.Equal(im.Others, []string{"SRV01", "SRV02", "desktop.ini"}) || !errors.Is(im.Err(), ErrNoImage) {
+	if im.Complete() || !slices.Equal(im.Others, []string{"SRV01", "SRV02", "desktop.ini"}) || !errors.Is(im.Err(), ErrNoImage) ||
+		!strings.HasSuffix(im.Err().Error(), "(WindowsImageBackup holds SRV01, SRV02, desktop.ini)") {
 		t.Errorf("SRV03: complete %v, others %q, err %v", im.Complete(), im.Others, im.Err())
 	}
 }
@@ -287,7 +288,7 @@ func TestEmpty(t *testing.T) {
 			t.Errorf("%s: %+v", step, im)
 		}
 		err = im.Err()
-		if !errors.Is(err, ErrIncomplete) || errors.Is(err, ErrNoImage) != (step != "computer folder only") {
+		if !errors.Is(err, ErrIncomplete) || !errors.Is(err, ErrNoImage) || err.Error() != "image of SRV01 is incomplete: missing "+strings.Join(want, ", ") {
 			t.Errorf("%s: err %v", step, err)
 		}
 		if _, err := ReadVersion(os.DirFS(dir), "SRV01"); !errors.Is(err, ErrNoImage) {
@@ -347,7 +348,7 @@ func TestDecodeXML(t *testing.T) {
 	doc := `<a x="Ü{1}">€</a>`
 	utf16 := func(bom []byte, big bool) []byte {
 		out := bom
-		for _, r := range []rune(`<?xml version="1.0" encoding="UTF-16"?>` + "\r\n" + doc) {
+		for _, r := range `<?xml version="1.0" encoding="UTF-16"?>` + "\r\n" + doc {
 			if r > 0xffff {
 				t.Fatal("test text outside the BMP")
 			}
