@@ -534,6 +534,15 @@ func TestBMRShareCommands(t *testing.T) {
 		t.Fatalf("a second --apply changed the configuration:\n%s\n%s", read(h.conf), read(include))
 	}
 	h.smbOK(h.name, `ls WindowsImageBackup\*`)
+	// A password from the environment replaces the old one.
+	e.vars = []string{"RECALL_SMB_PASSWORD=Wsb-Pass-5b"}
+	e.ok("share", "bmr-target", "--source", h.name, "--apply", "--smb-conf", h.conf)
+	e.vars = nil
+	if out, _ := h.smb(h.name, "ls"); !strings.Contains(out, "NT_STATUS_LOGON_FAILURE") {
+		t.Fatalf("the old password still logs on:\n%s", out)
+	}
+	h.password = "Wsb-Pass-5b"
+	h.smbOK(h.name, `ls WindowsImageBackup\*`)
 
 	// Printing alone touches nothing: no user, no folders, no share.
 	other := "print" + h.name
