@@ -20,4 +20,10 @@
 // Verify walks each tree once across all points, reporting what a shared
 // tree holds damaged under every path where it appears, and reads each
 // pack once, whole.
+//
+// Data sources are paths (a source's name derived from its path) or
+// registered in the catalog (source.go): a Windows computer's bmr or
+// systemstate image, which WSB writes into a staging directory and Ingest
+// (ingest.go) turns into an ordinary point of that directory once the
+// image is complete and settled.
 package engine

@@ -225,7 +225,15 @@ func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol
 	t := now()
 	opts := BackupOptions{Path: member, Source: src, Now: now, Log: o.Log, Exclude: pol.BackupExclude(),
 		Compression: r.compression, Group: g.Name, PolicyVersion: g.PolicyVersion}
-	if slot, ok := r.slot(t); ok && !s.r.hasScheduled(src, slot) {
+	slot, ok := r.slot(t)
+	if reg != nil {
+		// WSB makes an image when the Windows side schedules it, not at
+		// a recovery point time: each new image is the recovery point of
+		// the latest point time before it, once, so that the group's
+		// retention keeps images as versions rather than as syncs.
+		slot, ok = r.lastSlot(t)
+	}
+	if ok && !s.r.hasScheduled(src, slot) {
 		opts.Scheduled = slot
 	}
 	if o.Progress != nil {
@@ -250,6 +258,24 @@ func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol
 		return p, err
 	}
 	return Backup(ctx, sess, opts)
+}
+
+// lastSlot returns the latest recovery point time at or before now, within
+// the last week (the days of the policy may skip six).
+func (r *rules) lastSlot(now time.Time) (time.Time, bool) {
+	for back := 0; back <= 7; back++ {
+		y, mo, d := now.AddDate(0, 0, -back).Date()
+		midnight := time.Date(y, mo, d, 0, 0, 0, 0, now.Location())
+		if !r.days[midnight.Weekday()] {
+			continue
+		}
+		for i := len(r.at) - 1; i >= 0; i-- {
+			if t := time.Date(y, mo, d, r.at[i]/60, r.at[i]%60, 0, 0, now.Location()); !t.After(now) {
+				return t, true
+			}
+		}
+	}
+	return time.Time{}, false
 }
 
 // hasScheduled reports whether source has a point made for the recovery

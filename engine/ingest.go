@@ -97,7 +97,10 @@ func InspectSource(src Source, settle time.Duration, now time.Time) (*wsb.Image,
 				src.Name, ErrNotSettled, shortSpan(age.Round(time.Second)), shortSpan(settle))
 		}
 	}
-	if err := im.Err(); err != nil {
+	if err := im.Err(); errors.Is(err, wsb.ErrNoImage) {
+		return im, fmt.Errorf("source %s (%s): %w; no point was made: share the directory with 'recall share bmr-target --source %s' and run the backup on %s to it (wbadmin start backup)",
+			src.Name, src.Staging, err, src.Name, src.Computer)
+	} else if err != nil {
 		return im, fmt.Errorf("source %s (%s): %w; no point was made: run the backup on %s again (wbadmin start backup) and check the share has room for it",
 			src.Name, src.Staging, err, src.Computer)
 	}

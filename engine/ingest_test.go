@@ -329,6 +329,17 @@ func TestGroupIngests(t *testing.T) {
 			t.Errorf("registered member: %+v, point %+v", r, r.Point)
 		}
 	}
+	// The image is the recovery point of the latest point time before it
+	// (the default policy's 20:00), whenever WSB made it.
+	for _, r := range res {
+		if r.Member != f.src.Staging {
+			continue
+		}
+		at := r.Point.Scheduled.Local()
+		if at.IsZero() || at.Hour() != 20 || at.Minute() != 0 || at.After(r.Point.Time) || r.Point.Time.Sub(at) > 24*time.Hour {
+			t.Errorf("ingested point made at %s is the recovery point of %s, want the latest 20:00 before it", r.Point.Time, r.Point.Scheduled)
+		}
+	}
 	res, err = run()
 	if err != nil || len(res) != 1 || res[0].Member != other || len(skipped) != 1 || !errors.Is(skipped[0], ErrNothingNew) {
 		t.Errorf("second run: %+v %v, skipped %v; want the path member only, the source skipped as nothing new", res, err, skipped)

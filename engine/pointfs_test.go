@@ -183,6 +183,24 @@ func TestPointFS(t *testing.T) {
 		t.Errorf("the first chunk loaded %d times for 64 small reads", cs.loads[x.ID])
 	}
 
+	// One handle read from many goroutines at once.
+	f, _ = fsys.Open("dir/big.bin")
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			b := make([]byte, 300<<10)
+			for off := int64(g) * 100 << 10; off < int64(len(big)); off += 1 << 20 {
+				n, _ := f.(io.ReaderAt).ReadAt(b, off)
+				if !bytes.Equal(b[:n], big[off:off+int64(n)]) || n == 0 {
+					t.Errorf("concurrent ReadAt(%d): %d bytes differ", off, n)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	f.Close()
+
 	// A damaged chunk fails the read, wrapping ErrDamaged; other reads go on.
 	cs.bad[bigNode.Extents[1].ID] = true
 	if _, err := fs.ReadFile(fsys, "dir/big.bin"); !errors.Is(err, ErrDamaged) || !errors.Is(err, chunkstore.ErrCorrupt) {

@@ -53,7 +53,7 @@ func TestSourceCommands(t *testing.T) {
 		{nil, "source add vm --kind vm --computer VM --staging " + staging + "y", exitUsage, `kind "vm"`},
 		{nil, "backup --source nosuch", exitError, "no such data source"},
 		{nil, "backup " + dir + " --source srv01", exitError, "ingest its staging tree with 'recall backup --source srv01' (no PATH)"},
-		{nil, "backup --source srv01", exitError, "no folder WindowsImageBackup/SRV01"},
+		{nil, "backup --source srv01", exitError, "missing Backup YYYY-MM-DD HHMMSS, Catalog/GlobalCatalog, MediaId; no point was made: share the directory with 'recall share bmr-target --source srv01'"},
 		{generate(0), "backup --source srv01", exitError, "WSB may still be writing; settle time 2m"},
 		{settled, "backup --source srv01", exitOK, "point "},
 		{nil, "backup --source srv01", exitOK, "nothing new to ingest"},

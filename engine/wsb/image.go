@@ -184,6 +184,9 @@ func (im *Image) readBackup(fsys fs.FS, root string) error {
 			writers = true
 		case strings.HasSuffix(n, ".vhdx") || strings.HasSuffix(n, ".vhd"):
 			fi, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed since listed: WSB is at work
+			}
 			if err != nil {
 				return fmt.Errorf("stat %s: %w", path.Join(dir, e.Name()), err)
 			}
