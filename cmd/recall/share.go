@@ -1,9 +1,16 @@
 package main
 
 import (
+	"crypto/rand"
+	"errors"
 	"fmt"
+	iofs "io/fs"
+	"os"
+	osuser "os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/fs"
@@ -34,6 +41,51 @@ tree leaves it out, so the share would show no previous versions.`,
 				&cli.StringFlag{Name: "name", Usage: "share `NAME` (default: the source name)"},
 			},
 			Action: shareSamba,
+		}, {
+			Name:  "bmr-target",
+			Usage: "print (with --apply: install) the writable share a Windows computer's Windows Server Backup writes its image to",
+			Description: `The share's path is the source's staging directory, writable by one Samba user
+(--user; default: the user recorded by an earlier --apply, else "wsb-" and the source
+name in lower case) and only in WindowsImageBackup\<Computer>: another computer cannot
+create its folder. WSB gets the user and password with -user: and -password:.
+
+--apply creates the Unix user when missing (a system user without home or shell),
+sets its Samba password (from --password-file, else RECALL_SMB_PASSWORD, else a new
+one printed once; an existing Samba account keeps its password unless one is given),
+readies the staging folders, writes the share into recall-shares.conf beside
+smb.conf (which gets one include line), reloads smbd and records the user in the
+source.`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "source", Usage: "registered bmr or systemstate data source `NAME`", Required: true},
+				&cli.StringFlag{Name: "user", Usage: "Samba and Unix `USER` WSB logs on as"},
+				&cli.StringFlag{Name: "name", Usage: "share `NAME` (default: the source name)"},
+				&cli.BoolFlag{Name: "apply", Usage: "install the share and its user and reload smbd (else only print it)"},
+				&cli.StringFlag{Name: "smb-conf", Value: engine.DefaultSmbConf, Usage: "Samba configuration `FILE` to install into"},
+				&cli.StringFlag{Name: "password-file", Usage: "read the Samba user's password from the first line of `FILE` (else RECALL_SMB_PASSWORD, else generated)"},
+			},
+			Action: shareBMRTarget,
+		}, {
+			Name:      "bmr-recovery",
+			Usage:     "print (with --apply: install) a read-only share of one recovery point whose root holds WindowsImageBackup, for Windows RE and wbadmin",
+			ArgsUsage: "POINT (an id or a prefix of one, or \"latest\" with --source)",
+			Description: `The share's path is the point's directory in the mounted recovery tree
+(<mountpoint>/<source>/@GMT-...), so its root holds WindowsImageBackup: what Windows
+RE's "Search for a system image on the network" and 'wbadmin get versions
+-backupTarget:\\server\share' look for. Mount the tree first with
+'recall mount --allow-other MNT': smbd reads it as the connected user.
+
+--apply writes the share into recall-shares.conf beside smb.conf (which gets one
+include line) and reloads smbd. The user (default: the one 'share bmr-target
+--apply' recorded for the source) must exist already.`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "source", Usage: "data source `NAME` of the point"},
+				&cli.StringFlag{Name: "user", Usage: "Samba `USER` Windows RE logs on as (default: the source's)"},
+				&cli.StringFlag{Name: "name", Usage: "share `NAME` (default: <source>-<point time as YYYYMMDD-HHMM>)"},
+				&cli.StringFlag{Name: "mountpoint", Value: defaultMountpoint, Usage: "where the recovery tree is mounted (`MNT`)"},
+				&cli.BoolFlag{Name: "apply", Usage: "install the share and reload smbd (else only print it)"},
+				&cli.StringFlag{Name: "smb-conf", Value: engine.DefaultSmbConf, Usage: "Samba configuration `FILE` to install into"},
+			},
+			Action: shareBMRRecovery,
 		}},
 	})
 }
@@ -112,4 +164,408 @@ func homeForDocs(c *cli.Context) string {
 		return c.String("home")
 	}
 	return h
+}
+
+// smbPasswordEnv holds the Samba password of a bmr-target user when no
+// --password-file is given.
+const smbPasswordEnv = "RECALL_SMB_PASSWORD"
+
+// registeredSource returns the registered source name.
+func registeredSource(c *cli.Context, name string) (engine.Source, error) {
+	var src engine.Source
+	err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+		var err error
+		src, err = cat.Source(name)
+		return err
+	})
+	return src, err
+}
+
+func isImageKind(kind string) bool { return kind == engine.KindBMR || kind == engine.KindSystemState }
+
+func shareBMRTarget(c *cli.Context) error {
+	name := c.String("source")
+	if err := engine.ValidSourceName(name); err != nil {
+		return usagef("--source: %v", err)
+	}
+	src, err := registeredSource(c, name)
+	if err != nil {
+		return err
+	}
+	if !isImageKind(src.Kind) {
+		return usagef("source %q is of kind %s: a bmr-target share is for the Windows image of a bmr or systemstate source; add one with 'recall source add NAME --kind bmr --computer PC'", name, src.Kind)
+	}
+	user := c.String("user")
+	if user == "" {
+		user = src.User
+	}
+	if user == "" {
+		user = "wsb-" + strings.ToLower(name)
+		if err := engine.ValidUnixUser(user); err != nil {
+			return usagef("source name %q makes no valid user name (%v)", name, err)
+		}
+	}
+	share := c.String("name")
+	if share == "" {
+		share = name
+	}
+	if err := engine.ValidShareName(share); err != nil {
+		return usagef("%v", err)
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "server"
+	}
+	wbadmin := fmt.Sprintf(`wbadmin start backup -backupTarget:\\%s\%s -allCritical -systemState -quiet -user:%s -password:...`, host, share, user)
+	if src.Kind == engine.KindSystemState {
+		wbadmin = fmt.Sprintf(`wbadmin start backup -backupTarget:\\%s\%s -systemState -quiet -user:%s -password:...`, host, share, user)
+	}
+	block := engine.SambaShare{
+		Name: share,
+		Comment: []string{
+			fmt.Sprintf("Staging share of data source %q (kind %s) for computer %s: its Windows Server", name, src.Kind, src.Computer),
+			"Backup writes the system image here, and recall makes a recovery point of it:",
+			"  " + wbadmin,
+			fmt.Sprintf(`Only WindowsImageBackup\%s is writable: another computer cannot create its folder.`, src.Computer),
+			"WSB speaks SMB2 or later: keep 'server min protocol' at SMB2_02 or above in [global].",
+		},
+		Params: []engine.SambaParam{
+			{Key: "comment", Value: fmt.Sprintf("recall: system image of %s (source %s)", src.Computer, name)},
+			{Key: "path", Value: src.Staging},
+			{Key: "valid users", Value: user},
+			{Key: "read only", Value: "no"},
+			{Key: "guest ok", Value: "no"},
+			{Key: "browseable", Value: "no"},
+			{Key: "create mask", Value: "0640"},
+			{Key: "directory mask", Value: "0750"},
+			{Key: "inherit permissions", Value: "no"},
+			{Key: "vfs objects", Value: ""},
+		},
+	}
+	if err := block.Check(); err != nil {
+		return usagef("%v", err)
+	}
+	fmt.Fprint(c.App.Writer, block.String())
+	if !c.Bool("apply") {
+		return nil
+	}
+	conf, err := filepath.Abs(c.String("smb-conf"))
+	if err != nil {
+		return err
+	}
+	password, err := smbPassword(c)
+	if err != nil {
+		return err
+	}
+	if err := engine.CheckSambaShare(conf, block); err != nil {
+		return err
+	}
+	u, created, err := engine.EnsureUnixUser(user)
+	if err != nil {
+		return err
+	}
+	if created {
+		logf("created system user %s (no home, no login shell)", user)
+	}
+	uid, gid, err := engine.UserIDs(u)
+	if err != nil {
+		return err
+	}
+	has, err := engine.SambaUserExists(conf, user)
+	if err != nil {
+		return err
+	}
+	generated := false
+	switch {
+	case password != "":
+	case has:
+		logf("Samba user %s keeps its password (give --password-file or %s to set a new one)", user, smbPasswordEnv)
+	default:
+		if password, err = newSMBPassword(); err != nil {
+			return err
+		}
+		generated = true
+	}
+	if password != "" {
+		if err := engine.SetSambaPassword(conf, user, password); err != nil {
+			return err
+		}
+	}
+	if generated {
+		// Now, so that whatever fails later cannot hide it.
+		fmt.Fprintf(c.App.Writer, "Samba password of %s (WSB's -password:; shown only now): %s\n", user, password)
+	}
+	dir, err := engine.PrepareBMRStaging(src.Staging, src.Computer, uid, gid)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", name, err)
+	}
+	inst, err := engine.InstallSambaShare(conf, block)
+	if err != nil {
+		return err
+	}
+	logf("WSB of %s writes into %s as %s", src.Computer, dir, user)
+	installed(conf, share, inst)
+	err = withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+		_, err := cat.EditSource(name, func(s *engine.Source) error {
+			s.User = user
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record user %s in source %s (the share is installed; run the command again): %w", user, name, err)
+	}
+	return nil
+}
+
+// smbPassword is the password --password-file or RECALL_SMB_PASSWORD
+// gives, "" when neither does.
+func smbPassword(c *cli.Context) (string, error) {
+	if f := c.String("password-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("--password-file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			return "", usagef("--password-file %s: the first line is empty; write the Samba password there", f)
+		}
+		return line, nil
+	}
+	return os.Getenv(smbPasswordEnv), nil
+}
+
+// newSMBPassword makes a password of 24 letters and digits (about 143
+// bits), which wbadmin's -password: takes with no quoting.
+func newSMBPassword() (string, error) {
+	const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	out := make([]byte, 0, 24)
+	buf := make([]byte, 64)
+	for len(out) < cap(out) {
+		if _, err := rand.Read(buf); err != nil {
+			return "", fmt.Errorf("make a Samba password: %w", err)
+		}
+		for _, x := range buf {
+			// Bytes past the last whole multiple of the alphabet would
+			// favour its first letters.
+			if int(x) < 256/len(alphabet)*len(alphabet) && len(out) < cap(out) {
+				out = append(out, alphabet[int(x)%len(alphabet)])
+			}
+		}
+	}
+	return string(out), nil
+}
+
+// installed says what InstallSambaShare did, checks the protocol floor
+// WSB and Windows RE need, and reloads smbd: a reload that fails leaves
+// the share written, for the administrator to load.
+func installed(conf, share string, inst engine.SambaInstall) {
+	switch {
+	case inst.Changed:
+		logf("share [%s] written to %s", share, inst.Include)
+	default:
+		logf("share [%s] is in %s as printed", share, inst.Include)
+	}
+	if inst.IncludeAdded {
+		logf("added 'include = %s' to %s", inst.Include, conf)
+	}
+	if min, err := engine.SambaMinProtocol(conf); err != nil {
+		logf("warning: cannot check the protocols Samba allows: %v", err)
+	} else if p := strings.ToUpper(min); p == "NT1" || p == "LANMAN1" || p == "LANMAN2" || p == "CORE" || p == "COREPLUS" {
+		logf("warning: %s allows %s; WSB and Windows RE use SMB2 or later: set 'server min protocol = SMB2_02' in [global]", conf, min)
+	}
+	if err := engine.ReloadSamba(conf); err != nil {
+		logf("warning: smbd did not reload (%v); the share is written: reload it with 'smbcontrol smbd reload-config' or 'systemctl reload smbd'", err)
+		return
+	}
+	logf("smbd reloaded its configuration")
+}
+
+func shareBMRRecovery(c *cli.Context) error {
+	spec := c.Args().First()
+	if spec == "" {
+		return usagef("give the recovery point: an id (or a prefix of one) from 'recall points', or \"latest\" with --source")
+	}
+	source := c.String("source")
+	if source != "" {
+		if err := engine.ValidSourceName(source); err != nil {
+			return usagef("--source: %v", err)
+		}
+	}
+	mnt, err := filepath.Abs(c.String("mountpoint"))
+	if err != nil {
+		return err
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r := st.Reader()
+	p, err := r.FindPoint(spec, source)
+	if err != nil {
+		return err
+	}
+	pts, err := r.Points()
+	if err != nil {
+		return err
+	}
+	src, err := registeredSource(c, p.Source)
+	registered := err == nil
+	switch {
+	case errors.Is(err, engine.ErrNoSource):
+		// A point taken before its source was registered, or kept after
+		// it was removed: its tree decides.
+		logf("warning: source %q is not a registered bmr or systemstate source; serving point %s for the %s folder at its root", p.Source, p.ID.String()[:12], imageDir)
+	case err != nil:
+		return err
+	case !isImageKind(src.Kind):
+		return usagef("point %s is of source %q, of kind %s: a bmr-recovery share serves the points of bmr and systemstate sources; share other points with 'recall share samba'",
+			p.ID.String()[:12], p.Source, src.Kind)
+	}
+	computers, owner, err := imageComputers(r, p, src.Computer)
+	if err != nil {
+		return err
+	}
+	if len(computers) == 0 {
+		return fmt.Errorf("point %s of source %q (%s) holds no %s folder at its root, so Windows RE would find no system image in it; choose a point 'recall bmr versions --source %s' lists",
+			p.ID.String()[:12], p.Source, p.Time.UTC().Format(time.RFC3339), imageDir, p.Source)
+	}
+	if registered && owner < 0 {
+		logf("warning: point %s holds no image of computer %s, only of %s", p.ID.String()[:12], src.Computer, strings.Join(computers, ", "))
+	}
+	user := c.String("user")
+	if user == "" {
+		user = src.User
+	}
+	if user == "" {
+		return usagef("give the Samba user Windows RE logs on as with --user: source %q has none recorded ('recall share bmr-target --source %s --apply' records one)", p.Source, p.Source)
+	}
+	share := c.String("name")
+	if share == "" {
+		share = p.Source + "-" + p.Time.UTC().Format("20060102-1504")
+	}
+	if err := engine.ValidShareName(share); err != nil {
+		return usagef("%v", err)
+	}
+	pointDir := filepath.Join(mnt, p.Source, mountName(p, pts))
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "server"
+	}
+	block := engine.SambaShare{
+		Name: share,
+		Comment: []string{
+			fmt.Sprintf("Recovery point %s of data source %q (%s), made %s UTC: its root holds %s.",
+				p.ID.String()[:12], p.Source, strings.Join(computers, ", "), p.Time.UTC().Format("2006-01-02 15:04:05"), imageDir),
+			`Windows RE: Troubleshoot > System Image Recovery > Select a system image > Advanced >`,
+			fmt.Sprintf(`Search for a system image on the network > \\%s\%s; or: wbadmin get versions -backupTarget:\\%s\%s`, host, share, host, share),
+			"Needs the recovery tree mounted for other users first:",
+			fmt.Sprintf("  recall --home %s mount --allow-other %s", homeForDocs(c), mnt),
+		},
+		Params: []engine.SambaParam{
+			{Key: "comment", Value: fmt.Sprintf("recall: system image of %s, %s UTC", strings.Join(computers, ", "), p.Time.UTC().Format("2006-01-02 15:04"))},
+			{Key: "path", Value: pointDir},
+			{Key: "valid users", Value: user},
+			{Key: "read only", Value: "yes"},
+			{Key: "guest ok", Value: "no"},
+			{Key: "browseable", Value: "no"},
+			{Key: "vfs objects", Value: ""},
+		},
+	}
+	// The files keep the owner and modes WSB's user gave them; a recovery
+	// user who is someone else reads them as that owner (the share and the
+	// tree are read-only).
+	if owner >= 0 {
+		if u, err := osuser.LookupId(strconv.Itoa(owner)); err == nil && u.Username != user {
+			block.Params = append(block.Params, engine.SambaParam{Key: "force user", Value: u.Username})
+		}
+	}
+	if err := block.Check(); err != nil {
+		return usagef("%v", err)
+	}
+	if !treeMounted(c, mnt) {
+		logf("warning: the recovery tree of %s is not mounted at %s: the share is useless until 'recall --home %s mount --allow-other %s'",
+			homeForDocs(c), mnt, homeForDocs(c), mnt)
+	} else if _, err := os.Stat(filepath.Join(pointDir, imageDir)); err != nil {
+		logf("warning: the mount at %s does not show the point: %v (is its source left out by end-user recovery?)", mnt, err)
+	}
+	fmt.Fprint(c.App.Writer, block.String())
+	if !c.Bool("apply") {
+		return nil
+	}
+	conf, err := filepath.Abs(c.String("smb-conf"))
+	if err != nil {
+		return err
+	}
+	if err := engine.CheckSambaShare(conf, block); err != nil {
+		return err
+	}
+	if _, err := osuser.Lookup(user); err != nil {
+		return fmt.Errorf("user %s: %w: create it, or run 'recall share bmr-target --source %s --apply' which does, or give another with --user", user, err, p.Source)
+	}
+	if has, err := engine.SambaUserExists(conf, user); err != nil {
+		logf("warning: %v", err)
+	} else if !has {
+		logf("warning: %s has no Samba password: set one with 'smbpasswd -a %s' before Windows RE logs on", user, user)
+	}
+	inst, err := engine.InstallSambaShare(conf, block)
+	if err != nil {
+		return err
+	}
+	installed(conf, share, inst)
+	return nil
+}
+
+// imageDir is the folder Windows Server Backup writes and Windows RE
+// looks for at a share's root.
+const imageDir = "WindowsImageBackup"
+
+// imageComputers lists the computer folders under WindowsImageBackup at
+// the root of p, and the uid owning computer's folder (names compare
+// case-insensitively, as Windows's do), -1 when there is none.
+func imageComputers(r *engine.Reader, p *engine.Point, computer string) ([]string, int, error) {
+	ents, err := iofs.ReadDir(r.PointFS(p), imageDir)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return nil, -1, nil
+	}
+	if err != nil {
+		return nil, -1, fmt.Errorf("read point %s: %w", p.ID.String()[:12], err)
+	}
+	var names []string
+	owner := -1
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		names = append(names, e.Name())
+		fi, err := e.Info()
+		if err != nil {
+			return nil, -1, fmt.Errorf("read point %s: %w", p.ID.String()[:12], err)
+		}
+		if n, ok := fi.Sys().(*engine.Node); ok && computer != "" && strings.EqualFold(e.Name(), computer) {
+			owner = int(n.UID)
+		}
+	}
+	return names, owner, nil
+}
+
+// treeMounted reports whether a recovery tree of this home is mounted at
+// mnt.
+func treeMounted(c *cli.Context, mnt string) bool {
+	dirs, err := fs.StoreMounts(c.String("home"))
+	if err != nil {
+		return false
+	}
+	at, err := fs.MountPath(mnt)
+	if err != nil {
+		return false
+	}
+	for _, d := range dirs {
+		if d == at {
+			return true
+		}
+	}
+	return false
 }
