@@ -37,6 +37,11 @@ var (
 // staging share; refused, as one share belongs to one computer.
 var ErrOtherComputer = errors.New("another computer wrote into the share")
 
+// NoSettle as a settle time takes an image as soon as it is complete,
+// however recent its last write (`recall backup --source NAME --settle 0s`,
+// for an administrator who knows WSB has finished).
+const NoSettle time.Duration = -1
+
 // IngestOptions configure Ingest.
 type IngestOptions struct {
 	// Home's catalog records, once the point is made, the Backup folder
@@ -45,7 +50,7 @@ type IngestOptions struct {
 	// says what was ingested before.
 	Home string
 	// Settle overrides the source's settle time for this run (0: the
-	// source's).
+	// source's; NoSettle: none, the image is taken once complete).
 	Settle time.Duration
 	// Backup carries the rest of the backup's options (clock, log,
 	// progress, group, schedule, compression, limiter); Path, Source and
@@ -64,10 +69,12 @@ type IngestOptions struct {
 // every missing part). The image is returned with every error but
 // the first.
 func InspectSource(src Source, settle time.Duration, now time.Time) (*wsb.Image, error) {
-	if settle <= 0 {
+	switch {
+	case settle < 0:
+		settle = 0 // NoSettle
+	case settle == 0 && src.Settle > 0:
 		settle = src.Settle
-	}
-	if settle <= 0 {
+	case settle == 0:
 		settle = DefaultSettle
 	}
 	if fi, err := os.Stat(src.Staging); err != nil {
@@ -92,7 +99,7 @@ func InspectSource(src Source, settle time.Duration, now time.Time) (*wsb.Image,
 	if src.Ingested != "" && im.Backup == src.Ingested {
 		return im, fmt.Errorf("source %s: %w: %s/%s/%s is the backup ingested last", src.Name, ErrNothingNew, wsb.Dir, im.Computer, im.Backup)
 	}
-	if !im.LastWrite.IsZero() {
+	if !im.LastWrite.IsZero() && settle > 0 {
 		if age := now.Sub(im.LastWrite); age < settle {
 			return im, fmt.Errorf("source %s: %w: last write %s ago; WSB may still be writing; settle time %s (try again later, or give --settle)",
 				src.Name, ErrNotSettled, shortSpan(age.Round(time.Second)), shortSpan(settle))

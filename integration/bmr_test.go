@@ -141,7 +141,7 @@ const wsbDir = "WindowsImageBackup"
 // ingest runs `recall backup --source` on the staging tree now.
 func (h *bmrHost) ingest() result {
 	h.t.Helper()
-	return h.e.run("backup", "--source", h.name, "--settle", "1ms")
+	return h.e.run("backup", "--source", h.name, "--settle", "0s")
 }
 
 type bmrPoint struct {

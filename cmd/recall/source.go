@@ -324,8 +324,12 @@ func backupSource(c *cli.Context) error {
 			return usagef("backup --source %s (no PATH) ingests the staging tree as WSB wrote it: --%s does not apply (a group's policy sets it for its members)", name, f)
 		}
 	}
-	if c.IsSet("settle") && c.Duration("settle") <= 0 {
-		return usagef("--settle %s: give a positive span like 2m", c.Duration("settle"))
+	settle := c.Duration("settle")
+	switch {
+	case c.IsSet("settle") && settle < 0:
+		return usagef("--settle %s: give a span like 2m, or 0s to take a complete image at once", settle)
+	case c.IsSet("settle") && settle == 0:
+		settle = engine.NoSettle
 	}
 	var src engine.Source
 	var group *engine.Group
@@ -349,7 +353,7 @@ func backupSource(c *cli.Context) error {
 	}
 	// Nothing new and still being written are said before any job is
 	// queued or recorded: neither is a failure.
-	if _, err := engine.InspectSource(src, c.Duration("settle"), time.Now()); errors.Is(err, engine.ErrNothingNew) {
+	if _, err := engine.InspectSource(src, settle, time.Now()); errors.Is(err, engine.ErrNothingNew) {
 		if !c.Bool("quiet") {
 			fmt.Fprintf(c.App.Writer, "%v; nothing to do until WSB writes the next one\n", err)
 		}
@@ -366,7 +370,7 @@ func backupSource(c *cli.Context) error {
 		if a != nil {
 			req := map[string]string{"source": name}
 			if c.IsSet("settle") {
-				req["settle"] = c.Duration("settle").String()
+				req["settle"] = c.Duration("settle").String() // "0s": none
 			}
 			return backupServed(c, a, req, "source "+name)
 		}
@@ -381,7 +385,7 @@ func backupSource(c *cli.Context) error {
 			Log:    func(f string, a ...any) { logf(f, a...) },
 			Warn:   warnf,
 			Lock:   lockWait(c),
-			Settle: c.Duration("settle"),
+			Settle: settle,
 			Skipped: func(member string, err error) {
 				if !c.Bool("quiet") {
 					fmt.Fprintf(c.App.Writer, "%v\n", err)
@@ -400,7 +404,7 @@ func backupSource(c *cli.Context) error {
 		return err
 	}
 	p, err := engine.RunJob(home, &engine.Job{Kind: "backup", Source: name, Path: src.Staging}, warnf, func() (*engine.Point, error) {
-		p, _, err := st.Ingest(c.Context, src, engine.IngestOptions{Home: home, Settle: c.Duration("settle"), Lock: lockWait(c), Warn: warnf,
+		p, _, err := st.Ingest(c.Context, src, engine.IngestOptions{Home: home, Settle: settle, Lock: lockWait(c), Warn: warnf,
 			Backup: engine.BackupOptions{Files: c.Int("files"), Log: func(f string, a ...any) { logf(f, a...) }, Progress: rep.Progress()}})
 		return p, err
 	})

@@ -458,7 +458,8 @@ func (s *Server) Handler() http.Handler {
 		var req struct {
 			Group string `json:"group"`
 			// Source is a registered source to ingest now, with Settle
-			// (a Go duration, "" for the source's) for this run.
+			// (a Go duration, "" for the source's, "0s" for none) for
+			// this run.
 			Source string `json:"source"`
 			Settle string `json:"settle"`
 		}
@@ -470,6 +471,9 @@ func (s *Server) Handler() http.Handler {
 		if err != nil || (req.Group == "") == (req.Source == "") || settle < 0 {
 			writeError(w, http.StatusBadRequest, fmt.Errorf(`body: give {"group": "NAME"} or {"source": "NAME", "settle": "2m"}`))
 			return
+		}
+		if req.Settle != "" && settle == 0 {
+			settle = engine.NoSettle
 		}
 		var id uint64
 		if req.Group != "" {
