@@ -1,0 +1,256 @@
+package s3
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/recall-backup/recall/chunkstore/backend"
+)
+
+// A lock is objects under locks/ (the protocol is in the package
+// comment):
+//
+//	locks/<name>                    the lock's name, written by each holder
+//	                                once it holds the lock (empty); what
+//	                                Stat, List and Remove of backend.Locks see
+//	locks/<name>/<m>1-<token>       one per holder: m is s (shared) or x
+//	                                (exclusive), 1 the format, token 16
+//	                                random hex digits; the body is the
+//	                                holder's info; its modification time
+//	                                (the server's clock) its last refresh
+
+// holderFormat is the version of the holder objects' names.
+const holderFormat = "1"
+
+type holder struct {
+	key  string
+	mode backend.LockMode
+	mod  time.Time // the server's time of its last write
+}
+
+// holderName is the object name of a holder in mode with token.
+func holderName(mode backend.LockMode, token string) string {
+	m := "s"
+	if mode == backend.Exclusive {
+		m = "x"
+	}
+	return m + holderFormat + "-" + token
+}
+
+// parseHolder reads a holder object's name; ok is false for a name of
+// another format, which a holder of this format treats as exclusive (an
+// unknown holder must not be ignored).
+func parseHolder(name string) (backend.LockMode, bool) {
+	switch {
+	case strings.HasPrefix(name, "s"+holderFormat+"-"):
+		return backend.Shared, true
+	case strings.HasPrefix(name, "x"+holderFormat+"-"):
+		return backend.Exclusive, true
+	}
+	return backend.Exclusive, false
+}
+
+// holders lists the holder objects of lock name.
+func (b *Backend) holders(ctx context.Context, name string) ([]holder, error) {
+	prefix := b.dir(backend.Locks.String()) + name + "/"
+	var out []holder
+	err := b.do(ctx, func(ctx context.Context) error {
+		out = out[:0]
+		for o := range b.core.Client.ListObjects(ctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if o.Err != nil {
+				return o.Err
+			}
+			mode, _ := parseHolder(strings.TrimPrefix(o.Key, prefix))
+			out = append(out, holder{key: o.Key, mode: mode, mod: o.LastModified})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Lock takes lock name in mode (see the package comment for the protocol
+// and what it guarantees). It costs two listings, the re-check delay, and
+// three PUTs.
+func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, info []byte) (backend.Unlocker, error) {
+	if err := (backend.Handle{Type: backend.Locks, Name: name}).Valid(); err != nil {
+		return nil, fmt.Errorf("lock name %q: %w", name, err)
+	}
+	if mode != backend.Shared && mode != backend.Exclusive {
+		return nil, fmt.Errorf("lock %s: unknown mode %v", name, mode)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s lock %s: %w", b.Location(), name, err)
+	}
+	tok := make([]byte, 8)
+	rand.Read(tok)
+	l := &lock{b: b, name: name, key: b.dir(backend.Locks.String()) + name + "/" + holderName(mode, hex.EncodeToString(tok)), info: info,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if err := b.put(ctx, l.key, info); err != nil {
+		return nil, b.fail("lock "+name, err)
+	}
+	l.refreshed = time.Now()
+	err := l.check(ctx, mode)
+	if err == nil {
+		// A holder whose object the first listing missed (a listing
+		// that lags behind writes) is seen by now.
+		t := time.NewTimer(b.cfg.LockRecheck)
+		select {
+		case <-t.C:
+			err = l.check(ctx, mode)
+		case <-ctx.Done():
+			t.Stop()
+			err = fmt.Errorf("%s lock %s: %w", b.Location(), name, ctx.Err())
+		}
+	}
+	if err == nil {
+		err = b.put(ctx, b.key(backend.Handle{Type: backend.Locks, Name: name}), nil)
+		if err != nil {
+			err = b.fail("lock "+name, err)
+		}
+	}
+	if err != nil {
+		b.remove(context.WithoutCancel(ctx), l.key)
+		return nil, err
+	}
+	go l.refresh()
+	return l, nil
+}
+
+// check lists the holders of l's lock: the stale ones it removes; a
+// living one in a conflicting mode gives a *backend.LockedError.
+func (l *lock) check(ctx context.Context, mode backend.LockMode) error {
+	b := l.b
+	hs, err := b.holders(ctx, l.name)
+	if err != nil {
+		return b.fail("lock "+l.name, err)
+	}
+	// The server's clock now, from the time it gave l's own object: no
+	// client's clock is compared with another's or with the server's.
+	var now time.Time
+	for _, h := range hs {
+		if h.key == l.key {
+			now = h.mod.Add(time.Since(l.refreshed))
+		}
+	}
+	if now.IsZero() {
+		return fmt.Errorf("%s lock %s: the listing does not show the lock object just written (%s): this gateway's listings lag behind its writes, and its locks cannot be trusted",
+			b.Location(), l.name, l.key)
+	}
+	var busy []holder
+	for _, h := range hs {
+		switch {
+		case h.key == l.key:
+		case now.Sub(h.mod) > b.cfg.LockStale:
+			b.remove(ctx, h.key) // its holder died, or lost the lock
+		case mode == backend.Exclusive || h.mode == backend.Exclusive:
+			busy = append(busy, h)
+		}
+	}
+	if len(busy) == 0 {
+		return nil
+	}
+	le := &backend.LockedError{Name: l.name}
+	for _, h := range busy {
+		var info []byte
+		b.do(ctx, func(ctx context.Context) error {
+			body, oi, _, err := b.core.GetObject(ctx, b.cfg.Bucket, h.key, minio.GetObjectOptions{})
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			info = make([]byte, oi.Size)
+			_, err = io.ReadFull(body, info)
+			return err
+		})
+		le.Holders = append(le.Holders, info) // empty when it left meanwhile
+	}
+	return le
+}
+
+type lock struct {
+	b    *Backend
+	name string
+	key  string
+	info []byte
+
+	once       sync.Once
+	stop, done chan struct{}
+
+	mu        sync.Mutex
+	refreshed time.Time // local time of the last write of key that succeeded
+	lost      error
+}
+
+// refresh rewrites the holder object every LockRefresh until Unlock. A
+// holder that finds its object gone (taken for stale by another), or
+// could not rewrite it for LockStale, has lost the lock; Unlock says so.
+func (l *lock) refresh() {
+	defer close(l.done)
+	b := l.b
+	t := time.NewTicker(b.cfg.LockRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.LockRefresh)
+		_, err := b.core.StatObject(ctx, b.cfg.Bucket, l.key, minio.StatObjectOptions{})
+		if code(err) == "NoSuchKey" {
+			cancel()
+			l.setLost(fmt.Errorf("%s lock %s: lost: its object was removed as stale by another holder", b.Location(), l.name))
+			return
+		}
+		if err == nil {
+			err = b.put(ctx, l.key, l.info)
+		}
+		cancel()
+		l.mu.Lock()
+		if err == nil {
+			l.refreshed = time.Now()
+		}
+		late := time.Since(l.refreshed)
+		l.mu.Unlock()
+		if late > b.cfg.LockStale {
+			l.setLost(fmt.Errorf("%s lock %s: lost: not refreshed for %v, so others may take it as stale: %v", b.Location(), l.name, late.Round(time.Second), err))
+			return
+		}
+	}
+}
+
+func (l *lock) setLost(err error) {
+	l.mu.Lock()
+	l.lost = err
+	l.mu.Unlock()
+}
+
+// Unlock stops the refresh and removes the holder object. It returns an
+// error when the lock was lost while held (what it protected may have
+// been done beside another holder).
+func (l *lock) Unlock() error {
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+		ctx, cancel := context.WithTimeout(context.Background(), l.b.cfg.RequestTimeout)
+		defer cancel()
+		if rerr := l.b.remove(ctx, l.key); rerr != nil {
+			err = l.b.fail("unlock "+l.name, rerr)
+		}
+		l.mu.Lock()
+		if l.lost != nil {
+			err = l.lost
+		}
+		l.mu.Unlock()
+	})
+	return err
+}
+
