@@ -253,4 +253,3 @@ func (l *lock) Unlock() error {
 	})
 	return err
 }
-

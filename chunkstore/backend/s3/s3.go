@@ -33,9 +33,9 @@ const (
 	// knows of the provider (virtual-host for AWS and the large clouds,
 	// path-style for the rest, such as a Ceph gateway without wildcard
 	// DNS).
-	AddressAuto Addressing = iota
-	AddressPath            // http://host/bucket/key
-	AddressVirtualHost     // http://bucket.host/key
+	AddressAuto        Addressing = iota
+	AddressPath                   // http://host/bucket/key
+	AddressVirtualHost            // http://bucket.host/key
 )
 
 // Config says where a store lives and how to reach it. ParseURL fills in
