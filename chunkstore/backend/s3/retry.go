@@ -19,6 +19,10 @@ import (
 // (Config.RequestTimeout) while the caller's context had time left.
 var errAttemptTimeout = errors.New("request timed out")
 
+// Retries returns how many requests failed with a transient error and
+// were sent again, or given up after their last attempt (for metrics).
+func (b *Backend) Retries() int64 { return b.retries.Load() }
+
 func isAttemptTimeout(err error) bool { return errors.Is(err, errAttemptTimeout) }
 
 // do runs one request, fn, in a connection slot and with its own timeout,
@@ -56,6 +60,7 @@ func (b *Backend) do(ctx context.Context, fn func(ctx context.Context) error) er
 		if !transient(err) {
 			return err
 		}
+		b.retries.Add(1)
 		if attempt >= b.cfg.Attempts {
 			return fmt.Errorf("%d attempts: %w", attempt, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -155,6 +156,7 @@ type Backend struct {
 	credFrom string        // where the credentials came from, for messages
 	sem      chan struct{} // one token per request in flight
 	tr       *http.Transport
+	retries  atomic.Int64
 }
 
 var _ backend.Backend = (*Backend)(nil)
