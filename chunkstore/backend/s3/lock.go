@@ -76,8 +76,8 @@ func (b *Backend) holders(ctx context.Context, name string) ([]holder, error) {
 }
 
 // Lock takes lock name in mode (see the package comment for the protocol
-// and what it guarantees). It costs two listings, the re-check delay, and
-// three PUTs.
+// and what it guarantees). Taken, it costs three listings, two PUTs and
+// the re-check delay; refused, usually one listing and a GET per holder.
 func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, info []byte) (backend.Unlocker, error) {
 	if err := (backend.Handle{Type: backend.Locks, Name: name}).Valid(); err != nil {
 		return nil, fmt.Errorf("lock name %q: %w", name, err)
@@ -87,6 +87,20 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s lock %s: %w", b.Location(), name, err)
+	}
+	// A lock held by others is refused before writing anything, so that
+	// a waiter trying again and again does not make the holders' own
+	// checks fail (contenders that see each other all back off). Only
+	// with the server's clock known from an earlier lock: holders not
+	// refreshed for the stale time are judged by the protocol below.
+	if skew, ok := b.serverSkew(); ok {
+		hs, err := b.holders(ctx, name)
+		if err != nil {
+			return nil, b.fail("lock "+name, err)
+		}
+		if busy := b.conflicts(hs, "", mode, time.Now().Add(skew), false); len(busy) > 0 {
+			return nil, b.lockedError(ctx, name, busy)
+		}
 	}
 	tok := make([]byte, 8)
 	rand.Read(tok)
@@ -123,6 +137,59 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	return l, nil
 }
 
+// serverSkew returns the server's clock minus this machine's, as last
+// measured by a lock's check.
+func (b *Backend) serverSkew() (time.Duration, bool) {
+	v := b.skew.Load()
+	if v == nil {
+		return 0, false
+	}
+	return v.(time.Duration), true
+}
+
+// conflicts returns the holders of hs other than own that conflict with
+// mode and are not stale at the server's time now; stale ones are
+// removed when remove is set.
+func (b *Backend) conflicts(hs []holder, own string, mode backend.LockMode, now time.Time, remove bool) []holder {
+	var busy []holder
+	for _, h := range hs {
+		switch {
+		case h.key == own:
+		case now.Sub(h.mod) > b.cfg.LockStale:
+			if remove {
+				b.remove(context.Background(), h.key) // its holder died, or lost the lock
+			}
+		case mode == backend.Exclusive || h.mode == backend.Exclusive:
+			busy = append(busy, h)
+		}
+	}
+	return busy
+}
+
+// lockedError reads the info of the holders in busy; one gone meanwhile
+// is left out.
+func (b *Backend) lockedError(ctx context.Context, name string, busy []holder) error {
+	le := &backend.LockedError{Name: name}
+	for _, h := range busy {
+		var info []byte
+		err := b.do(ctx, func(ctx context.Context) error {
+			body, oi, _, err := b.core.GetObject(ctx, b.cfg.Bucket, h.key, minio.GetObjectOptions{})
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			info = make([]byte, oi.Size)
+			_, err = io.ReadFull(body, info)
+			return err
+		})
+		if code(err) == "NoSuchKey" {
+			continue
+		}
+		le.Holders = append(le.Holders, info) // empty when unreadable
+	}
+	return le
+}
+
 // check lists the holders of l's lock: the stale ones it removes; a
 // living one in a conflicting mode gives a *backend.LockedError.
 func (l *lock) check(ctx context.Context, mode backend.LockMode) error {
@@ -133,9 +200,12 @@ func (l *lock) check(ctx context.Context, mode backend.LockMode) error {
 	}
 	// The server's clock now, from the time it gave l's own object: no
 	// client's clock is compared with another's or with the server's.
+	// It is behind the server's by at most the PUT's duration, so a
+	// holder is judged stale late, never early.
 	var now time.Time
 	for _, h := range hs {
 		if h.key == l.key {
+			b.skew.Store(h.mod.Sub(l.refreshed))
 			now = h.mod.Add(time.Since(l.refreshed))
 		}
 	}
@@ -143,35 +213,10 @@ func (l *lock) check(ctx context.Context, mode backend.LockMode) error {
 		return fmt.Errorf("%s lock %s: the listing does not show the lock object just written (%s): this gateway's listings lag behind its writes, and its locks cannot be trusted",
 			b.Location(), l.name, l.key)
 	}
-	var busy []holder
-	for _, h := range hs {
-		switch {
-		case h.key == l.key:
-		case now.Sub(h.mod) > b.cfg.LockStale:
-			b.remove(ctx, h.key) // its holder died, or lost the lock
-		case mode == backend.Exclusive || h.mode == backend.Exclusive:
-			busy = append(busy, h)
-		}
+	if busy := b.conflicts(hs, l.key, mode, now, true); len(busy) > 0 {
+		return b.lockedError(ctx, l.name, busy)
 	}
-	if len(busy) == 0 {
-		return nil
-	}
-	le := &backend.LockedError{Name: l.name}
-	for _, h := range busy {
-		var info []byte
-		b.do(ctx, func(ctx context.Context) error {
-			body, oi, _, err := b.core.GetObject(ctx, b.cfg.Bucket, h.key, minio.GetObjectOptions{})
-			if err != nil {
-				return err
-			}
-			defer body.Close()
-			info = make([]byte, oi.Size)
-			_, err = io.ReadFull(body, info)
-			return err
-		})
-		le.Holders = append(le.Holders, info) // empty when it left meanwhile
-	}
-	return le
+	return nil
 }
 
 type lock struct {

@@ -157,6 +157,7 @@ type Backend struct {
 	sem      chan struct{} // one token per request in flight
 	tr       *http.Transport
 	retries  atomic.Int64
+	skew     atomic.Value // time.Duration: the server's clock minus ours (lock.go)
 }
 
 var _ backend.Backend = (*Backend)(nil)
