@@ -105,7 +105,7 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	tok := make([]byte, 8)
 	rand.Read(tok)
 	l := &lock{b: b, name: name, key: b.dir(backend.Locks.String()) + name + "/" + holderName(mode, hex.EncodeToString(tok)), info: info,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), lostc: make(chan struct{})}
 	if err := b.put(ctx, l.key, info); err != nil {
 		return nil, b.fail("lock "+name, err)
 	}
@@ -231,7 +231,14 @@ type lock struct {
 	mu        sync.Mutex
 	refreshed time.Time // local time of the last write of key that succeeded
 	lost      error
+	lostc     chan struct{} // closed when lost is set
 }
+
+// Lost returns a channel closed when the lock is lost while held (see
+// refresh): a holder that selects on it can stop its work at once, as
+// restic cancels a command whose lock was not refreshed in time, instead
+// of learning it at Unlock.
+func (l *lock) Lost() <-chan struct{} { return l.lostc }
 
 // refresh rewrites the holder object every LockRefresh until Unlock. A
 // holder that finds its object gone (taken for stale by another), or
@@ -275,6 +282,7 @@ func (l *lock) setLost(err error) {
 	l.mu.Lock()
 	l.lost = err
 	l.mu.Unlock()
+	close(l.lostc)
 }
 
 // Unlock stops the refresh and removes the holder object. It returns an

@@ -142,6 +142,11 @@ func TestLockStale(t *testing.T) {
 	if _, err := cut.Lock(bg, "kept", backend.Shared, nil); err == nil {
 		t.Error("a refreshed lock was taken")
 	}
+	select {
+	case <-u.(interface{ Lost() <-chan struct{} }).Lost():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the frozen holder was not told it lost its lock")
+	}
 	p.setDown(false)
 	err = u.Unlock()
 	if err == nil || !strings.Contains(err.Error(), "lost") {
