@@ -8,7 +8,7 @@ STATICCHECK_VERSION ?= v0.8.2
 BENCH_REPEAT ?= 3
 
 # Packages the tests need on a fresh Debian machine.
-TEST_DEBS := fuse3 samba smbclient attr acl util-linux e2fsprogs qemu-utils ceph-mon ceph-osd radosgw
+TEST_DEBS := fuse3 samba smbclient attr acl util-linux e2fsprogs ceph-mon ceph-osd radosgw
 
 .PHONY: all build demo test deps lint bench fuzz mutate install clean
 
