@@ -20,7 +20,9 @@ func BenchmarkGateway(b *testing.B) {
 	cfg.Connections = conns
 	be := open(b, cfg)
 	data := randBytes(1, size)
-	h := func(i int) backend.Handle { return backend.Handle{Type: backend.Packs, Name: fmt.Sprintf("%064x", i%(2*conns))} }
+	h := func(i int) backend.Handle {
+		return backend.Handle{Type: backend.Packs, Name: fmt.Sprintf("%064x", i%(2*conns))}
+	}
 	// run calls op for i in [0, b.N) from conns goroutines.
 	run := func(b *testing.B, op func(i int, buf []byte) error) {
 		b.SetBytes(size)
