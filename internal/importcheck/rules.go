@@ -73,4 +73,10 @@ var rules = []rule{
 		except: []string{"tapefs/...", "internal/...", "chunkstore/backend"},
 		why:    "tapefs is a library of drives, changers and the on-tape format: engine writes points to tape through it, so it knows nothing of stores, points or jobs (it may implement the storage seam, chunkstore/backend)",
 	},
+	{
+		from:     "...",
+		deny:     []string{"internal/cephtest"},
+		why:      "internal/cephtest starts Ceph daemons for tests: no program may depend on it",
+		codeOnly: true,
+	},
 }
