@@ -294,7 +294,7 @@ func (c Config) credentials() (ak, sk, tok, from string, err error) {
 	if _, serr := os.Stat(file); serr != nil {
 		return "", "", "", "", fmt.Errorf("%w: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write %s", ErrCredentials, from)
 	}
-	v, err := credentials.NewFileAWSCredentials(file, profile).Get()
+	v, err := credentials.NewFileAWSCredentials(file, profile).GetWithContext(&credentials.CredContext{})
 	if err != nil || v.AccessKeyID == "" {
 		return "", "", "", "", fmt.Errorf("%w: no S3 credentials in %s: %v", ErrCredentials, from, err)
 	}
