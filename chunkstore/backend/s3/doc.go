@@ -55,8 +55,9 @@
 //
 // # Connections, retries, timeouts
 //
-// At most Config.Connections requests (default 8) are in flight; a
-// listing's pages are requests outside that bound. Each attempt has its
+// At most Config.Connections requests (default 8) are in flight, but for
+// the pages of List, which calls back between them (a callback may make
+// requests of its own, which would wait for List's slot). Each attempt has its
 // own timeout (RequestTimeout). An attempt that fails with a transient
 // error (5xx, 429 and SlowDown, timeouts, refused and reset connections,
 // a body cut short) is sent again after a wait drawn at random below a

@@ -30,6 +30,13 @@ func isAttemptTimeout(err error) bool { return errors.Is(err, errAttemptTimeout)
 // attempts are left. A canceled caller's context ends it at once, never
 // retried. The error returned is the last attempt's, with the count.
 func (b *Backend) do(ctx context.Context, fn func(ctx context.Context) error) error {
+	return b.retry(ctx, true, fn)
+}
+
+// retry is do, in a connection slot when slot is set: a listing that
+// calls back for each name takes none, since the callback may make
+// requests of its own, which would wait for the slot the listing holds.
+func (b *Backend) retry(ctx context.Context, slot bool, fn func(ctx context.Context) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		if cerr := ctx.Err(); cerr != nil {
@@ -38,16 +45,20 @@ func (b *Backend) do(ctx context.Context, fn func(ctx context.Context) error) er
 			}
 			return cerr
 		}
-		select {
-		case b.sem <- struct{}{}:
-		case <-ctx.Done():
-			continue
+		if slot {
+			select {
+			case b.sem <- struct{}{}:
+			case <-ctx.Done():
+				continue
+			}
 		}
 		actx, cancel := context.WithTimeoutCause(ctx, b.cfg.RequestTimeout, errAttemptTimeout)
 		err = fn(actx)
 		timedOut := errors.Is(context.Cause(actx), errAttemptTimeout)
 		cancel()
-		<-b.sem
+		if slot {
+			<-b.sem
+		}
 		if err == nil {
 			return nil
 		}

@@ -385,9 +385,9 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(name str
 	prefix := b.dir(t.String())
 	last := ""
 	var fnErr error
-	err := b.do(ctx, func(actx context.Context) error {
-		// The listing's pages are requests of their own: one attempt's
-		// time bounds a page, not the whole listing.
+	err := b.retry(ctx, false, func(context.Context) error {
+		// The attempt's timeout would bound the whole listing, callbacks
+		// included; the transport's timeouts bound each page.
 		lctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		for o := range b.core.Client.ListObjects(lctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, StartAfter: last}) {

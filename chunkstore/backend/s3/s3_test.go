@@ -92,3 +92,54 @@ func open(t testing.TB, cfg Config) *Backend {
 func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) backend.Backend { return open(t, config(t, gateway(t).Endpoint)) })
 }
+
+// A listing's callback may make requests of its own, with every
+// connection slot taken by listings.
+func TestListCallbackRequests(t *testing.T) {
+	cfg := config(t, gateway(t).Endpoint)
+	cfg.Connections = 1
+	be := open(t, cfg)
+	for i := range 3 {
+		if err := be.Save(bg, backend.Handle{Type: backend.Index, Name: fmt.Sprint("i", i)}, []byte("index")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	n := 0
+	err := be.List(ctx, backend.Index, func(name string, _ int64) error {
+		return be.List(ctx, backend.Index, func(inner string, _ int64) error {
+			n++
+			_, err := be.Load(ctx, backend.Handle{Type: backend.Index, Name: inner}, 0, -1, nil)
+			return err
+		})
+	})
+	if err != nil || n != 9 {
+		t.Fatalf("nested listings with loads: %d loads, %v; want 9", n, err)
+	}
+}
+
+// The names of holder objects are a format: a newer one's holders are
+// never ignored.
+func TestHolderNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode backend.LockMode
+		ok   bool
+	}{
+		{holderName(backend.Shared, "0123456789abcdef"), backend.Shared, true},
+		{holderName(backend.Exclusive, "0123456789abcdef"), backend.Exclusive, true},
+		{"s2-0123456789abcdef", backend.Exclusive, false},
+		{"lock", backend.Exclusive, false},
+	} {
+		if mode, ok := parseHolder(tc.name); mode != tc.mode || ok != tc.ok {
+			t.Errorf("parseHolder(%q) = %v, %v; want %v, %v", tc.name, mode, ok, tc.mode, tc.ok)
+		}
+	}
+	if got := holderName(backend.Shared, "0123456789abcdef"); got != "s1-0123456789abcdef" {
+		t.Errorf("shared holder named %q", got)
+	}
+	if got := holderName(backend.Exclusive, "0123456789abcdef"); got != "x1-0123456789abcdef" {
+		t.Errorf("exclusive holder named %q", got)
+	}
+}
