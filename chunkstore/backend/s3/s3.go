@@ -354,8 +354,10 @@ func (b *Backend) fail(op string, err error) error {
 	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
 		return fmt.Errorf("%s %s: %w: %s refused the credentials from %s (%s): check the access key and secret and their rights on bucket %q",
 			b.Location(), op, ErrCredentials, b.cfg.Endpoint, b.credFrom, c, b.cfg.Bucket)
-	case "QuotaExceeded", "EntityTooLarge":
-		return fmt.Errorf("%s %s: %w: %w", b.Location(), op, backend.ErrNoSpace, err)
+	case "QuotaExceeded":
+		return fmt.Errorf("%s %s: %w: bucket %q is over its quota (%s): raise the quota or free space", b.Location(), op, backend.ErrNoSpace, b.cfg.Bucket, c)
+	case "EntityTooLarge":
+		return fmt.Errorf("%s %s: %w: the server refuses an object this large (%s)", b.Location(), op, backend.ErrNoSpace, c)
 	}
 	return fmt.Errorf("%s %s: %w", b.Location(), op, err)
 }
