@@ -359,6 +359,10 @@ func (b *Backend) fail(op string, err error) error {
 	case "EntityTooLarge":
 		return fmt.Errorf("%s %s: %w: the server refuses an object this large (%s)", b.Location(), op, backend.ErrNoSpace, c)
 	}
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) {
+		return fmt.Errorf("%s %s: %w: name the authority that signed the gateway's certificate in a CA file", b.Location(), op, err)
+	}
 	return fmt.Errorf("%s %s: %w", b.Location(), op, err)
 }
 
