@@ -13,6 +13,10 @@
 //     of a first start waits a second, and a start takes ~12 s, not ~1.5 s;
 //   - public_addr and cluster_addr = 127.0.0.1, or the OSD listens on
 //     every address of the machine;
+//   - osd_client_watch_timeout = 5: a killed gateway's watches on its
+//     control objects outlive it by this long (30 s by default), and every
+//     bucket creation of the next gateway waits for them (StopGateway,
+//     StartGateway);
 //   - the OSD keeps its objects in memory (memstore) by default: it is
 //     ready fastest and leaves nothing on disk, but it holds even deleted
 //     objects in RAM until the gateway's garbage collection runs (hours),
@@ -169,6 +173,7 @@ osd_pool_default_min_size = 1
 mon_allow_pool_size_one = true
 mon_warn_on_pool_no_redundancy = false
 osd_crush_chooseleaf_type = 0
+osd_client_watch_timeout = 5
 run_dir = %[3]s/run
 admin_socket = %[3]s/run/$name.asok
 log_file = %[3]s/$name.log

@@ -103,7 +103,7 @@ func TestCredentials(t *testing.T) {
 // A missing bucket: Open refuses it by name, Create makes it.
 func TestMissingBucket(t *testing.T) {
 	cfg := config(t, gateway(t).Endpoint)
-	cfg.Bucket = "recall-missing-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
+	cfg.Bucket = "recall-missing-" + strings.ReplaceAll(cfg.Prefix, "/", "-")
 	_, err := Open(context.Background(), cfg)
 	if !errors.Is(err, ErrNoBucket) || !strings.Contains(err.Error(), `"`+cfg.Bucket+`"`) {
 		t.Fatalf("open of a missing bucket: %v", err)
