@@ -179,3 +179,40 @@ func TestGatewayGone(t *testing.T) {
 		t.Errorf("after a failed save: %v, want ErrNotExist", err)
 	}
 }
+
+// A gateway that accepts connections and never answers: each attempt
+// ends at the request timeout and is retried; a caller's cancel ends the
+// call at once, without a retry.
+func TestStalled(t *testing.T) {
+	p := newProxy(t, gatewayAddr(t))
+	cfg := config(t, p.endpoint())
+	cfg.Attempts, cfg.RequestTimeout = 3, 300*time.Millisecond
+	be := open(t, cfg)
+	p.setStall(true)
+	h := backend.Handle{Type: backend.Points, Name: "p"}
+	err := be.Save(bg, h, []byte("point"))
+	if err == nil || !strings.Contains(err.Error(), "3 attempts") || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("save to a stalled gateway: %v; want timeouts after 3 attempts", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Errorf("an attempt's timeout reads as the caller's: %v", err)
+	}
+
+	be.cfg.RequestTimeout = time.Minute
+	for len(p.stalled) > 0 {
+		<-p.stalled
+	}
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error)
+	go func() { _, err := be.Load(ctx, h, 0, -1, nil); done <- err }()
+	// Canceled while its request waits for an answer that never comes.
+	<-p.stalled
+	retries := be.Retries()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("load canceled: %v", err)
+	}
+	if be.Retries() != retries {
+		t.Error("a canceled request was retried")
+	}
+}

@@ -21,6 +21,9 @@ type proxy struct {
 	acceptShare float64      // share of connections reset at accept
 	meanBytes   float64      // a connection is reset after an exponential number of bytes of this mean (0: never)
 	down        atomic.Bool
+	stall       atomic.Bool   // new connections are accepted and never answered
+	quit        chan struct{} // closed at the test's end
+	stalled     chan struct{} // a token per connection stalled
 
 	resets atomic.Int64
 	mu     sync.Mutex
@@ -32,9 +35,10 @@ func newProxy(t testing.TB, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: map[*net.TCPConn]struct{}{}}
+	p := &proxy{ln: ln, target: target, conns: map[*net.TCPConn]struct{}{}, quit: make(chan struct{}), stalled: make(chan struct{}, 1000)}
 	go p.serve()
 	t.Cleanup(func() {
+		close(p.quit)
 		ln.Close()
 		p.setDown(true)
 	})
@@ -43,6 +47,16 @@ func newProxy(t testing.TB, target string) *proxy {
 
 // endpoint is the proxy's URL.
 func (p *proxy) endpoint() string { return "http://" + p.ln.Addr().String() }
+
+// setStall resets every connection and, while stalled, answers no new one.
+func (p *proxy) setStall(stall bool) {
+	p.stall.Store(stall)
+	if stall {
+		p.down.Store(true)
+		p.setDown(true)
+		p.down.Store(false)
+	}
+}
 
 // setDown resets every connection and, while down, every new one.
 func (p *proxy) setDown(down bool) {
@@ -73,6 +87,12 @@ func (p *proxy) serve() {
 }
 
 func (p *proxy) handle(c *net.TCPConn) {
+	if p.stall.Load() {
+		p.stalled <- struct{}{}
+		<-p.quit
+		reset(c)
+		return
+	}
 	if p.down.Load() || p.dropFirst.Add(-1) >= 0 || rand.Float64() < p.acceptShare {
 		p.resets.Add(1)
 		reset(c)

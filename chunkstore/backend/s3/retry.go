@@ -68,7 +68,8 @@ func (b *Backend) retry(ctx context.Context, slot bool, fn func(ctx context.Cont
 			continue // canceled by the caller: no retry, and no I/O error
 		}
 		if timedOut {
-			err = fmt.Errorf("%w after %v: %w", errAttemptTimeout, b.cfg.RequestTimeout, err)
+			// Not the caller's deadline: the context's error is not wrapped.
+			err = fmt.Errorf("%w after %v (%v)", errAttemptTimeout, b.cfg.RequestTimeout, err)
 		}
 		if !transient(err) {
 			return err
