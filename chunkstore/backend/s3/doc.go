@@ -113,14 +113,18 @@
 // consistent store: of two contenders, the one that lists second sees the
 // other's object), and (b) no holder goes LockStale without a refresh
 // (frozen, suspended, cut off). A holder whose refreshes fail for
-// LockStale, or who finds its object removed, has lost the lock: its
-// Lost channel closes (the returned Unlocker has a Lost() <-chan struct{}
-// method) and Unlock returns an error saying so; what it did meanwhile may
+// LockStale less one LockRefresh, or who finds its object removed, has
+// lost the lock: its Lost channel closes (the returned Unlocker has a
+// Lost() <-chan struct{} method), before any other may take the lock
+// when it is refreshes that failed, and Unlock returns an error saying
+// so. A holder that stops its work at Lost keeps the guarantee; one that
+// goes on, or is frozen itself, does not, and what it does meanwhile may
 // have run beside another holder. Staleness is judged on the server's
 // clock alone (the modification times it gave, and its time learned from
 // the contender's own object), so the clocks of the machines need not
 // agree; the error of that estimate is one PUT's duration, on the safe
-// side (a holder is judged stale late, never early). A dead holder's lock
+// side (a holder is judged stale late, never early; the early refusal of
+// step 1 uses an earlier measure, and only ever refuses). A dead holder's lock
 // goes LockStale after its last refresh (30 minutes by default), not at
 // once as a flock does.
 //

@@ -242,7 +242,8 @@ func (l *lock) Lost() <-chan struct{} { return l.lostc }
 
 // refresh rewrites the holder object every LockRefresh until Unlock. A
 // holder that finds its object gone (taken for stale by another), or
-// could not rewrite it for LockStale, has lost the lock; Unlock says so.
+// could not rewrite it for LockStale-LockRefresh, has lost the lock;
+// Lost and Unlock say so.
 func (l *lock) refresh() {
 	defer close(l.done)
 	b := l.b
@@ -271,8 +272,10 @@ func (l *lock) refresh() {
 		}
 		late := time.Since(l.refreshed)
 		l.mu.Unlock()
-		if late > b.cfg.LockStale {
-			l.setLost(fmt.Errorf("%s lock %s: lost: not refreshed for %v, so others may take it as stale: %v", b.Location(), l.name, late.Round(time.Second), err))
+		// Given up a refresh interval before others may take it as
+		// stale, so that a holder that stops at Lost stops in time.
+		if late > b.cfg.LockStale-b.cfg.LockRefresh {
+			l.setLost(fmt.Errorf("%s lock %s: lost: not refreshed for %v, and others take it as stale after %v: %v", b.Location(), l.name, late.Round(time.Millisecond), b.cfg.LockStale, err))
 			return
 		}
 	}
