@@ -17,32 +17,36 @@ import (
 	"github.com/recall-backup/recall/internal/testskip"
 )
 
-// One cluster serves the package's tests: its start is most of their time.
+// One cluster serves the package's tests, started by the first that
+// needs it: its start is most of their time.
 var (
-	cluster    *cephtest.Cluster
-	clusterErr error
+	clusterOnce sync.Once
+	clusterDir  string
+	cluster     *cephtest.Cluster
+	clusterErr  error
 )
 
 const testBucket = "recall-test"
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "recall-ceph-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	cluster, clusterErr = cephtest.New(dir, cephtest.Options{})
 	code := m.Run()
 	if cluster != nil {
 		cluster.Stop()
 	}
-	os.RemoveAll(dir)
+	if clusterDir != "" {
+		os.RemoveAll(clusterDir)
+	}
 	os.Exit(code)
 }
 
 // gateway returns the cluster, or skips t when its programs are missing.
 func gateway(t testing.TB) *cephtest.Cluster {
 	t.Helper()
+	clusterOnce.Do(func() {
+		if clusterDir, clusterErr = os.MkdirTemp("", "recall-ceph-"); clusterErr == nil {
+			cluster, clusterErr = cephtest.New(clusterDir, cephtest.Options{})
+		}
+	})
 	if errors.Is(clusterErr, cephtest.ErrMissing) {
 		testskip.Skip(t, "%v: run make deps", clusterErr)
 	}
