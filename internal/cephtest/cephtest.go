@@ -218,6 +218,12 @@ rgw_frontends = beast endpoint=127.0.0.1:%[4]d
 		"--access-key", c.AccessKey, "--secret", c.SecretKey)
 }
 
+// Env returns the environment that gives a program the S3 user's
+// credentials (the recall binary in integration tests).
+func (c *Cluster) Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + c.AccessKey, "AWS_SECRET_ACCESS_KEY=" + c.SecretKey}
+}
+
 // StartGateway starts the gateway (again, after StopGateway) and returns
 // when it answers S3 requests.
 func (c *Cluster) StartGateway() error {

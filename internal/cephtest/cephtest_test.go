@@ -27,6 +27,9 @@ func TestStartStop(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("anonymous GET /: %s", resp.Status)
 			}
+			if env := c.Env(); len(env) != 2 || env[0] != "AWS_ACCESS_KEY_ID="+c.AccessKey || env[1] != "AWS_SECRET_ACCESS_KEY="+c.SecretKey {
+				t.Errorf("Env: %q", env)
+			}
 			out, err := c.Admin("user", "info", "--uid", "recall")
 			if err != nil || !strings.Contains(string(out), c.AccessKey) {
 				t.Fatalf("user info: %s, %v", out, err)

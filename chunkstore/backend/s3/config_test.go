@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/recall-backup/recall/chunkstore/backend"
 )
 
@@ -42,6 +43,27 @@ func TestParseURL(t *testing.T) {
 		}
 		if back, err := ParseURL(c.URL()); err != nil || back != c {
 			t.Errorf("ParseURL(%q).URL() = %q does not read back", tc.in, c.URL())
+		}
+	}
+}
+
+func TestBucketLookup(t *testing.T) {
+	for _, tc := range []struct {
+		a    Addressing
+		host string
+		want minio.BucketLookupType
+	}{
+		{AddressAuto, "127.0.0.1", minio.BucketLookupPath},
+		{AddressAuto, "::1", minio.BucketLookupPath},
+		{AddressAuto, "localhost", minio.BucketLookupPath},
+		{AddressAuto, "s3.eu-west-1.amazonaws.com", minio.BucketLookupAuto},
+		{AddressAuto, "ceph.example.org", minio.BucketLookupAuto},
+		{AddressPath, "s3.amazonaws.com", minio.BucketLookupPath},
+		{AddressVirtualHost, "ceph.example.org", minio.BucketLookupDNS},
+		{AddressVirtualHost, "127.0.0.1", minio.BucketLookupDNS},
+	} {
+		if got := bucketLookup(tc.a, tc.host); got != tc.want {
+			t.Errorf("bucketLookup(%d, %q) = %v, want %v", tc.a, tc.host, got, tc.want)
 		}
 	}
 }

@@ -238,23 +238,12 @@ func newBackend(cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	lookup := minio.BucketLookupAuto
-	switch cfg.Addressing {
-	case AddressPath:
-		lookup = minio.BucketLookupPath
-	case AddressVirtualHost:
-		lookup = minio.BucketLookupDNS
-	default:
-		if h := u.Hostname(); h == "localhost" || net.ParseIP(h) != nil {
-			lookup = minio.BucketLookupPath
-		}
-	}
 	cl, err := minio.New(u.Host, &minio.Options{
 		Creds:        credentials.NewStaticV4(ak, sk, tok),
 		Secure:       secure,
 		Transport:    tr,
 		Region:       cfg.Region,
-		BucketLookup: lookup,
+		BucketLookup: bucketLookup(cfg.Addressing, u.Hostname()),
 		// One attempt: the retries are this package's (retry.go).
 		MaxRetries: 1,
 	})
@@ -262,6 +251,20 @@ func newBackend(cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("s3 endpoint %s: %w", cfg.Endpoint, err)
 	}
 	return &Backend{cfg: cfg, core: &minio.Core{Client: cl}, credFrom: from, sem: make(chan struct{}, cfg.Connections), tr: tr}, nil
+}
+
+// bucketLookup is the client library's addressing for a, on host.
+func bucketLookup(a Addressing, host string) minio.BucketLookupType {
+	switch a {
+	case AddressPath:
+		return minio.BucketLookupPath
+	case AddressVirtualHost:
+		return minio.BucketLookupDNS
+	}
+	if host == "localhost" || net.ParseIP(host) != nil {
+		return minio.BucketLookupPath
+	}
+	return minio.BucketLookupAuto
 }
 
 // credentials finds the credentials and says where they came from.
