@@ -87,9 +87,9 @@ func roundTrip(t *testing.T, be *Backend, n int) {
 	parallel(func(i int) error { return be.Remove(bg, h(i)) })
 }
 
-// Connections reset at random (a few at accept, the rest after an
+// Connections reset at random (1% at accept, the rest after an
 // exponential number of bytes, on average every 2 MiB) cost retries,
-// never a failed call or wrong bytes.
+// never a failed call, a lock refused or wrong bytes.
 func TestResets(t *testing.T) {
 	p := newProxy(t, gatewayAddr(t))
 	p.acceptShare, p.meanBytes = 0.01, 2<<20
@@ -97,6 +97,16 @@ func TestResets(t *testing.T) {
 	cfg.Attempts = 30
 	be := open(t, cfg)
 	roundTrip(t, be, 60)
+	for i := range 5 {
+		mode := []backend.LockMode{backend.Shared, backend.Exclusive}[i%2]
+		u, err := be.Lock(bg, "store", mode, []byte("resets"))
+		if err != nil {
+			t.Fatalf("lock %v: %v", mode, err)
+		}
+		if err := u.Unlock(); err != nil {
+			t.Fatalf("unlock %v: %v", mode, err)
+		}
+	}
 	if p.resets.Load() == 0 {
 		t.Fatal("the proxy reset no connection: the test tested nothing")
 	}
