@@ -80,4 +80,10 @@ var rules = []rule{
 		// The tests generate the trees they read.
 		codeOnly: true,
 	},
+	{
+		from:     "...",
+		deny:     []string{"internal/cephtest"},
+		why:      "internal/cephtest starts Ceph daemons for tests: no program may depend on it",
+		codeOnly: true,
+	},
 }

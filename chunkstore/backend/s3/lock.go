@@ -1,0 +1,311 @@
+package s3
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/recall-backup/recall/chunkstore/backend"
+)
+
+// A lock is objects under locks/ (the protocol is in the package
+// comment):
+//
+//	locks/<name>                    the lock's name, written by each holder
+//	                                once it holds the lock (empty); what
+//	                                Stat, List and Remove of backend.Locks see
+//	locks/<name>/<m>1-<token>       one per holder: m is s (shared) or x
+//	                                (exclusive), 1 the format, token 16
+//	                                random hex digits; the body is the
+//	                                holder's info; its modification time
+//	                                (the server's clock) its last refresh
+
+// holderFormat is the version of the holder objects' names.
+const holderFormat = "1"
+
+type holder struct {
+	key  string
+	mode backend.LockMode
+	mod  time.Time // the server's time of its last write
+}
+
+// holderName is the object name of a holder in mode with token.
+func holderName(mode backend.LockMode, token string) string {
+	m := "s"
+	if mode == backend.Exclusive {
+		m = "x"
+	}
+	return m + holderFormat + "-" + token
+}
+
+// parseHolder reads a holder object's name; ok is false for a name of
+// another format, which a holder of this format treats as exclusive (an
+// unknown holder must not be ignored).
+func parseHolder(name string) (backend.LockMode, bool) {
+	switch {
+	case strings.HasPrefix(name, "s"+holderFormat+"-"):
+		return backend.Shared, true
+	case strings.HasPrefix(name, "x"+holderFormat+"-"):
+		return backend.Exclusive, true
+	}
+	return backend.Exclusive, false
+}
+
+// holders lists the holder objects of lock name.
+func (b *Backend) holders(ctx context.Context, name string) ([]holder, error) {
+	prefix := b.dir(backend.Locks.String()) + name + "/"
+	var out []holder
+	err := b.do(ctx, func(ctx context.Context) error {
+		out = out[:0]
+		for o := range b.core.Client.ListObjects(ctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if o.Err != nil {
+				return o.Err
+			}
+			mode, _ := parseHolder(strings.TrimPrefix(o.Key, prefix))
+			out = append(out, holder{key: o.Key, mode: mode, mod: o.LastModified})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Lock takes lock name in mode (see the package comment for the protocol
+// and what it guarantees). Taken, it costs three listings, two PUTs and
+// the re-check delay; refused, usually one listing and a GET per holder.
+func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, info []byte) (backend.Unlocker, error) {
+	if err := (backend.Handle{Type: backend.Locks, Name: name}).Valid(); err != nil {
+		return nil, fmt.Errorf("lock name %q: %w", name, err)
+	}
+	if mode != backend.Shared && mode != backend.Exclusive {
+		return nil, fmt.Errorf("lock %s: unknown mode %v", name, mode)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s lock %s: %w", b.Location(), name, err)
+	}
+	// A lock held by others is refused before writing anything, so that
+	// a waiter trying again and again does not make the holders' own
+	// checks fail (contenders that see each other all back off). Only
+	// with the server's clock known from an earlier lock: holders not
+	// refreshed for the stale time are judged by the protocol below.
+	if skew, ok := b.serverSkew(); ok {
+		hs, err := b.holders(ctx, name)
+		if err != nil {
+			return nil, b.fail("lock "+name, err)
+		}
+		if busy := b.conflicts(hs, "", mode, time.Now().Add(skew), false); len(busy) > 0 {
+			return nil, b.lockedError(ctx, name, busy)
+		}
+	}
+	tok := make([]byte, 8)
+	rand.Read(tok)
+	l := &lock{b: b, name: name, key: b.dir(backend.Locks.String()) + name + "/" + holderName(mode, hex.EncodeToString(tok)), info: info,
+		stop: make(chan struct{}), done: make(chan struct{}), lostc: make(chan struct{})}
+	if err := b.put(ctx, l.key, info); err != nil {
+		return nil, b.fail("lock "+name, err)
+	}
+	l.refreshed = time.Now()
+	err := l.check(ctx, mode)
+	if err == nil {
+		// A holder whose object the first listing missed (a listing
+		// that lags behind writes) is seen by now.
+		t := time.NewTimer(b.cfg.LockRecheck)
+		select {
+		case <-t.C:
+			err = l.check(ctx, mode)
+		case <-ctx.Done():
+			t.Stop()
+			err = fmt.Errorf("%s lock %s: %w", b.Location(), name, ctx.Err())
+		}
+	}
+	if err == nil {
+		err = b.put(ctx, b.key(backend.Handle{Type: backend.Locks, Name: name}), nil)
+		if err != nil {
+			err = b.fail("lock "+name, err)
+		}
+	}
+	if err != nil {
+		b.remove(context.WithoutCancel(ctx), l.key)
+		return nil, err
+	}
+	go l.refresh()
+	return l, nil
+}
+
+// serverSkew returns the server's clock minus this machine's, as last
+// measured by a lock's check.
+func (b *Backend) serverSkew() (time.Duration, bool) {
+	v := b.skew.Load()
+	if v == nil {
+		return 0, false
+	}
+	return v.(time.Duration), true
+}
+
+// conflicts returns the holders of hs other than own that conflict with
+// mode and are not stale at the server's time now; stale ones are
+// removed when remove is set.
+func (b *Backend) conflicts(hs []holder, own string, mode backend.LockMode, now time.Time, remove bool) []holder {
+	var busy []holder
+	for _, h := range hs {
+		switch {
+		case h.key == own:
+		case now.Sub(h.mod) > b.cfg.LockStale:
+			if remove {
+				b.remove(context.Background(), h.key) // its holder died, or lost the lock
+			}
+		case mode == backend.Exclusive || h.mode == backend.Exclusive:
+			busy = append(busy, h)
+		}
+	}
+	return busy
+}
+
+// lockedError reads the info of the holders in busy; one gone meanwhile
+// is left out.
+func (b *Backend) lockedError(ctx context.Context, name string, busy []holder) error {
+	le := &backend.LockedError{Name: name}
+	for _, h := range busy {
+		var info []byte
+		err := b.do(ctx, func(ctx context.Context) error {
+			body, oi, _, err := b.core.GetObject(ctx, b.cfg.Bucket, h.key, minio.GetObjectOptions{})
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			info = make([]byte, oi.Size)
+			_, err = io.ReadFull(body, info)
+			return err
+		})
+		if code(err) == "NoSuchKey" {
+			continue
+		}
+		le.Holders = append(le.Holders, info) // empty when unreadable
+	}
+	return le
+}
+
+// check lists the holders of l's lock: the stale ones it removes; a
+// living one in a conflicting mode gives a *backend.LockedError.
+func (l *lock) check(ctx context.Context, mode backend.LockMode) error {
+	b := l.b
+	hs, err := b.holders(ctx, l.name)
+	if err != nil {
+		return b.fail("lock "+l.name, err)
+	}
+	// The server's clock now, from the time it gave l's own object: no
+	// client's clock is compared with another's or with the server's.
+	// It is behind the server's by at most the PUT's duration, so a
+	// holder is judged stale late, never early.
+	var now time.Time
+	for _, h := range hs {
+		if h.key == l.key {
+			b.skew.Store(h.mod.Sub(l.refreshed))
+			now = h.mod.Add(time.Since(l.refreshed))
+		}
+	}
+	if now.IsZero() {
+		return fmt.Errorf("%s lock %s: the listing does not show the lock object just written (%s): this gateway's listings lag behind its writes, and its locks cannot be trusted",
+			b.Location(), l.name, l.key)
+	}
+	if busy := b.conflicts(hs, l.key, mode, now, true); len(busy) > 0 {
+		return b.lockedError(ctx, l.name, busy)
+	}
+	return nil
+}
+
+type lock struct {
+	b    *Backend
+	name string
+	key  string
+	info []byte
+
+	once       sync.Once
+	stop, done chan struct{}
+
+	mu        sync.Mutex
+	refreshed time.Time // local time of the last write of key that succeeded
+	lost      error
+	lostc     chan struct{} // closed when lost is set
+}
+
+// Lost returns a channel closed when the lock is lost while held (see
+// refresh): a holder that selects on it can stop its work at once, as
+// restic cancels a command whose lock was not refreshed in time, instead
+// of learning it at Unlock.
+func (l *lock) Lost() <-chan struct{} { return l.lostc }
+
+// refresh rewrites the holder object every LockRefresh until Unlock. A
+// holder that finds its object gone (taken for stale by another), or
+// could not rewrite it for LockStale-LockRefresh, has lost the lock;
+// Lost and Unlock say so.
+func (l *lock) refresh() {
+	defer close(l.done)
+	b := l.b
+	t := time.NewTicker(b.cfg.LockRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.LockRefresh)
+		_, err := b.core.StatObject(ctx, b.cfg.Bucket, l.key, minio.StatObjectOptions{})
+		if code(err) == "NoSuchKey" {
+			cancel()
+			l.setLost(fmt.Errorf("%s lock %s: lost: its object was removed as stale by another holder", b.Location(), l.name))
+			return
+		}
+		if err == nil {
+			err = b.put(ctx, l.key, l.info)
+		}
+		cancel()
+		l.mu.Lock()
+		if err == nil {
+			l.refreshed = time.Now()
+		}
+		late := time.Since(l.refreshed)
+		l.mu.Unlock()
+		// Given up a refresh interval before others may take it as
+		// stale, so that a holder that stops at Lost stops in time.
+		if late > b.cfg.LockStale-b.cfg.LockRefresh {
+			l.setLost(fmt.Errorf("%s lock %s: lost: not refreshed for %v, and others take it as stale after %v: %v", b.Location(), l.name, late.Round(time.Millisecond), b.cfg.LockStale, err))
+			return
+		}
+	}
+}
+
+func (l *lock) setLost(err error) {
+	l.mu.Lock()
+	l.lost = err
+	l.mu.Unlock()
+	close(l.lostc)
+}
+
+// Unlock stops the refresh and removes the holder object. It returns an
+// error when the lock was lost while held (what it protected may have
+// been done beside another holder).
+func (l *lock) Unlock() error {
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+		ctx, cancel := context.WithTimeout(context.Background(), l.b.cfg.RequestTimeout)
+		defer cancel()
+		if rerr := l.b.remove(ctx, l.key); rerr != nil {
+			err = l.b.fail("unlock "+l.name, rerr)
+		}
+		l.mu.Lock()
+		if l.lost != nil {
+			err = l.lost
+		}
+		l.mu.Unlock()
+	})
+	return err
+}

@@ -1,0 +1,161 @@
+package s3
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
+)
+
+func holdersOf(err error) []string {
+	var le *backend.LockedError
+	if !errors.As(err, &le) {
+		return nil
+	}
+	var out []string
+	for _, h := range le.Holders {
+		out = append(out, string(h))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Holders in separate backends (processes) see each other: shared beside
+// shared, exclusive alone, and a refused one names the holders.
+func TestLockTwoHolders(t *testing.T) {
+	cfg := config(t, gateway(t).Endpoint)
+	a, b := open(t, cfg), open(t, cfg)
+	sa, err := a.Lock(bg, "store", backend.Shared, []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.Lock(bg, "store", backend.Shared, []byte("b"))
+	if err != nil {
+		t.Fatalf("shared beside shared: %v", err)
+	}
+	if _, err := b.Lock(bg, "store", backend.Exclusive, []byte("x")); !slices.Equal(holdersOf(err), []string{"a", "b"}) {
+		t.Fatalf("exclusive beside two shared: %v, holders %q", err, holdersOf(err))
+	}
+	sa.Unlock()
+	sb.Unlock()
+	x, err := a.Lock(bg, "store", backend.Exclusive, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Lock(bg, "store", backend.Shared, nil); !slices.Equal(holdersOf(err), []string{"x"}) {
+		t.Fatalf("shared beside exclusive: %v", err)
+	}
+	if err := x.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Contenders for one exclusive lock, each with its own backend, trying
+// again after a random back-off as callers do (contenders that see each
+// other all back off): never two inside at once.
+func TestLockExclusion(t *testing.T) {
+	cfg := config(t, gateway(t).Endpoint)
+	var inside, maxInside, entries atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 5 {
+		be := open(t, cfg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 8 {
+				u, err := be.Lock(bg, "gc", backend.Exclusive, []byte(fmt.Sprint(i)))
+				if errors.Is(err, backend.ErrLocked) {
+					time.Sleep(rand.N(100 * time.Millisecond)) // the caller's back-off, not a wait for an event
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				n := inside.Add(1)
+				if n > maxInside.Load() {
+					maxInside.Store(n)
+				}
+				entries.Add(1)
+				// Hold it across another contender's whole attempt.
+				be.Stat(bg, backend.Handle{Type: backend.Config, Name: "config"})
+				inside.Add(-1)
+				if err := u.Unlock(); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if maxInside.Load() > 1 {
+		t.Fatalf("%d holders of an exclusive lock at once", maxInside.Load())
+	}
+	if entries.Load() == 0 {
+		t.Fatal("no contender ever took the lock")
+	}
+	t.Logf("%d of 40 tries took the lock", entries.Load())
+}
+
+// A holder that stops refreshing (its process frozen, its network cut)
+// keeps its lock until the stale time has passed, then loses it to the
+// next taker, and learns so at Unlock; a holder that refreshes keeps it.
+func TestLockStale(t *testing.T) {
+	p := newProxy(t, gatewayAddr(t))
+	cfg := config(t, p.endpoint())
+	cfg.LockStale, cfg.LockRefresh, cfg.Attempts = 1500*time.Millisecond, 200*time.Millisecond, 2
+	cut := open(t, cfg)
+	direct := cfg
+	direct.Endpoint = gateway(t).Endpoint
+	other := open(t, direct)
+
+	kept, err := other.Lock(bg, "kept", backend.Exclusive, []byte("refreshing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := cut.Lock(bg, "store", backend.Exclusive, []byte("frozen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.setDown(true) // its refreshes fail from now on
+	start := time.Now()
+	var took backend.Unlocker
+	for took == nil {
+		took, err = other.Lock(bg, "store", backend.Exclusive, []byte("next"))
+		if err != nil && !slices.Equal(holdersOf(err), []string{"frozen"}) {
+			t.Fatalf("while the frozen holder's lock is fresh: %v", err)
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("a lock not refreshed for 20 s was not taken over")
+		}
+	}
+	if waited := time.Since(start); waited < cfg.LockStale-cfg.LockRefresh {
+		t.Errorf("taken over after %v, before the stale time %v", waited, cfg.LockStale)
+	}
+	// The refreshed lock was never stale meanwhile.
+	if _, err := cut.Lock(bg, "kept", backend.Shared, nil); err == nil {
+		t.Error("a refreshed lock was taken")
+	}
+	select {
+	case <-u.(interface{ Lost() <-chan struct{} }).Lost():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the frozen holder was not told it lost its lock")
+	}
+	p.setDown(false)
+	err = u.Unlock()
+	if err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Errorf("unlock of a lock lost: %v, want an error saying so", err)
+	}
+	if err := took.Unlock(); err != nil {
+		t.Error(err)
+	}
+	if err := kept.Unlock(); err != nil {
+		t.Errorf("unlock of a refreshed lock: %v", err)
+	}
+}

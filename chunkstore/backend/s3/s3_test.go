@@ -1,0 +1,149 @@
+package s3
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/backendtest"
+	"github.com/recall-backup/recall/internal/cephtest"
+	"github.com/recall-backup/recall/internal/testskip"
+)
+
+// One cluster serves the package's tests, started by the first that
+// needs it: its start is most of their time.
+var (
+	clusterOnce sync.Once
+	clusterDir  string
+	cluster     *cephtest.Cluster
+	clusterErr  error
+)
+
+const testBucket = "recall-test"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cluster != nil {
+		cluster.Stop()
+	}
+	if clusterDir != "" {
+		os.RemoveAll(clusterDir)
+	}
+	os.Exit(code)
+}
+
+// gateway returns the cluster, or skips t when its programs are missing.
+func gateway(t testing.TB) *cephtest.Cluster {
+	t.Helper()
+	clusterOnce.Do(func() {
+		if clusterDir, clusterErr = os.MkdirTemp("", "recall-ceph-"); clusterErr == nil {
+			cluster, clusterErr = cephtest.New(clusterDir, cephtest.Options{})
+		}
+	})
+	if errors.Is(clusterErr, cephtest.ErrMissing) {
+		testskip.Skip(t, "%v: run make deps", clusterErr)
+	}
+	if clusterErr != nil {
+		t.Fatal(clusterErr)
+	}
+	return cluster
+}
+
+var bucketOnce sync.Once
+
+// config returns a Config of a fresh prefix in the test bucket, with the
+// cluster's credentials and times short enough for tests.
+func config(t testing.TB, endpoint string) Config {
+	c := gateway(t)
+	tok := make([]byte, 6)
+	rand.Read(tok)
+	return Config{
+		Endpoint: endpoint, Bucket: testBucket, Prefix: "t/" + hex.EncodeToString(tok),
+		AccessKey: c.AccessKey, SecretKey: c.SecretKey,
+		RetryBase: 20 * time.Millisecond, RetryMax: 500 * time.Millisecond, RequestTimeout: 30 * time.Second,
+		LockRecheck: 20 * time.Millisecond,
+	}
+}
+
+// open returns a backend of cfg in the test bucket, made on first use.
+func open(t testing.TB, cfg Config) *Backend {
+	t.Helper()
+	var err error
+	bucketOnce.Do(func() {
+		var b *Backend
+		if b, err = Create(context.Background(), cfg); err == nil {
+			b.Close()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backend.Backend { return open(t, config(t, gateway(t).Endpoint)) })
+}
+
+// A listing's callback may make requests of its own, with every
+// connection slot taken by listings.
+func TestListCallbackRequests(t *testing.T) {
+	cfg := config(t, gateway(t).Endpoint)
+	cfg.Connections = 1
+	be := open(t, cfg)
+	for i := range 3 {
+		if err := be.Save(bg, backend.Handle{Type: backend.Index, Name: fmt.Sprint("i", i)}, []byte("index")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	n := 0
+	err := be.List(ctx, backend.Index, func(name string, _ int64) error {
+		return be.List(ctx, backend.Index, func(inner string, _ int64) error {
+			n++
+			_, err := be.Load(ctx, backend.Handle{Type: backend.Index, Name: inner}, 0, -1, nil)
+			return err
+		})
+	})
+	if err != nil || n != 9 {
+		t.Fatalf("nested listings with loads: %d loads, %v; want 9", n, err)
+	}
+}
+
+// The names of holder objects are a format: a newer one's holders are
+// never ignored.
+func TestHolderNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode backend.LockMode
+		ok   bool
+	}{
+		{holderName(backend.Shared, "0123456789abcdef"), backend.Shared, true},
+		{holderName(backend.Exclusive, "0123456789abcdef"), backend.Exclusive, true},
+		{"s2-0123456789abcdef", backend.Exclusive, false},
+		{"lock", backend.Exclusive, false},
+	} {
+		if mode, ok := parseHolder(tc.name); mode != tc.mode || ok != tc.ok {
+			t.Errorf("parseHolder(%q) = %v, %v; want %v, %v", tc.name, mode, ok, tc.mode, tc.ok)
+		}
+	}
+	if got := holderName(backend.Shared, "0123456789abcdef"); got != "s1-0123456789abcdef" {
+		t.Errorf("shared holder named %q", got)
+	}
+	if got := holderName(backend.Exclusive, "0123456789abcdef"); got != "x1-0123456789abcdef" {
+		t.Errorf("exclusive holder named %q", got)
+	}
+}
