@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/cipher"
 	"errors"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/zeebo/blake3"
@@ -297,3 +299,118 @@ func sameAEADKey(a, b cipher.AEAD) bool {
 	_, err := b.Open(nil, nonce, a.Seal(nil, nonce, msg, nil), nil)
 	return err == nil
 }
+
+// StoredPlace returns the pack holding a usable place of a blob (see Has)
+// and the blob's stored length there; ok is false when there is none.
+func (s *Store) StoredPlace(id ID) (pack ID, length int64, ok bool) {
+	l, _, usable := s.idx.lookup(id)
+	if !usable {
+		return ID{}, 0, false
+	}
+	return s.idx.packID(l.pack), int64(l.length()), true
+}
+
+// Copying without the key. An encrypted store whose passphrase the copy
+// is not given can only be copied as files: pack headers, index files and
+// manifests are sealed, so neither which blobs a point needs nor which a
+// pack holds can be read. What can be checked without the key is checked:
+// a pack's name is the hash of its header (CheckPackName), an index
+// file's and a manifest's the hash of their bytes (CheckFileName).
+
+// CheckPackName checks a whole pack's bytes against its name, the hash of
+// its header and trailer: what can be checked of a pack without the key.
+// The blobs are not checked.
+func CheckPackName(id ID, b []byte) error {
+	hdr, err := packHeaderBytes(b)
+	if err != nil {
+		return err
+	}
+	if packName(hdr) != id {
+		return fmt.Errorf("%w: pack header does not match the pack's name", ErrCorrupt)
+	}
+	return nil
+}
+
+// CheckFileName checks the bytes of a file named by their hash (an index
+// file, a point manifest).
+func CheckFileName(name string, b []byte) error {
+	if ID(blake3.Sum256(b)).String() != name {
+		return fmt.Errorf("%w: the bytes do not hash to the file's name", ErrCorrupt)
+	}
+	return nil
+}
+
+// SameSealedKey reports, without unsealing either, whether the stores in
+// a and b have the same keys as far as their config files tell: the same
+// store id, chunk parameters and sealed master key (the same key sealed
+// the same way). Stores whose keys are the same but sealed apart (a
+// passphrase changed on one side) are not told apart from other stores:
+// that takes the passphrase.
+func SameSealedKey(a, b backend.Backend) (bool, error) {
+	ca, err := readConfigSealed(a)
+	if err != nil {
+		return false, err
+	}
+	cb, err := readConfigSealed(b)
+	if err != nil {
+		return false, err
+	}
+	if ca.Encryption == nil || cb.Encryption == nil {
+		return false, nil
+	}
+	ea, eb := *ca.Encryption, *cb.Encryption
+	ja, _ := json.Marshal(ea)
+	jb, _ := json.Marshal(eb)
+	return ca.ID == cb.ID && ca.MinChunk == cb.MinChunk && ca.MaxChunk == cb.MaxChunk &&
+		ca.AverageBits == cb.AverageBits && ca.Polynomial == cb.Polynomial && bytes.Equal(ja, jb), nil
+}
+
+// readConfigSealed reads a store's config, or its copy when the config is
+// missing or damaged, without unlocking the key.
+func readConfigSealed(be backend.Backend) (*Config, error) {
+	var first error
+	for _, name := range []string{"config", configCopyName} {
+		b, err := be.Load(bg, backend.Handle{Type: backend.Config, Name: name}, 0, -1, nil)
+		if err == nil {
+			var cfg *Config
+			if cfg, err = parseConfig(b); err == nil {
+				return cfg, nil
+			}
+		}
+		if first == nil {
+			first = fmt.Errorf("store config %s: %w", configPath(be, name), err)
+		}
+	}
+	return nil, first
+}
+
+// SessionHold is a write session's locks held at a store that is not
+// open (its key is not known): what a copy without the key holds at the
+// destination, so that backups wait as for any session of its name and
+// garbage collection counts it as a session running.
+type SessionHold struct{ l *Lock }
+
+// HoldSession takes the locks of a write session of source in the store
+// kept in be (shared store lock, the source's lock, a registration) as
+// LockSession does, without opening the store. Waiting and the error are
+// as LockWriter's.
+func HoldSession(ctx context.Context, be backend.Backend, source, purpose string, wait time.Duration, onWait func(LockInfo)) (*SessionHold, error) {
+	if source == "" {
+		return nil, errors.New("lock a write session: no source named")
+	}
+	tag := sessionTag(source)
+	l := &Lock{s: &Store{be: be}, mode: backend.Shared, source: source, tag: tag, journal: tag}
+	if err := l.take(ctx, purpose, wait, onWait); err != nil {
+		return nil, err
+	}
+	if err := l.register(ctx, purpose); err != nil {
+		l.release()
+		return nil, err
+	}
+	return &SessionHold{l: l}, nil
+}
+
+// Unlock releases the session's locks.
+func (h *SessionHold) Unlock() error { return h.l.Unlock() }
+
+
