@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/cipher"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -412,5 +412,3 @@ func HoldSession(ctx context.Context, be backend.Backend, source, purpose string
 
 // Unlock releases the session's locks.
 func (h *SessionHold) Unlock() error { return h.l.Unlock() }
-
-
