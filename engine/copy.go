@@ -172,13 +172,12 @@ func Copy(ctx context.Context, from, to string, o CopyOptions) (*CopyReport, err
 	}
 	src := NewStore(srcSt)
 	defer src.Close()
-	rep := &CopyReport{From: src.Dir(), To: dstLoc.be.Location()}
+	rep := &CopyReport{From: src.Dir(), To: dstLoc.be.Location(), Points: []CopiedPoint{}, Failed: []CopyFailure{}}
 	if !dstLoc.exists {
 		if err := createCopy(ctx, dstLoc, func(ctx context.Context) (map[string][]byte, error) { return configFilesOf(ctx, src.st.Backend()) }); err != nil {
 			return nil, err
 		}
 		rep.Created = true
-		o.Log("made store %s with the keys of %s", rep.To, rep.From)
 	}
 	dstSt, err := chunkstore.OpenBackend(dstLoc.be, chunkstore.OpenOptions{Password: o.Password})
 	if errors.Is(err, chunkstore.ErrWrongPassword) {
@@ -209,13 +208,16 @@ type location struct {
 	canon string
 	// exists: a store is there (its config or its copy).
 	exists bool
+	// home is the directory of the new home a new local store goes in.
+	home string
 }
 
 // resolveLocation turns a location string into the backend of the store
 // there: a directory that is a store, or a recall home (its store/). A
-// directory holding neither is where a new store goes (it must be empty
-// or missing). It is the one place a location string is read: other kinds
-// (s3:...) are added here.
+// directory holding neither is where a new store goes, as a new home's
+// (DIR/store), so that every command's --home reaches it; it must be
+// missing or empty. It is the one place a location string is read: other
+// kinds (s3:...) are added here.
 func resolveLocation(loc string) (*location, error) {
 	if loc == "" {
 		return nil, errors.New("no location given")
@@ -232,19 +234,21 @@ func resolveLocation(loc string) (*location, error) {
 		}
 		return false
 	}
-	exists := true
+	l := &location{exists: true}
 	switch {
 	case isStore(dir):
 	case isStore(StoreDir(dir)):
 		dir = StoreDir(dir)
 	default:
-		exists = false
+		l.exists, l.home = false, dir
+		dir = StoreDir(dir)
 	}
-	canon := dir
+	l.canon = dir
 	if c, err := filepath.EvalSymlinks(dir); err == nil {
-		canon = c
+		l.canon = c
 	}
-	return &location{be: local.Open(dir), canon: canon, exists: exists}, nil
+	l.be = local.Open(dir)
+	return l, nil
 }
 
 // OpenLocation opens the store at loc: a recall home (a directory holding
@@ -277,13 +281,20 @@ func createCopy(ctx context.Context, l *location, config func(context.Context) (
 	}
 	if lb, ok := l.be.(*local.Backend); ok {
 		dir := lb.Location()
-		ents, err := os.ReadDir(dir)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("copy to %s: %w", dir, err)
-		}
-		for _, e := range ents {
-			if !slices.Contains([]string{"packs", "index", "points", "locks", "tmp", "config.copy"}, e.Name()) {
-				return fmt.Errorf("copy to %s: the directory holds no store and is not empty (%s): give a store, a recall home, or a new directory", dir, e.Name())
+		// Only what an interrupted createCopy, or a command run on the
+		// new home, leaves: never a directory of other files.
+		for d, allowed := range map[string][]string{
+			l.home: {"store", "catalog.db"},
+			dir:    {"packs", "index", "points", "locks", "tmp", "config.copy"},
+		} {
+			ents, err := os.ReadDir(d)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("copy to %s: %w", d, err)
+			}
+			for _, e := range ents {
+				if !slices.Contains(allowed, e.Name()) {
+					return fmt.Errorf("copy to %s: the directory holds no store and is not empty (%s): give a store, a recall home, or a new directory", d, e.Name())
+				}
 			}
 		}
 		nb, err := local.Create(dir)
@@ -600,7 +611,7 @@ func (r *Reader) treeBlobs(ctx context.Context, root chunkstore.ID, seen map[chu
 // so a copy killed at any moment leaves whole files, and the next one
 // copies the rest.
 func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, start time.Time) (*CopyReport, error) {
-	rep := &CopyReport{From: srcLoc.be.Location(), To: dstLoc.be.Location(), Sealed: true}
+	rep := &CopyReport{From: srcLoc.be.Location(), To: dstLoc.be.Location(), Sealed: true, Points: []CopiedPoint{}, Failed: []CopyFailure{}}
 	if dstLoc.exists {
 		same, err := chunkstore.SameSealedKey(srcLoc.be, dstLoc.be)
 		if err != nil {
@@ -615,7 +626,6 @@ func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, st
 			return nil, err
 		}
 		rep.Created = true
-		o.Log("made store %s with the config (and sealed key) of %s", rep.To, rep.From)
 	}
 	hold, err := chunkstore.HoldSession(ctx, dstLoc.be, copySession, "copy from "+rep.From+" (sealed)", o.Wait, o.OnWait)
 	if err != nil {

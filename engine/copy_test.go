@@ -88,7 +88,7 @@ func backupInto(t *testing.T, store, pw, dir, source string, at time.Time) *Poin
 // backed up, and that verify --read-data finds nothing wrong.
 func (f *copyFixture) checkCopy(t *testing.T, dir string, want []string, extra ...chunkstore.ID) {
 	t.Helper()
-	st, err := Open(dir, chunkstore.OpenOptions{Password: f.pw})
+	st, err := OpenLocation(dir, chunkstore.OpenOptions{Password: f.pw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,8 +170,8 @@ func TestCopy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !rep.Created || rep.Sealed != c.noPass || rep.Packs == 0 || rep.Bytes == 0 {
-				t.Errorf("report %+v: want a new store, sealed=%v, packs and bytes written", rep, c.noPass)
+			if !rep.Created || rep.To != StoreDir(dst) || rep.Sealed != c.noPass || rep.Packs == 0 || rep.Bytes == 0 {
+				t.Errorf("report %+v: want a new store in a new home, sealed=%v, packs and bytes written", rep, c.noPass)
 			}
 			if got := pointNames(f, rep.Points); !slices.Equal(got, c.want) {
 				t.Errorf("points copied %v, want %v", got, c.want)
@@ -202,7 +202,7 @@ func TestCopyDeduplicatesAndKeeps(t *testing.T) {
 	// A backup made at the destination itself.
 	own := t.TempDir()
 	randomFiles(t, own, rand.NewChaCha8([32]byte{9}), map[string]int{"local": 1 << 20})
-	ownPoint := backupInto(t, dst, "", own, "c", copyT0.Add(5*time.Hour))
+	ownPoint := backupInto(t, StoreDir(dst), "", own, "c", copyT0.Add(5*time.Hour))
 
 	rep, err := Copy(context.Background(), f.home, dst, CopyOptions{})
 	if err != nil {
@@ -377,4 +377,34 @@ func BenchmarkCopy(b *testing.B) {
 	// Rated by the stored bytes copied; the data backed up is larger.
 	b.SetBytes(stored)
 	b.ReportMetric(float64(size)/float64(stored), "raw/stored")
+}
+
+// A location is a home or a store directory; anything else is no store.
+func TestOpenLocation(t *testing.T) {
+	home := t.TempDir()
+	if _, err := chunkstore.Init(StoreDir(home), chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		loc  string
+		want error
+	}{
+		{home, nil},
+		{StoreDir(home), nil},
+		{home + "/../" + filepath.Base(home), nil},
+		{t.TempDir(), chunkstore.ErrNoStore},
+		{filepath.Join(home, "missing"), chunkstore.ErrNoStore},
+	}
+	for _, c := range cases {
+		st, err := OpenLocation(c.loc, chunkstore.OpenOptions{})
+		if !errors.Is(err, c.want) {
+			t.Errorf("OpenLocation(%s): %v, want %v", c.loc, err, c.want)
+		}
+		if err == nil {
+			if st.Dir() != StoreDir(home) {
+				t.Errorf("OpenLocation(%s) opened %s, want %s", c.loc, st.Dir(), StoreDir(home))
+			}
+			st.Close()
+		}
+	}
 }
