@@ -115,11 +115,13 @@ func (s *Store) loadStoredAlone(id ID, t BlobType, ck *storedChecker) (StoredBlo
 	if _, err := s.LoadBlob(id, ck.plainBuf(s)); err != nil {
 		return StoredBlob{ID: id, Type: t}, err
 	}
-	l, _, usable := s.idx.lookup(id)
-	pack := s.idx.packID(l.pack)
-	if !usable {
-		return StoredBlob{ID: id, Type: t}, &BlobError{ID: id, Pack: pack, Err: ErrNotFound}
+	// The place LoadBlob read: a usable one, or with none the first,
+	// which it reads anyway (a record of damage the bytes no longer show).
+	l, found, _ := s.idx.lookup(id)
+	if !found {
+		return StoredBlob{ID: id, Type: t}, &BlobError{ID: id, Err: ErrNotFound}
 	}
+	pack := s.idx.packID(l.pack)
 	stored, err := s.loadPack(pack, int64(l.off), int(l.length()), nil)
 	if err == nil {
 		var raw int

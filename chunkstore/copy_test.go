@@ -176,3 +176,60 @@ func TestPointStored(t *testing.T) {
 		}
 	}
 }
+
+// Without the key a pack is checked against its name (its header's hash),
+// an index file or a manifest against its bytes' hash.
+func TestCheckNames(t *testing.T) {
+	_, s := newStore(t, true)
+	ids := saveBlobs(t, s, randBytes(1, 50_000))
+	pack, _ := s.PackOf(ids[0])
+	b, err := os.ReadFile(s.packPath(pack))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPackName(pack, b); err != nil {
+		t.Errorf("a whole pack: %v", err)
+	}
+	hdr := bytes.Clone(b)
+	hdr[len(hdr)-packTrailerLen-5] ^= 1
+	if err := CheckPackName(pack, hdr); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a pack with a changed header: %v", err)
+	}
+	if err := CheckPackName(pack, b[:len(b)-1]); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a cut pack: %v", err)
+	}
+	if err := CheckFileName(pack.String(), b); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("bytes under another name: %v", err)
+	}
+}
+
+// A session held without opening the store (a copy without the key)
+// excludes the exclusive lock and registers for garbage collection.
+func TestHoldSession(t *testing.T) {
+	dir, s := newStore(t, true)
+	h, err := HoldSession(context.Background(), local.Open(dir), "recall copy", "test", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LockExclusive(context.Background(), "test", 0, nil); !errors.Is(err, ErrLocked) {
+		t.Errorf("exclusive lock beside a held session: %v", err)
+	}
+	n := 0
+	localOf(s).List(context.Background(), backend.Locks, func(name string, _ int64) error {
+		if len(name) > len(sessionPrefix) && name[:len(sessionPrefix)] == sessionPrefix {
+			n++
+		}
+		return nil
+	})
+	if n != 1 {
+		t.Errorf("%d session registrations, want 1", n)
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.LockExclusive(context.Background(), "test", 0, nil)
+	if err != nil {
+		t.Fatalf("exclusive lock after the session: %v", err)
+	}
+	l.Unlock()
+}
