@@ -186,3 +186,36 @@ func dirSize(t *testing.T, dir string) int64 {
 	}))
 	return n
 }
+
+// An encrypted store is copied without its passphrase, sealed, and the
+// copy opens and verifies with the passphrase; with it, a later copy
+// copies blob by blob into the same destination.
+func TestCopySealed(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "f"), 1, 3<<20)
+	e.vars = []string{"RECALL_PASSWORD=right"}
+	e.ok("init", "--encrypt")
+	e.ok("backup", "--source", "s", src)
+	off := filepath.Join(t.TempDir(), "offsite")
+	e.vars = nil
+	out := e.ok("copy", "--json", "-q", "--from", e.home, "--to", off)
+	if !strings.Contains(out, `"sealed":true`) || !strings.Contains(out, `"created":true`) {
+		t.Errorf("copy without the passphrase: %s", out)
+	}
+	if r := e.run("copy", "--from", e.home, "--to", off, "--source", "s"); r.code != 5 {
+		t.Errorf("--source without the passphrase: exit %d, %s", r.code, r.stderr)
+	}
+	e.vars = []string{"RECALL_PASSWORD=right"}
+	writeRandom(t, filepath.Join(src, "g"), 2, 2<<20)
+	e.ok("backup", "--source", "s", src)
+	out = e.ok("copy", "--json", "-q", "--from", e.home, "--to", off, "--source", "s")
+	if !strings.Contains(out, `"sealed":false`) || !strings.Contains(out, `"points_present":1`) {
+		t.Errorf("copy with the passphrase: %s", out)
+	}
+	dst := &env{t: t, home: off, vars: e.vars}
+	dst.ok("verify", "--read-data")
+	target := filepath.Join(t.TempDir(), "r")
+	dst.ok("restore", "latest", "--source", "s", "--target", target)
+	compareTrees(t, snapshot(t, src), snapshot(t, target))
+}
