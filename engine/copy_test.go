@@ -420,3 +420,35 @@ func TestOpenLocation(t *testing.T) {
 		}
 	}
 }
+
+// A copy holds a write session at the destination: a backup's session
+// there does not stop it, another copy's does (it would wait).
+func TestCopyBesideBackup(t *testing.T) {
+	f := newCopyFixture(t, false)
+	dst := filepath.Join(t.TempDir(), "offsite")
+	if _, err := Copy(context.Background(), f.home, dst, CopyOptions{Source: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenLocation(dst, chunkstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	backup, err := st.Session(context.Background(), SessionOptions{Purpose: "backup", Source: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Copy(context.Background(), f.home, dst, CopyOptions{Source: "a"})
+	if err != nil || len(rep.Points) != 2 {
+		t.Fatalf("copy beside a backup session: %v, %+v", err, rep)
+	}
+	backup.Close()
+	other, err := st.Session(context.Background(), SessionOptions{Purpose: "copy", Source: copySession})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := Copy(context.Background(), f.home, dst, CopyOptions{}); !errors.Is(err, chunkstore.ErrLocked) {
+		t.Errorf("copy beside another copy: %v, want ErrLocked", err)
+	}
+}
