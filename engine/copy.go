@@ -349,7 +349,9 @@ func selectPoints(src *Store, o CopyOptions) ([]*Point, []CopyFailure, error) {
 }
 
 // copyPoints copies the points o selects from src to dst, which share
-// their keys.
+// their keys, oldest first, in batches of about copyBatch stored bytes:
+// each batch's blobs, then its index files, then its manifests, so a long
+// copy makes its points visible as it goes, not only at its end.
 func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyReport) error {
 	pts, bad, err := selectPoints(src, o)
 	if err != nil {
@@ -364,10 +366,8 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 		return err
 	}
 	defer ss.Close()
-	w, err := ss.writer() // adopts what a killed copy left: its blobs are not copied again
-	if err != nil {
-		return err
-	}
+	// The session's first writer (made with it) has adopted what a killed
+	// copy left: those blobs are in the index now and are not copied again.
 	have, err := dst.st.ListPoints()
 	if err != nil {
 		return err
@@ -380,57 +380,104 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 		}
 		todo = append(todo, p)
 	}
-
-	// What the points need and the destination lacks, by source pack.
-	type packWork struct {
-		pack chunkstore.ID
-		t    chunkstore.BlobType
-		ids  []chunkstore.ID
-	}
-	works := map[chunkstore.ID]*packWork{}
-	failed := map[chunkstore.ID]error{}
-	var failMu sync.Mutex
-	fail := func(id chunkstore.ID, err error) {
-		failMu.Lock()
-		if failed[id] == nil {
-			failed[id] = err
+	c := &copier{src: src, dst: dst, ss: ss, o: o, rep: rep, seen: map[chunkstore.ID]bool{}, failed: map[chunkstore.ID]error{}}
+	for len(todo) > 0 {
+		var batch []*Point
+		c.works, c.total = map[chunkstore.ID]*packWork{}, 0
+		for len(todo) > 0 && c.total < copyBatch {
+			batch = append(batch, todo[0])
+			if err := c.need(ctx, todo[0]); err != nil {
+				return err
+			}
+			todo = todo[1:]
 		}
-		failMu.Unlock()
-		o.Progress.addError()
-	}
-	var total int64
-	seen := map[chunkstore.ID]bool{}
-	for _, p := range todo {
-		err := src.r.treeBlobs(ctx, p.Tree, seen, fail, func(id chunkstore.ID, t chunkstore.BlobType) error {
-			pack, n, ok := src.st.StoredPlace(id)
-			if dst.st.Has(id) {
-				rep.SkippedBlobs++
-				rep.SkippedBytes += n
-				return nil
-			}
-			if !ok {
-				// Not usable where the index places it: LoadStoredBlobs
-				// says why (or finds another place).
-				if pack, ok = src.st.PackOf(id); !ok {
-					fail(id, &chunkstore.BlobError{ID: id, Err: chunkstore.ErrNotFound})
-					return nil
-				}
-			}
-			pw := works[pack]
-			if pw == nil {
-				pw = &packWork{pack: pack, t: t}
-				works[pack] = pw
-			}
-			pw.ids = append(pw.ids, id)
-			total += n
-			return nil
-		})
-		if err != nil {
+		if err := c.copyBatch(ctx, len(todo) == 0); err != nil {
+			return err
+		}
+		if err := c.commit(ctx, batch); err != nil {
 			return err
 		}
 	}
-	queue := make([]*packWork, 0, len(works))
-	for _, pw := range works {
+	if len(rep.Failed) > 0 {
+		return fmt.Errorf("%w: %d point(s) not copied (the first: %s: %s); the others were; run 'recall verify' on %s, and copy again once it is repaired",
+			ErrDamaged, len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, rep.From)
+	}
+	return nil
+}
+
+// copyBatch is about how many stored bytes a copy reads before it makes
+// the points that need them visible at the destination.
+var copyBatch int64 = 4 << 30
+
+// copier is one copy's state across its batches.
+type copier struct {
+	src, dst *Store
+	ss       *Session
+	o        CopyOptions
+	rep      *CopyReport
+	// seen holds the blobs met by the walks so far: each tree is walked
+	// and each blob looked up once per copy.
+	seen map[chunkstore.ID]bool
+	// failed holds the blobs that could not be copied, with why.
+	failMu sync.Mutex
+	failed map[chunkstore.ID]error
+	// The batch: what its points need and the destination lacks, by
+	// source pack, and their stored bytes.
+	works map[chunkstore.ID]*packWork
+	total int64
+}
+
+// packWork is the blobs to copy from one source pack.
+type packWork struct {
+	pack chunkstore.ID
+	t    chunkstore.BlobType
+	ids  []chunkstore.ID
+}
+
+func (c *copier) fail(id chunkstore.ID, err error) {
+	c.failMu.Lock()
+	if c.failed[id] == nil {
+		c.failed[id] = err
+	}
+	c.failMu.Unlock()
+	c.o.Progress.addError()
+}
+
+// need walks p's trees and adds the blobs the destination lacks to the
+// batch.
+func (c *copier) need(ctx context.Context, p *Point) error {
+	return c.src.r.treeBlobs(ctx, p.Tree, c.seen, c.fail, func(id chunkstore.ID, t chunkstore.BlobType) error {
+		pack, n, ok := c.src.st.StoredPlace(id)
+		if c.dst.st.Has(id) {
+			c.rep.SkippedBlobs++
+			c.rep.SkippedBytes += n
+			return nil
+		}
+		if !ok {
+			// Not usable where the index places it: LoadStoredBlobs
+			// says why (or finds another place).
+			if pack, ok = c.src.st.PackOf(id); !ok {
+				c.fail(id, &chunkstore.BlobError{ID: id, Err: chunkstore.ErrNotFound})
+				return nil
+			}
+		}
+		pw := c.works[pack]
+		if pw == nil {
+			pw = &packWork{pack: pack, t: t}
+			c.works[pack] = pw
+		}
+		pw.ids = append(pw.ids, id)
+		c.total += n
+		return nil
+	})
+}
+
+// copyBatch copies the batch's blobs and flushes them: durable and
+// indexed at the destination when it returns nil. last says no batch
+// follows (the progress's totals are final).
+func (c *copier) copyBatch(ctx context.Context, last bool) error {
+	queue := make([]*packWork, 0, len(c.works))
+	for _, pw := range c.works {
 		queue = append(queue, pw)
 	}
 	// Data packs first, trees last, each in pack order: a restore from
@@ -441,11 +488,15 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 		}
 		return bytes.Compare(queue[i].pack[:], queue[j].pack[:]) < 0
 	})
-	o.Progress.addTotal(int64(len(queue)), total)
-	if o.Progress != nil {
-		o.Progress.totalsFinal.Store(true)
+	prog := c.o.Progress
+	prog.addTotal(int64(len(queue)), c.total)
+	if prog != nil && last {
+		prog.totalsFinal.Store(true)
 	}
-
+	w, err := c.ss.writer()
+	if err != nil {
+		return err
+	}
 	// Two packs read at once: one is checked while the other's spans are
 	// read and written.
 	var next atomic.Int64
@@ -465,14 +516,14 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 				}
 				pw := queue[i]
 				name := "pack " + pw.pack.String()
-				o.Progress.begin(name)
+				prog.begin(name)
 				var werr error
-				err := src.st.LoadStoredBlobs(cctx, pw.pack, pw.t, pw.ids, func(b chunkstore.StoredBlob, err error) {
+				err := c.src.st.LoadStoredBlobs(cctx, pw.pack, pw.t, pw.ids, func(b chunkstore.StoredBlob, err error) {
 					if werr != nil {
 						return
 					}
 					if err != nil {
-						fail(b.ID, err)
+						c.fail(b.ID, err)
 						return
 					}
 					isNew, err := w.SaveStored(b)
@@ -484,9 +535,9 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 						blobs.Add(1)
 						stored.Add(int64(len(b.Bytes)))
 					}
-					o.Progress.addBytes(int64(len(b.Bytes)))
+					prog.addBytes(int64(len(b.Bytes)))
 				})
-				o.Progress.fileDone(name)
+				prog.fileDone(name)
 				if err == nil {
 					err = werr
 				}
@@ -499,53 +550,50 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 		}()
 	}
 	wg.Wait()
-	rep.Blobs, rep.Bytes = blobs.Load(), stored.Load()
+	c.rep.Blobs += blobs.Load()
+	c.rep.Bytes += stored.Load()
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("copy to %s: %w", rep.To, err)
+		return fmt.Errorf("copy to %s: %w", c.rep.To, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := ss.Flush(); err != nil {
-		return fmt.Errorf("copy to %s: %w", rep.To, err)
+	if err := c.ss.Flush(); err != nil {
+		return fmt.Errorf("copy to %s: %w", c.rep.To, err)
 	}
-	rep.Packs = int64(w.Written())
+	c.rep.Packs += int64(w.Written())
+	return nil
+}
 
-	// A point goes only with everything it needs.
-	broken := map[chunkstore.ID]error{}
-	if len(failed) > 0 {
-		for _, p := range todo {
-			err := src.r.treeBlobs(ctx, p.Tree, map[chunkstore.ID]bool{}, func(chunkstore.ID, error) {}, func(id chunkstore.ID, _ chunkstore.BlobType) error {
-				return failed[id]
+// commit writes the manifests of the batch's points that have everything
+// they need at the destination, as stored, and lists the others with why.
+func (c *copier) commit(ctx context.Context, batch []*Point) error {
+	for _, p := range batch {
+		cp := CopiedPoint{ID: p.ID.String(), Source: p.Source, Time: p.Time}
+		if len(c.failed) > 0 {
+			// A blob of an earlier batch counts too: the walks share
+			// what they met, so only a walk of its own finds it.
+			err := c.src.r.treeBlobs(ctx, p.Tree, map[chunkstore.ID]bool{}, func(chunkstore.ID, error) {}, func(id chunkstore.ID, _ chunkstore.BlobType) error {
+				return c.failed[id]
 			})
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				broken[p.ID] = err
+				c.rep.Failed = append(c.rep.Failed, CopyFailure{cp, err.Error()})
+				c.o.Log("point %s of %s (%s) not copied: %v", pointShort(p.ID), p.Source, p.Time.UTC().Format(time.RFC3339), err)
+				continue
 			}
 		}
-	}
-	for _, p := range todo {
-		cp := CopiedPoint{ID: p.ID.String(), Source: p.Source, Time: p.Time}
-		if err := broken[p.ID]; err != nil {
-			rep.Failed = append(rep.Failed, CopyFailure{cp, err.Error()})
-			o.Log("point %s of %s (%s) not copied: %v", pointShort(p.ID), p.Source, p.Time.UTC().Format(time.RFC3339), err)
-			continue
-		}
-		b, err := src.st.LoadPointStored(p.ID)
+		b, err := c.src.st.LoadPointStored(p.ID)
 		if err != nil {
-			rep.Failed = append(rep.Failed, CopyFailure{cp, err.Error()})
+			c.rep.Failed = append(c.rep.Failed, CopyFailure{cp, err.Error()})
 			continue
 		}
-		if err := dst.st.SavePointStored(p.ID, b); err != nil {
-			return fmt.Errorf("copy to %s: %w", rep.To, err)
+		if err := c.dst.st.SavePointStored(p.ID, b); err != nil {
+			return fmt.Errorf("copy to %s: %w", c.rep.To, err)
 		}
-		rep.Points = append(rep.Points, cp)
-	}
-	if len(rep.Failed) > 0 {
-		return fmt.Errorf("%w: %d point(s) not copied (the first: %s: %s); the others were; run 'recall verify' on %s, and copy again once it is repaired",
-			ErrDamaged, len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, rep.From)
+		c.rep.Points = append(c.rep.Points, cp)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -148,11 +149,13 @@ func TestCopy(t *testing.T) {
 	cases := []struct {
 		name      string
 		encrypted bool
-		noPass    bool // copy without the passphrase: sealed
+		noPass    bool  // copy without the passphrase: sealed
+		batch     int64 // copyBatch, when set
 		o         CopyOptions
 		want      []string
 	}{
 		{name: "all", want: []string{"a0", "a2", "b1"}},
+		{name: "all, a point per batch", batch: 1, want: []string{"a0", "a2", "b1"}},
 		{name: "source", o: CopyOptions{Source: "a"}, want: []string{"a0", "a2"}},
 		{name: "since", o: CopyOptions{Since: copyT0.Add(time.Hour)}, want: []string{"a2", "b1"}},
 		{name: "encrypted", encrypted: true, o: CopyOptions{Source: "b"}, want: []string{"b1"}},
@@ -161,6 +164,9 @@ func TestCopy(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newCopyFixture(t, c.encrypted)
+			if c.batch != 0 {
+				withCopyBatch(t, c.batch)
+			}
 			dst := filepath.Join(t.TempDir(), "offsite")
 			o := c.o
 			if !c.noPass {
@@ -285,6 +291,15 @@ func filesUnder(t *testing.T, dir string) []string {
 // A pack of the source that is damaged: the points that need it are named
 // and not copied, the others are, and the copy verifies clean.
 func TestCopyCorruptSourcePack(t *testing.T) {
+	for _, batch := range []int64{copyBatch, 1} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) {
+			withCopyBatch(t, batch)
+			testCopyCorruptSourcePack(t)
+		})
+	}
+}
+
+func testCopyCorruptSourcePack(t *testing.T) {
 	f := newCopyFixture(t, false)
 	src, err := chunkstore.Open(StoreDir(f.home), chunkstore.OpenOptions{})
 	if err != nil {
@@ -324,6 +339,12 @@ func TestCopyCorruptSourcePack(t *testing.T) {
 		t.Errorf("copied %v, want a0 and a2", got)
 	}
 	f.checkCopy(t, dst, []string{"a0", "a2"})
+}
+
+func withCopyBatch(t *testing.T, n int64) {
+	old := copyBatch
+	copyBatch = n
+	t.Cleanup(func() { copyBatch = old })
 }
 
 func BenchmarkCopy(b *testing.B) {

@@ -19,7 +19,8 @@ Only what the destination lacks is copied, blob by blob, as stored (still compre
 sealed when the store is encrypted), so a copy deduplicates against what the destination
 holds (an earlier copy, its own backups) and copying again copies only what is new.
 Packs are written first, then index files, then the points' manifests: a point never shows
-at the destination before everything it needs. A copy that is stopped or killed is
+at the destination before everything it needs (points are copied oldest first, in batches
+of about 4 GiB). A copy that is stopped or killed is
 completed by running it again. Check a copy with 'recall verify --read-data'.
 
 --to is a store directory or a recall home. A new or empty directory is made a recall
