@@ -304,6 +304,18 @@ func createCopy(ctx context.Context, l *location, config func(context.Context) (
 		lb.Close()
 		l.be = nb
 	}
+	// A store's files without its config (another store's, damaged) are
+	// no place for a new one, on any backend.
+	for _, t := range []backend.FileType{backend.Packs, backend.Index, backend.Points} {
+		found := errors.New("found")
+		err := backend.ListNames(ctx, l.be, t, func(string) error { return found })
+		if errors.Is(err, found) {
+			return fmt.Errorf("copy to %s: it holds %s of a store but no store config: give a store, a recall home, or a new directory", l.be.Location(), t)
+		}
+		if err != nil {
+			return fmt.Errorf("copy to %s: %w", l.be.Location(), err)
+		}
+	}
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
