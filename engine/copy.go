@@ -78,8 +78,8 @@ type CopyOptions struct {
 	// Progress, if set, counts the source packs read (files) and the
 	// stored bytes copied.
 	Progress *Progress
-	// Log, if set, is told what the copy does (the destination made, a
-	// point not copied).
+	// Log, if set, is told of each point not copied, and why, as it
+	// happens.
 	Log func(format string, args ...any)
 	LockOptions
 }
@@ -183,6 +183,10 @@ func Copy(ctx context.Context, from, to string, o CopyOptions) (*CopyReport, err
 	if errors.Is(err, chunkstore.ErrWrongPassword) {
 		return nil, fmt.Errorf("copy from %s to %s: %w: the destination does not open with the source's passphrase: it is another store (%w), or its passphrase was changed ('recall key passwd'); copy into a new directory, or give both stores the same passphrase",
 			rep.From, rep.To, ErrOtherKeys, err)
+	}
+	if errors.Is(err, chunkstore.ErrNoPassword) && !src.Encrypted() {
+		return nil, fmt.Errorf("copy from %s to %s: %w: the source is not encrypted and the destination is, nothing was written; copy into a new, empty directory (recall copy makes it with the source's keys)",
+			rep.From, rep.To, ErrOtherKeys)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("copy to %s: %w", rep.To, err)

@@ -253,6 +253,7 @@ func TestCopyRefused(t *testing.T) {
 		{"other keys, without passphrase", f.home, other, "", ErrOtherKeys},
 		{"plain destination", f.home, plain, f.pw, ErrOtherKeys},
 		{"plain destination, without passphrase", f.home, plain, "", ErrOtherKeys},
+		{"plain source, encrypted destination", plain, other, "", ErrOtherKeys},
 		{"wrong passphrase", f.home, other, "wrong", chunkstore.ErrWrongPassword},
 		{"no store at the source", notStore, other, f.pw, chunkstore.ErrNoStore},
 	}
