@@ -349,8 +349,19 @@ func withCopyBatch(t *testing.T, n int64) {
 }
 
 func BenchmarkCopy(b *testing.B) {
-	home := b.TempDir()
-	if _, err := chunkstore.Init(StoreDir(home), chunkstore.InitOptions{}); err != nil {
+	for _, enc := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "encrypted"}[enc], func(b *testing.B) { benchCopy(b, enc) })
+	}
+}
+
+func benchCopy(b *testing.B, encrypted bool) {
+	home, pw := b.TempDir(), ""
+	io := chunkstore.InitOptions{}
+	if encrypted {
+		pw = "bench"
+		io = chunkstore.InitOptions{Encrypt: true, Password: pw, KDFMemoryKB: 1024}
+	}
+	if _, err := chunkstore.Init(StoreDir(home), io); err != nil {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
@@ -371,7 +382,7 @@ func BenchmarkCopy(b *testing.B) {
 		}
 		size += int64(len(buf))
 	}
-	st, err := Open(StoreDir(home), chunkstore.OpenOptions{})
+	st, err := Open(StoreDir(home), chunkstore.OpenOptions{Password: pw})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -402,7 +413,7 @@ func BenchmarkCopy(b *testing.B) {
 		}
 		l.be.Close()
 		b.StartTimer()
-		rep, err := Copy(context.Background(), home, dst, CopyOptions{})
+		rep, err := Copy(context.Background(), home, dst, CopyOptions{Password: pw})
 		if err != nil {
 			b.Fatal(err)
 		}
