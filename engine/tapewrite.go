@@ -171,20 +171,7 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 // configFiles returns the store's config files by name, for the set
 // label: a fresh server opens what it restores with them.
 func (s *Store) configFiles(ctx context.Context) (map[string][]byte, error) {
-	be := s.st.Backend()
-	out := map[string][]byte{}
-	var names []string
-	if err := be.List(ctx, backend.Config, func(name string, _ int64) error { names = append(names, name); return nil }); err != nil {
-		return nil, fmt.Errorf("list the store's config files: %w", err)
-	}
-	for _, n := range names {
-		b, err := be.Load(ctx, backend.Handle{Type: backend.Config, Name: n}, 0, -1, nil)
-		if err != nil {
-			return nil, fmt.Errorf("read the store's config file %s: %w", n, err)
-		}
-		out[n] = b
-	}
-	return out, nil
+	return configFilesOf(ctx, s.st.Backend())
 }
 
 // pointPacks lists the packs a point needs: those holding its data
