@@ -61,7 +61,7 @@ the others are copied).`,
 }
 
 func copyAction(c *cli.Context) error {
-	o := engine.CopyOptions{Source: c.String("source"), LockOptions: lockWait(c), Log: func(f string, a ...any) { logf(f, a...) }}
+	o := engine.CopyOptions{Source: c.String("source"), LockOptions: lockWait(c), Remote: remoteOptions(c), Log: func(f string, a ...any) { logf(f, a...) }}
 	if s := c.String("since"); s != "" {
 		t, err := parseSince(s)
 		if err != nil {
