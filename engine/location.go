@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -57,6 +58,10 @@ type RemoteOptions struct {
 	PathStyle bool
 	// Connections bounds the requests in flight (0: the backend's 8).
 	Connections int
+	// LockStale is how long a lock holder that stopped refreshing
+	// (killed, cut off) keeps others out (0: the backend's 30 minutes).
+	// A holder cut off for longer loses its lock and stops writing.
+	LockStale time.Duration
 }
 
 // IsRemote reports whether loc names a store on an object store.
@@ -68,7 +73,7 @@ func (o RemoteOptions) s3Config(loc string) (s3.Config, error) {
 	if err != nil {
 		return s3.Config{}, err
 	}
-	cfg.Profile, cfg.Region, cfg.CAFile, cfg.Connections = o.Profile, o.Region, o.CAFile, o.Connections
+	cfg.Profile, cfg.Region, cfg.CAFile, cfg.Connections, cfg.LockStale = o.Profile, o.Region, o.CAFile, o.Connections, o.LockStale
 	if o.PathStyle {
 		cfg.Addressing = s3.AddressPath
 	}

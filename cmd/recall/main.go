@@ -69,6 +69,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "s3-ca-file", EnvVars: []string{"RECALL_S3_CA_FILE"}, Usage: "trust the certificates in PEM `FILE` beside the system's, for a gateway with its own CA"},
 			&cli.BoolFlag{Name: "s3-path-style", EnvVars: []string{"RECALL_S3_PATH_STYLE"}, Usage: "name the bucket in the path, not the host name (a gateway without wildcard DNS; IP addresses and localhost always are)"},
 			&cli.IntFlag{Name: "connections", EnvVars: []string{"RECALL_CONNECTIONS"}, Value: 8, Usage: "at most `N` requests to an object store in flight"},
+			&cli.DurationFlag{Name: "s3-lock-stale", EnvVars: []string{"RECALL_S3_LOCK_STALE"}, Value: 30 * time.Minute, Usage: "a lock on an object store whose holder stopped refreshing it (killed, cut off) is free after `DURATION`; a holder cut off that long stops writing"},
 		},
 		Commands:        commands,
 		HideHelpCommand: false,
@@ -225,7 +226,7 @@ func storeDir(c *cli.Context) string {
 // remoteOptions are the global flags for a store on an object store.
 func remoteOptions(c *cli.Context) engine.RemoteOptions {
 	return engine.RemoteOptions{Profile: c.String("s3-profile"), Region: c.String("s3-region"), CAFile: c.String("s3-ca-file"),
-		PathStyle: c.Bool("s3-path-style"), Connections: c.Int("connections")}
+		PathStyle: c.Bool("s3-path-style"), Connections: c.Int("connections"), LockStale: c.Duration("s3-lock-stale")}
 }
 
 // storeArgs are the global flags that choose the store, as given, for a
@@ -242,6 +243,9 @@ func storeArgs(c *cli.Context) []string {
 	}
 	if c.IsSet("connections") {
 		args = append(args, "--connections", fmt.Sprint(c.Int("connections")))
+	}
+	if c.IsSet("s3-lock-stale") {
+		args = append(args, "--s3-lock-stale", c.Duration("s3-lock-stale").String())
 	}
 	return args
 }
