@@ -306,7 +306,9 @@ func resolveRemote(ctx context.Context, loc string, ro RemoteOptions, create boo
 	}
 	be, err := open(ctx, cfg)
 	if errors.Is(err, s3.ErrNoBucket) {
-		return nil, fmt.Errorf("%w: check the location, or run 'recall init --store %s' to make a store there", err, cfg.URL())
+		// The backend's message says what to do; the location says
+		// what to give init.
+		return nil, fmt.Errorf("store %s: %w", cfg.URL(), err)
 	}
 	if err != nil {
 		return nil, err

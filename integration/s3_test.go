@@ -181,6 +181,7 @@ func (f *s3Fixture) workflow(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, loc) || !strings.Contains(r.stderr, other) || !strings.Contains(r.stderr, "--store") {
 		t.Errorf("RECALL_STORE other than the home's store: exit %d, %q", r.code, r.stderr)
 	}
+	t.Logf("RECALL_STORE not the home's: %s", strings.TrimSpace(r.stderr))
 	r = e.run("points", "--json", "--store", other)
 	if r.code != 0 || strings.Contains(r.stdout, `"docs"`) || !strings.Contains(r.stderr, "for this run") {
 		t.Errorf("--store other than the home's: exit %d, %q, %q", r.code, r.stdout, r.stderr)
@@ -232,8 +233,8 @@ func (f *s3Fixture) refusals(t *testing.T) {
 	}{
 		{"wrong key, init", wrongKey, []string{"init", "--store", f.loc("wrong-key", "")}, []string{f.cl.Endpoint, "credentials", "AWS_ACCESS_KEY_ID"}},
 		{"wrong key, backup", wrongKey, []string{"--store", loc, "backup", "--source", "s", src}, []string{f.cl.Endpoint, "credentials"}},
-		{"missing bucket, points", f.env(t), []string{"--store", missing, "points"}, []string{f.cl.Endpoint, "never-made", "recall init"}},
-		{"missing bucket, backup", f.env(t), []string{"--store", missing, "backup", "--source", "s", src}, []string{"never-made", "recall init"}},
+		{"missing bucket, points", f.env(t), []string{"--store", missing, "points"}, []string{missing, "does not exist", "recall init"}},
+		{"missing bucket, backup", f.env(t), []string{"--store", missing, "backup", "--source", "s", src}, []string{missing, "recall init"}},
 		{"another store's bucket", f.env(t), []string{"init", "--store", loc}, []string{loc, "another store"}},
 	}
 	for _, c := range cases {
@@ -242,6 +243,7 @@ func (f *s3Fixture) refusals(t *testing.T) {
 			t.Errorf("%s: exit 0", c.name)
 			continue
 		}
+		t.Logf("%s: exit %d: %s", c.name, r.code, strings.TrimSpace(r.stderr))
 		for _, w := range c.want {
 			if !strings.Contains(r.stderr, w) {
 				t.Errorf("%s: the error lacks %q: %s", c.name, w, r.stderr)
