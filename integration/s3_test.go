@@ -458,21 +458,26 @@ func (f *s3Fixture) gatewayRestart(t *testing.T) {
 	// Stopped once a pack's worth of data has been read, so the writes
 	// in flight meet the stopped gateway.
 	sc := bufio.NewScanner(stdout)
-	stopped := false
+	stopped, linesAfter := false, 0
 	for sc.Scan() {
 		var st struct {
 			Type  string `json:"message_type"`
 			Bytes int64  `json:"bytes_done"`
 		}
-		if json.Unmarshal(sc.Bytes(), &st) == nil && st.Type == "status" && st.Bytes > 24<<20 && !stopped {
+		if json.Unmarshal(sc.Bytes(), &st) != nil || st.Type != "status" {
+			continue
+		}
+		if stopped {
+			linesAfter++
+		} else if st.Bytes > 24<<20 {
 			f.cl.StopGateway()
 			stopped = true
 			must(t, f.cl.StartGateway())
 		}
 	}
 	err = cmd.Wait()
-	if !stopped {
-		t.Fatalf("the backup ended before the gateway was stopped: %v\n%s", err, stderr.String())
+	if !stopped || linesAfter == 0 {
+		t.Fatalf("the backup did not run across the gateway's restart (stopped %v, %d status lines after): %v\n%s", stopped, linesAfter, err, stderr.String())
 	}
 	if err != nil {
 		if !strings.Contains(stderr.String(), f.cl.Endpoint) {
