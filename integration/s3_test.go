@@ -97,7 +97,9 @@ func (f *s3Fixture) names(t *testing.T, loc string, ft backend.FileType) []strin
 	return out
 }
 
-// mixedTree writes large random files (several packs) and small ones.
+// mixedTree writes large random files (several packs) and small ones,
+// from seeds seed*100+i and seed*1000+i: other data of a test takes
+// seeds far from these, or it shares their bytes.
 func mixedTree(t *testing.T, dir string, seed int64, large int) {
 	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
@@ -318,7 +320,7 @@ func (f *s3Fixture) gc(t *testing.T) {
 	e.ok("backup", "--source", "s", src)
 	firstPacks := f.names(t, loc, backend.Packs)
 	for i := 0; i < 3; i++ {
-		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(600+i), 7<<20)
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(96000+i), 7<<20)
 	}
 	e.ok("backup", "--source", "s", src)
 	e.ok("forget", e.pointIDs()[0])
@@ -340,7 +342,7 @@ func (f *s3Fixture) gc(t *testing.T) {
 	// Once more, with a backup of another source running beside the gc.
 	mixedTree(t, second, 7, 4)
 	for i := 0; i < 3; i++ {
-		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(700+i), 7<<20)
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(97000+i), 7<<20)
 	}
 	e.ok("backup", "--source", "s", src)
 	e.ok("forget", e.pointIDs()[0])
@@ -421,7 +423,7 @@ func (f *s3Fixture) copyKilled(t *testing.T) {
 				t.Fatalf("copy %d failed before it was killed: %v", i, err)
 			}
 			// Complete: new data gives the next run work.
-			writeRandom(t, filepath.Join(src, fmt.Sprintf("new%d", i)), int64(900+i), 8<<20)
+			writeRandom(t, filepath.Join(src, fmt.Sprintf("new%d", i)), int64(99000+i), 8<<20)
 			e.ok("backup", "--source", "a", src)
 			want = snapshot(t, src)
 		case <-time.After(at):
