@@ -221,7 +221,9 @@ func shareBMRTarget(c *cli.Context) error {
 		wbadmin = fmt.Sprintf(`wbadmin start backup -backupTarget:\\%s\%s -systemState -quiet -user:%s -password:...`, host, share, user)
 	}
 	block := engine.SambaShare{
-		Name: share,
+		Name:   share,
+		Source: name,
+		Kind:   engine.ShareKindTarget,
 		Comment: []string{
 			fmt.Sprintf("Staging share of data source %q (kind %s) for computer %s: its Windows Server", name, src.Kind, src.Computer),
 			"Backup writes the system image here, and recall makes a recovery point of it:",
@@ -455,7 +457,9 @@ func shareBMRRecovery(c *cli.Context) error {
 		host = "server"
 	}
 	block := engine.SambaShare{
-		Name: share,
+		Name:   share,
+		Source: p.Source,
+		Kind:   engine.ShareKindRecovery,
 		Comment: []string{
 			fmt.Sprintf("Recovery point %s of data source %q (%s), made %s UTC: its root holds %s.",
 				p.ID.String()[:12], p.Source, strings.Join(computers, ", "), p.Time.UTC().Format("2006-01-02 15:04:05"), imageDir),
