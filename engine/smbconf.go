@@ -565,9 +565,136 @@ func ValidUnixUser(name string) error {
 	return nil
 }
 
+// UnixAccount is a user account as the system's user database has it.
+type UnixAccount struct {
+	Name     string
+	UID, GID int
+	Shell    string // "/bin/sh" when the entry gives none, as login(1) takes it
+	// System: a system account, with a uid under UID_MIN of
+	// /etc/login.defs (1000 when unset) and not root.
+	System bool
+}
+
+// loginDefs is where useradd finds the uid ranges.
+const loginDefs = "/etc/login.defs"
+
+// LookupUnixAccount returns the account name as getent(1) finds it in the
+// system's user database (files, LDAP: whatever NSS serves); ok false
+// when there is none.
+func LookupUnixAccount(name string) (a UnixAccount, ok bool, err error) {
+	out, err := exec.Command("getent", "passwd", name).Output()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.ExitCode() == 2: // getent: key not found
+		return UnixAccount{}, false, nil
+	case err != nil:
+		return UnixAccount{}, false, fmt.Errorf("getent passwd %s: %w", name, err)
+	}
+	if a, err = parsePasswd(string(out)); err != nil {
+		return UnixAccount{}, false, fmt.Errorf("getent passwd %s: %w", name, err)
+	}
+	defs, err := os.ReadFile(loginDefs)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return UnixAccount{}, false, fmt.Errorf("read %s: %w", loginDefs, err)
+	}
+	a.System = a.UID > 0 && a.UID < systemUIDLimit(defs)
+	return a, true, nil
+}
+
+// parsePasswd reads one passwd(5) line: name:password:uid:gid:gecos:home:shell.
+func parsePasswd(line string) (UnixAccount, error) {
+	f := strings.Split(strings.TrimRight(line, "\r\n"), ":")
+	if len(f) != 7 {
+		return UnixAccount{}, fmt.Errorf("passwd entry %q: want 7 fields", line)
+	}
+	uid, err := strconv.Atoi(f[2])
+	if err != nil {
+		return UnixAccount{}, fmt.Errorf("passwd entry %q: uid: %w", line, err)
+	}
+	gid, err := strconv.Atoi(f[3])
+	if err != nil {
+		return UnixAccount{}, fmt.Errorf("passwd entry %q: gid: %w", line, err)
+	}
+	a := UnixAccount{Name: f[0], UID: uid, GID: gid, Shell: f[6]}
+	if a.Shell == "" {
+		a.Shell = "/bin/sh"
+	}
+	return a, nil
+}
+
+// systemUIDLimit is UID_MIN of a login.defs: the first uid of the
+// accounts of people; system accounts are below it.
+func systemUIDLimit(defs []byte) int {
+	limit := 1000
+	for _, l := range strings.Split(string(defs), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 && f[0] == "UID_MIN" {
+			if n, err := strconv.Atoi(f[1]); err == nil && n > 0 {
+				limit = n
+			}
+		}
+	}
+	return limit
+}
+
+// noLogin reports whether shell lets nobody log in.
+func noLogin(shell string) bool {
+	switch filepath.Base(shell) {
+	case "nologin", "false":
+		return true
+	}
+	return false
+}
+
+// CheckBMRUser says why the existing account a cannot be the Samba user
+// of source's bmr-target share, nil when it can. That user gets a Samba
+// password and the computer's folder, so root (uid 0) never serves; an
+// account that is not a system account without a login shell (a
+// person's, a service's that logs in) serves only when it is the one
+// recorded for the source (recorded) or the administrator says so
+// (allowExisting). An account recall creates is a system account without
+// a login shell.
+func CheckBMRUser(a UnixAccount, source string, recorded, allowExisting bool) error {
+	if a.UID == 0 {
+		return fmt.Errorf("%w: user %s has uid 0: the account WSB logs on as must not be root; give another with --user (recall creates a system user when it does not exist)", ErrBadShare, a.Name)
+	}
+	if recorded || allowExisting || a.System && noLogin(a.Shell) {
+		return nil
+	}
+	why := "not a system account"
+	if a.System {
+		why = "a system account with the login shell " + a.Shell
+	}
+	return fmt.Errorf("%w: user %s (uid %d, shell %s) exists and is %s: it would get a Samba password and computer folder of source %s, so recall takes only a system account without a login shell: give another with --user (recall creates one when it does not exist), or take this one anyway with --allow-existing-user",
+		ErrBadShare, a.Name, a.UID, a.Shell, why, source)
+}
+
+// PlanSambaPassword says what to do with the Samba account of user for
+// source's bmr-target share: set the password given (set; also enables
+// the account), make a new one (generate), or leave the account as it is
+// (neither). exists: the account is in the passdb; recorded: it is the
+// user recorded for the source; file and env name where a password was
+// given, "" for none. A new account gets the password given or a new one;
+// an existing account's password is reset only with a password from a
+// file, or from the environment for the account recorded for the source.
+func PlanSambaPassword(user, source string, exists, recorded bool, file, env string) (set, generate bool, err error) {
+	switch {
+	case !exists:
+		return file != "" || env != "", file == "" && env == "", nil
+	case file != "":
+		return true, false, nil
+	case env != "" && recorded:
+		return true, false, nil
+	case env != "":
+		return false, false, fmt.Errorf("%w: Samba account %s exists and is not the one recorded for source %s: the password in %s does not reset it; give --password-file to reset its password (and enable the account), or unset %s to leave it as it is",
+			ErrBadShare, user, source, env, env)
+	}
+	return false, false, nil
+}
+
 // EnsureUnixUser returns the Unix user name, creating it as a system user
 // with no home and no login shell when it does not exist (created true).
-// An existing user is left as it is.
+// An existing user is left as it is: check it with CheckBMRUser first.
 func EnsureUnixUser(name string) (u *user.User, created bool, err error) {
 	if u, err := user.Lookup(name); err == nil {
 		return u, false, nil

@@ -373,3 +373,132 @@ func statOwner(fi os.FileInfo) [2]uint32 {
 	st := fi.Sys().(*syscall.Stat_t)
 	return [2]uint32{st.Uid, st.Gid}
 }
+
+func TestParsePasswd(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		want UnixAccount
+		ok   bool
+	}{
+		{"wsb-srv01:x:998:998::/nonexistent:/usr/sbin/nologin", UnixAccount{Name: "wsb-srv01", UID: 998, GID: 998, Shell: "/usr/sbin/nologin"}, true},
+		{"alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\n", UnixAccount{Name: "alice", UID: 1000, GID: 1000, Shell: "/bin/bash"}, true},
+		{"old:x:12:12::/:", UnixAccount{Name: "old", UID: 12, GID: 12, Shell: "/bin/sh"}, true}, // no shell: /bin/sh
+		{"bad:x:one:1::/:/bin/sh", UnixAccount{}, false},
+		{"short:x:1", UnixAccount{}, false},
+	} {
+		got, err := parsePasswd(tt.line)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parsePasswd(%q) = %+v, %v; want %+v, ok %v", tt.line, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestSystemUIDLimit(t *testing.T) {
+	for _, tt := range []struct {
+		defs string
+		want int
+	}{
+		{"", 1000},
+		{"# UID_MIN 500\nUID_MAX 60000\n", 1000},
+		{"MAIL_DIR /var/mail\nUID_MIN\t\t\t 500\nSYS_UID_MAX 499\n", 500},
+		{"UID_MIN x\n", 1000},
+	} {
+		if got := systemUIDLimit([]byte(tt.defs)); got != tt.want {
+			t.Errorf("systemUIDLimit(%q) = %d, want %d", tt.defs, got, tt.want)
+		}
+	}
+}
+
+func TestLookupUnixAccount(t *testing.T) {
+	if _, err := exec.LookPath("getent"); err != nil {
+		testskip.Skip(t, "getent not installed (Debian package libc-bin)")
+	}
+	a, ok, err := LookupUnixAccount("root")
+	if err != nil || !ok || a.UID != 0 || a.Name != "root" || a.Shell == "" || a.System {
+		t.Errorf("root: %+v %v %v", a, ok, err)
+	}
+	if a, ok, err := LookupUnixAccount("recall-no-such-user"); err != nil || ok {
+		t.Errorf("a user that does not exist: %+v %v %v", a, ok, err)
+	}
+}
+
+// TestCheckBMRUser: WSB's account gets a Samba password and the
+// computer's folder: never root, and an existing account only when it is
+// a system account without a login shell, the source's own, or allowed.
+func TestCheckBMRUser(t *testing.T) {
+	sys := UnixAccount{Name: "wsb-web", UID: 998, GID: 998, Shell: "/usr/sbin/nologin", System: true}
+	person := UnixAccount{Name: "alice", UID: 1000, GID: 1000, Shell: "/bin/bash"}
+	with := func(a UnixAccount, f func(*UnixAccount)) UnixAccount { f(&a); return a }
+	root := UnixAccount{Name: "root", Shell: "/bin/bash"}
+	for _, tt := range []struct {
+		name            string
+		a               UnixAccount
+		recorded, allow bool
+		want            []string // in the message; none: taken
+	}{
+		{"system account without login", sys, false, false, nil},
+		{"shell /bin/false", with(sys, func(a *UnixAccount) { a.Shell = "/bin/false" }), false, false, nil},
+		{"a person's account", person, false, false, []string{"user alice (uid 1000, shell /bin/bash)", "not a system account", "--user", "--allow-existing-user"}},
+		{"a person's account, allowed", person, false, true, nil},
+		{"a person's account, the source's own", person, true, false, nil},
+		{"system account with a login shell", with(sys, func(a *UnixAccount) { a.Shell = "/bin/sync" }), false, false, []string{"login shell /bin/sync", "--allow-existing-user"}},
+		{"nobody", UnixAccount{Name: "nobody", UID: 65534, GID: 65534, Shell: "/usr/sbin/nologin"}, false, false, []string{"not a system account"}},
+		{"root", root, false, false, []string{"user root has uid 0", "--user"}},
+		{"root, allowed and recorded", root, true, true, []string{"uid 0"}},
+		{"another name of uid 0", with(sys, func(a *UnixAccount) { a.Name, a.UID = "toor", 0 }), false, true, []string{"user toor has uid 0"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckBMRUser(tt.a, "web", tt.recorded, tt.allow)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrBadShare) {
+				t.Fatalf("CheckBMRUser: %v, want ErrBadShare", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestPlanSambaPassword: an existing Samba account's password is reset
+// (and the account enabled) only when a password is given for it
+// explicitly: from a file, or from the environment for the account the
+// source recorded.
+func TestPlanSambaPassword(t *testing.T) {
+	for _, tt := range []struct {
+		name             string
+		exists, recorded bool
+		file, env        string
+		set, generate    bool
+		want             string // in the error
+	}{
+		{name: "new account, password made", generate: true},
+		{name: "new account, from a file", file: "/pw", set: true},
+		{name: "new account, from the environment", env: "PW", set: true},
+		{name: "existing account kept", exists: true},
+		{name: "existing account kept, the source's own", exists: true, recorded: true},
+		{name: "existing account, from a file", exists: true, file: "/pw", set: true},
+		{name: "the source's account, from the environment", exists: true, recorded: true, env: "PW", set: true},
+		{name: "another account, from the environment", exists: true, env: "PW", want: "Samba account alice exists and is not the one recorded for source web: the password in PW does not reset it; give --password-file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			set, generate, err := PlanSambaPassword("alice", "web", tt.exists, tt.recorded, tt.file, tt.env)
+			if tt.want != "" {
+				if !errors.Is(err, ErrBadShare) || !strings.Contains(err.Error(), tt.want) || set || generate {
+					t.Fatalf("PlanSambaPassword: %v %v %v, want an error with %q", set, generate, err, tt.want)
+				}
+				return
+			}
+			if err != nil || set != tt.set || generate != tt.generate {
+				t.Fatalf("PlanSambaPassword: set %v generate %v %v, want %v %v", set, generate, err, tt.set, tt.generate)
+			}
+		})
+	}
+}
