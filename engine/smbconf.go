@@ -291,9 +291,9 @@ func shareDefined(smbConf string, conf []byte, include, name string) (string, er
 	}
 	// A copy without the line that includes recall's file, so that
 	// recall's own block of that name is not taken for the
-	// administrator's. It stays in smbConf's directory's place for the
-	// relative includes: testparm resolves them from its working
-	// directory, as it does for smbConf itself.
+	// administrator's. Where the copy lies does not matter: Samba resolves
+	// a relative include from the working directory, not from the
+	// including file's.
 	f, err := os.CreateTemp("", "recall-smb-*.conf")
 	if err != nil {
 		return "", fmt.Errorf("check share [%s] with testparm: %w", name, err)
