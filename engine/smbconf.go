@@ -208,19 +208,19 @@ type SambaInstall struct {
 // administrator's definition would silently win or lose), and one of
 // another source or kind in the include file (ErrShareTaken).
 func InstallSambaShare(smbConf string, share SambaShare) (SambaInstall, error) {
-	smbConf, conf, include, old, updated, err := prepareShare(smbConf, share)
+	p, err := planShare(smbConf, share)
 	if err != nil {
 		return SambaInstall{}, err
 	}
-	inst := SambaInstall{Include: include}
-	if !bytes.Equal(updated, old) {
-		if err := atomicfile.Write(inst.Include, updated, 0o644); err != nil {
+	inst := SambaInstall{Include: p.include}
+	if !bytes.Equal(p.updated, p.old) {
+		if err := atomicfile.Write(inst.Include, p.updated, 0o644); err != nil {
 			return inst, err
 		}
 		inst.Changed = true
 	}
-	if !includes(conf, inst.Include) {
-		if err := appendLine(smbConf, conf, "include = "+inst.Include); err != nil {
+	if !includes(p.conf, inst.Include) {
+		if err := appendLine(p.smbConf, p.conf, "include = "+inst.Include); err != nil {
 			return inst, err
 		}
 		inst.IncludeAdded = true
@@ -231,45 +231,52 @@ func InstallSambaShare(smbConf string, share SambaShare) (SambaInstall, error) {
 // CheckSambaShare says why InstallSambaShare would refuse share, nil
 // when it would not: a command checks before it changes anything else.
 func CheckSambaShare(smbConf string, share SambaShare) error {
-	_, _, _, _, _, err := prepareShare(smbConf, share)
+	_, err := planShare(smbConf, share)
 	return err
 }
 
-// prepareShare checks share against smbConf and recall's include file
-// beside it, and returns smbConf's absolute path and content, the
-// include file's path, its content and its content with share put in.
-func prepareShare(smbConf string, share SambaShare) (abs string, conf []byte, include string, old, updated []byte, err error) {
+// sharePlan is what installing a share reads and would write.
+type sharePlan struct {
+	smbConf      string // absolute
+	conf         []byte // its content
+	include      string // recall's include file beside it
+	old, updated []byte // the include file's content, and with the share put in
+}
+
+// planShare checks share against smbConf and recall's include file
+// beside it, and returns what installing it writes.
+func planShare(smbConf string, share SambaShare) (sharePlan, error) {
+	var p sharePlan
 	if err := share.Check(); err != nil {
-		return "", nil, "", nil, nil, err
+		return p, err
 	}
-	if smbConf, err = filepath.Abs(smbConf); err != nil {
-		return "", nil, "", nil, nil, err
+	var err error
+	if p.smbConf, err = filepath.Abs(smbConf); err != nil {
+		return p, err
 	}
-	conf, err = os.ReadFile(smbConf)
-	if err != nil {
+	if p.conf, err = os.ReadFile(p.smbConf); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil, "", nil, nil, fmt.Errorf("read %s: %w: install Samba (Debian package samba) or give its configuration with --smb-conf", smbConf, err)
+			return p, fmt.Errorf("read %s: %w: install Samba (Debian package samba) or give its configuration with --smb-conf", p.smbConf, err)
 		}
-		return "", nil, "", nil, nil, fmt.Errorf("read %s: %w", smbConf, err)
+		return p, fmt.Errorf("read %s: %w", p.smbConf, err)
 	}
-	include = filepath.Join(filepath.Dir(smbConf), SambaIncludeName)
-	where, err := shareDefined(smbConf, conf, include, share.Name)
+	p.include = filepath.Join(filepath.Dir(p.smbConf), SambaIncludeName)
+	where, err := shareDefined(p.smbConf, p.conf, p.include, share.Name)
 	if err != nil {
-		return "", nil, "", nil, nil, err
+		return p, err
 	}
 	if where != "" {
-		return "", nil, "", nil, nil, fmt.Errorf("%s: [%s]: %w; recall keeps its shares in %s: give another name with --name",
-			where, share.Name, ErrShareConflict, include)
+		return p, fmt.Errorf("%s: [%s]: %w; recall keeps its shares in %s: give another name with --name",
+			where, share.Name, ErrShareConflict, p.include)
 	}
-	old, err = os.ReadFile(include)
+	p.old, err = os.ReadFile(p.include)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", nil, "", nil, nil, fmt.Errorf("read %s: %w", include, err)
+		return p, fmt.Errorf("read %s: %w", p.include, err)
 	}
-	updated, err = putBlock(old, share)
-	if err != nil {
-		return "", nil, "", nil, nil, fmt.Errorf("%s: %w", include, err)
+	if p.updated, err = putBlock(p.old, share); err != nil {
+		return p, fmt.Errorf("%s: %w", p.include, err)
 	}
-	return smbConf, conf, include, old, updated, nil
+	return p, nil
 }
 
 // testparmProgram resolves an smb.conf as smbd reads it: included files,
