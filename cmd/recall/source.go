@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -200,14 +201,15 @@ func pathSourceNamed(c *cli.Context, name, staging string) error {
 	if staging == "" {
 		staging = engine.DefaultStaging(name)
 	}
-	n, path := 0, ""
+	// Names compare ignoring case, as the registry's do.
+	n, other, path := 0, "", ""
 	for _, p := range pts {
-		if p.Source == name && p.Path != staging {
-			n, path = n+1, p.Path
+		if strings.EqualFold(p.Source, name) && (p.Source != name || p.Path != staging) {
+			n, other, path = n+1, p.Source, p.Path
 		}
 	}
 	if n > 0 {
-		return fmt.Errorf("source %s: %w: the store holds %d point(s) of path source %s (%s): choose another name", name, engine.ErrSourceExists, n, name, path)
+		return fmt.Errorf("source %s: %w: the store holds %d point(s) of path source %s (%s): choose another name", name, engine.ErrSourceExists, n, other, path)
 	}
 	return nil
 }
