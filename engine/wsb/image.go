@@ -173,6 +173,10 @@ func newestBackup(ents []fs.DirEntry) (string, time.Time) {
 	return name, newest
 }
 
+// BackupTime is the time in a backup folder's name ("Backup 2026-11-02
+// 210312"), UTC; false when name is not one.
+func BackupTime(name string) (time.Time, bool) { return backupTime(name) }
+
 // backupTime parses a backup folder's name, in any case ("backup ..."
 // is the same folder to Windows).
 func backupTime(name string) (time.Time, bool) {
