@@ -32,7 +32,8 @@ import (
 // under the computer's folder) and a change makes no point (ErrChanged).
 // The print of the tree ingested is recorded (Source.IngestedPrint), so
 // the same Backup folder written again is a new image, and the same tree
-// is nothing new.
+// is nothing new. Backup folders other than the newest (left by a run
+// that broke off) are excluded from the point: it holds one backup.
 
 // Ingestion outcomes that make no point and are no failure: the caller
 // says so and waits for WSB's next run.
@@ -188,6 +189,38 @@ func changed(src Source, when string) error {
 		src.Name, ErrChanged, when)
 }
 
+// strayBackups returns exclude patterns for the Backup folders of src's
+// computer other than the newest (a run that broke off while replacing
+// the previous one leaves both): a point holds one backup, the one its
+// recovery share and wbadmin get versions show.
+func strayBackups(src Source, im *wsb.Image) ([]string, error) {
+	dir := filepath.Join(src.Staging, wsb.Dir, im.Computer)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", src.Name, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if _, ok := wsb.BackupTime(e.Name()); ok && e.IsDir() && e.Name() != im.Backup {
+			out = append(out, "/"+globQuote(wsb.Dir)+"/"+globQuote(im.Computer)+"/"+globQuote(e.Name())+"/")
+		}
+	}
+	return out, nil
+}
+
+// globQuote escapes name's glob characters (a computer's name may hold
+// braces) for an exclude pattern.
+func globQuote(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if strings.ContainsRune(`\*?[]{}!`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // checkImages checks each image file of im as a VHDX and returns, for
 // each one that is not valid, a warning to record in the point: the bytes
 // are ingested all the same (WSB's files are what a recovery gives back,
@@ -258,8 +291,13 @@ func (s *Store) Ingest(ctx context.Context, src Source, o IngestOptions) (*Point
 	if im.Print != first.Print {
 		return nil, im, changed(src, "while waiting for the store's lock")
 	}
+	stray, err := strayBackups(src, im)
+	if err != nil {
+		return nil, im, err
+	}
 	bo := o.Backup
 	bo.Path, bo.Source, bo.Flagged = src.Staging, src.Name, checkImages(src, im)
+	bo.Exclude = Exclude{Patterns: stray}
 	bo.beforeCommit = func() error {
 		after, err := inspect(src)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -573,5 +574,66 @@ func TestGroupIngestChanged(t *testing.T) {
 	res, err = f.st.BackupGroup(context.Background(), f.home, &g, GroupBackupOptions{Now: later})
 	if err != nil || len(res) != 1 || res[0].Point == nil {
 		t.Fatalf("next run: %+v, %v; want the new image ingested", res, err)
+	}
+}
+
+// TestIngestStrayBackup: a Backup folder left beside the newest (a run
+// that broke off while replacing it) is not ingested: the point holds the
+// newest backup and the computer folder's other files, as a recovery
+// share must show them.
+func TestIngestStrayBackup(t *testing.T) {
+	f := newIngestFixture(t)
+	old, err := wsbgen.Generate(t.TempDir(), wsbgen.Options{Seed: 16, Volumes: smallVolumes[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := f.generate(t, wsbgen.Options{Generation: 1})
+	stray := filepath.Join(b.Root, filepath.Base(old.Dir))
+	if err := os.Rename(old.Dir, stray); err != nil {
+		t.Fatal(err)
+	}
+	p, im, err := f.ingest(t, 0, later())
+	if err != nil || im.Backup != filepath.Base(b.Dir) {
+		t.Fatalf("ingest: %v of %+v, %v", p, im, err)
+	}
+	tree, err := f.st.Reader().LoadTree(p.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{wsb.Dir, "SRV01"} {
+		n := tree.Find(d)
+		if n == nil {
+			t.Fatalf("no %s in the point", d)
+		}
+		if tree, err = f.st.Reader().LoadTree(n.Subtree); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	for _, n := range tree.Nodes {
+		names = append(names, n.Name)
+	}
+	want := []string{filepath.Base(b.Dir), "Catalog", "MediaId", "SPPMetadataCache"}
+	if !slices.Equal(names, want) {
+		t.Errorf("the point's computer folder holds %q, want %q", names, want)
+	}
+}
+
+// TestGlobQuote: a stray backup's pattern matches that folder only,
+// whatever the computer's name holds.
+func TestGlobQuote(t *testing.T) {
+	for _, computer := range []string{"SRV01", "SRV Ü{01}", "a*b?[c]\\d!"} {
+		rel := wsb.Dir + "/" + computer + "/Backup 2026-11-02 210312"
+		p, err := compilePattern("/" + globQuote(wsb.Dir) + "/" + globQuote(computer) + "/" + globQuote("Backup 2026-11-02 210312") + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", computer, err)
+		}
+		if !p.match(rel, "Backup 2026-11-02 210312", true) {
+			t.Errorf("%s: the pattern %q does not match %s", computer, p.glob, rel)
+		}
+		if p.match(wsb.Dir+"/"+computer+"X/Backup 2026-11-02 210312", "Backup 2026-11-02 210312", true) ||
+			p.match(wsb.Dir+"/"+computer+"/Backup 2026-11-03 210312", "Backup 2026-11-03 210312", true) {
+			t.Errorf("%s: the pattern %q matches another folder", computer, p.glob)
+		}
 	}
 }
