@@ -120,7 +120,7 @@ func InspectSource(src Source, settle time.Duration, now time.Time) (*wsb.Image,
 		last, ahead := im.LastWrite, ""
 		if last.After(now) {
 			seen := firstSeen(src, im.Print, now)
-			ahead = fmt.Sprintf(" (a write time is %s ahead of this server's clock: the settle time counts from %s, when this look first saw the tree as it is)",
+			ahead = fmt.Sprintf(" (a write time is %s ahead of this server's clock: the settle time counts from %s, when this process first saw the tree as it is; a command run alone sees it first each time: give --settle 0s once WSB has finished)",
 				shortSpan(last.Sub(now).Round(time.Second)), seen.Format(time.DateTime))
 			last = seen
 		}
