@@ -185,7 +185,7 @@ func firstSeen(src Source, print string, now time.Time) time.Time {
 // changed is the error of an ingestion whose tree changed between two
 // looks (when says which).
 func changed(src Source, when string) error {
-	return fmt.Errorf("source %s: %w (%s, written during the ingestion): no point was made; the next look ingests the image once it is complete and settled",
+	return fmt.Errorf("source %s: %w (%s): no point was made; the next look ingests the image once it is complete and settled",
 		src.Name, ErrChanged, when)
 }
 

@@ -415,7 +415,7 @@ func TestIngestRace(t *testing.T) {
 			if p != nil || !errors.Is(err, tc.is) {
 				t.Fatalf("ingest: point %v, %v; want no point and %v", p, err, tc.is)
 			}
-			if tc.is == ErrNotSettled && !strings.Contains(err.Error(), "written during the ingestion") {
+			if tc.is == ErrNotSettled && !strings.Contains(err.Error(), "wrote into the share during the ingestion") {
 				t.Errorf("error %q does not say the tree was written during the ingestion", err)
 			}
 			if pts := f.points(t); len(pts) != 0 {
