@@ -84,6 +84,9 @@ type Source struct {
 	Ingested  string    `json:"ingested,omitempty"`
 	ImageSize int64     `json:"image_size,omitempty"`
 	Created   time.Time `json:"created"`
+	// IngestedPrint is the ingested tree's wsb.Image.Print: the same
+	// Backup folder written again is a new image.
+	IngestedPrint string `json:"ingested_print,omitempty"`
 }
 
 // DefaultStaging is the staging directory of a source added without one.
