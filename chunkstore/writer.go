@@ -312,6 +312,9 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 			return packRecord{}, storeWriteError(w.s.Dir(), err)
 		}
 	}
+	if len(p.entries) > 0 {
+		w.s.keepTrees(p.entries[0].Type, id) // before Commit: its bytes are kept as they are saved
+	}
 	if err := p.f.Commit(bg, id.String()); err != nil {
 		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
