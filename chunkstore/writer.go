@@ -61,7 +61,25 @@ type packBuilder struct {
 // the caller holds the store lock, and sets the writer's journal tag (a
 // writer without one, in tests, records no pack).
 func (s *Store) newWriter(tag string) *Writer {
-	return &Writer{s: s, comp: s.cfg.compression(), tag: tag, pending: map[ID]struct{}{}, sem: make(chan struct{}, 2)}
+	return &Writer{s: s, comp: s.cfg.compression(), tag: tag, pending: map[ID]struct{}{}, sem: make(chan struct{}, s.uploads())}
+}
+
+// uploads is how many packs a writer finishes at once. A backend that
+// streams a pack to its own storage as blobs come (backend.Creator: the
+// local disk) has little left to do at Commit (an fsync, a rename): two
+// overlap that with filling the next. One that takes a pack whole at
+// Commit (an object store: one PUT) gets as many as it has connections
+// (an optional Connections method; backend/s3, and the cache over it):
+// one PUT at a time is far from what a gateway takes. Each pack finishing
+// is held in memory (PackTargetSize) until its upload returns.
+func (s *Store) uploads() int {
+	if _, ok := s.be.(backend.Creator); ok {
+		return 2
+	}
+	if c, ok := s.be.(interface{ Connections() int }); ok && c.Connections() > 2 {
+		return c.Connections()
+	}
+	return 2
 }
 
 // SetCompression makes c the codec of the blobs this writer saves from
