@@ -61,6 +61,7 @@ type Backend struct {
 	touched  map[string]time.Time
 	fetching map[backend.Handle]*fetch
 	total    int64 // the directory's bytes, as far as this process knows
+	added    int64 // bytes this process added since it last scanned
 
 	evictMu  sync.Mutex
 	warnOnce sync.Once
@@ -450,10 +451,11 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 	b.mu.Lock()
 	check := b.check
 	b.mu.Unlock()
-	if b.keeps(h) && int64(len(data)) <= b.max/8 && check(h, data) == nil {
+	switch {
+	case check(h, data) != nil:
+		b.drop(h) // replaced by bytes its name does not match
+	case b.keeps(h) && int64(len(data)) <= b.max/8:
 		b.store(h, data)
-	} else {
-		b.drop(h) // replaced by bytes not kept (the store never does)
 	}
 	return nil
 }
@@ -494,11 +496,14 @@ func (b *Backend) store(h backend.Handle, data []byte) {
 	key, kerr := statKey(p)
 	b.mu.Lock()
 	b.total += int64(len(data)) + trailerLen
+	b.added += int64(len(data)) + trailerLen
 	if kerr == nil && key.size == int64(len(data))+trailerLen {
 		b.verified[p] = key // written from checked bytes just now
 	}
 	b.touched[p] = time.Now()
-	over := b.total > b.max
+	// Other processes add copies too, which only a scan sees: one every
+	// sixteenth of the bound keeps the sum of all within it.
+	over := b.total > b.max || b.added > b.max/16
 	b.mu.Unlock()
 	if over {
 		b.evict()
@@ -538,10 +543,10 @@ func (b *Backend) scan(clean bool) ([]cacheFile, error) {
 	return out, nil
 }
 
-// evict removes the least recently used copies until the directory is
-// within seven eighths of its bound (so that the next few copies do not
-// each cost a scan). It scans the directory rather than trusting its own
-// count: other processes add and remove copies too.
+// evict removes the least recently used copies, when the directory is
+// over its bound, until it is within seven eighths of it (so that the
+// next few copies do not each cost a scan). It scans the directory rather
+// than trusting its own count: other processes add and remove copies too.
 func (b *Backend) evict() {
 	b.evictMu.Lock()
 	defer b.evictMu.Unlock()
@@ -553,17 +558,25 @@ func (b *Backend) evict() {
 	for _, f := range files {
 		total += f.size
 	}
-	slices.SortFunc(files, func(x, y cacheFile) int { return x.mtime.Compare(y.mtime) })
-	for _, f := range files {
-		if total <= b.max-b.max/8 {
-			break
-		}
-		if err := os.Remove(f.path); err == nil || errors.Is(err, fs.ErrNotExist) {
-			total -= f.size
+	var removed []string
+	if total > b.max {
+		slices.SortFunc(files, func(x, y cacheFile) int { return x.mtime.Compare(y.mtime) })
+		for _, f := range files {
+			if total <= b.max-b.max/8 {
+				break
+			}
+			if err := os.Remove(f.path); err == nil || errors.Is(err, fs.ErrNotExist) {
+				total -= f.size
+				removed = append(removed, f.path)
+			}
 		}
 	}
 	b.mu.Lock()
-	b.total = total
+	b.total, b.added = total, 0
+	for _, p := range removed {
+		delete(b.verified, p) // a new copy there may reuse the inode
+		delete(b.touched, p)
+	}
 	b.mu.Unlock()
 }
 

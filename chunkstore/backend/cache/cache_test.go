@@ -266,6 +266,18 @@ func TestBound(t *testing.T) {
 	if !have(0) || !have(39) || have(1) || have(20) {
 		t.Errorf("kept: first %v, last %v, second %v, middle %v; want the used and the newest only", have(0), have(39), have(1), have(20))
 	}
+	// Two processes saving by turns keep the sum within the bound, each
+	// scanning for the other's copies every sixteenth of it.
+	d := open(t, remote, dir, Options{MaxBytes: max})
+	for i := range 40 {
+		h, b := file(backend.Points, int64(200+i), size)
+		if err := []*Backend{c, d}[i%2].Save(bg, h, b); err != nil {
+			t.Fatal(err)
+		}
+		if n := dirBytes(t, dir); n > max+max/8 {
+			t.Fatalf("two processes: %d bytes after %d saves, bound %d", n, i+1, max)
+		}
+	}
 	// A smaller bound in another process evicts at once.
 	open(t, remote, dir, Options{MaxBytes: 3 * size})
 	if n := dirBytes(t, dir); n > 3*size {
