@@ -73,14 +73,20 @@ func BenchmarkS3Upload(b *testing.B) {
 
 	// "store" uploads as many packs at once as the backend has
 	// connections; "store-2" hides them (two at once, as on a local disk).
+	// "store-32MiB" makes packs of 32 MiB: what the requests per pack
+	// (the pack's journal entry, its removal) cost.
 	for _, v := range []struct {
 		name string
 		wrap func(*s3.Backend) backend.Backend
+		pack int
 	}{
-		{"store", func(be *s3.Backend) backend.Backend { return be }},
-		{"store-2", func(be *s3.Backend) backend.Backend { return struct{ backend.Backend }{be} }},
+		{"store", func(be *s3.Backend) backend.Backend { return be }, 16 << 20},
+		{"store-2", func(be *s3.Backend) backend.Backend { return struct{ backend.Backend }{be} }, 16 << 20},
+		{"store-32MiB", func(be *s3.Backend) backend.Backend { return be }, 32 << 20},
 	} {
 		b.Run(v.name, func(b *testing.B) {
+			defer func(size int) { PackTargetSize = size }(PackTargetSize)
+			PackTargetSize = v.pack
 			be := v.wrap(openS3(b))
 			if _, err := InitBackend(be, InitOptions{Compression: CompressionZstd}); err != nil {
 				b.Fatal(err)
