@@ -136,6 +136,25 @@ func TestRemoteCacheWalksTreesLocally(t *testing.T) {
 			}
 		}
 	}
+	var kept, stored int64
+	ents, _ := os.ReadDir(filepath.Join(cacheDir, "packs"))
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil {
+			kept += info.Size()
+		}
+	}
+	remote, err := s3.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.List(ctx, backend.Packs, func(_ string, size int64) error { stored += size; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	remote.Close()
+	if kept == 0 || kept >= stored/4 {
+		t.Errorf("the cache keeps %d bytes of packs of the %d stored: want the tree packs only", kept, stored)
+	}
+	t.Logf("tree packs kept: %d of %d bytes of packs (%d packs)", kept, stored, len(ents))
 	// A fresh cache (another machine's home) fetches each tree pack once,
 	// whole, and then walks locally.
 	cacheDir = filepath.Join(t.TempDir(), "other")
