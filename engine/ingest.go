@@ -28,8 +28,8 @@ import (
 // when it does. So the tree is looked at three times: to decide, again
 // once the store's lock is held (the wait may be long), and once the
 // files are read, before the point is committed; the looks compare the
-// image's print (wsb.Image.Print: every file's name, size and write time
-// under the computer's folder) and a change makes no point (ErrChanged).
+// image's print (wsb.Image.Print: the name, size, write and change time
+// of each file the point holds) and a change makes no point (ErrChanged).
 // The print of the tree ingested is recorded (Source.IngestedPrint), so
 // the same Backup folder written again is a new image, and the same tree
 // is nothing new. Backup folders other than the newest (left by a run

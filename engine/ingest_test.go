@@ -619,6 +619,12 @@ func TestIngestStrayBackup(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("the point's computer folder holds %q, want %q", names, want)
 	}
+	if err := os.RemoveAll(stray); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, err := f.ingest(t, 0, later()); !errors.Is(err, ErrNothingNew) {
+		t.Errorf("after the stray folder was removed: %v, %v; want nothing new (the point never held it)", p, err)
+	}
 }
 
 // TestGlobQuote: a stray backup's pattern matches that folder only,
