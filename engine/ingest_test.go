@@ -570,8 +570,15 @@ func TestGroupIngestChanged(t *testing.T) {
 			go holder.Close()
 		}},
 		Skipped: func(member string, err error) { skipped = append(skipped, err) }})
-	if err != nil || len(res) != 1 || res[0].Point != nil || !errors.Is(res[0].Err, ErrChanged) || len(skipped) != 1 || !errors.Is(skipped[0], ErrChanged) {
-		t.Fatalf("run while WSB writes: %+v, %v, skipped %v; want no failure, the member's change told", res, err, skipped)
+	if err != nil || len(res) != 0 || len(skipped) != 1 || !errors.Is(skipped[0], ErrChanged) {
+		t.Fatalf("run while WSB writes: %+v, %v, skipped %v; want no result and no failure, the member's change told", res, err, skipped)
+	}
+	var jobs []Job
+	if err := WithCatalog(f.home, time.Second, t.Logf, func(cat *Catalog) (err error) { jobs, err = cat.Jobs(0); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Status != "skipped" || !strings.Contains(jobs[0].Error, ErrChanged.Error()) {
+		t.Fatalf("jobs recorded: %+v; want one, skipped, saying WSB wrote", jobs)
 	}
 	res, err = f.st.BackupGroup(context.Background(), f.home, &g, GroupBackupOptions{Now: later})
 	if err != nil || len(res) != 1 || res[0].Point == nil {
