@@ -65,6 +65,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/recall-backup/recall/internal/atomicfile"
 )
@@ -835,9 +836,19 @@ func PrepareBMRStaging(staging, computer string, uid, gid int) (string, error) {
 	}
 	// What an earlier run of WSB left under another user must be
 	// replaceable by this one: WSB deletes the previous Backup folder.
+	// What the user owns already is left alone: a chown sets the change
+	// time, which is in the image's print (wsb.Image.Print), and a
+	// second run would make the image ingested last look new.
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+			return nil
 		}
 		return os.Lchown(p, uid, gid)
 	})

@@ -362,6 +362,23 @@ func TestPrepareBMRStaging(t *testing.T) {
 			t.Errorf("%s: owner %v mode %v, want %d:%d %v", c.path, st, fi.Mode().Perm(), c.uid, c.gid, c.perm)
 		}
 	}
+	// Again, as a second --apply does: the image's files, already the
+	// user's, keep their change times, so its print stays and the image
+	// is not taken for a new one.
+	before, err := os.Lstat(filepath.Join(old, "x.vhdx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PrepareBMRStaging(staging, "SRV01", 4321, 4322); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Lstat(filepath.Join(old, "x.vhdx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, a := before.Sys().(*syscall.Stat_t).Ctim, after.Sys().(*syscall.Stat_t).Ctim; a != b {
+		t.Errorf("a second run changed the change time of a file the user owns: %v, was %v", a, b)
+	}
 	for _, bad := range []struct{ staging, computer string }{{"relative", "SRV01"}, {staging, ".."}, {staging, "a/b"}, {staging, ""}} {
 		if _, err := PrepareBMRStaging(bad.staging, bad.computer, 1, 1); !errors.Is(err, ErrBadShare) {
 			t.Errorf("PrepareBMRStaging(%q, %q): %v, want ErrBadShare", bad.staging, bad.computer, err)
