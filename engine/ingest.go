@@ -28,8 +28,8 @@ import (
 // when it does. So the tree is looked at three times: to decide, again
 // once the store's lock is held (the wait may be long), and once the
 // files are read, before the point is committed; the looks compare the
-// image's print (wsb.Image.Print: every file's name, size and write time
-// under the computer's folder) and a change makes no point (ErrChanged).
+// image's print (wsb.Image.Print: the name, size, write and change time
+// of each file the point holds) and a change makes no point (ErrChanged).
 // The print of the tree ingested is recorded (Source.IngestedPrint), so
 // the same Backup folder written again is a new image, and the same tree
 // is nothing new. Backup folders other than the newest (left by a run
@@ -61,7 +61,7 @@ const NoSettle time.Duration = -1
 // IngestOptions configure Ingest.
 type IngestOptions struct {
 	// Home's catalog records, once the point is made, the Backup folder
-	// ingested and the image size (EditSource); the job is the caller's
+	// ingested, its print and the image size (RecordIngested); the job is the caller's
 	// (RunJob, BackupGroup). "" records nothing; then src.Ingested alone
 	// says what was ingested before.
 	Home string
@@ -314,11 +314,7 @@ func (s *Store) Ingest(ctx context.Context, src Source, o IngestOptions) (*Point
 	}
 	if o.Home != "" {
 		if rerr := WithCatalog(o.Home, time.Minute, o.Warn, func(cat *Catalog) error {
-			_, err := cat.EditSource(src.Name, func(x *Source) error {
-				x.Ingested, x.IngestedPrint, x.ImageSize = im.Backup, im.Print, im.Size
-				return nil
-			})
-			return err
+			return cat.RecordIngested(src.Name, im.Backup, im.Print, im.Size)
 		}); rerr != nil {
 			o.Warn("point %s of source %s made, but the catalog did not record it as ingested (%v): the next run ingests %s again, which adds nothing to the store", p.ID.Short(), src.Name, rerr, im.Backup)
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine/wsb"
 	"github.com/recall-backup/recall/internal/wsbgen"
+	bolt "go.etcd.io/bbolt"
 )
 
 // smallVolumes keep the ingestion tests' images at a few MiB.
@@ -568,8 +570,15 @@ func TestGroupIngestChanged(t *testing.T) {
 			go holder.Close()
 		}},
 		Skipped: func(member string, err error) { skipped = append(skipped, err) }})
-	if err != nil || len(res) != 1 || res[0].Point != nil || !errors.Is(res[0].Err, ErrChanged) || len(skipped) != 1 || !errors.Is(skipped[0], ErrChanged) {
-		t.Fatalf("run while WSB writes: %+v, %v, skipped %v; want no failure, the member's change told", res, err, skipped)
+	if err != nil || len(res) != 0 || len(skipped) != 1 || !errors.Is(skipped[0], ErrChanged) {
+		t.Fatalf("run while WSB writes: %+v, %v, skipped %v; want no result and no failure, the member's change told", res, err, skipped)
+	}
+	var jobs []Job
+	if err := WithCatalog(f.home, time.Second, t.Logf, func(cat *Catalog) (err error) { jobs, err = cat.Jobs(0); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Status != "skipped" || !strings.Contains(jobs[0].Error, ErrChanged.Error()) {
+		t.Fatalf("jobs recorded: %+v; want one, skipped, saying WSB wrote", jobs)
 	}
 	res, err = f.st.BackupGroup(context.Background(), f.home, &g, GroupBackupOptions{Now: later})
 	if err != nil || len(res) != 1 || res[0].Point == nil {
@@ -617,6 +626,12 @@ func TestIngestStrayBackup(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("the point's computer folder holds %q, want %q", names, want)
 	}
+	if err := os.RemoveAll(stray); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, err := f.ingest(t, 0, later()); !errors.Is(err, ErrNothingNew) {
+		t.Errorf("after the stray folder was removed: %v, %v; want nothing new (the point never held it)", p, err)
+	}
 }
 
 // TestGlobQuote: a stray backup's pattern matches that folder only,
@@ -635,5 +650,69 @@ func TestGlobQuote(t *testing.T) {
 			p.match(wsb.Dir+"/"+computer+"/Backup 2026-11-03 210312", "Backup 2026-11-03 210312", true) {
 			t.Errorf("%s: the pattern %q matches another folder", computer, p.glob)
 		}
+	}
+}
+
+// TestIngestCaseOnlyPair: a catalog that already holds two registered
+// sources whose names differ only in case, each in a group (allowed
+// before such names were refused), ingests each image once, records it,
+// lets either source be edited, and status warns about the pair.
+func TestIngestCaseOnlyPair(t *testing.T) {
+	f := newIngestFixture(t)
+	other := Source{Name: "SRV01", Kind: KindBMR, Computer: "SRV02", Staging: filepath.Join(filepath.Dir(f.src.Staging), "SRV01"),
+		Reservation: DefaultReservation, Settle: DefaultSettle, Created: time.Now().UTC()}
+	var groups []Group
+	err := WithCatalog(f.home, time.Second, t.Logf, func(cat *Catalog) error {
+		if err := cat.db.Update(func(tx *bolt.Tx) error { return putSource(tx, &other) }); err != nil {
+			return err
+		}
+		for _, g := range []Group{{Name: "a", Members: []string{f.src.Staging}}, {Name: "b", Members: []string{other.Staging}}} {
+			g, err := cat.CreateGroup(g, time.Now())
+			if err != nil {
+				return err
+			}
+			groups = append(groups, g)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.generate(t, wsbgen.Options{})
+	var warned []string
+	for i := range 3 {
+		p, _, err := f.st.Ingest(context.Background(), f.source(t), IngestOptions{Home: f.home, Backup: BackupOptions{Now: later},
+			Warn: func(format string, args ...any) { warned = append(warned, fmt.Sprintf(format, args...)) }})
+		switch {
+		case i == 0 && (err != nil || p == nil):
+			t.Fatalf("first ingestion: %v, %v", p, err)
+		case i > 0 && !errors.Is(err, ErrNothingNew):
+			t.Errorf("ingestion %d of the same image: %v, %v; want nothing new", i+1, p, err)
+		}
+	}
+	if len(warned) > 0 {
+		t.Errorf("warnings: %q", warned)
+	}
+	if n := len(f.points(t)); n != 1 {
+		t.Errorf("%d points of one image, want 1", n)
+	}
+	var srcs []Source
+	err = WithCatalog(f.home, time.Second, t.Logf, func(cat *Catalog) error {
+		for _, name := range []string{"srv01", "SRV01"} {
+			if _, err := cat.EditSource(name, func(s *Source) error { s.Reservation = 40 << 30; return nil }); err != nil {
+				return err
+			}
+		}
+		srcs, err = cat.Sources()
+		return err
+	})
+	if err != nil {
+		t.Errorf("edit of a source of the pair: %v", err)
+	}
+	st := &StoreStatus{Time: time.Now()}
+	st.AddImageWarnings(srcs, groups)
+	pairs := slices.DeleteFunc(slices.Clone(st.Warnings), func(w string) bool { return !strings.Contains(w, "differ only in case") })
+	if len(pairs) != 1 || !strings.Contains(pairs[0], "sources SRV01 and srv01 differ only in case") {
+		t.Errorf("status warnings %q, want one about the pair", st.Warnings)
 	}
 }

@@ -65,6 +65,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/recall-backup/recall/internal/atomicfile"
 )
@@ -655,25 +656,52 @@ func noLogin(shell string) bool {
 
 // CheckBMRUser says why the existing account a cannot be the Samba user
 // of source's bmr-target share, nil when it can. That user gets a Samba
-// password and the computer's folder, so root (uid 0) never serves; an
-// account that is not a system account without a login shell (a
-// person's, a service's that logs in) serves only when it is the one
-// recorded for the source (recorded) or the administrator says so
-// (allowExisting). An account recall creates is a system account without
-// a login shell.
-func CheckBMRUser(a UnixAccount, source string, recorded, allowExisting bool) error {
-	if a.UID == 0 {
+// password and the computer's folder, so root (uid 0) and Samba's guest
+// account (guest, SambaGuestAccount), whom anyone may be, never serve;
+// any other existing account serves only when it is the one recorded for
+// the source (recorded) or the administrator says so (allowExisting):
+// being a system account without a login shell says nothing of what else
+// it owns (www-data, daemon, backup). An account recall creates is
+// recorded for its source.
+func CheckBMRUser(a UnixAccount, guest, source string, recorded, allowExisting bool) error {
+	switch {
+	case a.UID == 0:
 		return fmt.Errorf("%w: user %s has uid 0: the account WSB logs on as must not be root; give another with --user (recall creates a system user when it does not exist)", ErrBadShare, a.Name)
-	}
-	if recorded || allowExisting || a.System && noLogin(a.Shell) {
+	case a.Name == guest:
+		return fmt.Errorf("%w: user %s is Samba's guest account ('guest account' in smb.conf), which anyone connecting as a guest is: give another with --user (recall creates a system user when it does not exist)", ErrBadShare, a.Name)
+	case recorded || allowExisting:
 		return nil
 	}
-	why := "not a system account"
-	if a.System {
-		why = "a system account with the login shell " + a.Shell
+	what := "a system account"
+	if !a.System {
+		what = "not a system account"
 	}
-	return fmt.Errorf("%w: user %s (uid %d, shell %s) exists and is %s: it would get a Samba password and computer folder of source %s, so recall takes only a system account without a login shell: give another with --user (recall creates one when it does not exist), or take this one anyway with --allow-existing-user",
-		ErrBadShare, a.Name, a.UID, a.Shell, why, source)
+	return fmt.Errorf("%w: user %s (uid %d, shell %s) exists, is %s, and is not the one recorded for source %s: it would get a Samba password and the computer's folder, and whatever else it owns would be within reach of WSB's password: give another with --user (recall creates a system user when it does not exist), or take this one anyway with --allow-existing-user",
+		ErrBadShare, a.Name, a.UID, a.Shell, what, source)
+}
+
+// DefaultGuestAccount is Samba's guest account when smb.conf sets none.
+const DefaultGuestAccount = "nobody"
+
+// SambaGuestAccount returns the "guest account" smbConf gives smbd, as
+// testparm resolves it; Samba's default when testparm is not installed or
+// smbConf does not exist (then no smbd reads another).
+func SambaGuestAccount(smbConf string) (string, error) {
+	prog, err := exec.LookPath(testparmProgram)
+	if err != nil {
+		return DefaultGuestAccount, nil
+	}
+	if _, err := os.Stat(smbConf); errors.Is(err, fs.ErrNotExist) {
+		return DefaultGuestAccount, nil
+	}
+	out, err := exec.Command(prog, "-s", "--parameter-name", "guest account", smbConf).Output()
+	if err != nil {
+		return "", fmt.Errorf("testparm -s --parameter-name 'guest account' %s: %w; fix what 'testparm -s %s' reports", smbConf, err, smbConf)
+	}
+	if g := strings.TrimSpace(string(out)); g != "" {
+		return g, nil
+	}
+	return DefaultGuestAccount, nil
 }
 
 // PlanSambaPassword says what to do with the Samba account of user for
@@ -808,9 +836,19 @@ func PrepareBMRStaging(staging, computer string, uid, gid int) (string, error) {
 	}
 	// What an earlier run of WSB left under another user must be
 	// replaceable by this one: WSB deletes the previous Backup folder.
+	// What the user owns already is left alone: a chown sets the change
+	// time, which is in the image's print (wsb.Image.Print), and a
+	// second run would make the image ingested last look new.
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+			return nil
 		}
 		return os.Lchown(p, uid, gid)
 	})

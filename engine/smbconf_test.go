@@ -362,6 +362,23 @@ func TestPrepareBMRStaging(t *testing.T) {
 			t.Errorf("%s: owner %v mode %v, want %d:%d %v", c.path, st, fi.Mode().Perm(), c.uid, c.gid, c.perm)
 		}
 	}
+	// Again, as a second --apply does: the image's files, already the
+	// user's, keep their change times, so its print stays and the image
+	// is not taken for a new one.
+	before, err := os.Lstat(filepath.Join(old, "x.vhdx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PrepareBMRStaging(staging, "SRV01", 4321, 4322); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Lstat(filepath.Join(old, "x.vhdx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, a := before.Sys().(*syscall.Stat_t).Ctim, after.Sys().(*syscall.Stat_t).Ctim; a != b {
+		t.Errorf("a second run changed the change time of a file the user owns: %v, was %v", a, b)
+	}
 	for _, bad := range []struct{ staging, computer string }{{"relative", "SRV01"}, {staging, ".."}, {staging, "a/b"}, {staging, ""}} {
 		if _, err := PrepareBMRStaging(bad.staging, bad.computer, 1, 1); !errors.Is(err, ErrBadShare) {
 			t.Errorf("PrepareBMRStaging(%q, %q): %v, want ErrBadShare", bad.staging, bad.computer, err)
@@ -423,32 +440,38 @@ func TestLookupUnixAccount(t *testing.T) {
 }
 
 // TestCheckBMRUser: WSB's account gets a Samba password and the
-// computer's folder: never root, and an existing account only when it is
-// a system account without a login shell, the source's own, or allowed.
+// computer's folder: never root nor Samba's guest account, and an
+// existing account only when it is the source's own or allowed.
 func TestCheckBMRUser(t *testing.T) {
 	sys := UnixAccount{Name: "wsb-web", UID: 998, GID: 998, Shell: "/usr/sbin/nologin", System: true}
 	person := UnixAccount{Name: "alice", UID: 1000, GID: 1000, Shell: "/bin/bash"}
 	with := func(a UnixAccount, f func(*UnixAccount)) UnixAccount { f(&a); return a }
 	root := UnixAccount{Name: "root", Shell: "/bin/bash"}
+	nobody := UnixAccount{Name: "nobody", UID: 65534, GID: 65534, Shell: "/usr/sbin/nologin"}
 	for _, tt := range []struct {
 		name            string
 		a               UnixAccount
+		guest           string
 		recorded, allow bool
 		want            []string // in the message; none: taken
 	}{
-		{"system account without login", sys, false, false, nil},
-		{"shell /bin/false", with(sys, func(a *UnixAccount) { a.Shell = "/bin/false" }), false, false, nil},
-		{"a person's account", person, false, false, []string{"user alice (uid 1000, shell /bin/bash)", "not a system account", "--user", "--allow-existing-user"}},
-		{"a person's account, allowed", person, false, true, nil},
-		{"a person's account, the source's own", person, true, false, nil},
-		{"system account with a login shell", with(sys, func(a *UnixAccount) { a.Shell = "/bin/sync" }), false, false, []string{"login shell /bin/sync", "--allow-existing-user"}},
-		{"nobody", UnixAccount{Name: "nobody", UID: 65534, GID: 65534, Shell: "/usr/sbin/nologin"}, false, false, []string{"not a system account"}},
-		{"root", root, false, false, []string{"user root has uid 0", "--user"}},
-		{"root, allowed and recorded", root, true, true, []string{"uid 0"}},
-		{"another name of uid 0", with(sys, func(a *UnixAccount) { a.Name, a.UID = "toor", 0 }), false, true, []string{"user toor has uid 0"}},
+		{"the source's own", sys, "nobody", true, false, nil},
+		{"a system account, allowed", sys, "nobody", false, true, nil},
+		{"a service's account", with(sys, func(a *UnixAccount) { a.Name, a.UID = "www-data", 33 }), "nobody", false, false,
+			[]string{"user www-data (uid 33, shell /usr/sbin/nologin) exists", "not the one recorded for source web", "--user", "--allow-existing-user"}},
+		{"a system account without login, not recorded", sys, "nobody", false, false, []string{"user wsb-web", "--allow-existing-user"}},
+		{"a person's account", person, "nobody", false, false, []string{"user alice (uid 1000, shell /bin/bash)", "--user", "--allow-existing-user"}},
+		{"a person's account, allowed", person, "nobody", false, true, nil},
+		{"a person's account, the source's own", person, "nobody", true, false, nil},
+		{"nobody, Samba's default guest", nobody, "nobody", true, true, []string{"user nobody is Samba's guest account", "--user"}},
+		{"the guest account configured", sys, "wsb-web", true, true, []string{"user wsb-web is Samba's guest account"}},
+		{"nobody, another guest configured", nobody, "smbguest", false, true, nil},
+		{"root", root, "nobody", false, false, []string{"user root has uid 0", "--user"}},
+		{"root, allowed and recorded", root, "nobody", true, true, []string{"uid 0"}},
+		{"another name of uid 0", with(sys, func(a *UnixAccount) { a.Name, a.UID = "toor", 0 }), "nobody", false, true, []string{"user toor has uid 0"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckBMRUser(tt.a, "web", tt.recorded, tt.allow)
+			err := CheckBMRUser(tt.a, tt.guest, "web", tt.recorded, tt.allow)
 			if tt.want == nil {
 				if err != nil {
 					t.Fatal(err)
@@ -462,6 +485,45 @@ func TestCheckBMRUser(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("message %q lacks %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// TestSambaGuestAccount: the guest account is smb.conf's, as testparm
+// resolves it (an included file's too), and Samba's default, nobody,
+// when smb.conf sets none or testparm is not installed.
+func TestSambaGuestAccount(t *testing.T) {
+	dir := t.TempDir()
+	inc := filepath.Join(dir, "inc.conf")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(inc, []byte("[global]\nguest account = smbguest\n"), 0o644))
+	set := filepath.Join(dir, "set.conf")
+	must(os.WriteFile(set, []byte("[global]\ninclude = "+inc+"\n"), 0o644))
+	unset := filepath.Join(dir, "unset.conf")
+	must(os.WriteFile(unset, []byte("[global]\nworkgroup = W\n"), 0o644))
+	for _, tt := range []struct {
+		name, conf, testparm, want string
+	}{
+		{"set in an included file", set, "testparm", "smbguest"},
+		{"unset", unset, "testparm", "nobody"},
+		{"no smb.conf", filepath.Join(dir, "none.conf"), "testparm", "nobody"},
+		{"no testparm", set, "recall-no-such-testparm", "nobody"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := exec.LookPath(tt.testparm); err != nil && tt.testparm == "testparm" {
+				t.Fatalf("testparm is not installed (Debian samba-common-bin): %v", err)
+			}
+			defer func(p string) { testparmProgram = p }(testparmProgram)
+			testparmProgram = tt.testparm
+			got, err := SambaGuestAccount(tt.conf)
+			if err != nil || got != tt.want {
+				t.Errorf("SambaGuestAccount(%s): %q, %v; want %q", tt.conf, got, err, tt.want)
 			}
 		})
 	}

@@ -187,7 +187,10 @@ func checkSources(all map[string]*Source, groups map[string]*Group, changed stri
 			switch {
 			case g.SourceOf[m] == s.Name:
 				// The source itself, a member of g.
-			case strings.EqualFold(src, s.Name):
+			case g.SourceOf[m] == "" && strings.EqualFold(src, s.Name):
+				// Registered sources are compared by name in the loop
+				// above (AddSource refuses a case-only pair; one
+				// registered before that is warned about by status).
 				return fmt.Errorf("source %s: %w: the name (compared ignoring case) is taken by member %s of group %s (path source %s): choose another name, or take the member out with 'recall group remove %s --member %s'",
 					s.Name, ErrSourceExists, m, gn, src, gn, m)
 			case g.SourceOf[m] == "" && (within(m, s.Staging) || within(s.Staging, m)):
@@ -378,6 +381,55 @@ func (c *Catalog) EditSource(name string, fn func(*Source) error) (Source, error
 		})
 	})
 	return out, err
+}
+
+// RecordIngested records on source name the image an ingestion took: the
+// Backup folder, its print and its images' size. It changes nothing the
+// registry's rules judge, so it does not apply them: a catalog whose
+// sources broke a rule added later must still record what it ingested,
+// or each look would ingest the same image again.
+func (c *Catalog) RecordIngested(name, backup, print string, size int64) error {
+	return c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			all, err := loadSources(tx)
+			if err != nil {
+				return err
+			}
+			s, ok := all[name]
+			if !ok {
+				return fmt.Errorf("source %q: %w (list them with 'recall source list')", name, ErrNoSource)
+			}
+			s.Ingested, s.IngestedPrint, s.ImageSize = backup, print, size
+			return putSource(tx, s)
+		})
+	})
+}
+
+// CaseOnlyPairs returns a warning for each two of srcs whose names differ
+// only in case, and for each registered source named, but for case, as a
+// path member of groups: a catalog may hold them from before AddSource
+// refused them; their default share and user collide, and Windows and
+// Samba take the names for one.
+func CaseOnlyPairs(srcs []Source, groups []Group) []string {
+	var out []string
+	for i, a := range srcs {
+		for _, b := range srcs[i+1:] {
+			if a.Name != b.Name && strings.EqualFold(a.Name, b.Name) {
+				x, y := min(a.Name, b.Name), max(a.Name, b.Name)
+				out = append(out, fmt.Sprintf("sources %s and %s differ only in case: their default shares and users collide (Samba and Windows compare names ignoring case); give each a share and user of its own ('recall share bmr-target --source NAME --name SHARE --user USER'), or replace one with a source of another name",
+					x, y))
+			}
+		}
+		for _, g := range groups {
+			for j, m := range g.Members {
+				if src := g.Sources()[j]; g.SourceOf[m] == "" && src != a.Name && strings.EqualFold(src, a.Name) {
+					out = append(out, fmt.Sprintf("source %s and member %s of group %s (path source %s) differ only in case: take the member out with 'recall group remove %s --member %s' and add it back under another name with --source",
+						a.Name, m, g.Name, src, g.Name, m))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // CheckSourceUser says why user cannot be the Samba user of source name,

@@ -110,8 +110,9 @@ func noPointWarning(source, group string) string {
 // beyond a path's: one with no point yet is told that WSB must write an
 // image (a group backup does not make one), and one in a group whose
 // newest image is older than the group's schedule allows gets a warning
-// (ImageOverdue).
+// (ImageOverdue); so do names that differ only in case (CaseOnlyPairs).
 func (s *StoreStatus) AddImageWarnings(srcs []Source, groups []Group) {
+	s.Warnings = append(s.Warnings, CaseOnlyPairs(srcs, groups)...)
 	for _, src := range srcs {
 		var g *Group
 		for i := range groups {

@@ -50,21 +50,21 @@ name in lower case) and only in WindowsImageBackup\<Computer>: another computer 
 create its folder. WSB gets the user and password with -user: and -password:.
 
 The user serves one source: a user recorded for another source is refused. It is
-never root (uid 0). An existing account is taken when it is a system account without
-a login shell (what recall creates) or the one recorded for this source; any other
-(a person's account, one with a login shell) only with --allow-existing-user.
+never root (uid 0) nor Samba's guest account ('guest account' in smb.conf, by default
+nobody). An existing account is taken when it is the one recorded for this source (the
+user --apply created or took); any other (a service's like www-data or daemon, a
+person's) only with --allow-existing-user.
 
 A share of that name is refused when the administrator's configuration defines it
 (smb.conf, the files it includes and registry shares, as 'testparm -s' resolves them;
 smb.conf alone when testparm is not installed), or when recall-shares.conf holds it
 for another source or as a bmr-recovery share: give another --name.
 
---apply creates the Unix user when missing (a system user without home or shell),
-gives a new Samba account its password (from --password-file, else
-RECALL_SMB_PASSWORD, else a new one printed once), readies the staging folders,
-writes the share into recall-shares.conf beside smb.conf (which gets one include
-line), reloads smbd and records the user in the source. An existing Samba account
-keeps its password and its state (a disabled one stays disabled) unless a password is
+--apply creates the Unix user when missing (a system user without home or shell)
+and records it in the source, gives a new Samba account its password (from
+--password-file, else RECALL_SMB_PASSWORD, else a new one printed once), readies the
+staging folders, writes the share into recall-shares.conf beside smb.conf (which gets
+one include line) and reloads smbd. An existing Samba account keeps its password and its state (a disabled one stays disabled) unless a password is
 given explicitly: --password-file resets it and enables the account; RECALL_SMB_PASSWORD
 does so only for the account recorded for this source, and is refused for any other.`,
 			Flags: []cli.Flag{
@@ -74,7 +74,7 @@ does so only for the account recorded for this source, and is refused for any ot
 				&cli.BoolFlag{Name: "apply", Usage: "install the share and its user and reload smbd (else only print it)"},
 				&cli.StringFlag{Name: "smb-conf", Value: engine.DefaultSmbConf, Usage: "Samba configuration `FILE` to install into"},
 				&cli.StringFlag{Name: "password-file", Usage: "read the Samba user's password from the first line of `FILE` (else RECALL_SMB_PASSWORD, else generated); resets an existing Samba account's password and enables it"},
-				&cli.BoolFlag{Name: "allow-existing-user", Usage: "take an existing account that is not a system account without a login shell as --user (never root)"},
+				&cli.BoolFlag{Name: "allow-existing-user", Usage: "take an existing account not recorded for this source as --user (never root nor Samba's guest account)"},
 			},
 			Action: shareBMRTarget,
 		}, {
@@ -272,7 +272,11 @@ func shareBMRTarget(c *cli.Context) error {
 		return err
 	}
 	if exists {
-		if err := engine.CheckBMRUser(acct, name, recorded, c.Bool("allow-existing-user")); err != nil {
+		guest, err := engine.SambaGuestAccount(c.String("smb-conf"))
+		if err != nil {
+			return err
+		}
+		if err := engine.CheckBMRUser(acct, guest, name, recorded, c.Bool("allow-existing-user")); err != nil {
 			return usagef("%v", err)
 		}
 	}
@@ -305,6 +309,19 @@ func shareBMRTarget(c *cli.Context) error {
 	}
 	if created {
 		logf("created system user %s (no home, no login shell)", user)
+	}
+	// Recorded now, before anything that may fail: the next run takes
+	// the user it finds as this source's own, not as an existing account
+	// to refuse.
+	err = withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+		_, err := cat.EditSource(name, func(s *engine.Source) error {
+			s.User = user
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record user %s in source %s (run the command again): %w", user, name, err)
 	}
 	uid, gid, err := engine.UserIDs(u)
 	if err != nil {
@@ -341,16 +358,6 @@ func shareBMRTarget(c *cli.Context) error {
 	}
 	logf("WSB of %s writes into %s as %s", src.Computer, dir, user)
 	installed(conf, share, inst)
-	err = withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
-		_, err := cat.EditSource(name, func(s *engine.Source) error {
-			s.User = user
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("record user %s in source %s (the share is installed; run the command again): %w", user, name, err)
-	}
 	return nil
 }
 

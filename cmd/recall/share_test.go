@@ -16,9 +16,9 @@ import (
 )
 
 // TestShareBMRTargetRefusals: what share bmr-target refuses before it
-// prints or changes anything: root, an account that is not a system
-// account without a login shell, another source's user, another source's
-// share name. Nothing here creates a user or a Samba account.
+// prints or changes anything: root, Samba's guest account, an existing
+// account not recorded for the source (unless allowed), another source's
+// user, another source's share name. Nothing here creates a user or a Samba account.
 func TestShareBMRTargetRefusals(t *testing.T) {
 	for _, tool := range []string{"getent", "testparm"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -46,6 +46,10 @@ func TestShareBMRTargetRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(conf, []byte("[global]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	guestConf := filepath.Join(dir, "samba", "guest.conf")
+	if err := os.WriteFile(guestConf, []byte("[global]\nguest account = daemon\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	run := func(args string) (int, string) {
@@ -92,11 +96,13 @@ func TestShareBMRTargetRefusals(t *testing.T) {
 	}{
 		{"--user root", exitUsage, "user root has uid 0"},
 		{"--user root --allow-existing-user", exitUsage, "uid 0"},
-		{"--user sync", exitUsage, fmt.Sprintf("user sync (uid %d, shell /bin/sync) exists and is a system account with the login shell /bin/sync", sync.UID)},
-		{"--user nobody", exitUsage, "not a system account"},
-		{"--user nobody --allow-existing-user", exitOK, "valid users = nobody"},
+		{"--user sync", exitUsage, fmt.Sprintf("user sync (uid %d, shell /bin/sync) exists, is a system account, and is not the one recorded for source db", sync.UID)},
+		{"--user daemon", exitUsage, "user daemon (uid 1, shell /usr/sbin/nologin) exists, is a system account, and is not the one recorded for source db"},
+		{"--user nobody", exitUsage, "user nobody is Samba's guest account"},
+		{"--user nobody --allow-existing-user", exitUsage, "user nobody is Samba's guest account"},
+		{"--user daemon --allow-existing-user --smb-conf " + guestConf, exitUsage, "user daemon is Samba's guest account"},
 		{"--user sync --allow-existing-user", exitOK, "valid users = sync"},
-		{"--user daemon", exitOK, "valid users = daemon"},
+		{"--user daemon --allow-existing-user", exitOK, "valid users = daemon"},
 		{"--user wsb-web", exitError, "source db: user wsb-web is the Samba user of source web (computer WEB1)"},
 		{"--name WEB --apply --smb-conf " + conf, exitError, `share [WEB]: share name is taken: it is the bmr-target share of source "web", which stays: give the bmr-target share of source "db" another name with --name`},
 	} {

@@ -354,7 +354,10 @@ func backupSource(c *cli.Context) error {
 		return err
 	}
 	// Nothing new and still being written are said before any job is
-	// queued or recorded: neither is a failure.
+	// queued or recorded: neither is a failure. Still being written
+	// exits 1 (no point: try again later), as when WSB writes during the
+	// ingestion (ErrChanged; its job is recorded as skipped); nothing
+	// new exits 0.
 	if _, err := engine.InspectSource(src, settle, time.Now()); errors.Is(err, engine.ErrNothingNew) {
 		if !c.Bool("quiet") {
 			fmt.Fprintf(c.App.Writer, "%v; nothing to do until WSB writes the next one\n", err)
@@ -383,18 +386,24 @@ func backupSource(c *cli.Context) error {
 		defer st.Close()
 		g := *group
 		g.Members = []string{src.Staging}
+		var later error
 		res, err := st.BackupGroup(c.Context, home, &g, engine.GroupBackupOptions{
 			Log:    func(f string, a ...any) { logf(f, a...) },
 			Warn:   warnf,
 			Lock:   lockWait(c),
 			Settle: settle,
 			Skipped: func(member string, err error) {
-				if !c.Bool("quiet") {
+				if errors.Is(err, engine.ErrNotSettled) {
+					later = err // as when found before: exit 1, try again later
+				} else if !c.Bool("quiet") {
 					fmt.Fprintf(c.App.Writer, "%v\n", err)
 				}
 			},
 		})
-		return printGroupResults(c, res, err)
+		if err := printGroupResults(c, res, err); err != nil || later == nil {
+			return err
+		}
+		return later
 	}
 	st, err := openStore(c)
 	if err != nil {

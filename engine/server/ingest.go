@@ -41,7 +41,8 @@ type sourceWatch struct {
 // is older than the group's schedule allows (engine.ImageOverdue) and
 // clears it when not, and clears an alert about another computer's
 // folder once the folder is gone: with the image ingested already, no
-// job would run to clear it.
+// job would run to clear it. An "image" alert of a source it no longer
+// watches in that group is cleared.
 func (s *Server) tickSources(now time.Time, groups []engine.Group, sources []engine.Source, wakeAt func(time.Time)) {
 	byName := map[string]engine.Source{}
 	for _, src := range sources {
@@ -54,12 +55,16 @@ func (s *Server) tickSources(now time.Time, groups []engine.Group, sources []eng
 			if !ok || src.Staging != member {
 				continue
 			}
-			seen[name] = true
+			// One watch per source and group: a source moved to another
+			// group is a new watch, whose overdue image is that group's
+			// alert.
+			key := g.Name + "\x00" + name
+			seen[key] = true
 			s.mu.Lock()
-			w := s.watches[name]
+			w := s.watches[key]
 			if w == nil {
 				w = &sourceWatch{}
-				s.watches[name] = w
+				s.watches[key] = w
 			}
 			due := !w.next.After(now)
 			if due {
@@ -107,12 +112,22 @@ func (s *Server) tickSources(now time.Time, groups []engine.Group, sources []eng
 		}
 	}
 	s.mu.Lock()
-	for name := range s.watches {
-		if !seen[name] {
-			delete(s.watches, name)
+	for key := range s.watches {
+		if !seen[key] {
+			delete(s.watches, key)
 		}
 	}
 	s.mu.Unlock()
+	// An image alert of a source no longer watched in its group (the
+	// source removed, its group deleted, the source moved to another)
+	// would stay open forever: no look clears it. The alerts kept from
+	// before a restart are judged too.
+	for _, a := range s.alerts.list() {
+		if a.Job == "image" && !seen[a.Group+"\x00"+a.Source] {
+			id := a.ID
+			s.mountAlertEvent(s.alerts.clearIf(a, func(x *Alert) bool { return x.ID == id }))
+		}
+	}
 }
 
 // noteOverdue opens source src's "image" alert, once per image, when its

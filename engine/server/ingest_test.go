@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -396,3 +397,49 @@ type wsbErr struct{}
 
 func (*wsbErr) Error() string   { return "image of SRV01 is incomplete: missing MediaId" }
 func (*wsbErr) Unwrap() []error { return []error{wsb.ErrIncomplete, wsb.ErrNoImage} }
+
+// TestServerImageAlertGone: a source's "image" alert clears when the
+// server stops watching the source in that group: its group deleted, or
+// the source moved to another group (whose own alert then opens).
+func TestServerImageAlertGone(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(cat *engine.Catalog, staging string) error
+		want   []string // groups of the image alerts after the change
+	}{
+		{"group deleted", func(cat *engine.Catalog, _ string) error { return cat.DeleteGroup("bmr") }, nil},
+		{"source moved to another group", func(cat *engine.Catalog, staging string) error {
+			if err := cat.DeleteGroup("bmr"); err != nil {
+				return err
+			}
+			_, err := cat.CreateGroup(engine.Group{Name: "bmr2", Members: []string{staging}, Policy: polB}, week0)
+			return err
+		}, []string{"bmr2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newBMRHome(t, polB)
+			b0 := h.write(t, 0, false, week0.Add(-time.Hour))
+			clock := NewFakeClock(week0.Add(22 * time.Hour))
+			r := start(t, h.home, clock, nil)
+			defer r.stop()
+			image := b0.Time
+			clock.Set(image.Add(48*time.Hour + time.Minute))
+			r.until(image.Add(49 * time.Hour))
+			if a := r.srv.Alerts(); len(a) != 1 || a[0].Job != "image" || a[0].Group != "bmr" {
+				t.Fatalf("alerts 2 days after the image: %+v; want srv01's image alert in group bmr", a)
+			}
+			must(t, engine.WithCatalog(h.home, time.Second, t.Logf, func(cat *engine.Catalog) error { return tc.change(cat, h.staging) }))
+			clock.Set(image.Add(50 * time.Hour))
+			r.until(image.Add(51 * time.Hour))
+			var got []string
+			for _, a := range r.srv.Alerts() {
+				if a.Job == "image" {
+					got = append(got, a.Group)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("image alerts of groups %q after the change, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -47,8 +47,10 @@
 // BackupGlobalCatalog is a copy of GlobalCatalog and not required. Whether
 // WSB has finished writing is not in the tree: Image.LastWrite is the
 // newest modification time under WindowsImageBackup, for a caller that
-// waits for writes to settle, and Image.Print a hash of the computer's
-// folder (names, sizes, write times) for one that compares two looks.
+// waits for writes to settle, and Image.Print a hash of what a point of the image
+// holds (the computer's folder but for Backup folders other than the
+// newest: names, sizes, write and change times) for one that compares
+// two looks.
 //
 // # BackupSpecs.xml
 //

@@ -56,14 +56,18 @@ type Image struct {
 	// Others are the other folders directly under WindowsImageBackup
 	// (another computer wrote here), sorted. Files there (Explorer's
 	// desktop.ini) are no computer and are not listed.
-	Others    []string
-	Images    []File    // the .vhd/.vhdx files of the newest backup
-	Size      int64     // their total size
-	LastWrite time.Time // newest ModTime of anything under WindowsImageBackup
-	// Print is a short hash (16 hex digits) of the computer's folder: the
-	// newest backup folder's name and each file's path, size and write
-	// time under the folder. Two looks with the same print saw the same
-	// tree, so nothing was written in between; "" when there is no
+	Others []string
+	Images []File // the .vhd/.vhdx files of the newest backup
+	Size   int64  // their total size
+	// LastWrite is the newest write time of anything under
+	// WindowsImageBackup (a settle time's clock; Print, not this, sees a
+	// write whose time a client set back).
+	LastWrite time.Time
+	// Print is a short hash (16 hex digits) of what a point of the image
+	// holds: the newest backup folder's name and each file's path, size,
+	// write time and change time under the computer's folder, but for
+	// the other Backup folders. Two looks with the same print saw the
+	// same tree, so nothing was written in between; "" when there is no
 	// computer folder.
 	Print string
 }
@@ -93,14 +97,23 @@ func Inspect(fsys fs.FS, computer string) (*Image, error) {
 		}
 	}
 	sort.Strings(im.Others)
+	root := path.Join(Dir, im.Computer)
+	if found {
+		ents, err := fs.ReadDir(fsys, root)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", root, err)
+		}
+		im.Backup, im.Time = newestBackup(ents)
+	}
 	h := sha256.New()
 	if err := im.lastWrite(fsys, found, func(p string, fi fs.FileInfo) {
 		// Lengths before strings, so no two trees hash alike by
 		// shifting bytes between names.
-		var b [24]byte
+		var b [32]byte
 		binary.LittleEndian.PutUint64(b[:], uint64(len(p)))
 		binary.LittleEndian.PutUint64(b[8:], uint64(fi.Size()))
 		binary.LittleEndian.PutUint64(b[16:], uint64(fi.ModTime().UnixNano()))
+		binary.LittleEndian.PutUint64(b[24:], uint64(changeTime(fi).UnixNano()))
 		h.Write(b[:])
 		h.Write([]byte(p))
 	}); err != nil {
@@ -110,12 +123,6 @@ func Inspect(fsys fs.FS, computer string) (*Image, error) {
 		im.Missing = []string{unnamedBackup, "Catalog/GlobalCatalog", "MediaId"}
 		return im, nil
 	}
-	root := path.Join(Dir, im.Computer)
-	ents, err = fs.ReadDir(fsys, root)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", root, err)
-	}
-	im.Backup, im.Time = newestBackup(ents)
 	h.Write([]byte(im.Backup))
 	im.Print = hex.EncodeToString(h.Sum(nil)[:8])
 	if im.Backup == "" {
@@ -288,8 +295,9 @@ func (im *Image) namedImages(fsys fs.FS, dir string, ents []fs.DirEntry) ([]stri
 // lastWrite sets LastWrite from everything under WindowsImageBackup,
 // other computers' folders included: any write there means WSB (or
 // someone) is still at work on the share. With found, each file under
-// the computer's folder goes to print too (the walk's order is lexical,
-// so the same tree gives the same calls).
+// the computer's folder that a point of the image holds (all but the
+// Backup folders other than im.Backup) goes to print too (the walk's
+// order is lexical, so the same tree gives the same calls).
 func (im *Image) lastWrite(fsys fs.FS, found bool, print func(p string, fi fs.FileInfo)) error {
 	root := path.Join(Dir, im.Computer) + "/"
 	return fs.WalkDir(fsys, Dir, func(p string, d fs.DirEntry, err error) error {
@@ -306,11 +314,23 @@ func (im *Image) lastWrite(fsys fs.FS, found bool, print func(p string, fi fs.Fi
 		if t := fi.ModTime(); t.After(im.LastWrite) {
 			im.LastWrite = t
 		}
-		if found && !d.IsDir() && strings.HasPrefix(p, root) {
+		if found && !d.IsDir() && strings.HasPrefix(p, root) && !im.stray(p[len(root):]) {
 			print(p[len(root):], fi)
 		}
 		return nil
 	})
+}
+
+// stray reports whether rel, a path in the computer's folder, is inside a
+// Backup folder other than the newest: one a run that broke off left,
+// which a point does not hold.
+func (im *Image) stray(rel string) bool {
+	top, _, inside := strings.Cut(rel, "/")
+	if !inside || top == im.Backup {
+		return false
+	}
+	_, ok := backupTime(top)
+	return ok
 }
 
 // Complete reports whether the newest backup has everything a complete

@@ -466,7 +466,7 @@ func TestBackupSpecsUnreadable(t *testing.T) {
 }
 
 // TestPrint: the print of a computer's folder changes with any file's
-// name, size or write time under it, and with nothing else.
+// name, size, write or change time under it, and with nothing else.
 func TestPrint(t *testing.T) {
 	dir := t.TempDir()
 	b := generate(t, dir, wsbgen.Options{Seed: 8})
@@ -506,6 +506,26 @@ func TestPrint(t *testing.T) {
 		{"file renamed", func() error {
 			return os.Rename(filepath.Join(b.Root, "Catalog", "new"), filepath.Join(b.Root, "Catalog", "new2"))
 		}, true},
+		{"content rewritten, write time set back", func() error {
+			// An SMB client can set a write time back; the change time
+			// it cannot.
+			cur, err := os.Stat(vhdx)
+			if err != nil {
+				return err
+			}
+			fh, err := os.OpenFile(vhdx, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			if _, err := fh.WriteAt([]byte("rewritten"), 1<<20); err != nil {
+				fh.Close()
+				return err
+			}
+			if err := fh.Close(); err != nil {
+				return err
+			}
+			return os.Chtimes(vhdx, cur.ModTime(), cur.ModTime())
+		}, true},
 		{"backup folder renamed", func() error { return os.Rename(b.Dir, b.Dir[:len(b.Dir)-1]+"9") }, true},
 	} {
 		if err := step.do(); err != nil {
@@ -521,5 +541,40 @@ func TestPrint(t *testing.T) {
 			t.Errorf("%s: print changed", step.name)
 		}
 		prints[step.name] = p
+	}
+}
+
+// TestPrintStrayBackup: a Backup folder beside the newest is not in the
+// print, as it is not in the point: removing it, or writing into it, is
+// not a new image.
+func TestPrintStrayBackup(t *testing.T) {
+	dir := t.TempDir()
+	b := generate(t, dir, wsbgen.Options{Seed: 8, Generation: 1})
+	look := func() *Image {
+		t.Helper()
+		im, err := Inspect(os.DirFS(dir), "SRV01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return im
+	}
+	clean := look()
+	old, err := wsbgen.Generate(t.TempDir(), wsbgen.Options{Seed: 8, Volumes: small[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := filepath.Join(b.Root, filepath.Base(old.Dir))
+	if err := os.Rename(old.Dir, stray); err != nil {
+		t.Fatal(err)
+	}
+	with := look()
+	if with.Backup != clean.Backup || with.Print != clean.Print {
+		t.Errorf("with a stray %s: backup %s, print %s; want %s, %s", filepath.Base(stray), with.Backup, with.Print, clean.Backup, clean.Print)
+	}
+	if err := os.RemoveAll(stray); err != nil {
+		t.Fatal(err)
+	}
+	if after := look(); after.Print != clean.Print {
+		t.Errorf("after the stray folder was removed: print %s, want %s", after.Print, clean.Print)
 	}
 }
