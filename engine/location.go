@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/cache"
 	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"github.com/recall-backup/recall/chunkstore/backend/s3"
 	"github.com/recall-backup/recall/internal/atomicfile"
@@ -28,9 +31,10 @@ import (
 // version is 1; location is what resolveLocation reads. The file holds
 // no secret: credentials come from the environment or the credentials
 // file each time. It is written once, atomically (atomicfile), by
-// recall init or by the first command that
-// opens a remote store for a new home. The catalog, the caches and the
-// locks of the home itself stay local whatever the location.
+// recall init or by the first command that opens a remote store for a
+// new home. The catalog, the caches of remote stores (<home>/cache,
+// RemoteOptions.CacheDir) and the locks of the home itself stay local
+// whatever the location.
 
 // homeStoreVersion is the version of store.json this recall writes and
 // reads.
@@ -63,7 +67,18 @@ type RemoteOptions struct {
 	// (killed, cut off) keeps others out (0: the backend's 30 minutes).
 	// A holder cut off for longer loses its lock and stops writing.
 	LockStale time.Duration
+	// CacheDir, when set, holds verified local copies of the store's
+	// index files, manifests and tree packs (package cache), in a
+	// directory of its own per store location, so that opening the store,
+	// listing points, browsing the mount and planning a restore download
+	// no pack data. A home's commands give <home>/cache; a copy gives none.
+	CacheDir string
+	// CacheBytes bounds each store's cache (0: the cache's default).
+	CacheBytes int64
 }
+
+// CacheDir is where a home keeps its caches of remote stores.
+func CacheDir(home string) string { return filepath.Join(home, "cache") }
 
 // IsRemote reports whether loc names a store on an object store.
 func IsRemote(loc string) bool { return strings.HasPrefix(loc, "s3:") }
@@ -288,14 +303,25 @@ func resolveRemote(ctx context.Context, loc string, ro RemoteOptions, create boo
 		return nil, err
 	}
 	l := &location{be: be, canon: cfg.URL()}
+	if ro.CacheDir != "" {
+		// One directory per store: a cache serves one store (its List
+		// drops what the remote does not have).
+		sum := sha256.Sum256([]byte(cfg.URL()))
+		c, err := cache.New(be, filepath.Join(ro.CacheDir, "s3-"+hex.EncodeToString(sum[:12])), cache.Options{MaxBytes: ro.CacheBytes})
+		if err != nil {
+			be.Close()
+			return nil, err
+		}
+		l.be = c
+	}
 	for _, n := range []string{"config", "config.copy"} {
-		_, err := be.Stat(ctx, backend.Handle{Type: backend.Config, Name: n})
+		_, err := l.be.Stat(ctx, backend.Handle{Type: backend.Config, Name: n})
 		if err == nil {
 			l.exists = true
 			break
 		}
 		if !errors.Is(err, backend.ErrNotExist) {
-			be.Close()
+			l.be.Close()
 			return nil, err
 		}
 	}

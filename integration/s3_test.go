@@ -175,6 +175,11 @@ func (f *s3Fixture) workflow(t *testing.T) {
 	restoreSame(t, fresh, "latest", want, "--store", loc)
 	// The first command recorded the store: --home alone finds it now.
 	restoreSame(t, fresh, "latest", want)
+	// What opening and browsing read again and again is kept in the
+	// home: its cache of the store holds the index files and manifests.
+	if n := dirSize(t, filepath.Join(fresh.home, "cache")); n == 0 {
+		t.Errorf("the fresh home keeps no cache of the remote store")
+	}
 
 	other := f.loc("workflow", "site-b")
 	f.env(t).ok("--store", other, "init")

@@ -264,11 +264,14 @@ func openLocation(c *cli.Context, o chunkstore.OpenOptions) (*engine.Store, erro
 	if loc == engine.StoreDir(home) {
 		return engine.Open(loc, o)
 	}
-	st, err := engine.OpenLocation(c.Context, loc, remoteOptions(c), o)
+	record := engine.IsRemote(loc) && engine.RequireStore(home) != nil && newHome(home)
+	ro := remoteOptions(c)
+	ro.CacheDir = engine.CacheDir(home)
+	st, err := engine.OpenLocation(c.Context, loc, ro, o)
 	if err != nil {
 		return nil, err
 	}
-	if engine.IsRemote(loc) && engine.RequireStore(home) != nil && emptyOrMissing(home) {
+	if record {
 		if err := engine.RecordStore(home, loc); err != nil {
 			warnf("%v; give --store again next time", err)
 		}
@@ -276,10 +279,19 @@ func openLocation(c *cli.Context, o chunkstore.OpenOptions) (*engine.Store, erro
 	return st, nil
 }
 
-// emptyOrMissing reports whether dir holds nothing (a new home).
-func emptyOrMissing(dir string) bool {
+// newHome reports whether dir is missing or holds nothing but the cache
+// an earlier open made.
+func newHome(dir string) bool {
 	ents, err := os.ReadDir(dir)
-	return errors.Is(err, os.ErrNotExist) || (err == nil && len(ents) == 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	for _, e := range ents {
+		if e.Name() != filepath.Base(engine.CacheDir(dir)) {
+			return false
+		}
+	}
+	return err == nil
 }
 
 // openStore opens the store; nothing is locked until a write session is
