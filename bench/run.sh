@@ -910,8 +910,6 @@ s3_mbps() {
 }
 
 section_s3() {
-	local k
-	for k in "${S3_KEYS[@]}"; do E[$k]="not measured"; done
 	log "=== s3: building bench/cephup and bench/s3speed"
 	if ! (cd "$ROOT" && go build -o "$BENCH_DIR/cephup" ./bench/cephup && go build -o "$BENCH_DIR/s3speed" ./bench/s3speed) >"$LOGS/s3.build.log" 2>&1; then
 		na "${S3_KEYS[@]}" "building bench/cephup or bench/s3speed failed (see $LOGS/s3.build.log)"
@@ -965,7 +963,7 @@ section_s3() {
 # s3_round N SRC: one round of the s3 section, each step on a bucket of
 # its own, purged after it.
 s3_round() {
-	local r=$1 src=$2 url=s3:$S3_ENDPOINT rt line
+	local r=$1 src=$2 url=s3:$S3_ENDPOINT rt k v
 
 	# The gateway's own throughput, untimed by /usr/bin/time: s3speed
 	# times its requests itself.
