@@ -1007,7 +1007,7 @@ s3_round() {
 	fresh_target s3-recall; rt=$FRESH
 	if [[ -n $RECALL_BROKEN ]]; then
 		na s3.recall.first.s s3.recall.first.mbps s3.recall.restore.s s3.recall.restore.mbps "recall failed: $RECALL_BROKEN"
-	elif ! logged "s3.recall.init.$r" recall --home "$home" init --store "$url/$b/store"; then
+	elif ! logged "s3.recall.init.$r" recall --home "$home" --store "$url/$b/store" init; then
 		have s3.recall.first.s || na s3.recall.first.s s3.recall.first.mbps s3.recall.restore.s s3.recall.restore.mbps "recall failed: init --store: $LAST_ERR"
 	elif timed s3.recall.first "$RECALL" --home "$home" backup --source set "$SET"; then
 		s3_mbps s3.recall.first "$b"
