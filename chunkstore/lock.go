@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -70,6 +71,9 @@ type Lock struct {
 	// journalExclusive for the exclusive lock.
 	journal string
 	held    []backend.Unlocker
+	// lost are the Lost channels of the parts held that can be lost
+	// (backend.LostNotifier), with the parts' names; set by take.
+	lost []lostPart
 
 	mu      sync.Mutex
 	adopted bool // the first writer's adoption of leftovers is done
@@ -199,8 +203,55 @@ func sessionTag(source string) string {
 	return "source-" + hex.EncodeToString(sum[:16])
 }
 
+// ErrLockLost: a lock was lost while held (a remote lock not refreshed
+// in time, or taken by another as stale); its holder writes nothing more.
+var ErrLockLost = errors.New("the store lock was lost")
+
+type lostPart struct {
+	name string
+	ch   <-chan struct{}
+}
+
+// Lost returns an error wrapping ErrLockLost once a part of the lock is
+// lost (see backend.LostNotifier), nil while it is held. The writers the
+// lock hands out check it before each blob, pack and index file, so that
+// a session that lost its lock stops instead of writing beside another
+// holder; a session checks it before committing a point.
+func (l *Lock) Lost() error {
+	for _, p := range l.lost {
+		select {
+		case <-p.ch:
+			return fmt.Errorf("store %s: %w (%s): another process may hold it now, so nothing more is written; the packs written so far are kept and the next run reuses them; check the connection to the store and run again",
+				l.s.Dir(), ErrLockLost, p.name)
+		default:
+		}
+	}
+	return nil
+}
+
+// Waiting for a busy lock: attempts spaced by a wait drawn at random
+// between half and all of a bound that doubles from lockRetryMin to
+// lockRetryMax. An attempt on a remote store costs a few round trips and
+// the backend's re-check delay, and contenders that try at the same
+// moments see each other and all back off (package s3): random waits
+// part them, and a long wait does not hammer the holder's store.
+const (
+	lockRetryMin = 100 * time.Millisecond
+	lockRetryMax = 2 * time.Second
+)
+
+// lockRetryWait is the wait before the next attempt after n failed ones.
+func lockRetryWait(n int) time.Duration {
+	bound := lockRetryMax
+	if n < 8 && lockRetryMin<<n < lockRetryMax {
+		bound = lockRetryMin << n
+	}
+	return bound/2 + rand.N(bound/2+1)
+}
+
 // take takes the store lock in l's mode and, for a session, its source's
-// lock, retrying every 100 ms until wait has passed.
+// lock, trying again after a growing, random wait (lockRetryWait) until
+// wait has passed.
 func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) error {
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: l.mode.String(), Source: l.source})
@@ -214,12 +265,16 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 	}
 	deadline := time.Now().Add(wait)
 	told := false
+	attempt := 0
 	for {
 		var busy *backend.LockedError
 		for _, p := range parts {
 			u, err := l.s.be.Lock(ctx, p.name, p.mode, info)
 			if err == nil {
 				l.held = append(l.held, u)
+				if ln, ok := u.(backend.LostNotifier); ok {
+					l.lost = append(l.lost, lostPart{p.name, ln.Lost()})
+				}
 				continue
 			}
 			l.release()
@@ -243,10 +298,12 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 			onWait(holder)
 			told = true
 		}
+		pause := min(lockRetryWait(attempt), time.Until(deadline)+time.Millisecond)
+		attempt++
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pause):
 		}
 	}
 }
@@ -268,7 +325,7 @@ func (l *Lock) release() {
 	for i := len(l.held) - 1; i >= 0; i-- {
 		l.held[i].Unlock()
 	}
-	l.held = nil
+	l.held, l.lost = nil, nil
 }
 
 // Exclusive reports whether the lock is the exclusive one.
@@ -341,8 +398,12 @@ func (l *Lock) NewWriter() (*Writer, error) {
 			return failed(err)
 		}
 	}
+	if err := l.Lost(); err != nil {
+		return failed(err)
+	}
 	w := l.s.newWriter(l.tag)
 	w.journal = l.journal
+	w.lost = l.Lost
 	return w, nil
 }
 

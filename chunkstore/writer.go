@@ -34,6 +34,9 @@ type Writer struct {
 	comp    Compression // codec of new blobs
 	tag     string      // the session's temp tag (backend.Tagger), "" for none
 	journal string      // the journal tag of its packs (journal.go), "" for none
+	// lost, when set, says (non-nil) that the lock the writer was made
+	// under is lost: it writes nothing more (Lock.Lost).
+	lost func() error
 
 	mu      sync.Mutex
 	pending map[ID]struct{} // saved in this session, not yet in the index
@@ -103,6 +106,9 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 	}
 	if w.s.Has(id) {
 		return false, nil
+	}
+	if err := w.checkLock(); err != nil {
+		return false, err
 	}
 	w.mu.Lock()
 	if w.err != nil {
@@ -312,6 +318,10 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 			return packRecord{}, storeWriteError(w.s.Dir(), err)
 		}
 	}
+	if err := w.checkLock(); err != nil {
+		p.f.Abort()
+		return packRecord{}, err
+	}
 	if err := p.f.Commit(bg, id.String()); err != nil {
 		return packRecord{}, storeWriteError(w.s.Dir(), err)
 	}
@@ -326,6 +336,14 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 	w.written = append(w.written, id)
 	w.mu.Unlock()
 	return packRecord{id: id, entries: p.entries}, nil
+}
+
+// checkLock returns the error of a lost lock, nil while it is held.
+func (w *Writer) checkLock() error {
+	if w.lost == nil {
+		return nil
+	}
+	return w.lost()
 }
 
 // Flush finishes open packs and writes an index file covering every pack
@@ -345,6 +363,10 @@ func (w *Writer) Flush() error {
 	defer w.mu.Unlock()
 	if w.err != nil {
 		return w.err
+	}
+	if err := w.checkLock(); err != nil {
+		w.err = err
+		return err
 	}
 	for len(w.done) > 0 {
 		n := min(len(w.done), indexEvery)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -81,6 +80,9 @@ type CopyOptions struct {
 	// Log, if set, is told of each point not copied, and why, as it
 	// happens.
 	Log func(format string, args ...any)
+	// Remote says how to reach a store on an object store, on either side.
+	// A destination bucket that is missing is made.
+	Remote RemoteOptions
 	LockOptions
 }
 
@@ -140,11 +142,11 @@ func Copy(ctx context.Context, from, to string, o CopyOptions) (*CopyReport, err
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	srcLoc, err := resolveLocation(from)
+	srcLoc, err := resolveLocation(ctx, from, o.Remote, false)
 	if err != nil {
 		return nil, fmt.Errorf("copy from %s: %w", from, err)
 	}
-	dstLoc, err := resolveLocation(to)
+	dstLoc, err := resolveLocation(ctx, to, o.Remote, true)
 	if err != nil {
 		return nil, fmt.Errorf("copy to %s: %w", to, err)
 	}
@@ -204,76 +206,6 @@ func Copy(ctx context.Context, from, to string, o CopyOptions) (*CopyReport, err
 	return rep, err
 }
 
-// location is a store's place, resolved from what a person typed.
-type location struct {
-	be backend.Backend
-	// canon names the place so that two locations are one store exactly
-	// when their canon is equal.
-	canon string
-	// exists: a store is there (its config or its copy).
-	exists bool
-	// home is the directory of the new home a new local store goes in.
-	home string
-}
-
-// resolveLocation turns a location string into the backend of the store
-// there: a directory that is a store, or a recall home (its store/). A
-// directory holding neither is where a new store goes, as a new home's
-// (DIR/store), so that every command's --home reaches it; it must be
-// missing or empty. It is the one place a location string is read: other
-// kinds (s3:...) are added here.
-func resolveLocation(loc string) (*location, error) {
-	if loc == "" {
-		return nil, errors.New("no location given")
-	}
-	dir, err := filepath.Abs(loc)
-	if err != nil {
-		return nil, err
-	}
-	isStore := func(d string) bool {
-		for _, n := range []string{"config", "config.copy"} {
-			if _, err := os.Stat(filepath.Join(d, n)); err == nil {
-				return true
-			}
-		}
-		return false
-	}
-	l := &location{exists: true}
-	switch {
-	case isStore(dir):
-	case isStore(StoreDir(dir)):
-		dir = StoreDir(dir)
-	default:
-		l.exists, l.home = false, dir
-		dir = StoreDir(dir)
-	}
-	l.canon = dir
-	if c, err := filepath.EvalSymlinks(dir); err == nil {
-		l.canon = c
-	}
-	l.be = local.Open(dir)
-	return l, nil
-}
-
-// OpenLocation opens the store at loc: a recall home (a directory holding
-// store/) or a store directory. Nothing is locked or written.
-func OpenLocation(loc string, o chunkstore.OpenOptions) (*Store, error) {
-	l, err := resolveLocation(loc)
-	if err != nil {
-		return nil, err
-	}
-	if !l.exists {
-		l.be.Close()
-		return nil, fmt.Errorf("%s: %w (give a recall home or a store directory)", loc, chunkstore.ErrNoStore)
-	}
-	st, err := chunkstore.OpenBackend(l.be, o)
-	if err != nil {
-		l.be.Close()
-		return nil, err
-	}
-	return NewStore(st), nil
-}
-
 // createCopy makes a new store at l with the config files config gives
 // (the source's): the copy first and the config last, so a store there
 // is complete once it shows. What a local directory must hold before is
@@ -310,15 +242,8 @@ func createCopy(ctx context.Context, l *location, config func(context.Context) (
 	}
 	// A store's files without its config (another store's, damaged) are
 	// no place for a new one, on any backend.
-	for _, t := range []backend.FileType{backend.Packs, backend.Index, backend.Points} {
-		found := errors.New("found")
-		err := backend.ListNames(ctx, l.be, t, func(string) error { return found })
-		if errors.Is(err, found) {
-			return fmt.Errorf("copy to %s: it holds %s of a store but no store config: give a store, a recall home, or a new directory", l.be.Location(), t)
-		}
-		if err != nil {
-			return fmt.Errorf("copy to %s: %w", l.be.Location(), err)
-		}
+	if err := checkNoStoreFiles(ctx, l.be); err != nil {
+		return fmt.Errorf("copy to %s: %w: give a store, a recall home, or a new directory", l.be.Location(), err)
 	}
 	names := make([]string, 0, len(files))
 	for n := range files {

@@ -90,7 +90,7 @@ func backupInto(t *testing.T, store, pw, dir, source string, at time.Time) *Poin
 // backed up, and that verify --read-data finds nothing wrong.
 func (f *copyFixture) checkCopy(t *testing.T, dir string, want []string, extra ...chunkstore.ID) {
 	t.Helper()
-	st, err := OpenLocation(dir, chunkstore.OpenOptions{Password: f.pw})
+	st, err := OpenLocation(context.Background(), dir, RemoteOptions{}, chunkstore.OpenOptions{Password: f.pw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +402,7 @@ func benchCopy(b *testing.B, encrypted bool) {
 		// directories costs the same whatever is copied.
 		b.StopTimer()
 		dst := filepath.Join(b.TempDir(), "copy")
-		l, err := resolveLocation(dst)
+		l, err := resolveLocation(context.Background(), dst, RemoteOptions{}, true)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -441,7 +441,7 @@ func TestOpenLocation(t *testing.T) {
 		{filepath.Join(home, "missing"), chunkstore.ErrNoStore},
 	}
 	for _, c := range cases {
-		st, err := OpenLocation(c.loc, chunkstore.OpenOptions{})
+		st, err := OpenLocation(context.Background(), c.loc, RemoteOptions{}, chunkstore.OpenOptions{})
 		if !errors.Is(err, c.want) {
 			t.Errorf("OpenLocation(%s): %v, want %v", c.loc, err, c.want)
 		}
@@ -462,7 +462,7 @@ func TestCopyBesideBackup(t *testing.T) {
 	if _, err := Copy(context.Background(), f.home, dst, CopyOptions{Source: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := OpenLocation(dst, chunkstore.OpenOptions{})
+	st, err := OpenLocation(context.Background(), dst, RemoteOptions{}, chunkstore.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,32 +2,14 @@ package engine
 
 import (
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/recall-backup/recall/chunkstore"
 )
 
 // A home is the server's state directory: the store and the catalog.
 
 // CatalogPath is where a home keeps its catalog.
 func CatalogPath(home string) string { return filepath.Join(home, "catalog.db") }
-
-// RequireStore fails, wrapping chunkstore.ErrNoStore, unless home holds a
-// store, so that nothing (a new catalog.db) is written into a directory
-// that is not recall's.
-func RequireStore(home string) error {
-	dir := StoreDir(home)
-	if _, err := os.Stat(filepath.Join(dir, "config")); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, chunkstore.ErrNoStore)
-		}
-		return fmt.Errorf("store %s: %w", dir, err)
-	}
-	return nil
-}
 
 // WithCatalog opens the catalog of home for one short transaction,
 // waiting up to wait for another process to close it, and runs fn. What

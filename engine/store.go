@@ -190,6 +190,11 @@ func (ss *Session) Abort() {
 // CommitPoint durably writes p's manifest and sets p.ID. Every blob p
 // refers to must be flushed already.
 func (ss *Session) CommitPoint(p *Point) (chunkstore.ID, error) {
+	// A point committed after the lock was lost could join a store that
+	// garbage collection, running alone now, is sweeping.
+	if err := ss.lock.Lost(); err != nil {
+		return chunkstore.ID{}, err
+	}
 	id, err := ss.s.st.SavePoint(encodePoint(p))
 	if err != nil {
 		return chunkstore.ID{}, err
@@ -201,7 +206,12 @@ func (ss *Session) CommitPoint(p *Point) (chunkstore.ID, error) {
 // RemovePoint removes a point's manifest; a point that is not there gives
 // an error wrapping chunkstore.ErrNotFound. Its blobs stay until garbage
 // collection.
-func (ss *Session) RemovePoint(id chunkstore.ID) error { return ss.s.st.RemovePoint(id) }
+func (ss *Session) RemovePoint(id chunkstore.ID) error {
+	if err := ss.lock.Lost(); err != nil {
+		return err
+	}
+	return ss.s.st.RemovePoint(id)
+}
 
 // ChangePassword reseals the store's key under a new passphrase. It needs
 // an exclusive session.

@@ -175,18 +175,6 @@ func TestCopyRefusals(t *testing.T) {
 	}
 }
 
-func dirSize(t *testing.T, dir string) int64 {
-	t.Helper()
-	var n int64
-	must(t, filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
-		if err == nil && info.Mode().IsRegular() {
-			n += info.Size()
-		}
-		return err
-	}))
-	return n
-}
-
 // An encrypted store is copied without its passphrase, sealed, and the
 // copy opens and verifies with the passphrase; with it, a later copy
 // copies blob by blob into the same destination.

@@ -189,6 +189,15 @@ type Unlocker interface {
 	Unlock() error
 }
 
+// LostNotifier is an Unlocker that can lose its lock while held (a
+// remote lock whose refreshes failed, or that another holder took as
+// stale): Lost is closed then. Its holder must stop writing: another
+// may hold the lock by now. A lock that cannot be lost (flock) does not
+// implement it.
+type LostNotifier interface {
+	Lost() <-chan struct{}
+}
+
 // LockedError is the error of a lock held by others: the info each
 // holder gave (empty when a holder has not written it yet).
 type LockedError struct {

@@ -23,6 +23,9 @@ at the destination before everything it needs (points are copied oldest first, i
 of about 4 GiB). A copy that is stopped or killed is
 completed by running it again. Check a copy with 'recall verify --read-data'.
 
+Either side may be an S3 location, s3:http(s)://host[:port]/bucket[/prefix], reached with the
+global --s3-* flags and the AWS_* credentials; a destination bucket that is missing is made.
+
 --to is a store directory or a recall home. A new or empty directory is made a recall
 home whose store (DIR/store) has the source's config files: the same keys and, when
 encrypted, the same passphrase; 'recall --home DIR verify --read-data' then checks the
@@ -49,8 +52,8 @@ blobs_copied, bytes_copied (stored bytes), packs_written, blobs_skipped and byte
 Exit code 4 when points could not be copied for damage at the source (they are listed;
 the others are copied).`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "from", Usage: "copy from the store at `HOME_OR_STORE` (a recall home, or a store directory)", Required: true},
-			&cli.StringFlag{Name: "to", Usage: "copy into the store at `STORE` (a store directory or a recall home); a new or empty directory is made a home with a new store", Required: true},
+			&cli.StringFlag{Name: "from", Usage: "copy from the store at `HOME_OR_STORE` (a recall home, a store directory, or s3:http(s)://host[:port]/bucket[/prefix])", Required: true},
+			&cli.StringFlag{Name: "to", Usage: "copy into the store at `STORE` (a store directory, a recall home, or an s3: location); a new or empty directory, or an empty bucket (made when missing), gets a new store", Required: true},
 			&cli.StringFlag{Name: "source", Usage: "copy only the points of data source `NAME`"},
 			&cli.StringFlag{Name: "since", Usage: "copy only points made at or after `TIME` (RFC 3339, like 2026-11-21T18:00:00Z, or a date, 2026-11-21, UTC)"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the result as JSON lines (see above)"},
@@ -61,7 +64,7 @@ the others are copied).`,
 }
 
 func copyAction(c *cli.Context) error {
-	o := engine.CopyOptions{Source: c.String("source"), LockOptions: lockWait(c), Log: func(f string, a ...any) { logf(f, a...) }}
+	o := engine.CopyOptions{Source: c.String("source"), LockOptions: lockWait(c), Remote: remoteOptions(c), Log: func(f string, a ...any) { logf(f, a...) }}
 	if s := c.String("since"); s != "" {
 		t, err := parseSince(s)
 		if err != nil {

@@ -3,15 +3,18 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
 )
 
 func init() {
 	register(&cli.Command{
 		Name:  "init",
-		Usage: "create an empty store in --home",
+		Usage: "create an empty store in --home, or at --store (a directory, or s3:http(s)://host[:port]/bucket[/prefix]: the bucket is made when missing)",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the new store as JSON"},
 			&cli.BoolFlag{Name: "encrypt", Usage: "encrypt everything at rest with a key sealed by the passphrase (RECALL_PASSWORD or --password-file)"},
@@ -39,21 +42,57 @@ func init() {
 					return err
 				}
 			}
-			cfg, err := chunkstore.Init(storeDir(c), o)
+			cfg, where, err := initStore(c, o)
 			if err != nil {
 				return err
 			}
 			if c.Bool("json") {
-				return printJSON(c, initJSON{ID: cfg.ID, Store: storeDir(c), Version: cfg.Version, Compression: string(cfg.Compression), Encryption: encryptionOf(cfg)})
+				return printJSON(c, initJSON{ID: cfg.ID, Store: where, Version: cfg.Version, Compression: string(cfg.Compression), Encryption: encryptionOf(cfg)})
 			}
 			enc := "unencrypted"
 			if cfg.Encryption != nil {
 				enc = "encrypted (" + cfg.Encryption.Cipher + ", key from " + cfg.Encryption.KDF + ")"
 			}
-			fmt.Fprintf(c.App.Writer, "created %s store %s in %s\n", enc, cfg.ID, storeDir(c))
+			fmt.Fprintf(c.App.Writer, "created %s store %s in %s\n", enc, cfg.ID, where)
 			return nil
 		},
 	})
+}
+
+// initStore makes the store: in the home's store/, or at --store (or
+// RECALL_STORE), which the home then records, so that later commands
+// need only --home. A home that has a store already, or a place that
+// holds one, is refused before anything is written.
+func initStore(c *cli.Context, o chunkstore.InitOptions) (*chunkstore.Config, string, error) {
+	home := c.String("home")
+	given := c.String("store")
+	if !c.IsSet("store") {
+		given = os.Getenv("RECALL_STORE")
+	}
+	if given == "" {
+		cfg, err := chunkstore.Init(engine.StoreDir(home), o)
+		return cfg, engine.StoreDir(home), err
+	}
+	if err := engine.RequireStore(home); err == nil {
+		own, _, _ := engine.HomeStore(home, "", false)
+		return nil, "", fmt.Errorf("init %s: %w: home %s has store %s; give another --home for the new store", given, chunkstore.ErrExists, home, own)
+	}
+	loc := given
+	if !engine.IsRemote(loc) {
+		abs, err := filepath.Abs(loc)
+		if err != nil {
+			return nil, "", err
+		}
+		loc = abs
+	}
+	cfg, where, err := engine.InitLocation(c.Context, loc, remoteOptions(c), o)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := engine.RecordStore(home, loc); err != nil {
+		return nil, "", fmt.Errorf("%w; the store was made at %s: give --store %s with every command", err, where, loc)
+	}
+	return cfg, where, nil
 }
 
 // compressionFlag returns --compression, checked ("" when not given).

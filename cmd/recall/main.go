@@ -60,6 +60,16 @@ func newApp() *cli.App {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors (and the summary line --json asks for)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list each file as backup saves it or restore restores it"},
 			&cli.DurationFlag{Name: "progress-interval", Value: 10 * time.Second, Usage: "how often progress is printed when stderr is not a terminal, and --json status lines"},
+			// RECALL_STORE is read by storeLocation, not here: a location
+			// typed on the command line may override the home's, one from
+			// the environment may not.
+			&cli.StringFlag{Name: "store", Usage: "the store is at `LOC`: a directory, or s3:http(s)://host[:port]/bucket[/prefix] (env RECALL_STORE; default: the one the home records, else HOME/store)"},
+			&cli.StringFlag{Name: "s3-profile", EnvVars: []string{"RECALL_S3_PROFILE"}, Usage: "take S3 credentials from `PROFILE` of the credentials file (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else AWS_PROFILE or default)"},
+			&cli.StringFlag{Name: "s3-region", EnvVars: []string{"RECALL_S3_REGION"}, Usage: "the bucket's `REGION` (default: asked of the server)"},
+			&cli.StringFlag{Name: "s3-ca-file", EnvVars: []string{"RECALL_S3_CA_FILE"}, Usage: "trust the certificates in PEM `FILE` beside the system's, for a gateway with its own CA"},
+			&cli.BoolFlag{Name: "s3-path-style", EnvVars: []string{"RECALL_S3_PATH_STYLE"}, Usage: "name the bucket in the path, not the host name (a gateway without wildcard DNS; IP addresses and localhost always are)"},
+			&cli.IntFlag{Name: "connections", EnvVars: []string{"RECALL_CONNECTIONS"}, Value: 8, Usage: "at most `N` requests to an object store in flight"},
+			&cli.DurationFlag{Name: "s3-lock-stale", EnvVars: []string{"RECALL_S3_LOCK_STALE"}, Value: 30 * time.Minute, Usage: "a lock on an object store whose holder stopped refreshing it (killed, cut off) is free after `DURATION`; a holder cut off that long stops writing"},
 		},
 		Commands:        commands,
 		HideHelpCommand: false,
@@ -183,7 +193,94 @@ func defaultHome() string {
 	return filepath.Join(h, ".local", "share", "recall")
 }
 
-func storeDir(c *cli.Context) string { return engine.StoreDir(c.String("home")) }
+// storeLocation is where the store of the command's home is: --store,
+// RECALL_STORE, what the home records, or HOME/store (engine.HomeStore).
+// A --store that overrides the home's own store is said once.
+func storeLocation(c *cli.Context) (string, error) {
+	given, explicit := c.String("store"), c.IsSet("store")
+	if !explicit {
+		given = os.Getenv("RECALL_STORE")
+	}
+	loc, note, err := engine.HomeStore(c.String("home"), given, explicit)
+	if err != nil {
+		return "", err
+	}
+	if note != "" && !warnedStore {
+		warnedStore = true
+		logf("warning: %s", note)
+	}
+	return loc, nil
+}
+
+var warnedStore bool
+
+// storeDir names the store in messages (a directory or an s3: location);
+// an unreadable store.json is reported by the command's open.
+func storeDir(c *cli.Context) string {
+	if loc, err := storeLocation(c); err == nil {
+		return loc
+	}
+	return engine.StoreDir(c.String("home"))
+}
+
+// remoteOptions are the global flags for a store on an object store.
+func remoteOptions(c *cli.Context) engine.RemoteOptions {
+	return engine.RemoteOptions{Profile: c.String("s3-profile"), Region: c.String("s3-region"), CAFile: c.String("s3-ca-file"),
+		PathStyle: c.Bool("s3-path-style"), Connections: c.Int("connections"), LockStale: c.Duration("s3-lock-stale")}
+}
+
+// storeArgs are the global flags that choose the store, as given, for a
+// child process of this one (the mount server).
+func storeArgs(c *cli.Context) []string {
+	var args []string
+	for _, f := range []string{"store", "s3-profile", "s3-region", "s3-ca-file"} {
+		if c.IsSet(f) {
+			args = append(args, "--"+f, c.String(f))
+		}
+	}
+	if c.IsSet("s3-path-style") {
+		args = append(args, fmt.Sprintf("--s3-path-style=%t", c.Bool("s3-path-style")))
+	}
+	if c.IsSet("connections") {
+		args = append(args, "--connections", fmt.Sprint(c.Int("connections")))
+	}
+	if c.IsSet("s3-lock-stale") {
+		args = append(args, "--s3-lock-stale", c.Duration("s3-lock-stale").String())
+	}
+	return args
+}
+
+// openLocation opens the command's store with o. The home's own store/
+// opens as it always did; another location goes through
+// engine.OpenLocation. A remote store opened for a home that records
+// none and holds nothing is recorded there, so that the next command
+// (and the home's catalog) needs only --home.
+func openLocation(c *cli.Context, o chunkstore.OpenOptions) (*engine.Store, error) {
+	loc, err := storeLocation(c)
+	if err != nil {
+		return nil, err
+	}
+	home := c.String("home")
+	if loc == engine.StoreDir(home) {
+		return engine.Open(loc, o)
+	}
+	st, err := engine.OpenLocation(c.Context, loc, remoteOptions(c), o)
+	if err != nil {
+		return nil, err
+	}
+	if engine.IsRemote(loc) && engine.RequireStore(home) != nil && emptyOrMissing(home) {
+		if err := engine.RecordStore(home, loc); err != nil {
+			warnf("%v; give --store again next time", err)
+		}
+	}
+	return st, nil
+}
+
+// emptyOrMissing reports whether dir holds nothing (a new home).
+func emptyOrMissing(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	return errors.Is(err, os.ErrNotExist) || (err == nil && len(ents) == 0)
+}
 
 // openStore opens the store; nothing is locked until a write session is
 // taken.
@@ -191,7 +288,7 @@ func openStore(c *cli.Context) (*engine.Store, error) {
 	// The passphrase is sought only once the store turns out to need one:
 	// a plaintext store runs no --password-command and asks nothing.
 	pw := ""
-	st, err := engine.Open(storeDir(c), chunkstore.OpenOptions{})
+	st, err := openLocation(c, chunkstore.OpenOptions{})
 	if noPassword := err; errors.Is(err, chunkstore.ErrNoPassword) {
 		if pw, err = password(c); err != nil {
 			return nil, err
@@ -206,7 +303,7 @@ func openStore(c *cli.Context) (*engine.Store, error) {
 			}
 			pw = asked
 		}
-		st, err = engine.Open(storeDir(c), chunkstore.OpenOptions{Password: pw})
+		st, err = openLocation(c, chunkstore.OpenOptions{Password: pw})
 	}
 	if err != nil {
 		return nil, err
@@ -254,7 +351,7 @@ func exitCode(err error) int {
 		return 128 + int(ie.sig)
 	case errors.As(err, &ue), errors.As(err, &ec), strings.HasPrefix(err.Error(), "Required flag"), strings.HasPrefix(err.Error(), "flag provided but not defined"):
 		return exitUsage
-	case errors.Is(err, engine.ErrBadPolicy), errors.Is(err, server.ErrBadConfig):
+	case errors.Is(err, engine.ErrBadPolicy), errors.Is(err, server.ErrBadConfig), errors.Is(err, engine.ErrOtherStore):
 		return exitUsage
 	case errors.Is(err, chunkstore.ErrWrongPassword), errors.Is(err, chunkstore.ErrNoPassword), errors.Is(err, tapefs.ErrWrongKey), errors.Is(err, engine.ErrNoKey):
 		return exitAuth

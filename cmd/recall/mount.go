@@ -145,7 +145,7 @@ func mountBackground(c *cli.Context, mnt string) error {
 		return fmt.Errorf("log file: %w", err)
 	}
 	defer logFile.Close()
-	args := []string{"--home", home}
+	args := append([]string{"--home", home}, storeArgs(c)...)
 	if pf := c.String("password-file"); pf != "" {
 		if pf, err = filepath.Abs(pf); err != nil {
 			return err

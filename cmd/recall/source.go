@@ -179,13 +179,13 @@ func sourceAdd(c *cli.Context) error {
 // store with no passphrase at hand is not asked for one, and the check is
 // left out, as the catalog's own check of the groups' members still runs.
 func pathSourceNamed(c *cli.Context, name, staging string) error {
-	st, err := engine.Open(storeDir(c), chunkstore.OpenOptions{})
+	st, err := openLocation(c, chunkstore.OpenOptions{})
 	if errors.Is(err, chunkstore.ErrNoPassword) {
 		pw, perr := password(c)
 		if perr != nil || pw == "" {
 			return nil
 		}
-		if st, err = engine.Open(storeDir(c), chunkstore.OpenOptions{Password: pw}); err != nil {
+		if st, err = openLocation(c, chunkstore.OpenOptions{Password: pw}); err != nil {
 			return nil
 		}
 	}

@@ -1,0 +1,150 @@
+package chunkstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
+)
+
+// losingBackend hands out locks that a test can make lost, as a remote
+// lock whose refreshes failed is.
+type losingBackend struct {
+	backend.Backend
+	mu    sync.Mutex
+	locks []*losableLock
+}
+
+type losableLock struct {
+	backend.Unlocker
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (l *losableLock) Lost() <-chan struct{} { return l.ch }
+func (l *losableLock) lose()                 { l.once.Do(func() { close(l.ch) }) }
+
+var _ backend.LostNotifier = (*losableLock)(nil)
+
+func (b *losingBackend) Lock(ctx context.Context, name string, mode backend.LockMode, info []byte) (backend.Unlocker, error) {
+	u, err := b.Backend.Lock(ctx, name, mode, info)
+	if err != nil {
+		return nil, err
+	}
+	l := &losableLock{Unlocker: u, ch: make(chan struct{})}
+	b.mu.Lock()
+	b.locks = append(b.locks, l)
+	b.mu.Unlock()
+	return l, nil
+}
+
+// loseAll makes every lock handed out so far lost.
+func (b *losingBackend) loseAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.locks {
+		l.lose()
+	}
+}
+
+// A writer whose lock is lost writes nothing more: the next blob, the
+// pack it would finish and Flush fail with ErrLockLost; what was flushed
+// before stays readable; a new writer is refused.
+func TestLockLostStopsWrites(t *testing.T) {
+	for _, exclusive := range []bool{false, true} {
+		t.Run(map[bool]string{false: "session", true: "exclusive"}[exclusive], func(t *testing.T) {
+			dir, _ := newStore(t, false)
+			be := &losingBackend{Backend: local.Open(dir)}
+			s, err := OpenBackend(be, OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var l *Lock
+			if exclusive {
+				l, err = s.LockExclusive(bg, "repair", 0, nil)
+			} else {
+				l, err = s.LockSession(bg, "/srv", "backup", 0, nil)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Unlock()
+			w, err := l.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := bytes.Repeat([]byte("kept"), 1000)
+			if _, err := w.SaveBlob(DataBlob, s.Hash(before), before); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Lost(); err != nil {
+				t.Fatalf("Lost before the lock is lost: %v", err)
+			}
+			unflushed := bytes.Repeat([]byte("open"), 1000)
+			if _, err := w.SaveBlob(DataBlob, s.Hash(unflushed), unflushed); err != nil {
+				t.Fatal(err)
+			}
+			be.loseAll()
+			after := bytes.Repeat([]byte("late"), 1000)
+			if _, err := w.SaveBlob(DataBlob, s.Hash(after), after); !errors.Is(err, ErrLockLost) {
+				t.Errorf("SaveBlob after the lock was lost: %v, want ErrLockLost", err)
+			}
+			if err := w.Flush(); !errors.Is(err, ErrLockLost) {
+				t.Errorf("Flush after the lock was lost: %v, want ErrLockLost", err)
+			}
+			if _, err := l.NewWriter(); !errors.Is(err, ErrLockLost) {
+				t.Errorf("NewWriter after the lock was lost: %v, want ErrLockLost", err)
+			}
+			r, err := Open(dir, OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if got, err := r.LoadBlob(s.Hash(before), nil); err != nil || !bytes.Equal(got, before) {
+				t.Errorf("blob flushed before the loss: %v", err)
+			}
+			for _, b := range [][]byte{unflushed, after} {
+				if r.Has(s.Hash(b)) {
+					t.Errorf("a blob saved around the loss reached the store")
+				}
+			}
+		})
+	}
+}
+
+// The waits between lock attempts are random, grow, and stay within
+// their bounds.
+func TestLockRetryWait(t *testing.T) {
+	cases := []struct {
+		n        int
+		min, max time.Duration
+	}{
+		{0, 50 * time.Millisecond, 100 * time.Millisecond},
+		{1, 100 * time.Millisecond, 200 * time.Millisecond},
+		{3, 400 * time.Millisecond, 800 * time.Millisecond},
+		{5, time.Second, 2 * time.Second},
+		{40, time.Second, 2 * time.Second},
+	}
+	for _, c := range cases {
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := lockRetryWait(c.n)
+			if d < c.min || d > c.max {
+				t.Fatalf("lockRetryWait(%d) = %v, want within [%v, %v]", c.n, d, c.min, c.max)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 50 {
+			t.Errorf("lockRetryWait(%d): %d distinct waits of 200: not random", c.n, len(seen))
+		}
+	}
+}

@@ -1,0 +1,394 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
+	"github.com/recall-backup/recall/chunkstore/backend/s3"
+)
+
+// Store locations. A store lives in a directory (a home's store/, the
+// embedded default, or any store directory) or on an S3-compatible object
+// store, s3:http(s)://host[:port]/bucket[/prefix]. A home whose store is
+// not its store/ records where it is in <home>/store.json, so that every
+// command given the home alone finds it:
+//
+//	{"version":1,"location":"s3:http://host:port/bucket/prefix"}
+//
+// version is 1; location is what resolveLocation reads. The file holds
+// no secret: credentials come from the environment or the credentials
+// file each time. It is written once, atomically (temp file, fsync,
+// rename, directory fsync), by recall init or by the first command that
+// opens a remote store for a new home. The catalog, the caches and the
+// locks of the home itself stay local whatever the location.
+
+// homeStoreVersion is the version of store.json this recall writes and
+// reads.
+const homeStoreVersion = 1
+
+// homeStore is store.json.
+type homeStore struct {
+	Version  int    `json:"version"`
+	Location string `json:"location"`
+}
+
+// RemoteOptions say how to reach a store on an object store; the zero
+// value is the defaults. Credentials are not here: they come from
+// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the credentials file
+// (see package s3), so nothing recorded holds them.
+type RemoteOptions struct {
+	// Profile is the credentials file's profile ("": AWS_PROFILE, else
+	// "default"); naming one ignores AWS_ACCESS_KEY_ID.
+	Profile string
+	// Region is the bucket's region ("": asked of the server).
+	Region string
+	// CAFile is a PEM file of certificates trusted beside the system's.
+	CAFile string
+	// PathStyle names the bucket in the path, not the host name (a
+	// gateway without wildcard DNS); IP addresses and localhost always are.
+	PathStyle bool
+	// Connections bounds the requests in flight (0: the backend's 8).
+	Connections int
+	// LockStale is how long a lock holder that stopped refreshing
+	// (killed, cut off) keeps others out (0: the backend's 30 minutes).
+	// A holder cut off for longer loses its lock and stops writing.
+	LockStale time.Duration
+}
+
+// IsRemote reports whether loc names a store on an object store.
+func IsRemote(loc string) bool { return strings.HasPrefix(loc, "s3:") }
+
+// s3Config is the backend configuration of the s3: location loc.
+func (o RemoteOptions) s3Config(loc string) (s3.Config, error) {
+	cfg, err := s3.ParseURL(loc)
+	if err != nil {
+		return s3.Config{}, err
+	}
+	cfg.Profile, cfg.Region, cfg.CAFile, cfg.Connections, cfg.LockStale = o.Profile, o.Region, o.CAFile, o.Connections, o.LockStale
+	if o.PathStyle {
+		cfg.Addressing = s3.AddressPath
+	}
+	return cfg, nil
+}
+
+// HomeStorePath is where a home records a store kept elsewhere.
+func HomeStorePath(home string) string { return filepath.Join(home, "store.json") }
+
+// RecordedStore returns the store location home records, or "" when it
+// records none (its store, if any, is its store/).
+func RecordedStore(home string) (string, error) {
+	p := HomeStorePath(home)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the home's store location: %w", err)
+	}
+	var hs homeStore
+	if err := json.Unmarshal(b, &hs); err != nil {
+		return "", fmt.Errorf("%s: %v: fix it, or remove it and give --store", p, err)
+	}
+	if hs.Version != homeStoreVersion {
+		return "", fmt.Errorf("%s: version %d, this recall reads %d: upgrade recall", p, hs.Version, homeStoreVersion)
+	}
+	if hs.Location == "" {
+		return "", fmt.Errorf("%s: no location in it: fix it, or remove it and give --store", p)
+	}
+	return hs.Location, nil
+}
+
+// RecordStore records loc as home's store, making home if it is missing.
+// The file is replaced atomically: a crash leaves the old record or the
+// new one.
+func RecordStore(home, loc string) error {
+	b, err := json.Marshal(homeStore{Version: homeStoreVersion, Location: loc})
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return fmt.Errorf("record the store's location in %s: %w", home, err)
+	}
+	p := HomeStorePath(home)
+	f, err := os.CreateTemp(home, ".store.json-")
+	if err != nil {
+		return fmt.Errorf("record the store's location in %s: %w", home, err)
+	}
+	defer os.Remove(f.Name()) // gone after the rename; cleans up a failure
+	if _, err := f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err == nil {
+		err = syncDir(home)
+	}
+	if err != nil {
+		return fmt.Errorf("record the store's location in %s: %w", p, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// ErrOtherStore: a home records another store than the one given.
+var ErrOtherStore = errors.New("the home records another store")
+
+// HomeStore returns the location of home's store. given is what the user
+// asked for ("" for nothing): explicit when typed as --store on the
+// command line, not when it came from the environment. With nothing
+// given it is the location home records, else its store/. A given
+// location wins over a home with no store; over a home whose store is
+// another, it wins only when explicit (and note says so, for a warning);
+// otherwise the error wraps ErrOtherStore, so that a RECALL_STORE left
+// set in a shell never sends a home's commands to another store unseen.
+func HomeStore(home, given string, explicit bool) (loc, note string, err error) {
+	rec, err := RecordedStore(home)
+	if err != nil {
+		return "", "", err
+	}
+	own := rec
+	if own == "" {
+		if _, err := os.Stat(filepath.Join(StoreDir(home), "config")); err == nil {
+			own = StoreDir(home)
+		}
+	}
+	switch {
+	case given == "" && own != "":
+		return own, "", nil
+	case given == "":
+		return StoreDir(home), "", nil
+	case own == "" || sameLocation(given, own):
+		return given, "", nil
+	case explicit:
+		return given, fmt.Sprintf("home %s records store %s; using %s for this run, as --store says", home, own, given), nil
+	}
+	return "", "", fmt.Errorf("%w: home %s has store %s, and RECALL_STORE says %s: unset RECALL_STORE, or give --store %s on the command line to use it for this run",
+		ErrOtherStore, home, own, given, given)
+}
+
+// sameLocation reports whether two location strings name one store.
+func sameLocation(a, b string) bool {
+	canon := func(loc string) string {
+		if IsRemote(loc) {
+			if c, err := s3.ParseURL(loc); err == nil {
+				return c.URL()
+			}
+			return loc
+		}
+		d, err := filepath.Abs(loc)
+		if err != nil {
+			return loc
+		}
+		if _, err := os.Stat(filepath.Join(StoreDir(d), "config")); err == nil {
+			d = StoreDir(d)
+		}
+		if c, err := filepath.EvalSymlinks(d); err == nil {
+			d = c
+		}
+		return d
+	}
+	return canon(a) == canon(b)
+}
+
+// RequireStore fails, wrapping chunkstore.ErrNoStore, unless home holds a
+// store or records where its store is, so that nothing (a new catalog.db)
+// is written into a directory that is not recall's. A recorded remote
+// store is not contacted here.
+func RequireStore(home string) error {
+	if rec, err := RecordedStore(home); err != nil || rec != "" {
+		return err
+	}
+	dir := StoreDir(home)
+	if _, err := os.Stat(filepath.Join(dir, "config")); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, chunkstore.ErrNoStore)
+		}
+		return fmt.Errorf("store %s: %w", dir, err)
+	}
+	return nil
+}
+
+// location is a store's place, resolved from what a person typed.
+type location struct {
+	be backend.Backend
+	// canon names the place so that two locations are one store exactly
+	// when their canon is equal.
+	canon string
+	// exists: a store is there (its config or its copy).
+	exists bool
+	// home is the directory of the new home a new local store goes in.
+	home string
+}
+
+// resolveLocation turns a location string into the backend of the store
+// there. An s3: location is opened (its bucket must exist unless create:
+// then a missing one is made); the backend's Open has already said which
+// endpoint and what to do when the credentials are refused. A directory
+// is a store, or a recall home (its recorded store, else its store/). A
+// directory holding neither is where a new store goes, as a new home's
+// (DIR/store), so that every command's --home reaches it; it must be
+// missing or empty. It is the one place a location string is read.
+func resolveLocation(ctx context.Context, loc string, ro RemoteOptions, create bool) (*location, error) {
+	if loc == "" {
+		return nil, errors.New("no location given")
+	}
+	if IsRemote(loc) {
+		return resolveRemote(ctx, loc, ro, create)
+	}
+	dir, err := filepath.Abs(loc)
+	if err != nil {
+		return nil, err
+	}
+	if rec, err := RecordedStore(dir); err != nil {
+		return nil, err
+	} else if rec != "" {
+		if IsRemote(rec) {
+			return resolveRemote(ctx, rec, ro, create)
+		}
+		dir = rec
+	}
+	isStore := func(d string) bool {
+		for _, n := range []string{"config", "config.copy"} {
+			if _, err := os.Stat(filepath.Join(d, n)); err == nil {
+				return true
+			}
+		}
+		return false
+	}
+	l := &location{exists: true}
+	switch {
+	case isStore(dir):
+	case isStore(StoreDir(dir)):
+		dir = StoreDir(dir)
+	default:
+		l.exists, l.home = false, dir
+		dir = StoreDir(dir)
+	}
+	l.canon = dir
+	if c, err := filepath.EvalSymlinks(dir); err == nil {
+		l.canon = c
+	}
+	l.be = local.Open(dir)
+	return l, nil
+}
+
+// resolveRemote is resolveLocation of an s3: location.
+func resolveRemote(ctx context.Context, loc string, ro RemoteOptions, create bool) (*location, error) {
+	cfg, err := ro.s3Config(loc)
+	if err != nil {
+		return nil, err
+	}
+	open := s3.Open
+	if create {
+		open = s3.Create
+	}
+	be, err := open(ctx, cfg)
+	if errors.Is(err, s3.ErrNoBucket) {
+		return nil, fmt.Errorf("%w: check the location, or run 'recall init --store %s' to make a store there", err, cfg.URL())
+	}
+	if err != nil {
+		return nil, err
+	}
+	l := &location{be: be, canon: cfg.URL()}
+	for _, n := range []string{"config", "config.copy"} {
+		_, err := be.Stat(ctx, backend.Handle{Type: backend.Config, Name: n})
+		if err == nil {
+			l.exists = true
+			break
+		}
+		if !errors.Is(err, backend.ErrNotExist) {
+			be.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// OpenLocation opens the store at loc: an s3: location, a recall home (a
+// directory holding store/, or recording its store) or a store
+// directory. Nothing is locked or written.
+func OpenLocation(ctx context.Context, loc string, ro RemoteOptions, o chunkstore.OpenOptions) (*Store, error) {
+	l, err := resolveLocation(ctx, loc, ro, false)
+	if err != nil {
+		return nil, err
+	}
+	if !l.exists {
+		where := l.be.Location()
+		l.be.Close()
+		if IsRemote(where) {
+			return nil, fmt.Errorf("%s: %w (the bucket holds no store under this prefix: check the location, or run 'recall init --store %s')", where, chunkstore.ErrNoStore, where)
+		}
+		return nil, fmt.Errorf("%s: %w (give a recall home or a store directory)", loc, chunkstore.ErrNoStore)
+	}
+	st, err := chunkstore.OpenBackend(l.be, o)
+	if err != nil {
+		l.be.Close()
+		return nil, err
+	}
+	return NewStore(st), nil
+}
+
+// InitLocation makes a new, empty store at loc (an s3: location, or a
+// directory: see resolveLocation), making a missing bucket, and returns
+// its config and where it is. A place holding a store, or a store's files
+// (another store's bucket), is refused before anything is written.
+func InitLocation(ctx context.Context, loc string, ro RemoteOptions, o chunkstore.InitOptions) (*chunkstore.Config, string, error) {
+	l, err := resolveLocation(ctx, loc, ro, true)
+	if err != nil {
+		return nil, "", fmt.Errorf("init %s: %w", loc, err)
+	}
+	where := l.be.Location()
+	if l.exists {
+		l.be.Close()
+		return nil, "", fmt.Errorf("init %s: %w: it is another store's; give another bucket or prefix, or use that store with --store %s", where, chunkstore.ErrExists, loc)
+	}
+	if lb, ok := l.be.(*local.Backend); ok {
+		lb.Close()
+		cfg, err := chunkstore.Init(where, o)
+		return cfg, where, err
+	}
+	defer l.be.Close()
+	if err := checkNoStoreFiles(ctx, l.be); err != nil {
+		return nil, "", fmt.Errorf("init %s: %w (another store's, or one whose config was lost): give another bucket or prefix, or run 'recall repair' there", where, err)
+	}
+	cfg, err := chunkstore.InitBackend(l.be, o)
+	return cfg, where, err
+}
+
+// checkNoStoreFiles fails when be holds files of a store (packs, index
+// files, points), which are no place for a new one.
+func checkNoStoreFiles(ctx context.Context, be backend.Backend) error {
+	found := errors.New("found")
+	for _, t := range []backend.FileType{backend.Packs, backend.Index, backend.Points} {
+		err := backend.ListNames(ctx, be, t, func(string) error { return found })
+		if errors.Is(err, found) {
+			return fmt.Errorf("it holds %s of a store but no store config", t)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
