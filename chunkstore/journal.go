@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 )
@@ -81,11 +82,22 @@ func (s *Store) journalAdd(tag string, pack ID) error {
 
 // journalDrop removes the entries of packs an index file now covers. A
 // removal that fails leaves an entry naming an indexed pack, which the
-// next adoption drops: so failures are not errors.
+// next adoption drops: so failures are not errors. They run as many at
+// once as packs upload (writer.go): on an object store each is a request
+// or two, and one at a time they were a second of a 1 GiB backup's flush.
 func (s *Store) journalDrop(tag string, packs []ID) {
+	sem := make(chan struct{}, s.uploads())
+	var wg sync.WaitGroup
 	for _, id := range packs {
-		s.be.Remove(bg, journalHandle(tag, id))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.be.Remove(bg, journalHandle(tag, id))
+			<-sem
+		}()
 	}
+	wg.Wait()
 }
 
 // journalList returns the packs in the journal of tag, or with tag "" in

@@ -85,6 +85,9 @@ func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id
 		return bytes.Compare(a.id[:], b.id[:])
 	})
 	here = slices.CompactFunc(here, func(a, b placed) bool { return a.id == b.id })
+	if len(here) > 0 {
+		s.keepTrees(here[0].l.blobType(), pack) // a pack holds one type of blob
+	}
 
 	var dst *[]byte // decoding and LoadBlob's buffer, taken on first need
 	buffer := func() []byte {

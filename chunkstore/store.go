@@ -54,6 +54,55 @@ type Store struct {
 	// (finished by a writer of this process, or orphans), with their
 	// entries; a journal entry of one is not dropped (journal.go).
 	unindexed map[ID][]PackEntry
+	// copies: the backend keeps local copies (backend/cache), or nil.
+	copies localCopies
+}
+
+// localCopies is a backend that keeps local copies of a remote store's
+// files (backend/cache). The store tells it how a file is checked against
+// its name, and which packs hold tree blobs: packs are written per blob
+// type, and what opening, listing points, browsing and planning a restore
+// read again and again are the index files, the manifests and the trees.
+type localCopies interface {
+	CheckNamesWith(check func(h backend.Handle, data []byte) error)
+	Keep(h backend.Handle)
+}
+
+// checkName checks the bytes of a file named by their hash against its
+// name: a pack by its header and trailer (pack.go), an index file or a
+// point manifest by all its bytes. Other files are not named by content.
+func checkName(h backend.Handle, b []byte) error {
+	want, err := ParseID(h.Name)
+	if err != nil {
+		return fmt.Errorf("%v: %w: not named by its content", h, ErrCorrupt)
+	}
+	var got ID
+	switch h.Type {
+	case backend.Packs:
+		hdr, err := packHeaderBytes(b)
+		if err != nil {
+			return fmt.Errorf("%v: %w", h, err)
+		}
+		got = packName(hdr)
+	case backend.Index, backend.Points:
+		got = ID(blake3.Sum256(b))
+	default:
+		return fmt.Errorf("%v: %w: not named by its content", h, ErrCorrupt)
+	}
+	if got != want {
+		return fmt.Errorf("%v: %w: content does not match its name", h, ErrCorrupt)
+	}
+	return nil
+}
+
+// blobType is the type of the blob at l (index.go keeps it in two bits).
+func (l loc) blobType() BlobType { return BlobType(l.lenFlg >> typeShift & 3) }
+
+// keepTrees tells a backend with local copies that pack holds tree blobs.
+func (s *Store) keepTrees(t BlobType, pack ID) {
+	if s.copies != nil && t == TreeBlob {
+		s.copies.Keep(packHandle(pack))
+	}
 }
 
 // OpenOptions configure Open.
@@ -77,6 +126,10 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 // closes it).
 func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	dir := be.Location()
+	copies, _ := be.(localCopies)
+	if copies != nil {
+		copies.CheckNamesWith(checkName)
+	}
 	oc, err := openConfig(be, o.Password)
 	if errors.Is(err, ErrNoStore) {
 		return nil, err
@@ -89,7 +142,7 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{be: be, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}, unindexed: map[ID][]PackEntry{}}
+	s := &Store{be: be, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}, unindexed: map[ID][]PackEntry{}, copies: copies}
 	if err := checkChunkBounds(int(cfg.MinChunk), int(cfg.MaxChunk), s.averageBits()); err != nil {
 		return nil, fmt.Errorf("open store %s: config: %w", dir, err)
 	}
@@ -614,6 +667,7 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 			return nil, &BlobError{ID: id, Err: ErrNotFound}
 		}
 		packID := s.idx.packID(l.pack)
+		s.keepTrees(l.blobType(), packID)
 		out, err := s.loadAt(id, l, dst)
 		if err == nil {
 			return out, nil

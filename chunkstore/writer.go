@@ -1,6 +1,7 @@
 package chunkstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -64,7 +65,25 @@ type packBuilder struct {
 // the caller holds the store lock, and sets the writer's journal tag (a
 // writer without one, in tests, records no pack).
 func (s *Store) newWriter(tag string) *Writer {
-	return &Writer{s: s, comp: s.cfg.compression(), tag: tag, pending: map[ID]struct{}{}, sem: make(chan struct{}, 2)}
+	return &Writer{s: s, comp: s.cfg.compression(), tag: tag, pending: map[ID]struct{}{}, sem: make(chan struct{}, s.uploads())}
+}
+
+// uploads is how many packs a writer finishes at once. A backend that
+// streams a pack to its own storage as blobs come (backend.Creator: the
+// local disk) has little left to do at Commit (an fsync, a rename): two
+// overlap that with filling the next. One that takes a pack whole at
+// Commit (an object store: one PUT) gets as many as it has connections
+// (an optional Connections method; backend/s3, and the cache over it):
+// one PUT at a time is far from what a gateway takes. Each pack finishing
+// is held in memory (PackTargetSize) until its upload returns.
+func (s *Store) uploads() int {
+	if _, ok := s.be.(backend.Creator); ok {
+		return 2
+	}
+	if c, ok := s.be.(interface{ Connections() int }); ok && c.Connections() > 2 {
+		return c.Connections()
+	}
+	return 2
 }
 
 // SetCompression makes c the codec of the blobs this writer saves from
@@ -217,7 +236,7 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 	}
 	p := w.open[t]
 	if p == nil {
-		f, err := backend.CreateSized(bg, w.s.be, backend.Packs, w.tag, int64(PackTargetSize))
+		f, err := w.s.createPack(w.tag)
 		if err != nil {
 			return storeWriteError(w.s.Dir(), err)
 		}
@@ -232,6 +251,65 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 	if p.size >= int64(PackTargetSize) {
 		w.open[t] = nil
 		w.finishAsync(p)
+	}
+	return nil
+}
+
+// createPack returns the writer of a new pack: the backend's own when it
+// streams files as they are built (backend.Creator), else a memPack.
+func (s *Store) createPack(tag string) (backend.FileWriter, error) {
+	if _, ok := s.be.(backend.Creator); ok {
+		return backend.CreateSized(bg, s.be, backend.Packs, tag, int64(PackTargetSize))
+	}
+	return &memPack{be: s.be, buf: takePackBuf()}, nil
+}
+
+// memPack builds a pack in memory for a backend that takes files whole
+// (an object store: one PUT at Commit), in a buffer sized for a pack and
+// reused: growing one by appends (backend.Create's buffering writer)
+// copied each pack twice over and left twice its size as garbage, CPU the
+// gateway sharing the machine then lacked (BenchmarkS3Upload).
+type memPack struct {
+	be  backend.Backend
+	buf *[]byte // nil once committed or aborted
+}
+
+// packBufs holds the buffers of memPacks: the uploads in flight and the
+// packs being filled, some 17 MiB each.
+var packBufs sync.Pool
+
+func takePackBuf() *[]byte {
+	if b, ok := packBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, PackTargetSize+1<<20) // a last blob past the target, the header
+	return &b
+}
+
+func (p *memPack) Write(b []byte) (int, error) {
+	if p.buf == nil {
+		return 0, errors.New("write to a finished pack")
+	}
+	*p.buf = append(*p.buf, b...)
+	return len(b), nil
+}
+
+func (p *memPack) Commit(ctx context.Context, name string) error {
+	if p.buf == nil {
+		return errors.New("commit of a finished pack")
+	}
+	err := p.be.Save(ctx, backend.Handle{Type: backend.Packs, Name: name}, *p.buf) // Save keeps no reference
+	p.Abort()
+	return err
+}
+
+func (p *memPack) Abort() error {
+	if p.buf != nil {
+		if cap(*p.buf) <= 4*PackTargetSize {
+			*p.buf = (*p.buf)[:0]
+			packBufs.Put(p.buf)
+		}
+		p.buf = nil
 	}
 	return nil
 }
@@ -321,6 +399,9 @@ func (w *Writer) finish(p *packBuilder) (packRecord, error) {
 	if err := w.checkLock(); err != nil {
 		p.f.Abort()
 		return packRecord{}, err
+	}
+	if len(p.entries) > 0 {
+		w.s.keepTrees(p.entries[0].Type, id) // before Commit: its bytes are kept as they are saved
 	}
 	if err := p.f.Commit(bg, id.String()); err != nil {
 		return packRecord{}, storeWriteError(w.s.Dir(), err)

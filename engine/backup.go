@@ -75,6 +75,9 @@ type BackupOptions struct {
 	Flagged []PathError
 
 	hooks *backupHooks // tests only
+	// beforeCommit, if set, is the last word once everything is read
+	// (Ingest's last look at the tree): an error aborts the point.
+	beforeCommit func() error
 }
 
 // backupHooks let tests change the file system at exact moments.
@@ -345,6 +348,12 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	if root.err != nil {
 		s.Abort()
 		return nil, root.err
+	}
+	if opts.beforeCommit != nil {
+		if err := opts.beforeCommit(); err != nil {
+			s.Abort()
+			return nil, err
+		}
 	}
 	if err := s.Flush(); err != nil {
 		return nil, err

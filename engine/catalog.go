@@ -123,7 +123,7 @@ type Job struct {
 	PID      int       `json:"pid"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitempty"`
-	// Status: running, ok, warnings, failed. A job left "running" by a
+	// Status: running, ok, warnings, skipped, failed. A job left "running" by a
 	// process that died shows as such; Jobs reports it as "interrupted".
 	Status   string `json:"status"`
 	Point    string `json:"point,omitempty"`

@@ -131,9 +131,9 @@ var ErrSameStore = errors.New("source and destination are the same store")
 // ErrOtherKeys: a copy into a store made with other keys.
 var ErrOtherKeys = errors.New("the stores have different keys")
 
-// Copy copies the recovery points of the store at from (a recall home or
-// a store directory, see OpenLocation) that o selects into the store at
-// to, making it when it holds no store. The report is returned with an
+// Copy copies the recovery points of the store at from (a recall home, a
+// store directory or an s3: location, see resolveLocation) that o selects
+// into the store at to, making it when it holds no store. The report is returned with an
 // error too once copying started; points that could not be copied (a
 // damaged blob, an unreadable manifest) are in it and make the error
 // wrap ErrDamaged, the others are copied.

@@ -30,6 +30,9 @@ type GroupBackupOptions struct {
 	// because its staging tree holds nothing to ingest: err wraps
 	// ErrNothingNew or ErrNotSettled. Such a member makes no job and is
 	// not among the results: it did not fail, WSB has not written yet.
+	// It hears too of a member whose tree changed during its ingestion
+	// (ErrChanged, which wraps ErrNotSettled): that one's job is
+	// recorded as skipped; it is not among the results either.
 	Skipped func(member string, err error)
 }
 
@@ -122,6 +125,21 @@ func (s *Store) BackupGroup(ctx context.Context, home string, g *Group, o GroupB
 		case res.Err == nil:
 		case errors.Is(res.Err, ErrWarnings) && res.Point != nil:
 			warnings = true
+		case errors.Is(res.Err, ErrNotSettled) && res.Point == nil:
+			// WSB wrote while the image was ingested (ErrChanged): as
+			// when it writes before, no failure and no result; the job
+			// is recorded as skipped, and the next run takes the image
+			// once it has settled.
+			ran--
+			if o.Skipped != nil {
+				o.Skipped(member, res.Err)
+			} else if o.Log != nil {
+				o.Log("%s: %v", member, res.Err)
+			}
+			if ctx.Err() != nil {
+				return out, context.Cause(ctx)
+			}
+			continue
 		default:
 			failed = append(failed, fmt.Errorf("member %s: %w", member, res.Err))
 		}

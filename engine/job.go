@@ -35,8 +35,9 @@ func withCatalogFile(home string, wait time.Duration, warn func(format string, a
 	return err
 }
 
-// end records how j ended: ok, warnings (err wraps ErrWarnings) or
-// failed, with the error.
+// end records how j ended: ok, warnings (err wraps ErrWarnings), skipped
+// (ErrNotSettled: an image still being written) or failed, with the
+// error.
 func (j *Job) end(err error) {
 	j.Finished = time.Now().UTC()
 	switch {
@@ -44,6 +45,9 @@ func (j *Job) end(err error) {
 		j.Status = "ok"
 	case errors.Is(err, ErrWarnings):
 		j.Status = "warnings"
+	case errors.Is(err, ErrNotSettled):
+		// An ingestion that found WSB writing: no failure, nothing done.
+		j.Status, j.Error = "skipped", err.Error()
 	default:
 		j.Status = "failed"
 		j.Error = err.Error()

@@ -14,6 +14,7 @@ import (
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"github.com/recall-backup/recall/chunkstore/backend/s3"
+	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
 // Store locations. A store lives in a directory (a home's store/, the
@@ -26,8 +27,8 @@ import (
 //
 // version is 1; location is what resolveLocation reads. The file holds
 // no secret: credentials come from the environment or the credentials
-// file each time. It is written once, atomically (temp file, fsync,
-// rename, directory fsync), by recall init or by the first command that
+// file each time. It is written once, atomically (atomicfile), by
+// recall init or by the first command that
 // opens a remote store for a new home. The catalog, the caches and the
 // locks of the home itself stay local whatever the location.
 
@@ -119,37 +120,10 @@ func RecordStore(home, loc string) error {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return fmt.Errorf("record the store's location in %s: %w", home, err)
 	}
-	p := HomeStorePath(home)
-	f, err := os.CreateTemp(home, ".store.json-")
-	if err != nil {
-		return fmt.Errorf("record the store's location in %s: %w", home, err)
-	}
-	defer os.Remove(f.Name()) // gone after the rename; cleans up a failure
-	if _, err := f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err == nil {
-		err = syncDir(home)
-	}
-	if err != nil {
-		return fmt.Errorf("record the store's location in %s: %w", p, err)
+	if err := atomicfile.Write(HomeStorePath(home), b, 0o600); err != nil {
+		return fmt.Errorf("record the store's location: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ErrOtherStore: a home records another store than the one given.
@@ -306,7 +280,9 @@ func resolveRemote(ctx context.Context, loc string, ro RemoteOptions, create boo
 	}
 	be, err := open(ctx, cfg)
 	if errors.Is(err, s3.ErrNoBucket) {
-		return nil, fmt.Errorf("%w: check the location, or run 'recall init --store %s' to make a store there", err, cfg.URL())
+		// The backend's message says what to do; the location says
+		// what to give init.
+		return nil, fmt.Errorf("store %s: %w", cfg.URL(), err)
 	}
 	if err != nil {
 		return nil, err

@@ -11,24 +11,46 @@ package engine
 //
 // # The include file
 //
-// <dir of smb.conf>/recall-shares.conf, version 1:
+// <dir of smb.conf>/recall-shares.conf, version 2:
 //
-//	# recall-shares.conf version 1: Samba shares written by recall ...
+//	# recall-shares.conf version 2: Samba shares written by recall ...
 //	(free comment lines)
 //
-//	# BEGIN recall share NAME
+//	# recall: begin NAME source=SOURCE kind=KIND
 //	(the share's comment lines, its [NAME] section and parameters)
-//	# END recall share NAME
+//	# recall: end NAME
 //
-//	# BEGIN recall share OTHER
+//	# recall: begin OTHER source=SOURCE kind=KIND
 //	...
 //
-// One block per share, between its markers; a block is replaced whole
-// when the same share (names compare case-insensitively, as Samba's do)
-// is installed again, and the file is replaced atomically, so smbd never
-// reads half a file. Lines outside blocks are kept as they are. smb.conf
-// gets one line "include = <the file>" appended, once; recall never
-// rewrites or removes a line it did not write.
+// One block per share, between its markers. NAME is the share's name
+// (it holds no '=', which share names cannot), SOURCE the data source
+// the share is of (anything up to the last " kind="; a source name may
+// hold blanks), KIND "bmr-target" or "bmr-recovery" (no blanks): so a
+// block names who installed it. A block is replaced whole when the same
+// share (names compare case-insensitively, as Samba's do) is installed
+// again by the same source and kind; a share of that name of another
+// source or kind is refused, so that one source can never take over
+// another's share. The file is replaced atomically, so smbd never reads
+// half a file. Lines outside blocks are kept as they are; the first line
+// gives the newest version of block the file holds.
+//
+// Version 1 blocks are still read, and kept as they are beside version 2
+// ones:
+//
+//	# BEGIN recall share NAME
+//	...
+//	# END recall share NAME
+//
+// Their source and kind are read from the first comment line recall
+// wrote in them (`Staging share of data source "SOURCE"` for a
+// bmr-target share, `Recovery point ... of data source "SOURCE"` for a
+// bmr-recovery one, SOURCE Go-quoted); a version 1 block that names none
+// is replaced by nobody. Replacing a version 1 block writes a version 2
+// one.
+//
+// smb.conf gets one line "include = <the file>" appended, once; recall
+// never rewrites or removes a line it did not write.
 
 import (
 	"bufio"
@@ -40,8 +62,10 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/recall-backup/recall/internal/atomicfile"
 )
@@ -54,25 +78,41 @@ const SambaIncludeName = "recall-shares.conf"
 const DefaultSmbConf = "/etc/samba/smb.conf"
 
 // sambaIncludeVersion is the version of the include file's layout (the
-// package comment above).
-const sambaIncludeVersion = 1
+// comment at the top of this file).
+const sambaIncludeVersion = 2
 
+// Block markers: version 2, and version 1 (read, never written).
 const (
-	blockBegin = "# BEGIN recall share "
-	blockEnd   = "# END recall share "
+	beginMarker = "# recall: begin "
+	endMarker   = "# recall: end "
+	blockBegin  = "# BEGIN recall share "
+	blockEnd    = "# END recall share "
+)
+
+// Kinds of share recall installs, as block markers name them.
+const (
+	ShareKindTarget   = "bmr-target"
+	ShareKindRecovery = "bmr-recovery"
 )
 
 // Errors of the share helpers, checked with errors.Is.
 var (
-	// ErrShareConflict: smb.conf itself defines a share of that name.
+	// ErrShareConflict: smb.conf, or a file or registry share it
+	// includes, defines a share of that name.
 	ErrShareConflict = errors.New("share is defined in smb.conf")
-	// ErrBadShare: a name or value that cannot be written as given.
+	// ErrShareTaken: recall's include file holds a share of that name of
+	// another source or kind.
+	ErrShareTaken = errors.New("share name is taken")
+	// ErrBadShare: a name or value that cannot be written as given, or a
+	// user that cannot serve as given.
 	ErrBadShare = errors.New("bad share setting")
 )
 
-// SambaShare is one share section of smb.conf.
+// SambaShare is one share section of smb.conf, and who installs it.
 type SambaShare struct {
 	Name    string
+	Source  string   // the data source it is of
+	Kind    string   // ShareKindTarget or ShareKindRecovery
 	Comment []string // lines written as "# ..." before the section
 	Params  []SambaParam
 }
@@ -95,12 +135,19 @@ func (s SambaShare) String() string {
 }
 
 // Check says why s cannot be written as smb.conf text, nil when it can:
-// a name Windows accepts and parameter values that Samba reads back as
-// written (no line breaks, no '%' which Samba substitutes, no leading or
-// trailing blanks which it trims).
+// a name Windows accepts, a source and kind the block markers can name,
+// and parameter values that Samba reads back as written (no line breaks,
+// no '%' which Samba substitutes, no leading or trailing blanks which it
+// trims).
 func (s SambaShare) Check() error {
 	if err := ValidShareName(s.Name); err != nil {
 		return err
+	}
+	if err := ValidSourceName(s.Source); err != nil {
+		return fmt.Errorf("%w: share %q: %v", ErrBadShare, s.Name, err)
+	}
+	if s.Kind != ShareKindTarget && s.Kind != ShareKindRecovery {
+		return fmt.Errorf("%w: share %q: kind %q is neither %s nor %s", ErrBadShare, s.Name, s.Kind, ShareKindTarget, ShareKindRecovery)
 	}
 	for _, c := range s.Comment {
 		if strings.ContainsAny(c, "\r\n") {
@@ -155,29 +202,26 @@ type SambaInstall struct {
 }
 
 // InstallSambaShare puts share into recall's include file next to smbConf
-// (replacing the block of a share of the same name, or adding one) and
-// appends "include = <that file>" to smbConf when it has no such line. A
-// share of that name in smbConf itself is refused (ErrShareConflict): the
-// administrator's definition would silently win or lose.
+// (replacing the block of the same share of the same source and kind, or
+// adding one) and appends "include = <that file>" to smbConf when it has
+// no such line. Refused: a share of that name the administrator defines
+// in smbConf, a file it includes or the registry (ErrShareConflict: the
+// administrator's definition would silently win or lose), and one of
+// another source or kind in the include file (ErrShareTaken).
 func InstallSambaShare(smbConf string, share SambaShare) (SambaInstall, error) {
-	smbConf, conf, err := readSmbConf(smbConf, share)
+	p, err := planShare(smbConf, share)
 	if err != nil {
 		return SambaInstall{}, err
 	}
-	inst := SambaInstall{Include: filepath.Join(filepath.Dir(smbConf), SambaIncludeName)}
-	old, err := os.ReadFile(inst.Include)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return inst, fmt.Errorf("read %s: %w", inst.Include, err)
-	}
-	updated := putBlock(old, share)
-	if !bytes.Equal(updated, old) {
-		if err := atomicfile.Write(inst.Include, updated, 0o644); err != nil {
+	inst := SambaInstall{Include: p.include}
+	if !bytes.Equal(p.updated, p.old) {
+		if err := atomicfile.Write(inst.Include, p.updated, 0o644); err != nil {
 			return inst, err
 		}
 		inst.Changed = true
 	}
-	if !includes(conf, inst.Include) {
-		if err := appendLine(smbConf, conf, "include = "+inst.Include); err != nil {
+	if !includes(p.conf, inst.Include) {
+		if err := appendLine(p.smbConf, p.conf, "include = "+inst.Include); err != nil {
 			return inst, err
 		}
 		inst.IncludeAdded = true
@@ -188,67 +232,215 @@ func InstallSambaShare(smbConf string, share SambaShare) (SambaInstall, error) {
 // CheckSambaShare says why InstallSambaShare would refuse share, nil
 // when it would not: a command checks before it changes anything else.
 func CheckSambaShare(smbConf string, share SambaShare) error {
-	_, _, err := readSmbConf(smbConf, share)
+	_, err := planShare(smbConf, share)
 	return err
 }
 
-// readSmbConf checks share and returns smbConf's absolute path and
-// content, refusing a share smbConf defines itself.
-func readSmbConf(smbConf string, share SambaShare) (string, []byte, error) {
-	if err := share.Check(); err != nil {
-		return "", nil, err
-	}
-	smbConf, err := filepath.Abs(smbConf)
-	if err != nil {
-		return "", nil, err
-	}
-	conf, err := os.ReadFile(smbConf)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil, fmt.Errorf("read %s: %w: install Samba (Debian package samba) or give its configuration with --smb-conf", smbConf, err)
-		}
-		return "", nil, fmt.Errorf("read %s: %w", smbConf, err)
-	}
-	if sectionDefined(conf, share.Name) {
-		return "", nil, fmt.Errorf("%s: [%s]: %w; recall keeps its shares in %s: give another name with --name",
-			smbConf, share.Name, ErrShareConflict, filepath.Join(filepath.Dir(smbConf), SambaIncludeName))
-	}
-	return smbConf, conf, nil
+// sharePlan is what installing a share reads and would write.
+type sharePlan struct {
+	smbConf      string // absolute
+	conf         []byte // its content
+	include      string // recall's include file beside it
+	old, updated []byte // the include file's content, and with the share put in
 }
 
-// sambaHeader is the head of a new include file.
+// planShare checks share against smbConf and recall's include file
+// beside it, and returns what installing it writes.
+func planShare(smbConf string, share SambaShare) (sharePlan, error) {
+	var p sharePlan
+	if err := share.Check(); err != nil {
+		return p, err
+	}
+	var err error
+	if p.smbConf, err = filepath.Abs(smbConf); err != nil {
+		return p, err
+	}
+	if p.conf, err = os.ReadFile(p.smbConf); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return p, fmt.Errorf("read %s: %w: install Samba (Debian package samba) or give its configuration with --smb-conf", p.smbConf, err)
+		}
+		return p, fmt.Errorf("read %s: %w", p.smbConf, err)
+	}
+	p.include = filepath.Join(filepath.Dir(p.smbConf), SambaIncludeName)
+	where, err := shareDefined(p.smbConf, p.conf, p.include, share.Name)
+	if err != nil {
+		return p, err
+	}
+	if where != "" {
+		return p, fmt.Errorf("%s: [%s]: %w; recall keeps its shares in %s: give another name with --name",
+			where, share.Name, ErrShareConflict, p.include)
+	}
+	p.old, err = os.ReadFile(p.include)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return p, fmt.Errorf("read %s: %w", p.include, err)
+	}
+	if p.updated, err = putBlock(p.old, share); err != nil {
+		return p, fmt.Errorf("%s: %w", p.include, err)
+	}
+	return p, nil
+}
+
+// testparmProgram resolves an smb.conf as smbd reads it: included files,
+// registry shares. Tests take it away to exercise the fallback.
+var testparmProgram = "testparm"
+
+// shareDefined says where the administrator's configuration defines a
+// share name (section names compare case-insensitively, as Samba's do),
+// "" when it does not: smbConf (content conf), a file it includes or a
+// registry share, as testparm resolves them, recall's own include file
+// left out. Without testparm it reads smbConf alone.
+func shareDefined(smbConf string, conf []byte, include, name string) (string, error) {
+	prog, err := exec.LookPath(testparmProgram)
+	if err != nil {
+		if sectionDefined(conf, name) {
+			return smbConf, nil
+		}
+		return "", nil
+	}
+	// A copy without the line that includes recall's file, so that
+	// recall's own block of that name is not taken for the
+	// administrator's. Where the copy lies does not matter: Samba resolves
+	// a relative include from the working directory, not from the
+	// including file's.
+	f, err := os.CreateTemp("", "recall-smb-*.conf")
+	if err != nil {
+		return "", fmt.Errorf("check share [%s] with testparm: %w", name, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(withoutInclude(conf, include))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("check share [%s] with testparm: %w", name, err)
+	}
+	cmd := exec.Command(prog, "-s", "--section-name", name, f.Name())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return smbConf + " (or a file or registry share it includes)", nil
+	case errors.As(err, &ee) && strings.Contains(stderr.String(), "Unknown section"):
+		return "", nil
+	default:
+		return "", fmt.Errorf("testparm -s --section-name %s %s: %w: %s; fix what it reports ('testparm -s %s' shows it)",
+			name, smbConf, err, strings.TrimSpace(stderr.String()), smbConf)
+	}
+}
+
+// withoutInclude returns conf with its lines that include path blanked.
+func withoutInclude(conf []byte, path string) []byte {
+	lines := strings.SplitAfter(string(conf), "\n")
+	for i, l := range lines {
+		if includes([]byte(l), path) {
+			lines[i] = "\n"
+		}
+	}
+	return []byte(strings.Join(lines, ""))
+}
+
+// sambaHeader is the head of a new include file; its first line is
+// rewritten to the current version when a block is put into an older
+// file.
 func sambaHeader() string {
-	return fmt.Sprintf("# recall-shares.conf version %d: Samba shares written by recall\n"+
-		"# ('recall share bmr-target|bmr-recovery --apply'). Each share is the block\n"+
-		"# between its BEGIN and END lines, replaced whole when the command runs again.\n",
-		sambaIncludeVersion)
+	return headerLine() +
+		"# ('recall share bmr-target|bmr-recovery --apply'). Each share is the block\n" +
+		"# between its begin and end lines, replaced whole when the command runs again.\n"
+}
+
+const headerPrefix = "# recall-shares.conf version "
+
+func headerLine() string {
+	return fmt.Sprintf("%s%d: Samba shares written by recall\n", headerPrefix, sambaIncludeVersion)
+}
+
+// includeBlock is one share's block in the include file: [start, end)
+// are the byte offsets of its lines, markers included.
+type includeBlock struct {
+	Name, Source, Kind string // Source and Kind "" when a version 1 block names none
+	Version            int
+	start, end         int
+}
+
+// v1Source finds the source a version 1 block's comment names.
+var v1Source = regexp.MustCompile(`^# (Staging share|Recovery point .*) of data source ("(?:[^"\\]|\\.)*")`)
+
+// parseBlocks returns the blocks of an include file, in order. A block
+// whose end line is missing runs to the end of the file.
+func parseBlocks(b []byte) []includeBlock {
+	var out []includeBlock
+	var cur *includeBlock
+	at := 0
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		t := strings.TrimRight(l, "\r\n")
+		switch {
+		case cur == nil && strings.HasPrefix(t, beginMarker):
+			cur = &includeBlock{Version: 2, start: at}
+			rest := strings.TrimPrefix(t, beginMarker)
+			if k := strings.LastIndex(rest, " kind="); k >= 0 {
+				cur.Kind = rest[k+len(" kind="):]
+				rest = rest[:k]
+			}
+			cur.Name, cur.Source, _ = strings.Cut(rest, " source=")
+		case cur == nil && strings.HasPrefix(t, blockBegin):
+			cur = &includeBlock{Version: 1, start: at, Name: strings.TrimPrefix(t, blockBegin)}
+		case cur != nil && cur.Version == 1 && cur.Source == "" && strings.HasPrefix(t, "# "):
+			if m := v1Source.FindStringSubmatch(t); m != nil {
+				if src, err := strconv.Unquote(m[2]); err == nil {
+					cur.Source, cur.Kind = src, ShareKindRecovery
+					if m[1] == "Staging share" {
+						cur.Kind = ShareKindTarget
+					}
+				}
+			}
+		}
+		at += len(l)
+		if cur != nil && (cur.Version == 2 && strings.HasPrefix(t, endMarker) || cur.Version == 1 && strings.HasPrefix(t, blockEnd)) {
+			cur.end = at
+			out = append(out, *cur)
+			cur = nil
+		}
+	}
+	if cur != nil {
+		cur.end = at
+		out = append(out, *cur)
+	}
+	return out
 }
 
 // putBlock returns the include file old with share's block replaced or
-// added; everything else is kept byte for byte.
-func putBlock(old []byte, share SambaShare) []byte {
-	block := blockBegin + share.Name + "\n" + share.String() + blockEnd + share.Name + "\n"
+// added; everything else is kept byte for byte but the version in the
+// first line. A block of that name of another source or kind, or a
+// version 1 block naming no source, is refused (ErrShareTaken).
+func putBlock(old []byte, share SambaShare) ([]byte, error) {
+	block := fmt.Sprintf("%s%s source=%s kind=%s\n%s%s%s\n", beginMarker, share.Name, share.Source, share.Kind, share.String(), endMarker, share.Name)
 	if len(old) == 0 {
-		return []byte(sambaHeader() + "\n" + block)
+		return []byte(sambaHeader() + "\n" + block), nil
 	}
-	lines := strings.SplitAfter(string(old), "\n")
 	var out strings.Builder
-	replaced, skipping := false, false
-	for _, l := range lines {
-		t := strings.TrimRight(l, "\r\n")
-		switch {
-		case !skipping && strings.HasPrefix(t, blockBegin) && strings.EqualFold(strings.TrimPrefix(t, blockBegin), share.Name):
-			skipping = true
-			if !replaced {
-				out.WriteString(block)
-				replaced = true
-			}
-		case skipping && strings.HasPrefix(t, blockEnd):
-			skipping = false
-		case !skipping:
-			out.WriteString(l)
+	replaced, at := false, 0
+	for _, b := range parseBlocks(old) {
+		if !strings.EqualFold(b.Name, share.Name) {
+			continue
 		}
+		if b.Source == "" {
+			return nil, fmt.Errorf("share [%s]: %w: a block of an older recall holds it and names no source: give the %s share of source %q another name with --name, or delete that block (from its BEGIN to its END line) by hand",
+				share.Name, ErrShareTaken, share.Kind, share.Source)
+		}
+		if b.Source != share.Source || b.Kind != share.Kind {
+			return nil, fmt.Errorf("share [%s]: %w: it is the %s share of source %q, which stays: give the %s share of source %q another name with --name",
+				share.Name, ErrShareTaken, b.Kind, b.Source, share.Kind, share.Source)
+		}
+		out.Write(old[at:b.start])
+		if !replaced {
+			out.WriteString(block)
+			replaced = true
+		}
+		at = b.end
 	}
+	out.Write(old[at:])
 	s := out.String()
 	if !replaced {
 		if !strings.HasSuffix(s, "\n") {
@@ -256,7 +448,13 @@ func putBlock(old []byte, share SambaShare) []byte {
 		}
 		s += "\n" + block
 	}
-	return []byte(s)
+	if v, _, ok := strings.Cut(strings.TrimPrefix(s, headerPrefix), ":"); ok && strings.HasPrefix(s, headerPrefix) {
+		if n, err := strconv.Atoi(v); err == nil && n < sambaIncludeVersion {
+			_, rest, _ := strings.Cut(s, "\n")
+			s = headerLine() + rest
+		}
+	}
+	return []byte(s), nil
 }
 
 // confLines calls fn with each logical line of an smb.conf, comments and
@@ -375,9 +573,163 @@ func ValidUnixUser(name string) error {
 	return nil
 }
 
+// UnixAccount is a user account as the system's user database has it.
+type UnixAccount struct {
+	Name     string
+	UID, GID int
+	Shell    string // "/bin/sh" when the entry gives none, as login(1) takes it
+	// System: a system account, with a uid under UID_MIN of
+	// /etc/login.defs (1000 when unset) and not root.
+	System bool
+}
+
+// loginDefs is where useradd finds the uid ranges.
+const loginDefs = "/etc/login.defs"
+
+// LookupUnixAccount returns the account name as getent(1) finds it in the
+// system's user database (files, LDAP: whatever NSS serves); ok false
+// when there is none.
+func LookupUnixAccount(name string) (a UnixAccount, ok bool, err error) {
+	out, err := exec.Command("getent", "passwd", name).Output()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.ExitCode() == 2: // getent: key not found
+		return UnixAccount{}, false, nil
+	case err != nil:
+		return UnixAccount{}, false, fmt.Errorf("getent passwd %s: %w", name, err)
+	}
+	if a, err = parsePasswd(string(out)); err != nil {
+		return UnixAccount{}, false, fmt.Errorf("getent passwd %s: %w", name, err)
+	}
+	defs, err := os.ReadFile(loginDefs)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return UnixAccount{}, false, fmt.Errorf("read %s: %w", loginDefs, err)
+	}
+	a.System = a.UID > 0 && a.UID < systemUIDLimit(defs)
+	return a, true, nil
+}
+
+// parsePasswd reads one passwd(5) line: name:password:uid:gid:gecos:home:shell.
+func parsePasswd(line string) (UnixAccount, error) {
+	f := strings.Split(strings.TrimRight(line, "\r\n"), ":")
+	if len(f) != 7 {
+		return UnixAccount{}, fmt.Errorf("passwd entry %q: want 7 fields", line)
+	}
+	uid, err := strconv.Atoi(f[2])
+	if err != nil {
+		return UnixAccount{}, fmt.Errorf("passwd entry %q: uid: %w", line, err)
+	}
+	gid, err := strconv.Atoi(f[3])
+	if err != nil {
+		return UnixAccount{}, fmt.Errorf("passwd entry %q: gid: %w", line, err)
+	}
+	a := UnixAccount{Name: f[0], UID: uid, GID: gid, Shell: f[6]}
+	if a.Shell == "" {
+		a.Shell = "/bin/sh"
+	}
+	return a, nil
+}
+
+// systemUIDLimit is UID_MIN of a login.defs: the first uid of the
+// accounts of people; system accounts are below it.
+func systemUIDLimit(defs []byte) int {
+	limit := 1000
+	for _, l := range strings.Split(string(defs), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 && f[0] == "UID_MIN" {
+			if n, err := strconv.Atoi(f[1]); err == nil && n > 0 {
+				limit = n
+			}
+		}
+	}
+	return limit
+}
+
+// noLogin reports whether shell lets nobody log in.
+func noLogin(shell string) bool {
+	switch filepath.Base(shell) {
+	case "nologin", "false":
+		return true
+	}
+	return false
+}
+
+// CheckBMRUser says why the existing account a cannot be the Samba user
+// of source's bmr-target share, nil when it can. That user gets a Samba
+// password and the computer's folder, so root (uid 0) and Samba's guest
+// account (guest, SambaGuestAccount), whom anyone may be, never serve;
+// any other existing account serves only when it is the one recorded for
+// the source (recorded) or the administrator says so (allowExisting):
+// being a system account without a login shell says nothing of what else
+// it owns (www-data, daemon, backup). An account recall creates is
+// recorded for its source.
+func CheckBMRUser(a UnixAccount, guest, source string, recorded, allowExisting bool) error {
+	switch {
+	case a.UID == 0:
+		return fmt.Errorf("%w: user %s has uid 0: the account WSB logs on as must not be root; give another with --user (recall creates a system user when it does not exist)", ErrBadShare, a.Name)
+	case a.Name == guest:
+		return fmt.Errorf("%w: user %s is Samba's guest account ('guest account' in smb.conf), which anyone connecting as a guest is: give another with --user (recall creates a system user when it does not exist)", ErrBadShare, a.Name)
+	case recorded || allowExisting:
+		return nil
+	}
+	what := "a system account"
+	if !a.System {
+		what = "not a system account"
+	}
+	return fmt.Errorf("%w: user %s (uid %d, shell %s) exists, is %s, and is not the one recorded for source %s: it would get a Samba password and the computer's folder, and whatever else it owns would be within reach of WSB's password: give another with --user (recall creates a system user when it does not exist), or take this one anyway with --allow-existing-user",
+		ErrBadShare, a.Name, a.UID, a.Shell, what, source)
+}
+
+// DefaultGuestAccount is Samba's guest account when smb.conf sets none.
+const DefaultGuestAccount = "nobody"
+
+// SambaGuestAccount returns the "guest account" smbConf gives smbd, as
+// testparm resolves it; Samba's default when testparm is not installed or
+// smbConf does not exist (then no smbd reads another).
+func SambaGuestAccount(smbConf string) (string, error) {
+	prog, err := exec.LookPath(testparmProgram)
+	if err != nil {
+		return DefaultGuestAccount, nil
+	}
+	if _, err := os.Stat(smbConf); errors.Is(err, fs.ErrNotExist) {
+		return DefaultGuestAccount, nil
+	}
+	out, err := exec.Command(prog, "-s", "--parameter-name", "guest account", smbConf).Output()
+	if err != nil {
+		return "", fmt.Errorf("testparm -s --parameter-name 'guest account' %s: %w; fix what 'testparm -s %s' reports", smbConf, err, smbConf)
+	}
+	if g := strings.TrimSpace(string(out)); g != "" {
+		return g, nil
+	}
+	return DefaultGuestAccount, nil
+}
+
+// PlanSambaPassword says what to do with the Samba account of user for
+// source's bmr-target share: set the password given (set; also enables
+// the account), make a new one (generate), or leave the account as it is
+// (neither). exists: the account is in the passdb; recorded: it is the
+// user recorded for the source; file and env name where a password was
+// given, "" for none. A new account gets the password given or a new one;
+// an existing account's password is reset only with a password from a
+// file, or from the environment for the account recorded for the source.
+func PlanSambaPassword(user, source string, exists, recorded bool, file, env string) (set, generate bool, err error) {
+	switch {
+	case !exists:
+		return file != "" || env != "", file == "" && env == "", nil
+	case file != "":
+		return true, false, nil
+	case env != "" && recorded:
+		return true, false, nil
+	case env != "":
+		return false, false, fmt.Errorf("%w: Samba account %s exists and is not the one recorded for source %s: the password in %s does not reset it; give --password-file to reset its password (and enable the account), or unset %s to leave it as it is",
+			ErrBadShare, user, source, env, env)
+	}
+	return false, false, nil
+}
+
 // EnsureUnixUser returns the Unix user name, creating it as a system user
 // with no home and no login shell when it does not exist (created true).
-// An existing user is left as it is.
+// An existing user is left as it is: check it with CheckBMRUser first.
 func EnsureUnixUser(name string) (u *user.User, created bool, err error) {
 	if u, err := user.Lookup(name); err == nil {
 		return u, false, nil
@@ -484,9 +836,19 @@ func PrepareBMRStaging(staging, computer string, uid, gid int) (string, error) {
 	}
 	// What an earlier run of WSB left under another user must be
 	// replaceable by this one: WSB deletes the previous Backup folder.
+	// What the user owns already is left alone: a chown sets the change
+	// time, which is in the image's print (wsb.Image.Print), and a
+	// second run would make the image ingested last look new.
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+			return nil
 		}
 		return os.Lchown(p, uid, gid)
 	})

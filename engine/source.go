@@ -84,6 +84,9 @@ type Source struct {
 	Ingested  string    `json:"ingested,omitempty"`
 	ImageSize int64     `json:"image_size,omitempty"`
 	Created   time.Time `json:"created"`
+	// IngestedPrint is the ingested tree's wsb.Image.Print: the same
+	// Backup folder written again is a new image.
+	IngestedPrint string `json:"ingested_print,omitempty"`
 }
 
 // DefaultStaging is the staging directory of a source added without one.
@@ -144,9 +147,10 @@ func within(path, dir string) bool {
 }
 
 // checkSources applies the rules between sources to all (by name) and the
-// groups: one source per computer, one staging directory per source, and
-// no staging directory that a group protects as a path. changed is the
-// source being added or edited, which the messages name second.
+// groups: one source per computer, one staging directory per source, one
+// Samba user per source, and no staging directory that a group protects
+// as a path. changed is the source being added or edited, which the
+// messages name second.
 func checkSources(all map[string]*Source, groups map[string]*Group, changed string) error {
 	s := all[changed]
 	names := make([]string, 0, len(all))
@@ -167,6 +171,9 @@ func checkSources(all map[string]*Source, groups map[string]*Group, changed stri
 			return refuse("source %s: staging directory %s overlaps %s, the staging directory of source %s; each computer writes to a share of its own: give --staging %s",
 				s.Name, s.Staging, o.Staging, o.Name, DefaultStaging(s.Name))
 		}
+		if err := userTaken(s.Name, s.User, o); err != nil {
+			return err
+		}
 	}
 	gnames := make([]string, 0, len(groups))
 	for n := range groups {
@@ -180,13 +187,43 @@ func checkSources(all map[string]*Source, groups map[string]*Group, changed stri
 			switch {
 			case g.SourceOf[m] == s.Name:
 				// The source itself, a member of g.
-			case src == s.Name:
-				return fmt.Errorf("source %s: %w: the name is taken by member %s of group %s (a path source): choose another name, or take the member out with 'recall group remove %s --member %s'",
-					s.Name, ErrSourceExists, m, gn, gn, m)
+			case g.SourceOf[m] == "" && strings.EqualFold(src, s.Name):
+				// Registered sources are compared by name in the loop
+				// above (AddSource refuses a case-only pair; one
+				// registered before that is warned about by status).
+				return fmt.Errorf("source %s: %w: the name (compared ignoring case) is taken by member %s of group %s (path source %s): choose another name, or take the member out with 'recall group remove %s --member %s'",
+					s.Name, ErrSourceExists, m, gn, src, gn, m)
 			case g.SourceOf[m] == "" && (within(m, s.Staging) || within(s.Staging, m)):
 				return refuse("source %s: staging directory %s overlaps member %s of group %s, protected as a path: give another --staging, or take the member out with 'recall group remove %s --member %s'",
 					s.Name, s.Staging, m, gn, gn, m)
 			}
+		}
+	}
+	return nil
+}
+
+// userTaken refuses user as the Samba user of source name when source o,
+// another one, has it: whoever logs on as it could write both computers'
+// folders.
+func userTaken(name, user string, o *Source) error {
+	if user == "" || o.Name == name || o.User != user {
+		return nil
+	}
+	return refuse("source %s: user %s is the Samba user of source %s (computer %s); each computer logs on as a user of its own: give another with --user",
+		name, user, o.Name, o.Computer)
+}
+
+// sameName returns the registered source whose name equals name ignoring
+// case, nil when none does. Names that differ only in case would give two
+// sources the same default share and user (Samba's share names and
+// Windows's compare ignoring case).
+func sameName(all map[string]*Source, name string) *Source {
+	if s, ok := all[name]; ok {
+		return s
+	}
+	for n, s := range all {
+		if strings.EqualFold(n, name) {
+			return s
 		}
 	}
 	return nil
@@ -232,7 +269,11 @@ func (c *Catalog) AddSource(s Source, now time.Time) (Source, error) {
 			if err != nil {
 				return err
 			}
-			if o, ok := all[s.Name]; ok {
+			if o := sameName(all, s.Name); o != nil {
+				if o.Name != s.Name {
+					return fmt.Errorf("source %s: %w: source %s has that name ignoring case (kind %s, computer %s), and would share its default share and user: choose another name, or change that one with 'recall source edit %s'",
+						s.Name, ErrSourceExists, o.Name, o.Kind, o.Computer, o.Name)
+				}
 				return fmt.Errorf("source %s: %w (kind %s, computer %s): choose another name, or change it with 'recall source edit %s'", s.Name, ErrSourceExists, o.Kind, o.Computer, s.Name)
 			}
 			groups, err := loadGroups(tx)
@@ -342,6 +383,81 @@ func (c *Catalog) EditSource(name string, fn func(*Source) error) (Source, error
 	return out, err
 }
 
+// RecordIngested records on source name the image an ingestion took: the
+// Backup folder, its print and its images' size. It changes nothing the
+// registry's rules judge, so it does not apply them: a catalog whose
+// sources broke a rule added later must still record what it ingested,
+// or each look would ingest the same image again.
+func (c *Catalog) RecordIngested(name, backup, print string, size int64) error {
+	return c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			all, err := loadSources(tx)
+			if err != nil {
+				return err
+			}
+			s, ok := all[name]
+			if !ok {
+				return fmt.Errorf("source %q: %w (list them with 'recall source list')", name, ErrNoSource)
+			}
+			s.Ingested, s.IngestedPrint, s.ImageSize = backup, print, size
+			return putSource(tx, s)
+		})
+	})
+}
+
+// CaseOnlyPairs returns a warning for each two of srcs whose names differ
+// only in case, and for each registered source named, but for case, as a
+// path member of groups: a catalog may hold them from before AddSource
+// refused them; their default share and user collide, and Windows and
+// Samba take the names for one.
+func CaseOnlyPairs(srcs []Source, groups []Group) []string {
+	var out []string
+	for i, a := range srcs {
+		for _, b := range srcs[i+1:] {
+			if a.Name != b.Name && strings.EqualFold(a.Name, b.Name) {
+				x, y := min(a.Name, b.Name), max(a.Name, b.Name)
+				out = append(out, fmt.Sprintf("sources %s and %s differ only in case: their default shares and users collide (Samba and Windows compare names ignoring case); give each a share and user of its own ('recall share bmr-target --source NAME --name SHARE --user USER'), or replace one with a source of another name",
+					x, y))
+			}
+		}
+		for _, g := range groups {
+			for j, m := range g.Members {
+				if src := g.Sources()[j]; g.SourceOf[m] == "" && src != a.Name && strings.EqualFold(src, a.Name) {
+					out = append(out, fmt.Sprintf("source %s and member %s of group %s (path source %s) differ only in case: take the member out with 'recall group remove %s --member %s' and add it back under another name with --source",
+						a.Name, m, g.Name, src, g.Name, m))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// CheckSourceUser says why user cannot be the Samba user of source name,
+// nil when it can: another source has it (ErrSourceRule). EditSource
+// refuses to record it too; a command checks first, before it gives the
+// user a password or folders.
+func (c *Catalog) CheckSourceUser(name, user string) error {
+	return c.guard(func() error {
+		return c.db.View(func(tx *bolt.Tx) error {
+			all, err := loadSources(tx)
+			if err != nil {
+				return err
+			}
+			names := make([]string, 0, len(all))
+			for n := range all {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				if err := userTaken(name, user, all[n]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
 // RemoveSource unregisters a source; refused while a group holds it. Its
 // points and its staging directory stay.
 func (c *Catalog) RemoveSource(name string) error {
@@ -369,16 +485,24 @@ func (c *Catalog) RemoveSource(name string) error {
 }
 
 // CheckPathSource refuses a backup of a path under name when name is a
-// registered source's: its points are ingestions of complete images,
-// which a backup of any path (its staging directory included) is not.
+// registered source's, compared ignoring case as source names are: its
+// points are ingestions of complete images, which a backup of any path
+// (its staging directory included) is not.
 func (c *Catalog) CheckPathSource(name string) error {
-	s, err := c.Source(name)
-	if errors.Is(err, ErrNoSource) {
-		return nil
-	}
+	all, err := c.Sources()
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("source %s: %w: it is the registered %s source of computer %s: ingest its staging tree with 'recall backup --source %s' (no PATH), or back the path up under another name with --source",
-		name, ErrSourceExists, s.Kind, s.Computer, name)
+	for _, s := range all {
+		if !strings.EqualFold(s.Name, name) {
+			continue
+		}
+		if s.Name != name {
+			return fmt.Errorf("source %s: %w: it is, ignoring case, the registered %s source %s of computer %s: back the path up under another name with --source",
+				name, ErrSourceExists, s.Kind, s.Name, s.Computer)
+		}
+		return fmt.Errorf("source %s: %w: it is the registered %s source of computer %s: ingest its staging tree with 'recall backup --source %s' (no PATH), or back the path up under another name with --source",
+			name, ErrSourceExists, s.Kind, s.Computer, name)
+	}
+	return nil
 }

@@ -88,6 +88,10 @@ func TestSourceRules(t *testing.T) {
 			ErrSourceExists, []string{"srv01", "kind bmr", "SRV01", "recall source edit srv01"}},
 		{"name of a path source", Source{Name: "srv-www", Kind: KindBMR, Computer: "WEB"},
 			ErrSourceExists, []string{"srv-www", "/srv/www", "group files", "recall group remove files --member /srv/www"}},
+		{"name of a registered source in another case", Source{Name: "SRV01", Kind: KindBMR, Computer: "SRV02", Staging: "/srv/recall-bmr/SRV01x"},
+			ErrSourceExists, []string{"source SRV01", "srv01", "ignoring case", "kind bmr", "choose another name"}},
+		{"name of a path source in another case", Source{Name: "Srv-WWW", Kind: KindBMR, Computer: "WEB"},
+			ErrSourceExists, []string{"Srv-WWW", "srv-www", "/srv/www", "group files"}},
 		{"computer protected", Source{Name: "srv01-state", Kind: KindSystemState, Computer: "srv01"},
 			ErrSourceRule, []string{"srv01-state", "source srv01 (kind bmr)", "BMR includes system state; protect srv01 by one source"}},
 		{"reservation too small", Source{Name: "x", Kind: KindBMR, Computer: "X", Reservation: 10 << 30},
@@ -155,6 +159,9 @@ func TestSourceInGroups(t *testing.T) {
 	if err := c.CheckPathSource("srv01"); !errors.Is(err, ErrSourceExists) || !strings.Contains(err.Error(), "recall backup --source srv01") {
 		t.Errorf("a path backed up under a registered source's name: %v", err)
 	}
+	if err := c.CheckPathSource("SRV01"); !errors.Is(err, ErrSourceExists) || !strings.Contains(err.Error(), "ignoring case, the registered bmr source srv01") {
+		t.Errorf("a path backed up under a registered source's name in another case: %v", err)
+	}
 	if err := c.CheckPathSource("etc"); err != nil {
 		t.Errorf("a path source's name: %v", err)
 	}
@@ -207,5 +214,52 @@ func TestStatusReservation(t *testing.T) {
 	w := "image of SRV01 is 34.1 GiB, past its reservation of 30 GiB: raise it with 'recall source edit srv01 --reservation SIZE'"
 	if len(s.Warnings) != 1 || s.Warnings[0] != w {
 		t.Errorf("warnings %q, want only %q", s.Warnings, w)
+	}
+}
+
+// TestSourceUser: one Samba user serves one source's share, so that one
+// computer's credentials cannot write another's folder.
+func TestSourceUser(t *testing.T) {
+	c := testCatalog(t)
+	now := time.Date(2026, 11, 2, 21, 0, 0, 0, time.UTC)
+	for _, s := range []Source{
+		{Name: "web", Kind: KindBMR, Computer: "WEB1"},
+		{Name: "db", Kind: KindBMR, Computer: "DB1"},
+	} {
+		if _, err := c.AddSource(s, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.EditSource("web", func(s *Source) error { s.User = "wsb-web"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		source, user string
+		ok           bool
+	}{
+		{"web", "wsb-web", true}, // its own
+		{"db", "wsb-db", true},
+		{"db", "wsb-web", false},
+		{"db", "wsb-Web", true}, // Unix user names are case-sensitive
+	} {
+		err := c.CheckSourceUser(tc.source, tc.user)
+		if tc.ok != (err == nil) {
+			t.Errorf("CheckSourceUser(%s, %s) = %v, want ok %v", tc.source, tc.user, err, tc.ok)
+		}
+		if err != nil {
+			for _, w := range []string{"source " + tc.source, "user " + tc.user, "source web", "--user"} {
+				if !strings.Contains(err.Error(), w) || !errors.Is(err, ErrSourceRule) {
+					t.Errorf("message %q lacks %q (or is not ErrSourceRule)", err, w)
+				}
+			}
+		}
+	}
+	// Recording it is refused too, whatever the caller checked before.
+	_, err := c.EditSource("db", func(s *Source) error { s.User = "wsb-web"; return nil })
+	if !errors.Is(err, ErrSourceRule) || !strings.Contains(err.Error(), "source web") {
+		t.Errorf("recording another source's user: %v", err)
+	}
+	if s, _ := c.Source("db"); s.User != "" {
+		t.Errorf("user recorded after a refusal: %+v", s)
 	}
 }

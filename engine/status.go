@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/engine/wsb"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,6 +101,123 @@ func (s *StoreStatus) AddSources(srcs []Source) {
 	})
 }
 
+// noPointWarning is Status's warning about a member with no point.
+func noPointWarning(source, group string) string {
+	return fmt.Sprintf("source %s (group %s) has no recovery point yet: run 'recall backup --group %s'", source, group, group)
+}
+
+// AddImageWarnings adds to the status what registered sources need
+// beyond a path's: one with no point yet is told that WSB must write an
+// image (a group backup does not make one), and one in a group whose
+// newest image is older than the group's schedule allows gets a warning
+// (ImageOverdue); so do names that differ only in case (CaseOnlyPairs).
+func (s *StoreStatus) AddImageWarnings(srcs []Source, groups []Group) {
+	s.Warnings = append(s.Warnings, CaseOnlyPairs(srcs, groups)...)
+	for _, src := range srcs {
+		var g *Group
+		for i := range groups {
+			if groups[i].SourceOf[src.Staging] == src.Name {
+				g = &groups[i]
+			}
+		}
+		if g == nil {
+			continue // nothing is expected of a source in no group
+		}
+		i := slices.IndexFunc(s.Sources, func(x SourceStatus) bool { return x.Source == src.Name })
+		if i >= 0 && s.Sources[i].LastGood == "" {
+			if j := slices.Index(s.Warnings, noPointWarning(src.Name, g.Name)); j >= 0 {
+				s.Warnings[j] = fmt.Sprintf("source %s (group %s) has no recovery point yet: no complete image of %s was ingested; run Windows Server Backup on %s to the source's share "+
+					"('recall share bmr-target --source %s' sets it up; then wbadmin start backup -backupTarget:\\\\SERVER\\SHARE -allCritical -systemState -quiet), and the server ingests it ('recall backup --source %s' does it now)",
+					src.Name, g.Name, src.Computer, src.Computer, src.Name, src.Name)
+			}
+			continue
+		}
+		if err := ImageOverdue(src, *g, s.Time); err != nil {
+			s.Warnings = append(s.Warnings, err.Error())
+		}
+	}
+}
+
+// ErrNoNewImage: a registered source has had no new image for longer
+// than its group's schedule allows (ImageOverdue).
+var ErrNoNewImage = errors.New("no new image")
+
+// ImageAllowance is how old the newest image of a source in a group of
+// policy p may get: the longest gap between two of its recovery point
+// times (a day for a daily schedule, three over a weekend for a weekday
+// one) plus a day, for a WSB schedule that is not the group's and a run
+// that failed once.
+func ImageAllowance(p Policy) time.Duration {
+	r, err := p.Defaults().compile()
+	if err != nil {
+		return 8 * day // a weekly schedule's, plus a day
+	}
+	var slots []int // minutes after Sunday 00:00
+	for d, on := range r.days {
+		for _, at := range r.at {
+			if on {
+				slots = append(slots, d*24*60+at)
+			}
+		}
+	}
+	if len(slots) == 0 {
+		return 8 * day
+	}
+	slices.Sort(slots)
+	gap := slots[0] + 7*24*60 - slots[len(slots)-1] // across the week's end
+	for i := 1; i < len(slots); i++ {
+		gap = max(gap, slots[i]-slots[i-1])
+	}
+	return time.Duration(gap)*time.Minute + day
+}
+
+// ImageOverdue returns an error wrapping ErrNoNewImage when registered
+// source src, a member of group g, has had no new image for longer than
+// ImageAllowance of g's policy at now: its newest image's time is in the
+// name of the Backup folder ingested (WSB's clock), or, before the first,
+// the time the source was added. nil when it is not overdue.
+func ImageOverdue(src Source, g Group, now time.Time) error {
+	allow := ImageAllowance(g.Policy)
+	if src.Ingested == "" {
+		if age := now.Sub(src.Created); !src.Created.IsZero() && age > allow {
+			return fmt.Errorf("source %s (%s, group %s): %w: no image since the source was added %s ago, and group %s's schedule allows %s: "+
+				"set up its share ('recall share bmr-target --source %s'), run the backup on %s (wbadmin start backup) and schedule it there",
+				src.Name, src.Computer, g.Name, ErrNoNewImage, daySpan(age), g.Name, daySpan(allow), src.Name, src.Computer)
+		}
+		return nil
+	}
+	at, ok := wsb.BackupTime(src.Ingested)
+	if !ok {
+		return nil
+	}
+	if age := now.Sub(at); age > allow {
+		return fmt.Errorf("source %s (%s, group %s): %w for %s: the last ingested is %s, and group %s's schedule allows %s: "+
+			"check the backup scheduled on %s (wbadmin get versions, its task's history), the share's free space and the WSB user's password",
+			src.Name, src.Computer, g.Name, ErrNoNewImage, daySpan(age), src.Ingested, g.Name, daySpan(allow), src.Computer)
+	}
+	return nil
+}
+
+// daySpan prints a long span as a person says it: "2 days", "1 day 12
+// hours", "5 hours".
+func daySpan(d time.Duration) string {
+	d = max(d, 0).Truncate(time.Hour)
+	days, hours := int(d/day), int(d%day/time.Hour)
+	unit := func(n int, u string) string {
+		if n == 1 {
+			return "1 " + u
+		}
+		return fmt.Sprintf("%d %ss", n, u)
+	}
+	switch {
+	case days == 0:
+		return unit(hours, "hour")
+	case hours == 0:
+		return unit(days, "day")
+	}
+	return unit(days, "day") + " " + unit(hours, "hour")
+}
+
 // gib prints a size in GiB as the reservation is given: 30 GiB, 34.1 GiB.
 func gib(n int64) string {
 	if n%(1<<30) == 0 {
@@ -166,7 +285,7 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		out.GrowthPerDay += st.GrowthPerDay
 		out.Sources = append(out.Sources, *st)
 		if st.LastGood == "" {
-			out.Warnings = append(out.Warnings, fmt.Sprintf("source %s (group %s) has no recovery point yet: run 'recall backup --group %s'", st.Source, st.Group, st.Group))
+			out.Warnings = append(out.Warnings, noPointWarning(st.Source, st.Group))
 		}
 	}
 	sort.Slice(out.Sources, func(i, j int) bool {

@@ -97,7 +97,9 @@ func (f *s3Fixture) names(t *testing.T, loc string, ft backend.FileType) []strin
 	return out
 }
 
-// mixedTree writes large random files (several packs) and small ones.
+// mixedTree writes large random files (several packs) and small ones,
+// from seeds seed*100+i and seed*1000+i: other data of a test takes
+// seeds far from these, or it shares their bytes.
 func mixedTree(t *testing.T, dir string, seed int64, large int) {
 	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
@@ -181,6 +183,7 @@ func (f *s3Fixture) workflow(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, loc) || !strings.Contains(r.stderr, other) || !strings.Contains(r.stderr, "--store") {
 		t.Errorf("RECALL_STORE other than the home's store: exit %d, %q", r.code, r.stderr)
 	}
+	t.Logf("RECALL_STORE not the home's: %s", strings.TrimSpace(r.stderr))
 	r = e.run("points", "--json", "--store", other)
 	if r.code != 0 || strings.Contains(r.stdout, `"docs"`) || !strings.Contains(r.stderr, "for this run") {
 		t.Errorf("--store other than the home's: exit %d, %q, %q", r.code, r.stdout, r.stderr)
@@ -232,8 +235,8 @@ func (f *s3Fixture) refusals(t *testing.T) {
 	}{
 		{"wrong key, init", wrongKey, []string{"init", "--store", f.loc("wrong-key", "")}, []string{f.cl.Endpoint, "credentials", "AWS_ACCESS_KEY_ID"}},
 		{"wrong key, backup", wrongKey, []string{"--store", loc, "backup", "--source", "s", src}, []string{f.cl.Endpoint, "credentials"}},
-		{"missing bucket, points", f.env(t), []string{"--store", missing, "points"}, []string{f.cl.Endpoint, "never-made", "recall init"}},
-		{"missing bucket, backup", f.env(t), []string{"--store", missing, "backup", "--source", "s", src}, []string{"never-made", "recall init"}},
+		{"missing bucket, points", f.env(t), []string{"--store", missing, "points"}, []string{missing, "does not exist", "recall init"}},
+		{"missing bucket, backup", f.env(t), []string{"--store", missing, "backup", "--source", "s", src}, []string{missing, "recall init"}},
 		{"another store's bucket", f.env(t), []string{"init", "--store", loc}, []string{loc, "another store"}},
 	}
 	for _, c := range cases {
@@ -242,6 +245,7 @@ func (f *s3Fixture) refusals(t *testing.T) {
 			t.Errorf("%s: exit 0", c.name)
 			continue
 		}
+		t.Logf("%s: exit %d: %s", c.name, r.code, strings.TrimSpace(r.stderr))
 		for _, w := range c.want {
 			if !strings.Contains(r.stderr, w) {
 				t.Errorf("%s: the error lacks %q: %s", c.name, w, r.stderr)
@@ -316,7 +320,7 @@ func (f *s3Fixture) gc(t *testing.T) {
 	e.ok("backup", "--source", "s", src)
 	firstPacks := f.names(t, loc, backend.Packs)
 	for i := 0; i < 3; i++ {
-		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(600+i), 7<<20)
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(96000+i), 7<<20)
 	}
 	e.ok("backup", "--source", "s", src)
 	e.ok("forget", e.pointIDs()[0])
@@ -338,7 +342,7 @@ func (f *s3Fixture) gc(t *testing.T) {
 	// Once more, with a backup of another source running beside the gc.
 	mixedTree(t, second, 7, 4)
 	for i := 0; i < 3; i++ {
-		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(700+i), 7<<20)
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(97000+i), 7<<20)
 	}
 	e.ok("backup", "--source", "s", src)
 	e.ok("forget", e.pointIDs()[0])
@@ -419,7 +423,7 @@ func (f *s3Fixture) copyKilled(t *testing.T) {
 				t.Fatalf("copy %d failed before it was killed: %v", i, err)
 			}
 			// Complete: new data gives the next run work.
-			writeRandom(t, filepath.Join(src, fmt.Sprintf("new%d", i)), int64(900+i), 8<<20)
+			writeRandom(t, filepath.Join(src, fmt.Sprintf("new%d", i)), int64(99000+i), 8<<20)
 			e.ok("backup", "--source", "a", src)
 			want = snapshot(t, src)
 		case <-time.After(at):
@@ -456,21 +460,26 @@ func (f *s3Fixture) gatewayRestart(t *testing.T) {
 	// Stopped once a pack's worth of data has been read, so the writes
 	// in flight meet the stopped gateway.
 	sc := bufio.NewScanner(stdout)
-	stopped := false
+	stopped, linesAfter := false, 0
 	for sc.Scan() {
 		var st struct {
 			Type  string `json:"message_type"`
 			Bytes int64  `json:"bytes_done"`
 		}
-		if json.Unmarshal(sc.Bytes(), &st) == nil && st.Type == "status" && st.Bytes > 24<<20 && !stopped {
+		if json.Unmarshal(sc.Bytes(), &st) != nil || st.Type != "status" {
+			continue
+		}
+		if stopped {
+			linesAfter++
+		} else if st.Bytes > 24<<20 {
 			f.cl.StopGateway()
 			stopped = true
 			must(t, f.cl.StartGateway())
 		}
 	}
 	err = cmd.Wait()
-	if !stopped {
-		t.Fatalf("the backup ended before the gateway was stopped: %v\n%s", err, stderr.String())
+	if !stopped || linesAfter == 0 {
+		t.Fatalf("the backup did not run across the gateway's restart (stopped %v, %d status lines after): %v\n%s", stopped, linesAfter, err, stderr.String())
 	}
 	if err != nil {
 		if !strings.Contains(stderr.String(), f.cl.Endpoint) {

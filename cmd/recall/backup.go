@@ -57,7 +57,7 @@ func init() {
 		ArgsUsage: "[PATH]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "group", Usage: "back up every member of protection group `NAME` now, each as its own job, under the group's policy (no PATH); when recall serve runs, the server does it and this follows the job"},
-			&cli.StringFlag{Name: "source", Usage: "data source `NAME` (default: derived from PATH); with no PATH, ingest registered source NAME now (see 'recall source add'): through recall serve when it runs and a group holds the source"},
+			&cli.StringFlag{Name: "source", Usage: "data source `NAME` (default: derived from PATH); with no PATH, ingest registered source NAME now (see 'recall source add'): through recall serve when it runs and a group holds the source; exit 1 and no point when WSB is still writing the image (not settled, or written during the ingestion): try again later; exit 0 when there is nothing new"},
 			&cli.DurationFlag{Name: "settle", Usage: "with --source and no PATH: take the image as finished after `SPAN` without writes, for this run (default: the source's settle time)"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the new point as JSON lines (see the README)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "how long to wait for another backup of this store to finish"},
@@ -393,6 +393,12 @@ func backupServed(c *cli.Context, a *apiClient, req map[string]string, what stri
 	v, err := a.follow(c.Context, out.Jobs[0], c.Duration("progress-interval"), show)
 	if err != nil {
 		return err
+	}
+	if name := req["source"]; name != "" && len(v.Members) == 0 && v.Error == "" {
+		// The server left the member alone: WSB wrote into the share
+		// during its look (or an ingestion took the image meanwhile).
+		return fmt.Errorf("source %s: %w: no point was made (job %d): WSB wrote into the share during the ingestion, or the image was ingested meanwhile (the server's log says which); try again later",
+			name, engine.ErrNotSettled, out.Jobs[0])
 	}
 	if c.Bool("json") {
 		if perr := printServedPoints(c, v); perr != nil {

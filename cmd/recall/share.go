@@ -49,19 +49,32 @@ tree leaves it out, so the share would show no previous versions.`,
 name in lower case) and only in WindowsImageBackup\<Computer>: another computer cannot
 create its folder. WSB gets the user and password with -user: and -password:.
 
---apply creates the Unix user when missing (a system user without home or shell),
-sets its Samba password (from --password-file, else RECALL_SMB_PASSWORD, else a new
-one printed once; an existing Samba account keeps its password unless one is given),
-readies the staging folders, writes the share into recall-shares.conf beside
-smb.conf (which gets one include line), reloads smbd and records the user in the
-source.`,
+The user serves one source: a user recorded for another source is refused. It is
+never root (uid 0) nor Samba's guest account ('guest account' in smb.conf, by default
+nobody). An existing account is taken when it is the one recorded for this source (the
+user --apply created or took); any other (a service's like www-data or daemon, a
+person's) only with --allow-existing-user.
+
+A share of that name is refused when the administrator's configuration defines it
+(smb.conf, the files it includes and registry shares, as 'testparm -s' resolves them;
+smb.conf alone when testparm is not installed), or when recall-shares.conf holds it
+for another source or as a bmr-recovery share: give another --name.
+
+--apply creates the Unix user when missing (a system user without home or shell)
+and records it in the source, gives a new Samba account its password (from
+--password-file, else RECALL_SMB_PASSWORD, else a new one printed once), readies the
+staging folders, writes the share into recall-shares.conf beside smb.conf (which gets
+one include line) and reloads smbd. An existing Samba account keeps its password and its state (a disabled one stays disabled) unless a password is
+given explicitly: --password-file resets it and enables the account; RECALL_SMB_PASSWORD
+does so only for the account recorded for this source, and is refused for any other.`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "source", Usage: "registered bmr or systemstate data source `NAME`", Required: true},
 				&cli.StringFlag{Name: "user", Usage: "Samba and Unix `USER` WSB logs on as"},
 				&cli.StringFlag{Name: "name", Usage: "share `NAME` (default: the source name)"},
 				&cli.BoolFlag{Name: "apply", Usage: "install the share and its user and reload smbd (else only print it)"},
 				&cli.StringFlag{Name: "smb-conf", Value: engine.DefaultSmbConf, Usage: "Samba configuration `FILE` to install into"},
-				&cli.StringFlag{Name: "password-file", Usage: "read the Samba user's password from the first line of `FILE` (else RECALL_SMB_PASSWORD, else generated)"},
+				&cli.StringFlag{Name: "password-file", Usage: "read the Samba user's password from the first line of `FILE` (else RECALL_SMB_PASSWORD, else generated); resets an existing Samba account's password and enables it"},
+				&cli.BoolFlag{Name: "allow-existing-user", Usage: "take an existing account not recorded for this source as --user (never root nor Samba's guest account)"},
 			},
 			Action: shareBMRTarget,
 		}, {
@@ -221,7 +234,9 @@ func shareBMRTarget(c *cli.Context) error {
 		wbadmin = fmt.Sprintf(`wbadmin start backup -backupTarget:\\%s\%s -systemState -quiet -user:%s -password:...`, host, share, user)
 	}
 	block := engine.SambaShare{
-		Name: share,
+		Name:   share,
+		Source: name,
+		Kind:   engine.ShareKindTarget,
 		Comment: []string{
 			fmt.Sprintf("Staging share of data source %q (kind %s) for computer %s: its Windows Server", name, src.Kind, src.Computer),
 			"Backup writes the system image here, and recall makes a recovery point of it:",
@@ -245,6 +260,26 @@ func shareBMRTarget(c *cli.Context) error {
 	if err := block.Check(); err != nil {
 		return usagef("%v", err)
 	}
+	// The user is checked before the share is printed: a share for a user
+	// that cannot serve is no advice to give.
+	err = withCatalog(c, catalogWait, func(cat *engine.Catalog) error { return cat.CheckSourceUser(name, user) })
+	if err != nil {
+		return err
+	}
+	recorded := user == src.User
+	acct, exists, err := engine.LookupUnixAccount(user)
+	if err != nil {
+		return err
+	}
+	if exists {
+		guest, err := engine.SambaGuestAccount(c.String("smb-conf"))
+		if err != nil {
+			return err
+		}
+		if err := engine.CheckBMRUser(acct, guest, name, recorded, c.Bool("allow-existing-user")); err != nil {
+			return usagef("%v", err)
+		}
+	}
 	fmt.Fprint(c.App.Writer, block.String())
 	if !c.Bool("apply") {
 		return nil
@@ -253,12 +288,20 @@ func shareBMRTarget(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	password, err := smbPassword(c)
+	password, file, env, err := smbPassword(c)
 	if err != nil {
 		return err
 	}
 	if err := engine.CheckSambaShare(conf, block); err != nil {
 		return err
+	}
+	has, err := engine.SambaUserExists(conf, user)
+	if err != nil {
+		return err
+	}
+	set, generate, err := engine.PlanSambaPassword(user, name, has, recorded, file, env)
+	if err != nil {
+		return usagef("%v", err)
 	}
 	u, created, err := engine.EnsureUnixUser(user)
 	if err != nil {
@@ -267,33 +310,43 @@ func shareBMRTarget(c *cli.Context) error {
 	if created {
 		logf("created system user %s (no home, no login shell)", user)
 	}
+	// Recorded now, before anything that may fail: the next run takes
+	// the user it finds as this source's own, not as an existing account
+	// to refuse.
+	err = withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+		_, err := cat.EditSource(name, func(s *engine.Source) error {
+			s.User = user
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record user %s in source %s (run the command again): %w", user, name, err)
+	}
 	uid, gid, err := engine.UserIDs(u)
 	if err != nil {
 		return err
 	}
-	has, err := engine.SambaUserExists(conf, user)
-	if err != nil {
-		return err
+	if uid == 0 {
+		// Between the look-up above and now, only by a race.
+		return usagef("user %s has uid 0: give another with --user", user)
 	}
-	generated := false
 	switch {
-	case password != "":
-	case has:
-		logf("Samba user %s keeps its password (give --password-file or %s to set a new one)", user, smbPasswordEnv)
-	default:
+	case generate:
 		if password, err = newSMBPassword(); err != nil {
 			return err
 		}
-		generated = true
-	}
-	if password != "" {
 		if err := engine.SetSambaPassword(conf, user, password); err != nil {
 			return err
 		}
-	}
-	if generated {
 		// Now, so that whatever fails later cannot hide it.
 		fmt.Fprintf(c.App.Writer, "Samba password of %s (WSB's -password:; shown only now): %s\n", user, password)
+	case set:
+		if err := engine.SetSambaPassword(conf, user, password); err != nil {
+			return err
+		}
+	default:
+		logf("Samba user %s keeps its password and state (give --password-file to reset it)", user)
 	}
 	dir, err := engine.PrepareBMRStaging(src.Staging, src.Computer, uid, gid)
 	if err != nil {
@@ -305,35 +358,29 @@ func shareBMRTarget(c *cli.Context) error {
 	}
 	logf("WSB of %s writes into %s as %s", src.Computer, dir, user)
 	installed(conf, share, inst)
-	err = withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
-		_, err := cat.EditSource(name, func(s *engine.Source) error {
-			s.User = user
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("record user %s in source %s (the share is installed; run the command again): %w", user, name, err)
-	}
 	return nil
 }
 
 // smbPassword is the password --password-file or RECALL_SMB_PASSWORD
-// gives, "" when neither does.
-func smbPassword(c *cli.Context) (string, error) {
+// gives, with the file or the variable's name it came from; all "" when
+// neither gives one.
+func smbPassword(c *cli.Context) (password, file, env string, err error) {
 	if f := c.String("password-file"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return "", fmt.Errorf("--password-file: %w", err)
+			return "", "", "", fmt.Errorf("--password-file: %w", err)
 		}
 		line, _, _ := strings.Cut(string(b), "\n")
 		line = strings.TrimSuffix(line, "\r")
 		if line == "" {
-			return "", usagef("--password-file %s: the first line is empty; write the Samba password there", f)
+			return "", "", "", usagef("--password-file %s: the first line is empty; write the Samba password there", f)
 		}
-		return line, nil
+		return line, f, "", nil
 	}
-	return os.Getenv(smbPasswordEnv), nil
+	if pw := os.Getenv(smbPasswordEnv); pw != "" {
+		return pw, "", smbPasswordEnv, nil
+	}
+	return "", "", "", nil
 }
 
 // newSMBPassword makes a password of 24 letters and digits (about 143
@@ -455,7 +502,9 @@ func shareBMRRecovery(c *cli.Context) error {
 		host = "server"
 	}
 	block := engine.SambaShare{
-		Name: share,
+		Name:   share,
+		Source: p.Source,
+		Kind:   engine.ShareKindRecovery,
 		Comment: []string{
 			fmt.Sprintf("Recovery point %s of data source %q (%s), made %s UTC: its root holds %s.",
 				p.ID.String()[:12], p.Source, strings.Join(computers, ", "), p.Time.UTC().Format("2006-01-02 15:04:05"), imageDir),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -200,14 +201,15 @@ func pathSourceNamed(c *cli.Context, name, staging string) error {
 	if staging == "" {
 		staging = engine.DefaultStaging(name)
 	}
-	n, path := 0, ""
+	// Names compare ignoring case, as the registry's do.
+	n, other, path := 0, "", ""
 	for _, p := range pts {
-		if p.Source == name && p.Path != staging {
-			n, path = n+1, p.Path
+		if strings.EqualFold(p.Source, name) && (p.Source != name || p.Path != staging) {
+			n, other, path = n+1, p.Source, p.Path
 		}
 	}
 	if n > 0 {
-		return fmt.Errorf("source %s: %w: the store holds %d point(s) of path source %s (%s): choose another name", name, engine.ErrSourceExists, n, name, path)
+		return fmt.Errorf("source %s: %w: the store holds %d point(s) of path source %s (%s): choose another name", name, engine.ErrSourceExists, n, other, path)
 	}
 	return nil
 }
@@ -352,7 +354,10 @@ func backupSource(c *cli.Context) error {
 		return err
 	}
 	// Nothing new and still being written are said before any job is
-	// queued or recorded: neither is a failure.
+	// queued or recorded: neither is a failure. Still being written
+	// exits 1 (no point: try again later), as when WSB writes during the
+	// ingestion (ErrChanged; its job is recorded as skipped); nothing
+	// new exits 0.
 	if _, err := engine.InspectSource(src, settle, time.Now()); errors.Is(err, engine.ErrNothingNew) {
 		if !c.Bool("quiet") {
 			fmt.Fprintf(c.App.Writer, "%v; nothing to do until WSB writes the next one\n", err)
@@ -381,18 +386,24 @@ func backupSource(c *cli.Context) error {
 		defer st.Close()
 		g := *group
 		g.Members = []string{src.Staging}
+		var later error
 		res, err := st.BackupGroup(c.Context, home, &g, engine.GroupBackupOptions{
 			Log:    func(f string, a ...any) { logf(f, a...) },
 			Warn:   warnf,
 			Lock:   lockWait(c),
 			Settle: settle,
 			Skipped: func(member string, err error) {
-				if !c.Bool("quiet") {
+				if errors.Is(err, engine.ErrNotSettled) {
+					later = err // as when found before: exit 1, try again later
+				} else if !c.Bool("quiet") {
 					fmt.Fprintf(c.App.Writer, "%v\n", err)
 				}
 			},
 		})
-		return printGroupResults(c, res, err)
+		if err := printGroupResults(c, res, err); err != nil || later == nil {
+			return err
+		}
+		return later
 	}
 	st, err := openStore(c)
 	if err != nil {

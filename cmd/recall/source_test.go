@@ -51,6 +51,8 @@ func TestSourceCommands(t *testing.T) {
 		{nil, "source add big --kind bmr --computer BIG --staging " + staging + "x --reservation 16GB", exitUsage, "under the minimum of 15 GiB"},
 		{nil, "source add big --kind bmr --computer BIG --staging " + staging + "x --reservation 15GiB", exitOK, "reservation 15 GiB"},
 		{nil, "source add vm --kind vm --computer VM --staging " + staging + "y", exitUsage, `kind "vm"`},
+		{nil, "source add SRV01 --kind bmr --computer SRV09 --staging " + staging + "z", exitError, "source srv01 has that name ignoring case"},
+		{nil, "backup " + dir + " --source Srv01", exitError, "ignoring case, the registered bmr source srv01"},
 		{nil, "backup --source nosuch", exitError, "no such data source"},
 		{nil, "backup " + dir + " --source srv01", exitError, "ingest its staging tree with 'recall backup --source srv01' (no PATH)"},
 		{nil, "backup --source srv01", exitError, "missing Backup YYYY-MM-DD HHMMSS, Catalog/GlobalCatalog, MediaId; no point was made: share the directory with 'recall share bmr-target --source srv01'"},

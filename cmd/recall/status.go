@@ -47,6 +47,7 @@ func init() {
 				return err
 			}
 			s.AddSources(sources)
+			s.AddImageWarnings(sources, groups)
 			s.AddTape(tape, groups)
 			if c.Bool("json") {
 				if s.Sources == nil {

@@ -28,7 +28,8 @@ import (
 //	  "alerts": [               the active alerts, oldest first
 //	    {
 //	      "id": N,
-//	      "job": "backup",      kind of the job that failed: backup, prune, gc, check, mount, tape
+//	      "job": "backup",      kind of the job that failed: backup, prune, gc, check, mount, tape;
+//	                            or "image": a registered source's newest image is overdue
 //	      "group": "g",         absent for gc
 //	      "source": "s",        for a backup: the member's source; for a mount: its path
 //	      "member": "/path",    for a backup: the member's path
@@ -56,8 +57,9 @@ var ErrNoAlert = errors.New("no such active alert")
 // a later job of the same kind on the same group and source succeeds or
 // someone acknowledges it.
 type Alert struct {
-	ID     uint64 `json:"id"`
-	Job    string `json:"job"`              // the kind of job that failed: backup, prune, gc, check, mount, tape
+	ID  uint64 `json:"id"`
+	Job string `json:"job"` // the kind of job that failed: backup, prune, gc, check, mount, tape; image: no new image
+
 	Group  string `json:"group,omitempty"`  // "" for gc
 	Source string `json:"source,omitempty"` // for a backup: the member's source
 	Member string `json:"member,omitempty"` // for a backup: the member's path
@@ -171,6 +173,20 @@ func (a *alerts) succeed(f Alert) (*AlertEvent, error) {
 	return nil, nil
 }
 
+// clearIf clears the alert of the job described by f, if one is open and
+// match says it is the one to clear.
+func (a *alerts) clearIf(f Alert, match func(*Alert) bool) (*AlertEvent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, x := range a.file.Alerts {
+		if x.key() == f.key() && match(x) {
+			a.file.Alerts = slices.Delete(a.file.Alerts, i, i+1)
+			return &AlertEvent{Kind: "cleared", Alert: *x}, a.save()
+		}
+	}
+	return nil, nil
+}
+
 // ack closes alert id: the condition is known; if it persists, the next
 // failure opens a new alert.
 func (a *alerts) ack(id uint64) (*AlertEvent, error) {
@@ -190,6 +206,8 @@ func suggest(f *Alert, err error) string {
 	switch {
 	case f.Job == "tape":
 		return "group " + f.Group + "'s tape goal was not written (the error says why: most often no cartridge of its pool, nor a blank one, is in the library, or one is write-protected): 'recall tape inventory' shows the slots; insert a cartridge, and the server tries again within the hour"
+	case f.Job == "image":
+		return "Windows Server Backup has written no new image to source " + f.Source + "'s share for longer than group " + f.Group + "'s schedule allows (the error says since when): check the scheduled backup on the Windows side (wbadmin get versions, the task's history), the share's free space and the WSB user's password; the alert clears once a new image is ingested"
 	case f.Job == "mount":
 		return "the recovery tree at " + f.Source + " is not mounted: see the server's log for the mount server's error (is /dev/fuse there? is something else mounted there?); the server keeps trying, and the alert clears once it is mounted"
 	case errors.Is(err, chunkstore.ErrLocked):
@@ -247,6 +265,9 @@ func (a *alerts) noteJob(e Event, now time.Time) ([]AlertEvent, error) {
 			// A point with warnings still protects the source: the
 			// condition that stopped backups is gone.
 			add(a.succeed(f))
+		case errors.Is(r.Err, engine.ErrNotSettled):
+			// WSB wrote during the ingestion: no failure, and nothing
+			// is cleared; the next look tries again.
 		case r.Err != nil && !stopped(r.Err):
 			add(a.fail(f, r.Err, now))
 		}

@@ -362,6 +362,7 @@ func (s *Server) Status(ctx context.Context) StatusView {
 	}
 	if err == nil {
 		v.StoreStatus.AddSources(sources)
+		v.StoreStatus.AddImageWarnings(sources, groups)
 		v.StoreStatus.AddTape(tape, groups)
 	}
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/engine/wsb"
 	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
@@ -282,7 +283,7 @@ func (s *Server) check(ctx context.Context, t *task) error {
 
 // jobEnded notes, for on-failure checks, how a job of a group ended (run).
 func (s *Server) jobEnded(t *task, err error) {
-	if t.kind == "check" || t.kind == "gc" || t.kind == "tape" || stopped(err) || errors.Is(err, engine.ErrWarnings) {
+	if t.kind == "check" || t.kind == "gc" || t.kind == "tape" || stopped(err) || errors.Is(err, engine.ErrWarnings) || imageSide(err) {
 		return
 	}
 	if t.group.Policy.Defaults().CheckSchedule != engine.CheckOnFailure {
@@ -300,6 +301,29 @@ func (s *Server) jobEnded(t *task, err error) {
 		return
 	}
 	s.saveChecks()
+}
+
+// imageSide reports whether err, a failed job's error, is only about
+// images on the Windows side (incomplete, another computer's folder,
+// written during the ingestion) in every member that failed: the store
+// is not in question, so no check is owed, nor is a streak ended.
+func imageSide(err error) bool {
+	switch err {
+	case nil:
+		return false
+	case wsb.ErrIncomplete, wsb.ErrNoImage, engine.ErrOtherComputer, engine.ErrNotSettled, engine.ErrMembersFailed:
+		// ErrMembersFailed is judged by the members' errors beside it.
+		return true
+	}
+	if x, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range x.Unwrap() {
+			if !imageSide(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return imageSide(errors.Unwrap(err))
 }
 
 // checkAction is what an alert of a check that found damage says to do.

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -18,10 +19,15 @@ const SourceCheckInterval = 30 * time.Second
 // between two looks.
 type sourceWatch struct {
 	next time.Time // when to look again
-	// failed is the state (Backup folder and last write) of the tree the
-	// last failing run was queued for: an incomplete image fails once,
-	// opening an alert, not every 30 seconds.
+	// failed is the state of the tree the last failing run was queued
+	// for: an incomplete image fails once, opening an alert, not every 30
+	// seconds. It is the Backup folder and the image's print, or, for
+	// another computer's folder, the foreign folders' names (WSB writing
+	// beside them changes nothing of that).
 	failed string
+	// overdue is the image (folder and print) the open "image" alert was
+	// raised for: it is raised once per image, not at each look.
+	overdue string
 }
 
 // tickSources looks into the staging tree of each registered member of
@@ -30,6 +36,13 @@ type sourceWatch struct {
 // settled one in a state no run has failed on yet (the job fails, naming
 // what is missing, which opens an alert). An image still being written
 // waits. wakeAt hears when the next look is due.
+//
+// Each look also opens the source's "image" alert when its newest image
+// is older than the group's schedule allows (engine.ImageOverdue) and
+// clears it when not, and clears an alert about another computer's
+// folder once the folder is gone: with the image ingested already, no
+// job would run to clear it. An "image" alert of a source it no longer
+// watches in that group is cleared.
 func (s *Server) tickSources(now time.Time, groups []engine.Group, sources []engine.Source, wakeAt func(time.Time)) {
 	byName := map[string]engine.Source{}
 	for _, src := range sources {
@@ -42,12 +55,16 @@ func (s *Server) tickSources(now time.Time, groups []engine.Group, sources []eng
 			if !ok || src.Staging != member {
 				continue
 			}
-			seen[name] = true
+			// One watch per source and group: a source moved to another
+			// group is a new watch, whose overdue image is that group's
+			// alert.
+			key := g.Name + "\x00" + name
+			seen[key] = true
 			s.mu.Lock()
-			w := s.watches[name]
+			w := s.watches[key]
 			if w == nil {
 				w = &sourceWatch{}
-				s.watches[name] = w
+				s.watches[key] = w
 			}
 			due := !w.next.After(now)
 			if due {
@@ -59,14 +76,20 @@ func (s *Server) tickSources(now time.Time, groups []engine.Group, sources []eng
 			if !due {
 				continue
 			}
+			s.noteOverdue(g, src, w, now)
 			im, err := engine.InspectSource(src, 0, now)
+			if im != nil && len(im.Others) == 0 {
+				s.clearForeign(g.Name, src)
+			}
 			state := ""
 			switch {
 			case err == nil:
 			case errors.Is(err, engine.ErrNothingNew), errors.Is(err, engine.ErrNotSettled):
 				continue
+			case errors.Is(err, engine.ErrOtherComputer) && im != nil:
+				state = "others\x00" + strings.Join(im.Others, "\x00")
 			case im != nil:
-				state = im.Backup + "\x00" + im.LastWrite.UTC().Format(time.RFC3339Nano)
+				state = im.Backup + "\x00" + im.Print
 			default:
 				state = err.Error()
 			}
@@ -89,12 +112,53 @@ func (s *Server) tickSources(now time.Time, groups []engine.Group, sources []eng
 		}
 	}
 	s.mu.Lock()
-	for name := range s.watches {
-		if !seen[name] {
-			delete(s.watches, name)
+	for key := range s.watches {
+		if !seen[key] {
+			delete(s.watches, key)
 		}
 	}
 	s.mu.Unlock()
+	// An image alert of a source no longer watched in its group (the
+	// source removed, its group deleted, the source moved to another)
+	// would stay open forever: no look clears it. The alerts kept from
+	// before a restart are judged too.
+	for _, a := range s.alerts.list() {
+		if a.Job == "image" && !seen[a.Group+"\x00"+a.Source] {
+			id := a.ID
+			s.mountAlertEvent(s.alerts.clearIf(a, func(x *Alert) bool { return x.ID == id }))
+		}
+	}
+}
+
+// noteOverdue opens source src's "image" alert, once per image, when its
+// newest image is older than g's schedule allows, and clears it when not.
+func (s *Server) noteOverdue(g engine.Group, src engine.Source, w *sourceWatch, now time.Time) {
+	f := Alert{Job: "image", Group: g.Name, Source: src.Name, Member: src.Staging}
+	err := engine.ImageOverdue(src, g, now)
+	image := src.Ingested + "\x00" + src.IngestedPrint
+	s.mu.Lock()
+	raised := w.overdue
+	if err == nil {
+		w.overdue = ""
+	} else {
+		w.overdue = image
+	}
+	s.mu.Unlock()
+	switch {
+	case err == nil:
+		s.mountAlertEvent(s.alerts.succeed(f))
+	case raised != image:
+		s.mountAlertEvent(s.alerts.fail(f, err, now))
+	}
+}
+
+// clearForeign clears the backup alert of src in group if it is about
+// another computer's folder: a look found none.
+func (s *Server) clearForeign(group string, src engine.Source) {
+	f := Alert{Job: "backup", Group: group, Source: src.Name}
+	s.mountAlertEvent(s.alerts.clearIf(f, func(a *Alert) bool {
+		return strings.Contains(a.Error, engine.ErrOtherComputer.Error())
+	}))
 }
 
 // BackupSource queues the ingestion of registered source name, a member

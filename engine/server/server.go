@@ -95,7 +95,7 @@ type Server struct {
 	sleepUntil time.Time       // until then
 	pending    bool            // a task ended since the scheduler last looked
 	retries    map[string]*retry
-	watches    map[string]*sourceWatch // registered sources, by name (ingest.go)
+	watches    map[string]*sourceWatch // registered sources, by group and name (ingest.go)
 	wantGC     bool
 	interrupts []uint64 // catalog jobs cancelled by a shutdown
 	wake       chan struct{}

@@ -34,16 +34,23 @@
 // for a system image on the network" do not list it. So a backup is
 // complete when the newest "Backup ..." folder (by the time in its name)
 // holds BackupSpecs.xml, a *_Components.xml, at least one *_Writer*.xml
-// and at least one .vhdx or .vhd, and the computer's folder holds
-// Catalog/GlobalCatalog and MediaId. Image.Missing names what is not
-// there, in that order, as slash paths relative to the computer's folder
-// ("Backup 2026-11-02 210312/*.vhdx" when no image is there, "Backup
-// YYYY-MM-DD HHMMSS" when there is no backup folder at all: then
-// Image.Err wraps ErrNoImage as well as ErrIncomplete).
+// and at least one .vhdx or .vhd, every image file its BackupSpecs.xml
+// names (a volume's ImageFile; one image is there before the others), and
+// the computer's folder holds Catalog/GlobalCatalog and MediaId.
+// Image.Missing names what is not there, in that order, as slash paths
+// relative to the computer's folder ("Backup 2026-11-02 210312/*.vhdx"
+// when no image is there, "Backup 2026-11-02 210312/<GUID>.vhdx" for one
+// BackupSpecs.xml names, "Backup 2026-11-02 210312/BackupSpecs.xml
+// (unreadable)" when it does not decode, "Backup YYYY-MM-DD HHMMSS" when
+// there is no backup folder at all: then Image.Err wraps ErrNoImage as
+// well as ErrIncomplete).
 // BackupGlobalCatalog is a copy of GlobalCatalog and not required. Whether
 // WSB has finished writing is not in the tree: Image.LastWrite is the
 // newest modification time under WindowsImageBackup, for a caller that
-// waits for writes to settle.
+// waits for writes to settle, and Image.Print a hash of what a point of the image
+// holds (the computer's folder but for Backup folders other than the
+// newest: names, sizes, write and change times) for one that compares
+// two looks.
 //
 // # BackupSpecs.xml
 //

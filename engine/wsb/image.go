@@ -1,6 +1,9 @@
 package wsb
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,12 +53,23 @@ type Image struct {
 	// relative to WindowsImageBackup/<Computer>, in the order of the
 	// package comment.
 	Missing []string
-	// Others are the other names directly under WindowsImageBackup
-	// (another computer wrote here), sorted.
-	Others    []string
-	Images    []File    // the .vhd/.vhdx files of the newest backup
-	Size      int64     // their total size
-	LastWrite time.Time // newest ModTime of anything under WindowsImageBackup
+	// Others are the other folders directly under WindowsImageBackup
+	// (another computer wrote here), sorted. Files there (Explorer's
+	// desktop.ini) are no computer and are not listed.
+	Others []string
+	Images []File // the .vhd/.vhdx files of the newest backup
+	Size   int64  // their total size
+	// LastWrite is the newest write time of anything under
+	// WindowsImageBackup (a settle time's clock; Print, not this, sees a
+	// write whose time a client set back).
+	LastWrite time.Time
+	// Print is a short hash (16 hex digits) of what a point of the image
+	// holds: the newest backup folder's name and each file's path, size,
+	// write time and change time under the computer's folder, but for
+	// the other Backup folders. Two looks with the same print saw the
+	// same tree, so nothing was written in between; "" when there is no
+	// computer folder.
+	Print string
 }
 
 // Inspect reads fsys/WindowsImageBackup/<computer>. It fails only when
@@ -78,24 +92,39 @@ func Inspect(fsys fs.FS, computer string) (*Image, error) {
 		im.Computer = name
 	}
 	for _, e := range ents {
-		if !found || e.Name() != im.Computer {
+		if e.IsDir() && (!found || e.Name() != im.Computer) {
 			im.Others = append(im.Others, e.Name())
 		}
 	}
 	sort.Strings(im.Others)
-	if err := im.lastWrite(fsys); err != nil {
+	root := path.Join(Dir, im.Computer)
+	if found {
+		ents, err := fs.ReadDir(fsys, root)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", root, err)
+		}
+		im.Backup, im.Time = newestBackup(ents)
+	}
+	h := sha256.New()
+	if err := im.lastWrite(fsys, found, func(p string, fi fs.FileInfo) {
+		// Lengths before strings, so no two trees hash alike by
+		// shifting bytes between names.
+		var b [32]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(len(p)))
+		binary.LittleEndian.PutUint64(b[8:], uint64(fi.Size()))
+		binary.LittleEndian.PutUint64(b[16:], uint64(fi.ModTime().UnixNano()))
+		binary.LittleEndian.PutUint64(b[24:], uint64(changeTime(fi).UnixNano()))
+		h.Write(b[:])
+		h.Write([]byte(p))
+	}); err != nil {
 		return nil, err
 	}
 	if !found {
 		im.Missing = []string{unnamedBackup, "Catalog/GlobalCatalog", "MediaId"}
 		return im, nil
 	}
-	root := path.Join(Dir, im.Computer)
-	ents, err = fs.ReadDir(fsys, root)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", root, err)
-	}
-	im.Backup, im.Time = newestBackup(ents)
+	h.Write([]byte(im.Backup))
+	im.Print = hex.EncodeToString(h.Sum(nil)[:8])
 	if im.Backup == "" {
 		im.Missing = append(im.Missing, unnamedBackup)
 	} else {
@@ -150,6 +179,10 @@ func newestBackup(ents []fs.DirEntry) (string, time.Time) {
 	}
 	return name, newest
 }
+
+// BackupTime is the time in a backup folder's name ("Backup 2026-11-02
+// 210312"), UTC; false when name is not one.
+func BackupTime(name string) (time.Time, bool) { return backupTime(name) }
 
 // backupTime parses a backup folder's name, in any case ("backup ..."
 // is the same folder to Windows).
@@ -207,13 +240,66 @@ func (im *Image) readBackup(fsys fs.FS, root string) error {
 			im.Missing = append(im.Missing, im.Backup+"/"+m.name)
 		}
 	}
+	if specs && len(im.Images) > 0 {
+		missing, err := im.namedImages(fsys, dir, ents)
+		if err != nil {
+			return err
+		}
+		im.Missing = append(im.Missing, missing...)
+	}
 	return nil
+}
+
+// namedImages returns the image files BackupSpecs.xml names that the
+// backup folder (listed in ents) lacks: one volume's image is enough to
+// look like a backup, and a run cut short, or a file hidden for a while,
+// leaves the others out. A BackupSpecs.xml that does not decode (cut
+// short, or not WSB's) names none, and is itself what is missing.
+func (im *Image) namedImages(fsys fs.FS, dir string, ents []fs.DirEntry) ([]string, error) {
+	var specs string
+	have := map[string]bool{}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if strings.EqualFold(e.Name(), "BackupSpecs.xml") {
+			specs = e.Name()
+		}
+		have[strings.ToLower(e.Name())] = true // Windows names compare without case
+	}
+	b, err := readLimited(fsys, path.Join(dir, specs), MaxSpecsSize)
+	switch {
+	case errors.Is(err, ErrIncomplete):
+		return nil, nil // removed since listed: WSB is at work, and LastWrite says so
+	case err != nil && !errors.Is(err, errTooLarge):
+		return nil, err
+	case err == nil:
+		v, derr := decodeSpecs(b)
+		if derr != nil {
+			break
+		}
+		var out []string
+		for _, vol := range v.Volumes {
+			// Recorded as a name in the backup folder; a path (either
+			// separator) is read as its last element.
+			name := path.Base(strings.ReplaceAll(vol.ImageFile, `\`, "/"))
+			if vol.ImageFile != "" && !have[strings.ToLower(name)] {
+				out = append(out, im.Backup+"/"+name)
+			}
+		}
+		return out, nil
+	}
+	return []string{im.Backup + "/" + specs + " (unreadable)"}, nil
 }
 
 // lastWrite sets LastWrite from everything under WindowsImageBackup,
 // other computers' folders included: any write there means WSB (or
-// someone) is still at work on the share.
-func (im *Image) lastWrite(fsys fs.FS) error {
+// someone) is still at work on the share. With found, each file under
+// the computer's folder that a point of the image holds (all but the
+// Backup folders other than im.Backup) goes to print too (the walk's
+// order is lexical, so the same tree gives the same calls).
+func (im *Image) lastWrite(fsys fs.FS, found bool, print func(p string, fi fs.FileInfo)) error {
+	root := path.Join(Dir, im.Computer) + "/"
 	return fs.WalkDir(fsys, Dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
@@ -228,8 +314,23 @@ func (im *Image) lastWrite(fsys fs.FS) error {
 		if t := fi.ModTime(); t.After(im.LastWrite) {
 			im.LastWrite = t
 		}
+		if found && !d.IsDir() && strings.HasPrefix(p, root) && !im.stray(p[len(root):]) {
+			print(p[len(root):], fi)
+		}
 		return nil
 	})
+}
+
+// stray reports whether rel, a path in the computer's folder, is inside a
+// Backup folder other than the newest: one a run that broke off left,
+// which a point does not hold.
+func (im *Image) stray(rel string) bool {
+	top, _, inside := strings.Cut(rel, "/")
+	if !inside || top == im.Backup {
+		return false
+	}
+	_, ok := backupTime(top)
+	return ok
 }
 
 // Complete reports whether the newest backup has everything a complete

@@ -81,6 +81,9 @@ func ReadVersion(fsys fs.FS, computer string) (*Version, error) {
 	return v, nil
 }
 
+// errTooLarge: a file is larger than what it can be.
+var errTooLarge = errors.New("too large")
+
 // readLimited reads a file of at most limit bytes.
 func readLimited(fsys fs.FS, p string, limit int64) ([]byte, error) {
 	f, err := fsys.Open(p)
@@ -96,7 +99,7 @@ func readLimited(fsys fs.FS, p string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes: not a BackupSpecs.xml of Windows Server Backup", p, limit)
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes: not a BackupSpecs.xml of Windows Server Backup", p, errTooLarge, limit)
 	}
 	return b, nil
 }

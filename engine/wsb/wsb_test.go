@@ -191,6 +191,10 @@ func TestInspectMissingParts(t *testing.T) {
 		{func(n string) bool { return n == "MediaId" || strings.HasPrefix(n, "Catalog/") }, []string{"Catalog/GlobalCatalog", "MediaId"}},
 		{func(n string) bool { return strings.HasPrefix(n, bk) }, []string{unnamedBackup}},
 		{func(n string) bool { return strings.HasPrefix(n, bk) && !strings.HasSuffix(n, ".xml") }, []string{bk + "/*.vhdx"}},
+		// One volume's image not there (yet) while another's is: the
+		// volume BackupSpecs.xml names is missing.
+		{func(n string) bool { return n == bk+"/"+filepath.Base(b.Volumes[1].Path) }, []string{bk + "/" + filepath.Base(b.Volumes[1].Path)}},
+		{func(n string) bool { return n == bk+"/"+filepath.Base(b.Volumes[0].Path) }, []string{bk + "/" + filepath.Base(b.Volumes[0].Path)}},
 	} {
 		m := fstest.MapFS{}
 		root := Dir + "/SRV01/"
@@ -199,7 +203,14 @@ func TestInspectMissingParts(t *testing.T) {
 				return err
 			}
 			fi, err := d.Info()
-			m[p] = &fstest.MapFile{Data: make([]byte, fi.Size()%4096), ModTime: fi.ModTime()}
+			if err != nil {
+				return err
+			}
+			data := make([]byte, fi.Size()%4096)
+			if strings.HasSuffix(p, ".xml") {
+				data, err = fs.ReadFile(full, p) // BackupSpecs.xml is read
+			}
+			m[p] = &fstest.MapFile{Data: data, ModTime: fi.ModTime()}
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -252,7 +263,8 @@ func TestOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !im.Complete() || !slices.Equal(im.Others, []string{"SRV02", "desktop.ini"}) {
+	// desktop.ini (Explorer's, or anyone's stray file) is no computer.
+	if !im.Complete() || !slices.Equal(im.Others, []string{"SRV02"}) {
 		t.Errorf("complete %v, others %q", im.Complete(), im.Others)
 	}
 	cs, err := Computers(os.DirFS(dir))
@@ -263,8 +275,8 @@ func TestOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if im.Complete() || !slices.Equal(im.Others, []string{"SRV01", "SRV02", "desktop.ini"}) || !errors.Is(im.Err(), ErrNoImage) ||
-		!strings.HasSuffix(im.Err().Error(), "(WindowsImageBackup holds SRV01, SRV02, desktop.ini)") {
+	if im.Complete() || !slices.Equal(im.Others, []string{"SRV01", "SRV02"}) || !errors.Is(im.Err(), ErrNoImage) ||
+		!strings.HasSuffix(im.Err().Error(), "(WindowsImageBackup holds SRV01, SRV02)") {
 		t.Errorf("SRV03: complete %v, others %q, err %v", im.Complete(), im.Others, im.Err())
 	}
 }
@@ -428,4 +440,141 @@ func mustDecode(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestBackupSpecsUnreadable: a BackupSpecs.xml that does not decode (cut
+// short) cannot say which images the backup has: incomplete.
+func TestBackupSpecsUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	b := generate(t, dir, wsbgen.Options{Seed: 3})
+	specs := filepath.Join(b.Dir, "BackupSpecs.xml")
+	raw, err := os.ReadFile(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(specs, raw[:len(raw)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	im, err := Inspect(os.DirFS(dir), "SRV01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Base(b.Dir) + "/BackupSpecs.xml (unreadable)"}
+	if !slices.Equal(im.Missing, want) || !errors.Is(im.Err(), ErrIncomplete) {
+		t.Errorf("missing %q, err %v; want %q", im.Missing, im.Err(), want)
+	}
+}
+
+// TestPrint: the print of a computer's folder changes with any file's
+// name, size, write or change time under it, and with nothing else.
+func TestPrint(t *testing.T) {
+	dir := t.TempDir()
+	b := generate(t, dir, wsbgen.Options{Seed: 8})
+	generate(t, dir, wsbgen.Options{Seed: 9, Computer: "SRV02", Volumes: small[:1]})
+	look := func() string {
+		t.Helper()
+		im, err := Inspect(os.DirFS(dir), "SRV01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(im.Print) != 16 {
+			t.Fatalf("print %q, want 16 hex digits", im.Print)
+		}
+		return im.Print
+	}
+	prints := map[string]string{"first": look()}
+	if again := look(); again != prints["first"] {
+		t.Fatalf("two looks at an unchanged tree: %s, %s", prints["first"], again)
+	}
+	vhdx := b.Volumes[0].Path
+	fi, err := os.Stat(vhdx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		name    string
+		do      func() error
+		changes bool
+	}{
+		{"another computer's file touched", func() error {
+			late := time.Now().Add(time.Hour)
+			return os.Chtimes(filepath.Join(dir, Dir, "SRV02", "MediaId"), late, late)
+		}, false},
+		{"write time", func() error { return os.Chtimes(vhdx, fi.ModTime().Add(time.Second), fi.ModTime().Add(time.Second)) }, true},
+		{"size", func() error { return os.Truncate(vhdx, fi.Size()+4096) }, true},
+		{"file added", func() error { return os.WriteFile(filepath.Join(b.Root, "Catalog", "new"), nil, 0o644) }, true},
+		{"file renamed", func() error {
+			return os.Rename(filepath.Join(b.Root, "Catalog", "new"), filepath.Join(b.Root, "Catalog", "new2"))
+		}, true},
+		{"content rewritten, write time set back", func() error {
+			// An SMB client can set a write time back; the change time
+			// it cannot.
+			cur, err := os.Stat(vhdx)
+			if err != nil {
+				return err
+			}
+			fh, err := os.OpenFile(vhdx, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			if _, err := fh.WriteAt([]byte("rewritten"), 1<<20); err != nil {
+				fh.Close()
+				return err
+			}
+			if err := fh.Close(); err != nil {
+				return err
+			}
+			return os.Chtimes(vhdx, cur.ModTime(), cur.ModTime())
+		}, true},
+		{"backup folder renamed", func() error { return os.Rename(b.Dir, b.Dir[:len(b.Dir)-1]+"9") }, true},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatal(err)
+		}
+		p := look()
+		for name, q := range prints {
+			if step.changes && p == q {
+				t.Errorf("%s: print %s, as after %s", step.name, p, name)
+			}
+		}
+		if !step.changes && len(prints) == 1 && p != prints["first"] {
+			t.Errorf("%s: print changed", step.name)
+		}
+		prints[step.name] = p
+	}
+}
+
+// TestPrintStrayBackup: a Backup folder beside the newest is not in the
+// print, as it is not in the point: removing it, or writing into it, is
+// not a new image.
+func TestPrintStrayBackup(t *testing.T) {
+	dir := t.TempDir()
+	b := generate(t, dir, wsbgen.Options{Seed: 8, Generation: 1})
+	look := func() *Image {
+		t.Helper()
+		im, err := Inspect(os.DirFS(dir), "SRV01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return im
+	}
+	clean := look()
+	old, err := wsbgen.Generate(t.TempDir(), wsbgen.Options{Seed: 8, Volumes: small[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := filepath.Join(b.Root, filepath.Base(old.Dir))
+	if err := os.Rename(old.Dir, stray); err != nil {
+		t.Fatal(err)
+	}
+	with := look()
+	if with.Backup != clean.Backup || with.Print != clean.Print {
+		t.Errorf("with a stray %s: backup %s, print %s; want %s, %s", filepath.Base(stray), with.Backup, with.Print, clean.Backup, clean.Print)
+	}
+	if err := os.RemoveAll(stray); err != nil {
+		t.Fatal(err)
+	}
+	if after := look(); after.Print != clean.Print {
+		t.Errorf("after the stray folder was removed: print %s, want %s", after.Print, clean.Print)
+	}
 }

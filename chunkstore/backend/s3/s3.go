@@ -328,6 +328,10 @@ func (b *Backend) Location() string { return b.cfg.URL() }
 // Config returns the configuration with its defaults filled in.
 func (b *Backend) Config() Config { return b.cfg }
 
+// Connections is how many requests may be in flight: the store keeps as
+// many packs uploading at once.
+func (b *Backend) Connections() int { return b.cfg.Connections }
+
 // dir returns the key prefix of a type's objects ("" for the store's).
 func (b *Backend) dir(typ string) string {
 	p := b.cfg.Prefix
