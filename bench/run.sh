@@ -13,7 +13,8 @@
 #                   2 GiB single file, 1 GiB file + copy with 100 4 KiB insertions)
 #   BENCH_SEED      data set seed (default 1)
 #   BENCH_SECTIONS  space separated subset of: restic borg recall recall-enc recall-s2 files
-#                   single insert mount mountgo (default: all; files is the small-file-heavy
+#                   single insert mount mountgo s3 (default: all; s3 runs restic and recall
+#                   against a local Ceph gateway, bench/cephup; files is the small-file-heavy
 #                   set through restic and recall; recall-s2 needs `backup --compression`; mountgo runs the mount's Go benchmarks in fs/ with
 #                   -count BENCH_REPEAT: 100k listing, 1,000 points, random reads)
 #   BENCH_REPEAT    run every section N times on fresh repositories and report
@@ -34,7 +35,7 @@ RECALL=${RECALL:-./bin/recall}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/recall-bench}
 BENCH_SCALE=${BENCH_SCALE:-1}
 BENCH_SEED=${BENCH_SEED:-1}
-BENCH_SECTIONS=${BENCH_SECTIONS:-restic borg recall recall-enc recall-s2 files single insert mount mountgo}
+BENCH_SECTIONS=${BENCH_SECTIONS:-restic borg recall recall-enc recall-s2 files single insert mount mountgo s3}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
 [[ $BENCH_REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_REPEAT must be a positive integer" >&2; exit 2; }
@@ -651,7 +652,7 @@ cleanup_mounts() {
 		fi
 	done
 }
-trap cleanup_mounts EXIT
+trap 'cleanup_mounts; stop_ceph' EXIT
 trap 'exit 130' INT TERM
 
 # find_in DIR NAME TYPE: first match of NAME below DIR.
@@ -845,7 +846,251 @@ bench_mount() {
 	rmrf "$home"
 }
 
+# ---------------------------------------------------------------- s3
+# section_s3: recall against the S3 gateway of a single-node Ceph cluster
+# on loopback (bench/cephup: one monitor, one OSD, one RADOS Gateway), all
+# figures of a run from the same cluster: the gateway's own PUT and GET
+# throughput (bench/s3speed: 16 MiB objects, S3_CONNS connections, as
+# recall's s3 backend makes them), restic's and recall's first backup and
+# restore of the set through it, and `recall copy` of a local store of the
+# set to a new prefix. It runs once, after the rounds of the other
+# sections, with BENCH_REPEAT rounds of its own on fresh buckets, and stops
+# the cluster when it ends (the EXIT trap too; and cephup's holder stops it
+# when this script dies).
+#
+# The OSD keeps its objects in bluestore on a sparse file: memstore would
+# keep every deleted object in RAM until the gateway's garbage collection
+# runs, hours later. Each step's bucket is purged after it (radosgw-admin
+# bucket rm --bypass-gc, which frees the space at once), so the file holds
+# about one store at a time.
+#
+# Backup, restore and copy are judged by the bytes they move through the
+# gateway (the bucket's size, radosgw-admin bucket stats) per second, against
+# the gateway's own PUT and GET figures: recall must saturate the
+# backend, not itself. The gateway's figures are warm by nature (loopback,
+# and the OSD's own cache, which dropping the page cache does not empty);
+# recall's and restic's steps start cold like every timed step.
+S3_DIR=$BENCH_DIR/ceph
+S3_CONNS=8
+S3_UP=
+S3_SKIPPED=
+S3_BLOCK=0
+S3_PUT_RUNS=() # the gateway's PUT MB/s, one per round
+S3_GET_RUNS=()
+S3_KEYS=(s3.put.mbps s3.get.mbps s3.restic.first.s s3.restic.restore.s s3.recall.first.s s3.recall.first.mbps
+	s3.recall.restore.s s3.recall.restore.mbps s3.copy.s s3.copy.mbps)
+
+stop_ceph() {
+	[[ -n $S3_UP ]] || return 0
+	S3_UP=
+	"$BENCH_DIR/cephup" stop "$S3_DIR" >>"$LOGS/s3.cephup.log" 2>&1 || log "cephup stop failed (see $LOGS/s3.cephup.log)"
+}
+
+# s3_bytes BUCKET: the bytes of the objects in BUCKET ("" if unknown).
+s3_bytes() {
+	radosgw-admin -c "$CEPH_CONF" bucket stats --bucket "$1" 2>>"$LOGS/s3.admin.log" |
+		awk '/"size":/ { gsub(/[^0-9]/, "", $2); print $2; exit }' || true
+}
+# s3_purge BUCKET: removes BUCKET and its objects, freeing their space now.
+s3_purge() {
+	radosgw-admin -c "$CEPH_CONF" bucket rm --bucket "$1" --purge-objects --bypass-gc >>"$LOGS/s3.admin.log" 2>&1 || true
+}
+
+# s3_mbps KEY BUCKET: KEY.mbps from BUCKET's size and the last KEY time
+# (best over the rounds), and KEY.bytes; or why not.
+s3_mbps() {
+	local key=$1 bytes
+	bytes=$(s3_bytes "$2")
+	if [[ -z $bytes || $bytes == 0 ]]; then
+		E[$key.mbps]="no size for bucket $2 (see $LOGS/s3.admin.log)"
+		return
+	fi
+	setmax "$key.bytes" "$bytes"
+	setmax "$key.mbps" "$(mbps "$bytes" "$(last_s "$key")")"
+}
+
+section_s3() {
+	log "=== s3: building bench/cephup and bench/s3speed"
+	if ! (cd "$ROOT" && go build -o "$BENCH_DIR/cephup" ./bench/cephup && go build -o "$BENCH_DIR/s3speed" ./bench/s3speed) >"$LOGS/s3.build.log" 2>&1; then
+		na "${S3_KEYS[@]}" "building bench/cephup or bench/s3speed failed (see $LOGS/s3.build.log)"
+		return
+	fi
+	# Room for the largest store (about the set) twice over, sparse.
+	S3_BLOCK=$(awk -v b="$SET_BYTES" 'BEGIN { s = 2 * b + 2 * 2^30; if (s < 8 * 2^30) s = 8 * 2^30; printf "%.0f", s }')
+	log "s3: starting the cluster (bluestore on a $(fmt1 "$(calc "$S3_BLOCK / 2^30")") GiB sparse file)"
+	local out rc=0
+	out=$("$BENCH_DIR/cephup" start -size "$S3_BLOCK" -watch $$ "$S3_DIR" 2>"$LOGS/s3.cephup.log") || rc=$?
+	if ((rc == 3)); then
+		S3_SKIPPED="ceph not installed (make deps)"
+		na "${S3_KEYS[@]}" "skipped: $S3_SKIPPED"
+		log "s3: skipped: $S3_SKIPPED"
+		return
+	elif ((rc)); then
+		na "${S3_KEYS[@]}" "the cluster did not start: exit $rc (see $LOGS/s3.cephup.log)"
+		log "s3: ${E[s3.put.mbps]}"
+		return
+	fi
+	S3_UP=1
+	local S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY CEPH_CONF CEPH_START_SECONDS
+	eval "$out"
+	export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+	setm s3.cluster.start.s "$CEPH_START_SECONDS"
+	log "s3: gateway $S3_ENDPOINT ready in ${CEPH_START_SECONDS}s"
+	NOTES+=("s3: $(ceph-osd --version 2>/dev/null | cut -d' ' -f1-3), one OSD with bluestore on a sparse file (memstore would keep deleted objects in RAM), started in ${CEPH_START_SECONDS}s; gateway figures are warm (loopback, the OSD's own cache), recall's and restic's steps cold")
+
+	# The local store recall copy sends (the set, about 2 GB at scale 1),
+	# made once, untimed.
+	local src=$REPOS/recall-s3src
+	rm -rf "$src"
+	if [[ -n $RECALL_BROKEN ]]; then
+		E[s3.copy.src]="recall failed: $RECALL_BROKEN"
+	elif ! logged s3.copysrc.init recall --home "$src" init || ! logged s3.copysrc.backup recall --home "$src" backup --source set "$SET"; then
+		E[s3.copy.src]="recall failed: the local store to copy: $LAST_ERR"
+	else
+		M[s3.copy.src_bytes]=$(du_b "$src/store")
+	fi
+
+	local round
+	for ((round = 1; round <= BENCH_REPEAT; round++)); do
+		log "=== s3 (round $round/$BENCH_REPEAT)"
+		s3_round "$round" "$src"
+	done
+	rmrf "$src"
+	stop_ceph
+	unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+}
+
+# s3_round N SRC: one round of the s3 section, each step on a bucket of
+# its own, purged after it.
+s3_round() {
+	local r=$1 src=$2 url=s3:$S3_ENDPOINT rt k v
+
+	# The gateway's own throughput, untimed by /usr/bin/time: s3speed
+	# times its requests itself.
+	local b=gateway-r$r
+	if logged "s3.speed.$r" "$BENCH_DIR/s3speed" -conns "$S3_CONNS" -n 32 "$url/$b/speed"; then
+		while read -r k v; do
+			case $k in
+			put_mbps | get_mbps)
+				[[ $k == put_mbps ]] && S3_PUT_RUNS+=("$v") || S3_GET_RUNS+=("$v")
+				setmax "s3.${k%_mbps}.mbps" "$v"
+				;;
+			esac
+		done <"$LOGS/s3.speed.$r.log"
+		log "  gateway: PUT ${M[s3.put.mbps]:-?} GET ${M[s3.get.mbps]:-?} MB/s (best so far)"
+	else
+		have s3.put.mbps || na s3.put.mbps s3.get.mbps "s3speed failed: $LAST_ERR"
+	fi
+	s3_purge "$b"
+
+	# restic's S3 backend, default settings (5 connections).
+	b=restic-r$r
+	fresh_target s3-restic; rt=$FRESH
+	if ! logged "s3.restic.init.$r" restic -r "$url/$b" init; then
+		have s3.restic.first.s || na s3.restic.first.s s3.restic.restore.s "restic init failed: $LAST_ERR"
+	elif timed s3.restic.first restic -r "$url/$b" backup "$SET"; then
+		M[s3.restic.bytes]=$(s3_bytes "$b")
+		mkdir -p "$rt"
+		if timed s3.restic.restore restic -r "$url/$b" restore latest --target "$rt"; then
+			restore_check s3.restic.restore "$rt" "$SET"
+		fi
+	else
+		have s3.restic.restore.s || na s3.restic.restore.s "first backup failed"
+	fi
+	rm -rf "$CACHE/restic"
+	s3_purge "$b"
+
+	# recall: a local home, the store on the gateway.
+	b=recall-r$r
+	local home=$REPOS/recall-s3
+	rm -rf "$home"
+	fresh_target s3-recall; rt=$FRESH
+	if [[ -n $RECALL_BROKEN ]]; then
+		na s3.recall.first.s s3.recall.first.mbps s3.recall.restore.s s3.recall.restore.mbps "recall failed: $RECALL_BROKEN"
+	elif ! logged "s3.recall.init.$r" recall --home "$home" --store "$url/$b/store" init; then
+		have s3.recall.first.s || na s3.recall.first.s s3.recall.first.mbps s3.recall.restore.s s3.recall.restore.mbps "recall failed: init --store: $LAST_ERR"
+	elif timed s3.recall.first "$RECALL" --home "$home" backup --source set "$SET"; then
+		s3_mbps s3.recall.first "$b"
+		if timed s3.recall.restore "$RECALL" --home "$home" restore --source set latest --target "$rt"; then
+			restore_check s3.recall.restore "$rt" "$SET"
+			s3_mbps s3.recall.restore "$b"
+		else
+			have s3.recall.restore.mbps || E[s3.recall.restore.mbps]=${E[s3.recall.restore.s]}
+		fi
+	else
+		have s3.recall.first.mbps || E[s3.recall.first.mbps]=${E[s3.recall.first.s]}
+		have s3.recall.restore.s || na s3.recall.restore.s s3.recall.restore.mbps "recall failed: first backup: ${E[s3.recall.first.s]}"
+	fi
+	rmrf "$home"
+	s3_purge "$b"
+
+	# recall copy of the local store to a new prefix.
+	b=copy-r$r
+	if [[ -n ${E[s3.copy.src]:-} ]]; then
+		have s3.copy.s || na s3.copy.s s3.copy.mbps "${E[s3.copy.src]}"
+	else
+		# From an empty directory: a recall that takes the s3: location
+		# for a relative path leaves it there, not in the caller's.
+		local cwd=$WORK/s3copy rc=0
+		rm -rf "$cwd"
+		mkdir -p "$cwd"
+		pushd "$cwd" >/dev/null
+		timed s3.copy "$RECALL" copy --from "$src" --to "$url/$b/store" || rc=1
+		popd >/dev/null
+		if [[ -n $(ls -A "$cwd") ]]; then
+			unset 'M[s3.copy.s]' 'M[s3.copy.rss]' 'RUNS[s3.copy]'
+			na s3.copy.s s3.copy.mbps "recall copy took $url/$b/store for a local path (see $LOGS/s3.copy.log)"
+		elif ((rc == 0)); then
+			s3_mbps s3.copy "$b"
+		else
+			have s3.copy.mbps || E[s3.copy.mbps]=${E[s3.copy.s]}
+		fi
+		rm -rf "$cwd"
+	fi
+	s3_purge "$b"
+}
+
 # ---------------------------------------------------------------- report
+# mbps_str KEY: "812.3 MB/s" of a throughput key, or "n/a (...)".
+mbps_str() { if have "$1"; then printf '%s MB/s' "$(fmt1 "${M[$1]}")"; else printf 'n/a (%s)' "$(why "$1")"; fi; }
+
+# s3_str KEY VERB: "sent 90.1 MB/s (the set at 120.3 MB/s)" of a timed
+# step KEY that moved KEY.bytes through the gateway, or why not.
+s3_str() {
+	if have "$1.mbps"; then
+		printf '%s %s (the set at %s)' "$2" "$(mbps_str "$1.mbps")" "$(tput_str "$SET_BYTES" "$1.s")"
+	elif have "$1.s"; then
+		printf 'the set at %s (%s: n/a, %s)' "$(tput_str "$SET_BYTES" "$1.s")" "$2" "$(why "$1.mbps")"
+	else
+		printf 'n/a (%s)' "$(why "$1.s")"
+	fi
+}
+
+# report_s3: the s3 section's rows. Backup, restore and copy are held to
+# the gateway's own figures by the bytes they moved through it per second;
+# restic's comparison is by time on the same set.
+report_s3() {
+	local b=$SET_BYTES v1
+	if [[ -n $S3_SKIPPED ]]; then
+		row "s3 (Ceph gateway)" "skipped: $S3_SKIPPED"
+		CHECKS_JSON+=("{\"name\":\"s3\",\"skipped\":$(json_str "$S3_SKIPPED"),\"ratio\":null,\"pass\":null,\"counted\":false}")
+		return
+	fi
+	row "s3 gateway" "PUT $(mbps_str s3.put.mbps)  GET $(mbps_str s3.get.mbps)  ($S3_CONNS connections, 16 MiB objects; warm: cold means nothing for a gateway on loopback)"
+	check "S3 first backup" "vs gateway PUT" "$(ratio s3.recall.first.mbps s3.put.mbps)" ">=" 0.8
+	v1=$V
+	check "S3 first backup" "ratio vs restic" "$(ratio s3.restic.first.s s3.recall.first.s)" ">=" 2
+	row "s3 first backup" "recall $(s3_str s3.recall.first sent)  restic $(tput_str "$b" s3.restic.first.s) of the set  $v1  $V$(rounds s3.restic.first s3.recall.first)"
+	check "S3 restore" "vs gateway GET" "$(ratio s3.recall.restore.mbps s3.get.mbps)" ">=" 0.8
+	v1=$V
+	check "S3 restore" "ratio vs restic" "$(ratio s3.restic.restore.s s3.recall.restore.s)" ">=" 2.5
+	row "s3 restore" "recall $(s3_str s3.recall.restore read)  restic $(tput_str "$b" s3.restic.restore.s) of the set  $v1  $V$(rounds s3.restic.restore s3.recall.restore)"
+	check "S3 copy" "vs gateway PUT" "$(ratio s3.copy.mbps s3.put.mbps)" ">=" 0.8
+	local src=
+	! have s3.copy.src_bytes || src=" of the $(fmt1 "$(calc "${M[s3.copy.src_bytes]} / 1000000")") MB local store"
+	row "s3 copy" "recall copy sent $(mbps_str s3.copy.mbps)$src  $V"
+}
+
 # val KEY: the measurement or empty.
 val() { printf '%s' "${M[$1]:-}"; }
 
@@ -932,6 +1177,8 @@ report() {
 	check "insertions growth" "$d" "$r1" "<=" 20
 	row "insertions growth" "${V/ (target <=20)/% (target <=20%)}"
 
+	report_s3
+
 	if [[ -n $MOUNT_OK ]]; then
 		local fb=$INS_BYTES
 		check "mount 1 GiB first read" "ratio vs restic mount" "$(ratio mount.restic.read.s mount.recall.read.s)" ">=" 4
@@ -979,7 +1226,7 @@ report() {
 
 	# Correctness of restores (untimed diffs).
 	local k v ok=""
-	for k in restic.restore borg.restore recall.restore recall.restore1g files.restic.restore files.recall.restore mount.recall; do
+	for k in restic.restore borg.restore recall.restore recall.restore1g files.restic.restore files.recall.restore s3.restic.restore s3.recall.restore mount.recall; do
 		if have "$k.ok"; then
 			v=MISMATCH
 			[[ ${M[$k.ok]} != 1 ]] || v=ok
@@ -1020,6 +1267,9 @@ report() {
 			"$(awk '/MemTotal/ { print $2 }' /proc/meminfo)" "$LOAD0" "$(cut -d' ' -f1 /proc/loadavg)" "$steal"
 		printf '  "mount_restore_pairs": [%s],\n' "$(IFS=,; printf '%s' "${PAIRS[*]}")"
 		printf '  "host_reference_tar_s": [%s],\n' "$(IFS=,; printf '%s' "${HOSTREF[*]}")"
+		printf '  "s3": {"objectstore": "bluestore", "block_bytes": %s, "connections": %d, "object_bytes": %d, "skipped": %s, "put_mbps_runs": [%s], "get_mbps_runs": [%s]},\n' \
+			"$S3_BLOCK" "$S3_CONNS" $((16 << 20)) "$(if [[ -n $S3_SKIPPED ]]; then json_str "$S3_SKIPPED"; else echo null; fi)" \
+			"$(IFS=,; printf '%s' "${S3_PUT_RUNS[*]}")" "$(IFS=,; printf '%s' "${S3_GET_RUNS[*]}")"
 		printf '  "go_runs": {'
 		json_lists GORUNS
 		first=1
@@ -1091,6 +1341,12 @@ main() {
 		log "=== mount (round $round/$BENCH_REPEAT)"
 		bench_mount
 	done
+	if has_section s3; then
+		section_s3
+	else
+		S3_SKIPPED="section not selected"
+		na "${S3_KEYS[@]}" "$S3_SKIPPED"
+	fi
 	if has_section mountgo; then
 		section_mountgo
 	else
