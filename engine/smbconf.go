@@ -645,15 +645,6 @@ func systemUIDLimit(defs []byte) int {
 	return limit
 }
 
-// noLogin reports whether shell lets nobody log in.
-func noLogin(shell string) bool {
-	switch filepath.Base(shell) {
-	case "nologin", "false":
-		return true
-	}
-	return false
-}
-
 // CheckBMRUser says why the existing account a cannot be the Samba user
 // of source's bmr-target share, nil when it can. That user gets a Samba
 // password and the computer's folder, so root (uid 0) and Samba's guest
