@@ -402,11 +402,7 @@ func HoldSession(ctx context.Context, be backend.Backend, source, purpose string
 	}
 	tag := sessionTag(source)
 	l := &Lock{s: &Store{be: be}, mode: backend.Shared, source: source, tag: tag, journal: tag}
-	if err := l.take(ctx, purpose, wait, onWait); err != nil {
-		return nil, err
-	}
-	if err := l.register(ctx, purpose); err != nil {
-		l.release()
+	if err := l.take(ctx, purpose, wait, onWait); err != nil { // registers too
 		return nil, err
 	}
 	return &SessionHold{l: l}, nil

@@ -176,11 +176,8 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 	}
 	tag := sessionTag(source)
 	l := &Lock{s: s, mode: backend.Shared, source: source, tag: tag, journal: tag}
+	// take registers the session for garbage collection too (sessions.go).
 	if err := l.take(ctx, purpose, wait, onWait); err != nil {
-		return nil, err
-	}
-	if err := l.register(ctx, purpose); err != nil { // for garbage collection (sessions.go)
-		l.release()
 		return nil, err
 	}
 	// What an earlier session of this source left being written is
@@ -250,42 +247,91 @@ func lockRetryWait(n int) time.Duration {
 }
 
 // take takes the store lock in l's mode and, for a session, its source's
-// lock, trying again after a growing, random wait (lockRetryWait) until
-// wait has passed.
+// lock and its registration (sessions.go), trying again after a growing,
+// random wait (lockRetryWait) until wait has passed.
+//
+// An attempt asks for all of them at once and keeps them only if it got
+// them all. On a remote store each costs round trips and the backend's
+// re-check delay (package s3: a PUT, a listing, LockRecheck, another
+// listing), and taken one after another they were most of a small
+// backup's time. Nothing is lost by asking at once: each lock gives its
+// own guarantee whatever else its holder holds; an attempt that misses
+// one releases the others before it waits, so a waiting session holds
+// nothing (no registration that garbage collection would wait for); and
+// since no attempt waits for a lock while holding another, there is no
+// order to keep against deadlock.
 func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) error {
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: l.mode.String(), Source: l.source})
-	type part struct {
-		name string
-		mode backend.LockMode
-	}
-	parts := []part{{storeLock, l.mode}}
+	names := []string{storeLock}
+	modes := []backend.LockMode{l.mode}
 	if l.source != "" {
-		parts = append(parts, part{l.tag, backend.Exclusive})
+		names = append(names, l.tag)
+		modes = append(modes, backend.Exclusive)
 	}
 	deadline := time.Now().Add(wait)
 	told := false
 	attempt := 0
 	for {
-		var busy *backend.LockedError
-		for _, p := range parts {
-			u, err := l.s.be.Lock(ctx, p.name, p.mode, info)
-			if err == nil {
-				l.held = append(l.held, u)
-				if ln, ok := u.(backend.LostNotifier); ok {
-					l.lost = append(l.lost, lostPart{p.name, ln.Lost()})
+		// held[i] and errs[i] are part i's; the registration, if any,
+		// comes last, so that it is released first (its file goes while
+		// the session still holds the store lock).
+		n := len(names)
+		if l.source != "" {
+			n++
+		}
+		held := make([]backend.Unlocker, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if i == len(names) {
+					held[i], errs[i] = l.register(ctx, purpose)
+					return
 				}
+				held[i], errs[i] = l.s.be.Lock(ctx, names[i], modes[i], info)
+			}()
+		}
+		wg.Wait()
+		var busy *backend.LockedError
+		var failed error
+		for _, err := range errs {
+			if err == nil {
 				continue
 			}
-			l.release()
-			if !errors.As(err, &busy) {
-				return fmt.Errorf("lock store %s: %w", l.s.Dir(), err)
+			var b *backend.LockedError
+			if errors.As(err, &b) {
+				if busy == nil {
+					busy = b
+				}
+			} else if failed == nil {
+				failed = err
 			}
-			break
+		}
+		for i, u := range held {
+			if u == nil {
+				continue
+			}
+			l.held = append(l.held, u)
+			if i < len(names) {
+				if ln, ok := u.(backend.LostNotifier); ok {
+					l.lost = append(l.lost, lostPart{names[i], ln.Lost()})
+				}
+			}
+		}
+		if failed != nil {
+			l.release()
+			if len(names) < n && errs[len(names)] == failed {
+				return failed // register's error names the store already
+			}
+			return fmt.Errorf("lock store %s: %w", l.s.Dir(), failed)
 		}
 		if busy == nil {
 			return nil
 		}
+		l.release()
 		holder, others := lockHolder(busy)
 		if time.Now().After(deadline) {
 			more := ""

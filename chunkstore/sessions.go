@@ -49,9 +49,9 @@ func (r *sessionReg) Unlock() error {
 	return r.u.Unlock()
 }
 
-// register makes the session's registration and adds it to the locks l
-// releases.
-func (l *Lock) register(ctx context.Context, purpose string) error {
+// register makes the session's registration; releasing it removes its
+// file.
+func (l *Lock) register(ctx context.Context, purpose string) (backend.Unlocker, error) {
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: "session", Source: l.source})
 	for range 8 {
@@ -63,7 +63,7 @@ func (l *Lock) register(ctx context.Context, purpose string) error {
 			if errors.Is(err, backend.ErrLocked) {
 				continue // a prober holds this name for the moment
 			}
-			return fmt.Errorf("register write session in store %s: %w", l.s.Dir(), err)
+			return nil, fmt.Errorf("register write session in store %s: %w", l.s.Dir(), err)
 		}
 		// A prober may have taken the fresh lock before this session did,
 		// found it "dead" and removed its file: then this lock is on a file
@@ -74,10 +74,9 @@ func (l *Lock) register(ctx context.Context, purpose string) error {
 			u.Unlock()
 			continue
 		}
-		l.held = append(l.held, &sessionReg{be: l.s.be, name: name, u: u})
-		return nil
+		return &sessionReg{be: l.s.be, name: name, u: u}, nil
 	}
-	return fmt.Errorf("register write session in store %s: no free registration name after 8 tries", l.s.Dir())
+	return nil, fmt.Errorf("register write session in store %s: no free registration name after 8 tries", l.s.Dir())
 }
 
 // SessionInfo is a living write session, as its registration tells it.
