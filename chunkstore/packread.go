@@ -182,12 +182,22 @@ func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(sp
 			total = int((end+readAlign-1)&^(readAlign-1) - a)
 		}
 	}
+	piece := packReadPiece
+	remote := s.Connections() > 0
+	if remote {
+		// An object store: the span is one ranged GET. A request costs
+		// far more than its bytes, and pieces would add requests (eight
+		// per full span) for an overlap the store's other connections
+		// give anyway.
+		piece = max(total, 1)
+	}
 	if f == nil {
 		// One open file for the span where the backend keeps files open
 		// (local), else each piece is a ranged load of its own (a ranged
-		// GET on an object store).
+		// GET on an object store). Not on an object store, where
+		// opening is a HEAD request for a size this does not use.
 		f = backendReaderAt{s.be, h}
-		if fo, ok := s.be.(backend.FileOpener); ok {
+		if fo, ok := s.be.(backend.FileOpener); ok && !remote {
 			if of, _, err := fo.OpenFile(bg, h); err == nil {
 				defer of.Close()
 				f = of
@@ -202,7 +212,7 @@ func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(sp
 	// The pieces are read packReadDepth at a time on their own
 	// goroutines, which never wait for arrived: the disk is kept busy
 	// while the blobs that are in are checked and written.
-	pieces := (total + packReadPiece - 1) / packReadPiece
+	pieces := (total + piece - 1) / piece
 	res := make([]error, pieces)
 	ready := make([]chan struct{}, pieces)
 	for i := range ready {
@@ -221,7 +231,7 @@ func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(sp
 				return
 			}
 			go func() {
-				lo, hi := i*packReadPiece, min((i+1)*packReadPiece, total)
+				lo, hi := i*piece, min((i+1)*piece, total)
 				n, err := f.ReadAt(w[lo:hi], a+int64(lo))
 				// Only the span's own bytes must be there: the
 				// aligned tail past the end of the pack reads short.
@@ -241,12 +251,12 @@ func (s *Store) readSpan(n uint32, start, end int64, buf []byte, arrived func(sp
 		if first != nil {
 			continue
 		}
-		got := min((i+1)*packReadPiece, need)
+		got := min((i+1)*piece, need)
 		var pe *pieceError
 		if errors.As(res[i], &pe) {
 			first = pe.err
 			stop.Store(true)
-			got = i*packReadPiece + pe.n // what came before the pack ended
+			got = i*piece + pe.n // what came before the pack ended
 		}
 		if got > head {
 			arrived(w[head:got])

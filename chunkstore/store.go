@@ -98,6 +98,17 @@ func checkName(h backend.Handle, b []byte) error {
 // blobType is the type of the blob at l (index.go keeps it in two bits).
 func (l loc) blobType() BlobType { return BlobType(l.lenFlg >> typeShift & 3) }
 
+// Connections is how many requests the store's backend serves at once
+// when it is an object store (backend/s3, and the cache over it), 0 for
+// a local one. Readers size their parallelism by it: a request to an
+// object store waits on a round trip, not on a disk.
+func (s *Store) Connections() int {
+	if c, ok := s.be.(interface{ Connections() int }); ok {
+		return c.Connections()
+	}
+	return 0
+}
+
 // keepTrees tells a backend with local copies that pack holds tree blobs.
 func (s *Store) keepTrees(t BlobType, pack ID) {
 	if s.copies != nil && t == TreeBlob {

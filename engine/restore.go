@@ -23,7 +23,7 @@ type RestoreOptions struct {
 	Target    string // directory to fill, or a block device for a device image
 	Path      string // sub-path inside the point; "" = all of it
 	Overwrite bool   // allow a non-empty target
-	Workers   int    // packs read at once; 0 = 2*GOMAXPROCS
+	Workers   int    // packs read at once; 0 = 2*GOMAXPROCS, or the store's connections if more
 	Log       func(format string, args ...any)
 	// Progress, if set, counts the restore as it runs (see Progress).
 	Progress *Progress
@@ -144,6 +144,11 @@ type openFile struct {
 func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*RestoreResult, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 2 * runtime.GOMAXPROCS(0)
+		// An object store's reads wait on round trips, not on the CPU:
+		// as many packs at once as it has connections keep it busy.
+		if c, ok := r.st.(interface{ Connections() int }); ok {
+			opts.Workers = max(opts.Workers, c.Connections())
+		}
 	}
 	euid := uint32(os.Geteuid())
 	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
