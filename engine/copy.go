@@ -439,14 +439,18 @@ func (c *copier) copyBatch(ctx context.Context, last bool) error {
 		return err
 	}
 	// Two packs read at once: one is checked while the other's spans are
-	// read and written.
+	// read and written. With an object store at either end, as many as
+	// it has connections: its reads and the uploads of the packs they
+	// fill wait on round trips, and two packs at a time left the
+	// gateway idle between them.
+	workers := max(copyWorkers, c.src.st.Connections(), c.dst.st.Connections())
 	var next atomic.Int64
 	var blobs, stored atomic.Int64
 	var wg sync.WaitGroup
-	errs := make([]error, copyWorkers)
+	errs := make([]error, workers)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for k := range copyWorkers {
+	for k := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -539,7 +543,8 @@ func (c *copier) commit(ctx context.Context, batch []*Point) error {
 	return nil
 }
 
-// copyWorkers is how many source packs a copy reads at once.
+// copyWorkers is how many source packs a copy reads at once between
+// local stores, and the least it reads at once.
 const copyWorkers = 2
 
 func sinceText(t time.Time) string {
