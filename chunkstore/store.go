@@ -339,12 +339,44 @@ func (s *Store) loadIndexFiles() (int, error) {
 	}
 	var v1 []v1file
 	var v2 []string
+	var fresh []string
 	for _, name := range names {
-		if s.indexLoaded(name) {
-			continue
+		if !s.indexLoaded(name) {
+			fresh = append(fresh, name)
 		}
+	}
+	// The new files are read a few at once on an object store, where each
+	// is a request that waits on a round trip (a fresh cache, or the
+	// files other machines wrote), and one at a time on a disk. They are
+	// taken in the listing's order all the same.
+	type head struct {
+		b   []byte
+		err error
+	}
+	heads := make([]head, len(fresh))
+	loadHead := func(i int) {
+		heads[i].b, heads[i].err = s.be.Load(bg, backend.Handle{Type: backend.Index, Name: fresh[i]}, 0, indexHead, nil)
+	}
+	if c := s.Connections(); c > 1 && len(fresh) > 1 {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, c)
+		for i := range fresh {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				loadHead(i)
+			}()
+		}
+		wg.Wait()
+	} else {
+		for i := range fresh {
+			loadHead(i)
+		}
+	}
+	for i, name := range fresh {
 		h := backend.Handle{Type: backend.Index, Name: name}
-		b, err := s.be.Load(bg, h, 0, indexHead, nil)
+		b, err := heads[i].b, heads[i].err
 		whole := errors.Is(err, io.ErrUnexpectedEOF) // all of a small file
 		switch {
 		case errors.Is(err, backend.ErrNotExist):
