@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 )
 
 // packBlobsResult is what LoadPackBlobs handed to fn, in order.
@@ -220,5 +224,63 @@ func TestSpanBlobs(t *testing.T) {
 				t.Errorf("encrypted=%v: flipped blob %d from the span: %v, want ErrCorrupt", enc, i, err)
 			}
 		}
+	}
+}
+
+// remoteCounter is a backend that says it is an object store (Connections)
+// and counts its reads, stats and opens (the cache's OpenFile of a pack it
+// does not keep is a HEAD request).
+type remoteCounter struct {
+	backend.Backend
+	loads, stats, opens atomic.Int64
+}
+
+func (r *remoteCounter) OpenFile(ctx context.Context, h backend.Handle) (backend.ReadAtCloser, int64, error) {
+	r.opens.Add(1)
+	return nil, 0, errors.New("not opened in this test")
+}
+
+func (r *remoteCounter) Connections() int { return 8 }
+
+func (r *remoteCounter) Load(ctx context.Context, h backend.Handle, off int64, length int, buf []byte) ([]byte, error) {
+	if h.Type == backend.Packs {
+		r.loads.Add(1)
+	}
+	return r.Backend.Load(ctx, h, off, length, buf)
+}
+
+func (r *remoteCounter) Stat(ctx context.Context, h backend.Handle) (int64, error) {
+	if h.Type == backend.Packs {
+		r.stats.Add(1)
+	}
+	return r.Backend.Stat(ctx, h)
+}
+
+// On an object store a span is one ranged read and nothing else: a
+// request costs far more than its bytes.
+func TestLoadPackBlobsRemoteOneRequestPerSpan(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		dir, s := newStore(t, enc)
+		blobs := [][]byte{randBytes(1, 900_000), randBytes(2, 700_000), randBytes(3, 5_000), randBytes(4, 800_000)}
+		ids := saveBlobs(t, s, blobs...)
+		pack, _ := s.PackOf(ids[0])
+		rc := &remoteCounter{Backend: local.Open(dir)}
+		r, err := OpenBackend(rc, OpenOptions{Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.loads.Store(0)
+		rc.stats.Store(0)
+		rc.opens.Store(0)
+		got := loadPackBlobs(t, r, pack, ids)
+		for i, id := range ids {
+			if !bytes.Equal(got.data[id], blobs[i]) {
+				t.Errorf("encrypted=%v: blob %d: %d bytes, err %v", enc, i, len(got.data[id]), got.errs[id])
+			}
+		}
+		if n, m := rc.loads.Load(), rc.stats.Load()+rc.opens.Load(); n != 1 || m != 0 {
+			t.Errorf("encrypted=%v: a span of %d blobs (2.4 MB) took %d reads and %d stats or opens of the pack, want 1 and 0", enc, len(ids), n, m)
+		}
+		r.Close()
 	}
 }
