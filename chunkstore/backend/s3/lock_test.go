@@ -159,3 +159,34 @@ func TestLockStale(t *testing.T) {
 		t.Errorf("unlock of a refreshed lock: %v", err)
 	}
 }
+
+// The stale time is each process's own setting: a contender with a short
+// one does not take a live holder, refreshing on the schedule of its
+// longer one, for dead (gc --s3-lock-stale 2m beside a backup's 30m).
+func TestLockStaleIsTheHolders(t *testing.T) {
+	cfg := config(t, gateway(t).Endpoint)
+	long := cfg
+	long.LockStale, long.LockRefresh = time.Minute, 10*time.Second
+	short := cfg
+	short.LockStale, short.LockRefresh = 300*time.Millisecond, 50*time.Millisecond
+	holder, judge := open(t, long), open(t, short)
+	u, err := holder.Lock(bg, "store", backend.Shared, []byte("backup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Unlock()
+	// Past the judge's stale time, well within the holder's: the passage
+	// of time is what is tested, there is no event to await.
+	time.Sleep(time.Second)
+	if x, err := judge.Lock(bg, "store", backend.Exclusive, []byte("gc")); !slices.Equal(holdersOf(err), []string{"backup"}) {
+		if err == nil {
+			x.Unlock()
+		}
+		t.Fatalf("exclusive with a shorter stale time beside a live holder: %v, want refused by \"backup\"", err)
+	}
+	select {
+	case <-u.(interface{ Lost() <-chan struct{} }).Lost():
+		t.Fatal("the live holder lost its lock")
+	default:
+	}
+}
