@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ type losingBackend struct {
 
 type losableLock struct {
 	backend.Unlocker
+	name string
 	once sync.Once
 	ch   chan struct{}
 }
@@ -36,7 +38,7 @@ func (b *losingBackend) Lock(ctx context.Context, name string, mode backend.Lock
 	if err != nil {
 		return nil, err
 	}
-	l := &losableLock{Unlocker: u, ch: make(chan struct{})}
+	l := &losableLock{Unlocker: u, name: name, ch: make(chan struct{})}
 	b.mu.Lock()
 	b.locks = append(b.locks, l)
 	b.mu.Unlock()
@@ -49,6 +51,57 @@ func (b *losingBackend) loseAll() {
 	defer b.mu.Unlock()
 	for _, l := range b.locks {
 		l.lose()
+	}
+}
+
+// loseSessions makes the session registrations handed out so far lost.
+func (b *losingBackend) loseSessions() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.locks {
+		if strings.HasPrefix(l.name, sessionPrefix) {
+			l.lose()
+		}
+	}
+}
+
+// A session whose registration alone is lost has lost its lock: garbage
+// collection may take it for ended and delete packs it relies on. So for
+// a copy's session held without opening the store.
+func TestSessionRegistrationLost(t *testing.T) {
+	for _, held := range []string{"LockSession", "HoldSession"} {
+		t.Run(held, func(t *testing.T) {
+			dir, _ := newStore(t, false)
+			be := &losingBackend{Backend: local.Open(dir)}
+			var lost func() error
+			if held == "LockSession" {
+				s, err := OpenBackend(be, OpenOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				l, err := s.LockSession(bg, "/srv", "backup", 0, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Unlock()
+				lost = l.Lost
+			} else {
+				h, err := HoldSession(bg, be, "/srv", "copy", 0, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer h.Unlock()
+				lost = h.Lost
+			}
+			if err := lost(); err != nil {
+				t.Fatalf("Lost while held: %v", err)
+			}
+			be.loseSessions()
+			if err := lost(); !errors.Is(err, ErrLockLost) {
+				t.Fatalf("Lost after the registration was lost: %v, want ErrLockLost", err)
+			}
+		})
 	}
 }
 
