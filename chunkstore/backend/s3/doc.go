@@ -114,8 +114,11 @@
 // consistent store: of two contenders, the one that lists second sees the
 // other's object), and (b) no holder goes LockStale without a refresh
 // (frozen, suspended, cut off). A holder whose refreshes fail for
-// LockStale less one LockRefresh, or who finds its object removed, has
-// lost the lock: its Lost channel closes (the returned Unlocker has a
+// LockStale less one LockRefresh, counted from the start of its last
+// refresh that succeeded (a timer of its own, whatever an attempt in
+// flight does; each attempt is cut off then, and one that succeeds after
+// it does not count), or who finds its object removed, has lost the
+// lock: its Lost channel closes (the returned Unlocker has a
 // Lost() <-chan struct{} method), before any other may take the lock
 // when it is refreshes that failed, and Unlock returns an error saying
 // so. A holder that stops its work at Lost keeps the guarantee; one that

@@ -140,6 +140,8 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	rand.Read(tok)
 	l := &lock{b: b, name: name, key: b.dir(backend.Locks.String()) + name + "/" + holderName(mode, hex.EncodeToString(tok), b.cfg.LockStale), info: info,
 		stop: make(chan struct{}), done: make(chan struct{}), lostc: make(chan struct{})}
+	l.start = time.Now()
+	l.deadline = l.start.Add(b.cfg.LockStale - b.cfg.LockRefresh)
 	if err := b.put(ctx, l.key, info); err != nil {
 		return nil, b.fail("lock "+name, err)
 	}
@@ -263,7 +265,9 @@ type lock struct {
 	stop, done chan struct{}
 
 	mu        sync.Mutex
-	refreshed time.Time // local time of the last write of key that succeeded
+	refreshed time.Time // local time the first write of key was answered (check's clock)
+	start     time.Time // local time the last write of key that succeeded began
+	deadline  time.Time // start + LockStale - LockRefresh: Lost closes then
 	lost      error
 	lostc     chan struct{} // closed when lost is set
 }
@@ -278,18 +282,57 @@ func (l *lock) Lost() <-chan struct{} { return l.lostc }
 // holder that finds its object gone (taken for stale by another), or
 // could not rewrite it for LockStale-LockRefresh, has lost the lock;
 // Lost and Unlock say so.
+//
+// Others may take the lock LockStale after the server's time of the last
+// rewrite, which is after the start of that rewrite's attempt; so the
+// deadline is counted from the attempt's start, a timer closes Lost at
+// the deadline on its own (an attempt in flight may hang), each attempt
+// is cut off at the deadline, and an attempt that starts past it cannot
+// revive the lock: another may have it by then.
 func (l *lock) refresh() {
 	defer close(l.done)
 	b := l.b
+	margin := b.cfg.LockStale - b.cfg.LockRefresh
+	var lastErr error
+	var errMu sync.Mutex
+	expire := func() {
+		l.mu.Lock()
+		late, deadline := time.Since(l.start), l.deadline
+		l.mu.Unlock()
+		if time.Now().Before(deadline) {
+			return // refreshed meanwhile; the timer was reset
+		}
+		errMu.Lock()
+		err := lastErr
+		errMu.Unlock()
+		l.setLost(fmt.Errorf("%s lock %s: lost: not refreshed for %v, and others may take it as stale after %v: %v", b.Location(), l.name, late.Round(time.Millisecond), b.cfg.LockStale, err))
+	}
+	l.mu.Lock()
+	timer := time.AfterFunc(time.Until(l.deadline), expire)
+	l.mu.Unlock()
+	defer timer.Stop()
 	t := time.NewTicker(b.cfg.LockRefresh)
 	defer t.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
+		case <-l.lostc:
+			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.LockRefresh)
+		start := time.Now()
+		l.mu.Lock()
+		deadline := l.deadline
+		l.mu.Unlock()
+		if !start.Before(deadline) {
+			expire()
+			return
+		}
+		if cut := start.Add(b.cfg.LockRefresh); cut.Before(deadline) {
+			deadline = cut
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		_, err := b.core.StatObject(ctx, b.cfg.Bucket, l.key, minio.StatObjectOptions{})
 		if code(err) == "NoSuchKey" {
 			cancel()
@@ -300,25 +343,34 @@ func (l *lock) refresh() {
 			err = b.put(ctx, l.key, l.info)
 		}
 		cancel()
+		if err != nil {
+			errMu.Lock()
+			lastErr = err
+			errMu.Unlock()
+			continue
+		}
 		l.mu.Lock()
-		if err == nil {
-			l.refreshed = time.Now()
-		}
-		late := time.Since(l.refreshed)
-		l.mu.Unlock()
-		// Given up a refresh interval before others may take it as
-		// stale, so that a holder that stops at Lost stops in time.
-		if late > b.cfg.LockStale-b.cfg.LockRefresh {
-			l.setLost(fmt.Errorf("%s lock %s: lost: not refreshed for %v, and others take it as stale after %v: %v", b.Location(), l.name, late.Round(time.Millisecond), b.cfg.LockStale, err))
+		select {
+		case <-l.lostc: // the timer fired while the attempt ran: too late
+			l.mu.Unlock()
 			return
+		default:
 		}
+		l.start, l.deadline = start, start.Add(margin)
+		timer.Reset(time.Until(l.deadline))
+		l.mu.Unlock()
 	}
 }
 
 func (l *lock) setLost(err error) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.lostc:
+		return // lost already
+	default:
+	}
 	l.lost = err
-	l.mu.Unlock()
 	close(l.lostc)
 }
 

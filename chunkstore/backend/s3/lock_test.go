@@ -190,3 +190,55 @@ func TestLockStaleIsTheHolders(t *testing.T) {
 	default:
 	}
 }
+
+// A holder whose refreshes hang (a gateway that accepts connections and
+// never answers) is told at LockStale-LockRefresh after its last refresh
+// began, before any other may take the lock, not when a hung attempt
+// finally gives up.
+func TestLockLostBeforeTakeover(t *testing.T) {
+	p := newProxy(t, gatewayAddr(t))
+	cfg := config(t, p.endpoint())
+	cfg.LockStale, cfg.LockRefresh, cfg.Attempts = time.Second, 400*time.Millisecond, 2
+	cut := open(t, cfg)
+	direct := cfg
+	direct.Endpoint = gateway(t).Endpoint
+	other := open(t, direct)
+
+	before := time.Now()
+	u, err := cut.Lock(bg, "store", backend.Exclusive, []byte("hung"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.setStall(true) // its refreshes hang from now on
+	lost := u.(interface{ Lost() <-chan struct{} }).Lost()
+	lostAt := make(chan time.Time, 1)
+	go func() { <-lost; lostAt <- time.Now() }()
+	var took backend.Unlocker
+	for took == nil {
+		took, err = other.Lock(bg, "store", backend.Exclusive, []byte("next"))
+		if err != nil && !slices.Equal(holdersOf(err), []string{"hung"}) {
+			t.Fatalf("while the hung holder's lock is fresh: %v", err)
+		}
+		if took != nil {
+			select {
+			case <-lost:
+			default:
+				t.Fatal("another took the lock before its holder was told it lost it")
+			}
+		}
+		if time.Since(before) > 20*time.Second {
+			t.Fatal("a lock not refreshed for 20 s was not taken over")
+		}
+	}
+	defer took.Unlock()
+	// Lost closed by the deadline, counted from before the lock's first
+	// write, give or take the scheduler; a hung attempt ends only a
+	// LockRefresh after it began, past the deadline.
+	if at := (<-lostAt).Sub(before); at > cfg.LockStale-cfg.LockRefresh+120*time.Millisecond {
+		t.Errorf("told %v after it began taking the lock, want by %v", at, cfg.LockStale-cfg.LockRefresh)
+	}
+	p.setStall(false)
+	if err := u.Unlock(); err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Errorf("unlock of a lock lost: %v, want an error saying so", err)
+	}
+}
