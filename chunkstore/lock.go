@@ -229,6 +229,39 @@ func (l *Lock) Lost() error {
 	return nil
 }
 
+// SavePoint is Store.SavePoint for a holder of l: it is refused once l is
+// lost, and a save under way (a remote backend retries for minutes) is
+// cancelled the moment a part of l is lost, so that no point is written
+// after another process may have taken the lock (garbage collection,
+// alone then, may be deleting the packs the point refers to).
+func (l *Lock) SavePoint(manifest []byte) (ID, error) {
+	if err := l.Lost(); err != nil {
+		return ID{}, err
+	}
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	for _, p := range l.lost {
+		go func(ch <-chan struct{}) {
+			select {
+			case <-ch:
+				cancel()
+			case <-ctx.Done():
+			}
+		}(p.ch)
+	}
+	id, err := l.s.savePoint(ctx, manifest)
+	if lerr := l.Lost(); lerr != nil {
+		// Lost during the save: a manifest written now may refer to packs
+		// that garbage collection, alone by now, deletes; it is taken
+		// back (best effort) rather than left to name missing data.
+		if err == nil {
+			l.s.be.Remove(bg, backend.Handle{Type: backend.Points, Name: id.String()})
+		}
+		return ID{}, lerr
+	}
+	return id, err
+}
+
 // Waiting for a busy lock: attempts spaced by a wait drawn at random
 // between half and all of a bound that doubles from lockRetryMin to
 // lockRetryMax. An attempt on a remote store costs a few round trips and

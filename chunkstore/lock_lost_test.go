@@ -201,3 +201,56 @@ func TestLockRetryWait(t *testing.T) {
 		}
 	}
 }
+
+// hangingPoints is a backend whose saves of points hang until their
+// context is done, as a remote backend's retries against an unreachable
+// gateway go on for minutes.
+type hangingPoints struct {
+	*losingBackend
+	saving chan struct{}
+}
+
+func (b *hangingPoints) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	if h.Type != backend.Points {
+		return b.losingBackend.Save(ctx, h, data)
+	}
+	b.saving <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A point being saved when the lock is lost is abandoned at once, with
+// ErrLockLost, rather than written later beside another holder.
+func TestSavePointStopsAtLost(t *testing.T) {
+	dir, _ := newStore(t, false)
+	lb := &losingBackend{Backend: local.Open(dir)}
+	be := &hangingPoints{losingBackend: lb, saving: make(chan struct{}, 1)}
+	s, err := OpenBackend(be, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l, err := s.LockSession(bg, "/srv", "backup", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.SavePoint([]byte("manifest"))
+		done <- err
+	}()
+	<-be.saving
+	lb.loseAll()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLockLost) {
+			t.Fatalf("SavePoint when the lock was lost: %v, want ErrLockLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SavePoint went on 10 s after the lock was lost")
+	}
+	if _, err := l.SavePoint([]byte("manifest")); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("SavePoint after the lock was lost: %v, want ErrLockLost", err)
+	}
+}

@@ -599,8 +599,8 @@ func (r *Reader) treeBlobs(ctx context.Context, root chunkstore.ID, seen map[chu
 // to know both have the same keys. A file is saved whole and atomically,
 // so a copy killed at any moment leaves whole files, and the next one
 // copies the rest.
-func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, start time.Time) (*CopyReport, error) {
-	rep := &CopyReport{From: srcLoc.be.Location(), To: dstLoc.be.Location(), Sealed: true, Points: []CopiedPoint{}, Failed: []CopyFailure{}}
+func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, start time.Time) (rep *CopyReport, err error) {
+	rep = &CopyReport{From: srcLoc.be.Location(), To: dstLoc.be.Location(), Sealed: true, Points: []CopiedPoint{}, Failed: []CopyFailure{}}
 	if dstLoc.exists {
 		same, err := chunkstore.SameSealedKey(srcLoc.be, dstLoc.be)
 		if err != nil {
@@ -620,7 +620,13 @@ func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, st
 	if err != nil {
 		return nil, fmt.Errorf("copy to %s: %w", rep.To, err)
 	}
-	defer hold.Unlock()
+	defer func() {
+		// A lock lost while held is known for sure only here: what was
+		// written may have run beside garbage collection.
+		if uerr := hold.Unlock(); uerr != nil && err == nil {
+			err = fmt.Errorf("copy to %s: %w; run the copy again, then 'recall verify --read-data' on %s", rep.To, uerr, rep.To)
+		}
+	}()
 
 	type file struct {
 		t    backend.FileType
@@ -685,6 +691,12 @@ func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, st
 			}
 			o.Log("%s of %s not copied: %v", h, rep.From, err)
 			continue
+		}
+		// A file written after the session's lock is lost could join a
+		// store that garbage collection, alone by then, is sweeping: an
+		// index or manifest naming packs it deletes.
+		if err := hold.Lost(); err != nil {
+			return rep, fmt.Errorf("copy to %s: %w", rep.To, err)
 		}
 		if err := dstLoc.be.Save(ctx, h, b); err != nil {
 			return rep, fmt.Errorf("copy to %s: write %s: %w", rep.To, h, err)
