@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -273,7 +274,23 @@ func (f *s3Fixture) refusals(t *testing.T) {
 	}
 }
 
-// A pack object overwritten with garbage: verify --read-data finds it,
+// cachedFile reports whether a file named name is under dir.
+func cachedFile(t *testing.T, dir, name string) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == name {
+			found = true
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// A tree pack object overwritten with garbage: verify --read-data finds it,
 // repair drops it after salvaging what it can, a new backup stores the
 // lost blobs again, and the store verifies clean and restores.
 func (f *s3Fixture) repair(t *testing.T) {
@@ -287,7 +304,20 @@ func (f *s3Fixture) repair(t *testing.T) {
 	if len(packs) < 2 {
 		t.Fatalf("packs: %v", packs)
 	}
-	victim := packs[0]
+	// The victim is a tree pack the home keeps a copy of in its cache
+	// (the restore put it there): verify and repair must read the remote
+	// object, not that copy, or its damage goes unseen.
+	restoreSame(t, e, "latest", snapshot(t, src))
+	var victim string
+	for _, p := range packs {
+		if cachedFile(t, filepath.Join(e.home, "cache"), p) {
+			victim = p
+			break
+		}
+	}
+	if victim == "" {
+		t.Fatalf("no pack of %v in the home's cache after a restore", packs)
+	}
 	be, err := f.backend(t, loc)
 	must(t, err)
 	garbage := make([]byte, 1<<20)
