@@ -325,7 +325,7 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 			if others > 0 {
 				more = fmt.Sprintf(" and %d other(s)", others)
 			}
-			return fmt.Errorf("%w by %s%s; wait for it to finish or stop it", ErrLocked, holder, more)
+			return fmt.Errorf("%w by %s%s; wait for it to finish or stop it%s", ErrLocked, holder, more, staleNote(l.s.be))
 		}
 		if !told && onWait != nil {
 			onWait(holder)
@@ -338,6 +338,28 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 			return ctx.Err()
 		case <-time.After(pause):
 		}
+	}
+}
+
+// staleLocker is a backend whose locks outlive a holder that died until
+// they go stale (package s3): its LockStale is this process's setting.
+type staleLocker interface {
+	LockStale() time.Duration
+}
+
+// staleNote tells, for a backend whose locks go stale, when a dead
+// holder's lock frees itself and where the lock is; "" for a local store,
+// whose locks die with their holder.
+func staleNote(be backend.Backend) string {
+	for {
+		if sl, ok := be.(staleLocker); ok {
+			return fmt.Sprintf(" (if it died, its lock at %s frees itself --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
+		}
+		r, ok := be.(interface{ Remote() backend.Backend })
+		if !ok {
+			return ""
+		}
+		be = r.Remote()
 	}
 }
 

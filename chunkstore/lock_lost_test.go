@@ -254,3 +254,54 @@ func TestSavePointStopsAtLost(t *testing.T) {
 		t.Fatalf("SavePoint after the lock was lost: %v, want ErrLockLost", err)
 	}
 }
+
+// staleBackend is a backend whose locks go stale, as package s3's do.
+type staleBackend struct{ backend.Backend }
+
+func (staleBackend) LockStale() time.Duration { return 30 * time.Minute }
+
+// remoteOf wraps a backend as a cache of it does.
+type remoteOf struct{ backend.Backend }
+
+func (r remoteOf) Remote() backend.Backend { return r.Backend }
+
+// A busy lock on a store whose locks go stale says when a dead holder's
+// frees itself, and where it is; a local store's (flock) says nothing of it.
+func TestBusyLockSaysStale(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		wrap  func(backend.Backend) backend.Backend
+		stale bool
+	}{
+		{"local", func(b backend.Backend) backend.Backend { return b }, false},
+		{"stale", func(b backend.Backend) backend.Backend { return staleBackend{b} }, true},
+		{"cached", func(b backend.Backend) backend.Backend { return remoteOf{staleBackend{b}} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, _ := newStore(t, false)
+			s, err := OpenBackend(tc.wrap(local.Open(dir)), OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			l, err := s.LockExclusive(bg, "first", 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Unlock()
+			s2, err := OpenBackend(tc.wrap(local.Open(dir)), OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			_, err = s2.LockExclusive(bg, "second", 0, nil)
+			if !errors.Is(err, ErrLocked) {
+				t.Fatalf("second exclusive lock: %v, want ErrLocked", err)
+			}
+			says := strings.Contains(err.Error(), "--s3-lock-stale") && strings.Contains(err.Error(), "30m0s") && strings.Contains(err.Error(), dir)
+			if says != tc.stale {
+				t.Errorf("busy lock: %v; want a word of --s3-lock-stale and the store: %v", err, tc.stale)
+			}
+		})
+	}
+}

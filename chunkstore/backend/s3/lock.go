@@ -173,6 +173,11 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	return l, nil
 }
 
+// LockStale is how long a holder of this backend's locks may go without
+// a refresh before it is taken for dead (Config.LockStale): what a
+// refused caller is told a dead holder's lock takes to free itself.
+func (b *Backend) LockStale() time.Duration { return b.cfg.LockStale }
+
 // serverSkew returns the server's clock minus this machine's, as last
 // measured by a lock's check.
 func (b *Backend) serverSkew() (time.Duration, bool) {
