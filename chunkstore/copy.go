@@ -410,3 +410,7 @@ func HoldSession(ctx context.Context, be backend.Backend, source, purpose string
 
 // Unlock releases the session's locks.
 func (h *SessionHold) Unlock() error { return h.l.Unlock() }
+
+// Lost is Lock.Lost of the session's locks: an error wrapping
+// ErrLockLost once one of them is lost, nil while they are held.
+func (h *SessionHold) Lost() error { return h.l.Lost() }

@@ -226,6 +226,39 @@ func (l *Lock) Lost() error {
 	return nil
 }
 
+// SavePoint is Store.SavePoint for a holder of l: it is refused once l is
+// lost, and a save under way (a remote backend retries for minutes) is
+// cancelled the moment a part of l is lost, so that no point is written
+// after another process may have taken the lock (garbage collection,
+// alone then, may be deleting the packs the point refers to).
+func (l *Lock) SavePoint(manifest []byte) (ID, error) {
+	if err := l.Lost(); err != nil {
+		return ID{}, err
+	}
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	for _, p := range l.lost {
+		go func(ch <-chan struct{}) {
+			select {
+			case <-ch:
+				cancel()
+			case <-ctx.Done():
+			}
+		}(p.ch)
+	}
+	id, err := l.s.savePoint(ctx, manifest)
+	if lerr := l.Lost(); lerr != nil {
+		// Lost during the save: a manifest written now may refer to packs
+		// that garbage collection, alone by now, deletes; it is taken
+		// back (best effort) rather than left to name missing data.
+		if err == nil {
+			l.s.be.Remove(bg, backend.Handle{Type: backend.Points, Name: id.String()})
+		}
+		return ID{}, lerr
+	}
+	return id, err
+}
+
 // Waiting for a busy lock: attempts spaced by a wait drawn at random
 // between half and all of a bound that doubles from lockRetryMin to
 // lockRetryMax. An attempt on a remote store costs a few round trips and
@@ -315,10 +348,14 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 				continue
 			}
 			l.held = append(l.held, u)
+			// The registration counts too: a session whose registration
+			// is lost may be taken for ended by garbage collection.
+			name := "registration"
 			if i < len(names) {
-				if ln, ok := u.(backend.LostNotifier); ok {
-					l.lost = append(l.lost, lostPart{names[i], ln.Lost()})
-				}
+				name = names[i]
+			}
+			if ln, ok := u.(backend.LostNotifier); ok {
+				l.lost = append(l.lost, lostPart{name, ln.Lost()})
 			}
 		}
 		if failed != nil {
@@ -338,7 +375,7 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 			if others > 0 {
 				more = fmt.Sprintf(" and %d other(s)", others)
 			}
-			return fmt.Errorf("%w by %s%s; wait for it to finish or stop it", ErrLocked, holder, more)
+			return fmt.Errorf("%w by %s%s; wait for it to finish or stop it%s", ErrLocked, holder, more, staleNote(l.s.be))
 		}
 		if !told && onWait != nil {
 			onWait(holder)
@@ -351,6 +388,28 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 			return ctx.Err()
 		case <-time.After(pause):
 		}
+	}
+}
+
+// staleLocker is a backend whose locks outlive a holder that died until
+// they go stale (package s3): its LockStale is this process's setting.
+type staleLocker interface {
+	LockStale() time.Duration
+}
+
+// staleNote tells, for a backend whose locks go stale, when a dead
+// holder's lock frees itself and where the lock is; "" for a local store,
+// whose locks die with their holder.
+func staleNote(be backend.Backend) string {
+	for {
+		if sl, ok := be.(staleLocker); ok {
+			return fmt.Sprintf(" (if it died, its lock at %s frees itself --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
+		}
+		r, ok := be.(interface{ Remote() backend.Backend })
+		if !ok {
+			return ""
+		}
+		be = r.Remote()
 	}
 }
 

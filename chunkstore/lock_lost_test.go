@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ type losingBackend struct {
 
 type losableLock struct {
 	backend.Unlocker
+	name string
 	once sync.Once
 	ch   chan struct{}
 }
@@ -36,7 +38,7 @@ func (b *losingBackend) Lock(ctx context.Context, name string, mode backend.Lock
 	if err != nil {
 		return nil, err
 	}
-	l := &losableLock{Unlocker: u, ch: make(chan struct{})}
+	l := &losableLock{Unlocker: u, name: name, ch: make(chan struct{})}
 	b.mu.Lock()
 	b.locks = append(b.locks, l)
 	b.mu.Unlock()
@@ -49,6 +51,57 @@ func (b *losingBackend) loseAll() {
 	defer b.mu.Unlock()
 	for _, l := range b.locks {
 		l.lose()
+	}
+}
+
+// loseSessions makes the session registrations handed out so far lost.
+func (b *losingBackend) loseSessions() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.locks {
+		if strings.HasPrefix(l.name, sessionPrefix) {
+			l.lose()
+		}
+	}
+}
+
+// A session whose registration alone is lost has lost its lock: garbage
+// collection may take it for ended and delete packs it relies on. So for
+// a copy's session held without opening the store.
+func TestSessionRegistrationLost(t *testing.T) {
+	for _, held := range []string{"LockSession", "HoldSession"} {
+		t.Run(held, func(t *testing.T) {
+			dir, _ := newStore(t, false)
+			be := &losingBackend{Backend: local.Open(dir)}
+			var lost func() error
+			if held == "LockSession" {
+				s, err := OpenBackend(be, OpenOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				l, err := s.LockSession(bg, "/srv", "backup", 0, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Unlock()
+				lost = l.Lost
+			} else {
+				h, err := HoldSession(bg, be, "/srv", "copy", 0, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer h.Unlock()
+				lost = h.Lost
+			}
+			if err := lost(); err != nil {
+				t.Fatalf("Lost while held: %v", err)
+			}
+			be.loseSessions()
+			if err := lost(); !errors.Is(err, ErrLockLost) {
+				t.Fatalf("Lost after the registration was lost: %v, want ErrLockLost", err)
+			}
+		})
 	}
 }
 
@@ -146,5 +199,109 @@ func TestLockRetryWait(t *testing.T) {
 		if len(seen) < 50 {
 			t.Errorf("lockRetryWait(%d): %d distinct waits of 200: not random", c.n, len(seen))
 		}
+	}
+}
+
+// hangingPoints is a backend whose saves of points hang until their
+// context is done, as a remote backend's retries against an unreachable
+// gateway go on for minutes.
+type hangingPoints struct {
+	*losingBackend
+	saving chan struct{}
+}
+
+func (b *hangingPoints) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	if h.Type != backend.Points {
+		return b.losingBackend.Save(ctx, h, data)
+	}
+	b.saving <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A point being saved when the lock is lost is abandoned at once, with
+// ErrLockLost, rather than written later beside another holder.
+func TestSavePointStopsAtLost(t *testing.T) {
+	dir, _ := newStore(t, false)
+	lb := &losingBackend{Backend: local.Open(dir)}
+	be := &hangingPoints{losingBackend: lb, saving: make(chan struct{}, 1)}
+	s, err := OpenBackend(be, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l, err := s.LockSession(bg, "/srv", "backup", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.SavePoint([]byte("manifest"))
+		done <- err
+	}()
+	<-be.saving
+	lb.loseAll()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLockLost) {
+			t.Fatalf("SavePoint when the lock was lost: %v, want ErrLockLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SavePoint went on 10 s after the lock was lost")
+	}
+	if _, err := l.SavePoint([]byte("manifest")); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("SavePoint after the lock was lost: %v, want ErrLockLost", err)
+	}
+}
+
+// staleBackend is a backend whose locks go stale, as package s3's do.
+type staleBackend struct{ backend.Backend }
+
+func (staleBackend) LockStale() time.Duration { return 30 * time.Minute }
+
+// remoteOf wraps a backend as a cache of it does.
+type remoteOf struct{ backend.Backend }
+
+func (r remoteOf) Remote() backend.Backend { return r.Backend }
+
+// A busy lock on a store whose locks go stale says when a dead holder's
+// frees itself, and where it is; a local store's (flock) says nothing of it.
+func TestBusyLockSaysStale(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		wrap  func(backend.Backend) backend.Backend
+		stale bool
+	}{
+		{"local", func(b backend.Backend) backend.Backend { return b }, false},
+		{"stale", func(b backend.Backend) backend.Backend { return staleBackend{b} }, true},
+		{"cached", func(b backend.Backend) backend.Backend { return remoteOf{staleBackend{b}} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, _ := newStore(t, false)
+			s, err := OpenBackend(tc.wrap(local.Open(dir)), OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			l, err := s.LockExclusive(bg, "first", 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Unlock()
+			s2, err := OpenBackend(tc.wrap(local.Open(dir)), OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			_, err = s2.LockExclusive(bg, "second", 0, nil)
+			if !errors.Is(err, ErrLocked) {
+				t.Fatalf("second exclusive lock: %v, want ErrLocked", err)
+			}
+			says := strings.Contains(err.Error(), "--s3-lock-stale") && strings.Contains(err.Error(), "30m0s") && strings.Contains(err.Error(), dir)
+			if says != tc.stale {
+				t.Errorf("busy lock: %v; want a word of --s3-lock-stale and the store: %v", err, tc.stale)
+			}
+		})
 	}
 }

@@ -41,6 +41,19 @@ type sessionReg struct {
 	u    backend.Unlocker
 }
 
+// Lost is the registration lock's Lost channel (nil, never closed, for a
+// lock that cannot be lost): a session whose registration is lost may be
+// taken for ended by garbage collection, which then deletes what it
+// relies on, so it has lost its lock as surely as with the store lock.
+func (r *sessionReg) Lost() <-chan struct{} {
+	if ln, ok := r.u.(backend.LostNotifier); ok {
+		return ln.Lost()
+	}
+	return nil
+}
+
+var _ backend.LostNotifier = (*sessionReg)(nil)
+
 // Unlock removes the registration's file while it still holds the lock (a
 // prober that opens the name afterwards makes a new file, takes it, finds
 // it dead and removes it), then releases the lock.
@@ -50,7 +63,7 @@ func (r *sessionReg) Unlock() error {
 }
 
 // register makes the session's registration; releasing it removes its
-// file.
+// file, and its loss (sessionReg.Lost) is the session's.
 func (l *Lock) register(ctx context.Context, purpose string) (backend.Unlocker, error) {
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: "session", Source: l.source})

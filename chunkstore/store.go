@@ -978,15 +978,23 @@ func (s *Store) packHeaderLen(n int) int {
 // Points: small immutable manifests, named by the hash of their stored
 // bytes, encrypted like blobs in an encrypted store.
 
-// SavePoint durably stores a point manifest and returns its id.
+// SavePoint durably stores a point manifest and returns its id. A
+// session commits its points through Lock.SavePoint, which stops when the
+// lock is lost.
 func (s *Store) SavePoint(manifest []byte) (ID, error) {
+	return s.savePoint(bg, manifest)
+}
+
+// savePoint is SavePoint under ctx: the backend's retries stop when ctx
+// is done.
+func (s *Store) savePoint(ctx context.Context, manifest []byte) (ID, error) {
 	stored := manifest
 	if s.keys.aead != nil {
 		stored = seal(s.keys.aead, nil, manifest, []byte("point"))
 	}
 	id := ID(blake3.Sum256(stored))
-	if err := s.be.Save(bg, backend.Handle{Type: backend.Points, Name: id.String()}, stored); err != nil {
-		return ID{}, fmt.Errorf("save recovery point: %w", err)
+	if err := s.be.Save(ctx, backend.Handle{Type: backend.Points, Name: id.String()}, stored); err != nil {
+		return ID{}, fmt.Errorf("save recovery point %s in store %s: %w; the blobs it refers to are stored and kept, only its manifest is missing: run again once the store is reachable, and the data already sent is reused", id, s.Dir(), err)
 	}
 	return id, nil
 }

@@ -604,8 +604,8 @@ func (r *Reader) treeBlobs(ctx context.Context, root chunkstore.ID, seen map[chu
 // to know both have the same keys. A file is saved whole and atomically,
 // so a copy killed at any moment leaves whole files, and the next one
 // copies the rest.
-func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, start time.Time) (*CopyReport, error) {
-	rep := &CopyReport{From: srcLoc.be.Location(), To: dstLoc.be.Location(), Sealed: true, Points: []CopiedPoint{}, Failed: []CopyFailure{}}
+func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, start time.Time) (rep *CopyReport, err error) {
+	rep = &CopyReport{From: srcLoc.be.Location(), To: dstLoc.be.Location(), Sealed: true, Points: []CopiedPoint{}, Failed: []CopyFailure{}}
 	if dstLoc.exists {
 		same, err := chunkstore.SameSealedKey(srcLoc.be, dstLoc.be)
 		if err != nil {
@@ -625,83 +625,105 @@ func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, st
 	if err != nil {
 		return nil, fmt.Errorf("copy to %s: %w", rep.To, err)
 	}
-	defer hold.Unlock()
+	defer func() {
+		// A lock lost while held is known for sure only here: what was
+		// written may have run beside garbage collection.
+		if uerr := hold.Unlock(); uerr != nil && err == nil {
+			err = fmt.Errorf("copy to %s: %w; run the copy again, then 'recall verify --read-data' on %s", rep.To, uerr, rep.To)
+		}
+	}()
 
 	type file struct {
 		t    backend.FileType
 		name string
 		size int64
 	}
-	var todo []file
-	var total int64
-	// Packs first, manifests last: the durability order.
-	for _, t := range []backend.FileType{backend.Packs, backend.Index, backend.Damaged, backend.Points} {
-		have := map[string]bool{}
-		if err := backend.ListNames(ctx, dstLoc.be, t, func(name string) error { have[name] = true; return nil }); err != nil {
-			return rep, fmt.Errorf("copy to %s: list %s: %w", rep.To, t, err)
-		}
-		err := srcLoc.be.List(ctx, t, func(name string, size int64) error {
-			if !have[name] {
-				todo = append(todo, file{t, name, size})
-				total += size
-			} else if t == backend.Points {
-				rep.Present++
+	// missing lists the files of the types ts the source has and the
+	// destination lacks.
+	missing := func(ts ...backend.FileType) ([]file, int64, error) {
+		var todo []file
+		var total int64
+		for _, t := range ts {
+			have := map[string]bool{}
+			if err := backend.ListNames(ctx, dstLoc.be, t, func(name string) error { have[name] = true; return nil }); err != nil {
+				return nil, 0, fmt.Errorf("copy to %s: list %s: %w", rep.To, t, err)
 			}
-			return nil
-		})
-		if err != nil {
-			return rep, fmt.Errorf("copy from %s: list %s: %w", rep.From, t, err)
+			err := srcLoc.be.List(ctx, t, func(name string, size int64) error {
+				if !have[name] {
+					todo = append(todo, file{t, name, size})
+					total += size
+				} else if t == backend.Points {
+					rep.Present++
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, 0, fmt.Errorf("copy from %s: list %s: %w", rep.From, t, err)
+			}
 		}
+		return todo, total, nil
+	}
+	// Packs first, manifests last: the durability order.
+	todo, total, err := missing(backend.Packs, backend.Index, backend.Damaged, backend.Points)
+	if err != nil {
+		return rep, err
 	}
 	o.Progress.addTotal(int64(len(todo)), total)
 	if o.Progress != nil {
 		o.Progress.totalsFinal.Store(true)
 	}
 	var buf []byte
-	for _, f := range todo {
+	vanished := 0 // packs removed from the source since they were listed
+	for i := 0; i < len(todo) || vanished > 0; i++ {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		h := backend.Handle{Type: f.t, Name: f.name}
-		o.Progress.begin(h.String())
-		b, err := srcLoc.be.Load(ctx, h, 0, -1, buf)
-		if errors.Is(err, backend.ErrNotExist) {
-			o.Progress.fileDone(h.String())
-			continue // removed meanwhile (garbage collection, a superseded index file)
-		}
-		if err != nil {
-			return rep, fmt.Errorf("copy from %s: read %s: %w", rep.From, h, err)
-		}
-		buf = b[:0]
-		switch f.t {
-		case backend.Packs:
-			var id chunkstore.ID
-			if id, err = chunkstore.ParseID(f.name); err == nil {
-				err = chunkstore.CheckPackName(id, b)
+		if vanished > 0 && (i == len(todo) || todo[i].t != backend.Packs) {
+			// A pack removed since the listing was deleted by garbage
+			// collection, which first wrote the live blobs it held to new
+			// packs: those, listed now, are copied before any index file
+			// or manifest that may need them, and so on until a listing
+			// brings no new pack.
+			for round := 0; vanished > 0; round++ {
+				if round == 8 {
+					return rep, fmt.Errorf("copy from %s: packs keep vanishing while they are copied (garbage collection running there?): nothing that needs them was copied; run the copy again once it is done", rep.From)
+				}
+				vanished = 0
+				more, n, err := missing(backend.Packs)
+				if err != nil {
+					return rep, err
+				}
+				o.Progress.addTotal(int64(len(more)), n)
+				for _, p := range more {
+					v, err := copyOne(ctx, srcLoc, dstLoc, o, rep, hold, p.t, p.name, &buf)
+					if err != nil {
+						return rep, err
+					}
+					if v {
+						vanished++
+					}
+				}
 			}
-		case backend.Index, backend.Points:
-			err = chunkstore.CheckFileName(f.name, b)
-		}
-		if err != nil {
-			o.Progress.addError()
-			o.Progress.fileDone(h.String())
-			if f.t == backend.Points {
-				rep.Failed = append(rep.Failed, CopyFailure{CopiedPoint{ID: f.name}, err.Error()})
+			// The index files and manifests are listed again too: the
+			// ones written with the new packs are copied with the rest.
+			rep.Present = 0 // counted again by this listing
+			rest, _, err := missing(backend.Index, backend.Damaged, backend.Points)
+			if err != nil {
+				return rep, err
 			}
-			o.Log("%s of %s not copied: %v", h, rep.From, err)
+			if extra := len(rest) - (len(todo) - i); extra > 0 {
+				o.Progress.addTotal(int64(extra), 0)
+			}
+			todo, i = rest, -1
 			continue
 		}
-		if err := dstLoc.be.Save(ctx, h, b); err != nil {
-			return rep, fmt.Errorf("copy to %s: write %s: %w", rep.To, h, err)
+		f := todo[i]
+		v, err := copyOne(ctx, srcLoc, dstLoc, o, rep, hold, f.t, f.name, &buf)
+		if err != nil {
+			return rep, err
 		}
-		o.Progress.addBytes(int64(len(b)))
-		o.Progress.fileDone(h.String())
-		switch f.t {
-		case backend.Packs:
-			rep.Packs++
-			rep.Bytes += int64(len(b))
-		case backend.Points:
-			rep.Points = append(rep.Points, CopiedPoint{ID: f.name})
+		if v && f.t == backend.Packs {
+			vanished++
 		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
@@ -710,6 +732,60 @@ func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, st
 			ErrDamaged, len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, rep.From)
 	}
 	return rep, nil
+}
+
+// copyOne copies file t/name from src to dst for copySealed, checking its
+// name against its content; vanished is set when the source no longer has
+// it (removed since it was listed).
+func copyOne(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, rep *CopyReport, hold *chunkstore.SessionHold, t backend.FileType, name string, buf *[]byte) (vanished bool, err error) {
+	h := backend.Handle{Type: t, Name: name}
+	o.Progress.begin(h.String())
+	b, err := srcLoc.be.Load(ctx, h, 0, -1, *buf)
+	if errors.Is(err, backend.ErrNotExist) {
+		o.Progress.fileDone(h.String())
+		return true, nil // removed meanwhile (garbage collection, a superseded index file)
+	}
+	if err != nil {
+		return false, fmt.Errorf("copy from %s: read %s: %w", rep.From, h, err)
+	}
+	*buf = b[:0]
+	switch t {
+	case backend.Packs:
+		var id chunkstore.ID
+		if id, err = chunkstore.ParseID(name); err == nil {
+			err = chunkstore.CheckPackName(id, b)
+		}
+	case backend.Index, backend.Points:
+		err = chunkstore.CheckFileName(name, b)
+	}
+	if err != nil {
+		o.Progress.addError()
+		o.Progress.fileDone(h.String())
+		if t == backend.Points {
+			rep.Failed = append(rep.Failed, CopyFailure{CopiedPoint{ID: name}, err.Error()})
+		}
+		o.Log("%s of %s not copied: %v", h, rep.From, err)
+		return false, nil
+	}
+	// A file written after the session's lock is lost could join a
+	// store that garbage collection, alone by then, is sweeping: an
+	// index or manifest naming packs it deletes.
+	if err := hold.Lost(); err != nil {
+		return false, fmt.Errorf("copy to %s: %w", rep.To, err)
+	}
+	if err := dstLoc.be.Save(ctx, h, b); err != nil {
+		return false, fmt.Errorf("copy to %s: write %s: %w", rep.To, h, err)
+	}
+	o.Progress.addBytes(int64(len(b)))
+	o.Progress.fileDone(h.String())
+	switch t {
+	case backend.Packs:
+		rep.Packs++
+		rep.Bytes += int64(len(b))
+	case backend.Points:
+		rep.Points = append(rep.Points, CopiedPoint{ID: name})
+	}
+	return false, nil
 }
 
 // configFilesOf returns the config files of the store kept in be by

@@ -171,10 +171,10 @@ func HomeStore(home, given string, explicit bool) (loc, note string, err error) 
 	case own == "" || sameLocation(given, own):
 		return given, "", nil
 	case explicit:
-		return given, fmt.Sprintf("home %s records store %s; using %s for this run, as --store says", home, own, given), nil
+		return given, fmt.Sprintf("home %s records store %s; using %s for this run, as --store says", home, s3.Redact(own), s3.Redact(given)), nil
 	}
 	return "", "", fmt.Errorf("%w: home %s has store %s, and RECALL_STORE says %s: unset RECALL_STORE, or give --store %s on the command line to use it for this run",
-		ErrOtherStore, home, own, given, given)
+		ErrOtherStore, home, s3.Redact(own), s3.Redact(given), s3.Redact(given))
 }
 
 // sameLocation reports whether two location strings name one store.
@@ -342,7 +342,7 @@ func OpenLocation(ctx context.Context, loc string, ro RemoteOptions, o chunkstor
 		if IsRemote(where) {
 			return nil, fmt.Errorf("%s: %w (the bucket holds no store under this prefix: check the location, or run 'recall init --store %s')", where, chunkstore.ErrNoStore, where)
 		}
-		return nil, fmt.Errorf("%s: %w (give a recall home or a store directory)", loc, chunkstore.ErrNoStore)
+		return nil, fmt.Errorf("%s: %w (give a recall home or a store directory)", s3.Redact(loc), chunkstore.ErrNoStore)
 	}
 	st, err := chunkstore.OpenBackend(l.be, o)
 	if err != nil {
@@ -359,12 +359,12 @@ func OpenLocation(ctx context.Context, loc string, ro RemoteOptions, o chunkstor
 func InitLocation(ctx context.Context, loc string, ro RemoteOptions, o chunkstore.InitOptions) (*chunkstore.Config, string, error) {
 	l, err := resolveLocation(ctx, loc, ro, true)
 	if err != nil {
-		return nil, "", fmt.Errorf("init %s: %w", loc, err)
+		return nil, "", fmt.Errorf("init %s: %w", s3.Redact(loc), err)
 	}
 	where := l.be.Location()
 	if l.exists {
 		l.be.Close()
-		return nil, "", fmt.Errorf("init %s: %w: it is another store's; give another bucket or prefix, or use that store with --store %s", where, chunkstore.ErrExists, loc)
+		return nil, "", fmt.Errorf("init %s: %w: it is another store's; give another bucket or prefix, or use that store with --store %s", where, chunkstore.ErrExists, s3.Redact(loc))
 	}
 	if lb, ok := l.be.(*local.Backend); ok {
 		lb.Close()

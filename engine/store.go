@@ -195,7 +195,7 @@ func (ss *Session) CommitPoint(p *Point) (chunkstore.ID, error) {
 	if err := ss.lock.Lost(); err != nil {
 		return chunkstore.ID{}, err
 	}
-	id, err := ss.s.st.SavePoint(encodePoint(p))
+	id, err := ss.lock.SavePoint(encodePoint(p)) // cancelled if the lock is lost meanwhile
 	if err != nil {
 		return chunkstore.ID{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -273,7 +274,23 @@ func (f *s3Fixture) refusals(t *testing.T) {
 	}
 }
 
-// A pack object overwritten with garbage: verify --read-data finds it,
+// cachedFile reports whether a file named name is under dir.
+func cachedFile(t *testing.T, dir, name string) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == name {
+			found = true
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// A tree pack object overwritten with garbage: verify --read-data finds it,
 // repair drops it after salvaging what it can, a new backup stores the
 // lost blobs again, and the store verifies clean and restores.
 func (f *s3Fixture) repair(t *testing.T) {
@@ -287,7 +304,20 @@ func (f *s3Fixture) repair(t *testing.T) {
 	if len(packs) < 2 {
 		t.Fatalf("packs: %v", packs)
 	}
-	victim := packs[0]
+	// The victim is a tree pack the home keeps a copy of in its cache
+	// (the restore put it there): verify and repair must read the remote
+	// object, not that copy, or its damage goes unseen.
+	restoreSame(t, e, "latest", snapshot(t, src))
+	var victim string
+	for _, p := range packs {
+		if cachedFile(t, filepath.Join(e.home, "cache"), p) {
+			victim = p
+			break
+		}
+	}
+	if victim == "" {
+		t.Fatalf("no pack of %v in the home's cache after a restore", packs)
+	}
 	be, err := f.backend(t, loc)
 	must(t, err)
 	garbage := make([]byte, 1<<20)
@@ -344,24 +374,58 @@ func (f *s3Fixture) gc(t *testing.T) {
 	}
 	e.ok("verify", "--read-data")
 
-	// Once more, with a backup of another source running beside the gc.
-	mixedTree(t, second, 7, 4)
+	// Once more, with a backup of another source running beside the gc,
+	// throttled so that it runs across gc's hide and delete: it holds
+	// copies of the files only the forgotten point has, so it
+	// deduplicates against the very packs gc hides and deletes, and is
+	// left whole only if gc waits for it or it stores them again.
 	for i := 0; i < 3; i++ {
+		writeRandom(t, filepath.Join(second, fmt.Sprintf("z-big%d", i)), int64(96000+i), 7<<20) // the forgotten point's
 		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(97000+i), 7<<20)
 	}
+	writeRandom(t, filepath.Join(second, "a-filler"), 7, 6<<20) // read first, slowly
 	e.ok("backup", "--source", "s", src)
-	e.ok("forget", e.pointIDs()[0])
-	bk := e.command("backup", "-q", "--source", "beside", second)
+	forgotten := e.pointIDs()[0]
+	e.ok("forget", forgotten)
+	bk := e.command("backup", "-q", "--limit", "2MiB/s", "--source", "beside", second)
 	var bkErr strings.Builder
 	bk.Stderr = &bkErr
 	must(t, bk.Start())
+	bkDone := make(chan error, 1)
+	var bkEnd time.Time
+	go func() { err := bk.Wait(); bkEnd = time.Now(); bkDone <- err }()
+	// gc starts once the backup's session is registered: polling the
+	// store's locks is the only sign of it from outside.
+	for !slices.ContainsFunc(f.names(t, loc, backend.Locks), func(n string) bool { return strings.HasPrefix(n, "session-") }) {
+		select {
+		case err := <-bkDone:
+			t.Fatalf("the backup beside gc ended before it was seen registered: %v\n%s", err, bkErr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	g := e.run("gc", "--json", "--index-grace", "0", "--wait", "2m")
-	if err := bk.Wait(); err != nil {
+	gcEnd := time.Now()
+	if err := <-bkDone; err != nil {
 		t.Fatalf("the backup beside gc: %v\n%s", err, bkErr.String())
 	}
 	if g.code != 0 {
 		t.Fatalf("gc beside a backup: exit %d\n%s", g.code, g.stderr)
 	}
+	// gc hid the forgotten packs while the backup ran and deleted them
+	// only once it had ended: the window under test was crossed.
+	if gcEnd.Before(bkEnd) {
+		t.Errorf("gc ended %v before the backup beside it: it did not wait for the session", bkEnd.Sub(gcEnd))
+	}
+	var gr gcJSON
+	must(t, json.Unmarshal([]byte(g.stdout), &gr))
+	if gr.PacksHidden+gr.PacksDeleted == 0 {
+		t.Errorf("gc beside the backup hid and deleted nothing: %+v", gr)
+	}
+	// Whether the forgotten packs are deleted (the backup stored its
+	// copies again) or indexed again (it deduplicated against them before
+	// they were hidden) depends on the timing; the restore below is what
+	// must hold either way.
+	t.Logf("gc beside a throttled backup: %+v, ended %v after the backup", gr, gcEnd.Sub(bkEnd).Round(time.Millisecond))
 	e.ok("verify", "--read-data")
 	restoreSame(t, e, "latest", snapshot(t, second), "--source", "beside")
 	restoreSame(t, e, "latest", snapshot(t, src), "--source", "s")

@@ -256,6 +256,12 @@ func storeArgs(c *cli.Context) []string {
 // none and holds nothing is recorded there, so that the next command
 // (and the home's catalog) needs only --home.
 func openLocation(c *cli.Context, o chunkstore.OpenOptions) (*engine.Store, error) {
+	return openLocationCached(c, o, true)
+}
+
+// openLocationCached is openLocation; a remote store goes through the
+// home's cache only when cached is set.
+func openLocationCached(c *cli.Context, o chunkstore.OpenOptions, cached bool) (*engine.Store, error) {
 	loc, err := storeLocation(c)
 	if err != nil {
 		return nil, err
@@ -266,7 +272,9 @@ func openLocation(c *cli.Context, o chunkstore.OpenOptions) (*engine.Store, erro
 	}
 	record := engine.IsRemote(loc) && engine.RequireStore(home) != nil && newHome(home)
 	ro := remoteOptions(c)
-	ro.CacheDir = engine.CacheDir(home)
+	if cached {
+		ro.CacheDir = engine.CacheDir(home)
+	}
 	st, err := engine.OpenLocation(c.Context, loc, ro, o)
 	if err != nil {
 		return nil, err
@@ -296,11 +304,18 @@ func newHome(dir string) bool {
 
 // openStore opens the store; nothing is locked until a write session is
 // taken.
-func openStore(c *cli.Context) (*engine.Store, error) {
+func openStore(c *cli.Context) (*engine.Store, error) { return openStoreCached(c, true) }
+
+// openStoreUncached is openStore that reads a remote store itself, never
+// the home's cache of it: what verify and repair check and mend is the
+// remote's files (a copy in the cache would hide their damage).
+func openStoreUncached(c *cli.Context) (*engine.Store, error) { return openStoreCached(c, false) }
+
+func openStoreCached(c *cli.Context, cached bool) (*engine.Store, error) {
 	// The passphrase is sought only once the store turns out to need one:
 	// a plaintext store runs no --password-command and asks nothing.
 	pw := ""
-	st, err := openLocation(c, chunkstore.OpenOptions{})
+	st, err := openLocationCached(c, chunkstore.OpenOptions{}, cached)
 	if noPassword := err; errors.Is(err, chunkstore.ErrNoPassword) {
 		if pw, err = password(c); err != nil {
 			return nil, err
@@ -315,7 +330,7 @@ func openStore(c *cli.Context) (*engine.Store, error) {
 			}
 			pw = asked
 		}
-		st, err = openLocation(c, chunkstore.OpenOptions{Password: pw})
+		st, err = openLocationCached(c, chunkstore.OpenOptions{Password: pw}, cached)
 	}
 	if err != nil {
 		return nil, err

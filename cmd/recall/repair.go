@@ -76,7 +76,7 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 		if c.NArg() != 0 {
 			return usagef("repair %s takes no arguments", what)
 		}
-		st, err := openStore(c)
+		st, err := openStoreUncached(c)
 		if err != nil {
 			return err
 		}

@@ -20,7 +20,7 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print progress (with --read-data) and the report as JSON lines (see the README)"},
 		},
 		Action: withJob("verify", func(c *cli.Context) error {
-			st, err := openStore(c)
+			st, err := openStoreUncached(c)
 			if err != nil {
 				return err
 			}

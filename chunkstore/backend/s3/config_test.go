@@ -147,3 +147,36 @@ func TestMissingBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A location with credentials in it never shows them: not in ParseURL's
+// errors (url.Parse's own repeat the URL), nor through Redact.
+func TestRedact(t *testing.T) {
+	const secret = "wJalr/XUtnFEMI"
+	for _, tc := range []struct{ in, want string }{
+		{"s3:http://AKIAKEY:" + secret + "@host:7480/bucket/p", "s3:http://REDACTED@host:7480/bucket/p"},
+		{"s3:AKIAKEY:" + secret + "@host/bucket", "s3:REDACTED@host/bucket"},
+		{"s3:http://host:7480/bucket/p", "s3:http://host:7480/bucket/p"},
+		{"/srv/recall", "/srv/recall"},
+	} {
+		if got := Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, loc := range []string{
+		"s3:http://AKIAKEY:" + secret + "@host:7480/bucket",
+		"s3:http://AKIAKEY:" + secret + "@host:port%zz/bucket", // url.Parse fails
+		"s3:ftp://AKIAKEY:" + secret + "@host/bucket",
+	} {
+		_, err := ParseURL(loc)
+		if err == nil {
+			t.Errorf("ParseURL(%q) accepted credentials in the location", loc)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "AKIAKEY") {
+			t.Errorf("ParseURL's error shows the credentials: %v", err)
+		}
+	}
+	if _, err := newBackend(Config{Endpoint: "http://AKIAKEY:" + secret + "@host:7480", Bucket: "b"}); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("an endpoint with credentials: %v", err)
+	}
+}

@@ -26,7 +26,7 @@
 //	<prefix>/journal/<name>               Journal entries (empty objects)
 //	<prefix>/gc/<name>                    Garbage collection's plan and records
 //	<prefix>/locks/<name>                 a lock's name (empty)
-//	<prefix>/locks/<name>/<m>1-<token>    a holder of lock <name> (lock.go)
+//	<prefix>/locks/<name>/<m>1-<token>-<ms>  a holder of lock <name> (lock.go)
 //
 // Packs are not fanned out into packs/xx/ as on a local disk: an object
 // store has no directories to keep small, it spreads keys by their
@@ -97,8 +97,9 @@
 //     its info (what others are shown) and whose modification time, set
 //     by the server, is its last refresh;
 //  3. lists the holders: its own object's time gives the server's clock;
-//     a holder not refreshed for LockStale is dead and its object is
-//     removed; a living holder in a conflicting mode (either is
+//     a holder not refreshed for the longer of its own LockStale (in its
+//     object's name: the stale time is each process's setting, not the
+//     store's) and the contender's is dead and its object is removed; a living holder in a conflicting mode (either is
 //     exclusive) makes it remove its own object and return a
 //     *backend.LockedError with the conflicting holders' info;
 //  4. waits LockRecheck and lists again, as in 3;
@@ -113,8 +114,11 @@
 // consistent store: of two contenders, the one that lists second sees the
 // other's object), and (b) no holder goes LockStale without a refresh
 // (frozen, suspended, cut off). A holder whose refreshes fail for
-// LockStale less one LockRefresh, or who finds its object removed, has
-// lost the lock: its Lost channel closes (the returned Unlocker has a
+// LockStale less one LockRefresh, counted from the start of its last
+// refresh that succeeded (a timer of its own, whatever an attempt in
+// flight does; each attempt is cut off then, and one that succeeds after
+// it does not count), or who finds its object removed, has lost the
+// lock: its Lost channel closes (the returned Unlocker has a
 // Lost() <-chan struct{} method), before any other may take the lock
 // when it is refreshes that failed, and Unlock returns an error saying
 // so. A holder that stops its work at Lost keeps the guarantee; one that

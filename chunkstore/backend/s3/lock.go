@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,41 +21,74 @@ import (
 //	locks/<name>                    the lock's name, written by each holder
 //	                                once it holds the lock (empty); what
 //	                                Stat, List and Remove of backend.Locks see
-//	locks/<name>/<m>1-<token>       one per holder: m is s (shared) or x
+//	locks/<name>/<m>1-<token>-<ms>  one per holder: m is s (shared) or x
 //	                                (exclusive), 1 the format, token 16
-//	                                random hex digits; the body is the
-//	                                holder's info; its modification time
-//	                                (the server's clock) its last refresh
+//	                                random hex digits, ms the holder's
+//	                                LockStale in milliseconds (absent in
+//	                                the names of older versions); the body
+//	                                is the holder's info; its modification
+//	                                time (the server's clock) its last
+//	                                refresh
+//
+// The stale time is in the name because it is each process's own setting
+// (--s3-lock-stale), not the store's: a judge with a shorter one must not
+// take a live holder that refreshes on its longer schedule for dead.
 
 // holderFormat is the version of the holder objects' names.
 const holderFormat = "1"
 
 type holder struct {
-	key  string
-	mode backend.LockMode
-	mod  time.Time // the server's time of its last write
+	key   string
+	mode  backend.LockMode
+	stale time.Duration // the holder's own LockStale; 0: not in its name
+	mod   time.Time     // the server's time of its last write
 }
 
-// holderName is the object name of a holder in mode with token.
-func holderName(mode backend.LockMode, token string) string {
+// holderName is the object name of a holder in mode with token whose
+// stale time is stale.
+func holderName(mode backend.LockMode, token string, stale time.Duration) string {
 	m := "s"
 	if mode == backend.Exclusive {
 		m = "x"
 	}
-	return m + holderFormat + "-" + token
+	return m + holderFormat + "-" + token + "-" + strconv.FormatInt(stale.Milliseconds(), 10)
 }
 
 // parseHolder reads a holder object's name; ok is false for a name of
 // another format, which a holder of this format treats as exclusive (an
-// unknown holder must not be ignored).
-func parseHolder(name string) (backend.LockMode, bool) {
+// unknown holder must not be ignored). stale is 0 when the name does not
+// carry the holder's stale time (older versions, other formats).
+func parseHolder(name string) (mode backend.LockMode, stale time.Duration, ok bool) {
 	switch {
 	case strings.HasPrefix(name, "s"+holderFormat+"-"):
-		return backend.Shared, true
+		mode, ok = backend.Shared, true
 	case strings.HasPrefix(name, "x"+holderFormat+"-"):
-		return backend.Exclusive, true
+		mode, ok = backend.Exclusive, true
+	default:
+		return backend.Exclusive, 0, false
 	}
-	return backend.Exclusive, false
+	if _, ms, found := strings.Cut(name[len(holderFormat)+2:], "-"); found {
+		if n, err := strconv.ParseInt(ms, 10, 64); err == nil && n > 0 {
+			stale = time.Duration(n) * time.Millisecond
+		}
+	}
+	return mode, stale, ok
+}
+
+// legacyStale is the stale time assumed of a holder whose name does not
+// say its own: the default, which older versions used unless told
+// otherwise.
+const legacyStale = 30 * time.Minute
+
+// staleAfter is how long holder h may go without a refresh before this
+// backend takes it for dead: the longer of h's own stale time and ours,
+// since h refreshes on the schedule of its own.
+func (b *Backend) staleAfter(h holder) time.Duration {
+	s := h.stale
+	if s == 0 {
+		s = legacyStale
+	}
+	return max(s, b.cfg.LockStale)
 }
 
 // holders lists the holder objects of lock name.
@@ -67,8 +101,8 @@ func (b *Backend) holders(ctx context.Context, name string) ([]holder, error) {
 			if o.Err != nil {
 				return o.Err
 			}
-			mode, _ := parseHolder(strings.TrimPrefix(o.Key, prefix))
-			out = append(out, holder{key: o.Key, mode: mode, mod: o.LastModified})
+			mode, stale, _ := parseHolder(strings.TrimPrefix(o.Key, prefix))
+			out = append(out, holder{key: o.Key, mode: mode, stale: stale, mod: o.LastModified})
 		}
 		return nil
 	})
@@ -104,8 +138,10 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	}
 	tok := make([]byte, 8)
 	rand.Read(tok)
-	l := &lock{b: b, name: name, key: b.dir(backend.Locks.String()) + name + "/" + holderName(mode, hex.EncodeToString(tok)), info: info,
+	l := &lock{b: b, name: name, key: b.dir(backend.Locks.String()) + name + "/" + holderName(mode, hex.EncodeToString(tok), b.cfg.LockStale), info: info,
 		stop: make(chan struct{}), done: make(chan struct{}), lostc: make(chan struct{})}
+	l.start = time.Now()
+	l.deadline = l.start.Add(b.cfg.LockStale - b.cfg.LockRefresh)
 	if err := b.put(ctx, l.key, info); err != nil {
 		return nil, b.fail("lock "+name, err)
 	}
@@ -137,6 +173,11 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	return l, nil
 }
 
+// LockStale is how long a holder of this backend's locks may go without
+// a refresh before it is taken for dead (Config.LockStale): what a
+// refused caller is told a dead holder's lock takes to free itself.
+func (b *Backend) LockStale() time.Duration { return b.cfg.LockStale }
+
 // serverSkew returns the server's clock minus this machine's, as last
 // measured by a lock's check.
 func (b *Backend) serverSkew() (time.Duration, bool) {
@@ -155,7 +196,7 @@ func (b *Backend) conflicts(hs []holder, own string, mode backend.LockMode, now 
 	for _, h := range hs {
 		switch {
 		case h.key == own:
-		case now.Sub(h.mod) > b.cfg.LockStale:
+		case now.Sub(h.mod) > b.staleAfter(h):
 			if remove {
 				b.remove(context.Background(), h.key) // its holder died, or lost the lock
 			}
@@ -229,7 +270,9 @@ type lock struct {
 	stop, done chan struct{}
 
 	mu        sync.Mutex
-	refreshed time.Time // local time of the last write of key that succeeded
+	refreshed time.Time // local time the first write of key was answered (check's clock)
+	start     time.Time // local time the last write of key that succeeded began
+	deadline  time.Time // start + LockStale - LockRefresh: Lost closes then
 	lost      error
 	lostc     chan struct{} // closed when lost is set
 }
@@ -244,18 +287,57 @@ func (l *lock) Lost() <-chan struct{} { return l.lostc }
 // holder that finds its object gone (taken for stale by another), or
 // could not rewrite it for LockStale-LockRefresh, has lost the lock;
 // Lost and Unlock say so.
+//
+// Others may take the lock LockStale after the server's time of the last
+// rewrite, which is after the start of that rewrite's attempt; so the
+// deadline is counted from the attempt's start, a timer closes Lost at
+// the deadline on its own (an attempt in flight may hang), each attempt
+// is cut off at the deadline, and an attempt that starts past it cannot
+// revive the lock: another may have it by then.
 func (l *lock) refresh() {
 	defer close(l.done)
 	b := l.b
+	margin := b.cfg.LockStale - b.cfg.LockRefresh
+	var lastErr error
+	var errMu sync.Mutex
+	expire := func() {
+		l.mu.Lock()
+		late, deadline := time.Since(l.start), l.deadline
+		l.mu.Unlock()
+		if time.Now().Before(deadline) {
+			return // refreshed meanwhile; the timer was reset
+		}
+		errMu.Lock()
+		err := lastErr
+		errMu.Unlock()
+		l.setLost(fmt.Errorf("%s lock %s: lost: not refreshed for %v, and others may take it as stale after %v: %v", b.Location(), l.name, late.Round(time.Millisecond), b.cfg.LockStale, err))
+	}
+	l.mu.Lock()
+	timer := time.AfterFunc(time.Until(l.deadline), expire)
+	l.mu.Unlock()
+	defer timer.Stop()
 	t := time.NewTicker(b.cfg.LockRefresh)
 	defer t.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
+		case <-l.lostc:
+			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.LockRefresh)
+		start := time.Now()
+		l.mu.Lock()
+		deadline := l.deadline
+		l.mu.Unlock()
+		if !start.Before(deadline) {
+			expire()
+			return
+		}
+		if cut := start.Add(b.cfg.LockRefresh); cut.Before(deadline) {
+			deadline = cut
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		_, err := b.core.StatObject(ctx, b.cfg.Bucket, l.key, minio.StatObjectOptions{})
 		if code(err) == "NoSuchKey" {
 			cancel()
@@ -266,25 +348,34 @@ func (l *lock) refresh() {
 			err = b.put(ctx, l.key, l.info)
 		}
 		cancel()
+		if err != nil {
+			errMu.Lock()
+			lastErr = err
+			errMu.Unlock()
+			continue
+		}
 		l.mu.Lock()
-		if err == nil {
-			l.refreshed = time.Now()
-		}
-		late := time.Since(l.refreshed)
-		l.mu.Unlock()
-		// Given up a refresh interval before others may take it as
-		// stale, so that a holder that stops at Lost stops in time.
-		if late > b.cfg.LockStale-b.cfg.LockRefresh {
-			l.setLost(fmt.Errorf("%s lock %s: lost: not refreshed for %v, and others take it as stale after %v: %v", b.Location(), l.name, late.Round(time.Millisecond), b.cfg.LockStale, err))
+		select {
+		case <-l.lostc: // the timer fired while the attempt ran: too late
+			l.mu.Unlock()
 			return
+		default:
 		}
+		l.start, l.deadline = start, start.Add(margin)
+		timer.Reset(time.Until(l.deadline))
+		l.mu.Unlock()
 	}
 }
 
 func (l *lock) setLost(err error) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.lostc:
+		return // lost already
+	default:
+	}
 	l.lost = err
-	l.mu.Unlock()
 	close(l.lostc)
 }
 

@@ -159,3 +159,86 @@ func TestLockStale(t *testing.T) {
 		t.Errorf("unlock of a refreshed lock: %v", err)
 	}
 }
+
+// The stale time is each process's own setting: a contender with a short
+// one does not take a live holder, refreshing on the schedule of its
+// longer one, for dead (gc --s3-lock-stale 2m beside a backup's 30m).
+func TestLockStaleIsTheHolders(t *testing.T) {
+	cfg := config(t, gateway(t).Endpoint)
+	long := cfg
+	long.LockStale, long.LockRefresh = time.Minute, 10*time.Second
+	short := cfg
+	short.LockStale, short.LockRefresh = 300*time.Millisecond, 50*time.Millisecond
+	holder, judge := open(t, long), open(t, short)
+	u, err := holder.Lock(bg, "store", backend.Shared, []byte("backup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Unlock()
+	// Past the judge's stale time, well within the holder's: the passage
+	// of time is what is tested, there is no event to await.
+	time.Sleep(time.Second)
+	if x, err := judge.Lock(bg, "store", backend.Exclusive, []byte("gc")); !slices.Equal(holdersOf(err), []string{"backup"}) {
+		if err == nil {
+			x.Unlock()
+		}
+		t.Fatalf("exclusive with a shorter stale time beside a live holder: %v, want refused by \"backup\"", err)
+	}
+	select {
+	case <-u.(interface{ Lost() <-chan struct{} }).Lost():
+		t.Fatal("the live holder lost its lock")
+	default:
+	}
+}
+
+// A holder whose refreshes hang (a gateway that accepts connections and
+// never answers) is told at LockStale-LockRefresh after its last refresh
+// began, before any other may take the lock, not when a hung attempt
+// finally gives up.
+func TestLockLostBeforeTakeover(t *testing.T) {
+	p := newProxy(t, gatewayAddr(t))
+	cfg := config(t, p.endpoint())
+	cfg.LockStale, cfg.LockRefresh, cfg.Attempts = time.Second, 400*time.Millisecond, 2
+	cut := open(t, cfg)
+	direct := cfg
+	direct.Endpoint = gateway(t).Endpoint
+	other := open(t, direct)
+
+	before := time.Now()
+	u, err := cut.Lock(bg, "store", backend.Exclusive, []byte("hung"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.setStall(true) // its refreshes hang from now on
+	lost := u.(interface{ Lost() <-chan struct{} }).Lost()
+	lostAt := make(chan time.Time, 1)
+	go func() { <-lost; lostAt <- time.Now() }()
+	var took backend.Unlocker
+	for took == nil {
+		took, err = other.Lock(bg, "store", backend.Exclusive, []byte("next"))
+		if err != nil && !slices.Equal(holdersOf(err), []string{"hung"}) {
+			t.Fatalf("while the hung holder's lock is fresh: %v", err)
+		}
+		if took != nil {
+			select {
+			case <-lost:
+			default:
+				t.Fatal("another took the lock before its holder was told it lost it")
+			}
+		}
+		if time.Since(before) > 20*time.Second {
+			t.Fatal("a lock not refreshed for 20 s was not taken over")
+		}
+	}
+	defer took.Unlock()
+	// Lost closed by the deadline, counted from before the lock's first
+	// write, give or take the scheduler; a hung attempt ends only a
+	// LockRefresh after it began, past the deadline.
+	if at := (<-lostAt).Sub(before); at > cfg.LockStale-cfg.LockRefresh+120*time.Millisecond {
+		t.Errorf("told %v after it began taking the lock, want by %v", at, cfg.LockStale-cfg.LockRefresh)
+	}
+	p.setStall(false)
+	if err := u.Unlock(); err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Errorf("unlock of a lock lost: %v, want an error saying so", err)
+	}
+}

@@ -106,30 +106,58 @@ func (c *Config) defaults() {
 func ParseURL(s string) (Config, error) {
 	rest, ok := strings.CutPrefix(s, "s3:")
 	if !ok {
-		return Config{}, fmt.Errorf("store location %q: not an s3: location (s3:http://host:port/bucket/prefix)", s)
+		return Config{}, fmt.Errorf("store location %q: not an s3: location (s3:http://host:port/bucket/prefix)", Redact(s))
 	}
 	if !strings.Contains(rest, "://") {
 		rest = "https://" + rest
 	}
 	u, err := url.Parse(rest)
 	if err != nil {
-		return Config{}, fmt.Errorf("store location %q: %w", s, err)
+		// url.Error repeats the URL, credentials and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return Config{}, fmt.Errorf("store location %q: %w", Redact(s), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return Config{}, fmt.Errorf("store location %q: scheme %q, want http or https", s, u.Scheme)
+		return Config{}, fmt.Errorf("store location %q: scheme %q, want http or https", Redact(s), u.Scheme)
 	}
-	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return Config{}, fmt.Errorf("store location %q: want s3:%s://host[:port]/bucket[/prefix], nothing else", s, u.Scheme)
+	if u.User != nil {
+		return Config{}, fmt.Errorf("store location %q: credentials in a location are refused (they would show in messages, logs and the home's record): give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a credentials file or --s3-profile", Redact(s))
+	}
+	if u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return Config{}, fmt.Errorf("store location %q: want s3:%s://host[:port]/bucket[/prefix], nothing else", Redact(s), u.Scheme)
 	}
 	bucket, prefix, _ := strings.Cut(strings.Trim(u.Path, "/"), "/")
 	if bucket == "" {
-		return Config{}, fmt.Errorf("store location %q: no bucket (s3:%s://%s/bucket/prefix)", s, u.Scheme, u.Host)
+		return Config{}, fmt.Errorf("store location %q: no bucket (s3:%s://%s/bucket/prefix)", Redact(s), u.Scheme, u.Host)
 	}
 	prefix = strings.Trim(prefix, "/")
 	if strings.Contains(prefix, "//") {
-		return Config{}, fmt.Errorf("store location %q: empty element in prefix %q", s, prefix)
+		return Config{}, fmt.Errorf("store location %q: empty element in prefix %q", Redact(s), prefix)
 	}
 	return Config{Endpoint: u.Scheme + "://" + u.Host, Bucket: bucket, Prefix: prefix}, nil
+}
+
+// Redact returns location s with the userinfo of its URL (user:password@,
+// where some tools put S3 credentials) replaced by "REDACTED@", for every
+// message, log line or record that shows a location.
+func Redact(s string) string {
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 {
+		start = i + 3
+	} else if rest, ok := strings.CutPrefix(s, "s3:"); ok {
+		start = len(s) - len(rest)
+	}
+	// The last "@", not the first after the host: a secret key may hold
+	// "/", which would end the host part for url.Parse. A prefix holding
+	// "@" is redacted too, on the safe side.
+	at := strings.LastIndex(s[start:], "@")
+	if at < 0 {
+		return s
+	}
+	return s[:start] + "REDACTED@" + s[start+at+1:]
 }
 
 // URL is the location ParseURL reads.
@@ -208,8 +236,8 @@ func Create(ctx context.Context, cfg Config) (*Backend, error) {
 func newBackend(cfg Config) (*Backend, error) {
 	cfg.defaults()
 	u, err := url.Parse(cfg.Endpoint)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("s3 endpoint %q: want http(s)://host[:port]", cfg.Endpoint)
+	if err != nil || u.Host == "" || u.User != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("s3 endpoint %q: want http(s)://host[:port]", Redact(cfg.Endpoint))
 	}
 	secure := u.Scheme == "https"
 	tr, err := minio.DefaultTransport(secure)
@@ -323,7 +351,7 @@ func (b *Backend) probe(ctx context.Context) error {
 }
 
 // Location returns the store's URL.
-func (b *Backend) Location() string { return b.cfg.URL() }
+func (b *Backend) Location() string { return Redact(b.cfg.URL()) }
 
 // Config returns the configuration with its defaults filled in.
 func (b *Backend) Config() Config { return b.cfg }

@@ -124,26 +124,29 @@ func TestListCallbackRequests(t *testing.T) {
 }
 
 // The names of holder objects are a format: a newer one's holders are
-// never ignored.
+// never ignored, and a holder's own stale time is read back.
 func TestHolderNames(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		mode backend.LockMode
-		ok   bool
+		name  string
+		mode  backend.LockMode
+		stale time.Duration
+		ok    bool
 	}{
-		{holderName(backend.Shared, "0123456789abcdef"), backend.Shared, true},
-		{holderName(backend.Exclusive, "0123456789abcdef"), backend.Exclusive, true},
-		{"s2-0123456789abcdef", backend.Exclusive, false},
-		{"lock", backend.Exclusive, false},
+		{holderName(backend.Shared, "0123456789abcdef", 90*time.Second), backend.Shared, 90 * time.Second, true},
+		{holderName(backend.Exclusive, "0123456789abcdef", 1500*time.Millisecond), backend.Exclusive, 1500 * time.Millisecond, true},
+		{"s1-0123456789abcdef", backend.Shared, 0, true}, // an older version's
+		{"x1-0123456789abcdef-junk", backend.Exclusive, 0, true},
+		{"s2-0123456789abcdef", backend.Exclusive, 0, false},
+		{"lock", backend.Exclusive, 0, false},
 	} {
-		if mode, ok := parseHolder(tc.name); mode != tc.mode || ok != tc.ok {
-			t.Errorf("parseHolder(%q) = %v, %v; want %v, %v", tc.name, mode, ok, tc.mode, tc.ok)
+		if mode, stale, ok := parseHolder(tc.name); mode != tc.mode || stale != tc.stale || ok != tc.ok {
+			t.Errorf("parseHolder(%q) = %v, %v, %v; want %v, %v, %v", tc.name, mode, stale, ok, tc.mode, tc.stale, tc.ok)
 		}
 	}
-	if got := holderName(backend.Shared, "0123456789abcdef"); got != "s1-0123456789abcdef" {
+	if got := holderName(backend.Shared, "0123456789abcdef", 30*time.Minute); got != "s1-0123456789abcdef-1800000" {
 		t.Errorf("shared holder named %q", got)
 	}
-	if got := holderName(backend.Exclusive, "0123456789abcdef"); got != "x1-0123456789abcdef" {
+	if got := holderName(backend.Exclusive, "0123456789abcdef", 2*time.Minute); got != "x1-0123456789abcdef-120000" {
 		t.Errorf("exclusive holder named %q", got)
 	}
 }
