@@ -26,7 +26,7 @@ func TestParseURL(t *testing.T) {
 		{in: "s3:http://127.0.0.1:7480", err: "no bucket"},
 		{in: "s3:http://127.0.0.1:7480/", err: "no bucket"},
 		{in: "s3:ftp://host/b", err: "scheme"},
-		{in: "s3:http://user:pw@host/b", err: "nothing else"},
+		{in: "s3:http://user:pw@host/b", err: "credentials in a location are refused"},
 		{in: "s3:http://host/b?x=1", err: "nothing else"},
 		{in: "s3:http://host/b/p//q", err: "empty element"},
 	} {
