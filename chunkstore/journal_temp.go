@@ -91,7 +91,7 @@ func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, error)
 		if err := s.journalAdd(journal, id); err != nil {
 			return len(adopted), storeWriteError(s.Dir(), err)
 		}
-		if err := s.be.Save(ctx, packHandle(id), b); err != nil {
+		if err := s.commitAdopted(ctx, tag, id, b); err != nil {
 			return len(adopted), storeWriteError(s.Dir(), fmt.Errorf("adopt pack %s: %w", id, err))
 		}
 		if !s.idx.addPack(id, entries, int64(len(b))) {
@@ -111,6 +111,26 @@ func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, error)
 		return len(adopted), err
 	}
 	return len(adopted), nil
+}
+
+// commitAdopted writes b, the finished pack id, under packs/ through a
+// writer tagged tag (the adopter's), not Save: a Save killed part way
+// leaves its temp file beside the packs (local: packs/xx/.tmp-*), where
+// no session's clean-up looks, so every adopter killed while it copies a
+// pack would leave that much dead weight for good. A tagged writer's
+// remains are in the adopter's temp area, which CleanTemp(tag) empties
+// (and which the next adopter reads as any other temp pack: a torn one is
+// dropped, a whole one adopted).
+func (s *Store) commitAdopted(ctx context.Context, tag string, id ID, b []byte) error {
+	f, err := backend.CreateTagged(ctx, s.be, backend.Packs, tag)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Commit(ctx, id.String())
 }
 
 // indexAdopted writes the index file of adopted packs and drops their
