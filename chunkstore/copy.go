@@ -50,23 +50,7 @@ type StoredBlob struct {
 // fn is called on the calling goroutine. A done ctx stops the pass
 // between reads, with ctx's error.
 func (s *Store) LoadStoredBlobs(ctx context.Context, pack ID, t BlobType, ids []ID, fn func(b StoredBlob, err error)) error {
-	var here []placed
-	var elsewhere []ID
-	for _, id := range ids {
-		l, _, usable := s.idx.lookup(id)
-		if usable && s.idx.packID(l.pack) == pack {
-			here = append(here, placed{id, l})
-		} else {
-			elsewhere = append(elsewhere, id)
-		}
-	}
-	slices.SortFunc(here, func(a, b placed) int {
-		if a.l.off != b.l.off {
-			return int(int64(a.l.off) - int64(b.l.off))
-		}
-		return bytes.Compare(a.id[:], b.id[:])
-	})
-	here = slices.CompactFunc(here, func(a, b placed) bool { return a.id == b.id })
+	here, elsewhere := s.placeInPack(pack, ids)
 	var ck storedChecker
 	defer ck.release()
 	sp := spanPool.Get().(*[]byte)

@@ -59,17 +59,10 @@ type placed struct {
 	l  loc
 }
 
-// LoadPackBlobs reads the blobs ids from the pack named pack in one pass,
-// in the order of their places in it, and calls fn once per distinct id
-// with the blob's plaintext, or with the error LoadBlob(id) would give.
-// Ids the index does not place usably in this pack (placed elsewhere,
-// damaged, unknown) are loaded one by one with LoadBlob after the pass.
-// data is valid only during fn and must not be kept; fn is called on the
-// calling goroutine. A done ctx stops the pass between reads: the error is
-// ctx's, and the ids not yet handed to fn are not.
-func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id ID, data []byte, err error)) error {
-	var here []placed
-	var elsewhere []ID
+// placeInPack splits ids into those the index places usably in pack, in
+// the order of their places there and each once, and the others (placed
+// elsewhere, damaged, unknown), which are read alone.
+func (s *Store) placeInPack(pack ID, ids []ID) (here []placed, elsewhere []ID) {
 	for _, id := range ids {
 		l, _, usable := s.idx.lookup(id)
 		if usable && s.idx.packID(l.pack) == pack {
@@ -84,7 +77,19 @@ func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id
 		}
 		return bytes.Compare(a.id[:], b.id[:])
 	})
-	here = slices.CompactFunc(here, func(a, b placed) bool { return a.id == b.id })
+	return slices.CompactFunc(here, func(a, b placed) bool { return a.id == b.id }), elsewhere
+}
+
+// LoadPackBlobs reads the blobs ids from the pack named pack in one pass,
+// in the order of their places in it, and calls fn once per distinct id
+// with the blob's plaintext, or with the error LoadBlob(id) would give.
+// Ids the index does not place usably in this pack (placed elsewhere,
+// damaged, unknown) are loaded one by one with LoadBlob after the pass.
+// data is valid only during fn and must not be kept; fn is called on the
+// calling goroutine. A done ctx stops the pass between reads: the error is
+// ctx's, and the ids not yet handed to fn are not.
+func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id ID, data []byte, err error)) error {
+	here, elsewhere := s.placeInPack(pack, ids)
 	if len(here) > 0 {
 		s.keepTrees(here[0].l.blobType(), pack) // a pack holds one type of blob
 	}
