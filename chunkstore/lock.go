@@ -434,7 +434,7 @@ type staleLocker interface {
 func staleNote(be backend.Backend) string {
 	for {
 		if sl, ok := be.(staleLocker); ok {
-			return fmt.Sprintf(" (if it died, its lock at %s frees itself --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
+			return fmt.Sprintf(" (one that died on this host frees it at once; if it died elsewhere, its lock at %s frees itself --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
 		}
 		r, ok := be.(interface{ Remote() backend.Backend })
 		if !ok {
