@@ -74,8 +74,8 @@ func NewLockInfo(purpose, mode, source string) LockInfo {
 // info is known to be dead: a process of this host, boot and PID
 // namespace that no longer runs (procid.ID.Dead). An info that does not
 // parse, or lacks what tells, gives false. A backend whose locks outlive
-// their holder (package s3: Config.HolderDead) frees such a holder's lock
-// at once instead of after its stale time.
+// their holder (package s3: Backend.SetHolderDead) frees such a holder's
+// lock at once instead of after its stale time.
 func HolderDead(info []byte) bool {
 	i, err := parseLockInfo(info)
 	if err != nil {

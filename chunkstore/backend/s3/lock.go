@@ -220,8 +220,8 @@ func (b *Backend) conflicts(hs []holder, own string, mode backend.LockMode, now 
 }
 
 // lockedError reads the info of the holders in busy and returns a
-// *backend.LockedError naming them, or nil when every one is dead by
-// the judge SetHolderDead gave (died on this host): such a holder's object is
+// *backend.LockedError naming them, or nil when every one is dead by the
+// judge SetHolderDead gave (died on this host): such a holder's object is
 // removed, as a stale one's is, and it neither refuses the lock nor is
 // named. One gone meanwhile still refuses (it may have been a contender
 // backing off), unnamed. The infos are read only here, of holders that
