@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -427,8 +426,7 @@ func (s *Store) lockGC(ctx context.Context, wait time.Duration) (func(), error) 
 	if err := l.take(ctx, "garbage collection", wait, nil); err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: "garbage collection", Since: time.Now().UTC(), Mode: "exclusive"})
+	info, _ := json.Marshal(NewLockInfo("garbage collection", "exclusive", ""))
 	deadline := time.Now().Add(wait)
 	for {
 		u, err := s.be.Lock(ctx, gcLock, backend.Exclusive, info)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/internal/procid"
 	"github.com/zeebo/blake3"
 )
 
@@ -50,6 +51,37 @@ type LockInfo struct {
 	Since   time.Time `json:"since"`
 	Mode    string    `json:"mode,omitempty"`   // "shared" or "exclusive"
 	Source  string    `json:"source,omitempty"` // the source of a write session
+	// What tells the holder's process from a later one with its pid (see
+	// internal/procid): the kernel's boot id, the PID namespace and the
+	// process's start time in clock ticks since boot. Absent from the
+	// infos of older versions, whose holders are never judged dead by
+	// them (HolderDead).
+	Boot  string `json:"boot,omitempty"`
+	PIDNS string `json:"pidns,omitempty"`
+	Start uint64 `json:"start,omitempty"`
+}
+
+// NewLockInfo describes this process as a holder, for purpose, in mode
+// ("shared", "exclusive", "session"), for source if a write session's:
+// what every lock this process takes tells of it.
+func NewLockInfo(purpose, mode, source string) LockInfo {
+	p := procid.Self()
+	return LockInfo{PID: p.PID, Host: p.Host, Purpose: purpose, Since: time.Now().UTC(), Mode: mode, Source: source,
+		Boot: p.Boot, PIDNS: p.PIDNS, Start: p.Start}
+}
+
+// HolderDead reports whether the holder whose info (LockInfo as JSON) is
+// info is known to be dead: a process of this host, boot and PID
+// namespace that no longer runs (procid.ID.Dead). An info that does not
+// parse, or lacks what tells, gives false. A backend whose locks outlive
+// their holder (package s3: Backend.SetHolderDead) frees such a holder's
+// lock at once instead of after its stale time.
+func HolderDead(info []byte) bool {
+	i, err := parseLockInfo(info)
+	if err != nil {
+		return false
+	}
+	return procid.ID{Host: i.Host, PID: i.PID, Boot: i.Boot, PIDNS: i.PIDNS, Start: i.Start}.Dead()
 }
 
 func (i LockInfo) String() string {
@@ -294,8 +326,7 @@ func lockRetryWait(n int) time.Duration {
 // since no attempt waits for a lock while holding another, there is no
 // order to keep against deadlock.
 func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) error {
-	host, _ := os.Hostname()
-	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: l.mode.String(), Source: l.source})
+	info, _ := json.Marshal(NewLockInfo(purpose, l.mode.String(), l.source))
 	names := []string{storeLock}
 	modes := []backend.LockMode{l.mode}
 	if l.source != "" {
@@ -403,7 +434,7 @@ type staleLocker interface {
 func staleNote(be backend.Backend) string {
 	for {
 		if sl, ok := be.(staleLocker); ok {
-			return fmt.Sprintf(" (if it died, its lock at %s frees itself --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
+			return fmt.Sprintf(" (one that died on this host frees it at once; if it died elsewhere, its lock at %s frees itself --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
 		}
 		r, ok := be.(interface{ Remote() backend.Backend })
 		if !ok {

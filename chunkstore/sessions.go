@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 )
@@ -65,8 +63,7 @@ func (r *sessionReg) Unlock() error {
 // register makes the session's registration; releasing it removes its
 // file, and its loss (sessionReg.Lost) is the session's.
 func (l *Lock) register(ctx context.Context, purpose string) (backend.Unlocker, error) {
-	host, _ := os.Hostname()
-	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: "session", Source: l.source})
+	info, _ := json.Marshal(NewLockInfo(purpose, "session", l.source))
 	for range 8 {
 		tok := make([]byte, 12)
 		rand.Read(tok)
@@ -127,8 +124,7 @@ func (s *Store) liveSessions(ctx context.Context) ([]SessionInfo, error) {
 // probeSession tells whether the session registered as name still runs,
 // without waiting, and removes the registration of one that ended.
 func (s *Store) probeSession(ctx context.Context, name string) (LockInfo, bool, error) {
-	host, _ := os.Hostname()
-	me, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Purpose: "garbage collection: probe of a write session", Since: time.Now().UTC(), Mode: "exclusive"})
+	me, _ := json.Marshal(NewLockInfo("garbage collection: probe of a write session", "exclusive", ""))
 	u, err := s.be.Lock(ctx, name, backend.Exclusive, me)
 	var busy *backend.LockedError
 	if errors.As(err, &busy) {

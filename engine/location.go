@@ -302,6 +302,7 @@ func resolveRemote(ctx context.Context, loc string, ro RemoteOptions, create boo
 	if err != nil {
 		return nil, err
 	}
+	be.SetHolderDead(chunkstore.HolderDead) // a holder that died on this host frees its locks at once
 	l := &location{be: be, canon: cfg.URL()}
 	if ro.CacheDir != "" {
 		// One directory per store: a cache serves one store (its List

@@ -71,8 +71,7 @@ func lockTape(ctx context.Context, home, purpose string, warn func(string, ...an
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	host, _ := os.Hostname()
-	info, _ := json.Marshal(chunkstore.LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: "exclusive"})
+	info, _ := json.Marshal(chunkstore.NewLockInfo(purpose, "exclusive", ""))
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt(info, 0)
 	}

@@ -91,17 +91,21 @@
 //
 //  1. lists locks/<name>/ first when it knows the server's clock (from an
 //     earlier lock of this backend) and gives up at once, writing
-//     nothing, when a living holder conflicts (so that a waiter trying
-//     again and again does not disturb the holders' own checks);
+//     nothing but the removal of holders that died on this host, when a
+//     living holder conflicts (so that a waiter trying again and again
+//     does not disturb the holders' own checks);
 //  2. writes its holder object, locks/<name>/<m>1-<token>, whose body is
 //     its info (what others are shown) and whose modification time, set
 //     by the server, is its last refresh;
 //  3. lists the holders: its own object's time gives the server's clock;
 //     a holder not refreshed for the longer of its own LockStale (in its
 //     object's name: the stale time is each process's setting, not the
-//     store's) and the contender's is dead and its object is removed; a living holder in a conflicting mode (either is
-//     exclusive) makes it remove its own object and return a
-//     *backend.LockedError with the conflicting holders' info;
+//     store's) and the contender's is dead and its object is removed;
+//     so is a holder in a conflicting mode (either is exclusive) that
+//     died on this host (below), whose info is read for the error
+//     anyway; a living holder in a conflicting mode makes it remove its
+//     own object and return a *backend.LockedError with the conflicting
+//     holders' info;
 //  4. waits LockRecheck and lists again, as in 3;
 //  5. writes locks/<name> (what Stat, List and Remove of backend.Locks
 //     see) and returns; a goroutine rewrites its holder object every
@@ -130,7 +134,27 @@
 // side (a holder is judged stale late, never early; the early refusal of
 // step 1 uses an earlier measure, and only ever refuses). A dead holder's lock
 // goes LockStale after its last refresh (30 minutes by default), not at
-// once as a flock does.
+// once as a flock does, unless it died on this very host:
+//
+// A holder that died on this host frees its lock at once, as restic frees
+// a lock whose holder on the same host has no process any more, but more
+// carefully. The backend does not read infos; whoever opens it gives it a
+// judge (SetHolderDead; the store's is chunkstore.HolderDead), which says
+// a holder is dead only when its info names this host name, this boot (the
+// kernel's boot id) and this PID namespace, and its pid has no process
+// now, or a zombie, or a process that started at another time than the
+// holder (the pid was reused); anything unread or unknown is alive
+// (internal/procid). What this does to the guarantee above: the lock of a
+// dead holder, which can send nothing more, is free without LockStale
+// passing, and the guarantee holds with one narrowing: a request it sent
+// whole before it died may still be carried out by the gateway afterwards,
+// in the time the gateway takes to store it (milliseconds for a small
+// object, more for a pack), where LockStale would have covered it. A
+// holder on another host, in another PID namespace (a container), or whose
+// info predates these fields is still judged by staleness alone. Only the
+// infos of holders that would refuse the lock are read (one GET each,
+// which a refusal reads anyway for its message), so taking a free lock
+// costs no GET.
 //
 // What is not: contenders that write their objects at about the same time
 // may all see each other and all back off; the caller waits and tries

@@ -133,7 +133,9 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 			return nil, b.fail("lock "+name, err)
 		}
 		if busy := b.conflicts(hs, "", mode, time.Now().Add(skew), false); len(busy) > 0 {
-			return nil, b.lockedError(ctx, name, busy)
+			if err := b.lockedError(ctx, name, busy); err != nil {
+				return nil, err
+			}
 		}
 	}
 	tok := make([]byte, 8)
@@ -173,6 +175,16 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 	return l, nil
 }
 
+// SetHolderDead gives the judge of holders known to be dead: dead tells,
+// from the info a holder gave its Lock, whether it died on this very
+// host (package chunkstore's HolderDead reads its LockInfo). A holder
+// that would refuse a lock and is judged dead has its object removed at
+// once, as a stale one has, instead of keeping the lock for its stale
+// time. The backend knows nothing of what infos say, so without a judge
+// only staleness frees a dead holder's lock. Call it before the first
+// Lock.
+func (b *Backend) SetHolderDead(dead func(info []byte) bool) { b.dead = dead }
+
 // LockStale is how long a holder of this backend's locks may go without
 // a refresh before it is taken for dead (Config.LockStale): what a
 // refused caller is told a dead holder's lock takes to free itself.
@@ -207,10 +219,16 @@ func (b *Backend) conflicts(hs []holder, own string, mode backend.LockMode, now 
 	return busy
 }
 
-// lockedError reads the info of the holders in busy; one gone meanwhile
-// is left out.
+// lockedError reads the info of the holders in busy and returns a
+// *backend.LockedError naming them, or nil when every one is dead by the
+// judge SetHolderDead gave (died on this host): such a holder's object is
+// removed, as a stale one's is, and it neither refuses the lock nor is
+// named. One gone meanwhile still refuses (it may have been a contender
+// backing off), unnamed. The infos are read only here, of holders that
+// would conflict, so taking a free lock costs no GET.
 func (b *Backend) lockedError(ctx context.Context, name string, busy []holder) error {
 	le := &backend.LockedError{Name: name}
+	dead := 0
 	for _, h := range busy {
 		var info []byte
 		err := b.do(ctx, func(ctx context.Context) error {
@@ -226,7 +244,15 @@ func (b *Backend) lockedError(ctx context.Context, name string, busy []holder) e
 		if code(err) == "NoSuchKey" {
 			continue
 		}
+		if err == nil && b.dead != nil && b.dead(info) {
+			dead++
+			b.remove(context.WithoutCancel(ctx), h.key) // its holder died on this host
+			continue
+		}
 		le.Holders = append(le.Holders, info) // empty when unreadable
+	}
+	if dead == len(busy) {
+		return nil
 	}
 	return le
 }

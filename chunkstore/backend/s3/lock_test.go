@@ -1,17 +1,26 @@
 package s3
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/internal/procid"
+	"golang.org/x/sys/unix"
 )
 
 func holdersOf(err error) []string {
@@ -240,5 +249,168 @@ func TestLockLostBeforeTakeover(t *testing.T) {
 	p.setStall(false)
 	if err := u.Unlock(); err == nil || !strings.Contains(err.Error(), "lost") {
 		t.Errorf("unlock of a lock lost: %v, want an error saying so", err)
+	}
+}
+
+// holderEnv carries a holder process's orders (TestHolderProcess): the
+// JSON of a holderOrders.
+const holderEnv = "RECALL_TEST_S3_LOCK_HOLDER"
+
+type holderOrders struct {
+	Config Config
+	Name   string
+	Mode   backend.LockMode
+	Host   string // the host name its info gives; "": its own
+}
+
+// TestHolderProcess is the holder of a lock in a process of its own, run
+// by startHolder: it takes the lock, says so with its info on a line of
+// stdout, and holds it (refreshing) until its stdin closes or it is
+// killed. It does nothing in a test run.
+func TestHolderProcess(t *testing.T) {
+	orders := os.Getenv(holderEnv)
+	if orders == "" {
+		return
+	}
+	var o holderOrders
+	if err := json.Unmarshal([]byte(orders), &o); err != nil {
+		t.Fatal(err)
+	}
+	be, err := Open(bg, o.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := procid.Self()
+	if o.Host != "" {
+		id.Host = o.Host
+	}
+	info, _ := json.Marshal(id)
+	u, err := be.Lock(bg, o.Name, o.Mode, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("%s\n", info)
+	io.Copy(io.Discard, os.Stdin)
+	u.Unlock()
+}
+
+// startHolder runs a process that takes lock name of the store cfg in
+// mode, with host as its info's host name ("": its own), and returns it
+// and its info once it holds the lock.
+func startHolder(t *testing.T, cfg Config, name string, mode backend.LockMode, host string) (*exec.Cmd, []byte) {
+	t.Helper()
+	orders, _ := json.Marshal(holderOrders{Config: cfg, Name: name, Mode: mode, Host: host})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHolderProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), holderEnv+"="+string(orders))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("the holder process did not take lock %s: %v", name, err)
+	}
+	return cmd, bytes.TrimSpace(line)
+}
+
+// judge is chunkstore.HolderDead for infos that are a procid.ID's JSON (a
+// backend knows no store's infos), counting its calls.
+type judge struct{ calls atomic.Int64 }
+
+func (j *judge) dead(info []byte) bool {
+	j.calls.Add(1)
+	var id procid.ID
+	return json.Unmarshal(info, &id) == nil && id.Dead()
+}
+
+// A holder killed with -9 on this host frees its lock at once, with the
+// stale time at its default of 30 minutes: reaped or left a zombie; one
+// whose info names another host keeps it, as a live one does. The
+// holders' infos are read only when they would refuse the lock.
+func TestLockHolderDiedHere(t *testing.T) {
+	cfg := config(t, gateway(t).Endpoint)
+	if cfg.LockStale != 0 {
+		t.Fatalf("the test's stale time is %v, want the default", cfg.LockStale)
+	}
+	j := &judge{}
+	be := open(t, cfg)
+	be.SetHolderDead(j.dead)
+	if be.LockStale() != 30*time.Minute {
+		t.Fatalf("stale time %v, want the default 30m", be.LockStale())
+	}
+
+	// Beside a live holder in a mode that does not conflict, no info is read.
+	_, live := startHolder(t, cfg, "live", backend.Shared, "")
+	u, err := be.Lock(bg, "live", backend.Shared, []byte(`{"PID":1}`))
+	if err != nil {
+		t.Fatalf("shared beside a live shared holder: %v", err)
+	}
+	u.Unlock()
+	if n := j.calls.Load(); n != 0 {
+		t.Errorf("%d infos judged when no holder conflicted", n)
+	}
+	// A live holder on this host is not dead.
+	if _, err := be.Lock(bg, "live", backend.Exclusive, nil); !slices.Equal(holdersOf(err), []string{string(live)}) {
+		t.Fatalf("exclusive beside a live holder: %v, want refused by %s", err, live)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		host   string
+		reaped bool // the killed holder is waited for, or left a zombie
+		free   bool
+	}{
+		{"killed", "", true, true},
+		{"killed, a zombie", "", false, true},
+		{"killed on another host", "elsewhere", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := strings.ReplaceAll(tc.name, " ", "-")
+			name = strings.ReplaceAll(name, ",", "")
+			cmd, info := startHolder(t, cfg, name, backend.Exclusive, tc.host)
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			if tc.reaped {
+				cmd.Wait()
+			} else {
+				var si unix.Siginfo
+				if err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &si, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := j.calls.Load()
+			u, err := be.Lock(bg, name, backend.Exclusive, []byte("next"))
+			if !tc.free {
+				if !slices.Equal(holdersOf(err), []string{string(info)}) {
+					t.Fatalf("lock of a holder killed on another host: %v, want refused by %s", err, info)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("lock of a holder killed here: %v, want taken at once", err)
+			}
+			defer u.Unlock()
+			if j.calls.Load() == before {
+				t.Error("taken without judging the dead holder")
+			}
+			// Its object is gone, as a stale holder's would be.
+			hs, err := be.holders(bg, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hs) != 1 {
+				t.Errorf("%d holder objects after taking the lock, want 1 (ours)", len(hs))
+			}
+		})
 	}
 }

@@ -186,6 +186,8 @@ type Backend struct {
 	tr       *http.Transport
 	retries  atomic.Int64
 	skew     atomic.Value // time.Duration: the server's clock minus ours (lock.go)
+	// dead is SetHolderDead's judge of lock holders (lock.go).
+	dead func(info []byte) bool
 }
 
 var _ backend.Backend = (*Backend)(nil)
