@@ -198,6 +198,25 @@ type LostNotifier interface {
 	Lost() <-chan struct{}
 }
 
+// StaleOnly returns ctx marked so that a Lock under it frees a holder's
+// lock only when the holder is stale (it stopped refreshing), never
+// because it is known to have died on this host (the s3 backend's
+// SetHolderDead). A holder killed with requests in flight may still have
+// them completed by the server a moment later; a garbage collection
+// deciding from its probes that no write session runs must not count one
+// ended before that cannot happen.
+func StaleOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, staleOnlyKey{}, true)
+}
+
+// IsStaleOnly reports whether ctx was marked by StaleOnly.
+func IsStaleOnly(ctx context.Context) bool {
+	v, _ := ctx.Value(staleOnlyKey{}).(bool)
+	return v
+}
+
+type staleOnlyKey struct{}
+
 // LockedError is the error of a lock held by others: the info each
 // holder gave (empty when a holder has not written it yet).
 type LockedError struct {

@@ -149,7 +149,13 @@
 // passing, and the guarantee holds with one narrowing: a request it sent
 // whole before it died may still be carried out by the gateway afterwards,
 // in the time the gateway takes to store it (milliseconds for a small
-// object, more for a pack), where LockStale would have covered it. A
+// object, more for a pack), where LockStale would have covered it. The
+// one caller for whom that matters judges by staleness alone
+// (backend.StaleOnly): a garbage collection probing whether a write
+// session still runs, since a killed backup's point manifest landing
+// after the collection's last mark could need a pack it deletes. A
+// late pack or index file of a dead holder harms nothing (a collection
+// never deletes a pack no index file it loaded covers). A
 // holder on another host, in another PID namespace (a container), or whose
 // info predates these fields is still judged by staleness alone. Only the
 // infos of holders that would refuse the lock are read (one GET each,

@@ -244,7 +244,7 @@ func (b *Backend) lockedError(ctx context.Context, name string, busy []holder) e
 		if code(err) == "NoSuchKey" {
 			continue
 		}
-		if err == nil && b.dead != nil && b.dead(info) {
+		if err == nil && b.dead != nil && !backend.IsStaleOnly(ctx) && b.dead(info) {
 			dead++
 			b.remove(context.WithoutCancel(ctx), h.key) // its holder died on this host
 			continue

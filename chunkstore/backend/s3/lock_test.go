@@ -389,6 +389,10 @@ func TestLockHolderDiedHere(t *testing.T) {
 				}
 			}
 			before := j.calls.Load()
+			// A garbage collection's probe judges by staleness alone.
+			if _, err := be.Lock(backend.StaleOnly(bg), name, backend.Exclusive, []byte("probe")); !slices.Equal(holdersOf(err), []string{string(info)}) {
+				t.Fatalf("stale-only lock of a killed holder: %v, want refused by %s", err, info)
+			}
 			u, err := be.Lock(bg, name, backend.Exclusive, []byte("next"))
 			if !tc.free {
 				if !slices.Equal(holdersOf(err), []string{string(info)}) {
