@@ -1,0 +1,289 @@
+// Package holder tells, for certain, that a process of this machine that
+// held a lock is gone, by the kernel's own flock: each process that takes
+// locks keeps a file of its own locked for as long as it lives, and the
+// kernel drops that flock the moment the process exits, however it dies.
+// A lock kept where it does not die with its holder (an object store)
+// can then be freed at once when its holder's file is found unlocked.
+//
+// # Files
+//
+// A process that asks for its token (Token) creates, once, in a per-host
+// runtime directory (Default: /run/recall/holders when it can be created
+// there, else $XDG_RUNTIME_DIR/recall/holders, else
+// <os.TempDir()>/recall-<uid>/holders; each 0700 and owned by the
+// process's user, or not used):
+//
+//	<dir>/<token>.lock   token: 16 random lower-case hex digits; empty,
+//	                     mode 0600, flocked (LOCK_EX) by its process
+//	                     until it exits
+//
+// and writes the token into the infos of the locks it takes. Creating it
+// also removes the files of holders gone since (the directory does not
+// grow).
+//
+// # The judgement
+//
+// A token is dead (Dir.Dead) only when <dir>/<token>.lock, in this
+// process's own directory, exists, is a regular file of our user, and
+// flock(LOCK_EX|LOCK_NB) on it succeeds: no process holds it, so its
+// holder exited. Anything else (a token of another form, a missing file, a
+// file held, any error) is alive. What that gives, where /proc-based
+// judgements (pid, start time, boot id) failed: a holder in another time
+// or PID namespace, restored by CRIU, or on a clone of this machine's
+// memory snapshot, either sees another directory (another /run or /tmp)
+// or holds its file; either way it is alive. Only a judge that shares the
+// holder's directory, so the kernel that held the flock, can find it dead.
+//
+// Tokens come from lock infos on a server: hostile input. A path is only
+// ever this directory joined with a token validated as 16 hex digits,
+// opened relative to the directory's descriptor with O_NOFOLLOW.
+package holder
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir is a directory of holder files, with this process's own file in it,
+// flocked while the Dir is open.
+type Dir struct {
+	path  string
+	fd    int // the directory, opened O_DIRECTORY|O_NOFOLLOW
+	token string
+	own   int // our file, flocked
+
+	mu   sync.Mutex
+	dead map[string]bool // tokens found dead (their files are removed then)
+}
+
+const suffix = ".lock"
+
+// Open opens (creating it, and its parent, mode 0700 when missing) the
+// directory path, refuses it unless it and its parent are directories
+// (not symbolic links) owned by this process's user that no group or other
+// may write, creates this process's holder file in it, flocks it, and
+// removes the files of holders gone.
+func Open(path string) (*Dir, error) {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("holder directory %s: %w", path, err)
+	}
+	pfd, err := openDir(unix.AT_FDCWD, filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	fd, err := openDir(pfd, filepath.Base(path))
+	unix.Close(pfd)
+	if err != nil {
+		return nil, fmt.Errorf("holder directory %s: %w", path, err)
+	}
+	d := &Dir{path: path, fd: fd, own: -1, dead: map[string]bool{}}
+	for range 8 {
+		if err = d.create(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("holder file in %s: %w", path, err)
+	}
+	d.sweep()
+	return d, nil
+}
+
+// openDir opens name (relative to dirfd) as a directory that must be
+// ours and not writable by group or others.
+func openDir(dirfd int, name string) (int, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", name, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("stat %s: %w", name, err)
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: %w (owner uid %d, mode %#o): it must be owned by uid %d and not writable by group or others",
+			name, ErrUnsafe, st.Uid, st.Mode&0o7777, os.Geteuid())
+	}
+	return fd, nil
+}
+
+// ErrUnsafe: a holder directory that others could write to, where they
+// could plant or remove holder files.
+var ErrUnsafe = errors.New("unsafe holder directory")
+
+// create makes this process's file under a new token and flocks it. A
+// sweeper of another process may flock and remove a file in the moment
+// between its creation and the flock: then the file the name shows is not
+// the one flocked, and another token is tried.
+func (d *Dir) create() error {
+	tok := make([]byte, 8)
+	rand.Read(tok)
+	token := hex.EncodeToString(tok)
+	name := token + suffix
+	fd, err := unix.Openat(d.fd, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if !sameFile(d.fd, name, fd) {
+		unix.Close(fd)
+		return errors.New("holder file removed while being created")
+	}
+	d.token, d.own = token, fd
+	return nil
+}
+
+// sameFile reports whether name in dirfd is the file open as fd.
+func sameFile(dirfd int, name string, fd int) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(fd, &a) != nil || unix.Fstatat(dirfd, name, &b, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// sweep removes the files of holders gone.
+func (d *Dir) sweep() {
+	ents, err := os.ReadDir(d.path)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if tok, ok := strings.CutSuffix(e.Name(), suffix); ok && validToken(tok) && tok != d.token {
+			d.removeIfGone(tok)
+		}
+	}
+}
+
+// validToken reports whether tok is 16 lower-case hex digits.
+func validToken(tok string) bool {
+	if len(tok) != 16 {
+		return false
+	}
+	for _, c := range tok {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// removeIfGone flocks tok's file without waiting and, when it gets the
+// flock (no process holds the file: its holder exited), removes the file
+// while holding it, and reports true. Anything else is false.
+func (d *Dir) removeIfGone(tok string) bool {
+	name := tok + suffix
+	fd, err := unix.Openat(d.fd, name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
+		return false
+	}
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return false
+	}
+	// The name must still be the file flocked: one removed and made again
+	// meanwhile is another holder's.
+	if !sameFile(d.fd, name, fd) {
+		return false
+	}
+	return unix.Unlinkat(d.fd, name, 0) == nil
+}
+
+// Token returns this process's token: what its lock infos carry.
+func (d *Dir) Token() string { return d.token }
+
+// Path returns the directory's path.
+func (d *Dir) Path() string { return d.path }
+
+// Dead reports whether the holder of token is known to be gone (see the
+// package comment), and removes its file then. Our own token, a token not
+// of 16 hex digits and one whose file is missing, held or not ours are
+// alive. A token once found dead stays dead for this Dir: its file is
+// gone by then, and tokens are not reused.
+func (d *Dir) Dead(token string) bool {
+	if d == nil || !validToken(token) || token == d.token {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.dead[token] {
+		return true
+	}
+	if !d.removeIfGone(token) {
+		return false
+	}
+	d.dead[token] = true
+	return true
+}
+
+// Close releases this process's file (removing it: it would be found gone
+// anyway) and the directory.
+func (d *Dir) Close() error {
+	if d.own >= 0 {
+		unix.Unlinkat(d.fd, d.token+suffix, 0)
+		unix.Close(d.own)
+		d.own = -1
+	}
+	return unix.Close(d.fd)
+}
+
+var (
+	defOnce sync.Once
+	def     *Dir
+)
+
+// Default returns this process's Dir in the per-host runtime directory,
+// opened at the first call and kept open for the life of the process;
+// nil when none of the candidates (see the package comment) could be
+// used: then this process has no token, and its locks are judged by their
+// staleness alone.
+func Default() *Dir {
+	defOnce.Do(func() {
+		for _, p := range candidates() {
+			if d, err := Open(p); err == nil {
+				def = d
+				return
+			}
+		}
+	})
+	return def
+}
+
+// candidates are the directories Default tries, in order.
+func candidates() []string {
+	c := []string{"/run/recall/holders"}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(x) {
+		c = append(c, filepath.Join(x, "recall", "holders"))
+	}
+	return append(c, filepath.Join(os.TempDir(), "recall-"+strconv.Itoa(os.Geteuid()), "holders"))
+}
+
+// Token is Default's token, or "" when there is no Dir.
+func Token() string {
+	if d := Default(); d != nil {
+		return d.token
+	}
+	return ""
+}
+
+// Dead is Default's Dead: false when there is no Dir.
+func Dead(token string) bool { return Default().Dead(token) }

@@ -1,0 +1,254 @@
+package holder
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+const childEnv = "RECALL_HOLDER_TEST_DIR"
+
+// TestHolderChild is a holder in a process of its own, run by child: it
+// opens the directory its environment names, prints its token and holds
+// its file until its stdin closes or it is killed. It does nothing in a
+// test run.
+func TestHolderChild(t *testing.T) {
+	dir := os.Getenv(childEnv)
+	if dir == "" {
+		return
+	}
+	d, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("%s\n", d.Token())
+	io.Copy(io.Discard, os.Stdin)
+}
+
+// child starts a holder of dir in another process and returns it with its
+// token once its file is flocked.
+func child(t *testing.T, dir string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHolderChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the holder process did not start: %v", err)
+	}
+	return cmd, strings.TrimSpace(line)
+}
+
+func open(t *testing.T, dir string) *Dir {
+	t.Helper()
+	d, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// A holder in another process is alive while it runs, dead once killed
+// (waited for, or still a zombie), and its file goes then; this process
+// is never dead to itself.
+func TestDead(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "recall", "holders")
+	d := open(t, dir)
+	if !validToken(d.Token()) {
+		t.Fatalf("token %q is not 16 hex digits", d.Token())
+	}
+	if d.Dead(d.Token()) {
+		t.Error("this process is dead to itself")
+	}
+	for _, reap := range []bool{true, false} {
+		cmd, tok := child(t, dir)
+		file := filepath.Join(dir, tok+suffix)
+		if !exists(file) {
+			t.Fatalf("the holder's file %s is missing", file)
+		}
+		if d.Dead(tok) {
+			t.Fatalf("a running holder is dead")
+		}
+		if !exists(file) {
+			t.Fatal("a running holder's file was removed")
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		if reap {
+			cmd.Wait()
+		} else {
+			// A zombie: exited, not waited for, as a recall killed with
+			// -9 stays until its parent waits.
+			var si unix.Siginfo
+			if err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &si, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !d.Dead(tok) {
+			t.Fatalf("a killed holder (reaped: %v) is alive", reap)
+		}
+		if exists(file) {
+			t.Errorf("a dead holder's file %s is left", file)
+		}
+		if !d.Dead(tok) {
+			t.Error("a dead holder is alive when asked again")
+		}
+	}
+}
+
+// Tokens come from a server: anything but 16 hex digits naming a regular
+// file of ours in the directory is alive, and nothing is opened or
+// removed elsewhere.
+func TestDeadHostileTokens(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "recall", "holders")
+	d := open(t, dir)
+	// Unlocked files a careless judge would find "dead" and remove.
+	outside := filepath.Join(root, "recall", "0123456789abcdef.lock")
+	target := filepath.Join(root, "target")
+	for _, p := range []string{outside, target, filepath.Join(root, "x.lock")} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := "1111111111111111"
+	if err := os.Symlink(target, filepath.Join(dir, link+suffix)); err != nil {
+		t.Fatal(err)
+	}
+	// Another user's file (only root can give one away).
+	notMine := "2222222222222222"
+	if os.Geteuid() == 0 {
+		if err := os.WriteFile(filepath.Join(dir, notMine+suffix), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(filepath.Join(dir, notMine+suffix), 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subdir := "3333333333333333"
+	if err := os.Mkdir(filepath.Join(dir, subdir+suffix), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{"../0123456789abcdef", "../../x", "..", "", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "0123456789abcdeg",
+		link, notMine, subdir, "4444444444444444"} {
+		if d.Dead(tok) {
+			t.Errorf("token %q is dead", tok)
+		}
+	}
+	for _, p := range []string{outside, target, filepath.Join(root, "x.lock"), filepath.Join(dir, link+suffix), filepath.Join(dir, notMine+suffix), filepath.Join(dir, subdir+suffix)} {
+		if p == filepath.Join(dir, notMine+suffix) && os.Geteuid() != 0 {
+			continue
+		}
+		if !exists(p) {
+			t.Errorf("%s was removed", p)
+		}
+	}
+}
+
+// A directory others could write to, or not ours, or a symbolic link, gives
+// no token; Open of a fresh directory makes it 0700.
+func TestOpenRefuses(t *testing.T) {
+	root := t.TempDir()
+	fresh := filepath.Join(root, "fresh", "holders")
+	open(t, fresh)
+	for _, p := range []string{fresh, filepath.Dir(fresh)} {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v, %v, want mode 0700", p, st.Mode(), err)
+		}
+	}
+	mk := func(name string, mode os.FileMode, uid int) string {
+		p := filepath.Join(root, name, "holders")
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, -1); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	type refusal struct{ name, dir string }
+	cases := []refusal{
+		{"world-writable", mk("world", 0o777, os.Geteuid())},
+		{"group-writable", mk("group", 0o770, os.Geteuid())},
+		{"sticky and world-writable", mk("sticky", os.ModeSticky|0o777, os.Geteuid())},
+		{"under a world-writable parent", func() string {
+			p := filepath.Join(root, "parent", "holders")
+			os.MkdirAll(p, 0o700)
+			os.Chmod(filepath.Dir(p), 0o777)
+			return p
+		}()},
+		{"a symbolic link", func() string {
+			p := filepath.Join(root, "link")
+			os.Mkdir(p, 0o700)
+			os.Symlink(fresh, filepath.Join(p, "holders"))
+			return filepath.Join(p, "holders")
+		}()},
+	}
+	if os.Geteuid() == 0 { // only root can give a directory away
+		cases = append(cases, refusal{"another user's", mk("other", 0o700, 65534)})
+	}
+	for _, tc := range cases {
+		d, err := Open(tc.dir)
+		if err == nil {
+			d.Close()
+			t.Errorf("%s directory: opened, token %s", tc.name, d.Token())
+			continue
+		}
+		if tc.name != "a symbolic link" && !errors.Is(err, ErrUnsafe) {
+			t.Errorf("%s directory: %v, want %v", tc.name, err, ErrUnsafe)
+		}
+		ents, _ := os.ReadDir(tc.dir)
+		if tc.name != "a symbolic link" && len(ents) != 0 {
+			t.Errorf("%s directory: %d files made in it", tc.name, len(ents))
+		}
+	}
+}
+
+// Opening sweeps away the files of holders gone, and leaves those of
+// holders alive.
+func TestOpenSweeps(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "holders")
+	_, live := child(t, dir)
+	cmd, gone := child(t, dir)
+	cmd.Process.Kill()
+	cmd.Wait()
+	d := open(t, dir)
+	if exists(filepath.Join(dir, gone+suffix)) {
+		t.Error("a gone holder's file stays")
+	}
+	if !exists(filepath.Join(dir, live+suffix)) {
+		t.Error("a live holder's file was swept")
+	}
+	if !exists(filepath.Join(dir, d.Token()+suffix)) {
+		t.Error("our own file is missing")
+	}
+}
