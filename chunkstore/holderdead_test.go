@@ -1,60 +1,122 @@
 package chunkstore
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/recall-backup/recall/internal/golden"
+	"github.com/recall-backup/recall/internal/holder"
 )
 
 // The holder's info is a format others read (a lock object's body on a
 // remote store, a lock file on a local one): pinned.
 func TestLockInfoFormat(t *testing.T) {
 	b, err := json.Marshal(LockInfo{PID: 4242, Host: "backup1", Purpose: "backup of /srv/www", Since: time.Date(2026, 11, 21, 23, 45, 10, 0, time.UTC),
-		Mode: "shared", Source: "www", Boot: "5b1e0c4a-9f3d-4e27-b8a6-2c7d91e0f314", PIDNS: "pid:[4026531836]", Start: 1234567})
+		Mode: "shared", Source: "www", Holder: "5b1e0c4a9f3d4e27"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	golden.Check(t, "lockinfo.golden", b)
 }
 
-// HolderDead reads the infos holders write (NewLockInfo): a holder of this
-// host whose process is gone is dead; this process, a holder of another
-// host, and an info of an older version (no boot id, namespace or start
-// time) or one that does not parse are not.
-func TestHolderDead(t *testing.T) {
-	me := NewLockInfo("test", "exclusive", "")
-	if me.Boot == "" || me.PIDNS == "" || me.Start == 0 {
-		t.Fatalf("this process's info lacks what tells it from a later one: %+v", me)
+const holderInfoEnv = "RECALL_TEST_HOLDER_INFO"
+
+// TestHolderInfoProcess is a lock holder in a process of its own, run by
+// startInfoHolder: it prints the info its locks would carry (NewLockInfo,
+// which makes its holder file) and lives until its stdin closes or it is
+// killed. It does nothing in a test run.
+func TestHolderInfoProcess(t *testing.T) {
+	if os.Getenv(holderInfoEnv) == "" {
+		return
 	}
-	cmd := exec.Command("sleep", "600")
+	b, _ := json.Marshal(NewLockInfo("test holder", "exclusive", ""))
+	os.Stdout.Write(append(b, '\n'))
+	io.Copy(io.Discard, os.Stdin)
+}
+
+func startInfoHolder(t *testing.T) (*exec.Cmd, LockInfo) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHolderInfoProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), holderInfoEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	gone := me
-	gone.PID = cmd.Process.Pid
-	other := gone
-	other.Host += "-elsewhere"
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("the holder process did not start: %v", err)
+	}
+	var info LockInfo
+	if err := json.Unmarshal(bytes.TrimSpace(line), &info); err != nil || info.Holder == "" {
+		t.Fatalf("the holder process's info %q has no holder token: %v", line, err)
+	}
+	return cmd, info
+}
+
+// HolderDead reads the infos holders write (NewLockInfo): a holder of this
+// host whose process is alive is alive, killed it is dead (and its holder
+// file goes); this process, a holder of another host, a token that is no
+// token, an info of an older version or one that does not parse are
+// alive.
+func TestHolderDead(t *testing.T) {
+	me := NewLockInfo("test", "exclusive", "")
+	d := holder.Default()
+	if d == nil || me.Holder != d.Token() || me.Holder == "" {
+		t.Fatalf("this process has no holder token: info %+v, directory %v", me, d)
+	}
+	cmd, live := startInfoHolder(t)
+	file := filepath.Join(d.Path(), live.Holder+".lock")
 	enc := func(i LockInfo) []byte { b, _ := json.Marshal(i); return b }
-	for _, tc := range []struct {
-		name string
-		info []byte
-		dead bool
-	}{
-		{"this process", enc(me), false},
-		{"a killed process of this host", enc(gone), true},
-		{"a killed process of another host", enc(other), false},
-		{"an older version's info", []byte(`{"pid":` + strconv.Itoa(gone.PID) + `,"host":"` + gone.Host + `","purpose":"backup","since":"2026-11-21T23:45:10Z"}`), false},
-		{"not an info", []byte("garbage"), false},
-		{"empty", nil, false},
-	} {
-		if got := HolderDead(tc.info); got != tc.dead {
-			t.Errorf("%s: HolderDead(%s) = %v, want %v", tc.name, tc.info, got, tc.dead)
+	elsewhere := live
+	elsewhere.Host += "-elsewhere"
+	traversal := live
+	traversal.Holder = "../holders/" + live.Holder
+	older := []byte(`{"pid":` + strconv.Itoa(live.PID) + `,"host":"` + live.Host + `","purpose":"backup","since":"2026-11-21T23:45:10Z"}`)
+	check := func(name string, info []byte, dead bool) {
+		t.Helper()
+		if got := HolderDead(info); got != dead {
+			t.Errorf("%s: HolderDead(%s) = %v, want %v", name, info, got, dead)
 		}
+	}
+	check("this process", enc(me), false)
+	check("a live holder of this host", enc(live), false)
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("a live holder's file: %v", err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	// Judged before the real one, which removes the file.
+	check("a killed holder of another host", enc(elsewhere), false)
+	check("a killed holder's token behind a path", enc(traversal), false)
+	check("a killed holder, in an older version's info", older, false)
+	check("not an info", []byte("garbage"), false)
+	check("empty", nil, false)
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the killed holder's file went before it was judged: %v", err)
+	}
+	check("a killed holder of this host", enc(live), true)
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("the killed holder's file %s stays: %v", file, err)
 	}
 }

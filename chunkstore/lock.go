@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
-	"github.com/recall-backup/recall/internal/procid"
+	"github.com/recall-backup/recall/internal/holder"
 	"github.com/zeebo/blake3"
 )
 
@@ -29,7 +29,9 @@ import (
 //     and later garbage collection, which must not race a writer.
 //
 // The locks are the backend's (backend.Backend.Lock): they die with their
-// holder, even on kill -9.
+// holder, even on kill -9, at once on a local store and after their stale
+// time on a remote one (package s3), but for the source's lock of a
+// session, which a holder that died on this host frees at once (take).
 //
 // Adopting what an interrupted writer left. A session's first writer
 // reads its source's journal (journal.go): the packs an earlier session
@@ -51,37 +53,42 @@ type LockInfo struct {
 	Since   time.Time `json:"since"`
 	Mode    string    `json:"mode,omitempty"`   // "shared" or "exclusive"
 	Source  string    `json:"source,omitempty"` // the source of a write session
-	// What tells the holder's process from a later one with its pid (see
-	// internal/procid): the kernel's boot id, the PID namespace and the
-	// process's start time in clock ticks since boot. Absent from the
-	// infos of older versions, whose holders are never judged dead by
-	// them (HolderDead).
-	Boot  string `json:"boot,omitempty"`
-	PIDNS string `json:"pidns,omitempty"`
-	Start uint64 `json:"start,omitempty"`
+	// Holder is the token of the holder's process (internal/holder): its
+	// file on the holder's host is flocked for as long as the process
+	// lives, so a judge on that host can tell it is gone (HolderDead).
+	// Absent when the process had no holder directory, and from the
+	// infos of older versions; such holders are never judged dead.
+	Holder string `json:"holder,omitempty"`
 }
 
 // NewLockInfo describes this process as a holder, for purpose, in mode
 // ("shared", "exclusive", "session"), for source if a write session's:
 // what every lock this process takes tells of it.
 func NewLockInfo(purpose, mode, source string) LockInfo {
-	p := procid.Self()
-	return LockInfo{PID: p.PID, Host: p.Host, Purpose: purpose, Since: time.Now().UTC(), Mode: mode, Source: source,
-		Boot: p.Boot, PIDNS: p.PIDNS, Start: p.Start}
+	host, _ := os.Hostname()
+	return LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: mode, Source: source,
+		Holder: holder.Token()}
 }
 
 // HolderDead reports whether the holder whose info (LockInfo as JSON) is
-// info is known to be dead: a process of this host, boot and PID
-// namespace that no longer runs (procid.ID.Dead). An info that does not
-// parse, or lacks what tells, gives false. A backend whose locks outlive
-// their holder (package s3: Backend.SetHolderDead) frees such a holder's
-// lock at once instead of after its stale time.
+// info is known to be gone: its info names this host and a holder token
+// whose file in this process's holder directory no process flocks any
+// more (holder.Dead, which removes the file then). Anything else is
+// alive: an info that does not parse or has no token, another host, a
+// holder whose file this process cannot see (another container, another
+// /run, a clone of this machine) or that is held. A backend whose locks
+// outlive their holder (package s3: Backend.SetHolderDead) frees such a
+// holder's lock at once, for a Lock call that asks for it
+// (backend.FreeDeadHere), instead of after its stale time.
 func HolderDead(info []byte) bool {
 	i, err := parseLockInfo(info)
-	if err != nil {
+	if err != nil || i.Holder == "" {
 		return false
 	}
-	return procid.ID{Host: i.Host, PID: i.PID, Boot: i.Boot, PIDNS: i.PIDNS, Start: i.Start}.Dead()
+	if host, err := os.Hostname(); err != nil || host == "" || i.Host != host {
+		return false
+	}
+	return holder.Dead(i.Holder)
 }
 
 func (i LockInfo) String() string {
@@ -329,9 +336,23 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 	info, _ := json.Marshal(NewLockInfo(purpose, l.mode.String(), l.source))
 	names := []string{storeLock}
 	modes := []backend.LockMode{l.mode}
+	ctxs := []context.Context{ctx}
 	if l.source != "" {
 		names = append(names, l.tag)
 		modes = append(modes, backend.Exclusive)
+		// A holder of the source's lock that died on this host frees it at
+		// once (backend.FreeDeadHere): what it may still have in flight is
+		// harmless to the next session of its source. A late index file
+		// covers packs durable before it was sent, and a late point
+		// manifest names such packs only. A late pack whose journal entry
+		// this session already dropped (its pack was not there yet) is
+		// indexed by no one until the next exclusive pack walk adopts it: a
+		// leak until then, never a loss; a late entry names a pack that is
+		// there or is dropped by the next adopter. The store lock is not freed so: a
+		// session meets there only exclusive holders (repair, a change of
+		// passphrase, a tape import), whose late removals or rewrites could
+		// take what this session deduplicates against.
+		ctxs = append(ctxs, backend.FreeDeadHere(ctx))
 	}
 	deadline := time.Now().Add(wait)
 	told := false
@@ -355,7 +376,7 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 					held[i], errs[i] = l.register(ctx, purpose)
 					return
 				}
-				held[i], errs[i] = l.s.be.Lock(ctx, names[i], modes[i], info)
+				held[i], errs[i] = l.s.be.Lock(ctxs[i], names[i], modes[i], info)
 			}()
 		}
 		wg.Wait()
@@ -434,7 +455,7 @@ type staleLocker interface {
 func staleNote(be backend.Backend) string {
 	for {
 		if sl, ok := be.(staleLocker); ok {
-			return fmt.Sprintf(" (one that died on this host frees it at once; if it died elsewhere, its lock at %s frees itself --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
+			return fmt.Sprintf(" (a holder killed on this machine, if this version of recall, frees it at once for a backup of the same source; any other frees its lock at %s --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
 		}
 		r, ok := be.(interface{ Remote() backend.Backend })
 		if !ok {

@@ -125,10 +125,11 @@ func (s *Store) liveSessions(ctx context.Context) ([]SessionInfo, error) {
 // without waiting, and removes the registration of one that ended.
 func (s *Store) probeSession(ctx context.Context, name string) (LockInfo, bool, error) {
 	me, _ := json.Marshal(NewLockInfo("garbage collection: probe of a write session", "exclusive", ""))
-	// Only staleness ends a session here: one whose process died on this
-	// host may still have its point's manifest written by an object
-	// store that received it whole (backend.StaleOnly).
-	u, err := s.be.Lock(backend.StaleOnly(ctx), name, backend.Exclusive, me)
+	// Only staleness ends a session here (no backend.FreeDeadHere): one
+	// whose process died on this host may still have its point's manifest
+	// written by an object store that received it whole, after the
+	// collection's last mark, naming packs it would delete.
+	u, err := s.be.Lock(ctx, name, backend.Exclusive, me)
 	var busy *backend.LockedError
 	if errors.As(err, &busy) {
 		info, _ := lockHolder(busy)

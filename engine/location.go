@@ -302,7 +302,7 @@ func resolveRemote(ctx context.Context, loc string, ro RemoteOptions, create boo
 	if err != nil {
 		return nil, err
 	}
-	be.SetHolderDead(chunkstore.HolderDead) // a holder that died on this host frees its locks at once
+	be.SetHolderDead(chunkstore.HolderDead) // a holder that died on this host frees at once the locks taken with backend.FreeDeadHere
 	l := &location{be: be, canon: cfg.URL()}
 	if ro.CacheDir != "" {
 		// One directory per store: a cache serves one store (its List

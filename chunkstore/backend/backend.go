@@ -154,11 +154,14 @@ type Backend interface {
 	// Lock takes the named lock in mode without waiting, recording info
 	// (who holds it, shown to others). A lock held in a conflicting mode
 	// gives a *LockedError (ErrLocked); the caller decides whether to wait
-	// and try again. The lock lasts until Unlock or the holder's death.
-	// What a dead holder left (its record of info) goes when the lock is
-	// next taken or found busy, so holders killed with -9 leave nothing
-	// that accumulates; Remove of a lock taken exclusively then removes
-	// the lock itself.
+	// and try again. The lock lasts until Unlock or the holder's death:
+	// at once for a lock the kernel drops (flock); for a lock kept where
+	// it outlives its holder (an object store), when it goes stale, or at
+	// once when ctx asks for it (FreeDeadHere) and the holder is known
+	// to have died on this host. What a dead holder left (its record of
+	// info) goes when the lock is next taken or found busy, so holders
+	// killed with -9 leave nothing that accumulates; Remove of a lock
+	// taken exclusively then removes the lock itself.
 	Lock(ctx context.Context, name string, mode LockMode, info []byte) (Unlocker, error)
 
 	// Close releases what the backend holds open. Locks are not released.
@@ -198,24 +201,27 @@ type LostNotifier interface {
 	Lost() <-chan struct{}
 }
 
-// StaleOnly returns ctx marked so that a Lock under it frees a holder's
-// lock only when the holder is stale (it stopped refreshing), never
-// because it is known to have died on this host (the s3 backend's
-// SetHolderDead). A holder killed with requests in flight may still have
-// them completed by the server a moment later; a garbage collection
-// deciding from its probes that no write session runs must not count one
-// ended before that cannot happen.
-func StaleOnly(ctx context.Context) context.Context {
-	return context.WithValue(ctx, staleOnlyKey{}, true)
+// FreeDeadHere returns ctx marked so that a Lock under it frees, at once,
+// the lock of a conflicting holder known to have died on this host (the
+// s3 backend's SetHolderDead), instead of waiting for it to go stale.
+// Such a holder can send nothing more, but what it sent before it died
+// may still be carried out after: the kernel drains a dead process's
+// socket send buffers, and a proxy or the server may hold a whole request
+// (a pack's PUT) and complete it seconds later. So a caller asks for it
+// only where a dead holder's late requests are harmless to what it does
+// under the lock; without it, a dead holder's lock frees only when stale.
+// Backends whose locks die with their holder (flock) ignore it.
+func FreeDeadHere(ctx context.Context) context.Context {
+	return context.WithValue(ctx, freeDeadHereKey{}, true)
 }
 
-// IsStaleOnly reports whether ctx was marked by StaleOnly.
-func IsStaleOnly(ctx context.Context) bool {
-	v, _ := ctx.Value(staleOnlyKey{}).(bool)
+// IsFreeDeadHere reports whether ctx was marked by FreeDeadHere.
+func IsFreeDeadHere(ctx context.Context) bool {
+	v, _ := ctx.Value(freeDeadHereKey{}).(bool)
 	return v
 }
 
-type staleOnlyKey struct{}
+type freeDeadHereKey struct{}
 
 // LockedError is the error of a lock held by others: the info each
 // holder gave (empty when a holder has not written it yet).

@@ -178,11 +178,12 @@ func (b *Backend) Lock(ctx context.Context, name string, mode backend.LockMode, 
 // SetHolderDead gives the judge of holders known to be dead: dead tells,
 // from the info a holder gave its Lock, whether it died on this very
 // host (package chunkstore's HolderDead reads its LockInfo). A holder
-// that would refuse a lock and is judged dead has its object removed at
+// that would refuse a Lock whose context asks for it
+// (backend.FreeDeadHere) and is judged dead has its object removed at
 // once, as a stale one has, instead of keeping the lock for its stale
-// time. The backend knows nothing of what infos say, so without a judge
-// only staleness frees a dead holder's lock. Call it before the first
-// Lock.
+// time. The backend knows nothing of what infos say, so without a judge,
+// or without FreeDeadHere, only staleness frees a dead holder's lock.
+// Call it before the first Lock.
 func (b *Backend) SetHolderDead(dead func(info []byte) bool) { b.dead = dead }
 
 // LockStale is how long a holder of this backend's locks may go without
@@ -219,32 +220,43 @@ func (b *Backend) conflicts(hs []holder, own string, mode backend.LockMode, now 
 	return busy
 }
 
+// maxInfo bounds what is read of a holder's info: a lock object is
+// anyone's to write, and an info is a line of JSON.
+const maxInfo = 64 << 10
+
 // lockedError reads the info of the holders in busy and returns a
-// *backend.LockedError naming them, or nil when every one is dead by the
-// judge SetHolderDead gave (died on this host): such a holder's object is
-// removed, as a stale one's is, and it neither refuses the lock nor is
-// named. One gone meanwhile still refuses (it may have been a contender
-// backing off), unnamed. The infos are read only here, of holders that
-// would conflict, so taking a free lock costs no GET.
+// *backend.LockedError naming them, or nil when ctx asks for it
+// (backend.FreeDeadHere) and every one is dead by the judge SetHolderDead
+// gave (died on this host): such a holder's object is removed, as a stale
+// one's is, and it neither refuses the lock nor is named. Without
+// FreeDeadHere the judge is not asked (it removes what tells a dead
+// holder, which a caller that may free it then would miss). One gone
+// meanwhile still refuses (it may have been a contender backing off),
+// unnamed; one unreadable refuses with an empty info. The infos are read
+// only here, of holders that would conflict, so taking a free lock costs
+// no GET.
 func (b *Backend) lockedError(ctx context.Context, name string, busy []holder) error {
 	le := &backend.LockedError{Name: name}
 	dead := 0
 	for _, h := range busy {
 		var info []byte
 		err := b.do(ctx, func(ctx context.Context) error {
-			body, oi, _, err := b.core.GetObject(ctx, b.cfg.Bucket, h.key, minio.GetObjectOptions{})
+			info = nil
+			body, _, _, err := b.core.GetObject(ctx, b.cfg.Bucket, h.key, minio.GetObjectOptions{})
 			if err != nil {
 				return err
 			}
 			defer body.Close()
-			info = make([]byte, oi.Size)
-			_, err = io.ReadFull(body, info)
+			info, err = io.ReadAll(io.LimitReader(body, maxInfo))
 			return err
 		})
 		if code(err) == "NoSuchKey" {
 			continue
 		}
-		if err == nil && b.dead != nil && !backend.IsStaleOnly(ctx) && b.dead(info) {
+		if err != nil {
+			info = nil // a body cut short is no info
+		}
+		if err == nil && b.dead != nil && backend.IsFreeDeadHere(ctx) && b.dead(info) {
 			dead++
 			b.remove(context.WithoutCancel(ctx), h.key) // its holder died on this host
 			continue

@@ -3,6 +3,7 @@ package s3
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +20,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
-	"github.com/recall-backup/recall/internal/procid"
+	holderfile "github.com/recall-backup/recall/internal/holder"
 	"golang.org/x/sys/unix"
 )
 
@@ -280,9 +281,13 @@ func TestHolderProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := procid.Self()
+	id := holderInfo{Token: holderfile.Token()}
+	id.Host, _ = os.Hostname()
 	if o.Host != "" {
 		id.Host = o.Host
+	}
+	if id.Token == "" {
+		t.Fatal("this process has no holder token")
 	}
 	info, _ := json.Marshal(id)
 	u, err := be.Lock(bg, o.Name, o.Mode, info)
@@ -322,20 +327,31 @@ func startHolder(t *testing.T, cfg Config, name string, mode backend.LockMode, h
 	return cmd, bytes.TrimSpace(line)
 }
 
-// judge is chunkstore.HolderDead for infos that are a procid.ID's JSON (a
-// backend knows no store's infos), counting its calls.
+// holderInfo is what the test's holders tell of themselves: what
+// chunkstore.LockInfo carries for the judge (a backend knows no store's
+// infos).
+type holderInfo struct {
+	Host  string `json:"host"`
+	Token string `json:"holder"`
+}
+
+// judge is chunkstore.HolderDead for holderInfos, counting its calls.
 type judge struct{ calls atomic.Int64 }
 
 func (j *judge) dead(info []byte) bool {
 	j.calls.Add(1)
-	var id procid.ID
-	return json.Unmarshal(info, &id) == nil && id.Dead()
+	var id holderInfo
+	host, _ := os.Hostname()
+	return json.Unmarshal(info, &id) == nil && id.Host == host && holderfile.Dead(id.Token)
 }
 
 // A holder killed with -9 on this host frees its lock at once, with the
-// stale time at its default of 30 minutes: reaped or left a zombie; one
-// whose info names another host keeps it, as a live one does. The
-// holders' infos are read only when they would refuse the lock.
+// stale time at its default of 30 minutes, for a Lock that asks for it
+// (backend.FreeDeadHere), reaped or left a zombie; without it the lock
+// stays, and the judge is not even asked (it would remove the holder
+// file that tells). A live holder, and a killed one whose info names
+// another host, keep it either way. The holders' infos are read only
+// when they would refuse the lock.
 func TestLockHolderDiedHere(t *testing.T) {
 	cfg := config(t, gateway(t).Endpoint)
 	if cfg.LockStale != 0 {
@@ -347,10 +363,11 @@ func TestLockHolderDiedHere(t *testing.T) {
 	if be.LockStale() != 30*time.Minute {
 		t.Fatalf("stale time %v, want the default 30m", be.LockStale())
 	}
+	free := backend.FreeDeadHere(bg)
 
 	// Beside a live holder in a mode that does not conflict, no info is read.
 	_, live := startHolder(t, cfg, "live", backend.Shared, "")
-	u, err := be.Lock(bg, "live", backend.Shared, []byte(`{"PID":1}`))
+	u, err := be.Lock(free, "live", backend.Shared, []byte(`{"PID":1}`))
 	if err != nil {
 		t.Fatalf("shared beside a live shared holder: %v", err)
 	}
@@ -358,9 +375,11 @@ func TestLockHolderDiedHere(t *testing.T) {
 	if n := j.calls.Load(); n != 0 {
 		t.Errorf("%d infos judged when no holder conflicted", n)
 	}
-	// A live holder on this host is not dead.
-	if _, err := be.Lock(bg, "live", backend.Exclusive, nil); !slices.Equal(holdersOf(err), []string{string(live)}) {
-		t.Fatalf("exclusive beside a live holder: %v, want refused by %s", err, live)
+	// A live holder on this host is not dead, whether or not asked.
+	for _, ctx := range []context.Context{bg, free} {
+		if _, err := be.Lock(ctx, "live", backend.Exclusive, nil); !slices.Equal(holdersOf(err), []string{string(live)}) {
+			t.Fatalf("exclusive beside a live holder (free the dead: %v): %v, want refused by %s", backend.IsFreeDeadHere(ctx), err, live)
+		}
 	}
 
 	for _, tc := range []struct {
@@ -389,11 +408,14 @@ func TestLockHolderDiedHere(t *testing.T) {
 				}
 			}
 			before := j.calls.Load()
-			// A garbage collection's probe judges by staleness alone.
-			if _, err := be.Lock(backend.StaleOnly(bg), name, backend.Exclusive, []byte("probe")); !slices.Equal(holdersOf(err), []string{string(info)}) {
-				t.Fatalf("stale-only lock of a killed holder: %v, want refused by %s", err, info)
+			// Not asked to free the dead: staleness alone, and no judging.
+			if _, err := be.Lock(bg, name, backend.Exclusive, []byte("probe")); !slices.Equal(holdersOf(err), []string{string(info)}) {
+				t.Fatalf("lock of a killed holder without FreeDeadHere: %v, want refused by %s", err, info)
 			}
-			u, err := be.Lock(bg, name, backend.Exclusive, []byte("next"))
+			if n := j.calls.Load() - before; n != 0 {
+				t.Errorf("%d infos judged without FreeDeadHere", n)
+			}
+			u, err := be.Lock(free, name, backend.Exclusive, []byte("next"))
 			if !tc.free {
 				if !slices.Equal(holdersOf(err), []string{string(info)}) {
 					t.Fatalf("lock of a holder killed on another host: %v, want refused by %s", err, info)
@@ -401,7 +423,7 @@ func TestLockHolderDiedHere(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("lock of a holder killed here: %v, want taken at once", err)
+				t.Fatalf("lock of a holder killed here, with FreeDeadHere: %v, want taken at once", err)
 			}
 			defer u.Unlock()
 			if j.calls.Load() == before {
