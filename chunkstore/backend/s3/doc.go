@@ -91,8 +91,8 @@
 //
 //  1. lists locks/<name>/ first when it knows the server's clock (from an
 //     earlier lock of this backend) and gives up at once, writing
-//     nothing but the removal of holders that died on this host, when a
-//     living holder conflicts (so that a waiter trying again and again
+//     nothing but the removal of holders that died on this host (when
+//     the caller asks for it, below), when a living holder conflicts (so that a waiter trying again and again
 //     does not disturb the holders' own checks);
 //  2. writes its holder object, locks/<name>/<m>1-<token>, whose body is
 //     its info (what others are shown) and whose modification time, set
@@ -102,8 +102,8 @@
 //     object's name: the stale time is each process's setting, not the
 //     store's) and the contender's is dead and its object is removed;
 //     so is a holder in a conflicting mode (either is exclusive) that
-//     died on this host (below), whose info is read for the error
-//     anyway; a living holder in a conflicting mode makes it remove its
+//     died on this host, when the caller asks for it (below), whose info
+//     is read for the error anyway; a living holder in a conflicting mode makes it remove its
 //     own object and return a *backend.LockedError with the conflicting
 //     holders' info;
 //  4. waits LockRecheck and lists again, as in 3;
@@ -134,33 +134,50 @@
 // side (a holder is judged stale late, never early; the early refusal of
 // step 1 uses an earlier measure, and only ever refuses). A dead holder's lock
 // goes LockStale after its last refresh (30 minutes by default), not at
-// once as a flock does, unless it died on this very host:
+// once as a flock does, but in the one case below.
 //
-// A holder that died on this host frees its lock at once, as restic frees
-// a lock whose holder on the same host has no process any more, but more
-// carefully. The backend does not read infos; whoever opens it gives it a
-// judge (SetHolderDead; the store's is chunkstore.HolderDead), which says
-// a holder is dead only when its info names this host name, this boot (the
-// kernel's boot id) and this PID namespace, and its pid has no process
-// now, or a zombie, or a process that started at another time than the
-// holder (the pid was reused); anything unread or unknown is alive
-// (internal/procid). What this does to the guarantee above: the lock of a
-// dead holder, which can send nothing more, is free without LockStale
-// passing, and the guarantee holds with one narrowing: a request it sent
-// whole before it died may still be carried out by the gateway afterwards,
-// in the time the gateway takes to store it (milliseconds for a small
-// object, more for a pack), where LockStale would have covered it. The
-// one caller for whom that matters judges by staleness alone
-// (backend.StaleOnly): a garbage collection probing whether a write
-// session still runs, since a killed backup's point manifest landing
-// after the collection's last mark could need a pack it deletes. A
-// late pack or index file of a dead holder harms nothing (a collection
-// never deletes a pack no index file it loaded covers). A
-// holder on another host, in another PID namespace (a container), or whose
-// info predates these fields is still judged by staleness alone. Only the
-// infos of holders that would refuse the lock are read (one GET each,
-// which a refusal reads anyway for its message), so taking a free lock
-// costs no GET.
+// A holder that died on this host may free its lock at once, as restic
+// frees a lock whose holder on the same host has no process any more, but
+// only where its caller asks for it (backend.FreeDeadHere), and judged
+// more carefully. The backend does not read infos; whoever opens it gives
+// it a judge (SetHolderDead; the store's is chunkstore.HolderDead), which
+// says a holder is dead only when its info names this host name and a
+// holder token whose file, in this process's own per-host holder
+// directory, exists and is flocked by no process (internal/holder): the
+// holder kept it flocked for as long as it lived, and the kernel dropped
+// the flock when it died. Anything unread, unknown or unseen is alive: a
+// holder in another container or on a clone of this machine (another
+// directory, or a file held), in another time or PID namespace, restored
+// by CRIU, or of an older version (no token) is judged by staleness
+// alone. Without FreeDeadHere the judge is not asked at all.
+//
+// What freeing at once does to the guarantee above: the lock of a dead
+// holder, which can send nothing more, is free without LockStale passing,
+// and the guarantee holds with one narrowing: a request it sent before it
+// died may still be carried out by the gateway afterwards. That window is
+// not a matter of milliseconds: the kernel goes on draining a dead
+// process's socket send buffers, and a proxy, or the gateway itself, may
+// hold a whole PUT (a pack of tens of MiB) and complete it seconds later.
+// LockStale would have covered it. So the fast way is taken only where
+// such late requests are argued harmless, by one caller: the source's
+// lock of a write session (chunkstore's LockSession, and the sealed
+// copy's HoldSession), which a next backup of the same source takes
+// right after a kill. A dead session's late index file covers packs that
+// were durable before it was sent, and a late point manifest names only
+// such packs; a late pack whose journal entry the next session already
+// dropped (the pack was not there yet) is indexed by no one: a leak that
+// the next exclusive pack walk adopts, never a loss. Everything else
+// judges by staleness alone: garbage collection's lock and its probes of
+// write sessions (a killed backup's manifest landing after the
+// collection's last mark could need a pack it deletes; a killed
+// collection's consolidated index file landing after the next collection
+// dropped the plan as never written would hide packs with no plan), the
+// store lock in either mode (a session meets there only exclusive
+// holders, whose late removals could take what it deduplicates against),
+// and any new caller that does not ask. Only the infos of holders that
+// would refuse the lock are read (one GET each, at most 64 KiB, which a
+// refusal reads anyway for its message), so taking a free lock costs no
+// GET.
 //
 // What is not: contenders that write their objects at about the same time
 // may all see each other and all back off; the caller waits and tries
