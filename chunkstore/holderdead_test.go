@@ -72,8 +72,8 @@ func startInfoHolder(t *testing.T) (*exec.Cmd, LockInfo) {
 }
 
 // HolderDead reads the infos holders write (NewLockInfo): a holder of this
-// host whose process is alive is alive, killed it is dead (and its holder
-// file goes); this process, a holder of another host, a token that is no
+// host whose process is alive is alive, killed it is dead, as often as
+// asked; this process, a holder of another host, a token that is no
 // token, an info of an older version or one that does not parse are
 // alive.
 func TestHolderDead(t *testing.T) {
@@ -106,17 +106,16 @@ func TestHolderDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	// Judged before the real one, which removes the file.
 	check("a killed holder of another host", enc(elsewhere), false)
 	check("a killed holder's token behind a path", enc(traversal), false)
 	check("a killed holder, in an older version's info", older, false)
 	check("not an info", []byte("garbage"), false)
 	check("empty", nil, false)
-	if _, err := os.Stat(file); err != nil {
-		t.Fatalf("the killed holder's file went before it was judged: %v", err)
-	}
 	check("a killed holder of this host", enc(live), true)
-	if _, err := os.Stat(file); !os.IsNotExist(err) {
-		t.Errorf("the killed holder's file %s stays: %v", file, err)
+	// A holder leaves several locks (a server, one per backup running),
+	// each judged when met.
+	check("a killed holder of this host, judged again", enc(live), true)
+	if _, err := os.Stat(file); err != nil {
+		t.Errorf("the killed holder's file went once judged: %v", err)
 	}
 }

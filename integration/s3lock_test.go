@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/internal/cephtest"
 )
@@ -17,13 +19,24 @@ import (
 // A backup to the gateway killed with -9 while it holds its locks leaves
 // them on the store, where they would keep every other backup out for
 // --s3-lock-stale (30 minutes by default, as here). It died on this host,
-// so the next backup frees them at once, without waiting, and the store
-// verifies clean.
+// so the next backup of its source frees its source's lock at once,
+// without waiting, and the store verifies clean. Garbage collection run
+// right after the kill does not count the killed session as ended: the
+// gateway may yet store what it sent before it died, so the collection
+// reports the packs it hid as pending on that session.
 func TestS3LockHolderKilled(t *testing.T) {
 	f := &s3Fixture{cl: cephtest.Start(t, cephtest.Options{})}
 	e := f.env(t)
 	loc := f.loc("killed-holder", "")
 	e.ok("init", "--store", loc)
+	// Garbage for the collection to hide: a point of another source,
+	// forgotten.
+	old := t.TempDir()
+	mixedTree(t, old, 5, 4)
+	e.ok("backup", "--source", "old", old)
+	e.ok("forget", "--source", "old", "latest")
+	// The names of the locks taken so far stay (not their holders).
+	oldLocks := f.names(t, loc, backend.Locks)
 	src := t.TempDir()
 	mixedTree(t, src, 17, 16)
 
@@ -51,17 +64,49 @@ func TestS3LockHolderKilled(t *testing.T) {
 		t.Fatalf("the backup ended before it was killed: %v\n%s", err, stderr.String())
 	}
 
-	// The killed backup's store lock is still there: a client that does
-	// not judge holders by their process (the backend alone) is refused.
+	// The killed backup's source lock is still there, and a client that
+	// judges holders as recall does but does not ask to free dead ones
+	// (backend.FreeDeadHere) is refused.
 	be, err := f.backend(t, loc)
 	must(t, err)
-	if u, err := be.Lock(context.Background(), "writer", backend.Exclusive, []byte("test")); !errors.Is(err, backend.ErrLocked) {
+	be.SetHolderDead(chunkstore.HolderDead)
+	var sourceLocks []string
+	must(t, be.List(context.Background(), backend.Locks, func(name string, _ int64) error {
+		if strings.HasPrefix(name, "source-") && !slices.Contains(oldLocks, name) {
+			sourceLocks = append(sourceLocks, name)
+		}
+		return nil
+	}))
+	if len(sourceLocks) != 1 {
+		t.Fatalf("source locks on the store after the kill, beside those before it (%q): %q, want the killed backup's one", oldLocks, sourceLocks)
+	}
+	if u, err := be.Lock(context.Background(), sourceLocks[0], backend.Exclusive, []byte("test")); !errors.Is(err, backend.ErrLocked) {
 		if err == nil {
 			u.Unlock()
 		}
-		t.Fatalf("the killed backup left no lock to free: %v", err)
+		t.Fatalf("the killed backup's source lock %s, taken without FreeDeadHere: %v, want refused", sourceLocks[0], err)
 	} else {
-		t.Logf("the killed backup's lock: %v", err)
+		t.Logf("the killed backup's source lock: %v", err)
+	}
+
+	// Garbage collection at once: it hides the forgotten point's packs and
+	// waits for the killed session, which it takes for running.
+	var gc struct {
+		Pending    bool `json:"pending"`
+		Hidden     int  `json:"packs_hidden"`
+		WaitingFor []struct {
+			PID     int    `json:"pid"`
+			Purpose string `json:"purpose"`
+		} `json:"waiting_for"`
+	}
+	out := e.ok("gc", "--json", "--lock-wait", "0s")
+	must(t, json.Unmarshal([]byte(out), &gc))
+	waits := false
+	for _, w := range gc.WaitingFor {
+		waits = waits || w.PID == cmd.Process.Pid
+	}
+	if !gc.Pending || gc.Hidden == 0 || !waits {
+		t.Fatalf("gc right after a backup (pid %d) was killed: %s\nwant packs hidden and pending on the killed backup's session", cmd.Process.Pid, out)
 	}
 
 	start := time.Now()

@@ -17,16 +17,25 @@
 //	                     mode 0600, flocked (LOCK_EX) by its process
 //	                     until it exits
 //
-// and writes the token into the infos of the locks it takes. Creating it
-// also removes the files of holders gone since (the directory does not
-// grow).
+// and writes the token into the infos of the locks it takes.
+//
+// A file found no longer flocked (its holder gone) is marked with one
+// byte, written while holding the flock: its modification time is then
+// when its holder was first found gone. It stays a day after that
+// (Retain), so that every lock its holder left (a server killed with
+// several backups running holds several) can be judged by every process
+// that meets one, and is removed by the next process that opens the
+// directory after that (the directory does not grow). Removing a file
+// early is never unsafe: a holder whose file is missing is alive to the
+// judge, so its locks free when stale, as a remote holder's do.
 //
 // # The judgement
 //
 // A token is dead (Dir.Dead) only when <dir>/<token>.lock, in this
 // process's own directory, exists, is a regular file of our user, and
 // flock(LOCK_EX|LOCK_NB) on it succeeds: no process holds it, so its
-// holder exited. Anything else (a token of another form, a missing file, a
+// holder exited (a process never lets go of its file while it runs, and a
+// token is never used again). Anything else (a token of another form, a missing file, a
 // file held, any error) is alive. What that gives, where /proc-based
 // judgements (pid, start time, boot id) failed: a holder in another time
 // or PID namespace, restored by CRIU, or on a clone of this machine's
@@ -49,6 +58,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,9 +70,6 @@ type Dir struct {
 	fd    int // the directory, opened O_DIRECTORY|O_NOFOLLOW
 	token string
 	own   int // our file, flocked
-
-	mu   sync.Mutex
-	dead map[string]bool // tokens found dead (their files are removed then)
 }
 
 const suffix = ".lock"
@@ -85,7 +92,7 @@ func Open(path string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("holder directory %s: %w", path, err)
 	}
-	d := &Dir{path: path, fd: fd, own: -1, dead: map[string]bool{}}
+	d := &Dir{path: path, fd: fd, own: -1}
 	for range 8 {
 		if err = d.create(); err == nil {
 			break
@@ -157,7 +164,14 @@ func sameFile(dirfd int, name string, fd int) bool {
 	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
-// sweep removes the files of holders gone.
+// Retain is how long the file of a holder found gone stays: longer than
+// any holder's lock goes without a refresh before others take it as
+// stale, so that the file tells of its holder as long as a lock of it can
+// be met.
+const Retain = 24 * time.Hour
+
+// sweep marks the files of holders gone, and removes those found gone
+// longer than Retain ago.
 func (d *Dir) sweep() {
 	ents, err := os.ReadDir(d.path)
 	if err != nil {
@@ -165,7 +179,7 @@ func (d *Dir) sweep() {
 	}
 	for _, e := range ents {
 		if tok, ok := strings.CutSuffix(e.Name(), suffix); ok && validToken(tok) && tok != d.token {
-			d.removeIfGone(tok)
+			d.gone(tok, true)
 		}
 	}
 }
@@ -183,16 +197,19 @@ func validToken(tok string) bool {
 	return true
 }
 
-// removeIfGone flocks tok's file without waiting and, when it gets the
-// flock (no process holds the file: its holder exited), removes the file
-// while holding it, and reports true. Anything else is false.
-func (d *Dir) removeIfGone(tok string) bool {
+// gone flocks tok's file without waiting and, when it gets the flock (no
+// process holds the file: its holder exited), marks the file as found
+// gone (one byte; its time is then when) unless it is marked already,
+// removes it when sweep is set and it was marked longer than Retain ago,
+// and reports true. Anything else is false: a missing file, one held, one
+// not a regular file of ours, any error.
+func (d *Dir) gone(tok string, sweep bool) bool {
 	name := tok + suffix
 	fd, err := unix.Openat(d.fd, name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return false
 	}
-	defer unix.Close(fd)
+	defer unix.Close(fd) // drops the flock
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
 		return false
@@ -200,12 +217,19 @@ func (d *Dir) removeIfGone(tok string) bool {
 	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
 		return false
 	}
-	// The name must still be the file flocked: one removed and made again
-	// meanwhile is another holder's.
+	// The name must still be the file flocked: one removed meanwhile (by
+	// a sweep) and made again is another holder's.
 	if !sameFile(d.fd, name, fd) {
 		return false
 	}
-	return unix.Unlinkat(d.fd, name, 0) == nil
+	if st.Size == 0 {
+		if n, err := unix.Pwrite(fd, []byte{'x'}, 0); n != 1 || err != nil {
+			return false
+		}
+	} else if sweep && time.Since(time.Unix(st.Mtim.Unix())) > Retain {
+		unix.Unlinkat(d.fd, name, 0)
+	}
+	return true
 }
 
 // Token returns this process's token: what its lock infos carry.
@@ -215,31 +239,20 @@ func (d *Dir) Token() string { return d.token }
 func (d *Dir) Path() string { return d.path }
 
 // Dead reports whether the holder of token is known to be gone (see the
-// package comment), and removes its file then. Our own token, a token not
-// of 16 hex digits and one whose file is missing, held or not ours are
-// alive. A token once found dead stays dead for this Dir: its file is
-// gone by then, and tokens are not reused.
+// package comment), marking its file so. Our own token, a token not of
+// 16 hex digits and one whose file is missing, held or not ours are
+// alive.
 func (d *Dir) Dead(token string) bool {
 	if d == nil || !validToken(token) || token == d.token {
 		return false
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.dead[token] {
-		return true
-	}
-	if !d.removeIfGone(token) {
-		return false
-	}
-	d.dead[token] = true
-	return true
+	return d.gone(token, false)
 }
 
-// Close releases this process's file (removing it: it would be found gone
-// anyway) and the directory.
+// Close releases this process's file, whose holder is then gone to
+// others, and the directory.
 func (d *Dir) Close() error {
 	if d.own >= 0 {
-		unix.Unlinkat(d.fd, d.token+suffix, 0)
 		unix.Close(d.own)
 		d.own = -1
 	}

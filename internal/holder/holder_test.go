@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,8 +77,9 @@ func exists(p string) bool {
 }
 
 // A holder in another process is alive while it runs, dead once killed
-// (waited for, or still a zombie), and its file goes then; this process
-// is never dead to itself.
+// (waited for, or still a zombie), to every judge that asks, however
+// often (a holder leaves several locks); this process is never dead to
+// itself.
 func TestDead(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "recall", "holders")
 	d := open(t, dir)
@@ -113,11 +115,17 @@ func TestDead(t *testing.T) {
 		if !d.Dead(tok) {
 			t.Fatalf("a killed holder (reaped: %v) is alive", reap)
 		}
-		if exists(file) {
-			t.Errorf("a dead holder's file %s is left", file)
-		}
 		if !d.Dead(tok) {
 			t.Error("a dead holder is alive when asked again")
+		}
+		// Another process's judge, which opens the directory (and
+		// sweeps it) after the first judged the holder.
+		other := open(t, dir)
+		if !other.Dead(tok) {
+			t.Error("a dead holder is alive to a second judge")
+		}
+		if !exists(file) {
+			t.Errorf("a dead holder's file %s went at once", file)
 		}
 	}
 }
@@ -233,22 +241,55 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
-// Opening sweeps away the files of holders gone, and leaves those of
-// holders alive.
+// Opening marks the files of holders gone and removes those found gone
+// longer than Retain ago; it leaves those of holders alive, however old.
 func TestOpenSweeps(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "holders")
 	_, live := child(t, dir)
+	cmd, longGone := child(t, dir)
+	cmd.Process.Kill()
+	cmd.Wait()
+	// The last to open the directory: nothing has found it gone yet.
 	cmd, gone := child(t, dir)
 	cmd.Process.Kill()
 	cmd.Wait()
-	d := open(t, dir)
-	if exists(filepath.Join(dir, gone+suffix)) {
-		t.Error("a gone holder's file stays")
+	file := func(tok string) string { return filepath.Join(dir, tok+suffix) }
+	// Old files all: a holder's file keeps the time it was made until it
+	// is found gone, so age alone says nothing of a holder.
+	long := time.Now().Add(-2 * Retain)
+	for _, tok := range []string{live, gone, longGone} {
+		must(t, os.Chtimes(file(tok), long, long))
 	}
-	if !exists(filepath.Join(dir, live+suffix)) {
+	// longGone was found gone long ago: marked then.
+	must(t, os.WriteFile(file(longGone), []byte{'x'}, 0o600))
+	must(t, os.Chtimes(file(longGone), long, long))
+
+	d := open(t, dir)
+	if !exists(file(live)) {
 		t.Error("a live holder's file was swept")
 	}
-	if !exists(filepath.Join(dir, d.Token()+suffix)) {
+	if !exists(file(gone)) {
+		t.Error("the file of a holder just found gone was swept")
+	}
+	if exists(file(longGone)) {
+		t.Errorf("the file of a holder found gone more than %v ago stays", Retain)
+	}
+	if !exists(file(d.Token())) {
 		t.Error("our own file is missing")
+	}
+	if !d.Dead(gone) || d.Dead(live) || d.Dead(longGone) {
+		t.Errorf("after the sweep: dead %v, %v, %v; want true (gone), false (live), false (its file removed)", d.Dead(gone), d.Dead(live), d.Dead(longGone))
+	}
+	// Found gone now, so the next sweep keeps it.
+	open(t, dir)
+	if !exists(file(gone)) {
+		t.Error("the file of a holder found gone a moment ago was swept by a later open")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
