@@ -73,10 +73,10 @@ func NewLockInfo(purpose, mode, source string) LockInfo {
 // HolderDead reports whether the holder whose info (LockInfo as JSON) is
 // info is known to be gone: its info names this host and a holder token
 // whose file in this process's holder directory no process flocks any
-// more (holder.Dead, which removes the file then). Anything else is
-// alive: an info that does not parse or has no token, another host, a
-// holder whose file this process cannot see (another container, another
-// /run, a clone of this machine) or that is held. A backend whose locks
+// more (holder.Dead). Anything else is alive: an info that does not parse
+// or has no token, another host, a holder whose file this process cannot
+// see (another container, another /run, a clone of this machine) or that
+// is held. A backend whose locks
 // outlive their holder (package s3: Backend.SetHolderDead) frees such a
 // holder's lock at once, for a Lock call that asks for it
 // (backend.FreeDeadHere), instead of after its stale time.

@@ -13,9 +13,10 @@
 // <os.TempDir()>/recall-<uid>/holders; each 0700 and owned by the
 // process's user, or not used):
 //
-//	<dir>/<token>.lock   token: 16 random lower-case hex digits; empty,
-//	                     mode 0600, flocked (LOCK_EX) by its process
-//	                     until it exits
+//	<dir>/<token>.lock   token: 16 random lower-case hex digits; mode
+//	                     0600, flocked (LOCK_EX) by its process until it
+//	                     exits; empty, or the one byte "x" once found
+//	                     gone (below)
 //
 // and writes the token into the infos of the locks it takes.
 //
@@ -34,9 +35,9 @@
 // A token is dead (Dir.Dead) only when <dir>/<token>.lock, in this
 // process's own directory, exists, is a regular file of our user, and
 // flock(LOCK_EX|LOCK_NB) on it succeeds: no process holds it, so its
-// holder exited (a process never lets go of its file while it runs, and a
-// token is never used again). Anything else (a token of another form, a missing file, a
-// file held, any error) is alive. What that gives, where /proc-based
+// holder exited (a process never lets go of its file while it runs, and
+// a token is never used again). Anything else (a token of another form, a
+// missing file, a file held, any error) is alive. What that gives, where /proc-based
 // judgements (pid, start time, boot id) failed: a holder in another time
 // or PID namespace, restored by CRIU, or on a clone of this machine's
 // memory snapshot, either sees another directory (another /run or /tmp)
@@ -78,7 +79,7 @@ const suffix = ".lock"
 // directory path, refuses it unless it and its parent are directories
 // (not symbolic links) owned by this process's user that no group or other
 // may write, creates this process's holder file in it, flocks it, and
-// removes the files of holders gone.
+// sweeps the files of holders gone (see the package comment).
 func Open(path string) (*Dir, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("holder directory %s: %w", path, err)
