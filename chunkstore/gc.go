@@ -420,7 +420,11 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	return g.rep, nil
 }
 
-// lockGC takes the store lock shared and the GC lock exclusively.
+// lockGC takes the store lock shared and the GC lock exclusively. Both
+// free a dead holder's lock only when stale (no backend.FreeDeadHere): a
+// killed collection's consolidated index file still in flight could land
+// after the next collection dropped its plan as never written, hiding
+// packs no plan names.
 func (s *Store) lockGC(ctx context.Context, wait time.Duration) (func(), error) {
 	l := &Lock{s: s, mode: backend.Shared}
 	if err := l.take(ctx, "garbage collection", wait, nil); err != nil {
