@@ -440,3 +440,23 @@ func TestLockHolderDiedHere(t *testing.T) {
 		})
 	}
 }
+
+// A holder's info is anyone's to write: a huge one is read no further
+// than maxInfo, and the refusal still names the holder with what was read.
+func TestLockHolderInfoBounded(t *testing.T) {
+	cfg := config(t, gateway(t).Endpoint)
+	be := open(t, cfg)
+	big := bytes.Repeat([]byte("i"), 3*maxInfo)
+	key := be.dir(backend.Locks.String()) + "big/" + holderName(backend.Exclusive, "0123456789abcdef", time.Hour)
+	if err := be.put(bg, key, big); err != nil {
+		t.Fatal(err)
+	}
+	_, err := be.Lock(bg, "big", backend.Exclusive, []byte("next"))
+	var le *backend.LockedError
+	if !errors.As(err, &le) || len(le.Holders) != 1 {
+		t.Fatalf("lock beside a holder of a huge info: %v, want refused by it", err)
+	}
+	if got := le.Holders[0]; len(got) != maxInfo || !bytes.Equal(got, big[:maxInfo]) {
+		t.Errorf("the holder's info read: %d bytes, want the first %d", len(got), maxInfo)
+	}
+}
