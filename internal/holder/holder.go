@@ -271,15 +271,20 @@ var (
 // used: then this process has no token, and its locks are judged by their
 // staleness alone.
 func Default() *Dir {
-	defOnce.Do(func() {
-		for _, p := range candidates() {
-			if d, err := Open(p); err == nil {
-				def = d
-				return
-			}
-		}
-	})
+	defOnce.Do(func() { def = first(candidates()) })
 	return def
+}
+
+// first returns the first of paths that Open takes, or nil. One it
+// refuses, as one it cannot create, is passed over: a directory others
+// could write to is never used, whatever comes after it.
+func first(paths []string) *Dir {
+	for _, p := range paths {
+		if d, err := Open(p); err == nil {
+			return d
+		}
+	}
+	return nil
 }
 
 // candidates are the directories Default tries, in order.

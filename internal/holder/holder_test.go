@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -291,5 +292,45 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The runtime directory is the first candidate that can be made and is
+// safe; with none, no token (the process's locks are judged by staleness
+// alone). The default is one of the candidates and keeps its token.
+func TestFirst(t *testing.T) {
+	root := t.TempDir()
+	file := filepath.Join(root, "file")
+	must(t, os.WriteFile(file, nil, 0o600))
+	open := filepath.Join(root, "open")
+	must(t, os.Mkdir(open, 0o777))
+	must(t, os.Chmod(open, 0o777))
+	good := filepath.Join(root, "good", "holders")
+	for _, tc := range []struct {
+		name  string
+		paths []string
+		want  string
+	}{
+		{"the first", []string{good, filepath.Join(root, "second", "holders")}, good},
+		{"past one that cannot be made", []string{filepath.Join(file, "holders"), good}, good},
+		{"past one others may write", []string{filepath.Join(open, "holders"), good}, good},
+		{"none safe", []string{filepath.Join(open, "holders"), filepath.Join(file, "holders")}, ""},
+	} {
+		d := first(tc.paths)
+		got := ""
+		if d != nil {
+			got = d.Path()
+			if !validToken(d.Token()) {
+				t.Errorf("%s: token %q", tc.name, d.Token())
+			}
+			d.Close()
+		}
+		if got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	d := Default()
+	if d == nil || Default() != d || Token() != d.Token() || !slices.Contains(candidates(), d.Path()) {
+		t.Errorf("default %v, want one directory of %q, kept", d, candidates())
 	}
 }
