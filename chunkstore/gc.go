@@ -430,7 +430,7 @@ func (s *Store) lockGC(ctx context.Context, wait time.Duration) (func(), error) 
 	if err := l.take(ctx, "garbage collection", wait, nil); err != nil {
 		return nil, err
 	}
-	info, _ := json.Marshal(NewLockInfo("garbage collection", "exclusive", ""))
+	info := s.lockInfo("garbage collection", "exclusive", "")
 	deadline := time.Now().Add(wait)
 	for {
 		u, err := s.be.Lock(ctx, gcLock, backend.Exclusive, info)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"github.com/recall-backup/recall/internal/golden"
 	"github.com/recall-backup/recall/internal/holder"
 )
@@ -30,15 +32,45 @@ func TestLockInfoFormat(t *testing.T) {
 
 const holderInfoEnv = "RECALL_TEST_HOLDER_INFO"
 
+// outliving is a backend whose locks, as an object store's, outlive their
+// holder until stale.
+type outliving struct{ backend.Backend }
+
+func (outliving) LockStale() time.Duration { return 30 * time.Minute }
+
+// A store's locks carry this process's holder token when they outlive
+// their holder, and only then: a local store's die with it and need none.
+func TestLockInfoHolder(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		be    backend.Backend
+		token bool
+	}{
+		{"local", local.Open(t.TempDir()), false},
+		{"outliving its holder", outliving{local.Open(t.TempDir())}, true},
+	} {
+		var i LockInfo
+		if err := json.Unmarshal((&Store{be: tc.be}).lockInfo("test", "exclusive", ""), &i); err != nil {
+			t.Fatal(err)
+		}
+		if tc.token && (i.Holder == "" || i.Holder != holder.Token()) || !tc.token && i.Holder != "" {
+			t.Errorf("%s: holder token %q, want it: %v", tc.name, i.Holder, tc.token)
+		}
+		if i.PID != os.Getpid() || i.Purpose != "test" {
+			t.Errorf("%s: info %+v", tc.name, i)
+		}
+	}
+}
+
 // TestHolderInfoProcess is a lock holder in a process of its own, run by
-// startInfoHolder: it prints the info its locks would carry (NewLockInfo,
-// which makes its holder file) and lives until its stdin closes or it is
-// killed. It does nothing in a test run.
+// startInfoHolder: it prints the info its locks on a remote store would
+// carry (with its holder token, which makes its holder file) and lives
+// until its stdin closes or it is killed. It does nothing in a test run.
 func TestHolderInfoProcess(t *testing.T) {
 	if os.Getenv(holderInfoEnv) == "" {
 		return
 	}
-	b, _ := json.Marshal(NewLockInfo("test holder", "exclusive", ""))
+	b := (&Store{be: outliving{local.Open(t.TempDir())}}).lockInfo("test holder", "exclusive", "")
 	os.Stdout.Write(append(b, '\n'))
 	io.Copy(io.Discard, os.Stdin)
 }
@@ -71,13 +103,14 @@ func startInfoHolder(t *testing.T) (*exec.Cmd, LockInfo) {
 	return cmd, info
 }
 
-// HolderDead reads the infos holders write (NewLockInfo): a holder of this
+// HolderDead reads the infos holders write (Store.lockInfo): a holder of this
 // host whose process is alive is alive, killed it is dead, as often as
 // asked; this process, a holder of another host, a token that is no
 // token, an info of an older version or one that does not parse are
 // alive.
 func TestHolderDead(t *testing.T) {
-	me := NewLockInfo("test", "exclusive", "")
+	var me LockInfo
+	json.Unmarshal((&Store{be: outliving{local.Open(t.TempDir())}}).lockInfo("test", "exclusive", ""), &me)
 	d := holder.Default()
 	if d == nil || me.Holder != d.Token() || me.Holder == "" {
 		t.Fatalf("this process has no holder token: info %+v, directory %v", me, d)

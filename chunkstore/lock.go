@@ -56,18 +56,35 @@ type LockInfo struct {
 	// Holder is the token of the holder's process (internal/holder): its
 	// file on the holder's host is flocked for as long as the process
 	// lives, so a judge on that host can tell it is gone (HolderDead).
-	// Absent when the process had no holder directory, and from the
+	// Absent from the locks of a local store (they die with their
+	// holder), when the process had no holder directory, and from the
 	// infos of older versions; such holders are never judged dead.
 	Holder string `json:"holder,omitempty"`
 }
 
 // NewLockInfo describes this process as a holder, for purpose, in mode
 // ("shared", "exclusive", "session"), for source if a write session's:
-// what every lock this process takes tells of it.
+// what every lock this process takes tells of it. It carries no holder
+// token: a store adds it to the locks of a backend that keeps them past
+// their holder's death (lockInfo).
 func NewLockInfo(purpose, mode, source string) LockInfo {
 	host, _ := os.Hostname()
-	return LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: mode, Source: source,
-		Holder: holder.Token()}
+	return LockInfo{PID: os.Getpid(), Host: host, Purpose: purpose, Since: time.Now().UTC(), Mode: mode, Source: source}
+}
+
+// lockInfo is NewLockInfo as JSON for a lock of s's backend, with this
+// process's holder token (making its holder file at the first call) when
+// the backend's locks outlive their holder, so that a judge on this host
+// can tell when it is gone (HolderDead). A local store's locks die with
+// their holder: they need no token, and a process that takes only those
+// leaves no holder file behind.
+func (s *Store) lockInfo(purpose, mode, source string) []byte {
+	i := NewLockInfo(purpose, mode, source)
+	if staleLockerOf(s.be) != nil {
+		i.Holder = holder.Token()
+	}
+	b, _ := json.Marshal(i)
+	return b
 }
 
 // HolderDead reports whether the holder whose info (LockInfo as JSON) is
@@ -333,7 +350,7 @@ func lockRetryWait(n int) time.Duration {
 // since no attempt waits for a lock while holding another, there is no
 // order to keep against deadlock.
 func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) error {
-	info, _ := json.Marshal(NewLockInfo(purpose, l.mode.String(), l.source))
+	info := l.s.lockInfo(purpose, l.mode.String(), l.source)
 	names := []string{storeLock}
 	modes := []backend.LockMode{l.mode}
 	ctxs := []context.Context{ctx}
@@ -446,6 +463,7 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 // staleLocker is a backend whose locks outlive a holder that died until
 // they go stale (package s3): its LockStale is this process's setting.
 type staleLocker interface {
+	backend.Backend
 	LockStale() time.Duration
 }
 
@@ -453,13 +471,24 @@ type staleLocker interface {
 // holder's lock frees itself and where the lock is; "" for a local store,
 // whose locks die with their holder.
 func staleNote(be backend.Backend) string {
+	sl := staleLockerOf(be)
+	if sl == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (a holder killed on this machine, if this version of recall, frees it at once for a backup of the same source; any other frees its lock at %s --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", sl.Location(), sl.LockStale())
+}
+
+// staleLockerOf returns the backend under be (be itself, or what the
+// wrappers that have a Remote wrap) whose locks outlive a holder that
+// died until they go stale, or nil: a local store's die with it.
+func staleLockerOf(be backend.Backend) staleLocker {
 	for {
 		if sl, ok := be.(staleLocker); ok {
-			return fmt.Sprintf(" (a holder killed on this machine, if this version of recall, frees it at once for a backup of the same source; any other frees its lock at %s --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", be.Location(), sl.LockStale())
+			return sl
 		}
 		r, ok := be.(interface{ Remote() backend.Backend })
 		if !ok {
-			return ""
+			return nil
 		}
 		be = r.Remote()
 	}

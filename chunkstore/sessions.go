@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -65,7 +64,7 @@ func (r *sessionReg) Unlock() error {
 // register makes the session's registration; releasing it removes its
 // file, and its loss (sessionReg.Lost) is the session's.
 func (l *Lock) register(ctx context.Context, purpose string) (backend.Unlocker, error) {
-	info, _ := json.Marshal(NewLockInfo(purpose, "session", l.source))
+	info := l.s.lockInfo(purpose, "session", l.source)
 	for range 8 {
 		tok := make([]byte, 12)
 		rand.Read(tok)
@@ -126,7 +125,7 @@ func (s *Store) liveSessions(ctx context.Context) ([]SessionInfo, error) {
 // probeSession tells whether the session registered as name still runs,
 // without waiting, and removes the registration of one that ended.
 func (s *Store) probeSession(ctx context.Context, name string) (LockInfo, bool, error) {
-	me, _ := json.Marshal(NewLockInfo("garbage collection: probe of a write session", "exclusive", ""))
+	me := s.lockInfo("garbage collection: probe of a write session", "exclusive", "")
 	// Only staleness ends a session here (no backend.FreeDeadHere): one
 	// whose process died on this host may still have its point's manifest
 	// written by an object store that received it whole, after the
