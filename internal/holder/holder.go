@@ -10,39 +10,59 @@
 // A process that asks for its token (Token) creates, once, in a per-host
 // runtime directory (Default: /run/recall/holders when it can be created
 // there, else $XDG_RUNTIME_DIR/recall/holders, else
-// <os.TempDir()>/recall-<uid>/holders; each 0700 and owned by the
-// process's user, or not used):
+// <os.TempDir()>/recall-<uid>/holders; each 0700, owned by the process's
+// user and on a local file system, or not used; RECALL_HOLDER_DIR, for
+// tests and debugging, replaces the list with the one directory it names):
 //
 //	<dir>/<token>.lock   token: 16 random lower-case hex digits; mode
 //	                     0600, flocked (LOCK_EX) by its process until it
 //	                     exits; empty, or the one byte "x" once found
 //	                     gone (below)
 //
-// and writes the token into the infos of the locks it takes.
+// and writes the token into the infos of the locks it takes, with the
+// kernel's boot id (BootID).
 //
 // A file found no longer flocked (its holder gone) is marked with one
-// byte, written while holding the flock: its modification time is then
-// when its holder was first found gone. It stays a day after that
-// (Retain), so that every lock its holder left (a server killed with
-// several backups running holds several) can be judged by every process
-// that meets one, and is removed by the next process that opens the
-// directory after that (the directory does not grow). Removing a file
-// early is never unsafe: a holder whose file is missing is alive to the
-// judge, so its locks free when stale, as a remote holder's do.
+// byte: its modification time is then when its holder was first found
+// gone. It stays a day after that (Retain), so that every lock its holder
+// left (a server killed with several backups running holds several) can
+// be judged by every process that meets one, and is removed by the next
+// process that opens the directory after that (the directory does not
+// grow). Removing a file early is never unsafe: a holder whose file is
+// missing is alive to the judge, so its locks free when stale, as a
+// remote holder's do.
 //
 // # The judgement
 //
 // A token is dead (Dir.Dead) only when <dir>/<token>.lock, in this
 // process's own directory, exists, is a regular file of our user, and
-// flock(LOCK_EX|LOCK_NB) on it succeeds: no process holds it, so its
-// holder exited (a process never lets go of its file while it runs, and
-// a token is never used again). Anything else (a token of another form, a
-// missing file, a file held, any error) is alive. What that gives, where /proc-based
-// judgements (pid, start time, boot id) failed: a holder in another time
-// or PID namespace, restored by CRIU, or on a clone of this machine's
-// memory snapshot, either sees another directory (another /run or /tmp)
-// or holds its file; either way it is alive. Only a judge that shares the
-// holder's directory, so the kernel that held the flock, can find it dead.
+// flock(LOCK_SH|LOCK_NB) on it succeeds: no process holds it exclusively,
+// so its holder exited (a process never lets go of its file while it
+// runs, and a token is never used again). Judges take the flock shared so
+// that they do not take each other for the holder; only a sweep's removal
+// takes it exclusively. Anything else (a token of another form, a missing
+// file, a file held, any error) is alive.
+//
+// The rule the caller adds (chunkstore.HolderDead): the holder's info
+// names the same host name and the same boot as the judge's, and the
+// token's file is in the judge's holder directory. The flock is then the
+// one the holder's kernel kept. A disk clone, an image or a restore of
+// the machine boots with another boot id; a holder whose directory is
+// another (another container's /run or /tmp) has no file in the judge's.
+// The directory must be on a local file system: on a network or
+// user-space one (NFS, SMB, FUSE, Ceph...) flock is emulated, or local to
+// one client, so Open refuses it (ErrUnsafe).
+//
+// What nothing host-local can tell: a virtual machine cloned from a
+// memory snapshot runs on with the same host name, boot id, holder
+// directory, processes and tokens as its original, each copy's kernel
+// keeping its own flock. When a holder dies in one copy, a judge there
+// finds it dead and frees its lock, which the other copy's holder still
+// holds (the same lock object, refreshed by both), and a session of the
+// same source may start beside that holder. The damage is bounded: the
+// other holder's next refresh (at most LockRefresh later) finds its lock
+// object removed, and it stops with chunkstore.ErrLockLost; until then
+// two sessions of one source run at once.
 //
 // Tokens come from lock infos on a server: hostile input. A path is only
 // ever this directory joined with a token validated as 16 hex digits,
@@ -70,7 +90,8 @@ type Dir struct {
 	path  string
 	fd    int // the directory, opened O_DIRECTORY|O_NOFOLLOW
 	token string
-	own   int // our file, flocked
+	own   int  // our file, flocked
+	kept  bool // Default's: never closed
 }
 
 const suffix = ".lock"
@@ -78,8 +99,9 @@ const suffix = ".lock"
 // Open opens (creating it, and its parent, mode 0700 when missing) the
 // directory path, refuses it unless it and its parent are directories
 // (not symbolic links) owned by this process's user that no group or other
-// may write, creates this process's holder file in it, flocks it, and
-// sweeps the files of holders gone (see the package comment).
+// may write, and it is on a local file system, creates this process's
+// holder file in it, flocks it, and sweeps the files of holders gone (see
+// the package comment).
 func Open(path string) (*Dir, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("holder directory %s: %w", path, err)
@@ -91,6 +113,10 @@ func Open(path string) (*Dir, error) {
 	fd, err := openDir(pfd, filepath.Base(path))
 	unix.Close(pfd)
 	if err != nil {
+		return nil, fmt.Errorf("holder directory %s: %w", path, err)
+	}
+	if err := localFS(fd); err != nil {
+		unix.Close(fd)
 		return nil, fmt.Errorf("holder directory %s: %w", path, err)
 	}
 	d := &Dir{path: path, fd: fd, own: -1}
@@ -128,8 +154,60 @@ func openDir(dirfd int, name string) (int, error) {
 }
 
 // ErrUnsafe: a holder directory that others could write to, where they
-// could plant or remove holder files.
+// could plant or remove holder files, or one on a file system whose flock
+// does not tell that a process of this kernel holds the file.
 var ErrUnsafe = errors.New("unsafe holder directory")
+
+// Magic numbers of shared file systems that x/sys/unix does not name.
+const (
+	gfs2Magic   = 0x01161970
+	lustreMagic = 0x0bd00bd0
+	gpfsMagic   = 0x47504653
+)
+
+// remoteFS names the file systems, by statfs magic number, where a flock
+// is emulated by a server or a user-space daemon, or is seen by one
+// client only, or is shared between machines: a file found unlocked there
+// does not prove that no process of this kernel holds it.
+var remoteFS = map[uint32]string{
+	unix.NFS_SUPER_MAGIC:   "NFS",
+	unix.SMB_SUPER_MAGIC:   "SMB",
+	unix.SMB2_SUPER_MAGIC:  "SMB2",
+	unix.CIFS_SUPER_MAGIC:  "CIFS",
+	unix.FUSE_SUPER_MAGIC:  "FUSE",
+	unix.V9FS_MAGIC:        "9p",
+	unix.CEPH_SUPER_MAGIC:  "Ceph",
+	unix.AFS_SUPER_MAGIC:   "AFS",
+	unix.AFS_FS_MAGIC:      "AFS",
+	unix.CODA_SUPER_MAGIC:  "Coda",
+	unix.NCP_SUPER_MAGIC:   "NCP",
+	unix.OCFS2_SUPER_MAGIC: "OCFS2",
+	gfs2Magic:              "GFS2",
+	lustreMagic:            "Lustre",
+	gpfsMagic:              "GPFS",
+}
+
+// fsType returns the statfs magic number of the file system of fd; a
+// variable so that tests can stand in for file systems they cannot mount.
+var fsType = func(fd int) (uint32, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return 0, err
+	}
+	return uint32(st.Type), nil
+}
+
+// localFS refuses the directory fd unless it is on a local file system.
+func localFS(fd int) error {
+	t, err := fsType(fd)
+	if err != nil {
+		return fmt.Errorf("statfs: %w", err)
+	}
+	if name, ok := remoteFS[t]; ok {
+		return fmt.Errorf("%w: on a %s file system (magic %#x), where flock does not tell whether a process of this machine holds a file; use a directory on a local file system (/run, or set RECALL_HOLDER_DIR)", ErrUnsafe, name, t)
+	}
+	return nil
+}
 
 // create makes this process's file under a new token and flocks it. A
 // sweeper of another process may flock and remove a file in the moment
@@ -198,12 +276,19 @@ func validToken(tok string) bool {
 	return true
 }
 
-// gone flocks tok's file without waiting and, when it gets the flock (no
-// process holds the file: its holder exited), marks the file as found
-// gone (one byte; its time is then when) unless it is marked already,
-// removes it when sweep is set and it was marked longer than Retain ago,
-// and reports true. Anything else is false: a missing file, one held, one
-// not a regular file of ours, any error.
+// gone flocks tok's file shared without waiting and, when it gets the
+// flock (no process holds the file exclusively: its holder exited), marks
+// the file as found gone (one byte; its time is then when) unless it is
+// marked already, removes it when sweep is set and it was marked longer
+// than Retain ago, and reports true. Anything else is false: a missing
+// file, one held, one not a regular file of ours, any error.
+//
+// The flock is shared so that judges of one token, in this process or
+// others, do not refuse each other: only the holder's exclusive flock
+// makes a judge say alive. Marking twice writes the same byte. The
+// removal takes the flock exclusively, so that it never happens while
+// another judge looks at the file; one that cannot have it leaves the
+// file to a later sweep.
 func (d *Dir) gone(tok string, sweep bool) bool {
 	name := tok + suffix
 	fd, err := unix.Openat(d.fd, name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
@@ -215,7 +300,7 @@ func (d *Dir) gone(tok string, sweep bool) bool {
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
 		return false
 	}
-	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+	if unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) != nil {
 		return false
 	}
 	// The name must still be the file flocked: one removed meanwhile (by
@@ -228,13 +313,31 @@ func (d *Dir) gone(tok string, sweep bool) bool {
 			return false
 		}
 	} else if sweep && time.Since(time.Unix(st.Mtim.Unix())) > Retain {
-		unix.Unlinkat(d.fd, name, 0)
+		// The conversion may drop the shared flock before it fails; the
+		// holder is gone all the same.
+		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil && sameFile(d.fd, name, fd) {
+			unix.Unlinkat(d.fd, name, 0)
+		}
 	}
 	return true
 }
 
-// Token returns this process's token: what its lock infos carry.
-func (d *Dir) Token() string { return d.token }
+// Token returns this process's token: what its lock infos carry; "" when
+// its file is no longer held by its descriptor (the descriptor was closed,
+// or the file at its name is another, or none): a token whose file this
+// process does not hold would be judged dead while it runs.
+func (d *Dir) Token() string {
+	if d == nil || d.own < 0 {
+		return ""
+	}
+	if _, err := unix.FcntlInt(uintptr(d.own), unix.F_GETFD, 0); err != nil {
+		return ""
+	}
+	if !sameFile(d.fd, d.token+suffix, d.own) {
+		return ""
+	}
+	return d.token
+}
 
 // Path returns the directory's path.
 func (d *Dir) Path() string { return d.path }
@@ -251,8 +354,13 @@ func (d *Dir) Dead(token string) bool {
 }
 
 // Close releases this process's file, whose holder is then gone to
-// others, and the directory.
+// others, and the directory. It does nothing to the Dir of Default, which
+// is the process's for as long as it lives: the infos of the locks it
+// took carry its token.
 func (d *Dir) Close() error {
+	if d == nil || d.kept {
+		return nil
+	}
 	if d.own >= 0 {
 		unix.Close(d.own)
 		d.own = -1
@@ -271,7 +379,11 @@ var (
 // used: then this process has no token, and its locks are judged by their
 // staleness alone.
 func Default() *Dir {
-	defOnce.Do(func() { def = first(candidates()) })
+	defOnce.Do(func() {
+		if def = first(candidates()); def != nil {
+			def.kept = true
+		}
+	})
 	return def
 }
 
@@ -287,8 +399,17 @@ func first(paths []string) *Dir {
 	return nil
 }
 
+// DirEnv names the environment variable that, set to an absolute path,
+// makes that directory the only one Default tries: for tests, which must
+// not use the machine's holder directory, and for debugging. Processes
+// that judge each other's tokens must share it.
+const DirEnv = "RECALL_HOLDER_DIR"
+
 // candidates are the directories Default tries, in order.
 func candidates() []string {
+	if x := os.Getenv(DirEnv); filepath.IsAbs(x) {
+		return []string{x}
+	}
 	c := []string{"/run/recall/holders"}
 	if x := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(x) {
 		c = append(c, filepath.Join(x, "recall", "holders"))
@@ -297,11 +418,26 @@ func candidates() []string {
 }
 
 // Token is Default's token, or "" when there is no Dir.
-func Token() string {
-	if d := Default(); d != nil {
-		return d.token
-	}
-	return ""
+func Token() string { return Default().Token() }
+
+var (
+	bootOnce sync.Once
+	bootID   string
+)
+
+// BootID returns this kernel's boot id (/proc/sys/kernel/random/boot_id,
+// trimmed), or "" when it cannot be read. A holder's info carries it with
+// its token: a clone of this machine's disk, an image or a restore of it
+// boots with another, and a holder file seen there belongs to no process
+// of the boot that wrote the info.
+func BootID() string {
+	bootOnce.Do(func() {
+		b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		if err == nil {
+			bootID = strings.TrimSpace(string(b))
+		}
+	})
+	return bootID
 }
 
 // Dead is Default's Dead: false when there is no Dir.

@@ -10,14 +10,32 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/recall-backup/recall/internal/testskip"
 	"golang.org/x/sys/unix"
 )
 
 const childEnv = "RECALL_HOLDER_TEST_DIR"
+
+// TestMain points Default at a directory of the test's own, never the
+// machine's.
+func TestMain(m *testing.M) {
+	tmp, err := os.MkdirTemp("", "recall-holder-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv(DirEnv, filepath.Join(tmp, "holders"))
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
+}
 
 // TestHolderChild is a holder in a process of its own, run by child: it
 // opens the directory its environment names, prints its token and holds
@@ -138,13 +156,15 @@ func TestDeadHostileTokens(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "recall", "holders")
 	d := open(t, dir)
-	// Unlocked files a careless judge would find "dead" and remove.
+	// Unlocked files a careless judge would find "dead", mark or remove.
 	outside := filepath.Join(root, "recall", "0123456789abcdef.lock")
 	target := filepath.Join(root, "target")
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
 	for _, p := range []string{outside, target, filepath.Join(root, "x.lock")} {
 		if err := os.WriteFile(p, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		must(t, os.Chtimes(p, old, old))
 	}
 	link := "1111111111111111"
 	if err := os.Symlink(target, filepath.Join(dir, link+suffix)); err != nil {
@@ -176,6 +196,13 @@ func TestDeadHostileTokens(t *testing.T) {
 		}
 		if !exists(p) {
 			t.Errorf("%s was removed", p)
+		}
+	}
+	for _, p := range []string{outside, target, filepath.Join(root, "x.lock")} {
+		st, err := os.Stat(p)
+		if err != nil || st.Size() != 0 || !st.ModTime().Equal(old) {
+			t.Errorf("%s: %v, want left as it was (empty, modified %v)", p, err, old)
+			continue
 		}
 	}
 }
@@ -332,5 +359,194 @@ func TestFirst(t *testing.T) {
 	d := Default()
 	if d == nil || Default() != d || Token() != d.Token() || !slices.Contains(candidates(), d.Path()) {
 		t.Errorf("default %v, want one directory of %q, kept", d, candidates())
+	}
+}
+
+// RECALL_HOLDER_DIR, absolute, is the only candidate; else the runtime
+// directories are tried.
+func TestCandidates(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want []string
+	}{
+		{"/srv/holders", []string{"/srv/holders"}},
+		{"relative/holders", nil},
+		{"", nil},
+	} {
+		t.Setenv(DirEnv, tc.env)
+		t.Setenv("XDG_RUNTIME_DIR", "")
+		got := candidates()
+		if tc.want == nil {
+			if len(got) != 2 || got[0] != "/run/recall/holders" {
+				t.Errorf("%s=%q: %q, want /run/recall/holders and the temp directory", DirEnv, tc.env, got)
+			}
+			continue
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s=%q: %q, want %q", DirEnv, tc.env, got, tc.want)
+		}
+	}
+}
+
+// Judges of one dead holder, at once, in this process and another
+// directory's, all find it dead: none takes another judge for the holder.
+func TestDeadConcurrentJudges(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "holders")
+	judges := []*Dir{open(t, dir), open(t, dir)}
+	cmd, tok := child(t, dir)
+	cmd.Process.Kill()
+	cmd.Wait()
+	const goroutines, rounds = 8, 100
+	var alive atomic.Int64
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				if !judges[g%len(judges)].Dead(tok) {
+					alive.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := alive.Load(); n != 0 {
+		t.Errorf("a dead holder judged alive %d times of %d", n, goroutines*rounds)
+	}
+	if !exists(filepath.Join(dir, tok+suffix)) {
+		t.Error("the dead holder's file went at once")
+	}
+}
+
+// The token is "" once the process no longer holds its file: its
+// descriptor closed behind the Dir's back, or the file at its name
+// removed or replaced.
+func TestTokenHeld(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(d *Dir, file string)
+	}{
+		{"descriptor closed", func(d *Dir, _ string) { unix.Close(d.own) }},
+		{"file removed", func(_ *Dir, file string) { must(t, os.Remove(file)) }},
+		{"file replaced", func(_ *Dir, file string) {
+			must(t, os.Remove(file))
+			must(t, os.WriteFile(file, nil, 0o600))
+		}},
+	} {
+		dir := filepath.Join(t.TempDir(), "holders")
+		d, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := d.Token()
+		if !validToken(tok) {
+			t.Fatalf("%s: token %q before", tc.name, tok)
+		}
+		tc.spoil(d, filepath.Join(dir, tok+suffix))
+		if got := d.Token(); got != "" {
+			t.Errorf("%s: token %q, want none", tc.name, got)
+		}
+		if tc.name != "descriptor closed" {
+			d.Close()
+		}
+	}
+}
+
+// Closing the default Dir does nothing: the process keeps its token and
+// holds its file, alive to every judge.
+func TestDefaultCloseKeeps(t *testing.T) {
+	d := Default()
+	if d == nil {
+		t.Fatalf("no default directory of %q", candidates())
+	}
+	tok := d.Token()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if Token() != tok || tok == "" {
+		t.Errorf("token after Close of the default: %q, want %q", Token(), tok)
+	}
+	if open(t, d.Path()).Dead(tok) {
+		t.Error("this process is dead to another judge after Close of the default")
+	}
+}
+
+// A directory on a network or user-space file system is refused: flock
+// there does not tell what this kernel's processes hold.
+func TestOpenRefusesRemoteFS(t *testing.T) {
+	real := fsType
+	t.Cleanup(func() { fsType = real })
+	for _, tc := range []struct {
+		name  string
+		magic uint32
+		ok    bool
+	}{
+		{"ext4", unix.EXT4_SUPER_MAGIC, true},
+		{"tmpfs", unix.TMPFS_MAGIC, true},
+		{"xfs", unix.XFS_SUPER_MAGIC, true},
+		{"btrfs", unix.BTRFS_SUPER_MAGIC, true},
+		{"NFS", unix.NFS_SUPER_MAGIC, false},
+		{"CIFS", unix.CIFS_SUPER_MAGIC, false},
+		{"SMB2", unix.SMB2_SUPER_MAGIC, false},
+		{"FUSE", unix.FUSE_SUPER_MAGIC, false},
+		{"9p", unix.V9FS_MAGIC, false},
+		{"Ceph", unix.CEPH_SUPER_MAGIC, false},
+		{"AFS", unix.AFS_FS_MAGIC, false},
+		{"Lustre", lustreMagic, false},
+		{"GPFS", gpfsMagic, false},
+	} {
+		fsType = func(int) (uint32, error) { return tc.magic, nil }
+		dir := filepath.Join(t.TempDir(), "holders")
+		d, err := Open(dir)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			} else {
+				d.Close()
+			}
+			continue
+		}
+		if err == nil {
+			d.Close()
+			t.Errorf("%s: opened, token %s", tc.name, d.Token())
+			continue
+		}
+		if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s: %v, want %v naming the file system", tc.name, err, ErrUnsafe)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("%s: %d files made in it", tc.name, len(ents))
+		}
+	}
+}
+
+// The same on a real FUSE mount: a loopback of a local directory, whose
+// files are ours and 0700, refused for its file system alone.
+func TestOpenRefusesFUSE(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testskip.Skip(t, "mounting FUSE needs root")
+	}
+	back, mnt := t.TempDir(), t.TempDir()
+	must(t, os.Mkdir(filepath.Join(back, "holders"), 0o700))
+	root, err := fusefs.NewLoopbackRoot(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := fusefs.Mount(mnt, root, &fusefs.Options{MountOptions: fuse.MountOptions{DirectMount: true}})
+	if err != nil {
+		testskip.Skip(t, "mount FUSE: %v", err)
+	}
+	t.Cleanup(func() { srv.Unmount() })
+	if st, err := os.Stat(filepath.Join(mnt, "holders")); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("the loopback's directory: %v, %v", st, err)
+	}
+	d, err := Open(filepath.Join(mnt, "holders"))
+	if err == nil {
+		d.Close()
+		t.Fatalf("a directory on FUSE: opened, token %s", d.Token())
+	}
+	if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "FUSE") {
+		t.Errorf("a directory on FUSE: %v, want %v naming FUSE", err, ErrUnsafe)
 	}
 }
