@@ -23,7 +23,7 @@ import (
 // remote store, a lock file on a local one): pinned.
 func TestLockInfoFormat(t *testing.T) {
 	b, err := json.Marshal(LockInfo{PID: 4242, Host: "backup1", Purpose: "backup of /srv/www", Since: time.Date(2026, 11, 21, 23, 45, 10, 0, time.UTC),
-		Mode: "shared", Source: "www", Holder: "5b1e0c4a9f3d4e27"})
+		Mode: "shared", Source: "www", Holder: "5b1e0c4a9f3d4e27", Boot: "3f1c2b9e-8d4a-4e6f-9b1a-7c5d2e8f0a13"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +55,9 @@ func TestLockInfoHolder(t *testing.T) {
 		}
 		if tc.token && (i.Holder == "" || i.Holder != holder.Token()) || !tc.token && i.Holder != "" {
 			t.Errorf("%s: holder token %q, want it: %v", tc.name, i.Holder, tc.token)
+		}
+		if tc.token && (i.Boot == "" || i.Boot != holder.BootID()) || !tc.token && i.Boot != "" {
+			t.Errorf("%s: boot id %q, want this kernel's (%q): %v", tc.name, i.Boot, holder.BootID(), tc.token)
 		}
 		if i.PID != os.Getpid() || i.Purpose != "test" {
 			t.Errorf("%s: info %+v", tc.name, i)
@@ -105,9 +108,9 @@ func startInfoHolder(t *testing.T) (*exec.Cmd, LockInfo) {
 
 // HolderDead reads the infos holders write (Store.lockInfo): a holder of this
 // host whose process is alive is alive, killed it is dead, as often as
-// asked; this process, a holder of another host, a token that is no
-// token, an info of an older version or one that does not parse are
-// alive.
+// asked; this process, a holder of another host or another boot (a clone
+// of the machine's disk), or of no boot id, a token that is no token, an
+// info of an older version or one that does not parse are alive.
 func TestHolderDead(t *testing.T) {
 	var me LockInfo
 	json.Unmarshal((&Store{be: outliving{local.Open(t.TempDir())}}).lockInfo("test", "exclusive", ""), &me)
@@ -122,6 +125,10 @@ func TestHolderDead(t *testing.T) {
 	elsewhere.Host += "-elsewhere"
 	traversal := live
 	traversal.Holder = "../holders/" + live.Holder
+	otherBoot := live
+	otherBoot.Boot = "00000000-0000-4000-8000-000000000000"
+	noBoot := live
+	noBoot.Boot = ""
 	older := []byte(`{"pid":` + strconv.Itoa(live.PID) + `,"host":"` + live.Host + `","purpose":"backup","since":"2026-11-21T23:45:10Z"}`)
 	check := func(name string, info []byte, dead bool) {
 		t.Helper()
@@ -140,6 +147,8 @@ func TestHolderDead(t *testing.T) {
 	}
 	cmd.Wait()
 	check("a killed holder of another host", enc(elsewhere), false)
+	check("a killed holder of another boot", enc(otherBoot), false)
+	check("a killed holder whose info gives no boot", enc(noBoot), false)
 	check("a killed holder's token behind a path", enc(traversal), false)
 	check("a killed holder, in an older version's info", older, false)
 	check("not an info", []byte("garbage"), false)

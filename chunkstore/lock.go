@@ -60,6 +60,12 @@ type LockInfo struct {
 	// holder), when the process had no holder directory, and from the
 	// infos of older versions; such holders are never judged dead.
 	Holder string `json:"holder,omitempty"`
+	// Boot is the boot id of the holder's kernel (holder.BootID), written
+	// with Holder: a judge finds a holder dead only in the same boot, so
+	// that a clone of the machine's disk, an image or a restore of it,
+	// which boots with another, never judges the original's holders.
+	// Absent with Holder, and when the kernel gives none (never dead then).
+	Boot string `json:"boot,omitempty"`
 }
 
 // NewLockInfo describes this process as a holder, for purpose, in mode
@@ -81,25 +87,30 @@ func NewLockInfo(purpose, mode, source string) LockInfo {
 func (s *Store) lockInfo(purpose, mode, source string) []byte {
 	i := NewLockInfo(purpose, mode, source)
 	if staleLockerOf(s.be) != nil {
-		i.Holder = holder.Token()
+		if i.Holder = holder.Token(); i.Holder != "" {
+			i.Boot = holder.BootID()
+		}
 	}
 	b, _ := json.Marshal(i)
 	return b
 }
 
 // HolderDead reports whether the holder whose info (LockInfo as JSON) is
-// info is known to be gone: its info names this host and a holder token
-// whose file in this process's holder directory no process flocks any
-// more (holder.Dead). Anything else is alive: an info that does not parse
-// or has no token, another host, a holder whose file this process cannot
-// see (another container, another /run, a clone of this machine) or that
-// is held. A backend whose locks
-// outlive their holder (package s3: Backend.SetHolderDead) frees such a
-// holder's lock at once, for a Lock call that asks for it
-// (backend.FreeDeadHere), instead of after its stale time.
+// info is known to be gone: its info names this host name, this kernel's
+// boot and a holder token whose file in this process's holder directory
+// no process flocks any more (holder.Dead). Anything else is alive: an
+// info that does not parse, or has no token or no boot id, another host
+// name or boot (a clone of this machine's disk, an image or a restore of
+// it), a holder whose file this process cannot see (another container,
+// another /run) or that is held. A clone of this machine's memory
+// snapshot is the same host, boot and directory to the judge: see package
+// holder for what that costs. A backend whose locks outlive their holder
+// (package s3: Backend.SetHolderDead) frees such a holder's lock at once,
+// for a Lock call that asks for it (backend.FreeDeadHere), instead of
+// after its stale time.
 func HolderDead(info []byte) bool {
 	i, err := parseLockInfo(info)
-	if err != nil || i.Holder == "" {
+	if err != nil || i.Holder == "" || i.Boot == "" || i.Boot != holder.BootID() {
 		return false
 	}
 	if host, err := os.Hostname(); err != nil || host == "" || i.Host != host {
