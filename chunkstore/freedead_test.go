@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -129,6 +130,55 @@ func TestFreeDeadOnlySourceLock(t *testing.T) {
 			if !slices.Contains(kinds, k) {
 				t.Errorf("%s: took no %s lock (took %q)", tc.name, k, kinds)
 			}
+		}
+	}
+}
+
+// A refusal on a store whose locks go stale tells that a holder killed
+// here frees the lock at once only when the busy lock is a source's: the
+// only one freed so.
+func TestBusyLockSaysFreedAtOnce(t *testing.T) {
+	dir, _ := newStore(t, false)
+	open := func() *Store {
+		s, err := OpenBackend(&recordingBackend{Backend: local.Open(dir)}, OpenOptions{Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	for _, tc := range []struct {
+		name   string
+		hold   func() (*Lock, error)
+		take   func() (*Lock, error)
+		atOnce bool
+	}{
+		{"a source's lock",
+			func() (*Lock, error) { return a.LockSession(bg, "www", "backup", 0, nil) },
+			func() (*Lock, error) { return b.LockSession(bg, "www", "backup", 0, nil) }, true},
+		{"the store lock, exclusive",
+			func() (*Lock, error) { return a.LockExclusive(bg, "repair", 0, nil) },
+			func() (*Lock, error) { return b.LockSession(bg, "www", "backup", 0, nil) }, false},
+		{"the store lock, shared",
+			func() (*Lock, error) { return a.LockSession(bg, "www", "backup", 0, nil) },
+			func() (*Lock, error) { return b.LockExclusive(bg, "repair", 0, nil) }, false},
+	} {
+		held, err := tc.hold()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		l, err := tc.take()
+		if err == nil {
+			l.Unlock()
+		}
+		held.Unlock()
+		if !errors.Is(err, ErrLocked) {
+			t.Fatalf("%s: %v, want %v", tc.name, err, ErrLocked)
+		}
+		t.Logf("%s: %v", tc.name, err)
+		if got := strings.Contains(err.Error(), "at once"); got != tc.atOnce || !strings.Contains(err.Error(), "--s3-lock-stale") {
+			t.Errorf("%s busy: %v; want a word of --s3-lock-stale, and of freeing at once: %v", tc.name, err, tc.atOnce)
 		}
 	}
 }

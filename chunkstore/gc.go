@@ -445,8 +445,8 @@ func (s *Store) lockGC(ctx context.Context, wait time.Duration) (func(), error) 
 		}
 		if time.Now().After(deadline) {
 			l.release()
-			holder, _ := lockHolder(busy)
-			return nil, fmt.Errorf("%w in store %s (%s); wait for it to finish: %w", ErrGCRunning, s.Dir(), holder, ErrLocked)
+			who, _ := lockHolder(busy)
+			return nil, fmt.Errorf("%w in store %s (%s); wait for it to finish: %w", ErrGCRunning, s.Dir(), who, ErrLocked)
 		}
 		select {
 		case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -264,8 +265,11 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 // source lock, temp area and journal.
 func sessionTag(source string) string {
 	sum := blake3.Sum256([]byte(source))
-	return "source-" + hex.EncodeToString(sum[:16])
+	return sourceLockPrefix + hex.EncodeToString(sum[:16])
 }
+
+// sourceLockPrefix starts the name of every source's lock.
+const sourceLockPrefix = "source-"
 
 // ErrLockLost: a lock was lost while held (a remote lock not refreshed
 // in time, or taken by another as stale); its holder writes nothing more.
@@ -372,14 +376,16 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 		// once (backend.FreeDeadHere): what it may still have in flight is
 		// harmless to the next session of its source. A late index file
 		// covers packs durable before it was sent, and a late point
-		// manifest names such packs only. A late pack whose journal entry
-		// this session already dropped (its pack was not there yet) is
-		// indexed by no one until the next exclusive pack walk adopts it: a
-		// leak until then, never a loss; a late entry names a pack that is
-		// there or is dropped by the next adopter. The store lock is not freed so: a
-		// session meets there only exclusive holders (repair, a change of
-		// passphrase, a tape import), whose late removals or rewrites could
-		// take what this session deduplicates against.
+		// manifest names such packs only. A late point DELETE of a killed
+		// forget or prune removes only a point that session chose to
+		// remove. A late pack whose journal entry this session already
+		// dropped (its pack was not there yet) is indexed by no one until
+		// the next exclusive pack walk adopts it: a leak until then, never
+		// a loss; a late entry names a pack that is there or is dropped by
+		// the next adopter. The store lock is not freed so: a session meets
+		// there only exclusive holders (repair, a change of passphrase, a
+		// tape import), whose late removals or rewrites could take what
+		// this session deduplicates against.
 		ctxs = append(ctxs, backend.FreeDeadHere(ctx))
 	}
 	deadline := time.Now().Add(wait)
@@ -449,16 +455,16 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 			return nil
 		}
 		l.release()
-		holder, others := lockHolder(busy)
+		who, others := lockHolder(busy)
 		if time.Now().After(deadline) {
 			more := ""
 			if others > 0 {
 				more = fmt.Sprintf(" and %d other(s)", others)
 			}
-			return fmt.Errorf("%w by %s%s; wait for it to finish or stop it%s", ErrLocked, holder, more, staleNote(l.s.be))
+			return fmt.Errorf("%w by %s%s; wait for it to finish or stop it%s", ErrLocked, who, more, staleNote(l.s.be, busy.Name))
 		}
 		if !told && onWait != nil {
-			onWait(holder)
+			onWait(who)
 			told = true
 		}
 		pause := min(lockRetryWait(attempt), time.Until(deadline)+time.Millisecond)
@@ -479,14 +485,21 @@ type staleLocker interface {
 }
 
 // staleNote tells, for a backend whose locks go stale, when a dead
-// holder's lock frees itself and where the lock is; "" for a local store,
-// whose locks die with their holder.
-func staleNote(be backend.Backend) string {
+// holder of the busy lock name frees it and where the lock is; "" for a
+// local store, whose locks die with their holder. Only a source's lock
+// frees at once when its holder died here (take).
+func staleNote(be backend.Backend, name string) string {
 	sl := staleLockerOf(be)
 	if sl == nil {
 		return ""
 	}
-	return fmt.Sprintf(" (a holder killed on this machine, if this version of recall, frees it at once for a backup of the same source; any other frees its lock at %s --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", sl.Location(), sl.LockStale())
+	here := ""
+	if strings.HasPrefix(name, sourceLockPrefix) {
+		here = "a holder killed on this machine, if this version of recall, frees it at once for the next session of the same source; any other "
+	} else {
+		here = "a holder that died "
+	}
+	return fmt.Sprintf(" (%sfrees its lock at %s --s3-lock-stale after its last refresh: %v here, or the holder's own if longer)", here, sl.Location(), sl.LockStale())
 }
 
 // staleLockerOf returns the backend under be (be itself, or what the
