@@ -203,7 +203,9 @@ type LostNotifier interface {
 
 // FreeDeadHere returns ctx marked so that a Lock under it frees, at once,
 // the lock of a conflicting holder known to have died on this host (the
-// s3 backend's SetHolderDead), instead of waiting for it to go stale.
+// s3 backend's SetHolderDead: same host name, same boot, and its holder
+// file, in this process's local holder directory, held by no process),
+// instead of waiting for it to go stale.
 // Such a holder can send nothing more, but what it sent before it died
 // may still be carried out after: the kernel drains a dead process's
 // socket send buffers, and a proxy or the server may hold a whole request

@@ -103,9 +103,9 @@
 //     store's) and the contender's is dead and its object is removed;
 //     so is a holder in a conflicting mode (either is exclusive) that
 //     died on this host, when the caller asks for it (below), whose info
-//     is read for the error anyway; a living holder in a conflicting mode makes it remove its
-//     own object and return a *backend.LockedError with the conflicting
-//     holders' info;
+//     is read for the error anyway; a living holder in a conflicting
+//     mode makes it remove its own object and return a
+//     *backend.LockedError with the conflicting holders' info;
 //  4. waits LockRecheck and lists again, as in 3;
 //  5. writes locks/<name> (what Stat, List and Remove of backend.Locks
 //     see) and returns; a goroutine rewrites its holder object every
@@ -140,16 +140,30 @@
 // frees a lock whose holder on the same host has no process any more, but
 // only where its caller asks for it (backend.FreeDeadHere), and judged
 // more carefully. The backend does not read infos; whoever opens it gives
-// it a judge (SetHolderDead; the store's is chunkstore.HolderDead), which
-// says a holder is dead only when its info names this host name and a
-// holder token whose file, in this process's own per-host holder
-// directory, exists and is flocked by no process (internal/holder): the
-// holder kept it flocked for as long as it lived, and the kernel dropped
-// the flock when it died. Anything unread, unknown or unseen is alive: a
-// holder in another container or on a clone of this machine (another
-// directory, or a file held), in another time or PID namespace, restored
-// by CRIU, or of an older version (no token) is judged by staleness
-// alone. Without FreeDeadHere the judge is not asked at all.
+// it a judge (SetHolderDead; the store's is chunkstore.HolderDead). Its
+// rule: the holder's info names the same host name and the same boot
+// (the kernel's boot id) as the judge's, and a holder token whose file is
+// in the judge's own holder directory, where it exists and no process
+// flocks it (internal/holder): the holder kept it flocked for as long as
+// it lived, and the kernel dropped the flock when it died. That directory
+// must be local to the machine (/run, or another local file system):
+// flock on a network or user-space file system (NFS, SMB, FUSE, Ceph...)
+// is emulated or seen by one client only, so the holder package refuses
+// one there. Anything unread, unknown or unseen is alive: a holder of
+// another host name or boot (a clone of the machine's disk, an image or
+// a restore of it), one whose file is not in the judge's directory
+// (another container's /run or /tmp, another user), or of an older
+// version (no token) is judged by staleness alone. Without FreeDeadHere
+// the judge is not asked at all.
+//
+// What nothing host-local can tell apart: a virtual machine cloned from
+// a memory snapshot runs on with the same host name, boot, holder
+// directory, processes and tokens as its original. When a holder dies in
+// one copy, a judge there frees its lock, which the other copy's holder
+// still holds (the same object, refreshed by both), and a second session
+// of the same source may start beside it. The damage is bounded: that
+// holder's next refresh, at most LockRefresh later, finds its object
+// removed, and it stops with chunkstore.ErrLockLost.
 //
 // What freeing at once does to the guarantee above: the lock of a dead
 // holder, which can send nothing more, is free without LockStale passing,

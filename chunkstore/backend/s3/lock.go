@@ -229,8 +229,8 @@ const maxInfo = 64 << 10
 // (backend.FreeDeadHere) and every one is dead by the judge SetHolderDead
 // gave (died on this host): such a holder's object is removed, as a stale
 // one's is, and it neither refuses the lock nor is named. Without
-// FreeDeadHere the judge is not asked (it removes what tells a dead
-// holder, which a caller that may free it then would miss). One gone
+// FreeDeadHere the judge is not asked: its answer would change nothing,
+// and asking costs a file's open and flock on this host. One gone
 // meanwhile still refuses (it may have been a contender backing off),
 // unnamed; one unreadable refuses with an empty info. The infos are read
 // only here, of holders that would conflict, so taking a free lock costs

@@ -281,7 +281,7 @@ func TestHolderProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := holderInfo{Token: holderfile.Token()}
+	id := holderInfo{Token: holderfile.Token(), Boot: holderfile.BootID()}
 	id.Host, _ = os.Hostname()
 	if o.Host != "" {
 		id.Host = o.Host
@@ -333,6 +333,7 @@ func startHolder(t *testing.T, cfg Config, name string, mode backend.LockMode, h
 type holderInfo struct {
 	Host  string `json:"host"`
 	Token string `json:"holder"`
+	Boot  string `json:"boot"`
 }
 
 // judge is chunkstore.HolderDead for holderInfos, counting its calls.
@@ -342,14 +343,14 @@ func (j *judge) dead(info []byte) bool {
 	j.calls.Add(1)
 	var id holderInfo
 	host, _ := os.Hostname()
-	return json.Unmarshal(info, &id) == nil && id.Host == host && holderfile.Dead(id.Token)
+	return json.Unmarshal(info, &id) == nil && id.Host == host && id.Boot != "" && id.Boot == holderfile.BootID() && holderfile.Dead(id.Token)
 }
 
 // A holder killed with -9 on this host frees its lock at once, with the
 // stale time at its default of 30 minutes, for a Lock that asks for it
 // (backend.FreeDeadHere), reaped or left a zombie; without it the lock
-// stays, and the judge is not even asked (it would remove the holder
-// file that tells). A live holder, and a killed one whose info names
+// stays, and the judge is not even asked (its answer would change
+// nothing). A live holder, and a killed one whose info names
 // another host, keep it either way. The holders' infos are read only
 // when they would refuse the lock.
 func TestLockHolderDiedHere(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/chunkstore/backend/backendtest"
 	"github.com/recall-backup/recall/internal/cephtest"
+	holderfile "github.com/recall-backup/recall/internal/holder"
 	"github.com/recall-backup/recall/internal/testskip"
 )
 
@@ -29,12 +31,26 @@ var (
 const testBucket = "recall-test"
 
 func TestMain(m *testing.M) {
+	// The tests' holder processes (lock_test.go) and their judge share a
+	// holder directory of their own, never the machine's; a holder
+	// process inherits its parent's.
+	holders := ""
+	if os.Getenv(holderfile.DirEnv) == "" {
+		var err error
+		if holders, err = os.MkdirTemp("", "recall-s3-test-"); err != nil {
+			panic(err)
+		}
+		os.Setenv(holderfile.DirEnv, filepath.Join(holders, "holders"))
+	}
 	code := m.Run()
 	if cluster != nil {
 		cluster.Stop()
 	}
 	if clusterDir != "" {
 		os.RemoveAll(clusterDir)
+	}
+	if holders != "" {
+		os.RemoveAll(holders)
 	}
 	os.Exit(code)
 }
