@@ -22,8 +22,9 @@ import (
 // belongs to a session that ended, even by kill -9, since a backend lock
 // dies with its holder (on a remote store, when it goes stale: the probe
 // does not free a dead holder's lock at once, backend.FreeDeadHere, so a
-// killed session's requests still in flight have landed by then). A session removes its lock's file as it ends;
-// garbage collection removes the files of dead ones it finds.
+// killed session's requests still in flight have landed by then). A
+// session removes its lock's file as it ends; garbage collection removes
+// the files of dead ones it finds.
 //
 // A registration is made before the session's first writer loads the
 // index (Lock.NewWriter refreshes it), so a session that is not yet
