@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/recall-backup/recall/internal/holder"
 	"github.com/recall-backup/recall/internal/testskip"
 )
 
@@ -22,6 +23,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	recallBin = filepath.Join(dir, "recall")
+	// The binaries, and this process's judge of their locks, keep their
+	// holder files here, never in the machine's holder directory.
+	os.Setenv(holder.DirEnv, filepath.Join(dir, "holders"))
 	cmd := exec.Command("go", "build", "-o", recallBin, "../cmd/recall")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/internal/cephtest"
+	"github.com/recall-backup/recall/internal/holder"
 )
 
 // A backup to the gateway killed with -9 while it holds its locks leaves
@@ -80,13 +83,24 @@ func TestS3LockHolderKilled(t *testing.T) {
 	if len(sourceLocks) != 1 {
 		t.Fatalf("source locks on the store after the kill, beside those before it (%q): %q, want the killed backup's one", oldLocks, sourceLocks)
 	}
-	if u, err := be.Lock(context.Background(), sourceLocks[0], backend.Exclusive, []byte("test")); !errors.Is(err, backend.ErrLocked) {
+	u, err := be.Lock(context.Background(), sourceLocks[0], backend.Exclusive, []byte("test"))
+	var busy *backend.LockedError
+	if !errors.As(err, &busy) || len(busy.Holders) != 1 {
 		if err == nil {
 			u.Unlock()
 		}
-		t.Fatalf("the killed backup's source lock %s, taken without FreeDeadHere: %v, want refused", sourceLocks[0], err)
-	} else {
-		t.Logf("the killed backup's source lock: %v", err)
+		t.Fatalf("the killed backup's source lock %s, taken without FreeDeadHere: %v, want refused by it", sourceLocks[0], err)
+	}
+	t.Logf("the killed backup's source lock: %v", err)
+	// Its info names its holder file in the tests' holder directory
+	// (RECALL_HOLDER_DIR), with this kernel's boot.
+	var info chunkstore.LockInfo
+	must(t, json.Unmarshal(busy.Holders[0], &info))
+	if info.Boot != holder.BootID() || info.Holder == "" {
+		t.Fatalf("the killed backup's info %s: want a holder token and this boot %s", busy.Holders[0], holder.BootID())
+	}
+	if _, err := os.Stat(filepath.Join(os.Getenv(holder.DirEnv), info.Holder+".lock")); err != nil {
+		t.Fatalf("the killed backup's holder file is not in %s=%s: %v", holder.DirEnv, os.Getenv(holder.DirEnv), err)
 	}
 
 	// Garbage collection at once: it hides the forgotten point's packs and
