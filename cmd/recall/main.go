@@ -419,6 +419,7 @@ func main() {
 			pprof.StartCPUProfile(f) // stopped before os.Exit below
 		}
 	}
+	mp := startMemProfile(os.Getenv("RECALL_MEMPROFILE"))
 	if os.Getenv("GOGC") == "" {
 		// The heap is mostly pointer-free chunk buffers: collecting often
 		// is cheap and keeps peak memory near the live set.
@@ -443,5 +444,6 @@ func main() {
 		}
 	}
 	pprof.StopCPUProfile()
+	mp.Stop()
 	os.Exit(code)
 }
