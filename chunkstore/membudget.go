@@ -75,6 +75,17 @@ type memBudget struct {
 	// and all of them once nothing is held.
 	free      []*[]byte
 	freeBytes int64
+	// waits, if set, is called (with mu held) each time a grant waits:
+	// tests release uploads on it.
+	waits func()
+}
+
+// wait waits for a release; the caller holds mu.
+func (m *memBudget) wait() {
+	if m.waits != nil {
+		m.waits()
+	}
+	m.cond.Wait()
 }
 
 func newMemBudget(limit int64) *memBudget {
@@ -111,7 +122,7 @@ func (m *memBudget) takePack(size int64, stuck func()) *[]byte {
 			m.mu.Lock()
 			continue
 		}
-		m.cond.Wait()
+		m.wait()
 	}
 	m.used += size
 	m.peak = max(m.peak, m.used)
@@ -182,7 +193,7 @@ func (m *memBudget) takeReader(ctx context.Context, n, reserve int64) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m.cond.Wait()
+		m.wait()
 	}
 	m.used += n
 	m.peak = max(m.peak, m.used)
