@@ -75,7 +75,8 @@ func (s *Store) newWriter(tag string) *Writer {
 // Commit (an object store: one PUT) gets as many as it has connections
 // (an optional Connections method; backend/s3, and the cache over it):
 // one PUT at a time is far from what a gateway takes. Each pack finishing
-// is held in memory (PackTargetSize) until its upload returns.
+// is held in memory until its upload returns, in a buffer of the
+// process's budget (membudget.go), which bounds them all together.
 func (s *Store) uploads() int {
 	if _, ok := s.be.(backend.Creator); ok {
 		return 2
