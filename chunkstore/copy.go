@@ -51,6 +51,14 @@ type StoredBlob struct {
 // between reads, with ctx's error.
 func (s *Store) LoadStoredBlobs(ctx context.Context, pack ID, t BlobType, ids []ID, fn func(b StoredBlob, err error)) error {
 	here, elsewhere := s.placeInPack(pack, ids)
+	// The pass's buffers count against the budget of what is on its way
+	// to or from an object store (membudget.go), leaving room for the
+	// packs a copy's writer fills from them.
+	held := int64(packReadSpan + 2*readAlign + s.MaxChunk() + 2*readAlign)
+	if err := objectMemory.takeReader(ctx, held, 2*s.packBufSize()); err != nil {
+		return err
+	}
+	defer objectMemory.putReader(held)
 	var ck storedChecker
 	defer ck.release()
 	sp := spanPool.Get().(*[]byte)

@@ -75,7 +75,8 @@ func (s *Store) newWriter(tag string) *Writer {
 // Commit (an object store: one PUT) gets as many as it has connections
 // (an optional Connections method; backend/s3, and the cache over it):
 // one PUT at a time is far from what a gateway takes. Each pack finishing
-// is held in memory (PackTargetSize) until its upload returns.
+// is held in memory until its upload returns, in a buffer of the
+// process's budget (membudget.go), which bounds them all together.
 func (s *Store) uploads() int {
 	if _, ok := s.be.(backend.Creator); ok {
 		return 2
@@ -231,59 +232,114 @@ const (
 func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
-		return w.err
-	}
-	p := w.open[t]
-	if p == nil {
-		f, err := w.s.createPack(w.tag)
-		if err != nil {
+	for {
+		if w.err != nil {
+			return w.err
+		}
+		p := w.open[t]
+		if p != nil && !p.fits(len(stored)) {
+			w.open[t] = nil
+			w.finishAsync(p)
+			continue
+		}
+		if p == nil {
+			f, err := w.newPack(t)
+			if err != nil {
+				return storeWriteError(w.s.Dir(), err)
+			}
+			if w.open[t] != nil || w.err != nil {
+				// Another goroutine opened one while this one waited
+				// for a buffer.
+				f.Abort()
+				continue
+			}
+			p = &packBuilder{f: f}
+			w.open[t] = p
+		}
+		if _, err := p.f.Write(stored); err != nil {
 			return storeWriteError(w.s.Dir(), err)
 		}
-		p = &packBuilder{f: f}
-		w.open[t] = p
+		p.entries = append(p.entries, PackEntry{Type: t, Comp: comp, Offset: uint32(p.size), Length: uint32(len(stored)), RawLength: uint32(rawLen), ID: id})
+		p.size += int64(len(stored))
+		if p.size >= int64(PackTargetSize) {
+			w.open[t] = nil
+			w.finishAsync(p)
+		}
+		return nil
 	}
-	if _, err := p.f.Write(stored); err != nil {
-		return storeWriteError(w.s.Dir(), err)
-	}
-	p.entries = append(p.entries, PackEntry{Type: t, Comp: comp, Offset: uint32(p.size), Length: uint32(len(stored)), RawLength: uint32(rawLen), ID: id})
-	p.size += int64(len(stored))
-	if p.size >= int64(PackTargetSize) {
-		w.open[t] = nil
-		w.finishAsync(p)
-	}
-	return nil
 }
 
-// createPack returns the writer of a new pack: the backend's own when it
-// streams files as they are built (backend.Creator), else a memPack.
-func (s *Store) createPack(tag string) (backend.FileWriter, error) {
+// newPack returns the writer of a new pack of type t: the backend's own
+// when it streams files as they are built (backend.Creator), else a
+// memPack, whose buffer comes from the process's budget (membudget.go).
+// The caller holds w.mu, which is released while the budget is waited
+// for: the caller checks w.open again.
+func (w *Writer) newPack(t BlobType) (backend.FileWriter, error) {
+	s := w.s
 	if _, ok := s.be.(backend.Creator); ok {
-		return backend.CreateSized(bg, s.be, backend.Packs, tag, int64(PackTargetSize))
+		return backend.CreateSized(bg, s.be, backend.Packs, w.tag, int64(PackTargetSize))
 	}
-	return &memPack{be: s.be, buf: takePackBuf()}, nil
+	size := s.packBufSize()
+	w.mu.Unlock()
+	buf := objectMemory.takePack(size, func() { w.finishOpen(t) })
+	w.mu.Lock()
+	return &memPack{be: s.be, buf: buf, size: size}, nil
+}
+
+// finishOpen finishes the writer's open packs of types other than t: what
+// a writer waiting for a pack buffer while no upload is on its way does,
+// so that writers holding the budget in open packs never wait on each
+// other (membudget.go).
+func (w *Writer) finishOpen(t BlobType) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for u, p := range w.open {
+		if p != nil && BlobType(u) != t {
+			w.open[u] = nil
+			w.finishAsync(p)
+		}
+	}
+}
+
+// packBufSize is the capacity of a memPack's buffer: a pack of the target
+// size with room for its header, and never less than the largest blob
+// and its header, so a blob always fits in an empty pack.
+func (s *Store) packBufSize() int64 {
+	return int64(max(PackTargetSize, s.MaxChunk()+blobSlack)) + 1<<20
+}
+
+// blobSlack bounds what a stored blob has beyond its chunk's bytes (an
+// encrypted blob's nonce and tag).
+const blobSlack = 4 << 10
+
+// packHeaderMax bounds the header and trailer of a pack of n blobs, with
+// the filler blob unlikeHidden may add.
+func packHeaderMax(n int) int64 {
+	return int64(5 + (n+1)*packEntrySize + 32 + 64 + packTrailerLen)
+}
+
+// fits reports whether a blob of n stored bytes may join the pack: a
+// memPack is closed early rather than grown past its buffer, whose size
+// the budget counts. An empty pack takes any blob.
+func (p *packBuilder) fits(n int) bool {
+	mp, ok := p.f.(*memPack)
+	return !ok || len(p.entries) == 0 || p.size+int64(n)+packHeaderMax(len(p.entries)+1) <= int64(cap(*mp.buf))
 }
 
 // memPack builds a pack in memory for a backend that takes files whole
-// (an object store: one PUT at Commit), in a buffer sized for a pack and
-// reused: growing one by appends (backend.Create's buffering writer)
+// (an object store: one PUT at Commit), in a buffer of packBufSize bytes
+// taken from the process's budget (membudget.go) and given back when the
+// upload returns. The buffer is never grown by appends: growing one
 // copied each pack twice over and left twice its size as garbage, CPU the
-// gateway sharing the machine then lacked (BenchmarkS3Upload).
+// gateway sharing the machine then lacked (BenchmarkS3Upload), and memory
+// the budget did not count.
 type memPack struct {
-	be  backend.Backend
-	buf *[]byte // nil once committed or aborted
-}
-
-// packBufs holds the buffers of memPacks: the uploads in flight and the
-// packs being filled, some 17 MiB each.
-var packBufs sync.Pool
-
-func takePackBuf() *[]byte {
-	if b, ok := packBufs.Get().(*[]byte); ok {
-		return b
-	}
-	b := make([]byte, 0, PackTargetSize+1<<20) // a last blob past the target, the header
-	return &b
+	be   backend.Backend
+	buf  *[]byte // nil once committed or aborted
+	size int64   // what the budget granted for buf
+	// closing is set once the pack is handed to be finished: its buffer
+	// is on its way back to the budget.
+	closing bool
 }
 
 func (p *memPack) Write(b []byte) (int, error) {
@@ -292,6 +348,14 @@ func (p *memPack) Write(b []byte) (int, error) {
 	}
 	*p.buf = append(*p.buf, b...)
 	return len(b), nil
+}
+
+// close says the pack is being finished (see closing).
+func (p *memPack) close() {
+	if p.buf != nil && !p.closing {
+		p.closing = true
+		objectMemory.uploadingPack(p.size)
+	}
 }
 
 func (p *memPack) Commit(ctx context.Context, name string) error {
@@ -305,10 +369,7 @@ func (p *memPack) Commit(ctx context.Context, name string) error {
 
 func (p *memPack) Abort() error {
 	if p.buf != nil {
-		if cap(*p.buf) <= 4*PackTargetSize {
-			*p.buf = (*p.buf)[:0]
-			packBufs.Put(p.buf)
-		}
+		objectMemory.putPack(p.buf, p.size, p.closing)
 		p.buf = nil
 	}
 	return nil
@@ -328,6 +389,9 @@ func storeWriteError(dir string, err error) error {
 // Flush, which bounds the session's journal entries (and what an
 // interrupted session leaves its successor to read) to about indexEvery.
 func (w *Writer) finishAsync(p *packBuilder) {
+	if mp, ok := p.f.(*memPack); ok {
+		mp.close()
+	}
 	w.finishing.Add(1)
 	w.mu.Unlock()
 	w.sem <- struct{}{}

@@ -439,11 +439,13 @@ func (c *copier) copyBatch(ctx context.Context, last bool) error {
 		return err
 	}
 	// Two packs read at once: one is checked while the other's spans are
-	// read and written. With an object store at either end, as many as
-	// it has connections: its reads and the uploads of the packs they
-	// fill wait on round trips, and two packs at a time left the
-	// gateway idle between them.
-	workers := max(copyWorkers, c.src.st.Connections(), c.dst.st.Connections())
+	// read and written. From an object store, as many as it has
+	// connections: each read waits on a round trip. Not for one as the
+	// destination: its uploads run on their own (Writer), and a reader
+	// waiting for a pack buffer holds its own buffers from the budget the
+	// uploads need (chunkstore.SetMemoryBudget); the budget also bounds
+	// the readers of a remote source.
+	workers := max(copyWorkers, c.src.st.Connections())
 	var next atomic.Int64
 	var blobs, stored atomic.Int64
 	var wg sync.WaitGroup

@@ -36,6 +36,7 @@ func TestS3(t *testing.T) {
 	t.Run("GCBesideBackup", f.gc)
 	t.Run("Copy", f.copy)
 	t.Run("CopyKilled", f.copyKilled)
+	t.Run("CacheSize", f.cacheSize)
 	t.Run("GatewayRestart", f.gatewayRestart)
 }
 

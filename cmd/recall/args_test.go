@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
 )
 
@@ -119,5 +120,65 @@ func TestHuman(t *testing.T) {
 		if got := human(tc.n); got != tc.want {
 			t.Errorf("human(%d) = %q, want %q", tc.n, got, tc.want)
 		}
+	}
+}
+
+// --cache-size is global, before or after the command, in both units, and
+// reaches the remote store's options; a command's own flag of that name
+// (mount's chunk cache) does not. A size that is no size is a usage error.
+func TestCacheSizeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		own  bool // the command defines its own --cache-size
+		want int64
+		args string // what storeArgs passes on
+	}{
+		{"recall probe", false, 2 << 30, ""},
+		{"recall --cache-size 1GB probe", false, 1_000_000_000, "--cache-size 1GB"},
+		{"recall probe --cache-size 1GiB", false, 1 << 30, "--cache-size 1GiB"},
+		{"recall probe --cache-size=500MB --home H", false, 500_000_000, "--cache-size 500MB"},
+		{"recall probe --cache-size 5MiB", true, 2 << 30, ""},
+		{"recall --cache-size 3GiB probe --cache-size 5MiB", true, 3 << 30, "--cache-size 3GiB"},
+		{"recall --cache-size ten probe", false, -1, ""},
+		{"recall probe --cache-size 0", false, -1, ""},
+	} {
+		var got engine.RemoteOptions
+		var args []string
+		app := newApp()
+		probe := &cli.Command{Name: "probe", Action: func(c *cli.Context) error {
+			got, args = remoteOptions(c), storeArgs(c)
+			return nil
+		}}
+		if tc.own {
+			probe.Flags = []cli.Flag{&cli.StringFlag{Name: "cache-size", Value: "256MiB"}}
+		}
+		app.Commands = append(app.Commands, probe)
+		err := app.Run(interspersed(app, strings.Fields(tc.line)))
+		if tc.want < 0 {
+			if exitCode(err) != exitUsage {
+				t.Errorf("%s: %v (exit %d), want a usage error", tc.line, err, exitCode(err))
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.line, err)
+			continue
+		}
+		if got.CacheBytes != tc.want {
+			t.Errorf("%s: CacheBytes %d, want %d", tc.line, got.CacheBytes, tc.want)
+		}
+		if s := strings.Join(args, " "); !strings.Contains(s, tc.args) || (tc.args == "" && strings.Contains(s, "cache-size")) {
+			t.Errorf("%s: passes on %q, want %q", tc.line, s, tc.args)
+		}
+	}
+	t.Setenv("RECALL_CACHE_SIZE", "64MiB")
+	var got int64
+	app := newApp()
+	app.Commands = append(app.Commands, &cli.Command{Name: "probe", Action: func(c *cli.Context) error {
+		got = remoteOptions(c).CacheBytes
+		return nil
+	}})
+	if err := app.Run([]string{"recall", "probe"}); err != nil || got != 64<<20 {
+		t.Errorf("RECALL_CACHE_SIZE=64MiB: CacheBytes %d, %v", got, err)
 	}
 }
