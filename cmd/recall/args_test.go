@@ -123,24 +123,25 @@ func TestHuman(t *testing.T) {
 	}
 }
 
-// --cache-size is global, before or after the command, in both units, and
-// reaches the remote store's options; a command's own flag of that name
-// (mount's chunk cache) does not. A size that is no size is a usage error.
+// --store-cache-size is global, before or after the command, in both
+// units, and reaches the remote store's options; a command's own
+// --cache-size (mount's chunk cache) is another flag. A size that is no
+// size is a usage error.
 func TestCacheSizeFlag(t *testing.T) {
 	for _, tc := range []struct {
 		line string
-		own  bool // the command defines its own --cache-size
+		own  bool // the command defines its own --cache-size, as mount does
 		want int64
 		args string // what storeArgs passes on
 	}{
 		{"recall probe", false, 2 << 30, ""},
-		{"recall --cache-size 1GB probe", false, 1_000_000_000, "--cache-size 1GB"},
-		{"recall probe --cache-size 1GiB", false, 1 << 30, "--cache-size 1GiB"},
-		{"recall probe --cache-size=500MB --home H", false, 500_000_000, "--cache-size 500MB"},
+		{"recall --store-cache-size 1GB probe", false, 1_000_000_000, "--store-cache-size 1GB"},
+		{"recall probe --store-cache-size 1GiB", false, 1 << 30, "--store-cache-size 1GiB"},
+		{"recall probe --store-cache-size=500MB --home H", false, 500_000_000, "--store-cache-size 500MB"},
 		{"recall probe --cache-size 5MiB", true, 2 << 30, ""},
-		{"recall --cache-size 3GiB probe --cache-size 5MiB", true, 3 << 30, "--cache-size 3GiB"},
-		{"recall --cache-size ten probe", false, -1, ""},
-		{"recall probe --cache-size 0", false, -1, ""},
+		{"recall --store-cache-size 3GiB probe --cache-size 5MiB", true, 3 << 30, "--store-cache-size 3GiB"},
+		{"recall --store-cache-size ten probe", false, -1, ""},
+		{"recall probe --store-cache-size 0", false, -1, ""},
 	} {
 		var got engine.RemoteOptions
 		var args []string
@@ -171,7 +172,7 @@ func TestCacheSizeFlag(t *testing.T) {
 			t.Errorf("%s: passes on %q, want %q", tc.line, s, tc.args)
 		}
 	}
-	t.Setenv("RECALL_CACHE_SIZE", "64MiB")
+	t.Setenv("RECALL_STORE_CACHE_SIZE", "64MiB")
 	var got int64
 	app := newApp()
 	app.Commands = append(app.Commands, &cli.Command{Name: "probe", Action: func(c *cli.Context) error {
@@ -179,6 +180,6 @@ func TestCacheSizeFlag(t *testing.T) {
 		return nil
 	}})
 	if err := app.Run([]string{"recall", "probe"}); err != nil || got != 64<<20 {
-		t.Errorf("RECALL_CACHE_SIZE=64MiB: CacheBytes %d, %v", got, err)
+		t.Errorf("RECALL_STORE_CACHE_SIZE=64MiB: CacheBytes %d, %v", got, err)
 	}
 }

@@ -69,7 +69,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "s3-ca-file", EnvVars: []string{"RECALL_S3_CA_FILE"}, Usage: "trust the certificates in PEM `FILE` beside the system's, for a gateway with its own CA"},
 			&cli.BoolFlag{Name: "s3-path-style", EnvVars: []string{"RECALL_S3_PATH_STYLE"}, Usage: "name the bucket in the path, not the host name (a gateway without wildcard DNS; IP addresses and localhost always are)"},
 			&cli.IntFlag{Name: "connections", EnvVars: []string{"RECALL_CONNECTIONS"}, Value: 8, Usage: "at most `N` requests to an object store in flight"},
-			&cli.StringFlag{Name: "cache-size", EnvVars: []string{"RECALL_CACHE_SIZE"}, Value: "2GiB", Usage: "keep at most `SIZE` (e.g. 500MB, 4GiB) of a remote store's index files, manifests and tree packs in the home's cache ('mount --cache-size' after mount is its chunk cache)"},
+			&cli.StringFlag{Name: "store-cache-size", EnvVars: []string{"RECALL_STORE_CACHE_SIZE"}, Value: "2GiB", Usage: "keep at most `SIZE` (e.g. 500MB, 4GiB) of a remote store's index files, manifests and tree packs in the home's cache"},
 			&cli.DurationFlag{Name: "s3-lock-stale", EnvVars: []string{"RECALL_S3_LOCK_STALE"}, Value: 30 * time.Minute, Usage: "a lock on an object store whose holder stopped refreshing it (killed, cut off) is free after `DURATION`; a holder cut off that long stops writing"},
 		},
 		Commands:        commands,
@@ -237,28 +237,15 @@ func remoteOptions(c *cli.Context) engine.RemoteOptions {
 		PathStyle: c.Bool("s3-path-style"), Connections: c.Int("connections"), LockStale: c.Duration("s3-lock-stale"), CacheBytes: cache}
 }
 
-// appContext is the context of the app's own flags: a command's flag of
-// the same name (mount's --cache-size) hides a global one in c.
-func appContext(c *cli.Context) *cli.Context {
-	app := c
-	for _, l := range c.Lineage() {
-		if l.App != nil { // the last is urfave/cli's wrapper of the Go context
-			app = l
-		}
-	}
-	return app
-}
-
-// cacheBytes is --cache-size, the bound of the home's cache of a remote
+// cacheBytes is --store-cache-size, the bound of the home's cache of a remote
 // store.
 func cacheBytes(c *cli.Context) (int64, error) {
-	c = appContext(c) // not mount's own --cache-size
-	n, err := parseSize(c.String("cache-size"))
+	n, err := parseSize(c.String("store-cache-size"))
 	if err == nil && n <= 0 {
-		err = fmt.Errorf("invalid size %q: the cache needs room; give a size like 500MB or 2GiB", c.String("cache-size"))
+		err = fmt.Errorf("invalid size %q: the cache needs room; give a size like 500MB or 2GiB", c.String("store-cache-size"))
 	}
 	if err != nil {
-		return 0, usagef("--cache-size: %v", err)
+		return 0, usagef("--store-cache-size: %v", err)
 	}
 	return n, nil
 }
@@ -267,13 +254,10 @@ func cacheBytes(c *cli.Context) (int64, error) {
 // child process of this one (the mount server).
 func storeArgs(c *cli.Context) []string {
 	var args []string
-	for _, f := range []string{"store", "s3-profile", "s3-region", "s3-ca-file"} {
+	for _, f := range []string{"store", "store-cache-size", "s3-profile", "s3-region", "s3-ca-file"} {
 		if c.IsSet(f) {
 			args = append(args, "--"+f, c.String(f))
 		}
-	}
-	if app := appContext(c); app.IsSet("cache-size") {
-		args = append(args, "--cache-size", app.String("cache-size"))
 	}
 	if c.IsSet("s3-path-style") {
 		args = append(args, fmt.Sprintf("--s3-path-style=%t", c.Bool("s3-path-style")))
