@@ -70,10 +70,11 @@ func TestLockInfoHolder(t *testing.T) {
 // carry (with its holder token, which makes its holder file) and lives
 // until its stdin closes or it is killed. It does nothing in a test run.
 func TestHolderInfoProcess(t *testing.T) {
-	if os.Getenv(holderInfoEnv) == "" {
+	dir := os.Getenv(holderInfoEnv) // the parent's: a killed process leaves its own temp dirs behind
+	if dir == "" {
 		return
 	}
-	b := (&Store{be: outliving{local.Open(t.TempDir())}}).lockInfo("test holder", "exclusive", "")
+	b := (&Store{be: outliving{local.Open(dir)}}).lockInfo("test holder", "exclusive", "")
 	os.Stdout.Write(append(b, '\n'))
 	io.Copy(io.Discard, os.Stdin)
 }
@@ -81,7 +82,7 @@ func TestHolderInfoProcess(t *testing.T) {
 func startInfoHolder(t *testing.T) (*exec.Cmd, LockInfo) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHolderInfoProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), holderInfoEnv+"=1")
+	cmd.Env = append(os.Environ(), holderInfoEnv+"="+t.TempDir())
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
