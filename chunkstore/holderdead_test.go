@@ -1,7 +1,6 @@
 package chunkstore
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/recall-backup/recall/internal/testchild"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/chunkstore/backend/local"
@@ -81,25 +82,7 @@ func TestHolderInfoProcess(t *testing.T) {
 
 func startInfoHolder(t *testing.T) (*exec.Cmd, LockInfo) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHolderInfoProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), holderInfoEnv+"="+t.TempDir())
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadBytes('\n')
-	if err != nil {
-		t.Fatalf("the holder process did not start: %v", err)
-	}
+	cmd, line := testchild.Start(t, "TestHolderInfoProcess", holderInfoEnv+"="+t.TempDir())
 	var info LockInfo
 	if err := json.Unmarshal(bytes.TrimSpace(line), &info); err != nil || info.Holder == "" {
 		t.Fatalf("the holder process's info %q has no holder token: %v", line, err)

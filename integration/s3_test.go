@@ -521,41 +521,26 @@ func (f *s3Fixture) gatewayRestart(t *testing.T) {
 	e.ok("init", "--store", loc)
 	src := t.TempDir()
 	mixedTree(t, src, 11, 16)
-	cmd := e.command("--progress-interval", "50ms", "backup", "--json", "--source", "s", src)
-	stdout, err := cmd.StdoutPipe()
-	must(t, err)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	must(t, cmd.Start())
 	// Stopped once a pack's worth of data has been read, so the writes
 	// in flight meet the stopped gateway.
-	sc := bufio.NewScanner(stdout)
 	stopped, linesAfter := false, 0
-	for sc.Scan() {
-		var st struct {
-			Type  string `json:"message_type"`
-			Bytes int64  `json:"bytes_done"`
-		}
-		if json.Unmarshal(sc.Bytes(), &st) != nil || st.Type != "status" {
-			continue
-		}
+	stderr, err := e.backupWatched(t, src, func(_ *os.Process, done int64) {
 		if stopped {
 			linesAfter++
-		} else if st.Bytes > 24<<20 {
+		} else if done > 24<<20 {
 			f.cl.StopGateway()
 			stopped = true
 			must(t, f.cl.StartGateway())
 		}
-	}
-	err = cmd.Wait()
+	})
 	if !stopped || linesAfter == 0 {
-		t.Fatalf("the backup did not run across the gateway's restart (stopped %v, %d status lines after): %v\n%s", stopped, linesAfter, err, stderr.String())
+		t.Fatalf("the backup did not run across the gateway's restart (stopped %v, %d status lines after): %v\n%s", stopped, linesAfter, err, stderr)
 	}
 	if err != nil {
-		if !strings.Contains(stderr.String(), f.cl.Endpoint) {
-			t.Errorf("the backup failed without naming the endpoint: %s", stderr.String())
+		if !strings.Contains(stderr, f.cl.Endpoint) {
+			t.Errorf("the backup failed without naming the endpoint: %s", stderr)
 		}
-		t.Logf("the backup failed cleanly: %s", stderr.String())
+		t.Logf("the backup failed cleanly: %s", stderr)
 	} else if len(e.pointIDs()) != 1 {
 		t.Errorf("the backup succeeded but made no point")
 	} else {
@@ -565,4 +550,30 @@ func (f *s3Fixture) gatewayRestart(t *testing.T) {
 	e.ok("backup", "--source", "s", src)
 	e.ok("verify", "--read-data")
 	restoreSame(t, e, "latest", snapshot(t, src))
+}
+
+// backupWatched runs `recall backup --json --source s SRC` with a status
+// line every 50 ms and calls fn with its process and the bytes it has
+// read at each one, until the backup ends (fn may kill it); it returns
+// the backup's stderr and what waiting for it returned.
+func (e *env) backupWatched(t *testing.T, src string, fn func(p *os.Process, done int64)) (string, error) {
+	t.Helper()
+	cmd := e.command("--progress-interval", "50ms", "backup", "--json", "--source", "s", src)
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	must(t, cmd.Start())
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		var st struct {
+			Type  string `json:"message_type"`
+			Bytes int64  `json:"bytes_done"`
+		}
+		if json.Unmarshal(sc.Bytes(), &st) == nil && st.Type == "status" {
+			fn(cmd.Process, st.Bytes)
+		}
+	}
+	err = cmd.Wait()
+	return stderr.String(), err
 }

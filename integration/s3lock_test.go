@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,28 +42,16 @@ func TestS3LockHolderKilled(t *testing.T) {
 	src := t.TempDir()
 	mixedTree(t, src, 17, 16)
 
-	cmd := e.command("--progress-interval", "50ms", "backup", "--json", "--source", "s", src)
-	stdout, err := cmd.StdoutPipe()
-	must(t, err)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	must(t, cmd.Start())
 	// Killed once it has read data: it holds its locks then.
-	sc := bufio.NewScanner(stdout)
-	killed := false
-	for !killed && sc.Scan() {
-		var st struct {
-			Type  string `json:"message_type"`
-			Bytes int64  `json:"bytes_done"`
+	killed := 0 // its pid
+	stderr, err := e.backupWatched(t, src, func(p *os.Process, done int64) {
+		if killed == 0 && done > 0 {
+			must(t, p.Signal(syscall.SIGKILL))
+			killed = p.Pid
 		}
-		if json.Unmarshal(sc.Bytes(), &st) == nil && st.Type == "status" && st.Bytes > 0 {
-			must(t, cmd.Process.Signal(syscall.SIGKILL))
-			killed = true
-		}
-	}
-	err = cmd.Wait()
-	if !killed {
-		t.Fatalf("the backup ended before it was killed: %v\n%s", err, stderr.String())
+	})
+	if killed == 0 {
+		t.Fatalf("the backup ended before it was killed: %v\n%s", err, stderr)
 	}
 
 	// The killed backup's source lock is still there, and a client that
@@ -117,10 +104,10 @@ func TestS3LockHolderKilled(t *testing.T) {
 	must(t, json.Unmarshal([]byte(out), &gc))
 	waits := false
 	for _, w := range gc.WaitingFor {
-		waits = waits || w.PID == cmd.Process.Pid
+		waits = waits || w.PID == killed
 	}
 	if !gc.Pending || gc.Hidden == 0 || !waits {
-		t.Fatalf("gc right after a backup (pid %d) was killed: %s\nwant packs hidden and pending on the killed backup's session", cmd.Process.Pid, out)
+		t.Fatalf("gc right after a backup (pid %d) was killed: %s\nwant packs hidden and pending on the killed backup's session", killed, out)
 	}
 
 	start := time.Now()

@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/recall-backup/recall/internal/testchild"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 	holderfile "github.com/recall-backup/recall/internal/holder"
@@ -305,26 +306,7 @@ func TestHolderProcess(t *testing.T) {
 func startHolder(t *testing.T, cfg Config, name string, mode backend.LockMode, host string) (*exec.Cmd, []byte) {
 	t.Helper()
 	orders, _ := json.Marshal(holderOrders{Config: cfg, Name: name, Mode: mode, Host: host})
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHolderProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), holderEnv+"="+string(orders))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadBytes('\n')
-	if err != nil {
-		t.Fatalf("the holder process did not take lock %s: %v", name, err)
-	}
-	return cmd, bytes.TrimSpace(line)
+	return testchild.Start(t, "TestHolderProcess", holderEnv+"="+string(orders))
 }
 
 // holderInfo is what the test's holders tell of themselves: what
