@@ -22,9 +22,16 @@ import (
 //     for two packs, so a reader blocked on a pack buffer always gets one;
 //   - a writer that finds the budget spent waits for an upload to return.
 //     When none is on its way (every buffer is a pack being built, of
-//     this writer or others), it finishes its own open packs of other
-//     types first: those uploads free buffers, so no set of writers can
-//     wait on each other for ever.
+//     this writer or others, or a reader's), it finishes its own open
+//     packs of other types first: those uploads free buffers. Nothing
+//     ever waits while no upload is on its way, though: when that does
+//     not start one, the grant goes past the limit. Holders can wait on
+//     each other in too many ways to rule out one by one (several
+//     sessions of a server each holding open packs while their copies'
+//     readers wait, two goroutines of one writer taking turns at a
+//     buffer), and only an upload is sure to give a buffer back; a
+//     grant past the limit (Overdrawn counts them) is one buffer more
+//     for a while, a wait there would be for ever.
 //
 // Uploads in flight stay bounded by the connections too (Store.uploads):
 // the budget decides how many packs may wait or be built beside them.
@@ -81,6 +88,17 @@ type memBudget struct {
 	// waits, if set, is called (with mu held) each time a grant waits:
 	// tests release uploads on it.
 	waits func()
+	// overdrawn counts the grants made past the limit because no upload
+	// was on its way to end a wait.
+	overdrawn int64
+}
+
+// Overdrawn returns how many buffers were granted past MemoryBudget
+// because no upload was on its way to free one (see membudget.go).
+func Overdrawn() int64 {
+	objectMemory.mu.Lock()
+	defer objectMemory.mu.Unlock()
+	return objectMemory.overdrawn
 }
 
 // wait waits for a release; the caller holds mu.
@@ -112,18 +130,23 @@ func (m *memBudget) fits(n int64) bool {
 
 // takePack grants size bytes for a pack buffer and returns the buffer,
 // empty, of that capacity. When the budget is spent and no upload is on
-// its way, stuck is called (without the budget's lock), once per wait,
-// to finish packs the caller holds open; it may be nil.
+// its way, stuck is called (without the budget's lock) to finish packs
+// the caller holds open, which starts their uploads; it may be nil. If
+// still none is on its way, the grant is made past the limit.
 func (m *memBudget) takePack(size int64, stuck func()) *[]byte {
 	m.mu.Lock()
 	called := false
 	for !m.fits(size) {
-		if !called && stuck != nil && m.uploading == 0 {
-			called = true
-			m.mu.Unlock()
-			stuck()
-			m.mu.Lock()
-			continue
+		if m.uploading == 0 {
+			if !called && stuck != nil {
+				called = true
+				m.mu.Unlock()
+				stuck()
+				m.mu.Lock()
+				continue
+			}
+			m.overdrawn++
+			break
 		}
 		m.wait()
 	}
@@ -195,6 +218,12 @@ func (m *memBudget) takeReader(ctx context.Context, n, reserve int64) error {
 	for !(m.fits(n) && (m.readers == 0 || m.readers+n <= m.limit-reserve)) {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if m.readers == 0 && m.uploading == 0 {
+			// Only packs being built hold the budget, and their
+			// writers may be waiting for this reader's blobs.
+			m.overdrawn++
+			break
 		}
 		m.wait()
 	}

@@ -320,3 +320,63 @@ func TestMemoryBudgetCopyReaders(t *testing.T) {
 		}
 	}
 }
+
+// Nothing waits for the budget while no upload is on its way to give a
+// buffer back: packs being built hold it all (other writers' open packs,
+// whose writers wait for a copy's blobs), so a reader, and a pack whose
+// own writer has nothing to finish, are granted past the limit instead
+// of waiting for ever.
+func TestMemoryBudgetNeverWaitsWithoutUploads(t *testing.T) {
+	const pack, reader = 17 << 20, 16 << 20
+	m := newMemBudget(2 * pack)
+	m.takePack(pack, nil) // two open packs, of writers waiting on the reader
+	m.takePack(pack, nil)
+	done := make(chan error, 1)
+	go func() { done <- m.takeReader(context.Background(), reader, 2*pack) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a reader waits while only open packs hold the budget and no upload is on its way")
+	}
+	stuck := 0
+	got := make(chan *[]byte, 1)
+	go func() { got <- m.takePack(pack, func() { stuck++ }) }()
+	select {
+	case <-got:
+	case <-time.After(time.Minute):
+		t.Fatal("a pack waits while no upload is on its way and its writer has none to finish")
+	}
+	if stuck != 1 {
+		t.Errorf("the writer was asked to finish its open packs %d times, want 1", stuck)
+	}
+	if m.overdrawn != 2 {
+		t.Errorf("%d grants past the limit, want 2", m.overdrawn)
+	}
+	// With an upload on its way a grant waits for it, and gets its
+	// buffer.
+	m = newMemBudget(2 * pack)
+	up := m.takePack(pack, nil)
+	m.takePack(pack, nil)
+	m.uploadingPack(pack)
+	waited := make(chan struct{}, 1)
+	m.waits = func() {
+		select {
+		case waited <- struct{}{}:
+		default:
+		}
+	}
+	go func() { got <- m.takePack(pack, nil) }()
+	<-waited
+	m.putPack(up, pack, true) // the upload returns
+	select {
+	case <-got:
+	case <-time.After(time.Minute):
+		t.Fatal("a grant waiting for an upload was not woken when it returned")
+	}
+	if m.overdrawn != 0 {
+		t.Errorf("%d grants past the limit beside an upload, want 0", m.overdrawn)
+	}
+}

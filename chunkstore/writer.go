@@ -243,7 +243,7 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 			continue
 		}
 		if p == nil {
-			f, err := w.newPack(t)
+			f, err := w.newPack(t, len(stored))
 			if err != nil {
 				return storeWriteError(w.s.Dir(), err)
 			}
@@ -274,12 +274,14 @@ func (w *Writer) appendBlob(t BlobType, id ID, comp uint8, stored []byte, rawLen
 // memPack, whose buffer comes from the process's budget (membudget.go).
 // The caller holds w.mu, which is released while the budget is waited
 // for: the caller checks w.open again.
-func (w *Writer) newPack(t BlobType) (backend.FileWriter, error) {
+func (w *Writer) newPack(t BlobType, first int) (backend.FileWriter, error) {
 	s := w.s
 	if _, ok := s.be.(backend.Creator); ok {
 		return backend.CreateSized(bg, s.be, backend.Packs, w.tag, int64(PackTargetSize))
 	}
-	size := s.packBufSize()
+	// A blob larger than a pack (a tree of a huge directory) gets a
+	// buffer of its own size, counted as such.
+	size := max(s.packBufSize(), int64(first)+packHeaderMax(2))
 	w.mu.Unlock()
 	buf := objectMemory.takePack(size, func() { w.finishOpen(t) })
 	w.mu.Lock()
@@ -541,11 +543,19 @@ func (w *Writer) indexPacks(packs []packRecord) error {
 	return nil
 }
 
+// errAborted is what a writer's saves return once it was aborted.
+var errAborted = errors.New("the pack writer was aborted")
+
 // Abort discards unfinished packs (temp files). Finished packs stay, in
 // the journal: the next session of the source (or the exclusive lock)
 // indexes and reuses them.
 func (w *Writer) Abort() {
 	w.mu.Lock()
+	if w.err == nil {
+		// A save waiting for a pack buffer meanwhile must not open a
+		// pack nobody would finish or give back.
+		w.err = errAborted
+	}
 	for t, p := range w.open {
 		if p != nil {
 			p.f.Abort()
