@@ -366,12 +366,16 @@ func lockRetryWait(n int) time.Duration {
 // order to keep against deadlock.
 func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) error {
 	info := l.s.lockInfo(purpose, l.mode.String(), l.source)
-	names := []string{storeLock}
-	modes := []backend.LockMode{l.mode}
-	ctxs := []context.Context{ctx}
+	// The parts are taken at once; the registration, if any, comes last,
+	// so that it is released first (its file goes while the session
+	// still holds the store lock).
+	type part struct {
+		name  string
+		take  func() (backend.Unlocker, error)
+		named bool // its errors name the store already
+	}
+	parts := []part{{name: storeLock, take: func() (backend.Unlocker, error) { return l.s.be.Lock(ctx, storeLock, l.mode, info) }}}
 	if l.source != "" {
-		names = append(names, l.tag)
-		modes = append(modes, backend.Exclusive)
 		// A holder of the source's lock that died on this host frees it at
 		// once (backend.FreeDeadHere): what it may still have in flight is
 		// harmless to the next session of its source. A late index file
@@ -386,70 +390,55 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 		// there only exclusive holders (repair, a change of passphrase, a
 		// tape import), whose late removals or rewrites could take what
 		// this session deduplicates against.
-		ctxs = append(ctxs, backend.FreeDeadHere(ctx))
+		free := backend.FreeDeadHere(ctx)
+		parts = append(parts,
+			part{name: l.tag, take: func() (backend.Unlocker, error) { return l.s.be.Lock(free, l.tag, backend.Exclusive, info) }},
+			// The registration counts for Lost too: a session whose
+			// registration is lost may be taken for ended by garbage
+			// collection.
+			part{name: "registration", take: func() (backend.Unlocker, error) { return l.register(ctx, purpose) }, named: true})
 	}
 	deadline := time.Now().Add(wait)
 	told := false
 	attempt := 0
 	for {
-		// held[i] and errs[i] are part i's; the registration, if any,
-		// comes last, so that it is released first (its file goes while
-		// the session still holds the store lock).
-		n := len(names)
-		if l.source != "" {
-			n++
-		}
-		held := make([]backend.Unlocker, n)
-		errs := make([]error, n)
+		held := make([]backend.Unlocker, len(parts))
+		errs := make([]error, len(parts))
 		var wg sync.WaitGroup
-		for i := range n {
+		for i, p := range parts {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if i == len(names) {
-					held[i], errs[i] = l.register(ctx, purpose)
-					return
-				}
-				held[i], errs[i] = l.s.be.Lock(ctxs[i], names[i], modes[i], info)
+				held[i], errs[i] = p.take()
 			}()
 		}
 		wg.Wait()
 		var busy *backend.LockedError
 		var failed error
-		for _, err := range errs {
-			if err == nil {
-				continue
-			}
+		for i, err := range errs {
 			var b *backend.LockedError
-			if errors.As(err, &b) {
+			switch {
+			case err == nil:
+			case errors.As(err, &b):
 				if busy == nil {
 					busy = b
 				}
-			} else if failed == nil {
+			case failed == nil:
 				failed = err
+				if !parts[i].named {
+					failed = fmt.Errorf("lock store %s: %w", l.s.Dir(), err)
+				}
 			}
-		}
-		for i, u := range held {
-			if u == nil {
-				continue
-			}
-			l.held = append(l.held, u)
-			// The registration counts too: a session whose registration
-			// is lost may be taken for ended by garbage collection.
-			name := "registration"
-			if i < len(names) {
-				name = names[i]
-			}
-			if ln, ok := u.(backend.LostNotifier); ok {
-				l.lost = append(l.lost, lostPart{name, ln.Lost()})
+			if u := held[i]; u != nil {
+				l.held = append(l.held, u)
+				if ln, ok := u.(backend.LostNotifier); ok {
+					l.lost = append(l.lost, lostPart{parts[i].name, ln.Lost()})
+				}
 			}
 		}
 		if failed != nil {
 			l.release()
-			if len(names) < n && errs[len(names)] == failed {
-				return failed // register's error names the store already
-			}
-			return fmt.Errorf("lock store %s: %w", l.s.Dir(), failed)
+			return failed
 		}
 		if busy == nil {
 			return nil

@@ -295,8 +295,9 @@ func (w *Writer) newPack(t BlobType, first int) (backend.FileWriter, error) {
 func (w *Writer) finishOpen(t BlobType) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for u, p := range w.open {
-		if p != nil && BlobType(u) != t {
+	// w.open is read afresh each time: finishAsync may release w.mu.
+	for u := range len(w.open) {
+		if p := w.open[u]; p != nil && BlobType(u) != t {
 			w.open[u] = nil
 			w.finishAsync(p)
 		}
