@@ -61,15 +61,15 @@ func (s *Store) LoadStoredBlobs(ctx context.Context, pack ID, t BlobType, ids []
 	defer objectMemory.putReader(held)
 	var ck storedChecker
 	defer ck.release()
-	sp := spanPool.Get().(*[]byte)
-	defer spanPool.Put(sp)
+	sp := spanBuffer()
+	defer putSpanBuffer(sp)
 	for i := 0; i < len(here); {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		j, start, end := nextSpan(here, i)
 		k := i
-		_ = s.readSpan(here[i].l.pack, start, end, *sp, func(span []byte) {
+		_ = s.readSpan(here[i].l.pack, start, end, sp, func(span []byte) {
 			for ; k < j && int64(here[k].l.off)+int64(here[k].l.length())-start <= int64(len(span)); k++ {
 				b := here[k]
 				off := int64(b.l.off) - start

@@ -67,9 +67,7 @@ func readDirect(f io.ReaderAt, off int64, length int, dst []byte, split bool) ([
 			return nil, ID{}, err
 		}
 		blob := buf[head : head+length : head+length]
-		h := newLeafHasher(buf, head, length, n)
-		h.arrived(0, n)
-		return blob, h.sum(), nil
+		return blob, hashWhole(blob), nil
 	}
 	h := newLeafHasher(buf, head, length, directPiece)
 	// piece i covers buf[i*directPiece : min((i+1)*directPiece, n)].

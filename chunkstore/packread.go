@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/internal/iobuf"
 )
 
 // Reading many blobs of one pack at once. Restore plans its reads by pack
@@ -39,20 +40,24 @@ const (
 	// packReadSpan bounds one span, and so the buffer each reader holds.
 	packReadSpan = 8 << 20
 	// packReadPiece is what one read call of a span asks for.
-	packReadPiece = 1 << 20
+	packReadPiece = 2 << 20
 )
 
 // readAlone counts the blobs of a pass that were read again alone, so
 // tests can tell the one-pass path works (LoadBlob would hide it failing).
 var readAlone atomic.Int64
 
-// spanPool holds read buffers of packReadSpan bytes plus the aligned
-// window of a direct read; plainPool the buffers blobs are decoded into
-// (ChunkBuffer's size, which differs between stores).
-var (
-	spanPool  = sync.Pool{New: func() any { b := make([]byte, packReadSpan+2*readAlign); return &b }}
-	plainPool sync.Pool
-)
+// plainPool holds the buffers blobs are decoded into (ChunkBuffer's size,
+// which differs between stores).
+var plainPool sync.Pool
+
+// spanBuffer returns a read buffer of packReadSpan bytes plus the aligned
+// window of a direct read, for putSpanBuffer. It is of huge pages where
+// the kernel has them (internal/iobuf): each piece of a direct read is then
+// one request to the disk, not several.
+func spanBuffer() []byte { return iobuf.Get(packReadSpan + 2*readAlign) }
+
+func putSpanBuffer(b []byte) { iobuf.Put(b) }
 
 type placed struct {
 	id ID
@@ -110,8 +115,8 @@ func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id
 			plainPool.Put(dst)
 		}
 	}()
-	sp := spanPool.Get().(*[]byte)
-	defer spanPool.Put(sp)
+	sp := spanBuffer()
+	defer putSpanBuffer(sp)
 	for i := 0; i < len(here); {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -120,7 +125,7 @@ func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id
 		k := i // the next blob of the span to hand over
 		// Blobs are handed over as soon as their bytes are in; those a
 		// failed read did not bring are read alone after it.
-		_ = s.readSpan(here[i].l.pack, start, end, *sp, func(span []byte) {
+		_ = s.readSpan(here[i].l.pack, start, end, sp, func(span []byte) {
 			for ; k < j && int64(here[k].l.off)+int64(here[k].l.length())-start <= int64(len(span)); k++ {
 				b := here[k]
 				off := int64(b.l.off) - start
@@ -288,9 +293,7 @@ var errNotRead = errors.New("not read")
 // its plaintext: the stored bytes themselves when the blob is stored as is.
 func (s *Store) checkSpanBlob(b placed, stored []byte, buffer func() []byte) ([]byte, error) {
 	if s.keys.aead == nil && !b.l.compressed() {
-		h := newLeafHasher(stored, 0, len(stored), len(stored))
-		h.arrived(0, len(stored))
-		if h.sum() != b.id {
+		if hashWhole(stored) != b.id {
 			return nil, errMismatch
 		}
 		return stored, nil

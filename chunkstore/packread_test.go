@@ -185,7 +185,7 @@ func TestNextSpan(t *testing.T) {
 func TestSpanBlobs(t *testing.T) {
 	for _, enc := range []bool{false, true} {
 		_, s := newStore(t, enc)
-		blobs := [][]byte{randBytes(1, 300_000), bytes.Repeat([]byte("abc"), 100_000), randBytes(2, 10), randBytes(3, 900_000)}
+		blobs := [][]byte{randBytes(1, 300_000), bytes.Repeat([]byte("abc"), 100_000), randBytes(2, 10), randBytes(3, 900_000), randBytes(4, packReadPiece+1000)}
 		ids := saveBlobs(t, s, blobs...)
 		var here []placed
 		var end int64

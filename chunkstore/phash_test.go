@@ -81,3 +81,19 @@ func BenchmarkLeafHasher(b *testing.B) {
 		})
 	}
 }
+
+// hashWhole gives BLAKE3-256 by either hasher, whichever the CPU favours.
+func TestHashWhole(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	data := make([]byte, 3<<20)
+	r.Read(data)
+	defer func(v bool) { leavesFaster = v }(leavesFaster)
+	for _, leaves := range []bool{false, true} {
+		leavesFaster = leaves
+		for _, n := range []int{0, 1, guts.ChunkSize, leafBytes - 1, leafBytes, leafBytes + 1, 5*leafBytes + 77, len(data)} {
+			if got, want := hashWhole(data[:n]), ID(blake3.Sum256(data[:n])); got != want {
+				t.Errorf("leaves=%v, %d bytes: hash %s, want %s", leaves, n, got.Short(), want.Short())
+			}
+		}
+	}
+}

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/recall-backup/recall/internal/bufpool"
+	"github.com/recall-backup/recall/internal/iobuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -182,9 +182,6 @@ const (
 	coldAlign   = 4096          // O_DIRECT's alignment of buffers, offsets and lengths
 )
 
-// coldBufs holds the pieces' buffers between files.
-var coldBufs = bufpool.New(0)
-
 // coldDirect counts the pieces read with O_DIRECT, so tests can tell that
 // path is taken (a fallback to buffered reads would hide it failing).
 var coldDirect atomic.Int64
@@ -195,7 +192,7 @@ type coldReader struct {
 	f    *os.File
 	dfd  int // an O_DIRECT descriptor of the same file, or -1
 	end  int64
-	raws [][]byte // the buffers, returned to coldBufs by Close
+	raws [][]byte // the buffers (internal/iobuf: huge pages), given back by Close
 	free chan []byte
 	full chan coldRead
 	quit chan struct{}
@@ -227,7 +224,7 @@ func newColdReader(f *os.File, start, end int64) *coldReader {
 		r.dfd = fd
 	}
 	for range cap(r.free) {
-		raw := coldBufs.Get(coldPiece + coldAlign)
+		raw := iobuf.Get(coldPiece) // aligned to at least coldAlign
 		r.raws = append(r.raws, raw)
 		r.free <- raw
 	}
@@ -357,6 +354,6 @@ func (r *coldReader) Close() {
 		unix.Close(r.dfd)
 	}
 	for _, raw := range r.raws {
-		coldBufs.Put(raw)
+		iobuf.Put(raw)
 	}
 }
