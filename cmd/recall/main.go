@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -440,6 +441,11 @@ func main() {
 			pprof.StartCPUProfile(f) // stopped before os.Exit below
 		}
 	}
+	if p := os.Getenv("RECALL_TRACE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			trace.Start(f) // stopped before os.Exit below
+		}
+	}
 	mp := startMemProfile(os.Getenv("RECALL_MEMPROFILE"))
 	if os.Getenv("GOGC") == "" {
 		// The heap is mostly pointer-free chunk buffers: collecting often
@@ -465,6 +471,7 @@ func main() {
 		}
 	}
 	pprof.StopCPUProfile()
+	trace.Stop()
 	mp.Stop()
 	os.Exit(code)
 }
