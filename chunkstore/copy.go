@@ -54,7 +54,7 @@ func (s *Store) LoadStoredBlobs(ctx context.Context, pack ID, t BlobType, ids []
 	// The pass's buffers count against the budget of what is on its way
 	// to or from an object store (membudget.go), leaving room for the
 	// packs a copy's writer fills from them.
-	held := int64(packReadSpan + 2*readAlign + s.MaxChunk() + 2*readAlign)
+	held := int64(spanBufferSize + s.MaxChunk() + 2*readAlign)
 	if err := objectMemory.takeReader(ctx, held, 2*s.packBufSize()); err != nil {
 		return err
 	}

@@ -57,6 +57,9 @@ var plainPool sync.Pool
 // one request to the disk, not several.
 func spanBuffer() []byte { return iobuf.Get(packReadSpan + 2*readAlign) }
 
+// spanBufferSize is the memory a span buffer holds: iobuf's units.
+const spanBufferSize = (packReadSpan + 2*readAlign + iobuf.Align - 1) &^ (iobuf.Align - 1)
+
 func putSpanBuffer(b []byte) { iobuf.Put(b) }
 
 type placed struct {

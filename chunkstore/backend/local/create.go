@@ -104,7 +104,7 @@ type fileWriter struct {
 	f       *os.File   // ordinary descriptor (tail, fsync)
 	direct  *os.File   // O_DIRECT descriptor, or nil
 	buf     []byte     // aligned staging buffer being filled (direct only)
-	pooled  *[]byte    // buf's holder in directBufs
+	pooled  *[]byte    // buf as internal/iobuf handed it out
 	spare   *[]byte    // the other buffer: in flight, or free
 	writing chan error // the write in flight, or nil
 	n       int        // bytes staged in buf
@@ -129,8 +129,17 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 		n, err := w.f.Write(p)
 		return n, full(err)
 	}
-	if err := w.wait(); err != nil {
-		return 0, err
+	// A failed write behind is seen here if it is over; one still in
+	// flight is waited for only when its buffer is needed (below).
+	select {
+	case err := <-w.writing:
+		w.writing = nil
+		if err != nil {
+			w.synced = true
+			w.failed = err
+			return 0, err
+		}
+	default:
 	}
 	if w.buf == nil {
 		// Taken at the first write: a file that is created and saved
@@ -219,7 +228,10 @@ func (w *fileWriter) Sync() error {
 	}
 	w.synced = true
 	if err := w.sync(); err != nil {
-		return full(err)
+		// The file may lack its tail or its fsync: Commit must not
+		// rename it into place.
+		w.failed = full(err)
+		return w.failed
 	}
 	return nil
 }
