@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,7 +142,7 @@ type openFile struct {
 // written.
 func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*RestoreResult, error) {
 	if opts.Workers <= 0 {
-		opts.Workers = 2 * runtime.GOMAXPROCS(0)
+		opts.Workers = 2 * cpus()
 		// An object store's reads wait on round trips, not on the CPU:
 		// as many packs at once as it has connections keep it busy.
 		if c, ok := r.st.(interface{ Connections() int }); ok {

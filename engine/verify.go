@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -343,7 +342,7 @@ func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[c
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	sem := make(chan struct{}, cpus())
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			break
