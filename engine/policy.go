@@ -340,23 +340,32 @@ func splitSpan(s string) (int, string, error) {
 
 // parseSpan reads a span: "<n>d", "<n>w", "<n>mo", "<n>y", or anything
 // time.ParseDuration reads.
+// A span is at most maxSpan, whatever its unit: retention is kept for up
+// to 99 years, and a count of months or years past it would overflow a
+// time.Duration (3700mo did).
 func parseSpan(s string) (time.Duration, error) {
 	if n, unit, err := splitSpan(s); err == nil {
-		if n > 100*366 {
-			return 0, fmt.Errorf("span %q: too long", s)
-		}
 		if n == 0 {
 			return 0, fmt.Errorf("span %q: not a span", s) // as "0h" is not
 		}
 		u := map[string]time.Duration{"d": day, "w": 7 * day, "mo": 30 * day, "y": year}[unit]
+		if n > int(maxSpan/u) {
+			return 0, fmt.Errorf("span %q: too long (at most 100 years)", s)
+		}
 		return time.Duration(n) * u, nil
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("span %q: not a span", s)
 	}
+	if d > maxSpan {
+		return 0, fmt.Errorf("span %q: too long (at most 100 years)", s)
+	}
 	return d, nil
 }
+
+// maxSpan is the longest span parseSpan accepts: a century.
+const maxSpan = 100 * 366 * day
 
 // parseClock reads HH:MM as minutes after midnight.
 func parseClock(s string) (int, error) {

@@ -116,13 +116,13 @@ func TestParseSpan(t *testing.T) {
 	for _, c := range []struct {
 		s    string
 		want time.Duration
-	}{{"14d", 14 * day}, {"2w", 14 * day}, {"3mo", 90 * day}, {"7y", 7 * year}, {"15m", 15 * time.Minute}, {"2h30m", 150 * time.Minute}, {"120s", 2 * time.Minute}} {
+	}{{"14d", 14 * day}, {"2w", 14 * day}, {"3mo", 90 * day}, {"7y", 7 * year}, {"15m", 15 * time.Minute}, {"2h30m", 150 * time.Minute}, {"120s", 2 * time.Minute}, {"99y", 99 * year}, {"1200mo", 1200 * 30 * day}, {"36600d", maxSpan}} {
 		got, err := parseSpan(c.s)
 		if err != nil || got != c.want {
 			t.Errorf("%s: %v %v, want %v", c.s, got, err, c.want)
 		}
 	}
-	for _, s := range []string{"", "d", "14x", "-1h", "1.5d"} {
+	for _, s := range []string{"", "d", "14x", "-1h", "1.5d", "3700mo", "101y", "36601d", "5300w", "900000h"} {
 		if _, err := parseSpan(s); err == nil {
 			t.Errorf("%q parsed", s)
 		}
