@@ -580,15 +580,22 @@ func spanAfter(span string, now time.Time) (time.Time, error) {
 	if err != nil || n <= 0 || n > 99*366 {
 		return time.Time{}, fmt.Errorf("%q: give a span like 7y, 18mo, 4w or 30d", span)
 	}
+	var t time.Time
 	switch unit {
 	case "y":
-		return now.AddDate(n, 0, 0), nil
+		t = now.AddDate(n, 0, 0)
 	case "mo":
-		return now.AddDate(0, n, 0), nil
+		t = now.AddDate(0, n, 0)
 	case "w":
-		return now.AddDate(0, 0, 7*n), nil
+		t = now.AddDate(0, 0, 7*n)
+	default:
+		t = now.AddDate(0, 0, n)
 	}
-	return now.AddDate(0, 0, n), nil
+	// 99*366 bounds the count, not the span: 36000y would pass it.
+	if t.After(now.AddDate(99, 0, 0)) {
+		return time.Time{}, fmt.Errorf("%q: at most 99 years", span)
+	}
+	return t, nil
 }
 
 func keyPath(home, pool string) string { return filepath.Join(home, "tape-keys", pool+".key") }
