@@ -1,9 +1,13 @@
 package chunkstore
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // logText returns n bytes of log-like lines.
@@ -103,4 +107,41 @@ func BenchmarkLoadSmallBlobs(b *testing.B) {
 			}
 		}
 	}
+}
+
+// Blobs are written with zstdWindow, and frames with a larger window (as
+// stores written before it hold) still decode.
+func TestZstdWindow(t *testing.T) {
+	_, s := newStore(t, false)
+	// 6 MiB of text with repeats farther apart than the window.
+	line := func(i int) string {
+		return fmt.Sprintf("%08d the quick brown fox jumps over the lazy dog %x\n", i, i*7919)
+	}
+	var b strings.Builder
+	for i := 0; b.Len() < 6<<20; i++ {
+		b.WriteString(line(i % 50000))
+	}
+	data := []byte(b.String())
+	c := s.compress(compZstd, data, nil)
+	var h zstd.Header
+	if err := h.Decode(c); err != nil {
+		t.Fatal(err)
+	}
+	if h.SingleSegment || h.WindowSize > zstdWindow {
+		t.Fatalf("frame of a %d-byte blob: single segment %v, window %d; want a window of at most %d", len(data), h.SingleSegment, h.WindowSize, zstdWindow)
+	}
+	for _, enc := range []*zstd.Encoder{s.zenc, mustEncoder(t, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithWindowSize(8<<20))} {
+		got, err := s.decompress(compZstd, enc.EncodeAll(data, nil), nil)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("decode: %v (equal %v)", err, bytes.Equal(got, data))
+		}
+	}
+}
+
+func mustEncoder(t *testing.T, o ...zstd.EOption) *zstd.Encoder {
+	e, err := zstd.NewWriter(nil, o...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

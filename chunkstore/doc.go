@@ -65,7 +65,9 @@
 // store mixes codecs freely and every reader reads them all. A blob that
 // compression does not shrink by at least 1/32 is stored as it is; large
 // blobs are first judged on a sample (writer.go), so incompressible data
-// costs little with either codec. Decoders check a blob's declared size
+// costs little with either codec. zstd frames are written with a 2 MiB
+// window (before, 4 MiB); readers take any window up to the largest blob,
+// so stores of either read alike. Decoders check a blob's declared size
 // against what its bytes can produce before they allocate (zstdsize.go,
 // s2size.go).
 //

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/chunkstore/backend/local"
+	"github.com/recall-backup/recall/internal/procs"
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
 )
@@ -161,7 +161,7 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	// is checked against its id, or was authenticated before decoding,
 	// which is stronger, so the checksum only cost time on every read.
 	// No blob decodes to more than a writer stores (SaveBlob).
-	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)*2), zstd.WithDecoderMaxMemory(maxBlobLen), zstd.IgnoreChecksum(true))
+	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(2*procs.CPUs()), zstd.WithDecoderMaxMemory(maxBlobLen), zstd.IgnoreChecksum(true))
 	s.zenc = newZstdEncoder()
 	n, err := s.loadIndexFiles()
 	if err != nil {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/internal/procs"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -174,22 +174,19 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 
 // newZstdEncoder returns the encoder for blobs: zstd's fastest level, which
 // on text still compresses ~3x and is the cheapest zstd there is. One
-// encoder per CPU, as a backup compresses on one saver per CPU: twice as
-// many held 16 MiB more at the peak of a first backup of the bench set,
-// for no speed. Each keeps a history of twice its window, and the window is
-// zstdWindow.
+// encoder per CPU (internal/procs), as a backup compresses on one saver per
+// CPU; each keeps a history of twice the window.
 func newZstdEncoder() *zstd.Encoder {
-	n := max(1, min(runtime.GOMAXPROCS(0), runtime.NumCPU()))
-	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(n), zstd.WithZeroFrames(true), zstd.WithWindowSize(zstdWindow))
+	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(procs.CPUs()), zstd.WithZeroFrames(true), zstd.WithWindowSize(zstdWindow))
 	return e
 }
 
-// zstdWindow is how far back a match may reach within a blob. zstd's
-// default of 8 MiB made each encoder hold 16 MiB; with 2 MiB the bench
-// set and the small-file set stored within 25 KB of 2.27 GB of the same
-// size (a blob is compressed alone, and most matches in text are near),
-// and the peak RSS of a first backup of the set was 135-164 MiB instead
-// of 166-178 MiB. Decoders need no change: the window is in each frame.
+// zstdWindow is how far back a match may reach within a blob: 2 MiB, half
+// of what the fastest level takes by default. The bench set and the
+// small-file set are stored within 25 KB of 2.27 GB of the same size with
+// it (a blob is compressed alone, and matches in text are near), and each
+// encoder holds 4 MiB less. Frames carry their window; the decoder takes
+// any up to maxBlobLen (doc.go).
 const zstdWindow = 2 << 20
 
 // compressBlob returns the code and bytes data is stored with: compressed

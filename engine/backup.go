@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/procs"
 	"golang.org/x/sys/unix"
 )
 
@@ -228,7 +229,7 @@ func (b *backuper) warn(path string, err error) {
 // is committed; if entries were skipped the error wraps ErrWarnings and
 // the point is still returned.
 func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error) {
-	defer raiseProcs()()
+	defer procs.Raise()()
 	r := s.Reader()
 	now := time.Now
 	if opts.Now != nil {
@@ -297,7 +298,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)
 	defer stopWake()
 	var savers sync.WaitGroup
-	for range cpus() {
+	for range procs.CPUs() {
 		savers.Add(1)
 		go func() { defer savers.Done(); b.saver() }()
 	}
@@ -888,7 +889,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 			// A limited backup reads serially, through its limit: the
 			// parallel cuts read whole segments ahead of it, and every
 			// byte twice.
-			if rg.end-rg.start >= 2*parSegment && cpus() > 1 && b.reading.Load() == 1 && b.opts.Limiter == nil {
+			if rg.end-rg.start >= 2*parSegment && procs.CPUs() > 1 && b.reading.Load() == 1 && b.opts.Limiter == nil {
 				err := parallelCuts(f, &b.chunkers, rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {

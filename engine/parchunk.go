@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/procs"
 )
 
 // Parallel chunking of one large region.
@@ -63,7 +64,7 @@ func cutsFrom(f *os.File, chk *chunkstore.Chunker, from, stop, end int64) ([]int
 // make one); the backup's sequential path shares it, so buffers are not
 // allocated again per file.
 func parallelCuts(f *os.File, chunkers *sync.Pool, start, end int64, emit func(a, b int64) error) error {
-	workers := cpus()
+	workers := procs.CPUs()
 	nseg := int((end - start + parSegment - 1) / parSegment)
 	segStart := func(j int) int64 { return start + int64(j)*parSegment }
 	segs := make([]*segCuts, nseg)

@@ -340,9 +340,9 @@ func splitSpan(s string) (int, string, error) {
 
 // parseSpan reads a span: "<n>d", "<n>w", "<n>mo", "<n>y", or anything
 // time.ParseDuration reads.
-// A span is at most maxSpan, whatever its unit: retention is kept for up
-// to 99 years, and a count of months or years past it would overflow a
-// time.Duration (3700mo did).
+// A span is at most maxSpan, whatever its unit: a guard against a count
+// of months or years that would overflow a time.Duration; callers apply
+// their own, smaller limits (retention: 10 years).
 func parseSpan(s string) (time.Duration, error) {
 	if n, unit, err := splitSpan(s); err == nil {
 		if n == 0 {
@@ -350,7 +350,7 @@ func parseSpan(s string) (time.Duration, error) {
 		}
 		u := map[string]time.Duration{"d": day, "w": 7 * day, "mo": 30 * day, "y": year}[unit]
 		if n > int(maxSpan/u) {
-			return 0, fmt.Errorf("span %q: too long (at most 100 years)", s)
+			return 0, fmt.Errorf("span %q: too long (at most 36600 days)", s)
 		}
 		return time.Duration(n) * u, nil
 	}
@@ -359,12 +359,12 @@ func parseSpan(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("span %q: not a span", s)
 	}
 	if d > maxSpan {
-		return 0, fmt.Errorf("span %q: too long (at most 100 years)", s)
+		return 0, fmt.Errorf("span %q: too long (at most 36600 days)", s)
 	}
 	return d, nil
 }
 
-// maxSpan is the longest span parseSpan accepts: a century.
+// maxSpan is the longest span parseSpan accepts: 36,600 days, a century.
 const maxSpan = 100 * 366 * day
 
 // parseClock reads HH:MM as minutes after midnight.

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/procs"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +23,7 @@ type RestoreOptions struct {
 	Target    string // directory to fill, or a block device for a device image
 	Path      string // sub-path inside the point; "" = all of it
 	Overwrite bool   // allow a non-empty target
-	Workers   int    // packs read at once; 0 = 2*GOMAXPROCS, or the store's connections if more
+	Workers   int    // packs read at once; 0 = 2 per CPU (internal/procs), or the store's connections if more
 	Log       func(format string, args ...any)
 	// Progress, if set, counts the restore as it runs (see Progress).
 	Progress *Progress
@@ -142,7 +143,7 @@ type openFile struct {
 // written.
 func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*RestoreResult, error) {
 	if opts.Workers <= 0 {
-		opts.Workers = 2 * cpus()
+		opts.Workers = 2 * procs.CPUs()
 		// An object store's reads wait on round trips, not on the CPU:
 		// as many packs at once as it has connections keep it busy.
 		if c, ok := r.st.(interface{ Connections() int }); ok {

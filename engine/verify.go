@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/procs"
 )
 
 // VerifyOptions configure Verify.
@@ -342,7 +343,7 @@ func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[c
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, cpus())
+	sem := make(chan struct{}, procs.CPUs())
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			break

@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/recall-backup/recall/internal/bufpool"
+	"github.com/recall-backup/recall/internal/procs"
 )
 
 // The block header; the package comment draws it byte by byte.
@@ -102,11 +103,11 @@ func (c *blockCodec) hdrLen() int {
 
 var (
 	zenc = sync.OnceValue(func() *zstd.Encoder {
-		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true))
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true), zstd.WithEncoderConcurrency(procs.CPUs()))
 		return e
 	})
 	zdec = sync.OnceValue(func() *zstd.Decoder {
-		d, _ := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(2*BlockSize), zstd.IgnoreChecksum(true), zstd.WithDecoderConcurrency(0))
+		d, _ := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(2*BlockSize), zstd.IgnoreChecksum(true), zstd.WithDecoderConcurrency(procs.CPUs()))
 		return d
 	})
 )

@@ -1,11 +1,6 @@
-package engine
-
-import (
-	"os"
-	"runtime"
-	"sync"
-)
-
+// Package procs raises GOMAXPROCS while a backup runs, and tells the
+// CPU-bound work of every layer how many CPUs it has.
+//
 // More Ps than CPUs while a backup runs. Its goroutines spend much of
 // their time in blocking system calls (reads of cold files, read-ahead
 // hints, O_DIRECT pack writes, stats), and a P whose
@@ -15,14 +10,22 @@ import (
 // for most of their time, with about 20 goroutines runnable and the other
 // P held in system calls. So GOMAXPROCS is raised to procsFactor times its
 // value while any backup runs, and set back to the runtime's default when
-// the last one ends; the CPU-bound work stays sized by cpus() (the savers,
-// the parallel cuts, a restore's readers, verify). A GOMAXPROCS set in the
+// the last one ends; the CPU-bound work stays sized by CPUs(). A GOMAXPROCS set in the
 // environment is left as it is. Cold first backups, interleaved pairs on
 // 2 vCPUs: the small-file set 2.4-3.2 s raised against 3.3-4.3 s not,
 // better in five pairs of five; the bench set 7.5-8.7 s against 8.1-9.3 s
 // (better in three pairs of six, even in the rest). Restores, whose
 // readers are few and mostly wait for the disk, showed no difference and
 // are left as they are.
+package procs
+
+import (
+	"os"
+	"runtime"
+	"sync"
+)
+
+// procsFactor is how many Ps a backup runs with per CPU.
 const procsFactor = 2
 
 var procs struct {
@@ -31,9 +34,14 @@ var procs struct {
 	base int // GOMAXPROCS before the first of them raised it
 }
 
-// raiseProcs raises GOMAXPROCS for a backup; the returned
-// function (safe to call more than once) ends its part.
-func raiseProcs() (done func()) {
+// Raise raises GOMAXPROCS for a backup; the returned function (safe to
+// call more than once) ends its part.
+//
+// While any backup runs, the runtime's automatic updates of GOMAXPROCS
+// (a container's CPU limit changing) are off, as for any GOMAXPROCS set
+// in code; when the last one ends, GOMAXPROCS goes back to the runtime's
+// default, not to a value some other code had set.
+func Raise() (done func()) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return func() {}
 	}
@@ -57,9 +65,10 @@ func raiseProcs() (done func()) {
 	}
 }
 
-// cpus is how many goroutines of CPU-bound work run at once: GOMAXPROCS
-// as it was before raiseProcs.
-func cpus() int {
+// CPUs is how many goroutines of CPU-bound work run at once: GOMAXPROCS
+// as it was before Raise. Savers, parallel cuts, restore readers, verify
+// and the zstd coders of chunkstore and tapefs are sized by it.
+func CPUs() int {
 	procs.Lock()
 	defer procs.Unlock()
 	if procs.n > 0 {

@@ -1,4 +1,4 @@
-package engine
+package procs
 
 import (
 	"os"
@@ -6,24 +6,29 @@ import (
 	"testing"
 )
 
-func TestRaiseProcs(t *testing.T) {
+func TestRaise(t *testing.T) {
+	// Raise ends at the runtime's default: start there (go test -cpu
+	// sets GOMAXPROCS in code), and leave GOMAXPROCS as it was.
+	old := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	runtime.SetDefaultGOMAXPROCS()
 	base := runtime.GOMAXPROCS(0)
 	if os.Getenv("GOMAXPROCS") != "" {
-		done := raiseProcs()
+		done := Raise()
 		defer done()
 		if got := runtime.GOMAXPROCS(0); got != base {
 			t.Fatalf("GOMAXPROCS set in the environment: raised from %d to %d", base, got)
 		}
 		return
 	}
-	done1 := raiseProcs()
+	done1 := Raise()
 	if got := runtime.GOMAXPROCS(0); got != procsFactor*base {
 		t.Fatalf("raised: GOMAXPROCS %d, want %d", got, procsFactor*base)
 	}
-	if got := cpus(); got != base {
-		t.Fatalf("raised: cpus() %d, want %d", got, base)
+	if got := CPUs(); got != base {
+		t.Fatalf("raised: CPUs() %d, want %d", got, base)
 	}
-	done2 := raiseProcs() // a second backup at once: no second raise
+	done2 := Raise() // a second backup at once: no second raise
 	if got := runtime.GOMAXPROCS(0); got != procsFactor*base {
 		t.Fatalf("raised twice: GOMAXPROCS %d, want %d", got, procsFactor*base)
 	}
@@ -36,7 +41,7 @@ func TestRaiseProcs(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != base {
 		t.Fatalf("both ended: GOMAXPROCS %d, want %d", got, base)
 	}
-	if got := cpus(); got != base {
-		t.Fatalf("both ended: cpus() %d, want %d", got, base)
+	if got := CPUs(); got != base {
+		t.Fatalf("both ended: CPUs() %d, want %d", got, base)
 	}
 }
