@@ -103,7 +103,12 @@ func (c *blockCodec) hdrLen() int {
 
 var (
 	zenc = sync.OnceValue(func() *zstd.Encoder {
-		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true), zstd.WithEncoderConcurrency(procs.CPUs()))
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true), zstd.WithEncoderConcurrency(procs.CPUs()),
+			// A block's data is at most BlockSize: a window as large
+			// keeps every frame single-segment, byte for byte as
+			// with the fastest level's default of 4 MiB, and each
+			// encoder holds a history of 2 MiB instead of 8.
+			zstd.WithWindowSize(BlockSize))
 		return e
 	})
 	zdec = sync.OnceValue(func() *zstd.Decoder {
