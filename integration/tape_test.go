@@ -279,7 +279,12 @@ func TestTapeBadBlockMidFile(t *testing.T) {
 	for i, n := range names {
 		data[n] = writeRandom(t, filepath.Join(src, n), int64(i+1), 5<<20)
 	}
-	id := backupID(t, e, src)
+	// One file at a time, so the packs fill in the files' order (four at
+	// once, with a backup's Ps doubled, a chunk of x6 was once stored in
+	// the first pack).
+	var p struct{ ID string }
+	must(t, json.Unmarshal([]byte(e.ok("backup", "--json", "--files", "1", src)), &p))
+	id := p.ID
 	e.ok("tape", "pool", "create", "p", "--retention", "1y")
 	// 30 MiB of random data: two data packs (16 MiB packs), then the tree
 	// pack, all in the packs file at object 4 (after the labels).
