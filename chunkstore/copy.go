@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/internal/iobuf"
 	"github.com/zeebo/blake3"
 )
 
@@ -62,7 +63,7 @@ func (s *Store) LoadStoredBlobs(ctx context.Context, pack ID, t BlobType, ids []
 	var ck storedChecker
 	defer ck.release()
 	sp := spanBuffer()
-	defer putSpanBuffer(sp)
+	defer iobuf.Put(sp)
 	for i := 0; i < len(here); {
 		if err := ctx.Err(); err != nil {
 			return err

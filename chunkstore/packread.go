@@ -52,15 +52,13 @@ var readAlone atomic.Int64
 var plainPool sync.Pool
 
 // spanBuffer returns a read buffer of packReadSpan bytes plus the aligned
-// window of a direct read, for putSpanBuffer. It is of huge pages where
+// window of a direct read, given back with iobuf.Put. It is of huge pages where
 // the kernel has them (internal/iobuf): each piece of a direct read is then
 // one request to the disk, not several.
 func spanBuffer() []byte { return iobuf.Get(packReadSpan + 2*readAlign) }
 
 // spanBufferSize is the memory a span buffer holds: iobuf's units.
 const spanBufferSize = (packReadSpan + 2*readAlign + iobuf.Align - 1) &^ (iobuf.Align - 1)
-
-func putSpanBuffer(b []byte) { iobuf.Put(b) }
 
 type placed struct {
 	id ID
@@ -119,7 +117,7 @@ func (s *Store) LoadPackBlobs(ctx context.Context, pack ID, ids []ID, fn func(id
 		}
 	}()
 	sp := spanBuffer()
-	defer putSpanBuffer(sp)
+	defer iobuf.Put(sp)
 	for i := 0; i < len(here); {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -169,6 +169,7 @@ type backuper struct {
 	st    StoreReader
 	w     *chunkstore.Writer
 	opts  BackupOptions
+	cpus  int // procs.CPUs(): savers, and whether a file is cut in parallel
 	ctx   context.Context
 	fatal func(error)
 
@@ -275,7 +276,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &backuper{
-		r: r, st: r.st, w: w, opts: opts, ctx: ctx,
+		r: r, st: r.st, w: w, opts: opts, cpus: procs.CPUs(), ctx: ctx,
 		fatal:   func(err error) { cancel(err) },
 		fileSem: make(chan struct{}, opts.Files),
 		chunkQ:  make(chan *chunkJob),
@@ -298,7 +299,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)
 	defer stopWake()
 	var savers sync.WaitGroup
-	for range procs.CPUs() {
+	for range b.cpus {
 		savers.Add(1)
 		go func() { defer savers.Done(); b.saver() }()
 	}
@@ -889,7 +890,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 			// A limited backup reads serially, through its limit: the
 			// parallel cuts read whole segments ahead of it, and every
 			// byte twice.
-			if rg.end-rg.start >= 2*parSegment && procs.CPUs() > 1 && b.reading.Load() == 1 && b.opts.Limiter == nil {
+			if rg.end-rg.start >= 2*parSegment && b.cpus > 1 && b.reading.Load() == 1 && b.opts.Limiter == nil {
 				err := parallelCuts(f, &b.chunkers, rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/recall-backup/recall/internal/iobuf"
 	"golang.org/x/sys/unix"
@@ -244,7 +243,7 @@ func (r *coldReader) run(pos int64) {
 			return
 		}
 		a := pos &^ (coldAlign - 1)
-		w := alignedPiece(raw)
+		w := raw                                 // iobuf's: aligned, coldPiece long
 		need := int(min(int64(len(w)), r.end-a)) // bytes of the region in this piece
 		n, err := r.readPiece(w, need, a)
 		lo, hi := int(pos-a), min(n, need)
@@ -260,16 +259,6 @@ func (r *coldReader) run(pos int64) {
 		}
 		pos = a + int64(hi)
 	}
-}
-
-// alignedPiece returns coldPiece bytes of raw starting at an aligned
-// address.
-func alignedPiece(raw []byte) []byte {
-	skip := 0
-	if r := int(uintptr(unsafe.Pointer(unsafe.SliceData(raw))) % coldAlign); r != 0 {
-		skip = coldAlign - r
-	}
-	return raw[skip : skip+coldPiece]
 }
 
 // readPiece fills w from the file's offset a (aligned) until need bytes

@@ -18,20 +18,12 @@ import (
 // aligned buffer of this size and go to disk without the page-cache copy,
 // which otherwise costs as much CPU as chunking. The unaligned tail is
 // written through an ordinary descriptor at Commit. File systems without
-// O_DIRECT (tmpfs) get ordinary writes.
+// O_DIRECT (tmpfs before Linux 6.6) get ordinary writes. The staging
+// buffers come from internal/iobuf, of huge pages where the kernel has
+// them: a 4 MiB write from one is one request to the disk, not four or
+// five; a writer that makes many small packs (garbage collection's
+// rewrites) takes the same few again from its pool.
 const directChunk = 4 << 20
-
-// getDirectBuf returns a staging buffer, of huge pages where the kernel
-// has them (internal/iobuf): a 4 MiB write from one is one request to the
-// disk, not four or five. Freed buffers are pooled there: a writer that
-// makes many small packs (garbage collection's rewrites) takes the same
-// few again.
-func getDirectBuf() *[]byte {
-	b := iobuf.Get(directChunk)
-	return &b
-}
-
-func putDirectBuf(b *[]byte) { iobuf.Put(*b) }
 
 // Create starts a file in tmp/.
 func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.FileWriter, error) {
@@ -103,13 +95,12 @@ type fileWriter struct {
 	t       backend.FileType
 	f       *os.File   // ordinary descriptor (tail, fsync)
 	direct  *os.File   // O_DIRECT descriptor, or nil
-	buf     []byte     // aligned staging buffer being filled (direct only)
-	pooled  *[]byte    // buf as internal/iobuf handed it out
-	spare   *[]byte    // the other buffer: in flight, or free
+	buf     []byte     // staging buffer being filled (direct only; iobuf's)
+	spare   []byte     // the other buffer: in flight, or free
 	writing chan error // the write in flight, or nil
 	n       int        // bytes staged in buf
 	flushed int64      // bytes handed to direct writes
-	failed  error      // a write behind failed
+	failed  error      // a write behind, or Sync, failed: Commit must not rename
 	done    bool
 	synced  bool // Sync was called: no more writes
 }
@@ -133,10 +124,7 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	// flight is waited for only when its buffer is needed (below).
 	select {
 	case err := <-w.writing:
-		w.writing = nil
-		if err != nil {
-			w.synced = true
-			w.failed = err
+		if err := w.written(err); err != nil {
 			return 0, err
 		}
 	default:
@@ -144,8 +132,7 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.buf == nil {
 		// Taken at the first write: a file that is created and saved
 		// at once (Save) holds a buffer only while it is written.
-		w.pooled = getDirectBuf()
-		w.buf = *w.pooled
+		w.buf = iobuf.Get(directChunk)
 	}
 	total := len(p)
 	for len(p) > 0 {
@@ -169,10 +156,9 @@ func (w *fileWriter) writeBehind() {
 	w.flushed += int64(w.n)
 	w.n = 0
 	if w.spare == nil {
-		w.spare = getDirectBuf()
+		w.spare = iobuf.Get(directChunk)
 	}
-	w.pooled, w.spare = w.spare, w.pooled
-	w.buf = *w.pooled
+	w.buf, w.spare = w.spare, w.buf
 	ch := make(chan error, 1)
 	w.writing = ch
 	direct := w.direct
@@ -191,12 +177,15 @@ func (w *fileWriter) wait() error {
 	if w.writing == nil {
 		return nil
 	}
-	err := <-w.writing
+	return w.written(<-w.writing)
+}
+
+// written records the end of the write in flight, with its error. The
+// file has a hole where a write failed: nothing more may be written, and
+// Commit fails.
+func (w *fileWriter) written(err error) error {
 	w.writing = nil
 	if err != nil {
-		// The file has a hole where the write failed: nothing more
-		// may be written, and Commit fails.
-		w.synced = true
 		w.failed = err
 	}
 	return err
@@ -289,17 +278,12 @@ func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
 
 func (w *fileWriter) close() {
 	w.wait() // its error is the caller's no longer: the file is done
-	if w.spare != nil {
-		putDirectBuf(w.spare)
-		w.spare = nil
-	}
+	iobuf.Put(w.spare)
+	iobuf.Put(w.buf)
+	w.buf, w.spare = nil, nil
 	if w.direct != nil {
 		w.direct.Close()
 		w.direct = nil
-	}
-	if w.pooled != nil {
-		putDirectBuf(w.pooled)
-		w.pooled, w.buf = nil, nil
 	}
 	w.f.Close()
 }
