@@ -695,6 +695,7 @@ func (b *backuper) linkGroupFor(n *Node) (*linkGroup, bool) {
 type dirEntry struct {
 	name  string
 	isDir bool
+	isReg bool // a regular file when listed: its file may be hinted
 }
 
 func readDir(path string) ([]dirEntry, error) {
@@ -709,7 +710,7 @@ func readDir(path string) ([]dirEntry, error) {
 	}
 	out := make([]dirEntry, len(des))
 	for i, d := range des {
-		out[i] = dirEntry{name: d.Name(), isDir: d.IsDir()}
+		out[i] = dirEntry{name: d.Name(), isDir: d.IsDir(), isReg: d.Type().IsRegular()}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out, nil
@@ -766,11 +767,13 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 	if ost.Size > int64(b.st.MinChunk()) {
 		adviseSequential(f)
 	}
+	before := ost
 	for attempt := 1; ; attempt++ {
-		var before unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &before); err != nil {
-			n.skipped = true
-			return fmt.Errorf("skipped: %w", err)
+		if attempt > 1 {
+			if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+				n.skipped = true
+				return fmt.Errorf("skipped: %w", err)
+			}
 		}
 		size := before.Size
 		isDev := before.Mode&unix.S_IFMT == unix.S_IFBLK
@@ -820,6 +823,53 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 	}
 }
 
+// readSmall reads r into buf until buf is full or r ends, or until a read
+// leaves size bytes in, the size the file had at its fstat: the read that
+// would only find the end is not made (a third of a small file's reads).
+// A file that grew meanwhile is caught where its size is compared after.
+func readSmall(r io.Reader, buf []byte, size int) (int, error) {
+	got := 0
+	for got < len(buf) {
+		n, err := r.Read(buf[got:])
+		got += n
+		if err == io.EOF {
+			return got, nil
+		}
+		if err != nil {
+			return got, err
+		}
+		if got == size && size > 0 {
+			break
+		}
+	}
+	return got, nil
+}
+
+// preader reads a file from offset 0 with one pread per Read (an
+// os.File's ReadAt goes on until its buffer is full or the file ends,
+// which is the read readSmall saves).
+type preader struct {
+	fd  int
+	off int64
+}
+
+func (r *preader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Pread(r.fd, p, r.off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(p) > 0 {
+			return 0, io.EOF
+		}
+		r.off += int64(n)
+		return n, nil
+	}
+}
+
 // readContent chunks a file's data regions, recording sparse regions and
 // all-zero chunks as holes. Chunks are hashed, compressed and stored by the
 // saver goroutines while this goroutine keeps chunking.
@@ -858,8 +908,8 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 			return nil, 0, err
 		}
 		buf := cb.b[:cap(cb.b)]
-		nr, err := io.ReadFull(b.limited(io.NewSectionReader(f, 0, int64(len(buf)))), buf)
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		nr, err := readSmall(b.limited(&preader{fd: int(f.Fd())}), buf, int(size))
+		if err != nil {
 			b.bufs.put(cb)
 			return nil, 0, err
 		}

@@ -3,12 +3,14 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,7 +57,10 @@ func TestSmallFilesReadBeyondFiles(t *testing.T) {
 	}
 }
 
-func TestHintWants(t *testing.T) {
+// TestListingTypes: the listing marks regular files (the only entries
+// hinted) from the directory's types, without a stat of its own, and
+// willNeed leaves what is gone or not a file alone.
+func TestListingTypes(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -65,34 +70,46 @@ func TestHintWants(t *testing.T) {
 		return p
 	}
 	file := write("file", "some content")
-	empty := write("empty", "")
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(file, link); err != nil {
+	write("empty", "")
+	if err := os.Symlink(file, filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
 	fifo := filepath.Join(dir, "fifo")
 	if err := unix.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sub := filepath.Join(dir, "sub")
-	if err := os.Mkdir(sub, 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		name, path string
-		size       int64
-		want       bool
-	}{
-		{"regular file", file, int64(len("some content")), true},
-		{"empty file", empty, 0, false},
-		{"symlink to a file", link, 0, false},
-		{"fifo", fifo, 0, false},
-		{"directory", sub, 0, false},
-		{"gone", filepath.Join(dir, "gone"), 0, false},
-	} {
-		if size, got := wants(c.path); got != c.want || size != c.size {
-			t.Errorf("%s: wants %d, %v; want %d, %v", c.name, size, got, c.size, c.want)
+	ents, err := readDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]bool{ // isDir, isReg
+		"empty": {false, true}, "fifo": {false, false}, "file": {false, true},
+		"link": {false, false}, "sub": {true, false},
+	}
+	if len(ents) != len(want) {
+		t.Fatalf("%d entries, want %d", len(ents), len(want))
+	}
+	for _, e := range ents {
+		if w := want[e.name]; e.isDir != w[0] || e.isReg != w[1] {
+			t.Errorf("%s: isDir %v isReg %v, want %v %v", e.name, e.isDir, e.isReg, w[0], w[1])
 		}
+	}
+	// Neither blocks nor fails: a FIFO (no writer) and a name that is gone.
+	h := &hinter{}
+	done := make(chan struct{})
+	go func() {
+		h.willNeed(fifo)
+		h.willNeed(filepath.Join(dir, "gone"))
+		h.willNeed(file)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("willNeed blocked on a FIFO")
 	}
 }
 
@@ -102,7 +119,7 @@ func TestHintWants(t *testing.T) {
 func TestDirHintsWindow(t *testing.T) {
 	var ents []dirEntry
 	for i := 0; i < 3*hintWindow; i++ {
-		ents = append(ents, dirEntry{name: fmt.Sprintf("e%04d", i), isDir: i%5 == 0})
+		ents = append(ents, dirEntry{name: fmt.Sprintf("e%04d", i), isDir: i%5 == 0, isReg: i%5 != 0})
 	}
 	excl := Exclude{Patterns: []string{"sub/e*3"}} // e0003, e0013, ...: every tenth
 	ex, err := excl.compile()
@@ -238,4 +255,51 @@ func TestChangedWhileReadCold(t *testing.T) {
 	if got := ts.content(p, "big"); !bytes.Equal(got, want) {
 		t.Errorf("re-read content: %d bytes, want %d", len(got), len(want))
 	}
+}
+
+// TestReadSmall: a small file's read stops at its known size without
+// another read for the end, reads on past it if the file grew, and
+// returns what there is if it shrank.
+func TestReadSmall(t *testing.T) {
+	data := []byte("0123456789abcdef")
+	for _, c := range []struct {
+		name      string
+		content   []byte
+		buf, size int
+		want      int
+		reads     int
+	}{
+		{"as stat said", data[:10], 16, 10, 10, 1},
+		{"grew", data[:14], 16, 10, 14, 2},
+		{"shrank", data[:6], 16, 10, 6, 2},
+		{"fills the buffer", data, 16, 16, 16, 1},
+		{"more than the buffer", data, 8, 8, 8, 1},
+		{"stat said empty", data[:5], 16, 0, 5, 2},
+	} {
+		r := &countingReader{r: bytes.NewReader(c.content), max: 4096}
+		n, err := readSmall(r, make([]byte, c.buf), c.size)
+		if err != nil || n != c.want || r.n != c.reads {
+			t.Errorf("%s: %d bytes in %d reads (%v), want %d in %d", c.name, n, r.n, err, c.want, c.reads)
+		}
+	}
+	// A reader that hands out a few bytes at a time is read to the size.
+	r := &countingReader{r: bytes.NewReader(data[:10]), max: 3}
+	if n, err := readSmall(r, make([]byte, 16), 10); n != 10 || err != nil || r.n != 4 {
+		t.Errorf("in pieces: %d bytes in %d reads (%v)", n, r.n, err)
+	}
+	boom := errors.New("boom")
+	if _, err := readSmall(iotest.ErrReader(boom), make([]byte, 16), 10); err != boom {
+		t.Errorf("error: %v", err)
+	}
+}
+
+type countingReader struct {
+	r   io.Reader
+	max int
+	n   int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.n++
+	return c.r.Read(p[:min(len(p), c.max)])
 }
