@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -175,6 +176,7 @@ type backuper struct {
 
 	fileSem  chan struct{}
 	smallSem chan struct{} // files read in one piece (readahead.go)
+	walkers  chan struct{} // directories walked beside the walk that found them
 	hints    *hinter       // readahead.go; nil: no hints
 	chunkQ   chan *chunkJob
 	bufs     *budget
@@ -188,9 +190,8 @@ type backuper struct {
 	fsTypes *mountTable
 	store   devIno // the store's directory, never backed up into itself
 
-	hlMu      sync.Mutex
-	links     map[devIno]*linkGroup
-	nextGroup uint64
+	hlMu  sync.Mutex
+	links map[devIno]*linkGroup
 
 	files, dirs, others, bytes, nUnchanged atomic.Int64
 
@@ -207,6 +208,10 @@ type chunkJob struct {
 	wg  *sync.WaitGroup
 	err *atomic.Pointer[error]
 }
+
+// saversPerCPU: savers hash and compress (CPU work), and also wait: for
+// a zstd encoder, the writer's lock, a pack buffer, the write behind.
+var saversPerCPU = 2
 
 // chunkBudget bounds the chunk bytes a backup holds in flight.
 const chunkBudget = 32 << 20
@@ -286,6 +291,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 		fsTypes: fsTypes,
 	}
 	b.smallSem = make(chan struct{}, smallSlotsPerFile*opts.Files)
+	b.walkers = make(chan struct{}, opts.Files-1)
 	for _, f := range opts.Flagged {
 		b.warn(f.Path, errors.New(f.Error))
 	}
@@ -299,7 +305,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)
 	defer stopWake()
 	var savers sync.WaitGroup
-	for range b.cpus {
+	for range saversPerCPU * b.cpus {
 		savers.Add(1)
 		go func() { defer savers.Done(); b.saver() }()
 	}
@@ -546,16 +552,10 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 				subs = append(subs, sub{n, b.emptyTree()})
 				break
 			}
-			var ptree *Tree
-			if prev != nil && prev.Type == TypeDir {
-				ptree, _ = b.r.LoadTree(prev.Subtree)
-			}
-			f := b.saveDir(cpath, crel, ptree, st.Dev)
-			if f.openErr != nil && isSkippable(f.openErr) {
-				b.warn(crel, fmt.Errorf("skipped: %w", f.openErr))
+			f := b.subDir(cpath, crel, prev, st.Dev)
+			if f == nil {
 				continue
 			}
-			b.dirs.Add(1)
 			subs = append(subs, sub{n, f})
 		case TypeSymlink:
 			target, err := os.Readlink(cpath)
@@ -642,6 +642,55 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 	return fut
 }
 
+// subDir walks the subdirectory at path (rel in the backup; prev is its
+// node in the parent point, or nil), beside the walk that found it when a
+// walker is free, else in it. It returns nil for a directory skipped
+// because it cannot be listed (warned about). A directory walked beside
+// that cannot be listed is warned about the same way, and its future
+// ends with the skippable error, which drops its node.
+//
+// Why beside: the walk waits for a free read slot at every file, so a
+// single walk reaches the second of two sibling directories only when it
+// has handed out the first one's files. On the bench set, a directory of
+// 20,000 small files (the disk's work) came before one of large text
+// files (the CPUs' work): those were compressed at the end, on their own,
+// while earlier the disk was busy and the CPUs partly idle. With the
+// large ones walked first the cold backup took 5.95-6.61 s against
+// 6.86-7.19 s. Up to BackupOptions.Files-1 walks run beside the first;
+// with Files 1 the walk is one, in order.
+func (b *backuper) subDir(path, rel string, prev *Node, dev uint64) *dirFuture {
+	walk := func() *dirFuture {
+		var ptree *Tree
+		if prev != nil && prev.Type == TypeDir {
+			ptree, _ = b.r.LoadTree(prev.Subtree)
+		}
+		f := b.saveDir(path, rel, ptree, dev)
+		if f.openErr != nil && isSkippable(f.openErr) {
+			b.warn(rel, fmt.Errorf("skipped: %w", f.openErr))
+		} else {
+			b.dirs.Add(1)
+		}
+		return f
+	}
+	select {
+	case b.walkers <- struct{}{}:
+	default:
+		if f := walk(); f.openErr == nil || !isSkippable(f.openErr) {
+			return f
+		}
+		return nil
+	}
+	fut := &dirFuture{done: make(chan struct{})}
+	go func() {
+		defer close(fut.done)
+		f := walk() // returns once the directory is walked; its files may still be read
+		<-b.walkers
+		<-f.done
+		fut.id, fut.err = f.id, f.err
+	}()
+	return fut
+}
+
 // crossMount decides whether the walk enters the mount point (or other
 // file system boundary: a btrfs subvolume) at path, and records why not.
 // Pseudo file systems and recovery trees are never entered; they are
@@ -683,11 +732,23 @@ func (b *backuper) linkGroupFor(n *Node) (*linkGroup, bool) {
 		n.LinkGroup = g.id
 		return g, false
 	}
-	b.nextGroup++
-	g := &linkGroup{id: b.nextGroup, leader: n, done: make(chan struct{})}
+	g := &linkGroup{id: linkGroupID(k), leader: n, done: make(chan struct{})}
 	n.LinkGroup = g.id
 	b.links[k] = g
 	return g, true
+}
+
+// linkGroupID names the hard-link group of the file k within a point: a
+// hash of its device and inode, so that the ids do not depend on which
+// walk met the group first (directories are walked in parallel) and an
+// unchanged tree gets the same tree blobs again. Never 0 (no group).
+func linkGroupID(k devIno) uint64 {
+	h := fnv.New64a()
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], k.dev)
+	binary.LittleEndian.PutUint64(b[8:], k.ino)
+	h.Write(b[:])
+	return h.Sum64() | 1
 }
 
 // dirEntry is one name of a listed directory; isDir comes from the
