@@ -242,6 +242,10 @@ func (w *fileWriter) sync() error {
 		w.flushed += int64(w.n)
 		w.n = 0
 	}
+	// Nothing more is written: the buffers go back before the fsync,
+	// which can take long, so a pack being finished holds none (a
+	// backup finishes up to two while filling the next).
+	w.putBuffers()
 	if err := fault(StepSync, w.f.Name(), ""); err != nil {
 		return err
 	}
@@ -278,14 +282,19 @@ func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
 
 func (w *fileWriter) close() {
 	w.wait() // its error is the caller's no longer: the file is done
-	iobuf.Put(w.spare)
-	iobuf.Put(w.buf)
-	w.buf, w.spare = nil, nil
+	w.putBuffers()
 	if w.direct != nil {
 		w.direct.Close()
 		w.direct = nil
 	}
 	w.f.Close()
+}
+
+// putBuffers gives the staging buffers back; there is no write in flight.
+func (w *fileWriter) putBuffers() {
+	iobuf.Put(w.spare)
+	iobuf.Put(w.buf)
+	w.buf, w.spare = nil, nil
 }
 
 // Abort removes the temp file.
