@@ -17,21 +17,33 @@
 // (better in three pairs of six, even in the rest). Restores, whose
 // readers are few and mostly wait for the disk, showed no difference and
 // are left as they are.
+//
+// A tighter garbage collector while a backup runs. A backup's heap is
+// mostly chunk buffers it keeps for reuse, without pointers, so a
+// collection costs little: at GOGC 10 instead of 25 the bench set took
+// 35 collections instead of 15, under 1% of its CPU time either way, and
+// its peak RSS fell by about 15 MiB (138-150 MiB against 156-172 MiB,
+// warm, three runs each). A GOGC set in the environment is left alone.
 package procs
 
 import (
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 )
 
 // procsFactor is how many Ps a backup runs with per CPU.
 const procsFactor = 2
 
+// backupGCPercent is the GOGC a backup runs with.
+const backupGCPercent = 10
+
 var procs struct {
 	sync.Mutex
-	n    int // backups running with raised Ps
+	n    int // backups running
 	base int // GOMAXPROCS before the first of them raised it
+	gc   int // the GC percent before the first of them lowered it, or -2: left alone
 }
 
 // Raise raises GOMAXPROCS for a backup; the returned function (safe to
@@ -42,13 +54,17 @@ var procs struct {
 // in code; when the last one ends, GOMAXPROCS goes back to the runtime's
 // default, not to a value some other code had set.
 func Raise() (done func()) {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return func() {}
-	}
+	setProcs := os.Getenv("GOMAXPROCS") == ""
 	procs.Lock()
 	if procs.n == 0 {
 		procs.base = runtime.GOMAXPROCS(0)
-		runtime.GOMAXPROCS(procsFactor * procs.base)
+		if setProcs {
+			runtime.GOMAXPROCS(procsFactor * procs.base)
+		}
+		procs.gc = -2
+		if os.Getenv("GOGC") == "" {
+			procs.gc = debug.SetGCPercent(backupGCPercent)
+		}
 	}
 	procs.n++
 	procs.Unlock()
@@ -59,7 +75,12 @@ func Raise() (done func()) {
 			defer procs.Unlock()
 			procs.n--
 			if procs.n == 0 {
-				runtime.SetDefaultGOMAXPROCS()
+				if setProcs {
+					runtime.SetDefaultGOMAXPROCS()
+				}
+				if procs.gc != -2 {
+					debug.SetGCPercent(procs.gc)
+				}
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package procs
 import (
 	"os"
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -43,5 +44,31 @@ func TestRaise(t *testing.T) {
 	}
 	if got := CPUs(); got != base {
 		t.Fatalf("both ended: CPUs() %d, want %d", got, base)
+	}
+}
+
+// TestRaiseGC: while backups run the collector runs at backupGCPercent,
+// and the percent set before comes back when the last one ends; a GOGC
+// from the environment is left alone.
+func TestRaiseGC(t *testing.T) {
+	gcPercent := func() int { p := debug.SetGCPercent(0); debug.SetGCPercent(p); return p }
+	old := debug.SetGCPercent(37)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	want := backupGCPercent
+	if os.Getenv("GOGC") != "" {
+		want = 37
+	}
+	done1 := Raise()
+	done2 := Raise()
+	if got := gcPercent(); got != want {
+		t.Fatalf("during backups: GC percent %d, want %d", got, want)
+	}
+	done1()
+	if got := gcPercent(); got != want {
+		t.Fatalf("one of two ended: GC percent %d, want %d", got, want)
+	}
+	done2()
+	if got := gcPercent(); got != 37 {
+		t.Fatalf("both ended: GC percent %d, want 37", got)
 	}
 }
