@@ -43,7 +43,9 @@ type BackupOptions struct {
 	Now    func() time.Time // clock; nil = time.Now
 	// Files is how many files larger than one chunk are read at once
 	// (0: 4); files of one chunk are read 8x as many at once, since they
-	// wait on the disk, not on a CPU (readahead.go).
+	// wait on the disk, not on a CPU (readahead.go). It is also how many
+	// directories are walked at once (subDir); with 1 the walk is one, in
+	// order.
 	Files int
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)

@@ -61,7 +61,7 @@ func init() {
 			&cli.DurationFlag{Name: "settle", Usage: "with --source and no PATH: take the image as finished after `SPAN` without writes, for this run (default: the source's settle time)"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the new point as JSON lines (see the README)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "how long to wait for another backup of this store to finish"},
-			&cli.IntFlag{Name: "files", Value: 4, Usage: "large files read at once (files of one chunk or less get 8 times as many slots of their own)"},
+			&cli.IntFlag{Name: "files", Value: 4, Usage: "large files read at once (files of one chunk or less get 8 times as many slots of their own), and directories walked at once"},
 			&cli.BoolFlag{Name: "one-file-system", Aliases: []string{"x"}, Usage: "stay on PATH's file system: other mount points are kept as empty directories"},
 			&cli.GenericFlag{Name: "exclude", Value: &repeated{}, Usage: "leave out what matches `PATTERN` (gitignore-style, '**' allowed; repeatable)"},
 			&cli.GenericFlag{Name: "exclude-file", Value: &repeated{}, Usage: "read exclude patterns from `FILE`, one a line, '#' comments (repeatable)"},
