@@ -192,8 +192,9 @@ type backuper struct {
 	fsTypes *mountTable
 	store   devIno // the store's directory, never backed up into itself
 
-	hlMu  sync.Mutex
-	links map[devIno]*linkGroup
+	hlMu    sync.Mutex
+	links   map[devIno]*linkGroup
+	linkIDs map[uint64]bool // the ids links holds: two groups never share one
 
 	files, dirs, others, bytes, nUnchanged atomic.Int64
 
@@ -289,6 +290,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 		chunkQ:  make(chan *chunkJob),
 		bufs:    newBudget(chunkBudget),
 		links:   map[devIno]*linkGroup{},
+		linkIDs: map[uint64]bool{},
 		ex:      ex,
 		fsTypes: fsTypes,
 	}
@@ -734,7 +736,12 @@ func (b *backuper) linkGroupFor(n *Node) (*linkGroup, bool) {
 		n.LinkGroup = g.id
 		return g, false
 	}
-	g := &linkGroup{id: linkGroupID(k), leader: n, done: make(chan struct{})}
+	id := linkGroupID(k)
+	for b.linkIDs[id] {
+		id += 2 // another group's hash: the next odd id (never 0)
+	}
+	b.linkIDs[id] = true
+	g := &linkGroup{id: id, leader: n, done: make(chan struct{})}
 	n.LinkGroup = g.id
 	b.links[k] = g
 	return g, true
@@ -743,7 +750,9 @@ func (b *backuper) linkGroupFor(n *Node) (*linkGroup, bool) {
 // linkGroupID names the hard-link group of the file k within a point: a
 // hash of its device and inode, so that the ids do not depend on which
 // walk met the group first (directories are walked in parallel) and an
-// unchanged tree gets the same tree blobs again. Never 0 (no group).
+// unchanged tree gets the same tree blobs again. Never 0 (no group). Two
+// groups of one point whose hashes collide get different ids
+// (linkGroupFor); only then do the ids depend on the order.
 func linkGroupID(k devIno) uint64 {
 	h := fnv.New64a()
 	var b [16]byte
@@ -846,7 +855,7 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 				return fmt.Errorf("skipped: size of device: %w", err)
 			}
 		}
-		ext, read, err := b.readContent(f, size, isDev)
+		ext, read, err := b.readContent(f, size, isDev, sizeTrusted(b.fsTypes.fsType(path, before.Dev)))
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return context.Cause(b.ctx)
@@ -908,6 +917,19 @@ func readSmall(r io.Reader, buf []byte, size int) (int, error) {
 	return got, nil
 }
 
+// sizeTrusted reports whether a file system of type typ (mountinfo's
+// name) always has as many bytes in a regular file as its st_size says,
+// so that readSmall may stop there: local disk and memory file systems.
+// FUSE and network file systems, and pseudo files (a size of 4096 for any
+// content), may say otherwise; their small files are read to the end.
+func sizeTrusted(typ string) bool {
+	switch typ {
+	case "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "f2fs", "zfs", "jfs", "reiserfs", "bcachefs", "nilfs2":
+		return true
+	}
+	return false
+}
+
 // preader reads a file from offset 0 with one pread per Read (an
 // os.File's ReadAt goes on until its buffer is full or the file ends,
 // which is the read readSmall saves).
@@ -936,7 +958,7 @@ func (r *preader) Read(p []byte) (int, error) {
 // readContent chunks a file's data regions, recording sparse regions and
 // all-zero chunks as holes. Chunks are hashed, compressed and stored by the
 // saver goroutines while this goroutine keeps chunking.
-func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, int64, error) {
+func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([]Extent, int64, error) {
 	b.reading.Add(1)
 	defer b.reading.Add(-1)
 	var exts []*Extent
@@ -971,7 +993,11 @@ func (b *backuper) readContent(f *os.File, size int64, isDev bool) ([]Extent, in
 			return nil, 0, err
 		}
 		buf := cb.b[:cap(cb.b)]
-		nr, err := readSmall(b.limited(&preader{fd: int(f.Fd())}), buf, int(size))
+		stopAt := 0 // read to the end
+		if trustSize {
+			stopAt = int(size)
+		}
+		nr, err := readSmall(b.limited(&preader{fd: int(f.Fd())}), buf, stopAt)
 		if err != nil {
 			b.bufs.put(cb)
 			return nil, 0, err

@@ -109,3 +109,25 @@ func TestParallelWalkHardLinks(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkGroupIDCollision: a group whose hash another group of the point
+// already has gets the next odd id, and its members all get that one.
+func TestLinkGroupIDCollision(t *testing.T) {
+	b := &backuper{links: map[devIno]*linkGroup{}, linkIDs: map[uint64]bool{}}
+	k := devIno{dev: 7, ino: 42}
+	taken := linkGroupID(k)
+	b.linkIDs[taken] = true // as if another inode had hashed to it
+	first := &Node{Dev: 7, Inode: 42}
+	g, leader := b.linkGroupFor(first)
+	if !leader || g.id != taken+2 || first.LinkGroup != g.id {
+		t.Fatalf("leader %v, id %d (node %d), want a leader with %d", leader, g.id, first.LinkGroup, taken+2)
+	}
+	second := &Node{Dev: 7, Inode: 42}
+	if g2, leader := b.linkGroupFor(second); leader || g2 != g || second.LinkGroup != g.id {
+		t.Fatalf("the second link: leader %v, id %d", leader, second.LinkGroup)
+	}
+	other := &Node{Dev: 7, Inode: 43}
+	if g3, _ := b.linkGroupFor(other); g3.id == g.id || g3.id == 0 || g3.id%2 == 0 {
+		t.Fatalf("another inode: id %d", g3.id)
+	}
+}

@@ -92,13 +92,27 @@ func (h *hinter) stop() {
 	h.wg.Wait()
 }
 
+// wants reports whether path names a file the backup will read: a
+// regular file, not empty. Lstat, not open: opening a device can have
+// effects (a tape drive rewinds), and the listing's type is not enough,
+// since it names the entry under a mount, not a device or pseudo-file
+// bind-mounted over it.
+func wants(path string) (size int64, ok bool) {
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
+		return 0, false
+	}
+	return st.Size, true
+}
+
 // willNeed hints the start of the file at path, which the listing gave as
-// a regular file. No lstat first: the type is the listing's (d_type, or
-// Go's own lstat where the file system leaves it out), a hint past the end
-// of a file stops at its end, and an entry replaced since by a FIFO is
-// opened without blocking (O_NONBLOCK), by a symlink not followed. Three
-// system calls a file, where a small file's backup takes about ten.
+// a regular file (entries it gave as anything else are not hinted: no
+// system call at all for them).
 func (h *hinter) willNeed(path string) {
+	size, ok := wants(path)
+	if !ok {
+		return
+	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err == unix.EPERM {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -106,7 +120,7 @@ func (h *hinter) willNeed(path string) {
 	if err != nil {
 		return
 	}
-	_ = unix.Fadvise(fd, 0, hintBytes, unix.FADV_WILLNEED)
+	_ = unix.Fadvise(fd, 0, min(size, hintBytes), unix.FADV_WILLNEED)
 	unix.Close(fd)
 }
 

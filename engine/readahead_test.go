@@ -113,6 +113,47 @@ func TestListingTypes(t *testing.T) {
 	}
 }
 
+func TestHintWants(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	file := write("file", "some content")
+	empty := write("empty", "")
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, path string
+		size       int64
+		want       bool
+	}{
+		{"regular file", file, int64(len("some content")), true},
+		{"empty file", empty, 0, false},
+		{"symlink to a file", link, 0, false},
+		{"fifo", fifo, 0, false},
+		{"directory", sub, 0, false},
+		{"gone", filepath.Join(dir, "gone"), 0, false},
+	} {
+		if size, got := wants(c.path); got != c.want || size != c.size {
+			t.Errorf("%s: wants %d, %v; want %d, %v", c.name, size, got, c.size, c.want)
+		}
+	}
+}
+
 // upTo hints the files (not the directories, not what is excluded) of a
 // listing up to hintWindow entries past the walk, each once, in order; a
 // directory the parent point has gets none.

@@ -44,6 +44,8 @@ var procs struct {
 	n    int // backups running
 	base int // GOMAXPROCS before the first of them raised it
 	gc   int // the GC percent before the first of them lowered it, or -2: left alone
+
+	setProcs bool // the first of them raised GOMAXPROCS (none was set in the environment)
 }
 
 // Raise raises GOMAXPROCS for a backup; the returned function (safe to
@@ -54,16 +56,22 @@ var procs struct {
 // in code; when the last one ends, GOMAXPROCS goes back to the runtime's
 // default, not to a value some other code had set.
 func Raise() (done func()) {
-	setProcs := os.Getenv("GOMAXPROCS") == ""
 	procs.Lock()
 	if procs.n == 0 {
 		procs.base = runtime.GOMAXPROCS(0)
-		if setProcs {
+		procs.setProcs = os.Getenv("GOMAXPROCS") == ""
+		if procs.setProcs {
 			runtime.GOMAXPROCS(procsFactor * procs.base)
 		}
 		procs.gc = -2
 		if os.Getenv("GOGC") == "" {
-			procs.gc = debug.SetGCPercent(backupGCPercent)
+			// A collector turned off in code (GC percent -1, with a
+			// memory limit) is left off.
+			if old := debug.SetGCPercent(backupGCPercent); old >= 0 {
+				procs.gc = old
+			} else {
+				debug.SetGCPercent(old)
+			}
 		}
 	}
 	procs.n++
@@ -75,7 +83,7 @@ func Raise() (done func()) {
 			defer procs.Unlock()
 			procs.n--
 			if procs.n == 0 {
-				if setProcs {
+				if procs.setProcs {
 					runtime.SetDefaultGOMAXPROCS()
 				}
 				if procs.gc != -2 {

@@ -72,3 +72,19 @@ func TestRaiseGC(t *testing.T) {
 		t.Fatalf("both ended: GC percent %d, want 37", got)
 	}
 }
+
+// TestRaiseGCOff: a collector turned off in code stays off (with GOGC set
+// in the environment Raise leaves it alone anyway).
+func TestRaiseGCOff(t *testing.T) {
+	gcPercent := func() int { p := debug.SetGCPercent(0); debug.SetGCPercent(p); return p }
+	old := debug.SetGCPercent(-1)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	done := Raise()
+	if got := gcPercent(); got != -1 {
+		t.Fatalf("during a backup: GC percent %d, want -1 (off)", got)
+	}
+	done()
+	if got := gcPercent(); got != -1 {
+		t.Fatalf("after: GC percent %d, want -1 (off)", got)
+	}
+}
