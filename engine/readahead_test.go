@@ -57,63 +57,11 @@ func TestSmallFilesReadBeyondFiles(t *testing.T) {
 	}
 }
 
-// TestListingTypes: the listing marks regular files (the only entries
-// hinted) from the directory's types, without a stat of its own, and
-// willNeed leaves what is gone or not a file alone.
-func TestListingTypes(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	file := write("file", "some content")
-	write("empty", "")
-	if err := os.Symlink(file, filepath.Join(dir, "link")); err != nil {
-		t.Fatal(err)
-	}
-	fifo := filepath.Join(dir, "fifo")
-	if err := unix.Mkfifo(fifo, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := readDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string][2]bool{ // isDir, isReg
-		"empty": {false, true}, "fifo": {false, false}, "file": {false, true},
-		"link": {false, false}, "sub": {true, false},
-	}
-	if len(ents) != len(want) {
-		t.Fatalf("%d entries, want %d", len(ents), len(want))
-	}
-	for _, e := range ents {
-		if w := want[e.name]; e.isDir != w[0] || e.isReg != w[1] {
-			t.Errorf("%s: isDir %v isReg %v, want %v %v", e.name, e.isDir, e.isReg, w[0], w[1])
-		}
-	}
-	// Neither blocks nor fails: a FIFO (no writer) and a name that is gone.
-	h := &hinter{}
-	done := make(chan struct{})
-	go func() {
-		h.willNeed(fifo)
-		h.willNeed(filepath.Join(dir, "gone"))
-		h.willNeed(file)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("willNeed blocked on a FIFO")
-	}
-}
-
-func TestHintWants(t *testing.T) {
+// TestEntryTypes: the listing marks regular files (the only entries
+// hinted) from the directory's types; wants, which a hint asks before it
+// opens anything, takes regular files that are not empty; and willNeed
+// neither blocks nor fails on a FIFO (no writer) or a name that is gone.
+func TestEntryTypes(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -136,6 +84,24 @@ func TestHintWants(t *testing.T) {
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
+
+	ents, err := readDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantType := map[string][2]bool{ // isDir, isReg
+		"empty": {false, true}, "fifo": {false, false}, "file": {false, true},
+		"link": {false, false}, "sub": {true, false},
+	}
+	if len(ents) != len(wantType) {
+		t.Fatalf("%d entries, want %d", len(ents), len(wantType))
+	}
+	for _, e := range ents {
+		if w := wantType[e.name]; e.isDir != w[0] || e.isReg != w[1] {
+			t.Errorf("%s: isDir %v isReg %v, want %v %v", e.name, e.isDir, e.isReg, w[0], w[1])
+		}
+	}
+
 	for _, c := range []struct {
 		name, path string
 		size       int64
@@ -151,6 +117,20 @@ func TestHintWants(t *testing.T) {
 		if size, got := wants(c.path); got != c.want || size != c.size {
 			t.Errorf("%s: wants %d, %v; want %d, %v", c.name, size, got, c.size, c.want)
 		}
+	}
+
+	h := &hinter{}
+	done := make(chan struct{})
+	go func() {
+		h.willNeed(fifo)
+		h.willNeed(filepath.Join(dir, "gone"))
+		h.willNeed(file)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("willNeed blocked on a FIFO")
 	}
 }
 
