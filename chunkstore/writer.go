@@ -174,8 +174,8 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 
 // newZstdEncoder returns the encoder for blobs: zstd's fastest level, which
 // on text still compresses ~3x and is the cheapest zstd there is. One
-// encoder per CPU (internal/procs), as a backup compresses on one saver per
-// CPU; each keeps a history of twice the window.
+// encoder per CPU (internal/procs): a backup's savers (two per CPU) take
+// turns at them; each keeps a history of twice the window.
 func newZstdEncoder() *zstd.Encoder {
 	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(procs.CPUs()), zstd.WithZeroFrames(true), zstd.WithWindowSize(zstdWindow))
 	return e

@@ -214,7 +214,7 @@ type chunkJob struct {
 
 // saversPerCPU: savers hash and compress (CPU work), and also wait: for
 // a zstd encoder, the writer's lock, a pack buffer, the write behind.
-var saversPerCPU = 2
+const saversPerCPU = 2
 
 // chunkBudget bounds the chunk bytes a backup holds in flight.
 const chunkBudget = 32 << 20
@@ -663,23 +663,25 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 // 6.86-7.19 s. Up to BackupOptions.Files-1 walks run beside the first;
 // with Files 1 the walk is one, in order.
 func (b *backuper) subDir(path, rel string, prev *Node, dev uint64) *dirFuture {
-	walk := func() *dirFuture {
+	// walk walks the directory; ok is false when it could not be listed
+	// and is skipped (warned about).
+	walk := func() (f *dirFuture, ok bool) {
 		var ptree *Tree
 		if prev != nil && prev.Type == TypeDir {
 			ptree, _ = b.r.LoadTree(prev.Subtree)
 		}
-		f := b.saveDir(path, rel, ptree, dev)
+		f = b.saveDir(path, rel, ptree, dev)
 		if f.openErr != nil && isSkippable(f.openErr) {
 			b.warn(rel, fmt.Errorf("skipped: %w", f.openErr))
-		} else {
-			b.dirs.Add(1)
+			return f, false
 		}
-		return f
+		b.dirs.Add(1)
+		return f, true
 	}
 	select {
 	case b.walkers <- struct{}{}:
 	default:
-		if f := walk(); f.openErr == nil || !isSkippable(f.openErr) {
+		if f, ok := walk(); ok {
 			return f
 		}
 		return nil
@@ -687,7 +689,7 @@ func (b *backuper) subDir(path, rel string, prev *Node, dev uint64) *dirFuture {
 	fut := &dirFuture{done: make(chan struct{})}
 	go func() {
 		defer close(fut.done)
-		f := walk() // returns once the directory is walked; its files may still be read
+		f, _ := walk() // returns once the directory is walked; its files may still be read
 		<-b.walkers
 		<-f.done
 		fut.id, fut.err = f.id, f.err
@@ -855,7 +857,9 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 				return fmt.Errorf("skipped: size of device: %w", err)
 			}
 		}
-		ext, read, err := b.readContent(f, size, isDev, sizeTrusted(b.fsTypes.fsType(path, before.Dev)))
+		// Only a file read in one piece asks its file system's type.
+		oneRead := !isDev && size <= int64(b.st.MinChunk())
+		ext, read, err := b.readContent(f, size, isDev, oneRead && sizeTrusted(b.fsTypes.fsType(path, before.Dev)))
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return context.Cause(b.ctx)

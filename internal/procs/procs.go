@@ -43,9 +43,10 @@ var procs struct {
 	sync.Mutex
 	n    int // backups running
 	base int // GOMAXPROCS before the first of them raised it
-	gc   int // the GC percent before the first of them lowered it, or -2: left alone
+	gc   int // the GC percent before the first of them lowered it
 
 	setProcs bool // the first of them raised GOMAXPROCS (none was set in the environment)
+	setGC    bool // the first of them lowered the GC percent (to restore to gc)
 }
 
 // Raise raises GOMAXPROCS for a backup; the returned function (safe to
@@ -63,14 +64,13 @@ func Raise() (done func()) {
 		if procs.setProcs {
 			runtime.GOMAXPROCS(procsFactor * procs.base)
 		}
-		procs.gc = -2
+		procs.setGC = false
 		if os.Getenv("GOGC") == "" {
 			// A collector turned off in code (GC percent -1, with a
 			// memory limit) is left off.
-			if old := debug.SetGCPercent(backupGCPercent); old >= 0 {
-				procs.gc = old
-			} else {
-				debug.SetGCPercent(old)
+			procs.gc = debug.SetGCPercent(backupGCPercent)
+			if procs.setGC = procs.gc >= 0; !procs.setGC {
+				debug.SetGCPercent(procs.gc)
 			}
 		}
 	}
@@ -86,7 +86,7 @@ func Raise() (done func()) {
 				if procs.setProcs {
 					runtime.SetDefaultGOMAXPROCS()
 				}
-				if procs.gc != -2 {
+				if procs.setGC {
 					debug.SetGCPercent(procs.gc)
 				}
 			}
