@@ -303,9 +303,14 @@ func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err err
 		if err == nil {
 			err = pwriteFull(fd, data, e.off)
 		}
-		if err != nil {
+		switch {
+		case rs.stopFull(of.path, err):
+			// The restore stops; the file is not restored.
+			rs.skip(of.rel, fmt.Errorf("write: %w", err))
+		case err != nil:
 			rs.markDamaged(of.rel, fmt.Errorf("write: %w", err))
-		} else {
+		default:
+			of.wrote.Add(1)
 			rs.bytes.Add(int64(len(data)))
 			rs.opts.Progress.addBytes(int64(len(data)))
 		}

@@ -130,6 +130,19 @@ func (p *Progress) fileDone(path string) {
 	}
 }
 
+// fileDropped takes a file off the current list without counting it
+// done: a restore stopped before it was written whole, and removed it.
+func (p *Progress) fileDropped(path string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	if i := slices.Index(p.current, path); i >= 0 {
+		p.current = slices.Delete(p.current, i, i+1)
+	}
+	p.mu.Unlock()
+}
+
 // startScan counts the totals of a backup of abs (whose stat is st) in its
 // own goroutine and returns the function that stops it and waits. The
 // scan decides as saveDir does what the backup reads: the same exclusions,

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/dustin/go-humanize"
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/internal/procs"
 	"golang.org/x/sys/unix"
@@ -50,6 +51,28 @@ var ErrDamaged = errors.New("damaged data")
 // ErrTargetNotEmpty: the restore target has content and --overwrite was not given.
 var ErrTargetNotEmpty = errors.New("restore target is not empty")
 
+// TargetFullError stops a restore whose target's file system has no
+// space (or quota) left: the first create, allocation or write that
+// failed for it. What was restored before stays.
+type TargetFullError struct {
+	Target   string // the restore's target
+	Path     string // the entry that did not fit
+	Restored int64  // bytes written before the restore stopped
+	Err      error  // ENOSPC or EDQUOT, as the system call gave it
+}
+
+func (e *TargetFullError) Error() string {
+	return fmt.Sprintf("restore target %s is full: %s: %v after %s restored: free space there, restore into a larger file system, or restore part of the point (--path)",
+		e.Target, e.Path, e.Err, humanize.IBytes(uint64(max(e.Restored, 0))))
+}
+
+func (e *TargetFullError) Unwrap() error { return e.Err }
+
+// noSpace reports whether err says the target's file system is full.
+func noSpace(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}
+
 type restorer struct {
 	r       *Reader
 	opts    RestoreOptions
@@ -69,6 +92,9 @@ type restorer struct {
 	// createErr: a file createLate could not create; it stops the
 	// restore as the walk's own failed creates do.
 	createErr error
+	// stop cancels ctx, with the cause run returns: a full target
+	// (stopFull).
+	stop context.CancelCauseFunc
 
 	// cleanXattrs: restored entries may carry attributes they did not
 	// have (a default ACL inherited from a directory that existed before
@@ -108,10 +134,11 @@ type openFile struct {
 	// A file the walk does not create is created by whoever comes first
 	// (restore_create.go).
 	late    bool
-	size    int64 // to truncate to after the create (it ends in a hole), or 0
-	stored  int   // its stored extents
-	modeSet bool  // created with its final mode (createMode)
-	held    bool  // fd counts against holdMax
+	size    int64        // to truncate to after the create (it ends in a hole), or 0
+	stored  int          // its stored extents
+	wrote   atomic.Int64 // stored extents written
+	modeSet bool         // created with its final mode (createMode)
+	held    bool         // fd counts against holdMax
 	// mu guards the create of a late file: created (or it failed), and
 	// fd, dev and ino as the create left them.
 	mu      sync.Mutex
@@ -151,7 +178,9 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		}
 	}
 	euid := uint32(os.Geteuid())
-	rs := &restorer{r: r, opts: opts, ctx: ctx, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	rs := &restorer{r: r, opts: opts, ctx: ctx, stop: stop, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
 		damaged: map[string]bool{}, links: map[uint64]*linkLeader{}, leaders: map[string]*linkLeader{}, holdMax: holdLimit()}
 
 	// Find what to restore.
@@ -321,6 +350,11 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 		rs.applyMeta(d.path, d.path, d.n)
 	}
 	rs.res.Bytes = rs.bytes.Load()
+	// A full target is why anything else failed after it.
+	var full *TargetFullError
+	if cause := context.Cause(rs.ctx); errors.As(cause, &full) {
+		return &rs.res, full
+	}
 	if err != nil {
 		return &rs.res, err
 	}
@@ -357,6 +391,28 @@ func (rs *restorer) restoreTree(t *Tree, dir, rel string) error {
 		}
 	}
 	return nil
+}
+
+// allocMin: files up to this size are not allocated ahead (create): for
+// them the fallocate would cost about what it saves.
+const allocMin = 1 << 20
+
+// stopFull stops the restore when err says its target is full; the first
+// such error is what the restore returns (a TargetFullError).
+func (rs *restorer) stopFull(path string, err error) bool {
+	if !noSpace(err) {
+		return false
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.ctx.Err() == nil {
+		var errno unix.Errno
+		if !errors.As(err, &errno) {
+			errno = unix.ENOSPC
+		}
+		rs.stop(&TargetFullError{Target: rs.opts.Target, Path: path, Restored: rs.bytes.Load(), Err: errno})
+	}
+	return true
 }
 
 func (rs *restorer) warn(rel string, err error) { rs.report(&rs.res.Warnings, "warning", rel, err) }
@@ -520,7 +576,7 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 	}
 	// A hard link's leader: its links are made by the walk.
 	perm, final := rs.createMode(n)
-	fd, err := rs.create(path, size, perm)
+	fd, err := rs.create(path, size, int64(n.Size), perm)
 	if err != nil {
 		return err
 	}
@@ -547,8 +603,12 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 }
 
 // create creates the file at path for writing with permissions perm,
-// truncated to size if size > 0, and counts it.
-func (rs *restorer) create(path string, size int64, perm uint32) (int, error) {
+// truncated to size if size > 0, and counts it. A file of alloc bytes
+// (more than allocMin) that its writes will give its size (size 0) has
+// its blocks allocated at once: one allocation instead of one per block
+// written, and a target too small for it stops the restore here rather
+// than in the middle of its content.
+func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, error) {
 	if beforeCreate != nil {
 		beforeCreate(path)
 	}
@@ -558,7 +618,22 @@ func (rs *restorer) create(path string, size int64, perm uint32) (int, error) {
 		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
 	})
 	if err != nil {
-		return -1, fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
+		err = fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
+		rs.stopFull(path, err)
+		return -1, err
+	}
+	if size == 0 && alloc > allocMin {
+		// FALLOC_FL_KEEP_SIZE: the writes give the size, as without it.
+		// A file system without fallocate (EOPNOTSUPP) is written as it
+		// is; only a full one stops the restore.
+		_, err := retryEINTR(func() (int, error) { return 0, unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, 0, alloc) })
+		if noSpace(err) {
+			unix.Close(fd)
+			unix.Unlink(path) // created above, with O_EXCL: ours
+			err = fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "fallocate", Path: path, Err: err})
+			rs.stopFull(path, err)
+			return -1, err
+		}
 	}
 	if size > 0 {
 		if err := unix.Ftruncate(fd, size); err != nil {
@@ -636,6 +711,11 @@ func (rs *restorer) writeZeroes(of *openFile, off, end int64) {
 
 func (rs *restorer) finishFile(of *openFile) {
 	defer rs.wg.Done()
+	if !of.device && of.stored > 0 && of.wrote.Load() < int64(of.stored) && rs.ctx.Err() != nil {
+		rs.dropCut(of)
+		rs.opts.Progress.fileDropped(of.rel)
+		return
+	}
 	defer rs.opts.Progress.fileDone(of.rel)
 	if of.device {
 		if err := of.f.Sync(); err != nil {
@@ -660,6 +740,36 @@ func (rs *restorer) finishFile(of *openFile) {
 	}
 	if err != nil {
 		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+	}
+}
+
+// dropCut removes a file the restore created but stopped before it was
+// written whole, and the hard links the walk made to it: after a stopped
+// restore, a file in the target is one restored whole. A late file not
+// yet created is not created.
+func (rs *restorer) dropCut(of *openFile) {
+	of.mu.Lock()
+	created, failed := of.created, of.failed
+	of.created = true // createLate: nothing more to create
+	of.mu.Unlock()
+	if of.fd >= 0 {
+		unix.Close(of.fd)
+		if of.held {
+			rs.release()
+		}
+	}
+	if !created || failed {
+		return
+	}
+	unix.Unlink(of.path) // created with O_EXCL by this restore
+	rs.mu.Lock()
+	var followers []string
+	if l := rs.leaders[of.rel]; l != nil {
+		followers = l.followers
+	}
+	rs.mu.Unlock()
+	for _, rel := range followers {
+		unix.Unlink(filepath.Join(rs.opts.Target, rel))
 	}
 }
 

@@ -223,6 +223,79 @@ func TestDiskFull(t *testing.T) {
 	e.ok("verify", "--read-data")
 }
 
+// A restore into a file system too small for it stops at the first file
+// that does not fit, says so, names the target and what to do, and
+// leaves only files restored whole: none cut short (with its time set,
+// one would pass for the original). Whether the large file or the small
+// ones run out of room first, the store is untouched and the next
+// restore into room enough is exact.
+func TestRestoreTargetFull(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	src := t.TempDir()
+	files := map[string][]byte{"large": writeRandom(t, filepath.Join(src, "large"), 1, 6<<20)}
+	rng := rand.New(rand.NewSource(2))
+	for i := range 300 {
+		rel := fmt.Sprintf("d%d/f%03d", i%5, i)
+		os.MkdirAll(filepath.Join(src, filepath.Dir(rel)), 0o755)
+		files[rel] = writeRandom(t, filepath.Join(src, rel), int64(100+i), 8<<10+rng.Intn(8<<10))
+	}
+	// A link to the large file: removed with it when it is cut short.
+	must(t, os.Link(filepath.Join(src, "large"), filepath.Join(src, "d0/link")))
+	files["d0/link"] = files["large"]
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+	before := storeListing(t, filepath.Join(e.home, "store"))
+	for _, size := range []string{"3m", "8m"} {
+		t.Run(size, func(t *testing.T) {
+			mnt := t.TempDir()
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil {
+				skip(t, "cannot mount a small tmpfs: %v %s", err, out)
+			}
+			t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+			dst := filepath.Join(mnt, "out")
+			r := e.run("restore", "latest", "--source", "s", "--target", dst)
+			if r.code != 1 || !strings.Contains(r.stderr, "restore target "+dst+" is full") ||
+				!strings.Contains(r.stderr, "no space left on device") || !strings.Contains(r.stderr, "free space there") ||
+				strings.Contains(r.stderr, "damaged") {
+				t.Fatalf("restore into %s of room: exit %d\n%s", size, r.code, r.stderr)
+			}
+			whole := 0
+			filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return nil
+				}
+				rel, _ := filepath.Rel(dst, p)
+				got, want := mustRead(t, p), files[rel]
+				if !bytes.Equal(got, want) {
+					t.Errorf("%s: left cut short (%d of %d bytes)", rel, len(got), len(want))
+				}
+				a, _ := os.Stat(filepath.Join(src, rel))
+				b, _ := os.Stat(p)
+				if !a.ModTime().Equal(b.ModTime()) {
+					t.Errorf("%s: time %v, want %v", rel, b.ModTime(), a.ModTime())
+				}
+				whole++
+				return nil
+			})
+			if whole == len(files) {
+				t.Errorf("all %d files restored into %s", whole, size)
+			}
+			t.Logf("%s: %d of %d files restored whole before the stop", size, whole, len(files))
+		})
+	}
+	if after := storeListing(t, filepath.Join(e.home, "store")); after != before {
+		t.Errorf("the store changed:\n%s\nwas\n%s", after, before)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	e.ok("restore", "latest", "--source", "s", "--target", dst)
+	for rel, want := range files {
+		if !bytes.Equal(mustRead(t, filepath.Join(dst, rel)), want) {
+			t.Errorf("%s: not restored exactly into room enough", rel)
+		}
+	}
+}
+
 func TestKillDuringBackup(t *testing.T) {
 	e := newEnv(t)
 	src := t.TempDir()

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bufio"
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -222,35 +224,78 @@ func TestRestoreUnreadableRoot(t *testing.T) {
 }
 
 // An interrupted restore stops with 130 and leaves no directory it created
-// empty behind; a point's content is named in the error when some remains.
+// empty behind, and no file cut short; a point's content is named in the
+// error when some remains.
 func TestRestoreInterruptedNamesWhatIsLeft(t *testing.T) {
 	e := newEnv(t)
 	src := t.TempDir()
+	files := map[string][]byte{}
 	for i := 0; i < 8; i++ {
-		writeRandom(t, filepath.Join(src, "f"+string(rune('a'+i))), int64(10+i), 24<<20)
+		name := "f" + string(rune('a'+i))
+		files[name] = writeRandom(t, filepath.Join(src, name), int64(10+i), 24<<20)
 	}
 	e.ok("init")
 	e.ok("backup", "--source", "s", src)
-	dst := filepath.Join(t.TempDir(), "target")
-	cmd := e.command("restore", "latest", "--source", "s", "--target", dst)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	must(t, cmd.Start())
-	waitFor(t, "restore to start writing", func() bool {
+	// Interrupted as soon as the first file is created (none is whole:
+	// the target goes), and after the first file is restored (-v lists
+	// it: it stays, and is named).
+	for _, after := range []string{"created", "restored"} {
+		dst := filepath.Join(t.TempDir(), "target")
+		cmd := e.command("restore", "-v", "latest", "--source", "s", "--target", dst)
+		var errb strings.Builder
+		cmd.Stderr = &errb
+		stdout, err := cmd.StdoutPipe()
+		must(t, err)
+		must(t, cmd.Start())
+		lines := make(chan string, 100)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		var out []string
+		if after == "created" {
+			waitFor(t, "restore to start writing", func() bool {
+				ents, _ := os.ReadDir(dst)
+				return len(ents) > 0
+			})
+		} else if l, ok := <-lines; ok {
+			out = append(out, l)
+		}
+		must(t, cmd.Process.Signal(syscall.SIGINT))
+		for l := range lines {
+			out = append(out, l)
+		}
+		err = cmd.Wait()
+		code := 0
+		if ee, ok := err.(interface{ ExitCode() int }); ok {
+			code = ee.ExitCode()
+		}
+		if code == 0 {
+			t.Fatalf("the restore finished before SIGINT reached it; give it more data\n%s", errb.String())
+		}
 		ents, _ := os.ReadDir(dst)
-		return len(ents) > 0
-	})
-	must(t, cmd.Process.Signal(syscall.SIGINT))
-	err := cmd.Wait()
-	code := 0
-	if ee, ok := err.(interface{ ExitCode() int }); ok {
-		code = ee.ExitCode()
-	}
-	if code == 0 {
-		t.Fatalf("the restore finished before SIGINT reached it; give it more data\n%s", errb.String())
-	}
-	if code != 130 || !strings.Contains(errb.String(), "restore interrupted by SIGINT") ||
-		!strings.Contains(errb.String(), dst) || strings.Contains(out.String(), "restored") {
-		t.Fatalf("interrupted restore: exit %d\n%s%s", code, out.String(), errb.String())
+		listed := 0
+		for _, l := range out {
+			if strings.HasPrefix(l, "restored point") {
+				t.Errorf("interrupted restore printed its summary: %s", l)
+			} else if strings.HasPrefix(l, "restored ") {
+				listed++
+			}
+		}
+		if code != 130 || !strings.Contains(errb.String(), "restore interrupted by SIGINT") ||
+			strings.Contains(errb.String(), dst) != (len(ents) > 0) || len(ents) != listed ||
+			(after == "restored" && listed == 0) {
+			t.Fatalf("restore interrupted once a file was %s (%d entries left, %d listed): exit %d\n%s\n%s",
+				after, len(ents), listed, code, strings.Join(out, "\n"), errb.String())
+		}
+		for _, ent := range ents {
+			if !bytes.Equal(mustRead(t, filepath.Join(dst, ent.Name())), files[ent.Name()]) {
+				t.Errorf("%s left cut short", ent.Name())
+			}
+		}
+		t.Logf("interrupted once a file was %s: %d of %d files restored whole", after, len(ents), len(files))
 	}
 }
