@@ -305,12 +305,13 @@ func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err err
 		}
 		switch {
 		case rs.stopFull(of.path, err):
-			// The restore stops; the file is not restored.
-			rs.skip(of.rel, fmt.Errorf("write: %w", err))
+			// The restore stops, and the file, cut short, goes
+			// (dropCut); the error names the first.
 		case err != nil:
 			rs.markDamaged(of.rel, fmt.Errorf("write: %w", err))
 		default:
 			of.wrote.Add(1)
+			of.written.Add(int64(len(data)))
 			rs.bytes.Add(int64(len(data)))
 			rs.opts.Progress.addBytes(int64(len(data)))
 		}

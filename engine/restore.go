@@ -53,17 +53,27 @@ var ErrTargetNotEmpty = errors.New("restore target is not empty")
 
 // TargetFullError stops a restore whose target's file system has no
 // space (or quota) left: the first create, allocation or write that
-// failed for it. What was restored before stays.
+// failed for it. The files restored whole before it stay; those it cut
+// short are removed (dropCut).
 type TargetFullError struct {
-	Target   string // the restore's target
-	Path     string // the entry that did not fit
-	Restored int64  // bytes written before the restore stopped
-	Err      error  // ENOSPC or EDQUOT, as the system call gave it
+	Target string // the restore's target
+	Path   string // the entry that did not fit
+	Files  int64  // files left in the target, restored whole
+	Bytes  int64  // their bytes
+	Needs  int64  // the bytes the point's files hold, restoring a whole point (0 otherwise)
+	Err    error  // ENOSPC or EDQUOT, as the system call gave it
 }
 
 func (e *TargetFullError) Error() string {
-	return fmt.Sprintf("restore target %s is full: %s: %v after %s restored: free space there, restore into a larger file system, or restore part of the point (--path)",
-		e.Target, e.Path, e.Err, humanize.IBytes(uint64(max(e.Restored, 0))))
+	what, fix := "is full", "free space there"
+	if errors.Is(e.Err, unix.EDQUOT) {
+		what, fix = "is over its quota", "raise the quota"
+	}
+	if e.Needs > 0 {
+		fix += fmt.Sprintf(" (the point's files hold %s)", humanize.IBytes(uint64(e.Needs)))
+	}
+	return fmt.Sprintf("restore target %s %s (%v at %s); %d files restored whole (%s) are left there, files cut short were removed: %s, restore elsewhere, or restore part of the point (--path)",
+		e.Target, what, e.Err, e.Path, e.Files, humanize.IBytes(uint64(max(e.Bytes, 0))), fix)
 }
 
 func (e *TargetFullError) Unwrap() error { return e.Err }
@@ -95,6 +105,9 @@ type restorer struct {
 	// stop cancels ctx, with the cause run returns: a full target
 	// (stopFull).
 	stop context.CancelCauseFunc
+	// needs is the bytes a whole point's files hold (TargetFullError), or
+	// 0 for part of one.
+	needs int64
 
 	// cleanXattrs: restored entries may carry attributes they did not
 	// have (a default ACL inherited from a directory that existed before
@@ -136,7 +149,9 @@ type openFile struct {
 	late    bool
 	size    int64        // to truncate to after the create (it ends in a hole), or 0
 	stored  int          // its stored extents
+	alloc   int64        // bytes to allocate at create (create), or 0
 	wrote   atomic.Int64 // stored extents written
+	written atomic.Int64 // their bytes
 	modeSet bool         // created with its final mode (createMode)
 	held    bool         // fd counts against holdMax
 	// mu guards the create of a late file: created (or it failed), and
@@ -212,6 +227,9 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		}
 	}
 
+	if single == nil && rootNode.Subtree.IsZero() {
+		rs.needs = p.Stats.Bytes // the whole point
+	}
 	stopTotals := rs.restoreTotals(tree, single)
 	defer stopTotals()
 
@@ -350,9 +368,14 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 		rs.applyMeta(d.path, d.path, d.n)
 	}
 	rs.res.Bytes = rs.bytes.Load()
-	// A full target is why anything else failed after it.
+	// A full target is why anything else failed after it: it is the
+	// error, unless the walk had failed for something else first.
 	var full *TargetFullError
-	if cause := context.Cause(rs.ctx); errors.As(cause, &full) {
+	if cause := context.Cause(rs.ctx); errors.As(cause, &full) && (err == nil || noSpace(err) || errors.Is(err, cause)) {
+		rs.mu.Lock()
+		full.Files, full.Bytes = rs.res.Files, rs.res.Bytes
+		rs.mu.Unlock()
+		full.Needs = rs.needs
 		return &rs.res, full
 	}
 	if err != nil {
@@ -410,7 +433,7 @@ func (rs *restorer) stopFull(path string, err error) bool {
 		if !errors.As(err, &errno) {
 			errno = unix.ENOSPC
 		}
-		rs.stop(&TargetFullError{Target: rs.opts.Target, Path: path, Restored: rs.bytes.Load(), Err: errno})
+		rs.stop(&TargetFullError{Target: rs.opts.Target, Path: path, Err: errno})
 	}
 	return true
 }
@@ -455,7 +478,11 @@ func (rs *restorer) markDamagedLocked(rel string, err error) {
 // are links to it.
 type linkLeader struct {
 	path, rel string
+	dev, ino  uint64 // the leader's file, once created (restoreFile)
 	followers []string
+	reported  int  // followers counted done (fileFinished)
+	finished  bool // the leader was finished whole: followers are done when made
+	dropped   bool // the leader was cut short and removed: no more links to it
 }
 
 // clearWay makes room at path for n when overwriting: a directory stays
@@ -493,6 +520,7 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 				return fmt.Errorf("restore %s: %w", path, err)
 			}
 		} else if err != nil {
+			rs.stopFull(path, err)
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
 		rs.mu.Lock()
@@ -518,6 +546,12 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 			if ok {
 				if err := os.Link(first.path, path); err == nil {
 					rs.mu.Lock()
+					if first.dropped {
+						// Cut short and removed after the link was made.
+						rs.mu.Unlock()
+						unlinkSame(path, first.dev, first.ino)
+						return nil
+					}
 					rs.res.Files++
 					// A link shares its leader's content, and so its damage,
 					// found before or after this link was made.
@@ -525,8 +559,14 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 					if rs.damaged[first.rel] {
 						rs.markDamagedLocked(rel, fmt.Errorf("hard link of damaged %s", first.rel))
 					}
+					done := first.finished
+					if done {
+						first.reported++
+					}
 					rs.mu.Unlock()
-					rs.opts.Progress.fileDone(rel)
+					if done {
+						rs.opts.Progress.fileDone(rel)
+					}
 					return nil
 				}
 			}
@@ -534,10 +574,12 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 		return rs.restoreFile(n, path, rel)
 	case TypeSymlink:
 		if err := os.Symlink(n.Target, path); err != nil {
+			rs.stopFull(path, err)
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
 	case TypeFifo:
 		if err := unix.Mkfifo(path, n.Mode&0o7777); err != nil {
+			rs.stopFull(path, err)
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
 	case TypeBlock, TypeChar, TypeSocket:
@@ -568,19 +610,37 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 		size = int64(n.Size)
 	}
 	stored := storedExtents(n)
+	// Allocated at create: a file of stored extents only, whose writes
+	// give it its size. A hole anywhere stays a hole.
+	var alloc int64
+	if size == 0 && n.Size > allocMin && stored == len(n.Extents) {
+		alloc = int64(n.Size)
+	}
 	if n.LinkGroup == 0 {
 		// Created by a creator running ahead, or by its first reader
 		// (restore_create.go).
-		of := &openFile{fd: -1, path: path, rel: rel, n: n, late: true, size: size, stored: stored}
+		of := &openFile{fd: -1, path: path, rel: rel, n: n, late: true, size: size, alloc: alloc, stored: stored}
 		return rs.fill(of)
 	}
 	// A hard link's leader: its links are made by the walk.
 	perm, final := rs.createMode(n)
-	fd, err := rs.create(path, size, int64(n.Size), perm)
+	fd, err := rs.create(path, size, alloc, perm)
 	if err != nil {
 		return err
 	}
 	of := &openFile{fd: fd, path: path, rel: rel, n: n, stored: stored, created: true, modeSet: final}
+	// Its identity, which a link to it and its removal check (dropCut).
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
+	}
+	of.dev, of.ino = st.Dev, st.Ino
+	rs.mu.Lock()
+	if l := rs.leaders[rel]; l != nil {
+		l.dev, l.ino = st.Dev, st.Ino
+	}
+	rs.mu.Unlock()
 	if stored > 0 && rs.hold() {
 		of.held = true
 		return rs.fill(of)
@@ -588,12 +648,6 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 	if stored > 0 {
 		// The readers open it again as they need it (fileCache): a
 		// restore may create more files than a process can hold open.
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
-		}
-		of.dev, of.ino = st.Dev, st.Ino
 		of.fd = -1
 		if err := unix.Close(fd); err != nil {
 			rs.markDamaged(rel, fmt.Errorf("close: %w", err))
@@ -628,8 +682,11 @@ func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, er
 		// is; only a full one stops the restore.
 		_, err := retryEINTR(func() (int, error) { return 0, unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, 0, alloc) })
 		if noSpace(err) {
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) == nil {
+				unlinkSame(path, st.Dev, st.Ino) // created above, with O_EXCL
+			}
 			unix.Close(fd)
-			unix.Unlink(path) // created above, with O_EXCL: ours
 			err = fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "fallocate", Path: path, Err: err})
 			rs.stopFull(path, err)
 			return -1, err
@@ -716,7 +773,7 @@ func (rs *restorer) finishFile(of *openFile) {
 		rs.opts.Progress.fileDropped(of.rel)
 		return
 	}
-	defer rs.opts.Progress.fileDone(of.rel)
+	defer rs.fileFinished(of)
 	if of.device {
 		if err := of.f.Sync(); err != nil {
 			rs.markDamaged(of.rel, fmt.Errorf("sync: %w", err))
@@ -738,21 +795,49 @@ func (rs *restorer) finishFile(of *openFile) {
 	if of.held {
 		rs.release()
 	}
-	if err != nil {
+	switch {
+	case rs.stopFull(of.path, err):
+		// A network file system may tell of a full disk only now.
+		rs.skip(of.rel, fmt.Errorf("close: %w", err))
+	case err != nil:
 		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+	}
+}
+
+// fileFinished counts of done, and the hard links made to it so far;
+// those made later are done when made.
+func (rs *restorer) fileFinished(of *openFile) {
+	rs.opts.Progress.fileDone(of.rel)
+	rs.mu.Lock()
+	var links []string
+	if l := rs.leaders[of.rel]; l != nil && !of.device {
+		l.finished = true
+		links = l.followers[l.reported:]
+		l.reported = len(l.followers)
+	}
+	rs.mu.Unlock()
+	for _, rel := range links {
+		rs.opts.Progress.fileDone(rel)
 	}
 }
 
 // dropCut removes a file the restore created but stopped before it was
 // written whole, and the hard links the walk made to it: after a stopped
 // restore, a file in the target is one restored whole. A late file not
-// yet created is not created.
+// yet created is not created. Only the file created is removed: a path
+// that names another file by now (a directory merged into may be
+// writable by others) is left alone.
 func (rs *restorer) dropCut(of *openFile) {
 	of.mu.Lock()
 	created, failed := of.created, of.failed
 	of.created = true // createLate: nothing more to create
 	of.mu.Unlock()
+	dev, ino := of.dev, of.ino
 	if of.fd >= 0 {
+		var st unix.Stat_t
+		if unix.Fstat(of.fd, &st) == nil {
+			dev, ino = st.Dev, st.Ino
+		}
 		unix.Close(of.fd)
 		if of.held {
 			rs.release()
@@ -761,16 +846,35 @@ func (rs *restorer) dropCut(of *openFile) {
 	if !created || failed {
 		return
 	}
-	unix.Unlink(of.path) // created with O_EXCL by this restore
+	rs.bytes.Add(-of.written.Load())
+	if ino != 0 && unlinkSame(of.path, dev, ino) {
+		rs.mu.Lock()
+		rs.res.Files--
+		rs.mu.Unlock()
+	}
 	rs.mu.Lock()
 	var followers []string
 	if l := rs.leaders[of.rel]; l != nil {
+		l.dropped = true
 		followers = l.followers
 	}
 	rs.mu.Unlock()
 	for _, rel := range followers {
-		unix.Unlink(filepath.Join(rs.opts.Target, rel))
+		if ino != 0 && unlinkSame(filepath.Join(rs.opts.Target, rel), dev, ino) {
+			rs.mu.Lock()
+			rs.res.Files--
+			rs.mu.Unlock()
+		}
 	}
+}
+
+// unlinkSame removes path if it is still the file dev, ino.
+func unlinkSame(path string, dev, ino uint64) bool {
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Dev != dev || st.Ino != ino {
+		return false
+	}
+	return unix.Unlink(path) == nil
 }
 
 func (rs *restorer) restoreToDevice(n *Node, dev string) error {

@@ -223,7 +223,7 @@ func (rs *restorer) createOnce(of *openFile) (int, bool) {
 	of.created = true
 	perm, final := rs.createMode(of.n)
 	of.modeSet = final
-	fd, err := rs.create(of.path, of.size, int64(of.n.Size), perm)
+	fd, err := rs.create(of.path, of.size, of.alloc, perm)
 	if err != nil {
 		rs.createFailed(of, err)
 		return -1, false

@@ -82,6 +82,9 @@ func makeEveryKind(t *testing.T, root string) {
 	copy(zf, data)
 	copy(zf[5<<20:], data)
 	must(t, os.WriteFile(filepath.Join(root, "zeros-inside"), zf, 0o644))
+	// The same ending in data: its writes give it its size, and the hole
+	// must not be allocated ahead of them.
+	must(t, os.WriteFile(filepath.Join(root, "zeros-then-data"), append(zf[:6<<20:6<<20], data...), 0o644))
 	// xattrs and a POSIX ACL.
 	must(t, unix.Setxattr(filepath.Join(root, "text.txt"), "user.comment", []byte("hello\x00binary"), 0))
 	must(t, unix.Setxattr(filepath.Join(root, "dir"), "user.dirattr", []byte("d"), 0))
@@ -135,9 +138,11 @@ func TestRoundTripEveryKind(t *testing.T) {
 			if b.Blocks > a.Blocks {
 				t.Errorf("restored sparse file uses %d blocks, original %d", b.Blocks, a.Blocks)
 			}
-			unix.Stat(filepath.Join(dst, "zeros-inside"), &b)
-			if b.Blocks*512 > 2<<20 {
-				t.Errorf("zero run not restored as a hole: %d blocks", b.Blocks)
+			for _, name := range []string{"zeros-inside", "zeros-then-data"} {
+				unix.Stat(filepath.Join(dst, name), &b)
+				if b.Blocks*512 > 2<<20 {
+					t.Errorf("%s: zero run not restored as a hole: %d blocks", name, b.Blocks)
+				}
 			}
 			// A sub-path.
 			dst2 := filepath.Join(t.TempDir(), "sub")

@@ -254,11 +254,17 @@ func TestRestoreTargetFull(t *testing.T) {
 			}
 			t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 			dst := filepath.Join(mnt, "out")
-			r := e.run("restore", "latest", "--source", "s", "--target", dst)
+			r := e.run("restore", "-v", "latest", "--source", "s", "--target", dst)
 			if r.code != 1 || !strings.Contains(r.stderr, "restore target "+dst+" is full") ||
 				!strings.Contains(r.stderr, "no space left on device") || !strings.Contains(r.stderr, "free space there") ||
 				strings.Contains(r.stderr, "damaged") {
 				t.Fatalf("restore into %s of room: exit %d\n%s", size, r.code, r.stderr)
+			}
+			listed := map[string]bool{}
+			for _, l := range strings.Split(r.stdout, "\n") {
+				if rel, ok := strings.CutPrefix(l, "restored "); ok {
+					listed[rel] = true
+				}
 			}
 			whole := 0
 			filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
@@ -275,9 +281,19 @@ func TestRestoreTargetFull(t *testing.T) {
 				if !a.ModTime().Equal(b.ModTime()) {
 					t.Errorf("%s: time %v, want %v", rel, b.ModTime(), a.ModTime())
 				}
+				if !listed[rel] {
+					t.Errorf("%s: restored but not listed", rel)
+				}
+				delete(listed, rel)
 				whole++
 				return nil
 			})
+			for rel := range listed {
+				t.Errorf("%s: listed as restored, not in the target", rel)
+			}
+			if !strings.Contains(r.stderr, fmt.Sprintf("%d files restored whole", whole)) {
+				t.Errorf("the error does not count the %d files left:\n%s", whole, r.stderr)
+			}
 			if whole == len(files) {
 				t.Errorf("all %d files restored into %s", whole, size)
 			}
