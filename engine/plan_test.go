@@ -109,24 +109,39 @@ func TestRestoreReadsEachPackOnce(t *testing.T) {
 	}
 }
 
-// A restore larger than the first batch is planned and read in batches
-// while the walk goes on; every file comes out whole, each chunk is read
-// once, and a pack at most once per batch.
+// A restore of fewer places than a batch is planned whole and reads each
+// pack once, however the backup mixed files in packs. A larger one is
+// planned and read in batches while the walk goes on; every file comes
+// out whole, each chunk is read once, and a pack at most once per batch.
 func TestRestoreInBatches(t *testing.T) {
+	const small = 512 // places of a batch, for the second part
 	ds := newDamageStore(t, false)
 	extra := map[string][]byte{}
 	rng := rand.New(rand.NewSource(3))
-	for i := 0; i < 3*planFirst; i++ {
+	for i := 0; i < 3*small; i++ {
 		b := make([]byte, 500+rng.Intn(3000))
 		rng.Read(b)
 		extra[fmt.Sprintf("many/g%02d/f%04d", i/100, i)] = b
 	}
 	ds.addFiles(extra)
 	chunks, packs := ds.pointChunks()
-	if len(chunks) <= 2*planFirst {
+	if len(chunks) <= 2*small {
 		t.Fatalf("%d chunks: the test needs more batches", len(chunks))
 	}
 	pr := countPackReads(t)
+	if failed := ds.restore(ds.point); len(failed) > 0 {
+		t.Fatalf("damage reported: %v", keys(failed))
+	}
+	for pack, n := range pr.visits {
+		if n != 1 {
+			t.Errorf("one batch: pack %s read %d times", pack.Short(), n)
+		}
+	}
+	old := batchPlaces
+	batchPlaces = small
+	t.Cleanup(func() { batchPlaces = old })
+	clear(pr.visits)
+	clear(pr.asked)
 	if failed := ds.restore(ds.point); len(failed) > 0 {
 		t.Fatalf("damage reported: %v", keys(failed))
 	}
@@ -160,10 +175,10 @@ func TestRestoreInBatches(t *testing.T) {
 	if failed := ds.restore(ds.point); len(failed) > 0 {
 		t.Fatalf("damage reported: %v", keys(failed))
 	}
-	batches, places := 0, len(chunks)+filePlaces*len(ds.files)
-	for n, limit := 0, planFirst; n < places; limit = min(2*limit, planLimit) {
-		n += limit
-		batches++
+	places := len(chunks) + filePlaces*len(ds.files)
+	batches := (places + batchPlaces - 1) / batchPlaces
+	if batches < 3 {
+		t.Fatalf("%d places: the test needs more batches", places)
 	}
 	for pack, n := range pr.visits {
 		if n > batches || !packs[pack] {
