@@ -65,7 +65,7 @@ type TargetFullError struct {
 }
 
 func (e *TargetFullError) Error() string {
-	what, fix := "is full", "free space there"
+	what, fix := "is full", "free space (or inodes) there"
 	if errors.Is(e.Err, unix.EDQUOT) {
 		what, fix = "is over its quota", "raise the quota"
 	}

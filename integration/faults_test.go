@@ -256,7 +256,7 @@ func TestRestoreTargetFull(t *testing.T) {
 			dst := filepath.Join(mnt, "out")
 			r := e.run("restore", "-v", "latest", "--source", "s", "--target", dst)
 			if r.code != 1 || !strings.Contains(r.stderr, "restore target "+dst+" is full") ||
-				!strings.Contains(r.stderr, "no space left on device") || !strings.Contains(r.stderr, "free space there") ||
+				!strings.Contains(r.stderr, "no space left on device") || !strings.Contains(r.stderr, "free space (or inodes) there") ||
 				strings.Contains(r.stderr, "damaged") {
 				t.Fatalf("restore into %s of room: exit %d\n%s", size, r.code, r.stderr)
 			}
