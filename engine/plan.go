@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
@@ -45,7 +46,10 @@ import (
 // 424 times and read 2.7 GiB of a 1.8 GiB store, and took 20% longer
 // (bench/README.md). The readers are one pool fed batch after batch, so
 // none waits at a batch's end; the walk waits only while two batches'
-// places are handed over and not read yet.
+// places are handed over and not read yet. A walk that is slow to plan
+// (trees loaded from an object store, one round trip each) does not keep
+// the readers idle: when they have nothing in flight and the batch has
+// been planned for planPatience, it is handed over as it is.
 //
 // Memory: a planned chunk costs one planEntry of 56 bytes per place that
 // needs it (its id, the file, its byte range), and a file in the plan its
@@ -63,6 +67,10 @@ const (
 
 // batchPlaces is planLimit, lowered by tests.
 var batchPlaces = planLimit
+
+// planPatience is how long idle readers wait for a batch being planned
+// (a variable for tests).
+var planPatience = 250 * time.Millisecond
 
 // planEntry is one place that needs a chunk: bytes [off, end) of a file.
 type planEntry struct {
@@ -88,9 +96,10 @@ type planBatch struct {
 // readPlan is the batch being planned: the packs in the order the walk
 // first needed them.
 type readPlan struct {
-	byPack map[chunkstore.ID]*packPlan
-	batch  *planBatch
-	limit  int
+	byPack  map[chunkstore.ID]*packPlan
+	batch   *planBatch
+	limit   int
+	started time.Time // when its first place was planned
 }
 
 // planReader reads the batches handed over: a feeder queues their packs,
@@ -112,6 +121,7 @@ func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
 	}
 	if p.batch == nil {
 		p.batch = &planBatch{}
+		p.started = time.Now()
 	}
 	pp := p.byPack[pack]
 	if pp == nil {
@@ -158,6 +168,7 @@ func (rs *restorer) startReading() {
 func (rs *restorer) planFile() {
 	if rs.plan.batch == nil {
 		rs.plan.batch = &planBatch{}
+		rs.plan.started = time.Now()
 	}
 	rs.plan.batch.n += filePlaces
 }
@@ -167,6 +178,26 @@ func (rs *restorer) planFile() {
 func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
 	rs.plan.add(packOf(rs.r, id), planEntry{id: id, of: of, off: off, end: end})
 	if rs.plan.batch.n >= rs.plan.limit {
+		rs.handOver()
+	} else if rs.plan.batch.n%64 == 0 {
+		rs.handOverIfIdle()
+	}
+}
+
+// handOverIfIdle hands the batch over before it is full when the readers
+// have had nothing to read for planPatience while it was planned: a walk
+// slow to plan keeps them busy with what it has. Called as the walk goes
+// (planChunk, and after each directory's tree is loaded).
+func (rs *restorer) handOverIfIdle() {
+	b := rs.plan.batch
+	if b == nil || len(b.packs) == 0 || time.Since(rs.plan.started) < planPatience {
+		return
+	}
+	pr := &rs.reading
+	pr.mu.Lock()
+	idle := pr.inFlight == 0
+	pr.mu.Unlock()
+	if idle {
 		rs.handOver()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"golang.org/x/sys/unix"
@@ -192,6 +193,47 @@ func TestRestoreInBatches(t *testing.T) {
 	}
 	if len(pr.asked) != len(chunks) {
 		t.Errorf("%d chunks asked for, the point has %d", len(pr.asked), len(chunks))
+	}
+}
+
+// A walk slow to plan (trees that take a round trip each) does not keep
+// the readers idle until it ends: once they have waited planPatience,
+// they get what is planned, and the restore is still exact.
+func TestRestoreSlowWalkFeedsReaders(t *testing.T) {
+	ds := newDamageStore(t, false)
+	extra := map[string][]byte{}
+	rng := rand.New(rand.NewSource(4))
+	for i := 0; i < 200; i++ {
+		b := make([]byte, 2000+rng.Intn(3000))
+		rng.Read(b)
+		extra[fmt.Sprintf("slow/d%02d/f%03d", i/10, i)] = b
+	}
+	ds.addFiles(extra)
+	oldPatience := planPatience
+	planPatience = 5 * time.Millisecond
+	var mu sync.Mutex
+	var firstRead, walkEnd time.Time
+	treeLoaded = func() {
+		time.Sleep(10 * time.Millisecond)
+		mu.Lock()
+		walkEnd = time.Now()
+		mu.Unlock()
+	}
+	oldReader := packReader
+	packReader = func(ctx context.Context, r *Reader, pack chunkstore.ID, ids []chunkstore.ID, fn func(chunkstore.ID, []byte, error)) error {
+		mu.Lock()
+		if firstRead.IsZero() {
+			firstRead = time.Now()
+		}
+		mu.Unlock()
+		return oldReader(ctx, r, pack, ids, fn)
+	}
+	t.Cleanup(func() { planPatience, treeLoaded, packReader = oldPatience, nil, oldReader })
+	if failed := ds.restore(ds.point); len(failed) > 0 {
+		t.Fatalf("damage reported: %v", keys(failed))
+	}
+	if firstRead.IsZero() || !firstRead.Before(walkEnd) {
+		t.Errorf("first pack read at %v, the walk's last tree loaded at %v: the readers waited for the whole walk", firstRead, walkEnd)
 	}
 }
 

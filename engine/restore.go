@@ -528,6 +528,10 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 		rs.dirMetas = append(rs.dirMetas, dirMeta{path, n})
 		rs.mu.Unlock()
 		t, err := rs.r.LoadTree(n.Subtree)
+		if treeLoaded != nil {
+			treeLoaded()
+		}
+		rs.handOverIfIdle()
 		if err != nil {
 			rs.markDamaged(rel+"/", fmt.Errorf("directory listing unreadable: %w", err))
 			return nil
@@ -598,6 +602,10 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 	rs.applyMeta(path, rel, n)
 	return nil
 }
+
+// treeLoaded, when set (tests), runs after the walk loads a directory's
+// tree.
+var treeLoaded func()
 
 // beforeCreate, when set (tests), runs just before restoreFile creates
 // path: what another process could do at that moment.
