@@ -48,8 +48,8 @@ import (
 // none waits at a batch's end; the walk waits only while two batches'
 // places are handed over and not read yet. A walk that is slow to plan
 // (trees loaded from an object store, one round trip each) does not keep
-// the readers idle: when they have nothing in flight and the batch has
-// been planned for planPatience, it is handed over as it is.
+// the readers idle: when they have had nothing to read for planPatience,
+// the batch being planned is handed over as it is.
 //
 // Memory: a planned chunk costs one planEntry of 56 bytes per place that
 // needs it (its id, the file, its byte range), and a file in the plan its
@@ -70,7 +70,7 @@ var batchPlaces = planLimit
 
 // planPatience is how long idle readers wait for a batch being planned
 // (a variable for tests).
-var planPatience = 250 * time.Millisecond
+var planPatience = 500 * time.Millisecond
 
 // planEntry is one place that needs a chunk: bytes [off, end) of a file.
 type planEntry struct {
@@ -96,16 +96,15 @@ type planBatch struct {
 // readPlan is the batch being planned: the packs in the order the walk
 // first needed them.
 type readPlan struct {
-	byPack  map[chunkstore.ID]*packPlan
-	batch   *planBatch
-	limit   int
-	started time.Time // when its first place was planned
+	byPack map[chunkstore.ID]*packPlan
+	batch  *planBatch
+	limit  int
 }
 
 // planReader reads the batches handed over: a feeder queues their packs,
 // batch after batch, for a pool of readers, so the readers go from one
-// batch to the next without waiting, and the walk waits only while
-// planInFlight places are handed over and not yet read.
+// batch to the next without waiting, and the walk waits only while two
+// batches' places are handed over and not yet read.
 type planReader struct {
 	batches  chan *planBatch
 	work     chan *packPlan
@@ -113,6 +112,7 @@ type planReader struct {
 	mu       sync.Mutex
 	cond     sync.Cond
 	inFlight int
+	idle     time.Time // since when inFlight is 0 (handOverIfIdle)
 }
 
 func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
@@ -121,7 +121,6 @@ func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
 	}
 	if p.batch == nil {
 		p.batch = &planBatch{}
-		p.started = time.Now()
 	}
 	pp := p.byPack[pack]
 	if pp == nil {
@@ -144,6 +143,7 @@ func (rs *restorer) startReading() {
 	// (restore_create.go) before a reader takes them.
 	pr.work = make(chan *packPlan, rs.opts.Workers)
 	rs.plan.limit = batchPlaces
+	pr.idle = time.Now()
 	go func() {
 		for b := range pr.batches {
 			rs.feed(b)
@@ -168,7 +168,6 @@ func (rs *restorer) startReading() {
 func (rs *restorer) planFile() {
 	if rs.plan.batch == nil {
 		rs.plan.batch = &planBatch{}
-		rs.plan.started = time.Now()
 	}
 	rs.plan.batch.n += filePlaces
 }
@@ -185,17 +184,17 @@ func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
 }
 
 // handOverIfIdle hands the batch over before it is full when the readers
-// have had nothing to read for planPatience while it was planned: a walk
-// slow to plan keeps them busy with what it has. Called as the walk goes
-// (planChunk, and after each directory's tree is loaded).
+// have had nothing to read for planPatience: a walk slow to plan keeps
+// them busy with what it has. Called as the walk goes (planChunk, and
+// after each directory's tree is loaded).
 func (rs *restorer) handOverIfIdle() {
 	b := rs.plan.batch
-	if b == nil || len(b.packs) == 0 || time.Since(rs.plan.started) < planPatience {
+	if b == nil || len(b.packs) == 0 {
 		return
 	}
 	pr := &rs.reading
 	pr.mu.Lock()
-	idle := pr.inFlight == 0
+	idle := pr.inFlight == 0 && time.Since(pr.idle) >= planPatience
 	pr.mu.Unlock()
 	if idle {
 		rs.handOver()
@@ -212,7 +211,9 @@ func (rs *restorer) handOver() {
 	}
 	pr := &rs.reading
 	pr.mu.Lock()
-	for pr.inFlight > 0 && pr.inFlight+b.n > 2*batchPlaces {
+	// A batch ends with the place that fills it, and a file's places
+	// come before its first chunk's: it may pass the limit by those.
+	for pr.inFlight > 0 && pr.inFlight+b.n > 2*(batchPlaces+filePlaces) {
 		pr.cond.Wait()
 	}
 	pr.inFlight += b.n
@@ -232,6 +233,9 @@ func (rs *restorer) packRead(pp *packPlan) {
 	pr := &rs.reading
 	pr.mu.Lock()
 	pr.inFlight -= b.n
+	if pr.inFlight == 0 {
+		pr.idle = time.Now()
+	}
 	pr.mu.Unlock()
 	pr.cond.Broadcast()
 }
