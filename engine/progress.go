@@ -119,11 +119,7 @@ func (p *Progress) fileDone(path string) {
 	if p == nil {
 		return
 	}
-	p.mu.Lock()
-	if i := slices.Index(p.current, path); i >= 0 {
-		p.current = slices.Delete(p.current, i, i+1)
-	}
-	p.mu.Unlock()
+	p.fileDropped(path)
 	p.filesDone.Add(1)
 	if p.Item != nil {
 		p.Item(path)
