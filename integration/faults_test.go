@@ -294,8 +294,8 @@ func TestRestoreTargetFull(t *testing.T) {
 			if !strings.Contains(r.stderr, fmt.Sprintf("%d files restored whole", whole)) {
 				t.Errorf("the error does not count the %d files left:\n%s", whole, r.stderr)
 			}
-			if whole == len(files) {
-				t.Errorf("all %d files restored into %s", whole, size)
+			if whole == len(files) || (size == "8m" && whole == 0) {
+				t.Errorf("%d of %d files restored into %s", whole, len(files), size)
 			}
 			t.Logf("%s: %d of %d files restored whole before the stop", size, whole, len(files))
 		})
