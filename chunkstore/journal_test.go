@@ -1,10 +1,12 @@
 package chunkstore
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -330,6 +332,35 @@ func TestReadFallsBackFromMissingPack(t *testing.T) {
 		r, fb := openFaulty(t, dir)
 		if pack, _ := r.PackOf(id); r.packPath(pack) != p1 {
 			continue // the good place comes first: nothing to fall back from
+		}
+		// Readers beside each other that all find the pack missing all
+		// fall back, not only the one that learns it first. Fresh
+		// readers each round: the first read of each learns.
+		for round := range 20 {
+			rr, _ := openFaulty(t, dir)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			errs := make([]error, 8)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					got, err := rr.LoadBlob(id, nil)
+					if err == nil && string(got) != string(a) {
+						err = fmt.Errorf("wrong content")
+					}
+					errs[i] = err
+				}()
+			}
+			close(start)
+			wg.Wait()
+			rr.Close()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("seed %d, round %d: reader %d of 8 at once: %v", seed, round, i, err)
+				}
+			}
 		}
 		if got, err := r.LoadBlob(id, nil); err != nil || string(got) != string(a) {
 			t.Fatalf("seed %d: blob with its first place in a removed pack: %v", seed, err)

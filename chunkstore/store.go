@@ -715,10 +715,15 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 		if err == nil {
 			return out, nil
 		}
-		if errors.Is(err, errPackMissing) && s.idx.learnGone(l.pack) && tries < 8 {
+		if errors.Is(err, errPackMissing) && tries < 8 {
 			// Nothing walked the packs since this one went: known
 			// missing from now on, and another place may hold the blob.
-			continue
+			// Readers beside this one may have found it first: the blob
+			// is tried again wherever the index now places it.
+			s.idx.learnGone(l.pack)
+			if next, found, usable := s.idx.lookup(id); found && usable && next != l {
+				continue
+			}
 		}
 		if errors.Is(err, ErrCorrupt) {
 			// An I/O error (EIO, a pack gone meanwhile) says nothing
