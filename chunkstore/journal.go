@@ -233,16 +233,12 @@ func (x *index) learnSize(n uint32, size int64) {
 	}
 }
 
-// learnGone records that a read found pack number n missing; it reports
-// whether that is news (so a caller retries another place once).
-func (x *index) learnGone(n uint32) bool {
+// learnGone records that a read found pack number n missing (LoadBlob
+// then tries the blob wherever the index places it next).
+func (x *index) learnGone(n uint32) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.size[n] == sizeGone {
-		return false
-	}
 	x.size[n] = sizeGone
-	return true
 }
 
 // setPackSize records the size of a pack a writer just committed, which

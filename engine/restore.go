@@ -429,9 +429,9 @@ func (rs *restorer) stopFull(path string, err error) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.ctx.Err() == nil {
-		var errno unix.Errno
-		if !errors.As(err, &errno) {
-			errno = unix.ENOSPC
+		errno := unix.ENOSPC
+		if errors.Is(err, unix.EDQUOT) {
+			errno = unix.EDQUOT
 		}
 		rs.stop(&TargetFullError{Target: rs.opts.Target, Path: path, Err: errno})
 	}
@@ -665,11 +665,11 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 }
 
 // create creates the file at path for writing with permissions perm,
-// truncated to size if size > 0, and counts it. A file of alloc bytes
-// (more than allocMin) that its writes will give its size (size 0) has
-// its blocks allocated at once: one allocation instead of one per block
-// written, and a target too small for it stops the restore here rather
-// than in the middle of its content.
+// truncated to size if size > 0, and counts it. With alloc > 0 (a file
+// its writes give its size, restoreFile) its blocks are allocated at
+// once: one allocation instead of one per block written, and a target
+// too small for it stops the restore here rather than in the middle of
+// its content.
 func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, error) {
 	if beforeCreate != nil {
 		beforeCreate(path)
@@ -684,7 +684,7 @@ func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, er
 		rs.stopFull(path, err)
 		return -1, err
 	}
-	if size == 0 && alloc > allocMin {
+	if alloc > 0 {
 		// FALLOC_FL_KEEP_SIZE: the writes give the size, as without it.
 		// A file system without fallocate (EOPNOTSUPP) is written as it
 		// is; only a full one stops the restore.
@@ -818,7 +818,7 @@ func (rs *restorer) fileFinished(of *openFile) {
 	rs.opts.Progress.fileDone(of.rel)
 	rs.mu.Lock()
 	var links []string
-	if l := rs.leaders[of.rel]; l != nil && !of.device {
+	if l := rs.leaders[of.rel]; l != nil {
 		l.finished = true
 		links = l.followers[l.reported:]
 		l.reported = len(l.followers)
@@ -855,25 +855,28 @@ func (rs *restorer) dropCut(of *openFile) {
 		return
 	}
 	rs.bytes.Add(-of.written.Load())
-	if ino != 0 && unlinkSame(of.path, dev, ino) {
-		rs.mu.Lock()
-		rs.res.Files--
-		rs.mu.Unlock()
-	}
+	// A link made after dropped is set removes itself (restoreNode).
+	paths := []string{of.path}
 	rs.mu.Lock()
-	var followers []string
 	if l := rs.leaders[of.rel]; l != nil {
 		l.dropped = true
-		followers = l.followers
-	}
-	rs.mu.Unlock()
-	for _, rel := range followers {
-		if ino != 0 && unlinkSame(filepath.Join(rs.opts.Target, rel), dev, ino) {
-			rs.mu.Lock()
-			rs.res.Files--
-			rs.mu.Unlock()
+		for _, rel := range l.followers {
+			paths = append(paths, filepath.Join(rs.opts.Target, rel))
 		}
 	}
+	rs.mu.Unlock()
+	if ino == 0 {
+		return // never stat'ed: not known to be ours
+	}
+	var removed int64
+	for _, p := range paths {
+		if unlinkSame(p, dev, ino) {
+			removed++
+		}
+	}
+	rs.mu.Lock()
+	rs.res.Files -= removed
+	rs.mu.Unlock()
 }
 
 // unlinkSame removes path if it is still the file dev, ino.
