@@ -107,15 +107,25 @@ func serve(c *cli.Context) error {
 	if d := server.WatchdogInterval(); d > 0 {
 		go srv.Watchdog(c.Context, d)
 	}
+	stopping := make(chan struct{})
 	go func() {
+		defer close(stopping)
 		// Said when the stop begins: running jobs may take the grace.
 		<-c.Context.Done()
-		server.SdNotify("STOPPING=1")
+		if _, err := server.SdNotify("STOPPING=1"); err != nil {
+			log.Warn("service manager not told the server is stopping", "err", err)
+		}
 	}()
 	log.Info("recall serve started", "pid", os.Getpid(), "home", home, "config", cfg.Path, "concurrency", cfg.Concurrency,
 		"notify_targets", notifier.Targets(), "metrics", cfg.Metrics.Listen, "metrics_textfile", cfg.Metrics.Textfile)
 	// A stop by SIGTERM or SIGINT is the normal end: Run returns nil.
-	return srv.Run(c.Context)
+	// STOPPING=1 is on its way by then; it must not be lost with the
+	// process.
+	err = srv.Run(c.Context)
+	if c.Context.Err() != nil {
+		<-stopping
+	}
+	return err
 }
 
 // notifyStopGrace is how long a stopping server lets notifications

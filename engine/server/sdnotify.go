@@ -27,11 +27,20 @@ func SdNotify(state string) (bool, error) {
 		return false, fmt.Errorf("notify the service manager at %s: %w", os.Getenv("NOTIFY_SOCKET"), err)
 	}
 	defer conn.Close()
+	// A manager that does not read its socket (a full queue) must not
+	// hold up the caller: a watchdog ping or STOPPING=1 waits at most
+	// notifyWait, as systemd's own sd_notify waits for nothing.
+	if err := conn.SetWriteDeadline(time.Now().Add(notifyWait)); err != nil {
+		return false, fmt.Errorf("notify the service manager at %s: %w", os.Getenv("NOTIFY_SOCKET"), err)
+	}
 	if _, err := conn.Write([]byte(state)); err != nil {
 		return false, fmt.Errorf("notify the service manager at %s: %w", os.Getenv("NOTIFY_SOCKET"), err)
 	}
 	return true, nil
 }
+
+// notifyWait bounds one message to the service manager.
+const notifyWait = 2 * time.Second
 
 // WatchdogInterval is how often the service manager wants WATCHDOG=1 from
 // this process: half its $WATCHDOG_USEC, as sd_watchdog_enabled(3)

@@ -51,6 +51,34 @@ func TestSdNotify(t *testing.T) {
 	}
 }
 
+// TestSdNotifyManagerNotReading: a manager whose socket queue is full
+// (it reads nothing) costs SdNotify at most notifyWait and an error,
+// never a caller stuck for good.
+func TestSdNotifyManagerNotReading(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	must(t, err)
+	defer ln.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	for i := 0; ; i++ {
+		start := time.Now()
+		sent, err := SdNotify("WATCHDOG=1")
+		if err != nil {
+			t.Logf("after %d messages: %v in %v", i, err, time.Since(start))
+			if sent {
+				t.Errorf("SdNotify reports sent with %v", err)
+			}
+			if took := time.Since(start); took > notifyWait+5*time.Second {
+				t.Errorf("SdNotify to a full queue took %v, want about %v", took, notifyWait)
+			}
+			return
+		}
+		if i > 100000 {
+			t.Fatalf("%d messages queued on a socket nobody reads", i)
+		}
+	}
+}
+
 func TestWatchdogInterval(t *testing.T) {
 	for _, c := range []struct {
 		usec, pid string
