@@ -173,6 +173,10 @@ func TestRestoreInBatches(t *testing.T) {
 	}
 	clear(pr.visits)
 	clear(pr.asked)
+	// Without the scan of where packs are needed again (the next test
+	// has it), each batch visits the packs it needs.
+	reachScan = false
+	t.Cleanup(func() { reachScan = true })
 	if failed := ds.restore(ds.point); len(failed) > 0 {
 		t.Fatalf("damage reported: %v", keys(failed))
 	}
@@ -198,6 +202,65 @@ func TestRestoreInBatches(t *testing.T) {
 	}
 	if len(pr.asked) != len(chunks) {
 		t.Errorf("%d chunks asked for, the point has %d", len(pr.asked), len(chunks))
+	}
+}
+
+// TestRestoreCarriesPacks: a point of several batches whose packs two
+// batches need is read with each pack visited about once: the scan ahead of the
+// walk tells which packs a later batch needs, and they are carried into
+// it. Without the scan the same restore visits some packs twice.
+func TestRestoreCarriesPacks(t *testing.T) {
+	ds := newDamageStore(t, false)
+	extra := map[string][]byte{}
+	rng := rand.New(rand.NewSource(5))
+	for i := 0; i < 1500; i++ {
+		b := make([]byte, 500+rng.Intn(3000))
+		rng.Read(b)
+		extra[fmt.Sprintf("many/g%02d/f%04d", i/100, i)] = b
+	}
+	ds.addFiles(extra)
+	chunks, packs := ds.pointChunks()
+	old := batchPlaces
+	batchPlaces = 4096
+	t.Cleanup(func() { batchPlaces = old })
+	places := len(chunks) + filePlaces*len(ds.files)
+	if places < 3*batchPlaces || len(packs) < 4 {
+		t.Fatalf("%d places in %d packs: the test needs more batches and packs", places, len(packs))
+	}
+	pr := countPackReads(t)
+	restore := func(scan bool) (visits int, batches, carries int64) {
+		reachScan = scan
+		defer func() { reachScan = true }()
+		clear(pr.visits)
+		clear(pr.asked)
+		h0, c0 := handedOver.Load(), carried.Load()
+		if failed := ds.restore(ds.point); len(failed) > 0 {
+			t.Fatalf("scan %v: damage reported: %v", scan, keys(failed))
+		}
+		for id, n := range pr.asked {
+			if n != 1 || !chunks[id] {
+				t.Errorf("scan %v: chunk %s asked for %d times (in the point: %v)", scan, id.Short(), n, chunks[id])
+			}
+		}
+		if len(pr.asked) != len(chunks) {
+			t.Errorf("scan %v: %d chunks asked for, the point has %d", scan, len(pr.asked), len(chunks))
+		}
+		for _, n := range pr.visits {
+			visits += n
+		}
+		return visits, handedOver.Load() - h0, carried.Load() - c0
+	}
+	without, batches, _ := restore(false)
+	if batches < 3 || without <= len(packs) {
+		t.Fatalf("without the scan: %d packs visited %d times in %d batches; the test needs packs that batches share", len(packs), without, batches)
+	}
+	with, batches, carries := restore(true)
+	t.Logf("%d packs: %d visits without the scan, %d with it (%d batches, %d packs carried)", len(packs), without, with, batches, carries)
+	// Each pack once, mostly: a carry is bounded by a batch's places, and
+	// how the savers filled the packs varies from run to run.
+	if batches < 3 || carries == 0 || with < len(packs) || with-len(packs) > (without-len(packs))/4 {
+		t.Errorf("with the scan: %d packs visited %d times in %d batches, %d carried into a next one; want about once each (%d visits without the scan)",
+			len(packs), with, batches, carries, without)
 	}
 }
 

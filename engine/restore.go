@@ -84,13 +84,16 @@ func noSpace(err error) bool {
 }
 
 type restorer struct {
-	r       *Reader
-	opts    RestoreOptions
-	ctx     context.Context
-	isRoot  bool
-	plan    readPlan       // chunks to read, by pack (plan.go)
-	reading planReader     // reads the batches of the plan
-	wg      sync.WaitGroup // outstanding files
+	r          *Reader
+	opts       RestoreOptions
+	ctx        context.Context
+	isRoot     bool
+	plan       readPlan       // chunks to read, by pack (plan.go)
+	reading    planReader     // reads the batches of the plan
+	reach      *packReach     // where the walk will need packs again (plan.go); nil: not known
+	walkPos    int64          // chunks planned so far (planChunk)
+	walkPlaces int64          // places planned so far (planFile, planChunk)
+	wg         sync.WaitGroup // outstanding files
 
 	mu       sync.Mutex
 	res      RestoreResult
@@ -232,6 +235,8 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	}
 	stopTotals := rs.restoreTotals(tree, single)
 	defer stopTotals()
+	stopReach := rs.scanReach(p, tree, single)
+	defer stopReach()
 
 	// A device image onto a block device.
 	if st, err := os.Stat(opts.Target); err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
