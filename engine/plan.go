@@ -54,30 +54,30 @@ import (
 // A point larger than one batch: a pack whose blobs two batches need
 // would be visited by both, each reading the gaps between its blobs, the
 // other batch's among them. A restore of the bench set in batches of 2^16
-// places read 2,466 MB where its packs hold 1,845 MB (in batches of 2^14
-// 2,882 MB), and one of 96,000 files (3.7 GB in 3.4 batches of 2^18)
-// read 3,186 MB of a 2.7 GB store. So a scan runs ahead of the walk over
-// the same trees (scanReach), noting for each pack the last chunk of the
-// walk that needs it. When a full batch is handed over, the walk first
-// lets the scan get reachHorizon batches ahead (unless the readers sit
-// idle: over an object store the scan loads trees no faster than the walk
-// does), and a pack a later chunk needs is held back and carried into the
-// next batch with its places, the fewest first, while they stay within a
-// batch's places. Measured with that: 1,961 MB and 2,379 MB for the set,
-// 2,911 MB for the 96,000 files (each pack once). The scan costs a second
+// places read 2,352 MiB where one batch reads 1,845 MiB (in batches of
+// 2^14 2,748 MiB). So a scan runs ahead of the walk over the same trees
+// (scanReach), noting for each pack the last chunk of the walk that needs
+// it. When a full batch is handed over, the walk first lets the scan get
+// reachHorizon batches ahead, unless the readers are down to their last
+// packs (readersHungry: over an object store the scan loads trees no
+// faster than the walk does). Packs a later chunk needs are then held
+// back and carried into the next batch with their places, the fewest
+// first, within half a batch's places (holdBack). The scan costs a second
 // load of each tree and an index lookup per chunk, so it runs only for a
-// point whose statistics say it does not fit in one batch.
+// point whose statistics say it does not fit in one batch, and stops when
+// the walk ends. bench/README.md has the bytes read with and without it.
 //
 // Memory: a planned chunk costs one planEntry of 56 bytes per place that
 // needs it (its id, the file, its byte range), and a file in the plan its
 // openFile, its path and the metadata of its node (not its chunk list),
 // some 400 bytes, counted as filePlaces places. Places in flight are
-// bounded (two batches), and the batch being planned holds at most its
-// own places and one batch's carried, so the plan holds at most four
-// batches' places, about 56 MiB, however large the point: 2^18 places are
-// 2^18 chunks (some 380 GiB at the mean chunk size) or 29,000 small
-// files. The 96,000 files restored at a peak RSS of 160-174 MiB with the
-// carrying, 143 MiB without.
+// bounded (two batches, and what was carried into the last), and the
+// batch being planned holds at most its own places and half a batch
+// carried, so the plan holds at most four batches' places, about 56 MiB,
+// however large the point: 2^18 places are 2^18 chunks (some 380 GiB at
+// the mean chunk size) or 29,000 small files. The scan adds an entry per
+// pack of the point (some 60 bytes; a 10 TB store of 16 MiB packs has
+// 600,000).
 
 // planLimit bounds the places of a batch.
 const (
@@ -108,9 +108,10 @@ type packPlan struct {
 
 // planBatch is a batch handed over to be read.
 type planBatch struct {
-	packs []*packPlan
-	n     int          // its places (planFile, planChunk)
-	left  atomic.Int64 // its packs not read yet
+	packs   []*packPlan
+	n       int          // its places (planFile, planChunk)
+	carried int          // of n, the places carried into it (holdBack)
+	left    atomic.Int64 // its packs not read yet
 }
 
 // packReach is what scanReach knows of where the walk will need packs.
@@ -204,7 +205,8 @@ func (rs *restorer) scanReach(p *Point, t *Tree, single *Node) func() {
 			rs.r.walkTree(ctx, t, "", visit)
 		}
 	}()
-	return func() { cancel(); <-done }
+	rs.stopReach = sync.OnceFunc(func() { cancel(); <-done })
+	return rs.stopReach
 }
 
 // needsLater reports whether the walk, now at position pos, is known to
@@ -224,6 +226,9 @@ type readPlan struct {
 	byPack map[chunkstore.ID]*packPlan
 	batch  *planBatch
 	limit  int
+	// retryAt: an idle hand-over found every pack needed later; the next
+	// one looks again when the batch has this many places.
+	retryAt int
 }
 
 // planReader reads the batches handed over: a feeder queues their packs,
@@ -238,6 +243,8 @@ type planReader struct {
 	cond     sync.Cond
 	inFlight int
 	idle     time.Time // since when inFlight is 0 (handOverIfIdle)
+	// packsLeft: packs handed over and not read yet.
+	packsLeft atomic.Int64
 }
 
 func (p *readPlan) add(pack chunkstore.ID, e planEntry) {
@@ -317,7 +324,7 @@ func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
 // after each directory's tree is loaded).
 func (rs *restorer) handOverIfIdle() {
 	b := rs.plan.batch
-	if b == nil || len(b.packs) == 0 {
+	if b == nil || len(b.packs) == 0 || b.n < rs.plan.retryAt {
 		return
 	}
 	if rs.readersIdle() {
@@ -332,6 +339,17 @@ func (rs *restorer) readersIdle() bool {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	return pr.inFlight == 0 && time.Since(pr.idle) >= planPatience
+}
+
+// readersHungry reports whether the walk should stop waiting for the scan
+// (waitAhead): the readers are down to their last packs, or have had
+// nothing at all to read for planPatience.
+func (rs *restorer) readersHungry() bool {
+	left := rs.reading.packsLeft.Load()
+	if left == 0 {
+		return rs.readersIdle()
+	}
+	return left <= int64(rs.opts.Workers)
 }
 
 // handOver gives the batch planned so far to the readers, waiting while
@@ -352,18 +370,20 @@ func (rs *restorer) handOver(final bool) {
 			// it carries: with a full batch, the walk waits for the scan
 			// to see that far (an idle hand-over feeds idle readers
 			// now).
-			rs.reach.waitAhead(rs.walkPlaces, rs.readersIdle)
+			rs.reach.waitAhead(rs.walkPlaces, rs.readersHungry)
 		}
 		carry, weight := rs.holdBack(b)
 		if len(carry) == len(b.packs) && b.n < rs.plan.limit {
-			return // nothing to read yet: the batch goes on
+			// Nothing to read yet: the batch goes on, and an idle
+			// hand-over looks again once it has grown.
+			rs.plan.retryAt = b.n + max(64, batchPlaces/16)
+			return
 		}
 		if len(carry) > 0 {
 			// The next batch holds what is carried beside a batch's
 			// places of its own.
-			nb := &planBatch{n: weight}
+			nb := &planBatch{n: weight, carried: weight}
 			next.limit += weight
-			b.n = max(0, b.n-weight)
 			next.batch, next.byPack = nb, make(map[chunkstore.ID]*packPlan, len(carry))
 			kept := b.packs[:0]
 			for _, pp := range b.packs {
@@ -377,6 +397,9 @@ func (rs *restorer) handOver(final bool) {
 			}
 			clear(b.packs[len(kept):])
 			b.packs = kept
+			// weight may count a file whose places an earlier batch
+			// counted: a batch handed over is never counted as empty.
+			b.n = max(len(b.packs), b.n-weight)
 			carried.Add(int64(len(carry)))
 		}
 	}
@@ -387,13 +410,15 @@ func (rs *restorer) handOver(final bool) {
 	pr := &rs.reading
 	pr.mu.Lock()
 	// A batch ends with the place that fills it, and a file's places
-	// come before its first chunk's: it may pass the limit by those.
-	for pr.inFlight > 0 && pr.inFlight+b.n > 2*(batchPlaces+filePlaces) {
+	// come before its first chunk's: it may pass the limit by those, and
+	// by what was carried into it.
+	for pr.inFlight > 0 && pr.inFlight+b.n > 2*(batchPlaces+filePlaces)+b.carried {
 		pr.cond.Wait()
 	}
 	pr.inFlight += b.n
 	pr.mu.Unlock()
 	b.left.Store(int64(len(b.packs)))
+	pr.packsLeft.Add(int64(len(b.packs)))
 	handedOver.Add(1)
 	pr.batches <- b
 }
@@ -415,7 +440,7 @@ func (rs *restorer) holdBack(b *planBatch) (map[*packPlan]bool, int) {
 	slices.SortStableFunc(later, func(x, y *packPlan) int { return cmp.Compare(len(x.ents), len(y.ents)) })
 	carry := map[*packPlan]bool{}
 	files := map[*openFile]bool{}
-	weight, room := 0, batchPlaces
+	weight, room := 0, batchPlaces/2
 	for _, pp := range later {
 		w := len(pp.ents)
 		for _, e := range pp.ents {
@@ -444,6 +469,7 @@ var carried, handedOver atomic.Int64
 func (rs *restorer) packRead(pp *packPlan) {
 	b := pp.batch
 	pp.ents = nil
+	rs.reading.packsLeft.Add(-1)
 	if b.left.Add(-1) != 0 {
 		return
 	}

@@ -212,6 +212,9 @@ func TestRestoreInBatches(t *testing.T) {
 func TestRestoreCarriesPacks(t *testing.T) {
 	ds := newDamageStore(t, false)
 	extra := map[string][]byte{}
+	// Packs of some 30 files: a pack's places are a small part of a
+	// batch's, as a real pack's 1,000 small files are of 2^18 places.
+	chunkstore.PackTargetSize = 64 << 10 // newDamageStore puts it back
 	rng := rand.New(rand.NewSource(5))
 	for i := 0; i < 1500; i++ {
 		b := make([]byte, 500+rng.Intn(3000))

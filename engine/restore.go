@@ -93,6 +93,7 @@ type restorer struct {
 	reach      *packReach     // where the walk will need packs again (plan.go); nil: not known
 	walkPos    int64          // chunks planned so far (planChunk)
 	walkPlaces int64          // places planned so far (planFile, planChunk)
+	stopReach  func()         // stops the scan (scanReach); nil: none
 	wg         sync.WaitGroup // outstanding files
 
 	mu       sync.Mutex
@@ -361,6 +362,11 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	rs.startReading()
 	rs.startCreators(rs.opts.Workers)
 	err := walk()
+	if rs.stopReach != nil {
+		// Its work is done: over an object store it would go on loading
+		// trees beside the readers.
+		rs.stopReach()
+	}
 	rs.finishReading()
 	rs.closeCreateQueue() // the feeder is done
 	rs.wg.Wait()
