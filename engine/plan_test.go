@@ -44,6 +44,19 @@ func countPackReads(t *testing.T) *packReads {
 	return pr
 }
 
+// manyFiles makes n files of least to least+spread random bytes, the
+// i-th named name(i).
+func manyFiles(seed int64, n, least, spread int, name func(int) string) map[string][]byte {
+	rng := rand.New(rand.NewSource(seed))
+	files := map[string][]byte{}
+	for i := 0; i < n; i++ {
+		b := make([]byte, least+rng.Intn(spread))
+		rng.Read(b)
+		files[name(i)] = b
+	}
+	return files
+}
+
 // addFiles adds files to the damage store's source and backs it up again.
 func (ds *damageStore) addFiles(files map[string][]byte) {
 	ds.t.Helper()
@@ -122,14 +135,7 @@ func TestRestoreReadsEachPackOnce(t *testing.T) {
 func TestRestoreInBatches(t *testing.T) {
 	const small = 512 // places of a batch, for the second part
 	ds := newDamageStore(t, false)
-	extra := map[string][]byte{}
-	rng := rand.New(rand.NewSource(3))
-	for i := 0; i < 3*small; i++ {
-		b := make([]byte, 500+rng.Intn(3000))
-		rng.Read(b)
-		extra[fmt.Sprintf("many/g%02d/f%04d", i/100, i)] = b
-	}
-	ds.addFiles(extra)
+	ds.addFiles(manyFiles(3, 3*small, 500, 3000, func(i int) string { return fmt.Sprintf("many/g%02d/f%04d", i/100, i) }))
 	chunks, packs := ds.pointChunks()
 	if len(chunks) <= 2*small {
 		t.Fatalf("%d chunks: the test needs more batches", len(chunks))
@@ -211,17 +217,10 @@ func TestRestoreInBatches(t *testing.T) {
 // it. Without the scan the same restore visits some packs twice.
 func TestRestoreCarriesPacks(t *testing.T) {
 	ds := newDamageStore(t, false)
-	extra := map[string][]byte{}
 	// Packs of some 30 files: a pack's places are a small part of a
 	// batch's, as a real pack's 1,000 small files are of 2^18 places.
-	chunkstore.PackTargetSize = 64 << 10 // newDamageStore puts it back
-	rng := rand.New(rand.NewSource(5))
-	for i := 0; i < 1500; i++ {
-		b := make([]byte, 500+rng.Intn(3000))
-		rng.Read(b)
-		extra[fmt.Sprintf("many/g%02d/f%04d", i/100, i)] = b
-	}
-	ds.addFiles(extra)
+	withPackSize(t, 64<<10)
+	ds.addFiles(manyFiles(5, 1500, 500, 3000, func(i int) string { return fmt.Sprintf("many/g%02d/f%04d", i/100, i) }))
 	chunks, packs := ds.pointChunks()
 	old := batchPlaces
 	batchPlaces = 4096
@@ -272,14 +271,7 @@ func TestRestoreCarriesPacks(t *testing.T) {
 // they get what is planned, and the restore is still exact.
 func TestRestoreSlowWalkFeedsReaders(t *testing.T) {
 	ds := newDamageStore(t, false)
-	extra := map[string][]byte{}
-	rng := rand.New(rand.NewSource(4))
-	for i := 0; i < 200; i++ {
-		b := make([]byte, 2000+rng.Intn(3000))
-		rng.Read(b)
-		extra[fmt.Sprintf("slow/d%02d/f%03d", i/10, i)] = b
-	}
-	ds.addFiles(extra)
+	ds.addFiles(manyFiles(4, 200, 2000, 3000, func(i int) string { return fmt.Sprintf("slow/d%02d/f%03d", i/10, i) }))
 	oldPatience := planPatience
 	planPatience = 5 * time.Millisecond
 	var mu sync.Mutex
