@@ -349,8 +349,12 @@ func (rs *restorer) readersHungry() bool {
 	if left == 0 {
 		return rs.readersIdle()
 	}
-	return left <= int64(rs.opts.Workers)
+	return left <= hungryAt(rs.opts.Workers)
 }
+
+// hungryAt is how few packs left the readers are down to when the walk
+// stops waiting for the scan: a pack each (a variable for tests).
+var hungryAt = func(workers int) int64 { return int64(workers) }
 
 // handOver gives the batch planned so far to the readers, waiting while
 // two batches' places are in flight, and starts the next batch. The
