@@ -171,6 +171,9 @@ func (rs *restorer) scanReach(p *Point, t *Tree, single *Node) func() {
 		groups := map[uint64]bool{}
 		var packs []chunkstore.ID
 		visit := func(_ string, n *Node, err error) error {
+			if reachVisit != nil {
+				reachVisit()
+			}
 			if err != nil || !n.Type.HasContent() {
 				return nil
 			}
@@ -208,6 +211,9 @@ func (rs *restorer) scanReach(p *Point, t *Tree, single *Node) func() {
 	rs.stopReach = sync.OnceFunc(func() { cancel(); <-done })
 	return rs.stopReach
 }
+
+// reachVisit, when set (tests), runs for each entry the scan visits.
+var reachVisit func()
 
 // needsLater reports whether the walk, now at position pos, is known to
 // need pack again.

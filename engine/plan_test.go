@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,6 +270,34 @@ func TestRestoreCarriesPacks(t *testing.T) {
 	if batches < 3 || carries == 0 || with < len(packs) || with-len(packs) > (without-len(packs))/4 {
 		t.Errorf("with the scan: %d packs visited %d times in %d batches, %d carried into a next one; want about once each (%d visits without the scan)",
 			len(packs), with, batches, carries, without)
+	}
+}
+
+// TestRestoreSlowScan: a scan that lags far behind the walk (trees from
+// an object store) holds no batch for good: the walk hands its batches
+// over once the readers run low, the restore is exact, and it ends long
+// before the scan would have.
+func TestRestoreSlowScan(t *testing.T) {
+	ds := newDamageStore(t, false)
+	withPackSize(t, 32<<10)
+	ds.addFiles(manyFiles(6, 600, 500, 3000, func(i int) string { return fmt.Sprintf("many/g%02d/f%04d", i/100, i) }))
+	old, oldPatience := batchPlaces, planPatience
+	batchPlaces, planPatience = 1024, 20*time.Millisecond
+	t.Cleanup(func() { batchPlaces, planPatience = old, oldPatience })
+	var visited atomic.Int64
+	reachVisit = func() {
+		visited.Add(1)
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Cleanup(func() { reachVisit = nil })
+	h0 := handedOver.Load()
+	if failed := ds.restore(ds.point); len(failed) > 0 {
+		t.Fatalf("damage reported: %v", keys(failed))
+	}
+	batches := handedOver.Load() - h0
+	t.Logf("%d batches, the scan visited %d entries of %d files", batches, visited.Load(), len(ds.files))
+	if n := visited.Load(); batches < 3 || n >= int64(len(ds.files)) {
+		t.Errorf("%d batches handed over, the scan visited %d entries of %d files: want several batches, and the restore done before the scan", batches, n, len(ds.files))
 	}
 }
 
