@@ -185,21 +185,30 @@ func (rs *restorer) scanReach(p *Point, t *Tree, single *Node) func() {
 				}
 				groups[n.LinkGroup] = true
 			}
-			packs = packs[:0]
-			for _, e := range n.Extents {
-				if !e.Hole {
-					packs = append(packs, packOf(rs.r, e.ID))
+			// In pieces: an image's node can hold millions of extents,
+			// and the walk is told of them as they are looked up.
+			ext, first := n.Extents, true
+			for len(ext) > 0 {
+				k := min(len(ext), 4096)
+				packs = packs[:0]
+				for _, e := range ext[:k] {
+					if !e.Hole {
+						packs = append(packs, packOf(rs.r, e.ID))
+					}
 				}
+				ext = ext[k:]
+				pr.mu.Lock()
+				for _, pack := range packs {
+					pos++
+					pr.last[pack] = pos
+				}
+				pr.places += int64(len(packs))
+				if first && len(packs) > 0 {
+					pr.places += filePlaces
+					first = false
+				}
+				pr.mu.Unlock()
 			}
-			pr.mu.Lock()
-			for _, pack := range packs {
-				pos++
-				pr.last[pack] = pos
-			}
-			if len(packs) > 0 {
-				pr.places += int64(filePlaces + len(packs))
-			}
-			pr.mu.Unlock()
 			return nil
 		}
 		if single != nil {

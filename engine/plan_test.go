@@ -301,6 +301,35 @@ func TestRestoreSlowScan(t *testing.T) {
 	}
 }
 
+// TestRestoreLargeFileInBatches: one file of more chunks than a batch
+// has places (an image: the scan looks it up in pieces) is planned and
+// read in several batches, each chunk asked for once, and comes back
+// exact.
+func TestRestoreLargeFileInBatches(t *testing.T) {
+	ds := newDamageStore(t, false)
+	ds.addFiles(manyFiles(7, 1, 40<<20, 1, func(int) string { return "big/image" }))
+	chunks, _ := ds.pointChunks()
+	old := batchPlaces
+	batchPlaces = 16
+	t.Cleanup(func() { batchPlaces = old })
+	pr := countPackReads(t)
+	h0 := handedOver.Load()
+	if failed := ds.restore(ds.point); len(failed) > 0 {
+		t.Fatalf("damage reported: %v", keys(failed))
+	}
+	if b := handedOver.Load() - h0; b < 3 {
+		t.Errorf("%d batches handed over: the test needs several", b)
+	}
+	for id, n := range pr.asked {
+		if n != 1 {
+			t.Errorf("chunk %s asked for %d times", id.Short(), n)
+		}
+	}
+	if len(pr.asked) != len(chunks) {
+		t.Errorf("%d chunks asked for, the point has %d", len(pr.asked), len(chunks))
+	}
+}
+
 // A walk slow to plan (trees that take a round trip each) does not keep
 // the readers idle until it ends: once they have waited planPatience,
 // they get what is planned, and the restore is still exact.
