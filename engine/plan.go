@@ -56,8 +56,8 @@ import (
 // other batch's among them. A restore of the bench set in batches of 2^16
 // places read 2,352 MiB where one batch reads 1,845 MiB (in batches of
 // 2^14 2,748 MiB). So a scan runs ahead of the walk over the same trees
-// (scanReach), noting for each pack the last chunk of the walk that needs
-// it. When a full batch is handed over, the walk first lets the scan get
+// (scanReach, a part of walkBeside), noting for each pack the last chunk
+// of the walk that needs it. When a full batch is handed over, the walk first lets the scan get
 // reachHorizon batches ahead, unless the readers are down to their last
 // packs (readersHungry: over an object store the scan loads trees no
 // faster than the walk does). Packs a later chunk needs are then held
@@ -117,7 +117,7 @@ type planBatch struct {
 // packReach is what scanReach knows of where the walk will need packs.
 type packReach struct {
 	mu     sync.Mutex
-	last   map[chunkstore.ID]int64 // the walk position (restorer.walkPos) of the last chunk known to need the pack
+	last   map[chunkstore.ID]int64 // the place (as restorer.walkPlaces counts) of the last chunk known to need the pack
 	places int64                   // places scanned (files and chunks, as the plan counts them)
 	done   bool                    // the scan ended
 }
@@ -148,45 +148,26 @@ func (pr *packReach) waitAhead(places int64, idle func() bool) {
 // reachScan, when false (tests), keeps the scan from running.
 var reachScan = true
 
-// scanReach starts the scan that tells handOver which packs later batches
-// need (see above), for a point of more places than a batch; the returned
-// function stops it and waits.
-func (rs *restorer) scanReach(p *Point, t *Tree, single *Node) func() {
+// scanReach is the part of the walk beside a restore (walkBeside) that
+// tells handOver which packs later batches need (see above), for a point
+// of more places than a batch; nil for a smaller one.
+func (rs *restorer) scanReach(p *Point) *besideVisitor {
 	est := p.Stats.Files*(filePlaces+1) + p.Stats.Bytes>>20 // a small file is one chunk, the mean chunk 1 MiB
 	if !reachScan || est <= int64(batchPlaces) {
-		return func() {}
+		return nil
 	}
 	pr := &packReach{last: map[chunkstore.ID]int64{}}
 	rs.reach = pr
-	ctx, cancel := context.WithCancel(rs.ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			pr.mu.Lock()
-			pr.done = true
-			pr.mu.Unlock()
-		}()
-		var pos int64
-		groups := map[uint64]bool{}
-		var packs []chunkstore.ID
-		visit := func(_ string, n *Node, err error) error {
-			if reachVisit != nil {
-				reachVisit()
-			}
-			if err != nil || !n.Type.HasContent() {
-				return nil
-			}
-			if n.LinkGroup != 0 {
-				// The restore plans a hard-link group's content once,
-				// for its first name.
-				if groups[n.LinkGroup] {
-					return nil
-				}
-				groups[n.LinkGroup] = true
+	var packs []chunkstore.ID
+	return &besideVisitor{
+		visit: func(n *Node, follower bool) {
+			if follower {
+				return // the restore plans a hard-link group's content once
 			}
 			// In pieces: an image's node can hold millions of extents,
-			// and the walk is told of them as they are looked up.
+			// and the walk is told of them as they are looked up. The
+			// places are counted as the walk counts them: a file's
+			// before its first chunk's (planFile, planChunk).
 			ext, first := n.Extents, true
 			for len(ext) > 0 {
 				k := min(len(ext), 4096)
@@ -198,33 +179,26 @@ func (rs *restorer) scanReach(p *Point, t *Tree, single *Node) func() {
 				}
 				ext = ext[k:]
 				pr.mu.Lock()
-				for _, pack := range packs {
-					pos++
-					pr.last[pack] = pos
-				}
-				pr.places += int64(len(packs))
 				if first && len(packs) > 0 {
 					pr.places += filePlaces
 					first = false
 				}
+				for _, pack := range packs {
+					pr.places++
+					pr.last[pack] = pr.places
+				}
 				pr.mu.Unlock()
 			}
-			return nil
-		}
-		if single != nil {
-			rs.r.WalkNode(ctx, "", single, visit)
-		} else {
-			rs.r.walkTree(ctx, t, "", visit)
-		}
-	}()
-	rs.stopReach = sync.OnceFunc(func() { cancel(); <-done })
-	return rs.stopReach
+		},
+		end: func(bool) {
+			pr.mu.Lock()
+			pr.done = true
+			pr.mu.Unlock()
+		},
+	}
 }
 
-// reachVisit, when set (tests), runs for each entry the scan visits.
-var reachVisit func()
-
-// needsLater reports whether the walk, now at position pos, is known to
+// needsLater reports whether the walk, now at place pos, is known to
 // need pack again.
 func (pr *packReach) needsLater(pack chunkstore.ID, pos int64) bool {
 	if pr == nil || pack.IsZero() {
@@ -323,7 +297,6 @@ func (rs *restorer) planFile() {
 // planChunk adds one stored extent of a file to the plan, and hands the
 // batch over when it is full.
 func (rs *restorer) planChunk(of *openFile, id chunkstore.ID, off, end int64) {
-	rs.walkPos++
 	rs.walkPlaces++
 	rs.plan.add(packOf(rs.r, id), planEntry{id: id, of: of, off: off, end: end})
 	if rs.plan.batch.n >= rs.plan.limit {
@@ -449,7 +422,7 @@ func (rs *restorer) handOver(final bool) {
 func (rs *restorer) holdBack(b *planBatch) (map[*packPlan]bool, int) {
 	var later []*packPlan
 	for _, pp := range b.packs {
-		if rs.reach.needsLater(pp.pack, rs.walkPos) {
+		if rs.reach.needsLater(pp.pack, rs.walkPlaces) {
 			later = append(later, pp)
 		}
 	}

@@ -58,6 +58,20 @@ func manyFiles(seed int64, n, least, spread int, name func(int) string) map[stri
 	return files
 }
 
+// askedOnce checks that every chunk asked for was asked for once, and as
+// many as the point has.
+func (pr *packReads) askedOnce(t *testing.T, chunks map[chunkstore.ID]bool) {
+	t.Helper()
+	for id, n := range pr.asked {
+		if n != 1 {
+			t.Errorf("chunk %s asked for %d times", id.Short(), n)
+		}
+	}
+	if len(pr.asked) != len(chunks) {
+		t.Errorf("%d chunks asked for, the point has %d", len(pr.asked), len(chunks))
+	}
+}
+
 // addFiles adds files to the damage store's source and backs it up again.
 func (ds *damageStore) addFiles(files map[string][]byte) {
 	ds.t.Helper()
@@ -202,14 +216,7 @@ func TestRestoreInBatches(t *testing.T) {
 	if visits <= len(packs) {
 		t.Errorf("%d packs visited %d times in all: the restore was not read in batches", len(packs), visits)
 	}
-	for id, n := range pr.asked {
-		if n != 1 {
-			t.Errorf("chunk %s asked for %d times", id.Short(), n)
-		}
-	}
-	if len(pr.asked) != len(chunks) {
-		t.Errorf("%d chunks asked for, the point has %d", len(pr.asked), len(chunks))
-	}
+	pr.askedOnce(t, chunks)
 }
 
 // TestRestoreCarriesPacks: a point of several batches whose packs two
@@ -285,11 +292,11 @@ func TestRestoreSlowScan(t *testing.T) {
 	batchPlaces, planPatience = 1024, 20*time.Millisecond
 	t.Cleanup(func() { batchPlaces, planPatience = old, oldPatience })
 	var visited atomic.Int64
-	reachVisit = func() {
+	besideVisit = func() {
 		visited.Add(1)
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Cleanup(func() { reachVisit = nil })
+	t.Cleanup(func() { besideVisit = nil })
 	h0 := handedOver.Load()
 	if failed := ds.restore(ds.point); len(failed) > 0 {
 		t.Fatalf("damage reported: %v", keys(failed))
@@ -320,14 +327,7 @@ func TestRestoreLargeFileInBatches(t *testing.T) {
 	if b := handedOver.Load() - h0; b < 3 {
 		t.Errorf("%d batches handed over: the test needs several", b)
 	}
-	for id, n := range pr.asked {
-		if n != 1 {
-			t.Errorf("chunk %s asked for %d times", id.Short(), n)
-		}
-	}
-	if len(pr.asked) != len(chunks) {
-		t.Errorf("%d chunks asked for, the point has %d", len(pr.asked), len(chunks))
-	}
+	pr.askedOnce(t, chunks)
 }
 
 // A walk slow to plan (trees that take a round trip each) does not keep

@@ -247,44 +247,28 @@ func (s *scanner) enters(path string, dev uint64) bool {
 	return neverRead(s.b.fsTypes.fsType(path, dev)) == ""
 }
 
-// restoreTotals counts the totals of a restore of the entries of t (or of
-// the one entry single) from the point's trees, in its own goroutine; the
-// returned function stops it and waits. A hard-link group's content is
-// written once, so its bytes count once; every name counts as a file.
-func (rs *restorer) restoreTotals(t *Tree, single *Node) func() {
-	p := rs.opts.Progress
+// restoreTotals is the part of the walk beside a restore (walkBeside)
+// that counts its totals from the point's trees; nil without progress. A
+// hard-link group's content is written once, so its bytes count once;
+// every name counts as a file.
+func (p *Progress) restoreTotals() *besideVisitor {
 	if p == nil {
-		return func() {}
+		return nil
 	}
-	ctx, cancel := context.WithCancel(rs.ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		groups := map[uint64]bool{}
-		count := func(_ string, n *Node, err error) error {
-			if err != nil || !n.Type.HasContent() {
-				return nil // an unreadable directory counts nothing
-			}
+	return &besideVisitor{
+		visit: func(n *Node, follower bool) {
 			size := int64(n.Size)
-			if n.LinkGroup != 0 {
-				if groups[n.LinkGroup] {
-					size = 0
-				}
-				groups[n.LinkGroup] = true
+			if follower {
+				size = 0
 			}
 			p.addTotal(1, size)
-			return nil
-		}
-		if single != nil {
-			rs.r.WalkNode(ctx, "", single, count)
-		} else {
-			rs.r.walkTree(ctx, t, "", count)
-		}
-		if ctx.Err() == nil {
-			p.totalsFinal.Store(true)
-		}
-	}()
-	return func() { cancel(); <-done }
+		},
+		end: func(complete bool) {
+			if complete {
+				p.totalsFinal.Store(true)
+			}
+		},
+	}
 }
 
 // packTotals sets a verify's totals: every pack, whole.

@@ -91,9 +91,8 @@ type restorer struct {
 	plan       readPlan       // chunks to read, by pack (plan.go)
 	reading    planReader     // reads the batches of the plan
 	reach      *packReach     // where the walk will need packs again (plan.go); nil: not known
-	walkPos    int64          // chunks planned so far (planChunk)
 	walkPlaces int64          // places planned so far (planFile, planChunk)
-	stopReach  func()         // stops the scan (scanReach); nil: none
+	stopReach  func()         // stops the walk beside when only scanReach wants it; nil: none
 	wg         sync.WaitGroup // outstanding files
 
 	mu       sync.Mutex
@@ -234,10 +233,8 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if single == nil && rootNode.Subtree.IsZero() {
 		rs.needs = p.Stats.Bytes // the whole point
 	}
-	stopTotals := rs.restoreTotals(tree, single)
-	defer stopTotals()
-	stopReach := rs.scanReach(p, tree, single)
-	defer stopReach()
+	stopBeside := rs.walkBeside(p, tree, single)
+	defer stopBeside()
 
 	// A device image onto a block device.
 	if st, err := os.Stat(opts.Target); err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
@@ -363,8 +360,8 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	rs.startCreators(rs.opts.Workers)
 	err := walk()
 	if rs.stopReach != nil {
-		// Its work is done: over an object store it would go on loading
-		// trees beside the readers.
+		// The scan's work is done: over an object store it would go on
+		// loading trees beside the readers.
 		rs.stopReach()
 	}
 	rs.finishReading()
@@ -612,6 +609,73 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 	rs.mu.Unlock()
 	rs.applyMeta(path, rel, n)
 	return nil
+}
+
+// besideVisitor is a part of the walk beside a restore: visit sees each
+// entry with content, follower when an earlier name of its hard-link
+// group has its content; end is called when the walk ends, complete
+// unless it was stopped.
+type besideVisitor struct {
+	visit func(n *Node, follower bool)
+	end   func(complete bool)
+}
+
+// besideVisit, when set (tests), runs for each entry the walk beside
+// visits.
+var besideVisit func()
+
+// walkBeside walks the point's trees, the entries of t (or the one entry
+// single), in its own goroutine ahead of the restore's walk, for the
+// parts that want to know them early: the progress totals
+// (restoreTotals) and the packs later batches need (scanReach). The
+// returned function stops it and waits. When only the scan wants it,
+// rs.stopReach stops it as the restore's walk ends.
+func (rs *restorer) walkBeside(p *Point, t *Tree, single *Node) func() {
+	var parts []*besideVisitor
+	totals := rs.opts.Progress.restoreTotals()
+	for _, v := range []*besideVisitor{totals, rs.scanReach(p)} {
+		if v != nil {
+			parts = append(parts, v)
+		}
+	}
+	if len(parts) == 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(rs.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		groups := map[uint64]bool{}
+		visit := func(_ string, n *Node, err error) error {
+			if besideVisit != nil {
+				besideVisit()
+			}
+			if err != nil || !n.Type.HasContent() {
+				return nil // an unreadable directory counts nothing
+			}
+			follower := n.LinkGroup != 0 && groups[n.LinkGroup]
+			if n.LinkGroup != 0 {
+				groups[n.LinkGroup] = true
+			}
+			for _, v := range parts {
+				v.visit(n, follower)
+			}
+			return nil
+		}
+		if single != nil {
+			rs.r.WalkNode(ctx, "", single, visit)
+		} else {
+			rs.r.walkTree(ctx, t, "", visit)
+		}
+		for _, v := range parts {
+			v.end(ctx.Err() == nil)
+		}
+	}()
+	stop := sync.OnceFunc(func() { cancel(); <-done })
+	if totals == nil {
+		rs.stopReach = stop
+	}
+	return stop
 }
 
 // treeLoaded, when set (tests), runs after the walk loads a directory's
