@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -135,8 +136,8 @@ func kek(e *EncryptCfg, password string) ([]byte, error) {
 
 // Init creates an empty store in the local directory dir.
 func Init(dir string, o InitOptions) (*Config, error) {
-	if _, err := local.Open(dir).Stat(bg, configHandle); err == nil {
-		return nil, fmt.Errorf("init %s: %w", dir, ErrExists)
+	if err := refuseInit(local.Open(dir)); err != nil {
+		return nil, err
 	}
 	be, err := local.Create(dir)
 	if err != nil {
@@ -149,8 +150,8 @@ func Init(dir string, o InitOptions) (*Config, error) {
 // InitBackend creates an empty store in be, which holds no store yet.
 func InitBackend(be backend.Backend, o InitOptions) (*Config, error) {
 	dir := be.Location()
-	if _, err := be.Stat(bg, configHandle); err == nil {
-		return nil, fmt.Errorf("init %s: %w", dir, ErrExists)
+	if err := refuseInit(be); err != nil {
+		return nil, err
 	}
 	pol, err := chunker.RandomPolynomial()
 	if err != nil {
@@ -197,6 +198,47 @@ func InitBackend(be backend.Backend, o InitOptions) (*Config, error) {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
 	return cfg, nil
+}
+
+// refuseInit fails, wrapping ErrExists, when be holds any part of a
+// store: its config, the config's copy, or a pack, index file or point.
+// A store that lost its config still has its copy, and one that lost
+// both is still all its data: a new config written over it would carry
+// a new key (an encrypted store's data could never be read again) and a
+// new chunker polynomial, and every repair the new store then proposed
+// would remove the old data as damage.
+func refuseInit(be backend.Backend) error {
+	dir := be.Location()
+	for _, name := range []string{"config", configCopyName} {
+		_, err := be.Stat(bg, backend.Handle{Type: backend.Config, Name: name})
+		if err == nil {
+			return fmt.Errorf("init %s: %w", dir, ErrExists)
+		}
+		if !errors.Is(err, backend.ErrNotExist) {
+			return fmt.Errorf("init %s: %w", dir, err)
+		}
+	}
+	if what := storeRemains(be); what != "" {
+		return fmt.Errorf("init %s: %w: it holds %s but no config; put back the store's config (any copy of this store's config or config.copy), or init another directory", dir, ErrExists, what)
+	}
+	return nil
+}
+
+// storeRemains names the first kind of store file be holds (its points,
+// index files or packs), or returns "" when it holds none. A listing that
+// fails counts as holding some: init must not guess.
+func storeRemains(be backend.Backend) string {
+	for _, t := range []backend.FileType{backend.Points, backend.Index, backend.Packs} {
+		found := errors.New("found")
+		err := be.List(bg, t, func(string, int64) error { return found })
+		if err == found {
+			return t.String()
+		}
+		if err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return t.String() + " (its listing failed: " + err.Error() + ")"
+		}
+	}
+	return ""
 }
 
 // unlock derives the keys; for a plaintext store it returns empty keys.

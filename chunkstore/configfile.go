@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
 )
@@ -117,6 +118,9 @@ func openConfig(be backend.Backend, password string) (*openedConfig, error) {
 	primMissing := errors.Is(prim.err, backend.ErrNotExist)
 	copyMissing := errors.Is(cp.err, backend.ErrNotExist)
 	if primMissing && copyMissing {
+		if what := storeRemains(be); what != "" {
+			return nil, configMissing(dir, what)
+		}
 		return nil, fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, ErrNoStore)
 	}
 	// A version this recall does not read is not damage.
@@ -208,4 +212,29 @@ func (s *Store) healConfig() error {
 	s.cfgProblem = ""
 	s.fmu.Unlock()
 	return nil
+}
+
+// CheckLocal tells whether the local directory dir holds a store, without
+// opening it: nil when it has its config or the config's copy; an error
+// wrapping ErrConfigMissing when it holds a store's data but neither;
+// else one wrapping ErrNoStore.
+func CheckLocal(dir string) error {
+	be := local.Open(dir)
+	for _, name := range []string{"config", configCopyName} {
+		_, err := be.Stat(bg, backend.Handle{Type: backend.Config, Name: name})
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, backend.ErrNotExist) {
+			return fmt.Errorf("store %s: %w", dir, err)
+		}
+	}
+	if what := storeRemains(be); what != "" {
+		return configMissing(dir, what)
+	}
+	return fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, ErrNoStore)
+}
+
+func configMissing(dir, what string) error {
+	return fmt.Errorf("%s: %w: it holds %s, but its config and config.copy are missing: put back a copy of either (from a copy of the store, or a backup of this machine); do not run 'recall init' here", dir, ErrConfigMissing, what)
 }

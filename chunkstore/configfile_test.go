@@ -149,3 +149,61 @@ func TestConfigMissingReadFromCopy(t *testing.T) {
 		t.Errorf("problem: %q", s.ConfigProblem())
 	}
 }
+
+// init never writes a new config over a store: not while the config's
+// copy is there, nor when both are gone but its packs, index files and
+// points are. A new config would carry a new key and polynomial, and an
+// encrypted store's data could never be read again. Opening such a store
+// says what is missing, not that there is no store.
+func TestInitRefusesStoreWithoutConfig(t *testing.T) {
+	dir, s := newStore(t, true)
+	lock, w := openWriter(t, s)
+	data := randBytes(1, 100_000)
+	id := s.Hash(data)
+	if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lock.Unlock()
+	s.Close()
+	sealed, err := os.ReadFile(filepath.Join(dir, "config.copy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "config"))
+	if _, err := Init(dir, InitOptions{Encrypt: true, Password: "pw", KDFMemoryKB: 1024}); !errors.Is(err, ErrExists) {
+		t.Fatalf("init over a store without its config: %v, want ErrExists", err)
+	}
+	os.Remove(filepath.Join(dir, "config.copy"))
+	_, err = Init(dir, InitOptions{Encrypt: true, Password: "pw", KDFMemoryKB: 1024})
+	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "put back") {
+		t.Fatalf("init over a store without either config: %v, want ErrExists saying what to do", err)
+	}
+	for _, err := range []error{CheckLocal(dir), func() error { _, err := Open(dir, OpenOptions{Password: "pw"}); return err }()} {
+		if !errors.Is(err, ErrConfigMissing) || errors.Is(err, ErrNoStore) {
+			t.Errorf("a store without its config files: %v, want ErrConfigMissing", err)
+		}
+	}
+	// Put back, the old config opens the old data: nothing was rewritten.
+	if err := os.WriteFile(filepath.Join(dir, "config"), sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, OpenOptions{Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.LoadBlob(id, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("blob after the config was put back: %v", err)
+	}
+	// An empty directory is no store, and init makes one there.
+	empty := filepath.Join(t.TempDir(), "store")
+	if err := CheckLocal(empty); !errors.Is(err, ErrNoStore) {
+		t.Errorf("empty directory: %v, want ErrNoStore", err)
+	}
+	if _, err := Init(empty, InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -447,3 +447,96 @@ func TestDamageRecordUnwritable(t *testing.T) {
 		t.Error("in this process, the bad blob still counts as stored")
 	}
 }
+
+// Repair leaves alone what it cannot know to be its own, and is done in
+// one run: a pack whose header is unreadable and that no index file lists
+// stays where it is (nothing says what it holds), a note in index/ is not
+// an index file, and after a pack is lost a rebuild and consolidation
+// leave an index a second rebuild does not change.
+func TestRepairKeepsWhatItCannotRead(t *testing.T) {
+	old := PackTargetSize
+	PackTargetSize = 1 // a pack per blob
+	defer func() { PackTargetSize = old }()
+	dir, s := newStore(t, false)
+	data := [][]byte{randBytes(1, 30_000), randBytes(2, 40_000), randBytes(3, 50_000)}
+	ids := saveBlobs(t, s, data...)
+	lostPack, _ := blobPlace(t, s, ids[0])
+	unknownPack, _ := blobPlace(t, s, ids[1])
+	s.Close()
+	note := filepath.Join(dir, "index", "notes.txt")
+	if err := os.WriteFile(note, []byte("moved the store here on Monday\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(lostPack); err != nil {
+		t.Fatal(err)
+	}
+	// The second pack's trailer made unreadable, and every index file
+	// removed: nothing says what it holds.
+	b, err := os.ReadFile(unknownPack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipAt(t, unknownPack, int64(len(b))-3)
+	ents, _ := os.ReadDir(filepath.Join(dir, "index"))
+	for _, e := range ents {
+		if e.Name() != "notes.txt" {
+			os.Remove(filepath.Join(dir, "index", e.Name()))
+		}
+	}
+	s2 := reopen(t, dir)
+	lock := exclusive(t, s2)
+	bad, err := s2.DamagedPacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unknown []PackProblem
+	for _, p := range bad {
+		if filepath.Base(unknownPack) == p.Pack.String() {
+			unknown = append(unknown, p)
+		}
+	}
+	if len(unknown) != 1 {
+		t.Fatalf("damaged packs: %+v", bad)
+	}
+	sv, _, err := lock.SalvagePacks(unknown, false)
+	if err != nil || len(sv) != 1 || !sv[0].Unknown || sv[0].Removed {
+		t.Fatalf("salvage of a pack nothing describes: %v %+v", err, sv)
+	}
+	if _, err := os.Stat(unknownPack); err != nil {
+		t.Errorf("the pack nothing describes was removed: %v", err)
+	}
+	if _, err := os.Stat(note); err != nil {
+		t.Errorf("the note in index/ was removed: %v", err)
+	}
+	lock.Unlock()
+
+	// A pack lost while its index file is there.
+	dir, s = newStore(t, false)
+	ids = saveBlobs(t, s, data...)
+	lostPack, _ = blobPlace(t, s, ids[0])
+	s.Close()
+	if err := os.Remove(lostPack); err != nil {
+		t.Fatal(err)
+	}
+	for run := range 3 {
+		s3 := reopen(t, dir)
+		l := exclusive(t, s3)
+		rb, err := l.RebuildIndex(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.ConsolidateIndex(); err != nil {
+			t.Fatal(err)
+		}
+		l.Unlock()
+		if run > 0 && len(rb.Removed)+len(rb.Written) != 0 {
+			t.Errorf("rebuild %d changed the index again: %+v", run+1, rb)
+		}
+		for i, id := range ids[1:] {
+			if got, err := s3.LoadBlob(id, nil); err != nil || !bytes.Equal(got, data[i+1]) {
+				t.Errorf("run %d: blob %d: %v", run+1, i+1, err)
+			}
+		}
+		s3.Close()
+	}
+}

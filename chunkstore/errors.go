@@ -18,6 +18,9 @@ var (
 	ErrLocked = errors.New("store is locked")
 	// ErrNoStore: the directory holds no store.
 	ErrNoStore = errors.New("no store here")
+	// ErrConfigMissing: the directory holds a store's data but neither
+	// its config nor the config's copy.
+	ErrConfigMissing = errors.New("the store's config is missing")
 	// ErrExists: init on a directory that already holds a store.
 	ErrExists = errors.New("store already exists")
 )

@@ -716,6 +716,10 @@ type leaveOut struct {
 	// keepEmpty, if not nil, says which packs with no place stay in the
 	// table; the others are left out. Without it all stay.
 	keepEmpty func(ID) bool
+	// drop: packs left out whole, their places and their entry in the
+	// table: packs found missing that the index is rebuilt without
+	// (a file listing a missing pack is one a rebuild removes).
+	drop map[ID]bool
 }
 
 // consolidateWithout is consolidate leaving out what out says (nil:
@@ -727,8 +731,10 @@ func (x *index) consolidateWithout(w io.Writer, k *keys, salt [16]byte, supersed
 	base := x.base
 	packs := slices.Clone(x.packs)
 	hidden := make([]bool, len(packs)) // by pack number
+	dropped := make([]bool, len(packs))
 	for n, id := range packs {
-		hidden[n] = x.hidden[uint32(n)] || out != nil && out.hide[id]
+		dropped[n] = out != nil && out.drop[id]
+		hidden[n] = x.hidden[uint32(n)] || out != nil && out.hide[id] || dropped[n]
 	}
 	x.mu.Unlock()
 	// Places per pack number, as the file will hold them.
@@ -751,7 +757,7 @@ func (x *index) consolidateWithout(w io.Writer, k *keys, salt [16]byte, supersed
 	// Positions in the file's pack table: the packs sorted by id.
 	order := make([]uint32, 0, len(packs))
 	for i := range packs {
-		if out != nil && out.keepEmpty != nil && places[i] == 0 && !hidden[i] && !out.keepEmpty(packs[i]) {
+		if dropped[i] || out != nil && out.keepEmpty != nil && places[i] == 0 && !hidden[i] && !out.keepEmpty(packs[i]) {
 			continue
 		}
 		order = append(order, uint32(i))
@@ -985,7 +991,7 @@ func (x *index) baseName() string {
 // they are removed after a grace period by whoever collects garbage, not
 // here. The store calls it under the exclusive lock: every writer must
 // agree on one base.
-func (x *index) consolidateFile(be backend.Backend, k *keys, supersedes []ID) (ID, error) {
+func (x *index) consolidateFile(be backend.Backend, k *keys, supersedes []ID, out *leaveOut) (ID, error) {
 	fail := func(err error) (ID, error) {
 		return ID{}, fmt.Errorf("consolidate the index of %s: %w", be.Location(), err)
 	}
@@ -997,7 +1003,7 @@ func (x *index) consolidateFile(be backend.Backend, k *keys, supersedes []ID) (I
 	if err != nil {
 		return fail(err)
 	}
-	name, err := x.consolidate(w, k, salt, supersedes)
+	name, err := x.consolidateWithout(w, k, salt, supersedes, out)
 	if err != nil {
 		w.Abort()
 		return fail(err)

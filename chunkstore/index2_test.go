@@ -437,7 +437,7 @@ func TestConsolidatedStore(t *testing.T) {
 			}
 			v1 = append(v1, id)
 		}
-		name, err := s.idx.consolidateFile(s.be, s.keys, v1)
+		name, err := s.idx.consolidateFile(s.be, s.keys, v1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

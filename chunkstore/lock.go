@@ -211,7 +211,13 @@ func (s *Store) consolidateIndex() (string, error) {
 	if !s.idx.hasRecent() {
 		return "", nil // the base holds everything already, or nothing is stored
 	}
-	name, err := s.idx.consolidateFile(s.be, s.keys, s.loadedIndexIDs())
+	var out *leaveOut
+	s.fmu.Lock()
+	if len(s.missingPacks) > 0 {
+		out = &leaveOut{drop: s.missingPacks}
+	}
+	s.fmu.Unlock()
+	name, err := s.idx.consolidateFile(s.be, s.keys, s.loadedIndexIDs(), out)
 	if err != nil {
 		return "", storeWriteError(s.Dir(), err)
 	}

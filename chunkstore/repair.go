@@ -46,7 +46,12 @@ type indexFile struct {
 func (s *Store) readIndexFiles() ([]indexFile, error) {
 	var names []string
 	err := backend.ListNames(bg, s.be, backend.Index, func(name string) error {
-		names = append(names, name)
+		// Only names recall writes (an index file is named by its
+		// hash): a note an administrator left there is not an index
+		// file to supersede.
+		if _, err := ParseID(name); err == nil {
+			names = append(names, name)
+		}
 		return nil
 	})
 	if err != nil {
@@ -129,6 +134,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		return nil, err
 	}
 	res := &IndexRebuild{Removed: map[string]string{}}
+	missing := map[ID]bool{} // packs removed files list that are not there
 	covered := map[ID]bool{}
 	fromIndex := map[ID][]PackEntry{} // entries of bad-header packs from readable files
 	kept := map[ID][]PackEntry{}      // entries of packs from the files kept
@@ -138,6 +144,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			why = f.err.Error()
 		}
 		for _, p := range f.packs {
+			if _, ok := sizes[p.id]; !ok {
+				missing[p.id] = true
+			}
 			if _, ok := fromIndex[p.id]; !ok && badHeader[p.id] {
 				fromIndex[p.id] = p.entries
 			}
@@ -237,6 +246,10 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		}
 		s.orphans = nil // all covered now
 		clear(s.unindexed)
+		// The index is now without them: a consolidation must not
+		// write their places back (from memory) into a file the next
+		// rebuild would remove again.
+		maps.Copy(s.missingPacks, missing)
 		s.fmu.Unlock()
 		s.idx.setSizes(sizes)
 	}
@@ -300,6 +313,12 @@ type Salvage struct {
 	// Rewritten: every blob survived in order, so the new pack has the
 	// old one's name and replaced it.
 	Rewritten bool
+	// Unknown: nothing says what the file holds (its header is
+	// unreadable and no index file lists it), so it was left in place.
+	// It may be a pack whose only description was damaged with it, a
+	// file of another store, or not recall's at all: removing it could
+	// lose blobs that a later repair, or a person, could still read.
+	Unknown bool
 }
 
 // salvageEntries returns every place the pack's header or the index files
@@ -370,8 +389,14 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 		if err != nil && !errors.Is(err, backend.ErrNotExist) {
 			return nil, nil, fmt.Errorf("read pack %s: %w (nothing was removed)", p.Pack, err)
 		}
+		entries := s.salvageEntries(p.Pack, files)
+		if len(entries) == 0 && err == nil {
+			sv.Unknown = true
+			out = append(out, sv)
+			continue
+		}
 		var buf []byte
-		for _, e := range s.salvageEntries(p.Pack, files) {
+		for _, e := range entries {
 			lost := func(why string) {
 				if s.Has(e.ID) {
 					sv.Elsewhere++

@@ -54,6 +54,9 @@ type Store struct {
 	// (finished by a writer of this process, or orphans), with their
 	// entries; a journal entry of one is not dropped (journal.go).
 	unindexed map[ID][]PackEntry
+	// missingPacks: packs a rebuild of the index found missing, which
+	// consolidations leave out (guarded by fmu).
+	missingPacks map[ID]bool
 	// copies: the backend keeps local copies (backend/cache), or nil.
 	copies localCopies
 }
@@ -153,7 +156,7 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{be: be, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}, unindexed: map[ID][]PackEntry{}, copies: copies}
+	s := &Store{be: be, cfg: cfg, cfgProblem: oc.problem, keys: k, pol: pol, cdc: cdc, idx: newIndex(), loadedI: map[string]bool{}, loadedD: map[string]bool{}, unlocatable: map[ID]string{}, unindexed: map[ID][]PackEntry{}, missingPacks: map[ID]bool{}, copies: copies}
 	if err := checkChunkBounds(int(cfg.MinChunk), int(cfg.MaxChunk), s.averageBits()); err != nil {
 		return nil, fmt.Errorf("open store %s: config: %w", dir, err)
 	}

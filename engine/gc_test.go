@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -432,4 +433,90 @@ func TestGCStopsOnUnreadablePoint(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.dir, "gc", "plan")); err == nil {
 		t.Error("gc left a plan")
 	}
+}
+
+// A directory in the place of a manifest (or a manifest that cannot be
+// opened) is a damaged point, not no point: it is listed as such, every
+// other point stays listable and restorable, and the collection stops
+// before deleting what only it might use.
+func TestUnopenableManifestIsDamagedPoint(t *testing.T) {
+	f := newGCFixture(t)
+	rnd := rand.NewChaCha8([32]byte{7})
+	src := t.TempDir()
+	randomFiles(t, src, rnd, map[string]int{"a": 1 << 20})
+	p1 := f.backup(src, "s")
+	randomFiles(t, src, rnd, map[string]int{"a": 1 << 20})
+	p2 := f.backup(src, "s")
+	manifest := filepath.Join(f.dir, "points", p2.ID.String())
+	if err := os.Remove(manifest); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(manifest, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := f.open().Reader()
+	pts, err := r.Points()
+	if err != nil {
+		t.Fatalf("points with a directory in a manifest's place: %v", err)
+	}
+	if len(pts) != 2 || pts[0].ID != p1.ID || pts[1].ID != p2.ID || !strings.Contains(pts[1].Damaged, "unreadable") {
+		t.Fatalf("points: %+v", pts)
+	}
+	if latest, err := r.FindPoint("latest", "s"); err != nil || latest.ID != p1.ID {
+		t.Fatalf("latest: %v, %v", latest, err)
+	}
+	n, size := f.packBytes()
+	_, err = GC(context.Background(), f.open(), GCOptions{})
+	if err == nil || !strings.Contains(err.Error(), p2.ID.Short()) {
+		t.Fatalf("gc with an unopenable manifest: %v", err)
+	}
+	if n2, size2 := f.packBytes(); n2 != n || size2 != size {
+		t.Errorf("gc changed the packs before it stopped: %d/%d -> %d/%d", n, size, n2, size2)
+	}
+}
+
+// Packs moved to another disk with links left behind read through the
+// links, so they are listed through them too: verify must not call them
+// missing, nor repair drop them from the index.
+func TestSymlinkedPacksListed(t *testing.T) {
+	f := newGCFixture(t)
+	rnd := rand.NewChaCha8([32]byte{8})
+	src := t.TempDir()
+	files := randomFiles(t, src, rnd, map[string]int{"a": 3 << 20, "b": 100})
+	p := f.backup(src, "s")
+	var full []string // pack directories holding packs
+	for i := range 256 {
+		d := filepath.Join(f.dir, "packs", fmt.Sprintf("%02x", i))
+		if ents, _ := os.ReadDir(d); len(ents) > 0 {
+			full = append(full, d)
+		}
+	}
+	if len(full) < 2 {
+		t.Fatalf("want packs in two directories: %v", full)
+	}
+	elsewhere := t.TempDir()
+	// One pack directory moved whole, one pack of another moved alone.
+	dirA := full[0]
+	if err := os.Rename(dirA, filepath.Join(elsewhere, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(elsewhere, "a"), dirA); err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := os.ReadDir(full[1])
+	pb := filepath.Join(full[1], packs[0].Name())
+	if err := os.Rename(pb, filepath.Join(elsewhere, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(elsewhere, "b"), pb); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(context.Background(), f.open().Reader(), VerifyOptions{ReadData: true})
+	if err != nil || len(rep.BadPacks) != 0 || len(rep.Damage) != 0 || len(rep.DamagedBlobs) != 0 {
+		t.Fatalf("verify of symlinked packs: %v, %+v", err, rep)
+	}
+	if rep.Packs < 2 {
+		t.Errorf("verify read %d packs", rep.Packs)
+	}
+	f.check(map[chunkstore.ID]map[string][]byte{p.ID: files})
 }

@@ -201,7 +201,8 @@ func sameLocation(a, b string) bool {
 	return canon(a) == canon(b)
 }
 
-// RequireStore fails, wrapping chunkstore.ErrNoStore, unless home holds a
+// RequireStore fails, wrapping chunkstore.ErrNoStore (or ErrConfigMissing
+// where a store lost both its config files), unless home holds a
 // store or records where its store is, so that nothing (a new catalog.db)
 // is written into a directory that is not recall's. A recorded remote
 // store is not contacted here.
@@ -209,14 +210,7 @@ func RequireStore(home string) error {
 	if rec, err := RecordedStore(home); err != nil || rec != "" {
 		return err
 	}
-	dir := StoreDir(home)
-	if _, err := os.Stat(filepath.Join(dir, "config")); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, chunkstore.ErrNoStore)
-		}
-		return fmt.Errorf("store %s: %w", dir, err)
-	}
-	return nil
+	return chunkstore.CheckLocal(StoreDir(home))
 }
 
 // location is a store's place, resolved from what a person typed.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -229,8 +230,18 @@ func (r *Reader) points(load func(chunkstore.ID) (*Point, error)) ([]*Point, err
 			out = append(out, &Point{ID: id, Damaged: strings.TrimPrefix(err.Error(), "recovery point "+pointShort(id)+": ")})
 			continue
 		}
-		if err != nil {
+		if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			return nil, err
+		}
+		if err != nil {
+			// A manifest that cannot be read at all (its permissions,
+			// a directory in its place, an I/O error) affects only its
+			// own point, as one whose bytes are damaged does: listed
+			// with the reason, it keeps garbage collection from
+			// deleting what only it uses, and every other point stays
+			// listable, restorable and mountable.
+			out = append(out, &Point{ID: id, Damaged: "manifest unreadable: " + err.Error() + " (fix its file or the storage, then run again)"})
+			continue
 		}
 		out = append(out, p)
 	}

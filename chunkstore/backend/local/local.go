@@ -122,8 +122,15 @@ func full(err error) error {
 func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(name string, size int64) error) error {
 	return b.list(ctx, t, func(dir string, e os.DirEntry) error {
 		info, err := e.Info()
+		if err == nil && info.Mode()&os.ModeSymlink != 0 {
+			// Followed, as Load and Open follow it: an administrator
+			// who moved packs to another disk and left links behind
+			// must not see them listed as missing (and repair then
+			// drop them from the index) while they read fine.
+			info, err = os.Stat(filepath.Join(dir, e.Name()))
+		}
 		if err != nil {
-			return nil // removed meanwhile
+			return nil // removed meanwhile, or a dangling link: missing
 		}
 		if !info.Mode().IsRegular() {
 			return nil
@@ -132,10 +139,13 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(name str
 	})
 }
 
-// ListNames lists names without a stat per file.
+// ListNames lists names without a stat per file. A directory in the
+// place of a point's manifest is listed: loading it fails, and the point
+// shows as damaged instead of vanishing, which would let garbage
+// collection delete what only that point uses.
 func (b *Backend) ListNames(ctx context.Context, t backend.FileType, fn func(name string) error) error {
 	return b.list(ctx, t, func(dir string, e os.DirEntry) error {
-		if e.IsDir() {
+		if e.IsDir() && t != backend.Points {
 			return nil
 		}
 		return fn(e.Name())
@@ -151,8 +161,17 @@ func (b *Backend) list(ctx context.Context, t backend.FileType, fn func(dir stri
 			return fmt.Errorf("list packs: %w", notExist(err))
 		}
 		for _, s := range subs {
+			d := filepath.Join(b.dir, "packs", s.Name())
+			if s.Type()&os.ModeSymlink != 0 {
+				// A directory moved elsewhere and linked back: its
+				// packs are read through the link, so listed through it.
+				if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+					dirs = append(dirs, d)
+				}
+				continue
+			}
 			if s.IsDir() {
-				dirs = append(dirs, filepath.Join(b.dir, "packs", s.Name()))
+				dirs = append(dirs, d)
 			}
 		}
 	case backend.Config:
