@@ -445,13 +445,22 @@ func (b *backuper) saveSingle(path string, parentRoot *Tree) *dirFuture {
 	fut := &dirFuture{done: make(chan struct{})}
 	go func() {
 		defer close(fut.done)
+		// A source given through a symlink (LVM's /dev/vg0/lv, the
+		// names under /dev/disk/by-id) is read where it leads, under
+		// the name it was given: the file is opened without following
+		// links, as every file of a tree is.
+		real, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			fut.err = fmt.Errorf("backup source %s: %w", path, err)
+			return
+		}
 		var st unix.Stat_t
-		if err := unix.Stat(path, &st); err != nil {
+		if err := unix.Stat(real, &st); err != nil {
 			fut.err = fmt.Errorf("backup source %s: %w", path, err)
 			return
 		}
 		n := nodeFromStat(filepath.Base(path), &st)
-		n.Xattrs, _ = readXattrs(path)
+		n.Xattrs, _ = readXattrs(real)
 		var prev *Node
 		if parentRoot != nil {
 			prev = parentRoot.Find(n.Name)
@@ -460,7 +469,7 @@ func (b *backuper) saveSingle(path string, parentRoot *Tree) *dirFuture {
 			n.Type = TypeDevice
 			n.Rdev = 0
 		}
-		if err := b.saveFileContent(path, n, prev); err != nil {
+		if err := b.saveFileContent(real, n, prev); err != nil {
 			fut.err = fmt.Errorf("backup source %s: %w", path, err)
 			return
 		}

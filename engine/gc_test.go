@@ -520,3 +520,19 @@ func TestSymlinkedPacksListed(t *testing.T) {
 	}
 	f.check(map[chunkstore.ID]map[string][]byte{p.ID: files})
 }
+
+// A single file given through a symlink (as LVM names block devices) is
+// backed up from where the link leads, under the name it was given.
+func TestSingleSourceThroughSymlink(t *testing.T) {
+	f := newGCFixture(t)
+	rnd := rand.NewChaCha8([32]byte{9})
+	src := t.TempDir()
+	files := randomFiles(t, src, rnd, map[string]int{"dm-3": 3<<20 + 5})
+	links := t.TempDir()
+	link := filepath.Join(links, "pgdata")
+	if err := os.Symlink(filepath.Join(src, "dm-3"), link); err != nil {
+		t.Fatal(err)
+	}
+	p := f.backup(link, "lv")
+	f.check(map[chunkstore.ID]map[string][]byte{p.ID: {"pgdata": files["dm-3"]}})
+}
