@@ -21,12 +21,15 @@ type RepairPointsOptions struct {
 }
 
 // RepairPoints writes, for each point with lost files, a new point of the
-// same source, time, path, host, kind, root metadata and stats whose trees
-// leave out every file whose content is lost and every directory that
-// cannot be read; each of those is listed in the new point's Errors
-// ("lost in repair: ..."), after the old point's own errors, so nothing is
-// dropped silently. A point is repaired once: a point of the same source
-// and time with the repaired root tree already there is reused.
+// same source, time, path, host, kind and root metadata whose trees leave
+// out every file whose content is lost and every directory that cannot be
+// read; each of those is listed in the new point's Errors ("lost in
+// repair: ..."), after the old point's own errors, so nothing is dropped
+// silently. Its stats count the entries of its new trees, as a restore of
+// it does (treeStats); those of the backup's work (unchanged files, new
+// blobs and bytes, duration) stay the old point's. A point is repaired
+// once: a point of the same source and time with the repaired root tree
+// already there is reused.
 //
 // Lost means what the store says it cannot serve: a data chunk for which
 // Has is false (missing, in a missing pack, recorded damaged, or beyond
@@ -147,6 +150,9 @@ func RepairPoints(ctx context.Context, s *Session, opts RepairPointsOptions) (*R
 		if q := repairedAlready(pts, p, t.np.Tree); q != nil {
 			act("%s: already repaired as point %s", what, pointShort(q.ID))
 		} else if !opts.DryRun {
+			if err := treeStats(ctx, r, t.np.Tree, &t.np.Stats); err != nil {
+				return rep, fmt.Errorf("%s: count the repaired tree: %w", what, err)
+			}
 			newID, err := s.CommitPoint(&t.np)
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", what, err)
@@ -163,6 +169,42 @@ func RepairPoints(ctx context.Context, s *Session, opts RepairPointsOptions) (*R
 		return rep, fmt.Errorf("%w: %d damaged points or manifests kept; 'recall repair points --forget-damaged' removes them", ErrDamaged, len(kept))
 	}
 	return rep, nil
+}
+
+// treeStats sets the counts of st (Files, Dirs, Others, Bytes) to those
+// of the tree root, counted as backup counts what it saves and restore
+// what it writes: the entries below the root (not the root), files and
+// devices as files, the bytes of a hard-link group once. Backup counts
+// as it reads the source, which a repair cannot, so the repaired tree is
+// walked. Its trees were all loaded (or written) by the rewrite just
+// before, so one that cannot be loaded now is an error, not a loss.
+func treeStats(ctx context.Context, r *Reader, root chunkstore.ID, st *Stats) error {
+	var files, dirs, others, bytes int64
+	groups := map[uint64]bool{}
+	err := r.Walk(ctx, root, func(_ string, n *Node, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case n.Type == TypeDir:
+			dirs++
+		case n.Type.HasContent():
+			files++
+			if n.LinkGroup == 0 || !groups[n.LinkGroup] {
+				bytes += int64(n.Size)
+			}
+			if n.LinkGroup != 0 {
+				groups[n.LinkGroup] = true
+			}
+		default:
+			others++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	st.Files, st.Dirs, st.Others, st.Bytes = files, dirs, others, bytes
+	return nil
 }
 
 func lostEntries(n int) string {

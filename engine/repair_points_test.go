@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"golang.org/x/sys/unix"
 )
 
 // openTestStore makes a store, encrypted or not, and returns it with the
@@ -370,7 +371,8 @@ func TestRepairPoints(t *testing.T) {
 						if np == nil {
 							t.Fatalf("no repaired point for %s", pointShort(w.old.ID))
 						}
-						if np.Source != w.old.Source || np.Path != w.old.Path || np.Kind != w.old.Kind || np.Stats != w.old.Stats || np.Host != w.old.Host {
+						if np.Source != w.old.Source || np.Path != w.old.Path || np.Kind != w.old.Kind || np.Host != w.old.Host ||
+							np.Stats.NewBlobs != w.old.Stats.NewBlobs || np.Stats.DurationNano != w.old.Stats.DurationNano {
 							t.Errorf("repaired point differs from the original beyond its tree: %+v vs %+v", np, w.old)
 						}
 						if len(np.Errors) != 1 || np.Errors[0].Path != tc.lostPath || !strings.HasPrefix(np.Errors[0].Error, "lost in repair: ") {
@@ -381,6 +383,9 @@ func TestRepairPoints(t *testing.T) {
 							if !strings.HasPrefix(k, tc.lostPath) {
 								wantFiles[k] = v
 							}
+						}
+						if np.Stats.Files != int64(len(wantFiles)) {
+							t.Errorf("repaired point counts %d files, holds %d", np.Stats.Files, len(wantFiles))
 						}
 						sameFiles(t, "restore of the repaired point", wantFiles, readBack(t, ts, np))
 					}
@@ -396,5 +401,65 @@ func TestRepairPoints(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// A repaired point counts what its new trees hold, as a restore of it
+// does, not what the backup saw: the files and directories it left out
+// are gone from its stats. Hard links, symlinks and a FIFO are counted
+// as a restore counts them; the stats of the backup's work stay.
+func TestRepairPointsRecountsStats(t *testing.T) {
+	old := chunkstore.PackTargetSize
+	chunkstore.PackTargetSize = 1 // a pack per blob: deleting one loses one blob
+	t.Cleanup(func() { chunkstore.PackTargetSize = old })
+	ts, dir := openTestStore(t, false)
+	src := t.TempDir()
+	writeFiles(t, src, map[string][]byte{"a": randomBytes(1, 3000), "sub/c": randomBytes(3, 5000),
+		"sub/d": randomBytes(4, 6000), "gone/e": randomBytes(5, 7000), "gone/deeper/f": randomBytes(6, 8000),
+		"linked": randomBytes(7, 9000)})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Link(filepath.Join(src, "linked"), filepath.Join(src, "sub/link")))
+	must(os.Symlink("a", filepath.Join(src, "sub/symlink")))
+	must(unix.Mkfifo(filepath.Join(src, "fifo"), 0o644))
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
+	must(err)
+	for _, lose := range []string{"sub/c", "gone"} {
+		pack, ok := ts.st.PackOf(blobOf(t, ts, p, lose))
+		if !ok {
+			t.Fatalf("%s: blob not indexed", lose)
+		}
+		h := pack.String()
+		must(os.Remove(filepath.Join(dir, "packs", h[:2], h)))
+	}
+	ts = reopen(t, dir)
+	if _, err := repairPoints(t, ts, RepairPointsOptions{ForgetDamaged: true}); err != nil {
+		t.Fatalf("RepairPoints: %v", err)
+	}
+	pts, err := ts.r.Points()
+	must(err)
+	if len(pts) != 1 || !pts[0].Time.Equal(p.Time) {
+		t.Fatalf("points after the repair: %+v, want the repaired one only", pts)
+	}
+	np := pts[0]
+	res, err := Restore(context.Background(), ts.r, np, RestoreOptions{Target: filepath.Join(t.TempDir(), "out")})
+	must(err)
+	got := np.Stats
+	want := Stats{Files: res.Files, Dirs: res.Dirs, Others: res.Others, Bytes: res.Bytes}
+	if got.Files != want.Files || got.Dirs != want.Dirs || got.Others != want.Others || got.Bytes != want.Bytes {
+		t.Errorf("repaired point counts %d files, %d dirs, %d others, %d bytes; a restore of it %d, %d, %d, %d",
+			got.Files, got.Dirs, got.Others, got.Bytes, want.Files, want.Dirs, want.Others, want.Bytes)
+	}
+	// a, sub/d, linked, sub/link; sub; sub/symlink, fifo; a linked file's bytes once.
+	if want := (Stats{Files: 4, Dirs: 1, Others: 2, Bytes: 3000 + 6000 + 9000}); got.Files != want.Files ||
+		got.Dirs != want.Dirs || got.Others != want.Others || got.Bytes != want.Bytes {
+		t.Errorf("repaired point's stats %+v, want %+v", got, want)
+	}
+	if got.NewBlobs != p.Stats.NewBlobs || got.StoredBytes != p.Stats.StoredBytes || got.DurationNano != p.Stats.DurationNano {
+		t.Errorf("the backup's work in the stats changed: %+v, was %+v", got, p.Stats)
 	}
 }

@@ -687,7 +687,8 @@ var treeLoaded func()
 var beforeCreate func(path string)
 
 func (rs *restorer) restoreFile(n *Node, path, rel string) error {
-	// Writes give the file its size, except when it ends in a hole.
+	// Writes give the file its size, except when it ends in a hole, or
+	// when its last chunk is never written (finishFile sets it then).
 	var size int64
 	if k := len(n.Extents); n.Size > 0 && (k == 0 || n.Extents[k-1].Hole) {
 		size = int64(n.Size)
@@ -870,6 +871,9 @@ func (rs *restorer) finishFile(of *openFile) {
 			return // whatever is at path is not the restore's
 		}
 	}
+	if of.wrote.Load() < int64(of.stored) {
+		rs.fitSize(of)
+	}
 	rs.applyMetaFresh(of)
 	if of.fd < 0 {
 		return
@@ -884,6 +888,29 @@ func (rs *restorer) finishFile(of *openFile) {
 		rs.skip(of.rel, fmt.Errorf("close: %w", err))
 	case err != nil:
 		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
+	}
+}
+
+// fitSize gives a file whose stored extents were not all written (a
+// chunk was damaged, a write failed) its recorded size before its times
+// are set. The writes give a file its size, so a lost last chunk would
+// leave it short where a lost one in the middle leaves a hole; a damaged
+// file keeps its size, with holes where its data is missing, whichever
+// chunk is lost. A file not held open is opened again for it, and must
+// still be the file the restore created (fileCache.get).
+func (rs *restorer) fitSize(of *openFile) {
+	fd := of.fd
+	if fd < 0 {
+		fc := &fileCache{rs: rs, fds: map[*openFile]int{}}
+		defer fc.closeAll()
+		var err error
+		if fd, err = fc.get(of); err != nil {
+			rs.warn(of.rel, fmt.Errorf("size not set: %w", err))
+			return
+		}
+	}
+	if err := unix.Ftruncate(fd, int64(of.n.Size)); err != nil {
+		rs.warn(of.rel, fmt.Errorf("size not set: %w", &os.PathError{Op: "truncate", Path: of.path, Err: err}))
 	}
 }
 

@@ -103,7 +103,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error { return cat.CheckPathSource(source) }); err != nil && !errors.Is(err, chunkstore.ErrNoStore) {
+			if err := checkPathSource(c, source); err != nil {
 				return err
 			}
 			st, err := openStore(c)
@@ -121,6 +121,28 @@ func init() {
 			return err
 		},
 	})
+}
+
+// checkPathSource refuses a backup of a path under the name of a
+// registered source (Catalog.CheckPathSource). A catalog that cannot be
+// opened or read only skips the check, with a warning: the catalog is
+// never a reason not to back up (README), as it is not for restore and
+// verify, whose job records only warn (engine.RunJob). A home with no
+// store is left to the store's open to report.
+func checkPathSource(c *cli.Context, source string) error {
+	err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error { return cat.CheckPathSource(source) })
+	switch {
+	case err == nil, errors.Is(err, chunkstore.ErrNoStore):
+		return nil
+	case errors.Is(err, engine.ErrSourceExists):
+		return err
+	case errors.Is(err, engine.ErrCatalogBusy):
+		warnf("catalog %s: source name %s not checked against the registered sources: %v", engine.CatalogPath(c.String("home")), source, err)
+	default:
+		warnf("catalog %s cannot be used (%v): source name %s not checked against the registered sources; if it stays so, move it aside: a fresh catalog is then started in its place, without the history, groups and sources it held",
+			engine.CatalogPath(c.String("home")), err, source)
+	}
+	return nil
 }
 
 // backup runs one backup and prints its point.
