@@ -787,7 +787,14 @@ type dirEntry struct {
 }
 
 func readDir(path string) ([]dirEntry, error) {
-	f, err := os.Open(path)
+	// Without touching its access time, as files are read: tools that
+	// judge directories by it (tmp cleaners, "unused for N days"
+	// reports) would see every backup as a use. O_NOATIME needs the
+	// owner or CAP_FOWNER; without either it is read as before.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOATIME|unix.O_DIRECTORY, 0)
+	if errors.Is(err, unix.EPERM) {
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"golang.org/x/sys/unix"
 )
 
 type testStore struct {
@@ -132,5 +134,34 @@ func TestSymlinkLoopsNotFollowed(t *testing.T) {
 	tree, _ := ts.r.LoadTree(p.Tree)
 	if len(tree.Nodes) != 3 || tree.Find("self").Type != TypeSymlink || tree.Find("self").Target != "." {
 		t.Errorf("tree: %+v", tree.Nodes)
+	}
+}
+
+// A backup reads directories without touching their access time, as it
+// reads files: with relatime, an access time older than the change time
+// would otherwise be moved to the backup's.
+func TestBackupKeepsDirAtime(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	dir := filepath.Join(src, "d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(dir, old, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.backup(BackupOptions{Path: src, Source: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Unix(st.Atim.Unix()); !got.Equal(old) {
+		t.Errorf("directory access time %v after the backup, want %v", got, old)
 	}
 }
