@@ -85,8 +85,9 @@ type BackupOptions struct {
 
 // backupHooks let tests change the file system at exact moments.
 type backupHooks struct {
-	afterReadDir func(dir string)           // after a directory was listed
-	afterRead    func(path string, try int) // after a file was read, before the second stat
+	afterReadDir  func(dir string)           // after a directory was listed
+	beforeReadDir func(dir string)           // after its lstat, before a directory is opened to be listed
+	afterRead     func(path string, try int) // after a file was read, before the second stat
 }
 
 // SourceName derives a data source name from a path: "/srv/www" ->
@@ -341,7 +342,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	case unix.S_IFDIR:
 		p.Kind = KindTree
 		meta = rootMeta(abs, &st)
-		root = b.saveDir(abs, "", parentRoot, st.Dev)
+		root = b.saveDir(abs, "", parentRoot, st.Dev, 0)
 	case unix.S_IFREG, unix.S_IFBLK:
 		p.Kind = KindFile
 		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
@@ -493,7 +494,7 @@ func (b *backuper) saveTree(t *Tree) (chunkstore.ID, error) {
 // for its tree id. The walk continues into subdirectories at once; files
 // are read by up to opts.Files goroutines; the tree blob is saved once all
 // children are done.
-func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFuture {
+func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dirFuture {
 	fut := &dirFuture{done: make(chan struct{})}
 	var ents []dirEntry
 	if m := b.ex.marker(path); m != "" {
@@ -501,7 +502,10 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 		ents = []dirEntry{{name: m}}
 	} else {
 		var err error
-		if ents, err = readDir(path); err != nil {
+		if h := b.opts.hooks; h != nil && h.beforeReadDir != nil {
+			h.beforeReadDir(path)
+		}
+		if ents, err = readDirSame(path, dev, ino); err != nil {
 			fut.err, fut.openErr = err, err
 			close(fut.done)
 			return fut
@@ -570,7 +574,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 				subs = append(subs, sub{n, b.emptyTree()})
 				break
 			}
-			f := b.subDir(cpath, crel, prev, st.Dev)
+			f := b.subDir(cpath, crel, prev, st.Dev, st.Ino)
 			if f == nil {
 				continue
 			}
@@ -676,7 +680,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev uint64) *dirFutur
 // large ones walked first the cold backup took 5.95-6.61 s against
 // 6.86-7.19 s. Up to BackupOptions.Files-1 walks run beside the first;
 // with Files 1 the walk is one, in order.
-func (b *backuper) subDir(path, rel string, prev *Node, dev uint64) *dirFuture {
+func (b *backuper) subDir(path, rel string, prev *Node, dev, ino uint64) *dirFuture {
 	// walk walks the directory; ok is false when it could not be listed
 	// and is skipped (warned about).
 	walk := func() (f *dirFuture, ok bool) {
@@ -684,7 +688,7 @@ func (b *backuper) subDir(path, rel string, prev *Node, dev uint64) *dirFuture {
 		if prev != nil && prev.Type == TypeDir {
 			ptree, _ = b.r.LoadTree(prev.Subtree)
 		}
-		f = b.saveDir(path, rel, ptree, dev)
+		f = b.saveDir(path, rel, ptree, dev, ino)
 		if f.openErr != nil && isSkippable(f.openErr) {
 			b.warn(rel, fmt.Errorf("skipped: %w", f.openErr))
 			return f, false
@@ -741,7 +745,31 @@ func (b *backuper) emptyTree() *dirFuture {
 }
 
 func isSkippable(err error) bool {
-	return errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EIO)
+	return errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EIO) || errors.Is(err, errDirReplaced)
+}
+
+// errDirReplaced: the directory opened to be listed is not the one the
+// walk found (its lstat): it was renamed or replaced, by a symlink to
+// somewhere else, say, in between. Listing it would put files from
+// outside the source in the point.
+var errDirReplaced = errors.New("replaced while the backup ran (not followed; it is backed up next time)")
+
+// readDirSame lists the directory at path if it is still the one with
+// device dev and inode ino (ino 0: any).
+func readDirSame(path string, dev, ino uint64) ([]dirEntry, error) {
+	if ino == 0 {
+		return readDir(path)
+	}
+	return readDirCheck(path, func(f *os.File) error {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return err
+		}
+		if st.Dev != dev || st.Ino != ino {
+			return errDirReplaced
+		}
+		return nil
+	})
 }
 
 func (b *backuper) linkGroupFor(n *Node) (*linkGroup, bool) {
@@ -786,7 +814,11 @@ type dirEntry struct {
 	isReg bool // a regular file when listed: its file may be hinted
 }
 
-func readDir(path string) ([]dirEntry, error) {
+func readDir(path string) ([]dirEntry, error) { return readDirCheck(path, nil) }
+
+// readDirCheck is readDir calling check, if not nil, on the open
+// directory before it is listed.
+func readDirCheck(path string, check func(*os.File) error) ([]dirEntry, error) {
 	// Without touching its access time, as files are read: tools that
 	// judge directories by it (tmp cleaners, "unused for N days"
 	// reports) would see every backup as a use. O_NOATIME needs the
@@ -799,6 +831,11 @@ func readDir(path string) ([]dirEntry, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if check != nil {
+		if err := check(f); err != nil {
+			return nil, err
+		}
+	}
 	des, err := f.ReadDir(-1)
 	if err != nil {
 		return nil, err

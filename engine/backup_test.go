@@ -165,3 +165,29 @@ func TestBackupKeepsDirAtime(t *testing.T) {
 		t.Errorf("directory access time %v after the backup, want %v", got, old)
 	}
 }
+
+// A directory replaced by a symlink between its lstat and its listing is
+// not followed: the point never holds files from outside the source.
+func TestDirReplacedBySymlinkNotFollowed(t *testing.T) {
+	ts := newTestStore(t)
+	src, outside := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(outside, "SECRET"), []byte("not part of the source"), 0o600)
+	os.Mkdir(filepath.Join(src, "d"), 0o755)
+	os.WriteFile(filepath.Join(src, "d", "mine"), []byte("mine"), 0o644)
+	d := filepath.Join(src, "d")
+	p, err := ts.backup(BackupOptions{Path: src, hooks: &backupHooks{beforeReadDir: func(dir string) {
+		if dir == d {
+			os.Rename(d, d+".moved")
+			os.Symlink(outside, d)
+		}
+	}}})
+	if !errors.Is(err, ErrWarnings) || p == nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Error, "replaced") {
+		t.Errorf("errors: %+v", p.Errors)
+	}
+	if ts.content(p, "d/SECRET") != nil {
+		t.Error("the point holds a file from outside the source")
+	}
+}
