@@ -243,6 +243,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			if !written[name] {
 				delete(s.loadedI, name)
 			}
+			delete(s.idxProblems, name)
 		}
 		s.orphans = nil // all covered now
 		clear(s.unindexed)

@@ -44,6 +44,9 @@ type Store struct {
 	loadedD    map[string]bool // damage records already loaded
 	orphans    []packRecord    // packs indexed from their headers, no index file yet
 	cfgProblem string          // damage found in config or its copy (configfile.go)
+	// idxProblems: index files that did not load (name -> why), for
+	// IndexProblems; RebuildIndex forgets the ones it replaces.
+	idxProblems map[string]string
 	// unlocatable: packs no index file covers whose header is unreadable,
 	// so none of their blobs can be found (pack -> why).
 	unlocatable map[ID]string
@@ -451,7 +454,27 @@ func (s *Store) indexUnreadable(name string, err error) {
 	s.fmu.Lock()
 	s.loadedI[name] = true // said once per process
 	s.walkWanted = true
+	if s.idxProblems == nil {
+		s.idxProblems = map[string]string{}
+	}
+	s.idxProblems[name] = err.Error()
 	s.fmu.Unlock()
+}
+
+// IndexProblems lists the index files that could not be read or decoded
+// since the store was opened, one "index file NAME: WHY" line each,
+// sorted; none when all loaded. No data is lost with them (their packs
+// are read from their headers), but they are damage that verify reports
+// and RebuildIndex replaces.
+func (s *Store) IndexProblems() []string {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	out := make([]string, 0, len(s.idxProblems))
+	for name, why := range s.idxProblems {
+		out = append(out, "index file "+name+": "+why)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // addIndexFile adds the places of a whole index file to the recent part.
@@ -528,7 +551,7 @@ func (s *Store) walkPacks() error {
 		entries, err := s.readPackHeaderSized(id, size)
 		if err != nil {
 			unlocatable[id] = err.Error()
-			fmt.Fprintf(os.Stderr, "recall: pack %s: %v (no index file lists it; run 'recall repair packs')\n", id, err)
+			fmt.Fprintf(os.Stderr, "recall: pack %s: %v (no index file lists it, so nothing says what it holds: put back a copy of its index file and run 'recall repair index'; repair leaves it in place)\n", id, err)
 			return nil
 		}
 		s.idx.addPack(id, entries, size)

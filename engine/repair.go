@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/recall-backup/recall/chunkstore"
 )
@@ -60,6 +62,12 @@ func (o RepairOptions) act(rep *RepairReport, format string, args ...any) {
 // index into one file (chunkstore.Lock.ConsolidateIndex), so repair index
 // is also how an administrator compacts the index. It needs an exclusive
 // session.
+//
+// Packs that no index file can cover (their header is unreadable and no
+// readable index file lists them) stay, listed in rep.Unlocatable, and
+// are no error: restoring from packs read back from tape indexes them
+// this way and reports the files they hold as damaged. A repair run by a
+// person ends with rep.DamageLeft.
 func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairReport, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -95,6 +103,26 @@ func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 		}
 	}
 	return rep, nil
+}
+
+// DamageLeft is the error of a repair that leaves damage in the store,
+// which rep lists (lost blobs, packs that cannot be located): nil when it
+// leaves none. It wraps ErrDamaged, so the command exits 4 and a script
+// can tell a repaired store from one that still needs a new backup and
+// repair points.
+func (rep *RepairReport) DamageLeft(what string) error {
+	var parts []string
+	if n := len(rep.Lost); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d blobs lost (no pack holds a good copy)", n))
+	}
+	if n := len(rep.Unlocatable); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d packs none of whose blobs can be located (header unreadable, no index file lists them), left in place", n))
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: %s; back up the affected sources again, then run 'recall repair points' for the points that keep lost files",
+		what, ErrDamaged, strings.Join(parts, ", "))
 }
 
 func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOptions) {
@@ -138,6 +166,10 @@ func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOpt
 // listed. It needs an exclusive session. See chunkstore's
 // Lock.SalvagePacks for why a crash at any moment leaves a consistent
 // store.
+//
+// The error wraps ErrDamaged when damage stays and is listed in the
+// report: lost blobs, packs that cannot be located (SalvagePacks leaves
+// them in place: nothing says what they hold).
 func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairReport, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -161,13 +193,18 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 			return nil, fmt.Errorf("repair packs: %w", err)
 		}
 		indexActions(rep, rb, opts)
-		return rep, nil
+		return rep, rep.DamageLeft("repair packs")
 	}
 	salv, rb, err := lock.SalvagePacks(bad, opts.DryRun)
 	if err != nil {
 		return nil, fmt.Errorf("repair packs: %w", err)
 	}
+	var unknown []string
 	for _, s := range salv {
+		if s.Unknown {
+			unknown = append(unknown, s.Pack.String())
+			continue
+		}
 		rep.Packs = append(rep.Packs, SalvagedPack{Pack: s.Pack.String(), Reason: s.Reason, Kept: s.Kept, Elsewhere: s.Elsewhere, Lost: len(s.Lost), Removed: s.Removed, Rewritten: s.Rewritten})
 		verb := "salvaged"
 		if opts.DryRun {
@@ -184,5 +221,11 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 		}
 	}
 	indexActions(rep, rb, opts)
-	return rep, nil
+	for _, p := range unknown {
+		// Left in place; the rebuild lists it too when it is still there.
+		if !slices.Contains(rep.Unlocatable, p) {
+			rep.Unlocatable = append(rep.Unlocatable, p)
+		}
+	}
+	return rep, rep.DamageLeft("repair packs")
 }

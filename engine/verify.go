@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"sort"
 	"strings"
@@ -67,12 +68,27 @@ type VerifyReport struct {
 	Damage        []Damage          `json:"damage,omitempty"`
 	DamagedPoints []DamagedPoint    `json:"damaged_points,omitempty"`
 	// Store lists damage to the store's own files that loses no data
-	// (a config read from its copy).
+	// (a config read from its copy, an index file whose packs are read
+	// from their headers), each with the repair that rewrites it.
 	Store []string `json:"store_problems,omitempty"`
+	// Unreadable lists the packs recall was not allowed to read (pack ->
+	// the error): not damage, since their bytes were never seen, but not
+	// verified either; their blobs are not judged.
+	Unreadable map[string]string `json:"unreadable_packs,omitempty"`
 }
 
 // ErrVerifyFailed: verify found damage; the report says where.
 var ErrVerifyFailed = errors.New("verification failed")
+
+// ErrVerifyIncomplete: verify found no damage but could not read some
+// packs (Unreadable); the store's file permissions need fixing, not a
+// repair.
+var ErrVerifyIncomplete = errors.New("verification incomplete")
+
+// denied reports whether err is a read refused for want of permission
+// (EACCES, EPERM): a property of the files' owners and modes, not of
+// their bytes, which a repair must not be sent to "fix".
+func denied(err error) bool { return errors.Is(err, fs.ErrPermission) }
 
 // Verify checks that every point can be restored. It always compares each
 // pack's size with what the index implies (a truncated pack loses the
@@ -87,7 +103,7 @@ var ErrVerifyFailed = errors.New("verification failed")
 // per pack, and the walk goes on through every readable directory.
 func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, error) {
 	st := r.st
-	rep := &VerifyReport{BadPacks: map[string]string{}}
+	rep := &VerifyReport{BadPacks: map[string]string{}, Unreadable: map[string]string{}}
 	badPack := func(id chunkstore.ID, why string) {
 		k := id.String()
 		if old := rep.BadPacks[k]; old != "" && !strings.Contains(old, why) {
@@ -117,6 +133,13 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	noteBlob := func(id, pack chunkstore.ID, why string) {
 		blobs[[2]chunkstore.ID{id, pack}] = why
 	}
+	// unreadable notes a pack a read was refused; the first refusal
+	// (the whole pack's, with ReadData) says it best.
+	unreadable := func(pack chunkstore.ID, err error) {
+		if _, ok := rep.Unreadable[pack.String()]; !ok {
+			rep.Unreadable[pack.String()] = err.Error()
+		}
+	}
 	type problem struct{ pack, why string }
 	chunkState := map[chunkstore.ID]problem{}
 	var buf []byte
@@ -138,6 +161,12 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 			}
 		}
 		var p problem
+		if denied(err) {
+			if !pack.IsZero() {
+				unreadable(pack, err)
+			}
+			err = nil
+		}
 		if err != nil {
 			p.why = err.Error()
 			if !pack.IsZero() {
@@ -160,6 +189,14 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		}
 		td := &treeDamage{}
 		t, err := verifyLoadTree(r, id)
+		if denied(err) {
+			// Not damage, and nothing below it can be judged.
+			if pack, ok := st.PackOf(id); ok {
+				unreadable(pack, err)
+			}
+			walked[id] = nil
+			return nil
+		}
 		if err != nil {
 			pack, _ := st.PackOf(id)
 			noteBlob(id, pack, err.Error())
@@ -276,14 +313,32 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		return rep.Damage[i].Path < rep.Damage[j].Path
 	})
 	if p := st.ConfigProblem(); p != "" {
-		rep.Store = append(rep.Store, p)
+		rep.Store = append(rep.Store, p+" ('recall repair index' or the next backup rewrites it)")
+	}
+	if ip, ok := st.(indexProblems); ok {
+		for _, p := range ip.IndexProblems() {
+			rep.Store = append(rep.Store, p+" (its packs are read from their headers; 'recall repair index' replaces it)")
+		}
+	}
+	denials := ""
+	if n := len(rep.Unreadable); n > 0 {
+		denials = fmt.Sprintf(", %d packs recall may not read", n)
 	}
 	if len(rep.Damage) > 0 || len(rep.BadPacks) > 0 || len(rep.DamagedPoints) > 0 || len(rep.Store) > 0 {
-		return rep, fmt.Errorf("%w: %d damaged packs, %d damaged blobs, %d damaged files, %d damaged points, %d store problems",
-			ErrVerifyFailed, len(rep.BadPacks), len(rep.DamagedBlobs), len(rep.Damage), len(rep.DamagedPoints), len(rep.Store))
+		return rep, fmt.Errorf("%w: %d damaged packs, %d damaged blobs, %d damaged files, %d damaged points, %d store problems%s",
+			ErrVerifyFailed, len(rep.BadPacks), len(rep.DamagedBlobs), len(rep.Damage), len(rep.DamagedPoints), len(rep.Store), denials)
+	}
+	if len(rep.Unreadable) > 0 {
+		return rep, fmt.Errorf("%w: no damage found, but %d packs recall may not read were not verified", ErrVerifyIncomplete, len(rep.Unreadable))
 	}
 	return rep, nil
 }
+
+// indexProblems is how a store (chunkstore.Store) says which index files
+// it could not read or decode when it loaded them, one line each: damage
+// verify reports though no data is lost. Not part of StoreReader, which
+// stores without index files implement too.
+type indexProblems interface{ IndexProblems() []string }
 
 // verifyLoadTree is how Verify reads a tree; tests count the reads.
 var verifyLoadTree = (*Reader).LoadTree
@@ -365,6 +420,11 @@ func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[c
 			defer mu.Unlock()
 			rep.Packs++
 			switch {
+			case denied(err):
+				// Not damage: its bytes were not seen. Its blobs are
+				// read (and refused) one by one in the walk.
+				rep.Unreadable[id.String()] = err.Error()
+				return
 			case err != nil:
 				badPack(id, "unreadable: "+err.Error())
 				return

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/urfave/cli/v2"
@@ -64,17 +65,34 @@ func password(c *cli.Context) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("password file: %w", err)
 		}
-		return strings.TrimRight(string(b), "\r\n"), nil
+		pw := strings.TrimRight(string(b), "\r\n")
+		if pw == "" {
+			// Not "no passphrase was given": one was, and it is empty.
+			return "", fmt.Errorf("password file %s is empty: write the store's passphrase into it", file)
+		}
+		return pw, nil
 	}
 	return os.Getenv("RECALL_PASSWORD"), nil
 }
 
+// passwordCommandTimeout bounds a passphrase command: long enough for a
+// person to answer a pinentry, short of hanging a scheduled job.
+var passwordCommandTimeout = 2 * time.Minute
+
 // runPasswordCommand runs command with sh -c and returns the first line
 // it prints. Its stdin and stderr are ours, so it may ask (pinentry).
 func runPasswordCommand(ctx context.Context, command string) (string, error) {
+	// A command that waits for an answer nobody gives (a pinentry with
+	// no display) would hang a cron job for ever.
+	ctx, cancel := context.WithTimeout(ctx, passwordCommandTimeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd.WaitDelay = time.Second // a child of sh still holding its output does not hold us
 	cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
 	out, err := cmd.Output()
+	if ctx.Err() == context.DeadlineExceeded {
+		return "", fmt.Errorf("password command %q printed no passphrase within %s: run it by hand to see what it waits for", command, passwordCommandTimeout)
+	}
 	if err != nil {
 		// %v: an *exec.ExitError has an ExitCode method, and urfave/cli's
 		// ExitCoder would make it a usage error in exitCode.

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/urfave/cli/v2"
@@ -27,6 +28,10 @@ func TestPasswordSources(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pw")
 	os.WriteFile(file, []byte("from file\r\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	defer func(d time.Duration) { passwordCommandTimeout = d }(passwordCommandTimeout)
+	passwordCommandTimeout = 500 * time.Millisecond
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -48,6 +53,8 @@ func TestPasswordSources(t *testing.T) {
 		{name: "failing command", args: []string{"--password-command", "echo x; exit 3"}, err: `password command "echo x; exit 3" failed: exit status 3`, code: exitError},
 		{name: "silent command", args: []string{"--password-command", "true"}, err: `password command "true" printed no passphrase`, code: exitError},
 		{name: "missing file", args: []string{"--password-file", filepath.Join(dir, "nope")}, err: "password file", code: exitError},
+		{name: "empty file", args: []string{"--password-file", empty}, err: "password file " + empty + " is empty", code: exitError},
+		{name: "hanging command", args: []string{"--password-command", "exec sleep 30"}, err: "printed no passphrase within", code: exitError},
 		{name: "file and command", env: map[string]string{"RECALL_PASSWORD_FILE": file}, args: []string{"--password-command", "echo x"}, err: "both set", code: exitUsage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -109,6 +109,11 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 		if rep == nil {
 			return err
 		}
+		if err == nil {
+			// Damage that stays and is reported is exit 4 (README,
+			// Repair); repair index leaves it to its caller.
+			err = rep.DamageLeft("repair " + what)
+		}
 		if what == "points" && !dry && len(rep.Actions) > 0 {
 			for _, s := range sources {
 				fs.Refresh(c.String("home"), s)
@@ -119,8 +124,15 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 			fmt.Fprintln(c.App.Writer, string(b))
 			return err
 		}
+		// What stays damaged, by name: the error says only how much.
+		for _, l := range rep.Lost {
+			fmt.Fprintf(c.App.Writer, "lost blob %s of pack %s: %s\n", l.Blob, l.Pack, l.Error)
+		}
+		for _, p := range rep.Unlocatable {
+			fmt.Fprintf(c.App.Writer, "unlocatable pack %s: its header is unreadable and no index file lists it, so none of its blobs can be found; it is left in place (it may hold another store's data, or not be recall's): put back a copy of its index file and run 'recall repair index', or move it out of packs/ once nothing needs it\n", p)
+		}
 		switch {
-		case len(rep.Actions) == 0:
+		case len(rep.Actions) == 0 && err == nil:
 			fmt.Fprintf(c.App.Writer, "repair %s: nothing to repair\n", what)
 		case dry:
 			fmt.Fprintf(c.App.Writer, "repair %s: dry run, nothing was changed\n", what)

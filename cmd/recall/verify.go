@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -67,7 +68,15 @@ func init() {
 				fmt.Fprintf(out, ": %s\n", b.Error)
 			}
 			for _, p := range rep.Store {
-				fmt.Fprintf(out, "damaged store file: %s (repaired by 'recall repair index' or the next backup)\n", p)
+				fmt.Fprintf(out, "damaged store file: %s\n", p) // with its repair
+			}
+			denied := make([]string, 0, len(rep.Unreadable))
+			for p := range rep.Unreadable {
+				denied = append(denied, p)
+			}
+			sort.Strings(denied)
+			for _, p := range denied {
+				fmt.Fprintf(out, "unreadable pack %s (not verified): %s\n", p, rep.Unreadable[p])
 			}
 			for _, d := range rep.DamagedPoints {
 				fmt.Fprintf(out, "damaged point %s: %s\n", d.Point[:12], d.Error)
@@ -85,10 +94,20 @@ func init() {
 			} else if opts.ReadData {
 				what = fmt.Sprintf("structure and data (%d packs read)", rep.Packs)
 			}
-			if err != nil {
+			perms := ""
+			if len(denied) > 0 {
+				perms = fmt.Sprintf("; let recall read the unreadable packs (their owner or mode under %s), then verify again", st.Dir())
+			}
+			switch {
+			case errors.Is(err, engine.ErrVerifyFailed) && len(rep.Damage)+len(rep.BadPacks)+len(rep.DamagedPoints) == 0:
+				// Only store files: no data is lost.
+				return fmt.Errorf("%w; run 'recall repair index'%s", err, perms)
+			case errors.Is(err, engine.ErrVerifyFailed):
 				fmt.Fprintf(out, "%d damaged files in %d points; %d damaged packs\n", len(rep.Damage), countPoints(rep.Damage), len(rep.BadPacks))
 				return fmt.Errorf("%w; restore what you can with 'recall restore', run 'recall repair packs' (it keeps every readable blob), "+
-					"back up the affected sources again, then run 'recall repair points' for points that keep lost files", err)
+					"back up the affected sources again, then run 'recall repair points' for points that keep lost files%s", err, perms)
+			case err != nil:
+				return fmt.Errorf("%w%s", err, perms)
 			}
 			if pr.quiet {
 				return nil
