@@ -221,6 +221,8 @@ func suggest(f *Alert, err error) string {
 		return fmt.Sprintf("member %s is gone: restore or remount it, or take it out of the group with 'recall group remove %s --member %s'", f.Member, f.Group, f.Member)
 	case errors.Is(err, os.ErrPermission):
 		return "permission denied: recall serve must run as root to read every file"
+	case errors.Is(err, engine.ErrVerifyIncomplete):
+		return "the check could not read some packs (the error names them): give recall serve (root) read access to the store's files again; nothing was found damaged"
 	case errors.Is(err, engine.ErrVerifyFailed):
 		return checkAction(f)
 	case errors.Is(err, engine.ErrWarnings):

@@ -273,6 +273,10 @@ func (s *Server) check(ctx context.Context, t *task) error {
 		log.Error("check failed", "err", err)
 		return fmt.Errorf("check of group %s: %w", g.Name, err)
 	}
+	if errors.Is(err, engine.ErrVerifyIncomplete) {
+		log.Error("check could not read every pack (permissions): not verified", "points", rep.Points, "packs_read", rep.Packs, "unreadable_packs", len(rep.Unreadable), "err", err)
+		return fmt.Errorf("check of group %s (run %d, %d packs read): %w", g.Name, share.Run, rep.Packs, err)
+	}
 	if err != nil {
 		log.Error("check found damage", "points", rep.Points, "packs_read", rep.Packs, "bad_packs", len(rep.BadPacks), "damaged_files", len(rep.Damage), "err", err)
 		return fmt.Errorf("check of group %s (run %d, %d packs read): %w", g.Name, share.Run, rep.Packs, err)
