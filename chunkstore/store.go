@@ -1025,7 +1025,11 @@ func (s *Store) savePoint(ctx context.Context, manifest []byte) (ID, error) {
 	}
 	id := ID(blake3.Sum256(stored))
 	if err := s.be.Save(ctx, backend.Handle{Type: backend.Points, Name: id.String()}, stored); err != nil {
-		return ID{}, fmt.Errorf("save recovery point %s in store %s: %w; the blobs it refers to are stored and kept, only its manifest is missing: run again once the store is reachable, and the data already sent is reused", id, s.Dir(), err)
+		next := "run again once the store is reachable"
+		if errors.Is(err, backend.ErrNoSpace) {
+			next = "free space on the store's file system or move the store, then run again"
+		}
+		return ID{}, fmt.Errorf("save recovery point %s in store %s: %w; the blobs it refers to are stored and kept, only its manifest is missing: %s, and the data already sent is reused", id, s.Dir(), err, next)
 	}
 	return id, nil
 }

@@ -340,8 +340,17 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 		}
 	}
 	if len(rep.Failed) > 0 {
-		return fmt.Errorf("%w: %d point(s) not copied (the first: %s: %s); the others were; run 'recall verify' on %s, and copy again once it is repaired",
-			ErrDamaged, len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, rep.From)
+		others := "the others were"
+		switch n := len(rep.Points); {
+		case n == 0 && rep.Present == 0:
+			others = "none was"
+		case n == 0:
+			others = fmt.Sprintf("none was; %d the destination had already", rep.Present)
+		default:
+			others = fmt.Sprintf("%d were copied", n)
+		}
+		return fmt.Errorf("%w: %d point(s) not copied (the first: %s: %s); %s; run 'recall verify' on %s, and copy again once it is repaired",
+			ErrDamaged, len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, others, rep.From)
 	}
 	return nil
 }
