@@ -201,7 +201,7 @@ func printPoint(c *cli.Context, rep *reporter, p *engine.Point) {
 			fmt.Fprintf(c.App.Writer, "  mount point not entered (--one-file-system): %s (%s)\n", m.Path, m.FSType)
 		}
 		for _, e := range p.Errors {
-			fmt.Fprintf(c.App.Writer, "  warning: %s: %s\n", e.Path, e.Error)
+			fmt.Fprintf(c.App.Writer, "  warning: %s: %s\n", oneLine(e.Path), oneLine(e.Error))
 		}
 	}
 }

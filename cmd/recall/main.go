@@ -375,7 +375,35 @@ func printJSON(c *cli.Context, v any) error {
 	return err
 }
 
-func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "recall: "+format+"\n", args...) }
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "recall: %s\n", oneLine(fmt.Sprintf(format, args...)))
+}
+
+// oneLine escapes the control characters of s (\x0a for a newline, \x1b
+// for an escape), so that a message naming a file stays one line: a file
+// name may hold a newline and text that reads as another message
+// ("recall: completed"), or a terminal's escape sequences.
+func oneLine(s string) string {
+	clean := true
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // warnf is logf for warnings, which the engine reports through it.
 func warnf(format string, args ...any) { logf("warning: "+format, args...) }

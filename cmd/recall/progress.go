@@ -153,7 +153,7 @@ func (r *reporter) item(path string) {
 	if r.bar != nil {
 		r.bar.Clear()
 	}
-	fmt.Fprintf(r.out, "%s %s\n", r.action, path)
+	fmt.Fprintf(r.out, "%s %s\n", r.action, oneLine(path))
 }
 
 // line writes v as one JSON line on stdout; r.mu is held.
@@ -262,7 +262,7 @@ func (r *reporter) plain(s engine.Status) string {
 		fmt.Fprintf(&b, ", %d errors", s.Errors)
 	}
 	if len(s.Current) > 0 {
-		fmt.Fprintf(&b, "; %s", s.Current[0])
+		fmt.Fprintf(&b, "; %s", oneLine(s.Current[0]))
 	}
 	return b.String()
 }

@@ -73,3 +73,18 @@ func TestSummaryLine(t *testing.T) {
 		}
 	}
 }
+
+// A message naming a file stays one line, whatever the name holds.
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain/name":                       "plain/name",
+		"a\nrecall: completed, 0 warnings": `a\x0arecall: completed, 0 warnings`,
+		"esc\x1b[2J\x1b[31mred":            `esc\x1b[2J\x1b[31mred`,
+		"caf\u00e9 and tabs\there":         `caf` + "\u00e9" + ` and tabs\x09here`,
+		"del\x7f and c1 \u0085":            `del\x7f and c1 \x85`,
+	} {
+		if got := oneLine(in); got != want {
+			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
