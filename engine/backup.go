@@ -884,6 +884,13 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 	}
 	if err != nil {
 		n.skipped = true
+		// The warning names the file already: the error's own copy of
+		// the absolute path only made a vanished file read differently
+		// here than when the walk's lstat missed it.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return fmt.Errorf("skipped: %w", err)
 	}
 	defer f.Close()
