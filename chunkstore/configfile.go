@@ -89,8 +89,6 @@ type openedConfig struct {
 	problem string // why config (or its copy) is damaged; "" when both are whole
 }
 
-var configHandle = backend.Handle{Type: backend.Config, Name: "config"}
-
 // configPath names a config file in messages.
 func configPath(be backend.Backend, name string) string {
 	return strings.TrimSuffix(be.Location(), "/") + "/" + name
