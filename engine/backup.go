@@ -396,8 +396,8 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 }
 
 func rootMeta(path string, st *unix.Stat_t) RootMeta {
-	m := RootMeta{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MtimeNS: st.Mtim.Nano(), CtimeNS: st.Ctim.Nano(),
-		AtimeNS: st.Atim.Nano(), Nlink: uint64(st.Nlink)}
+	m := RootMeta{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MtimeNS: timeNS(st.Mtim), CtimeNS: timeNS(st.Ctim),
+		AtimeNS: timeNS(st.Atim), Nlink: uint64(st.Nlink)}
 	m.Xattrs, _ = readXattrs(path)
 	return m
 }
@@ -541,6 +541,9 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 		n := nodeFromStat(name, &st)
 		if n.Type == TypeFile && b.ex.largerThan > 0 && st.Size > b.ex.largerThan {
 			continue
+		}
+		if n.timeClamped {
+			b.warn(crel, errTimeClamped)
 		}
 		if n.Type == TypeDir && !ent.isDir && b.ex.byType(crel, name) {
 			continue // replaced by a directory since it was listed
@@ -943,7 +946,7 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 		n.Extents = ext
 		n.Size = uint64(read)
 		if !isDev {
-			n.MtimeNS, n.CtimeNS, n.AtimeNS = after.Mtim.Nano(), after.Ctim.Nano(), after.Atim.Nano()
+			n.MtimeNS, n.CtimeNS, n.AtimeNS = timeNS(after.Mtim), timeNS(after.Ctim), timeNS(after.Atim)
 			n.Mode, n.UID, n.GID = after.Mode&0o7777, after.Uid, after.Gid
 		}
 		changed := !isDev && (before.Size != after.Size || before.Mtim != after.Mtim || before.Ctim != after.Ctim || read != after.Size)

@@ -191,3 +191,41 @@ func TestDirReplacedBySymlinkNotFollowed(t *testing.T) {
 		t.Error("the point holds a file from outside the source")
 	}
 }
+
+// A time past 2262 (ext4 keeps them up to 2446) does not fit the tree's
+// int64 nanoseconds: it is saved as the latest time that does, with a
+// warning, not wrapped around to 1901.
+func TestBackupClampsFarTimes(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	far := filepath.Join(src, "y2400")
+	if err := os.WriteFile(far, []byte("c"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "now"), []byte("d"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y2400 := unix.Timespec{Sec: 13574260800, Nsec: 987654321} // 2400-02-28
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, far, []unix.Timespec{y2400, y2400}, 0); err != nil {
+		t.Skipf("file system keeps no time past 2262: %v", err)
+	}
+	var st unix.Stat_t
+	if unix.Stat(far, &st) != nil || st.Mtim.Sec != y2400.Sec {
+		t.Skip("file system keeps no time past 2262")
+	}
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
+	if !errors.Is(err, ErrWarnings) || p == nil || len(p.Errors) != 1 || p.Errors[0].Path != "y2400" {
+		t.Fatalf("backup: %v, %+v", err, p)
+	}
+	root, err := ts.r.LoadTree(p.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := root.Find("y2400")
+	if got := time.Unix(0, n.MtimeNS); got.Year() != 2262 {
+		t.Errorf("a time of 2400 saved as %v, want the end of 2262-04-11", got)
+	}
+	if got := time.Unix(0, root.Find("now").MtimeNS); time.Since(got) > time.Hour {
+		t.Errorf("a present time saved as %v", got)
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -17,13 +18,14 @@ func nodeFromStat(name string, st *unix.Stat_t) *Node {
 		Mode:    st.Mode & 0o7777,
 		UID:     st.Uid,
 		GID:     st.Gid,
-		MtimeNS: st.Mtim.Nano(),
-		CtimeNS: st.Ctim.Nano(),
-		AtimeNS: st.Atim.Nano(),
+		MtimeNS: timeNS(st.Mtim),
+		CtimeNS: timeNS(st.Ctim),
+		AtimeNS: timeNS(st.Atim),
 		Dev:     st.Dev,
 		Inode:   st.Ino,
 		Nlink:   uint64(st.Nlink),
 	}
+	n.timeClamped = !fitsNS(st.Mtim) || !fitsNS(st.Atim) || !fitsNS(st.Ctim)
 	switch n.Type = NodeTypeOf(st.Mode); n.Type {
 	case TypeFile, TypeSymlink:
 		n.Size = uint64(st.Size)
@@ -32,6 +34,32 @@ func nodeFromStat(name string, st *unix.Stat_t) *Node {
 	}
 	return n
 }
+
+// Times are kept in nanoseconds since 1970 in an int64 (the tree format),
+// which reaches from 1677-09-21 to 2262-04-11. ext4 keeps times up to
+// 2446 and XFS and btrfs further; Timespec.Nano wraps such a time around
+// (a file of 2263 came back as 1901). Outside the range a time is saved
+// as the nearest end of it, and the backup warns.
+const (
+	maxTimeSec = math.MaxInt64/1_000_000_000 - 1
+	minTimeSec = math.MinInt64/1_000_000_000 + 1
+)
+
+func fitsNS(ts unix.Timespec) bool { return ts.Sec <= maxTimeSec && ts.Sec >= minTimeSec }
+
+// timeNS is ts in nanoseconds, clamped to what an int64 holds.
+func timeNS(ts unix.Timespec) int64 {
+	switch {
+	case ts.Sec > maxTimeSec:
+		return maxTimeSec * 1_000_000_000
+	case ts.Sec < minTimeSec:
+		return minTimeSec * 1_000_000_000
+	}
+	return ts.Nano()
+}
+
+// errTimeClamped is the warning for a file whose times do not fit.
+var errTimeClamped = errors.New("a time of it lies outside 1677-2262, the range a point records: saved as the nearest end of it")
 
 // readXattrs lists the extended attributes of path without following a
 // final symlink. File systems without xattr support give none.

@@ -140,7 +140,8 @@ type Node struct {
 	Subtree   chunkstore.ID // TypeDir
 	Extents   []Extent      // TypeFile, TypeDevice
 
-	skipped bool // backup: could not be read; left out of the tree
+	skipped     bool // backup: could not be read; left out of the tree
+	timeClamped bool // backup: a time outside the int64 nanosecond range was clamped
 }
 
 // Tree is one decoded directory.
