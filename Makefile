@@ -26,7 +26,7 @@ demo: build
 # deps installs what the tests need when it is missing.
 deps:
 	@missing=""; \
-	for c in fusermount3:fuse3 smbd:samba smbclient:smbclient setfattr:attr setfacl:acl losetup:util-linux mkfs.ext4:e2fsprogs qemu-img:qemu-utils ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw; do \
+	for c in fusermount3:fuse3 smbd:samba smbclient:smbclient setfattr:attr setfacl:acl losetup:util-linux mkfs.ext4:e2fsprogs qemu-img:qemu-utils mtx:mtx ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
