@@ -634,16 +634,11 @@ func (c *fileCache) get(of *openFile) (int, error) {
 	if len(c.order) >= fileCacheSize {
 		c.release(c.order[0])
 	}
-	fd, err := retryEINTR(func() (int, error) {
-		return unix.Open(of.path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	})
+	// Opened in its directory beneath the target, never through a
+	// symlink (restore_beneath.go), and checked to be the file made.
+	fd, err := c.rs.reopen(of)
 	if err != nil {
 		return -1, err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
-		unix.Close(fd)
-		return -1, fmt.Errorf("%s was replaced while it was restored", of.path)
 	}
 	c.fds[of] = fd
 	c.order = append(c.order, of)

@@ -35,7 +35,7 @@ type RestoreResult struct {
 	Root                       string // what was restored: the target, or <target>/<name> for one entry
 	Files, Dirs, Others, Bytes int64
 	Damaged                    []PathError // files whose content could not be read
-	Skipped                    []PathError // entries not restored: a non-empty directory is in the way
+	Skipped                    []PathError // entries not restored: a non-empty directory or an immutable entry is in the way, or their directory was replaced by a symlink
 	Warnings                   []PathError // metadata that could not be applied
 }
 
@@ -127,11 +127,22 @@ type restorer struct {
 	// be written (fileCache).
 	holdMax int64
 	creates creates // restore_create.go
+	// tgt is the target, open: every entry is reached from it
+	// (restore_beneath.go); nil restoring onto a device.
+	tgt *targetDirs
+	// createStopErr: the first failed create that stops the restore,
+	// which lateErr does not give when a create skipped before it
+	// (createStop).
+	createStopErr error
 }
 
+// dirMeta is a directory whose metadata is applied at the end, and the
+// directory the restore made (or merged into) there, which must still be
+// the one there.
 type dirMeta struct {
-	path string
-	n    *Node
+	path, rel string
+	n         *Node
+	dev, ino  uint64
 }
 
 // openFile is a file being filled from the plan; whoever handles its last
@@ -179,8 +190,14 @@ type openFile struct {
 // only the entries the restore writes are replaced: a file, symlink or
 // empty directory in the way is unlinked (never followed, never written
 // through), a directory is merged into, and a non-empty directory in the
-// way of a non-directory is left alone and the entry listed in Skipped.
-// Nothing else under the target is removed.
+// way of a non-directory, or an entry that cannot be unlinked (chattr +i),
+// is left alone and the entry listed in Skipped. Nothing else under the
+// target is removed.
+//
+// Every entry is created and changed beneath the target without
+// following a symlink (restore_beneath.go): a directory replaced by a
+// symlink while the restore runs is not followed, and is listed in
+// Warnings (and what could not be created in it in Skipped).
 //
 // An error other than ErrDamaged means the restore stopped: the
 // directories it created that are still empty are removed, and the error
@@ -254,6 +271,10 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if err != nil {
 		return nil, err
 	}
+	if rs.tgt, err = openTarget(opts.Target); err != nil {
+		return nil, removeCreated(created, opts.Target, false, err)
+	}
+	defer rs.tgt.close()
 	_, aclErr := unix.Getxattr(opts.Target, "system.posix_acl_default", nil)
 	rs.cleanXattrs = opts.Overwrite || aclErr == nil
 	rs.umask, rs.umaskOK = processUmask()
@@ -264,15 +285,15 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	res, err := rs.run(func() error {
 		if single != nil {
 			path := filepath.Join(opts.Target, single.Name)
-			if err := rs.clearWay(path, single); err != nil {
+			if err := rs.clearWay(rs.tgt.root, single.Name, path, single); err != nil {
 				return fmt.Errorf("restore %s: %w", path, err)
 			}
-			return rs.restoreNode(single, path, single.Name)
+			return rs.restoreNode(single, rs.tgt.root, path, single.Name)
 		}
-		if err := rs.restoreTree(tree, opts.Target, ""); err != nil {
+		if err := rs.restoreTree(tree, rs.tgt.root, opts.Target, ""); err != nil {
 			return err
 		}
-		rs.dirMetas = append(rs.dirMetas, dirMeta{opts.Target, rootNode})
+		rs.dirMetas = append(rs.dirMetas, dirMeta{path: opts.Target, n: rootNode})
 		return nil
 	})
 	if err != nil && !errors.Is(err, ErrDamaged) {
@@ -369,11 +390,11 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	rs.wg.Wait()
 	rs.stopCreators()
 	if err == nil {
-		err = rs.lateErr()
+		err = rs.createStop()
 	}
+	replaced := map[string]bool{} // reported once, not once per directory under it
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
-		d := rs.dirMetas[i]
-		rs.applyMeta(d.path, d.path, d.n)
+		rs.applyDirMeta(rs.dirMetas[i], replaced)
 	}
 	rs.res.Bytes = rs.bytes.Load()
 	// A full target is why anything else failed after it: it is the
@@ -398,12 +419,14 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	return &rs.res, nil
 }
 
-func (rs *restorer) restoreTree(t *Tree, dir, rel string) error {
+// restoreTree restores t's entries into d, the directory at dir (rel in
+// the target).
+func (rs *restorer) restoreTree(t *Tree, d *dirRef, dir, rel string) error {
 	for _, n := range t.Nodes {
 		if rs.ctx.Err() != nil {
 			return context.Cause(rs.ctx)
 		}
-		if err := rs.lateErr(); err != nil {
+		if err := rs.createStop(); err != nil {
 			return err
 		}
 		if !safeName(n.Name) {
@@ -411,13 +434,13 @@ func (rs *restorer) restoreTree(t *Tree, dir, rel string) error {
 			continue
 		}
 		path, nrel := filepath.Join(dir, n.Name), filepath.Join(rel, n.Name)
-		if err := rs.clearWay(path, n); errors.Is(err, errInTheWay) {
+		if err := rs.clearWay(d, n.Name, path, n); errors.Is(err, errInTheWay) || errors.Is(err, errStuck) {
 			rs.skip(nrel, err)
 			continue
 		} else if err != nil {
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
-		if err := rs.restoreNode(n, path, nrel); err != nil {
+		if err := rs.restoreNode(n, d, path, nrel); err != nil {
 			return err
 		}
 	}
@@ -493,58 +516,43 @@ type linkLeader struct {
 	dropped   bool // the leader was cut short and removed: no more links to it
 }
 
-// clearWay makes room at path for n when overwriting: a directory stays
-// for a directory to merge into; anything else is unlinked itself (a
-// symlink is never followed, a hard link's other names keep their data),
-// and a directory only when empty (errInTheWay otherwise). Without
+// clearWay makes room for n at name in d (path) when overwriting: a
+// directory stays for a directory to merge into; anything else is
+// unlinked itself (a symlink is never followed, a hard link's other names
+// keep their data), and a directory only when empty (errInTheWay
+// otherwise). What cannot be unlinked (immutable) is errStuck. Without
 // overwrite the target was empty, and whatever is there is left for the
 // create to fail on.
-func (rs *restorer) clearWay(path string, n *Node) error {
+func (rs *restorer) clearWay(d *dirRef, name, path string, n *Node) error {
 	if !rs.opts.Overwrite {
 		return nil
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
+	if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil
 	}
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if isDir && n.Type == TypeDir {
 		return nil
 	}
-	err := os.Remove(path)
-	if isDir && (errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST)) {
+	switch err := removeAt(d.fd, name, isDir); {
+	case err == nil:
+		return nil
+	case err == unix.ENOTEMPTY || err == unix.EEXIST:
 		return errInTheWay
+	case err == unix.EPERM:
+		return fmt.Errorf("%w (%w)", &os.PathError{Op: "remove", Path: path, Err: err}, errStuck)
+	default:
+		return &os.PathError{Op: "remove", Path: path, Err: err}
 	}
-	return err
 }
 
-// restoreNode restores n at path, which clearWay has made room for.
-func (rs *restorer) restoreNode(n *Node, path, rel string) error {
+// restoreNode restores n at path, n.Name in d, which clearWay has made
+// room for.
+func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 	switch n.Type {
 	case TypeDir:
-		if err := os.Mkdir(path, 0o700); errors.Is(err, os.ErrExist) {
-			// Merge only into a real directory, never through a symlink.
-			if st, lerr := os.Lstat(path); lerr != nil || !st.IsDir() {
-				return fmt.Errorf("restore %s: %w", path, err)
-			}
-		} else if err != nil {
-			rs.stopFull(path, err)
-			return fmt.Errorf("restore %s: %w", path, err)
-		}
-		rs.mu.Lock()
-		rs.res.Dirs++
-		rs.dirMetas = append(rs.dirMetas, dirMeta{path, n})
-		rs.mu.Unlock()
-		t, err := rs.r.LoadTree(n.Subtree)
-		if treeLoaded != nil {
-			treeLoaded()
-		}
-		rs.handOverIfIdle()
-		if err != nil {
-			rs.markDamaged(rel+"/", fmt.Errorf("directory listing unreadable: %w", err))
-			return nil
-		}
-		return rs.restoreTree(t, path, rel)
+		return rs.restoreDir(n, d, path, rel)
 	case TypeFile, TypeDevice:
 		if n.LinkGroup != 0 {
 			rs.mu.Lock()
@@ -555,48 +563,46 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 				rs.leaders[rel] = l
 			}
 			rs.mu.Unlock()
-			if ok {
-				if err := os.Link(first.path, path); err == nil {
-					rs.mu.Lock()
-					if first.dropped {
-						// Cut short and removed after the link was made.
-						rs.mu.Unlock()
-						unlinkSame(path, first.dev, first.ino)
-						return nil
-					}
-					rs.res.Files++
-					// A link shares its leader's content, and so its damage,
-					// found before or after this link was made.
-					first.followers = append(first.followers, rel)
-					if rs.damaged[first.rel] {
-						rs.markDamagedLocked(rel, fmt.Errorf("hard link of damaged %s", first.rel))
-					}
-					done := first.finished
-					if done {
-						first.reported++
-					}
+			if ok && rs.link(first, d, n.Name) {
+				rs.mu.Lock()
+				if first.dropped {
+					// Cut short and removed after the link was made.
 					rs.mu.Unlock()
-					if done {
-						rs.opts.Progress.fileDone(rel)
-					}
+					unlinkSameAt(d.fd, n.Name, first.dev, first.ino)
 					return nil
 				}
+				rs.res.Files++
+				// A link shares its leader's content, and so its damage,
+				// found before or after this link was made.
+				first.followers = append(first.followers, rel)
+				if rs.damaged[first.rel] {
+					rs.markDamagedLocked(rel, fmt.Errorf("hard link of damaged %s", first.rel))
+				}
+				done := first.finished
+				if done {
+					first.reported++
+				}
+				rs.mu.Unlock()
+				if done {
+					rs.opts.Progress.fileDone(rel)
+				}
+				return nil
 			}
 		}
-		return rs.restoreFile(n, path, rel)
+		return rs.restoreFile(n, d, path, rel)
 	case TypeSymlink:
-		if err := os.Symlink(n.Target, path); err != nil {
+		if err := unix.Symlinkat(n.Target, d.fd, n.Name); err != nil {
 			rs.stopFull(path, err)
-			return fmt.Errorf("restore %s: %w", path, err)
+			return fmt.Errorf("restore %s: %w", path, &os.LinkError{Op: "symlink", Old: n.Target, New: path, Err: err})
 		}
 	case TypeFifo:
-		if err := unix.Mkfifo(path, n.Mode&0o7777); err != nil {
+		if err := unix.Mknodat(d.fd, n.Name, unix.S_IFIFO|n.Mode&0o7777, 0); err != nil {
 			rs.stopFull(path, err)
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
 	case TypeBlock, TypeChar, TypeSocket:
 		t := map[NodeType]uint32{TypeBlock: unix.S_IFBLK, TypeChar: unix.S_IFCHR, TypeSocket: unix.S_IFSOCK}[n.Type]
-		if err := unix.Mknod(path, t|n.Mode&0o7777, int(n.Rdev)); err != nil {
+		if err := unix.Mknodat(d.fd, n.Name, t|n.Mode&0o7777, int(n.Rdev)); err != nil {
 			rs.warn(rel, fmt.Errorf("%s not recreated: %w", n.Type, err))
 			return nil
 		}
@@ -607,8 +613,80 @@ func (rs *restorer) restoreNode(n *Node, path, rel string) error {
 	rs.mu.Lock()
 	rs.res.Others++
 	rs.mu.Unlock()
-	rs.applyMeta(path, rel, n)
+	rs.applyMetaMade(d, path, rel, n)
 	return nil
+}
+
+// restoreDir makes the directory n at path, n.Name in d, or merges into
+// the directory there, and restores its entries through a descriptor
+// of it opened from d's: a symlink put there meanwhile is not followed.
+func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
+	err := unix.Mkdirat(d.fd, n.Name, 0o700)
+	if err != nil && err != unix.EEXIST {
+		rs.stopFull(path, err)
+		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "mkdir", Path: path, Err: err})
+	}
+	made := err == nil
+	fd, err := openDirAt(d.fd, n.Name, unix.O_PATH)
+	switch {
+	case err == unix.ELOOP:
+		rs.warn(rel, errReplaced)
+		return nil
+	case err != nil && !made:
+		// Merge only into a real directory.
+		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "mkdir", Path: path, Err: unix.EEXIST})
+	case err != nil:
+		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
+	}
+	sub := rs.tgt.adopt(rel, fd)
+	defer rs.tgt.put(sub)
+	rs.mu.Lock()
+	rs.res.Dirs++
+	rs.dirMetas = append(rs.dirMetas, dirMeta{path: path, rel: rel, n: n, dev: st.Dev, ino: st.Ino})
+	rs.mu.Unlock()
+	t, err := rs.r.LoadTree(n.Subtree)
+	if treeLoaded != nil {
+		treeLoaded()
+	}
+	rs.handOverIfIdle()
+	if err != nil {
+		rs.markDamaged(rel+"/", fmt.Errorf("directory listing unreadable: %w", err))
+		return nil
+	}
+	return rs.restoreTree(t, sub, path, rel)
+}
+
+// link makes name in d a hard link of its group's first file, if the
+// first file's name still holds the file the restore created; false
+// otherwise, and the entry is restored as a file of its own.
+func (rs *restorer) link(first *linkLeader, d *dirRef, name string) bool {
+	rs.mu.Lock()
+	dev, ino := first.dev, first.ino
+	rs.mu.Unlock()
+	if ino == 0 {
+		return false
+	}
+	from, fromName, err := rs.tgt.parentOf(first.path)
+	if err != nil {
+		return false
+	}
+	defer rs.tgt.put(from)
+	if unix.Linkat(from.fd, fromName, d.fd, name, 0) != nil {
+		return false
+	}
+	// The link is checked once made: the first file's name may name
+	// another file by now.
+	var st unix.Stat_t
+	if unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == dev && st.Ino == ino {
+		return true
+	}
+	unlinkSameAt(d.fd, name, st.Dev, st.Ino)
+	return false
 }
 
 // besideVisitor is a part of the walk beside a restore: visit sees each
@@ -686,7 +764,8 @@ var treeLoaded func()
 // path: what another process could do at that moment.
 var beforeCreate func(path string)
 
-func (rs *restorer) restoreFile(n *Node, path, rel string) error {
+// restoreFile restores the file n at path, n.Name in d.
+func (rs *restorer) restoreFile(n *Node, d *dirRef, path, rel string) error {
 	// Writes give the file its size, except when it ends in a hole, or
 	// when its last chunk is never written (finishFile sets it then).
 	var size int64
@@ -708,7 +787,10 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 	}
 	// A hard link's leader: its links are made by the walk.
 	perm, final := rs.createMode(n)
-	fd, err := rs.create(path, size, alloc, perm)
+	if beforeCreate != nil {
+		beforeCreate(path)
+	}
+	fd, err := rs.createIn(d, n.Name, path, size, alloc, perm)
 	if err != nil {
 		return err
 	}
@@ -741,19 +823,44 @@ func (rs *restorer) restoreFile(n *Node, path, rel string) error {
 }
 
 // create creates the file at path for writing with permissions perm,
-// truncated to size if size > 0, and counts it. With alloc > 0 (a file
-// its writes give its size, restoreFile) its blocks are allocated at
-// once: one allocation instead of one per block written, and a target
-// too small for it stops the restore here rather than in the middle of
-// its content.
+// truncated to size if size > 0, and counts it (createIn). Its directory
+// is found again from the target, never through a symlink: where one
+// has replaced it, the file is listed as not restored, and the error,
+// which createOnce hands to createFailed, does not stop the restore
+// (createStop).
 func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, error) {
 	if beforeCreate != nil {
 		beforeCreate(path)
 	}
-	// O_EXCL: never write through whatever might be at path. A plain
-	// descriptor, not an os.File (see fileCache).
+	d, name, err := rs.tgt.parentOf(path)
+	if err != nil {
+		err = fmt.Errorf("restore %s: %w", path, err)
+		if errors.Is(err, errReplaced) {
+			rel, _ := rs.tgt.relOf(path)
+			rs.skip(rel, errors.Unwrap(err))
+		} else {
+			rs.noteCreateStop(err)
+		}
+		return -1, err
+	}
+	defer rs.tgt.put(d)
+	fd, err := rs.createIn(d, name, path, size, alloc, perm)
+	if err != nil {
+		rs.noteCreateStop(err)
+	}
+	return fd, err
+}
+
+// createIn creates name in d (path) as create does. With alloc > 0 (a
+// file its writes give its size, restoreFile) its blocks are allocated at
+// once: one allocation instead of one per block written, and a target
+// too small for it stops the restore here rather than in the middle of
+// its content.
+func (rs *restorer) createIn(d *dirRef, name, path string, size, alloc int64, perm uint32) (int, error) {
+	// O_EXCL|O_NOFOLLOW: never write through whatever might be at path. A
+	// plain descriptor, not an os.File (see fileCache).
 	fd, err := retryEINTR(func() (int, error) {
-		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
+		return unix.Openat(d.fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 	})
 	if err != nil {
 		err = fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
@@ -768,7 +875,7 @@ func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, er
 		if noSpace(err) {
 			var st unix.Stat_t
 			if unix.Fstat(fd, &st) == nil {
-				unlinkSame(path, st.Dev, st.Ino) // created above, with O_EXCL
+				unlinkSameAt(d.fd, name, st.Dev, st.Ino) // created above, with O_EXCL
 			}
 			unix.Close(fd)
 			err = fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "fallocate", Path: path, Err: err})
@@ -785,6 +892,55 @@ func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, er
 	rs.mu.Lock()
 	rs.res.Files++
 	rs.mu.Unlock()
+	return fd, nil
+}
+
+// noteCreateStop keeps the first error of a create that stops the
+// restore (createStop).
+func (rs *restorer) noteCreateStop(err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.createStopErr == nil {
+		rs.createStopErr = err
+	}
+}
+
+// createStop is the error of the first failed create of a file the walk
+// did not create, which stops the restore (lateErr): a create whose
+// directory was replaced by a symlink does not; it was skipped (create).
+// Once one was skipped, lateErr keeps its error, and the first that
+// stops the restore is the one create noted.
+func (rs *restorer) createStop() error {
+	err := rs.lateErr()
+	if !errors.Is(err, errReplaced) {
+		return err
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.createStopErr
+}
+
+// reopen opens of again for writing, in its directory and never through
+// a symlink, if it is still the file the restore created (a directory
+// merged into may be writable by others). O_NONBLOCK: something put in
+// its place (a fifo) must not keep the restore waiting.
+func (rs *restorer) reopen(of *openFile) (int, error) {
+	d, name, err := rs.tgt.parentOf(of.path)
+	if err != nil {
+		return -1, err
+	}
+	defer rs.tgt.put(d)
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Openat(d.fd, name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: of.path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s was replaced while it was restored", of.path)
+	}
 	return fd, nil
 }
 
@@ -897,17 +1053,16 @@ func (rs *restorer) finishFile(of *openFile) {
 // leave it short where a lost one in the middle leaves a hole; a damaged
 // file keeps its size, with holes where its data is missing, whichever
 // chunk is lost. A file not held open is opened again for it, and must
-// still be the file the restore created (fileCache.get).
+// still be the file the restore created (reopen).
 func (rs *restorer) fitSize(of *openFile) {
 	fd := of.fd
 	if fd < 0 {
-		fc := &fileCache{rs: rs, fds: map[*openFile]int{}}
-		defer fc.closeAll()
 		var err error
-		if fd, err = fc.get(of); err != nil {
+		if fd, err = rs.reopen(of); err != nil {
 			rs.warn(of.rel, fmt.Errorf("size not set: %w", err))
 			return
 		}
+		defer unix.Close(fd)
 	}
 	if err := unix.Ftruncate(fd, int64(of.n.Size)); err != nil {
 		rs.warn(of.rel, fmt.Errorf("size not set: %w", &os.PathError{Op: "truncate", Path: of.path, Err: err}))
@@ -972,7 +1127,7 @@ func (rs *restorer) dropCut(of *openFile) {
 	}
 	var removed int64
 	for _, p := range paths {
-		if unlinkSame(p, dev, ino) {
+		if rs.unlinkSame(p, dev, ino) {
 			removed++
 		}
 	}
@@ -981,13 +1136,15 @@ func (rs *restorer) dropCut(of *openFile) {
 	rs.mu.Unlock()
 }
 
-// unlinkSame removes path if it is still the file dev, ino.
-func unlinkSame(path string, dev, ino uint64) bool {
-	var st unix.Stat_t
-	if unix.Lstat(path, &st) != nil || st.Dev != dev || st.Ino != ino {
+// unlinkSame removes path, one of the restore's, if it is still the file
+// dev, ino.
+func (rs *restorer) unlinkSame(path string, dev, ino uint64) bool {
+	d, name, err := rs.tgt.parentOf(path)
+	if err != nil {
 		return false
 	}
-	return unix.Unlink(path) == nil
+	defer rs.tgt.put(d)
+	return unlinkSameAt(d.fd, name, dev, ino)
 }
 
 func (rs *restorer) restoreToDevice(n *Node, dev string) error {
@@ -1010,16 +1167,101 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 	return rs.fill(&openFile{f: f, fd: int(f.Fd()), path: dev, rel: n.Name, n: n, device: true})
 }
 
-// applyMeta sets owner, mode, xattrs and times. Owners are set only when
-// running as root; other failures are warnings.
-func (rs *restorer) applyMeta(path, rel string, n *Node) {
-	rs.meta(metaAt{path: path, fd: -1}, rel, n, false)
+// applyMetaMade applies n's metadata (meta) to the symlink, fifo, device
+// or socket the restore has just made at path, n.Name in d, through an
+// O_PATH descriptor of it, if it is still what the restore made.
+func (rs *restorer) applyMetaMade(d *dirRef, path, rel string, n *Node) {
+	fd, err := unix.Openat(d.fd, n.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		rs.warn(rel, fmt.Errorf("metadata not applied: %w", &os.PathError{Op: "open", Path: path, Err: err}))
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		rs.warn(rel, fmt.Errorf("metadata not applied: %w", &os.PathError{Op: "stat", Path: path, Err: err}))
+		return
+	}
+	if !madeAs(&st, n) {
+		rs.warn(rel, errors.New("replaced during the restore; metadata not applied"))
+		return
+	}
+	rs.meta(metaAt{path: path, fd: fd, opath: true}, rel, n, false)
 }
 
-// applyMetaFresh is applyMeta for a file this restore created, which
-// belongs to the restoring user, through its descriptor while it is open.
+// applyMetaFresh applies the metadata of a file this restore created,
+// which belongs to the restoring user, through its descriptor: the one
+// open, or one opened again (reopen).
 func (rs *restorer) applyMetaFresh(of *openFile) {
-	rs.meta(metaAt{path: of.path, fd: of.fd, modeSet: of.modeSet}, of.rel, of.n, true)
+	fd := of.fd
+	if fd < 0 {
+		var err error
+		if fd, err = rs.reopen(of); err != nil {
+			rs.warn(of.rel, fmt.Errorf("metadata not applied: %w", err))
+			return
+		}
+		defer unix.Close(fd)
+	}
+	rs.meta(metaAt{path: of.path, fd: fd, modeSet: of.modeSet}, of.rel, of.n, true)
+}
+
+// applyDirMeta applies a directory's metadata at the end of the restore,
+// through a descriptor of it found again from the target, never through
+// a symlink, and only if it is still the directory the restore made or
+// merged into. A directory replaced by a symlink is reported once in
+// replaced, however many directories below it had metadata to apply.
+// Warnings name the directory's path.
+func (rs *restorer) applyDirMeta(dm dirMeta, replaced map[string]bool) {
+	at, err := rs.openDirMeta(dm)
+	var re *replacedError
+	switch {
+	case errors.As(err, &re):
+		if !replaced[re.Path] {
+			replaced[re.Path] = true
+			rs.warn(re.Path, errReplaced)
+		}
+		return
+	case err != nil:
+		rs.warn(dm.path, fmt.Errorf("metadata not applied: %w", err))
+		return
+	}
+	defer unix.Close(at.fd)
+	rs.meta(at, dm.path, dm.n, false)
+}
+
+// openDirMeta opens the directory of dm for its metadata: for reading,
+// or O_PATH where it cannot be read (a mode without r for its owner).
+func (rs *restorer) openDirMeta(dm dirMeta) (metaAt, error) {
+	d, name := rs.tgt.root, "."
+	if dm.rel != "" {
+		var err error
+		if d, name, err = rs.tgt.parentOf(dm.path); err != nil {
+			return metaAt{}, err
+		}
+		defer rs.tgt.put(d)
+	}
+	at := metaAt{path: dm.path}
+	fd, err := openDirAt(d.fd, name, unix.O_RDONLY)
+	if err == unix.EACCES {
+		fd, err = openDirAt(d.fd, name, unix.O_PATH)
+		at.opath = true
+	}
+	switch {
+	case err == unix.ELOOP:
+		return metaAt{}, &replacedError{Path: dm.path}
+	case err != nil:
+		return metaAt{}, &os.PathError{Op: "open", Path: dm.path, Err: err}
+	}
+	at.fd = fd
+	if dm.rel == "" {
+		return at, nil // the target itself
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != dm.dev || st.Ino != dm.ino {
+		unix.Close(fd)
+		return metaAt{}, errors.New("replaced by another directory during the restore; not changed")
+	}
+	return at, nil
 }
 
 // createMode is the mode to create a file for n with, and whether that is
@@ -1082,75 +1324,93 @@ func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 	}
 }
 
-// metaAt is the entry meta applies metadata to: by its path, a final
-// symlink not followed, or, where fd >= 0, through a descriptor of the
-// file the restore created and wrote, which spares the file system a path
-// lookup per call (a restore of many small files makes several per file).
+// metaAt is the entry meta applies metadata to, through a descriptor of
+// it, never by its path: its own descriptor (a file, a directory), or
+// an O_PATH one (opath) for an entry that cannot be opened (a symlink),
+// or should not be (a device, a fifo), changed through /proc/self/fd/N
+// (proc), which reaches the entry itself, a symlink too, and never what
+// a symlink names.
 type metaAt struct {
-	path    string
+	path    string // for messages
 	fd      int
+	opath   bool
 	modeSet bool // the file was created with its final mode
 }
 
 func (m metaAt) chown(uid, gid int) error {
-	if m.fd >= 0 {
-		if err := unix.Fchown(m.fd, uid, gid); err != nil {
-			return &os.PathError{Op: "fchown", Path: m.path, Err: err}
+	if m.opath {
+		if err := unix.Fchownat(m.fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
+			return &os.PathError{Op: "lchown", Path: m.path, Err: err}
 		}
 		return nil
 	}
-	return os.Lchown(m.path, uid, gid)
+	if err := unix.Fchown(m.fd, uid, gid); err != nil {
+		return &os.PathError{Op: "fchown", Path: m.path, Err: err}
+	}
+	return nil
 }
 
+// chmod is never called for a symlink (meta).
 func (m metaAt) chmod(mode uint32) error {
-	if m.fd >= 0 {
-		return unix.Fchmod(m.fd, mode)
+	if m.opath {
+		p, err := m.proc()
+		if err != nil {
+			return err
+		}
+		return unix.Chmod(p, mode)
 	}
-	return unix.Chmod(m.path, mode)
+	return unix.Fchmod(m.fd, mode)
 }
 
 func (m metaAt) setxattr(name string, value []byte) error {
-	if m.fd >= 0 {
-		return unix.Fsetxattr(m.fd, name, value, 0)
+	if m.opath {
+		p, err := m.proc()
+		if err != nil {
+			return err
+		}
+		return unix.Setxattr(p, name, value, 0)
 	}
-	return unix.Lsetxattr(m.path, name, value, 0)
+	return unix.Fsetxattr(m.fd, name, value, 0)
 }
 
 // utimes sets access and modification times, as futimens(3) does for a
 // descriptor (x/sys has no wrapper: utimensat with a NULL path).
 func (m metaAt) utimes(ts []unix.Timespec) error {
-	if m.fd >= 0 {
-		_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(m.fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
-		if e != 0 {
-			return e
+	if m.opath {
+		p, err := m.proc()
+		if err != nil {
+			return err
 		}
-		return nil
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0)
 	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, m.path, ts, unix.AT_SYMLINK_NOFOLLOW)
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(m.fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // dropExtraXattrs removes the attributes of the entry that keep does not
 // list: a default ACL inherited from a directory that existed before the
 // restore, or the leftovers of an entry replaced with --overwrite.
 func (m metaAt) dropExtraXattrs(keep []Xattr) {
-	var names []string
-	var err error
-	if m.fd >= 0 {
-		names, err = listXattrNames(func(buf []byte) (int, error) { return unix.Flistxattr(m.fd, buf) })
-	} else {
-		names, err = xattrNames(m.path)
+	list := func(buf []byte) (int, error) { return unix.Flistxattr(m.fd, buf) }
+	remove := func(name string) { unix.Fremovexattr(m.fd, name) }
+	if m.opath {
+		p, err := m.proc()
+		if err != nil {
+			return
+		}
+		list = func(buf []byte) (int, error) { return unix.Listxattr(p, buf) }
+		remove = func(name string) { unix.Removexattr(p, name) }
 	}
+	names, err := listXattrNames(list)
 	if err != nil {
 		return
 	}
 	for _, name := range names {
-		if slices.ContainsFunc(keep, func(x Xattr) bool { return x.Name == name }) {
-			continue
-		}
-		if m.fd >= 0 {
-			unix.Fremovexattr(m.fd, name)
-		} else {
-			unix.Lremovexattr(m.path, name)
+		if !slices.ContainsFunc(keep, func(x Xattr) bool { return x.Name == name }) {
+			remove(name)
 		}
 	}
 }

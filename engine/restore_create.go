@@ -218,7 +218,9 @@ func (rs *restorer) createLate(of *openFile, fc *fileCache) {
 }
 
 // createOnce creates of, which no one has (of.mu held); a failed create
-// stops the restore, as a failed create in the walk does (createErr).
+// stops the restore, as a failed create in the walk does (createErr),
+// except one whose directory was replaced by a symlink: that file is
+// listed as not restored and the restore goes on (createStop).
 func (rs *restorer) createOnce(of *openFile) (int, bool) {
 	of.created = true
 	perm, final := rs.createMode(of.n)

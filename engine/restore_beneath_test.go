@@ -1,0 +1,409 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/recall-backup/recall/internal/testskip"
+	"golang.org/x/sys/unix"
+)
+
+// srcTree writes files (path: content) into a new directory, and
+// returns it (writeTree).
+func srcTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	b := map[string][]byte{}
+	for rel, content := range files {
+		b[rel] = []byte(content)
+	}
+	writeTree(t, dir, b)
+	return dir
+}
+
+// swapForSymlink moves the directory path aside (to aside) and puts a
+// symlink to to in its place, as a user who can write where the restore
+// writes can while it runs.
+func swapForSymlink(t *testing.T, path, aside, to string) {
+	if err := os.Rename(path, aside); err != nil {
+		t.Errorf("move %s aside: %v", path, err)
+	}
+	if err := os.Symlink(to, path); err != nil {
+		t.Errorf("symlink %s: %v", path, err)
+	}
+}
+
+// eachResolution runs f with openat2 and with the element-by-element walk
+// used where the kernel has no openat2.
+func eachResolution(t *testing.T, f func(t *testing.T)) {
+	for _, walk := range []bool{false, true} {
+		t.Run(map[bool]string{false: "openat2", true: "walk"}[walk], func(t *testing.T) {
+			walkOnly = walk
+			t.Cleanup(func() { walkOnly = false })
+			f(t)
+		})
+	}
+}
+
+func warned(res *RestoreResult, path, what string) bool {
+	return slices.ContainsFunc(res.Warnings, func(w PathError) bool {
+		return w.Path == path && strings.Contains(w.Error, what)
+	})
+}
+
+// A directory the restore made and replaced by a symlink before its
+// metadata is applied, at the end, is not followed: the file or
+// directory outside the target that the symlink names keeps its mode and
+// owner, whether the directory itself or one above it was replaced, and
+// the restore warns about the symlink's path.
+func TestRestoreDirMetaNeverFollowsSymlink(t *testing.T) {
+	const uid = 4321 // the restored directories' owner, when root
+	root := os.Geteuid() == 0
+	for _, tt := range []struct {
+		name    string
+		dir     string // the directory whose metadata is applied
+		swapped string // what is replaced by a symlink
+		victim  string // where the symlink leads, relative to outside
+		isDir   bool
+	}{
+		{name: "the directory", dir: "a_shared", swapped: "a_shared", victim: "root-only"},
+		{name: "the directory above", dir: "p/c", swapped: "p", victim: ".", isDir: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			eachResolution(t, func(t *testing.T) {
+				ts := newTestStore(t)
+				src := srcTree(t, map[string]string{"z/f": "restored after the directories"})
+				if err := os.MkdirAll(filepath.Join(src, tt.dir), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(filepath.Join(src, tt.dir), 0o1777); err != nil {
+					t.Fatal(err)
+				}
+				if root {
+					if err := os.Chown(filepath.Join(src, tt.dir), uid, uid); err != nil {
+						t.Fatal(err)
+					}
+				}
+				p, err := ts.backup(BackupOptions{Path: src})
+				if err != nil {
+					t.Fatal(err)
+				}
+				outside := t.TempDir()
+				victim := filepath.Join(outside, tt.victim)
+				if tt.isDir {
+					// What the symlink leads to holds a directory named as
+					// the restored one.
+					victim = filepath.Join(outside, filepath.Base(tt.dir))
+					if err := os.Mkdir(victim, 0o700); err != nil {
+						t.Fatal(err)
+					}
+				} else if err := os.WriteFile(victim, []byte("root only"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				var before unix.Stat_t
+				if err := unix.Stat(victim, &before); err != nil {
+					t.Fatal(err)
+				}
+
+				target := filepath.Join(t.TempDir(), "t")
+				var once sync.Once
+				beforeCreate = func(path string) {
+					if path == filepath.Join(target, "z/f") {
+						once.Do(func() {
+							swapped := filepath.Join(target, tt.swapped)
+							swapForSymlink(t, swapped, swapped+".moved", filepath.Join(outside, tt.victim))
+						})
+					}
+				}
+				t.Cleanup(func() { beforeCreate = nil })
+				res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Overwrite: true})
+				if err != nil {
+					t.Fatalf("restore: %v", err)
+				}
+
+				var after unix.Stat_t
+				if err := unix.Stat(victim, &after); err != nil {
+					t.Fatal(err)
+				}
+				if after.Mode != before.Mode || after.Uid != before.Uid || after.Gid != before.Gid {
+					t.Errorf("%s outside the target was changed through the symlink: mode %o owner %d:%d, was %o %d:%d",
+						victim, after.Mode, after.Uid, after.Gid, before.Mode, before.Uid, before.Gid)
+				}
+				if w := filepath.Join(target, tt.swapped); !warned(res, w, "replaced by a symlink") {
+					t.Errorf("no warning names %s: %+v", w, res.Warnings)
+				}
+				if b, err := os.ReadFile(filepath.Join(target, "z/f")); err != nil || string(b) != "restored after the directories" {
+					t.Errorf("z/f: %q, %v", b, err)
+				}
+			})
+		})
+	}
+}
+
+// A directory replaced by a symlink to a directory outside the target
+// before its files are created gets none of them outside: the files go
+// into the directory the restore made, wherever it was moved, or, when
+// its descriptor was no longer kept and it had to be found again, they
+// are listed as not restored. The rest of the point is restored, and
+// the restore does not stop.
+func TestRestoreCreatesNothingThroughReplacedDir(t *testing.T) {
+	files := map[string]string{"e/g": "elsewhere"}
+	var inD []string
+	for _, name := range []string{"f1", "f2", "f3", "f4"} {
+		files["d/"+name] = "in d: " + name
+		inD = append(inD, "d/"+name)
+	}
+	for _, cache := range []int{dirCacheSize, 1} {
+		t.Run(map[bool]string{true: "kept", false: "found again"}[cache > 1], func(t *testing.T) {
+			eachResolution(t, func(t *testing.T) {
+				old := dirCacheSize
+				dirCacheSize = cache
+				t.Cleanup(func() { dirCacheSize = old })
+				ts := newTestStore(t)
+				src := srcTree(t, files)
+				p, err := ts.backup(BackupOptions{Path: src})
+				if err != nil {
+					t.Fatal(err)
+				}
+				outside := t.TempDir()
+				target := filepath.Join(t.TempDir(), "t")
+				moved := filepath.Join(target, "moved")
+				var once sync.Once
+				beforeCreate = func(path string) {
+					if filepath.Dir(path) == filepath.Join(target, "d") {
+						once.Do(func() { swapForSymlink(t, filepath.Join(target, "d"), moved, outside) })
+					}
+				}
+				t.Cleanup(func() { beforeCreate = nil })
+				res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target})
+				if err != nil {
+					t.Fatalf("restore: %v", err)
+				}
+				if ents, _ := os.ReadDir(outside); len(ents) > 0 {
+					t.Errorf("the restore created %d entries outside the target, through the symlink", len(ents))
+				}
+				if b, err := os.ReadFile(filepath.Join(target, "e/g")); err != nil || string(b) != "elsewhere" {
+					t.Errorf("e/g: %q, %v", b, err)
+				}
+				skipped := 0
+				for _, rel := range inD {
+					if slices.ContainsFunc(res.Skipped, func(s PathError) bool {
+						return s.Path == rel && strings.Contains(s.Error, filepath.Join(target, "d")+": replaced by a symlink")
+					}) {
+						skipped++
+						continue
+					}
+					b, err := os.ReadFile(filepath.Join(moved, filepath.Base(rel)))
+					if err != nil || string(b) != files[rel] {
+						t.Errorf("%s neither restored in the directory made for it (%q, %v) nor listed as not restored: %+v", rel, b, err, res.Skipped)
+					}
+				}
+				if cache == 1 && skipped != len(inD) {
+					t.Errorf("%d of %d files of d, found again through the symlink, listed as not restored", skipped, len(inD))
+				}
+				if !warned(res, filepath.Join(target, "d"), "replaced by a symlink") {
+					t.Errorf("no warning names d: %+v", res.Warnings)
+				}
+			})
+		})
+	}
+}
+
+// fsFlags are the inode flags of chattr(1).
+const (
+	fsImmutable = 0x10 // FS_IMMUTABLE_FL, chattr +i
+	fsAppend    = 0x20 // FS_APPEND_FL, chattr +a
+)
+
+// chattr sets flags on path, and takes them off again when the test
+// ends, so that its directory can be removed. A file system without them
+// skips the test.
+func chattr(t *testing.T, path string, flags int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
+		testskip.Skip(t, "the file system of %s has no chattr flags: %v", path, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(old)|flags)
+	switch {
+	case errors.Is(err, unix.EPERM):
+		testskip.Skip(t, "chattr needs CAP_LINUX_IMMUTABLE (root): %v", err)
+	case errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL):
+		testskip.Skip(t, "the file system of %s has no chattr flags: %v", path, err)
+	case err != nil:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(old)); err != nil {
+			t.Errorf("chattr back %s: %v", path, err)
+		}
+	})
+}
+
+// With --overwrite, an immutable or append-only file in the way is not
+// restored over and says why, and everything else is restored, as for a
+// non-empty directory in the way; restoring that one entry fails.
+func TestRestoreOverwriteSkipsImmutable(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"a": "new a", "b": "new b", "c/x": "new x"})
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		flags int
+	}{{"immutable", fsImmutable}, {"append-only", fsAppend}} {
+		t.Run(tt.name, func(t *testing.T) {
+			target := srcTree(t, map[string]string{"a": "old a", "b": "old b"})
+			chattr(t, filepath.Join(target, "a"), tt.flags)
+
+			res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Overwrite: true})
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			if len(res.Skipped) != 1 || res.Skipped[0].Path != "a" || !strings.Contains(res.Skipped[0].Error, "'chattr -i' it, or restore elsewhere") ||
+				!strings.Contains(res.Skipped[0].Error, filepath.Join(target, "a")) {
+				t.Errorf("skipped %+v, want a, with the hint", res.Skipped)
+			}
+			for rel, want := range map[string]string{"a": "old a", "b": "new b", "c/x": "new x"} {
+				if b, err := os.ReadFile(filepath.Join(target, rel)); err != nil || string(b) != want {
+					t.Errorf("%s: %q, %v; want %q", rel, b, err, want)
+				}
+			}
+
+			_, err = Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Path: "a", Overwrite: true})
+			if !errors.Is(err, errStuck) || !strings.Contains(err.Error(), filepath.Join(target, "a")) {
+				t.Errorf("restore of the one entry a: %v, want it refused naming a and the hint", err)
+			}
+		})
+	}
+}
+
+// The directories of the target are found without following a symlink,
+// with openat2 or element by element: a symlink is named, a file in the
+// way is not a directory.
+func TestTargetDirsResolveBeneath(t *testing.T) {
+	eachResolution(t, func(t *testing.T) {
+		target := t.TempDir()
+		outside := t.TempDir()
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(os.MkdirAll(filepath.Join(target, "a/b/c"), 0o755))
+		must(os.MkdirAll(filepath.Join(outside, "b/c"), 0o755))
+		must(os.Symlink(outside, filepath.Join(target, "link")))
+		must(os.Symlink("a", filepath.Join(target, "rel")))
+		must(os.WriteFile(filepath.Join(target, "a/file"), nil, 0o644))
+
+		tgt, err := openTarget(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tgt.close()
+		d, name, err := tgt.parentOf(filepath.Join(target, "a/b/c/new"))
+		if err != nil || name != "new" {
+			t.Fatalf("parentOf a/b/c/new: %q, %v", name, err)
+		}
+		var st, want unix.Stat_t
+		must(unix.Fstat(d.fd, &st))
+		must(unix.Stat(filepath.Join(target, "a/b/c"), &want))
+		if st.Ino != want.Ino {
+			t.Errorf("parentOf a/b/c/new is not a/b/c")
+		}
+		tgt.put(d)
+
+		for _, tt := range []struct{ path, replaced string }{
+			{"link/b/c/new", "link"},
+			{"link/new", "link"},
+			{"rel/b/new", "rel"},
+			{"a/b/c/../../../link/new", ""}, // not one of the restore's paths: Join cleans them
+		} {
+			d, _, err := tgt.parentOf(filepath.Join(target, tt.path))
+			var re *replacedError
+			switch {
+			case err == nil:
+				tgt.put(d)
+				if tt.replaced != "" {
+					t.Errorf("%s: resolved through the symlink %s", tt.path, tt.replaced)
+				}
+			case tt.replaced != "" && (!errors.As(err, &re) || re.Path != filepath.Join(target, tt.replaced)):
+				t.Errorf("%s: %v, want %s named as replaced by a symlink", tt.path, err, tt.replaced)
+			}
+		}
+		if _, _, err := tgt.parentOf(filepath.Join(target, "a/file/new")); !errors.Is(err, unix.ENOTDIR) {
+			t.Errorf("a/file/new: %v, want not a directory", err)
+		}
+	})
+}
+
+// Cached descriptors are closed only once no one uses them: a directory
+// pushed out of the cache while in use stays open until put back.
+func TestTargetDirsCache(t *testing.T) {
+	old := dirCacheSize
+	dirCacheSize = 2
+	t.Cleanup(func() { dirCacheSize = old })
+	target := t.TempDir()
+	for _, d := range []string{"a", "b", "c"} {
+		if err := os.Mkdir(filepath.Join(target, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tgt, err := openTarget(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.close()
+	a, err := tgt.dir("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"b", "c", "b", "c"} {
+		d, err := tgt.dir(rel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tgt.put(d)
+	}
+	if tgt.byRel["a"] != nil || a.elem != nil {
+		t.Fatalf("a is still cached with a cache of 2 after b and c")
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(a.fd, &st); err != nil {
+		t.Fatalf("a, pushed out of the cache while in use, was closed: %v", err)
+	}
+	tgt.put(a)
+	if err := unix.Fstat(a.fd, &st); err == nil {
+		// The number may have been reused meanwhile, but not here: no
+		// descriptor was opened since.
+		t.Errorf("a, out of the cache and put back, is still open")
+	}
+	if b, err := tgt.dir("b"); err != nil || tgt.lru.Len() != 2 {
+		t.Errorf("b: %v, %d cached", err, tgt.lru.Len())
+	} else {
+		tgt.put(b)
+	}
+}
