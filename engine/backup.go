@@ -590,6 +590,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 			}
 			n.Target = target
 			b.others.Add(1)
+			b.otherLinks(n)
 		case TypeFile:
 			b.files.Add(1)
 			if n.Nlink > 1 {
@@ -630,6 +631,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 			}()
 		default:
 			b.others.Add(1)
+			b.otherLinks(n)
 		}
 		nodes = append(nodes, n)
 	}
@@ -773,6 +775,16 @@ func readDirSame(path string, dev, ino uint64) ([]dirEntry, error) {
 		}
 		return nil
 	})
+}
+
+// otherLinks puts a symlink, FIFO, device node or socket with more than
+// one name in its hard-link group, so a restore links its names again
+// instead of making separate entries. Nothing is read from them, so
+// nothing waits for a leader.
+func (b *backuper) otherLinks(n *Node) {
+	if n.Nlink > 1 {
+		b.linkGroupFor(n)
+	}
 }
 
 func (b *backuper) linkGroupFor(n *Node) (*linkGroup, bool) {

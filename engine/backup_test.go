@@ -230,3 +230,47 @@ func TestBackupClampsFarTimes(t *testing.T) {
 		t.Errorf("a present time saved as %v", got)
 	}
 }
+
+// Hard links between symlinks, FIFOs and device nodes are kept: a restore
+// links the names again instead of making separate entries.
+func TestHardLinkedOthers(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink("target", filepath.Join(src, "sl")))
+	must(os.Link(filepath.Join(src, "sl"), filepath.Join(src, "sl2")))
+	must(unix.Mkfifo(filepath.Join(src, "ff"), 0o640))
+	must(os.Mkdir(filepath.Join(src, "d"), 0o755))
+	must(os.Link(filepath.Join(src, "ff"), filepath.Join(src, "d", "ff2")))
+	must(unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))))
+	must(os.Link(filepath.Join(src, "null"), filepath.Join(src, "null2")))
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: dst}); err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range [][2]string{{"sl", "sl2"}, {"ff", "d/ff2"}, {"null", "null2"}} {
+		var a, b unix.Stat_t
+		must(unix.Lstat(filepath.Join(dst, pair[0]), &a))
+		must(unix.Lstat(filepath.Join(dst, pair[1]), &b))
+		if a.Ino != b.Ino || a.Nlink != 2 {
+			t.Errorf("%s and %s: inodes %d and %d, %d links; want one inode of 2 links", pair[0], pair[1], a.Ino, b.Ino, a.Nlink)
+		}
+	}
+	var st unix.Stat_t
+	must(unix.Lstat(filepath.Join(dst, "ff"), &st))
+	if st.Mode&0o7777 != 0o640 || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Errorf("fifo mode %o", st.Mode)
+	}
+	if target, err := os.Readlink(filepath.Join(dst, "sl2")); err != nil || target != "target" {
+		t.Errorf("link of a symlink: %q, %v", target, err)
+	}
+}

@@ -590,6 +590,27 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 			}
 		}
 		return rs.restoreFile(n, d, path, rel)
+	}
+	// Another name of a symlink, FIFO, device node or socket already
+	// made is a link to it; the first one is made, and its metadata set
+	// (while it has one name), below.
+	var leader *linkLeader
+	if n.LinkGroup != 0 {
+		rs.mu.Lock()
+		first, ok := rs.links[n.LinkGroup]
+		if !ok {
+			leader = &linkLeader{path: path, rel: rel}
+			rs.links[n.LinkGroup] = leader
+		}
+		rs.mu.Unlock()
+		if ok && rs.link(first, d, n.Name) {
+			rs.mu.Lock()
+			rs.res.Others++
+			rs.mu.Unlock()
+			return nil
+		}
+	}
+	switch n.Type {
 	case TypeSymlink:
 		if err := unix.Symlinkat(n.Target, d.fd, n.Name); err != nil {
 			rs.stopFull(path, err)
@@ -614,6 +635,14 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 	rs.res.Others++
 	rs.mu.Unlock()
 	rs.applyMetaMade(d, path, rel, n)
+	if leader != nil {
+		var st unix.Stat_t
+		if unix.Fstatat(d.fd, n.Name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			rs.mu.Lock()
+			leader.dev, leader.ino = st.Dev, st.Ino
+			rs.mu.Unlock()
+		}
+	}
 	return nil
 }
 
