@@ -212,6 +212,14 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 			opts.Workers = max(opts.Workers, c.Connections())
 		}
 	}
+	if opts.Target != "" {
+		// Absolute, as the paths of the entries beneath it are taken
+		// apart against it (targetDirs.relOf): "." would not prefix
+		// "dir/f", which filepath.Join makes of "./dir/f".
+		if abs, err := filepath.Abs(opts.Target); err == nil {
+			opts.Target = abs
+		}
+	}
 	euid := uint32(os.Geteuid())
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -634,14 +642,13 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 	rs.mu.Lock()
 	rs.res.Others++
 	rs.mu.Unlock()
-	rs.applyMetaMade(d, path, rel, n)
-	if leader != nil {
-		var st unix.Stat_t
-		if unix.Fstatat(d.fd, n.Name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
-			rs.mu.Lock()
-			leader.dev, leader.ino = st.Dev, st.Ino
-			rs.mu.Unlock()
-		}
+	dev, ino := rs.applyMetaMade(d, path, rel, n)
+	if leader != nil && ino != 0 {
+		// The identity checked before its metadata was set: only what
+		// the restore made is linked to again.
+		rs.mu.Lock()
+		leader.dev, leader.ino = dev, ino
+		rs.mu.Unlock()
 	}
 	return nil
 }
@@ -659,7 +666,8 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 	fd, err := openDirAt(d.fd, n.Name, unix.O_PATH)
 	switch {
 	case err == unix.ELOOP:
-		rs.warn(rel, errReplaced)
+		// Not followed: the directory and all it holds are not restored.
+		rs.skip(rel+"/", &replacedError{Path: path})
 		return nil
 	case err != nil && !made:
 		// Merge only into a real directory.
@@ -1199,23 +1207,25 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 // applyMetaMade applies n's metadata (meta) to the symlink, fifo, device
 // or socket the restore has just made at path, n.Name in d, through an
 // O_PATH descriptor of it, if it is still what the restore made.
-func (rs *restorer) applyMetaMade(d *dirRef, path, rel string, n *Node) {
+// It returns the entry's identity, zero when it is not what was made.
+func (rs *restorer) applyMetaMade(d *dirRef, path, rel string, n *Node) (dev, ino uint64) {
 	fd, err := unix.Openat(d.fd, n.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		rs.warn(rel, fmt.Errorf("metadata not applied: %w", &os.PathError{Op: "open", Path: path, Err: err}))
-		return
+		return 0, 0
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		rs.warn(rel, fmt.Errorf("metadata not applied: %w", &os.PathError{Op: "stat", Path: path, Err: err}))
-		return
+		return 0, 0
 	}
 	if !madeAs(&st, n) {
 		rs.warn(rel, errors.New("replaced during the restore; metadata not applied"))
-		return
+		return 0, 0
 	}
 	rs.meta(metaAt{path: path, fd: fd, opath: true}, rel, n, false)
+	return st.Dev, st.Ino
 }
 
 // applyMetaFresh applies the metadata of a file this restore created,

@@ -55,9 +55,18 @@ var errReplaced = errors.New("replaced by a symlink during the restore; not foll
 var errStuck = errors.New("immutable or append-only: 'chattr -i' it, or restore elsewhere")
 
 // replacedError names the directory that was replaced by a symlink.
-type replacedError struct{ Path string }
+type replacedError struct {
+	Path  string
+	Moved bool // another directory, not a symlink, is at its name now
+}
 
-func (e *replacedError) Error() string        { return e.Path + ": " + errReplaced.Error() }
+func (e *replacedError) Error() string {
+	if e.Moved {
+		return e.Path + ": moved during the restore and another directory put in its place; not followed"
+	}
+	return e.Path + ": " + errReplaced.Error()
+}
+
 func (e *replacedError) Is(target error) bool { return target == errReplaced }
 
 // dirCacheSize is how many descriptors of directories opened again are
@@ -73,7 +82,12 @@ type targetDirs struct {
 
 	mu    sync.Mutex
 	byRel map[string]*dirRef
-	lru   list.List // of *dirRef, most recently used first
+	// made: the identity of each directory the walk made or merged into.
+	// One opened again must be that one, not another directory a user
+	// put at its name after moving the restore's away (its files would
+	// go where that user can read them).
+	made map[string]devIno
+	lru  list.List // of *dirRef, most recently used first
 }
 
 // dirRef is a descriptor of a directory of the target. refs counts the
@@ -104,7 +118,7 @@ func openTarget(target string) (*targetDirs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore target %s: %w", target, &os.PathError{Op: "open", Path: target, Err: err})
 	}
-	t := &targetDirs{path: clean, root: &dirRef{fd: fd}, byRel: map[string]*dirRef{}}
+	t := &targetDirs{path: clean, root: &dirRef{fd: fd}, byRel: map[string]*dirRef{}, made: map[string]devIno{}}
 	// ENOSYS before Linux 5.6; EPERM from some container sandboxes.
 	how := beneathHow
 	if probe, err := unix.Openat2(fd, ".", &how); err == nil {
@@ -179,10 +193,16 @@ func (t *targetDirs) dir(rel string) (*dirRef, error) {
 		t.mu.Unlock()
 		return d, nil
 	}
+	want, known := t.made[rel]
 	t.mu.Unlock()
 	fd, err := t.resolve(rel)
 	if err != nil {
 		return nil, t.explain(rel, err)
+	}
+	var st unix.Stat_t
+	if known && (unix.Fstat(fd, &st) != nil || (devIno{st.Dev, st.Ino}) != want) {
+		unix.Close(fd)
+		return nil, &replacedError{Path: filepath.Join(t.path, rel), Moved: true}
 	}
 	return t.add(rel, fd, false), nil
 }
@@ -191,6 +211,12 @@ func (t *targetDirs) dir(rel string) (*dirRef, error) {
 // made (or merges into) and opened from its parent's, and returns it for
 // the walk, which puts it back when it leaves the directory.
 func (t *targetDirs) adopt(rel string, fd int) *dirRef {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil {
+		t.mu.Lock()
+		t.made[rel] = devIno{st.Dev, st.Ino}
+		t.mu.Unlock()
+	}
 	return t.add(rel, fd, true)
 }
 
@@ -358,6 +384,12 @@ func unlinkSameAt(dfd int, name string, dev, ino uint64) bool {
 func madeAs(st *unix.Stat_t, n *Node) bool {
 	want := map[NodeType]uint32{TypeSymlink: unix.S_IFLNK, TypeFifo: unix.S_IFIFO, TypeBlock: unix.S_IFBLK, TypeChar: unix.S_IFCHR, TypeSocket: unix.S_IFSOCK}[n.Type]
 	if want == 0 || st.Mode&unix.S_IFMT != want || st.Nlink > 1 {
+		return false
+	}
+	// Owned by the restoring user, as what it just made is (its owner is
+	// set after this check): one put in its place by another user is not
+	// made the point's owner's, root's say.
+	if st.Uid != uint32(os.Geteuid()) {
 		return false
 	}
 	return (n.Type != TypeBlock && n.Type != TypeChar) || st.Rdev == n.Rdev

@@ -407,3 +407,81 @@ func TestTargetDirsCache(t *testing.T) {
 		tgt.put(b)
 	}
 }
+
+// A relative target ("." from inside it) restores as an absolute one.
+func TestRestoreRelativeTarget(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "d", "e"), 0o755)
+	os.WriteFile(filepath.Join(src, "d", "e", "f"), []byte("content"), 0o644)
+	os.WriteFile(filepath.Join(src, "top"), []byte("top"), 0o600)
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	t.Chdir(dst)
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: "."}); err != nil {
+		t.Fatalf("restore into .: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "d", "e", "f")); err != nil || string(b) != "content" {
+		t.Errorf("d/e/f: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "top")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("top: %v, %v", fi, err)
+	}
+}
+
+// A directory the restore made, moved away and replaced by another real
+// directory before its files are created, gets none of them when it has
+// to be found again: they are listed as not restored, never put in the
+// other directory (whose owner could read them).
+func TestRestoreCreatesNothingInMovedDir(t *testing.T) {
+	files := map[string]string{"e/g": "elsewhere"}
+	var inD []string
+	for _, name := range []string{"f1", "f2", "f3"} {
+		files["d/"+name] = "in d: " + name
+		inD = append(inD, "d/"+name)
+	}
+	eachResolution(t, func(t *testing.T) {
+		old := dirCacheSize
+		dirCacheSize = 1
+		t.Cleanup(func() { dirCacheSize = old })
+		ts := newTestStore(t)
+		src := srcTree(t, files)
+		p, err := ts.backup(BackupOptions{Path: src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := filepath.Join(t.TempDir(), "t")
+		d := filepath.Join(target, "d")
+		var once sync.Once
+		beforeCreate = func(path string) {
+			if filepath.Dir(path) == d {
+				once.Do(func() {
+					if err := os.Rename(d, filepath.Join(target, "moved")); err != nil {
+						t.Error(err)
+					}
+					if err := os.Mkdir(d, 0o777); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+		}
+		t.Cleanup(func() { beforeCreate = nil })
+		res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target})
+		if err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+		if ents, _ := os.ReadDir(d); len(ents) > 0 {
+			t.Errorf("the restore created %d entries in the directory put in the place of its own", len(ents))
+		}
+		for _, rel := range inD {
+			if !slices.ContainsFunc(res.Skipped, func(s PathError) bool { return s.Path == rel && strings.Contains(s.Error, "moved during the restore") }) {
+				if _, err := os.Stat(filepath.Join(target, "moved", filepath.Base(rel))); err != nil {
+					t.Errorf("%s neither restored in its own directory nor listed as not restored: %+v", rel, res.Skipped)
+				}
+			}
+		}
+	})
+}
