@@ -97,3 +97,17 @@ func TestHashWhole(t *testing.T) {
 		}
 	}
 }
+
+// A plaintext store's ids are BLAKE3-256 whichever hasher makes them.
+func TestStoreIDsByEitherHasher(t *testing.T) {
+	data := randBytes(3, 3<<20)
+	defer func(v bool) { leavesFaster = v }(leavesFaster)
+	for _, leaves := range []bool{false, true} {
+		leavesFaster = leaves
+		for _, n := range []int{0, leavesFrom - 1, leavesFrom, leavesFrom + 1, 1 << 20, len(data)} {
+			if got, want := (&keys{}).hash(data[:n]), ID(blake3.Sum256(data[:n])); got != want {
+				t.Errorf("leaves=%v, %d bytes: id %s, want %s", leaves, n, got.Short(), want.Short())
+			}
+		}
+	}
+}
