@@ -1092,15 +1092,12 @@ func (rs *restorer) finishFile(of *openFile) {
 // chunk is lost. A file not held open is opened again for it, and must
 // still be the file the restore created (reopen).
 func (rs *restorer) fitSize(of *openFile) {
-	fd := of.fd
-	if fd < 0 {
-		var err error
-		if fd, err = rs.reopen(of); err != nil {
-			rs.warn(of.rel, fmt.Errorf("size not set: %w", err))
-			return
-		}
-		defer unix.Close(fd)
+	fd, done, err := rs.fdOf(of)
+	if err != nil {
+		rs.warn(of.rel, fmt.Errorf("size not set: %w", err))
+		return
 	}
+	defer done()
 	if err := unix.Ftruncate(fd, int64(of.n.Size)); err != nil {
 		rs.warn(of.rel, fmt.Errorf("size not set: %w", &os.PathError{Op: "truncate", Path: of.path, Err: err}))
 	}
@@ -1228,19 +1225,28 @@ func (rs *restorer) applyMetaMade(d *dirRef, path, rel string, n *Node) (dev, in
 	return st.Dev, st.Ino
 }
 
+// fdOf returns a descriptor of of's file: the one held open, or one
+// opened again (reopen), which done closes.
+func (rs *restorer) fdOf(of *openFile) (fd int, done func(), err error) {
+	if of.fd >= 0 {
+		return of.fd, func() {}, nil
+	}
+	if fd, err = rs.reopen(of); err != nil {
+		return -1, nil, err
+	}
+	return fd, func() { unix.Close(fd) }, nil
+}
+
 // applyMetaFresh applies the metadata of a file this restore created,
 // which belongs to the restoring user, through its descriptor: the one
 // open, or one opened again (reopen).
 func (rs *restorer) applyMetaFresh(of *openFile) {
-	fd := of.fd
-	if fd < 0 {
-		var err error
-		if fd, err = rs.reopen(of); err != nil {
-			rs.warn(of.rel, fmt.Errorf("metadata not applied: %w", err))
-			return
-		}
-		defer unix.Close(fd)
+	fd, done, err := rs.fdOf(of)
+	if err != nil {
+		rs.warn(of.rel, fmt.Errorf("metadata not applied: %w", err))
+		return
 	}
+	defer done()
 	rs.meta(metaAt{path: of.path, fd: fd, modeSet: of.modeSet}, of.rel, of.n, true)
 }
 

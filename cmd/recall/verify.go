@@ -3,7 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -52,12 +53,7 @@ func init() {
 				return err
 			}
 			out := c.App.Writer
-			packs := make([]string, 0, len(rep.BadPacks))
-			for p := range rep.BadPacks {
-				packs = append(packs, p)
-			}
-			sort.Strings(packs)
-			for _, p := range packs {
+			for _, p := range slices.Sorted(maps.Keys(rep.BadPacks)) {
 				fmt.Fprintf(out, "damaged pack %s: %s\n", p, rep.BadPacks[p])
 			}
 			for _, b := range rep.DamagedBlobs {
@@ -70,12 +66,7 @@ func init() {
 			for _, p := range rep.Store {
 				fmt.Fprintf(out, "damaged store file: %s\n", p) // with its repair
 			}
-			denied := make([]string, 0, len(rep.Unreadable))
-			for p := range rep.Unreadable {
-				denied = append(denied, p)
-			}
-			sort.Strings(denied)
-			for _, p := range denied {
+			for _, p := range slices.Sorted(maps.Keys(rep.Unreadable)) {
 				fmt.Fprintf(out, "unreadable pack %s (not verified): %s\n", p, rep.Unreadable[p])
 			}
 			for _, d := range rep.DamagedPoints {
@@ -95,7 +86,7 @@ func init() {
 				what = fmt.Sprintf("structure and data (%d packs read)", rep.Packs)
 			}
 			perms := ""
-			if len(denied) > 0 {
+			if len(rep.Unreadable) > 0 {
 				perms = fmt.Sprintf("; let recall read the unreadable packs (their owner or mode under %s), then verify again", st.Dir())
 			}
 			switch {
