@@ -1221,7 +1221,7 @@ func (rs *restorer) applyMetaMade(d *dirRef, path, rel string, n *Node) (dev, in
 		rs.warn(rel, errors.New("replaced during the restore; metadata not applied"))
 		return 0, 0
 	}
-	rs.meta(metaAt{path: path, fd: fd, opath: true}, rel, n, false)
+	rs.meta(metaAt{path: path, fd: fd, opath: true, dfd: d.fd, name: n.Name}, rel, n, false)
 	return st.Dev, st.Ino
 }
 
@@ -1380,6 +1380,10 @@ type metaAt struct {
 	fd      int
 	opath   bool
 	modeSet bool // the file was created with its final mode
+	// dfd and name: the entry's directory and name, for times without
+	// /proc (utimes); name "" when not known.
+	dfd  int
+	name string
 }
 
 func (m metaAt) chown(uid, gid int) error {
@@ -1423,6 +1427,12 @@ func (m metaAt) setxattr(name string, value []byte) error {
 func (m metaAt) utimes(ts []unix.Timespec) error {
 	if m.opath {
 		p, err := m.proc()
+		if err == errNoProc && m.name != "" {
+			// Without /proc: by name in its directory, never following
+			// it. The entry was just checked to be the one made; what
+			// a swap could put there instead is in the target too.
+			return unix.UtimesNanoAt(m.dfd, m.name, ts, unix.AT_SYMLINK_NOFOLLOW)
+		}
 		if err != nil {
 			return err
 		}

@@ -400,6 +400,7 @@ func madeAs(st *unix.Stat_t, n *Node) bool {
 var errNoProc = errors.New("/proc is not mounted: without it this cannot be set without risking following a symlink")
 
 // procFDs reports whether /proc/self/fd is there (not in every chroot).
+// (A variable: tests stand in for a system without it.)
 var procFDs = sync.OnceValue(func() bool {
 	_, err := os.Stat("/proc/self/fd")
 	return err == nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/recall-backup/recall/internal/testskip"
 	"golang.org/x/sys/unix"
@@ -484,4 +485,43 @@ func TestRestoreCreatesNothingInMovedDir(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Without /proc, a symlink still gets its times (by name in its
+// directory, not followed); only what needs /proc is warned about.
+func TestRestoreSymlinkTimesWithoutProc(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	link := filepath.Join(src, "sl")
+	if err := os.Symlink("nowhere", link); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC)
+	tsOld := unix.NsecToTimespec(old.UnixNano())
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, link, []unix.Timespec{tsOld, tsOld}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(f func() bool) { procFDs = f }(procFDs)
+	procFDs = func() bool { return false }
+	dst := t.TempDir()
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: dst})
+	if err != nil && !errors.Is(err, ErrWarnings) {
+		t.Fatal(err)
+	}
+	for _, w := range res.Warnings {
+		if strings.Contains(w.Error, "times") {
+			t.Errorf("warning about the symlink's times: %+v", w)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dst, "sl"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Unix(st.Mtim.Unix()); !got.Equal(old) {
+		t.Errorf("symlink mtime %v, want %v", got, old)
+	}
 }
