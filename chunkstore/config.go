@@ -209,19 +209,30 @@ func InitBackend(be backend.Backend, o InitOptions) (*Config, error) {
 // would remove the old data as damage.
 func refuseInit(be backend.Backend) error {
 	dir := be.Location()
-	for _, name := range []string{"config", configCopyName} {
-		_, err := be.Stat(bg, backend.Handle{Type: backend.Config, Name: name})
-		if err == nil {
-			return fmt.Errorf("init %s: %w", dir, ErrExists)
-		}
-		if !errors.Is(err, backend.ErrNotExist) {
-			return fmt.Errorf("init %s: %w", dir, err)
-		}
+	switch has, err := hasConfig(be); {
+	case err != nil:
+		return fmt.Errorf("init %s: %w", dir, err)
+	case has:
+		return fmt.Errorf("init %s: %w", dir, ErrExists)
 	}
 	if what := storeRemains(be); what != "" {
 		return fmt.Errorf("init %s: %w: it holds %s but no config; put back the store's config (any copy of this store's config or config.copy), or init another directory", dir, ErrExists, what)
 	}
 	return nil
+}
+
+// hasConfig reports whether be holds the store's config or its copy.
+func hasConfig(be backend.Backend) (bool, error) {
+	for _, name := range []string{"config", configCopyName} {
+		_, err := be.Stat(bg, backend.Handle{Type: backend.Config, Name: name})
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, backend.ErrNotExist) {
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 // storeRemains names the first kind of store file be holds (its points,

@@ -218,14 +218,11 @@ func (s *Store) healConfig() error {
 // else one wrapping ErrNoStore.
 func CheckLocal(dir string) error {
 	be := local.Open(dir)
-	for _, name := range []string{"config", configCopyName} {
-		_, err := be.Stat(bg, backend.Handle{Type: backend.Config, Name: name})
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, backend.ErrNotExist) {
-			return fmt.Errorf("store %s: %w", dir, err)
-		}
+	switch has, err := hasConfig(be); {
+	case err != nil:
+		return fmt.Errorf("store %s: %w", dir, err)
+	case has:
+		return nil
 	}
 	if what := storeRemains(be); what != "" {
 		return configMissing(dir, what)

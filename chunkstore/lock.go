@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -214,7 +215,7 @@ func (s *Store) consolidateIndex() (string, error) {
 	var out *leaveOut
 	s.fmu.Lock()
 	if len(s.missingPacks) > 0 {
-		out = &leaveOut{drop: s.missingPacks}
+		out = &leaveOut{drop: maps.Clone(s.missingPacks)} // read after fmu is released
 	}
 	s.fmu.Unlock()
 	name, err := s.idx.consolidateFile(s.be, s.keys, s.loadedIndexIDs(), out)

@@ -759,24 +759,6 @@ func isSkippable(err error) bool {
 // outside the source in the point.
 var errDirReplaced = errors.New("replaced while the backup ran (not followed; it is backed up next time)")
 
-// readDirSame lists the directory at path if it is still the one with
-// device dev and inode ino (ino 0: any).
-func readDirSame(path string, dev, ino uint64) ([]dirEntry, error) {
-	if ino == 0 {
-		return readDir(path)
-	}
-	return readDirCheck(path, func(f *os.File) error {
-		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-			return err
-		}
-		if st.Dev != dev || st.Ino != ino {
-			return errDirReplaced
-		}
-		return nil
-	})
-}
-
 // otherLinks puts a symlink, FIFO, device node or socket with more than
 // one name in its hard-link group, so a restore links its names again
 // instead of making separate entries. Nothing is read from them, so
@@ -829,11 +811,11 @@ type dirEntry struct {
 	isReg bool // a regular file when listed: its file may be hinted
 }
 
-func readDir(path string) ([]dirEntry, error) { return readDirCheck(path, nil) }
+func readDir(path string) ([]dirEntry, error) { return readDirSame(path, 0, 0) }
 
-// readDirCheck is readDir calling check, if not nil, on the open
-// directory before it is listed.
-func readDirCheck(path string, check func(*os.File) error) ([]dirEntry, error) {
+// readDirSame lists the directory at path if it is still the one with
+// device dev and inode ino (ino 0: any).
+func readDirSame(path string, dev, ino uint64) ([]dirEntry, error) {
 	// Without touching its access time, as files are read: tools that
 	// judge directories by it (tmp cleaners, "unused for N days"
 	// reports) would see every backup as a use. O_NOATIME needs the
@@ -846,9 +828,13 @@ func readDirCheck(path string, check func(*os.File) error) ([]dirEntry, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if check != nil {
-		if err := check(f); err != nil {
+	if ino != 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 			return nil, err
+		}
+		if st.Dev != dev || st.Ino != ino {
+			return nil, errDirReplaced
 		}
 	}
 	des, err := f.ReadDir(-1)

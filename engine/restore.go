@@ -630,8 +630,7 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
 	case TypeBlock, TypeChar, TypeSocket:
-		t := map[NodeType]uint32{TypeBlock: unix.S_IFBLK, TypeChar: unix.S_IFCHR, TypeSocket: unix.S_IFSOCK}[n.Type]
-		if err := unix.Mknodat(d.fd, n.Name, t|n.Mode&0o7777, int(n.Rdev)); err != nil {
+		if err := unix.Mknodat(d.fd, n.Name, typeBits(n.Type)|n.Mode&0o7777, int(n.Rdev)); err != nil {
 			rs.warn(rel, fmt.Errorf("%s not recreated: %w", n.Type, err))
 			return nil
 		}

@@ -378,11 +378,29 @@ func unlinkSameAt(dfd int, name string, dev, ino uint64) bool {
 	return unix.Unlinkat(dfd, name, 0) == nil
 }
 
+// typeBits is the S_IFMT bits of an entry of type t that is neither a
+// directory nor a file's content (0 for those).
+func typeBits(t NodeType) uint32 {
+	switch t {
+	case TypeSymlink:
+		return unix.S_IFLNK
+	case TypeFifo:
+		return unix.S_IFIFO
+	case TypeBlock:
+		return unix.S_IFBLK
+	case TypeChar:
+		return unix.S_IFCHR
+	case TypeSocket:
+		return unix.S_IFSOCK
+	}
+	return 0
+}
+
 // madeAs reports whether st is what the restore just made for n, a
 // symlink, fifo, device or socket: of n's type (a device of n's number),
 // and no hard link of another entry put in its place.
 func madeAs(st *unix.Stat_t, n *Node) bool {
-	want := map[NodeType]uint32{TypeSymlink: unix.S_IFLNK, TypeFifo: unix.S_IFIFO, TypeBlock: unix.S_IFBLK, TypeChar: unix.S_IFCHR, TypeSocket: unix.S_IFSOCK}[n.Type]
+	want := typeBits(n.Type)
 	if want == 0 || st.Mode&unix.S_IFMT != want || st.Nlink > 1 {
 		return false
 	}
