@@ -37,6 +37,18 @@ func TestMountTableTypes(t *testing.T) {
 	if m.read != 1 {
 		t.Errorf("mountinfo read %d times for known devices, want once", m.read)
 	}
+	// The answer for a device is kept: asked again, even by a path that
+	// is gone (no statfs is made), it is the same.
+	var st unix.Stat_t
+	dir := t.TempDir()
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	first := m.fsType(dir, st.Dev)
+	m.byDev, m.read = nil, maxMountReads // what is kept must answer
+	if again := m.fsType(dir+"/gone", st.Dev); again != first || first == "" {
+		t.Errorf("asked again: %q, first %q", again, first)
+	}
 	if why := neverRead(mountinfo.RecallFSType); !strings.Contains(why, "recall recovery tree") {
 		t.Errorf("recovery tree: %q", why)
 	}
