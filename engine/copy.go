@@ -349,7 +349,7 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 		default:
 			others = fmt.Sprintf("%d were copied", n)
 		}
-		return fmt.Errorf("%w: %d point(s) not copied (the first: %s: %s); %s; run 'recall verify' on %s, and copy again once it is repaired",
+		return fmt.Errorf("%w: %d point(s) not copied (the first: %s: %s); %s; run 'recall verify --read-data' on %s and repair it ('repair packs', a new backup of the source, then 'repair points', which writes each damaged point again without what is lost), then copy again",
 			ErrDamaged, len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, others, rep.From)
 	}
 	return nil
