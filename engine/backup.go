@@ -33,6 +33,8 @@ type RootMeta struct {
 	AtimeNS int64   `json:"atime_ns"`
 	Nlink   uint64  `json:"nlink,omitempty"`
 	Xattrs  []Xattr `json:"xattrs,omitempty"`
+	// Flags are the root directory's inode flags (Node.Flags).
+	Flags uint32 `json:"flags,omitempty"`
 }
 
 // BackupOptions configure one backup.
@@ -169,13 +171,16 @@ type linkGroup struct {
 }
 
 type backuper struct {
-	r     *Reader
-	st    StoreReader
-	w     *chunkstore.Writer
-	opts  BackupOptions
-	cpus  int // procs.CPUs(): savers, and whether a file is cut in parallel
-	ctx   context.Context
-	fatal func(error)
+	// prevFlags: the parent point recorded inode flags (Point.InodeFlags),
+	// so an unchanged file's are its node's there.
+	prevFlags bool
+	r         *Reader
+	st        StoreReader
+	w         *chunkstore.Writer
+	opts      BackupOptions
+	cpus      int // procs.CPUs(): savers, and whether a file is cut in parallel
+	ctx       context.Context
+	fatal     func(error)
 
 	fileSem  chan struct{}
 	smallSem chan struct{} // files read in one piece (readahead.go)
@@ -329,8 +334,9 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 		}
 	}
 
+	b.prevFlags = parent != nil && parent.InodeFlags
 	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start, Exclude: opts.Exclude, Compression: w.Compression(),
-		Group: opts.Group, PolicyVersion: opts.PolicyVersion, Scheduled: opts.Scheduled.UTC()}
+		Group: opts.Group, PolicyVersion: opts.PolicyVersion, Scheduled: opts.Scheduled.UTC(), InodeFlags: true}
 	if parent != nil {
 		p.Parent = parent.ID.String()
 	}
@@ -385,6 +391,9 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	p.Errors = b.errs
 	sort.Slice(b.mounts, func(i, j int) bool { return b.mounts[i].Path < b.mounts[j].Path })
 	p.MountPoints = b.mounts
+	if p.Kind == KindTree {
+		meta.Flags = root.flags
+	}
 	p.Root = meta
 	if _, err := s.CommitPoint(p); err != nil {
 		return nil, err
@@ -436,8 +445,9 @@ func (r *Reader) latestOf(source string) *Point {
 type dirFuture struct {
 	done    chan struct{}
 	id      chunkstore.ID
-	err     error // set before done closes
-	openErr error // the directory could not be listed; set before saveDir returns
+	err     error  // set before done closes
+	openErr error  // the directory could not be listed; set before saveDir returns
+	flags   uint32 // the directory's inode flags (readFlags); set before done closes
 }
 
 // saveSingle backs up one regular file or block device as a root tree
@@ -505,7 +515,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 		if h := b.opts.hooks; h != nil && h.beforeReadDir != nil {
 			h.beforeReadDir(path)
 		}
-		if ents, err = readDirSame(path, dev, ino); err != nil {
+		if ents, fut.flags, err = readDirSame(path, dev, ino); err != nil {
 			fut.err, fut.openErr = err, err
 			close(fut.done)
 			return fut
@@ -601,6 +611,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 						<-g.done
 						n.Extents = g.leader.Extents
 						n.Size = g.leader.Size
+						n.Flags = g.leader.Flags
 						n.skipped = g.leader.skipped
 					}()
 					break
@@ -650,6 +661,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 				continue
 			}
 			s.n.Subtree = s.fut.id
+			s.n.Flags = s.fut.flags
 		}
 		for _, n := range nodes {
 			if skip[n] || n.skipped {
@@ -715,7 +727,7 @@ func (b *backuper) subDir(path, rel string, prev *Node, dev, ino uint64) *dirFut
 		f, _ := walk() // returns once the directory is walked; its files may still be read
 		<-b.walkers
 		<-f.done
-		fut.id, fut.err = f.id, f.err
+		fut.id, fut.err, fut.flags = f.id, f.err, f.flags
 	}()
 	return fut
 }
@@ -811,11 +823,14 @@ type dirEntry struct {
 	isReg bool // a regular file when listed: its file may be hinted
 }
 
-func readDir(path string) ([]dirEntry, error) { return readDirSame(path, 0, 0) }
+func readDir(path string) ([]dirEntry, error) {
+	ents, _, err := readDirSame(path, 0, 0)
+	return ents, err
+}
 
 // readDirSame lists the directory at path if it is still the one with
-// device dev and inode ino (ino 0: any).
-func readDirSame(path string, dev, ino uint64) ([]dirEntry, error) {
+// device dev and inode ino (ino 0: any), and reads its inode flags.
+func readDirSame(path string, dev, ino uint64) ([]dirEntry, uint32, error) {
 	// Without touching its access time, as files are read: tools that
 	// judge directories by it (tmp cleaners, "unused for N days"
 	// reports) would see every backup as a use. O_NOATIME needs the
@@ -825,28 +840,29 @@ func readDirSame(path string, dev, ino uint64) ([]dirEntry, error) {
 		f, err = os.Open(path)
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	if ino != 0 {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if st.Dev != dev || st.Ino != ino {
-			return nil, errDirReplaced
+			return nil, 0, errDirReplaced
 		}
 	}
+	flags := readFlags(int(f.Fd()))
 	des, err := f.ReadDir(-1)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := make([]dirEntry, len(des))
 	for i, d := range des {
 		out[i] = dirEntry{name: d.Name(), isDir: d.IsDir(), isReg: d.Type().IsRegular()}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out, nil
+	return out, flags, nil
 }
 
 // unchanged reports whether prev describes the same file content as n.
@@ -872,6 +888,11 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 	defer b.opts.Progress.file(path)()
 	if n.Type == TypeFile && b.unchanged(n, prev) {
 		n.Extents = prev.Extents
+		if b.prevFlags {
+			n.Flags = prev.Flags // chattr changes the ctime unchanged compares
+		} else {
+			n.Flags = flagsOf(path) // a point from before flags were kept
+		}
 		b.nUnchanged.Add(1)
 		b.bytes.Add(int64(n.Size))
 		b.opts.Progress.addBytes(int64(n.Size))
@@ -903,6 +924,8 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 	if t := ost.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFBLK {
 		n.skipped = true
 		return fmt.Errorf("skipped: no longer a regular file or block device")
+	} else if t == unix.S_IFREG {
+		n.Flags = readFlags(int(f.Fd()))
 	}
 	if ost.Size > int64(b.st.MinChunk()) {
 		adviseSequential(f)

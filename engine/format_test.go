@@ -57,10 +57,50 @@ func TestTreeGolden(t *testing.T) {
 	}
 }
 
+// A tree with inode flags is version 2: each node carries its flags
+// after its extended attributes.
+func TestTreeGoldenV2(t *testing.T) {
+	flagged := func() *Tree {
+		tr := sampleTree()
+		tr.Nodes[0].Flags = 0x10 | 0x10000 // sub: +iD
+		tr.Nodes[1].Flags = 0x20 | 0x40    // a\xff.bin: +ad
+		return tr
+	}
+	b := EncodeTree(flagged())
+	if b[4] != 2 {
+		t.Fatalf("version %d, want 2", b[4])
+	}
+	golden.Check(t, "tree-v2.golden", b)
+	got, err := DecodeTree(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := flagged()
+	EncodeTree(want) // sorts
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip differs:\n got %+v\nwant %+v", got, want)
+	}
+	// Flags past 32 bits are garbage.
+	bad := append([]byte(nil), b...)
+	i := bytes.Index(bad, []byte("system.posix_acl_access"))
+	if i < 0 {
+		t.Fatal("no xattr in the sample")
+	}
+	// After the ACL's 4-byte value: a's flags varint, 0x60. Make it 2^35.
+	j := i + len("system.posix_acl_access") + 1 + 4
+	if bad[j] != 0x60 {
+		t.Fatalf("byte %d is %#x, want a's flags 0x60", j, bad[j])
+	}
+	bad = append(bad[:j:j], append([]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, bad[j+1:]...)...)
+	if _, err := DecodeTree(bad); err == nil {
+		t.Error("flags of 2^35 decoded")
+	}
+}
+
 func TestTreeDecodeRejectsGarbage(t *testing.T) {
 	b := EncodeTree(sampleTree())
 	for _, bad := range [][]byte{nil, b[:3], b[:len(b)-1], append(append([]byte{}, b...), 0),
-		append([]byte("RTRE\x02"), b[5:]...)} {
+		append([]byte("RTRE\x03"), b[5:]...), append([]byte("RTRE\x00"), b[5:]...)} {
 		if _, err := DecodeTree(bad); err == nil {
 			t.Errorf("decoding %d bytes of garbage succeeded", len(bad))
 		}

@@ -134,3 +134,100 @@ func blockDeviceSize(f *os.File) (int64, error) {
 	}
 	return int64(sz), nil
 }
+
+// Inode flags (chattr(1), lsattr(1)): the FS_IOC_GETFLAGS bits of
+// linux/fs.h a point keeps, with chattr's letter for each. Their values
+// are part of the tree format (tree.go). Left out: the ones a file system
+// sets itself and no one can change (e extents, I indexed directory, N
+// inline data, E encrypted, V verity, h huge file), and F (casefold),
+// which only an empty directory takes, and a directory's flags are set
+// once its entries are in.
+var inodeFlags = []struct {
+	bit    uint32
+	letter byte
+}{
+	{0x00000001, 's'}, // secure deletion
+	{0x00000002, 'u'}, // undeletable
+	{0x00000004, 'c'}, // compressed
+	{0x00000008, 'S'}, // synchronous updates
+	{0x00000010, 'i'}, // immutable
+	{0x00000020, 'a'}, // append only
+	{0x00000040, 'd'}, // no dump
+	{0x00000080, 'A'}, // no atime updates
+	{0x00000400, 'm'}, // not compressed
+	{0x00004000, 'j'}, // data journalling
+	{0x00008000, 't'}, // no tail merging
+	{0x00010000, 'D'}, // synchronous directory updates
+	{0x00020000, 'T'}, // top of directory hierarchies
+	{0x00800000, 'C'}, // no copy on write
+	{0x02000000, 'x'}, // direct access
+	{0x20000000, 'P'}, // project hierarchy
+}
+
+// keptFlags are the bits of inodeFlags.
+var keptFlags = func() uint32 {
+	var m uint32
+	for _, f := range inodeFlags {
+		m |= f.bit
+	}
+	return m
+}()
+
+// flagsImmutable are the flags that keep a file from being changed
+// (immutable, append only): a restore sets them last.
+const flagsImmutable = 0x10 | 0x20
+
+// flagLetters renders flags as chattr's letters ("ia"), in lsattr's order.
+func flagLetters(flags uint32) string {
+	var b []byte
+	for _, f := range inodeFlags {
+		if flags&f.bit != 0 {
+			b = append(b, f.letter)
+		}
+	}
+	return string(b)
+}
+
+// readFlags returns the kept inode flags of the file or directory open
+// at fd, 0 where its file system has none (tmpfs before Linux 6.0, FUSE,
+// NFS: ENOTTY, EOPNOTSUPP, EINVAL).
+func readFlags(fd int) uint32 {
+	v, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return 0
+	}
+	return v & keptFlags
+}
+
+// flagsOf reads the kept inode flags of the regular file at path, 0 when
+// it cannot be opened. O_NONBLOCK: an entry replaced by a FIFO must not
+// block the open.
+func flagsOf(path string) uint32 {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	return readFlags(fd)
+}
+
+// setFlags gives the file or directory open at fd the kept inode flags
+// flags, keeping the bits outside keptFlags it has (e: extents). Where
+// its file system has no flags, clearing them is no error.
+func setFlags(fd int, flags uint32) error {
+	cur, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		if flags == 0 {
+			return nil
+		}
+		return err
+	}
+	want := cur&^keptFlags | flags
+	if want == cur {
+		return nil
+	}
+	return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(want))
+}

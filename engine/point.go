@@ -101,6 +101,9 @@ type Point struct {
 	// MountPoints lists the file system boundaries that one_file_system
 	// kept the backup from entering.
 	MountPoints []MountPoint `json:"mount_points,omitempty"`
+	// InodeFlags: the backup recorded the inode flags of files and
+	// directories (Node.Flags); false in points from before they were.
+	InodeFlags bool `json:"inode_flags,omitempty"`
 }
 
 // MountPoint is a mount point inside a backed-up tree.

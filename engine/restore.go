@@ -101,6 +101,7 @@ type restorer struct {
 	links    map[uint64]*linkLeader
 	leaders  map[string]*linkLeader // the same leaders by rel, for markDamagedLocked
 	dirMetas []dirMeta
+	flagged  []flaggedFile // files with inode flags, set at the end (applyFileFlags); under mu
 	bytes    atomic.Int64
 	// createErr: a file createLate could not create; it stops the
 	// restore as the walk's own failed creates do.
@@ -232,7 +233,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		return nil, fmt.Errorf("point %s: root directory unreadable: %w: %w", p.ID.Short(), ErrDamaged, err)
 	}
 	rootNode := &Node{Type: TypeDir, Mode: p.Root.Mode, UID: p.Root.UID, GID: p.Root.GID,
-		MtimeNS: p.Root.MtimeNS, AtimeNS: p.Root.AtimeNS, Xattrs: p.Root.Xattrs}
+		MtimeNS: p.Root.MtimeNS, AtimeNS: p.Root.AtimeNS, Xattrs: p.Root.Xattrs, Flags: p.Root.Flags}
 	var single *Node
 	if sub := strings.Trim(filepath.Clean("/"+opts.Path), "/"); sub != "" {
 		parts := strings.Split(sub, "/")
@@ -400,6 +401,7 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	if err == nil {
 		err = rs.createStop()
 	}
+	rs.applyFileFlags()
 	replaced := map[string]bool{} // reported once, not once per directory under it
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
 		rs.applyDirMeta(rs.dirMetas[i], replaced)
@@ -1247,6 +1249,61 @@ func (rs *restorer) applyMetaFresh(of *openFile) {
 	}
 	defer done()
 	rs.meta(metaAt{path: of.path, fd: fd, modeSet: of.modeSet}, of.rel, of.n, true)
+	if of.n.Flags != 0 && !of.device {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			rs.warn(of.rel, fmt.Errorf("inode flags +%s not set: %w", flagLetters(of.n.Flags), &os.PathError{Op: "stat", Path: of.path, Err: err}))
+			return
+		}
+		rs.mu.Lock()
+		rs.flagged = append(rs.flagged, flaggedFile{path: of.path, rel: of.rel, dev: st.Dev, ino: st.Ino, flags: of.n.Flags})
+		rs.mu.Unlock()
+	}
+}
+
+// flaggedFile is a file restored with inode flags, as created.
+type flaggedFile struct {
+	path, rel string
+	dev, ino  uint64
+	flags     uint32
+}
+
+// applyFileFlags gives the files restored with inode flags their flags,
+// once every file is written and every hard link made: a link to an
+// immutable or append-only file cannot be made, and such a file cannot
+// be written or have its times set. Each is opened again in its
+// directory, never through a symlink, and only if it is still the file
+// the restore made (it is read-only: FS_IOC_SETFLAGS asks for ownership,
+// not write access).
+func (rs *restorer) applyFileFlags() {
+	for _, of := range rs.flagged {
+		if err := rs.setFileFlags(of); err != nil {
+			rs.warn(of.rel, fmt.Errorf("inode flags +%s not set: %w", flagLetters(of.flags), err))
+		}
+	}
+}
+
+func (rs *restorer) setFileFlags(of flaggedFile) error {
+	d, name, err := rs.tgt.parentOf(of.path)
+	if err != nil {
+		return err
+	}
+	defer rs.tgt.put(d)
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return &os.PathError{Op: "open", Path: of.path, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
+		return fmt.Errorf("%s was replaced while it was restored", of.path)
+	}
+	if err := setFlags(fd, of.flags); err != nil {
+		return &os.PathError{Op: "set inode flags of", Path: of.path, Err: err}
+	}
+	return nil
 }
 
 // applyDirMeta applies a directory's metadata at the end of the restore,
@@ -1271,6 +1328,22 @@ func (rs *restorer) applyDirMeta(dm dirMeta, replaced map[string]bool) {
 	}
 	defer unix.Close(at.fd)
 	rs.meta(at, dm.path, dm.n, false)
+	if dm.n.Flags != 0 || rs.opts.Overwrite {
+		// Last: a directory's flags, once its entries are in. A
+		// directory merged into loses flags its point does not have
+		// only with --overwrite.
+		if err := rs.dirFlags(at, dm.n.Flags); err != nil {
+			rs.warn(dm.path, fmt.Errorf("inode flags +%s not set: %w", flagLetters(dm.n.Flags), err))
+		}
+	}
+}
+
+// dirFlags sets a directory's inode flags through its descriptor.
+func (rs *restorer) dirFlags(at metaAt, flags uint32) error {
+	if at.opath {
+		return errors.New("the directory cannot be opened for it (no read permission)")
+	}
+	return setFlags(at.fd, flags) // the warning names the directory
 }
 
 // openDirMeta opens the directory of dm for its metadata: for reading,

@@ -5,21 +5,23 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"syscall"
 
 	"github.com/recall-backup/recall/chunkstore"
 )
 
-// Tree blob format, version 1 (all integers are unsigned LEB128 varints
-// unless noted; "svarint" is zig-zag signed):
+// Tree blob format, versions 1 and 2 (all integers are unsigned LEB128
+// varints unless noted; "svarint" is zig-zag signed):
 //
-//	tree    = magic "RTRE" | u8 version (1) | varint count | node*count
+//	tree    = magic "RTRE" | u8 version (1 or 2) | varint count | node*count
 //	node    = bytes name | u8 type | varint mode | varint uid | varint gid
 //	          | svarint mtime_ns | svarint ctime_ns | svarint atime_ns
 //	          | varint size | varint dev | varint inode | varint nlink
 //	          | varint linkgroup | varint rdev | bytes target
 //	          | varint nxattr | (bytes name | bytes value)*nxattr
+//	          | varint flags (version 2 only)
 //	          | payload
 //	payload = for TypeDir: [32]byte subtree id
 //	          for TypeFile/TypeDevice: varint nextents | extent*nextents
@@ -33,10 +35,17 @@ import (
 // by binary search and a file is opened without decoding anything else.
 // linkgroup is 0 for a file with a single link; files sharing a non-zero
 // linkgroup within one point are hard links of each other.
+//
+// Version 2 adds each node's inode flags (chattr(1); FS_IOC_GETFLAGS bit
+// values, only those in keptFlags, meta_linux.go), 0 for none. A tree
+// none of whose nodes has a flag is written as version 1, byte for byte
+// what it was before version 2, so its id (and its deduplication against
+// earlier points) is unchanged, and earlier releases read it.
 
 const (
-	treeMagic   = "RTRE"
-	treeVersion = 1
+	treeMagic      = "RTRE"
+	treeVersion    = 1
+	treeVersionMax = 2
 )
 
 // NodeType is the kind of a tree entry.
@@ -137,8 +146,11 @@ type Node struct {
 	Rdev      uint64
 	Target    string // symlink target
 	Xattrs    []Xattr
-	Subtree   chunkstore.ID // TypeDir
-	Extents   []Extent      // TypeFile, TypeDevice
+	// Flags are the inode flags of a file or directory (chattr +i, +a,
+	// +d, ...; keptFlags): FS_IOC_GETFLAGS bits, 0 for none.
+	Flags   uint32
+	Subtree chunkstore.ID // TypeDir
+	Extents []Extent      // TypeFile, TypeDevice
 
 	skipped     bool // backup: could not be read; left out of the tree
 	timeClamped bool // backup: a time outside the int64 nanosecond range was clamped
@@ -178,9 +190,16 @@ var ErrBadTree = errors.New("malformed tree blob")
 // EncodeTree serialises t. Nodes are sorted by name first.
 func EncodeTree(t *Tree) []byte {
 	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].Name < t.Nodes[j].Name })
+	version := byte(treeVersion)
+	for _, n := range t.Nodes {
+		if n.Flags != 0 {
+			version = 2
+			break
+		}
+	}
 	var b bytes.Buffer
 	b.WriteString(treeMagic)
-	b.WriteByte(treeVersion)
+	b.WriteByte(version)
 	var tmp [binary.MaxVarintLen64]byte
 	uv := func(v uint64) { b.Write(tmp[:binary.PutUvarint(tmp[:], v)]) }
 	sv := func(v int64) { b.Write(tmp[:binary.PutVarint(tmp[:], v)]) }
@@ -206,6 +225,9 @@ func EncodeTree(t *Tree) []byte {
 		for _, x := range n.Xattrs {
 			bs([]byte(x.Name))
 			bs(x.Value)
+		}
+		if version >= 2 {
+			uv(uint64(n.Flags))
 		}
 		switch {
 		case n.Type == TypeDir:
@@ -286,8 +308,9 @@ func DecodeTree(buf []byte) (*Tree, error) {
 	if len(buf) < 5 || string(buf[:4]) != treeMagic {
 		return nil, fmt.Errorf("%w: bad magic", ErrBadTree)
 	}
-	if buf[4] != treeVersion {
-		return nil, fmt.Errorf("%w: unsupported version %d", ErrBadTree, buf[4])
+	version := buf[4]
+	if version < treeVersion || version > treeVersionMax {
+		return nil, fmt.Errorf("%w: unsupported version %d (a newer release of recall wrote it)", ErrBadTree, version)
 	}
 	d := &decoder{b: append([]byte(nil), buf[5:]...)}
 	count := d.uv()
@@ -319,6 +342,13 @@ func DecodeTree(buf []byte) (*Tree, error) {
 		for j := uint64(0); j < nx && d.err == nil; j++ {
 			name := string(d.bytes())
 			n.Xattrs = append(n.Xattrs, Xattr{Name: name, Value: d.bytes()})
+		}
+		if version >= 2 {
+			f := d.uv()
+			if f > math.MaxUint32 {
+				return nil, fmt.Errorf("%w: flags %#x", ErrBadTree, f)
+			}
+			n.Flags = uint32(f)
 		}
 		switch {
 		case n.Type == TypeDir:
