@@ -174,6 +174,7 @@ type backuper struct {
 	// prevFlags: the parent point recorded inode flags (Point.InodeFlags),
 	// so an unchanged file's are its node's there.
 	prevFlags bool
+	root      string // the absolute path backed up
 	r         *Reader
 	st        StoreReader
 	w         *chunkstore.Writer
@@ -335,6 +336,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	}
 
 	b.prevFlags = parent != nil && parent.InodeFlags
+	b.root = abs
 	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start, Exclude: opts.Exclude, Compression: w.Compression(),
 		Group: opts.Group, PolicyVersion: opts.PolicyVersion, Scheduled: opts.Scheduled.UTC(), InodeFlags: true}
 	if parent != nil {
@@ -480,7 +482,7 @@ func (b *backuper) saveSingle(path string, parentRoot *Tree) *dirFuture {
 			n.Type = TypeDevice
 			n.Rdev = 0
 		}
-		if err := b.saveFileContent(real, n, prev); err != nil {
+		if err := b.saveFileContent(real, path, n, prev); err != nil {
 			fut.err = fmt.Errorf("backup source %s: %w", path, err)
 			return
 		}
@@ -506,8 +508,21 @@ func (b *backuper) saveTree(t *Tree) (chunkstore.ID, error) {
 // children are done.
 func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dirFuture {
 	fut := &dirFuture{done: make(chan struct{})}
+	// A directory deep enough that its entries' paths could pass
+	// PATH_MAX is walked by a short name of its own (aliasDir).
+	dirPath := path // the path its entries are reached by
+	closeAlias := func() {}
+	if len(path) > aliasAfter {
+		alias, done, err := aliasDir(path, dev, ino)
+		if err != nil {
+			fut.err, fut.openErr = err, err
+			close(fut.done)
+			return fut
+		}
+		dirPath, closeAlias = alias, done
+	}
 	var ents []dirEntry
-	if m := b.ex.marker(path); m != "" {
+	if m := b.ex.marker(dirPath); m != "" {
 		// Only the marker is kept: the directory is not listed.
 		ents = []dirEntry{{name: m}}
 	} else {
@@ -515,7 +530,8 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 		if h := b.opts.hooks; h != nil && h.beforeReadDir != nil {
 			h.beforeReadDir(path)
 		}
-		if ents, fut.flags, err = readDirSame(path, dev, ino); err != nil {
+		if ents, fut.flags, err = readDirSame(dirPath, dev, ino); err != nil {
+			closeAlias()
 			fut.err, fut.openErr = err, err
 			close(fut.done)
 			return fut
@@ -524,7 +540,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 			h.afterReadDir(path)
 		}
 	}
-	hints := b.hintsFor(path, rel, ents, parent)
+	hints := b.hintsFor(dirPath, rel, ents, parent)
 	var wg sync.WaitGroup
 	var nodes []*Node
 	type sub struct {
@@ -538,8 +554,11 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 		}
 		hints.upTo(i)
 		name := ent.name
-		cpath := filepath.Join(path, name)
+		cpath := filepath.Join(dirPath, name)
 		crel := filepath.Join(rel, name)
+		// shown is the entry's path for progress and -v: its own, not
+		// the short one of an aliased directory.
+		shown := func() string { return filepath.Join(b.root, crel) }
 		if b.ex.byName(crel, name) || ent.isDir && b.ex.byType(crel, name) {
 			continue
 		}
@@ -623,7 +642,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 						defer wg.Done()
 						defer func() { <-sem }()
 						defer close(g.done)
-						if err := b.saveFileContent(cpath, n, prev); err != nil {
+						if err := b.saveFileContent(cpath, shown(), n, prev); err != nil {
 							b.warn(crel, err)
 						}
 					}()
@@ -636,7 +655,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if err := b.saveFileContent(cpath, n, prev); err != nil {
+				if err := b.saveFileContent(cpath, shown(), n, prev); err != nil {
 					b.warn(crel, err)
 				}
 			}()
@@ -651,6 +670,9 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 		wg.Wait()
 		var kept []*Node
 		skip := map[*Node]bool{}
+		// Every entry reached through the alias is done once the
+		// files are read and the subdirectories walked.
+		defer closeAlias()
 		for _, s := range subs {
 			<-s.fut.done
 			if s.fut.err != nil {
@@ -884,8 +906,8 @@ const maxRereads = 3
 // saveFileContent reads a file (or device) into n.Extents. A file that
 // changes while read is read again; if it keeps changing, the last read is
 // kept and flagged. A file that cannot be read marks n skipped.
-func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
-	defer b.opts.Progress.file(path)()
+func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) error {
+	defer b.opts.Progress.file(shown)()
 	if n.Type == TypeFile && b.unchanged(n, prev) {
 		n.Extents = prev.Extents
 		if b.prevFlags {
@@ -983,7 +1005,7 @@ func (b *backuper) saveFileContent(path string, n *Node, prev *Node) error {
 		}
 		b.opts.Progress.addBytes(-read) // read again: counted again
 		if b.opts.Log != nil {
-			b.opts.Log("%s changed while being read; reading it again", path)
+			b.opts.Log("%s changed while being read; reading it again", shown)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -230,4 +231,47 @@ func setFlags(fd int, flags uint32) error {
 		return nil
 	}
 	return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(want))
+}
+
+// Deep trees. A path passes PATH_MAX (4,096 bytes) long before a file
+// system runs out of depth, and every call that takes one fails there
+// with ENAMETOOLONG. A directory whose path is longer than aliasAfter
+// (so that an entry's, with a name of up to 255 bytes, could pass the
+// limit) is opened, and its entries are reached as
+// /proc/self/fd/N/name: the kernel resolves that through the open
+// directory, as openat(N, name) would, and the paths below it start short
+// again. Without /proc such a directory fails as before.
+const aliasAfter = 3072
+
+// aliasDir opens the directory at path, if it is still the one with
+// device dev and inode ino (ino 0: any), and returns a short path that
+// reaches it, valid until done is called.
+func aliasDir(path string, dev, ino uint64) (alias string, done func(), err error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err == unix.EACCES {
+		// Not readable: it is listed as not readable by the caller.
+		fd, err = unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return "", nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return "", nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if ino != 0 && (st.Dev != dev || st.Ino != ino) {
+		unix.Close(fd)
+		return "", nil, errDirReplaced
+	}
+	alias = "/proc/self/fd/" + strconv.Itoa(fd)
+	var ast unix.Stat_t
+	if err := unix.Stat(alias, &ast); err != nil || ast.Dev != st.Dev || ast.Ino != st.Ino {
+		unix.Close(fd)
+		return "", nil, &os.PathError{Op: "open", Path: path, Err: unix.ENAMETOOLONG}
+	}
+	return alias, func() { unix.Close(fd) }, nil
 }
