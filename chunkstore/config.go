@@ -148,8 +148,28 @@ func Init(dir string, o InitOptions) (*Config, error) {
 }
 
 // InitBackend creates an empty store in be, which holds no store yet.
+//
+// The check and the writing are done under the store's lock, held
+// exclusively: two inits started together on one location (a second
+// terminal, a configuration tool run twice) would both find nothing, and
+// the slower one's config would replace the first one's, with a new key,
+// after the first store was in use.
 func InitBackend(be backend.Backend, o InitOptions) (*Config, error) {
 	dir := be.Location()
+	info, _ := json.Marshal(NewLockInfo("init", "exclusive", ""))
+	u, err := be.Lock(backend.FreeDeadHere(bg), storeLock, backend.Exclusive, info)
+	if err != nil {
+		var le *backend.LockedError
+		if errors.As(err, &le) {
+			who := "another process"
+			if i, _ := lockHolder(le); i.PID != 0 {
+				who = i.String()
+			}
+			return nil, fmt.Errorf("init %s: %w: %s holds it (a store is being made or used there)", dir, ErrExists, who)
+		}
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	defer u.Unlock()
 	if err := refuseInit(be); err != nil {
 		return nil, err
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -355,4 +357,46 @@ func finishWithoutIndex(t *testing.T, w *Writer) {
 	if _, err := w.finish(p); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Inits started together on one directory: exactly one makes the store,
+// the others are refused, and the store is the one the winner made
+// (its key opens it). Before, each found nothing, each wrote its config,
+// and the last rename won, after the first store may have been used.
+func TestInitRace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	const n = 6
+	var wg sync.WaitGroup
+	cfgs := make([]*Config, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfgs[i], errs[i] = Init(dir, InitOptions{Encrypt: true, Password: fmt.Sprintf("pw%d", i), KDFMemoryKB: 1024})
+		}()
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Fatalf("inits %d and %d both made the store", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, ErrExists):
+			t.Errorf("init %d: %v, want ErrExists", i, err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no init made the store")
+	}
+	s, err := Open(dir, OpenOptions{Password: fmt.Sprintf("pw%d", won)})
+	if err != nil {
+		t.Fatalf("the winner's passphrase: %v", err)
+	}
+	if s.Config().ID != cfgs[won].ID {
+		t.Errorf("store id %s, the winner made %s", s.Config().ID, cfgs[won].ID)
+	}
+	s.Close()
 }
