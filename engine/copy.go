@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -228,7 +229,10 @@ func createCopy(ctx context.Context, l *location, config func(context.Context) (
 				return fmt.Errorf("copy to %s: %w", d, err)
 			}
 			for _, e := range ents {
-				if !slices.Contains(allowed, e.Name()) {
+				// A config file's temp file, left by a copy killed
+				// before its rename (writeFileAtomic's name).
+				tmpConfig := d == dir && (strings.HasPrefix(e.Name(), ".tmp-config-") || strings.HasPrefix(e.Name(), ".tmp-config.copy-"))
+				if !slices.Contains(allowed, e.Name()) && !tmpConfig {
 					return fmt.Errorf("copy to %s: the directory holds no store and is not empty (%s): give a store, a recall home, or a new directory", d, e.Name())
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -483,5 +484,38 @@ func TestCopyBesideBackup(t *testing.T) {
 	defer other.Close()
 	if _, err := Copy(context.Background(), f.home, dst, CopyOptions{}); !errors.Is(err, chunkstore.ErrLocked) {
 		t.Errorf("copy beside another copy: %v, want ErrLocked", err)
+	}
+}
+
+// A copy killed while it made the destination, between writing a config
+// file's temp file and its rename, leaves that temp file: the next copy
+// makes the store anyway. Before, every retry was refused as "not empty".
+func TestCopyAfterKilledCreate(t *testing.T) {
+	f := newCopyFixture(t, false)
+	dst := filepath.Join(t.TempDir(), "offsite")
+	store := StoreDir(dst)
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{".tmp-config.copy-123", ".tmp-config-456"} {
+		if err := os.WriteFile(filepath.Join(store, name), []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := Copy(context.Background(), f.home, dst, CopyOptions{})
+	if err != nil {
+		t.Fatalf("copy after a killed one: %v", err)
+	}
+	if !rep.Created || len(rep.Points) != 3 {
+		t.Errorf("report %+v, want a new store with 3 points", rep)
+	}
+	f.checkCopy(t, dst, []string{"a0", "a2", "b1"})
+
+	// Anything else of another's is still refused.
+	other := filepath.Join(t.TempDir(), "other")
+	os.MkdirAll(StoreDir(other), 0o700)
+	os.WriteFile(filepath.Join(StoreDir(other), ".tmp-notes"), nil, 0o600)
+	if _, err := Copy(context.Background(), f.home, other, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "not empty (.tmp-notes)") {
+		t.Errorf("copy into a directory of other files: %v", err)
 	}
 }
