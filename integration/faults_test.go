@@ -223,6 +223,55 @@ func TestDiskFull(t *testing.T) {
 	e.ok("verify", "--read-data")
 }
 
+// On a store whose file system has no block left, forget still takes its
+// lock (its holder file is left empty, which needs no block) and
+// forgets: before, taking any lock failed with "no space left", so the
+// commands that free space were the ones refused.
+func TestForgetOnFullStore(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	fs := filepath.Join(base, "fs")
+	must(t, os.Mkdir(fs, 0o755))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", fs).CombinedOutput(); err != nil {
+		skip(t, "cannot mount a small tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", fs).Run() })
+	e := &env{t: t, home: filepath.Join(fs, "home")}
+	src := filepath.Join(base, "src")
+	os.Mkdir(src, 0o755)
+	writeRandom(t, filepath.Join(src, "a"), 1, 3<<20)
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+	// Fill the file system to its last block.
+	f, err := os.Create(filepath.Join(fs, "filler"))
+	must(t, err)
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	for {
+		if _, err := f.Write(buf[:512]); err != nil {
+			break
+		}
+	}
+	f.Close()
+	out := e.ok("forget", "--source", "s", "latest")
+	if !strings.Contains(out, "forgot point") {
+		t.Errorf("forget on a full store: %s", out)
+	}
+	out = e.ok("points", "--json")
+	var pts []any
+	json.Unmarshal([]byte(out), &pts)
+	if len(pts) != 0 {
+		t.Errorf("%d points after forget, want 0", len(pts))
+	}
+	if ents, _ := filepath.Glob(filepath.Join(e.home, "store", "locks", "*.*")); len(ents) != 0 {
+		t.Errorf("holder files left: %v", ents)
+	}
+}
+
 // A restore into a file system too small for it stops at the first file
 // that does not fit, says so, names the target and what to do, and
 // leaves only files restored whole: none cut short (with its time set,

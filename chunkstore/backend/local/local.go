@@ -33,6 +33,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"golang.org/x/sys/unix"
@@ -574,9 +575,17 @@ func writeHolder(dir, name string, info []byte) (*os.File, string, error) {
 		return nil, "", err
 	}
 	if _, err := f.Write(info); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, "", err
+		if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, "", err
+		}
+		// A file system with no block left still has an inode for an
+		// empty holder file: the lock is held, only what others are
+		// shown of its holder is missing (its pid is in the name).
+		// forget and gc, which free space, must get their lock on a
+		// full store.
+		f.Truncate(0)
 	}
 	final := filepath.Join(dir, name+"."+fmt.Sprint(os.Getpid())+"-"+hex.EncodeToString(tok))
 	if err := os.Rename(f.Name(), final); err != nil {
@@ -585,6 +594,25 @@ func writeHolder(dir, name string, info []byte) (*os.File, string, error) {
 		return nil, "", err
 	}
 	return f, final, nil
+}
+
+// removeDeadTemp removes a holder's temp file left by a process killed
+// between its creation and its rename, once no one flocks it and it is
+// older than a minute (a holder between CreateTemp and its flock is
+// younger).
+func removeDeadTemp(p string) {
+	fi, err := os.Stat(p)
+	if err != nil || time.Since(fi.ModTime()) < time.Minute {
+		return
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		os.Remove(p)
+	}
 }
 
 // holders returns the info of the living holders of lock name, removing
@@ -596,6 +624,10 @@ func holders(dir, name, lockFile string) [][]byte {
 	ents, _ := os.ReadDir(dir)
 	var out [][]byte
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-holder-") {
+			removeDeadTemp(filepath.Join(dir, e.Name()))
+			continue
+		}
 		if !strings.HasPrefix(e.Name(), name+".") {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/chunkstore/backend/backendtest"
@@ -141,5 +142,37 @@ func TestLockDeadHoldersRemoved(t *testing.T) {
 		if got := lockDirNames(t, b); !slices.Equal(got, want) {
 			t.Fatalf("round %d: locks/ holds %v, want %v", round, got, want)
 		}
+	}
+}
+
+// A holder's temp file left by a process killed between its creation and
+// its rename is removed by the next lock, once it is a minute old and no
+// one holds it; a younger one may be a holder on its way, and stays.
+func TestDeadHolderTempRemoved(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locks := filepath.Join(dir, "locks")
+	os.MkdirAll(locks, 0o700)
+	old, young := filepath.Join(locks, ".tmp-holder-1"), filepath.Join(locks, ".tmp-holder-2")
+	for _, p := range []string{old, young} {
+		if err := os.WriteFile(p, []byte(`{"pid":1}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(old, long, long)
+	u, err := b.Lock(context.Background(), "writer", backend.Shared, []byte("me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Unlock()
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dead holder's temp file a minute old stays: %v", err)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("a young temp file was removed: %v", err)
 	}
 }
