@@ -103,15 +103,25 @@ func SourceName(path string) string {
 	if p == "" || p == "." {
 		return "root"
 	}
-	name := strings.Map(func(r rune) rune {
+	// Bytes that are not UTF-8 become _xHH: as U+FFFD, which is what
+	// ranging over them gives, two directories whose names differ only
+	// there were one source.
+	var b strings.Builder
+	for i := 0; i < len(p); {
+		r, n := utf8.DecodeRuneInString(p[i:])
 		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "_x%02x", p[i])
 		case r == '/':
-			return '-'
+			b.WriteByte('-')
 		case r == ':' || r < 0x20 || r == 0x7f:
-			return '_'
+			b.WriteByte('_')
+		default:
+			b.WriteString(p[i : i+n])
 		}
-		return r
-	}, p)
+		i += n
+	}
+	name := b.String()
 	if name == "latest" || strings.HasPrefix(name, "@GMT-") {
 		name = "_" + name
 	}

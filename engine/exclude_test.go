@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestExcludePatterns(t *testing.T) {
@@ -223,9 +224,12 @@ func TestSourceNames(t *testing.T) {
 		{"/latest", "_latest"},
 		{"/@GMT-2026.01.01-00.00.00", "_@GMT-2026.01.01-00.00.00"},
 		{"/srv/latest", "srv-latest"},
+		{"/data/caf\xe9", "data-caf_xe9"}, // Latin-1, not UTF-8
+		{"/data/caf\xe8", "data-caf_xe8"},
+		{"/data/\xef\xbf\xbd", "data-\ufffd"}, // U+FFFD itself stays
 	} {
-		if got := SourceName(tc.path); got != tc.want {
-			t.Errorf("SourceName(%q) = %q, want %q", tc.path, got, tc.want)
+		if got := SourceName(tc.path); got != tc.want || ValidSourceName(got) != nil || !utf8.ValidString(got) {
+			t.Errorf("SourceName(%q) = %q, want %q, a valid name", tc.path, got, tc.want)
 		}
 	}
 	long1, long2 := "/"+strings.Repeat("é", 150)+"/a", "/"+strings.Repeat("é", 150)+"/b"
