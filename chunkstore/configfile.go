@@ -94,6 +94,12 @@ func configPath(be backend.Backend, name string) string {
 	return strings.TrimSuffix(be.Location(), "/") + "/" + name
 }
 
+// resealed reports whether a and b are one store's config sealed apart
+// (a passphrase change).
+func resealed(a, b *Config) bool {
+	return a.ID == b.ID && a.Encryption != nil && b.Encryption != nil && !bytes.Equal(a.Encryption.Salt, b.Encryption.Salt)
+}
+
 // openConfig reads config and its copy and unlocks the store's key with
 // the first that is whole and opens. It writes nothing.
 func openConfig(be backend.Backend, password string) (*openedConfig, error) {
@@ -146,7 +152,17 @@ func openConfig(be backend.Backend, password string) (*openedConfig, error) {
 			continue
 		}
 		oc := &openedConfig{cfg: c.cfg, keys: k, pol: pol}
+		// Both whole, of one store, sealed with different salts: a
+		// passphrase change (ChangePassword writes the copy first)
+		// stopped between the two files.
+		interrupted := prim.err == nil && cp.err == nil && resealed(prim.cfg, cp.cfg)
 		switch {
+		case interrupted:
+			other := prim.path
+			if i == 0 {
+				other = cp.path
+			}
+			oc.problem = fmt.Sprintf("a passphrase change stopped half way: %s is sealed with another passphrase than the one given, and either opens the store until a writer keeps the one it was given; run 'recall key passwd' to finish the change", other)
 		case i == 1 && primMissing:
 			oc.problem = fmt.Sprintf("store config %s is missing; read from its copy %s", prim.path, cp.path)
 		case i == 1 && prim.err != nil:

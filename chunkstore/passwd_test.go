@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/zeebo/blake3"
@@ -158,5 +159,40 @@ func TestChangePasswordSurvivesEarlierWriter(t *testing.T) {
 	defer s2.Close()
 	if got, err := s2.LoadBlob(id, nil); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("blob the earlier opener saved: %v", err)
+	}
+}
+
+// A passphrase change stopped between the copy and the config (kill -9)
+// is named as that, with what finishes it, under either passphrase: not
+// as a damaged config.
+func TestChangePasswordInterrupted(t *testing.T) {
+	dir, s := newStore(t, true)
+	oldConfig, err := os.ReadFile(filepath.Join(dir, "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := s.LockExclusive(context.Background(), "test", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ex.ChangePassword("pw", "new pw"); err != nil {
+		t.Fatal(err)
+	}
+	ex.Unlock()
+	s.Close()
+	// As if stopped after the copy: config still sealed with "pw".
+	if err := os.WriteFile(filepath.Join(dir, "config"), oldConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []string{"pw", "new pw"} {
+		s, err := Open(dir, OpenOptions{Password: pw})
+		if err != nil {
+			t.Fatalf("%q: %v", pw, err)
+		}
+		p := s.ConfigProblem()
+		s.Close()
+		if !strings.Contains(p, "passphrase change stopped half way") || !strings.Contains(p, "recall key passwd") || strings.Contains(p, "damaged") {
+			t.Errorf("%q: problem %q, want the interrupted change named", pw, p)
+		}
 	}
 }
