@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // A catalog that cannot be opened at all (a directory, or a symlink to
@@ -17,13 +19,30 @@ import (
 // under a registered source's name is TestSourceCommands'.)
 func TestBackupWithUnusableCatalog(t *testing.T) {
 	for _, c := range []struct {
-		name  string
-		block func(t *testing.T, catalog string)
+		name   string
+		block  func(t *testing.T, catalog string)
+		advice string
 	}{
-		{"directory", func(t *testing.T, catalog string) { must(t, os.Mkdir(catalog, 0o700)) }},
+		{"directory", func(t *testing.T, catalog string) { must(t, os.Mkdir(catalog, 0o700)) }, "move it aside"},
 		{"dangling symlink", func(t *testing.T, catalog string) {
 			must(t, os.Symlink(filepath.Join(t.TempDir(), "gone", "catalog.db"), catalog))
-		}},
+		}, "move it aside"},
+		// Not damage: nothing to move aside, which would lose its history.
+		{"file that cannot be written", func(t *testing.T, catalog string) {
+			must(t, os.WriteFile(catalog, nil, 0o600))
+			f, err := os.Open(catalog)
+			must(t, err)
+			defer f.Close()
+			if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, 0x10); err != nil { // chattr +i
+				skip(t, "chattr +i: %v", err)
+			}
+			t.Cleanup(func() {
+				if f, err := os.Open(catalog); err == nil {
+					unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, 0)
+					f.Close()
+				}
+			})
+		}, "cannot be written"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -40,8 +59,11 @@ func TestBackupWithUnusableCatalog(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("backup with the catalog a %s: exit %d\n%s%s", c.name, r.code, r.stdout, r.stderr)
 			}
-			if !strings.Contains(r.stderr, "warning: catalog "+catalog) || !strings.Contains(r.stderr, "move it aside") {
-				t.Errorf("backup: the warning should name %s and say to move it aside:\n%s", catalog, r.stderr)
+			if !strings.Contains(r.stderr, "warning: catalog "+catalog) || !strings.Contains(r.stderr, c.advice) {
+				t.Errorf("backup: the warning should name %s and say %q:\n%s", catalog, c.advice, r.stderr)
+			}
+			if c.advice != "move it aside" && strings.Contains(r.stderr, "move it aside") {
+				t.Errorf("backup: a catalog that cannot be written is no damage to move aside:\n%s", r.stderr)
 			}
 			var pts []struct{ Source string }
 			must(t, json.Unmarshal([]byte(e.ok("points", "--json")), &pts))

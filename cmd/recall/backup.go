@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -138,6 +140,11 @@ func checkPathSource(c *cli.Context, source string) error {
 		return err
 	case errors.Is(err, engine.ErrCatalogBusy):
 		warnf("catalog %s: source name %s not checked against the registered sources: %v", engine.CatalogPath(c.String("home")), source, err)
+	case errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS):
+		// Not damage: a file or home this user may not write, or a
+		// read-only mount. Moving it aside would lose what it holds.
+		warnf("catalog %s cannot be written (%v): source name %s not checked against the registered sources; run as a user who may write it, or on a writable home",
+			engine.CatalogPath(c.String("home")), err, source)
 	default:
 		warnf("catalog %s cannot be used (%v): source name %s not checked against the registered sources; if it stays so, move it aside: a fresh catalog is then started in its place, without the history, groups and sources it held",
 			engine.CatalogPath(c.String("home")), err, source)
@@ -194,7 +201,7 @@ func printPoint(c *cli.Context, rep *reporter, p *engine.Point) {
 	} else if rep.text() {
 		s := p.Stats
 		fmt.Fprintf(c.App.Writer, "point %s of source %s at %s\n", p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339))
-		fmt.Fprintf(c.App.Writer, "  %d files (%d unchanged), %d dirs, %d other; %s read, %s new, %s stored, in %s\n",
+		fmt.Fprintf(c.App.Writer, "  %d files (%d unchanged), %d dirs, %d other; %s in files, %s new, %s stored, in %s\n",
 			s.Files, s.Unchanged, s.Dirs, s.Others, human(s.Bytes), human(s.NewBytes), human(s.StoredBytes),
 			time.Duration(s.DurationNano).Round(time.Millisecond))
 		for _, m := range p.MountPoints {
