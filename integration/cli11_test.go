@@ -165,6 +165,17 @@ func TestPasswordSources(t *testing.T) {
 			}
 		}
 	}
+	// init --encrypt without a passphrase: on the home's store it is
+	// refused as existing, not for the passphrase; on a new home it
+	// asks for the new store's passphrase, not an encrypted store's.
+	e.vars = nil
+	if r := e.run("init", "--encrypt"); r.code != 1 || !strings.Contains(r.stderr, "store already exists") {
+		t.Errorf("init --encrypt on the store, no passphrase: exit %d, %s", r.code, r.stderr)
+	}
+	n := newEnv(t)
+	if r := n.run("init", "--encrypt"); r.code != 5 || !strings.Contains(r.stderr, "init --encrypt needs the new store's passphrase") {
+		t.Errorf("init --encrypt, no passphrase: exit %d, %s", r.code, r.stderr)
+	}
 	// A plaintext store runs no password command.
 	p := newEnv(t)
 	p.ok("init")

@@ -29,6 +29,14 @@ func init() {
 				return err
 			}
 			o := chunkstore.InitOptions{Encrypt: c.Bool("encrypt"), Compression: comp}
+			if given := c.String("store"); o.Encrypt && given == "" && os.Getenv("RECALL_STORE") == "" {
+				// A home that has its store is refused before a
+				// passphrase is asked for: "no passphrase" would hide
+				// that there is nothing to make.
+				if dir := engine.StoreDir(c.String("home")); chunkstore.CheckLocal(dir) == nil {
+					return fmt.Errorf("init %s: %w", dir, chunkstore.ErrExists)
+				}
+			}
 			if o.Encrypt {
 				pw, err := password(c)
 				if err != nil {
@@ -36,7 +44,7 @@ func init() {
 				}
 				o.Password, err = newPassword(c, pw, "passphrase for the new store "+storeDir(c))
 				if errors.Is(err, errNoTerminal) {
-					return chunkstore.ErrNoPassword
+					return errInitNoPassword{}
 				}
 				if err != nil {
 					return err
@@ -58,6 +66,18 @@ func init() {
 		},
 	})
 }
+
+// errInitNoPassword is init --encrypt without a passphrase: the exit
+// code of ErrNoPassword, in words that fit a store not made yet.
+type errInitNoPassword struct{}
+
+func (errInitNoPassword) Error() string {
+	return "init --encrypt needs the new store's passphrase: set RECALL_PASSWORD, " +
+		"use --password-file FILE (RECALL_PASSWORD_FILE) or --password-command CMD (RECALL_PASSWORD_COMMAND), " +
+		"or run the command on a terminal to be asked"
+}
+
+func (errInitNoPassword) Is(target error) bool { return target == chunkstore.ErrNoPassword }
 
 // initStore makes the store: in the home's store/, or at --store (or
 // RECALL_STORE), which the home then records, so that later commands
