@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -206,8 +207,8 @@ func BenchmarkMountRandom4K(b *testing.B) {
 }
 
 // BenchmarkMountList100k: list a 100,000-entry directory through a fresh
-// mount: names (ls) and names plus attributes (ls -l). RECALL_BENCH_ENTRIES
-// changes the count.
+// mount: names (ls), names plus attributes (what ls -l stats), and ls -l
+// run as a command. RECALL_BENCH_ENTRIES changes the count.
 func BenchmarkMountList100k(b *testing.B) {
 	entries := benchEntries()
 	store := fixture(b, "list100k", func(b *testing.B, store, scratch string) {
@@ -246,6 +247,40 @@ func BenchmarkMountList100k(b *testing.B) {
 						}
 					}
 				}
+				b.StopTimer()
+				done()
+				b.StartTimer()
+			}
+		})
+	}
+	// ls -l itself: besides names and attributes it asks for the SELinux
+	// label and the access ACL of every entry (see doc.go, Metadata, for
+	// which of those reach the server). ls-l lists a fresh mount,
+	// ls-l-again a mount that ls -l listed once already.
+	for _, again := range []bool{false, true} {
+		name := "ls-l"
+		if again {
+			name = "ls-l-again"
+		}
+		b.Run(name, func(b *testing.B) {
+			ls, err := exec.LookPath("ls")
+			if err != nil {
+				skip(b, "ls -l benchmark: %v", err)
+			}
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				srv, done := benchMount(b, store, Options{})
+				dir := filepath.Join(srv.Dir(), "many", LatestName, "dir")
+				list := func() {
+					if err := exec.Command(ls, "-l", dir).Run(); err != nil {
+						b.Fatalf("ls -l %s: %v", dir, err)
+					}
+				}
+				if again {
+					list()
+				}
+				b.StartTimer()
+				list()
 				b.StopTimer()
 				done()
 				b.StartTimer()

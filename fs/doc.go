@@ -82,6 +82,21 @@
 // does not record it and counting would load every point's root tree for a
 // plain `ls -l` of a source.
 //
+// One answer differs from the backed-up file system's: a missing SELinux
+// label (security.selinux) is "not supported" (EOPNOTSUPP), not "no such
+// attribute", when neither the point's root nor any entry of the
+// directory has one. ls -l asks for the label and the access ACL of every
+// entry, and on a host without SELinux each question is a request to the
+// server (the kernel caches ACLs, not other attributes); on this answer
+// ls stops asking for labels on the mount for the rest of its run, so
+// ls -l of a directory makes one request per entry instead of two, and a
+// second ls -l, whose ACLs the kernel holds, none. A point with a labeled
+// root (any backup of a labeled file system) answers every entry
+// exactly. The limit: a point with an unlabeled root and labels in some
+// directories only; `ls -Z` of such a directory given by name asks for
+// the directory's own label first and then shows none inside it
+// (getxattr and listxattr still return them).
+//
 // # Reads
 //
 // Opening a file is O(1) (its node carries the chunk list); a read finds
@@ -109,6 +124,10 @@
 // Their chunks then leave the chunk cache, since the kernel holds the
 // bytes: a walk through 300 MiB of small files peaks at ~100 MiB of
 // server memory instead of filling the cache.
+//
+// SEEK_DATA and SEEK_HOLE report the holes the point recorded: those of
+// sparse files, and chunks that were all zeroes (not stored), so
+// cp --sparse, tar -S and qemu-img skip them instead of reading zeroes.
 //
 // A chunk that is missing or fails verification fails that read with an
 // error (EIO through FUSE) and a log line naming the source, the point and

@@ -211,3 +211,53 @@ func (h *Handle) prefetch(from int) {
 		}(x)
 	}
 }
+
+// NextData returns the first offset at or after off that holds data, as
+// lseek(2) SEEK_DATA does: syscall.ENXIO when off is at or past the end
+// of the file or only holes follow it. Holes are the regions the point
+// recorded as such: holes of the sparse file, and chunks of zeroes that
+// the backup did not store.
+func (e *Entry) NextData(off uint64) (uint64, error) {
+	n, err := e.content(off)
+	if err != nil {
+		return 0, err
+	}
+	for i := n.ExtentAt(off); i < len(n.Extents) && n.ExtentStart(i) < n.Size; i++ {
+		if !n.Extents[i].Hole {
+			return max(off, n.ExtentStart(i)), nil
+		}
+	}
+	return 0, syscall.ENXIO
+}
+
+// NextHole returns the first offset at or after off that lies in a hole,
+// as lseek(2) SEEK_HOLE does: the end of the file counts as one, and off
+// at or past it is syscall.ENXIO. A size beyond the last extent is a hole
+// (a sparse tail).
+func (e *Entry) NextHole(off uint64) (uint64, error) {
+	n, err := e.content(off)
+	if err != nil {
+		return 0, err
+	}
+	for i := n.ExtentAt(off); i < len(n.Extents); i++ {
+		if n.Extents[i].Hole {
+			return min(max(off, n.ExtentStart(i)), n.Size), nil
+		}
+	}
+	var tail uint64 // where the extents end
+	if k := len(n.Extents); k > 0 {
+		tail = n.Extents[k-1].End
+	}
+	return max(off, min(tail, n.Size)), nil
+}
+
+// content returns the node of a file or device image to seek in from off.
+func (e *Entry) content(off uint64) (*engine.Node, error) {
+	if e.n == nil || !e.n.Type.HasContent() {
+		return nil, syscall.EINVAL
+	}
+	if off >= e.n.Size {
+		return nil, syscall.ENXIO
+	}
+	return e.n, nil
+}

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"os"
 	"runtime"
 	"sync"
@@ -403,6 +404,7 @@ var (
 	_ = (gofs.NodeListxattrer)((*entryNode)(nil))
 	_ = (gofs.NodeStatfser)((*entryNode)(nil))
 	_ = (gofs.NodeFlusher)((*entryNode)(nil))
+	_ = (gofs.NodeLseeker)((*entryNode)(nil))
 )
 
 func (n *entryNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -627,6 +629,26 @@ func (a *adapter) store(c *gofs.Inode, en *entryNode) bool {
 	return true
 }
 
+// Lseek answers SEEK_DATA and SEEK_HOLE (the kernel handles the other
+// whences itself) with the holes the point recorded, so cp --sparse,
+// tar -S and qemu-img skip them instead of reading zeroes.
+func (n *entryNode) Lseek(ctx context.Context, fh gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	var pos uint64
+	var err error
+	switch int(whence) {
+	case unix.SEEK_DATA:
+		pos, err = n.e.NextData(off)
+	case unix.SEEK_HOLE:
+		pos, err = n.e.NextHole(off)
+	default:
+		return 0, syscall.EINVAL
+	}
+	if err != nil {
+		return 0, errno(err)
+	}
+	return pos, 0
+}
+
 func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if n.e.n == nil || n.e.n.Type != engine.TypeSymlink {
 		return nil, syscall.EINVAL
@@ -635,19 +657,17 @@ func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	for _, x := range n.e.Xattrs() {
-		if x.Name != attr {
-			continue
-		}
-		if len(dest) == 0 {
-			return uint32(len(x.Value)), 0
-		}
-		if len(dest) < len(x.Value) {
-			return uint32(len(x.Value)), syscall.ERANGE
-		}
-		return uint32(copy(dest, x.Value)), 0
+	v, err := n.e.Xattr(attr)
+	if err != nil {
+		return 0, errno(err)
 	}
-	return 0, syscall.ENODATA
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
 }
 
 func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
@@ -754,8 +774,12 @@ func errno(err error) syscall.Errno {
 		return 0
 	case err == os.ErrNotExist:
 		return syscall.ENOENT
-	case err == syscall.ENOTDIR, err == syscall.EISDIR, err == syscall.EINVAL:
+	case err == syscall.ENOTDIR, err == syscall.EISDIR, err == syscall.EINVAL, err == syscall.ENXIO:
 		return err.(syscall.Errno)
+	case errors.Is(err, ErrNoXattr):
+		return syscall.ENODATA
+	case errors.Is(err, ErrNoLabels):
+		return syscall.EOPNOTSUPP
 	}
 	return syscall.EIO
 }

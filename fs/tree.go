@@ -62,7 +62,7 @@ type Tree struct {
 
 	chunks *cache[*chunk]
 	bufs   *bufpool.Pool
-	trees  *cache[*engine.Tree]
+	trees  *cache[*dirList]
 	// prefetchSem bounds prefetch loads in flight across all handles.
 	prefetchSem chan struct{}
 
@@ -147,18 +147,36 @@ func New(b Backend, o Options) (*Tree, error) {
 	})
 	t.chunks.hold = (*chunk).hold
 	t.chunks.drop = (*chunk).release
-	t.trees = newCache(o.TreeCacheBytes, 8<<20, func(id chunkstore.ID) (*engine.Tree, int64, error) {
+	t.trees = newCache(o.TreeCacheBytes, 8<<20, func(id chunkstore.ID) (*dirList, int64, error) {
 		tr, err := b.LoadTree(id)
 		if err != nil {
 			return nil, 0, err
 		}
-		return tr, treeWeight(tr), nil
+		return newDirList(tr), treeWeight(tr), nil
 	})
 	t.view.Store(&view{sources: map[string]*Source{}, byID: map[chunkstore.ID]*Point{}})
 	if _, err := t.Update(); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// dirList is a decoded directory as the tree caches it: its nodes, sorted
+// by name, and what holds for all of them.
+type dirList struct {
+	nodes []*engine.Node
+	// labeled: a node carries an SELinux label (see Entry.Xattr).
+	labeled bool
+}
+
+func newDirList(tr *engine.Tree) *dirList {
+	d := &dirList{nodes: tr.Nodes}
+	for _, n := range tr.Nodes {
+		for _, x := range n.Xattrs {
+			d.labeled = d.labeled || x.Name == selinuxXattr
+		}
+	}
+	return d
 }
 
 // treeWeight estimates the memory of a decoded tree.
@@ -506,7 +524,7 @@ type Entry struct {
 	// place there (nil when not made by Lookup), so a tree walk can be
 	// served ahead. The listing stays alive as long as an entry of it;
 	// the kernel holds entries of a listed directory anyway.
-	dir []*engine.Node
+	dir *dirList
 	idx int
 }
 
@@ -562,6 +580,15 @@ func (e *Entry) Child(n *engine.Node) *Entry {
 // shared: do not modify. A tree that cannot be read is an error (logged),
 // never an empty directory.
 func (e *Entry) Children() ([]*engine.Node, error) {
+	d, err := e.list()
+	if err != nil {
+		return nil, err
+	}
+	return d.nodes, nil
+}
+
+// list returns directory e as the tree caches it.
+func (e *Entry) list() (*dirList, error) {
 	if !e.IsDir() {
 		return nil, syscall.ENOTDIR
 	}
@@ -569,24 +596,25 @@ func (e *Entry) Children() ([]*engine.Node, error) {
 	if e.n != nil {
 		id = e.n.Subtree
 	}
-	tr, err := e.p.t.trees.get(id)
+	d, err := e.p.t.trees.get(id)
 	if err != nil {
 		e.p.t.opts.Log("error: %s: read directory: %v", e.where(), err)
 		return nil, fmt.Errorf("%s: %w", e.where(), err)
 	}
-	return tr.Nodes, nil
+	return d, nil
 }
 
 // Lookup returns the child named name; os.ErrNotExist if there is none.
 func (e *Entry) Lookup(name string) (*Entry, error) {
-	nodes, err := e.Children()
+	d, err := e.list()
 	if err != nil {
 		return nil, err
 	}
+	nodes := d.nodes
 	i := sort.Search(len(nodes), func(i int) bool { return nodes[i].Name >= name })
 	if i < len(nodes) && nodes[i].Name == name {
 		c := e.Child(nodes[i])
-		c.dir, c.idx = nodes, i
+		c.dir, c.idx = d, i
 		return c, nil
 	}
 	return nil, os.ErrNotExist
@@ -595,7 +623,12 @@ func (e *Entry) Lookup(name string) (*Entry, error) {
 // Siblings returns the listing of the directory the entry was looked up
 // in and the entry's index there; nil when it was not made by Lookup.
 // The slice is shared: do not modify.
-func (e *Entry) Siblings() ([]*engine.Node, int) { return e.dir, e.idx }
+func (e *Entry) Siblings() ([]*engine.Node, int) {
+	if e.dir == nil {
+		return nil, 0
+	}
+	return e.dir.nodes, e.idx
+}
 
 // Target returns a symlink's target.
 func (e *Entry) Target() string {
@@ -611,6 +644,53 @@ func (e *Entry) Xattrs() []engine.Xattr {
 		return e.p.Meta.Root.Xattrs
 	}
 	return e.n.Xattrs
+}
+
+// Errors of Entry.Xattr, checked with errors.Is.
+var (
+	// ErrNoXattr: the entry has no extended attribute of that name.
+	ErrNoXattr = errors.New("no such extended attribute")
+	// ErrNoLabels: the entry has no SELinux label, and neither has the
+	// root of its point nor any other entry of its directory.
+	ErrNoLabels = errors.New("no SELinux labels here")
+)
+
+// selinuxXattr is the extended attribute that holds an SELinux label.
+const selinuxXattr = "security.selinux"
+
+// Xattr returns the value of the extended attribute name as backed up
+// (shared: do not modify), or ErrNoXattr.
+//
+// A missing SELinux label is ErrNoLabels instead when neither the root of
+// the point nor any entry of the entry's directory has one: the adapter
+// answers it as a file system without labels does (EOPNOTSUPP). ls -l
+// asks for the label of every entry and stops asking on a file system
+// that answers so; where no security module answers for the label itself
+// (hosts without SELinux), each question would be a request to the
+// server, half the requests of ls -l. A backup of a labeled file system
+// has a labeled root, and then every entry answers exactly; so does every
+// entry of a directory that holds a label, and an entry not found by
+// Lookup.
+func (e *Entry) Xattr(name string) ([]byte, error) {
+	for _, x := range e.Xattrs() {
+		if x.Name == name {
+			return x.Value, nil
+		}
+	}
+	if name == selinuxXattr && e.dir != nil && !e.dir.labeled && !e.p.labeled() {
+		return nil, ErrNoLabels
+	}
+	return nil, ErrNoXattr
+}
+
+// labeled reports whether the point's root has an SELinux label.
+func (p *Point) labeled() bool {
+	for _, x := range p.Meta.Root.Xattrs {
+		if x.Name == selinuxXattr {
+			return true
+		}
+	}
+	return false
 }
 
 // Attr is the stat(2) view of an entry.
