@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -87,5 +88,68 @@ func TestServeKeepsMount(t *testing.T) {
 	}
 	if alive(again) {
 		t.Errorf("mount server %d still runs after recall serve stopped", again)
+	}
+}
+
+// TestServeMountAfterKeyPasswd: the passphrase changed with 'recall key
+// passwd' while recall serve runs, a mount server that dies cannot be
+// started again with the passphrase the server started with; the alert
+// says so and names the password file, not FUSE. Once the new passphrase
+// is written into that file, the server reads it again and the tree is
+// back, without a restart.
+func TestServeMountAfterKeyPasswd(t *testing.T) {
+	requireFUSE(t)
+	e := newEnv(t)
+	dir := t.TempDir()
+	pwFile, newFile := filepath.Join(dir, "passphrase"), filepath.Join(dir, "new")
+	must(t, os.WriteFile(pwFile, []byte("old passphrase\n"), 0o600))
+	must(t, os.WriteFile(newFile, []byte("new passphrase\n"), 0o600))
+	e.vars = append(e.vars, "RECALL_PASSWORD_FILE="+pwFile)
+	src := filepath.Join(dir, "data")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("still readable\n"), 0o644))
+	e.ok("init", "--encrypt")
+	e.ok("backup", "--source", "data", src)
+	mnt := filepath.Join(dir, "srv", "recall")
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	cfg := filepath.Join(dir, "recall.toml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\n\n[[mount]]\npath = %q\n",
+		e.home, filepath.Join(dir, "recall.sock"), mnt)), 0o644))
+	file := filepath.Join(mnt, "data", "latest", "f")
+
+	s := e.serve("--config", cfg)
+	pid := mountPid(t, s.await("recovery tree mounted", mnt))
+	e.ok("key", "passwd", "--new-password-file", newFile)
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	s.await("alert opened", mnt)
+	var al []struct {
+		Job, Source, Error, Action string
+	}
+	must(t, json.Unmarshal([]byte(e.ok("alerts", "--json")), &al))
+	if len(al) != 1 || al[0].Job != "mount" || al[0].Source != mnt {
+		t.Fatalf("alerts after the remount failed: %+v, want the mount's", al)
+	}
+	if !strings.Contains(al[0].Error, "wrong passphrase") || !strings.Contains(al[0].Error, pwFile) {
+		t.Errorf("alert error %q: want a wrong passphrase, naming %s", al[0].Error, pwFile)
+	}
+	if a := al[0].Action; !strings.Contains(a, "passphrase changed") || strings.Contains(a, "/dev/fuse") {
+		t.Errorf("alert action %q: want the passphrase, not FUSE", a)
+	}
+
+	must(t, os.WriteFile(pwFile, []byte("new passphrase\n"), 0o600))
+	again := mountPid(t, s.await("recovery tree mounted", mnt))
+	if again == pid {
+		t.Fatalf("remounted by the killed server's pid %d", pid)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "still readable\n" {
+		t.Fatalf("read %s after the remount: %q, %v", file, b, err)
+	}
+	// Cleared before the mount is logged.
+	if out := e.ok("alerts", "--json"); out != "[]\n" {
+		t.Errorf("alerts once mounted again: %s", out)
+	}
+	must(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	if code := s.wait(); code != 0 {
+		t.Fatalf("recall serve stopped by SIGTERM: exit %d; log:\n%s", code, s.log)
 	}
 }

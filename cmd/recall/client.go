@@ -31,6 +31,7 @@ var errNoServer = errors.New("no recall serve answers")
 type apiClient struct {
 	socket string
 	http   *http.Client
+	server server.ServerInfo // as it answered the first ping
 }
 
 // serverClient returns a client of the server that owns the home, or nil
@@ -62,11 +63,10 @@ func serverClient(c *cli.Context) (*apiClient, error) {
 			return d.DialContext(ctx, "unix", path)
 		},
 	}}}
-	var info server.ServerInfo
-	if err := a.call(c.Context, "GET", "/ping", nil, &info); err != nil {
+	if err := a.call(c.Context, "GET", "/ping", nil, &a.server); err != nil {
 		return nil, err
 	}
-	if c.IsSet("home") && !sameDir(c.String("home"), info.Home) {
+	if info := a.server; c.IsSet("home") && !sameDir(c.String("home"), info.Home) {
 		// The server on this socket owns another home.
 		if explicit {
 			return nil, fmt.Errorf("the recall serve on socket %s owns home %s, not %s: give its socket with --socket", path, info.Home, c.String("home"))
@@ -146,11 +146,12 @@ func decodeAnswer(resp *http.Response, out any) error {
 }
 
 // follow streams job id until it ends, calling fn with each state (and
-// at least every every while it runs); it returns the last.
+// at least every every while it runs); it returns the last. A stream
+// that breaks before the job ended returns the error of lost.
 func (a *apiClient) follow(ctx context.Context, id uint64, every time.Duration, fn func(server.JobView)) (server.JobView, error) {
 	resp, err := a.do(ctx, "GET", fmt.Sprintf("/jobs/%d?follow=1&interval=%s", id, every), nil)
 	if err != nil {
-		return server.JobView{}, err
+		return server.JobView{}, a.lost(ctx, id, server.JobView{}, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -168,12 +169,59 @@ func (a *apiClient) follow(ctx context.Context, id uint64, every time.Duration, 
 		fn(v)
 	}
 	if err := sc.Err(); err != nil {
-		return last, fmt.Errorf("following job %d: %w", id, err)
+		return last, a.lost(ctx, id, last, err)
 	}
 	if !last.Done() {
-		return last, fmt.Errorf("following job %d: the server ended the stream before the job ended (stopped?); see 'recall jobs'", id)
+		return last, a.lost(ctx, id, last, errors.New("the stream ended before the job did"))
 	}
 	return last, nil
+}
+
+// errServerGone: the server a command followed a job on stopped
+// answering before the job ended.
+var errServerGone = errors.New("recall serve went away")
+
+// lostPing bounds the ping that tells a server that went away from a
+// connection that broke.
+const lostPing = 5 * time.Second
+
+// lost is the error of following job id (last seen as last, if ever)
+// when the stream broke with cause: the server was stopped or killed (it
+// does not answer, or another server answers now), or only the
+// connection broke (the same server answers: the job may go on). A
+// stream the command itself cancelled keeps its cause.
+func (a *apiClient) lost(ctx context.Context, id uint64, last server.JobView, cause error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("following job %d: %w", id, cause)
+	}
+	what := fmt.Sprintf("job %d", id)
+	if last.Kind != "" {
+		what = fmt.Sprintf("job %d (%s", id, last.Kind)
+		if last.Group != "" {
+			what += " of group " + last.Group
+		}
+		what += ")"
+	}
+	pctx, cancel := context.WithTimeout(ctx, lostPing)
+	defer cancel()
+	var now server.ServerInfo
+	perr := a.call(pctx, "GET", "/ping", nil, &now)
+	if perr == nil && now.PID == a.server.PID && now.Started.Equal(a.server.Started) {
+		return fmt.Errorf("following %s: the connection to recall serve (pid %d) broke: %v; the job may still run: follow it again with 'recall jobs --follow %d'", what, now.PID, cause, id)
+	}
+	who := fmt.Sprintf("pid %d answers no more", a.server.PID)
+	if perr == nil {
+		who = fmt.Sprintf("pid %d; pid %d answers now", a.server.PID, now.PID)
+	}
+	redo := ""
+	switch last.Kind {
+	case "backup":
+		redo = ", and the server makes the backup again at its next start"
+	case "":
+		redo = "; a backup cut short is made again at the server's next start"
+	}
+	return fmt.Errorf("following %s: %w (%s) while the job ran: %v. It was stopped or killed and the job was cut short: 'recall jobs' shows it as interrupted%s. The server's log (journalctl -u recall under systemd) says why it ended, and 'recall status' whether it runs",
+		what, errServerGone, who, cause, redo)
 }
 
 // progressLine says in one line where a job is.

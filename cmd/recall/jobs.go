@@ -169,6 +169,12 @@ func jobOutcome(v server.JobView) error {
 		return nil
 	case "warnings":
 		return remoteError{fmt.Sprintf("job %d: %s", v.ID, v.Error), engine.ErrWarnings}
+	case "interrupted":
+		msg := fmt.Sprintf("job %d (%s) was interrupted: recall serve stopped before it ended (%s)", v.ID, v.Kind, v.Error)
+		if v.Kind == "backup" {
+			msg += "; the server makes the backup again at its next start"
+		}
+		return remoteError{msg, errServerGone}
 	}
 	if v.Kind == "backup" && len(v.Members) > 0 {
 		return remoteError{fmt.Sprintf("job %d: %s", v.ID, v.Error), engine.ErrMembersFailed}

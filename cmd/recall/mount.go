@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/fs"
 	"github.com/urfave/cli/v2"
@@ -165,7 +166,7 @@ func mountBackground(c *cli.Context, mnt string) error {
 	}
 	args = append(args, "--", mnt)
 
-	cmd, err := startMountServer(c.Context, args, logFile, &syscall.SysProcAttr{Setsid: true})
+	cmd, err := startMountServer(c.Context, args, logFile, &syscall.SysProcAttr{Setsid: true}, resolved)
 	if err != nil {
 		if errors.Is(err, errMountServerEnded) {
 			return fmt.Errorf("%w; see %s", err, logPath)
@@ -188,9 +189,10 @@ var errMountServerEnded = errors.New("mount server exited before the mount was r
 // startMountServer starts this program with args (a mount --foreground),
 // its output to out, and returns once it reports the mount ready: the
 // started command, which the caller waits for or releases. The
-// passphrase, if one was resolved, goes to it through a pipe. When ctx
-// ends first the server is told to stop.
-func startMountServer(ctx context.Context, args []string, out *os.File, attr *syscall.SysProcAttr) (*exec.Cmd, error) {
+// passphrase, if not "", goes to it through a pipe. An error the
+// server reports is a *mountServerError. When ctx ends first the server
+// is told to stop.
+func startMountServer(ctx context.Context, args []string, out *os.File, attr *syscall.SysProcAttr, passphrase string) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -206,7 +208,7 @@ func startMountServer(ctx context.Context, args []string, out *os.File, attr *sy
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.ExtraFiles = []*os.File{pw}
-	closePassword, err := handPassword(cmd)
+	closePassword, err := handPassword(cmd, passphrase)
 	if err != nil {
 		pw.Close()
 		return nil, err
@@ -235,11 +237,36 @@ func startMountServer(ctx context.Context, args []string, out *os.File, attr *sy
 	case line == "ready":
 		return cmd, nil
 	case strings.HasPrefix(line, "error: "):
-		cmd.Wait()
-		return nil, errors.New(strings.TrimPrefix(line, "error: "))
+		return nil, newMountServerError(strings.TrimPrefix(line, "error: "), cmd.Wait())
 	}
 	cmd.Wait()
 	return nil, errMountServerEnded
+}
+
+// mountServerError is an error a mount server reported on its pipe. Only
+// its message crosses the pipe; its exit code (see exitCode) says what
+// kind of error it was, so that errors.Is sees a passphrase that does
+// not open the store, and the command exits as the server did.
+type mountServerError struct {
+	msg  string
+	kind error // a sentinel, or nil
+}
+
+func (e *mountServerError) Error() string { return e.msg }
+func (e *mountServerError) Unwrap() error { return e.kind }
+
+// newMountServerError is the error msg of a mount server that ended with
+// wait (what cmd.Wait returned).
+func newMountServerError(msg string, wait error) error {
+	e := &mountServerError{msg: msg}
+	var ee *exec.ExitError
+	if errors.As(wait, &ee) && ee.ExitCode() == exitAuth {
+		e.kind = chunkstore.ErrWrongPassword
+		if strings.Contains(msg, chunkstore.ErrNoPassword.Error()) {
+			e.kind = chunkstore.ErrNoPassword
+		}
+	}
+	return e
 }
 
 // mountJSON is what mount --json prints; scripts rely on these fields.

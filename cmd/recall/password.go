@@ -212,11 +212,11 @@ func newPassword(c *cli.Context, given, prompt string) (string, error) {
 	return pw, nil
 }
 
-// handPassword gives the mount server cmd will start the passphrase that
-// opened the store here, on a pipe (see passwordFDEnv). Call it after
-// cmd.ExtraFiles is set; the returned function closes our end.
-func handPassword(cmd *exec.Cmd) (func(), error) {
-	if resolved == "" {
+// handPassword gives the mount server cmd will start the passphrase pw
+// ("" for none: a plaintext store) on a pipe (see passwordFDEnv). Call it
+// after cmd.ExtraFiles is set; the returned function closes our end.
+func handPassword(cmd *exec.Cmd, pw string) (func(), error) {
+	if pw == "" {
 		return func() {}, nil
 	}
 	r, w, err := os.Pipe()
@@ -224,7 +224,7 @@ func handPassword(cmd *exec.Cmd) (func(), error) {
 		return nil, err
 	}
 	// A passphrase is far smaller than a pipe's buffer: this never blocks.
-	_, err = io.WriteString(w, resolved)
+	_, err = io.WriteString(w, pw)
 	w.Close()
 	if err != nil {
 		r.Close()
@@ -233,4 +233,20 @@ func handPassword(cmd *exec.Cmd) (func(), error) {
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", passwordFDEnv, 2+len(cmd.ExtraFiles)))
 	return func() { r.Close() }, nil
+}
+
+// passwordSource names, for messages, where password finds the
+// passphrase, and whether reading it again may give another one: a file
+// or a command may; the environment of a running process, or an answer
+// typed at its start, may not.
+func passwordSource(c *cli.Context) (string, bool) {
+	switch command, file := c.String("password-command"), c.String("password-file"); {
+	case command != "":
+		return fmt.Sprintf("the password command %q", command), true
+	case file != "":
+		return "the password file " + file, true
+	case os.Getenv("RECALL_PASSWORD") != "":
+		return "RECALL_PASSWORD", false
+	}
+	return "the passphrase typed at the start", false
 }

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/engine/server"
 	"github.com/urfave/cli/v2"
@@ -92,13 +96,14 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	mountPassword := &mountPassphrase{c: c, pw: resolved}
 	stopMounts := srv.SuperviseMounts(cfg.Mount, server.MountsOptions{Start: func(ctx context.Context, m server.MountConfig) (*exec.Cmd, error) {
 		args := []string{"--home", absHome, "mount", "--foreground"}
 		if m.AllowOther {
 			args = append(args, "--allow-other")
 		}
 		args = append(args, "--", m.Path)
-		return startMountServer(ctx, args, os.Stderr, &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM})
+		return mountPassword.start(ctx, args, &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM})
 	}})
 	defer stopMounts()
 	if _, err := server.SdNotify("READY=1"); err != nil {
@@ -131,3 +136,50 @@ func serve(c *cli.Context) error {
 // notifyStopGrace is how long a stopping server lets notifications
 // still being delivered finish.
 const notifyStopGrace = 10 * time.Second
+
+// mountPassphrase is the passphrase the server hands its mount servers:
+// the one it opened the store with, until that stops opening the store
+// (changed with 'recall key passwd' while the server runs: the server's
+// own jobs go on with the key they hold). Then its source is read again,
+// so that writing the new passphrase there, as after any change, brings
+// the tree back at the next attempt, without a restart.
+type mountPassphrase struct {
+	c  *cli.Context
+	mu sync.Mutex
+	pw string // "" for a plaintext store
+}
+
+// start starts a mount server with args (see startMountServer), its
+// output on our stderr. A store the passphrase no longer opens fails
+// wrapping chunkstore.ErrWrongPassword and naming where the server
+// reads the passphrase.
+func (p *mountPassphrase) start(ctx context.Context, args []string, attr *syscall.SysProcAttr) (*exec.Cmd, error) {
+	p.mu.Lock()
+	pw := p.pw
+	p.mu.Unlock()
+	cmd, err := startMountServer(ctx, args, os.Stderr, attr, pw)
+	if pw == "" || !errors.Is(err, chunkstore.ErrWrongPassword) {
+		return cmd, err
+	}
+	src, again := passwordSource(p.c)
+	if !again {
+		return nil, fmt.Errorf("%w: %s, which the server was started with, no longer opens the store (changed with 'recall key passwd'?): restart the server with the store's passphrase", err, src)
+	}
+	fresh, rerr := password(p.c)
+	if rerr != nil {
+		return nil, fmt.Errorf("%w: the server's passphrase no longer opens the store, and reading %s again failed: %v", err, src, rerr)
+	}
+	if fresh != pw {
+		cmd, err = startMountServer(ctx, args, os.Stderr, attr, fresh)
+		if err == nil {
+			p.mu.Lock()
+			p.pw = fresh
+			p.mu.Unlock()
+			return cmd, nil
+		}
+		if !errors.Is(err, chunkstore.ErrWrongPassword) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("%w: the passphrase from %s does not open the store (changed with 'recall key passwd'?): put the store's passphrase there; the server reads it again at each attempt", err, src)
+}

@@ -208,6 +208,10 @@ func suggest(f *Alert, err error) string {
 		return "group " + f.Group + "'s tape goal was not written (the error says why: most often no cartridge of its pool, nor a blank one, is in the library, or one is write-protected): 'recall tape inventory' shows the slots; insert a cartridge, and the server tries again within the hour"
 	case f.Job == "image":
 		return "Windows Server Backup has written no new image to source " + f.Source + "'s share for longer than group " + f.Group + "'s schedule allows (the error says since when): check the scheduled backup on the Windows side (wbadmin get versions, the task's history), the share's free space and the WSB user's password; the alert clears once a new image is ingested"
+	case f.Job == "mount" && errors.Is(err, chunkstore.ErrWrongPassword):
+		// The server's own jobs go on with the key they hold; only a new
+		// mount server needs the passphrase.
+		return "the recovery tree at " + f.Source + " is not mounted because the store's passphrase changed ('recall key passwd') and the one the server has no longer opens it: put the new passphrase where the error says the server reads it (a password file, what the password command prints), and the server uses it at its next attempt; a passphrase in RECALL_PASSWORD or typed at the start needs a restart of the server. Backups go on meanwhile; the alert clears once the tree is mounted"
 	case f.Job == "mount":
 		return "the recovery tree at " + f.Source + " is not mounted: see the server's log for the mount server's error (is /dev/fuse there? is something else mounted there?); the server keeps trying, and the alert clears once it is mounted"
 	case errors.Is(err, chunkstore.ErrLocked):

@@ -315,11 +315,14 @@ func (s *Server) Backup(group string) (uint64, error) {
 	if len(g.Members) == 0 {
 		return 0, fmt.Errorf("group %s has no members: add one with 'recall group add %s --member PATH'", g.Name, g.Name)
 	}
-	queued := s.enqueue(&task{kind: "backup", group: g})
+	// Remembered in the state until made: a stop or a crash before it
+	// ends leaves it to the next start, as a scheduled run.
+	queued := s.enqueue(&task{kind: "backup", group: g, request: s.o.Clock.Now()})
 	id := s.activeBackup(g.Name)
 	if !queued {
 		return id, fmt.Errorf("group %s: %w as job %d (follow it with 'recall jobs --follow %d')", g.Name, ErrJobBusy, id, id)
 	}
+	s.saveState()
 	select {
 	case s.wake <- struct{}{}:
 	default:

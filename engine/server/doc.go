@@ -22,7 +22,11 @@
 // runs once, as one backup standing for the latest of them. A backup cut
 // short (a crash, a stop) does not advance covered, so its run is made at
 // the next start; the catalog's record of the cut-short job is set to
-// "interrupted" at that start (or at the stop).
+// "interrupted" at that start (or at the stop). A backup of a group asked
+// for through the API (Server.Backup) is remembered the same way
+// ("requested") until a backup of the whole group ends, so one that a
+// crash or a stop cut short, or that was still queued, is made at the
+// next start too.
 //
 // # Windows images
 //
@@ -81,6 +85,8 @@
 //	      "covered": "<RFC 3339>"   latest run time whose backup finished
 //	      "tape": "<RFC 3339>"      latest tape-goal run time written (absent: none yet)
 //	      "tape_retry": "<RFC 3339>" when a failed tape write is tried again (absent: none)
+//	      "requested": "<RFC 3339>"  when a backup asked for through the API, not made
+//	                                 yet, was asked for (absent: none)
 //	    }
 //	  },
 //	  "gc": "<RFC 3339>"            when garbage collection last finished (absent: never)

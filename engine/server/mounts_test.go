@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -142,5 +144,38 @@ func TestMountsRemountAndAlert(t *testing.T) {
 		if m.Path != path || !m.AllowOther {
 			t.Errorf("started with %+v, want the [[mount]] as configured", m)
 		}
+	}
+}
+
+// TestMountAlertWrongPassphrase: a mount server that cannot open the
+// store because its passphrase changed opens an alert that says so,
+// not one about FUSE; the alert clears once a later start mounts.
+func TestMountAlertWrongPassphrase(t *testing.T) {
+	srv, alerts := newMountServer(t)
+	wrong := fmt.Errorf("open store /h/store: %w: the passphrase from the password file /etc/recall/passphrase does not open the store", chunkstore.ErrWrongPassword)
+	f := &fakeMounts{errs: []error{wrong}, starts: make(chan *exec.Cmd, 10)}
+	path := filepath.Join(t.TempDir(), "m")
+	stop := srv.SuperviseMounts([]MountConfig{{Path: path}}, MountsOptions{
+		Start: f.start, Check: 10 * time.Millisecond, Backoff: []time.Duration{time.Millisecond}, StopGrace: 10 * time.Second,
+	})
+	defer stop()
+
+	awaitStart(t, f)
+	ev := awaitAlert(t, alerts)
+	if ev.Kind != "opened" || ev.Alert.Job != "mount" || !strings.Contains(ev.Alert.Error, "/etc/recall/passphrase") {
+		t.Fatalf("alert after the mount failed with a wrong passphrase: %+v", ev)
+	}
+	if a := ev.Alert.Action; !strings.Contains(a, "passphrase changed") || !strings.Contains(a, "next attempt") || strings.Contains(a, "/dev/fuse") {
+		t.Errorf("action %q: want it to say the passphrase changed and where to put the new one, not to look at FUSE", a)
+	}
+	// Any other cause keeps the advice about FUSE.
+	if a := suggest(&Alert{Job: "mount", Source: path}, errors.New("fuse: device not found")); !strings.Contains(a, "/dev/fuse") {
+		t.Errorf("action for a FUSE error: %q", a)
+	}
+	if c := awaitStart(t, f); c == nil {
+		t.Fatal("the second start failed")
+	}
+	if ev := awaitAlert(t, alerts); ev.Kind != "cleared" {
+		t.Fatalf("alert once mounted: %+v, want cleared", ev)
 	}
 }

@@ -113,7 +113,10 @@ type task struct {
 	// retry): the latest one due when it was queued.
 	covers time.Time
 	point  bool // a recovery point time is among those it covers
-	retry  int
+	// request is when a backup of the whole group was asked for through
+	// the API (zero: a run of the schedule, a retry, an ingestion).
+	request time.Time
+	retry   int
 	// settle overrides the settle time of the registered sources among
 	// a backup's members (0: their own).
 	settle time.Duration
@@ -384,6 +387,15 @@ func (s *Server) tick(ctx context.Context) time.Time {
 		} else {
 			wakeAt(due)
 		}
+		s.mu.Lock()
+		requested := gs.Requested
+		s.mu.Unlock()
+		if !requested.IsZero() && s.enqueue(&task{kind: "backup", group: g, request: requested}) {
+			// While the backup asked for is queued or running, enqueue
+			// refuses it; taken, it was cut short by a stop or a crash
+			// (or still queued then), as a scheduled run can be.
+			s.o.Log.Warn("backup asked for before the server stopped was not made: making it now", "group", g.Name, "asked", requested)
+		}
 		if r := s.retryOf(g.Name); r != nil {
 			if !r.at.After(now) {
 				rg := g
@@ -467,6 +479,16 @@ func (s *Server) enqueue(t *task) bool {
 		if q.kind == t.kind && q.group.Name == t.group.Name {
 			return false
 		}
+	}
+	if !t.request.IsZero() {
+		// Remembered under the same lock as the queue: the task cannot
+		// end before the request is recorded.
+		gs := s.state.Groups[t.group.Name]
+		if gs == nil {
+			gs = &groupState{}
+			s.state.Groups[t.group.Name] = gs
+		}
+		gs.Requested = t.request
 	}
 	s.queue = append(s.queue, t)
 	s.o.observe(Event{Kind: "queued", Job: t.kind, Group: t.group.Name, Retry: t.retry})
@@ -588,10 +610,16 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 		s.retries[g.Name] = &retry{at: at, members: again, n: t.retry + 1}
 		s.mu.Unlock()
 	}
-	if !t.covers.IsZero() {
+	if !t.covers.IsZero() || !t.request.IsZero() {
+		// A backup of the whole group, run or asked for, ended: whatever
+		// its outcome, it made the run it stands for and any backup
+		// asked for before it started.
 		s.mu.Lock()
-		if gs := s.state.Groups[g.Name]; gs != nil && t.covers.After(gs.Covered) {
-			gs.Covered = t.covers
+		if gs := s.state.Groups[g.Name]; gs != nil {
+			if t.covers.After(gs.Covered) {
+				gs.Covered = t.covers
+			}
+			gs.Requested = time.Time{}
 		}
 		s.mu.Unlock()
 		s.saveState()

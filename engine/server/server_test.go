@@ -307,13 +307,21 @@ var (
 	restartAt = crashAt.Add(2*time.Hour + 10*time.Minute)
 )
 
+// apiAt is when the child of TestServerKilledDuringAPIBackup is asked,
+// through the API, for a backup of group b outside its schedule.
+var apiAt = week0.Add(10*time.Hour + 5*time.Minute)
+
 // crashChild runs the server of a simulated week on home and dies as
 // kill -9 would in the middle of what: "backup", group a's backup of
 // crashAt once it has its write session; "gc", the first garbage
 // collection from crashAt on, once it has marked the live blobs and
-// before it deletes anything.
+// before it deletes anything; "api", a backup of group b asked for at
+// apiAt, once it has its write session.
 func crashChild(what, home string) {
 	clock := NewFakeClock(week0)
+	if what == "api" {
+		clock = NewFakeClock(apiAt)
+	}
 	kill := func() {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
@@ -331,7 +339,17 @@ func crashChild(what, home string) {
 		if what == "backup" && e.Kind == "member" && e.Group == "a" && clock.Now().Equal(crashAt) {
 			kill()
 		}
+		if what == "api" && e.Kind == "member" && e.Group == "b" {
+			kill()
+		}
 	}, log)
+	if what == "api" {
+		r.srv.WaitIdle()
+		if _, err := r.srv.Backup("b"); err != nil {
+			childTB{}.Fatal("backup of group b through the API:", err)
+		}
+		select {}
+	}
 	r.until(week0.Add(7 * 24 * time.Hour))
 }
 
@@ -453,5 +471,37 @@ func testServerKilledDuring(t *testing.T, kind string) {
 		killed = 1
 	}
 	checkWeek(t, f, runsA, end, killed)
+	verifyClean(t, f.home)
+}
+
+// TestServerKilledDuringAPIBackup: a backup asked for through the API
+// (recall backup --group), cut short by a kill -9 of the server, is made
+// at the next start, as a scheduled run cut short is; it covers no run
+// time of the schedule.
+func TestServerKilledDuringAPIBackup(t *testing.T) {
+	f := newFixture(t)
+	// Nothing of the schedule is due at apiAt: a ran at 10:00, b at 21:00
+	// the day before.
+	coveredA, coveredB := apiAt.Add(-5*time.Minute), week0.Add(-3*time.Hour)
+	st := &state{Version: stateVersion, Groups: map[string]*groupState{"a": {Covered: coveredA}, "b": {Covered: coveredB}}, GC: apiAt}
+	must(t, st.save(f.home))
+	killChild(t, "api", f.home)
+	jobs := jobsOf(t, f.home)
+	if len(jobs) != 1 || count(jobs, "backup", "b", "interrupted") != 1 {
+		t.Fatalf("jobs after the kill: %+v, want group b's backup interrupted", jobs)
+	}
+
+	r := start(t, f.home, NewFakeClock(apiAt.Add(time.Minute)), nil)
+	r.srv.WaitIdle()
+	r.stop()
+	jobs = jobsOf(t, f.home)
+	if count(jobs, "backup", "b", "ok") != 1 || count(jobs, "backup", "a", "ok") != 0 || len(jobs) != 2 {
+		t.Fatalf("jobs after the restart: %+v, want the backup of b asked for made once, and nothing else", jobs)
+	}
+	back, err := loadState(f.home)
+	must(t, err)
+	if b := back.Groups["b"]; !b.Requested.IsZero() || !b.Covered.Equal(coveredB) || !back.Groups["a"].Covered.Equal(coveredA) {
+		t.Errorf("state after the restart: a %+v, b %+v; want the request made and the schedule's runs as they were", back.Groups["a"], b)
+	}
 	verifyClean(t, f.home)
 }

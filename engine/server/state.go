@@ -34,6 +34,11 @@ type groupState struct {
 	Tape time.Time `json:"tape,omitzero"`
 	// TapeRetry is when a failed tape write is tried again.
 	TapeRetry time.Time `json:"tape_retry,omitzero"`
+	// Requested is when a backup of the whole group was asked for
+	// through the API (Server.Backup) and not made yet: a server that
+	// stops or dies before it finishes makes it at its next start, as it
+	// makes a scheduled run it missed. Zero: none asked for.
+	Requested time.Time `json:"requested,omitzero"`
 }
 
 func loadState(home string) (*state, error) {

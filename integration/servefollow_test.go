@@ -1,0 +1,88 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestServeKilledWhileFollowed: recall serve killed with -9 while
+// 'recall backup --group' follows the backup it asked for. The command
+// says the server went away and where to look, not only what the
+// connection saw; the restarted server makes the backup asked for, as it
+// makes a scheduled run cut short.
+func TestServeKilledWhileFollowed(t *testing.T) {
+	requireRoot(t) // asking the server for a backup is root's
+	e := newEnv(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "data")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "small"), []byte("first run\n"), 0o644))
+	e.ok("init")
+	e.ok("group", "create", "g", "--member", src, "--sync", "1h")
+	cfg := filepath.Join(dir, "recall.toml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\nconcurrency = 1\n", e.home, filepath.Join(dir, "recall.sock"))), 0o644))
+	e.vars = append(e.vars, "RECALL_CONFIG="+cfg)
+
+	// A new group is backed up at once; the backup asked for comes
+	// after, with data enough to be killed in the middle of.
+	s := e.serve("--log-format", "json")
+	s.await(`"msg":"member backed up"`, src)
+	for i := 0; i < 6; i++ {
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(i), 12<<20)
+	}
+	client := e.command("backup", "--group", "g", "--progress-interval", "100ms")
+	pipe, err := client.StderrPipe()
+	must(t, err)
+	must(t, client.Start())
+	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
+	sc := bufio.NewScanner(pipe)
+	var stderr strings.Builder
+	for sc.Scan() {
+		stderr.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "running, member "+src) {
+			break
+		}
+	}
+	must(t, s.cmd.Process.Signal(syscall.SIGKILL))
+	s.wait()
+	for sc.Scan() {
+		stderr.WriteString(sc.Text() + "\n")
+	}
+	code := 0
+	if err := client.Wait(); err != nil {
+		code = client.ProcessState.ExitCode()
+	}
+	msg := stderr.String()
+	t.Logf("the command said:\n%s", msg)
+	if code != 1 {
+		t.Errorf("backup --group g followed while the server was killed: exit %d, want 1; stderr:\n%s", code, msg)
+	}
+	for _, want := range []string{"recall serve went away", "backup of group g", "the job was cut short", "'recall jobs' shows it as interrupted", "makes the backup again at its next start", "server's log"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("backup --group g stderr lacks %q:\n%s", want, msg)
+		}
+	}
+
+	s = e.serve("--log-format", "json")
+	s.await(`"msg":"backup asked for before the server stopped was not made: making it now"`, `"group":"g"`)
+	s.await(`"msg":"member backed up"`, src)
+	must(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	if code := s.wait(); code != 0 {
+		t.Errorf("recall serve stopped by SIGTERM: exit %d; log:\n%s", code, s.log)
+	}
+	var backups []jobOut
+	for _, j := range e.jobs() {
+		if j.Kind == "backup" {
+			backups = append(backups, j)
+		}
+	}
+	if len(backups) != 3 || backups[0].Status != "ok" || backups[1].Status != "interrupted" || backups[2].Status != "ok" {
+		t.Errorf("backups: %+v, want the first run, the one asked for interrupted, then made again", backups)
+	}
+	e.ok("verify", "--read-data")
+}
