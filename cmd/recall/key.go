@@ -74,6 +74,7 @@ func keyPasswd(c *cli.Context) error {
 		return printJSON(c, keyJSON{ID: cfg.ID, Store: st.Dir(), Encryption: encryptionOf(cfg)})
 	}
 	fmt.Fprintf(c.App.Writer, "changed the passphrase of store %s in %s; the old passphrase no longer opens it\n", cfg.ID, st.Dir())
+	fmt.Fprintf(c.App.Writer, "put the new one where scripts and a running 'recall serve' get it (its --password-file or --password-command; a server given RECALL_PASSWORD needs a restart)\n")
 	return nil
 }
 
