@@ -31,9 +31,11 @@ import (
 // read again while another place of the blob is usable, and never counts
 // for deduplication, so the next backup of a source that still has the
 // data stores it anew. Records are only added (one small file per batch,
-// written like index files) by readers without the writer lock; repair,
+// written like index files) by readers without the writer lock, and by a
+// salvage for the blobs it loses, before it removes their pack; repair,
 // under the lock, drops the entries of packs it removed by writing one
-// file of what remains before it removes the files it replaces.
+// file of what remains before it removes the files it replaces (and
+// reports the blobs of those entries no pack holds a good copy of).
 
 const (
 	damageMagic     = "RCALLDM1"
@@ -201,21 +203,30 @@ func (x *index) addDamage(recs []DamagedBlob) []DamagedBlob {
 // a new damage record file, best effort: a read never fails because the
 // record cannot be written (a read-only store, a full disk), it warns once.
 func (s *Store) recordDamage(recs ...DamagedBlob) {
+	if err := s.saveDamage(recs); err != nil {
+		s.damageWarn.Do(func() {
+			fmt.Fprintf(os.Stderr, "recall: cannot record damaged blobs in %s: %v (the damage is reported, but a later backup may not store those blobs again; run 'recall verify --read-data' where the store is writable)\n", s.damageDir(), err)
+		})
+	}
+}
+
+// saveDamage adds bad places to the record, in memory and in a new damage
+// record file, durably; the error says when the file could not be
+// written (the places stay recorded in memory).
+func (s *Store) saveDamage(recs []DamagedBlob) error {
 	fresh := s.idx.addDamage(recs)
 	if len(fresh) == 0 {
-		return
+		return nil
 	}
 	b := encodeDamage(fresh, s.keys)
 	name := ID(blake3.Sum256(b)).String()
 	if err := s.be.Save(bg, damageHandle(name), b); err != nil {
-		s.damageWarn.Do(func() {
-			fmt.Fprintf(os.Stderr, "recall: cannot record damaged blobs in %s: %v (the damage is reported, but a later backup may not store those blobs again; run 'recall verify --read-data' where the store is writable)\n", s.damageDir(), err)
-		})
-		return
+		return err
 	}
 	s.fmu.Lock()
 	s.loadedD[name] = true
 	s.fmu.Unlock()
+	return nil
 }
 
 // DamagedBlobs returns the recorded damage, sorted by blob then pack.
@@ -239,16 +250,17 @@ func (s *Store) DamagedBlobs() []DamagedBlob {
 // in present, and without unreadable record files: the new file is
 // durable before the ones it replaces are removed, so a crash leaves at
 // worst both. The caller holds the writer lock. It returns how many
-// entries were dropped.
-func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
+// entries were dropped, and those entries (each place once).
+func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, []DamagedBlob, error) {
 	names, err := s.damageNames()
 	if err != nil {
-		return 0, fmt.Errorf("list damage records: %w", err)
+		return 0, nil, fmt.Errorf("list damage records: %w", err)
 	}
-	var keep []DamagedBlob
+	var keep, gone []DamagedBlob
 	var old []string
 	dropped, unreadable := 0, false
 	seen := map[blobAt]bool{}
+	seenGone := map[blobAt]bool{}
 	for _, name := range names {
 		old = append(old, name)
 		b, err := s.be.Load(bg, damageHandle(name), 0, -1, nil)
@@ -265,6 +277,10 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 			switch _, ok := present[r.Pack]; {
 			case !ok:
 				dropped++
+				if !seenGone[k] {
+					seenGone[k] = true
+					gone = append(gone, r)
+				}
 			case !seen[k]:
 				seen[k] = true
 				keep = append(keep, r)
@@ -272,7 +288,7 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 		}
 	}
 	if dropped == 0 && !unreadable || dryRun {
-		return dropped, nil
+		return dropped, gone, nil
 	}
 	s.idx.mu.Lock()
 	for k := range s.idx.damaged {
@@ -286,7 +302,7 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 		b := encodeDamage(keep, s.keys)
 		name = ID(blake3.Sum256(b)).String()
 		if err := s.be.Save(bg, damageHandle(name), b); err != nil {
-			return 0, storeWriteError(s.Dir(), err)
+			return 0, nil, storeWriteError(s.Dir(), err)
 		}
 	}
 	for _, o := range old {
@@ -294,7 +310,7 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 			continue
 		}
 		if err := s.be.Remove(bg, damageHandle(o)); err != nil && !errors.Is(err, backend.ErrNotExist) {
-			return 0, fmt.Errorf("remove damage record %s: %w", o, err)
+			return 0, nil, fmt.Errorf("remove damage record %s: %w", o, err)
 		}
 	}
 	s.fmu.Lock()
@@ -303,7 +319,7 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, error) {
 		s.loadedD[name] = true
 	}
 	s.fmu.Unlock()
-	return dropped, nil
+	return dropped, gone, nil
 }
 
 // damageReason is the record's reason for err: what failed, without the

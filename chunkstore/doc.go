@@ -26,6 +26,7 @@
 //	<store>/locks/gc         held by the garbage collection running
 //	<store>/gc/plan          garbage collection's plan in progress (gc.go)
 //	<store>/gc/retire-<id>   index files superseded by <id>, removed after a grace period
+//	<store>/gc/leftovers     when garbage collection first found each journal entry of a session not running (gc_leftovers.go)
 //	<store>/tmp/[source-<h>/] packs being written (by a session of a source)
 //
 // # Write order

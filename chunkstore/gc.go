@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/recall-backup/recall/chunkstore/backend"
 )
 
@@ -35,6 +36,11 @@ import (
 // and GC waits for exactly the ones that could have seen a hidden pack.
 //
 // # The steps
+//
+// First, the packs that write sessions no longer running left unindexed
+// (journal.go) are indexed, once their source's next run has had its
+// grace (gc_leftovers.go), and so are packs hidden with no plan
+// (indexOrphanHides): from then on they are counted like any others.
 //
 //  1. Mark every blob reachable from the points present at the start
 //     (each tree walked once, whatever the number of points sharing it).
@@ -222,7 +228,9 @@ type GCOptions struct {
 	// LockWait is how long to wait for the store lock and for another
 	// collection.
 	LockWait time.Duration
-	// IndexGrace is how long index files stay once superseded; 0 means
+	// IndexGrace is how long index files stay once superseded, and how
+	// long the journals of write sessions that stopped wait for their
+	// next run before a collection adopts them (gc_leftovers.go); 0 means
 	// DefaultIndexGrace, below 0 none.
 	IndexGrace time.Duration
 	// Log, if not nil, gets one line per step.
@@ -252,6 +260,16 @@ type GCReport struct {
 	Freed int64 `json:"freed"`
 
 	IndexFilesRemoved int `json:"index_files_removed"`
+
+	// PacksAdopted: packs write sessions that are not running left
+	// unindexed (journal.go), indexed by this run and collected like any
+	// others (gc_leftovers.go). LeftoverPacks and LeftoverBytes: such
+	// packs kept for their session's next run until LeftoverUntil, when
+	// a collection adopts them.
+	PacksAdopted  int       `json:"packs_adopted,omitempty"`
+	LeftoverPacks int       `json:"leftover_packs,omitempty"`
+	LeftoverBytes int64     `json:"leftover_bytes,omitempty"`
+	LeftoverUntil time.Time `json:"leftover_until,omitzero"`
 
 	// Pending: a plan waits for the write sessions in WaitingFor to end;
 	// the next collection (or this one with a longer Wait) finishes it.
@@ -390,6 +408,11 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 		if _, err := s.adoptJournal(gcTempTag); err != nil {
 			return nil, err
 		}
+		// And those of write sessions that are not running, once the
+		// grace given to their next run has passed (gc_leftovers.go).
+		if err := g.adoptLeftovers(); err != nil {
+			return nil, err
+		}
 	}
 	plan, err := s.loadPlan(ctx)
 	if err != nil {
@@ -506,6 +529,9 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 	if err := s.ListPacks(func(id ID, size int64) error { sizes[id] = size; return nil }); err != nil {
 		return nil, err
 	}
+	if err := g.indexOrphanHides(sizes); err != nil {
+		return nil, err
+	}
 	use, err := g.packUses(live, sizes)
 	if err != nil {
 		return nil, err
@@ -583,6 +609,9 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 		return nil, nil
 	}
 	hidden, written, err := g.rewrite(rewrite, use, live)
+	if errors.Is(err, backend.ErrNoSpace) {
+		return nil, g.noRoomToRewrite(rewrite, drop, use, sizes)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -606,6 +635,88 @@ func (g *gcRun) markAndHide() (*gcPlan, error) {
 	}
 	g.rep.PacksHidden = len(hidden)
 	return plan, nil
+}
+
+// indexOrphanHides indexes again the packs present that the index
+// hides while no plan is pending (markAndHide runs after any plan is
+// finished), in version 1 files, so they are counted and collected like
+// any other pack, or kept. No plan would ever delete or index them again:
+// a consolidated file that hides packs no plan names (a killed
+// collection's file landing after its plan was dropped; a repair of an
+// older version that removed a pending plan's index file, then wrote its
+// hides again) hides them for good, every later consolidation with them.
+// Indexed again they are only usable again, which is always safe.
+func (g *gcRun) indexOrphanHides(sizes map[ID]int64) error {
+	s := g.s
+	x := s.idx
+	var orphans []ID
+	x.mu.RLock()
+	for n := range x.hidden {
+		if _, present := sizes[x.packs[n]]; present {
+			orphans = append(orphans, x.packs[n])
+		}
+	}
+	x.mu.RUnlock()
+	if len(orphans) == 0 {
+		return nil
+	}
+	sortIDs(orphans)
+	if g.o.DryRun {
+		g.log("%d packs are hidden with no plan: a collection indexes them again, then collects them like any others", len(orphans))
+		return nil
+	}
+	count, _ := x.packShapes()
+	var recs []packRecord
+	for _, id := range orphans {
+		entries, err := s.readPackHeaderSized(id, sizes[id])
+		if err != nil {
+			g.log("pack %s, hidden with no plan: %v (left as it is; run 'recall verify')", id, err)
+			continue
+		}
+		recs = append(recs, packRecord{id: id, entries: entries})
+	}
+	for rest := recs; len(rest) > 0; {
+		n := min(len(rest), indexEvery)
+		if _, err := s.writeIndexFile(rest[:n]); err != nil {
+			return storeWriteError(s.Dir(), err)
+		}
+		for _, p := range rest[:n] {
+			if num, ok := x.packNumOf(p.id); ok && count[num] == 0 {
+				x.addPlaces(p.id, p.entries)
+			}
+			x.unhide(p.id)
+		}
+		rest = rest[n:]
+	}
+	x.compact()
+	if len(recs) > 0 {
+		g.log("indexed again %d packs hidden with no plan", len(recs))
+	}
+	return nil
+}
+
+// noRoomToRewrite is the error of a rewrite the store had no room for:
+// run to free space, a collection must first write the live blobs of the
+// packs it rewrites (their old packs go only after), so it says how much
+// room that takes, and that a collection which rewrites nothing (a repack
+// threshold above 100%: the max-unused bound then rewrites nothing
+// either) deletes the packs with no live blob without it.
+func (g *gcRun) noRoomToRewrite(rewrite, drop []ID, use *packUses, sizes map[ID]int64) error {
+	var need, dead, freeable int64
+	for _, id := range rewrite {
+		need += use.of(id).liveBytes
+		dead += use.of(id).deadBytes
+	}
+	for _, id := range drop {
+		freeable += sizes[id]
+	}
+	now := "which frees nothing here: every pack with dead data also holds live data"
+	if len(drop) > 0 {
+		now = fmt.Sprintf("which frees %s now (%d packs)", humanize.IBytes(uint64(freeable)), len(drop))
+	}
+	return fmt.Errorf("store %s is full: %w: garbage collection copies the live data of the %d packs it rewrites (%s dead in them) before it deletes them, "+
+		"which needs about %s free; free that much, or run 'recall gc --repack-threshold 101': it rewrites nothing and deletes only the packs with no live data, %s; nothing was deleted",
+		g.s.Dir(), backend.ErrNoSpace, len(rewrite), humanize.IBytes(uint64(dead)), humanize.IBytes(uint64(need)), now)
 }
 
 func sortIDs(ids []ID) { slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) }) }

@@ -308,3 +308,36 @@ func TestGCAdoptsRewriteLeftUnindexed(t *testing.T) {
 		t.Errorf("live blob: %v", err)
 	}
 }
+
+// A collection on a full store that must rewrite packs to free their dead
+// data says how much room the live data it copies needs, and that a repack
+// threshold above 100% deletes the wholly dead packs without it; that run
+// does, with the store still full: "free space or move the store" alone
+// is no answer to a person running gc to free space.
+func TestGCFullStoreSaysRoomNeeded(t *testing.T) {
+	_, s := newStore(t, false)
+	defer s.Close()
+	live, mixed, dead := randBytes(1, 40_000), randBytes(2, 300_000), randBytes(3, 200_000)
+	gcBlobs(t, s, "a", [][]byte{live, mixed}, 0) // mostly dead: rewritten
+	gcBlobs(t, s, "b", [][]byte{dead})           // dead: deleted
+	deadPack, _ := s.PackOf(s.Hash(dead))
+	f := faultsOf(t, s)
+	f.FailAt(faulty.Write, backend.Packs, 0, backend.ErrNoSpace)
+	f.FailAt(faulty.Save, backend.Packs, 0, backend.ErrNoSpace)
+	_, err := s.GC(ctx, pointMarker(s), GCOptions{IndexGrace: -1})
+	if !errors.Is(err, backend.ErrNoSpace) {
+		t.Fatalf("gc on a full store: %v, want a full store's error", err)
+	}
+	for _, want := range []string{"needs about 39 KiB free", "--repack-threshold 101", "frees 195 KiB now (1 packs)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("gc on a full store: %v\nwant it to say %q", err, want)
+		}
+	}
+	rep, err := s.GC(ctx, pointMarker(s), GCOptions{IndexGrace: -1, RepackThreshold: 1.01})
+	if err != nil {
+		t.Fatalf("gc that rewrites nothing, on the full store: %v", err)
+	}
+	if rep.PacksRewritten != 0 || rep.PacksDeleted != 1 || s.HasPackFile(deadPack) {
+		t.Errorf("gc that rewrites nothing: %+v", rep)
+	}
+}

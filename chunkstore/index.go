@@ -170,7 +170,10 @@ func (x *index) addPlacesLocked(n uint32, entries []PackEntry) {
 
 // dropBase forgets the base, whose file is being removed (repair found
 // it wrong): its packs keep their numbers but lose their places until
-// addPlaces gives them again. It returns the packs the base covered.
+// addPlaces gives them again. The packs it hid are hidden no more: the
+// hide was that file, and a consolidation must not write it again into a
+// file no garbage collection plan names (gc.go). It returns the packs the
+// base covered.
 func (x *index) dropBase() map[ID]bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -181,6 +184,10 @@ func (x *index) dropBase() map[ID]bool {
 	out := make(map[ID]bool, b.npacks)
 	for i := range b.npacks {
 		out[b.packID(i)] = true
+		if b.packMap != nil {
+			delete(x.hidden, b.packMap[i])
+			delete(x.hiddenRead, b.packMap[i])
+		}
 	}
 	x.base = nil
 	x.count -= b.count
@@ -329,6 +336,45 @@ func (x *index) unusableLocked(id ID, l loc) error {
 	return nil
 }
 
+// goodPlace reports whether blob has a place in a pack of present (pack
+// id -> size) that ends within the pack and is not recorded damaged, or
+// is in a pack of whole (made whole again under its name, so its record
+// is about to go).
+func (x *index) goodPlace(id ID, present map[ID]int64, whole map[ID]bool) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	good := false
+	try := func(l loc) bool {
+		pack := x.packs[l.pack]
+		size, ok := present[pack]
+		if !ok || int64(l.off)+int64(l.length()) > size {
+			return false
+		}
+		if _, bad := x.damaged[blobAt{id, pack}]; bad && !whole[pack] {
+			return false
+		}
+		good = true
+		return true
+	}
+	for _, e := range x.recent[id] {
+		if try(e.loc) {
+			return true
+		}
+	}
+	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e ientry, id ID) int { return bytes.Compare(e.id[:], id[:]) })
+	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
+		if try(x.sorted[i].loc) {
+			return true
+		}
+	}
+	if x.base != nil {
+		// An unreadable base counts as no place: the loss is then
+		// reported, never hidden.
+		x.base.places(id, try)
+	}
+	return good
+}
+
 // setSizes records the pack walk's result: the size of every pack file
 // present; the packs it does not list are missing.
 func (x *index) setSizes(sizes map[ID]int64) {
@@ -411,12 +457,30 @@ const (
 // recentLenLocked is the number of places in the recent part.
 func (x *index) recentLenLocked() int { return len(x.sorted) + x.nrecent }
 
-// hasRecent reports whether the recent part holds any place: what a
-// consolidation would add to the base.
+// hasRecent reports whether the recent part holds any place a
+// consolidation would add to the base: one of a pack that is not hidden.
+// The places of hidden packs (read by a pack walk, for reads only) are
+// left out of the file, so with none of the others a consolidation would
+// write the base again under a new name.
 func (x *index) hasRecent() bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.recentLenLocked() > 0
+	if len(x.hidden) == 0 {
+		return x.recentLenLocked() > 0
+	}
+	for _, e := range x.sorted {
+		if !x.hidden[e.pack] {
+			return true
+		}
+	}
+	for _, es := range x.recent {
+		for _, e := range es {
+			if !x.hidden[e.pack] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // wantsConsolidation reports whether the recent part has grown enough to

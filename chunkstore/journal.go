@@ -13,6 +13,8 @@ import (
 // The journal: which packs a write session made visible that no index file
 // covers yet, so the next session of the same source finds what an
 // interrupted one left by reading its journal, not by listing every pack.
+// Garbage collection adopts the journal of a source whose session is not
+// running once the source's next run has had its grace (gc_leftovers.go).
 //
 // An entry is an empty file of type backend.Journal named
 //

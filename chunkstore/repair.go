@@ -27,6 +27,13 @@ type IndexRebuild struct {
 	Unlocatable []ID
 	// DamageDropped counts damage record entries of packs that are gone.
 	DamageDropped int
+	// Lost lists the blobs those entries name that no pack present holds
+	// a good copy of: a salvage removed their pack and was stopped
+	// before it reported them (SalvagePacks records every blob it loses
+	// before it removes a pack), or the pack was lost. The record of
+	// them goes with this rebuild, so they are reported once, as the
+	// salvage would have.
+	Lost []DamagedBlob
 }
 
 // IndexFileInfo names one index file and the packs it covers.
@@ -39,6 +46,9 @@ type indexFile struct {
 	name  string
 	packs []packRecord
 	err   error
+	// consolidated: a version 2 file, in which a pack listed with no
+	// place is hidden by garbage collection (gc.go), not empty.
+	consolidated bool
 }
 
 // readIndexFiles reads and decodes every index file; the ones that do not
@@ -68,6 +78,7 @@ func (s *Store) readIndexFiles() ([]indexFile, error) {
 			return nil, fmt.Errorf("read index file %s: %w", f.name, err)
 		}
 		f.packs, f.err = decodeIndexFile(b, s.keys)
+		f.consolidated = isIndex2(b)
 		out = append(out, f)
 	}
 	return out, nil
@@ -87,7 +98,13 @@ func sortedEntries(es []PackEntry) []PackEntry {
 // RebuildIndex makes the index files cover exactly the packs present, as
 // their headers describe them. An index file is kept when it decodes,
 // every pack it lists is present, and it agrees with every readable header
-// of those packs; the others are superseded. Packs no kept file covers are
+// of those packs; the others are superseded. A pack a consolidated file
+// lists with no place is not in disagreement: garbage collection hid it
+// there (gc.go), and a pending plan deletes it, or a collection indexes
+// it again, once the write sessions that could have seen it have ended;
+// the file keeps it hidden (no index file is written for it, which would
+// make it usable again) or, when the pack is gone, records that it went.
+// Packs no kept file covers are
 // written into new index files: from their header, or, when the header is
 // unreadable, from the entries a superseded but readable index file gives.
 // The new files are durable before any old one is removed; a crash between
@@ -144,6 +161,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			why = f.err.Error()
 		}
 		for _, p := range f.packs {
+			if f.consolidated && len(p.entries) == 0 {
+				continue // hidden by garbage collection, or deleted by it
+			}
 			if _, ok := sizes[p.id]; !ok {
 				missing[p.id] = true
 			}
@@ -164,7 +184,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		}
 		for _, p := range f.packs {
 			covered[p.id] = true
-			if _, ok := kept[p.id]; !ok {
+			if _, ok := kept[p.id]; !ok && len(p.entries) > 0 {
 				kept[p.id] = p.entries
 			}
 		}
@@ -261,9 +281,16 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			delete(keep, id)
 		}
 	}
-	res.DamageDropped, err = s.pruneDamage(keep, dryRun)
+	var pruned []DamagedBlob
+	res.DamageDropped, pruned, err = s.pruneDamage(keep, dryRun)
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range pruned {
+		if !s.idx.goodPlace(d.Blob, sizes, rewritten) {
+			d.Reason = "its pack is gone, and no other holds a good copy (it was recorded damaged there: " + d.Reason + ")"
+			res.Lost = append(res.Lost, d)
+		}
 	}
 	return res, nil
 }
@@ -351,6 +378,9 @@ func (s *Store) salvageEntries(id ID, files []indexFile) []PackEntry {
 //     stores their good blobs again instead of deduplicating against them;
 //  2. the writer's Flush makes the new packs and their index file
 //     durable: from here every salvaged blob has a second, good place;
+//     then every blob lost is recorded damaged at its old place, so a
+//     crash after the next step still leaves the loss to report (the
+//     next rebuild's IndexRebuild.Lost);
 //  3. the old packs are removed (directory synced): a crash before this
 //     leaves both copies, and a later repair finds the old pack damaged
 //     again and removes it, its blobs deduplicating against the new ones;
@@ -441,6 +471,16 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 	}
 	if err := w.Flush(); err != nil {
 		return nil, nil, fmt.Errorf("salvage: %w (nothing was removed)", err)
+	}
+	// What is lost is recorded before any pack goes: a salvage stopped
+	// after the removal leaves the record, from which the next rebuild
+	// reports the loss (IndexRebuild.Lost) instead of finding nothing.
+	var lost []DamagedBlob
+	for _, sv := range out {
+		lost = append(lost, sv.Lost...)
+	}
+	if err := s.saveDamage(lost); err != nil {
+		return nil, nil, fmt.Errorf("salvage: record the blobs lost: %w (nothing was removed)", storeWriteError(s.Dir(), err))
 	}
 	w.mu.Lock()
 	rewritten := map[ID]bool{}

@@ -627,6 +627,15 @@ func (s *Store) writeIndexFile(packs []packRecord) (string, error) {
 	for _, p := range packs {
 		delete(s.unindexed, p.id)
 	}
+	if len(s.orphans) > 0 {
+		// Covered now (a journal's adopter found them first): garbage
+		// collection counts them, and no writer indexes them again.
+		covered := make(map[ID]bool, len(packs))
+		for _, p := range packs {
+			covered[p.id] = true
+		}
+		s.orphans = slices.DeleteFunc(s.orphans, func(o packRecord) bool { return covered[o.id] })
+	}
 	s.fmu.Unlock()
 	return name, nil
 }

@@ -24,8 +24,9 @@ type GCOptions struct {
 	// Wait is how long to wait for write sessions that started before the
 	// packs were hidden (0: leave the deletion to the next collection).
 	Wait time.Duration
-	// IndexGrace is how long superseded index files stay (0: an hour;
-	// below 0: none).
+	// IndexGrace is how long superseded index files stay, and how long
+	// the packs of a stopped write session wait for its next run before
+	// they are collected (0: an hour; below 0: none).
 	IndexGrace time.Duration
 	Log        func(format string, args ...any)
 	LockOptions

@@ -66,8 +66,11 @@ func (o RepairOptions) act(rep *RepairReport, format string, args ...any) {
 // Packs that no index file can cover (their header is unreadable and no
 // readable index file lists them) stay, listed in rep.Unlocatable, and
 // are no error: restoring from packs read back from tape indexes them
-// this way and reports the files they hold as damaged. A repair run by a
-// person ends with rep.DamageLeft.
+// this way and reports the files they hold as damaged. Blobs recorded
+// damaged in packs that are gone, of which no pack holds a good copy (a
+// repair packs stopped after it removed their pack), are listed in
+// rep.Lost as that repair would have. A repair run by a person ends with
+// rep.DamageLeft.
 func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairReport, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -154,6 +157,15 @@ func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOpt
 	}
 	for _, id := range rb.Unlocatable {
 		rep.Unlocatable = append(rep.Unlocatable, id.String())
+	}
+	// Blobs recorded damaged in packs that are gone, with no good copy
+	// left: a salvage stopped after it removed their pack lost them
+	// without saying so (the salvage of this run names its own first).
+	for _, l := range rb.Lost {
+		b := DamagedBlob{Blob: l.Blob.String(), Pack: l.Pack.String(), Error: l.Reason}
+		if !slices.ContainsFunc(rep.Lost, func(o DamagedBlob) bool { return o.Blob == b.Blob && o.Pack == b.Pack }) {
+			rep.Lost = append(rep.Lost, b)
+		}
 	}
 }
 

@@ -27,7 +27,7 @@ func init() {
 			&cli.StringFlag{Name: "max-unused", Value: "5%", Usage: "then rewrite the most-dead packs below the threshold until their dead bytes are at most `PERCENT` of the live ones (\"unlimited\": the threshold alone decides)"},
 			&cli.DurationFlag{Name: "wait", Usage: "how long to wait for backups that started before the packs were hidden"},
 			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a repair or another gc to finish"},
-			&cli.DurationFlag{Name: "index-grace", Value: time.Hour, Usage: "how long superseded index files stay (readers that listed them still find them)"},
+			&cli.DurationFlag{Name: "index-grace", Value: time.Hour, Usage: "how long superseded index files stay (readers that listed them still find them), and the packs of a stopped backup wait for its next run"},
 		},
 		Action: func(c *cli.Context) error {
 			th := c.Float64("repack-threshold")
@@ -84,6 +84,13 @@ func printGC(c *cli.Context, r *engine.GCReport) {
 	fmt.Fprintf(w, "%s: %d packs (%d live chunks, %s copied)\n", say("rewritten", "would rewrite"), r.PacksRewritten, r.BlobsCopied, b(r.BytesCopied))
 	if r.PacksRestored > 0 {
 		fmt.Fprintf(w, "kept: %d hidden packs that points committed meanwhile use\n", r.PacksRestored)
+	}
+	if r.PacksAdopted > 0 {
+		fmt.Fprintf(w, "indexed: %d packs that backups or copies which stopped left, collected as any others\n", r.PacksAdopted)
+	}
+	if r.LeftoverPacks > 0 {
+		fmt.Fprintf(w, "kept: %d packs (%s) that backups or copies which stopped left, for their next run; a gc from %s collects those no point uses (--index-grace 0: this one)\n",
+			r.LeftoverPacks, b(r.LeftoverBytes), r.LeftoverUntil.Local().Format(time.DateTime))
 	}
 	fmt.Fprintf(w, "%s: %s\n", say("freed", "would free"), b(r.Freed))
 	if r.Pending {

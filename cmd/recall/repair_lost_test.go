@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -140,5 +141,57 @@ func TestRepairIndexUnlocatableExit4(t *testing.T) {
 	}
 	if want := "unlocatable pack " + pack + ": "; !strings.Contains(out, want) {
 		t.Errorf("repair index prints\n%s\nwant a line %q", out, want)
+	}
+}
+
+// TestRepairAfterStoppedSalvage: a repair packs stopped right after it
+// removed the damaged pack (kill -9 there) has not said which blob it
+// lost. The next repair packs or repair index says it and exits 4, as the
+// stopped run would have, not "nothing to repair" with exit 0; the run
+// after finds nothing to repair, and verify sends the user not to repair
+// packs, which has nothing left to salvage, but to a new backup and
+// repair points.
+func TestRepairAfterStoppedSalvage(t *testing.T) {
+	for _, next := range []string{"packs", "index"} {
+		t.Run(next, func(t *testing.T) {
+			home := repairHome(t)
+			blob, pack, file, off, n := dataBlob(t, home)
+			flipAt(t, file, off+n/2)
+			if _, err := runRecall(t, "--home", home, "verify", "--read-data"); exitCode(err) != exitDamaged {
+				t.Fatalf("verify --read-data: %v (exit %d), want the flipped blob found", err, exitCode(err))
+			}
+			errKilled := errors.New("killed")
+			killed := false
+			restore := chunkstore.SetFaultHook(func(chunkstore.Step) error {
+				if !killed {
+					if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+						return nil
+					}
+				}
+				killed = true // every step from the pack's removal on
+				return errKilled
+			})
+			_, err := runRecall(t, "--home", home, "repair", "packs")
+			restore()
+			if !killed || err == nil {
+				t.Fatalf("repair packs stopped after the pack's removal: killed %v, %v", killed, err)
+			}
+
+			out, err := runRecall(t, "--home", home, "repair", next)
+			if exitCode(err) != exitDamaged {
+				t.Errorf("repair %s after the stopped repair packs: %v (exit %d), want exit 4\n%s", next, err, exitCode(err), out)
+			}
+			if want := "lost blob " + blob + " of pack " + pack + ": "; !strings.Contains(out, want) {
+				t.Errorf("repair %s after the stopped repair packs prints\n%s\nwant a line %q", next, out, want)
+			}
+			out, err = runRecall(t, "--home", home, "repair", "packs")
+			if err != nil || !strings.Contains(out, "nothing to repair") {
+				t.Errorf("repair packs after that: %v (exit %d)\n%s\nwant exit 0, nothing to repair", err, exitCode(err), out)
+			}
+			_, err = runRecall(t, "--home", home, "verify", "--read-data")
+			if exitCode(err) != exitDamaged || err == nil || strings.Contains(err.Error(), "repair packs") || !strings.Contains(err.Error(), "'recall repair points'") {
+				t.Errorf("verify after the repair: %v (exit %d); want the lost file, and a new backup and repair points advised, not repair packs", err, exitCode(err))
+			}
+		})
 	}
 }

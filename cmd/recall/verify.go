@@ -93,6 +93,12 @@ func init() {
 			case errors.Is(err, engine.ErrVerifyFailed) && len(rep.Damage)+len(rep.BadPacks)+len(rep.DamagedPoints) == 0:
 				// Only store files: no data is lost.
 				return fmt.Errorf("%w; run 'recall repair index'%s", err, perms)
+			case errors.Is(err, engine.ErrVerifyFailed) && !inPacks(rep):
+				// What is damaged is in no pack any more: repair packs has
+				// nothing to salvage (it already reported the loss).
+				fmt.Fprintf(out, "%d damaged files in %d points; %d damaged packs\n", len(rep.Damage), countPoints(rep.Damage), len(rep.BadPacks))
+				return fmt.Errorf("%w; no pack holds what they miss: restore what you can with 'recall restore', "+
+					"back up the affected sources again, then run 'recall repair points' for points that keep lost files%s", err, perms)
 			case errors.Is(err, engine.ErrVerifyFailed):
 				fmt.Fprintf(out, "%d damaged files in %d points; %d damaged packs\n", len(rep.Damage), countPoints(rep.Damage), len(rep.BadPacks))
 				return fmt.Errorf("%w; restore what you can with 'recall restore', run 'recall repair packs' (it keeps every readable blob), "+
@@ -107,6 +113,26 @@ func init() {
 			return nil
 		}),
 	})
+}
+
+// inPacks reports whether some damage verify found is in a pack, which
+// repair packs salvages: a damaged pack, or a damaged blob or file that
+// names its pack.
+func inPacks(rep *engine.VerifyReport) bool {
+	if len(rep.BadPacks) > 0 {
+		return true
+	}
+	for _, b := range rep.DamagedBlobs {
+		if b.Pack != "" {
+			return true
+		}
+	}
+	for _, d := range rep.Damage {
+		if d.Pack != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // countPoints counts the points that damage touches.

@@ -1,0 +1,111 @@
+package chunkstore
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/internal/golden"
+)
+
+func TestGCLeftoversGolden(t *testing.T) {
+	r := &gcLeftovers{Version: 1, Seen: map[string]time.Time{
+		journalName(sessionTag("big"), ID{1, 2, 3}): time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+		journalName(journalExclusive, ID{4, 5, 6}):  time.Date(2026, 11, 30, 8, 30, 0, 0, time.UTC),
+	}}
+	golden.Check(t, "gc-leftovers-v1.golden", encodeLeftovers(r))
+}
+
+// The packs a write session that stopped left in its journal (a full
+// store: no index file, no point) are adopted by a collection once their
+// grace has passed, and collected like any unreferenced pack; while the
+// grace runs they are reported as kept, not "nothing to collect" for
+// good when the source is never backed up again.
+func TestGCCollectsStoppedSessionsPacks(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "encrypted"}[enc], func(t *testing.T) {
+			dir, s := newStore(t, enc)
+			defer s.Close()
+			live := randBytes(1, 50_000)
+			gcBlobs(t, s, "keep", [][]byte{live}, 0)
+			left := interruptedSession(t, s, "big", randBytes(2, 200_000))
+			pack, _ := s.PackOf(left)
+			if len(journalNames(t, s)) != 1 {
+				t.Fatalf("journal: %q", journalNames(t, s))
+			}
+
+			rep, err := s.GC(ctx, pointMarker(s), GCOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.PacksDeleted != 0 || rep.LeftoverPacks != 1 || rep.LeftoverBytes < 200_000 || rep.LeftoverUntil.Before(time.Now().Add(50*time.Minute)) {
+				t.Fatalf("gc within the grace: %+v", rep)
+			}
+			if !s.HasPackFile(pack) || len(journalNames(t, s)) != 1 {
+				t.Fatal("the kept pack or its journal entry went")
+			}
+
+			// The grace, first counted from the collection above, is
+			// over for a collection given a shorter one.
+			s2 := reopen(t, dir)
+			rep, err = s2.GC(ctx, pointMarker(s2), GCOptions{IndexGrace: time.Nanosecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.PacksAdopted != 1 || rep.PacksDeleted != 1 || s2.HasPackFile(pack) {
+				t.Fatalf("gc after the grace: %+v", rep)
+			}
+			if j := journalNames(t, s2); len(j) != 0 {
+				t.Errorf("journal after the collection: %q", j)
+			}
+			if _, err := s2.be.Load(ctx, gcHandle(gcLeftoversName), 0, -1, nil); err == nil {
+				t.Error("the record of found entries stays with none left")
+			}
+			s3 := reopen(t, dir)
+			if b, err := s3.LoadBlob(s3.Hash(live), nil); err != nil || !bytes.Equal(b, live) {
+				t.Errorf("live blob: %v", err)
+			}
+			for _, pi := range s3.Packs() {
+				if pi.Problem != "" {
+					t.Errorf("pack %s: %s", pi.ID.Short(), pi.Problem)
+				}
+			}
+		})
+	}
+}
+
+// A journal whose session runs (its source's lock is held) is its own:
+// no collection adopts it, whatever the grace, and its packs stay.
+func TestGCLeavesRunningSessionsJournal(t *testing.T) {
+	dir, s := newStore(t, false)
+	defer s.Close()
+	l, w := sessionWriter(t, s, "busy")
+	data := randBytes(3, 100_000)
+	id := s.Hash(data)
+	if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
+		t.Fatal(err)
+	}
+	finishWithoutIndex(t, w)
+	pack, _ := s.PackOf(id)
+	s2 := reopen(t, dir)
+	rep, err := s2.GC(ctx, pointMarker(s2), GCOptions{IndexGrace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksAdopted != 0 || rep.LeftoverPacks != 0 || rep.PacksDeleted != 0 || !s2.HasPackFile(pack) {
+		t.Fatalf("gc beside the running session: %+v", rep)
+	}
+	if j := journalNames(t, s2); len(j) != 1 || !strings.HasPrefix(j[0], sessionTag("busy")+".") {
+		t.Fatalf("journal of the running session: %q", j)
+	}
+	// The session ends without indexing the pack (killed): now it goes.
+	l.Unlock()
+	rep, err = s2.GC(ctx, pointMarker(s2), GCOptions{IndexGrace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksAdopted != 1 || rep.PacksDeleted != 1 || s2.HasPackFile(pack) {
+		t.Fatalf("gc once the session ended: %+v", rep)
+	}
+}
