@@ -178,15 +178,22 @@ func TestFlippedByteInPack(t *testing.T) {
 	}
 }
 
+// mountTmpfs mounts a tmpfs of size (mount's "24m") on dir until the
+// test ends, or skips the test where that cannot be done.
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		skip(t, "cannot mount a small tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+}
+
 func TestDiskFull(t *testing.T) {
 	requireRoot(t)
 	base := t.TempDir()
 	home := filepath.Join(base, "home")
 	must(t, os.Mkdir(home, 0o755))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", home).CombinedOutput(); err != nil {
-		skip(t, "cannot mount a small tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", home).Run() })
+	mountTmpfs(t, home, "24m")
 	e := &env{t: t, home: home}
 	src := filepath.Join(base, "src")
 	os.Mkdir(src, 0o755)
@@ -232,10 +239,7 @@ func TestForgetOnFullStore(t *testing.T) {
 	base := t.TempDir()
 	fs := filepath.Join(base, "fs")
 	must(t, os.Mkdir(fs, 0o755))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", fs).CombinedOutput(); err != nil {
-		skip(t, "cannot mount a small tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", fs).Run() })
+	mountTmpfs(t, fs, "16m")
 	e := &env{t: t, home: filepath.Join(fs, "home")}
 	src := filepath.Join(base, "src")
 	os.Mkdir(src, 0o755)
@@ -298,10 +302,7 @@ func TestRestoreTargetFull(t *testing.T) {
 	for _, size := range []string{"3m", "8m"} {
 		t.Run(size, func(t *testing.T) {
 			mnt := t.TempDir()
-			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil {
-				skip(t, "cannot mount a small tmpfs: %v %s", err, out)
-			}
-			t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+			mountTmpfs(t, mnt, size)
 			dst := filepath.Join(mnt, "out")
 			r := e.run("restore", "-v", "latest", "--source", "s", "--target", dst)
 			if r.code != 1 || !strings.Contains(r.stderr, "restore target "+dst+" is full") ||
