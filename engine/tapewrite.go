@@ -959,7 +959,27 @@ func (w *tapeWriter) appendTo(m TapeMedium, slot int) error {
 		if err == nil && status.File >= 2 {
 			// The drive counts the filemarks before the end of data: the
 			// next file's number, whatever the catalog last recorded.
-			m.NextFile = int(status.File)
+			next := int(status.File)
+			last := w.lastFileOn(m.Sequence)
+			switch {
+			case next <= last:
+				// Its data ends before the last file the catalog
+				// records on it (a truncated copy, a lost tail):
+				// appending would give files numbers the catalog has
+				// given others, and the packs there are gone.
+				err = fmt.Errorf("its data ends in file %d, but the catalog records file %d on it: its tail is lost (the packs there are written again on the next cartridge; 'recall tape catalog --slot %d' records what it still holds)", next, last, slot)
+				w.forgetFilesFrom(m.Sequence, next)
+			case status.Block > 0:
+				// A file cut short (a write killed before its
+				// filemark): ended here, so the next file has a number
+				// of its own, and a scan of the cartridge reads it
+				// whole instead of running into the cut one.
+				if err = d.WriteFilemarks(w.ctx, 1); err == nil {
+					next++
+					w.log("cartridge %s: file %d was cut short (a write that stopped); ended it with a filemark", m.Barcode, next-1)
+				}
+			}
+			m.NextFile = next
 		}
 	}
 	if err != nil {
@@ -972,6 +992,28 @@ func (w *tapeWriter) appendTo(m TapeMedium, slot int) error {
 	w.media[m.Barcode] = w.cur
 	w.rep.Tapes = append(w.rep.Tapes, m.Barcode)
 	return nil
+}
+
+// lastFileOn is the number of the last tape file the set's catalog
+// records on its cartridge seq, 0 for none.
+func (w *tapeWriter) lastFileOn(seq int) int {
+	last := 0
+	for _, f := range w.set.Catalog.Files {
+		if f.Sequence == seq {
+			last = max(last, f.FileNo)
+		}
+	}
+	return last
+}
+
+// forgetFilesFrom drops from what the set holds the packs of the files
+// from file on its cartridge seq, which are lost: they are written again.
+func (w *tapeWriter) forgetFilesFrom(seq, file int) {
+	for name, i := range w.have {
+		if f := w.set.Catalog.Files[i]; f.Sequence == seq && f.FileNo >= file {
+			delete(w.have, name)
+		}
+	}
 }
 
 // labelInto loads the cartridge of e and labels it as the set's next

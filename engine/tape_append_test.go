@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/recall-backup/recall/tapefs"
+)
+
+// A cartridge whose data ends before the last file the catalog records
+// on it (a truncated copy, a lost tail) is not appended to: the write
+// goes on on a new cartridge and writes again the packs that were on the
+// lost files. Before, the new files took numbers the catalog had given
+// others, the lost packs counted as on the set, and the job exited 0
+// with a point no tape held.
+func TestTapeAppendAfterLostTail(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 3, 1<<30)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := f.backupAgain(t, 1<<20, 2)
+	second, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: now, Log: t.Logf})
+	if err != nil || !slices.Equal(second.Tapes, first.Tapes) {
+		t.Fatalf("second write: %+v, %v; want it appended to %v", second, err, first.Tapes)
+	}
+	// The cartridge loses the files of the second write.
+	tape := filepath.Join(f.lib, "cartridges", first.Tapes[0], "tape")
+	fi, err := os.Stat(tape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(tape, fi.Size()*2/3); err != nil {
+		t.Fatal(err)
+	}
+	p3, want := f.backupAgain(t, 1<<20, 3)
+	third, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p3}, Now: now, Log: t.Logf})
+	if err != nil {
+		t.Fatalf("write after the lost tail: %v", err)
+	}
+	if third.Set != first.Set || slices.Contains(third.Tapes, first.Tapes[0]) || len(third.Tapes) != 1 {
+		t.Errorf("third write went to set %s, cartridges %v; want set %s on a new cartridge", third.Set, third.Tapes, first.Set)
+	}
+	got, _ := restoreData(t, f.home, p3.ID.String())
+	if !bytes.Equal(got, want) {
+		t.Error("the point written after the lost tail restores wrong")
+	}
+}
+
+// A write killed before its filemark leaves a cut file at the end of the
+// cartridge's data: the next write ends it with a filemark and writes
+// its own files after, so a fresh server that must scan the cartridge
+// (its last catalog file unreadable) reads the new point whole.
+func TestTapeAppendAfterCutFile(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 2, 1<<30)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a write killed in its packs file leaves: blocks, no filemark.
+	lib, err := tapefs.OpenEmulatedLibrary(f.lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, ok := slotOf(inv, first.Tapes[0])
+	if !ok {
+		t.Fatalf("cartridge %s not in the library", first.Tapes[0])
+	}
+	if err := lib.Load(ctx, slot, 0); err != nil {
+		t.Fatal(err)
+	}
+	d, err := lib.Drive(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SeekEOD(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := d.WriteBlock(ctx, bytes.Repeat([]byte{0xa5}, 4096)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Flush(ctx)
+	d.Close()
+	if err := lib.Unload(ctx, 0, slot); err != nil {
+		t.Fatal(err)
+	}
+	lib.Close()
+
+	p2, want := f.backupAgain(t, 1<<20, 2)
+	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: now, Log: t.Logf}); err != nil {
+		t.Fatalf("write after the cut file: %v", err)
+	}
+	got, _ := restoreData(t, f.home, p2.ID.String())
+	if !bytes.Equal(got, want) {
+		t.Fatal("restore on this server differs")
+	}
+	// A fresh server whose scan cannot use the last catalog file.
+	lib, err = tapefs.OpenEmulatedLibrary(f.lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lib.TearLastBlock(first.Tapes[0]); err != nil {
+		t.Fatal(err)
+	}
+	lib.Close()
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := AddTapeLibrary(ctx, other, AddLibraryOptions{Name: "lib", Dir: f.lib, Warn: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CatalogTapes(ctx, other, TapeCatalogOptions{Log: t.Logf, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = restoreData(t, other, p2.ID.String())
+	if !bytes.Equal(got, want) {
+		t.Error("restore on a fresh server, from a scan, differs")
+	}
+}
