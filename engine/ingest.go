@@ -224,8 +224,11 @@ func globQuote(name string) string {
 // checkImages checks each image file of im as a VHDX and returns, for
 // each one that is not valid, a warning to record in the point: the bytes
 // are ingested all the same (WSB's files are what a recovery gives back,
-// whatever recall thinks of them).
-func checkImages(src Source, im *wsb.Image) []PathError {
+// whatever recall thinks of them). An image file cut short (its blocks
+// lie past its end: a transfer that broke off, a full share) is an
+// incomplete image, never taken: that is the error, wrapping
+// wsb.ErrIncomplete, and no point is made.
+func checkImages(src Source, im *wsb.Image) ([]PathError, error) {
 	var out []PathError
 	for _, f := range im.Images {
 		rel := path.Join(wsb.Dir, im.Computer, f.Name)
@@ -240,11 +243,14 @@ func checkImages(src Source, im *wsb.Image) []PathError {
 			defer fh.Close()
 			return wsb.CheckVHDX(fh, f.Size)
 		}()
+		if errors.Is(err, wsb.ErrIncomplete) {
+			return nil, fmt.Errorf("source %s: %s: %w; no point is made of it: the transfer broke off or the share filled (check its free space); WSB's next run on %s writes a whole image", src.Name, rel, err, src.Computer)
+		}
 		if err != nil {
 			out = append(out, PathError{Path: rel, Error: fmt.Sprintf("%v; ingested as it is: check the backup on %s (wbadmin get versions) and run it again", err, src.Computer)})
 		}
 	}
-	return out
+	return out, nil
 }
 
 // Ingest makes a point of src's staging tree if InspectSource finds an
@@ -295,8 +301,12 @@ func (s *Store) Ingest(ctx context.Context, src Source, o IngestOptions) (*Point
 	if err != nil {
 		return nil, im, err
 	}
+	flagged, err := checkImages(src, im)
+	if err != nil {
+		return nil, im, err
+	}
 	bo := o.Backup
-	bo.Path, bo.Source, bo.Flagged = src.Staging, src.Name, checkImages(src, im)
+	bo.Path, bo.Source, bo.Flagged = src.Staging, src.Name, flagged
 	bo.Exclude = Exclude{Patterns: stray}
 	bo.beforeCommit = func() error {
 		after, err := inspect(src)

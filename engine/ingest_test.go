@@ -155,6 +155,25 @@ func TestIngestRefused(t *testing.T) {
 			b := f.generate(t, wsbgen.Options{Generation: 1, Truncate: true})
 			return append([]string{"SRV01", "incomplete"}, b.Missing...)
 		}, later, 0, wsb.ErrIncomplete},
+		// Every file there, but the largest image cut short: a transfer
+		// that broke off with the XML written, or a share that filled.
+		{"image cut short, all files there", func(t *testing.T, f *ingestFixture) []string {
+			b := f.generate(t, wsbgen.Options{Generation: 1})
+			vhdxs, _ := filepath.Glob(filepath.Join(f.src.Staging, "WindowsImageBackup", "SRV01", filepath.Base(b.Dir), "*.vhdx"))
+			if len(vhdxs) == 0 {
+				t.Fatalf("no image in %s", b.Dir)
+			}
+			big, size := "", int64(0)
+			for _, v := range vhdxs {
+				if fi, err := os.Stat(v); err == nil && fi.Size() > size {
+					big, size = v, fi.Size()
+				}
+			}
+			if err := os.Truncate(big, size/2); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"cut short", filepath.Base(big), "no point is made", "SRV01"}
+		}, later, 0, wsb.ErrIncomplete},
 		{"another computer", func(t *testing.T, f *ingestFixture) []string {
 			f.generate(t, wsbgen.Options{Generation: 1})
 			if _, err := wsbgen.Generate(f.src.Staging, wsbgen.Options{Seed: 9, Computer: "WEB02", Volumes: smallVolumes}); err != nil {

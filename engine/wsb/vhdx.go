@@ -77,7 +77,9 @@ func vhdxErr(format string, args ...any) error {
 // file type identifier, the headers and region tables with their CRC-32C,
 // the metadata the disk needs, and that every block the BAT points to is
 // inside the file. It reads the structures, never the payload. Ingestion
-// warns about what it finds; it never refuses the file. A .vhd (the
+// warns about what it finds and ingests the file, except a file cut short
+// (blocks past its end), which is an image not written whole: that
+// error wraps ErrIncomplete too, and no point is made of it. A .vhd (the
 // older format WSB wrote before VHDX) is not a VHDX: it is not checked.
 // Every finding names the structure and its offset; an error reading r
 // is returned as it is.
@@ -379,7 +381,9 @@ func checkBAT(read reader, size int64, bat region, d *disk) error {
 		}
 	}
 	if cut > 0 {
-		return vhdxErr("cut short: the file has %d bytes, %d blocks lie past its end (the first: %s)", size, cut, first)
+		// Not a damaged image but an unfinished one (a transfer that
+		// broke off, a share that filled): ErrIncomplete too.
+		return fmt.Errorf("%w: %w", ErrIncomplete, vhdxErr("cut short: the file has %d bytes, %d blocks lie past its end (the first: %s)", size, cut, first))
 	}
 	return nil
 }
