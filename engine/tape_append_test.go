@@ -138,3 +138,32 @@ func TestTapeAppendAfterCutFile(t *testing.T) {
 		t.Error("restore on a fresh server, from a scan, differs")
 	}
 }
+
+// The staging store a tape restore killed with -9 left in the home is
+// removed by the next tape job, which holds the tape lock it was made
+// under; a tape restore then works as ever.
+func TestTapeStaleStagingRemoved(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 2, 1<<30)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: func() time.Time { return t0 }, Log: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(f.home, "tape-restore-4242")
+	if err := os.MkdirAll(filepath.Join(stale, "packs", "00"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(stale, "packs", "00", "x"), make([]byte, 1<<16), 0o600)
+	keep := filepath.Join(f.home, "tape-restore-notes.txt") // not a directory: not ours to judge
+	os.WriteFile(keep, []byte("x"), 0o600)
+	restoreData(t, f.home, f.p.ID.String())
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale staging store is still there: %v", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a file that is no staging store was removed: %v", err)
+	}
+}

@@ -31,6 +31,29 @@ var tapeLockWait = TapeCatalogWait
 // tapeLockFile is the lock's file in home.
 func tapeLockFile(home string) string { return filepath.Join(home, "tape.lock") }
 
+// removeStaleStaging removes the staging stores of tape restores
+// (tape-restore-* in home) that a killed restore left: only a tape
+// restore makes them, under the tape lock, and removes its own when it
+// ends, so one found by the lock's new holder has no owner. Each is as
+// large as the packs the restore had read.
+func removeStaleStaging(home string, warn func(string, ...any)) {
+	dirs, _ := filepath.Glob(filepath.Join(home, "tape-restore-*"))
+	for _, d := range dirs {
+		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			if warn != nil {
+				warn("the staging store %s a stopped tape restore left could not be removed: %v", d, err)
+			}
+			continue
+		}
+		if warn != nil {
+			warn("removed the staging store %s a stopped tape restore left", d)
+		}
+	}
+}
+
 // lockTape takes the tape lock of home for purpose, waiting up to
 // tapeLockWait; the error wraps chunkstore.ErrLocked and names the holder.
 // warn is told once that the job waits. The caller calls the returned
@@ -75,6 +98,7 @@ func lockTape(ctx context.Context, home, purpose string, warn func(string, ...an
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt(info, 0)
 	}
+	removeStaleStaging(home, warn)
 	return func() {
 		f.Truncate(0)
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
