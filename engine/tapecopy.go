@@ -115,7 +115,7 @@ func copyTapeSet(ctx context.Context, s *Store, home string, o TapeCopyOptions) 
 	}
 	if len(fromTape) > 0 {
 		o.Log("copying %d point(s) of set %s from its cartridges", len(fromTape), set.ID)
-		sg, err := stageFromTape(ctx, home, st, *set, fromTape, o.Log)
+		sg, err := stageFromTape(ctx, home, st, *set, fromTape, o.Log, nil)
 		if sg != nil {
 			defer os.RemoveAll(sg.dir)
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -163,6 +164,11 @@ func setKey(home string, st *TapeState, setID, pool, fingerprint string) ([]byte
 
 // RestoreFromTape restores a point from its cartridges into o.Target.
 func RestoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (res *TapeRestoreResult, err error) {
+	if o.Password != nil {
+		// Asked once (a prompt), whether for the early check of the
+		// staged config or the store's open at the end.
+		o.Password = sync.OnceValues(o.Password)
+	}
 	j := &Job{Kind: "tape-restore", Point: o.Point, Path: o.Target}
 	err = RunTapeJob(home, j, o.Log, func() error {
 		res, err = restoreFromTape(ctx, home, o)
@@ -199,7 +205,7 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 		first error
 	)
 	for _, pt := range found {
-		sg, err = stageFromTape(ctx, home, st, pt.set, []tapefs.CatalogPoint{pt.point}, o.Log)
+		sg, err = stageFromTape(ctx, home, st, pt.set, []tapefs.CatalogPoint{pt.point}, o.Log, func(dir string) error { return checkStagedKey(dir, pt.set.ID, o.Password) })
 		if sg != nil {
 			defer os.RemoveAll(sg.dir)
 		}
@@ -249,13 +255,17 @@ type staged struct {
 	// lostWhy is lost with the cause of each.
 	lostWhy []TapeLostPack
 	tapes   []string // barcodes read, in order
+	// keyCheck, when set, is told the staging store's directory once its
+	// config is staged, before any pack is read: a passphrase that does
+	// not open it fails the restore then, not after every cartridge.
+	keyCheck func(dir string) error
 }
 
 // stageFromTape reads the packs and manifests of points of set into a new
 // staging store under home, each cartridge in one forward pass; every
 // cartridge needed must be in the library first. The caller removes
 // staged.dir (set also on error).
-func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet, points []tapefs.CatalogPoint, log func(string, ...any)) (*staged, error) {
+func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet, points []tapefs.CatalogPoint, log func(string, ...any), keyCheck func(dir string) error) (*staged, error) {
 	cat := set.Catalog
 	key, err := setKey(home, st, set.ID, set.Pool, set.KeyFingerprint)
 	if err != nil {
@@ -264,7 +274,7 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 	// What to read: the last copy of each pack the points need, and their
 	// point files, by cartridge.
 	where := cat.PackIndex()
-	sg := &staged{}
+	sg := &staged{keyCheck: keyCheck}
 	want := map[string]bool{}
 	files := map[int]bool{}
 	pointAt := map[fileKey]string{}
@@ -395,7 +405,13 @@ func (sg *staged) readSet(ctx context.Context, home string, st *TapeState, set T
 				tc.volumeID = t.VolumeID
 			}
 		}
-		got, err := readCartridge(ctx, lib, tc, byTape[q], fo, want, pointAt, be, !sg.config)
+		afterConfig := func() error {
+			if sg.keyCheck == nil {
+				return nil
+			}
+			return sg.keyCheck(sg.dir)
+		}
+		got, err := readCartridge(ctx, lib, tc, byTape[q], fo, want, pointAt, be, !sg.config, afterConfig)
 		sg.tapes = append(sg.tapes, bc)
 		if err != nil {
 			return manifests, err
@@ -465,6 +481,27 @@ func (sg *staged) fillLost(ctx context.Context, home string, st *TapeState, log 
 			sg.lost, sg.lostWhy = lost, before
 		}
 	}
+}
+
+// checkStagedKey opens the staging store at dir, whose config the label
+// of set gave, to see that the passphrase opens it.
+func checkStagedKey(dir, set string, password func() (string, error)) error {
+	s, err := Open(dir, chunkstore.OpenOptions{})
+	if errors.Is(err, chunkstore.ErrNoPassword) && password != nil {
+		pw, perr := password()
+		if perr != nil {
+			return perr
+		}
+		s, err = Open(dir, chunkstore.OpenOptions{Password: pw})
+	}
+	if errors.Is(err, chunkstore.ErrWrongPassword) {
+		return fmt.Errorf("set %s was written from an encrypted store: %w: give the passphrase that store had when the set was written (the one before any 'recall key passwd' since); nothing was read past the set label", set, err)
+	}
+	if err != nil {
+		return fmt.Errorf("open the store the point was written from (its config came from the set label): %w", err)
+	}
+	s.Close()
+	return nil
 }
 
 // openStaged opens the staging store and indexes its packs.
@@ -556,7 +593,7 @@ type tapeCartridge struct {
 // says (set, sequence, volume id), and each file the one it says (number,
 // kind): else what the catalog places there is lost as missing.
 func readCartridge(ctx context.Context, lib tapefs.Library, tc tapeCartridge, files []tapefs.CatalogFile, fo tapefs.FileOptions,
-	want map[string]bool, pointAt map[fileKey]string, be backend.Backend, saveConfig bool) (*cartridgeRead, error) {
+	want map[string]bool, pointAt map[fileKey]string, be backend.Backend, saveConfig bool, afterConfig func() error) (*cartridgeRead, error) {
 	barcode, slot := tc.barcode, tc.slot
 	d, err := loadSlot(ctx, lib, slot, tapeDrive)
 	if err != nil {
@@ -615,6 +652,9 @@ func readCartridge(ctx context.Context, lib tapefs.Library, tc tapeCartridge, fi
 			}
 		}
 		out.config = true
+		if err := afterConfig(); err != nil {
+			return nil, err
+		}
 	}
 	for _, f := range files {
 		fr := &fileRead{c: out, d: d, fo: fo, f: f, barcode: barcode, setID: tc.setID, want: want, pointAt: pointAt, save: save}

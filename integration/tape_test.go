@@ -652,3 +652,38 @@ func TestTapeOneJobAtATime(t *testing.T) {
 		t.Fatalf("tape erase after the lock was released: %v", err)
 	}
 }
+
+// A tape restore of a point from an encrypted store, given a passphrase
+// that does not open it (the store's since 'key passwd', a typo): refused
+// with exit 5 once the set label's config is read, before any pack is,
+// saying which passphrase the set needs.
+func TestTapeRestoreWrongStorePassphrase(t *testing.T) {
+	e := newEnv(t)
+	e.vars = []string{"RECALL_PASSWORD=old"}
+	e.ok("init", "-q", "--encrypt")
+	lib := filepath.Join(t.TempDir(), "library")
+	e.ok("tape", "library", "add", "lib", "--emulated", lib, "--slots", "2", "--capacity", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 4<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	tapeWrite(t, e, "--pool", "p", id[:12])
+	newPw := filepath.Join(t.TempDir(), "new")
+	must(t, os.WriteFile(newPw, []byte("new\n"), 0o600))
+	e.ok("key", "passwd", "--new-password-file", newPw)
+
+	e.vars = []string{"RECALL_PASSWORD=new"}
+	dst := filepath.Join(t.TempDir(), "out")
+	r := e.run("tape", "restore", id[:12], "--target", dst)
+	if r.code != 5 || !strings.Contains(r.stderr, "the passphrase that store had when the set was written") ||
+		!strings.Contains(r.stderr, "nothing was read past the set label") {
+		t.Fatalf("restore with the store's new passphrase: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "f")); err == nil {
+		t.Error("a file was restored")
+	}
+	e.vars = []string{"RECALL_PASSWORD=old"}
+	e.ok("tape", "restore", id[:12], "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
