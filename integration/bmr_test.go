@@ -321,17 +321,16 @@ func TestBMRDoneWhen(t *testing.T) {
 	}
 
 	mnt := recoveryMount(t, e)
+	var shares []string
 	for i, p := range pts {
-		var args []string
-		if i > 0 {
-			// Both points were made within a minute: the default names
-			// (<source>-YYYYMMDD-HHMM) would be one.
-			args = []string{"--name", fmt.Sprintf("%s-second", h.name)}
+		// Both points were made within a minute: their default names
+		// (<source>-YYYYMMDD-HHMMSS) are to the second, as the
+		// points' names in the tree, so they differ.
+		share, _ := h.recoveryShare(p.ID, mnt)
+		if !regexp.MustCompile(`^`+regexp.QuoteMeta(h.name)+`-\d{8}-\d{6}$`).MatchString(share) || slices.Contains(shares, share) {
+			t.Errorf("default recovery share name %q (before: %v): want %s-YYYYMMDD-HHMMSS, its own", share, shares, h.name)
 		}
-		share, _ := h.recoveryShare(p.ID, mnt, args...)
-		if i == 0 && !regexp.MustCompile(`^`+regexp.QuoteMeta(h.name)+`-\d{8}-\d{4}$`).MatchString(share) {
-			t.Errorf("default recovery share name %q: want %s-YYYYMMDD-HHMM", share, h.name)
-		}
+		shares = append(shares, share)
 		out := h.smbOK(share, fmt.Sprintf(`ls %s\%s\*`, wsbDir, h.computer))
 		if want := filepath.Base(backups[i].Dir); !strings.Contains(out, want) {
 			t.Fatalf("point %d: the recovery share does not list %q:\n%s", i, want, out)

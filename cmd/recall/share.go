@@ -491,7 +491,17 @@ func shareBMRRecovery(c *cli.Context) error {
 	}
 	share := c.String("name")
 	if share == "" {
-		share = p.Source + "-" + p.Time.UTC().Format("20060102-1504")
+		// To the second, as the point's name in the tree (which is
+		// unique in its source): two points of one minute (an image
+		// ingested again, a retried run) had one share name, and
+		// --apply moved the first one's share to the second.
+		digits := strings.Map(func(r rune) rune {
+			if r < '0' || r > '9' {
+				return -1
+			}
+			return r
+		}, mountName(p, pts)) // @GMT-2026.11.30-17.12.40: 20261130171240
+		share = p.Source + "-" + digits[:8] + "-" + digits[8:]
 	}
 	if err := engine.ValidShareName(share); err != nil {
 		return usagef("%v", err)
