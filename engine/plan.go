@@ -496,7 +496,7 @@ func (rs *restorer) feed(b *planBatch) {
 	if err := warmPacks(rs.ctx, rs.r, ids); err != nil {
 		for _, pp := range b.packs {
 			for _, e := range pp.ents {
-				rs.markDamaged(e.of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
+				rs.markDamagedRange(e.of.rel, e.off, e.end, err)
 				rs.extentDone(nil, e.of)
 			}
 			rs.packRead(pp)
@@ -566,9 +566,9 @@ func (rs *restorer) writeChunk(fc *fileCache, e *planEntry, data []byte, err err
 	case of.failed:
 		// Not created: the restore stops with the create's error.
 	case err != nil:
-		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: %w", e.off, e.end, err))
+		rs.markDamagedRange(of.rel, e.off, e.end, err)
 	case int64(len(data)) != e.end-e.off:
-		rs.markDamaged(of.rel, fmt.Errorf("bytes %d-%d: chunk has %d bytes", e.off, e.end, len(data)))
+		rs.markDamagedRange(of.rel, e.off, e.end, fmt.Errorf("chunk has %d bytes", len(data)))
 	default:
 		fd, err := fc.get(of)
 		if err == nil {

@@ -97,7 +97,7 @@ type restorer struct {
 
 	mu       sync.Mutex
 	res      RestoreResult
-	damaged  map[string]bool
+	damaged  map[string]*damageNote
 	links    map[uint64]*linkLeader
 	leaders  map[string]*linkLeader // the same leaders by rel, for markDamagedLocked
 	dirMetas []dirMeta
@@ -225,7 +225,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	rs := &restorer{r: r, opts: opts, ctx: ctx, stop: stop, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
-		damaged: map[string]bool{}, links: map[uint64]*linkLeader{}, leaders: map[string]*linkLeader{}, holdMax: holdLimit()}
+		damaged: map[string]*damageNote{}, links: map[uint64]*linkLeader{}, leaders: map[string]*linkLeader{}, holdMax: holdLimit()}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -501,11 +501,39 @@ func (rs *restorer) markDamaged(rel string, err error) {
 	rs.markDamagedLocked(rel, err)
 }
 
-func (rs *restorer) markDamagedLocked(rel string, err error) {
-	if rs.damaged[rel] {
+// markDamagedRange marks bytes [off, end) of the file at rel damaged.
+// A file's report names its first damaged range and, when there are
+// more, how many and how many bytes in all: on tape a lost pack takes
+// every chunk of a file it held, and the first range alone made a file
+// of zeroes look mostly whole.
+func (rs *restorer) markDamagedRange(rel string, off, end int64, err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if d := rs.damaged[rel]; d != nil && d.ranges > 0 {
+		d.ranges++
+		d.bytes += end - off
+		rs.res.Damaged[d.idx].Error = fmt.Sprintf("%s; %d damaged ranges, %d bytes in all", d.first, d.ranges, d.bytes)
 		return
 	}
-	rs.damaged[rel] = true
+	rs.markDamagedLocked(rel, fmt.Errorf("bytes %d-%d: %w", off, end, err))
+	if d := rs.damaged[rel]; d.ranges == 0 && d.idx >= 0 {
+		d.ranges, d.bytes = 1, end-off
+	}
+}
+
+// damageNote is what the report of a damaged file says so far.
+type damageNote struct {
+	idx    int    // in res.Damaged
+	first  string // its first error
+	ranges int    // damaged byte ranges counted (markDamagedRange)
+	bytes  int64
+}
+
+func (rs *restorer) markDamagedLocked(rel string, err error) {
+	if rs.damaged[rel] != nil {
+		return
+	}
+	rs.damaged[rel] = &damageNote{idx: len(rs.res.Damaged), first: err.Error()}
 	rs.opts.Progress.addError()
 	rs.res.Damaged = append(rs.res.Damaged, PathError{Path: rel, Error: err.Error()})
 	if l := rs.leaders[rel]; l != nil {
@@ -585,7 +613,7 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 				// A link shares its leader's content, and so its damage,
 				// found before or after this link was made.
 				first.followers = append(first.followers, rel)
-				if rs.damaged[first.rel] {
+				if rs.damaged[first.rel] != nil {
 					rs.markDamagedLocked(rel, fmt.Errorf("hard link of damaged %s", first.rel))
 				}
 				done := first.finished

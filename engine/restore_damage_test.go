@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -138,5 +139,35 @@ func TestRestoreDamagedFileKeepsSize(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A file every chunk of which is damaged is reported with all of it: its
+// first range, how many ranges and how many bytes in all. Before, only
+// the first range was named, and a file of zeroes read as mostly whole.
+func TestRestoreDamagedRangesCounted(t *testing.T) {
+	ds := newDamageStore(t, false)
+	data := randomBytes(7, 12<<20)
+	ds.addFiles(map[string][]byte{"all": data})
+	n := ds.node("all")
+	if len(n.Extents) < 3 {
+		t.Fatalf("all has %d extents, the test wants several", len(n.Extents))
+	}
+	for _, e := range n.Extents {
+		pack, off, length := ds.packOf(e.ID)
+		flip(t, pack, off+length/2)
+	}
+	r := ds.open()
+	p, err := r.LoadPoint(ds.point)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Restore(context.Background(), r, p, RestoreOptions{Target: filepath.Join(t.TempDir(), "t")})
+	if !errors.Is(err, ErrDamaged) {
+		t.Fatalf("restore: %v, want ErrDamaged", err)
+	}
+	want := fmt.Sprintf("%d damaged ranges, %d bytes in all", len(n.Extents), len(data))
+	if len(res.Damaged) != 1 || res.Damaged[0].Path != "all" || !strings.Contains(res.Damaged[0].Error, want) {
+		t.Errorf("damaged %+v, want all with %q", res.Damaged, want)
 	}
 }
