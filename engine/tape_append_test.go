@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -165,5 +166,42 @@ func TestTapeStaleStagingRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(keep); err != nil {
 		t.Errorf("a file that is no staging store was removed: %v", err)
+	}
+}
+
+// "latest --source S" names the newest point of S the media catalog
+// knows, as it does in the store: a fresh server restoring from tape
+// alone need not look its id up first.
+func TestTapeRestoreLatest(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 2, 1<<30)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	p2, want := f.backupAgain(t, 1<<20, 2)
+	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: now, Log: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	res, err := RestoreFromTape(ctx, f.home, TapeRestoreOptions{Point: "latest", Source: "src", Target: out, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "data")); res.Point.ID != p2.ID || !bytes.Equal(got, want) {
+		t.Errorf("latest restored point %s, want %s, its data", res.Point.ID.Short(), p2.ID.Short())
+	}
+	for _, tc := range []struct {
+		source string
+		is     error
+	}{{"", ErrBadOption}, {"other", ErrTapeNotFound}} {
+		_, err := RestoreFromTape(ctx, f.home, TapeRestoreOptions{Point: "latest", Source: tc.source, Target: filepath.Join(t.TempDir(), "x"), Log: t.Logf})
+		if !errors.Is(err, tc.is) {
+			t.Errorf("latest of source %q: %v, want %v", tc.source, err, tc.is)
+		}
 	}
 }

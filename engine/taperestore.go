@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -52,7 +53,8 @@ const maxPointEntry = 64 << 20
 
 // TapeRestoreOptions configure RestoreFromTape.
 type TapeRestoreOptions struct {
-	Point     string // id or unique prefix
+	Point     string // id or unique prefix, or "latest" (of Source)
+	Source    string // with Point "latest": the data source whose newest point on tape is restored
 	Target    string
 	Path      string
 	Overwrite bool
@@ -77,6 +79,36 @@ type TapeRestoreResult struct {
 type pointOnTape struct {
 	set   TapeSet
 	point tapefs.CatalogPoint
+}
+
+// latestOnTape returns the id of the newest point of source the media
+// catalog knows, as restore's "latest --source S" names it in the store.
+func latestOnTape(st *TapeState, source string) (string, error) {
+	if source == "" {
+		return "", fmt.Errorf("%w: latest names the newest point of a source: give --source", ErrBadOption)
+	}
+	var id string
+	var at time.Time
+	for _, s := range st.Sets {
+		if s.Catalog == nil {
+			continue
+		}
+		for _, p := range s.Catalog.Points {
+			if p.Source != source {
+				continue
+			}
+			if _, gone := reusedCartridge(st, s, p.Files); gone {
+				continue
+			}
+			if id == "" || p.Time.After(at) {
+				id, at = p.ID, p.Time
+			}
+		}
+	}
+	if id == "" {
+		return "", fmt.Errorf("latest point of source %s: %w: no set on tape holds one (see 'recall tape list'; a cartridge from elsewhere is read in with 'recall tape catalog')", source, ErrTapeNotFound)
+	}
+	return id, nil
 }
 
 // findTapePoint finds a point in the media catalog by id or unique
@@ -190,6 +222,11 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 	st, err := readTapeState(home, o.Log)
 	if err != nil {
 		return nil, err
+	}
+	if o.Point == "latest" {
+		if o.Point, err = latestOnTape(st, o.Source); err != nil {
+			return nil, err
+		}
 	}
 	found, err := findTapePoint(st, o.Point)
 	if err != nil {

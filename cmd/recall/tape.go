@@ -126,9 +126,10 @@ func init() {
 			{
 				Name:      "restore",
 				Usage:     "restore a recovery point from tape alone, loading the cartridges it needs",
-				ArgsUsage: "POINT (id or unique id prefix)",
+				ArgsUsage: "POINT (id or unique id prefix, or latest with --source)",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "target", Required: true, Usage: "directory to restore into (created if missing)"},
+					&cli.StringFlag{Name: "source", Usage: "with POINT latest: the data source `NAME` whose newest point on tape is restored"},
 					&cli.StringFlag{Name: "path", Usage: "restore only `SUB`, a path inside the point"},
 					&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty target"},
 					jsonFlag,
@@ -487,7 +488,7 @@ func tapeRestore(c *cli.Context) error {
 		return err
 	}
 	res, err := engine.RestoreFromTape(c.Context, home(c), engine.TapeRestoreOptions{
-		Point: c.Args().First(), Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
+		Point: c.Args().First(), Source: c.String("source"), Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
 		Password: func() (string, error) { return stagedPassword(c) },
 		Log:      tapeLog(c), Progress: rep.Progress(),
 	})
