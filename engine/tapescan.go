@@ -538,3 +538,65 @@ func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions
 	}
 	return res, nil
 }
+
+// Operator actions on an emulated library (what a person does at a real
+// library's door): take a cartridge out, put one back in, add a blank.
+const (
+	EmulatedEject    = "eject"
+	EmulatedInsert   = "insert"
+	EmulatedAddBlank = "add-blank"
+)
+
+// EmulatedLibraryAction does action (EmulatedEject, EmulatedInsert,
+// EmulatedAddBlank) on the emulated library named library (""; the only
+// one) with the cartridge barcode ("" for add-blank: the next barcode),
+// under the tape lock, so no tape job moves cartridges meanwhile. It
+// returns the barcode and slot the cartridge is in after (0 for eject).
+func EmulatedLibraryAction(ctx context.Context, home, library, action, barcode string, warn func(string, ...any)) (string, int, error) {
+	st, err := readTapeState(home, warn)
+	if err != nil {
+		return "", 0, err
+	}
+	libRec, err := st.library(library)
+	if err != nil {
+		return "", 0, err
+	}
+	if libRec.Kind != "emulated" {
+		return "", 0, fmt.Errorf("%w: tape library %s is a real one: load and unload its cartridges at its door or with its own tools", ErrBadOption, libRec.Name)
+	}
+	unlock, err := lockTape(ctx, home, "tape library "+action, warn)
+	if err != nil {
+		return "", 0, err
+	}
+	defer unlock()
+	lib, err := tapefs.OpenEmulatedLibrary(libRec.Dir)
+	if err != nil {
+		return "", 0, fmt.Errorf("tape library %s: %w", libRec.Name, err)
+	}
+	defer lib.Close()
+	slot := 0
+	switch action {
+	case EmulatedEject:
+		err = lib.Eject(barcode)
+	case EmulatedInsert:
+		slot, err = lib.Insert(barcode)
+	case EmulatedAddBlank:
+		slot, err = lib.AddBlank(barcode)
+		if err == nil && barcode == "" {
+			inv, ierr := lib.Inventory(ctx)
+			if ierr == nil {
+				for _, e := range inv.Slots {
+					if e.Number == slot {
+						barcode = e.Barcode
+					}
+				}
+			}
+		}
+	default:
+		return "", 0, fmt.Errorf("%w: %q: want %s, %s or %s", ErrBadOption, action, EmulatedEject, EmulatedInsert, EmulatedAddBlank)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("tape library %s: %w", libRec.Name, err) // it names the action and cartridge
+	}
+	return barcode, slot, nil
+}

@@ -687,3 +687,47 @@ func TestTapeRestoreWrongStorePassphrase(t *testing.T) {
 	e.ok("tape", "restore", id[:12], "--target", dst)
 	compareTrees(t, snapshot(t, src), snapshot(t, dst))
 }
+
+// The emulated library's door: a cartridge taken out is missing for a
+// restore (which names it), put back it restores, and a blank added is
+// written to.
+func TestTapeEmulatedDoor(t *testing.T) {
+	e, _ := tapeEnvSized(t, "2", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	w := tapeWrite(t, e, "--pool", "p", id[:12])
+	if out := e.ok("tape", "library", "eject", w.Tapes[0]); !strings.Contains(out, "taken out") {
+		t.Errorf("eject: %s", out)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	if r := e.run("tape", "restore", id[:12], "--target", dst); r.code == 0 || !strings.Contains(r.stderr, w.Tapes[0]) {
+		t.Fatalf("restore with its cartridge out: exit %d, %s", r.code, r.stderr)
+	}
+	if out := e.ok("tape", "library", "add-blank"); !strings.Contains(out, "in slot") {
+		t.Errorf("add-blank: %s", out)
+	}
+	// The slots are full: inserting is refused, naming why.
+	if r := e.run("tape", "library", "insert", w.Tapes[0]); r.code == 0 || !strings.Contains(r.stderr, "eject a cartridge first") {
+		t.Errorf("insert into a full library: exit %d, %s", r.code, r.stderr)
+	}
+	inv := e.ok("tape", "inventory")
+	var blank string
+	for _, line := range strings.Split(inv, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "slot" && f[3] == "unknown" && f[2] != w.Tapes[0] {
+			blank = f[2]
+		}
+	}
+	if blank == "" {
+		t.Fatalf("no blank in the inventory:\n%s", inv)
+	}
+	e.ok("tape", "library", "eject", blank)
+	e.ok("tape", "library", "insert", w.Tapes[0])
+	e.ok("tape", "restore", id[:12], "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+	if r := e.run("tape", "library", "eject"); r.code != 2 {
+		t.Errorf("eject without a barcode: exit %d, want 2", r.code)
+	}
+}

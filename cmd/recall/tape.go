@@ -41,7 +41,11 @@ func init() {
 						&cli.StringSliceFlag{Name: "drive", Usage: "a real library's drive `DEV` (/dev/nstN), by drive number; repeat for each"},
 					},
 					Action: tapeLibraryAdd,
-				}},
+				},
+					emulatedAction(engine.EmulatedEject, "BARCODE", "take a cartridge out of an emulated library (into its outside/, as at a real library's door)", libFlag),
+					emulatedAction(engine.EmulatedInsert, "BARCODE", "put a cartridge taken out back into an emulated library's first free slot", libFlag),
+					emulatedAction(engine.EmulatedAddBlank, "[BARCODE]", "add a blank cartridge to an emulated library's first free slot (the next barcode when none is given)", libFlag),
+				},
 			},
 			{
 				Name:   "inventory",
@@ -222,6 +226,30 @@ func tapeLibraryAdd(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "library %s added (%s %s%s)\n", l.Name, l.Kind, l.Dir, l.Changer)
 	}
 	return nil
+}
+
+// emulatedAction is the command of an operator action on an emulated
+// library.
+func emulatedAction(action, args, usage string, libFlag cli.Flag) *cli.Command {
+	return &cli.Command{
+		Name: action, Usage: usage, ArgsUsage: args,
+		Flags: []cli.Flag{libFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 || c.NArg() == 0 && action != engine.EmulatedAddBlank {
+				return usagef("tape library %s takes %s", action, args)
+			}
+			bc, slot, err := engine.EmulatedLibraryAction(c.Context, home(c), c.String("library"), action, c.Args().First(), warnf)
+			if err != nil {
+				return err
+			}
+			if action == engine.EmulatedEject {
+				fmt.Fprintf(c.App.Writer, "cartridge %s taken out\n", bc)
+			} else {
+				fmt.Fprintf(c.App.Writer, "cartridge %s in slot %d\n", bc, slot)
+			}
+			return nil
+		},
+	}
 }
 
 func tapeInventory(c *cli.Context) error {
