@@ -958,13 +958,20 @@ func mayOverwrite(st *TapeState, barcode string, read bool, sl *tapefs.SetLabel,
 		return nil
 	}
 	exp := sl.Expiry
-	if s, ok := st.set(sl.SetID); ok {
+	s, known := st.set(sl.SetID)
+	if known {
 		exp = s.Expiry
 	}
-	if !expired(exp) {
-		return fmt.Errorf("%w: it holds set %s of pool %s (%s); %s", ErrTapeRefused, sl.SetID, sl.Pool, until(exp), force)
+	switch {
+	case expired(exp):
+		return nil
+	case !known:
+		// Not written over unread: a set's points may be on another
+		// of its cartridges, which a look at this one cannot tell.
+		return fmt.Errorf("%w: it holds set %s of pool %s (%s), which this server's catalog does not know (a cartridge from elsewhere, or a write stopped before it recorded its set): 'recall tape catalog --slot N' reads what it holds into the catalog (a pool that appends then goes on writing that set); if it holds nothing you need, %s",
+			ErrTapeRefused, sl.SetID, sl.Pool, until(exp), force)
 	}
-	return nil
+	return fmt.Errorf("%w: it holds set %s of pool %s (%s); %s", ErrTapeRefused, sl.SetID, sl.Pool, until(exp), force)
 }
 
 // freeLabel tells a set label 'recall tape label' wrote (a set that

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,4 +205,71 @@ func TestTapeRestoreLatest(t *testing.T) {
 			t.Errorf("latest of source %q: %v, want %v", tc.source, err, tc.is)
 		}
 	}
+}
+
+// A cartridge labelled for a set whose first write was killed before it
+// recorded anything: refused while the catalog does not know the set,
+// with the advice to read it in; once 'tape catalog' has, the pool (which
+// appends) goes on writing that set on it, past the file the killed
+// write cut short.
+func TestTapeEmptySetReused(t *testing.T) {
+	const alloc = AllocContinue
+	f := newTapeHome(t, 1<<20, 1, 1<<30)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d", Allocation: alloc}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	// What the killed write left: labels of a set of pool p, and part of
+	// a packs file.
+	lib, err := tapefs.OpenEmulatedLibrary(f.lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := inv.Slots[0].Barcode
+	if err := lib.Load(ctx, inv.Slots[0].Number, 0); err != nil {
+		t.Fatal(err)
+	}
+	d, err := lib.Drive(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := tapefs.NewUUID()
+	config := map[string][]byte{}
+	for _, name := range []string{"config", "config.copy"} {
+		b, err := os.ReadFile(filepath.Join(StoreDir(f.home), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		config[name] = b
+	}
+	if err := tapefs.WriteLabels(ctx, d, tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: bc, BlockSize: tapefs.BlockSize, Created: t0},
+		tapefs.SetLabel{Pool: "p", SetID: set, Sequence: 1, Created: t0, Expiry: t0.AddDate(0, 2, 0), StoreID: f.s.Config().ID, StoreConfig: config}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteBlock(ctx, bytes.Repeat([]byte{1}, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	d.Flush(ctx)
+	d.Close()
+	lib.Unload(ctx, 0, inv.Slots[0].Number)
+	lib.Close()
+
+	_, err = f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	if err == nil || !strings.Contains(err.Error(), "tape catalog --slot") || !strings.Contains(err.Error(), set) {
+		t.Fatalf("write while the set is unknown: %v, want it refused with the catalog advice", err)
+	}
+	if _, err := CatalogTapes(ctx, f.home, TapeCatalogOptions{Log: t.Logf, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	if err != nil || len(w.Tapes) != 1 || w.Tapes[0] != bc {
+		t.Fatalf("write after the catalog read the empty set: %+v, %v; want it on %s", w, err, bc)
+	}
+	restoreData(t, f.home, f.p.ID.String())
 }
