@@ -68,7 +68,17 @@ func ReadVersion(fsys fs.FS, computer string) (*Version, error) {
 	if backup == "" {
 		return nil, fmt.Errorf("%w of %s: no \"Backup YYYY-MM-DD HHMMSS\" folder in %s", ErrNoImage, computer, root)
 	}
-	p := path.Join(root, backup, "BackupSpecs.xml")
+	// Windows names compare without case, as Inspect finds the file.
+	specs := "BackupSpecs.xml"
+	if ents, err := fs.ReadDir(fsys, path.Join(root, backup)); err == nil {
+		for _, e := range ents {
+			if strings.EqualFold(e.Name(), specs) {
+				specs = e.Name()
+				break
+			}
+		}
+	}
+	p := path.Join(root, backup, specs)
 	b, err := readLimited(fsys, p, MaxSpecsSize)
 	if err != nil {
 		return nil, err

@@ -578,3 +578,15 @@ func TestPrintStrayBackup(t *testing.T) {
 		t.Errorf("after the stray folder was removed: print %s, want %s", after.Print, clean.Print)
 	}
 }
+
+// The version reader finds BackupSpecs.xml whatever the case of its name,
+// as the completeness check does (Windows names compare without case):
+// a lower-case copy made a point with no version identifier.
+func TestReadVersionAnyCase(t *testing.T) {
+	good := mustDecode(t, golden.Load(t, "BackupSpecs-v1.xml.golden"))
+	m := fstest.MapFS{Dir + "/SRV01/Backup 2026-11-02 210312/backupspecs.xml": {Data: good}}
+	v, err := ReadVersion(m, "SRV01")
+	if err != nil || v.VersionID == "" || v.Computer != "SRV01" {
+		t.Fatalf("lower-case backupspecs.xml: %+v, %v", v, err)
+	}
+}
