@@ -458,7 +458,9 @@ func (b *Backend) CleanTemp(ctx context.Context, tag string) error {
 		return err
 	}
 	isTmp := func(name string) bool { return strings.HasPrefix(name, ".tmp-") }
-	for _, d := range []string{"", "index", "points", "damaged", "journal"} {
+	// gc/ too: the exclusive holder that calls this excludes gc, which
+	// holds the store lock shared (a killed gc left its plan's temp file).
+	for _, d := range []string{"", "index", "points", "damaged", "journal", "gc"} {
 		if err := removeAllIn(filepath.Join(b.dir, d), isTmp); err != nil {
 			return err
 		}

@@ -176,3 +176,35 @@ func TestDeadHolderTempRemoved(t *testing.T) {
 		t.Errorf("a young temp file was removed: %v", err)
 	}
 }
+
+// CleanTemp, which the store's exclusive lock calls, removes the temp
+// files killed writers left beside the files they were writing, gc's
+// plan's included, and nothing else.
+func TestCleanTempRemovesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left, kept []string
+	for _, d := range []string{"", "index", "points", "gc"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o700)
+		tmp, own := filepath.Join(dir, d, ".tmp-plan-123"), filepath.Join(dir, d, "plan")
+		os.WriteFile(tmp, []byte("x"), 0o600)
+		os.WriteFile(own, []byte("x"), 0o600)
+		left, kept = append(left, tmp), append(kept, own)
+	}
+	if err := b.CleanTemp(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range left {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s stays: %v", p, err)
+		}
+	}
+	for _, p := range kept {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was removed: %v", p, err)
+		}
+	}
+}
