@@ -138,12 +138,20 @@ func mountBackground(c *cli.Context, mnt string) error {
 	if logPath, err = filepath.Abs(logPath); err != nil {
 		return err
 	}
+	// hint is for a home that cannot be written (a read-only mount of a
+	// copy, another user's): the mount itself only reads.
+	hint := func(err error) string {
+		if c.IsSet("log-file") || !errors.Is(err, os.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+			return ""
+		}
+		return ": the home cannot be written; give --log-file FILE elsewhere, or run with --foreground"
+	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
-		return fmt.Errorf("log directory: %w", err)
+		return fmt.Errorf("log directory: %w%s", err, hint(err))
 	}
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("log file: %w", err)
+		return fmt.Errorf("log file: %w%s", err, hint(err))
 	}
 	defer logFile.Close()
 	args := append([]string{"--home", home}, storeArgs(c)...)
