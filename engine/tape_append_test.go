@@ -273,3 +273,30 @@ func TestTapeEmptySetReused(t *testing.T) {
 	}
 	restoreData(t, f.home, f.p.ID.String())
 }
+
+// A fresh server that learns a pool from a set label records the pool's
+// retention, not retention plus append window: the label's expiry counts
+// the window too (SetExpiry). Before, a 30d pool became 37d there.
+func TestTapeCatalogPoolRetention(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 1, 1<<30)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := AddTapeLibrary(ctx, other, AddLibraryOptions{Name: "lib", Dir: f.lib, Warn: t.Logf}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CatalogTapes(ctx, other, TapeCatalogOptions{Log: t.Logf, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	pools, err := ListTapePools(other, t.Logf)
+	if err != nil || len(pools) != 1 || pools[0].Retention != "30d" {
+		t.Errorf("pools on the fresh server: %+v, %v; want p with 30d", pools, err)
+	}
+}

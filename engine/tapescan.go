@@ -206,7 +206,15 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 		p := TapePool{Name: res.Set.Pool, Library: libName, Encrypt: res.Set.Encrypted(),
 			Compress: res.Set.Compressed, Allocation: AllocContinue, KeyFingerprint: res.Set.KeyFingerprint, Created: set.Created}
 		if !set.Expiry.IsZero() {
-			days := int(set.Expiry.Sub(set.Created).Hours()/24 + 0.5)
+			// A set expires its retention after its append window
+			// (SetExpiry); the label does not say the window, so the
+			// pool here gets the default one, and the retention is what
+			// follows it.
+			from := set.Created
+			if end, err := p.AppendEnd(set.Created); err == nil && end.Before(set.Expiry) {
+				from = end
+			}
+			days := int(set.Expiry.Sub(from).Hours()/24 + 0.5)
 			p.Retention = fmt.Sprintf("%dd", max(days, 1))
 		} else {
 			o.Log("pool %s: set %s has no expiry on its label: the pool is recorded with no retention; give it one with 'recall tape pool set %s --retention SPAN' before writing to it", p.Name, set.ID, p.Name)
