@@ -300,3 +300,37 @@ func TestTapeCatalogPoolRetention(t *testing.T) {
 		t.Errorf("pools on the fresh server: %+v, %v; want p with 30d", pools, err)
 	}
 }
+
+// Two cartridges whose barcode labels were swapped: a restore says the
+// volume label names the other barcode, not to read the cartridge in
+// again, which finds the same and loops.
+func TestTapeSwappedBarcodes(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 2, 1<<30)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d", Allocation: AllocAlways}, t0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := f.backupAgain(t, 1<<20, 2)
+	b, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: now, Log: t.Logf})
+	if err != nil || b.Tapes[0] == a.Tapes[0] {
+		t.Fatalf("second write: %+v, %v; want another cartridge than %v", b, err, a.Tapes)
+	}
+	ta := filepath.Join(f.lib, "cartridges", a.Tapes[0], "tape")
+	tb := filepath.Join(f.lib, "cartridges", b.Tapes[0], "tape")
+	tmp := ta + ".swap"
+	if err := os.Rename(ta, tmp); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(tb, ta)
+	os.Rename(tmp, tb)
+	_, err = RestoreFromTape(ctx, f.home, TapeRestoreOptions{Point: f.p.ID.String(), Target: filepath.Join(t.TempDir(), "out"), Log: t.Logf})
+	if err == nil || !strings.Contains(err.Error(), "labelled as "+b.Tapes[0]) || !strings.Contains(err.Error(), "barcode label") {
+		t.Errorf("restore with swapped barcode labels: %v, want it to name the label %s", err, b.Tapes[0])
+	}
+}

@@ -645,6 +645,12 @@ func readCartridge(ctx context.Context, lib tapefs.Library, tc tapeCartridge, fi
 		return nil, fmt.Errorf("cartridge %s (slot %d): %w", barcode, slot, err)
 	}
 	recatalog := fmt.Sprintf("run 'recall tape catalog --slot %d' to read what it holds", slot)
+	if vl.Barcode != "" && vl.Barcode != barcode {
+		// Its volume label was written on a cartridge with another
+		// barcode: the stuck-on labels were swapped (or one was
+		// replaced). A catalog read finds the same again.
+		recatalog = fmt.Sprintf("its volume label says it was labelled as %s: the barcode label on the cartridge in slot %d is wrong (swapped with another?); put the right barcode label on it, or run 'recall tape catalog --slot %d' once it is right", vl.Barcode, slot, slot)
+	}
 	switch {
 	case sl.SetID != tc.setID:
 		return nil, fmt.Errorf("cartridge %s (slot %d) holds set %s, the catalog says set %s: %s", barcode, slot, sl.SetID, tc.setID, recatalog)
