@@ -620,7 +620,7 @@ func loadPoolKey(home, pool, fingerprint string) ([]byte, error) {
 		return nil, fmt.Errorf("pool key file %s is damaged: import the pool's exported key file again with 'recall tape key import FILE'", keyPath(home, pool))
 	}
 	if fingerprint != "" && tapefs.KeyFingerprint(key) != fingerprint {
-		return nil, fmt.Errorf("pool %s: the key on this server has fingerprint %s, the set needs %s: %w (import the right key file with 'recall tape key import FILE')", pool, tapefs.KeyFingerprint(key), fingerprint, ErrNoKey)
+		return nil, fmt.Errorf("pool %s: the key on this server has fingerprint %s, the set needs %s: %w (a set of another pool of the same name, from another site or store: this pool's key stays, so read its cartridges in a home of their own: 'recall --home DIR tape library add', 'tape key import FILE', then 'tape catalog' and 'tape restore' there)", pool, tapefs.KeyFingerprint(key), fingerprint, ErrNoKey)
 	}
 	return key, nil
 }

@@ -434,8 +434,8 @@ func TestTapeWrongKey(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(e.home, "tape-keys", "p.key"), otherKey, 0o600))
 	dst := filepath.Join(t.TempDir(), "out")
 	r := e.run("tape", "restore", id, "--target", dst)
-	if r.code != 5 || !strings.Contains(r.stderr, "fingerprint") {
-		t.Errorf("restore with another key: exit %d, %s", r.code, r.stderr)
+	if r.code != 5 || !strings.Contains(r.stderr, "fingerprint") || !strings.Contains(r.stderr, "in a home of their own") {
+		t.Errorf("restore with another key: exit %d, %s; want it to say to read them in a home of their own", r.code, r.stderr)
 	}
 	if _, err := os.Lstat(dst); !os.IsNotExist(err) {
 		t.Errorf("target made: %v", err)
