@@ -14,6 +14,60 @@ import (
 	"github.com/recall-backup/recall/tapefs"
 )
 
+// day0 is the day the tests of this file write on.
+var day0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// poolOnDay0 creates pool p (a retention of 30 days, allocation alloc; ""
+// is continue) on day0, and returns what writes points to it that day.
+func (f *tapeHomeFixture) poolOnDay0(t *testing.T, alloc string) func(points ...*Point) (*TapeWriteReport, error) {
+	t.Helper()
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d", Allocation: alloc}, day0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	return func(points ...*Point) (*TapeWriteReport, error) {
+		return f.s.WriteTape(context.Background(), f.home, TapeWriteOptions{Pool: "p", Points: points, Now: func() time.Time { return day0 }, Log: t.Logf})
+	}
+}
+
+// inDrive loads cartridge barcode of the emulated library in dir into its
+// drive, hands the drive to fn (a job's writes, as a test fakes them),
+// and puts the cartridge back.
+func inDrive(t *testing.T, dir, barcode string, fn func(tapefs.Drive) error) {
+	t.Helper()
+	ctx := context.Background()
+	lib, err := tapefs.OpenEmulatedLibrary(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lib.Close()
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, ok := slotOf(inv, barcode)
+	if !ok {
+		t.Fatalf("cartridge %s not in the library", barcode)
+	}
+	if err := lib.Load(ctx, slot, 0); err != nil {
+		t.Fatal(err)
+	}
+	d, err := lib.Drive(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = fn(d)
+	if ferr := d.Flush(ctx); err == nil {
+		err = ferr
+	}
+	d.Close()
+	if uerr := lib.Unload(ctx, 0, slot); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A cartridge whose data ends before the last file the catalog records
 // on it (a truncated copy, a lost tail) is not appended to: the write
 // goes on on a new cartridge and writes again the packs that were on the
@@ -22,18 +76,13 @@ import (
 // with a point no tape held.
 func TestTapeAppendAfterLostTail(t *testing.T) {
 	f := newTapeHome(t, 1<<20, 3, 1<<30)
-	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
-		t.Fatal(err)
-	}
-	first, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	write := f.poolOnDay0(t, "")
+	first, err := write(f.p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p2, _ := f.backupAgain(t, 1<<20, 2)
-	second, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: now, Log: t.Logf})
+	second, err := write(p2)
 	if err != nil || !slices.Equal(second.Tapes, first.Tapes) {
 		t.Fatalf("second write: %+v, %v; want it appended to %v", second, err, first.Tapes)
 	}
@@ -47,7 +96,7 @@ func TestTapeAppendAfterLostTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	p3, want := f.backupAgain(t, 1<<20, 3)
-	third, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p3}, Now: now, Log: t.Logf})
+	third, err := write(p3)
 	if err != nil {
 		t.Fatalf("write after the lost tail: %v", err)
 	}
@@ -67,52 +116,27 @@ func TestTapeAppendAfterLostTail(t *testing.T) {
 func TestTapeAppendAfterCutFile(t *testing.T) {
 	f := newTapeHome(t, 1<<20, 2, 1<<30)
 	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
-		t.Fatal(err)
-	}
-	first, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	now := func() time.Time { return day0 }
+	write := f.poolOnDay0(t, "")
+	first, err := write(f.p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// What a write killed in its packs file leaves: blocks, no filemark.
-	lib, err := tapefs.OpenEmulatedLibrary(f.lib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := lib.Inventory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slot, ok := slotOf(inv, first.Tapes[0])
-	if !ok {
-		t.Fatalf("cartridge %s not in the library", first.Tapes[0])
-	}
-	if err := lib.Load(ctx, slot, 0); err != nil {
-		t.Fatal(err)
-	}
-	d, err := lib.Drive(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.SeekEOD(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if _, err := d.WriteBlock(ctx, bytes.Repeat([]byte{0xa5}, 4096)); err != nil {
-			t.Fatal(err)
+	inDrive(t, f.lib, first.Tapes[0], func(d tapefs.Drive) error {
+		if err := d.SeekEOD(ctx); err != nil {
+			return err
 		}
-	}
-	d.Flush(ctx)
-	d.Close()
-	if err := lib.Unload(ctx, 0, slot); err != nil {
-		t.Fatal(err)
-	}
-	lib.Close()
+		for range 3 {
+			if _, err := d.WriteBlock(ctx, bytes.Repeat([]byte{0xa5}, 4096)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 
 	p2, want := f.backupAgain(t, 1<<20, 2)
-	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: now, Log: t.Logf}); err != nil {
+	if _, err := write(p2); err != nil {
 		t.Fatalf("write after the cut file: %v", err)
 	}
 	got, _ := restoreData(t, f.home, p2.ID.String())
@@ -120,7 +144,7 @@ func TestTapeAppendAfterCutFile(t *testing.T) {
 		t.Fatal("restore on this server differs")
 	}
 	// A fresh server whose scan cannot use the last catalog file.
-	lib, err = tapefs.OpenEmulatedLibrary(f.lib)
+	lib, err := tapefs.OpenEmulatedLibrary(f.lib)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,12 +170,8 @@ func TestTapeAppendAfterCutFile(t *testing.T) {
 // under; a tape restore then works as ever.
 func TestTapeStaleStagingRemoved(t *testing.T) {
 	f := newTapeHome(t, 1<<20, 2, 1<<30)
-	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: func() time.Time { return t0 }, Log: t.Logf}); err != nil {
+	write := f.poolOnDay0(t, "")
+	if _, err := write(f.p); err != nil {
 		t.Fatal(err)
 	}
 	stale := filepath.Join(f.home, "tape-restore-4242")
@@ -176,16 +196,12 @@ func TestTapeStaleStagingRemoved(t *testing.T) {
 func TestTapeRestoreLatest(t *testing.T) {
 	f := newTapeHome(t, 1<<20, 2, 1<<30)
 	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf}); err != nil {
+	write := f.poolOnDay0(t, "")
+	if _, err := write(f.p); err != nil {
 		t.Fatal(err)
 	}
 	p2, want := f.backupAgain(t, 1<<20, 2)
-	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: now, Log: t.Logf}); err != nil {
+	if _, err := write(p2); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
@@ -216,29 +232,11 @@ func TestTapeEmptySetReused(t *testing.T) {
 	const alloc = AllocContinue
 	f := newTapeHome(t, 1<<20, 1, 1<<30)
 	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d", Allocation: alloc}, t0, t.Logf); err != nil {
-		t.Fatal(err)
-	}
+	now := func() time.Time { return day0 }
+	write := f.poolOnDay0(t, alloc)
 	// What the killed write left: labels of a set of pool p, and part of
 	// a packs file.
-	lib, err := tapefs.OpenEmulatedLibrary(f.lib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := lib.Inventory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc := inv.Slots[0].Barcode
-	if err := lib.Load(ctx, inv.Slots[0].Number, 0); err != nil {
-		t.Fatal(err)
-	}
-	d, err := lib.Drive(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	const bc = "RC0001L9" // the library's one cartridge
 	set := tapefs.NewUUID()
 	config := map[string][]byte{}
 	for _, name := range []string{"config", "config.copy"} {
@@ -248,26 +246,23 @@ func TestTapeEmptySetReused(t *testing.T) {
 		}
 		config[name] = b
 	}
-	if err := tapefs.WriteLabels(ctx, d, tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: bc, BlockSize: tapefs.BlockSize, Created: t0},
-		tapefs.SetLabel{Pool: "p", SetID: set, Sequence: 1, Created: t0, Expiry: t0.AddDate(0, 2, 0), StoreID: f.s.Config().ID, StoreConfig: config}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.WriteBlock(ctx, bytes.Repeat([]byte{1}, 4096)); err != nil {
-		t.Fatal(err)
-	}
-	d.Flush(ctx)
-	d.Close()
-	lib.Unload(ctx, 0, inv.Slots[0].Number)
-	lib.Close()
+	inDrive(t, f.lib, bc, func(d tapefs.Drive) error {
+		if err := tapefs.WriteLabels(ctx, d, tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: bc, BlockSize: tapefs.BlockSize, Created: day0},
+			tapefs.SetLabel{Pool: "p", SetID: set, Sequence: 1, Created: day0, Expiry: day0.AddDate(0, 2, 0), StoreID: f.s.Config().ID, StoreConfig: config}); err != nil {
+			return err
+		}
+		_, err := d.WriteBlock(ctx, bytes.Repeat([]byte{1}, 4096))
+		return err
+	})
 
-	_, err = f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	_, err := write(f.p)
 	if err == nil || !strings.Contains(err.Error(), "tape catalog --slot") || !strings.Contains(err.Error(), set) {
 		t.Fatalf("write while the set is unknown: %v, want it refused with the catalog advice", err)
 	}
 	if _, err := CatalogTapes(ctx, f.home, TapeCatalogOptions{Log: t.Logf, Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	w, err := write(f.p)
 	if err != nil || len(w.Tapes) != 1 || w.Tapes[0] != bc {
 		t.Fatalf("write after the catalog read the empty set: %+v, %v; want it on %s", w, err, bc)
 	}
@@ -280,12 +275,9 @@ func TestTapeEmptySetReused(t *testing.T) {
 func TestTapeCatalogPoolRetention(t *testing.T) {
 	f := newTapeHome(t, 1<<20, 1, 1<<30)
 	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, t0, t.Logf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf}); err != nil {
+	now := func() time.Time { return day0 }
+	write := f.poolOnDay0(t, "")
+	if _, err := write(f.p); err != nil {
 		t.Fatal(err)
 	}
 	other := filepath.Join(t.TempDir(), "other")
@@ -307,17 +299,13 @@ func TestTapeCatalogPoolRetention(t *testing.T) {
 func TestTapeSwappedBarcodes(t *testing.T) {
 	f := newTapeHome(t, 1<<20, 2, 1<<30)
 	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d", Allocation: AllocAlways}, t0, t.Logf); err != nil {
-		t.Fatal(err)
-	}
-	a, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p}, Now: now, Log: t.Logf})
+	write := f.poolOnDay0(t, AllocAlways)
+	a, err := write(f.p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p2, _ := f.backupAgain(t, 1<<20, 2)
-	b, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{p2}, Now: now, Log: t.Logf})
+	b, err := write(p2)
 	if err != nil || b.Tapes[0] == a.Tapes[0] {
 		t.Fatalf("second write: %+v, %v; want another cartridge than %v", b, err, a.Tapes)
 	}
