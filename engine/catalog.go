@@ -157,6 +157,9 @@ type Catalog struct {
 	path    string
 	timeout time.Duration
 	notes   []string
+	// readOnly: the file could not be opened for writing (a read-only
+	// mount, another user's home): it is read as it is, and records fail.
+	readOnly bool
 }
 
 // OpenCatalog opens (creating and migrating) the catalog at path, waiting
@@ -192,6 +195,13 @@ func (c *Catalog) open() (err error) {
 		}
 	}()
 	db, err := bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout})
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, os.ErrPermission) {
+		// Listings need no writing: jobs and status work on a home
+		// that cannot be written, and what records a job fails.
+		if ro, rerr := bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout, ReadOnly: true}); rerr == nil {
+			db, err, c.readOnly = ro, nil, true
+		}
+	}
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("%s: %w (waited %s)", c.path, ErrCatalogBusy, c.timeout)
 	}
@@ -289,6 +299,20 @@ func (c *Catalog) Close() error {
 }
 
 func (c *Catalog) migrate() error {
+	if c.readOnly {
+		return c.db.View(func(tx *bolt.Tx) error {
+			have := 0
+			if m := tx.Bucket(bucketMeta); m != nil {
+				if v := m.Get(keyVersion); len(v) == 8 {
+					have = int(binary.BigEndian.Uint64(v))
+				}
+			}
+			if have != catalogVersion {
+				return fmt.Errorf("catalog %s cannot be written and has schema version %d, not %d: open it once where it can be written", c.path, have, catalogVersion)
+			}
+			return nil
+		})
+	}
 	return c.db.Update(func(tx *bolt.Tx) error {
 		have := 0
 		if m := tx.Bucket(bucketMeta); m != nil {

@@ -242,3 +242,44 @@ func TestCatalogNewerSchemaKept(t *testing.T) {
 		t.Errorf("a newer recall's catalog was moved aside: %v", asides)
 	}
 }
+
+// A catalog that cannot be written (here chattr +i; a read-only mount
+// or another user's home alike) is read as it is: its jobs are listed,
+// a record fails with an error, and the file is neither changed nor
+// moved aside. Before, jobs and status failed outright.
+func TestCatalogReadOnly(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "catalog.db")
+	c, err := OpenCatalog(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartJob(&Job{Kind: "backup", Source: "s", Started: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	before, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unflagAll(t, filepath.Dir(p))
+	chattr(t, p, fsImmutable)
+	c, err = OpenCatalog(p, time.Second)
+	if err != nil {
+		t.Fatalf("open of a catalog that cannot be written: %v", err)
+	}
+	jobs, err := c.Jobs(0)
+	if err != nil || len(jobs) != 1 || jobs[0].Source != "s" {
+		t.Errorf("jobs: %+v, %v; want the one recorded", jobs, err)
+	}
+	if err := c.StartJob(&Job{Kind: "backup", Source: "t", Started: time.Now().UTC()}); err == nil {
+		t.Error("a record in a catalog that cannot be written succeeded")
+	}
+	c.Close()
+	after, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(before, after) {
+		t.Errorf("the catalog changed (%v)", err)
+	}
+	if moved, _ := filepath.Glob(p + ".damaged-*"); len(moved) != 0 {
+		t.Errorf("moved aside: %v", moved)
+	}
+}
