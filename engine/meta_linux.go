@@ -200,14 +200,23 @@ func readFlags(fd int) uint32 {
 	return v & keptFlags
 }
 
+// openNoAtime opens path with flags and O_NOATIME, which a backup's
+// reads use so that they leave access times as they were; O_NOATIME
+// needs the file's owner or CAP_FOWNER, and without either (EPERM) the
+// file is opened as before.
+func openNoAtime(path string, flags int) (int, error) {
+	fd, err := unix.Open(path, flags|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(path, flags, 0)
+	}
+	return fd, err
+}
+
 // flagsOf reads the kept inode flags of the regular file at path, 0 when
 // it cannot be opened. O_NONBLOCK: an entry replaced by a FIFO must not
 // block the open.
 func flagsOf(path string) uint32 {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err == unix.EPERM {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	}
+	fd, err := openNoAtime(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC)
 	if err != nil {
 		return 0
 	}
@@ -247,10 +256,7 @@ const aliasAfter = 3072
 // device dev and inode ino (ino 0: any), and returns a short path that
 // reaches it, valid until done is called.
 func aliasDir(path string, dev, ino uint64) (alias string, done func(), err error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
-	if err == unix.EPERM {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	}
+	fd, err := openNoAtime(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	if err == unix.EACCES {
 		// Not readable: it is listed as not readable by the caller.
 		fd, err = unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

@@ -113,10 +113,7 @@ func (h *hinter) willNeed(path string) {
 	if !ok {
 		return
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err == unix.EPERM {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	}
+	fd, err := openNoAtime(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC)
 	if err != nil {
 		return
 	}
@@ -220,10 +217,7 @@ func newColdReader(f *os.File, start, end int64) *coldReader {
 		free: make(chan []byte, 2), full: make(chan coldRead, 2),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	p := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECT|unix.O_NOATIME|unix.O_CLOEXEC, 0)
-	if err == unix.EPERM {
-		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
-	}
+	fd, err := openNoAtime(p, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC)
 	if err == nil {
 		r.dfd = fd
 	}

@@ -991,21 +991,28 @@ func (rs *restorer) createStop() error {
 // merged into may be writable by others). O_NONBLOCK: something put in
 // its place (a fifo) must not keep the restore waiting.
 func (rs *restorer) reopen(of *openFile) (int, error) {
-	d, name, err := rs.tgt.parentOf(of.path)
+	return rs.reopenAt(of.path, of.dev, of.ino, unix.O_WRONLY)
+}
+
+// reopenAt opens the file at path (mode: O_WRONLY or O_RDONLY) in its
+// directory, never through a symlink, if it is still the file with
+// device dev and inode ino that the restore created.
+func (rs *restorer) reopenAt(path string, dev, ino uint64, mode int) (int, error) {
+	d, name, err := rs.tgt.parentOf(path)
 	if err != nil {
 		return -1, err
 	}
 	defer rs.tgt.put(d)
 	fd, err := retryEINTR(func() (int, error) {
-		return unix.Openat(d.fd, name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		return unix.Openat(d.fd, name, mode|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	})
 	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: of.path, Err: err}
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != dev || st.Ino != ino {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s was replaced while it was restored", of.path)
+		return -1, fmt.Errorf("%s was replaced while it was restored", path)
 	}
 	return fd, nil
 }
@@ -1312,22 +1319,11 @@ func (rs *restorer) applyFileFlags() {
 }
 
 func (rs *restorer) setFileFlags(of flaggedFile) error {
-	d, name, err := rs.tgt.parentOf(of.path)
+	fd, err := rs.reopenAt(of.path, of.dev, of.ino, unix.O_RDONLY)
 	if err != nil {
 		return err
 	}
-	defer rs.tgt.put(d)
-	fd, err := retryEINTR(func() (int, error) {
-		return unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	})
-	if err != nil {
-		return &os.PathError{Op: "open", Path: of.path, Err: err}
-	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Dev != of.dev || st.Ino != of.ino {
-		return fmt.Errorf("%s was replaced while it was restored", of.path)
-	}
 	if err := setFlags(fd, of.flags); err != nil {
 		return &os.PathError{Op: "set inode flags of", Path: of.path, Err: err}
 	}

@@ -523,26 +523,20 @@ func (sg *staged) fillLost(ctx context.Context, home string, st *TapeState, log 
 // checkStagedKey opens the staging store at dir, whose config the label
 // of set gave, to see that the passphrase opens it.
 func checkStagedKey(dir, set string, password func() (string, error)) error {
-	s, err := Open(dir, chunkstore.OpenOptions{})
-	if errors.Is(err, chunkstore.ErrNoPassword) && password != nil {
-		pw, perr := password()
-		if perr != nil {
-			return perr
-		}
-		s, err = Open(dir, chunkstore.OpenOptions{Password: pw})
-	}
+	s, err := openStagedStore(dir, password)
 	if errors.Is(err, chunkstore.ErrWrongPassword) {
 		return fmt.Errorf("set %s was written from an encrypted store: %w: give the passphrase that store had when the set was written (the one before any 'recall key passwd' since); nothing was read past the set label", set, err)
 	}
 	if err != nil {
-		return fmt.Errorf("open the store the point was written from (its config came from the set label): %w", err)
+		return err
 	}
 	s.Close()
 	return nil
 }
 
-// openStaged opens the staging store and indexes its packs.
-func openStaged(ctx context.Context, dir string, password func() (string, error)) (*Store, error) {
+// openStagedStore opens the staging store at dir, asking password only
+// when its config is encrypted.
+func openStagedStore(dir string, password func() (string, error)) (*Store, error) {
 	s, err := Open(dir, chunkstore.OpenOptions{})
 	if errors.Is(err, chunkstore.ErrNoPassword) && password != nil {
 		pw, perr := password()
@@ -553,6 +547,15 @@ func openStaged(ctx context.Context, dir string, password func() (string, error)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open the store the point was written from (its config came from the set label): %w", err)
+	}
+	return s, nil
+}
+
+// openStaged opens the staging store and indexes its packs.
+func openStaged(ctx context.Context, dir string, password func() (string, error)) (*Store, error) {
+	s, err := openStagedStore(dir, password)
+	if err != nil {
+		return nil, err
 	}
 	ss, err := s.Session(ctx, SessionOptions{Purpose: "index packs read from tape", Exclusive: true})
 	if err != nil {
