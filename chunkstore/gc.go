@@ -394,6 +394,15 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	g := &gcRun{s: s, ctx: ctx, o: o, mark: mark, rep: &GCReport{DryRun: o.DryRun}}
 	start := time.Now()
 	if !o.DryRun {
+		// The reserve's room is this collection's to write its plan and
+		// hiding index in, on a store full to the last block; it is set
+		// aside again at the end, from what the collection freed.
+		if r, ok := s.be.(backend.Reserver); ok {
+			if err := r.Release(ctx); err != nil {
+				return nil, fmt.Errorf("store %s: give up its reserve: %w", s.Dir(), err)
+			}
+			defer s.keepReserve()
+		}
 		// Sessions killed with -9 leave their registrations (and, with
 		// the local backend, lock and holder files): probing them all
 		// proves the dead ones dead and removes them, whether or not

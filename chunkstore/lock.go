@@ -607,6 +607,9 @@ func (l *Lock) NewWriter() (*Writer, error) {
 	if err := l.Lost(); err != nil {
 		return failed(err)
 	}
+	if first {
+		l.s.keepReserve()
+	}
 	w := l.s.newWriter(l.tag)
 	w.journal = l.journal
 	w.lost = l.Lost

@@ -1076,3 +1076,18 @@ func (s *Store) RemovePoint(id ID) error {
 	}
 	return err
 }
+
+// reserveSize is the room a store on a file system keeps set aside for
+// garbage collection (backend.Reserver): enough for its plan and the
+// index file that hides packs, a few KiB per thousand packs, so that a
+// collection can begin on a store whose file system is full to its last
+// block.
+const reserveSize = 4 << 20
+
+// keepReserve sets the reserve aside again if it is missing and there is
+// room; a full store keeps none until garbage collection frees some.
+func (s *Store) keepReserve() {
+	if r, ok := s.be.(backend.Reserver); ok {
+		r.Reserve(bg, reserveSize)
+	}
+}

@@ -274,6 +274,22 @@ func TestForgetOnFullStore(t *testing.T) {
 	if ents, _ := filepath.Glob(filepath.Join(e.home, "store", "locks", "*.*")); len(ents) != 0 {
 		t.Errorf("holder files left: %v", ents)
 	}
+	// And gc frees the forgotten point's packs: it writes its plan and
+	// hiding index in the room of the reserve the backup set aside, and
+	// sets the reserve aside again from what it freed.
+	var before, after syscall.Statfs_t
+	must(t, syscall.Statfs(fs, &before))
+	out = e.ok("gc")
+	if !strings.Contains(out, "freed: 3.0 MiB") {
+		t.Errorf("gc on a full store:\n%s", out)
+	}
+	must(t, syscall.Statfs(fs, &after))
+	if freed := int64(after.Bfree-before.Bfree) * after.Bsize; freed < 3<<20-(4<<20)/8 {
+		t.Errorf("gc freed %d bytes of the file system, want about 3 MiB", freed)
+	}
+	if fi, err := os.Stat(filepath.Join(e.home, "store", "reserve")); err != nil || fi.Size() != 4<<20 {
+		t.Errorf("reserve after gc: %v", err)
+	}
 }
 
 // A restore into a file system too small for it stops at the first file

@@ -365,6 +365,21 @@ type TempCleaner interface {
 	CleanTemp(ctx context.Context, tag string) error
 }
 
+// Reserver is a backend on storage that can fill to its last block (a
+// file system): it keeps a reserve, room set aside that garbage
+// collection gives up when it starts. A collection writes its plan and
+// the index file that hides packs before it deletes any, so on a store
+// that is full to the last block, without a reserve, the one command
+// that frees space could not begin. Backends that cannot fill up that
+// way (an object store's quota is raised, not freed) do not implement it.
+type Reserver interface {
+	// Reserve sets n bytes aside, if they are free and not set aside
+	// yet. Kept by the backend: no file of any FileType.
+	Reserve(ctx context.Context, n int64) error
+	// Release gives the reserve up (none is no error).
+	Release(ctx context.Context) error
+}
+
 // Tagger is a Creator whose writers can carry a tag (a writing session),
 // so that CleanTemp(tag) removes exactly what an earlier session with that
 // tag left behind.

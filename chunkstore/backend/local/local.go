@@ -15,6 +15,8 @@
 //	                         exclusive holder; locks/<name>.<pid>-<token>
 //	                         one per holder, with its info, flocked by it
 //	tmp/[<tag>/]pack-*       files being built (Create, CreateTagged)
+//	reserve                  room set aside for garbage collection on a
+//	                         full file system (backend.Reserver, reserve.go)
 //
 // Files whose name starts with "." are temp files of saves in progress (or
 // interrupted) and are never listed.

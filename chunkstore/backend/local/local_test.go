@@ -13,6 +13,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/chunkstore/backend/backendtest"
+	"github.com/recall-backup/recall/internal/testskip"
 )
 
 func TestConformance(t *testing.T) {
@@ -206,5 +207,53 @@ func TestCleanTempRemovesLeftovers(t *testing.T) {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s was removed: %v", p, err)
 		}
+	}
+}
+
+// The reserve is set aside once, given up by Release, and a file system
+// without room for it gets none: backend.ErrNoSpace, and no temp file
+// left holding part of it.
+func TestReserve(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testskip.Skip(t, "needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
+		testskip.Skip(t, "mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	b, err := Create(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	free := func() int64 {
+		var st syscall.Statfs_t
+		syscall.Statfs(dir, &st)
+		return int64(st.Bavail) * st.Bsize
+	}
+	f0 := free()
+	for range 2 {
+		if err := b.Reserve(ctx, 4<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f0 - free(); got != 4<<20 {
+		t.Errorf("reserve took %d bytes, want %d", got, 4<<20)
+	}
+	if err := b.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Release(ctx); err != nil {
+		t.Errorf("release without a reserve: %v", err)
+	}
+	if got := free(); got != f0 {
+		t.Errorf("after release %d bytes free, want %d", got, f0)
+	}
+	if err := b.Reserve(ctx, 16<<20); !errors.Is(err, backend.ErrNoSpace) || !strings.Contains(err.Error(), b.dir) {
+		t.Errorf("reserve larger than the file system: %v", err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(b.dir, ".tmp-*")); len(ents) != 0 || free() != f0 {
+		t.Errorf("a reserve that did not fit left %v, %d bytes free of %d", ents, free(), f0)
 	}
 }
