@@ -387,6 +387,12 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 		o.IndexGrace = DefaultIndexGrace
 	}
 	release, err := s.lockGC(ctx, o.LockWait)
+	if err != nil && o.DryRun && readOnlyFS(err) {
+		release, err = func() {}, nil
+		if o.Log != nil {
+			o.Log("%s", readOnlyNote(s.Dir()))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -162,9 +163,43 @@ func (s *Store) LockWriter(ctx context.Context, purpose string, wait time.Durati
 // the packs once (see Refresh), so what it decides knows which packs are
 // missing or truncated.
 func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) (*Lock, error) {
+	return s.lockExclusive(ctx, purpose, wait, onWait, false)
+}
+
+// LockDryRun is LockExclusive for a run that changes nothing (a dry
+// run): on a store whose file system is read-only (an administrator's
+// read-only mount, or one the kernel remounted read-only after disk
+// errors), where no lock can be taken, it returns a lock that holds
+// nothing, after the same pack walk, and a note saying so. What it finds
+// is then only as good as the store's state while it runs.
+func (s *Store) LockDryRun(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) (*Lock, string, error) {
+	l, err := s.lockExclusive(ctx, purpose, wait, onWait, true)
+	if err != nil || l.held != nil {
+		return l, "", err
+	}
+	return l, readOnlyNote(s.Dir()), nil
+}
+
+func readOnlyNote(dir string) string {
+	return fmt.Sprintf("store %s is on a read-only file system: this dry run holds no lock, so a backup or gc running elsewhere can change what it finds", dir)
+}
+
+// readOnlyFS reports whether err is a write refused by a read-only file
+// system.
+func readOnlyFS(err error) bool { return errors.Is(err, syscall.EROFS) }
+
+func (s *Store) lockExclusive(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo), dryRun bool) (*Lock, error) {
 	l := &Lock{s: s, mode: backend.Exclusive, journal: journalExclusive}
 	if err := l.take(ctx, purpose, wait, onWait); err != nil {
-		return nil, err
+		if !dryRun || !readOnlyFS(err) {
+			return nil, err
+		}
+		// Nothing can be written there, so nothing is adopted, cleaned
+		// or consolidated: only the pack walk what is decided needs.
+		if err := s.walkPacks(); err != nil {
+			return nil, err
+		}
+		return l, nil
 	}
 	// Temp files left by any writer that died are ours to clean now,
 	// once the packs finished in them are adopted (journal_temp.go).
@@ -434,6 +469,9 @@ func (l *Lock) take(ctx context.Context, purpose string, wait time.Duration, onW
 				failed = err
 				if !parts[i].named {
 					failed = fmt.Errorf("lock store %s: %w", l.s.Dir(), err)
+				}
+				if readOnlyFS(err) {
+					failed = fmt.Errorf("%w: %s needs to write there; remount it read-write (verify, restore, mount and every --dry-run work on it as it is)", failed, purpose)
 				}
 			}
 			if u := held[i]; u != nil {

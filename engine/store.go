@@ -81,17 +81,28 @@ type SessionOptions struct {
 	// to fails before any work starts. Otherwise the first SaveBlob sets
 	// it up.
 	Blobs bool
+	// DryRun says the session changes nothing (an exclusive one: a
+	// repair's dry run). On a store whose file system is read-only it
+	// then holds no lock, and Session.Note says so.
+	DryRun bool
 	LockOptions
 }
 
 // Session takes the store's lock and returns the write session it hands
 // out. The caller must Close it.
 func (s *Store) Session(ctx context.Context, o SessionOptions) (*Session, error) {
-	lock, err := s.lock(ctx, o)
+	var lock *chunkstore.Lock
+	var note string
+	var err error
+	if o.DryRun && o.Exclusive {
+		lock, note, err = s.st.LockDryRun(ctx, o.Purpose, o.Wait, o.OnWait)
+	} else {
+		lock, err = s.lock(ctx, o)
+	}
 	if err != nil {
 		return nil, err
 	}
-	ss := &Session{s: s, lock: lock, source: o.Source, exclusive: o.Exclusive}
+	ss := &Session{s: s, lock: lock, source: o.Source, exclusive: o.Exclusive, Note: note}
 	if o.Blobs {
 		if _, err := ss.writer(); err != nil {
 			lock.Unlock()
@@ -120,6 +131,9 @@ type Session struct {
 	lock      *chunkstore.Lock
 	source    string
 	exclusive bool
+	// Note is what the caller should tell of how the session was taken
+	// (a dry run on a read-only store holds no lock), or "".
+	Note string
 
 	mu sync.Mutex
 	w  *chunkstore.Writer // made by the first blob saved, dropped by Flush

@@ -501,3 +501,44 @@ func TestJobsHistory(t *testing.T) {
 		t.Errorf("jobs: %+v", jobs)
 	}
 }
+
+// On a store whose file system is read-only (mounted so, or remounted so
+// by the kernel after disk errors) every dry run works: it can take no
+// lock, says so, and reports what it would do. What must write says what
+// to do, and what works meanwhile.
+func TestDryRunsOnReadOnlyStore(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	rw := &env{t: t, home: filepath.Join(base, "home")}
+	src := filepath.Join(base, "src")
+	os.Mkdir(src, 0o755)
+	writeRandom(t, filepath.Join(src, "a"), 1, 3<<20)
+	rw.ok("init")
+	rw.ok("backup", "--source", "s", src)
+	rw.ok("forget", "--source", "s", "latest")
+	ro := &env{t: t, home: filepath.Join(base, "ro")}
+	must(t, os.Mkdir(ro.home, 0o755))
+	if out, err := exec.Command("sh", "-c", "mount --bind \"$1\" \"$2\" && mount -o remount,bind,ro \"$2\"", "sh", rw.home, ro.home).CombinedOutput(); err != nil {
+		skip(t, "cannot make a read-only bind mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", ro.home).Run() })
+	note := "is on a read-only file system: this dry run holds no lock"
+	r := ro.run("gc", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "would free: 3.0 MiB") || !strings.Contains(r.stderr, note) {
+		t.Errorf("gc --dry-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, what := range []string{"index", "packs", "points"} {
+		r := ro.run("repair", what, "--dry-run")
+		if r.code != 0 || !strings.Contains(r.stdout, "nothing to repair") || !strings.Contains(r.stderr, note) {
+			t.Errorf("repair %s --dry-run: exit %d\n%s%s", what, r.code, r.stdout, r.stderr)
+		}
+	}
+	r = ro.run("gc")
+	if r.code != 1 || !strings.Contains(r.stderr, "garbage collection needs to write there; remount it read-write") {
+		t.Errorf("gc: exit %d\n%s", r.code, r.stderr)
+	}
+	// Nothing was written: the collection still has it all to do.
+	if out := rw.ok("gc"); !strings.Contains(out, "freed: 3.0 MiB") {
+		t.Errorf("gc after the dry runs:\n%s", out)
+	}
+}

@@ -92,12 +92,15 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 				}
 			}
 		}
-		s, err := st.Session(c.Context, engine.SessionOptions{Purpose: "repair " + what, Exclusive: true, LockOptions: lockWait(c)})
+		dry, asJSON := c.Bool("dry-run"), c.Bool("json")
+		s, err := st.Session(c.Context, engine.SessionOptions{Purpose: "repair " + what, Exclusive: true, DryRun: dry, LockOptions: lockWait(c)})
 		if err != nil {
 			return err
 		}
 		defer s.Close()
-		dry, asJSON := c.Bool("dry-run"), c.Bool("json")
+		if s.Note != "" {
+			fmt.Fprintf(c.App.ErrWriter, "recall: %s\n", s.Note)
+		}
 		// Actions are printed as they happen: salvaging packs can take
 		// long, and what was done before an error is said.
 		o := engine.RepairOptions{DryRun: dry, Log: func(format string, args ...any) {
