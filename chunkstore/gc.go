@@ -428,6 +428,8 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 		if err := g.adoptLeftovers(); err != nil {
 			return nil, err
 		}
+	} else if err := g.adoptLeftovers(); err != nil { // counted only
+		return nil, err
 	}
 	plan, err := s.loadPlan(ctx)
 	if err != nil {

@@ -78,8 +78,12 @@ func (s *Store) loadLeftovers(g *gcRun) map[string]time.Time {
 
 // adoptLeftovers adopts the journals of write sessions that are not
 // running once their grace has passed (see above), and reports the packs
-// it keeps for now.
+// it keeps for now. A dry run adopts nothing and records nothing: it
+// counts the packs it would adopt (PacksAdopted) and keep, and on a
+// file system that takes no lock (read-only: nothing runs there) counts
+// every session as stopped.
 func (g *gcRun) adoptLeftovers() error {
+	dry := g.o.DryRun
 	s := g.s
 	byTag, err := s.journalList("")
 	if err != nil {
@@ -98,13 +102,16 @@ func (g *gcRun) adoptLeftovers() error {
 		if tag != journalExclusive {
 			info := s.lockInfo("garbage collection: adopting the packs an interrupted write session left", "exclusive", "")
 			u, err := s.be.Lock(g.ctx, tag, backend.Exclusive, info)
-			if errors.Is(err, backend.ErrLocked) {
+			switch {
+			case errors.Is(err, backend.ErrLocked):
 				continue // its session runs: its journal is its own
-			}
-			if err != nil {
+			case dry && readOnlyFS(err):
+				unlock = func() {}
+			case err != nil:
 				return fmt.Errorf("lock %s of store %s: %w", tag, s.Dir(), err)
+			default:
+				unlock = func() { u.Unlock() }
 			}
-			unlock = func() { u.Unlock() }
 		}
 		ripe, from := true, time.Time{}
 		for _, id := range ids {
@@ -132,6 +139,13 @@ func (g *gcRun) adoptLeftovers() error {
 			g.rep.LeftoverUntil = later(g.rep.LeftoverUntil, from)
 			continue
 		}
+		if dry {
+			if unlock != nil {
+				unlock()
+			}
+			g.rep.PacksAdopted += len(ids)
+			continue
+		}
 		if err := s.Refresh(); err != nil {
 			if unlock != nil {
 				unlock()
@@ -156,7 +170,7 @@ func (g *gcRun) adoptLeftovers() error {
 	if g.rep.LeftoverPacks > 0 {
 		g.log("kept %d packs interrupted write sessions left, for their next run, until %s", g.rep.LeftoverPacks, g.rep.LeftoverUntil.Format(time.RFC3339))
 	}
-	if maps.EqualFunc(seen, next, time.Time.Equal) {
+	if dry || maps.EqualFunc(seen, next, time.Time.Equal) {
 		return nil
 	}
 	// The record only delays: one not written (a full store, which is

@@ -35,6 +35,24 @@ func TestGCCollectsStoppedSessionsPacks(t *testing.T) {
 				t.Fatalf("journal: %q", journalNames(t, s))
 			}
 
+			// A dry run says what the collections below do, and changes
+			// nothing: no adoption, no record of the entries it saw.
+			dry := func(s *Store, grace time.Duration, adopt, keep int) {
+				t.Helper()
+				rep, err := s.GC(ctx, pointMarker(s), GCOptions{DryRun: true, IndexGrace: grace})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.PacksAdopted != adopt || rep.LeftoverPacks != keep || keep > 0 && rep.LeftoverBytes < 200_000 {
+					t.Errorf("dry run, grace %v: %+v", grace, rep)
+				}
+			}
+			dry(s, 0, 0, 1)
+			dry(s, time.Nanosecond, 0, 1) // seen first now
+			if _, err := s.be.Load(ctx, gcHandle(gcLeftoversName), 0, -1, nil); err == nil || len(journalNames(t, s)) != 1 {
+				t.Fatalf("a dry run wrote its record (%v) or adopted the journal", err)
+			}
+
 			rep, err := s.GC(ctx, pointMarker(s), GCOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -49,6 +67,7 @@ func TestGCCollectsStoppedSessionsPacks(t *testing.T) {
 			// The grace, first counted from the collection above, is
 			// over for a collection given a shorter one.
 			s2 := reopen(t, dir)
+			dry(s2, time.Nanosecond, 1, 0)
 			rep, err = s2.GC(ctx, pointMarker(s2), GCOptions{IndexGrace: time.Nanosecond})
 			if err != nil {
 				t.Fatal(err)

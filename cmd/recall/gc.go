@@ -86,11 +86,12 @@ func printGC(c *cli.Context, r *engine.GCReport) {
 		fmt.Fprintf(w, "kept: %d hidden packs that points committed meanwhile use\n", r.PacksRestored)
 	}
 	if r.PacksAdopted > 0 {
-		fmt.Fprintf(w, "indexed: %d packs that backups or copies which stopped left, collected as any others\n", r.PacksAdopted)
+		fmt.Fprintf(w, "%s: %d packs that backups or copies which stopped left, collected as any others%s\n", say("indexed", "would index"), r.PacksAdopted,
+			say("", " (not counted below: what they hold is read when they are indexed)"))
 	}
 	if r.LeftoverPacks > 0 {
-		fmt.Fprintf(w, "kept: %d packs (%s) that backups or copies which stopped left, for their next run; a gc from %s collects those no point uses (--index-grace 0: this one)\n",
-			r.LeftoverPacks, b(r.LeftoverBytes), r.LeftoverUntil.Local().Format(time.DateTime))
+		fmt.Fprintf(w, "%s: %d packs (%s) that backups or copies which stopped left, for their next run; a gc from %s collects those no point uses (--index-grace 0: this one)\n",
+			say("kept", "would keep"), r.LeftoverPacks, b(r.LeftoverBytes), r.LeftoverUntil.Local().Format(time.DateTime))
 	}
 	fmt.Fprintf(w, "%s: %s\n", say("freed", "would free"), b(r.Freed))
 	if r.Pending {
