@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -105,6 +106,9 @@ func Mount(dir string, t *Tree, o MountOptions) (*Server, error) {
 	}
 	srv, err := gofs.Mount(dir, root, opts)
 	if err != nil {
+		if hint := userMountHint(); hint != "" {
+			return nil, fmt.Errorf("mount %s: %s%s", dir, strings.TrimSpace(err.Error()), hint)
+		}
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	s.srv = srv
@@ -243,4 +247,31 @@ func (s *Server) apply(c Changes) {
 	if len(c.NewSources)+len(c.GoneSources) > 0 {
 		root.NotifyContent(0, 0)
 	}
+}
+
+// userMountHint says, for a mount that failed as a user other than root
+// (through the set-uid fusermount3, whose own message went to stderr or
+// the log), what such a mount needs, and which of it is missing here.
+func userMountHint() string {
+	if os.Geteuid() == 0 {
+		return ""
+	}
+	var missing []string
+	if unix.Access("/dev/fuse", unix.R_OK|unix.W_OK) != nil {
+		missing = append(missing, "/dev/fuse is not readable and writable by this user")
+	}
+	helper := false
+	for _, p := range []string{"/usr/bin/fusermount3", "/bin/fusermount3", "/usr/bin/fusermount", "/bin/fusermount"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeSetuid != 0 {
+			helper = true
+			break
+		}
+	}
+	if !helper {
+		missing = append(missing, "no set-uid fusermount3 (Debian's fuse3 package)")
+	}
+	if len(missing) == 0 {
+		return "; a user's mount also needs the mount point to be the user's, and 'user_allow_other' in /etc/fuse.conf for --allow-other; or mount as root"
+	}
+	return "; mounting as a user other than root needs /dev/fuse and the set-uid fusermount3, and here " + strings.Join(missing, " and ") + ": mount as root, or fix that"
 }

@@ -542,3 +542,53 @@ func TestDryRunsOnReadOnlyStore(t *testing.T) {
 		t.Errorf("gc after the dry runs:\n%s", out)
 	}
 }
+
+// A mount as a user other than root goes through the set-uid
+// fusermount3, whose error alone ("fusermount exited with code 256")
+// says nothing of why: recall's says what a user's mount needs and
+// which of it is missing.
+func TestUserMountSaysWhatItNeeds(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		skip(t, "setpriv missing")
+	}
+	base, err := os.MkdirTemp("", "recall-nobody-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	home, mnt := filepath.Join(base, "home"), filepath.Join(base, "mnt")
+	for _, d := range []string{home, mnt} {
+		must(t, os.Mkdir(d, 0o755))
+		must(t, os.Chown(d, 65534, 65534))
+	}
+	run := func(args ...string) result {
+		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", recallBin, "--home", home}, args...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	if r := run("init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	// In the foreground: the background server is this binary run
+	// again, from the test's build directory, which only root may enter.
+	done := make(chan result, 1)
+	go func() { done <- run("mount", "--foreground", mnt) }()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		exec.Command("umount", "-l", mnt).Run()
+		<-done
+		skip(t, "a user may mount here: nothing is missing to be named")
+	}
+	if !strings.Contains(r.stderr, "mounting as a user other than root needs /dev/fuse and the set-uid fusermount3, and here ") &&
+		!strings.Contains(r.stderr, "a user's mount also needs") {
+		t.Errorf("user mount: exit %d\n%s", r.code, r.stderr)
+	}
+}
