@@ -256,7 +256,8 @@ type GCReport struct {
 	BytesCopied    int64 `json:"bytes_copied"`  // stored bytes of the blobs copied
 	BytesWritten   int64 `json:"bytes_written"` // size of the new packs they went to
 	PacksRestored  int   `json:"packs_restored"`
-	// Freed is the bytes removed less the bytes written.
+	// Freed is the bytes removed (TempRemoved too) less the bytes
+	// written.
 	Freed int64 `json:"freed"`
 
 	IndexFilesRemoved int `json:"index_files_removed"`
@@ -270,6 +271,11 @@ type GCReport struct {
 	LeftoverPacks int       `json:"leftover_packs,omitempty"`
 	LeftoverBytes int64     `json:"leftover_bytes,omitempty"`
 	LeftoverUntil time.Time `json:"leftover_until,omitzero"`
+	// TempRemoved is the bytes of temp files (packs being built when
+	// their session stopped) removed with the packs adopted, less those
+	// of finished packs among them, which were adopted first and are
+	// counted with the packs (a dry run counts them too).
+	TempRemoved int64 `json:"temp_removed,omitempty"`
 
 	// Pending: a plan waits for the write sessions in WaitingFor to end;
 	// the next collection (or this one with a longer Wait) finishes it.
@@ -457,6 +463,7 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 		}
 	}
 	g.rep.SweepTime = time.Since(start) - g.rep.MarkTime
+	g.rep.Freed += g.rep.TempRemoved
 	return g.rep, nil
 }
 

@@ -76,6 +76,47 @@ func (s *Store) loadLeftovers(g *gcRun) map[string]time.Time {
 	return r.Seen
 }
 
+// tempSeenName is the name under which the record keeps when a temp file
+// of session tag was first found: no journal entry has such a name.
+func tempSeenName(tag, name string) string { return "temp:" + tag + "/" + name }
+
+// adoptSession adopts what a stopped write session left, as its next run
+// would: the finished packs in its temp area first (journal_temp.go),
+// then its journal; and then removes its temp area. The caller holds the
+// session's lock. It returns how many packs it indexed.
+func (g *gcRun) adoptSession(tag string, temp bool) (int, error) {
+	s := g.s
+	if err := s.Refresh(); err != nil {
+		return 0, err
+	}
+	var n int
+	var copied int64 // finished temp packs copied into packs/, counted when collected
+	if temp && tag != journalExclusive {
+		var err error
+		if n, copied, err = s.adoptTemp(g.ctx, tag, tag); err != nil {
+			return n, err
+		}
+	}
+	m, err := s.adoptJournal(tag)
+	n += m
+	if err != nil {
+		return n, err
+	}
+	tc, ok := s.be.(backend.TempCleaner)
+	tr, ok2 := s.be.(backend.TempReader)
+	if !ok || !ok2 || !temp || tag == journalExclusive {
+		return n, nil
+	}
+	// What is left of it now: the finished packs went into packs/.
+	var left int64
+	tr.ListTemp(g.ctx, tag, backend.Packs, func(_, _ string, size int64) error { left += size; return nil })
+	if err := tc.CleanTemp(g.ctx, tag); err != nil {
+		return n, fmt.Errorf("remove the temp files of %s in store %s: %w", tag, s.Dir(), err)
+	}
+	g.rep.TempRemoved += left - copied
+	return n, nil
+}
+
 // adoptLeftovers adopts the journals of write sessions that are not
 // running once their grace has passed (see above), and reports the packs
 // it keeps for now. A dry run adopts nothing and records nothing: it
@@ -89,15 +130,41 @@ func (g *gcRun) adoptLeftovers() error {
 	if err != nil {
 		return err
 	}
+	// A session's temp area (packs it was building, and finished ones
+	// it had not committed) goes with its journal, and makes a
+	// stopped session by itself too: one stopped before it finished a
+	// pack has only that.
+	temps := map[string]map[string]int64{} // tag -> temp file -> size
+	if tr, ok := s.be.(backend.TempReader); ok {
+		err := tr.ListTemp(g.ctx, "", backend.Packs, func(tag, name string, size int64) error {
+			if strings.HasPrefix(tag, sourceLockPrefix) {
+				if temps[tag] == nil {
+					temps[tag] = map[string]int64{}
+				}
+				temps[tag][name] = size
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list what interrupted writers left in store %s: %w", s.Dir(), err)
+		}
+	}
 	seen := s.loadLeftovers(g)
 	now := time.Now().UTC()
 	next := map[string]time.Time{}
 	tags := slices.Sorted(maps.Keys(byTag))
+	for tag := range temps {
+		if _, ok := byTag[tag]; !ok {
+			tags = append(tags, tag)
+		}
+	}
+	slices.Sort(tags)
 	for _, tag := range tags {
 		if tag == gcTempTag || tag != journalExclusive && !strings.HasPrefix(tag, sourceLockPrefix) {
 			continue // the collection's own (adopted already), or not a session's
 		}
 		ids := byTag[tag]
+		temp := temps[tag]
 		var unlock func()
 		if tag != journalExclusive {
 			info := s.lockInfo("garbage collection: adopting the packs an interrupted write session left", "exclusive", "")
@@ -114,8 +181,7 @@ func (g *gcRun) adoptLeftovers() error {
 			}
 		}
 		ripe, from := true, time.Time{}
-		for _, id := range ids {
-			name := journalName(tag, id)
+		found := func(name string) {
 			at, ok := seen[name]
 			if !ok || at.After(now) {
 				at = now
@@ -125,6 +191,16 @@ func (g *gcRun) adoptLeftovers() error {
 				ripe = false
 				from = later(from, at.Add(g.o.IndexGrace))
 			}
+		}
+		for _, id := range ids {
+			found(journalName(tag, id))
+		}
+		for name := range temp {
+			found(tempSeenName(tag, name))
+		}
+		var tempBytes int64
+		for _, size := range temp {
+			tempBytes += size
 		}
 		if !ripe {
 			if unlock != nil {
@@ -136,6 +212,7 @@ func (g *gcRun) adoptLeftovers() error {
 					g.rep.LeftoverBytes += size
 				}
 			}
+			g.rep.LeftoverBytes += tempBytes
 			g.rep.LeftoverUntil = later(g.rep.LeftoverUntil, from)
 			continue
 		}
@@ -144,15 +221,10 @@ func (g *gcRun) adoptLeftovers() error {
 				unlock()
 			}
 			g.rep.PacksAdopted += len(ids)
+			g.rep.TempRemoved += tempBytes
 			continue
 		}
-		if err := s.Refresh(); err != nil {
-			if unlock != nil {
-				unlock()
-			}
-			return err
-		}
-		n, err := s.adoptJournal(tag)
+		n, err := g.adoptSession(tag, len(temp) > 0)
 		if unlock != nil {
 			unlock()
 		}
@@ -162,6 +234,9 @@ func (g *gcRun) adoptLeftovers() error {
 		g.rep.PacksAdopted += n
 		for _, id := range ids {
 			delete(next, journalName(tag, id))
+		}
+		for name := range temp {
+			delete(next, tempSeenName(tag, name))
 		}
 	}
 	if g.rep.PacksAdopted > 0 {

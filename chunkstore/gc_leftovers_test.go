@@ -2,6 +2,8 @@ package chunkstore
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +128,58 @@ func TestGCLeavesRunningSessionsJournal(t *testing.T) {
 	}
 	if rep.PacksAdopted != 1 || rep.PacksDeleted != 1 || s2.HasPackFile(pack) {
 		t.Fatalf("gc once the session ended: %+v", rep)
+	}
+}
+
+// A session killed while its pack was whole in its temp area and another
+// was being built: once the grace is over, a collection adopts the whole
+// one as the source's next run would (and collects it: no point uses
+// it), removes the temp area with the one cut short, and counts it;
+// before, the temp area stayed until that source ran again, for good if
+// it never did. A dry run says so and changes nothing.
+func TestGCRemovesStoppedSessionsTemp(t *testing.T) {
+	dir, s := newStore(t, false)
+	s.Close()
+	temp, pack := killedAtPackCommit(t, dir)
+	partial := filepath.Join(filepath.Dir(temp), "packs-partial")
+	if err := os.WriteFile(partial, randBytes(5, 30_000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, dir)
+	rep, err := s.GC(ctx, pointMarker(s), GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.TempRemoved != 0 || rep.LeftoverBytes < 30_000 {
+		t.Errorf("within the grace: %+v", rep)
+	}
+	if _, err := os.Stat(partial); err != nil {
+		t.Fatalf("within the grace the temp area went: %v", err)
+	}
+	rep, err = s.GC(ctx, pointMarker(s), GCOptions{DryRun: true, IndexGrace: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.TempRemoved < 30_000 {
+		t.Errorf("dry run: %+v", rep)
+	}
+	if _, err := os.Stat(partial); err != nil {
+		t.Fatalf("the dry run removed the temp area: %v", err)
+	}
+	rep, err = s.GC(ctx, pointMarker(s), GCOptions{IndexGrace: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksAdopted != 1 || rep.PacksDeleted != 1 || rep.TempRemoved != 30_000 || rep.Freed < 30_000+50_000 {
+		t.Errorf("after the grace: %+v", rep)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "tmp", "*")); len(left) != 0 {
+		t.Errorf("temp area left: %v", left)
+	}
+	if s.HasPackFile(pack) {
+		t.Error("the adopted pack, which no point uses, was not collected")
+	}
+	if j := journalNames(t, s); len(j) != 0 {
+		t.Errorf("journal: %q", j)
 	}
 }

@@ -36,14 +36,14 @@ import (
 
 // adoptTemp commits the finished packs the writers tagged tag (every tag:
 // "") left in their temp areas, recording them in the journal of journal
-// first, and returns how many it committed. The caller holds the lock
+// first, and returns how many it committed and their bytes. The caller holds the lock
 // that owns tag (for "", the exclusive lock), and cleans the temp area
 // after. A pack that cannot be adopted is left to the clean-up; only a
 // failure to write to the store is an error.
-func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, error) {
+func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, int64, error) {
 	tr, ok := s.be.(backend.TempReader)
 	if !ok {
-		return 0, nil
+		return 0, 0, nil
 	}
 	type tempFile struct{ tag, name string }
 	var files []tempFile
@@ -57,16 +57,17 @@ func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, error)
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("list what interrupted writers left in store %s: %w", s.Dir(), err)
+		return 0, 0, fmt.Errorf("list what interrupted writers left in store %s: %w", s.Dir(), err)
 	}
 	if len(files) == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	plan, err := s.loadPlan(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var adopted []packRecord
+	var bytes int64
 	var fromTags []string // the temp tag each adopted pack was found under
 	var buf []byte
 	for _, f := range files {
@@ -89,28 +90,29 @@ func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, error)
 			continue // committed after all, or the same blobs stored again
 		}
 		if err := s.journalAdd(journal, id); err != nil {
-			return len(adopted), storeWriteError(s.Dir(), err)
+			return len(adopted), bytes, storeWriteError(s.Dir(), err)
 		}
 		if err := s.commitAdopted(ctx, tag, id, b); err != nil {
-			return len(adopted), storeWriteError(s.Dir(), fmt.Errorf("adopt pack %s: %w", id, err))
+			return len(adopted), bytes, storeWriteError(s.Dir(), fmt.Errorf("adopt pack %s: %w", id, err))
 		}
 		if !s.idx.addPack(id, entries, int64(len(b))) {
 			s.idx.setPackSize(id, int64(len(b))) // known from before as missing
 		}
 		adopted = append(adopted, packRecord{id: id, entries: entries})
+		bytes += int64(len(b))
 		fromTags = append(fromTags, f.tag)
 		if len(adopted)%indexEvery == 0 {
 			from := len(adopted) - indexEvery
 			if err := s.indexAdopted(journal, adopted[from:], fromTags[from:]); err != nil {
-				return len(adopted), err
+				return len(adopted), bytes, err
 			}
 		}
 	}
 	from := len(adopted) / indexEvery * indexEvery
 	if err := s.indexAdopted(journal, adopted[from:], fromTags[from:]); err != nil {
-		return len(adopted), err
+		return len(adopted), bytes, err
 	}
-	return len(adopted), nil
+	return len(adopted), bytes, nil
 }
 
 // commitAdopted writes b, the finished pack id, under packs/ through a

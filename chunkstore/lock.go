@@ -203,7 +203,7 @@ func (s *Store) lockExclusive(ctx context.Context, purpose string, wait time.Dur
 	}
 	// Temp files left by any writer that died are ours to clean now,
 	// once the packs finished in them are adopted (journal_temp.go).
-	if _, err := s.adoptTemp(ctx, "", journalExclusive); err != nil {
+	if _, _, err := s.adoptTemp(ctx, "", journalExclusive); err != nil {
 		l.Unlock()
 		return nil, err
 	}
@@ -293,7 +293,7 @@ func (s *Store) LockSession(ctx context.Context, source, purpose string, wait ti
 	// What an earlier session of this source left being written is
 	// garbage now, but for the packs it finished (journal_temp.go);
 	// other sessions' temp areas are theirs.
-	if _, err := s.adoptTemp(ctx, l.tag, l.journal); err != nil {
+	if _, _, err := s.adoptTemp(ctx, l.tag, l.journal); err != nil {
 		l.Unlock()
 		return nil, err
 	}

@@ -93,6 +93,9 @@ func printGC(c *cli.Context, r *engine.GCReport) {
 		fmt.Fprintf(w, "%s: %d packs (%s) that backups or copies which stopped left, for their next run; a gc from %s collects those no point uses (--index-grace 0: this one)\n",
 			say("kept", "would keep"), r.LeftoverPacks, b(r.LeftoverBytes), r.LeftoverUntil.Local().Format(time.DateTime))
 	}
+	if r.TempRemoved > 0 {
+		fmt.Fprintf(w, "%s: %s of temp files, packs that backups or copies which stopped were building\n", say("removed", "would remove up to"), b(r.TempRemoved))
+	}
 	fmt.Fprintf(w, "%s: %s\n", say("freed", "would free"), b(r.Freed))
 	if r.Pending {
 		var who []string
