@@ -44,6 +44,10 @@ import (
 //	{"version": 1,
 //	 "seen": {"<journal entry name>": "RFC 3339", ...}}
 //
+// A key is a journal entry's name, or "temp:<tag>/<file>" for a file in
+// the temp area of session tag (a pack it was building): the temp area
+// goes with the journal, after the same grace.
+//
 // Entries that are gone (adopted, by a session or a collection) leave it
 // when it is next written; a version other than 1 is read as no record
 // (the grace starts again: later, never sooner).
