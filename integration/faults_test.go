@@ -32,6 +32,19 @@ func storeListing(t *testing.T, home string) string {
 	return strings.Join(lines, "\n")
 }
 
+// runAsNobody runs recall on home as user and group 65534 (nobody).
+func runAsNobody(home string, args ...string) result {
+	cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", recallBin, "--home", home}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	return result{out.String(), errb.String(), code}
+}
+
 func TestUnreadableFileSkipped(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
@@ -50,17 +63,7 @@ func TestUnreadableFileSkipped(t *testing.T) {
 	home := filepath.Join(base, "home")
 	must(t, os.Mkdir(home, 0o755))
 	must(t, os.Chown(home, 65534, 65534))
-	asNobody := func(args ...string) result {
-		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", recallBin, "--home", home}, args...)...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		return result{out.String(), errb.String(), code}
-	}
+	asNobody := func(args ...string) result { return runAsNobody(home, args...) }
 	if r := asNobody("init"); r.code != 0 {
 		t.Fatalf("init: %+v", r)
 	}
@@ -561,17 +564,7 @@ func TestUserMountSaysWhatItNeeds(t *testing.T) {
 		must(t, os.Mkdir(d, 0o755))
 		must(t, os.Chown(d, 65534, 65534))
 	}
-	run := func(args ...string) result {
-		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", recallBin, "--home", home}, args...)...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		return result{out.String(), errb.String(), code}
-	}
+	run := func(args ...string) result { return runAsNobody(home, args...) }
 	if r := run("init"); r.code != 0 {
 		t.Fatalf("init: %+v", r)
 	}

@@ -362,18 +362,12 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 // writeFileAtomic writes name in dir durably: temp file, fsync, rename,
 // directory fsync. Readers see either nothing or the whole file.
 func writeFileAtomic(ctx context.Context, dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
+	f, err := createTemp(dir, name)
 	if err != nil {
 		return err
 	}
+	defer f.discard()
 	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
 	if err := fault(StepCreate, tmp, ""); err != nil {
 		return err
 	}
@@ -401,8 +395,31 @@ func writeFileAtomic(ctx context.Context, dir, name string, data []byte) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	ok = true
+	f.kept = true
 	return syncDir(dir)
+}
+
+// tempFile is a save's temp file, dir/.tmp-<name>-*: CleanTemp removes
+// those a killed process left. discard closes and removes it unless it
+// was kept (renamed into place).
+type tempFile struct {
+	*os.File
+	kept bool
+}
+
+func createTemp(dir, name string) (*tempFile, error) {
+	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
+	if err != nil {
+		return nil, err
+	}
+	return &tempFile{File: f}, nil
+}
+
+func (t *tempFile) discard() {
+	if !t.kept {
+		t.Close()
+		os.Remove(t.Name())
+	}
 }
 
 func syncDir(dir string) error {

@@ -28,21 +28,14 @@ func (b *Backend) Reserve(ctx context.Context, n int64) error {
 	if fi, err := os.Stat(p); err == nil && fi.Size() == n {
 		return nil
 	}
-	f, err := os.CreateTemp(b.dir, ".tmp-"+reserveName+"-*")
+	f, err := createTemp(b.dir, reserveName)
 	if err != nil {
 		return full(err)
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	defer f.discard()
 	err = unix.Fallocate(int(f.Fd()), 0, 0, n)
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
-		err = writeZeroes(f, n)
+		err = writeZeroes(f.File, n)
 	}
 	if err != nil {
 		return full(fmt.Errorf("reserve %s in %s: %w", humanize.IBytes(uint64(n)), b.dir, err))
@@ -53,10 +46,10 @@ func (b *Backend) Reserve(ctx context.Context, n int64) error {
 	if err := f.Close(); err != nil {
 		return full(err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := os.Rename(f.Name(), p); err != nil {
 		return err
 	}
-	ok = true
+	f.kept = true
 	return nil
 }
 
