@@ -45,7 +45,9 @@ func runAsNobody(home string, args ...string) result {
 	return result{out.String(), errb.String(), code}
 }
 
-func TestUnreadableFileSkipped(t *testing.T) {
+// nobodyBase returns a temp directory under which nobody may work (not
+// t.TempDir: its parents are root's alone), or skips without setpriv.
+func nobodyBase(t *testing.T) string {
 	requireRoot(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		skip(t, "setpriv missing")
@@ -54,6 +56,11 @@ func TestUnreadableFileSkipped(t *testing.T) {
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(base) })
 	os.Chmod(base, 0o755)
+	return base
+}
+
+func TestUnreadableFileSkipped(t *testing.T) {
+	base := nobodyBase(t)
 	src := filepath.Join(base, "src")
 	must(t, os.MkdirAll(filepath.Join(src, "locked-dir"), 0o755))
 	must(t, os.WriteFile(filepath.Join(src, "ok.txt"), []byte("fine"), 0o644))
@@ -551,14 +558,7 @@ func TestDryRunsOnReadOnlyStore(t *testing.T) {
 // says nothing of why: recall's says what a user's mount needs and
 // which of it is missing.
 func TestUserMountSaysWhatItNeeds(t *testing.T) {
-	requireRoot(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		skip(t, "setpriv missing")
-	}
-	base, err := os.MkdirTemp("", "recall-nobody-")
-	must(t, err)
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := nobodyBase(t)
 	home, mnt := filepath.Join(base, "home"), filepath.Join(base, "mnt")
 	for _, d := range []string{home, mnt} {
 		must(t, os.Mkdir(d, 0o755))
