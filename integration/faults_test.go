@@ -240,6 +240,16 @@ func TestDiskFull(t *testing.T) {
 	e.ok("verify", "--read-data")
 }
 
+// onePoint makes e's store with one point of source s: a 3 MiB file,
+// base/src/a.
+func onePoint(e *env, base string) {
+	src := filepath.Join(base, "src")
+	os.Mkdir(src, 0o755)
+	writeRandom(e.t, filepath.Join(src, "a"), 1, 3<<20)
+	e.ok("init")
+	e.ok("backup", "--source", "s", src)
+}
+
 // On a store whose file system has no block left, forget still takes its
 // lock (its holder file is left empty, which needs no block) and
 // forgets: before, taking any lock failed with "no space left", so the
@@ -251,11 +261,7 @@ func TestForgetOnFullStore(t *testing.T) {
 	must(t, os.Mkdir(fs, 0o755))
 	mountTmpfs(t, fs, "16m")
 	e := &env{t: t, home: filepath.Join(fs, "home")}
-	src := filepath.Join(base, "src")
-	os.Mkdir(src, 0o755)
-	writeRandom(t, filepath.Join(src, "a"), 1, 3<<20)
-	e.ok("init")
-	e.ok("backup", "--source", "s", src)
+	onePoint(e, base)
 	// Fill the file system to its last block.
 	f, err := os.Create(filepath.Join(fs, "filler"))
 	must(t, err)
@@ -520,11 +526,7 @@ func TestDryRunsOnReadOnlyStore(t *testing.T) {
 	requireRoot(t)
 	base := t.TempDir()
 	rw := &env{t: t, home: filepath.Join(base, "home")}
-	src := filepath.Join(base, "src")
-	os.Mkdir(src, 0o755)
-	writeRandom(t, filepath.Join(src, "a"), 1, 3<<20)
-	rw.ok("init")
-	rw.ok("backup", "--source", "s", src)
+	onePoint(rw, base)
 	rw.ok("forget", "--source", "s", "latest")
 	ro := &env{t: t, home: filepath.Join(base, "ro")}
 	must(t, os.Mkdir(ro.home, 0o755))
