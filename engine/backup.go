@@ -348,7 +348,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	b.prevFlags = parent != nil && parent.InodeFlags
 	b.root = abs
 	p := &Point{Source: opts.Source, Path: abs, Host: opts.Host, Time: start, Exclude: opts.Exclude, Compression: w.Compression(),
-		Group: opts.Group, PolicyVersion: opts.PolicyVersion, Scheduled: opts.Scheduled.UTC(), InodeFlags: true}
+		Group: opts.Group, PolicyVersion: opts.PolicyVersion, Scheduled: opts.Scheduled.UTC(), InodeFlags: true, Reach: reachOf(abs)}
 	if parent != nil {
 		p.Parent = parent.ID.String()
 	}

@@ -53,6 +53,12 @@ import (
 //	         for (optional): a point that has it is a scheduled recovery
 //	         point, kept for the group's retention range; one without it
 //	         is a sync, kept for the sync window (see Retention)
+//	inode_flags true when the backup recorded the inode flags of files
+//	         and directories (tree format 2); optional, omitted by older
+//	         points, whose unchanged files' flags are then read afresh
+//	reach    who could reach PATH at backup time, through the search
+//	         permission of the directories above it (reach.go, Reach):
+//	         {who, uid, gid}; optional, omitted by older points
 //
 // Paths in errors and mount_points are relative to PATH. A point is
 // written only after every pack and index file it needs is durable, so a
@@ -104,6 +110,9 @@ type Point struct {
 	// InodeFlags: the backup recorded the inode flags of files and
 	// directories (Node.Flags); false in points from before they were.
 	InodeFlags bool `json:"inode_flags,omitempty"`
+	// Reach is who could reach Path at backup time (reach.go); nil in
+	// points from before it was recorded.
+	Reach *Reach `json:"reach,omitempty"`
 }
 
 // MountPoint is a mount point inside a backed-up tree.

@@ -179,8 +179,15 @@ func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	return gofs.NewListDirStream(list), 0
 }
 
+// sourceAttr is a source directory's: its owner, group and mode let in
+// only who could reach the path of each of its points at backup time
+// (engine.Reach), so no one reads through it what a directory above the
+// path kept from them.
 func sourceAttr(out *fuse.Attr, s *Source) {
 	dirAttr(out, s.Ino(), uint32(2+len(s.Points())), s.Latest().Meta.Time)
+	uid, gid, perm := s.reach.Dir()
+	out.Uid, out.Gid = uid, gid
+	out.Mode = syscall.S_IFDIR | perm
 }
 
 // sourceNode is <mnt>/<source>: one directory per point and "latest".

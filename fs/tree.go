@@ -97,6 +97,10 @@ type Source struct {
 	points []*Point // oldest first
 	byName map[string]*Point
 	ino    uint64
+	// reach is who may enter the source's directory: who could reach
+	// the path of every one of its points at backup time
+	// (engine.Reach; points that did not record it let in everyone).
+	reach *engine.Reach
 }
 
 // Point is one recovery point in the tree.
@@ -328,8 +332,13 @@ func (t *Tree) updateLocked() (Changes, error) {
 	for name, pts := range group {
 		sort.Slice(pts, func(i, j int) bool { return pointLess(pts[i], pts[j]) })
 		s := &Source{Name: name, points: pts, byName: make(map[string]*Point, len(pts)), ino: sourceIno(name)}
-		for _, p := range pts {
+		for i, p := range pts {
 			s.byName[p.Name] = p
+			if i == 0 {
+				s.reach = p.Meta.Reach
+			} else {
+				s.reach = s.reach.Meet(p.Meta.Reach)
+			}
 			nv.byID[p.Meta.ID] = p
 			if p.Meta.Time.After(nv.mtime) {
 				nv.mtime = p.Meta.Time
