@@ -41,6 +41,11 @@ type RootMeta struct {
 type BackupOptions struct {
 	Path   string // what to back up: directory, regular file or block device
 	Source string // data source name; "" derives it from Path
+	// SourceDerived says Source is the name derived from Path (as ""
+	// does): a source whose latest point is of another path is then
+	// refused (ErrSourcePathClash), since two paths can derive one name
+	// ("/a/x-y" and "/a/x/y").
+	SourceDerived bool
 	Host   string
 	Now    func() time.Time // clock; nil = time.Now
 	// Files is how many files larger than one chunk are read at once
@@ -271,6 +276,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	if err != nil {
 		return nil, err
 	}
+	derived := opts.SourceDerived || opts.Source == ""
 	if opts.Source, err = BackupSource(abs, opts.Source); err != nil {
 		return nil, err
 	}
@@ -338,6 +344,11 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	defer func() { close(b.chunkQ); savers.Wait() }()
 
 	parent := r.latestOf(opts.Source)
+	if parent != nil && derived && parent.Path != abs {
+		return nil, fmt.Errorf("%w: source %s, the name derived from %s, is the source of %s (its latest point %s): under one name the two would be one source, "+
+			"each path's points the other's older versions; give --source NAME to back %s up as a source of its own, or --source %s if it is that data, moved",
+			ErrSourcePathClash, opts.Source, abs, parent.Path, parent.ID.Short(), abs, opts.Source)
+	}
 	var parentRoot *Tree
 	if parent != nil {
 		if t, err := r.LoadTree(parent.Tree); err == nil {
@@ -422,6 +433,10 @@ func rootMeta(path string, st *unix.Stat_t) RootMeta {
 	m.Xattrs, _ = readXattrs(path)
 	return m
 }
+
+// ErrSourcePathClash: a backup whose source name was derived from its
+// path found that source holding points of another path.
+var ErrSourcePathClash = errors.New("source name taken by another path")
 
 // BackupSource is the source a backup of path is a point of: source
 // when given, else the name derived from path (SourceName). A session for

@@ -57,3 +57,29 @@ func TestMountKeepsWhatDirectoriesAboveKeptOut(t *testing.T) {
 		t.Errorf("source directory mode %v, want dr-x------", fi.Mode())
 	}
 }
+
+// Two paths that derive one source name ("x-y" and "x/y") are not made
+// one source: the second backup is refused with what to give instead,
+// and --source keeps them apart. Before, the second became a point of
+// the first's source, and a group's prune of one dropped the other's.
+func TestDerivedSourceNameClash(t *testing.T) {
+	e := newEnv(t)
+	base := t.TempDir()
+	a, b := filepath.Join(base, "x-y"), filepath.Join(base, "x", "y")
+	for _, d := range []string{a, b} {
+		must(t, os.MkdirAll(d, 0o755))
+		must(t, os.WriteFile(filepath.Join(d, "f"), []byte(d), 0o644))
+	}
+	e.ok("init")
+	e.ok("backup", a)
+	r := e.run("backup", b)
+	if r.code != 1 || !strings.Contains(r.stderr, "is the source of "+a) || !strings.Contains(r.stderr, "give --source NAME") {
+		t.Fatalf("backup of %s: exit %d\n%s", b, r.code, r.stderr)
+	}
+	e.ok("backup", "--source", "other", b)
+	e.ok("backup", a) // its own source still takes it
+	out := e.ok("points")
+	if strings.Count(out, "other") != 1 {
+		t.Errorf("points:\n%s", out)
+	}
+}

@@ -177,7 +177,7 @@ func backup(c *cli.Context, st *engine.Store) (*engine.Point, error) {
 		return nil, err
 	}
 	opts := engine.BackupOptions{
-		Path: path, Source: source, Files: c.Int("files"), Exclude: x, Compression: chunkstore.Compression(c.String("compression")),
+		Path: path, Source: source, SourceDerived: c.String("source") == "", Files: c.Int("files"), Exclude: x, Compression: chunkstore.Compression(c.String("compression")),
 		Log:      func(f string, a ...any) { logf(f, a...) },
 		Progress: rep.Progress(),
 	}
