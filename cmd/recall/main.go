@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/BurntSushi/toml"
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/engine/server"
@@ -190,7 +191,15 @@ func (e interrupted) Error() string {
 	return msg
 }
 
+// defaultHome is the home of a command given neither --home nor
+// RECALL_HOME: the server's, when its configuration file (RECALL_CONFIG,
+// else server.DefaultConfigPath) names one, so that points, group list
+// and the rest act on what recall serve serves; else /var/lib/recall for
+// root and the XDG data directory for others.
 func defaultHome() string {
+	if h := configHome(); h != "" {
+		return h
+	}
 	if os.Geteuid() == 0 {
 		return "/var/lib/recall"
 	}
@@ -199,6 +208,24 @@ func defaultHome() string {
 	}
 	h, _ := os.UserHomeDir()
 	return filepath.Join(h, ".local", "share", "recall")
+}
+
+// configHome is the home the server's configuration file names, or "".
+// Only that key is read: a file recall serve would refuse for another
+// reason is its to report, and a file that cannot be read at all (or is
+// not TOML) names no home.
+func configHome() string {
+	p := os.Getenv("RECALL_CONFIG")
+	if p == "" {
+		p = server.DefaultConfigPath
+	}
+	var c struct {
+		Home string `toml:"home"`
+	}
+	if _, err := toml.DecodeFile(p, &c); err != nil {
+		return ""
+	}
+	return c.Home
 }
 
 // storeLocation is where the store of the command's home is: --store,

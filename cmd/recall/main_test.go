@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -71,6 +73,25 @@ func TestExitCodeInterrupted(t *testing.T) {
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+// Commands given neither --home nor RECALL_HOME use the home the server's
+// configuration file names, so they see what recall serve serves; a file
+// without one, or one that is not TOML, leaves the built-in default.
+func TestDefaultHomeFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "recall.toml")
+	t.Setenv("RECALL_CONFIG", cfg)
+	os.WriteFile(cfg, []byte("home = \"/srv/backup/recall\"\nconcurrency = 2\n"), 0o644)
+	if h := defaultHome(); h != "/srv/backup/recall" {
+		t.Errorf("home from the file: %q", h)
+	}
+	for _, text := range []string{"concurrency = 2\n", "home = [\n"} {
+		os.WriteFile(cfg, []byte(text), 0o644)
+		if h := defaultHome(); h == "" || h == "/srv/backup/recall" {
+			t.Errorf("file %q: home %q", text, h)
 		}
 	}
 }
