@@ -83,3 +83,23 @@ func TestDerivedSourceNameClash(t *testing.T) {
 		t.Errorf("points:\n%s", out)
 	}
 }
+
+// A member path that does not exist is taken (it may be a mount not there
+// yet), with a warning naming it: a typing mistake otherwise showed only
+// as the first run's failure.
+func TestGroupMissingMemberWarned(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	for _, args := range [][]string{
+		{"group", "create", "g", "--member", "/nonexistent/typo"},
+		{"group", "add", "g", "--member", "/nonexistent/other"},
+	} {
+		r := e.run(args...)
+		if r.code != 0 || !strings.Contains(r.stderr, "member /nonexistent/") || !strings.Contains(r.stderr, "does not exist (yet)") {
+			t.Errorf("%v: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	if r := e.run("group", "add", "g", "--member", t.TempDir()); strings.Contains(r.stderr, "does not exist") {
+		t.Errorf("an existing member warned of: %s", r.stderr)
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -94,6 +96,17 @@ func sourceFlag(usage string) cli.Flag {
 	return &cli.GenericFlag{Name: "source", Value: &repeated{}, Usage: usage}
 }
 
+// warnMissingMembers says which member paths do not exist: a typing
+// mistake would otherwise show only as the first run's failure and
+// alert. They are kept (a member may be a mount that is not there yet).
+func warnMissingMembers(paths []string) {
+	for _, p := range paths {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			warnf("member %s does not exist (yet): its backups fail, with an alert, until it does", p)
+		}
+	}
+}
+
 // sourceMembers are the member paths of the registered sources --source
 // names: their staging directories.
 func sourceMembers(c *cli.Context, cat *engine.Catalog) ([]string, error) {
@@ -139,6 +152,7 @@ func init() {
 						if err != nil {
 							return err
 						}
+						warnMissingMembers(g.Members)
 						g.Members = append(g.Members, ms...)
 						g, err := cat.CreateGroup(g, time.Now())
 						if err != nil {
@@ -168,6 +182,7 @@ func init() {
 					if len(ms) == 0 && !c.IsSet("source") {
 						return usagef("group add needs --member PATH or --source NAME")
 					}
+					warnMissingMembers(ms)
 					return editGroupWith(c, func(cat *engine.Catalog) (func(*engine.Group) error, error) {
 						srcs, err := sourceMembers(c, cat)
 						if err != nil {
