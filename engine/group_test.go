@@ -228,3 +228,47 @@ func TestBackupGroupGoneMember(t *testing.T) {
 		t.Errorf("jobs %+v", jobs)
 	}
 }
+
+// TestBackupGroupPlannedSlot: a backup planned for a recovery point time
+// makes that recovery point for every member however late the clock is
+// (here two hours, far past the sync interval); planned with no slot it
+// makes syncs even at a recovery point time; a member that already has
+// the point makes a sync.
+func TestBackupGroupPlannedSlot(t *testing.T) {
+	_, st := newHome(t)
+	dir := t.TempDir()
+	var members []string
+	for _, m := range []string{"m1", "m2"} {
+		p := filepath.Join(dir, m)
+		os.MkdirAll(p, 0o755)
+		os.WriteFile(filepath.Join(p, "f"), []byte(m), 0o644)
+		members = append(members, p)
+	}
+	g := &Group{Name: "g", PolicyVersion: 1, Members: members, Policy: Policy{Sync: "15m", At: []string{"12:00"}}}
+	noon := time.Date(2026, 11, 3, 12, 0, 0, 0, time.UTC)
+	late := func() time.Time { return noon.Add(2 * time.Hour) }
+	backup := func(now func() time.Time, slot time.Time) []MemberResult {
+		t.Helper()
+		res, err := st.BackupGroup(context.Background(), "", g, GroupBackupOptions{Now: now, Planned: true, Slot: slot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, r := range backup(late, noon) {
+		if !r.Point.Scheduled.Equal(noon) {
+			t.Errorf("planned for 12:00, run at 14:00: %s's point is scheduled %v, want 12:00", r.Member, r.Point.Scheduled)
+		}
+	}
+	for _, r := range backup(late, noon) {
+		if !r.Point.Scheduled.IsZero() {
+			t.Errorf("planned for 12:00 again: %s's point is scheduled %v, want a sync (it has the point)", r.Member, r.Point.Scheduled)
+		}
+	}
+	next := noon.Add(24 * time.Hour)
+	for _, r := range backup(func() time.Time { return next }, time.Time{}) {
+		if !r.Point.Scheduled.IsZero() {
+			t.Errorf("planned as a sync at 12:00: %s's point is scheduled %v, want a sync", r.Member, r.Point.Scheduled)
+		}
+	}
+}

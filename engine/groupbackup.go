@@ -11,9 +11,23 @@ import (
 
 // GroupBackupOptions configure BackupGroup.
 type GroupBackupOptions struct {
-	// Now is the clock (nil: time.Now). It decides, by the group's
-	// recovery point times, whether the points made are scheduled ones.
+	// Now is the clock (nil: time.Now). Unless Planned, it decides, by
+	// the group's recovery point times, whether the points made are
+	// scheduled ones.
 	Now func() time.Time
+	// Planned says that the caller decided the recovery point time the
+	// backup makes: Slot (zero: none, every point is a sync), whatever
+	// the clock shows when each member starts. recall serve plans each
+	// run from the run times it stands for: the clock at a member's
+	// start says nothing of those when the run is late (the server was
+	// down over a recovery point time, or a long job of the group ran
+	// across it), and a member that starts late in a long run would be
+	// judged by the policy version the run was planned with against a
+	// clock that policy no longer rules. A source that already has a
+	// point for Slot makes a sync. Registered sources (images) keep
+	// their own rule (the latest recovery point time before the image).
+	Planned bool
+	Slot    time.Time
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)
 	// Warn receives what the catalog did on its own (see WithCatalog).
@@ -56,7 +70,8 @@ var ErrMembersFailed = errors.New("backup of some group members failed")
 // member, or wraps ErrWarnings when every member made a point and some
 // skipped entries.
 //
-// Whether a point is a scheduled recovery point is decided from the clock
+// Whether a point is a scheduled recovery point is decided once for the
+// whole group when o.Planned (o.Slot), else from the clock
 // (Policy.ScheduledSlot): the first backup of a source at or within one
 // sync interval after a recovery point time makes that recovery point;
 // later ones in the same interval are syncs.
@@ -244,6 +259,9 @@ func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol
 	opts := BackupOptions{Path: member, Source: src, Now: now, Log: o.Log, Exclude: pol.BackupExclude(),
 		Compression: r.compression, Group: g.Name, PolicyVersion: g.PolicyVersion}
 	slot, ok := r.slot(t)
+	if o.Planned {
+		slot, ok = o.Slot, !o.Slot.IsZero()
+	}
 	if reg != nil {
 		// WSB makes an image when the Windows side schedules it, not at
 		// a recovery point time: each new image is the recovery point of

@@ -29,7 +29,8 @@ import (
 //	    {
 //	      "id": N,
 //	      "job": "backup",      kind of the job that failed: backup, prune, gc, check, mount, tape;
-//	                            or "image": a registered source's newest image is overdue
+//	                            or "image": a registered source's newest image is overdue;
+//	                            or "clock": the clock was set back behind the group's schedule
 //	      "group": "g",         absent for gc
 //	      "source": "s",        for a backup: the member's source; for a mount: its path
 //	      "member": "/path",    for a backup: the member's path
@@ -58,7 +59,7 @@ var ErrNoAlert = errors.New("no such active alert")
 // someone acknowledges it.
 type Alert struct {
 	ID  uint64 `json:"id"`
-	Job string `json:"job"` // the kind of job that failed: backup, prune, gc, check, mount, tape; image: no new image
+	Job string `json:"job"` // the kind of job that failed: backup, prune, gc, check, mount, tape; image: no new image; clock: set back
 
 	Group  string `json:"group,omitempty"`  // "" for gc
 	Source string `json:"source,omitempty"` // for a backup: the member's source
@@ -84,6 +85,10 @@ func (a *Alert) key() string { return a.Job + "\x00" + a.Group + "\x00" + a.Sour
 type AlertEvent struct {
 	Kind  string // opened, cleared, acked
 	Alert Alert
+	// Reason says why an alert was cleared without a good job: its
+	// subject is gone (a group deleted, a member taken out, a mount no
+	// longer configured). "": a later job succeeded, or an ack.
+	Reason string
 }
 
 // alerts is the set of active alerts, kept in <home>/alerts.json.
@@ -187,6 +192,26 @@ func (a *alerts) clearIf(f Alert, match func(*Alert) bool) (*AlertEvent, error) 
 	return nil, nil
 }
 
+// closeGone clears every alert for which gone gives a reason (its subject
+// no longer exists): such an alert could never clear by itself, no job
+// of its subject being left to succeed.
+func (a *alerts) closeGone(gone func(*Alert) string) ([]AlertEvent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var evs []AlertEvent
+	a.file.Alerts = slices.DeleteFunc(a.file.Alerts, func(x *Alert) bool {
+		why := gone(x)
+		if why != "" {
+			evs = append(evs, AlertEvent{Kind: "cleared", Alert: *x, Reason: why})
+		}
+		return why != ""
+	})
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	return evs, a.save()
+}
+
 // ack closes alert id: the condition is known; if it persists, the next
 // failure opens a new alert.
 func (a *alerts) ack(id uint64) (*AlertEvent, error) {
@@ -208,6 +233,8 @@ func suggest(f *Alert, err error) string {
 		return "group " + f.Group + "'s tape goal was not written (the error says why: most often no cartridge of its pool, nor a blank one, is in the library, or one is write-protected): 'recall tape inventory' shows the slots; insert a cartridge, and the server tries again within the hour"
 	case f.Job == "image":
 		return "Windows Server Backup has written no new image to source " + f.Source + "'s share for longer than group " + f.Group + "'s schedule allows (the error says since when): check the scheduled backup on the Windows side (wbadmin get versions, the task's history), the share's free space and the WSB user's password; the alert clears once a new image is ingested"
+	case f.Job == "clock":
+		return "the server's clock was set back (NTP correcting a clock that was ahead at boot?): group " + f.Group + "'s schedule resumed from the clock, so the runs between the clock and the time recorded are made, not skipped. Points made while the clock was ahead carry times ahead of it, and prune keeps them (rule future) until the clock passes them. Check the clock ('timedatectl', the hardware clock, NTP); the alert clears at the group's next backup that makes its points"
 	case f.Job == "mount" && errors.Is(err, chunkstore.ErrWrongPassword):
 		// The server's own jobs go on with the key they hold; only a new
 		// mount server needs the passphrase.
@@ -255,6 +282,10 @@ func (a *alerts) noteJob(e Event, now time.Time) ([]AlertEvent, error) {
 			errs = append(errs, err)
 		}
 	}
+	if e.Job == "backup" && result(e.Err) != "failed" && result(e.Err) != "interrupted" && len(e.Results) > 0 {
+		// Backups go on after a clock set back (clockback.go).
+		add(a.succeed(Alert{Job: "clock", Group: e.Group}))
+	}
 	if e.Job != "backup" {
 		f := Alert{Job: e.Job, Group: e.Group}
 		if e.Err != nil && !stopped(e.Err) {
@@ -283,6 +314,67 @@ func (a *alerts) noteJob(e Event, now time.Time) ([]AlertEvent, error) {
 		add(a.fail(Alert{Job: "backup", Group: e.Group}, e.Err, now))
 	}
 	return evs, errors.Join(errs...)
+}
+
+// sendAlertEvent logs ev, an alert the server decided outside a job's
+// end (mounts, images, the clock, subjects gone), and hands it to
+// OnAlert; err is the failure to save the alerts, if any.
+func (s *Server) sendAlertEvent(ev *AlertEvent, err error) {
+	if err != nil {
+		s.o.Log.Error("alerts not saved; they are kept in memory until the next save", "err", err)
+	}
+	if ev == nil {
+		return
+	}
+	args := []any{"alert", ev.Alert.ID, "job", ev.Alert.Job, "group", ev.Alert.Group, "source", ev.Alert.Source, "action", ev.Alert.Action}
+	if ev.Reason != "" {
+		args = append(args, "why", ev.Reason)
+	}
+	s.o.Log.Warn("alert "+ev.Kind, args...)
+	if s.o.OnAlert != nil {
+		s.o.OnAlert(*ev)
+	}
+}
+
+// closeAlertsGone clears the alerts whose subject the catalog no longer
+// has (groups as tick read them): a deleted group's, a member's taken
+// out of its group. Mounts are SuperviseMounts' to judge.
+func (s *Server) closeAlertsGone(groups []engine.Group) {
+	byName := map[string]*engine.Group{}
+	for i := range groups {
+		byName[groups[i].Name] = &groups[i]
+	}
+	evs, err := s.alerts.closeGone(func(a *Alert) string {
+		if a.Group == "" || a.Job == "mount" {
+			return ""
+		}
+		g := byName[a.Group]
+		switch {
+		case g == nil:
+			return "group " + a.Group + " was deleted"
+		case a.Job != "backup":
+			return ""
+		case a.Member != "" && !slices.Contains(g.Members, a.Member):
+			return "member " + a.Member + " is no longer in group " + a.Group
+		case a.Member == "" && a.Source != "" && !slices.Contains(g.Sources(), a.Source):
+			return "source " + a.Source + " is no longer in group " + a.Group
+		}
+		return ""
+	})
+	s.sendAlertEvents(evs, err)
+}
+
+// sendAlertEvents is sendAlertEvent for several events.
+func (s *Server) sendAlertEvents(evs []AlertEvent, err error) {
+	if len(evs) == 0 {
+		s.sendAlertEvent(nil, err)
+	}
+	for i := range evs {
+		if i > 0 {
+			err = nil
+		}
+		s.sendAlertEvent(&evs[i], err)
+	}
 }
 
 // stopped reports whether err is the stop's cancellation: no failure of

@@ -126,6 +126,10 @@ type StatusView struct {
 type hooks struct {
 	alerts  *alerts
 	started time.Time
+	// listener is the API's socket, taken by New (claimSocket) and
+	// served by Run; socketGroup is the group it was given.
+	listener    *net.UnixListener
+	socketGroup string
 
 	jobsMu  sync.Mutex
 	jobs    []*liveJob // oldest first
@@ -598,18 +602,70 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
+// ErrSocketBusy: another recall serve (or something else) answers on
+// the API's socket. It is an ErrHomeBusy too (errors.Is), so that the
+// command line exits 6 for it as for a home held by another server,
+// while its message says what is taken: the socket, not the home.
+var ErrSocketBusy error = socketBusy{}
+
+type socketBusy struct{}
+
+func (socketBusy) Error() string        { return "another recall serve answers on the socket" }
+func (socketBusy) Is(target error) bool { return target == ErrHomeBusy }
+
+// socketTaken says who answers on the socket at path, as an error
+// wrapping ErrSocketBusy, or returns nil when nothing does (no socket, or
+// a stale one).
+func socketTaken(path string) error {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	fix := "stop it, or give this server another socket with socket = in its configuration"
+	who, err := pingSocket(path)
+	if err != nil {
+		return fmt.Errorf("socket %s: %w, and does not say which (%v): %s", path, ErrSocketBusy, err, fix)
+	}
+	return fmt.Errorf("socket %s: %w: pid %d, home %s, started %s: %s", path, ErrSocketBusy, who.PID, who.Home,
+		who.Started.Format(time.RFC3339), fix)
+}
+
+// pingSocket asks the server at the socket path who it is (GET /v1/ping).
+func pingSocket(path string) (ServerInfo, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+	defer c.CloseIdleConnections()
+	var info ServerInfo
+	resp, err := c.Get("http://recall" + APIVersion + "/ping")
+	if err != nil {
+		return info, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return info, fmt.Errorf("ping answered %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || info.PID == 0 {
+		return info, fmt.Errorf("ping answered no recall serve's ServerInfo (%v)", err)
+	}
+	return info, nil
+}
+
 // Listen makes the API's socket at path: its directory is created, a
 // stale socket (nothing answers on it) replaced, and the socket made mode
 // 0660 with group SocketGroup when it exists, else root's group (then
-// only root can connect); the group's name is returned.
+// only root can connect); the group's name is returned. A socket that
+// something answers on is refused (ErrSocketBusy), naming the server's
+// pid and home when it says them.
 func Listen(path string) (*net.UnixListener, string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, "", fmt.Errorf("socket directory: %w", err)
 	}
 	if _, err := os.Lstat(path); err == nil {
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, "", fmt.Errorf("socket %s: another recall serve answers on it: %w (stop it, or give this one another socket in its configuration)", path, ErrHomeBusy)
+		if err := socketTaken(path); err != nil {
+			return nil, "", err
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, "", fmt.Errorf("remove stale socket %s: %w", path, err)
@@ -656,14 +712,42 @@ func (s *Server) httpServer() *http.Server {
 	}
 }
 
-// startAPI listens on Options.Socket, if set, and returns what stops it.
-func (s *Server) startAPI() (func(), error) {
+// claimSocket listens on Options.Socket, if set (New): a socket another
+// server answers on fails the start before anything with side effects
+// (mounts, alerts, notifications, jobs) has begun.
+func (s *Server) claimSocket() error {
 	if s.o.Socket == "" {
-		return func() {}, nil
+		return nil
 	}
 	l, group, err := Listen(s.o.Socket)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	s.listener, s.socketGroup = l, group
+	return nil
+}
+
+// releaseSocket closes the socket claimSocket took if Run did not serve
+// it (Close after a New whose Run never ran).
+func (s *Server) releaseSocket() {
+	s.jobsMu.Lock()
+	l := s.listener
+	s.listener = nil
+	s.jobsMu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+}
+
+// startAPI serves the API on the socket claimSocket took, if any, and
+// returns what stops it.
+func (s *Server) startAPI() (func(), error) {
+	s.jobsMu.Lock()
+	l, group := s.listener, s.socketGroup
+	s.listener = nil
+	s.jobsMu.Unlock()
+	if l == nil {
+		return func() {}, nil
 	}
 	if group != SocketGroup {
 		s.o.Log.Warn("group "+SocketGroup+" does not exist: the socket's group is root, so only root can use the API (create the group to let its members read)", "socket", s.o.Socket)

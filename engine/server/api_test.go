@@ -337,3 +337,42 @@ func TestAPIWriteWithoutCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondServerSameSocketOtherHome: a second server on another home
+// with the same socket fails in New, before its caller starts anything
+// with side effects (mounts, alerts, notifications): as ErrHomeBusy (exit
+// 6), saying that another server answers on the socket and naming its
+// pid and home, not that the home is owned. Its home is left free.
+func TestSecondServerSameSocketOtherHome(t *testing.T) {
+	f := newFixture(t)
+	a := startAPIServer(t, f.home)
+	other := newFixture(t)
+	st, err := engine.Open(engine.StoreDir(other.home), chunkstore.OpenOptions{})
+	must(t, err)
+	defer st.Close()
+	srv, err := New(Options{Home: other.home, Store: st, Clock: NewFakeClock(week0), Socket: a.socket})
+	if err == nil {
+		srv.Close()
+		t.Fatalf("second server on another home with socket %s: started, want refused", a.socket)
+	}
+	msg := err.Error()
+	if !errors.Is(err, ErrHomeBusy) || !errors.Is(err, ErrSocketBusy) {
+		t.Errorf("error %v: want ErrSocketBusy, an ErrHomeBusy", err)
+	}
+	for _, want := range []string{a.socket, "answers on the socket", fmt.Sprintf("pid %d", os.Getpid()), "home " + f.home} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not say %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "owns this home") {
+		t.Errorf("error %q says the home is owned; it is the socket", msg)
+	}
+	// The first server still answers; the other home is free.
+	var info ServerInfo
+	if code := call(t, unixClient(a.socket), "GET", "/ping", nil, &info); code != http.StatusOK || info.Home != f.home {
+		t.Errorf("first server after the refusal: %d %+v", code, info)
+	}
+	srv, err = New(Options{Home: other.home, Store: st, Clock: NewFakeClock(week0)})
+	must(t, err)
+	srv.Close()
+}

@@ -158,6 +158,12 @@ func (s *Server) tickChecks(now time.Time, groups []engine.Group, wakeAt func(ti
 				// missed.
 				gc.Covered, dirty = latestCheck(p, now), true
 			}
+			if aheadOf(gc.Covered, now) {
+				// The clock was set back far (clockback.go): checks
+				// resume from it, as the group's backups do.
+				s.o.Log.Warn("clock set back: the group's checks resume from the clock", "group", g.Name, "recorded", gc.Covered, "now", now)
+				gc.Covered, dirty = latestCheck(p, now), true
+			}
 			due := nextCheck(p, gc.Covered)
 			if due.After(now) {
 				wakeAt(due)

@@ -170,6 +170,14 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		if !filepath.IsAbs(m.Path) {
 			return nil, bad("mount", i, "path", m.Path, "an absolute path")
 		}
+		// Two servers on one path would take turns failing, each
+		// detaching the other's mount, with an alert forever.
+		for j, o := range c.Mount[:i] {
+			if filepath.Clean(o.Path) == filepath.Clean(m.Path) {
+				return nil, fmt.Errorf("%w: %s:%d: mount.path %q: the same path as the [[mount]] at line %d: allowed: each path in one [[mount]] only",
+					ErrBadConfig, path, lineOf(data, "mount", i, "path"), m.Path, lineOf(data, "mount", j, "path"))
+			}
+		}
 	}
 	return c, nil
 }
@@ -203,10 +211,13 @@ func allowedKeys(table string) string {
 
 // lineOf finds the line of key in table ("" for the top level) of a TOML
 // file, in the index-th of its array tables (-1: any), for messages:
-// the toml package reports where a key is only for syntax errors. A
-// dotted or inline form it does not find gives line 0.
+// the toml package reports where a key is only for syntax errors. A key
+// the table lacks (a required one left out) gives the line of the
+// table's header, the [[mount]] that has no path; a key in dotted or
+// inline form it does not find, or one missing at the top level, gives
+// line 0.
 func lineOf(data []byte, table string, index int, key string) int {
-	cur, seen := "", -1
+	cur, seen, header := "", -1, 0
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		l := strings.TrimSpace(sc.Text())
@@ -221,6 +232,9 @@ func lineOf(data []byte, table string, index int, key string) int {
 			cur = name
 			if cur == table {
 				seen++
+				if header == 0 && (index < 0 || seen == index) {
+					header = n
+				}
 			}
 			continue
 		}
@@ -229,5 +243,5 @@ func lineOf(data []byte, table string, index int, key string) int {
 			return n
 		}
 	}
-	return 0
+	return header
 }

@@ -80,6 +80,7 @@ func TestParseConfigRefused(t *testing.T) {
 		{"mail to", "[[notify.mail]]\nto = \"nobody\"\n", `f.toml:2: notify.mail.to "nobody": allowed: a mail address`},
 		{"mail smtp", "[[notify.mail]]\nto = \"a@b\"\nsmtp = \"mail.example.org\"\n", `f.toml:3: notify.mail.smtp "mail.example.org": allowed: host:port`},
 		{"mount path", "[[mount]]\npath = \"srv\"\n", `f.toml:2: mount.path "srv": allowed: an absolute path`},
+		{"mount path twice", "[[mount]]\npath = \"/srv/recall\"\n\n[[mount]]\npath = \"/srv/recall/\"\nallow_other = true\n", `f.toml:5: mount.path "/srv/recall/": the same path as the [[mount]] at line 2: allowed: each path in one [[mount]] only`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

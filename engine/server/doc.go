@@ -5,8 +5,13 @@
 //
 // A group's backups are due at its run times (engine.Policy.NextRun):
 // every --sync from local midnight, and at each recovery point time (--at
-// on --days); engine.Policy.ScheduledSlot decides whether a run makes a
-// recovery point. A group the server has never finished a backup of (new,
+// on --days). A run makes the recovery point of the latest recovery
+// point time among the run times it stands for, however late it starts
+// (after downtime, or behind a long job of the group): the server plans
+// it when it queues the run and hands it to every member's backup
+// (engine.GroupBackupOptions.Planned), so that the clock at each member's
+// start, judged by the policy version the run was planned with, has no
+// say. A group the server has never finished a backup of (new,
 // or its first backup cut short) is backed up at once, as DPM makes an
 // initial replica, standing for its latest run time. After a run that
 // covers a recovery point time the
@@ -16,10 +21,17 @@
 //
 // For each group the server remembers the latest run time whose backup
 // finished, whatever its outcome ("covered"); the next due run is the
-// first run time after it. So a clock that jumps backwards makes no run
+// first run time after it. So a clock that jumps backwards a little makes no run
 // twice (nothing is due until the clock passes covered again), and a
 // clock that jumps forwards, or a server that was down, makes the missed
-// runs once, as one backup standing for the latest of them. A backup cut
+// runs once, as one backup standing for the latest of them (and making
+// the latest recovery point among them). A covered time more than
+// clockBackMargin (an hour) ahead of the clock, at the start or later,
+// is a clock set back far (a boot with the clock months ahead, then
+// NTP), not a correction: waiting for the clock would be a silence of
+// months, so the schedule resumes from the clock, logged and with an
+// alert (job "clock") naming the group, the recorded time and the clock
+// (clockback.go); garbage collection, tape goals and checks resume too. A backup cut
 // short (a crash, a stop) does not advance covered, so its run is made at
 // the next start; the catalog's record of the cut-short job is set to
 // "interrupted" at that start (or at the stop). A backup of a group asked
@@ -73,6 +85,10 @@
 // A server holds <home>/serve.lock flocked and writes its pid in it; a
 // second server on the same home fails naming that pid (ErrHomeBusy). The
 // kernel drops the flock when the process dies, so kill -9 leaves no lock.
+// New also takes the API's socket, so that a second server on another
+// home with the same socket fails (ErrSocketBusy, which is an ErrHomeBusy
+// for the exit code, naming the socket and the other server's pid and
+// home) before its caller starts mounts, alerts or notifications.
 //
 // # State file, version 1
 //
@@ -112,6 +128,9 @@
 // credentials (MayWrite). It follows its jobs through Options.Observe
 // like any observer. A failed job opens an alert (alerts.go; kept in
 // AlertsFile, whose format is beside it), a later good job of the same
-// kind, group and source clears it, an ack closes it; Options.OnAlert
-// hears each.
+// kind, group and source clears it, an ack closes it; an alert whose
+// subject is gone (its group deleted, its member taken out of the group,
+// its mount no longer configured) is cleared with the reason
+// (AlertEvent.Reason), as nothing could clear it otherwise;
+// Options.OnAlert hears each.
 package server

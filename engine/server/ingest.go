@@ -125,7 +125,7 @@ func (s *Server) tickSources(now time.Time, groups []engine.Group, sources []eng
 	for _, a := range s.alerts.list() {
 		if a.Job == "image" && !seen[a.Group+"\x00"+a.Source] {
 			id := a.ID
-			s.mountAlertEvent(s.alerts.clearIf(a, func(x *Alert) bool { return x.ID == id }))
+			s.sendAlertEvent(s.alerts.clearIf(a, func(x *Alert) bool { return x.ID == id }))
 		}
 	}
 }
@@ -146,9 +146,9 @@ func (s *Server) noteOverdue(g engine.Group, src engine.Source, w *sourceWatch, 
 	s.mu.Unlock()
 	switch {
 	case err == nil:
-		s.mountAlertEvent(s.alerts.succeed(f))
+		s.sendAlertEvent(s.alerts.succeed(f))
 	case raised != image:
-		s.mountAlertEvent(s.alerts.fail(f, err, now))
+		s.sendAlertEvent(s.alerts.fail(f, err, now))
 	}
 }
 
@@ -156,7 +156,7 @@ func (s *Server) noteOverdue(g engine.Group, src engine.Source, w *sourceWatch, 
 // another computer's folder: a look found none.
 func (s *Server) clearForeign(group string, src engine.Source) {
 	f := Alert{Job: "backup", Group: group, Source: src.Name}
-	s.mountAlertEvent(s.alerts.clearIf(f, func(a *Alert) bool {
+	s.sendAlertEvent(s.alerts.clearIf(f, func(a *Alert) bool {
 		return strings.Contains(a.Error, engine.ErrOtherComputer.Error())
 	}))
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -86,6 +88,7 @@ func (s *Server) SuperviseMounts(mounts []MountConfig, o MountsOptions) (stop fu
 	if o.StopGrace <= 0 {
 		o.StopGrace = DefaultMountStopGrace
 	}
+	s.closeMountAlertsGone(mounts)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg, first sync.WaitGroup
 	for _, m := range mounts {
@@ -225,29 +228,29 @@ func (sup *mountSupervisor) stop(cmd *exec.Cmd, exited <-chan error) {
 	}
 }
 
+// closeMountAlertsGone clears the alerts of mounts that are not among
+// mounts (a [[mount]] since taken out or corrected): kept from before a
+// restart, nothing would ever try those paths again.
+func (s *Server) closeMountAlertsGone(mounts []MountConfig) {
+	evs, err := s.alerts.closeGone(func(a *Alert) string {
+		if a.Job != "mount" || slices.ContainsFunc(mounts, func(m MountConfig) bool { return filepath.Clean(m.Path) == filepath.Clean(a.Source) }) {
+			return ""
+		}
+		return "mount " + a.Source + " is no longer in the configuration"
+	})
+	s.sendAlertEvents(evs, err)
+}
+
 // alert opens (or counts) the mount's alert.
 func (sup *mountSupervisor) alert(err error) {
 	ev, serr := sup.s.alerts.fail(Alert{Job: "mount", Source: sup.m.Path}, err, sup.s.o.Clock.Now())
-	sup.s.mountAlertEvent(ev, serr)
+	sup.s.sendAlertEvent(ev, serr)
 }
 
 // clear clears the mount's alert, if open.
 func (sup *mountSupervisor) clear() {
 	ev, err := sup.s.alerts.succeed(Alert{Job: "mount", Source: sup.m.Path})
-	sup.s.mountAlertEvent(ev, err)
-}
-
-func (s *Server) mountAlertEvent(ev *AlertEvent, err error) {
-	if err != nil {
-		s.o.Log.Error("alerts not saved; they are kept in memory until the next save", "err", err)
-	}
-	if ev == nil {
-		return
-	}
-	s.o.Log.Warn("alert "+ev.Kind, "alert", ev.Alert.ID, "job", ev.Alert.Job, "source", ev.Alert.Source, "action", ev.Alert.Action)
-	if s.o.OnAlert != nil {
-		s.o.OnAlert(*ev)
-	}
+	sup.s.sendAlertEvent(ev, err)
 }
 
 func waitChan(cmd *exec.Cmd) <-chan error {

@@ -26,6 +26,9 @@ func (n *Notifier) AlertEvent(e AlertEvent) {
 		}
 	case "cleared":
 		summary = fmt.Sprintf("alert %d cleared: %s works again", a.ID, what)
+		if e.Reason != "" {
+			summary = fmt.Sprintf("alert %d cleared: %s", a.ID, e.Reason)
+		}
 		detail = fmt.Sprintf("%d failure(s) from %s to %s", a.Count, a.Since.Format(time.RFC3339), a.Last.Format(time.RFC3339))
 	}
 	if a.Group != "" && a.Member != "" {

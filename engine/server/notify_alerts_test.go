@@ -41,3 +41,23 @@ func TestAlertEventNotifies(t *testing.T) {
 		t.Errorf("cleared alert: %+v", cl)
 	}
 }
+
+// TestAlertClosedAsGoneNotifies: an alert cleared because its subject is
+// gone says so in the notification, not that the job works again.
+func TestAlertClosedAsGoneNotifies(t *testing.T) {
+	h := newHook(t, 0)
+	n := fixedNotifier(webhookConfig(WebhookTarget{URL: h.URL}), nil)
+	a := Alert{ID: 3, Job: "backup", Group: "web", Source: "srv-www", Member: "/srv/www", Error: "pre-script failed",
+		Since: notifyTime, Last: notifyTime, Count: 1}
+	n.AlertEvent(AlertEvent{Kind: "cleared", Alert: a, Reason: "group web was deleted"})
+	n.Close(context.Background())
+	bodies, _ := h.taken()
+	if len(bodies) != 1 {
+		t.Fatalf("webhook got %d posts, want 1", len(bodies))
+	}
+	var m Notification
+	must(t, json.Unmarshal(bodies[0], &m))
+	if m.Event != "alert-cleared" || !strings.Contains(m.Summary, "group web was deleted") || strings.Contains(m.Summary, "works again") {
+		t.Errorf("notification %+v: want alert-cleared saying the group was deleted", m)
+	}
+}

@@ -112,7 +112,13 @@ type task struct {
 	// covers is the scheduled run time a backup stands for (zero for a
 	// retry): the latest one due when it was queued.
 	covers time.Time
-	point  bool // a recovery point time is among those it covers
+	// planned: slot, not the clock at each member's start, says which
+	// recovery point the backup makes (engine.GroupBackupOptions.Planned).
+	// slot is the latest recovery point time among the run times a
+	// scheduled run covers (zero: none, a sync): a run made late, after
+	// downtime or behind a long job of the group, still makes it.
+	planned bool
+	slot    time.Time
 	// request is when a backup of the whole group was asked for through
 	// the API (zero: a run of the schedule, a retry, an ingestion).
 	request time.Time
@@ -137,10 +143,16 @@ type retry struct {
 	at      time.Time
 	members []string
 	n       int
+	// planned and slot are the failed run's: a retry makes the recovery
+	// point its run was for, however late the back-off brings it.
+	planned bool
+	slot    time.Time
 }
 
 // New takes the home (a second server on it fails, wrapping ErrHomeBusy
-// and naming the first's pid) and reads the schedule's state.
+// and naming the first's pid), reads the schedule's state and takes the
+// API's socket (one another server answers on fails, wrapping
+// ErrSocketBusy, itself an ErrHomeBusy, and naming that server).
 func New(o Options) (*Server, error) {
 	if o.Clock == nil {
 		o.Clock = WallClock{}
@@ -185,11 +197,21 @@ func New(o Options) (*Server, error) {
 		l.release()
 		return nil, err
 	}
+	// Here, not in Run: the caller starts mounts (which may open alerts
+	// and send notifications) between New and Run, and a server whose
+	// socket another one answers on must stop before any of that.
+	if err := s.claimSocket(); err != nil {
+		l.release()
+		return nil, err
+	}
 	return s, nil
 }
 
-// Close gives up the home. Run must have returned.
-func (s *Server) Close() { s.lock.release() }
+// Close gives up the home and the API's socket. Run must have returned.
+func (s *Server) Close() {
+	s.releaseSocket()
+	s.lock.release()
+}
 
 // Run records the jobs a dead process left running as interrupted, then
 // runs the schedule until ctx is cancelled. Then it lets running jobs
@@ -347,6 +369,8 @@ func (s *Server) tick(ctx context.Context) time.Time {
 	})
 	if err != nil {
 		s.o.Log.Error("protection groups not read; retrying", "err", err)
+	} else {
+		s.closeAlertsGone(groups)
 	}
 	dirty := false
 	for _, g := range groups {
@@ -361,6 +385,11 @@ func (s *Server) tick(ctx context.Context) time.Time {
 		}
 		covered := gs.Covered
 		s.mu.Unlock()
+		if aheadOf(covered, now) {
+			// Else nothing would be due until the clock passed covered
+			// again: months, after a boot with the clock far ahead.
+			covered = s.clockWentBack(g, covered, now)
+		}
 		if covered.IsZero() {
 			// A group never backed up by the server (new, or its first
 			// backup cut short) is backed up at once, DPM's initial
@@ -371,7 +400,10 @@ func (s *Server) tick(ctx context.Context) time.Time {
 				s.o.Log.Error("group not scheduled: its policy is invalid", "group", g.Name, "err", err)
 				continue
 			}
-			s.enqueue(&task{kind: "backup", group: g, covers: covers})
+			// Only a recovery point time within the tolerance (as for a
+			// backup by hand): the ones before were never missed.
+			slot, _ := g.Policy.ScheduledSlot(now)
+			s.enqueue(&task{kind: "backup", group: g, covers: covers, planned: true, slot: slot})
 			continue
 		}
 		due, err := g.Policy.NextRun(covered)
@@ -380,9 +412,9 @@ func (s *Server) tick(ctx context.Context) time.Time {
 			continue
 		}
 		if !due.After(now) {
-			covers, point, _ := latestRun(g.Policy, covered, now)
-			if s.enqueue(&task{kind: "backup", group: g, covers: covers, point: point}) && covers.After(due) {
-				s.o.Log.Warn("runs missed (server down or clock jump): making the latest one", "group", g.Name, "missed_from", due, "run", covers)
+			covers, slot, _ := latestRun(g.Policy, covered, now)
+			if s.enqueue(&task{kind: "backup", group: g, covers: covers, planned: true, slot: slot}) && covers.After(due) {
+				s.o.Log.Warn("runs missed (server down, clock jump or a long job): making the latest one", "group", g.Name, "missed_from", due, "run", covers, "recovery_point", slot)
 			}
 		} else {
 			wakeAt(due)
@@ -400,7 +432,7 @@ func (s *Server) tick(ctx context.Context) time.Time {
 			if !r.at.After(now) {
 				rg := g
 				rg.Members = slices.DeleteFunc(slices.Clone(r.members), func(m string) bool { return !slices.Contains(g.Members, m) })
-				if len(rg.Members) > 0 && s.enqueue(&task{kind: "backup", group: rg, retry: r.n}) {
+				if len(rg.Members) > 0 && s.enqueue(&task{kind: "backup", group: rg, retry: r.n, planned: r.planned, slot: r.slot}) {
 					s.mu.Lock()
 					delete(s.retries, g.Name)
 					s.mu.Unlock()
@@ -417,6 +449,7 @@ func (s *Server) tick(ctx context.Context) time.Time {
 	if s.state.GC.IsZero() {
 		s.state.GC, dirty = now, true
 	}
+	dirty = s.gcClockBack(now) || dirty
 	want, lastGC := s.wantGC, s.state.GC
 	s.mu.Unlock()
 	if gcDue := lastGC.Add(gcInterval); want || !gcDue.After(now) {
@@ -442,18 +475,19 @@ func (s *Server) retryOf(group string) *retry {
 }
 
 // latestRun returns the latest scheduled run time after covered and at or
-// before now, and whether any run time in between is a recovery point
-// time: after downtime or a clock jump forwards the missed runs are made
-// once, as one.
-func latestRun(p engine.Policy, covered, now time.Time) (time.Time, bool, error) {
-	last, point := covered, false
+// before now, and the latest of those run times that is a recovery point
+// time (zero: none): after downtime, a clock jump forwards or a long job
+// the missed runs are made once, as one, which makes the latest recovery
+// point missed.
+func latestRun(p engine.Policy, covered, now time.Time) (time.Time, time.Time, error) {
+	last, point := covered, time.Time{}
 	for {
 		t, err := p.NextRun(last)
 		if err != nil || t.After(now) {
 			return last, point, err
 		}
 		if slot, ok := p.ScheduledSlot(t); ok && slot.Equal(t) {
-			point = true
+			point = t
 		}
 		last = t
 	}
@@ -560,13 +594,15 @@ func (s *Server) lockOptions(what string) engine.LockOptions {
 func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, error) {
 	g := t.group
 	log := s.o.Log.With("job", "backup", "group", g.Name)
-	log.Info("backup started", "members", len(g.Members), "run", t.covers, "retry", t.retry)
+	log.Info("backup started", "members", len(g.Members), "run", t.covers, "recovery_point", t.slot, "retry", t.retry)
 	res, err := s.o.Store.BackupGroup(ctx, s.o.Home, &g, engine.GroupBackupOptions{
-		Now:    s.o.Clock.Now,
-		Log:    func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },
-		Warn:   func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
-		Lock:   s.lockOptions("backup of group " + g.Name),
-		Settle: t.settle,
+		Now:     s.o.Clock.Now,
+		Log:     func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },
+		Warn:    func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		Lock:    s.lockOptions("backup of group " + g.Name),
+		Settle:  t.settle,
+		Planned: t.planned,
+		Slot:    t.slot,
 		Skipped: func(member string, err error) {
 			log.Info("member has nothing to ingest", "member", member, "why", err)
 		},
@@ -593,7 +629,7 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 	for _, r := range res {
 		switch {
 		case r.Err == nil:
-			log.Info("member backed up", "member", r.Member, "point", r.Point.ID.Short(), "job", r.Job, "scheduled", !r.Point.Scheduled.IsZero())
+			log.Info("member backed up", "member", r.Member, "point", r.Point.ID.Short(), "job", r.Job, "scheduled", !r.Point.Scheduled.IsZero(), "recovery_point", r.Point.Scheduled)
 		case r.Point != nil:
 			log.Warn("member backed up with warnings", "member", r.Member, "point", r.Point.ID.Short(), "job", r.Job, "err", r.Err)
 		default:
@@ -607,7 +643,7 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 		at := s.o.Clock.Now().Add(s.o.Backoff[t.retry])
 		log.Info("retry planned", "members", again, "at", at, "retry", t.retry+1)
 		s.mu.Lock()
-		s.retries[g.Name] = &retry{at: at, members: again, n: t.retry + 1}
+		s.retries[g.Name] = &retry{at: at, members: again, n: t.retry + 1, planned: t.planned, slot: t.slot}
 		s.mu.Unlock()
 	}
 	if !t.covers.IsZero() || !t.request.IsZero() {
@@ -616,7 +652,10 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 		// asked for before it started.
 		s.mu.Lock()
 		if gs := s.state.Groups[g.Name]; gs != nil {
-			if t.covers.After(gs.Covered) {
+			// A run planned before the clock was set back far stands for
+			// times that have not come: the schedule resumed from the
+			// clock meanwhile (clockWentBack).
+			if t.covers.After(gs.Covered) && !aheadOf(t.covers, s.o.Clock.Now()) {
 				gs.Covered = t.covers
 			}
 			gs.Requested = time.Time{}
@@ -624,7 +663,7 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 		s.mu.Unlock()
 		s.saveState()
 	}
-	if t.point {
+	if t.retry == 0 && !t.covers.IsZero() && !t.slot.IsZero() {
 		s.enqueue(&task{kind: "prune", group: t.group})
 	}
 	return res, err

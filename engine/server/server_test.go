@@ -414,10 +414,11 @@ func TestServerKilledAndRestarted(t *testing.T) {
 		t.Fatalf("interrupted jobs after the restart: %+v, want group a's backup, recorded as interrupted by the server", interrupted)
 	}
 	// Before the kill every run up to crashAt, which was cut short; after
-	// the restart the missed runs made once, as one at restartAt, then the
-	// schedule again.
+	// the restart the missed runs made once, as one at restartAt, which
+	// makes the recovery point of crashAt (12:00) the kill cut short; then
+	// the schedule again.
 	runsA := schedule(week0, crashAt, 15*time.Minute, pointsA)
-	runsA = append(runsA, run{restartAt, false})
+	runsA = append(runsA, run{restartAt, true})
 	runsA = append(runsA, schedule(restartAt.Add(time.Nanosecond), end, 15*time.Minute, pointsA)...)
 	checkWeek(t, f, runsA, end, 0)
 }
