@@ -46,8 +46,8 @@ type BackupOptions struct {
 	// refused (ErrSourcePathClash), since two paths can derive one name
 	// ("/a/x-y" and "/a/x/y").
 	SourceDerived bool
-	Host   string
-	Now    func() time.Time // clock; nil = time.Now
+	Host          string
+	Now           func() time.Time // clock; nil = time.Now
 	// Files is how many files larger than one chunk are read at once
 	// (0: 4); files of one chunk are read 8x as many at once, since they
 	// wait on the disk, not on a CPU (readahead.go). It is also how many

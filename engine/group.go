@@ -141,36 +141,67 @@ func loadGroups(tx *bolt.Tx) (map[string]*Group, error) {
 	return out, err
 }
 
-// checkMembers refuses a data source in two groups, naming the group
-// that had it first (the one not being changed).
-func checkMembers(all map[string]*Group, changed string) error {
-	owner := map[string]string{}
-	names := make([]string, 0, len(all))
-	for n := range all {
-		names = append(names, n)
-	}
-	// The group being changed comes last, so the other one is named.
-	sort.Slice(names, func(i, j int) bool {
-		if (names[i] == changed) != (names[j] == changed) {
-			return names[j] == changed
-		}
-		return names[i] < names[j]
-	})
+// checkMembers refuses a data source in two groups, and two member paths
+// whose derived source names are one (/a/x-y and /a/x/y: a member is
+// backed up under the name derived from its path, so the two would be
+// one source, each the other's older versions). The member named as the
+// one that had the source is prior's (source -> group, as before the
+// change), else one of a group not being changed, else the first by
+// group name.
+func checkMembers(all map[string]*Group, changed string, prior map[string]string) error {
+	type holder struct{ group, member string }
+	bySource := map[string][]holder{}
+	names := slices.Sorted(maps.Keys(all))
 	for _, n := range names {
 		g := all[n]
 		for i, src := range g.Sources() {
-			if first, ok := owner[src]; ok && first != n {
-				how := "--member " + g.Members[i]
-				if g.SourceOf[g.Members[i]] != "" {
-					how = "--source " + src
-				}
-				return fmt.Errorf("group %s: member %s: %w: source %q is in group %q (remove it there first: recall group remove %s %s)",
-					n, g.Members[i], ErrMemberTaken, src, first, first, how)
+			if !slices.Contains(bySource[src], holder{n, g.Members[i]}) {
+				bySource[src] = append(bySource[src], holder{n, g.Members[i]})
 			}
-			owner[src] = n
 		}
 	}
+	for _, src := range slices.Sorted(maps.Keys(bySource)) {
+		hs := bySource[src]
+		if len(hs) < 2 {
+			continue
+		}
+		// The one that had it first goes first.
+		rank := func(h holder) int {
+			switch {
+			case prior[src] == h.group:
+				return 0
+			case h.group != changed:
+				return 1
+			}
+			return 2
+		}
+		slices.SortStableFunc(hs, func(a, b holder) int { return rank(a) - rank(b) })
+		first, other := hs[0], hs[1]
+		g := all[other.group]
+		if other.member != first.member {
+			return fmt.Errorf("group %s: member %s: %w: its source name %q is the one derived from member %s of group %s, and a member is backed up under the name derived from its path, so the two would be one source; "+
+				"back %s up by hand under a name of its own (recall backup --source NAME %s), or rename one of the directories",
+				other.group, other.member, ErrMemberTaken, src, first.member, first.group, other.member, other.member)
+		}
+		how := "--member " + other.member
+		if g.SourceOf[other.member] != "" {
+			how = "--source " + src
+		}
+		return fmt.Errorf("group %s: member %s: %w: source %q is in group %q (remove it there first: recall group remove %s %s)",
+			other.group, other.member, ErrMemberTaken, src, first.group, first.group, how)
+	}
 	return nil
+}
+
+// sourceOwners is which group has each data source, for checkMembers.
+func sourceOwners(all map[string]*Group) map[string]string {
+	out := map[string]string{}
+	for n, g := range all {
+		for _, src := range g.Sources() {
+			out[src] = n
+		}
+	}
+	return out
 }
 
 func putGroup(tx *bolt.Tx, g *Group) error {
@@ -231,8 +262,9 @@ func (c *Catalog) CreateGroup(g Group, now time.Time) (Group, error) {
 			if err := linkSources(tx, &g); err != nil {
 				return err
 			}
+			prior := sourceOwners(all)
 			all[g.Name] = &g
-			if err := checkMembers(all, g.Name); err != nil {
+			if err := checkMembers(all, g.Name, prior); err != nil {
 				return err
 			}
 			return putGroup(tx, &g)
@@ -269,8 +301,9 @@ func (c *Catalog) EditGroup(name string, now time.Time, fn func(*Group) error) (
 				return err
 			}
 			changed := bumpVersion(old, &g, now)
+			prior := sourceOwners(all)
 			all[name] = &g
-			if err := checkMembers(all, name); err != nil {
+			if err := checkMembers(all, name, prior); err != nil {
 				return err
 			}
 			out = g
@@ -351,6 +384,7 @@ func (c *Catalog) ApplyGroups(decl []Group, dryRun bool, now time.Time) ([]Group
 			for n := range all {
 				names = append(names, n)
 			}
+			prior := sourceOwners(all)
 			for _, d := range decl {
 				g := d
 				if err := linkSources(tx, &g); err != nil {
@@ -377,7 +411,7 @@ func (c *Catalog) ApplyGroups(decl []Group, dryRun bool, now time.Time) ([]Group
 				}
 				changes = append(changes, ch)
 			}
-			if err := checkMembers(all, ""); err != nil {
+			if err := checkMembers(all, "", prior); err != nil {
 				return err
 			}
 			sort.Strings(names)

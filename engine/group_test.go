@@ -272,3 +272,37 @@ func TestBackupGroupPlannedSlot(t *testing.T) {
 		}
 	}
 }
+
+// A member of an existing group claimed by a group new in an applied file
+// is refused naming the existing group as the one that has it (before,
+// the names' order decided, and the message named the new group, which
+// did not exist, as the one to remove it from). Two member paths that
+// derive one source name are refused, in one group or two, saying so,
+// not with a removal that fails.
+func TestGroupMemberClashNamesOwner(t *testing.T) {
+	c := testCatalog(t)
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := c.CreateGroup(Group{Name: "web", Members: []string{"/srv/data/a"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.ApplyGroups([]Group{{Name: "o3", Members: []string{"/srv/data/a"}}, {Name: "web", Members: []string{"/srv/data/a"}}}, false, now)
+	if !errors.Is(err, ErrMemberTaken) || !strings.Contains(err.Error(), `group o3: member /srv/data/a`) ||
+		!strings.Contains(err.Error(), "recall group remove web --member /srv/data/a") {
+		t.Errorf("apply: %v", err)
+	}
+	for _, g := range []Group{
+		{Name: "cg2", Members: []string{"/srv/data/x/y"}},
+		{Name: "one", Members: []string{"/srv/x-y", "/srv/x/y"}},
+	} {
+		if g.Name == "cg2" {
+			if _, err := c.EditGroup("web", now, func(w *Group) error { w.Members = append(w.Members, "/srv/data/x-y"); return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := c.CreateGroup(g, now)
+		if !errors.Is(err, ErrMemberTaken) || !strings.Contains(err.Error(), "is the one derived from member") ||
+			strings.Contains(err.Error(), "remove it there first") {
+			t.Errorf("%s: %v", g.Name, err)
+		}
+	}
+}
