@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -304,5 +305,38 @@ func TestGroupMemberClashNamesOwner(t *testing.T) {
 			strings.Contains(err.Error(), "remove it there first") {
 			t.Errorf("%s: %v", g.Name, err)
 		}
+	}
+}
+
+// A group leaves out what backup's exclusion flags leave out: caches,
+// directories marked by a name, files over a size, and the patterns of a
+// file read at each backup; bad values are refused when the policy is
+// set, and an exclude file gone by backup time fails it, naming the file.
+func TestGroupExclusions(t *testing.T) {
+	dir := t.TempDir()
+	xf := filepath.Join(dir, "exclude.txt")
+	if err := os.WriteFile(xf, []byte("# scratch\n*.tmp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := Policy{ExcludeCaches: true, ExcludeIfPresent: []string{".nobackup"}, ExcludeLargerThan: "1MiB", ExcludeFile: []string{xf}}
+	if err := p.Check(); err != nil {
+		t.Fatal(err)
+	}
+	x, err := p.BackupExclude()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !x.Caches || !slices.Equal(x.IfPresent, []string{".nobackup"}) || x.LargerThan != 1<<20 ||
+		len(x.Files) != 1 || !slices.Equal(x.Files[0].Patterns, []string{"*.tmp"}) {
+		t.Errorf("exclude %+v", x)
+	}
+	for _, bad := range []Policy{{ExcludeLargerThan: "lots"}, {ExcludeLargerThan: "0"}, {ExcludeFile: []string{"rel.txt"}}, {ExcludeIfPresent: []string{"a/b"}}} {
+		if err := bad.Check(); !errors.Is(err, ErrBadPolicy) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	os.Remove(xf)
+	if _, err := p.BackupExclude(); err == nil || !strings.Contains(err.Error(), xf) {
+		t.Errorf("exclude file gone: %v", err)
 	}
 }

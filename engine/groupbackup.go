@@ -256,7 +256,11 @@ func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol
 		defer sess.Close()
 	}
 	t := now()
-	opts := BackupOptions{Path: member, Source: src, Now: now, Log: o.Log, Exclude: pol.BackupExclude(),
+	x, err := pol.BackupExclude()
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", g.Name, err)
+	}
+	opts := BackupOptions{Path: member, Source: src, Now: now, Log: o.Log, Exclude: x,
 		Compression: r.compression, Group: g.Name, PolicyVersion: g.PolicyVersion}
 	slot, ok := r.slot(t)
 	if o.Planned {

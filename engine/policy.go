@@ -3,12 +3,15 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/dustin/go-humanize"
 	"github.com/recall-backup/recall/chunkstore"
 )
 
@@ -50,6 +53,13 @@ type Policy struct {
 	KeepYearly  int `json:"keep_yearly,omitempty" toml:"keep_yearly"`
 
 	Exclude       []string `json:"exclude,omitempty" toml:"exclude"`
+	// The other exclusions of backup, as its flags: --exclude-caches,
+	// --exclude-if-present NAME, --exclude-larger-than SIZE, and
+	// --exclude-file FILE, whose patterns are read at each backup.
+	ExcludeCaches     bool     `json:"exclude_caches,omitempty" toml:"exclude_caches"`
+	ExcludeIfPresent  []string `json:"exclude_if_present,omitempty" toml:"exclude_if_present"`
+	ExcludeLargerThan string   `json:"exclude_larger_than,omitempty" toml:"exclude_larger_than"`
+	ExcludeFile       []string `json:"exclude_file,omitempty" toml:"exclude_file"`
 	OneFileSystem bool     `json:"one_file_system,omitempty" toml:"one_file_system"`
 	Compression   string   `json:"compression,omitempty" toml:"compression"` // "" is the store's default
 
@@ -240,6 +250,21 @@ func (p Policy) compile() (*rules, error) {
 	if err := (&Exclude{Patterns: p.Exclude}).Check(); err != nil {
 		return nil, fmt.Errorf("%w: --exclude: %v", ErrBadPolicy, err)
 	}
+	if p.ExcludeLargerThan != "" {
+		if _, err := parseExcludeSize(p.ExcludeLargerThan); err != nil {
+			return nil, bad("exclude-larger-than", p.ExcludeLargerThan, "a size of at least one byte, like 500K, 100MiB or 2GiB")
+		}
+	}
+	for _, f := range p.ExcludeFile {
+		if !filepath.IsAbs(f) {
+			return nil, bad("exclude-file", f, "an absolute path (read at each backup)")
+		}
+	}
+	for _, n := range p.ExcludeIfPresent {
+		if n == "" || strings.Contains(n, "/") {
+			return nil, bad("exclude-if-present", n, "a file name, without '/'")
+		}
+	}
 	if p.Compression != "" {
 		c, err := chunkstore.ParseCompression(p.Compression)
 		if err != nil {
@@ -415,7 +440,34 @@ func (r *rules) slot(now time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// BackupExclude is what a backup of a member leaves out under p.
-func (p Policy) BackupExclude() Exclude {
-	return Exclude{Patterns: slices.Clone(p.Exclude), OneFileSystem: p.OneFileSystem}
+// BackupExclude is what a backup of a member leaves out under p. Its
+// exclude files are read now, as backup --exclude-file reads them; one
+// that cannot be read fails the backup, naming it.
+func (p Policy) BackupExclude() (Exclude, error) {
+	x := Exclude{Patterns: slices.Clone(p.Exclude), OneFileSystem: p.OneFileSystem,
+		Caches: p.ExcludeCaches, IfPresent: slices.Clone(p.ExcludeIfPresent)}
+	if p.ExcludeLargerThan != "" {
+		n, err := parseExcludeSize(p.ExcludeLargerThan)
+		if err != nil {
+			return x, fmt.Errorf("%w: exclude-larger-than %q: %v", ErrBadPolicy, p.ExcludeLargerThan, err)
+		}
+		x.LargerThan = n
+	}
+	for _, f := range p.ExcludeFile {
+		xf, err := ReadExcludeFile(f)
+		if err != nil {
+			return x, fmt.Errorf("the group's exclude file: %w", err)
+		}
+		x.Files = append(x.Files, xf)
+	}
+	return x, x.Check()
+}
+
+// parseExcludeSize reads a size as backup --exclude-larger-than does.
+func parseExcludeSize(s string) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err == nil && (n == 0 || n > math.MaxInt64) {
+		err = errors.New("out of range")
+	}
+	return int64(n), err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -29,6 +30,10 @@ func policyFlags() []cli.Flag {
 		&cli.IntFlag{Name: "keep-yearly", Usage: "beyond the retention range, keep the newest point of each of the last `N` years"},
 		&cli.GenericFlag{Name: "exclude", Value: &repeated{}, Usage: "leave out what matches `PATTERN`, as backup --exclude (repeatable; replaces the group's list)"},
 		&cli.BoolFlag{Name: "one-file-system", Usage: "stay on each member's file system"},
+		&cli.BoolFlag{Name: "exclude-caches", Usage: "leave out the content of directories holding a valid CACHEDIR.TAG, as backup --exclude-caches"},
+		&cli.GenericFlag{Name: "exclude-if-present", Value: &repeated{}, Usage: "leave out the content of directories holding an entry `NAME` (repeatable; replaces the group's list)"},
+		&cli.StringFlag{Name: "exclude-larger-than", Usage: "leave out files larger than `SIZE` (100MiB, 2GiB; \"\": no limit)"},
+		&cli.GenericFlag{Name: "exclude-file", Value: &repeated{}, Usage: "leave out the patterns of `FILE` (absolute; read at each backup; repeatable; replaces the group's list)"},
 		&cli.StringFlag{Name: "compression", Usage: "codec of new data: zstd, s2 or off (default: the store's)"},
 		&cli.StringFlag{Name: "pre-script", Usage: "run `CMD` (sh -c) before each member's backup; its failure fails that member's job"},
 		&cli.StringFlag{Name: "post-script", Usage: "run `CMD` (sh -c) after each member's backup, even a failed one (RECALL_OUTCOME says how it went)"},
@@ -53,7 +58,7 @@ func setPolicy(c *cli.Context, p *engine.Policy) {
 		"end-user-recovery": &p.EndUserRecovery, "tape-retention": &p.TapeRetention,
 		"tape-frequency": &p.TapeFrequency, "tape-pool": &p.TapePool,
 		"check": &p.CheckSchedule, "check-read-share": &p.CheckReadShare,
-		"limit": &p.Limit, "limit-window": &p.LimitWindow,
+		"limit": &p.Limit, "limit-window": &p.LimitWindow, "exclude-larger-than": &p.ExcludeLargerThan,
 	}
 	for name, f := range str {
 		if c.IsSet(name) {
@@ -85,6 +90,21 @@ func setPolicy(c *cli.Context, p *engine.Policy) {
 	}
 	if c.IsSet("one-file-system") {
 		p.OneFileSystem = c.Bool("one-file-system")
+	}
+	if c.IsSet("exclude-caches") {
+		p.ExcludeCaches = c.Bool("exclude-caches")
+	}
+	if c.IsSet("exclude-if-present") {
+		p.ExcludeIfPresent = c.Generic("exclude-if-present").(*repeated).list
+	}
+	if c.IsSet("exclude-file") {
+		p.ExcludeFile = nil
+		for _, f := range c.Generic("exclude-file").(*repeated).list {
+			if abs, err := filepath.Abs(f); err == nil {
+				f = abs
+			}
+			p.ExcludeFile = append(p.ExcludeFile, f)
+		}
 	}
 }
 
@@ -359,6 +379,16 @@ func showGroup(w io.Writer, g *engine.Group) {
 	}
 	if p.OneFileSystem {
 		line("one-file-system", "yes")
+	}
+	if p.ExcludeCaches {
+		line("exclude-caches", "yes")
+	}
+	for _, x := range p.ExcludeIfPresent {
+		line("exclude-if-present", x)
+	}
+	line("exclude-larger-than", p.ExcludeLargerThan)
+	for _, x := range p.ExcludeFile {
+		line("exclude-file", x)
 	}
 	line("compression", p.Compression)
 	line("pre-script", p.PreScript)
