@@ -52,7 +52,7 @@ type Policy struct {
 	KeepMonthly int `json:"keep_monthly,omitempty" toml:"keep_monthly"`
 	KeepYearly  int `json:"keep_yearly,omitempty" toml:"keep_yearly"`
 
-	Exclude       []string `json:"exclude,omitempty" toml:"exclude"`
+	Exclude []string `json:"exclude,omitempty" toml:"exclude"`
 	// The other exclusions of backup, as its flags: --exclude-caches,
 	// --exclude-if-present NAME, --exclude-larger-than SIZE, and
 	// --exclude-file FILE, whose patterns are read at each backup.
@@ -60,8 +60,8 @@ type Policy struct {
 	ExcludeIfPresent  []string `json:"exclude_if_present,omitempty" toml:"exclude_if_present"`
 	ExcludeLargerThan string   `json:"exclude_larger_than,omitempty" toml:"exclude_larger_than"`
 	ExcludeFile       []string `json:"exclude_file,omitempty" toml:"exclude_file"`
-	OneFileSystem bool     `json:"one_file_system,omitempty" toml:"one_file_system"`
-	Compression   string   `json:"compression,omitempty" toml:"compression"` // "" is the store's default
+	OneFileSystem     bool     `json:"one_file_system,omitempty" toml:"one_file_system"`
+	Compression       string   `json:"compression,omitempty" toml:"compression"` // "" is the store's default
 
 	PreScript     string `json:"pre_script,omitempty" toml:"pre_script"`
 	PostScript    string `json:"post_script,omitempty" toml:"post_script"`
