@@ -2,6 +2,7 @@ package engine
 
 import (
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,71 +15,72 @@ import (
 // what the user could read at backup time, files below a private
 // directory included.
 //
-// It is one of a few sets one directory's owner, group and mode bits can
-// express, never more than the directories above let in: when their
-// owners, groups or access ACLs do not combine into one of them exactly,
-// it is the next smaller one, down to root alone. Root reaches all.
+// It is the set of users one directory lets search it: its owner, its
+// group and its search bits (Search: which of the classes owner, group
+// and others have x, as the letters "u", "g", "o"). Every directory above
+// a path that restricts anyone (/home/alice, 0700) is usually one such
+// directory, and the others let everyone through (0755, 0711, 1777), so
+// the set is that directory's own, exactly. Where two directories
+// restrict with different owners or groups the set is the next smaller
+// one a single directory can say, down to root alone; a directory with
+// an access ACL counts for its owner alone (its named entries and mask
+// are not one directory's bits). Root reaches all.
 //
 // In the point manifest (optional, omitted by points from before it was
 // recorded, which the tree lets everyone reach, as before):
 //
-//	reach {"who": "everyone" | "user" | "group" | "user_or_group" | "root",
-//	       "uid": N (user, user_or_group), "gid": N (group, user_or_group)}
+//	reach {"uid": N, "gid": N, "search": "ugo" | "ug" | "u" | "uo" | "g" | ... | ""}
 type Reach struct {
-	Who string `json:"who"`
-	UID uint32 `json:"uid,omitempty"`
-	GID uint32 `json:"gid,omitempty"`
+	UID    uint32 `json:"uid"`
+	GID    uint32 `json:"gid"`
+	Search string `json:"search"`
 }
 
-// The sets of Reach.Who.
-const (
-	ReachEveryone    = "everyone"
-	ReachUser        = "user"          // the user UID
-	ReachGroup       = "group"         // the members of group GID
-	ReachUserOrGroup = "user_or_group" // both of these
-	ReachRoot        = "root"          // root alone
-)
+// everyone is the reach of a path every directory above lets through.
+var everyone = Reach{Search: "ugo"}
+
+func (r *Reach) has(class byte) bool { return r != nil && strings.IndexByte(r.Search, class) >= 0 }
+
+func (r *Reach) all() bool { return r == nil || r.has('u') && r.has('g') && r.has('o') }
 
 // reachOf returns who can reach path, from the directories above it:
 // each one's search bits, its owner and group. path is absolute and
 // clean; symbolic links in it are followed as the kernel would.
 func reachOf(path string) *Reach {
-	r := &Reach{Who: ReachEveryone}
+	r := &everyone
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		path = p
 	}
 	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
 		var st unix.Stat_t
 		if err := unix.Stat(dir, &st); err != nil {
-			return &Reach{Who: ReachRoot} // unknown: let in no one else
+			return &Reach{} // unknown: let in no one else
 		}
 		r = r.Meet(dirReach(dir, st))
 		if dir == "/" || dir == "." {
-			return r
+			out := *r
+			return &out
 		}
 	}
 }
 
 // dirReach is who may search one directory.
 func dirReach(dir string, st unix.Stat_t) *Reach {
-	u, g, o := st.Mode&0o100 != 0, st.Mode&0o010 != 0, st.Mode&0o001 != 0
+	r := &Reach{UID: st.Uid, GID: st.Gid}
+	for _, c := range []struct {
+		bit   uint32
+		class string
+	}{{0o100, "u"}, {0o010, "g"}, {0o001, "o"}} {
+		if st.Mode&c.bit != 0 {
+			r.Search += c.class
+		}
+	}
 	if hasAccessACL(dir) {
 		// Named users and groups, and a mask over the group bits: the
 		// owner is the one entry the mode bits still say exactly.
-		g, o = false, false
+		r.Search = strings.Trim(r.Search, "go")
 	}
-	switch {
-	case u && g && o:
-		return &Reach{Who: ReachEveryone}
-	case u && g:
-		return &Reach{Who: ReachUserOrGroup, UID: st.Uid, GID: st.Gid}
-	case u:
-		return &Reach{Who: ReachUser, UID: st.Uid}
-	case g:
-		// Not its owner (checked against the owner's bits alone).
-		return &Reach{Who: ReachGroup, GID: st.Gid}
-	}
-	return &Reach{Who: ReachRoot}
+	return r
 }
 
 func hasAccessACL(dir string) bool {
@@ -86,59 +88,56 @@ func hasAccessACL(dir string) bool {
 	return err == nil && n > 0
 }
 
-// Meet returns who is in both r and o (nil: everyone), or the next
-// smaller set where that is not one of Reach's sets. A user is not taken
-// for a member of a group: the kernel's group list of a process is not
-// known here.
+// Meet returns who is in both r and o (nil: everyone), or a smaller set
+// where that is not one directory's. A user is not taken for a member of
+// a group: the group list of a user's processes is not known here.
 func (r *Reach) Meet(o *Reach) *Reach {
 	switch {
-	case r == nil || r.Who == ReachEveryone:
+	case r.all():
 		return o
-	case o == nil || o.Who == ReachEveryone:
+	case o.all():
 		return r
-	case r.Who == ReachRoot || o.Who == ReachRoot:
-		return &Reach{Who: ReachRoot}
+	case r.UID == o.UID && r.GID == o.GID:
+		var s string
+		for _, c := range "ugo" {
+			if r.has(byte(c)) && o.has(byte(c)) {
+				s += string(c)
+			}
+		}
+		return &Reach{UID: r.UID, GID: r.GID, Search: s}
 	}
-	user := func(x *Reach) (uint32, bool) {
-		return x.UID, x.Who == ReachUser || x.Who == ReachUserOrGroup
+	// Owners and groups differ: what both let in for sure is an owner
+	// both let in as owner, a group both let in as group; others (and an
+	// owner let in only as another's "other") are not known to be in the
+	// other set. A group let in by a directory whose owner is kept out
+	// (mode 0050 of a user's) stays only where that owner is root, whom
+	// nothing keeps out.
+	out := &Reach{}
+	if r.has('u') && o.has('u') && r.UID == o.UID {
+		out.UID, out.Search = r.UID, "u"
 	}
-	group := func(x *Reach) (uint32, bool) {
-		return x.GID, x.Who == ReachGroup || x.Who == ReachUserOrGroup
+	groupOK := func(x *Reach) bool { return x.has('u') || x.UID == 0 }
+	if r.has('g') && o.has('g') && r.GID == o.GID && groupOK(r) && groupOK(o) {
+		out.GID, out.Search = r.GID, out.Search+"g"
 	}
-	ru, rok := user(r)
-	ou, ook := user(o)
-	rg, rgok := group(r)
-	og, ogok := group(o)
-	sameUser := rok && ook && ru == ou
-	sameGroup := rgok && ogok && rg == og
-	switch {
-	case sameUser && sameGroup:
-		return &Reach{Who: ReachUserOrGroup, UID: ru, GID: rg}
-	case sameUser:
-		return &Reach{Who: ReachUser, UID: ru}
-	case sameGroup:
-		return &Reach{Who: ReachGroup, GID: rg}
-	}
-	return &Reach{Who: ReachRoot}
+	return out
 }
 
 // Dir returns the owner, group and permission bits of a directory that
-// lets in exactly r's set (nil: everyone). Its read bits follow its
-// search bits: listing the point names of a source is no more than
-// reaching them.
+// lets in r's set (nil: everyone). Its read bits follow its search bits:
+// listing the point names of a source is no more than reaching them.
 func (r *Reach) Dir() (uid, gid, perm uint32) {
-	if r == nil {
+	if r.all() {
 		return 0, 0, 0o755
 	}
-	switch r.Who {
-	case ReachEveryone:
-		return 0, 0, 0o755
-	case ReachUser:
-		return r.UID, 0, 0o500
-	case ReachGroup:
-		return 0, r.GID, 0o550
-	case ReachUserOrGroup:
-		return r.UID, r.GID, 0o550
+	if r.has('u') {
+		perm |= 0o500
 	}
-	return 0, 0, 0o500
+	if r.has('g') {
+		perm |= 0o050
+	}
+	if r.has('o') {
+		perm |= 0o005
+	}
+	return r.UID, r.GID, perm
 }

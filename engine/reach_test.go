@@ -10,13 +10,13 @@ import (
 )
 
 func TestReachMeet(t *testing.T) {
-	every := &Reach{Who: ReachEveryone}
-	alice := &Reach{Who: ReachUser, UID: 1000}
-	bob := &Reach{Who: ReachUser, UID: 1001}
-	staff := &Reach{Who: ReachGroup, GID: 50}
-	aliceStaff := &Reach{Who: ReachUserOrGroup, UID: 1000, GID: 50}
-	aliceHers := &Reach{Who: ReachUserOrGroup, UID: 1000, GID: 1000}
-	root := &Reach{Who: ReachRoot}
+	every := &Reach{Search: "ugo"}
+	alice := &Reach{UID: 1000, GID: 1000, Search: "u"}      // 0700 alice:alice
+	aliceOpen := &Reach{UID: 1000, GID: 1000, Search: "uo"} // 0705 alice:alice
+	bob := &Reach{UID: 1001, GID: 1001, Search: "u"}
+	staff := &Reach{UID: 0, GID: 50, Search: "ug"}         // 0750 root:staff
+	aliceStaff := &Reach{UID: 1000, GID: 50, Search: "ug"} // 0750 alice:staff
+	staffOnly := &Reach{UID: 1000, GID: 50, Search: "g"}   // 0070 alice:staff: alice kept out
 	for _, c := range []struct {
 		a, b, want *Reach
 	}{
@@ -25,15 +25,14 @@ func TestReachMeet(t *testing.T) {
 		{every, alice, alice},
 		{alice, every, alice},
 		{alice, alice, alice},
-		{alice, bob, root},
-		{alice, staff, root}, // alice's groups are not known here
-		{aliceStaff, alice, alice},
-		{aliceStaff, staff, staff},
-		{aliceStaff, aliceHers, alice},
-		{aliceStaff, aliceStaff, aliceStaff},
-		{staff, &Reach{Who: ReachGroup, GID: 51}, root},
-		{root, every, root},
-		{every, root, root},
+		{alice, aliceOpen, alice},
+		{aliceOpen, aliceOpen, aliceOpen},
+		{alice, bob, &Reach{}},
+		{aliceStaff, alice, &Reach{UID: 1000, Search: "u"}},
+		{aliceStaff, staff, &Reach{GID: 50, Search: "g"}},
+		{staffOnly, staff, &Reach{}}, // alice is out of one, maybe in the other
+		{staff, &Reach{GID: 51, Search: "ug"}, &Reach{Search: "u"}},
+		{&Reach{}, every, &Reach{}},
 	} {
 		got := c.a.Meet(c.b)
 		if (got == nil) != (c.want == nil) || got != nil && *got != *c.want {
@@ -72,6 +71,8 @@ func TestReachOf(t *testing.T) {
 	mk("team/share", 0o755, 0, 0)
 	mk("staffonly", 0o070, 1000, 50)
 	mk("staffonly/x", 0o755, 0, 0)
+	mk("others", 0o705, 1000, 50)
+	mk("others/x", 0o755, 0, 0)
 	if err := os.Symlink(filepath.Join(base, "alice/www"), filepath.Join(base, "open/link")); err != nil {
 		t.Fatal(err)
 	}
@@ -79,24 +80,25 @@ func TestReachOf(t *testing.T) {
 		path string
 		want Reach
 	}{
-		{"open/pub", Reach{Who: ReachEveryone}},
-		{"alice/www/site", Reach{Who: ReachUser, UID: 1000}},
-		{"open/link/site", Reach{Who: ReachUser, UID: 1000}}, // through the link, as the kernel goes
-		{"team/share", Reach{Who: ReachUserOrGroup, UID: 1000, GID: 50}},
-		{"staffonly/x", Reach{Who: ReachGroup, GID: 50}},
+		{"open/pub", everyone},
+		{"alice/www/site", Reach{UID: 1000, GID: 1000, Search: "u"}},
+		{"open/link/site", Reach{UID: 1000, GID: 1000, Search: "u"}}, // through the link, as the kernel goes
+		{"team/share", Reach{UID: 1000, GID: 50, Search: "ug"}},
+		{"staffonly/x", Reach{UID: 1000, GID: 50, Search: "g"}},
+		{"others/x", Reach{UID: 1000, GID: 50, Search: "uo"}}, // staff's members kept out
 	} {
 		if got := reachOf(filepath.Join(base, c.path)); *got != c.want {
 			t.Errorf("%s: %+v, want %+v", c.path, *got, c.want)
 		}
 	}
 	// Below / and the temp directory (everyone's), the base is too.
-	if got := reachOf(filepath.Join(base, "open")); got.Who != ReachEveryone {
+	if got := reachOf(filepath.Join(base, "open")); *got != everyone {
 		t.Errorf("base: %+v", got)
 	}
 	if out, err := exec.Command("setfacl", "-m", "u:1001:rx", filepath.Join(base, "team")).CombinedOutput(); err != nil {
 		testskip.Skip(t, "setfacl: %v %s", err, out)
 	}
-	if got := reachOf(filepath.Join(base, "team/share")); *got != (Reach{Who: ReachUser, UID: 1000}) {
+	if got := reachOf(filepath.Join(base, "team/share")); *got != (Reach{UID: 1000, GID: 50, Search: "u"}) {
 		t.Errorf("below a directory with an ACL: %+v", got)
 	}
 }
@@ -106,7 +108,7 @@ func TestReachOf(t *testing.T) {
 func TestPointReachGolden(t *testing.T) {
 	p := samplePoint()
 	p.InodeFlags = true
-	p.Reach = &Reach{Who: ReachUserOrGroup, UID: 1000, GID: 50}
+	p.Reach = &Reach{UID: 1000, GID: 50, Search: "ug"}
 	checkPointGolden(t, p, "point-v2-reach.golden")
 	for _, name := range []string{"point-v2.golden", "point-v2-group.golden", "point-v1.golden"} {
 		old, err := decodePoint(id(5), readGolden(t, name))
