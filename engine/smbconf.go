@@ -66,6 +66,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/recall-backup/recall/internal/atomicfile"
 )
@@ -136,11 +138,9 @@ func (s SambaShare) String() string {
 
 // Check says why s cannot be written as smb.conf text, nil when it can:
 // a name Windows accepts, a source and kind the block markers can name,
-// and parameter values that Samba reads back as written (no line breaks,
-// no '%' which Samba substitutes, no leading or trailing blanks which it
-// trims).
+// and text that Samba reads back as written (CheckText).
 func (s SambaShare) Check() error {
-	if err := ValidShareName(s.Name); err != nil {
+	if err := s.CheckText(); err != nil {
 		return err
 	}
 	if err := ValidSourceName(s.Source); err != nil {
@@ -149,43 +149,91 @@ func (s SambaShare) Check() error {
 	if s.Kind != ShareKindTarget && s.Kind != ShareKindRecovery {
 		return fmt.Errorf("%w: share %q: kind %q is neither %s nor %s", ErrBadShare, s.Name, s.Kind, ShareKindTarget, ShareKindRecovery)
 	}
+	return nil
+}
+
+// CheckText says why the smb.conf text of s would not be read by Samba
+// as written, nil when it would: its name (ValidShareName), comment lines
+// without line breaks (one would end the comment and start a live line),
+// and parameter values CheckSambaValue accepts. It is Check without who
+// installs the share, for a stanza only printed.
+func (s SambaShare) CheckText() error {
+	if err := ValidShareName(s.Name); err != nil {
+		return err
+	}
 	for _, c := range s.Comment {
 		if strings.ContainsAny(c, "\r\n") {
 			return fmt.Errorf("%w: share %q: a comment line holds a line break", ErrBadShare, s.Name)
 		}
 	}
 	for _, p := range s.Params {
-		switch {
-		case strings.ContainsAny(p.Value, "\r\n"):
-			return fmt.Errorf("%w: share %q: %s %q: line breaks cannot be written in smb.conf", ErrBadShare, s.Name, p.Key, p.Value)
-		case strings.Contains(p.Value, "%"):
-			return fmt.Errorf("%w: share %q: %s %q: Samba replaces '%%' sequences in values; use a path or name without '%%'", ErrBadShare, s.Name, p.Key, p.Value)
-		case p.Value != strings.TrimSpace(p.Value):
-			return fmt.Errorf("%w: share %q: %s %q: Samba trims leading and trailing blanks; use a value without them", ErrBadShare, s.Name, p.Key, p.Value)
+		if err := CheckSambaValue(p.Value); err != nil {
+			return fmt.Errorf("%w: share %q: %s %q: %v; use a path or name without it", ErrBadShare, s.Name, p.Key, p.Value, err)
 		}
 	}
 	return nil
 }
 
+// CheckSambaValue says why smbd would not read value, written after
+// "key = " on a line of smb.conf, as written; nil when it would. Samba's
+// parser (what testparm -s shows of a file) drops the blanks around a
+// value, makes a run of blanks inside it one, and joins the next line to
+// a line ending in '\'; lp_string strips a '"' at either end; '%' starts
+// a substitution (%U the user, %m the client, %S the share...) at every
+// connection, and smb.conf has no way to escape it. None of this can be
+// quoted around, so a value that meets any of it is refused, never
+// written to be read as something else (another directory, a share that
+// is not there).
+func CheckSambaValue(value string) error {
+	switch {
+	case !utf8.ValidString(value):
+		return errors.New("it is not valid UTF-8, Samba's unix charset")
+	case strings.IndexFunc(value, unicode.IsControl) >= 0:
+		return errors.New("it holds a control character (a line break would end the line)")
+	case strings.Contains(value, "%"):
+		return errors.New("it holds '%', which Samba replaces (%U by the user name, %m by the client's...) and smb.conf cannot escape")
+	case value != strings.TrimSpace(value):
+		return errors.New("it starts or ends with blanks, which Samba drops")
+	case strings.Contains(value, "  "):
+		return errors.New("it holds a run of blanks, which Samba reads as one")
+	case strings.HasSuffix(value, `\`):
+		return errors.New("a '\\' at the end of a line joins the next line to it")
+	case strings.HasPrefix(value, `"`) || strings.HasSuffix(value, `"`):
+		return errors.New(`it starts or ends with '"', which Samba strips`)
+	}
+	return nil
+}
+
+// shareNameChars are the characters no share name holds: Windows refuses
+// "/\[]:|<>+=;,?* in share names, a ']' would end the [section] line
+// early, and Samba replaces %-sequences. ('#' is fine: only a line that
+// starts with it is a comment, and Windows takes it.)
+const shareNameChars = `"/\[]:|<>+=;,?*%`
+
 // ValidShareName says why name cannot name an SMB share, nil when it can:
-// 1 to 80 characters, none of those Windows refuses in share names
-// ("/\[]:|<>+=;,?*) or that Samba substitutes (%), no control characters,
-// not "global", "homes" or "printers" (Samba's special sections).
+// 1 to 80 characters (Windows's limit, NNLEN), valid UTF-8, none of
+// shareNameChars, no control characters, no blanks at either end nor a
+// run of them (Samba trims and joins them), not "global", "homes",
+// "printers" or "ipc$" (Samba's special sections).
 func ValidShareName(name string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("%w: share name %q: %s; give another with --name", ErrBadShare, name, why)
 	}
-	switch {
+	switch i := strings.IndexAny(name, shareNameChars); {
 	case name == "":
 		return bad("empty")
-	case len([]rune(name)) > 80:
+	case !utf8.ValidString(name):
+		return bad("not valid UTF-8")
+	case utf8.RuneCountInString(name) > 80:
 		return bad("longer than 80 characters")
-	case strings.ContainsAny(name, "\"/\\[]:|<>+=;,?*%"):
-		return bad(`the characters "/\[]:|<>+=;,?*% are not allowed`)
-	case strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+	case i >= 0:
+		return bad(fmt.Sprintf("it holds '%c': share names cannot hold any of %s (Windows refuses them, ']' would end the section line, Samba replaces %%-sequences)", name[i], shareNameChars))
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return bad("control characters are not allowed")
 	case name != strings.TrimSpace(name):
 		return bad("leading or trailing blanks are not allowed")
+	case strings.Contains(name, "  "):
+		return bad("Samba reads a run of blanks as one")
 	}
 	switch strings.ToLower(name) {
 	case "global", "homes", "printers", "ipc$":

@@ -301,9 +301,58 @@ func TestValidShareName(t *testing.T) {
 		{"srv01", true}, {"SRV Ü{01}-20261102-2103", true}, {"a.b_c-d", true},
 		{"", false}, {"a/b", false}, {`a\b`, false}, {"a[b", false}, {"a%m", false}, {" a", false},
 		{"homes", false}, {"GLOBAL", false}, {"a\nb", false}, {strings.Repeat("x", 81), false}, {strings.Repeat("x", 80), true},
+		// Samba substitutes %U; ']' ends the section line; it joins a run
+		// of blanks into one and drops them at the ends.
+		{"web%U", false}, {"a]b;c", false}, {"a]b", false}, {"x  y", false}, {"x\ty", false}, {"a ", false}, {"a\x00b", false},
+		{"\xff", false}, {strings.Repeat("é", 80), true}, {strings.Repeat("é", 81), false},
+		{"ab #1", true}, {"x y", true},
 	} {
 		if err := ValidShareName(tt.name); (err == nil) != tt.ok {
 			t.Errorf("ValidShareName(%q) = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+// TestCheckSambaValue: a value Samba would read as another, or
+// substitute into, is refused; one it reads as written (';', '#', ']'
+// inside a line are no comment nor section) passes.
+func TestCheckSambaValue(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  string // in the error; "" for none
+	}{
+		{"/srv/www", ""}, {"/srv/odd #;[x] {y}", ""}, {"/srv/a b", ""}, {"", ""}, {"/srv/é", ""},
+		{"/srv/100%", "'%'"}, {"/srv/web%U", "'%'"},
+		{"/srv/a\nb", "control character"}, {"/srv/a\rb", "control character"}, {"/srv/a\tb", "control character"},
+		{" /srv", "starts or ends with blanks"}, {"/srv/a ", "starts or ends with blanks"},
+		{"/srv/a  b", "run of blanks"},
+		{`/srv/a\`, "joins the next line"},
+		{`/srv/q"`, `which Samba strips`}, {`"/srv/q"`, `which Samba strips`},
+		{"/srv/\xff", "UTF-8"},
+	} {
+		err := CheckSambaValue(tt.value)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("CheckSambaValue(%q) = %v, want nil", tt.value, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("CheckSambaValue(%q) = %v, want an error saying %q", tt.value, err, tt.want)
+		}
+	}
+}
+
+// TestSambaShareCheckValues: the bmr shares refuse a path (a staging
+// directory, a point in a tree mounted at such a path) or name Samba
+// would read as another.
+func TestSambaShareCheckValues(t *testing.T) {
+	share := func(name, path string) SambaShare {
+		return SambaShare{Name: name, Source: "srv01", Kind: ShareKindTarget, Params: []SambaParam{{Key: "path", Value: path}, {Key: "vfs objects", Value: ""}}}
+	}
+	if err := share("srv01", "/srv/recall-bmr/srv01").Check(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []SambaShare{share("srv01", "/srv/100%/srv01"), share("srv01", "/srv/a  b"), share("srv01", `/srv/x\`), share("a]b", "/srv/x"), share("srv%m", "/srv/x")} {
+		if err := s.Check(); !errors.Is(err, ErrBadShare) {
+			t.Errorf("share [%s] path %s: %v, want ErrBadShare", s.Name, s.Params[0].Value, err)
 		}
 	}
 }

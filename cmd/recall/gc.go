@@ -48,7 +48,11 @@ func init() {
 			}
 			defer st.Close()
 			o := engine.GCOptions{RepackThreshold: th / 100, MaxUnused: maxUnused, DryRun: c.Bool("dry-run"), Wait: c.Duration("wait"), IndexGrace: grace, LockOptions: lockWait(c)}
-			if !c.Bool("json") {
+			// -q prints no progress. The few warnings chunkstore's GC
+			// has (a pack left unrewritten) share this log with its
+			// progress, so they go too, as with --json; its errors come
+			// back from GC.
+			if !c.Bool("json") && !c.Bool("quiet") {
 				o.Log = logf
 			}
 			rep, err := engine.GC(c.Context, st, o)
@@ -58,7 +62,9 @@ func init() {
 			if c.Bool("json") {
 				return printJSON(c, rep)
 			}
-			printGC(c, rep)
+			if !c.Bool("quiet") {
+				printGC(c, rep)
+			}
 			return nil
 		},
 	})

@@ -57,6 +57,9 @@ func init() {
 			if c.Bool("json") {
 				return printJSON(c, initJSON{ID: cfg.ID, Store: where, Version: cfg.Version, Compression: string(cfg.Compression), Encryption: encryptionOf(cfg)})
 			}
+			if c.Bool("quiet") {
+				return nil
+			}
 			enc := "unencrypted"
 			if cfg.Encryption != nil {
 				enc = "encrypted (" + cfg.Encryption.Cipher + ", key from " + cfg.Encryption.KDF + ")"

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,13 +44,15 @@ every source (an administrator's mount: do not share it), and --point mounts the
 it names whatever its group's policy: both are acts of an administrator, not views
 for end users.
 
-A dead mount left by a killed server at MOUNTPOINT is cleaned up first.`,
+A dead mount left by a killed server at MOUNTPOINT is cleaned up first. A MOUNTPOINT
+that is not empty is refused (the tree would hide what it holds) unless --nonempty.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "point", Usage: "mount only this recovery point's root (`POINT`: id, unique id prefix or \"latest\")"},
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` that --point belongs to"},
 			&cli.BoolFlag{Name: "all-sources", Usage: "show the sources of groups with end-user recovery off too (an administrator's mount)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users (and Samba) use the mount; access still follows the backed-up owners and modes"},
 			&cli.BoolFlag{Name: "foreground", Usage: "serve in this process until unmounted or interrupted"},
+			&cli.BoolFlag{Name: "nonempty", Usage: "mount on a directory that is not empty, hiding what it holds until unmounted"},
 			&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "memory for decoded chunks (`SIZE`, e.g. 1GiB)"},
 			&cli.StringFlag{Name: "log-file", Usage: "where a background server logs (`FILE`; default HOME/logs/mount.log)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the running mount as JSON"},
@@ -76,8 +79,10 @@ A dead mount left by a killed server at MOUNTPOINT is cleaned up first.`,
 }
 
 // prepareMountpoint cleans a dead mount left at mnt and checks that mnt
-// is a directory with nothing live mounted on it.
-func prepareMountpoint(mnt string, log func(string, ...any)) error {
+// is a directory with nothing live mounted on it, and empty unless
+// nonempty: a tree mounted over files hides them, without a word, from
+// whoever looks there next.
+func prepareMountpoint(mnt string, nonempty bool, log func(string, ...any)) error {
 	cleaned, err := fs.CleanDeadMount(mnt)
 	if err != nil {
 		return err
@@ -98,7 +103,36 @@ func prepareMountpoint(mnt string, log func(string, ...any)) error {
 	if !st.IsDir() {
 		return fmt.Errorf("mount point %s is not a directory", mnt)
 	}
-	return nil
+	if nonempty {
+		return nil
+	}
+	return checkEmpty(mnt)
+}
+
+// checkEmpty refuses a mount point that holds entries, naming a few.
+func checkEmpty(mnt string) error {
+	d, err := os.Open(mnt)
+	if err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("mount point %s: list it: %w", mnt, err)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	slices.Sort(names)
+	shown := strings.Join(names[:min(len(names), 3)], ", ")
+	if len(names) > 3 {
+		shown += ", ..."
+	}
+	entries := "entries"
+	if len(names) == 1 {
+		entries = "entry"
+	}
+	return fmt.Errorf("mount point %s is not empty (%d %s: %s): the tree would hide them while mounted; empty it or mount elsewhere ('recall mount --nonempty' mounts over them)", mnt, len(names), entries, shown)
 }
 
 // resolvePoint finds --point, if given.
@@ -124,7 +158,7 @@ func mountBackground(c *cli.Context, mnt string) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareMountpoint(mnt, logf); err != nil {
+	if err := prepareMountpoint(mnt, c.Bool("nonempty"), logf); err != nil {
 		return err
 	}
 	home, err := filepath.Abs(c.String("home"))
@@ -167,7 +201,7 @@ func mountBackground(c *cli.Context, mnt string) error {
 			args = append(args, "--"+f, v)
 		}
 	}
-	for _, f := range []string{"all-sources", "allow-other", "debug"} {
+	for _, f := range []string{"all-sources", "allow-other", "nonempty", "debug"} {
 		if c.Bool(f) {
 			args = append(args, "--"+f)
 		}
@@ -185,6 +219,9 @@ func mountBackground(c *cli.Context, mnt string) error {
 	cmd.Process.Release()
 	if c.Bool("json") {
 		return printJSON(c, mountJSON{Home: home, Mountpoint: mnt, PID: pid, Log: logPath})
+	}
+	if c.Bool("quiet") {
+		return nil
 	}
 	fmt.Fprintf(c.App.Writer, "mounted %s at %s (server pid %d, log %s)\n", home, mnt, pid, logPath)
 	return nil
@@ -211,7 +248,7 @@ func startMountServer(ctx context.Context, args []string, out *os.File, attr *sy
 	}
 	defer pr.Close()
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.Env = append(mountServerEnv(os.Environ()), readyFDEnv+"=3")
 	cmd.Dir = "/"
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -249,6 +286,30 @@ func startMountServer(ctx context.Context, args []string, out *os.File, attr *sy
 	}
 	cmd.Wait()
 	return nil, errMountServerEnded
+}
+
+// secretEnv are the variables a mount server is started without. It
+// gets the passphrase on a pipe (handPassword), and only at its start: a
+// long-lived server holding the passphrase, or the command that prints
+// it, in its environment would show it in /proc/PID/environ for as long as
+// it runs. RECALL_PASSWORD_FILE goes too: the server reads no passphrase
+// source of its own (the `recall serve` that restarts one reads its own
+// again, mountPassphrase), and a relative file would be read from "/".
+// RECALL_SMB_PASSWORD, the Samba user's, is no business of a mount.
+var secretEnv = []string{"RECALL_PASSWORD", "RECALL_PASSWORD_COMMAND", "RECALL_PASSWORD_FILE", smbPasswordEnv}
+
+// mountServerEnv is env less secretEnv: what a mount server needs of its
+// parent's environment (the store's credentials, TMPDIR, the holder
+// directory...) and nothing that holds or yields the passphrase.
+func mountServerEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(secretEnv, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // mountServerError is an error a mount server reported on its pipe. Only
@@ -348,7 +409,7 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 			return fmt.Errorf("point %s: not readable (see %s)", ep.ID.Short(), c.String("log-file"))
 		}
 	}
-	if err := prepareMountpoint(mnt, log); err != nil {
+	if err := prepareMountpoint(mnt, c.Bool("nonempty"), log); err != nil {
 		return err
 	}
 	srv, err := fs.Mount(mnt, tree, fs.MountOptions{

@@ -41,7 +41,7 @@ func serve(c *cli.Context) error {
 		return usagef("--log-format %q: allowed: text, json", f)
 	}
 	log := slog.New(h)
-	cfg, err := server.LoadConfig(c.String("config"))
+	cfg, err := loadConfig(c.String("config"))
 	if err != nil {
 		return err
 	}
@@ -131,6 +131,18 @@ func serve(c *cli.Context) error {
 		<-stopping
 	}
 	return err
+}
+
+// loadConfig is server.LoadConfig with every failure a configuration
+// that cannot be used (ErrBadConfig, exit code 2, as the README says): a
+// file named with --config that is missing or cannot be read as much as
+// one that does not parse. The error names the file.
+func loadConfig(path string) (*server.Config, error) {
+	cfg, err := server.LoadConfig(path)
+	if err != nil && !errors.Is(err, server.ErrBadConfig) {
+		return nil, fmt.Errorf("%w: %w", server.ErrBadConfig, err)
+	}
+	return cfg, err
 }
 
 // notifyStopGrace is how long a stopping server lets notifications

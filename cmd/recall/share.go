@@ -142,32 +142,96 @@ func shareSamba(c *cli.Context) error {
 	if sharePath, err = filepath.Abs(sharePath); err != nil {
 		return err
 	}
-	// shadow:mountpoint is the directory the point roots correspond to; a
-	// share of a subdirectory of the backed-up tree finds its files below.
-	shadowMount := sharePath
-	if backedUp != "" && (sharePath == backedUp || strings.HasPrefix(sharePath, strings.TrimSuffix(backedUp, "/")+"/")) {
-		shadowMount = backedUp
+	shadowMount, err := shadowMountpoint(source, sharePath, backedUp)
+	if err != nil {
+		return err
 	}
 	name := c.String("name")
 	if name == "" {
 		name = source
 	}
-	w := c.App.Writer
-	fmt.Fprintf(w, "# Previous Versions of %s from the recovery points of source %q.\n", sharePath, source)
-	fmt.Fprintf(w, "# Needs the recovery tree mounted for other users first:\n")
-	fmt.Fprintf(w, "#   recall --home %s mount --allow-other %s\n", homeForDocs(c), mnt)
-	fmt.Fprintf(w, "# or in /etc/fstab:  %s  %s  recall  allow_other,nofail  0  0\n", homeForDocs(c), mnt)
-	fmt.Fprintf(w, "# Other VFS modules you use go on the same 'vfs objects' line.\n")
-	fmt.Fprintf(w, "[%s]\n", name)
-	fmt.Fprintf(w, "\tpath = %s\n", sharePath)
-	fmt.Fprintf(w, "\tvfs objects = shadow_copy2\n")
-	fmt.Fprintf(w, "\tshadow:snapdir = %s\n", filepath.Join(mnt, source))
-	fmt.Fprintf(w, "\tshadow:mountpoint = %s\n", shadowMount)
-	fmt.Fprintf(w, "\tshadow:format = %s\n", fs.ShadowFormat)
-	fmt.Fprintf(w, "\tshadow:localtime = no\n")
-	fmt.Fprintf(w, "\tshadow:sort = desc\n")
-	fmt.Fprintf(w, "\tshadow:snapdirseverywhere = no\n")
-	fmt.Fprintf(w, "\tshadow:crossmountpoints = no\n")
+	if err := engine.ValidShareName(name); err != nil {
+		return usagef("%v", err)
+	}
+	snapdir := filepath.Join(mnt, source)
+	if err := checkSharePaths(source, sharePath, shadowMount, mnt, snapdir); err != nil {
+		return err
+	}
+	block := engine.SambaShare{
+		Name: name,
+		Comment: []string{
+			fmt.Sprintf("Previous Versions of %s from the recovery points of source %q.", sharePath, source),
+			"Needs the recovery tree mounted for other users first:",
+			fmt.Sprintf("  recall --home %s mount --allow-other %s", homeForDocs(c), mnt),
+			fmt.Sprintf("or in /etc/fstab:  %s  %s  recall  allow_other,nofail  0  0", homeForDocs(c), mnt),
+			"Other VFS modules you use go on the same 'vfs objects' line.",
+		},
+		Params: []engine.SambaParam{
+			{Key: "path", Value: sharePath},
+			{Key: "vfs objects", Value: "shadow_copy2"},
+			{Key: "shadow:snapdir", Value: snapdir},
+			{Key: "shadow:mountpoint", Value: shadowMount},
+			{Key: "shadow:format", Value: fs.ShadowFormat},
+			{Key: "shadow:localtime", Value: "no"},
+			{Key: "shadow:sort", Value: "desc"},
+			{Key: "shadow:snapdirseverywhere", Value: "no"},
+			{Key: "shadow:crossmountpoints", Value: "no"},
+		},
+	}
+	// The name and comments (the home may hold anything). The values
+	// were checked above, but for shadow:format, whose '%'s are its own:
+	// a strftime format, which Samba hands to shadow_copy2 as written.
+	if err := (engine.SambaShare{Name: name, Comment: block.Comment}).CheckText(); err != nil {
+		return usagef("%v", err)
+	}
+	fmt.Fprint(c.App.Writer, block.String())
+	return nil
+}
+
+// shadowMountpoint is shadow:mountpoint of a share of sharePath: the
+// directory the point roots correspond to, the one source backs up
+// (backedUp), of which sharePath must be the directory itself or one
+// inside it. A share of anything else would show, as a file's previous
+// versions, whatever the points hold at the same relative path: another
+// file's contents. backedUp "" (no point yet, or an unreadable store:
+// already warned about) cannot be checked: sharePath is taken as it.
+func shadowMountpoint(source, sharePath, backedUp string) (string, error) {
+	if backedUp == "" {
+		logf("warning: cannot check that --share-path %s is the directory source %q backs up or one inside it: the share takes it as the one backed up", sharePath, source)
+		return sharePath, nil
+	}
+	if within(sharePath, backedUp) {
+		return backedUp, nil
+	}
+	return "", usagef("--share-path %s is neither %s, the directory source %q backs up, nor inside it: the Previous Versions of its files would show the files at the same places in %s; give --share-path %s or a directory inside it (or share the source that backs up %s)",
+		sharePath, backedUp, source, backedUp, backedUp, sharePath)
+}
+
+// within reports whether the clean absolute path p is dir or inside it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// checkSharePaths refuses, saying what to do instead, a path of a
+// Previous Versions stanza that Samba would read as another one
+// (engine.CheckSambaValue): the share's path, the backed-up directory
+// (shadow:mountpoint) and snapdir, the source's directory in the tree
+// mounted at mnt. Checked before anything is printed: a stanza appended
+// to smb.conf as it comes would serve, or hide, another directory.
+func checkSharePaths(source, sharePath, shadowMount, mnt, snapdir string) error {
+	elsewhere := fmt.Sprintf("back the directory up, and share it, from a path without it (a bind mount: mount --bind %s /srv/NEW; recall backup --source NAME /srv/NEW), then share that source", shadowMount)
+	if err := engine.CheckSambaValue(sharePath); err != nil {
+		return usagef("share path %q cannot be written in smb.conf: %v; give --share-path a directory whose path has none of it, or %s", sharePath, err, elsewhere)
+	}
+	if err := engine.CheckSambaValue(shadowMount); err != nil {
+		return usagef("the directory source %q backs up, %q, cannot be written in smb.conf: %v; %s", source, shadowMount, err, elsewhere)
+	}
+	if err := engine.CheckSambaValue(mnt); err != nil {
+		return usagef("mount point %q cannot be written in smb.conf: %v; mount the recovery tree at a path without it and give that as --mountpoint", mnt, err)
+	}
+	if err := engine.CheckSambaValue(snapdir); err != nil {
+		return usagef("source name %q cannot be written in smb.conf (shadow:snapdir %s): %v; back the directory up under another --source name and share that source", source, snapdir, err)
+	}
 	return nil
 }
 

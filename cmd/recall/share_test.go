@@ -119,3 +119,120 @@ func TestShareBMRTargetRefusals(t *testing.T) {
 		t.Errorf("user wsb-db was created")
 	}
 }
+
+// TestShareSambaSharePath: a share of the backed-up directory or of one
+// inside it maps its files onto the points from the backed-up root; a
+// share of anything else (its parent here, whose pub would show src/pub's
+// versions) is refused, naming both directories.
+func TestShareSambaSharePath(t *testing.T) {
+	dir := t.TempDir()
+	home, src := filepath.Join(dir, "home"), filepath.Join(dir, "top", "src")
+	for _, f := range []string{filepath.Join(dir, "top", "pub"), filepath.Join(src, "pub"), filepath.Join(src, "sub", "f")} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"init"}, {"backup", "--source", "web", src}} {
+		if _, err := runRecall(t, append([]string{"--home", home, "-q"}, args...)...); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	share := func(sharePath string) (string, error) {
+		args := []string{"--home", home, "share", "samba", "--source", "web", "--mountpoint", filepath.Join(dir, "mnt")}
+		if sharePath != "" {
+			args = append(args, "--share-path", sharePath)
+		}
+		return runRecall(t, args...)
+	}
+	for _, sp := range []string{"", src, src + "/", filepath.Join(src, "sub")} {
+		out, err := share(sp)
+		if err != nil {
+			t.Fatalf("--share-path %q: %v", sp, err)
+		}
+		if !strings.Contains(out, "\tshadow:mountpoint = "+src+"\n") {
+			t.Fatalf("--share-path %q: shadow:mountpoint is not the backed-up %s:\n%s", sp, src, out)
+		}
+	}
+	for _, sp := range []string{filepath.Join(dir, "top"), src + "x", "/"} {
+		out, err := share(sp)
+		if exitCode(err) != exitUsage || out != "" {
+			t.Fatalf("--share-path %s: exit %d, printed %q; want exit %d and nothing printed", sp, exitCode(err), out, exitUsage)
+		}
+		for _, want := range []string{"--share-path " + filepath.Clean(sp) + " is neither " + src, "give --share-path " + src + " or a directory inside it"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("--share-path %s: %q lacks %q", sp, err, want)
+			}
+		}
+	}
+}
+
+// TestShareSambaNames: share samba prints no name or path that Samba
+// would read as another (a '%' it substitutes, a ']' that ends the
+// section, blanks it trims or joins, a '\' that joins lines, a quote it
+// strips), and says what to give instead; what Samba reads as written
+// ('#', ';' and brackets in a path, a '#' in a name) is printed as is.
+func TestShareSambaNames(t *testing.T) {
+	dir := t.TempDir()
+	home, mnt := filepath.Join(dir, "home"), filepath.Join(dir, "mnt")
+	if _, err := runRecall(t, "--home", home, "init"); err != nil {
+		t.Fatal(err)
+	}
+	backup := func(source, path string) {
+		t.Helper()
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := runRecall(t, "--home", home, "-q", "backup", "--source", source, path); err != nil {
+			t.Fatalf("backup %s: %v", source, err)
+		}
+	}
+	plain := filepath.Join(dir, "plain")
+	backup("web%U", plain)
+	backup("a]b;c", plain)
+	backup("x  y", plain)
+	backup("pct", filepath.Join(dir, "100%"))
+	backup("blanks", filepath.Join(dir, "a  b"))
+	backup("slash", filepath.Join(dir, `end\`))
+	backup("quote", filepath.Join(dir, `q"`))
+	backup("odd", filepath.Join(dir, "odd #;[x] {y}"))
+	for _, tt := range []struct {
+		args string   // after share samba, split on '|'
+		want []string // in the error; none: it succeeds
+	}{
+		{"--source|web%U", []string{`share name "web%U": it holds '%'`, "give another with --name"}},
+		{"--source|web%U|--name|web", []string{`source name "web%U"`, "'%'", "back the directory up under another --source name"}},
+		{"--source|a]b;c", []string{`share name "a]b;c": it holds ']'`, "--name"}},
+		{"--source|a]b;c|--name|ab", nil},
+		{"--source|x  y", []string{`share name "x  y": Samba reads a run of blanks as one`}},
+		{"--source|pct", []string{`"` + filepath.Join(dir, "100%") + `"`, "'%'", "mount --bind " + filepath.Join(dir, "100%")}},
+		{"--source|blanks", []string{"a run of blanks"}},
+		{"--source|slash", []string{`joins the next line`}},
+		{"--source|quote", []string{`which Samba strips`}},
+		{"--source|odd|--name|odd #1", nil},
+		{"--source|pct|--share-path|" + plain, []string{"is neither"}},
+		{"--source|web%U|--name|web\nx", []string{"control characters"}},
+		{"--source|a]b;c|--name|" + strings.Repeat("n", 81), []string{"longer than 80 characters"}},
+		{"--source|a]b;c|--name|ab|--mountpoint|" + filepath.Join(dir, "m%m"), []string{"mount point", "'%'", "--mountpoint"}},
+		{"--source|a]b;c|--name|ab|--mountpoint|" + filepath.Join(dir, "m ") + "/", []string{"mount point", "starts or ends with blanks"}},
+	} {
+		out, err := runRecall(t, append([]string{"--home", home, "share", "samba", "--mountpoint", mnt}, strings.Split(tt.args, "|")...)...)
+		if tt.want == nil {
+			if err != nil {
+				t.Errorf("share samba %s: %v", tt.args, err)
+			}
+			continue
+		}
+		if exitCode(err) != exitUsage || out != "" {
+			t.Errorf("share samba %s: exit %d, printed %q; want exit %d and nothing printed", tt.args, exitCode(err), out, exitUsage)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("share samba %s: %q lacks %q", tt.args, err, w)
+			}
+		}
+	}
+}

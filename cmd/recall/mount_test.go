@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestMountRefusesNonEmpty: recall mount on a directory that holds
+// entries refuses before it starts a server, naming the directory and
+// what it holds, and saying what to do; an empty one passes the check,
+// and --nonempty lets a full one pass.
+func TestMountRefusesNonEmpty(t *testing.T) {
+	home := t.TempDir()
+	if _, err := runRecall(t, "--home", home, "-q", "init"); err != nil {
+		t.Fatal(err)
+	}
+	mnt := t.TempDir()
+	for _, n := range []string{"a", "b", "c", "d"} {
+		if err := os.WriteFile(filepath.Join(mnt, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runRecall(t, "--home", home, "mount", mnt)
+	if exitCode(err) != exitError || out != "" {
+		t.Fatalf("mount on a directory of 4 files: exit %d, printed %q; want exit %d, nothing", exitCode(err), out, exitError)
+	}
+	for _, want := range []string{"mount point " + mnt + " is not empty (4 entries: a, b, c, ...)", "--nonempty"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	if err := prepareMountpoint(mnt, true, t.Logf); err != nil {
+		t.Errorf("--nonempty: %v", err)
+	}
+	if err := prepareMountpoint(t.TempDir(), false, t.Logf); err != nil {
+		t.Errorf("an empty directory: %v", err)
+	}
+}
+
+// TestMountServerEnv: a mount server's environment is its parent's less
+// every variable that holds the passphrase or yields it.
+func TestMountServerEnv(t *testing.T) {
+	got := mountServerEnv([]string{"HOME=/root", "RECALL_PASSWORD=pw", "RECALL_PASSWORD_COMMAND=pass show recall",
+		"RECALL_PASSWORD_FILE=/etc/recall/passphrase", "RECALL_SMB_PASSWORD=smb", "RECALL_PASSWORDX=kept", "AWS_ACCESS_KEY_ID=kept", "RECALL_HOME=/h"})
+	want := []string{"HOME=/root", "RECALL_PASSWORDX=kept", "AWS_ACCESS_KEY_ID=kept", "RECALL_HOME=/h"}
+	if !slices.Equal(got, want) {
+		t.Errorf("mountServerEnv = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestServeConfigUnusable: a configuration file that cannot be used
+// stops recall serve with exit code 2 before anything starts, naming
+// the file: one that is missing or unreadable as well as one that does
+// not parse; a [[mount]] without its path names the line of that
+// [[mount]], not line 0.
+func TestServeConfigUnusable(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tt := range []struct{ config, want string }{
+		{filepath.Join(dir, "missing.toml"), filepath.Join(dir, "missing.toml") + ": no such file or directory"},
+		{dir, dir + ": is a directory"},
+		{write("nopath.toml", "home = \"/x\"\n\n[[mount]]\npath = \"/a\"\n\n[[mount]]\nallow_other = true\n"), "nopath.toml:6: mount.path"},
+		{write("first.toml", "[[mount]]\nallow_other = true\n"), "first.toml:1: mount.path"},
+	} {
+		_, err := runRecall(t, "--home", filepath.Join(dir, "home"), "serve", "--config", tt.config)
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("serve --config %s: exit %d, %v; want exit %d and %q", tt.config, exitCode(err), err, exitUsage, tt.want)
+		}
+	}
+}
