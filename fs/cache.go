@@ -17,6 +17,12 @@ import (
 // decodes to ~20 MiB) is still kept, alone in its shard, when it is no
 // heavier than the whole budget: not caching it would decode it again for
 // every lookup in it. So the total can exceed the budget by such values.
+// With giants set (the tree cache), one value heavier than the whole
+// budget is kept too, the latest such one: a directory of 300,000 entries
+// weighs more than the 64 MiB default, and a listing of it looks up
+// every entry, each lookup decoding it whole again, and each entry the
+// kernel kept pinning its own copy (a mount grew to 24 GB listing one).
+// Memory is then the budget plus the largest directory being listed.
 type cache[V any] struct {
 	shards []cacheShard[V]
 	total  int64
@@ -24,6 +30,10 @@ type cache[V any] struct {
 	// hold and drop, when set, count the holders of a value: the cache
 	// while it keeps the value, and every get until the caller drops it.
 	hold, drop func(V)
+	// giants: keep the latest value heavier than total, alone (above).
+	giants  bool
+	giantMu sync.Mutex
+	giant   *chunkstore.ID // the one kept, if any
 }
 
 type cacheShard[V any] struct {
@@ -38,7 +48,7 @@ type cacheShard[V any] struct {
 type cacheItem[V any] struct {
 	id     chunkstore.ID
 	v      V
-	weight int64
+	weight int64 // 0 for a giant: not counted in its shard's budget
 }
 
 type cacheCall[V any] struct {
@@ -105,19 +115,26 @@ func (c *cache[V]) get(id chunkstore.ID) (V, error) {
 			c.hold(v)
 		}
 	}
-	if err == nil && w <= c.total && !call.removed {
+	giant := w > c.total
+	if err == nil && (!giant || c.giants) && !call.removed {
 		if c.hold != nil {
 			c.hold(v)
 		}
+		if giant {
+			w = 0 // kept beside the budget, until the next giant (below)
+		}
 		s.items[id] = s.lru.PushFront(&cacheItem[V]{id: id, v: v, weight: w})
 		s.used += w
-		for s.used > s.max && s.lru.Len() > 1 {
-			back := s.lru.Back()
+		for back := s.lru.Back(); s.used > s.max && back != nil && back != s.lru.Front(); {
 			it := back.Value.(*cacheItem[V])
-			s.lru.Remove(back)
-			delete(s.items, it.id)
-			s.used -= it.weight
-			evicted = append(evicted, it.v)
+			prev := back.Prev()
+			if it.weight > 0 || !c.giants {
+				s.lru.Remove(back)
+				delete(s.items, it.id)
+				s.used -= it.weight
+				evicted = append(evicted, it.v)
+			}
+			back = prev
 		}
 	}
 	s.mu.Unlock()
@@ -125,6 +142,15 @@ func (c *cache[V]) get(id chunkstore.ID) (V, error) {
 	if c.drop != nil {
 		for _, e := range evicted {
 			c.drop(e)
+		}
+	}
+	if err == nil && giant && c.giants && !call.removed {
+		c.giantMu.Lock()
+		old := c.giant
+		c.giant = &id
+		c.giantMu.Unlock()
+		if old != nil && *old != id {
+			c.remove(*old)
 		}
 	}
 	return v, err

@@ -158,6 +158,7 @@ func New(b Backend, o Options) (*Tree, error) {
 		}
 		return newDirList(tr), treeWeight(tr), nil
 	})
+	t.trees.giants = true
 	t.view.Store(&view{sources: map[string]*Source{}, byID: map[chunkstore.ID]*Point{}})
 	if _, err := t.Update(); err != nil {
 		return nil, err
