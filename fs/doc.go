@@ -102,7 +102,10 @@
 // Opening a file is O(1) (its node carries the chunk list); a read finds
 // its first chunk by binary search over the cumulative offsets. Decoded
 // chunks are kept in a byte-sized, sharded LRU cache (Options.CacheBytes),
-// decoded trees in a second one; concurrent loads of one chunk are merged.
+// decoded trees in a second one (64 MiB, which also keeps the latest
+// directory heavier than all of it: a listing looks up every entry, and a
+// directory of 300,000 entries decoded again for each one made the mount
+// run out of memory); concurrent loads of one chunk are merged.
 // A handle that reads sequentially starts loads of the next chunks in
 // parallel (Options.Prefetch) and takes the chunks it has left 4 MiB behind
 // out of the cache again: the kernel's page cache holds those bytes, and
