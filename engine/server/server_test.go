@@ -199,16 +199,9 @@ func kept(runs []run, retention, window time.Duration) []run {
 // pointsOf lists the points of source in the store as runs.
 func pointsOf(t *testing.T, home, source string) []run {
 	t.Helper()
-	st, err := engine.Open(engine.StoreDir(home), chunkstore.OpenOptions{})
-	must(t, err)
-	defer st.Close()
-	pts, err := st.Reader().Points()
-	must(t, err)
 	var out []run
-	for _, p := range pts {
-		if p.Source == source {
-			out = append(out, run{p.Time.UTC(), !p.Scheduled.IsZero()})
-		}
+	for _, p := range pointsMade(t, home, source) {
+		out = append(out, run{p.Time.UTC(), !p.Scheduled.IsZero()})
 	}
 	slices.SortFunc(out, func(a, b run) int { return a.at.Compare(b.at) })
 	return out
