@@ -462,10 +462,14 @@ func (c *copier) copyBatch(ctx context.Context, last bool) error {
 	var next atomic.Int64
 	var blobs, stored atomic.Int64
 	var wg sync.WaitGroup
-	errs := make([]error, workers)
+	// The first worker's error is the copy's: the others' come after
+	// the cancel it caused (context canceled), or are the same one (a
+	// full store fails every writer), and joined they printed it twice.
+	var errOnce sync.Once
+	var firstErr error
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for k := range workers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -497,23 +501,24 @@ func (c *copier) copyBatch(ctx context.Context, last bool) error {
 					}
 					prog.addBytes(int64(len(b.Bytes)))
 				})
-				prog.fileDone(name)
 				if err == nil {
 					err = werr
 				}
 				if err != nil {
-					errs[k] = err
+					prog.fileDropped(name)
+					errOnce.Do(func() { firstErr = err })
 					cancel()
 					return
 				}
+				prog.fileDone(name)
 			}
 		}()
 	}
 	wg.Wait()
 	c.rep.Blobs += blobs.Load()
 	c.rep.Bytes += stored.Load()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("copy to %s: %w", c.rep.To, err)
+	if firstErr != nil {
+		return fmt.Errorf("copy to %s: %w", c.rep.To, firstErr)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

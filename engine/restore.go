@@ -1086,18 +1086,30 @@ func (rs *restorer) finishFile(of *openFile) {
 		rs.opts.Progress.fileDropped(of.rel)
 		return
 	}
-	defer rs.fileFinished(of)
+	// -v and --json list a file as restored: only one that is in place
+	// and whole may be. One never created (its create failed), skipped
+	// at close, or damaged is listed as such instead.
+	if rs.closeFile(of) && !rs.isDamaged(of.rel) {
+		rs.fileFinished(of)
+	} else {
+		rs.opts.Progress.fileDropped(of.rel)
+	}
+}
+
+// closeFile gives of its size and metadata and closes it; it reports
+// whether the file is in the target, the restore's own.
+func (rs *restorer) closeFile(of *openFile) bool {
 	if of.device {
 		if err := of.f.Sync(); err != nil {
 			rs.markDamaged(of.rel, fmt.Errorf("sync: %w", err))
 		}
 		of.f.Close()
-		return
+		return true
 	}
 	if of.late {
 		rs.createLate(of, nil)
 		if of.failed {
-			return // whatever is at path is not the restore's
+			return false // whatever is at path is not the restore's
 		}
 	}
 	if of.wrote.Load() < int64(of.stored) {
@@ -1105,7 +1117,7 @@ func (rs *restorer) finishFile(of *openFile) {
 	}
 	rs.applyMetaFresh(of)
 	if of.fd < 0 {
-		return
+		return true
 	}
 	err := unix.Close(of.fd)
 	if of.held {
@@ -1115,9 +1127,18 @@ func (rs *restorer) finishFile(of *openFile) {
 	case rs.stopFull(of.path, err):
 		// A network file system may tell of a full disk only now.
 		rs.skip(of.rel, fmt.Errorf("close: %w", err))
+		return false
 	case err != nil:
 		rs.markDamaged(of.rel, fmt.Errorf("close: %w", err))
 	}
+	return true
+}
+
+// isDamaged reports whether rel was marked damaged.
+func (rs *restorer) isDamaged(rel string) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.damaged[rel] != nil
 }
 
 // fitSize gives a file whose stored extents were not all written (a

@@ -46,7 +46,10 @@ type Decision struct {
 // time); every other point is a sync. The keep-* rules apply to points
 // beyond the retention range only, restic's way: from the newest down,
 // each rule keeps the newest point of each of its N most recent periods
-// (day, ISO week, month, year in asOf's location) that has points.
+// (day, ISO week, month, year in asOf's location) that has points. A
+// period that holds a point kept by another rule (newest, range, window)
+// counts among the N when it has points beyond the range, and gets no
+// second point: one day never keeps two points for keep-daily.
 func Retention(pol Policy, points []*Point, asOf time.Time) ([]Decision, error) {
 	pol = pol.Defaults()
 	r, err := pol.compile()
@@ -77,7 +80,10 @@ func Retention(pol Policy, points []*Point, asOf time.Time) ([]Decision, error) 
 		}
 	}
 	keepLeft := r.keep
-	var last [4]string
+	// last: the period each keep-* rule counted last; held: the periods
+	// of the last point kept by another rule (newest, range, window).
+	// Newest first, each rule meets its periods in order.
+	var last, held [4]string
 	for i, p := range points {
 		if p.Damaged != "" {
 			out[i].Keep, out[i].Rule, out[i].Why = true, RuleDamaged, "manifest unreadable ("+p.Damaged+"); remove it with 'recall forget'"
@@ -100,27 +106,33 @@ func Retention(pol Policy, points []*Point, asOf time.Time) ([]Decision, error) 
 		case age <= r.window:
 			d.Keep, d.Rule, d.Why = true, RuleWindow, fmt.Sprintf("%s, %s old, within the %s sync window", kind, span(age), pol.SyncWindow)
 		}
-		if d.Keep {
+		if d.Rule == RuleFuture {
 			continue
 		}
-		// Beyond the range (or an old sync): the thinning rules.
+		keys := periodKeys(p.Time, asOf.Location())
+		if d.Keep {
+			// Its periods have a point kept: a keep-* rule keeping
+			// another in one of them would keep two points of a day,
+			// the older one called its newest.
+			held = keys
+		}
+		// Beyond the range (or an old sync): the thinning rules count
+		// the point's periods, kept for them or not, as restic's do; a
+		// period is filled only when no point holds it yet.
 		if age > r.retention {
-			lt := p.Time.In(asOf.Location())
-			yr, wk := lt.ISOWeek()
-			keys := [4]string{lt.Format("2006-01-02"), fmt.Sprintf("%d-W%02d", yr, wk), lt.Format("2006-01"), lt.Format("2006")}
 			names := [4]string{RuleDaily, RuleWeekly, RuleMonthly, RuleYearly}
 			for k := range keys {
 				if keepLeft[k] > 0 && keys[k] != last[k] {
 					keepLeft[k]--
 					last[k] = keys[k]
-					if !d.Keep {
+					if !d.Keep && keys[k] != held[k] {
 						d.Keep, d.Rule, d.Why = true, names[k], fmt.Sprintf("%s, newest of %s, one of the last %d kept by --%s", kind, keys[k], r.keep[k], names[k])
 					}
 				}
 			}
-			if d.Keep {
-				continue
-			}
+		}
+		if d.Keep {
+			continue
 		}
 		if p.Scheduled.IsZero() {
 			d.Rule, d.Why = RuleSyncAged, fmt.Sprintf("sync, %s old, beyond the %s sync window", span(age), pol.SyncWindow)
@@ -129,6 +141,14 @@ func Retention(pol Policy, points []*Point, asOf time.Time) ([]Decision, error) 
 		}
 	}
 	return out, nil
+}
+
+// periodKeys names the day, ISO week, month and year of t in loc, the
+// periods of the keep-daily, -weekly, -monthly and -yearly rules.
+func periodKeys(t time.Time, loc *time.Location) [4]string {
+	lt := t.In(loc)
+	yr, wk := lt.ISOWeek()
+	return [4]string{lt.Format("2006-01-02"), fmt.Sprintf("%d-W%02d", yr, wk), lt.Format("2006-01"), lt.Format("2006")}
 }
 
 // span shows an age in days and hours (or minutes).

@@ -39,6 +39,13 @@ func TestRetentionRules(t *testing.T) {
 			// (different ISO weeks), 70 days back in September.
 			[]pt{{70 * day, true}, {45 * day, true}, {40 * day, true}, {3 * day, true}, {0, true}},
 			[]string{RuleExpired, RuleExpired, RuleMonthly, RuleWeekly, RuleNewest}},
+		{"keep-daily leaves a day the newest point holds", Policy{Retention: "1d", SyncWindow: "1h", KeepDaily: 3},
+			[]pt{{365*day + 30*time.Second, false}, {365*day + 20*time.Second, false}, {365*day + 10*time.Second, false}, {365 * day, false}},
+			[]string{RuleSyncAged, RuleSyncAged, RuleSyncAged, RuleNewest}},
+		{"keep-daily counts, and leaves, a day a point within the range holds", Policy{Retention: "1d", SyncWindow: "1h", KeepDaily: 2},
+			// 11-28 10:00, 11-29 00:00 (beyond the range), 11-29 13:00 (within).
+			[]pt{{2*day + 2*time.Hour, true}, {36 * time.Hour, true}, {23 * time.Hour, true}, {0, true}},
+			[]string{RuleDaily, RuleExpired, RuleRange, RuleNewest}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var pts []*Point
@@ -64,6 +71,25 @@ func TestRetentionRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The tester's case: 30 syncs seconds apart, a year old, keep one: the
+// newest. No keep-* rule keeps a second point of its day.
+func TestRetentionOneDayOnePoint(t *testing.T) {
+	asOf := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var pts []*Point
+	for i := range 30 {
+		pts = append(pts, &Point{ID: id(byte(i + 1)), Source: "s", Time: asOf.Add(-365*day + time.Duration(i)*time.Second)})
+	}
+	ds, err := Retention(Policy{Retention: "1d", SyncWindow: "1h", KeepDaily: 3}, pts, asOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range ds {
+		if d.Keep != (i == len(pts)-1) {
+			t.Errorf("point %d: keep=%v by %s (%s); want only the newest kept", i, d.Keep, d.Rule, d.Why)
+		}
 	}
 }
 

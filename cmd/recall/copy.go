@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
 )
@@ -86,6 +87,9 @@ func copyAction(c *cli.Context) error {
 	o.Progress = pr.Progress()
 	rep, err := engine.Copy(c.Context, c.String("from"), c.String("to"), o)
 	pr.Stop()
+	if err != nil {
+		err = copyError(err)
+	}
 	if rep == nil || (err != nil && !errors.Is(err, engine.ErrDamaged)) {
 		return err
 	}
@@ -123,6 +127,25 @@ func copyAction(c *cli.Context) error {
 	}
 	return nil
 }
+
+// copyError says what a copy stopped by a full destination keeps there:
+// the packs written whole before it filled are journaled, and the next
+// copy's session adopts them.
+func copyError(err error) error {
+	if !errors.Is(err, backend.ErrNoSpace) {
+		return err
+	}
+	return &rewordedError{msg: err.Error() + "; the packs this copy finished stay there and the next copy reuses them, so run it again once there is room", err: err}
+}
+
+// rewordedError says msg and wraps err, whose kind gives the exit code.
+type rewordedError struct {
+	msg string
+	err error
+}
+
+func (e *rewordedError) Error() string { return e.msg }
+func (e *rewordedError) Unwrap() error { return e.err }
 
 // parseSince reads --since: an RFC 3339 time or a date (midnight UTC).
 func parseSince(s string) (time.Time, error) {

@@ -35,8 +35,11 @@ func init() {
 			p := f.Point
 			if p.Damaged != "" {
 				// Mounts never showed it, so none needs refreshing.
-				if c.Bool("json") {
+				switch {
+				case c.Bool("json"):
 					return printJSON(c, forgetJSON{ID: p.ID.String(), Damaged: p.Damaged})
+				case c.Bool("quiet"):
+					return nil
 				}
 				fmt.Fprintf(c.App.Writer, "forgot damaged point %s (%s); its chunks stay in the store until garbage collection\n",
 					p.ID.String()[:12], p.Damaged)
@@ -44,8 +47,11 @@ func init() {
 			}
 			name := mountName(p, f.Before)
 			fs.Refresh(c.String("home"), p.Source)
-			if c.Bool("json") {
+			switch {
+			case c.Bool("json"):
 				return printJSON(c, forgetJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Name: name})
+			case c.Bool("quiet"):
+				return nil // -q: errors only, as every command
 			}
 			fmt.Fprintf(c.App.Writer, "forgot point %s of source %s from %s (%s in a mount); its chunks stay in the store until garbage collection\n",
 				p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339), name)

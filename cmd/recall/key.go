@@ -23,7 +23,9 @@ func init() {
 nothing else in the store is rewritten, and everything backed up stays readable. The
 old passphrase stops working at once: change it wherever it is kept (RECALL_PASSWORD,
 the password file, what --password-command reads, cron jobs, fstab's password_file=).
-The new passphrase comes from --new-password-file, else it is asked twice on the terminal.`,
+The new passphrase comes from --new-password-file, else it is asked twice on the terminal.
+A new passphrase that is the store's passphrase already changes nothing, and says so
+(with --json, "unchanged": true).`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "new-password-file", Usage: "read the new passphrase from `FILE` (else it is asked on the terminal)"},
 				&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a running backup to finish"},
@@ -61,6 +63,12 @@ func keyPasswd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if old != "" && pw == old {
+		// Not an error: the store is as asked, and a script that sets
+		// the passphrase it keeps may run again. Nothing is sealed
+		// again, and no backup is waited for.
+		return keyUnchanged(c, st)
+	}
 	s, err := st.Session(c.Context, engine.SessionOptions{Purpose: "change passphrase", Exclusive: true, LockOptions: lockWait(c)})
 	if err != nil {
 		return err
@@ -78,11 +86,23 @@ func keyPasswd(c *cli.Context) error {
 	return nil
 }
 
+// keyUnchanged reports a new passphrase that is the store's passphrase
+// already: the old one still opens the store, since it is the same.
+func keyUnchanged(c *cli.Context, st *engine.Store) error {
+	cfg := st.Config()
+	if c.Bool("json") {
+		return printJSON(c, keyJSON{ID: cfg.ID, Store: st.Dir(), Encryption: encryptionOf(cfg), Unchanged: true})
+	}
+	fmt.Fprintf(c.App.Writer, "the new passphrase of store %s in %s is the one it has: the passphrase is unchanged, and nothing was written\n", cfg.ID, st.Dir())
+	return nil
+}
+
 // keyJSON is what key passwd --json prints; scripts rely on these fields.
 type keyJSON struct {
 	ID         string          `json:"id"`
 	Store      string          `json:"store"`
 	Encryption *encryptionJSON `json:"encryption"`
+	Unchanged  bool            `json:"unchanged,omitempty"` // the new passphrase was the old one
 }
 
 // encryptionJSON is how the store's key is sealed, for --json: never the

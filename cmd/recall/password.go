@@ -80,30 +80,84 @@ func password(c *cli.Context) (string, error) {
 var passwordCommandTimeout = 2 * time.Minute
 
 // runPasswordCommand runs command with sh -c and returns the first line
-// it prints. Its stdin and stderr are ours, so it may ask (pinentry).
+// it prints, as soon as it is printed. Its stdin and stderr are ours, so
+// it may ask (pinentry).
+//
+// The command is not waited for after that line: it may go on running (a
+// keyring helper that stays to serve the next caller), and what it or an
+// agent it started prints later is not ours to wait for. It is not
+// killed either, for an agent it started must live on; it is reaped in
+// the background, so it leaves no zombie while recall runs.
 func runPasswordCommand(ctx context.Context, command string) (string, error) {
 	// A command that waits for an answer nobody gives (a pinentry with
 	// no display) would hang a cron job for ever.
 	ctx, cancel := context.WithTimeout(ctx, passwordCommandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", command)
-	cmd.WaitDelay = time.Second // a child of sh still holding its output does not hold us
-	cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
-	out, err := cmd.Output()
-	if ctx.Err() == context.DeadlineExceeded {
-		return "", fmt.Errorf("password command %q printed no passphrase within %s: run it by hand to see what it waits for", command, passwordCommandTimeout)
-	}
+	r, w, err := os.Pipe()
 	if err != nil {
-		// %v: an *exec.ExitError has an ExitCode method, and urfave/cli's
-		// ExitCoder would make it a usage error in exitCode.
+		return "", fmt.Errorf("password command %q: %w", command, err)
+	}
+	// Our end is closed whatever happens: a command that prints more than
+	// the pipe holds then gets EPIPE instead of blocking for ever.
+	defer r.Close()
+	cmd := exec.Command("sh", "-c", command)
+	// An *os.File, not a Writer: exec copies nothing, so Wait does not
+	// wait for the command's children to close their output.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, w, os.Stderr
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
 		return "", fmt.Errorf("password command %q failed: %v; run it by hand to see why", command, err)
 	}
-	line, _, _ := strings.Cut(string(out), "\n")
-	line = strings.TrimSuffix(line, "\r")
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	type answer struct {
+		line string
+		err  error // io.EOF: the output ended before a line end
+	}
+	first := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(r).ReadString('\n')
+		first <- answer{line, err}
+	}()
+	var a answer
+	select {
+	case a = <-first:
+	case <-ctx.Done():
+		return "", passwordCommandStopped(ctx, cmd, command)
+	}
+	if a.err != nil {
+		// The output ended without a line end: whatever came before is
+		// the passphrase only if the command succeeded.
+		select {
+		case err := <-exited:
+			if err != nil {
+				// %v: an *exec.ExitError has an ExitCode method, and
+				// urfave/cli's ExitCoder would make it a usage error in
+				// exitCode.
+				return "", fmt.Errorf("password command %q failed: %v; run it by hand to see why", command, err)
+			}
+		case <-ctx.Done():
+			return "", passwordCommandStopped(ctx, cmd, command)
+		}
+	}
+	line := strings.TrimSuffix(strings.TrimSuffix(a.line, "\n"), "\r")
 	if line == "" {
 		return "", fmt.Errorf("password command %q printed no passphrase on its first line", command)
 	}
 	return line, nil
+}
+
+// passwordCommandStopped ends cmd, which printed no line before ctx
+// ended, and says why it was stopped. Only sh is killed, as
+// exec.CommandContext would: the reaper started with it collects it.
+func passwordCommandStopped(ctx context.Context, cmd *exec.Cmd, command string) error {
+	cmd.Process.Kill()
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("password command %q printed no passphrase within %s: run it by hand to see what it waits for", command, passwordCommandTimeout)
+	}
+	return context.Cause(ctx)
 }
 
 // readPassword asks for a passphrase on the terminal; tests replace it.

@@ -50,7 +50,9 @@ func TestPasswordSources(t *testing.T) {
 		{name: "command after the command", args: []string{"probe", "--password-command", "echo cmd"}, want: "cmd"},
 		{name: "RECALL_PASSWORD_COMMAND", env: map[string]string{"RECALL_PASSWORD_COMMAND": "echo cmd env"}, want: "cmd env"},
 		{name: "command over RECALL_PASSWORD", env: map[string]string{"RECALL_PASSWORD": "env"}, args: []string{"--password-command", "echo cmd"}, want: "cmd"},
-		{name: "failing command", args: []string{"--password-command", "echo x; exit 3"}, err: `password command "echo x; exit 3" failed: exit status 3`, code: exitError},
+		{name: "failing command", args: []string{"--password-command", "echo oops >&2; exit 3"}, err: `password command "echo oops >&2; exit 3" failed: exit status 3`, code: exitError},
+		{name: "command without a line end", args: []string{"--password-command", "printf pw"}, want: "pw"},
+		{name: "failing command without a line end", args: []string{"--password-command", "printf pw; exit 3"}, err: "failed: exit status 3", code: exitError},
 		{name: "silent command", args: []string{"--password-command", "true"}, err: `password command "true" printed no passphrase`, code: exitError},
 		{name: "missing file", args: []string{"--password-file", filepath.Join(dir, "nope")}, err: "password file", code: exitError},
 		{name: "empty file", args: []string{"--password-file", empty}, err: "password file " + empty + " is empty", code: exitError},
@@ -78,6 +80,38 @@ func TestPasswordSources(t *testing.T) {
 			}
 			if err != nil || got != tc.want {
 				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// The first line a password command prints is taken when printed: the
+// command is not waited for, whether it goes on running past the
+// timeout, leaves a child holding its output, or just runs a while.
+func TestPasswordCommandKeepsRunning(t *testing.T) {
+	defer func(d time.Duration) { passwordCommandTimeout = d }(passwordCommandTimeout)
+	passwordCommandTimeout = 500 * time.Millisecond
+	for _, tc := range []struct{ command, want, err string }{
+		{command: "echo pw1; sleep 2", want: "pw1"},      // runs past the timeout
+		{command: "echo pw1; sleep 2 &", want: "pw1"},    // a child keeps the output open
+		{command: "echo pw1; exec sleep 2", want: "pw1"}, // the command itself goes on
+		{command: "echo pw1; sleep 0.3", want: "pw1"},    // within the timeout, not waited for
+		{command: "echo; sleep 2", err: "no passphrase on its first line"},
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			start := time.Now()
+			got, err := runPasswordCommand(context.Background(), tc.command)
+			if took := time.Since(start); took > 250*time.Millisecond {
+				t.Errorf("took %s: the command was waited for", took)
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("got %q, %v; want an error with %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}
