@@ -8,7 +8,7 @@ STATICCHECK_VERSION ?= v0.8.2
 BENCH_REPEAT ?= 3
 
 # Packages the tests need on a fresh Debian machine.
-TEST_DEBS := fuse3 samba smbclient attr acl util-linux e2fsprogs ceph-mon ceph-osd radosgw
+TEST_DEBS := fuse3 samba smbclient attr acl util-linux e2fsprogs fusefat dosfstools ceph-mon ceph-osd radosgw
 
 .PHONY: all build demo test deps lint bench fuzz mutate install clean
 
@@ -26,7 +26,7 @@ demo: build
 # deps installs what the tests need when it is missing.
 deps:
 	@missing=""; \
-	for c in fusermount3:fuse3 smbd:samba smbclient:smbclient setfattr:attr setfacl:acl losetup:util-linux mkfs.ext4:e2fsprogs qemu-img:qemu-utils mtx:mtx ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw; do \
+	for c in fusermount3:fuse3 smbd:samba smbclient:smbclient setfattr:attr setfacl:acl losetup:util-linux mkfs.ext4:e2fsprogs qemu-img:qemu-utils mtx:mtx fusefat:fusefat mkfs.vfat:dosfstools ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

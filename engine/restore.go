@@ -651,11 +651,19 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 	switch n.Type {
 	case TypeSymlink:
 		if err := unix.Symlinkat(n.Target, d.fd, n.Name); err != nil {
+			if cannotHold(err, true, n.Name) {
+				rs.skip(rel, fmt.Errorf("symlink not recreated (to %s): the target's file system cannot hold it: %w", n.Target, err))
+				return nil
+			}
 			rs.stopFull(path, err)
 			return fmt.Errorf("restore %s: %w", path, &os.LinkError{Op: "symlink", Old: n.Target, New: path, Err: err})
 		}
 	case TypeFifo:
 		if err := unix.Mknodat(d.fd, n.Name, unix.S_IFIFO|n.Mode&0o7777, 0); err != nil {
+			if cannotHold(err, true, n.Name) {
+				rs.skip(rel, fmt.Errorf("FIFO not recreated: the target's file system cannot hold it: %w", err))
+				return nil
+			}
 			rs.stopFull(path, err)
 			return fmt.Errorf("restore %s: %w", path, err)
 		}
@@ -682,11 +690,40 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 	return nil
 }
 
+// cannotHold reports whether err says the target's file system cannot
+// hold an entry of this kind or name (vfat and exFAT: no symlinks or
+// FIFOs, no ':' or '?' in names): the entry is listed as not restored
+// and the restore goes on, as it does for device nodes, so that a
+// restore onto a USB stick brings back every file it can hold. special
+// is true for a symlink or FIFO, whose EPERM (vfat's answer) means the
+// same; for a file or directory EPERM is an immutable or forbidding
+// target, which stops the restore, unless name holds a character FAT
+// forbids.
+func cannotHold(err error, special bool, name string) bool {
+	switch {
+	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL),
+		errors.Is(err, unix.EILSEQ), errors.Is(err, unix.ENAMETOOLONG):
+		return true
+	}
+	// Some FAT drivers (fusefat) answer a name with a character FAT
+	// forbids with EPERM too, and a FIFO with EIO; a symlink or FIFO not
+	// made is listed with its error, and a disk that really fails stops
+	// the restore at the next file it writes.
+	if special && errors.Is(err, unix.EIO) {
+		return true
+	}
+	return errors.Is(err, unix.EPERM) && (special || strings.ContainsAny(name, `"*:<>?\|`))
+}
+
 // restoreDir makes the directory n at path, n.Name in d, or merges into
 // the directory there, and restores its entries through a descriptor
 // of it opened from d's: a symlink put there meanwhile is not followed.
 func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 	err := unix.Mkdirat(d.fd, n.Name, 0o700)
+	if err != nil && err != unix.EEXIST && cannotHold(err, false, n.Name) {
+		rs.skip(rel+"/", fmt.Errorf("directory not created, nor what it holds: the target's file system cannot hold its name: %w", err))
+		return nil
+	}
 	if err != nil && err != unix.EEXIST {
 		rs.stopFull(path, err)
 		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "mkdir", Path: path, Err: err})

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -235,6 +236,11 @@ func (rs *restorer) createOnce(of *openFile) (int, bool) {
 
 func (rs *restorer) createFailed(of *openFile, err error) {
 	of.failed = true
+	if cannotHold(err, false, filepath.Base(of.path)) {
+		// A name the target cannot hold (vfat: ':'): that file only.
+		rs.skip(of.rel, fmt.Errorf("not created: the target's file system cannot hold it: %w", err))
+		return
+	}
 	rs.mu.Lock()
 	if rs.createErr == nil {
 		rs.createErr = err

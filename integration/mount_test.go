@@ -670,6 +670,9 @@ func TestMountEnforcesBackedUpPermissions(t *testing.T) {
 	mustWrite(t, filepath.Join(src, "closed/inside"), []byte("x"), 0o644)
 	check(t, os.Chmod(filepath.Join(src, "closed"), 0o700))
 	check(t, os.Chmod(src, 0o755))
+	// Others could reach the source at backup time (t.TempDir's are
+	// root's alone), so its directory in the tree lets them in.
+	openUp(t, filepath.Dir(src))
 	e.ok("backup", "--source", "data", src)
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	check(t, os.Mkdir(mnt, 0o755))
