@@ -167,8 +167,13 @@ func TestMemoryBudgetBoundsPacks(t *testing.T) {
 			if hc.over != "" {
 				t.Error(hc.over)
 			}
-			if m.peak > limit {
-				t.Errorf("the budget granted %d bytes at once, over its limit of %d", m.peak, limit)
+			// Past the limit only by the grants counted as overdrawn:
+			// a writer finds the budget spent while no upload is on its
+			// way (another goroutine holds a buffer it is about to give
+			// back), which the budget does not wait out (membudget.go).
+			// On a loaded machine 4 runs in 20 saw one.
+			if m.peak > limit+m.overdrawn*s.packBufSize() || m.overdrawn > 2 {
+				t.Errorf("the budget granted %d bytes at once, over its limit of %d by more than its %d grants counted past it", m.peak, limit, m.overdrawn)
 			}
 			if hc.most < 2*s.packBufSize() {
 				t.Errorf("at most %d bytes of packs uploading at once: the uploads were not put to the test", hc.most)
