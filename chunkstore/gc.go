@@ -429,12 +429,11 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 		if _, err := s.adoptJournal(gcTempTag); err != nil {
 			return nil, err
 		}
-		// And those of write sessions that are not running, once the
-		// grace given to their next run has passed (gc_leftovers.go).
-		if err := g.adoptLeftovers(); err != nil {
-			return nil, err
-		}
-	} else if err := g.adoptLeftovers(); err != nil { // counted only
+	}
+	// And those of write sessions that are not running, once the grace
+	// given to their next run has passed (gc_leftovers.go); a dry run
+	// counts them.
+	if err := g.adoptLeftovers(); err != nil {
 		return nil, err
 	}
 	plan, err := s.loadPlan(ctx)

@@ -86,16 +86,18 @@ func tempSeenName(tag, name string) string { return "temp:" + tag + "/" + name }
 
 // adoptSession adopts what a stopped write session left, as its next run
 // would: the finished packs in its temp area first (journal_temp.go),
-// then its journal; and then removes its temp area. The caller holds the
-// session's lock. It returns how many packs it indexed.
-func (g *gcRun) adoptSession(tag string, temp bool) (int, error) {
+// then its journal; and then removes its temp area, whose files temp
+// lists with their sizes (none: it has no temp area; only sessions of a
+// source have one). The caller holds the session's lock, so the area is
+// as listed. It returns how many packs it indexed.
+func (g *gcRun) adoptSession(tag string, temp map[string]int64) (int, error) {
 	s := g.s
 	if err := s.Refresh(); err != nil {
 		return 0, err
 	}
 	var n int
 	var copied int64 // finished temp packs copied into packs/, counted when collected
-	if temp && tag != journalExclusive {
+	if len(temp) > 0 {
 		var err error
 		if n, copied, err = s.adoptTemp(g.ctx, tag, tag); err != nil {
 			return n, err
@@ -107,18 +109,21 @@ func (g *gcRun) adoptSession(tag string, temp bool) (int, error) {
 		return n, err
 	}
 	tc, ok := s.be.(backend.TempCleaner)
-	tr, ok2 := s.be.(backend.TempReader)
-	if !ok || !ok2 || !temp || tag == journalExclusive {
+	if !ok || len(temp) == 0 {
 		return n, nil
 	}
-	// What is left of it now: the finished packs went into packs/.
-	var left int64
-	tr.ListTemp(g.ctx, tag, backend.Packs, func(_, _ string, size int64) error { left += size; return nil })
 	if err := tc.CleanTemp(g.ctx, tag); err != nil {
 		return n, fmt.Errorf("remove the temp files of %s in store %s: %w", tag, s.Dir(), err)
 	}
-	g.rep.TempRemoved += left - copied
+	g.rep.TempRemoved += sizeSum(temp) - copied
 	return n, nil
+}
+
+func sizeSum(files map[string]int64) (n int64) {
+	for _, size := range files {
+		n += size
+	}
+	return n
 }
 
 // adoptLeftovers adopts the journals of write sessions that are not
@@ -202,10 +207,7 @@ func (g *gcRun) adoptLeftovers() error {
 		for name := range temp {
 			found(tempSeenName(tag, name))
 		}
-		var tempBytes int64
-		for _, size := range temp {
-			tempBytes += size
-		}
+		tempBytes := sizeSum(temp)
 		if !ripe {
 			if unlock != nil {
 				unlock()
@@ -228,7 +230,7 @@ func (g *gcRun) adoptLeftovers() error {
 			g.rep.TempRemoved += tempBytes
 			continue
 		}
-		n, err := g.adoptSession(tag, len(temp) > 0)
+		n, err := g.adoptSession(tag, temp)
 		if unlock != nil {
 			unlock()
 		}

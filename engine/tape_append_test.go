@@ -35,15 +35,8 @@ func (f *tapeHomeFixture) poolOnDay0(t *testing.T, alloc string) func(points ...
 func inDrive(t *testing.T, dir, barcode string, fn func(tapefs.Drive) error) {
 	t.Helper()
 	ctx := context.Background()
-	lib, err := tapefs.OpenEmulatedLibrary(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lib, inv := emulatedInventory(t, dir)
 	defer lib.Close()
-	inv, err := lib.Inventory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	slot, ok := slotOf(inv, barcode)
 	if !ok {
 		t.Fatalf("cartridge %s not in the library", barcode)

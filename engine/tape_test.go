@@ -500,21 +500,30 @@ func sameRegularFiles(t *testing.T, want, got string) {
 	}
 }
 
+// emulatedInventory opens the emulated library in dir and reads its
+// inventory; the caller closes it.
+func emulatedInventory(t *testing.T, dir string) (*tapefs.EmulatedLibrary, *tapefs.Inventory) {
+	t.Helper()
+	lib, err := tapefs.OpenEmulatedLibrary(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := lib.Inventory(context.Background())
+	if err != nil {
+		lib.Close()
+		t.Fatal(err)
+	}
+	return lib, inv
+}
+
 // packsOnTape reads every pack set's catalog lists from where it says
 // (OpenEntry at the entry's block and offset) and compares it with the
 // store's.
 func packsOnTape(t *testing.T, s *Store, libDir string, set TapeSet) {
 	t.Helper()
 	ctx := context.Background()
-	lib, err := tapefs.OpenEmulatedLibrary(libDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lib, inv := emulatedInventory(t, libDir)
 	defer lib.Close()
-	inv, err := lib.Inventory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
 	for _, f := range set.Catalog.Files {
 		if f.Kind != tapefs.KindPacks {

@@ -107,7 +107,6 @@ func runPasswordCommand(ctx context.Context, command string) (string, error) {
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
-		r.Close()
 		return "", fmt.Errorf("password command %q failed: %v; run it by hand to see why", command, err)
 	}
 	exited := make(chan error, 1)
