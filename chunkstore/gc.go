@@ -365,6 +365,11 @@ type gcRun struct {
 	o    GCOptions
 	mark Marker
 	rep  *GCReport
+	// journaled are the packs named in the journal of a session that is
+	// running or whose grace is not over (adoptLeftovers): never
+	// candidates, indexed or not, since that session or its source's
+	// next run reuses them.
+	journaled map[ID]bool
 }
 
 func (g *gcRun) log(format string, args ...any) {
@@ -426,7 +431,7 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 		// their index file (journaled under gcTempTag) are indexed now:
 		// they hold copies of live blobs, so marking counts them, and the
 		// copies nothing picks are dead and collected like any others.
-		if _, err := s.adoptJournal(gcTempTag); err != nil {
+		if _, _, err := s.adoptJournal(gcTempTag, false); err != nil {
 			return nil, err
 		}
 	}
@@ -747,8 +752,9 @@ func sortIDs(ids []ID) { slices.SortFunc(ids, func(a, b ID) int { return bytes.C
 // packUses sorts every place the index holds into live and dead, per
 // pack. A live blob with places in several packs is live in the one a
 // lookup picks and dead in the others. Packs no index file covers (found
-// by a pack walk, not yet indexed), packs whose file is missing and packs
-// only known from an earlier plan (no places) are left out.
+// by a pack walk, not yet indexed), packs a journal kept names, packs
+// whose file is missing and packs only known from an earlier plan (no
+// places) are left out.
 func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (*packUses, error) {
 	s := g.s
 	s.fmu.Lock()
@@ -769,7 +775,7 @@ func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (*packUses, error) {
 	skip := make([]bool, len(packs))
 	for n := range skip {
 		_, present := sizes[packs[n]]
-		skip[n] = !present || unindexed[packs[n]] || x.hidden[uint32(n)]
+		skip[n] = !present || unindexed[packs[n]] || g.journaled[packs[n]] || x.hidden[uint32(n)]
 	}
 	x.mu.Unlock()
 	use := &packUses{ids: packs, uses: make([]packUse, len(packs)), num: make(map[ID]uint32, len(packs))}

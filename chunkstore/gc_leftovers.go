@@ -103,7 +103,7 @@ func (g *gcRun) adoptSession(tag string, temp map[string]int64) (int, error) {
 			return n, err
 		}
 	}
-	m, err := s.adoptJournal(tag)
+	m, _, err := s.adoptJournal(tag, false)
 	n += m
 	if err != nil {
 		return n, err
@@ -180,7 +180,8 @@ func (g *gcRun) adoptLeftovers() error {
 			u, err := s.be.Lock(g.ctx, tag, backend.Exclusive, info)
 			switch {
 			case errors.Is(err, backend.ErrLocked):
-				continue // its session runs: its journal is its own
+				g.keepJournaled(ids) // its session runs: its journal is its own
+				continue
 			case dry && readOnlyFS(err):
 				unlock = func() {}
 			case err != nil:
@@ -209,6 +210,7 @@ func (g *gcRun) adoptLeftovers() error {
 		}
 		tempBytes := sizeSum(temp)
 		if !ripe {
+			g.keepJournaled(ids)
 			if unlock != nil {
 				unlock()
 			}
@@ -267,6 +269,19 @@ func (g *gcRun) adoptLeftovers() error {
 		g.log("save garbage collection record %s: %v (the grace of the packs kept starts again at the next gc)", gcLeftoversName, err)
 	}
 	return nil
+}
+
+// keepJournaled keeps the packs ids, named in a journal that stays, out
+// of this collection's candidates: a session adopting them keeps their
+// entries until it commits a point (adoptJournal), so they may be indexed
+// already.
+func (g *gcRun) keepJournaled(ids []ID) {
+	if g.journaled == nil {
+		g.journaled = map[ID]bool{}
+	}
+	for _, id := range ids {
+		g.journaled[id] = true
+	}
 }
 
 func later(a, b time.Time) time.Time {

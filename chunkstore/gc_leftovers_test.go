@@ -183,3 +183,77 @@ func TestGCRemovesStoppedSessionsTemp(t *testing.T) {
 		t.Errorf("journal: %q", j)
 	}
 }
+
+// The packs a stopped session left, adopted by the source's next run
+// which then stops too (two backups killed in a row), are kept for the
+// run after, like the second one's own: before, the adopting session
+// dropped their journal entries, so they were indexed, unreferenced, and
+// deleted by the next collection at once; the third run sent them again
+// (568 MiB after two killed backups, in a try). A collection beside the
+// adopting session keeps them too, whatever the grace; the session's
+// point ends the keeping, and what the point does not use goes.
+func TestGCKeepsPacksAdoptedBySessionThatStopped(t *testing.T) {
+	dir, s := newStore(t, false)
+	defer s.Close()
+	first := randBytes(1, 200_000)
+	interruptedSession(t, s, "big", first)
+	packA, _ := s.PackOf(s.Hash(first))
+
+	// The second run adopts the first one's pack, writes its own and
+	// stops before a point; a collection meanwhile keeps both, even with
+	// no grace: that session is running.
+	l, w := sessionWriter(t, s, "big")
+	if !s.Has(s.Hash(first)) {
+		t.Fatal("the second run did not adopt the first one's pack")
+	}
+	second := randBytes(2, 200_000)
+	if _, err := w.SaveBlob(DataBlob, s.Hash(second), second); err != nil {
+		t.Fatal(err)
+	}
+	finishWithoutIndex(t, w)
+	packB, _ := s.PackOf(s.Hash(second))
+	g := reopen(t, dir)
+	rep, err := g.GC(ctx, pointMarker(g), GCOptions{IndexGrace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksDeleted != 0 || !g.HasPackFile(packA) || !g.HasPackFile(packB) {
+		t.Fatalf("gc beside the adopting session deleted its packs: %+v", rep)
+	}
+	l.Unlock()
+
+	// Both stopped now: a collection within the grace keeps both packs
+	// for the next run, the adopted one included.
+	g = reopen(t, dir)
+	rep, err = g.GC(ctx, pointMarker(g), GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksDeleted != 0 || rep.LeftoverPacks != 2 || !g.HasPackFile(packA) || !g.HasPackFile(packB) {
+		t.Fatalf("gc within the grace after two stopped runs: %+v", rep)
+	}
+
+	// The third run reuses both and commits a point that uses the first
+	// run's blob only: after it, a collection keeps that pack (live)
+	// and deletes the other at once, its grace being over.
+	r := reopen(t, dir)
+	l, _ = sessionWriter(t, r, "big")
+	if !r.Has(s.Hash(first)) || !r.Has(s.Hash(second)) {
+		t.Fatal("the third run does not find the packs the stopped ones left")
+	}
+	if _, err := l.SavePoint([]byte(s.Hash(first).String())); err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+	if j := journalNames(t, r); len(j) != 0 {
+		t.Fatalf("journal after the third run's point: %q", j)
+	}
+	g = reopen(t, dir)
+	rep, err = g.GC(ctx, pointMarker(g), GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksDeleted != 1 || !g.HasPackFile(packA) || g.HasPackFile(packB) {
+		t.Fatalf("gc after the point: %+v", rep)
+	}
+}

@@ -33,7 +33,10 @@ import (
 // pack would cost O(n^2) bytes over a session of n packs. The writer
 // bounds the entries of a session to about indexEvery (it writes an index
 // file every indexEvery packs), so listing the journal costs at most that
-// per session running or interrupted, whatever the number of packs stored.
+// per session running or interrupted, whatever the number of packs stored,
+// plus the entries a session keeps of packs it adopted until it commits
+// a point (adoptJournal): as many again per run of the source stopped in a
+// row.
 //
 // Order, per pack (writer.go): header written to the temp file and the
 // file synced; entry saved (durable); pack committed under packs/
@@ -122,20 +125,29 @@ func (s *Store) journalList(tag string) (map[string][]ID, error) {
 // adoptJournal indexes the packs the journal of tag names that no index
 // file covers (an interrupted session of the same source left them), in
 // index files, then drops the entries: of those packs, of packs indexed
-// already and of packs that are not there. The caller holds tag's lock,
+// already and of packs that are not there. With keep (a session of the
+// source adopting them, to reuse them) the entries of the packs that are
+// there stay, and are returned: the session drops them once it has
+// committed a point (Lock.SavePoint), which refers to what of them it
+// reused. Until then garbage collection counts the packs as an
+// interrupted session's and keeps them for the source's next run, as
+// before this session adopted them: a session that stops too leaves them
+// to the next one, not to a collection that deletes them as unreferenced
+// (568 MiB sent again after two backups killed in a row, in a try).
+// The caller holds tag's lock,
 // and has refreshed the index, so "covered" is as of now: a pack the
 // index knows is covered unless this process finished it or found it
 // without writing its index file (unindexedPack). A pack whose
 // header cannot be read keeps its entry (the exclusive lock's pack walk
 // reports it, and repair salvages it). It returns how many packs it
 // indexed.
-func (s *Store) adoptJournal(tag string) (int, error) {
+func (s *Store) adoptJournal(tag string, keep bool) (int, []ID, error) {
 	byTag, err := s.journalList(tag)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var adopt []packRecord
-	var drop []ID
+	var drop, kept []ID
 	for _, id := range byTag[tag] {
 		if entries, ok := s.unindexedPack(id); ok {
 			// Finished by an earlier session of this process that
@@ -144,7 +156,11 @@ func (s *Store) adoptJournal(tag string) (int, error) {
 			continue
 		}
 		if s.idx.hasPack(id) {
-			drop = append(drop, id)
+			if keep {
+				kept = append(kept, id)
+			} else {
+				drop = append(drop, id)
+			}
 			continue
 		}
 		entries, size, err := s.readPackHeader(id)
@@ -164,15 +180,19 @@ func (s *Store) adoptJournal(tag string) (int, error) {
 	for rest := adopt; len(rest) > 0; {
 		n := min(len(rest), indexEvery)
 		if _, err := s.writeIndexFile(rest[:n]); err != nil {
-			return 0, storeWriteError(s.Dir(), err)
+			return 0, nil, storeWriteError(s.Dir(), err)
 		}
 		for _, p := range rest[:n] {
-			drop = append(drop, p.id)
+			if keep {
+				kept = append(kept, p.id)
+			} else {
+				drop = append(drop, p.id)
+			}
 		}
 		rest = rest[n:]
 	}
 	s.journalDrop(tag, drop)
-	return len(adopt), nil
+	return len(adopt), kept, nil
 }
 
 // dropJournals removes every journal entry: for the exclusive lock, whose

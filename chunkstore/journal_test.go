@@ -119,6 +119,14 @@ func TestSessionAdoptsItsJournalOnly(t *testing.T) {
 		}
 		files := indexFileCount(t, dir)
 		l, _ := sessionWriter(t, r, "a")
+		// Until the session commits a point, the adopted pack's entry
+		// stays (a session that stops too leaves it to the next run).
+		if names := journalNames(t, r); len(names) != 2 {
+			t.Errorf("encrypted=%v: journal before session a's point: %v, want both entries", enc, names)
+		}
+		if _, err := l.SavePoint([]byte("point of a")); err != nil {
+			t.Fatal(err)
+		}
 		l.Unlock()
 		if n := fb.CallsOn(faulty.List, backend.Packs); n != 0 {
 			t.Errorf("encrypted=%v: a session listed the packs %d times", enc, n)
@@ -161,6 +169,9 @@ func TestSessionAdoptsInProcessLeftover(t *testing.T) {
 	id := interruptedSession(t, s, "a", randBytes(1, 5000))
 	files := indexFileCount(t, dir)
 	l, _ := sessionWriter(t, s, "a")
+	if _, err := l.SavePoint([]byte("point")); err != nil {
+		t.Fatal(err)
+	}
 	l.Unlock()
 	if got := indexFileCount(t, dir); got != files+1 {
 		t.Errorf("%d index files, want %d", got, files+1)
@@ -208,6 +219,14 @@ func TestJournalEntryOfIndexedPackDropped(t *testing.T) {
 	r, _ := openFaulty(t, dir)
 	files := indexFileCount(t, dir)
 	l, _ = sessionWriter(t, r, "a")
+	// The uncommitted pack's entry is dropped at once; the indexed
+	// pack's stays until the session commits a point.
+	if names := journalNames(t, r); len(names) != 1 {
+		t.Errorf("journal in the next session: %v, want the indexed pack's entry", names)
+	}
+	if _, err := l.SavePoint([]byte("point")); err != nil {
+		t.Fatal(err)
+	}
 	l.Unlock()
 	if names := journalNames(t, r); len(names) != 0 {
 		t.Errorf("journal after the next session: %v", names)

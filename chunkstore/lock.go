@@ -147,6 +147,10 @@ type Lock struct {
 
 	mu      sync.Mutex
 	adopted bool // the first writer's adoption of leftovers is done
+	// kept are the journal entries of the packs an interrupted session
+	// of the source left, which this session adopted: dropped once it
+	// commits a point (adoptJournal).
+	kept []ID
 }
 
 // LockWriter takes the exclusive store lock, waiting up to wait for
@@ -368,6 +372,15 @@ func (l *Lock) SavePoint(manifest []byte) (ID, error) {
 			l.s.be.Remove(bg, backend.Handle{Type: backend.Points, Name: id.String()})
 		}
 		return ID{}, lerr
+	}
+	if err == nil {
+		// The point refers to what it reused of the packs adopted: the
+		// rest is garbage like any other now.
+		l.mu.Lock()
+		kept := l.kept
+		l.kept = nil
+		l.mu.Unlock()
+		l.s.journalDrop(l.journal, kept)
 	}
 	return id, err
 }
@@ -636,7 +649,11 @@ func (l *Lock) NewWriter() (*Writer, error) {
 		if l.Exclusive() {
 			err = l.s.dropJournals()
 		} else {
-			_, err = l.s.adoptJournal(l.tag)
+			var kept []ID
+			_, kept, err = l.s.adoptJournal(l.tag, true)
+			l.mu.Lock()
+			l.kept = kept
+			l.mu.Unlock()
 		}
 		if err != nil {
 			return failed(err)
