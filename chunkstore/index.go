@@ -40,11 +40,15 @@ import (
 //
 // The store opens the newest consolidated file as the base and reads the
 // version 1 files it does not supersede into the recent part. A new base
-// is written only under the exclusive lock, since every writer must build
-// on the same one: by Lock.ConsolidateIndex (run at the end of 'recall
-// repair index'), and by itself when an exclusive lock is taken and the
-// recent part holds at least consolidateMin places and more than an
-// eighth of the base's, or consolidateMax places.
+// is written only by one process at a time, since every writer must build
+// on the same one: under the exclusive lock, by Lock.ConsolidateIndex (run
+// at the end of 'recall repair index') and by itself when the lock is
+// taken; and by garbage collection (one at a time, never beside the
+// exclusive lock), when it hides packs and, hiding none, at the same
+// thresholds: the recent part holds at least consolidateMin places and
+// more than an eighth of the base's, or consolidateMax places. The files
+// a base supersedes are recorded (gc/retire-<id>) and removed by a
+// collection after its grace.
 //
 // The map is merged when it holds more than a third of the sorted slice
 // (and at least 65,536 places), one linear merge of sorted runs, so adding n

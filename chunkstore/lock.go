@@ -257,11 +257,17 @@ func (s *Store) consolidateIndex() (string, error) {
 		out = &leaveOut{drop: maps.Clone(s.missingPacks)} // read after fmu is released
 	}
 	s.fmu.Unlock()
-	name, err := s.idx.consolidateFile(s.be, s.keys, s.loadedIndexIDs(), out)
+	sup := s.loadedIndexIDs()
+	name, err := s.idx.consolidateFile(s.be, s.keys, sup, out)
 	if err != nil {
 		return "", storeWriteError(s.Dir(), err)
 	}
 	s.markIndexLoaded(name.String())
+	// Before, nothing recorded the files this one supersedes, so they
+	// stayed for good: skipped by every open, but listed and kept.
+	if err := s.recordRetire(bg, name, sup); err != nil {
+		return "", err
+	}
 	return name.String(), nil
 }
 

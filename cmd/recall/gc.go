@@ -103,6 +103,9 @@ func printGC(c *cli.Context, r *engine.GCReport) {
 		fmt.Fprintf(w, "%s: %s of temp files, packs that backups or copies which stopped were building\n", say("removed", "would remove up to"), b(r.TempRemoved))
 	}
 	fmt.Fprintf(w, "%s: %s\n", say("freed", "would free"), b(r.Freed))
+	if r.IndexConsolidated {
+		fmt.Fprintln(w, "consolidated: the index files backups wrote, into one the store reads in place")
+	}
 	if r.Pending {
 		var who []string
 		for _, s := range r.WaitingFor {
