@@ -3,6 +3,9 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"github.com/recall-backup/recall/chunkstore"
 )
 
 // Forgotten is what Forget removed.
@@ -22,27 +25,75 @@ type Forgotten struct {
 // forgetting is the way to be rid of it. The point's blobs stay until
 // garbage collection. Mounts are not told; the caller refreshes them.
 func (s *Store) Forget(ctx context.Context, spec, source string, lock LockOptions) (*Forgotten, error) {
-	p, err := s.r.FindPoint(spec, source)
-	var dp *DamagedPointError
-	if errors.As(err, &dp) {
-		p, err = &Point{ID: dp.ID, Damaged: dp.Reason}, nil
-	}
+	f, err := s.ForgetAll(ctx, []string{spec}, source, lock)
 	if err != nil {
 		return nil, err
 	}
-	f := &Forgotten{Point: p}
-	if p.Damaged == "" {
-		if f.Before, err = s.r.Points(); err != nil {
+	return f[0], nil
+}
+
+// ForgetAll is Forget for several points: every spec is resolved before
+// any point is removed, so a spec that names no point (or several)
+// removes nothing; a point named twice is removed once. The points of one
+// source are removed in one write session; sources in the order of their
+// first point in specs. Before is the same list for each: every point as
+// it was before the first removal, as a mount showed them. On an error
+// part way (a source's lock not free in time), what was removed is
+// returned with it.
+func (s *Store) ForgetAll(ctx context.Context, specs []string, source string, lock LockOptions) ([]*Forgotten, error) {
+	var out []*Forgotten
+	seen := map[chunkstore.ID]bool{}
+	var sources []string
+	bySource := map[string][]*Forgotten{}
+	var before []*Point
+	for _, spec := range specs {
+		p, err := s.r.FindPoint(spec, source)
+		var dp *DamagedPointError
+		if errors.As(err, &dp) {
+			p, err = &Point{ID: dp.ID, Damaged: dp.Reason}, nil
+		}
+		if err != nil {
+			if len(specs) > 1 {
+				err = fmt.Errorf("%w; no point was forgotten", err)
+			}
 			return nil, err
 		}
+		if seen[p.ID] {
+			continue
+		}
+		seen[p.ID] = true
+		f := &Forgotten{Point: p}
+		if p.Damaged == "" {
+			if before == nil {
+				if before, err = s.r.Points(); err != nil {
+					return nil, err
+				}
+			}
+			f.Before = before
+		}
+		if _, ok := bySource[p.Source]; !ok {
+			sources = append(sources, p.Source)
+		}
+		bySource[p.Source] = append(bySource[p.Source], f)
 	}
-	ss, err := s.Session(ctx, SessionOptions{Purpose: "forget point " + p.ID.Short(), Source: p.Source, LockOptions: lock})
-	if err != nil {
-		return nil, err
+	for _, src := range sources {
+		fs := bySource[src]
+		what := "forget point " + fs[0].Point.ID.Short()
+		if len(fs) > 1 {
+			what = fmt.Sprintf("forget %d points", len(fs))
+		}
+		ss, err := s.Session(ctx, SessionOptions{Purpose: what, Source: src, LockOptions: lock})
+		if err != nil {
+			return out, err
+		}
+		for _, f := range fs {
+			if err := ss.RemovePoint(f.Point.ID); err != nil {
+				ss.Close()
+				return out, err
+			}
+			out = append(out, f)
+		}
+		ss.Close()
 	}
-	defer ss.Close()
-	if err := ss.RemovePoint(p.ID); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return out, nil
 }

@@ -9,6 +9,28 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// helpPath turns "help CMD SUB..." into "CMD SUB... --help": urfave/cli's
+// help command shows the help of its first argument only, so "recall help
+// key passwd" showed key's. Anything else is left as it was.
+func helpPath(app *cli.App, args, global, rest []string) []string {
+	if len(rest) < 2 {
+		return args
+	}
+	cmd := app.Command(rest[0])
+	for _, a := range rest[1:] {
+		if cmd == nil {
+			return args
+		}
+		cmd = cmd.Command(a)
+	}
+	if cmd == nil {
+		return args
+	}
+	out := append([]string{args[0]}, global...)
+	out = append(out, rest...)
+	return append(out, "--help")
+}
+
 // interspersed reorders a command line into the one shape urfave/cli
 // parses: global flags, the command (and subcommands), the command's
 // flags, "--", then the positional arguments. urfave/cli stops parsing
@@ -30,6 +52,9 @@ func interspersed(app *cli.App, args []string) []string {
 	}
 	if i >= len(args) || args[i] == "--" {
 		return args
+	}
+	if args[i] == "help" || args[i] == "h" { // not among app.Commands before Run
+		return helpPath(app, args, global, args[i+1:])
 	}
 	cmd := app.Command(args[i])
 	if cmd == nil {

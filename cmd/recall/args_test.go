@@ -37,6 +37,12 @@ func TestInterspersed(t *testing.T) {
 		// An unknown command is left alone.
 		{"recall nope --home H x", "recall nope --home H x"},
 		{"recall --home H", "recall --home H"},
+		// help of a subcommand is its --help (urfave/cli's help command
+		// showed its first argument's); help of a command stays.
+		{"recall help key passwd", "recall key passwd --help"},
+		{"recall --home H help share samba", "recall --home H share samba --help"},
+		{"recall help key", "recall help key"},
+		{"recall help key nope", "recall help key nope"},
 	} {
 		got := interspersed(app, strings.Fields(tc.in))
 		if want := strings.Fields(tc.want); !reflect.DeepEqual(got, want) {

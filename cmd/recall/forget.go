@@ -12,52 +12,69 @@ import (
 func init() {
 	register(&cli.Command{
 		Name:      "forget",
-		Usage:     "remove a recovery point (its chunks stay in the store until garbage collection)",
-		ArgsUsage: "POINT (id, unique id prefix, or \"latest\")",
+		Usage:     "remove recovery points (their chunks stay in the store until garbage collection)",
+		ArgsUsage: "POINT... (id, unique id prefix, or \"latest\")",
+		Description: "Every POINT is looked up before any is removed: one that names no point, or several, removes none.\n" +
+			"With --json, one object per point forgotten, a line each.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "source", Usage: "data source `NAME` POINT belongs to (needed for \"latest\" with several sources)"},
+			&cli.StringFlag{Name: "source", Usage: "data source `NAME` the POINTs belong to (needed for \"latest\" with several sources)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a running backup to finish"},
-			&cli.BoolFlag{Name: "json", Usage: "print the forgotten point as JSON"},
+			&cli.BoolFlag{Name: "json", Usage: "print each forgotten point as a JSON line"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usagef("forget needs exactly one POINT")
+			if c.NArg() == 0 {
+				return usagef("forget needs a POINT (an id, a unique id prefix, or \"latest\"); 'recall points' lists them")
 			}
 			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			f, err := st.Forget(c.Context, c.Args().First(), c.String("source"), lockWait(c))
-			if err != nil {
-				return err
-			}
-			p := f.Point
-			if p.Damaged != "" {
-				// Mounts never showed it, so none needs refreshing.
-				switch {
-				case c.Bool("json"):
-					return printJSON(c, forgetJSON{ID: p.ID.String(), Damaged: p.Damaged})
-				case c.Bool("quiet"):
-					return nil
+			done, err := st.ForgetAll(c.Context, c.Args().Slice(), c.String("source"), lockWait(c))
+			refreshed := map[string]bool{}
+			for _, f := range done {
+				if perr := printForgotten(c, f, refreshed); perr != nil && err == nil {
+					err = perr
 				}
-				fmt.Fprintf(c.App.Writer, "forgot damaged point %s (%s); its chunks stay in the store until garbage collection\n",
-					p.ID.String()[:12], p.Damaged)
-				return nil
 			}
-			name := mountName(p, f.Before)
-			fs.Refresh(c.String("home"), p.Source)
-			switch {
-			case c.Bool("json"):
-				return printJSON(c, forgetJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Name: name})
-			case c.Bool("quiet"):
-				return nil // -q: errors only, as every command
+			if err != nil && len(done) > 0 {
+				return fmt.Errorf("%w (the %d points above were forgotten)", err, len(done))
 			}
-			fmt.Fprintf(c.App.Writer, "forgot point %s of source %s from %s (%s in a mount); its chunks stay in the store until garbage collection\n",
-				p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339), name)
-			return nil
+			return err
 		},
 	})
+}
+
+// printForgotten says what forget removed, and refreshes the mounts of its
+// source (once per source: refreshed).
+func printForgotten(c *cli.Context, f *engine.Forgotten, refreshed map[string]bool) error {
+	p := f.Point
+	if p.Damaged != "" {
+		// Mounts never showed it, so none needs refreshing.
+		switch {
+		case c.Bool("json"):
+			return printJSON(c, forgetJSON{ID: p.ID.String(), Damaged: p.Damaged})
+		case c.Bool("quiet"):
+			return nil
+		}
+		fmt.Fprintf(c.App.Writer, "forgot damaged point %s (%s); its chunks stay in the store until garbage collection\n",
+			p.ID.String()[:12], p.Damaged)
+		return nil
+	}
+	name := mountName(p, f.Before)
+	if !refreshed[p.Source] {
+		fs.Refresh(c.String("home"), p.Source)
+		refreshed[p.Source] = true
+	}
+	switch {
+	case c.Bool("json"):
+		return printJSON(c, forgetJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Name: name})
+	case c.Bool("quiet"):
+		return nil // -q: errors only, as every command
+	}
+	fmt.Fprintf(c.App.Writer, "forgot point %s of source %s from %s (%s in a mount); its chunks stay in the store until garbage collection\n",
+		p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339), name)
+	return nil
 }
 
 // mountName is the directory a mount showed p in, among pts.
