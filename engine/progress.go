@@ -126,6 +126,16 @@ func (p *Progress) fileDone(path string) {
 	}
 }
 
+// fileKept counts a file a resumed restore found in place whole, with
+// its bytes: done, but not listed as restored (Item).
+func (p *Progress) fileKept(size int64) {
+	if p == nil {
+		return
+	}
+	p.filesDone.Add(1)
+	p.addBytes(size)
+}
+
 // fileDropped takes a file off the current list without counting it
 // done: a restore stopped before it was written whole, and removed it.
 func (p *Progress) fileDropped(path string) {

@@ -24,6 +24,13 @@ type RestoreOptions struct {
 	Target    string // directory to fill, or a block device for a device image
 	Path      string // sub-path inside the point; "" = all of it
 	Overwrite bool   // allow a non-empty target
+	// Resume goes on with a restore of the same point into Target that
+	// stopped (killed, a power cut): Overwrite, but a regular file
+	// already there with the point's size, modification time, mode (and,
+	// as root, owner) is kept, not written again. A file is given its
+	// time last, after its content and its other metadata, so one cut
+	// short has another and is written again.
+	Resume bool
 	Workers   int    // packs read at once; 0 = 2 per CPU (internal/procs), or the store's connections if more
 	Log       func(format string, args ...any)
 	// Progress, if set, counts the restore as it runs (see Progress).
@@ -34,6 +41,9 @@ type RestoreOptions struct {
 type RestoreResult struct {
 	Root                       string // what was restored: the target, or <target>/<name> for one entry
 	Files, Dirs, Others, Bytes int64
+	// Kept, KeptBytes: with Resume, the files found in place whole and
+	// kept (counted in Files and Bytes too).
+	Kept, KeptBytes int64
 	Damaged                    []PathError // files whose content could not be read
 	Skipped                    []PathError // entries not restored: a non-empty directory or an immutable entry is in the way, or their directory was replaced by a symlink
 	Warnings                   []PathError // metadata that could not be applied
@@ -221,6 +231,9 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 			opts.Target = abs
 		}
 	}
+	if opts.Resume {
+		opts.Overwrite = true
+	}
 	euid := uint32(os.Geteuid())
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -358,7 +371,7 @@ func prepareTarget(target string, overwrite bool) ([]string, error) {
 	case err != nil:
 		return nil, fmt.Errorf("restore target %s: %w", target, err)
 	case len(ents) > 0 && !overwrite:
-		return nil, fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite", target, ErrTargetNotEmpty, len(ents))
+		return nil, fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite; if a restore of this point into it stopped, --resume goes on from where it stopped", target, ErrTargetNotEmpty, len(ents))
 	}
 	return nil, nil
 }
@@ -444,6 +457,9 @@ func (rs *restorer) restoreTree(t *Tree, d *dirRef, dir, rel string) error {
 			continue
 		}
 		path, nrel := filepath.Join(dir, n.Name), filepath.Join(rel, n.Name)
+		if rs.opts.Resume && rs.inPlace(d, n) {
+			continue
+		}
 		if err := rs.clearWay(d, n.Name, path, n); errors.Is(err, errInTheWay) || errors.Is(err, errStuck) {
 			rs.skip(nrel, err)
 			continue
@@ -455,6 +471,39 @@ func (rs *restorer) restoreTree(t *Tree, d *dirRef, dir, rel string) error {
 		}
 	}
 	return nil
+}
+
+// inPlace reports whether the file n is in d already as a resumed
+// restore keeps it (RestoreOptions.Resume), and counts it. Files with
+// hard links or inode flags are written again: their links and flags are
+// made after their content, so being whole says nothing of those.
+func (rs *restorer) inPlace(d *dirRef, n *Node) bool {
+	if n.Type != TypeFile || n.LinkGroup != 0 || n.Flags != 0 {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(d.fd, n.Name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Size != int64(n.Size) ||
+		st.Mtim.Nano() != n.MtimeNS || st.Mode&0o7777 != n.Mode&0o7777 ||
+		rs.isRoot && (st.Uid != n.UID || st.Gid != n.GID) {
+		return false
+	}
+	rs.mu.Lock()
+	rs.res.Files++
+	rs.res.Kept++
+	rs.res.KeptBytes += int64(n.Size)
+	rs.mu.Unlock()
+	rs.bytes.Add(int64(n.Size))
+	rs.opts.Progress.fileKept(int64(n.Size))
+	if stored := int64(storedExtents(n)); stored > 0 {
+		// Counted as fill counts the places it plans, so that where the
+		// scan beside (scanReach) says a pack is needed again still
+		// matches the walk.
+		rs.walkPlaces += filePlaces + stored
+	}
+	return true
 }
 
 // allocMin: files up to this size are not allocated ahead (create): for

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -38,5 +39,73 @@ func TestRestoreReportsOnlyFilesInPlace(t *testing.T) {
 	}
 	if s := rec.Status(); len(s.Current) != 0 {
 		t.Errorf("files left in work: %q", s.Current)
+	}
+}
+
+// A resumed restore keeps the files an earlier restore of the point left
+// whole (size, modification time and mode as in the point) and writes the
+// others again: one cut short (as kill -9 leaves it: full size, other
+// bytes, no time set yet), one missing, one whose mode is not set yet,
+// and one whose bytes differ in size. What is not the point's is left.
+// Before, the rerun could only --overwrite everything.
+func TestRestoreResume(t *testing.T) {
+	ts := newTestStore(t)
+	files := map[string]string{"d/keep1": "one", "d/keep2": "two two", "top": "top file",
+		"d/cut": "cut short by the kill", "gone": "never made", "mode": "mode not set", "short": "shorter"}
+	src := srcTree(t, files)
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	at := func(rel string) string { return filepath.Join(target, rel) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What a restore killed part way leaves.
+	must(os.WriteFile(at("d/cut"), []byte("XXXXXXXXXXXXXXXXXXXXX"), 0o644)) // same size, fresh time
+	must(os.Remove(at("gone")))
+	st, _ := os.Stat(at("mode"))
+	must(os.Chmod(at("mode"), st.Mode().Perm()^0o020))
+	must(os.WriteFile(at("short"), []byte("sho"), 0o644))
+	must(os.WriteFile(at("mine"), []byte("not the point's"), 0o644))
+
+	// Without --resume (or --overwrite) the target is refused, and the
+	// message says how to go on.
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target}); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("restore into the left target: %v", err)
+	}
+	rec := newRecorder()
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Resume: true, Progress: &rec.Progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Kept != 3 || res.Files != int64(len(files)) {
+		t.Errorf("kept %d of %d files, want 3 of %d", res.Kept, res.Files, len(files))
+	}
+	if got, want := rec.sorted(), []string{"d/cut", "gone", "mode", "short"}; !slices.Equal(got, want) {
+		t.Errorf("listed restored %q, want %q (the kept ones are not written)", got, want)
+	}
+	if s := rec.Status(); s.FilesDone != int64(len(files)) {
+		t.Errorf("progress: %d files done, want %d", s.FilesDone, len(files))
+	}
+	for rel, want := range files {
+		b, err := os.ReadFile(at(rel))
+		if err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v; want %q", rel, b, err, want)
+		}
+		sst, _ := os.Stat(filepath.Join(src, rel))
+		if tst, err := os.Stat(at(rel)); err != nil || tst.Mode() != sst.Mode() || !tst.ModTime().Equal(sst.ModTime()) {
+			t.Errorf("%s: mode or time not the point's", rel)
+		}
+	}
+	if b, err := os.ReadFile(at("mine")); err != nil || string(b) != "not the point's" {
+		t.Errorf("a file not in the point: %q, %v", b, err)
 	}
 }

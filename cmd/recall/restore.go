@@ -19,6 +19,7 @@ func init() {
 			&cli.StringFlag{Name: "target", Usage: "directory to restore into (created if missing), or a block device", Required: true},
 			&cli.StringFlag{Name: "path", Usage: "restore only `SUB`, a path inside the point: a directory's content fills the target, anything else becomes TARGET/<name>"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty target, replacing only the entries the restore writes (never a non-empty directory)"},
+			&cli.BoolFlag{Name: "resume", Usage: "go on with a restore of this point into TARGET that stopped: as --overwrite, but files already there with the point's size, time and mode are kept"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the result as JSON lines (see the README)"},
 		},
 		Action: withJob("restore", func(c *cli.Context) error {
@@ -40,7 +41,7 @@ func init() {
 				return err
 			}
 			res, err := engine.Restore(c.Context, r, p, engine.RestoreOptions{
-				Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"),
+				Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"), Resume: c.Bool("resume"),
 				Log:      func(f string, a ...any) { logf(f, a...) },
 				Progress: rep.Progress(),
 			})
@@ -52,8 +53,12 @@ func init() {
 			if c.Bool("json") {
 				rep.Summary(restoreSummary(p, res, time.Since(rep.start)))
 			} else if rep.text() {
-				fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s\n",
-					p.ID.String()[:12], p.Source, res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root)
+				kept := ""
+				if res.Kept > 0 {
+					kept = fmt.Sprintf(" (%d files, %s, were in place already and kept)", res.Kept, human(res.KeptBytes))
+				}
+				fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s%s\n",
+					p.ID.String()[:12], p.Source, res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root, kept)
 			}
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
@@ -80,6 +85,8 @@ type restoreJSON struct {
 	Dirs           int64              `json:"dirs"`
 	Others         int64              `json:"others"`
 	BytesRestored  int64              `json:"bytes_restored"`
+	FilesKept      int64              `json:"files_kept,omitempty"`
+	BytesKept      int64              `json:"bytes_kept,omitempty"`
 	Damaged        []engine.PathError `json:"damaged,omitempty"`
 	Skipped        []engine.PathError `json:"skipped,omitempty"`
 	Warnings       []engine.PathError `json:"warnings,omitempty"`
@@ -88,5 +95,6 @@ type restoreJSON struct {
 func restoreSummary(p *engine.Point, res *engine.RestoreResult, el time.Duration) restoreJSON {
 	return restoreJSON{Point: p.ID.String(), Source: p.Source, Root: res.Root, SecondsElapsed: round3(el.Seconds()),
 		FilesRestored: res.Files, Dirs: res.Dirs, Others: res.Others, BytesRestored: res.Bytes,
+		FilesKept: res.Kept, BytesKept: res.KeptBytes,
 		Damaged: res.Damaged, Skipped: res.Skipped, Warnings: res.Warnings}
 }
