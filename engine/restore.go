@@ -30,9 +30,9 @@ type RestoreOptions struct {
 	// as root, owner) is kept, not written again. A file is given its
 	// time last, after its content and its other metadata, so one cut
 	// short has another and is written again.
-	Resume bool
-	Workers   int    // packs read at once; 0 = 2 per CPU (internal/procs), or the store's connections if more
-	Log       func(format string, args ...any)
+	Resume  bool
+	Workers int // packs read at once; 0 = 2 per CPU (internal/procs), or the store's connections if more
+	Log     func(format string, args ...any)
 	// Progress, if set, counts the restore as it runs (see Progress).
 	Progress *Progress
 }
@@ -44,9 +44,9 @@ type RestoreResult struct {
 	// Kept, KeptBytes: with Resume, the files found in place whole and
 	// kept (counted in Files and Bytes too).
 	Kept, KeptBytes int64
-	Damaged                    []PathError // files whose content could not be read
-	Skipped                    []PathError // entries not restored: a non-empty directory or an immutable entry is in the way, or their directory was replaced by a symlink
-	Warnings                   []PathError // metadata that could not be applied
+	Damaged         []PathError // files whose content could not be read
+	Skipped         []PathError // entries not restored: a non-empty directory or an immutable entry is in the way, or their directory was replaced by a symlink
+	Warnings        []PathError // metadata that could not be applied
 }
 
 // errInTheWay: with --overwrite, a non-directory would replace a directory
