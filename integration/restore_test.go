@@ -325,16 +325,12 @@ func TestRestoreResumeAfterKill(t *testing.T) {
 	}
 	must(t, cmd.Process.Kill())
 	cmd.Wait()
+	// What the kill left: files whole, and (most runs) some cut short.
 	ents, _ := os.ReadDir(dst)
-	if len(ents) == len(files) {
-		whole := 0
-		for _, ent := range ents {
-			if bytes.Equal(mustRead(t, filepath.Join(dst, ent.Name())), files[ent.Name()]) {
-				whole++
-			}
-		}
-		if whole == len(files) {
-			t.Skip("the restore finished before the kill reached it")
+	whole := 0
+	for _, ent := range ents {
+		if bytes.Equal(mustRead(t, filepath.Join(dst, ent.Name())), files[ent.Name()]) {
+			whole++
 		}
 	}
 
@@ -352,5 +348,5 @@ func TestRestoreResumeAfterKill(t *testing.T) {
 			t.Errorf("%s differs from the point after the resumed restore", name)
 		}
 	}
-	t.Logf("killed with %d entries in the target; the resume wrote %d files:\n%s", len(ents), rewritten, out)
+	t.Logf("killed with %d entries in the target, %d of them whole; the resume wrote %d files:\n%s", len(ents), whole, rewritten, out)
 }
