@@ -283,6 +283,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		if single == nil || !single.Type.HasContent() {
 			return nil, fmt.Errorf("restore target %s is a block device: only a file or device image can be restored onto it (use --path to pick one file)", opts.Target)
 		}
+		rs.res.Root = opts.Target
 		return rs.run(func() error { return rs.restoreToDevice(single, opts.Target) })
 	}
 
@@ -453,7 +454,11 @@ func (rs *restorer) restoreTree(t *Tree, d *dirRef, dir, rel string) error {
 			return err
 		}
 		if !safeName(n.Name) {
-			rs.warn(rel, fmt.Errorf("unsafe name %q skipped", n.Name))
+			where := rel
+			if where == "" {
+				where = "."
+			}
+			rs.skip(where, fmt.Errorf("entry with unsafe name %q not restored", n.Name))
 			continue
 		}
 		path, nrel := filepath.Join(dir, n.Name), filepath.Join(rel, n.Name)
@@ -699,6 +704,12 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 	}
 	switch n.Type {
 	case TypeSymlink:
+		if n.Target == "" {
+			// No file system makes one (ENOENT); before, it stopped the
+			// whole restore.
+			rs.skip(rel, errors.New("symlink not recreated: its target is empty"))
+			return nil
+		}
 		if err := unix.Symlinkat(n.Target, d.fd, n.Name); err != nil {
 			if cannotHold(err, true, n.Name) {
 				rs.skip(rel, fmt.Errorf("symlink not recreated (to %s): the target's file system cannot hold it: %w", n.Target, err))
@@ -718,11 +729,13 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 		}
 	case TypeBlock, TypeChar, TypeSocket:
 		if err := unix.Mknodat(d.fd, n.Name, typeBits(n.Type)|n.Mode&0o7777, int(n.Rdev)); err != nil {
-			rs.warn(rel, fmt.Errorf("%s not recreated: %w", n.Type, err))
+			// Not restored, not a warning about metadata: a script that
+			// reads "skipped" must see the entry missing.
+			rs.skip(rel, fmt.Errorf("%s not recreated: %w", n.Type, err))
 			return nil
 		}
 	default:
-		rs.warn(rel, fmt.Errorf("unknown entry type %d skipped", n.Type))
+		rs.skip(rel, fmt.Errorf("entry of unknown type %d not restored", n.Type))
 		return nil
 	}
 	rs.mu.Lock()
@@ -751,7 +764,7 @@ func (rs *restorer) restoreNode(n *Node, d *dirRef, path, rel string) error {
 func cannotHold(err error, special bool, name string) bool {
 	switch {
 	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL),
-		errors.Is(err, unix.EILSEQ), errors.Is(err, unix.ENAMETOOLONG):
+		errors.Is(err, unix.EILSEQ), errors.Is(err, unix.ENAMETOOLONG), errors.Is(err, unix.EFBIG):
 		return true
 	}
 	// Some FAT drivers (fusefat) answer a name with a character FAT
@@ -943,6 +956,11 @@ func (rs *restorer) restoreFile(n *Node, d *dirRef, path, rel string) error {
 		beforeCreate(path)
 	}
 	fd, err := rs.createIn(d, n.Name, path, size, alloc, perm)
+	if err != nil && cannotHold(err, false, n.Name) {
+		// That file only (and the links the walk would make to it).
+		rs.skip(rel, fmt.Errorf("not created: the target's file system cannot hold it: %w", err))
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -1037,6 +1055,12 @@ func (rs *restorer) createIn(d *dirRef, name, path string, size, alloc int64, pe
 	}
 	if size > 0 {
 		if err := unix.Ftruncate(fd, size); err != nil {
+			// Not left behind empty (a file larger than the target's
+			// file system allows: EFBIG, listed as not restored).
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) == nil {
+				unlinkSameAt(d.fd, name, st.Dev, st.Ino) // created above, with O_EXCL
+			}
 			unix.Close(fd)
 			return -1, fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "truncate", Path: path, Err: err})
 		}
@@ -1325,7 +1349,14 @@ func (rs *restorer) unlinkSame(path string, dev, ino uint64) bool {
 }
 
 func (rs *restorer) restoreToDevice(n *Node, dev string) error {
-	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	// O_EXCL on a block device: refused (EBUSY) while it is mounted or
+	// held by md, LVM, swap or another exclusive opener, as mkfs refuses.
+	// Before, a restore onto a mounted device overwrote the file system
+	// in use and exited 0.
+	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_EXCL, 0)
+	if errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("device %s is in use (mounted, or part of a RAID, LVM volume or swap): nothing was written; unmount it or stop what holds it, then restore again", dev)
+	}
 	if err != nil {
 		return fmt.Errorf("open device %s: %w", dev, err)
 	}

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+
+	"github.com/recall-backup/recall/chunkstore"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,5 +109,65 @@ func TestRestoreResume(t *testing.T) {
 	}
 	if b, err := os.ReadFile(at("mine")); err != nil || string(b) != "not the point's" {
 		t.Errorf("a file not in the point: %q, %v", b, err)
+	}
+}
+
+// Entries no target can hold are listed as not restored (Skipped, exit 3)
+// and the restore goes on: a symlink with an empty target and a file
+// larger than the file system allows stopped the whole restore (exit 1,
+// leaving an empty file behind); a device node a non-root restore cannot
+// make and an entry with an unsafe name were counted as metadata not
+// applied, so a script reading "skipped" missed them.
+func TestRestoreSkipsWhatCannotBeMade(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"keep": "kept"})
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := ts.r.LoadTree(p.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.Nodes = append(root.Nodes,
+		&Node{Name: "emptylink", Type: TypeSymlink, Mode: 0o777},
+		&Node{Name: "huge", Type: TypeFile, Mode: 0o644, Size: 1 << 62, Extents: []Extent{{Hole: true, End: 1 << 62}}},
+		&Node{Name: "a/b", Type: TypeFile, Mode: 0o644})
+	s := openSession(t, ts.st, SessionOptions{Purpose: "test"})
+	blob := EncodeTree(root)
+	q := *p
+	q.Time = p.Time.Add(1)
+	q.Tree = ts.st.Hash(blob)
+	if _, err := s.SaveBlob(chunkstore.TreeBlob, q.Tree, blob); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.CommitPoint(&q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	q.ID = id
+
+	target := t.TempDir()
+	res, err := Restore(context.Background(), ts.r, &q, RestoreOptions{Target: target})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	var skipped []string
+	for _, e := range res.Skipped {
+		skipped = append(skipped, e.Path)
+	}
+	slices.Sort(skipped)
+	if want := []string{".", "emptylink", "huge"}; !slices.Equal(skipped, want) || len(res.Warnings) != 0 {
+		t.Errorf("skipped %q, warnings %+v; want %q and none", skipped, res.Warnings, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "keep")); err != nil || string(b) != "kept" {
+		t.Errorf("keep: %q, %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "huge")); err == nil {
+		t.Error("the file too large for the target was left behind")
 	}
 }

@@ -297,7 +297,20 @@ func TestLoopDevice(t *testing.T) {
 	img2 := filepath.Join(dir, "disk2.img")
 	writeRandom(t, img2, 77, 48<<20)
 	dev2 := losetup(t, img2)
-	e.ok("restore", "latest", "--target", dev2)
+	// Held exclusively (as a mount, md, LVM or swap holds it): refused,
+	// and nothing written. Before, a restore onto a mounted device
+	// overwrote the file system in use and exited 0.
+	before := fileHash(t, dev2)
+	held, err := unix.Open(dev2, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	must(t, err)
+	r := e.run("restore", "latest", "--target", dev2)
+	unix.Close(held)
+	if r.code == 0 || !strings.Contains(r.stderr, "in use") || fileHash(t, dev2) != before {
+		t.Fatalf("restore onto a device in use: exit %d, changed %v\n%s", r.code, fileHash(t, dev2) != before, r.stderr)
+	}
+	if out := e.ok("restore", "latest", "--target", dev2); !strings.Contains(out, "into "+dev2) {
+		t.Errorf("restore onto a device says %q, not where it went", out)
+	}
 	if fileHash(t, dev2) != fileHash(t, img) {
 		t.Fatal("image restored onto a block device differs")
 	}

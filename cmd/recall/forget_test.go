@@ -90,6 +90,13 @@ func TestForgetSeveral(t *testing.T) {
 	if len(a) != 3 || len(b) != 1 {
 		t.Fatalf("points: %v", all)
 	}
+	// An empty POINT names none (every id has the empty prefix: a
+	// script's unset $ID forgot a point).
+	for _, args := range [][]string{{"forget", ""}, {"forget", "--source", "b", ""}, {"restore", "", "--target", filepath.Join(dir, "r")}} {
+		if out, err := run(args...); err == nil || len(ids()) != 4 {
+			t.Fatalf("recall %q: %v, %q; %d points left", args, err, out, len(ids()))
+		}
+	}
 	out, err := run("forget", a[0], "0000000000")
 	if err == nil || !strings.Contains(out+err.Error(), "no point was forgotten") || len(ids()) != 4 {
 		t.Fatalf("forget with an unknown point: %v, %q; %d points left", err, out, len(ids()))
