@@ -540,3 +540,24 @@ func TestRepairKeepsWhatItCannotRead(t *testing.T) {
 		s3.Close()
 	}
 }
+
+// A file someone put in the index directory (not named by a hash, so not
+// recall's) is left alone and is no index problem: before, it was read as
+// a damaged index file, and every verify advised a 'repair index' that
+// rightly leaves it there, so the warning never went away.
+func TestForeignFileInIndexDirIsNoProblem(t *testing.T) {
+	dir, s := newStore(t, false)
+	saveBlobs(t, s, randBytes(1, 5000))
+	s.Close()
+	note := filepath.Join(dir, "index", "notes.txt")
+	if err := os.WriteFile(note, []byte("moved the store here on Monday\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := reopen(t, dir)
+	if p := r.IndexProblems(); len(p) != 0 {
+		t.Errorf("index problems: %q", p)
+	}
+	if _, err := os.Stat(note); err != nil {
+		t.Errorf("the foreign file went: %v", err)
+	}
+}

@@ -333,6 +333,17 @@ func (s *Store) Refresh() error {
 func (s *Store) loadIndexFiles() (int, error) {
 	var names []string
 	err := backend.ListNames(bg, s.be, backend.Index, func(name string) error {
+		if _, err := ParseID(name); err != nil {
+			// Not a file recall wrote (those are named by their hash):
+			// left alone, said once. Before, it was read as a damaged
+			// index file, and every command advised a repair that, rightly,
+			// leaves it.
+			if !s.indexLoaded(name) {
+				fmt.Fprintf(os.Stderr, "recall: %s in the index directory of store %s is not an index file recall wrote; it is left alone (move it out of the store)\n", name, s.Dir())
+				s.markIndexLoaded(name)
+			}
+			return nil
+		}
 		names = append(names, name)
 		return nil
 	})
