@@ -65,6 +65,11 @@ func (s *Store) decompress(comp uint8, data, dst []byte) ([]byte, error) {
 		if err = checkS2Size(data); err == nil {
 			out, err = s2.Decode(dst[:0], data)
 		}
+	case compOther:
+		// The index keeps every code no codec has as compOther (index.go),
+		// so the pack's own code is not known here: "code 3" named a code
+		// the pack never had.
+		err = errors.New("the pack gives a compression code this recall does not know ('recall verify --read-data' names it)")
 	default:
 		err = fmt.Errorf("compression code %d is none this recall knows", comp)
 	}
