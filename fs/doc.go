@@ -69,6 +69,19 @@
 // no decision about who asked: a mount of one point (MountOptions.Point)
 // is given no Withheld by the command line, which decides that.
 //
+// # Names that cannot be shown
+//
+// Backups write none of these; a crafted or damaged manifest or tree can.
+// A source or an entry whose name cannot be a directory entry (empty, "."
+// or "..", holding '/' or NUL, or longer than 1024 bytes) is left out of
+// listings and lookups and logged, once per point or tree: the kernel
+// fails a whole listing over one such name (and go-fuse panics over ""),
+// so one bad point made every source unbrowsable, and one bad entry its
+// whole directory. Restore skips the same entries. A tree whose entries
+// are out of order is sorted when it is loaded (lookups bisect it;
+// before, ls listed names whose lookup failed), and of a name held twice
+// the first entry in the tree is shown.
+//
 // # Metadata
 //
 // Owners, permission bits, times (ns), sizes, symlink targets, device

@@ -55,3 +55,21 @@ func PointNames(times []time.Time) []string {
 	}
 	return out
 }
+
+// maxNameLen is the longest name the tree serves. The kernel fails a
+// whole directory listing (EIO) over one longer name than it takes:
+// FUSE_NAME_MAX, 1024 bytes on older kernels (4095 on newer ones). No
+// local file system makes names that long (255 bytes at most), so only a
+// crafted or damaged tree has them.
+const maxNameLen = 1024
+
+// dirName reports whether name can be a directory entry of the mount:
+// not empty, "." or "..", without '/' or NUL, and no longer than
+// maxNameLen. Anything else the kernel refuses in a listing, failing the
+// whole directory with EIO (go-fuse panics on ""), or it names another
+// place than an entry of the directory. These are the names restore
+// skips too (engine's safeName), besides the length.
+func dirName(name string) bool {
+	return name != "" && name != "." && name != ".." && len(name) <= maxNameLen &&
+		!strings.ContainsAny(name, "/\x00")
+}

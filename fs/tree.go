@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -81,6 +82,10 @@ type Tree struct {
 	// held keeps the manifests of withheld points (under updMu), so a
 	// source shown again needs no reads.
 	held map[chunkstore.ID]*engine.Point
+	// flawed holds the ids of trees whose listing was logged as flawed
+	// (dirList.flaw), so each is logged once, however often the cache
+	// loads it again or however many directories share it.
+	flawed sync.Map
 }
 
 // view is one immutable picture of the sources and points.
@@ -172,16 +177,122 @@ type dirList struct {
 	nodes []*engine.Node
 	// labeled: a node carries an SELinux label (see Entry.Xattr).
 	labeled bool
+	// flaw says what was wrong with the tree as stored ("" if nothing):
+	// see tidyNodes.
+	flaw string
 }
 
 func newDirList(tr *engine.Tree) *dirList {
 	d := &dirList{nodes: tr.Nodes}
-	for _, n := range tr.Nodes {
+	if !tidy(tr.Nodes) {
+		d.nodes, d.flaw = tidyNodes(tr.Nodes)
+	}
+	for _, n := range d.nodes {
 		for _, x := range n.Xattrs {
 			d.labeled = d.labeled || x.Name == selinuxXattr
 		}
 	}
 	return d
+}
+
+// tidy reports whether nodes are what every backup writes: sorted by
+// name, each name once, and each a name the kernel takes (dirName).
+func tidy(nodes []*engine.Node) bool {
+	for i, n := range nodes {
+		if !dirName(n.Name) || i > 0 && nodes[i-1].Name >= n.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// tidyNodes makes a tidy listing of a tree that is not (a crafted or
+// damaged one), and says what it changed. Lookups search the listing by
+// binary search and the kernel takes it whole or not at all, so:
+//
+//   - names that cannot be directory entries are left out: the kernel
+//     failed the whole listing with EIO over one of them (go-fuse
+//     panicked over ""), and restore skips them too;
+//   - nodes out of order are sorted (a copy: the backend's trees are
+//     shared): binary search missed names the listing showed, which ls
+//     showed as -????????? entries that failed to stat;
+//   - of a name held twice the first node in the tree is kept, the one a
+//     restore writes first; the kernel would list both and find one.
+func tidyNodes(in []*engine.Node) ([]*engine.Node, string) {
+	out := make([]*engine.Node, 0, len(in))
+	var bad []string
+	sorted := true
+	for _, n := range in {
+		if !dirName(n.Name) {
+			bad = append(bad, n.Name)
+			continue
+		}
+		if len(out) > 0 && out[len(out)-1].Name > n.Name {
+			sorted = false
+		}
+		out = append(out, n)
+	}
+	if !sorted {
+		// Stable: of equal names, the first in the tree comes first.
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	}
+	var dups []string
+	k := 0
+	for _, n := range out {
+		if k > 0 && out[k-1].Name == n.Name {
+			if len(dups) == 0 || dups[len(dups)-1] != n.Name {
+				dups = append(dups, n.Name)
+			}
+			continue
+		}
+		out[k] = n
+		k++
+	}
+	clear(out[k:])
+	out = out[:k]
+	var what []string
+	if len(bad) > 0 {
+		what = append(what, fmt.Sprintf("%s whose names cannot be file names (%s) left out", plural(len(bad), "entry", "entries"), logNames(bad)))
+	}
+	if !sorted {
+		what = append(what, "entries not sorted by name (sorted for lookups)")
+	}
+	if len(dups) > 0 {
+		what = append(what, fmt.Sprintf("%s held twice (%s; the first entry of each is shown)", plural(len(dups), "name", "names"), logNames(dups)))
+	}
+	return out, strings.Join(what, "; ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// logName quotes a name from the store for a log line: escaped, so a
+// newline or a terminal's escape sequence in it cannot forge lines, and
+// cut short, so a crafted name of any length cannot flood the log.
+func logName(name string) string {
+	const keep = 64
+	if len(name) > keep {
+		return strconv.Quote(name[:keep]) + fmt.Sprintf("... (%d bytes)", len(name))
+	}
+	return strconv.Quote(name)
+}
+
+// logNames is logName of the first few of names.
+func logNames(names []string) string {
+	const keep = 5
+	q := make([]string, 0, keep+1)
+	for i, n := range names {
+		if i == keep {
+			q = append(q, fmt.Sprintf("and %d more", len(names)-keep))
+			break
+		}
+		q = append(q, logName(n))
+	}
+	return strings.Join(q, ", ")
 }
 
 // treeWeight estimates the memory of a decoded tree.
@@ -262,6 +373,18 @@ func (t *Tree) updateLocked() (Changes, error) {
 			if err != nil {
 				t.bad[id] = true
 				t.opts.Log("error: recovery point %s: %v (left out of the tree)", id.Short(), err)
+				continue
+			}
+			if !dirName(m.Source) {
+				// A source is a directory of the mount root: one name
+				// the kernel cannot list ("", "a/b") failed the
+				// listing of every source, and "" panicked go-fuse.
+				// Backups check source names, so only a crafted or
+				// damaged manifest has such a name; the point is
+				// still restorable by its id.
+				t.bad[id] = true
+				t.opts.Log("error: recovery point %s: source name %s cannot be a directory name (left out of the tree; restore it by its id)",
+					id.Short(), logName(m.Source))
 				continue
 			}
 		}
@@ -610,6 +733,11 @@ func (e *Entry) list() (*dirList, error) {
 	if err != nil {
 		e.p.t.opts.Log("error: %s: read directory: %v", e.where(), err)
 		return nil, fmt.Errorf("%s: %w", e.where(), err)
+	}
+	if d.flaw != "" {
+		if _, seen := e.p.t.flawed.LoadOrStore(id, true); !seen {
+			e.p.t.opts.Log("error: %s: directory tree %s is not as backups write it: %s", e.where(), id.Short(), d.flaw)
+		}
 	}
 	return d, nil
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 )
@@ -44,13 +47,28 @@ func init() {
 			fmt.Fprintln(tw, "ID\tSOURCE\tTIME (UTC)\tKIND\tFILES\tSIZE\tWARNINGS\tPATH")
 			for _, p := range out {
 				if p.Damaged != "" {
-					fmt.Fprintf(tw, "%s\t-\tDAMAGED\t-\t-\t-\t-\t%s\n", p.ID[:12], p.Damaged)
+					fmt.Fprintf(tw, "%s\t-\tDAMAGED\t-\t-\t-\t-\t%s\n", p.ID[:12], cell(p.Damaged))
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", p.ID[:12], p.Source, p.Time.Format(time.DateTime),
-					p.Kind, p.Stats.Files, human(p.Stats.Bytes), len(p.Errors), p.Path)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", p.ID[:12], cell(p.Source), p.Time.Format(time.DateTime),
+					cell(p.Kind), p.Stats.Files, human(p.Stats.Bytes), len(p.Errors), cell(p.Path))
 			}
 			return tw.Flush()
 		},
 	})
+}
+
+// cell is a string from a manifest as the table prints it: as it is when
+// it is plain printable text, else quoted with Go's escapes
+// (strconv.Quote). A manifest says what the store says, and a crafted or
+// damaged one may hold a newline (a forged row), a tab (shifted columns)
+// or a terminal's escape sequences, which went to the terminal as they
+// were. An empty string or one that starts with a quote is quoted too,
+// so that no plain name reads as a quoted one or as a missing column.
+// --json needs none of this: its encoder escapes.
+func cell(s string) string {
+	if s != "" && s[0] != '"' && utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
 }
