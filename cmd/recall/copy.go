@@ -118,7 +118,7 @@ func copyAction(c *cli.Context) error {
 			time.Duration(rep.Seconds*float64(time.Second)).Round(time.Millisecond))
 		if c.Bool("verbose") {
 			for _, p := range rep.Points {
-				fmt.Fprintf(out, "copied point %s of %s (%s)\n", p.ID, p.Source, p.Time.UTC().Format(time.RFC3339))
+				fmt.Fprintf(out, "copied point %s of %s (%s)\n", p.ID, cell(p.Source), p.Time.UTC().Format(time.RFC3339))
 			}
 		}
 	}

@@ -73,7 +73,7 @@ func printForgotten(c *cli.Context, f *engine.Forgotten, refreshed map[string]bo
 		return nil // -q: errors only, as every command
 	}
 	fmt.Fprintf(c.App.Writer, "forgot point %s of source %s from %s (%s in a mount); its chunks stay in the store until garbage collection\n",
-		p.ID.String()[:12], p.Source, p.Time.Format(time.RFC3339), name)
+		p.ID.String()[:12], cell(p.Source), p.Time.Format(time.RFC3339), name)
 	return nil
 }
 

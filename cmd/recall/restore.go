@@ -58,7 +58,7 @@ func init() {
 					kept = fmt.Sprintf(" (%d files, %s, were in place already and kept)", res.Kept, human(res.KeptBytes))
 				}
 				fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s%s\n",
-					p.ID.String()[:12], p.Source, res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root, kept)
+					p.ID.String()[:12], cell(p.Source), res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root, kept)
 			}
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
