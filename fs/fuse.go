@@ -60,6 +60,13 @@ func splitNS(ns int64) (uint64, uint32) {
 	return uint64(s), uint32(r)
 }
 
+// splitTime is splitNS of t, from its seconds: UnixNano overflows past
+// 2262, and a point dated 9999 (a clock far off, a crafted manifest)
+// showed as 1816.
+func splitTime(t time.Time) (uint64, uint32) {
+	return uint64(t.Unix()), uint32(t.Nanosecond())
+}
+
 // fuseRdev converts a stat st_rdev to the kernel's 32-bit "new" encoding
 // that FUSE carries.
 func fuseRdev(rdev uint64) uint32 {
@@ -72,7 +79,7 @@ func dirAttr(out *fuse.Attr, ino uint64, nlink uint32, mtime time.Time) {
 	out.Mode = syscall.S_IFDIR | 0o755
 	out.Nlink = nlink
 	out.Blksize = blockSize
-	out.Mtime, out.Mtimensec = splitNS(mtime.UnixNano())
+	out.Mtime, out.Mtimensec = splitTime(mtime)
 	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
 	out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
 }
@@ -327,7 +334,7 @@ func latestAttr(out *fuse.Attr, s *Source) {
 	out.Nlink = 1
 	out.Size = uint64(len(p.Name))
 	out.Blksize = blockSize
-	out.Mtime, out.Mtimensec = splitNS(p.Meta.Time.UnixNano())
+	out.Mtime, out.Mtimensec = splitTime(p.Meta.Time)
 	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
 	out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
 }

@@ -322,3 +322,13 @@ func TestMountUnsortedAndDuplicateEntries(t *testing.T) {
 		t.Errorf("log: %q", lines)
 	}
 }
+
+// A time past 2262 (UnixNano's end) is shown as it is, not wrapped to
+// 1816.
+func TestSplitTimeFarFuture(t *testing.T) {
+	at := time.Date(9999, 12, 31, 23, 59, 58, 5, time.UTC)
+	s, ns := splitTime(at)
+	if got := time.Unix(int64(s), int64(ns)).UTC(); !got.Equal(at) {
+		t.Errorf("splitTime(%v) = %v", at, got)
+	}
+}
