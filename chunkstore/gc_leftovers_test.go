@@ -141,7 +141,9 @@ func TestGCRemovesStoppedSessionsTemp(t *testing.T) {
 	dir, s := newStore(t, false)
 	s.Close()
 	temp, pack := killedAtPackCommit(t, dir)
-	partial := filepath.Join(filepath.Dir(temp), "packs-partial")
+	// Named as the backend names what it builds (packs-<digits>): only
+	// such files are recall's to remove from tmp/.
+	partial := filepath.Join(filepath.Dir(temp), "packs-4242424242")
 	if err := os.WriteFile(partial, randBytes(5, 30_000), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/dustin/go-humanize"
 	"github.com/recall-backup/recall/chunkstore/backend"
 )
 
@@ -29,7 +30,8 @@ import (
 //
 // The session of a source adopts its own temp area when it takes its
 // lock; the exclusive lock adopts every temp area (no session runs) but
-// garbage collection's, whose packs are copies. A
+// garbage collection's, whose packs are copies; a dry run's adopts
+// nothing and tells what the next would (tempNote). A
 // pack a garbage collection plan hides is not adopted: a collection may
 // be about to delete a pack of that name, and the blobs are in the
 // store's other packs or stored again by the next backup.
@@ -41,9 +43,55 @@ import (
 // after. A pack that cannot be adopted is left to the clean-up; only a
 // failure to write to the store is an error.
 func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, int64, error) {
+	var adopted []packRecord
+	var bytes int64
+	var fromTags []string // the temp tag each adopted pack was found under
+	err := s.eachAdoptable(ctx, tag, func(p tempPack) error {
+		if err := s.journalAdd(journal, p.id); err != nil {
+			return storeWriteError(s.Dir(), err)
+		}
+		if err := s.commitAdopted(ctx, tag, p.id, p.b); err != nil {
+			return storeWriteError(s.Dir(), fmt.Errorf("adopt pack %s: %w", p.id, err))
+		}
+		if !s.idx.addPack(p.id, p.entries, int64(len(p.b))) {
+			s.idx.setPackSize(p.id, int64(len(p.b))) // known from before as missing
+		}
+		adopted = append(adopted, packRecord{id: p.id, entries: p.entries})
+		bytes += int64(len(p.b))
+		fromTags = append(fromTags, p.tag)
+		if len(adopted)%indexEvery == 0 {
+			from := len(adopted) - indexEvery
+			return s.indexAdopted(journal, adopted[from:], fromTags[from:])
+		}
+		return nil
+	})
+	if err != nil {
+		return len(adopted), bytes, err
+	}
+	from := len(adopted) / indexEvery * indexEvery
+	if err := s.indexAdopted(journal, adopted[from:], fromTags[from:]); err != nil {
+		return len(adopted), bytes, err
+	}
+	return len(adopted), bytes, nil
+}
+
+// tempPack is a finished pack in a temp area that adoptTemp commits.
+type tempPack struct {
+	tag     string // the temp tag it was found under
+	id      ID
+	entries []PackEntry
+	b       []byte // its bytes, valid until the callback returns
+}
+
+// eachAdoptable calls fn, one after the other, with each pack the
+// writers tagged tag (every tag: "") left in their temp areas that
+// adoption commits: finished, not one of a collection's (see above), not
+// hidden by a collection's plan, not in packs/ already. It reads, and
+// writes nothing; an error of fn stops it and is returned.
+func (s *Store) eachAdoptable(ctx context.Context, tag string, fn func(tempPack) error) error {
 	tr, ok := s.be.(backend.TempReader)
 	if !ok {
-		return 0, 0, nil
+		return nil
 	}
 	type tempFile struct{ tag, name string }
 	var files []tempFile
@@ -57,18 +105,15 @@ func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, int64,
 		return nil
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("list what interrupted writers left in store %s: %w", s.Dir(), err)
+		return fmt.Errorf("list what interrupted writers left in store %s: %w", s.Dir(), err)
 	}
 	if len(files) == 0 {
-		return 0, 0, nil
+		return nil
 	}
 	plan, err := s.loadPlan(ctx)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	var adopted []packRecord
-	var bytes int64
-	var fromTags []string // the temp tag each adopted pack was found under
 	var buf []byte
 	for _, f := range files {
 		b, err := tr.LoadTemp(ctx, f.tag, f.name, buf)
@@ -89,30 +134,61 @@ func (s *Store) adoptTemp(ctx context.Context, tag, journal string) (int, int64,
 		if _, err := s.be.Stat(ctx, packHandle(id)); err == nil {
 			continue // committed after all, or the same blobs stored again
 		}
-		if err := s.journalAdd(journal, id); err != nil {
-			return len(adopted), bytes, storeWriteError(s.Dir(), err)
-		}
-		if err := s.commitAdopted(ctx, tag, id, b); err != nil {
-			return len(adopted), bytes, storeWriteError(s.Dir(), fmt.Errorf("adopt pack %s: %w", id, err))
-		}
-		if !s.idx.addPack(id, entries, int64(len(b))) {
-			s.idx.setPackSize(id, int64(len(b))) // known from before as missing
-		}
-		adopted = append(adopted, packRecord{id: id, entries: entries})
-		bytes += int64(len(b))
-		fromTags = append(fromTags, f.tag)
-		if len(adopted)%indexEvery == 0 {
-			from := len(adopted) - indexEvery
-			if err := s.indexAdopted(journal, adopted[from:], fromTags[from:]); err != nil {
-				return len(adopted), bytes, err
-			}
+		if err := fn(tempPack{tag: f.tag, id: id, entries: entries, b: b}); err != nil {
+			return err
 		}
 	}
-	from := len(adopted) / indexEvery * indexEvery
-	if err := s.indexAdopted(journal, adopted[from:], fromTags[from:]); err != nil {
-		return len(adopted), bytes, err
+	return nil
+}
+
+// tempNote tells a dry run, whose exclusive lock adopts and cleans
+// nothing (lockExclusive), what the lock of the same run without
+// --dry-run would do first with what interrupted writers left in the
+// temp areas: adopt the finished packs, which can change what the run
+// finds (a pack missing from packs/ is there again), and remove the
+// rest. "" when the temp areas hold nothing of theirs. It reads each
+// temp pack whole, as adoption would: a few packs per interrupted
+// writer, against the pack walk's every header.
+func (s *Store) tempNote(ctx context.Context) string {
+	tr, ok := s.be.(backend.TempReader)
+	if !ok {
+		return ""
 	}
-	return len(adopted), bytes, nil
+	files := 0
+	var size int64
+	for _, t := range backend.FileTypes {
+		tr.ListTemp(ctx, "", t, func(_, _ string, n int64) error {
+			files++
+			size += n
+			return nil
+		})
+	}
+	if files == 0 {
+		return ""
+	}
+	found, packs := 0, map[ID]int64{}
+	err := s.eachAdoptable(ctx, "", func(p tempPack) error {
+		found++
+		packs[p.id] = int64(len(p.b))
+		return nil
+	})
+	if err != nil {
+		return fmt.Sprintf("%v: this dry run cannot tell what a run without --dry-run adopts first", err)
+	}
+	var packBytes int64
+	for _, n := range packs {
+		packBytes += n
+	}
+	rest := ""
+	if n := files - found; n > 0 {
+		rest = fmt.Sprintf(" and removes the %d other temp file(s) (%s)", n, humanize.IBytes(uint64(max(size-packBytes, 0))))
+	}
+	if len(packs) == 0 {
+		return fmt.Sprintf("store %s: interrupted writers left %d temp file(s) (%s), none a finished pack; this dry run leaves them, a run without --dry-run removes them",
+			s.Dir(), files, humanize.IBytes(uint64(size)))
+	}
+	return fmt.Sprintf("store %s: interrupted writers left %d finished pack(s) (%s) in its temp area that are not in packs/; this dry run leaves them and reports without them, while a run without --dry-run first adopts them into packs/ and the index%s",
+		s.Dir(), len(packs), humanize.IBytes(uint64(packBytes)), rest)
 }
 
 // commitAdopted writes b, the finished pack id, under packs/ through a

@@ -45,8 +45,9 @@ import (
 // (repair and garbage collection decide from which packs are present),
 // which finds every session's leftovers; its first writer indexes them
 // and clears every journal. A pack left complete in a dead session's
-// temp area (journaled, not yet committed) is not adopted: it goes with
-// the temp area and its blobs are stored again.
+// temp area (journaled, not yet committed) is adopted before the temp
+// area is cleaned (journal_temp.go). The exclusive lock of a dry run
+// does neither, nor consolidates: it changes nothing (LockDryRun).
 
 // LockInfo describes a holder of the store lock.
 type LockInfo struct {
@@ -171,17 +172,29 @@ func (s *Store) LockExclusive(ctx context.Context, purpose string, wait time.Dur
 }
 
 // LockDryRun is LockExclusive for a run that changes nothing (a dry
-// run): on a store whose file system is read-only (an administrator's
-// read-only mount, or one the kernel remounted read-only after disk
-// errors), where no lock can be taken, it returns a lock that holds
-// nothing, after the same pack walk, and a note saying so. What it finds
-// is then only as good as the store's state while it runs.
+// run): the same pack walk, but what interrupted writers left in the
+// temp areas is neither adopted nor removed, and the index is not
+// consolidated (LockExclusive does all three, which a dry run must not);
+// the note it returns tells what a run that writes would adopt and
+// remove first, since that can change what it finds. On a store whose
+// file system is read-only (an administrator's read-only mount, or one
+// the kernel remounted read-only after disk errors), where no lock can
+// be taken, it returns a lock that holds nothing, and the note says so
+// too. What it finds is then only as good as the store's state while it
+// runs.
 func (s *Store) LockDryRun(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo)) (*Lock, string, error) {
 	l, err := s.lockExclusive(ctx, purpose, wait, onWait, true)
-	if err != nil || l.held != nil {
-		return l, "", err
+	if err != nil {
+		return nil, "", err
 	}
-	return l, readOnlyNote(s.Dir()), nil
+	var notes []string
+	if l.held == nil {
+		notes = append(notes, readOnlyNote(s.Dir()))
+	}
+	if n := s.tempNote(ctx); n != "" {
+		notes = append(notes, n)
+	}
+	return l, strings.Join(notes, "; "), nil
 }
 
 func readOnlyNote(dir string) string {
@@ -205,6 +218,19 @@ func (s *Store) lockExclusive(ctx context.Context, purpose string, wait time.Dur
 		}
 		return l, nil
 	}
+	if dryRun {
+		// A dry run changes nothing, whatever the file system: before,
+		// only a read-only one skipped what follows, so a "repair
+		// --dry-run" adopted the packs left in tmp/ (committed, indexed),
+		// emptied tmp/ and could consolidate the index. Its report is of
+		// the store as it is; LockDryRun's note tells what a run that
+		// writes would adopt first.
+		if err := s.walkPacks(); err != nil {
+			l.Unlock()
+			return nil, err
+		}
+		return l, nil
+	}
 	// Temp files left by any writer that died are ours to clean now,
 	// once the packs finished in them are adopted (journal_temp.go).
 	if _, _, err := s.adoptTemp(ctx, "", journalExclusive); err != nil {
@@ -212,7 +238,11 @@ func (s *Store) lockExclusive(ctx context.Context, purpose string, wait time.Dur
 		return nil, err
 	}
 	if tc, ok := s.be.(backend.TempCleaner); ok {
-		tc.CleanTemp(ctx, "")
+		// Only what writers left: CleanTemp removes nothing else (the
+		// local backend: its own names, in tmp/ and its directories).
+		if err := tc.CleanTemp(ctx, ""); err != nil {
+			fmt.Fprintf(os.Stderr, "recall: store %s: %v (temp files of interrupted writers stay; the next exclusive lock tries again)\n", s.Dir(), err)
+		}
 	}
 	// What needs the exclusive lock (repair, forget, GC) decides from
 	// which packs are present: the lock's one pack walk is done now.

@@ -360,7 +360,11 @@ func Warm(ctx context.Context, be Backend, hs []Handle) error {
 // tmp/, and .tmp- files of interrupted saves) which a crashed writer
 // leaves behind. CleanTemp removes those of tag (a FileWriter's tag, see
 // Tagger), or with tag "" every temporary file, which only the holder of
-// an exclusive lock may ask for.
+// an exclusive lock may ask for. It removes only what the backend's own
+// writers made, told by its names: the place it keeps them may hold what
+// is not the store's (local: a note in tmp/, or tmp/ a symlink to a
+// directory that holds other files), and that stays. What ListTemp
+// lists is what it removes.
 type TempCleaner interface {
 	CleanTemp(ctx context.Context, tag string) error
 }

@@ -69,6 +69,14 @@ func (b *Backend) create(ctx context.Context, t backend.FileType, tag string, si
 	if err != nil {
 		return nil, full(err)
 	}
+	if !isTempNameOf(t, filepath.Base(f.Name())) {
+		// CleanTemp would never remove it: a Go whose CreateTemp names
+		// files otherwise must fail here, not leave temp files that
+		// pile up in tmp/ for good.
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("temp file %s: not named as CleanTemp expects (<type>-<digits>)", f.Name())
+	}
 	if err := fault(StepCreate, f.Name(), ""); err != nil {
 		f.Close()
 		os.Remove(f.Name())
@@ -278,12 +286,26 @@ func (w *fileWriter) commit(ctx context.Context, h backend.Handle) error {
 		return err
 	}
 	if err := os.Rename(w.f.Name(), final); err != nil {
+		if errors.Is(err, unix.EXDEV) {
+			return crossDevice(w.b.dir, final, err)
+		}
 		return err
 	}
 	w.done = true
 	w.close()
 	w.b.forget(h)
 	return syncDir(filepath.Dir(final))
+}
+
+// crossDevice is the error of a commit whose rename from tmp/ to final
+// crossed file systems: tmp/ (or final's directory) is a symlink to
+// another disk. A file appears whole or not at all only because it is
+// renamed into place, which cannot cross file systems (a copy would
+// show it half-written), so tmp/ must be where the store's files are.
+func crossDevice(dir, final string, err error) error {
+	tmp, dst := filepath.Join(dir, "tmp"), filepath.Dir(final)
+	return fmt.Errorf("%w: %s and %s are on different file systems (a symlink to another disk?), and recall builds each file in the one and renames it into the other: put %s on the file system of the store's files (a directory there, or a symlink to one)",
+		err, tmp, dst, tmp)
 }
 
 func (w *fileWriter) close() {
@@ -345,7 +367,9 @@ func (b *Backend) ListTemp(ctx context.Context, tag string, t backend.FileType, 
 			return fmt.Errorf("list temp files of %q: %w", tg, err)
 		}
 		for _, e := range ents {
-			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), t.String()+"-") {
+			// Exactly what CleanTemp removes: garbage collection
+			// counts what it lists as removed with the area.
+			if !e.Type().IsRegular() || !isTempNameOf(t, e.Name()) {
 				continue
 			}
 			info, err := e.Info()
@@ -358,6 +382,23 @@ func (b *Backend) ListTemp(ctx context.Context, tag string, t backend.FileType, 
 		}
 	}
 	return nil
+}
+
+// isTempName reports whether name is one create gives a file it starts:
+// "<type>-" and os.CreateTemp's digits (packs-123). CleanTemp removes
+// those and nothing else from tmp/, which may hold what is not ours.
+func isTempName(name string) bool {
+	for _, t := range backend.FileTypes {
+		if isTempNameOf(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTempNameOf(t backend.FileType, name string) bool {
+	rest, ok := strings.CutPrefix(name, t.String()+"-")
+	return ok && allDigits(rest)
 }
 
 // LoadTemp reads a whole file ListTemp named.

@@ -14,7 +14,8 @@
 //	locks/<name>             the flock of lock <name>, with the info of an
 //	                         exclusive holder; locks/<name>.<pid>-<token>
 //	                         one per holder, with its info, flocked by it
-//	tmp/[<tag>/]pack-*       files being built (Create, CreateTagged)
+//	tmp/[<tag>/]<type>-<n>   files being built (Create, CreateTagged): packs-123,
+//	                         index-456; nothing else in tmp/ is ours (CleanTemp)
 //	reserve                  room set aside for garbage collection on a
 //	                         full file system (backend.Reserver, reserve.go)
 //
@@ -463,47 +464,129 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// CleanTemp removes files being built by a dead session: tmp/<tag>/ (the
-// directory too), or
-// with tag "" everything in tmp/ and every interrupted save's temp file.
+// CleanTemp removes what writers that died left being built: with a tag,
+// the temp files in tmp/<tag>/, and the directory once empty; with tag
+// "", those in tmp/ and in each directory of tmp/ (each directory that
+// held them goes once empty), and every interrupted save's temp file
+// (.tmp-<name>-<digits>) beside the store's files.
+//
+// Only the names this backend gives what it writes are removed
+// (isTempName, isSaveTemp), regular files only, never a symlink: no
+// command removes what it did not write. Before, tag "" removed every
+// entry of tmp/ and tag the whole of tmp/<tag>/, so a note or a
+// directory an administrator kept there went too, and with tmp/ a
+// symlink to a directory elsewhere, everything in that directory.
+//
+// A tmp/ that is a symlink is followed, as Create follows it to write
+// there: with only our names removed, what else is in the directory it
+// points to is safe. It must be on the store's file system, since a file
+// built there is renamed into place (Commit says so when it is not). A
+// directory of tmp/ that is a symlink is followed for its own tag (a
+// session writes through it) and never removed; the sweep of tag "" does
+// not enter it.
 func (b *Backend) CleanTemp(ctx context.Context, tag string) error {
+	tmp := filepath.Join(b.dir, "tmp")
 	if tag != "" {
 		if err := (backend.Handle{Type: backend.Packs, Name: tag}).Valid(); err != nil {
 			return fmt.Errorf("temp tag: %w", err)
 		}
-		return os.RemoveAll(filepath.Join(b.dir, "tmp", tag))
-	}
-	if err := removeAllIn(filepath.Join(b.dir, "tmp"), nil); err != nil {
+		_, err := cleanTempDir(filepath.Join(tmp, tag), true)
 		return err
 	}
-	isTmp := func(name string) bool { return strings.HasPrefix(name, ".tmp-") }
+	if _, err := removeIn(tmp, isTempName); err != nil { // tmp/ itself stays
+		return err
+	}
+	ents, err := os.ReadDir(tmp)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("clean temp files: %w", err)
+	}
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.IsDir() { // not a symlink to one: the sweep follows none
+			if _, err := cleanTempDir(filepath.Join(tmp, e.Name()), false); err != nil {
+				return err
+			}
+		}
+	}
 	// gc/ too: the exclusive holder that calls this excludes gc, which
 	// holds the store lock shared (a killed gc left its plan's temp file).
 	for _, d := range []string{"", "index", "points", "damaged", "journal", "gc"} {
-		if err := removeAllIn(filepath.Join(b.dir, d), isTmp); err != nil {
+		if _, err := removeIn(filepath.Join(b.dir, d), isSaveTemp); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// removeAllIn removes the entries of dir that match (nil: all).
-func removeAllIn(dir string, match func(string) bool) error {
+// cleanTempDir removes the temp files Create left in dir, a tag's
+// directory of tmp/ (isTempName), then dir itself when nothing else is
+// left in it and it is the caller's tag (named) or held such files: an
+// empty directory that never held any is not known to be ours. It
+// reports whether dir was removed; a dir that is not there is no error.
+func cleanTempDir(dir string, named bool) (bool, error) {
+	n, err := removeIn(dir, isTempName)
+	if err != nil || !named && n == 0 {
+		return false, err
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return false, nil // gone, or a symlink: not ours to remove
+	}
+	// rmdir: refused when anything else is in it, which then stays.
+	if err := os.Remove(dir); err != nil {
+		return false, nil
+	}
+	return true, nil
+}
+
+// removeIn removes the regular files of dir whose name matches, and
+// returns how many it removed. A dir that is not there holds none.
+func removeIn(dir string, match func(string) bool) (int, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("clean temp files: %w", err)
 	}
+	n := 0
 	for _, e := range ents {
-		if match == nil || match(e.Name()) {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
+		if !e.Type().IsRegular() || !match(e.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return n, fmt.Errorf("remove temp file %s: %w; remove it by hand if this persists", p, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// isSaveTemp reports whether name is one createTemp gives a save's temp
+// file: ".tmp-" + the file's name + "-" + os.CreateTemp's decimal digits.
+func isSaveTemp(name string) bool {
+	rest, ok := strings.CutPrefix(name, ".tmp-")
+	if !ok {
+		return false
+	}
+	i := strings.LastIndexByte(rest, '-')
+	return i > 0 && allDigits(rest[i+1:])
+}
+
+// allDigits reports whether s is a non-empty run of decimal digits (what
+// os.CreateTemp puts for its "*": a random uint32).
+func allDigits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 // Lock takes a flock on locks/<name> (LOCK_SH or LOCK_EX, without
