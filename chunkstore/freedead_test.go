@@ -100,7 +100,7 @@ func TestFreeDeadOnlySourceLock(t *testing.T) {
 			return err
 		}, map[string]backend.LockMode{"store": backend.Exclusive}},
 		{"lockGC", func() error {
-			release, err := s.lockGC(bg, 0)
+			release, err := s.lockGC(bg, 0, false)
 			if err == nil {
 				release()
 			}

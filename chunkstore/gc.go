@@ -401,7 +401,7 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	if o.IndexGrace == 0 {
 		o.IndexGrace = DefaultIndexGrace
 	}
-	release, err := s.lockGC(ctx, o.LockWait)
+	release, err := s.lockGC(ctx, o.LockWait, o.DryRun)
 	if err != nil && o.DryRun && readOnlyFS(err) {
 		release, err = func() {}, nil
 		if o.Log != nil {
@@ -480,7 +480,7 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 // killed collection's consolidated index file still in flight could land
 // after the next collection dropped its plan as never written, hiding
 // packs no plan names.
-func (s *Store) lockGC(ctx context.Context, wait time.Duration) (func(), error) {
+func (s *Store) lockGC(ctx context.Context, wait time.Duration, dryRun bool) (func(), error) {
 	l := &Lock{s: s, mode: backend.Shared}
 	if err := l.take(ctx, "garbage collection", wait, nil); err != nil {
 		return nil, err
@@ -510,8 +510,9 @@ func (s *Store) lockGC(ctx context.Context, wait time.Duration) (func(), error) 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	// What a collection that died left being written is garbage now.
-	if tc, ok := s.be.(backend.TempCleaner); ok {
+	// What a collection that died left being written is garbage now;
+	// a dry run leaves it, as it changes nothing.
+	if tc, ok := s.be.(backend.TempCleaner); ok && !dryRun {
 		tc.CleanTemp(ctx, gcTempTag)
 	}
 	return l.release, nil

@@ -238,3 +238,31 @@ func TestGCLeavesWhatRecallDidNotWriteInTemp(t *testing.T) {
 		t.Errorf("gc removed %s, which recall did not write: %v", theirs, err)
 	}
 }
+
+// gc --dry-run leaves the temp files a killed collection left (a real
+// collection removes them): before, taking the collection's lock removed
+// them for a dry run too.
+func TestGCDryRunLeavesItsTemp(t *testing.T) {
+	dir, s := newStore(t, false)
+	saveBlobs(t, s, randBytes(1, 5000))
+	left := filepath.Join(dir, "tmp", gcTempTag, "packs-123456")
+	if err := os.MkdirAll(filepath.Dir(left), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(left, randBytes(2, 3000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := storeTree(t, dir)
+	if _, err := s.GC(ctx, pointMarker(s), GCOptions{DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	if after := storeTree(t, dir); !maps.Equal(before, after) {
+		t.Fatalf("gc --dry-run changed the store:\nbefore %v\nafter  %v", before, after)
+	}
+	if _, err := s.GC(ctx, pointMarker(s), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); err == nil {
+		t.Error("a real collection left the dead collection's temp file")
+	}
+}
