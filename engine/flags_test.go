@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/internal/testskip"
 	"golang.org/x/sys/unix"
 )
@@ -162,20 +161,10 @@ func TestInodeFlagsAfterUpgrade(t *testing.T) {
 	old := *p
 	old.InodeFlags = false
 	old.Time = p.Time.Add(-1)
-	blob := EncodeTree(root)
-	if blob[4] != 1 {
+	if blob := EncodeTree(root); blob[4] != 1 {
 		t.Fatalf("tree version %d", blob[4])
 	}
-	old.Tree = ts.st.Hash(blob)
-	if _, err := s.SaveBlob(chunkstore.TreeBlob, old.Tree, blob); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.CommitPoint(&old); err != nil {
-		t.Fatal(err)
-	}
+	commitTree(t, s, &old, root)
 	if err := s.RemovePoint(p.ID); err != nil {
 		t.Fatal(err)
 	}

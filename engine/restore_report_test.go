@@ -44,6 +44,26 @@ func TestRestoreReportsOnlyFilesInPlace(t *testing.T) {
 	}
 }
 
+// commitTree stores root as the tree of p in session s and commits p,
+// setting its Tree and ID: a point as a writer other than backup could
+// have made it.
+func commitTree(t *testing.T, s *Session, p *Point, root *Tree) {
+	t.Helper()
+	blob := EncodeTree(root)
+	p.Tree = s.s.st.Hash(blob)
+	if _, err := s.SaveBlob(chunkstore.TreeBlob, p.Tree, blob); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.CommitPoint(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ID = id
+}
+
 // A resumed restore keeps the files an earlier restore of the point left
 // whole (size, modification time and mode as in the point) and writes the
 // others again: one cut short (as kill -9 leaves it: full size, other
@@ -133,23 +153,11 @@ func TestRestoreSkipsWhatCannotBeMade(t *testing.T) {
 		&Node{Name: "emptylink", Type: TypeSymlink, Mode: 0o777},
 		&Node{Name: "huge", Type: TypeFile, Mode: 0o644, Size: 1 << 62, Extents: []Extent{{Hole: true, End: 1 << 62}}},
 		&Node{Name: "a/b", Type: TypeFile, Mode: 0o644})
-	s := openSession(t, ts.st, SessionOptions{Purpose: "test"})
-	blob := EncodeTree(root)
 	q := *p
 	q.Time = p.Time.Add(1)
-	q.Tree = ts.st.Hash(blob)
-	if _, err := s.SaveBlob(chunkstore.TreeBlob, q.Tree, blob); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	id, err := s.CommitPoint(&q)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSession(t, ts.st, SessionOptions{Purpose: "test"})
+	commitTree(t, s, &q, root)
 	s.Close()
-	q.ID = id
 
 	target := t.TempDir()
 	res, err := Restore(context.Background(), ts.r, &q, RestoreOptions{Target: target})

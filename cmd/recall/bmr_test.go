@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +21,27 @@ func runRecall(t *testing.T, args ...string) (string, error) {
 	app.Writer = &out
 	err := app.Run(interspersed(app, append([]string{"recall"}, args...)))
 	return out.String(), err
+}
+
+// cliHome makes a home path and an empty source directory in a fresh
+// temp directory, and returns them with a runner of recall on that home
+// that fails the test on an error.
+func cliHome(t *testing.T) (home, src string, run func(args ...string) string) {
+	t.Helper()
+	dir := t.TempDir()
+	home, src = filepath.Join(dir, "home"), filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run = func(args ...string) string {
+		t.Helper()
+		out, err := runRecall(t, append([]string{"--home", home}, args...)...)
+		if err != nil {
+			t.Fatalf("recall %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+	return home, src, run
 }
 
 // TestBMRVersions backs up two generations of a staging share and a cut

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,19 +10,7 @@ import (
 // forget -q prints nothing; --json still prints the point, and without
 // -q the sentence is there.
 func TestQuietForget(t *testing.T) {
-	dir := t.TempDir()
-	home, src := filepath.Join(dir, "home"), filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := runRecall(t, append([]string{"--home", home}, args...)...)
-		if err != nil {
-			t.Fatalf("recall %s: %v", strings.Join(args, " "), err)
-		}
-		return out
-	}
+	_, src, run := cliHome(t)
 	run("-q", "init")
 	for range 3 {
 		run("-q", "backup", "--source", "s", src)
@@ -45,11 +32,8 @@ func TestQuietForget(t *testing.T) {
 // twice once, each printed (a JSON line each with --json); the names are
 // those a mount showed before the first removal.
 func TestForgetSeveral(t *testing.T) {
-	dir := t.TempDir()
-	home, src := filepath.Join(dir, "home"), filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	home, src, _ := cliHome(t)
+	dir := filepath.Dir(home)
 	run := func(args ...string) (string, error) {
 		t.Helper()
 		return runRecall(t, append([]string{"--home", home}, args...)...)

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,19 +17,7 @@ import (
 // escape to the terminal, and a tab in its path shifted the columns.
 // --json prints the strings as they are, escaped by JSON.
 func TestPointsTableEscapesManifestStrings(t *testing.T) {
-	dir := t.TempDir()
-	home, src := filepath.Join(dir, "home"), filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := runRecall(t, append([]string{"--home", home}, args...)...)
-		if err != nil {
-			t.Fatalf("recall %s: %v", strings.Join(args, " "), err)
-		}
-		return out
-	}
+	home, src, run := cliHome(t)
 	run("-q", "init")
 	run("-q", "backup", "--source", "plain", src)
 
