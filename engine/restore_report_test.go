@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"os"
@@ -177,5 +179,79 @@ func TestRestoreSkipsWhatCannotBeMade(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(target, "huge")); err == nil {
 		t.Error("the file too large for the target was left behind")
+	}
+}
+
+// verify reports what restore cannot restore as stored: an entry whose
+// name no directory can hold, and the second entry of a name held twice.
+// Before, verify (even --read-data) said "no errors" for such a tree,
+// which only a writer other than backup makes (a tree blob is named by
+// its hash, so damage cannot).
+func TestVerifyReportsNamesRestoreCannotMake(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"keep": "kept", "other": "x"})
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(context.Background(), ts.r, VerifyOptions{}); err != nil {
+		t.Fatalf("verify of a backup: %v", err)
+	}
+	root, err := ts.r.LoadTree(p.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := *root.Find("keep")
+	root.Nodes = append(root.Nodes, &dup, &Node{Name: "a/b", Type: TypeFile, Mode: 0o644})
+	q := *p
+	q.Time = p.Time.Add(1)
+	s := openSession(t, ts.st, SessionOptions{Purpose: "test"})
+	commitTree(t, s, &q, root)
+	s.Close()
+	rep, err := Verify(context.Background(), ts.r, VerifyOptions{})
+	if !errors.Is(err, ErrVerifyFailed) {
+		t.Fatalf("verify: %v", err)
+	}
+	var got []string
+	for _, d := range rep.Damage {
+		if d.Point != q.ID.String() {
+			t.Errorf("damage in another point: %+v", d)
+		}
+		got = append(got, d.Path)
+	}
+	slices.Sort(got)
+	if want := []string{`"a/b"`, "keep"}; !slices.Equal(got, want) {
+		t.Errorf("damage at %q, want %q: %+v", got, want, rep.Damage)
+	}
+
+	// Entries out of order (EncodeTree sorts: each is encoded alone and
+	// the bodies joined under one header) are damage of the directory.
+	s = openSession(t, ts.st, SessionOptions{Purpose: "test"})
+	if err := s.RemovePoint(q.ID); err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	raw = append(raw, "RTRE\x01"...)
+	raw = binary.AppendUvarint(raw, 2)
+	for _, name := range []string{"other", "keep"} {
+		one := EncodeTree(&Tree{Nodes: []*Node{root.Find(name)}})
+		raw = append(raw, one[6:]...) // magic, version, count 1
+	}
+	u := *p
+	u.Time = p.Time.Add(2)
+	u.Tree = ts.st.Hash(raw)
+	if _, err := s.SaveBlob(chunkstore.TreeBlob, u.Tree, raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if u.ID, err = s.CommitPoint(&u); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	rep, err = Verify(context.Background(), ts.r, VerifyOptions{})
+	if !errors.Is(err, ErrVerifyFailed) || len(rep.Damage) != 1 || rep.Damage[0].Path != "." || rep.Damage[0].Point != u.ID.String() {
+		t.Errorf("verify of an unsorted tree: %v, %+v", err, rep.Damage)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -205,12 +206,30 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 			return td
 		}
 		rep.Trees++
-		for _, n := range t.Nodes {
+		// Names as restore meets them: every backup writes a tree's
+		// entries sorted, each name once and each one a name a directory
+		// can hold. A tree that is not was written by something else (a
+		// tree blob is named by its hash, so bit rot cannot make one):
+		// restore skips an unsafe name, fails on the second of a name
+		// and cannot find a --path in an unsorted tree, so each is
+		// damage here too. Before, verify passed such trees.
+		prev, unsorted := "", false
+		for i, n := range t.Nodes {
 			if ctx.Err() != nil {
 				return nil
 			}
+			switch {
+			case i > 0 && n.Name == prev:
+				td.files = append(td.files, entryDamage{name: n.Name, why: "the name is held twice in its directory: restore makes the first"})
+				continue
+			case i > 0 && n.Name < prev && !unsorted:
+				unsorted = true
+				td.files = append(td.files, entryDamage{name: ".", why: "the directory's entries are not sorted by name, as every backup writes them: a restore of one path in it may not find it"})
+			}
+			prev = n.Name
 			if !safeName(n.Name) {
-				continue // restore skips it with a warning
+				td.files = append(td.files, entryDamage{name: strconv.Quote(n.Name), why: "the name cannot be made in a directory: restore skips it"})
+				continue
 			}
 			switch {
 			case n.Type == TypeDir:
