@@ -341,3 +341,31 @@ func TestGCFullStoreSaysRoomNeeded(t *testing.T) {
 		t.Errorf("gc that rewrites nothing: %+v", rep)
 	}
 }
+
+// A reader that loaded the index before a collection rewrote a pack
+// (a mount running for days, a long restore or verify, a copy's source:
+// none takes a session) reads the pack's live blobs from their new pack.
+// Before, it read "pack file is missing" until the process started again:
+// the mount gave EIO for a directory whose tree was moved, and verify and
+// restore reported damage that was not there.
+func TestReaderFollowsRewrittenPack(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		dir, s := newStore(t, enc)
+		live, dead := randBytes(1, 2000), randBytes(2, 300_000)
+		gcBlobs(t, s, "a", [][]byte{live, dead}, 0) // one pack; the point keeps live only
+		old, _ := s.PackOf(s.Hash(live))
+		r := reopen(t, dir) // the reader, with the index as it is now
+		g := reopen(t, dir)
+		rep, err := g.GC(ctx, pointMarker(g), GCOptions{IndexGrace: -1, RepackThreshold: 0.5})
+		if err != nil || rep.PacksRewritten != 1 || g.HasPackFile(old) {
+			t.Fatalf("encrypted=%v: gc: %+v, %v", enc, rep, err)
+		}
+		b, err := r.LoadBlob(s.Hash(live), nil)
+		if err != nil || !bytes.Equal(b, live) {
+			t.Fatalf("encrypted=%v: the reader's live blob after the rewrite: %v", enc, err)
+		}
+		if p, _ := r.PackOf(s.Hash(live)); p == old {
+			t.Errorf("encrypted=%v: the reader still places the blob in the deleted pack", enc)
+		}
+	}
+}

@@ -736,6 +736,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b
 // With no usable place the first is read anyway, for the error that says
 // what is wrong with it.
 func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
+	refreshed := false
 	for tries := 0; ; tries++ {
 		l, found, usable := s.idx.lookup(id)
 		if !found && tries == 0 {
@@ -760,6 +761,20 @@ func (s *Store) LoadBlob(id ID, dst []byte) ([]byte, error) {
 			s.idx.learnGone(l.pack)
 			if next, found, usable := s.idx.lookup(id); found && usable && next != l {
 				continue
+			}
+			// Garbage collection may have rewritten the pack: the new
+			// place is in an index file written since this process
+			// loaded the index. A reader (a mount, restore, verify, a
+			// copy's source) takes no session, so nothing refreshed it;
+			// before, a live blob read "pack file is missing" until the
+			// process started again.
+			if !refreshed {
+				refreshed = true
+				if s.Refresh() == nil {
+					if next, found, _ := s.idx.lookup(id); found && next != l {
+						continue
+					}
+				}
 			}
 		}
 		if errors.Is(err, ErrCorrupt) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -537,6 +538,16 @@ func (rs *restorer) readPack(pp *packPlan, fc *fileCache) {
 		// Only a done ctx stops the pass; what it did not hand over is
 		// given up on below.
 		_ = packReader(rs.ctx, rs.r, pp.pack, ids, func(id chunkstore.ID, data []byte, err error) {
+			if errors.Is(err, chunkstore.ErrNotFound) {
+				// The pack went after the plan was made: garbage
+				// collection rewrote it while the restore ran. The
+				// chunk is read from wherever the index now places it
+				// (ReadChunk refreshes the index); before, it was
+				// reported damaged, and verify found nothing.
+				if d, rerr := rs.r.ReadChunk(id, nil); rerr == nil {
+					data, err = d, nil
+				}
+			}
 			i, _ := slices.BinarySearchFunc(ents, id, func(e planEntry, id chunkstore.ID) int { return bytes.Compare(e.id[:], id[:]) })
 			for ; i < len(ents) && ents[i].id == id; i++ {
 				if ents[i].of != nil {

@@ -1421,7 +1421,11 @@ func (rs *restorer) applyMetaFresh(of *openFile) {
 		return
 	}
 	defer done()
-	rs.meta(metaAt{path: of.path, fd: fd, modeSet: of.modeSet}, of.rel, of.n, true)
+	// A file with damaged ranges keeps the time of its restore, not the
+	// point's: "restore --resume" keeps only files with the point's size
+	// and time, and before, it kept such a file, zeroes and all, and
+	// exited 0.
+	rs.meta(metaAt{path: of.path, fd: fd, modeSet: of.modeSet, skipTimes: rs.isDamaged(of.rel)}, of.rel, of.n, true)
 	if of.n.Flags != 0 && !of.device {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
@@ -1597,6 +1601,9 @@ func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 			rs.warn(rel, fmt.Errorf("xattr %s: %w", x.Name, err))
 		}
 	}
+	if at.skipTimes {
+		return
+	}
 	ts := []unix.Timespec{unix.NsecToTimespec(n.AtimeNS), unix.NsecToTimespec(n.MtimeNS)}
 	if err := at.utimes(ts); err != nil {
 		rs.warn(rel, fmt.Errorf("times: %w", err))
@@ -1614,6 +1621,9 @@ type metaAt struct {
 	fd      int
 	opath   bool
 	modeSet bool // the file was created with its final mode
+	// skipTimes: the entry keeps the time it has (a file restored with
+	// damaged ranges: see applyMetaFresh).
+	skipTimes bool
 	// dfd and name: the entry's directory and name, for times without
 	// /proc (utimes); name "" when not known.
 	dfd  int

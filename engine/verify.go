@@ -60,10 +60,14 @@ type DamagedPoint struct {
 
 // VerifyReport is what Verify found.
 type VerifyReport struct {
-	Points        int               `json:"points"`
-	Trees         int               `json:"trees"`  // distinct trees (directories) read
-	Chunks        int               `json:"chunks"` // distinct data chunks checked
-	Packs         int               `json:"packs_read"`
+	Points int `json:"points"`
+	Trees  int `json:"trees"`  // distinct trees (directories) read
+	Chunks int `json:"chunks"` // distinct data chunks checked
+	Packs  int `json:"packs_read"`
+	// PacksGone: packs listed for reading back that a garbage collection
+	// running beside deleted before they were read (not damage: their
+	// live blobs are checked where it moved them).
+	PacksGone     int               `json:"packs_gone,omitempty"`
 	BadPacks      map[string]string `json:"bad_packs,omitempty"` // pack -> what is wrong with it
 	DamagedBlobs  []DamagedBlob     `json:"damaged_blobs,omitempty"`
 	Damage        []Damage          `json:"damage,omitempty"`
@@ -394,6 +398,10 @@ func packString(id chunkstore.ID) string {
 	return id.String()
 }
 
+// packsListed, when set (tests), runs once checkPacks has listed the
+// packs it reads back: what another process could do then.
+var packsListed func()
+
 // checkPacks reads back every pack of the share (CheckPack, which records bad blobs),
 // each once and whole, a few at a time, and marks in checked the packs
 // whose blobs were all read.
@@ -415,6 +423,9 @@ func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[c
 	if err := warmPacks(ctx, r, ids); err != nil {
 		return fmt.Errorf("bring packs online: %w", err)
 	}
+	if packsListed != nil {
+		packsListed()
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, procs.CPUs())
@@ -430,6 +441,19 @@ func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[c
 			name := id.String()
 			prog.begin(name)
 			pc, err := st.CheckPack(id)
+			if errors.Is(err, chunkstore.ErrNotFound) && !st.HasPackFile(id) {
+				// Listed, then gone: a garbage collection beside this
+				// verify deleted it (it is not damage; the walk reads
+				// its live blobs where they were moved, ReadChunk
+				// refreshing the index). Before, it was reported as a
+				// damaged pack, with advice to repair.
+				prog.addBytes(sizes[id])
+				prog.fileDone(name)
+				mu.Lock()
+				rep.PacksGone++
+				mu.Unlock()
+				return
+			}
 			prog.addBytes(sizes[id])
 			prog.fileDone(name)
 			if err != nil || pc.Header != nil || len(pc.Bad) > 0 {
