@@ -257,13 +257,13 @@ func TestVerifyReportsNamesRestoreCannotMake(t *testing.T) {
 	}
 }
 
-// A restore reads the chunks of a pack that garbage collection rewrote
-// and deleted after the restore planned its reads (a long restore, a
-// nightly gc): from the pack they were moved to. Before, they were
-// reported damaged (exit 4, advising verify, which found nothing), and
-// the zero-filled files were left with the point's time, which "restore
-// --resume" then kept.
-func TestRestoreBesideGCRewrite(t *testing.T) {
+// gcRewriteSetup makes two points of one source, the second without the
+// first one's large file, and forgets the first through another handle
+// of the store (as another process): a collection by other then rewrites
+// the pack the second point's file "keep" shares with the dead file. It
+// returns the store, the second point, the other handle and keep's bytes.
+func gcRewriteSetup(t *testing.T) (*testStore, *Point, *Store, []byte) {
+	t.Helper()
 	ts := newTestStore(t)
 	src := t.TempDir()
 	keep, gone := randomBytes(1, 50_000), randomBytes(2, 600_000)
@@ -280,13 +280,22 @@ func TestRestoreBesideGCRewrite(t *testing.T) {
 	must(os.Remove(filepath.Join(src, "gone")))
 	b, err := ts.backup(BackupOptions{Path: src, Source: "s"})
 	must(err)
-
 	other, err := Open(ts.st.Dir(), chunkstore.OpenOptions{})
 	must(err)
-	defer other.Close()
-	if _, err := other.Forget(context.Background(), a.ID.String(), "", LockOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { other.Close() })
+	_, err = other.Forget(context.Background(), a.ID.String(), "", LockOptions{})
+	must(err)
+	return ts, b, other, keep
+}
+
+// A restore reads the chunks of a pack that garbage collection rewrote
+// and deleted after the restore planned its reads (a long restore, a
+// nightly gc): from the pack they were moved to. Before, they were
+// reported damaged (exit 4, advising verify, which found nothing), and
+// the zero-filled files were left with the point's time, which "restore
+// --resume" then kept.
+func TestRestoreBesideGCRewrite(t *testing.T) {
+	ts, b, other, keep := gcRewriteSetup(t)
 	old := packReader
 	t.Cleanup(func() { packReader = old })
 	var rep *GCReport
@@ -318,32 +327,7 @@ func TestRestoreBesideGCRewrite(t *testing.T) {
 // out of it are checked where they went. Before, verify reported damaged
 // packs and files in live points, and advised a repair.
 func TestVerifyBesideGCRewrite(t *testing.T) {
-	ts := newTestStore(t)
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "keep"), randomBytes(1, 50_000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "gone"), randomBytes(2, 600_000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a, err := ts.backup(BackupOptions{Path: src, Source: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(src, "gone")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ts.backup(BackupOptions{Path: src, Source: "s"}); err != nil {
-		t.Fatal(err)
-	}
-	other, err := Open(ts.st.Dir(), chunkstore.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if _, err := other.Forget(context.Background(), a.ID.String(), "", LockOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ts, _, other, _ := gcRewriteSetup(t)
 	var rep *GCReport
 	packsListed = func() {
 		var err error
