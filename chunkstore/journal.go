@@ -147,7 +147,7 @@ func (s *Store) adoptJournal(tag string, keep bool) (int, []ID, error) {
 		return 0, nil, err
 	}
 	var adopt []packRecord
-	var drop, kept []ID
+	var drop, there []ID // there: packs present, indexed now or by this call
 	for _, id := range byTag[tag] {
 		if entries, ok := s.unindexedPack(id); ok {
 			// Finished by an earlier session of this process that
@@ -156,11 +156,7 @@ func (s *Store) adoptJournal(tag string, keep bool) (int, []ID, error) {
 			continue
 		}
 		if s.idx.hasPack(id) {
-			if keep {
-				kept = append(kept, id)
-			} else {
-				drop = append(drop, id)
-			}
+			there = append(there, id)
 			continue
 		}
 		entries, size, err := s.readPackHeader(id)
@@ -183,16 +179,16 @@ func (s *Store) adoptJournal(tag string, keep bool) (int, []ID, error) {
 			return 0, nil, storeWriteError(s.Dir(), err)
 		}
 		for _, p := range rest[:n] {
-			if keep {
-				kept = append(kept, p.id)
-			} else {
-				drop = append(drop, p.id)
-			}
+			there = append(there, p.id)
 		}
 		rest = rest[n:]
 	}
-	s.journalDrop(tag, drop)
-	return len(adopt), kept, nil
+	if keep {
+		s.journalDrop(tag, drop)
+		return len(adopt), there, nil
+	}
+	s.journalDrop(tag, append(drop, there...))
+	return len(adopt), nil, nil
 }
 
 // dropJournals removes every journal entry: for the exclusive lock, whose

@@ -207,41 +207,31 @@ func readOnlyFS(err error) bool { return errors.Is(err, syscall.EROFS) }
 
 func (s *Store) lockExclusive(ctx context.Context, purpose string, wait time.Duration, onWait func(LockInfo), dryRun bool) (*Lock, error) {
 	l := &Lock{s: s, mode: backend.Exclusive, journal: journalExclusive}
-	if err := l.take(ctx, purpose, wait, onWait); err != nil {
-		if !dryRun || !readOnlyFS(err) {
-			return nil, err
-		}
-		// Nothing can be written there, so nothing is adopted, cleaned
-		// or consolidated: only the pack walk what is decided needs.
-		if err := s.walkPacks(); err != nil {
-			return nil, err
-		}
-		return l, nil
+	if err := l.take(ctx, purpose, wait, onWait); err != nil && (!dryRun || !readOnlyFS(err)) {
+		return nil, err
 	}
-	if dryRun {
-		// A dry run changes nothing, whatever the file system: before,
-		// only a read-only one skipped what follows, so a "repair
-		// --dry-run" adopted the packs left in tmp/ (committed, indexed),
-		// emptied tmp/ and could consolidate the index. Its report is of
-		// the store as it is; LockDryRun's note tells what a run that
-		// writes would adopt first.
-		if err := s.walkPacks(); err != nil {
+	// A dry run changes nothing, whatever the file system: it neither
+	// adopts, cleans nor consolidates (before, only a read-only one
+	// skipped them, so a "repair --dry-run" adopted the packs left in
+	// tmp/, emptied tmp/ and could consolidate the index). Its report is
+	// of the store as it is; LockDryRun's note tells what a run that
+	// writes would adopt first. On a read-only file system it holds no
+	// lock (LockDryRun says so).
+	if !dryRun {
+		// Temp files left by any writer that died are ours to clean
+		// now, once the packs finished in them are adopted
+		// (journal_temp.go).
+		if _, _, err := s.adoptTemp(ctx, "", journalExclusive); err != nil {
 			l.Unlock()
 			return nil, err
 		}
-		return l, nil
-	}
-	// Temp files left by any writer that died are ours to clean now,
-	// once the packs finished in them are adopted (journal_temp.go).
-	if _, _, err := s.adoptTemp(ctx, "", journalExclusive); err != nil {
-		l.Unlock()
-		return nil, err
-	}
-	if tc, ok := s.be.(backend.TempCleaner); ok {
-		// Only what writers left: CleanTemp removes nothing else (the
-		// local backend: its own names, in tmp/ and its directories).
-		if err := tc.CleanTemp(ctx, ""); err != nil {
-			fmt.Fprintf(os.Stderr, "recall: store %s: %v (temp files of interrupted writers stay; the next exclusive lock tries again)\n", s.Dir(), err)
+		if tc, ok := s.be.(backend.TempCleaner); ok {
+			// Only what writers left: CleanTemp removes nothing else
+			// (the local backend: its own names, in tmp/ and its
+			// directories).
+			if err := tc.CleanTemp(ctx, ""); err != nil {
+				fmt.Fprintf(os.Stderr, "recall: store %s: %v (temp files of interrupted writers stay; the next exclusive lock tries again)\n", s.Dir(), err)
+			}
 		}
 	}
 	// What needs the exclusive lock (repair, forget, GC) decides from
@@ -249,6 +239,9 @@ func (s *Store) lockExclusive(ctx context.Context, purpose string, wait time.Dur
 	if err := s.walkPacks(); err != nil {
 		l.Unlock()
 		return nil, err
+	}
+	if dryRun {
+		return l, nil
 	}
 	// Consolidating needs every writer to agree on one base, so it is
 	// done only here, alone, and only when the recent part is worth it.

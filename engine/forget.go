@@ -45,9 +45,14 @@ func (s *Store) ForgetAll(ctx context.Context, specs []string, source string, lo
 	seen := map[chunkstore.ID]bool{}
 	var sources []string
 	bySource := map[string][]*Forgotten{}
-	var before []*Point
+	// Listed once: every spec is resolved among them, and they are what
+	// a mount showed before the first removal (Forgotten.Before).
+	before, err := s.r.Points()
+	if err != nil {
+		return nil, err
+	}
 	for _, spec := range specs {
-		p, err := s.r.FindPoint(spec, source)
+		p, err := s.r.findPoint(before, spec, source)
 		var dp *DamagedPointError
 		if errors.As(err, &dp) {
 			p, err = &Point{ID: dp.ID, Damaged: dp.Reason}, nil
@@ -64,11 +69,6 @@ func (s *Store) ForgetAll(ctx context.Context, specs []string, source string, lo
 		seen[p.ID] = true
 		f := &Forgotten{Point: p}
 		if p.Damaged == "" {
-			if before == nil {
-				if before, err = s.r.Points(); err != nil {
-					return nil, err
-				}
-			}
 			f.Before = before
 		}
 		if _, ok := bySource[p.Source]; !ok {

@@ -335,13 +335,25 @@ var ErrAmbiguous = errors.New("ambiguous point id prefix")
 // *DamagedPointError, so that forget can remove the point and everything
 // else refuses it with exit code 4.
 func (r *Reader) FindPoint(spec, source string) (*Point, error) {
-	if strings.TrimSpace(spec) == "" {
-		// Every id has the empty prefix: "forget --source S $ID" with
-		// $ID unset forgot S's only point.
-		return nil, fmt.Errorf("no point given (an empty id): name one by its id, a unique id prefix, or \"latest\"; 'recall points' lists them")
-	}
 	pts, err := r.Points()
 	if err != nil {
+		return nil, err
+	}
+	return r.findPoint(pts, spec, source)
+}
+
+// checkSpec refuses an empty spec: every id has the empty prefix, so
+// "forget --source S $ID" with $ID unset forgot S's only point.
+func checkSpec(spec string) error {
+	if strings.TrimSpace(spec) == "" {
+		return fmt.Errorf("no point given (an empty id): name one by its id, a unique id prefix, or \"latest\"; 'recall points' lists them")
+	}
+	return nil
+}
+
+// findPoint is FindPoint among pts, the store's points (Points).
+func (r *Reader) findPoint(pts []*Point, spec, source string) (*Point, error) {
+	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
 	var cand []*Point

@@ -777,6 +777,18 @@ func cannotHold(err error, special bool, name string) bool {
 	return errors.Is(err, unix.EPERM) && (special || strings.ContainsAny(name, `"*:<>?\|`))
 }
 
+// cannotCreate lists the file rel (name in its directory) as not
+// restored when err, its create's error, says the target's file system
+// cannot hold it (cannotHold), and reports whether it did: that file
+// only is given up, and the restore goes on.
+func (rs *restorer) cannotCreate(rel, name string, err error) bool {
+	if !cannotHold(err, false, name) {
+		return false
+	}
+	rs.skip(rel, fmt.Errorf("not created: the target's file system cannot hold it: %w", err))
+	return true
+}
+
 // restoreDir makes the directory n at path, n.Name in d, or merges into
 // the directory there, and restores its entries through a descriptor
 // of it opened from d's: a symlink put there meanwhile is not followed.
@@ -956,10 +968,8 @@ func (rs *restorer) restoreFile(n *Node, d *dirRef, path, rel string) error {
 		beforeCreate(path)
 	}
 	fd, err := rs.createIn(d, n.Name, path, size, alloc, perm)
-	if err != nil && cannotHold(err, false, n.Name) {
-		// That file only (and the links the walk would make to it).
-		rs.skip(rel, fmt.Errorf("not created: the target's file system cannot hold it: %w", err))
-		return nil
+	if err != nil && rs.cannotCreate(rel, n.Name, err) {
+		return nil // that file only (and the links the walk would make to it)
 	}
 	if err != nil {
 		return err

@@ -236,10 +236,8 @@ func (rs *restorer) createOnce(of *openFile) (int, bool) {
 
 func (rs *restorer) createFailed(of *openFile, err error) {
 	of.failed = true
-	if cannotHold(err, false, filepath.Base(of.path)) {
-		// A name the target cannot hold (vfat: ':'): that file only.
-		rs.skip(of.rel, fmt.Errorf("not created: the target's file system cannot hold it: %w", err))
-		return
+	if rs.cannotCreate(of.rel, filepath.Base(of.path), err) {
+		return // a name the target cannot hold (vfat: ':'): that file only
 	}
 	rs.mu.Lock()
 	if rs.createErr == nil {

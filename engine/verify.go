@@ -441,26 +441,23 @@ func checkPacks(ctx context.Context, r *Reader, rep *VerifyReport, checked map[c
 			name := id.String()
 			prog.begin(name)
 			pc, err := st.CheckPack(id)
-			if errors.Is(err, chunkstore.ErrNotFound) && !st.HasPackFile(id) {
-				// Listed, then gone: a garbage collection beside this
-				// verify deleted it (it is not damage; the walk reads
-				// its live blobs where they were moved, ReadChunk
-				// refreshing the index). Before, it was reported as a
-				// damaged pack, with advice to repair.
-				prog.addBytes(sizes[id])
-				prog.fileDone(name)
-				mu.Lock()
-				rep.PacksGone++
-				mu.Unlock()
-				return
-			}
+			// Listed, then gone: a garbage collection beside this verify
+			// deleted it. Not damage: the walk reads its live blobs
+			// where they were moved (LoadBlob refreshes the index).
+			// Before, it was reported as a damaged pack, with advice to
+			// repair.
+			gone := errors.Is(err, chunkstore.ErrNotFound) && !st.HasPackFile(id)
 			prog.addBytes(sizes[id])
 			prog.fileDone(name)
-			if err != nil || pc.Header != nil || len(pc.Bad) > 0 {
+			if !gone && (err != nil || pc.Header != nil || len(pc.Bad) > 0) {
 				prog.addError()
 			}
 			mu.Lock()
 			defer mu.Unlock()
+			if gone {
+				rep.PacksGone++
+				return
+			}
 			rep.Packs++
 			switch {
 			case denied(err):
