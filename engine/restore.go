@@ -44,9 +44,13 @@ type RestoreResult struct {
 	// Kept, KeptBytes: with Resume, the files found in place whole and
 	// kept (counted in Files and Bytes too).
 	Kept, KeptBytes int64
-	Damaged         []PathError // files whose content could not be read
-	Skipped         []PathError // entries not restored: a non-empty directory or an immutable entry is in the way, or their directory was replaced by a symlink
-	Warnings        []PathError // metadata that could not be applied
+	// TargetKept: the target held entries before the restore, so it kept
+	// its own owner, mode, times, attributes and flags; the point's
+	// root's were not applied to it (a new or empty target gets them).
+	TargetKept bool
+	Damaged    []PathError // files whose content could not be read
+	Skipped    []PathError // entries not restored: a non-empty directory or an immutable entry is in the way, or their directory was replaced by a symlink
+	Warnings   []PathError // metadata that could not be applied
 }
 
 // errInTheWay: with --overwrite, a non-directory would replace a directory
@@ -193,7 +197,9 @@ type openFile struct {
 //
 // The target is a directory (created if missing) that receives:
 //   - the point's root, or the directory opts.Path names: its entries
-//     become the target's entries and its metadata the target's;
+//     become the target's entries and its metadata the target's, when
+//     the target is new or empty (one that held entries keeps its own:
+//     RestoreResult.TargetKept);
 //   - the one entry opts.Path names when it is not a directory (file,
 //     symlink, device image, ...): it becomes <target>/<name>.
 //
@@ -290,7 +296,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if single != nil && !safeName(single.Name) {
 		return nil, fmt.Errorf("path %q: unsafe name %q in point %s", opts.Path, single.Name, p.ID.Short())
 	}
-	created, err := prepareTarget(opts.Target, opts.Overwrite)
+	created, held, err := prepareTarget(opts.Target, opts.Overwrite)
 	if err != nil {
 		return nil, err
 	}
@@ -315,6 +321,15 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		}
 		if err := rs.restoreTree(tree, rs.tgt.root, opts.Target, ""); err != nil {
 			return err
+		}
+		if held {
+			// A directory that held entries before (/tmp, a home, a
+			// live /etc/nginx restored over) keeps its own owner, mode,
+			// times, attributes and flags: the point's are its source
+			// directory's, and giving them to /tmp would break the
+			// system. Directories merged into below it get theirs.
+			rs.res.TargetKept = true
+			return nil
 		}
 		rs.dirMetas = append(rs.dirMetas, dirMeta{path: opts.Target, n: rootNode})
 		return nil
@@ -350,10 +365,10 @@ func safeName(name string) bool {
 }
 
 // prepareTarget checks the target and creates it if missing, returning the
-// directories it created, outermost first.
-func prepareTarget(target string, overwrite bool) ([]string, error) {
+// directories it created, outermost first, and whether it held entries.
+func prepareTarget(target string, overwrite bool) ([]string, bool, error) {
 	if target == "" {
-		return nil, fmt.Errorf("no restore target given (--target DIR)")
+		return nil, false, fmt.Errorf("no restore target given (--target DIR)")
 	}
 	ents, err := os.ReadDir(target)
 	switch {
@@ -366,15 +381,15 @@ func prepareTarget(target string, overwrite bool) ([]string, error) {
 			missing = append([]string{d}, missing...)
 		}
 		if err := os.MkdirAll(target, 0o700); err != nil {
-			return nil, fmt.Errorf("create restore target: %w", err)
+			return nil, false, fmt.Errorf("create restore target: %w", err)
 		}
-		return missing, nil
+		return missing, false, nil
 	case err != nil:
-		return nil, fmt.Errorf("restore target %s: %w", target, err)
+		return nil, false, fmt.Errorf("restore target %s: %w", target, err)
 	case len(ents) > 0 && !overwrite:
-		return nil, fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite; if a restore of this point into it stopped, --resume goes on from where it stopped", target, ErrTargetNotEmpty, len(ents))
+		return nil, true, fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite; if a restore of this point into it stopped, --resume goes on from where it stopped", target, ErrTargetNotEmpty, len(ents))
 	}
-	return nil, nil
+	return nil, len(ents) > 0, nil
 }
 
 // removeCreated undoes what a failed restore can undo without removing

@@ -525,3 +525,80 @@ func TestRestoreSymlinkTimesWithoutProc(t *testing.T) {
 		t.Errorf("symlink mtime %v, want %v", got, old)
 	}
 }
+
+// A target that held entries keeps its own owner, mode and times: restoring
+// a point of a 0750 directory into /tmp with --overwrite must not make /tmp
+// 0750. A new or empty target takes the point root's, and directories
+// merged into below the target take theirs.
+func TestRestoreOverwriteKeepsTargetsOwnMetadata(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"a": "new a", "d/x": "new x"})
+	if err := os.Chmod(src, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "d"), 0o705); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := os.Chtimes(src, old, old); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode := func(path string) os.FileMode {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Mode() & (os.ModePerm | os.ModeSticky)
+	}
+
+	held := srcTree(t, map[string]string{"mine": "keep", "d/y": "keep"})
+	if err := os.Chmod(held, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: held, Overwrite: true})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if !res.TargetKept {
+		t.Error("TargetKept not set for a target that held entries")
+	}
+	if m := mode(held); m != os.ModeSticky|0o777 {
+		t.Errorf("target that held entries: mode %v, want its own %v", m, os.ModeSticky|0o777)
+	}
+	if after, _ := os.Stat(held); after.ModTime().Equal(old) || !after.ModTime().After(before.ModTime().Add(-time.Second)) {
+		t.Errorf("target that held entries: mtime %v, want its own (not the point's %v)", after.ModTime(), old)
+	}
+	if m := mode(filepath.Join(held, "d")); m != 0o705 {
+		t.Errorf("directory merged into below the target: mode %v, want the point's 0705", m)
+	}
+	if b, err := os.ReadFile(filepath.Join(held, "mine")); err != nil || string(b) != "keep" {
+		t.Errorf("mine: %q, %v", b, err)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		target string
+	}{{"new", filepath.Join(t.TempDir(), "new")}, {"empty", t.TempDir()}} {
+		res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: tt.target, Overwrite: true})
+		if err != nil {
+			t.Fatalf("%s: restore: %v", tt.name, err)
+		}
+		if res.TargetKept {
+			t.Errorf("%s target: TargetKept set", tt.name)
+		}
+		if m := mode(tt.target); m != 0o750 {
+			t.Errorf("%s target: mode %v, want the point's 0750", tt.name, m)
+		}
+		if st, _ := os.Stat(tt.target); !st.ModTime().Equal(old) {
+			t.Errorf("%s target: mtime %v, want the point's %v", tt.name, st.ModTime(), old)
+		}
+	}
+}

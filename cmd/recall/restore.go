@@ -59,6 +59,9 @@ func init() {
 				}
 				fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s%s\n",
 					p.ID.String()[:12], cell(p.Source), res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root, kept)
+				if res.TargetKept {
+					fmt.Fprintf(c.App.Writer, "%s held entries before the restore, so it kept its own owner, mode and times (a new or empty target takes the point's)\n", res.Root)
+				}
 			}
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
@@ -87,6 +90,7 @@ type restoreJSON struct {
 	BytesRestored  int64              `json:"bytes_restored"`
 	FilesKept      int64              `json:"files_kept,omitempty"`
 	BytesKept      int64              `json:"bytes_kept,omitempty"`
+	TargetKept     bool               `json:"target_kept,omitempty"`
 	Damaged        []engine.PathError `json:"damaged,omitempty"`
 	Skipped        []engine.PathError `json:"skipped,omitempty"`
 	Warnings       []engine.PathError `json:"warnings,omitempty"`
@@ -95,6 +99,6 @@ type restoreJSON struct {
 func restoreSummary(p *engine.Point, res *engine.RestoreResult, el time.Duration) restoreJSON {
 	return restoreJSON{Point: p.ID.String(), Source: p.Source, Root: res.Root, SecondsElapsed: round3(el.Seconds()),
 		FilesRestored: res.Files, Dirs: res.Dirs, Others: res.Others, BytesRestored: res.Bytes,
-		FilesKept: res.Kept, BytesKept: res.KeptBytes,
+		FilesKept: res.Kept, BytesKept: res.KeptBytes, TargetKept: res.TargetKept,
 		Damaged: res.Damaged, Skipped: res.Skipped, Warnings: res.Warnings}
 }
