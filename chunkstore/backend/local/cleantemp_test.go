@@ -92,7 +92,12 @@ func TestCleanTempRemovesOnlyOwnFiles(t *testing.T) {
 		write(t, filepath.Join(tmp, "packs-notes")), // our prefix, not our name
 		write(t, filepath.Join(tmp, "shared", "keep")),
 		write(t, filepath.Join(dir, "index", ".tmp-notes")),
+		write(t, filepath.Join(dir, "packs", "ab", ".tmp-notes")),
+		write(t, filepath.Join(dir, "packs", "ab", "ab"+strings.Repeat("0", 62))), // a pack
 	}
+	// A pack Save was killed writing (a copy into this store, a tape
+	// restore): its temp file is beside the packs.
+	ours = append(ours, write(t, filepath.Join(dir, "packs", "ab", ".tmp-ab"+strings.Repeat("1", 62)+"-2840913")))
 	if err := os.Mkdir(filepath.Join(tmp, "empty"), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -468,7 +468,7 @@ func (b *Backend) Close() error {
 // the temp files in tmp/<tag>/, and the directory once empty; with tag
 // "", those in tmp/ and in each directory of tmp/ (each directory that
 // held them goes once empty), and every interrupted save's temp file
-// (.tmp-<name>-<digits>) beside the store's files.
+// (.tmp-<name>-<digits>) beside the store's files, packs/xx/ included.
 //
 // Only the names this backend gives what it writes are removed
 // (isTempName, isSaveTemp), regular files only, never a symlink: no
@@ -515,6 +515,25 @@ func (b *Backend) CleanTemp(ctx context.Context, tag string) error {
 	for _, d := range []string{"", "index", "points", "damaged", "journal", "gc"} {
 		if _, err := removeIn(filepath.Join(b.dir, d), isSaveTemp); err != nil {
 			return err
+		}
+	}
+	// And packs/xx/: a pack saved whole (Save: a copy into this store, a
+	// tape restore's packs) leaves its temp file beside the packs when
+	// killed. One listing of each directory, as the exclusive holder's
+	// pack walk makes anyway; symlinked directories are not entered.
+	packs := filepath.Join(b.dir, "packs")
+	ents, err = os.ReadDir(packs)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("clean temp files: %w", err)
+	}
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.IsDir() {
+			if _, err := removeIn(filepath.Join(packs, e.Name()), isSaveTemp); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
