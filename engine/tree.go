@@ -159,10 +159,21 @@ type Node struct {
 // Tree is one decoded directory.
 type Tree struct {
 	Nodes []*Node
+	// unsorted: decoded with names out of order or repeated (a damaged
+	// or foreign tree; verify reports it), so Find cannot bisect.
+	unsorted bool
 }
 
-// Find returns the node named name, or nil.
+// Find returns the node named name (the first of that name), or nil.
 func (t *Tree) Find(name string) *Node {
+	if t.unsorted {
+		for _, n := range t.Nodes {
+			if n.Name == name {
+				return n
+			}
+		}
+		return nil
+	}
 	i := sort.Search(len(t.Nodes), func(i int) bool { return t.Nodes[i].Name >= name })
 	if i < len(t.Nodes) && t.Nodes[i].Name == name {
 		return t.Nodes[i]
@@ -377,6 +388,9 @@ func DecodeTree(buf []byte) (*Tree, error) {
 				}
 				prev = e.End
 			}
+		}
+		if k := len(t.Nodes); k > 0 && t.Nodes[k-1].Name >= n.Name {
+			t.unsorted = true
 		}
 		t.Nodes = append(t.Nodes, n)
 	}
