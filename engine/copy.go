@@ -78,8 +78,9 @@ type CopyOptions struct {
 	// Progress, if set, counts the source packs read (files) and the
 	// stored bytes copied.
 	Progress *Progress
-	// Log, if set, is told of each point not copied, and why, as it
-	// happens.
+	// Log, if set, is told of each file a sealed copy could not copy
+	// other than a manifest (the points not copied are in
+	// CopyReport.Failed), and why, as it happens.
 	Log func(format string, args ...any)
 	// Remote says how to reach a store on an object store, on either side.
 	// A destination bucket that is missing is made.
@@ -101,6 +102,9 @@ type CopyReport struct {
 	Present int `json:"points_present"`
 	// Failed are the points not copied, with why.
 	Failed []CopyFailure `json:"failed"`
+	// Forgotten are the points selected that were forgotten at the
+	// source while the copy ran, and so not copied (not damage).
+	Forgotten []CopiedPoint `json:"forgotten,omitempty"`
 	// Blobs and Bytes count the blobs copied and their stored bytes;
 	// Packs the packs written at the destination (sealed: the files).
 	Blobs int64 `json:"blobs_copied"`
@@ -336,6 +340,7 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 			}
 			todo = todo[1:]
 		}
+		copyBatchHook(batch)
 		if err := c.copyBatch(ctx, len(todo) == 0); err != nil {
 			return err
 		}
@@ -358,6 +363,10 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 	}
 	return nil
 }
+
+// copyBatchHook runs before each batch is copied; tests change the
+// source there.
+var copyBatchHook = func([]*Point) {}
 
 // copyBatch is about how many stored bytes a copy reads before it makes
 // the points that need them visible at the destination.
@@ -545,14 +554,13 @@ func (c *copier) commit(ctx context.Context, batch []*Point) error {
 				return ctx.Err()
 			}
 			if err != nil {
-				c.rep.Failed = append(c.rep.Failed, CopyFailure{cp, err.Error()})
-				c.o.Log("point %s of %s (%s) not copied: %v", pointShort(p.ID), p.Source, p.Time.UTC().Format(time.RFC3339), err)
+				c.notCopied(p, cp, err)
 				continue
 			}
 		}
 		b, err := c.src.st.LoadPointStored(p.ID)
 		if err != nil {
-			c.rep.Failed = append(c.rep.Failed, CopyFailure{cp, err.Error()})
+			c.notCopied(p, cp, err)
 			continue
 		}
 		if err := c.dst.st.SavePointStored(p.ID, b); err != nil {
@@ -561,6 +569,18 @@ func (c *copier) commit(ctx context.Context, batch []*Point) error {
 		c.rep.Points = append(c.rep.Points, cp)
 	}
 	return nil
+}
+
+// notCopied records a point of the batch that is not copied: forgotten
+// at the source while the copy ran (its manifest is gone: the copy reads
+// the source without a lock, so a forget and a collection may remove
+// what it was about to read), or damaged there.
+func (c *copier) notCopied(p *Point, cp CopiedPoint, err error) {
+	if _, lerr := c.src.st.LoadPointStored(p.ID); errors.Is(lerr, chunkstore.ErrNotFound) {
+		c.rep.Forgotten = append(c.rep.Forgotten, cp)
+		return
+	}
+	c.rep.Failed = append(c.rep.Failed, CopyFailure{cp, err.Error()})
 }
 
 // copyWorkers is how many source packs a copy reads at once between
@@ -783,8 +803,9 @@ func copyOne(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, rep *
 		o.Progress.fileDone(h.String())
 		if t == backend.Points {
 			rep.Failed = append(rep.Failed, CopyFailure{CopiedPoint{ID: name}, err.Error()})
+		} else {
+			o.Log("%s of %s not copied: %v", h, rep.From, err)
 		}
-		o.Log("%s of %s not copied: %v", h, rep.From, err)
 		return false, nil
 	}
 	// A file written after the session's lock is lost could join a

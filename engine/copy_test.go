@@ -519,3 +519,62 @@ func TestCopyAfterKilledCreate(t *testing.T) {
 		t.Errorf("copy into a directory of other files: %v", err)
 	}
 }
+
+// A point forgotten at the source while a copy runs (the copy reads the
+// source without a lock) is named as forgotten, not as damage: before,
+// the copy failed with exit 4 and advised a verify and repair of a store
+// that had nothing wrong. Whether a collection has removed its packs yet
+// or not.
+func TestCopyPointForgottenAtSource(t *testing.T) {
+	for _, swept := range []bool{false, true} {
+		t.Run(fmt.Sprintf("packs removed %v", swept), func(t *testing.T) {
+			f := newCopyFixture(t, false)
+			b1 := f.points["b1"]
+			var pack chunkstore.ID
+			if swept {
+				src, err := chunkstore.Open(StoreDir(f.home), chunkstore.OpenOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tree, err := NewReader(src).LoadTree(b1.Tree)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, ok := src.PackOf(tree.Find("one").Extents[0].ID) // a chunk only b1 has
+				src.Close()
+				if !ok {
+					t.Fatal("chunk in no pack")
+				}
+				pack = p
+			}
+			old := copyBatchHook
+			t.Cleanup(func() { copyBatchHook = old })
+			copyBatchHook = func([]*Point) {
+				copyBatchHook = func([]*Point) {}
+				st, err := Open(StoreDir(f.home), chunkstore.OpenOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				if _, err := st.Forget(context.Background(), b1.ID.String(), "", LockOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if swept {
+					if err := os.Remove(filepath.Join(StoreDir(f.home), "packs", pack.String()[:2], pack.String())); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			rep, err := Copy(context.Background(), f.home, filepath.Join(t.TempDir(), "offsite"), CopyOptions{})
+			if err != nil {
+				t.Fatalf("copy: %v", err)
+			}
+			if len(rep.Failed) != 0 || len(rep.Forgotten) != 1 || rep.Forgotten[0].ID != b1.ID.String() {
+				t.Errorf("failed %+v, forgotten %+v: want b1 forgotten, nothing failed", rep.Failed, rep.Forgotten)
+			}
+			if got := pointNames(f, rep.Points); !slices.Equal(got, []string{"a0", "a2"}) {
+				t.Errorf("points copied %v, want a0 a2", got)
+			}
+		})
+	}
+}

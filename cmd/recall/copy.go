@@ -46,7 +46,9 @@ source is read without a lock.
 With --json, status lines as for backup (files are the source packs read, bytes the stored
 bytes copied), then one summary line: message_type "summary", from, to, created (the
 destination was made), sealed, points (copied: id, source, time), points_present (selected
-points the destination had), failed (points not copied: id, source, time, error),
+points the destination had), failed (points not copied: id, source, time, error), forgotten (points
+forgotten at the source while the copy ran, so not copied: id, source, time; absent
+when none),
 blobs_copied, bytes_copied (stored bytes), packs_written, blobs_skipped and bytes_skipped
 (needed, and already at the destination), seconds.
 
@@ -99,6 +101,11 @@ func copyAction(c *cli.Context) error {
 			what = fmt.Sprintf("%s of %s (%s)", f.ID[:12], f.Source, f.Time.UTC().Format(time.RFC3339))
 		}
 		fmt.Fprintf(c.App.ErrWriter, "recall: not copied: point %s: %s\n", what, f.Error)
+	}
+	if !c.Bool("json") && pr.text() {
+		for _, p := range rep.Forgotten {
+			fmt.Fprintf(c.App.Writer, "not copied: point %s of %s (%s) was forgotten at the source while the copy ran\n", p.ID[:12], cell(p.Source), p.Time.UTC().Format(time.RFC3339))
+		}
 	}
 	if c.Bool("json") {
 		pr.Summary(rep)
