@@ -332,3 +332,44 @@ func TestSplitTimeFarFuture(t *testing.T) {
 		t.Errorf("splitTime(%v) = %v", at, got)
 	}
 }
+
+// A log line names the directory it is about by its path in the tree,
+// which holds the names a backup found: a name with a newline or a
+// terminal's escape sequence is quoted, so it cannot forge log lines or
+// reach the terminal of whoever reads the log.
+func TestMountLogQuotesPaths(t *testing.T) {
+	hs := newHostileStore(t)
+	src := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		writeFile(t, filepath.Join(src, name), []byte(name), 0o644)
+	}
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	p := hs.backup(src, "s", base)
+	ns := hs.rootNodes(p)
+	flawed := hs.saveTree(rawTree(ns["b"], ns["a"])) // unsorted: logged when listed
+	evil := "x\x1b[2J\nerror: forged line"
+	top := hs.saveTree(rawTree(&engine.Node{Name: evil, Type: engine.TypeDir, Mode: 0o755, Subtree: flawed}))
+	hs.commit(p, "s", top, base.Add(time.Minute))
+
+	log := &logSink{}
+	tr, err := New(hs.backend(), Options{Log: log.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := mountTree(t, tr, MountOptions{})
+	if got := readDirNames(t, filepath.Join(srv.Dir(), "s", LatestName, evil)); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("lists %q", got)
+	}
+	lines := log.all()
+	if countLines(lines, "not as backups write it") != 1 {
+		t.Fatalf("want one log line for the unsorted tree: %q", lines)
+	}
+	for _, l := range lines {
+		if strings.ContainsAny(l, "\n\x1b") {
+			t.Errorf("log line holds a raw control character: %q", l)
+		}
+		if strings.Contains(l, "not as backups write it") && !strings.Contains(l, strconv.Quote(evil)[1:]) {
+			t.Errorf("log line does not name the directory, quoted: %q", l)
+		}
+	}
+}

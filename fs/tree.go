@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
@@ -613,7 +615,7 @@ func (p *Point) Root() *Entry { return p.root }
 func (p *Point) Gone() bool { return p.gone.Load() }
 
 func (p *Point) String() string {
-	return fmt.Sprintf("%s/%s (point %s)", p.Meta.Source, p.Name, p.Meta.ID.Short())
+	return fmt.Sprintf("%s (point %s)", logPath(p.Meta.Source+"/"+p.Name), p.Meta.ID.Short())
 }
 
 // Inode numbers: FNV-1a over (point id, path), finished with a mixer, bit
@@ -681,7 +683,18 @@ func (e *Entry) where() string {
 	if e.path == "" {
 		return e.p.String()
 	}
-	return fmt.Sprintf("%s/%s/%s (point %s)", e.p.Meta.Source, e.p.Name, e.path, e.p.Meta.ID.Short())
+	return fmt.Sprintf("%s (point %s)", logPath(e.p.Meta.Source+"/"+e.p.Name+"/"+e.path), e.p.Meta.ID.Short())
+}
+
+// logPath spells a path in the tree for a log line: as it is when it is
+// printable, quoted when it holds a control character or bytes that are
+// not UTF-8 (a name with a newline or a terminal's escape sequence, which
+// a backup keeps as it found it, must not forge log lines).
+func logPath(p string) string {
+	if !utf8.ValidString(p) || strings.ContainsFunc(p, unicode.IsControl) {
+		return strconv.Quote(p)
+	}
+	return p
 }
 
 func (e *Entry) childIno(n *engine.Node, h uint64) uint64 {
