@@ -300,6 +300,18 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if err != nil {
 		return nil, err
 	}
+	if single == nil {
+		// A new or empty target is this restore's: marked so, a --resume
+		// after a kill gives it the point's metadata too (not held).
+		// Where attributes cannot be set, a resumed one keeps its own.
+		if !held {
+			_ = unix.Setxattr(opts.Target, restoreMark, []byte(p.ID.String()), 0)
+		} else if opts.Resume {
+			b := make([]byte, 2*len(p.ID))
+			n, err := unix.Getxattr(opts.Target, restoreMark, b)
+			held = err != nil || string(b[:n]) != p.ID.String()
+		}
+	}
 	if rs.tgt, err = openTarget(opts.Target); err != nil {
 		return nil, removeCreated(created, opts.Target, false, err)
 	}
@@ -337,8 +349,17 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if err != nil && !errors.Is(err, ErrDamaged) {
 		err = removeCreated(created, opts.Target, res.Files+res.Dirs+res.Others > 0, err)
 	}
+	if err == nil && single == nil && !held {
+		_ = unix.Removexattr(opts.Target, restoreMark)
+	}
 	return res, err
 }
+
+// restoreMark marks a target a restore made (or found empty) until the
+// restore is done, with the point's id: a --resume of that point finds
+// it and gives the target the point's metadata, which a target that held
+// entries before keeps its own of.
+const restoreMark = "user.recall.restore"
 
 // holdLimit is how many files a restore keeps open from their creation
 // until they are written: a file written soon after it is created (most

@@ -312,6 +312,7 @@ func TestRestoreResumeAfterKill(t *testing.T) {
 		name := "f" + string(rune('a'+i))
 		files[name] = writeRandom(t, filepath.Join(src, name), int64(40+i), 16<<20)
 	}
+	must(t, os.Chmod(src, 0o751))
 	e.ok("init")
 	e.ok("backup", "--source", "s", src)
 	dst := filepath.Join(t.TempDir(), "target")
@@ -347,6 +348,18 @@ func TestRestoreResumeAfterKill(t *testing.T) {
 		if !bytes.Equal(mustRead(t, filepath.Join(dst, name)), want) {
 			t.Errorf("%s differs from the point after the resumed restore", name)
 		}
+	}
+	// The target the killed restore made is its own: the resume gives it
+	// the point's mode, as the restore would have at its end, and says
+	// nothing of keeping the target's.
+	if st, err := os.Stat(dst); err != nil || st.Mode().Perm() != 0o751 {
+		t.Errorf("target after the resumed restore: %v, %v; want the point's mode 0751", st.Mode(), err)
+	}
+	if strings.Contains(out, "kept its own") {
+		t.Errorf("resumed restore says the target kept its own metadata:\n%s", out)
+	}
+	if _, err := unix.Getxattr(dst, "user.recall.restore", make([]byte, 128)); err == nil {
+		t.Error("the target's restore mark stays after the resumed restore finished")
 	}
 	t.Logf("killed with %d entries in the target, %d of them whole; the resume wrote %d files:\n%s", len(ents), whole, rewritten, out)
 }
