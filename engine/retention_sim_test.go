@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,5 +213,60 @@ func TestRetentionThirtyDays(t *testing.T) {
 	}
 	if _, err := Verify(ctx, st.Reader(), VerifyOptions{ReadData: true}); err != nil {
 		t.Errorf("verify after gc: %v", err)
+	}
+}
+
+// A dry run decides exactly what the real run with the same as-of time
+// removes, 72 hours after the points were made (the engine takes the
+// caller's clock, as the server's; the command refuses a real prune as
+// of a time to come: TestPruneAheadOnlyDry in ./integration).
+func TestPruneDryRunIsReal(t *testing.T) {
+	_, st := newHome(t)
+	src := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
+	ctx := context.Background()
+	for i := range 4 {
+		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asOf := time.Now().Add(72 * time.Hour)
+	dry, err := st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: asOf, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: asOf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wouldDrop, removed []string
+	for _, e := range dry {
+		if e.Removed {
+			t.Errorf("dry run removed %s", e.Point.ID.Short())
+		}
+		if !e.Keep {
+			wouldDrop = append(wouldDrop, e.Point.ID.String())
+		}
+	}
+	for _, e := range real {
+		if e.Removed {
+			removed = append(removed, e.Point.ID.String())
+		}
+	}
+	if len(dry) != 4 || len(wouldDrop) != 3 || !slices.Equal(wouldDrop, removed) {
+		t.Errorf("dry run (%d points) would drop %v; the real run removed %v", len(dry), wouldDrop, removed)
+	}
+	pts, err := st.Reader().Points()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 1 {
+		t.Errorf("%d points left, want the one kept", len(pts))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,9 +134,12 @@ type pruneLine struct {
 	Removed bool   `json:"removed"`
 }
 
-// prune --dry-run --as-of T lists exactly what prune --as-of T then
-// removes, and the points left are the ones it kept.
-func TestPruneDryRunIsReal(t *testing.T) {
+// prune --dry-run --as-of T lists what the policy would forget at a time
+// to come; a real prune as of that time is refused (it would forget
+// points the policy keeps today: all of them seconds old here) and
+// forgets nothing. That a dry run decides exactly what the real run
+// removes is TestPruneDryRunIsReal in ./engine, on a moved clock.
+func TestPruneAheadOnlyDry(t *testing.T) {
 	e := newEnv(t)
 	e.ok("init")
 	dir := t.TempDir()
@@ -150,39 +152,28 @@ func TestPruneDryRunIsReal(t *testing.T) {
 		e.ok("backup", "--group", "g")
 	}
 	asOf := time.Now().Add(72 * time.Hour).UTC().Format(time.RFC3339)
-	var dry, real []pruneLine
+	var dry []pruneLine
 	must(t, json.Unmarshal([]byte(e.ok("prune", "--dry-run", "--as-of", asOf, "--json")), &dry))
-	if len(dry) != 4 {
-		t.Fatalf("dry run lists %d points, want the group's 4: %+v", len(dry), dry)
-	}
-	must(t, json.Unmarshal([]byte(e.ok("prune", "--as-of", asOf, "--json")), &real))
-	var wouldDrop, removed, kept []string
+	drop := 0
 	for _, d := range dry {
 		if !d.Keep {
-			wouldDrop = append(wouldDrop, d.ID)
+			drop++
 		}
 		if d.Removed {
 			t.Errorf("dry run removed %s", d.ID)
 		}
 	}
-	for _, d := range real {
-		if d.Removed {
-			removed = append(removed, d.ID)
-		} else {
-			kept = append(kept, d.ID)
-		}
+	if len(dry) != 4 || drop != 3 {
+		t.Fatalf("dry run lists %d points, %d dropped; want the group's 4, 3 dropped: %+v", len(dry), drop, dry)
 	}
-	if len(wouldDrop) != 3 || !slices.Equal(wouldDrop, removed) {
-		t.Errorf("dry run would drop %v; the real run removed %v", wouldDrop, removed)
+	r := e.run("prune", "--as-of", asOf)
+	if r.code != 2 || !strings.Contains(r.stderr, "--dry-run") || !strings.Contains(r.stderr, "keeps today") {
+		t.Errorf("prune as of 72 h ahead: exit %d\n%s", r.code, r.stderr)
 	}
 	var pts []struct{ ID string }
 	must(t, json.Unmarshal([]byte(e.ok("points", "--json")), &pts))
-	var left []string
-	for _, p := range pts {
-		left = append(left, p.ID)
-	}
-	if len(left) != 2 || !slices.Contains(left, kept[0]) {
-		t.Errorf("points left %v; kept %v and the ungrouped one", left, kept)
+	if len(pts) != 5 {
+		t.Errorf("%d points left after the refused prune, want all 5", len(pts))
 	}
 }
 

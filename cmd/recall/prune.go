@@ -40,6 +40,12 @@ func init() {
 					return usagef("--as-of %q: give an RFC 3339 time, like 2026-11-21T18:00:00Z or 2026-11-21T18:00:00+01:00", s)
 				}
 				asOf = t
+				if ahead := time.Until(asOf); ahead > time.Minute && !c.Bool("dry-run") {
+					// Decided as of a later time, the policy drops points
+					// it keeps now: a real run would forget them for good.
+					return usagef("--as-of %s is %s from now: a prune decided then would forget points the policy keeps today; add --dry-run to see what it would forget then",
+						asOf.UTC().Format(time.RFC3339), ahead.Round(time.Second))
+				}
 			}
 			groups, st, err := groupsAndStore(c)
 			if err != nil {
