@@ -216,6 +216,12 @@ tape_frequency = "monthly"
 	if r := e.run("apply", "-f", f); r.code != 2 || !strings.Contains(r.stderr, "retension") {
 		t.Errorf("unknown key: exit %d, %s", r.code, r.stderr)
 	}
+	// A value the policy refuses is named by its key in the file, not by
+	// the flag of the same meaning.
+	mustWrite(t, f, []byte("[[group]]\nname = \"web\"\nretention = \"14d\"\nkeep_daily = -3\n"), 0o644)
+	if r := e.run("apply", "-f", f); r.code != 2 || !strings.Contains(r.stderr, `keep_daily "-3"`) || strings.Contains(r.stderr, "--keep-daily") || !strings.Contains(r.stderr, f) {
+		t.Errorf("bad value: exit %d, %s", r.code, r.stderr)
+	}
 	var st struct {
 		Sources []struct {
 			Group  string `json:"group"`

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -41,6 +43,10 @@ func init() {
 			}
 			return withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
 				changes, err := cat.ApplyGroups(decl, c.Bool("dry-run"), time.Now())
+				if errors.Is(err, engine.ErrBadPolicy) {
+					// The checks name command-line flags; the file has keys.
+					return usagef("groups file %s: %s", c.String("file"), flagsAsKeys(err.Error()))
+				}
 				if err != nil {
 					return err
 				}
@@ -101,4 +107,15 @@ func readGroupsFile(path string) ([]engine.Group, error) {
 		out = append(out, engine.Group{Name: d.Name, Members: d.Members, Policy: d.Policy})
 	}
 	return out, nil
+}
+
+// flagRE matches a policy flag's name in a message.
+var flagRE = regexp.MustCompile(`--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)`)
+
+// flagsAsKeys spells the policy flags a message names (--keep-daily) as
+// the keys of a groups file (keep_daily).
+func flagsAsKeys(msg string) string {
+	return flagRE.ReplaceAllStringFunc(msg, func(f string) string {
+		return strings.ReplaceAll(strings.TrimPrefix(f, "--"), "-", "_")
+	})
 }
