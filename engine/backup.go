@@ -95,6 +95,7 @@ type backupHooks struct {
 	afterReadDir  func(dir string)           // after a directory was listed
 	beforeReadDir func(dir string)           // after its lstat, before a directory is opened to be listed
 	afterRead     func(path string, try int) // after a file was read, before the second stat
+	afterRegions  func(path string)          // a large file's data regions are known, before they are read
 }
 
 // SourceName derives a data source name from a path: "/srv/www" ->
@@ -1154,6 +1155,9 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 		off = int64(nr)
 	} else {
 		regions := dataRegions(f, size, isDev)
+		if h := b.opts.hooks; h != nil && h.afterRegions != nil {
+			h.afterRegions(f.Name())
+		}
 		var chk *chunkstore.Chunker
 		defer func() {
 			if chk != nil {
@@ -1177,12 +1181,20 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 					}
 					if _, err := f.ReadAt(cb.b, a); err != nil {
 						b.bufs.put(cb)
+						if err == io.EOF {
+							return errShrank // short: cut off since it was chunked
+						}
 						return err
 					}
 					b.opts.Progress.addBytes(e - a)
 					off = e
 					return submit(cb, e)
 				})
+				if errors.Is(err, errShrank) {
+					// As the sequential path below: keep what was read, and
+					// the stat comparison reads the file again.
+					break
+				}
 				if err != nil {
 					return fail(err)
 				}

@@ -122,6 +122,48 @@ func TestChangedWhileRead(t *testing.T) {
 	}
 }
 
+// A large file (read with parallel cuts) that is cut short after its
+// stat is read again at its new size, as a file changed any other way:
+// before, the backup spun at full CPU for good, or skipped the file with
+// "read: EOF".
+func TestShrankWhileReadInParallel(t *testing.T) {
+	old := parSegment
+	parSegment = 2 << 20
+	defer func() { parSegment = old }()
+	ts := newTestStore(t)
+	src := t.TempDir()
+	f := filepath.Join(src, "big")
+	data := randomBytes(9, 16<<20)
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const cut = 5<<20 + 777
+	done := make(chan struct{})
+	var p *Point
+	var err error
+	go func() {
+		defer close(done)
+		once := false
+		p, err = ts.backup(BackupOptions{Path: f, hooks: &backupHooks{afterRegions: func(string) {
+			if !once {
+				once = true
+				os.Truncate(f, cut)
+			}
+		}}})
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("backup of a file cut short while read did not end")
+	}
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if got := ts.content(p, "big"); !bytes.Equal(got, data[:cut]) {
+		t.Errorf("point holds %d bytes, want the %d the file was cut to", len(got), cut)
+	}
+}
+
 func TestSymlinkLoopsNotFollowed(t *testing.T) {
 	ts := newTestStore(t)
 	src := t.TempDir()

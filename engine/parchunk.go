@@ -133,6 +133,9 @@ func parallelCuts(f *os.File, chunkers *sync.Pool, start, end int64, emit func(a
 				synced := false
 				for !synced && pos < end {
 					c, err := chk.Next()
+					if err == io.EOF {
+						err = errShrank
+					}
 					if err != nil {
 						chunkers.Put(chk)
 						return err
@@ -171,6 +174,17 @@ func parallelCuts(f *os.File, chunkers *sync.Pool, start, end int64, emit func(a
 			pos = cuts[i]
 			release(pos)
 		}
+		if pos < end && pos < segStart(j+1) {
+			// Segment j's chunker met the end of the file before the
+			// segment's end: the file shrank while read. Taking its cuts
+			// again would not move pos (it spun here for good before).
+			return errShrank
+		}
 	}
 	return nil
 }
+
+// errShrank: the region ended before its end as the file's stat gave
+// it: the file shrank while read. The caller keeps what was read up to
+// the last cut and compares the file's stat, which reads it again.
+var errShrank = errors.New("file shrank while read")

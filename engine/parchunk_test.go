@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/restic/chunker"
@@ -69,5 +70,59 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("range %v: %d parallel cuts differ from %d sequential ones", r, len(got), len(want))
 		}
+	}
+}
+
+// A file cut short after its stat: the parallel cuts stop with
+// errShrank at its new end, having emitted a contiguous run of chunks up
+// to it at most. Before, a cut inside a segment made the stitcher take
+// that segment's cuts again and again without moving (a backup spun at
+// full CPU for good), and a cut the stitcher's own chunker met was a
+// plain io.EOF, which skipped the file ("read: EOF").
+func TestParallelCutsFileShrank(t *testing.T) {
+	old := parSegment
+	parSegment = 2 << 20
+	defer func() { parSegment = old }()
+	dir := t.TempDir()
+	if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const size = 16 << 20
+	data := make([]byte, size)
+	rand.New(rand.NewSource(3)).Read(data)
+	for _, cut := range []int64{0, 1 << 20, 5<<20 + 12345, 6 << 20, size - 1} {
+		p := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(p, data[:cut], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		var last int64
+		go func() {
+			done <- parallelCuts(f, &sync.Pool{New: func() any { return st.NewChunker(nil) }}, 0, size, func(a, b int64) error {
+				if a != last || b > cut {
+					t.Errorf("cut at %d: chunk [%d, %d) after %d", cut, a, b, last)
+				}
+				last = b
+				return nil
+			})
+		}()
+		select {
+		case err := <-done:
+			if err != errShrank {
+				t.Errorf("file cut to %d of %d: %v, want errShrank", cut, size, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("file cut to %d of %d: parallelCuts did not return", cut, size)
+		}
+		f.Close()
 	}
 }
