@@ -16,6 +16,7 @@ import (
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/internal/atomicfile"
 	"github.com/recall-backup/recall/tapefs"
+	"github.com/restic/chunker"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -425,9 +426,18 @@ func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (Tape
 	if err := tapeHome(home); err != nil {
 		return TapeLibrary{}, err
 	}
+	st, err := readTapeState(home, o.Warn)
+	if err != nil {
+		return TapeLibrary{}, err
+	}
+	// A library's cartridges are recorded by barcode with its name:
+	// pointing the name at another library would give them the new
+	// library's cartridges of the same barcodes.
+	if l, err := st.library(o.Name); err == nil && o.Name != "" {
+		return l, fmt.Errorf("tape library %q exists (%s): nothing was changed; give the new library another name", o.Name, l.where())
+	}
 	rec := TapeLibrary{Name: o.Name}
 	var lib tapefs.Library
-	var err error
 	switch {
 	case o.Dir != "" && o.Changer != "":
 		return rec, errors.New("give --emulated DIR or --changer DEV, not both")
@@ -438,7 +448,16 @@ func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (Tape
 		}
 		rec.Kind, rec.Dir = "emulated", dir
 		if ents, rerr := os.ReadDir(dir); rerr != nil || len(ents) == 0 {
-			lib, err = tapefs.CreateEmulatedLibrary(dir, o.Emulator)
+			if c := o.Emulator.Capacity; c != 0 && c < minTapeCapacity {
+				return rec, fmt.Errorf("tape library %s: cartridges of %s are too small: a pack never straddles cartridges, so a cartridge must take the largest one whole; give --capacity %dMiB or more", o.Name, mib(c), minTapeCapacity>>20)
+			}
+			eo := o.Emulator
+			if eo.BarcodePrefix == "" {
+				if eo.BarcodePrefix, err = freeBarcodePrefix(st); err != nil {
+					return rec, fmt.Errorf("tape library %s: %w", o.Name, err)
+				}
+			}
+			lib, err = tapefs.CreateEmulatedLibrary(dir, eo)
 		} else {
 			lib, err = tapefs.OpenEmulatedLibrary(dir)
 		}
@@ -455,10 +474,76 @@ func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (Tape
 		return rec, fmt.Errorf("tape library %s: %w", o.Name, err)
 	}
 	defer lib.Close()
+	for _, l := range st.Libraries {
+		if l.Kind == rec.Kind && (rec.Dir != "" && l.Dir == rec.Dir || rec.Changer != "" && l.Changer == rec.Changer) {
+			return rec, fmt.Errorf("tape library %s: it is library %s of this home already (%s): nothing was changed", o.Name, l.Name, l.where())
+		}
+	}
 	if _, err := lib.Inventory(ctx); err != nil {
 		return rec, fmt.Errorf("tape library %s: inventory: %w", o.Name, err)
 	}
 	return rec, writeTapeState(home, o.Warn, TapeUpdate{Libraries: []TapeLibrary{rec}})
+}
+
+// minTapeCapacity is the smallest cartridge a new emulated library is
+// made with. A pack is closed once it reaches chunkstore.PackTargetSize,
+// so with the blob that crossed that (up to the chunker's largest chunk)
+// it can reach about 24 MiB; a cartridge must take such a pack whole
+// after its labels, as a pack never straddles cartridges, or every write
+// of it stops (tapeWriter.tooBig). 8 MiB more leaves room for the labels
+// and a catalog file. Tests lower it to make small cartridges.
+var minTapeCapacity = int64(chunkstore.PackTargetSize + chunker.MaxSize + 8<<20)
+
+// where says where the library is, for a message.
+func (l TapeLibrary) where() string {
+	if l.Kind == "emulated" {
+		return "emulated, directory " + l.Dir
+	}
+	return fmt.Sprintf("%s, changer %s, drives %s", l.Kind, l.Changer, strings.Join(l.Drives, " "))
+}
+
+// freeBarcodePrefix picks the barcode prefix of a new emulated library:
+// the first of RC, RD, ... that no cartridge the media catalog records
+// and no emulated library of the home uses. The catalog knows a
+// cartridge by its barcode alone, as a real library's barcodes are
+// unique labels; two emulated libraries numbering theirs alike would
+// have the catalog take one's blank cartridges for the other's full ones.
+func freeBarcodePrefix(st *TapeState) (string, error) {
+	var used []string
+	for _, m := range st.Media {
+		used = append(used, m.Barcode)
+	}
+	var prefixes []string
+	for _, l := range st.Libraries {
+		if l.Kind != "emulated" {
+			continue
+		}
+		// A library that does not open (its directory gone) has its
+		// cartridges that matter in the media catalog already.
+		el, err := tapefs.OpenEmulatedLibrary(l.Dir)
+		if err != nil {
+			continue
+		}
+		if p, err := el.BarcodePrefix(); err == nil {
+			prefixes = append(prefixes, p)
+		}
+		if inv, err := el.Inventory(context.Background()); err == nil {
+			for _, e := range append(inv.Slots, inv.Drives...) {
+				used = append(used, e.Barcode)
+			}
+		}
+		el.Close()
+	}
+	for i := range 26 * 26 {
+		n := ('R'-'A')*26 + ('C' - 'A') + i // RC first, as libraries were always made
+		p := string(rune('A'+n/26%26)) + string(rune('A'+n%26))
+		taken := slices.ContainsFunc(prefixes, func(q string) bool { return strings.HasPrefix(q, p) || strings.HasPrefix(p, q) }) ||
+			slices.ContainsFunc(used, func(bc string) bool { return strings.HasPrefix(bc, p) })
+		if !taken {
+			return p, nil
+		}
+	}
+	return "", errors.New("every two-letter barcode prefix is in use by the home's cartridges: give the library a home of its own")
 }
 
 // CreateTapePool records a pool; an encrypting pool gets a new key.
@@ -467,7 +552,7 @@ func CreateTapePool(home string, p TapePool, now time.Time, warn func(string, ..
 		return p, fmt.Errorf("pool name %q: %v (letters, digits, '.', '_', '-')", p.Name, err)
 	}
 	if err := checkPoolPolicy(&p, now); err != nil {
-		return p, err
+		return p, fmt.Errorf("tape pool %s: %w: nothing was created", p.Name, err)
 	}
 	st, err := readTapeState(home, warn)
 	if err != nil {
@@ -497,6 +582,7 @@ func CreateTapePool(home string, p TapePool, now time.Time, warn func(string, ..
 // checkPoolPolicy checks a pool's spans and allocation, filling in the
 // default allocation.
 func checkPoolPolicy(p *TapePool, now time.Time) error {
+	p.Retention, p.AppendWindow = strings.TrimSpace(p.Retention), strings.TrimSpace(p.AppendWindow)
 	if _, err := retentionExpiry(p.Retention, now); err != nil {
 		return err
 	}
@@ -574,21 +660,33 @@ func retentionExpiry(span string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
-// spanAfter is now plus span, in calendar years, months, weeks or days.
+// maxSpanYears bounds a pool's spans: the product keeps sets 1 to 99
+// years. Beyond that nothing is kept longer, but a set's expiry can leave
+// the years a label's timestamps hold (to 9999), and every write fails.
+const maxSpanYears = 99
+
+// spanAfter is now plus span, in calendar years, months, weeks or days,
+// at most maxSpanYears.
 func spanAfter(span string, now time.Time) (time.Time, error) {
 	n, unit, err := splitSpan(span)
-	if err != nil || n <= 0 || n > 99*366 {
-		return time.Time{}, fmt.Errorf("%q: give a span like 7y, 18mo, 4w or 30d", span)
+	if err != nil || n <= 0 || n > maxSpanYears*366 {
+		return time.Time{}, fmt.Errorf("%q: give a span from 1d to %dy, like 7y, 18mo, 4w or 30d", span, maxSpanYears)
 	}
+	var t time.Time
 	switch unit {
 	case "y":
-		return now.AddDate(n, 0, 0), nil
+		t = now.AddDate(n, 0, 0)
 	case "mo":
-		return now.AddDate(0, n, 0), nil
+		t = now.AddDate(0, n, 0)
 	case "w":
-		return now.AddDate(0, 0, 7*n), nil
+		t = now.AddDate(0, 0, 7*n)
+	default:
+		t = now.AddDate(0, 0, n)
 	}
-	return now.AddDate(0, 0, n), nil
+	if t.After(now.AddDate(maxSpanYears, 0, 0)) {
+		return time.Time{}, fmt.Errorf("%q is longer than %d years: give a span from 1d to %dy, like 7y, 18mo, 4w or 30d", span, maxSpanYears, maxSpanYears)
+	}
+	return t, nil
 }
 
 func keyPath(home, pool string) string { return filepath.Join(home, "tape-keys", pool+".key") }
@@ -664,6 +762,7 @@ var ErrNeedRetention = errors.New("the pool is not on this server: give --retent
 // are. Refusing instead would leave no way to have an existing pool
 // encrypt, short of a new pool.
 func ImportTapeKey(home string, file []byte, passphrase, retention string, now time.Time, warn func(string, ...any)) (TapePool, error) {
+	retention = strings.TrimSpace(retention)
 	if retention != "" {
 		if _, err := retentionExpiry(retention, now); err != nil {
 			return TapePool{}, err

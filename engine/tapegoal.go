@@ -26,6 +26,40 @@ import (
 // pool's window spans the period (a monthly goal: --append-window 5w),
 // and then each set is kept the window longer than the retention.
 
+// tapeGoalShortfall says, when pool keeps its sets a shorter time than
+// the goal of policy p asks, how to mend it ("" when it keeps them long
+// enough, or either span does not read: other checks say so). The pool's
+// retention decides the expiry, so a shorter one loses the goal's copies
+// years early, with no error anywhere.
+func (p Policy) tapeGoalShortfall(group string, pool TapePool, now time.Time) string {
+	goal, gerr := retentionExpiry(p.TapeRetention, now)
+	kept, perr := retentionExpiry(pool.Retention, now)
+	if gerr != nil || perr != nil || !kept.Before(goal) {
+		return ""
+	}
+	return fmt.Sprintf("tape pool %s keeps its sets %s, less than group %s's tape goal of %s: its copies expire early; give the pool the goal's retention with 'recall tape pool set %s --retention %s' (sets written already keep their expiry), or name a pool of that retention with 'recall group edit %s --tape-pool POOL'",
+		pool.Name, pool.Retention, group, p.TapeRetention, pool.Name, p.TapeRetention, group)
+}
+
+// CheckTapeGoalPool refuses a tape goal whose pool exists in the media
+// catalog st and keeps its sets a shorter time than the goal asks; a
+// pool not created yet is not refused ('recall status' says to create
+// it). For group create, edit and apply, with the state read before the
+// catalog's group transaction (Catalog.TapeState).
+func CheckTapeGoalPool(st *TapeState, group string, p Policy, now time.Time) error {
+	if p.TapePool == "" || p.TapeRetention == "" || st == nil {
+		return nil
+	}
+	pool, err := st.pool(p.TapePool)
+	if err != nil {
+		return nil
+	}
+	if msg := p.tapeGoalShortfall(group, pool, now); msg != "" {
+		return fmt.Errorf("%w: %s", ErrBadPolicy, msg)
+	}
+	return nil
+}
+
 // NextTapeRun is the first time after after at which the group's tape goal
 // is due; false when the policy has none.
 func (p Policy) NextTapeRun(after time.Time) (time.Time, bool) {
@@ -93,6 +127,15 @@ func (s *Store) WriteGroupToTape(ctx context.Context, home string, g *Group, now
 	}
 	if len(points) == 0 {
 		return nil, errors.New("no member has a recovery point yet")
+	}
+	if log != nil && now != nil {
+		if st, err := readTapeState(home, log); err == nil {
+			if pool, err := st.pool(g.Policy.TapePool); err == nil {
+				if msg := g.Policy.tapeGoalShortfall(g.Name, pool, now()); msg != "" {
+					log("%s", msg)
+				}
+			}
+		}
 	}
 	return s.WriteTape(ctx, home, TapeWriteOptions{Pool: g.Policy.TapePool, Points: points, Log: log, Now: now, Group: g.Name})
 }

@@ -31,7 +31,8 @@ type TapePoolStatus struct {
 // TapeStatus sums the media catalog per pool for the status report, and
 // warns about what needs an operator: a pool that a group's tape goal
 // writes to with no cartridge known to be usable (a cartridge must be
-// inserted), and a goal naming a pool that does not exist. It reads only
+// inserted), a goal naming a pool that does not exist, and one whose pool
+// keeps its sets a shorter time than the goal asks. It reads only
 // the catalog: asking the changer could take minutes on a real library,
 // so a blank cartridge inserted since the last inventory is not known yet,
 // and the warning says to take one.
@@ -103,6 +104,11 @@ func TapeStatus(st *TapeState, groups []Group, now time.Time) ([]TapePoolStatus,
 			warnings = append(warnings, fmt.Sprintf("group %s writes to tape pool %s, which does not exist: create it with 'recall tape pool create %s --retention %s'", g.Name, pool, pool, g.Policy.TapeRetention))
 		case out[i].Usable == 0:
 			warnings = append(warnings, fmt.Sprintf("tape pool %s (group %s's tape goal) has no cartridge known to be usable: insert a blank cartridge into library %s and run 'recall tape inventory --library %s'", pool, g.Name, out[i].Library, out[i].Library))
+		}
+		if ok {
+			if msg := g.Policy.tapeGoalShortfall(g.Name, st.Pools[i], now); msg != "" {
+				warnings = append(warnings, msg)
+			}
 		}
 	}
 	slices.Sort(warnings)

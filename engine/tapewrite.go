@@ -291,6 +291,8 @@ type tapeWriter struct {
 	catalogDone bool
 	// refused are cartridges found unusable in this job, by barcode.
 	refused map[string]bool
+	// tooBigOn: an entry met the end of an empty cartridge (tooBig).
+	tooBigOn *tooBigAt
 }
 
 const tapeDrive = 0
@@ -605,7 +607,11 @@ func (w *tapeWriter) write(kind tapefs.FileKind, entries ...tapeEntry) error {
 		ew, err := w.fw.Add(w.ctx, e.name, e.data)
 		switch {
 		case errors.Is(err, tapefs.ErrEndOfMedium), errors.Is(err, tapefs.ErrWriteProtected):
-			entries = append(w.cut(err), entries...)
+			redo, cerr := w.cut(err, &e)
+			if cerr != nil {
+				return cerr
+			}
+			entries = append(redo, entries...)
 			continue
 		case err != nil:
 			return fmt.Errorf("write %s to cartridge %s: %w", e.name, w.cur.Barcode, err)
@@ -637,30 +643,145 @@ func (w *tapeWriter) settle() {
 
 // cut ends the open file where the drive stopped taking blocks (the end
 // of medium, or a write-protected cartridge) and returns the entries to
-// write again on the next cartridge. The packs the drive has whole stand
-// and are listed in the set's catalog; a point or catalog file is not
-// listed at all. The cartridge is left full (a write-protected one,
-// refused) without a catalog file: there is no room for one.
-func (w *tapeWriter) cut(err error) []tapeEntry {
+// write again on the next cartridge, before failed (the entry being
+// added when the drive stopped, nil in Close), which the caller still
+// holds. The packs the drive has whole stand and are listed in the set's
+// catalog; a point or catalog file is not listed at all. The cartridge is
+// left full (a write-protected one, refused) without a catalog file:
+// there is no room for one.
+//
+// An end of medium in the first file after the labels, with nothing of
+// the file whole on tape, is an entry larger than the cartridge: going on
+// from cartridge to cartridge would fill each in turn and leave them all
+// full (locked for the pool's retention) holding nothing. tooBig decides
+// instead: one more cartridge is tried, and a second that ends so stops
+// the job.
+func (w *tapeWriter) cut(err error, failed *tapeEntry) ([]tapeEntry, error) {
 	w.settle()
 	redo := w.queue
+	alone := w.file.FileNo == firstDataFile
 	if w.file.Kind == tapefs.KindPacks {
 		if done := w.fw.Entries(); len(done) > 0 {
+			alone = false
 			f := *w.file
 			f.Entries = slices.Clone(done)
 			w.appendFile(f)
 		}
 	}
-	fileNo := w.file.FileNo
+	var blocks uint64
+	if pos, perr := w.drive.Position(w.ctx); perr == nil && pos > w.file.StartPos {
+		blocks = pos - w.file.StartPos
+	}
+	fileNo, kind := w.file.FileNo, w.file.Kind
 	w.fw, w.file, w.queue, w.settled = nil, nil, nil, 0
 	if errors.Is(err, tapefs.ErrWriteProtected) {
 		w.writeProtected()
-		return redo
+		return redo, nil
+	}
+	if lost := redo; alone {
+		if failed != nil {
+			lost = append(slices.Clone(redo), *failed)
+		}
+		if len(lost) > 0 {
+			if err := w.tooBig(kind, lost, blocks); err != nil || w.cur == nil {
+				return redo, err
+			}
+			// Not labelled free again: left full as it is.
+		}
 	}
 	w.log("cartridge %s full (end of medium) in tape file %d: %d entries go again, whole, on the next cartridge", w.cur.Barcode, fileNo, len(redo))
 	w.cur.NextFile++
 	w.leaveFull(false)
-	return redo
+	return redo, nil
+}
+
+// firstDataFile is the number of the first tape file after a cartridge's
+// volume and set labels (files 0 and 1).
+const firstDataFile = 2
+
+// tooBig deals with what the job writes (lost, of a file of kind) meeting
+// the end of medium on the cartridge in the drive with nothing of the set
+// before it there; blocks is how many blocks of the file it took. The
+// cartridge holds only its labels, so it is labelled free for the pool
+// again (freeAgain), unloaded and not used again by the job, rather than
+// left full. The first time, the entry goes on to the next cartridge: one
+// cartridge may be short (worn, of another generation). The second time
+// the same entry meets the end of an empty cartridge, it fits on no
+// cartridge of the library, and tooBig returns the error that stops the
+// job. When the cartridge cannot be relabelled, it stays in the drive, to
+// be left full by the caller (or here, when the job stops).
+func (w *tapeWriter) tooBig(kind tapefs.FileKind, lost []tapeEntry, blocks uint64) error {
+	bc, slot := w.cur.Barcode, w.cur.Slot
+	var size int64
+	for _, e := range lost {
+		size += int64(len(e.data))
+	}
+	what := fmt.Sprintf("pack %s (%s)", lost[0].name, mib(int64(len(lost[0].data))))
+	switch {
+	case kind == tapefs.KindPoint:
+		what = fmt.Sprintf("the point file (manifest and record, %s)", mib(size))
+	case len(lost) > 1:
+		// The drive refused the block holding the first pack's tail and
+		// the next pack's start: the two did not fit together.
+		what = fmt.Sprintf("pack %s (%s) with the start of the next (%d packs, %s)", lost[0].name, mib(int64(len(lost[0].data))), len(lost), mib(size))
+	}
+	took := mib(int64(blocks) * tapefs.BlockSize)
+	first := w.tooBigOn == nil || w.tooBigOn.entry != lost[0].name
+	freeErr := w.freeAgain()
+	left := "it was labelled free for pool " + w.pool.Name + " again"
+	if freeErr == nil {
+		w.refuse(bc)
+		w.unload()
+	} else {
+		left = fmt.Sprintf("relabelling it free failed (%v), so it is left full", freeErr)
+	}
+	if first {
+		w.tooBigOn = &tooBigAt{entry: lost[0].name, barcode: bc}
+		w.log("cartridge %s (slot %d) ended after about %s of %s with nothing but its labels before: %s; trying the next cartridge (a second that ends so stops the write)", bc, slot, took, what, left)
+		return nil
+	}
+	if freeErr != nil {
+		w.cur.NextFile++
+		w.leaveFull(false)
+	} else {
+		left = "both were labelled free for pool " + w.pool.Name + " again, not left full"
+	}
+	// No catalog file closes this job: the cartridge it stopped on holds
+	// none of the set, and the others hold what they were given.
+	w.catalogDone = true
+	return fmt.Errorf("%s does not fit on cartridge %s (slot %d), nor did it on %s: each ended after about %s of it with nothing but its labels before, so no cartridge of that capacity takes it (%s). Write to a library of larger cartridges (an emulated one: 'recall tape library add' with a larger --capacity)",
+		what, bc, slot, w.tooBigOn.barcode, took, left)
+}
+
+// tooBigAt is the entry that met the end of an empty cartridge, and the
+// cartridge.
+type tooBigAt struct{ entry, barcode string }
+
+// freeAgain labels the cartridge in the drive as a free cartridge of the
+// pool, as 'recall tape label' does, which ends its data after the labels,
+// and takes it out of the set: it is the set's last cartridge, and holds
+// nothing of it.
+func (w *tapeWriter) freeAgain() error {
+	now := w.now().UTC()
+	vl := tapefs.VolumeLabel{FormatVersion: tapefs.FormatVersion, VolumeID: tapefs.NewUUID(), Barcode: w.cur.Barcode, BlockSize: tapefs.BlockSize, Created: now}
+	free := tapefs.SetLabel{Pool: w.pool.Name, SetID: tapefs.NewUUID(), Sequence: 1, Created: now, Expiry: now}
+	if err := tapefs.WriteLabels(w.ctx, w.drive, vl, free); err != nil {
+		return err
+	}
+	if err := w.drive.Flush(w.ctx); err != nil {
+		return err
+	}
+	if n := len(w.set.Tapes); n > 0 && w.set.Tapes[n-1] == w.cur.Barcode {
+		w.set.Tapes = w.set.Tapes[:n-1]
+	}
+	*w.cur = TapeMedium{Barcode: w.cur.Barcode, VolumeID: vl.VolumeID, Pool: w.pool.Name, State: MediaFree, Library: w.libName, Slot: w.cur.Slot}
+	w.media[w.cur.Barcode] = w.cur
+	return nil
+}
+
+// mib says n bytes in MiB, for a message.
+func mib(n int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 // writeProtected drops the cartridge in the drive from this job: clear
@@ -704,7 +825,10 @@ func (w *tapeWriter) closeFile() (int, error) {
 		err := w.fw.Close(w.ctx)
 		if errors.Is(err, tapefs.ErrEndOfMedium) || errors.Is(err, tapefs.ErrWriteProtected) {
 			kind := w.file.Kind
-			redo := w.cut(err)
+			redo, cerr := w.cut(err, nil)
+			if cerr != nil {
+				return -1, cerr
+			}
 			if len(redo) == 0 {
 				// Every entry was whole before the cut: the file is listed.
 				return len(w.set.Catalog.Files) - 1, nil
@@ -836,16 +960,22 @@ func (w *tapeWriter) finish() error {
 
 // save records the set and the cartridges changed in the home catalog.
 func (w *tapeWriter) save() error {
-	if len(w.set.Tapes) == 0 {
+	// A new set that kept no cartridge (tooBig freed the only one) is not
+	// recorded; the cartridges the job changed are.
+	withSet := len(w.set.Tapes) > 0 || (!w.newSet && len(w.media) > 0)
+	if !withSet && len(w.media) == 0 && len(w.others) == 0 {
 		return nil // nothing was written
 	}
 	w.syncCatalogTapes()
-	u := TapeUpdate{Sets: []TapeSet{*w.set}}
+	u := TapeUpdate{}
+	if withSet {
+		u.Sets = []TapeSet{*w.set}
+		if w.pool.Allocation == AllocAlways {
+			u.Sets[0].Closed = true
+		}
+	}
 	for _, m := range w.media {
 		u.Media = append(u.Media, *m)
-	}
-	if w.pool.Allocation == AllocAlways {
-		u.Sets[0].Closed = true
 	}
 	var others []string
 	for id, o := range w.others {
@@ -855,9 +985,13 @@ func (w *tapeWriter) save() error {
 	if err := writeTapeState(w.home, w.log, u); err != nil {
 		return fmt.Errorf("record set %s in the catalog: %w (run 'recall tape catalog' on its cartridges to read it back)", w.set.ID, err)
 	}
-	w.set.Revision = u.Sets[0].Revision
+	first := 0
+	if withSet {
+		w.set.Revision = u.Sets[0].Revision
+		first = 1
+	}
 	for i, id := range others {
-		w.others[id].Revision = u.Sets[i+1].Revision
+		w.others[id].Revision = u.Sets[first+i].Revision
 	}
 	return nil
 }

@@ -234,3 +234,27 @@ tape_frequency = "monthly"
 		t.Errorf("status %+v", st)
 	}
 }
+
+// A group's tape goal longer than its pool keeps sets is refused when the
+// group is created, edited or applied: the pool's retention decides when
+// a set's cartridges are reused, so the goal's copies would expire years
+// early without a word.
+func TestGroupTapeGoalLongerThanPool(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	dir := t.TempDir()
+	e.ok("tape", "library", "add", "lab", "--emulated", filepath.Join(t.TempDir(), "lib"), "--slots", "2", "--capacity", "64MiB")
+	e.ok("tape", "pool", "create", "vault", "--retention", "1y")
+	if r := e.run("group", "create", "g", "--member", dir, "--tape-retention", "7y", "--tape-frequency", "monthly", "--tape-pool", "vault"); r.code != 2 || !strings.Contains(r.stderr, "tape pool vault keeps its sets 1y") {
+		t.Errorf("create with a 7y goal on a 1y pool: exit %d\n%s", r.code, r.stderr)
+	}
+	e.ok("group", "create", "g", "--member", dir, "--tape-retention", "1y", "--tape-frequency", "monthly", "--tape-pool", "vault")
+	if r := e.run("group", "edit", "g", "--tape-retention", "5y"); r.code != 2 || !strings.Contains(r.stderr, "recall tape pool set vault --retention 5y") {
+		t.Errorf("edit to a 5y goal: exit %d\n%s", r.code, r.stderr)
+	}
+	f := filepath.Join(t.TempDir(), "groups.toml")
+	mustWrite(t, f, []byte("[[group]]\nname = \"g\"\nmembers = [\""+dir+"\"]\ntape_retention = \"3y\"\ntape_frequency = \"monthly\"\ntape_pool = \"vault\"\n"), 0o644)
+	if r := e.run("apply", "-f", f); r.code != 2 || !strings.Contains(r.stderr, "tape goal of 3y") {
+		t.Errorf("apply of a 3y goal: exit %d\n%s", r.code, r.stderr)
+	}
+}

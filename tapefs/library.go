@@ -295,6 +295,22 @@ func (l *EmulatedLibrary) Dir() string { return l.dir }
 // NumDrives is the number of drives.
 func (l *EmulatedLibrary) NumDrives() int { return l.ndrives }
 
+// BarcodePrefix is what the library's barcodes begin with ("RC" for
+// RC0001L9): the barcodes it gave and will give its new cartridges. A
+// home holding several emulated libraries makes each with its own, so
+// no two of its cartridges share a barcode.
+func (l *EmulatedLibrary) BarcodePrefix() (string, error) {
+	var p string
+	err := l.locked(false, func(s *libState) error {
+		p = s.BarcodePrefix
+		return nil
+	})
+	if err != nil {
+		return "", l.fail("read state", err)
+	}
+	return p, nil
+}
+
 func isCleaning(barcode string) bool { return strings.HasPrefix(barcode, "CLN") }
 
 // Inventory lists the drives and slots with their barcodes.

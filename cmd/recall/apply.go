@@ -42,6 +42,16 @@ func init() {
 				return err
 			}
 			return withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+				tst, err := cat.TapeState()
+				if err != nil {
+					return err
+				}
+				for _, g := range decl {
+					if err := engine.CheckTapeGoalPool(tst, g.Name, g.Policy, time.Now()); err != nil {
+						// Not flagsAsKeys: the advice names commands to run.
+						return usagef("groups file %s: %v", c.String("file"), err)
+					}
+				}
 				changes, err := cat.ApplyGroups(decl, c.Bool("dry-run"), time.Now())
 				if errors.Is(err, engine.ErrBadPolicy) {
 					// The checks name command-line flags; the file has keys.

@@ -174,6 +174,13 @@ func init() {
 						}
 						warnMissingMembers(g.Members)
 						g.Members = append(g.Members, ms...)
+						tst, err := cat.TapeState()
+						if err != nil {
+							return err
+						}
+						if err := engine.CheckTapeGoalPool(tst, g.Name, g.Policy, time.Now()); err != nil {
+							return err
+						}
 						g, err := cat.CreateGroup(g, time.Now())
 						if err != nil {
 							return err
@@ -189,7 +196,16 @@ func init() {
 				ArgsUsage: "NAME",
 				Flags:     policyFlags(),
 				Action: func(c *cli.Context) error {
-					return editGroup(c, func(g *engine.Group) error { setPolicy(c, &g.Policy); return nil })
+					return editGroupWith(c, func(cat *engine.Catalog) (func(*engine.Group) error, error) {
+						tst, err := cat.TapeState()
+						if err != nil {
+							return nil, err
+						}
+						return func(g *engine.Group) error {
+							setPolicy(c, &g.Policy)
+							return engine.CheckTapeGoalPool(tst, g.Name, g.Policy, time.Now())
+						}, nil
+					})
 				},
 			},
 			{

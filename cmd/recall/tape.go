@@ -34,7 +34,7 @@ func init() {
 						&cli.StringFlag{Name: "emulated", Usage: "an emulated library in `DIR` (created when new)"},
 						&cli.IntFlag{Name: "slots", Value: 8, Usage: "storage slots of a new emulated library"},
 						&cli.IntFlag{Name: "drives", Value: 1, Usage: "drives of a new emulated library"},
-						&cli.StringFlag{Name: "capacity", Usage: "cartridge `SIZE` of a new emulated library (default 18TB, LTO-9)"},
+						&cli.StringFlag{Name: "capacity", Usage: "cartridge `SIZE` of a new emulated library (default 18TB, LTO-9; at least 32MiB, so the largest pack fits whole)"},
 						&cli.StringFlag{Name: "early-warning", Usage: "early-warning zone `SIZE` before the end of a cartridge (default: 2% of the capacity, at least 256MiB, at most a quarter)"},
 						&cli.StringFlag{Name: "rate", Usage: "drive speed of a new emulated library, like 400MB/s (default: unlimited)"},
 						&cli.StringFlag{Name: "changer", Usage: "a real library's changer `DEV` (/dev/sgN, driven with mtx)"},
