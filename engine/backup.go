@@ -504,19 +504,43 @@ func (b *backuper) saveSingle(path string, parentRoot *Tree) *dirFuture {
 		if parentRoot != nil {
 			prev = parentRoot.Find(n.Name)
 		}
+		inUse := false
 		if n.Type == TypeBlock {
 			n.Type = TypeDevice
 			n.Rdev = 0
+			// O_EXCL on a block device fails with EBUSY while it is
+			// mounted or held (md, LVM, swap), as mkfs checks.
+			if fd, err := unix.Open(real, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NONBLOCK, 0); err == nil {
+				unix.Close(fd)
+			} else {
+				inUse = errors.Is(err, unix.EBUSY)
+			}
+		}
+		if inUse {
+			// Read all the same (a stopped file system's device can be
+			// held too), but the image of one being written is what the
+			// reads found as it changed, which no check here can see.
+			defer b.warn(n.Name, errDeviceInUse)
 		}
 		if err := b.saveFileContent(real, path, n, prev); err != nil {
-			fut.err = fmt.Errorf("backup source %s: %w", path, err)
-			return
+			if n.skipped || b.ctx.Err() != nil {
+				fut.err = fmt.Errorf("backup source %s: %w", path, err)
+				return
+			}
+			// Read, but changing all along (a busy log, a running VM's
+			// image): kept and flagged, as a file of a tree is, so the
+			// point holds the last copy read, not nothing at all.
+			b.warn(n.Name, err)
 		}
 		b.files.Add(1)
 		fut.id, fut.err = b.saveTree(&Tree{Nodes: []*Node{n}})
 	}()
 	return fut
 }
+
+// errDeviceInUse flags the image of a block device that was mounted or
+// held while it was read.
+var errDeviceInUse = errors.New("the device was in use (mounted, or held by md, LVM or swap) while it was read: if it was written meanwhile the image is not consistent; back up a snapshot of it (lvcreate --snapshot) or unmount it first")
 
 func (b *backuper) saveTree(t *Tree) (chunkstore.ID, error) {
 	blob := EncodeTree(t)

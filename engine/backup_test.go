@@ -164,6 +164,33 @@ func TestShrankWhileReadInParallel(t *testing.T) {
 	}
 }
 
+// A file given as the backup's path that changes on every read is kept
+// and flagged, as it is inside a tree: before, the backup failed with no
+// point, so a busy log or a running VM's image given alone was never
+// protected at all.
+func TestSingleFileChangingAllAlong(t *testing.T) {
+	ts := newTestStore(t)
+	f := filepath.Join(t.TempDir(), "busy.log")
+	if err := os.WriteFile(f, bytes.Repeat([]byte("a"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	p, err := ts.backup(BackupOptions{Path: f, hooks: &backupHooks{afterRead: func(path string, try int) {
+		n++
+		os.WriteFile(f, bytes.Repeat([]byte{byte('b' + n)}, 1<<20+n), 0o644)
+	}}})
+	if !errors.Is(err, ErrWarnings) || p == nil || len(p.Errors) != 1 || p.Errors[0].Path != "busy.log" || !strings.Contains(p.Errors[0].Error, "changed while being read") {
+		t.Fatalf("backup: %v, %+v", err, p)
+	}
+	if got := ts.content(p, "busy.log"); len(got) != 1<<20+maxRereads-1 {
+		t.Errorf("point holds %d bytes, want the last copy read (%d)", len(got), 1<<20+maxRereads-1)
+	}
+	tree, _ := ts.r.LoadTree(p.Tree)
+	if tree.Find("busy.log").CtimeNS != 0 {
+		t.Error("a flagged file must not be trusted as unchanged next time")
+	}
+}
+
 func TestSymlinkLoopsNotFollowed(t *testing.T) {
 	ts := newTestStore(t)
 	src := t.TempDir()
