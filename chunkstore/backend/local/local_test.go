@@ -250,10 +250,45 @@ func TestReserve(t *testing.T) {
 	if got := free(); got != f0 {
 		t.Errorf("after release %d bytes free, want %d", got, f0)
 	}
+	// A file system with less room than the reserve gets what it has
+	// free, and ErrNoSpace says the reserve is short. Before, it got
+	// none: a collection that failed on a full store (which gives up its
+	// reserve and writes a little) left it with no reserve for good, and
+	// no later collection had room to write its plan.
+	reserve := filepath.Join(b.dir, reserveName)
+	size := func() int64 {
+		fi, err := os.Stat(reserve)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
 	if err := b.Reserve(ctx, 16<<20); !errors.Is(err, backend.ErrNoSpace) || !strings.Contains(err.Error(), b.dir) {
 		t.Errorf("reserve larger than the file system: %v", err)
 	}
-	if ents, _ := filepath.Glob(filepath.Join(b.dir, ".tmp-*")); len(ents) != 0 || free() != f0 {
-		t.Errorf("a reserve that did not fit left %v, %d bytes free of %d", ents, free(), f0)
+	if ents, _ := filepath.Glob(filepath.Join(b.dir, ".tmp-*")); len(ents) != 0 || size() < f0-64<<10 || free() > 64<<10 {
+		t.Errorf("a reserve that did not fit whole: left %v, %d bytes set aside, %d free of %d", ents, size(), free(), f0)
+	}
+	// It never shrinks, and grows in place once there is room.
+	short := size()
+	if err := b.Reserve(ctx, 16<<20); !errors.Is(err, backend.ErrNoSpace) || size() != short {
+		t.Errorf("reserve again on a full file system: %v, %d bytes set aside, want %d", err, size(), short)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(b.Release(ctx))
+	filler := filepath.Join(dir, "filler")
+	must(os.WriteFile(filler, make([]byte, 6<<20), 0o600))
+	if err := b.Reserve(ctx, 4<<20); !errors.Is(err, backend.ErrNoSpace) || size() == 0 || size() >= 4<<20 {
+		t.Errorf("reserve with %d bytes free: %v, %d set aside", f0-6<<20, err, size())
+	}
+	must(os.Remove(filler))
+	must(b.Reserve(ctx, 4<<20))
+	if got := size(); got != 4<<20 {
+		t.Errorf("reserve grown once there is room: %d bytes, want %d", got, 4<<20)
 	}
 }
