@@ -83,7 +83,7 @@ func TestFullDiskMidBackup(t *testing.T) {
 				if err == nil {
 					err = w.Flush()
 				}
-				if !errors.Is(err, backend.ErrNoSpace) || !strings.Contains(err.Error(), "is full") || !strings.Contains(err.Error(), "free space") {
+				if !errors.Is(err, backend.ErrNoSpace) || !strings.Contains(err.Error(), "is full") || !strings.Contains(err.Error(), "free space") || !strings.Contains(err.Error(), "recall gc --index-grace 0") {
 					t.Fatalf("backup onto a full disk: %v", err)
 				}
 				// The writer is done for: no later call pretends to succeed.

@@ -430,7 +430,7 @@ func (p *memPack) Abort() error {
 // and, for a full disk, what to do.
 func storeWriteError(dir string, err error) error {
 	if errors.Is(err, backend.ErrNoSpace) {
-		return fmt.Errorf("store %s is full: %w; free space on that file system or move the store (earlier recovery points are intact)", dir, err)
+		return fmt.Errorf("store %s is full: %w; free space on that file system, move the store, or forget points and run 'recall gc' ('recall gc --index-grace 0' also removes at once what stopped backups left for their next run, which otherwise stays an hour); earlier recovery points are intact", dir, err)
 	}
 	return fmt.Errorf("write to store %s: %w", dir, err)
 }
