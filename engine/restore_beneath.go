@@ -270,7 +270,11 @@ func (t *targetDirs) put(d *dirRef) {
 // resolve opens the directory rel under the target (O_PATH) without
 // following a symlink: ELOOP where one is in the way.
 func (t *targetDirs) resolve(rel string) (int, error) {
-	if t.openat2 {
+	// A path past PATH_MAX (a tree deeper than 4,096 bytes, which a
+	// restore makes directory by directory) is walked element by element:
+	// openat2 refuses it whole with ENAMETOOLONG, which left every deep
+	// directory without its metadata.
+	if t.openat2 && len(rel) < unix.PathMax {
 		// EAGAIN: a rename anywhere on the system raced the lookup,
 		// which RESOLVE_BENEATH then refuses rather than risk it.
 		for range 8 {
