@@ -96,6 +96,7 @@ type backupHooks struct {
 	beforeReadDir func(dir string)           // after its lstat, before a directory is opened to be listed
 	afterRead     func(path string, try int) // after a file was read, before the second stat
 	afterRegions  func(path string)          // a large file's data regions are known, before they are read
+	beforeOpen    func(path string)          // a file's content is about to be opened (after its lstat)
 }
 
 // SourceName derives a data source name from a path: "/srv/www" ->
@@ -737,6 +738,9 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 		}
 		for _, n := range nodes {
 			if skip[n] || n.skipped {
+				if n.skipped && n.Type == TypeFile {
+					b.files.Add(-1) // counted when met; not in the point
+				}
 				continue
 			}
 			kept = append(kept, n)
@@ -969,6 +973,9 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 		b.bytes.Add(int64(n.Size))
 		b.opts.Progress.addBytes(int64(n.Size))
 		return nil
+	}
+	if h := b.opts.hooks; h != nil && h.beforeOpen != nil {
+		h.beforeOpen(path)
 	}
 	// O_NONBLOCK: an entry replaced by a FIFO since its lstat must not
 	// block the open; it is caught by the type check below.

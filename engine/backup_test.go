@@ -191,6 +191,26 @@ func TestSingleFileChangingAllAlong(t *testing.T) {
 	}
 }
 
+// A file that goes between the walk's lstat and its open is warned
+// about and not counted: before, a point holding one file said 2 files.
+func TestVanishedBeforeOpenNotCounted(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "stays"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(src, "goes"), []byte("y"), 0o644)
+	p, err := ts.backup(BackupOptions{Path: src, hooks: &backupHooks{beforeOpen: func(path string) {
+		if filepath.Base(path) == "goes" {
+			os.Remove(path)
+		}
+	}}})
+	if !errors.Is(err, ErrWarnings) || p == nil || len(p.Errors) != 1 {
+		t.Fatalf("backup: %v, %+v", err, p)
+	}
+	if p.Stats.Files != 1 || ts.content(p, "goes") != nil {
+		t.Errorf("stats %+v: want the one file the point holds", p.Stats)
+	}
+}
+
 func TestSymlinkLoopsNotFollowed(t *testing.T) {
 	ts := newTestStore(t)
 	src := t.TempDir()
