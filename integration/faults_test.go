@@ -587,3 +587,28 @@ func TestUserMountSaysWhatItNeeds(t *testing.T) {
 		t.Errorf("user mount: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// A backup with many warnings logs each as it happens and repeats only
+// the first 20 in its summary, then says how many more: before, 2,958
+// warnings of a deleted directory were printed twice, the summary buried.
+func TestManyWarningsSummaryCapped(t *testing.T) {
+	base := nobodyBase(t)
+	src := filepath.Join(base, "src")
+	must(t, os.MkdirAll(src, 0o755))
+	for i := range 30 {
+		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("secret%02d", i)), []byte("root only"), 0o600))
+	}
+	home := filepath.Join(base, "home")
+	must(t, os.Mkdir(home, 0o755))
+	must(t, os.Chown(home, 65534, 65534))
+	if r := runAsNobody(home, "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	r := runAsNobody(home, "backup", src)
+	if r.code != 3 || strings.Count(r.stderr, "permission denied") != 30 {
+		t.Fatalf("backup: exit %d, want 3 and 30 warnings logged\n%s", r.code, r.stderr)
+	}
+	if n := strings.Count(r.stdout, "  warning: "); n != 20 || !strings.Contains(r.stdout, "and 10 more warnings") {
+		t.Errorf("summary repeats %d warnings, want 20 and the count of the rest:\n%s", n, r.stdout)
+	}
+}

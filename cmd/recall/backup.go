@@ -193,6 +193,10 @@ func backup(c *cli.Context, st *engine.Store) (*engine.Point, error) {
 	return p, err
 }
 
+// summaryWarnings is how many of a point's warnings its text summary
+// repeats.
+const summaryWarnings = 20
+
 // printPoint prints the point a backup made, as text or as the --json
 // summary line.
 func printPoint(c *cli.Context, rep *reporter, p *engine.Point) {
@@ -207,7 +211,13 @@ func printPoint(c *cli.Context, rep *reporter, p *engine.Point) {
 		for _, m := range p.MountPoints {
 			fmt.Fprintf(c.App.Writer, "  mount point not entered (--one-file-system): %s (%s)\n", m.Path, m.FSType)
 		}
-		for _, e := range p.Errors {
+		for i, e := range p.Errors {
+			if i == summaryWarnings && len(p.Errors) > i+1 {
+				// Each was logged as it happened; thousands (a directory
+				// deleted during the backup) would bury the summary.
+				fmt.Fprintf(c.App.Writer, "  ... and %d more warnings, logged above as they happened ('recall points --json' keeps them all)\n", len(p.Errors)-i)
+				break
+			}
 			fmt.Fprintf(c.App.Writer, "  warning: %s: %s\n", oneLine(e.Path), oneLine(e.Error))
 		}
 	}
