@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -294,6 +295,20 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	ex, err := opts.Exclude.compile()
 	if err != nil {
 		return nil, err
+	}
+	if opts.Log != nil {
+		// Patterns are matched from the backed-up directory, as
+		// .gitignore's: the file system path of something in it, a
+		// common slip, matches nothing, and nothing else would say so.
+		pats := slices.Clone(opts.Exclude.Patterns)
+		for _, f := range opts.Exclude.Files {
+			pats = append(pats, f.Patterns...)
+		}
+		for _, pat := range pats {
+			if rest, ok := strings.CutPrefix(pat, abs+"/"); ok && abs != "/" {
+				opts.Log("warning: exclude pattern %q is matched from the backed-up directory %s, so it leaves out %s/%s, which is likely not there; to leave out %s write %q", pat, abs, abs, strings.TrimPrefix(pat, "/"), pat, "/"+rest)
+			}
+		}
 	}
 	w, err := s.writer()
 	if err != nil {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -269,5 +270,36 @@ func TestBackupSkipsOwnStore(t *testing.T) {
 	}
 	if got := ts.pointPaths(p); !reflect.DeepEqual(got, []string{"data.txt"}) {
 		t.Errorf("point holds %q", got)
+	}
+}
+
+// An exclude pattern spelled as the file system path of something in the
+// backed-up directory matches nothing (patterns are matched from that
+// directory): the backup says so and how to write it.
+func TestExcludeAbsolutePathWarned(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "cache"), 0o755)
+	os.WriteFile(filepath.Join(src, "cache", "x"), []byte("x"), 0o644)
+	var logged []string
+	p, err := ts.backup(BackupOptions{Path: src, Exclude: Exclude{Patterns: []string{filepath.Join(src, "cache"), "*.tmp"}},
+		Log: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root, err := ts.r.LoadTree(p.Tree); err != nil || root.Find("cache") == nil {
+		t.Fatalf("the pattern was expected to match nothing: %v", err)
+	}
+	n := 0
+	for _, l := range logged {
+		if strings.Contains(l, "exclude pattern") {
+			n++
+			if !strings.Contains(l, `write "/cache"`) {
+				t.Errorf("warning does not say how to write it: %s", l)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d warnings about the pattern, want 1: %q", n, logged)
 	}
 }
