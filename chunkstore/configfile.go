@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
+	"syscall"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
 	"github.com/recall-backup/recall/chunkstore/backend/local"
@@ -180,10 +182,31 @@ func openConfig(be backend.Backend, password string) (*openedConfig, error) {
 		// Every readable config refused the passphrase.
 		return nil, firstErr
 	}
+	if unreadable(prim.err) && (copyMissing || unreadable(cp.err)) {
+		// Not damage: the files could not be read at all (a disk
+		// failing, a file system shut down after I/O errors, a
+		// permission). Repairing the store is not the fix.
+		also := " and it has no copy"
+		if !copyMissing {
+			also = fmt.Sprintf(", nor can its copy %s (%v)", cp.path, cp.err)
+		}
+		fix := "check that this user may read the store"
+		if errors.Is(prim.err, syscall.EIO) {
+			fix = "the disk or its file system fails: check it (dmesg, fsck) before anything else"
+		}
+		return nil, fmt.Errorf("store config %s cannot be read (%v)%s: %s; the store cannot be opened", prim.path, prim.err, also, fix)
+	}
 	if copyMissing {
 		return nil, fmt.Errorf("store config %s is damaged (%v) and has no copy: the store cannot be opened", prim.path, prim.err)
 	}
 	return nil, fmt.Errorf("store config %s is damaged (%v) and so is its copy %s (%v): the store cannot be opened", prim.path, prim.err, cp.path, cp.err)
+}
+
+// unreadable reports whether err is a failure to read a file that is
+// there (I/O error, permission), not a file that reads but is not right.
+func unreadable(err error) bool {
+	var pe *fs.PathError
+	return err != nil && errors.As(err, &pe) && !errors.Is(err, fs.ErrNotExist)
 }
 
 // writeConfigFiles writes both config files from cfg, the copy first, so

@@ -2,12 +2,18 @@ package chunkstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/recall-backup/recall/chunkstore/backend"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
 )
 
 // Every single damaged byte of config, in a plaintext and an encrypted
@@ -205,5 +211,29 @@ func TestInitRefusesStoreWithoutConfig(t *testing.T) {
 	}
 	if _, err := Init(empty, InitOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// eioConfig is a store whose config files cannot be read: the disk under
+// it fails (EIO), as on an ext4 shut down after I/O errors.
+type eioConfig struct{ backend.Backend }
+
+func (b eioConfig) Load(ctx context.Context, h backend.Handle, off int64, n int, buf []byte) ([]byte, error) {
+	if h.Type == backend.Config {
+		return nil, &fs.PathError{Op: "open", Path: h.Name, Err: syscall.EIO}
+	}
+	return b.Backend.Load(ctx, h, off, n, buf)
+}
+
+// Config files that cannot be read are not called damaged: the fix is
+// the disk, not a repair of the store.
+func TestConfigUnreadableIsNotDamage(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Init(dir, InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := openConfig(eioConfig{local.Open(dir)}, "")
+	if err == nil || strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), "cannot be read") || !strings.Contains(err.Error(), "dmesg") {
+		t.Errorf("config on a failing disk: %v", err)
 	}
 }
