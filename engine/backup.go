@@ -644,7 +644,13 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 			continue // replaced by a directory since it was listed
 		}
 		if n.Type == TypeDir && st.Ino == b.store.ino && st.Dev == b.store.dev {
-			b.warn(crel, errors.New("skipped: the store this backup writes to; protect it with another store or tape"))
+			// Left out, as an exclusion: it would grow with every backup
+			// of itself. Not a warning: a nightly backup of / with the
+			// home under /var/lib would end "with warnings" every night,
+			// which teaches an administrator to read past them.
+			if b.opts.Log != nil {
+				b.opts.Log("left out %s: the store this backup writes to (protect it with 'recall copy' or tape)", shown())
+			}
 			continue
 		}
 		enter := true
