@@ -315,3 +315,54 @@ func TestTapeSwappedBarcodes(t *testing.T) {
 		t.Errorf("restore with swapped barcode labels: %v, want it to name the label %s", err, b.Tapes[0])
 	}
 }
+
+// The set's open cartridge turns out to hold another set (swapped in the
+// library, relabelled elsewhere): the write goes on on a new cartridge
+// and writes again the packs the catalog records on it, so the new point
+// does not count on a cartridge known to be wrong. Before, its packs were
+// taken as already on the set and the point's restore failed.
+func TestTapeAppendToWrongCartridgeWritesPacksAgain(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 3, 1<<30)
+	ctx := context.Background()
+	write := f.poolOnDay0(t, "")
+	a, err := write(f.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CreateTapePool(f.home, TapePool{Name: "q", Retention: "30d"}, day0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "q", Points: []*Point{f.p}, Now: func() time.Time { return day0 }, Log: t.Logf})
+	if err != nil || b.Tapes[0] == a.Tapes[0] {
+		t.Fatalf("write to q: %+v, %v", b, err)
+	}
+	// A now holds q's set.
+	raw, err := os.ReadFile(filepath.Join(f.lib, "cartridges", b.Tapes[0], "tape"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.lib, "cartridges", a.Tapes[0], "tape"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A second point sharing the first one's data.
+	if err := os.WriteFile(filepath.Join(f.src, "more"), []byte("more"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := f.s.Session(ctx, SessionOptions{Purpose: "test", Source: "src"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := Backup(ctx, ss, BackupOptions{Path: f.src, Source: "src"})
+	ss.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := write(p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksSkipped != 0 {
+		t.Errorf("%d packs counted as on the set, on a cartridge found to hold another set", rep.PacksSkipped)
+	}
+	restoreData(t, f.home, p2.ID.String())
+}

@@ -422,6 +422,16 @@ func policyOf(fingerprint string, compressed bool) string {
 
 // run writes the points.
 func (w *tapeWriter) run(s *Store, points []*Point) error {
+	if w.cur == nil && len(points) > 0 {
+		// The cartridge first: appending to the set's open one checks
+		// its labels, and one found to hold another set drops what the
+		// catalog records on it (appendTo), before any pack is taken as
+		// already on the set. Every run writes a point file, so a
+		// cartridge is mounted anyway.
+		if err := w.mount(); err != nil {
+			return err
+		}
+	}
 	for _, p := range points {
 		data, trees, err := s.pointPacks(w.ctx, p)
 		if err != nil {
@@ -1080,7 +1090,12 @@ func (w *tapeWriter) appendTo(m TapeMedium, slot int) error {
 	}
 	vl, sl, err := tapefs.ReadLabels(w.ctx, d)
 	if err == nil && (sl.SetID != w.set.ID || vl.Barcode != m.Barcode) {
-		err = fmt.Errorf("its labels say set %s, barcode %s; the catalog says set %s", sl.SetID, vl.Barcode, w.set.ID)
+		err = fmt.Errorf("its labels say set %s, barcode %s; the catalog says set %s (the packs the catalog records on it are written again on the next cartridge)", sl.SetID, vl.Barcode, w.set.ID)
+		// Not the cartridge the catalog records (swapped, relabelled
+		// elsewhere): what the catalog says is on it is not, so a point
+		// written now must not count on it. Before, its packs were
+		// taken as already on the set, and the point's restore failed.
+		w.forgetFilesFrom(m.Sequence, 0)
 	}
 	if err == nil {
 		err = d.SeekEOD(w.ctx)
