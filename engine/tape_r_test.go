@@ -312,3 +312,36 @@ func TestTapeDroppedStaysDropped(t *testing.T) {
 		t.Errorf("list of the lost point: %v, want not found", err)
 	}
 }
+
+// Erasing a cartridge names the points its set can no longer give, and,
+// of those, the ones another set still holds whole: before, a point
+// copied to a second pool was reported lost with the first pool's
+// cartridge.
+func TestTapeEraseNamesPointsElsewhere(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 3, 1<<30)
+	ctx := context.Background()
+	reps := map[string]*TapeWriteReport{}
+	for _, pool := range []string{"p", "q"} {
+		if _, err := CreateTapePool(f.home, TapePool{Name: pool, Retention: "1y"}, time.Now(), t.Logf); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: pool, Points: []*Point{f.p}, Log: t.Logf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reps[pool] = rep
+	}
+	st, err := readTapeState(f.home, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := st.medium(reps["p"].Tapes[0])
+	r, err := RelabelTape(ctx, f.home, TapeLabelOptions{Slot: m.Slot, Force: true, Now: time.Now(), Warn: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := f.p.ID.String()
+	if !slices.Equal(r.PointsLost, []string{id}) || r.PointsElsewhere[id] != reps["q"].Set {
+		t.Errorf("erase of p's cartridge: lost %v, elsewhere %v; want %s lost from p's set, whole on q's %s", r.PointsLost, r.PointsElsewhere, id[:12], reps["q"].Set)
+	}
+}

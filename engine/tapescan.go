@@ -405,6 +405,9 @@ type TapeRelabelResult struct {
 	SetKnown bool `json:"set_known,omitempty"`
 	// PointsLost are the points of the set that needed the cartridge.
 	PointsLost []string `json:"points_lost,omitempty"`
+	// PointsElsewhere are those of PointsLost that another set still
+	// holds whole (a copy): not lost from tape.
+	PointsElsewhere map[string]string `json:"points_elsewhere,omitempty"`
 }
 
 // LabelTape labels the cartridge in a slot as a free cartridge of a pool
@@ -540,6 +543,18 @@ func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions
 		res.SetKnown = true
 		res.PointsLost = dropCartridge(&s, res.Sequence)
 		u.Sets = []TapeSet{s}
+		for _, id := range res.PointsLost {
+			for _, o := range st.Sets {
+				if o.ID == s.ID || o.Catalog == nil || !slices.ContainsFunc(o.Catalog.Points, func(p tapefs.CatalogPoint) bool { return p.ID == id }) {
+					continue
+				}
+				if res.PointsElsewhere == nil {
+					res.PointsElsewhere = map[string]string{}
+				}
+				res.PointsElsewhere[id] = o.ID
+				break
+			}
+		}
 	}
 	if err := writeTapeState(home, o.Warn, u); err != nil {
 		return res, fmt.Errorf("cartridge %s was overwritten, but the catalog was not updated: %w (run 'recall tape catalog --slot %d')", el.Barcode, err, el.Number)

@@ -335,7 +335,7 @@ func TestTapeForceOverwriteDropsPoints(t *testing.T) {
 			e.ok("tape", "pool", "create", "p", "--retention", "1y")
 			w1 := tapeWrite(t, e, "--pool", "p", id1)
 			out := e.ok(args...)
-			if !strings.Contains(out, "set "+w1.Set) || !strings.Contains(out, "points lost: "+id1) {
+			if !strings.Contains(out, "set "+w1.Set) || !strings.Contains(out, "points no longer on any tape: "+id1) {
 				t.Errorf("%v: %s; want the set and the point lost named", args, out)
 			}
 			if r := e.run("tape", "list", "--point", id1); r.code == 0 {

@@ -384,11 +384,22 @@ func tapeRelabel(c *cli.Context, label bool) error {
 	case !r.SetKnown:
 		fmt.Fprintf(c.App.Writer, "it held sequence %d of set %s, which this server's catalog does not record: the points it held are not known here\n", r.Sequence, r.Set)
 	default:
-		lost := "none"
-		if len(r.PointsLost) > 0 {
-			lost = strings.Join(r.PointsLost, ", ")
+		var gone, kept []string
+		for _, id := range r.PointsLost {
+			if set, ok := r.PointsElsewhere[id]; ok {
+				kept = append(kept, id+" (whole on set "+set+")")
+			} else {
+				gone = append(gone, id)
+			}
 		}
-		fmt.Fprintf(c.App.Writer, "it held sequence %d of set %s: the set is closed (later writes start a new set); points lost: %s\n", r.Sequence, r.Set, lost)
+		lost := "none"
+		if len(gone) > 0 {
+			lost = strings.Join(gone, ", ")
+		}
+		fmt.Fprintf(c.App.Writer, "it held sequence %d of set %s: the set is closed (later writes start a new set); points no longer on any tape: %s\n", r.Sequence, r.Set, lost)
+		if len(kept) > 0 {
+			fmt.Fprintf(c.App.Writer, "points no longer readable from that set but still on another: %s\n", strings.Join(kept, ", "))
+		}
 	}
 	return nil
 }
