@@ -30,6 +30,9 @@
 // the life of a mount: a point keeps its name when others come or go.
 // After a remount names are recomputed oldest first, which gives the same
 // names unless a point that shared a second with another was forgotten.
+// What must name one point whatever happens (a bare-metal recovery share)
+// uses <source>/<point id>: a symlink to the point's directory that
+// lookups find and listings never show, gone with the point.
 //
 // # Live changes
 //

@@ -12,6 +12,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 	"golang.org/x/sys/unix"
 )
@@ -238,6 +239,9 @@ func (s *sourceNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 		out.SetAttrTimeout(dynamicTimeout)
 		return s.NewInode(ctx, &latestNode{t: s.t, source: s.name}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: src.LatestIno()}), 0
 	}
+	if id, err := chunkstore.ParseID(name); err == nil && name == id.String() {
+		return s.lookupID(ctx, id, out)
+	}
 	var p *Point
 	if src != nil {
 		p = src.Point(name)
@@ -275,6 +279,80 @@ func (s *sourceNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 		}
 	}
 	return gofs.NewListDirStream(list), 0
+}
+
+// lookupID answers <mnt>/<source>/<point id>: a symlink to the point's
+// @GMT-... directory, found by lookup only (never listed, so Previous
+// Versions and ls see only the points' names). A point's name is its
+// time to the second, moved to the next free second when another point
+// of the source has it, oldest first, and fixed only while a mount
+// lives: after a forget and a remount, a name can belong to another
+// point. A share that must serve one point whatever happens (a
+// bare-metal recovery's image) names it by id: through this link it
+// serves that point, or, once the point is forgotten, nothing.
+func (s *sourceNode) lookupID(ctx context.Context, id chunkstore.ID, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	p := s.t.PointByID(id)
+	if p == nil || p.Meta.Source != s.name {
+		s.t.Sync(syncAge)
+		if p = s.t.PointByID(id); p == nil || p.Meta.Source != s.name {
+			out.SetEntryTimeout(noCache)
+			return nil, syscall.ENOENT
+		}
+	}
+	idLinkAttr(&out.Attr, p)
+	out.SetEntryTimeout(dynamicTimeout)
+	out.SetAttrTimeout(dynamicTimeout)
+	return s.NewInode(ctx, &idLinkNode{t: s.t, id: id, source: s.name}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: out.Attr.Ino}), 0
+}
+
+// idLinkNode is <mnt>/<source>/<point id> (lookupID).
+type idLinkNode struct {
+	gofs.Inode
+	readOnly
+	t      *Tree
+	id     chunkstore.ID
+	source string
+}
+
+var (
+	_ = (gofs.NodeReadlinker)((*idLinkNode)(nil))
+	_ = (gofs.NodeGetattrer)((*idLinkNode)(nil))
+)
+
+func idLinkAttr(out *fuse.Attr, p *Point) {
+	out.Ino = inoOf(fnvAdd(pointHash(p.Meta.ID), "\x00id-link"))
+	out.Mode = syscall.S_IFLNK | 0o777
+	out.Nlink = 1
+	out.Size = uint64(len(p.Name))
+	out.Blksize = blockSize
+	out.Mtime, out.Mtimensec = splitTime(p.Meta.Time)
+	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
+	out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
+}
+
+func (l *idLinkNode) point() *Point {
+	if p := l.t.PointByID(l.id); p != nil && p.Meta.Source == l.source {
+		return p
+	}
+	return nil
+}
+
+func (l *idLinkNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	p := l.point()
+	if p == nil {
+		return syscall.ENOENT
+	}
+	idLinkAttr(&out.Attr, p)
+	out.SetTimeout(dynamicTimeout)
+	return 0
+}
+
+func (l *idLinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	p := l.point()
+	if p == nil {
+		return nil, syscall.ENOENT
+	}
+	return []byte(p.Name), 0
 }
 
 // freshLatest drops the kernel's cached target of latest when it is no

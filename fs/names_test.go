@@ -3,6 +3,7 @@ package fs
 import (
 	"bytes"
 	"encoding/binary"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -371,5 +372,54 @@ func TestMountLogQuotesPaths(t *testing.T) {
 		if strings.Contains(l, "not as backups write it") && !strings.Contains(l, strconv.Quote(evil)[1:]) {
 			t.Errorf("log line does not name the directory, quoted: %q", l)
 		}
+	}
+}
+
+// <mnt>/<source>/<point id> is a symlink to that point's directory,
+// found by lookup and never listed. A point's @GMT name is fixed only
+// while a mount lives: after a forget and a remount, a name can belong to
+// another point, so a share that must serve one point (a bare-metal
+// recovery's image) names it by id, and serves that point or nothing.
+// Before, such a share served another point's image after the remount.
+func TestPointByIDLink(t *testing.T) {
+	ts := newTestStore(t)
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var pts []*engine.Point
+	for i, data := range []string{"first", "second"} {
+		src := t.TempDir()
+		writeFile(t, filepath.Join(src, "f"), []byte(data), 0o644)
+		pts = append(pts, ts.backup(src, "s", base.Add(time.Duration(i)*300*time.Millisecond)))
+	}
+	mount := func() string {
+		tr, err := New(ts.backend(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(mountTree(t, tr, MountOptions{}).Dir(), "s")
+	}
+	dir := mount()
+	first, second := SnapshotName(base), SnapshotName(base.Add(time.Second))
+	if got := readDirNames(t, dir); !slices.Equal(got, []string{first, second, LatestName}) {
+		t.Fatalf("lists %q", got)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, pts[1].ID.String())); err != nil || target != second {
+		t.Fatalf("link of the second point: %q, %v; want %s", target, err, second)
+	}
+	if _, err := ts.st.Forget(context.Background(), pts[0].ID.String(), "", engine.LockOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh mount: the second point now has the first one's name.
+	dir = mount()
+	if target, err := os.Readlink(filepath.Join(dir, pts[1].ID.String())); err != nil || target != first {
+		t.Errorf("link of the second point after the remount: %q, %v; want %s", target, err, first)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, pts[1].ID.String(), "f")); err != nil || string(b) != "second" {
+		t.Errorf("through the link: %q, %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, pts[0].ID.String())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("link of the forgotten point: %v, want it gone", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, strings.ToUpper(pts[1].ID.String()))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an id spelled in capitals: %v, want no such entry", err)
 	}
 }

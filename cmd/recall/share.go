@@ -570,7 +570,11 @@ func shareBMRRecovery(c *cli.Context) error {
 	if err := engine.ValidShareName(share); err != nil {
 		return usagef("%v", err)
 	}
-	pointDir := filepath.Join(mnt, p.Source, mountName(p, pts))
+	// By id, not by its @GMT name: a name is fixed only while a mount
+	// lives, and after a forget and a remount it can be another point's
+	// (the share then served that point's image). The id link serves
+	// this point, or nothing once it is forgotten.
+	pointDir := filepath.Join(mnt, p.Source, p.ID.String())
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "server"
