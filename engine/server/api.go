@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -424,6 +425,9 @@ type peerKey struct{}
 // peerUID returns the uid of the process at the other end of c
 // (SO_PEERCRED: the kernel's word, not the client's).
 func peerUID(c net.Conn) (uint32, error) {
+	if lc, ok := c.(*limitedConn); ok {
+		c = lc.Conn
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return 0, fmt.Errorf("not a unix socket connection: %T", c)
@@ -477,7 +481,17 @@ func (s *Server) Handler() http.Handler {
 			settle, err = time.ParseDuration(req.Settle)
 		}
 		if err != nil || (req.Group == "") == (req.Source == "") || settle < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Errorf(`body: give {"group": "NAME"} or {"source": "NAME", "settle": "2m"}`))
+			why := ""
+			var tooBig *http.MaxBytesError
+			switch {
+			case errors.As(err, &tooBig):
+				why = " (the body is over 64 KiB)"
+			case err != nil:
+				why = fmt.Sprintf(" (%v)", err)
+			case settle < 0:
+				why = " (settle is negative)"
+			}
+			writeError(w, http.StatusBadRequest, fmt.Errorf(`body: give {"group": "NAME"} or {"source": "NAME", "settle": "2m"}%s`, why))
 			return
 		}
 		if req.Settle != "" && settle == 0 {
@@ -698,9 +712,27 @@ func Listen(path string) (*net.UnixListener, string, error) {
 
 // httpServer answers the API with each connection's peer credentials.
 func (s *Server) httpServer() *http.Server {
+	h := s.Handler()
 	return &http.Server{
-		Handler:           s.Handler(),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ContentLength != 0 {
+				// A body that never ends must not hold the connection
+				// (nor one a refusal leaves unread, which the server
+				// reads on to keep the connection). Not a ReadTimeout:
+				// that would end the followers' long responses too.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+			}
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
+		// Idle keep-alive connections go; a request's body has
+		// bodyTimeout (set by its handler). Together with apiMaxConns,
+		// a client holding connections open cannot use up the
+		// server's descriptors and lock everyone else out.
+		IdleTimeout: time.Minute,
+		// net/http's own complaints (an accept error, a bad TLS-less
+		// request) go to the server's log, in its format.
+		ErrorLog: slog.NewLogLogger(s.o.Log.Handler(), slog.LevelWarn),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			uid, err := peerUID(c)
 			if err != nil {
@@ -711,6 +743,59 @@ func (s *Server) httpServer() *http.Server {
 		},
 	}
 }
+
+// apiMaxConns bounds the API's open connections: more wait to be
+// accepted. Far above what the command line and a few followers use.
+const apiMaxConns = 256
+
+// limitConns is l accepting at most n connections at once; more wait
+// in the socket's backlog until one closes. Its connections are
+// *limitedConn, which peerUID unwraps (golang.org/x/net's LimitListener
+// hides the unix connection whose peer credentials the API needs).
+func limitConns(l net.Listener, n int) net.Listener {
+	return &connLimit{Listener: l, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+type connLimit struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *connLimit) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *connLimit) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// bodyTimeout is how long a request body may take to arrive.
+var bodyTimeout = 30 * time.Second
 
 // claimSocket listens on Options.Socket, if set (New): a socket another
 // server answers on fails the start before anything with side effects
@@ -757,7 +842,7 @@ func (s *Server) startAPI() (func(), error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(limitConns(l, apiMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.o.Log.Error("API stopped", "err", err)
 		}
 	}()

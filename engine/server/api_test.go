@@ -376,3 +376,36 @@ func TestSecondServerSameSocketOtherHome(t *testing.T) {
 	must(t, err)
 	srv.Close()
 }
+
+// A request body that never finishes is given up after bodyTimeout and
+// answered, and the connection does not hold the server: before, such a
+// client (or many idle keep-alive ones) held a descriptor each for good,
+// and a few hundred locked everyone out ("accept4: too many open files").
+func TestAPISlowBodyGivenUp(t *testing.T) {
+	old := bodyTimeout
+	bodyTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { bodyTimeout = old })
+	f := newFixture(t)
+	a := startAPIServer(t, f.home)
+	a.srv.WaitIdle()
+	c, err := net.Dial("unix", a.socket)
+	must(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("POST " + APIVersion + "/backup HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"group\":"))
+	must(t, err)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a body that never finishes: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", resp.StatusCode)
+	}
+	// The server answers others as before.
+	r, err := unixClient(a.socket).Get("http://r" + APIVersion + "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+}
