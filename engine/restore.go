@@ -44,9 +44,10 @@ type RestoreResult struct {
 	// Kept, KeptBytes: with Resume, the files found in place whole and
 	// kept (counted in Files and Bytes too).
 	Kept, KeptBytes int64
-	// TargetKept: the target held entries before the restore, so it kept
-	// its own owner, mode, times, attributes and flags; the point's
-	// root's were not applied to it (a new or empty target gets them).
+	// TargetKept: the target held entries before the restore and is not
+	// the point's own directory restored over in place, so it kept its
+	// own owner, mode, times, attributes and flags; the point's root's
+	// were not applied to it (a new or empty target gets them).
 	TargetKept bool
 	Damaged    []PathError // files whose content could not be read
 	Skipped    []PathError // entries not restored: a non-empty directory or an immutable entry is in the way, or their directory was replaced by a symlink
@@ -198,8 +199,9 @@ type openFile struct {
 // The target is a directory (created if missing) that receives:
 //   - the point's root, or the directory opts.Path names: its entries
 //     become the target's entries and its metadata the target's, when
-//     the target is new or empty (one that held entries keeps its own:
-//     RestoreResult.TargetKept);
+//     the target is new or empty, or is that directory itself (a
+//     rollback in place); another that held entries keeps its own
+//     (RestoreResult.TargetKept);
 //   - the one entry opts.Path names when it is not a directory (file,
 //     symlink, device image, ...): it becomes <target>/<name>.
 //
@@ -304,9 +306,15 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		// A new or empty target is this restore's: marked so, a --resume
 		// after a kill gives it the point's metadata too (not held).
 		// Where attributes cannot be set, a resumed one keeps its own.
-		if !held {
+		switch {
+		case !held:
 			_ = unix.Setxattr(opts.Target, restoreMark, []byte(p.ID.String()), 0)
-		} else if opts.Resume {
+		case restoresInPlace(opts.Target, p.Path, opts.Path):
+			// Back over the directory the point was made of (a rollback
+			// of /srv/www): it takes the point's metadata, as every
+			// directory below it does.
+			held = false
+		case opts.Resume:
 			b := make([]byte, 2*len(p.ID))
 			n, err := unix.Getxattr(opts.Target, restoreMark, b)
 			held = err != nil || string(b[:n]) != p.ID.String()
@@ -335,11 +343,12 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 			return err
 		}
 		if held {
-			// A directory that held entries before (/tmp, a home, a
-			// live /etc/nginx restored over) keeps its own owner, mode,
-			// times, attributes and flags: the point's are its source
-			// directory's, and giving them to /tmp would break the
-			// system. Directories merged into below it get theirs.
+			// A directory that held entries before (/tmp, a home)
+			// keeps its own owner, mode, times, attributes and flags:
+			// the point's are another directory's (its source), and
+			// giving them to /tmp would break the system. Directories
+			// merged into below it get theirs, and so does the point's
+			// own directory restored over in place.
 			rs.res.TargetKept = true
 			return nil
 		}
@@ -353,6 +362,22 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		_ = unix.Removexattr(opts.Target, restoreMark)
 	}
 	return res, err
+}
+
+// restoresInPlace reports whether target is the directory the point's
+// path (with sub, a --path in it) was on this machine: the same file,
+// whatever the spelling.
+func restoresInPlace(target, path, sub string) bool {
+	if path == "" || !filepath.IsAbs(path) {
+		return false
+	}
+	src := filepath.Join(path, strings.Trim(filepath.Clean("/"+sub), "/"))
+	a, err := os.Stat(target)
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(src)
+	return err == nil && os.SameFile(a, b)
 }
 
 // restoreMark marks a target a restore made (or found empty) until the

@@ -583,6 +583,21 @@ func TestRestoreOverwriteKeepsTargetsOwnMetadata(t *testing.T) {
 		t.Errorf("mine: %q, %v", b, err)
 	}
 
+	// Restored over in place (a rollback of the directory the point was
+	// made of), the directory takes the point's metadata back.
+	if err := os.Chmod(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "new since"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: src + "/", Overwrite: true}); err != nil || res.TargetKept {
+		t.Fatalf("restore in place: %v, %+v", err, res)
+	}
+	if m := mode(src); m != 0o750 {
+		t.Errorf("directory restored over in place: mode %v, want the point's 0750", m)
+	}
+
 	for _, tt := range []struct {
 		name   string
 		target string
