@@ -100,6 +100,12 @@ type backupHooks struct {
 	beforeOpen    func(path string)          // a file's content is about to be opened (after its lstat)
 }
 
+// optionError is an ErrBadOption whose message is its own.
+type optionError struct{ msg string }
+
+func (e *optionError) Error() string { return e.msg }
+func (e *optionError) Unwrap() error { return ErrBadOption }
+
 // SourceName derives a data source name from a path: "/srv/www" ->
 // "srv-www", "/" -> "root". The result always passes ValidSourceName:
 // '/' becomes '-'; ':' and control characters become '_'; a name the
@@ -157,7 +163,9 @@ func ValidSourceName(name string) error {
 	const allowed = "a source name is 1 to 200 bytes without '/', ':' or control characters, " +
 		"and is not \".\", \"..\", \"latest\" or \"@GMT-...\""
 	bad := func(why string) error {
-		return fmt.Errorf("%w: invalid source name %q: %s; %s", ErrBadOption, name, why, allowed)
+		// ErrBadOption for the exit code, but not its words: a source
+		// is named by 'source add' and groups too, not only by backup.
+		return &optionError{fmt.Sprintf("invalid source name %q: %s; %s", name, why, allowed)}
 	}
 	switch {
 	case name == "":

@@ -107,7 +107,11 @@ func (s *Source) normalize(home string) error {
 	default:
 		return bad("kind %q: give --kind bmr (bare metal recovery, which includes system state) or --kind systemstate", s.Kind)
 	}
-	if s.Computer == "" || strings.ContainsAny(s.Computer, `/\:*?"<>|`) || strings.IndexFunc(s.Computer, func(r rune) bool { return r < 0x20 }) >= 0 {
+	// Windows refuses \ / : * ? " < > | in a computer name; an
+	// all-dots one names no folder (and ".." another one), and '%' is a
+	// Samba substitution in the share the name ends up in.
+	if s.Computer == "" || strings.ContainsAny(s.Computer, `/\:*?"<>|%`) || strings.Trim(s.Computer, ".") == "" ||
+		strings.IndexFunc(s.Computer, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
 		return bad("computer %q: give the Windows computer's name as WSB writes it under WindowsImageBackup (--computer SRV01)", s.Computer)
 	}
 	if s.Reservation == 0 {
@@ -298,7 +302,14 @@ func (c *Catalog) Source(name string) (Source, error) {
 		return c.db.View(func(tx *bolt.Tx) error {
 			v := tx.Bucket(bucketSources).Get([]byte(name))
 			if v == nil {
-				return fmt.Errorf("source %q: %w (list them with 'recall source list'; add one with 'recall source add %s --kind bmr --computer PC')", name, ErrNoSource, name)
+				// The name goes into the suggested command only when it
+				// is one: a name from the API may hold anything, a
+				// newline too, which would break the message's line.
+				add := name
+				if ValidSourceName(name) != nil {
+					add = "NAME"
+				}
+				return fmt.Errorf("source %q: %w (list them with 'recall source list'; add one with 'recall source add %s --kind bmr --computer PC')", name, ErrNoSource, add)
 			}
 			return json.Unmarshal(v, &out)
 		})

@@ -106,6 +106,15 @@ func TestSourceRules(t *testing.T) {
 			ErrSourceRule, []string{`kind "vm"`, "--kind bmr"}},
 		{"computer", Source{Name: "x", Kind: KindBMR, Computer: `a\b`},
 			ErrSourceRule, []string{`computer "a\\b"`, "--computer"}},
+		// ".." named the folder above WindowsImageBackup\<computer> only
+		// once a share was applied, after it had made a Samba account;
+		// '%' is a Samba substitution in the share's comment.
+		{"computer ..", Source{Name: "x", Kind: KindBMR, Computer: ".."},
+			ErrSourceRule, []string{`computer ".."`, "--computer"}},
+		{"computer .", Source{Name: "x", Kind: KindBMR, Computer: "."},
+			ErrSourceRule, []string{`computer "."`, "--computer"}},
+		{"computer with %", Source{Name: "x", Kind: KindBMR, Computer: "A%U"},
+			ErrSourceRule, []string{`computer "A%U"`, "--computer"}},
 		{"name", Source{Name: "a/b", Kind: KindBMR, Computer: "X"},
 			ErrSourceRule, []string{`"a/b"`}},
 	} {
@@ -261,5 +270,21 @@ func TestSourceUser(t *testing.T) {
 	}
 	if s, _ := c.Source("db"); s.User != "" {
 		t.Errorf("user recorded after a refusal: %+v", s)
+	}
+}
+
+// Messages about a source name quote it, and name no backup option: a
+// name from the API may hold a newline, which went raw into the
+// suggested 'recall source add' command, and 'source add latest' said
+// "bad backup option".
+func TestSourceNameMessages(t *testing.T) {
+	c := testCatalog(t)
+	_, err := c.Source("srv01\n{\"level\":\"ERROR\"}")
+	if !errors.Is(err, ErrNoSource) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "recall source add NAME") {
+		t.Errorf("unknown source with a newline: %q", err)
+	}
+	_, err = c.AddSource(Source{Name: "latest", Kind: KindBMR, Computer: "X"}, time.Now())
+	if !errors.Is(err, ErrBadOption) || strings.Contains(err.Error(), "backup option") || !strings.Contains(err.Error(), `invalid source name "latest"`) {
+		t.Errorf("source add latest: %q", err)
 	}
 }
