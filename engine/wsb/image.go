@@ -32,6 +32,9 @@ const (
 	backupLayout = "2006-01-02 150405"
 )
 
+// mediaIDSize is the least a MediaId holds: the media's GUID.
+const mediaIDSize = 16
+
 // unnamedBackup stands for the backup folder in Missing when there is
 // none.
 const unnamedBackup = "Backup YYYY-MM-DD HHMMSS"
@@ -139,6 +142,12 @@ func Inspect(fsys fs.FS, computer string) (*Image, error) {
 			im.Missing = append(im.Missing, p)
 		case err != nil:
 			return nil, fmt.Errorf("stat %s: %w", path.Join(root, p), err)
+		case fi.Size() == 0:
+			// What a share that filled up (or a write cut off) leaves:
+			// no recovery reads a catalog without its bytes.
+			im.Missing = append(im.Missing, p+" (empty)")
+		case p == "MediaId" && fi.Size() < mediaIDSize:
+			im.Missing = append(im.Missing, fmt.Sprintf("%s (cut short: %d bytes)", p, fi.Size()))
 		}
 	}
 	return im, nil

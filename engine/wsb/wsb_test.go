@@ -590,3 +590,26 @@ func TestReadVersionAnyCase(t *testing.T) {
 		t.Fatalf("lower-case backupspecs.xml: %+v, %v", v, err)
 	}
 }
+
+// An empty GlobalCatalog and a MediaId cut short (what a share that
+// filled up leaves) make an image incomplete: before, such an image
+// became a point with exit 0, which no recovery could read.
+func TestInspectEmptyCatalogShortMediaID(t *testing.T) {
+	dir := t.TempDir()
+	generate(t, dir, wsbgen.Options{Seed: 4})
+	root := filepath.Join(dir, Dir, "SRV01")
+	if err := os.WriteFile(filepath.Join(root, "Catalog", "GlobalCatalog"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "MediaId"), []byte{1, 2, 3}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	im, err := Inspect(os.DirFS(dir), "SRV01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Catalog/GlobalCatalog (empty)", "MediaId (cut short: 3 bytes)"}
+	if !slices.Equal(im.Missing, want) || !errors.Is(im.Err(), ErrIncomplete) {
+		t.Errorf("missing %q (%v), want %q", im.Missing, im.Err(), want)
+	}
+}
