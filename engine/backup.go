@@ -100,6 +100,10 @@ type backupHooks struct {
 	beforeOpen    func(path string)          // a file's content is about to be opened (after its lstat)
 }
 
+// clockSkew is how far a point's time may be ahead of a backup's start
+// before the backup says the clock was ahead when it was made.
+const clockSkew = time.Minute
+
 // optionError is an ErrBadOption whose message is its own.
 type optionError struct{ msg string }
 
@@ -378,6 +382,17 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	if parent != nil {
 		if t, err := r.LoadTree(parent.Tree); err == nil {
 			parentRoot = t
+		}
+		if parent.Time.After(start.Add(clockSkew)) && opts.Log != nil {
+			// Made while the clock was ahead (a boot before NTP set it):
+			// it stays the source's newest, "latest" to restore and to
+			// the mount, until its time comes, and every point made
+			// meanwhile sorts before it. Logged, not a warning of this
+			// point: nothing is wrong with it, and a server already
+			// raises a clock alert (each backup "with warnings" for
+			// months would hide real ones).
+			opts.Log("warning: the newest point of source %s, %s, is dated %s, after this backup's %s: it was made while the clock was ahead, and 'latest' names it, not this point, until then; if its time is wrong, 'recall forget --source %q %s' once this point is made",
+				opts.Source, parent.ID.Short(), parent.Time.UTC().Format(time.RFC3339), start.UTC().Format(time.RFC3339), opts.Source, parent.ID.Short())
 		}
 	}
 

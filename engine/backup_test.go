@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -361,5 +362,39 @@ func TestHardLinkedOthers(t *testing.T) {
 	}
 	if target, err := os.Readlink(filepath.Join(dst, "sl2")); err != nil || target != "target" {
 		t.Errorf("link of a symlink: %q, %v", target, err)
+	}
+}
+
+// A point made while the clock was ahead stays the source's "latest"
+// until its time comes: the next backup says so, naming the point and
+// how to forget it. Before, nothing did, and 'restore latest' gave the
+// stale point.
+func TestBackupWarnsOfPointFromTheFuture(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("v1"), 0o644)
+	ahead := time.Now().AddDate(1, 0, 0)
+	p1, err := ts.backup(BackupOptions{Path: src, Source: "s", Now: func() time.Time { return ahead }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "f"), []byte("v2"), 0o644)
+	var logged []string
+	logTo := func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
+	if _, err := ts.backup(BackupOptions{Path: src, Source: "s", Log: logTo}); err != nil {
+		t.Fatal(err)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "clock was ahead") || !strings.Contains(logged[0], p1.ID.Short()) {
+		t.Fatalf("backup after a point from the future logged %q", logged)
+	}
+	// Nothing when the newest point is not ahead.
+	logged = nil
+	for range 2 {
+		if _, err := ts.backup(BackupOptions{Path: src, Source: "t", Log: logTo}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(logged) != 0 {
+		t.Errorf("backups of t logged %q", logged)
 	}
 }
