@@ -17,9 +17,7 @@ import (
 // TestParallelCutsMatchSequential: parallel chunking must cut exactly
 // where one chunker would, also across zero runs that never resync.
 func TestParallelCutsMatchSequential(t *testing.T) {
-	old := parSegment
-	parSegment = 3 << 20
-	defer func() { parSegment = old }()
+	st := parCutsStore(t, 3<<20)
 	data := make([]byte, 40<<20)
 	rng := rand.New(rand.NewSource(1))
 	rng.Read(data)
@@ -29,15 +27,6 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 	os.WriteFile(p, data, 0o644)
 	f, _ := os.Open(p)
 	defer f.Close()
-	dir := t.TempDir()
-	if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	for _, r := range [][2]int64{{0, int64(len(data))}, {12345, 33 << 20}, {0, 6<<20 + 1}} {
 		// The reference is restic/chunker itself, with the store's
 		// parameters.
@@ -80,18 +69,7 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 // full CPU for good), and a cut the stitcher's own chunker met was a
 // plain io.EOF, which skipped the file ("read: EOF").
 func TestParallelCutsFileShrank(t *testing.T) {
-	old := parSegment
-	parSegment = 2 << 20
-	defer func() { parSegment = old }()
-	dir := t.TempDir()
-	if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := parCutsStore(t, 2<<20)
 	const size = 16 << 20
 	data := make([]byte, size)
 	rand.New(rand.NewSource(3)).Read(data)
@@ -125,4 +103,23 @@ func TestParallelCutsFileShrank(t *testing.T) {
 		}
 		f.Close()
 	}
+}
+
+// parCutsStore sets parSegment to seg for the test and returns a new
+// store, whose chunker parameters the cuts use.
+func parCutsStore(t *testing.T, seg int64) *chunkstore.Store {
+	t.Helper()
+	old := parSegment
+	parSegment = seg
+	t.Cleanup(func() { parSegment = old })
+	dir := t.TempDir()
+	if _, err := chunkstore.Init(dir, chunkstore.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := chunkstore.Open(dir, chunkstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

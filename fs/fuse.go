@@ -320,14 +320,7 @@ var (
 )
 
 func idLinkAttr(out *fuse.Attr, p *Point) {
-	out.Ino = inoOf(fnvAdd(pointHash(p.Meta.ID), "\x00id-link"))
-	out.Mode = syscall.S_IFLNK | 0o777
-	out.Nlink = 1
-	out.Size = uint64(len(p.Name))
-	out.Blksize = blockSize
-	out.Mtime, out.Mtimensec = splitTime(p.Meta.Time)
-	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
-	out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
+	linkAttr(out, inoOf(fnvAdd(pointHash(p.Meta.ID), "\x00id-link")), p)
 }
 
 func (l *idLinkNode) point() *Point {
@@ -405,9 +398,12 @@ var (
 	_ = (gofs.NodeGetattrer)((*latestNode)(nil))
 )
 
-func latestAttr(out *fuse.Attr, s *Source) {
-	p := s.Latest()
-	out.Ino = s.LatestIno()
+func latestAttr(out *fuse.Attr, s *Source) { linkAttr(out, s.LatestIno(), s.Latest()) }
+
+// linkAttr is the attributes of a symlink ino to point p's directory
+// (latest, an id link): p's name, and p's time.
+func linkAttr(out *fuse.Attr, ino uint64, p *Point) {
+	out.Ino = ino
 	out.Mode = syscall.S_IFLNK | 0o777
 	out.Nlink = 1
 	out.Size = uint64(len(p.Name))
