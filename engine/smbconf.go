@@ -124,6 +124,16 @@ type SambaParam struct{ Key, Value string }
 
 // String is the share as smb.conf text: comment lines, [Name], parameters
 // indented by a tab.
+// Param is the value of the share's parameter key, "" when it has none.
+func (s SambaShare) Param(key string) string {
+	for _, p := range s.Params {
+		if p.Key == key {
+			return p.Value
+		}
+	}
+	return ""
+}
+
 func (s SambaShare) String() string {
 	var b strings.Builder
 	for _, c := range s.Comment {
@@ -247,6 +257,10 @@ type SambaInstall struct {
 	Include      string // the include file
 	Changed      bool   // the include file was written (false: the share was there as it is)
 	IncludeAdded bool   // smb.conf got the include line
+	// OldPath is the path the share's block served before it was
+	// replaced, when that was another ("" for a new share, or the same
+	// path): a recovery share of one name made again for another point.
+	OldPath string
 }
 
 // InstallSambaShare puts share into recall's include file next to smbConf
@@ -261,7 +275,7 @@ func InstallSambaShare(smbConf string, share SambaShare) (SambaInstall, error) {
 	if err != nil {
 		return SambaInstall{}, err
 	}
-	inst := SambaInstall{Include: p.include}
+	inst := SambaInstall{Include: p.include, OldPath: p.oldPath}
 	if !bytes.Equal(p.updated, p.old) {
 		if err := atomicfile.Write(inst.Include, p.updated, 0o644); err != nil {
 			return inst, err
@@ -290,6 +304,7 @@ type sharePlan struct {
 	conf         []byte // its content
 	include      string // recall's include file beside it
 	old, updated []byte // the include file's content, and with the share put in
+	oldPath      string // SambaInstall.OldPath
 }
 
 // planShare checks share against smbConf and recall's include file
@@ -325,7 +340,26 @@ func planShare(smbConf string, share SambaShare) (sharePlan, error) {
 	if p.updated, err = putBlock(p.old, share); err != nil {
 		return p, fmt.Errorf("%s: %w", p.include, err)
 	}
+	for _, b := range parseBlocks(p.old) {
+		if strings.EqualFold(b.Name, share.Name) {
+			if old := blockParam(p.old[b.start:b.end], "path"); old != share.Param("path") {
+				p.oldPath = old
+			}
+		}
+	}
 	return p, nil
+}
+
+// blockParam is the value of key in a block of the include file, "" when
+// it has none.
+func blockParam(block []byte, key string) string {
+	v := ""
+	confLines(block, func(l string) {
+		if k, val, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == key {
+			v = strings.TrimSpace(val)
+		}
+	})
+	return v
 }
 
 // testparmProgram resolves an smb.conf as smbd reads it: included files,

@@ -613,3 +613,26 @@ func TestPlanSambaPassword(t *testing.T) {
 		})
 	}
 }
+
+// A share made again with another path (a recovery share of one name
+// made for another point) says what it served before, so the command can
+// say that it stops being served; made again as it is, it says nothing.
+func TestInstallSambaShareOldPath(t *testing.T) {
+	testparmProgram0 := testparmProgram
+	testparmProgram = "testparm-not-installed" // smb.conf alone is read
+	t.Cleanup(func() { testparmProgram = testparmProgram0 })
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "smb.conf")
+	if err := os.WriteFile(conf, []byte("[global]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, old string }{{"/mnt/s/aaa", ""}, {"/mnt/s/aaa", ""}, {"/mnt/s/bbb", "/mnt/s/aaa"}} {
+		inst, err := InstallSambaShare(conf, owned(testShare("s-20261201-022636", tc.path), "s", ShareKindRecovery))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inst.OldPath != tc.old {
+			t.Errorf("install with path %s: old path %q, want %q", tc.path, inst.OldPath, tc.old)
+		}
+	}
+}

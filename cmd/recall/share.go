@@ -641,6 +641,11 @@ func shareBMRRecovery(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if inst.OldPath != "" {
+		// Made again under a name another point's share had (two points
+		// of one second, or --name): said, as the other stops being served.
+		logf("share [%s] served %s until now; it serves point %s instead (give another --name to serve both)", share, inst.OldPath, p.ID.String()[:12])
+	}
 	installed(conf, share, inst)
 	return nil
 }
