@@ -201,6 +201,14 @@ var ErrBadTree = errors.New("malformed tree blob")
 // EncodeTree serialises t. Nodes are sorted by name first.
 func EncodeTree(t *Tree) []byte {
 	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].Name < t.Nodes[j].Name })
+	// Sorted now; only a name held twice still keeps Find from bisecting.
+	t.unsorted = false
+	for i := 1; i < len(t.Nodes); i++ {
+		if t.Nodes[i-1].Name == t.Nodes[i].Name {
+			t.unsorted = true
+			break
+		}
+	}
 	version := byte(treeVersion)
 	for _, n := range t.Nodes {
 		if n.Flags != 0 {
