@@ -122,8 +122,6 @@ type SambaShare struct {
 // SambaParam is one "key = value" line of a section.
 type SambaParam struct{ Key, Value string }
 
-// String is the share as smb.conf text: comment lines, [Name], parameters
-// indented by a tab.
 // Param is the value of the share's parameter key, "" when it has none.
 func (s SambaShare) Param(key string) string {
 	for _, p := range s.Params {
@@ -134,6 +132,8 @@ func (s SambaShare) Param(key string) string {
 	return ""
 }
 
+// String is the share as smb.conf text: comment lines, [Name], parameters
+// indented by a tab.
 func (s SambaShare) String() string {
 	var b strings.Builder
 	for _, c := range s.Comment {

@@ -159,8 +159,9 @@ type Node struct {
 // Tree is one decoded directory.
 type Tree struct {
 	Nodes []*Node
-	// unsorted: decoded with names out of order or repeated (a damaged
-	// or foreign tree; verify reports it), so Find cannot bisect.
+	// unsorted: decoded with names out of order (a damaged or foreign
+	// tree; verify reports it), so Find cannot bisect. A name held twice
+	// in order bisects to its first.
 	unsorted bool
 }
 
@@ -201,14 +202,7 @@ var ErrBadTree = errors.New("malformed tree blob")
 // EncodeTree serialises t. Nodes are sorted by name first.
 func EncodeTree(t *Tree) []byte {
 	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].Name < t.Nodes[j].Name })
-	// Sorted now; only a name held twice still keeps Find from bisecting.
-	t.unsorted = false
-	for i := 1; i < len(t.Nodes); i++ {
-		if t.Nodes[i-1].Name == t.Nodes[i].Name {
-			t.unsorted = true
-			break
-		}
-	}
+	t.unsorted = false // sorted now, in place
 	version := byte(treeVersion)
 	for _, n := range t.Nodes {
 		if n.Flags != 0 {
@@ -397,7 +391,7 @@ func DecodeTree(buf []byte) (*Tree, error) {
 				prev = e.End
 			}
 		}
-		if k := len(t.Nodes); k > 0 && t.Nodes[k-1].Name >= n.Name {
+		if k := len(t.Nodes); k > 0 && t.Nodes[k-1].Name > n.Name {
 			t.unsorted = true
 		}
 		t.Nodes = append(t.Nodes, n)

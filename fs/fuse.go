@@ -291,10 +291,10 @@ func (s *sourceNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 // bare-metal recovery's image) names it by id: through this link it
 // serves that point, or, once the point is forgotten, nothing.
 func (s *sourceNode) lookupID(ctx context.Context, id chunkstore.ID, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	p := s.t.PointByID(id)
-	if p == nil || p.Meta.Source != s.name {
+	p := s.t.sourcePoint(s.name, id)
+	if p == nil {
 		s.t.Sync(syncAge)
-		if p = s.t.PointByID(id); p == nil || p.Meta.Source != s.name {
+		if p = s.t.sourcePoint(s.name, id); p == nil {
 			out.SetEntryTimeout(noCache)
 			return nil, syscall.ENOENT
 		}
@@ -323,12 +323,7 @@ func idLinkAttr(out *fuse.Attr, p *Point) {
 	linkAttr(out, inoOf(fnvAdd(pointHash(p.Meta.ID), "\x00id-link")), p)
 }
 
-func (l *idLinkNode) point() *Point {
-	if p := l.t.PointByID(l.id); p != nil && p.Meta.Source == l.source {
-		return p
-	}
-	return nil
-}
+func (l *idLinkNode) point() *Point { return l.t.sourcePoint(l.source, l.id) }
 
 func (l *idLinkNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	p := l.point()

@@ -590,6 +590,14 @@ func (t *Tree) Source(name string) *Source { return t.view.Load().sources[name] 
 // PointByID returns a point by id, or nil.
 func (t *Tree) PointByID(id chunkstore.ID) *Point { return t.view.Load().byID[id] }
 
+// sourcePoint is the point id if it is one of source's, else nil.
+func (t *Tree) sourcePoint(source string, id chunkstore.ID) *Point {
+	if p := t.PointByID(id); p != nil && p.Meta.Source == source {
+		return p
+	}
+	return nil
+}
+
 // ModTime is the start time of the newest point of any source.
 func (t *Tree) ModTime() time.Time { return t.view.Load().mtime }
 

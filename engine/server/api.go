@@ -726,7 +726,7 @@ func (s *Server) httpServer() *http.Server {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Idle keep-alive connections go; a request's body has
-		// bodyTimeout (set by its handler). Together with apiMaxConns,
+		// bodyTimeout (set above). Together with apiMaxConns,
 		// a client holding connections open cannot use up the
 		// server's descriptors and lock everyone else out.
 		IdleTimeout: time.Minute,

@@ -54,10 +54,9 @@ func (b *Backend) Reserve(ctx context.Context, n int64) error {
 			return full(fmt.Errorf("reserve %s in %s: %w", humanize.IBytes(uint64(n)), b.dir, err))
 		}
 	}
-	var fi os.FileInfo
 	if err != nil {
 		// Short: kept when some of it fit.
-		if fi, _ = f.Stat(); fi == nil || fi.Size() == 0 {
+		if fi, serr := f.Stat(); serr != nil || fi.Size() == 0 {
 			return err
 		}
 	}
