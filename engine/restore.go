@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -410,32 +411,79 @@ func safeName(name string) bool {
 	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
+// checkTarget says, changing nothing, whether a restore can go into
+// target: none given, a directory holding entries without overwrite, or
+// something other than a directory where one must be (the target, or the
+// nearest of its parents that exists, which the restore would create it
+// in) is refused. A block device (it takes a device image) is accepted.
+// It reports whether the target exists and whether it holds entries.
+// Restore checks with it before it creates anything, and a tape restore
+// before it loads a cartridge, so both refuse the same targets.
+func checkTarget(target string, overwrite bool) (exists, held bool, err error) {
+	if target == "" {
+		return false, false, errors.New("no restore target given (--target DIR)")
+	}
+	d := filepath.Clean(target)
+	fi, err := os.Stat(d)
+	for (errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR)) && filepath.Dir(d) != d {
+		d = filepath.Dir(d)
+		fi, err = os.Stat(d)
+	}
+	exists = d == filepath.Clean(target)
+	switch {
+	case err != nil:
+		return false, false, fmt.Errorf("restore target %s: %w", target, err)
+	case exists && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
+		return true, false, nil
+	case !fi.IsDir():
+		return false, false, fmt.Errorf("restore target %s: %s is not a directory: choose an empty or new directory", target, d)
+	case !exists:
+		return false, false, nil
+	}
+	f, err := os.Open(d)
+	if err != nil {
+		return true, false, fmt.Errorf("restore target %s: %w", target, err)
+	}
+	defer f.Close()
+	if overwrite {
+		// One entry tells held from empty.
+		names, err := f.Readdirnames(1)
+		if err != nil && err != io.EOF {
+			return true, false, fmt.Errorf("restore target %s: %w", target, err)
+		}
+		return true, len(names) > 0, nil
+	}
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return true, false, fmt.Errorf("restore target %s: %w", target, err)
+	}
+	if len(names) > 0 {
+		return true, true, fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite", target, ErrTargetNotEmpty, len(names))
+	}
+	return true, false, nil
+}
+
 // prepareTarget checks the target and creates it if missing, returning the
 // directories it created, outermost first, and whether it held entries.
 func prepareTarget(target string, overwrite bool) ([]string, bool, error) {
-	if target == "" {
-		return nil, false, fmt.Errorf("no restore target given (--target DIR)")
+	exists, held, err := checkTarget(target, overwrite)
+	if errors.Is(err, ErrTargetNotEmpty) {
+		return nil, true, fmt.Errorf("%w; if a restore of this point into it stopped, --resume goes on from where it stopped", err)
 	}
-	ents, err := os.ReadDir(target)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		var missing []string
-		for d := filepath.Clean(target); ; d = filepath.Dir(d) {
-			if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
-				break
-			}
-			missing = append([]string{d}, missing...)
-		}
-		if err := os.MkdirAll(target, 0o700); err != nil {
-			return nil, false, fmt.Errorf("create restore target: %w", err)
-		}
-		return missing, false, nil
-	case err != nil:
-		return nil, false, fmt.Errorf("restore target %s: %w", target, err)
-	case len(ents) > 0 && !overwrite:
-		return nil, true, fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite; if a restore of this point into it stopped, --resume goes on from where it stopped", target, ErrTargetNotEmpty, len(ents))
+	if err != nil || exists {
+		return nil, held, err
 	}
-	return nil, len(ents) > 0, nil
+	var missing []string
+	for d := filepath.Clean(target); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		missing = append([]string{d}, missing...)
+	}
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return nil, false, fmt.Errorf("create restore target: %w", err)
+	}
+	return missing, false, nil
 }
 
 // removeCreated undoes what a failed restore can undo without removing

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,5 +196,49 @@ func TestProcessUmask(t *testing.T) {
 	defer unix.Umask(old)
 	if m, ok := processUmask(); !ok || m != 0o027 {
 		t.Errorf("processUmask() = %o, %v; want 27, true", m, ok)
+	}
+}
+
+// checkTarget, which Restore and a tape restore both ask, changes nothing
+// and names the path that is not a directory: the target, or the parent
+// the restore would create it in. (Fix: prepareTarget read a file target
+// as "readdirent: not a directory".)
+func TestCheckTargetChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		target       string
+		overwrite    bool
+		exists, held bool
+		want         string // in the error; "" for none
+	}{
+		{"", false, false, false, "no restore target"},
+		{dir, false, true, true, "restore target is not empty (2 entries)"},
+		{dir, true, true, true, ""},
+		{empty, false, true, false, ""},
+		{filepath.Join(dir, "new", "deeper"), false, false, false, ""},
+		{file, true, false, false, file + " is not a directory"},
+		{filepath.Join(file, "below", "it"), false, false, false, file + " is not a directory"},
+	} {
+		exists, held, err := checkTarget(tt.target, tt.overwrite)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("checkTarget(%q, %v): %v, want %q", tt.target, tt.overwrite, err, tt.want)
+		}
+		if exists != tt.exists || held != tt.held {
+			t.Errorf("checkTarget(%q, %v) = exists %v held %v, want %v %v", tt.target, tt.overwrite, exists, held, tt.exists, tt.held)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !os.IsNotExist(err) {
+		t.Errorf("checkTarget created the target's parent: %v", err)
+	}
+	if _, _, err := prepareTarget(file, true); err == nil || !strings.Contains(err.Error(), "is not a directory: choose") {
+		t.Errorf("prepareTarget(a file): %v", err)
 	}
 }

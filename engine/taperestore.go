@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -287,38 +286,12 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 }
 
 // checkRestoreTarget refuses, before any cartridge is loaded, a target
-// that Restore (prepareTarget) would refuse once every cartridge is read,
-// hours later on LTO: none given, a directory with entries without
-// overwrite, or in place of a directory a file (a block device takes a
-// device image). A target that does not exist is Restore's to create.
-// Whether --path names something in the point only its trees can tell,
-// and they are read from tape last.
+// that Restore would refuse once every cartridge is read, hours later on
+// LTO (see checkTarget). Whether --path names something in the point only
+// its trees can tell, and they are read from tape last.
 func checkRestoreTarget(target string, overwrite bool) error {
-	if target == "" {
-		return errors.New("no restore target given (--target DIR): nothing was read from tape")
-	}
-	d := filepath.Clean(target)
-	fi, err := os.Stat(d)
-	for errors.Is(err, os.ErrNotExist) && filepath.Dir(d) != d {
-		d = filepath.Dir(d)
-		fi, err = os.Stat(d)
-	}
-	switch {
-	case err != nil:
-		return fmt.Errorf("restore target %s: %w: nothing was read from tape", target, err)
-	case d == filepath.Clean(target) && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
-		return nil
-	case !fi.IsDir():
-		return fmt.Errorf("restore target %s: %s is not a directory: choose an empty or new directory; nothing was read from tape", target, d)
-	case d != filepath.Clean(target) || overwrite:
-		return nil
-	}
-	ents, err := os.ReadDir(d)
-	if err != nil {
-		return fmt.Errorf("restore target %s: %w: nothing was read from tape", target, err)
-	}
-	if len(ents) > 0 {
-		return fmt.Errorf("%s: %w (%d entries); choose an empty or new directory, or pass --overwrite; nothing was read from tape", target, ErrTargetNotEmpty, len(ents))
+	if _, _, err := checkTarget(target, overwrite); err != nil {
+		return fmt.Errorf("%w; nothing was read from tape", err)
 	}
 	return nil
 }
