@@ -336,6 +336,12 @@ func TestTapeEraseNamesPointsElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, _ := st.medium(reps["p"].Tapes[0])
+	// Without --force the refusal says what is at stake. (Fix: it named
+	// the set and its expiry only.)
+	_, err = RelabelTape(ctx, f.home, TapeLabelOptions{Slot: m.Slot, Now: time.Now(), Warn: t.Logf})
+	if !errors.Is(err, ErrTapeRefused) || !strings.Contains(err.Error(), "are all whole on other sets") {
+		t.Errorf("erase of p's cartridge without --force: %v; want a refusal saying its point is whole elsewhere", err)
+	}
 	r, err := RelabelTape(ctx, f.home, TapeLabelOptions{Slot: m.Slot, Force: true, Now: time.Now(), Warn: t.Logf})
 	if err != nil {
 		t.Fatal(err)
@@ -343,5 +349,11 @@ func TestTapeEraseNamesPointsElsewhere(t *testing.T) {
 	id := f.p.ID.String()
 	if !slices.Equal(r.PointsLost, []string{id}) || r.PointsElsewhere[id] != reps["q"].Set {
 		t.Errorf("erase of p's cartridge: lost %v, elsewhere %v; want %s lost from p's set, whole on q's %s", r.PointsLost, r.PointsElsewhere, id[:12], reps["q"].Set)
+	}
+	// q's cartridge now holds the only copy: the refusal names the point.
+	m, _ = st.medium(reps["q"].Tapes[0])
+	_, err = RelabelTape(ctx, f.home, TapeLabelOptions{Slot: m.Slot, Now: time.Now(), Warn: t.Logf})
+	if !errors.Is(err, ErrTapeRefused) || !strings.Contains(err.Error(), "takes point(s) "+id+" off every tape") {
+		t.Errorf("erase of q's cartridge without --force: %v; want a refusal naming %s", err, id[:12])
 	}
 }

@@ -480,9 +480,23 @@ func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions
 	fail := func(err error) (*TapeRelabelResult, error) {
 		return nil, fmt.Errorf("cartridge %s in slot %d: %w", el.Barcode, o.Slot, err)
 	}
+	// refuse names, with the refusal, the points --force would take off
+	// tape, so whoever decides knows what is at stake.
+	refuse := func(err error, sl *tapefs.SetLabel) (*TapeRelabelResult, error) {
+		set, seq := "", 0
+		if sl != nil && !freeLabel(sl) {
+			set, seq = sl.SetID, sl.Sequence
+		} else if m, ok := st.medium(el.Barcode); ok && m.Set != "" {
+			set, seq = m.Set, m.Sequence
+		}
+		if lost, elsewhere, ok := st.pointsNeeding(set, seq, el.Barcode); ok {
+			err = fmt.Errorf("%w; %s", err, describeAtStake(lost, elsewhere))
+		}
+		return fail(err)
+	}
 	if !o.Force {
 		if err := mayOverwrite(st, el.Barcode, false, nil, pool, o.Now); err != nil {
-			return fail(err)
+			return refuse(err, nil)
 		}
 	}
 	d, err := loadSlot(ctx, lib, el.Number, tapeDrive)
@@ -504,7 +518,7 @@ func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions
 	}
 	if !o.Force {
 		if err := mayOverwrite(st, el.Barcode, true, sl, pool, o.Now); err != nil {
-			return fail(err)
+			return refuse(err, sl)
 		}
 	}
 	// The set the cartridge held: its label says, else the catalog.
@@ -541,20 +555,9 @@ func relabel(ctx context.Context, home string, st *TapeState, o TapeLabelOptions
 	u := TapeUpdate{Media: []TapeMedium{res.Medium}}
 	if s, ok := st.set(res.Set); ok && res.Sequence > 0 && res.Sequence <= len(s.Tapes) && s.Tapes[res.Sequence-1] == el.Barcode {
 		res.SetKnown = true
-		res.PointsLost = dropCartridge(&s, res.Sequence)
+		res.PointsLost, res.PointsElsewhere, _ = st.pointsNeeding(res.Set, res.Sequence, el.Barcode)
+		dropCartridge(&s, res.Sequence)
 		u.Sets = []TapeSet{s}
-		for _, id := range res.PointsLost {
-			for _, o := range st.Sets {
-				if o.ID == s.ID || o.Catalog == nil || !slices.ContainsFunc(o.Catalog.Points, func(p tapefs.CatalogPoint) bool { return p.ID == id }) {
-					continue
-				}
-				if res.PointsElsewhere == nil {
-					res.PointsElsewhere = map[string]string{}
-				}
-				res.PointsElsewhere[id] = o.ID
-				break
-			}
-		}
 	}
 	if err := writeTapeState(home, o.Warn, u); err != nil {
 		return res, fmt.Errorf("cartridge %s was overwritten, but the catalog was not updated: %w (run 'recall tape catalog --slot %d')", el.Barcode, err, el.Number)
@@ -622,4 +625,63 @@ func EmulatedLibraryAction(ctx context.Context, home, library, action, barcode s
 		return "", 0, fmt.Errorf("tape library %s: %w", libRec.Name, err) // it names the action and cartridge
 	}
 	return barcode, slot, nil
+}
+
+// pointsNeeding returns the points of set setID that need its cartridge
+// seq (barcode), so that losing the cartridge takes them off the set, and
+// of those the ones another set holds whole, with that set. ok is false
+// when the catalog does not record the cartridge as that one of the set.
+// Nothing is changed.
+func (st *TapeState) pointsNeeding(setID string, seq int, barcode string) (lost []string, elsewhere map[string]string, ok bool) {
+	s, known := st.set(setID)
+	if !known || seq < 1 || seq > len(s.Tapes) || s.Tapes[seq-1] != barcode {
+		return nil, nil, false
+	}
+	// dropCartridge changes the set and its catalog: on copies.
+	s.Dropped = slices.Clone(s.Dropped)
+	if s.Catalog != nil {
+		c := *s.Catalog
+		s.Catalog = &c
+	}
+	lost = dropCartridge(&s, seq)
+	for _, id := range lost {
+		for _, o := range st.Sets {
+			if o.ID == s.ID || o.Catalog == nil || !slices.ContainsFunc(o.Catalog.Points, func(p tapefs.CatalogPoint) bool { return p.ID == id }) {
+				continue
+			}
+			if elsewhere == nil {
+				elsewhere = map[string]string{}
+			}
+			elsewhere[id] = o.ID
+			break
+		}
+	}
+	return lost, elsewhere, true
+}
+
+// describeAtStake says which points overwriting a cartridge takes off
+// tape (at most a few named) and which another set still holds.
+func describeAtStake(lost []string, elsewhere map[string]string) string {
+	var gone []string
+	for _, id := range lost {
+		if _, ok := elsewhere[id]; !ok {
+			gone = append(gone, id)
+		}
+	}
+	switch {
+	case len(lost) == 0:
+		return "no point of the set needs it"
+	case len(gone) == 0:
+		return fmt.Sprintf("its %d point(s) that need it are all whole on other sets", len(lost))
+	}
+	named := gone
+	more := ""
+	if len(named) > 5 {
+		named, more = named[:5], fmt.Sprintf(" and %d more", len(gone)-5)
+	}
+	s := fmt.Sprintf("overwriting it takes point(s) %s%s off every tape", strings.Join(named, ", "), more)
+	if n := len(lost) - len(gone); n > 0 {
+		s += fmt.Sprintf(" (%d more that need it are whole on other sets)", n)
+	}
+	return s
 }
