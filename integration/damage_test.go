@@ -332,6 +332,9 @@ func (fx *damageFixture) runCase(t *testing.T, c damageCase) {
 			}
 			if len(failed) == 0 {
 				failed["/"] = true // nothing of the point could be restored
+			} else if want := fmt.Sprintf("; %d file(s) damaged, named below", len(failed)); !strings.Contains(r.stdout, "partly restored point") || !strings.Contains(r.stdout, want) {
+				// Not a plain "restored point" line above the damage.
+				t.Errorf("restore of point %s with damage: summary %q, want it partly restored, %q", id[:12], r.stdout, want)
 			}
 		default:
 			t.Errorf("restore of point %s: exit %d, want 0 or 4\n%s", id[:12], r.code, r.stderr)

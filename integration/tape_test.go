@@ -298,6 +298,9 @@ func TestTapeBadBlockMidFile(t *testing.T) {
 	if r.code != 4 || !strings.Contains(r.stderr, "1 pack(s) could not be read from tape (bad blocks: ") {
 		t.Fatalf("restore: exit %d, %s; want exit 4 and one pack lost to bad blocks", r.code, r.stderr)
 	}
+	if !strings.HasPrefix(r.stdout, "partly restored point") || !strings.Contains(r.stdout, "file(s) damaged, named below") {
+		t.Errorf("restore summary %q: want it partly restored, damaged files counted", r.stdout)
+	}
 	var whole, damaged []string
 	for _, n := range names {
 		got, _ := os.ReadFile(filepath.Join(dst, n))

@@ -57,8 +57,8 @@ func init() {
 				if res.Kept > 0 {
 					kept = fmt.Sprintf(" (%d files, %s, were in place already and kept)", res.Kept, human(res.KeptBytes))
 				}
-				fmt.Fprintf(c.App.Writer, "restored point %s of %s: %d files, %d dirs, %d other, %s into %s%s\n",
-					p.ID.String()[:12], cell(p.Source), res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root, kept)
+				fmt.Fprintf(c.App.Writer, "%s point %s of %s: %d files, %d dirs, %d other, %s into %s%s%s\n",
+					restoredVerb(res), p.ID.String()[:12], cell(p.Source), res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root, kept, damagedNote(res))
 				if res.TargetKept {
 					fmt.Fprintf(c.App.Writer, "%s held entries before the restore, so it kept its own owner, mode and times (a new or empty target takes the point's)\n", res.Root)
 				}
@@ -75,6 +75,22 @@ func init() {
 			return nil
 		}),
 	})
+}
+
+// restoredVerb and damagedNote make a restore's summary line say, before
+// the damaged files are named below it, that not all of it came back.
+func restoredVerb(res *engine.RestoreResult) string {
+	if len(res.Damaged) > 0 {
+		return "partly restored"
+	}
+	return "restored"
+}
+
+func damagedNote(res *engine.RestoreResult) string {
+	if len(res.Damaged) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d file(s) damaged, named below", len(res.Damaged))
 }
 
 // restoreJSON is the summary line of restore --json; the totals carry

@@ -539,8 +539,8 @@ func tapeRestore(c *cli.Context) error {
 	if c.Bool("json") {
 		rep.Summary(restoreSummary(p, rr, time.Since(rep.start)))
 	} else if rep.text() {
-		fmt.Fprintf(c.App.Writer, "restored point %s of %s from cartridge(s) %s: %d files, %d dirs, %d other, %s into %s\n",
-			p.ID.String()[:12], p.Source, strings.Join(res.Tapes, ", "), rr.Files, rr.Dirs, rr.Others, human(rr.Bytes), rr.Root)
+		fmt.Fprintf(c.App.Writer, "%s point %s of %s from cartridge(s) %s: %d files, %d dirs, %d other, %s into %s%s\n",
+			restoredVerb(rr), p.ID.String()[:12], cell(p.Source), strings.Join(res.Tapes, ", "), rr.Files, rr.Dirs, rr.Others, human(rr.Bytes), rr.Root, damagedNote(rr))
 	}
 	for _, d := range rr.Damaged {
 		fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
