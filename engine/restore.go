@@ -160,6 +160,7 @@ type dirMeta struct {
 	path, rel string
 	n         *Node
 	dev, ino  uint64
+	merged    bool // it was in the target before the restore
 }
 
 // openFile is a file being filled from the plan; whoever handles its last
@@ -527,6 +528,12 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 	rs.applyFileFlags()
 	replaced := map[string]bool{} // reported once, not once per directory under it
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
+		if err != nil && rs.dirMetas[i].merged {
+			// A restore that stopped leaves the directories it merged
+			// into as they were (their mode, owner and flags): only a
+			// restore that went through takes them to the point's.
+			continue
+		}
 		rs.applyDirMeta(rs.dirMetas[i], replaced)
 	}
 	rs.res.Bytes = rs.bytes.Load()
@@ -929,11 +936,24 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 		unix.Close(fd)
 		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
 	}
+	if !made {
+		if err := writableDir(fd); err != nil {
+			// A directory of the target's own that cannot be written in
+			// (chattr +i, or no write permission for a restore that is
+			// not root's): it is left as it is, with what it holds, and
+			// the rest of the restore goes on. Its first entry would
+			// have stopped the whole restore, after the entries before
+			// it were changed.
+			unix.Close(fd)
+			rs.skip(rel+"/", fmt.Errorf("%w: the directory in the target cannot be written in, so it and what it holds were left as they are ('chattr -i' it or give write permission, or restore elsewhere)", &os.PathError{Op: "access", Path: path, Err: err}))
+			return nil
+		}
+	}
 	sub := rs.tgt.adopt(rel, fd)
 	defer rs.tgt.put(sub)
 	rs.mu.Lock()
 	rs.res.Dirs++
-	rs.dirMetas = append(rs.dirMetas, dirMeta{path: path, rel: rel, n: n, dev: st.Dev, ino: st.Ino})
+	rs.dirMetas = append(rs.dirMetas, dirMeta{path: path, rel: rel, n: n, dev: st.Dev, ino: st.Ino, merged: !made})
 	rs.mu.Unlock()
 	t, err := rs.r.LoadTree(n.Subtree)
 	if treeLoaded != nil {
@@ -945,6 +965,19 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 		return nil
 	}
 	return rs.restoreTree(t, sub, path, rel)
+}
+
+// writableDir reports why entries cannot be made or removed in the
+// directory fd (an O_PATH descriptor), if they cannot: EPERM for an
+// immutable one, EACCES without write and search permission (for the
+// restore's effective user). A kernel that cannot tell (no faccessat2)
+// says nothing, and the creates themselves find out.
+func writableDir(fd int) error {
+	err := unix.Faccessat2(fd, "", unix.W_OK|unix.X_OK, unix.AT_EACCESS|unix.AT_EMPTY_PATH)
+	if err == unix.EPERM || err == unix.EACCES || err == unix.EROFS {
+		return err
+	}
+	return nil
 }
 
 // link makes name in d a hard link of its group's first file, if the

@@ -301,6 +301,55 @@ func TestRestoreOverwriteSkipsImmutable(t *testing.T) {
 	}
 }
 
+// With --overwrite, a directory of the target that cannot be written in
+// (immutable here; a non-root restore's directory without write
+// permission alike) is left as it is, with its flags and mode, and named
+// as not restored; the entries after it are restored. (Fix: its first
+// entry stopped the whole restore, and the stopped restore still applied
+// the point's mode and flags to it: +i was cleared.)
+func TestRestoreOverwriteSkipsUnwritableDir(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"a": "new a", "d/x": "new x", "d/y/z": "new z", "e/f": "new f"})
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := srcTree(t, map[string]string{"d/x": "old x"})
+	if err := os.Chmod(filepath.Join(target, "d"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	chattr(t, filepath.Join(target, "d"), fsImmutable)
+
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Overwrite: true})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].Path != "d/" || !strings.Contains(res.Skipped[0].Error, "cannot be written in") ||
+		!strings.Contains(res.Skipped[0].Error, filepath.Join(target, "d")) {
+		t.Errorf("skipped %+v, want d/ named with why", res.Skipped)
+	}
+	for rel, want := range map[string]string{"a": "new a", "d/x": "old x", "e/f": "new f"} {
+		if b, err := os.ReadFile(filepath.Join(target, rel)); err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(target, "d/y")); !os.IsNotExist(err) {
+		t.Errorf("d/y made in the immutable d: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(target, "d"))
+	if err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("d's mode %v, %v; want 0750 kept", fi.Mode(), err)
+	}
+	f, err := os.Open(filepath.Join(target, "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if fl, err := unix.IoctlGetInt(int(f.Fd()), unix.FS_IOC_GETFLAGS); err != nil || fl&fsImmutable == 0 {
+		t.Errorf("d's flags %#x, %v: +i was cleared", fl, err)
+	}
+}
+
 // The directories of the target are found without following a symlink,
 // with openat2 or element by element: a symlink is named, a file in the
 // way is not a directory.

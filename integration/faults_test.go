@@ -612,3 +612,45 @@ func TestManyWarningsSummaryCapped(t *testing.T) {
 		t.Errorf("summary repeats %d warnings, want 20 and the count of the rest:\n%s", n, r.stdout)
 	}
 }
+
+// A restore --overwrite by a user into a target holding a directory of
+// theirs without write permission leaves that directory as it is (mode
+// 0500 kept) and names it, restores everything else and exits 3. (Fix:
+// the restore stopped at its first entry, "remove: permission denied",
+// with the entries after it never restored, and still chmodded it 0755.)
+func TestRestoreOverwriteUnwritableDirAsUser(t *testing.T) {
+	base := nobodyBase(t)
+	src := filepath.Join(base, "src")
+	must(t, os.MkdirAll(filepath.Join(src, "a"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(src, "z"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "a/f"), []byte("new"), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "top"), []byte("top"), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "z/f"), []byte("zf"), 0o644))
+	home := filepath.Join(base, "home")
+	must(t, os.Mkdir(home, 0o755))
+	dst := filepath.Join(base, "dst")
+	must(t, os.MkdirAll(filepath.Join(dst, "a"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dst, "a/f"), []byte("old"), 0o644))
+	for _, p := range []string{home, dst, filepath.Join(dst, "a"), filepath.Join(dst, "a/f")} {
+		must(t, os.Chown(p, 65534, 65534))
+	}
+	must(t, os.Chmod(filepath.Join(dst, "a"), 0o500))
+	if r := runAsNobody(home, "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	if r := runAsNobody(home, "backup", "--source", "s", src); r.code != 0 {
+		t.Fatalf("backup: %+v", r)
+	}
+	r := runAsNobody(home, "restore", "--source", "s", "latest", "--target", dst, "--overwrite")
+	if r.code != 3 || !strings.Contains(r.stderr, "a/: access "+filepath.Join(dst, "a")+": permission denied: the directory in the target cannot be written in") {
+		t.Fatalf("restore: exit %d, want 3 naming a/ as left as it was\n%s", r.code, r.stderr)
+	}
+	for rel, want := range map[string]string{"a/f": "old", "top": "top", "z/f": "zf"} {
+		if b, err := os.ReadFile(filepath.Join(dst, rel)); err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "a")); err != nil || fi.Mode().Perm() != 0o500 {
+		t.Errorf("a: %v, %v; want its mode 0500 kept", fi.Mode(), err)
+	}
+}
