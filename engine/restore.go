@@ -33,6 +33,12 @@ type RestoreOptions struct {
 	// short has another and is written again.
 	Resume  bool
 	Workers int // packs read at once; 0 = 2 per CPU (internal/procs), or the store's connections if more
+	// Protect names directories the restore never writes in: recall's
+	// home (its catalog, its keys). The store's own directory is always
+	// protected. A target inside one is refused; where a restore over a
+	// tree that holds one (a rollback of / in place) would merge into it,
+	// it is left as it is and reported, with all it holds.
+	Protect []string
 	Log     func(format string, args ...any)
 	// Progress, if set, counts the restore as it runs (see Progress).
 	Progress *Progress
@@ -102,6 +108,7 @@ func noSpace(err error) bool {
 type restorer struct {
 	r          *Reader
 	opts       RestoreOptions
+	protect    map[devIno]string // directories never written in (RestoreOptions.Protect), by identity
 	ctx        context.Context
 	isRoot     bool
 	plan       readPlan       // chunks to read, by pack (plan.go)
@@ -249,6 +256,19 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	defer stop(nil)
 	rs := &restorer{r: r, opts: opts, ctx: ctx, stop: stop, isRoot: euid == 0, euid: euid, egid: uint32(os.Getegid()),
 		damaged: map[string]*damageNote{}, links: map[uint64]*linkLeader{}, leaders: map[string]*linkLeader{}, holdMax: holdLimit()}
+
+	rs.protect = map[devIno]string{}
+	for _, d := range append([]string{r.st.Dir()}, opts.Protect...) {
+		var st unix.Stat_t
+		if unix.Stat(d, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			rs.protect[devIno{st.Dev, st.Ino}] = d
+		}
+	}
+	if opts.Target != "" {
+		if err := rs.checkProtected(opts.Target); err != nil {
+			return nil, err
+		}
+	}
 
 	// Find what to restore.
 	tree, err := r.LoadTree(p.Tree)
@@ -936,6 +956,15 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 		unix.Close(fd)
 		return fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
 	}
+	if home, ok := rs.protect[devIno{st.Dev, st.Ino}]; ok && !made {
+		// A rollback of / in place over a point that holds a recall
+		// home (this one's, or another's at the same path): written
+		// over, the live store would lose its config, and with it,
+		// encrypted, every point.
+		unix.Close(fd)
+		rs.skip(rel+"/", fmt.Errorf("%s is recall's own home or store (%s), in use by this restore: it and what it holds were left as they are; restore the point's copy into another directory to look at it", path, home))
+		return nil
+	}
 	if !made {
 		if err := writableDir(fd); err != nil {
 			// A directory of the target's own that cannot be written in
@@ -965,6 +994,22 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 		return nil
 	}
 	return rs.restoreTree(t, sub, path, rel)
+}
+
+// checkProtected refuses a target that is one of the protected
+// directories or inside one.
+func (rs *restorer) checkProtected(target string) error {
+	for d := filepath.Clean(target); ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if unix.Stat(d, &st) == nil {
+			if home, ok := rs.protect[devIno{st.Dev, st.Ino}]; ok {
+				return fmt.Errorf("restore target %s is inside recall's own home or store %s, which this restore reads: choose a directory outside it", target, home)
+			}
+		}
+		if filepath.Dir(d) == d {
+			return nil
+		}
+	}
 }
 
 // writableDir reports why entries cannot be made or removed in the

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -347,6 +348,52 @@ func TestRestoreOverwriteSkipsUnwritableDir(t *testing.T) {
 	defer f.Close()
 	if fl, err := unix.IoctlGetInt(int(f.Fd()), unix.FS_IOC_GETFLAGS); err != nil || fl&fsImmutable == 0 {
 		t.Errorf("d's flags %#x, %v: +i was cleared", fl, err)
+	}
+}
+
+// A restore over a tree that holds the store it reads (a rollback of / in
+// place, from a point that holds a recall home at the same path) leaves
+// the store as it is; a target inside the store or a protected home is
+// refused. (Fix: restore --overwrite into the home wrote the point's
+// store/config over the live one: the store could no longer be opened.)
+func TestRestoreNeverWritesInItsOwnStore(t *testing.T) {
+	ts := newTestStore(t)
+	home := filepath.Dir(ts.st.Dir())
+	src := srcTree(t, map[string]string{filepath.Base(ts.st.Dir()) + "/config": "garbage", "other": "x"})
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(ts.st.Dir(), "config")
+	before, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: home, Overwrite: true})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].Path != filepath.Base(ts.st.Dir())+"/" || !strings.Contains(res.Skipped[0].Error, "recall's own home or store") {
+		t.Errorf("skipped %+v, want the store named", res.Skipped)
+	}
+	if after, err := os.ReadFile(config); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("the store's config was written over: %q, %v", after, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(home, "other")); err != nil || string(b) != "x" {
+		t.Errorf("other: %q, %v", b, err)
+	}
+	for _, tt := range []struct {
+		target  string
+		protect []string
+	}{
+		{filepath.Join(ts.st.Dir(), "restored"), nil},
+		{ts.st.Dir(), nil},
+		{filepath.Join(home, "new"), []string{home}},
+	} {
+		_, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: tt.target, Protect: tt.protect})
+		if err == nil || !strings.Contains(err.Error(), "is inside recall's own home or store") {
+			t.Errorf("restore into %s (protecting %v): %v, want it refused", tt.target, tt.protect, err)
+		}
 	}
 }
 

@@ -280,7 +280,7 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 		return nil, err
 	}
 	res := &TapeRestoreResult{LostPacks: sg.lost, Lost: sg.lostWhy, Tapes: sg.tapes, Point: p}
-	rr, err := Restore(ctx, s.Reader(), p, RestoreOptions{Target: o.Target, Path: o.Path, Overwrite: o.Overwrite, Log: o.Log, Progress: o.Progress})
+	rr, err := Restore(ctx, s.Reader(), p, RestoreOptions{Target: o.Target, Path: o.Path, Overwrite: o.Overwrite, Protect: []string{home}, Log: o.Log, Progress: o.Progress})
 	res.RestoreResult = rr
 	return res, err
 }

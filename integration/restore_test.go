@@ -363,3 +363,39 @@ func TestRestoreResumeAfterKill(t *testing.T) {
 	}
 	t.Logf("killed with %d entries in the target, %d of them whole; the resume wrote %d files:\n%s", len(ents), whole, rewritten, out)
 }
+
+// restore --overwrite into recall's home, from a point holding a store
+// at the same place (a rollback of / over /var/lib/recall), leaves the
+// live store and catalog as they are, and a target inside the home is
+// refused. (Fix: the point's garbage store/config replaced the live one:
+// every later command said the store could not be opened.)
+func TestRestoreLeavesItsHomeAlone(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(t.TempDir(), "src")
+	name := filepath.Base(e.home)
+	must(t, os.MkdirAll(filepath.Join(src, name, "store"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, name, "store/config"), []byte("garbage"), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, name, "catalog.db"), []byte("garbage"), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "other"), []byte("x"), 0o644))
+	e.ok("backup", "--source", "s", src)
+	r := e.run("restore", "--source", "s", "latest", "--target", filepath.Dir(e.home), "--overwrite")
+	if r.code != 3 || !strings.Contains(r.stderr, name+"/: "+e.home+" is recall's own home or store") {
+		t.Fatalf("restore over the home's parent: exit %d, want 3 naming the home\n%s", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(filepath.Dir(e.home), "other")); err != nil || string(b) != "x" {
+		t.Errorf("other: %q, %v", b, err)
+	}
+	e.ok("points")
+	if b, _ := os.ReadFile(filepath.Join(e.home, "catalog.db")); string(b) == "garbage" {
+		t.Errorf("the catalog was written over")
+	}
+	r = e.run("restore", "--source", "s", "latest", "--target", e.home, "--overwrite")
+	if r.code == 0 || !strings.Contains(r.stderr, "is inside recall's own home or store") {
+		t.Errorf("restore over the home: exit %d\n%s", r.code, r.stderr)
+	}
+	r = e.run("restore", "--source", "s", "latest", "--target", filepath.Join(e.home, "restored"))
+	if r.code == 0 || !strings.Contains(r.stderr, "is inside recall's own home or store") {
+		t.Errorf("restore into the home: exit %d\n%s", r.code, r.stderr)
+	}
+}

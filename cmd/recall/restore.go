@@ -42,6 +42,7 @@ func init() {
 			}
 			res, err := engine.Restore(c.Context, r, p, engine.RestoreOptions{
 				Target: c.String("target"), Path: c.String("path"), Overwrite: c.Bool("overwrite"), Resume: c.Bool("resume"),
+				Protect:  []string{home(c)},
 				Log:      func(f string, a ...any) { logf(f, a...) },
 				Progress: rep.Progress(),
 			})
