@@ -124,8 +124,13 @@ func TestServeKilledDuringBackup(t *testing.T) {
 	e.ok("verify", "--read-data")
 
 	s = e.serve("--config", cfg, "--log-format", "json")
-	s.await(`"msg":"job interrupted"`, fmt.Sprintf(`"job":%d`, jobs[0].Number))
-	s.await(`"msg":"member backed up"`, src)
+	s.await(`"msg":"job interrupted"`, `"job":"backup"`, fmt.Sprintf(`"catalog_job":%d`, jobs[0].Number))
+	// One "job" key, the kind, as the README's jq filters read it. (Fix:
+	// the member lines carried "job" twice, the second the job's
+	// number, which is what jq and most parsers keep.)
+	if l := s.await(`"msg":"member backed up"`, src); strings.Count(l, `"job":`) != 1 || !strings.Contains(l, `"job":"backup"`) || !strings.Contains(l, `"catalog_job":`) {
+		t.Errorf("member line %s: want one job key, the kind, and catalog_job", l)
+	}
 
 	second := e.run("serve", "--config", cfg)
 	if want := fmt.Sprintf("pid %d", s.cmd.Process.Pid); second.code != 6 || !strings.Contains(second.stderr, want) {

@@ -339,7 +339,7 @@ func (s *Server) recordInterrupted(nums []uint64) error {
 			if err := cat.FinishJob(&j); err != nil {
 				return err
 			}
-			s.o.Log.Warn("job interrupted", "job", j.Number, "kind", j.Kind, "group", j.Group, "source", j.Source, "pid", j.PID)
+			s.o.Log.Warn("job interrupted", "job", j.Kind, "catalog_job", j.Number, "group", j.Group, "source", j.Source, "pid", j.PID)
 		}
 		return nil
 	})
@@ -629,11 +629,11 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 	for _, r := range res {
 		switch {
 		case r.Err == nil:
-			log.Info("member backed up", "member", r.Member, "point", r.Point.ID.Short(), "job", r.Job, "scheduled", !r.Point.Scheduled.IsZero(), "recovery_point", r.Point.Scheduled)
+			log.Info("member backed up", "member", r.Member, "point", r.Point.ID.Short(), "catalog_job", r.Job, "scheduled", !r.Point.Scheduled.IsZero(), "recovery_point", r.Point.Scheduled)
 		case r.Point != nil:
-			log.Warn("member backed up with warnings", "member", r.Member, "point", r.Point.ID.Short(), "job", r.Job, "err", r.Err)
+			log.Warn("member backed up with warnings", "member", r.Member, "point", r.Point.ID.Short(), "catalog_job", r.Job, "err", r.Err)
 		default:
-			log.Error("member backup failed", "member", r.Member, "job", r.Job, "err", r.Err, "transient", Transient(r.Err))
+			log.Error("member backup failed", "member", r.Member, "catalog_job", r.Job, "err", r.Err, "transient", Transient(r.Err))
 			if Transient(r.Err) {
 				again = append(again, r.Member)
 			}
