@@ -30,6 +30,11 @@ func init() {
 	})
 }
 
+// serviceEnvFile is the environment file dist/recall.service reads (its
+// EnvironmentFile=): where an encrypted store's passphrase source is set
+// for the server.
+const serviceEnvFile = "/etc/recall/environment"
+
 func serve(c *cli.Context) error {
 	var h slog.Handler
 	switch f := c.String("log-format"); f {
@@ -57,6 +62,11 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	st, err := openStore(c)
+	if errors.Is(err, chunkstore.ErrNoPassword) && os.Getenv("NOTIFY_SOCKET") != "" {
+		// Started by systemd, with no terminal to ask on: say where the
+		// unit takes its passphrase from.
+		return fmt.Errorf("%w; under systemd, put RECALL_PASSWORD_FILE=/etc/recall/passphrase (a file only root can read) in %s, which the unit reads, and restart it", err, serviceEnvFile)
+	}
 	if err != nil {
 		return err
 	}
