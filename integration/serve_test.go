@@ -178,3 +178,25 @@ func TestServeBadConfig(t *testing.T) {
 		t.Errorf("RECALL_CONFIG naming no file: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// recall serve started by systemd (NOTIFY_SOCKET set) on an encrypted
+// store with no passphrase exits 5 naming the unit's environment file,
+// where the README's set-up puts RECALL_PASSWORD_FILE. (Fix: the unit
+// read no passphrase at all and was restarted every 10 s.)
+func TestServeUnderSystemdNamesEnvironmentFile(t *testing.T) {
+	e := newEnv(t)
+	e.vars = []string{"RECALL_PASSWORD=secret"}
+	e.ok("init", "--encrypt")
+	cfg := filepath.Join(t.TempDir(), "recall.toml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\n", e.home, filepath.Join(t.TempDir(), "recall.sock"))), 0o644))
+	e.vars = []string{"NOTIFY_SOCKET=" + filepath.Join(t.TempDir(), "notify")}
+	r := e.run("serve", "--config", cfg)
+	if r.code != 5 || !strings.Contains(r.stderr, "RECALL_PASSWORD_FILE=/etc/recall/passphrase") || !strings.Contains(r.stderr, "/etc/recall/environment") {
+		t.Errorf("serve without a passphrase under systemd: exit %d\n%s", r.code, r.stderr)
+	}
+	unit, err := os.ReadFile("../dist/recall.service")
+	must(t, err)
+	if !strings.Contains(string(unit), "EnvironmentFile=-/etc/recall/environment") {
+		t.Errorf("the unit reads no /etc/recall/environment")
+	}
+}
