@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -188,6 +189,12 @@ func (c *Catalog) Notes() []string { return c.notes }
 // open opens, checks and migrates c.path; damage of any kind comes back
 // wrapping errCatalogDamaged.
 func (c *Catalog) open() (err error) {
+	if err := precheckCatalog(c.path); err != nil {
+		return err
+	}
+	// A fault in the mapped file that the check above did not foresee
+	// becomes a panic, which the recover below turns into damage.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
 			c.closeDB()

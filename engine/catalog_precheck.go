@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"os"
+)
+
+// bbolt's file layout (go.etcd.io/bbolt, internal/common: page.go and
+// meta.go), as precheckCatalog reads it. Every page starts with a header:
+// id uint64, flags uint16, count uint16, overflow uint32. Pages 0 and 1
+// are meta pages (the one with the higher transaction id and a good
+// checksum is current); the meta after the header is magic, version,
+// page size and flags (uint32 each), the root bucket (root page, sequence:
+// uint64 each), the freelist page, the high-water page id, the
+// transaction id and an FNV-64a checksum of the bytes before it (uint64
+// each). All little-endian on the machines recall runs on.
+const (
+	boltHeader         = 16
+	boltMagic          = 0xED0CDAED
+	boltVersion        = 2
+	boltFreelistFlag   = 0x10
+	boltNoFreelist     = ^uint64(0)
+	boltMetaChecksumAt = boltHeader + 56 // the checksum's offset in a meta page
+)
+
+type boltMeta struct {
+	pageSize                   uint32
+	root, freelist, pgid, txid uint64
+}
+
+// parseBoltMeta reads the meta page in b (at least a header and a meta),
+// or says why it is not a good one.
+func parseBoltMeta(b []byte) (boltMeta, bool) {
+	if len(b) < boltMetaChecksumAt+8 {
+		return boltMeta{}, false
+	}
+	le := binary.LittleEndian
+	h := fnv.New64a()
+	h.Write(b[boltHeader:boltMetaChecksumAt])
+	if le.Uint32(b[boltHeader:]) != boltMagic || le.Uint32(b[boltHeader+4:]) != boltVersion || le.Uint64(b[boltMetaChecksumAt:]) != h.Sum64() {
+		return boltMeta{}, false
+	}
+	return boltMeta{pageSize: le.Uint32(b[boltHeader+8:]), root: le.Uint64(b[boltHeader+16:]),
+		freelist: le.Uint64(b[boltHeader+32:]), pgid: le.Uint64(b[boltHeader+40:]), txid: le.Uint64(b[boltHeader+48:])}, true
+}
+
+// precheckCatalog reads the catalog file's meta and freelist pages itself,
+// before bbolt maps the file: bbolt trusts them. A file cut short (a full
+// disk, a copy that stopped) made bbolt touch pages past its end, which
+// kills the process with SIGBUS (no recover catches a fault in a mapped
+// file); a freelist header with a wild overflow or count made it allocate
+// without bound. Either is reported as damage, so the file is moved aside
+// like any other. A missing or empty file is bbolt's to create.
+func precheckCatalog(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // bbolt's open says what is wrong, or creates it
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	size := fi.Size()
+	damaged := func(format string, a ...any) error {
+		return fmt.Errorf("catalog %s: %w (%s)", path, errCatalogDamaged, fmt.Sprintf(format, a...))
+	}
+	read := func(off int64, n int) []byte {
+		b := make([]byte, n)
+		k, _ := f.ReadAt(b, off)
+		return b[:k]
+	}
+	// The page size: meta 0's, else meta 1's, found where bbolt looks.
+	m0, ok0 := parseBoltMeta(read(0, 4096))
+	pageSize := int64(m0.pageSize)
+	if !ok0 {
+		pageSize = 0
+		for i := 0; i <= 14; i++ {
+			pos := int64(1024) << i
+			if pos >= size-1024 {
+				break
+			}
+			if m, ok := parseBoltMeta(read(pos, 4096)); ok && int64(m.pageSize) == pos {
+				pageSize = pos
+				break
+			}
+		}
+	}
+	if pageSize < 1024 || pageSize > 1<<24 || pageSize&(pageSize-1) != 0 {
+		return damaged("no meta page with a good checksum and page size")
+	}
+	m1, ok1 := parseBoltMeta(read(pageSize, 4096))
+	// The meta bbolt takes: the newer of the good ones.
+	m := m0
+	switch {
+	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
+		m = m1
+	case !ok0:
+		return damaged("neither meta page has a good checksum")
+	}
+	if int64(m.pageSize) != pageSize {
+		return damaged("meta pages disagree on the page size")
+	}
+	switch {
+	case m.pgid < 4 || m.pgid > uint64(size/pageSize):
+		return damaged("%d bytes hold %d pages of %d, the meta page says %d: the file was cut short", size, size/pageSize, pageSize, m.pgid)
+	case m.root < 2 || m.root >= m.pgid:
+		return damaged("root page %d outside 2..%d", m.root, m.pgid-1)
+	case m.freelist == boltNoFreelist:
+		return nil
+	case m.freelist < 2 || m.freelist >= m.pgid:
+		return damaged("freelist page %d outside 2..%d", m.freelist, m.pgid-1)
+	}
+	le := binary.LittleEndian
+	hdr := read(int64(m.freelist)*pageSize, boltHeader+8)
+	if len(hdr) < boltHeader+8 {
+		return damaged("freelist page %d cut short", m.freelist)
+	}
+	id, flags, count, overflow := le.Uint64(hdr), le.Uint16(hdr[8:]), uint64(le.Uint16(hdr[10:])), uint64(le.Uint32(hdr[12:]))
+	if id != m.freelist || flags != boltFreelistFlag || m.freelist+overflow >= m.pgid {
+		return damaged("freelist page %d: header says page %d, flags %#x, %d overflow pages, of %d pages", m.freelist, id, flags, overflow, m.pgid)
+	}
+	first := uint64(0)
+	if count == 0xFFFF {
+		count, first = le.Uint64(hdr[boltHeader:]), 1
+	}
+	room := (overflow + 1) * uint64(pageSize)
+	if count > room/8 || boltHeader+(first+count)*8 > room {
+		return damaged("freelist page %d: %d free page ids do not fit in %d pages", m.freelist, count, overflow+1)
+	}
+	ids := read(int64(m.freelist)*pageSize+boltHeader+int64(first)*8, int(count)*8)
+	if uint64(len(ids)) < count*8 {
+		return damaged("freelist page %d cut short", m.freelist)
+	}
+	for i := uint64(0); i < count; i++ {
+		if p := le.Uint64(ids[i*8:]); p < 2 || p >= m.pgid {
+			return damaged("freelist page %d: free page %d outside 2..%d", m.freelist, p, m.pgid-1)
+		}
+	}
+	return nil
+}
