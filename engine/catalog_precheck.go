@@ -108,19 +108,36 @@ func precheckCatalog(path string) error {
 		return damaged("%d bytes hold %d pages of %d, the meta page says %d: the file was cut short", size, size/pageSize, pageSize, m.pgid)
 	case m.root < 2 || m.root >= m.pgid:
 		return damaged("root page %d outside 2..%d", m.root, m.pgid-1)
-	case m.freelist == boltNoFreelist:
-		return nil
-	case m.freelist < 2 || m.freelist >= m.pgid:
+	case m.freelist != boltNoFreelist && (m.freelist < 2 || m.freelist >= m.pgid):
 		return damaged("freelist page %d outside 2..%d", m.freelist, m.pgid-1)
+	}
+	if err := checkFreelist(m, pageSize, read); err != nil {
+		return damaged("%v", err)
+	}
+	// The tree of pages from the root: bbolt's own check (tx.Check, on
+	// open) follows it trusting each page's overflow and element counts
+	// (an overflow of 2^32 set four billion map entries).
+	w := &boltWalk{m: m, pageSize: pageSize, read: read, seen: map[uint64]bool{}}
+	if err := w.page(m.root, 0); err != nil {
+		return damaged("%v", err)
+	}
+	return nil
+}
+
+// checkFreelist checks the freelist page's header and ids against the
+// meta page.
+func checkFreelist(m boltMeta, pageSize int64, read func(off int64, n int) []byte) error {
+	if m.freelist == boltNoFreelist {
+		return nil
 	}
 	le := binary.LittleEndian
 	hdr := read(int64(m.freelist)*pageSize, boltHeader+8)
 	if len(hdr) < boltHeader+8 {
-		return damaged("freelist page %d cut short", m.freelist)
+		return fmt.Errorf("freelist page %d cut short", m.freelist)
 	}
 	id, flags, count, overflow := le.Uint64(hdr), le.Uint16(hdr[8:]), uint64(le.Uint16(hdr[10:])), uint64(le.Uint32(hdr[12:]))
 	if id != m.freelist || flags != boltFreelistFlag || m.freelist+overflow >= m.pgid {
-		return damaged("freelist page %d: header says page %d, flags %#x, %d overflow pages, of %d pages", m.freelist, id, flags, overflow, m.pgid)
+		return fmt.Errorf("freelist page %d: header says page %d, flags %#x, %d overflow pages, of %d pages", m.freelist, id, flags, overflow, m.pgid)
 	}
 	first := uint64(0)
 	if count == 0xFFFF {
@@ -128,15 +145,112 @@ func precheckCatalog(path string) error {
 	}
 	room := (overflow + 1) * uint64(pageSize)
 	if count > room/8 || boltHeader+(first+count)*8 > room {
-		return damaged("freelist page %d: %d free page ids do not fit in %d pages", m.freelist, count, overflow+1)
+		return fmt.Errorf("freelist page %d: %d free page ids do not fit in %d pages", m.freelist, count, overflow+1)
 	}
 	ids := read(int64(m.freelist)*pageSize+boltHeader+int64(first)*8, int(count)*8)
 	if uint64(len(ids)) < count*8 {
-		return damaged("freelist page %d cut short", m.freelist)
+		return fmt.Errorf("freelist page %d cut short", m.freelist)
 	}
 	for i := uint64(0); i < count; i++ {
 		if p := le.Uint64(ids[i*8:]); p < 2 || p >= m.pgid {
-			return damaged("freelist page %d: free page %d outside 2..%d", m.freelist, p, m.pgid-1)
+			return fmt.Errorf("freelist page %d: free page %d outside 2..%d", m.freelist, p, m.pgid-1)
+		}
+	}
+	return nil
+}
+
+const (
+	boltBranchFlag = 0x01
+	boltLeafFlag   = 0x02
+	boltBucketLeaf = 0x01 // a leaf element that is a bucket
+	boltElement    = 16   // a branch or leaf element's size
+	boltMaxDepth   = 64
+)
+
+// boltWalk follows bbolt's tree of pages, checking that every page is
+// where it says, within the file, reached once, and that its elements and
+// their keys and values lie inside it.
+type boltWalk struct {
+	m        boltMeta
+	pageSize int64
+	read     func(off int64, n int) []byte
+	seen     map[uint64]bool
+}
+
+func (w *boltWalk) page(id uint64, depth int) error {
+	if depth > boltMaxDepth {
+		return fmt.Errorf("page %d: tree deeper than %d", id, boltMaxDepth)
+	}
+	if id < 2 || id >= w.m.pgid {
+		return fmt.Errorf("page %d outside 2..%d", id, w.m.pgid-1)
+	}
+	le := binary.LittleEndian
+	hdr := w.read(int64(id)*w.pageSize, boltHeader)
+	if len(hdr) < boltHeader {
+		return fmt.Errorf("page %d cut short", id)
+	}
+	if got, overflow := le.Uint64(hdr), uint64(le.Uint32(hdr[12:])); got != id || id+overflow >= w.m.pgid {
+		return fmt.Errorf("page %d: header says page %d with %d overflow pages, of %d pages", id, got, overflow, w.m.pgid)
+	}
+	overflow := uint64(le.Uint32(hdr[12:]))
+	for i := id; i <= id+overflow; i++ {
+		if w.seen[i] {
+			return fmt.Errorf("page %d reached twice", i)
+		}
+		w.seen[i] = true
+	}
+	b := w.read(int64(id)*w.pageSize, int((overflow+1)*uint64(w.pageSize)))
+	if uint64(len(b)) < (overflow+1)*uint64(w.pageSize) {
+		return fmt.Errorf("page %d cut short", id)
+	}
+	return w.elements(id, b, depth)
+}
+
+// elements checks the elements of the page in b (a page run, or a bucket's
+// inline page) and walks the pages they lead to.
+func (w *boltWalk) elements(id uint64, b []byte, depth int) error {
+	le := binary.LittleEndian
+	flags, count := le.Uint16(b[8:]), int(le.Uint16(b[10:]))
+	if flags != boltBranchFlag && flags != boltLeafFlag {
+		return fmt.Errorf("page %d: flags %#x, want a branch or leaf page", id, flags)
+	}
+	if boltHeader+count*boltElement > len(b) {
+		return fmt.Errorf("page %d: %d elements do not fit", id, count)
+	}
+	for i := 0; i < count; i++ {
+		at := boltHeader + i*boltElement
+		e := b[at : at+boltElement]
+		switch flags {
+		case boltBranchFlag:
+			pos, ksize, child := int64(le.Uint32(e)), int64(le.Uint32(e[4:])), le.Uint64(e[8:])
+			if int64(at)+pos+ksize > int64(len(b)) {
+				return fmt.Errorf("page %d: key %d lies outside it", id, i)
+			}
+			if err := w.page(child, depth+1); err != nil {
+				return err
+			}
+		case boltLeafFlag:
+			eflags, pos, ksize, vsize := le.Uint32(e), int64(le.Uint32(e[4:])), int64(le.Uint32(e[8:])), int64(le.Uint32(e[12:]))
+			end := int64(at) + pos + ksize + vsize
+			if end > int64(len(b)) {
+				return fmt.Errorf("page %d: element %d lies outside it", id, i)
+			}
+			if eflags&boltBucketLeaf == 0 {
+				continue
+			}
+			v := b[int64(at)+pos+ksize : end]
+			if len(v) < 16 {
+				return fmt.Errorf("page %d: bucket %d cut short", id, i)
+			}
+			if root := le.Uint64(v); root != 0 {
+				if err := w.page(root, depth+1); err != nil {
+					return err
+				}
+			} else if len(v) < 16+boltHeader {
+				return fmt.Errorf("page %d: inline bucket %d cut short", id, i)
+			} else if err := w.elements(id, v[16:], depth+1); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
