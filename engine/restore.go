@@ -278,12 +278,22 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	rootNode := &Node{Type: TypeDir, Mode: p.Root.Mode, UID: p.Root.UID, GID: p.Root.GID,
 		MtimeNS: p.Root.MtimeNS, AtimeNS: p.Root.AtimeNS, Xattrs: p.Root.Xattrs, Flags: p.Root.Flags}
 	var single *Node
+	if slices.Contains(strings.Split(opts.Path, "/"), "..") {
+		// Cleaned away, "a/../.." would be the whole point.
+		return nil, fmt.Errorf("path %q: '..' is not allowed: give the path inside the point, from its top (as 'ls' of the mount shows it)", opts.Path)
+	}
 	if sub := strings.Trim(filepath.Clean("/"+opts.Path), "/"); sub != "" {
 		parts := strings.Split(sub, "/")
 		for i, part := range parts {
 			n := tree.Find(part)
 			if n == nil {
-				return nil, fmt.Errorf("path %q: %w in point %s", opts.Path, chunkstore.ErrNotFound, p.ID.Short())
+				err := fmt.Errorf("path %q: %w in point %s", opts.Path, chunkstore.ErrNotFound, p.ID.Short())
+				if rel, ok := strings.CutPrefix(filepath.Clean(opts.Path), strings.TrimSuffix(p.Path, "/")+"/"); ok && filepath.IsAbs(opts.Path) && p.Path != "" {
+					// restic takes the path the files had; here it is
+					// inside the point.
+					err = fmt.Errorf("%w: paths are inside the point, from the directory it was made of (%s): --path %s", err, p.Path, rel)
+				}
+				return nil, err
 			}
 			if n.Type != TypeDir {
 				if i != len(parts)-1 {

@@ -242,3 +242,30 @@ func TestCheckTargetChangesNothing(t *testing.T) {
 		t.Errorf("prepareTarget(a file): %v", err)
 	}
 }
+
+// restore --path takes the path inside the point. A path as the files had
+// it (restic's habit) gets a hint with the path to give, and '..' is
+// refused, not cleaned away into the whole point. (Fix: "/etc/hostname"
+// said only "not found", and "a/../.." restored everything.)
+func TestRestorePathAbsoluteHintAndDotDot(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"hostname": "h", "a/b": "b"})
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Restore(context.Background(), ts.r, p, RestoreOptions{Target: t.TempDir() + "/x", Path: filepath.Join(src, "hostname")})
+	if err == nil || !strings.Contains(err.Error(), "--path hostname") || !strings.Contains(err.Error(), src) {
+		t.Errorf("restore --path %s/hostname: %v, want a hint naming --path hostname", src, err)
+	}
+	for _, path := range []string{"a/../..", "../", ".."} {
+		target := t.TempDir() + "/y"
+		_, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Path: path})
+		if err == nil || !strings.Contains(err.Error(), "'..' is not allowed") {
+			t.Errorf("restore --path %s: %v, want it refused", path, err)
+		}
+		if _, err := os.Stat(target); !os.IsNotExist(err) {
+			t.Errorf("restore --path %s made its target", path)
+		}
+	}
+}
