@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -1805,6 +1806,16 @@ func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 			if !rs.isRoot && (strings.HasPrefix(x.Name, "security.") || strings.HasPrefix(x.Name, "trusted.")) {
 				continue
 			}
+			if g, ok := aclGroupObj(x); ok && n.Type != TypeSymlink && n.Mode&0o070 != g<<3 {
+				// Without its ACL the mode's group bits, which held the
+				// ACL's mask (what named users and groups may at most
+				// have), would be the owning group's own: often more
+				// than the ACL gave it.
+				mode := n.Mode&0o7707 | g<<3
+				if cerr := at.chmod(mode); cerr == nil {
+					err = fmt.Errorf("%w; the owning group's permissions set to the ACL's group entry instead (mode %04o, not %04o), and its other entries are lost", err, mode, n.Mode&0o7777)
+				}
+			}
 			rs.warn(rel, fmt.Errorf("xattr %s: %w", x.Name, err))
 		}
 	}
@@ -1815,6 +1826,32 @@ func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 	if err := at.utimes(ts); err != nil {
 		rs.warn(rel, fmt.Errorf("times: %w", err))
 	}
+}
+
+// aclGroupObj returns the owning group's permissions (rwx as 0..7) from a
+// system.posix_acl_access value: a version (2), then entries of tag,
+// permissions (uint16 each) and id (uint32), little-endian; the owning
+// group's entry has tag 0x04. ok is false for any other attribute, or an
+// ACL without a mask (whose mode's group bits are the group's already).
+func aclGroupObj(x Xattr) (perm uint32, ok bool) {
+	const (
+		groupObj = 0x04
+		mask     = 0x10
+	)
+	v := x.Value
+	if x.Name != "system.posix_acl_access" || len(v) < 4 || binary.LittleEndian.Uint32(v) != 2 {
+		return 0, false
+	}
+	found, masked := false, false
+	for e := v[4:]; len(e) >= 8; e = e[8:] {
+		switch binary.LittleEndian.Uint16(e) {
+		case groupObj:
+			perm, found = uint32(binary.LittleEndian.Uint16(e[2:]))&7, true
+		case mask:
+			masked = true
+		}
+	}
+	return perm, found && masked
 }
 
 // metaAt is the entry meta applies metadata to, through a descriptor of
