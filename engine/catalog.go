@@ -123,7 +123,7 @@ type Job struct {
 	Host     string    `json:"host"`
 	PID      int       `json:"pid"`
 	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished,omitempty"`
+	Finished time.Time `json:"finished,omitzero"` // omitempty keeps a zero time.Time: running and interrupted jobs have none
 	// Status: running, ok, warnings, skipped, failed. A job left "running" by a
 	// process that died shows as such; Jobs reports it as "interrupted".
 	Status   string `json:"status"`

@@ -64,9 +64,14 @@ func ParseRate(s string) (float64, error) {
 		// "400Mbbit/s" or "400MBbit/s": a size unit inside a bit rate.
 		return 0, fmt.Errorf("rate %q: a byte unit in a bit rate", s)
 	}
-	n, err := humanize.ParseBytes(strings.TrimSpace(num))
+	num = strings.TrimSpace(num)
+	if strings.HasPrefix(num, "-") {
+		return 0, fmt.Errorf("rate %q: negative", s)
+	}
+	n, err := humanize.ParseBytes(num)
 	if err != nil {
-		return 0, fmt.Errorf("rate %q: %w", s, err)
+		// humanize's own error is strconv's, naming an empty string.
+		return 0, fmt.Errorf("rate %q: %q is not a number and a size unit", s, num)
 	}
 	r := float64(n)
 	if bits {
@@ -198,9 +203,17 @@ func (w *limitWindow) active(t time.Time) bool {
 	return false
 }
 
+// limitError is a bad --limit or --limit-window: it is ErrBadPolicy (a
+// usage error) without saying "invalid policy", since a one-off backup
+// --limit has none; checkLimit says it for a group's.
+type limitError struct{ msg string }
+
+func (e limitError) Error() string { return e.msg }
+func (e limitError) Unwrap() error { return ErrBadPolicy }
+
 // compileLimit checks Limit and LimitWindow and returns the rate in bytes
-// per second (0: no limit) and the window; errors name the flag and wrap
-// ErrBadPolicy.
+// per second (0: no limit) and the window; errors name the flag and its
+// value, say the form it takes, and wrap ErrBadPolicy.
 func compileLimit(limit, window string) (float64, *limitWindow, error) {
 	var r float64
 	if strings.TrimSpace(limit) != "" {
@@ -210,21 +223,23 @@ func compileLimit(limit, window string) (float64, *limitWindow, error) {
 			err = fmt.Errorf("rate %q: below 1KiB/s", limit)
 		}
 		if err != nil {
-			return 0, nil, fmt.Errorf("%w: --limit %q: %v; allowed: %s", ErrBadPolicy, limit, err, allowedLimit)
+			return 0, nil, limitError{fmt.Sprintf("--limit %q: %v; allowed: %s", limit, err, allowedLimit)}
 		}
 	}
 	w, err := parseLimitWindow(window)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: --limit-window %q: %v; allowed: %s", ErrBadPolicy, window, err, allowedLimitWindow)
+		return 0, nil, limitError{fmt.Sprintf("--limit-window %q: %v; allowed: %s", window, err, allowedLimitWindow)}
 	}
 	if w != nil && r == 0 {
-		return 0, nil, fmt.Errorf("%w: --limit-window %q needs --limit (allowed: %s)", ErrBadPolicy, window, allowedLimit)
+		return 0, nil, limitError{fmt.Sprintf("--limit-window %q needs --limit (allowed: %s)", window, allowedLimit)}
 	}
 	return r, w, nil
 }
 
 // checkLimit is compile's check of the limit fields.
 func (p Policy) checkLimit() error {
-	_, _, err := compileLimit(p.Limit, p.LimitWindow)
-	return err
+	if _, _, err := compileLimit(p.Limit, p.LimitWindow); err != nil {
+		return fmt.Errorf("%s: %w", ErrBadPolicy, err) // as the policy's other checks say it
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,11 +38,14 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print the changes as a JSON array"},
 		},
 		Action: func(c *cli.Context) error {
-			decl, err := readGroupsFile(c.String("file"))
+			decl, lines, err := readGroupsFile(c.String("file"))
 			if err != nil {
 				return err
 			}
-			return withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+			err = withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+				if err := sharedMembers(c.String("file"), decl, lines, cat); err != nil {
+					return err
+				}
 				tst, err := cat.TapeState()
 				if err != nil {
 					return err
@@ -66,13 +70,14 @@ func init() {
 					}
 					return printJSON(c, changes)
 				}
+				w := report(c)
 				verb := map[string]string{"create": "+ create", "update": "~ update", "unchanged": "= unchanged", "absent": "? absent"}
 				n := 0
 				for _, ch := range changes {
-					fmt.Fprintf(c.App.Writer, "%s group %s\n", verb[ch.Action], ch.Group)
+					fmt.Fprintf(w, "%s group %s\n", verb[ch.Action], ch.Group)
 					if ch.Action == "create" || ch.Action == "update" || ch.Action == "absent" {
 						for _, l := range ch.Lines {
-							fmt.Fprintf(c.App.Writer, "    %s\n", l)
+							fmt.Fprintf(w, "    %s\n", l)
 						}
 					}
 					if ch.Action == "create" || ch.Action == "update" {
@@ -81,42 +86,235 @@ func init() {
 				}
 				switch {
 				case c.Bool("dry-run"):
-					fmt.Fprintf(c.App.Writer, "dry run: %d group(s) would change\n", n)
+					fmt.Fprintf(w, "dry run: %d group(s) would change\n", n)
 				default:
-					fmt.Fprintf(c.App.Writer, "%d group(s) changed\n", n)
+					fmt.Fprintf(w, "%d group(s) changed\n", n)
 				}
 				return nil
 			})
+			if c.Bool("dry-run") {
+				return err
+			}
+			return wakeAfter(c, err)
 		},
 	})
 }
 
 // readGroupsFile parses a groups file; what is wrong with it is a usage
-// error naming the file.
-func readGroupsFile(path string) ([]engine.Group, error) {
+// error naming the file, and the line where the decoder or keyLines
+// knows it. It returns where each group's keys are (see keyLines).
+func readGroupsFile(path string) ([]engine.Group, groupsLines, error) {
 	var f groupsFile
 	md, err := toml.DecodeFile(path, &f)
 	if os.IsNotExist(err) {
-		return nil, usagef("groups file %s: no such file", path)
+		return nil, groupsLines{}, usagef("groups file %s: no such file", path)
 	}
 	if err != nil {
-		return nil, usagef("groups file %s: %v", path, err)
+		return nil, groupsLines{}, usagef("groups file %s: %v", path, err)
 	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, groupsLines{}, fmt.Errorf("groups file %s: %w", path, err)
+	}
+	lines := keyLines(string(text))
 	if un := md.Undecoded(); len(un) > 0 {
-		var keys []string
+		known := groupKeys()
+		var msgs []string
 		for _, k := range un {
-			keys = append(keys, k.String())
+			// The decoder lists a key of [[group]] once per table holding
+			// it; unknownKey names every line.
+			if m := unknownKey(k, f.Group, lines, known); !slices.Contains(msgs, m) {
+				msgs = append(msgs, m)
+			}
 		}
-		return nil, usagef("groups file %s: unknown key(s) %s; a group's keys are name, members and the policy flags with '_' for '-' (retention, sync, at, days, sync_window, keep_daily, ..., tape_pool, check, check_read_share, limit, limit_window)", path, strings.Join(keys, ", "))
+		return nil, groupsLines{}, usagef("groups file %s: %s; a group's keys are name, members and the policy flags with '_' for '-' (%s)", path, strings.Join(msgs, "; "), strings.Join(known[2:], ", "))
 	}
 	var out []engine.Group
 	for i, d := range f.Group {
 		if d.Name == "" {
-			return nil, usagef("groups file %s: group %d has no name", path, i+1)
+			return nil, groupsLines{}, usagef("groups file %s: %sgroup %d has no name", path, at(lines.header(i)), i+1)
+		}
+		// Checked here, not only by ApplyGroups, to say the value's line.
+		if err := d.Policy.Check(); err != nil {
+			line := 0
+			if m := flagRE.FindStringSubmatch(err.Error()); m != nil {
+				line = lines.key(i, strings.ReplaceAll(m[1], "-", "_"))
+			}
+			return nil, groupsLines{}, usagef("groups file %s: %sgroup %s: %s", path, at(line), d.Name, flagsAsKeys(err.Error()))
 		}
 		out = append(out, engine.Group{Name: d.Name, Members: d.Members, Policy: d.Policy})
 	}
-	return out, nil
+	return out, lines, nil
+}
+
+// groupKeys are the keys a [[group]] table takes: name, members, then
+// the policy flags' names with '_' for '-'.
+func groupKeys() []string {
+	keys := []string{"name", "members"}
+	for _, f := range policyFlags() {
+		keys = append(keys, strings.ReplaceAll(f.Names()[0], "-", "_"))
+	}
+	return keys
+}
+
+// unknownKey describes one key the decoder did not take: its line(s) and
+// group(s), and the known key it is a misspelling of, if one is near.
+func unknownKey(k toml.Key, groups []groupDecl, lines groupsLines, known []string) string {
+	name := k[len(k)-1]
+	var where []string
+	if len(k) == 2 && k[0] == "group" {
+		for i := range groups {
+			if l := lines.key(i, name); l > 0 {
+				where = append(where, fmt.Sprintf("line %d (group %s)", l, groupLabel(groups[i].Name, i)))
+			}
+		}
+	} else if l := lines.top[name]; l > 0 {
+		where = append(where, fmt.Sprintf("line %d", l))
+	}
+	msg := fmt.Sprintf("unknown key %s", name)
+	if len(where) > 0 {
+		msg = strings.Join(where, ", ") + ": " + msg
+	}
+	if len(k) == 2 && k[0] == "group" {
+		if near := nearest(name, known); near != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", near)
+		}
+	} else if len(k) == 1 {
+		msg += " (a groups file holds only [[group]] tables)"
+	}
+	return msg
+}
+
+// groupLabel names the i-th group of a file: its name, or its number when
+// it has none.
+func groupLabel(name string, i int) string {
+	if name == "" {
+		return fmt.Sprintf("#%d", i+1)
+	}
+	return name
+}
+
+// at is "line N: ", or "" for a line not known.
+func at(line int) string {
+	if line <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("line %d: ", line)
+}
+
+// groupsLines is where the keys of a groups file are: those before any
+// table, and per [[group]] table, in order, its header's line and each
+// key's. The TOML decoder keeps no position of a key in an array of
+// tables, so this is a scan of the text, line by line: a key is a bare or
+// quoted name at the start of a line followed by '='. A multi-line string
+// holding such a line can mislead it, so a line is only ever a hint.
+type groupsLines struct {
+	top    map[string]int
+	groups []groupLines
+}
+
+type groupLines struct {
+	header int
+	keys   map[string]int
+}
+
+var (
+	tableRE = regexp.MustCompile(`^\s*\[\[?\s*([^\]]*?)\s*\]`)
+	keyRE   = regexp.MustCompile(`^\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*=`)
+)
+
+// keyLines scans text (see groupsLines).
+func keyLines(text string) groupsLines {
+	out := groupsLines{top: map[string]int{}}
+	cur := out.top
+	for i, l := range strings.Split(text, "\n") {
+		if m := tableRE.FindStringSubmatch(l); m != nil {
+			cur = map[string]int{} // a table other than [[group]] is no group's
+			if m[1] == "group" && strings.Contains(l, "[[") {
+				out.groups = append(out.groups, groupLines{header: i + 1, keys: cur})
+			}
+			continue
+		}
+		if m := keyRE.FindStringSubmatch(l); m != nil {
+			k := m[1] + m[2] + m[3]
+			if _, ok := cur[k]; !ok {
+				cur[k] = i + 1
+			}
+		}
+	}
+	return out
+}
+
+// header is the line of the i-th [[group]], 0 when not known.
+func (g groupsLines) header(i int) int {
+	if i < len(g.groups) {
+		return g.groups[i].header
+	}
+	return 0
+}
+
+// key is the line of key k of the i-th [[group]], 0 when not known.
+func (g groupsLines) key(i int, k string) int {
+	if i < len(g.groups) {
+		return g.groups[i].keys[k]
+	}
+	return 0
+}
+
+// sharedMembers refuses a data source that two groups of the file (or
+// two members of one) both hold, naming the groups as the file writes
+// them: ApplyGroups would report it as held by a group that may not
+// exist yet, with advice (remove it there first) for the catalog, not the
+// file. Sources are named as ApplyGroups names them: a registered
+// source's staging directory by the source, any other member by its path.
+func sharedMembers(path string, decl []engine.Group, lines groupsLines, cat *engine.Catalog) error {
+	srcs, err := cat.Sources()
+	if err != nil {
+		return err
+	}
+	registered := map[string]string{}
+	for _, s := range srcs {
+		registered[s.Staging] = s.Name
+	}
+	type holder struct {
+		group, member string
+		i             int
+	}
+	seen := map[string]holder{}
+	for i, g := range decl {
+		for _, m := range g.Members {
+			abs, err := engine.MemberPath(m)
+			if err != nil {
+				return usagef("groups file %s: %sgroup %s: %s", path, at(lines.key(i, "members")), g.Name, flagsAsKeys(err.Error()))
+			}
+			src := registered[abs]
+			if src == "" {
+				src = engine.SourceName(abs)
+			}
+			h, ok := seen[src]
+			if !ok {
+				seen[src] = holder{g.Name, abs, i}
+				continue
+			}
+			where := func(h holder) string {
+				if l := lines.key(h.i, "members"); l > 0 {
+					return fmt.Sprintf("group %s (line %d)", h.group, l)
+				}
+				return "group " + h.group
+			}
+			switch {
+			case h.member == abs && h.group == g.Name:
+				continue // listed twice in one group: the same member
+			case h.member == abs:
+				return usagef("groups file %s: member %s is in %s and in %s; a data source belongs to one group: keep it in one of them",
+					path, abs, where(h), where(holder{g.Name, abs, i}))
+			default:
+				return usagef("groups file %s: members %s of %s and %s of %s would be one data source %q (a member is backed up under the name derived from its path); keep one of them, or rename one of the directories",
+					path, h.member, where(h), abs, where(holder{g.Name, abs, i}), src)
+			}
+		}
+	}
+	return nil
 }
 
 // flagRE matches a policy flag's name in a message.

@@ -167,7 +167,7 @@ func init() {
 					}
 					g := engine.Group{Name: name, Members: c.Generic("member").(*repeated).list}
 					setPolicy(c, &g.Policy)
-					return withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+					return wakeAfter(c, withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
 						ms, err := sourceMembers(c, cat)
 						if err != nil {
 							return err
@@ -185,9 +185,9 @@ func init() {
 						if err != nil {
 							return err
 						}
-						fmt.Fprintf(c.App.Writer, "created group %s (policy version %d) with %d member(s)\n", g.Name, g.PolicyVersion, len(g.Members))
+						fmt.Fprintf(report(c), "created group %s (policy version %d) with %d member(s)\n", g.Name, g.PolicyVersion, len(g.Members))
 						return nil
-					})
+					}))
 				},
 			},
 			{
@@ -320,13 +320,13 @@ func init() {
 					if err != nil {
 						return err
 					}
-					return withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+					return wakeAfter(c, withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
 						if err := cat.DeleteGroup(name); err != nil {
 							return err
 						}
-						fmt.Fprintf(c.App.Writer, "deleted group %s; its points stay\n", name)
+						fmt.Fprintf(report(c), "deleted group %s; its points stay\n", name)
 						return nil
-					})
+					}))
 				},
 			},
 		},
@@ -344,7 +344,7 @@ func editGroupWith(c *cli.Context, change func(*engine.Catalog) (func(*engine.Gr
 	if err != nil {
 		return err
 	}
-	return withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+	return wakeAfter(c, withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
 		fn, err := change(cat)
 		if err != nil {
 			return err
@@ -353,9 +353,18 @@ func editGroupWith(c *cli.Context, change func(*engine.Catalog) (func(*engine.Gr
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.App.Writer, "group %s: policy version %d, %d member(s)\n", g.Name, g.PolicyVersion, len(g.Members))
+		fmt.Fprintf(report(c), "group %s: policy version %d, %d member(s)\n", g.Name, g.PolicyVersion, len(g.Members))
 		return nil
-	})
+	}))
+}
+
+// wakeAfter wakes the server once the groups changed (err nil) and the
+// catalog is closed again, so its scheduler can read them at once.
+func wakeAfter(c *cli.Context, err error) error {
+	if err == nil {
+		wakeServer(c)
+	}
+	return err
 }
 
 // showGroup prints a group as 'group show' does: one "field: value" a

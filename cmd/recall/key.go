@@ -81,8 +81,8 @@ func keyPasswd(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c, keyJSON{ID: cfg.ID, Store: st.Dir(), Encryption: encryptionOf(cfg)})
 	}
-	fmt.Fprintf(c.App.Writer, "changed the passphrase of store %s in %s; the old passphrase no longer opens it\n", cfg.ID, st.Dir())
-	fmt.Fprintf(c.App.Writer, "put the new one where scripts and a running 'recall serve' get it (its --password-file or --password-command; a server given RECALL_PASSWORD needs a restart)\n")
+	fmt.Fprintf(report(c), "changed the passphrase of store %s in %s; the old passphrase no longer opens it\n", cfg.ID, st.Dir())
+	fmt.Fprintf(report(c), "put the new one where scripts and a running 'recall serve' get it (its --password-file or --password-command; a server given RECALL_PASSWORD needs a restart)\n")
 	return nil
 }
 
@@ -93,7 +93,7 @@ func keyUnchanged(c *cli.Context, st *engine.Store) error {
 	if c.Bool("json") {
 		return printJSON(c, keyJSON{ID: cfg.ID, Store: st.Dir(), Encryption: encryptionOf(cfg), Unchanged: true})
 	}
-	fmt.Fprintf(c.App.Writer, "the new passphrase of store %s in %s is the one it has: the passphrase is unchanged, and nothing was written\n", cfg.ID, st.Dir())
+	fmt.Fprintf(report(c), "the new passphrase of store %s in %s is the one it has: the passphrase is unchanged, and nothing was written\n", cfg.ID, st.Dir())
 	return nil
 }
 

@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -78,7 +82,7 @@ func newApp() *cli.App {
 		HideHelpCommand: false,
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return usageError{err.Error()}
+			return flagError(c, c.App.Flags, err)
 		},
 		Action: unknownCommand,
 		Before: func(c *cli.Context) error {
@@ -102,10 +106,13 @@ func newApp() *cli.App {
 //     upper-case words ("PATH", "[NAME]", "POINT (id, ...)") are the most a
 //     command takes, and a word ending in "..." takes any number; one more
 //     is a usage error ("verify extra"). A command checks its own minimum;
-//   - a command with subcommands rejects an unknown one.
+//   - a command with subcommands rejects an unknown one;
+//   - a missing required flag is one line on stderr (missingFlags).
 func checkUsage(c *cli.Command) {
 	if c.OnUsageError == nil {
-		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err.Error()} }
+		c.OnUsageError = func(ctx *cli.Context, err error, _ bool) error {
+			return flagError(ctx, append(slices.Clip(c.Flags), ctx.App.Flags...), err)
+		}
 	}
 	if len(c.Subcommands) > 0 {
 		if c.Action == nil {
@@ -116,6 +123,7 @@ func checkUsage(c *cli.Command) {
 		}
 		return
 	}
+	required := takeRequired(c)
 	before := c.Before
 	c.Before = func(ctx *cli.Context) error {
 		running.Store(ctx.Command.FullName())
@@ -124,6 +132,11 @@ func checkUsage(c *cli.Command) {
 				return usagef("%s takes no arguments, got %q", ctx.Command.FullName(), ctx.Args().Slice())
 			}
 			return usagef("%s takes at most %d argument(s) (%s), got %q", ctx.Command.FullName(), max, c.ArgsUsage, ctx.Args().Slice())
+		}
+		// After the arguments' check, which TestEveryCommandRejectsExtraArguments
+		// proves without the required flags (takeRequired hid them from it).
+		if err := missingFlags(ctx, required); err != nil {
+			return err
 		}
 		if before != nil {
 			return before(ctx)
@@ -150,24 +163,266 @@ func maxArgs(argsUsage string) int {
 }
 
 // unknownCommand is the action of the app and of every command with
-// subcommands: with no argument it shows help, else the name is unknown.
+// subcommands: with no argument it shows help, else the name is unknown,
+// and the message says what was probably meant (commandHint).
 func unknownCommand(c *cli.Context) error {
 	if c.NArg() > 0 {
-		// The path from the app down (FullName holds only the last name
-		// for a command nested two deep).
-		var path []string
-		for _, l := range c.Lineage() {
-			if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
-				path = append([]string{l.Command.Name}, path...)
-			}
+		name := commandPath(c)
+		cmds := c.App.Commands
+		if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+			cmds = c.Command.Subcommands
 		}
-		name := strings.Join(append([]string{c.App.Name}, path...), " ")
+		if hint := commandHint(c.Args().First(), name, cmds, name == c.App.Name); hint != "" {
+			return usagef("unknown command %q; %s", c.Args().First(), hint)
+		}
 		return usagef("unknown command %q; run '%s --help' for the list", c.Args().First(), name)
 	}
 	if c.Command != nil && c.Command.Name != "" {
 		return cli.ShowSubcommandHelp(c)
 	}
 	return cli.ShowAppHelp(c)
+}
+
+// commandPath is the command line from the app down to c's command
+// ("recall group create"): FullName holds only the last name for a
+// command nested two deep.
+func commandPath(c *cli.Context) string {
+	var path []string
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
+			path = append([]string{l.Command.Name}, path...)
+		}
+	}
+	return strings.Join(append([]string{c.App.Name}, path...), " ")
+}
+
+// otherTools are the commands restic and borg users type, and what recall
+// does instead: the first thing a new user tries should not be a dead end.
+var otherTools = map[string]string{
+	"snapshots": "recovery points are listed by 'recall points'",
+	"snapshot":  "recovery points are listed by 'recall points'",
+	"list":      "recovery points are listed by 'recall points'",
+	"check":     "the store is checked by 'recall verify' (--read-data reads every pack)",
+	"stats":     "sizes, growth and points kept are shown by 'recall status'",
+	"info":      "sizes, growth and points kept are shown by 'recall status'",
+	"ls":        "to see a point's files, mount the points with 'recall mount MOUNTPOINT' and browse MOUNTPOINT/<source>/",
+	"find":      "to search the points' files, mount them with 'recall mount MOUNTPOINT' and search MOUNTPOINT/<source>/ (one directory per point)",
+	"dump":      "to read a file of a point, mount the points with 'recall mount MOUNTPOINT', or restore it with 'recall restore POINT PATH --target DIR'",
+	"unlock": "recall has no unlock: a store lock is freed when the process holding it ends " +
+		"(on an object store, once its holder stops refreshing it for --s3-lock-stale, 30m by default); " +
+		"a command that finds the store locked names the holder",
+	"create":  "a recovery point is made by 'recall backup'",
+	"extract": "points are restored by 'recall restore'",
+	"delete":  "points are removed by 'recall forget' (or by policy: 'recall prune')",
+	"compact": "the space of forgotten points is returned by 'recall gc'",
+}
+
+// subcommandAliases are names other tools give a subcommand (group ls).
+var subcommandAliases = map[string]string{"ls": "list", "info": "show", "cat": "show"}
+
+// commandHint is what an unknown command name probably meant, among cmds
+// of the command path: a name another tool uses (top is set for the app's
+// own commands), a near miss of a name ("restor"), or "".
+func commandHint(name, path string, cmds []*cli.Command, top bool) string {
+	var names []string
+	for _, c := range cmds {
+		if !c.Hidden {
+			names = append(names, c.Names()...)
+		}
+	}
+	if top {
+		if hint, ok := otherTools[name]; ok {
+			return hint
+		}
+	}
+	if alias, ok := subcommandAliases[name]; ok && slices.Contains(names, alias) {
+		return fmt.Sprintf("did you mean '%s %s'?", path, alias)
+	}
+	if near := nearest(name, names); near != "" {
+		return fmt.Sprintf("did you mean '%s %s'? (run '%s --help' for the list)", path, near, path)
+	}
+	return ""
+}
+
+// nearest is the one name of names within a typing mistake of s (an edit
+// distance of 1, or 2 for names of 5 or more letters), else "".
+func nearest(s string, names []string) string {
+	limit := 1
+	if len(s) >= 5 {
+		limit = 2
+	}
+	best, bestD, ties := "", limit+1, 0
+	for _, n := range names {
+		d := editDistance(strings.ToLower(s), n)
+		switch {
+		case d < bestD:
+			best, bestD, ties = n, d, 0
+		case d == bestD && n != best:
+			ties++
+		}
+	}
+	if ties > 0 {
+		return "" // two equally near: a guess would mislead
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// takeRequired takes the Required mark off c's flags and returns their
+// names, for missingFlags: urfave/cli prints the whole command help on
+// stdout before its "Required flag" error, --json or not, which a
+// script then reads as the command's output.
+func takeRequired(c *cli.Command) [][]string {
+	var out [][]string
+	for _, f := range c.Flags {
+		rf, ok := f.(cli.RequiredFlag)
+		if !ok || !rf.IsRequired() {
+			continue
+		}
+		// Every urfave/cli v2 flag type has the field; one that had not
+		// would keep urfave/cli's own check.
+		v := reflect.ValueOf(f)
+		if v.Kind() == reflect.Pointer {
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			continue
+		}
+		req := v.FieldByName("Required")
+		if !req.IsValid() || req.Kind() != reflect.Bool || !req.CanSet() {
+			continue
+		}
+		req.SetBool(false)
+		out = append(out, f.Names())
+	}
+	return out
+}
+
+// missingFlags is the usage error for the required flags (as takeRequired
+// returned them) the command line does not give: one line, naming each
+// with its placeholder and where the command's help is.
+func missingFlags(c *cli.Context, required [][]string) error {
+	var missing []string
+	for _, names := range required {
+		if !slices.ContainsFunc(names, c.IsSet) {
+			missing = append(missing, dashed(names[0])+placeholder(c.Command, names[0]))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	path := commandPath(c)
+	return usagef("%s needs %s; see '%s --help'", strings.TrimPrefix(path, c.App.Name+" "), strings.Join(missing, " and "), path)
+}
+
+// placeholder is " DIR" for a flag whose usage names its value `DIR`.
+func placeholder(cmd *cli.Command, name string) string {
+	if cmd == nil {
+		return ""
+	}
+	for _, f := range cmd.Flags {
+		if d, ok := f.(cli.DocGenerationFlag); ok && slices.Contains(f.Names(), name) {
+			// urfave/cli's convention: the value's name is in backquotes.
+			if _, v, ok := strings.Cut(d.GetUsage(), "`"); ok && d.TakesValue() {
+				if v, _, ok := strings.Cut(v, "`"); ok && v != "" {
+					return " " + v
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// dashed is a flag's name as it is typed: --name, or -n for one letter.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// Go's flag package's messages, which urfave/cli passes on: they spell
+// every flag with one dash, and a bad value says only "parse error".
+var (
+	undefinedFlagRE = regexp.MustCompile(`^flag provided but not defined: -+(.+)$`)
+	badValueRE      = regexp.MustCompile(`^invalid (?:boolean )?value (".*") for (?:flag )?-+([^:]+): (.*)$`)
+	needsValueRE    = regexp.MustCompile(`^flag needs an argument: -+(.+)$`)
+)
+
+// flagError is the usage error for a flag that did not parse, among
+// flags (the command's and the app's): flags spelt as they are typed, a
+// near miss of an unknown flag named, and the form a bad value needs.
+func flagError(c *cli.Context, flags []cli.Flag, err error) error {
+	msg := err.Error()
+	path := commandPath(c)
+	if m := undefinedFlagRE.FindStringSubmatch(msg); m != nil {
+		if path == c.App.Name && (m[1] == "version" || m[1] == "V") {
+			return usagef("recall has no %s flag; run 'recall version' for the version, commit and store format", dashed(m[1]))
+		}
+		var names []string
+		for _, f := range flags {
+			names = append(names, f.Names()...)
+		}
+		if near := nearest(m[1], names); near != "" {
+			return usagef("unknown flag %s; did you mean %s? (see '%s --help')", dashed(m[1]), dashed(near), path)
+		}
+		return usagef("unknown flag %s; see '%s --help'", dashed(m[1]), path)
+	}
+	if m := badValueRE.FindStringSubmatch(msg); m != nil {
+		return usagef("invalid value %s for %s: %s", m[1], dashed(m[2]), valueForm(flags, m[2], m[3]))
+	}
+	if m := needsValueRE.FindStringSubmatch(msg); m != nil {
+		want := "a value"
+		if p := placeholder(&cli.Command{Flags: flags}, m[1]); p != "" {
+			want = fmt.Sprintf("a value (%s%s)", dashed(m[1]), p)
+		}
+		return usagef("%s needs %s; see '%s --help'", dashed(m[1]), want, path)
+	}
+	return usageError{msg}
+}
+
+// valueForm says what value the flag name takes; why is the flag
+// package's reason, used when the type says nothing better.
+func valueForm(flags []cli.Flag, name, why string) string {
+	for _, f := range flags {
+		if !slices.Contains(f.Names(), name) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.DurationFlag:
+			return "give a duration such as 10s, 1m or 1h30m"
+		case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag:
+			return "give a whole number"
+		case *cli.Float64Flag:
+			return "give a number"
+		case *cli.BoolFlag:
+			return "give true or false"
+		}
+	}
+	if why == "parse error" {
+		return "not a value it takes"
+	}
+	return why
 }
 
 // running is the command being run, for the message of an interruption
@@ -400,6 +655,16 @@ func printJSON(c *cli.Context, v any) error {
 	}
 	_, err = fmt.Fprintln(c.App.Writer, string(b))
 	return err
+}
+
+// report is where a command's report for a person goes: the app's
+// writer, or nowhere under --quiet (cron mails whatever a command prints).
+// What --json asks for goes to c.App.Writer either way: a script asked.
+func report(c *cli.Context) io.Writer {
+	if c.Bool("quiet") {
+		return io.Discard
+	}
+	return c.App.Writer
 }
 
 func logf(format string, args ...any) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -52,6 +53,11 @@ func init() {
 				return err
 			}
 			defer st.Close()
+			// An unknown group is refused before the job is recorded and
+			// anything is decided, so that nothing reads as a prune run.
+			if name := c.String("group"); name != "" && !slices.ContainsFunc(groups, func(g engine.Group) bool { return g.Name == name }) {
+				return fmt.Errorf("group %q: %w (list them with 'recall group list')", name, engine.ErrNoGroup)
+			}
 			j := &engine.Job{Kind: "prune"}
 			var entries []engine.PruneEntry
 			run := func() (*engine.Point, error) {
@@ -70,6 +76,14 @@ func init() {
 					refreshed[e.Point.Source] = true
 				}
 			}
+			if err != nil {
+				// A failed prune reports what it did, the points it forgot
+				// before the error, never a summary that reads as success.
+				entries = slices.DeleteFunc(entries, func(e engine.PruneEntry) bool { return !e.Removed })
+				if len(entries) == 0 {
+					return err
+				}
+			}
 			if c.Bool("json") {
 				out := []pruneJSON{}
 				for _, e := range entries {
@@ -81,6 +95,7 @@ func init() {
 				}
 				return err
 			}
+			w := report(c)
 			kept, dropped := 0, 0
 			for _, e := range entries {
 				verb := "keep"
@@ -92,13 +107,16 @@ func init() {
 				default:
 					verb, dropped = "drop", dropped+1
 				}
-				fmt.Fprintf(c.App.Writer, "%-6s %s %-20s %s %-16s %s\n", verb, e.Point.ID.String()[:12], e.Point.Source,
+				fmt.Fprintf(w, "%-6s %s %-20s %s %-16s %s\n", verb, e.Point.ID.String()[:12], e.Point.Source,
 					e.Point.Time.UTC().Format(time.RFC3339), e.Rule, e.Why)
 			}
-			if c.Bool("dry-run") {
-				fmt.Fprintf(c.App.Writer, "dry run as of %s: %d kept, %d would be forgotten\n", asOf.Format(time.RFC3339), kept, dropped)
-			} else {
-				fmt.Fprintf(c.App.Writer, "as of %s: %d kept, %d forgotten; their chunks stay until 'recall gc'\n", asOf.Format(time.RFC3339), kept, dropped)
+			switch {
+			case err != nil:
+				// The lines above are what was forgotten; the error says the rest.
+			case c.Bool("dry-run"):
+				fmt.Fprintf(w, "dry run as of %s: %d kept, %d would be forgotten\n", asOf.Format(time.RFC3339), kept, dropped)
+			default:
+				fmt.Fprintf(w, "as of %s: %d kept, %d forgotten; their chunks stay until 'recall gc'\n", asOf.Format(time.RFC3339), kept, dropped)
 			}
 			return err
 		},

@@ -105,7 +105,7 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 		// long, and what was done before an error is said.
 		o := engine.RepairOptions{DryRun: dry, Log: func(format string, args ...any) {
 			if !asJSON {
-				fmt.Fprintf(c.App.Writer, format+"\n", args...)
+				fmt.Fprintf(report(c), format+"\n", args...)
 			}
 		}}
 		rep, err := run(c.Context, s, c, o)
@@ -127,7 +127,8 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 			fmt.Fprintln(c.App.Writer, string(b))
 			return err
 		}
-		// What stays damaged, by name: the error says only how much.
+		// What stays damaged, by name: the error says only how much, so
+		// these lines are printed under --quiet too.
 		for _, l := range rep.Lost {
 			fmt.Fprintf(c.App.Writer, "lost blob %s of pack %s: %s\n", l.Blob, l.Pack, l.Error)
 		}
@@ -136,9 +137,9 @@ func repairAction(what string, run repairFunc) cli.ActionFunc {
 		}
 		switch {
 		case len(rep.Actions) == 0 && err == nil:
-			fmt.Fprintf(c.App.Writer, "repair %s: nothing to repair\n", what)
+			fmt.Fprintf(report(c), "repair %s: nothing to repair\n", what)
 		case dry:
-			fmt.Fprintf(c.App.Writer, "repair %s: dry run, nothing was changed\n", what)
+			fmt.Fprintf(report(c), "repair %s: dry run, nothing was changed\n", what)
 		}
 		return err
 	}
