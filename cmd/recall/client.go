@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -57,12 +58,7 @@ func serverClient(c *cli.Context) (*apiClient, error) {
 		return nil, nil
 	}
 	conn.Close()
-	a := &apiClient{socket: path, http: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}}
+	a := newAPIClient(path)
 	if err := a.call(c.Context, "GET", "/ping", nil, &a.server); err != nil {
 		return nil, err
 	}
@@ -74,6 +70,45 @@ func serverClient(c *cli.Context) (*apiClient, error) {
 		return nil, nil
 	}
 	return a, nil
+}
+
+// wakeServer tells the server that owns the home, if one runs, that its
+// groups changed, so its scheduler looks now rather than within the
+// minute. Best effort: the scheduler finds the change by itself.
+func wakeServer(c *cli.Context) {
+	// The group commands take no --socket or --config: their variables
+	// (or the defaults) say where the server listens.
+	path := os.Getenv("RECALL_SOCKET")
+	if path == "" {
+		cfg, err := server.LoadConfig(os.Getenv("RECALL_CONFIG"))
+		if err != nil {
+			return
+		}
+		path = cfg.Socket
+	}
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		return
+	}
+	conn.Close()
+	a := newAPIClient(path)
+	var info server.ServerInfo
+	if a.call(c.Context, "GET", "/ping", nil, &info) != nil || !sameDir(home(c), info.Home) {
+		return // another home's server
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+	defer cancel()
+	_ = a.call(ctx, "POST", "/wake", nil, nil)
+}
+
+// newAPIClient is a client of the server on the unix socket at path.
+func newAPIClient(path string) *apiClient {
+	return &apiClient{socket: path, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
 }
 
 func sameDir(a, b string) bool {

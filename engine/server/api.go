@@ -466,6 +466,13 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"jobs": s.Jobs()})
 	})
 	mux.HandleFunc("GET "+APIVersion+"/jobs/{id}", s.getJob)
+	// A group created or changed on the home (group create, edit, apply
+	// write the catalog themselves): the scheduler looks now, not at its
+	// next minute, so a new group is backed up at once, as status says.
+	mux.HandleFunc("POST "+APIVersion+"/wake", s.write(func(w http.ResponseWriter, r *http.Request) {
+		s.Wake()
+		writeJSON(w, http.StatusOK, map[string]any{})
+	}))
 	mux.HandleFunc("POST "+APIVersion+"/backup", s.write(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Group string `json:"group"`

@@ -585,6 +585,14 @@ func (s *Server) run(ctx context.Context, t *task) {
 	}
 }
 
+// Wake makes the scheduler look at the groups now (they changed).
+func (s *Server) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (s *Server) lockOptions(what string) engine.LockOptions {
 	return engine.LockOptions{Wait: s.o.LockWait, OnWait: func(h chunkstore.LockInfo) {
 		s.o.Log.Info("store busy: waiting", "job", what, "holder", h.String())
