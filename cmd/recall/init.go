@@ -54,6 +54,12 @@ func init() {
 			if err != nil {
 				return err
 			}
+			if given := passphraseGiven(c); !o.Encrypt && given != "" {
+				// restic and borg encrypt unless told not to: a passphrase
+				// set up for the new store most likely meant one.
+				warnf("a passphrase was given (%s) but not --encrypt: store %s is NOT encrypted and the passphrase is not used; "+
+					"for an encrypted store, remove %s while it is empty and run 'recall init --encrypt'", given, where, where)
+			}
 			if c.Bool("json") {
 				return printJSON(c, initJSON{ID: cfg.ID, Store: where, Version: cfg.Version, Compression: string(cfg.Compression), Encryption: encryptionOf(cfg)})
 			}
@@ -68,6 +74,19 @@ func init() {
 			return nil
 		},
 	})
+}
+
+// passphraseGiven names where a passphrase was given from, if one was.
+func passphraseGiven(c *cli.Context) string {
+	switch {
+	case c.IsSet("password-file"):
+		return "--password-file or RECALL_PASSWORD_FILE"
+	case c.IsSet("password-command"):
+		return "--password-command or RECALL_PASSWORD_COMMAND"
+	case os.Getenv("RECALL_PASSWORD") != "":
+		return "RECALL_PASSWORD"
+	}
+	return ""
 }
 
 // errInitNoPassword is init --encrypt without a passphrase: the exit
