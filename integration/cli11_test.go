@@ -459,3 +459,39 @@ func TestJSONOutputs(t *testing.T) {
 		t.Errorf("version --json: %+v, %v", v, err)
 	}
 }
+
+// key passwd stopped between its two writes (config.copy sealed with the
+// new passphrase, config still with the old) is finished by running it
+// again with the new passphrase, as the message says: both files end
+// sealed with it, and the old passphrase no longer opens the store.
+// (Fix: "the passphrase is unchanged, and nothing was written", and the
+// old passphrase kept working.)
+func TestKeyPasswdFinishesHalfWayChange(t *testing.T) {
+	e := newEnv(t)
+	e.vars = []string{"RECALL_PASSWORD=old passphrase"}
+	e.ok("init", "--encrypt")
+	config := filepath.Join(e.home, "store", "config")
+	oldConfig := mustRead(t, config)
+	newFile := filepath.Join(t.TempDir(), "new")
+	must(t, os.WriteFile(newFile, []byte("new passphrase\n"), 0o600))
+	e.ok("key", "passwd", "--new-password-file", newFile)
+	must(t, os.WriteFile(config, oldConfig, 0o600)) // as if stopped before the second write
+
+	e.vars = []string{"RECALL_PASSWORD_FILE=" + newFile}
+	if r := e.run("verify"); !strings.Contains(r.stderr, "stopped half way") {
+		t.Fatalf("verify after a half-way change: exit %d, %s", r.code, r.stderr)
+	}
+	if r := e.run("key", "passwd", "--new-password-file", newFile); r.code != 0 || strings.Contains(r.stdout, "unchanged") {
+		t.Fatalf("key passwd to finish it: exit %d, %s%s", r.code, r.stdout, r.stderr)
+	}
+	if !bytes.Equal(mustRead(t, config), mustRead(t, config+".copy")) {
+		t.Errorf("config and config.copy still differ")
+	}
+	if r := e.run("verify"); r.code != 0 || strings.Contains(r.stderr, "half way") {
+		t.Errorf("verify after finishing: exit %d, %s", r.code, r.stderr)
+	}
+	e.vars = []string{"RECALL_PASSWORD=old passphrase"}
+	if r := e.run("points"); r.code != 5 {
+		t.Errorf("old passphrase after finishing the change: exit %d, %s; want 5", r.code, r.stderr)
+	}
+}

@@ -63,12 +63,16 @@ func keyPasswd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if old != "" && pw == old {
+	if old != "" && pw == old && st.ConfigProblem() == "" {
 		// Not an error: the store is as asked, and a script that sets
 		// the passphrase it keeps may run again. Nothing is sealed
 		// again, and no backup is waited for.
 		return keyUnchanged(c, st)
 	}
+	// With the config files at odds (a change stopped half way: one
+	// sealed with another passphrase), the same passphrase seals both
+	// again, as the message that sent the user here promised: the other
+	// passphrase stops opening the store.
 	s, err := st.Session(c.Context, engine.SessionOptions{Purpose: "change passphrase", Exclusive: true, LockOptions: lockWait(c)})
 	if err != nil {
 		return err
