@@ -134,14 +134,30 @@ func damageHandle(name string) backend.Handle {
 	return backend.Handle{Type: backend.Damaged, Name: name}
 }
 
-// damageNames lists the damage record files.
+// damageNames lists the damage record files: only names recall writes (a
+// record is named by the hash of its bytes; its temporary file, which the
+// backend does not list, never has such a name). Anything else in the
+// directory, a note an administrator left there, is not a record: it is
+// named once (foreignDamageFile) and left alone.
 func (s *Store) damageNames() ([]string, error) {
 	var names []string
 	err := backend.ListNames(bg, s.be, backend.Damaged, func(name string) error {
+		if _, err := ParseID(name); err != nil {
+			s.foreignDamageFile(name)
+			return nil
+		}
 		names = append(names, name)
 		return nil
 	})
 	return names, err
+}
+
+// foreignDamageFile says, once per process, that a file in the damage
+// record directory is not one recall wrote, and that it stays.
+func (s *Store) foreignDamageFile(name string) {
+	if _, said := damageWarned.LoadOrStore("foreign "+s.damageDir()+"/"+name, true); !said {
+		fmt.Fprintf(os.Stderr, "recall: %s/%s is not a damage record recall wrote; it is left alone (move it out of the store)\n", s.damageDir(), name)
+	}
 }
 
 // loadDamage reads damage records written since the last call. A record
@@ -172,7 +188,11 @@ func (s *Store) loadDamage() error {
 			}
 		}
 		if _, said := damageWarned.LoadOrStore(name, true); !said {
-			fmt.Fprintf(os.Stderr, "recall: damage record %s: %v (ignored; 'recall repair index' replaces it)\n", name, err)
+			if errors.Is(err, ErrCorrupt) {
+				fmt.Fprintf(os.Stderr, "recall: damage record %s/%s: %v (ignored: the blobs it recorded damaged count as good until 'recall verify --read-data' finds them again; 'recall repair index' removes it)\n", s.damageDir(), name, err)
+			} else {
+				fmt.Fprintf(os.Stderr, "recall: damage record %s/%s: %v (ignored this time: the blobs it recorded damaged count as good; let recall read it)\n", s.damageDir(), name, err)
+			}
 		}
 	}
 	return nil
@@ -246,40 +266,63 @@ func (s *Store) DamagedBlobs() []DamagedBlob {
 	return out
 }
 
+// damagePrune is what pruneDamage changed, or would change.
+type damagePrune struct {
+	// dropped counts the entries of packs that are gone; gone lists
+	// those entries, each place once.
+	dropped int
+	gone    []DamagedBlob
+	// unreadable maps each record file (named as recall names them)
+	// that cannot be read or decoded to why: removed, since nothing can
+	// be learnt from it and every open warns of it.
+	unreadable map[string]string
+	// replaced lists the readable record files rewritten, without the
+	// dropped entries, into written ("" when no entry remains, or in a
+	// dry run).
+	replaced []string
+	written  string
+}
+
 // pruneDamage rewrites the damage record without the entries of packs not
-// in present, and without unreadable record files: the new file is
-// durable before the ones it replaces are removed, so a crash leaves at
-// worst both. The caller holds the writer lock. It returns how many
-// entries were dropped, and those entries (each place once).
-func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, []DamagedBlob, error) {
+// in present, and removes the record files that cannot be read: the new
+// file is durable before the ones it replaces are removed, so a crash
+// leaves at worst both. Only files recall names are touched (damageNames):
+// no command removes what it did not write. The caller holds the writer
+// lock.
+func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (*damagePrune, error) {
 	names, err := s.damageNames()
 	if err != nil {
-		return 0, nil, fmt.Errorf("list damage records: %w", err)
+		return nil, fmt.Errorf("list damage records in %s: %w", s.damageDir(), err)
 	}
-	var keep, gone []DamagedBlob
-	var old []string
-	dropped, unreadable := 0, false
+	res := &damagePrune{unreadable: map[string]string{}}
+	var keep []DamagedBlob
+	var readable []string
 	seen := map[blobAt]bool{}
 	seenGone := map[blobAt]bool{}
 	for _, name := range names {
-		old = append(old, name)
 		b, err := s.be.Load(bg, damageHandle(name), 0, -1, nil)
-		var recs []DamagedBlob
-		if err == nil {
-			recs, err = decodeDamage(b, s.keys)
-		}
-		if err != nil {
-			unreadable = true
+		if errors.Is(err, backend.ErrNotExist) {
 			continue
 		}
+		if err != nil {
+			// Not known to be bad: it may read next time, and it is
+			// not removed on a guess.
+			return nil, fmt.Errorf("read damage record %s/%s: %w (nothing was removed from the damage records; let recall read it, then run 'recall repair index' again)", s.damageDir(), name, err)
+		}
+		recs, err := decodeDamage(b, s.keys)
+		if err != nil {
+			res.unreadable[name] = err.Error()
+			continue
+		}
+		readable = append(readable, name)
 		for _, r := range recs {
 			k := blobAt{r.Blob, r.Pack}
 			switch _, ok := present[r.Pack]; {
 			case !ok:
-				dropped++
+				res.dropped++
 				if !seenGone[k] {
 					seenGone[k] = true
-					gone = append(gone, r)
+					res.gone = append(res.gone, r)
 				}
 			case !seen[k]:
 				seen[k] = true
@@ -287,39 +330,50 @@ func (s *Store) pruneDamage(present map[ID]int64, dryRun bool) (int, []DamagedBl
 			}
 		}
 	}
-	if dropped == 0 && !unreadable || dryRun {
-		return dropped, gone, nil
+	if res.dropped > 0 {
+		res.replaced = readable
 	}
-	s.idx.mu.Lock()
-	for k := range s.idx.damaged {
-		if _, ok := present[k.pack]; !ok {
-			delete(s.idx.damaged, k)
+	if dryRun || res.dropped == 0 && len(res.unreadable) == 0 {
+		return res, nil
+	}
+	if res.dropped > 0 {
+		s.idx.mu.Lock()
+		for k := range s.idx.damaged {
+			if _, ok := present[k.pack]; !ok {
+				delete(s.idx.damaged, k)
+			}
+		}
+		s.idx.mu.Unlock()
+		if len(keep) > 0 {
+			b := encodeDamage(keep, s.keys)
+			res.written = ID(blake3.Sum256(b)).String()
+			if err := s.be.Save(bg, damageHandle(res.written), b); err != nil {
+				return nil, storeWriteError(s.Dir(), err)
+			}
 		}
 	}
-	s.idx.mu.Unlock()
-	var name string
-	if len(keep) > 0 {
-		b := encodeDamage(keep, s.keys)
-		name = ID(blake3.Sum256(b)).String()
-		if err := s.be.Save(bg, damageHandle(name), b); err != nil {
-			return 0, nil, storeWriteError(s.Dir(), err)
-		}
+	remove := slices.Clone(res.replaced)
+	for name := range res.unreadable {
+		remove = append(remove, name)
 	}
-	for _, o := range old {
-		if o == name {
+	for _, o := range remove {
+		if o == res.written {
 			continue
 		}
 		if err := s.be.Remove(bg, damageHandle(o)); err != nil && !errors.Is(err, backend.ErrNotExist) {
-			return 0, nil, fmt.Errorf("remove damage record %s: %w", o, err)
+			return nil, fmt.Errorf("remove damage record %s/%s: %w", s.damageDir(), o, err)
 		}
 	}
+	res.replaced = slices.DeleteFunc(res.replaced, func(n string) bool { return n == res.written })
 	s.fmu.Lock()
-	clear(s.loadedD)
-	if name != "" {
-		s.loadedD[name] = true
+	for _, o := range remove {
+		delete(s.loadedD, o)
+	}
+	if res.written != "" {
+		s.loadedD[res.written] = true
 	}
 	s.fmu.Unlock()
-	return dropped, gone, nil
+	return res, nil
 }
 
 // damageReason is the record's reason for err: what failed, without the

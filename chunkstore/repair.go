@@ -25,8 +25,32 @@ type IndexRebuild struct {
 	// Unlocatable lists packs whose header is unreadable and that no
 	// readable index file lists: none of their blobs can be found.
 	Unlocatable []ID
+	// BadHeaders maps each pack whose header is unreadable, or is not the
+	// header its name is the hash of, but that an index file locates, to
+	// why: its blobs are indexed from that file, and it needs salvaging
+	// (SalvagePacks) all the same.
+	BadHeaders map[ID]string
 	// DamageDropped counts damage record entries of packs that are gone.
 	DamageDropped int
+	// StoreDir is the store's location, DamageDir where its damage
+	// records are: for messages that name a file.
+	StoreDir, DamageDir string
+	// DamageUnreadable maps each damage record file that cannot be read
+	// to why; it is removed. Whatever it recorded is forgotten: those
+	// blobs count as good, for reads and for deduplication, until a
+	// read or 'recall verify --read-data' finds them bad again.
+	DamageUnreadable map[string]string
+	// DamageReplaced lists the damage record files rewritten, without
+	// the dropped entries, into DamageWritten ("" when no entry remains
+	// or in a dry run).
+	DamageReplaced []string
+	DamageWritten  string
+	// Foreign lists the files under a pack's name that are empty: recall
+	// renames a pack into place only once it is whole, so such a file is
+	// not a pack it wrote and holds no blob any point could need. They
+	// are left alone (no command removes what it did not write), and are
+	// not in Unlocatable.
+	Foreign []ID
 	// Lost lists the blobs those entries name that no pack present holds
 	// a good copy of: a salvage removed their pack and was stopped
 	// before it reported them (SalvagePacks records every blob it loses
@@ -135,13 +159,19 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	}
 	headers := map[ID][]PackEntry{}
 	badHeader := map[ID]bool{}
+	badWhy := map[ID]string{}
 	for id, size := range sizes {
+		// readPackHeaderSized checks the header against the pack's
+		// name: a file holding another pack's bytes has a bad header
+		// here, so its entries come from the index files (fromIndex)
+		// and the file that lists its own blobs is kept.
 		es, err := s.readPackHeaderSized(id, size)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				return nil, fmt.Errorf("read header of pack %s: %w", id, err)
 			}
 			badHeader[id] = true
+			badWhy[id] = err.Error()
 			continue
 		}
 		headers[id] = es
@@ -150,7 +180,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	if err != nil {
 		return nil, err
 	}
-	res := &IndexRebuild{Removed: map[string]string{}}
+	res := &IndexRebuild{Removed: map[string]string{}, BadHeaders: map[ID]string{}}
 	missing := map[ID]bool{} // packs removed files list that are not there
 	covered := map[ID]bool{}
 	fromIndex := map[ID][]PackEntry{} // entries of bad-header packs from readable files
@@ -191,6 +221,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	}
 	var todo []packRecord
 	for id := range sizes {
+		if _, ok := fromIndex[id]; badHeader[id] && (ok || covered[id]) {
+			res.BadHeaders[id] = badWhy[id]
+		}
 		if covered[id] {
 			continue
 		}
@@ -198,12 +231,15 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			todo = append(todo, packRecord{id: id, entries: es})
 		} else if es, ok := fromIndex[id]; ok {
 			todo = append(todo, packRecord{id: id, entries: es})
+		} else if sizes[id] == 0 {
+			res.Foreign = append(res.Foreign, id)
 		} else {
 			res.Unlocatable = append(res.Unlocatable, id)
 		}
 	}
 	slices.SortFunc(todo, func(a, b packRecord) int { return bytes.Compare(a.id[:], b.id[:]) })
 	slices.SortFunc(res.Unlocatable, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(res.Foreign, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
 	for rest := todo; len(rest) > 0; {
 		n := min(len(rest), indexEvery)
 		name := ""
@@ -281,12 +317,13 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			delete(keep, id)
 		}
 	}
-	var pruned []DamagedBlob
-	res.DamageDropped, pruned, err = s.pruneDamage(keep, dryRun)
+	pr, err := s.pruneDamage(keep, dryRun)
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range pruned {
+	res.DamageDropped, res.DamageUnreadable, res.DamageReplaced, res.DamageWritten = pr.dropped, pr.unreadable, pr.replaced, pr.written
+	res.StoreDir, res.DamageDir = s.Dir(), s.damageDir()
+	for _, d := range pr.gone {
 		if !s.idx.goodPlace(d.Blob, sizes, rewritten) {
 			d.Reason = "its pack is gone, and no other holds a good copy (it was recorded damaged there: " + d.Reason + ")"
 			res.Lost = append(res.Lost, d)

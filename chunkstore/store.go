@@ -682,6 +682,11 @@ func (s *Store) readPackHeader(id ID) ([]PackEntry, int64, error) {
 // otherwise cost. A pack cut short since the listing gives an error, as a
 // stat would have: its trailer is read where the listing said it ends.
 func (s *Store) readPackHeaderSized(id ID, size int64) ([]PackEntry, error) {
+	if size == 0 {
+		// Never a pack recall wrote: a pack is renamed to its name only
+		// once whole and synced.
+		return nil, fmt.Errorf("%w: an empty file, not a pack recall wrote", ErrCorrupt)
+	}
 	if size < int64(packTrailerLen) {
 		return nil, fmt.Errorf("%w: pack too short", ErrCorrupt)
 	}
@@ -700,8 +705,19 @@ func (s *Store) readPackHeaderSized(id ID, size int64) ([]PackEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A pack is named by the hash of its header and trailer: a header
+	// that decodes but is not the one its name says (another pack's bytes
+	// copied over it) describes other blobs, and trusting it would index
+	// them here and supersede the index file that knows this pack's own.
+	if packName(slices.Concat(hdr, tr)) != id {
+		return nil, fmt.Errorf("%w: %s", ErrCorrupt, errHeaderNotName)
+	}
 	return decodePackHeader(hdr, s.keys, size)
 }
+
+// errHeaderNotName says a pack holds a header other than the one its name
+// is the hash of.
+const errHeaderNotName = "pack header does not match the pack's name (the file holds another pack's header, or a damaged one)"
 
 // BlobError says which blob of which pack could not be read.
 type BlobError struct {

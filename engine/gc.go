@@ -96,8 +96,20 @@ func (r *Reader) markPoints(ctx context.Context, points []chunkstore.ID, live *c
 			return fmt.Errorf("garbage collection stopped before deleting anything: point %s: %w (run 'recall verify'; forget the point or repair the store)", id.Short(), err)
 		}
 		if err := mark(p.Tree); err != nil {
+			if damagedTree(err) {
+				// Damaged data, as a damaged manifest is (exit 4): the
+				// sentinel is what the command's exit code is told by.
+				err = fmt.Errorf("%w: %w", ErrDamaged, err)
+			}
 			return fmt.Errorf("garbage collection stopped before deleting anything: point %s: %w (run 'recall verify'; forget the point or repair the store)", id.Short(), err)
 		}
 	}
 	return nil
+}
+
+// damagedTree reports whether a tree could not be read because of what is
+// stored: its blob fails its check, is in no pack, or does not decode. An
+// I/O error or a cancelled walk is not damage.
+func damagedTree(err error) bool {
+	return errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, chunkstore.ErrNotFound) || errors.Is(err, ErrBadTree)
 }

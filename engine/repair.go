@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -30,6 +32,14 @@ type RepairReport struct {
 	// Unlocatable lists packs whose header is unreadable and that no
 	// index file lists: none of their blobs can be found.
 	Unlocatable []string `json:"unlocatable_packs,omitempty"`
+	// BadHeaders maps each pack whose header is unreadable, or is not
+	// the one its name is the hash of, but that an index file locates,
+	// to why: repair index keeps that index file, and repair packs
+	// salvages the pack.
+	BadHeaders map[string]string `json:"bad_header_packs,omitempty"`
+	// Foreign lists, by path, the empty files under a pack's name: not
+	// packs recall wrote, holding nothing a point could need; left alone.
+	Foreign []string `json:"foreign_files,omitempty"`
 }
 
 // SalvagedPack is one damaged pack replaced by repair packs.
@@ -113,19 +123,36 @@ func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 // leaves none. It wraps ErrDamaged, so the command exits 4 and a script
 // can tell a repaired store from one that still needs a new backup and
 // repair points.
+//
+// The next steps it names are those of what is left: a new backup and
+// repair points only for lost blobs (a point may miss them), repair packs
+// for packs it can still salvage; a pack none of whose blobs can be
+// located loses nothing a verify does not name, so its step is to find
+// its index file or, once no point needs it, to move it out.
 func (rep *RepairReport) DamageLeft(what string) error {
-	var parts []string
+	var parts, next []string
+	if n := len(rep.BadHeaders); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d packs whose header is damaged or not the one their name says (their blobs are located from the index)", n))
+		if what != "repair packs" {
+			next = append(next, "run 'recall repair packs' to salvage their blobs")
+		}
+	}
 	if n := len(rep.Lost); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d blobs lost (no pack holds a good copy)", n))
+		next = append(next, "back up the affected sources again, then run 'recall repair points' for the points that keep lost files")
 	}
 	if n := len(rep.Unlocatable); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d packs none of whose blobs can be located (header unreadable, no index file lists them), left in place", n))
+		next = append(next, "for each pack left in place, put back a copy of its index file and run 'recall repair index', or move it out of the store once 'recall verify' finds no point that needs it")
 	}
 	if len(parts) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s: %w: %s; back up the affected sources again, then run 'recall repair points' for the points that keep lost files",
-		what, ErrDamaged, strings.Join(parts, ", "))
+	tail := strings.Join(parts, ", ")
+	if len(next) > 0 {
+		tail += "; " + strings.Join(next, "; ")
+	}
+	return fmt.Errorf("%s: %w: %s", what, ErrDamaged, tail)
 }
 
 func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOptions) {
@@ -155,8 +182,51 @@ func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOpt
 			opts.act(rep, "dropped %d damage records of packs that are gone", rb.DamageDropped)
 		}
 	}
+	// Every damage record file removed is named: what a record says is
+	// never dropped without a word.
+	if n := len(rb.DamageReplaced); n > 0 {
+		files := make([]string, n)
+		for i, f := range rb.DamageReplaced {
+			files[i] = rb.DamageDir + "/" + f
+		}
+		switch {
+		case opts.DryRun:
+			opts.act(rep, "remove damage record files %s, rewriting what they hold of packs still present into one file", strings.Join(files, ", "))
+		case rb.DamageWritten == "":
+			opts.act(rep, "removed damage record files %s: they held only entries of packs that are gone", strings.Join(files, ", "))
+		default:
+			opts.act(rep, "removed damage record files %s, after writing what they hold of packs still present into %s/%s", strings.Join(files, ", "), rb.DamageDir, rb.DamageWritten)
+		}
+	}
+	for _, f := range slices.Sorted(maps.Keys(rb.DamageUnreadable)) {
+		verb := "removed"
+		if opts.DryRun {
+			verb = "remove"
+		}
+		opts.act(rep, "%s damage record %s/%s: %s: it cannot be read, so the blobs it recorded damaged count as good again, for reads and for deduplication, until a read or 'recall verify --read-data' finds them bad: run 'recall verify --read-data'",
+			verb, rb.DamageDir, f, rb.DamageUnreadable[f])
+	}
 	for _, id := range rb.Unlocatable {
 		rep.Unlocatable = append(rep.Unlocatable, id.String())
+	}
+	for _, id := range slices.SortedFunc(maps.Keys(rb.BadHeaders), func(a, b chunkstore.ID) int { return bytes.Compare(a[:], b[:]) }) {
+		if rep.BadHeaders == nil {
+			rep.BadHeaders = map[string]string{}
+		}
+		rep.BadHeaders[id.String()] = rb.BadHeaders[id]
+		if opts.Log != nil {
+			opts.Log("pack %s: %s; an index file locates its blobs and is kept: 'recall repair packs' salvages them", id, rb.BadHeaders[id])
+		}
+	}
+	for _, id := range rb.Foreign {
+		p := foreignPackPath(rb.StoreDir, id)
+		if slices.Contains(rep.Foreign, p) {
+			continue
+		}
+		rep.Foreign = append(rep.Foreign, p)
+		if opts.Log != nil {
+			opts.Log("left alone %s: an empty file under a pack's name, which recall never writes (a pack is renamed into place only once whole): it is not a pack and holds nothing a point could need; remove it by hand", p)
+		}
 	}
 	// Blobs recorded damaged in packs that are gone, with no good copy
 	// left: a salvage stopped after it removed their pack lost them
@@ -214,7 +284,9 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 	var unknown []string
 	for _, s := range salv {
 		if s.Unknown {
-			unknown = append(unknown, s.Pack.String())
+			if !slices.Contains(rb.Foreign, s.Pack) {
+				unknown = append(unknown, s.Pack.String())
+			}
 			continue
 		}
 		rep.Packs = append(rep.Packs, SalvagedPack{Pack: s.Pack.String(), Reason: s.Reason, Kept: s.Kept, Elsewhere: s.Elsewhere, Lost: len(s.Lost), Removed: s.Removed, Rewritten: s.Rewritten})
@@ -240,4 +312,11 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 		}
 	}
 	return rep, rep.DamageLeft("repair packs")
+}
+
+// foreignPackPath is where the file under pack id's name is in the store
+// at storeDir (a directory or an object store's location).
+func foreignPackPath(storeDir string, id chunkstore.ID) string {
+	h := id.String()
+	return strings.TrimSuffix(storeDir, "/") + "/packs/" + h[:2] + "/" + h
 }

@@ -80,6 +80,10 @@ type VerifyReport struct {
 	// the error): not damage, since their bytes were never seen, but not
 	// verified either; their blobs are not judged.
 	Unreadable map[string]string `json:"unreadable_packs,omitempty"`
+	// Foreign lists, by path, the empty files under a pack's name: not
+	// packs recall wrote and nothing a point needs, so not damage; a
+	// person removes them (recall removes only what it wrote).
+	Foreign []string `json:"foreign_files,omitempty"`
 }
 
 // ErrVerifyFailed: verify found damage; the report says where.
@@ -116,9 +120,30 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		}
 		rep.BadPacks[k] = why
 	}
+	var foreign []chunkstore.ID
 	for _, pi := range st.Packs() {
 		if pi.Problem != "" {
 			badPack(pi.ID, pi.Problem)
+		}
+	}
+	if len(rep.BadPacks) > 0 {
+		// An empty file under a pack's name is not damage: recall never
+		// writes one (a pack is renamed into place only once whole), so
+		// it is not a pack, and no point can need what it does not
+		// hold. Repair has nothing to do with it; a person removes it.
+		// One the index lists and that is empty now was cut short:
+		// that is damage.
+		if err := st.ListPacks(func(id chunkstore.ID, size int64) error {
+			if size == 0 && strings.HasPrefix(rep.BadPacks[id.String()], unindexedProblem) {
+				foreign = append(foreign, id)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for _, id := range foreign {
+			delete(rep.BadPacks, id.String())
+			rep.Foreign = append(rep.Foreign, foreignPackPath(st.Dir(), id))
 		}
 	}
 	// checked: packs whose every blob was read back by CheckPack, so the
@@ -127,6 +152,9 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	if opts.ReadData {
 		if err := checkPacks(ctx, r, rep, checked, badPack, opts.Progress, opts.Share); err != nil {
 			return nil, err
+		}
+		for _, id := range foreign {
+			delete(rep.BadPacks, id.String())
 		}
 	}
 
@@ -241,6 +269,11 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 					td.dirs = append(td.dirs, subtree{n.Name, n.Subtree})
 				}
 			case n.Type.HasContent():
+				// Every chunk of a damaged file is judged too, not only
+				// its first bad one: damage is reported per blob, and a
+				// truncated pack loses each blob past its end, as many
+				// as repair packs counts lost. The file is damaged once.
+				bad := false
 				for _, e := range n.Extents {
 					if e.Hole {
 						continue
@@ -248,9 +281,9 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 					if _, seen := chunkState[e.ID]; !seen {
 						rep.Chunks++
 					}
-					if why, pack := chunkProblem(e.ID); why != "" {
+					if why, pack := chunkProblem(e.ID); why != "" && !bad {
+						bad = true
 						td.files = append(td.files, entryDamage{name: n.Name, pack: pack, why: why})
-						break
 					}
 				}
 			}
@@ -307,9 +340,14 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 			blobs[k] = "recorded damaged: " + d.Reason
 		}
 	}
+	// Which packs are there now, from a listing: a second pack walk
+	// (Packs) would say again every warning the first one said.
 	present := map[chunkstore.ID]bool{}
-	for _, pi := range st.Packs() {
-		present[pi.ID] = pi.Size >= 0
+	if err := st.ListPacks(func(id chunkstore.ID, _ int64) error {
+		present[id] = true
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	for k, why := range blobs {
 		if !present[k[1]] && strings.HasPrefix(why, "recorded damaged: ") {
@@ -347,15 +385,38 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	if n := len(rep.Unreadable); n > 0 {
 		denials = fmt.Sprintf(", %d packs recall may not read", n)
 	}
+	if n := len(rep.Foreign); n > 0 {
+		denials += fmt.Sprintf(", %d empty files under a pack's name (not packs recall wrote, and no point needs them: remove them by hand): %s", n, strings.Join(rep.Foreign, ", "))
+	}
+	if n := len(rep.DamagedPoints); n > 0 {
+		// No repair makes a point whose manifest is unreadable
+		// restorable, and a new backup does not mend it: repair points
+		// only keeps it. The step is to remove it.
+		ids := make([]string, n)
+		for i, d := range rep.DamagedPoints {
+			ids[i] = d.Point[:min(12, len(d.Point))]
+		}
+		denials += fmt.Sprintf("; nothing of a damaged point can be restored: remove it with 'recall forget %s' or 'recall repair points --forget-damaged'", strings.Join(ids, " "))
+	}
 	if len(rep.Damage) > 0 || len(rep.BadPacks) > 0 || len(rep.DamagedPoints) > 0 || len(rep.Store) > 0 {
 		return rep, fmt.Errorf("%w: %d damaged packs, %d damaged blobs, %d damaged files, %d damaged points, %d store problems%s",
 			ErrVerifyFailed, len(rep.BadPacks), len(rep.DamagedBlobs), len(rep.Damage), len(rep.DamagedPoints), len(rep.Store), denials)
 	}
 	if len(rep.Unreadable) > 0 {
-		return rep, fmt.Errorf("%w: no damage found, but %d packs recall may not read were not verified", ErrVerifyIncomplete, len(rep.Unreadable))
+		return rep, fmt.Errorf("%w: no damage found, but %d packs recall may not read were not verified%s", ErrVerifyIncomplete, len(rep.Unreadable), strings.TrimPrefix(denials, fmt.Sprintf(", %d packs recall may not read", len(rep.Unreadable))))
+	}
+	if len(rep.Foreign) > 0 {
+		// Not damage, so not ErrVerifyFailed (exit 4), and not
+		// success either: a person should look, and only a person
+		// removes it.
+		return rep, fmt.Errorf("no damage found, but %s: an empty file under a pack's name, which recall never writes (a pack is renamed into place only once whole): it is not a pack and no point needs it; remove it by hand", strings.Join(rep.Foreign, ", "))
 	}
 	return rep, nil
 }
+
+// unindexedProblem begins the problem chunkstore's Packs gives a pack
+// whose header is unreadable and that no index file lists.
+const unindexedProblem = "header unreadable and no index file lists the pack"
 
 // indexProblems is how a store (chunkstore.Store) says which index files
 // it could not read or decode when it loaded them, one line each: damage
