@@ -196,10 +196,11 @@ func openConfig(be backend.Backend, password string) (*openedConfig, error) {
 		}
 		return nil, fmt.Errorf("store config %s cannot be read (%v)%s: %s; the store cannot be opened", prim.path, prim.err, also, fix)
 	}
+	const putBack = "put back a copy of either (from a copy of the store, or a backup of this machine); do not run 'recall init' here"
 	if copyMissing {
-		return nil, fmt.Errorf("store config %s is damaged (%v) and has no copy: the store cannot be opened", prim.path, prim.err)
+		return nil, fmt.Errorf("store config %s is %w (%v) and has no copy: the store cannot be opened: %s", prim.path, ErrConfigDamaged, prim.err, putBack)
 	}
-	return nil, fmt.Errorf("store config %s is damaged (%v) and so is its copy %s (%v): the store cannot be opened", prim.path, prim.err, cp.path, cp.err)
+	return nil, fmt.Errorf("store config %s is %w (%v) and so is its copy %s (%v): the store cannot be opened: %s", prim.path, ErrConfigDamaged, prim.err, cp.path, cp.err, putBack)
 }
 
 // unreadable reports whether err is a failure to read a file that is

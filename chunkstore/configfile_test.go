@@ -101,7 +101,9 @@ func TestConfigBothDamaged(t *testing.T) {
 		}
 	}
 	_, err := Open(dir, OpenOptions{})
-	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "config")) || !strings.Contains(err.Error(), configCopyName) {
+	// Damage (exit 4), with what to do next. (Fix: no next step, exit 1.)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "config")) || !strings.Contains(err.Error(), configCopyName) ||
+		!errors.Is(err, ErrConfigDamaged) || !strings.Contains(err.Error(), "put back a copy of either") {
 		t.Errorf("both damaged: %v", err)
 	}
 }

@@ -15,7 +15,7 @@
 //
 //	<store>/config           JSON: format version, store id, chunker parameters, default compression, sealed key, checksum
 //	<store>/config.copy      the same bytes again (configfile.go says why)
-//	<store>/packs/xx/<id>    packs, named by the BLAKE3-256 of their bytes
+//	<store>/packs/xx/<id>    packs, named by the BLAKE3-256 of their header and trailer (pack.go)
 //	<store>/index/<id>       index files (caches of pack headers)
 //	<store>/damaged/<id>     damage records: blobs found bad, per pack
 //	<store>/journal/<tag>.<id> a write session's packs not yet indexed (journal.go)

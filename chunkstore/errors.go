@@ -10,6 +10,9 @@ var (
 	ErrNoPassword = errors.New("store is encrypted and no passphrase was given: set RECALL_PASSWORD, " +
 		"use --password-file FILE (RECALL_PASSWORD_FILE) or --password-command CMD (RECALL_PASSWORD_COMMAND), " +
 		"or run the command on a terminal to be asked")
+	// ErrConfigDamaged: the store's config and its copy are both
+	// damaged (or one is and the other missing): damaged data, exit 4.
+	ErrConfigDamaged = errors.New("damaged")
 	// ErrNotFound: a blob, pack or point does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrCorrupt: stored bytes fail their checksum, authentication or hash.

@@ -726,7 +726,7 @@ func exitCode(err error) int {
 		return exitAuth
 	case errors.Is(err, chunkstore.ErrLocked), errors.Is(err, server.ErrHomeBusy):
 		return exitLocked
-	case errors.Is(err, engine.ErrDamaged), errors.Is(err, engine.ErrVerifyFailed):
+	case errors.Is(err, engine.ErrDamaged), errors.Is(err, engine.ErrVerifyFailed), errors.Is(err, chunkstore.ErrConfigDamaged):
 		return exitDamaged
 	case errors.Is(err, engine.ErrWarnings):
 		return exitWarnings
