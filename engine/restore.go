@@ -385,6 +385,12 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 			rs.res.TargetKept = true
 			return nil
 		}
+		if (p.Kind == KindFile || p.Kind == KindDevice) && opts.Path == "" {
+			// A point of one file or device: its root is the directory
+			// the file was in (/tmp, /var/log), which was not backed up;
+			// its mode (1777) and owner are not the new target's.
+			return nil
+		}
 		rs.dirMetas = append(rs.dirMetas, dirMeta{path: opts.Target, n: rootNode})
 		return nil
 	})

@@ -269,3 +269,32 @@ func TestRestorePathAbsoluteHintAndDotDot(t *testing.T) {
 		}
 	}
 }
+
+// A point of one file restored into a new directory does not give it the
+// mode and owner of the directory the file was in: that is /tmp's 1777
+// for a file from /tmp. (Fix: the new target was world-writable.)
+func TestRestoreFilePointTargetNotItsDirectorysMode(t *testing.T) {
+	ts := newTestStore(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: filepath.Join(dir, "file")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "out")
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(target)
+	if err != nil || fi.Mode()&(os.ModeSticky|0o002) != 0 {
+		t.Errorf("target %v, %v: took the file's directory's mode", fi.Mode(), err)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "file")); err != nil || string(b) != "x" {
+		t.Errorf("file: %q, %v", b, err)
+	}
+}
