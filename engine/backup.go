@@ -1005,8 +1005,19 @@ const maxRereads = 3
 // changes while read is read again; if it keeps changing, the last read is
 // kept and flagged. A file that cannot be read marks n skipped.
 func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) error {
-	defer b.opts.Progress.file(shown)()
+	b.opts.Progress.begin(shown)
+	how := "new"
+	if prev != nil {
+		how = "modified"
+	}
+	defer func() {
+		if n.skipped {
+			how = "skipped"
+		}
+		b.opts.Progress.fileSaved(shown, how)
+	}()
 	if n.Type == TypeFile && b.unchanged(n, prev) {
+		how = "unchanged"
 		n.Extents = prev.Extents
 		if b.prevFlags {
 			n.Flags = prev.Flags // chattr changes the ctime unchanged compares

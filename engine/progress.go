@@ -43,6 +43,11 @@ type Progress struct {
 	// finished it; it must be safe for concurrent calls. Set it before
 	// the run starts.
 	Item func(path string)
+	// Saved, if set, is called by a backup for each file finished, in
+	// place of Item, with how it was found: "new" (not in the parent
+	// point), "modified", "unchanged" (its content taken from the parent
+	// point unread), or "skipped" (not read: its warning says why).
+	Saved func(path, how string)
 }
 
 // Status is a snapshot of a Progress.
@@ -122,6 +127,22 @@ func (p *Progress) fileDone(path string) {
 	p.fileDropped(path)
 	p.filesDone.Add(1)
 	if p.Item != nil {
+		p.Item(path)
+	}
+}
+
+// fileSaved is fileDone for a backup, saying how the file was found
+// (Saved).
+func (p *Progress) fileSaved(path, how string) {
+	if p == nil {
+		return
+	}
+	p.fileDropped(path)
+	p.filesDone.Add(1)
+	switch {
+	case p.Saved != nil:
+		p.Saved(path, how)
+	case p.Item != nil && how != "skipped":
 		p.Item(path)
 	}
 }

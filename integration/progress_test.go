@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -408,5 +409,49 @@ func TestProgressRestoreVerify(t *testing.T) {
 		if !strings.Contains(out, "restored "+f+"\n") {
 			t.Errorf("restore -v does not list %s:\n%s", f, out)
 		}
+	}
+}
+
+// backup -v says of each file whether it is new or modified, as restic
+// does, and leaves out unchanged ones; with --json each file is a
+// verbose_status line whose action is new, modified or unchanged. (Fix:
+// every file, the unchanged ones too, was "saved": 2,003 lines for a
+// backup that picked up one new file.)
+func TestBackupVerboseNewModifiedUnchanged(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	for _, f := range []string{"a", "b", "c"} {
+		must(t, os.WriteFile(filepath.Join(src, f), []byte("first "+f), 0o644))
+	}
+	out := e.ok("-v", "backup", "--source", "s", src)
+	for _, f := range []string{"a", "b", "c"} {
+		if !strings.Contains(out, "new      "+filepath.Join(src, f)+"\n") {
+			t.Errorf("first backup -v does not list %s as new:\n%s", f, out)
+		}
+	}
+	must(t, os.WriteFile(filepath.Join(src, "a"), []byte("second a, longer"), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "d"), []byte("new d"), 0o644))
+	out = e.ok("-v", "backup", "--source", "s", src)
+	if !strings.Contains(out, "modified "+filepath.Join(src, "a")+"\n") || !strings.Contains(out, "new      "+filepath.Join(src, "d")+"\n") ||
+		strings.Contains(out, filepath.Join(src, "b")+"\n") {
+		t.Errorf("second backup -v: want a modified, d new, b and c not listed:\n%s", out)
+	}
+	must(t, os.WriteFile(filepath.Join(src, "b"), []byte("second b, longer"), 0o644))
+	actions := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(e.ok("-v", "backup", "--json", "--source", "s", src)), "\n") {
+		var v struct {
+			MessageType string `json:"message_type"`
+			Action      string
+			Item        string
+		}
+		must(t, json.Unmarshal([]byte(l), &v))
+		if v.MessageType == "verbose_status" {
+			actions[filepath.Base(v.Item)] = v.Action
+		}
+	}
+	if want := map[string]string{"a": "unchanged", "b": "modified", "c": "unchanged", "d": "unchanged"}; !maps.Equal(actions, want) {
+		t.Errorf("backup -v --json actions %v, want %v", actions, want)
 	}
 }

@@ -68,6 +68,9 @@ func newReporter(c *cli.Context, cmd, action string, jsonOut, show bool) (*repor
 	}
 	if c.Bool("verbose") {
 		r.prog.Item = r.item
+		if cmd == "backup" {
+			r.prog.Saved = r.saved
+		}
 	}
 	if show && !r.quiet {
 		if r.tty && !r.json {
@@ -154,6 +157,27 @@ func (r *reporter) item(path string) {
 		r.bar.Clear()
 	}
 	fmt.Fprintf(r.out, "%s %s\n", r.action, oneLine(path))
+}
+
+// saved is engine.Progress.Saved for backup -v: each file new or
+// modified, as restic's -v names them ("unchanged" ones too in JSON;
+// a skipped one has its warning).
+func (r *reporter) saved(path, how string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		if how != "skipped" {
+			r.line(verboseJSON{MessageType: "verbose_status", Action: how, Item: path})
+		}
+		return
+	}
+	if how == "skipped" || how == "unchanged" {
+		return
+	}
+	if r.bar != nil {
+		r.bar.Clear()
+	}
+	fmt.Fprintf(r.out, "%-8s %s\n", how, oneLine(path))
 }
 
 // line writes v as one JSON line on stdout; r.mu is held.
