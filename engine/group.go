@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -484,4 +485,23 @@ func groupDiff(old, g *Group) []string {
 		}
 	}
 	return lines
+}
+
+// ExcludeSlips says, for each of the group's exclude patterns spelt as the
+// file system path of something inside a member (--exclude /srv/www/cache
+// for the member /srv/www), that it matches nothing and what to write:
+// patterns are matched from the member's directory, as .gitignore's. The
+// backups warn of it too, but under the server only in its log.
+func (g *Group) ExcludeSlips() []string {
+	var out []string
+	for _, pat := range g.Policy.Exclude {
+		for _, m := range g.Members {
+			m = filepath.Clean(m)
+			if rest, ok := strings.CutPrefix(pat, m+"/"); ok && filepath.IsAbs(m) && m != "/" {
+				out = append(out, fmt.Sprintf("group %s: exclude pattern %q is matched from the member's directory %s, so it leaves out %s/%s, which is likely not there; to leave out %s write %q", g.Name, pat, m, m, strings.TrimPrefix(pat, "/"), pat, "/"+rest))
+				break
+			}
+		}
+	}
+	return out
 }

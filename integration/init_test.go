@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -19,5 +21,28 @@ func TestInitPassphraseWithoutEncrypt(t *testing.T) {
 	e2 := newEnv(t)
 	if r := e2.run("init"); r.code != 0 || strings.Contains(r.stderr, "passphrase") {
 		t.Errorf("init without a passphrase: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A group's exclude pattern spelt as the path of something inside a
+// member matches nothing (patterns are matched from the member's
+// directory); group create, edit and apply say so at once, with what to
+// write. (Fix: accepted silently; each backup under the server only
+// logged it, and the file was backed up.)
+func TestGroupExcludeAbsolutePathWarned(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(t.TempDir(), "www")
+	must(t, os.MkdirAll(filepath.Join(src, "cache"), 0o755))
+	r := e.run("group", "create", "g", "--member", src, "--exclude", filepath.Join(src, "cache"))
+	if r.code != 0 || !strings.Contains(r.stderr, `to leave out `+filepath.Join(src, "cache")+` write "/cache"`) {
+		t.Errorf("group create: exit %d\n%s", r.code, r.stderr)
+	}
+	r = e.run("group", "edit", "g", "--exclude", filepath.Join(src, "cache", "x"))
+	if r.code != 0 || !strings.Contains(r.stderr, `write "/cache/x"`) {
+		t.Errorf("group edit: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := e.run("group", "edit", "g", "--exclude", "/cache"); r.code != 0 || strings.Contains(r.stderr, "warning") {
+		t.Errorf("group edit with the right pattern: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -56,6 +56,11 @@ func init() {
 						return usagef("groups file %s: %v", c.String("file"), err)
 					}
 				}
+				for _, g := range decl {
+					for _, w := range g.ExcludeSlips() {
+						warnf("%s", w)
+					}
+				}
 				changes, err := cat.ApplyGroups(decl, c.Bool("dry-run"), time.Now())
 				if errors.Is(err, engine.ErrBadPolicy) {
 					// The checks name command-line flags; the file has keys.

@@ -186,6 +186,9 @@ func init() {
 							return err
 						}
 						fmt.Fprintf(report(c), "created group %s (policy version %d) with %d member(s)\n", g.Name, g.PolicyVersion, len(g.Members))
+						for _, w := range g.ExcludeSlips() {
+							warnf("%s", w)
+						}
 						return nil
 					}))
 				},
@@ -354,6 +357,9 @@ func editGroupWith(c *cli.Context, change func(*engine.Catalog) (func(*engine.Gr
 			return err
 		}
 		fmt.Fprintf(report(c), "group %s: policy version %d, %d member(s)\n", g.Name, g.PolicyVersion, len(g.Members))
+		for _, w := range g.ExcludeSlips() {
+			warnf("%s", w)
+		}
 		return nil
 	}))
 }
