@@ -77,18 +77,18 @@ func serverStatus(c *cli.Context, a *apiClient) error {
 	} else {
 		fmt.Fprintf(w, "store: status unknown: %s\n", v.StoreError)
 	}
-	fmt.Fprintf(w, "server: pid %d, home %s, up since %s\n", v.Server.PID, v.Server.Home, v.Server.Started.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "server: pid %d, home %s, up since %s\n", v.Server.PID, v.Server.Home, v.Server.Started.Local().Format(time.DateTime + " MST"))
 	for _, g := range v.Schedule {
 		switch {
 		case g.Error != "":
 			fmt.Fprintf(w, "  group %s: not scheduled: %s\n", g.Group, g.Error)
 		default:
-			fmt.Fprintf(w, "  group %s: next run %s", g.Group, g.NextRun.Local().Format("2006-01-02 15:04"))
+			fmt.Fprintf(w, "  group %s: next run %s", g.Group, g.NextRun.Local().Format("2006-01-02 15:04 MST"))
 			if !g.RetryAt.IsZero() {
-				fmt.Fprintf(w, ", retry at %s", g.RetryAt.Local().Format("15:04:05"))
+				fmt.Fprintf(w, ", retry at %s", g.RetryAt.Local().Format("15:04:05 MST"))
 			}
 			if !g.NextTape.IsZero() {
-				fmt.Fprintf(w, ", next tape write %s", g.NextTape.Local().Format("2006-01-02 15:04"))
+				fmt.Fprintf(w, ", next tape write %s", g.NextTape.Local().Format("2006-01-02 15:04 MST"))
 			}
 			fmt.Fprintln(w)
 		}
@@ -110,7 +110,7 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 			g = "(none)"
 		}
 		if x.LastGood != "" {
-			last = x.LastTime.Local().Format("2006-01-02 15:04")
+			last = x.LastTime.Local().Format("2006-01-02 15:04 MST")
 		}
 		fmt.Fprintf(w, "%-12s %-24s %-20s %6d %10s %10s %5.1fx %10s\n", g, x.Source, last, x.Points, human(x.Protected), human(x.Stored), x.DedupRatio, human(x.GrowthPerDay))
 	}
@@ -135,7 +135,7 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 	for _, p := range s.Tape {
 		fmt.Fprintf(w, "tape pool %s (library %s): %s, %s, cartridges %s, %d usable", p.Pool, p.Library, count(p.Sets, "set"), count(p.Points, "point"), mediaCounts(p.Media), p.Usable)
 		if !p.LastWritten.IsZero() {
-			fmt.Fprintf(w, ", last written %s", p.LastWritten.Local().Format("2006-01-02 15:04"))
+			fmt.Fprintf(w, ", last written %s", p.LastWritten.Local().Format("2006-01-02 15:04 MST"))
 		}
 		if !p.NextExpiry.IsZero() {
 			fmt.Fprintf(w, ", next set expires %s", p.NextExpiry.Local().Format(time.DateOnly))
