@@ -59,21 +59,34 @@ func password(c *cli.Context) (string, error) {
 	case command != "" && file != "":
 		return "", usagef("--password-command (or RECALL_PASSWORD_COMMAND) and --password-file (or RECALL_PASSWORD_FILE) are both set: give one")
 	case command != "":
-		return runPasswordCommand(c.Context, command)
+		pw, err := runPasswordCommand(c.Context, command)
+		if err != nil {
+			return "", noPassphrase{err}
+		}
+		return pw, nil
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("password file: %w", err)
+			return "", noPassphrase{fmt.Errorf("password file: %w", err)}
 		}
 		pw := strings.TrimRight(string(b), "\r\n")
 		if pw == "" {
 			// Not "no passphrase was given": one was, and it is empty.
-			return "", fmt.Errorf("password file %s is empty: write the store's passphrase into it", file)
+			return "", noPassphrase{fmt.Errorf("password file %s is empty: write the store's passphrase into it", file)}
 		}
 		return pw, nil
 	}
 	return os.Getenv("RECALL_PASSWORD"), nil
 }
+
+// noPassphrase is a passphrase source that gave none (a password file
+// missing or empty, a command that failed): exit 5, as for no passphrase
+// at all, with its own message.
+type noPassphrase struct{ err error }
+
+func (e noPassphrase) Error() string        { return e.err.Error() }
+func (e noPassphrase) Unwrap() error        { return e.err }
+func (e noPassphrase) Is(target error) bool { return target == chunkstore.ErrNoPassword }
 
 // passwordCommandTimeout bounds a passphrase command: long enough for a
 // person to answer a pinentry, short of hanging a scheduled job.

@@ -40,6 +40,8 @@ func TestPasswordSources(t *testing.T) {
 		err  string // part of the error, "" for none
 		code int
 	}{
+		// A source that gives no passphrase is exit 5, as no passphrase
+		// at all. (Fix: a missing password file was exit 1.)
 		{name: "nothing", want: ""},
 		{name: "RECALL_PASSWORD", env: map[string]string{"RECALL_PASSWORD": "from env"}, want: "from env"},
 		{name: "file", args: []string{"--password-file", file}, want: "from file"},
@@ -50,13 +52,13 @@ func TestPasswordSources(t *testing.T) {
 		{name: "command after the command", args: []string{"probe", "--password-command", "echo cmd"}, want: "cmd"},
 		{name: "RECALL_PASSWORD_COMMAND", env: map[string]string{"RECALL_PASSWORD_COMMAND": "echo cmd env"}, want: "cmd env"},
 		{name: "command over RECALL_PASSWORD", env: map[string]string{"RECALL_PASSWORD": "env"}, args: []string{"--password-command", "echo cmd"}, want: "cmd"},
-		{name: "failing command", args: []string{"--password-command", "echo oops >&2; exit 3"}, err: `password command "echo oops >&2; exit 3" failed: exit status 3`, code: exitError},
+		{name: "failing command", args: []string{"--password-command", "echo oops >&2; exit 3"}, err: `password command "echo oops >&2; exit 3" failed: exit status 3`, code: exitAuth},
 		{name: "command without a line end", args: []string{"--password-command", "printf pw"}, want: "pw"},
-		{name: "failing command without a line end", args: []string{"--password-command", "printf pw; exit 3"}, err: "failed: exit status 3", code: exitError},
-		{name: "silent command", args: []string{"--password-command", "true"}, err: `password command "true" printed no passphrase`, code: exitError},
-		{name: "missing file", args: []string{"--password-file", filepath.Join(dir, "nope")}, err: "password file", code: exitError},
-		{name: "empty file", args: []string{"--password-file", empty}, err: "password file " + empty + " is empty", code: exitError},
-		{name: "hanging command", args: []string{"--password-command", "exec sleep 30"}, err: "printed no passphrase within", code: exitError},
+		{name: "failing command without a line end", args: []string{"--password-command", "printf pw; exit 3"}, err: "failed: exit status 3", code: exitAuth},
+		{name: "silent command", args: []string{"--password-command", "true"}, err: `password command "true" printed no passphrase`, code: exitAuth},
+		{name: "missing file", args: []string{"--password-file", filepath.Join(dir, "nope")}, err: "password file", code: exitAuth},
+		{name: "empty file", args: []string{"--password-file", empty}, err: "password file " + empty + " is empty", code: exitAuth},
+		{name: "hanging command", args: []string{"--password-command", "exec sleep 30"}, err: "printed no passphrase within", code: exitAuth},
 		{name: "file and command", env: map[string]string{"RECALL_PASSWORD_FILE": file}, args: []string{"--password-command", "echo x"}, err: "both set", code: exitUsage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
