@@ -150,7 +150,7 @@ func TestPasswordSources(t *testing.T) {
 		e.ok(tc.args...)
 	}
 	e.vars = nil
-	if r := e.run("points", "--password-command", "exit 7"); r.code != 1 || !strings.Contains(r.stderr, `password command "exit 7" failed`) {
+	if r := e.run("points", "--password-command", "exit 7"); r.code != 5 || !strings.Contains(r.stderr, `password command "exit 7" failed`) {
 		t.Errorf("failing password command: exit %d, %s", r.code, r.stderr)
 	}
 	for _, env := range [][]string{nil, {"RECALL_PASSWORD="}} {
