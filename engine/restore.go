@@ -297,7 +297,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 				return nil, err
 			}
 			if n.Type != TypeDir {
-				if i != len(parts)-1 {
+				if i != len(parts)-1 || strings.HasSuffix(opts.Path, "/") {
 					return nil, fmt.Errorf("path %q: %s is not a directory", opts.Path, strings.Join(parts[:i+1], "/"))
 				}
 				single = n
@@ -463,6 +463,11 @@ func checkTarget(target string, overwrite bool) (exists, held bool, err error) {
 	}
 	d := filepath.Clean(target)
 	fi, err := os.Stat(d)
+	if errors.Is(err, os.ErrNotExist) {
+		if to, lerr := os.Readlink(d); lerr == nil {
+			return false, false, fmt.Errorf("restore target %s is a symlink to %s, which does not exist: create that directory, or give another target", target, to)
+		}
+	}
 	for (errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR)) && filepath.Dir(d) != d {
 		d = filepath.Dir(d)
 		fi, err = os.Stat(d)

@@ -258,6 +258,19 @@ func TestRestorePathAbsoluteHintAndDotDot(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--path hostname") || !strings.Contains(err.Error(), src) {
 		t.Errorf("restore --path %s/hostname: %v, want a hint naming --path hostname", src, err)
 	}
+	// A trailing slash names a directory, as for a shell.
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: t.TempDir() + "/z", Path: "hostname/"}); err == nil || !strings.Contains(err.Error(), "hostname is not a directory") {
+		t.Errorf("restore --path hostname/: %v, want not a directory", err)
+	}
+	// A dangling symlink as the target is named as such (it said
+	// "mkdir: file exists").
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink("/nonexistent/dir", link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: link}); err == nil || !strings.Contains(err.Error(), "is a symlink to /nonexistent/dir, which does not exist") {
+		t.Errorf("restore into a dangling symlink: %v", err)
+	}
 	for _, path := range []string{"a/../..", "../", ".."} {
 		target := t.TempDir() + "/y"
 		_, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Path: path})
