@@ -269,6 +269,14 @@ func remaining(s engine.Status, el time.Duration) (time.Duration, bool) {
 	return time.Duration(float64(el) * (1 - f) / f), true
 }
 
+// unit is what the command counts: verify --read-data reads packs.
+func (r *reporter) unit() string {
+	if r.cmd == "verify" {
+		return "packs"
+	}
+	return "files"
+}
+
 // plain is the progress as one line of text.
 func (r *reporter) plain(s engine.Status) string {
 	el := time.Since(r.start)
@@ -277,8 +285,8 @@ func (r *reporter) plain(s engine.Status) string {
 		of = "of at least"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %.1f%%, %s %s %s, %d %s %d files, %s/s", el.Round(time.Second), 100*fraction(s),
-		human(s.BytesDone), of, human(s.BytesTotal), s.FilesDone, of, s.FilesTotal, human(int64(float64(s.BytesDone)/max(el.Seconds(), 1e-3))))
+	fmt.Fprintf(&b, "%s: %.1f%%, %s %s %s, %d %s %d %s, %s/s", el.Round(time.Second), 100*fraction(s),
+		human(s.BytesDone), of, human(s.BytesTotal), s.FilesDone, of, s.FilesTotal, r.unit(), human(int64(float64(s.BytesDone)/max(el.Seconds(), 1e-3))))
 	if eta, ok := remaining(s, el); ok {
 		fmt.Fprintf(&b, ", %s left", eta.Round(time.Second))
 	}
@@ -316,7 +324,7 @@ func (r *reporter) drawBar(s engine.Status) {
 	if !s.TotalsFinal {
 		of = "/>="
 	}
-	desc := fmt.Sprintf("%d%s%d files", s.FilesDone, of, s.FilesTotal)
+	desc := fmt.Sprintf("%d%s%d %s", s.FilesDone, of, s.FilesTotal, r.unit())
 	if s.Errors > 0 {
 		desc += fmt.Sprintf(", %d errors", s.Errors)
 	}

@@ -88,3 +88,12 @@ func TestOneLine(t *testing.T) {
 		}
 	}
 }
+
+// verify --read-data counts packs, and its progress says so. (Fix: "9 of
+// 30 files" for packs.)
+func TestProgressVerifyCountsPacks(t *testing.T) {
+	r := &reporter{cmd: "verify", start: time.Now()}
+	if line := r.plain(engine.Status{FilesDone: 9, FilesTotal: 30, TotalsFinal: true}); !strings.Contains(line, "9 of 30 packs") {
+		t.Errorf("verify's plain line %q, want packs counted", line)
+	}
+}

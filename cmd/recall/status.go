@@ -112,7 +112,11 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 		if x.LastGood != "" {
 			last = x.LastTime.Local().Format("2006-01-02 15:04 MST")
 		}
-		fmt.Fprintf(w, "%-12s %-24s %-20s %6d %10s %10s %5.1fx %10s\n", g, x.Source, last, x.Points, human(x.Protected), human(x.Stored), x.DedupRatio, human(x.GrowthPerDay))
+		dedup := "-" // no points, or nothing stored of its own: no ratio to show
+		if x.DedupRatio > 0 {
+			dedup = fmt.Sprintf("%.1fx", x.DedupRatio)
+		}
+		fmt.Fprintf(w, "%-12s %-24s %-20s %6d %10s %10s %6s %10s\n", g, x.Source, last, x.Points, human(x.Protected), human(x.Stored), dedup, human(x.GrowthPerDay))
 	}
 	for _, x := range s.Sources {
 		if x.Kind == "" {
@@ -129,7 +133,14 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 		fmt.Fprintf(w, ", %s free", human(s.Free))
 	}
 	if s.DaysUntilFull >= 0 {
-		fmt.Fprintf(w, ", full in %.1f days at that rate", s.DaysUntilFull)
+		switch d := s.DaysUntilFull; {
+		case d >= 2*365:
+			fmt.Fprintf(w, ", full in %.0f years at that rate", d/365)
+		case d >= 10:
+			fmt.Fprintf(w, ", full in %.0f days at that rate", d)
+		default:
+			fmt.Fprintf(w, ", full in %.1f days at that rate", d)
+		}
 	}
 	fmt.Fprintln(w)
 	for _, p := range s.Tape {
