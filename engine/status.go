@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"time"
@@ -268,10 +270,14 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		}
 	}
 	// Members with no point yet are listed too: they need attention.
+	member := map[string]string{} // source: the path it backs up
 	for _, g := range groups {
-		for _, src := range g.Sources() {
+		for i, src := range g.Sources() {
 			if by[src] == nil {
 				by[src] = &SourceStatus{Group: g.Name, Source: src}
+			}
+			if i < len(g.Members) {
+				member[src] = g.Members[i]
 			}
 		}
 	}
@@ -285,7 +291,15 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		out.GrowthPerDay += st.GrowthPerDay
 		out.Sources = append(out.Sources, *st)
 		if st.LastGood == "" {
-			out.Warnings = append(out.Warnings, noPointWarning(st.Source, st.Group))
+			w := noPointWarning(st.Source, st.Group)
+			if m := member[st.Source]; filepath.IsAbs(m) {
+				if _, err := os.Lstat(m); err != nil {
+					// A backup now would fail the same way: say why.
+					w = fmt.Sprintf("source %s (group %s) has no recovery point yet: its member %s cannot be read (%v): restore it, or take it out with 'recall group remove %s --member %s'",
+						st.Source, st.Group, m, errors.Unwrap(err), st.Group, m)
+				}
+			}
+			out.Warnings = append(out.Warnings, w)
 		}
 	}
 	sort.Slice(out.Sources, func(i, j int) bool {

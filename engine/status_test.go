@@ -58,7 +58,10 @@ func TestStatus(t *testing.T) {
 	if want := float64(s.Free) / float64(s.GrowthPerDay); s.DaysUntilFull < want*0.99 || s.DaysUntilFull > want*1.01 {
 		t.Errorf("days until full %.1f, want %.1f", s.DaysUntilFull, want)
 	}
-	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "no recovery point yet") {
+	// The member is gone: the warning says so, not "run a backup", which
+	// would fail the same way. (Fix.)
+	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "no recovery point yet: its member "+gone+" cannot be read (no such file or directory)") ||
+		!strings.Contains(s.Warnings[0], "recall group remove g --member "+gone) {
 		t.Errorf("warnings %q", s.Warnings)
 	}
 }
