@@ -189,8 +189,16 @@ func (c *Catalog) Notes() []string { return c.notes }
 // open opens, checks and migrates c.path; damage of any kind comes back
 // wrapping errCatalogDamaged.
 func (c *Catalog) open() (err error) {
-	if err := precheckCatalog(c.path); err != nil {
-		return err
+	// Locked first, then checked, then opened by bbolt through the same
+	// descriptor. A home that cannot be written is read as it is:
+	// listings need no writing (jobs and status work), and what records
+	// a job fails.
+	f, ro, err := lockCatalogFile(c.path, c.timeout)
+	if err == nil {
+		if err = precheckCatalog(f, c.path); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	// A fault in the mapped file that the check above did not foresee
 	// becomes a panic, which the recover below turns into damage.
@@ -201,13 +209,11 @@ func (c *Catalog) open() (err error) {
 			err = fmt.Errorf("catalog %s: %w (bbolt: %v)", c.path, errCatalogDamaged, p)
 		}
 	}()
-	db, err := bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout})
-	if errors.Is(err, syscall.EROFS) || errors.Is(err, os.ErrPermission) {
-		// Listings need no writing: jobs and status work on a home
-		// that cannot be written, and what records a job fails.
-		if ro, rerr := bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout, ReadOnly: true}); rerr == nil {
-			db, err, c.readOnly = ro, nil, true
-		}
+	var db *bolt.DB
+	if err == nil {
+		c.readOnly = ro
+		db, err = bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout, ReadOnly: ro,
+			OpenFile: func(string, int, os.FileMode) (*os.File, error) { return f, nil }})
 	}
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("%s: %w (waited %s)", c.path, ErrCatalogBusy, c.timeout)

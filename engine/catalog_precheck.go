@@ -1,8 +1,13 @@
 package engine
 
 import (
+	"errors"
+	"syscall"
+	"time"
+
 	"encoding/binary"
 	"fmt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"hash/fnv"
 	"os"
 )
@@ -46,19 +51,16 @@ func parseBoltMeta(b []byte) (boltMeta, bool) {
 		freelist: le.Uint64(b[boltHeader+32:]), pgid: le.Uint64(b[boltHeader+40:]), txid: le.Uint64(b[boltHeader+48:])}, true
 }
 
-// precheckCatalog reads the catalog file's meta and freelist pages itself,
-// before bbolt maps the file: bbolt trusts them. A file cut short (a full
-// disk, a copy that stopped) made bbolt touch pages past its end, which
-// kills the process with SIGBUS (no recover catches a fault in a mapped
-// file); a freelist header with a wild overflow or count made it allocate
-// without bound. Either is reported as damage, so the file is moved aside
-// like any other. A missing or empty file is bbolt's to create.
-func precheckCatalog(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil // bbolt's open says what is wrong, or creates it
-	}
-	defer f.Close()
+// precheckCatalog reads the catalog file's meta and freelist pages, and
+// its tree of pages, itself, before bbolt maps the file: bbolt trusts
+// them. A file cut short (a full disk, a copy that stopped) made bbolt
+// touch pages past its end, which kills the process with SIGBUS (no
+// recover catches a fault in a mapped file); a freelist or tree page with
+// a wild overflow or count made it allocate without bound. Either is
+// reported as damage, so the file is moved aside like any other. An empty
+// file is bbolt's to initialise. f must be locked (lockCatalogFile): read
+// while another process writes, a sound catalog would look torn.
+func precheckCatalog(f *os.File, path string) error {
 	fi, err := f.Stat()
 	if err != nil || fi.Size() == 0 {
 		return nil
@@ -254,4 +256,41 @@ func (w *boltWalk) elements(id uint64, b []byte, depth int) error {
 		}
 	}
 	return nil
+}
+
+// lockCatalogFile opens the catalog file (creating it) and takes the lock
+// bbolt takes, waiting up to timeout: exclusive, or shared where the file
+// can only be read (ro). bbolt is then given this descriptor (its
+// Options.OpenFile) and takes the same lock on it again, which the kernel
+// grants the holder, so nothing can write the file between the check and
+// the open.
+func lockCatalogFile(path string, timeout time.Duration) (f *os.File, ro bool, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, os.ErrPermission) {
+		if rf, rerr := os.Open(path); rerr == nil {
+			f, err, ro = rf, nil, true
+		}
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	how := syscall.LOCK_EX
+	if ro {
+		how = syscall.LOCK_SH
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			return f, ro, nil
+		}
+		if err != syscall.EWOULDBLOCK || timeout > 0 && time.Now().After(deadline) {
+			f.Close()
+			if err == syscall.EWOULDBLOCK {
+				return nil, false, bolterrors.ErrTimeout
+			}
+			return nil, false, &os.PathError{Op: "flock", Path: path, Err: err}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -311,7 +311,12 @@ func TestCatalogCutShortOrWildFreelist(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := precheckCatalog(p); err != nil {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := precheckCatalog(f, p); err != nil {
 			t.Fatalf("a sound catalog fails the precheck: %v", err)
 		}
 		return p, b
