@@ -193,7 +193,7 @@ func (c *Catalog) open() (err error) {
 	// descriptor. A home that cannot be written is read as it is:
 	// listings need no writing (jobs and status work), and what records
 	// a job fails.
-	f, ro, err := lockCatalogFile(c.path, c.timeout)
+	f, ro, rwErr, err := lockCatalogFile(c.path, c.timeout)
 	if err == nil {
 		if err = precheckCatalog(f, c.path); err != nil {
 			f.Close()
@@ -214,6 +214,12 @@ func (c *Catalog) open() (err error) {
 		c.readOnly = ro
 		db, err = bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout, ReadOnly: ro,
 			OpenFile: func(string, int, os.FileMode) (*os.File, error) { return f, nil }})
+		if err != nil && ro {
+			// Not readable as it is either (an empty file bbolt would
+			// have to write first): what keeps it from being written
+			// is the error, not damage.
+			err = rwErr
+		}
 	}
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("%s: %w (waited %s)", c.path, ErrCatalogBusy, c.timeout)

@@ -264,15 +264,17 @@ func (w *boltWalk) elements(id uint64, b []byte, depth int) error {
 // Options.OpenFile) and takes the same lock on it again, which the kernel
 // grants the holder, so nothing can write the file between the check and
 // the open.
-func lockCatalogFile(path string, timeout time.Duration) (f *os.File, ro bool, err error) {
+//
+// rwErr is why the file could not be opened for writing, when ro.
+func lockCatalogFile(path string, timeout time.Duration) (f *os.File, ro bool, rwErr, err error) {
 	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if errors.Is(err, syscall.EROFS) || errors.Is(err, os.ErrPermission) {
 		if rf, rerr := os.Open(path); rerr == nil {
-			f, err, ro = rf, nil, true
+			f, rwErr, err, ro = rf, err, nil, true
 		}
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	how := syscall.LOCK_EX
 	if ro {
@@ -282,14 +284,14 @@ func lockCatalogFile(path string, timeout time.Duration) (f *os.File, ro bool, e
 	for {
 		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
-			return f, ro, nil
+			return f, ro, rwErr, nil
 		}
 		if err != syscall.EWOULDBLOCK || timeout > 0 && time.Now().After(deadline) {
 			f.Close()
 			if err == syscall.EWOULDBLOCK {
-				return nil, false, bolterrors.ErrTimeout
+				return nil, false, nil, bolterrors.ErrTimeout
 			}
-			return nil, false, &os.PathError{Op: "flock", Path: path, Err: err}
+			return nil, false, nil, &os.PathError{Op: "flock", Path: path, Err: err}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

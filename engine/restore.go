@@ -34,11 +34,13 @@ type RestoreOptions struct {
 	// short has another and is written again.
 	Resume  bool
 	Workers int // packs read at once; 0 = 2 per CPU (internal/procs), or the store's connections if more
-	// Protect names directories the restore never writes in: recall's
+	// Protect names directories the restore never merges into: recall's
 	// home (its catalog, its keys). The store's own directory is always
-	// protected. A target inside one is refused; where a restore over a
-	// tree that holds one (a rollback of / in place) would merge into it,
-	// it is left as it is and reported, with all it holds.
+	// protected, and a target inside it refused; a protected directory
+	// is refused as the target itself (a new directory in the home is
+	// not). Where a restore over a tree that holds one (a rollback of /
+	// in place) would merge into it, it is left as it is and reported,
+	// with all it holds.
 	Protect []string
 	Log     func(format string, args ...any)
 	// Progress, if set, counts the restore as it runs (see Progress).
@@ -1019,12 +1021,14 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 }
 
 // checkProtected refuses a target that is one of the protected
-// directories or inside one.
+// directories, or inside the store.
 func (rs *restorer) checkProtected(target string) error {
+	var store unix.Stat_t
+	haveStore := unix.Stat(rs.r.st.Dir(), &store) == nil
 	for d := filepath.Clean(target); ; d = filepath.Dir(d) {
 		var st unix.Stat_t
 		if unix.Stat(d, &st) == nil {
-			if home, ok := rs.protect[devIno{st.Dev, st.Ino}]; ok {
+			if home, ok := rs.protect[devIno{st.Dev, st.Ino}]; ok && (d == filepath.Clean(target) || haveStore && st.Dev == store.Dev && st.Ino == store.Ino) {
 				return fmt.Errorf("restore target %s is inside recall's own home or store %s, which this restore reads: choose a directory outside it", target, home)
 			}
 		}

@@ -394,7 +394,7 @@ func TestRestoreLeavesItsHomeAlone(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "is inside recall's own home or store") {
 		t.Errorf("restore over the home: exit %d\n%s", r.code, r.stderr)
 	}
-	r = e.run("restore", "--source", "s", "latest", "--target", filepath.Join(e.home, "restored"))
+	r = e.run("restore", "--source", "s", "latest", "--target", filepath.Join(e.home, "store", "restored"))
 	if r.code == 0 || !strings.Contains(r.stderr, "is inside recall's own home or store") {
 		t.Errorf("restore into the home: exit %d\n%s", r.code, r.stderr)
 	}
