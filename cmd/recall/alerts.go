@@ -51,7 +51,7 @@ func init() {
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tJOB\tGROUP\tSOURCE\tSINCE\tCOUNT\tLAST")
 			for _, x := range list {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", x.ID, x.Job, dash(x.Group), dash(x.Source), x.Since.Local().Format(time.DateTime + " MST"), x.Count, x.Last.Local().Format(time.DateTime + " MST"))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", x.ID, x.Job, dash(x.Group), dash(x.Source), x.Since.Local().Format(time.DateTime+" MST"), x.Count, x.Last.Local().Format(time.DateTime+" MST"))
 			}
 			if err := tw.Flush(); err != nil {
 				return err

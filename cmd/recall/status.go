@@ -77,7 +77,7 @@ func serverStatus(c *cli.Context, a *apiClient) error {
 	} else {
 		fmt.Fprintf(w, "store: status unknown: %s\n", v.StoreError)
 	}
-	fmt.Fprintf(w, "server: pid %d, home %s, up since %s\n", v.Server.PID, v.Server.Home, v.Server.Started.Local().Format(time.DateTime + " MST"))
+	fmt.Fprintf(w, "server: pid %d, home %s, up since %s\n", v.Server.PID, v.Server.Home, v.Server.Started.Local().Format(time.DateTime+" MST"))
 	for _, g := range v.Schedule {
 		switch {
 		case g.Error != "":
