@@ -99,15 +99,6 @@ func (p *Progress) addTotal(files, bytes int64) {
 	}
 }
 
-// file marks path as in work and returns the function that marks it done.
-func (p *Progress) file(path string) func() {
-	if p == nil {
-		return func() {}
-	}
-	p.begin(path)
-	return func() { p.fileDone(path) }
-}
-
 // begin marks path as in work; fileDone ends it.
 func (p *Progress) begin(path string) {
 	if p == nil {
