@@ -46,3 +46,23 @@ func TestGroupExcludeAbsolutePathWarned(t *testing.T) {
 		t.Errorf("group edit with the right pattern: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// verify of a store whose only damage is a point's manifest says to
+// forget it, and not to back up again and run repair points, which mend
+// nothing there. (Fix: the generic advice followed the engine's.)
+func TestVerifyDamagedManifestAdvice(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
+	e.ok("backup", "--source", "s", src)
+	pts, err := filepath.Glob(filepath.Join(e.home, "store", "points", "*"))
+	if err != nil || len(pts) != 1 {
+		t.Fatalf("points: %v %v", pts, err)
+	}
+	must(t, os.WriteFile(pts[0], []byte("garbage"), 0o644))
+	r := e.run("verify")
+	if r.code != 4 || !strings.Contains(r.stderr, "recall forget") || strings.Contains(r.stderr, "back up the affected sources again") {
+		t.Errorf("verify of a damaged manifest: exit %d\n%s", r.code, r.stderr)
+	}
+}

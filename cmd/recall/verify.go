@@ -93,6 +93,10 @@ func init() {
 			case errors.Is(err, engine.ErrVerifyFailed) && len(rep.Damage)+len(rep.BadPacks)+len(rep.DamagedPoints) == 0:
 				// Only store files: no data is lost.
 				return fmt.Errorf("%w; run 'recall repair index'%s", err, perms)
+			case errors.Is(err, engine.ErrVerifyFailed) && len(rep.Damage)+len(rep.BadPacks) == 0:
+				// Only damaged points: the engine's error says to forget
+				// them; backing up again and repair points mend nothing.
+				return fmt.Errorf("%w%s", err, perms)
 			case errors.Is(err, engine.ErrVerifyFailed) && !inPacks(rep):
 				// What is damaged is in no pack any more: repair packs has
 				// nothing to salvage (it already reported the loss).
