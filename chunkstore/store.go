@@ -543,6 +543,10 @@ func (s *Store) loadBase(name string) (bool, error) {
 	return true, nil
 }
 
+// unlocatableSaid holds the packs walkPacks has warned of, so that each
+// is named once per process.
+var unlocatableSaid sync.Map
+
 // walkPacks lists every pack: it records their sizes (a missing or
 // truncated pack is known from here on without a stat per lookup) and
 // indexes the packs no index file covers from their headers. It costs a
@@ -562,6 +566,13 @@ func (s *Store) walkPacks() error {
 		entries, err := s.readPackHeaderSized(id, size)
 		if err != nil {
 			unlocatable[id] = err.Error()
+			if _, said := unlocatableSaid.LoadOrStore(id, true); said {
+				return nil // a repair walks the packs more than once
+			}
+			if size == 0 {
+				fmt.Fprintf(os.Stderr, "recall: pack %s of store %s: an empty file under a pack's name, which recall never writes (a pack takes its name only once whole): no point needs it; remove it by hand\n", id, s.Dir())
+				return nil
+			}
 			fmt.Fprintf(os.Stderr, "recall: pack %s: %v (no index file lists it, so nothing says what it holds: put back a copy of its index file and run 'recall repair index'; repair leaves it in place)\n", id, err)
 			return nil
 		}

@@ -66,3 +66,29 @@ func TestVerifyDamagedManifestAdvice(t *testing.T) {
 		t.Errorf("verify of a damaged manifest: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// A file under a pack's name that no index lists and that holds no pack
+// is named once per command, though a repair walks the packs more than
+// once; an empty one is named as never recall's. (Fix: twice per run,
+// and the advice for an empty file was to put back its index file.)
+func TestUnlocatablePackNamedOnce(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
+	e.ok("backup", "--source", "s", src)
+	junk := strings.Repeat("ab", 32)
+	empty := strings.Repeat("cd", 32)
+	for name, data := range map[string][]byte{junk: []byte(strings.Repeat("junk", 100)), empty: nil} {
+		dir := filepath.Join(e.home, "store", "packs", name[:2])
+		must(t, os.MkdirAll(dir, 0o700))
+		must(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
+	}
+	r := e.run("repair", "packs")
+	if n := strings.Count(r.stderr, "recall: pack "+junk+": "); n != 1 {
+		t.Errorf("repair packs names the junk pack %d times, want once:\n%s", n, r.stderr)
+	}
+	if n := strings.Count(r.stderr, "recall: pack "+empty+" of store"); n != 1 || !strings.Contains(r.stderr, "an empty file under a pack's name, which recall never writes") {
+		t.Errorf("repair packs names the empty file %d times, want once as never recall's:\n%s", n, r.stderr)
+	}
+}
