@@ -182,6 +182,10 @@ func OpenCatalog(path string, timeout time.Duration) (*Catalog, error) {
 	return c, nil
 }
 
+// CatalogReplaced is in the note (Notes) of a damaged catalog moved aside
+// and replaced by a fresh one: what a server raises an alert for.
+const CatalogReplaced = "started a fresh catalog"
+
 // Notes returns what the catalog did on its own that the user should hear
 // about: each damaged file moved aside, with both paths.
 func (c *Catalog) Notes() []string { return c.notes }
@@ -279,7 +283,7 @@ func (c *Catalog) moveAside(why error) error {
 	if err := os.Rename(c.path, aside); err != nil {
 		return fmt.Errorf("%v; moving it aside failed: %w (move or remove %s by hand: it holds job history, protection groups and the tape media catalog)", why, err, c.path)
 	}
-	c.notes = append(c.notes, fmt.Sprintf("%v; moved it aside to %s and started a fresh catalog at %s (only job history, protection groups and the tape media catalog are lost: every recovery point is in the store; re-create groups with 'recall apply -f groups.toml' and re-read cartridges with 'recall tape catalog')", why, aside, c.path))
+	c.notes = append(c.notes, fmt.Sprintf("%v; moved it aside to %s and "+CatalogReplaced+" at %s (only job history, protection groups and the tape media catalog are lost: every recovery point is in the store; re-create groups with 'recall apply -f groups.toml' and re-read cartridges with 'recall tape catalog')", why, aside, c.path))
 	return nil
 }
 

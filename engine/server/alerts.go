@@ -30,7 +30,8 @@ import (
 //	      "id": N,
 //	      "job": "backup",      kind of the job that failed: backup, prune, gc, check, mount, tape;
 //	                            or "image": a registered source's newest image is overdue;
-//	                            or "clock": the clock was set back behind the group's schedule
+//	                            or "clock": the clock was set back behind the group's schedule;
+//	                            or "catalog": the catalog was damaged and replaced (until acked)
 //	      "group": "g",         absent for gc
 //	      "source": "s",        for a backup: the member's source; for a mount: its path
 //	      "member": "/path",    for a backup: the member's path
@@ -233,6 +234,8 @@ func suggest(f *Alert, err error) string {
 		return "group " + f.Group + "'s tape goal was not written (the error says why: most often no cartridge of its pool, nor a blank one, is in the library, or one is write-protected): 'recall tape inventory' shows the slots; insert a cartridge, and the server tries again within the hour"
 	case f.Job == "image":
 		return "Windows Server Backup has written no new image to source " + f.Source + "'s share for longer than group " + f.Group + "'s schedule allows (the error says since when): check the scheduled backup on the Windows side (wbadmin get versions, the task's history), the share's free space and the WSB user's password; the alert clears once a new image is ingested"
+	case f.Job == "catalog":
+		return "the catalog was damaged and moved aside (the error names both files): the protection groups, registered sources and tape media catalog it held are gone, so the server runs no group until they are back: re-create them ('recall apply -f groups.toml', 'recall source add', 'recall tape catalog'), then ack this alert ('recall alerts ack ID'); every recovery point is still in the store"
 	case f.Job == "clock":
 		return "the server's clock was set back (NTP correcting a clock that was ahead at boot?): group " + f.Group + "'s schedule resumed from the clock, so the runs between the clock and the time recorded are made, not skipped. Points made while the clock was ahead carry times ahead of it, and prune keeps them (rule future) until the clock passes them. Check the clock ('timedatectl', the hardware clock, NTP); the alert clears at the group's next backup that makes its points"
 	case f.Job == "mount" && errors.Is(err, chunkstore.ErrWrongPassword):

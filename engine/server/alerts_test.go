@@ -201,3 +201,25 @@ func TestJobResult(t *testing.T) {
 		}
 	}
 }
+
+// A catalog found damaged and replaced by the server opens an alert (job
+// catalog), which stays until acked: its groups are gone, and the server
+// protects nothing until they are back. (Fix: a line in the log only.)
+func TestCatalogReplacedAlert(t *testing.T) {
+	f := newFixture(t)
+	cat := engine.CatalogPath(f.home)
+	must(t, os.Truncate(cat, 9000)) // cut short: damaged
+	r := start(t, f.home, NewFakeClock(week0), nil)
+	defer r.stop()
+	r.srv.WaitIdle()
+	as, err := ReadAlerts(f.home)
+	must(t, err)
+	if len(as) != 1 || as[0].Job != "catalog" || !strings.Contains(as[0].Error, engine.CatalogReplaced) || !strings.Contains(as[0].Action, "recall apply -f groups.toml") {
+		t.Fatalf("alerts after the catalog was replaced: %+v", as)
+	}
+	r.clock.Set(week0.Add(48 * time.Hour))
+	r.srv.WaitIdle()
+	if as, _ := ReadAlerts(f.home); len(as) != 1 {
+		t.Errorf("the catalog alert closed by itself: %+v", as)
+	}
+}

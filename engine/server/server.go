@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -345,7 +346,17 @@ func (s *Server) recordInterrupted(nums []uint64) error {
 	})
 }
 
-func (s *Server) warn(format string, args ...any) { s.o.Log.Warn(fmt.Sprintf(format, args...)) }
+// warn logs what a job or the catalog says on its own. A catalog moved
+// aside as damaged also opens an alert (job "catalog"): the groups and
+// registered sources it held are gone, so the server protects nothing
+// until they are back, which a line in its log would not tell anyone.
+func (s *Server) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.o.Log.Warn(msg)
+	if strings.Contains(msg, engine.CatalogReplaced) && s.alerts != nil {
+		s.sendAlertEvent(s.alerts.fail(Alert{Job: "catalog"}, errors.New(msg), s.o.Clock.Now()))
+	}
+}
 
 // tick queues what is due, starts what may run, and returns when it wants
 // to be woken next.
