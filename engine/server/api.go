@@ -539,9 +539,39 @@ func (s *Server) Handler() http.Handler {
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(HomeHeader, s.o.Home)
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// No call matches: net/http answers 404 or 405 in plain
+			// text; the API's errors are JSON.
+			var rec discardWriter
+			rec.header = http.Header{}
+			mux.ServeHTTP(&rec, r)
+			why := "no such call"
+			if allow := rec.header.Get("Allow"); rec.code == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", allow)
+				why = "not allowed with this method; allowed: " + allow
+			}
+			writeError(w, rec.code, fmt.Errorf("%s %s: %s (the API calls are listed in the README)", r.Method, r.URL.Path, why))
+			return
+		}
 		mux.ServeHTTP(w, r)
 	})
 }
+
+// discardWriter keeps the status and header of an answer and drops its
+// body.
+type discardWriter struct {
+	header http.Header
+	code   int
+}
+
+func (d *discardWriter) Header() http.Header { return d.header }
+func (d *discardWriter) Write(b []byte) (int, error) {
+	if d.code == 0 {
+		d.code = http.StatusOK
+	}
+	return len(b), nil
+}
+func (d *discardWriter) WriteHeader(code int) { d.code = code }
 
 // write wraps a write endpoint: root only.
 func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {

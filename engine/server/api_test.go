@@ -338,6 +338,28 @@ func TestAPIWriteWithoutCredentials(t *testing.T) {
 	}
 }
 
+// A call the API does not have is answered in JSON, as its errors are
+// documented, with 404 or 405 and Allow. (Fix: net/http's plain text.)
+func TestAPIUnknownCallJSON(t *testing.T) {
+	s := &Server{o: Options{Home: "/h"}}
+	for _, c := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{"GET", "/nope", http.StatusNotFound, ""},
+		{"GET", "/backup", http.StatusMethodNotAllowed, "POST"},
+		{"DELETE", "/jobs/1", http.StatusMethodNotAllowed, "GET, HEAD"},
+	} {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, httptest.NewRequest(c.method, APIVersion+c.path, nil))
+		var body struct{ Error string }
+		if w.Code != c.want || json.Unmarshal(w.Body.Bytes(), &body) != nil || !strings.Contains(body.Error, c.method+" "+APIVersion+c.path) || w.Header().Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d %q (Allow %q), want %d in JSON (Allow %q)", c.method, c.path, w.Code, w.Body, w.Header().Get("Allow"), c.want, c.allow)
+		}
+	}
+}
+
 // TestSecondServerSameSocketOtherHome: a second server on another home
 // with the same socket fails in New, before its caller starts anything
 // with side effects (mounts, alerts, notifications): as ErrHomeBusy (exit
