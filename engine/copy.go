@@ -349,12 +349,12 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 		}
 	}
 	if len(rep.Failed) > 0 {
-		others := "the others were"
+		others := "the others were copied"
 		switch n := len(rep.Points); {
 		case n == 0 && rep.Present == 0:
-			others = "none was"
+			others = "no point was copied"
 		case n == 0:
-			others = fmt.Sprintf("none was; %d the destination had already", rep.Present)
+			others = fmt.Sprintf("no point was copied (the destination had %d already)", rep.Present)
 		default:
 			others = fmt.Sprintf("%d were copied", n)
 		}

@@ -207,3 +207,31 @@ func TestCopySealed(t *testing.T) {
 	dst.ok("restore", "latest", "--source", "s", "--target", target)
 	compareTrees(t, snapshot(t, src), snapshot(t, target))
 }
+
+// A copy from a store with a damaged blob gives its advice once, in one
+// sentence. (Fix: the command appended a second, different advice to the
+// engine's, after "none was;".)
+func TestCopyDamagedSourceAdviceOnce(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 3, 3_000_000)
+	e.ok("backup", "--source", "s", src)
+	packs, _ := filepath.Glob(filepath.Join(e.home, "store", "packs", "*", "*"))
+	big, size := "", int64(0)
+	for _, p := range packs {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
+			big, size = p, fi.Size()
+		}
+	}
+	f, err := os.OpenFile(big, os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteAt([]byte("XXXXXXXX"), 1000)
+	must(t, err)
+	f.Close()
+	r := e.run("copy", "--from", e.home, "--to", filepath.Join(t.TempDir(), "dst"))
+	if r.code != 4 || strings.Count(r.stderr, "copy again") != 1 || !strings.Contains(r.stderr, "no point was copied") {
+		t.Errorf("copy from a damaged store: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -129,6 +129,9 @@ func copyAction(c *cli.Context) error {
 			}
 		}
 	}
+	if err != nil && len(rep.Failed) > 0 {
+		return err // it says what to do already
+	}
 	if err != nil {
 		return fmt.Errorf("%w; run 'recall verify --read-data' on %s, 'recall repair packs' there, and copy again", err, rep.From)
 	}
