@@ -92,3 +92,16 @@ func TestUnlocatablePackNamedOnce(t *testing.T) {
 		t.Errorf("repair packs names the empty file %d times, want once as never recall's:\n%s", n, r.stderr)
 	}
 }
+
+// backup --group with --source says why the two do not go together, not
+// to change a policy flag that does not exist. (Fix: "--source comes from
+// the group's policy; change it with 'recall group edit g --...'".)
+func TestBackupGroupWithSource(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	e.ok("group", "create", "g", "--member", t.TempDir())
+	r := e.run("backup", "--group", "g", "--source", "x")
+	if r.code != 2 || !strings.Contains(r.stderr, "--source is not for a group") || strings.Contains(r.stderr, "group edit") {
+		t.Errorf("backup --group --source: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -303,7 +303,12 @@ func backupGroup(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("backup --group takes no PATH: it backs up the group's members (add one with 'recall group add')")
 	}
-	for _, f := range []string{"source", "exclude", "exclude-file", "exclude-caches", "exclude-if-present", "exclude-larger-than", "one-file-system", "compression", "limit", "limit-window"} {
+	if c.IsSet("source") {
+		// Not a policy flag: a member's source is its path's name, or the
+		// registered source the group lists.
+		return usagef("backup --group: --source is not for a group: each member has its own source (see 'recall group show %s'); back up one registered source with 'recall backup --source NAME', without --group", c.String("group"))
+	}
+	for _, f := range []string{"exclude", "exclude-file", "exclude-caches", "exclude-if-present", "exclude-larger-than", "one-file-system", "compression", "limit", "limit-window"} {
 		if c.IsSet(f) {
 			return usagef("backup --group: --%s comes from the group's policy; change it with 'recall group edit %s --...'", f, c.String("group"))
 		}
