@@ -1,15 +1,15 @@
 package engine
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
 	"syscall"
 	"time"
 
-	"encoding/binary"
-	"fmt"
 	bolterrors "go.etcd.io/bbolt/errors"
-	"hash/fnv"
-	"os"
 )
 
 // bbolt's file layout (go.etcd.io/bbolt, internal/common: page.go and
@@ -113,50 +113,16 @@ func precheckCatalog(f *os.File, path string) error {
 	case m.freelist != boltNoFreelist && (m.freelist < 2 || m.freelist >= m.pgid):
 		return damaged("freelist page %d outside 2..%d", m.freelist, m.pgid-1)
 	}
-	if err := checkFreelist(m, pageSize, read); err != nil {
+	// The freelist, then the tree of pages from the root: bbolt's own
+	// check (tx.Check, on open) follows it trusting each page's overflow
+	// and element counts (an overflow of 2^32 set four billion map
+	// entries).
+	w := &boltWalk{m: m, pageSize: pageSize, read: read, seen: map[uint64]bool{}}
+	if err := w.freelist(); err != nil {
 		return damaged("%v", err)
 	}
-	// The tree of pages from the root: bbolt's own check (tx.Check, on
-	// open) follows it trusting each page's overflow and element counts
-	// (an overflow of 2^32 set four billion map entries).
-	w := &boltWalk{m: m, pageSize: pageSize, read: read, seen: map[uint64]bool{}}
 	if err := w.page(m.root, 0); err != nil {
 		return damaged("%v", err)
-	}
-	return nil
-}
-
-// checkFreelist checks the freelist page's header and ids against the
-// meta page.
-func checkFreelist(m boltMeta, pageSize int64, read func(off int64, n int) []byte) error {
-	if m.freelist == boltNoFreelist {
-		return nil
-	}
-	le := binary.LittleEndian
-	hdr := read(int64(m.freelist)*pageSize, boltHeader+8)
-	if len(hdr) < boltHeader+8 {
-		return fmt.Errorf("freelist page %d cut short", m.freelist)
-	}
-	id, flags, count, overflow := le.Uint64(hdr), le.Uint16(hdr[8:]), uint64(le.Uint16(hdr[10:])), uint64(le.Uint32(hdr[12:]))
-	if id != m.freelist || flags != boltFreelistFlag || m.freelist+overflow >= m.pgid {
-		return fmt.Errorf("freelist page %d: header says page %d, flags %#x, %d overflow pages, of %d pages", m.freelist, id, flags, overflow, m.pgid)
-	}
-	first := uint64(0)
-	if count == 0xFFFF {
-		count, first = le.Uint64(hdr[boltHeader:]), 1
-	}
-	room := (overflow + 1) * uint64(pageSize)
-	if count > room/8 || boltHeader+(first+count)*8 > room {
-		return fmt.Errorf("freelist page %d: %d free page ids do not fit in %d pages", m.freelist, count, overflow+1)
-	}
-	ids := read(int64(m.freelist)*pageSize+boltHeader+int64(first)*8, int(count)*8)
-	if uint64(len(ids)) < count*8 {
-		return fmt.Errorf("freelist page %d cut short", m.freelist)
-	}
-	for i := uint64(0); i < count; i++ {
-		if p := le.Uint64(ids[i*8:]); p < 2 || p >= m.pgid {
-			return fmt.Errorf("freelist page %d: free page %d outside 2..%d", m.freelist, p, m.pgid-1)
-		}
 	}
 	return nil
 }
@@ -179,31 +145,75 @@ type boltWalk struct {
 	seen     map[uint64]bool
 }
 
+// run reads the page run that starts at page id: its header must name
+// it, its overflow pages lie below the high-water mark, and none of its
+// pages may have been reached before.
+func (w *boltWalk) run(id uint64) ([]byte, error) {
+	if id < 2 || id >= w.m.pgid {
+		return nil, fmt.Errorf("page %d outside 2..%d", id, w.m.pgid-1)
+	}
+	hdr := w.read(int64(id)*w.pageSize, boltHeader)
+	if len(hdr) < boltHeader {
+		return nil, fmt.Errorf("page %d cut short", id)
+	}
+	got, overflow := binary.LittleEndian.Uint64(hdr), uint64(binary.LittleEndian.Uint32(hdr[12:]))
+	if got != id || id+overflow >= w.m.pgid {
+		return nil, fmt.Errorf("page %d: header says page %d with %d overflow pages, of %d pages", id, got, overflow, w.m.pgid)
+	}
+	for i := id; i <= id+overflow; i++ {
+		if w.seen[i] {
+			return nil, fmt.Errorf("page %d reached twice", i)
+		}
+		w.seen[i] = true
+	}
+	n := (overflow + 1) * uint64(w.pageSize)
+	b := w.read(int64(id)*w.pageSize, int(n))
+	if uint64(len(b)) < n {
+		return nil, fmt.Errorf("page %d cut short", id)
+	}
+	return b, nil
+}
+
+// freelist checks the freelist page and the ids it lists.
+func (w *boltWalk) freelist() error {
+	id := w.m.freelist
+	if id == boltNoFreelist {
+		return nil
+	}
+	b, err := w.run(id)
+	if err != nil {
+		return fmt.Errorf("freelist: %w", err)
+	}
+	le := binary.LittleEndian
+	if flags := le.Uint16(b[8:]); flags != boltFreelistFlag {
+		return fmt.Errorf("freelist page %d: flags %#x", id, flags)
+	}
+	count, first := uint64(le.Uint16(b[10:])), uint64(0)
+	if count == 0xFFFF {
+		if len(b) < boltHeader+8 {
+			return fmt.Errorf("freelist page %d cut short", id)
+		}
+		count, first = le.Uint64(b[boltHeader:]), 1
+	}
+	if count > uint64(len(b))/8 || boltHeader+(first+count)*8 > uint64(len(b)) {
+		return fmt.Errorf("freelist page %d: %d free page ids do not fit in %d bytes", id, count, len(b))
+	}
+	ids := b[boltHeader+first*8:]
+	for i := uint64(0); i < count; i++ {
+		if p := le.Uint64(ids[i*8:]); p < 2 || p >= w.m.pgid {
+			return fmt.Errorf("freelist page %d: free page %d outside 2..%d", id, p, w.m.pgid-1)
+		}
+	}
+	return nil
+}
+
 func (w *boltWalk) page(id uint64, depth int) error {
 	if depth > boltMaxDepth {
 		return fmt.Errorf("page %d: tree deeper than %d", id, boltMaxDepth)
 	}
-	if id < 2 || id >= w.m.pgid {
-		return fmt.Errorf("page %d outside 2..%d", id, w.m.pgid-1)
-	}
-	le := binary.LittleEndian
-	hdr := w.read(int64(id)*w.pageSize, boltHeader)
-	if len(hdr) < boltHeader {
-		return fmt.Errorf("page %d cut short", id)
-	}
-	if got, overflow := le.Uint64(hdr), uint64(le.Uint32(hdr[12:])); got != id || id+overflow >= w.m.pgid {
-		return fmt.Errorf("page %d: header says page %d with %d overflow pages, of %d pages", id, got, overflow, w.m.pgid)
-	}
-	overflow := uint64(le.Uint32(hdr[12:]))
-	for i := id; i <= id+overflow; i++ {
-		if w.seen[i] {
-			return fmt.Errorf("page %d reached twice", i)
-		}
-		w.seen[i] = true
-	}
-	b := w.read(int64(id)*w.pageSize, int((overflow+1)*uint64(w.pageSize)))
-	if uint64(len(b)) < (overflow+1)*uint64(w.pageSize) {
-		return fmt.Errorf("page %d cut short", id)
+	b, err := w.run(id)
+	if err != nil {
+		return err
 	}
 	return w.elements(id, b, depth)
 }

@@ -111,19 +111,10 @@ func (p *Progress) begin(path string) {
 
 // fileDone counts a file finished, and takes it off the current list if
 // it is there.
-func (p *Progress) fileDone(path string) {
-	if p == nil {
-		return
-	}
-	p.fileDropped(path)
-	p.filesDone.Add(1)
-	if p.Item != nil {
-		p.Item(path)
-	}
-}
+func (p *Progress) fileDone(path string) { p.fileSaved(path, "") }
 
 // fileSaved is fileDone for a backup, saying how the file was found
-// (Saved).
+// (Saved); how is "" for a restore's or verify's file.
 func (p *Progress) fileSaved(path, how string) {
 	if p == nil {
 		return
@@ -131,7 +122,7 @@ func (p *Progress) fileSaved(path, how string) {
 	p.fileDropped(path)
 	p.filesDone.Add(1)
 	switch {
-	case p.Saved != nil:
+	case p.Saved != nil && how != "":
 		p.Saved(path, how)
 	case p.Item != nil && how != "skipped":
 		p.Item(path)

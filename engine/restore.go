@@ -112,6 +112,7 @@ type restorer struct {
 	r          *Reader
 	opts       RestoreOptions
 	protect    map[devIno]string // directories never written in (RestoreOptions.Protect), by identity
+	store      devIno            // the store's own directory among them (zero when not local)
 	ctx        context.Context
 	isRoot     bool
 	plan       readPlan       // chunks to read, by pack (plan.go)
@@ -261,10 +262,13 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		damaged: map[string]*damageNote{}, links: map[uint64]*linkLeader{}, leaders: map[string]*linkLeader{}, holdMax: holdLimit()}
 
 	rs.protect = map[devIno]string{}
-	for _, d := range append([]string{r.st.Dir()}, opts.Protect...) {
+	for i, d := range append([]string{r.st.Dir()}, opts.Protect...) {
 		var st unix.Stat_t
 		if unix.Stat(d, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			rs.protect[devIno{st.Dev, st.Ino}] = d
+			if i == 0 {
+				rs.store = devIno{st.Dev, st.Ino}
+			}
 		}
 	}
 	if opts.Target != "" {
@@ -1023,12 +1027,11 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 // checkProtected refuses a target that is one of the protected
 // directories, or inside the store.
 func (rs *restorer) checkProtected(target string) error {
-	var store unix.Stat_t
-	haveStore := unix.Stat(rs.r.st.Dir(), &store) == nil
 	for d := filepath.Clean(target); ; d = filepath.Dir(d) {
 		var st unix.Stat_t
 		if unix.Stat(d, &st) == nil {
-			if home, ok := rs.protect[devIno{st.Dev, st.Ino}]; ok && (d == filepath.Clean(target) || haveStore && st.Dev == store.Dev && st.Ino == store.Ino) {
+			id := devIno{st.Dev, st.Ino}
+			if home, ok := rs.protect[id]; ok && (d == filepath.Clean(target) || id == rs.store) {
 				return fmt.Errorf("restore target %s is inside recall's own home or store %s, which this restore reads: choose a directory outside it", target, home)
 			}
 		}

@@ -40,8 +40,18 @@ type apiClient struct {
 // named by --socket must answer.
 func serverClient(c *cli.Context) (*apiClient, error) {
 	path, explicit := c.String("socket"), c.IsSet("socket")
+	config := c.String("config")
+	// A command without socketFlags (the group commands, which only wake
+	// the server) finds it through their variables all the same.
+	if path == "" && !explicit {
+		path = os.Getenv("RECALL_SOCKET")
+		explicit = path != ""
+	}
+	if config == "" {
+		config = os.Getenv("RECALL_CONFIG")
+	}
 	if !explicit {
-		cfg, err := server.LoadConfig(c.String("config"))
+		cfg, err := server.LoadConfig(config)
 		if err != nil {
 			return nil, err
 		}
@@ -76,25 +86,9 @@ func serverClient(c *cli.Context) (*apiClient, error) {
 // groups changed, so its scheduler looks now rather than within the
 // minute. Best effort: the scheduler finds the change by itself.
 func wakeServer(c *cli.Context) {
-	// The group commands take no --socket or --config: their variables
-	// (or the defaults) say where the server listens.
-	path := os.Getenv("RECALL_SOCKET")
-	if path == "" {
-		cfg, err := server.LoadConfig(os.Getenv("RECALL_CONFIG"))
-		if err != nil {
-			return
-		}
-		path = cfg.Socket
-	}
-	conn, err := net.Dial("unix", path)
-	if err != nil {
+	a, err := serverClient(c)
+	if err != nil || a == nil {
 		return
-	}
-	conn.Close()
-	a := newAPIClient(path)
-	var info server.ServerInfo
-	if a.call(c.Context, "GET", "/ping", nil, &info) != nil || !sameDir(home(c), info.Home) {
-		return // another home's server
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
 	defer cancel()
