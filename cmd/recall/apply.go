@@ -109,17 +109,17 @@ func init() {
 // error naming the file, and the line where the decoder or keyLines
 // knows it. It returns where each group's keys are (see keyLines).
 func readGroupsFile(path string) ([]engine.Group, groupsLines, error) {
-	var f groupsFile
-	md, err := toml.DecodeFile(path, &f)
+	text, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil, groupsLines{}, usagef("groups file %s: no such file", path)
 	}
 	if err != nil {
 		return nil, groupsLines{}, usagef("groups file %s: %v", path, err)
 	}
-	text, err := os.ReadFile(path)
+	var f groupsFile
+	md, err := toml.Decode(string(text), &f)
 	if err != nil {
-		return nil, groupsLines{}, fmt.Errorf("groups file %s: %w", path, err)
+		return nil, groupsLines{}, usagef("groups file %s: %v", path, err)
 	}
 	lines := keyLines(string(text))
 	if un := md.Undecoded(); len(un) > 0 {
