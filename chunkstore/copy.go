@@ -161,7 +161,7 @@ func (c *storedChecker) check(s *Store, id ID, comp uint8, stored []byte) (int, 
 	data := stored
 	if s.keys.aead != nil {
 		if c.open == nil {
-			c.open = bufPool.Get().(*[]byte)
+			c.open = storedBuf(len(stored))
 		}
 		var err error
 		if data, err = open(s.keys.aead, (*c.open)[:0], stored, id[:]); err != nil {

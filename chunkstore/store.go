@@ -746,7 +746,24 @@ func (e *BlobError) Error() string {
 
 func (e *BlobError) Unwrap() error { return e.Err }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b }}
+// bufPool holds buffers for stored bytes (read from a pack, or decrypted).
+// It has no New: storedBuf makes a buffer as large as the blob that needs
+// it. A pool is emptied by every garbage collection, and a backup collects
+// often (GOGC 25 or less, internal/procs), so a fixed 2 MiB New was one
+// fresh, zeroed 2 MiB allocation per tree an incremental backup loads:
+// 0.12 s of zeroing and 0.08 s of giving the pages back to the kernel in a
+// 0.9 CPU-second re-backup of the bench set's 400 unchanged directories.
+var bufPool sync.Pool
+
+// storedBuf returns a pooled buffer of at least n bytes' capacity, or a
+// new one of n; give it back with bufPool.Put.
+func storedBuf(n int) *[]byte {
+	if bp, _ := bufPool.Get().(*[]byte); bp != nil && cap(*bp) >= n {
+		return bp
+	}
+	b := make([]byte, 0, n)
+	return &b
+}
 
 // LoadBlob reads, authenticates, decompresses and re-hashes one blob and
 // returns its plaintext, in dst's storage when it is large enough (not
@@ -830,7 +847,7 @@ func (s *Store) loadAt(id ID, l loc, dst []byte) ([]byte, error) {
 		}
 		return raw, nil
 	}
-	bp := bufPool.Get().(*[]byte)
+	bp := storedBuf(int(l.length()))
 	defer bufPool.Put(bp)
 	raw, err := s.loadPack(s.idx.packID(l.pack), int64(l.off), int(l.length()), *bp)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"unsafe"
@@ -399,4 +400,42 @@ func TestInitRace(t *testing.T) {
 		t.Errorf("store id %s, the winner made %s", s.Config().ID, cfgs[won].ID)
 	}
 	s.Close()
+}
+
+// A small compressed blob (a tree) is loaded through a buffer of its own
+// size, not a 2 MiB one: the pool of stored-bytes buffers is emptied by
+// every garbage collection, and an incremental backup loads a tree per
+// directory with collections in between.
+func TestLoadSmallBlobAllocatesItsSize(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "encrypted"}[enc], func(t *testing.T) {
+			_, s := newStore(t, enc)
+			lock, w := openWriter(t, s)
+			data := bytes.Repeat([]byte("tree entry "), 300) // compressed: through the pool
+			id := s.Hash(data)
+			if _, err := w.SaveBlob(TreeBlob, id, data); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			lock.Unlock()
+			dst := make([]byte, 0, 64<<10)
+			var before, after runtime.MemStats
+			const loads = 20
+			runtime.ReadMemStats(&before)
+			for range loads {
+				runtime.GC() // twice: a pool keeps its buffers over one
+				runtime.GC()
+				got, err := s.LoadBlob(id, dst)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("load: %v", err)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			if per := (after.TotalAlloc - before.TotalAlloc) / loads; per > 256<<10 {
+				t.Errorf("loading a %d-byte tree blob allocated %d bytes per load after a collection", len(data), per)
+			}
+		})
+	}
 }
