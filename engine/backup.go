@@ -219,7 +219,7 @@ type backuper struct {
 	hints    *hinter       // readahead.go; nil: no hints
 	chunkQ   chan *chunkJob
 	bufs     *budget
-	chunkers sync.Pool // *chunkstore.Chunker, for sequential and parallel chunking; chunks are copied out into budgeted buffers
+	chunkers *chunkerPool // for sequential and parallel chunking; chunks are copied out into budgeted buffers
 
 	errMu  sync.Mutex
 	errs   []PathError
@@ -362,7 +362,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	if err := unix.Stat(r.st.Dir(), &sst); err == nil {
 		b.store = devIno{sst.Dev, sst.Ino}
 	}
-	b.chunkers.New = func() any { return b.st.NewChunker(nil) }
+	b.chunkers = newChunkerPool(b.st)
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)
 	defer stopWake()
 	var savers sync.WaitGroup
@@ -1247,7 +1247,6 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 		var chk *chunkstore.Chunker
 		defer func() {
 			if chk != nil {
-				chk.Reset(nil)
 				b.chunkers.Put(chk)
 			}
 		}()
@@ -1260,7 +1259,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 			// parallel cuts read whole segments ahead of it, and every
 			// byte twice.
 			if rg.end-rg.start >= 2*parSegment && b.cpus > 1 && b.reading.Load() == 1 && b.opts.Limiter == nil {
-				err := parallelCuts(f, &b.chunkers, rg.start, rg.end, func(a, e int64) error {
+				err := parallelCuts(f, b.chunkers, rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {
 						return err
@@ -1287,7 +1286,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 				continue
 			}
 			if chk == nil {
-				chk = b.chunkers.Get().(*chunkstore.Chunker)
+				chk = b.chunkers.Get()
 			}
 			var cr *coldReader
 			if !isDev && rg.end-rg.start >= coldMinSize {

@@ -5,8 +5,8 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,7 +45,7 @@ func TestParallelCutsMatchSequential(t *testing.T) {
 		}
 		var got []int64
 		last := r[0]
-		err := parallelCuts(f, &sync.Pool{New: func() any { return st.NewChunker(nil) }}, r[0], r[1], func(a, b int64) error {
+		err := parallelCuts(f, newChunkerPool(st), r[0], r[1], func(a, b int64) error {
 			if a != last {
 				t.Fatalf("gap: chunk starts at %d, previous ended at %d", a, last)
 			}
@@ -85,7 +85,7 @@ func TestParallelCutsFileShrank(t *testing.T) {
 		done := make(chan error, 1)
 		var last int64
 		go func() {
-			done <- parallelCuts(f, &sync.Pool{New: func() any { return st.NewChunker(nil) }}, 0, size, func(a, b int64) error {
+			done <- parallelCuts(f, newChunkerPool(st), 0, size, func(a, b int64) error {
 				if a != last || b > cut {
 					t.Errorf("cut at %d: chunk [%d, %d) after %d", cut, a, b, last)
 				}
@@ -122,4 +122,27 @@ func parCutsStore(t *testing.T, seg int64) *chunkstore.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// A chunker given back is handed out again after garbage collections (a
+// backup collects every few tens of milliseconds): its 4 MiB buffer is not
+// allocated and zeroed afresh per file, as with a sync.Pool.
+func TestChunkerPoolKeepsChunkersOverGC(t *testing.T) {
+	st := parCutsStore(t, 3<<20)
+	p := newChunkerPool(st)
+	a, b := p.Get(), p.Get()
+	if a == b {
+		t.Fatal("one chunker handed out twice")
+	}
+	p.Put(a)
+	p.Put(b)
+	runtime.GC()
+	runtime.GC()
+	c, d := p.Get(), p.Get()
+	if !(c == a && d == b || c == b && d == a) {
+		t.Error("chunkers given back were not handed out again after a collection")
+	}
+	if n := p.size(); n != 0 {
+		t.Errorf("pool holds %d chunkers with all handed out", n)
+	}
 }
