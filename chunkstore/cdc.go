@@ -152,7 +152,8 @@ func (t *cdcTables) scanRound53(data []byte, from int, mask uint64) int {
 }
 
 // Chunker cuts a stream into chunks. The slice Next returns is valid until
-// the next call of Next or Reset.
+// the next call of Next or Reset, unless the chunker was reset with
+// ResetOwned.
 type Chunker struct {
 	t        *cdcTables
 	min, max int
@@ -160,8 +161,10 @@ type Chunker struct {
 
 	rd         io.Reader
 	buf        []byte
-	start, end int // buf[start:end] is read and not yet returned
-	scanned    int // bytes after start known to hold no cut
+	own        []byte             // the chunker's own buffer while it reads into given ones
+	give       func(n int) []byte // ResetOwned's: a fresh buffer of n bytes, or nil
+	start, end int                // buf[start:end] is read and not yet returned
+	scanned    int                // bytes after start known to hold no cut
 	eof        bool
 }
 
@@ -192,9 +195,26 @@ func newChunker(t *cdcTables, lo, hi int, averageBits int, rd io.Reader) (*Chunk
 
 // Reset points c at rd as if it were new.
 func (c *Chunker) Reset(rd io.Reader) {
+	if c.give != nil {
+		c.buf, c.own, c.give = c.own, nil, nil
+	}
 	c.rd = rd
 	c.start, c.end, c.scanned = 0, 0, 0
 	c.eof = false
+}
+
+// ResetOwned is Reset, except that the bytes of a chunk Next returns are
+// never moved or overwritten by the chunker: each time it needs room it
+// takes a fresh buffer of n bytes from give, copies the bytes it has read
+// and not yet returned to its start, and reads on into it. So a chunk can
+// be handed on (to be hashed, compressed and stored) without a copy; the
+// caller knows when every chunk of a buffer is done with and may reuse
+// it. The buffer Next returned a chunk from is always the one give
+// returned last; bytes are copied out of the one before only until give
+// is called again (or the chunker is Reset). Reset ends it.
+func (c *Chunker) ResetOwned(rd io.Reader, give func(n int) []byte) {
+	c.Reset(rd)
+	c.own, c.buf, c.give = c.buf, nil, give
 }
 
 // Next returns the next chunk, or io.EOF after the last one.
@@ -233,7 +253,18 @@ func (c *Chunker) take(n int) []byte {
 // fill moves the unreturned bytes to the front, grows the buffer if they
 // fill it, and reads until the buffer is full or the stream ends.
 func (c *Chunker) fill() error {
-	if c.start > 0 {
+	if c.give != nil {
+		// Room for what is left (less than MaxChunk: Next returns a
+		// chunk of MaxChunk before it fills) and as much again.
+		n := chunkerBuffer
+		for n <= c.end-c.start {
+			n *= 2
+		}
+		nb := c.give(n)[:n]
+		c.end = copy(nb, c.buf[c.start:c.end])
+		c.start = 0
+		c.buf = nb
+	} else if c.start > 0 {
 		c.end = copy(c.buf, c.buf[c.start:c.end])
 		c.start = 0
 	}

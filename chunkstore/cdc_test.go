@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/restic/chunker"
 )
@@ -72,6 +73,57 @@ func ourCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
 	}
 }
 
+// ownedCuts is ourCuts through ResetOwned: each chunk must lie in the
+// buffer given last, and every chunk must still hold its bytes at the end
+// (the chunker never moved or overwrote one it returned). Each given
+// buffer is filled with garbage first, so a chunk read from stale bytes
+// shows.
+func ownedCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
+	t.Helper()
+	var last []byte
+	c.ResetOwned(rd, func(n int) []byte {
+		last = bytes.Repeat([]byte{0xa5}, n+17)
+		return last
+	})
+	defer c.Reset(nil)
+	var chunks [][]byte
+	var lens []int
+	off := 0
+	for {
+		b, err := c.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 0 && !within(b, last) {
+			t.Fatalf("chunk at %d is not in the buffer given last", off)
+		}
+		chunks = append(chunks, b)
+		off += len(b)
+		lens = append(lens, len(b))
+	}
+	off = 0
+	for _, b := range chunks {
+		if !bytes.Equal(b, data[off:off+len(b)]) {
+			t.Fatalf("chunk at %d: bytes differ from the input at the end", off)
+		}
+		off += len(b)
+	}
+	return lens
+}
+
+// within reports whether b lies inside buf's bytes.
+func within(b, buf []byte) bool {
+	if len(buf) == 0 {
+		return false
+	}
+	lo, hi := uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&buf[len(buf)-1]))
+	p, q := uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&b[len(b)-1]))
+	return p >= lo && q <= hi
+}
+
 func TestChunkerMatchesRestic(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	random := func(n int) []byte { return randomData(rnd, n) }
@@ -127,6 +179,8 @@ func TestChunkerMatchesRestic(t *testing.T) {
 					}
 					check("one reader", ourCuts(t, c, data, bytes.NewReader(data)))
 					check("short reads", ourCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd}))
+					check("owned buffers", ownedCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd}))
+					check("one reader after owned buffers", ourCuts(t, c, data, bytes.NewReader(data)))
 				}
 			}
 		}
@@ -146,6 +200,9 @@ func TestChunkerMatchesRestic(t *testing.T) {
 		got := ourCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd})
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("default bounds, bits %d:\n got %v\nwant %v", bits, got, want)
+		}
+		if got := ownedCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd}); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("default bounds, bits %d, owned buffers:\n got %v\nwant %v", bits, got, want)
 		}
 		if len(want) < 20 {
 			t.Fatalf("only %d chunks: the test data is too uniform", len(want))

@@ -219,7 +219,8 @@ type backuper struct {
 	hints    *hinter       // readahead.go; nil: no hints
 	chunkQ   chan *chunkJob
 	bufs     *budget
-	chunkers *chunkerPool // for sequential and parallel chunking; chunks are copied out into budgeted buffers
+	chunkers *chunkerPool // for sequential and parallel chunking
+	segs     *segPool     // the sequential chunkers' buffers, whose chunks are saved without a copy (segments.go)
 
 	errMu  sync.Mutex
 	errs   []PathError
@@ -363,6 +364,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 		b.store = devIno{sst.Dev, sst.Ino}
 	}
 	b.chunkers = newChunkerPool(b.st)
+	b.segs = &segPool{}
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)
 	defer stopWake()
 	var savers sync.WaitGroup
@@ -1289,13 +1291,23 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 				chk = b.chunkers.Get()
 			}
 			var cr *coldReader
-			if !isDev && rg.end-rg.start >= coldMinSize {
+			var rd io.Reader
+			// A region the page cache holds whole (a file just written:
+			// a dump, a log) is read straight into the chunker's
+			// segments: the cold reader's pieces would only be one more
+			// copy of it (0.46 of 6.4 CPU-seconds of a warm s2 backup of
+			// the bench set).
+			if !isDev && rg.end-rg.start >= coldMinSize && !cached(int(f.Fd()), rg.start, int(rg.end-rg.start)) {
 				cr = newColdReader(f, rg.start, rg.end)
-				chk.Reset(b.limited(cr))
+				rd = b.limited(cr)
 			} else {
-				chk.Reset(b.limited(io.NewSectionReader(f, rg.start, rg.end-rg.start)))
+				rd = b.limited(io.NewSectionReader(f, rg.start, rg.end-rg.start))
 			}
+			segs := newSegFile(b.segs)
+			chk.ResetOwned(rd, segs.give)
 			closeCold := func() {
+				chk.Reset(nil)
+				segs.done()
 				if cr != nil {
 					cr.Close()
 					cr = nil
@@ -1310,12 +1322,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 					closeCold()
 					return fail(err)
 				}
-				cb, err := b.bufs.get(b.ctx, len(data))
-				if err != nil {
-					closeCold()
-					return fail(err)
-				}
-				copy(cb.b, data)
+				cb := segs.chunk(data)
 				b.opts.Progress.addBytes(int64(len(data)))
 				off += int64(len(data))
 				if err := submit(cb, off); err != nil {

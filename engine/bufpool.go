@@ -8,8 +8,9 @@ import (
 )
 
 type chunkBuf struct {
-	b []byte
-	w int64 // bytes of the budget it holds: cap(b)
+	b   []byte
+	w   int64    // bytes of the budget it holds: cap(b)
+	seg *segment // or: a chunk of a large file's segment (segments.go), not in the budget
 }
 
 // budget bounds the bytes of chunk buffers a backup holds, and keeps the
@@ -80,6 +81,10 @@ func (bg *budget) get(ctx context.Context, n int) (*chunkBuf, error) {
 
 // put gives cb's buffer back; it must not be used after.
 func (bg *budget) put(cb *chunkBuf) {
+	if cb.seg != nil {
+		cb.seg.release()
+		return
+	}
 	bg.mu.Lock()
 	bg.used -= cb.w
 	k := int(cb.w)

@@ -198,14 +198,14 @@ var errShrank = errors.New("file shrank while read")
 type chunkerPool struct {
 	mu   sync.Mutex
 	free []*chunkstore.Chunker
-	st   interface {
-		NewChunker(io.Reader) *chunkstore.Chunker
-	}
+	st   chunkerMaker
 }
 
-func newChunkerPool(st interface {
+type chunkerMaker interface {
 	NewChunker(io.Reader) *chunkstore.Chunker
-}) *chunkerPool { return &chunkerPool{st: st} }
+}
+
+func newChunkerPool(st chunkerMaker) *chunkerPool { return &chunkerPool{st: st} }
 
 // Get returns a free chunker, or a new one.
 func (p *chunkerPool) Get() *chunkstore.Chunker {

@@ -184,8 +184,9 @@ const (
 )
 
 // coldDirect counts the pieces read with O_DIRECT, so tests can tell that
-// path is taken (a fallback to buffered reads would hide it failing).
-var coldDirect atomic.Int64
+// path is taken (a fallback to buffered reads would hide it failing);
+// coldReaders counts the cold readers started.
+var coldDirect, coldReaders atomic.Int64
 
 // coldReader reads bytes [pos, end) of a regular file as an io.Reader,
 // a piece ahead. Close must be called; it waits for the read in flight.
@@ -216,6 +217,7 @@ func newColdReader(f *os.File, start, end int64) *coldReader {
 	r := &coldReader{f: f, dfd: -1, end: end,
 		free: make(chan []byte, 2), full: make(chan coldRead, 2),
 		quit: make(chan struct{}), done: make(chan struct{})}
+	coldReaders.Add(1)
 	p := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
 	fd, err := openNoAtime(p, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC)
 	if err == nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/recall-backup/recall/internal/testskip"
 	"golang.org/x/sys/unix"
 )
 
@@ -264,6 +266,7 @@ func TestChangedWhileReadCold(t *testing.T) {
 	src := t.TempDir()
 	f := filepath.Join(src, "big")
 	os.WriteFile(f, bytes.Repeat([]byte("a"), coldMinSize+5), 0o644)
+	dropCache(t, f) // a file the page cache holds whole is not read by the cold reader
 	want := bytes.Repeat([]byte("b"), coldMinSize+7000)
 	p, err := ts.backup(BackupOptions{Path: src, Source: "cold", hooks: &backupHooks{afterRead: func(path string, try int) {
 		if try == 1 {
@@ -276,6 +279,71 @@ func TestChangedWhileReadCold(t *testing.T) {
 	if got := ts.content(p, "big"); !bytes.Equal(got, want) {
 		t.Errorf("re-read content: %d bytes, want %d", len(got), len(want))
 	}
+}
+
+// dropCache writes the file at path out and drops it from the page cache.
+func dropCache(t *testing.T, path string) {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	_ = unix.Fsync(fd)
+	_ = unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
+}
+
+// A large file the page cache holds whole (just written) is read straight
+// into the chunker's segments; one that is not is read by the cold
+// reader, with O_DIRECT. The content is the same either way.
+func TestBackupLargeFileCachedOrCold(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	f := filepath.Join(src, "big")
+	data := make([]byte, 2*coldMinSize+12345)
+	rand.New(rand.NewSource(3)).Read(data)
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(f, unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for _, cold := range []bool{false, true} {
+		if cold {
+			dropCache(t, f)
+			if cached(fd, 0, len(data)) {
+				testskip.Skip(t, "the file system keeps the file in the page cache (tmpfs?)")
+			}
+		} else if !cached(fd, 0, len(data)) {
+			t.Fatal("a file just written is not in the page cache")
+		}
+		direct, readers := coldDirect.Load(), coldReaders.Load()
+		p, err := ts.backup(BackupOptions{Path: src, Source: fmt.Sprintf("cold-%v", cold)})
+		if err != nil {
+			t.Fatalf("backup: %v", err)
+		}
+		if got := ts.content(p, "big"); !bytes.Equal(got, data) {
+			t.Fatalf("cold %v: content differs", cold)
+		}
+		switch read := coldDirect.Load() - direct; {
+		case !cold && coldReaders.Load() != readers:
+			t.Errorf("a file in the page cache was read by the cold reader (%d pieces with O_DIRECT)", read)
+		case cold && read == 0 && directWorks(f):
+			t.Error("a file out of the page cache: no piece read with O_DIRECT")
+		}
+	}
+}
+
+// directWorks reports whether the file at path can be opened with O_DIRECT.
+func directWorks(path string) bool {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
 }
 
 // TestReadSmall: a small file's read stops at its known size without
