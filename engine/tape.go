@@ -368,8 +368,11 @@ func (st *TapeState) set(id string) (TapeSet, bool) {
 	return TapeSet{}, false
 }
 
-// readTapeState reads the media catalog of home.
-func readTapeState(home string, warn func(string, ...any)) (*TapeState, error) {
+// readTapeState reads the media catalog of home; tests wrap it to count
+// the reads.
+var readTapeState = readTapeStateFile
+
+func readTapeStateFile(home string, warn func(string, ...any)) (*TapeState, error) {
 	var st *TapeState
 	err := WithTapeCatalog(home, warn, func(c *Catalog) (err error) {
 		st, err = c.TapeState()

@@ -128,14 +128,10 @@ func (s *Store) WriteGroupToTape(ctx context.Context, home string, g *Group, now
 	if len(points) == 0 {
 		return nil, errors.New("no member has a recovery point yet")
 	}
+	o := TapeWriteOptions{Pool: g.Policy.TapePool, Points: points, Log: log, Now: now, Group: g.Name}
 	if log != nil && now != nil {
-		if st, err := readTapeState(home, log); err == nil {
-			if pool, err := st.pool(g.Policy.TapePool); err == nil {
-				if msg := g.Policy.tapeGoalShortfall(g.Name, pool, now()); msg != "" {
-					log("%s", msg)
-				}
-			}
-		}
+		// Checked by the write, in the media catalog it reads anyway.
+		o.goal = &g.Policy
 	}
-	return s.WriteTape(ctx, home, TapeWriteOptions{Pool: g.Policy.TapePool, Points: points, Log: log, Now: now, Group: g.Name})
+	return s.WriteTape(ctx, home, o)
 }

@@ -76,6 +76,10 @@ type TapeWriteOptions struct {
 	// Set: "" follows the pool's allocation, "new" starts a new set, a set
 	// id appends to that set of the pool.
 	Set string
+	// goal, when set, is the policy of Group, whose tape goal this write
+	// is: a pool that keeps its sets a shorter time than the goal asks is
+	// told to Log (tapeGoalShortfall).
+	goal *Policy
 }
 
 // TapeWriteReport says what a tape write did.
@@ -123,6 +127,11 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 	pool, err := st.pool(o.Pool)
 	if err != nil {
 		return nil, err
+	}
+	if o.goal != nil {
+		if msg := o.goal.tapeGoalShortfall(o.Group, pool, o.Now()); msg != "" {
+			o.Log("%s", msg)
+		}
 	}
 	libRec, err := st.library(pool.Library)
 	if err != nil {
@@ -289,6 +298,9 @@ type tapeWriter struct {
 	// catalogDone: the last tape file written is a catalog file listing
 	// all the job wrote.
 	catalogDone bool
+	// undescribed: the job left tape files on the set's cartridges (or
+	// one full) since its last catalog file.
+	undescribed bool
 	// refused are cartridges found unusable in this job, by barcode.
 	refused map[string]bool
 	// tooBigOn: an entry met the end of an empty cartridge (tooBig).
@@ -563,6 +575,7 @@ func (w *tapeWriter) writePointFile(s *Store, p *Point, packs []string) error {
 
 // appendFile records a tape file in the set's catalog.
 func (w *tapeWriter) appendFile(f tapefs.CatalogFile) int {
+	w.undescribed = true
 	w.set.Catalog.Files = append(w.set.Catalog.Files, f)
 	i := len(w.set.Catalog.Files) - 1
 	w.indexFile(i, f)
@@ -679,8 +692,9 @@ func (w *tapeWriter) cut(err error, failed *tapeEntry) ([]tapeEntry, error) {
 		}
 	}
 	var blocks uint64
-	if pos, perr := w.drive.Position(w.ctx); perr == nil && pos > w.file.StartPos {
-		blocks = pos - w.file.StartPos
+	start := w.file.StartPos
+	if pos, perr := w.drive.Position(w.ctx); perr == nil && pos > start {
+		blocks = pos - start
 	}
 	fileNo, kind := w.file.FileNo, w.file.Kind
 	w.fw, w.file, w.queue, w.settled = nil, nil, nil, 0
@@ -693,7 +707,7 @@ func (w *tapeWriter) cut(err error, failed *tapeEntry) ([]tapeEntry, error) {
 			lost = append(slices.Clone(redo), *failed)
 		}
 		if len(lost) > 0 {
-			if err := w.tooBig(kind, lost, blocks); err != nil || w.cur == nil {
+			if err := w.tooBig(kind, lost, start, blocks); err != nil || w.cur == nil {
 				return redo, err
 			}
 			// Not labelled free again: left full as it is.
@@ -701,6 +715,7 @@ func (w *tapeWriter) cut(err error, failed *tapeEntry) ([]tapeEntry, error) {
 	}
 	w.log("cartridge %s full (end of medium) in tape file %d: %d entries go again, whole, on the next cartridge", w.cur.Barcode, fileNo, len(redo))
 	w.cur.NextFile++
+	w.undescribed = true
 	w.leaveFull(false)
 	return redo, nil
 }
@@ -711,7 +726,7 @@ const firstDataFile = 2
 
 // tooBig deals with what the job writes (lost, of a file of kind) meeting
 // the end of medium on the cartridge in the drive with nothing of the set
-// before it there; blocks is how many blocks of the file it took. The
+// before it there; the file began at start and took blocks blocks. The
 // cartridge holds only its labels, so it is labelled free for the pool
 // again (freeAgain), unloaded and not used again by the job, rather than
 // left full. The first time, the entry goes on to the next cartridge: one
@@ -720,7 +735,15 @@ const firstDataFile = 2
 // cartridge of the library, and tooBig returns the error that stops the
 // job. When the cartridge cannot be relabelled, it stays in the drive, to
 // be left full by the caller (or here, when the job stops).
-func (w *tapeWriter) tooBig(kind tapefs.FileKind, lost []tapeEntry, blocks uint64) error {
+//
+// A job that stops so after it left anything on the set's cartridges
+// since their last catalog file (files, or a cartridge the end of medium
+// left full) ends as a job that finishes does, with the set's catalog
+// file: written on this cartridge in place of the file it cut
+// (stopCatalog), and the cartridge stays in the set, not full, so a
+// fresh server reads the set from its catalog, and the set's next write
+// goes on there.
+func (w *tapeWriter) tooBig(kind tapefs.FileKind, lost []tapeEntry, start, blocks uint64) error {
 	bc, slot := w.cur.Barcode, w.cur.Slot
 	var size int64
 	for _, e := range lost {
@@ -737,6 +760,14 @@ func (w *tapeWriter) tooBig(kind tapefs.FileKind, lost []tapeEntry, blocks uint6
 	}
 	took := mib(int64(blocks) * tapefs.BlockSize)
 	first := w.tooBigOn == nil || w.tooBigOn.entry != lost[0].name
+	if !first && w.undescribed {
+		err := w.stopCatalog(start)
+		if err == nil {
+			return fmt.Errorf("%s does not fit on cartridge %s (slot %d), nor did it on %s: each ended after about %s of it with nothing but its labels before, so no cartridge of that capacity takes it (%s holds the set's catalog file in its place, and takes the set's next points). Write to a library of larger cartridges (an emulated one: 'recall tape library add' with a larger --capacity)",
+				what, bc, slot, w.tooBigOn.barcode, took, bc)
+		}
+		w.log("cartridge %s: the set's catalog file in place of the file that did not fit: %v", bc, err)
+	}
 	freeErr := w.freeAgain()
 	left := "it was labelled free for pool " + w.pool.Name + " again"
 	if freeErr == nil {
@@ -756,11 +787,24 @@ func (w *tapeWriter) tooBig(kind tapefs.FileKind, lost []tapeEntry, blocks uint6
 	} else {
 		left = "both were labelled free for pool " + w.pool.Name + " again, not left full"
 	}
-	// No catalog file closes this job: the cartridge it stopped on holds
-	// none of the set, and the others hold what they were given.
+	// No catalog file closes this job: it wrote nothing since the set's
+	// last one, or that one could not be written (logged).
 	w.catalogDone = true
 	return fmt.Errorf("%s does not fit on cartridge %s (slot %d), nor did it on %s: each ended after about %s of it with nothing but its labels before, so no cartridge of that capacity takes it (%s). Write to a library of larger cartridges (an emulated one: 'recall tape library add' with a larger --capacity)",
 		what, bc, slot, w.tooBigOn.barcode, took, left)
+}
+
+// stopCatalog writes the set's catalog file on the cartridge in the
+// drive at start, where the file the end of medium cut began (numbered
+// w.cur.NextFile): a drive writing there drops what follows.
+func (w *tapeWriter) stopCatalog(start uint64) error {
+	if err := w.drive.Locate(w.ctx, start); err != nil {
+		return err
+	}
+	if err := w.writeCatalogFile(); err != nil {
+		return err
+	}
+	return w.drive.Flush(w.ctx)
 }
 
 // tooBigAt is the entry that met the end of an empty cartridge, and the
@@ -881,7 +925,7 @@ func (w *tapeWriter) writeCatalogFile() error {
 	w.cur.NextFile++
 	w.cur.Written = w.now().UTC()
 	w.media[w.cur.Barcode] = w.cur
-	w.catalogDone = true
+	w.catalogDone, w.undescribed = true, false
 	return nil
 }
 
