@@ -38,7 +38,7 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print the changes as a JSON array"},
 		},
 		Action: func(c *cli.Context) error {
-			decl, lines, err := readGroupsFile(c.String("file"))
+			decl, lines, warns, err := readGroupsFile(c.String("file"))
 			if err != nil {
 				return err
 			}
@@ -57,9 +57,10 @@ func init() {
 					}
 				}
 				for _, g := range decl {
-					for _, w := range g.ExcludeSlips() {
-						warnf("%s", w)
-					}
+					warns = append(warns, g.ExcludeSlips()...)
+				}
+				for _, w := range warns {
+					warnf("%s", w)
 				}
 				changes, err := cat.ApplyGroups(decl, c.Bool("dry-run"), time.Now())
 				if errors.Is(err, engine.ErrBadPolicy) {
@@ -107,19 +108,20 @@ func init() {
 
 // readGroupsFile parses a groups file; what is wrong with it is a usage
 // error naming the file, and the line where the decoder or keyLines
-// knows it. It returns where each group's keys are (see keyLines).
-func readGroupsFile(path string) ([]engine.Group, groupsLines, error) {
+// knows it. It returns where each group's keys are (see keyLines), and
+// warnings of policies that are odd (policyOddities).
+func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) {
 	text, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return nil, groupsLines{}, usagef("groups file %s: no such file", path)
+		return nil, groupsLines{}, nil, usagef("groups file %s: no such file", path)
 	}
 	if err != nil {
-		return nil, groupsLines{}, usagef("groups file %s: %v", path, err)
+		return nil, groupsLines{}, nil, usagef("groups file %s: %v", path, err)
 	}
 	var f groupsFile
 	md, err := toml.Decode(string(text), &f)
 	if err != nil {
-		return nil, groupsLines{}, usagef("groups file %s: %v", path, err)
+		return nil, groupsLines{}, nil, usagef("groups file %s: %v", path, err)
 	}
 	lines := keyLines(string(text))
 	if un := md.Undecoded(); len(un) > 0 {
@@ -132,12 +134,28 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, error) {
 				msgs = append(msgs, m)
 			}
 		}
-		return nil, groupsLines{}, usagef("groups file %s: %s; a group's keys are name, members and the policy flags with '_' for '-' (%s)", path, strings.Join(msgs, "; "), strings.Join(known[2:], ", "))
+		return nil, groupsLines{}, nil, usagef("groups file %s: %s; a group's keys are name, members and the policy flags with '_' for '-' (%s)", path, strings.Join(msgs, "; "), strings.Join(known[2:], ", "))
+	}
+	// The keys each group gives, for the values given empty: the struct
+	// cannot tell at = [] from no at.
+	var given struct {
+		Group []map[string]any `toml:"group"`
+	}
+	if _, err := toml.Decode(string(text), &given); err != nil {
+		return nil, groupsLines{}, nil, usagef("groups file %s: %v", path, err)
 	}
 	var out []engine.Group
+	var warns []string
 	for i, d := range f.Group {
 		if d.Name == "" {
-			return nil, groupsLines{}, usagef("groups file %s: %sgroup %d has no name", path, at(lines.header(i)), i+1)
+			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %d has no name", path, at(lines.header(i)), i+1)
+		}
+		if key, msg := emptyKeys(given.Group[i]); key != "" {
+			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s: %s", path, at(lines.key(i, key)), d.Name, msg)
+		}
+		if c := policyConflict(d.Policy); c != nil {
+			key := strings.ReplaceAll(c.flag, "-", "_")
+			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s: %s %s", path, at(lines.key(i, key)), d.Name, key, flagsAsKeys(c.msg))
 		}
 		// Checked here, not only by ApplyGroups, to say the value's line.
 		if err := d.Policy.Check(); err != nil {
@@ -145,11 +163,15 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, error) {
 			if m := flagRE.FindStringSubmatch(err.Error()); m != nil {
 				line = lines.key(i, strings.ReplaceAll(m[1], "-", "_"))
 			}
-			return nil, groupsLines{}, usagef("groups file %s: %sgroup %s: %s", path, at(line), d.Name, flagsAsKeys(err.Error()))
+			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s: %s", path, at(line), d.Name, flagsAsKeys(err.Error()))
+		}
+		for _, o := range policyOddities(d.Policy) {
+			key := strings.ReplaceAll(o.flag, "-", "_")
+			warns = append(warns, fmt.Sprintf("groups file %s: %sgroup %s: %s: %s", path, at(lines.key(i, key)), d.Name, key, flagsAsKeys(o.msg)))
 		}
 		out = append(out, engine.Group{Name: d.Name, Members: d.Members, Policy: d.Policy})
 	}
-	return out, lines, nil
+	return out, lines, warns, nil
 }
 
 // groupKeys are the keys a [[group]] table takes: name, members, then

@@ -21,20 +21,21 @@ import (
 
 // pointJSON is the --json form of a point; scripts rely on these fields.
 type pointJSON struct {
-	ID     string             `json:"id"`
-	Source string             `json:"source"`
-	Time   time.Time          `json:"time"`
-	Kind   string             `json:"kind"`
-	Path   string             `json:"path"`
-	Host   string             `json:"host"`
-	Parent string             `json:"parent,omitempty"`
-	Stats  engine.Stats       `json:"stats"`
-	Errors []engine.PathError `json:"errors,omitempty"`
+	ID      string          `json:"id"`
+	Source  string          `json:"source"`
+	Time    time.Time       `json:"time"`
+	Kind    string          `json:"kind"`
+	Path    string          `json:"path"`
+	PathRaw string          `json:"path_raw,omitempty"` // Path's bytes when they are not UTF-8 (rawName)
+	Host    string          `json:"host"`
+	Parent  string          `json:"parent,omitempty"`
+	Stats   engine.Stats    `json:"stats"`
+	Errors  []pathErrorJSON `json:"errors,omitempty"`
 	// Exclude is what the backup was told to leave out ({} for points
 	// written before exclusions were recorded).
-	Exclude     engine.Exclude      `json:"exclude"`
-	MountPoints []engine.MountPoint `json:"mount_points,omitempty"`
-	Compression string              `json:"compression,omitempty"` // codec of the point's new blobs; absent in old points
+	Exclude     engine.Exclude   `json:"exclude"`
+	MountPoints []mountPointJSON `json:"mount_points,omitempty"`
+	Compression string           `json:"compression,omitempty"` // codec of the point's new blobs; absent in old points
 	// Group, PolicyVersion and Scheduled: the protection group the point
 	// was made for, its policy version, and the recovery point time it
 	// is (absent for syncs and backups of a path).
@@ -47,9 +48,9 @@ type pointJSON struct {
 }
 
 func toJSON(p *engine.Point) pointJSON {
-	return pointJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Kind: p.Kind, Path: p.Path, Host: p.Host,
-		Parent: p.Parent, Stats: p.Stats, Errors: p.Errors, Exclude: p.Exclude, MountPoints: p.MountPoints, Compression: string(p.Compression), Damaged: p.Damaged,
-		Group: p.Group, PolicyVersion: p.PolicyVersion, Scheduled: p.Scheduled}
+	return pointJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Kind: p.Kind, Path: p.Path, PathRaw: rawName(p.Path), Host: p.Host,
+		Parent: p.Parent, Stats: p.Stats, Errors: pathErrorsJSON(p.Errors), Exclude: p.Exclude, MountPoints: mountPointsJSON(p.MountPoints),
+		Compression: string(p.Compression), Damaged: p.Damaged, Group: p.Group, PolicyVersion: p.PolicyVersion, Scheduled: p.Scheduled}
 }
 
 func init() {

@@ -70,20 +70,11 @@ func setPolicy(c *cli.Context, p *engine.Policy) {
 			*f = c.Int(name)
 		}
 	}
-	list := func(s string) []string {
-		var out []string
-		for _, v := range strings.Split(s, ",") {
-			if v = strings.TrimSpace(v); v != "" {
-				out = append(out, v)
-			}
-		}
-		return out
-	}
 	if c.IsSet("at") {
-		p.At = list(c.String("at"))
+		p.At = splitList(c.String("at"))
 	}
 	if c.IsSet("days") {
-		p.Days = list(c.String("days"))
+		p.Days = splitList(c.String("days"))
 	}
 	if c.IsSet("exclude") {
 		p.Exclude = c.Generic("exclude").(*repeated).list
@@ -165,8 +156,15 @@ func init() {
 					if err != nil {
 						return err
 					}
+					if err := emptyPolicyFlags(c); err != nil {
+						return err
+					}
 					g := engine.Group{Name: name, Members: c.Generic("member").(*repeated).list}
 					setPolicy(c, &g.Policy)
+					warns, err := checkGroupPolicy(name, g.Policy)
+					if err != nil {
+						return err
+					}
 					return wakeAfter(c, withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
 						ms, err := sourceMembers(c, cat)
 						if err != nil {
@@ -186,7 +184,7 @@ func init() {
 							return err
 						}
 						fmt.Fprintf(report(c), "created group %s (policy version %d) with %d member(s)\n", g.Name, g.PolicyVersion, len(g.Members))
-						for _, w := range g.ExcludeSlips() {
+						for _, w := range append(warns, g.ExcludeSlips()...) {
 							warnf("%s", w)
 						}
 						return nil
@@ -199,16 +197,31 @@ func init() {
 				ArgsUsage: "NAME",
 				Flags:     policyFlags(),
 				Action: func(c *cli.Context) error {
-					return editGroupWith(c, func(cat *engine.Catalog) (func(*engine.Group) error, error) {
+					if err := emptyPolicyFlags(c); err != nil {
+						return err
+					}
+					var warns []string
+					err := editGroupWith(c, func(cat *engine.Catalog) (func(*engine.Group) error, error) {
 						tst, err := cat.TapeState()
 						if err != nil {
 							return nil, err
 						}
 						return func(g *engine.Group) error {
 							setPolicy(c, &g.Policy)
+							w, err := checkGroupPolicy(g.Name, g.Policy)
+							if err != nil {
+								return err
+							}
+							warns = w
 							return engine.CheckTapeGoalPool(tst, g.Name, g.Policy, time.Now())
 						}, nil
 					})
+					if err == nil {
+						for _, w := range warns {
+							warnf("%s", w)
+						}
+					}
+					return err
 				},
 			},
 			{

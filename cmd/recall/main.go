@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 	"github.com/recall-backup/recall/chunkstore"
@@ -86,6 +87,9 @@ func newApp() *cli.App {
 		},
 		Action: unknownCommand,
 		Before: func(c *cli.Context) error {
+			if err := unknownHelpTopic(c); err != nil {
+				return err
+			}
 			if _, err := cacheBytes(c); err != nil {
 				return err
 			}
@@ -106,19 +110,37 @@ func newApp() *cli.App {
 //     upper-case words ("PATH", "[NAME]", "POINT (id, ...)") are the most a
 //     command takes, and a word ending in "..." takes any number; one more
 //     is a usage error ("verify extra"). A command checks its own minimum;
-//   - a command with subcommands rejects an unknown one;
+//   - a command with subcommands rejects an unknown one, and gives the
+//     same hint for 'help' of one (unknownHelpTopic);
 //   - a missing required flag is one line on stderr (missingFlags).
 func checkUsage(c *cli.Command) {
+	for _, f := range c.Flags {
+		// A repeatable flag's values are in its Value, made once with
+		// the command: a second app in one process (a test's next run)
+		// starts from none, not from the values the last one was given.
+		if g, ok := f.(*cli.GenericFlag); ok {
+			if r, ok := g.Value.(*repeated); ok {
+				r.list = nil
+			}
+		}
+	}
 	if c.OnUsageError == nil {
 		c.OnUsageError = func(ctx *cli.Context, err error, _ bool) error {
 			return flagError(ctx, append(slices.Clip(c.Flags), ctx.App.Flags...), err)
 		}
 	}
-	if len(c.Subcommands) > 0 {
+	if len(ownSubcommands(c)) > 0 {
 		if c.Action == nil {
 			c.Action = unknownCommand
 		}
-		for _, sub := range c.Subcommands {
+		before := c.Before
+		c.Before = func(ctx *cli.Context) error {
+			if err := unknownHelpTopic(ctx); err != nil || before == nil {
+				return err
+			}
+			return before(ctx)
+		}
+		for _, sub := range ownSubcommands(c) {
 			checkUsage(sub)
 		}
 		return
@@ -167,20 +189,74 @@ func maxArgs(argsUsage string) int {
 // and the message says what was probably meant (commandHint).
 func unknownCommand(c *cli.Context) error {
 	if c.NArg() > 0 {
-		name := commandPath(c)
-		cmds := c.App.Commands
-		if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
-			cmds = c.Command.Subcommands
-		}
-		if hint := commandHint(c.Args().First(), name, cmds, name == c.App.Name); hint != "" {
-			return usagef("unknown command %q; %s", c.Args().First(), hint)
-		}
-		return usagef("unknown command %q; run '%s --help' for the list", c.Args().First(), name)
+		path := commandPath(c)
+		return unknownName(c.Args().First(), path, subcommands(c), path == c.App.Name)
 	}
 	if c.Command != nil && c.Command.Name != "" {
 		return cli.ShowSubcommandHelp(c)
 	}
 	return cli.ShowAppHelp(c)
+}
+
+// unknownName is the usage error for name, which is none of cmds, the
+// commands of path (top: the app's own).
+func unknownName(name, path string, cmds []*cli.Command, top bool) error {
+	if hint := commandHint(name, path, cmds, top); hint != "" {
+		return usagef("unknown command %q; %s", name, hint)
+	}
+	return usagef("unknown command %q; run '%s --help' for the list", name, path)
+}
+
+// ownSubcommands are c's subcommands but urfave/cli's help command,
+// which running a command adds to its subcommands (and to the help
+// command's own): a command that ran once in a process (a test's) is no
+// command group for that.
+func ownSubcommands(c *cli.Command) []*cli.Command {
+	var out []*cli.Command
+	for _, sub := range c.Subcommands {
+		if !sub.HasName("help") {
+			out = append(out, sub)
+		}
+	}
+	return out
+}
+
+// subcommands are the commands c's arguments may name: the app's, or
+// those of c's command.
+func subcommands(c *cli.Context) []*cli.Command {
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+		return c.Command.Subcommands
+	}
+	return c.App.Commands
+}
+
+// unknownHelpTopic is unknownName's error for "help NAME..." (or "h")
+// when a NAME is not a command where it stands, as the name without
+// "help" gets; nil for anything else. urfave/cli's help command says only
+// "No help topic". It runs before c's command is dispatched, on the
+// arguments c's command has left; a name under a command that has no
+// subcommands is left to the help command (it shows that command's).
+func unknownHelpTopic(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) < 2 || (args[0] != "help" && args[0] != "h") {
+		return nil
+	}
+	path := commandPath(c)
+	cmds, top := subcommands(c), path == c.App.Name
+	for _, name := range args[1:] {
+		if name == "--" {
+			continue // interspersed's, once help is among the subcommands
+		}
+		if len(cmds) == 0 || name == "help" || name == "h" || strings.HasPrefix(name, "-") {
+			return nil
+		}
+		i := slices.IndexFunc(cmds, func(cmd *cli.Command) bool { return cmd.HasName(name) })
+		if i < 0 {
+			return unknownName(name, path, cmds, top)
+		}
+		cmds, path, top = ownSubcommands(cmds[i]), path+" "+cmds[i].Name, false
+	}
+	return nil
 }
 
 // commandPath is the command line from the app down to c's command
@@ -674,25 +750,26 @@ func logf(format string, args ...any) {
 // oneLine escapes the control characters of s (\x0a for a newline, \x1b
 // for an escape), so that a message naming a file stays one line: a file
 // name may hold a newline and text that reads as another message
-// ("recall: completed"), or a terminal's escape sequences.
+// ("recall: completed"), or a terminal's escape sequences. A backslash is
+// escaped too (\\), so that a name holding a tab and one holding the four
+// characters \x09 print differently. Bytes that are not UTF-8 are left
+// as they are.
 func oneLine(s string) string {
-	clean := true
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r == '\\' || unicode.IsControl(r) }) {
 		return s
 	}
 	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) {
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unicode.IsControl(r):
 			fmt.Fprintf(&b, "\\x%02x", r)
-			continue
+		default:
+			b.WriteString(s[:n]) // a byte that is not UTF-8 as it is
 		}
-		b.WriteRune(r)
+		s = s[n:]
 	}
 	return b.String()
 }

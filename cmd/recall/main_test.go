@@ -38,7 +38,7 @@ func TestMaxArgs(t *testing.T) {
 func TestEveryCommandRejectsExtraArguments(t *testing.T) {
 	app := newApp()
 	for _, c := range app.Commands {
-		if len(c.Subcommands) > 0 || maxArgs(c.ArgsUsage) < 0 {
+		if len(ownSubcommands(c)) > 0 || maxArgs(c.ArgsUsage) < 0 {
 			continue
 		}
 		args := []string{"recall", "--home", t.TempDir(), c.Name}
@@ -90,6 +90,63 @@ func TestDefaultHomeFromConfig(t *testing.T) {
 		os.WriteFile(cfg, []byte(text), 0o644)
 		if h := defaultHome(); h == "" || h == "/srv/backup/recall" {
 			t.Errorf("file %q: home %q", text, h)
+		}
+	}
+}
+
+// Every command with subcommands, given none, prints its help and exits
+// 0. (Fix: repair alone was a usage error, exit 2, unlike key or tape.)
+func TestCommandGroupsWithoutSubcommandShowHelp(t *testing.T) {
+	app := newApp()
+	groups := 0
+	for _, c := range app.Commands {
+		if len(ownSubcommands(c)) == 0 || c.Name == "alerts" { // alerts alone lists the alerts
+			continue
+		}
+		groups++
+		out, err := runRecall(t, "--home", t.TempDir(), c.Name)
+		if err != nil || exitCode(err) != exitOK {
+			t.Errorf("recall %s: %v (exit %d), want its help and exit 0", c.Name, err, exitCode(err))
+		}
+		if !strings.Contains(out, "recall "+c.Name) {
+			t.Errorf("recall %s printed %q, want its help", c.Name, out)
+		}
+	}
+	if groups == 0 {
+		t.Fatal("no command with subcommands registered")
+	}
+}
+
+// help of a name that is no command gets the hint the name alone gets,
+// and exit 2, at any depth. (Fix: urfave/cli's help command said only
+// "No help topic for 'restor'".)
+func TestHelpOfUnknownCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"help", "restor"}, "did you mean 'recall restore'?"},
+		{[]string{"h", "restor"}, "did you mean 'recall restore'?"},
+		{[]string{"help", "snapshots"}, "'recall points'"},
+		{[]string{"help", "frobnicate"}, "run 'recall --help' for the list"},
+		{[]string{"help", "key", "paswd"}, "did you mean 'recall key passwd'?"},
+		{[]string{"key", "help", "paswd"}, "did you mean 'recall key passwd'?"},
+		{[]string{"help", "group", "ls"}, "did you mean 'recall group list'?"},
+	} {
+		line := strings.Join(tc.args, " ")
+		_, plain := runRecall(t, append([]string{"--home", t.TempDir()}, tc.args[len(tc.args)-1])...)
+		_, err := runRecall(t, append([]string{"--home", t.TempDir()}, tc.args...)...)
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("recall %s: %v (exit %d), want exit 2 and %q", line, err, exitCode(err), tc.want)
+		}
+		if len(tc.args) == 2 && (plain == nil || err == nil || plain.Error() != err.Error()) {
+			t.Errorf("recall %s: %v; want what recall %s says: %v", line, err, tc.args[1], plain)
+		}
+	}
+	// Known topics still show their help.
+	for _, args := range [][]string{{"help", "restore"}, {"help", "key"}, {"help", "key", "passwd"}, {"key", "help", "passwd"}, {"help", "restore", "extra"}} {
+		if out, err := runRecall(t, append([]string{"--home", t.TempDir()}, args...)...); err != nil || !strings.Contains(out, "USAGE") {
+			t.Errorf("recall %s: %v, %q; want help", strings.Join(args, " "), err, out)
 		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -101,6 +103,13 @@ var passwordCommandTimeout = 2 * time.Minute
 // agent it started prints later is not ours to wait for. It is not
 // killed either, for an agent it started must live on; it is reaped in
 // the background, so it leaves no zombie while recall runs.
+//
+// It runs in a process group of its own, so that stopping it before it
+// printed the line (an interruption, the timeout) stops what it started
+// too: killing sh alone would leave "sleep 100" of "sleep 100; echo pw"
+// running, reparented to init.
+// While it runs, its group is the terminal's foreground group when ours
+// was (foreground), so that it may still read the terminal.
 func runPasswordCommand(ctx context.Context, command string) (string, error) {
 	// A command that waits for an answer nobody gives (a pinentry with
 	// no display) would hang a cron job for ever.
@@ -117,11 +126,13 @@ func runPasswordCommand(ctx context.Context, command string) (string, error) {
 	// An *os.File, not a Writer: exec copies nothing, so Wait does not
 	// wait for the command's children to close their output.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, w, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
 		return "", fmt.Errorf("password command %q failed: %v; run it by hand to see why", command, err)
 	}
+	defer foreground(cmd.Process.Pid)()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	type answer struct {
@@ -144,6 +155,12 @@ func runPasswordCommand(ctx context.Context, command string) (string, error) {
 		// the passphrase only if the command succeeded.
 		select {
 		case err := <-exited:
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGINT {
+				// Ctrl-C on the terminal it had (foreground) reached
+				// its group, not us: we are interrupted all the same.
+				cmdName, _ := running.Load().(string)
+				return "", interrupted{sig: syscall.SIGINT, cmd: cmdName}
+			}
 			if err != nil {
 				// %v: an *exec.ExitError has an ExitCode method, and
 				// urfave/cli's ExitCoder would make it a usage error in
@@ -162,14 +179,40 @@ func runPasswordCommand(ctx context.Context, command string) (string, error) {
 }
 
 // passwordCommandStopped ends cmd, which printed no line before ctx
-// ended, and says why it was stopped. Only sh is killed, as
-// exec.CommandContext would: the reaper started with it collects it.
+// ended, with its process group, and says why it was stopped. The reaper
+// started with it collects sh; what sh started is reparented and reaped
+// by init.
 func passwordCommandStopped(ctx context.Context, cmd *exec.Cmd, command string) error {
-	cmd.Process.Kill()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("password command %q printed no passphrase within %s: run it by hand to see what it waits for", command, passwordCommandTimeout)
 	}
 	return context.Cause(ctx)
+}
+
+// foreground makes process group pgid the foreground group of our
+// terminal (stdin), when ours is, and returns what gives the terminal
+// back: a command in a group of its own that reads the terminal (a
+// prompt) would else be stopped (SIGTTIN) until the timeout. As shells
+// do it; restic starts ssh so. SIGTTOU is ignored meanwhile: taking the
+// terminal back from a background group sends it.
+func foreground(pgid int) func() {
+	fd := int(os.Stdin.Fd())
+	ours, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	if err != nil || ours != unix.Getpgrp() {
+		return func() {} // no terminal, or we are in the background
+	}
+	signal.Ignore(syscall.SIGTTOU)
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, pgid); err != nil {
+		signal.Reset(syscall.SIGTTOU)
+		return func() {}
+	}
+	// It may have read the terminal before it was given it, and stopped.
+	syscall.Kill(-pgid, syscall.SIGCONT)
+	return func() {
+		unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, ours)
+		signal.Reset(syscall.SIGTTOU)
+	}
 }
 
 // readPassword asks for a passphrase on the terminal; tests replace it.

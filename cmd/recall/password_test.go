@@ -2,17 +2,27 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/testchild"
+	"github.com/recall-backup/recall/internal/testskip"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 // runProbe runs the app with a command "probe" whose action is fn, on
@@ -268,5 +278,134 @@ func TestVersionOf(t *testing.T) {
 				t.Errorf("line %q, want it to start %q", got.String(), tc.line)
 			}
 		})
+	}
+}
+
+// passwordChildEnv holds, as a JSON array, the arguments of the recall
+// that TestPasswordCommandChild runs.
+const passwordChildEnv = "RECALL_TEST_PASSWORD_CHILD"
+
+// TestPasswordCommandChild is not a test of its own: it is the recall
+// process TestPasswordCommandStoppedWithItsGroup interrupts, and does
+// nothing without passwordChildEnv. It says "ready", then runs recall
+// as main does, until a signal stops it.
+func TestPasswordCommandChild(t *testing.T) {
+	var args []string
+	if err := json.Unmarshal([]byte(os.Getenv(passwordChildEnv)), &args); err != nil {
+		return
+	}
+	ctx, _ := stopOnSignal()
+	fmt.Println("ready")
+	app := newApp()
+	err := app.RunContext(ctx, interspersed(app, append([]string{"recall"}, args...)))
+	fmt.Fprintf(os.Stderr, "recall %q: %v\n", args, err)
+}
+
+// A recall interrupted while its password command runs stops what the
+// command started too: the command runs in a process group of its own,
+// killed whole. (Fix: only sh was killed, and "sleep 100" of
+// "sleep 100; echo pw" ran on, reparented to init.)
+func TestPasswordCommandStoppedWithItsGroup(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	if _, err := chunkstore.Init(filepath.Join(home, "store"), chunkstore.InitOptions{Encrypt: true, Password: "pw", KDFMemoryKB: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	// The command's grandchild says its pid through a FIFO, which the
+	// open below waits on: no polling for it to start.
+	fifo := filepath.Join(dir, "pid")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	command := fmt.Sprintf("sh -c 'echo $$ > %s; exec sleep 100'; echo pw", fifo)
+	args, _ := json.Marshal([]string{"--home", home, "--password-command", command, "points"})
+	cmd, _ := testchild.Start(t, "TestPasswordCommandChild", passwordChildEnv+"="+string(args),
+		"RECALL_PASSWORD=", "RECALL_PASSWORD_FILE=", "RECALL_PASSWORD_COMMAND=")
+	pidc := make(chan []byte, 1)
+	go func() { b, _ := os.ReadFile(fifo); pidc <- b }()
+	var pid int
+	select {
+	case b := <-pidc:
+		var err error
+		if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+			t.Fatalf("the command's child wrote %q", b)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the password command's child never started")
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	// Its end, as the kernel tells it: a pidfd turns readable once the
+	// process has ended (a zombie until init reaps it included).
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd of the password command's child: %v", err)
+	}
+	defer unix.Close(pidfd)
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("recall did not end on SIGTERM")
+	}
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 10_000)
+	for err == unix.EINTR {
+		n, err = unix.Poll(fds, 10_000)
+	}
+	if err != nil || n != 1 {
+		t.Fatalf("the password command's child %d still runs 10s after recall ended (poll: %d, %v)", pid, n, err)
+	}
+}
+
+// passwordTTYEnv makes TestPasswordCommandTTYChild run a password
+// command that reads the terminal.
+const passwordTTYEnv = "RECALL_TEST_PASSWORD_TTY"
+
+// TestPasswordCommandTTYChild is not a test of its own: it is the
+// process TestPasswordCommandReadsTerminal starts on a terminal, and does
+// nothing without passwordTTYEnv. It prints what a password command that
+// reads the terminal answered, and whether the terminal was given back.
+func TestPasswordCommandTTYChild(t *testing.T) {
+	if os.Getenv(passwordTTYEnv) == "" {
+		return
+	}
+	passwordCommandTimeout = 20 * time.Second
+	pw, err := runPasswordCommand(context.Background(), `read pw && echo "got $pw"`)
+	pg, gerr := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	fmt.Printf("%q %v; terminal ours again: %v\n", pw, err, gerr == nil && pg == unix.Getpgrp())
+}
+
+// A password command in its own process group still reads the terminal
+// recall runs on (a prompt): its group has the terminal while it runs,
+// and recall has it back after.
+func TestPasswordCommandReadsTerminal(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		testskip.Skip(t, "no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPasswordCommandTTYChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), passwordTTYEnv+"=1")
+	cmd.Stdin, cmd.Stderr = tty, os.Stderr
+	var out strings.Builder
+	cmd.Stdout = &out
+	// A session of its own, the terminal its controlling one.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	go io.Copy(io.Discard, ptmx) // the echo
+	if _, err := ptmx.WriteString("s3cret\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if want := `"got s3cret" <nil>; terminal ours again: true`; !strings.Contains(out.String(), want) {
+		t.Errorf("password command on a terminal: %q, want %q", out.String(), want)
 	}
 }

@@ -150,7 +150,7 @@ func (r *reporter) item(path string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.json {
-		r.line(verboseJSON{MessageType: "verbose_status", Action: r.action, Item: path})
+		r.line(verboseJSON{MessageType: "verbose_status", Action: r.action, Item: path, ItemRaw: rawName(path)})
 		return
 	}
 	if r.bar != nil {
@@ -167,7 +167,7 @@ func (r *reporter) saved(path, how string) {
 	defer r.mu.Unlock()
 	if r.json {
 		if how != "skipped" {
-			r.line(verboseJSON{MessageType: "verbose_status", Action: how, Item: path})
+			r.line(verboseJSON{MessageType: "verbose_status", Action: how, Item: path, ItemRaw: rawName(path)})
 		}
 		return
 	}
@@ -220,19 +220,21 @@ type statusJSON struct {
 	TotalsFinal      bool     `json:"totals_final"`
 	ErrorCount       int64    `json:"error_count"`
 	CurrentFiles     []string `json:"current_files"`
+	CurrentFilesRaw  []string `json:"current_files_raw,omitempty"` // rawNames
 }
 
 type verboseJSON struct {
 	MessageType string `json:"message_type"` // "verbose_status"
 	Action      string `json:"action"`
 	Item        string `json:"item"`
+	ItemRaw     string `json:"item_raw,omitempty"` // rawName
 }
 
 func (r *reporter) status(s engine.Status) statusJSON {
 	el := time.Since(r.start)
 	j := statusJSON{MessageType: "status", SecondsElapsed: round3(el.Seconds()),
 		TotalFiles: s.FilesTotal, FilesDone: s.FilesDone, TotalBytes: s.BytesTotal, BytesDone: s.BytesDone,
-		TotalsFinal: s.TotalsFinal, ErrorCount: s.Errors, CurrentFiles: s.Current}
+		TotalsFinal: s.TotalsFinal, ErrorCount: s.Errors, CurrentFiles: s.Current, CurrentFilesRaw: rawNames(s.Current)}
 	if j.CurrentFiles == nil {
 		j.CurrentFiles = []string{}
 	}

@@ -82,10 +82,28 @@ func TestOneLine(t *testing.T) {
 		"esc\x1b[2J\x1b[31mred":            `esc\x1b[2J\x1b[31mred`,
 		"caf\u00e9 and tabs\there":         `caf` + "\u00e9" + ` and tabs\x09here`,
 		"del\x7f and c1 \u0085":            `del\x7f and c1 \x85`,
+		`four characters \x09`:             `four characters \\x09`,
+		`back\slash`:                       `back\\slash`,
+		"not utf-8 \xff\tand a tab":        "not utf-8 \xff\\x09and a tab",
 	} {
 		if got := oneLine(in); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// -v names two files apart when one holds a tab and the other the four
+// characters \x09. (Fix: the backslash was not escaped, and both printed
+// as a\x09b.)
+func TestVerboseNamesEscapeBackslash(t *testing.T) {
+	var out bytes.Buffer
+	r := &reporter{out: &out, action: "restored"}
+	r.item("a\tb")
+	r.item(`a\x09b`)
+	r.saved(`c\x0ad`, "new")
+	want := "restored a\\x09b\nrestored a\\\\x09b\nnew      c\\\\x0ad\n"
+	if out.String() != want {
+		t.Errorf("-v printed %q, want %q", out.String(), want)
 	}
 }
 

@@ -30,13 +30,6 @@ affected source that still has its data (stores again what was lost), then
 lost file in the point's errors). 'recall repair index' replaces corrupt index files.
 Each prints every change it makes; --dry-run prints them and changes nothing.
 Exit code 4: damage stays in the store and is reported.`,
-		Action: func(c *cli.Context) error {
-			cli.ShowSubcommandHelp(c)
-			if c.NArg() > 0 {
-				return usagef("repair: unknown %q; repair index, packs or points", c.Args().First())
-			}
-			return usagef("repair needs what to repair: index, packs or points")
-		},
 		Subcommands: []*cli.Command{
 			{
 				Name:  "index",

@@ -97,25 +97,26 @@ func damagedNote(res *engine.RestoreResult) string {
 // restoreJSON is the summary line of restore --json; the totals carry
 // restic's names.
 type restoreJSON struct {
-	Point          string             `json:"point"`
-	Source         string             `json:"source"`
-	Root           string             `json:"root"`
-	SecondsElapsed float64            `json:"seconds_elapsed"`
-	FilesRestored  int64              `json:"files_restored"`
-	Dirs           int64              `json:"dirs"`
-	Others         int64              `json:"others"`
-	BytesRestored  int64              `json:"bytes_restored"`
-	FilesKept      int64              `json:"files_kept,omitempty"`
-	BytesKept      int64              `json:"bytes_kept,omitempty"`
-	TargetKept     bool               `json:"target_kept,omitempty"`
-	Damaged        []engine.PathError `json:"damaged,omitempty"`
-	Skipped        []engine.PathError `json:"skipped,omitempty"`
-	Warnings       []engine.PathError `json:"warnings,omitempty"`
+	Point          string          `json:"point"`
+	Source         string          `json:"source"`
+	Root           string          `json:"root"`
+	RootRaw        string          `json:"root_raw,omitempty"` // Root's bytes when they are not UTF-8 (rawName)
+	SecondsElapsed float64         `json:"seconds_elapsed"`
+	FilesRestored  int64           `json:"files_restored"`
+	Dirs           int64           `json:"dirs"`
+	Others         int64           `json:"others"`
+	BytesRestored  int64           `json:"bytes_restored"`
+	FilesKept      int64           `json:"files_kept,omitempty"`
+	BytesKept      int64           `json:"bytes_kept,omitempty"`
+	TargetKept     bool            `json:"target_kept,omitempty"`
+	Damaged        []pathErrorJSON `json:"damaged,omitempty"`
+	Skipped        []pathErrorJSON `json:"skipped,omitempty"`
+	Warnings       []pathErrorJSON `json:"warnings,omitempty"`
 }
 
 func restoreSummary(p *engine.Point, res *engine.RestoreResult, el time.Duration) restoreJSON {
-	return restoreJSON{Point: p.ID.String(), Source: p.Source, Root: res.Root, SecondsElapsed: round3(el.Seconds()),
+	return restoreJSON{Point: p.ID.String(), Source: p.Source, Root: res.Root, RootRaw: rawName(res.Root), SecondsElapsed: round3(el.Seconds()),
 		FilesRestored: res.Files, Dirs: res.Dirs, Others: res.Others, BytesRestored: res.Bytes,
 		FilesKept: res.Kept, BytesKept: res.KeptBytes, TargetKept: res.TargetKept,
-		Damaged: res.Damaged, Skipped: res.Skipped, Warnings: res.Warnings}
+		Damaged: pathErrorsJSON(res.Damaged), Skipped: pathErrorsJSON(res.Skipped), Warnings: pathErrorsJSON(res.Warnings)}
 }

@@ -49,7 +49,7 @@ func init() {
 				return err
 			}
 			if c.Bool("json") {
-				pr.Summary(verifyJSON{VerifyReport: rep, SecondsElapsed: round3(time.Since(pr.start).Seconds())})
+				pr.Summary(verifyJSON{VerifyReport: rep, Damage: damagesJSON(rep.Damage), SecondsElapsed: round3(time.Since(pr.start).Seconds())})
 				return err
 			}
 			out := c.App.Writer
@@ -149,8 +149,10 @@ func countPoints(ds []engine.Damage) int {
 }
 
 // verifyJSON is the summary line of verify --json: the report and the
-// time it took.
+// time it took. Damage, with the raw field of each path, stands for the
+// report's (the shallower field wins in encoding/json).
 type verifyJSON struct {
 	*engine.VerifyReport
-	SecondsElapsed float64 `json:"seconds_elapsed"`
+	Damage         []damageJSON `json:"damage,omitempty"`
+	SecondsElapsed float64      `json:"seconds_elapsed"`
 }

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/recall-backup/recall/engine"
+)
+
+// groupHome is a home with a store and an existing group "web" of a
+// fresh member, and a runner that returns the output and error.
+func groupHome(t *testing.T) (dir string, run func(args ...string) (string, error)) {
+	t.Helper()
+	dir = t.TempDir()
+	t.Setenv("RECALL_CONFIG", filepath.Join(dir, "none.toml"))
+	t.Setenv("RECALL_SOCKET", filepath.Join(dir, "none.sock"))
+	home := filepath.Join(dir, "home")
+	run = func(args ...string) (string, error) {
+		t.Helper()
+		return runRecall(t, append([]string{"--home", home, "-q"}, args...)...)
+	}
+	for _, d := range []string{"web", "other"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := run("init"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("group", "create", "web", "--member", filepath.Join(dir, "web")); err != nil {
+		t.Fatal(err)
+	}
+	return dir, run
+}
+
+// An empty value of a policy flag whose empty value means nothing is
+// refused, naming the flag and the form it takes, exit 2; one whose empty
+// value means none or the store's is taken. (Fix: --at "" silently was
+// the default 20:00.)
+func TestGroupEmptyFlags(t *testing.T) {
+	dir, run := groupHome(t)
+	other := filepath.Join(dir, "other")
+	for _, tc := range []struct{ flag, value, want string }{
+		{"at", "", "--at TIMES: recovery point TIMES, HH:MM"},
+		{"at", " , ", "--at TIMES"},
+		{"days", "", "--days DAYS"},
+		{"retention", "", "--retention SPAN"},
+		{"sync", " ", "--sync SPAN"},
+		{"sync-window", "", "--sync-window SPAN"},
+		{"script-timeout", "", "--script-timeout SPAN"},
+		{"end-user-recovery", "", "--end-user-recovery on|off"},
+		{"check", "", "--check WHEN"},
+		{"check-read-share", "", "--check-read-share PERCENT"},
+		{"exclude-file", "", "--exclude-file FILE"},
+	} {
+		for _, cmd := range [][]string{{"group", "create", "new", "--member", other}, {"group", "edit", "web"}} {
+			line := strings.Join(cmd[:2], " ") + " --" + tc.flag + "=" + tc.value
+			_, err := run(append(cmd, "--"+tc.flag+"="+tc.value)...)
+			if exitCode(err) != exitUsage || !strings.Contains(err.Error(), `invalid value "`+tc.value+`" for --`+tc.flag) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: %v (exit %d), want exit 2 naming the flag and %q", line, err, exitCode(err), tc.want)
+			}
+		}
+	}
+	if out, err := run("group", "show", "web"); err != nil || strings.Contains(out, "policy version 2") {
+		t.Errorf("group show web after the refusals: %v\n%s", err, out)
+	}
+	// Empty meaning none, always or the store's.
+	for _, flag := range []string{"limit", "limit-window", "exclude-larger-than", "compression", "pre-script", "post-script", "tape-retention"} {
+		if _, err := run("group", "edit", "web", "--"+flag+"="); err != nil {
+			t.Errorf("group edit --%s '': %v, want it taken", flag, err)
+		}
+	}
+}
+
+// writeGroups writes a groups file and returns its path.
+func writeGroups(t *testing.T, dir, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, "groups.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// apply refuses a key given empty that a flag could not be, and a day
+// list naming days and daily, naming the group, the key and its line,
+// exit 2; group create and edit refuse --days so too. (Fix: both were
+// taken, as the default and as daily.)
+func TestApplyRefusesEmptyAndContradictions(t *testing.T) {
+	dir, run := groupHome(t)
+	web := filepath.Join(dir, "web")
+	for _, tc := range []struct{ body, want string }{
+		{"at = []\n", "line 4: group web: empty at: it takes TIMES"},
+		{"retention = \"\"\n", "line 4: group web: empty retention: it takes SPAN"},
+		{"days = [\"mon\", \"daily\"]\n", `line 4: group web: days "mon,daily" names days and daily`},
+		{"days = [\"DAILY\", \"sun\"]\n", `line 4: group web: days "DAILY,sun"`},
+	} {
+		file := writeGroups(t, dir, "[[group]]\nname = \"web\"\nmembers = [\""+web+"\"]\n"+tc.body)
+		_, err := run("apply", "-f", file, "--dry-run")
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("apply %q: %v (exit %d), want exit 2 and %q", tc.body, err, exitCode(err), tc.want)
+		}
+	}
+	for _, cmd := range [][]string{{"group", "create", "new", "--member", filepath.Join(dir, "other")}, {"group", "edit", "web"}} {
+		_, err := run(append(cmd, "--days", "mon,daily")...)
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), `--days "mon,daily" names days and daily`) {
+			t.Errorf("%s --days mon,daily: %v (exit %d), want exit 2", strings.Join(cmd[:2], " "), err, exitCode(err))
+		}
+	}
+}
+
+// What the README shows as a groups file applies as it is, with no
+// warning: the checks refuse nothing it documents.
+func TestApplyREADMEGroups(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```toml\n(# groups.toml\n.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("no groups.toml example in the README")
+	}
+	dir, run := groupHome(t)
+	if _, err := run("group", "delete", "web"); err != nil {
+		t.Fatal(err)
+	}
+	file := writeGroups(t, dir, string(m[1]))
+	decl, _, warns, err := readGroupsFile(file)
+	if err != nil || len(decl) != 2 || len(warns) != 0 {
+		t.Fatalf("README's groups file: %d groups, warnings %q, %v", len(decl), warns, err)
+	}
+	if _, err := run("apply", "-f", file, "--dry-run"); err != nil {
+		t.Errorf("apply of the README's groups file: %v", err)
+	}
+}
+
+// The odd policies are warned of, by the schedule and retention the
+// engine keeps: a recovery point or a sync pruned by the time the next is
+// made. Policies that keep each point until the next get no warning.
+func TestPolicyOddities(t *testing.T) {
+	for _, tc := range []struct {
+		p    engine.Policy
+		want []string // flag: part of the message
+	}{
+		{engine.Policy{}, nil},
+		{engine.Policy{Retention: "14d", Sync: "15m", At: []string{"09:00", "21:00"}, Days: []string{"mon", "tue", "wed", "thu", "fri"}}, nil},
+		{engine.Policy{Retention: "1d", Days: []string{"mon", "tue", "wed", "thu", "fri"}},
+			[]string{"retention: retention 1d and sync window 48h keep a recovery point less long than the 3d from fri 20:00 to the next one", "a retention of 3d"}},
+		{engine.Policy{Retention: "2d", Days: []string{"mon"}, KeepDaily: 7}, nil}, // keep-daily keeps it
+		{engine.Policy{Retention: "2d", Days: []string{"mon"}, SyncWindow: "7d"}, nil},
+		{engine.Policy{Retention: "2d", Sync: engine.SyncBeforePoint, At: []string{"09:00", "18:00"}, Days: []string{"mon"}},
+			[]string{"retention: ", "the 6d15h from mon 18:00", "a retention of 7d"}},
+		{engine.Policy{Sync: "24h", SyncWindow: "1h"},
+			[]string{"sync-window: sync window 1h is shorter than the 20h from the sync at mon 00:00 to the next point"}},
+		{engine.Policy{Sync: "24h", At: []string{"00:30"}, SyncWindow: "1h"}, nil}, // the 23h30m gap starts at a recovery point
+		{engine.Policy{Sync: "2h", SyncWindow: "2h"}, nil},
+	} {
+		var got []string
+		for _, o := range policyOddities(tc.p) {
+			got = append(got, o.flag+": "+o.msg)
+		}
+		text := strings.Join(got, "\n")
+		if (len(tc.want) == 0) != (len(got) == 0) {
+			t.Errorf("%+v: warnings %q, want %q", tc.p, got, tc.want)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%+v: warnings %q, want %q in them", tc.p, got, w)
+			}
+		}
+	}
+}

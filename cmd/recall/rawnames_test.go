@@ -1,0 +1,139 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/internal/testskip"
+)
+
+// jsonLines decodes every line of out as a JSON object.
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}
+
+// raw decodes the _raw field key of m; ok is false when m has none.
+func raw(t *testing.T, m map[string]any, key string) (string, bool) {
+	t.Helper()
+	v, ok := m[key+"_raw"]
+	if !ok {
+		return "", false
+	}
+	b, err := base64.StdEncoding.DecodeString(v.(string))
+	if err != nil {
+		t.Fatalf("%s_raw %q: %v", key, v, err)
+	}
+	return string(b), true
+}
+
+// A name that is not UTF-8 comes back whole from --json: its string is
+// for display (U+FFFD for the bad byte), and a sibling _raw field holds
+// its bytes; a UTF-8 name has no _raw field. (Fix: the bytes were lost.)
+func TestJSONRawNames(t *testing.T) {
+	dir := t.TempDir()
+	home, src, target := filepath.Join(dir, "home"), filepath.Join(dir, "src\xff"), filepath.Join(dir, "target\xfe")
+	bad := "f\xffile"
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{bad, "plain"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name), 0o644); err != nil {
+			if errors.Is(err, syscall.EILSEQ) || errors.Is(err, syscall.EINVAL) {
+				testskip.Skip(t, "the temporary directory's file system takes only UTF-8 names: %v", err)
+			}
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) []map[string]any {
+		t.Helper()
+		out, err := runRecall(t, append([]string{"--home", home}, args...)...)
+		if err != nil {
+			t.Fatalf("recall %q: %v", args, err)
+		}
+		return jsonLines(t, out)
+	}
+	run("init", "--json")
+
+	// check finds a verbose line for each of items, and the summary's
+	// key holding whole; each has its _raw field when it is not UTF-8.
+	check := func(cmd string, lines []map[string]any, key, whole string, items ...string) {
+		t.Helper()
+		want := map[string]string{} // as JSON shows it -> its bytes
+		for _, n := range append(items, whole) {
+			want[strings.ToValidUTF8(n, "\uFFFD")] = n
+		}
+		seen := 0
+		for _, l := range lines {
+			field := "item"
+			switch l["message_type"] {
+			case "verbose_status":
+			case "summary":
+				field = key
+			default:
+				continue
+			}
+			shown, _ := l[field].(string)
+			exact, ok := want[shown]
+			if !ok {
+				continue
+			}
+			seen++
+			got, hasRaw := raw(t, l, field)
+			switch {
+			case utf8.ValidString(exact) && hasRaw:
+				t.Errorf("%s: %s %q is UTF-8 but has %s_raw %q", cmd, field, shown, field, got)
+			case !utf8.ValidString(exact) && (!hasRaw || got != exact):
+				t.Errorf("%s: %s %q has %s_raw %q (%v), want %q", cmd, field, shown, field, got, hasRaw, exact)
+			}
+		}
+		if seen != len(want) {
+			t.Errorf("%s: %d of the %d verbose lines and summary wanted:\n%v", cmd, seen, len(want), lines)
+		}
+	}
+	check("backup", run("-v", "backup", "--json", src), "path", src, filepath.Join(src, bad), filepath.Join(src, "plain"))
+	check("restore", run("-v", "restore", "latest", "--target", target, "--json"), "root", target, bad, "plain")
+	if b, err := os.ReadFile(filepath.Join(target, bad)); err != nil || string(b) != bad {
+		t.Errorf("restored %q: %q, %v", bad, b, err)
+	}
+
+	// verify's report, whose damage names files of the points.
+	rep := &engine.VerifyReport{Damage: []engine.Damage{{Point: "p", Path: "/" + bad, Error: "x"}}}
+	b, err := json.Marshal(verifyJSON{VerifyReport: rep, Damage: damagesJSON(rep.Damage)})
+	var v struct{ Damage []map[string]any }
+	if err := errors.Join(err, json.Unmarshal(b, &v)); err != nil || len(v.Damage) != 1 {
+		t.Fatalf("verify --json %s: %v", b, err)
+	}
+	if got, ok := raw(t, v.Damage[0], "path"); !ok || got != "/"+bad || v.Damage[0]["point"] != "p" {
+		t.Errorf("verify --json damage %v, want its path_raw", v.Damage[0])
+	}
+
+	// A list of names: the bytes of every one, in its order.
+	r := &reporter{start: time.Now()}
+	st := r.status(engine.Status{Current: []string{"/ok", "/" + bad}})
+	want := []string{base64.StdEncoding.EncodeToString([]byte("/ok")), base64.StdEncoding.EncodeToString([]byte("/" + bad))}
+	if !reflect.DeepEqual(st.CurrentFilesRaw, want) {
+		t.Errorf("current_files_raw %q, want %q", st.CurrentFilesRaw, want)
+	}
+	if st := r.status(engine.Status{Current: []string{"/ok"}}); st.CurrentFilesRaw != nil {
+		t.Errorf("current_files_raw %q for UTF-8 names, want none", st.CurrentFilesRaw)
+	}
+}
