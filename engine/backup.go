@@ -255,12 +255,16 @@ type chunkJob struct {
 const saversPerCPU = 2
 
 // chunkBudget bounds the chunk bytes a backup holds in flight: room for
-// two chunks of the largest size (8 MiB) and more. 32 MiB before; with
-// 20 MiB the bench set's first backup peaked 10-20 MiB lower (warm
-// 131-141 MiB against 142-152 MiB, four runs each; cold 135-147 against
-// 153-156, three interleaved pairs) and took no longer, warm or cold, as
-// did the small-file set, one 2 GiB file and the set with s2.
-const chunkBudget = 20 << 20
+// two chunks of the largest size (8 MiB). 32 MiB before; with 20 MiB the
+// bench set's first backup peaked 10-20 MiB lower (warm 131-141 MiB
+// against 142-152 MiB, four runs each; cold 135-147 against 153-156, three
+// interleaved pairs) and took no longer, warm or cold, as did the
+// small-file set, one 2 GiB file and the set with s2. Since the chunks of
+// a large file read in sequence are held in its segments (segments.go),
+// not here, the budget holds small files and the parallel cuts of a file
+// read alone: at 16 MiB the cold first backup peaked 119-134 MiB against
+// 130-141 MiB at 20 (three interleaved pairs), in the same time.
+const chunkBudget = 16 << 20
 
 func (b *backuper) warn(path string, err error) {
 	if b.ctx.Err() != nil {
