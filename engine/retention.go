@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -51,6 +52,16 @@ type Decision struct {
 // counts among the N when it has points beyond the range, and gets no
 // second point: one day never keeps two points for keep-daily.
 func Retention(pol Policy, points []*Point, asOf time.Time) ([]Decision, error) {
+	return retention(pol, points, asOf, nil)
+}
+
+// retention is Retention where the newest rule also keeps the newest
+// point that check says can be restored whole (nil: no check), when the
+// newest cannot: a damaged newest point must not leave its source with
+// nothing whole to restore (its other files may still be read, so it is
+// kept too). When none can be restored whole, only the newest is kept by
+// the rule, as by Retention.
+func retention(pol Policy, points []*Point, asOf time.Time, check func(*Point) error) ([]Decision, error) {
 	pol = pol.Defaults()
 	r, err := pol.compile()
 	if err != nil {
@@ -72,12 +83,28 @@ func Retention(pol Policy, points []*Point, asOf time.Time) ([]Decision, error) 
 		}
 		return pa.ID.String() > pb.ID.String()
 	})
-	newest := -1
+	// newest: the source's newest point (not after asOf); whole: the
+	// newest that can be restored whole, when that is an older one.
+	newest, whole := -1, -1
+	var passed []string // newer points that cannot be restored whole, and why
 	for _, i := range order {
-		if !points[i].Time.After(asOf) {
+		if points[i].Time.After(asOf) {
+			continue
+		}
+		if newest < 0 {
 			newest = i
+		}
+		if check == nil {
 			break
 		}
+		err := check(points[i])
+		if err == nil {
+			if i != newest {
+				whole = i
+			}
+			break
+		}
+		passed = append(passed, fmt.Sprintf("%s: %v", pointShort(points[i].ID), err))
 	}
 	keepLeft := r.keep
 	// last: the period each keep-* rule counted last; held: the periods
@@ -101,6 +128,8 @@ func Retention(pol Policy, points []*Point, asOf time.Time) ([]Decision, error) 
 			d.Keep, d.Rule, d.Why = true, RuleFuture, "made after the as-of time"
 		case i == newest:
 			d.Keep, d.Rule, d.Why = true, RuleNewest, "the source's newest point is always kept"
+		case i == whole:
+			d.Keep, d.Rule, d.Why = true, RuleNewest, "the source's newest point that can be restored whole is always kept (newer: "+strings.Join(passed, "; ")+")"
 		case !p.Scheduled.IsZero() && age <= r.retention:
 			d.Keep, d.Rule, d.Why = true, RuleRange, fmt.Sprintf("%s, %s old, within the %s retention range", kind, span(age), pol.Retention)
 		case age <= r.window:
@@ -220,7 +249,12 @@ func (s *Store) Prune(ctx context.Context, groups []Group, o PruneOptions) ([]Pr
 	var out []PruneEntry
 	for _, g := range groups {
 		for _, src := range g.Sources() {
-			ds, err := Retention(g.Policy, bySource[src], o.AsOf)
+			ds, err := retention(g.Policy, bySource[src], o.AsOf, func(p *Point) error {
+				if err := s.r.pointWhole(ctx, p); err != nil && ctx.Err() == nil {
+					return err
+				}
+				return nil // stopped: forgetDropped stops too
+			})
 			if err != nil {
 				return out, fmt.Errorf("group %s: %w", g.Name, err)
 			}
@@ -274,4 +308,30 @@ func (s *Store) forgetDropped(ctx context.Context, group, src string, entries []
 		}
 	}
 	return nil
+}
+
+// pointWhole tells why the point p cannot be restored whole, or nil: each
+// of its trees loads, and the index has every blob it needs in a usable
+// place (not recorded damaged by verify, its pack not known missing or
+// cut short). Prune asks it of a source's newest points before the newest
+// rule keeps one: the work of loading one point's trees, once a night.
+func (r *Reader) pointWhole(ctx context.Context, p *Point) error {
+	var bad error
+	err := r.treeBlobs(ctx, p.Tree, map[chunkstore.ID]bool{}, func(id chunkstore.ID, err error) {
+		if bad == nil {
+			bad = fmt.Errorf("tree %s cannot be read: %w", id.Short(), err)
+		}
+	}, func(id chunkstore.ID, t chunkstore.BlobType) error {
+		if bad != nil {
+			return bad
+		}
+		if _, err := r.st.BlobStatus(id); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return bad
 }

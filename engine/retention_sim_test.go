@@ -270,3 +270,60 @@ func TestPruneDryRunIsReal(t *testing.T) {
 		t.Errorf("%d points left, want the one kept", len(pts))
 	}
 }
+
+// A source whose newest point cannot be restored whole (its root tree's
+// pack is gone) keeps, besides it, its newest point that can: prune must
+// not forget the last good copy and keep only a broken one.
+func TestPruneKeepsNewestWholePoint(t *testing.T) {
+	home, st := newHome(t)
+	src := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
+	ctx := context.Background()
+	for i := range 4 {
+		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pts, err := st.Reader().Points()
+	if err != nil || len(pts) != 4 {
+		t.Fatalf("%d points (%v)", len(pts), err)
+	}
+	slices.SortFunc(pts, func(a, b *Point) int { return a.Time.Compare(b.Time) })
+	newest, good := pts[3], pts[2]
+	pack, ok := st.Reader().st.PackOf(newest.Tree)
+	if !ok {
+		t.Fatal("the newest point's root tree is in no pack")
+	}
+	if other, _ := st.Reader().st.PackOf(good.Tree); other == pack {
+		t.Fatal("test set-up: two points' root trees share a pack")
+	}
+	if err := os.Remove(filepath.Join(StoreDir(home), "packs", pack.String()[:2], pack.String())); err != nil {
+		t.Fatal(err)
+	}
+	asOf := time.Now().Add(72 * time.Hour) // every point beyond the window: only "newest" keeps
+	es, err := st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: asOf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[chunkstore.ID]string{}
+	for _, e := range es {
+		if e.Keep {
+			kept[e.Point.ID] = e.Rule + ": " + e.Why
+		}
+	}
+	if _, ok := kept[good.ID]; !ok || len(kept) != 2 {
+		t.Errorf("kept %v; want the newest point and %s, the newest that can be restored whole", kept, good.ID.Short())
+	}
+	if why := kept[good.ID]; !strings.Contains(why, newest.ID.Short()) {
+		t.Errorf("the whole point is kept for %q, which does not name the broken newer one", why)
+	}
+	if _, ok := kept[newest.ID]; !ok {
+		t.Error("the newest point was forgotten: its other files may still be read")
+	}
+}
