@@ -93,6 +93,15 @@ func newApp() *cli.App {
 			if _, err := cacheBytes(c); err != nil {
 				return err
 			}
+			if c.String("home") == "" {
+				switch c.Args().First() {
+				case "", "version", "help", "h":
+				default:
+					// An empty --home is the current directory, which then
+					// had "no store here" without saying where it looked.
+					return usagef("--home is empty (is RECALL_HOME set to \"\"?): give the directory of recall's store and catalog, or leave it out for %s", defaultHome())
+				}
+			}
 			return nil
 		},
 	}

@@ -150,3 +150,18 @@ func TestHelpOfUnknownCommand(t *testing.T) {
 		}
 	}
 }
+
+// An empty --home (RECALL_HOME="" in a unit file) is a usage error naming
+// it, not "no store here" about the current directory.
+func TestEmptyHomeRefused(t *testing.T) {
+	t.Setenv("RECALL_HOME", "")
+	for _, args := range [][]string{{"points"}, {"--home", "", "points"}, {"points", "--home="}} {
+		_, err := runRecall(t, args...)
+		if exitCode(err) != exitUsage || err == nil || !strings.Contains(err.Error(), "--home is empty") {
+			t.Errorf("recall %q: %v (exit %d), want a usage error naming --home", args, err, exitCode(err))
+		}
+	}
+	if _, err := runRecall(t, "version"); err != nil {
+		t.Errorf("recall version with an empty home: %v", err)
+	}
+}
