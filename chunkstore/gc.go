@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -265,6 +266,10 @@ type GCReport struct {
 	// index's recent part (the version 1 files backups write) into a new
 	// consolidated file, as it grew past the thresholds of index.go.
 	IndexConsolidated bool `json:"index_consolidated,omitempty"`
+	// IndexUnreadable names the files in index/ that did not decode:
+	// they are neither merged into a consolidated file nor removed as
+	// superseded ('recall repair index' replaces them), sorted.
+	IndexUnreadable []string `json:"index_unreadable,omitempty"`
 
 	// PacksAdopted: packs write sessions that are not running left
 	// unindexed (journal.go), indexed by this run and collected like any
@@ -413,6 +418,7 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	}
 	defer release()
 	g := &gcRun{s: s, ctx: ctx, o: o, mark: mark, rep: &GCReport{DryRun: o.DryRun}}
+	defer g.noteUnreadable()
 	start := time.Now()
 	if !o.DryRun {
 		// The reserve's room is this collection's to write its plan and
@@ -473,6 +479,21 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 	g.rep.SweepTime = time.Since(start) - g.rep.MarkTime
 	g.rep.Freed += g.rep.TempRemoved
 	return g.rep, nil
+}
+
+// noteUnreadable names, once per collection, the index files that did
+// not decode: the store says so once per process (indexUnreadable), and
+// a server runs many collections.
+func (g *gcRun) noteUnreadable() {
+	s := g.s
+	s.fmu.Lock()
+	why := maps.Clone(s.idxProblems)
+	s.fmu.Unlock()
+	names := slices.Sorted(maps.Keys(why))
+	for _, name := range names {
+		g.log("warning: index file %s does not decode (%s): left in place, neither merged nor removed; 'recall repair index' replaces it", name, why[name])
+	}
+	g.rep.IndexUnreadable = names
 }
 
 // lockGC takes the store lock shared and the GC lock exclusively. Both
@@ -1329,9 +1350,18 @@ func (g *gcRun) retireIndexFiles() error {
 		if g.o.IndexGrace > 0 && time.Since(r.At) < g.o.IndexGrace {
 			continue
 		}
+		s.fmu.Lock()
+		unreadable := maps.Clone(s.idxProblems)
+		s.fmu.Unlock()
 		for _, f := range r.Files {
 			if f == base {
 				continue // never the file in use
+			}
+			if _, bad := unreadable[f]; bad {
+				// Not an index file this store could read: nothing of it
+				// was merged (a record an older recall wrote may list
+				// it), so it is not superseded; noteUnreadable names it.
+				continue
 			}
 			err := s.be.Remove(g.ctx, backend.Handle{Type: backend.Index, Name: f})
 			if err == nil {

@@ -295,11 +295,17 @@ func (s *Store) consolidateIndex() (string, error) {
 }
 
 // loadedIndexIDs returns the ids of the index files loaded so far, sorted:
-// what a consolidated index file written now supersedes.
+// what a consolidated index file written now supersedes. A file that did
+// not decode (indexUnreadable) was tried, not loaded: nothing of it is in
+// the index, so no consolidated file supersedes it, and it is never
+// removed as superseded. It stays, named, for 'recall repair index'.
 func (s *Store) loadedIndexIDs() []ID {
 	s.fmu.Lock()
 	ids := make([]ID, 0, len(s.loadedI))
 	for name := range s.loadedI {
+		if _, bad := s.idxProblems[name]; bad {
+			continue
+		}
 		if id, err := ParseID(name); err == nil {
 			ids = append(ids, id)
 		}

@@ -167,7 +167,10 @@ func TestTapeStaleStagingRemoved(t *testing.T) {
 	if _, err := write(f.p); err != nil {
 		t.Fatal(err)
 	}
-	stale := filepath.Join(f.home, "tape-restore-4242")
+	stale, err := newStagingDir(f.home)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(filepath.Join(stale, "packs", "00"), 0o700); err != nil {
 		t.Fatal(err)
 	}

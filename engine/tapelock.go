@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,15 +33,86 @@ var tapeLockWait = TapeCatalogWait
 // tapeLockFile is the lock's file in home.
 func tapeLockFile(home string) string { return filepath.Join(home, "tape.lock") }
 
-// removeStaleStaging removes the staging stores of tape restores
-// (tape-restore-* in home) that a killed restore left: only a tape
-// restore makes them, under the tape lock, and removes its own when it
-// ends, so one found by the lock's new holder has no owner. Each is as
-// large as the packs the restore had read.
+// The staging stores of tape restores are directories tape-restore-* in
+// the home. A user may make a directory of that name too, so a staging
+// store is only ever removed by the job that made it, or, left by a killed
+// one, when it holds recall's marker (stagingMarker, written into it
+// before anything else): a directory without one is not recall's to
+// remove. Staging stores of a recall older than the marker are left, and
+// named once per process.
+const (
+	stagingPrefix = "tape-restore-"
+	stagingMarker = ".recall-tape-staging"
+	stagingMagic  = "recall tape staging store v1"
+)
+
+// newStagingDir makes a staging store directory in home, its marker
+// written first.
+func newStagingDir(home string) (string, error) {
+	d, err := os.MkdirTemp(home, stagingPrefix)
+	if err != nil {
+		return "", err
+	}
+	m := filepath.Join(d, stagingMarker)
+	body := fmt.Sprintf("%s\npid %d\ncreated %s\n", stagingMagic, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	if err := os.WriteFile(m, []byte(body), 0o600); err != nil {
+		os.Remove(m)
+		os.Remove(d) // made just now, empty
+		return "", fmt.Errorf("staging store %s: %w", d, err)
+	}
+	return d, nil
+}
+
+// isStaging reports whether the directory d holds the marker a staging
+// store is made with.
+func isStaging(d string) bool {
+	m := filepath.Join(d, stagingMarker)
+	fi, err := os.Lstat(m)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 4096 {
+		return false
+	}
+	b, err := os.ReadFile(m)
+	return err == nil && strings.HasPrefix(string(b), stagingMagic+"\n")
+}
+
+// isStagingName reports whether the path p is a staging store's name in
+// home: tape-restore-* directly in it. A target there would be taken
+// for a staging store.
+func isStagingName(home, p string) bool {
+	if ok, _ := filepath.Match(stagingPrefix+"*", filepath.Base(p)); !ok {
+		return false
+	}
+	parent, h := filepath.Dir(p), filepath.Clean(home)
+	if a, err := filepath.Abs(h); err == nil {
+		h = a
+	}
+	if parent == h {
+		return true
+	}
+	a, errA := os.Stat(parent)
+	b, errB := os.Stat(h)
+	return errA == nil && errB == nil && os.SameFile(a, b)
+}
+
+// unmarkedStaging holds the unmarked tape-restore-* directories already
+// named, so a server running tape jobs for months names each once.
+var unmarkedStaging sync.Map
+
+// removeStaleStaging removes the staging stores of tape restores that a
+// killed restore left: only a tape restore makes them, under the tape
+// lock, and removes its own when it ends, so one found by the lock's new
+// holder has no owner. Each is as large as the packs the restore had
+// read. Only a directory holding the staging marker is removed.
 func removeStaleStaging(home string, warn func(string, ...any)) {
-	dirs, _ := filepath.Glob(filepath.Join(home, "tape-restore-*"))
+	dirs, _ := filepath.Glob(filepath.Join(home, stagingPrefix+"*"))
 	for _, d := range dirs {
 		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() {
+			continue
+		}
+		if !isStaging(d) {
+			if _, told := unmarkedStaging.LoadOrStore(d, true); !told && warn != nil {
+				warn("left %s: it has the name of a tape restore's staging store but not recall's marker (%s); if an older recall's stopped tape restore left it, remove it by hand", d, stagingMarker)
+			}
 			continue
 		}
 		if err := os.RemoveAll(d); err != nil {

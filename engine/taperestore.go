@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -232,7 +233,7 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRestoreTarget(o.Target, o.Overwrite); err != nil {
+	if err := checkRestoreTarget(home, o.Target, o.Overwrite); err != nil {
 		return nil, err
 	}
 	// The latest set that can be read: a copy serves as well as the
@@ -289,11 +290,54 @@ func restoreFromTape(ctx context.Context, home string, o TapeRestoreOptions) (_ 
 // that Restore would refuse once every cartridge is read, hours later on
 // LTO (see checkTarget). Whether --path names something in the point only
 // its trees can tell, and they are read from tape last.
-func checkRestoreTarget(target string, overwrite bool) error {
+//
+// A target that is, or is inside, a staging store's name in the home
+// (tape-restore-*) is refused too: a later tape job would take it for a
+// staging store a stopped restore left.
+func checkRestoreTarget(home, target string, overwrite bool) error {
+	if target != "" {
+		abs, err := filepath.Abs(target)
+		if err != nil {
+			return fmt.Errorf("restore target %s: %w", target, err)
+		}
+		for d := range walkUp(abs, resolvedPath(abs)) {
+			if isStagingName(home, d) {
+				return fmt.Errorf("restore target %s: %s in the home is the name of a tape restore's staging store (%s*), which tape jobs remove: choose a directory outside the home, or another name; nothing was read from tape", target, d, stagingPrefix)
+			}
+		}
+	}
 	if _, _, err := checkTarget(target, overwrite); err != nil {
 		return fmt.Errorf("%w; nothing was read from tape", err)
 	}
 	return nil
+}
+
+// resolvedPath is p with the symlinks of its longest existing prefix
+// resolved.
+func resolvedPath(p string) string {
+	for d := p; ; d = filepath.Dir(d) {
+		if r, err := filepath.EvalSymlinks(d); err == nil {
+			rel, _ := filepath.Rel(d, p)
+			return filepath.Join(r, rel)
+		}
+		if filepath.Dir(d) == d {
+			return p
+		}
+	}
+}
+
+// walkUp yields each of paths and every directory above it, the root
+// not included.
+func walkUp(paths ...string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for _, p := range paths {
+			for d := filepath.Clean(p); filepath.Dir(d) != d; d = filepath.Dir(d) {
+				if !yield(d) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // staged is a staging store read from tape.
@@ -433,7 +477,7 @@ func (sg *staged) readSet(ctx context.Context, home string, st *TapeState, set T
 
 	var be *local.Backend
 	if sg.dir == "" {
-		if sg.dir, err = os.MkdirTemp(home, "tape-restore-"); err != nil {
+		if sg.dir, err = newStagingDir(home); err != nil {
 			return nil, fmt.Errorf("staging store: %w", err)
 		}
 		// The whole layout, so the staging store opens even when no pack

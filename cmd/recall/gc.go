@@ -30,6 +30,9 @@ func init() {
 			&cli.DurationFlag{Name: "index-grace", Value: time.Hour, Usage: "how long superseded index files stay (readers that listed them still find them), and the packs of a stopped backup wait for its next run"},
 		},
 		Action: func(c *cli.Context) error {
+			if err := nonNegative(c, "wait", "lock-wait", "index-grace"); err != nil {
+				return err
+			}
 			th := c.Float64("repack-threshold")
 			if th <= 0 {
 				return usagef("--repack-threshold %v: must be a percentage above 0 (above 100: never rewrite)", th)
@@ -106,6 +109,10 @@ func printGC(c *cli.Context, r *engine.GCReport) {
 	if r.IndexConsolidated {
 		fmt.Fprintln(w, "consolidated: the index files backups wrote, into one the store reads in place")
 	}
+	if len(r.IndexUnreadable) > 0 {
+		fmt.Fprintf(w, "left: %d index files that do not decode, neither merged nor removed: %s; 'recall repair index' replaces them\n",
+			len(r.IndexUnreadable), strings.Join(r.IndexUnreadable, ", "))
+	}
 	if r.Pending {
 		var who []string
 		for _, s := range r.WaitingFor {
@@ -130,4 +137,21 @@ func parseMaxUnused(v string) (float64, error) {
 		return math.SmallestNonzeroFloat64, nil
 	}
 	return f / 100, nil
+}
+
+// globalDurations are the app's duration flags, none of which can be
+// negative.
+var globalDurations = []string{"progress-interval", "s3-lock-stale"}
+
+// nonNegative refuses a negative value of the duration flags names (and
+// of the app's, globalDurations): a wait, a grace or an interval below
+// zero means nothing, and before, '--index-grace -1h' or '--wait -1s' was
+// taken silently as none.
+func nonNegative(c *cli.Context, names ...string) error {
+	for _, n := range append(names, globalDurations...) {
+		if d := c.Duration(n); d < 0 {
+			return usagef("--%s %s: must not be negative (give 0 or a span, like 30s or 1h)", n, d)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// A negative duration given to gc, prune, forget or serve is refused with
+// exit 2 and one line naming the flag, before anything runs; zero is
+// still taken. (Fix: nonNegative; before, 'gc --index-grace -1h' and 'gc
+// --wait -1s' ran and exited 0.)
+func TestNegativeDurationsRefused(t *testing.T) {
+	home, _, run := cliHome(t)
+	run("init")
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"gc", "--index-grace", "-1h"}, "--index-grace"},
+		{[]string{"gc", "--wait", "-1s"}, "--wait"},
+		{[]string{"gc", "--lock-wait", "-1m"}, "--lock-wait"},
+		{[]string{"--progress-interval", "-1s", "gc"}, "--progress-interval"},
+		{[]string{"prune", "--dry-run", "--lock-wait", "-1s"}, "--lock-wait"},
+		{[]string{"forget", "--lock-wait", "-1s", "latest"}, "--lock-wait"},
+		{[]string{"--s3-lock-stale", "-1m", "serve", "--config", "/nonexistent"}, "--s3-lock-stale"},
+	} {
+		line := strings.Join(tc.args, " ")
+		_, err := runRecall(t, append([]string{"--home", home}, tc.args...)...)
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), "negative") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("recall %s: %v (exit %d), want exit 2 and one line naming %s", line, err, exitCode(err), tc.flag)
+		}
+	}
+	run("gc", "--index-grace", "0", "--wait", "0s")
+}
