@@ -22,9 +22,6 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print each forgotten point as a JSON line"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := nonNegative(c, "lock-wait"); err != nil {
-				return err
-			}
 			if c.NArg() == 0 {
 				return usagef("forget needs a POINT (an id, a unique id prefix, or \"latest\"); 'recall points' lists them")
 			}

@@ -30,9 +30,6 @@ func init() {
 			&cli.DurationFlag{Name: "index-grace", Value: time.Hour, Usage: "how long superseded index files stay (readers that listed them still find them), and the packs of a stopped backup wait for its next run"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := nonNegative(c, "wait", "lock-wait", "index-grace"); err != nil {
-				return err
-			}
 			th := c.Float64("repack-threshold")
 			if th <= 0 {
 				return usagef("--repack-threshold %v: must be a percentage above 0 (above 100: never rewrite)", th)
@@ -137,21 +134,4 @@ func parseMaxUnused(v string) (float64, error) {
 		return math.SmallestNonzeroFloat64, nil
 	}
 	return f / 100, nil
-}
-
-// globalDurations are the app's duration flags, none of which can be
-// negative.
-var globalDurations = []string{"progress-interval", "s3-lock-stale"}
-
-// nonNegative refuses a negative value of the duration flags names (and
-// of the app's, globalDurations): a wait, a grace or an interval below
-// zero means nothing, and before, '--index-grace -1h' or '--wait -1s' was
-// taken silently as none.
-func nonNegative(c *cli.Context, names ...string) error {
-	for _, n := range append(names, globalDurations...) {
-		if d := c.Duration(n); d < 0 {
-			return usagef("--%s %s: must not be negative (give 0 or a span, like 30s or 1h)", n, d)
-		}
-	}
-	return nil
 }

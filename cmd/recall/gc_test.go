@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-// A negative duration given to gc, prune, forget or serve is refused with
-// exit 2 and one line naming the flag, before anything runs; zero is
-// still taken. (Fix: nonNegative; before, 'gc --index-grace -1h' and 'gc
+// A negative duration given to any command is refused with exit 2 and one
+// line naming the flag, before anything runs; zero is still taken. (Fix:
+// nonNegative, through checkUsage; before, 'gc --index-grace -1h' and 'gc
 // --wait -1s' ran and exited 0.)
 func TestNegativeDurationsRefused(t *testing.T) {
 	home, _, run := cliHome(t)
@@ -23,6 +23,11 @@ func TestNegativeDurationsRefused(t *testing.T) {
 		{[]string{"prune", "--dry-run", "--lock-wait", "-1s"}, "--lock-wait"},
 		{[]string{"forget", "--lock-wait", "-1s", "latest"}, "--lock-wait"},
 		{[]string{"--s3-lock-stale", "-1m", "serve", "--config", "/nonexistent"}, "--s3-lock-stale"},
+		{[]string{"backup", "--lock-wait", "-1s", "/nonexistent"}, "--lock-wait"},
+		{[]string{"backup", "--settle", "-1s", "/nonexistent"}, "--settle"},
+		{[]string{"repair", "index", "--lock-wait", "-1s"}, "--lock-wait"},
+		{[]string{"key", "passwd", "--lock-wait", "-1s"}, "--lock-wait"},
+		{[]string{"points", "--progress-interval", "-1s"}, "--progress-interval"},
 	} {
 		line := strings.Join(tc.args, " ")
 		_, err := runRecall(t, append([]string{"--home", home}, tc.args...)...)

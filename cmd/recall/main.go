@@ -93,6 +93,9 @@ func newApp() *cli.App {
 			if _, err := cacheBytes(c); err != nil {
 				return err
 			}
+			if err := nonNegative(c, c.App.Flags); err != nil {
+				return err
+			}
 			if c.String("home") == "" {
 				switch c.Args().First() {
 				case "", "version", "help", "h":
@@ -114,6 +117,10 @@ func newApp() *cli.App {
 // checkUsage gives c and its subcommands the command line checks every
 // command needs, so a command added later gets them by being registered:
 //
+//   - a negative duration (--lock-wait -1m) is a usage error: none of
+//     recall's waits, graces or intervals means anything below zero, and
+//     one was taken silently as none (nonNegative; the app's own flags
+//     are checked by its Before);
 //   - a flag that does not parse (--last abc) is a usage error;
 //   - positional arguments are declared by ArgsUsage: its leading
 //     upper-case words ("PATH", "[NAME]", "POINT (id, ...)") are the most a
@@ -131,6 +138,18 @@ func checkUsage(c *cli.Command) {
 			if r, ok := g.Value.(*repeated); ok {
 				r.list = nil
 			}
+		}
+	}
+	if c.Action != nil {
+		before := c.Before
+		c.Before = func(ctx *cli.Context) error {
+			if err := nonNegative(ctx, c.Flags); err != nil {
+				return err
+			}
+			if before != nil {
+				return before(ctx)
+			}
+			return nil
 		}
 	}
 	if c.OnUsageError == nil {
@@ -880,4 +899,18 @@ func main() {
 	trace.Stop()
 	mp.Stop()
 	os.Exit(code)
+}
+
+// nonNegative refuses a negative value of any duration flag among flags:
+// a wait, a grace or an interval below zero means nothing, and before,
+// 'gc --index-grace -1h' or 'gc --wait -1s' was taken silently as none.
+func nonNegative(c *cli.Context, flags []cli.Flag) error {
+	for _, f := range flags {
+		if d, ok := f.(*cli.DurationFlag); ok {
+			if v := c.Duration(d.Name); v < 0 {
+				return usagef("--%s %s: must not be negative (give 0 or a span, like 30s or 1h)", d.Name, v)
+			}
+		}
+	}
+	return nil
 }

@@ -34,9 +34,6 @@ func init() {
 			&cli.DurationFlag{Name: "lock-wait", Value: 10 * time.Minute, Usage: "how long to wait for a running backup of a source to finish"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := nonNegative(c, "lock-wait"); err != nil {
-				return err
-			}
 			asOf := time.Now()
 			if s := c.String("as-of"); s != "" {
 				t, err := time.Parse(time.RFC3339, s)

@@ -36,9 +36,6 @@ func init() {
 const serviceEnvFile = "/etc/recall/environment"
 
 func serve(c *cli.Context) error {
-	if err := nonNegative(c); err != nil {
-		return err
-	}
 	var h slog.Handler
 	switch f := c.String("log-format"); f {
 	case "text":
