@@ -327,3 +327,43 @@ func TestPruneKeepsNewestWholePoint(t *testing.T) {
 		t.Error("the newest point was forgotten: its other files may still be read")
 	}
 }
+
+// status's last good point of a source is the newest whose root directory
+// can be read; a newer one that cannot is a warning naming it.
+func TestStatusLastGoodSkipsUnreadablePoint(t *testing.T) {
+	home, st := newHome(t)
+	src := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
+	ctx := context.Background()
+	for i := range 2 {
+		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("y", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pts, err := st.Reader().Points()
+	if err != nil || len(pts) != 2 {
+		t.Fatalf("%d points (%v)", len(pts), err)
+	}
+	slices.SortFunc(pts, func(a, b *Point) int { return a.Time.Compare(b.Time) })
+	newest, good := pts[1], pts[0]
+	pack, _ := st.Reader().st.PackOf(newest.Tree)
+	if err := os.Remove(filepath.Join(StoreDir(home), "packs", pack.String()[:2], pack.String())); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := st.Status(ctx, []Group{*g}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss.Sources) != 1 || ss.Sources[0].LastGood != good.ID.String() || ss.Sources[0].Points != 2 {
+		t.Fatalf("sources %+v; want the older point %s as the last good one, of 2", ss.Sources, good.ID.Short())
+	}
+	if w := strings.Join(ss.Warnings, "\n"); !strings.Contains(w, newest.ID.Short()) || !strings.Contains(w, "root directory cannot be read") {
+		t.Errorf("warnings %q do not name the unreadable newest point", w)
+	}
+}

@@ -30,7 +30,7 @@ import (
 type SourceStatus struct {
 	Group     string    `json:"group,omitempty"` // "" for a source in no group
 	Source    string    `json:"source"`
-	LastGood  string    `json:"last_good_point,omitempty"` // newest readable point
+	LastGood  string    `json:"last_good_point,omitempty"` // newest point whose root directory can be read
 	LastTime  time.Time `json:"last_good_time,omitzero"`
 	Points    int       `json:"points"`
 	Protected int64     `json:"protected_bytes"`
@@ -250,6 +250,7 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 	}
 	by := map[string]*SourceStatus{}
 	bytesBySource := map[string]int64{} // what the points hold, for the dedup ratio
+	bySrc := map[string][]*Point{}
 	for _, p := range pts {
 		if p.Damaged != "" {
 			continue
@@ -262,13 +263,31 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		st.Points++
 		st.Stored += p.Stats.StoredBytes
 		bytesBySource[p.Source] += p.Stats.Bytes
-		if !p.Time.Before(st.LastTime) {
-			st.LastGood, st.LastTime, st.Protected = p.ID.String(), p.Time, p.Stats.Bytes
-		}
+		bySrc[p.Source] = append(bySrc[p.Source], p)
 		if age := now.Sub(p.Time); age >= 0 && age <= growthDays*day {
 			st.GrowthPerDay += p.Stats.StoredBytes
 		}
 	}
+	// The last good point is the newest whose root directory can be read:
+	// one tree load per source (prune checks more: pointWhole). A newer
+	// one that cannot is a warning.
+	var broken []string
+	for src, ps := range bySrc {
+		sort.Slice(ps, func(i, j int) bool { return ps[i].Time.After(ps[j].Time) })
+		st := by[src]
+		for _, p := range ps {
+			if _, err := s.r.LoadTree(p.Tree); err != nil {
+				if ctx.Err() != nil {
+					return nil, context.Cause(ctx)
+				}
+				broken = append(broken, fmt.Sprintf("source %s: point %s of %s cannot be restored: its root directory cannot be read (%v); run 'recall verify --read-data', then 'recall repair packs'", src, pointShort(p.ID), p.Time.UTC().Format(time.RFC3339), err))
+				continue
+			}
+			st.LastGood, st.LastTime, st.Protected = p.ID.String(), p.Time, p.Stats.Bytes
+			break
+		}
+	}
+	sort.Strings(broken)
 	// Members with no point yet are listed too: they need attention.
 	member := map[string]string{} // source: the path it backs up
 	for _, g := range groups {
@@ -281,7 +300,7 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 			}
 		}
 	}
-	out := &StoreStatus{Time: now.UTC(), Free: -1, DaysUntilFull: -1}
+	out := &StoreStatus{Time: now.UTC(), Free: -1, DaysUntilFull: -1, Warnings: broken}
 	for _, st := range by {
 		st.GrowthPerDay /= growthDays
 		if st.Stored > 0 {
@@ -290,7 +309,7 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		out.Protected += st.Protected
 		out.GrowthPerDay += st.GrowthPerDay
 		out.Sources = append(out.Sources, *st)
-		if st.LastGood == "" {
+		if st.LastGood == "" && st.Points == 0 { // with points but none readable: warned of above
 			w := noPointWarning(st.Source, st.Group)
 			if m := member[st.Source]; filepath.IsAbs(m) {
 				if _, err := os.Lstat(m); err != nil {
