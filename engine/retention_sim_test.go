@@ -271,31 +271,31 @@ func TestPruneDryRunIsReal(t *testing.T) {
 	}
 }
 
-// A source whose newest point cannot be restored whole (its root tree's
-// pack is gone) keeps, besides it, its newest point that can: prune must
-// not forget the last good copy and keep only a broken one.
-func TestPruneKeepsNewestWholePoint(t *testing.T) {
+// brokenNewest makes n points of one group member, oldest first, and
+// removes the pack of the newest one's root tree: that point cannot be
+// restored whole, the one before it can.
+func brokenNewest(t *testing.T, n int) (st *Store, g *Group, newest, good *Point) {
+	t.Helper()
 	home, st := newHome(t)
 	src := filepath.Join(t.TempDir(), "data")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
-	ctx := context.Background()
-	for i := range 4 {
+	g = &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
+	for i := range n {
 		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
+		if _, err := st.BackupGroup(context.Background(), "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	pts, err := st.Reader().Points()
-	if err != nil || len(pts) != 4 {
+	if err != nil || len(pts) != n {
 		t.Fatalf("%d points (%v)", len(pts), err)
 	}
 	slices.SortFunc(pts, func(a, b *Point) int { return a.Time.Compare(b.Time) })
-	newest, good := pts[3], pts[2]
+	newest, good = pts[n-1], pts[n-2]
 	pack, ok := st.Reader().st.PackOf(newest.Tree)
 	if !ok {
 		t.Fatal("the newest point's root tree is in no pack")
@@ -306,8 +306,16 @@ func TestPruneKeepsNewestWholePoint(t *testing.T) {
 	if err := os.Remove(filepath.Join(StoreDir(home), "packs", pack.String()[:2], pack.String())); err != nil {
 		t.Fatal(err)
 	}
+	return st, g, newest, good
+}
+
+// A source whose newest point cannot be restored whole (its root tree's
+// pack is gone) keeps, besides it, its newest point that can: prune must
+// not forget the last good copy and keep only a broken one.
+func TestPruneKeepsNewestWholePoint(t *testing.T) {
+	st, g, newest, good := brokenNewest(t, 4)
 	asOf := time.Now().Add(72 * time.Hour) // every point beyond the window: only "newest" keeps
-	es, err := st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: asOf})
+	es, err := st.Prune(context.Background(), []Group{*g}, PruneOptions{AsOf: asOf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,32 +339,8 @@ func TestPruneKeepsNewestWholePoint(t *testing.T) {
 // status's last good point of a source is the newest whose root directory
 // can be read; a newer one that cannot is a warning naming it.
 func TestStatusLastGoodSkipsUnreadablePoint(t *testing.T) {
-	home, st := newHome(t)
-	src := filepath.Join(t.TempDir(), "data")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
-	ctx := context.Background()
-	for i := range 2 {
-		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("y", i+1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pts, err := st.Reader().Points()
-	if err != nil || len(pts) != 2 {
-		t.Fatalf("%d points (%v)", len(pts), err)
-	}
-	slices.SortFunc(pts, func(a, b *Point) int { return a.Time.Compare(b.Time) })
-	newest, good := pts[1], pts[0]
-	pack, _ := st.Reader().st.PackOf(newest.Tree)
-	if err := os.Remove(filepath.Join(StoreDir(home), "packs", pack.String()[:2], pack.String())); err != nil {
-		t.Fatal(err)
-	}
-	ss, err := st.Status(ctx, []Group{*g}, time.Now())
+	st, g, newest, good := brokenNewest(t, 2)
+	ss, err := st.Status(context.Background(), []Group{*g}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
