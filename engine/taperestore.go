@@ -403,6 +403,11 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 		}
 	}
 	sg.set = set.ID
+	if len(sg.lost) > 0 {
+		if err := uncatalogued(ctx, st, set, len(sg.lost), "point(s) "+strings.Join(ids, ", ")); err != nil {
+			return sg, err
+		}
+	}
 	manifests, err := sg.readSet(ctx, home, st, set, key, want, files, pointAt, "point(s) "+strings.Join(ids, ", "), log)
 	if err != nil {
 		return sg, err
@@ -413,6 +418,93 @@ func stageFromTape(ctx context.Context, home string, st *TapeState, set TapeSet,
 		}
 	}
 	return sg, nil
+}
+
+// uncatalogued returns the error that sends the operator to 'recall tape
+// catalog' when lost packs the catalog places on no file of set may be on
+// a cartridge of the set this home has not read: a sequence below the
+// set's last known one of which the catalog lists no file. Nothing is
+// read first. The slot is named when the cartridge's barcode is known and
+// it is in the library; else the full slots whose cartridges this home
+// has not read. nil when every sequence is catalogued.
+func uncatalogued(ctx context.Context, st *TapeState, set TapeSet, lost int, what string) error {
+	cat := set.Catalog
+	last := len(set.Tapes)
+	has := map[int]bool{}
+	for _, f := range cat.Files {
+		has[f.Sequence] = true
+		last = max(last, f.Sequence)
+	}
+	for _, t := range cat.Tapes {
+		last = max(last, t.Sequence)
+	}
+	var seqs []int
+	for q := 1; q < last; q++ {
+		if !has[q] {
+			seqs = append(seqs, q)
+		}
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	barcode := func(q int) string {
+		for _, t := range cat.Tapes {
+			if t.Sequence == q && t.Barcode != "" {
+				return t.Barcode
+			}
+		}
+		if q-1 < len(set.Tapes) {
+			return set.Tapes[q-1]
+		}
+		return ""
+	}
+	var inv *tapefs.Inventory
+	libName := ""
+	for _, bc := range set.Tapes {
+		if m, ok := st.medium(bc); ok && m.Library != "" {
+			libName = m.Library
+			break
+		}
+	}
+	if libRec, err := st.library(libName); err == nil {
+		if lib, err := openLibrary(libRec); err == nil {
+			inv, _ = lib.Inventory(ctx)
+			lib.Close()
+		}
+	}
+	var how []string
+	for _, q := range seqs {
+		bc := barcode(q)
+		if bc != "" && inv != nil {
+			if slot, ok := slotOf(inv, bc); ok {
+				how = append(how, fmt.Sprintf("sequence %d is cartridge %s: run 'recall tape catalog --slot %d'", q, bc, slot))
+				continue
+			}
+		}
+		if bc != "" {
+			how = append(how, fmt.Sprintf("sequence %d is cartridge %s, not in the library: insert it and run 'recall tape catalog --slot N' with its slot", q, bc))
+			continue
+		}
+		var unread []string
+		if inv != nil {
+			for _, e := range inv.Slots {
+				if _, known := st.medium(e.Barcode); e.Full && !e.Cleaning && !known {
+					unread = append(unread, fmt.Sprint(e.Number))
+				}
+			}
+		}
+		h := fmt.Sprintf("sequence %d: its barcode is not known here: run 'recall tape catalog --slot N' with the slot of the cartridge labelled so, or 'recall tape catalog' for every slot", q)
+		if len(unread) > 0 {
+			h += " (slots this home has not read: " + strings.Join(unread, ", ") + ")"
+		}
+		how = append(how, h)
+	}
+	qs := make([]string, len(seqs))
+	for i, q := range seqs {
+		qs[i] = fmt.Sprint(q)
+	}
+	return fmt.Errorf("%w: %s need %d pack(s) on no cartridge of set %s read into this home: sequence %s of set %s is not catalogued here; %s; then run the restore again (nothing was read)",
+		ErrCartridgeMissing, what, lost, set.ID, strings.Join(qs, ", "), set.ID, strings.Join(how, "; "))
 }
 
 // readSet reads the wanted packs of the tape files files (indexes into

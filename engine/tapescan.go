@@ -25,18 +25,22 @@ type TapeCatalogOptions struct {
 
 // ScannedCartridge is what 'recall tape catalog' read from one cartridge.
 type ScannedCartridge struct {
-	Barcode         string   `json:"barcode"`
-	Slot            int      `json:"slot"`
-	Blank           bool     `json:"blank,omitempty"`
-	Pool            string   `json:"pool,omitempty"`
-	Set             string   `json:"set,omitempty"`
-	Sequence        int      `json:"sequence,omitempty"`
-	Files           int      `json:"files"`
-	Points          int      `json:"points"` // points the set holds, as far as known
-	FromCatalogFile bool     `json:"from_catalog_file,omitempty"`
-	Torn            bool     `json:"torn,omitempty"`
-	Damaged         []string `json:"damaged,omitempty"`
-	Error           string   `json:"error,omitempty"`
+	Barcode         string `json:"barcode"`
+	Slot            int    `json:"slot"`
+	Blank           bool   `json:"blank,omitempty"`
+	Pool            string `json:"pool,omitempty"`
+	Set             string `json:"set,omitempty"`
+	Sequence        int    `json:"sequence,omitempty"`
+	Files           int    `json:"files"`
+	Points          int    `json:"points"` // points the set holds, as far as known
+	FromCatalogFile bool   `json:"from_catalog_file,omitempty"`
+	Torn            bool   `json:"torn,omitempty"`
+	// Filled: its last file was cut by the end of the medium and the set
+	// went on on sequence ContinuedOn (spanning, not damage).
+	Filled      bool     `json:"filled,omitempty"`
+	ContinuedOn int      `json:"continued_on,omitempty"`
+	Damaged     []string `json:"damaged,omitempty"`
+	Error       string   `json:"error,omitempty"`
 }
 
 // CatalogTapes reads cartridges (labels, then their last catalog file, or
@@ -164,6 +168,11 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	for _, df := range res.Damaged {
 		sc.Damaged = append(sc.Damaged, fmt.Sprintf("file %d at %d: %v", df.FileNo, df.StartPos, df.Err))
 	}
+	if res.EndOfMedium {
+		sc.Filled, sc.ContinuedOn = true, res.Set.Sequence+1
+		o.Log("cartridge %s (slot %d): filled; continued on sequence %d of set %s (its last file was cut by the end of the medium and written again, whole, there)",
+			e.Barcode, e.Number, sc.ContinuedOn, res.Set.SetID)
+	}
 	old, _ := st.set(res.Set.SetID)
 	set := mergeSet(old, res)
 	for _, q := range old.Dropped {
@@ -181,14 +190,28 @@ func scanCartridge(ctx context.Context, home string, lib tapefs.Library, libName
 	sc.Points = len(set.Catalog.Points)
 	u.Sets = []TapeSet{set}
 	full := false
-	for _, t := range set.Catalog.Tapes {
+	for i, t := range set.Catalog.Tapes {
 		if t.Sequence == res.Set.Sequence {
-			full = t.Full
+			if res.EndOfMedium {
+				set.Catalog.Tapes[i].Full = true
+			}
+			full = set.Catalog.Tapes[i].Full
 		}
 	}
 	m := TapeMedium{Barcode: e.Barcode, VolumeID: res.Volume.VolumeID, Pool: res.Set.Pool, Set: res.Set.SetID, Sequence: res.Set.Sequence,
 		State: MediaWriting, Written: set.Catalog.Written, Expiry: set.Expiry, Library: libName, Slot: e.Number}
-	if full || res.Torn {
+	if m.Written.IsZero() {
+		// No catalog file on the cartridge says when: it was written
+		// after it was labelled into the set and after the points on it
+		// were made.
+		m.Written = res.Volume.Created
+		for _, p := range res.Catalog.Points {
+			if p.Time.After(m.Written) {
+				m.Written = p.Time
+			}
+		}
+	}
+	if full || res.Torn || res.EndOfMedium {
 		// A torn cartridge is not appended to: its last file is cut.
 		m.State = MediaFull
 	}

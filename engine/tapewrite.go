@@ -702,6 +702,7 @@ func (w *tapeWriter) cut(err error, failed *tapeEntry) ([]tapeEntry, error) {
 		w.writeProtected()
 		return redo, nil
 	}
+	w.markCut()
 	if lost := redo; alone {
 		if failed != nil {
 			lost = append(slices.Clone(redo), *failed)
@@ -718,6 +719,18 @@ func (w *tapeWriter) cut(err error, failed *tapeEntry) ([]tapeEntry, error) {
 	w.undescribed = true
 	w.leaveFull(false)
 	return redo, nil
+}
+
+// markCut ends the file the end of medium cut with a filemark, which a
+// power cut never leaves after a file without its end record: a scan of
+// the cartridge (tapefs.ScanTape) tells by it a cartridge filled, its
+// set going on on the next one, from a torn one. A drive that takes no
+// filemark there either leaves the file as it is; a scan then goes by
+// the drive's early-warning status.
+func (w *tapeWriter) markCut() {
+	if err := w.drive.WriteFilemarks(w.ctx, 1); err != nil {
+		w.log("cartridge %s: no filemark after the file the end of medium cut (%v)", w.cur.Barcode, err)
+	}
 }
 
 // firstDataFile is the number of the first tape file after a cartridge's
@@ -957,6 +970,9 @@ func (w *tapeWriter) leaveFull(withCatalog bool) {
 	if withCatalog {
 		if err := w.writeCatalogFile(); err != nil {
 			w.log("cartridge %s: no room for its catalog file (%v); the set's catalog is on its next cartridge", w.cur.Barcode, err)
+			if errors.Is(err, tapefs.ErrEndOfMedium) {
+				w.markCut()
+			}
 		}
 	}
 	if err := w.drive.Flush(w.ctx); err != nil {
@@ -989,6 +1005,7 @@ func (w *tapeWriter) finish() error {
 		switch {
 		case errors.Is(err, tapefs.ErrEndOfMedium):
 			w.log("cartridge %s full (end of medium) in the catalog file: it goes on the next cartridge", w.cur.Barcode)
+			w.markCut()
 			w.cur.NextFile++
 			w.leaveFull(false)
 			continue

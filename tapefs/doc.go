@@ -78,8 +78,13 @@
 // it in the stream; the filemark follows that block. A file that ends
 // before its end record (a power cut, the end of the medium mid-entry) is
 // torn: the entry it cut is not an entry, the ones before it are whole.
-// A file whose end record is present but whose filemark is missing (the
-// power failed between the two) is whole.
+// A file cut by the end of the medium is followed by a filemark, which
+// the writer adds once the drive refuses its next block (writers before
+// this rule added none): a scan takes a torn last file followed by a
+// filemark, or ending in the drive's early-warning zone, as the set
+// spanning onto its next cartridge, not as damage. A file whose end
+// record is present but whose filemark is missing (the power failed
+// between the two) is whole.
 //
 // Entries by file kind: a packs file holds one entry per pack, named by
 // the pack's id in hex, with the pack's bytes exactly as the store holds

@@ -20,9 +20,15 @@ type ScanResult struct {
 	// set's other cartridges).
 	Catalog         *MediaCatalog
 	FromCatalogFile bool
-	// Torn: a tape file ends without its end record (a power cut, or the
-	// end of the medium); what is before it is in Catalog.
+	// Torn: a tape file ends without its end record (a power cut while
+	// writing); what is before it is in Catalog.
 	Torn bool
+	// EndOfMedium: the last file was cut by the end of the medium, which
+	// is spanning, not damage: the writer ended it with a filemark (a power
+	// cut leaves none), or the drive reports the end of data in its
+	// early-warning zone. Its whole entries are in Catalog; what it cut
+	// was written again, whole, on the set's next cartridge.
+	EndOfMedium bool
 	// EODPos is the logical object number of the end of data.
 	EODPos uint64
 	// Damaged lists the tape files a full scan could not read whole.
@@ -170,6 +176,10 @@ func fullScan(ctx context.Context, d Drive, o FileOptions, res *ScanResult) erro
 				res.Catalog = mergeScan(res, files, points, lastCat)
 				return nil
 			case errors.Is(err, ErrTorn), errors.Is(err, ErrBadBlock), errors.Is(err, ErrForeign):
+				if errors.Is(err, ErrTorn) && endOfMedium(ctx, d, res.EODPos) {
+					res.EndOfMedium = true
+					continue
+				}
 				res.Torn = res.Torn || errors.Is(err, ErrTorn)
 				res.Damaged = append(res.Damaged, DamagedFile{FileNo: -1, StartPos: pos, Err: err})
 				if p, perr := d.Position(ctx); perr == nil && p == pos {
@@ -181,12 +191,22 @@ func fullScan(ctx context.Context, d Drive, o FileOptions, res *ScanResult) erro
 		}
 		f := CatalogFile{Sequence: res.Set.Sequence, FileNo: r.FileNo(), StartPos: pos, Kind: r.Kind()}
 		pt, cat, cur, ferr := scanEntries(ctx, r, &f)
+		cut := false
 		if ferr != nil {
 			if !errors.Is(ferr, ErrTorn) && !errors.Is(ferr, ErrBadBlock) {
 				return fmt.Errorf("scan %s: %w", d.Name(), ferr)
 			}
-			res.Torn = res.Torn || errors.Is(ferr, ErrTorn)
-			res.Damaged = append(res.Damaged, DamagedFile{FileNo: f.FileNo, StartPos: pos, Kind: f.Kind, Entry: cur, Err: ferr})
+			if cut = errors.Is(ferr, ErrTorn) && endOfMedium(ctx, d, res.EODPos); cut {
+				res.EndOfMedium = true
+			} else {
+				res.Torn = res.Torn || errors.Is(ferr, ErrTorn)
+				res.Damaged = append(res.Damaged, DamagedFile{FileNo: f.FileNo, StartPos: pos, Kind: f.Kind, Entry: cur, Err: ferr})
+			}
+		}
+		if cut && f.Kind == KindPoint {
+			// A point file cut by the end of medium goes again, both
+			// entries, on the next cartridge: the point is there.
+			pt = nil
 		}
 		switch f.Kind {
 		case KindCatalog:
@@ -200,6 +220,30 @@ func fullScan(ctx context.Context, d Drive, o FileOptions, res *ScanResult) erro
 			}
 		}
 	}
+}
+
+// endOfMedium reports whether the torn file the drive just read to its
+// end, the last on tape (it ends at eod), was cut by the end of the
+// medium rather than by a power cut: the writer ended it with a filemark
+// when the drive refused its next block, or the drive reports the end of
+// data in its early-warning zone. The drive is left at eod.
+func endOfMedium(ctx context.Context, d Drive, eod uint64) bool {
+	if p, err := d.Position(ctx); err != nil || p != eod || eod == 0 {
+		return false
+	}
+	if st, err := d.Status(ctx); err == nil && st.EarlyWarning {
+		return true
+	}
+	if err := d.Locate(ctx, eod-1); err != nil {
+		return false
+	}
+	var b [1]byte
+	_, err := d.ReadBlock(ctx, b[:])
+	fm := errors.Is(err, ErrFilemark)
+	if err := d.Locate(ctx, eod); err != nil {
+		return false
+	}
+	return fm
 }
 
 func hasEntry(es []CatalogEntry, name string) bool {
