@@ -589,6 +589,9 @@ func tapeCatalog(c *cli.Context) error {
 					how = "a full scan"
 				}
 				fmt.Fprintf(c.App.Writer, "slot %d: %s: pool %s, set %s, sequence %d: %d files, the set holds %d points (from %s)\n", s.Slot, s.Barcode, s.Pool, s.Set, s.Sequence, s.Files, s.Points, how)
+				if s.Filled {
+					fmt.Fprintf(c.App.Writer, "  filled: its last file was cut by the end of the medium; the set goes on on sequence %d\n", s.ContinuedOn)
+				}
 				if s.Torn {
 					fmt.Fprintf(c.App.Writer, "  its last file is torn (a power cut while writing?): everything before it was read\n")
 				}
