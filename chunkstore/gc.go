@@ -485,10 +485,7 @@ func (s *Store) GC(ctx context.Context, mark Marker, o GCOptions) (*GCReport, er
 // not decode: the store says so once per process (indexUnreadable), and
 // a server runs many collections.
 func (g *gcRun) noteUnreadable() {
-	s := g.s
-	s.fmu.Lock()
-	why := maps.Clone(s.idxProblems)
-	s.fmu.Unlock()
+	why := g.s.unreadableIndexFiles()
 	names := slices.Sorted(maps.Keys(why))
 	for _, name := range names {
 		g.log("warning: index file %s does not decode (%s): left in place, neither merged nor removed; 'recall repair index' replaces it", name, why[name])
@@ -1337,6 +1334,7 @@ func (g *gcRun) retireIndexFiles() error {
 		return fmt.Errorf("list garbage collection records: %w", err)
 	}
 	base := s.idx.baseName()
+	unreadable := s.unreadableIndexFiles()
 	for _, name := range names {
 		b, err := s.be.Load(g.ctx, gcHandle(name), 0, -1, nil)
 		if err != nil {
@@ -1350,9 +1348,6 @@ func (g *gcRun) retireIndexFiles() error {
 		if g.o.IndexGrace > 0 && time.Since(r.At) < g.o.IndexGrace {
 			continue
 		}
-		s.fmu.Lock()
-		unreadable := maps.Clone(s.idxProblems)
-		s.fmu.Unlock()
 		for _, f := range r.Files {
 			if f == base {
 				continue // never the file in use

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -470,6 +471,14 @@ func (s *Store) indexUnreadable(name string, err error) {
 	}
 	s.idxProblems[name] = err.Error()
 	s.fmu.Unlock()
+}
+
+// unreadableIndexFiles returns the index files that did not decode, and
+// why (name -> error): a copy, safe to keep.
+func (s *Store) unreadableIndexFiles() map[string]string {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	return maps.Clone(s.idxProblems)
 }
 
 // IndexProblems lists the index files that could not be read or decoded

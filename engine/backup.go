@@ -1309,7 +1309,9 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 			}
 			segs := newSegFile(b.segs)
 			chk.ResetOwned(rd, segs.give)
-			closeCold := func() {
+			// endRegion ends the chunker's use of the segments and the
+			// cold reader, on every way out of the region.
+			endRegion := func() {
 				chk.Reset(nil)
 				segs.done()
 				if cr != nil {
@@ -1323,18 +1325,18 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 					break
 				}
 				if err != nil {
-					closeCold()
+					endRegion()
 					return fail(err)
 				}
 				cb := segs.chunk(data)
 				b.opts.Progress.addBytes(int64(len(data)))
 				off += int64(len(data))
 				if err := submit(cb, off); err != nil {
-					closeCold()
+					endRegion()
 					return fail(err)
 				}
 			}
-			closeCold()
+			endRegion()
 			if off < rg.end {
 				break // file shrank while read
 			}

@@ -226,10 +226,3 @@ func (p *chunkerPool) Put(c *chunkstore.Chunker) {
 	p.free = append(p.free, c)
 	p.mu.Unlock()
 }
-
-// size returns how many chunkers the pool holds.
-func (p *chunkerPool) size() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.free)
-}

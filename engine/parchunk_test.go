@@ -142,7 +142,7 @@ func TestChunkerPoolKeepsChunkersOverGC(t *testing.T) {
 	if !(c == a && d == b || c == b && d == a) {
 		t.Error("chunkers given back were not handed out again after a collection")
 	}
-	if n := p.size(); n != 0 {
+	if n := len(p.free); n != 0 {
 		t.Errorf("pool holds %d chunkers with all handed out", n)
 	}
 }

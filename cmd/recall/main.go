@@ -140,9 +140,15 @@ func checkUsage(c *cli.Command) {
 			}
 		}
 	}
-	if c.Action != nil {
+	subs := ownSubcommands(c)
+	if c.Action != nil || len(subs) > 0 {
 		before := c.Before
 		c.Before = func(ctx *cli.Context) error {
+			if len(subs) > 0 {
+				if err := unknownHelpTopic(ctx); err != nil {
+					return err
+				}
+			}
 			if err := nonNegative(ctx, c.Flags); err != nil {
 				return err
 			}
@@ -157,18 +163,11 @@ func checkUsage(c *cli.Command) {
 			return flagError(ctx, append(slices.Clip(c.Flags), ctx.App.Flags...), err)
 		}
 	}
-	if len(ownSubcommands(c)) > 0 {
+	if len(subs) > 0 {
 		if c.Action == nil {
 			c.Action = unknownCommand
 		}
-		before := c.Before
-		c.Before = func(ctx *cli.Context) error {
-			if err := unknownHelpTopic(ctx); err != nil || before == nil {
-				return err
-			}
-			return before(ctx)
-		}
-		for _, sub := range ownSubcommands(c) {
+		for _, sub := range subs {
 			checkUsage(sub)
 		}
 		return
