@@ -163,6 +163,7 @@ type Chunker struct {
 	buf        []byte
 	own        []byte             // the chunker's own buffer while it reads into given ones
 	give       func(n int) []byte // ResetOwned's: a fresh buffer of n bytes, or nil
+	next       SegmentSource      // ResetSegments's, or nil
 	start, end int                // buf[start:end] is read and not yet returned
 	scanned    int                // bytes after start known to hold no cut
 	eof        bool
@@ -195,8 +196,8 @@ func newChunker(t *cdcTables, lo, hi int, averageBits int, rd io.Reader) (*Chunk
 
 // Reset points c at rd as if it were new.
 func (c *Chunker) Reset(rd io.Reader) {
-	if c.give != nil {
-		c.buf, c.own, c.give = c.own, nil, nil
+	if c.give != nil || c.next != nil {
+		c.buf, c.own, c.give, c.next = c.own, nil, nil, nil
 	}
 	c.rd = rd
 	c.start, c.end, c.scanned = 0, 0, 0
@@ -215,6 +216,28 @@ func (c *Chunker) Reset(rd io.Reader) {
 func (c *Chunker) ResetOwned(rd io.Reader, give func(n int) []byte) {
 	c.Reset(rd)
 	c.own, c.buf, c.give = c.buf, nil, give
+}
+
+// A SegmentSource fills the buffers a chunker reset with ResetSegments
+// cuts its chunks from: a reader with buffers of its own (one reading
+// ahead of the chunker with O_DIRECT, say) places its bytes where they
+// stay, so not even the chunker's read copies them.
+//
+// The chunker calls it each time it needs more bytes, with keep: the
+// bytes it has read and not yet returned (the unfinished chunk, shorter
+// than MaxChunk; empty at first). It returns a buffer holding keep
+// followed by the stream's next bytes (at least one) as buf[start:end],
+// and keeps it unchanged until the chunker is done with its chunks, as a
+// buffer from ResetOwned's give. After the last bytes it returns io.EOF
+// and no buffer (the chunker goes on with the one it has); a read error
+// comes the same way, after the bytes read before it.
+type SegmentSource func(keep []byte) (buf []byte, start, end int, err error)
+
+// ResetSegments is ResetOwned for a source that fills the buffers
+// itself. Reset ends it.
+func (c *Chunker) ResetSegments(next SegmentSource) {
+	c.Reset(nil)
+	c.own, c.buf, c.next = c.buf, nil, next
 }
 
 // Next returns the next chunk, or io.EOF after the last one.
@@ -253,6 +276,22 @@ func (c *Chunker) take(n int) []byte {
 // fill moves the unreturned bytes to the front, grows the buffer if they
 // fill it, and reads until the buffer is full or the stream ends.
 func (c *Chunker) fill() error {
+	if c.next != nil {
+		keep := c.buf[c.start:c.end]
+		nb, start, end, err := c.next(keep)
+		switch {
+		case err == nil:
+			if end-start <= len(keep) || start < 0 || end > len(nb) {
+				return fmt.Errorf("chunker: segment source returned %d..%d of %d bytes for %d kept", start, end, len(nb), len(keep))
+			}
+			c.buf, c.start, c.end = nb, start, end
+		case errors.Is(err, io.EOF):
+			c.eof = true
+		default:
+			return err
+		}
+		return nil
+	}
 	if c.give != nil {
 		// Room for what is left (less than MaxChunk: Next returns a
 		// chunk of MaxChunk before it fills) and as much again.

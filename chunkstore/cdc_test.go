@@ -2,9 +2,11 @@ package chunkstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -114,6 +116,97 @@ func ownedCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
 	return lens
 }
 
+// segmentCuts is ourCuts through ResetSegments, with a source that hands
+// out the data in pieces of random sizes, each in a buffer of its own
+// with a random room in front: where keep fits, it is copied there, else
+// into a new buffer of keep and the piece together (as the cold reader
+// does). Each chunk must lie in the buffer returned last and still hold
+// its bytes at the end; a read error must come after the bytes before it.
+func segmentCuts(t testing.TB, c *Chunker, data []byte, rnd *rand.Rand, maxPiece int) []int {
+	t.Helper()
+	var last []byte
+	pos := 0
+	c.ResetSegments(func(keep []byte) ([]byte, int, int, error) {
+		if pos == len(data) {
+			return nil, 0, 0, io.EOF
+		}
+		n := min(len(data)-pos, 1+rnd.IntN(maxPiece))
+		room := rnd.IntN(2 * maxPiece)
+		buf := bytes.Repeat([]byte{0x5a}, room+n+rnd.IntN(9))
+		copy(buf[room:], data[pos:pos+n])
+		pos += n
+		start := room - len(keep)
+		if start < 0 {
+			merged := make([]byte, len(keep)+n)
+			copy(merged[copy(merged, keep):], buf[room:room+n])
+			buf, start, room = merged, 0, len(keep)
+		} else {
+			copy(buf[start:], keep)
+		}
+		last = buf
+		return buf, start, room + n, nil
+	})
+	defer c.Reset(nil)
+	var chunks [][]byte
+	var lens []int
+	off := 0
+	for {
+		b, err := c.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 0 && !within(b, last) {
+			t.Fatalf("chunk at %d is not in the buffer returned last", off)
+		}
+		chunks = append(chunks, b)
+		off += len(b)
+		lens = append(lens, len(b))
+	}
+	off = 0
+	for _, b := range chunks {
+		if !bytes.Equal(b, data[off:off+len(b)]) {
+			t.Fatalf("chunk at %d: bytes differ from the input at the end", off)
+		}
+		off += len(b)
+	}
+	if off != len(data) {
+		t.Fatalf("chunks cover %d of %d bytes", off, len(data))
+	}
+	return lens
+}
+
+func TestChunkerSegmentSourceError(t *testing.T) {
+	pol, _ := chunker.RandomPolynomial()
+	tab, _ := newCDCTables(pol)
+	c, err := newChunker(tab, 100, 1000, 6, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("disk on fire")
+	calls := 0
+	c.ResetSegments(func(keep []byte) ([]byte, int, int, error) {
+		calls++
+		if calls == 1 {
+			return make([]byte, 50), 0, 50, nil
+		}
+		return nil, 0, 0, broken
+	})
+	if _, err := c.Next(); !errors.Is(err, broken) {
+		t.Fatalf("Next = %v, want the source's error", err)
+	}
+	// A source that claims no new bytes is a bug, said so.
+	c.ResetSegments(func(keep []byte) ([]byte, int, int, error) {
+		return make([]byte, 10), 0, 0, nil
+	})
+	if _, err := c.Next(); err == nil || !strings.Contains(err.Error(), "segment source") {
+		t.Fatalf("Next = %v, want an error naming the segment source", err)
+	}
+	c.Reset(nil)
+}
+
 // within reports whether b lies inside buf's bytes.
 func within(b, buf []byte) bool {
 	if len(buf) == 0 {
@@ -181,6 +274,8 @@ func TestChunkerMatchesRestic(t *testing.T) {
 					check("short reads", ourCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd}))
 					check("owned buffers", ownedCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd}))
 					check("one reader after owned buffers", ourCuts(t, c, data, bytes.NewReader(data)))
+					check("segment source", segmentCuts(t, c, data, rnd, max(1, p.hi/2)))
+					check("one reader after segment source", ourCuts(t, c, data, bytes.NewReader(data)))
 				}
 			}
 		}
@@ -203,6 +298,9 @@ func TestChunkerMatchesRestic(t *testing.T) {
 		}
 		if got := ownedCuts(t, c, data, &jumpyReader{bytes.NewReader(data), rnd}); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("default bounds, bits %d, owned buffers:\n got %v\nwant %v", bits, got, want)
+		}
+		if got := segmentCuts(t, c, data, rnd, 2<<20); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("default bounds, bits %d, segment source:\n got %v\nwant %v", bits, got, want)
 		}
 		if len(want) < 20 {
 			t.Fatalf("only %d chunks: the test data is too uniform", len(want))

@@ -233,7 +233,7 @@ func TestColdReader(t *testing.T) {
 					_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 				}
 				direct := coldDirect.Load()
-				r := newColdReader(f, c.start, c.end)
+				r := newColdReader(f, c.start, c.end, coldBufsReader)
 				got, err := io.ReadAll(r)
 				r.Close()
 				if err != nil {

@@ -67,9 +67,10 @@ type segFile struct {
 }
 
 type segment struct {
-	f    *segFile
-	b    []byte
-	refs int // the chunker's (while cur or prev) and its chunks' in flight
+	f        *segFile
+	b        []byte
+	refs     int    // the chunker's (while cur or prev) and its chunks' in flight
+	giveBack func() // gives b back to whoever filled it (adopt), or nil: to the pool
 }
 
 func newSegFile(p *segPool) *segFile {
@@ -94,6 +95,22 @@ func (f *segFile) give(n int) []byte {
 	return f.cur.b
 }
 
+// adopt makes b, filled by a chunker's SegmentSource (the cold reader),
+// the segment chunks are cut from; release gives it back once the chunker
+// has moved on and its chunks are saved. The source has copied what the
+// chunker kept out of the segment before: that one is the chunker's no
+// longer. The source bounds how many it fills (no wait here).
+func (f *segFile) adopt(b []byte, release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropPrevLocked()
+	if f.cur != nil {
+		f.unrefLocked(f.cur)
+	}
+	f.cur = &segment{f: f, b: b, refs: 1, giveBack: release}
+	f.live++
+}
+
 func (f *segFile) dropPrevLocked() {
 	if f.prev != nil {
 		f.unrefLocked(f.prev)
@@ -104,7 +121,11 @@ func (f *segFile) dropPrevLocked() {
 func (f *segFile) unrefLocked(s *segment) {
 	s.refs--
 	if s.refs == 0 {
-		f.pool.put(s.b)
+		if s.giveBack != nil {
+			s.giveBack()
+		} else {
+			f.pool.put(s.b)
+		}
 		s.b = nil
 		f.live--
 		f.cond.Broadcast()

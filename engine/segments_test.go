@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"io"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Chunks cut into segments reach the savers without a copy: every chunk
@@ -90,5 +95,114 @@ func TestSegmentChunksSurviveUntilSaved(t *testing.T) {
 	}
 	if len(pool.free) == 0 || len(pool.free) > segPoolKeep {
 		t.Errorf("pool keeps %d segments after the files, want 1..%d", len(pool.free), segPoolKeep)
+	}
+}
+
+// The cold reader's pieces are the chunker's segments: chunks cut from a
+// file that is not in the page cache reach the savers as slices of the
+// buffers the disk read into, hold their bytes until saved (savers far
+// behind the chunker, some finishing after the reader is closed), and
+// every buffer goes back. A short pattern repeated has no cut: chunks of
+// the maximum size, whose
+// unfinished part does not fit in front of the next piece and is copied
+// with it into a new buffer.
+func TestColdSegmentsSurviveUntilSaved(t *testing.T) {
+	st := parCutsStore(t, 3<<20)
+	data := make([]byte, 40<<20+12345)
+	rand.New(rand.NewSource(8)).Read(data)
+	copy(data[12<<20:32<<20], bytes.Repeat([]byte("abcdefg"), 3<<20)) // no cut: chunks of the maximum size
+	path := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chk := newChunkerPool(st).Get()
+	for _, c := range []struct {
+		name       string
+		start, end int64
+		slow       bool
+	}{
+		{"whole", 0, int64(len(data)), false},
+		{"unaligned region, slow savers", 5000, int64(len(data)) - 777, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			_ = unix.Fsync(int(f.Fd()))
+			_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+			merged := coldMerged.Load()
+			cr := newColdReader(f, c.start, c.end, coldBufsSegments)
+			segs := newSegFile(&segPool{})
+			var out atomic.Int64 // buffers held by segments
+			chk.ResetSegments(func(keep []byte) ([]byte, int, int, error) {
+				raw, buf, start, end, err := cr.segment(keep)
+				if err != nil {
+					return nil, 0, 0, err
+				}
+				release := func() {}
+				if raw != nil {
+					out.Add(1)
+					release = func() { out.Add(-1); cr.giveBack(raw) }
+				}
+				segs.adopt(buf, release)
+				return buf, start, end, nil
+			})
+			type job struct {
+				cb  *chunkBuf
+				off int64
+			}
+			q := make(chan job, 64)
+			var wg sync.WaitGroup
+			var bad []int64
+			var mu sync.Mutex
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := range q {
+						if c.slow {
+							time.Sleep(2 * time.Millisecond)
+						}
+						if !bytes.Equal(j.cb.b, data[j.off:j.off+int64(len(j.cb.b))]) {
+							mu.Lock()
+							bad = append(bad, j.off)
+							mu.Unlock()
+						}
+						newBudget(1).put(j.cb)
+					}
+				}()
+			}
+			off := c.start
+			for {
+				b, err := chk.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				q <- job{segs.chunk(b), off}
+				off += int64(len(b))
+			}
+			chk.Reset(nil)
+			segs.done()
+			cr.Close() // savers may still hold buffers: they go back after
+			close(q)
+			wg.Wait()
+			if off != c.end {
+				t.Fatalf("chunked %d..%d, want ..%d", c.start, off, c.end)
+			}
+			if len(bad) > 0 {
+				t.Errorf("%d chunks changed before they were saved, the first at %d", len(bad), bad[0])
+			}
+			if n := out.Load(); n != 0 || segs.live != 0 {
+				t.Errorf("%d buffers and %d segments not given back", n, segs.live)
+			}
+			if coldMerged.Load() == merged {
+				t.Error("no segment was merged: the zeroes' chunks of the maximum size should not fit in front of a piece")
+			}
+		})
 	}
 }
