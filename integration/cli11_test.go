@@ -495,3 +495,29 @@ func TestKeyPasswdFinishesHalfWayChange(t *testing.T) {
 		t.Errorf("old passphrase after finishing the change: exit %d, %s; want 5", r.code, r.stderr)
 	}
 }
+
+// A command's last lines, the error it ends with, quote what it was given:
+// a path made to hold a newline and a terminal's escape sequence must
+// neither forge a line of recall's own nor reach the terminal raw.
+func TestFinalErrorLineEscaped(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	bad := filepath.Join(t.TempDir(), "gone\nrecall: completed\x1b[2J")
+	r := e.run("backup", "--source", "s", bad)
+	if r.code == 0 {
+		t.Fatalf("backup of a missing path succeeded:\n%s", r.stderr)
+	}
+	if strings.ContainsRune(r.stderr, 0x1b) {
+		t.Errorf("stderr holds a raw escape: %q", r.stderr)
+	}
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(l, "recall: completed") {
+			t.Errorf("a path forged a line: %q", r.stderr)
+		}
+	}
+	// Its newline starts an indented line (errors.Join's lines are
+	// shown so too), its escape is spelled out.
+	if !strings.Contains(r.stderr, "gone\n  recall: completed\\x1b[2J") {
+		t.Errorf("the error does not name the path, escaped: %q", r.stderr)
+	}
+}

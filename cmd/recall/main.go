@@ -801,6 +801,19 @@ func oneLine(s string) string {
 	return b.String()
 }
 
+// errorLines is the text of the error a command ends with, as oneLine
+// makes a message safe: each line escaped, and the lines after the first
+// (errors.Join puts several errors on lines of their own) indented, so no
+// line of it, however a file name it quotes was made, reads as a line
+// recall printed or reaches the terminal as an escape sequence.
+func errorLines(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = oneLine(l)
+	}
+	return strings.Join(lines, "\n  ")
+}
+
 // warnf is logf for warnings, which the engine reports through it.
 func warnf(format string, args ...any) { logf("warning: "+format, args...) }
 
@@ -889,9 +902,9 @@ func main() {
 	code := exitCode(err)
 	if err != nil {
 		if code == exitWarnings {
-			fmt.Fprintf(os.Stderr, "recall: %v\n", err)
+			fmt.Fprintf(os.Stderr, "recall: %s\n", errorLines(err))
 		} else {
-			fmt.Fprintf(os.Stderr, "recall: error: %v\n", err)
+			fmt.Fprintf(os.Stderr, "recall: error: %s\n", errorLines(err))
 		}
 	}
 	pprof.StopCPUProfile()

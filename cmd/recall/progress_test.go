@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +115,13 @@ func TestProgressVerifyCountsPacks(t *testing.T) {
 	r := &reporter{cmd: "verify", start: time.Now()}
 	if line := r.plain(engine.Status{FilesDone: 9, FilesTotal: 30, TotalsFinal: true}); !strings.Contains(line, "9 of 30 packs") {
 		t.Errorf("verify's plain line %q, want packs counted", line)
+	}
+}
+
+func TestErrorLines(t *testing.T) {
+	joined := fmt.Errorf("group g: %w", errors.Join(errors.New("a: \x1b[31mred"), errors.New("b: gone\\")))
+	want := "group g: a: \\x1b[31mred\n  b: gone\\\\"
+	if got := errorLines(joined); got != want {
+		t.Errorf("errorLines = %q, want %q", got, want)
 	}
 }
