@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -391,4 +392,97 @@ type countingReader struct {
 func (c *countingReader) Read(p []byte) (int, error) {
 	c.n++
 	return c.r.Read(p[:min(len(p), c.max)])
+}
+
+// A large file out of the page cache that is cut short while the cold
+// reader's pieces are being chunked (the pieces are the segments) ends
+// the region at the cut: the point holds the bytes up to it, and the
+// backup ends. Also with the cut inside a piece and with a limit (the
+// reader path).
+func TestShrankWhileReadCold(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		cut     int64
+		limited bool
+	}{
+		{"inside a piece", 3*coldPiece + 777, false},
+		{"at a piece's end", 2 * coldPiece, false},
+		{"limited", 3*coldPiece + 777, true},
+		{"while read", 5*coldPiece + 99, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ts := newTestStore(t)
+			src := t.TempDir()
+			f := filepath.Join(src, "big")
+			data := make([]byte, 3*coldMinSize+4321)
+			rand.New(rand.NewSource(7)).Read(data)
+			if err := os.WriteFile(f, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dropCache(t, f)
+			readers := coldReaders.Load()
+			var once sync.Once // the read after the cut sees the file as it is
+			opts := BackupOptions{Path: src, Source: "cut", hooks: &backupHooks{afterRegions: func(string) {
+				once.Do(func() {
+					if err := os.Truncate(f, c.cut); err != nil {
+						t.Error(err)
+					}
+				})
+			}}}
+			if c.limited {
+				opts.Limiter = countingLimiter{new(atomic.Int64)}
+			}
+			stop := make(chan struct{})
+			if c.name == "while read" {
+				// Cut once the chunker has had two pieces: the pieces
+				// read ahead hold bytes past the cut, which the stat
+				// comparison after the read finds and reads again.
+				opts.hooks = nil
+				opts.Progress = &Progress{}
+				go func() {
+					for opts.Progress.Status().BytesDone < 2*coldPiece {
+						select {
+						case <-stop:
+							return
+						case <-time.After(50 * time.Microsecond):
+						}
+					}
+					if err := os.Truncate(f, c.cut); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			defer close(stop)
+			done := make(chan struct{})
+			var p *Point
+			var err error
+			go func() {
+				defer close(done)
+				p, err = ts.backup(opts)
+			}()
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("backup of a cold file cut short while read did not end")
+			}
+			if err != nil {
+				t.Fatalf("backup: %v", err)
+			}
+			if coldReaders.Load() == readers {
+				t.Fatal("the file was not read by the cold reader")
+			}
+			if got := ts.content(p, "big"); !bytes.Equal(got, data[:c.cut]) {
+				t.Errorf("point holds %d bytes (first difference at %d), want the %d the file was cut to", len(got), firstDiff(got, data), c.cut)
+			}
+		})
+	}
+}
+
+// countingLimiter is a Limiter that never waits; it counts the bytes
+// asked for.
+type countingLimiter struct{ n *atomic.Int64 }
+
+func (l countingLimiter) WaitN(_ context.Context, n int) error {
+	l.n.Add(int64(n))
+	return nil
 }
