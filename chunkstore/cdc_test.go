@@ -88,6 +88,14 @@ func ownedCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
 		return last
 	})
 	defer c.Reset(nil)
+	return keptChunks(t, c, data, func() []byte { return last })
+}
+
+// keptChunks reads c's chunks of data to the end: each must lie in the
+// buffer last returns when it is returned, and every one must still hold
+// its bytes at the end. It returns their lengths.
+func keptChunks(t testing.TB, c *Chunker, data []byte, last func() []byte) []int {
+	t.Helper()
 	var chunks [][]byte
 	var lens []int
 	off := 0
@@ -99,7 +107,7 @@ func ownedCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(b) > 0 && !within(b, last) {
+		if len(b) > 0 && !within(b, last()) {
 			t.Fatalf("chunk at %d is not in the buffer given last", off)
 		}
 		chunks = append(chunks, b)
@@ -112,6 +120,9 @@ func ownedCuts(t testing.TB, c *Chunker, data []byte, rd io.Reader) []int {
 			t.Fatalf("chunk at %d: bytes differ from the input at the end", off)
 		}
 		off += len(b)
+	}
+	if off != len(data) {
+		t.Fatalf("chunks cover %d of %d bytes", off, len(data))
 	}
 	return lens
 }
@@ -147,35 +158,7 @@ func segmentCuts(t testing.TB, c *Chunker, data []byte, rnd *rand.Rand, maxPiece
 		return buf, start, room + n, nil
 	})
 	defer c.Reset(nil)
-	var chunks [][]byte
-	var lens []int
-	off := 0
-	for {
-		b, err := c.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(b) > 0 && !within(b, last) {
-			t.Fatalf("chunk at %d is not in the buffer returned last", off)
-		}
-		chunks = append(chunks, b)
-		off += len(b)
-		lens = append(lens, len(b))
-	}
-	off = 0
-	for _, b := range chunks {
-		if !bytes.Equal(b, data[off:off+len(b)]) {
-			t.Fatalf("chunk at %d: bytes differ from the input at the end", off)
-		}
-		off += len(b)
-	}
-	if off != len(data) {
-		t.Fatalf("chunks cover %d of %d bytes", off, len(data))
-	}
-	return lens
+	return keptChunks(t, c, data, func() []byte { return last })
 }
 
 func TestChunkerSegmentSourceError(t *testing.T) {
