@@ -1306,19 +1306,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 			case cold && b.opts.Limiter == nil:
 				// The cold reader's pieces are the segments.
 				cr = newColdReader(f, rg.start, rg.end, coldBufsSegments)
-				r := cr // endRegion clears cr; savers give buffers back after
-				chk.ResetSegments(func(keep []byte) ([]byte, int, int, error) {
-					raw, buf, start, end, err := r.segment(keep)
-					if err != nil {
-						return nil, 0, 0, err
-					}
-					release := func() {} // a new buffer: the collector's
-					if raw != nil {
-						release = func() { r.giveBack(raw) }
-					}
-					segs.adopt(buf, release)
-					return buf, start, end, nil
-				})
+				chk.ResetSegments(cr.segments(segs))
 			case cold:
 				// Read through the limit, which counts every Read.
 				cr = newColdReader(f, rg.start, rg.end, coldBufsReader)

@@ -139,30 +139,38 @@ func TestShrankWhileReadInParallel(t *testing.T) {
 		t.Fatal(err)
 	}
 	const cut = 5<<20 + 777
-	done := make(chan struct{})
-	var p *Point
-	var err error
-	go func() {
-		defer close(done)
-		once := false
-		p, err = ts.backup(BackupOptions{Path: f, hooks: &backupHooks{afterRegions: func(string) {
-			if !once {
-				once = true
-				os.Truncate(f, cut)
-			}
-		}}})
-	}()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("backup of a file cut short while read did not end")
-	}
+	once := false
+	p, err := backupWithin(t, ts, BackupOptions{Path: f, hooks: &backupHooks{afterRegions: func(string) {
+		if !once {
+			once = true
+			os.Truncate(f, cut)
+		}
+	}}}, "backup of a file cut short while read")
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
 	if got := ts.content(p, "big"); !bytes.Equal(got, data[:cut]) {
 		t.Errorf("point holds %d bytes, want the %d the file was cut to", len(got), cut)
 	}
+}
+
+// backupWithin is ts.backup(opts), failing the test if it has not ended
+// within a minute (what names it).
+func backupWithin(t *testing.T, ts *testStore, opts BackupOptions, what string) (*Point, error) {
+	t.Helper()
+	done := make(chan struct{})
+	var p *Point
+	var err error
+	go func() {
+		defer close(done)
+		p, err = ts.backup(opts)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not end", what)
+	}
+	return p, err
 }
 
 // A file given as the backup's path that changes on every read is kept

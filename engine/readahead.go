@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/internal/iobuf"
 	"golang.org/x/sys/unix"
 )
@@ -221,7 +222,8 @@ type coldReader struct {
 	done chan struct{}
 
 	mu     sync.Mutex
-	closed bool // set by Close: buffers given back after it are unmapped
+	closed bool         // set by Close: buffers given back after it are unmapped
+	lent   atomic.Int64 // buffers segments hold (segments)
 
 	cur    []byte // of the piece being handed out, what is left
 	curRaw []byte // that piece's buffer
@@ -301,9 +303,7 @@ func (r *coldReader) giveBack(raw []byte) {
 	r.free <- raw // never blocks: free has room for every buffer
 }
 
-// segment is the chunker's SegmentSource over the pieces (the chunker
-// must be reset with ResetSegments and adopt called for every buffer it
-// returns). keep goes into the room in front of the next piece, whose
+// segment is the work of segments: the next piece, with keep in front. keep goes into the room in front of the next piece, whose
 // buffer raw is the chunker's until release gives it back (adopt's
 // segment release); where keep does not fit, it and the piece are copied
 // into a new buffer, raw is nil and the piece's buffer goes back at once.
@@ -333,6 +333,25 @@ func (r *coldReader) segment(keep []byte) (raw, buf []byte, start, end int, err 
 	copy(merged[copy(merged, keep):], c.raw[c.start:c.end])
 	r.giveBack(c.raw)
 	return nil, merged, 0, len(merged), nil
+}
+
+// segments is the chunker's SegmentSource over the pieces, each buffer it
+// returns adopted by segs, which gives it back to the reader once the
+// chunker has moved past it and its chunks are saved.
+func (r *coldReader) segments(segs *segFile) chunkstore.SegmentSource {
+	return func(keep []byte) ([]byte, int, int, error) {
+		raw, buf, start, end, err := r.segment(keep)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		release := func() {} // a merged buffer: the collector's
+		if raw != nil {
+			r.lent.Add(1)
+			release = func() { r.lent.Add(-1); r.giveBack(raw) }
+		}
+		segs.adopt(buf, release)
+		return buf, start, end, nil
+	}
 }
 
 // readPiece fills w from the file's offset a (aligned) until need bytes

@@ -453,18 +453,7 @@ func TestShrankWhileReadCold(t *testing.T) {
 				}()
 			}
 			defer close(stop)
-			done := make(chan struct{})
-			var p *Point
-			var err error
-			go func() {
-				defer close(done)
-				p, err = ts.backup(opts)
-			}()
-			select {
-			case <-done:
-			case <-time.After(60 * time.Second):
-				t.Fatal("backup of a cold file cut short while read did not end")
-			}
+			p, err := backupWithin(t, ts, opts, "backup of a cold file cut short while read")
 			if err != nil {
 				t.Fatalf("backup: %v", err)
 			}

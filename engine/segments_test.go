@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,20 +134,7 @@ func TestColdSegmentsSurviveUntilSaved(t *testing.T) {
 			merged := coldMerged.Load()
 			cr := newColdReader(f, c.start, c.end, coldBufsSegments)
 			segs := newSegFile(&segPool{})
-			var out atomic.Int64 // buffers held by segments
-			chk.ResetSegments(func(keep []byte) ([]byte, int, int, error) {
-				raw, buf, start, end, err := cr.segment(keep)
-				if err != nil {
-					return nil, 0, 0, err
-				}
-				release := func() {}
-				if raw != nil {
-					out.Add(1)
-					release = func() { out.Add(-1); cr.giveBack(raw) }
-				}
-				segs.adopt(buf, release)
-				return buf, start, end, nil
-			})
+			chk.ResetSegments(cr.segments(segs))
 			type job struct {
 				cb  *chunkBuf
 				off int64
@@ -197,7 +183,7 @@ func TestColdSegmentsSurviveUntilSaved(t *testing.T) {
 			if len(bad) > 0 {
 				t.Errorf("%d chunks changed before they were saved, the first at %d", len(bad), bad[0])
 			}
-			if n := out.Load(); n != 0 || segs.live != 0 {
+			if n := cr.lent.Load(); n != 0 || segs.live != 0 {
 				t.Errorf("%d buffers and %d segments not given back", n, segs.live)
 			}
 			if coldMerged.Load() == merged {
