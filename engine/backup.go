@@ -1038,26 +1038,35 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 	if h := b.opts.hooks; h != nil && h.beforeOpen != nil {
 		h.beforeOpen(path)
 	}
-	// O_NONBLOCK: an entry replaced by a FIFO since its lstat must not
-	// block the open; it is caught by the type check below.
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if errors.Is(err, unix.EPERM) {
-		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	}
+	// A descriptor, not an os.File: os.OpenFile offers every file to Go's
+	// poller, an epoll_ctl the kernel refuses for a regular file, which
+	// with the os.File itself was a tenth of the system calls of a small
+	// file. Only what is read in more than one piece gets an os.File
+	// (file), which then owns the descriptor. O_NONBLOCK: an entry
+	// replaced by a FIFO since its lstat must not block the open; it is
+	// caught by the type check below. The warning names the file
+	// already, so the error is the bare errno, as the walk's lstat gives.
+	fd, err := openNoAtime(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC)
 	if err != nil {
 		n.skipped = true
-		// The warning names the file already: the error's own copy of
-		// the absolute path only made a vanished file read differently
-		// here than when the walk's lstat missed it.
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
 		return fmt.Errorf("skipped: %w", err)
 	}
-	defer f.Close()
+	var f *os.File
+	file := func() *os.File {
+		if f == nil {
+			f = os.NewFile(uintptr(fd), path)
+		}
+		return f
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		} else {
+			unix.Close(fd)
+		}
+	}()
 	var ost unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &ost); err != nil {
+	if err := unix.Fstat(fd, &ost); err != nil {
 		n.skipped = true
 		return fmt.Errorf("skipped: %w", err)
 	}
@@ -1065,15 +1074,15 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 		n.skipped = true
 		return fmt.Errorf("skipped: no longer a regular file or block device")
 	} else if t == unix.S_IFREG {
-		n.Flags = readFlags(int(f.Fd()))
+		n.Flags = readFlags(fd)
 	}
 	if ost.Size > int64(b.st.MinChunk()) {
-		adviseSequential(f)
+		adviseSequential(fd)
 	}
 	before := ost
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
-			if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+			if err := unix.Fstat(fd, &before); err != nil {
 				n.skipped = true
 				return fmt.Errorf("skipped: %w", err)
 			}
@@ -1081,14 +1090,14 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 		size := before.Size
 		isDev := before.Mode&unix.S_IFMT == unix.S_IFBLK
 		if isDev {
-			if size, err = blockDeviceSize(f); err != nil {
+			if size, err = blockDeviceSize(file()); err != nil {
 				n.skipped = true
 				return fmt.Errorf("skipped: size of device: %w", err)
 			}
 		}
 		// Only a file read in one piece asks its file system's type.
 		oneRead := !isDev && size <= int64(b.st.MinChunk())
-		ext, read, err := b.readContent(f, size, isDev, oneRead && sizeTrusted(b.fsTypes.fsType(path, before.Dev)))
+		ext, read, err := b.readContent(fd, file, size, isDev, oneRead && sizeTrusted(b.fsTypes.fsType(path, before.Dev)))
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return context.Cause(b.ctx)
@@ -1100,7 +1109,7 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 			h.afterRead(path, attempt)
 		}
 		var after unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &after); err != nil {
+		if err := unix.Fstat(fd, &after); err != nil {
 			n.skipped = true
 			return fmt.Errorf("skipped: %w", err)
 		}
@@ -1191,7 +1200,10 @@ func (r *preader) Read(p []byte) (int, error) {
 // readContent chunks a file's data regions, recording sparse regions and
 // all-zero chunks as holes. Chunks are hashed, compressed and stored by the
 // saver goroutines while this goroutine keeps chunking.
-func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([]Extent, int64, error) {
+//
+// fd is the open file; file returns it as an os.File, which only what is
+// read in more than one piece asks for (it owns fd from then on).
+func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, trustSize bool) ([]Extent, int64, error) {
 	b.reading.Add(1)
 	defer b.reading.Add(-1)
 	var exts []*Extent
@@ -1230,7 +1242,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 		if trustSize {
 			stopAt = int(size)
 		}
-		nr, err := readSmall(b.limited(&preader{fd: int(f.Fd())}), buf, stopAt)
+		nr, err := readSmall(b.limited(&preader{fd: fd}), buf, stopAt)
 		if err != nil {
 			b.bufs.put(cb)
 			return nil, 0, err
@@ -1246,6 +1258,7 @@ func (b *backuper) readContent(f *os.File, size int64, isDev, trustSize bool) ([
 		}
 		off = int64(nr)
 	} else {
+		f := file()
 		regions := dataRegions(f, size, isDev)
 		if h := b.opts.hooks; h != nil && h.afterRegions != nil {
 			h.afterRegions(f.Name())

@@ -220,6 +220,87 @@ func TestVanishedBeforeOpenNotCounted(t *testing.T) {
 	}
 }
 
+// An entry swapped for another between the walk's lstat and the open of
+// its content: a FIFO or a symlink is skipped with a warning (the open
+// neither blocks nor follows), a small file swapped for a large one is
+// read as it now is (it needs the os.File a small one goes without), and
+// no descriptor is left open whichever way the read went.
+func TestSwappedBeforeOpen(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	large := bytes.Repeat([]byte("0123456789abcdef"), 1<<17) // 2 MiB: more than one chunk
+	for _, n := range []string{"fifo", "link", "grew", "small"} {
+		if err := os.WriteFile(filepath.Join(src, n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap := func(path string) {
+		var err error
+		switch filepath.Base(path) {
+		case "fifo":
+			if err = os.Remove(path); err == nil {
+				err = unix.Mkfifo(path, 0o644)
+			}
+		case "link":
+			if err = os.Remove(path); err == nil {
+				err = os.Symlink("/etc/hostname", path)
+			}
+		case "grew":
+			err = os.WriteFile(path, large, 0o644)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	done := make(chan struct{})
+	var p *Point
+	var err error
+	go func() {
+		defer close(done)
+		p, err = ts.backup(BackupOptions{Path: src, hooks: &backupHooks{beforeOpen: swap}})
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("backup blocked opening an entry swapped for a FIFO")
+	}
+	if !errors.Is(err, ErrWarnings) || p == nil || len(p.Errors) != 2 {
+		t.Fatalf("backup: %v, %+v", err, p)
+	}
+	for _, e := range p.Errors {
+		if b := filepath.Base(e.Path); b != "fifo" && b != "link" || !strings.Contains(e.Error, "skipped") {
+			t.Errorf("warning %+v: want the FIFO and the symlink skipped, only", e)
+		}
+	}
+	if got := ts.content(p, "grew"); !bytes.Equal(got, large) {
+		t.Errorf("grew: %d bytes, want the %d it had at its open", len(got), len(large))
+	}
+	if got := ts.content(p, "small"); string(got) != "small" {
+		t.Errorf("small: %q", got)
+	}
+	if p.Stats.Files != 2 {
+		t.Errorf("stats %+v: want the two files the point holds", p.Stats)
+	}
+	if open := openUnder(t, src); len(open) > 0 {
+		t.Errorf("descriptors left open on the source: %v", open)
+	}
+}
+
+// openUnder lists the files under dir the process has open.
+func openUnder(t *testing.T, dir string) []string {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, e := range ents {
+		if p, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(p, dir+"/") {
+			open = append(open, p)
+		}
+	}
+	return open
+}
+
 func TestSymlinkLoopsNotFollowed(t *testing.T) {
 	ts := newTestStore(t)
 	src := t.TempDir()

@@ -205,11 +205,23 @@ func readFlags(fd int) uint32 {
 // needs the file's owner or CAP_FOWNER, and without either (EPERM) the
 // file is opened as before.
 func openNoAtime(path string, flags int) (int, error) {
-	fd, err := unix.Open(path, flags|unix.O_NOATIME, 0)
+	fd, err := openRetry(path, flags|unix.O_NOATIME)
 	if err == unix.EPERM {
-		fd, err = unix.Open(path, flags, 0)
+		fd, err = openRetry(path, flags)
 	}
 	return fd, err
+}
+
+// openRetry opens path, again where a signal interrupted the open (the
+// os package does the same: a FUSE or network file system may return
+// EINTR).
+func openRetry(path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
 }
 
 // flagsOf reads the kept inode flags of the regular file at path, 0 when
