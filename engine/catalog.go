@@ -123,7 +123,11 @@ type Job struct {
 	Host     string    `json:"host"`
 	PID      int       `json:"pid"`
 	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished,omitzero"` // omitempty keeps a zero time.Time: running and interrupted jobs have none
+	Finished time.Time `json:"finished,omitzero"` // omitempty keeps a zero time.Time: running jobs and those whose process died have none
+	// FoundInterrupted is, for a job whose process died before it ended,
+	// when recall serve found it so and recorded it interrupted; its end
+	// is not known, so Finished stays zero.
+	FoundInterrupted time.Time `json:"found_interrupted,omitzero"`
 	// Status: running, ok, warnings, skipped, failed. A job left "running" by a
 	// process that died shows as such; Jobs reports it as "interrupted".
 	Status   string `json:"status"`

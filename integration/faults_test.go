@@ -516,6 +516,13 @@ func TestJobsHistory(t *testing.T) {
 		jobs[2].Status != "interrupted" || jobs[2].Source != "big" {
 		t.Errorf("jobs: %+v", jobs)
 	}
+	// When it ended is not known: the table says so rather than a
+	// duration that runs on until whenever it is read.
+	for _, l := range strings.Split(e.ok("jobs"), "\n") {
+		if strings.Contains(l, "interrupted") && !strings.Contains(l, "unknown") {
+			t.Errorf("jobs: %q: want the duration unknown", l)
+		}
+	}
 }
 
 // On a store whose file system is read-only (mounted so, or remounted so

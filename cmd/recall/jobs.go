@@ -84,8 +84,11 @@ func init() {
 			fmt.Fprintln(tw, "JOB\tKIND\tSTARTED (UTC)\tDURATION\tSTATUS\tSOURCE\tPOINT\tDETAIL")
 			for _, j := range jobs {
 				dur := ""
-				if !j.Finished.IsZero() {
+				switch {
+				case !j.Finished.IsZero():
 					dur = j.Finished.Sub(j.Started).Round(time.Millisecond).String()
+				case j.Status == "interrupted":
+					dur = "unknown" // its process died, some time before it was found so
 				}
 				pt := j.Point
 				if len(pt) > 12 {

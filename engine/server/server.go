@@ -320,9 +320,10 @@ func (s *Server) recordInterrupted(nums []uint64) error {
 			var hit bool
 			if nums == nil {
 				// A job shows as interrupted when the process that ran it
-				// is gone; recorded as such (Finished set), it is history
-				// and keeps what it says.
-				hit = (j.Status == "interrupted" && j.Finished.IsZero()) || (j.Status == "running" && j.PID == os.Getpid() && j.Host == host)
+				// is gone; recorded as such (FoundInterrupted set, or
+				// Finished by a stop), it is history and keeps what it
+				// says.
+				hit = (j.Status == "interrupted" && j.Finished.IsZero() && j.FoundInterrupted.IsZero()) || (j.Status == "running" && j.PID == os.Getpid() && j.Host == host)
 			} else {
 				hit = slices.Contains(nums, j.Number)
 			}
@@ -334,8 +335,14 @@ func (s *Server) recordInterrupted(nums []uint64) error {
 				why = "cancelled: recall serve stopped; the run is made at its next start"
 			}
 			j.Status, j.Error = "interrupted", why
-			if j.Finished.IsZero() {
+			// A job this server cancelled ended now; one whose process
+			// died ended some time before, when is not known: its
+			// duration is not the time up to this start.
+			switch {
+			case nums != nil && j.Finished.IsZero():
 				j.Finished = now
+			case nums == nil:
+				j.FoundInterrupted = now
 			}
 			if err := cat.FinishJob(&j); err != nil {
 				return err

@@ -406,6 +406,20 @@ func TestServerKilledAndRestarted(t *testing.T) {
 	if len(interrupted) != 1 || interrupted[0].Group != "a" || !strings.Contains(interrupted[0].Error, "ended before the job did") {
 		t.Fatalf("interrupted jobs after the restart: %+v, want group a's backup, recorded as interrupted by the server", interrupted)
 	}
+	// When the killed process stopped is not known: the record says when
+	// the restart found it, and no end (which made its duration run up
+	// to the restart). A later start leaves the record as it is.
+	found := interrupted[0].FoundInterrupted
+	if !interrupted[0].Finished.IsZero() || found.IsZero() || found.Before(interrupted[0].Started) {
+		t.Fatalf("interrupted job: finished %v, found %v (started %v): want no end and when it was found", interrupted[0].Finished, found, interrupted[0].Started)
+	}
+	again := &Server{o: Options{Home: f.home, Log: slog.New(slog.DiscardHandler)}}
+	must(t, again.recordInterrupted(nil))
+	for _, j := range jobsOf(t, f.home) {
+		if j.Number == interrupted[0].Number && (!j.FoundInterrupted.Equal(found) || !j.Finished.IsZero()) {
+			t.Fatalf("a later start rewrote the record: %+v", j)
+		}
+	}
 	// Before the kill every run up to crashAt, which was cut short; after
 	// the restart the missed runs made once, as one at restartAt, which
 	// makes the recovery point of crashAt (12:00) the kill cut short; then
