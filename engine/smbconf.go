@@ -298,6 +298,44 @@ func CheckSambaShare(smbConf string, share SambaShare) error {
 	return err
 }
 
+// InstalledShare is a share of recall's include file.
+type InstalledShare struct {
+	Name, Source, Kind string // Source and Kind "" for a version 1 block that names none
+	Path               string // its path parameter
+	File               string // the include file
+}
+
+// InstalledShares lists the shares of recall's include file beside
+// smbConf, in the file's order; none when there is no such file.
+func InstalledShares(smbConf string) ([]InstalledShare, error) {
+	abs, err := filepath.Abs(smbConf)
+	if err != nil {
+		return nil, err
+	}
+	include := filepath.Join(filepath.Dir(abs), SambaIncludeName)
+	b, err := os.ReadFile(include)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", include, err)
+	}
+	var out []InstalledShare
+	for _, bl := range parseBlocks(b) {
+		out = append(out, InstalledShare{Name: bl.Name, Source: bl.Source, Kind: bl.Kind,
+			Path: blockParam(b[bl.start:bl.end], "path"), File: include})
+	}
+	return out, nil
+}
+
+// Serves reports whether s is a recovery share of point id of source:
+// one whose path is the point's directory by id in a mount
+// (MOUNTPOINT/SOURCE/ID), as 'recall share bmr-recovery' writes it.
+func (s InstalledShare) Serves(source, id string) bool {
+	return s.Kind == ShareKindRecovery && s.Source == source &&
+		filepath.Base(s.Path) == id && filepath.Base(filepath.Dir(s.Path)) == source
+}
+
 // sharePlan is what installing a share reads and would write.
 type sharePlan struct {
 	smbConf      string // absolute

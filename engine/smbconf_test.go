@@ -95,6 +95,44 @@ func TestSambaIncludeV1(t *testing.T) {
 	}
 }
 
+// TestInstalledShares: the shares of the include file beside an smb.conf,
+// each with its path, and which of them serves a point: a recovery share
+// whose path is that point's id link of its source, not a staging share,
+// nor one of another source or point.
+func TestInstalledShares(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "smb.conf")
+	if got, err := InstalledShares(conf); err != nil || got != nil {
+		t.Fatalf("no include file: %+v, %v", got, err)
+	}
+	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	b := mustPut(t, nil, testShare("srv01", "/srv/recall-bmr/srv01"))
+	b = mustPut(t, b, owned(testShare("srv01-20261102-210312", "/srv/recall/srv01/"+id), "srv01", ShareKindRecovery))
+	b = mustPut(t, b, owned(testShare("web-20261102-210312", "/srv/recall/web/"+id), "web", ShareKindRecovery))
+	if err := os.WriteFile(filepath.Join(dir, SambaIncludeName), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := InstalledShares(conf)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("shares: %+v, %v", got, err)
+	}
+	if got[1].Path != "/srv/recall/srv01/"+id || got[1].File != filepath.Join(dir, SambaIncludeName) || got[1].Kind != ShareKindRecovery {
+		t.Errorf("recovery share: %+v", got[1])
+	}
+	var serving []string
+	for _, sh := range got {
+		if sh.Serves("srv01", id) {
+			serving = append(serving, sh.Name)
+		}
+	}
+	if len(serving) != 1 || serving[0] != "srv01-20261102-210312" {
+		t.Errorf("shares serving srv01's point: %v", serving)
+	}
+	if got[1].Serves("srv01", strings.Repeat("f", 64)) || got[0].Serves("srv01", "srv01") {
+		t.Error("a share serves another point, or a staging share serves one")
+	}
+}
+
 // TestShareOwner: a block is replaced only by the share of the same
 // source and kind; a share of another source or kind of that name is
 // refused and left as it is.

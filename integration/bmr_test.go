@@ -530,6 +530,24 @@ func TestBMRNames(t *testing.T) {
 		}
 	}
 	sameTree(t, "the recovery share", hashTree(t, h.fetch(share)), sums)
+
+	// Forgetting the point names the share that served it, and leaves
+	// the share's block as it is: recall removes nothing it was not asked
+	// to.
+	inc := filepath.Join(filepath.Dir(h.conf), "recall-shares.conf")
+	before, err := os.ReadFile(inc)
+	must(t, err)
+	r := e.run("forget", "--json", "--smb-conf", h.conf, pts[0].ID)
+	var forgot struct {
+		Shares []string `json:"shares"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &forgot) != nil || !slices.Equal(forgot.Shares, []string{share}) ||
+		!strings.Contains(r.stderr, "share ["+share+"] ("+inc+") served point "+pts[0].ID[:12]) {
+		t.Fatalf("forget of the shared point: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if after, err := os.ReadFile(inc); err != nil || string(after) != string(before) {
+		t.Fatalf("forget changed %s: %v\n%s", inc, err, after)
+	}
 }
 
 // TestBMRShareCommands: what the share commands refuse, what they leave

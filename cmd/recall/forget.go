@@ -20,6 +20,7 @@ func init() {
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` the POINTs belong to (needed for \"latest\" with several sources)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "how long to wait for a running backup to finish"},
 			&cli.BoolFlag{Name: "json", Usage: "print each forgotten point as a JSON line"},
+			smbConfFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -32,8 +33,9 @@ func init() {
 			defer st.Close()
 			done, err := st.ForgetAll(c.Context, c.Args().Slice(), c.String("source"), lockWait(c))
 			refreshed := map[string]bool{}
+			shares := installedShares(c, len(done))
 			for _, f := range done {
-				if perr := printForgotten(c, f, refreshed); perr != nil && err == nil {
+				if perr := printForgotten(c, f, refreshed, shares); perr != nil && err == nil {
 					err = perr
 				}
 			}
@@ -46,8 +48,9 @@ func init() {
 }
 
 // printForgotten says what forget removed, and refreshes the mounts of its
-// source (once per source: refreshed).
-func printForgotten(c *cli.Context, f *engine.Forgotten, refreshed map[string]bool) error {
+// source (once per source: refreshed). Of shares, it names those that
+// served the point (warnShares).
+func printForgotten(c *cli.Context, f *engine.Forgotten, refreshed map[string]bool, shares []engine.InstalledShare) error {
 	p := f.Point
 	if p.Damaged != "" {
 		// Mounts never showed it, so none needs refreshing.
@@ -66,9 +69,10 @@ func printForgotten(c *cli.Context, f *engine.Forgotten, refreshed map[string]bo
 		fs.Refresh(c.String("home"), p.Source)
 		refreshed[p.Source] = true
 	}
+	served := warnShares(p, shares)
 	switch {
 	case c.Bool("json"):
-		return printJSON(c, forgetJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Name: name})
+		return printJSON(c, forgetJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Name: name, Shares: served})
 	case c.Bool("quiet"):
 		return nil // -q: errors only, as every command
 	}
@@ -103,4 +107,40 @@ type forgetJSON struct {
 	Time    time.Time `json:"time,omitzero"`
 	Name    string    `json:"name,omitempty"` // its directory in a mount: @GMT-...
 	Damaged string    `json:"damaged,omitempty"`
+	Shares  []string  `json:"shares,omitempty"` // recovery shares that served it
+}
+
+// smbConfFlag names the Samba configuration beside which recall keeps its
+// shares, for the commands that forget points.
+var smbConfFlag = &cli.StringFlag{Name: "smb-conf", Value: engine.DefaultSmbConf,
+	Usage: "Samba configuration `FILE` beside which recall's shares are named when they served a point forgotten"}
+
+// installedShares lists recall's Samba shares (beside --smb-conf) when n
+// points were forgotten; a file it cannot read is warned about.
+func installedShares(c *cli.Context, n int) []engine.InstalledShare {
+	if n == 0 {
+		return nil
+	}
+	shares, err := engine.InstalledShares(c.String("smb-conf"))
+	if err != nil {
+		warnf("recovery shares of the forgotten points not checked: %v", err)
+	}
+	return shares
+}
+
+// warnShares warns of each recovery share among shares that served point
+// p, now forgotten, and returns their names. The share is left as it is
+// (recall removes nothing it was not asked to), but Windows RE finds no
+// system image there any more: the mount shows nothing at its path.
+func warnShares(p *engine.Point, shares []engine.InstalledShare) []string {
+	var names []string
+	for _, s := range shares {
+		if !s.Serves(p.Source, p.ID.String()) {
+			continue
+		}
+		names = append(names, s.Name)
+		warnf("share [%s] (%s) served point %s of source %s, which is forgotten: Windows RE finds no system image there now; serve another point under that name ('recall share bmr-recovery --source %s --name %s POINT --apply') or remove the share's block from %s",
+			s.Name, s.File, p.ID.String()[:12], p.Source, p.Source, s.Name, s.File)
+	}
+	return names
 }

@@ -32,6 +32,7 @@ func init() {
 			&cli.StringFlag{Name: "as-of", Usage: "decide as of `TIME` (RFC 3339, like 2026-11-21T18:00:00Z; default now)"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array, one element per point"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 10 * time.Minute, Usage: "how long to wait for a running backup of a source to finish"},
+			smbConfFlag,
 		},
 		Action: func(c *cli.Context) error {
 			asOf := time.Now()
@@ -70,10 +71,21 @@ func init() {
 				engine.RunJob(c.String("home"), j, warnf, run)
 			}
 			refreshed := map[string]bool{}
+			removed := 0
 			for _, e := range entries {
+				if e.Removed {
+					removed++
+				}
 				if e.Removed && !refreshed[e.Point.Source] {
 					fs.Refresh(c.String("home"), e.Point.Source)
 					refreshed[e.Point.Source] = true
+				}
+			}
+			if shares := installedShares(c, removed); len(shares) > 0 {
+				for _, e := range entries {
+					if e.Removed {
+						warnShares(e.Point, shares)
+					}
 				}
 			}
 			if err != nil {
