@@ -81,7 +81,7 @@ func serve(c *cli.Context) error {
 	}()
 	metrics := server.NewMetrics(server.MetricsOptions{Store: st, Textfile: cfg.Metrics.Textfile, Log: log})
 	observe := server.Observers(server.JobLog(log), metrics.Observe, notifier.Observe)
-	srv, err := server.New(server.Options{Home: home, Store: st, Concurrency: cfg.Concurrency, Log: log, Observe: observe, Socket: cfg.Socket,
+	srv, err := server.New(server.Options{Home: home, Store: st, Concurrency: cfg.Concurrency, Log: log, Observe: observe, Socket: cfg.Socket, SmbConf: cfg.SmbConf,
 		OnAlert: notifier.AlertEvent})
 	if err != nil {
 		return err

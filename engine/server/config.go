@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/recall-backup/recall/engine"
 )
 
 // DefaultConfigPath is where recall serve looks for its configuration
@@ -37,7 +38,11 @@ type Config struct {
 	Home        string `toml:"home"`
 	Socket      string `toml:"socket"`
 	Concurrency int    `toml:"concurrency"` // 0: one job per core
-	Metrics     struct {
+	// SmbConf is the Samba configuration beside which recall keeps its
+	// shares: a retention prune names the recovery shares of the points
+	// it forgets.
+	SmbConf string `toml:"smb_conf"`
+	Metrics struct {
 		Listen string `toml:"listen"` // "": no endpoint
 		// Textfile is a node_exporter textfile collector file, written
 		// after each job ("": none).
@@ -81,7 +86,7 @@ const maxConcurrency = 256
 
 // DefaultConfig is the configuration with no file.
 func DefaultConfig() *Config {
-	return &Config{Home: DefaultHome, Socket: DefaultSocket, Concurrency: runtime.NumCPU()}
+	return &Config{Home: DefaultHome, Socket: DefaultSocket, Concurrency: runtime.NumCPU(), SmbConf: engine.DefaultSmbConf}
 }
 
 // LoadConfig reads and checks the configuration at path. When path is ""
@@ -129,6 +134,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	if !filepath.IsAbs(c.Socket) {
 		return nil, bad("", 0, "socket", c.Socket, "an absolute path")
+	}
+	if !filepath.IsAbs(c.SmbConf) {
+		return nil, bad("", 0, "smb_conf", c.SmbConf, "an absolute path")
 	}
 	switch {
 	case !md.IsDefined("concurrency"):
@@ -194,7 +202,7 @@ func checkOn(on []string) string {
 func allowedKeys(table string) string {
 	switch table {
 	case "":
-		return "home, socket, concurrency, [metrics], [[notify.webhook]], [[notify.mail]], [[mount]]"
+		return "home, socket, concurrency, smb_conf, [metrics], [[notify.webhook]], [[notify.mail]], [[mount]]"
 	case "metrics":
 		return "listen, textfile"
 	case "notify":

@@ -107,9 +107,17 @@ func start(t testing.TB, home string, clock *FakeClock, observe func(Event)) *ru
 
 func startLogged(t testing.TB, home string, clock *FakeClock, observe func(Event), log *slog.Logger) *running {
 	t.Helper()
+	return startOptions(t, clock, Options{Home: home, Concurrency: 2, Observe: observe, MaxWait: 48 * time.Hour, Log: log})
+}
+
+// startOptions starts a server with o on clock, its store opened for it.
+func startOptions(t testing.TB, clock *FakeClock, o Options) *running {
+	t.Helper()
+	home := o.Home
 	st, err := engine.Open(engine.StoreDir(home), chunkstore.OpenOptions{})
 	must(t, err)
-	srv, err := New(Options{Home: home, Store: st, Clock: clock, Concurrency: 2, Observe: observe, MaxWait: 48 * time.Hour, Log: log})
+	o.Store, o.Clock = st, clock
+	srv, err := New(o)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
