@@ -33,7 +33,7 @@ func TestPruneNamesRecoveryShares(t *testing.T) {
 	r := start(t, home, clock, nil)
 	r.until(week0.Add(22 * time.Hour)) // the first day's points
 	r.stop()
-	first := points(t, home)
+	first := pointsMade(t, home, "")
 	if len(first) == 0 {
 		t.Fatal("no point after the first day")
 	}
@@ -58,7 +58,7 @@ func TestPruneNamesRecoveryShares(t *testing.T) {
 		Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	r.until(week0.Add(4 * 24 * time.Hour))
 	r.stop()
-	for _, q := range points(t, home) {
+	for _, q := range pointsMade(t, home, "") {
 		if q.ID == p.ID {
 			t.Fatalf("the first point outlived its retention of a day")
 		}
@@ -76,15 +76,4 @@ func TestPruneNamesRecoveryShares(t *testing.T) {
 	if after, err := os.ReadFile(include); err != nil || string(after) != string(before) {
 		t.Fatalf("the prune changed %s: %v\n%s", include, err, after)
 	}
-}
-
-// points lists the points of the store of home.
-func points(t *testing.T, home string) []*engine.Point {
-	t.Helper()
-	st, err := engine.Open(engine.StoreDir(home), chunkstore.OpenOptions{})
-	must(t, err)
-	defer st.Close()
-	pts, err := st.Reader().Points()
-	must(t, err)
-	return pts
 }
