@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 
@@ -135,6 +136,54 @@ func TestZstdWindow(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("decode: %v (equal %v)", err, bytes.Equal(got, data))
 		}
+	}
+}
+
+// Blobs are written without zstd's content checksum, and frames with one
+// (as stores written before hold) still decode; a blob whose bytes are
+// damaged is caught by its id, checksum or not.
+func TestZstdChecksum(t *testing.T) {
+	_, s := newStore(t, false)
+	data := bytes.Repeat([]byte("a line of text that zstd compresses well enough\n"), 4000)
+	c := s.compress(compZstd, data, nil)
+	var h zstd.Header
+	if err := h.Decode(c); err != nil {
+		t.Fatal(err)
+	}
+	if h.HasCheckSum {
+		t.Error("a blob's frame carries a checksum")
+	}
+	old := mustEncoder(t, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true)).EncodeAll(data, nil)
+	if err := h.Decode(old); err != nil || !h.HasCheckSum {
+		t.Fatalf("a frame as stores before held: checksum %v, %v", h.HasCheckSum, err)
+	}
+	if got, err := s.decompress(compZstd, old, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("decode of a frame with a checksum: %v (equal %v)", err, bytes.Equal(got, data))
+	}
+
+	lock, w := openWriter(t, s)
+	defer lock.Unlock()
+	id := s.Hash(data)
+	if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pack, _ := s.PackOf(id)
+	entries, err := s.ReadPackHeader(pack)
+	if err != nil || len(entries) != 1 || entries[0].Comp != compZstd {
+		t.Fatalf("pack header %+v, %v", entries, err)
+	}
+	e := entries[0]
+	stored, err := os.ReadFile(s.packPath(pack))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := bytes.Clone(stored[e.Offset : e.Offset+e.Length])
+	blob[len(blob)-1] ^= 0x40 // the end of the last block's literals or sequences
+	if got, err := s.decodeBlob(id, blob, compZstd, nil); err == nil {
+		t.Fatalf("a damaged blob decoded to %d bytes with no error", len(got))
 	}
 }
 

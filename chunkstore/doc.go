@@ -67,8 +67,10 @@
 // compression does not shrink by at least 1/32 is stored as it is; large
 // blobs are first judged on a sample (writer.go), so incompressible data
 // costs little with either codec. zstd frames are written with a 2 MiB
-// window (before, 4 MiB); readers take any window up to the largest blob,
-// so stores of either read alike. Decoders check a blob's declared size
+// window (before, 4 MiB) and without a content checksum (before, with
+// one, which readers never checked: a blob is checked against its id);
+// readers take any window up to the largest blob, with or without a
+// checksum, so stores of either read alike. Decoders check a blob's declared size
 // against what its bytes can produce before they allocate (zstdsize.go,
 // s2size.go).
 //

@@ -214,8 +214,15 @@ func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {
 // on text still compresses ~3x and is the cheapest zstd there is. One
 // encoder per CPU (internal/procs): a backup's savers (two per CPU) take
 // turns at them; each keeps a history of twice the window.
+//
+// Frames carry no checksum: readers never checked it (every blob is
+// checked against its id, or authenticated, which is stronger), and its
+// xxhash was 1.5% of the CPU of a first backup of a /usr, where zstd is
+// two thirds of it. Encoding a shared library in 1 MiB blobs, five
+// interleaved pairs: 244-292 MB/s without against 218-283 MB/s with it.
+// Frames written with one still decode (TestZstdChecksum).
 func newZstdEncoder() *zstd.Encoder {
-	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(procs.CPUs()), zstd.WithZeroFrames(true), zstd.WithWindowSize(zstdWindow))
+	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(procs.CPUs()), zstd.WithZeroFrames(true), zstd.WithWindowSize(zstdWindow), zstd.WithEncoderCRC(false))
 	return e
 }
 
