@@ -161,8 +161,27 @@ func TestZstdChecksum(t *testing.T) {
 		t.Fatalf("decode of a frame with a checksum: %v (equal %v)", err, bytes.Equal(got, data))
 	}
 
+	id, e, stored := savedBlob(t, s, data, nil)
+	if e.Comp != compZstd {
+		t.Fatalf("pack entry %+v: not zstd", e)
+	}
+	blob := bytes.Clone(stored)
+	blob[len(blob)-1] ^= 0x40 // the end of the last block's literals or sequences
+	if got, err := s.decodeBlob(id, blob, compZstd, nil); err == nil {
+		t.Fatalf("a damaged blob decoded to %d bytes with no error", len(got))
+	}
+}
+
+// savedBlob saves data as a data blob through a writer of s, flushes it,
+// and returns its id, its pack entry and its bytes as its pack holds them.
+// opened, if set, runs once the writer is open.
+func savedBlob(t *testing.T, s *Store, data []byte, opened func()) (ID, PackEntry, []byte) {
+	t.Helper()
 	lock, w := openWriter(t, s)
 	defer lock.Unlock()
+	if opened != nil {
+		opened()
+	}
 	id := s.Hash(data)
 	if _, err := w.SaveBlob(DataBlob, id, data); err != nil {
 		t.Fatal(err)
@@ -172,19 +191,15 @@ func TestZstdChecksum(t *testing.T) {
 	}
 	pack, _ := s.PackOf(id)
 	entries, err := s.ReadPackHeader(pack)
-	if err != nil || len(entries) != 1 || entries[0].Comp != compZstd {
+	if err != nil || len(entries) != 1 || entries[0].ID != id {
 		t.Fatalf("pack header %+v, %v", entries, err)
 	}
-	e := entries[0]
-	stored, err := os.ReadFile(s.packPath(pack))
+	b, err := os.ReadFile(s.packPath(pack))
 	if err != nil {
 		t.Fatal(err)
 	}
-	blob := bytes.Clone(stored[e.Offset : e.Offset+e.Length])
-	blob[len(blob)-1] ^= 0x40 // the end of the last block's literals or sequences
-	if got, err := s.decodeBlob(id, blob, compZstd, nil); err == nil {
-		t.Fatalf("a damaged blob decoded to %d bytes with no error", len(got))
-	}
+	e := entries[0]
+	return id, e, b[e.Offset : e.Offset+e.Length]
 }
 
 func mustEncoder(t *testing.T, o ...zstd.EOption) *zstd.Encoder {
