@@ -70,9 +70,9 @@
 // window (before, 4 MiB) and without a content checksum (before, with
 // one, which readers never checked: a blob is checked against its id);
 // readers take any window up to the largest blob, with or without a
-// checksum, so stores of either read alike. Decoders check a blob's declared size
-// against what its bytes can produce before they allocate (zstdsize.go,
-// s2size.go).
+// checksum, so stores of either read alike. Decoders check a blob's
+// declared size against what its bytes can produce before they allocate
+// (zstdsize.go, s2size.go).
 //
 // # Ids and encryption
 //

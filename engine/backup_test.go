@@ -252,18 +252,7 @@ func TestSwappedBeforeOpen(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	done := make(chan struct{})
-	var p *Point
-	var err error
-	go func() {
-		defer close(done)
-		p, err = ts.backup(BackupOptions{Path: src, hooks: &backupHooks{beforeOpen: swap}})
-	}()
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("backup blocked opening an entry swapped for a FIFO")
-	}
+	p, err := backupWithin(t, ts, BackupOptions{Path: src, hooks: &backupHooks{beforeOpen: swap}}, "backup opening an entry swapped for a FIFO")
 	if !errors.Is(err, ErrWarnings) || p == nil || len(p.Errors) != 2 {
 		t.Fatalf("backup: %v, %+v", err, p)
 	}

@@ -308,10 +308,11 @@ func (r *coldReader) giveBack(raw []byte) {
 	r.free <- raw // never blocks: free has room for every buffer
 }
 
-// segment is the work of segments: the next piece, with keep in front. keep goes into the room in front of the next piece, whose
-// buffer raw is the chunker's until release gives it back (adopt's
-// segment release); where keep does not fit, it and the piece are copied
-// into a new buffer, raw is nil and the piece's buffer goes back at once.
+// segment is the work of segments: the next piece, with keep in front.
+// keep goes into the room in front of the next piece, whose buffer raw is
+// the chunker's until release gives it back (adopt's segment release);
+// where keep does not fit, it and the piece are copied into a new buffer,
+// raw is nil and the piece's buffer goes back at once.
 func (r *coldReader) segment(keep []byte) (raw, buf []byte, start, end int, err error) {
 	if r.err != nil {
 		return nil, nil, 0, 0, r.err

@@ -308,11 +308,10 @@ type InstalledShare struct {
 // InstalledShares lists the shares of recall's include file beside
 // smbConf, in the file's order; none when there is no such file.
 func InstalledShares(smbConf string) ([]InstalledShare, error) {
-	abs, err := filepath.Abs(smbConf)
+	_, include, err := includeOf(smbConf)
 	if err != nil {
 		return nil, err
 	}
-	include := filepath.Join(filepath.Dir(abs), SambaIncludeName)
 	b, err := os.ReadFile(include)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -336,6 +335,15 @@ func (s InstalledShare) Serves(source, id string) bool {
 		filepath.Base(s.Path) == id && filepath.Base(filepath.Dir(s.Path)) == source
 }
 
+// includeOf returns smbConf made absolute, and recall's include file
+// beside it.
+func includeOf(smbConf string) (abs, include string, err error) {
+	if abs, err = filepath.Abs(smbConf); err != nil {
+		return "", "", err
+	}
+	return abs, filepath.Join(filepath.Dir(abs), SambaIncludeName), nil
+}
+
 // sharePlan is what installing a share reads and would write.
 type sharePlan struct {
 	smbConf      string // absolute
@@ -353,7 +361,7 @@ func planShare(smbConf string, share SambaShare) (sharePlan, error) {
 		return p, err
 	}
 	var err error
-	if p.smbConf, err = filepath.Abs(smbConf); err != nil {
+	if p.smbConf, p.include, err = includeOf(smbConf); err != nil {
 		return p, err
 	}
 	if p.conf, err = os.ReadFile(p.smbConf); err != nil {
@@ -362,7 +370,6 @@ func planShare(smbConf string, share SambaShare) (sharePlan, error) {
 		}
 		return p, fmt.Errorf("read %s: %w", p.smbConf, err)
 	}
-	p.include = filepath.Join(filepath.Dir(p.smbConf), SambaIncludeName)
 	where, err := shareDefined(p.smbConf, p.conf, p.include, share.Name)
 	if err != nil {
 		return p, err

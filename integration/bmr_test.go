@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/internal/wsbgen"
 	"github.com/zeebo/blake3"
 )
@@ -534,7 +535,7 @@ func TestBMRNames(t *testing.T) {
 	// Forgetting the point names the share that served it, and leaves
 	// the share's block as it is: recall removes nothing it was not asked
 	// to.
-	inc := filepath.Join(filepath.Dir(h.conf), "recall-shares.conf")
+	inc := filepath.Join(filepath.Dir(h.conf), engine.SambaIncludeName)
 	before, err := os.ReadFile(inc)
 	must(t, err)
 	r := e.run("forget", "--json", "--smb-conf", h.conf, pts[0].ID)

@@ -81,11 +81,10 @@ func init() {
 					refreshed[e.Point.Source] = true
 				}
 			}
-			if shares := installedShares(c, removed); len(shares) > 0 {
-				for _, e := range entries {
-					if e.Removed {
-						warnShares(e.Point, shares)
-					}
+			shares := installedShares(c, removed)
+			for _, e := range entries {
+				if e.Removed {
+					warnShares(e.Point, shares)
 				}
 			}
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
 )
 
@@ -17,18 +16,9 @@ import (
 // and its file, and leaves the share as it is; a share of a point kept is
 // not named.
 func TestPruneNamesRecoveryShares(t *testing.T) {
-	dir := simDir(t)
-	home, mem := filepath.Join(dir, "home"), filepath.Join(dir, "m")
-	must(t, os.MkdirAll(mem, 0o755))
-	must(t, os.WriteFile(filepath.Join(mem, "f"), []byte("content"), 0o644))
-	must(t, os.MkdirAll(home, 0o755))
-	_, err := chunkstore.Init(engine.StoreDir(home), chunkstore.InitOptions{})
-	must(t, err)
-	must(t, engine.WithCatalog(home, time.Second, t.Logf, func(cat *engine.Catalog) error {
-		_, err := cat.CreateGroup(engine.Group{Name: "g", Members: []string{mem},
-			Policy: engine.Policy{Sync: engine.SyncBeforePoint, At: []string{"21:00"}, Retention: "1d"}}, week0)
-		return err
-	}))
+	f := soloFixture(t, "g", engine.Policy{Sync: engine.SyncBeforePoint, At: []string{"21:00"}, Retention: "1d"}, week0,
+		func(f *fixture) []string { return []string{f.memA} })
+	home, dir := f.home, filepath.Dir(f.home)
 	clock := NewFakeClock(week0)
 	r := start(t, home, clock, nil)
 	r.until(week0.Add(22 * time.Hour)) // the first day's points
@@ -45,7 +35,7 @@ func TestPruneNamesRecoveryShares(t *testing.T) {
 		return engine.SambaShare{Name: name, Source: p.Source, Kind: engine.ShareKindRecovery,
 			Params: []engine.SambaParam{{Key: "path", Value: filepath.Join("/srv/recall", p.Source, id)}, {Key: "read only", Value: "yes"}}}
 	}
-	_, err = engine.InstallSambaShare(conf, share("first", p.ID.String()))
+	_, err := engine.InstallSambaShare(conf, share("first", p.ID.String()))
 	must(t, err)
 	_, err = engine.InstallSambaShare(conf, share("other", strings.Repeat("0", 64)))
 	must(t, err)
