@@ -295,9 +295,14 @@ func dropCache(t *testing.T, path string) {
 }
 
 // A large file the page cache holds whole (just written) is read straight
-// into the chunker's segments; one that is not is read by the cold
-// reader, with O_DIRECT. The content is the same either way.
+// into the chunker's segments, or by the parallel cuts; one that is not is
+// read by the cold reader, with O_DIRECT, even where it is large enough for
+// the parallel cuts (which would read it through the page cache, twice).
+// The content is the same either way.
 func TestBackupLargeFileCachedOrCold(t *testing.T) {
+	old := parSegment
+	parSegment = 2 << 20 // the file below is eight segments
+	t.Cleanup(func() { parSegment = old })
 	ts := newTestStore(t)
 	src := t.TempDir()
 	f := filepath.Join(src, "big")
