@@ -1260,17 +1260,23 @@ func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, 
 	} else {
 		f := file()
 		regions := dataRegions(f, size, isDev)
-		// A region of a regular file that the page cache does not hold
-		// whole is read cold: with O_DIRECT into the chunker's segments,
-		// and never by the parallel cuts, which read it through the page
-		// cache, every byte twice. Measured on a 2 GiB file read cold
-		// (three interleaved pairs): about the same time, the disk being
-		// the bound either way, but 1.4 against 2.7-5.3 s of system CPU
-		// and 60-66 against 83-87 MiB of peak RSS. Decided when the
-		// regions are listed, as the file is then.
-		cold := make([]bool, len(regions))
+		// A large region of a regular file that the page cache does not
+		// hold whole is read cold: with O_DIRECT into the chunker's
+		// segments. One the kernel says is not cached is never read by
+		// the parallel cuts, which read it through the page cache, every
+		// byte twice. Measured on a 2 GiB file read cold (three
+		// interleaved pairs): about the same time, the disk being the
+		// bound either way, but 1.4 against 2.7-5.3 s of system CPU and
+		// 60-66 against 83-87 MiB of peak RSS. Where the kernel cannot
+		// say (no cachestat, before 6.5) the parallel cuts stay, as
+		// before. Decided when the regions are listed, as the file is then.
+		type coldness struct{ cold, known bool }
+		colds := make([]coldness, len(regions))
 		for i, rg := range regions {
-			cold[i] = !isDev && rg.end-rg.start >= coldMinSize && !cached(int(f.Fd()), rg.start, int(rg.end-rg.start))
+			if !isDev && rg.end-rg.start >= coldMinSize {
+				c, known := cacheState(int(f.Fd()), rg.start, int(rg.end-rg.start))
+				colds[i] = coldness{cold: !c, known: known}
+			}
 		}
 		if h := b.opts.hooks; h != nil && h.afterRegions != nil {
 			h.afterRegions(f.Name())
@@ -1286,10 +1292,11 @@ func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, 
 				addHole(rg.start)
 				off = rg.start
 			}
+			cold := colds[i].cold
 			// A limited backup reads serially, through its limit: the
 			// parallel cuts read whole segments ahead of it, and every
 			// byte twice.
-			if !cold[i] && rg.end-rg.start >= 2*parSegment && b.cpus > 1 && b.reading.Load() == 1 && b.opts.Limiter == nil {
+			if !(cold && colds[i].known) && rg.end-rg.start >= 2*parSegment && b.cpus > 1 && b.reading.Load() == 1 && b.opts.Limiter == nil {
 				err := parallelCuts(f, b.chunkers, rg.start, rg.end, func(a, e int64) error {
 					cb, err := b.bufs.get(b.ctx, int(e-a))
 					if err != nil {
@@ -1327,11 +1334,11 @@ func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, 
 			// the bench set).
 			segs := newSegFile(b.segs)
 			switch {
-			case cold[i] && b.opts.Limiter == nil:
+			case cold && b.opts.Limiter == nil:
 				// The cold reader's pieces are the segments.
 				cr = newColdReader(f, rg.start, rg.end, coldBufsSegments)
 				chk.ResetSegments(cr.segments(segs))
-			case cold[i]:
+			case cold:
 				// Read through the limit, which counts every Read.
 				cr = newColdReader(f, rg.start, rg.end, coldBufsReader)
 				chk.ResetOwned(b.limited(cr), segs.give)

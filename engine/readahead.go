@@ -385,12 +385,19 @@ func (r *coldReader) readPiece(w []byte, need int, a int64) (int, error) {
 // again. A kernel without cachestat (before 6.5) reads such a piece
 // with O_DIRECT too.
 func cached(fd int, off int64, n int) bool {
+	c, _ := cacheState(fd, off, n)
+	return c
+}
+
+// cacheState is cached, with known false where the kernel could not say
+// (no cachestat): then cached is false too.
+func cacheState(fd int, off int64, n int) (cached, known bool) {
 	var st unix.Cachestat_t
 	rg := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
 	if unix.Cachestat(uint(fd), &rg, &st, 0) != nil {
-		return false
+		return false, false
 	}
-	return int64(st.Cache)*int64(os.Getpagesize()) >= int64(n)
+	return int64(st.Cache)*int64(os.Getpagesize()) >= int64(n), true
 }
 
 // readFull reads into b from off until b is full or the file ends.
