@@ -25,6 +25,9 @@ const (
 	RuleYearly   = "keep-yearly"     // keep: likewise per year
 	RuleExpired  = "expired"         // drop: a scheduled point beyond the retention range
 	RuleSyncAged = "sync-expired"    // drop: a sync (not scheduled) beyond the sync window
+	// RuleHeld is Prune's, not Retention's: a point the policy drops is
+	// kept while PruneOptions.Held holds it (a recovery share serves it).
+	RuleHeld = "recovery-share" // keep: a recovery share serves it
 )
 
 // Decision is what retention decides for one point.
@@ -202,6 +205,12 @@ type PruneOptions struct {
 	// Removed, if set, hears each point as it is forgotten (a server logs
 	// them: a prune stopped part-way has said what it did).
 	Removed func(PruneEntry)
+	// Held, if set, says why a point the policy drops must stay for now
+	// ("" when nothing holds it): a bare-metal recovery share serves it,
+	// and a machine may be restoring from it. Such a point is kept by
+	// rule RuleHeld, and counts for no keep-* period: once the hold ends,
+	// the next prune decides it as if it had never been held.
+	Held func(*Point) string
 }
 
 // PruneEntry is one point Prune decided about.
@@ -260,6 +269,11 @@ func (s *Store) Prune(ctx context.Context, groups []Group, o PruneOptions) ([]Pr
 			}
 			first := len(out)
 			for _, d := range ds {
+				if why := ""; !d.Keep && o.Held != nil {
+					if why = o.Held(d.Point); why != "" {
+						d.Keep, d.Rule, d.Why = true, RuleHeld, why+"; the policy alone would drop it ("+d.Rule+": "+d.Why+")"
+					}
+				}
 				out = append(out, PruneEntry{Group: g.Name, Decision: d})
 			}
 			if o.DryRun {

@@ -351,3 +351,98 @@ func TestStatusLastGoodSkipsUnreadablePoint(t *testing.T) {
 		t.Errorf("warnings %q do not name the unreadable newest point", w)
 	}
 }
+
+// A point a bare-metal recovery share serves is held by prune (rule
+// recovery-share, naming the share and what the policy alone decided)
+// while its neighbours go; once the share's block is gone, the next
+// prune drops it by the policy. A staging share, or a recovery share of
+// another source, holds nothing; an include file prune cannot read stops
+// it before anything is forgotten.
+func TestPruneHoldsSharedPoint(t *testing.T) {
+	_, st := newHome(t)
+	src := filepath.Join(t.TempDir(), "srv01")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
+	ctx := context.Background()
+	for i := range 4 {
+		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pts, err := st.Reader().Points()
+	if err != nil || len(pts) != 4 {
+		t.Fatalf("%d points (%v)", len(pts), err)
+	}
+	slices.SortFunc(pts, func(a, b *Point) int { return a.Time.Compare(b.Time) })
+	shared, other := pts[1], pts[2]
+
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "smb.conf")
+	inc := filepath.Join(dir, SambaIncludeName)
+	name := shared.Source
+	b := mustPut(t, nil, owned(testShare("srv01", "/srv/recall-bmr/srv01"), name, ShareKindTarget))
+	b = mustPut(t, b, owned(testShare("srv01-old", "/srv/recall/"+name+"/"+shared.ID.String()), name, ShareKindRecovery))
+	b = mustPut(t, b, owned(testShare("web-old", "/srv/recall/web/"+other.ID.String()), "web", ShareKindRecovery))
+	if err := os.WriteFile(inc, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held, err := ShareHolds(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asOf := time.Now().Add(72 * time.Hour) // all but the newest beyond range and window
+	es, err := st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: asOf, Held: held})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[chunkstore.ID]PruneEntry{}
+	for _, e := range es {
+		if e.Keep {
+			kept[e.Point.ID] = e
+		}
+	}
+	e, ok := kept[shared.ID]
+	if !ok || len(kept) != 2 || e.Rule != RuleHeld || e.Removed {
+		t.Fatalf("kept %d points; the shared one: %+v", len(kept), e)
+	}
+	if !strings.Contains(e.Why, "[srv01-old]") || !strings.Contains(e.Why, inc) || !strings.Contains(e.Why, RuleSyncAged) {
+		t.Errorf("held for %q: want the share, its file and the policy's own rule", e.Why)
+	}
+	left, err := st.Reader().Points()
+	if err != nil || len(left) != 2 {
+		t.Fatalf("%d points left (%v), want the newest and the shared one", len(left), err)
+	}
+
+	// The share's block removed: nothing holds it any more.
+	if err := os.WriteFile(inc, mustPut(t, nil, owned(testShare("srv01", "/srv/recall-bmr/srv01"), name, ShareKindTarget)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if held, err = ShareHolds(conf); err != nil {
+		t.Fatal(err)
+	}
+	if es, err = st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: asOf, Held: held}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Point.ID == shared.ID && (e.Keep || !e.Removed || e.Rule != RuleSyncAged) {
+			t.Errorf("the point, no longer shared: %+v", e)
+		}
+	}
+
+	// An include file that cannot be read (a directory there) holds
+	// everything back: prune is not run at all.
+	if err := os.Remove(inc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(inc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ShareHolds(conf); err == nil || !strings.Contains(err.Error(), inc) || !strings.Contains(err.Error(), "--smb-conf") {
+		t.Errorf("unreadable include file: %v", err)
+	}
+}

@@ -335,6 +335,34 @@ func (s InstalledShare) Serves(source, id string) bool {
 		filepath.Base(s.Path) == id && filepath.Base(filepath.Dir(s.Path)) == source
 }
 
+// ShareHolds returns PruneOptions.Held for the recovery shares installed
+// beside smbConf: a point one of them serves is kept by retention, since
+// a machine may be restoring from it (its restore takes hours, and a
+// prune in the middle would leave Windows RE reading a vanished image).
+// Only 'recall forget', which an administrator names the point to, drops
+// it. An include file that cannot be read is an error: prune cannot then
+// tell which points are held, and forgets nothing rather than guess.
+func ShareHolds(smbConf string) (func(*Point) string, error) {
+	shares, err := InstalledShares(smbConf)
+	if err != nil {
+		return nil, fmt.Errorf("recovery shares not known, so prune cannot tell which points they hold: %w; fix the file, or name another Samba configuration with --smb-conf", err)
+	}
+	return func(p *Point) string {
+		var names []string
+		file := ""
+		for _, s := range shares {
+			if s.Serves(p.Source, p.ID.String()) {
+				names = append(names, "["+s.Name+"]")
+				file = s.File
+			}
+		}
+		if names == nil {
+			return ""
+		}
+		return fmt.Sprintf("served by recovery share %s of %s, which a machine may be restoring from; held until the share serves another point or its block is removed", strings.Join(names, " "), file)
+	}, nil
+}
+
 // includeOf returns smbConf made absolute, and recall's include file
 // beside it.
 func includeOf(smbConf string) (abs, include string, err error) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/recall-backup/recall/engine"
 )
 
 // An invalid policy is refused with exit code 2, naming the flag and the
@@ -129,6 +131,8 @@ func TestGroupHangingPreScript(t *testing.T) {
 
 type pruneLine struct {
 	ID      string `json:"id"`
+	Source  string `json:"source"`
+	Why     string `json:"why"`
 	Keep    bool   `json:"keep"`
 	Rule    string `json:"rule"`
 	Removed bool   `json:"removed"`
@@ -165,6 +169,28 @@ func TestPruneAheadOnlyDry(t *testing.T) {
 	}
 	if len(dry) != 4 || drop != 3 {
 		t.Fatalf("dry run lists %d points, %d dropped; want the group's 4, 3 dropped: %+v", len(dry), drop, dry)
+	}
+	// A point a bare-metal recovery share serves is held: the dry run
+	// keeps it by rule recovery-share, naming the share.
+	var held pruneLine
+	for _, d := range dry {
+		if !d.Keep {
+			held = d
+			break
+		}
+	}
+	conf := filepath.Join(t.TempDir(), "smb.conf")
+	mustWrite(t, conf, []byte("[global]\n"), 0o644)
+	if _, err := engine.InstallSambaShare(conf, engine.SambaShare{Name: "srv-old", Source: held.Source, Kind: engine.ShareKindRecovery,
+		Params: []engine.SambaParam{{Key: "path", Value: "/srv/recall/" + held.Source + "/" + held.ID}, {Key: "read only", Value: "yes"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var withShare []pruneLine
+	must(t, json.Unmarshal([]byte(e.ok("prune", "--dry-run", "--as-of", asOf, "--json", "--smb-conf", conf)), &withShare))
+	for _, d := range withShare {
+		if d.ID == held.ID && (!d.Keep || d.Rule != "recovery-share" || !strings.Contains(d.Why, "[srv-old]")) {
+			t.Errorf("the point the recovery share serves: %+v", d)
+		}
 	}
 	r := e.run("prune", "--as-of", asOf)
 	if r.code != 2 || !strings.Contains(r.stderr, "--dry-run") || !strings.Contains(r.stderr, "keeps today") {

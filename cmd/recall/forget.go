@@ -113,7 +113,7 @@ type forgetJSON struct {
 // smbConfFlag names the Samba configuration beside which recall keeps its
 // shares, for the commands that forget points.
 var smbConfFlag = &cli.StringFlag{Name: "smb-conf", Value: engine.DefaultSmbConf,
-	Usage: "Samba configuration `FILE` beside which recall's shares are named when they served a point forgotten"}
+	Usage: "Samba configuration `FILE` beside which recall keeps its shares: prune holds a point a recovery share serves, forget names the share"}
 
 // installedShares lists recall's Samba shares (beside --smb-conf) when n
 // points were forgotten; a file it cannot read is warned about.

@@ -62,7 +62,11 @@ func init() {
 			j := &engine.Job{Kind: "prune"}
 			var entries []engine.PruneEntry
 			run := func() (*engine.Point, error) {
-				entries, err = st.Prune(c.Context, groups, engine.PruneOptions{Group: c.String("group"), AsOf: asOf, DryRun: c.Bool("dry-run"), Lock: lockWait(c)})
+				held, err := engine.ShareHolds(c.String("smb-conf"))
+				if err != nil {
+					return nil, err
+				}
+				entries, err = st.Prune(c.Context, groups, engine.PruneOptions{Group: c.String("group"), AsOf: asOf, DryRun: c.Bool("dry-run"), Lock: lockWait(c), Held: held})
 				return nil, err
 			}
 			if c.Bool("dry-run") {
@@ -79,12 +83,6 @@ func init() {
 				if e.Removed && !refreshed[e.Point.Source] {
 					fs.Refresh(c.String("home"), e.Point.Source)
 					refreshed[e.Point.Source] = true
-				}
-			}
-			shares := installedShares(c, removed)
-			for _, e := range entries {
-				if e.Removed {
-					warnShares(e.Point, shares)
 				}
 			}
 			if err != nil {

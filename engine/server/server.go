@@ -705,27 +705,25 @@ func (s *Server) prune(ctx context.Context, t *task) error {
 	j := &engine.Job{Kind: "prune", Group: g.Name}
 	defer s.noteCancelled(ctx, j)
 	_, err := engine.RunJob(s.o.Home, j, s.warn, func() (*engine.Point, error) {
-		var shares []engine.InstalledShare
-		sharesRead := false
-		entries, err := s.o.Store.Prune(ctx, []engine.Group{g}, engine.PruneOptions{AsOf: s.o.Clock.Now(), Lock: s.lockOptions("prune of group " + g.Name),
+		// A point a bare-metal recovery share serves is held (a machine
+		// may be restoring from it): said at each prune, since only the
+		// share's going ends it.
+		var held func(*engine.Point) string
+		if s.o.SmbConf != "" {
+			var err error
+			if held, err = engine.ShareHolds(s.o.SmbConf); err != nil {
+				return nil, err
+			}
+		}
+		entries, err := s.o.Store.Prune(ctx, []engine.Group{g}, engine.PruneOptions{AsOf: s.o.Clock.Now(), Lock: s.lockOptions("prune of group " + g.Name), Held: held,
 			Removed: func(e engine.PruneEntry) {
 				s.o.Log.Info("point forgotten", "group", g.Name, "source", e.Point.Source, "point", e.Point.ID.String()[:12], "time", e.Point.Time, "rule", e.Rule)
-				if !sharesRead && s.o.SmbConf != "" {
-					sharesRead = true
-					var err error
-					if shares, err = engine.InstalledShares(s.o.SmbConf); err != nil {
-						s.o.Log.Warn("recovery shares of the forgotten points not checked", "group", g.Name, "err", err)
-					}
-				}
-				for _, sh := range shares {
-					if sh.Serves(e.Point.Source, e.Point.ID.String()) {
-						// Left in place, as every share: said, since
-						// Windows RE finds no system image there now.
-						s.o.Log.Warn("recovery share served a point retention forgot: Windows RE finds no system image there now; serve another point under that name ('recall share bmr-recovery --source SOURCE --name SHARE POINT --apply') or remove the share's block",
-							"group", g.Name, "share", sh.Name, "file", sh.File, "source", e.Point.Source, "point", e.Point.ID.String()[:12])
-					}
-				}
 			}})
+		for _, e := range entries {
+			if e.Rule == engine.RuleHeld {
+				s.o.Log.Info("point held", "group", g.Name, "source", e.Point.Source, "point", e.Point.ID.String()[:12], "time", e.Point.Time, "rule", e.Rule, "why", e.Why)
+			}
+		}
 		for _, e := range entries {
 			if e.Removed {
 				removed++
