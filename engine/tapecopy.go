@@ -27,6 +27,10 @@ type TapeCopyOptions struct {
 	Password func() (string, error)
 	Log      func(format string, args ...any)
 	Now      func() time.Time
+	// ToSet (an id or unique prefix) continues a copy that stopped: a
+	// set of Pool that an earlier copy of Set began. Packs already on it
+	// are not written again; "" starts a new set.
+	ToSet string
 }
 
 // CopyTapeSet writes the points of a set as a new set of another pool. s
@@ -38,9 +42,32 @@ func CopyTapeSet(ctx context.Context, s *Store, home string, o TapeCopyOptions) 
 	j := &Job{Kind: "tape-copy", Path: o.Pool}
 	err = RunTapeJob(home, j, o.Log, func() error {
 		rep, err = copyTapeSet(ctx, s, home, o)
+		if err != nil && rep != nil && rep.Set != "" {
+			// What was written stays a set of the pool: say how to go on
+			// from there rather than start over on more cartridges.
+			err = fmt.Errorf("%w; the copy so far is set %s of pool %s: 'recall tape copy --set %s --pool %s --to-set %s' continues it, writing only what it lacks",
+				err, rep.Set, rep.Pool, o.Set, rep.Pool, rep.Set)
+		}
 		return err
 	})
 	return rep, err
+}
+
+// setByPrefix is the set of st whose id is or starts with id.
+func setByPrefix(st *TapeState, id string) (*TapeSet, error) {
+	var set *TapeSet
+	for i := range st.Sets {
+		if id != "" && strings.HasPrefix(st.Sets[i].ID, id) {
+			if set != nil {
+				return nil, fmt.Errorf("set %s: the prefix names several sets; give more of its id", id)
+			}
+			set = &st.Sets[i]
+		}
+	}
+	if set == nil || set.Catalog == nil {
+		return nil, fmt.Errorf("set %s: %w (see 'recall tape list')", id, ErrTapeNotFound)
+	}
+	return set, nil
 }
 
 func copyTapeSet(ctx context.Context, s *Store, home string, o TapeCopyOptions) (*TapeWriteReport, error) {
@@ -48,17 +75,9 @@ func copyTapeSet(ctx context.Context, s *Store, home string, o TapeCopyOptions) 
 	if err != nil {
 		return nil, err
 	}
-	var set *TapeSet
-	for i := range st.Sets {
-		if o.Set != "" && strings.HasPrefix(st.Sets[i].ID, o.Set) {
-			if set != nil {
-				return nil, fmt.Errorf("set %s: the prefix names several sets; give more of its id", o.Set)
-			}
-			set = &st.Sets[i]
-		}
-	}
-	if set == nil || set.Catalog == nil {
-		return nil, fmt.Errorf("set %s: %w (see 'recall tape list')", o.Set, ErrTapeNotFound)
+	set, err := setByPrefix(st, o.Set)
+	if err != nil {
+		return nil, err
 	}
 	pool, err := st.pool(o.Pool)
 	if err != nil {
@@ -66,6 +85,20 @@ func copyTapeSet(ctx context.Context, s *Store, home string, o TapeCopyOptions) 
 	}
 	if pool.Name == set.Pool {
 		return nil, fmt.Errorf("set %s is pool %s's already: copy it to another pool", set.ID, set.Pool)
+	}
+	wo := TapeWriteOptions{Pool: pool.Name, Log: o.Log, Now: o.Now, Set: "new"}
+	if o.ToSet != "" {
+		to, err := setByPrefix(st, o.ToSet)
+		if err != nil {
+			return nil, fmt.Errorf("--to-set: %w", err)
+		}
+		switch {
+		case to.Pool != pool.Name:
+			return nil, fmt.Errorf("--to-set %s: set %s is pool %s's, not %s's: give the set the stopped copy began in pool %s (see 'recall tape list')", o.ToSet, to.ID, to.Pool, pool.Name, pool.Name)
+		case to.Closed:
+			return nil, fmt.Errorf("--to-set %s: set %s is closed (expired, or its pool allocates a set per write): copy without --to-set to a new set", o.ToSet, to.ID)
+		}
+		wo.Set = to.ID
 	}
 	var fromStore []*Point
 	var fromTape []tapefs.CatalogPoint
@@ -97,7 +130,6 @@ func copyTapeSet(ctx context.Context, s *Store, home string, o TapeCopyOptions) 
 			}
 		}
 	}
-	wo := TapeWriteOptions{Pool: pool.Name, Log: o.Log, Now: o.Now, Set: "new"}
 	if len(fromStore) > 0 {
 		o.Log("copying %d point(s) of set %s from the store", len(fromStore), set.ID)
 		wo.Points = fromStore

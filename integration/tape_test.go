@@ -547,6 +547,71 @@ func TestTapeCopy(t *testing.T) {
 	compareTrees(t, snapshot(t, src), snapshot(t, dst))
 }
 
+// A tape copy that stops part-way (its pool's next cartridge not in the
+// library) says how to go on; 'tape copy --to-set' then writes only what
+// the stopped copy lacks, into the same set, and a point restores from it.
+func TestTapeCopyContinues(t *testing.T) {
+	e, lib := tapeEnvSized(t, "3", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "a"), 1, 12<<20)
+	id1 := backupID(t, e, src)
+	writeRandom(t, filepath.Join(src, "b"), 2, 12<<20)
+	id2 := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "a", "--retention", "1y")
+	e.ok("tape", "pool", "create", "b", "--retention", "1y")
+	w := tapeWrite(t, e, "--pool", "a", id1, id2)
+	if len(w.Tapes) != 1 {
+		t.Fatalf("the set: %+v, want one cartridge", w)
+	}
+	// The copy's first cartridge holds less than the set; its second is
+	// out of the library.
+	var blanks []string
+	for _, bc := range []string{"RC0001L9", "RC0002L9", "RC0003L9"} {
+		if bc != w.Tapes[0] {
+			blanks = append(blanks, bc)
+		}
+	}
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error {
+		if err := l.SetCapacity(blanks[0], 16<<20, 4<<20); err != nil {
+			return err
+		}
+		return l.Eject(blanks[1])
+	})
+	r := e.run("tape", "copy", "--set", w.Set, "--pool", "b")
+	if r.code == 0 || !strings.Contains(r.stderr, "--to-set") {
+		t.Fatalf("copy onto too little tape: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var sets []string
+	for _, l := range tapeList(t, e) {
+		if l.Pool == "b" && !slices.Contains(sets, l.Set) {
+			sets = append(sets, l.Set)
+		}
+	}
+	if len(sets) != 1 || !strings.Contains(r.stderr, "--to-set "+sets[0]) {
+		t.Fatalf("pool b's sets after the stopped copy: %v; its error:\n%s", sets, r.stderr)
+	}
+	// A set of another pool, or an unknown one, is refused.
+	if r := e.run("tape", "copy", "--set", w.Set, "--pool", "b", "--to-set", w.Set); r.code == 0 || !strings.Contains(r.stderr, "pool a's") {
+		t.Errorf("--to-set of pool a's set: exit %d\n%s", r.code, r.stderr)
+	}
+
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error {
+		_, err := l.Insert(blanks[1])
+		return err
+	})
+	var c tapeWriteOut
+	must(t, json.Unmarshal([]byte(e.ok("tape", "copy", "--json", "--set", w.Set, "--pool", "b", "--to-set", sets[0][:8])), &c))
+	if c.Set != sets[0] || len(c.Points) != 2 || c.PacksSkipped == 0 || c.Packs+c.PacksSkipped < w.Packs || c.Packs >= w.Packs {
+		t.Fatalf("the continued copy: %+v; the set: %+v", c, w)
+	}
+	// Only the copy left in the library: the point restores from it.
+	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.Eject(w.Tapes[0]) })
+	dst := filepath.Join(t.TempDir(), "out")
+	e.ok("tape", "restore", id2, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
 // Points of an encrypted store restore from tape on a fresh home with the
 // store's passphrase (the usual sources); without it, exit 5 and nothing
 // restored.

@@ -590,6 +590,7 @@ func shareBMRRecovery(c *cli.Context) error {
 			fmt.Sprintf(`Search for a system image on the network > \\%s\%s; or: wbadmin get versions -backupTarget:\\%s\%s`, host, share, host, share),
 			"Needs the recovery tree mounted for other users first:",
 			fmt.Sprintf("  recall --home %s mount --allow-other %s", homeForDocs(c), mnt),
+			"While this block is here, 'recall prune' (and the server's) keeps the point: remove it when the recovery is done.",
 		},
 		Params: []engine.SambaParam{
 			{Key: "comment", Value: fmt.Sprintf("recall: system image of %s, %s UTC", strings.Join(computers, ", "), p.Time.UTC().Format("2006-01-02 15:04"))},

@@ -152,6 +152,7 @@ func init() {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "set", Required: true, Usage: "set `ID` (or a unique prefix)"},
 					&cli.StringFlag{Name: "pool", Required: true, Usage: "the copy's pool `NAME`"},
+					&cli.StringFlag{Name: "to-set", Usage: "continue the copy that stopped in set `ID` of the pool (what it holds is not written again)"},
 					jsonFlag,
 				},
 				Action: tapeCopy,
@@ -467,7 +468,7 @@ func tapeCopy(c *cli.Context) error {
 		}
 		defer st.Close()
 	}
-	rep, err := engine.CopyTapeSet(c.Context, st, home(c), engine.TapeCopyOptions{Set: c.String("set"), Pool: c.String("pool"), Log: tapeLog(c),
+	rep, err := engine.CopyTapeSet(c.Context, st, home(c), engine.TapeCopyOptions{Set: c.String("set"), Pool: c.String("pool"), ToSet: c.String("to-set"), Log: tapeLog(c),
 		Password: func() (string, error) { return stagedPassword(c) }})
 	if rep != nil && c.Bool("json") {
 		if perr := printJSON(c, rep); err == nil {
