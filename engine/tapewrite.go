@@ -1261,6 +1261,13 @@ func (w *tapeWriter) labelInto(e tapefs.Element) error {
 	w.drive, w.cur = d, m
 	w.rep.Tapes = append(w.rep.Tapes, e.Barcode)
 	w.log("cartridge %s (slot %d) labelled as sequence %d of set %s, pool %s", e.Barcode, e.Number, seq, w.set.ID, w.pool.Name)
+	// Recorded at once: a job killed from here on leaves the cartridge
+	// in its set as the home knows it, and the pool's next write goes on
+	// on it (appendTo ends the cut file and numbers past it), instead of
+	// meeting a label of a set it does not know, which it must refuse.
+	if err := w.save(); err != nil {
+		w.log("%v", err)
+	}
 	return nil
 }
 
