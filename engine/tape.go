@@ -437,7 +437,7 @@ func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (Tape
 	// pointing the name at another library would give them the new
 	// library's cartridges of the same barcodes.
 	if l, err := st.library(o.Name); err == nil && o.Name != "" {
-		return l, fmt.Errorf("tape library %q exists (%s): nothing was changed; give the new library another name", o.Name, l.where())
+		return l, fmt.Errorf("tape library %q exists (%s): nothing was changed; give the new library another name", o.Name, l.Where())
 	}
 	rec := TapeLibrary{Name: o.Name}
 	var lib tapefs.Library
@@ -479,11 +479,118 @@ func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (Tape
 	defer lib.Close()
 	for _, l := range st.Libraries {
 		if l.Kind == rec.Kind && (rec.Dir != "" && l.Dir == rec.Dir || rec.Changer != "" && l.Changer == rec.Changer) {
-			return rec, fmt.Errorf("tape library %s: it is library %s of this home already (%s): nothing was changed", o.Name, l.Name, l.where())
+			return rec, fmt.Errorf("tape library %s: it is library %s of this home already (%s): nothing was changed", o.Name, l.Name, l.Where())
 		}
 	}
 	if _, err := lib.Inventory(ctx); err != nil {
 		return rec, fmt.Errorf("tape library %s: inventory: %w", o.Name, err)
+	}
+	return rec, writeTapeState(home, o.Warn, TapeUpdate{Libraries: []TapeLibrary{rec}})
+}
+
+// SetLibraryOptions change where a recorded library is: an emulated
+// library's directory (moved), a real one's changer and drive devices
+// (/dev/sgN and /dev/nstN are numbered as the kernel finds the devices,
+// which can change at a reboot or a new HBA).
+type SetLibraryOptions struct {
+	Name    string
+	Dir     string   // emulated: its directory now ("": unchanged)
+	Changer string   // mtx: the changer's device now ("": unchanged)
+	Drives  []string // mtx: the drives' devices now, by drive number (nil: unchanged)
+	Warn    func(format string, args ...any)
+}
+
+// SetTapeLibrary points the library recorded as o.Name at its devices (or
+// directory) now, after checking it answers an inventory there. Its
+// cartridges, pools and sets stay as they are: it is the same library,
+// found elsewhere. A directory that holds another emulated library
+// (another barcode prefix), or devices another library of the home uses,
+// are refused; a real library none of whose recorded cartridges are in
+// the new changer's inventory is refused too, as it is likely another one.
+func SetTapeLibrary(ctx context.Context, home string, o SetLibraryOptions) (TapeLibrary, error) {
+	if o.Warn == nil {
+		o.Warn = func(string, ...any) {}
+	}
+	st, err := readTapeState(home, o.Warn)
+	if err != nil {
+		return TapeLibrary{}, err
+	}
+	rec, err := st.library(o.Name)
+	if err != nil || o.Name == "" {
+		return TapeLibrary{}, fmt.Errorf("tape library %q: not in this home (see 'recall tape inventory'); add one with 'recall tape library add'", o.Name)
+	}
+	old := rec
+	switch rec.Kind {
+	case "emulated":
+		if o.Changer != "" || o.Drives != nil {
+			return old, fmt.Errorf("tape library %s is emulated (directory %s): give --emulated DIR, not devices", rec.Name, rec.Dir)
+		}
+		if o.Dir == "" {
+			return old, fmt.Errorf("tape library %s: give its directory now with --emulated DIR", rec.Name)
+		}
+		if rec.Dir, err = filepath.Abs(o.Dir); err != nil {
+			return old, err
+		}
+	case "mtx":
+		if o.Dir != "" {
+			return old, fmt.Errorf("tape library %s is a real library (%s): give --changer DEV and --drive DEV, not a directory", rec.Name, rec.Where())
+		}
+		if o.Changer == "" && o.Drives == nil {
+			return old, fmt.Errorf("tape library %s: give its changer (--changer /dev/sgN) or its drives (--drive /dev/nstN, each in drive order) as they are now", rec.Name)
+		}
+		if o.Changer != "" {
+			rec.Changer = o.Changer
+		}
+		if o.Drives != nil {
+			rec.Drives = o.Drives
+		}
+	default:
+		return old, fmt.Errorf("tape library %s: unknown kind %q", rec.Name, rec.Kind)
+	}
+	for _, l := range st.Libraries {
+		if l.Name != rec.Name && l.Kind == rec.Kind && (rec.Dir != "" && l.Dir == rec.Dir || rec.Changer != "" && l.Changer == rec.Changer) {
+			return old, fmt.Errorf("tape library %s: %s is library %s's: nothing was changed", rec.Name, rec.Where(), l.Name)
+		}
+	}
+	lib, err := openRecordedLibrary(rec)
+	if err != nil {
+		return old, fmt.Errorf("%w: nothing was changed", err)
+	}
+	defer lib.Close()
+	if el, ok := lib.(*tapefs.EmulatedLibrary); ok && old.Dir != "" {
+		// An emulated library knows its barcode prefix: the one at the
+		// old directory had the prefix of the cartridges recorded.
+		prefix, err := el.BarcodePrefix()
+		if err != nil {
+			return old, fmt.Errorf("tape library %s: %w", rec.Name, err)
+		}
+		for _, m := range st.Media {
+			if m.Library == rec.Name && !strings.HasPrefix(m.Barcode, prefix) {
+				return old, fmt.Errorf("tape library %s: %s holds another emulated library (barcodes %s..., but this one's cartridges include %s): nothing was changed", rec.Name, rec.Dir, prefix, m.Barcode)
+			}
+		}
+	}
+	inv, err := lib.Inventory(ctx)
+	if err != nil {
+		return old, fmt.Errorf("tape library %s: inventory at %s: %w; nothing was changed", rec.Name, rec.Where(), err)
+	}
+	if rec.Kind == "mtx" {
+		known, found := 0, 0
+		for _, m := range st.Media {
+			if m.Library != rec.Name {
+				continue
+			}
+			known++
+			for _, e := range append(slices.Clone(inv.Slots), inv.Drives...) {
+				if e.Full && e.Barcode == m.Barcode {
+					found++
+					break
+				}
+			}
+		}
+		if known > 0 && found == 0 {
+			return old, fmt.Errorf("tape library %s: the changer %s holds none of the %d cartridges recorded in this library: is it another library? nothing was changed", rec.Name, rec.Changer, known)
+		}
 	}
 	return rec, writeTapeState(home, o.Warn, TapeUpdate{Libraries: []TapeLibrary{rec}})
 }
@@ -497,8 +604,8 @@ func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (Tape
 // and a catalog file. Tests lower it to make small cartridges.
 var minTapeCapacity = int64(chunkstore.PackTargetSize + chunker.MaxSize + 8<<20)
 
-// where says where the library is, for a message.
-func (l TapeLibrary) where() string {
+// Where says where the library is, for a message.
+func (l TapeLibrary) Where() string {
 	if l.Kind == "emulated" {
 		return "emulated, directory " + l.Dir
 	}

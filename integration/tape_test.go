@@ -861,3 +861,77 @@ func TestTapeWriteKilled(t *testing.T) {
 	fresh.ok("tape", "restore", id, "--target", dst2)
 	compareTrees(t, snapshot(t, src), snapshot(t, dst2))
 }
+
+// tape library set points a library at where it is now: an emulated
+// library moved to another directory is found there, and a point on it
+// restores. A directory holding another library, or devices for an
+// emulated one, are refused and change nothing.
+func TestTapeLibrarySet(t *testing.T) {
+	e, lib := tapeEnvSized(t, "2", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 2<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	tapeWrite(t, e, "--pool", "p", id)
+
+	moved := filepath.Join(t.TempDir(), "moved")
+	must(t, os.Rename(lib, moved))
+	if r := e.run("tape", "inventory"); r.code == 0 || !strings.Contains(r.stderr, lib) {
+		t.Fatalf("inventory of a library moved away: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := e.run("tape", "library", "set", "lib", "--changer", "/dev/sg9"); r.code == 0 || !strings.Contains(r.stderr, "is emulated") {
+		t.Errorf("devices for an emulated library: exit %d\n%s", r.code, r.stderr)
+	}
+	// Another home's second emulated library (barcodes RD...).
+	other := newEnv(t)
+	other.ok("tape", "library", "add", "x", "--emulated", filepath.Join(t.TempDir(), "x"), "--slots", "1")
+	another := filepath.Join(t.TempDir(), "y")
+	other.ok("tape", "library", "add", "y", "--emulated", another, "--slots", "1")
+	if r := e.run("tape", "library", "set", "lib", "--emulated", another); r.code == 0 || !strings.Contains(r.stderr, "another emulated library") {
+		t.Errorf("a directory of another library: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := e.run("tape", "library", "set", "nolib", "--emulated", moved); r.code == 0 || !strings.Contains(r.stderr, "not in this home") {
+		t.Errorf("an unknown library: exit %d\n%s", r.code, r.stderr)
+	}
+	if out := e.ok("tape", "library", "set", "lib", "--emulated", moved); !strings.Contains(out, moved) {
+		t.Errorf("set: %s", out)
+	}
+	e.ok("tape", "inventory")
+	dst := filepath.Join(t.TempDir(), "out")
+	e.ok("tape", "restore", id, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
+// tape library set of a real library: the changer found at another
+// /dev/sgN after a reboot (an mtx stand-in answers the inventory; device
+// nodes are files here). A directory for it is refused.
+func TestTapeLibrarySetChanger(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init", "-q")
+	status, err := filepath.Abs(filepath.Join("..", "tapefs", "testdata", "mtx", "2drives-24slots-4ie-cleaning.txt"))
+	must(t, err)
+	bin := t.TempDir()
+	mustWrite(t, filepath.Join(bin, "mtx"), []byte("#!/bin/sh\ncase \"$3\" in\nstatus) grep -v '^#' "+status+" ;;\n*) exit 2 ;;\nesac\n"), 0o755)
+	e.vars = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	dev := t.TempDir()
+	for _, n := range []string{"sg3", "sg4", "nst0", "nst1"} {
+		mustWrite(t, filepath.Join(dev, n), nil, 0o600)
+	}
+	sg3, sg4 := filepath.Join(dev, "sg3"), filepath.Join(dev, "sg4")
+	e.ok("tape", "library", "add", "big", "--changer", sg3, "--drive", filepath.Join(dev, "nst0"), "--drive", filepath.Join(dev, "nst1"))
+	must(t, os.Remove(sg3)) // renumbered at a reboot
+	if r := e.run("tape", "inventory"); r.code == 0 || !strings.Contains(r.stderr, sg3) {
+		t.Fatalf("inventory with the changer gone: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := e.run("tape", "library", "set", "big", "--emulated", t.TempDir()); r.code == 0 || !strings.Contains(r.stderr, "is a real library") {
+		t.Errorf("a directory for a real library: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := e.run("tape", "library", "set", "big", "--changer", sg3); r.code == 0 || !strings.Contains(r.stderr, "nothing was changed") {
+		t.Errorf("a changer that is not there: exit %d\n%s", r.code, r.stderr)
+	}
+	e.ok("tape", "library", "set", "big", "--changer", sg4)
+	if out := e.ok("tape", "inventory"); !strings.Contains(out, "CLN") {
+		t.Errorf("inventory after set: %s", out)
+	}
+}

@@ -41,6 +41,16 @@ func init() {
 						&cli.StringSliceFlag{Name: "drive", Usage: "a real library's drive `DEV` (/dev/nstN), by drive number; repeat for each"},
 					},
 					Action: tapeLibraryAdd,
+				}, {
+					Name:      "set",
+					Usage:     "point a library at where it is now: a moved emulated library's directory, a real one's changer and drive devices (renumbered at a reboot)",
+					ArgsUsage: "NAME",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "emulated", Usage: "the emulated library's `DIR` now"},
+						&cli.StringFlag{Name: "changer", Usage: "the changer's `DEV` now (/dev/sgN; lsscsi -g lists it as mediumx)"},
+						&cli.StringSliceFlag{Name: "drive", Usage: "each drive's `DEV` now (/dev/nstN), by drive number; repeat for each (all of them)"},
+					},
+					Action: tapeLibrarySet,
 				},
 					emulatedAction(engine.EmulatedEject, "BARCODE", "take a cartridge out of an emulated library (into its outside/, as at a real library's door)", libFlag),
 					emulatedAction(engine.EmulatedInsert, "BARCODE", "put a cartridge taken out back into an emulated library's first free slot", libFlag),
@@ -225,6 +235,27 @@ func tapeLibraryAdd(c *cli.Context) error {
 	}
 	if !c.Bool("quiet") {
 		fmt.Fprintf(c.App.Writer, "library %s added (%s %s%s)\n", l.Name, l.Kind, l.Dir, l.Changer)
+	}
+	return nil
+}
+
+func tapeLibrarySet(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("tape library set needs a NAME")
+	}
+	o := engine.SetLibraryOptions{Name: c.Args().First(), Dir: c.String("emulated"), Changer: c.String("changer"), Warn: warnf}
+	if c.IsSet("drive") {
+		o.Drives = c.StringSlice("drive")
+	}
+	if o.Dir == "" && o.Changer == "" && o.Drives == nil {
+		return usagef("tape library set: give --emulated DIR, or --changer /dev/sgN and/or --drive /dev/nstN")
+	}
+	l, err := engine.SetTapeLibrary(c.Context, home(c), o)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "library %s is now %s\n", l.Name, l.Where())
 	}
 	return nil
 }
