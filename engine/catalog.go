@@ -242,12 +242,19 @@ func (c *Catalog) open() (err error) {
 	}
 	c.db = db
 	// The catalog is small (job records), so checking every page on open
-	// is cheap, and it finds damage before a write spreads it.
+	// is cheap, and it finds damage before a write spreads it. bbolt
+	// checks in a goroutine of its own, which goes on after its first
+	// error: it is waited for to the end. Left running, it read pages
+	// after closeDB unmapped the file (a fault no recover catches), or
+	// stayed blocked for good on its next error.
 	if err := db.View(func(tx *bolt.Tx) error {
+		var first error
 		for cerr := range tx.Check() {
-			return cerr
+			if first == nil {
+				first = cerr
+			}
 		}
-		return nil
+		return first
 	}); err != nil {
 		c.closeDB()
 		return fmt.Errorf("catalog %s: %w (check: %v)", c.path, errCatalogDamaged, err)
