@@ -216,26 +216,35 @@ func TestRetentionThirtyDays(t *testing.T) {
 	}
 }
 
+// groupPoints makes n points of the one member of a new group g (a
+// retention of 2 days, a sync window of an hour), a directory named name
+// whose file f changes each time.
+func groupPoints(t *testing.T, st *Store, name string, n int) *Group {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.BackupGroup(context.Background(), "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return g
+}
+
 // A dry run decides exactly what the real run with the same as-of time
 // removes, 72 hours after the points were made (the engine takes the
 // caller's clock, as the server's; the command refuses a real prune as
 // of a time to come: TestPruneAheadOnlyDry in ./integration).
 func TestPruneDryRunIsReal(t *testing.T) {
 	_, st := newHome(t)
-	src := filepath.Join(t.TempDir(), "data")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
+	g := groupPoints(t, st, "data", 4)
 	ctx := context.Background()
-	for i := range 4 {
-		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	asOf := time.Now().Add(72 * time.Hour)
 	dry, err := st.Prune(ctx, []Group{*g}, PruneOptions{AsOf: asOf, DryRun: true})
 	if err != nil {
@@ -277,19 +286,7 @@ func TestPruneDryRunIsReal(t *testing.T) {
 func brokenNewest(t *testing.T, n int) (st *Store, g *Group, newest, good *Point) {
 	t.Helper()
 	home, st := newHome(t)
-	src := filepath.Join(t.TempDir(), "data")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	g = &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
-	for i := range n {
-		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.BackupGroup(context.Background(), "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	g = groupPoints(t, st, "data", n)
 	pts, err := st.Reader().Points()
 	if err != nil || len(pts) != n {
 		t.Fatalf("%d points (%v)", len(pts), err)
@@ -360,20 +357,8 @@ func TestStatusLastGoodSkipsUnreadablePoint(t *testing.T) {
 // it before anything is forgotten.
 func TestPruneHoldsSharedPoint(t *testing.T) {
 	_, st := newHome(t)
-	src := filepath.Join(t.TempDir(), "srv01")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	g := &Group{Name: "g", Members: []string{src}, Policy: Policy{Retention: "2d", SyncWindow: "1h"}}
+	g := groupPoints(t, st, "srv01", 4)
 	ctx := context.Background()
-	for i := range 4 {
-		if err := os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.BackupGroup(ctx, "", g, GroupBackupOptions{Warn: t.Logf}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	pts, err := st.Reader().Points()
 	if err != nil || len(pts) != 4 {
 		t.Fatalf("%d points (%v)", len(pts), err)

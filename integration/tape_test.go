@@ -77,6 +77,28 @@ func tapeWrite(t *testing.T, e *env, args ...string) tapeWriteOut {
 	return w
 }
 
+// onePointOnTape backs up a new source holding one file of size bytes,
+// creates pool p and writes the point to it.
+func onePointOnTape(t *testing.T, e *env, size int) (src, id string) {
+	t.Helper()
+	src = filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, size)
+	id = backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y")
+	tapeWrite(t, e, "--pool", "p", id)
+	return src, id
+}
+
+// restoresFromTape restores point id with 'tape restore' into a new
+// directory and checks it holds what src holds.
+func restoresFromTape(t *testing.T, e *env, id, src string) {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "out")
+	e.ok("tape", "restore", id, "--target", dst)
+	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+}
+
 func tapeList(t *testing.T, e *env, args ...string) []tapeListOut {
 	t.Helper()
 	var ls []tapeListOut
@@ -370,12 +392,7 @@ func TestTapeForceOverwriteDropsPoints(t *testing.T) {
 // home still reads everything before it, and the point restores.
 func TestTapeTornLastFile(t *testing.T) {
 	e, lib := tapeEnvSized(t, "2", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "f"), 1, 3<<20)
-	id := backupID(t, e, src)
-	e.ok("tape", "pool", "create", "p", "--retention", "1y")
-	tapeWrite(t, e, "--pool", "p", id)
+	src, id := onePointOnTape(t, e, 3<<20)
 	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.TearLastBlock("RC0001L9") })
 	fresh := newEnv(t)
 	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
@@ -502,20 +519,28 @@ func TestTapeEarlyWarningAtOnce(t *testing.T) {
 	compareTrees(t, snapshot(t, src), snapshot(t, dst))
 }
 
+// copyFixture makes two points of a new source (a file of size bytes
+// each), pools a and b, and writes both points to a set of pool a. It
+// returns the source, the second point, and the write.
+func copyFixture(t *testing.T, e *env, size int) (src, id2 string, w tapeWriteOut) {
+	t.Helper()
+	src = filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "a"), 1, size)
+	id1 := backupID(t, e, src)
+	writeRandom(t, filepath.Join(src, "b"), 2, size)
+	id2 = backupID(t, e, src)
+	e.ok("tape", "pool", "create", "a", "--retention", "1y")
+	e.ok("tape", "pool", "create", "b", "--retention", "1y")
+	return src, id2, tapeWrite(t, e, "--pool", "a", id1, id2)
+}
+
 // tape copy writes a set's points as a new set of another pool: from the
 // store where it has them, from the set's cartridges on a home that has
 // no store at all; a point restores from the copy.
 func TestTapeCopy(t *testing.T) {
 	e, lib := tapeEnvSized(t, "4", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "a"), 1, 3<<20)
-	id1 := backupID(t, e, src)
-	writeRandom(t, filepath.Join(src, "b"), 2, 3<<20)
-	id2 := backupID(t, e, src)
-	e.ok("tape", "pool", "create", "a", "--retention", "1y")
-	e.ok("tape", "pool", "create", "b", "--retention", "1y")
-	w := tapeWrite(t, e, "--pool", "a", id1, id2)
+	src, id2, w := copyFixture(t, e, 3<<20)
 
 	var c1 tapeWriteOut
 	must(t, json.Unmarshal([]byte(e.ok("tape", "copy", "--json", "--set", w.Set[:8], "--pool", "b")), &c1))
@@ -552,15 +577,7 @@ func TestTapeCopy(t *testing.T) {
 // the stopped copy lacks, into the same set, and a point restores from it.
 func TestTapeCopyContinues(t *testing.T) {
 	e, lib := tapeEnvSized(t, "3", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "a"), 1, 12<<20)
-	id1 := backupID(t, e, src)
-	writeRandom(t, filepath.Join(src, "b"), 2, 12<<20)
-	id2 := backupID(t, e, src)
-	e.ok("tape", "pool", "create", "a", "--retention", "1y")
-	e.ok("tape", "pool", "create", "b", "--retention", "1y")
-	w := tapeWrite(t, e, "--pool", "a", id1, id2)
+	src, id2, w := copyFixture(t, e, 12<<20)
 	if len(w.Tapes) != 1 {
 		t.Fatalf("the set: %+v, want one cartridge", w)
 	}
@@ -607,9 +624,7 @@ func TestTapeCopyContinues(t *testing.T) {
 	}
 	// Only the copy left in the library: the point restores from it.
 	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.Eject(w.Tapes[0]) })
-	dst := filepath.Join(t.TempDir(), "out")
-	e.ok("tape", "restore", id2, "--target", dst)
-	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+	restoresFromTape(t, e, id2, src)
 }
 
 // Points of an encrypted store restore from tape on a fresh home with the
@@ -850,16 +865,12 @@ func TestTapeWriteKilled(t *testing.T) {
 	if len(w.Tapes) != 1 || w.Tapes[0] != barcode {
 		t.Fatalf("the write after the killed one went to %v, want %s, the cartridge the killed one labelled", w.Tapes, barcode)
 	}
-	dst := filepath.Join(t.TempDir(), "out")
-	e.ok("tape", "restore", id, "--target", dst)
-	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+	restoresFromTape(t, e, id, src)
 	// A fresh home reads the same from the cartridge alone.
 	fresh := newEnv(t)
 	fresh.ok("tape", "library", "add", "lib", "--emulated", lib)
 	fresh.ok("tape", "catalog")
-	dst2 := filepath.Join(t.TempDir(), "out2")
-	fresh.ok("tape", "restore", id, "--target", dst2)
-	compareTrees(t, snapshot(t, src), snapshot(t, dst2))
+	restoresFromTape(t, fresh, id, src)
 }
 
 // tape library set points a library at where it is now: an emulated
@@ -868,12 +879,7 @@ func TestTapeWriteKilled(t *testing.T) {
 // emulated one, are refused and change nothing.
 func TestTapeLibrarySet(t *testing.T) {
 	e, lib := tapeEnvSized(t, "2", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "f"), 1, 2<<20)
-	id := backupID(t, e, src)
-	e.ok("tape", "pool", "create", "p", "--retention", "1y")
-	tapeWrite(t, e, "--pool", "p", id)
+	src, id := onePointOnTape(t, e, 2<<20)
 
 	moved := filepath.Join(t.TempDir(), "moved")
 	must(t, os.Rename(lib, moved))
@@ -898,9 +904,7 @@ func TestTapeLibrarySet(t *testing.T) {
 		t.Errorf("set: %s", out)
 	}
 	e.ok("tape", "inventory")
-	dst := filepath.Join(t.TempDir(), "out")
-	e.ok("tape", "restore", id, "--target", dst)
-	compareTrees(t, snapshot(t, src), snapshot(t, dst))
+	restoresFromTape(t, e, id, src)
 }
 
 // tape library set of a real library: the changer found at another
