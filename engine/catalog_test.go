@@ -368,25 +368,35 @@ func TestCatalogCutShortOrWildFreelist(t *testing.T) {
 	}
 }
 
-// Random words written over a catalog's pages, the page headers most
-// often, never crash, hang or fail the open: the file is read or moved
-// aside. (Fix: a wild overflow in a tree page made bbolt's own check
-// loop four billion times, filling memory.)
-func TestCatalogRandomDamage(t *testing.T) {
-	dir := t.TempDir()
-	base := filepath.Join(dir, "base.db")
-	c, err := OpenCatalog(base, time.Second)
+// catalogOfJobs makes a catalog at path holding n finished jobs and
+// returns its bytes.
+func catalogOfJobs(t *testing.T, path string, n int) []byte {
+	t.Helper()
+	c, err := OpenCatalog(path, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 200; i++ {
+	for i := 0; i < n; i++ {
 		j := &Job{Kind: "backup", Source: "s", Path: strings.Repeat("p", 300)}
 		c.StartJob(j)
 		j.Status = "ok"
 		c.FinishJob(j)
 	}
 	c.Close()
-	sound, _ := os.ReadFile(base)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Random words written over a catalog's pages, the page headers most
+// often, never crash, hang or fail the open: the file is read or moved
+// aside. (Fix: a wild overflow in a tree page made bbolt's own check
+// loop four billion times, filling memory.)
+func TestCatalogRandomDamage(t *testing.T) {
+	dir := t.TempDir()
+	sound := catalogOfJobs(t, filepath.Join(dir, "base.db"), 200)
 	m, _ := parseBoltMeta(sound)
 	hi := int(m.pgid) * 4096
 	rng := rand.New(rand.NewSource(1))
@@ -440,22 +450,7 @@ func TestCatalogRandomDamage(t *testing.T) {
 // TestCatalogRandomDamage) or stayed blocked for good.
 func TestCatalogCheckWaited(t *testing.T) {
 	dir := t.TempDir()
-	base := filepath.Join(dir, "base.db")
-	c, err := OpenCatalog(base, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 100; i++ {
-		j := &Job{Kind: "backup", Source: "s", Path: strings.Repeat("p", 300)}
-		c.StartJob(j)
-		j.Status = "ok"
-		c.FinishJob(j)
-	}
-	c.Close()
-	sound, err := os.ReadFile(base)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sound := catalogOfJobs(t, filepath.Join(dir, "base.db"), 100)
 	checks := func() int {
 		buf := make([]byte, 1<<20)
 		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "bbolt.(*Tx).check(")
