@@ -269,8 +269,8 @@ func (s *Store) Prune(ctx context.Context, groups []Group, o PruneOptions) ([]Pr
 			}
 			first := len(out)
 			for _, d := range ds {
-				if why := ""; !d.Keep && o.Held != nil {
-					if why = o.Held(d.Point); why != "" {
+				if !d.Keep && o.Held != nil {
+					if why := o.Held(d.Point); why != "" {
 						d.Keep, d.Rule, d.Why = true, RuleHeld, why+"; the policy alone would drop it ("+d.Rule+": "+d.Why+")"
 					}
 				}

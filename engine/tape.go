@@ -477,10 +477,8 @@ func AddTapeLibrary(ctx context.Context, home string, o AddLibraryOptions) (Tape
 		return rec, fmt.Errorf("tape library %s: %w", o.Name, err)
 	}
 	defer lib.Close()
-	for _, l := range st.Libraries {
-		if l.Kind == rec.Kind && (rec.Dir != "" && l.Dir == rec.Dir || rec.Changer != "" && l.Changer == rec.Changer) {
-			return rec, fmt.Errorf("tape library %s: it is library %s of this home already (%s): nothing was changed", o.Name, l.Name, l.Where())
-		}
+	if l, ok := st.libraryAt(rec); ok {
+		return rec, fmt.Errorf("tape library %s: it is library %s of this home already (%s): nothing was changed", o.Name, l.Name, l.Where())
 	}
 	if _, err := lib.Inventory(ctx); err != nil {
 		return rec, fmt.Errorf("tape library %s: inventory: %w", o.Name, err)
@@ -547,10 +545,8 @@ func SetTapeLibrary(ctx context.Context, home string, o SetLibraryOptions) (Tape
 	default:
 		return old, fmt.Errorf("tape library %s: unknown kind %q", rec.Name, rec.Kind)
 	}
-	for _, l := range st.Libraries {
-		if l.Name != rec.Name && l.Kind == rec.Kind && (rec.Dir != "" && l.Dir == rec.Dir || rec.Changer != "" && l.Changer == rec.Changer) {
-			return old, fmt.Errorf("tape library %s: %s is library %s's: nothing was changed", rec.Name, rec.Where(), l.Name)
-		}
+	if l, ok := st.libraryAt(rec); ok && l.Name != rec.Name {
+		return old, fmt.Errorf("tape library %s: %s is library %s's: nothing was changed", rec.Name, rec.Where(), l.Name)
 	}
 	lib, err := openRecordedLibrary(rec)
 	if err != nil {
@@ -575,16 +571,18 @@ func SetTapeLibrary(ctx context.Context, home string, o SetLibraryOptions) (Tape
 		return old, fmt.Errorf("tape library %s: inventory at %s: %w; nothing was changed", rec.Name, rec.Where(), err)
 	}
 	if rec.Kind == "mtx" {
+		present := map[string]bool{}
+		for _, e := range append(inv.Slots, inv.Drives...) {
+			if e.Full {
+				present[e.Barcode] = true
+			}
+		}
 		known, found := 0, 0
 		for _, m := range st.Media {
-			if m.Library != rec.Name {
-				continue
-			}
-			known++
-			for _, e := range append(slices.Clone(inv.Slots), inv.Drives...) {
-				if e.Full && e.Barcode == m.Barcode {
+			if m.Library == rec.Name {
+				known++
+				if present[m.Barcode] {
 					found++
-					break
 				}
 			}
 		}
@@ -593,6 +591,17 @@ func SetTapeLibrary(ctx context.Context, home string, o SetLibraryOptions) (Tape
 		}
 	}
 	return rec, writeTapeState(home, o.Warn, TapeUpdate{Libraries: []TapeLibrary{rec}})
+}
+
+// libraryAt is the library of st at l's place (the same emulated
+// directory, or the same changer device), if any.
+func (st *TapeState) libraryAt(l TapeLibrary) (TapeLibrary, bool) {
+	for _, o := range st.Libraries {
+		if o.Kind == l.Kind && (l.Dir != "" && o.Dir == l.Dir || l.Changer != "" && o.Changer == l.Changer) {
+			return o, true
+		}
+	}
+	return TapeLibrary{}, false
 }
 
 // minTapeCapacity is the smallest cartridge a new emulated library is

@@ -723,8 +723,6 @@ func (s *Server) prune(ctx context.Context, t *task) error {
 			if e.Rule == engine.RuleHeld {
 				s.o.Log.Info("point held", "group", g.Name, "source", e.Point.Source, "point", e.Point.ID.String()[:12], "time", e.Point.Time, "rule", e.Rule, "why", e.Why)
 			}
-		}
-		for _, e := range entries {
 			if e.Removed {
 				removed++
 			}
