@@ -10,6 +10,7 @@ import (
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/internal/iobuf"
+	"github.com/recall-backup/recall/internal/uring"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,7 +65,7 @@ func adviseSequential(fd int) {
 const (
 	hintWindow  = 128       // entries of a directory hinted ahead of the walk
 	hintBytes   = 256 << 10 // of each file: all of a small one, the start of a large one
-	hintWorkers = 2         // they only queue reads; two keep up with a disk
+	hintWorkers = 2         // without a ring: they only queue reads; two keep up with a disk
 )
 
 // hinter runs the goroutines that pass hints to the kernel.
@@ -75,6 +76,16 @@ type hinter struct {
 
 func startHinter() *hinter {
 	h := &hinter{q: make(chan string, 2*hintWindow)}
+	if !noRing.Load() {
+		if r, err := uring.New(2 * hintBatch); err == nil {
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				h.ringWorker(r)
+			}()
+			return h
+		}
+	}
 	for i := 0; i < hintWorkers; i++ {
 		h.wg.Add(1)
 		go func() {
@@ -87,10 +98,120 @@ func startHinter() *hinter {
 	return h
 }
 
+// Hints through an io_uring (internal/uring): where the kernel gives one,
+// a single worker reads the start of up to hintBatch files in one system
+// call, into a scratch buffer whose bytes nobody looks at (the reads are
+// for the page cache), instead of a posix_fadvise each. Reads submitted
+// together share a block plug, so neighbouring files go to the disk as
+// merged requests and a virtual disk is notified once a batch. Measured
+// on a 2-vCPU Firecracker VM, where a notification is an exit to the
+// hypervisor (about 17 us: 5% of a cold backup's CPU samples), six
+// interleaved cold first backups each way: the small-file bench set took
+// 1.66-2.11 s (mean 1.85) instead of 1.84-2.20 s (1.95), with 8,200 read
+// requests instead of 12,800 and 3.16 CPU-s instead of 3.39; the set
+// (four each way) 5.36-5.63 s instead of 5.55-6.25 s, 12,300 requests
+// instead of 21,500. A file the page cache holds is not read (hintOpen),
+// so a warm backup pays a cachestat a file where it paid a fadvise: warm,
+// 1.54-1.82 s against 1.54-1.83 s. See bench/README.md.
+const hintBatch = 64
+
+// noRing turns the io_uring hints off (tests compare both ways).
+var noRing atomic.Bool
+
+// ringWorker hints the paths queued, in batches of reads through r, and
+// waits for the last of them before it returns.
+func (h *hinter) ringWorker(r *uring.Ring) {
+	scratch, err := unix.Mmap(-1, 0, hintBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		r.Close()
+		for p := range h.q {
+			h.willNeed(p)
+		}
+		return
+	}
+	defer func() {
+		// Every read is reaped before its buffer goes.
+		if r.Close() == nil {
+			unix.Munmap(scratch)
+		}
+	}()
+	fds := make([]int, 0, hintBatch)
+	add := func(p string) {
+		fd, n, ok := hintOpen(p)
+		if !ok {
+			return
+		}
+		if r.Read(fd, scratch[:n], 0) {
+			fds = append(fds, fd)
+		} else {
+			unix.Close(fd)
+		}
+	}
+	for p := range h.q {
+		add(p)
+	drain:
+		for len(fds) < hintBatch {
+			select {
+			case p, ok := <-h.q:
+				if !ok {
+					break drain
+				}
+				add(p)
+			default:
+				break drain
+			}
+		}
+		err := r.Submit()
+		for _, fd := range fds {
+			unix.Close(fd) // a submitted read holds its file
+		}
+		fds = fds[:0]
+		if err == nil {
+			_, err = r.Wait(hintBatch)
+		}
+		if err != nil {
+			// The ring failed (it should not): what is left is hinted
+			// one file at a time.
+			for p := range h.q {
+				h.willNeed(p)
+			}
+			return
+		}
+	}
+}
+
 // stop waits for the hints queued so far; no hint may be queued after.
 func (h *hinter) stop() {
 	close(h.q)
 	h.wg.Wait()
+}
+
+// hintOpen opens the file at path for a hint read through the ring: a
+// regular file, not empty, whose first n bytes (hintBytes at most) the
+// page cache does not hold already (a read of a warm file would only copy
+// it). The caller closes fd.
+func hintOpen(path string) (fd int, n int64, ok bool) {
+	if _, ok := wants(path); !ok {
+		return -1, 0, false
+	}
+	fd, err := openNoAtime(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, 0, false
+	}
+	// Only a regular file goes to the ring: a read of a FIFO there waits
+	// for a writer even on a non-blocking descriptor, and the path may
+	// name one since its lstat.
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
+		unix.Close(fd)
+		return -1, 0, false
+	}
+	n = min(st.Size, hintBytes)
+	if c, _ := cacheState(fd, 0, int(n)); c {
+		unix.Close(fd)
+		return -1, 0, false
+	}
+	return fd, n, true
 }
 
 // wants reports whether path names a file the backup will read: a

@@ -480,3 +480,102 @@ func (l countingLimiter) WaitN(_ context.Context, n int) error {
 	l.n.Add(int64(n))
 	return nil
 }
+
+// TestHintsReadCold: the hints bring files the page cache does not hold
+// into it, through the io_uring and through posix_fadvise where there is
+// none; hintOpen passes over what is cached already, a FIFO, an empty
+// file and a name that is gone.
+func TestHintsReadCold(t *testing.T) {
+	for _, ring := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ring=%v", ring), func(t *testing.T) {
+			dir := t.TempDir()
+			var paths []string
+			for i := 0; i < 3*hintBatch; i++ {
+				p := filepath.Join(dir, fmt.Sprintf("f%03d", i))
+				if err := os.WriteFile(p, bytes.Repeat([]byte{byte(i)}, 1000+i*300), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				paths = append(paths, p)
+			}
+			big := filepath.Join(dir, "big")
+			if err := os.WriteFile(big, make([]byte, 2*hintBytes), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			paths = append(paths, big)
+			state := func(p string) (cached bool) {
+				fd, err := unix.Open(p, unix.O_RDONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unix.Close(fd)
+				c, known := cacheState(fd, 0, 4096)
+				if !known {
+					testskip.Skip(t, "no cachestat on this kernel (before 6.5)")
+				}
+				return c
+			}
+			for _, p := range paths {
+				fd, err := unix.Open(p, unix.O_RDONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = unix.Fsync(fd)
+				_ = unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
+				unix.Close(fd)
+				if state(p) {
+					testskip.Skip(t, "the file system keeps %s in the page cache (tmpfs?)", p)
+				}
+			}
+			if _, _, ok := hintOpen(paths[0]); !ok {
+				t.Fatalf("hintOpen passes over a file that is not cached")
+			}
+			fifo := filepath.Join(dir, "fifo")
+			if err := unix.Mkfifo(fifo, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			empty := filepath.Join(dir, "empty")
+			if err := os.WriteFile(empty, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{fifo, empty, filepath.Join(dir, "gone")} {
+				if fd, _, ok := hintOpen(p); ok {
+					unix.Close(fd)
+					t.Errorf("hintOpen takes %s", p)
+				}
+			}
+
+			noRing.Store(!ring)
+			defer noRing.Store(false)
+			h := startHinter()
+			h.q <- fifo // neither blocks the hints
+			h.q <- empty
+			for _, p := range paths {
+				h.q <- p
+			}
+			done := make(chan struct{})
+			go func() {
+				h.stop()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the hints did not end")
+			}
+			// posix_fadvise only starts the reads: give them a moment.
+			deadline := time.Now().Add(10 * time.Second)
+			for _, p := range paths {
+				for !state(p) {
+					if time.Now().After(deadline) {
+						t.Fatalf("%s is not in the page cache after its hint", p)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			if fd, _, ok := hintOpen(paths[0]); ok {
+				unix.Close(fd)
+				t.Errorf("hintOpen takes a file the page cache holds")
+			}
+		})
+	}
+}
