@@ -189,13 +189,19 @@ func (h *hinter) stop() {
 // hintOpen opens the file at path for a hint read through the ring: a
 // regular file, not empty, whose first n bytes (hintBytes at most) the
 // page cache does not hold already (a read of a warm file would only copy
-// it). The caller closes fd.
+// it). The caller closes fd. A warm file costs the system calls a
+// posix_fadvise hint did (lstat, open, cachestat, close).
 func hintOpen(path string) (fd int, n int64, ok bool) {
-	if _, ok := wants(path); !ok {
+	size, ok := wants(path)
+	if !ok {
 		return -1, 0, false
 	}
 	fd, err := openNoAtime(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC)
 	if err != nil {
+		return -1, 0, false
+	}
+	if c, _ := cacheState(fd, 0, int(min(size, hintBytes))); c {
+		unix.Close(fd)
 		return -1, 0, false
 	}
 	// Only a regular file goes to the ring: a read of a FIFO there waits
@@ -206,12 +212,7 @@ func hintOpen(path string) (fd int, n int64, ok bool) {
 		unix.Close(fd)
 		return -1, 0, false
 	}
-	n = min(st.Size, hintBytes)
-	if c, _ := cacheState(fd, 0, int(n)); c {
-		unix.Close(fd)
-		return -1, 0, false
-	}
-	return fd, n, true
+	return fd, min(st.Size, hintBytes), true
 }
 
 // wants reports whether path names a file the backup will read: a
