@@ -120,7 +120,7 @@ func (p TapePool) SetExpiry(created time.Time) (time.Time, error) {
 // Cartridge states.
 const (
 	MediaFree    = "free"    // blank, or labelled for the pool and holding nothing
-	MediaWriting = "writing" // in an open set, room left
+	MediaWriting = "writing" // in a set, room left (none is written once its set is closed)
 	MediaFull    = "full"    // in a set, no room left
 	MediaExpired = "expired" // its set's expiry passed: reusable
 )

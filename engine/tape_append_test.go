@@ -369,3 +369,39 @@ func TestTapeAppendToWrongCartridgeWritesPacksAgain(t *testing.T) {
 	}
 	restoreData(t, f.home, p2.ID.String())
 }
+
+// The inventory says when a cartridge with room left belongs to a set
+// that takes no more points (allocation always): it stays "writing" until
+// the set expires, and set_closed says why no write uses it.
+func TestTapeInventorySetClosed(t *testing.T) {
+	for _, alloc := range []string{AllocAlways, AllocContinue} {
+		t.Run(alloc, func(t *testing.T) {
+			f := newTapeHome(t, 1<<20, 2, 1<<30)
+			write := f.poolOnDay0(t, alloc)
+			a, err := write(f.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inv, err := TapeInventory(context.Background(), f.home, "", day0, t.Logf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, s := range inv {
+				if s.Barcode != a.Tapes[0] {
+					if s.SetClosed {
+						t.Errorf("%s %d (%s, state %q): set closed", s.Element, s.Number, s.Barcode, s.State)
+					}
+					continue
+				}
+				found = true
+				if s.State != MediaWriting || s.SetClosed != (alloc == AllocAlways) {
+					t.Errorf("allocation %s: cartridge %s state %q, set closed %v", alloc, s.Barcode, s.State, s.SetClosed)
+				}
+			}
+			if !found {
+				t.Fatalf("cartridge %s not in the inventory: %+v", a.Tapes[0], inv)
+			}
+		})
+	}
+}

@@ -370,6 +370,11 @@ type InventorySlot struct {
 	Set      string    `json:"set,omitempty"`
 	Sequence int       `json:"sequence,omitempty"`
 	Expiry   time.Time `json:"expiry,omitzero"`
+	// SetClosed: the cartridge's set takes no more points (its pool
+	// starts a new set every write, or a cartridge of it was erased), so
+	// a "writing" cartridge with room left is written no more until the
+	// set expires.
+	SetClosed bool `json:"set_closed,omitempty"`
 }
 
 // TapeInventory lists a library's drives and slots with what the media
@@ -400,6 +405,9 @@ func TapeInventory(ctx context.Context, home, library string, now time.Time, war
 		s := InventorySlot{Element: e.Kind.String(), Number: e.Number, Full: e.Full, Barcode: e.Barcode, Cleaning: e.Cleaning}
 		if m, ok := st.medium(e.Barcode); ok && e.Full {
 			s.State, s.Pool, s.Set, s.Sequence, s.Expiry = m.State, m.Pool, m.Set, m.Sequence, m.Expiry
+			if set, ok := st.set(m.Set); ok && m.Set != "" {
+				s.SetClosed = set.Closed
+			}
 		}
 		out = append(out, s)
 	}

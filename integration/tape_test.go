@@ -775,6 +775,47 @@ func TestTapeRestoreWrongStorePassphrase(t *testing.T) {
 	compareTrees(t, snapshot(t, src), snapshot(t, dst))
 }
 
+// A pool that starts a new set every write leaves its cartridge with
+// room left in a closed set: the inventory shows it "closed" (one word, so
+// its columns still split), with set_closed in JSON, and the next write
+// takes another cartridge.
+func TestTapeInventoryClosedSet(t *testing.T) {
+	e, _ := tapeEnvSized(t, "3", "1GiB")
+	src := filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
+	id := backupID(t, e, src)
+	e.ok("tape", "pool", "create", "p", "--retention", "1y", "--allocation", "always")
+	w := tapeWrite(t, e, "--pool", "p", id[:12])
+	state := func(inv, barcode string) string {
+		for _, line := range strings.Split(inv, "\n") {
+			if f := strings.Fields(line); len(f) == 8 && f[2] == barcode {
+				return f[3]
+			}
+		}
+		t.Fatalf("cartridge %s not in the inventory (8 columns):\n%s", barcode, inv)
+		return ""
+	}
+	if s := state(e.ok("tape", "inventory"), w.Tapes[0]); s != "closed" {
+		t.Errorf("state of the always pool's cartridge: %q, want closed", s)
+	}
+	var inv []struct {
+		Barcode   string
+		State     string
+		SetClosed bool `json:"set_closed"`
+	}
+	must(t, json.Unmarshal([]byte(e.ok("tape", "inventory", "--json")), &inv))
+	for _, s := range inv {
+		if s.Barcode == w.Tapes[0] && (s.State != "writing" || !s.SetClosed) {
+			t.Errorf("JSON: %+v, want state writing with set_closed", s)
+		}
+	}
+	w2 := tapeWrite(t, e, "--pool", "p", id[:12])
+	if w2.Tapes[0] == w.Tapes[0] {
+		t.Errorf("the second write appended to the closed set's cartridge %s", w.Tapes[0])
+	}
+}
+
 // The emulated library's door: a cartridge taken out is missing for a
 // restore (which names it), put back it restores, and a blank added is
 // written to.

@@ -304,6 +304,11 @@ func tapeInventory(c *cli.Context) error {
 		if s.Cleaning {
 			state = "cleaning"
 		}
+		if s.Full && s.SetClosed && s.State == engine.MediaWriting {
+			// Room left, but its set takes no more points: free again
+			// once the set expires. One word: scripts split the columns.
+			state = "closed"
+		}
 		seq, exp := "-", "-"
 		if s.Sequence > 0 {
 			seq = fmt.Sprint(s.Sequence)
