@@ -14,9 +14,9 @@
 // Only IORING_OP_READ is used, into memory the caller keeps valid until
 // the read completes; the caller waits for every read it submitted
 // (Wait) before it unmaps that memory or closes the ring. Kernels without
-// io_uring, or where it is disabled (kernel.io_uring_disabled, a seccomp
-// filter in a container), make New fail: callers then read as they did
-// without it.
+// io_uring, or with one older than 5.6 (no IORING_OP_READ), or where it
+// is disabled (kernel.io_uring_disabled, a seccomp filter in a
+// container), make New fail: callers then read as they did without it.
 package uring
 
 import (
@@ -33,6 +33,7 @@ const (
 	opRead         = 22         // IORING_OP_READ
 	enterGetEvents = 1 << 0     // IORING_ENTER_GETEVENTS
 	featSingleMmap = 1 << 0     // IORING_FEAT_SINGLE_MMAP
+	featRWCurPos   = 1 << 3     // IORING_FEAT_RW_CUR_POS: came with IORING_OP_READ (5.6)
 	offSQRing      = 0          // IORING_OFF_SQ_RING
 	offSQEs        = 0x10000000 // IORING_OFF_SQES
 	sqeSize        = 64
@@ -104,9 +105,11 @@ func New(entries uint32) (*Ring, error) {
 		return nil, fmt.Errorf("uring: io_uring_setup: %w", e)
 	}
 	r := &Ring{fd: int(fd), entries: p.sqEntries}
-	if p.features&featSingleMmap == 0 {
+	if p.features&featSingleMmap == 0 || p.features&featRWCurPos == 0 {
+		// A 5.4 or 5.5 kernel has rings but no IORING_OP_READ: every
+		// read would fail (EINVAL), and a hint that fails says nothing.
 		r.Close()
-		return nil, errors.New("uring: the kernel maps the rings apart (before 5.4): not supported")
+		return nil, errors.New("uring: the kernel has no IORING_OP_READ (before 5.6): not supported")
 	}
 	size := max(p.sq.array+p.sqEntries*4, p.cq.cqes+p.cqEntries*cqeSize)
 	var err error
