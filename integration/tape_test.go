@@ -70,6 +70,16 @@ func backupID(t *testing.T, e *env, src string) string {
 	return p.ID
 }
 
+// onePointSource makes a source directory holding one 1 MiB file "f" of
+// random bytes and backs it up: the point most tape tests write.
+func onePointSource(t *testing.T, e *env) (src, id string) {
+	t.Helper()
+	src = filepath.Join(t.TempDir(), "src")
+	must(t, os.MkdirAll(src, 0o755))
+	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
+	return src, backupID(t, e, src)
+}
+
 func tapeWrite(t *testing.T, e *env, args ...string) tapeWriteOut {
 	t.Helper()
 	var w tapeWriteOut
@@ -203,10 +213,7 @@ func TestTapeSpanningRestoreOnFreshHome(t *testing.T) {
 // of another pool looking for a cartridge.
 func TestTapeOtherPoolRefused(t *testing.T) {
 	e, _ := tapeEnvSized(t, "2", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
-	id := backupID(t, e, src)
+	_, id := onePointSource(t, e)
 	e.ok("tape", "pool", "create", "a", "--retention", "1y")
 	e.ok("tape", "pool", "create", "b", "--retention", "1y")
 	e.ok("tape", "label", "--slot", "2", "--pool", "b")
@@ -244,10 +251,7 @@ func TestTapeOtherPoolRefused(t *testing.T) {
 // the write goes on on the next one.
 func TestTapeWriteProtected(t *testing.T) {
 	e, lib := tapeEnvSized(t, "3", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
-	id := backupID(t, e, src)
+	src, id := onePointSource(t, e)
 	e.ok("tape", "pool", "create", "p", "--retention", "1y")
 	withLibrary(t, lib, func(l *tapefs.EmulatedLibrary) error { return l.SetWriteProtected("RC0001L9", true) })
 	r := e.run("tape", "write", "--json", "--pool", "p", id)
@@ -442,10 +446,7 @@ func TestTapeCartridgeEjected(t *testing.T) {
 // restore, and by catalog on a home holding another key of that name.
 func TestTapeWrongKey(t *testing.T) {
 	e, lib := tapeEnvSized(t, "2", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
-	id := backupID(t, e, src)
+	_, id := onePointSource(t, e)
 	e.ok("tape", "pool", "create", "p", "--retention", "1y", "--encrypt")
 	tapeWrite(t, e, "--pool", "p", id)
 
@@ -781,10 +782,7 @@ func TestTapeRestoreWrongStorePassphrase(t *testing.T) {
 // takes another cartridge.
 func TestTapeInventoryClosedSet(t *testing.T) {
 	e, _ := tapeEnvSized(t, "3", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
-	id := backupID(t, e, src)
+	_, id := onePointSource(t, e)
 	e.ok("tape", "pool", "create", "p", "--retention", "1y", "--allocation", "always")
 	w := tapeWrite(t, e, "--pool", "p", id[:12])
 	state := func(inv, barcode string) string {
@@ -821,10 +819,7 @@ func TestTapeInventoryClosedSet(t *testing.T) {
 // written to.
 func TestTapeEmulatedDoor(t *testing.T) {
 	e, _ := tapeEnvSized(t, "2", "1GiB")
-	src := filepath.Join(t.TempDir(), "src")
-	must(t, os.MkdirAll(src, 0o755))
-	writeRandom(t, filepath.Join(src, "f"), 1, 1<<20)
-	id := backupID(t, e, src)
+	src, id := onePointSource(t, e)
 	e.ok("tape", "pool", "create", "p", "--retention", "1y")
 	w := tapeWrite(t, e, "--pool", "p", id[:12])
 	if out := e.ok("tape", "library", "eject", w.Tapes[0]); !strings.Contains(out, "taken out") {
