@@ -90,12 +90,19 @@ func startHinter() *hinter {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			for p := range h.q {
-				h.willNeed(p)
-			}
+			h.adviseEach()
 		}()
 	}
 	return h
+}
+
+// adviseEach hints the paths queued, one posix_fadvise each, until the
+// queue is closed: the workers without a ring, and a ring worker's
+// fallback.
+func (h *hinter) adviseEach() {
+	for p := range h.q {
+		h.willNeed(p)
+	}
 }
 
 // Hints through an io_uring (internal/uring): where the kernel gives one,
@@ -124,9 +131,7 @@ func (h *hinter) ringWorker(r *uring.Ring) {
 	scratch, err := unix.Mmap(-1, 0, hintBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		r.Close()
-		for p := range h.q {
-			h.willNeed(p)
-		}
+		h.adviseEach()
 		return
 	}
 	defer func() {
@@ -172,9 +177,7 @@ func (h *hinter) ringWorker(r *uring.Ring) {
 		if err != nil {
 			// The ring failed (it should not): what is left is hinted
 			// one file at a time.
-			for p := range h.q {
-				h.willNeed(p)
-			}
+			h.adviseEach()
 			return
 		}
 	}

@@ -405,7 +405,7 @@ func TapeInventory(ctx context.Context, home, library string, now time.Time, war
 		s := InventorySlot{Element: e.Kind.String(), Number: e.Number, Full: e.Full, Barcode: e.Barcode, Cleaning: e.Cleaning}
 		if m, ok := st.medium(e.Barcode); ok && e.Full {
 			s.State, s.Pool, s.Set, s.Sequence, s.Expiry = m.State, m.Pool, m.Set, m.Sequence, m.Expiry
-			if set, ok := st.set(m.Set); ok && m.Set != "" {
+			if set, ok := st.set(m.Set); ok {
 				s.SetClosed = set.Closed
 			}
 		}

@@ -81,7 +81,7 @@ type cqe struct {
 type Ring struct {
 	fd             int
 	rings, sqeMem  []byte
-	sqHead, sqTail *uint32
+	sqTail         *uint32
 	sqMask         uint32
 	sqArray        []uint32
 	sqes           []sqe
@@ -122,7 +122,6 @@ func New(entries uint32) (*Ring, error) {
 		return nil, fmt.Errorf("uring: mapping the submission entries: %w", err)
 	}
 	b := unsafe.Pointer(&r.rings[0])
-	r.sqHead = (*uint32)(unsafe.Add(b, p.sq.head))
 	r.sqTail = (*uint32)(unsafe.Add(b, p.sq.tail))
 	r.sqMask = *(*uint32)(unsafe.Add(b, p.sq.ringMask))
 	r.sqArray = unsafe.Slice((*uint32)(unsafe.Add(b, p.sq.array)), p.sqEntries)

@@ -45,8 +45,9 @@ func TestNewRejectsSizes(t *testing.T) {
 	}
 }
 
-// TestReads reads files of many sizes in batches larger and smaller than
-// the ring and checks every byte, and that a batch is one submission.
+// TestReads reads files of many sizes in batches as large as the ring
+// has room for, checks every byte and that nothing past a file's end is
+// written, and reads at an offset.
 func TestReads(t *testing.T) {
 	dir := t.TempDir()
 	r := newRing(t, 8)
