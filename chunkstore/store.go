@@ -51,7 +51,8 @@ type Store struct {
 	// unlocatable: packs no index file covers whose header is unreadable,
 	// so none of their blobs can be found (pack -> why).
 	unlocatable map[ID]string
-	damageWarn  sync.Once // the record cannot be written
+	misplaced   map[ID]string // pack files outside their folder, by the last walk: path (misplaced.go)
+	damageWarn  sync.Once     // the record cannot be written
 	// damageListWarn: the record's directory cannot be read.
 	damageListWarn sync.Once
 	// unindexed: packs the index knows that no index file covers yet
@@ -592,6 +593,10 @@ func (s *Store) walkPacks() error {
 	if err != nil {
 		return err
 	}
+	misplaced, err := s.listMisplaced()
+	if err != nil {
+		return err
+	}
 	s.markUnindexed(orphans...)
 	s.idx.setSizes(sizes)
 	s.readHidden(sizes) // gc.go
@@ -602,6 +607,7 @@ func (s *Store) walkPacks() error {
 	s.fmu.Lock()
 	s.orphans = append(s.orphans, orphans...)
 	s.unlocatable = unlocatable
+	s.misplaced = misplaced
 	s.walked, s.walkWanted = true, false
 	s.fmu.Unlock()
 	return nil
@@ -1057,6 +1063,11 @@ func (s *Store) Packs() []PackInfo {
 		case pi.Size == sizeGone:
 			pi.Size = -1
 			pi.Problem = "pack file is missing"
+			s.fmu.Lock()
+			if at, ok := s.misplaced[id]; ok {
+				pi.Problem = fmt.Sprintf("pack file is missing from %s: a file of its name lies at %s ('recall repair index' moves it back)", s.packHome(id), at)
+			}
+			s.fmu.Unlock()
 		case pi.Size >= 0 && pi.Blobs > 0 && pi.Size < pi.Expected:
 			pi.Problem = fmt.Sprintf("truncated: %d bytes, the index expects %d", pi.Size, pi.Expected)
 		case pi.Size >= 0 && pi.Blobs > 0 && pi.Size != pi.Expected:

@@ -40,6 +40,36 @@ type RepairReport struct {
 	// Foreign lists, by path, the empty files under a pack's name: not
 	// packs recall wrote, holding nothing a point could need; left alone.
 	Foreign []string `json:"foreign_files,omitempty"`
+	// Misplaced lists, by path, the pack files outside their folder that
+	// repair left where they are (a file of the name is in its place);
+	// those it moved back are among the Actions.
+	Misplaced []string `json:"misplaced_files,omitempty"`
+}
+
+// putBack moves the pack files outside their folder back into it, before
+// a repair judges any pack missing: otherwise it would rebuild the index
+// without a pack that is only in another folder, or salvage it as lost.
+func putBack(lock *chunkstore.Lock, rep *RepairReport, opts RepairOptions) error {
+	ms, err := lock.PutBackPacks(opts.DryRun)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		switch {
+		case m.Moved || opts.DryRun:
+			if opts.DryRun {
+				opts.act(rep, "move pack file %s back to %s, where it is read from (the rest of this dry run takes the pack as missing)", m.Path, m.Home)
+			} else {
+				opts.act(rep, "moved pack file %s back to %s, where it is read from", m.Path, m.Home)
+			}
+		default:
+			rep.Misplaced = append(rep.Misplaced, m.Path)
+			if opts.Log != nil {
+				opts.Log("left %s where it is, outside its folder: %s", m.Path, m.Why)
+			}
+		}
+	}
+	return nil
 }
 
 // SalvagedPack is one damaged pack replaced by repair packs.
@@ -89,11 +119,14 @@ func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 		return nil, fmt.Errorf("repair index: %w", ErrNotExclusive)
 	}
 	lock := s.lock
+	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
+	if err := putBack(lock, rep, opts); err != nil {
+		return nil, fmt.Errorf("repair index: %w", err)
+	}
 	rb, err := lock.RebuildIndex(opts.DryRun)
 	if err != nil {
 		return nil, fmt.Errorf("repair index: %w", err)
 	}
-	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
 	if p := s.s.ConfigProblem(); p != "" {
 		if opts.DryRun {
 			opts.act(rep, "rewrite the store config from the good copy: %s", p)
@@ -260,6 +293,10 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 		return nil, fmt.Errorf("repair packs: %w", ErrNotExclusive)
 	}
 	lock, st := s.lock, s.Reader().st
+	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
+	if err := putBack(lock, rep, opts); err != nil {
+		return nil, fmt.Errorf("repair packs: %w", err)
+	}
 	if err := st.Refresh(); err != nil {
 		return nil, err
 	}
@@ -267,7 +304,6 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 	if err != nil {
 		return nil, fmt.Errorf("repair packs: %w", err)
 	}
-	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
 	if len(bad) == 0 {
 		// Nothing to salvage; index files may still name removed packs.
 		rb, err := lock.RebuildIndex(opts.DryRun)

@@ -84,6 +84,11 @@ type VerifyReport struct {
 	// packs recall wrote and nothing a point needs, so not damage; a
 	// person removes them (recall removes only what it wrote).
 	Foreign []string `json:"foreign_files,omitempty"`
+	// Misplaced lists, by path, the pack files outside the folder a pack
+	// of their name is read from: restore does not find them there.
+	// 'recall repair index' moves each back, unless a file of its name
+	// is in its place already (then a person compares the two).
+	Misplaced []string `json:"misplaced_files,omitempty"`
 }
 
 // ErrVerifyFailed: verify found damage; the report says where.
@@ -388,6 +393,14 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	if n := len(rep.Foreign); n > 0 {
 		denials += fmt.Sprintf(", %d empty files under a pack's name (not packs recall wrote, and no point needs them: remove them by hand): %s", n, strings.Join(rep.Foreign, ", "))
 	}
+	if mp, ok := st.(misplacedPacks); ok {
+		for _, m := range mp.MisplacedPacks() {
+			rep.Misplaced = append(rep.Misplaced, m.Path)
+		}
+	}
+	if n := len(rep.Misplaced); n > 0 {
+		denials += fmt.Sprintf(", %d pack files outside their folder, where they are not read from ('recall repair index' moves each back where no file of its name is): %s", n, strings.Join(rep.Misplaced, ", "))
+	}
 	if n := len(rep.DamagedPoints); n > 0 {
 		// No repair makes a point whose manifest is unreadable
 		// restorable, and a new backup does not mend it: repair points
@@ -405,6 +418,11 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	if len(rep.Unreadable) > 0 {
 		return rep, fmt.Errorf("%w: no damage found, but %d packs recall may not read were not verified%s", ErrVerifyIncomplete, len(rep.Unreadable), strings.TrimPrefix(denials, fmt.Sprintf(", %d packs recall may not read", len(rep.Unreadable))))
 	}
+	if len(rep.Misplaced) > 0 {
+		// Each beside a file of its name in its place: nothing is
+		// missing, but a person should look.
+		return rep, fmt.Errorf("no damage found, but%s", strings.TrimPrefix(denials, ","))
+	}
 	if len(rep.Foreign) > 0 {
 		// Not damage, so not ErrVerifyFailed (exit 4), and not
 		// success either: a person should look, and only a person
@@ -412,6 +430,12 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		return rep, fmt.Errorf("no damage found, but %s: an empty file under a pack's name, which recall never writes (a pack is renamed into place only once whole): it is not a pack and no point needs it; remove it by hand", strings.Join(rep.Foreign, ", "))
 	}
 	return rep, nil
+}
+
+// misplacedPacks is a store that knows pack files outside their folder
+// (a local one).
+type misplacedPacks interface {
+	MisplacedPacks() []chunkstore.MisplacedPack
 }
 
 // unindexedProblem begins the problem chunkstore's Packs gives a pack

@@ -356,6 +356,17 @@ func Warm(ctx context.Context, be Backend, hs []Handle) error {
 	return nil
 }
 
+// PackPlacer is a backend that keeps each pack in a folder of its own
+// by name (local: packs/<first two characters>/), whose files can be
+// moved out of it by hand. Misplaced names the files under a pack's name
+// that lie elsewhere (List does not list them: Load does not find them);
+// PutBack moves one where it is read from, never over a file already
+// there (an error wrapping fs.ErrExist).
+type PackPlacer interface {
+	Misplaced(ctx context.Context, fn func(name, path string) error) error
+	PutBack(ctx context.Context, name, path string) error
+}
+
 // TempCleaner is a backend that keeps temporary files of its own (local:
 // tmp/, and .tmp- files of interrupted saves) which a crashed writer
 // leaves behind. CleanTemp removes those of tag (a FileWriter's tag, see

@@ -325,6 +325,22 @@ func (b *Backend) OpenDirect(ctx context.Context, h backend.Handle) (io.ReaderAt
 	return dr.OpenDirect(ctx, h)
 }
 
+// Misplaced lists through the wrapped backend, if it places packs.
+func (b *Backend) Misplaced(ctx context.Context, fn func(name, path string) error) error {
+	if pp, ok := b.inner.(backend.PackPlacer); ok {
+		return pp.Misplaced(ctx, fn)
+	}
+	return nil
+}
+
+// PutBack moves through the wrapped backend.
+func (b *Backend) PutBack(ctx context.Context, name, path string) error {
+	if pp, ok := b.inner.(backend.PackPlacer); ok {
+		return pp.PutBack(ctx, name, path)
+	}
+	return backend.ErrNotSupported
+}
+
 // CleanTemp cleans through the wrapped backend, if it keeps temp files.
 func (b *Backend) CleanTemp(ctx context.Context, tag string) error {
 	if tc, ok := b.inner.(backend.TempCleaner); ok {

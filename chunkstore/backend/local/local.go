@@ -96,13 +96,18 @@ func (b *Backend) Path(h backend.Handle) string {
 	case backend.Config:
 		return filepath.Join(b.dir, h.Name)
 	case backend.Packs:
-		sub := h.Name
-		if len(sub) >= 2 {
-			sub = sub[:2]
-		}
-		return filepath.Join(b.dir, "packs", sub, h.Name)
+		return filepath.Join(b.dir, "packs", packDir(h.Name), h.Name)
 	}
 	return filepath.Join(b.dir, h.Type.String(), h.Name)
+}
+
+// packDir is the folder under packs/ a pack of the given name is read
+// from: its first two characters.
+func packDir(name string) string {
+	if len(name) >= 2 {
+		return name[:2]
+	}
+	return name
 }
 
 // notExist turns a missing file into backend.ErrNotExist, keeping the path.
@@ -121,10 +126,16 @@ func full(err error) error {
 	return err
 }
 
-// List lists the files of type t. Packs are found in every subdirectory
-// of packs/, whatever its name.
+// List lists the files of type t. A pack is listed only in the folder it
+// is read from (packs/<first two characters>/, or a link to a directory
+// there): one moved into another folder is not where Load looks, and
+// listing it would have verify call it present while restore cannot read
+// it. Misplaced names those; PutBack moves them home.
 func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(name string, size int64) error) error {
 	return b.list(ctx, t, func(dir string, e os.DirEntry) error {
+		if t == backend.Packs && filepath.Base(dir) != packDir(e.Name()) {
+			return nil
+		}
 		info, err := e.Info()
 		if err == nil && info.Mode()&os.ModeSymlink != 0 {
 			// Followed, as Load and Open follow it: an administrator
@@ -149,7 +160,7 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(name str
 // collection delete what only that point uses.
 func (b *Backend) ListNames(ctx context.Context, t backend.FileType, fn func(name string) error) error {
 	return b.list(ctx, t, func(dir string, e os.DirEntry) error {
-		if e.IsDir() && t != backend.Points {
+		if e.IsDir() && t != backend.Points || t == backend.Packs && filepath.Base(dir) != packDir(e.Name()) {
 			return nil
 		}
 		return fn(e.Name())
