@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/recall-backup/recall/engine"
 	"github.com/schollz/progressbar/v3"
@@ -301,6 +302,39 @@ func (r *reporter) plain(s engine.Status) string {
 	return b.String()
 }
 
+// barDesc is the text after the terminal bar, on a terminal width
+// columns wide: files (or devices) done of the total, errors, the current
+// path.
+func barDesc(s engine.Status, unit string, width int) string {
+	of := "/"
+	if !s.TotalsFinal {
+		of = "/>="
+	}
+	desc := fmt.Sprintf("%d%s%d %s", s.FilesDone, of, s.FilesTotal, unit)
+	if s.Errors > 0 {
+		desc += fmt.Sprintf(", %d errors", s.Errors)
+	}
+	if len(s.Current) > 0 {
+		// The bar and its figures take about 70 columns; the path gets
+		// the rest of the line, cut at its start, so the line never
+		// wraps (a wrapped line is not redrawn in place).
+		room := width - 72 - len(desc)
+		// Escaped as every message naming a file is (oneLine): a name
+		// can hold a terminal's escape sequences.
+		if p := oneLine(s.Current[0]); room >= 10 {
+			if len(p) > room {
+				cut := len(p) - room + 3
+				for cut < len(p) && !utf8.RuneStart(p[cut]) {
+					cut++ // not inside a character
+				}
+				p = "..." + p[cut:]
+			}
+			desc += " " + p
+		}
+	}
+	return desc
+}
+
 // drawBar redraws the terminal bar; r.mu is held.
 func (r *reporter) drawBar(s engine.Status) {
 	// One byte more than done at least: the library stops drawing a bar
@@ -322,30 +356,11 @@ func (r *reporter) drawBar(s engine.Status) {
 	if r.bar.GetMax64() != total {
 		r.bar.ChangeMax64(total)
 	}
-	of := "/"
-	if !s.TotalsFinal {
-		of = "/>="
+	width := 80
+	if w, _, err := term.GetSize(int(os.Stderr.Fd())); err == nil && w > 0 {
+		width = w
 	}
-	desc := fmt.Sprintf("%d%s%d %s", s.FilesDone, of, s.FilesTotal, r.unit())
-	if s.Errors > 0 {
-		desc += fmt.Sprintf(", %d errors", s.Errors)
-	}
-	if len(s.Current) > 0 {
-		// The bar and its figures take about 70 columns; the path gets
-		// the rest of the line, cut at its start, so the line never
-		// wraps (a wrapped line is not redrawn in place).
-		width := 80
-		if w, _, err := term.GetSize(int(os.Stderr.Fd())); err == nil && w > 0 {
-			width = w
-		}
-		room := width - 72 - len(desc)
-		if p := s.Current[0]; room >= 10 {
-			if len(p) > room {
-				p = "..." + p[len(p)-room+3:]
-			}
-			desc += " " + p
-		}
-	}
+	desc := barDesc(s, r.unit(), width)
 	r.bar.Describe(desc)
 	r.bar.Set64(s.BytesDone)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/recall-backup/recall/engine"
 )
@@ -123,5 +124,25 @@ func TestErrorLines(t *testing.T) {
 	want := "group g: a: \\x1b[31mred\n  b: gone\\\\"
 	if got := errorLines(joined); got != want {
 		t.Errorf("errorLines = %q, want %q", got, want)
+	}
+}
+
+// The bar's path is escaped as every message naming a file is: a name can
+// hold a terminal's escape sequences (one here retitles the window and
+// clears the screen), which must reach the terminal as text. Cut to fit,
+// it is cut between characters.
+func TestBarDescEscapes(t *testing.T) {
+	s := engine.Status{FilesDone: 1, FilesTotal: 2, TotalsFinal: true,
+		Current: []string{"/src/evil\x1b]0;PWNED\x07\x1b[2Jname"}}
+	got := barDesc(s, "files", 200)
+	if strings.ContainsAny(got, "\x1b\x07") || !strings.Contains(got, `/src/evil\x1b]0;PWNED\x07\x1b[2Jname`) {
+		t.Fatalf("bar text %q: want the name's control characters escaped", got)
+	}
+	s.Current = []string{"/src/" + strings.Repeat("é", 40)}
+	for w := 90; w < 130; w++ {
+		got := barDesc(s, "files", w)
+		if !utf8.ValidString(got) || len(got) > w-72+4 {
+			t.Fatalf("width %d: bar text %q (%d bytes): want whole characters within the room", w, got, len(got))
+		}
 	}
 }
