@@ -201,8 +201,18 @@ func (c *Catalog) open() (err error) {
 	// descriptor. A home that cannot be written is read as it is:
 	// listings need no writing (jobs and status work), and what records
 	// a job fails.
+	// An empty file that was there before this open is no new catalog
+	// (bbolt would take it for one and start afresh without a word): the
+	// catalog it was is gone, cut to nothing by a crash, a full disk or a
+	// careless hand. One this open creates, or that another process
+	// created and has not initialised yet, is new.
+	_, statErr := os.Lstat(c.path)
 	f, ro, rwErr, err := lockCatalogFile(c.path, c.timeout)
 	if err == nil {
+		if fi, serr := f.Stat(); serr == nil && fi.Size() == 0 && statErr == nil {
+			f.Close()
+			return fmt.Errorf("catalog %s: %w (the file is empty)", c.path, errCatalogDamaged)
+		}
 		if err = precheckCatalog(f, c.path); err != nil {
 			f.Close()
 			return err

@@ -495,3 +495,33 @@ func TestCatalogCheckWaited(t *testing.T) {
 		t.Errorf("%d of bbolt's checks still running after %d damaged opens", n, damagedOpens)
 	}
 }
+
+// A catalog file found empty is damage, moved aside and named like any
+// other (bbolt alone would start afresh on it without a word, and a
+// server would then have no groups to run); one the open creates is new.
+func TestCatalogFoundEmpty(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "catalog.db")
+	c, err := OpenCatalog(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notes()) != 0 {
+		t.Fatalf("a new catalog has notes: %q", c.Notes())
+	}
+	c.Close()
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	c, err = OpenCatalog(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	asides, _ := filepath.Glob(p + ".damaged-*")
+	if len(asides) != 1 || len(c.Notes()) != 1 || !strings.Contains(c.Notes()[0], "the file is empty") || !strings.Contains(c.Notes()[0], CatalogReplaced) {
+		t.Fatalf("empty catalog: moved aside to %q, notes %q; want one file aside and a note saying it was empty", asides, c.Notes())
+	}
+	if err := c.StartJob(&Job{Kind: "backup"}); err != nil {
+		t.Fatalf("the fresh catalog: %v", err)
+	}
+}
