@@ -70,6 +70,12 @@ func (p *Progress) Status() Status {
 		BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal.Load(),
 		Errors: p.errors.Load(), TotalsFinal: p.totalsFinal.Load(),
 	}
+	// The totals come from a scan beside the work; a file that grew
+	// after it, or was read again because it changed while read, makes
+	// more done than the scan counted. The total is at least what is
+	// done: never "209 MiB of 88 MiB".
+	s.BytesTotal = max(s.BytesTotal, s.BytesDone)
+	s.FilesTotal = max(s.FilesTotal, s.FilesDone)
 	p.mu.Lock()
 	s.Current = slices.Clone(p.current[:min(len(p.current), maxCurrent)])
 	p.mu.Unlock()

@@ -180,3 +180,20 @@ func TestProgressSingleFile(t *testing.T) {
 		t.Errorf("totals %+v, want 1 file of %d bytes", s, 3<<20)
 	}
 }
+
+// More done than the scan counted (a file grew after it, or was read
+// again) raises the totals in the snapshot: never more done than in all.
+func TestProgressTotalsAtLeastDone(t *testing.T) {
+	var p Progress
+	p.addTotal(1, 88<<20)
+	p.addBytes(209 << 20)
+	p.filesDone.Add(2)
+	s := p.Status()
+	if s.BytesTotal != 209<<20 || s.FilesTotal != 2 {
+		t.Fatalf("status %+v: want totals raised to what is done", s)
+	}
+	p.addTotal(1, 300<<20)
+	if s := p.Status(); s.BytesTotal != 388<<20 || s.FilesTotal != 2 {
+		t.Fatalf("status %+v: want the scan's totals once they pass what is done", s)
+	}
+}

@@ -210,7 +210,7 @@ func printPoint(c *cli.Context, rep *reporter, p *engine.Point) {
 			s.Files, s.Unchanged, s.Dirs, s.Others, human(s.Bytes), human(s.NewBytes), human(s.StoredBytes),
 			time.Duration(s.DurationNano).Round(time.Millisecond))
 		for _, m := range p.MountPoints {
-			fmt.Fprintf(c.App.Writer, "  mount point not entered (--one-file-system): %s (%s)\n", m.Path, m.FSType)
+			fmt.Fprintf(c.App.Writer, "  mount point not entered (--one-file-system): %s (%s)\n", oneLine(m.Path), m.FSType)
 		}
 		for i, e := range p.Errors {
 			if i == summaryWarnings && len(p.Errors) > i+1 {

@@ -83,8 +83,10 @@ func printGC(c *cli.Context, r *engine.GCReport) {
 		fmt.Fprintln(w, "finished the plan an earlier gc left")
 	}
 	if r.Points > 0 || r.PacksMarked > 0 {
-		fmt.Fprintf(w, "marked: %d packs (%s), %d chunks reachable from %d points, in %s\n",
-			r.PacksMarked, b(r.BytesMarked), r.LiveBlobs, r.Points, r.MarkTime.Round(time.Millisecond))
+		// PacksMarked counts every indexed pack looked at, live or not:
+		// "marked: 6 packs" read as six packs found in use.
+		fmt.Fprintf(w, "marked: %d chunks reachable from %d points (%d packs of %s examined in %s)\n",
+			r.LiveBlobs, r.Points, r.PacksMarked, b(r.BytesMarked), r.MarkTime.Round(time.Millisecond))
 	}
 	fmt.Fprintf(w, "%s: %d packs (%s)\n", say("deleted", "would delete"), r.PacksDeleted, b(r.BytesDeleted))
 	fmt.Fprintf(w, "%s: %d packs (%d live chunks, %s copied)\n", say("rewritten", "would rewrite"), r.PacksRewritten, r.BlobsCopied, b(r.BytesCopied))

@@ -28,10 +28,15 @@ func TestNegativeDurationsRefused(t *testing.T) {
 		{[]string{"repair", "index", "--lock-wait", "-1s"}, "--lock-wait"},
 		{[]string{"key", "passwd", "--lock-wait", "-1s"}, "--lock-wait"},
 		{[]string{"points", "--progress-interval", "-1s"}, "--progress-interval"},
+		// An interval of 0 is refused by every command alike.
+		{[]string{"points", "--progress-interval", "0"}, "--progress-interval"},
+		{[]string{"verify", "--progress-interval", "0"}, "--progress-interval"},
+		{[]string{"--connections", "0", "points"}, "--connections"},
+		{[]string{"points", "--connections", "-5"}, "--connections"},
 	} {
 		line := strings.Join(tc.args, " ")
 		_, err := runRecall(t, append([]string{"--home", home}, tc.args...)...)
-		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), "negative") || strings.Contains(err.Error(), "\n") {
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), "negative") && !strings.Contains(err.Error(), "positive") && !strings.Contains(err.Error(), "1 or more") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("recall %s: %v (exit %d), want exit 2 and one line naming %s", line, err, exitCode(err), tc.flag)
 		}
 	}

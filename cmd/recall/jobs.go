@@ -101,7 +101,7 @@ func init() {
 				if p := liveProgress(live, j); p != nil {
 					detail = fmt.Sprintf("%d/%d files, %s/%s", p.FilesDone, p.FilesTotal, human(p.BytesDone), human(p.BytesTotal))
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Number, j.Kind, j.Started.Format(time.DateTime), dur, j.Status, j.Source, pt, detail)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Number, j.Kind, j.Started.Format(time.DateTime), dur, j.Status, cell(j.Source), pt, oneLine(detail))
 			}
 			return tw.Flush()
 		},

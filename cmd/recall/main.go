@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -344,6 +345,12 @@ func commandHint(name, path string, cmds []*cli.Command, top bool) string {
 	if near := nearest(name, names); near != "" {
 		return fmt.Sprintf("did you mean '%s %s'? (run '%s --help' for the list)", path, near, path)
 	}
+	if top {
+		// A near miss of another tool's name ("chek" for check).
+		if near := nearest(name, slices.Collect(maps.Keys(otherTools))); near != "" {
+			return otherTools[near]
+		}
+	}
 	return ""
 }
 
@@ -370,8 +377,11 @@ func nearest(s string, names []string) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance of a and b, in bytes.
+// editDistance is the edit distance of a and b, in bytes, where two
+// neighbouring letters swapped ("snyc") count as one edit, as a letter
+// left out, added or mistyped does (optimal string alignment distance).
 func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -385,8 +395,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }
@@ -916,10 +929,19 @@ func main() {
 // nonNegative refuses a negative value of any duration flag among flags:
 // a wait, a grace or an interval below zero means nothing, and before,
 // 'gc --index-grace -1h' or 'gc --wait -1s' was taken silently as none.
+// So is --connections below 1 (no request could ever be made).
 func nonNegative(c *cli.Context, flags []cli.Flag) error {
 	for _, f := range flags {
+		if n, ok := f.(*cli.IntFlag); ok && n.Name == "connections" && c.IsSet(n.Name) {
+			if v := c.Int(n.Name); v < 1 {
+				return usagef("--connections %d: give 1 or more requests in flight", v)
+			}
+		}
 		if d, ok := f.(*cli.DurationFlag); ok {
-			if v := c.Duration(d.Name); v < 0 {
+			if v := c.Duration(d.Name); v <= 0 && d.Name == "progress-interval" {
+				// An interval of none would print without end.
+				return usagef("--progress-interval %s: give a positive duration, like 10s or 500ms", v)
+			} else if v < 0 {
 				return usagef("--%s %s: must not be negative (give 0 or a span, like 30s or 1h)", d.Name, v)
 			}
 		}

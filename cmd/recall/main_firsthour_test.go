@@ -20,10 +20,17 @@ func TestNearestFirsthour(t *testing.T) {
 		{"gx", []string{"gc", "gt"}, ""},             // a tie
 		{"frobnicate", []string{"forget", "gc"}, ""}, // near nothing
 		{"RESTORE", []string{"restore"}, "restore"},
+		{"snyc", []string{"sync", "at"}, "sync"}, // two letters swapped: one edit
+		{"retenton", []string{"retention"}, "retention"},
+		{"mnout", []string{"mount", "umount"}, "mount"},
 	} {
 		if got := nearest(c.s, c.names); got != c.want {
 			t.Errorf("nearest(%q, %q) = %q, want %q", c.s, c.names, got, c.want)
 		}
+	}
+	// A near miss of another tool's command gets that command's hint.
+	if got := commandHint("chek", "recall", nil, true); !strings.Contains(got, "recall verify") {
+		t.Errorf("hint for chek: %q, want the one for check", got)
 	}
 }
 

@@ -137,3 +137,19 @@ func TestJSONRawNames(t *testing.T) {
 		t.Errorf("current_files_raw %q for UTF-8 names, want none", st.CurrentFilesRaw)
 	}
 }
+
+// The jobs table keeps one line per job and passes no control character
+// to the terminal, whatever path a failed job's error names.
+func TestJobsDetailOneLine(t *testing.T) {
+	home, src, run := cliHome(t)
+	run("init")
+	gone := filepath.Join(src, "gone\x1b[2J\nrecall: completed")
+	if _, err := runRecall(t, "--home", home, "backup", "--source", "s", gone); err == nil {
+		t.Fatal("backup of a missing path succeeded")
+	}
+	out := run("jobs")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || strings.ContainsAny(out, "\x1b\t") || !strings.Contains(lines[1], `\x1b[2J\x0arecall: completed`) {
+		t.Fatalf("jobs: %q; want a header and one line, the path's control characters escaped", out)
+	}
+}

@@ -59,13 +59,13 @@ func init() {
 					kept = fmt.Sprintf(" (%d files, %s, were in place already and kept)", res.Kept, human(res.KeptBytes))
 				}
 				fmt.Fprintf(c.App.Writer, "%s point %s of %s: %d files, %d dirs, %d other, %s into %s%s%s\n",
-					restoredVerb(res), p.ID.String()[:12], cell(p.Source), res.Files, res.Dirs, res.Others, human(res.Bytes), res.Root, kept, damagedNote(res))
+					restoredVerb(res), p.ID.String()[:12], cell(p.Source), res.Files, res.Dirs, res.Others, human(res.Bytes), oneLine(res.Root), kept, damagedNote(res))
 				if res.TargetKept {
-					fmt.Fprintf(c.App.Writer, "%s held entries before the restore, so it kept its own owner, mode and times (a new or empty target takes the point's)\n", res.Root)
+					fmt.Fprintf(c.App.Writer, "%s held entries before the restore, so it kept its own owner, mode and times (a new or empty target takes the point's)\n", oneLine(res.Root))
 				}
 			}
 			for _, d := range res.Damaged {
-				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
+				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s\n", oneLine(d.Path+": "+d.Error))
 			}
 			if err != nil {
 				return fmt.Errorf("%w; every other file was restored; run 'recall verify --read-data' for the damaged packs", err)

@@ -580,7 +580,7 @@ func tapeRestore(c *cli.Context) error {
 			restoredVerb(rr), p.ID.String()[:12], cell(p.Source), strings.Join(res.Tapes, ", "), rr.Files, rr.Dirs, rr.Others, human(rr.Bytes), rr.Root, damagedNote(rr))
 	}
 	for _, d := range rr.Damaged {
-		fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s: %s\n", d.Path, d.Error)
+		fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s\n", oneLine(d.Path+": "+d.Error))
 	}
 	if err != nil {
 		byCause := map[string][]string{}
