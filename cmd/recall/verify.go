@@ -56,12 +56,27 @@ func init() {
 			for _, p := range slices.Sorted(maps.Keys(rep.BadPacks)) {
 				fmt.Fprintf(out, "damaged pack %s: %s\n", p, rep.BadPacks[p])
 			}
+			// A pack cut short or gone damages every blob in it, hundreds
+			// of lines of one cause: a few are shown per pack (all with -v;
+			// --json lists every one), then how many more. The files they
+			// damage are all listed below.
+			perPack := map[string]int{}
 			for _, b := range rep.DamagedBlobs {
+				if perPack[b.Pack]++; perPack[b.Pack] > blobLinesPerPack && !c.Bool("verbose") {
+					continue
+				}
 				fmt.Fprintf(out, "damaged blob %s", b.Blob)
 				if b.Pack != "" {
 					fmt.Fprintf(out, " in pack %s", b.Pack)
 				}
 				fmt.Fprintf(out, ": %s\n", b.Error)
+			}
+			if !c.Bool("verbose") {
+				for _, p := range slices.Sorted(maps.Keys(perPack)) {
+					if n := perPack[p] - blobLinesPerPack; n > 0 {
+						fmt.Fprintf(out, "damaged blobs: %d more in pack %s (-v or --json lists every one)\n", n, p)
+					}
+				}
 			}
 			for _, p := range rep.Store {
 				fmt.Fprintf(out, "damaged store file: %s\n", p) // with its repair
@@ -156,3 +171,7 @@ type verifyJSON struct {
 	Damage         []damageJSON `json:"damage,omitempty"`
 	SecondsElapsed float64      `json:"seconds_elapsed"`
 }
+
+// blobLinesPerPack is how many damaged blobs of one pack verify lists
+// without -v.
+const blobLinesPerPack = 5

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +52,55 @@ func TestVerifyIndexProblemExit4(t *testing.T) {
 	}
 	if out, err := runRecall(t, "--home", home, "verify"); err != nil {
 		t.Errorf("verify after repair index: %v\n%s", err, out)
+	}
+}
+
+// A pack cut short damages every blob in it: verify lists a few of them
+// per pack and says how many more, -v and --json list every one; every
+// damaged file is listed either way.
+func TestVerifyDamagedBlobLines(t *testing.T) {
+	home, src, run := cliHome(t)
+	run("init")
+	for i := range 40 { // 40 small files: 40 blobs in one pack
+		b := make([]byte, 20<<10)
+		for j := range b {
+			b[j] = byte(i*131 + j*j%251)
+		}
+		if err := os.WriteFile(filepath.Join(src, "f"+strings.Repeat("x", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("backup", "--source", "s", src)
+	var pack string
+	var size int64
+	filepath.WalkDir(filepath.Join(engine.StoreDir(home), "packs"), func(p string, d os.DirEntry, err error) error {
+		if fi, _ := d.Info(); err == nil && d.Type().IsRegular() && fi.Size() > size {
+			pack, size = p, fi.Size()
+		}
+		return nil
+	})
+	if err := os.Truncate(pack, 4096); err != nil {
+		t.Fatal(err)
+	}
+	count := func(out, s string) int { return strings.Count(out, s) }
+	out, err := runRecall(t, "--home", home, "verify")
+	if exitCode(err) != exitDamaged {
+		t.Fatalf("verify: %v, want exit 4\n%s", err, out)
+	}
+	id := filepath.Base(pack)
+	files := count(out, "damaged: point") // one blob each
+	if n := count(out, "damaged blob "); n != blobLinesPerPack || !strings.Contains(out, fmt.Sprintf("%d more in pack %s", files-blobLinesPerPack, id)) || files < 10 {
+		t.Fatalf("verify lists %d damaged blobs (want %d and a count of the rest) and %d damaged files (want 10 or more):\n%s", n, blobLinesPerPack, files, out)
+	}
+	out, _ = runRecall(t, "--home", home, "verify", "-v")
+	if n := count(out, "damaged blob "); n != files || strings.Contains(out, "more in pack") {
+		t.Fatalf("verify -v lists %d damaged blobs, want every one (%d):\n%s", n, files, out)
+	}
+	out, _ = runRecall(t, "--home", home, "verify", "--json")
+	var rep struct {
+		Blobs []json.RawMessage `json:"damaged_blobs"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Blobs) != files {
+		t.Fatalf("verify --json: %d damaged blobs (%v), want every one", len(rep.Blobs), err)
 	}
 }
