@@ -529,6 +529,33 @@ section_recall() {
 		rmrf "$home"
 	fi
 	recall_warm recall.warm set "$SET"
+	disk_floor floor.set "$SET" "${M[recall.store_bytes]}"
+}
+
+# disk_floor KEY DIR BYTES: the disk's part of a cold first backup, with
+# no backup tool: every file of DIR read from an empty page cache (eight
+# readers) while BYTES (the size of the store the backup wrote) are
+# written beside the stores with O_DIRECT and synced. A first backup of
+# data that does not compress must do both, so its cold time cannot be
+# below this, however well it overlaps the reads with its CPU work; on a
+# disk that reads and writes at once it is about the reading alone. The
+# bytes written are random (a disk or host that special-cases zeros would
+# make it too low), from a buffer in memory.
+disk_floor() {
+	local key=$1 dir=$2 bytes=$3
+	[[ -n $bytes && $bytes -gt 0 ]] || { log "  $key: no store size to write, skipped"; return 0; }
+	local rnd=/dev/shm/recall-bench-floor.rnd out=$REPOS/floor.tmp script=$BENCH_DIR/floor.sh
+	head -c $((64 << 20)) /dev/urandom >"$rnd"
+	cat >"$script" <<'FLOOR'
+# floor.sh DIR OUT RND BYTES (bench/run.sh's disk_floor)
+dir=$1 out=$2 rnd=$3 n=$((($4 + (64 << 20) - 1) / (64 << 20)))
+(for ((i = 0; i < n; i++)); do dd if="$rnd" of="$out" bs=2M oflag=direct,append conv=notrunc status=none || exit 1; done) &
+w=$!
+find "$dir" -type f -print0 | xargs -0 -r -P8 -n64 cat >/dev/null
+wait "$w" && sync
+FLOOR
+	timed "$key" bash "$script" "$dir" "$out" "$rnd" "$bytes" || true
+	rm -f "$rnd" "$out" "$script"
 }
 
 # recall_warm KEY SOURCE DIR: recall's first backup of DIR on a fresh
@@ -613,8 +640,10 @@ section_files() {
 	else
 		na files.recall.restore.s "recall failed: first backup: ${E[files.recall.first.s]}"
 	fi
+	M[files.recall.store_bytes]=$(du_b "$home")
 	rmrf "$home"
 	recall_warm files.recall.warm files "$FILES"
+	disk_floor floor.files "$FILES" "${M[files.recall.store_bytes]}"
 }
 
 section_recall_enc() {
@@ -1199,6 +1228,15 @@ rounds() {
 	printf ' (rounds: %s)' "${out% }"
 }
 
+# floor_ratio COLD WARM FLOOR: COLD / the larger of WARM and FLOOR (keys),
+# or "": how near a cold backup came to what the CPU (warm) and the disk
+# (disk_floor) allow, whichever bounds it on this machine.
+floor_ratio() {
+	if have "$1" && have "$2" && have "$3"; then
+		calc "${M[$1]} / (${M[$2]} > ${M[$3]} ? ${M[$2]} : ${M[$3]})"
+	fi
+}
+
 # ratio A_KEY B_KEY: A/B or "".
 ratio() { if have "$1" && have "$2"; then calc "${M[$1]} / ${M[$2]}"; fi; }
 rstr() { if [[ -n $1 ]]; then fmt2 "$1"; else printf 'n/a'; fi; }
@@ -1217,6 +1255,8 @@ report() {
 	row "first backup, cold" "recall $(tput_str "$b" recall.first.s)  restic $(tput_str "$b" restic.first.s)  borg $(tput_str "$b" borg.first.s)  $v1$(rounds restic.first recall.first)  $V"
 	check "first backup" "recall cold/warm" "$(ratio recall.first.s recall.warm.s)" "<=" 1.2
 	row "" "recall warm $(tput_str "$b" recall.warm.s)  $V$(rounds recall.first recall.warm)"
+	check "first backup" "recall cold / larger of warm and disk floor" "$(floor_ratio recall.first.s recall.warm.s floor.set.s)" "<=" 1.2 extra
+	row "" "disk floor $(sec_str floor.set.s) (read the set while writing its store's bytes, no tool)  $V"
 	check "first backup, warm" "ratio vs restic warm" "$(ratio restic.warm.s recall.warm.s)" ">=" 4 extra
 	row "first backup, warm" "recall $(tput_str "$b" recall.warm.s)  restic $(tput_str "$b" restic.warm.s)  $V"
 	check "first backup, warm, --compression s2" "ratio vs restic warm" "$(ratio restic.warm.s recalls2.warm.s)" ">=" 4
@@ -1228,6 +1268,8 @@ report() {
 	v1=$V
 	check "files set: first backup" "recall cold/warm" "$(ratio files.recall.first.s files.recall.warm.s)" "<=" 1.2
 	row "files: 1st backup" "recall $(tput_str "$fb" files.recall.first.s) (warm $(tput_str "$fb" files.recall.warm.s))  restic $(tput_str "$fb" files.restic.first.s)  $v1$(rounds files.restic.first files.recall.first)  $V$(rounds files.recall.first files.recall.warm)"
+	check "files set: first backup" "recall cold / larger of warm and disk floor" "$(floor_ratio files.recall.first.s files.recall.warm.s floor.files.s)" "<=" 1.2 extra
+	row "" "disk floor $(sec_str floor.files.s) (read the files set while writing its store's bytes, no tool)  $V"
 	check "files set: restore" "ratio vs restic" "$(ratio files.restic.restore.s files.recall.restore.s)" ">=" 3
 	row "files: restore" "recall $(tput_str "$fb" files.recall.restore.s)  restic $(tput_str "$fb" files.restic.restore.s)  $V$(rounds files.restic.restore files.recall.restore)"
 
