@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/recall-backup/recall/internal/mountinfo"
@@ -58,22 +60,73 @@ func FindMount(dir string) (MountEntry, bool, error) {
 // mount namespace) that serve the store at home. A mount shows its home
 // directory as its source; it is compared as a file, so another spelling
 // of the same directory matches too.
+//
+// A mount's home is looked at for at most homeStatWait in all: the home
+// of another store's mount may be reached through a mount whose server
+// hangs (a server stuck on its own mount, a network file system gone),
+// and a stat of it then never returns. Such a mount is not this store's
+// as far as this call can tell; its stat is left to finish on its own,
+// one per path at most however often this runs (a server calls it after
+// every backup).
 func StoreMounts(home string) ([]string, error) {
 	hst, err := os.Stat(home)
 	if err != nil {
 		return nil, err
 	}
-	var dirs []string
+	type answer struct {
+		dir string
+		st  os.FileInfo
+	}
+	var entries []MountEntry
 	err = mountinfo.Each(func(m MountEntry) {
-		if m.FSType != FSType {
-			return
-		}
-		if st, err := os.Stat(m.Source); err == nil && os.SameFile(st, hst) {
-			dirs = append(dirs, m.Dir)
+		if m.FSType == FSType {
+			entries = append(entries, m)
 		}
 	})
+	answers := make(chan answer, len(entries))
+	asked := 0
+	for _, m := range entries {
+		if _, busy := homeStats.LoadOrStore(m.Source, true); busy {
+			continue // an earlier stat of it has not returned
+		}
+		asked++
+		go func() {
+			st, err := os.Stat(m.Source)
+			homeStats.Delete(m.Source)
+			if err != nil {
+				st = nil
+			}
+			answers <- answer{m.Dir, st}
+		}()
+	}
+	ours := map[string]bool{}
+	timeout := time.After(homeStatWait)
+wait:
+	for ; asked > 0; asked-- {
+		select {
+		case a := <-answers:
+			if a.st != nil && os.SameFile(a.st, hst) {
+				ours[a.dir] = true
+			}
+		case <-timeout:
+			break wait
+		}
+	}
+	var dirs []string // in mountinfo's order
+	for _, m := range entries {
+		if ours[m.Dir] && !slices.Contains(dirs, m.Dir) {
+			dirs = append(dirs, m.Dir)
+		}
+	}
 	return dirs, err
 }
+
+// homeStatWait bounds StoreMounts' wait for the homes of the recall
+// mounts; homeStats holds the homes whose stat has not returned.
+var (
+	homeStatWait = 2 * time.Second
+	homeStats    sync.Map
+)
 
 // syncName is a point name no store has (year 9999). Looking it up in a
 // source directory always reaches the server, which re-reads the points

@@ -70,6 +70,9 @@ that is not empty is refused (the tree would hide what it holds) unless --nonemp
 			if err != nil {
 				return fmt.Errorf("mount point: %w", err)
 			}
+			if err := mountHidesHome(mnt, c.String("home"), storeDir(c)); err != nil {
+				return err
+			}
 			if c.Bool("foreground") {
 				return mountForeground(c, mnt, cacheBytes, readyReporter())
 			}
@@ -107,6 +110,33 @@ func prepareMountpoint(mnt string, nonempty bool, log func(string, ...any)) erro
 		return nil
 	}
 	return checkEmpty(mnt)
+}
+
+// mountHidesHome refuses a mount point at or above the home or the
+// store, or inside the store: the tree mounted there would hide them from its own server,
+// whose next read of the store (or its log, under the home) would go
+// through the mount it serves and wait on itself for good, with every
+// process that looks there after it.
+func mountHidesHome(mnt, home, store string) error {
+	for _, d := range []struct{ what, path string }{{"home", home}, {"store", store}} {
+		if strings.HasPrefix(d.path, "s3:") {
+			continue
+		}
+		p, err := filepath.Abs(d.path)
+		if err != nil {
+			continue
+		}
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		}
+		if rel, err := filepath.Rel(mnt, p); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+			return usagef("mount point %s holds the %s %s: the tree mounted there would hide it from the server that reads it; mount somewhere outside %s", mnt, d.what, p, p)
+		}
+		if rel, err := filepath.Rel(p, mnt); d.what == "store" && err == nil && !strings.HasPrefix(rel, "..") {
+			return usagef("mount point %s is inside the store %s: the tree mounted there would hide the store's files from the server that reads them; mount somewhere outside %s", mnt, p, p)
+		}
+	}
+	return nil
 }
 
 // checkEmpty refuses a mount point that holds entries, naming a few.

@@ -50,3 +50,31 @@ func TestMountServerEnv(t *testing.T) {
 		t.Errorf("mountServerEnv = %q, want %q", got, want)
 	}
 }
+
+// A mount point at or above the home or the store, or inside the store,
+// is refused: the mounted tree would hide them from its own server, which
+// then waits on itself for good (and every process that looks there).
+func TestMountHidesHome(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	store := filepath.Join(home, "store")
+	for _, c := range []struct {
+		mnt, store string
+		refused    bool
+	}{
+		{dir, store, true},
+		{home, store, true},
+		{store, store, true},
+		{filepath.Join(store, "packs"), store, true},
+		{filepath.Join(home, "mnt"), store, false}, // beside the store, hiding nothing of it
+		{filepath.Join(dir, "mnt"), store, false},
+		{filepath.Join(dir, "home2"), store, false},    // a name that only begins like the home's
+		{dir, "s3:http://127.0.0.1:7480/bucket", true}, // the home still
+		{filepath.Join(dir, "other"), "s3:http://127.0.0.1:7480/bucket", false},
+	} {
+		err := mountHidesHome(c.mnt, home, c.store)
+		if (err != nil) != c.refused || err != nil && exitCode(err) != exitUsage {
+			t.Errorf("mount at %s, home %s, store %s: %v (exit %d), refused want %v", c.mnt, home, c.store, err, exitCode(err), c.refused)
+		}
+	}
+}
