@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -742,5 +743,68 @@ func TestTapeEndOfMediumEveryBlock(t *testing.T) {
 				t.Errorf("%d blocks a cartridge: cut %d cartridges, want two or more", n, len(c.cut))
 			}
 		})
+	}
+}
+
+// A point that needs a blob the store records damaged is not written to
+// tape: tape takes packs as they are, so the damage would be kept for
+// years and found only at a restore. The others are written; the write
+// ends with ErrDamaged naming the point.
+func TestTapeWriteRefusesDamagedPoint(t *testing.T) {
+	f := newTapeHome(t, 1<<20, 1, 1<<30)
+	ctx := context.Background()
+	// A second point, of other data: packs of its own.
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1<<20)
+	rand.New(rand.NewSource(2)).Read(b)
+	if err := os.WriteFile(filepath.Join(other, "data"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := f.s.Session(ctx, SessionOptions{Purpose: "test", Source: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := Backup(ctx, ss, BackupOptions{Path: other, Source: "other"})
+	ss.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A byte of the first point's data flipped, found by a verify.
+	data, _, _, err := f.s.pointPacks(ctx, f.p, nil)
+	if err != nil || len(data) != 1 {
+		t.Fatalf("the first point's data packs: %v, %v", data, err)
+	}
+	pack := filepath.Join(StoreDir(f.home), "packs", data[0].String()[:2], data[0].String())
+	fh, err := os.OpenFile(pack, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.WriteAt([]byte("XXXXXXXX"), 4096); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	if _, err := Verify(ctx, f.s.Reader(), VerifyOptions{ReadData: true}); !errors.Is(err, ErrVerifyFailed) {
+		t.Fatalf("verify of the flipped pack: %v, want the damage found", err)
+	}
+
+	if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, time.Now(), t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p, good}, Log: t.Logf})
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), f.p.ID.String()[:12]) {
+		t.Fatalf("tape write of a damaged point: %v, want ErrDamaged naming it", err)
+	}
+	if len(rep.Refused) != 1 || rep.Refused[0].Point != f.p.ID.String() || !slices.Equal(rep.Points, []string{good.ID.String()}) {
+		t.Fatalf("report %+v: want the damaged point refused and the other written", rep)
+	}
+	gd, gt, _, err := f.s.pointPacks(ctx, good, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(gd) + len(gt); rep.Packs != n || slices.Contains(gd, data[0]) || slices.Contains(gt, data[0]) {
+		t.Fatalf("%d packs written, want the %d of the point written, and not the damaged one", rep.Packs, n)
 	}
 }

@@ -96,6 +96,18 @@ type TapeWriteReport struct {
 	// the first pack asked of the store to the last one written), without
 	// loading, labelling and the catalog: the drive's share of the job.
 	StreamSeconds float64 `json:"stream_seconds"`
+	// Refused lists the points not written because they need blobs the
+	// store records damaged (verify --read-data, or a read, found them
+	// bad): tape takes packs as they are, so it would keep the damage
+	// for years and show it only at a restore.
+	Refused []TapeRefusal `json:"refused,omitempty"`
+}
+
+// TapeRefusal is a point a tape write did not write, and why.
+type TapeRefusal struct {
+	Point  string `json:"point"`
+	Source string `json:"source"`
+	Error  string `json:"error"`
 }
 
 // WriteTape writes points to the pool's media set. It records a job in
@@ -164,7 +176,7 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 		w.setKey = tapefs.SetKey(w.setKey, w.set.ID)
 	}
 	w.have = w.set.Catalog.PackIndex()
-	rep := &TapeWriteReport{Pool: pool.Name, Set: w.set.ID}
+	rep := &TapeWriteReport{Pool: pool.Name, Set: w.set.ID, Points: []string{}}
 	w.rep = rep
 	err = w.run(s, o.Points)
 	if ferr := w.finish(); err == nil {
@@ -174,6 +186,11 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 		err = serr
 	}
 	rep.Seconds = time.Since(start).Seconds()
+	if n := len(rep.Refused); err == nil && n > 0 {
+		f := rep.Refused[0]
+		err = fmt.Errorf("%w: %d point(s) not written to tape (the first: %s of %s: %s); run 'recall repair packs' (it keeps every readable blob), back up the source again, then 'recall repair points', and write to tape again",
+			ErrDamaged, n, f.Point[:min(12, len(f.Point))], f.Source, f.Error)
+	}
 	return rep, err
 }
 
@@ -186,7 +203,9 @@ func (s *Store) configFiles(ctx context.Context) (map[string][]byte, error) {
 // pointPacks lists the packs a point needs: those holding its data
 // chunks, in the order its trees first need them, then those holding its
 // trees (so a restore reads a point's trees after its data is in place).
-func (s *Store) pointPacks(ctx context.Context, p *Point) (data, trees []chunkstore.ID, err error) {
+// hurt lists the blobs it needs that damaged records as damaged in the
+// pack they are read from.
+func (s *Store) pointPacks(ctx context.Context, p *Point, damaged map[[2]chunkstore.ID]string) (data, trees []chunkstore.ID, hurt []chunkstore.DamagedBlob, err error) {
 	seenTree := map[chunkstore.ID]bool{}
 	seenPack := map[chunkstore.ID]bool{}
 	treePack := map[chunkstore.ID]bool{}
@@ -195,6 +214,9 @@ func (s *Store) pointPacks(ctx context.Context, p *Point) (data, trees []chunkst
 		pk, ok := s.st.PackOf(id)
 		if !ok {
 			return pk, fmt.Errorf("point %s: blob %s is in no pack (run 'recall verify')", p.ID.Short(), id.Short())
+		}
+		if why, bad := damaged[[2]chunkstore.ID{id, pk}]; bad && !slices.ContainsFunc(hurt, func(d chunkstore.DamagedBlob) bool { return d.Blob == id }) {
+			hurt = append(hurt, chunkstore.DamagedBlob{Blob: id, Pack: pk, Reason: why})
 		}
 		return pk, nil
 	}
@@ -244,14 +266,14 @@ func (s *Store) pointPacks(ctx context.Context, p *Point) (data, trees []chunkst
 		return nil
 	}
 	if err := walk(p.Tree); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, pk := range treeOrder {
 		if !seenPack[pk] {
 			trees = append(trees, pk)
 		}
 	}
-	return data, trees, nil
+	return data, trees, hurt, nil
 }
 
 // pointRecord is the "point.json" entry of a point file; ScanTape reads
@@ -444,10 +466,21 @@ func (w *tapeWriter) run(s *Store, points []*Point) error {
 			return err
 		}
 	}
+	damaged := map[[2]chunkstore.ID]string{} // (blob, pack) -> why, as recorded
+	for _, d := range s.st.DamagedBlobs() {
+		damaged[[2]chunkstore.ID{d.Blob, d.Pack}] = d.Reason
+	}
 	for _, p := range points {
-		data, trees, err := s.pointPacks(w.ctx, p)
+		data, trees, hurt, err := s.pointPacks(w.ctx, p, damaged)
 		if err != nil {
 			return err
+		}
+		if len(hurt) > 0 {
+			h := hurt[0]
+			why := fmt.Sprintf("it needs %d blob(s) recorded damaged (the first: %s in pack %s: %s)", len(hurt), h.Blob.Short(), h.Pack, h.Reason)
+			w.rep.Refused = append(w.rep.Refused, TapeRefusal{Point: p.ID.String(), Source: p.Source, Error: why})
+			w.log("point %s of %s not written: %s", p.ID.Short(), p.Source, why)
+			continue
 		}
 		names := make([]string, 0, len(data)+len(trees))
 		var todo []chunkstore.ID
