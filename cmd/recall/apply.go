@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -168,6 +169,18 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 		for _, o := range policyOddities(d.Policy) {
 			key := strings.ReplaceAll(o.flag, "-", "_")
 			warns = append(warns, fmt.Sprintf("groups file %s: %sgroup %s: %s: %s", path, at(lines.key(i, key)), d.Name, key, flagsAsKeys(o.msg)))
+		}
+		for _, m := range d.Members {
+			// A declaration means the same wherever it is applied from
+			// (cron, a systemd unit, a shell): a relative member would
+			// be taken from the working directory, and applying the
+			// file again elsewhere would move the group.
+			if m != "" && !filepath.IsAbs(m) {
+				return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s: member %q is a relative path: give it absolute (applied from elsewhere, it would name another directory)", path, at(lines.key(i, "members")), d.Name, m)
+			}
+			if _, err := os.Lstat(m); m != "" && errors.Is(err, os.ErrNotExist) {
+				warns = append(warns, fmt.Sprintf("groups file %s: %sgroup %s: member %s does not exist (yet): its backups fail, with an alert, until it does", path, at(lines.key(i, "members")), d.Name, m))
+			}
 		}
 		out = append(out, engine.Group{Name: d.Name, Members: d.Members, Policy: d.Policy})
 	}
