@@ -180,6 +180,12 @@ func Copy(ctx context.Context, from, to string, o CopyOptions) (*CopyReport, err
 	src := NewStore(srcSt)
 	defer src.Close()
 	rep := &CopyReport{From: src.Dir(), To: dstLoc.be.Location(), Points: []CopiedPoint{}, Failed: []CopyFailure{}}
+	if !dstLoc.exists && o.Source != "" {
+		// A source that names no point (a typo) makes no store either.
+		if pts, _, err := selectPoints(src, o); err == nil && len(pts) == 0 {
+			return nil, fmt.Errorf("copy from %s: no point of source %q%s: %w (list them with 'recall points'); nothing was made at %s", rep.From, o.Source, sinceText(o.Since), chunkstore.ErrNotFound, rep.To)
+		}
+	}
 	if !dstLoc.exists {
 		if err := createCopy(ctx, dstLoc, func(ctx context.Context) (map[string][]byte, error) { return configFilesOf(ctx, src.st.Backend()) }); err != nil {
 			return nil, err

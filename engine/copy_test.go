@@ -578,3 +578,17 @@ func TestCopyPointForgottenAtSource(t *testing.T) {
 		})
 	}
 }
+
+// A copy selecting a source with no point (a typo) makes no store at a
+// destination that had none: it fails before anything is written.
+func TestCopyNoPointMakesNoStore(t *testing.T) {
+	f := newCopyFixture(t, false)
+	to := filepath.Join(t.TempDir(), "offsite")
+	_, err := Copy(context.Background(), f.home, to, CopyOptions{Source: "typo"})
+	if !errors.Is(err, chunkstore.ErrNotFound) || !strings.Contains(err.Error(), "nothing was made") {
+		t.Fatalf("copy of a source with no point: %v, want not found and nothing made", err)
+	}
+	if _, err := os.Stat(to); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the destination exists after the refused copy: %v", err)
+	}
+}

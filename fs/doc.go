@@ -25,8 +25,12 @@
 // path by formatting the time, so a suffixed directory would be listed as
 // a duplicate of the first and could never be opened from Windows; with
 // the next free second every point stays reachable from Samba and from
-// scripts, at the cost of a name up to a few seconds later than the real
-// start time (`recall points` shows the exact time). Names are fixed for
+// scripts, at the cost of a name later than the real start time
+// (`recall points` shows the exact time): a second or two for points of
+// a schedule, but a burst of points in a few seconds (a script backing
+// up in a loop, ten a second) pushes the names ahead by one second a
+// point, and the names after it too, until the points fall behind real
+// time again. Names are fixed for
 // the life of a mount: a point keeps its name when others come or go.
 // After a remount names are recomputed oldest first, which gives the same
 // names unless a point that shared a second with another was forgotten.

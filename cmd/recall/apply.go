@@ -12,6 +12,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/internal/tomlmsg"
 	"github.com/urfave/cli/v2"
 )
 
@@ -122,7 +123,7 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 	var f groupsFile
 	md, err := toml.Decode(string(text), &f)
 	if err != nil {
-		return nil, groupsLines{}, nil, usagef("groups file %s: %v", path, err)
+		return nil, groupsLines{}, nil, usagef("groups file %s: %s", path, tomlmsg.Message(err))
 	}
 	lines := keyLines(string(text))
 	if un := md.Undecoded(); len(un) > 0 {
@@ -143,7 +144,7 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 		Group []map[string]any `toml:"group"`
 	}
 	if _, err := toml.Decode(string(text), &given); err != nil {
-		return nil, groupsLines{}, nil, usagef("groups file %s: %v", path, err)
+		return nil, groupsLines{}, nil, usagef("groups file %s: %s", path, tomlmsg.Message(err))
 	}
 	var out []engine.Group
 	var warns []string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -25,6 +26,9 @@ func init() {
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usagef("forget needs a POINT (an id, a unique id prefix, or \"latest\"); 'recall points' lists them")
+			}
+			if slices.Contains(c.Args().Slice(), "") {
+				return usagef("forget: a POINT given empty (is a variable unset?): give an id, a unique id prefix, or \"latest\"; 'recall points' lists them")
 			}
 			st, err := openStore(c)
 			if err != nil {

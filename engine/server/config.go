@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/recall-backup/recall/engine"
+	"github.com/recall-backup/recall/internal/tomlmsg"
 )
 
 // DefaultConfigPath is where recall serve looks for its configuration
@@ -117,8 +118,11 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		if errors.As(err, &pe) {
 			return nil, fmt.Errorf("%w: %s:%d: %s", ErrBadConfig, path, pe.Position.Line, pe.Message)
 		}
-		// A type mismatch: toml names the key, not the line.
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadConfig, path, err)
+		// A type mismatch: worded for the file's writer, with its line.
+		if line, msg := tomlmsg.Describe(err); line > 0 {
+			return nil, fmt.Errorf("%w: %s:%d: %s", ErrBadConfig, path, line, msg)
+		}
+		return nil, fmt.Errorf("%w: %s: %s", ErrBadConfig, path, tomlmsg.Message(err))
 	}
 	c.Path = path
 	bad := func(table string, index int, key, value, allowed string) error {

@@ -64,7 +64,7 @@ func TestParseConfigRefused(t *testing.T) {
 		name, text, want string
 	}{
 		{"syntax", "home = \"/x\"\nconcurrency = \n", "f.toml:2:"},
-		{"type", "concurrency = \"two\"\n", "f.toml: "},
+		{"type", "concurrency = \"two\"\n", "f.toml:1: concurrency takes a whole number, not a quoted string"},
 		{"unknown top key", "home = \"/x\"\nhoem = \"/y\"\n", `f.toml:2: unknown key "hoem": allowed: home, socket, concurrency`},
 		{"unknown table", "[metric]\nlisten = \"x:1\"\n", `f.toml:1: unknown key "metric": allowed: home, socket, concurrency, smb_conf, [metrics]`},
 		{"unknown key in array table", "[[mount]]\npath = \"/a\"\n[[mount]]\npath = \"/b\"\nallow = true\n", `f.toml:5: unknown key "mount.allow": allowed: path, allow_other`},

@@ -624,7 +624,7 @@ func (s *Server) lockOptions(what string) engine.LockOptions {
 func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, error) {
 	g := t.group
 	log := s.o.Log.With("job", "backup", "group", g.Name)
-	log.Info("backup started", "members", len(g.Members), "run", t.covers, "recovery_point", t.slot, "retry", t.retry)
+	log.Info("backup started", append([]any{"members", len(g.Members)}, append(timeAttrs("run", t.covers, "recovery_point", t.slot), "retry", t.retry)...)...)
 	res, err := s.o.Store.BackupGroup(ctx, s.o.Home, &g, engine.GroupBackupOptions{
 		Now:     s.o.Clock.Now,
 		Log:     func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },
@@ -659,7 +659,7 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 	for _, r := range res {
 		switch {
 		case r.Err == nil:
-			log.Info("member backed up", "member", r.Member, "point", r.Point.ID.Short(), "catalog_job", r.Job, "scheduled", !r.Point.Scheduled.IsZero(), "recovery_point", r.Point.Scheduled)
+			log.Info("member backed up", append([]any{"member", r.Member, "point", r.Point.ID.Short(), "catalog_job", r.Job, "scheduled", !r.Point.Scheduled.IsZero()}, timeAttrs("recovery_point", r.Point.Scheduled)...)...)
 		case r.Point != nil:
 			log.Warn("member backed up with warnings", "member", r.Member, "point", r.Point.ID.Short(), "catalog_job", r.Job, "err", r.Err)
 		default:
@@ -790,4 +790,18 @@ func (s *Server) saveState() {
 func Transient(err error) bool {
 	return errors.Is(err, chunkstore.ErrLocked) || errors.Is(err, engine.ErrCatalogBusy) ||
 		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EBUSY)
+}
+
+// timeAttrs are log attributes of the times given as key, value pairs,
+// leaving out the zero ones: a backup no schedule asked for has no run or
+// recovery point time, and "0001-01-01T00:00:00Z" in the log read as one.
+func timeAttrs(kv ...any) []any {
+	var out []any
+	for i := 0; i+1 < len(kv); i += 2 {
+		if t, ok := kv[i+1].(time.Time); ok && t.IsZero() {
+			continue
+		}
+		out = append(out, kv[i], kv[i+1])
+	}
+	return out
 }

@@ -84,7 +84,7 @@ func (s *Server) tape(ctx context.Context, t *task) error {
 		return nil // a run queued twice: the first covered it
 	}
 	log := s.o.Log.With("job", "tape", "group", g.Name, "pool", g.Policy.TapePool)
-	log.Info("tape write started", "run", t.covers)
+	log.Info("tape write started", timeAttrs("run", t.covers)...)
 	rep, err := s.o.Store.WriteGroupToTape(ctx, s.o.Home, &g, s.o.Clock.Now, func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) })
 	if ctx.Err() != nil {
 		return err
