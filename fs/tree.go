@@ -62,6 +62,7 @@ var ErrGone = errors.New("recovery point was forgotten")
 type Tree struct {
 	b    Backend
 	opts Options
+	made time.Time // when New made it: the root's mtime while no point exists
 
 	chunks *cache[*chunk]
 	bufs   *bufpool.Pool
@@ -133,7 +134,7 @@ func New(b Backend, o Options) (*Tree, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	t := &Tree{b: b, opts: o, bad: map[chunkstore.ID]bool{}, held: map[chunkstore.ID]*engine.Point{},
+	t := &Tree{b: b, opts: o, bad: map[chunkstore.ID]bool{}, held: map[chunkstore.ID]*engine.Point{}, made: time.Now(),
 		prefetchSem: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	// A chunk held by the cache wastes at most two classes (25%) of
 	// buffer; the collector takes back idle ones.
@@ -599,7 +600,15 @@ func (t *Tree) sourcePoint(source string, id chunkstore.ID) *Point {
 }
 
 // ModTime is the start time of the newest point of any source.
-func (t *Tree) ModTime() time.Time { return t.view.Load().mtime }
+//
+// A store with no point yet gives the time the tree was made (the mount's
+// time), not the zero time, which tools show as the year 1.
+func (t *Tree) ModTime() time.Time {
+	if m := t.view.Load().mtime; !m.IsZero() {
+		return m
+	}
+	return t.made
+}
 
 // Points returns the source's points, oldest first. Do not modify.
 func (s *Source) Points() []*Point { return s.points }

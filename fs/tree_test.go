@@ -501,3 +501,17 @@ func TestSequentialReadDropsBehind(t *testing.T) {
 		}
 	}
 }
+
+// The root of a store with no point has the tree's own time, not the zero
+// time (shown as the year 1).
+func TestModTimeEmptyStore(t *testing.T) {
+	ts := newTestStore(t)
+	before := time.Now()
+	tr, err := New(ts.backend(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := tr.ModTime(); m.Before(before.Add(-time.Second)) || m.After(time.Now().Add(time.Second)) {
+		t.Fatalf("ModTime of an empty store: %v, want about now", m)
+	}
+}

@@ -162,8 +162,8 @@ func shareSamba(c *cli.Context) error {
 		Comment: []string{
 			fmt.Sprintf("Previous Versions of %s from the recovery points of source %q.", sharePath, source),
 			"Needs the recovery tree mounted for other users first:",
-			fmt.Sprintf("  recall --home %s mount --allow-other %s", homeForDocs(c), mnt),
-			fmt.Sprintf("or in /etc/fstab:  %s  %s  recall  allow_other,nofail  0  0", homeForDocs(c), mnt),
+			fmt.Sprintf("  recall --home %s mount --allow-other %s", shellWord(homeForDocs(c)), shellWord(mnt)),
+			fmt.Sprintf("or in /etc/fstab:  %s  %s  recall  allow_other,nofail  0  0", fstabField(homeForDocs(c)), fstabField(mnt)),
 			"Other VFS modules you use go on the same 'vfs objects' line.",
 		},
 		Params: []engine.SambaParam{
@@ -589,7 +589,7 @@ func shareBMRRecovery(c *cli.Context) error {
 			`Windows RE: Troubleshoot > System Image Recovery > Select a system image > Advanced >`,
 			fmt.Sprintf(`Search for a system image on the network > \\%s\%s; or: wbadmin get versions -backupTarget:\\%s\%s`, host, share, host, share),
 			"Needs the recovery tree mounted for other users first:",
-			fmt.Sprintf("  recall --home %s mount --allow-other %s", homeForDocs(c), mnt),
+			fmt.Sprintf("  recall --home %s mount --allow-other %s", shellWord(homeForDocs(c)), shellWord(mnt)),
 			"While this block is here, 'recall prune' (and the server's) keeps the point: remove it when the recovery is done.",
 		},
 		Params: []engine.SambaParam{
@@ -701,4 +701,21 @@ func treeMounted(c *cli.Context, mnt string) bool {
 		}
 	}
 	return false
+}
+
+// shellWord quotes s for a shell command line, where it is more than
+// letters, digits and -_./,:=@+ (a path with a space, a quote, a $).
+func shellWord(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./,:=@+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// fstabField writes s as a field of /etc/fstab, whose fields are split at
+// blanks: a space, tab, newline or backslash as its octal escape.
+func fstabField(s string) string {
+	return strings.NewReplacer(`\`, `\134`, " ", `\040`, "\t", `\011`, "\n", `\012`).Replace(s)
 }

@@ -236,3 +236,23 @@ func TestShareSambaNames(t *testing.T) {
 		}
 	}
 }
+
+// The mount command and the fstab line a share's comment suggests work
+// for paths with blanks and quotes: a shell word quoted, an fstab field
+// with octal escapes.
+func TestShareCommentQuoting(t *testing.T) {
+	for in, want := range map[string]string{
+		"/var/lib/recall":   "/var/lib/recall",
+		"/srv/m 8":          "'/srv/m 8'",
+		"/srv/it's":         `'/srv/it'\''s'`,
+		"/srv/$HOME":        "'/srv/$HOME'",
+		"/srv/a,b:c=d@e+f-": "/srv/a,b:c=d@e+f-",
+	} {
+		if got := shellWord(in); got != want {
+			t.Errorf("shellWord(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if got := fstabField("/srv/m 8\t\\x"); got != `/srv/m\0408\011\134x` {
+		t.Errorf("fstabField = %s", got)
+	}
+}

@@ -149,7 +149,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		return nil, bad("", 0, "concurrency", fmt.Sprint(c.Concurrency), fmt.Sprintf("1 to %d jobs at once (absent: one per core)", maxConcurrency))
 	}
 	if l := c.Metrics.Listen; l != "" {
-		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" || func() bool { _, err := net.LookupPort("tcp", port); return err != nil }() {
 			return nil, bad("metrics", 0, "listen", l, "host:port, like 127.0.0.1:9745")
 		}
 	}

@@ -74,6 +74,7 @@ func TestParseConfigRefused(t *testing.T) {
 		{"concurrency 0", "concurrency = 0\n", `f.toml:1: concurrency "0": allowed: 1 to 256`},
 		{"concurrency too many", "concurrency = 1000\n", `concurrency "1000": allowed: 1 to 256`},
 		{"metrics listen", "[metrics]\nlisten = \"9745\"\n", `f.toml:2: metrics.listen "9745": allowed: host:port`},
+		{"metrics port out of range", "[metrics]\nlisten = \":99999\"\n", `f.toml:2: metrics.listen ":99999": allowed: host:port`},
 		{"metrics textfile relative", "[metrics]\ntextfile = \"recall.prom\"\n", `f.toml:2: metrics.textfile "recall.prom": allowed: an absolute path ending in .prom`},
 		{"metrics textfile not .prom", "[metrics]\nlisten = \"127.0.0.1:9745\"\ntextfile = \"/var/lib/node_exporter/recall.txt\"\n", `f.toml:3: metrics.textfile "/var/lib/node_exporter/recall.txt": allowed:`},
 		{"webhook url", "[[notify.webhook]]\nurl = \"ftp://x\"\n", `f.toml:2: notify.webhook.url "ftp://x": allowed: an http:// or https:// URL`},
