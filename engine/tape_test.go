@@ -808,3 +808,20 @@ func TestTapeWriteRefusesDamagedPoint(t *testing.T) {
 		t.Fatalf("%d packs written, want the %d of the point written, and not the damaged one", rep.Packs, n)
 	}
 }
+
+// A tape goal naming a pool the media catalog lacks is warned of when it
+// is declared, naming the command that makes the pool.
+func TestTapeGoalPoolMissing(t *testing.T) {
+	p := Policy{TapePool: "vault", TapeRetention: "1y", TapeFrequency: "monthly"}
+	st := &TapeState{}
+	if w := TapeGoalPoolMissing(st, "g", p); !strings.Contains(w, "tape pool vault, which does not exist") || !strings.Contains(w, "recall tape pool create vault --retention 1y") {
+		t.Fatalf("warning %q", w)
+	}
+	st.Pools = []TapePool{{Name: "vault"}}
+	if w := TapeGoalPoolMissing(st, "g", p); w != "" {
+		t.Fatalf("warning with the pool there: %q", w)
+	}
+	if w := TapeGoalPoolMissing(&TapeState{}, "g", Policy{}); w != "" {
+		t.Fatalf("warning without a tape goal: %q", w)
+	}
+}

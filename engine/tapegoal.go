@@ -60,6 +60,23 @@ func CheckTapeGoalPool(st *TapeState, group string, p Policy, now time.Time) err
 	return nil
 }
 
+// TapeGoalPoolMissing is the warning for a tape goal whose pool the media
+// catalog does not have (yet): the group is kept, as status keeps
+// warning, but whoever declares it hears so at once. "" otherwise.
+func TapeGoalPoolMissing(st *TapeState, group string, p Policy) string {
+	if p.TapePool == "" || st == nil {
+		return ""
+	}
+	if _, err := st.pool(p.TapePool); err == nil {
+		return ""
+	}
+	ret := p.TapeRetention
+	if ret == "" {
+		ret = "SPAN"
+	}
+	return fmt.Sprintf("group %s writes to tape pool %s, which does not exist: create it with 'recall tape pool create %s --retention %s'", group, p.TapePool, p.TapePool, ret)
+}
+
 // NextTapeRun is the first time after after at which the group's tape goal
 // is due; false when the policy has none.
 func (p Policy) NextTapeRun(after time.Time) (time.Time, bool) {

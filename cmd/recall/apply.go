@@ -57,6 +57,9 @@ func init() {
 						// Not flagsAsKeys: the advice names commands to run.
 						return usagef("groups file %s: %v", c.String("file"), err)
 					}
+					if w := engine.TapeGoalPoolMissing(tst, g.Name, g.Policy); w != "" {
+						warns = append(warns, w)
+					}
 				}
 				for _, g := range decl {
 					warns = append(warns, g.ExcludeSlips()...)

@@ -179,6 +179,9 @@ func init() {
 						if err := engine.CheckTapeGoalPool(tst, g.Name, g.Policy, time.Now()); err != nil {
 							return err
 						}
+						if w := engine.TapeGoalPoolMissing(tst, g.Name, g.Policy); w != "" {
+							warns = append(warns, w)
+						}
 						g, err := cat.CreateGroup(g, time.Now())
 						if err != nil {
 							return err
@@ -213,6 +216,9 @@ func init() {
 								return err
 							}
 							warns = w
+							if m := engine.TapeGoalPoolMissing(tst, g.Name, g.Policy); m != "" {
+								warns = append(warns, m)
+							}
 							return engine.CheckTapeGoalPool(tst, g.Name, g.Policy, time.Now())
 						}, nil
 					})
