@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -242,8 +243,10 @@ func suggest(f *Alert, err error) string {
 		// The server's own jobs go on with the key they hold; only a new
 		// mount server needs the passphrase.
 		return "the recovery tree at " + f.Source + " is not mounted because the store's passphrase changed ('recall key passwd') and the one the server has no longer opens it: put the new passphrase where the error says the server reads it (a password file, what the password command prints), and the server uses it at its next attempt; a passphrase in RECALL_PASSWORD or typed at the start needs a restart of the server. Backups go on meanwhile; the alert clears once the tree is mounted"
+	case f.Job == "mount" && err != nil && strings.Contains(err.Error(), "is not empty"):
+		return "the recovery tree at " + f.Source + " is not mounted because the directory holds files (the error names some): move them elsewhere, or give the [[mount]] an empty directory in the server's config; the server keeps trying, and the alert clears once it is mounted"
 	case f.Job == "mount":
-		return "the recovery tree at " + f.Source + " is not mounted: see the server's log for the mount server's error (is /dev/fuse there? is something else mounted there?); the server keeps trying, and the alert clears once it is mounted"
+		return "the recovery tree at " + f.Source + " is not mounted: the error says why, and the server's log has the mount server's own words (is /dev/fuse there? is something else mounted there?); the server keeps trying, and the alert clears once it is mounted"
 	case errors.Is(err, chunkstore.ErrLocked):
 		// The lock error names the holder: pid, host, purpose, since.
 		return "another process holds the store lock (the error names it): wait for it to finish, or stop it if it hangs; the server retries"

@@ -172,6 +172,11 @@ func TestMountAlertWrongPassphrase(t *testing.T) {
 	if a := suggest(&Alert{Job: "mount", Source: path}, errors.New("fuse: device not found")); !strings.Contains(a, "/dev/fuse") {
 		t.Errorf("action for a FUSE error: %q", a)
 	}
+	// A directory holding files: move them, not look at FUSE.
+	notEmpty := errors.New("mount point " + path + " is not empty (1 entry: x): the tree would hide them")
+	if a := suggest(&Alert{Job: "mount", Source: path}, notEmpty); !strings.Contains(a, "holds files") || strings.Contains(a, "/dev/fuse") {
+		t.Errorf("action for a mount point that is not empty: %q", a)
+	}
 	if c := awaitStart(t, f); c == nil {
 		t.Fatal("the second start failed")
 	}
