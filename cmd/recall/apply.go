@@ -151,10 +151,15 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 	}
 	var out []engine.Group
 	var warns []string
+	first := map[string]int{} // group name -> index of its first table
 	for i, d := range f.Group {
 		if d.Name == "" {
 			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %d has no name", path, at(lines.header(i)), i+1)
 		}
+		if j, dup := first[d.Name]; dup {
+			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s is declared twice (first on line %d): keep one", path, at(lines.key(i, "name")), d.Name, lines.key(j, "name"))
+		}
+		first[d.Name] = i
 		if key, msg := emptyKeys(given.Group[i]); key != "" {
 			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s: %s", path, at(lines.key(i, key)), d.Name, msg)
 		}

@@ -194,3 +194,12 @@ func TestApplyRelativeMember(t *testing.T) {
 		t.Errorf("apply of a member that does not exist yet: %v, want it applied", err)
 	}
 }
+
+// A group declared twice in a groups file is refused naming both lines.
+func TestApplyGroupTwice(t *testing.T) {
+	dir, run := groupHome(t)
+	file := writeGroups(t, dir, "[[group]]\nname = \"a\"\nmembers = [\""+filepath.Join(dir, "x")+"\"]\n\n[[group]]\nname = \"a\"\nmembers = [\""+filepath.Join(dir, "y")+"\"]\n")
+	if _, err := run("apply", "-f", file, "--dry-run"); exitCode(err) != exitUsage || !strings.Contains(err.Error(), "line 6: group a is declared twice (first on line 2)") {
+		t.Errorf("apply of a group declared twice: %v (exit %d), want exit 2 naming both lines", err, exitCode(err))
+	}
+}
