@@ -1595,6 +1595,11 @@ func (rs *restorer) restoreToDevice(n *Node, dev string) error {
 		f.Close()
 		return fmt.Errorf("device %s holds %d bytes, the image needs %d: choose a larger device", dev, size, n.Size)
 	}
+	if size > int64(n.Size) && rs.opts.Log != nil {
+		// Normal for an image onto a larger disk; said, since a file
+		// picked by mistake writes only its own start of the device.
+		rs.opts.Log("%s (%d bytes) is written to the start of %s (%d bytes); the %d bytes after it are left as they are", n.Name, n.Size, dev, size, size-int64(n.Size))
+	}
 	rs.mu.Lock()
 	rs.res.Files++
 	rs.mu.Unlock()

@@ -325,6 +325,13 @@ func TestLoopDevice(t *testing.T) {
 	if fileHash(t, dev2) != fileHash(t, img) {
 		t.Fatal("image restored onto a block device differs")
 	}
+	// Onto a larger device: restored, and said that the rest is as it was.
+	img3 := filepath.Join(dir, "disk3.img")
+	writeRandom(t, img3, 78, 64<<20)
+	dev3 := losetup(t, img3)
+	if r := e.run("restore", "latest", "--target", dev3); r.code != 0 || !strings.Contains(r.stderr, "the 16777216 bytes after it are left as they are") {
+		t.Errorf("restore onto a larger device: exit %d, want 0 and a word on the rest of the device\n%s", r.code, r.stderr)
+	}
 	// A device in use (mounted, held) is backed up, but flagged: its
 	// image is what the reads found while it may have been written.
 	// Before, such a backup exited 0 and its image failed fsck.
