@@ -184,24 +184,44 @@ func WithTapeCatalog(home string, warn func(format string, args ...any), fn func
 
 // tapeHome makes home ready for the media catalog (see WithTapeCatalog).
 func tapeHome(home string) error {
-	if RequireStore(home) == nil {
-		return nil
-	}
-	if _, err := os.Stat(CatalogPath(home)); err == nil {
-		return nil
-	}
-	ents, err := os.ReadDir(home)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return fmt.Errorf("home %s: %w", home, err)
-	case len(ents) > 0:
-		return fmt.Errorf("%s: %w, nor a catalog, and it is not empty: give the home of a recall server with --home, an empty directory for one that restores from tape alone, or run 'recall init'", home, chunkstore.ErrNoStore)
+	fresh, err := tapeHomeFresh(home)
+	if err != nil || !fresh {
+		return err
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return fmt.Errorf("home %s: %w", home, err)
 	}
 	return nil
+}
+
+// tapeHomeExists refuses a home that is not there, for the listings: an
+// empty list would hide a slip in --home.
+func tapeHomeExists(home string) error {
+	if _, err := os.Stat(home); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("home %s does not exist: %w: give the home of a recall server with --home", home, chunkstore.ErrNoStore)
+	}
+	return nil
+}
+
+// tapeHomeFresh reports whether home holds neither a store nor a catalog
+// and is missing or empty: a media catalog there is empty, and reading it
+// needs no file. A directory that is not recall's is an error.
+func tapeHomeFresh(home string) (bool, error) {
+	if RequireStore(home) == nil {
+		return false, nil
+	}
+	if _, err := os.Stat(CatalogPath(home)); err == nil {
+		return false, nil
+	}
+	ents, err := os.ReadDir(home)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return false, fmt.Errorf("home %s: %w", home, err)
+	case len(ents) > 0:
+		return false, fmt.Errorf("%s: %w, nor a catalog, and it is not empty: give the home of a recall server with --home, an empty directory for one that restores from tape alone, or run 'recall init'", home, chunkstore.ErrNoStore)
+	}
+	return true, nil
 }
 
 func putJSON(tx *bolt.Tx, bucket []byte, key string, v any) error {
@@ -373,6 +393,13 @@ func (st *TapeState) set(id string) (TapeSet, bool) {
 var readTapeState = readTapeStateFile
 
 func readTapeStateFile(home string, warn func(string, ...any)) (*TapeState, error) {
+	// A look at a home that has no catalog yet (a typing slip in --home,
+	// a tape-only server before its first library) creates nothing.
+	if fresh, err := tapeHomeFresh(home); err != nil {
+		return nil, err
+	} else if fresh {
+		return &TapeState{}, nil
+	}
 	var st *TapeState
 	err := WithTapeCatalog(home, warn, func(c *Catalog) (err error) {
 		st, err = c.TapeState()
@@ -760,6 +787,9 @@ func SetTapePool(home, name string, ch TapePoolChange, now time.Time, warn func(
 
 // ListTapePools lists the pools by name.
 func ListTapePools(home string, warn func(string, ...any)) ([]TapePool, error) {
+	if err := tapeHomeExists(home); err != nil {
+		return nil, err
+	}
 	st, err := readTapeState(home, warn)
 	if err != nil {
 		return nil, err
@@ -940,6 +970,9 @@ func ImportTapeKey(home string, file []byte, passphrase, retention string, now t
 // The server calls it at every tick, so it reads the sets' heads only, not
 // their catalogs, unless one is to be closed.
 func ExpireTapes(home string, now time.Time, warn func(string, ...any)) ([]string, error) {
+	if fresh, err := tapeHomeFresh(home); err != nil || fresh {
+		return nil, err // nothing recorded, nothing to expire
+	}
 	var out []string
 	err := WithTapeCatalog(home, warn, func(c *Catalog) error {
 		return c.guard(func() error {
@@ -1032,6 +1065,9 @@ type TapeListEntry struct {
 // point, when not "", keeps only the cartridges holding that point (an id
 // or a unique prefix).
 func ListTapes(home, point string, warn func(string, ...any)) ([]TapeListEntry, error) {
+	if err := tapeHomeExists(home); err != nil {
+		return nil, err
+	}
 	st, err := readTapeState(home, warn)
 	if err != nil {
 		return nil, err

@@ -330,3 +330,49 @@ func TestTapeGoalPoolRetention(t *testing.T) {
 		}
 	}
 }
+
+// The tape listings look and write nothing: a home that does not exist is
+// refused by name and stays missing (an empty list would hide a slip in
+// --home), and an empty one lists nothing and stays empty. Before, each
+// look created the home and a catalog in it. (Fix: tapeHomeFresh,
+// tapeHomeExists.)
+func TestTapeLookCreatesNothing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-home")
+	if _, err := ListTapes(missing, "", t.Logf); err == nil || !strings.Contains(err.Error(), missing+" does not exist") {
+		t.Errorf("tape list of a missing home: %v, want a refusal naming it", err)
+	}
+	if _, err := ListTapePools(missing, t.Logf); err == nil || !strings.Contains(err.Error(), missing+" does not exist") {
+		t.Errorf("tape pool list of a missing home: %v, want a refusal naming it", err)
+	}
+	if _, err := TapeInventory(context.Background(), missing, "", time.Now(), t.Logf); err == nil {
+		t.Errorf("tape inventory of a missing home: no error")
+	}
+	if _, err := os.Lstat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after the looks the missing home is there (%v)", err)
+	}
+
+	empty := t.TempDir()
+	ls, err := ListTapes(empty, "", t.Logf)
+	if err != nil || len(ls) != 0 {
+		t.Errorf("tape list of an empty home: %v %v, want nothing", ls, err)
+	}
+	if ps, err := ListTapePools(empty, t.Logf); err != nil || len(ps) != 0 {
+		t.Errorf("tape pool list of an empty home: %v %v, want nothing", ps, err)
+	}
+	if exp, err := ExpireTapes(empty, time.Now(), t.Logf); err != nil || len(exp) != 0 {
+		t.Errorf("expiry in an empty home: %v %v", exp, err)
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Errorf("after the looks the empty home holds %v", ents)
+	}
+
+	// The first write still makes the home and its catalog.
+	home := filepath.Join(empty, "home")
+	if _, err := AddTapeLibrary(context.Background(), home, AddLibraryOptions{Name: "lib", Dir: filepath.Join(t.TempDir(), "lib"), Warn: t.Logf,
+		Emulator: tapefs.EmulatorOptions{Slots: 1, Drives: 1, Capacity: minTapeCapacity}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(CatalogPath(home)); err != nil {
+		t.Errorf("library added, catalog: %v", err)
+	}
+}

@@ -604,6 +604,9 @@ func tapeRestore(c *cli.Context) error {
 func tapeCatalog(c *cli.Context) error {
 	out, err := engine.CatalogTapes(c.Context, home(c), engine.TapeCatalogOptions{Library: c.String("library"), Slot: c.Int("slot"), Log: tapeLog(c)})
 	if c.Bool("json") {
+		if err != nil && len(out) == 0 {
+			return err // nothing was scanned: no list, as the other commands
+		}
 		if out == nil {
 			out = []engine.ScannedCartridge{}
 		}
