@@ -958,12 +958,24 @@ func (s *Store) CheckPack(id ID) (*PackCheck, error) {
 	return pc, err
 }
 
+// CheckPackData is CheckPack for a pack already read whole (b), as a
+// tape write streams it: what goes to tape is checked, not a second read.
+func (s *Store) CheckPackData(id ID, b []byte) *PackCheck {
+	pc := s.checkPackData(id, b)
+	s.recordDamage(pc.Bad...)
+	return pc
+}
+
 // checkPack is CheckPack without recording what it finds.
 func (s *Store) checkPack(id ID) (*PackCheck, error) {
 	b, err := s.loadPack(id, 0, -1, nil)
 	if err != nil {
 		return nil, err
 	}
+	return s.checkPackData(id, b), nil
+}
+
+func (s *Store) checkPackData(id ID, b []byte) *PackCheck {
 	pc := &PackCheck{Size: int64(len(b))}
 	hdr, err := packHeaderBytes(b)
 	if err == nil && packName(hdr) != id {
@@ -974,7 +986,7 @@ func (s *Store) checkPack(id ID) (*PackCheck, error) {
 	}
 	if err != nil {
 		pc.Header = err
-		return pc, nil
+		return pc
 	}
 	var buf []byte
 	for _, e := range pc.Entries {
@@ -985,7 +997,7 @@ func (s *Store) checkPack(id ID) (*PackCheck, error) {
 			buf = out
 		}
 	}
-	return pc, nil
+	return pc
 }
 
 // checkStored decodes one stored blob and checks it against its id.

@@ -751,41 +751,10 @@ func TestTapeEndOfMediumEveryBlock(t *testing.T) {
 // years and found only at a restore. The others are written; the write
 // ends with ErrDamaged naming the point.
 func TestTapeWriteRefusesDamagedPoint(t *testing.T) {
-	f := newTapeHome(t, 1<<20, 1, 1<<30)
+	f, good := twoPointTapeHome(t)
 	ctx := context.Background()
-	// A second point, of other data: packs of its own.
-	other := filepath.Join(t.TempDir(), "other")
-	if err := os.MkdirAll(other, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 1<<20)
-	rand.New(rand.NewSource(2)).Read(b)
-	if err := os.WriteFile(filepath.Join(other, "data"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ss, err := f.s.Session(ctx, SessionOptions{Purpose: "test", Source: "other"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	good, err := Backup(ctx, ss, BackupOptions{Path: other, Source: "other"})
-	ss.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A byte of the first point's data flipped, found by a verify.
-	data, _, _, err := f.s.pointPacks(ctx, f.p, nil)
-	if err != nil || len(data) != 1 {
-		t.Fatalf("the first point's data packs: %v, %v", data, err)
-	}
-	pack := filepath.Join(StoreDir(f.home), "packs", data[0].String()[:2], data[0].String())
-	fh, err := os.OpenFile(pack, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fh.WriteAt([]byte("XXXXXXXX"), 4096); err != nil {
-		t.Fatal(err)
-	}
-	fh.Close()
+	data := flipInPack(t, f, f.p, false)
 	if _, err := Verify(ctx, f.s.Reader(), VerifyOptions{ReadData: true}); !errors.Is(err, ErrVerifyFailed) {
 		t.Fatalf("verify of the flipped pack: %v, want the damage found", err)
 	}
@@ -804,9 +773,125 @@ func TestTapeWriteRefusesDamagedPoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(gd) + len(gt); rep.Packs != n || slices.Contains(gd, data[0]) || slices.Contains(gt, data[0]) {
+	if n := len(gd) + len(gt); rep.Packs != n || slices.Contains(gd, data) || slices.Contains(gt, data) {
 		t.Fatalf("%d packs written, want the %d of the point written, and not the damaged one", rep.Packs, n)
 	}
+}
+
+// Damage no verify has found yet is found as the packs stream to tape:
+// each pack is checked whole as it is read. A point needing a blob that
+// fails is refused, the damage is recorded (repair packs sees it), and the
+// damaged pack stays off tape; so does a pack whose header fails (a server
+// restoring from the tape alone reads the headers). The other points are
+// written. (Fix: writePacks checks each pack, CheckPackData.)
+func TestTapeWriteChecksPacks(t *testing.T) {
+	for _, header := range []bool{false, true} {
+		t.Run(fmt.Sprintf("header=%v", header), func(t *testing.T) {
+			f, good := twoPointTapeHome(t)
+			ctx := context.Background()
+			bad := flipInPack(t, f, f.p, header)
+			if _, err := CreateTapePool(f.home, TapePool{Name: "p", Retention: "30d"}, time.Now(), t.Logf); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p, good}, Log: t.Logf})
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), f.p.ID.String()[:12]) || !strings.Contains(err.Error(), "when read for tape") {
+				t.Fatalf("tape write of a point whose pack is damaged, unrecorded: %v, want ErrDamaged naming it", err)
+			}
+			if len(rep.Refused) != 1 || rep.Refused[0].Point != f.p.ID.String() || !slices.Equal(rep.Points, []string{good.ID.String()}) {
+				t.Fatalf("report %+v: want the damaged point refused and the other written", rep)
+			}
+			gd, gt, _, err := f.s.pointPacks(ctx, good, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(gd) + len(gt); rep.Packs != n {
+				t.Fatalf("%d packs written, want the %d of the good point", rep.Packs, n)
+			}
+			ls, err := ListTapes(f.home, "", t.Logf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := readTapeState(f.home, t.Logf)
+			if err != nil || len(ls) == 0 {
+				t.Fatal(ls, err)
+			}
+			for _, s := range st.Sets {
+				if _, on := s.Catalog.PackIndex()[bad.String()]; on {
+					t.Errorf("the damaged pack %s is on set %s", bad.Short(), s.ID)
+				}
+			}
+			if !header {
+				recorded := false
+				for _, d := range f.s.st.DamagedBlobs() {
+					recorded = recorded || d.Pack == bad
+				}
+				if !recorded {
+					t.Errorf("the blob that failed is not recorded damaged")
+				}
+			}
+			// Written again after the refusal, nothing new: the good
+			// point is on the set, the damaged one refused again.
+			rep, err = f.s.WriteTape(ctx, f.home, TapeWriteOptions{Pool: "p", Points: []*Point{f.p, good}, Log: t.Logf})
+			if !errors.Is(err, ErrDamaged) || len(rep.Refused) != 1 || rep.Packs != 0 {
+				t.Fatalf("second write: %v, %+v", err, rep)
+			}
+		})
+	}
+}
+
+// flipInPack overwrites 8 bytes of the first data pack of p: inside its
+// first blob, or in its header. It returns the pack.
+func flipInPack(t *testing.T, f *tapeHomeFixture, p *Point, header bool) chunkstore.ID {
+	t.Helper()
+	data, _, _, err := f.s.pointPacks(context.Background(), p, nil)
+	if err != nil || len(data) != 1 {
+		t.Fatalf("the point's data packs: %v, %v", data, err)
+	}
+	pack := filepath.Join(StoreDir(f.home), "packs", data[0].String()[:2], data[0].String())
+	fh, err := os.OpenFile(pack, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	at := int64(4096)
+	if header {
+		fi, err := fh.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		at = fi.Size() - 60 // in the header, before the trailer
+	}
+	if _, err := fh.WriteAt([]byte("XXXXXXXX"), at); err != nil {
+		t.Fatal(err)
+	}
+	return data[0]
+}
+
+// twoPointTapeHome is newTapeHome with a second point, of other data:
+// packs of its own.
+func twoPointTapeHome(t *testing.T) (*tapeHomeFixture, *Point) {
+	t.Helper()
+	f := newTapeHome(t, 1<<20, 1, 1<<30)
+	ctx := context.Background()
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1<<20)
+	rand.New(rand.NewSource(2)).Read(b)
+	if err := os.WriteFile(filepath.Join(other, "data"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := f.s.Session(ctx, SessionOptions{Purpose: "test", Source: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := Backup(ctx, ss, BackupOptions{Path: other, Source: "other"})
+	ss.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, good
 }
 
 // A tape goal naming a pool the media catalog lacks is warned of when it

@@ -470,21 +470,36 @@ func (w *tapeWriter) run(s *Store, points []*Point) error {
 	for _, d := range s.st.DamagedBlobs() {
 		damaged[[2]chunkstore.ID{d.Blob, d.Pack}] = d.Reason
 	}
+	refuse := func(p *Point, why string) {
+		w.rep.Refused = append(w.rep.Refused, TapeRefusal{Point: p.ID.String(), Source: p.Source, Error: why})
+		w.log("point %s of %s not written: %s", p.ID.Short(), p.Source, why)
+	}
+	hurtWhy := func(hurt []chunkstore.DamagedBlob, how string) string {
+		h := hurt[0]
+		return fmt.Sprintf("it needs %d blob(s) %s (the first: %s in pack %s: %s)", len(hurt), how, h.Blob.Short(), h.Pack, h.Reason)
+	}
+	// Every pack is checked as it streams (writePacks): damage found
+	// there joins damaged, and a pack whose header is bad stays off tape
+	// (a server restoring from the tape alone reads the headers).
+	badHeader := map[chunkstore.ID]string{}
+	accepted := map[chunkstore.ID]bool{} // damaged, but in no blob a point written needs
+points:
 	for _, p := range points {
 		data, trees, hurt, err := s.pointPacks(w.ctx, p, damaged)
 		if err != nil {
 			return err
 		}
 		if len(hurt) > 0 {
-			h := hurt[0]
-			why := fmt.Sprintf("it needs %d blob(s) recorded damaged (the first: %s in pack %s: %s)", len(hurt), h.Blob.Short(), h.Pack, h.Reason)
-			w.rep.Refused = append(w.rep.Refused, TapeRefusal{Point: p.ID.String(), Source: p.Source, Error: why})
-			w.log("point %s of %s not written: %s", p.ID.Short(), p.Source, why)
+			refuse(p, hurtWhy(hurt, "recorded damaged"))
 			continue
 		}
 		names := make([]string, 0, len(data)+len(trees))
 		var todo []chunkstore.ID
 		for _, pk := range append(data, trees...) {
+			if why, bad := badHeader[pk]; bad {
+				refuse(p, fmt.Sprintf("pack %s, which it needs, failed its check when read for tape: %s", pk, why))
+				continue points
+			}
 			names = append(names, pk.String())
 			if _, ok := w.have[pk.String()]; ok {
 				w.rep.PacksSkipped++
@@ -492,8 +507,32 @@ func (w *tapeWriter) run(s *Store, points []*Point) error {
 			}
 			todo = append(todo, pk)
 		}
-		if err := w.writePacks(s, todo); err != nil {
-			return err
+		for rest := todo; ; {
+			err := w.writePacks(s, rest, accepted)
+			var pd *packDamage
+			if !errors.As(err, &pd) {
+				if err != nil {
+					return err
+				}
+				break
+			}
+			if pd.check.Header != nil {
+				badHeader[pd.pack] = pd.check.Header.Error()
+				refuse(p, fmt.Sprintf("pack %s, which it needs, failed its check when read for tape: %s", pd.pack, pd.check.Header))
+				continue points
+			}
+			for _, d := range pd.check.Bad {
+				damaged[[2]chunkstore.ID{d.Blob, d.Pack}] = d.Reason
+			}
+			w.log("pack %s: %d blob(s) failed their check when read for tape (recorded as damaged)", pd.pack, len(pd.check.Bad))
+			if _, _, hurt, err := s.pointPacks(w.ctx, p, damaged); err != nil {
+				return err
+			} else if len(hurt) > 0 {
+				refuse(p, hurtWhy(hurt, "that failed their check when read for tape"))
+				continue points
+			}
+			accepted[pd.pack] = true // its bad blobs are of no point written
+			rest = rest[pd.at:]
 		}
 		if err := w.writePointFile(s, p, names); err != nil {
 			return err
@@ -504,16 +543,33 @@ func (w *tapeWriter) run(s *Store, points []*Point) error {
 	return nil
 }
 
-// packRead is one pack read ahead of the drive.
-type packRead struct {
-	id   chunkstore.ID
-	data []byte
-	err  error
-	done chan struct{}
+// packDamage: writePacks found packs[at] damaged as it read it, and wrote
+// it and what follows not.
+type packDamage struct {
+	at    int
+	pack  chunkstore.ID
+	check *chunkstore.PackCheck
 }
 
-// writePacks streams packs from the store to tape, reading ahead.
-func (w *tapeWriter) writePacks(s *Store, packs []chunkstore.ID) error {
+func (e *packDamage) Error() string {
+	return fmt.Sprintf("pack %s failed its check when read for tape", e.pack)
+}
+
+// packRead is one pack read ahead of the drive.
+type packRead struct {
+	at    int // in the packs asked for
+	id    chunkstore.ID
+	check *chunkstore.PackCheck
+	data  []byte
+	err   error
+	done  chan struct{}
+}
+
+// writePacks streams packs from the store to tape, reading ahead. Each
+// pack is checked whole as it is read (header, and every blob against its
+// id): the first one found damaged, unless accepted, ends the stream
+// before it is written, with a *packDamage.
+func (w *tapeWriter) writePacks(s *Store, packs []chunkstore.ID, accepted map[chunkstore.ID]bool) error {
 	if len(packs) == 0 {
 		return nil
 	}
@@ -526,8 +582,8 @@ func (w *tapeWriter) writePacks(s *Store, packs []chunkstore.ID) error {
 	go func() {
 		defer close(order)
 		defer close(work)
-		for _, id := range packs {
-			pr := &packRead{id: id, done: make(chan struct{})}
+		for i, id := range packs {
+			pr := &packRead{at: i, id: id, done: make(chan struct{})}
 			select {
 			case order <- pr:
 			case <-ctx.Done():
@@ -544,6 +600,9 @@ func (w *tapeWriter) writePacks(s *Store, packs []chunkstore.ID) error {
 			defer wg.Done()
 			for pr := range work {
 				pr.data, pr.err = be.Load(ctx, backend.Handle{Type: backend.Packs, Name: pr.id.String()}, 0, -1, nil)
+				if pr.err == nil {
+					pr.check = s.st.CheckPackData(pr.id, pr.data)
+				}
 				close(pr.done)
 			}
 		}()
@@ -558,6 +617,9 @@ func (w *tapeWriter) writePacks(s *Store, packs []chunkstore.ID) error {
 		}
 		if pr.err != nil {
 			return fmt.Errorf("read pack %s: %w", pr.id, pr.err)
+		}
+		if (pr.check.Header != nil || len(pr.check.Bad) > 0) && !accepted[pr.id] {
+			return &packDamage{at: pr.at, pack: pr.id, check: pr.check}
 		}
 		if err := w.write(tapefs.KindPacks, tapeEntry{pr.id.String(), pr.data}); err != nil {
 			return err
