@@ -188,6 +188,25 @@ func ValidSourceName(name string) error {
 	return nil
 }
 
+// inside reports whether path, or a directory above it, is dir (by device
+// and inode: a symlink or bind mount does not hide it).
+func inside(path string, dir devIno) bool {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	for {
+		var st unix.Stat_t
+		if unix.Stat(path, &st) == nil && st.Dev == dir.dev && st.Ino == dir.ino {
+			return true
+		}
+		up := filepath.Dir(path)
+		if up == path {
+			return false
+		}
+		path = up
+	}
+}
+
 // ErrWarnings marks a backup or restore that finished but skipped or
 // flagged some entries; the point (or restore) exists.
 var ErrWarnings = errors.New("completed with warnings")
@@ -327,6 +346,14 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 			}
 		}
 	}
+	var sst unix.Stat_t
+	storeAt := devIno{}
+	if dir := r.st.Dir(); dir != "" && unix.Stat(dir, &sst) == nil {
+		storeAt = devIno{sst.Dev, sst.Ino}
+		if inside(abs, storeAt) {
+			return nil, fmt.Errorf("backup source %s is the store this backup writes to (%s) or inside it: it would grow with every backup of itself; protect the store with 'recall copy' or tape", abs, dir)
+		}
+	}
 	w, err := s.writer()
 	if err != nil {
 		return nil, err
@@ -363,10 +390,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	}
 	b.hints = startHinter()
 	defer b.hints.stop()
-	var sst unix.Stat_t
-	if err := unix.Stat(r.st.Dir(), &sst); err == nil {
-		b.store = devIno{sst.Dev, sst.Ino}
-	}
+	b.store = storeAt
 	b.chunkers = newChunkerPool(b.st)
 	b.segs = &segPool{}
 	stopWake := context.AfterFunc(ctx, b.bufs.wake)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/recall-backup/recall/chunkstore"
 )
 
 func TestExcludePatterns(t *testing.T) {
@@ -272,6 +274,34 @@ func TestBackupSkipsOwnStore(t *testing.T) {
 	}
 	if got := ts.pointPaths(p); !reflect.DeepEqual(got, []string{"data.txt"}) {
 		t.Errorf("point holds %q", got)
+	}
+}
+
+// A backup whose path is the store itself, a folder in it, or a symlink
+// to one is refused, naming both: before, only a store met inside the tree
+// was left out, and a backup of the store stored the store again on every
+// run, growing it each time. Nothing is written.
+func TestBackupOfOwnStoreRefused(t *testing.T) {
+	ts := newTestStore(t)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(ts.st.Dir(), link); err != nil {
+		t.Fatal(err)
+	}
+	packs := func() (n int) {
+		if err := ts.st.ListPacks(func(chunkstore.ID, int64) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := packs()
+	for _, path := range []string{ts.st.Dir(), filepath.Join(ts.st.Dir(), "packs"), filepath.Join(link, "index")} {
+		p, err := ts.backup(BackupOptions{Path: path, Source: "s"})
+		if p != nil || err == nil || !strings.Contains(err.Error(), "is the store this backup writes to") || !strings.Contains(err.Error(), ts.st.Dir()) {
+			t.Errorf("backup of %s: %v, want a refusal naming the store", path, err)
+		}
+	}
+	if after := packs(); after != before {
+		t.Errorf("the refused backups wrote %d packs", after-before)
 	}
 }
 

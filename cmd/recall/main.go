@@ -129,7 +129,9 @@ func newApp() *cli.App {
 //     is a usage error ("verify extra"). A command checks its own minimum;
 //   - a command with subcommands rejects an unknown one, and gives the
 //     same hint for 'help' of one (unknownHelpTopic);
-//   - a missing required flag is one line on stderr (missingFlags).
+//   - a missing required flag is one line on stderr (missingFlags);
+//   - an empty argument is a usage error: 'backup ""' (a cron line's unset
+//     variable) backed up the current directory, and 'mount ""' mounted on it.
 func checkUsage(c *cli.Command) {
 	for _, f := range c.Flags {
 		// A repeatable flag's values are in its Value, made once with
@@ -183,6 +185,13 @@ func checkUsage(c *cli.Command) {
 			}
 			return usagef("%s takes at most %d argument(s) (%s), got %q", ctx.Command.FullName(), max, c.ArgsUsage, ctx.Args().Slice())
 		}
+		if i := slices.Index(ctx.Args().Slice(), ""); i >= 0 {
+			name, here := argName(c.ArgsUsage, i), ""
+			if strings.Contains(name, "path") || strings.Contains(name, "mountpoint") || strings.Contains(name, "dir") {
+				here = ", or '.' for the current directory"
+			}
+			return usagef("%s: argument %d is empty (is the variable that should give it set?); give the %s%s", ctx.Command.FullName(), i+1, name, here)
+		}
 		// After the arguments' check, which TestEveryCommandRejectsExtraArguments
 		// proves without the required flags (takeRequired hid them from it).
 		if err := missingFlags(ctx, required); err != nil {
@@ -193,6 +202,26 @@ func checkUsage(c *cli.Command) {
 		}
 		return nil
 	}
+}
+
+// argName is the name ArgsUsage gives positional argument i, in lower
+// case ("path"), or "argument".
+func argName(argsUsage string, i int) string {
+	var words []string
+	for _, w := range strings.Fields(argsUsage) {
+		w = strings.Trim(w, "[].")
+		if w == "" || strings.ToUpper(w) != w || strings.ToLower(w) == w {
+			break
+		}
+		words = append(words, w)
+	}
+	switch {
+	case len(words) == 0:
+		return "argument"
+	case i < len(words):
+		return strings.ToLower(words[i])
+	}
+	return strings.ToLower(words[len(words)-1])
 }
 
 // maxArgs reads the most positional arguments a command takes from its

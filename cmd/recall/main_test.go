@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/engine/server"
@@ -50,6 +53,47 @@ func TestEveryCommandRejectsExtraArguments(t *testing.T) {
 		if err := app.Run(interspersed(app, args)); exitCode(err) != exitUsage || strings.Contains(err.Error(), " needs --") {
 			t.Errorf("%s with %d arguments: %v (exit %d), want a usage error about the arguments", c.Name, maxArgs(c.ArgsUsage)+1, err, exitCode(err))
 		}
+	}
+}
+
+// An empty argument is a usage error for every command that takes one,
+// nested ones included: 'backup ""' (a cron line's unset variable) backed
+// up the current directory, and 'mount ""' mounted over it.
+func TestEveryCommandRejectsEmptyArgument(t *testing.T) {
+	app := newApp()
+	var walk func(path []string, cs []*cli.Command)
+	n := 0
+	walk = func(path []string, cs []*cli.Command) {
+		for _, c := range cs {
+			p := append(slices.Clip(path), c.Name)
+			if subs := ownSubcommands(c); len(subs) > 0 {
+				walk(p, subs)
+				continue
+			}
+			if maxArgs(c.ArgsUsage) == 0 {
+				continue
+			}
+			n++
+			home := t.TempDir()
+			args := append(append([]string{"recall", "--home", home}, p...), "")
+			err := app.Run(interspersed(app, args))
+			if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "argument 1 is empty") {
+				t.Errorf("%s \"\": %v (exit %d), want a usage error naming the empty argument", strings.Join(p, " "), err, exitCode(err))
+			}
+			if ents, _ := os.ReadDir(home); len(ents) != 0 {
+				t.Errorf("%s \"\" wrote into the home", strings.Join(p, " "))
+			}
+		}
+	}
+	walk(nil, app.Commands)
+	if n < 20 {
+		t.Fatalf("only %d commands take arguments: the walk missed the nested ones", n)
+	}
+	if got := argName("PATH", 0); got != "path" {
+		t.Errorf("argName(PATH) = %q", got)
+	}
+	if got := argName(`POINT (id, unique id prefix, or "latest")`, 3); got != "point" {
+		t.Errorf("argName(POINT (...), 3) = %q", got)
 	}
 }
 
