@@ -36,9 +36,8 @@ type RestoreOptions struct {
 	Workers int // packs read at once; 0 = 2 per CPU (internal/procs), or the store's connections if more
 	// Protect names directories the restore never merges into: recall's
 	// home (its catalog, its keys). The store's own directory is always
-	// protected, and a target inside it refused; a protected directory
-	// is refused as the target itself (a new directory in the home is
-	// not). Where a restore over a tree that holds one (a rollback of /
+	// protected. A target that is a protected directory or inside one is
+	// refused. Where a restore over a tree that holds one (a rollback of /
 	// in place) would merge into it, it is left as it is and reported,
 	// with all it holds.
 	Protect []string
@@ -1025,13 +1024,15 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 }
 
 // checkProtected refuses a target that is one of the protected
-// directories, or inside the store.
+// directories or inside one: recall's home is never written in (README).
+// Before, a target in the home but not in the store was taken, and with
+// --overwrite a restore into its logs/ could replace recall's own files.
 func (rs *restorer) checkProtected(target string) error {
 	for d := filepath.Clean(target); ; d = filepath.Dir(d) {
 		var st unix.Stat_t
 		if unix.Stat(d, &st) == nil {
 			id := devIno{st.Dev, st.Ino}
-			if home, ok := rs.protect[id]; ok && (d == filepath.Clean(target) || id == rs.store) {
+			if home, ok := rs.protect[id]; ok {
 				return fmt.Errorf("restore target %s is inside recall's own home or store %s, which this restore reads: choose a directory outside it", target, home)
 			}
 		}
