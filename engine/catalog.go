@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"syscall"
@@ -12,6 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
 // The catalog is <home>/catalog.db, a bbolt file. It holds what the store
@@ -213,9 +216,13 @@ func (c *Catalog) open() (err error) {
 			f.Close()
 			return fmt.Errorf("catalog %s: %w (the file is empty)", c.path, errCatalogDamaged)
 		}
-		if err = precheckCatalog(f, c.path); err != nil {
+		var lost bool
+		if lost, err = precheckCatalog(f, c.path); err != nil {
 			f.Close()
 			return err
+		}
+		if lost {
+			c.keepLastCommit(f, ro)
 		}
 	}
 	// A fault in the mapped file that the check above did not foresee
@@ -274,6 +281,29 @@ func (c *Catalog) open() (err error) {
 		return err
 	}
 	return nil
+}
+
+// keepLastCommit copies the catalog f, whose newer meta page is damaged,
+// aside before it is opened, and notes it: bbolt reads the file as it was
+// one commit earlier, and its next commit (the migration check on open
+// makes one) writes over the damaged page. That commit's own pages are
+// still in the copy, for whoever wants to dig them out.
+func (c *Catalog) keepLastCommit(f *os.File, readOnly bool) {
+	what := fmt.Sprintf("catalog %s: the record of its last change is damaged (its newer meta page fails its checksum), so it reads as it was one change earlier: the protection group, source, tape record or job recorded last may be missing: check 'recall group list', 'recall source list', 'recall tape list' and 'recall jobs'", c.path)
+	if readOnly {
+		c.notes = append(c.notes, what+"; the file cannot be written here, so it is read as it is")
+		return
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	aside := c.path + ".damaged-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if err == nil {
+		err = atomicfile.Write(aside, b, 0o600)
+	}
+	if err != nil {
+		c.notes = append(c.notes, fmt.Sprintf("%s; a copy of the file as found could not be kept (%v)", what, err))
+		return
+	}
+	c.notes = append(c.notes, fmt.Sprintf("%s; a copy of the file as found is kept at %s", what, aside))
 }
 
 // closeDB closes the bbolt handle, which may itself panic on a damaged file.

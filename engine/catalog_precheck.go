@@ -60,10 +60,14 @@ func parseBoltMeta(b []byte) (boltMeta, bool) {
 // reported as damage, so the file is moved aside like any other. An empty
 // file is bbolt's to initialise. f must be locked (lockCatalogFile): read
 // while another process writes, a sound catalog would look torn.
-func precheckCatalog(f *os.File, path string) error {
+//
+// lost is set when the newer meta page is the damaged one: bbolt then
+// opens the file as it was one commit earlier, without a word, and its
+// next commit writes over that page, making the loss for good.
+func precheckCatalog(f *os.File, path string) (lost bool, err error) {
 	fi, err := f.Stat()
 	if err != nil || fi.Size() == 0 {
-		return nil
+		return false, nil
 	}
 	size := fi.Size()
 	damaged := func(format string, a ...any) error {
@@ -91,27 +95,42 @@ func precheckCatalog(f *os.File, path string) error {
 		}
 	}
 	if pageSize < 1024 || pageSize > 1<<24 || pageSize&(pageSize-1) != 0 {
-		return damaged("no meta page with a good checksum and page size")
+		return false, damaged("no meta page with a good checksum and page size")
 	}
-	m1, ok1 := parseBoltMeta(read(pageSize, 4096))
+	raw1 := read(pageSize, 4096)
+	m1, ok1 := parseBoltMeta(raw1)
 	// The meta bbolt takes: the newer of the good ones.
 	m := m0
 	switch {
 	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
 		m = m1
 	case !ok0:
-		return damaged("neither meta page has a good checksum")
+		return false, damaged("neither meta page has a good checksum")
 	}
 	if int64(m.pageSize) != pageSize {
-		return damaged("meta pages disagree on the page size")
+		return false, damaged("meta pages disagree on the page size")
+	}
+	if ok0 != ok1 {
+		// Commits write the two meta pages in turn, transaction t to
+		// page t%2: the damaged page held t-1 (older, harmless: the next
+		// commit writes over it) or t+1, the last commit. Its own
+		// transaction id says which, unless the damage hit it too.
+		bad := read(0, 4096)
+		if !ok1 {
+			bad = raw1
+		}
+		lost = true
+		if len(bad) >= boltHeader+56 {
+			lost = binary.LittleEndian.Uint64(bad[boltHeader+48:]) != m.txid-1
+		}
 	}
 	switch {
 	case m.pgid < 4 || m.pgid > uint64(size/pageSize):
-		return damaged("%d bytes hold %d pages of %d, the meta page says %d: the file was cut short", size, size/pageSize, pageSize, m.pgid)
+		return false, damaged("%d bytes hold %d pages of %d, the meta page says %d: the file was cut short", size, size/pageSize, pageSize, m.pgid)
 	case m.root < 2 || m.root >= m.pgid:
-		return damaged("root page %d outside 2..%d", m.root, m.pgid-1)
+		return false, damaged("root page %d outside 2..%d", m.root, m.pgid-1)
 	case m.freelist != boltNoFreelist && (m.freelist < 2 || m.freelist >= m.pgid):
-		return damaged("freelist page %d outside 2..%d", m.freelist, m.pgid-1)
+		return false, damaged("freelist page %d outside 2..%d", m.freelist, m.pgid-1)
 	}
 	// The freelist, then the tree of pages from the root: bbolt's own
 	// check (tx.Check, on open) follows it trusting each page's overflow
@@ -119,12 +138,12 @@ func precheckCatalog(f *os.File, path string) error {
 	// entries).
 	w := &boltWalk{m: m, pageSize: pageSize, read: read, seen: map[uint64]bool{}}
 	if err := w.freelist(); err != nil {
-		return damaged("%v", err)
+		return false, damaged("%v", err)
 	}
 	if err := w.page(m.root, 0); err != nil {
-		return damaged("%v", err)
+		return false, damaged("%v", err)
 	}
-	return nil
+	return lost, nil
 }
 
 const (
