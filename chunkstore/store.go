@@ -1077,7 +1077,7 @@ func (s *Store) Packs() []PackInfo {
 			pi.Problem = "pack file is missing"
 			s.fmu.Lock()
 			if at, ok := s.misplaced[id]; ok {
-				pi.Problem = fmt.Sprintf("pack file is missing from %s: a file of its name lies at %s ('recall repair index' moves it back)", s.packHome(id), at)
+				pi.Problem = fmt.Sprintf("pack file is missing from %s: it lies at %s ('recall repair index' moves it back)", s.packHome(id), at)
 			}
 			s.fmu.Unlock()
 		case pi.Size >= 0 && pi.Blobs > 0 && pi.Size < pi.Expected:
