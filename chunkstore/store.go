@@ -642,6 +642,9 @@ func (s *Store) ListPacks(fn func(id ID, size int64) error) error {
 		}
 		return fn(id, size)
 	})
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("list packs: %w: let recall read it (its owner or mode), then run the command again", err)
+	}
 	if err != nil {
 		return fmt.Errorf("list packs: %w", err)
 	}

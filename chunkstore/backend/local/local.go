@@ -207,6 +207,9 @@ func (b *Backend) list(ctx context.Context, t backend.FileType, fn func(dir stri
 			// next save recreates it.
 			continue
 		}
+		if err != nil && t == backend.Packs {
+			return err // names the folder; the store says it was listing packs
+		}
 		if err != nil {
 			return fmt.Errorf("list %s: %w", t, err)
 		}
