@@ -1119,9 +1119,13 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 				return fmt.Errorf("skipped: size of device: %w", err)
 			}
 		}
-		// Only a file read in one piece asks its file system's type.
-		oneRead := !isDev && size <= int64(b.st.MinChunk())
-		ext, read, err := b.readContent(fd, file, size, isDev, oneRead && sizeTrusted(b.fsTypes.fsType(path, before.Dev)))
+		// Only a file read in one piece asks its file system's type. A
+		// small file with fewer blocks than bytes may have holes: it is
+		// read as a large one, region by region, so they are kept (a
+		// compressing file system sends its small files that way too).
+		sparse := !isDev && before.Blocks*512 < size
+		oneRead := !isDev && !sparse && size <= int64(b.st.MinChunk())
+		ext, read, err := b.readContent(fd, file, size, isDev, sparse, oneRead && sizeTrusted(b.fsTypes.fsType(path, before.Dev)))
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return context.Cause(b.ctx)
@@ -1226,8 +1230,9 @@ func (r *preader) Read(p []byte) (int, error) {
 // saver goroutines while this goroutine keeps chunking.
 //
 // fd is the open file; file returns it as an os.File, which only what is
-// read in more than one piece asks for (it owns fd from then on).
-func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, trustSize bool) ([]Extent, int64, error) {
+// read in more than one piece asks for (it owns fd from then on). sparse
+// sends a small file through the regions too.
+func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, sparse, trustSize bool) ([]Extent, int64, error) {
 	b.reading.Add(1)
 	defer b.reading.Add(-1)
 	var exts []*Extent
@@ -1256,7 +1261,7 @@ func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, 
 		}
 	}
 	// Small files: one read, one chunk.
-	if !isDev && size <= int64(b.st.MinChunk()) {
+	if !isDev && !sparse && size <= int64(b.st.MinChunk()) {
 		cb, err := b.bufs.get(b.ctx, int(max(size, 1)))
 		if err != nil {
 			return nil, 0, err

@@ -78,6 +78,15 @@ func makeEveryKind(t *testing.T, root string) {
 	f.WriteAt(data, 40<<20)
 	must(t, f.Truncate(64<<20))
 	f.Close()
+	// Small sparse files (no bigger than a chunk, read in one piece
+	// before): a hole after data, and nothing but a hole.
+	small, err := os.Create(filepath.Join(root, "sparse-small"))
+	must(t, err)
+	small.Write(data[:3])
+	must(t, small.Truncate(512<<10))
+	small.Close()
+	must(t, os.WriteFile(filepath.Join(root, "sparse-empty"), nil, 0o644))
+	must(t, os.Truncate(filepath.Join(root, "sparse-empty"), 100_000))
 	// Zero-filled (not sparse) region inside a file: stored as a hole.
 	zf := make([]byte, 6<<20)
 	copy(zf, data)
@@ -132,12 +141,14 @@ func TestRoundTripEveryKind(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "restored")
 			e.ok("restore", p.ID[:10], "--target", dst)
 			compareTrees(t, want, snapshot(t, dst))
-			// Sparse files stay sparse.
+			// Sparse files stay sparse, small ones too.
 			var a, b unix.Stat_t
-			unix.Stat(filepath.Join(src, "sparse"), &a)
-			unix.Stat(filepath.Join(dst, "sparse"), &b)
-			if b.Blocks > a.Blocks {
-				t.Errorf("restored sparse file uses %d blocks, original %d", b.Blocks, a.Blocks)
+			for _, name := range []string{"sparse", "sparse-small", "sparse-empty"} {
+				unix.Stat(filepath.Join(src, name), &a)
+				unix.Stat(filepath.Join(dst, name), &b)
+				if b.Blocks > a.Blocks {
+					t.Errorf("restored %s uses %d blocks, original %d", name, b.Blocks, a.Blocks)
+				}
 			}
 			for _, name := range []string{"zeros-inside", "zeros-then-data"} {
 				unix.Stat(filepath.Join(dst, name), &b)
