@@ -41,22 +41,34 @@ func nodeFromStat(name string, st *unix.Stat_t) *Node {
 // 2446 and XFS and btrfs further; Timespec.Nano wraps such a time around
 // (a file of 2263 came back as 1901). Outside the range a time is saved
 // as the nearest end of it, and the backup warns.
+// The range is exact to the nanosecond: a time in the last second before
+// either end fits (it was clamped a second or two short, and warned of).
 const (
-	maxTimeSec = math.MaxInt64/1_000_000_000 - 1
-	minTimeSec = math.MinInt64/1_000_000_000 + 1
+	maxTimeSec  = math.MaxInt64 / 1_000_000_000               // 2262-04-11T23:47:16
+	maxTimeNsec = math.MaxInt64 % 1_000_000_000               // .854775807
+	minTimeSec  = math.MinInt64/1_000_000_000 - 1             // 1677-09-21T00:12:43
+	minTimeNsec = 1_000_000_000 + math.MinInt64%1_000_000_000 // .145224192
 )
 
-func fitsNS(ts unix.Timespec) bool { return ts.Sec <= maxTimeSec && ts.Sec >= minTimeSec }
+func fitsNS(ts unix.Timespec) bool {
+	switch {
+	case ts.Sec > maxTimeSec || ts.Sec == maxTimeSec && ts.Nsec > maxTimeNsec:
+		return false
+	case ts.Sec < minTimeSec || ts.Sec == minTimeSec && ts.Nsec < minTimeNsec:
+		return false
+	}
+	return true
+}
 
 // timeNS is ts in nanoseconds, clamped to what an int64 holds.
 func timeNS(ts unix.Timespec) int64 {
 	switch {
-	case ts.Sec > maxTimeSec:
-		return maxTimeSec * 1_000_000_000
-	case ts.Sec < minTimeSec:
-		return minTimeSec * 1_000_000_000
+	case fitsNS(ts):
+		return ts.Sec*1_000_000_000 + ts.Nsec
+	case ts.Sec > 0:
+		return math.MaxInt64
 	}
-	return ts.Nano()
+	return math.MinInt64
 }
 
 // errTimeClamped is the warning for a file whose times do not fit.
