@@ -963,8 +963,11 @@ func (s *Store) CheckPack(id ID) (*PackCheck, error) {
 
 // CheckPackData is CheckPack for a pack already read whole (b), as a
 // tape write streams it: what goes to tape is checked, not a second read.
+//
+// b is left as it was: an encrypted blob is opened in a copy (a check
+// decrypting in place sent plaintext to tape under the store's name).
 func (s *Store) CheckPackData(id ID, b []byte) *PackCheck {
-	pc := s.checkPackData(id, b)
+	pc := s.checkPackData(id, b, true)
 	s.recordDamage(pc.Bad...)
 	return pc
 }
@@ -975,10 +978,11 @@ func (s *Store) checkPack(id ID) (*PackCheck, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.checkPackData(id, b), nil
+	return s.checkPackData(id, b, false), nil
 }
 
-func (s *Store) checkPackData(id ID, b []byte) *PackCheck {
+// checkPackData checks the whole pack b; keep leaves b unchanged.
+func (s *Store) checkPackData(id ID, b []byte, keep bool) *PackCheck {
 	pc := &PackCheck{Size: int64(len(b))}
 	hdr, err := packHeaderBytes(b)
 	if err == nil && packName(hdr) != id {
@@ -991,9 +995,14 @@ func (s *Store) checkPackData(id ID, b []byte) *PackCheck {
 		pc.Header = err
 		return pc
 	}
-	var buf []byte
+	var buf, scratch []byte
 	for _, e := range pc.Entries {
-		out, derr := s.checkStored(e, b[e.Offset:e.Offset+e.Length], buf)
+		stored := b[e.Offset : e.Offset+e.Length]
+		if keep && s.keys.aead != nil {
+			scratch = append(scratch[:0], stored...)
+			stored = scratch
+		}
+		out, derr := s.checkStored(e, stored, buf)
 		if derr != nil {
 			pc.Bad = append(pc.Bad, DamagedBlob{Blob: e.ID, Pack: id, Reason: damageReason(derr)})
 		} else {

@@ -439,3 +439,49 @@ func TestLoadSmallBlobAllocatesItsSize(t *testing.T) {
 		})
 	}
 }
+
+// CheckPackData checks a pack read whole and leaves its bytes as they
+// were, encrypted or not: a tape write streams the same buffer to the
+// drive. It opened encrypted blobs in place, and the tape got plaintext
+// where the store's ciphertext belonged. Damage it finds is recorded.
+func TestCheckPackDataKeepsBytes(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "encrypted"}[enc], func(t *testing.T) {
+			dir, s := newStore(t, enc)
+			lock, w := openWriter(t, s)
+			for i := range 4 {
+				data := randBytes(int64(i), 50_000)
+				if _, err := w.SaveBlob(DataBlob, s.Hash(data), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			lock.Unlock()
+			var packs []ID
+			if err := s.ListPacks(func(id ID, _ int64) error { packs = append(packs, id); return nil }); err != nil || len(packs) != 1 {
+				t.Fatalf("packs %v, %v", packs, err)
+			}
+			path := filepath.Join(dir, "packs", packs[0].String()[:2], packs[0].String())
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := bytes.Clone(b)
+			if pc := s.CheckPackData(packs[0], b); pc.Header != nil || len(pc.Bad) != 0 || len(pc.Entries) != 4 {
+				t.Fatalf("a sound pack: %+v", pc)
+			}
+			if !bytes.Equal(b, before) {
+				t.Fatal("the check changed the pack's bytes")
+			}
+			b[100] ^= 1
+			if pc := s.CheckPackData(packs[0], b); len(pc.Bad) != 1 {
+				t.Fatalf("a flipped bit: %+v, want one bad blob", pc)
+			}
+			if d := s.DamagedBlobs(); len(d) != 1 || d[0].Pack != packs[0] {
+				t.Errorf("recorded damage %+v", d)
+			}
+		})
+	}
+}

@@ -92,7 +92,10 @@ func TestUnreadableFileSkipped(t *testing.T) {
 	if !strings.Contains(r.stderr, "secret.txt") {
 		t.Errorf("stderr does not name the file: %s", r.stderr)
 	}
-	dst := filepath.Join(home, "out")
+	out := filepath.Join(base, "out") // not in the home, which no restore writes in
+	must(t, os.Mkdir(out, 0o755))
+	must(t, os.Chown(out, 65534, 65534))
+	dst := filepath.Join(out, "restored")
 	if r := asNobody("restore", "latest", "--target", dst); r.code != 0 && r.code != 3 {
 		t.Fatalf("restore: %+v", r)
 	}
