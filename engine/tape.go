@@ -214,6 +214,11 @@ func tapeHomeFresh(home string) (bool, error) {
 		return false, nil
 	}
 	ents, err := os.ReadDir(home)
+	// The tape lock is recall's own: a tape job takes it before its
+	// first catalog write, and one that failed before that write (a key
+	// import into a fresh home) left a home that was then refused as
+	// "not empty" by every later tape command.
+	ents = slices.DeleteFunc(ents, func(e os.DirEntry) bool { return e.Name() == filepath.Base(tapeLockFile(home)) })
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -717,7 +722,7 @@ func CreateTapePool(home string, p TapePool, now time.Time, warn func(string, ..
 		if err != nil {
 			return p, err
 		}
-		if err := savePoolKey(home, p.Name, key); err != nil {
+		if err := savePoolKey(home, p.Name, key, warn); err != nil {
 			return p, err
 		}
 		p.KeyFingerprint = tapefs.KeyFingerprint(key)
@@ -840,7 +845,13 @@ func spanAfter(span string, now time.Time) (time.Time, error) {
 
 func keyPath(home, pool string) string { return filepath.Join(home, "tape-keys", pool+".key") }
 
-func savePoolKey(home, pool string, key []byte) error {
+func savePoolKey(home, pool string, key []byte, warn func(string, ...any)) error {
+	// The catalog first: a fresh home holding a key file but no catalog
+	// would be refused as "not empty" by the catalog write that follows
+	// (tapeHomeFresh), and by every tape command after it.
+	if err := WithTapeCatalog(home, warn, func(*Catalog) error { return nil }); err != nil {
+		return err
+	}
 	p := keyPath(home, pool)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
@@ -958,7 +969,7 @@ func ImportTapeKey(home string, file []byte, passphrase, retention string, now t
 		}
 	}
 	p.Encrypt, p.KeyFingerprint = true, fp
-	if err := savePoolKey(home, pool, key); err != nil {
+	if err := savePoolKey(home, pool, key, warn); err != nil {
 		return p, err
 	}
 	u.Pools = []TapePool{p}

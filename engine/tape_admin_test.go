@@ -376,3 +376,47 @@ func TestTapeLookCreatesNothing(t *testing.T) {
 		t.Errorf("library added, catalog: %v", err)
 	}
 }
+
+// A key imported first, into a fresh home (missing or empty), makes the
+// pool; a library added after it is its pool's. Before, the import took
+// the tape lock, whose file then made the home "not empty", refused the
+// import, and every later tape command, until the file was removed.
+// (Fix: tapeHomeFresh passes over tape.lock.)
+func TestTapeKeyImportIntoFreshHome(t *testing.T) {
+	key, err := tapefs.NewPoolKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := tapefs.ExportKey("vault", key, "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, make := range []bool{false, true} {
+		home := filepath.Join(t.TempDir(), "home")
+		if make {
+			if err := os.Mkdir(home, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ImportTapeKey(home, file, "secret", "1y", time.Now(), t.Logf); err != nil {
+			t.Fatalf("key import into a fresh home (made first: %v): %v", make, err)
+		}
+		if _, err := AddTapeLibrary(context.Background(), home, AddLibraryOptions{Name: "lib", Dir: filepath.Join(t.TempDir(), "lib"), Warn: t.Logf,
+			Emulator: tapefs.EmulatorOptions{Slots: 1, Drives: 1, Capacity: minTapeCapacity}}); err != nil {
+			t.Fatalf("library added after the import: %v", err)
+		}
+		ps, err := ListTapePools(home, t.Logf)
+		if err != nil || len(ps) != 1 || ps[0].Name != "vault" || ps[0].KeyFingerprint != tapefs.KeyFingerprint(key) {
+			t.Fatalf("pools %+v, %v: want vault with the key", ps, err)
+		}
+	}
+	// A failed import into a fresh home leaves it fresh.
+	home := t.TempDir()
+	if _, err := ImportTapeKey(home, file, "wrong", "1y", time.Now(), t.Logf); err == nil {
+		t.Fatal("import with the wrong passphrase: no error")
+	}
+	if _, err := AddTapeLibrary(context.Background(), home, AddLibraryOptions{Name: "lib", Dir: filepath.Join(t.TempDir(), "lib"), Warn: t.Logf,
+		Emulator: tapefs.EmulatorOptions{Slots: 1, Drives: 1, Capacity: minTapeCapacity}}); err != nil {
+		t.Fatalf("library added after a failed import: %v", err)
+	}
+}
