@@ -409,3 +409,17 @@ func TestPasswordCommandReadsTerminal(t *testing.T) {
 		t.Errorf("password command on a terminal: %q, want %q", out.String(), want)
 	}
 }
+
+// With no passphrase and no terminal, a tape key file's export or import
+// exits 5 naming where a passphrase comes from, as a store's open does
+// (it exited 1 with "no terminal to ask for the passphrase on").
+func TestKeyFilePasswordNoTerminal(t *testing.T) {
+	err := keyFilePassword(fmt.Errorf("read: %w", errNoTerminal))
+	if exitCode(err) != exitAuth || !strings.Contains(err.Error(), "RECALL_PASSWORD") || !strings.Contains(err.Error(), "--password-command") {
+		t.Errorf("%v (exit %d), want exit %d naming the passphrase's sources", err, exitCode(err), exitAuth)
+	}
+	other := errors.New("x")
+	if keyFilePassword(other) != other {
+		t.Errorf("another error was changed")
+	}
+}

@@ -644,13 +644,30 @@ func tapeCatalog(c *cli.Context) error {
 	return err
 }
 
+// keyFilePassword says where a key file's passphrase can come from when
+// there is no terminal to ask it on (exit 5, as for a store's).
+func keyFilePassword(err error) error {
+	if errors.Is(err, errNoTerminal) {
+		return errNoKeyFilePassword{}
+	}
+	return err
+}
+
+type errNoKeyFilePassword struct{}
+
+func (errNoKeyFilePassword) Error() string {
+	return "no passphrase for the key file, and no terminal to ask it on: give it with RECALL_PASSWORD, --password-file FILE or --password-command CMD"
+}
+
+func (errNoKeyFilePassword) Is(target error) bool { return target == chunkstore.ErrNoPassword }
+
 func tapeKeyExport(c *cli.Context) error {
 	pw, err := password(c)
 	if err != nil {
 		return err
 	}
 	if pw, err = newPassword(c, pw, "passphrase for the key file"); err != nil {
-		return err
+		return keyFilePassword(err)
 	}
 	b, err := engine.ExportTapeKey(home(c), c.String("pool"), pw, warnf)
 	if err != nil {
@@ -680,7 +697,7 @@ func tapeKeyImport(c *cli.Context) error {
 	}
 	if pw == "" {
 		if pw, err = readPassword(c.Context, "passphrase of the key file: "); err != nil {
-			return err
+			return keyFilePassword(err)
 		}
 	}
 	p, err := engine.ImportTapeKey(home(c), b, pw, c.String("retention"), time.Now(), warnf)
