@@ -117,11 +117,13 @@ type CopyReport struct {
 	Seconds      float64 `json:"seconds"`
 }
 
-// CopiedPoint names a point copied.
+// CopiedPoint names a point copied. A sealed copy (no passphrase for
+// an encrypted source) cannot read the manifest: source and time are
+// unknown, and left out of the JSON rather than given as "" and year 1.
 type CopiedPoint struct {
 	ID     string    `json:"id"`
-	Source string    `json:"source"`
-	Time   time.Time `json:"time"`
+	Source string    `json:"source,omitempty"`
+	Time   time.Time `json:"time,omitzero"`
 }
 
 // CopyFailure is a point not copied, and why.

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -590,5 +591,20 @@ func TestCopyNoPointMakesNoStore(t *testing.T) {
 	}
 	if _, err := os.Stat(to); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the destination exists after the refused copy: %v", err)
+	}
+}
+
+// A sealed copy cannot read the manifests: its points' source and time
+// are left out of the JSON, not given as "" and year 1, which a script
+// would take for the point's time.
+func TestCopiedPointJSONSealed(t *testing.T) {
+	b, err := json.Marshal(CopiedPoint{ID: "abc"})
+	if err != nil || string(b) != `{"id":"abc"}` {
+		t.Errorf("sealed point: %s, %v", b, err)
+	}
+	tm := time.Date(2026, 11, 2, 21, 0, 5, 0, time.UTC)
+	b, _ = json.Marshal(CopiedPoint{ID: "abc", Source: "www", Time: tm})
+	if string(b) != `{"id":"abc","source":"www","time":"2026-11-02T21:00:05Z"}` {
+		t.Errorf("point: %s", b)
 	}
 }
