@@ -69,7 +69,11 @@ func password(c *cli.Context) (string, error) {
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", noPassphrase{fmt.Errorf("password file: %w", err)}
+			from := "--password-file"
+			if os.Getenv("RECALL_PASSWORD_FILE") == file {
+				from = "RECALL_PASSWORD_FILE"
+			}
+			return "", noPassphrase{fmt.Errorf("password file (%s): %w: give a file that holds the passphrase, or drop %s to use RECALL_PASSWORD, --password-command or a prompt", from, err, from)}
 		}
 		pw := strings.TrimRight(string(b), "\r\n")
 		if pw == "" {

@@ -701,6 +701,9 @@ func tapeKeyImport(c *cli.Context) error {
 		}
 	}
 	p, err := engine.ImportTapeKey(home(c), b, pw, c.String("retention"), time.Now(), warnf)
+	if errors.Is(err, tapefs.ErrWrongKey) {
+		return fmt.Errorf("%s: %w", c.Args().First(), err)
+	}
 	if errors.Is(err, engine.ErrNeedRetention) {
 		return usagef("tape key import: pool %s is not on this server: give --retention SPAN (how long the sets this server writes to it are kept, like 7y) to create it", p.Name)
 	}
