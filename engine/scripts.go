@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -82,6 +84,20 @@ func (t *tailBuffer) result() (string, bool) {
 	return string(bytes.Clone(t.buf)), t.truncated
 }
 
+// scriptSecrets are the variables a group's scripts run without: the
+// store's passphrase and what yields it, and the Samba user's. A script
+// is an administrator's, but what it runs (a database dump, a snapshot
+// tool) and what it logs or leaves in /proc need none of them.
+var scriptSecrets = []string{"RECALL_PASSWORD", "RECALL_PASSWORD_COMMAND", "RECALL_PASSWORD_FILE", "RECALL_SMB_PASSWORD"}
+
+// scriptEnv is env less scriptSecrets.
+func scriptEnv(env []string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(scriptSecrets, name)
+	})
+}
+
 // runScript runs command with sh -c and the extra environment env, killing
 // its process group at timeout or when ctx ends. The error wraps ErrScript
 // and says how it ended; run holds the output either way.
@@ -89,7 +105,7 @@ func runScript(ctx context.Context, phase, command string, timeout time.Duration
 	run := ScriptRun{Phase: phase, Command: command, Started: time.Now().UTC(), ExitCode: -1}
 	out := &tailBuffer{max: scriptOutputMax}
 	cmd := exec.Command("/bin/sh", "-c", command)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(scriptEnv(os.Environ()), env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

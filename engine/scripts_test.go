@@ -73,3 +73,24 @@ func TestScriptOutcomes(t *testing.T) {
 		t.Errorf("long output: %d bytes, truncated %v, %v", len(run.Output), run.Truncated, err)
 	}
 }
+
+// A group's scripts run without the store's passphrase, what yields it,
+// and the Samba user's: a pre script of "env > file" wrote
+// RECALL_PASSWORD=... into the file. Other variables, and the ones the
+// job gives, are there.
+func TestScriptEnvWithoutSecrets(t *testing.T) {
+	for _, k := range scriptSecrets {
+		t.Setenv(k, "secret-"+k)
+	}
+	t.Setenv("RECALL_HOME_KEEP", "kept")
+	run, err := runScript(context.Background(), "pre", "env", 10*time.Second, []string{"RECALL_GROUP=g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(run.Output, "secret-") {
+		t.Errorf("the script saw a secret:\n%s", run.Output)
+	}
+	if !strings.Contains(run.Output, "RECALL_HOME_KEEP=kept") || !strings.Contains(run.Output, "RECALL_GROUP=g") {
+		t.Errorf("the script lost other variables:\n%s", run.Output)
+	}
+}
