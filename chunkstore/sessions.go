@@ -93,7 +93,7 @@ func (l *Lock) register(ctx context.Context, purpose string) (backend.Unlocker, 
 
 // SessionInfo is a living write session, as its registration tells it.
 type SessionInfo struct {
-	Name string // the registration's name
+	Name string `json:"name"` // the registration's name
 	LockInfo
 }
 
