@@ -137,6 +137,10 @@ func TestServeKilledDuringBackup(t *testing.T) {
 		t.Errorf("second recall serve on the home: exit %d, stderr %q; want exit 6 (locked) naming %s", second.code, second.stderr, want)
 	}
 
+	// A hangup (the terminal of 'recall serve &' closed) is logged and
+	// ignored; it killed the server at once, mid-job, without a word.
+	must(t, s.cmd.Process.Signal(syscall.SIGHUP))
+	s.await("SIGHUP ignored")
 	must(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	if code := s.wait(); code != 0 {
 		t.Errorf("recall serve stopped by SIGTERM: exit %d; log:\n%s", code, s.log)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -46,6 +47,22 @@ func serve(c *cli.Context) error {
 		return usagef("--log-format %q: allowed: text, json", f)
 	}
 	log := slog.New(h)
+	// A hangup (the terminal of 'recall serve &' closed, an SSH session
+	// ended) killed the server at once, mid-backup, with no line in its
+	// log. It runs on; SIGTERM and SIGINT stop it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP ignored: recall serve stops on SIGTERM or SIGINT")
+			case <-c.Context.Done():
+				return
+			}
+		}
+	}()
 	cfg, err := loadConfig(c.String("config"))
 	if err != nil {
 		return err
