@@ -98,6 +98,9 @@
 //	  "version": 1,                 format version; another one is refused
 //	  "groups": {
 //	    "<group>": {
+//	      "group_created": "<RFC 3339>" the group's created time: a group made
+//	                                 again under the name starts afresh (absent
+//	                                 in files of earlier servers: taken as the group's)
 //	      "covered": "<RFC 3339>"   latest run time whose backup finished
 //	      "tape": "<RFC 3339>"      latest tape-goal run time written (absent: none yet)
 //	      "tape_retry": "<RFC 3339>" when a failed tape write is tried again (absent: none)

@@ -401,9 +401,17 @@ func (s *Server) tick(ctx context.Context) time.Time {
 		}
 		s.mu.Lock()
 		gs := s.state.Groups[g.Name]
-		if gs == nil {
-			gs = &groupState{}
+		switch {
+		case gs == nil, !gs.Created.IsZero() && !gs.Created.Equal(g.Created):
+			// New, or deleted and made again under the same name: the
+			// old group's runs are no runs of this one, which is backed
+			// up at once as any new group. (Its state was kept, and the
+			// new group waited for the old one's next run.)
+			gs = &groupState{Created: g.Created}
 			s.state.Groups[g.Name] = gs
+			dirty = true
+		case gs.Created.IsZero() && !g.Created.IsZero():
+			gs.Created, dirty = g.Created, true // a state from before the field
 		}
 		covered := gs.Covered
 		s.mu.Unlock()

@@ -521,3 +521,30 @@ func TestServerKilledDuringAPIBackup(t *testing.T) {
 	}
 	verifyClean(t, f.home)
 }
+
+// A group deleted and made again under its name is backed up at once, as
+// any new group: the server kept the old group's state, and the new one
+// waited for the old one's next run (a day, for a point made at 21:00).
+func TestGroupMadeAgainBackedUpAtOnce(t *testing.T) {
+	f := newFixture(t)
+	r := start(t, f.home, NewFakeClock(week0), nil)
+	r.until(week0.Add(time.Hour))
+	r.stop()
+	if n := count(jobsOf(t, f.home), "backup", "b", "ok"); n != 1 {
+		t.Fatalf("group b: %d backups in its first hour, want its first one", n)
+	}
+	again := week0.Add(time.Hour)
+	must(t, engine.WithCatalog(f.home, time.Second, t.Logf, func(cat *engine.Catalog) error {
+		if err := cat.DeleteGroup("b"); err != nil {
+			return err
+		}
+		_, err := cat.CreateGroup(engine.Group{Name: "b", Members: []string{f.memB}, Policy: polB}, again)
+		return err
+	}))
+	r = start(t, f.home, NewFakeClock(again), nil)
+	r.srv.WaitIdle()
+	r.stop()
+	if n := count(jobsOf(t, f.home), "backup", "b", "ok"); n != 2 {
+		t.Errorf("group b made again: %d backups, want a second one at once", n)
+	}
+}

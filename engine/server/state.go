@@ -26,6 +26,9 @@ type state struct {
 }
 
 type groupState struct {
+	// Created is the Created time of the group this state is of: a group
+	// deleted and made again under its name starts afresh.
+	Created time.Time `json:"group_created,omitzero"`
 	// Covered is the latest scheduled run time whose backup finished,
 	// whatever its outcome; the next due run is the first after it.
 	Covered time.Time `json:"covered"`
