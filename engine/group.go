@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // Group is a protection group: named data sources sharing one policy. It
@@ -124,6 +125,24 @@ func (g *Group) normalize() error {
 	g.Policy = g.Policy.Defaults()
 	if err := g.Policy.Check(); err != nil {
 		return fmt.Errorf("group %s: %w", g.Name, err)
+	}
+	return nil
+}
+
+// membersOutsideStore refuses a member that is the store of the
+// catalog's home or inside it: each run of the group would fail (the
+// backup refuses it), and the alert's advice, to run it again, could not
+// help. A store kept elsewhere (--store) is checked by the backup only.
+func (c *Catalog) membersOutsideStore(g *Group) error {
+	dir := StoreDir(filepath.Dir(c.path))
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) != nil {
+		return nil
+	}
+	for _, m := range g.Members {
+		if inside(m, devIno{st.Dev, st.Ino}) {
+			return fmt.Errorf("%w: group %s: member %s is the store of this home (%s) or inside it: a backup of it would store the store again; protect the store with 'recall copy' or tape", ErrBadPolicy, g.Name, m, dir)
+		}
 	}
 	return nil
 }
@@ -250,6 +269,9 @@ func (c *Catalog) CreateGroup(g Group, now time.Time) (Group, error) {
 	if err := g.normalize(); err != nil {
 		return Group{}, err
 	}
+	if err := c.membersOutsideStore(&g); err != nil {
+		return Group{}, err
+	}
 	g.PolicyVersion, g.Created, g.Modified = 1, now.UTC(), now.UTC()
 	err := c.guard(func() error {
 		return c.db.Update(func(tx *bolt.Tx) error {
@@ -296,6 +318,9 @@ func (c *Catalog) EditGroup(name string, now time.Time, fn func(*Group) error) (
 			}
 			g.Name = name
 			if err := g.normalize(); err != nil {
+				return err
+			}
+			if err := c.membersOutsideStore(&g); err != nil {
 				return err
 			}
 			if err := linkSources(tx, &g); err != nil {
@@ -365,6 +390,9 @@ func (c *Catalog) ApplyGroups(decl []Group, dryRun bool, now time.Time) ([]Group
 	seen := map[string]bool{}
 	for i := range decl {
 		if err := decl[i].normalize(); err != nil {
+			return nil, err
+		}
+		if err := c.membersOutsideStore(&decl[i]); err != nil {
 			return nil, err
 		}
 		if seen[decl[i].Name] {

@@ -340,3 +340,34 @@ func TestGroupExclusions(t *testing.T) {
 		t.Errorf("exclude file gone: %v", err)
 	}
 }
+
+// A member that is the store of the catalog's home, or inside it, is
+// refused at create, edit and apply: every run of the group failed (the
+// backup refuses it) and the alert's advice, to run it again, could not
+// help. The home itself, which holds the store, is a member like any
+// other: its backups leave the store out.
+func TestGroupMemberInsideStoreRefused(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(StoreDir(home), "points"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCatalog(CatalogPath(home), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, m := range []string{StoreDir(home), filepath.Join(StoreDir(home), "points"), filepath.Join(StoreDir(home), "not-yet")} {
+		if _, err := c.CreateGroup(Group{Name: "g", Members: []string{m}}, time.Now()); !errors.Is(err, ErrBadPolicy) || !strings.Contains(err.Error(), "is the store of this home") {
+			t.Errorf("member %s: %v, want it refused", m, err)
+		}
+		if _, err := c.ApplyGroups([]Group{{Name: "g", Members: []string{m}}}, false, time.Now()); !errors.Is(err, ErrBadPolicy) {
+			t.Errorf("member %s applied: %v, want it refused", m, err)
+		}
+	}
+	if _, err := c.CreateGroup(Group{Name: "h", Members: []string{home}}, time.Now()); err != nil {
+		t.Fatalf("the home as a member: %v", err)
+	}
+	if _, err := c.EditGroup("h", time.Now(), func(g *Group) error { g.Members = append(g.Members, StoreDir(home)); return nil }); !errors.Is(err, ErrBadPolicy) {
+		t.Errorf("the store added by an edit: %v, want it refused", err)
+	}
+}
