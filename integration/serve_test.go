@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -166,6 +167,10 @@ func TestServeBadConfig(t *testing.T) {
 		{"unknown key", "[metrics]\nlisten = \"127.0.0.1:9745\"\nlisen = \"x\"\n", "recall.toml:3: unknown key \"metrics.lisen\": allowed: listen"},
 		{"notify event", "[[notify.webhook]]\nurl = \"https://hooks.example/recall\"\non = [\"failure\", \"oops\"]\n", "recall.toml:3: notify.webhook.on \"oops\": allowed: failure, alert, alert-cleared, success"},
 		{"syntax", "home = \n", "recall.toml:1:"},
+		// A mount inside the store is refused before anything starts,
+		// as 'recall mount' refuses it: the server made the directory
+		// in the store and retried the mount for ever.
+		{"mount in store", "[[mount]]\npath = \"" + filepath.Join(e.home, "store", "x") + "\"\n", "is inside the store"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(dir, "recall.toml")
@@ -173,6 +178,9 @@ func TestServeBadConfig(t *testing.T) {
 			r := e.run("serve", "--config", p)
 			if r.code != 2 || !strings.Contains(r.stderr, c.want) {
 				t.Errorf("exit %d, stderr %q; want exit 2 and %q", r.code, r.stderr, c.want)
+			}
+			if _, err := os.Stat(filepath.Join(e.home, "store", "x")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a directory was made in the store (%v)", err)
 			}
 		})
 	}

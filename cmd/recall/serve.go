@@ -78,6 +78,19 @@ func serve(c *cli.Context) error {
 	if err := engine.RequireStore(home); err != nil {
 		return err
 	}
+	// A [[mount]] that would hide the home or the store, or lie inside
+	// the store, is refused before anything starts, as 'recall mount'
+	// refuses it (the server made the directory inside the store, left
+	// it there, and retried the mount for ever).
+	for _, m := range cfg.Mount {
+		abs, err := filepath.Abs(m.Path)
+		if err != nil {
+			return err
+		}
+		if err := mountHidesHome(abs, home, storeDir(c)); err != nil {
+			return fmt.Errorf("configuration: [[mount]] path %s: %w", m.Path, err)
+		}
+	}
 	st, err := openStore(c)
 	if errors.Is(err, chunkstore.ErrNoPassword) && os.Getenv("NOTIFY_SOCKET") != "" {
 		// Started by systemd, with no terminal to ask on: say where the
