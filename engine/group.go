@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -529,6 +530,13 @@ func (g *Group) ExcludeSlips() []string {
 				out = append(out, fmt.Sprintf("group %s: exclude pattern %q is matched from the member's directory %s, so it leaves out %s/%s, which is likely not there; to leave out %s write %q", g.Name, pat, m, m, strings.TrimPrefix(pat, "/"), pat, "/"+rest))
 				break
 			}
+		}
+	}
+	// An exclude file is read at each backup: one that is not there
+	// fails every backup of the group, as a missing member fails its own.
+	for _, f := range g.Policy.ExcludeFile {
+		if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
+			out = append(out, fmt.Sprintf("group %s: exclude file %s does not exist (yet): the group's backups fail, with an alert, until it does", g.Name, f))
 		}
 	}
 	return out

@@ -371,3 +371,18 @@ func TestGroupMemberInsideStoreRefused(t *testing.T) {
 		t.Errorf("the store added by an edit: %v, want it refused", err)
 	}
 }
+
+// A group whose exclude file is not there is warned of when it is made
+// or changed, as a missing member is: it fails every backup of the group.
+func TestExcludeSlipsMissingExcludeFile(t *testing.T) {
+	there := filepath.Join(t.TempDir(), "ex.txt")
+	if err := os.WriteFile(there, []byte("*.tmp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.txt")
+	g := Group{Name: "g", Members: []string{"/srv"}, Policy: Policy{ExcludeFile: []string{there, missing}}}
+	slips := g.ExcludeSlips()
+	if len(slips) != 1 || !strings.Contains(slips[0], "exclude file "+missing+" does not exist") {
+		t.Errorf("slips %q, want the missing exclude file named", slips)
+	}
+}

@@ -78,6 +78,13 @@ type Alert struct {
 }
 
 // key is what makes two failures the same alert.
+// memberGone reports whether a member's path is not there (a member that
+// is there failed on something else it needs, which the error names).
+func memberGone(m string) bool {
+	_, err := os.Lstat(m)
+	return errors.Is(err, os.ErrNotExist)
+}
+
 func (a *Alert) key() string { return a.Job + "\x00" + a.Group + "\x00" + a.Source }
 
 // AlertEvent is what Options.OnAlert hears: an alert opened (its first
@@ -254,7 +261,9 @@ func suggest(f *Alert, err error) string {
 		return "another recall process holds the catalog: wait for it, or stop it if it hangs; the server retries"
 	case errors.Is(err, syscall.ENOSPC):
 		return "the store's file system is full: free space on it, or shorten retention ('recall group edit " + f.Group + " --retention ...') and run 'recall prune' and 'recall gc'"
-	case errors.Is(err, os.ErrNotExist) && f.Member != "":
+	case errors.Is(err, os.ErrNotExist) && strings.Contains(err.Error(), "exclude file"):
+		return fmt.Sprintf("an exclude file of group %s is missing (the error names it): put it back, or drop it from the group's policy ('recall group edit %s --exclude-file ...', or apply a groups file without it); the next run tries again", f.Group, f.Group)
+	case errors.Is(err, os.ErrNotExist) && f.Member != "" && memberGone(f.Member):
 		return fmt.Sprintf("member %s is gone: restore or remount it, or take it out of the group with 'recall group remove %s --member %s'", f.Member, f.Group, f.Member)
 	case errors.Is(err, os.ErrPermission):
 		return "permission denied: recall serve must run as root to read every file"

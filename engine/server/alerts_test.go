@@ -157,6 +157,22 @@ func TestAlertActions(t *testing.T) {
 			t.Errorf("%v: action %q, want it to say %q", c.err, got, c.want)
 		}
 	}
+	// Something the member's backup needs is missing, the member is
+	// there: the action no longer calls the member gone. (It said so for
+	// a missing exclude file.)
+	there := t.TempDir()
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("the group's exclude file: %w", &fs.PathError{Op: "open", Path: "/etc/x.txt", Err: syscall.ENOENT}), "an exclude file of group g is missing"},
+		{&fs.PathError{Op: "open", Path: "/elsewhere", Err: syscall.ENOENT}, "see job 7"},
+	} {
+		f := Alert{Job: "backup", Group: "g", Member: there, CatalogJob: 7}
+		if got := suggest(&f, c.err); !strings.Contains(got, c.want) || strings.Contains(got, "is gone") {
+			t.Errorf("%v (member there): action %q, want it to say %q", c.err, got, c.want)
+		}
+	}
 }
 
 // TestAlertsFileV1 pins the file's format.
