@@ -160,6 +160,10 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s is declared twice (first on line %d): keep one", path, at(lines.key(i, "name")), d.Name, lines.key(j, "name"))
 		}
 		first[d.Name] = i
+		// Checked here, not only by ApplyGroups, to say the line.
+		if err := engine.CheckGroupName(d.Name); err != nil {
+			return nil, groupsLines{}, nil, usagef("groups file %s: %s%v", path, at(lines.key(i, "name")), err)
+		}
 		if key, msg := emptyKeys(given.Group[i]); key != "" {
 			return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s: %s", path, at(lines.key(i, key)), d.Name, msg)
 		}

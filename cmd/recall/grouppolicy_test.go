@@ -203,3 +203,13 @@ func TestApplyGroupTwice(t *testing.T) {
 		t.Errorf("apply of a group declared twice: %v (exit %d), want exit 2 naming both lines", err, exitCode(err))
 	}
 }
+
+// A group name the catalog refuses is refused naming its line, as every
+// other refusal of a groups file is (it gave no line).
+func TestApplyBadGroupNameLine(t *testing.T) {
+	dir, run := groupHome(t)
+	file := writeGroups(t, dir, "[[group]]\nname = \"ok\"\nmembers = [\""+filepath.Join(dir, "x")+"\"]\n\n[[group]]\nname = \"-bad\"\nmembers = [\""+filepath.Join(dir, "y")+"\"]\n")
+	if _, err := run("apply", "-f", file, "--dry-run"); exitCode(err) != exitUsage || !strings.Contains(err.Error(), "line 6: ") || !strings.Contains(err.Error(), `"-bad"`) {
+		t.Errorf("apply of a bad group name: %v (exit %d), want exit 2 naming line 6", err, exitCode(err))
+	}
+}
