@@ -139,6 +139,10 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if !filepath.IsAbs(c.Socket) {
 		return nil, bad("", 0, "socket", c.Socket, "an absolute path")
 	}
+	if len(c.Socket) > maxSocketPath {
+		// bind(2) said only "invalid argument".
+		return nil, bad("", 0, "socket", c.Socket, fmt.Sprintf("a path of at most %d bytes (a Unix socket's limit; this one has %d)", maxSocketPath, len(c.Socket)))
+	}
 	if !filepath.IsAbs(c.SmbConf) {
 		return nil, bad("", 0, "smb_conf", c.SmbConf, "an absolute path")
 	}
@@ -228,6 +232,10 @@ func allowedKeys(table string) string {
 // table's header, the [[mount]] that has no path; a key in dotted or
 // inline form it does not find, or one missing at the top level, gives
 // line 0.
+// maxSocketPath is the longest path a Unix socket's address holds
+// (sun_path is 108 bytes on Linux, its last a NUL).
+const maxSocketPath = 107
+
 func lineOf(data []byte, table string, index int, key string) int {
 	cur, seen, header := "", -1, 0
 	sc := bufio.NewScanner(bytes.NewReader(data))

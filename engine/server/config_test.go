@@ -106,3 +106,18 @@ func TestLoadConfigFile(t *testing.T) {
 		t.Errorf("LoadConfig: %+v, %v", c, err)
 	}
 }
+
+// A socket path longer than a Unix socket's address holds is a
+// configuration error naming the limit: bind(2) said only "invalid
+// argument", after the server had made the socket's directory.
+func TestConfigSocketTooLong(t *testing.T) {
+	long := "/run/" + strings.Repeat("x", maxSocketPath-len("/run/")+1)
+	_, err := ParseConfig("recall.toml", []byte("socket = \""+long+"\"\n"))
+	if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), "at most 107 bytes") || !strings.Contains(err.Error(), "recall.toml:1") {
+		t.Errorf("socket of %d bytes: %v, want a configuration error naming the limit and the line", len(long), err)
+	}
+	ok := long[:maxSocketPath]
+	if _, err := ParseConfig("recall.toml", []byte("socket = \""+ok+"\"\n")); err != nil {
+		t.Errorf("socket of %d bytes: %v", len(ok), err)
+	}
+}
