@@ -28,12 +28,12 @@ func policyFlags() []cli.Flag {
 		&cli.IntFlag{Name: "keep-weekly", Usage: "beyond the retention range, keep the newest point of each of the last `N` weeks"},
 		&cli.IntFlag{Name: "keep-monthly", Usage: "beyond the retention range, keep the newest point of each of the last `N` months"},
 		&cli.IntFlag{Name: "keep-yearly", Usage: "beyond the retention range, keep the newest point of each of the last `N` years"},
-		&cli.GenericFlag{Name: "exclude", Value: &repeated{}, Usage: "leave out what matches `PATTERN`, as backup --exclude (repeatable; replaces the group's list)"},
+		&cli.GenericFlag{Name: "exclude", Value: &repeated{}, Usage: "leave out what matches `PATTERN`, as backup --exclude (repeatable; replaces the group's list; \"\": none)"},
 		&cli.BoolFlag{Name: "one-file-system", Usage: "stay on each member's file system"},
 		&cli.BoolFlag{Name: "exclude-caches", Usage: "leave out the content of directories holding a valid CACHEDIR.TAG, as backup --exclude-caches"},
-		&cli.GenericFlag{Name: "exclude-if-present", Value: &repeated{}, Usage: "leave out the content of directories holding an entry `NAME` (repeatable; replaces the group's list)"},
+		&cli.GenericFlag{Name: "exclude-if-present", Value: &repeated{}, Usage: "leave out the content of directories holding an entry `NAME` (repeatable; replaces the group's list; \"\": none)"},
 		&cli.StringFlag{Name: "exclude-larger-than", Usage: "leave out files larger than `SIZE` (100MiB, 2GiB; \"\": no limit)"},
-		&cli.GenericFlag{Name: "exclude-file", Value: &repeated{}, Usage: "leave out the patterns of `FILE` (absolute; read at each backup; repeatable; replaces the group's list)"},
+		&cli.GenericFlag{Name: "exclude-file", Value: &repeated{}, Usage: "leave out the patterns of `FILE` (absolute; read at each backup; repeatable; replaces the group's list; \"\": none)"},
 		&cli.StringFlag{Name: "compression", Usage: "codec of new data: zstd, s2 or off (default: the store's)"},
 		&cli.StringFlag{Name: "pre-script", Usage: "run `CMD` (sh -c) before each member's backup; its failure fails that member's job"},
 		&cli.StringFlag{Name: "post-script", Usage: "run `CMD` (sh -c) after each member's backup, even a failed one (RECALL_OUTCOME says how it went)"},
@@ -77,7 +77,7 @@ func setPolicy(c *cli.Context, p *engine.Policy) {
 		p.Days = splitList(c.String("days"))
 	}
 	if c.IsSet("exclude") {
-		p.Exclude = c.Generic("exclude").(*repeated).list
+		p.Exclude = listOrNone(c, "exclude")
 	}
 	if c.IsSet("one-file-system") {
 		p.OneFileSystem = c.Bool("one-file-system")
@@ -86,11 +86,11 @@ func setPolicy(c *cli.Context, p *engine.Policy) {
 		p.ExcludeCaches = c.Bool("exclude-caches")
 	}
 	if c.IsSet("exclude-if-present") {
-		p.ExcludeIfPresent = c.Generic("exclude-if-present").(*repeated).list
+		p.ExcludeIfPresent = listOrNone(c, "exclude-if-present")
 	}
 	if c.IsSet("exclude-file") {
 		p.ExcludeFile = nil
-		for _, f := range c.Generic("exclude-file").(*repeated).list {
+		for _, f := range listOrNone(c, "exclude-file") {
 			if abs, err := filepath.Abs(f); err == nil {
 				f = abs
 			}

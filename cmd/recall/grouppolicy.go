@@ -49,7 +49,9 @@ func emptyPolicyFlags(c *cli.Context) error {
 		case "at", "days":
 			empty = len(splitList(c.String(name))) == 0
 		case "exclude-file":
-			empty = slices.ContainsFunc(c.Generic(name).(*repeated).list, func(f string) bool { return strings.TrimSpace(f) == "" })
+			// One "" alone is none (listOrNone); beside files it is a slip.
+			l := c.Generic(name).(*repeated).list
+			empty = len(l) > 1 && slices.ContainsFunc(l, func(f string) bool { return strings.TrimSpace(f) == "" })
 		default:
 			empty = strings.TrimSpace(c.String(name)) == ""
 		}
@@ -58,6 +60,17 @@ func emptyPolicyFlags(c *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// listOrNone is a repeatable policy flag's list, where a single "" is
+// none: 'group edit G --exclude-file ""' empties the group's list (it
+// could not be emptied but by applying a file without the key).
+func listOrNone(c *cli.Context, name string) []string {
+	l := c.Generic(name).(*repeated).list
+	if len(l) == 1 && strings.TrimSpace(l[0]) == "" {
+		return nil
+	}
+	return l
 }
 
 // emptyHint says what a noEmpty flag takes, from its usage: " TIMES:

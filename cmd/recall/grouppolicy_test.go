@@ -55,7 +55,6 @@ func TestGroupEmptyFlags(t *testing.T) {
 		{"end-user-recovery", "", "--end-user-recovery on|off"},
 		{"check", "", "--check WHEN"},
 		{"check-read-share", "", "--check-read-share PERCENT"},
-		{"exclude-file", "", "--exclude-file FILE"},
 	} {
 		for _, cmd := range [][]string{{"group", "create", "new", "--member", other}, {"group", "edit", "web"}} {
 			line := strings.Join(cmd[:2], " ") + " --" + tc.flag + "=" + tc.value
@@ -211,5 +210,32 @@ func TestApplyBadGroupNameLine(t *testing.T) {
 	file := writeGroups(t, dir, "[[group]]\nname = \"ok\"\nmembers = [\""+filepath.Join(dir, "x")+"\"]\n\n[[group]]\nname = \"-bad\"\nmembers = [\""+filepath.Join(dir, "y")+"\"]\n")
 	if _, err := run("apply", "-f", file, "--dry-run"); exitCode(err) != exitUsage || !strings.Contains(err.Error(), "line 6: ") || !strings.Contains(err.Error(), `"-bad"`) {
 		t.Errorf("apply of a bad group name: %v (exit %d), want exit 2 naming line 6", err, exitCode(err))
+	}
+}
+
+// A list flag given once as "" empties the group's list: 'group edit'
+// could not clear --exclude, --exclude-if-present or --exclude-file (each
+// "" was refused), only applying a file without the key could. A "" beside
+// other values is still a slip.
+func TestGroupEditClearsLists(t *testing.T) {
+	dir, run := groupHome(t)
+	ex := filepath.Join(dir, "ex.txt")
+	if err := os.WriteFile(ex, []byte("*.tmp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("group", "edit", "web", "--exclude", "*.tmp", "--exclude-if-present", ".nobackup", "--exclude-file", ex); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"exclude", "exclude-if-present", "exclude-file"} {
+		if _, err := run("group", "edit", "web", "--"+flag, ""); err != nil {
+			t.Errorf("group edit --%s '': %v, want the list emptied", flag, err)
+		}
+	}
+	out, err := run("group", "show", "web")
+	if err != nil || !strings.Contains(out, "web") || strings.Contains(out, "*.tmp") || strings.Contains(out, ".nobackup") || strings.Contains(out, ex) {
+		t.Errorf("group show after the lists were emptied: %v\n%s", err, out)
+	}
+	if _, err := run("group", "edit", "web", "--exclude-file", "", "--exclude-file", ex); exitCode(err) != exitUsage {
+		t.Errorf("--exclude-file '' beside a file: %v (exit %d), want exit 2", err, exitCode(err))
 	}
 }
