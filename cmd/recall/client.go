@@ -260,6 +260,9 @@ func progressLine(v server.JobView) string {
 		s += " of group " + v.Group
 	}
 	s += ": " + v.State
+	if v.Waiting != "" {
+		s += ", waiting for the store lock held by " + oneLine(v.Waiting)
+	}
 	for _, m := range v.Members {
 		if m.State != "running" {
 			continue

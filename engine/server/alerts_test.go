@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,5 +238,30 @@ func TestCatalogReplacedAlert(t *testing.T) {
 	r.srv.WaitIdle()
 	if as, _ := ReadAlerts(f.home); len(as) != 1 {
 		t.Errorf("the catalog alert closed by itself: %+v", as)
+	}
+}
+
+// A running job that waits for the store lock says whose it is in its
+// view, until it has the lock (its first member starts) or ends: status
+// and jobs showed "running" with no member and no word of the wait.
+func TestJobViewWaiting(t *testing.T) {
+	s := &Server{o: Options{Clock: NewFakeClock(week0), Log: slog.New(slog.DiscardHandler)}, hooks: hooks{nextJob: 1}}
+	view := func() JobView {
+		t.Helper()
+		js := s.Jobs()
+		if len(js) != 1 {
+			t.Fatalf("jobs %+v, want one", js)
+		}
+		return js[0]
+	}
+	s.track(Event{Kind: "queued", Job: "backup", Group: "g"})
+	s.track(Event{Kind: "started", Job: "backup", Group: "g"})
+	s.track(Event{Kind: "waiting", Job: "backup", Group: "g", Waiting: "pid 42 on h (backup of /srv)"})
+	if v := view(); v.State != "running" || v.Waiting != "pid 42 on h (backup of /srv)" {
+		t.Errorf("waiting job: %+v", v)
+	}
+	s.track(Event{Kind: "member", Job: "backup", Group: "g", Member: "/srv"})
+	if v := view(); v.Waiting != "" {
+		t.Errorf("job with the lock still waits: %+v", v)
 	}
 }

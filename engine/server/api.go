@@ -46,16 +46,19 @@ const (
 
 // JobView is one job of the server's queue, as the API shows it.
 type JobView struct {
-	ID       uint64       `json:"id"`
-	Kind     string       `json:"kind"` // backup, prune, gc
-	Group    string       `json:"group,omitempty"`
-	Retry    int          `json:"retry,omitempty"`
-	State    string       `json:"state"` // queued, running, ok, warnings, interrupted, failed
-	Queued   time.Time    `json:"queued"`
-	Started  time.Time    `json:"started,omitzero"`
-	Finished time.Time    `json:"finished,omitzero"`
-	Error    string       `json:"error,omitempty"`
-	Members  []MemberView `json:"members,omitempty"`
+	ID       uint64    `json:"id"`
+	Kind     string    `json:"kind"` // backup, prune, gc
+	Group    string    `json:"group,omitempty"`
+	Retry    int       `json:"retry,omitempty"`
+	State    string    `json:"state"` // queued, running, ok, warnings, interrupted, failed
+	Queued   time.Time `json:"queued"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Error    string    `json:"error,omitempty"`
+	// Waiting names the holder of the store lock a running job waits
+	// for (pid, host, what it does), until it has the lock.
+	Waiting string       `json:"waiting,omitempty"`
+	Members []MemberView `json:"members,omitempty"`
 }
 
 // Done reports whether the job has ended.
@@ -189,12 +192,16 @@ func (s *Server) track(e Event) {
 	switch e.Kind {
 	case "started":
 		j.view.State, j.view.Started = "running", now
+	case "waiting":
+		j.view.Waiting = e.Waiting
 	case "member":
+		j.view.Waiting = "" // it has the lock
 		j.view.Members = append(j.view.Members, MemberView{Member: e.Member, State: "running"})
 		if e.Progress != nil {
 			j.progress[e.Member] = e.Progress
 		}
 	case "finished":
+		j.view.Waiting = ""
 		j.view.Finished, j.view.State = now, result(e.Err)
 		if e.Err != nil {
 			j.view.Error = e.Err.Error()

@@ -68,7 +68,7 @@ const gcInterval = 24 * time.Hour
 
 // Event is one step of a job, as Options.Observe hears of it.
 type Event struct {
-	Kind   string // queued, started, member (a member's backup has its session), finished
+	Kind   string // queued, started, waiting (for the store lock), member (a member's backup has its session), finished
 	Job    string // backup, prune, gc, check
 	Group  string // "" for gc
 	Member string // for member
@@ -79,6 +79,9 @@ type Event struct {
 	Progress *engine.Progress
 	// Results are how each member of a backup went (finished backups).
 	Results []engine.MemberResult
+	// Waiting names the holder of the store lock a running job waits
+	// for (waiting events).
+	Waiting string
 }
 
 // ErrShutdown is the cause of the cancellation of jobs still running
@@ -623,9 +626,13 @@ func (s *Server) Wake() {
 	}
 }
 
-func (s *Server) lockOptions(what string) engine.LockOptions {
+// lockOptions are the store lock's options of job (backup, prune, gc) of
+// group: a wait is logged and shown in the job's view (JobView.Waiting)
+// until the job starts its work or ends.
+func (s *Server) lockOptions(job, group, what string) engine.LockOptions {
 	return engine.LockOptions{Wait: s.o.LockWait, OnWait: func(h chunkstore.LockInfo) {
 		s.o.Log.Info("store busy: waiting", "job", what, "holder", h.String())
+		s.o.observe(Event{Kind: "waiting", Job: job, Group: group, Waiting: h.String()})
 	}}
 }
 
@@ -637,7 +644,7 @@ func (s *Server) backup(ctx context.Context, t *task) ([]engine.MemberResult, er
 		Now:     s.o.Clock.Now,
 		Log:     func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },
 		Warn:    func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
-		Lock:    s.lockOptions("backup of group " + g.Name),
+		Lock:    s.lockOptions("backup", g.Name, "backup of group "+g.Name),
 		Settle:  t.settle,
 		Planned: t.planned,
 		Slot:    t.slot,
@@ -723,7 +730,7 @@ func (s *Server) prune(ctx context.Context, t *task) error {
 				return nil, err
 			}
 		}
-		entries, err := s.o.Store.Prune(ctx, []engine.Group{g}, engine.PruneOptions{AsOf: s.o.Clock.Now(), Lock: s.lockOptions("prune of group " + g.Name), Held: held,
+		entries, err := s.o.Store.Prune(ctx, []engine.Group{g}, engine.PruneOptions{AsOf: s.o.Clock.Now(), Lock: s.lockOptions("prune", g.Name, "prune of group "+g.Name), Held: held,
 			Removed: func(e engine.PruneEntry) {
 				s.o.Log.Info("point forgotten", "group", g.Name, "source", e.Point.Source, "point", e.Point.ID.String()[:12], "time", e.Point.Time, "rule", e.Rule)
 			}})
@@ -754,7 +761,7 @@ func (s *Server) gc(ctx context.Context) error {
 		var err error
 		rep, err = engine.GC(ctx, s.o.Store, engine.GCOptions{
 			Log:         func(f string, a ...any) { s.o.Log.Info(fmt.Sprintf(f, a...), "job", "gc") },
-			LockOptions: s.lockOptions("garbage collection"),
+			LockOptions: s.lockOptions("gc", "", "garbage collection"),
 		})
 		return nil, err
 	})
