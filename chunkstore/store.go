@@ -1058,6 +1058,31 @@ func (s *Store) PackOf(id ID) (ID, bool) {
 	return s.idx.packID(l.pack), true
 }
 
+// notPackFile says what lies where a local store reads pack id from when
+// it is not a file to read (a directory, a link that cannot be followed),
+// or "": such a pack was reported only as missing.
+func notPackFile(s *Store, id ID) string {
+	if s.Dir() == "" {
+		return ""
+	}
+	p := s.packHome(id)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return ""
+	}
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Sprintf("%s is a symbolic link that cannot be followed (%v): put the pack file there", p, err)
+		}
+	case fi.IsDir():
+		return fmt.Sprintf("%s is a directory: put the pack file there", p)
+	case !fi.Mode().IsRegular():
+		return fmt.Sprintf("%s is not a regular file (%s): put the pack file there", p, fi.Mode().Type())
+	}
+	return ""
+}
+
 // PackInfo describes one pack as the index and the last pack walk see it.
 type PackInfo struct {
 	ID       ID
@@ -1101,6 +1126,8 @@ func (s *Store) Packs() []PackInfo {
 			s.fmu.Lock()
 			if at, ok := s.misplaced[id]; ok {
 				pi.Problem = fmt.Sprintf("pack file is missing from %s: it lies at %s ('recall repair index' moves it back)", s.packHome(id), at)
+			} else if why := notPackFile(s, id); why != "" {
+				pi.Problem = "pack file is missing: " + why
 			}
 			s.fmu.Unlock()
 		case pi.Size >= 0 && pi.Blobs > 0 && pi.Size < pi.Expected:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"unsafe"
@@ -483,5 +484,49 @@ func TestCheckPackDataKeepsBytes(t *testing.T) {
 				t.Errorf("recorded damage %+v", d)
 			}
 		})
+	}
+}
+
+// A pack whose place holds a directory or a link that cannot be followed
+// is reported as such, not only as missing: an administrator sees what to
+// move. (It said "pack file is missing" and nothing more.)
+func TestPackPlaceNotAFile(t *testing.T) {
+	dir, s := newStore(t, false)
+	lock, w := openWriter(t, s)
+	data := randBytes(1, 50_000)
+	if _, err := w.SaveBlob(DataBlob, s.Hash(data), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lock.Unlock()
+	var id ID
+	if err := s.ListPacks(func(p ID, _ int64) error { id = p; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "packs", id.String()[:2], id.String())
+	if err := os.Rename(home, filepath.Join(t.TempDir(), "saved")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		make func() error
+		want string
+	}{
+		{func() error { return os.Symlink(home, home) }, "is a symbolic link that cannot be followed"},
+		{func() error { os.Remove(home); return os.Mkdir(home, 0o700) }, "is a directory"},
+	} {
+		if err := c.make(); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		for _, pi := range s.Packs() {
+			if pi.ID == id {
+				got = pi.Problem
+			}
+		}
+		if !strings.Contains(got, c.want) || !strings.Contains(got, home) {
+			t.Errorf("problem %q, want it to name %s and say it %s", got, home, c.want)
+		}
 	}
 }
