@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -237,5 +238,30 @@ func TestGroupEditClearsLists(t *testing.T) {
 	}
 	if _, err := run("group", "edit", "web", "--exclude-file", "", "--exclude-file", ex); exitCode(err) != exitUsage {
 		t.Errorf("--exclude-file '' beside a file: %v (exit %d), want exit 2", err, exitCode(err))
+	}
+}
+
+// tape pool list --json gives the append window in effect, as the table
+// does: a pool made with the default had no append_window at all.
+func TestTapePoolListJSONWindow(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("RECALL_CONFIG", filepath.Join(dir, "none.toml"))
+	home := filepath.Join(dir, "home")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runRecall(t, append([]string{"--home", home, "-q"}, args...)...)
+		if err != nil {
+			t.Fatalf("recall %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+	run("tape", "library", "add", "L", "--emulated", filepath.Join(dir, "lib"), "--slots", "1")
+	run("tape", "pool", "create", "p", "--retention", "1y")
+	var ps []struct {
+		Name         string `json:"name"`
+		AppendWindow string `json:"append_window"`
+	}
+	if err := json.Unmarshal([]byte(run("tape", "pool", "list", "--json")), &ps); err != nil || len(ps) != 1 || ps[0].AppendWindow != engine.DefaultAppendWindow {
+		t.Errorf("pools %+v, %v: want p with append_window %s", ps, err, engine.DefaultAppendWindow)
 	}
 }

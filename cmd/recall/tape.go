@@ -380,6 +380,11 @@ func tapePoolList(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
+		// The window in effect, as the table shows it: the record
+		// leaves the default out, and the JSON left it out too.
+		for i := range ps {
+			ps[i].AppendWindow = ps[i].Window()
+		}
 		return printJSON(c, ps)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
