@@ -561,3 +561,41 @@ func TestForeignFileInIndexDirIsNoProblem(t *testing.T) {
 		t.Errorf("the foreign file went: %v", err)
 	}
 }
+
+// A pack missing because a directory or a dead link holds its place keeps
+// its index file through a rebuild: put back, it reads as before. The
+// rebuild dropped the file, and with it what the pack holds.
+func TestRebuildIndexKeepsBlockedPack(t *testing.T) {
+	dir, s := newStore(t, false)
+	data := randBytes(1, 30_000)
+	ids := saveBlobs(t, s, data)
+	var pack ID
+	if err := s.ListPacks(func(id ID, _ int64) error { pack = id; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "packs", pack.String()[:2], pack.String())
+	saved := filepath.Join(t.TempDir(), "saved")
+	if err := os.Rename(home, saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s2 := reopen(t, dir)
+	lock := exclusive(t, s2)
+	rb, err := lock.RebuildIndex(false)
+	if err != nil || len(rb.Removed) != 0 {
+		t.Fatalf("rebuild with the pack's place a directory: %v, removed %v: want the index file kept", err, rb.Removed)
+	}
+	lock.Unlock()
+	if err := os.Remove(home); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(saved, home); err != nil {
+		t.Fatal(err)
+	}
+	s3 := reopen(t, dir)
+	if got, err := s3.LoadBlob(ids[0], nil); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("blob after the pack was put back: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 
@@ -181,6 +182,21 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		return nil, err
 	}
 	res := &IndexRebuild{Removed: map[string]string{}, BadHeaders: map[ID]string{}}
+	// Packs missing because their place holds a directory or a dead link
+	// (notPackFile): their index files stay, so nothing forgets what the
+	// packs hold before the file is put back.
+	blocked := map[ID]string{}
+	for _, f := range files {
+		for _, p := range f.packs {
+			if _, ok := sizes[p.id]; ok || blocked[p.id] != "" {
+				continue
+			}
+			if why := notPackFile(s, p.id); why != "" {
+				blocked[p.id] = why
+				fmt.Fprintf(os.Stderr, "recall: pack %s: %s; its index entries are kept until it is there\n", p.id, why)
+			}
+		}
+	}
 	missing := map[ID]bool{} // packs removed files list that are not there
 	covered := map[ID]bool{}
 	fromIndex := map[ID][]PackEntry{} // entries of bad-header packs from readable files
@@ -202,6 +218,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			}
 			switch h, ok := headers[p.id]; {
 			case why != "":
+			case !ok && !badHeader[p.id] && blocked[p.id] != "":
+				// The file is kept: the pack is there to put back, and
+				// its entries say what it holds until it is.
 			case !ok && !badHeader[p.id]:
 				why = "lists pack " + p.id.String() + ", which is missing"
 			case ok && !slices.Equal(sortedEntries(h), sortedEntries(p.entries)):
