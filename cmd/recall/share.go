@@ -93,7 +93,7 @@ include line) and reloads smbd. The user (default: the one 'share bmr-target
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "source", Usage: "data source `NAME` of the point"},
 				&cli.StringFlag{Name: "user", Usage: "Samba `USER` Windows RE logs on as (default: the source's)"},
-				&cli.StringFlag{Name: "name", Usage: "share `NAME` (default: <source>-<point time as YYYYMMDD-HHMM>)"},
+				&cli.StringFlag{Name: "name", Usage: "share `NAME` (default: <source>-<point time as YYYYMMDD-HHMMSS>)"},
 				&cli.StringFlag{Name: "mountpoint", Value: defaultMountpoint, Usage: "where the recovery tree is mounted (`MNT`)"},
 				&cli.BoolFlag{Name: "apply", Usage: "install the share and reload smbd (else only print it)"},
 				&cli.StringFlag{Name: "smb-conf", Value: engine.DefaultSmbConf, Usage: "Samba configuration `FILE` to install into"},

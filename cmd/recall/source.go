@@ -28,16 +28,18 @@ func sourceName(c *cli.Context) (string, error) {
 func sourceFlags(add bool) []cli.Flag {
 	staging, reservation, settle := "WSB's share: `DIR`, created if missing (default "+engine.DefaultStagingRoot+"/NAME)",
 		"room one image of the computer needs, `SIZE` of at least 15GiB (30GiB, 40GB; default 30GiB); status warns when an image grows past it",
-		"`SPAN` with no write into the staging tree after which WSB counts as finished (default "+engine.DefaultSettle.String()+")"
+		"`SPAN` with no write into the staging tree after which WSB counts as finished"
+	settleDefault := engine.DefaultSettle.String() // the flag's own would say 0s
 	if !add {
 		staging = "move the source to staging `DIR` (created if missing; the old one is left as it is; a group holding the source follows it)"
 		reservation = "new reservation `SIZE`, at least 15GiB"
 		settle = "new settle time `SPAN`"
+		settleDefault = "unchanged"
 	}
 	return []cli.Flag{
 		&cli.StringFlag{Name: "staging", Usage: staging},
 		&cli.StringFlag{Name: "reservation", Usage: reservation},
-		&cli.DurationFlag{Name: "settle", Usage: settle},
+		&cli.DurationFlag{Name: "settle", Usage: settle, DefaultText: settleDefault},
 	}
 }
 
