@@ -26,9 +26,11 @@ var (
 	ErrMounted = errors.New("already mounted")
 )
 
-// MountPath makes dir absolute and resolves symlinks in its parent (not
-// in dir itself: on a dead mount even lstat fails), as /proc/mounts
-// shows it.
+// MountPath makes dir absolute and resolves symlinks in its parent, and
+// in dir itself when it is a symlink, as /proc/mounts shows it. (A path
+// whose lstat fails, as on a dead mount, is taken as it is.) A mount
+// made through a link was on its target, and 'umount LINK' found nothing
+// mounted at the link's own path.
 func MountPath(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -38,7 +40,13 @@ func MountPath(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(parent, filepath.Base(abs)), nil
+	p := filepath.Join(parent, filepath.Base(abs))
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		}
+	}
+	return p, nil
 }
 
 // MountEntry is one line of /proc/self/mountinfo.
