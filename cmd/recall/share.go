@@ -142,6 +142,14 @@ func shareSamba(c *cli.Context) error {
 	if sharePath, err = filepath.Abs(sharePath); err != nil {
 		return err
 	}
+	// A share is a directory: Samba refuses one whose path is a file
+	// ("is not a directory"), and the block was written all the same.
+	if fi, err := os.Stat(sharePath); err == nil && !fi.IsDir() {
+		if c.String("share-path") == "" {
+			return usagef("source %q backs up the file %s, not a directory: a share serves a directory; share the directory it is in from a source that backs that up", source, sharePath)
+		}
+		return usagef("--share-path %s is not a directory: a share serves a directory; give the directory source %q backs up or one inside it", sharePath, source)
+	}
 	shadowMount, err := shadowMountpoint(source, sharePath, backedUp)
 	if err != nil {
 		return err

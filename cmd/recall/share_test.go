@@ -156,6 +156,10 @@ func TestShareSambaSharePath(t *testing.T) {
 			t.Fatalf("--share-path %q: shadow:mountpoint is not the backed-up %s:\n%s", sp, src, out)
 		}
 	}
+	// A file is no share: Samba refused the block written for it.
+	if out, err := share(filepath.Join(src, "pub")); exitCode(err) != exitUsage || out != "" || !strings.Contains(err.Error(), "is not a directory") {
+		t.Fatalf("--share-path of a file: exit %d, printed %q (%v); want exit %d naming it", exitCode(err), out, err, exitUsage)
+	}
 	for _, sp := range []string{filepath.Join(dir, "top"), src + "x", "/"} {
 		out, err := share(sp)
 		if exitCode(err) != exitUsage || out != "" {
