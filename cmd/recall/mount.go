@@ -100,6 +100,9 @@ func prepareMountpoint(mnt string, nonempty bool, log func(string, ...any)) erro
 		return fmt.Errorf("%s: %w (%s); unmount it first", mnt, fs.ErrMounted, m.FSType)
 	}
 	st, err := os.Stat(mnt)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("mount point %s does not exist: make it first ('mkdir -p %s'), an empty directory", mnt, mnt)
+	}
 	if err != nil {
 		return fmt.Errorf("mount point: %w", err)
 	}

@@ -78,3 +78,13 @@ func TestMountHidesHome(t *testing.T) {
 		}
 	}
 }
+
+// A mount point that is not there is named with the command that makes
+// it (it said only "stat ...: no such file or directory").
+func TestPrepareMountpointMissing(t *testing.T) {
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	err := prepareMountpoint(mnt, false, t.Logf)
+	if err == nil || !strings.Contains(err.Error(), "mkdir -p "+mnt) {
+		t.Errorf("missing mount point: %v, want the mkdir named", err)
+	}
+}
