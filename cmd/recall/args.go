@@ -63,6 +63,7 @@ func interspersed(app *cli.App, args []string) []string {
 	path := []string{args[i]}
 	i++
 	var flags, pos []string
+	dangling := "" // "command" or "global": the last argument, a flag, lacks its value
 	for ; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -72,8 +73,14 @@ func interspersed(app *cli.App, args []string) []string {
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
 			switch {
 			case defines(cmd.Flags, a):
+				if i == len(args)-1 && takesValue(cmd.Flags, a) {
+					dangling = "command"
+				}
 				i = take(&flags, args, i, cmd.Flags) - 1
 			case defines(app.Flags, a):
+				if i == len(args)-1 && takesValue(app.Flags, a) {
+					dangling = "global"
+				}
 				i = take(&global, args, i, app.Flags) - 1
 			default:
 				// Unknown: left for urfave/cli to report.
@@ -96,6 +103,17 @@ func interspersed(app *cli.App, args []string) []string {
 	out := append([]string{args[0]}, global...)
 	out = append(out, path...)
 	out = append(out, flags...)
+	switch {
+	// The last argument is a flag that wants a value and has none.
+	// Ending the line with it, the parser says so ("flag needs an
+	// argument"); before the "--" below it took "--" for its value:
+	// 'restore latest --target' restored into ./--, and 'backup DIR
+	// --source' made a source named "--".
+	case dangling == "command":
+		return out
+	case dangling == "global":
+		return []string{args[0], args[len(args)-1]} // said as the app's
+	}
 	if len(pos) > 0 {
 		out = append(out, "--")
 		out = append(out, pos...)

@@ -43,6 +43,14 @@ func TestInterspersed(t *testing.T) {
 		{"recall --home H help share samba", "recall --home H share samba --help"},
 		{"recall help key", "recall help key"},
 		{"recall help key nope", "recall help key nope"},
+		// A flag that wants a value ends the line without one: it stays
+		// last, so the parser says it needs one. It took the "--" before
+		// the positional arguments for its value: a restore into ./--,
+		// a source named "--".
+		{"recall restore --source s latest --target", "recall restore --source s --target"},
+		{"recall backup /data --source", "recall backup --source"},
+		{"recall backup /data --home", "recall --home"},
+		{"recall points --source", "recall points --source"},
 	} {
 		got := interspersed(app, strings.Fields(tc.in))
 		if want := strings.Fields(tc.want); !reflect.DeepEqual(got, want) {
@@ -187,5 +195,22 @@ func TestCacheSizeFlag(t *testing.T) {
 	}})
 	if err := app.Run([]string{"recall", "probe"}); err != nil || got != 64<<20 {
 		t.Errorf("RECALL_STORE_CACHE_SIZE=64MiB: CacheBytes %d, %v", got, err)
+	}
+}
+
+// A command line ending in a flag that wants a value is a usage error
+// naming the flag, whether the flag is the command's or the app's.
+func TestTrailingFlagWithoutValue(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--home", dir, "restore", "--source", "s", "latest", "--target"},
+		{"--home", dir, "backup", dir, "--source"},
+		{"backup", dir, "--home"},
+	} {
+		_, err := runRecall(t, args...)
+		flag := args[len(args)-1]
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), flag+" needs a value") {
+			t.Errorf("recall %s: %v (exit %d), want exit 2 saying %s needs a value", strings.Join(args, " "), err, exitCode(err), flag)
+		}
 	}
 }
