@@ -61,7 +61,7 @@ func init() {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "group", Usage: "back up every member of protection group `NAME` now, each as its own job, under the group's policy (no PATH); when recall serve runs, the server does it and this follows the job"},
 			&cli.StringFlag{Name: "source", Usage: "data source `NAME` (default: derived from PATH); with no PATH, ingest registered source NAME now (see 'recall source add'): through recall serve when it runs and a group holds the source; exit 1 and no point when WSB is still writing the image (not settled, or written during the ingestion): try again later; exit 0 when there is nothing new"},
-			&cli.DurationFlag{Name: "settle", Usage: "with --source and no PATH: take the image as finished after `SPAN` without writes, for this run (default: the source's settle time)"},
+			&cli.DurationFlag{Name: "settle", Usage: "with --source and no PATH: take the image as finished after `SPAN` without writes, for this run", DefaultText: "the source's settle time"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the new point as JSON lines (see the README)"},
 			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "how long to wait for another backup of this store to finish"},
 			&cli.IntFlag{Name: "files", Value: 4, Usage: "large files read at once (files of one chunk or less get 8 times as many slots of their own), and directories walked at once"},

@@ -65,7 +65,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "home", Usage: "state directory holding the store and catalog", EnvVars: []string{"RECALL_HOME"}, Value: defaultHome()},
 			&cli.StringFlag{Name: "password-file", EnvVars: []string{"RECALL_PASSWORD_FILE"}, Usage: "read the store passphrase from `FILE` (with neither this nor --password-command: RECALL_PASSWORD, else asked on a terminal)"},
 			&cli.StringFlag{Name: "password-command", EnvVars: []string{"RECALL_PASSWORD_COMMAND"}, Usage: "run `CMD` with sh -c; the first line it prints is the store passphrase"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors (and the summary line --json asks for)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors and warnings (and the summary line --json asks for)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list each file as backup saves it or restore restores it"},
 			&cli.DurationFlag{Name: "progress-interval", Value: 10 * time.Second, Usage: "how often progress is printed when stderr is not a terminal, and --json status lines"},
 			// RECALL_STORE is read by storeLocation, not here: a location
