@@ -188,6 +188,17 @@ func ValidSourceName(name string) error {
 	return nil
 }
 
+// dirID is the device and inode of path (a store's directory), or false
+// when there is none ("" for a store on an object store) or it cannot be
+// stat'ed.
+func dirID(path string) (devIno, bool) {
+	var st unix.Stat_t
+	if path == "" || unix.Stat(path, &st) != nil {
+		return devIno{}, false
+	}
+	return devIno{st.Dev, st.Ino}, true
+}
+
 // inside reports whether path, or a directory above it, is dir (by device
 // and inode: a symlink or bind mount does not hide it).
 func inside(path string, dir devIno) bool {
@@ -346,13 +357,9 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 			}
 		}
 	}
-	var sst unix.Stat_t
-	storeAt := devIno{}
-	if dir := r.st.Dir(); dir != "" && unix.Stat(dir, &sst) == nil {
-		storeAt = devIno{sst.Dev, sst.Ino}
-		if inside(abs, storeAt) {
-			return nil, fmt.Errorf("backup source %s is the store this backup writes to (%s) or inside it: it would grow with every backup of itself; protect the store with 'recall copy' or tape", abs, dir)
-		}
+	storeAt, ok := dirID(r.st.Dir())
+	if ok && inside(abs, storeAt) {
+		return nil, fmt.Errorf("backup source %s is the store this backup writes to (%s) or inside it: it would grow with every backup of itself; protect the store with 'recall copy' or tape", abs, r.st.Dir())
 	}
 	w, err := s.writer()
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 )
 
 // Group is a protection group: named data sources sharing one policy. It
@@ -136,12 +135,12 @@ func (g *Group) normalize() error {
 // help. A store kept elsewhere (--store) is checked by the backup only.
 func (c *Catalog) membersOutsideStore(g *Group) error {
 	dir := StoreDir(filepath.Dir(c.path))
-	var st unix.Stat_t
-	if unix.Stat(dir, &st) != nil {
+	id, ok := dirID(dir)
+	if !ok {
 		return nil
 	}
 	for _, m := range g.Members {
-		if inside(m, devIno{st.Dev, st.Ino}) {
+		if inside(m, id) {
 			return fmt.Errorf("%w: group %s: member %s is the store of this home (%s) or inside it: a backup of it would store the store again; protect the store with 'recall copy' or tape", ErrBadPolicy, g.Name, m, dir)
 		}
 	}

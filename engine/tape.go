@@ -406,7 +406,8 @@ func readTapeStateFile(home string, warn func(string, ...any)) (*TapeState, erro
 		return &TapeState{}, nil
 	}
 	var st *TapeState
-	err := WithTapeCatalog(home, warn, func(c *Catalog) (err error) {
+	// Not WithTapeCatalog: the home was just found to be recall's.
+	err := withCatalogFile(home, TapeCatalogWait, warn, func(c *Catalog) (err error) {
 		st, err = c.TapeState()
 		return err
 	})
@@ -985,7 +986,9 @@ func ExpireTapes(home string, now time.Time, warn func(string, ...any)) ([]strin
 		return nil, err // nothing recorded, nothing to expire
 	}
 	var out []string
-	err := WithTapeCatalog(home, warn, func(c *Catalog) error {
+	// Not WithTapeCatalog: the home was just found to be recall's (the
+	// server asks at every tick; the check is a stat and a listing).
+	err := withCatalogFile(home, TapeCatalogWait, warn, func(c *Catalog) error {
 		return c.guard(func() error {
 			// Most ticks find nothing to expire: look first, in a read
 			// transaction, which costs no write to the file.
