@@ -192,6 +192,9 @@ func checkUsage(c *cli.Command) {
 			}
 			return usagef("%s: argument %d is empty (is the variable that should give it set?); give the %s%s", ctx.Command.FullName(), i+1, name, here)
 		}
+		if err := emptyFlagValues(ctx); err != nil {
+			return err
+		}
 		// After the arguments' check, which TestEveryCommandRejectsExtraArguments
 		// proves without the required flags (takeRequired hid them from it).
 		if err := missingFlags(ctx, required); err != nil {
@@ -202,6 +205,59 @@ func checkUsage(c *cli.Command) {
 		}
 		return nil
 	}
+}
+
+// emptyFlagValues refuses a flag given an empty value on the command
+// line ('--source ""', '--path='), the command's or a global one. Taken
+// as not given, it widened what the command does: 'points --source ""'
+// listed every source and 'restore --path ""' restored the whole point
+// when the variable meant to name one was unset. Not refused: a group's
+// policy flags, which emptyPolicyFlags judges ("" is none or the default
+// there), and a flag whose usage says what "" means. A flag from an empty
+// environment variable is left as before: the variable is taken as unset.
+func emptyFlagValues(c *cli.Context) error {
+	policy := map[string]bool{}
+	if slices.ContainsFunc(c.Command.Flags, func(f cli.Flag) bool { return f.Names()[0] == "pre-script" }) {
+		for _, f := range policyFlags() {
+			policy[f.Names()[0]] = true
+		}
+	}
+	check := func(ctx *cli.Context, f cli.Flag) error {
+		name := f.Names()[0]
+		if policy[name] || !ctx.IsSet(name) {
+			return nil
+		}
+		if d, ok := f.(cli.DocGenerationFlag); ok && strings.Contains(d.GetUsage(), `""`) {
+			return nil
+		}
+		var empty bool
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			if slices.ContainsFunc(f.EnvVars, func(v string) bool { _, ok := os.LookupEnv(v); return ok }) {
+				return nil
+			}
+			empty = strings.TrimSpace(ctx.String(name)) == ""
+		case *cli.GenericFlag:
+			if r, ok := f.Value.(*repeated); ok {
+				empty = slices.ContainsFunc(r.list, func(v string) bool { return strings.TrimSpace(v) == "" })
+			}
+		}
+		if !empty {
+			return nil
+		}
+		return usagef("--%s is given an empty value (is the variable that should give it set?); give --%s%s, or leave the flag out", name, name, placeholder(ctx.Command, name))
+	}
+	for _, f := range c.Command.Flags {
+		if err := check(c, f); err != nil {
+			return err
+		}
+	}
+	for _, f := range c.App.Flags {
+		if err := check(c, f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // argName is the name ArgsUsage gives positional argument i, in lower

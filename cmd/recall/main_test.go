@@ -97,6 +97,72 @@ func TestEveryCommandRejectsEmptyArgument(t *testing.T) {
 	}
 }
 
+// Every flag that takes a word refuses an empty one on the command line
+// (the variable meant to give it unset), where it was taken as not
+// given: 'restore --path ""' restored the whole point. Not walked: the
+// group policy flags (TestEmptyPolicyFlags) and the flags whose usage
+// says what "" means.
+func TestEveryFlagRejectsEmptyValue(t *testing.T) {
+	var walk func(path []string, cs []*cli.Command)
+	n := 0
+	walk = func(path []string, cs []*cli.Command) {
+		for _, c := range cs {
+			p := append(slices.Clip(path), c.Name)
+			if subs := ownSubcommands(c); len(subs) > 0 {
+				walk(p, subs)
+				continue
+			}
+			policy := slices.ContainsFunc(c.Flags, func(f cli.Flag) bool { return f.Names()[0] == "pre-script" })
+			for _, f := range c.Flags {
+				name := f.Names()[0]
+				switch f := f.(type) {
+				case *cli.StringFlag:
+				case *cli.GenericFlag:
+					if _, ok := f.Value.(*repeated); !ok {
+						continue
+					}
+				default:
+					continue
+				}
+				if d := f.(cli.DocGenerationFlag); strings.Contains(d.GetUsage(), `""`) {
+					continue
+				}
+				if policy && slices.ContainsFunc(policyFlags(), func(g cli.Flag) bool { return g.Names()[0] == name }) {
+					continue
+				}
+				n++
+				home := t.TempDir()
+				for _, form := range [][]string{{"--" + name, ""}, {"--" + name + "="}} {
+					app := newApp()
+					args := append(append([]string{"recall", "--home", home}, p...), form...)
+					err := app.Run(interspersed(app, args))
+					if exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), "--"+name+" is given an empty value") {
+						t.Errorf("%s %q: %v (exit %d), want a usage error naming the empty flag", strings.Join(p, " "), form, err, exitCode(err))
+					}
+				}
+				if ents, _ := os.ReadDir(home); len(ents) != 0 {
+					t.Errorf("%s --%s \"\" wrote into the home", strings.Join(p, " "), name)
+				}
+			}
+		}
+	}
+	walk(nil, newApp().Commands)
+	if n < 40 {
+		t.Fatalf("only %d flags walked: the walk missed some", n)
+	}
+	// Where "" means something, it is taken.
+	for _, tc := range [][]string{
+		{"group", "create", "g", "--member", "/nonexistent", "--pre-script", ""},
+	} {
+		home := t.TempDir()
+		app := newApp()
+		err := app.Run(interspersed(app, append([]string{"recall", "--home", home}, tc...)))
+		if err != nil && strings.Contains(err.Error(), "empty value") {
+			t.Errorf("%q: %v", tc, err)
+		}
+	}
+}
+
 func TestExitCodeInterrupted(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
