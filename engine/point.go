@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -373,22 +374,25 @@ func (r *Reader) findPoint(pts []*Point, spec, source string) (*Point, error) {
 	switch {
 	case len(cand) == 0:
 		if source != "" {
-			return nil, fmt.Errorf("point %q of source %q: %w (list them with 'recall points')", spec, source, chunkstore.ErrNotFound)
+			if srcs := PointSources(pts); !slices.Contains(srcs, source) {
+				return nil, fmt.Errorf("point %q of source %q: %w: the store holds no point of that source%s", spec, source, chunkstore.ErrNotFound, SourcesHint(source, srcs))
+			}
+			return nil, fmt.Errorf("point %q of source %q: %w (list them with 'recall points --source %s')", spec, source, chunkstore.ErrNotFound, source)
 		}
 		return nil, fmt.Errorf("point %q: %w (list them with 'recall points')", spec, chunkstore.ErrNotFound)
 	case spec == "latest":
 		if source == "" {
-			srcs := map[string]bool{}
-			for _, p := range cand {
-				srcs[p.Source] = true
-			}
-			if len(srcs) > 1 {
-				return nil, fmt.Errorf("%w: \"latest\" of %d sources; name one with --source", ErrAmbiguous, len(srcs))
+			if srcs := PointSources(cand); len(srcs) > 1 {
+				return nil, fmt.Errorf("%w: \"latest\" of %d sources (%s); name one with --source", ErrAmbiguous, len(srcs), listSome(srcs, 8))
 			}
 		}
 		return cand[len(cand)-1], nil
 	case len(cand) > 1:
-		return nil, fmt.Errorf("%w %q matches %d points; give more digits", ErrAmbiguous, spec, len(cand))
+		ids := make([]string, len(cand))
+		for i, p := range cand {
+			ids[i] = p.ID.String()[:16]
+		}
+		return nil, fmt.Errorf("%w %q matches %d points (%s); give more digits", ErrAmbiguous, spec, len(cand), listSome(ids, 5))
 	}
 	if p := cand[0]; p.Damaged != "" {
 		_, err := r.LoadPoint(p.ID) // the error, with its cause (or ErrNewerPoint)
@@ -398,4 +402,81 @@ func (r *Reader) findPoint(pts []*Point, spec, source string) (*Point, error) {
 		return nil, err
 	}
 	return cand[0], nil
+}
+
+// PointSources are the sources of pts, sorted, each once; damaged points
+// (whose source is unknown) have none.
+func PointSources(pts []*Point) []string {
+	var out []string
+	for _, p := range pts {
+		if p.Damaged == "" && p.Source != "" {
+			out = append(out, p.Source)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// listSome joins the first max of names, saying how many more there are.
+func listSome(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
+}
+
+// SourcesHint ends a message about a source name the store does not hold:
+// the closest name there is, when one is close (a typing slip), and the
+// names there are, or that there are none.
+func SourcesHint(name string, have []string) string {
+	if len(have) == 0 {
+		return " (the store has no points yet)"
+	}
+	if best := closeName(name, have); best != "" {
+		return fmt.Sprintf("; did you mean %q? (sources: %s)", best, listSome(have, 8))
+	}
+	return fmt.Sprintf(" (sources: %s)", listSome(have, 8))
+}
+
+// closeName is the name of have that name is one slip away from (a
+// letter missing, extra, wrong, or two swapped; two in a longer name),
+// the closest; "" when none is that close.
+func closeName(name string, have []string) string {
+	best, dist := "", 0
+	for _, h := range have {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(h)); best == "" || d < dist {
+			best, dist = h, d
+		}
+	}
+	if dist <= 1 || dist == 2 && len(name) >= 6 {
+		return best
+	}
+	return ""
+}
+
+// editDistance is the optimal string alignment distance of a and b (in
+// bytes): insertions, deletions, substitutions and swaps of two
+// neighbours, each one step.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }

@@ -309,12 +309,26 @@ func (c *Catalog) Source(name string) (Source, error) {
 				if ValidSourceName(name) != nil {
 					add = "NAME"
 				}
-				return fmt.Errorf("source %q: %w (list them with 'recall source list'; add one with 'recall source add %s --kind bmr --computer PC')", name, ErrNoSource, add)
+				return fmt.Errorf("source %q: %w%s (list them with 'recall source list'; add one with 'recall source add %s --kind bmr --computer PC')", name, ErrNoSource, registeredHint(tx, name), add)
 			}
 			return json.Unmarshal(v, &out)
 		})
 	})
 	return out, err
+}
+
+// registeredHint is "; did you mean X?" when a registered source's name
+// is one slip from name, else "".
+func registeredHint(tx *bolt.Tx, name string) string {
+	var have []string
+	_ = tx.Bucket(bucketSources).ForEach(func(k, _ []byte) error {
+		have = append(have, string(k))
+		return nil
+	})
+	if best := closeName(name, have); best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return ""
 }
 
 // Sources returns the registered sources, by name. Values are copied out
@@ -349,7 +363,7 @@ func (c *Catalog) EditSource(name string, fn func(*Source) error) (Source, error
 			}
 			old, ok := all[name]
 			if !ok {
-				return fmt.Errorf("source %q: %w (list them with 'recall source list')", name, ErrNoSource)
+				return fmt.Errorf("source %q: %w%s (list them with 'recall source list')", name, ErrNoSource, registeredHint(tx, name))
 			}
 			s := *old
 			if err := fn(&s); err != nil {
@@ -408,7 +422,7 @@ func (c *Catalog) RecordIngested(name, backup, print string, size int64) error {
 			}
 			s, ok := all[name]
 			if !ok {
-				return fmt.Errorf("source %q: %w (list them with 'recall source list')", name, ErrNoSource)
+				return fmt.Errorf("source %q: %w%s (list them with 'recall source list')", name, ErrNoSource, registeredHint(tx, name))
 			}
 			s.Ingested, s.IngestedPrint, s.ImageSize = backup, print, size
 			return putSource(tx, s)
@@ -476,7 +490,7 @@ func (c *Catalog) RemoveSource(name string) error {
 		return c.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketSources)
 			if b.Get([]byte(name)) == nil {
-				return fmt.Errorf("source %q: %w (list them with 'recall source list')", name, ErrNoSource)
+				return fmt.Errorf("source %q: %w%s (list them with 'recall source list')", name, ErrNoSource, registeredHint(tx, name))
 			}
 			groups, err := loadGroups(tx)
 			if err != nil {

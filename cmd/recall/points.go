@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
+	"github.com/recall-backup/recall/engine"
 	"github.com/urfave/cli/v2"
 )
 
@@ -37,6 +39,12 @@ func init() {
 					continue
 				}
 				out = append(out, toJSON(p))
+			}
+			if s := c.String("source"); s != "" {
+				// An empty list says nothing of a slip in the name.
+				if have := engine.PointSources(pts); !slices.Contains(have, s) {
+					warnf("no point of source %q%s", s, engine.SourcesHint(s, have))
+				}
 			}
 			if c.Bool("json") {
 				b, _ := json.MarshalIndent(out, "", "  ")

@@ -1,0 +1,49 @@
+package engine
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// The refusals of FindPoint say what there is: the sources "latest" could
+// mean, the ids a short prefix matches, and the source a slip meant.
+func TestFindPointSaysWhatThereIs(t *testing.T) {
+	var pts []*Point
+	for i, src := range []string{"web", "mail", "web", "db"} {
+		var id chunkstore.ID
+		id[0], id[1] = 0xab, byte(i)
+		pts = append(pts, &Point{ID: id, Source: src})
+	}
+	r := &Reader{}
+	for _, tc := range []struct{ spec, source, want string }{
+		{"latest", "", `"latest" of 3 sources (db, mail, web); name one with --source`},
+		{"ab", "", `"ab" matches 4 points (ab00000000000000, ab01000000000000, ab02000000000000, ab03000000000000); give more digits`},
+		{"latest", "wbe", `the store holds no point of that source; did you mean "web"? (sources: db, mail, web)`},
+		{"latest", "zzz", `the store holds no point of that source (sources: db, mail, web)`},
+		{"cd", "web", `point "cd" of source "web": not found (list them with 'recall points --source web')`},
+	} {
+		_, err := r.findPoint(pts, tc.spec, tc.source)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("findPoint(%q, %q) = %v, want %q", tc.spec, tc.source, err, tc.want)
+		}
+	}
+	if p, err := r.findPoint(pts, "latest", "web"); err != nil || p != pts[2] {
+		t.Errorf("latest of web: %v, %v", p, err)
+	}
+	if got := SourcesHint("x", nil); !strings.Contains(got, "no points yet") {
+		t.Errorf("SourcesHint with none: %q", got)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{{"", "", 0}, {"web", "web", 0}, {"wbe", "web", 1}, {"we", "web", 1}, {"webb", "web", 1}, {"wxb", "web", 1}, {"", "abc", 3}, {"mail", "db", 4}, {"tmp-edd", "tmp-ed", 1}} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
