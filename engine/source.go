@@ -430,6 +430,29 @@ func (c *Catalog) RecordIngested(name, backup, print string, size int64) error {
 	})
 }
 
+// ForgetIngested clears what source name records of the image ingested
+// last, when the point made of it is forgotten: the image still in the
+// staging share is then new again, and the next look ingests it. Before,
+// forgetting a WSB source's only point left it unable to make one until
+// WSB wrote a new image: each ingestion said "nothing new". A name that
+// is not a registered source, or one that ingested nothing, is left.
+func (c *Catalog) ForgetIngested(name string) error {
+	return c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			all, err := loadSources(tx)
+			if err != nil {
+				return err
+			}
+			s, ok := all[name]
+			if !ok || s.Ingested == "" && s.IngestedPrint == "" {
+				return nil
+			}
+			s.Ingested, s.IngestedPrint = "", ""
+			return putSource(tx, s)
+		})
+	})
+}
+
 // CaseOnlyPairs returns a warning for each two of srcs whose names differ
 // only in case, and for each registered source named, but for case, as a
 // path member of groups: a catalog may hold them from before AddSource

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -43,6 +45,7 @@ func init() {
 					err = perr
 				}
 			}
+			forgetIngested(c, done)
 			if err != nil && len(done) > 0 {
 				return fmt.Errorf("%w (the %d points above were forgotten)", err, len(done))
 			}
@@ -147,4 +150,43 @@ func warnShares(p *engine.Point, shares []engine.InstalledShare) []string {
 			s.Name, s.File, p.ID.String()[:12], p.Source, p.Source, s.Name, s.File)
 	}
 	return names
+}
+
+// forgetIngested tells the catalog of each WSB source whose newest point
+// was forgotten that the image in its share is no longer in the store
+// (engine.Catalog.ForgetIngested), so that the next ingestion takes it
+// again. Only the newest: the record is of the image ingested last.
+func forgetIngested(c *cli.Context, done []*engine.Forgotten) {
+	var sources []string
+	for _, f := range done {
+		if f.Point.Damaged != "" || f.Point.Source == "" {
+			continue
+		}
+		var last *engine.Point
+		for _, p := range f.Before {
+			if p.Damaged == "" && p.Source == f.Point.Source {
+				last = p
+			}
+		}
+		if last != nil && last.ID == f.Point.ID && !slices.Contains(sources, f.Point.Source) {
+			sources = append(sources, f.Point.Source)
+		}
+	}
+	if len(sources) == 0 {
+		return
+	}
+	if _, err := os.Stat(engine.CatalogPath(c.String("home"))); err != nil {
+		return // no catalog: no source is registered
+	}
+	err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error {
+		for _, s := range sources {
+			if err := cat.ForgetIngested(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		warnf("the catalog could not record that the newest point of %s was forgotten: %v; the image in its share is taken again only once WSB writes a new one", strings.Join(sources, ", "), err)
+	}
 }

@@ -61,6 +61,10 @@ func TestSourceCommands(t *testing.T) {
 		{nil, "backup --source srv01", exitOK, "nothing new to ingest"},
 		{generate(1), "backup --source srv01 --settle 1h", exitError, "settle time 1h"},
 		{settled, "backup --source srv01 --settle 1m", exitOK, "point "},
+		// The image ingested last, its point forgotten, is new again.
+		{nil, "forget --source srv01 latest", exitOK, "srv01"},
+		{nil, "backup --source srv01 --settle 1m", exitOK, "point "},
+		{nil, "backup --source srv01", exitOK, "nothing new to ingest"},
 		{nil, "group create servers --source srv01", exitOK, "1 member(s)"},
 		{nil, "group create others --source big --source srv01", exitError, "recall group remove servers --source srv01"},
 		{nil, "source remove srv01", exitError, "recall group remove servers --source srv01"},
