@@ -17,6 +17,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -877,8 +878,9 @@ func logf(format string, args ...any) {
 // name may hold a newline and text that reads as another message
 // ("recall: completed"), or a terminal's escape sequences. A backslash is
 // escaped too (\\), so that a name holding a tab and one holding the four
-// characters \x09 print differently. Bytes that are not UTF-8 are left
-// as they are.
+// characters \x09 print differently, except in a Go-quoted string (%q),
+// which is escaped already. Bytes that are not UTF-8 are left as they
+// are.
 func oneLine(s string) string {
 	if !strings.ContainsFunc(s, func(r rune) bool { return r == '\\' || unicode.IsControl(r) }) {
 		return s
@@ -886,6 +888,15 @@ func oneLine(s string) string {
 	var b strings.Builder
 	for len(s) > 0 {
 		r, n := utf8.DecodeRuneInString(s)
+		if r == '"' {
+			// A name the message quoted (%q) is escaped already, and
+			// unambiguously: printed as it is, not as "q\\"".
+			if q, err := strconv.QuotedPrefix(s); err == nil && !strings.ContainsFunc(q, unicode.IsControl) {
+				b.WriteString(q)
+				s = s[len(q):]
+				continue
+			}
+		}
 		switch {
 		case r == '\\':
 			b.WriteString(`\\`)

@@ -88,6 +88,10 @@ func TestOneLine(t *testing.T) {
 		`four characters \x09`:             `four characters \\x09`,
 		`back\slash`:                       `back\\slash`,
 		"not utf-8 \xff\tand a tab":        "not utf-8 \xff\\x09and a tab",
+		// A name quoted with %q is escaped once, by the quoting.
+		`source "q\"": not found`:     `source "q\"": not found`,
+		`group "a\\b" and a\b`:        `group "a\\b" and a\\b`,
+		"quoted \"a\tb\" holds a tab": `quoted "a\x09b" holds a tab`,
 	} {
 		if got := oneLine(in); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
