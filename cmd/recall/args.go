@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/dustin/go-humanize"
@@ -48,6 +49,11 @@ func interspersed(app *cli.App, args []string) []string {
 	var global []string
 	i := 1
 	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--" {
+		if !defines(app.Flags, args[i]) {
+			if moved := commandFlagFirst(app, args, i); moved != nil {
+				return interspersed(app, moved)
+			}
+		}
 		i = take(&global, args, i, app.Flags)
 	}
 	if i >= len(args) || args[i] == "--" {
@@ -119,6 +125,42 @@ func interspersed(app *cli.App, args []string) []string {
 		out = append(out, pos...)
 	}
 	return out
+}
+
+// commandFlagFirst handles a flag before the command that the app does
+// not define ('recall --json points', 'recall --source s restore ...',
+// as restic takes its --json): when the command, or the subcommand its
+// next word names, defines it, it returns the line with the flag (and its
+// value) moved after the command; else nil, and urfave/cli refuses it.
+// The flag's value, if it takes one, is the word after it, so the command
+// is the word after that.
+func commandFlagFirst(app *cli.App, args []string, i int) []string {
+	for _, n := range []int{1, 2} { // the flag alone, or with a value
+		c := i + n
+		if c >= len(args) {
+			return nil
+		}
+		cmd := app.Command(args[c])
+		if cmd == nil {
+			continue
+		}
+		leaf, end := cmd, c+1
+		if end < len(args) {
+			if sub := cmd.Command(args[end]); sub != nil {
+				leaf, end = sub, end+1
+			}
+		}
+		if !defines(leaf.Flags, args[i]) {
+			return nil
+		}
+		if takesValue(leaf.Flags, args[i]) != (n == 2) {
+			continue // 'recall --source points points': the value is a command's name
+		}
+		out := append(slices.Clip(args[:i]), args[c:end]...)
+		out = append(out, args[i:c]...)
+		return append(out, args[end:]...)
+	}
+	return nil
 }
 
 // take appends the flag at args[i] to dst, with its value when it takes

@@ -32,6 +32,17 @@ func TestInterspersed(t *testing.T) {
 		{"recall key passwd --home H", "recall --home H key passwd"},
 		{"recall key --home H passwd", "recall --home H key passwd"},
 		{"recall share samba --source s --home H", "recall --home H share samba --source s"},
+		// A command's flag before the command moves after it, as restic
+		// takes its --json before the command.
+		{"recall --json points", "recall points --json"},
+		{"recall --home H --json points --source s", "recall --home H points --json --source s"},
+		{"recall --source s restore latest --target /t", "recall restore --source s --target /t -- latest"},
+		{"recall --json group list", "recall group list --json"},
+		{"recall --source=s points", "recall points --source=s"},
+		{"recall --source points points", "recall points --source points"},
+		// One the command does not define stays, for urfave/cli to refuse.
+		{"recall --nope points", "recall --nope points"},
+		{"recall --target /t points", "recall --target /t points"},
 		// A flag nobody defines is left for urfave/cli to refuse.
 		{"recall points --nope --home H", "recall --home H points --nope"},
 		// An unknown command is left alone.
