@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -101,7 +102,7 @@ func init() {
 				if p := liveProgress(live, j); p != nil {
 					detail = fmt.Sprintf("%d/%d files, %s/%s", p.FilesDone, p.FilesTotal, human(p.BytesDone), human(p.BytesTotal))
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Number, j.Kind, j.Started.Format(time.DateTime), dur, j.Status, cell(j.Source), pt, oneLine(detail))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Number, j.Kind, j.Started.Format(time.DateTime), dur, j.Status, dashOr(j.Source), dash(pt), oneLine(detail))
 			}
 			return tw.Flush()
 		},
@@ -109,10 +110,20 @@ func init() {
 }
 
 // withJob records every run of action in the catalog.
-func withJob(kind string, action cli.ActionFunc) cli.ActionFunc {
+// The action may fill in the job's point and source once it knows them
+// (restore: the point "latest" named); the job is recorded as it ends.
+// Its path is the --target given, made absolute: a relative one said
+// nothing once the shell that typed it was gone.
+func withJob(kind string, action func(c *cli.Context, j *engine.Job) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		_, err := engine.RunJob(c.String("home"), &engine.Job{Kind: kind, Source: c.String("source"), Path: c.String("target")}, warnf,
-			func() (*engine.Point, error) { return nil, action(c) })
+		j := &engine.Job{Kind: kind, Source: c.String("source"), Path: c.String("target")}
+		if j.Path != "" {
+			if abs, err := filepath.Abs(j.Path); err == nil {
+				j.Path = abs
+			}
+		}
+		_, err := engine.RunJob(c.String("home"), j, warnf,
+			func() (*engine.Point, error) { return nil, action(c, j) })
 		return err
 	}
 }
@@ -194,3 +205,12 @@ type remoteError struct {
 
 func (e remoteError) Error() string { return e.msg }
 func (e remoteError) Unwrap() error { return e.is }
+
+// dashOr is a name for a table: "-" for none (a source name never is),
+// else as cell prints it.
+func dashOr(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return cell(s)
+}

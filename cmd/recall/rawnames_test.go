@@ -153,3 +153,32 @@ func TestJobsDetailOneLine(t *testing.T) {
 		t.Fatalf("jobs: %q; want a header and one line, the path's control characters escaped", out)
 	}
 }
+
+// A restore's job names the point it restored ("latest" resolved) and
+// its source, and the target as an absolute path; the table shows "-"
+// where a job has no source or point.
+func TestJobsRecordRestore(t *testing.T) {
+	home, src, run := cliHome(t)
+	run("init")
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("backup", "-q", "--source", "s", src)
+	t.Chdir(t.TempDir())
+	run("restore", "-q", "latest", "--target", "out")
+	runRecall(t, "--home", home, "verify")
+	out := run("jobs", "--json")
+	var jobs []engine.Job
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil || len(jobs) != 3 {
+		t.Fatalf("jobs --json: %v\n%s", err, out)
+	}
+	backup, restore := jobs[0], jobs[1]
+	wd, _ := os.Getwd()
+	if restore.Kind != "restore" || restore.Point != backup.Point || restore.Source != "s" || restore.Path != filepath.Join(wd, "out") {
+		t.Errorf("restore job %+v; want point %s of s into %s", restore, backup.Point, filepath.Join(wd, "out"))
+	}
+	lines := strings.Split(strings.TrimSpace(run("jobs")), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[2], " s ") || !strings.Contains(lines[2], backup.Point[:12]) || !strings.Contains(lines[3], " -  ") || strings.Contains(lines[3], `""`) {
+		t.Errorf("jobs:\n%s", strings.Join(lines, "\n"))
+	}
+}

@@ -22,7 +22,7 @@ func init() {
 			&cli.BoolFlag{Name: "resume", Usage: "go on with a restore of this point into TARGET that stopped: as --overwrite, but files already there with the point's size, time and mode are kept"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the result as JSON lines (see the README)"},
 		},
-		Action: withJob("restore", func(c *cli.Context) error {
+		Action: withJob("restore", func(c *cli.Context, j *engine.Job) error {
 			if c.NArg() != 1 {
 				return usagef("restore needs exactly one POINT")
 			}
@@ -36,6 +36,7 @@ func init() {
 			if err != nil {
 				return err
 			}
+			j.Point, j.Source = p.ID.String(), p.Source
 			rep, err := newReporter(c, "restore", "restored", c.Bool("json"), true)
 			if err != nil {
 				return err

@@ -21,7 +21,7 @@ func init() {
 			&cli.Uint64Flag{Name: "read-data-run", Usage: "with --read-data-share P, the run number `K`: runs K to K+ceil(100/P)-1 read every pack between them"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress (with --read-data) and the report as JSON lines (see the README)"},
 		},
-		Action: withJob("verify", func(c *cli.Context) error {
+		Action: withJob("verify", func(c *cli.Context, _ *engine.Job) error {
 			st, err := openStoreUncached(c)
 			if err != nil {
 				return err
