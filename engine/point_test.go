@@ -47,3 +47,15 @@ func TestEditDistance(t *testing.T) {
 		}
 	}
 }
+
+// --exclude-larger-than's error tells an unknown unit from a size of none.
+func TestParseExcludeSize(t *testing.T) {
+	for in, want := range map[string]string{"1XB": "a byte count, or a number with a unit", "0": "at least one byte", "": "a byte count"} {
+		if _, err := ParseExcludeSize(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseExcludeSize(%q) = %v, want %q", in, err, want)
+		}
+	}
+	if n, err := ParseExcludeSize("1MiB"); err != nil || n != 1<<20 {
+		t.Errorf("1MiB: %d, %v", n, err)
+	}
+}

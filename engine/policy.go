@@ -252,7 +252,7 @@ func (p Policy) compile() (*rules, error) {
 	}
 	if p.ExcludeLargerThan != "" {
 		if _, err := parseExcludeSize(p.ExcludeLargerThan); err != nil {
-			return nil, bad("exclude-larger-than", p.ExcludeLargerThan, "a size of at least one byte, like 500K, 100MiB or 2GiB")
+			return nil, bad("exclude-larger-than", p.ExcludeLargerThan, ExcludeSizeHint(err))
 		}
 	}
 	for _, f := range p.ExcludeFile {
@@ -466,8 +466,38 @@ func (p Policy) BackupExclude() (Exclude, error) {
 // parseExcludeSize reads a size as backup --exclude-larger-than does.
 func parseExcludeSize(s string) (int64, error) {
 	n, err := humanize.ParseBytes(s)
-	if err == nil && (n == 0 || n > math.MaxInt64) {
+	switch {
+	case err != nil:
+		err = errNotASize
+	case n == 0:
+		err = errZeroSize
+	case n > math.MaxInt64:
 		err = errors.New("out of range")
 	}
 	return int64(n), err
+}
+
+var (
+	errNotASize = errors.New("not a size")
+	errZeroSize = errors.New("zero")
+)
+
+// ExcludeSizeHint says what --exclude-larger-than takes, after err from
+// parsing it: a unit not known ("1XB") is told apart from a size of
+// none ("0"), which would leave out every file with content.
+func ExcludeSizeHint(err error) string {
+	if errors.Is(err, errZeroSize) {
+		return "a size of at least one byte (0 would leave out every file with content), like 500K, 100MiB or 2GiB"
+	}
+	return "a byte count, or a number with a unit of K, M, G, T (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), like 500K, 100MiB or 2GiB"
+}
+
+// ParseExcludeSize reads --exclude-larger-than: a size of one byte or
+// more; the error says what is wrong with it (ExcludeSizeHint).
+func ParseExcludeSize(s string) (int64, error) {
+	n, err := parseExcludeSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: give %s", s, ExcludeSizeHint(err))
+	}
+	return n, nil
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -241,11 +240,11 @@ func excludeOptions(c *cli.Context) (engine.Exclude, error) {
 		x.Files = append(x.Files, xf)
 	}
 	if s := c.String("exclude-larger-than"); s != "" {
-		n, err := humanize.ParseBytes(s)
-		if err != nil || n == 0 || n > math.MaxInt64 {
-			return x, usagef("--exclude-larger-than %q: give a size of at least one byte, like 500K, 100MiB or 2GiB", s)
+		n, err := engine.ParseExcludeSize(s)
+		if err != nil {
+			return x, usagef("--exclude-larger-than %v", err)
 		}
-		x.LargerThan = int64(n)
+		x.LargerThan = n
 	}
 	if err := x.Check(); err != nil {
 		return x, usageError{err.Error()}
