@@ -64,6 +64,19 @@ func FindMount(dir string) (MountEntry, bool, error) {
 	return found, ok, err
 }
 
+// MountsUnder returns the mount points below dir (an absolute, clean
+// path), not dir itself, in the order they were mounted: a mount inside
+// a mount keeps it busy, whatever files are open.
+func MountsUnder(dir string) ([]string, error) {
+	var out []string
+	err := mountinfo.Each(func(m MountEntry) {
+		if strings.HasPrefix(m.Dir, strings.TrimSuffix(dir, "/")+"/") && !slices.Contains(out, m.Dir) {
+			out = append(out, m.Dir)
+		}
+	})
+	return out, err
+}
+
 // StoreMounts returns the mount points of the recall mounts (of this
 // mount namespace) that serve the store at home. A mount shows its home
 // directory as its source; it is compared as a file, so another spelling

@@ -488,6 +488,15 @@ func TestUmountBusyAndLazy(t *testing.T) {
 	if r.code != 7 || !strings.Contains(r.stderr, "busy") || !strings.Contains(r.stderr, "--lazy") {
 		t.Fatalf("umount of a busy mount: exit %d, %q", r.code, r.stderr)
 	}
+	// A mount inside it keeps it busy too, and is named: the open-file
+	// advice sent the administrator looking for processes.
+	inner := filepath.Join(mnt, "data")
+	check(t, syscall.Mount("none", inner, "tmpfs", 0, "size=1m"))
+	r = e.run("umount", mnt)
+	syscall.Unmount(inner, 0)
+	if r.code != 7 || !strings.Contains(r.stderr, inner+" is mounted inside it") {
+		t.Fatalf("umount of a mount with one inside it: exit %d, %q", r.code, r.stderr)
+	}
 	e.ok("umount", "--lazy", mnt)
 	// Detached at once; the open file still reads; the server stops once
 	// it is closed.
