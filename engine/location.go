@@ -7,9 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -108,7 +112,7 @@ func RecordedStore(home string) (string, error) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read the home's store location: %w", err)
+		return "", fmt.Errorf("read the home's store location: %w%s", err, accessHint(home, err))
 	}
 	var hs homeStore
 	if err := json.Unmarshal(b, &hs); err != nil {
@@ -388,4 +392,24 @@ func checkNoStoreFiles(ctx context.Context, be backend.Backend) error {
 		}
 	}
 	return nil
+}
+
+// accessHint ends the message of an error reading home that permissions
+// caused: whose home it is, and the two ways on. A bare "permission
+// denied" left a user who is not the home's owner guessing.
+func accessHint(home string, err error) string {
+	if !errors.Is(err, fs.ErrPermission) {
+		return ""
+	}
+	owner := ""
+	if fi, err := os.Stat(home); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			name := strconv.Itoa(int(st.Uid))
+			if u, err := user.LookupId(name); err == nil {
+				name = u.Username
+			}
+			owner = fmt.Sprintf(" (owner %s, mode %04o)", name, fi.Mode().Perm())
+		}
+	}
+	return fmt.Sprintf("; home %s%s is not open to this user (uid %d): run recall as its owner (sudo recall ...), or give --home a directory of your own", home, owner, os.Geteuid())
 }

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -57,5 +60,18 @@ func TestParseExcludeSize(t *testing.T) {
 	}
 	if n, err := ParseExcludeSize("1MiB"); err != nil || n != 1<<20 {
 		t.Errorf("1MiB: %d, %v", n, err)
+	}
+}
+
+// A home another user owns is named with its owner, and the ways on.
+func TestAccessHint(t *testing.T) {
+	home := t.TempDir()
+	err := &os.PathError{Op: "open", Path: filepath.Join(home, "store.json"), Err: syscall.EACCES}
+	got := accessHint(home, err)
+	if !strings.Contains(got, "home "+home+" (owner ") || !strings.Contains(got, "run recall as its owner") {
+		t.Errorf("accessHint: %q", got)
+	}
+	if got := accessHint(home, os.ErrNotExist); got != "" {
+		t.Errorf("accessHint of a missing file: %q", got)
 	}
 }
