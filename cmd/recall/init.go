@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
@@ -127,7 +128,20 @@ func initStore(c *cli.Context, o chunkstore.InitOptions) (*chunkstore.Config, st
 		}
 		loc = abs
 	}
-	cfg, where, err := engine.InitLocation(c.Context, loc, remoteOptions(c), o)
+	var cfg *chunkstore.Config
+	var where string
+	var err error
+	if !engine.IsRemote(loc) && missingOrEmpty(loc) && !overlaps(home, loc) {
+		// The store is at --store, as its help says. A new or empty
+		// directory was taken for a home and got the store in its
+		// store/, where an administrator looking for it did not.
+		// A directory holding other things (a disk's lost+found) still
+		// gets it in store/.
+		cfg, err = chunkstore.Init(loc, o)
+		where = loc
+	} else {
+		cfg, where, err = engine.InitLocation(c.Context, loc, remoteOptions(c), o)
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -158,4 +172,36 @@ type initJSON struct {
 	Compression string `json:"compression"`
 	// Encryption is absent for an unencrypted store.
 	Encryption *encryptionJSON `json:"encryption,omitempty"`
+}
+
+// missingOrEmpty reports whether dir does not exist or is an empty
+// directory.
+func missingOrEmpty(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	return err == nil && len(ents) == 0
+}
+
+// overlaps reports whether a and b are the same directory or one holds
+// the other (a home and a store directory that must stay apart: the
+// home's store.json would lie in the store).
+func overlaps(a, b string) bool {
+	a, _ = filepath.Abs(a)
+	b, _ = filepath.Abs(b)
+	for _, r := range []string{rel(a, b), rel(b, a)} {
+		if r == "." || r != "" && r != ".." && !strings.HasPrefix(r, "../") {
+			return true
+		}
+	}
+	return false
+}
+
+func rel(base, p string) string {
+	r, err := filepath.Rel(base, p)
+	if err != nil {
+		return ""
+	}
+	return r
 }

@@ -73,3 +73,38 @@ func TestQuietInitAndGC(t *testing.T) {
 		t.Errorf("init without -q printed %q", out)
 	}
 }
+
+// init --store DIR makes the store at DIR when DIR is new or empty, as
+// the flag's help says; a DIR holding other things gets it in DIR/store.
+// Either way the home finds it alone from then on.
+func TestInitStoreDirectory(t *testing.T) {
+	dir := t.TempDir()
+	busy := filepath.Join(dir, "disk")
+	if err := os.MkdirAll(filepath.Join(busy, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ loc, store string }{
+		{filepath.Join(dir, "new"), filepath.Join(dir, "new")},
+		{busy, filepath.Join(busy, "store")},
+	} {
+		home := filepath.Join(t.TempDir(), "home")
+		if _, err := runRecall(t, "--home", home, "init", "--store", tc.loc); err != nil {
+			t.Fatalf("init --store %s: %v", tc.loc, err)
+		}
+		if _, err := os.Stat(filepath.Join(tc.store, "config")); err != nil {
+			t.Errorf("init --store %s: no store at %s: %v", tc.loc, tc.store, err)
+		}
+		if _, err := runRecall(t, "--home", home, "points"); err != nil {
+			t.Errorf("points with the home alone: %v", err)
+		}
+	}
+	// The home itself as the store's place: the store goes in its store/,
+	// not beside the home's files.
+	home := filepath.Join(dir, "same")
+	if _, err := runRecall(t, "--home", home, "init", "--store", home); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(home, "store", "config")); err != nil {
+		t.Errorf("init --store HOME: %v", err)
+	}
+}
