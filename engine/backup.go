@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -153,6 +154,25 @@ func SourceName(path string) string {
 		name = fmt.Sprintf("%s-%08x", name[:cut], sum.Sum32())
 	}
 	return name
+}
+
+// asStored is s as a manifest's JSON gives it back: each byte that is not
+// UTF-8 a U+FFFD. A point's path is stored so (its tree keeps names
+// exactly); compared with the path as it is, a directory whose name is
+// not UTF-8 was another path than its own last point's, and every backup
+// of it after the first was refused as a clash of source names. The name
+// derived from the path keeps those bytes (_xHH), so two such paths are
+// still two sources.
+func asStored(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b, _ := json.Marshal(s)
+	var out string
+	if json.Unmarshal(b, &out) != nil {
+		return s
+	}
+	return out
 }
 
 // maxSourceName is the longest source name, in bytes.
@@ -410,7 +430,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	defer func() { close(b.chunkQ); savers.Wait() }()
 
 	parent := r.latestOf(opts.Source)
-	if parent != nil && derived && parent.Path != abs {
+	if parent != nil && derived && parent.Path != abs && parent.Path != asStored(abs) {
 		return nil, fmt.Errorf("%w: source %s, the name derived from %s, is the source of %s (its latest point %s): under one name the two would be one source, "+
 			"each path's points the other's older versions; give --source NAME to back %s up as a source of its own, or --source %s if it is that data, moved",
 			ErrSourcePathClash, opts.Source, abs, parent.Path, parent.ID.Short(), abs, opts.Source)

@@ -476,3 +476,32 @@ func TestBackupWarnsOfPointFromTheFuture(t *testing.T) {
 		t.Errorf("backups of t logged %q", logged)
 	}
 }
+
+// A directory whose name is not UTF-8 is backed up again under the name
+// derived from it: its last point's path, stored as JSON gives it back
+// (U+FFFD for each such byte), is its own path, not a clash.
+func TestBackupAgainNonUTF8Path(t *testing.T) {
+	ts := newTestStore(t)
+	dir := filepath.Join(t.TempDir(), "Gr\xfc\xdfe")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := ts.backup(BackupOptions{Path: dir}); err != nil {
+			t.Fatalf("backup %d: %v", i+1, err)
+		}
+	}
+	// Another directory named the same but for those bytes is another
+	// source, whose name says the bytes.
+	other := filepath.Join(filepath.Dir(dir), "Gr\xfc\xe0e")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: other})
+	if err != nil || p.Source == SourceName(dir) {
+		t.Fatalf("backup of %q: %v, source %q", other, err, p.Source)
+	}
+}
