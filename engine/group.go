@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -112,6 +113,9 @@ func (g *Group) normalize() error {
 	if err := CheckGroupName(g.Name); err != nil {
 		return err
 	}
+	if err := g.notUTF8(); err != nil {
+		return err
+	}
 	var ms []string
 	for _, m := range g.Members {
 		abs, err := MemberPath(m)
@@ -125,6 +129,38 @@ func (g *Group) normalize() error {
 	g.Policy = g.Policy.Defaults()
 	if err := g.Policy.Check(); err != nil {
 		return fmt.Errorf("group %s: %w", g.Name, err)
+	}
+	return nil
+}
+
+// notUTF8 refuses a member or policy value that is not UTF-8: the
+// catalog keeps a group as JSON, which makes each such byte a U+FFFD, so
+// the group would hold another path than the one given (every run failed
+// with "member is gone"), an exclude marker that never matched, or a
+// script other than the one typed. A backup keeps such names exactly in
+// its trees; it is the group's record that cannot.
+func (g *Group) notUTF8() error {
+	const why = "is not UTF-8, which a group's record cannot hold as it is"
+	for _, m := range g.Members {
+		if !utf8.ValidString(m) {
+			return fmt.Errorf("%w: member %q %s: protect the directory above it (a backup keeps every name in it exactly), or rename it", ErrBadPolicy, m, why)
+		}
+	}
+	v := reflect.ValueOf(g.Policy)
+	for i := range v.NumField() {
+		flag := strings.ReplaceAll(strings.Split(v.Type().Field(i).Tag.Get("toml"), ",")[0], "_", "-")
+		var vals []string
+		switch f := v.Field(i); {
+		case f.Kind() == reflect.String:
+			vals = []string{f.String()}
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
+			vals = f.Interface().([]string)
+		}
+		for _, s := range vals {
+			if !utf8.ValidString(s) {
+				return fmt.Errorf("%w: --%s %q %s: give it in UTF-8 (a pattern matches such a byte with ?; a script can spell it $'\\xHH')", ErrBadPolicy, flag, s, why)
+			}
+		}
 	}
 	return nil
 }

@@ -386,3 +386,33 @@ func TestExcludeSlipsMissingExcludeFile(t *testing.T) {
 		t.Errorf("slips %q, want the missing exclude file named", slips)
 	}
 }
+
+// A member or policy value that is not UTF-8 is refused: the catalog's
+// JSON would have kept another path, marker or script than the one given.
+func TestGroupNotUTF8Refused(t *testing.T) {
+	home := t.TempDir()
+	c, err := OpenCatalog(CatalogPath(home), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ok := t.TempDir()
+	for _, g := range []Group{
+		{Name: "m", Members: []string{filepath.Join(ok, "caf\xe9")}},
+		{Name: "x", Members: []string{ok}, Policy: Policy{ExcludeIfPresent: []string{"marker\xe9"}}},
+		{Name: "s", Members: []string{ok}, Policy: Policy{PreScript: "touch /tmp/pre\xe9"}},
+	} {
+		if _, err := c.CreateGroup(g, time.Now()); !errors.Is(err, ErrBadPolicy) || !strings.Contains(err.Error(), "is not UTF-8") {
+			t.Errorf("group %s: %v, want it refused", g.Name, err)
+		}
+		if _, err := c.ApplyGroups([]Group{g}, false, time.Now()); !errors.Is(err, ErrBadPolicy) {
+			t.Errorf("group %s applied: %v, want it refused", g.Name, err)
+		}
+	}
+	if _, err := c.CreateGroup(Group{Name: "fine", Members: []string{ok}, Policy: Policy{ExcludeIfPresent: []string{"marker?"}}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EditGroup("fine", time.Now(), func(g *Group) error { g.Policy.PostScript = "echo \xff"; return nil }); !errors.Is(err, ErrBadPolicy) {
+		t.Errorf("edit to a script not UTF-8: %v, want it refused", err)
+	}
+}
