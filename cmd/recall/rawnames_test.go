@@ -182,3 +182,34 @@ func TestJobsRecordRestore(t *testing.T) {
 		t.Errorf("jobs:\n%s", strings.Join(lines, "\n"))
 	}
 }
+
+// "latest" passes over a point whose manifest is damaged, and restore
+// says so: it may have been the newest, and the data restored older.
+func TestRestoreLatestWarnsOfDamagedPoints(t *testing.T) {
+	home, src, run := cliHome(t)
+	run("init")
+	f := filepath.Join(src, "f")
+	for _, v := range []string{"v1", "v2"} {
+		if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run("backup", "-q", "--source", "s", src)
+	}
+	var pts []struct{ ID string }
+	if err := json.Unmarshal([]byte(run("points", "--json")), &pts); err != nil || len(pts) != 2 {
+		t.Fatalf("points: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "store", "points", pts[1].ID), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "out")
+	stderr := stderrOf(t, func() { run("restore", "-q", "latest", "--target", target) })
+	if b, _ := os.ReadFile(filepath.Join(target, "f")); string(b) != "v1" || !strings.Contains(stderr, "1 point(s) whose manifest is damaged were passed over ("+pts[1].ID[:12]+")") {
+		t.Errorf("restore latest gave %q, stderr %q; want v1 and a warning naming the damaged point", b, stderr)
+	}
+	// By id, with nothing damaged passed over, nothing is said.
+	stderr = stderrOf(t, func() { run("restore", "-q", pts[0].ID, "--target", filepath.Join(t.TempDir(), "by-id")) })
+	if strings.Contains(stderr, "passed over") {
+		t.Errorf("restore by id warned: %q", stderr)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -37,6 +38,9 @@ func init() {
 				return err
 			}
 			j.Point, j.Source = p.ID.String(), p.Source
+			if c.Args().First() == "latest" {
+				warnPassedOver(r, p)
+			}
 			rep, err := newReporter(c, "restore", "restored", c.Bool("json"), true)
 			if err != nil {
 				return err
@@ -120,4 +124,25 @@ func restoreSummary(p *engine.Point, res *engine.RestoreResult, el time.Duration
 		FilesRestored: res.Files, Dirs: res.Dirs, Others: res.Others, BytesRestored: res.Bytes,
 		FilesKept: res.Kept, BytesKept: res.KeptBytes, TargetKept: res.TargetKept,
 		Damaged: pathErrorsJSON(res.Damaged), Skipped: pathErrorsJSON(res.Skipped), Warnings: pathErrorsJSON(res.Warnings)}
+}
+
+// warnPassedOver says that "latest" passed over points whose manifest is
+// damaged: their source and time are unknown, so one of them may be the
+// newer point of this source, and the restore, which exits 0, brought
+// back older data without a word.
+func warnPassedOver(r *engine.Reader, p *engine.Point) {
+	pts, err := r.Points()
+	if err != nil {
+		return
+	}
+	var damaged []string
+	for _, q := range pts {
+		if q.Damaged != "" {
+			damaged = append(damaged, q.ID.String()[:12])
+		}
+	}
+	if len(damaged) > 0 {
+		warnf("\"latest\" is point %s of %s, from %s; %d point(s) whose manifest is damaged were passed over (%s): their source and time are unknown, and one may be newer; 'recall points' lists them, with why",
+			p.ID.String()[:12], p.Source, p.Time.UTC().Format(time.DateTime), len(damaged), strings.Join(damaged, ", "))
+	}
 }
