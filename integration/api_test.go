@@ -148,12 +148,13 @@ func TestServeAPI(t *testing.T) {
 	}
 	// --json prints the points, as without a server.
 	var pts []struct {
-		ID     string `json:"id"`
-		Group  string `json:"group"`
-		Source string `json:"source"`
+		MessageType string `json:"message_type"`
+		ID          string `json:"id"`
+		Group       string `json:"group"`
+		Source      string `json:"source"`
 	}
 	must(t, json.Unmarshal([]byte(e.ok("backup", "--group", "g", "--json")), &pts))
-	if len(pts) != 1 || pts[0].Group != "g" || pts[0].ID == "" {
+	if len(pts) != 1 || pts[0].Group != "g" || pts[0].ID == "" || pts[0].MessageType != "summary" {
 		t.Errorf("backup --group g --json through the server: %+v, want g's point", pts)
 	}
 

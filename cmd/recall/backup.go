@@ -268,6 +268,10 @@ func (r *repeated) String() string     { return strings.Join(r.list, ", ") }
 // backupJSON is the summary line of backup --json: the point as every
 // --json of a point shows it, and restic's names for the totals.
 type backupJSON struct {
+	// MessageType is "summary" in backup --group --json's array, whose
+	// elements are each a summary line; the summary line itself gets it
+	// from the reporter (summaryLine), so it is empty there.
+	MessageType string `json:"message_type,omitempty"`
 	pointJSON
 	SnapshotID          string    `json:"snapshot_id"`
 	FilesUnmodified     int64     `json:"files_unmodified"`
@@ -288,6 +292,14 @@ func backupSummary(p *engine.Point) backupJSON {
 		DataBlobs: s.NewBlobs, DataAdded: s.NewBytes, DataAddedPacked: s.StoredBytes,
 		TotalFilesProcessed: s.Files, TotalBytesProcessed: s.Bytes, TotalDuration: d.Seconds(),
 		BackupStart: p.Time, BackupEnd: p.Time.Add(d)}
+}
+
+// groupSummary is an element of backup --group --json: the member's
+// point as backup --json's summary line is, message_type included.
+func groupSummary(p *engine.Point) backupJSON {
+	s := backupSummary(p)
+	s.MessageType = "summary"
+	return s
 }
 
 func human(n int64) string {
@@ -363,7 +375,7 @@ func printGroupResults(c *cli.Context, res []engine.MemberResult, err error) err
 		switch {
 		case c.Bool("json"):
 			if r.Point != nil {
-				out = append(out, backupSummary(r.Point))
+				out = append(out, groupSummary(r.Point))
 			}
 		case c.Bool("quiet"):
 		case r.Point != nil:
@@ -489,7 +501,7 @@ func printServedPoints(c *cli.Context, v server.JobView) error {
 		if err != nil {
 			return err
 		}
-		out = append(out, backupSummary(p))
+		out = append(out, groupSummary(p))
 	}
 	return printJSON(c, out)
 }

@@ -47,7 +47,19 @@ func init() {
 				}
 			}
 			if c.Bool("json") {
-				b, _ := json.MarshalIndent(out, "", "  ")
+				// A damaged point has only its id and why, as the README
+				// says: its other fields are unknown, not empty or year 1.
+				list := make([]any, len(out))
+				for i, p := range out {
+					list[i] = p
+					if p.Damaged != "" {
+						list[i] = struct {
+							ID      string `json:"id"`
+							Damaged string `json:"damaged"`
+						}{p.ID, p.Damaged}
+					}
+				}
+				b, _ := json.MarshalIndent(list, "", "  ")
 				fmt.Fprintln(c.App.Writer, string(b))
 				return nil
 			}

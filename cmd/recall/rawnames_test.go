@@ -202,6 +202,11 @@ func TestRestoreLatestWarnsOfDamagedPoints(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(home, "store", "points", pts[1].ID), []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// points --json gives a damaged point its id and why, nothing else.
+	var listed []map[string]any
+	if err := json.Unmarshal([]byte(run("points", "--json")), &listed); err != nil || len(listed) != 2 || len(listed[1]) != 2 || listed[1]["damaged"] == nil {
+		t.Errorf("points --json with a damaged point: %v %v", listed, err)
+	}
 	target := filepath.Join(t.TempDir(), "out")
 	stderr := stderrOf(t, func() { run("restore", "-q", "latest", "--target", target) })
 	if b, _ := os.ReadFile(filepath.Join(target, "f")); string(b) != "v1" || !strings.Contains(stderr, "1 point(s) whose manifest is damaged were passed over ("+pts[1].ID[:12]+")") {
@@ -211,5 +216,17 @@ func TestRestoreLatestWarnsOfDamagedPoints(t *testing.T) {
 	stderr = stderrOf(t, func() { run("restore", "-q", pts[0].ID, "--target", filepath.Join(t.TempDir(), "by-id")) })
 	if strings.Contains(stderr, "passed over") {
 		t.Errorf("restore by id warned: %q", stderr)
+	}
+}
+
+// backup --group --json's elements are each as backup --json's summary
+// line, message_type included, as the README says.
+func TestBackupGroupJSONSummaries(t *testing.T) {
+	_, src, run := cliHome(t)
+	run("init")
+	run("group", "create", "g", "--member", src)
+	var pts []map[string]any
+	if err := json.Unmarshal([]byte(run("backup", "--group", "g", "--json")), &pts); err != nil || len(pts) != 1 || pts[0]["message_type"] != "summary" || pts[0]["snapshot_id"] == nil {
+		t.Errorf("backup --group --json: %v %v", pts, err)
 	}
 }
