@@ -383,12 +383,12 @@ func printGroupResults(c *cli.Context, res []engine.MemberResult, err error) err
 			if !r.Point.Scheduled.IsZero() {
 				kind = "recovery point of " + r.Point.Scheduled.Local().Format("15:04")
 			}
-			fmt.Fprintf(c.App.Writer, "member %s: point %s of source %s (%s, job %d)\n", r.Member, r.Point.ID.String()[:12], r.Source, kind, r.Job)
+			fmt.Fprintf(c.App.Writer, "member %s: point %s of source %s (%s, job %d)\n", cell(r.Member), r.Point.ID.String()[:12], cell(r.Source), kind, r.Job)
 			if r.Err != nil {
 				fmt.Fprintf(c.App.Writer, "  %v\n", r.Err)
 			}
 		default:
-			fmt.Fprintf(c.App.Writer, "member %s: failed (job %d): %v\n", r.Member, r.Job, r.Err)
+			fmt.Fprintf(c.App.Writer, "member %s: failed (job %d): %s\n", cell(r.Member), r.Job, oneLine(r.Err.Error()))
 		}
 	}
 	if c.Bool("json") {
@@ -465,12 +465,12 @@ func backupServed(c *cli.Context, a *apiClient, req map[string]string, what stri
 		for _, m := range v.Members {
 			switch {
 			case m.Point != "":
-				fmt.Fprintf(c.App.Writer, "member %s: point %s of source %s (job %d)\n", m.Member, m.Point[:12], m.Source, m.CatalogJob)
+				fmt.Fprintf(c.App.Writer, "member %s: point %s of source %s (job %d)\n", cell(m.Member), m.Point[:12], cell(m.Source), m.CatalogJob)
 				if m.Error != "" {
 					fmt.Fprintf(c.App.Writer, "  %s\n", m.Error)
 				}
 			default:
-				fmt.Fprintf(c.App.Writer, "member %s: failed (job %d): %s\n", m.Member, m.CatalogJob, m.Error)
+				fmt.Fprintf(c.App.Writer, "member %s: failed (job %d): %s\n", cell(m.Member), m.CatalogJob, oneLine(m.Error))
 			}
 		}
 	}

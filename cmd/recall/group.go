@@ -399,14 +399,14 @@ func showGroup(w io.Writer, g *engine.Group) {
 	fmt.Fprintf(w, "group %s (policy version %d, modified %s)\n", g.Name, g.PolicyVersion, g.Modified.Format(time.RFC3339))
 	for i, m := range g.Members {
 		if g.SourceOf[m] != "" {
-			fmt.Fprintf(w, "  member %s (registered source %s)\n", m, g.Sources()[i])
+			fmt.Fprintf(w, "  member %s (registered source %s)\n", cell(m), cell(g.Sources()[i]))
 			continue
 		}
-		fmt.Fprintf(w, "  member %s (source %s)\n", m, g.Sources()[i])
+		fmt.Fprintf(w, "  member %s (source %s)\n", cell(m), cell(g.Sources()[i]))
 	}
 	line := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(w, "  %s: %s\n", k, v)
+			fmt.Fprintf(w, "  %s: %s\n", k, oneLine(v))
 		}
 	}
 	num := func(n int) string {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -228,5 +229,23 @@ func TestBackupGroupJSONSummaries(t *testing.T) {
 	var pts []map[string]any
 	if err := json.Unmarshal([]byte(run("backup", "--group", "g", "--json")), &pts); err != nil || len(pts) != 1 || pts[0]["message_type"] != "summary" || pts[0]["snapshot_id"] == nil {
 		t.Errorf("backup --group --json: %v %v", pts, err)
+	}
+}
+
+// A member whose path holds a newline is one line in group show, source
+// list and backup --group, quoted as the points table quotes it.
+func TestGroupListingsOneLine(t *testing.T) {
+	_, src, run := cliHome(t)
+	run("init")
+	m := filepath.Join(src, "nl\nrecall: completed")
+	if err := os.MkdirAll(m, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run("group", "create", "g", "--member", m)
+	for _, args := range [][]string{{"group", "show", "g"}, {"source", "list"}, {"backup", "--group", "g"}} {
+		out := run(args...)
+		if strings.Contains(out, "\nrecall: completed") || !strings.Contains(out, strconv.Quote(m)) {
+			t.Errorf("%s: %q; want the member quoted on one line", strings.Join(args, " "), out)
+		}
 	}
 }

@@ -312,7 +312,7 @@ func sourceList(c *cli.Context) error {
 				size = human(e.ImageSize)
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.Name, e.Kind, dash(e.Group), dash(e.Computer), where, res, dash(e.Ingested), size, e.Points)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", cell(e.Name), e.Kind, dash(e.Group), dash(e.Computer), cell(where), res, dash(oneLine(e.Ingested)), size, e.Points)
 	}
 	return w.Flush()
 }
