@@ -46,6 +46,7 @@ func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
+	args = splitShort(app, args)
 	var global []string
 	i := 1
 	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--" {
@@ -123,6 +124,46 @@ func interspersed(app *cli.App, args []string) []string {
 	if len(pos) > 0 {
 		out = append(out, "--")
 		out = append(out, pos...)
+	}
+	return out
+}
+
+// splitShort writes combined one-letter switches apart, as getopt reads
+// them: "-xv" is "-x -v" when each letter is a boolean flag's one-letter
+// name (of the app or of some command; the parser then says which do not
+// belong to the command). Anything else is left as it is, and so is
+// everything after "--". It was "unknown flag --xv".
+func splitShort(app *cli.App, args []string) []string {
+	short := map[byte]bool{}
+	var collect func(flags []cli.Flag, cmds []*cli.Command)
+	collect = func(flags []cli.Flag, cmds []*cli.Command) {
+		for _, f := range flags {
+			if _, ok := f.(*cli.BoolFlag); ok {
+				for _, n := range f.Names() {
+					if len(n) == 1 {
+						short[n[0]] = true
+					}
+				}
+			}
+		}
+		for _, c := range cmds {
+			collect(c.Flags, c.Subcommands)
+		}
+	}
+	collect(app.Flags, app.Commands)
+	var out []string
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		letters := strings.TrimPrefix(a, "-")
+		if i == 0 || len(a) < 3 || a[0] != '-' || a[1] == '-' || strings.ContainsFunc(letters, func(r rune) bool { return r > 0x7f || !short[byte(r)] }) {
+			out = append(out, a)
+			continue
+		}
+		for j := range len(letters) {
+			out = append(out, "-"+letters[j:j+1])
+		}
 	}
 	return out
 }

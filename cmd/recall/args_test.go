@@ -43,6 +43,13 @@ func TestInterspersed(t *testing.T) {
 		// One the command does not define stays, for urfave/cli to refuse.
 		{"recall --nope points", "recall --nope points"},
 		{"recall --target /t points", "recall --target /t points"},
+		// One-letter switches written together are apart, as getopt reads them.
+		{"recall backup /data -xq", "recall -q backup -x -- /data"},
+		{"recall -qv points", "recall -q -v points"},
+		{"recall repair index -nq", "recall -q repair index -n"},
+		// Not all letters switches: left for urfave/cli to refuse.
+		{"recall backup /data -xz", "recall backup -xz -- /data"},
+		{"recall backup -- -xq", "recall backup -- -xq"},
 		// A flag nobody defines is left for urfave/cli to refuse.
 		{"recall points --nope --home H", "recall --home H points --nope"},
 		// An unknown command is left alone.
