@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"net/http"
 	"os"
 	"strings"
@@ -113,7 +114,13 @@ func init() {
 				return err
 			}
 			defer st.Close()
-			p, err := engine.RunJob(c.String("home"), &engine.Job{Kind: "backup", Source: c.String("source"), Path: c.Args().First()}, warnf,
+			// The job names its source from the start: a backup that
+			// failed or was killed made no point to name it.
+			path := c.Args().First()
+			if abs, err := filepath.Abs(path); err == nil {
+				path = abs
+			}
+			p, err := engine.RunJob(c.String("home"), &engine.Job{Kind: "backup", Source: source, Path: path}, warnf,
 				func() (*engine.Point, error) { return backup(c, st) })
 			if p != nil {
 				// Mounts of this store show the point, and latest moves to

@@ -249,3 +249,23 @@ func TestGroupListingsOneLine(t *testing.T) {
 		}
 	}
 }
+
+// A backup that fails makes no point, and its job still names its source
+// (derived from the path) and the path as an absolute one.
+func TestJobsFailedBackupNamesSource(t *testing.T) {
+	home, _, run := cliHome(t)
+	run("init")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if _, err := runRecall(t, "--home", home, "backup", "gone"); err == nil {
+		t.Fatal("backup of a missing path succeeded")
+	}
+	var jobs []engine.Job
+	if err := json.Unmarshal([]byte(run("jobs", "--json")), &jobs); err != nil || len(jobs) != 1 {
+		t.Fatalf("jobs: %v %v", jobs, err)
+	}
+	want := filepath.Join(dir, "gone")
+	if j := jobs[0]; j.Status != "failed" || j.Source != engine.SourceName(want) || j.Path != want {
+		t.Errorf("failed backup's job %+v; want source %s and path %s", j, engine.SourceName(want), want)
+	}
+}
