@@ -43,6 +43,7 @@ func (s *Store) Forget(ctx context.Context, spec, source string, lock LockOption
 func (s *Store) ForgetAll(ctx context.Context, specs []string, source string, lock LockOptions) ([]*Forgotten, error) {
 	var out []*Forgotten
 	seen := map[chunkstore.ID]bool{}
+	latest := map[chunkstore.ID]bool{} // resolved from "latest"
 	var sources []string
 	bySource := map[string][]*Forgotten{}
 	// Listed once: every spec is resolved among them, and they are what
@@ -67,6 +68,9 @@ func (s *Store) ForgetAll(ctx context.Context, specs []string, source string, lo
 			continue
 		}
 		seen[p.ID] = true
+		if spec == "latest" {
+			latest[p.ID] = true
+		}
 		f := &Forgotten{Point: p}
 		if p.Damaged == "" {
 			f.Before = before
@@ -86,6 +90,10 @@ func (s *Store) ForgetAll(ctx context.Context, specs []string, source string, lo
 		if err != nil {
 			return out, err
 		}
+		if err := stillLatest(s.r, fs, latest); err != nil {
+			ss.Close()
+			return out, err
+		}
 		for _, f := range fs {
 			if err := ss.RemovePoint(f.Point.ID); err != nil {
 				ss.Close()
@@ -96,4 +104,26 @@ func (s *Store) ForgetAll(ctx context.Context, specs []string, source string, lo
 		ss.Close()
 	}
 	return out, nil
+}
+
+// stillLatest fails when a point "latest" named, resolved before the
+// source's lock was taken, is no longer its source's newest once it is:
+// a backup that held the lock made a newer one meanwhile. Forgetting the
+// older point would not be what "latest" said when it was typed, and the
+// newer one was never seen; neither is removed.
+func stillLatest(r *Reader, fs []*Forgotten, latest map[chunkstore.ID]bool) error {
+	for _, f := range fs {
+		if !latest[f.Point.ID] {
+			continue
+		}
+		now, err := r.FindPoint("latest", f.Point.Source)
+		if err != nil {
+			return err
+		}
+		if now.ID != f.Point.ID {
+			return fmt.Errorf("\"latest\" of source %s was point %s when forget started; point %s was made while it waited for the source's lock, so neither was forgotten: give the id of the point to forget ('recall points --source %s' lists them)",
+				f.Point.Source, f.Point.ID.String()[:12], now.ID.String()[:12], f.Point.Source)
+		}
+	}
+	return nil
 }

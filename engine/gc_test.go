@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -535,4 +536,42 @@ func TestSingleSourceThroughSymlink(t *testing.T) {
 	}
 	p := f.backup(link, "lv")
 	f.check(map[chunkstore.ID]map[string][]byte{p.ID: {"pgdata": files["dm-3"]}})
+}
+
+// forget "latest" that waits for a backup of the source refuses, once it
+// has the lock, when the backup made a newer point: "latest" no longer
+// names the point it resolved to, and neither point is removed.
+func TestForgetLatestChangedWhileWaiting(t *testing.T) {
+	f := newGCFixture(t)
+	src := t.TempDir()
+	randomFiles(t, src, rand.NewChaCha8([32]byte{7}), map[string]int{"a": 1 << 10})
+	p1 := f.backup(src, "s")
+	held, err := f.open().Session(context.Background(), SessionOptions{Purpose: "test backup", Source: "s", Blobs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		_, err := f.open().Forget(context.Background(), "latest", "s", LockOptions{Wait: time.Minute, OnWait: func(chunkstore.LockInfo) { once.Do(func() { close(waiting) }) }})
+		errc <- err
+	}()
+	<-waiting
+	p2, err := Backup(context.Background(), held, BackupOptions{Path: src, Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.Close()
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "was made while it waited") {
+		t.Fatalf("forget latest after a newer point was made: %v", err)
+	}
+	pts, err := f.open().Reader().Points()
+	if err != nil || len(pts) != 2 || pts[0].ID != p1.ID || pts[1].ID != p2.ID {
+		t.Fatalf("points after the refused forget: %v %v", pts, err)
+	}
+	// Asked again, "latest" is the new point, and it goes.
+	if fg, err := f.open().Forget(context.Background(), "latest", "s", LockOptions{}); err != nil || fg.Point.ID != p2.ID {
+		t.Fatalf("forget latest: %v %v", fg, err)
+	}
 }
