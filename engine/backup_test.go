@@ -505,3 +505,41 @@ func TestBackupAgainNonUTF8Path(t *testing.T) {
 		t.Fatalf("backup of %q: %v, source %q", other, err, p.Source)
 	}
 }
+
+// A restore's bytes are its files' sizes, holes included, fresh or
+// resumed: a sparse file's restore said only its data bytes, and a
+// resume of it its whole size.
+func TestRestoreBytesCountHoles(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	f, err := os.Create(filepath.Join(src, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 << 20
+	if _, err := f.WriteAt([]byte("data"), 5<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "out")
+	for _, resume := range []bool{false, true} {
+		prog := &Progress{}
+		res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Resume: resume, Progress: prog})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Bytes != size {
+			t.Errorf("restore (resume %v): %d bytes, want %d", resume, res.Bytes, size)
+		}
+		if st := prog.Status(); st.BytesDone != st.BytesTotal || st.BytesTotal != size {
+			t.Errorf("restore (resume %v) progress: %d of %d bytes at the end, want %d of %d", resume, st.BytesDone, st.BytesTotal, size, size)
+		}
+	}
+}
