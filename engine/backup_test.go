@@ -543,3 +543,43 @@ func TestRestoreBytesCountHoles(t *testing.T) {
 		}
 	}
 }
+
+// The directories a restore makes above what it restores end with the
+// mode 'mkdir -p' gives, not the 0700 they are made with; a target that
+// takes the point's directory's mode keeps that.
+func TestRestoreCreatedDirsMode(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	if err := os.Chmod(src, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	umask, ok := processUmask()
+	if !ok {
+		t.Fatal("no umask in /proc/self/status")
+	}
+	want := os.FileMode(0o777 &^ umask)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		sub, target string
+		targetMode  os.FileMode
+	}{
+		{"", filepath.Join(dir, "a", "b", "tree"), 0o750},
+		{"f", filepath.Join(dir, "c", "d", "file"), want},
+	} {
+		if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: tc.target, Path: tc.sub}); err != nil {
+			t.Fatal(err)
+		}
+		for d, m := range map[string]os.FileMode{filepath.Dir(filepath.Dir(tc.target)): want, filepath.Dir(tc.target): want, tc.target: tc.targetMode} {
+			if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != m {
+				t.Errorf("restore %q into %s: %s has mode %v (%v), want %v", tc.sub, tc.target, d, fi.Mode().Perm(), err, m)
+			}
+		}
+	}
+}

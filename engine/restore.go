@@ -405,7 +405,30 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if err == nil && single == nil && !held {
 		_ = unix.Removexattr(opts.Target, restoreMark)
 	}
+	if err == nil || errors.Is(err, ErrDamaged) {
+		tookMeta := single == nil && !((p.Kind == KindFile || p.Kind == KindDevice) && opts.Path == "")
+		rs.openCreated(created, opts.Target, tookMeta)
+	}
 	return res, err
+}
+
+// openCreated gives the directories the restore made above what it
+// restored the mode 'mkdir -p' gives (0777 less the umask), once the
+// restore is done: made 0700 so that nothing is reachable before its
+// metadata is in place, they kept it. A file restored alone sat in a
+// directory only root could enter, and so did a target's new parents.
+// The target itself, when it took the point's directory's mode, keeps it.
+func (rs *restorer) openCreated(created []string, target string, tookMeta bool) {
+	mode := os.FileMode(0o755)
+	if rs.umaskOK {
+		mode = os.FileMode(0o777 &^ rs.umask)
+	}
+	for _, d := range created {
+		if tookMeta && filepath.Clean(d) == filepath.Clean(target) {
+			continue
+		}
+		_ = os.Chmod(d, mode)
+	}
 }
 
 // restoresInPlace reports whether target is the directory the point's
