@@ -202,10 +202,17 @@ func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOpt
 	}
 	sort.Strings(names)
 	for _, n := range names {
+		why := rb.Removed[n]
+		if r, ok := strings.CutPrefix(why, "replaced by a whole copy: "); ok {
+			// Written again under its name above: the file is there,
+			// whole; it is not gone, as "removed" said.
+			opts.act(rep, "index file %s (%s) was replaced by the whole copy of that name written above", n, r)
+			continue
+		}
 		if opts.DryRun {
-			opts.act(rep, "remove index file %s: %s", n, rb.Removed[n])
+			opts.act(rep, "remove index file %s: %s", n, why)
 		} else {
-			opts.act(rep, "removed index file %s: %s", n, rb.Removed[n])
+			opts.act(rep, "removed index file %s: %s", n, why)
 		}
 	}
 	if rb.DamageDropped > 0 {

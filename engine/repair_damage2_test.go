@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/recall-backup/recall/chunkstore"
 )
 
 // Fix (an empty file under a pack's name): it is not damage. Verify, with
@@ -105,5 +107,23 @@ func TestRepairIndexNamesPackNotWhatItsNameSays(t *testing.T) {
 	err = rep.DamageLeft("repair index")
 	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "repair packs") || strings.Contains(err.Error(), "repair points") {
 		t.Errorf("repair index: damage left %v", err)
+	}
+}
+
+// An index file written again whole under its old name is said to be
+// replaced, not removed: it is there.
+func TestIndexActionsRewrittenFile(t *testing.T) {
+	rep := &RepairReport{}
+	indexActions(rep, &chunkstore.IndexRebuild{
+		Written: []chunkstore.IndexFileInfo{{Name: "abc", Packs: 2}},
+		Removed: map[string]string{"abc": "replaced by a whole copy: corrupt data", "def": "corrupt data"},
+	}, RepairOptions{})
+	want := []string{
+		"wrote index file abc covering 2 packs",
+		"index file abc (corrupt data) was replaced by the whole copy of that name written above",
+		"removed index file def: corrupt data",
+	}
+	if !slices.Equal(rep.Actions, want) {
+		t.Errorf("actions %q, want %q", rep.Actions, want)
 	}
 }
