@@ -135,6 +135,7 @@ func interspersed(app *cli.App, args []string) []string {
 // everything after "--". It was "unknown flag --xv".
 func splitShort(app *cli.App, args []string) []string {
 	short := map[byte]bool{}
+	seen := map[*cli.Command]bool{} // urfave/cli's help command is among its own subcommands
 	var collect func(flags []cli.Flag, cmds []*cli.Command)
 	collect = func(flags []cli.Flag, cmds []*cli.Command) {
 		for _, f := range flags {
@@ -147,7 +148,10 @@ func splitShort(app *cli.App, args []string) []string {
 			}
 		}
 		for _, c := range cmds {
-			collect(c.Flags, c.Subcommands)
+			if !seen[c] {
+				seen[c] = true
+				collect(c.Flags, c.Subcommands)
+			}
 		}
 	}
 	collect(app.Flags, app.Commands)
