@@ -444,7 +444,7 @@ func SourcesHint(name string, have []string) string {
 func closeName(name string, have []string) string {
 	best, dist := "", 0
 	for _, h := range have {
-		if d := editDistance(strings.ToLower(name), strings.ToLower(h)); best == "" || d < dist {
+		if d := EditDistance(strings.ToLower(name), strings.ToLower(h)); best == "" || d < dist {
 			best, dist = h, d
 		}
 	}
@@ -457,7 +457,7 @@ func closeName(name string, have []string) string {
 // editDistance is the optimal string alignment distance of a and b (in
 // bytes): insertions, deletions, substitutions and swaps of two
 // neighbours, each one step.
-func editDistance(a, b string) int {
+func EditDistance(a, b string) int {
 	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)

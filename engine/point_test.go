@@ -45,8 +45,8 @@ func TestEditDistance(t *testing.T) {
 		a, b string
 		want int
 	}{{"", "", 0}, {"web", "web", 0}, {"wbe", "web", 1}, {"we", "web", 1}, {"webb", "web", 1}, {"wxb", "web", 1}, {"", "abc", 3}, {"mail", "db", 4}, {"tmp-edd", "tmp-ed", 1}} {
-		if got := editDistance(tc.a, tc.b); got != tc.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		if got := EditDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("EditDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
 	}
 }

@@ -449,7 +449,7 @@ func nearest(s string, names []string) string {
 	}
 	best, bestD, ties := "", limit+1, 0
 	for _, n := range names {
-		d := editDistance(strings.ToLower(s), n)
+		d := engine.EditDistance(strings.ToLower(s), n)
 		switch {
 		case d < bestD:
 			best, bestD, ties = n, d, 0
@@ -461,33 +461,6 @@ func nearest(s string, names []string) string {
 		return "" // two equally near: a guess would mislead
 	}
 	return best
-}
-
-// editDistance is the edit distance of a and b, in bytes, where two
-// neighbouring letters swapped ("snyc") count as one edit, as a letter
-// left out, added or mistyped does (optimal string alignment distance).
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
 
 // takeRequired takes the Required mark off c's flags and returns their
