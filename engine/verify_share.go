@@ -2,8 +2,13 @@ package engine
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/atomicfile"
 )
 
 // ReadShare makes Verify's ReadData read a share of the packs, so that a
@@ -43,4 +48,39 @@ func (s ReadShare) Reads(id chunkstore.ID) bool {
 // packBucket is the bucket of pack id among n.
 func packBucket(id chunkstore.ID, n uint64) uint64 {
 	return binary.BigEndian.Uint64(id[:8]) % n
+}
+
+// The home's record of verify --read-data-share runs made without a run
+// number (verify-share.json): {"version": 1, "last_run": K}. The next such
+// run is K+1, so that any ceil(100/P) of them in a row read every pack.
+const shareRunFile = "verify-share.json"
+
+type shareRunRecord struct {
+	Version int    `json:"version"`
+	LastRun uint64 `json:"last_run"`
+}
+
+// NextShareRun returns the run number of the next verify of a share
+// that is given none: one after the last RecordShareRun recorded in
+// home, 0 when none was (or the record cannot be read: a run that reads
+// some share is better than none, and the record is written anew).
+func NextShareRun(home string) uint64 {
+	b, err := os.ReadFile(filepath.Join(home, shareRunFile))
+	if err != nil {
+		return 0
+	}
+	var r shareRunRecord
+	if json.Unmarshal(b, &r) != nil || r.Version != 1 {
+		return 0
+	}
+	return r.LastRun + 1
+}
+
+// RecordShareRun records in home that run was made.
+func RecordShareRun(home string, run uint64) error {
+	b, _ := json.Marshal(shareRunRecord{Version: 1, LastRun: run})
+	if err := atomicfile.Write(filepath.Join(home, shareRunFile), b, 0o600); err != nil {
+		return fmt.Errorf("record the read-data run made: %w", err)
+	}
+	return nil
 }

@@ -18,7 +18,7 @@ func init() {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "also read back, decrypt and re-hash every stored blob"},
 			&cli.StringFlag{Name: "read-data-share", Usage: "with --read-data (implied), read back only `PERCENT` of the packs (1% to 100%): the part run --read-data-run picks"},
-			&cli.Uint64Flag{Name: "read-data-run", Usage: "with --read-data-share P, the run number `K`: runs K to K+ceil(100/P)-1 read every pack between them"},
+			&cli.Uint64Flag{Name: "read-data-run", Usage: "with --read-data-share P, the run number `K`: runs K to K+ceil(100/P)-1 read every pack between them (default: the run after the last one this home made)"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress (with --read-data) and the report as JSON lines (see the README)"},
 		},
 		Action: withJob("verify", func(c *cli.Context, _ *engine.Job) error {
@@ -34,7 +34,14 @@ func init() {
 				if err != nil {
 					return usagef("--read-data-share %q: allowed: 1%% to 100%%, like 10%%", c.String("read-data-share"))
 				}
-				opts.ReadData, opts.Share = true, engine.ReadShare{Percent: n, Run: c.Uint64("read-data-run")}
+				run := c.Uint64("read-data-run")
+				if !c.IsSet("read-data-run") {
+					// Not given: the run after the last this home made,
+					// so that runs in a row read every pack. Each one
+					// read the same share, the others never.
+					run = engine.NextShareRun(home(c))
+				}
+				opts.ReadData, opts.Share = true, engine.ReadShare{Percent: n, Run: run}
 			} else if c.IsSet("read-data-run") {
 				return usagef("--read-data-run needs --read-data-share")
 			}
@@ -48,8 +55,19 @@ func init() {
 			if rep == nil {
 				return err
 			}
+			if c.IsSet("read-data-share") && !c.IsSet("read-data-run") {
+				// The share was read (damage found in it is reported
+				// below): the next run reads the next one.
+				if werr := engine.RecordShareRun(home(c), opts.Share.Run); werr != nil {
+					warnf("%v; the next verify --read-data-share reads run %d again", werr, opts.Share.Run)
+				}
+			}
 			if c.Bool("json") {
-				pr.Summary(verifyJSON{VerifyReport: rep, Damage: damagesJSON(rep.Damage), SecondsElapsed: round3(time.Since(pr.start).Seconds())})
+				v := verifyJSON{VerifyReport: rep, Damage: damagesJSON(rep.Damage), SecondsElapsed: round3(time.Since(pr.start).Seconds())}
+				if n := opts.Share.Buckets(); n > 1 {
+					v.ReadDataRun, v.ReadDataRuns = &opts.Share.Run, n
+				}
+				pr.Summary(v)
 				return err
 			}
 			out := c.App.Writer
@@ -170,6 +188,10 @@ type verifyJSON struct {
 	*engine.VerifyReport
 	Damage         []damageJSON `json:"damage,omitempty"`
 	SecondsElapsed float64      `json:"seconds_elapsed"`
+	// ReadDataRun and ReadDataRuns: with --read-data-share, the run made
+	// and the number of runs that read every pack.
+	ReadDataRun  *uint64 `json:"read_data_run,omitempty"`
+	ReadDataRuns int     `json:"read_data_runs,omitempty"`
 }
 
 // blobLinesPerPack is how many damaged blobs of one pack verify lists

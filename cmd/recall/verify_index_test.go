@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -102,5 +103,51 @@ func TestVerifyDamagedBlobLines(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Blobs) != files {
 		t.Fatalf("verify --json: %d damaged blobs (%v), want every one", len(rep.Blobs), err)
+	}
+}
+
+// verify --read-data-share without --read-data-run takes the run after
+// the last one this home made: runs in a row read every pack, where each
+// read the same share (run 0) and the others never.
+func TestVerifyShareRunsRotate(t *testing.T) {
+	_, src, run := cliHome(t)
+	run("init")
+	for i := range 6 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprint(i)), bytes.Repeat([]byte{byte(i)}, 1<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run("backup", "-q", "--source", "s", src)
+	}
+	type summary struct {
+		PacksRead int     `json:"packs_read"`
+		Run       *uint64 `json:"read_data_run"`
+		Runs      int     `json:"read_data_runs"`
+	}
+	last := func(out string) summary {
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var s summary
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &s); err != nil {
+			t.Fatalf("verify --json: %v\n%s", err, out)
+		}
+		return s
+	}
+	all := last(run("verify", "--read-data", "--json", "-q")).PacksRead
+	read := 0
+	for k := range 4 {
+		s := last(run("verify", "--read-data-share", "25%", "--json", "-q"))
+		if s.Run == nil || *s.Run != uint64(k) || s.Runs != 4 {
+			t.Fatalf("run %d: %+v", k, s)
+		}
+		read += s.PacksRead
+	}
+	if all < 4 || read != all {
+		t.Errorf("4 runs of 25%% read %d packs, the store has %d", read, all)
+	}
+	// An explicit run number is taken as given, and does not move the count.
+	if s := last(run("verify", "--read-data-share", "25%", "--read-data-run", "9", "--json", "-q")); s.Run == nil || *s.Run != 9 {
+		t.Errorf("--read-data-run 9: %+v", s)
+	}
+	if s := last(run("verify", "--read-data-share", "25%", "--json", "-q")); s.Run == nil || *s.Run != 4 {
+		t.Errorf("after an explicit run: %+v, want run 4", s)
 	}
 }
