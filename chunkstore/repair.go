@@ -169,7 +169,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		es, err := s.readPackHeaderSized(id, size)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
-				return nil, fmt.Errorf("read header of pack %s: %w", id, err)
+				return nil, fmt.Errorf("read header of pack %s: %w: %s", id, err, unreadHint)
 			}
 			badHeader[id] = true
 			badWhy[id] = err.Error()
@@ -357,6 +357,12 @@ type PackProblem struct {
 	Reason string
 }
 
+// unreadHint ends the error of a repair that met a pack it could not
+// read for a reason other than its bytes (permissions, an I/O error of
+// the disk under it): the pack is left as it is, and the repair, which rewrites
+// and deletes packs, is no cure for it.
+const unreadHint = "the pack is left as it is; that is not damage of the pack's bytes, which a repair mends: let recall read it (its owner and mode), or check the disk or file system that holds it (the kernel log names the device), then run the repair again"
+
 // DamagedPacks lists the packs that need salvaging: those whose header is
 // unreadable, whose size is not what the index implies (truncated), or
 // that hold blobs recorded damaged. It reads every pack's header, not the
@@ -377,7 +383,7 @@ func (s *Store) DamagedPacks() ([]PackProblem, error) {
 				continue
 			}
 			if !errors.Is(err, ErrCorrupt) {
-				return nil, fmt.Errorf("read header of pack %s: %w", pi.ID, err)
+				return nil, fmt.Errorf("read header of pack %s: %w: %s", pi.ID, err, unreadHint)
 			}
 			out = append(out, PackProblem{Pack: pi.ID, Reason: "header unreadable: " + err.Error()})
 		}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"sync"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -99,10 +100,25 @@ var ErrVerifyFailed = errors.New("verification failed")
 // repair.
 var ErrVerifyIncomplete = errors.New("verification incomplete")
 
-// denied reports whether err is a read refused for want of permission
-// (EACCES, EPERM): a property of the files' owners and modes, not of
-// their bytes, which a repair must not be sent to "fix".
-func denied(err error) bool { return errors.Is(err, fs.ErrPermission) }
+// denied reports whether err is a read that says nothing of the stored
+// bytes: refused for want of permission (EACCES, EPERM), a property of
+// the files' owners and modes, or failed in the device or the file
+// system under the store (EIO and its kind: a failing disk, a network
+// file system gone). A repair must not be sent to "fix" either: repair
+// packs salvages a damaged pack by rewriting what it can read and
+// deleting it. The pack is reported unreadable, not damaged.
+func denied(err error) bool { return errors.Is(err, fs.ErrPermission) || IOError(err) }
+
+// IOError reports whether err is an error of the device or file system a
+// file is on, not of its content.
+func IOError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EIO, syscall.ENXIO, syscall.ENODEV, syscall.ESTALE, syscall.ENOTCONN, syscall.EREMOTEIO, syscall.ENOLINK} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
 
 // Verify checks that every point can be restored. It always compares each
 // pack's size with what the index implies (a truncated pack loses the
@@ -388,7 +404,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 	}
 	denials := ""
 	if n := len(rep.Unreadable); n > 0 {
-		denials = fmt.Sprintf(", %d packs recall may not read", n)
+		denials = fmt.Sprintf(", %d packs recall could not read", n)
 	}
 	if n := len(rep.Foreign); n > 0 {
 		denials += fmt.Sprintf(", %d empty files under a pack's name (not packs recall wrote, and no point needs them: remove them by hand): %s", n, strings.Join(rep.Foreign, ", "))
@@ -416,7 +432,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 			ErrVerifyFailed, len(rep.BadPacks), len(rep.DamagedBlobs), len(rep.Damage), len(rep.DamagedPoints), len(rep.Store), denials)
 	}
 	if len(rep.Unreadable) > 0 {
-		return rep, fmt.Errorf("%w: no damage found, but %d packs recall may not read were not verified%s", ErrVerifyIncomplete, len(rep.Unreadable), strings.TrimPrefix(denials, fmt.Sprintf(", %d packs recall may not read", len(rep.Unreadable))))
+		return rep, fmt.Errorf("%w: no damage found, but %d packs recall could not read were not verified%s", ErrVerifyIncomplete, len(rep.Unreadable), strings.TrimPrefix(denials, fmt.Sprintf(", %d packs recall could not read", len(rep.Unreadable))))
 	}
 	if len(rep.Misplaced) > 0 {
 		// Each beside a file of its name in its place: nothing is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/recall-backup/recall/engine"
@@ -118,10 +119,7 @@ func init() {
 			} else if opts.ReadData {
 				what = fmt.Sprintf("structure and data (%d packs read)", rep.Packs)
 			}
-			perms := ""
-			if len(rep.Unreadable) > 0 {
-				perms = fmt.Sprintf("; let recall read the unreadable packs (their owner or mode under %s), then verify again", st.Dir())
-			}
+			perms := unreadableAdvice(rep, st.Dir())
 			switch {
 			case errors.Is(err, engine.ErrVerifyFailed) && len(rep.Damage)+len(rep.BadPacks)+len(rep.DamagedPoints) == 0:
 				// Only store files: no data is lost.
@@ -197,3 +195,29 @@ type verifyJSON struct {
 // blobLinesPerPack is how many damaged blobs of one pack verify lists
 // without -v.
 const blobLinesPerPack = 5
+
+// unreadableAdvice is what to do about the packs verify could not read,
+// by why: their owner or mode, or the disk under them (an I/O error says
+// nothing of their bytes; a repair, which rewrites and deletes packs,
+// must not be sent to them). "" when there are none.
+func unreadableAdvice(rep *engine.VerifyReport, dir string) string {
+	var perm, io bool
+	for _, why := range rep.Unreadable {
+		if strings.Contains(why, "permission denied") || strings.Contains(why, "operation not permitted") {
+			perm = true
+		} else {
+			io = true
+		}
+	}
+	var steps []string
+	if perm {
+		steps = append(steps, fmt.Sprintf("let recall read the packs refused it (their owner or mode under %s)", dir))
+	}
+	if io {
+		steps = append(steps, fmt.Sprintf("check the disk or file system under %s for the packs with read errors (the kernel log names the device): they are left as they are, not repaired", dir))
+	}
+	if len(steps) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(steps, "; ") + "; then verify again"
+}

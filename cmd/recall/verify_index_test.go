@@ -151,3 +151,25 @@ func TestVerifyShareRunsRotate(t *testing.T) {
 		t.Errorf("after an explicit run: %+v, want run 4", s)
 	}
 }
+
+// The advice for packs verify could not read follows why: their owner and
+// mode, or the disk under them.
+func TestUnreadableAdvice(t *testing.T) {
+	for _, tc := range []struct {
+		why       []string
+		want, not string
+	}{
+		{[]string{"open /s/packs/ab/ab12: permission denied"}, "owner or mode", "check the disk"},
+		{[]string{"read /s/packs/ab/ab12: input/output error"}, "check the disk", "owner or mode"},
+		{nil, "", "then verify again"},
+	} {
+		rep := &engine.VerifyReport{Unreadable: map[string]string{}}
+		for i, w := range tc.why {
+			rep.Unreadable[fmt.Sprint(i)] = w
+		}
+		got := unreadableAdvice(rep, "/s")
+		if !strings.Contains(got, tc.want) || tc.not != "" && strings.Contains(got, tc.not) {
+			t.Errorf("advice for %q: %q", tc.why, got)
+		}
+	}
+}
