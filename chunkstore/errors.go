@@ -1,6 +1,9 @@
 package chunkstore
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // Sentinel errors, checked with errors.Is.
 var (
@@ -27,3 +30,17 @@ var (
 	// ErrExists: init on a directory that already holds a store.
 	ErrExists = errors.New("store already exists")
 )
+
+// IOError reports whether err is an error of the device or the file
+// system a file is on (EIO and its kind: a failing disk, a network file
+// system gone), not of the file's bytes: nothing was read, so nothing is
+// known of them. Such a pack is neither damaged nor to be repaired: a
+// repair of packs rewrites what it can read and deletes the rest.
+func IOError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EIO, syscall.ENXIO, syscall.ENODEV, syscall.ESTALE, syscall.ENOTCONN, syscall.EREMOTEIO, syscall.ENOLINK} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

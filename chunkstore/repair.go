@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -169,7 +170,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		es, err := s.readPackHeaderSized(id, size)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
-				return nil, fmt.Errorf("read header of pack %s: %w: %s", id, err, unreadHint)
+				return nil, packUnreadable("read header of", id, err)
 			}
 			badHeader[id] = true
 			badWhy[id] = err.Error()
@@ -357,11 +358,22 @@ type PackProblem struct {
 	Reason string
 }
 
-// unreadHint ends the error of a repair that met a pack it could not
-// read for a reason other than its bytes (permissions, an I/O error of
-// the disk under it): the pack is left as it is, and the repair, which rewrites
-// and deletes packs, is no cure for it.
-const unreadHint = "the pack is left as it is; that is not damage of the pack's bytes, which a repair mends: let recall read it (its owner and mode), or check the disk or file system that holds it (the kernel log names the device), then run the repair again"
+// packUnreadable is the error of a repair that met pack id it could not
+// read for a reason other than its bytes (what it was reading, err): the
+// repair stops and the pack is left as it is, for what a repair does to
+// a damaged pack (rewrite what it can read, delete it) is no cure for a
+// disk that fails to read it or a file recall may not read. The step to
+// take follows the cause.
+func packUnreadable(what string, id ID, err error) error {
+	next := "run the repair again once it can be read"
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		next = "let recall read it (its owner and mode), then run the repair again"
+	case IOError(err):
+		next = "check the disk or file system that holds it (the kernel log names the device), then run the repair again"
+	}
+	return fmt.Errorf("%s pack %s: %w: the pack is left as it is, not repaired (this is not damage of its bytes); %s", what, id, err, next)
+}
 
 // DamagedPacks lists the packs that need salvaging: those whose header is
 // unreadable, whose size is not what the index implies (truncated), or
@@ -383,7 +395,7 @@ func (s *Store) DamagedPacks() ([]PackProblem, error) {
 				continue
 			}
 			if !errors.Is(err, ErrCorrupt) {
-				return nil, fmt.Errorf("read header of pack %s: %w: %s", pi.ID, err, unreadHint)
+				return nil, packUnreadable("read header of", pi.ID, err)
 			}
 			out = append(out, PackProblem{Pack: pi.ID, Reason: "header unreadable: " + err.Error()})
 		}
@@ -480,7 +492,10 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 		sv := Salvage{Pack: p.Pack, Reason: p.Reason}
 		b, err := s.be.Load(bg, packHandle(p.Pack), 0, -1, nil)
 		if err != nil && !errors.Is(err, backend.ErrNotExist) {
-			return nil, nil, fmt.Errorf("read pack %s: %w (nothing was removed)", p.Pack, err)
+			// Not its bytes (a pack cut short reads short, without an
+			// error): a pack the disk under it fails to read would be
+			// judged all lost, and deleted, here.
+			return nil, nil, fmt.Errorf("%w (nothing was removed)", packUnreadable("read", p.Pack, err))
 		}
 		entries := s.salvageEntries(p.Pack, files)
 		if len(entries) == 0 && err == nil {

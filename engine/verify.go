@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"sync"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -110,15 +109,8 @@ var ErrVerifyIncomplete = errors.New("verification incomplete")
 func denied(err error) bool { return errors.Is(err, fs.ErrPermission) || IOError(err) }
 
 // IOError reports whether err is an error of the device or file system a
-// file is on, not of its content.
-func IOError(err error) bool {
-	for _, e := range []syscall.Errno{syscall.EIO, syscall.ENXIO, syscall.ENODEV, syscall.ESTALE, syscall.ENOTCONN, syscall.EREMOTEIO, syscall.ENOLINK} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
+// file is on, not of its content (chunkstore.IOError).
+func IOError(err error) bool { return chunkstore.IOError(err) }
 
 // Verify checks that every point can be restored. It always compares each
 // pack's size with what the index implies (a truncated pack loses the

@@ -268,7 +268,7 @@ func suggest(f *Alert, err error) string {
 	case errors.Is(err, os.ErrPermission):
 		return "permission denied: recall serve must run as root to read every file"
 	case errors.Is(err, engine.ErrVerifyIncomplete):
-		return "the check could not read some packs (the error names them): give recall serve (root) read access to the store's files again; nothing was found damaged"
+		return "the check could not read some packs, so they were not verified, and nothing was found damaged: 'recall verify --read-data' names each with why. Refused (permission denied): give recall serve (root) read access to the store's files again. Read failed (input/output error): check the disk or file system under the store (the kernel log names the device). Not 'recall repair packs': that is for damaged packs"
 	case errors.Is(err, engine.ErrVerifyFailed):
 		return checkAction(f)
 	case errors.Is(err, engine.ErrWarnings):

@@ -152,6 +152,9 @@ func TestAlertActions(t *testing.T) {
 		{fmt.Errorf("open catalog: %w", engine.ErrCatalogBusy), "holds the catalog"},
 		{os.ErrPermission, "must run as root"},
 		{errors.New("pre-script exited 1"), "see job 7"},
+		// A check that could not read packs: a disk to check or access
+		// to give back, never a repair (it found no damage).
+		{fmt.Errorf("%w: no damage found, but 1 packs recall could not read were not verified", engine.ErrVerifyIncomplete), "check the disk"},
 	} {
 		f := Alert{Job: "backup", Group: "g", Member: "/m", CatalogJob: 7}
 		if got := suggest(&f, c.err); !strings.Contains(got, c.want) {

@@ -280,7 +280,7 @@ func (s *Server) check(ctx context.Context, t *task) error {
 		return fmt.Errorf("check of group %s: %w", g.Name, err)
 	}
 	if errors.Is(err, engine.ErrVerifyIncomplete) {
-		log.Error("check could not read every pack (permissions): not verified", "points", rep.Points, "packs_read", rep.Packs, "unreadable_packs", len(rep.Unreadable), "err", err)
+		log.Error("check could not read every pack (permissions, or read errors of the disk under the store): not verified", "points", rep.Points, "packs_read", rep.Packs, "unreadable_packs", len(rep.Unreadable), "err", err)
 		return fmt.Errorf("check of group %s (run %d, %d packs read): %w", g.Name, share.Run, rep.Packs, err)
 	}
 	if err != nil {
