@@ -18,8 +18,8 @@ func init() {
 		Usage: "check that every recovery point can be restored",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "also read back, decrypt and re-hash every stored blob"},
-			&cli.StringFlag{Name: "read-data-share", Usage: "with --read-data (implied), read back only `PERCENT` of the packs (1% to 100%): the part run --read-data-run picks"},
-			&cli.Uint64Flag{Name: "read-data-run", Usage: "with --read-data-share P, the run number `K`: runs K to K+ceil(100/P)-1 read every pack between them (default: the run after the last one this home made)"},
+			&cli.StringFlag{Name: "read-data-share", Usage: "with --read-data (implied), read back only `PERCENT` of the packs (1% to 100%): the part run --read-data-run picks; without it, the run after the last one this home made, so runs in a row read every pack"},
+			&cli.Uint64Flag{Name: "read-data-run", Usage: "with --read-data-share P, the run number `K`: runs K to K+ceil(100/P)-1 read every pack between them", DefaultText: "the run after the last one this home made"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress (with --read-data) and the report as JSON lines (see the README)"},
 		},
 		Action: withJob("verify", func(c *cli.Context, _ *engine.Job) error {

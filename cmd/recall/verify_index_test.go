@@ -150,6 +150,10 @@ func TestVerifyShareRunsRotate(t *testing.T) {
 	if s := last(run("verify", "--read-data-share", "25%", "--json", "-q")); s.Run == nil || *s.Run != 4 {
 		t.Errorf("after an explicit run: %+v, want run 4", s)
 	}
+	// Without --json the summary names the run, and the count moves too.
+	if out := run("verify", "--read-data-share", "25%"); !strings.Contains(out, "run 5 of every 4") {
+		t.Errorf("verify --read-data-share 25%% after run 4: %q, want run 5 of every 4", out)
+	}
 }
 
 // The advice for packs verify could not read follows why: their owner and
