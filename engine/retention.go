@@ -141,7 +141,12 @@ func retention(pol Policy, points []*Point, asOf time.Time, check func(*Point) e
 		if d.Rule == RuleFuture {
 			continue
 		}
-		keys := periodKeys(p.Time, asOf.Location())
+		// Days, weeks, months and years are the server's local ones,
+		// as the recovery point times (--at) are, however the as-of
+		// time is written: a dry run --as-of ...Z on a server not on
+		// UTC drew the days elsewhere than the real run, and kept
+		// other points than it.
+		keys := periodKeys(p.Time, time.Local)
 		if d.Keep {
 			// Its periods have a point kept: a keep-* rule keeping
 			// another in one of them would keep two points of a day,

@@ -3,6 +3,8 @@ package engine
 import (
 	"testing"
 	"time"
+
+	"github.com/recall-backup/recall/chunkstore"
 )
 
 // Each rule decides the points it is for, first rule first.
@@ -106,5 +108,41 @@ func TestRetentionKeepsDamaged(t *testing.T) {
 	}
 	if _, err := Retention(Policy{Retention: "0d"}, pts, asOf); err == nil {
 		t.Error("an invalid policy decided")
+	}
+}
+
+// The keep-* periods are the local ones whatever zone the as-of time is
+// written in: the same instant, spelt in UTC or in another offset, keeps
+// the same points.
+func TestRetentionPeriodsLocalWhateverAsOfZone(t *testing.T) {
+	saved := time.Local
+	time.Local = time.FixedZone("test", 11*3600+27*60)
+	defer func() { time.Local = saved }()
+	// Two syncs either side of local midnight (12:33 UTC), days ago.
+	base := time.Date(2026, 12, 3, 12, 33, 0, 0, time.UTC)
+	var pts []*Point
+	for i, d := range []time.Duration{-2 * time.Hour, -time.Hour, time.Hour, 2 * time.Hour} {
+		var id chunkstore.ID
+		id[0] = byte(i + 1)
+		pts = append(pts, &Point{ID: id, Source: "s", Time: base.Add(d)})
+	}
+	pol := Policy{KeepDaily: 3}.Defaults()
+	asOf := base.Add(20 * 24 * time.Hour)
+	kept := func(at time.Time) int {
+		ds, err := Retention(pol, pts, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, d := range ds {
+			if d.Keep {
+				n++
+			}
+		}
+		return n
+	}
+	utc, other := kept(asOf.UTC()), kept(asOf.In(time.FixedZone("x", -7*3600)))
+	if utc != other || utc != 2 {
+		t.Errorf("kept %d as of a UTC time, %d as of the same instant elsewhere; want 2 both (one a local day)", utc, other)
 	}
 }
