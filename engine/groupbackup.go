@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -221,8 +222,10 @@ func (s *Store) backupMember(ctx context.Context, home string, g *Group, pol Pol
 		if p != nil {
 			id = p.ID.String()
 		}
-		run, serr := runScript(ctx, "post", pol.PostScript, r.timeout,
+		pctx, stop := postScriptContext(ctx)
+		run, serr := runScript(pctx, "post", pol.PostScript, r.timeout,
 			append(env, "RECALL_PHASE=post", "RECALL_OUTCOME="+outcome, "RECALL_POINT="+id, "RECALL_ERROR="+msg))
+		stop()
 		j.Scripts = append(j.Scripts, run)
 		if serr != nil {
 			if err == nil || errors.Is(err, ErrWarnings) {
@@ -234,6 +237,37 @@ func (s *Store) backupMember(ctx context.Context, home string, g *Group, pol Pol
 		}
 	}
 	return p, err
+}
+
+// PostScriptStopGrace is how long a post-script still runs once the job
+// is cancelled (recall serve stopping, an interrupted command): it is the
+// script that thaws a database the pre-script froze or releases a
+// snapshot, which the stop must not leave undone. Started after the
+// cancellation, or running when it comes, it is killed only this long
+// after it (or at its script timeout, if sooner). Within the service
+// unit's stop timeout (60 s) after the server's own grace (30 s).
+var PostScriptStopGrace = 15 * time.Second
+
+// postScriptContext is ctx for a post-script: not cancelled with ctx, but
+// PostScriptStopGrace after it, with its cause.
+func postScriptContext(ctx context.Context) (context.Context, func()) {
+	pctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	var timer *time.Timer
+	var mu sync.Mutex
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(PostScriptStopGrace, func() { cancel(context.Cause(ctx)) })
+	})
+	return pctx, func() {
+		stopAfter()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel(nil)
+	}
 }
 
 // backupMemberData is the backup itself.

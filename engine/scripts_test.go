@@ -94,3 +94,41 @@ func TestScriptEnvWithoutSecrets(t *testing.T) {
 		t.Errorf("the script lost other variables:\n%s", run.Output)
 	}
 }
+
+// A post-script runs to its end when the job was cancelled before it
+// started or while it runs (recall serve stopping), up to
+// PostScriptStopGrace after the cancellation: it thaws what the
+// pre-script froze. Before, it was killed at once.
+func TestPostScriptOutlivesCancel(t *testing.T) {
+	saved := PostScriptStopGrace
+	defer func() { PostScriptStopGrace = saved }()
+	PostScriptStopGrace = 2 * time.Second
+	dir := t.TempDir()
+	for _, early := range []bool{true, false} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		if early {
+			cancel(errors.New("stopping"))
+		} else {
+			time.AfterFunc(50*time.Millisecond, func() { cancel(errors.New("stopping")) })
+		}
+		mark := filepath.Join(dir, strconv.FormatBool(early))
+		pctx, stop := postScriptContext(ctx)
+		run, err := runScript(pctx, "post", "sleep 0.3; touch "+mark, 10*time.Second, nil)
+		stop()
+		if _, serr := os.Stat(mark); err != nil || serr != nil || run.ExitCode != 0 {
+			t.Errorf("post-script after a cancel (before it started: %v): %v, %v, exit %d", early, err, serr, run.ExitCode)
+		}
+		cancel(nil)
+	}
+	// One that would run on is killed the grace after the cancellation.
+	PostScriptStopGrace = 200 * time.Millisecond
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("stopping"))
+	pctx, stop := postScriptContext(ctx)
+	start := time.Now()
+	_, err := runScript(pctx, "post", "sleep 30", 10*time.Second, nil)
+	stop()
+	if err == nil || !strings.Contains(err.Error(), "stopping") || time.Since(start) > 5*time.Second {
+		t.Errorf("post-script past the grace: %v after %v", err, time.Since(start))
+	}
+}
