@@ -124,7 +124,7 @@ func TestServeAPI(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("backup --group g through the server: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	m := regexp.MustCompile(`queued in recall serve as job (\d+)`).FindStringSubmatch(r.stderr)
+	m := regexp.MustCompile(`queued in recall serve as server job (\d+)`).FindStringSubmatch(r.stderr)
 	if m == nil || !strings.Contains(r.stderr, "running, member "+good) || !strings.Contains(r.stderr, ": ok") {
 		t.Errorf("backup --group g stderr:\n%s\nwant the job queued, running with its member, then ok", r.stderr)
 	}

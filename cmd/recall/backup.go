@@ -446,7 +446,7 @@ func backupServed(c *cli.Context, a *apiClient, req map[string]string, what stri
 		return fmt.Errorf("recall serve queued %d jobs for %s; expected one", len(out.Jobs), what)
 	}
 	if !c.Bool("quiet") && !c.Bool("json") {
-		logf("backup of %s queued in recall serve as job %d", what, out.Jobs[0])
+		logf("backup of %s queued in recall serve as server job %d", what, out.Jobs[0])
 	}
 	show := printFollow(c)
 	if c.Bool("json") {

@@ -221,7 +221,7 @@ const lostPing = 5 * time.Second
 // stream the command itself cancelled keeps its cause.
 func (a *apiClient) lost(ctx context.Context, id uint64, last server.JobView, cause error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("following job %d: %w", id, cause)
+		return fmt.Errorf("following server job %d: %w", id, cause)
 	}
 	what := fmt.Sprintf("job %d", id)
 	if last.Kind != "" {
@@ -255,7 +255,7 @@ func (a *apiClient) lost(ctx context.Context, id uint64, last server.JobView, ca
 
 // progressLine says in one line where a job is.
 func progressLine(v server.JobView) string {
-	s := fmt.Sprintf("job %d: %s", v.ID, v.Kind)
+	s := fmt.Sprintf("server job %d: %s", v.ID, v.Kind)
 	if v.Group != "" {
 		s += " of group " + v.Group
 	}

@@ -182,18 +182,18 @@ func jobOutcome(v server.JobView) error {
 	case "ok":
 		return nil
 	case "warnings":
-		return remoteError{fmt.Sprintf("job %d: %s", v.ID, v.Error), engine.ErrWarnings}
+		return remoteError{fmt.Sprintf("server job %d: %s", v.ID, v.Error), engine.ErrWarnings}
 	case "interrupted":
-		msg := fmt.Sprintf("job %d (%s) was interrupted: recall serve stopped before it ended (%s)", v.ID, v.Kind, v.Error)
+		msg := fmt.Sprintf("server job %d (%s) was interrupted: recall serve stopped before it ended (%s)", v.ID, v.Kind, v.Error)
 		if v.Kind == "backup" {
 			msg += "; the server makes the backup again at its next start"
 		}
 		return remoteError{msg, errServerGone}
 	}
 	if v.Kind == "backup" && len(v.Members) > 0 {
-		return remoteError{fmt.Sprintf("job %d: %s", v.ID, v.Error), engine.ErrMembersFailed}
+		return remoteError{fmt.Sprintf("server job %d: %s", v.ID, v.Error), engine.ErrMembersFailed}
 	}
-	return fmt.Errorf("job %d (%s) failed: %s", v.ID, v.Kind, v.Error)
+	return fmt.Errorf("server job %d (%s) failed: %s", v.ID, v.Kind, v.Error)
 }
 
 // remoteError is the server's message for an error it had, matching the
