@@ -115,6 +115,14 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 		dedup := "-" // no points, or nothing stored of its own: no ratio to show
 		if x.DedupRatio > 0 {
 			dedup = fmt.Sprintf("%.1fx", x.DedupRatio)
+			if x.DedupRatio >= 1000 {
+				dedup = fmt.Sprintf("%.0fx", x.DedupRatio)
+			}
+			if x.DedupRatio < 0.1 {
+				// A few bytes protected in a tree and manifest of their
+				// own: "0.0x" read as nothing protected.
+				dedup = fmt.Sprintf("%.2gx", x.DedupRatio)
+			}
 		}
 		fmt.Fprintf(w, "%-12s %-24s %-20s %6d %10s %10s %6s %10s\n", g, x.Source, last, x.Points, human(x.Protected), human(x.Stored), dedup, human(x.GrowthPerDay))
 	}
@@ -134,6 +142,9 @@ func printStoreStatus(w io.Writer, s *engine.StoreStatus) {
 	}
 	if s.DaysUntilFull >= 0 {
 		switch d := s.DaysUntilFull; {
+		case d >= 100*365:
+			// Millions of years say nothing but "not at this rate".
+			fmt.Fprintf(w, ", not full within 100 years at that rate")
 		case d >= 2*365:
 			fmt.Fprintf(w, ", full in %.0f years at that rate", d/365)
 		case d >= 10:
