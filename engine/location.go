@@ -248,6 +248,11 @@ func resolveLocation(ctx context.Context, loc string, ro RemoteOptions, create b
 	if err != nil {
 		return nil, err
 	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		// Said as what it is: reading a home's store.json in it said
+		// "open FILE/store.json: not a directory".
+		return nil, fmt.Errorf("%s is a %s, not a store directory or a recall home: give a directory (a new or empty one for a new store) or an s3: location", dir, fileKind(fi.Mode()))
+	}
 	if rec, err := RecordedStore(dir); err != nil {
 		return nil, err
 	} else if rec != "" {
@@ -412,4 +417,21 @@ func accessHint(home string, err error) string {
 		}
 	}
 	return fmt.Sprintf("; home %s%s is not open to this user (uid %d): run recall as its owner (sudo recall ...), or give --home a directory of your own", home, owner, os.Geteuid())
+}
+
+// fileKind names what a file of mode m is, for a message.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0:
+		return "block device"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	}
+	return "file that is not a directory"
 }

@@ -75,3 +75,15 @@ func TestAccessHint(t *testing.T) {
 		t.Errorf("accessHint of a missing file: %q", got)
 	}
 }
+
+// A store location that is a file is named as one.
+func TestLocationIsAFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "afile")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenLocation(t.Context(), f, RemoteOptions{}, chunkstore.OpenOptions{})
+	if err == nil || !strings.Contains(err.Error(), f+" is a regular file, not a store directory or a recall home") {
+		t.Errorf("open of a file as a store: %v", err)
+	}
+}
