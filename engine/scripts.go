@@ -118,13 +118,15 @@ func runScript(ctx context.Context, phase, command string, timeout time.Duration
 	defer timer.Stop()
 	var err error
 	var why string
+	var cause error // the cancellation's, when it ended the script
 	select {
 	case err = <-done:
 	case <-timer.C:
 		why = fmt.Sprintf("still running after the script timeout of %s; killed it and its process group", timeout)
 		run.TimedOut = true
 	case <-ctx.Done():
-		why = fmt.Sprintf("interrupted (%v); killed it and its process group", context.Cause(ctx))
+		cause = context.Cause(ctx)
+		why = fmt.Sprintf("interrupted (%v); killed it and its process group", cause)
 	}
 	if why != "" {
 		// Kill the group, not just sh: a child holding the output pipe
@@ -138,6 +140,11 @@ func runScript(ctx context.Context, phase, command string, timeout time.Duration
 		run.ExitCode = cmd.ProcessState.ExitCode()
 	}
 	switch {
+	case cause != nil:
+		// Wraps the cause: a script the server's stop interrupted is no
+		// failure of the member (no alert counts it, none is replaced
+		// by it), as a backup the stop interrupted is not.
+		return run, &scriptStopped{fmt.Errorf("%s-script %q: %w: %s", phase, command, ErrScript, why), cause}
 	case why != "":
 		return run, fmt.Errorf("%s-script %q: %w: %s", phase, command, ErrScript, why)
 	case err != nil:
@@ -145,3 +152,13 @@ func runScript(ctx context.Context, phase, command string, timeout time.Duration
 	}
 	return run, nil
 }
+
+// scriptStopped is the error of a script its job's cancellation ended:
+// it is ErrScript, and the cancellation's cause too.
+type scriptStopped struct {
+	err   error
+	cause error
+}
+
+func (e *scriptStopped) Error() string   { return e.err.Error() }
+func (e *scriptStopped) Unwrap() []error { return []error{e.err, e.cause} }

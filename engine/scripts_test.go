@@ -132,3 +132,20 @@ func TestPostScriptOutlivesCancel(t *testing.T) {
 		t.Errorf("post-script past the grace: %v after %v", err, time.Since(start))
 	}
 }
+
+// A script its job's cancellation ends says so and wraps the cause, so
+// that a stop of the server is not taken for a failing member.
+func TestScriptInterruptedWrapsCause(t *testing.T) {
+	stop := errors.New("server stopping")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(100*time.Millisecond, func() { cancel(stop) })
+	_, err := runScript(ctx, "pre", "sleep 30", 10*time.Second, nil)
+	if !errors.Is(err, stop) || !errors.Is(err, ErrScript) || !strings.Contains(err.Error(), "interrupted (server stopping)") {
+		t.Errorf("interrupted script: %v", err)
+	}
+	// A timeout is the script's own failure: no cause to wrap.
+	_, err = runScript(context.Background(), "pre", "sleep 30", 100*time.Millisecond, nil)
+	if errors.Is(err, stop) || !errors.Is(err, ErrScript) {
+		t.Errorf("timed-out script: %v", err)
+	}
+}
