@@ -15,7 +15,7 @@ import (
 	"github.com/recall-backup/recall/internal/mountinfo"
 )
 
-var serverPidRE = regexp.MustCompile(`server_pid=(\d+)`)
+var serverPidRE = regexp.MustCompile(`server_pid"?[=:](\d+)`) // text or JSON log
 
 // mountPid returns the mount server's pid from a "recovery tree mounted"
 // line.
@@ -47,7 +47,7 @@ func TestServeKeepsMount(t *testing.T) {
 		e.home, filepath.Join(t.TempDir(), "recall.sock"), mnt)), 0o644))
 	file := filepath.Join(mnt, "data", "latest", "f")
 
-	s := e.serve("--config", cfg)
+	s := e.serve("--config", cfg, "--log-format", "json")
 	pid := mountPid(t, s.await("recovery tree mounted", mnt))
 	if b, err := os.ReadFile(file); err != nil || string(b) != "kept mounted\n" {
 		t.Fatalf("read %s through the server's mount: %q, %v", file, b, err)
@@ -78,6 +78,16 @@ func TestServeKeepsMount(t *testing.T) {
 	must(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	if code := s.wait(); code != 0 {
 		t.Fatalf("recall serve stopped by SIGTERM: exit %d; log:\n%s", code, s.log)
+	}
+	// --log-format json: every line is JSON, the mount servers' own
+	// output too (it went to stderr as text, and jq stopped at it).
+	for _, l := range strings.Split(strings.TrimSpace(s.log.String()), "\n") {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("log line not JSON: %q", l)
+		}
+	}
+	if !strings.Contains(s.log.String(), `"msg":"mount server output"`) {
+		t.Errorf("the mount servers' output is not in the log:\n%s", s.log)
 	}
 	// The server unmounted it, not the kernel after its death.
 	if !strings.Contains(s.log.String(), "recovery tree unmounted") {
@@ -117,7 +127,7 @@ func TestServeMountAfterKeyPasswd(t *testing.T) {
 		e.home, filepath.Join(dir, "recall.sock"), mnt)), 0o644))
 	file := filepath.Join(mnt, "data", "latest", "f")
 
-	s := e.serve("--config", cfg)
+	s := e.serve("--config", cfg, "--log-format", "json")
 	pid := mountPid(t, s.await("recovery tree mounted", mnt))
 	e.ok("key", "passwd", "--new-password-file", newFile)
 	must(t, syscall.Kill(pid, syscall.SIGKILL))

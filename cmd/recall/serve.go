@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -137,6 +138,9 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	mountPassword := &mountPassphrase{c: c, pw: resolved}
+	if c.String("log-format") == "json" {
+		mountPassword.log = log
+	}
 	stopMounts := srv.SuperviseMounts(cfg.Mount, server.MountsOptions{Start: func(ctx context.Context, m server.MountConfig) (*exec.Cmd, error) {
 		args := []string{"--home", absHome, "mount", "--foreground"}
 		if m.AllowOther {
@@ -199,6 +203,36 @@ type mountPassphrase struct {
 	c  *cli.Context
 	mu sync.Mutex
 	pw string // "" for a plaintext store
+	// log, with --log-format json, takes the mount servers' output, a
+	// JSON line for each of their lines: written as it was to stderr,
+	// it broke a jq reading the log.
+	log *slog.Logger
+}
+
+// output is where a mount server's output goes: our stderr, or with
+// log, a pipe whose lines are logged; done closes this side of it once
+// the server started (or failed to).
+func (p *mountPassphrase) output(args []string) (out *os.File, done func()) {
+	if p.log == nil {
+		return os.Stderr, func() {}
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return os.Stderr, func() {}
+	}
+	mnt := ""
+	if len(args) > 0 {
+		mnt = args[len(args)-1]
+	}
+	go func() {
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.log.Info("mount server output", "mount", mnt, "line", sc.Text())
+		}
+	}()
+	return w, func() { w.Close() }
 }
 
 // start starts a mount server with args (see startMountServer), its
@@ -209,7 +243,9 @@ func (p *mountPassphrase) start(ctx context.Context, args []string, attr *syscal
 	p.mu.Lock()
 	pw := p.pw
 	p.mu.Unlock()
-	cmd, err := startMountServer(ctx, args, os.Stderr, attr, pw)
+	out, done := p.output(args)
+	cmd, err := startMountServer(ctx, args, out, attr, pw)
+	done()
 	if pw == "" || !errors.Is(err, chunkstore.ErrWrongPassword) {
 		return cmd, err
 	}
@@ -222,7 +258,9 @@ func (p *mountPassphrase) start(ctx context.Context, args []string, attr *syscal
 		return nil, fmt.Errorf("%w: the server's passphrase no longer opens the store, and reading %s again failed: %v", err, src, rerr)
 	}
 	if fresh != pw {
-		cmd, err = startMountServer(ctx, args, os.Stderr, attr, fresh)
+		out, done := p.output(args)
+		cmd, err = startMountServer(ctx, args, out, attr, fresh)
+		done()
 		if err == nil {
 			p.mu.Lock()
 			p.pw = fresh
