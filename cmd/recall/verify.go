@@ -115,7 +115,8 @@ func init() {
 			}
 			what := "structure"
 			if opts.Share.Buckets() > 1 {
-				what = fmt.Sprintf("structure and data (%d packs read: run %d of every %d)", rep.Packs, opts.Share.Run, opts.Share.Buckets())
+				n := opts.Share.Buckets()
+				what = fmt.Sprintf("structure and data (%d packs read: run %d, share %d of %d; any %d runs in a row read every pack)", rep.Packs, opts.Share.Run, opts.Share.Run%uint64(n)+1, n, n)
 			} else if opts.ReadData {
 				what = fmt.Sprintf("structure and data (%d packs read)", rep.Packs)
 			}

@@ -151,8 +151,8 @@ func TestVerifyShareRunsRotate(t *testing.T) {
 		t.Errorf("after an explicit run: %+v, want run 4", s)
 	}
 	// Without --json the summary names the run, and the count moves too.
-	if out := run("verify", "--read-data-share", "25%"); !strings.Contains(out, "run 5 of every 4") {
-		t.Errorf("verify --read-data-share 25%% after run 4: %q, want run 5 of every 4", out)
+	if out := run("verify", "--read-data-share", "25%"); !strings.Contains(out, "run 5, share 2 of 4") {
+		t.Errorf("verify --read-data-share 25%% after run 4: %q, want run 5, share 2 of 4", out)
 	}
 }
 
