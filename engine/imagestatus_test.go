@@ -99,3 +99,22 @@ func TestStatusImageWarnings(t *testing.T) {
 		t.Errorf("%q tells to back up the group", s.Warnings[0])
 	}
 }
+
+// A source with no point whose last backup failed is told that job's
+// error, not to run the backup that failed again.
+func TestStatusNoPointLastJobFailed(t *testing.T) {
+	s := &StoreStatus{Sources: []SourceStatus{{Source: "a", Group: "g"}, {Source: "b", Group: "g"}}}
+	s.Warnings = []string{noPointWarning("a", "g"), noPointWarning("b", "g")}
+	at := time.Date(2026, 12, 3, 11, 0, 0, 0, time.UTC)
+	s.AddJobs([]Job{
+		{Number: 1, Kind: "backup", Source: "a", Status: "failed", Error: "pre-script \"x\": script failed: exit status 7", Started: at},
+		{Number: 2, Kind: "backup", Source: "b", Status: "failed", Error: "old", Started: at},
+		{Number: 3, Kind: "backup", Source: "b", Status: "interrupted", Started: at},
+	})
+	if !strings.Contains(s.Warnings[0], "its last backup, job 1 of 2026-12-03 11:00:00, failed: pre-script \"x\": script failed: exit status 7") {
+		t.Errorf("warning for a: %q", s.Warnings[0])
+	}
+	if s.Warnings[1] != noPointWarning("b", "g") {
+		t.Errorf("warning for b, whose last job was interrupted: %q", s.Warnings[1])
+	}
+}

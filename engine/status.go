@@ -108,6 +108,28 @@ func noPointWarning(source, group string) string {
 	return fmt.Sprintf("source %s (group %s) has no recovery point yet: run 'recall backup --group %s'", source, group, group)
 }
 
+// AddJobs sharpens the warning of a source with no point yet when its
+// last backup, among jobs (the catalog's, oldest first), failed: that
+// backup's error is what to fix, where "run 'recall backup --group G'"
+// only failed the same way again (a pre-script that fails, say).
+func (s *StoreStatus) AddJobs(jobs []Job) {
+	last := map[string]Job{}
+	for _, j := range jobs {
+		if j.Kind == "backup" && j.Source != "" && j.Status != "running" {
+			last[j.Source] = j
+		}
+	}
+	for _, src := range s.Sources {
+		i := slices.Index(s.Warnings, noPointWarning(src.Source, src.Group))
+		j, ok := last[src.Source]
+		if i < 0 || !ok || j.Status != "failed" {
+			continue
+		}
+		s.Warnings[i] = fmt.Sprintf("source %s (group %s) has no recovery point yet: its last backup, job %d of %s, failed: %s; fix that ('recall jobs' has the job, with its scripts' output), then run 'recall backup --group %s'",
+			src.Source, src.Group, j.Number, j.Started.UTC().Format(time.DateTime), j.Error, src.Group)
+	}
+}
+
 // AddImageWarnings adds to the status what registered sources need
 // beyond a path's: one with no point yet is told that WSB must write an
 // image (a group backup does not make one), and one in a group whose

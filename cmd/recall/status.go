@@ -37,11 +37,15 @@ func init() {
 			}
 			var tape *engine.TapeState
 			var sources []engine.Source
+			var jobs []engine.Job
 			if err := withCatalog(c, catalogWait, func(cat *engine.Catalog) (err error) {
 				if sources, err = cat.Sources(); err != nil {
 					return err
 				}
-				tape, err = cat.TapeState()
+				if tape, err = cat.TapeState(); err != nil {
+					return err
+				}
+				jobs, err = cat.Jobs(200)
 				return err
 			}); err != nil {
 				return err
@@ -49,6 +53,7 @@ func init() {
 			s.AddSources(sources)
 			s.AddImageWarnings(sources, groups)
 			s.AddTape(tape, groups)
+			s.AddJobs(jobs) // after the image warnings, which say more of an image
 			if c.Bool("json") {
 				if s.Sources == nil {
 					s.Sources = []engine.SourceStatus{}
