@@ -156,6 +156,13 @@ func (w *Writer) Stats() (blobs, storedBytes, rawBytes int64) {
 	return w.newBlobs, w.newBytes, w.raw
 }
 
+// StoredLen is the length blob id is stored with (as Stats counts it),
+// once the store indexes it; false when it does not.
+func (w *Writer) StoredLen(id ID) (int64, bool) {
+	l, ok, _ := w.s.idx.lookup(id)
+	return int64(l.length()), ok
+}
+
 // SaveBlob stores data under id unless the store has it. It reports
 // whether the blob was new. data is not retained.
 func (w *Writer) SaveBlob(t BlobType, id ID, data []byte) (bool, error) {

@@ -286,6 +286,15 @@ type backuper struct {
 
 	files, dirs, others, bytes, nUnchanged atomic.Int64
 
+	// discarded are the blobs first stored by reads of a file that
+	// changed under them and was read again, with their raw sizes: the
+	// point does not use them (gc collects them), so its stats leave them
+	// out, unless a later read uses one after all (keepUsed).
+	// hasDiscarded spares the savers the lock while there are none.
+	discMu       sync.Mutex
+	discarded    map[chunkstore.ID]int64
+	hasDiscarded atomic.Bool
+
 	// reading counts files whose content is being read. A large file is
 	// chunked in parallel only while it is the only one: with other files
 	// in flight both cores are busy already, and parallel chunking reads
@@ -294,10 +303,11 @@ type backuper struct {
 }
 
 type chunkJob struct {
-	buf *chunkBuf
-	ext *Extent
-	wg  *sync.WaitGroup
-	err *atomic.Pointer[error]
+	buf   *chunkBuf
+	ext   *Extent
+	wg    *sync.WaitGroup
+	err   *atomic.Pointer[error]
+	fresh *freshBlobs // the blobs this read of the file stored first
 }
 
 // saversPerCPU: savers hash and compress (CPU work), and also wait: for
@@ -504,6 +514,11 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	}
 	p.Tree = root.id
 	blobs, stored, raw := w.Stats()
+	// Less what reads of files that changed under them stored and the
+	// point does not use: a file rewritten while read three times
+	// counted three times "new" (75 MiB for 30).
+	dBlobs, dStored, dRaw := b.discardedStats()
+	blobs, stored, raw = blobs-dBlobs, stored-dStored, raw-dRaw
 	p.Stats = Stats{Files: b.files.Load(), Dirs: b.dirs.Load(), Others: b.others.Load(), Bytes: b.bytes.Load(),
 		Unchanged: b.nUnchanged.Load(), NewBlobs: blobs, NewBytes: raw, StoredBytes: stored,
 		DurationNano: int64(now().Sub(start))}
@@ -1152,7 +1167,8 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 		// compressing file system sends its small files that way too).
 		sparse := !isDev && before.Blocks*512 < size
 		oneRead := !isDev && !sparse && size <= int64(b.st.MinChunk())
-		ext, read, err := b.readContent(fd, file, size, isDev, sparse, oneRead && sizeTrusted(b.fsTypes.fsType(path, before.Dev)))
+		fresh := &freshBlobs{}
+		ext, read, err := b.readContent(fd, file, size, isDev, sparse, oneRead && sizeTrusted(b.fsTypes.fsType(path, before.Dev)), fresh)
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return context.Cause(b.ctx)
@@ -1175,6 +1191,19 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 			n.Mode, n.UID, n.GID = after.Mode&0o7777, after.Uid, after.Gid
 		}
 		changed := !isDev && (before.Size != after.Size || before.Mtim != after.Mtim || before.Ctim != after.Ctim || read != after.Size)
+		if (!changed || attempt >= maxRereads) && b.hasDiscarded.Load() {
+			// This read is the one kept: what it stored is used, even
+			// what an earlier read of the file stored first.
+			ids := make([]chunkstore.ID, 0, len(ext))
+			for _, e := range ext {
+				if !e.Hole {
+					ids = append(ids, e.ID)
+				}
+			}
+			b.keepUsed(ids...)
+		} else if changed && attempt < maxRereads {
+			b.discard(fresh)
+		}
 		if !changed {
 			b.bytes.Add(read)
 			return nil
@@ -1259,7 +1288,7 @@ func (r *preader) Read(p []byte) (int, error) {
 // fd is the open file; file returns it as an os.File, which only what is
 // read in more than one piece asks for (it owns fd from then on). sparse
 // sends a small file through the regions too.
-func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, sparse, trustSize bool) ([]Extent, int64, error) {
+func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, sparse, trustSize bool, fresh *freshBlobs) ([]Extent, int64, error) {
 	b.reading.Add(1)
 	defer b.reading.Add(-1)
 	var exts []*Extent
@@ -1279,7 +1308,7 @@ func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, 
 		exts = append(exts, e)
 		wg.Add(1)
 		select {
-		case b.chunkQ <- &chunkJob{buf: cb, ext: e, wg: &wg, err: &errp}:
+		case b.chunkQ <- &chunkJob{buf: cb, ext: e, wg: &wg, err: &errp, fresh: fresh}:
 			return nil
 		case <-b.ctx.Done():
 			wg.Done()
@@ -1505,6 +1534,68 @@ func isZero(b []byte) bool {
 	return true
 }
 
+// freshBlobs are the blobs one read of a file stored first, with their
+// raw sizes: if the file changed under the read, they are discarded.
+type freshBlobs struct {
+	mu   sync.Mutex
+	blob []freshBlob
+}
+
+type freshBlob struct {
+	id  chunkstore.ID
+	raw int64
+}
+
+func (f *freshBlobs) add(id chunkstore.ID, raw int64) {
+	f.mu.Lock()
+	f.blob = append(f.blob, freshBlob{id, raw})
+	f.mu.Unlock()
+}
+
+// discard notes the blobs of a read that is read again.
+func (b *backuper) discard(f *freshBlobs) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.blob) == 0 {
+		return
+	}
+	b.discMu.Lock()
+	defer b.discMu.Unlock()
+	if b.discarded == nil {
+		b.discarded = map[chunkstore.ID]int64{}
+	}
+	for _, x := range f.blob {
+		b.discarded[x.id] = x.raw
+	}
+	b.hasDiscarded.Store(true)
+}
+
+// keepUsed takes back from the discarded blobs those ids names: a later
+// read (the file's next, or another file's) uses them.
+func (b *backuper) keepUsed(ids ...chunkstore.ID) {
+	if !b.hasDiscarded.Load() {
+		return
+	}
+	b.discMu.Lock()
+	for _, id := range ids {
+		delete(b.discarded, id)
+	}
+	b.discMu.Unlock()
+}
+
+// discardedStats are the counts of the discarded blobs, as the writer's
+// Stats counts them: the part of those that no point uses.
+func (b *backuper) discardedStats() (blobs, stored, raw int64) {
+	b.discMu.Lock()
+	defer b.discMu.Unlock()
+	for id, n := range b.discarded {
+		if l, ok := b.w.StoredLen(id); ok {
+			blobs, stored, raw = blobs+1, stored+l, raw+n
+		}
+	}
+	return blobs, stored, raw
+}
+
 // saver hashes and stores chunks until chunkQ closes.
 func (b *backuper) saver() {
 	for j := range b.chunkQ {
@@ -1513,9 +1604,15 @@ func (b *backuper) saver() {
 		} else {
 			id := b.st.Hash(j.buf.b)
 			j.ext.ID = id
-			if _, err := b.w.SaveBlob(chunkstore.DataBlob, id, j.buf.b); err != nil {
+			isNew, err := b.w.SaveBlob(chunkstore.DataBlob, id, j.buf.b)
+			switch {
+			case err != nil:
 				j.err.CompareAndSwap(nil, &err)
 				b.fatal(err)
+			case isNew && j.fresh != nil:
+				j.fresh.add(id, int64(len(j.buf.b)))
+			case !isNew:
+				b.keepUsed(id)
 			}
 		}
 		b.bufs.put(j.buf)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -581,5 +582,45 @@ func TestRestoreCreatedDirsMode(t *testing.T) {
 				t.Errorf("restore %q into %s: %s has mode %v (%v), want %v", tc.sub, tc.target, d, fi.Mode().Perm(), err, m)
 			}
 		}
+	}
+}
+
+// A file that changes under its read is read again, and what the
+// abandoned read stored first is not counted new in the point's stats
+// (the point does not use it; gc collects it). What the kept read uses
+// of it (the part that did not change) still is.
+func TestChangedWhileReadStats(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	f := filepath.Join(src, "db")
+	rnd := rand.NewChaCha8([32]byte{9})
+	first, second := make([]byte, 8<<20), make([]byte, 8<<20)
+	rnd.Read(first)
+	rnd.Read(second)
+	copy(second[:4<<20], first[:4<<20]) // the first half stays
+	if err := os.WriteFile(f, first, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s", hooks: &backupHooks{afterRead: func(path string, try int) {
+		if try == 1 {
+			if err := os.WriteFile(f, second, 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.content(p, "db"); !bytes.Equal(got, second) {
+		t.Fatal("the point does not hold the file as read again")
+	}
+	// The data is random: new bytes are the file's 8 MiB (its first
+	// half's chunks, stored by the abandoned read, are used) and its tree;
+	// the abandoned read's second half, about 4 MiB more, is not counted.
+	if n := p.Stats.NewBytes; n < 8<<20 || n > 8<<20+1<<20 {
+		t.Errorf("new bytes %d, want the file's %d and its tree", n, 8<<20)
+	}
+	if p.Stats.StoredBytes > 8<<20+1<<20 {
+		t.Errorf("stored bytes %d, want no more than the file's %d and its tree", p.Stats.StoredBytes, 8<<20)
 	}
 }
