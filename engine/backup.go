@@ -1191,17 +1191,10 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 			n.Mode, n.UID, n.GID = after.Mode&0o7777, after.Uid, after.Gid
 		}
 		changed := !isDev && (before.Size != after.Size || before.Mtim != after.Mtim || before.Ctim != after.Ctim || read != after.Size)
-		if (!changed || attempt >= maxRereads) && b.hasDiscarded.Load() {
-			// This read is the one kept: what it stored is used, even
-			// what an earlier read of the file stored first.
-			ids := make([]chunkstore.ID, 0, len(ext))
-			for _, e := range ext {
-				if !e.Hole {
-					ids = append(ids, e.ID)
-				}
-			}
-			b.keepUsed(ids...)
-		} else if changed && attempt < maxRereads {
+		if changed && attempt < maxRereads {
+			// Read again: what this read stored first goes unused, but
+			// for the chunks the next read finds stored (the saver takes
+			// those back, keepUsed).
 			b.discard(fresh)
 		}
 		if !changed {
@@ -1570,16 +1563,14 @@ func (b *backuper) discard(f *freshBlobs) {
 	b.hasDiscarded.Store(true)
 }
 
-// keepUsed takes back from the discarded blobs those ids names: a later
-// read (the file's next, or another file's) uses them.
-func (b *backuper) keepUsed(ids ...chunkstore.ID) {
+// keepUsed takes id back from the discarded blobs: a later read (the
+// file's next, or another file's) found it stored and uses it.
+func (b *backuper) keepUsed(id chunkstore.ID) {
 	if !b.hasDiscarded.Load() {
 		return
 	}
 	b.discMu.Lock()
-	for _, id := range ids {
-		delete(b.discarded, id)
-	}
+	delete(b.discarded, id)
 	b.discMu.Unlock()
 }
 

@@ -343,6 +343,13 @@ func (r *Reader) FindPoint(spec, source string) (*Point, error) {
 	return r.findPoint(pts, spec, source)
 }
 
+// FindPointIn is FindPoint among pts, the store's points as Points
+// listed them: for a caller that looks at them too, without listing them
+// again.
+func (r *Reader) FindPointIn(pts []*Point, spec, source string) (*Point, error) {
+	return r.findPoint(pts, spec, source)
+}
+
 // checkSpec refuses an empty spec: every id has the empty prefix, so
 // "forget --source S $ID" with $ID unset forgot S's only point.
 func checkSpec(spec string) error {
@@ -454,7 +461,7 @@ func closeName(name string, have []string) string {
 	return ""
 }
 
-// editDistance is the optimal string alignment distance of a and b (in
+// EditDistance is the optimal string alignment distance of a and b (in
 // bytes): insertions, deletions, substitutions and swaps of two
 // neighbours, each one step.
 func EditDistance(a, b string) int {

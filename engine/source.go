@@ -317,6 +317,11 @@ func (c *Catalog) Source(name string) (Source, error) {
 	return out, err
 }
 
+// noSource is the error for name, which is not a registered source.
+func noSource(tx *bolt.Tx, name string) error {
+	return fmt.Errorf("source %q: %w%s (list them with 'recall source list')", name, ErrNoSource, registeredHint(tx, name))
+}
+
 // registeredHint is "; did you mean X?" when a registered source's name
 // is one slip from name, else "".
 func registeredHint(tx *bolt.Tx, name string) string {
@@ -363,7 +368,7 @@ func (c *Catalog) EditSource(name string, fn func(*Source) error) (Source, error
 			}
 			old, ok := all[name]
 			if !ok {
-				return fmt.Errorf("source %q: %w%s (list them with 'recall source list')", name, ErrNoSource, registeredHint(tx, name))
+				return noSource(tx, name)
 			}
 			s := *old
 			if err := fn(&s); err != nil {
@@ -414,6 +419,16 @@ func (c *Catalog) EditSource(name string, fn func(*Source) error) (Source, error
 // sources broke a rule added later must still record what it ingested,
 // or each look would ingest the same image again.
 func (c *Catalog) RecordIngested(name, backup, print string, size int64) error {
+	return c.updateSource(name, func(s *Source) bool {
+		s.Ingested, s.IngestedPrint, s.ImageSize = backup, print, size
+		return true
+	})
+}
+
+// updateSource changes registered source name with fn, and stores it
+// when fn reports a change. It applies none of the registry's rules (see
+// RecordIngested).
+func (c *Catalog) updateSource(name string, fn func(*Source) bool) error {
 	return c.guard(func() error {
 		return c.db.Update(func(tx *bolt.Tx) error {
 			all, err := loadSources(tx)
@@ -422,9 +437,11 @@ func (c *Catalog) RecordIngested(name, backup, print string, size int64) error {
 			}
 			s, ok := all[name]
 			if !ok {
-				return fmt.Errorf("source %q: %w%s (list them with 'recall source list')", name, ErrNoSource, registeredHint(tx, name))
+				return noSource(tx, name)
 			}
-			s.Ingested, s.IngestedPrint, s.ImageSize = backup, print, size
+			if !fn(s) {
+				return nil
+			}
 			return putSource(tx, s)
 		})
 	})
@@ -437,20 +454,17 @@ func (c *Catalog) RecordIngested(name, backup, print string, size int64) error {
 // WSB wrote a new image: each ingestion said "nothing new". A name that
 // is not a registered source, or one that ingested nothing, is left.
 func (c *Catalog) ForgetIngested(name string) error {
-	return c.guard(func() error {
-		return c.db.Update(func(tx *bolt.Tx) error {
-			all, err := loadSources(tx)
-			if err != nil {
-				return err
-			}
-			s, ok := all[name]
-			if !ok || s.Ingested == "" && s.IngestedPrint == "" {
-				return nil
-			}
-			s.Ingested, s.IngestedPrint = "", ""
-			return putSource(tx, s)
-		})
+	err := c.updateSource(name, func(s *Source) bool {
+		if s.Ingested == "" && s.IngestedPrint == "" {
+			return false
+		}
+		s.Ingested, s.IngestedPrint = "", ""
+		return true
 	})
+	if errors.Is(err, ErrNoSource) {
+		return nil
+	}
+	return err
 }
 
 // CaseOnlyPairs returns a warning for each two of srcs whose names differ
@@ -513,7 +527,7 @@ func (c *Catalog) RemoveSource(name string) error {
 		return c.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketSources)
 			if b.Get([]byte(name)) == nil {
-				return fmt.Errorf("source %q: %w%s (list them with 'recall source list')", name, ErrNoSource, registeredHint(tx, name))
+				return noSource(tx, name)
 			}
 			groups, err := loadGroups(tx)
 			if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/recall-backup/recall/chunkstore"
 	"github.com/recall-backup/recall/engine"
@@ -190,18 +189,5 @@ func missingOrEmpty(dir string) bool {
 func overlaps(a, b string) bool {
 	a, _ = filepath.Abs(a)
 	b, _ = filepath.Abs(b)
-	for _, r := range []string{rel(a, b), rel(b, a)} {
-		if r == "." || r != "" && r != ".." && !strings.HasPrefix(r, "../") {
-			return true
-		}
-	}
-	return false
-}
-
-func rel(base, p string) string {
-	r, err := filepath.Rel(base, p)
-	if err != nil {
-		return ""
-	}
-	return r
+	return within(a, b) || within(b, a)
 }

@@ -33,13 +33,17 @@ func init() {
 			}
 			defer st.Close()
 			r := st.Reader()
-			p, err := r.FindPoint(c.Args().First(), c.String("source"))
+			pts, err := r.Points()
+			if err != nil {
+				return err
+			}
+			p, err := r.FindPointIn(pts, c.Args().First(), c.String("source"))
 			if err != nil {
 				return err
 			}
 			j.Point, j.Source = p.ID.String(), p.Source
 			if c.Args().First() == "latest" {
-				warnPassedOver(r, p)
+				warnPassedOver(pts, p)
 			}
 			rep, err := newReporter(c, "restore", "restored", c.Bool("json"), true)
 			if err != nil {
@@ -130,11 +134,7 @@ func restoreSummary(p *engine.Point, res *engine.RestoreResult, el time.Duration
 // damaged: their source and time are unknown, so one of them may be the
 // newer point of this source, and the restore, which exits 0, brought
 // back older data without a word.
-func warnPassedOver(r *engine.Reader, p *engine.Point) {
-	pts, err := r.Points()
-	if err != nil {
-		return
-	}
+func warnPassedOver(pts []*engine.Point, p *engine.Point) {
 	var damaged []string
 	for _, q := range pts {
 		if q.Damaged != "" {
