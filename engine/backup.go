@@ -1101,6 +1101,7 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 		b.opts.Progress.addBytes(int64(n.Size))
 		return nil
 	}
+	b.hints.wait(b.ctx, path)
 	if h := b.opts.hooks; h != nil && h.beforeOpen != nil {
 		h.beforeOpen(path)
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -72,10 +73,28 @@ const (
 type hinter struct {
 	q  chan string
 	wg sync.WaitGroup
+
+	// pending holds the paths queued and not yet passed to the kernel.
+	// A reader of one of them waits until it is (wait): a file read
+	// before its hint is a request of its own, between the hint's
+	// merged ones. On the small-file part of the bench set (20,000
+	// files in directories of 50), cold, 2,900 of 11,800 read requests
+	// came from readers that got to the first files of a directory
+	// before its hints were submitted; with the wait, 3 of 10,200-10,500
+	// (block:block_rq_insert traced by system call). The CPU time and
+	// the wall time did not change beyond this machine's noise.
+	mu      sync.Mutex
+	pending map[string]chan struct{}
+}
+
+// newHinter returns a hinter with room for n paths queued and no
+// workers yet.
+func newHinter(n int) *hinter {
+	return &hinter{q: make(chan string, n), pending: make(map[string]chan struct{})}
 }
 
 func startHinter() *hinter {
-	h := &hinter{q: make(chan string, 2*hintWindow)}
+	h := newHinter(2 * hintWindow)
 	if !noRing.Load() {
 		if r, err := uring.New(2 * hintBatch); err == nil {
 			h.wg.Add(1)
@@ -102,6 +121,57 @@ func startHinter() *hinter {
 func (h *hinter) adviseEach() {
 	for p := range h.q {
 		h.willNeed(p)
+		h.passed(p)
+	}
+}
+
+// queue queues a hint of path unless the queue is full (the workers are
+// behind: the disk has reads enough queued) or path is queued already.
+func (h *hinter) queue(path string) {
+	h.mu.Lock()
+	if _, ok := h.pending[path]; ok {
+		h.mu.Unlock()
+		return
+	}
+	h.pending[path] = make(chan struct{})
+	h.mu.Unlock()
+	select {
+	case h.q <- path:
+	default:
+		h.passed(path)
+	}
+}
+
+// passed ends the wait for path's hint: it is with the kernel, or is not
+// given at all.
+func (h *hinter) passed(path string) {
+	h.mu.Lock()
+	c := h.pending[path]
+	delete(h.pending, path)
+	h.mu.Unlock()
+	if c != nil {
+		close(c)
+	}
+}
+
+// wait returns once the hint of path, if one is queued, has been passed
+// to the kernel: the reader's own read then finds the file's pages in
+// the page cache or on their way there, in the hint's request. It never
+// waits on the disk, only on the hint's workers, which wait on nothing
+// a reader holds.
+func (h *hinter) wait(ctx context.Context, path string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	c := h.pending[path]
+	h.mu.Unlock()
+	if c == nil {
+		return
+	}
+	select {
+	case <-c:
+	case <-ctx.Done():
 	}
 }
 
@@ -141,7 +211,9 @@ func (h *hinter) ringWorker(r *uring.Ring) {
 		}
 	}()
 	fds := make([]int, 0, hintBatch)
+	paths := make([]string, 0, hintBatch)
 	add := func(p string) {
+		paths = append(paths, p)
 		fd, n, ok := hintOpen(p)
 		if !ok {
 			return
@@ -171,6 +243,10 @@ func (h *hinter) ringWorker(r *uring.Ring) {
 			unix.Close(fd) // a submitted read holds its file
 		}
 		fds = fds[:0]
+		for _, p := range paths {
+			h.passed(p)
+		}
+		paths = paths[:0]
 		if err == nil {
 			_, err = r.Wait(hintBatch)
 		}
@@ -276,11 +352,7 @@ func (d *dirHints) upTo(i int) {
 		if !e.isReg || d.ex != nil && d.ex.byName(filepath.Join(d.rel, e.name), e.name) {
 			continue
 		}
-		select {
-		case d.h.q <- filepath.Join(d.dir, e.name):
-		default:
-			// The workers are behind: the disk has reads enough queued.
-		}
+		d.h.queue(filepath.Join(d.dir, e.name))
 	}
 }
 

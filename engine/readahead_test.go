@@ -151,7 +151,7 @@ func TestDirHintsWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	skipped := func(i int) bool { return ents[i].isDir || i%10 == 3 }
-	h := &hinter{q: make(chan string, len(ents))}
+	h := newHinter(len(ents))
 	b := &backuper{hints: h, ex: ex}
 	d := b.hintsFor("/src/sub", "sub", ents, nil)
 	next := 0 // the entry the next hint must name
@@ -575,6 +575,111 @@ func TestHintsReadCold(t *testing.T) {
 			if fd, _, ok := hintOpen(paths[0]); ok {
 				unix.Close(fd)
 				t.Errorf("hintOpen takes a file the page cache holds")
+			}
+		})
+	}
+}
+
+// A reader of a file whose hint is queued waits until the hint is with
+// the kernel, and no longer: not for a path never queued, not for one
+// the full queue turned away, not past its context. With the ring, every
+// path queued is passed on whether its file is read, cached, empty or
+// gone, so no reader waits for ever.
+func TestHintWait(t *testing.T) {
+	waited := func(h *hinter, ctx context.Context, p string) <-chan struct{} {
+		c := make(chan struct{})
+		go func() { h.wait(ctx, p); close(c) }()
+		return c
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, b, c := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+	for _, p := range []string{a, b, c} {
+		if err := os.WriteFile(p, []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A hinter whose worker has not started: the waits hold.
+	h := newHinter(2)
+	h.queue(a)
+	h.queue(b)
+	h.queue(a) // queued already: not twice
+	h.queue(c) // the queue is full: turned away
+	select {
+	case <-waited(h, ctx, c):
+	case <-time.After(10 * time.Second):
+		t.Fatal("a reader waits for a hint the full queue turned away")
+	}
+	select {
+	case <-waited(h, ctx, filepath.Join(dir, "never")):
+	case <-time.After(10 * time.Second):
+		t.Fatal("a reader waits for a path never queued")
+	}
+	wa := waited(h, ctx, a)
+	cctx, cancel := context.WithCancel(ctx)
+	wb := waited(h, cctx, b)
+	select {
+	case <-wa:
+		t.Fatal("a reader did not wait for its file's queued hint")
+	case <-wb:
+		t.Fatal("a reader did not wait for its file's queued hint")
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case <-wb:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a reader waits for its hint past its context")
+	}
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); h.adviseEach() }()
+	select {
+	case <-wa:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hint was given and its reader still waits")
+	}
+	h.stop()
+	if len(h.pending) != 0 {
+		t.Errorf("%d hints left pending after stop", len(h.pending))
+	}
+
+	for _, ring := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ring=%v", ring), func(t *testing.T) {
+			noRing.Store(!ring)
+			defer noRing.Store(false)
+			fifo := filepath.Join(t.TempDir(), "fifo")
+			if err := unix.Mkfifo(fifo, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			empty := filepath.Join(t.TempDir(), "empty")
+			if err := os.WriteFile(empty, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			paths := []string{fifo, empty, filepath.Join(dir, "gone")}
+			for i := range 3 * hintBatch {
+				p := filepath.Join(dir, fmt.Sprintf("f%03d", i))
+				if err := os.WriteFile(p, bytes.Repeat([]byte{byte(i)}, 1000+i*300), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				paths = append(paths, p)
+			}
+			h := startHinter()
+			var waits []<-chan struct{}
+			for _, p := range paths {
+				h.queue(p)
+				waits = append(waits, waited(h, ctx, p))
+			}
+			for i, w := range waits {
+				select {
+				case <-w:
+				case <-time.After(30 * time.Second):
+					t.Fatalf("the reader of %s waits for its hint for ever", paths[i])
+				}
+			}
+			h.stop()
+			if len(h.pending) != 0 {
+				t.Errorf("%d hints left pending after stop", len(h.pending))
 			}
 		})
 	}
