@@ -361,6 +361,7 @@ func (s *Server) Status(ctx context.Context) StatusView {
 	var groups []engine.Group
 	var sources []engine.Source
 	var tape *engine.TapeState
+	var jobs []engine.Job
 	err := engine.WithCatalog(s.o.Home, time.Minute, s.warn, func(cat *engine.Catalog) error {
 		var err error
 		if groups, err = cat.Groups(); err != nil {
@@ -369,7 +370,10 @@ func (s *Server) Status(ctx context.Context) StatusView {
 		if sources, err = cat.Sources(); err != nil {
 			return err
 		}
-		tape, err = cat.TapeState()
+		if tape, err = cat.TapeState(); err != nil {
+			return err
+		}
+		jobs, err = cat.Jobs(200)
 		return err
 	})
 	if err == nil {
@@ -379,6 +383,7 @@ func (s *Server) Status(ctx context.Context) StatusView {
 		v.StoreStatus.AddSources(sources)
 		v.StoreStatus.AddImageWarnings(sources, groups)
 		v.StoreStatus.AddTape(tape, groups)
+		v.StoreStatus.AddJobs(jobs) // as the status without a server says it
 	}
 	if err != nil {
 		v.StoreError = err.Error()

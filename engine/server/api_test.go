@@ -431,3 +431,32 @@ func TestAPISlowBodyGivenUp(t *testing.T) {
 	}
 	r.Body.Close()
 }
+
+// Status through the server tells a source with no point the error of
+// its last backup, as the status without a server does, not to run the
+// backup that fails again.
+func TestAPIStatusNoPointLastJobFailed(t *testing.T) {
+	f := newFixture(t)
+	must(t, engine.WithCatalog(f.home, time.Second, t.Logf, func(cat *engine.Catalog) error {
+		_, err := cat.EditGroup("b", week0, func(g *engine.Group) error {
+			g.Policy.PreScript = "echo flush failed >&2; exit 1"
+			return nil
+		})
+		return err
+	}))
+	a := startAPIServer(t, f.home)
+	a.srv.WaitIdle() // the groups' first backups: b's fails
+	var st StatusView
+	if code := call(t, unixClient(a.socket), "GET", "/status", nil, &st); code != 200 || st.StoreStatus == nil {
+		t.Fatalf("GET /status: %d %+v", code, st)
+	}
+	var got string
+	for _, w := range st.Warnings {
+		if strings.Contains(w, "(group b) has no recovery point yet") {
+			got = w
+		}
+	}
+	if !strings.Contains(got, "its last backup, job ") || !strings.Contains(got, "exit status 1") || !strings.Contains(got, "fix that") {
+		t.Errorf("GET /status: b's warning %q, want its last backup's failure (the pre-script's)", got)
+	}
+}
