@@ -1287,6 +1287,22 @@ func (rs *restorer) createIn(d *dirRef, name, path string, size, alloc int64, pe
 		rs.stopFull(path, err)
 		return -1, err
 	}
+	if rs.isRoot && d.gid != int64(rs.egid) {
+		// In a set-group-ID directory (or on a file system mounted
+		// grpid) the file took the directory's group, not the creator's
+		// that createMode and meta assume of a fresh file: a file of
+		// root:root 0640 was left readable by that group. It gets the
+		// creator's group at once, before any byte is written; meta
+		// then gives it the point's.
+		if err := unix.Fchown(fd, -1, int(rs.egid)); err != nil {
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) == nil {
+				unlinkSameAt(d.fd, name, st.Dev, st.Ino) // created above, with O_EXCL
+			}
+			unix.Close(fd)
+			return -1, fmt.Errorf("restore %s: %w", path, &os.PathError{Op: "chown", Path: path, Err: err})
+		}
+	}
 	if alloc > 0 {
 		// FALLOC_FL_KEEP_SIZE: the writes give the size, as without it.
 		// A file system without fallocate (EOPNOTSUPP) is written as it

@@ -98,6 +98,19 @@ type dirRef struct {
 	rel  string
 	refs int
 	elem *list.Element // in targetDirs.lru, or nil once out of the cache
+	// gid is the directory's group when it was opened, which a file
+	// created in it may take instead of the creator's (a set-group-ID
+	// directory, a file system mounted grpid); -1 when unknown.
+	gid int64
+}
+
+// dirGid returns the group of the directory open as fd, or -1.
+func dirGid(fd int) int64 {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return -1
+	}
+	return int64(st.Gid)
 }
 
 // walkOnly, set by tests, resolves as without openat2.
@@ -118,7 +131,7 @@ func openTarget(target string) (*targetDirs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore target %s: %w", target, &os.PathError{Op: "open", Path: target, Err: err})
 	}
-	t := &targetDirs{path: clean, root: &dirRef{fd: fd}, byRel: map[string]*dirRef{}, made: map[string]devIno{}}
+	t := &targetDirs{path: clean, root: &dirRef{fd: fd, gid: dirGid(fd)}, byRel: map[string]*dirRef{}, made: map[string]devIno{}}
 	// ENOSYS before Linux 5.6; EPERM from some container sandboxes.
 	how := beneathHow
 	if probe, err := unix.Openat2(fd, ".", &how); err == nil {
@@ -234,7 +247,7 @@ func (t *targetDirs) add(rel string, fd int, replace bool) *dirRef {
 		}
 		t.uncache(old)
 	}
-	d := &dirRef{fd: fd, rel: rel, refs: 1}
+	d := &dirRef{fd: fd, rel: rel, refs: 1, gid: dirGid(fd)}
 	d.elem = t.lru.PushFront(d)
 	t.byRel[rel] = d
 	for t.lru.Len() > max(dirCacheSize, 1) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/internal/testskip"
 	"golang.org/x/sys/unix"
 )
 
@@ -289,7 +290,7 @@ func TestRestorePathAbsoluteHintAndDotDot(t *testing.T) {
 func TestRestoreFilePointTargetNotItsDirectorysMode(t *testing.T) {
 	ts := newTestStore(t)
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o1777); err != nil {
+	if err := unix.Chmod(dir, 0o1777); err != nil { // os.Chmod takes ModeSticky, not 0o1000
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644); err != nil {
@@ -309,5 +310,59 @@ func TestRestoreFilePointTargetNotItsDirectorysMode(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(target, "file")); err != nil || string(b) != "x" {
 		t.Errorf("file: %q, %v", b, err)
+	}
+}
+
+// A root restore into a set-group-ID directory gives every file the
+// group the point recorded, not the directory's, which the kernel gives
+// a file created in it: a root:root 0640 file came back readable by that
+// group, exit 0. Files created by the walk (a hard link's first name)
+// and by the readers (any other file), small and of several chunks, in
+// the target and in a directory the restore made, with and without
+// --overwrite over what is there.
+func TestRestoreIntoSetgidDirKeepsGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testskip.Skip(t, "needs root (chown)")
+	}
+	ts := newTestStore(t)
+	src := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(src, "sub"), 0o755))
+	must(os.WriteFile(filepath.Join(src, "sub", "secret"), []byte("secret"), 0o640))
+	must(os.WriteFile(filepath.Join(src, "top"), []byte("top"), 0o600))
+	big := make([]byte, 6<<20)
+	rand.New(rand.NewSource(3)).Read(big)
+	must(os.WriteFile(filepath.Join(src, "sub", "big"), big, 0o640))
+	must(os.WriteFile(filepath.Join(src, "linked"), []byte("linked"), 0o640))
+	must(os.Link(filepath.Join(src, "linked"), filepath.Join(src, "sub", "link")))
+	for _, p := range []string{src, filepath.Join(src, "sub")} {
+		must(os.Chown(p, 0, 0))
+	}
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
+	must(err)
+	const group = 4242
+	for _, overwrite := range []bool{false, true} {
+		target := filepath.Join(t.TempDir(), "t")
+		must(os.Mkdir(target, 0o770))
+		must(os.Chown(target, 0, group))
+		must(unix.Chmod(target, 0o2770)) // os.Chmod takes ModeSetgid, not 0o2000
+		if overwrite {
+			must(os.WriteFile(filepath.Join(target, "top"), []byte("old"), 0o644))
+		}
+		if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Overwrite: overwrite}); err != nil {
+			t.Fatal(err)
+		}
+		for _, rel := range []string{"top", "linked", "sub", "sub/secret", "sub/big", "sub/link"} {
+			var st unix.Stat_t
+			must(unix.Lstat(filepath.Join(target, rel), &st))
+			if st.Uid != 0 || st.Gid != 0 {
+				t.Errorf("overwrite=%v: %s restored as %d:%d, want 0:0 as backed up", overwrite, rel, st.Uid, st.Gid)
+			}
+		}
 	}
 }
