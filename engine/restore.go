@@ -651,7 +651,7 @@ func (rs *restorer) restoreTree(t *Tree, d *dirRef, dir, rel string) error {
 		if rs.opts.Resume && rs.inPlace(d, n) {
 			continue
 		}
-		if err := rs.clearWay(d, n.Name, path, n); errors.Is(err, errInTheWay) || errors.Is(err, errStuck) {
+		if err := rs.clearWay(d, n.Name, path, n); errors.Is(err, errInTheWay) || errors.Is(err, errStuck) || errors.Is(err, errBusy) {
 			rs.skip(nrel, err)
 			continue
 		} else if err != nil {
@@ -798,7 +798,8 @@ type linkLeader struct {
 // directory stays for a directory to merge into; anything else is
 // unlinked itself (a symlink is never followed, a hard link's other names
 // keep their data), and a directory only when empty (errInTheWay
-// otherwise). What cannot be unlinked (immutable) is errStuck. Without
+// otherwise). What cannot be unlinked is errStuck (immutable) or errBusy
+// (a mount point). Without
 // overwrite the target was empty, and whatever is there is left for the
 // create to fail on.
 func (rs *restorer) clearWay(d *dirRef, name, path string, n *Node) error {
@@ -820,6 +821,8 @@ func (rs *restorer) clearWay(d *dirRef, name, path string, n *Node) error {
 		return errInTheWay
 	case err == unix.EPERM:
 		return fmt.Errorf("%w (%w)", &os.PathError{Op: "remove", Path: path, Err: err}, errStuck)
+	case err == unix.EBUSY:
+		return fmt.Errorf("%w (%w)", &os.PathError{Op: "remove", Path: path, Err: err}, errBusy)
 	default:
 		return &os.PathError{Op: "remove", Path: path, Err: err}
 	}

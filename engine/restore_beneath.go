@@ -54,6 +54,13 @@ var errReplaced = errors.New("replaced by a symlink during the restore; not foll
 // the entry is skipped (or, restoring one entry, the restore fails).
 var errStuck = errors.New("immutable or append-only: 'chattr -i' it, or restore elsewhere")
 
+// errBusy: with --overwrite, what is in the way is a mount point (a
+// bind-mounted file, as a container's /etc/hosts, or a file system
+// mounted on a directory): it cannot be unlinked (EBUSY). Like
+// errStuck, the entry is skipped (or, restoring one entry, the restore
+// fails).
+var errBusy = errors.New("a mount point: unmount it, or restore elsewhere")
+
 // replacedError names the directory that was replaced by a symlink.
 type replacedError struct {
 	Path  string

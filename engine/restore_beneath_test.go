@@ -766,3 +766,55 @@ func TestRestoreACLRefusedNarrowsGroup(t *testing.T) {
 		t.Errorf("warnings %+v", res.Warnings)
 	}
 }
+
+// With --overwrite, a mount point in the way (a bind-mounted file, as a
+// container's /etc/hosts; a file system mounted on a directory where the
+// point has a file) is not restored over and says why, and everything
+// else is restored; restoring that one entry fails. (Fix: the first one
+// stopped the whole restore, exit 1, with the entries after it not
+// restored.)
+func TestRestoreOverwriteSkipsMountPoint(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testskip.Skip(t, "needs root (mount)")
+	}
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"a": "new a", "b": "new b", "hosts": "new hosts", "z/x": "new x"})
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := srcTree(t, map[string]string{"a": "old a", "hosts": "old hosts", "b/inside": "mounted"})
+	other := srcTree(t, map[string]string{"hosts": "the host's hosts"})
+	mount := func(src, dst, fstype string, flags uintptr) {
+		if err := unix.Mount(src, dst, fstype, flags, ""); err != nil {
+			testskip.Skip(t, "cannot mount here: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(dst, unix.MNT_DETACH) })
+	}
+	mount(filepath.Join(other, "hosts"), filepath.Join(target, "hosts"), "", unix.MS_BIND)
+	mount("tmpfs", filepath.Join(target, "b"), "tmpfs", 0)
+
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Overwrite: true})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	var skipped []string
+	for _, s := range res.Skipped {
+		skipped = append(skipped, s.Path)
+		if !strings.Contains(s.Error, "a mount point: unmount it, or restore elsewhere") || !strings.Contains(s.Error, target) {
+			t.Errorf("skipped %s: %q, want it named with the hint", s.Path, s.Error)
+		}
+	}
+	if !slices.Equal(skipped, []string{"b", "hosts"}) {
+		t.Errorf("skipped %q, want b and hosts", skipped)
+	}
+	for rel, want := range map[string]string{"a": "new a", "hosts": "the host's hosts", "z/x": "new x"} {
+		if b, err := os.ReadFile(filepath.Join(target, rel)); err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	_, err = Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Path: "hosts", Overwrite: true})
+	if !errors.Is(err, errBusy) || !strings.Contains(err.Error(), filepath.Join(target, "hosts")) {
+		t.Errorf("restore of the one entry hosts: %v, want it refused naming it and the hint", err)
+	}
+}
