@@ -177,14 +177,13 @@ func splitShort(app *cli.App, args []string) []string {
 // as restic takes its --json): when the command, or the subcommand its
 // next word names, defines it, it returns the line with the flag (and its
 // value) moved after the command; else nil, and urfave/cli refuses it.
-// The flag's value, if it takes one, is the word after it, so the command
-// is the word after that.
+// Between the flag and the command there may be global flags and more of
+// the command's ('recall --json --home H points', as restic users write
+// 'restic --json -r REPO snapshots'): the command is the first word that
+// names one and that every word before it, from the flag on, reads as
+// such flags and their values. Global flags stay before the command.
 func commandFlagFirst(app *cli.App, args []string, i int) []string {
-	for _, n := range []int{1, 2} { // the flag alone, or with a value
-		c := i + n
-		if c >= len(args) {
-			return nil
-		}
+	for c := i + 1; c < len(args); c++ {
 		cmd := app.Command(args[c])
 		if cmd == nil {
 			continue
@@ -195,17 +194,46 @@ func commandFlagFirst(app *cli.App, args []string, i int) []string {
 				leaf, end = sub, end+1
 			}
 		}
-		if !defines(leaf.Flags, args[i]) {
-			return nil
-		}
-		if takesValue(leaf.Flags, args[i]) != (n == 2) {
+		global, local, ok := splitFlags(app.Flags, leaf.Flags, args[i:c])
+		if !ok || len(local) == 0 || !defines(leaf.Flags, args[i]) {
 			continue // 'recall --source points points': the value is a command's name
 		}
-		out := append(slices.Clip(args[:i]), args[c:end]...)
-		out = append(out, args[i:c]...)
+		out := append(slices.Clip(args[:i]), global...)
+		out = append(out, args[c:end]...)
+		out = append(out, local...)
 		return append(out, args[end:]...)
 	}
 	return nil
+}
+
+// splitFlags reads words as flags with their values, each the app's
+// (global) or else the command's (local); ok is false when a word is not
+// a flag either defines, or a flag lacks its value.
+func splitFlags(appFlags, cmdFlags []cli.Flag, words []string) (global, local []string, ok bool) {
+	for k := 0; k < len(words); {
+		a := words[k]
+		if !strings.HasPrefix(a, "-") || a == "--" {
+			return nil, nil, false
+		}
+		flags, dst := appFlags, &global
+		switch {
+		case defines(appFlags, a):
+		case defines(cmdFlags, a):
+			flags, dst = cmdFlags, &local
+		default:
+			return nil, nil, false
+		}
+		*dst = append(*dst, a)
+		k++
+		if takesValue(flags, a) {
+			if k >= len(words) {
+				return nil, nil, false
+			}
+			*dst = append(*dst, words[k])
+			k++
+		}
+	}
+	return global, local, true
 }
 
 // take appends the flag at args[i] to dst, with its value when it takes

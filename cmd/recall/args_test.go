@@ -40,6 +40,14 @@ func TestInterspersed(t *testing.T) {
 		{"recall --json group list", "recall group list --json"},
 		{"recall --source=s points", "recall points --source=s"},
 		{"recall --source points points", "recall points --source points"},
+		// ... with global flags and more of the command's between it and
+		// the command, as in 'restic --json -r REPO snapshots'.
+		{"recall --json --home H points", "recall --home H points --json"},
+		{"recall -q --json --home H restore latest --target x", "recall -q --home H restore --json --target x -- latest"},
+		{"recall --json --source s --home=H points", "recall --home=H points --json --source s"},
+		{"recall --json --home H --source s restore latest", "recall --home H restore --json --source s -- latest"},
+		{"recall --json --home H", "recall --json --home H"},
+		{"recall --json --nope points", "recall --json --nope points"},
 		// One the command does not define stays, for urfave/cli to refuse.
 		{"recall --nope points", "recall --nope points"},
 		{"recall --target /t points", "recall --target /t points"},
