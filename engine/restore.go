@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -93,11 +95,13 @@ func (e *TargetFullError) Error() string {
 	if errors.Is(e.Err, unix.EDQUOT) {
 		what, fix = "is over its quota", "raise the quota"
 	}
+	part := "a smaller part of the point" // --path was given
 	if e.Needs > 0 {
 		fix += fmt.Sprintf(" (the point's files hold %s)", humanize.IBytes(uint64(e.Needs)))
+		part = "part of the point (--path)"
 	}
-	return fmt.Sprintf("restore target %s %s (%v at %s); %d files restored whole (%s) are left there, files cut short were removed: %s, restore elsewhere, or restore part of the point (--path)",
-		e.Target, what, e.Err, e.Path, e.Files, humanize.IBytes(uint64(max(e.Bytes, 0))), fix)
+	return fmt.Sprintf("restore target %s %s (%v at %s); %d files restored whole (%s) are left there, files cut short were removed: %s, restore elsewhere, or restore %s",
+		e.Target, what, e.Err, e.Path, e.Files, humanize.IBytes(uint64(max(e.Bytes, 0))), fix, part)
 }
 
 func (e *TargetFullError) Unwrap() error { return e.Err }
@@ -161,6 +165,10 @@ type restorer struct {
 	// which lateErr does not give when a create skipped before it
 	// (createStop).
 	createStopErr error
+	// single: the point is restored in part, one entry that is not a
+	// directory (RestoreOptions.Path): what keeps it from being
+	// restored fails the restore.
+	single bool
 }
 
 // dirMeta is a directory whose metadata is applied at the end, and the
@@ -195,6 +203,7 @@ type openFile struct {
 	wrote   atomic.Int64 // stored extents written
 	written atomic.Int64 // their bytes
 	modeSet bool         // created with its final mode (createMode)
+	aside   string       // what was in its way, moved beside it (moveAside), or ""
 	held    bool         // fd counts against holdMax
 	// mu guards the create of a late file: created (or it failed), and
 	// fd, dev and ino as the create left them.
@@ -336,6 +345,7 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if single != nil && !safeName(single.Name) {
 		return nil, fmt.Errorf("path %q: unsafe name %q in point %s", opts.Path, single.Name, p.ID.Short())
 	}
+	rs.single = single != nil
 	created, held, err := prepareTarget(opts.Target, opts.Overwrite)
 	if err != nil {
 		return nil, err
@@ -803,6 +813,21 @@ type linkLeader struct {
 // overwrite the target was empty, and whatever is there is left for the
 // create to fail on.
 func (rs *restorer) clearWay(d *dirRef, name, path string, n *Node) error {
+	return rs.clearWayAt(d, name, path, n, false)
+}
+
+// lateFile reports whether n is a file created by whoever comes first
+// (restore_create.go), not by the walk.
+func lateFile(n *Node) bool { return n.Type == TypeFile && n.LinkGroup == 0 }
+
+// clearWayAt is clearWay, called by the walk (atCreate false) or just
+// before the create of a late file (atCreate true). The walk leaves a
+// non-directory in the way of a late file for its create to unlink: the
+// walk runs far ahead of the creates, and a restore that stopped (a full
+// target, an interrupt) had unlinked every file it had walked past,
+// restored or not. Now what is lost of a stopped restore is at most the
+// old versions of the files it was writing when it stopped.
+func (rs *restorer) clearWayAt(d *dirRef, name, path string, n *Node, atCreate bool) error {
 	if !rs.opts.Overwrite {
 		return nil
 	}
@@ -813,6 +838,9 @@ func (rs *restorer) clearWay(d *dirRef, name, path string, n *Node) error {
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if isDir && n.Type == TypeDir {
 		return nil
+	}
+	if !isDir && !atCreate && lateFile(n) {
+		return nil // moved aside by its create (moveAside)
 	}
 	switch err := removeAt(d.fd, name, isDir); {
 	case err == nil:
@@ -1251,7 +1279,7 @@ func (rs *restorer) restoreFile(n *Node, d *dirRef, path, rel string) error {
 // has replaced it, the file is listed as not restored, and the error,
 // which createOnce hands to createFailed, does not stop the restore
 // (createStop).
-func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, error) {
+func (rs *restorer) create(path string, n *Node, size, alloc int64, perm uint32) (fd int, aside string, err error) {
 	if beforeCreate != nil {
 		beforeCreate(path)
 	}
@@ -1264,14 +1292,89 @@ func (rs *restorer) create(path string, size, alloc int64, perm uint32) (int, er
 		} else {
 			rs.noteCreateStop(err)
 		}
-		return -1, err
+		return -1, "", err
 	}
 	defer rs.tgt.put(d)
-	fd, err := rs.createIn(d, name, path, size, alloc, perm)
-	if err != nil {
-		rs.noteCreateStop(err)
+	if aside, err = rs.moveAside(d, name, path, n); err != nil {
+		return -1, "", fmt.Errorf("restore %s: %w", path, err)
 	}
-	return fd, err
+	fd, err = rs.createIn(d, name, path, size, alloc, perm)
+	if err != nil {
+		putAsideBack(d.fd, aside, name)
+		rs.noteCreateStop(err)
+		return -1, "", err
+	}
+	return fd, aside, nil
+}
+
+// asidePrefix starts the name an entry in the way of a file is moved to
+// (moveAside) until the file is restored whole.
+const asidePrefix = ".recall-old-"
+
+// moveAside makes room for the late file n at name in d (path) when
+// overwriting: what is there, unless a directory (clearWayAt), is moved
+// to a hidden name beside it, returned, and removed only once the file
+// is restored whole (dropAside); a restore that stops before puts it
+// back (putAsideBack). So a restore stopped by a full target or an interrupt
+// loses nothing of the target: the creates run a pack ahead of the
+// writes, and before, every file created and not yet written when the
+// restore stopped had lost the file it replaced. Only a kill -9 leaves
+// one behind, under its hidden name.
+func (rs *restorer) moveAside(d *dirRef, name, path string, n *Node) (string, error) {
+	if !rs.opts.Overwrite {
+		return "", nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return "", nil
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return "", rs.clearWayAt(d, name, path, n, true) // put there since the walk looked
+	}
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	aside := asidePrefix + hex.EncodeToString(rnd[:])
+	switch err := unix.Renameat2(d.fd, name, d.fd, aside, unix.RENAME_NOREPLACE); {
+	case err == nil:
+		return aside, nil
+	case err == unix.EPERM:
+		return "", fmt.Errorf("%w (%w)", &os.PathError{Op: "rename", Path: path, Err: err}, errStuck)
+	case err == unix.EBUSY:
+		return "", fmt.Errorf("%w (%w)", &os.PathError{Op: "rename", Path: path, Err: err}, errBusy)
+	case err == unix.EINVAL || err == unix.ENOSYS:
+		// No RENAME_NOREPLACE on this file system: unlinked, as before.
+		return "", rs.clearWayAt(d, name, path, n, true)
+	default:
+		return "", &os.PathError{Op: "rename", Path: path, Err: err}
+	}
+}
+
+// putAsideBack moves what moveAside moved to aside in dfd back to name, where
+// the file that was to replace it is not (never created, or cut short
+// and removed).
+func putAsideBack(dfd int, aside, name string) {
+	if aside != "" {
+		_ = unix.Renameat2(dfd, aside, dfd, name, unix.RENAME_NOREPLACE)
+	}
+}
+
+// dropAside removes what moveAside moved out of the way of of, now
+// restored whole (keep false), or puts it back (keep true).
+func (rs *restorer) dropAside(of *openFile, keep bool) {
+	if of.aside == "" {
+		return
+	}
+	d, name, err := rs.tgt.parentOf(of.path)
+	if err != nil {
+		return
+	}
+	defer rs.tgt.put(d)
+	if keep {
+		putAsideBack(d.fd, of.aside, name)
+	} else if err := removeAt(d.fd, of.aside, false); err != nil && err != unix.ENOENT {
+		rs.warn(of.rel, fmt.Errorf("what it replaced, moved to %s, not removed: %w", filepath.Join(filepath.Dir(of.path), of.aside), err))
+	}
+	of.aside = ""
 }
 
 // createIn creates name in d (path) as create does. With alloc > 0 (a
@@ -1462,6 +1565,7 @@ func (rs *restorer) finishFile(of *openFile) {
 	defer rs.wg.Done()
 	if !of.device && of.stored > 0 && of.wrote.Load() < int64(of.stored) && rs.ctx.Err() != nil {
 		rs.dropCut(of)
+		rs.dropAside(of, true)
 		rs.opts.Progress.fileDropped(of.rel)
 		return
 	}
@@ -1474,11 +1578,16 @@ func (rs *restorer) finishFile(of *openFile) {
 		// files, the progress (which counts holes as they are passed)
 		// and its totals count them. They were the data bytes alone: a
 		// 100 MiB sparse file restored "4.0 KiB", resumed "100 MiB".
-		if holes := int64(of.n.Size) - of.written.Load(); !of.device && holes > 0 {
+		// A device's holes were written as zeroes (writeZeroes), which
+		// count as well: they were left out, and 20 MiB restored onto
+		// a device said 4.5 MiB.
+		if holes := int64(of.n.Size) - of.written.Load(); holes > 0 {
 			rs.bytes.Add(holes)
 		}
+		rs.dropAside(of, false)
 		rs.fileFinished(of)
 	} else {
+		rs.dropAside(of, rs.ctx.Err() != nil)
 		rs.opts.Progress.fileDropped(of.rel)
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -226,7 +227,8 @@ func (rs *restorer) createOnce(of *openFile) (int, bool) {
 	of.created = true
 	perm, final := rs.createMode(of.n)
 	of.modeSet = final
-	fd, err := rs.create(of.path, of.size, of.alloc, perm)
+	fd, aside, err := rs.create(of.path, of.n, of.size, of.alloc, perm)
+	of.aside = aside
 	if err != nil {
 		rs.createFailed(of, err)
 		return -1, false
@@ -238,6 +240,12 @@ func (rs *restorer) createFailed(of *openFile, err error) {
 	of.failed = true
 	if rs.cannotCreate(of.rel, filepath.Base(of.path), err) {
 		return // a name the target cannot hold (vfat: ':'): that file only
+	}
+	if !rs.single && (errors.Is(err, errStuck) || errors.Is(err, errBusy) || errors.Is(err, errInTheWay)) {
+		// What was in its way cannot be unlinked (clearWayAt): that
+		// file only, unless it is the one entry asked for.
+		rs.skip(of.rel, errors.Unwrap(err))
+		return
 	}
 	rs.mu.Lock()
 	if rs.createErr == nil {

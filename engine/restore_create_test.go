@@ -366,3 +366,16 @@ func TestRestoreIntoSetgidDirKeepsGroup(t *testing.T) {
 		}
 	}
 }
+
+// A full target's message suggests --path for a whole point only: a
+// restore given --path was told to use it.
+func TestTargetFullErrorSuggestsPathForWholePoint(t *testing.T) {
+	whole := (&TargetFullError{Target: "/t", Path: "/t/a", Needs: 1 << 30, Err: unix.ENOSPC}).Error()
+	part := (&TargetFullError{Target: "/t", Path: "/t/a", Err: unix.ENOSPC}).Error()
+	if !strings.Contains(whole, "restore part of the point (--path)") {
+		t.Errorf("whole point: %q, want --path suggested", whole)
+	}
+	if strings.Contains(part, "--path") || !strings.Contains(part, "a smaller part of the point") {
+		t.Errorf("part of a point: %q, want a smaller part suggested, not --path", part)
+	}
+}

@@ -330,8 +330,8 @@ func TestLoopDevice(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "in use") || fileHash(t, dev2) != before {
 		t.Fatalf("restore onto a device in use: exit %d, changed %v\n%s", r.code, fileHash(t, dev2) != before, r.stderr)
 	}
-	if out := e.ok("restore", "latest", "--target", dev2); !strings.Contains(out, "into "+dev2) {
-		t.Errorf("restore onto a device says %q, not where it went", out)
+	if out := e.ok("restore", "latest", "--target", dev2); !strings.Contains(out, "into "+dev2) || !strings.Contains(out, "48 MiB") {
+		t.Errorf("restore onto a device says %q, not where it went and the device's 48 MiB (its holes are written too)", out)
 	}
 	if fileHash(t, dev2) != fileHash(t, img) {
 		t.Fatal("image restored onto a block device differs")
