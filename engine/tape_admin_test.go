@@ -420,3 +420,31 @@ func TestTapeKeyImportIntoFreshHome(t *testing.T) {
 		t.Fatalf("library added after a failed import: %v", err)
 	}
 }
+
+// "latest" without --source restores the newest point of the one source
+// the cartridges hold, as restore does in the store, and names the
+// sources when there are several (it was "bad backup option ... give
+// --source", exit 1, with one source on tape).
+func TestLatestOnTapeWithoutSource(t *testing.T) {
+	at := time.Date(2026, 12, 3, 1, 0, 0, 0, time.UTC)
+	set := func(pts ...tapefs.CatalogPoint) TapeSet {
+		return TapeSet{Catalog: &tapefs.MediaCatalog{Points: pts}}
+	}
+	st := &TapeState{Sets: []TapeSet{
+		set(tapefs.CatalogPoint{ID: "aa", Source: "web", Time: at}),
+		set(tapefs.CatalogPoint{ID: "bb", Source: "web", Time: at.Add(time.Hour)}),
+	}}
+	if id, err := latestOnTape(st, ""); err != nil || id != "bb" {
+		t.Errorf("latest of one source on tape: %q, %v; want bb", id, err)
+	}
+	st.Sets = append(st.Sets, set(tapefs.CatalogPoint{ID: "cc", Source: "db", Time: at}))
+	if _, err := latestOnTape(st, ""); !errors.Is(err, ErrAmbiguous) || !strings.Contains(err.Error(), "db, web") || !strings.Contains(err.Error(), "--source") {
+		t.Errorf("latest of two sources on tape: %v, want them named and --source asked for", err)
+	}
+	if id, err := latestOnTape(st, "db"); err != nil || id != "cc" {
+		t.Errorf("latest --source db: %q, %v; want cc", id, err)
+	}
+	if _, err := latestOnTape(&TapeState{}, ""); !errors.Is(err, ErrTapeNotFound) {
+		t.Errorf("latest with nothing on tape: %v, want ErrTapeNotFound", err)
+	}
+}

@@ -86,7 +86,25 @@ type pointOnTape struct {
 // catalog knows, as restore's "latest --source S" names it in the store.
 func latestOnTape(st *TapeState, source string) (string, error) {
 	if source == "" {
-		return "", fmt.Errorf("%w: latest names the newest point of a source: give --source", ErrBadOption)
+		// As restore's "latest" in the store: the one source there is,
+		// else the sources to name one of.
+		var srcs []string
+		for _, s := range st.Sets {
+			if s.Catalog != nil {
+				for _, p := range s.Catalog.Points {
+					srcs = append(srcs, p.Source)
+				}
+			}
+		}
+		slices.Sort(srcs)
+		switch srcs = slices.Compact(srcs); len(srcs) {
+		case 0:
+			return "", fmt.Errorf("latest point: %w: no set on tape holds one (see 'recall tape list'; a cartridge from elsewhere is read in with 'recall tape catalog')", ErrTapeNotFound)
+		case 1:
+			source = srcs[0]
+		default:
+			return "", fmt.Errorf("%w: \"latest\" of %d sources on tape (%s); name one with --source", ErrAmbiguous, len(srcs), listSome(srcs, 8))
+		}
 	}
 	var id string
 	var at time.Time

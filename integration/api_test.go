@@ -192,6 +192,17 @@ func TestServeAPI(t *testing.T) {
 		t.Errorf("recall jobs with a server:\n%s", out)
 	}
 
+	// A backup of a group whose backup the server runs already follows
+	// that job, and does not also say it queued one.
+	slow := filepath.Join(dir, "slow")
+	must(t, os.MkdirAll(slow, 0o755))
+	writeRandom(t, filepath.Join(slow, "f"), 12, 3<<20)
+	e.ok("group", "create", "slow", "--member", slow, "--limit", "1MiB/s")
+	s.await(`"msg":"backup started"`, `"group":"slow"`)
+	if r := e.run("backup", "--group", "slow"); r.code != 0 || !strings.Contains(r.stderr, "following it") || strings.Contains(r.stderr, "queued in recall serve") {
+		t.Errorf("backup --group slow while the server runs it: exit %d\nstderr: %s\nwant the running job followed, no other queued", r.code, r.stderr)
+	}
+
 	must(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	if code := s.wait(); code != 0 {
 		t.Fatalf("recall serve stopped by SIGTERM: exit %d; log:\n%s", code, s.log)

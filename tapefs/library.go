@@ -703,7 +703,7 @@ func (s *libState) freeSlot() (int, error) {
 // AddBlank makes a new blank cartridge with the library's capacity and
 // puts it into the first free storage slot; "" picks the next barcode.
 func (l *EmulatedLibrary) AddBlank(barcode string) (int, error) {
-	op := "add blank cartridge " + barcode
+	given := barcode
 	var slot int
 	err := l.locked(true, func(s *libState) error {
 		if barcode == "" {
@@ -731,6 +731,10 @@ func (l *EmulatedLibrary) AddBlank(barcode string) (int, error) {
 		return nil
 	})
 	if err != nil {
+		op := "add blank cartridge" // "add blank cartridge : ..." when none was given
+		if given != "" {
+			op += " " + given
+		}
 		return 0, l.fail(op, err)
 	}
 	return slot, nil

@@ -309,6 +309,9 @@ func TestLibraryEjectInsert(t *testing.T) {
 	if _, err := lib.AddBlank("RC0001L9"); err == nil || !strings.Contains(err.Error(), "taken") {
 		t.Fatalf("a second RC0001L9: %v", err)
 	}
+	if _, err := lib.AddBlank(""); err == nil || !strings.Contains(err.Error(), "add blank cartridge: every storage slot") {
+		t.Fatalf("a blank into a full library: %v, want the operation named without a stray space", err)
+	}
 	if err := lib.Transfer(ctx, 1, 3); err != nil {
 		t.Fatal(err)
 	}

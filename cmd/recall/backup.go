@@ -445,7 +445,9 @@ func backupServed(c *cli.Context, a *apiClient, req map[string]string, what stri
 	if len(out.Jobs) != 1 {
 		return fmt.Errorf("recall serve queued %d jobs for %s; expected one", len(out.Jobs), what)
 	}
-	if !c.Bool("quiet") && !c.Bool("json") {
+	if code != http.StatusConflict && !c.Bool("quiet") && !c.Bool("json") {
+		// A conflict followed the job already queued or running, and
+		// said so above: this one was not queued.
 		logf("backup of %s queued in recall serve as server job %d", what, out.Jobs[0])
 	}
 	show := printFollow(c)

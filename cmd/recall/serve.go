@@ -37,13 +37,23 @@ func init() {
 // for the server.
 const serviceEnvFile = "/etc/recall/environment"
 
+// jsonLogOptions writes a duration as the text log does ("30s"), not as
+// a count of nanoseconds (30000000000), which a reader of the log had to
+// divide to make sense of.
+var jsonLogOptions = &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
+}}
+
 func serve(c *cli.Context) error {
 	var h slog.Handler
 	switch f := c.String("log-format"); f {
 	case "text":
 		h = slog.NewTextHandler(os.Stderr, nil)
 	case "json":
-		h = slog.NewJSONHandler(os.Stderr, nil)
+		h = slog.NewJSONHandler(os.Stderr, jsonLogOptions)
 	default:
 		return usagef("--log-format %q: allowed: text, json", f)
 	}

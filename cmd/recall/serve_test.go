@@ -1,10 +1,12 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestServeConfigUnusable: a configuration file that cannot be used
@@ -31,5 +33,15 @@ func TestServeConfigUnusable(t *testing.T) {
 		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("serve --config %s: exit %d, %v; want exit %d and %q", tt.config, exitCode(err), err, exitUsage, tt.want)
 		}
+	}
+}
+
+// The JSON log writes a duration as the text log does, "30s", not as
+// nanoseconds.
+func TestJSONLogDuration(t *testing.T) {
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, jsonLogOptions)).Info("stopping", "grace", 30*time.Second, "jobs", 1)
+	if !strings.Contains(b.String(), `"grace":"30s"`) || !strings.Contains(b.String(), `"jobs":1`) {
+		t.Errorf("JSON log line %s, want grace 30s and jobs 1", b.String())
 	}
 }

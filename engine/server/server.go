@@ -744,7 +744,11 @@ func (s *Server) prune(ctx context.Context, t *task) error {
 		}
 		return nil, err
 	})
-	s.o.Log.Info("prune done", "group", g.Name, "removed", removed, "err", err)
+	if err != nil {
+		s.o.Log.Info("prune done", "group", g.Name, "removed", removed, "err", err)
+	} else {
+		s.o.Log.Info("prune done", "group", g.Name, "removed", removed) // no "err=<nil>"
+	}
 	if removed > 0 {
 		s.mu.Lock()
 		s.wantGC = true
