@@ -130,6 +130,21 @@ func (s *StoreStatus) AddJobs(jobs []Job) {
 	}
 }
 
+// AddRunning tells a source with no point yet whose group's backup the
+// server runs now (running: the job of each such group) that it is
+// running, where it was told to run the backup the server was running.
+func (s *StoreStatus) AddRunning(running map[string]uint64) {
+	for _, src := range s.Sources {
+		id, ok := running[src.Group]
+		if !ok {
+			continue
+		}
+		if i := slices.Index(s.Warnings, noPointWarning(src.Source, src.Group)); i >= 0 {
+			s.Warnings[i] = fmt.Sprintf("source %s (group %s) has no recovery point yet: the group's backup is running as server job %d ('recall jobs --follow %d')", src.Source, src.Group, id, id)
+		}
+	}
+}
+
 // AddImageWarnings adds to the status what registered sources need
 // beyond a path's: one with no point yet is told that WSB must write an
 // image (a group backup does not make one), and one in a group whose

@@ -199,6 +199,12 @@ func TestServeAPI(t *testing.T) {
 	writeRandom(t, filepath.Join(slow, "f"), 12, 3<<20)
 	e.ok("group", "create", "slow", "--member", slow, "--limit", "1MiB/s")
 	s.await(`"msg":"backup started"`, `"group":"slow"`)
+	// Its first backup running, status says so, not to run it, nor a
+	// next run of "now" whenever asked.
+	if out := e.ok("status"); !strings.Contains(out, "group slow: first backup running as server job") ||
+		!strings.Contains(out, "(group slow) has no recovery point yet: the group's backup is running as server job") {
+		t.Errorf("status while slow's first backup runs:\n%s", out)
+	}
 	if r := e.run("backup", "--group", "slow"); r.code != 0 || !strings.Contains(r.stderr, "following it") || strings.Contains(r.stderr, "queued in recall serve") {
 		t.Errorf("backup --group slow while the server runs it: exit %d\nstderr: %s\nwant the running job followed, no other queued", r.code, r.stderr)
 	}

@@ -87,8 +87,13 @@ func serverStatus(c *cli.Context, a *apiClient) error {
 		switch {
 		case g.Error != "":
 			fmt.Fprintf(w, "  group %s: not scheduled: %s\n", g.Group, g.Error)
+		case g.NextRun.IsZero() && g.Running != 0:
+			fmt.Fprintf(w, "  group %s: first backup running as server job %d\n", g.Group, g.Running)
 		default:
 			fmt.Fprintf(w, "  group %s: next run %s", g.Group, g.NextRun.Local().Format("2006-01-02 15:04 MST"))
+			if g.Running != 0 {
+				fmt.Fprintf(w, ", backup running as server job %d", g.Running)
+			}
 			if !g.RetryAt.IsZero() {
 				fmt.Fprintf(w, ", retry at %s", g.RetryAt.Local().Format("15:04:05 MST"))
 			}

@@ -111,7 +111,10 @@ type GroupRun struct {
 	// NextTape is when the group's tape goal writes next (a retry after a
 	// failed write included); zero with no goal.
 	NextTape time.Time `json:"next_tape,omitzero"`
-	Error    string    `json:"error,omitempty"`
+	// Running is the server job of the group's backup queued or running
+	// now (0: none).
+	Running uint64 `json:"running,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // StatusView is GET /v1/status: the store's status (the fields of
@@ -379,11 +382,18 @@ func (s *Server) Status(ctx context.Context) StatusView {
 	if err == nil {
 		v.StoreStatus, err = s.o.Store.Status(ctx, groups, s.o.Clock.Now())
 	}
+	running := map[string]uint64{}
+	for _, g := range groups {
+		if id := s.activeBackup(g.Name); id != 0 {
+			running[g.Name] = id
+		}
+	}
 	if err == nil {
 		v.StoreStatus.AddSources(sources)
 		v.StoreStatus.AddImageWarnings(sources, groups)
 		v.StoreStatus.AddTape(tape, groups)
 		v.StoreStatus.AddJobs(jobs) // as the status without a server says it
+		v.StoreStatus.AddRunning(running)
 	}
 	if err != nil {
 		v.StoreError = err.Error()
@@ -406,9 +416,14 @@ func (s *Server) Status(ctx context.Context) StatusView {
 		if rt := s.retries[g.Name]; rt != nil {
 			r.RetryAt = rt.at
 		}
+		r.Running = running[g.Name]
 		switch {
 		case len(g.Members) == 0:
 			r.Error = "no members"
+		case r.Covered.IsZero() && r.Running != 0:
+			// Its first backup is the one running: no next run to
+			// name until it ends (it was named as "now", whenever
+			// asked).
 		case r.Covered.IsZero():
 			r.NextRun = s.o.Clock.Now() // a new group is backed up at once
 		default:
