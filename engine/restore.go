@@ -676,10 +676,11 @@ func (rs *restorer) restoreTree(t *Tree, d *dirRef, dir, rel string) error {
 
 // inPlace reports whether the file n is in d already as a resumed
 // restore keeps it (RestoreOptions.Resume), and counts it. Files with
-// hard links or inode flags are written again: their links and flags are
-// made after their content, so being whole says nothing of those.
+// hard links are written again: their links are made after their
+// content, so being whole says nothing of those. A file with inode flags
+// is kept only when it has them (flagsInPlace).
 func (rs *restorer) inPlace(d *dirRef, n *Node) bool {
-	if n.Type != TypeFile || n.LinkGroup != 0 || n.Flags != 0 {
+	if n.Type != TypeFile || n.LinkGroup != 0 {
 		return false
 	}
 	var st unix.Stat_t
@@ -689,6 +690,9 @@ func (rs *restorer) inPlace(d *dirRef, n *Node) bool {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Size != int64(n.Size) ||
 		st.Mtim.Nano() != n.MtimeNS || st.Mode&0o7777 != n.Mode&0o7777 ||
 		rs.isRoot && (st.Uid != n.UID || st.Gid != n.GID) {
+		return false
+	}
+	if n.Flags != 0 && !flagsInPlace(d.fd, n) {
 		return false
 	}
 	rs.mu.Lock()
@@ -705,6 +709,21 @@ func (rs *restorer) inPlace(d *dirRef, n *Node) bool {
 		rs.walkPlaces += filePlaces + stored
 	}
 	return true
+}
+
+// flagsInPlace reports whether the file n in the directory open as dfd
+// has the inode flags n records. A restore sets a file's flags last of
+// all (applyFileFlags), after its content, metadata and time, so a file
+// that has them was restored whole: a resume keeps it. It was written
+// again, which an immutable one refuses, and a resume of a restore
+// killed while it set flags reported whole files as not restored.
+func flagsInPlace(dfd int, n *Node) bool {
+	fd, err := unix.Openat(dfd, n.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return readFlags(fd) == n.Flags
 }
 
 // allocMin: files up to this size are not allocated ahead (create): for

@@ -917,3 +917,37 @@ func TestRestoreOverwriteStoppedKeepsWhatItDidNotReach(t *testing.T) {
 		t.Errorf("left behind by a restore that ended well: %q", a)
 	}
 }
+
+// A resume keeps a file with inode flags that has them already: a
+// restore sets them last, so it is whole. (Fix: it was written again,
+// which an immutable file refuses: a resume after a kill while flags
+// were set reported whole files as not restored, exit 3.)
+func TestResumeKeepsFileWithItsFlags(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"imm": "immutable", "app": "append-only", "plain": "plain"})
+	chattr(t, filepath.Join(src, "imm"), fsImmutable)
+	chattr(t, filepath.Join(src, "app"), fsAppend)
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "t")
+	t.Cleanup(func() {
+		for _, name := range []string{"imm", "app"} {
+			if f, err := os.Open(filepath.Join(target, name)); err == nil {
+				unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, 0)
+				f.Close()
+			}
+		}
+	})
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Resume: true})
+	if err != nil {
+		t.Fatalf("resume over a whole restore: %v", err)
+	}
+	if len(res.Skipped) != 0 || res.Kept != 3 {
+		t.Errorf("resume over a whole restore: kept %d, skipped %+v; want all 3 kept", res.Kept, res.Skipped)
+	}
+}
