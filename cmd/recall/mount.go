@@ -475,7 +475,7 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 	}
 	if err := srv.Unmount(); err != nil {
 		// Busy: detach now and keep serving open files until they close.
-		log("unmount: %v; detaching lazily and serving open files until they are closed", err)
+		log("%s", busyUnmountLine(err))
 		if err := fs.Unmount(mnt, true); err != nil {
 			log("lazy unmount: %v", err)
 		}
@@ -483,4 +483,11 @@ func mountForeground(c *cli.Context, mnt string, cacheBytes int64, ready func(er
 	<-done
 	log("unmounted; exiting")
 	return nil
+}
+
+// busyUnmountLine is the log line of an unmount that failed, on one
+// line: go-fuse's error holds fusermount's output with its newlines,
+// which the server's log split into three entries.
+func busyUnmountLine(err error) string {
+	return "unmount: " + strings.Join(strings.Fields(err.Error()), " ") + "; detaching lazily and serving open files until they are closed"
 }

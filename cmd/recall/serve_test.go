@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -43,5 +44,13 @@ func TestJSONLogDuration(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&b, jsonLogOptions)).Info("stopping", "grace", 30*time.Second, "jobs", 1)
 	if !strings.Contains(b.String(), `"grace":"30s"`) || !strings.Contains(b.String(), `"jobs":1`) {
 		t.Errorf("JSON log line %s, want grace 30s and jobs 1", b.String())
+	}
+}
+
+// A busy unmount is logged on one line, whatever fusermount printed.
+func TestBusyUnmountLine(t *testing.T) {
+	err := errors.New("/usr/bin/fusermount3: failed to unmount /mnt: Device or resource busy\n (code exit status 1)\n")
+	if got := busyUnmountLine(err); strings.Contains(got, "\n") || !strings.Contains(got, "busy (code exit status 1); detaching lazily") {
+		t.Errorf("busyUnmountLine: %q", got)
 	}
 }
