@@ -326,40 +326,34 @@ func TestRestoreIntoSetgidDirKeepsGroup(t *testing.T) {
 	}
 	ts := newTestStore(t)
 	src := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(filepath.Join(src, "sub"), 0o755))
-	must(os.WriteFile(filepath.Join(src, "sub", "secret"), []byte("secret"), 0o640))
-	must(os.WriteFile(filepath.Join(src, "top"), []byte("top"), 0o600))
+	mustNoErr(t, os.MkdirAll(filepath.Join(src, "sub"), 0o755))
+	mustNoErr(t, os.WriteFile(filepath.Join(src, "sub", "secret"), []byte("secret"), 0o640))
+	mustNoErr(t, os.WriteFile(filepath.Join(src, "top"), []byte("top"), 0o600))
 	big := make([]byte, 6<<20)
 	rand.New(rand.NewSource(3)).Read(big)
-	must(os.WriteFile(filepath.Join(src, "sub", "big"), big, 0o640))
-	must(os.WriteFile(filepath.Join(src, "linked"), []byte("linked"), 0o640))
-	must(os.Link(filepath.Join(src, "linked"), filepath.Join(src, "sub", "link")))
+	mustNoErr(t, os.WriteFile(filepath.Join(src, "sub", "big"), big, 0o640))
+	mustNoErr(t, os.WriteFile(filepath.Join(src, "linked"), []byte("linked"), 0o640))
+	mustNoErr(t, os.Link(filepath.Join(src, "linked"), filepath.Join(src, "sub", "link")))
 	for _, p := range []string{src, filepath.Join(src, "sub")} {
-		must(os.Chown(p, 0, 0))
+		mustNoErr(t, os.Chown(p, 0, 0))
 	}
 	p, err := ts.backup(BackupOptions{Path: src, Source: "s"})
-	must(err)
+	mustNoErr(t, err)
 	const group = 4242
 	for _, overwrite := range []bool{false, true} {
 		target := filepath.Join(t.TempDir(), "t")
-		must(os.Mkdir(target, 0o770))
-		must(os.Chown(target, 0, group))
-		must(unix.Chmod(target, 0o2770)) // os.Chmod takes ModeSetgid, not 0o2000
+		mustNoErr(t, os.Mkdir(target, 0o770))
+		mustNoErr(t, os.Chown(target, 0, group))
+		mustNoErr(t, unix.Chmod(target, 0o2770)) // os.Chmod takes ModeSetgid, not 0o2000
 		if overwrite {
-			must(os.WriteFile(filepath.Join(target, "top"), []byte("old"), 0o644))
+			mustNoErr(t, os.WriteFile(filepath.Join(target, "top"), []byte("old"), 0o644))
 		}
 		if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Overwrite: overwrite}); err != nil {
 			t.Fatal(err)
 		}
 		for _, rel := range []string{"top", "linked", "sub", "sub/secret", "sub/big", "sub/link"} {
 			var st unix.Stat_t
-			must(unix.Lstat(filepath.Join(target, rel), &st))
+			mustNoErr(t, unix.Lstat(filepath.Join(target, rel), &st))
 			if st.Uid != 0 || st.Gid != 0 {
 				t.Errorf("overwrite=%v: %s restored as %d:%d, want 0:0 as backed up", overwrite, rel, st.Uid, st.Gid)
 			}
@@ -377,5 +371,13 @@ func TestTargetFullErrorSuggestsPathForWholePoint(t *testing.T) {
 	}
 	if strings.Contains(part, "--path") || !strings.Contains(part, "a smaller part of the point") {
 		t.Errorf("part of a point: %q, want a smaller part suggested, not --path", part)
+	}
+}
+
+// mustNoErr fails the test at once on err.
+func mustNoErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
