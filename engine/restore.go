@@ -1377,9 +1377,12 @@ func putAsideBack(dfd int, aside, name string) {
 	}
 }
 
-// dropAside removes what moveAside moved out of the way of of, now
-// restored whole (keep false), or puts it back (keep true).
-func (rs *restorer) dropAside(of *openFile, keep bool) {
+// dropAside ends what moveAside did for of: with whole (of is restored
+// whole) what it moved aside is removed; else it is put back where of is
+// not, and where of is (not whole: damaged, or not ours to remove) it is
+// kept under its hidden name, and said where: it is never removed while
+// the file that replaced it is not whole.
+func (rs *restorer) dropAside(of *openFile, whole bool) {
 	if of.aside == "" {
 		return
 	}
@@ -1388,10 +1391,16 @@ func (rs *restorer) dropAside(of *openFile, keep bool) {
 		return
 	}
 	defer rs.tgt.put(d)
-	if keep {
-		putAsideBack(d.fd, of.aside, name)
-	} else if err := removeAt(d.fd, of.aside, false); err != nil && err != unix.ENOENT {
-		rs.warn(of.rel, fmt.Errorf("what it replaced, moved to %s, not removed: %w", filepath.Join(filepath.Dir(of.path), of.aside), err))
+	kept := filepath.Join(filepath.Dir(of.path), of.aside)
+	switch {
+	case whole:
+		if err := removeAt(d.fd, of.aside, false); err != nil && err != unix.ENOENT {
+			rs.warn(of.rel, fmt.Errorf("what it replaced, moved to %s, not removed: %w", kept, err))
+		}
+	default:
+		if err := unix.Renameat2(d.fd, of.aside, d.fd, name, unix.RENAME_NOREPLACE); err != nil && err != unix.ENOENT {
+			rs.warn(of.rel, fmt.Errorf("not restored whole; what it was to replace is kept at %s", kept))
+		}
 	}
 	of.aside = ""
 }
@@ -1584,7 +1593,7 @@ func (rs *restorer) finishFile(of *openFile) {
 	defer rs.wg.Done()
 	if !of.device && of.stored > 0 && of.wrote.Load() < int64(of.stored) && rs.ctx.Err() != nil {
 		rs.dropCut(of)
-		rs.dropAside(of, true)
+		rs.dropAside(of, false)
 		rs.opts.Progress.fileDropped(of.rel)
 		return
 	}
@@ -1603,10 +1612,10 @@ func (rs *restorer) finishFile(of *openFile) {
 		if holes := int64(of.n.Size) - of.written.Load(); holes > 0 {
 			rs.bytes.Add(holes)
 		}
-		rs.dropAside(of, false)
+		rs.dropAside(of, true)
 		rs.fileFinished(of)
 	} else {
-		rs.dropAside(of, rs.ctx.Err() != nil)
+		rs.dropAside(of, false)
 		rs.opts.Progress.fileDropped(of.rel)
 	}
 }
