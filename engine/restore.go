@@ -839,13 +839,12 @@ func (rs *restorer) clearWay(d *dirRef, name, path string, n *Node) error {
 // (restore_create.go), not by the walk.
 func lateFile(n *Node) bool { return n.Type == TypeFile && n.LinkGroup == 0 }
 
-// clearWayAt is clearWay, called by the walk (atCreate false) or just
-// before the create of a late file (atCreate true). The walk leaves a
-// non-directory in the way of a late file for its create to unlink: the
-// walk runs far ahead of the creates, and a restore that stopped (a full
-// target, an interrupt) had unlinked every file it had walked past,
-// restored or not. Now what is lost of a stopped restore is at most the
-// old versions of the files it was writing when it stopped.
+// clearWayAt is clearWay, called by the walk (atCreate false) or at the
+// create of a late file (atCreate true, moveAside: a directory put there
+// since the walk looked). The walk leaves a non-directory in the way of a
+// late file for its create to move aside: the walk runs far ahead of the
+// creates, and a restore that stopped (a full target, an interrupt) had
+// unlinked every file it had walked past, restored or not.
 func (rs *restorer) clearWayAt(d *dirRef, name, path string, n *Node, atCreate bool) error {
 	if !rs.opts.Overwrite {
 		return nil
