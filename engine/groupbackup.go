@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -252,22 +251,21 @@ var PostScriptStopGrace = 15 * time.Second
 // PostScriptStopGrace after it, with its cause.
 func postScriptContext(ctx context.Context) (context.Context, func()) {
 	pctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	var timer *time.Timer
-	var mu sync.Mutex
-	stopAfter := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		timer = time.AfterFunc(PostScriptStopGrace, func() { cancel(context.Cause(ctx)) })
-	})
-	return pctx, func() {
-		stopAfter()
-		mu.Lock()
-		if timer != nil {
-			timer.Stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-pctx.Done():
+			return
 		}
-		mu.Unlock()
-		cancel(nil)
-	}
+		t := time.NewTimer(PostScriptStopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel(context.Cause(ctx))
+		case <-pctx.Done():
+		}
+	}()
+	return pctx, func() { cancel(nil) }
 }
 
 // backupMemberData is the backup itself.

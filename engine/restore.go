@@ -865,13 +865,24 @@ func (rs *restorer) clearWayAt(d *dirRef, name, path string, n *Node, atCreate b
 		return nil
 	case err == unix.ENOTEMPTY || err == unix.EEXIST:
 		return errInTheWay
-	case err == unix.EPERM:
-		return fmt.Errorf("%w (%w)", &os.PathError{Op: "remove", Path: path, Err: err}, errStuck)
-	case err == unix.EBUSY:
-		return fmt.Errorf("%w (%w)", &os.PathError{Op: "remove", Path: path, Err: err}, errBusy)
 	default:
-		return &os.PathError{Op: "remove", Path: path, Err: err}
+		return wayError("remove", path, err)
 	}
+}
+
+// wayError is the error of op (remove, rename) on what is in the way at
+// path: errStuck where it cannot be unlinked (EPERM: immutable or
+// append-only), errBusy where it is a mount point (EBUSY), which skip
+// the entry; else the plain error, which stops the restore.
+func wayError(op, path string, err error) error {
+	pe := &os.PathError{Op: op, Path: path, Err: err}
+	switch err {
+	case unix.EPERM:
+		return fmt.Errorf("%w (%w)", pe, errStuck)
+	case unix.EBUSY:
+		return fmt.Errorf("%w (%w)", pe, errBusy)
+	}
+	return pe
 }
 
 // restoreNode restores n at path, n.Name in d, which clearWay has made
@@ -1318,7 +1329,7 @@ func (rs *restorer) create(path string, n *Node, size, alloc int64, perm uint32)
 	}
 	fd, err = rs.createIn(d, name, path, size, alloc, perm)
 	if err != nil {
-		putAsideBack(d.fd, aside, name)
+		_ = putAsideBack(d.fd, aside, name) // the create failed: nothing is in its place
 		rs.noteCreateStop(err)
 		return -1, "", err
 	}
@@ -1355,25 +1366,22 @@ func (rs *restorer) moveAside(d *dirRef, name, path string, n *Node) (string, er
 	switch err := unix.Renameat2(d.fd, name, d.fd, aside, unix.RENAME_NOREPLACE); {
 	case err == nil:
 		return aside, nil
-	case err == unix.EPERM:
-		return "", fmt.Errorf("%w (%w)", &os.PathError{Op: "rename", Path: path, Err: err}, errStuck)
-	case err == unix.EBUSY:
-		return "", fmt.Errorf("%w (%w)", &os.PathError{Op: "rename", Path: path, Err: err}, errBusy)
 	case err == unix.EINVAL || err == unix.ENOSYS:
 		// No RENAME_NOREPLACE on this file system: unlinked, as before.
 		return "", rs.clearWayAt(d, name, path, n, true)
 	default:
-		return "", &os.PathError{Op: "rename", Path: path, Err: err}
+		return "", wayError("rename", path, err)
 	}
 }
 
 // putAsideBack moves what moveAside moved to aside in dfd back to name, where
 // the file that was to replace it is not (never created, or cut short
-// and removed).
-func putAsideBack(dfd int, aside, name string) {
-	if aside != "" {
-		_ = unix.Renameat2(dfd, aside, dfd, name, unix.RENAME_NOREPLACE)
+// and removed); EEXIST where it is.
+func putAsideBack(dfd int, aside, name string) error {
+	if aside == "" {
+		return nil
 	}
+	return unix.Renameat2(dfd, aside, dfd, name, unix.RENAME_NOREPLACE)
 }
 
 // dropAside ends what moveAside did for of: with whole (of is restored
@@ -1397,7 +1405,7 @@ func (rs *restorer) dropAside(of *openFile, whole bool) {
 			rs.warn(of.rel, fmt.Errorf("what it replaced, moved to %s, not removed: %w", kept, err))
 		}
 	default:
-		if err := unix.Renameat2(d.fd, of.aside, d.fd, name, unix.RENAME_NOREPLACE); err != nil && err != unix.ENOENT {
+		if err := putAsideBack(d.fd, of.aside, name); err != nil && err != unix.ENOENT {
 			rs.warn(of.rel, fmt.Errorf("not restored whole; what it was to replace is kept at %s", kept))
 		}
 	}

@@ -119,14 +119,27 @@ func (s *StoreStatus) AddJobs(jobs []Job) {
 			last[j.Source] = j
 		}
 	}
+	s.sharpenNoPoint(func(src SourceStatus) string {
+		j, ok := last[src.Source]
+		if !ok || j.Status != "failed" {
+			return ""
+		}
+		return fmt.Sprintf("its last backup, job %d of %s, failed: %s; fix that ('recall jobs' has the job, with its scripts' output), then run 'recall backup --group %s'",
+			j.Number, j.Started.UTC().Format(time.DateTime), j.Error, src.Group)
+	})
+}
+
+// sharpenNoPoint replaces the warning of each source with no point yet
+// (noPointWarning) by one that says why, where why has something to say.
+func (s *StoreStatus) sharpenNoPoint(why func(SourceStatus) string) {
 	for _, src := range s.Sources {
 		i := slices.Index(s.Warnings, noPointWarning(src.Source, src.Group))
-		j, ok := last[src.Source]
-		if i < 0 || !ok || j.Status != "failed" {
+		if i < 0 {
 			continue
 		}
-		s.Warnings[i] = fmt.Sprintf("source %s (group %s) has no recovery point yet: its last backup, job %d of %s, failed: %s; fix that ('recall jobs' has the job, with its scripts' output), then run 'recall backup --group %s'",
-			src.Source, src.Group, j.Number, j.Started.UTC().Format(time.DateTime), j.Error, src.Group)
+		if w := why(src); w != "" {
+			s.Warnings[i] = fmt.Sprintf("source %s (group %s) has no recovery point yet: %s", src.Source, src.Group, w)
+		}
 	}
 }
 
@@ -134,15 +147,13 @@ func (s *StoreStatus) AddJobs(jobs []Job) {
 // server runs now (running: the job of each such group) that it is
 // running, where it was told to run the backup the server was running.
 func (s *StoreStatus) AddRunning(running map[string]uint64) {
-	for _, src := range s.Sources {
+	s.sharpenNoPoint(func(src SourceStatus) string {
 		id, ok := running[src.Group]
 		if !ok {
-			continue
+			return ""
 		}
-		if i := slices.Index(s.Warnings, noPointWarning(src.Source, src.Group)); i >= 0 {
-			s.Warnings[i] = fmt.Sprintf("source %s (group %s) has no recovery point yet: the group's backup is running as server job %d ('recall jobs --follow %d')", src.Source, src.Group, id, id)
-		}
-	}
+		return fmt.Sprintf("the group's backup is running as server job %d ('recall jobs --follow %d')", id, id)
+	})
 }
 
 // AddImageWarnings adds to the status what registered sources need

@@ -223,15 +223,10 @@ func splitFlags(appFlags, cmdFlags []cli.Flag, words []string) (global, local []
 		default:
 			return nil, nil, false
 		}
-		*dst = append(*dst, a)
-		k++
-		if takesValue(flags, a) {
-			if k >= len(words) {
-				return nil, nil, false
-			}
-			*dst = append(*dst, words[k])
-			k++
+		if takesValue(flags, a) && k+1 >= len(words) {
+			return nil, nil, false
 		}
+		k = take(dst, words, k, flags)
 	}
 	return global, local, true
 }

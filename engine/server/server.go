@@ -744,11 +744,11 @@ func (s *Server) prune(ctx context.Context, t *task) error {
 		}
 		return nil, err
 	})
+	attrs := []any{"group", g.Name, "removed", removed}
 	if err != nil {
-		s.o.Log.Info("prune done", "group", g.Name, "removed", removed, "err", err)
-	} else {
-		s.o.Log.Info("prune done", "group", g.Name, "removed", removed) // no "err=<nil>"
+		attrs = append(attrs, "err", err) // not "err=<nil>" when it went well
 	}
+	s.o.Log.Info("prune done", attrs...)
 	if removed > 0 {
 		s.mu.Lock()
 		s.wantGC = true
