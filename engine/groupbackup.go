@@ -251,13 +251,14 @@ var PostScriptStopGrace = 15 * time.Second
 // PostScriptStopGrace after it, with its cause.
 func postScriptContext(ctx context.Context) (context.Context, func()) {
 	pctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	grace := PostScriptStopGrace // as it is now: the goroutine may run after the caller changed it
 	go func() {
 		select {
 		case <-ctx.Done():
 		case <-pctx.Done():
 			return
 		}
-		t := time.NewTimer(PostScriptStopGrace)
+		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
 		case <-t.C:
