@@ -60,6 +60,12 @@ type IndexRebuild struct {
 	// them goes with this rebuild, so they are reported once, as the
 	// salvage would have.
 	Lost []DamagedBlob
+	// Unreadable maps each pack that could not be read for a reason other
+	// than its bytes (permissions, an I/O error of the disk under it) to
+	// the message that says so and what to do. It is left as it is, and
+	// the index files that list it are kept: nothing is known about it
+	// that was not known before.
+	Unreadable map[ID]string
 }
 
 // IndexFileInfo names one index file and the packs it covers.
@@ -135,8 +141,10 @@ func sortedEntries(es []PackEntry) []PackEntry {
 // unreadable, from the entries a superseded but readable index file gives.
 // The new files are durable before any old one is removed; a crash between
 // leaves both, which is harmless (index files are caches). Damage record
-// entries of packs that are gone are dropped. With dryRun nothing is
-// changed and the result says what would be.
+// entries of packs that are gone are dropped. A pack that cannot be read
+// for a reason other than its bytes (Unreadable) stops nothing: the index
+// files that list it are kept, and no file is written for it. With dryRun
+// nothing is changed and the result says what would be.
 func (l *Lock) RebuildIndex(dryRun bool) (*IndexRebuild, error) {
 	if err := l.needExclusive("rebuilding the index"); err != nil {
 		return nil, err
@@ -162,6 +170,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	headers := map[ID][]PackEntry{}
 	badHeader := map[ID]bool{}
 	badWhy := map[ID]string{}
+	unreadable := map[ID]string{}
 	for id, size := range sizes {
 		// readPackHeaderSized checks the header against the pack's
 		// name: a file holding another pack's bytes has a bad header
@@ -170,7 +179,10 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		es, err := s.readPackHeaderSized(id, size)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
-				return nil, packUnreadable("read header of", id, err)
+				// One pack the disk fails to read stops no repair of
+				// the others.
+				unreadable[id] = packUnreadable("read header of", id, err).Error()
+				continue
 			}
 			badHeader[id] = true
 			badWhy[id] = err.Error()
@@ -182,7 +194,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	if err != nil {
 		return nil, err
 	}
-	res := &IndexRebuild{Removed: map[string]string{}, BadHeaders: map[ID]string{}}
+	res := &IndexRebuild{Removed: map[string]string{}, BadHeaders: map[ID]string{}, Unreadable: unreadable}
 	// Packs missing because their place holds a directory or a dead link
 	// (notPackFile): their index files stay, so nothing forgets what the
 	// packs hold before the file is put back.
@@ -219,8 +231,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			}
 			switch h, ok := headers[p.id]; {
 			case why != "":
-			case !ok && !badHeader[p.id] && blocked[p.id] != "":
-				// The file is kept: the pack is there to put back, and
+			case !ok && !badHeader[p.id] && (blocked[p.id] != "" || unreadable[p.id] != ""):
+				// The file is kept: the pack is there to put back (or
+				// to read once the disk or its mode lets recall), and
 				// its entries say what it holds until it is.
 			case !ok && !badHeader[p.id]:
 				why = "lists pack " + p.id.String() + ", which is missing"
@@ -244,7 +257,7 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		if _, ok := fromIndex[id]; badHeader[id] && (ok || covered[id]) {
 			res.BadHeaders[id] = badWhy[id]
 		}
-		if covered[id] {
+		if covered[id] || unreadable[id] != "" {
 			continue
 		}
 		if es, ok := headers[id]; ok {
@@ -352,18 +365,21 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	return res, nil
 }
 
-// PackProblem names a pack that needs salvaging, and why.
+// PackProblem names a pack that needs salvaging, and why; or, when
+// Unreadable, a pack that could not be read to tell (Reason is the
+// message of packUnreadable), which no repair touches.
 type PackProblem struct {
-	Pack   ID
-	Reason string
+	Pack       ID
+	Reason     string
+	Unreadable bool
 }
 
 // packUnreadable is the error of a repair that met pack id it could not
 // read for a reason other than its bytes (what it was reading, err): the
-// repair stops and the pack is left as it is, for what a repair does to
-// a damaged pack (rewrite what it can read, delete it) is no cure for a
-// disk that fails to read it or a file recall may not read. The step to
-// take follows the cause.
+// pack is left as it is (the repair goes on with the others), for what a
+// repair does to a damaged pack (rewrite what it can read, delete it) is
+// no cure for a disk that fails to read it or a file recall may not
+// read. The step to take follows the cause.
 func packUnreadable(what string, id ID, err error) error {
 	next := "run the repair again once it can be read"
 	switch {
@@ -395,7 +411,8 @@ func (s *Store) DamagedPacks() ([]PackProblem, error) {
 				continue
 			}
 			if !errors.Is(err, ErrCorrupt) {
-				return nil, packUnreadable("read header of", pi.ID, err)
+				out = append(out, PackProblem{Pack: pi.ID, Reason: packUnreadable("read header of", pi.ID, err).Error(), Unreadable: true})
+				continue
 			}
 			out = append(out, PackProblem{Pack: pi.ID, Reason: "header unreadable: " + err.Error()})
 		}
@@ -421,6 +438,10 @@ type Salvage struct {
 	// file of another store, or not recall's at all: removing it could
 	// lose blobs that a later repair, or a person, could still read.
 	Unknown bool
+	// Unreadable: the pack could not be read for a reason other than
+	// its bytes (Reason says which, and what to do); it is left as it
+	// is, and the other packs are salvaged.
+	Unreadable bool
 }
 
 // salvageEntries returns every place the pack's header or the index files
@@ -462,6 +483,10 @@ func (s *Store) salvageEntries(id ID, files []indexFile) []PackEntry {
 //     removed packs, which readers skip (a missing pack is known from the
 //     pack walk) and the next RebuildIndex supersedes.
 //
+// A pack that cannot be read for a reason other than its bytes (its
+// mode, the disk under it) is left as it is and marked Unreadable; the
+// others are salvaged all the same.
+//
 // With dryRun every pack is read and the result says what would happen,
 // but nothing is written or removed.
 func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *IndexRebuild, error) {
@@ -489,13 +514,20 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 	out := make([]Salvage, 0, len(packs))
 	var remove []ID
 	for _, p := range packs {
-		sv := Salvage{Pack: p.Pack, Reason: p.Reason}
+		sv := Salvage{Pack: p.Pack, Reason: p.Reason, Unreadable: p.Unreadable}
+		if p.Unreadable {
+			out = append(out, sv)
+			continue
+		}
 		b, err := s.be.Load(bg, packHandle(p.Pack), 0, -1, nil)
 		if err != nil && !errors.Is(err, backend.ErrNotExist) {
 			// Not its bytes (a pack cut short reads short, without an
 			// error): a pack the disk under it fails to read would be
-			// judged all lost, and deleted, here.
-			return nil, nil, fmt.Errorf("%w (nothing was removed)", packUnreadable("read", p.Pack, err))
+			// judged all lost, and deleted, here. It is left as it
+			// is; the others are salvaged.
+			sv.Reason, sv.Unreadable = packUnreadable("read", p.Pack, err).Error(), true
+			out = append(out, sv)
+			continue
 		}
 		entries := s.salvageEntries(p.Pack, files)
 		if len(entries) == 0 && err == nil {

@@ -16,9 +16,9 @@ import (
 
 // A pack recorded damaged that the disk under it then fails to read
 // (EIO) is not salvaged: judged by what could not be read, every blob of
-// it would count as lost and the pack be deleted. The repair stops
-// naming the pack file, says it is left as it is and to check the disk,
-// and the pack and its damage record stay.
+// it would count as lost and the pack be deleted. The salvage marks it
+// Unreadable, naming the pack file, saying it is left as it is and to
+// check the disk; the pack and its damage record stay.
 func TestSalvageIOErrorLeavesPack(t *testing.T) {
 	for _, enc := range []bool{false, true} {
 		dir, s := newStore(t, enc)
@@ -52,12 +52,12 @@ func TestSalvageIOErrorLeavesPack(t *testing.T) {
 		}
 		for _, dry := range []bool{true, false} {
 			sv, _, err := lock.SalvagePacks(bad, dry)
-			if err == nil {
-				t.Fatalf("encrypted=%v dry=%v: salvage of a pack that reads EIO: %+v", enc, dry, sv)
+			if err != nil || len(sv) != 1 || !sv[0].Unreadable || sv[0].Removed || len(sv[0].Lost) != 0 {
+				t.Fatalf("encrypted=%v dry=%v: salvage of a pack that reads EIO: %v %+v", enc, dry, err, sv)
 			}
-			for _, want := range []string{p, "input/output error", "left as it is", "check the disk", "nothing was removed"} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("encrypted=%v dry=%v: %q does not say %q", enc, dry, err, want)
+			for _, want := range []string{p, "input/output error", "left as it is", "check the disk"} {
+				if !strings.Contains(sv[0].Reason, want) {
+					t.Errorf("encrypted=%v dry=%v: %q does not say %q", enc, dry, sv[0].Reason, want)
 				}
 			}
 		}

@@ -44,6 +44,23 @@ type RepairReport struct {
 	// repair left where they are (a file of the name is in its place);
 	// those it moved back are among the Actions.
 	Misplaced []string `json:"misplaced_files,omitempty"`
+	// Unreadable maps each pack that could not be read for a reason
+	// other than its bytes (its owner and mode, the disk under it) to
+	// the message that says so and what to do: it is left as it is, and
+	// the index files that list it are kept, while the other packs are
+	// repaired.
+	Unreadable map[string]string `json:"unreadable_packs,omitempty"`
+}
+
+// unreadable records pack id as one that could not be read (why, with
+// what to do), once.
+func (rep *RepairReport) unreadable(id chunkstore.ID, why string) {
+	if rep.Unreadable == nil {
+		rep.Unreadable = map[string]string{}
+	}
+	if _, ok := rep.Unreadable[id.String()]; !ok {
+		rep.Unreadable[id.String()] = why
+	}
 }
 
 // putBack moves the pack files outside their folder back into it, before
@@ -178,12 +195,30 @@ func (rep *RepairReport) DamageLeft(what string) error {
 		parts = append(parts, fmt.Sprintf("%d packs none of whose blobs can be located (header unreadable, no index file lists them), left in place", n))
 		next = append(next, "for each pack left in place, put back a copy of its index file and run 'recall repair index', or move it out of the store once 'recall verify' finds no point that needs it")
 	}
+	var unread string
+	if n := len(rep.Unreadable); n > 0 {
+		// Not damage: the packs were not read, so nothing is known of
+		// their bytes. Each message names the file and what to do.
+		msgs := slices.Sorted(maps.Values(rep.Unreadable))
+		more := ""
+		if len(msgs) > 3 {
+			more = fmt.Sprintf("; and %d more (--json lists them)", len(msgs)-3)
+			msgs = msgs[:3]
+		}
+		unread = fmt.Sprintf("%d packs could not be read and were not repaired, the others were: %s%s", n, strings.Join(msgs, "; "), more)
+	}
 	if len(parts) == 0 {
+		if unread != "" {
+			return fmt.Errorf("%s: %s", what, unread)
+		}
 		return nil
 	}
 	tail := strings.Join(parts, ", ")
 	if len(next) > 0 {
 		tail += "; " + strings.Join(next, "; ")
+	}
+	if unread != "" {
+		tail += "; " + unread
 	}
 	return fmt.Errorf("%s: %w: %s", what, ErrDamaged, tail)
 }
@@ -248,6 +283,9 @@ func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOpt
 	}
 	for _, id := range rb.Unlocatable {
 		rep.Unlocatable = append(rep.Unlocatable, id.String())
+	}
+	for id, why := range rb.Unreadable {
+		rep.unreadable(id, why)
 	}
 	for _, id := range slices.SortedFunc(maps.Keys(rb.BadHeaders), func(a, b chunkstore.ID) int { return bytes.Compare(a[:], b[:]) }) {
 		if rep.BadHeaders == nil {
@@ -326,6 +364,13 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 	}
 	var unknown []string
 	for _, s := range salv {
+		if s.Unreadable {
+			rep.unreadable(s.Pack, s.Reason)
+			if opts.Log != nil {
+				opts.Log("%s", s.Reason)
+			}
+			continue
+		}
 		if s.Unknown {
 			if !slices.Contains(rb.Foreign, s.Pack) {
 				unknown = append(unknown, s.Pack.String())

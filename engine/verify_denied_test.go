@@ -89,25 +89,83 @@ func verifyUnreadable(t *testing.T, errno syscall.Errno) {
 	}
 }
 
-// repair packs and repair index meeting a pack whose header cannot be
-// read for an I/O error stop with what to do, and change nothing in it.
+// A pack the disk fails to read (EIO) stops no repair of the others:
+// repair packs salvages the damaged pack beside it and repair index
+// rebuilds, while the unreadable pack, and the index file that locates
+// its blobs, stay as they are. The report names it with what to do, and
+// once the disk reads it again everything it holds is restorable.
 func TestRepairPackIOErrorLeavesIt(t *testing.T) {
 	ds := newDamageStore(t, false)
-	p, _, _ := ds.packOf(ds.node("d1/f2").Extents[0].ID)
-	pack := filepath.Base(p)
-	before, err := os.ReadFile(p)
+	// Pack a holds a blob made bad (found by verify --read-data); pack
+	// b, another one, cannot be read at all.
+	pa, off, n := ds.packOf(ds.node("d1/f2").Extents[0].ID)
+	pb := ""
+	for rel := range ds.files {
+		if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p != pa {
+			pb = p
+			break
+		}
+	}
+	flip(t, pa, off+n/2)
+	if _, _, err := ds.verify(true); !errors.Is(err, ErrVerifyFailed) {
+		t.Fatalf("verify --read-data: %v, want the flipped blob found", err)
+	}
+	before, err := os.ReadFile(pb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := chunkstore.OpenBackend(deniedPacks{local.Open(ds.dir), map[string]bool{pack: true}, syscall.EIO}, chunkstore.OpenOptions{Password: ds.pw})
+	st, err := chunkstore.OpenBackend(deniedPacks{local.Open(ds.dir), map[string]bool{filepath.Base(pb): true}, syscall.EIO}, chunkstore.OpenOptions{Password: ds.pw})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	if _, err := st.DamagedPacks(); err == nil || !strings.Contains(err.Error(), "the pack is left as it is") || !strings.Contains(err.Error(), "check the disk") {
-		t.Errorf("damaged packs with an I/O error: %v", err)
+	bad, err := st.DamagedPacks()
+	if err != nil || len(bad) != 2 {
+		t.Fatalf("damaged packs with an I/O error: %v %+v, want the damaged pack and the unreadable one", err, bad)
 	}
-	if after, err := os.ReadFile(p); err != nil || !bytes.Equal(before, after) {
-		t.Errorf("pack changed: %v", err)
+	for _, f := range []func(context.Context, *Session, RepairOptions) (*RepairReport, error){RepairPacks, RepairIndex} {
+		s, err := NewStore(st).Session(context.Background(), SessionOptions{Purpose: "repair", Exclusive: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := f(context.Background(), s, RepairOptions{})
+		s.Close()
+		if rep == nil {
+			t.Fatalf("repair: %v", err)
+		}
+		why := rep.Unreadable[filepath.Base(pb)]
+		for _, want := range []string{pb, "input/output error", "left as it is", "check the disk"} {
+			if !strings.Contains(why, want) {
+				t.Errorf("unreadable pack %q: does not say %q", why, want)
+			}
+		}
+		// Repair packs lost the flipped blob (damage: exit 4); repair
+		// index after it leaves only the pack it could not read, which
+		// is not damage.
+		err = rep.DamageLeft("repair")
+		if err == nil || !strings.Contains(err.Error(), "1 packs could not be read and were not repaired") || !strings.Contains(err.Error(), pb) {
+			t.Errorf("damage left: %v", err)
+		}
+		if lost := len(rep.Lost) > 0; errors.Is(err, ErrDamaged) != lost {
+			t.Errorf("damage left with %d blobs lost: %v", len(rep.Lost), err)
+		}
+	}
+	st.Close()
+	if _, err := os.Stat(pa); err == nil {
+		t.Errorf("the damaged pack beside the unreadable one was not salvaged")
+	}
+	if after, err := os.ReadFile(pb); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("unreadable pack changed: %v", err)
+	}
+	// The disk reads again: the unreadable pack's blobs are still
+	// indexed, and only the flipped blob's file is lost.
+	for rel := range ds.files {
+		if rel != "d1/f2" {
+			ds.packOf(ds.node(rel).Extents[0].ID) // fails the test when not indexed
+		}
+	}
+	ds.repair()
+	got := ds.restore(ds.point)
+	if len(got) != 1 || !got["d1/f2"] {
+		t.Errorf("after the disk reads again, not restored: %v, want only d1/f2", got)
 	}
 }
