@@ -86,6 +86,11 @@ func TestServeKeepsMount(t *testing.T) {
 			t.Errorf("log line not JSON: %q", l)
 		}
 	}
+	// "stopped" is the server's last word: said once the mounts are
+	// down and the last notification is out, not before.
+	if ls := strings.Split(strings.TrimSpace(s.log.String()), "\n"); !strings.Contains(ls[len(ls)-1], `"msg":"stopped"`) {
+		t.Errorf("last log line %q, want msg stopped; log:\n%s", ls[len(ls)-1], s.log)
+	}
 	if !strings.Contains(s.log.String(), `"msg":"mount server output"`) {
 		t.Errorf("the mount servers' output is not in the log:\n%s", s.log)
 	}

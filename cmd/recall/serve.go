@@ -58,6 +58,14 @@ func serve(c *cli.Context) error {
 		return usagef("--log-format %q: allowed: text, json", f)
 	}
 	log := slog.New(h)
+	// "stopped" is the last line of a server that ran: after its mounts
+	// are down and its last notifications are out (the defers below).
+	ran := false
+	defer func() {
+		if ran {
+			log.Info("stopped")
+		}
+	}()
 	// A hangup (the terminal of 'recall serve &' closed, an SSH session
 	// ended) killed the server at once, mid-backup, with no line in its
 	// log. It runs on; SIGTERM and SIGINT stop it.
@@ -180,6 +188,7 @@ func serve(c *cli.Context) error {
 	// A stop by SIGTERM or SIGINT is the normal end: Run returns nil.
 	// STOPPING=1 is on its way by then; it must not be lost with the
 	// process.
+	ran = true
 	err = srv.Run(c.Context)
 	if c.Context.Err() != nil {
 		<-stopping

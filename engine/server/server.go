@@ -307,7 +307,7 @@ func (s *Server) shutdown(cancelJobs context.CancelCauseFunc) error {
 			s.o.Log.Error("jobs cancelled by the stop not recorded as interrupted", "err", err)
 		}
 	}
-	s.o.Log.Info("stopped")
+	s.o.Log.Info("jobs stopped")
 	return nil
 }
 
