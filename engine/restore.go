@@ -1903,8 +1903,11 @@ func (rs *restorer) setFileFlags(of flaggedFile) error {
 // a symlink, and only if it is still the directory the restore made or
 // merged into. A directory replaced by a symlink is reported once in
 // replaced, however many directories below it had metadata to apply.
-// Warnings name the directory's path.
 func (rs *restorer) applyDirMeta(dm dirMeta, replaced map[string]bool) {
+	name := dm.rel // as every other warning names its entry
+	if name == "" {
+		name = dm.path // the target itself
+	}
 	at, err := rs.openDirMeta(dm)
 	var re *replacedError
 	switch {
@@ -1915,17 +1918,17 @@ func (rs *restorer) applyDirMeta(dm dirMeta, replaced map[string]bool) {
 		}
 		return
 	case err != nil:
-		rs.warn(dm.path, fmt.Errorf("metadata not applied: %w", err))
+		rs.warn(name, fmt.Errorf("metadata not applied: %w", err))
 		return
 	}
 	defer unix.Close(at.fd)
-	rs.meta(at, dm.path, dm.n, false)
+	rs.meta(at, name, dm.n, false)
 	if dm.n.Flags != 0 || rs.opts.Overwrite {
 		// Last: a directory's flags, once its entries are in. A
 		// directory merged into loses flags its point does not have
 		// only with --overwrite.
 		if err := rs.dirFlags(at, dm.n.Flags); err != nil {
-			rs.warn(dm.path, fmt.Errorf("inode flags +%s not set: %w", flagLetters(dm.n.Flags), err))
+			rs.warn(name, fmt.Errorf("inode flags +%s not set: %w", flagLetters(dm.n.Flags), err))
 		}
 	}
 }
@@ -2006,12 +2009,19 @@ func processUmask() (uint32, bool) {
 }
 
 func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
-	if rs.isRoot && !(fresh && n.UID == rs.euid && n.GID == rs.egid) {
+	// An entry the restore did not create (a directory merged into, one
+	// made by an earlier restore) may have its owner, mode or times
+	// already: those are not set again, so that a directory that
+	// refuses changes ('chattr +a', +i) is warned about only for what
+	// differs.
+	var have unix.Stat_t
+	known := !fresh && unix.Fstat(at.fd, &have) == nil
+	if rs.isRoot && !(fresh && n.UID == rs.euid && n.GID == rs.egid) && !(known && have.Uid == n.UID && have.Gid == n.GID) {
 		if err := at.chown(int(n.UID), int(n.GID)); err != nil {
 			rs.warn(rel, fmt.Errorf("owner: %w", err))
 		}
 	}
-	if n.Type != TypeSymlink && !at.modeSet {
+	if n.Type != TypeSymlink && !at.modeSet && !(known && have.Mode&0o7777 == n.Mode&0o7777) {
 		if err := at.chmod(n.Mode & 0o7777); err != nil {
 			rs.warn(rel, fmt.Errorf("mode: %w", err))
 		}
@@ -2041,6 +2051,9 @@ func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 		return
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(n.AtimeNS), unix.NsecToTimespec(n.MtimeNS)}
+	if known && have.Atim == ts[0] && have.Mtim == ts[1] {
+		return
+	}
 	if err := at.utimes(ts); err != nil {
 		rs.warn(rel, fmt.Errorf("times: %w", err))
 	}

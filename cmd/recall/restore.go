@@ -79,12 +79,25 @@ func init() {
 			if err != nil {
 				return fmt.Errorf("%w; every other file was restored; run 'recall verify --read-data' for the damaged packs", err)
 			}
-			if len(res.Skipped) > 0 || len(res.Warnings) > 0 {
-				return fmt.Errorf("%w: %d entries not restored, %d metadata items not applied (listed above)", engine.ErrWarnings, len(res.Skipped), len(res.Warnings))
-			}
-			return nil
+			return restoreWarnings(res)
 		}),
 	})
+}
+
+// restoreWarnings is the error (exit 3) of a restore that left entries
+// unrestored or metadata unapplied, saying how many of each there are.
+func restoreWarnings(res *engine.RestoreResult) error {
+	var parts []string
+	if n := len(res.Skipped); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d entries not restored", n))
+	}
+	if n := len(res.Warnings); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d metadata items not applied", n))
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s (listed above)", engine.ErrWarnings, strings.Join(parts, ", "))
 }
 
 // restoredVerb and damagedNote make a restore's summary line say, before

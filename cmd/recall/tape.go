@@ -600,10 +600,7 @@ func tapeRestore(c *cli.Context) error {
 		}
 		return fmt.Errorf("%w; every other file was restored; %d pack(s) could not be read from tape (%s)", err, len(res.LostPacks), strings.Join(why, "; "))
 	}
-	if len(rr.Skipped) > 0 || len(rr.Warnings) > 0 {
-		return fmt.Errorf("%w: %d entries not restored, %d metadata items not applied (listed above)", engine.ErrWarnings, len(rr.Skipped), len(rr.Warnings))
-	}
-	return nil
+	return restoreWarnings(rr)
 }
 
 func tapeCatalog(c *cli.Context) error {
