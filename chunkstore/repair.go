@@ -442,6 +442,10 @@ type Salvage struct {
 	// its bytes (Reason says which, and what to do); it is left as it
 	// is, and the other packs are salvaged.
 	Unreadable bool
+	// Holds: the file holds this other pack whole, and is its only copy
+	// (SetAsideMisnamed could not move it to its place); it is left as
+	// it is.
+	Holds ID
 }
 
 // salvageEntries returns every place the pack's header or the index files
@@ -526,6 +530,14 @@ func (l *Lock) SalvagePacks(packs []PackProblem, dryRun bool) ([]Salvage, *Index
 			// judged all lost, and deleted, here. It is left as it
 			// is; the others are salvaged.
 			sv.Reason, sv.Unreadable = packUnreadable("read", p.Pack, err).Error(), true
+			out = append(out, sv)
+			continue
+		}
+		if t, ok := s.holdsPack(p.Pack, b); ok && !s.packWhole(t) {
+			// Another pack, whole, under this one's name, and the only
+			// copy of it: salvaging it would find none of this pack's
+			// blobs and delete it.
+			sv.Holds = t
 			out = append(out, sv)
 			continue
 		}

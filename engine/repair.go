@@ -66,7 +66,31 @@ func (rep *RepairReport) unreadable(id chunkstore.ID, why string) {
 // putBack moves the pack files outside their folder back into it, before
 // a repair judges any pack missing: otherwise it would rebuild the index
 // without a pack that is only in another folder, or salvage it as lost.
+//
+// First, a file in a pack's place that holds another pack whole (moved
+// or copied over the wrong name, two packs swapped) is set aside as a
+// misplaced file of that pack, then put in its place with the others:
+// salvaged under the wrong name it would be deleted, every blob lost.
 func putBack(lock *chunkstore.Lock, rep *RepairReport, opts RepairOptions) error {
+	mn, err := lock.SetAsideMisnamed(opts.DryRun)
+	if err != nil {
+		return err
+	}
+	dir := lock.Store().Dir()
+	for _, m := range mn {
+		at := foreignPackPath(dir, m.Name)
+		switch {
+		case opts.DryRun:
+			opts.act(rep, "set aside pack file %s: it holds pack %s whole, not its own; then put it in that pack's place, %s (the rest of this dry run takes %s as missing)", at, m.Holds, foreignPackPath(dir, m.Holds), m.Name.Short())
+		case m.SetAside:
+			opts.act(rep, "set aside pack file %s: it holds pack %s whole, not its own; it goes to that pack's place next", at, m.Holds)
+		default:
+			rep.Misplaced = append(rep.Misplaced, at)
+			if opts.Log != nil {
+				opts.Log("left %s where it is: it holds pack %s whole, not its own: %s", at, m.Holds, m.Why)
+			}
+		}
+	}
 	ms, err := lock.PutBackPacks(opts.DryRun)
 	if err != nil {
 		return err
@@ -364,6 +388,16 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 	}
 	var unknown []string
 	for _, s := range salv {
+		if !s.Holds.IsZero() {
+			at := foreignPackPath(st.Dir(), s.Pack)
+			if !slices.Contains(rep.Misplaced, at) {
+				rep.Misplaced = append(rep.Misplaced, at)
+			}
+			if opts.Log != nil {
+				opts.Log("left %s as it is: it holds pack %s whole, not its own; copy it to that name, then run the repair again", at, s.Holds)
+			}
+			continue
+		}
 		if s.Unreadable {
 			rep.unreadable(s.Pack, s.Reason)
 			if opts.Log != nil {

@@ -367,6 +367,15 @@ type PackPlacer interface {
 	PutBack(ctx context.Context, name, path string) error
 }
 
+// PackRenamer is a backend that can set the file in pack name's place
+// aside as a misplaced file of pack as (one its Misplaced names as as,
+// and PutBack moves to as's place): for a file that holds pack as, not
+// name. It never replaces a file: one set aside as as already is an
+// error wrapping fs.ErrExist.
+type PackRenamer interface {
+	SetAside(ctx context.Context, name, as string) error
+}
+
 // TempCleaner is a backend that keeps temporary files of its own (local:
 // tmp/, and .tmp- files of interrupted saves) which a crashed writer
 // leaves behind. CleanTemp removes those of tag (a FileWriter's tag, see

@@ -187,3 +187,32 @@ func (b *Backend) putBackOutOf(h backend.Handle, path string) error {
 	b.forget(h)
 	return syncDir(filepath.Dir(home))
 }
+
+var _ backend.PackRenamer = (*Backend)(nil)
+
+// SetAside renames the file in pack name's place to .putback-<as> in its
+// folder, where Misplaced names it as pack as.
+func (b *Backend) SetAside(ctx context.Context, name, as string) error {
+	h := backend.Handle{Type: backend.Packs, Name: name}
+	if err := h.Valid(); err != nil {
+		return err
+	}
+	if err := (backend.Handle{Type: backend.Packs, Name: as}).Valid(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	from := b.Path(h)
+	to := filepath.Join(filepath.Dir(from), putBackPrefix+as)
+	if _, err := os.Lstat(to); err == nil {
+		return fmt.Errorf("set aside %s: %w: %s", from, fs.ErrExist, to)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("set aside %s: %w", from, err)
+	}
+	b.forget(h)
+	return syncDir(filepath.Dir(from))
+}

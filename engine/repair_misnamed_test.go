@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/chunkstore/backend/local"
+)
+
+// Fix (packs under each other's names): two whole packs swapped, by hand
+// or by a tool, each hold the pack the other's name says. Repair index
+// and repair packs salvaged each as its own name's damaged pack, found
+// none of its blobs there and deleted both. Now the first repair sets
+// each file aside and puts it in its own place: nothing is lost, and
+// every file restores exactly.
+func TestRepairPutsSwappedPacksInTheirPlaces(t *testing.T) {
+	for _, first := range []string{"index", "packs"} {
+		t.Run(first, func(t *testing.T) {
+			ds := newDamageStore(t, true)
+			pa, _, _ := ds.packOf(ds.node("d0/f0").Extents[0].ID)
+			pb := ""
+			for rel := range ds.files {
+				if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p != pa {
+					pb = p
+					break
+				}
+			}
+			tmp := pa + ".swap"
+			for _, mv := range [][2]string{{pa, tmp}, {pb, pa}, {tmp, pb}} {
+				if err := os.Rename(mv[0], mv[1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := RepairIndex
+			if first == "packs" {
+				f = RepairPacks
+			}
+			var logged []string
+			rep, err := ds.runRepair(f, RepairOptions{Log: func(format string, a ...any) { logged = append(logged, format) }})
+			if err != nil {
+				t.Fatalf("repair %s: %v\nactions: %q", first, err, rep.Actions)
+			}
+			if err := rep.DamageLeft("repair"); err != nil || len(rep.Lost) > 0 {
+				t.Errorf("repair %s of two swapped packs: %v, lost %+v", first, err, rep.Lost)
+			}
+			set := 0
+			for _, a := range rep.Actions {
+				if strings.Contains(a, "set aside pack file") && strings.Contains(a, "whole, not its own") {
+					set++
+				}
+			}
+			if set != 2 {
+				t.Errorf("actions %q: want both files set aside, named", rep.Actions)
+			}
+			for _, p := range []string{pa, pb} {
+				if _, err := os.Stat(p); err != nil {
+					t.Errorf("pack %s not back in its place: %v", filepath.Base(p), err)
+				}
+			}
+			ds.repair() // the other repairs after it find nothing to lose
+			if got := ds.restore(ds.point); len(got) > 0 {
+				t.Errorf("not restored after the repair: %v", got)
+			}
+			if _, _, err := ds.verify(true); err != nil {
+				t.Errorf("verify --read-data after the repair: %v", err)
+			}
+		})
+	}
+}
+
+// A whole pack moved over another's name (mv A B): A is put back in its
+// place, and only B's blobs are lost, reported as such; nothing of A.
+func TestRepairPutsPackMovedOverAnotherBack(t *testing.T) {
+	ds := newDamageStore(t, false)
+	pa, _, _ := ds.packOf(ds.node("d0/f0").Extents[0].ID)
+	pb := ""
+	inA := map[string]bool{}
+	for rel := range ds.files {
+		switch p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); {
+		case p == pa:
+			inA[rel] = true
+		case pb == "":
+			pb = p
+		}
+	}
+	if err := os.Rename(pa, pb); err != nil {
+		t.Fatal(err)
+	}
+	ds.repair()
+	if _, err := os.Stat(pa); err != nil {
+		t.Fatalf("pack moved over another is not back in its place: %v", err)
+	}
+	got := ds.restore(ds.point)
+	for rel := range inA {
+		if got[rel] {
+			t.Errorf("%s, in the pack put back, not restored", rel)
+		}
+	}
+	if len(got) == 0 {
+		t.Errorf("nothing reported damaged, though pack %s was lost", filepath.Base(pb))
+	}
+}
+
+// On a backend that cannot rename pack files (an object store), repair
+// packs leaves two swapped packs as they are, names them, and deletes
+// neither: once they are under their right names, everything restores.
+func TestRepairPacksLeavesSwappedPacksWhereItCannotMoveThem(t *testing.T) {
+	ds := newDamageStore(t, false)
+	pa, _, _ := ds.packOf(ds.node("d0/f0").Extents[0].ID)
+	pb := ""
+	for rel := range ds.files {
+		if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p != pa {
+			pb = p
+			break
+		}
+	}
+	swap := func() {
+		for _, mv := range [][2]string{{pa, pa + ".swap"}, {pb, pa}, {pa + ".swap", pb}} {
+			if err := os.Rename(mv[0], mv[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	swap()
+	// deniedPacks denies nothing here; it hides the local backend's
+	// renaming and placing methods.
+	st, err := chunkstore.OpenBackend(deniedPacks{local.Open(ds.dir), nil, 0}, chunkstore.OpenOptions{Password: ds.pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(st).Session(context.Background(), SessionOptions{Purpose: "repair", Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := RepairPacks(context.Background(), s, RepairOptions{})
+	s.Close()
+	st.Close()
+	if rep == nil || len(rep.Lost) > 0 || len(rep.Misplaced) != 2 {
+		t.Fatalf("repair packs of swapped packs it cannot move: %v, %+v", err, rep)
+	}
+	swap() // by hand, as the messages say
+	if got := ds.restore(ds.point); len(got) > 0 {
+		t.Errorf("not restored: %v", got)
+	}
+}
