@@ -24,9 +24,11 @@ var ErrBadOption = errors.New("bad backup option")
 // trailing one) matches a name at any depth; a pattern with a '/' at its
 // start or in its middle matches the path from the backed-up root ("/a/b"
 // and "a/b" both match only <root>/a/b); "*" and "?" never match '/', "**"
-// matches any number of directories ("**/cache", "a/**/b"); a trailing '/'
-// matches directories only; '\' escapes the next character. An excluded
-// directory is never listed. Negation ("!pattern") is not supported.
+// matches any number of directories ("**/cache", "a/**/b"); "[...]" is a
+// class of characters; '{', '}' and ',' are ordinary characters; a
+// trailing '/' matches directories only; '\' escapes the next character.
+// An excluded directory is never listed. Negation ("!pattern") is not
+// supported.
 type Exclude struct {
 	Patterns []string      `json:"patterns,omitempty"`
 	Files    []ExcludeFile `json:"files,omitempty"`
@@ -119,10 +121,47 @@ func compilePattern(s string) (pattern, error) {
 	if p.glob == "" {
 		return bad("it matches nothing; to leave out everything, back up nothing")
 	}
+	p.glob = literalBraces(p.glob)
 	if !doublestar.ValidatePattern(p.glob) {
-		return bad("not a valid glob (unbalanced [ or {, or a trailing \\)")
+		return bad("not a valid glob (unbalanced [, or a trailing \\)")
 	}
 	return p, nil
+}
+
+// literalBraces escapes the '{' and '}' of a gitignore glob for
+// doublestar, which reads them as alternation ("{a,b}"): in .gitignore
+// they are ordinary characters, and "{x}" must leave out the file named
+// "{x}", not x. Escaped characters and character classes (where
+// doublestar takes braces as they are) are copied unchanged; a class
+// without its ']' is too, for doublestar to refuse.
+func literalBraces(glob string) string {
+	var b strings.Builder
+	for i := 0; i < len(glob); i++ {
+		switch c := glob[i]; c {
+		case '\\':
+			end := min(i+2, len(glob))
+			b.WriteString(glob[i:end])
+			i = end - 1
+		case '[':
+			end := len(glob)
+			for j := i + 1; j < len(glob); j++ {
+				if glob[j] == '\\' {
+					j++
+				} else if glob[j] == ']' {
+					end = j + 1
+					break
+				}
+			}
+			b.WriteString(glob[i:end])
+			i = end - 1
+		case '{', '}':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // match reports whether the entry at rel (the path from the backed-up

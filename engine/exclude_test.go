@@ -34,7 +34,19 @@ func TestExcludePatterns(t *testing.T) {
 		{"?.txt", "d/a.txt", false, true},
 		{"[ab].txt", "b.txt", false, true},
 		{"[!ab].txt", "b.txt", false, false},
-		{"{x,y}.bin", "z/y.bin", false, true},
+		// '{', '}' and ',' are ordinary characters, as in .gitignore,
+		// not doublestar's alternation. (Fix: "{x}" left out x and kept
+		// the file named "{x}"; "{" was refused.)
+		{"{x}", "x", false, false},
+		{"{x}", "d/{x}", false, true},
+		{"a{b,c}", "ab", false, false},
+		{"a{b,c}", "a{b,c}", false, true},
+		{"{", "{", false, true},
+		{"}", "}", false, true},
+		{"/d/{x,y}.bin", "d/{x,y}.bin", false, true},
+		{"[{]x", "{x", false, true},
+		{`[\]a]{1}`, "]{1}", false, true},
+		{`\{x\}`, "{x}", false, true},
 		{`\*.txt`, "*.txt", false, true},
 		{`\*.txt`, "a.txt", false, false},
 		// A leading or inner '/': the path from the backed-up root.
@@ -80,7 +92,7 @@ func TestExcludeBadOptions(t *testing.T) {
 		{Patterns: []string{"/"}},
 		{Patterns: []string{"!keep.txt"}},
 		{Patterns: []string{"[ab"}},
-		{Patterns: []string{"{a,b"}},
+		{Patterns: []string{"x[{"}},
 		{Patterns: []string{"ok", `trailing\`}},
 		{Files: []ExcludeFile{{Path: "/x", Patterns: []string{"[z"}}}},
 		{IfPresent: []string{"a/b"}},
@@ -92,7 +104,7 @@ func TestExcludeBadOptions(t *testing.T) {
 			t.Errorf("%+v: err %v, want ErrBadOption", x, err)
 		}
 	}
-	ok := Exclude{Patterns: []string{"*.o", "/a/", `\!x`}, IfPresent: []string{".nobackup"}, LargerThan: 1}
+	ok := Exclude{Patterns: []string{"*.o", "/a/", `\!x`, "{a,b", "}"}, IfPresent: []string{".nobackup"}, LargerThan: 1}
 	if err := ok.Check(); err != nil {
 		t.Errorf("%+v: %v", ok, err)
 	}
