@@ -24,11 +24,11 @@ var ErrBadOption = errors.New("bad backup option")
 // trailing one) matches a name at any depth; a pattern with a '/' at its
 // start or in its middle matches the path from the backed-up root ("/a/b"
 // and "a/b" both match only <root>/a/b); "*" and "?" never match '/', "**"
-// matches any number of directories ("**/cache", "a/**/b"); "[...]" is a
-// class of characters; '{', '}' and ',' are ordinary characters; a
-// trailing '/' matches directories only; '\' escapes the next character.
-// An excluded directory is never listed. Negation ("!pattern") is not
-// supported.
+// matches any number of directories ("**/cache", "a/**/b"; "a/**" is what
+// is inside a, not a itself); "[...]" is a class of characters; '{', '}'
+// and ',' are ordinary characters; a trailing '/' matches directories
+// only; '\' escapes the next character. An excluded directory is never
+// listed. Negation ("!pattern") is not supported.
 type Exclude struct {
 	Patterns []string      `json:"patterns,omitempty"`
 	Files    []ExcludeFile `json:"files,omitempty"`
@@ -120,6 +120,13 @@ func compilePattern(s string) (pattern, error) {
 	}
 	if p.glob == "" {
 		return bad("it matches nothing; to leave out everything, back up nothing")
+	}
+	if strings.HasSuffix(p.glob, "/**") {
+		// In .gitignore "sub/**" is everything inside sub, not sub
+		// itself, which doublestar's "**" (zero or more directories)
+		// matches too: sub is kept, empty, with its owner, mode and
+		// times. "/*" wants one name more.
+		p.glob += "/*"
 	}
 	p.glob = literalBraces(p.glob)
 	if !doublestar.ValidatePattern(p.glob) {

@@ -63,6 +63,19 @@ func TestExcludePatterns(t *testing.T) {
 		{"a/**/b", "a/x/y/b", false, true},
 		{"a/**/b", "a/x/c", false, false},
 		{"a/**", "a/x/y", false, true},
+		// "a/**" is what is inside a, not a itself. (Fix: a was left
+		// out too.)
+		{"a/**", "a", true, false},
+		{"a/**", "a/x", false, true},
+		{"a/**", "a/x", true, true},
+		{"/a/**", "a", true, false},
+		{"a/**/", "a", true, false},
+		{"a/**/", "a/x", true, true},
+		{"a/**/", "a/x", false, false},
+		{"**/a/**", "d/a", true, false},
+		{"**/a/**", "d/a/x", false, true},
+		{"a/", "a", true, true},
+		{"a", "a", true, true},
 		{"/**/*.tmp", "d/e/f.tmp", false, true},
 		// A trailing '/': directories only.
 		{"cache/", "home/u/cache", true, true},
@@ -215,6 +228,37 @@ func TestBackupExcludes(t *testing.T) {
 	}
 	if !reflect.DeepEqual(loaded.Exclude, x) || loaded.Version != 2 {
 		t.Errorf("manifest v%d records %+v, want %+v", loaded.Version, loaded.Exclude, x)
+	}
+}
+
+// "sub/**" leaves out what is in sub and keeps sub, empty, with its own
+// mode, as git does. (Fix: sub itself was left out.)
+func TestBackupExcludeContentOnly(t *testing.T) {
+	src := t.TempDir()
+	sub := filepath.Join(src, "sub")
+	if err := os.MkdirAll(filepath.Join(sub, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "d", "f"), []byte("f"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sub, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestStore(t)
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s", Exclude: Exclude{Patterns: []string{"sub/**"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.pointPaths(p); !reflect.DeepEqual(got, []string{"sub/"}) {
+		t.Fatalf("point holds %q, want only the directory sub", got)
+	}
+	root, err := ts.r.LoadTree(p.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := root.Find("sub"); n.Mode != 0o750 {
+		t.Errorf("sub kept with mode %o, want 750", n.Mode)
 	}
 }
 
