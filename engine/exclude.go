@@ -105,9 +105,12 @@ func compilePattern(s string) (pattern, error) {
 	bad := func(why string) (pattern, error) {
 		return pattern{}, fmt.Errorf("%w: exclude pattern %q: %s", ErrBadOption, s, why)
 	}
+	// Advice is in words, not the pattern to type: the command line
+	// shows a backslash outside a quoted name doubled (oneLine), and
+	// "write \\!" was typed as shown, leaving out nothing.
 	p := pattern{glob: s}
 	if strings.HasPrefix(s, "!") {
-		return bad(`negation is not supported (write \! for a name starting with '!')`)
+		return bad("negation is not supported; for a name starting with '!', put a backslash before the '!'")
 	}
 	for strings.HasSuffix(p.glob, "/") && !strings.HasSuffix(p.glob, `\/`) {
 		p.glob, p.dirOnly = p.glob[:len(p.glob)-1], true
@@ -130,7 +133,10 @@ func compilePattern(s string) (pattern, error) {
 	}
 	p.glob = literalBraces(p.glob)
 	if !doublestar.ValidatePattern(p.glob) {
-		return bad("not a valid glob (unbalanced [, or a trailing \\)")
+		if n := len(p.glob) - len(strings.TrimRight(p.glob, `\`)); n%2 == 1 {
+			return bad("it ends in a backslash, which escapes nothing; for a name ending in a backslash, end the pattern with two")
+		}
+		return bad("a '[' starts a class of characters, which needs at least one character and a closing ']'; for a '[' itself, put a backslash before it")
 	}
 	return p, nil
 }

@@ -275,3 +275,22 @@ func TestEmptyHomeRefused(t *testing.T) {
 		t.Errorf("recall version with an empty home: %v", err)
 	}
 }
+
+// A bad exclude pattern's advice reads as what to type: it was "write
+// \\! for a name starting with '!'" (the message's one backslash, shown
+// doubled), and '\\!bang' left out nothing.
+func TestExcludePatternAdvice(t *testing.T) {
+	src := t.TempDir()
+	for pat, advice := range map[string]string{
+		"!bang": "put a backslash before the '!'",
+		`a\`:    "for a name ending in a backslash, end the pattern with two",
+		"[ab":   "for a '[' itself, put a backslash before it",
+	} {
+		_, err := runRecall(t, "--home", t.TempDir(), "backup", "--exclude", pat, src)
+		msg := errorLines(err)
+		_, after, _ := strings.Cut(msg, fmt.Sprintf("%q", pat))
+		if exitCode(err) != exitUsage || !strings.Contains(after, advice) || strings.Contains(after, `\`) {
+			t.Errorf("--exclude %s: exit %d, %s\nwant exit 2 and the advice %q, without a backslash", pat, exitCode(err), msg, advice)
+		}
+	}
+}
