@@ -56,6 +56,9 @@ type ExcludeFile struct {
 
 // ReadExcludeFile reads a pattern file: one pattern a line; blank lines
 // and lines starting with '#' are ignored, as are spaces around a pattern.
+// A pattern that cannot be used is an error naming the file and its line
+// (path:7: ...), wrapping ErrBadOption: the ExcludeFile keeps no line
+// numbers.
 func ReadExcludeFile(path string) (ExcludeFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -68,10 +71,13 @@ func ReadExcludeFile(path string) (ExcludeFile, error) {
 	}
 	xf := ExcludeFile{Path: abs, Patterns: []string{}}
 	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
+		}
+		if _, err := compilePattern(line); err != nil {
+			return ExcludeFile{}, fmt.Errorf("%s:%d: %w", path, n, err)
 		}
 		xf.Patterns = append(xf.Patterns, line)
 	}

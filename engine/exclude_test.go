@@ -138,6 +138,14 @@ func TestReadExcludeFile(t *testing.T) {
 	if _, err := ReadExcludeFile(p + ".missing"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
+	// A bad pattern is named with its file and line, comments and blank
+	// lines counted. (Fix: only the file was named.)
+	if err := os.WriteFile(p, []byte("# comment\n*.iso\n\n  !keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadExcludeFile(p); !errors.Is(err, ErrBadOption) || !strings.HasPrefix(err.Error(), p+":4: ") || !strings.Contains(err.Error(), `"!keep"`) {
+		t.Errorf("bad pattern on line 4: %v", err)
+	}
 }
 
 // pointPaths lists every path in p's tree, directories with a trailing '/'.
