@@ -81,6 +81,7 @@ type indexFile struct {
 	// consolidated: a version 2 file, in which a pack listed with no
 	// place is hidden by garbage collection (gc.go), not empty.
 	consolidated bool
+	supersedes   []ID // a consolidated file's: the files it replaces
 }
 
 // readIndexFiles reads and decodes every index file; the ones that do not
@@ -109,8 +110,11 @@ func (s *Store) readIndexFiles() ([]indexFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read index file %s: %w", f.name, err)
 		}
-		f.packs, f.err = decodeIndexFile(b, s.keys)
-		f.consolidated = isIndex2(b)
+		if f.consolidated = isIndex2(b); f.consolidated {
+			f.packs, f.supersedes, f.err = decodeIndex2(b, s.keys)
+		} else {
+			f.packs, f.err = decodeIndexFile(b, s.keys)
+		}
 		out = append(out, f)
 	}
 	return out, nil
@@ -207,6 +211,16 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			if why := notPackFile(s, p.id); why != "" {
 				blocked[p.id] = why
 				fmt.Fprintf(os.Stderr, "recall: pack %s: %s; its index entries are kept until it is there\n", p.id, why)
+			}
+		}
+	}
+	// Packs a consolidated file lists with no place: hidden by garbage
+	// collection, which deletes them.
+	hidden := map[ID]bool{}
+	for _, f := range files {
+		for _, p := range f.packs {
+			if f.consolidated && len(p.entries) == 0 {
+				hidden[p.id] = true
 			}
 		}
 	}
@@ -356,10 +370,42 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 	}
 	res.DamageDropped, res.DamageUnreadable, res.DamageReplaced, res.DamageWritten = pr.dropped, pr.unreadable, pr.replaced, pr.written
 	res.StoreDir, res.DamageDir = s.Dir(), s.damageDir()
+	reported := map[blobAt]bool{}
 	for _, d := range pr.gone {
 		if !s.idx.goodPlace(d.Blob, sizes, rewritten) {
 			d.Reason = "its pack is gone, and no other holds a good copy (it was recorded damaged there: " + d.Reason + ")"
 			res.Lost = append(res.Lost, d)
+			reported[blobAt{d.Blob, d.Pack}] = true
+		}
+	}
+	// The blobs of a pack file that went missing (deleted, lost with a
+	// disk) that no pack present holds: the index files that list them
+	// are removed above, so this rebuild is the last to know them, and
+	// says so, as a salvage does for what it loses. A pack garbage
+	// collection deleted is hidden by a consolidated file first (its
+	// blobs were garbage or are stored again elsewhere), and one a dry
+	// run of a salvage takes as removed is not missing.
+	superseded := map[string]bool{}
+	for _, f := range files {
+		for _, id := range f.supersedes {
+			superseded[id.String()] = true
+		}
+	}
+	for _, f := range files {
+		if f.err != nil || superseded[f.name] {
+			continue // a file superseded lists what gc may have deleted since
+		}
+		for _, p := range f.packs {
+			if _, ok := sizes[p.id]; ok || hidden[p.id] || blocked[p.id] != "" || gone[p.id] {
+				continue
+			}
+			for _, e := range p.entries {
+				if reported[blobAt{e.ID, p.id}] || s.idx.goodPlace(e.ID, sizes, rewritten) {
+					continue
+				}
+				reported[blobAt{e.ID, p.id}] = true
+				res.Lost = append(res.Lost, DamagedBlob{Blob: e.ID, Pack: p.id, Reason: "its pack file is missing, and no other pack holds it"})
+			}
 		}
 	}
 	return res, nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -90,5 +91,48 @@ func TestRepairUnlocatablePackIsDamage(t *testing.T) {
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Errorf("repair packs removed a pack nothing says the contents of: %v", err)
+	}
+}
+
+// Fix (a pack file deleted): repair index and repair packs removed the
+// index files that listed it and exited 0, saying nothing of the blobs
+// that went with it. Each now names every blob no other pack holds, with
+// its pack, and DamageLeft makes that exit 4, once: the next repair has
+// nothing left to report. A dry run says the same and changes nothing.
+func TestRepairMissingPackReportsItsBlobsLost(t *testing.T) {
+	for _, f := range []string{"index", "packs"} {
+		t.Run(f, func(t *testing.T) {
+			ds := newDamageStore(t, false)
+			id := ds.node("d1/f2").Extents[0].ID
+			p, _, _ := ds.packOf(id)
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			run := RepairIndex
+			if f == "packs" {
+				run = RepairPacks
+			}
+			for _, dry := range []bool{true, false} {
+				rep, err := ds.runRepair(run, RepairOptions{DryRun: dry})
+				if rep == nil {
+					t.Fatal(err)
+				}
+				if err == nil {
+					err = rep.DamageLeft("repair")
+				}
+				if !errors.Is(err, ErrDamaged) || !slices.ContainsFunc(rep.Lost, func(l DamagedBlob) bool {
+					return l.Blob == id.String() && l.Pack == filepath.Base(p) && strings.Contains(l.Error, "missing")
+				}) {
+					t.Errorf("dry=%v: repair %s with a pack file deleted: %v, lost %+v; want blob %s of it named", dry, f, err, rep.Lost, id.Short())
+				}
+			}
+			rep, err := ds.runRepair(run, RepairOptions{})
+			if err == nil {
+				err = rep.DamageLeft("repair")
+			}
+			if err != nil || len(rep.Lost) > 0 {
+				t.Errorf("second repair %s: %v, lost %+v; want nothing left to report", f, err, rep.Lost)
+			}
+		})
 	}
 }
