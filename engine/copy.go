@@ -288,6 +288,11 @@ func selectPoints(src *Store, o CopyOptions) ([]*Point, []CopyFailure, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// A point committed since src was opened (a backup beside the copy)
+	// has its blobs in index files written before it.
+	if err := src.r.Refresh(); err != nil {
+		return nil, nil, err
+	}
 	var sel []*Point
 	var bad []CopyFailure
 	for _, p := range pts {
