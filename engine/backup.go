@@ -530,6 +530,11 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 		meta.Flags = root.flags
 	}
 	p.Root = meta
+	// The name is given last, among the points there are now (another
+	// backup of the source may have committed meanwhile).
+	if pts, err := r.knownPoints(); err == nil {
+		p.Name = nameFor(p, pts)
+	}
 	if _, err := s.CommitPoint(p); err != nil {
 		return nil, err
 	}

@@ -60,6 +60,12 @@ import (
 //	reach    who could reach PATH at backup time, through the search
 //	         permission of the directories above it (reach.go, Reach):
 //	         {who, uid, gid}; optional, omitted by older points
+//	name     the point's name in the recovery tree, "@GMT-YYYY.MM.DD-
+//	         hh.mm.ss" (UTC): its start second, or when another point of
+//	         its source showed that name at the backup, the next second
+//	         free (pointname.go); kept for the point's life, so Previous
+//	         Versions and scripts find the same point under it after
+//	         others are forgotten. Optional, omitted by older points
 //
 // Paths in errors and mount_points are relative to PATH. A point is
 // written only after every pack and index file it needs is durable, so a
@@ -114,6 +120,11 @@ type Point struct {
 	// Reach is who could reach Path at backup time (reach.go); nil in
 	// points from before it was recorded.
 	Reach *Reach `json:"reach,omitempty"`
+	// Name is the point's name in the recovery tree (@GMT-...), given at
+	// its backup: its start second, or the next one no point of its
+	// source had then (pointname.go). "" in points from before it was
+	// recorded, whose names a mount works out.
+	Name string `json:"name,omitempty"`
 }
 
 // MountPoint is a mount point inside a backed-up tree.

@@ -30,10 +30,13 @@
 // a schedule, but a burst of points in a few seconds (a script backing
 // up in a loop, ten a second) pushes the names ahead by one second a
 // point, and the names after it too, until the points fall behind real
-// time again. Names are fixed for
-// the life of a mount: a point keeps its name when others come or go.
-// After a remount names are recomputed oldest first, which gives the same
-// names unless a point that shared a second with another was forgotten.
+// time again. The backup records the name it gave in the point
+// (engine.Point.Name), and every tree shows the point under it: a point
+// keeps its name for its life, whatever points come or go, in every
+// mount. Points from before names were recorded are named by each tree,
+// oldest first, after the recorded names (engine.PointNames): the same
+// names unless a point that shared a second with one of them was
+// forgotten.
 // What must name one point whatever happens (a bare-metal recovery share)
 // uses <source>/<point id>: a symlink to the point's directory that
 // lookups find and listings never show, gone with the point.

@@ -3,12 +3,14 @@ package fs
 import (
 	"strings"
 	"time"
+
+	"github.com/recall-backup/recall/engine"
 )
 
 // SnapshotFormat is the Go layout of point names; ShadowFormat is the same
 // for Samba's shadow:format (strftime).
 const (
-	SnapshotFormat = "@GMT-2006.01.02-15.04.05"
+	SnapshotFormat = engine.SnapshotFormat
 	ShadowFormat   = "@GMT-%Y.%m.%d-%H.%M.%S"
 	// LatestName is the symlink to the newest point of a source.
 	LatestName = "latest"
@@ -16,41 +18,19 @@ const (
 
 // SnapshotName is the name of a point that started at t, before any
 // same-second adjustment (see the package comment).
-func SnapshotName(t time.Time) string { return t.UTC().Format(SnapshotFormat) }
+func SnapshotName(t time.Time) string { return engine.SnapshotName(t) }
 
 // ParseSnapshotName returns the time a point name stands for.
-func ParseSnapshotName(name string) (time.Time, bool) {
-	if !strings.HasPrefix(name, "@GMT-") || len(name) != len(SnapshotFormat) {
-		return time.Time{}, false
-	}
-	t, err := time.Parse(SnapshotFormat, name)
-	if err != nil {
-		return time.Time{}, false
-	}
-	return t, true
-}
+func ParseSnapshotName(name string) (time.Time, bool) { return engine.ParseSnapshotName(name) }
 
-// freeName returns the name for a point that started at t: its own second
-// or, when taken, the next second that is free in used.
-func freeName(t time.Time, used map[string]bool) string {
-	s := t.UTC().Truncate(time.Second)
-	for {
-		n := SnapshotName(s)
-		if !used[n] {
-			return n
-		}
-		s = s.Add(time.Second)
-	}
-}
-
-// PointNames gives the names points of one source would get in a fresh
-// mount, keyed like times: times must be sorted oldest first. Useful to
-// print where a point is found in the mount.
+// PointNames gives the names points of one source that recorded none
+// would get in a fresh mount, keyed like times: times must be sorted
+// oldest first.
 func PointNames(times []time.Time) []string {
 	used := map[string]bool{}
 	out := make([]string, len(times))
 	for i, t := range times {
-		out[i] = freeName(t, used)
+		out[i] = engine.FreeName(t, used)
 		used[out[i]] = true
 	}
 	return out

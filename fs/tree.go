@@ -444,17 +444,34 @@ func (t *Tree) updateLocked() (Changes, error) {
 		}
 	}
 	sort.Slice(added, func(i, j int) bool { return pointLess(added[i], added[j]) })
-	for _, p := range added {
-		src := p.Meta.Source
-		used := map[string]bool{}
-		for _, q := range group[src] {
-			used[q.Name] = true
+	// The names backups recorded first, oldest first, so that a point
+	// from before names were recorded cannot take one a newer point was
+	// given; then the others, their own second or the next one free, as
+	// engine.PointNames does for a fresh tree.
+	for _, recorded := range []bool{true, false} {
+		for _, p := range added {
+			if p.Name != "" {
+				continue
+			}
+			src := p.Meta.Source
+			used := map[string]bool{}
+			for _, q := range group[src] {
+				used[q.Name] = true
+			}
+			if recorded {
+				n := engine.RecordedName(p.Meta)
+				if n == "" || used[n] {
+					continue
+				}
+				p.Name = n
+			} else {
+				p.Name = engine.FreeName(p.Meta.Time, used)
+			}
+			p.root = &Entry{p: p, h: pointHash(p.Meta.ID)}
+			p.root.ino = inoOf(p.root.h)
+			group[src] = append(group[src], p)
+			ch.Added = append(ch.Added, p)
 		}
-		p.Name = freeName(p.Meta.Time, used)
-		p.root = &Entry{p: p, h: pointHash(p.Meta.ID)}
-		p.root.ino = inoOf(p.root.h)
-		group[src] = append(group[src], p)
-		ch.Added = append(ch.Added, p)
 	}
 	for name, pts := range group {
 		sort.Slice(pts, func(i, j int) bool { return pointLess(pts[i], pts[j]) })

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore"
+	"github.com/recall-backup/recall/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -513,5 +514,49 @@ func TestModTimeEmptyStore(t *testing.T) {
 	}
 	if m := tr.ModTime(); m.Before(before.Add(-time.Second)) || m.After(time.Now().Add(time.Second)) {
 		t.Fatalf("ModTime of an empty store: %v, want about now", m)
+	}
+}
+
+// Fix (names moved after a forget): points that started in one second
+// were named by the next free seconds, worked out again by every mount
+// from the points there were; forgetting one moved the later ones' names
+// down, so a name a user or script had seen opened another point after
+// a remount. A backup now records its point's name, and every tree shows
+// it under that name for its life.
+func TestPointNamesSurviveForgetAndRemount(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var pts []*engine.Point
+	for i := range 4 {
+		writeFile(t, filepath.Join(src, "f"), []byte(fmt.Sprint(i)), 0o644)
+		pts = append(pts, ts.backup(src, "s", base.Add(time.Duration(i)*100*time.Millisecond)))
+	}
+	want := map[chunkstore.ID]string{}
+	for i, p := range pts {
+		want[p.ID] = SnapshotName(base.Add(time.Duration(i) * time.Second))
+		if p.Name != want[p.ID] {
+			t.Errorf("point %d recorded name %q, want %q", i, p.Name, want[p.ID])
+		}
+	}
+	if err := ts.forget(pts[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(ts.backend(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*engine.Point{pts[0], pts[2], pts[3]} {
+		if got := tr.Source("s").Point(want[p.ID]); got == nil || got.Meta.ID != p.ID {
+			t.Errorf("after a forget and a fresh tree, %s is %v, want point %s", want[p.ID], got, p.ID.Short())
+		}
+	}
+	if got := tr.Source("s").Point(want[pts[1].ID]); got != nil {
+		t.Errorf("the forgotten point's name %s shows point %s", want[pts[1].ID], got.Meta.ID.Short())
+	}
+	// A new point of the burst goes after the names shown.
+	p := ts.backup(src, "s", base.Add(2500*time.Millisecond))
+	if p.Name != SnapshotName(base.Add(4*time.Second)) {
+		t.Errorf("new point named %q", p.Name)
 	}
 }

@@ -45,12 +45,15 @@ type pointJSON struct {
 	// Damaged is why the manifest is unreadable; every other field but
 	// id is then zero.
 	Damaged string `json:"damaged,omitempty"`
+	// Name is the point's directory in the recovery tree (@GMT-...).
+	Name string `json:"name,omitempty"`
 }
 
 func toJSON(p *engine.Point) pointJSON {
 	return pointJSON{ID: p.ID.String(), Source: p.Source, Time: p.Time, Kind: p.Kind, Path: p.Path, PathRaw: rawName(p.Path), Host: p.Host,
 		Parent: p.Parent, Stats: p.Stats, Errors: pathErrorsJSON(p.Errors), Exclude: p.Exclude, MountPoints: mountPointsJSON(p.MountPoints),
-		Compression: string(p.Compression), Damaged: p.Damaged, Group: p.Group, PolicyVersion: p.PolicyVersion, Scheduled: p.Scheduled}
+		Compression: string(p.Compression), Damaged: p.Damaged, Group: p.Group, PolicyVersion: p.PolicyVersion, Scheduled: p.Scheduled,
+		Name: engine.RecordedName(p)}
 }
 
 func init() {

@@ -90,20 +90,13 @@ func printForgotten(c *cli.Context, f *engine.Forgotten, refreshed map[string]bo
 
 // mountName is the directory a mount showed p in, among pts.
 func mountName(p *engine.Point, pts []*engine.Point) string {
-	var times []time.Time
-	at := -1
-	for _, q := range pts {
-		if q.Source == p.Source && q.Damaged == "" {
-			if q.ID == p.ID {
-				at = len(times)
-			}
-			times = append(times, q.Time)
-		}
+	if n, ok := engine.PointNames(pts)[p.ID]; ok {
+		return n
 	}
-	if at < 0 {
-		return fs.SnapshotName(p.Time)
+	if n := engine.RecordedName(p); n != "" {
+		return n
 	}
-	return fs.PointNames(times)[at]
+	return fs.SnapshotName(p.Time)
 }
 
 // forgetJSON is what forget --json prints; scripts rely on these fields.

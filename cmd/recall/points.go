@@ -34,11 +34,14 @@ func init() {
 				return err
 			}
 			out := []pointJSON{}
+			names := engine.PointNames(pts)
 			for _, p := range pts {
 				if s := c.String("source"); s != "" && p.Source != s && p.Damaged == "" {
 					continue
 				}
-				out = append(out, toJSON(p))
+				j := toJSON(p)
+				j.Name = names[p.ID]
+				out = append(out, j)
 			}
 			if s := c.String("source"); s != "" {
 				// An empty list says nothing of a slip in the name.
