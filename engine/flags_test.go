@@ -230,3 +230,50 @@ func TestInodeFlagsWarnWhereNotSet(t *testing.T) {
 		t.Error("e (extents), which no one sets, is kept")
 	}
 }
+
+// Fix (a +a directory merged into with --overwrite): its flags were taken
+// off at the end, after its owner, mode and times, which the flag had
+// refused: it kept the target's, with three warnings, and lost the flag.
+// Flags that are not immutable or append-only now go first, so it gets
+// all of the point's metadata.
+func TestOverwriteAppendOnlyDirGetsPointsMetadata(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"d/f": "x"})
+	if err := os.Chmod(filepath.Join(src, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	unflagAll(t, target)
+	d := filepath.Join(target, "d")
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(d, 123, 456); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "other"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chattr(t, d, fsAppend)
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Overwrite: true})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	for _, w := range res.Warnings {
+		t.Errorf("warning: %+v", w)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(d, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o755 || st.Uid != uint32(os.Geteuid()) || flagsAt(t, d) != 0 {
+		t.Errorf("d: mode %o, owner %d:%d, flags %#x; want the point's 755, %d, no flags", st.Mode&0o7777, st.Uid, st.Gid, flagsAt(t, d), os.Geteuid())
+	}
+	if b, err := os.ReadFile(filepath.Join(d, "f")); err != nil || string(b) != "x" {
+		t.Errorf("d/f: %q, %v", b, err)
+	}
+}

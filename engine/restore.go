@@ -1922,14 +1922,26 @@ func (rs *restorer) applyDirMeta(dm dirMeta, replaced map[string]bool) {
 		return
 	}
 	defer unix.Close(at.fd)
-	rs.meta(at, name, dm.n, false)
-	if dm.n.Flags != 0 || rs.opts.Overwrite {
-		// Last: a directory's flags, once its entries are in. A
-		// directory merged into loses flags its point does not have
-		// only with --overwrite.
+	// A directory's flags go last, once its entries are in, when they
+	// hold immutable or append-only (the metadata could not be set
+	// after them). Other flags go first: a directory merged into with
+	// --overwrite that is +a or +i in the target, not in the point, is
+	// freed by them before its owner, mode and times are set, which it
+	// refused before. A directory merged into loses flags its point does
+	// not have only with --overwrite.
+	setFlags := dm.n.Flags != 0 || rs.opts.Overwrite
+	last := dm.n.Flags&flagsImmutable != 0
+	applyFlags := func() {
 		if err := rs.dirFlags(at, dm.n.Flags); err != nil {
 			rs.warn(name, fmt.Errorf("inode flags +%s not set: %w", flagLetters(dm.n.Flags), err))
 		}
+	}
+	if setFlags && !last {
+		applyFlags()
+	}
+	rs.meta(at, name, dm.n, false)
+	if setFlags && last {
+		applyFlags()
 	}
 }
 
