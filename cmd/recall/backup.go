@@ -140,11 +140,15 @@ func init() {
 // opened or read only skips the check, with a warning: the catalog is
 // never a reason not to back up (README), as it is not for restore and
 // verify, whose job records only warn (engine.RunJob). A home with no
-// store is left to the store's open to report.
+// store, or a store without a usable config, is left to the store's open
+// to report.
 func checkPathSource(c *cli.Context, source string) error {
 	err := withCatalog(c, catalogWait, func(cat *engine.Catalog) error { return cat.CheckPathSource(source) })
 	switch {
-	case err == nil, errors.Is(err, chunkstore.ErrNoStore):
+	case err == nil, errors.Is(err, chunkstore.ErrNoStore), errors.Is(err, chunkstore.ErrConfigMissing), errors.Is(err, chunkstore.ErrConfigDamaged):
+		// The store's own trouble, not the catalog's: its open says
+		// what to do. Told to move a sound catalog aside, a reader
+		// would lose its history, groups and sources for nothing.
 		return nil
 	case errors.Is(err, engine.ErrSourceExists):
 		return err

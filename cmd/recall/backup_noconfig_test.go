@@ -1,0 +1,37 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/recall-backup/recall/chunkstore"
+)
+
+// Fix (a store whose config is gone): backup said, besides the store's
+// error, that the catalog could not be used and should be moved aside,
+// which would lose its history, groups and sources for nothing: the
+// catalog was sound. Only the store's error is said now.
+func TestBackupWithoutStoreConfigBlamesNoCatalog(t *testing.T) {
+	home, src, run := cliHome(t)
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("init")
+	run("backup", src)
+	for _, f := range []string{"config", "config.copy"} {
+		if err := os.Remove(filepath.Join(home, "store", f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var err error
+	stderr := stderrOf(t, func() { _, err = runRecall(t, "--home", home, "backup", src) })
+	if !errors.Is(err, chunkstore.ErrConfigMissing) {
+		t.Errorf("backup without the store's config: %v", err)
+	}
+	if strings.Contains(stderr, "catalog") {
+		t.Errorf("backup without the store's config blames the catalog: %s", stderr)
+	}
+}
