@@ -130,6 +130,9 @@ type CopiedPoint struct {
 type CopyFailure struct {
 	CopiedPoint
 	Error string `json:"error"`
+	// Unreadable: the source could not be read (permission, the disk
+	// under it), which is no damage of its bytes: no repair applies.
+	Unreadable bool `json:"unreadable,omitempty"`
 }
 
 // ErrSameStore: a copy whose source and destination are one store.
@@ -299,7 +302,7 @@ func selectPoints(src *Store, o CopyOptions) ([]*Point, []CopyFailure, error) {
 		switch {
 		case p.Damaged != "":
 			if o.Source == "" && o.Since.IsZero() {
-				bad = append(bad, CopyFailure{CopiedPoint{ID: p.ID.String()}, "its manifest cannot be read: " + p.Damaged})
+				bad = append(bad, CopyFailure{CopiedPoint: CopiedPoint{ID: p.ID.String()}, Error: "its manifest cannot be read: " + p.Damaged})
 			}
 		case o.Source != "" && p.Source != o.Source:
 		case !o.Since.IsZero() && p.Time.Before(o.Since):
@@ -370,6 +373,12 @@ func copyPoints(ctx context.Context, src, dst *Store, o CopyOptions, rep *CopyRe
 			others = fmt.Sprintf("no point was copied (the destination had %d already)", rep.Present)
 		default:
 			others = fmt.Sprintf("%d were copied", n)
+		}
+		if !slices.ContainsFunc(rep.Failed, func(f CopyFailure) bool { return !f.Unreadable }) {
+			// Not damage: a repair would rewrite and delete packs that
+			// are whole.
+			return fmt.Errorf("%d point(s) not copied (the first: %s: %s); %s; the source's packs could not be read (permission denied, or the disk under them failed), which is no damage of their bytes: let recall read them (their owner and mode) or check the disk, then copy again",
+				len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, others)
 		}
 		return fmt.Errorf("%w: %d point(s) not copied (the first: %s: %s); %s; run 'recall verify --read-data' on %s and repair it ('repair packs', a new backup of the source, then 'repair points', which writes each damaged point again without what is lost), then copy again",
 			ErrDamaged, len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, others, rep.From)
@@ -593,7 +602,7 @@ func (c *copier) notCopied(p *Point, cp CopiedPoint, err error) {
 		c.rep.Forgotten = append(c.rep.Forgotten, cp)
 		return
 	}
-	c.rep.Failed = append(c.rep.Failed, CopyFailure{cp, err.Error()})
+	c.rep.Failed = append(c.rep.Failed, CopyFailure{cp, err.Error(), notDamage(err)})
 }
 
 // copyWorkers is how many source packs a copy reads at once between
@@ -815,7 +824,7 @@ func copyOne(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, rep *
 		o.Progress.addError()
 		o.Progress.fileDone(h.String())
 		if t == backend.Points {
-			rep.Failed = append(rep.Failed, CopyFailure{CopiedPoint{ID: name}, err.Error()})
+			rep.Failed = append(rep.Failed, CopyFailure{CopiedPoint: CopiedPoint{ID: name}, Error: err.Error(), Unreadable: notDamage(err)})
 		} else {
 			o.Log("%s of %s not copied: %v", h, rep.From, err)
 		}

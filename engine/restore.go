@@ -63,6 +63,16 @@ type RestoreResult struct {
 	Damaged    []PathError // files whose content could not be read
 	Skipped    []PathError // entries not restored: a non-empty directory or an immutable entry is in the way, or their directory was replaced by a symlink
 	Warnings   []PathError // metadata that could not be applied
+	// Unreadable: every file of Damaged is there because the store's
+	// packs could not be read (permission, the disk under them), not
+	// for damage of their bytes: no repair applies.
+	Unreadable bool `json:"-"`
+}
+
+// notDamage says whether err, met reading the store, is no sign of damage
+// of its bytes: a file recall may not read, or a disk that fails to.
+func notDamage(err error) bool {
+	return errors.Is(err, os.ErrPermission) || chunkstore.IOError(err)
 }
 
 // errInTheWay: with --overwrite, a non-directory would replace a directory
@@ -125,14 +135,17 @@ type restorer struct {
 	stopReach  func()         // stops the walk beside when only scanReach wants it; nil: none
 	wg         sync.WaitGroup // outstanding files
 
-	mu       sync.Mutex
-	res      RestoreResult
-	damaged  map[string]*damageNote
-	links    map[uint64]*linkLeader
-	leaders  map[string]*linkLeader // the same leaders by rel, for markDamagedLocked
-	dirMetas []dirMeta
-	flagged  []flaggedFile // files with inode flags, set at the end (applyFileFlags); under mu
-	bytes    atomic.Int64
+	mu      sync.Mutex
+	res     RestoreResult
+	damaged map[string]*damageNote
+	// someDamage: a file of damaged is there for damage of the store's
+	// bytes, not only for packs that could not be read (notDamage).
+	someDamage bool
+	links      map[uint64]*linkLeader
+	leaders    map[string]*linkLeader // the same leaders by rel, for markDamagedLocked
+	dirMetas   []dirMeta
+	flagged    []flaggedFile // files with inode flags, set at the end (applyFileFlags); under mu
+	bytes      atomic.Int64
 	// createErr: a file createLate could not create; it stops the
 	// restore as the walk's own failed creates do.
 	createErr error
@@ -634,6 +647,9 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 		return &rs.res, context.Cause(rs.ctx)
 	}
 	if len(rs.res.Damaged) > 0 {
+		if rs.res.Unreadable = !rs.someDamage; rs.res.Unreadable {
+			return &rs.res, fmt.Errorf("%w: %d files could not be fully restored: the store's packs could not be read (permission denied, or the disk under them failed), which is no damage of their bytes: let recall read them (their owner and mode) or check the disk, then restore those files again", ErrDamaged, len(rs.res.Damaged))
+		}
 		return &rs.res, fmt.Errorf("%w: %d files could not be fully restored", ErrDamaged, len(rs.res.Damaged))
 	}
 	return &rs.res, nil
@@ -803,6 +819,9 @@ func (rs *restorer) markDamagedLocked(rel string, err error) {
 		return
 	}
 	rs.damaged[rel] = &damageNote{idx: len(rs.res.Damaged), first: err.Error()}
+	if !notDamage(err) && !strings.HasPrefix(err.Error(), "hard link of damaged ") {
+		rs.someDamage = true
+	}
 	rs.opts.Progress.addError()
 	rs.res.Damaged = append(rs.res.Damaged, PathError{Path: rel, Error: err.Error()})
 	if l := rs.leaders[rel]; l != nil {

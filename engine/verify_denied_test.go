@@ -169,3 +169,41 @@ func TestRepairPackIOErrorLeavesIt(t *testing.T) {
 		t.Errorf("after the disk reads again, not restored: %v, want only d1/f2", got)
 	}
 }
+
+// Fix (restore from packs recall may not read): restore called them
+// damaged data and advised verify for "the damaged packs". It still
+// restores every other file and exits as for damage (files are missing),
+// but says the packs could not be read, which no repair mends.
+func TestRestoreFromDeniedPackSaysNotDamage(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EACCES, syscall.EIO} {
+		ds := newDamageStore(t, false)
+		p, _, _ := ds.packOf(ds.node("d1/f2").Extents[0].ID)
+		st, err := chunkstore.OpenBackend(deniedPacks{local.Open(ds.dir), map[string]bool{filepath.Base(p): true}, errno}, chunkstore.OpenOptions{Password: ds.pw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := NewReader(st)
+		pt, err := r.LoadPoint(ds.point)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Restore(context.Background(), r, pt, RestoreOptions{Target: filepath.Join(t.TempDir(), "out")})
+		st.Close()
+		if res == nil || !errors.Is(err, ErrDamaged) || !res.Unreadable || !strings.Contains(err.Error(), "no damage of their bytes") {
+			t.Errorf("%v: restore from a pack that cannot be read: %v (unreadable %v)", errno, err, res != nil && res.Unreadable)
+		}
+	}
+	// Damage of the bytes is damage.
+	ds := newDamageStore(t, false)
+	p, off, n := ds.packOf(ds.node("d1/f2").Extents[0].ID)
+	flip(t, p, off+n/2)
+	r := ds.open()
+	pt, err := r.LoadPoint(ds.point)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Restore(context.Background(), r, pt, RestoreOptions{Target: filepath.Join(t.TempDir(), "out")})
+	if res == nil || !errors.Is(err, ErrDamaged) || res.Unreadable || strings.Contains(err.Error(), "no damage") {
+		t.Errorf("restore of a damaged blob: %v", err)
+	}
+}

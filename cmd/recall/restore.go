@@ -76,6 +76,9 @@ func init() {
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s\n", oneLine(d.Path+": "+d.Error))
 			}
+			if err != nil && res.Unreadable {
+				return fmt.Errorf("%w; every other file was restored", err)
+			}
 			if err != nil {
 				return fmt.Errorf("%w; every other file was restored; run 'recall verify --read-data' for the damaged packs", err)
 			}
