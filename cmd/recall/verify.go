@@ -92,7 +92,13 @@ func init() {
 			}
 			if !c.Bool("verbose") {
 				for _, p := range slices.Sorted(maps.Keys(perPack)) {
-					if n := perPack[p] - blobLinesPerPack; n > 0 {
+					n := perPack[p] - blobLinesPerPack
+					switch {
+					case n <= 0:
+					case p == "":
+						// Blobs in no pack: not in the index (lost).
+						fmt.Fprintf(out, "damaged blobs: %d more in no pack (-v or --json lists every one)\n", n)
+					default:
 						fmt.Fprintf(out, "damaged blobs: %d more in pack %s (-v or --json lists every one)\n", n, p)
 					}
 				}
