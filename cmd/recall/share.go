@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/recall-backup/recall/engine"
 	"github.com/recall-backup/recall/fs"
@@ -137,6 +139,11 @@ func shareSamba(c *cli.Context) error {
 		if backedUp == "" {
 			return usagef("--share-path is needed: no recovery point of source %q tells which directory it backs up", source)
 		}
+		if strings.ContainsRune(backedUp, utf8.RuneError) {
+			// The manifest keeps paths in UTF-8, each byte that is not
+			// as U+FFFD: that path is another directory, or none.
+			return usagef("--share-path is needed: source %q backs up %q, whose name is not all UTF-8: its points keep it with U+FFFD in place of those bytes, so they cannot tell the directory; give it with --share-path", source, backedUp)
+		}
 		sharePath = backedUp
 	}
 	if sharePath, err = filepath.Abs(sharePath); err != nil {
@@ -211,8 +218,38 @@ func shadowMountpoint(source, sharePath, backedUp string) (string, error) {
 	if within(sharePath, backedUp) {
 		return backedUp, nil
 	}
+	if strings.ContainsRune(backedUp, utf8.RuneError) && within(asManifest(sharePath), backedUp) {
+		// The directory backed up is sharePath's ancestor as deep as
+		// backedUp, in its real bytes.
+		parts := strings.Split(sharePath, "/")
+		return strings.Join(parts[:strings.Count(strings.TrimSuffix(backedUp, "/"), "/")+1], "/"), nil
+	}
+	q := func(p string) string {
+		// Quoted where bytes that are not UTF-8, or U+FFFD, would
+		// print the two paths alike.
+		if !utf8.ValidString(p) || strings.ContainsRune(p, utf8.RuneError) {
+			return fmt.Sprintf("%q", p)
+		}
+		return p
+	}
 	return "", usagef("--share-path %s is neither %s, the directory source %q backs up, nor inside it: the Previous Versions of its files would show the files at the same places in %s; give --share-path %s or a directory inside it (or share the source that backs up %s)",
-		sharePath, backedUp, source, backedUp, backedUp, sharePath)
+		q(sharePath), q(backedUp), source, q(backedUp), q(backedUp), q(sharePath))
+}
+
+// asManifest is path as a point's manifest keeps it: UTF-8, each byte
+// that is not UTF-8 as U+FFFD (encoding/json's way).
+func asManifest(path string) string {
+	var b strings.Builder
+	for i := 0; i < len(path); {
+		r, n := utf8.DecodeRuneInString(path[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(path[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // within reports whether the clean absolute path p is dir or inside it.
@@ -227,7 +264,7 @@ func within(p, dir string) bool {
 // mounted at mnt. Checked before anything is printed: a stanza appended
 // to smb.conf as it comes would serve, or hide, another directory.
 func checkSharePaths(source, sharePath, shadowMount, mnt, snapdir string) error {
-	elsewhere := fmt.Sprintf("back the directory up, and share it, from a path without it (a bind mount: mount --bind %s /srv/NEW; recall backup --source NAME /srv/NEW), then share that source", shadowMount)
+	elsewhere := fmt.Sprintf("back the directory up, and share it, from a path without it (a bind mount: mount --bind %s /srv/NEW; recall backup --source NAME /srv/NEW), then share that source", bindFrom(shadowMount))
 	if err := engine.CheckSambaValue(sharePath); err != nil {
 		return usagef("share path %q cannot be written in smb.conf: %v; give --share-path a directory whose path has none of it, or %s", sharePath, err, elsewhere)
 	}
@@ -720,6 +757,17 @@ func shellWord(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// bindFrom is the directory to bind-mount in a command a message
+// suggests: as a shell word, or, when its bytes are not all UTF-8 or
+// hold control characters (which a terminal shows alike, or breaks the
+// line at), "$DIR" for the directory the message names quoted.
+func bindFrom(dir string) string {
+	if utf8.ValidString(dir) && strings.IndexFunc(dir, unicode.IsControl) < 0 {
+		return shellWord(dir)
+	}
+	return `"$DIR" (DIR being the directory named above)`
 }
 
 // fstabField writes s as a field of /etc/fstab, whose fields are split at

@@ -211,7 +211,7 @@ func TestShareSambaNames(t *testing.T) {
 		{"--source|a]b;c", []string{`share name "a]b;c": it holds ']'`, "--name"}},
 		{"--source|a]b;c|--name|ab", nil},
 		{"--source|x  y", []string{`share name "x  y": Samba reads a run of blanks as one`}},
-		{"--source|pct", []string{`"` + filepath.Join(dir, "100%") + `"`, "'%'", "mount --bind " + filepath.Join(dir, "100%")}},
+		{"--source|pct", []string{`"` + filepath.Join(dir, "100%") + `"`, "'%'", "mount --bind '" + filepath.Join(dir, "100%") + "' /srv/NEW"}},
 		{"--source|blanks", []string{"a run of blanks"}},
 		{"--source|slash", []string{`joins the next line`}},
 		{"--source|quote", []string{`which Samba strips`}},
@@ -258,5 +258,39 @@ func TestShareCommentQuoting(t *testing.T) {
 	}
 	if got := fstabField("/srv/m 8\t\\x"); got != `/srv/m\0408\011\134x` {
 		t.Errorf("fstabField = %s", got)
+	}
+}
+
+// Fix (a source whose path is not UTF-8): the manifest keeps the path
+// with U+FFFD for each such byte, and share samba wrote that path into
+// the share: another directory (or none). It now asks for --share-path,
+// and its refusals quote both paths, which printed alike. The real path
+// is refused as one smb.conf cannot hold, with the bind mount to make.
+func TestShareSourceNotUTF8(t *testing.T) {
+	dir := t.TempDir()
+	home, src := filepath.Join(dir, "home"), filepath.Join(dir, "caf\xe9")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init"}, {"backup", "--source", "cafe", src}} {
+		if _, err := runRecall(t, append([]string{"--home", home}, args...)...); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	share := func(more ...string) (string, error) {
+		return runRecall(t, append([]string{"--home", home, "share", "samba", "--source", "cafe", "--mountpoint", filepath.Join(dir, "mnt")}, more...)...)
+	}
+	if out, err := share(); exitCode(err) != exitUsage || out != "" || !strings.Contains(err.Error(), "--share-path is needed") || !strings.Contains(err.Error(), "not all UTF-8") {
+		t.Errorf("share of a source whose path is not UTF-8: exit %d, printed %q, %v", exitCode(err), out, err)
+	}
+	if out, err := share("--share-path", src); err == nil || out != "" || !strings.Contains(err.Error(), "not valid UTF-8") || strings.Contains(err.Error(), "is neither") {
+		t.Errorf("--share-path, the real directory: printed %q, %v; want it taken as the one backed up, and refused for smb.conf", out, err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := share("--share-path", other); exitCode(err) != exitUsage || !strings.Contains(err.Error(), fmt.Sprintf("is neither %q", filepath.Join(dir, "caf\uFFFD"))) {
+		t.Errorf("--share-path elsewhere: %v", err)
 	}
 }
