@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/recall-backup/recall/chunkstore"
@@ -443,7 +444,7 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*Point, error)
 	if parent != nil && derived && parent.Path != abs && parent.Path != asStored(abs) {
 		return nil, fmt.Errorf("%w: source %s, the name derived from %s, is the source of %s (its latest point %s): under one name the two would be one source, "+
 			"each path's points the other's older versions; give --source NAME to back %s up as a source of its own, or --source %s if it is that data, moved",
-			ErrSourcePathClash, opts.Source, abs, parent.Path, parent.ID.Short(), abs, opts.Source)
+			ErrSourcePathClash, opts.Source, seenPath(abs), seenPath(parent.Path), parent.ID.Short(), seenPath(abs), opts.Source)
 	}
 	var parentRoot *Tree
 	if parent != nil {
@@ -1615,4 +1616,16 @@ func (b *backuper) saver() {
 		b.bufs.put(j.buf)
 		j.wg.Done()
 	}
+}
+
+// seenPath is p for a message: quoted (%q) when it holds control
+// characters (a newline would split the message into lines that read as
+// recall's own), bytes that are not UTF-8, or U+FFFD (which a point's
+// path has in their place), so that two paths a terminal shows alike
+// read apart.
+func seenPath(p string) string {
+	if !utf8.ValidString(p) || strings.ContainsRune(p, utf8.RuneError) || strings.ContainsFunc(p, unicode.IsControl) {
+		return fmt.Sprintf("%q", p)
+	}
+	return p
 }

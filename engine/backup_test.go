@@ -624,3 +624,26 @@ func TestChangedWhileReadStats(t *testing.T) {
 		t.Errorf("stored bytes %d, want no more than the file's %d and its tree", p.Stats.StoredBytes, 8<<20)
 	}
 }
+
+// Fix (a path with a newline in a message): the refusal of a derived
+// source name another path has printed that path as it is, and its
+// newline split the message into lines that read as recall's own. Such a
+// path is quoted now, as one with bytes that are not UTF-8 (the point
+// keeps U+FFFD for them, which a terminal shows alike).
+func TestSourcePathClashQuotesOddPath(t *testing.T) {
+	ts := newTestStore(t)
+	dir := t.TempDir()
+	odd, plain := filepath.Join(dir, "src\xe9\nx"), filepath.Join(dir, "src_xe9_x")
+	for _, d := range []string{odd, plain} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ts.backup(BackupOptions{Path: odd}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ts.backup(BackupOptions{Path: plain})
+	if !errors.Is(err, ErrSourcePathClash) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), fmt.Sprintf("%q", filepath.Join(dir, "src\uFFFD\nx"))) {
+		t.Errorf("clash with a path holding a newline: %v", err)
+	}
+}
