@@ -486,11 +486,25 @@ func TestSymlinkedPacksListed(t *testing.T) {
 	files := randomFiles(t, src, rnd, map[string]int{"a": 3 << 20, "b": 100})
 	p := f.backup(src, "s")
 	var full []string // pack directories holding packs
-	for i := range 256 {
-		d := filepath.Join(f.dir, "packs", fmt.Sprintf("%02x", i))
-		if ents, _ := os.ReadDir(d); len(ents) > 0 {
-			full = append(full, d)
+	for try := 0; ; try++ {
+		full = full[:0]
+		for i := range 256 {
+			d := filepath.Join(f.dir, "packs", fmt.Sprintf("%02x", i))
+			if ents, _ := os.ReadDir(d); len(ents) > 0 {
+				full = append(full, d)
+			}
 		}
+		if len(full) >= 2 || try == 20 {
+			break
+		}
+		// All packs in one directory (their names are hashes: about
+		// one run in 256): a new time of the root makes a new tree,
+		// in a new pack, with the same files.
+		at := time.Unix(1_700_000_000+int64(try), 0)
+		if err := os.Chtimes(src, at, at); err != nil {
+			t.Fatal(err)
+		}
+		p = f.backup(src, "s")
 	}
 	if len(full) < 2 {
 		t.Fatalf("want packs in two directories: %v", full)
