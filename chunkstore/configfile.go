@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -127,7 +129,7 @@ func openConfig(be backend.Backend, password string) (*openedConfig, error) {
 		if what := storeRemains(be); what != "" {
 			return nil, configMissing(dir, what)
 		}
-		return nil, fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, ErrNoStore)
+		return nil, noStore(be)
 	}
 	// A version this recall does not read is not damage.
 	for _, c := range []candidate{prim, cp} {
@@ -266,6 +268,21 @@ func CheckLocal(dir string) error {
 	}
 	if what := storeRemains(be); what != "" {
 		return configMissing(dir, what)
+	}
+	return noStore(be)
+}
+
+// noStore is the error of a place that holds no store (ErrNoStore). A
+// local directory with a store's empty folders and no config is what a
+// 'recall copy' to a new store (or an init) stopped before its config
+// leaves: run again, the copy completes it, while 'recall init' there
+// makes a store of another key, which the copy then refuses.
+func noStore(be backend.Backend) error {
+	dir := be.Location()
+	if _, ok := be.(*local.Backend); ok {
+		if fi, err := os.Stat(filepath.Join(dir, "packs")); err == nil && fi.IsDir() {
+			return fmt.Errorf("%s: %w: it has a store's empty folders but no config, as a 'recall copy' to it (or a 'recall init') stopped before the end leaves them: run that command again, which completes it; if nothing was meant to be there, remove %s and run 'recall init'", dir, ErrNoStore, dir)
+		}
 	}
 	return fmt.Errorf("%s: %w (run 'recall init' first, or check --home)", dir, ErrNoStore)
 }

@@ -239,3 +239,24 @@ func TestConfigUnreadableIsNotDamage(t *testing.T) {
 		t.Errorf("config on a failing disk: %v", err)
 	}
 }
+
+// Fix (a copy to a new store stopped before its config): every command
+// there said "run 'recall init' first", and a store made so has another
+// key, which the copy then refused. The message now says to run the
+// stopped command again.
+func TestStoreFoldersWithoutConfigSayRunAgain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if _, err := local.Create(dir); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, OpenOptions{})
+	if !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "run that command again") {
+		t.Errorf("open of a store's folders without a config: %v", err)
+	}
+	if err := CheckLocal(dir); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "run that command again") {
+		t.Errorf("CheckLocal: %v", err)
+	}
+	if _, err := Open(t.TempDir(), OpenOptions{}); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "run 'recall init' first") {
+		t.Errorf("open of an empty directory: %v", err)
+	}
+}
