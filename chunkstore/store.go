@@ -442,6 +442,10 @@ func (s *Store) loadIndexFiles() (int, error) {
 	return len(names), nil
 }
 
+// saidOnce holds the warnings a process has printed that it prints once,
+// by what they are about.
+var saidOnce sync.Map
+
 // indexHead is how much of a new index file the first read takes.
 const indexHead = 64 << 10
 
@@ -463,7 +467,10 @@ func (s *Store) markIndexLoaded(names ...string) {
 // index file is only a cache: the packs it covers are re-read from their
 // own headers by the next pack walk.
 func (s *Store) indexUnreadable(name string, err error) {
-	fmt.Fprintf(os.Stderr, "recall: index file %s: %v (its packs are read from their headers; 'recall repair index' replaces it)\n", name, err)
+	if _, said := saidOnce.LoadOrStore("index "+s.Dir()+" "+name, true); !said {
+		// Once per process: a command may open the store more than once.
+		fmt.Fprintf(os.Stderr, "recall: index file %s: %v (its packs are read from their headers; 'recall repair index' replaces it)\n", name, err)
+	}
 	s.fmu.Lock()
 	s.loadedI[name] = true // said once per process
 	s.walkWanted = true
