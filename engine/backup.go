@@ -1200,9 +1200,10 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 		changed := !isDev && (before.Size != after.Size || before.Mtim != after.Mtim || before.Ctim != after.Ctim || read != after.Size)
 		if changed && attempt < maxRereads {
 			// Read again: what this read stored first goes unused, but
-			// for the chunks the next read finds stored (the saver takes
-			// those back, keepUsed).
+			// for the chunks a kept read finds stored (kept, keepUsed).
 			b.discard(fresh)
+		} else {
+			b.kept(fresh)
 		}
 		if !changed {
 			b.bytes.Add(read)
@@ -1539,6 +1540,29 @@ func isZero(b []byte) bool {
 type freshBlobs struct {
 	mu   sync.Mutex
 	blob []freshBlob
+	// used are the blobs the read found stored: they are taken back
+	// from the discarded ones (keepUsed) only if the read is kept. A
+	// read itself discarded uses nothing of the point.
+	used []chunkstore.ID
+}
+
+func (f *freshBlobs) use(id chunkstore.ID) {
+	f.mu.Lock()
+	f.used = append(f.used, id)
+	f.mu.Unlock()
+}
+
+// kept takes back from the discarded blobs those the read of f, which
+// the point keeps, uses.
+func (b *backuper) kept(f *freshBlobs) {
+	if !b.hasDiscarded.Load() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range f.used {
+		b.keepUsed(id)
+	}
 }
 
 type freshBlob struct {
@@ -1609,6 +1633,8 @@ func (b *backuper) saver() {
 				b.fatal(err)
 			case isNew && j.fresh != nil:
 				j.fresh.add(id, int64(len(j.buf.b)))
+			case !isNew && j.fresh != nil:
+				j.fresh.use(id)
 			case !isNew:
 				b.keepUsed(id)
 			}

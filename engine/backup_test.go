@@ -625,6 +625,42 @@ func TestChangedWhileReadStats(t *testing.T) {
 	}
 }
 
+// Fix (stats of a file read three times): the chunks the first read
+// stored and the second, abandoned too, found stored were counted as
+// used: a file changed twice under its reads counted half a read more
+// than it stored for the point. Only a kept read takes chunks back.
+func TestChangedTwiceWhileReadStats(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	f := filepath.Join(src, "db")
+	rnd := rand.NewChaCha8([32]byte{10})
+	v1, v2, v3 := make([]byte, 8<<20), make([]byte, 8<<20), make([]byte, 8<<20)
+	rnd.Read(v1)
+	rnd.Read(v2)
+	rnd.Read(v3)
+	copy(v2[:4<<20], v1[:4<<20]) // the second read finds the first half stored
+	if err := os.WriteFile(f, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ts.backup(BackupOptions{Path: src, Source: "s", hooks: &backupHooks{afterRead: func(path string, try int) {
+		next := map[int][]byte{1: v2, 2: v3}[try]
+		if next != nil {
+			if err := os.WriteFile(f, next, 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.content(p, "db"); !bytes.Equal(got, v3) {
+		t.Fatal("the point does not hold the file as read the third time")
+	}
+	if n := p.Stats.NewBytes; n < 8<<20 || n > 8<<20+1<<20 {
+		t.Errorf("new bytes %d, want the file's %d and its tree", n, 8<<20)
+	}
+}
+
 // Fix (a path with a newline in a message): the refusal of a derived
 // source name another path has printed that path as it is, and its
 // newline split the message into lines that read as recall's own. Such a
