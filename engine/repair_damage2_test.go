@@ -74,17 +74,7 @@ func TestVerifyDamagedPointSaysForget(t *testing.T) {
 // whose next step is repair packs, not a new backup.
 func TestRepairIndexNamesPackNotWhatItsNameSays(t *testing.T) {
 	ds := newDamageStore(t, false)
-	pa, _, _ := ds.packOf(ds.node("d0/f0").Extents[0].ID)
-	pb := ""
-	for rel := range ds.files {
-		if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p != pa {
-			pb = p
-			break
-		}
-	}
-	if pb == "" {
-		t.Fatal("want two data packs")
-	}
+	pa, pb := ds.twoPacks()
 	b, err := os.ReadFile(pa)
 	if err != nil {
 		t.Fatal(err)
@@ -126,4 +116,18 @@ func TestIndexActionsRewrittenFile(t *testing.T) {
 	if !slices.Equal(rep.Actions, want) {
 		t.Errorf("actions %q, want %q", rep.Actions, want)
 	}
+}
+
+// twoPacks returns the pack file holding d0/f0's first chunk and another
+// data pack's.
+func (ds *damageStore) twoPacks() (pa, pb string) {
+	ds.t.Helper()
+	pa, _, _ = ds.packOf(ds.node("d0/f0").Extents[0].ID)
+	for rel := range ds.files {
+		if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p != pa {
+			return pa, p
+		}
+	}
+	ds.t.Fatal("want two data packs")
+	return "", ""
 }

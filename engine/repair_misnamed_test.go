@@ -21,20 +21,8 @@ func TestRepairPutsSwappedPacksInTheirPlaces(t *testing.T) {
 	for _, first := range []string{"index", "packs"} {
 		t.Run(first, func(t *testing.T) {
 			ds := newDamageStore(t, true)
-			pa, _, _ := ds.packOf(ds.node("d0/f0").Extents[0].ID)
-			pb := ""
-			for rel := range ds.files {
-				if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p != pa {
-					pb = p
-					break
-				}
-			}
-			tmp := pa + ".swap"
-			for _, mv := range [][2]string{{pa, tmp}, {pb, pa}, {tmp, pb}} {
-				if err := os.Rename(mv[0], mv[1]); err != nil {
-					t.Fatal(err)
-				}
-			}
+			pa, pb := ds.twoPacks()
+			swap(t, pa, pb)
 			f := RepairIndex
 			if first == "packs" {
 				f = RepairPacks
@@ -76,15 +64,11 @@ func TestRepairPutsSwappedPacksInTheirPlaces(t *testing.T) {
 // place, and only B's blobs are lost, reported as such; nothing of A.
 func TestRepairPutsPackMovedOverAnotherBack(t *testing.T) {
 	ds := newDamageStore(t, false)
-	pa, _, _ := ds.packOf(ds.node("d0/f0").Extents[0].ID)
-	pb := ""
+	pa, pb := ds.twoPacks()
 	inA := map[string]bool{}
 	for rel := range ds.files {
-		switch p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); {
-		case p == pa:
+		if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p == pa {
 			inA[rel] = true
-		case pb == "":
-			pb = p
 		}
 	}
 	if err := os.Rename(pa, pb); err != nil {
@@ -110,22 +94,8 @@ func TestRepairPutsPackMovedOverAnotherBack(t *testing.T) {
 // neither: once they are under their right names, everything restores.
 func TestRepairPacksLeavesSwappedPacksWhereItCannotMoveThem(t *testing.T) {
 	ds := newDamageStore(t, false)
-	pa, _, _ := ds.packOf(ds.node("d0/f0").Extents[0].ID)
-	pb := ""
-	for rel := range ds.files {
-		if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p != pa {
-			pb = p
-			break
-		}
-	}
-	swap := func() {
-		for _, mv := range [][2]string{{pa, pa + ".swap"}, {pb, pa}, {pa + ".swap", pb}} {
-			if err := os.Rename(mv[0], mv[1]); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	swap()
+	pa, pb := ds.twoPacks()
+	swap(t, pa, pb)
 	// deniedPacks denies nothing here; it hides the local backend's
 	// renaming and placing methods.
 	st, err := chunkstore.OpenBackend(deniedPacks{local.Open(ds.dir), nil, 0}, chunkstore.OpenOptions{Password: ds.pw})
@@ -142,8 +112,18 @@ func TestRepairPacksLeavesSwappedPacksWhereItCannotMoveThem(t *testing.T) {
 	if rep == nil || len(rep.Lost) > 0 || len(rep.Misplaced) != 2 {
 		t.Fatalf("repair packs of swapped packs it cannot move: %v, %+v", err, rep)
 	}
-	swap() // by hand, as the messages say
+	swap(t, pa, pb) // by hand, as the messages say
 	if got := ds.restore(ds.point); len(got) > 0 {
 		t.Errorf("not restored: %v", got)
+	}
+}
+
+// swap swaps the files at a and b.
+func swap(t *testing.T, a, b string) {
+	t.Helper()
+	for _, mv := range [][2]string{{a, a + ".swap"}, {b, a}, {a + ".swap", b}} {
+		if err := os.Rename(mv[0], mv[1]); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

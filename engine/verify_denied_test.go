@@ -98,14 +98,8 @@ func TestRepairPackIOErrorLeavesIt(t *testing.T) {
 	ds := newDamageStore(t, false)
 	// Pack a holds a blob made bad (found by verify --read-data); pack
 	// b, another one, cannot be read at all.
-	pa, off, n := ds.packOf(ds.node("d1/f2").Extents[0].ID)
-	pb := ""
-	for rel := range ds.files {
-		if p, _, _ := ds.packOf(ds.node(rel).Extents[0].ID); p != pa {
-			pb = p
-			break
-		}
-	}
+	pa, pb := ds.twoPacks()
+	_, off, n := ds.packOf(ds.node("d0/f0").Extents[0].ID)
 	flip(t, pa, off+n/2)
 	if _, _, err := ds.verify(true); !errors.Is(err, ErrVerifyFailed) {
 		t.Fatalf("verify --read-data: %v, want the flipped blob found", err)
@@ -159,14 +153,14 @@ func TestRepairPackIOErrorLeavesIt(t *testing.T) {
 	// The disk reads again: the unreadable pack's blobs are still
 	// indexed, and only the flipped blob's file is lost.
 	for rel := range ds.files {
-		if rel != "d1/f2" {
+		if rel != "d0/f0" {
 			ds.packOf(ds.node(rel).Extents[0].ID) // fails the test when not indexed
 		}
 	}
 	ds.repair()
 	got := ds.restore(ds.point)
-	if len(got) != 1 || !got["d1/f2"] {
-		t.Errorf("after the disk reads again, not restored: %v, want only d1/f2", got)
+	if len(got) != 1 || !got["d0/f0"] {
+		t.Errorf("after the disk reads again, not restored: %v, want only d0/f0", got)
 	}
 }
 
