@@ -1338,7 +1338,9 @@ func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, 
 			return nil, 0, nil
 		}
 		cb.b = buf[:nr]
-		b.opts.Progress.addBytes(int64(nr))
+		if b.opts.Limiter == nil {
+			b.opts.Progress.addBytes(int64(nr)) // a limited read counted it
+		}
 		if err := submit(cb, int64(nr)); err != nil {
 			return fail(err)
 		}
@@ -1451,7 +1453,9 @@ func (b *backuper) readContent(fd int, file func() *os.File, size int64, isDev, 
 					return fail(err)
 				}
 				cb := segs.chunk(data)
-				b.opts.Progress.addBytes(int64(len(data)))
+				if b.opts.Limiter == nil {
+					b.opts.Progress.addBytes(int64(len(data))) // a limited read counted it
+				}
 				off += int64(len(data))
 				if err := submit(cb, off); err != nil {
 					endRegion()

@@ -110,27 +110,38 @@ func groupLimit(group string, p Policy, now func() time.Time) (*RateLimit, error
 	return newRateLimit(b, w, now), nil
 }
 
-// limitedReader is r with each Read held back by lim.
+// limitedReader is r with each Read held back by lim. It counts what
+// it lets through in prog as it goes: a limited backup's chunks take
+// seconds each to read, and counted when cut (as an unlimited backup
+// counts them) the progress stood still for as long, then jumped.
 type limitedReader struct {
-	ctx context.Context
-	r   io.Reader
-	lim Limiter
+	ctx  context.Context
+	r    io.Reader
+	lim  Limiter
+	prog *Progress
 }
 
+// limitedRead is the most a limited Read takes at once, so that the
+// progress moves several times a second at the lowest rates people set.
+const limitedRead = 128 << 10
+
 func (l *limitedReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
+	n, err := l.r.Read(p[:min(len(p), limitedRead)])
 	if n > 0 {
 		if werr := l.lim.WaitN(l.ctx, n); werr != nil {
 			return n, werr
 		}
+		l.prog.addBytes(int64(n))
 	}
 	return n, err
 }
 
-// limited returns r held back by the backup's Limiter, if it has one.
+// limited returns r held back by the backup's Limiter, if it has one; a
+// limited reader counts the progress of what it reads itself (see
+// limitedReader).
 func (b *backuper) limited(r io.Reader) io.Reader {
 	if b.opts.Limiter == nil {
 		return r
 	}
-	return &limitedReader{ctx: b.ctx, r: r, lim: b.opts.Limiter}
+	return &limitedReader{ctx: b.ctx, r: r, lim: b.opts.Limiter, prog: b.opts.Progress}
 }
