@@ -129,6 +129,12 @@ func (l *Lock) SetAsideMisnamed(dryRun bool) ([]MisnamedPack, error) {
 		switch {
 		case err == nil:
 			m.SetAside = true
+			s.fmu.Lock()
+			if s.placed == nil {
+				s.placed = map[ID]bool{}
+			}
+			s.placed[m.Name], s.placed[m.Holds] = true, true
+			s.fmu.Unlock()
 		case errors.Is(err, fs.ErrExist):
 			m.Why = fmt.Sprintf("a file set aside as pack %s is there already: %v; compare the two and remove one by hand", m.Holds, err)
 		default:

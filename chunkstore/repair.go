@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 
@@ -210,7 +209,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			}
 			if why := notPackFile(s, p.id); why != "" {
 				blocked[p.id] = why
-				fmt.Fprintf(os.Stderr, "recall: pack %s: %s; its index entries are kept until it is there\n", p.id, why)
+				// Not read, as a pack the disk fails to read: the repair
+				// is not done until the file is back.
+				unreadable[p.id] = fmt.Sprintf("pack %s: %s; its index entries are kept until it is there, then run the repair again", p.id, why)
 			}
 		}
 	}
@@ -357,6 +358,20 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 		s.fmu.Unlock()
 		s.idx.setSizes(sizes)
 	}
+	// Packs a repair put in their place from under another's name
+	// (SetAsideMisnamed): what reads recorded damaged in them then was
+	// the other pack's bytes, not theirs. Once whole they are as good as
+	// rewritten.
+	s.fmu.Lock()
+	for id := range s.placed {
+		if _, ok := headers[id]; ok {
+			if rewritten == nil {
+				rewritten = map[ID]bool{}
+			}
+			rewritten[id] = true
+		}
+	}
+	s.fmu.Unlock()
 	keep := sizes
 	if len(rewritten) > 0 {
 		keep = maps.Clone(sizes)

@@ -52,6 +52,7 @@ type Store struct {
 	// so none of their blobs can be found (pack -> why).
 	unlocatable map[ID]string
 	misplaced   map[ID]string // pack files outside their folder, by the last walk: path (misplaced.go)
+	placed      map[ID]bool   // packs SetAsideMisnamed moved to be put in their place, or out of it (misnamed.go)
 	damageWarn  sync.Once     // the record cannot be written
 	// damageListWarn: the record's directory cannot be read.
 	damageListWarn sync.Once

@@ -276,9 +276,9 @@ func indexActions(rep *RepairReport, rb *chunkstore.IndexRebuild, opts RepairOpt
 	}
 	if rb.DamageDropped > 0 {
 		if opts.DryRun {
-			opts.act(rep, "drop %d damage records of packs that are gone", rb.DamageDropped)
+			opts.act(rep, "drop %d damage records of packs that are gone, or whole again in their place", rb.DamageDropped)
 		} else {
-			opts.act(rep, "dropped %d damage records of packs that are gone", rb.DamageDropped)
+			opts.act(rep, "dropped %d damage records of packs that are gone, or whole again in their place", rb.DamageDropped)
 		}
 	}
 	// Every damage record file removed is named: what a record says is

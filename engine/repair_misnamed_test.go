@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +126,52 @@ func swap(t *testing.T, a, b string) {
 		if err := os.Rename(mv[0], mv[1]); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Fix (damage recorded while packs were swapped): verify --read-data of
+// a store with two packs swapped records their blobs damaged (read under
+// the wrong names). Repair index put the packs back but kept the
+// records, so verify still failed on a whole store. What was recorded
+// in a pack the repair put in its place is dropped once it is whole.
+func TestRepairDropsDamageRecordedWhileSwapped(t *testing.T) {
+	ds := newDamageStore(t, false)
+	pa, pb := ds.twoPacks()
+	swap(t, pa, pb)
+	if _, _, err := ds.verify(true); !errors.Is(err, ErrVerifyFailed) {
+		t.Fatalf("verify --read-data of swapped packs: %v", err)
+	}
+	rep, err := ds.runRepair(RepairIndex, RepairOptions{})
+	if err == nil {
+		err = rep.DamageLeft("repair index")
+	}
+	if err != nil {
+		t.Fatalf("repair index: %v", err)
+	}
+	if _, _, err := ds.verify(true); err != nil {
+		t.Errorf("verify --read-data after the packs were put back: %v", err)
+	}
+}
+
+// A directory in the place of a pack (the file moved out, a directory
+// made there) is a pack the repair could not read: named among the
+// unreadable packs, with what to do, so the repair does not end as if
+// the store were whole (exit 0).
+func TestRepairNamesDirectoryInPlaceOfPack(t *testing.T) {
+	ds := newDamageStore(t, false)
+	pa, _ := ds.twoPacks()
+	if err := os.Rename(pa, filepath.Join(t.TempDir(), "away")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(pa, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ds.runRepair(RepairIndex, RepairOptions{})
+	if err == nil {
+		err = rep.DamageLeft("repair index")
+	}
+	why := rep.Unreadable[filepath.Base(pa)]
+	if err == nil || !strings.Contains(why, "directory") || !strings.Contains(why, "run the repair again") {
+		t.Errorf("repair index with a directory in a pack's place: %v; unreadable %q", err, why)
 	}
 }

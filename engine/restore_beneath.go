@@ -52,7 +52,7 @@ var errReplaced = errors.New("replaced by a symlink during the restore; not foll
 // errStuck: with --overwrite, what is in the way cannot be unlinked
 // (EPERM: chattr +i or +a, on it or on its directory). Like errInTheWay,
 // the entry is skipped (or, restoring one entry, the restore fails).
-var errStuck = errors.New("immutable or append-only: 'chattr -i' it, or restore elsewhere")
+var errStuck = errors.New("immutable or append-only, or in such a directory: 'chattr -i -a' it (and its directory), or restore elsewhere")
 
 // errBusy: with --overwrite, what is in the way is a mount point (a
 // bind-mounted file, as a container's /etc/hosts, or a file system

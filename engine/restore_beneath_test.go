@@ -287,7 +287,7 @@ func TestRestoreOverwriteSkipsImmutable(t *testing.T) {
 			if err != nil {
 				t.Fatalf("restore: %v", err)
 			}
-			if len(res.Skipped) != 1 || res.Skipped[0].Path != "a" || !strings.Contains(res.Skipped[0].Error, "'chattr -i' it, or restore elsewhere") ||
+			if len(res.Skipped) != 1 || res.Skipped[0].Path != "a" || !strings.Contains(res.Skipped[0].Error, "'chattr -i -a' it (and its directory), or restore elsewhere") ||
 				!strings.Contains(res.Skipped[0].Error, filepath.Join(target, "a")) {
 				t.Errorf("skipped %+v, want a, with the hint", res.Skipped)
 			}

@@ -25,7 +25,7 @@ func TestRestoreOverwriteImmutableInTheWay(t *testing.T) {
 
 	r := e.run("restore", "latest", "--source", "s", "--target", dir, "--overwrite")
 	if r.code != 3 || !strings.Contains(r.stderr, "not restored: file.bin: ") ||
-		!strings.Contains(r.stderr, "(immutable or append-only: 'chattr -i' it, or restore elsewhere)") {
+		!strings.Contains(r.stderr, "(immutable or append-only, or in such a directory: 'chattr -i -a' it (and its directory), or restore elsewhere)") {
 		t.Fatalf("whole point over an immutable file: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	got := dirState(t, dir)
