@@ -44,7 +44,7 @@ func TestRestoreOverwriteImmutableInTheWay(t *testing.T) {
 	}
 
 	r = e.run("restore", "latest", "--source", "s", "--path", "file.bin", "--target", dir, "--overwrite")
-	if r.code != 1 || !strings.Contains(r.stderr, "'chattr -i' it") {
+	if r.code != 1 || !strings.Contains(r.stderr, "'chattr -i -a' it") {
 		t.Fatalf("the one entry over an immutable file: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
