@@ -71,17 +71,27 @@ func (rep *RepairReport) unreadable(id chunkstore.ID, why string) {
 // or copied over the wrong name, two packs swapped) is set aside as a
 // misplaced file of that pack, then put in its place with the others:
 // salvaged under the wrong name it would be deleted, every blob lost.
-func putBack(lock *chunkstore.Lock, rep *RepairReport, opts RepairOptions) error {
+//
+// It returns, in a dry run, the packs it would put in their place (their
+// files and the ones they hold): the rest of the dry run leaves them out
+// rather than report, as damage, what the real run mends first.
+func putBack(lock *chunkstore.Lock, rep *RepairReport, opts RepairOptions) (map[chunkstore.ID]bool, error) {
 	mn, err := lock.SetAsideMisnamed(opts.DryRun)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	placed := map[chunkstore.ID]bool{}
+	if opts.DryRun {
+		for _, m := range mn {
+			placed[m.Name], placed[m.Holds] = true, true
+		}
 	}
 	dir := lock.Store().Dir()
 	for _, m := range mn {
 		at := foreignPackPath(dir, m.Name)
 		switch {
 		case opts.DryRun:
-			opts.act(rep, "set aside pack file %s: it holds pack %s whole, not its own; then put it in that pack's place, %s (the rest of this dry run takes %s as missing)", at, m.Holds, foreignPackPath(dir, m.Holds), m.Name.Short())
+			opts.act(rep, "set aside pack file %s: it holds pack %s whole, not its own; then put it in that pack's place, %s", at, m.Holds, foreignPackPath(dir, m.Holds))
 		case m.SetAside:
 			opts.act(rep, "set aside pack file %s: it holds pack %s whole, not its own; it goes to that pack's place next", at, m.Holds)
 		default:
@@ -93,7 +103,7 @@ func putBack(lock *chunkstore.Lock, rep *RepairReport, opts RepairOptions) error
 	}
 	ms, err := lock.PutBackPacks(opts.DryRun)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, m := range ms {
 		switch {
@@ -110,7 +120,15 @@ func putBack(lock *chunkstore.Lock, rep *RepairReport, opts RepairOptions) error
 			}
 		}
 	}
-	return nil
+	return placed, nil
+}
+
+// leaveOutPlaced drops from rb what a dry run found of the packs putBack
+// would put in their place first: their headers under the wrong names.
+func leaveOutPlaced(rb *chunkstore.IndexRebuild, placed map[chunkstore.ID]bool) {
+	for id := range placed {
+		delete(rb.BadHeaders, id)
+	}
 }
 
 // SalvagedPack is one damaged pack replaced by repair packs.
@@ -161,13 +179,15 @@ func RepairIndex(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 	}
 	lock := s.lock
 	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
-	if err := putBack(lock, rep, opts); err != nil {
+	placed, err := putBack(lock, rep, opts)
+	if err != nil {
 		return nil, fmt.Errorf("repair index: %w", err)
 	}
 	rb, err := lock.RebuildIndex(opts.DryRun)
 	if err != nil {
 		return nil, fmt.Errorf("repair index: %w", err)
 	}
+	leaveOutPlaced(rb, placed)
 	if p := s.s.ConfigProblem(); p != "" {
 		if opts.DryRun {
 			opts.act(rep, "rewrite the store config from the good copy: %s", p)
@@ -363,7 +383,8 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 	}
 	lock, st := s.lock, s.Reader().st
 	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
-	if err := putBack(lock, rep, opts); err != nil {
+	placed, err := putBack(lock, rep, opts)
+	if err != nil {
 		return nil, fmt.Errorf("repair packs: %w", err)
 	}
 	if err := st.Refresh(); err != nil {
@@ -373,12 +394,14 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 	if err != nil {
 		return nil, fmt.Errorf("repair packs: %w", err)
 	}
+	bad = slices.DeleteFunc(bad, func(p chunkstore.PackProblem) bool { return placed[p.Pack] })
 	if len(bad) == 0 {
 		// Nothing to salvage; index files may still name removed packs.
 		rb, err := lock.RebuildIndex(opts.DryRun)
 		if err != nil {
 			return nil, fmt.Errorf("repair packs: %w", err)
 		}
+		leaveOutPlaced(rb, placed)
 		indexActions(rep, rb, opts)
 		return rep, rep.DamageLeft("repair packs")
 	}
@@ -426,6 +449,7 @@ func RepairPacks(ctx context.Context, s *Session, opts RepairOptions) (*RepairRe
 			rep.Lost = append(rep.Lost, DamagedBlob{Blob: l.Blob.String(), Pack: l.Pack.String(), Error: l.Reason})
 		}
 	}
+	leaveOutPlaced(rb, placed)
 	indexActions(rep, rb, opts)
 	for _, p := range unknown {
 		// Left in place; the rebuild lists it too when it is still there.

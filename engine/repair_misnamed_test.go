@@ -175,3 +175,27 @@ func TestRepairNamesDirectoryInPlaceOfPack(t *testing.T) {
 		t.Errorf("repair index with a directory in a pack's place: %v; unreadable %q", err, why)
 	}
 }
+
+// A dry run of the repair of two swapped packs says it would put them in
+// their place, and reports none of what the real run then mends (their
+// headers under the wrong names): no damage left, as the real run.
+func TestRepairDryRunOfSwappedPacks(t *testing.T) {
+	for _, f := range []func(context.Context, *Session, RepairOptions) (*RepairReport, error){RepairIndex, RepairPacks} {
+		ds := newDamageStore(t, false)
+		pa, pb := ds.twoPacks()
+		swap(t, pa, pb)
+		rep, err := ds.runRepair(f, RepairOptions{DryRun: true})
+		if err == nil {
+			err = rep.DamageLeft("repair")
+		}
+		if err != nil || len(rep.Misplaced) > 0 {
+			t.Errorf("dry run of the repair of swapped packs: %v, left %v", err, rep.Misplaced)
+		}
+		if _, err := os.Stat(pa + ".swap"); err == nil {
+			t.Fatal("swap left a file")
+		}
+		if len(rep.Actions) < 2 || !strings.Contains(rep.Actions[0], "set aside pack file") {
+			t.Errorf("dry run actions %q", rep.Actions)
+		}
+	}
+}
