@@ -799,16 +799,24 @@ func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (*packUses, error) {
 	x.compactLocked()
 	recent, base, packs := x.sorted, x.base, slices.Clone(x.packs)
 	skip := make([]bool, len(packs))
+	gone := make([]bool, len(packs)) // missing files the index still places blobs in
 	for n := range skip {
 		_, present := sizes[packs[n]]
 		skip[n] = !present || unindexed[packs[n]] || g.journaled[packs[n]] || x.hidden[uint32(n)]
+		gone[n] = !present && !x.hidden[uint32(n)]
 	}
 	x.mu.Unlock()
+	missingLive := map[uint32]int{}
 	use := &packUses{ids: packs, uses: make([]packUse, len(packs)), num: make(map[ID]uint32, len(packs))}
 	for n, id := range packs {
 		use.num[id] = uint32(n)
 	}
 	add := func(pack uint32, e PackEntry) {
+		if int(pack) < len(packs) && gone[pack] {
+			if isLive, _ := s.livePlace(live, pack, packs[pack], e); isLive {
+				missingLive[pack]++
+			}
+		}
 		if int(pack) >= len(packs) || skip[pack] {
 			return
 		}
@@ -835,6 +843,11 @@ func (g *gcRun) packUses(live *BlobSet, sizes map[ID]int64) (*packUses, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read consolidated index: %w", err)
 		}
+	}
+	// A pack file gone that points still need: said, not passed over
+	// (collection neither needs nor mends it).
+	for _, n := range slices.Sorted(maps.Keys(missingLive)) {
+		g.log("pack %s is missing: the index places %d blobs the points use in it; run 'recall repair index', which names them, then back up the affected sources again and run 'recall repair points'", packs[n], missingLive[n])
 	}
 	return use, nil
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -587,5 +588,41 @@ func TestForgetLatestChangedWhileWaiting(t *testing.T) {
 	// Asked again, "latest" is the new point, and it goes.
 	if fg, err := f.open().Forget(context.Background(), "latest", "s", LockOptions{}); err != nil || fg.Point.ID != p2.ID {
 		t.Fatalf("forget latest: %v %v", fg, err)
+	}
+}
+
+// Fix (gc over a pack file gone): collection passed over a pack file
+// that points still need and had gone, exit 0 and not a word. It says
+// which, and what to do (repair index names the blobs), and changes
+// nothing else for it.
+func TestGCNamesMissingPackPointsNeed(t *testing.T) {
+	f := newGCFixture(t)
+	rnd := rand.NewChaCha8([32]byte{11})
+	src := t.TempDir()
+	randomFiles(t, src, rnd, map[string]int{"a": 3 << 20})
+	f.backup(src, "s")
+	old := f.backup(t.TempDir(), "other")
+	var data string // the largest pack: the data of a
+	var size int64
+	packs, _ := filepath.Glob(filepath.Join(f.dir, "packs", "*", "*"))
+	for _, p := range packs {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
+			data, size = p, fi.Size()
+		}
+	}
+	if err := os.Remove(data); err != nil {
+		t.Fatal(err)
+	}
+	f.forget(old)
+	var logged []string
+	if _, err := GC(context.Background(), f.open(), GCOptions{IndexGrace: -1, Log: func(format string, a ...any) {
+		logged = append(logged, fmt.Sprintf(format, a...))
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(logged, func(l string) bool {
+		return strings.Contains(l, filepath.Base(data)+" is missing") && strings.Contains(l, "recall repair index")
+	}) {
+		t.Errorf("gc with a pack file gone that a point needs said:\n%s", strings.Join(logged, "\n"))
 	}
 }
