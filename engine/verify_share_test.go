@@ -102,3 +102,47 @@ func TestVerifyReadShareFindsFlippedByte(t *testing.T) {
 		t.Errorf("the run after: %v, want the recorded damage reported", err)
 	}
 }
+
+// Fix (two verify --read-data-share runs at once): both read the run
+// number after the last one made, read the same share, and the next run
+// skipped none. A run now claims its number: one after the last made and
+// after those running; a claim of a process that is gone is dropped, and
+// the first run, when it did not end well, is read again.
+func TestShareRunClaims(t *testing.T) {
+	home := t.TempDir()
+	a, err := ClaimShareRun(home)
+	if err != nil || a != 0 {
+		t.Fatalf("first claim: %d, %v", a, err)
+	}
+	if err := ShareRunDone(home, a, false); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = ClaimShareRun(home); err != nil || a != 0 {
+		t.Fatalf("claim after the first run failed: %d, %v; want 0 again", a, err)
+	}
+	b, err := ClaimShareRun(home)
+	if err != nil || b != 1 {
+		t.Fatalf("claim beside a running one: %d, %v; want 1", b, err)
+	}
+	if err := ShareRunDone(home, b, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := ShareRunDone(home, a, false); err != nil { // a failed: read again
+		t.Fatal(err)
+	}
+	if c, _ := ClaimShareRun(home); c != 2 {
+		t.Errorf("claim after runs 0 (failed) and 1: %d, want 2", c)
+	}
+	// A claim of a process that is gone holds nothing.
+	if err := withShareRuns(home, func(r *shareRunRecord) {
+		r.Running = []shareRunning{{Run: 9, Pid: 1 << 30}}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := ClaimShareRun(home); c != 2 {
+		t.Errorf("claim beside a dead process's run 9: %d, want 2", c)
+	}
+	if NextShareRun(home) != 2 {
+		t.Errorf("next share run %d, want 2", NextShareRun(home))
+	}
+}

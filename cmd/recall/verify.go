@@ -37,10 +37,18 @@ func init() {
 				}
 				run := c.Uint64("read-data-run")
 				if !c.IsSet("read-data-run") {
-					// Not given: the run after the last this home made,
-					// so that runs in a row read every pack. Each one
-					// read the same share, the others never.
-					run = engine.NextShareRun(home(c))
+					// Not given: the run after the last this home made
+					// and after those running, so that runs in a row
+					// read every pack, and two at once two shares. Each
+					// one read the same share, the others never.
+					claimed, err := engine.ClaimShareRun(home(c))
+					if err != nil {
+						warnf("%v; reading run %d", err, engine.NextShareRun(home(c)))
+						claimed = engine.NextShareRun(home(c))
+					} else {
+						defer func() { engine.ShareRunDone(home(c), claimed, false) }() // made: see below
+					}
+					run = claimed
 				}
 				opts.ReadData, opts.Share = true, engine.ReadShare{Percent: n, Run: run}
 			} else if c.IsSet("read-data-run") {
@@ -59,7 +67,7 @@ func init() {
 			if c.IsSet("read-data-share") && !c.IsSet("read-data-run") {
 				// The share was read (damage found in it is reported
 				// below): the next run reads the next one.
-				if werr := engine.RecordShareRun(home(c), opts.Share.Run); werr != nil {
+				if werr := engine.ShareRunDone(home(c), opts.Share.Run, true); werr != nil {
 					warnf("%v; the next verify --read-data-share reads run %d again", werr, opts.Share.Run)
 				}
 			}
