@@ -71,18 +71,32 @@ func ReadExcludeFile(path string) (ExcludeFile, error) {
 	}
 	xf := ExcludeFile{Path: abs, Patterns: []string{}}
 	sc := bufio.NewScanner(f)
+	// Every bad line is named, a line each (up to maxBadLines), so one
+	// run of the command finds them all.
+	const maxBadLines = 20
+	var bad []error
+	nbad := 0
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		if _, err := compilePattern(line); err != nil {
-			return ExcludeFile{}, fmt.Errorf("%s:%d: %w", path, n, err)
+			if nbad++; nbad <= maxBadLines {
+				bad = append(bad, fmt.Errorf("%s:%d: %w", path, n, err))
+			}
+			continue
 		}
 		xf.Patterns = append(xf.Patterns, line)
 	}
 	if err := sc.Err(); err != nil {
 		return ExcludeFile{}, fmt.Errorf("exclude file %s: %w", path, err)
+	}
+	if nbad > maxBadLines {
+		bad = append(bad, fmt.Errorf("%s: %d more bad lines", path, nbad-maxBadLines))
+	}
+	if len(bad) > 0 {
+		return ExcludeFile{}, errors.Join(bad...)
 	}
 	return xf, nil
 }

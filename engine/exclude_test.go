@@ -146,6 +146,15 @@ func TestReadExcludeFile(t *testing.T) {
 	if _, err := ReadExcludeFile(p); !errors.Is(err, ErrBadOption) || !strings.HasPrefix(err.Error(), p+":4: ") || !strings.Contains(err.Error(), `"!keep"`) {
 		t.Errorf("bad pattern on line 4: %v", err)
 	}
+	// Every bad line is named, each on its own line. (Fix: only the
+	// first was.)
+	if err := os.WriteFile(p, []byte("!a\n*.iso\nfoo[\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadExcludeFile(p)
+	if lines := strings.Split(fmt.Sprint(err), "\n"); !errors.Is(err, ErrBadOption) || len(lines) != 2 || !strings.HasPrefix(lines[0], p+":1: ") || !strings.HasPrefix(lines[1], p+":3: ") {
+		t.Errorf("two bad lines: %v", err)
+	}
 }
 
 // pointPaths lists every path in p's tree, directories with a trailing '/'.
