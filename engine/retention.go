@@ -260,6 +260,11 @@ func (s *Store) Prune(ctx context.Context, groups []Group, o PruneOptions) ([]Pr
 			bySource[p.Source] = append(bySource[p.Source], p)
 		}
 	}
+	// A walk of the packs first: a pack file gone since the store was
+	// opened is then known missing, and pointWhole sees a point whose
+	// trees load but whose data is in it. Without it, such a newest point
+	// passed as whole and was kept alone.
+	s.r.st.Packs()
 	var out []PruneEntry
 	for _, g := range groups {
 		for _, src := range g.Sources() {

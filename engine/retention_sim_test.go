@@ -431,3 +431,44 @@ func TestPruneHoldsSharedPoint(t *testing.T) {
 		t.Errorf("unreadable include file: %v", err)
 	}
 }
+
+// Fix (the newest point's data pack gone): its trees load, and nothing
+// had told the store the data pack was gone, so the newest point passed
+// as whole and prune would keep it alone, forgetting the last point that
+// restores whole. Prune walks the packs first: a pack gone is known.
+func TestPruneKeepsNewestWholePointDataPackGone(t *testing.T) {
+	home, st := newHome(t)
+	g := groupPoints(t, st, "data", 3)
+	pts, err := st.Reader().Points()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(pts, func(a, b *Point) int { return a.Time.Compare(b.Time) })
+	newest, good := pts[2], pts[1]
+	tree, err := st.Reader().LoadTree(newest.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := st.Reader()
+	data, ok := r.st.PackOf(tree.Find("f").Extents[0].ID)
+	treePack, _ := r.st.PackOf(newest.Tree)
+	if !ok || data == treePack {
+		t.Fatalf("test set-up: the newest point's data is not in a pack of its own (%v)", ok)
+	}
+	if err := os.Remove(filepath.Join(StoreDir(home), "packs", data.String()[:2], data.String())); err != nil {
+		t.Fatal(err)
+	}
+	es, err := st.Prune(context.Background(), []Group{*g}, PruneOptions{AsOf: time.Now().Add(72 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[chunkstore.ID]bool{}
+	for _, e := range es {
+		if e.Keep {
+			kept[e.Point.ID] = true
+		}
+	}
+	if !kept[good.ID] || !kept[newest.ID] {
+		t.Errorf("kept %v; want the newest point and %s, the newest that restores whole", kept, good.ID.Short())
+	}
+}
