@@ -472,3 +472,36 @@ func TestPruneKeepsNewestWholePointDataPackGone(t *testing.T) {
 		t.Errorf("kept %v; want the newest point and %s, the newest that restores whole", kept, good.ID.Short())
 	}
 }
+
+// Fix (status over a damaged manifest): such a point was counted under
+// no source and status said nothing of it (one point fewer, exit 0).
+// Its warnings now name it and what to do.
+func TestStatusNamesDamagedManifest(t *testing.T) {
+	home, st := newHome(t)
+	g := groupPoints(t, st, "data", 2)
+	ids, err := st.Reader().ListPoints()
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("%d points, %v", len(ids), err)
+	}
+	m := filepath.Join(StoreDir(home), "points", ids[0].String())
+	b, err := os.ReadFile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(m, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st2, err := Open(StoreDir(home), chunkstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	ss, err := st2.Status(context.Background(), []Group{*g}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(ss.Warnings, "\n"); !strings.Contains(w, ids[0].String()[:12]) || !strings.Contains(w, "manifest is damaged") || !strings.Contains(w, "recall forget") {
+		t.Errorf("warnings %q do not name the point whose manifest is damaged", w)
+	}
+}

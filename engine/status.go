@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -386,6 +387,18 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 	var w []string
 	out.DaysUntilFull, w = spaceWarnings(out.Free, out.Protected, out.GrowthPerDay)
 	out.Warnings = append(out.Warnings, w...)
+	// A point whose manifest is damaged belongs to no source it can be
+	// counted under, and no prune removes it: said here, not passed over.
+	var damaged []string
+	for _, p := range pts {
+		if p.Damaged != "" {
+			damaged = append(damaged, p.ID.String()[:12])
+		}
+	}
+	if len(damaged) > 0 {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("%d points whose manifest is damaged (%s; 'recall points' lists them as DAMAGED) are counted under no source, and nothing of them can be restored: remove them with 'recall forget ID' or 'recall repair points --forget-damaged'",
+			len(damaged), strings.Join(damaged, ", ")))
+	}
 	return out, nil
 }
 
