@@ -67,7 +67,7 @@ type StoreStatus struct {
 	DaysUntilFull float64 `json:"days_until_full"`
 	// Tape is the media pools (see TapeStatus); absent with none.
 	Tape     []TapePoolStatus `json:"tape,omitempty"`
-	Warnings []string         `json:"warnings,omitempty"`
+	Warnings []string         `json:"warnings"` // [] when none (README)
 }
 
 // AddTape adds the media pools' state and their warnings to the status.
@@ -394,6 +394,9 @@ func (s *Store) Status(ctx context.Context, groups []Group, now time.Time) (*Sto
 		if p.Damaged != "" {
 			damaged = append(damaged, p.ID.String()[:12])
 		}
+	}
+	if out.Warnings == nil {
+		out.Warnings = []string{}
 	}
 	if len(damaged) > 0 {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("%d points whose manifest is damaged (%s; 'recall points' lists them as DAMAGED) are counted under no source, and nothing of them can be restored: remove them with 'recall forget ID' or 'recall repair points --forget-damaged'",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,5 +34,19 @@ func TestBackupWithoutStoreConfigBlamesNoCatalog(t *testing.T) {
 	}
 	if strings.Contains(stderr, "catalog") {
 		t.Errorf("backup without the store's config blames the catalog: %s", stderr)
+	}
+}
+
+// 'recall apply groups.toml' is refused (the file is a flag), and now
+// says which flag; status --json has its warnings list when it is empty.
+func TestApplyFileArgumentHintAndEmptyWarnings(t *testing.T) {
+	home, _, run := cliHome(t)
+	run("init")
+	_, err := runRecall(t, "--home", home, "apply", "groups.toml")
+	if exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), "did you mean --file groups.toml?") {
+		t.Errorf("apply with the file as an argument: %v", err)
+	}
+	if out := run("status", "--json"); !strings.Contains(out, `"warnings":[]`) {
+		t.Errorf("status --json without warnings: %s", out)
 	}
 }

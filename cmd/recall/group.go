@@ -276,6 +276,9 @@ func init() {
 							}
 							i := slices.Index(g.Members, abs)
 							if i < 0 {
+								if len(g.Members) == 0 {
+									return fmt.Errorf("group %s has no member %s (it has no members)", g.Name, abs)
+								}
 								return fmt.Errorf("group %s has no member %s (its members: %s)", g.Name, abs, strings.Join(g.Members, ", "))
 							}
 							g.Members = slices.Delete(g.Members, i, i+1)

@@ -182,7 +182,12 @@ func checkUsage(c *cli.Command) {
 		running.Store(ctx.Command.FullName())
 		if max := maxArgs(c.ArgsUsage); max >= 0 && ctx.NArg() > max {
 			if max == 0 {
-				return usagef("%s takes no arguments, got %q", ctx.Command.FullName(), ctx.Args().Slice())
+				hint := ""
+				if slices.ContainsFunc(c.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), "file") }) && ctx.NArg() == 1 && !ctx.IsSet("file") {
+					// 'recall apply groups.toml': the file is a flag.
+					hint = fmt.Sprintf(" (did you mean --file %s?)", ctx.Args().First())
+				}
+				return usagef("%s takes no arguments, got %q%s", ctx.Command.FullName(), ctx.Args().Slice(), hint)
 			}
 			return usagef("%s takes at most %d argument(s) (%s), got %q", ctx.Command.FullName(), max, c.ArgsUsage, ctx.Args().Slice())
 		}
