@@ -49,4 +49,12 @@ func TestApplyFileArgumentHintAndEmptyWarnings(t *testing.T) {
 	if out := run("status", "--json"); !strings.Contains(out, `"warnings":[]`) {
 		t.Errorf("status --json without warnings: %s", out)
 	}
+	// A group with no members lists them as [], not null.
+	run("group", "create", "empty")
+	if out := run("group", "list", "--json"); !strings.Contains(out, `"members": []`) {
+		t.Errorf("group list --json of a group without members: %s", out)
+	}
+	if out := run("group", "show", "empty", "--json"); !strings.Contains(out, `"members":[]`) {
+		t.Errorf("group show --json of a group without members: %s", out)
+	}
 }

@@ -301,6 +301,9 @@ func init() {
 							if gs == nil {
 								gs = []engine.Group{}
 							}
+							for i := range gs {
+								gs[i].Members = noNilMembers(gs[i].Members)
+							}
 							b, _ := json.MarshalIndent(gs, "", "  ")
 							fmt.Fprintln(c.App.Writer, string(b))
 							return nil
@@ -329,6 +332,7 @@ func init() {
 							return err
 						}
 						if c.Bool("json") {
+							g.Members = noNilMembers(g.Members)
 							return printJSON(c, g)
 						}
 						showGroup(c.App.Writer, &g)
@@ -455,4 +459,13 @@ func showGroup(w io.Writer, g *engine.Group) {
 	line("check-read-share", p.CheckReadShare)
 	line("limit", p.Limit)
 	line("limit-window", p.LimitWindow)
+}
+
+// noNilMembers is a group's members for JSON: [] for none, not null,
+// which a script reading the list as an array trips on.
+func noNilMembers(m []string) []string {
+	if m == nil {
+		return []string{}
+	}
+	return m
 }
