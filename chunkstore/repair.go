@@ -371,6 +371,9 @@ func (l *Lock) rebuildIndex(dryRun bool, rewritten, gone map[ID]bool) (*IndexReb
 			rewritten[id] = true
 		}
 	}
+	if !dryRun {
+		s.placed = nil // once: damage found in them later is theirs
+	}
 	s.fmu.Unlock()
 	keep := sizes
 	if len(rewritten) > 0 {

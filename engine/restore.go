@@ -2051,6 +2051,7 @@ func (rs *restorer) meta(at metaAt, rel string, n *Node, fresh bool) {
 		if err := at.chown(int(n.UID), int(n.GID)); err != nil {
 			rs.warn(rel, fmt.Errorf("owner: %w", err))
 		}
+		known = false // a chown clears set-user-ID and set-group-ID bits: the mode is set again
 	}
 	if n.Type != TypeSymlink && !at.modeSet && !(known && have.Mode&0o7777 == n.Mode&0o7777) {
 		if err := at.chmod(n.Mode & 0o7777); err != nil {
