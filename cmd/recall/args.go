@@ -90,6 +90,13 @@ func interspersed(app *cli.App, args []string) []string {
 				}
 				i = take(&global, args, i, app.Flags) - 1
 			default:
+				// A subcommand's flag before its name ('group --json
+				// list') moves after it.
+				if len(pos) == 0 && len(flags) == 0 {
+					if moved := subcommandFirst(app, cmd, args, i); moved != nil {
+						return interspersed(app, moved)
+					}
+				}
 				// Unknown: left for urfave/cli to report.
 				flags = append(flags, a)
 			}
@@ -202,6 +209,31 @@ func commandFlagFirst(app *cli.App, args []string, i int) []string {
 		out = append(out, args[c:end]...)
 		out = append(out, local...)
 		return append(out, args[end:]...)
+	}
+	return nil
+}
+
+// subcommandFirst handles a flag between a command and its subcommand
+// that the command does not define ('recall group --json list', as
+// 'recall --json group list' is taken): when the subcommand the next
+// words name defines it, and every word between reads as its flags or
+// global ones, it returns the line with the subcommand's name moved
+// before them; else nil.
+func subcommandFirst(app *cli.App, cmd *cli.Command, args []string, i int) []string {
+	if len(cmd.Subcommands) == 0 {
+		return nil
+	}
+	for c := i + 1; c < len(args); c++ {
+		sub := cmd.Command(args[c])
+		if sub == nil {
+			continue
+		}
+		if _, local, ok := splitFlags(app.Flags, sub.Flags, args[i:c]); !ok || len(local) == 0 || !defines(sub.Flags, args[i]) {
+			continue
+		}
+		out := append(slices.Clip(args[:i]), args[c])
+		out = append(out, args[i:c]...)
+		return append(out, args[c+1:]...)
 	}
 	return nil
 }

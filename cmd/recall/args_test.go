@@ -32,6 +32,13 @@ func TestInterspersed(t *testing.T) {
 		{"recall key passwd --home H", "recall --home H key passwd"},
 		{"recall key --home H passwd", "recall --home H key passwd"},
 		{"recall share samba --source s --home H", "recall --home H share samba --source s"},
+		// A subcommand's flag between the command and the subcommand
+		// moves after the subcommand.
+		{"recall group --json list", "recall group list --json"},
+		{"recall group --json --home H list", "recall --home H group list --json"},
+		{"recall key --json passwd", "recall key passwd --json"},
+		{"recall group --nope list", "recall group --nope -- list"},
+		{"recall group --json nope list", "recall group --json -- nope list"},
 		// A command's flag before the command moves after it, as restic
 		// takes its --json before the command.
 		{"recall --json points", "recall points --json"},
