@@ -67,6 +67,14 @@ type RestoreResult struct {
 	// packs could not be read (permission, the disk under them), not
 	// for damage of their bytes: no repair applies.
 	Unreadable bool `json:"-"`
+	// With Resume: the entries a restore that was killed had moved aside
+	// (".recall-old-*", moveAside) and could not remove, found in the
+	// directories of the point. AsidesRemoved counts those removed, as
+	// that restore would have once its files were whole: this one
+	// restored every file whole. AsidesKept names (relative to the
+	// target) those kept because it did not.
+	AsidesRemoved int64
+	AsidesKept    []string
 }
 
 // notDamage says whether err, met reading the store, is no sign of damage
@@ -155,6 +163,9 @@ type restorer struct {
 	// needs is the bytes a whole point's files hold (TargetFullError), or
 	// 0 for part of one.
 	needs int64
+	// leftAside: with Resume, the paths of the entries an earlier,
+	// killed restore moved aside (findAsides); under mu.
+	leftAside []string
 
 	// cleanXattrs: restored entries may carry attributes they did not
 	// have (a default ACL inherited from a directory that existed before
@@ -619,6 +630,7 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 		err = rs.createStop()
 	}
 	rs.applyFileFlags()
+	rs.endAsides(err == nil && rs.ctx.Err() == nil && len(rs.res.Damaged) == 0 && len(rs.res.Skipped) == 0)
 	replaced := map[string]bool{} // reported once, not once per directory under it
 	for i := len(rs.dirMetas) - 1; i >= 0; i-- {
 		if err != nil && rs.dirMetas[i].merged {
@@ -658,6 +670,9 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 // restoreTree restores t's entries into d, the directory at dir (rel in
 // the target).
 func (rs *restorer) restoreTree(t *Tree, d *dirRef, dir, rel string) error {
+	if rs.opts.Resume {
+		rs.findAsides(d, dir)
+	}
 	for _, n := range t.Nodes {
 		if rs.ctx.Err() != nil {
 			return context.Cause(rs.ctx)
@@ -1390,6 +1405,82 @@ func (rs *restorer) moveAside(d *dirRef, name, path string, n *Node) (string, er
 		return "", rs.clearWayAt(d, name, path, n, true)
 	default:
 		return "", wayError("rename", path, err)
+	}
+}
+
+// isAsideName reports whether name is one moveAside gives: asidePrefix
+// and 12 lower-case hex digits.
+func isAsideName(name string) bool {
+	h, ok := strings.CutPrefix(name, asidePrefix)
+	if !ok || len(h) != 12 {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// findAsides notes the entries of d (dir) an earlier restore moved aside
+// and, killed, could not remove nor put back: a resumed restore ends its
+// work (endAsides). It runs before this restore creates anything in d,
+// so what it finds is not its own. Directories are never taken.
+func (rs *restorer) findAsides(d *dirRef, dir string) {
+	fd, err := unix.Openat(d.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, name := range names {
+			var st unix.Stat_t
+			if !isAsideName(name) || unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				continue
+			}
+			rs.mu.Lock()
+			rs.leftAside = append(rs.leftAside, filepath.Join(dir, name))
+			rs.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// endAsides ends what findAsides found. With whole (every file of the
+// restore restored whole, nothing skipped) they are removed, as the
+// restore that moved them would have once it was done: each held what a
+// file of this point replaced, and those files are whole now. Else they
+// are kept and named, for the administrator to check.
+func (rs *restorer) endAsides(whole bool) {
+	rs.mu.Lock()
+	left := rs.leftAside
+	rs.leftAside = nil
+	rs.mu.Unlock()
+	for _, path := range left {
+		rel, _ := rs.tgt.relOf(path)
+		if !whole {
+			rs.res.AsidesKept = append(rs.res.AsidesKept, rel)
+			continue
+		}
+		d, name, err := rs.tgt.parentOf(path)
+		if err != nil {
+			rs.res.AsidesKept = append(rs.res.AsidesKept, rel)
+			continue
+		}
+		var st unix.Stat_t
+		switch {
+		case unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil:
+		case st.Mode&unix.S_IFMT == unix.S_IFDIR || unix.Unlinkat(d.fd, name, 0) != nil:
+			rs.res.AsidesKept = append(rs.res.AsidesKept, rel)
+		default:
+			rs.res.AsidesRemoved++
+		}
+		rs.tgt.put(d)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -72,6 +73,23 @@ func init() {
 				if res.TargetKept {
 					fmt.Fprintf(c.App.Writer, "%s held entries before the restore, so it kept its own owner, mode and times (a new or empty target takes the point's)\n", oneLine(res.Root))
 				}
+				if res.AsidesRemoved > 0 {
+					fmt.Fprintf(c.App.Writer, "removed %d entries the restore that stopped had moved aside (.recall-old-*) to replace them: the files that replaced them are whole now\n", res.AsidesRemoved)
+				}
+			}
+			if n := len(res.AsidesKept); n > 0 {
+				const show = 10
+				list := res.AsidesKept[:min(n, show)]
+				more := ""
+				if n > show {
+					more = fmt.Sprintf(" and %d more", n-show)
+				}
+				quoted := make([]string, len(list))
+				for i, p := range list {
+					quoted[i] = oneLine(filepath.Join(res.Root, p))
+				}
+				fmt.Fprintf(c.App.ErrWriter, "recall: kept %d entries the restore that stopped had moved aside (.recall-old-*), holding what it was replacing, as this restore did not restore every file whole: %s%s; once the files beside them are as you want, remove them (find %s -name '.recall-old-*')\n",
+					n, strings.Join(quoted, ", "), more, oneLine(res.Root))
 			}
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s\n", oneLine(d.Path+": "+d.Error))
@@ -134,6 +152,8 @@ type restoreJSON struct {
 	FilesKept      int64           `json:"files_kept,omitempty"`
 	BytesKept      int64           `json:"bytes_kept,omitempty"`
 	TargetKept     bool            `json:"target_kept,omitempty"`
+	AsidesRemoved  int64           `json:"asides_removed,omitempty"`
+	AsidesKept     []string        `json:"asides_kept,omitempty"`
 	Damaged        []pathErrorJSON `json:"damaged,omitempty"`
 	Skipped        []pathErrorJSON `json:"skipped,omitempty"`
 	Warnings       []pathErrorJSON `json:"warnings,omitempty"`
@@ -143,6 +163,7 @@ func restoreSummary(p *engine.Point, res *engine.RestoreResult, el time.Duration
 	return restoreJSON{Point: p.ID.String(), Source: p.Source, Root: res.Root, RootRaw: rawName(res.Root), SecondsElapsed: round3(el.Seconds()),
 		FilesRestored: res.Files, Dirs: res.Dirs, Others: res.Others, BytesRestored: res.Bytes,
 		FilesKept: res.Kept, BytesKept: res.KeptBytes, TargetKept: res.TargetKept,
+		AsidesRemoved: res.AsidesRemoved, AsidesKept: res.AsidesKept,
 		Damaged: pathErrorsJSON(res.Damaged), Skipped: pathErrorsJSON(res.Skipped), Warnings: pathErrorsJSON(res.Warnings)}
 }
 

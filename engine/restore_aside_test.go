@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// TestResumeEndsAsides: a restore with --overwrite killed outright leaves
+// what it moved aside (moveAside) under hidden names. A resumed restore
+// that restores every file whole removes them, as the killed one would
+// have; one that does not keeps and names them. Anything else with such a
+// name (a directory, another pattern, outside the point's directories) is
+// never touched.
+func TestResumeEndsAsides(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"a": "new a", "sub/b": "new b", "sub/c": "new c"})
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The target as a killed --overwrite restore leaves it: a and sub/b
+	// written, their old versions aside; sub/c's old version still in place.
+	setUp := func(t *testing.T) string {
+		target := t.TempDir()
+		writeTree(t, target, map[string][]byte{
+			"a": []byte("new a"), ".recall-old-0123456789ab": []byte("old a"),
+			"sub/b": []byte("new b"), "sub/.recall-old-a1b2c3d4e5f6": []byte("old b"),
+			"sub/c": []byte("old c"),
+			// Not ours to remove: other names, a directory, a directory
+			// the point does not have.
+			".recall-old-notmine": []byte("x"), ".recall-old-0123456789abc": []byte("x"),
+			".recall-old-ffffffffffff/keep": []byte("x"),
+			"other/.recall-old-bbbbbbbbbbbb": []byte("x"),
+		})
+		return target
+	}
+	mustStay := []string{".recall-old-notmine", ".recall-old-0123456789abc", ".recall-old-ffffffffffff/keep", "other/.recall-old-bbbbbbbbbbbb"}
+	exists := func(target, rel string) bool {
+		_, err := os.Lstat(filepath.Join(target, rel))
+		return err == nil
+	}
+
+	t.Run("whole", func(t *testing.T) {
+		target := setUp(t)
+		res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Resume: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.AsidesRemoved != 2 || len(res.AsidesKept) != 0 {
+			t.Errorf("removed %d, kept %q; want 2 removed, none kept", res.AsidesRemoved, res.AsidesKept)
+		}
+		for _, rel := range []string{".recall-old-0123456789ab", "sub/.recall-old-a1b2c3d4e5f6"} {
+			if exists(target, rel) {
+				t.Errorf("%s left after a resumed restore that restored every file whole", rel)
+			}
+		}
+		for _, rel := range mustStay {
+			if !exists(target, rel) {
+				t.Errorf("%s removed: not moved aside by a restore", rel)
+			}
+		}
+		if b, _ := os.ReadFile(filepath.Join(target, "sub/c")); string(b) != "new c" {
+			t.Errorf("sub/c = %q, want the point's", b)
+		}
+	})
+
+	t.Run("not whole", func(t *testing.T) {
+		target := setUp(t)
+		// A non-empty directory in the way of a: skipped.
+		os.Remove(filepath.Join(target, "a"))
+		writeTree(t, target, map[string][]byte{"a/x": []byte("x")})
+		res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Resume: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Skipped) != 1 {
+			t.Fatalf("skipped %+v, want a", res.Skipped)
+		}
+		slices.Sort(res.AsidesKept)
+		if want := []string{".recall-old-0123456789ab", "sub/.recall-old-a1b2c3d4e5f6"}; res.AsidesRemoved != 0 || !slices.Equal(res.AsidesKept, want) {
+			t.Errorf("removed %d, kept %q; want none removed, %q kept", res.AsidesRemoved, res.AsidesKept, want)
+		}
+		if b, _ := os.ReadFile(filepath.Join(target, ".recall-old-0123456789ab")); string(b) != "old a" {
+			t.Errorf("kept aside holds %q, want %q", b, "old a")
+		}
+	})
+
+	t.Run("overwrite", func(t *testing.T) {
+		// Only a resume ends them: --overwrite is a restore of its own.
+		target := setUp(t)
+		res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Overwrite: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.AsidesRemoved != 0 || !exists(target, ".recall-old-0123456789ab") {
+			t.Errorf("--overwrite removed what another restore moved aside")
+		}
+	})
+}
