@@ -801,10 +801,23 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 					go func() {
 						defer wg.Done()
 						<-g.done
+						// Listed (-v) and counted unchanged as a file of
+						// its own: the summary's files count every name.
+						how := "new"
+						switch {
+						case g.leader.skipped:
+							how = "skipped"
+						case b.unchanged(n, prev):
+							how = "unchanged"
+							b.nUnchanged.Add(1)
+						case prev != nil:
+							how = "modified"
+						}
 						n.Extents = g.leader.Extents
 						n.Size = g.leader.Size
 						n.Flags = g.leader.Flags
 						n.skipped = g.leader.skipped
+						b.opts.Progress.linkSaved(shown(), how)
 					}()
 					break
 				} else {

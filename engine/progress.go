@@ -135,6 +135,14 @@ func (p *Progress) fileSaved(path, how string) {
 	}
 }
 
+// linkSaved lists (Saved) a further name of a file with hard links, read
+// once under its first name: the totals (the scan's) count the file once.
+func (p *Progress) linkSaved(path, how string) {
+	if p != nil && p.Saved != nil {
+		p.Saved(path, how)
+	}
+}
+
 // fileKept counts a file a resumed restore found in place whole, with
 // its bytes: done, but not listed as restored (Item).
 func (p *Progress) fileKept(size int64) {

@@ -197,3 +197,37 @@ func TestProgressTotalsAtLeastDone(t *testing.T) {
 		t.Fatalf("status %+v: want the scan's totals once they pass what is done", s)
 	}
 }
+
+// TestHardLinkNamesListed: every name of a file with hard links is listed
+// (-v) and counted unchanged as a file of its own; the second name was
+// neither, so a backup with nothing changed said "3 files (2 unchanged)".
+func TestHardLinkNamesListed(t *testing.T) {
+	ts := newTestStore(t)
+	src := t.TempDir()
+	writeTree(t, src, map[string][]byte{"a": []byte("a"), "b": []byte("b")})
+	if err := os.Link(filepath.Join(src, "a"), filepath.Join(src, "a2")); err != nil {
+		t.Fatal(err)
+	}
+	var prev *Point
+	for i, want := range []string{"new", "unchanged"} {
+		var mu sync.Mutex
+		saved := map[string]string{}
+		prog := &Progress{Saved: func(p, how string) { mu.Lock(); saved[filepath.Base(p)] = how; mu.Unlock() }}
+		p, err := ts.backup(BackupOptions{Path: src, Source: "s", Progress: prog})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"a", "a2", "b"} {
+			if saved[name] != want {
+				t.Errorf("backup %d: %s listed as %q, want %q (all: %v)", i+1, name, saved[name], want, saved)
+			}
+		}
+		if prev != nil && (p.Stats.Files != 3 || p.Stats.Unchanged != 3) {
+			t.Errorf("backup %d: %d files, %d unchanged; want 3 and 3", i+1, p.Stats.Files, p.Stats.Unchanged)
+		}
+		if got := prog.filesDone.Load(); got != 2 {
+			t.Errorf("backup %d: progress counted %d files done, want 2 (the scan counts a file with hard links once)", i+1, got)
+		}
+		prev = p
+	}
+}
