@@ -59,6 +59,10 @@ type BackupOptions struct {
 	Files int
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)
+	// Info receives the lines that say what the backup does, not what
+	// went wrong (a file read again, the store left out), which --quiet
+	// drops; nil: Log.
+	Info func(format string, args ...any)
 
 	// Progress, if set, counts the backup as it runs (see Progress).
 	Progress *Progress
@@ -326,6 +330,16 @@ const saversPerCPU = 2
 // read alone: at 16 MiB the cold first backup peaked 119-134 MiB against
 // 130-141 MiB at 20 (three interleaved pairs), in the same time.
 const chunkBudget = 16 << 20
+
+// info passes a line on to Info, else to Log.
+func (b *backuper) info(format string, args ...any) {
+	switch {
+	case b.opts.Info != nil:
+		b.opts.Info(format, args...)
+	case b.opts.Log != nil:
+		b.opts.Log(format, args...)
+	}
+}
 
 func (b *backuper) warn(path string, err error) {
 	if b.ctx.Err() != nil {
@@ -749,9 +763,7 @@ func (b *backuper) saveDir(path, rel string, parent *Tree, dev, ino uint64) *dir
 			// of itself. Not a warning: a nightly backup of / with the
 			// home under /var/lib would end "with warnings" every night,
 			// which teaches an administrator to read past them.
-			if b.opts.Log != nil {
-				b.opts.Log("left out %s: the store this backup writes to (protect it with 'recall copy' or tape)", shown())
-			}
+			b.info("left out %s: the store this backup writes to (protect it with 'recall copy' or tape)", shown())
 			continue
 		}
 		enter := true
@@ -1229,9 +1241,7 @@ func (b *backuper) saveFileContent(path, shown string, n *Node, prev *Node) erro
 			return fmt.Errorf("changed while being read %d times; the saved copy may be inconsistent", attempt)
 		}
 		b.opts.Progress.addBytes(-read) // read again: counted again
-		if b.opts.Log != nil {
-			b.opts.Log("%s changed while being read; reading it again", shown)
-		}
+		b.info("%s changed while being read; reading it again", shown)
 	}
 }
 

@@ -30,6 +30,8 @@ type GroupBackupOptions struct {
 	Slot    time.Time
 	// Log receives progress and warning lines; nil discards them.
 	Log func(format string, args ...any)
+	// Info receives the lines --quiet drops (BackupOptions.Info); nil: Log.
+	Info func(format string, args ...any)
 	// Warn receives what the catalog did on its own (see WithCatalog).
 	Warn func(format string, args ...any)
 	Lock LockOptions
@@ -293,7 +295,7 @@ func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol
 	if err != nil {
 		return nil, fmt.Errorf("group %s: %w", g.Name, err)
 	}
-	opts := BackupOptions{Path: member, Source: src, Now: now, Log: o.Log, Exclude: x,
+	opts := BackupOptions{Path: member, Source: src, Now: now, Log: o.Log, Info: o.Info, Exclude: x,
 		Compression: r.compression, Group: g.Name, PolicyVersion: g.PolicyVersion}
 	slot, ok := r.slot(t)
 	if o.Planned {
@@ -318,12 +320,16 @@ func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol
 	}
 	if lim != nil {
 		opts.Limiter = lim
-		if o.Log != nil {
+		info := o.Info
+		if info == nil {
+			info = o.Log
+		}
+		if info != nil {
 			when := "always"
 			if pol.LimitWindow != "" {
 				when = "inside " + pol.LimitWindow
 			}
-			o.Log("%s: reads limited to %s (%s), shared by group %s", member, pol.Limit, when, g.Name)
+			info("%s: reads limited to %s (%s), shared by group %s", member, pol.Limit, when, g.Name)
 		}
 	}
 	if reg != nil {

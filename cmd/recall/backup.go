@@ -193,6 +193,7 @@ func backup(c *cli.Context, st *engine.Store) (*engine.Point, error) {
 	opts := engine.BackupOptions{
 		Path: path, Source: source, SourceDerived: c.String("source") == "", Files: c.Int("files"), Exclude: x, Compression: chunkstore.Compression(c.String("compression")),
 		Log:      func(f string, a ...any) { logf(f, a...) },
+		Info:     infof(c),
 		Progress: rep.Progress(),
 	}
 	if lim != nil {
@@ -367,6 +368,7 @@ func backupGroup(c *cli.Context) error {
 	defer st.Close()
 	res, err := st.BackupGroup(c.Context, c.String("home"), &g, engine.GroupBackupOptions{
 		Log:  func(f string, a ...any) { logf(f, a...) },
+		Info: infof(c),
 		Warn: warnf,
 		Lock: lockWait(c),
 		Skipped: func(member string, err error) {

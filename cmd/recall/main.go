@@ -847,6 +847,15 @@ func report(c *cli.Context) io.Writer {
 	return c.App.Writer
 }
 
+// infof is logf for the lines that say what a command does, not what
+// went wrong: --quiet drops them.
+func infof(c *cli.Context) func(format string, args ...any) {
+	if c.Bool("quiet") {
+		return func(string, ...any) {}
+	}
+	return logf
+}
+
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "recall: %s\n", oneLine(fmt.Sprintf(format, args...)))
 }
