@@ -209,3 +209,37 @@ func mustEncoder(t *testing.T, o ...zstd.EOption) *zstd.Encoder {
 	}
 	return e
 }
+
+// TestCompressTextWithoutMatches: text in which zstd's fastest level
+// finds no match (a column of numbers, hex, base64) is stored compressed:
+// it was stored as it was, the level trying no entropy coding without a
+// match. Random data is not, and a small random blob stays as it was.
+func TestCompressTextWithoutMatches(t *testing.T) {
+	s := &Store{}
+	s.zenc = newZstdEncoder()
+	var numbers []byte
+	for i := 1; len(numbers) < 600<<10; i++ {
+		numbers = fmt.Appendf(numbers, "%d\n", i)
+	}
+	random := randBytes(2, 400<<10)
+	hex := fmt.Appendf(nil, "%x", random[:200<<10])
+	for _, c := range []struct {
+		name string
+		data []byte
+		max  float64 // stored/raw at most
+	}{
+		{"numbers", numbers, 0.5},
+		{"numbers, small", numbers[:8<<10], 0.6},
+		{"hex", hex, 0.6},
+	} {
+		code, stored := s.compressBlob(compZstd, c.data, new([]byte))
+		if ratio := float64(len(stored)) / float64(len(c.data)); code != compZstd || ratio > c.max {
+			t.Errorf("%s: code %d, stored %d of %d bytes (%.2f); want zstd, at most %.2f", c.name, code, len(stored), len(c.data), ratio, c.max)
+		}
+	}
+	for _, data := range [][]byte{random, random[:16<<10]} {
+		if code, _ := s.compressBlob(compZstd, data, new([]byte)); code != compNone {
+			t.Errorf("random %d bytes stored with code %d, want none", len(data), code)
+		}
+	}
+}

@@ -34,6 +34,10 @@ type Store struct {
 	idx  *index
 	zdec *zstd.Decoder
 	zenc *zstd.Encoder
+	// zencLits: zenc coding the bytes of blobs with no match too, made
+	// on first need (zencLits).
+	zencLitsOnce sync.Once
+	zencLitsEnc  *zstd.Encoder
 
 	walkMu sync.Mutex // one pack walk at a time
 
