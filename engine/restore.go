@@ -437,7 +437,14 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 		err = removeCreated(created, opts.Target, res.Files+res.Dirs+res.Others > 0, err)
 	}
 	if err == nil && single == nil && !held {
-		_ = unix.Removexattr(opts.Target, restoreMark)
+		// The point's own directory may carry an attribute of that
+		// name: it is the point's, and stays.
+		tookRoot := !(p.Kind == KindFile || p.Kind == KindDevice) || opts.Path != ""
+		if i := slices.IndexFunc(rootNode.Xattrs, func(x Xattr) bool { return x.Name == restoreMark }); tookRoot && i >= 0 {
+			_ = unix.Setxattr(opts.Target, restoreMark, rootNode.Xattrs[i].Value, 0)
+		} else {
+			_ = unix.Removexattr(opts.Target, restoreMark)
+		}
 	}
 	if err == nil || errors.Is(err, ErrDamaged) {
 		tookMeta := single == nil && !((p.Kind == KindFile || p.Kind == KindDevice) && opts.Path == "")

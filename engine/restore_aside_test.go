@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/recall-backup/recall/internal/testskip"
+	"golang.org/x/sys/unix"
 )
 
 // TestResumeEndsAsides: a restore with --overwrite killed outright leaves
@@ -99,4 +102,46 @@ func TestResumeEndsAsides(t *testing.T) {
 			t.Errorf("--overwrite removed what another restore moved aside")
 		}
 	})
+}
+
+// TestRestoreKeepsRootsMarkAttr: the attribute a restore marks its target
+// with while it runs (restoreMark) is removed at its end, unless the
+// point's own directory carries one of that name: that one is the
+// point's, and the restored directory has it. It was removed, exit 0.
+func TestRestoreKeepsRootsMarkAttr(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"sub/f": "x", "g": "y"})
+	for path, v := range map[string]string{src: "top", filepath.Join(src, "sub"): "below"} {
+		if err := unix.Setxattr(path, restoreMark, []byte(v), 0); err != nil {
+			testskip.Skip(t, "no user attributes here: %v", err)
+		}
+	}
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, want string }{{"", "top"}, {"sub", "below"}} {
+		target := filepath.Join(t.TempDir(), "t")
+		if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Path: c.path}); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 64)
+		n, err := unix.Getxattr(target, restoreMark, b)
+		if err != nil || string(b[:n]) != c.want {
+			t.Errorf("restore of %q: %s = %q (%v), want the point's %q", c.path, restoreMark, b[:max(n, 0)], err, c.want)
+		}
+	}
+	// A point without it leaves none.
+	plain := srcTree(t, map[string]string{"f": "x"})
+	p2, err := ts.backup(BackupOptions{Path: plain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "t")
+	if _, err := Restore(context.Background(), ts.r, p2, RestoreOptions{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Getxattr(target, restoreMark, nil); err == nil {
+		t.Errorf("%s left on a restored target", restoreMark)
+	}
 }
