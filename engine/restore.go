@@ -610,9 +610,9 @@ func removeCreated(created []string, target string, wrote bool, err error) error
 	}
 	switch {
 	case len(created) == 0 && wrote:
-		return fmt.Errorf("%w; entries restored before the error are left in %s", err, target)
+		return fmt.Errorf("%w; entries restored before the error are left in %s: run the restore again with --resume to finish it", err, target)
 	case len(left) > 0:
-		return fmt.Errorf("%w; %s was created by this restore and holds a partial restore: remove it when done", err, left[0])
+		return fmt.Errorf("%w; %s was created by this restore and holds a partial restore: run the restore again with --resume to finish it, or remove it", err, left[0])
 	}
 	return err
 }

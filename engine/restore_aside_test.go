@@ -35,7 +35,7 @@ func TestResumeEndsAsides(t *testing.T) {
 			// Not ours to remove: other names, a directory, a directory
 			// the point does not have.
 			".recall-old-notmine": []byte("x"), ".recall-old-0123456789abc": []byte("x"),
-			".recall-old-ffffffffffff/keep": []byte("x"),
+			".recall-old-ffffffffffff/keep":  []byte("x"),
 			"other/.recall-old-bbbbbbbbbbbb": []byte("x"),
 		})
 		return target

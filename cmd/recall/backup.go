@@ -305,7 +305,7 @@ func backupSummary(p *engine.Point) backupJSON {
 	d := time.Duration(s.DurationNano)
 	return backupJSON{pointJSON: toJSON(p), SnapshotID: p.ID.String(), FilesUnmodified: s.Unchanged,
 		DataBlobs: s.NewBlobs, DataAdded: s.NewBytes, DataAddedPacked: s.StoredBytes,
-		TotalFilesProcessed: s.Files, TotalBytesProcessed: s.Bytes, TotalDuration: d.Seconds(),
+		TotalFilesProcessed: s.Files, TotalBytesProcessed: s.Bytes, TotalDuration: round3(d.Seconds()),
 		BackupStart: p.Time, BackupEnd: p.Time.Add(d)}
 }
 

@@ -619,7 +619,11 @@ type interrupted struct {
 
 func (e interrupted) Error() string {
 	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig]
-	msg := fmt.Sprintf("%s interrupted by %s", e.cmd, name)
+	what := e.cmd
+	if what == "" {
+		what = "recall" // before the command was known
+	}
+	msg := fmt.Sprintf("%s interrupted by %s", what, name)
 	if e.cmd == "backup" {
 		msg += "; no recovery point was made, but the packs finished so far are kept and the next backup reuses them"
 	}

@@ -296,7 +296,8 @@ func askPassword(c *cli.Context, dir string) (string, error) {
 		return "", err
 	}
 	if pw == "" {
-		return "", chunkstore.ErrNoPassword
+		// Not ErrNoPassword's advice to run it on a terminal: it was.
+		return "", noPassphrase{fmt.Errorf("no passphrase typed: store %s is encrypted; type its passphrase at the prompt, or set RECALL_PASSWORD, RECALL_PASSWORD_FILE or --password-command", dir)}
 	}
 	return pw, nil
 }

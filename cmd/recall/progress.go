@@ -263,10 +263,13 @@ func fraction(s engine.Status) float64 {
 }
 
 // remaining estimates the time left from the rate so far; only once the
-// totals are final and something was done.
+// totals are final and something was done: a hundredth of the work, or
+// anything after 5 s. verify counts a pack's bytes when it is read whole,
+// and the first one done may be a small tree pack: from it a second's
+// verify was said to have three hours left.
 func remaining(s engine.Status, el time.Duration) (time.Duration, bool) {
 	f := fraction(s)
-	if !s.TotalsFinal || f <= 0 {
+	if !s.TotalsFinal || f <= 0 || (f < 0.01 && el < 5*time.Second) {
 		return 0, false
 	}
 	return time.Duration(float64(el) * (1 - f) / f), true
@@ -302,23 +305,33 @@ func (r *reporter) plain(s engine.Status) string {
 	return b.String()
 }
 
+// barFixed is about how many columns the bar and its figures take
+// before barDesc's text: percent, a bar of barWidth, bytes done of the
+// total and the rate, the elapsed time.
+const (
+	barWidth = 12
+	barFixed = 58
+)
+
 // barDesc is the text after the terminal bar, on a terminal width
-// columns wide: files (or devices) done of the total, errors, the current
-// path.
-func barDesc(s engine.Status, unit string, width int) string {
+// columns wide: the time left (eta, when known), files (or devices) done
+// of the total, errors, the current path.
+func barDesc(s engine.Status, unit string, width int, eta string) string {
 	of := "/"
 	if !s.TotalsFinal {
 		of = "/>="
 	}
 	desc := fmt.Sprintf("%d%s%d %s", s.FilesDone, of, s.FilesTotal, unit)
+	if eta != "" {
+		desc = eta + " left, " + desc
+	}
 	if s.Errors > 0 {
 		desc += fmt.Sprintf(", %d errors", s.Errors)
 	}
 	if len(s.Current) > 0 {
-		// The bar and its figures take about 70 columns; the path gets
-		// the rest of the line, cut at its start, so the line never
-		// wraps (a wrapped line is not redrawn in place).
-		room := width - 72 - len(desc)
+		// The path gets the rest of the line, cut at its start, so the
+		// line never wraps (a wrapped line is not redrawn in place).
+		room := width - barFixed - len(desc)
 		// Escaped as every message naming a file is (oneLine): a name
 		// can hold a terminal's escape sequences.
 		if p := oneLine(s.Current[0]); room >= 10 {
@@ -337,6 +350,9 @@ func barDesc(s engine.Status, unit string, width int) string {
 
 // drawBar redraws the terminal bar; r.mu is held.
 func (r *reporter) drawBar(s engine.Status) {
+	if r.bar == nil && s.BytesTotal == 0 && s.FilesTotal == 0 && s.BytesDone == 0 && len(s.Current) == 0 {
+		return // nothing known yet: no bar of 0 of 1 B
+	}
 	// One byte more than done at least: the library stops drawing a bar
 	// that reached its maximum, and a backup's total may still grow.
 	total := max(s.BytesTotal, s.BytesDone) + 1
@@ -346,9 +362,11 @@ func (r *reporter) drawBar(s engine.Status) {
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionUseIECUnits(true),
 			progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true),
+			// The time left is remaining's, in the description: the
+			// library's own is from its first update on, however small.
+			progressbar.OptionSetPredictTime(false),
 			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionSetWidth(20),
+			progressbar.OptionSetWidth(barWidth),
 			progressbar.OptionShowDescriptionAtLineEnd(),
 			progressbar.OptionSetDescription(""),
 		)
@@ -360,7 +378,11 @@ func (r *reporter) drawBar(s engine.Status) {
 	if w, _, err := term.GetSize(int(os.Stderr.Fd())); err == nil && w > 0 {
 		width = w
 	}
-	desc := barDesc(s, r.unit(), width)
+	eta := ""
+	if d, ok := remaining(s, time.Since(r.start)); ok {
+		eta = d.Round(time.Second).String()
+	}
+	desc := barDesc(s, r.unit(), width, eta)
 	r.bar.Describe(desc)
 	r.bar.Set64(s.BytesDone)
 }

@@ -138,15 +138,33 @@ func TestErrorLines(t *testing.T) {
 func TestBarDescEscapes(t *testing.T) {
 	s := engine.Status{FilesDone: 1, FilesTotal: 2, TotalsFinal: true,
 		Current: []string{"/src/evil\x1b]0;PWNED\x07\x1b[2Jname"}}
-	got := barDesc(s, "files", 200)
+	got := barDesc(s, "files", 200, "")
 	if strings.ContainsAny(got, "\x1b\x07") || !strings.Contains(got, `/src/evil\x1b]0;PWNED\x07\x1b[2Jname`) {
 		t.Fatalf("bar text %q: want the name's control characters escaped", got)
 	}
 	s.Current = []string{"/src/" + strings.Repeat("é", 40)}
-	for w := 90; w < 130; w++ {
-		got := barDesc(s, "files", w)
-		if !utf8.ValidString(got) || len(got) > w-72+4 {
+	for w := 80; w < 130; w++ {
+		got := barDesc(s, "files", w, "1m2s")
+		if !utf8.ValidString(got) || len(got) > w-barFixed+4 {
 			t.Fatalf("width %d: bar text %q (%d bytes): want whole characters within the room", w, got, len(got))
 		}
+	}
+}
+
+// TestRemainingWaitsForWork: no time left is guessed from a hundredth of
+// the work or less in the first seconds: verify's first pack done may be a
+// small tree pack, and a second's verify was said to have three hours
+// left.
+func TestRemainingWaitsForWork(t *testing.T) {
+	tiny := engine.Status{BytesDone: 1 << 10, BytesTotal: 100 << 20, TotalsFinal: true}
+	if d, ok := remaining(tiny, time.Second); ok {
+		t.Errorf("1 KiB of 100 MiB after 1 s: %v left, want none said", d)
+	}
+	if _, ok := remaining(tiny, 6*time.Second); !ok {
+		t.Errorf("1 KiB of 100 MiB after 6 s: none said, want an estimate")
+	}
+	half := engine.Status{BytesDone: 50 << 20, BytesTotal: 100 << 20, TotalsFinal: true}
+	if d, ok := remaining(half, time.Second); !ok || d != time.Second {
+		t.Errorf("half after 1 s: %v, %v; want 1s", d, ok)
 	}
 }
