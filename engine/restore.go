@@ -1117,7 +1117,12 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 		return nil
 	}
 	if !made {
-		if err := writableDir(fd); err != nil {
+		if err := writableDir(fd); err != nil && rs.opts.Resume && rs.keptWhole(d.fd, fd, n) {
+			// Restored whole by the restore this one resumes, then made
+			// immutable: nothing to do in it.
+			unix.Close(fd)
+			return nil
+		} else if err != nil {
 			// A directory of the target's own that cannot be written in
 			// (chattr +i, or no write permission for a restore that is
 			// not root's): it is left as it is, with what it holds, and
@@ -1145,6 +1150,96 @@ func (rs *restorer) restoreDir(n *Node, d *dirRef, path, rel string) error {
 		return nil
 	}
 	return rs.restoreTree(t, sub, path, rel)
+}
+
+// keptWhole reports whether the directory n, open as fd (O_PATH) in the
+// directory dfd, holds all the point has in it as the point has it, with
+// the point's own flags, mode, owner (as root) and time, as a restore
+// leaves it when it goes through: a resumed restore then keeps it,
+// counted as kept, where it cannot write in it (chattr +i). It was
+// reported not restored, exit 3, after a restore that had gone through.
+// Nothing is counted unless all of it is in place.
+func (rs *restorer) keptWhole(dfd, fd int, n *Node) bool {
+	var files, dirs, others, bytes int64
+	var places int64
+	var inPlace func(dfd, fd int, n *Node) bool
+	inPlace = func(dfd, fd int, n *Node) bool {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || !rs.metaInPlace(&st, n) || n.Flags != 0 && !flagsInPlace(dfd, n) {
+			return false
+		}
+		t, err := rs.r.LoadTree(n.Subtree)
+		if err != nil {
+			return false
+		}
+		dirs++
+		for _, c := range t.Nodes {
+			if !safeName(c.Name) || unix.Fstatat(fd, c.Name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || !rs.metaInPlace(&st, c) {
+				return false
+			}
+			switch c.Type {
+			case TypeDir:
+				sub, err := openDirAt(fd, c.Name, unix.O_PATH)
+				if err != nil {
+					return false
+				}
+				ok := inPlace(fd, sub, c)
+				unix.Close(sub)
+				if !ok {
+					return false
+				}
+				continue
+			case TypeFile, TypeDevice:
+				if st.Size != int64(c.Size) || c.Flags != 0 && !flagsInPlace(fd, c) {
+					return false
+				}
+				files++
+				bytes += int64(c.Size)
+				if stored := int64(storedExtents(c)); stored > 0 {
+					places += filePlaces + stored
+				}
+			case TypeSymlink:
+				b := make([]byte, len(c.Target)+1)
+				if k, err := unix.Readlinkat(fd, c.Name, b); err != nil || string(b[:k]) != c.Target {
+					return false
+				}
+				others++
+			case TypeBlock, TypeChar:
+				if st.Rdev != c.Rdev {
+					return false
+				}
+				others++
+			default:
+				others++
+			}
+		}
+		return true
+	}
+	if !inPlace(dfd, fd, n) {
+		return false
+	}
+	rs.mu.Lock()
+	rs.res.Files += files
+	rs.res.Kept += files
+	rs.res.KeptBytes += bytes
+	rs.res.Dirs += dirs
+	rs.res.Others += others
+	rs.mu.Unlock()
+	rs.bytes.Add(bytes)
+	rs.walkPlaces += places
+	for range files {
+		rs.opts.Progress.fileKept(0)
+	}
+	rs.opts.Progress.addBytes(bytes)
+	return true
+}
+
+// metaInPlace reports whether st, a stat of an entry in the target, has
+// the type, mode, owner (as root) and, but for a symlink, modification
+// time of n.
+func (rs *restorer) metaInPlace(st *unix.Stat_t, n *Node) bool {
+	return st.Mode&unix.S_IFMT == n.Type.ModeType() && (n.Type == TypeSymlink || st.Mode&0o7777 == n.Mode&0o7777 && st.Mtim.Nano() == n.MtimeNS) &&
+		(!rs.isRoot || st.Uid == n.UID && st.Gid == n.GID)
 }
 
 // checkProtected refuses a target that is one of the protected

@@ -145,3 +145,51 @@ func TestRestoreKeepsRootsMarkAttr(t *testing.T) {
 		t.Errorf("%s left on a restored target", restoreMark)
 	}
 }
+
+// TestResumeKeepsWholeImmutableDir: a resume after a restore that went
+// through keeps a directory the point has immutable (chattr +i) when all
+// it holds is in place, counted as kept; it was reported not restored,
+// exit 3. One whose content differs is still reported.
+func TestResumeKeepsWholeImmutableDir(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"d/f": "f", "d/e/h": "h", "g": "g"})
+	if err := os.Symlink("f", filepath.Join(src, "d/l")); err != nil {
+		t.Fatal(err)
+	}
+	chattr(t, filepath.Join(src, "d"), fsImmutable)
+	p, err := ts.backup(BackupOptions{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "t")
+	unflag := func() {
+		if f, err := os.Open(filepath.Join(target, "d")); err == nil {
+			unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, 0)
+			f.Close()
+		}
+	}
+	t.Cleanup(unflag)
+	if _, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Resume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Skipped) != 0 || res.Kept != 3 || res.Files != 3 {
+		t.Errorf("resume over a whole restore: %d files, %d kept, skipped %+v; want all 3 kept, none skipped", res.Files, res.Kept, res.Skipped)
+	}
+	// Changed inside: not whole, reported as before.
+	unflag()
+	if err := os.WriteFile(filepath.Join(target, "d/e/h"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chattr(t, filepath.Join(target, "d"), fsImmutable)
+	res, err = Restore(context.Background(), ts.r, p, RestoreOptions{Target: target, Resume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].Path != "d/" {
+		t.Errorf("resume over a changed immutable directory: skipped %+v, want d/", res.Skipped)
+	}
+}
