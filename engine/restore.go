@@ -390,6 +390,14 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 			b := make([]byte, 2*len(p.ID))
 			n, err := unix.Getxattr(opts.Target, restoreMark, b)
 			held = err != nil || string(b[:n]) != p.ID.String()
+			var st unix.Stat_t
+			if held && unix.Lstat(opts.Target, &st) == nil && st.Mode&0o7777 == rootNode.Mode&0o7777 && st.Mtim.Nano() == rootNode.MtimeNS &&
+				st.Uid == rootNode.UID && st.Gid == rootNode.GID {
+				// A restore of the point that went through (its mark
+				// removed): the target has the point's metadata, and
+				// keeps it; it did not hold entries of its own.
+				held = false
+			}
 		}
 	}
 	if rs.tgt, err = openTarget(opts.Target); err != nil {

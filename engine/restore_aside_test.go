@@ -179,6 +179,11 @@ func TestResumeKeepsWholeImmutableDir(t *testing.T) {
 	if len(res.Skipped) != 0 || res.Kept != 3 || res.Files != 3 {
 		t.Errorf("resume over a whole restore: %d files, %d kept, skipped %+v; want all 3 kept, none skipped", res.Files, res.Kept, res.Skipped)
 	}
+	// The target has the point's metadata: it is the restore's, not one
+	// that held entries of its own ("kept its own owner, mode and times").
+	if res.TargetKept {
+		t.Errorf("resume over a whole restore: the target said to have held entries before")
+	}
 	// Changed inside: not whole, reported as before.
 	unflag()
 	if err := os.WriteFile(filepath.Join(target, "d/e/h"), []byte("changed"), 0o644); err != nil {
