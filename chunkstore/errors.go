@@ -16,6 +16,10 @@ var (
 	// ErrConfigDamaged: the store's config and its copy are both
 	// damaged (or one is and the other missing): damaged data, exit 4.
 	ErrConfigDamaged = errors.New("damaged")
+	// ErrKeyMismatch: the store's files are whole but were not written
+	// with the key its config holds (or with no key, as it says): the
+	// config is another store's. Nothing may be judged damaged then.
+	ErrKeyMismatch = errors.New("the store's config does not match its data")
 	// ErrNotFound: a blob, pack or point does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrCorrupt: stored bytes fail their checksum, authentication or hash.

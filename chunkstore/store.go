@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/recall-backup/recall/chunkstore/backend"
@@ -176,6 +177,9 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	// No blob decodes to more than a writer stores (SaveBlob).
 	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(2*procs.CPUs()), zstd.WithDecoderMaxMemory(maxBlobLen), zstd.IgnoreChecksum(true))
 	s.zenc = newZstdEncoder()
+	if err := s.checkKey(); err != nil {
+		return nil, err
+	}
 	n, err := s.loadIndexFiles()
 	if err != nil {
 		return nil, err
@@ -192,6 +196,74 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 	}
 	return s, nil
 }
+
+// checkKey makes sure the config's key (or its lack of one) is the one
+// the store's data was written with, from a few point manifests: a
+// manifest whose bytes match its name is whole, so when it does not
+// decrypt with the config's key (or, in a store the config says is not
+// encrypted, does not start as text, looksPlain) the config is another store's, copied
+// over this one's. Opened so, every manifest, index file and pack header
+// reads as damaged, and the repairs would delete them all. A store
+// without a whole manifest is not judged.
+func (s *Store) checkKey() error {
+	const sample = 4
+	var ids []ID
+	errEnough := errors.New("enough")
+	err := backend.ListNames(bg, s.be, backend.Points, func(name string) error {
+		if id, err := ParseID(name); err == nil {
+			ids = append(ids, id)
+		}
+		if len(ids) >= sample {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil // met, and said, where the points are listed
+	}
+	var bad []ID
+	for _, id := range ids {
+		b, err := s.be.Load(bg, backend.Handle{Type: backend.Points, Name: id.String()}, 0, -1, nil)
+		if err != nil || ID(blake3.Sum256(b)) != id {
+			continue // not whole: damage, judged elsewhere
+		}
+		if s.keys.aead != nil {
+			if _, err := open(s.keys.aead, nil, b, []byte("point")); err == nil {
+				return nil
+			}
+		} else if looksPlain(b) {
+			return nil
+		}
+		bad = append(bad, id)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	what := "does not decrypt with the key this config holds"
+	if s.keys.aead == nil {
+		what = "is not plain text, though this config says the store is not encrypted"
+	}
+	return fmt.Errorf("open store %s: %w: point manifest %s is whole (its bytes match its name) but %s, and so would every file of the store be: the config (config, config.copy) is another store's, copied over this one's; put back this store's own config (from a copy of the store, or a backup of it); nothing was changed, and no repair may run until then",
+		s.Dir(), ErrKeyMismatch, id12(bad[0]), what)
+}
+
+// looksPlain says whether b, a manifest, starts as text (UTF-8, no
+// control characters but white space) as every manifest does that was
+// not encrypted; a sealed one starts with random bytes, which 64 bytes of
+// text practically never are.
+func looksPlain(b []byte) bool {
+	for i := 0; i < min(len(b), 64); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' {
+			return false
+		}
+		i += size
+	}
+	return true
+}
+
+// id12 is the short form of id messages use.
+func id12(id ID) string { return id.String()[:12] }
 
 // Close releases what the store and its backend hold open (the
 // consolidated index file, pack descriptors).

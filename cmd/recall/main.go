@@ -939,7 +939,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, engine.ErrBadPolicy), errors.Is(err, server.ErrBadConfig), errors.Is(err, engine.ErrOtherStore):
 		return exitUsage
-	case errors.Is(err, chunkstore.ErrWrongPassword), errors.Is(err, chunkstore.ErrNoPassword), errors.Is(err, tapefs.ErrWrongKey), errors.Is(err, engine.ErrNoKey):
+	case errors.Is(err, chunkstore.ErrWrongPassword), errors.Is(err, chunkstore.ErrNoPassword), errors.Is(err, chunkstore.ErrKeyMismatch), errors.Is(err, tapefs.ErrWrongKey), errors.Is(err, engine.ErrNoKey):
 		return exitAuth
 	case errors.Is(err, chunkstore.ErrLocked), errors.Is(err, server.ErrHomeBusy):
 		return exitLocked
