@@ -199,3 +199,41 @@ func TestRepairDryRunOfSwappedPacks(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairPointsWaitsForSwappedPacks: with two packs swapped, their
+// points' files read as lost, and repair points --forget-damaged removed
+// whole points (exit 0) that repair index puts back whole. Now it
+// refuses, changing nothing, and says to run repair index first; after
+// it, nothing is lost.
+func TestRepairPointsWaitsForSwappedPacks(t *testing.T) {
+	ds := newDamageStore(t, false)
+	pa, pb := ds.twoPacks()
+	swap(t, pa, pb)
+	repairPoints := func(dry bool) (*RepairReport, error) {
+		s, err := ds.store().Session(context.Background(), SessionOptions{Purpose: "repair", Exclusive: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		return RepairPoints(context.Background(), s, RepairPointsOptions{ForgetDamaged: true, RepairOptions: RepairOptions{DryRun: dry}})
+	}
+	for _, dry := range []bool{true, false} {
+		if _, err := repairPoints(dry); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "repair index") {
+			t.Fatalf("repair points (dry run %v) with swapped packs: %v; want it refused, naming repair index", dry, err)
+		}
+	}
+	pts, err := ds.open().Points()
+	if err != nil || len(pts) != 1 {
+		t.Fatalf("points after the refused repair: %d, %v; want the one", len(pts), err)
+	}
+	if _, err := ds.runRepair(RepairIndex, RepairOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := repairPoints(false)
+	if err != nil || len(rep.Lost) > 0 {
+		t.Fatalf("repair points after repair index: %v, lost %+v", err, rep.Lost)
+	}
+	if got := ds.restore(ds.point); len(got) > 0 {
+		t.Errorf("not restored: %v", got)
+	}
+}

@@ -53,6 +53,17 @@ func RepairPoints(ctx context.Context, s *Session, opts RepairPointsOptions) (*R
 	if err := r.Refresh(); err != nil {
 		return nil, err
 	}
+	// A pack file under another pack's name (two swapped, one moved over
+	// another) reads as two packs lost, and their points' files as lost
+	// with them; repair index and repair packs put them back whole. So
+	// nothing is judged lost here while one is: those points were
+	// removed, whole.
+	if mn, err := s.lock.SetAsideMisnamed(true); err != nil {
+		return nil, err
+	} else if len(mn) > 0 {
+		return nil, fmt.Errorf("%w: %d pack file(s) hold another pack than their name says (the first, %s, holds pack %s: packs swapped or moved by hand), so their blobs read as lost though they are whole: run 'recall repair index' first, which puts them in their places, then 'recall verify --read-data'; nothing was changed",
+			ErrDamaged, len(mn), mn[0].Name, mn[0].Holds)
+	}
 	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
 	would := func(now, dry string) string {
 		if opts.DryRun {
