@@ -98,6 +98,15 @@ func newApp() *cli.App {
 			if err := nonNegative(c, c.App.Flags); err != nil {
 				return err
 			}
+			if !c.IsSet("home") {
+				switch c.Args().First() {
+				case "", "version", "help", "h", "serve": // serve reads the file itself
+				default:
+					if err := configProblem(); err != nil {
+						return err
+					}
+				}
+			}
 			if c.String("home") == "" {
 				switch c.Args().First() {
 				case "", "version", "help", "h":
@@ -649,10 +658,30 @@ func defaultHome() string {
 	return filepath.Join(h, ".local", "share", "recall")
 }
 
+// configProblem is the usage error of a command given neither --home nor
+// RECALL_HOME while RECALL_CONFIG names a file that cannot be read or is
+// not TOML: the README says such a file must exist, and the command went
+// on in the built-in default home (for root /var/lib/recall), where it
+// found no store or, worse, another one.
+func configProblem() error {
+	p := os.Getenv("RECALL_CONFIG")
+	if p == "" {
+		return nil
+	}
+	var c struct {
+		Home string `toml:"home"`
+	}
+	if _, err := toml.DecodeFile(p, &c); err != nil {
+		return usagef("RECALL_CONFIG names %s: %v; the server's configuration names the home every command uses: fix the file, unset RECALL_CONFIG, or give --home", p, err)
+	}
+	return nil
+}
+
 // configHome is the home the server's configuration file names, or "".
 // Only that key is read: a file recall serve would refuse for another
 // reason is its to report, and a file that cannot be read at all (or is
-// not TOML) names no home.
+// not TOML) names no home (configProblem refuses it when RECALL_CONFIG
+// names it).
 func configHome() string {
 	p := os.Getenv("RECALL_CONFIG")
 	if p == "" {

@@ -294,3 +294,27 @@ func TestExcludePatternAdvice(t *testing.T) {
 		}
 	}
 }
+
+// A RECALL_CONFIG naming a file that is missing or not TOML is an error
+// for a command given no --home (exit 2): it went on in the built-in
+// default home (for root /var/lib/recall) without a word. With --home the
+// file is not needed.
+func TestBadConfigFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("RECALL_HOME", "")
+	os.Unsetenv("RECALL_HOME")
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("home = \"/x\n"), 0o644)
+	for _, cfg := range []string{filepath.Join(dir, "absent.toml"), bad} {
+		t.Setenv("RECALL_CONFIG", cfg)
+		_, err := runRecall(t, "points")
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), cfg) {
+			t.Errorf("RECALL_CONFIG=%s: %v (exit %d); want a usage error naming the file", cfg, err, exitCode(err))
+		}
+		home := filepath.Join(dir, "home")
+		if _, err := runRecall(t, "--home", home, "init"); err != nil {
+			t.Errorf("RECALL_CONFIG=%s with --home: %v", cfg, err)
+		}
+		os.RemoveAll(home)
+	}
+}
