@@ -86,3 +86,64 @@ func TestServeKilledWhileFollowed(t *testing.T) {
 	}
 	e.ok("verify", "--read-data")
 }
+
+// TestFollowerInterrupted: Ctrl-C on 'recall backup --group' that follows
+// the server's backup stops the following, not the backup: the command
+// says so (exit 130) and the server makes the point. It said "no recovery
+// point was made", and an administrator who believed it started another.
+func TestFollowerInterrupted(t *testing.T) {
+	requireRoot(t) // asking the server for a backup is root's
+	e := newEnv(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "data")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "small"), []byte("first run\n"), 0o644))
+	e.ok("init")
+	e.ok("group", "create", "g", "--member", src, "--sync", "1h")
+	cfg := filepath.Join(dir, "recall.toml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\nconcurrency = 1\n", e.home, filepath.Join(dir, "recall.sock"))), 0o644))
+	e.vars = append(e.vars, "RECALL_CONFIG="+cfg)
+
+	s := e.serve("--log-format", "json")
+	s.await(`"msg":"member backed up"`, src)
+	for i := 0; i < 4; i++ {
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(i), 12<<20)
+	}
+	client := e.command("backup", "--group", "g", "--progress-interval", "100ms")
+	pipe, err := client.StderrPipe()
+	must(t, err)
+	must(t, client.Start())
+	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
+	sc := bufio.NewScanner(pipe)
+	var stderr strings.Builder
+	for sc.Scan() {
+		stderr.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "running, member "+src) {
+			break
+		}
+	}
+	must(t, client.Process.Signal(syscall.SIGINT))
+	for sc.Scan() {
+		stderr.WriteString(sc.Text() + "\n")
+	}
+	code := 0
+	if err := client.Wait(); err != nil {
+		code = client.ProcessState.ExitCode()
+	}
+	msg := stderr.String()
+	if code != 130 || !strings.Contains(msg, "stopped following server job") || !strings.Contains(msg, "goes on in recall serve") || strings.Contains(msg, "no recovery point was made") {
+		t.Errorf("backup --group g interrupted while following: exit %d, stderr:\n%s\nwant exit 130, saying the job goes on", code, msg)
+	}
+	s.await(`"msg":"member backed up"`, src) // the second time: the backup asked for
+	must(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	s.wait()
+	var backups []jobOut
+	for _, j := range e.jobs() {
+		if j.Kind == "backup" {
+			backups = append(backups, j)
+		}
+	}
+	if len(backups) != 2 || backups[1].Status != "ok" {
+		t.Errorf("backups: %+v, want the first run, then the one asked for, ok", backups)
+	}
+}

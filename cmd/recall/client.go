@@ -206,6 +206,23 @@ func (a *apiClient) follow(ctx context.Context, id uint64, every time.Duration, 
 	return last, nil
 }
 
+// followStopped is how a command that followed server job id ends when
+// interrupted: it stopped following, the job goes on in the server. It
+// said the interrupted command's own message ("no recovery point was
+// made"), and the server then made the point. Its exit code is the
+// signal's (it unwraps to the interrupted).
+type followStopped struct {
+	id  uint64
+	sig interrupted
+}
+
+func (e followStopped) Error() string {
+	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig.sig]
+	return fmt.Sprintf("stopped following server job %d (%s): the job goes on in recall serve; follow it again with 'recall jobs --follow %d', see how it ended with 'recall jobs'", e.id, name, e.id)
+}
+
+func (e followStopped) Unwrap() error { return e.sig }
+
 // errServerGone: the server a command followed a job on stopped
 // answering before the job ended.
 var errServerGone = errors.New("recall serve went away")
@@ -221,6 +238,10 @@ const lostPing = 5 * time.Second
 // stream the command itself cancelled keeps its cause.
 func (a *apiClient) lost(ctx context.Context, id uint64, last server.JobView, cause error) error {
 	if ctx.Err() != nil {
+		var ie interrupted
+		if errors.As(cause, &ie) {
+			return followStopped{id: id, sig: ie}
+		}
 		return fmt.Errorf("following server job %d: %w", id, cause)
 	}
 	what := fmt.Sprintf("job %d", id)
