@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -123,6 +125,14 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 	if err != nil {
 		return nil, groupsLines{}, nil, usagef("groups file %s: %v", path, err)
 	}
+	if t := bytes.TrimLeft(text, " \t\r\n"); len(t) > 0 && (t[0] == '[' || t[0] == '{') {
+		// What 'recall group list --json' (or 'group show --json')
+		// printed, kept as the README advises: read as the TOML it
+		// stands for.
+		if text, err = groupsJSONAsTOML(t); err != nil {
+			return nil, groupsLines{}, nil, usagef("groups file %s: %v (a JSON groups file is what 'recall group list --json' or 'recall group show NAME --json' prints)", path, err)
+		}
+	}
 	var f groupsFile
 	md, err := toml.Decode(string(text), &f)
 	if err != nil {
@@ -198,6 +208,69 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 		out = append(out, engine.Group{Name: d.Name, Members: d.Members, Policy: d.Policy})
 	}
 	return out, lines, warns, nil
+}
+
+// groupsJSONAsTOML turns the groups 'recall group list --json' prints (an
+// array; 'group show --json' prints one) into the groups file they stand
+// for: each group's name, members and policy keys, whatever else it
+// records (policy_version, created, modified) left out.
+func groupsJSONAsTOML(b []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	list, ok := v.([]any)
+	if !ok {
+		list = []any{v}
+	}
+	var number func(v any) any
+	number = func(v any) any {
+		switch x := v.(type) {
+		case json.Number:
+			if i, err := x.Int64(); err == nil {
+				return i
+			}
+			f, _ := x.Float64()
+			return f
+		case []any:
+			for i := range x {
+				x[i] = number(x[i])
+			}
+		case map[string]any:
+			for k := range x {
+				x[k] = number(x[k])
+			}
+		}
+		return v
+	}
+	groups := make([]map[string]any, 0, len(list))
+	for i, e := range list {
+		g, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("group %d is not an object", i+1)
+		}
+		out := map[string]any{}
+		for _, k := range []string{"name", "members"} {
+			if v, ok := g[k]; ok && v != nil {
+				out[k] = number(v)
+			}
+		}
+		if pol, ok := g["policy"].(map[string]any); ok {
+			for k, v := range pol {
+				if v != nil {
+					out[k] = number(v)
+				}
+			}
+		}
+		groups = append(groups, out)
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(map[string]any{"group": groups}); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // groupKeys are the keys a [[group]] table takes: name, members, then

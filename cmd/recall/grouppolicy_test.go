@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -263,5 +265,57 @@ func TestTapePoolListJSONWindow(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(run("tape", "pool", "list", "--json")), &ps); err != nil || len(ps) != 1 || ps[0].AppendWindow != engine.DefaultAppendWindow {
 		t.Errorf("pools %+v, %v: want p with append_window %s", ps, err, engine.DefaultAppendWindow)
+	}
+}
+
+// The groups kept as the README advises, 'recall group list --json' (or
+// 'group show NAME --json'), apply back: into a new home (a lost catalog)
+// they make the same groups, and again they change nothing. It was a TOML
+// error, exit 2.
+func TestApplyGroupListJSON(t *testing.T) {
+	dir, run := groupHome(t)
+	if _, err := run("group", "edit", "web", "--keep-daily", "7", "--exclude", "*.tmp", "--sync", "2h"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := run("group", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	show, err := run("group", "show", "web", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home2 := filepath.Join(dir, "home2")
+	run2 := func(args ...string) (string, error) {
+		return runRecall(t, append([]string{"--home", home2}, args...)...)
+	}
+	if _, err := run2("init", "-q"); err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range []string{list, show} {
+		f := filepath.Join(dir, fmt.Sprintf("groups%d.json", i))
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run2("apply", "-f", f)
+		if err != nil {
+			t.Fatalf("apply -f %s: %v", f, err)
+		}
+		if want := []string{"1 group(s) changed", "0 group(s) changed"}[i]; !strings.Contains(out, want) {
+			t.Errorf("apply -f %s: %q, want %q", f, out, want)
+		}
+	}
+	got, err := run2("group", "show", "web", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b struct {
+		Members []string       `json:"members"`
+		Policy  map[string]any `json:"policy"`
+	}
+	json.Unmarshal([]byte(show), &a)
+	json.Unmarshal([]byte(got), &b)
+	if !reflect.DeepEqual(a, b) || b.Policy["keep_daily"] != float64(7) {
+		t.Errorf("applied from JSON: %+v, want %+v", b, a)
 	}
 }
