@@ -48,10 +48,22 @@ func (j *Job) end(err error) {
 	case errors.Is(err, ErrNotSettled):
 		// An ingestion that found WSB writing: no failure, nothing done.
 		j.Status, j.Error = "skipped", err.Error()
+	case interruptedBy(err):
+		// Stopped by a signal (Ctrl-C, SIGTERM), as a job whose process
+		// died or that its server stopped shows: not a failure of it.
+		j.Status, j.Error = "interrupted", err.Error()
 	default:
 		j.Status = "failed"
 		j.Error = err.Error()
 	}
+}
+
+// interruptedBy reports whether err is (or wraps) the cause a command
+// stopped by a signal gives its context: one that says so with an
+// Interrupted method (the command line's).
+func interruptedBy(err error) bool {
+	var ie interface{ Interrupted() bool }
+	return errors.As(err, &ie) && ie.Interrupted()
 }
 
 // jobRecordWait is how long recording a job waits for another process to

@@ -626,6 +626,10 @@ type interrupted struct {
 	cmd string
 }
 
+// Interrupted says the command was stopped by a signal: its job is
+// recorded "interrupted", not "failed" (engine).
+func (e interrupted) Interrupted() bool { return true }
+
 func (e interrupted) Error() string {
 	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig]
 	what := e.cmd
