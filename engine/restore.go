@@ -51,6 +51,7 @@ type RestoreOptions struct {
 // RestoreResult counts what was restored and lists what was not.
 type RestoreResult struct {
 	Root                       string // what was restored: the target, or <target>/<name> for one entry
+	Target                     string // the target, absolute
 	Files, Dirs, Others, Bytes int64
 	// Kept, KeptBytes: with Resume, the files found in place whole and
 	// kept (counted in Files and Bytes too).
@@ -407,9 +408,14 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	_, aclErr := unix.Getxattr(opts.Target, "system.posix_acl_default", nil)
 	rs.cleanXattrs = opts.Overwrite || aclErr == nil
 	rs.umask, rs.umaskOK = processUmask()
-	rs.res.Root = opts.Target
-	if single != nil {
+	rs.res.Root, rs.res.Target = opts.Target, opts.Target
+	switch {
+	case single != nil:
 		rs.res.Root = filepath.Join(opts.Target, single.Name)
+	case (p.Kind == KindFile || p.Kind == KindDevice) && opts.Path == "" && len(tree.Nodes) == 1:
+		// A point of one file or device: what is restored is that
+		// entry, <target>/<name>, as for --path.
+		rs.res.Root = filepath.Join(opts.Target, tree.Nodes[0].Name)
 	}
 	res, err := rs.run(func() error {
 		if single != nil {

@@ -198,3 +198,23 @@ func TestResumeKeepsWholeImmutableDir(t *testing.T) {
 		t.Errorf("resume over a changed immutable directory: skipped %+v, want d/", res.Skipped)
 	}
 }
+
+// A point of one file restores to <target>/<name>, and says so (Root), as
+// a restore of one entry with --path does; it said the target.
+func TestRestoreOneFilePointRoot(t *testing.T) {
+	ts := newTestStore(t)
+	src := srcTree(t, map[string]string{"one.bin": "content"})
+	p, err := ts.backup(BackupOptions{Path: filepath.Join(src, "one.bin")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "t")
+	res, err := Restore(context.Background(), ts.r, p, RestoreOptions{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(target, "one.bin")
+	if b, err := os.ReadFile(want); err != nil || string(b) != "content" || res.Root != want || res.Target != target {
+		t.Errorf("root %q, target %q, %s: %q %v; want root %s", res.Root, res.Target, want, b, err, want)
+	}
+}

@@ -71,7 +71,7 @@ func init() {
 				fmt.Fprintf(c.App.Writer, "%s point %s of %s: %d files, %d dirs, %d other, %s into %s%s%s\n",
 					restoredVerb(res), p.ID.String()[:12], cell(p.Source), res.Files, res.Dirs, res.Others, human(res.Bytes), oneLine(res.Root), kept, damagedNote(res))
 				if res.TargetKept {
-					fmt.Fprintf(c.App.Writer, "%s held entries before the restore, so it kept its own owner, mode and times (a new or empty target takes the point's)\n", oneLine(res.Root))
+					fmt.Fprintf(c.App.Writer, "%s held entries before the restore, so it kept its own owner, mode and times (a new or empty target takes the point's)\n", oneLine(res.Target))
 				}
 				if res.AsidesRemoved > 0 {
 					fmt.Fprintf(c.App.Writer, "removed %d entries the restore that stopped had moved aside (.recall-old-*) to replace them: the files that replaced them are whole now\n", res.AsidesRemoved)
@@ -86,10 +86,10 @@ func init() {
 				}
 				quoted := make([]string, len(list))
 				for i, p := range list {
-					quoted[i] = oneLine(filepath.Join(res.Root, p))
+					quoted[i] = oneLine(filepath.Join(res.Target, p))
 				}
 				fmt.Fprintf(c.App.ErrWriter, "recall: kept %d entries the restore that stopped had moved aside (.recall-old-*), holding what it was replacing, as this restore did not restore every file whole: %s%s; once the files beside them are as you want, remove them (find %s -name '.recall-old-*')\n",
-					n, strings.Join(quoted, ", "), more, oneLine(res.Root))
+					n, strings.Join(quoted, ", "), more, oneLine(res.Target))
 			}
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s\n", oneLine(d.Path+": "+d.Error))
