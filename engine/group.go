@@ -571,7 +571,7 @@ func (g *Group) ExcludeSlips() []string {
 	// fails every backup of the group, as a missing member fails its own.
 	for _, f := range g.Policy.ExcludeFile {
 		if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
-			out = append(out, fmt.Sprintf("group %s: exclude file %s does not exist (yet): the group's backups fail, with an alert, until it does", g.Name, f))
+			out = append(out, fmt.Sprintf("group %s: exclude file %s does not exist (yet): the group's backups fail until it does (recall serve raises an alert for each)", g.Name, f))
 		}
 	}
 	return out

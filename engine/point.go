@@ -340,6 +340,13 @@ var ErrNewerPoint = errors.New("recovery point from a newer recall")
 // ErrAmbiguous: a point prefix matches several points.
 var ErrAmbiguous = errors.New("ambiguous point id prefix")
 
+// ambiguousLatest is ErrAmbiguous for "latest" with several sources,
+// which is no id prefix.
+type ambiguousLatest string
+
+func (e ambiguousLatest) Error() string        { return string(e) }
+func (e ambiguousLatest) Is(target error) bool { return target == ErrAmbiguous }
+
 // FindPoint resolves "latest", a full id or a unique id prefix, limited to
 // source when source is not empty. "latest" never picks a point whose
 // manifest is damaged (its source is unknown); an id or prefix matches one
@@ -401,7 +408,7 @@ func (r *Reader) findPoint(pts []*Point, spec, source string) (*Point, error) {
 	case spec == "latest":
 		if source == "" {
 			if srcs := PointSources(cand); len(srcs) > 1 {
-				return nil, fmt.Errorf("%w: \"latest\" of %d sources (%s); name one with --source", ErrAmbiguous, len(srcs), listSome(srcs, 8))
+				return nil, ambiguousLatest(fmt.Sprintf("\"latest\" is the newest point of one source, and this store has %d (%s): name one with --source", len(srcs), listSome(srcs, 8)))
 			}
 		}
 		return cand[len(cand)-1], nil

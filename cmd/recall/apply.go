@@ -202,7 +202,7 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 				return nil, groupsLines{}, nil, usagef("groups file %s: %sgroup %s: member %q is a relative path: give it absolute (applied from elsewhere, it would name another directory)", path, at(lines.key(i, "members")), d.Name, m)
 			}
 			if _, err := os.Lstat(m); m != "" && errors.Is(err, os.ErrNotExist) {
-				warns = append(warns, fmt.Sprintf("groups file %s: %sgroup %s: member %s does not exist (yet): its backups fail, with an alert, until it does", path, at(lines.key(i, "members")), d.Name, m))
+				warns = append(warns, fmt.Sprintf("groups file %s: %sgroup %s: member %s does not exist (yet): its backups fail until it does (recall serve raises an alert for each)", path, at(lines.key(i, "members")), d.Name, m))
 			}
 		}
 		out = append(out, engine.Group{Name: d.Name, Members: d.Members, Policy: d.Policy})

@@ -113,7 +113,7 @@ func sourceFlag(usage string) cli.Flag {
 func warnMissingMembers(paths []string) {
 	for _, p := range paths {
 		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-			warnf("member %s does not exist (yet): its backups fail, with an alert, until it does", p)
+			warnf("member %s does not exist (yet): its backups fail until it does (recall serve raises an alert for each)", p)
 		}
 	}
 }
