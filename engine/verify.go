@@ -147,7 +147,7 @@ func Verify(ctx context.Context, r *Reader, opts VerifyOptions) (*VerifyReport, 
 		// One the index lists and that is empty now was cut short:
 		// that is damage.
 		if err := st.ListPacks(func(id chunkstore.ID, size int64) error {
-			if size == 0 && strings.HasPrefix(rep.BadPacks[id.String()], unindexedProblem) {
+			if size == 0 && strings.HasPrefix(rep.BadPacks[id.String()], UnindexedProblem) {
 				foreign = append(foreign, id)
 			}
 			return nil
@@ -453,9 +453,9 @@ type misplacedPacks interface {
 	MisplacedPacks() []chunkstore.MisplacedPack
 }
 
-// unindexedProblem begins the problem chunkstore's Packs gives a pack
+// UnindexedProblem begins the problem chunkstore's Packs gives a pack
 // whose header is unreadable and that no index file lists.
-const unindexedProblem = "header unreadable and no index file lists the pack"
+const UnindexedProblem = "header unreadable and no index file lists the pack"
 
 // indexProblems is how a store (chunkstore.Store) says which index files
 // it could not read or decode when it loaded them, one line each: damage

@@ -195,3 +195,26 @@ func TestRepairAfterStoppedSalvage(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyUnlistedPackFileAdvice: a file in packs/ under a pack's name
+// that no index file lists and whose header does not read (here, a copy
+// of another pack) is needed by no point: verify says to put back its
+// index file or move it out, not to run repair packs, which leaves it.
+func TestVerifyUnlistedPackFileAdvice(t *testing.T) {
+	home := repairHome(t)
+	_, _, file, _, _ := dataBlob(t, home)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "ab" + strings.Repeat("0", 62)
+	dir := filepath.Join(engine.StoreDir(home), "packs", "ab")
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = runRecall(t, "--home", home, "verify")
+	if exitCode(err) != exitDamaged || strings.Contains(err.Error(), "repair packs") || !strings.Contains(err.Error(), "move it out of packs/") {
+		t.Errorf("verify with an unlisted pack file: %v (exit %d); want exit 4 and advice to move it out, not repair packs", err, exitCode(err))
+	}
+}

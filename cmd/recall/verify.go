@@ -143,6 +143,12 @@ func init() {
 				// Only damaged points: the engine's error says to forget
 				// them; backing up again and repair points mend nothing.
 				return fmt.Errorf("%w%s", err, perms)
+			case errors.Is(err, engine.ErrVerifyFailed) && len(rep.Damage)+len(rep.DamagedPoints) == 0 && onlyUnindexed(rep):
+				// Files in packs/ no index file lists, whose header does
+				// not read (a copy under another name, not recall's): no
+				// point needs them, and repair packs leaves them.
+				fmt.Fprintf(out, "0 damaged files; %d pack files no index file lists\n", len(rep.BadPacks))
+				return fmt.Errorf("%w; no point uses them: for each, put back a copy of its index file and run 'recall repair index', or move it out of packs/ (a copy of another pack, or a file that is not recall's)%s", err, perms)
 			case errors.Is(err, engine.ErrVerifyFailed) && !inPacks(rep):
 				// What is damaged is in no pack any more: repair packs has
 				// nothing to salvage (it already reported the loss).
@@ -215,6 +221,20 @@ const blobLinesPerPack = 5
 // by why: their owner or mode, or the disk under them (an I/O error says
 // nothing of their bytes; a repair, which rewrites and deletes packs,
 // must not be sent to them). "" when there are none.
+// onlyUnindexed says whether every damaged pack of rep is a file no index
+// file lists whose header does not read (engine's unindexed problem).
+func onlyUnindexed(rep *engine.VerifyReport) bool {
+	if len(rep.BadPacks) == 0 {
+		return false
+	}
+	for _, why := range rep.BadPacks {
+		if !strings.HasPrefix(why, engine.UnindexedProblem) {
+			return false
+		}
+	}
+	return true
+}
+
 func unreadableAdvice(rep *engine.VerifyReport, dir string) string {
 	var perm, io bool
 	for _, why := range rep.Unreadable {
