@@ -125,7 +125,7 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 	if err != nil {
 		return nil, groupsLines{}, nil, usagef("groups file %s: %v", path, err)
 	}
-	if t := bytes.TrimLeft(text, " \t\r\n"); len(t) > 0 && (t[0] == '[' || t[0] == '{') {
+	if t := bytes.TrimLeft(text, " \t\r\n"); isJSONGroups(t) {
 		// What 'recall group list --json' (or 'group show --json')
 		// printed, kept as the README advises: read as the TOML it
 		// stands for.
@@ -208,6 +208,20 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 		out = append(out, engine.Group{Name: d.Name, Members: d.Members, Policy: d.Policy})
 	}
 	return out, lines, warns, nil
+}
+
+// isJSONGroups says whether t (a groups file, white space trimmed) is
+// JSON: an object, or an array of objects (or none). A TOML file starts
+// with a table's '[', then its name or a second '['.
+func isJSONGroups(t []byte) bool {
+	if len(t) == 0 {
+		return false
+	}
+	if t[0] == '{' {
+		return true
+	}
+	rest := bytes.TrimLeft(t[1:], " \t\r\n")
+	return t[0] == '[' && len(rest) > 0 && (rest[0] == '{' || rest[0] == ']')
 }
 
 // groupsJSONAsTOML turns the groups 'recall group list --json' prints (an

@@ -51,7 +51,7 @@ func TestApplyFileArgumentHintAndEmptyWarnings(t *testing.T) {
 	}
 	// A group with no members lists them as [], not null.
 	run("group", "create", "empty")
-	if out := run("group", "list", "--json"); !strings.Contains(out, `"members": []`) {
+	if out := run("group", "list", "--json"); !strings.Contains(out, `"members":[]`) {
 		t.Errorf("group list --json of a group without members: %s", out)
 	}
 	if out := run("group", "show", "empty", "--json"); !strings.Contains(out, `"members":[]`) {

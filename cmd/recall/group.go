@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -304,9 +303,7 @@ func init() {
 							for i := range gs {
 								gs[i].Members = noNilMembers(gs[i].Members)
 							}
-							b, _ := json.MarshalIndent(gs, "", "  ")
-							fmt.Fprintln(c.App.Writer, string(b))
-							return nil
+							return printJSON(c, gs) // one line, as every --json
 						}
 						fmt.Fprintf(c.App.Writer, "%-16s %7s %9s %12s %s\n", "NAME", "MEMBERS", "RETENTION", "SYNC", "POINTS AT")
 						for _, g := range gs {
