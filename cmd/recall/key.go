@@ -48,12 +48,14 @@ func keyPasswd(c *cli.Context) error {
 	old := resolved
 	var given string
 	if f := c.String("new-password-file"); f != "" {
+		// A value of the flag that gives no passphrase is a usage error
+		// (exit 2), as giving none at all is.
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("new password file: %w", err)
+			return usagef("--new-password-file: %v; give a file that holds the new passphrase; nothing was changed", err)
 		}
 		if given = strings.TrimRight(string(b), "\r\n"); given == "" {
-			return fmt.Errorf("new password file %s is empty: an empty passphrase protects nothing; nothing was changed", f)
+			return usagef("--new-password-file %s is empty: an empty passphrase protects nothing; nothing was changed", f)
 		}
 	}
 	pw, err := newPassword(c, given, "new passphrase for store "+st.Dir())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,5 +42,24 @@ func TestKeyPasswdSamePassphrase(t *testing.T) {
 	}
 	if _, err := runRecall(t, "--home", home, "points"); err != nil {
 		t.Errorf("the passphrase no longer opens the store: %v", err)
+	}
+}
+
+// A --new-password-file that gives no passphrase (missing, empty) is a
+// usage error, exit 2, as no passphrase at all is; it was exit 1.
+func TestKeyPasswdBadNewPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	t.Setenv("RECALL_PASSWORD", "pw1")
+	if _, err := runRecall(t, "--home", home, "-q", "init", "--encrypt"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(dir, "missing"), empty} {
+		_, err := runRecall(t, "--home", home, "key", "passwd", "--new-password-file", f)
+		if exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), "nothing was changed") {
+			t.Errorf("key passwd --new-password-file %s: %v (exit %d), want exit 2", f, err, exitCode(err))
+		}
 	}
 }
