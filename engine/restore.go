@@ -692,7 +692,7 @@ func (rs *restorer) run(walk func() error) (*RestoreResult, error) {
 // the target).
 func (rs *restorer) restoreTree(t *Tree, d *dirRef, dir, rel string) error {
 	if rs.opts.Resume {
-		rs.findAsides(d, dir)
+		rs.findAsides(d, dir, t)
 	}
 	for _, n := range t.Nodes {
 		if rs.ctx.Err() != nil {
@@ -1542,8 +1542,9 @@ func isAsideName(name string) bool {
 // findAsides notes the entries of d (dir) an earlier restore moved aside
 // and, killed, could not remove nor put back: a resumed restore ends its
 // work (endAsides). It runs before this restore creates anything in d,
-// so what it finds is not its own. Directories are never taken.
-func (rs *restorer) findAsides(d *dirRef, dir string) {
+// so what it finds is not its own. Directories are never taken, nor a
+// name t, the point's listing of d, has: that is the point's own file.
+func (rs *restorer) findAsides(d *dirRef, dir string, t *Tree) {
 	fd, err := unix.Openat(d.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
@@ -1554,7 +1555,7 @@ func (rs *restorer) findAsides(d *dirRef, dir string) {
 		names, err := f.Readdirnames(1024)
 		for _, name := range names {
 			var st unix.Stat_t
-			if !isAsideName(name) || unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if !isAsideName(name) || t.Find(name) != nil || unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				continue
 			}
 			rs.mu.Lock()

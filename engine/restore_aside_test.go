@@ -19,7 +19,8 @@ import (
 // never touched.
 func TestResumeEndsAsides(t *testing.T) {
 	ts := newTestStore(t)
-	src := srcTree(t, map[string]string{"a": "new a", "sub/b": "new b", "sub/c": "new c"})
+	// The point has a file named as an aside is: its own, never removed.
+	src := srcTree(t, map[string]string{"a": "new a", "sub/b": "new b", "sub/c": "new c", "sub/.recall-old-cccccccccccc": "the point's"})
 	p, err := ts.backup(BackupOptions{Path: src})
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +32,7 @@ func TestResumeEndsAsides(t *testing.T) {
 		writeTree(t, target, map[string][]byte{
 			"a": []byte("new a"), ".recall-old-0123456789ab": []byte("old a"),
 			"sub/b": []byte("new b"), "sub/.recall-old-a1b2c3d4e5f6": []byte("old b"),
-			"sub/c": []byte("old c"),
+			"sub/c": []byte("old c"), "sub/.recall-old-cccccccccccc": []byte("the point's"),
 			// Not ours to remove: other names, a directory, a directory
 			// the point does not have.
 			".recall-old-notmine": []byte("x"), ".recall-old-0123456789abc": []byte("x"),
@@ -67,6 +68,9 @@ func TestResumeEndsAsides(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(filepath.Join(target, "sub/c")); string(b) != "new c" {
 			t.Errorf("sub/c = %q, want the point's", b)
+		}
+		if b, _ := os.ReadFile(filepath.Join(target, "sub/.recall-old-cccccccccccc")); string(b) != "the point's" {
+			t.Errorf("the point's own sub/.recall-old-cccccccccccc = %q, want it kept", b)
 		}
 	})
 
