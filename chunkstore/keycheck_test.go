@@ -2,8 +2,11 @@ package chunkstore
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -74,6 +77,40 @@ func TestOpenRefusesForeignConfig(t *testing.T) {
 			s.Close()
 		})
 	}
+	// Damaged manifests are passed over: the first whole one decides,
+	// wherever it is listed. With only the first few looked at, a store
+	// whose first manifests were damaged was not judged, and the repairs
+	// deleted its good point.
+	t.Run("damaged manifests first", func(t *testing.T) {
+		dir := mk(true, false)
+		s, err := Open(dir, OpenOptions{Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []ID
+		for i := range 8 {
+			id, err := s.SavePoint([]byte(fmt.Sprintf(`{"version":1,"n":%d}`, i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		s.Close()
+		// The whole one last in the listing's (sorted) order.
+		slices.SortFunc(ids, func(a, b ID) int { return strings.Compare(a.String(), b.String()) })
+		for _, id := range ids[:len(ids)-1] {
+			if err := os.Truncate(filepath.Join(dir, "points", id.String()), 20); err != nil {
+				t.Fatal(err)
+			}
+		}
+		swapConfig(mk(true, false), dir)
+		if s, err := Open(dir, OpenOptions{Password: "pw"}); !errors.Is(err, ErrKeyMismatch) {
+			if s != nil {
+				s.Close()
+			}
+			t.Fatalf("open with another store's config, one whole manifest of 8: %v, want ErrKeyMismatch", err)
+		}
+	})
 	// A store of the same kind and no point is not judged.
 	dir := mk(true, false)
 	swapConfig(mk(true, false), dir)

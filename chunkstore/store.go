@@ -206,7 +206,10 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 // reads as damaged, and the repairs would delete them all. A store
 // without a whole manifest is not judged.
 func (s *Store) checkKey() error {
-	const sample = 4
+	// The first whole manifest decides: one that does not read with the
+	// key cannot be damage. Damaged ones are passed over, up to a bound
+	// (a listing of the names beyond it is not worth an open's time).
+	const sample = 1024
 	var ids []ID
 	errEnough := errors.New("enough")
 	err := backend.ListNames(bg, s.be, backend.Points, func(name string) error {
@@ -235,6 +238,7 @@ func (s *Store) checkKey() error {
 			return nil
 		}
 		bad = append(bad, id)
+		break
 	}
 	if len(bad) == 0 {
 		return nil
