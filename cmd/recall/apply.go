@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -125,7 +126,9 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 	if err != nil {
 		return nil, groupsLines{}, nil, usagef("groups file %s: %v", path, err)
 	}
-	if t := bytes.TrimLeft(text, " \t\r\n"); isJSONGroups(t) {
+	fromJSON := false
+	if t := bytes.TrimLeft(bytes.TrimPrefix(text, []byte("\xef\xbb\xbf")), " \t\r\n"); isJSONGroups(t) {
+		fromJSON = true
 		// What 'recall group list --json' (or 'group show --json')
 		// printed, kept as the README advises: read as the TOML it
 		// stands for.
@@ -139,6 +142,9 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 		return nil, groupsLines{}, nil, usagef("groups file %s: %s", path, tomlmsg.Message(err))
 	}
 	lines := keyLines(string(text))
+	if fromJSON {
+		lines = groupsLines{} // the TOML's lines are not the file's
+	}
 	if un := md.Undecoded(); len(un) > 0 {
 		known := groupKeys()
 		var msgs []string
@@ -235,6 +241,9 @@ func groupsJSONAsTOML(b []byte) ([]byte, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("more follows the first JSON value: give one array of groups")
+	}
 	list, ok := v.([]any)
 	if !ok {
 		list = []any{v}
@@ -264,6 +273,15 @@ func groupsJSONAsTOML(b []byte) ([]byte, error) {
 		g, ok := e.(map[string]any)
 		if !ok {
 			return nil, fmt.Errorf("group %d is not an object", i+1)
+		}
+		for k := range g {
+			switch k {
+			case "name", "members", "policy", "policy_version", "created", "modified":
+			default:
+				// As TOML refuses a key it does not know: a misspelt one
+				// would leave its value at the default.
+				return nil, fmt.Errorf("group %d: unknown key %q: a group is {name, members, policy: {...}} as 'recall group list --json' prints it", i+1, k)
+			}
 		}
 		out := map[string]any{}
 		for _, k := range []string{"name", "members"} {

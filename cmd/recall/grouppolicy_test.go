@@ -305,6 +305,24 @@ func TestApplyGroupListJSON(t *testing.T) {
 			t.Errorf("apply -f %s: %q, want %q", f, out, want)
 		}
 	}
+	// As TOML, JSON refuses keys it does not know (a misspelt one was
+	// dropped, its value left at the default), and what follows the array.
+	for _, bad := range []string{
+		`[{"name":"a","members":["/tmp"],"polcy":{"retention":"1d"}}]`,
+		`[{"name":"a","members":["/tmp"],"policy":{"retentoin":"1d"}}]`,
+		`[{"name":"a","members":["/tmp"]}] []`,
+	} {
+		f := filepath.Join(dir, "bad.json")
+		os.WriteFile(f, []byte(bad), 0o644)
+		if _, err := run2("apply", "-f", f, "--dry-run"); exitCode(err) != exitUsage || strings.Contains(err.Error(), "line ") {
+			t.Errorf("apply -f of %s: %v (exit %d); want exit 2, naming no line of the TOML it stands for", bad, err, exitCode(err))
+		}
+	}
+	bom := filepath.Join(dir, "bom.json")
+	os.WriteFile(bom, []byte("\xef\xbb\xbf"+show), 0o644)
+	if _, err := run2("apply", "-f", bom, "--dry-run"); err != nil {
+		t.Errorf("apply -f of JSON after a byte-order mark: %v", err)
+	}
 	got, err := run2("group", "show", "web", "--json")
 	if err != nil {
 		t.Fatal(err)
