@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,38 +17,7 @@ import (
 // connection saw; the restarted server makes the backup asked for, as it
 // makes a scheduled run cut short.
 func TestServeKilledWhileFollowed(t *testing.T) {
-	requireRoot(t) // asking the server for a backup is root's
-	e := newEnv(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "data")
-	must(t, os.MkdirAll(src, 0o755))
-	must(t, os.WriteFile(filepath.Join(src, "small"), []byte("first run\n"), 0o644))
-	e.ok("init")
-	e.ok("group", "create", "g", "--member", src, "--sync", "1h")
-	cfg := filepath.Join(dir, "recall.toml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\nconcurrency = 1\n", e.home, filepath.Join(dir, "recall.sock"))), 0o644))
-	e.vars = append(e.vars, "RECALL_CONFIG="+cfg)
-
-	// A new group is backed up at once; the backup asked for comes
-	// after, with data enough to be killed in the middle of.
-	s := e.serve("--log-format", "json")
-	s.await(`"msg":"member backed up"`, src)
-	for i := 0; i < 6; i++ {
-		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(i), 12<<20)
-	}
-	client := e.command("backup", "--group", "g", "--progress-interval", "100ms")
-	pipe, err := client.StderrPipe()
-	must(t, err)
-	must(t, client.Start())
-	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
-	sc := bufio.NewScanner(pipe)
-	var stderr strings.Builder
-	for sc.Scan() {
-		stderr.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "running, member "+src) {
-			break
-		}
-	}
+	e, s, src, client, sc, stderr := followedBackup(t, 6)
 	must(t, s.cmd.Process.Signal(syscall.SIGKILL))
 	s.wait()
 	for sc.Scan() {
@@ -92,36 +62,7 @@ func TestServeKilledWhileFollowed(t *testing.T) {
 // says so (exit 130) and the server makes the point. It said "no recovery
 // point was made", and an administrator who believed it started another.
 func TestFollowerInterrupted(t *testing.T) {
-	requireRoot(t) // asking the server for a backup is root's
-	e := newEnv(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "data")
-	must(t, os.MkdirAll(src, 0o755))
-	must(t, os.WriteFile(filepath.Join(src, "small"), []byte("first run\n"), 0o644))
-	e.ok("init")
-	e.ok("group", "create", "g", "--member", src, "--sync", "1h")
-	cfg := filepath.Join(dir, "recall.toml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\nconcurrency = 1\n", e.home, filepath.Join(dir, "recall.sock"))), 0o644))
-	e.vars = append(e.vars, "RECALL_CONFIG="+cfg)
-
-	s := e.serve("--log-format", "json")
-	s.await(`"msg":"member backed up"`, src)
-	for i := 0; i < 4; i++ {
-		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(i), 12<<20)
-	}
-	client := e.command("backup", "--group", "g", "--progress-interval", "100ms")
-	pipe, err := client.StderrPipe()
-	must(t, err)
-	must(t, client.Start())
-	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
-	sc := bufio.NewScanner(pipe)
-	var stderr strings.Builder
-	for sc.Scan() {
-		stderr.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "running, member "+src) {
-			break
-		}
-	}
+	e, s, src, client, sc, stderr := followedBackup(t, 4)
 	must(t, client.Process.Signal(syscall.SIGINT))
 	for sc.Scan() {
 		stderr.WriteString(sc.Text() + "\n")
@@ -146,4 +87,47 @@ func TestFollowerInterrupted(t *testing.T) {
 	if len(backups) != 2 || backups[1].Status != "ok" {
 		t.Errorf("backups: %+v, want the first run, then the one asked for, ok", backups)
 	}
+}
+
+// followedBackup starts recall serve on a new home with group g of one
+// member, waits for the group's first backup, adds big files of 12 MiB
+// each, and starts 'recall backup --group g', which asks the server for
+// a backup and follows it; it returns once the command says the server
+// runs the member, with the command's stderr so far and the scanner of
+// the rest.
+func followedBackup(t *testing.T, big int) (e *env, s *served, src string, client *exec.Cmd, sc *bufio.Scanner, stderr *strings.Builder) {
+	t.Helper()
+	requireRoot(t) // asking the server for a backup is root's
+	e = newEnv(t)
+	dir := t.TempDir()
+	src = filepath.Join(dir, "data")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "small"), []byte("first run\n"), 0o644))
+	e.ok("init")
+	e.ok("group", "create", "g", "--member", src, "--sync", "1h")
+	cfg := filepath.Join(dir, "recall.toml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("home = %q\nsocket = %q\nconcurrency = 1\n", e.home, filepath.Join(dir, "recall.sock"))), 0o644))
+	e.vars = append(e.vars, "RECALL_CONFIG="+cfg)
+
+	// A new group is backed up at once; the backup asked for comes
+	// after, with data enough to be stopped in the middle of.
+	s = e.serve("--log-format", "json")
+	s.await(`"msg":"member backed up"`, src)
+	for i := 0; i < big; i++ {
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("big%d", i)), int64(i), 12<<20)
+	}
+	client = e.command("backup", "--group", "g", "--progress-interval", "100ms")
+	pipe, err := client.StderrPipe()
+	must(t, err)
+	must(t, client.Start())
+	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
+	sc = bufio.NewScanner(pipe)
+	stderr = &strings.Builder{}
+	for sc.Scan() {
+		stderr.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "running, member "+src) {
+			break
+		}
+	}
+	return e, s, src, client, sc, stderr
 }
