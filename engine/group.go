@@ -382,7 +382,23 @@ func (c *Catalog) EditGroup(name string, now time.Time, fn func(*Group) error) (
 // reports whether anything changed.
 func bumpVersion(old, g *Group, now time.Time) bool {
 	g.PolicyVersion, g.Created, g.Modified = old.PolicyVersion, old.Created, old.Modified
-	policyChanged := !reflect.DeepEqual(old.Policy.Defaults(), g.Policy)
+	od := old.Policy.Defaults()
+	// A span given again in other words ("1440m" for "24h") changes
+	// nothing: the group keeps its spelling and its version.
+	for _, f := range []struct{ was, now *string }{
+		{&od.Retention, &g.Policy.Retention}, {&od.Sync, &g.Policy.Sync}, {&od.SyncWindow, &g.Policy.SyncWindow},
+		{&od.ScriptTimeout, &g.Policy.ScriptTimeout}, {&od.TapeRetention, &g.Policy.TapeRetention},
+	} {
+		if *f.was == *f.now {
+			continue
+		}
+		a, errA := parseSpan(*f.was)
+		b, errB := parseSpan(*f.now)
+		if errA == nil && errB == nil && a == b {
+			*f.now = *f.was
+		}
+	}
+	policyChanged := !reflect.DeepEqual(od, g.Policy)
 	if policyChanged {
 		g.PolicyVersion++
 	}

@@ -337,3 +337,42 @@ func TestApplyGroupListJSON(t *testing.T) {
 		t.Errorf("applied from JSON: %+v, want %+v", b, a)
 	}
 }
+
+// A span given again in other words ("1440m" for "24h") changes nothing:
+// the group keeps its spelling and its policy version (each version is a
+// policy change the history and alerts speak of).
+func TestGroupEditSameSpanOtherWords(t *testing.T) {
+	_, run := groupHome(t)
+	show := func() (sync string, version int) {
+		out, err := run("group", "show", "web", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g struct {
+			Policy struct {
+				Sync string `json:"sync"`
+			} `json:"policy"`
+			Version int `json:"policy_version"`
+		}
+		if err := json.Unmarshal([]byte(out), &g); err != nil {
+			t.Fatal(err)
+		}
+		return g.Policy.Sync, g.Version
+	}
+	if _, err := run("group", "edit", "web", "--sync", "24h"); err != nil {
+		t.Fatal(err)
+	}
+	_, v := show()
+	if _, err := run("group", "edit", "web", "--sync", "1440m"); err != nil {
+		t.Fatal(err)
+	}
+	if sync, v2 := show(); sync != "24h" || v2 != v {
+		t.Errorf("edit --sync 1440m over 24h: sync %q, version %d (was %d); want 24h, unchanged", sync, v2, v)
+	}
+	if _, err := run("group", "edit", "web", "--sync", "12h"); err != nil {
+		t.Fatal(err)
+	}
+	if sync, v3 := show(); sync != "12h" || v3 != v+1 {
+		t.Errorf("edit --sync 12h: sync %q, version %d; want 12h, %d", sync, v3, v+1)
+	}
+}
