@@ -198,7 +198,7 @@ func OpenBackend(be backend.Backend, o OpenOptions) (*Store, error) {
 }
 
 // checkKey makes sure the config's key (or its lack of one) is the one
-// the store's data was written with, from a few point manifests: a
+// the store's data was written with, from a point manifest: a
 // manifest whose bytes match its name is whole, so when it does not
 // decrypt with the config's key (or, in a store the config says is not
 // encrypted, does not start as text, looksPlain) the config is another store's, copied
@@ -224,31 +224,24 @@ func (s *Store) checkKey() error {
 	if err != nil && !errors.Is(err, errEnough) {
 		return nil // met, and said, where the points are listed
 	}
-	var bad []ID
 	for _, id := range ids {
-		b, err := s.be.Load(bg, backend.Handle{Type: backend.Points, Name: id.String()}, 0, -1, nil)
-		if err != nil || ID(blake3.Sum256(b)) != id {
+		b, err := s.LoadPointStored(id)
+		if err != nil {
 			continue // not whole: damage, judged elsewhere
 		}
-		if s.keys.aead != nil {
-			if _, err := open(s.keys.aead, nil, b, []byte("point")); err == nil {
+		what := "does not decrypt with the key this config holds"
+		if s.keys.aead == nil {
+			if looksPlain(b) {
 				return nil
 			}
-		} else if looksPlain(b) {
+			what = "is not plain text, though this config says the store is not encrypted"
+		} else if _, err := open(s.keys.aead, nil, b, []byte("point")); err == nil {
 			return nil
 		}
-		bad = append(bad, id)
-		break
+		return fmt.Errorf("open store %s: %w: point manifest %s is whole (its bytes match its name) but %s, and so would every file of the store be: the config (config, config.copy) is another store's, copied over this one's; put back this store's own config (from a copy of the store, or a backup of it); nothing was changed, and no repair may run until then",
+			s.Dir(), ErrKeyMismatch, id.String()[:12], what)
 	}
-	if len(bad) == 0 {
-		return nil
-	}
-	what := "does not decrypt with the key this config holds"
-	if s.keys.aead == nil {
-		what = "is not plain text, though this config says the store is not encrypted"
-	}
-	return fmt.Errorf("open store %s: %w: point manifest %s is whole (its bytes match its name) but %s, and so would every file of the store be: the config (config, config.copy) is another store's, copied over this one's; put back this store's own config (from a copy of the store, or a backup of it); nothing was changed, and no repair may run until then",
-		s.Dir(), ErrKeyMismatch, id12(bad[0]), what)
+	return nil
 }
 
 // looksPlain says whether b, a manifest, starts as text (UTF-8, no
@@ -265,9 +258,6 @@ func looksPlain(b []byte) bool {
 	}
 	return true
 }
-
-// id12 is the short form of id messages use.
-func id12(id ID) string { return id.String()[:12] }
 
 // Close releases what the store and its backend hold open (the
 // consolidated index file, pack descriptors).

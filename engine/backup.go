@@ -333,12 +333,18 @@ const chunkBudget = 16 << 20
 
 // info passes a line on to Info, else to Log.
 func (b *backuper) info(format string, args ...any) {
-	switch {
-	case b.opts.Info != nil:
-		b.opts.Info(format, args...)
-	case b.opts.Log != nil:
-		b.opts.Log(format, args...)
+	if f := infoOr(b.opts.Info, b.opts.Log); f != nil {
+		f(format, args...)
 	}
+}
+
+// infoOr is where the lines --quiet drops go: info, or log when info is
+// nil (BackupOptions.Info).
+func infoOr(info, log func(format string, args ...any)) func(format string, args ...any) {
+	if info != nil {
+		return info
+	}
+	return log
 }
 
 func (b *backuper) warn(path string, err error) {

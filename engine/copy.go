@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"slices"
 	"sort"
@@ -219,7 +218,7 @@ func Copy(ctx context.Context, from, to string, o CopyOptions) (*CopyReport, err
 			rep.From, src.Config().ID, rep.To, dst.Config().ID, ErrOtherKeys)
 	}
 	err = copyPoints(ctx, src, dst, o, rep)
-	rep.Seconds = math.Round(time.Since(start).Seconds()*1000) / 1000
+	rep.Seconds = milliRound(time.Since(start).Seconds())
 	return rep, err
 }
 
@@ -789,7 +788,7 @@ func copySealed(ctx context.Context, srcLoc, dstLoc *location, o CopyOptions, st
 			vanished++
 		}
 	}
-	rep.Seconds = math.Round(time.Since(start).Seconds()*1000) / 1000
+	rep.Seconds = milliRound(time.Since(start).Seconds())
 	if len(rep.Failed) > 0 {
 		return rep, fmt.Errorf("%w: %d point(s) not copied (the first: %s: %s); run 'recall verify' on %s",
 			ErrDamaged, len(rep.Failed), rep.Failed[0].ID[:12], rep.Failed[0].Error, rep.From)

@@ -320,11 +320,7 @@ func (s *Store) backupMemberData(ctx context.Context, home string, g *Group, pol
 	}
 	if lim != nil {
 		opts.Limiter = lim
-		info := o.Info
-		if info == nil {
-			info = o.Log
-		}
-		if info != nil {
+		if info := infoOr(o.Info, o.Log); info != nil {
 			when := "always"
 			if pol.LimitWindow != "" {
 				when = "inside " + pol.LimitWindow

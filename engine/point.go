@@ -408,7 +408,7 @@ func (r *Reader) findPoint(pts []*Point, spec, source string) (*Point, error) {
 	case spec == "latest":
 		if source == "" {
 			if srcs := PointSources(cand); len(srcs) > 1 {
-				return nil, ambiguousLatest(fmt.Sprintf("\"latest\" is the newest point of one source, and this store has %d (%s): name one with --source", len(srcs), listSome(srcs, 8)))
+				return nil, ambiguousLatest(fmt.Sprintf("\"latest\" is the newest point of one source, and this store has %d (%s): name one with --source", len(srcs), ListSome(srcs, 8)))
 			}
 		}
 		return cand[len(cand)-1], nil
@@ -417,7 +417,7 @@ func (r *Reader) findPoint(pts []*Point, spec, source string) (*Point, error) {
 		for i, p := range cand {
 			ids[i] = p.ID.String()[:16]
 		}
-		return nil, fmt.Errorf("%w %q matches %d points (%s); give more digits", ErrAmbiguous, spec, len(cand), listSome(ids, 5))
+		return nil, fmt.Errorf("%w %q matches %d points (%s); give more digits", ErrAmbiguous, spec, len(cand), ListSome(ids, 5))
 	}
 	if p := cand[0]; p.Damaged != "" {
 		_, err := r.LoadPoint(p.ID) // the error, with its cause (or ErrNewerPoint)
@@ -442,8 +442,8 @@ func PointSources(pts []*Point) []string {
 	return slices.Compact(out)
 }
 
-// listSome joins the first max of names, saying how many more there are.
-func listSome(names []string, max int) string {
+// ListSome joins the first max of names, saying how many more there are.
+func ListSome(names []string, max int) string {
 	if len(names) <= max {
 		return strings.Join(names, ", ")
 	}
@@ -458,9 +458,9 @@ func SourcesHint(name string, have []string) string {
 		return " (the store has no points yet)"
 	}
 	if best := closeName(name, have); best != "" {
-		return fmt.Sprintf("; did you mean %q? (sources: %s)", best, listSome(have, 8))
+		return fmt.Sprintf("; did you mean %q? (sources: %s)", best, ListSome(have, 8))
 	}
-	return fmt.Sprintf(" (sources: %s)", listSome(have, 8))
+	return fmt.Sprintf(" (sources: %s)", ListSome(have, 8))
 }
 
 // closeName is the name of have that name is one slip away from (a

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -310,3 +311,7 @@ func (p *Progress) packTotals(sizes map[chunkstore.ID]int64) {
 	p.addTotal(int64(len(sizes)), bytes)
 	p.totalsFinal.Store(true)
 }
+
+// milliRound rounds seconds to milliseconds, as the reports' JSON gives
+// them (1.268, not 1.2678414390000001).
+func milliRound(sec float64) float64 { return math.Round(sec*1000) / 1000 }

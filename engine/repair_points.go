@@ -53,18 +53,27 @@ func RepairPoints(ctx context.Context, s *Session, opts RepairPointsOptions) (*R
 	if err := r.Refresh(); err != nil {
 		return nil, err
 	}
+	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
 	// A pack file under another pack's name (two swapped, one moved over
 	// another) reads as two packs lost, and their points' files as lost
 	// with them; repair index and repair packs put them back whole. So
-	// nothing is judged lost here while one is: those points were
-	// removed, whole.
-	if mn, err := s.lock.SetAsideMisnamed(true); err != nil {
-		return nil, err
-	} else if len(mn) > 0 {
-		return nil, fmt.Errorf("%w: %d pack file(s) hold another pack than their name says (the first, %s, holds pack %s: packs swapped or moved by hand), so their blobs read as lost though they are whole: run 'recall repair index' first, which puts them in their places, then 'recall verify --read-data'; nothing was changed",
+	// nothing is acted on here while one is: those points were removed,
+	// whole. Looked for (every pack's header read) once a point is found
+	// damaged, before anything is said or done of it: not in a store
+	// with nothing to repair.
+	looked := false
+	noMisnamed := func() error {
+		if looked {
+			return nil
+		}
+		looked = true
+		mn, err := s.lock.SetAsideMisnamed(true) // lists them, moves nothing
+		if err != nil || len(mn) == 0 {
+			return err
+		}
+		return fmt.Errorf("%w: %d pack file(s) hold another pack than their name says (the first, %s, holds pack %s: packs swapped or moved by hand), so their blobs read as lost though they are whole: run 'recall repair index' first, which puts them in their places, then 'recall verify --read-data'; nothing was changed",
 			ErrDamaged, len(mn), mn[0].Name, mn[0].Holds)
 	}
-	rep := &RepairReport{DryRun: opts.DryRun, Actions: []string{}}
 	would := func(now, dry string) string {
 		if opts.DryRun {
 			return dry
@@ -118,6 +127,9 @@ func RepairPoints(ctx context.Context, s *Session, opts RepairPointsOptions) (*R
 				act("left point %s alone: %v", pointShort(p.ID), err) // not damage: a newer format
 				continue
 			}
+			if err := noMisnamed(); err != nil {
+				return rep, err
+			}
 			if err := forget(p, fmt.Sprintf("damaged manifest of point %s (%s)", pointShort(p.ID), p.Damaged)); err != nil {
 				return rep, err
 			}
@@ -126,6 +138,11 @@ func RepairPoints(ctx context.Context, s *Session, opts RepairPointsOptions) (*R
 		res, err := rw.rewrite(p.Tree)
 		if err != nil {
 			return rep, fmt.Errorf("point %s: %w (nothing was changed for it; fix that and run the repair again)", pointShort(p.ID), err)
+		}
+		if res.lost != "" || len(res.losses) > 0 {
+			if err := noMisnamed(); err != nil {
+				return rep, err
+			}
 		}
 		what := fmt.Sprintf("point %s of source %s from %s", pointShort(p.ID), p.Source, p.Time.Format("2006-01-02 15:04:05"))
 		if res.lost != "" {

@@ -408,13 +408,16 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	_, aclErr := unix.Getxattr(opts.Target, "system.posix_acl_default", nil)
 	rs.cleanXattrs = opts.Overwrite || aclErr == nil
 	rs.umask, rs.umaskOK = processUmask()
+	// oneEntry: the whole of a point of one file or device. Its root is
+	// the directory the file was in (/tmp, /var/log), which was not
+	// backed up: what is restored is the one entry, <target>/<name>, as
+	// for --path, and the root's metadata goes nowhere.
+	oneEntry := (p.Kind == KindFile || p.Kind == KindDevice) && opts.Path == ""
 	rs.res.Root, rs.res.Target = opts.Target, opts.Target
 	switch {
 	case single != nil:
 		rs.res.Root = filepath.Join(opts.Target, single.Name)
-	case (p.Kind == KindFile || p.Kind == KindDevice) && opts.Path == "" && len(tree.Nodes) == 1:
-		// A point of one file or device: what is restored is that
-		// entry, <target>/<name>, as for --path.
+	case oneEntry && len(tree.Nodes) == 1:
 		rs.res.Root = filepath.Join(opts.Target, tree.Nodes[0].Name)
 	}
 	res, err := rs.run(func() error {
@@ -438,11 +441,8 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 			rs.res.TargetKept = true
 			return nil
 		}
-		if (p.Kind == KindFile || p.Kind == KindDevice) && opts.Path == "" {
-			// A point of one file or device: its root is the directory
-			// the file was in (/tmp, /var/log), which was not backed up;
-			// its mode (1777) and owner are not the new target's.
-			return nil
+		if oneEntry {
+			return nil // the root's mode (1777) and owner are not the new target's
 		}
 		rs.dirMetas = append(rs.dirMetas, dirMeta{path: opts.Target, n: rootNode})
 		return nil
@@ -453,16 +453,14 @@ func Restore(ctx context.Context, r *Reader, p *Point, opts RestoreOptions) (*Re
 	if err == nil && single == nil && !held {
 		// The point's own directory may carry an attribute of that
 		// name: it is the point's, and stays.
-		tookRoot := !(p.Kind == KindFile || p.Kind == KindDevice) || opts.Path != ""
-		if i := slices.IndexFunc(rootNode.Xattrs, func(x Xattr) bool { return x.Name == restoreMark }); tookRoot && i >= 0 {
+		if i := slices.IndexFunc(rootNode.Xattrs, func(x Xattr) bool { return x.Name == restoreMark }); !oneEntry && i >= 0 {
 			_ = unix.Setxattr(opts.Target, restoreMark, rootNode.Xattrs[i].Value, 0)
 		} else {
 			_ = unix.Removexattr(opts.Target, restoreMark)
 		}
 	}
 	if err == nil || errors.Is(err, ErrDamaged) {
-		tookMeta := single == nil && !((p.Kind == KindFile || p.Kind == KindDevice) && opts.Path == "")
-		rs.openCreated(created, opts.Target, tookMeta)
+		rs.openCreated(created, opts.Target, single == nil && !oneEntry)
 	}
 	return res, err
 }
@@ -739,9 +737,7 @@ func (rs *restorer) inPlace(d *dirRef, n *Node) bool {
 	if unix.Fstatat(d.fd, n.Name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
 		return false
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Size != int64(n.Size) ||
-		st.Mtim.Nano() != n.MtimeNS || st.Mode&0o7777 != n.Mode&0o7777 ||
-		rs.isRoot && (st.Uid != n.UID || st.Gid != n.GID) {
+	if !rs.metaInPlace(&st, n) || st.Nlink != 1 || st.Size != int64(n.Size) {
 		return false
 	}
 	if n.Flags != 0 && !flagsInPlace(d.fd, n) {

@@ -103,7 +103,7 @@ func latestOnTape(st *TapeState, source string) (string, error) {
 		case 1:
 			source = srcs[0]
 		default:
-			return "", fmt.Errorf("%w: \"latest\" of %d sources on tape (%s); name one with --source", ErrAmbiguous, len(srcs), listSome(srcs, 8))
+			return "", fmt.Errorf("%w: \"latest\" of %d sources on tape (%s); name one with --source", ErrAmbiguous, len(srcs), ListSome(srcs, 8))
 		}
 	}
 	var id string

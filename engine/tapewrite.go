@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -187,8 +186,8 @@ func (s *Store) writeTape(ctx context.Context, home string, o TapeWriteOptions) 
 	if serr := w.save(); err == nil {
 		err = serr
 	}
-	rep.Seconds = math.Round(time.Since(start).Seconds()*1000) / 1000
-	rep.StreamSeconds = math.Round(rep.StreamSeconds*1000) / 1000
+	rep.Seconds = milliRound(time.Since(start).Seconds())
+	rep.StreamSeconds = milliRound(rep.StreamSeconds)
 	if n := len(rep.Refused); err == nil && n > 0 {
 		f := rep.Refused[0]
 		err = fmt.Errorf("%w: %d point(s) not written to tape (the first: %s of %s: %s); run 'recall repair packs' (it keeps every readable blob), back up the source again, then 'recall repair points', and write to tape again",

@@ -141,9 +141,9 @@ func readGroupsFile(path string) ([]engine.Group, groupsLines, []string, error) 
 	if err != nil {
 		return nil, groupsLines{}, nil, usagef("groups file %s: %s", path, tomlmsg.Message(err))
 	}
-	lines := keyLines(string(text))
-	if fromJSON {
-		lines = groupsLines{} // the TOML's lines are not the file's
+	lines := groupsLines{} // from JSON: the TOML's lines are not the file's
+	if !fromJSON {
+		lines = keyLines(string(text))
 	}
 	if un := md.Undecoded(); len(un) > 0 {
 		known := groupKeys()

@@ -217,8 +217,7 @@ type followStopped struct {
 }
 
 func (e followStopped) Error() string {
-	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig.sig]
-	return fmt.Sprintf("stopped following server job %d (%s): the job goes on in recall serve; follow it again with 'recall jobs --follow %d', see how it ended with 'recall jobs'", e.id, name, e.id)
+	return fmt.Sprintf("stopped following server job %d (%s): the job goes on in recall serve; follow it again with 'recall jobs --follow %d', see how it ended with 'recall jobs'", e.id, e.sig.signal(), e.id)
 }
 
 func (e followStopped) Unwrap() error { return e.sig }

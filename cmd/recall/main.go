@@ -630,8 +630,13 @@ type interrupted struct {
 // recorded "interrupted", not "failed" (engine).
 func (e interrupted) Interrupted() bool { return true }
 
+// signal names the signal, as messages say it.
+func (e interrupted) signal() string {
+	return map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig]
+}
+
 func (e interrupted) Error() string {
-	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig]
+	name := e.signal()
 	what := e.cmd
 	if what == "" {
 		what = "recall" // before the command was known
@@ -672,10 +677,7 @@ func configProblem() error {
 	if p == "" {
 		return nil
 	}
-	var c struct {
-		Home string `toml:"home"`
-	}
-	if _, err := toml.DecodeFile(p, &c); err != nil {
+	if _, err := readConfigHome(p); err != nil {
 		return usagef("RECALL_CONFIG names %s: %v; the server's configuration names the home every command uses: fix the file, unset RECALL_CONFIG, or give --home", p, err)
 	}
 	return nil
@@ -691,13 +693,18 @@ func configHome() string {
 	if p == "" {
 		p = server.DefaultConfigPath
 	}
+	h, _ := readConfigHome(p)
+	return h
+}
+
+// readConfigHome reads the home the server's configuration file p names
+// (only that key).
+func readConfigHome(p string) (string, error) {
 	var c struct {
 		Home string `toml:"home"`
 	}
-	if _, err := toml.DecodeFile(p, &c); err != nil {
-		return ""
-	}
-	return c.Home
+	_, err := toml.DecodeFile(p, &c)
+	return c.Home, err
 }
 
 // storeLocation is where the store of the command's home is: --store,

@@ -78,18 +78,12 @@ func init() {
 				}
 			}
 			if n := len(res.AsidesKept); n > 0 {
-				const show = 10
-				list := res.AsidesKept[:min(n, show)]
-				more := ""
-				if n > show {
-					more = fmt.Sprintf(" and %d more", n-show)
+				paths := make([]string, n)
+				for i, p := range res.AsidesKept {
+					paths[i] = oneLine(filepath.Join(res.Target, p))
 				}
-				quoted := make([]string, len(list))
-				for i, p := range list {
-					quoted[i] = oneLine(filepath.Join(res.Target, p))
-				}
-				fmt.Fprintf(c.App.ErrWriter, "recall: kept %d entries the restore that stopped had moved aside (.recall-old-*), holding what it was replacing, as this restore did not restore every file whole: %s%s; once the files beside them are as you want, remove them (find %s -name '.recall-old-*')\n",
-					n, strings.Join(quoted, ", "), more, oneLine(res.Target))
+				fmt.Fprintf(c.App.ErrWriter, "recall: kept %d entries the restore that stopped had moved aside (.recall-old-*), holding what it was replacing, as this restore did not restore every file whole: %s; once the files beside them are as you want, remove them (find %s -name '.recall-old-*')\n",
+					n, engine.ListSome(paths, 10), oneLine(res.Target))
 			}
 			for _, d := range res.Damaged {
 				fmt.Fprintf(c.App.ErrWriter, "recall: damaged: %s\n", oneLine(d.Path+": "+d.Error))
